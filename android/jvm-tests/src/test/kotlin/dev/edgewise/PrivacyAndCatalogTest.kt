@@ -1,0 +1,49 @@
+package dev.edgewise
+
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertFalse
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+
+/** The on-device privacy check and the built-in catalog (no model needed). Synthetic data only. */
+class PrivacyAndCatalogTest {
+    @Test
+    fun sensitiveTextIsFlaggedWithItsCategory() {
+        val text = "Charge my card 4556 7375 8689 9855 please"
+        val r = privacyCheck(text)
+        assertTrue(r.sensitive)
+        assertTrue(PiiCategory.PAYMENT_CARD in r.categories, "${r.categories}")
+        // Spans are UTF-8 byte offsets; this text is ASCII, so they index the String directly.
+        val span = r.spans.single { it.category == PiiCategory.PAYMENT_CARD }
+        assertEquals("4556 7375 8689 9855", text.substring(span.start.toInt(), span.end.toInt()))
+    }
+
+    @Test
+    fun ordinaryTextIsNotFlagged() {
+        val r = privacyCheck("What are the early symptoms of measles?")
+        assertFalse(r.sensitive)
+        assertTrue(r.categories.isEmpty())
+    }
+
+    @Test
+    fun policyPresetsKeepTheCloudOffByDefault() {
+        assertFalse(routerPolicyLocalOnly().cloudEnabled)
+        assertTrue(routerPolicyCloudAssist().cloudEnabled)
+        assertTrue(routerPolicyFieldWorker().queueWhenOffline)
+    }
+
+    @Test
+    fun theCatalogListsTheDefaultModelWithAnHttpsSource() {
+        val models = listModels()
+        val default = defaultModel()
+        assertEquals(default, models.first())
+        assertEquals("gemma-3-270m", default.id)
+        assertEquals(TestSupport.MODEL_FILE, default.file)
+        assertEquals(64, default.sha256.length)
+        assertTrue(default.sources.any { it is ModelSource.Https && it.url.startsWith("https://") })
+        assertEquals("/data/app/files/models/${default.file}", modelPath(default.id, "/data/app/files"))
+        val e = assertThrows<EdgewiseException.InvalidParameter> { modelPath("no-such-model", "/tmp") }
+        assertTrue(e.reason.contains("no-such-model"))
+    }
+}

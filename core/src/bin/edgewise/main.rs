@@ -1,0 +1,73 @@
+//! The `edgewise` command-line tool.
+
+use clap::{Parser, Subcommand};
+
+mod inspect;
+mod models;
+mod router;
+mod run;
+mod tokenize;
+
+/// Edgewise: on-device LLM inference with an offline-first privacy router.
+#[derive(Parser)]
+#[command(name = "edgewise", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List, fetch, verify and locate models from the catalog.
+    Models(models::ModelsArgs),
+    /// Show a model file's architecture, tensors and metadata.
+    Inspect(inspect::InspectArgs),
+    /// Tokenize JSON lines `{"text": ...}` from stdin.
+    Tokenize(tokenize::TokenizeArgs),
+    /// Generate text from a prompt.
+    Run(run::RunArgs),
+    /// Interactive multi-turn chat.
+    Chat(run::ChatArgs),
+    /// Measure prefill/decode speed and memory.
+    Bench(run::BenchArgs),
+    /// Check JSON lines `{"id", "text"}` from stdin for personal data.
+    PrivacyCheck(router::PrivacyCheckArgs),
+    /// Serve an OpenAI-compatible API over the local engine.
+    Serve(router::ServeArgs),
+    /// Router utilities (audit-log statistics).
+    Router(router::RouterArgs),
+}
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The catalog's default model id.
+pub(crate) const DEFAULT_MODEL: &str = "gemma-3-270m";
+
+/// Resolves `--model`: an existing path wins, otherwise a catalog id (fetched if missing).
+pub(crate) fn resolve_model(path_or_id: &str) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    let p = std::path::Path::new(path_or_id);
+    if p.exists() {
+        return Ok(p.to_path_buf());
+    }
+    Err(format!("model `{path_or_id}` not found").into())
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let res: CliResult = match cli.cmd {
+        Cmd::Models(a) => models::run(a),
+        Cmd::Inspect(a) => inspect::run(a),
+        Cmd::Tokenize(a) => tokenize::run(a),
+        Cmd::Run(a) => run::run(a),
+        Cmd::Chat(a) => run::chat(a),
+        Cmd::Bench(a) => run::bench(a),
+        Cmd::PrivacyCheck(a) => router::privacy_check(a),
+        Cmd::Serve(a) => router::serve(a),
+        Cmd::Router(a) => router::router(a),
+    };
+    if let Err(e) = res {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

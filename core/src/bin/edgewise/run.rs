@@ -1,0 +1,290 @@
+//! `edgewise run`, `chat` and `bench`.
+
+use std::io::{BufRead, Write};
+
+use clap::{Args, ValueEnum};
+use edgewise_core::backend::BackendPreference;
+use edgewise_core::engine::{Engine, EngineConfig};
+use edgewise_core::sampling::SamplingParams;
+use edgewise_core::session::{GenerationParams, SessionConfig};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    Cpu,
+    Gpu,
+    Auto,
+}
+
+impl From<BackendArg> for BackendPreference {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Cpu => Self::Cpu,
+            BackendArg::Gpu => Self::Gpu,
+            BackendArg::Auto => Self::Auto,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Model and backend options shared by run, chat and bench.
+#[derive(Args)]
+pub struct ModelOpts {
+    /// A GGUF path or catalog id (default: the catalog's default model).
+    #[arg(long)]
+    model: Option<String>,
+    /// Backend.
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Context size in tokens.
+    #[arg(long, default_value_t = 2048)]
+    ctx: usize,
+}
+
+impl ModelOpts {
+    fn load(&self) -> Result<Engine, Box<dyn std::error::Error>> {
+        let path = crate::resolve_model(self.model.as_deref().unwrap_or(crate::DEFAULT_MODEL))?;
+        let cfg = EngineConfig { backend: self.backend.into(), threads: self.threads, ..Default::default() };
+        let engine = Engine::load(&path, cfg)?;
+        let info = engine.info();
+        if let Some(r) = &info.fallback_reason {
+            eprintln!("note: running on the CPU: {r}");
+        }
+        log::info!("loaded {} on {} in {:.0} ms", info.architecture, info.backend, info.load_ms);
+        Ok(engine)
+    }
+
+    fn session_config(&self) -> SessionConfig {
+        SessionConfig { max_context: self.ctx, ..Default::default() }
+    }
+}
+
+/// Sampling options shared by run and chat.
+#[derive(Args)]
+pub struct SamplingOpts {
+    /// Temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Top-k (0 = off).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Top-p (1 = off).
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Min-p (0 = off).
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Repetition penalty (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// RNG seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// Stop sequence (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+}
+
+impl SamplingOpts {
+    fn params(&self) -> GenerationParams {
+        GenerationParams {
+            sampling: SamplingParams {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                min_p: self.min_p,
+                repetition_penalty: self.repeat_penalty,
+                seed: self.seed,
+                ..Default::default()
+            },
+            max_tokens: self.max_tokens,
+            stop: self.stop.clone(),
+            ignore_eos: false,
+        }
+    }
+}
+
+/// Arguments of `edgewise run`.
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    model: ModelOpts,
+    #[command(flatten)]
+    sampling: SamplingOpts,
+    /// Feed the prompt as is (no chat template).
+    #[arg(long)]
+    raw: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// The prompt.
+    prompt: String,
+}
+
+/// Arguments of `edgewise chat`.
+#[derive(Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    model: ModelOpts,
+    #[command(flatten)]
+    sampling: SamplingOpts,
+    /// System prompt.
+    #[arg(long)]
+    system: Option<String>,
+}
+
+/// Arguments of `edgewise bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    model: ModelOpts,
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: usize,
+    /// Print only the JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: RunArgs) -> crate::CliResult {
+    let engine = a.model.load()?;
+    let mut session = engine.new_session(a.model.session_config())?;
+    let params = a.sampling.params();
+    let stream = a.format == Format::Text;
+    let mut out = std::io::stdout();
+    let mut sink = |piece: &str| {
+        if stream {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        }
+        true
+    };
+    let g = if a.raw { session.complete(&a.prompt, &params, &mut sink)? } else { session.chat(&a.prompt, &params, &mut sink)? };
+    match a.format {
+        Format::Text => {
+            println!();
+            eprintln!(
+                "[{} tokens, {:?}, ttft {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s, {}]",
+                g.metrics.generated_tokens,
+                g.stop_reason,
+                g.metrics.ttft_ms,
+                g.metrics.prefill_tokens_per_s,
+                g.metrics.decode_tokens_per_s,
+                engine.info().backend
+            );
+        }
+        Format::Json => {
+            let j = serde_json::json!({
+                "text": g.text,
+                "token_ids": g.token_ids,
+                "stop_reason": g.stop_reason,
+                "mean_logprob": g.mean_logprob,
+                "backend": engine.info().backend,
+                "metrics": g.metrics,
+            });
+            println!("{j}");
+        }
+    }
+    Ok(())
+}
+
+pub fn chat(a: ChatArgs) -> crate::CliResult {
+    let engine = a.model.load()?;
+    let mut cfg = a.model.session_config();
+    cfg.system_prompt = a.system.clone();
+    let mut session = engine.new_session(cfg)?;
+    let params = a.sampling.params();
+    let cancel = session.cancel_handle();
+    // Ctrl-C cancels the answer being generated; it does not leave the REPL.
+    ctrlc::set_handler(move || cancel.cancel())?;
+    eprintln!("edgewise chat on {} ({}). /reset clears the conversation, /exit or Ctrl-D leaves; Ctrl-C stops an answer.", engine.info().architecture, engine.info().backend);
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        eprint!("> ");
+        line.clear();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let msg = line.trim();
+        match msg {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                session.reset();
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            _ => {}
+        }
+        let mut out = std::io::stdout();
+        let res = session.chat(msg, &params, &mut |piece| {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+            true
+        });
+        println!();
+        match res {
+            Ok(g) => eprintln!("[{} tokens, {:?}, {:.1} tok/s]", g.metrics.generated_tokens, g.stop_reason, g.metrics.decode_tokens_per_s),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Peak resident set size of this process, in MiB (Linux `VmHWM`).
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub fn bench(a: BenchArgs) -> crate::CliResult {
+    let engine = a.model.load()?;
+    let tok = engine.tokenizer();
+    // A prompt of exactly `prompt_tokens` tokens from ordinary prose.
+    let text = "The quick brown fox jumps over the lazy dog while the farmer counts sheep in the valley. ".repeat(a.prompt_tokens / 8 + 8);
+    let mut ids = tok.encode(&text, tok.add_bos_default())?;
+    ids.truncate(a.prompt_tokens.max(1));
+    let ctx = (a.prompt_tokens + a.gen_tokens + 16).max(a.model.ctx);
+    let mut session = engine.new_session(SessionConfig { max_context: ctx, prefill_chunk: a.prompt_tokens.clamp(1, 512), ..Default::default() })?;
+    let params = GenerationParams { max_tokens: a.gen_tokens, ignore_eos: true, ..GenerationParams::greedy(a.gen_tokens) };
+    let g = session.generate_from(ids, &params, &mut |_| true)?;
+    let j = serde_json::json!({
+        "backend": engine.info().backend,
+        "threads": a.model.threads,
+        "prompt_tokens": g.metrics.prompt_tokens,
+        "gen_tokens": g.metrics.generated_tokens,
+        "prefill_tokens_per_s": g.metrics.prefill_tokens_per_s,
+        "decode_tokens_per_s": g.metrics.decode_tokens_per_s,
+        "ttft_ms": g.metrics.ttft_ms,
+        "load_ms": engine.info().load_ms,
+        "peak_rss_mb": peak_rss_mb(),
+    });
+    if !a.json {
+        eprintln!(
+            "prefill {:.1} tok/s, decode {:.1} tok/s, ttft {:.0} ms, load {:.0} ms, peak rss {:.0} MiB",
+            g.metrics.prefill_tokens_per_s,
+            g.metrics.decode_tokens_per_s,
+            g.metrics.ttft_ms,
+            engine.info().load_ms,
+            peak_rss_mb().unwrap_or(0.0)
+        );
+    }
+    println!("{j}");
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! `edgewise tokenize`: token ids for lines of text, with the model's exact tokenizer.
+//!
+//! `--jsonl`: each stdin line is `{"text": "..."}`; each output line is `{"ids": [...]}`, in order
+//! (blank input lines are skipped). Without `--jsonl`, each stdin line is raw text and each output
+//! line is the ids separated by spaces. Ids include BOS when the model adds it (`--no-bos` to
+//! leave it out). Control tokens written in the text (`<start_of_turn>`) become control ids unless
+//! `--user-text` is given.
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use edgewise_core::tokenizer::Tokenizer;
+
+/// Arguments of `edgewise tokenize`.
+#[derive(Args)]
+pub struct TokenizeArgs {
+    /// A GGUF model file, a tokenizer.json, or a catalog model id.
+    #[arg(long, short)]
+    model: String,
+    /// Read `{"text": ...}` lines and write `{"ids": [...]}` lines.
+    #[arg(long)]
+    jsonl: bool,
+    /// Do not add BOS even when the model adds it by default.
+    #[arg(long)]
+    no_bos: bool,
+    /// Treat the text as typed by a user: control-token strings stay literal text.
+    #[arg(long)]
+    user_text: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct Line {
+    text: String,
+}
+
+#[derive(serde::Serialize)]
+struct Out<'a> {
+    ids: &'a [u32],
+}
+
+pub fn run(a: TokenizeArgs) -> crate::CliResult {
+    let path = resolve(&a.model)?;
+    let t0 = Instant::now();
+    let tok = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+        Tokenizer::from_file(&path)?
+    } else {
+        Tokenizer::from_gguf_file(&path)?.0
+    };
+    log::info!("tokenizer ready in {:.2?} ({} tokens)", t0.elapsed(), tok.vocab_size());
+    let add_bos = tok.add_bos_default() && !a.no_bos;
+
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    for (n, line) in stdin.lock().lines().enumerate() {
+        let line = line?;
+        let text = if a.jsonl {
+            if line.trim().is_empty() {
+                continue;
+            }
+            // serde's message could quote the input: report the line number only.
+            let parsed: Line = serde_json::from_str(&line)
+                .map_err(|_| format!("stdin line {}: expected a JSON object with a string field \"text\"", n + 1))?;
+            parsed.text
+        } else {
+            line
+        };
+        let ids = if a.user_text { tok.encode_user_text(&text, add_bos)? } else { tok.encode(&text, add_bos)? };
+        if a.jsonl {
+            serde_json::to_writer(&mut out, &Out { ids: &ids })?;
+            out.write_all(b"\n")?;
+        } else {
+            let s: Vec<String> = ids.iter().map(u32::to_string).collect();
+            writeln!(out, "{}", s.join(" "))?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A path to an existing file, or a catalog id.
+fn resolve(model: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let p = Path::new(model);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    // TODO(catalog): resolve model ids through `edgewise_core::catalog` once it exposes a resolver.
+    Err(format!("`{model}` is not a file (model ids are not resolved yet: pass a path)").into())
+}

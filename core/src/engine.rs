@@ -1,0 +1,302 @@
+//! The engine: a loaded model plus its tokenizer and chat template. It creates [`Session`]s.
+//!
+//! Backend choice (`BackendPreference::Auto`): GPU drivers, Android Vulkan ones in particular,
+//! are known to produce garbage silently, so before trusting the GPU the engine runs a short
+//! golden self-test — a fixed prompt whose last-position logits on the GPU must match the CPU
+//! reference path — caches the verdict per device, driver and model, and falls back to the CPU
+//! visibly (a `log::warn!` and [`EngineInfo::fallback_reason`]) when the GPU is missing, fails
+//! or disagrees.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{self, BackendKind, BackendPreference, GpuInfo};
+use crate::gguf::{config, GgufFile};
+use crate::model::gemma3::Gemma3;
+use crate::model::layers::WeightMode;
+use crate::model::{Architecture, CausalLm};
+use crate::session::{Session, SessionConfig};
+use crate::tokenizer::{ChatTemplate, GgufVocab, Tokenizer};
+use crate::weights::{GgufWeights, WeightId, WeightSource};
+use crate::{Error, Result};
+
+/// Largest single buffer we create on the CPU (no device limit there; keeps shards uniform).
+const CPU_MAX_BUFFER: u64 = 1 << 30;
+/// Self-test tolerance: max |Δlogit| between GPU and CPU over the whole vocabulary. Both run the
+/// same f32 weights; only accumulation order differs, which moves logits by ~1e-3.
+const SELF_TEST_TOLERANCE: f32 = 0.25;
+
+/// Engine settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineConfig {
+    /// Preferred backend.
+    pub backend: BackendPreference,
+    /// CPU threads (None = all cores).
+    pub threads: Option<usize>,
+    /// Run the GPU golden self-test for `Auto` (and cache its verdict).
+    pub gpu_self_test: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { backend: BackendPreference::Auto, threads: None, gpu_self_test: true }
+    }
+}
+
+/// What was loaded, and where it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineInfo {
+    /// Model file.
+    pub path: PathBuf,
+    /// `general.architecture`.
+    pub architecture: String,
+    /// `general.name`, if any.
+    pub name: Option<String>,
+    /// Parameters.
+    pub parameter_count: u64,
+    /// File size in bytes.
+    pub file_size: u64,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// The model's trained context.
+    pub context_length: usize,
+    /// Backend the model runs on.
+    pub backend: BackendKind,
+    /// The GPU, when one was found.
+    pub gpu: Option<GpuInfo>,
+    /// Why the CPU is used although a GPU was wanted (`Auto` fallback).
+    pub fallback_reason: Option<String>,
+    /// Load time.
+    pub load_ms: f64,
+}
+
+pub(crate) struct Inner {
+    model: Box<dyn CausalLm>,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    info: EngineInfo,
+}
+
+/// A loaded model. Cheap to clone (shared); `Send + Sync`.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("info", &self.inner.info).finish_non_exhaustive()
+    }
+}
+
+/// Builds the model for `file` on one backend.
+fn build_model(file: &Arc<GgufFile>, kind: BackendKind) -> Result<Box<dyn CausalLm>> {
+    let md = file.metadata();
+    let arch = Architecture::from_gguf_name(md.get_str("general.architecture")?)?;
+    let weights = GgufWeights::new(file.clone());
+    let vocab = weights.raw(WeightId::TokenEmbedding)?.rows;
+    let (device, max_buffer) = match kind {
+        BackendKind::Cpu => (backend::cpu_device(), CPU_MAX_BUFFER),
+        BackendKind::Gpu => {
+            let (d, info) = backend::gpu()?;
+            // Leave headroom under the binding limit for alignment and allocator rounding.
+            (d, info.max_storage_binding.saturating_sub(1 << 20).max(1 << 20))
+        }
+    };
+    // CPU: the file's blocks are multiplied in place. GPU: dequantized f32 for now (issue 4).
+    let mode = match kind {
+        BackendKind::Cpu if std::env::var_os("EDGEWISE_CPU_DENSE").is_none() => WeightMode::QuantizedCpu,
+        _ => WeightMode::Dense,
+    };
+    let load = || -> Result<Box<dyn CausalLm>> {
+        match arch {
+            Architecture::Gemma3 => {
+                let cfg = config::gemma3_config(md, vocab)?;
+                Ok(Box::new(Gemma3::load(cfg, &weights, mode, &device, max_buffer)?))
+            }
+        }
+    };
+    // Device allocation failures inside burn surface as panics; keep them from escaping.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(load))
+        .unwrap_or_else(|_| Err(Error::Backend { reason: format!("loading the model on the {kind} backend panicked") }))
+}
+
+/// The fixed self-test prompt: plain, common tokens that every vocabulary has.
+const SELF_TEST_PROMPT: &str = "The capital of France is";
+
+fn self_test_logits(model: &dyn CausalLm, ids: &[u32]) -> Result<Vec<f32>> {
+    let mut cache = model.new_cache(64, 64)?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.forward(ids, &mut cache)))
+        .unwrap_or_else(|_| Err(Error::Backend { reason: "self-test forward pass panicked".into() }))
+}
+
+fn verdict_path() -> Option<PathBuf> {
+    crate::catalog::edgewise_home().ok().map(|h| h.join("cache").join("gpu_verdicts.json"))
+}
+
+fn cached_verdict(key: &str) -> Option<bool> {
+    let text = std::fs::read_to_string(verdict_path()?).ok()?;
+    let map: std::collections::BTreeMap<String, bool> = serde_json::from_str(&text).ok()?;
+    map.get(key).copied()
+}
+
+fn store_verdict(key: &str, ok: bool) {
+    let Some(p) = verdict_path() else { return };
+    let mut map: std::collections::BTreeMap<String, bool> =
+        std::fs::read_to_string(&p).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    map.insert(key.to_string(), ok);
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = p.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&map).unwrap_or_default())?;
+        std::fs::rename(&tmp, &p)
+    };
+    if let Err(e) = write() {
+        log::warn!("could not cache the gpu self-test verdict: {e}");
+    }
+}
+
+impl Engine {
+    /// Loads a GGUF model.
+    pub fn load(path: impl AsRef<Path>, cfg: EngineConfig) -> Result<Self> {
+        let t0 = Instant::now();
+        let path = path.as_ref();
+        if let Some(t) = cfg.threads {
+            if t == 0 || t > 1024 {
+                return Err(Error::InvalidParameter { name: "threads", reason: "must be in 1..=1024".into() });
+            }
+            backend::set_cpu_threads(t);
+        }
+        let file = Arc::new(GgufFile::open(path)?);
+        let md = file.metadata();
+        let vocab = GgufVocab::from_metadata(md)?;
+        let tokenizer = Tokenizer::from_gguf_vocab(&vocab)?;
+        let arch_name = md.get_str("general.architecture")?.to_string();
+        let bos = tokenizer.bos_id().and_then(|b| tokenizer.id_to_token(b));
+        let eos = tokenizer.eos_ids().first().and_then(|&e| tokenizer.id_to_token(e));
+        let template = ChatTemplate::from_gguf_template(vocab.chat_template.as_deref(), &arch_name, bos, eos)?;
+
+        let mut gpu_info = None;
+        let mut fallback = None;
+        let model: Box<dyn CausalLm> = match cfg.backend {
+            BackendPreference::Cpu => build_model(&file, BackendKind::Cpu)?,
+            BackendPreference::Gpu => {
+                gpu_info = Some(backend::gpu()?.1);
+                build_model(&file, BackendKind::Gpu)?
+            }
+            BackendPreference::Auto => match Self::try_gpu(&file, &tokenizer, cfg.gpu_self_test) {
+                Ok((m, info)) => {
+                    gpu_info = Some(info);
+                    m
+                }
+                Err((reason, info)) => {
+                    log::warn!("using the CPU: {reason}");
+                    gpu_info = info;
+                    fallback = Some(reason);
+                    build_model(&file, BackendKind::Cpu)?
+                }
+            },
+        };
+        let backend = if gpu_info.is_some() && fallback.is_none() && cfg.backend != BackendPreference::Cpu {
+            BackendKind::Gpu
+        } else {
+            BackendKind::Cpu
+        };
+        let info = EngineInfo {
+            path: path.to_path_buf(),
+            architecture: arch_name,
+            name: md.opt_str("general.name")?.map(str::to_string),
+            parameter_count: file.tensors().iter().map(|t| t.n_elements()).sum(),
+            file_size: file.file_size(),
+            vocab_size: model.vocab_size(),
+            context_length: model.max_context(),
+            backend,
+            gpu: gpu_info,
+            fallback_reason: fallback,
+            load_ms: t0.elapsed().as_secs_f64() * 1e3,
+        };
+        log::info!("engine: {} on {} in {:.0} ms", info.architecture, info.backend, info.load_ms);
+        Ok(Self { inner: Arc::new(Inner { model, tokenizer, template, info }) })
+    }
+
+    /// GPU with the golden self-test. Err carries the reason to fall back.
+    fn try_gpu(
+        file: &Arc<GgufFile>,
+        tokenizer: &Tokenizer,
+        self_test: bool,
+    ) -> std::result::Result<(Box<dyn CausalLm>, GpuInfo), (String, Option<GpuInfo>)> {
+        let (_, info) = backend::gpu().map_err(|e| (format!("no usable GPU ({e})"), None))?;
+        let key = format!("{}|{}|{}", info.cache_key(), file.file_size(), file.tensors().len());
+        let cached = if self_test { cached_verdict(&key) } else { Some(true) };
+        if cached == Some(false) {
+            return Err((format!("GPU `{}` failed the self-test earlier (cached verdict)", info.name), Some(info)));
+        }
+        let ids = tokenizer.encode(SELF_TEST_PROMPT, tokenizer.add_bos_default()).map_err(|e| (e.to_string(), Some(info.clone())))?;
+        // Reference first, on the CPU, so both models are never resident at once.
+        let reference = if cached.is_none() {
+            let cpu = build_model(file, BackendKind::Cpu).map_err(|e| (e.to_string(), Some(info.clone())))?;
+            Some(self_test_logits(cpu.as_ref(), &ids).map_err(|e| (e.to_string(), Some(info.clone())))?)
+        } else {
+            None
+        };
+        let gpu = build_model(file, BackendKind::Gpu).map_err(|e| (format!("GPU load failed: {e}"), Some(info.clone())))?;
+        if let Some(reference) = reference {
+            let got = self_test_logits(gpu.as_ref(), &ids);
+            let diff = got.as_ref().ok().map(|g| {
+                if g.len() != reference.len() {
+                    return f32::INFINITY;
+                }
+                g.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f32, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) })
+            });
+            let ok = diff.is_some_and(|d| d <= SELF_TEST_TOLERANCE);
+            store_verdict(&key, ok);
+            if !ok {
+                let why = match (&got, diff) {
+                    (Err(e), _) => format!("GPU self-test failed: {e}"),
+                    (_, Some(d)) => format!("GPU self-test disagrees with the CPU (max |Δlogit| {d:.3} > {SELF_TEST_TOLERANCE})"),
+                    _ => "GPU self-test failed".into(),
+                };
+                return Err((why, Some(info)));
+            }
+            log::info!("gpu self-test passed (max |Δlogit| {:.4})", diff.unwrap_or(0.0));
+        }
+        Ok((gpu, info))
+    }
+
+    /// What was loaded and where it runs.
+    pub fn info(&self) -> &EngineInfo {
+        &self.inner.info
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.inner.tokenizer
+    }
+
+    /// The chat template.
+    pub fn template(&self) -> &ChatTemplate {
+        &self.inner.template
+    }
+
+    pub(crate) fn model(&self) -> &dyn CausalLm {
+        self.inner.model.as_ref()
+    }
+
+    /// Raw next-token logits for `ids` from an empty context (tests and tools).
+    pub fn logits(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        let n = ids.len().max(1);
+        let mut cache = self.model().new_cache(n.next_power_of_two().max(16), n)?;
+        self.model().forward(ids, &mut cache)
+    }
+
+    /// A new session.
+    pub fn new_session(&self, cfg: SessionConfig) -> Result<Session> {
+        Session::new(self.clone(), cfg)
+    }
+}

@@ -1,0 +1,184 @@
+//! The one error type of `edgewise-core`.
+//!
+//! Privacy rule: no variant's `Display` may contain prompt text, generated text or token ids derived
+//! from user input. Sizes, key names, tensor names, paths and HTTP statuses are fine.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `edgewise-core`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // === I/O ===
+    /// An operating-system I/O error.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+
+    // === GGUF ===
+    /// The file is not a GGUF file or its header is damaged.
+    #[error("not a valid GGUF file: {reason}")]
+    InvalidGguf {
+        /// What was wrong.
+        reason: String,
+    },
+    /// A metadata key is missing.
+    #[error("GGUF metadata key `{key}` is missing")]
+    MissingKey {
+        /// The key.
+        key: String,
+    },
+    /// A metadata key has an unexpected type or value.
+    #[error("GGUF metadata key `{key}` is invalid: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A tensor is missing, malformed or of an unsupported type.
+    #[error("tensor `{name}`: {reason}")]
+    Tensor {
+        /// Tensor name.
+        name: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The GGML type id is unknown or not supported for this operation.
+    #[error("unsupported tensor type {ty}")]
+    UnsupportedType {
+        /// Type name or id.
+        ty: String,
+    },
+
+    // === Models and catalog ===
+    /// The architecture in the file is not supported.
+    #[error("unsupported architecture `{name}`")]
+    UnsupportedArchitecture {
+        /// `general.architecture` value.
+        name: String,
+    },
+    /// A model id is not in the catalog.
+    #[error("unknown model id `{id}`")]
+    UnknownModel {
+        /// The id asked for.
+        id: String,
+    },
+    /// The catalog file is malformed.
+    #[error("model catalog is invalid: {reason}")]
+    Catalog {
+        /// What was wrong.
+        reason: String,
+    },
+    /// A downloaded or local file does not have the expected checksum or size.
+    #[error("checksum mismatch for {path}: expected {expected}, got {actual}")]
+    Checksum {
+        /// File checked.
+        path: PathBuf,
+        /// Expected digest.
+        expected: String,
+        /// Actual digest.
+        actual: String,
+    },
+    /// A download failed.
+    #[error("download failed: {reason}")]
+    Download {
+        /// What failed (URL host and status, never user text).
+        reason: String,
+    },
+    /// Not enough free disk space for a download.
+    #[error("not enough disk space: need {needed} bytes, {available} available")]
+    DiskSpace {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+    },
+
+    // === Tokenizer ===
+    /// The tokenizer could not be built or failed.
+    #[error("tokenizer error: {reason}")]
+    Tokenizer {
+        /// What failed (no user text).
+        reason: String,
+    },
+    /// A chat template failed to render.
+    #[error("chat template error: {reason}")]
+    ChatTemplate {
+        /// What failed (no user text).
+        reason: String,
+    },
+
+    // === Inference ===
+    /// The backend (device) failed or is unavailable.
+    #[error("backend error: {reason}")]
+    Backend {
+        /// What failed.
+        reason: String,
+    },
+    /// A prompt plus generation would exceed the session's context.
+    #[error("context overflow: {requested} tokens requested, context holds {max}")]
+    ContextOverflow {
+        /// Context capacity.
+        max: usize,
+        /// Tokens requested.
+        requested: usize,
+    },
+    /// A parameter is out of range.
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParameter {
+        /// Parameter name.
+        name: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The generation was cancelled.
+    #[error("generation cancelled")]
+    Cancelled,
+    /// Another generation is already running on this session.
+    #[error("a generation is already running on this session")]
+    Busy,
+
+    // === Router ===
+    /// The routing policy denied the request.
+    #[error("policy denied: {reason}")]
+    PolicyDenied {
+        /// Why.
+        reason: String,
+    },
+    /// The cloud endpoint could not be used.
+    #[error("cloud unavailable: {reason}")]
+    CloudUnavailable {
+        /// Why (status, timeout; no request text).
+        reason: String,
+    },
+    /// The offline queue or audit log failed.
+    #[error("storage error: {reason}")]
+    Storage {
+        /// What failed.
+        reason: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No variant may echo user text; the ones with free-form fields are built by our code from
+    /// sizes, keys and statuses. This checks the formatting of each variant does not invent text.
+    #[test]
+    fn display_is_free_of_a_canary_prompt() {
+        let canary = "CANARY-PROMPT-7731";
+        let all = vec![
+            Error::ContextOverflow { max: 512, requested: 900 },
+            Error::Cancelled,
+            Error::Busy,
+            Error::MissingKey { key: "general.architecture".into() },
+        ];
+        for e in all {
+            assert!(!e.to_string().contains(canary));
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! GGUF model files: an mmap-based reader, a typed metadata façade, tensor-name tables and config
+//! synthesis.
+//!
+//! ```no_run
+//! use edgewise_core::gguf::GgufFile;
+//! let file = GgufFile::open("model.gguf")?;
+//! let arch = file.metadata().get_str("general.architecture")?;
+//! let t = file.tensor("token_embd.weight")?;
+//! let bytes = file.tensor_data(t)?; // the raw, still-quantized blocks
+//! # Ok::<(), edgewise_core::Error>(())
+//! ```
+//!
+//! Every count, offset, length and shape read from the file is checked before use (overflow,
+//! bounds, alignment), and no allocation is sized by an unchecked number from the file: a
+//! damaged or hostile file gets a typed [`crate::Error`], never a panic.
+//! Format reference: ggml-org/ggml `docs/gguf.md`.
+
+mod metadata;
+mod reader;
+pub mod config;
+pub mod names;
+#[cfg(any(test, feature = "test-util"))]
+pub mod writer;
+
+pub use metadata::{MetaValue, Metadata, ValueType};
+pub use reader::{GgufFile, TensorInfo};

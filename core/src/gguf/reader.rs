@@ -1,0 +1,533 @@
+//! The GGUF container parser over a memory map.
+//!
+//! Layout (v2/v3): magic `GGUF`, u32 version, u64 tensor count, u64 metadata count, the metadata
+//! key/values, the tensor infos, padding to `general.alignment`, then the tensor data.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use super::metadata::{MetaValue, Metadata, ValueType};
+use crate::quant::GgmlType;
+use crate::{Error, Result};
+
+const MAGIC: &[u8; 4] = b"GGUF";
+const DEFAULT_ALIGNMENT: u64 = 32;
+/// GGML tensors have at most 4 dimensions (`GGML_MAX_DIMS`).
+const MAX_DIMS: u32 = 4;
+/// Arrays of arrays deeper than this are rejected (real files nest at most once).
+const MAX_ARRAY_DEPTH: u32 = 4;
+/// Keys and tensor names longer than this are rejected (ggml allows 64-byte names; be generous).
+const MAX_NAME_LEN: u64 = 64 * 1024;
+
+/// One tensor's description, with its data range checked against the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    /// Tensor name, e.g. `blk.0.attn_q.weight`.
+    pub name: String,
+    /// Shape, **ne0 first** (`[640, 1024]` = 1024 rows of 640 values, row-major, blocks along ne0).
+    pub shape: Vec<u64>,
+    /// Element type.
+    pub ty: GgmlType,
+    /// Absolute byte offset of the data in the file.
+    pub offset: u64,
+    /// Data size in bytes.
+    pub size: u64,
+}
+
+impl TensorInfo {
+    /// Number of elements.
+    pub fn n_elements(&self) -> u64 {
+        // Checked at parse time not to overflow.
+        self.shape.iter().product()
+    }
+
+    /// Number of rows (product of all dimensions but ne0).
+    pub fn n_rows(&self) -> u64 {
+        self.shape.iter().skip(1).product()
+    }
+
+    /// Length of a row (ne0).
+    pub fn row_len(&self) -> u64 {
+        self.shape.first().copied().unwrap_or(1)
+    }
+}
+
+/// A parsed, memory-mapped GGUF file. Tensor data is never copied: [`GgufFile::tensor_data`]
+/// returns slices of the map.
+#[derive(Debug)]
+pub struct GgufFile {
+    path: PathBuf,
+    map: Mmap,
+    version: u32,
+    alignment: u64,
+    metadata: Metadata,
+    tensors: Vec<TensorInfo>,
+    data_offset: u64,
+}
+
+impl GgufFile {
+    /// Opens and validates a GGUF file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = File::open(path)?;
+        // SAFETY: the map is read-only. As with every mmap-based loader (llama.cpp, candle), the
+        // file must not be truncated or rewritten by another process while it is mapped; the
+        // model cache writes files atomically (temp + rename), so a mapped file is never modified.
+        let map = unsafe { Mmap::map(&file)? };
+        let h = parse(&map)?;
+        let g = Self {
+            path: path.to_path_buf(),
+            map,
+            version: h.version,
+            alignment: h.alignment,
+            metadata: h.metadata,
+            tensors: h.tensors,
+            data_offset: h.data_offset,
+        };
+        log::debug!(
+            "gguf: {} v{}, {} tensors, {} metadata keys",
+            path.display(),
+            g.version,
+            g.tensors.len(),
+            g.metadata.len()
+        );
+        Ok(g)
+    }
+
+}
+
+/// Everything before the tensor data.
+struct Header {
+    version: u32,
+    alignment: u64,
+    metadata: Metadata,
+    tensors: Vec<TensorInfo>,
+    data_offset: u64,
+}
+
+/// Parses and validates the header of a whole GGUF file held in `bytes`.
+fn parse(bytes: &[u8]) -> Result<Header> {
+        let mut c = Cursor { buf: bytes, pos: 0 };
+        let magic = c.take(4, "magic")?;
+        if magic != MAGIC {
+            return Err(bad("bad magic: not a GGUF file"));
+        }
+        let version = c.u32("version")?;
+        if !(2..=3).contains(&version) {
+            return Err(bad(format!("unsupported GGUF version {version} (2 and 3 are supported)")));
+        }
+        let n_tensors = c.u64("tensor count")?;
+        let n_kv = c.u64("metadata count")?;
+        // Each kv needs at least 8 (key len) + 4 (type) + 1 bytes; each tensor info at least
+        // 8 + 4 + 4 + 8 bytes. Reject counts the file cannot possibly hold before allocating.
+        c.check_fits(n_kv, 13, "metadata count")?;
+        let mut metadata = Metadata::default();
+        for _ in 0..n_kv {
+            let key = c.string("metadata key")?;
+            let ty = c.u32(&key)?;
+            let ty = ValueType::from_u32(ty)
+                .ok_or_else(|| Error::InvalidKey { key: key.clone(), reason: format!("unknown value type {ty}") })?;
+            let value = c.value(ty, &key, 0)?;
+            metadata.insert(key, value)?;
+        }
+        let alignment = match metadata.get("general.alignment") {
+            None => DEFAULT_ALIGNMENT,
+            Some(_) => {
+                let a = metadata.get_u64("general.alignment")?;
+                if a == 0 || !a.is_power_of_two() || a > 1 << 20 {
+                    return Err(Error::InvalidKey {
+                        key: "general.alignment".into(),
+                        reason: format!("{a} is not a power of two in 1..=1MiB"),
+                    });
+                }
+                a
+            }
+        };
+        c.check_fits(n_tensors, 24, "tensor count")?;
+        let mut infos = Vec::with_capacity(n_tensors as usize);
+        for _ in 0..n_tensors {
+            let name = c.string("tensor name")?;
+            let n_dims = c.u32(&name)?;
+            if n_dims == 0 || n_dims > MAX_DIMS {
+                return Err(tensor_err(&name, format!("{n_dims} dimensions (1..=4 allowed)")));
+            }
+            let mut shape = Vec::with_capacity(n_dims as usize);
+            for _ in 0..n_dims {
+                shape.push(c.u64(&name)?);
+            }
+            let ty_id = c.u32(&name)?;
+            let ty = GgmlType::from_u32(ty_id)
+                .ok_or_else(|| tensor_err(&name, format!("unknown or unsupported ggml type id {ty_id}")))?;
+            let rel_offset = c.u64(&name)?;
+            infos.push((name, shape, ty, rel_offset));
+        }
+        let data_offset = align_up(c.pos as u64, alignment).ok_or_else(|| bad("data offset overflows"))?;
+        let file_len = bytes.len() as u64;
+        if data_offset > file_len {
+            return Err(bad("file ends before its tensor data section"));
+        }
+        let data_len = file_len - data_offset;
+        let mut tensors = Vec::with_capacity(infos.len());
+        let mut names = std::collections::HashSet::with_capacity(infos.len());
+        for (name, shape, ty, rel) in infos {
+            if !names.insert(name.clone()) {
+                return Err(tensor_err(&name, "duplicate tensor name"));
+            }
+            let mut n: u64 = 1;
+            for &d in &shape {
+                n = n.checked_mul(d).ok_or_else(|| tensor_err(&name, "element count overflows"))?;
+            }
+            let row = shape[0];
+            if row % ty.block_size() != 0 {
+                return Err(tensor_err(
+                    &name,
+                    format!("row length {row} is not a multiple of the {:?} block size {}", ty, ty.block_size()),
+                ));
+            }
+            let size = (n / ty.block_size())
+                .checked_mul(ty.type_size())
+                .ok_or_else(|| tensor_err(&name, "byte size overflows"))?;
+            if rel % alignment != 0 {
+                return Err(tensor_err(&name, format!("offset {rel} is not aligned to {alignment}")));
+            }
+            let end = rel.checked_add(size).ok_or_else(|| tensor_err(&name, "offset overflows"))?;
+            if end > data_len {
+                return Err(tensor_err(
+                    &name,
+                    format!("data [{rel}, {end}) lies outside the {data_len}-byte data section (truncated file?)"),
+                ));
+            }
+            tensors.push(TensorInfo { name, shape, ty, offset: data_offset + rel, size });
+        }
+        Ok(Header { version, alignment, metadata, tensors, data_offset })
+}
+
+impl GgufFile {
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// GGUF version (2 or 3).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Data alignment (`general.alignment`, default 32).
+    pub fn alignment(&self) -> u64 {
+        self.alignment
+    }
+
+    /// Offset of the tensor data section.
+    pub fn data_offset(&self) -> u64 {
+        self.data_offset
+    }
+
+    /// File size in bytes.
+    pub fn file_size(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// All metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// All tensor infos, in file order.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    /// The tensor named `name`.
+    pub fn tensor(&self, name: &str) -> Result<&TensorInfo> {
+        self.tensors
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::Tensor { name: name.to_string(), reason: "not found in the model file".into() })
+    }
+
+    /// Whether a tensor named `name` exists.
+    pub fn has_tensor(&self, name: &str) -> bool {
+        self.tensors.iter().any(|t| t.name == name)
+    }
+
+    /// The raw (still quantized) bytes of a tensor: a slice of the memory map.
+    pub fn tensor_data(&self, t: &TensorInfo) -> Result<&[u8]> {
+        let start = usize::try_from(t.offset).map_err(|_| tensor_err(&t.name, "offset too large"))?;
+        let len = usize::try_from(t.size).map_err(|_| tensor_err(&t.name, "size too large"))?;
+        start
+            .checked_add(len)
+            .and_then(|end| self.map.get(start..end))
+            .ok_or_else(|| tensor_err(&t.name, "data outside the file"))
+    }
+
+    /// The whole memory map (for zero-copy weight sources).
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl AsRef<[u8]> for GgufFile {
+    fn as_ref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+fn align_up(x: u64, a: u64) -> Option<u64> {
+    x.checked_add(a - 1).map(|v| v / a * a)
+}
+
+fn bad(reason: impl Into<String>) -> Error {
+    Error::InvalidGguf { reason: reason.into() }
+}
+
+fn tensor_err(name: &str, reason: impl Into<String>) -> Error {
+    Error::Tensor { name: name.to_string(), reason: reason.into() }
+}
+
+/// A bounds-checked little-endian reader over the header bytes.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn remaining(&self) -> u64 {
+        (self.buf.len() - self.pos) as u64
+    }
+
+    /// Rejects a count of items, each at least `min_len` bytes, that cannot fit in what is left.
+    fn check_fits(&self, count: u64, min_len: u64, what: &str) -> Result<()> {
+        match count.checked_mul(min_len) {
+            Some(n) if n <= self.remaining() => Ok(()),
+            _ => Err(bad(format!("{what} {count} cannot fit in the remaining {} bytes", self.remaining()))),
+        }
+    }
+
+    fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(bad(format!("file truncated while reading {what}")));
+        }
+        let n = n as usize;
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn arr<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        let s = self.take(N as u64, what)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.arr(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.arr(what)?))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        let len = self.u64(what)?;
+        if len > MAX_NAME_LEN && (what == "metadata key" || what == "tensor name") {
+            return Err(bad(format!("{what} of {len} bytes is too long")));
+        }
+        let bytes = self.take(len, what)?;
+        // Metadata strings are UTF-8 by spec; replace invalid sequences rather than failing on a
+        // single odd vocabulary entry (llama.cpp does not validate them either).
+        Ok(String::from_utf8_lossy(bytes).into_owned())
+    }
+
+    fn value(&mut self, ty: ValueType, key: &str, depth: u32) -> Result<MetaValue> {
+        Ok(match ty {
+            ValueType::U8 => MetaValue::U8(self.arr::<1>(key)?[0]),
+            ValueType::I8 => MetaValue::I8(self.arr::<1>(key)?[0] as i8),
+            ValueType::U16 => MetaValue::U16(u16::from_le_bytes(self.arr(key)?)),
+            ValueType::I16 => MetaValue::I16(i16::from_le_bytes(self.arr(key)?)),
+            ValueType::U32 => MetaValue::U32(self.u32(key)?),
+            ValueType::I32 => MetaValue::I32(i32::from_le_bytes(self.arr(key)?)),
+            ValueType::F32 => MetaValue::F32(f32::from_le_bytes(self.arr(key)?)),
+            ValueType::U64 => MetaValue::U64(self.u64(key)?),
+            ValueType::I64 => MetaValue::I64(i64::from_le_bytes(self.arr(key)?)),
+            ValueType::F64 => MetaValue::F64(f64::from_le_bytes(self.arr(key)?)),
+            ValueType::Bool => match self.arr::<1>(key)?[0] {
+                0 => MetaValue::Bool(false),
+                1 => MetaValue::Bool(true),
+                b => {
+                    return Err(Error::InvalidKey { key: key.to_string(), reason: format!("bool byte {b}") })
+                }
+            },
+            ValueType::String => MetaValue::String(self.string(key)?),
+            ValueType::Array => {
+                if depth >= MAX_ARRAY_DEPTH {
+                    return Err(Error::InvalidKey { key: key.to_string(), reason: "arrays nested too deeply".into() });
+                }
+                let et = self.u32(key)?;
+                let et = ValueType::from_u32(et).ok_or_else(|| Error::InvalidKey {
+                    key: key.to_string(),
+                    reason: format!("unknown array element type {et}"),
+                })?;
+                let n = self.u64(key)?;
+                self.check_fits(n, et.min_encoded_len(), key)?;
+                let mut v = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    v.push(self.value(et, key, depth + 1)?);
+                }
+                MetaValue::Array(v)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::writer::GgufWriter;
+
+    fn open_bytes(bytes: &[u8]) -> Result<GgufFile> {
+        let dir = std::env::temp_dir().join(format!("edgewise-gguf-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let p = dir.join(format!("{:x}.gguf", {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            h.finish()
+        }));
+        std::fs::write(&p, bytes)?;
+        let r = GgufFile::open(&p);
+        let _ = std::fs::remove_file(&p);
+        r
+    }
+
+    fn tiny() -> GgufWriter {
+        GgufWriter::new()
+            .kv("general.architecture", MetaValue::String("gemma3".into()))
+            .kv("a.u8", MetaValue::U8(7))
+            .kv("a.i16", MetaValue::I16(-3))
+            .kv("a.f64", MetaValue::F64(2.5))
+            .kv("a.bool", MetaValue::Bool(true))
+            .kv(
+                "a.nested",
+                MetaValue::Array(vec![
+                    MetaValue::Array(vec![MetaValue::I32(1), MetaValue::I32(2)]),
+                    MetaValue::Array(vec![MetaValue::I32(3)]),
+                ]),
+            )
+            .kv("a.strs", MetaValue::Array(vec![MetaValue::String("x".into()), MetaValue::String("yz".into())]))
+            .tensor("w", &[32, 2], GgmlType::Q8_0, vec![0u8; 68])
+            .tensor("n", &[4], GgmlType::F32, [1f32, 2., 3., 4.].iter().flat_map(|f| f.to_le_bytes()).collect())
+    }
+
+    #[test]
+    fn round_trips_every_value_type_and_tensors() {
+        let g = open_bytes(&tiny().to_bytes()).unwrap();
+        let md = g.metadata();
+        assert_eq!(md.get_str("general.architecture").unwrap(), "gemma3");
+        assert_eq!(md.get_u32("a.u8").unwrap(), 7);
+        assert!(md.get_u32("a.i16").is_err());
+        assert_eq!(md.get_f32("a.f64").unwrap(), 2.5);
+        assert!(md.get_bool("a.bool").unwrap());
+        assert_eq!(md.get_str_array("a.strs").unwrap(), vec!["x", "yz"]);
+        match md.get("a.nested").unwrap() {
+            MetaValue::Array(a) => assert_eq!(a.len(), 2),
+            _ => panic!("nested array lost"),
+        }
+        assert!(matches!(md.get_u32("missing"), Err(Error::MissingKey { .. })));
+        let n = g.tensor("n").unwrap();
+        assert_eq!(g.tensor_data(n).unwrap().len(), 16);
+        assert_eq!(g.tensor("w").unwrap().n_rows(), 2);
+        assert_eq!(g.version(), 3);
+    }
+
+    #[test]
+    fn v2_is_accepted_v1_rejected() {
+        let mut w = tiny();
+        w.version = 2;
+        assert!(open_bytes(&w.to_bytes()).is_ok());
+        w.version = 1;
+        assert!(matches!(open_bytes(&w.to_bytes()), Err(Error::InvalidGguf { .. })));
+    }
+
+    #[test]
+    fn every_truncation_is_a_typed_error() {
+        let bytes = tiny().to_bytes();
+        for cut in 0..bytes.len() {
+            match open_bytes(&bytes[..cut]) {
+                Err(Error::InvalidGguf { .. } | Error::InvalidKey { .. } | Error::Tensor { .. }) => {}
+                other => panic!("cut at {cut}: expected a typed error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_counts_do_not_allocate() {
+        // Header claiming 2^62 metadata entries.
+        let mut b = b"GGUF".to_vec();
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&(1u64 << 62).to_le_bytes());
+        assert!(matches!(open_bytes(&b), Err(Error::InvalidGguf { .. })));
+        // An array claiming 2^60 u64 elements.
+        let w = GgufWriter::new().kv("big", MetaValue::Array(vec![MetaValue::U64(1)]));
+        let mut b = w.to_bytes();
+        let pos = b.windows(8).position(|x| x == 1u64.to_le_bytes()).unwrap();
+        b[pos..pos + 8].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(open_bytes(&b).is_err());
+        // A string length of u64::MAX.
+        let mut b = GgufWriter::new().kv("s", MetaValue::String("abc".into())).to_bytes();
+        let pos = b.windows(8).position(|x| x == 3u64.to_le_bytes()).unwrap();
+        b[pos..pos + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(open_bytes(&b).is_err());
+    }
+
+    #[test]
+    fn bad_shapes_types_and_offsets_are_rejected() {
+        // Overflowing shape.
+        let w = GgufWriter::new().tensor("t", &[u64::MAX, 4], GgmlType::F32, vec![]);
+        assert!(matches!(open_bytes(&w.to_bytes()), Err(Error::Tensor { .. })));
+        // Row not a multiple of the block size.
+        let w = GgufWriter::new().tensor("t", &[31, 1], GgmlType::Q8_0, vec![0; 34]);
+        assert!(matches!(open_bytes(&w.to_bytes()), Err(Error::Tensor { .. })));
+        // Data beyond the end.
+        let mut b = GgufWriter::new().tensor("t", &[8], GgmlType::F32, vec![0; 32]).to_bytes();
+        b.truncate(b.len() - 4);
+        assert!(matches!(open_bytes(&b), Err(Error::Tensor { .. })));
+        // Unknown type id (IQ2_XXS = 16).
+        let mut b = GgufWriter::new().tensor("t", &[8], GgmlType::F32, vec![0; 32]).to_bytes();
+        let pos = b.windows(12).position(|x| x[..4] == 0u32.to_le_bytes() && x[4..] == 0u64.to_le_bytes()).unwrap();
+        b[pos..pos + 4].copy_from_slice(&16u32.to_le_bytes());
+        assert!(matches!(open_bytes(&b), Err(Error::Tensor { .. })));
+        // Misaligned alignment key and duplicate names.
+        let w = GgufWriter::new().kv("general.alignment", MetaValue::U32(3));
+        assert!(matches!(open_bytes(&w.to_bytes()), Err(Error::InvalidKey { .. })));
+        let w = GgufWriter::new()
+            .tensor("t", &[8], GgmlType::F32, vec![0; 32])
+            .tensor("t", &[8], GgmlType::F32, vec![0; 32]);
+        assert!(matches!(open_bytes(&w.to_bytes()), Err(Error::Tensor { .. })));
+        // Five dimensions.
+        let w = GgufWriter::new().tensor("t", &[1, 1, 1, 1, 8], GgmlType::F32, vec![0; 32]);
+        assert!(matches!(open_bytes(&w.to_bytes()), Err(Error::Tensor { .. })));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // Seeded random mutations of a valid file: every outcome is Ok or a typed error.
+        let base = tiny().to_bytes();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..2000 {
+            let mut b = base.clone();
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let i = (state as usize) % b.len();
+                b[i] = (state >> 32) as u8;
+            }
+            let _ = open_bytes(&b);
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Per-session KV caches: preallocated ring buffers with no shifting.
+//!
+//! Global-attention layers keep every position of the configured context; sliding-window layers
+//! keep only a ring of `window − 1 + max_chunk` slots — the window plus the keys a prefill chunk
+//! needs before its first token (ENGINEERING.md D.2). Positions map to slots `pos % capacity`.
+//! Attention is order-invariant over keys, so ring order needs no unrolling: each pass gets a mask
+//! built from the position stored in every slot.
+//!
+//! The cache is owned by a `Session` and passed `&mut` into the model's forward pass. A pass is
+//! `begin(n)` → per layer `store` + `view` → `commit()`.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::{Error, Result};
+
+/// Large negative instead of −∞: identical after softmax, and safe on every shader compiler.
+const MASKED: f32 = -1.0e30;
+
+/// Slot bookkeeping shared by all layers of one kind (all local, or all global layers).
+#[derive(Debug, Clone)]
+struct Ring {
+    capacity: usize,
+    window: Option<usize>,
+    /// The position held by each slot, −1 for empty.
+    slot_pos: Vec<i64>,
+}
+
+impl Ring {
+    fn new(capacity: usize, window: Option<usize>) -> Self {
+        Self { capacity, window, slot_pos: vec![-1; capacity] }
+    }
+
+    /// Slots in use after positions `< end` were written (rings fill from slot 0 before wrapping).
+    fn visible(&self, end: usize) -> usize {
+        end.min(self.capacity)
+    }
+
+    /// Mask rows for queries at `start..start+n`, repeated `groups` times: [groups·n, S].
+    fn mask(&self, start: usize, n: usize, groups: usize, s: usize) -> Vec<f32> {
+        let mut m = Vec::with_capacity(groups * n * s);
+        let mut one = Vec::with_capacity(n * s);
+        for i in 0..n {
+            let q = (start + i) as i64;
+            for &p in &self.slot_pos[..s] {
+                let ok = p >= 0 && p <= q && self.window.map_or(true, |w| q - p < w as i64);
+                one.push(if ok { 0.0 } else { MASKED });
+            }
+        }
+        for _ in 0..groups {
+            m.extend_from_slice(&one);
+        }
+        m
+    }
+}
+
+/// Geometry of a cache, from the model config and the session's context.
+#[derive(Debug, Clone)]
+pub struct CacheLayout {
+    /// Per layer: `Some(window)` for sliding-window layers, `None` for global ones.
+    pub layer_windows: Vec<Option<usize>>,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Head dimension.
+    pub head_dim: usize,
+    /// Context the session was configured for (tokens).
+    pub max_context: usize,
+    /// Largest number of tokens in one forward pass (prefill chunk).
+    pub max_chunk: usize,
+}
+
+/// The KV cache of one session.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layout: CacheLayout,
+    /// Ring of each layer kind: index 0 = global, 1 = sliding window.
+    rings: [Ring; 2],
+    k: Vec<Tensor<3>>,
+    v: Vec<Tensor<3>>,
+    len: usize,
+    pass: Option<(usize, usize)>,
+}
+
+impl KvCache {
+    /// Allocates the cache on `device`.
+    pub fn new(layout: CacheLayout, device: &Device) -> Result<Self> {
+        if layout.max_context == 0 || layout.max_chunk == 0 {
+            return Err(Error::InvalidParameter { name: "max_context", reason: "must be positive".into() });
+        }
+        let window = layout.layer_windows.iter().flatten().copied().min();
+        let local_cap = window.map_or(0, |w| (w - 1 + layout.max_chunk).min(layout.max_context));
+        let rings = [Ring::new(layout.max_context, None), Ring::new(local_cap, window)];
+        let mut k = Vec::new();
+        let mut v = Vec::new();
+        for w in &layout.layer_windows {
+            let cap = if w.is_some() { local_cap } else { layout.max_context };
+            let zeros = || {
+                Tensor::<3>::from_data(
+                    TensorData::new(vec![0f32; layout.kv_heads * cap * layout.head_dim], [layout.kv_heads, cap, layout.head_dim]),
+                    device,
+                )
+            };
+            k.push(zeros());
+            v.push(zeros());
+        }
+        Ok(Self { layout, rings, k, v, len: 0, pass: None })
+    }
+
+    /// Tokens currently cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The configured context.
+    pub fn max_context(&self) -> usize {
+        self.layout.max_context
+    }
+
+    /// The largest pass `begin` accepts.
+    pub fn max_chunk(&self) -> usize {
+        self.layout.max_chunk
+    }
+
+    /// Bytes held by the cache tensors (f32).
+    pub fn size_bytes(&self) -> usize {
+        self.k.iter().chain(&self.v).map(|t| t.dims().iter().product::<usize>() * 4).sum()
+    }
+
+    fn ring_index(&self, layer: usize) -> Result<usize> {
+        match self.layout.layer_windows.get(layer) {
+            Some(Some(_)) => Ok(1),
+            Some(None) => Ok(0),
+            None => Err(Error::InvalidParameter { name: "layer", reason: format!("{layer} out of range") }),
+        }
+    }
+
+    /// Starts a pass of `n` tokens at position `len()`.
+    pub fn begin(&mut self, n: usize) -> Result<()> {
+        if n == 0 || n > self.layout.max_chunk {
+            return Err(Error::InvalidParameter { name: "n", reason: format!("{n} tokens per pass (1..={})", self.layout.max_chunk) });
+        }
+        let end = self.len + n;
+        if end > self.layout.max_context {
+            return Err(Error::ContextOverflow { max: self.layout.max_context, requested: end });
+        }
+        for ring in &mut self.rings {
+            if ring.capacity == 0 {
+                continue;
+            }
+            for p in self.len..end {
+                ring.slot_pos[p % ring.capacity] = p as i64;
+            }
+        }
+        self.pass = Some((self.len, n));
+        Ok(())
+    }
+
+    /// Stores this pass's keys and values for `layer`. k, v: [KV, n, hd]
+    pub fn store(&mut self, layer: usize, k: Tensor<3>, v: Tensor<3>) -> Result<()> {
+        let (start, n) = self.pass.ok_or_else(|| Error::Backend { reason: "kv store outside a pass".into() })?;
+        let cap = self.rings[self.ring_index(layer)?].capacity;
+        let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
+        let s0 = start % cap;
+        let first = n.min(cap - s0);
+        let put = |t: &mut Tensor<3>, x: Tensor<3>| {
+            let head = x.clone().slice([0..kvh, 0..first, 0..hd]);
+            *t = t.clone().slice_assign([0..kvh, s0..s0 + first, 0..hd], head);
+            if first < n {
+                let tail = x.slice([0..kvh, first..n, 0..hd]);
+                *t = t.clone().slice_assign([0..kvh, 0..n - first, 0..hd], tail);
+            }
+        };
+        put(&mut self.k[layer], k);
+        put(&mut self.v[layer], v);
+        Ok(())
+    }
+
+    /// Keys, values and additive mask visible to this pass's queries at `layer`, with the mask
+    /// repeated for `heads / kv_heads` query groups.
+    /// -> (k [KV, S, hd], v [KV, S, hd], mask [groups·n, S], S)
+    pub fn view(&self, layer: usize, n: usize, heads: usize, device: &Device) -> Result<(Tensor<3>, Tensor<3>, Tensor<2>, usize)> {
+        let (start, pn) = self.pass.ok_or_else(|| Error::Backend { reason: "kv view outside a pass".into() })?;
+        if pn != n {
+            return Err(Error::Backend { reason: "kv view size differs from the pass".into() });
+        }
+        let ring = &self.rings[self.ring_index(layer)?];
+        let s = ring.visible(start + n);
+        let groups = heads / self.layout.kv_heads;
+        let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
+        let k = self.k[layer].clone().slice([0..kvh, 0..s, 0..hd]);
+        let v = self.v[layer].clone().slice([0..kvh, 0..s, 0..hd]);
+        let mask = ring.mask(start, n, groups, s);
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [groups * n, s]), device);
+        Ok((k, v, mask, s))
+    }
+
+    /// Ends the pass: its tokens become part of the cache.
+    pub fn commit(&mut self) {
+        if let Some((start, n)) = self.pass.take() {
+            self.len = start + n;
+        }
+    }
+
+    /// Abandons a pass that failed midway (its slots are forgotten).
+    pub fn abort(&mut self) {
+        if let Some((start, _)) = self.pass.take() {
+            let len = self.len;
+            self.forget_from(start.max(len));
+        }
+    }
+
+    fn forget_from(&mut self, n: usize) {
+        for ring in &mut self.rings {
+            for p in ring.slot_pos.iter_mut() {
+                if *p >= n as i64 {
+                    *p = -1;
+                }
+            }
+        }
+    }
+
+    /// Keeps only the first `n` tokens. Returns `false` (and resets) when a sliding-window ring has
+    /// already overwritten keys that position `n` would need, so the caller must prefill again.
+    pub fn truncate(&mut self, n: usize) -> bool {
+        if n >= self.len {
+            return true;
+        }
+        let ring = &self.rings[1];
+        if let Some(w) = ring.window {
+            // Positions [n-w+1, n) must still be in the ring, which holds [len-cap, len).
+            let need_from = (n + 1).saturating_sub(w);
+            let held_from = self.len.saturating_sub(ring.capacity);
+            if ring.capacity > 0 && need_from < held_from {
+                self.reset();
+                return false;
+            }
+        }
+        self.forget_from(n);
+        self.len = n;
+        true
+    }
+
+    /// Empties the cache (the buffers stay allocated).
+    pub fn reset(&mut self) {
+        self.forget_from(0);
+        self.len = 0;
+        self.pass = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring_positions(r: &Ring) -> Vec<i64> {
+        r.slot_pos.clone()
+    }
+
+    #[test]
+    fn sliding_mask_sees_window_including_self() {
+        let mut r = Ring::new(6, Some(3));
+        for p in 0..5 {
+            r.slot_pos[p % 6] = p as i64;
+        }
+        // Query at position 4 sees 2, 3, 4 only.
+        let m = r.mask(4, 1, 1, 5);
+        assert_eq!(m.iter().map(|&x| x == 0.0).collect::<Vec<_>>(), vec![false, false, true, true, true]);
+    }
+
+    #[test]
+    fn causal_mask_and_group_repeat() {
+        let mut r = Ring::new(4, None);
+        for p in 0..3 {
+            r.slot_pos[p] = p as i64;
+        }
+        let m = r.mask(1, 2, 2, 3);
+        let allowed: Vec<bool> = m.iter().map(|&x| x == 0.0).collect();
+        assert_eq!(allowed, vec![true, true, false, true, true, true, true, true, false, true, true, true]);
+    }
+
+    #[test]
+    fn ring_wraps_and_truncate_detects_lost_keys() {
+        let dev = Device::flex();
+        let layout = CacheLayout { layer_windows: vec![Some(4), None], kv_heads: 1, head_dim: 2, max_context: 32, max_chunk: 2 };
+        let mut c = KvCache::new(layout, &dev).unwrap();
+        assert_eq!(c.rings[1].capacity, 5);
+        for _ in 0..6 {
+            c.begin(2).unwrap();
+            let t = || Tensor::<3>::from_data(TensorData::new(vec![1f32; 4], [1, 2, 2]), &dev);
+            c.store(0, t(), t()).unwrap();
+            c.store(1, t(), t()).unwrap();
+            c.commit();
+        }
+        assert_eq!(c.len(), 12);
+        // Ring holds positions 7..12 in some slot order.
+        let mut held = ring_positions(&c.rings[1]);
+        held.sort();
+        assert_eq!(held, vec![7, 8, 9, 10, 11]);
+        // Truncating to 11 needs 8..11: still there.
+        assert!(c.truncate(11));
+        // Truncating to 5 needs 2..5: gone, so the cache resets.
+        assert!(!c.truncate(5));
+        assert_eq!(c.len(), 0);
+        assert!(matches!(c.begin(3), Err(Error::InvalidParameter { .. })));
+    }
+
+    #[test]
+    fn overflow_is_typed() {
+        let dev = Device::flex();
+        let layout = CacheLayout { layer_windows: vec![None], kv_heads: 1, head_dim: 2, max_context: 4, max_chunk: 4 };
+        let mut c = KvCache::new(layout, &dev).unwrap();
+        c.begin(3).unwrap();
+        c.commit();
+        assert!(matches!(c.begin(2), Err(Error::ContextOverflow { max: 4, requested: 5 })));
+    }
+}

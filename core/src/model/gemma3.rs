@@ -1,0 +1,228 @@
+//! Gemma 3 (text). Reference: Gemma Team, "Gemma 3 Technical Report" (2025); mirrors
+//! ggml-org/llama.cpp `src/models/gemma3.cpp` and huggingface/transformers
+//! `models/gemma3/modeling_gemma3.py`. Facts in ENGINEERING.md D.
+
+use serde::{Deserialize, Serialize};
+
+/// Gemma 3 text configuration, with HF `config.json` field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gemma3Config {
+    /// Model width (`n_embd`).
+    pub hidden_size: usize,
+    /// MLP inner width (`n_ff`).
+    pub intermediate_size: usize,
+    /// Number of transformer blocks.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention).
+    pub num_key_value_heads: usize,
+    /// Per-head dimension.
+    pub head_dim: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f32,
+    /// RoPE base of the global (full-attention) layers.
+    pub rope_theta: f32,
+    /// RoPE base of the sliding-window layers (10 000 in Gemma 3).
+    pub rope_local_base_freq: f32,
+    /// Linear RoPE scaling factor of the global layers (1.0 = none).
+    pub rope_scaling_factor: f32,
+    /// Sliding-window size in keys, the current one included.
+    pub sliding_window: usize,
+    /// Every `sliding_window_pattern`-th layer is global (6 in Gemma 3: layers 5, 11, 17, …).
+    pub sliding_window_pattern: usize,
+    /// Maximum context the model was trained for.
+    pub max_position_embeddings: usize,
+    /// Vocabulary size (rows of the embedding).
+    pub vocab_size: usize,
+    /// Attention scale is `query_pre_attn_scalar^-0.5`.
+    pub query_pre_attn_scalar: f32,
+    /// Final logit softcap, if any (none in Gemma 3).
+    pub final_logit_softcapping: Option<f32>,
+    /// Attention logit softcap, if any (none in Gemma 3).
+    pub attn_logit_softcapping: Option<f32>,
+}
+
+impl Gemma3Config {
+    /// Whether layer `il` uses the sliding window (`il % pattern < pattern - 1`).
+    pub fn is_sliding(&self, il: usize) -> bool {
+        self.sliding_window_pattern > 0 && il % self.sliding_window_pattern < self.sliding_window_pattern - 1
+    }
+}
+
+use burn::tensor::{activation, Device, Tensor};
+
+use super::layers::{apply_rope, attention, embed_rows, rope_tables, Linear, LmHead, RmsNorm, WeightMode};
+use super::CausalLm;
+use crate::kv_cache::{CacheLayout, KvCache};
+use crate::weights::{SharedWeight, WeightId, WeightSource};
+use crate::Result;
+
+/// One transformer block (sandwich norms around attention and the GeGLU MLP).
+#[derive(Debug)]
+struct Block {
+    attn_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: RmsNorm,
+    k_norm: RmsNorm,
+    post_attn_norm: RmsNorm,
+    ffn_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    post_ffn_norm: RmsNorm,
+    sliding: bool,
+}
+
+/// Gemma 3 with weights on one device.
+pub struct Gemma3 {
+    cfg: Gemma3Config,
+    blocks: Vec<Block>,
+    output_norm: RmsNorm,
+    lm_head: LmHead,
+    /// The embedding matrix, read on the host a row at a time.
+    embedding: SharedWeight,
+    embed_scale: f32,
+    device: Device,
+}
+
+impl std::fmt::Debug for Gemma3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gemma3").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+impl Gemma3 {
+    /// Loads the model from `weights` onto `device`. `max_buffer` bounds any single device buffer.
+    pub fn load(cfg: Gemma3Config, src: &dyn WeightSource, mode: WeightMode, device: &Device, max_buffer: u64) -> Result<Self> {
+        let eps = cfg.rms_norm_eps;
+        let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
+        for layer in 0..cfg.num_hidden_layers {
+            let lin = |id| Linear::load(src, id, mode, device);
+            let norm = |id| RmsNorm::load(src, id, eps, device);
+            blocks.push(Block {
+                attn_norm: norm(WeightId::AttnNorm { layer })?,
+                q: lin(WeightId::AttnQ { layer })?,
+                k: lin(WeightId::AttnK { layer })?,
+                v: lin(WeightId::AttnV { layer })?,
+                o: lin(WeightId::AttnOutput { layer })?,
+                q_norm: norm(WeightId::AttnQNorm { layer })?,
+                k_norm: norm(WeightId::AttnKNorm { layer })?,
+                post_attn_norm: norm(WeightId::PostAttnNorm { layer })?,
+                ffn_norm: norm(WeightId::FfnNorm { layer })?,
+                gate: lin(WeightId::FfnGate { layer })?,
+                up: lin(WeightId::FfnUp { layer })?,
+                down: lin(WeightId::FfnDown { layer })?,
+                post_ffn_norm: norm(WeightId::PostFfnNorm { layer })?,
+                sliding: cfg.is_sliding(layer),
+            });
+            let (q, k) = (&blocks[layer].q, &blocks[layer].k);
+            let want_q = cfg.num_attention_heads * cfg.head_dim;
+            let want_k = cfg.num_key_value_heads * cfg.head_dim;
+            if q.out_features() != want_q || k.out_features() != want_k {
+                return Err(crate::Error::Tensor {
+                    name: format!("blk.{layer}.attn_q/attn_k"),
+                    reason: format!("projections give {}/{} features, config expects {want_q}/{want_k}", q.out_features(), k.out_features()),
+                });
+            }
+        }
+        let output_norm = RmsNorm::load(src, WeightId::OutputNorm, eps, device)?;
+        // Tied output: the LM head reuses the embedding unless the file has its own.
+        let head_id = if src.has(WeightId::Output) { WeightId::Output } else { WeightId::TokenEmbedding };
+        let lm_head = LmHead::load(src, head_id, mode, max_buffer, device)?;
+        let embedding = src.shared(WeightId::TokenEmbedding)?;
+        // llama.cpp scales by sqrtf(n_embd) in f32 (25.2982 for 640), not HF's bf16 25.25.
+        let embed_scale = (cfg.hidden_size as f32).sqrt();
+        Ok(Self { cfg, blocks, output_norm, lm_head, embedding, embed_scale, device: device.clone() })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Gemma3Config {
+        &self.cfg
+    }
+
+    fn block_forward(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, start: usize) -> Result<Tensor<2>> {
+        let c = &self.cfg;
+        let [n, _] = x.dims();
+        let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let hn = b.attn_norm.forward(x.clone());
+        // [n, H·hd] -> [H, n, hd]
+        let q = b.q.forward(hn.clone())?.reshape([n, h, hd]).swap_dims(0, 1);
+        let k = b.k.forward(hn.clone())?.reshape([n, kvh, hd]).swap_dims(0, 1);
+        let v = b.v.forward(hn)?.reshape([n, kvh, hd]).swap_dims(0, 1);
+        // q/k RMSNorm over head_dim, before RoPE.
+        let q = b.q_norm.forward(q);
+        let k = b.k_norm.forward(k);
+        let (base, scale) = if b.sliding { (c.rope_local_base_freq, 1.0) } else { (c.rope_theta, c.rope_scaling_factor) };
+        let (cos, sin) = rope_tables(start, n, hd, base, scale, &self.device);
+        let q = apply_rope(q, &cos, &sin).mul_scalar(c.query_pre_attn_scalar.powf(-0.5));
+        let k = apply_rope(k, &cos, &sin);
+        cache.store(il, k, v)?;
+        let attn = attention(q, cache, il, &self.device)?;
+        let x = x.add(b.post_attn_norm.forward(b.o.forward(attn)?));
+        let hn = b.ffn_norm.forward(x.clone());
+        let ff = activation::gelu_approximate(b.gate.forward(hn.clone())?).mul(b.up.forward(hn)?);
+        Ok(x.add(b.post_ffn_norm.forward(b.down.forward(ff)?)))
+    }
+}
+
+impl CausalLm for Gemma3 {
+    fn forward_from(&self, tokens: &[u32], cache: &mut KvCache, first: usize) -> Result<Vec<Vec<f32>>> {
+        let n = tokens.len();
+        if first >= n {
+            return Err(crate::Error::InvalidParameter { name: "first", reason: format!("{first} >= {n} tokens") });
+        }
+        let start = cache.len();
+        cache.begin(n)?;
+        let mut run = || -> Result<Vec<Vec<f32>>> {
+            let mut x = embed_rows(&self.embedding, tokens, self.embed_scale, &self.device)?;
+            for (il, b) in self.blocks.iter().enumerate() {
+                x = self.block_forward(il, b, x, cache, start)?;
+            }
+            let d = self.cfg.hidden_size;
+            let mut out = Vec::with_capacity(n - first);
+            for i in first..n {
+                let row = self.output_norm.forward(x.clone().slice([i..i + 1, 0..d]));
+                let mut logits = self.lm_head.logits(row)?;
+                if let Some(cap) = self.cfg.final_logit_softcapping {
+                    logits.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);
+                }
+                out.push(logits);
+            }
+            Ok(out)
+        };
+        match run() {
+            Ok(l) => {
+                cache.commit();
+                Ok(l)
+            }
+            Err(e) => {
+                cache.abort();
+                Err(e)
+            }
+        }
+    }
+
+    fn new_cache(&self, max_context: usize, max_chunk: usize) -> Result<KvCache> {
+        let c = &self.cfg;
+        let layout = CacheLayout {
+            layer_windows: (0..c.num_hidden_layers).map(|il| c.is_sliding(il).then_some(c.sliding_window)).collect(),
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            max_context,
+            max_chunk,
+        };
+        KvCache::new(layout, &self.device)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.cfg.vocab_size
+    }
+
+    fn max_context(&self) -> usize {
+        self.cfg.max_position_embeddings
+    }
+}

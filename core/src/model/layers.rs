@@ -1,0 +1,257 @@
+//! Architecture-neutral layers: linear projections, RMSNorm, RoPE, grouped-query attention over
+//! a [`KvCache`], and the LM head. Gemma 3, Llama and Qwen differ only in how they combine these.
+//!
+//! Shapes: `n` = tokens in this forward pass, `d` = hidden size, `hd` = head dim, `H` query heads,
+//! `KV` key/value heads, `S` = cached keys visible to the pass.
+
+use burn::tensor::{activation, Device, Tensor, TensorData};
+
+use crate::kv_cache::KvCache;
+use crate::weights::{SharedWeight, WeightId, WeightSource};
+use crate::{Error, Result};
+
+/// Uploads `[rows, cols]` row-major f32 values.
+pub(crate) fn tensor2(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(values, [rows, cols]), device)
+}
+
+/// Reads a tensor back to the host, as a typed error on device failure.
+pub(crate) fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.try_into_vec_as::<f32>().map_err(|e| Error::Backend { reason: format!("device read-back failed: {e:?}") })
+}
+
+/// Transposes a row-major `[rows, cols]` matrix.
+fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = v[r * cols + c];
+        }
+    }
+    t
+}
+
+/// Where a layer's weights live and how its products run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightMode {
+    /// GGUF blocks read in place by the CPU kernels (`quant::cpu`); falls back to `Dense` for
+    /// types without a kernel.
+    QuantizedCpu,
+    /// Dequantized f32 on the device (the reference path, and the GPU path for now).
+    Dense,
+}
+
+/// A bias-free linear projection `y = x·Wᵀ`.
+#[derive(Debug, Clone)]
+pub enum Linear {
+    /// f32 weight held transposed, `[in, out]`, so the product is a plain `matmul`.
+    Dense {
+        /// `[in, out]`
+        wt: Tensor<2>,
+        /// Output features.
+        out: usize,
+    },
+    /// The file's blocks, `[out, in]`, multiplied by the CPU kernels.
+    Quantized(SharedWeight),
+}
+
+impl Linear {
+    /// Loads weight `id` in the given mode.
+    pub fn load(src: &dyn WeightSource, id: WeightId, mode: WeightMode, device: &Device) -> Result<Self> {
+        if mode == WeightMode::QuantizedCpu {
+            let w = src.shared(id)?;
+            if crate::quant::cpu::supported(w.ty) && w.cols % 32 == 0 {
+                return Ok(Self::Quantized(w));
+            }
+        }
+        let raw = src.raw(id)?;
+        let w = raw.to_f32()?;
+        let wt = transpose(&w, raw.rows, raw.cols);
+        Ok(Self::Dense { wt: tensor2(wt, raw.cols, raw.rows, device), out: raw.rows })
+    }
+
+    /// x: [n, in] -> [n, out]
+    pub fn forward(&self, x: Tensor<2>) -> Result<Tensor<2>> {
+        match self {
+            Self::Dense { wt, .. } => Ok(x.matmul(wt.clone())),
+            Self::Quantized(w) => {
+                let [n, cols] = x.dims();
+                let device = x.device();
+                let xs = read_f32(x)?;
+                let y = crate::quant::cpu::matmul(w.ty, w.bytes(), w.rows, cols, &xs, n)?;
+                Ok(tensor2(y, n, w.rows, &device))
+            }
+        }
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        match self {
+            Self::Dense { out, .. } => *out,
+            Self::Quantized(w) => w.rows,
+        }
+    }
+}
+
+/// Root-mean-square normalization over the last dimension: `x / sqrt(mean(x²) + eps) · w`.
+///
+/// GGUF norm weights already include Gemma's `+1` (ENGINEERING.md D.2), so no offset is added.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    w: Tensor<1>,
+    eps: f32,
+}
+
+impl RmsNorm {
+    /// Loads a norm weight.
+    pub fn load(src: &dyn WeightSource, id: WeightId, eps: f32, device: &Device) -> Result<Self> {
+        let raw = src.raw(id)?;
+        let v = raw.to_f32()?;
+        let n = v.len();
+        Ok(Self { w: Tensor::from_data(TensorData::new(v, [n]), device), eps })
+    }
+
+    /// x: [.., d] -> [.., d]
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let ms = x.clone().square().mean_dim(D - 1);
+        let x = x.div(ms.add_scalar(self.eps).sqrt());
+        x.mul(self.w.clone().unsqueeze::<D>())
+    }
+}
+
+/// RoPE angles for a run of positions, NEOX style (pairs `(i, i + hd/2)`), computed on the host
+/// for just the positions of this pass: no table sized for the model's full context.
+///
+/// The recurrence mirrors ggml's `rope_cache_init` (`theta *= theta_scale` in f32) so angles match
+/// llama.cpp's bit for bit.
+pub fn rope_tables(start: usize, n: usize, head_dim: usize, base: f32, scale: f32, device: &Device) -> (Tensor<2>, Tensor<2>) {
+    let half = head_dim / 2;
+    let theta_scale = base.powf(-2.0 / head_dim as f32);
+    let mut cos = Vec::with_capacity(n * half);
+    let mut sin = Vec::with_capacity(n * half);
+    for p in start..start + n {
+        let mut theta = p as f32 / scale;
+        for _ in 0..half {
+            cos.push(theta.cos());
+            sin.push(theta.sin());
+            theta *= theta_scale;
+        }
+    }
+    (tensor2(cos, n, half, device), tensor2(sin, n, half, device))
+}
+
+/// Applies NEOX RoPE. x: [heads, n, hd]; cos, sin: [n, hd/2] -> [heads, n, hd]
+pub fn apply_rope(x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<3> {
+    let [h, n, hd] = x.dims();
+    let half = hd / 2;
+    let x1 = x.clone().slice([0..h, 0..n, 0..half]);
+    let x2 = x.slice([0..h, 0..n, half..hd]);
+    let c = cos.clone().unsqueeze::<3>();
+    let s = sin.clone().unsqueeze::<3>();
+    let r1 = x1.clone().mul(c.clone()).sub(x2.clone().mul(s.clone()));
+    let r2 = x2.mul(c).add(x1.mul(s));
+    Tensor::cat(vec![r1, r2], 2)
+}
+
+/// Grouped-query attention of `q` over the cache of `layer` (after this pass's k/v were stored).
+///
+/// q: [H, n, hd] (already scaled) -> [n, H·hd]
+pub fn attention(q: Tensor<3>, cache: &KvCache, layer: usize, device: &Device) -> Result<Tensor<2>> {
+    let [h, n, hd] = q.dims();
+    let (k, v, mask, s) = cache.view(layer, n, h, device)?;
+    let kv = k.dims()[0];
+    let g = h / kv;
+    // Query heads h = kv_head * g + j share kv_head: a contiguous reshape groups them.
+    let qg = q.reshape([kv, g * n, hd]);
+    let scores = qg.matmul(k.swap_dims(1, 2)); // [KV, g·n, S]
+    let scores = scores.add(mask.reshape([1, g * n, s]));
+    let p = activation::softmax(scores, 2);
+    let o = p.matmul(v); // [KV, g·n, hd]
+    Ok(o.reshape([h, n, hd]).swap_dims(0, 1).reshape([n, h * hd]))
+}
+
+/// The LM head over the (tied) embedding matrix. On the device it is split into row shards so
+/// that no buffer exceeds the adapter's storage-binding limit (ENGINEERING.md B.6); on the CPU the
+/// quantized matrix is read in place.
+#[derive(Debug, Clone)]
+pub enum LmHead {
+    /// Each shard `[d, rows_i]` (transposed slice of the `[vocab, d]` matrix).
+    Sharded {
+        /// The shards.
+        shards: Vec<Tensor<2>>,
+        /// Vocabulary size.
+        vocab: usize,
+    },
+    /// The file's blocks.
+    Quantized(SharedWeight),
+}
+
+impl LmHead {
+    /// Loads weight `id`; `max_bytes` bounds each device shard's f32 size.
+    pub fn load(src: &dyn WeightSource, id: WeightId, mode: WeightMode, max_bytes: u64, device: &Device) -> Result<Self> {
+        if mode == WeightMode::QuantizedCpu {
+            let w = src.shared(id)?;
+            if crate::quant::cpu::supported(w.ty) && w.cols % 32 == 0 {
+                return Ok(Self::Quantized(w));
+            }
+        }
+        let raw = src.raw(id)?;
+        let d = raw.cols;
+        let row_bytes = raw.row_bytes();
+        let rows_per_shard = ((max_bytes / (d as u64 * 4)).max(1) as usize).min(raw.rows);
+        let mut shards = Vec::new();
+        let mut r0 = 0;
+        while r0 < raw.rows {
+            let r1 = (r0 + rows_per_shard).min(raw.rows);
+            let bytes = raw.bytes.get(r0 * row_bytes..r1 * row_bytes).ok_or_else(|| Error::Tensor {
+                name: "lm_head".into(),
+                reason: "shard outside the weight".into(),
+            })?;
+            let vals = crate::quant::dequantize(raw.ty, bytes, (r1 - r0) * d)?;
+            shards.push(tensor2(transpose(&vals, r1 - r0, d), d, r1 - r0, device));
+            r0 = r1;
+        }
+        log::debug!("lm head: {} rows in {} shards", raw.rows, shards.len());
+        Ok(Self::Sharded { shards, vocab: raw.rows })
+    }
+
+    /// x: [1, d] -> logits [vocab] on the host
+    pub fn logits(&self, x: Tensor<2>) -> Result<Vec<f32>> {
+        match self {
+            Self::Sharded { shards, vocab } => {
+                let parts: Vec<Tensor<2>> = shards.iter().map(|w| x.clone().matmul(w.clone())).collect();
+                let v = read_f32(Tensor::cat(parts, 1))?;
+                if v.len() != *vocab {
+                    return Err(Error::Backend { reason: format!("lm head produced {} logits, expected {vocab}", v.len()) });
+                }
+                Ok(v)
+            }
+            Self::Quantized(w) => {
+                let [n, cols] = x.dims();
+                let xs = read_f32(x)?;
+                crate::quant::cpu::matmul(w.ty, w.bytes(), w.rows, cols, &xs, n)
+            }
+        }
+    }
+}
+
+/// Embedding rows looked up on the host from the (memory-mapped, quantized) matrix: only the
+/// rows of the tokens in the pass are dequantized.
+pub fn embed_rows(raw: &SharedWeight, tokens: &[u32], scale: f32, device: &Device) -> Result<Tensor<2>> {
+    let d = raw.cols;
+    let row_bytes = raw.row_bytes();
+    let mut out = Vec::with_capacity(tokens.len() * d);
+    for &t in tokens {
+        let t = t as usize;
+        if t >= raw.rows {
+            return Err(Error::InvalidParameter { name: "token", reason: format!("id out of vocabulary of {}", raw.rows) });
+        }
+        let bytes = raw.bytes().get(t * row_bytes..(t + 1) * row_bytes).ok_or_else(|| Error::Tensor {
+            name: "token_embd".into(),
+            reason: "row outside the weight".into(),
+        })?;
+        let row = crate::quant::dequantize(raw.ty, bytes, d)?;
+        out.extend(row.into_iter().map(|x| x * scale));
+    }
+    Ok(tensor2(out, tokens.len(), d, device))
+}

@@ -1,0 +1,52 @@
+//! Model architectures. One [`Architecture`] arm per `general.architecture` value; each
+//! architecture is one file over the shared layers.
+
+pub mod gemma3;
+pub mod layers;
+
+use crate::kv_cache::KvCache;
+use crate::{Error, Result};
+
+/// Supported architectures, named after GGUF's `general.architecture`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// Google Gemma 3 (`gemma3`).
+    Gemma3,
+}
+
+impl Architecture {
+    /// Maps a `general.architecture` string.
+    pub fn from_gguf_name(name: &str) -> Result<Self> {
+        match name {
+            "gemma3" => Ok(Self::Gemma3),
+            other => Err(Error::UnsupportedArchitecture { name: other.to_string() }),
+        }
+    }
+
+    /// The GGUF name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gemma3 => "gemma3",
+        }
+    }
+}
+
+/// A decoder-only language model on one device. The session owns the cache and drives the passes.
+pub trait CausalLm: Send + Sync {
+    /// Runs `tokens` (positions `cache.len()..`) through the model, appending them to `cache`, and
+    /// returns the logits of tokens `first..` of this pass. On error the cache is left as it was.
+    fn forward_from(&self, tokens: &[u32], cache: &mut KvCache, first: usize) -> Result<Vec<Vec<f32>>>;
+    /// [`CausalLm::forward_from`] for the last token only.
+    fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
+        let first = tokens.len().saturating_sub(1);
+        self.forward_from(tokens, cache, first)?
+            .pop()
+            .ok_or_else(|| Error::InvalidParameter { name: "tokens", reason: "empty pass".into() })
+    }
+    /// A cache for `max_context` tokens, accepting passes of up to `max_chunk` tokens.
+    fn new_cache(&self, max_context: usize, max_chunk: usize) -> Result<KvCache>;
+    /// Vocabulary size (logits per token).
+    fn vocab_size(&self) -> usize;
+    /// The context the model was trained for.
+    fn max_context(&self) -> usize;
+}

@@ -1,0 +1,678 @@
+//! Regex detectors: emails, IBANs, alphanumeric national IDs, credentials, coordinates, postal
+//! addresses and dates of birth. Each runs on the normalized text and reports normalized spans.
+
+use regex::Regex;
+
+use super::checksum;
+use super::context::sentence_of;
+use super::lexicon as lx;
+use super::{Category, Ctx, Out};
+
+/// Published documentation test numbers: treated as non-sensitive only next to a test/doc word.
+pub(crate) const TEST_IBANS: &[&str] = &[
+    "DE89370400440532013000", "GB82WEST12345698765432", "GB29NWBK60161331926819", "GB33BUKB20201555555555",
+    "FR1420041010050500013M02606", "ES9121000418450200051332", "NL91ABNA0417164300", "CH9300762011623852957",
+    "IT60X0542811101000000123456", "BE68539007547034", "AT611904300234573201",
+];
+
+/// Published documentation API keys (not live secrets) recognised next to a doc/test word.
+const DOC_SECRETS: &[&str] = &["sk_test_4eC39HqLyjWDarjtT1zdp7dc", "AKIAIOSFODNN7EXAMPLE"];
+
+/// Local parts of role addresses (a mailbox of a function, not of a person).
+const ROLE_LOCAL: &[&str] = &[
+    "info", "support", "noreply", "no-reply", "donotreply", "sales", "contact", "help", "admin", "webmaster",
+    "postmaster", "abuse", "security", "privacy", "press", "hello", "team", "billing", "jobs", "careers",
+    "marketing", "newsletter", "office", "service", "kontakt", "contacto", "soporte", "ventas", "git",
+];
+
+/// Top-level domains accepted at the end of a spoken ("at ... dot com") email.
+const TLDS: &[&str] = &[
+    "com", "org", "net", "edu", "gov", "io", "co", "de", "es", "fr", "in", "cn", "uk", "it", "nl", "ch", "at", "be",
+    "mx", "ar", "br", "ru", "jp", "info", "biz", "me", "us", "ca", "au", "eu", "ai", "dev", "app", "pt", "pl", "se",
+];
+
+/// Free mail providers (a spoken "at gmail dot com" is an address even without other cues).
+const MAIL_PROVIDERS: &[&str] = &[
+    "gmail", "googlemail", "yahoo", "hotmail", "outlook", "live", "msn", "icloud", "me", "aol", "gmx", "web",
+    "t-online", "proton", "protonmail", "yandex", "mail", "qq", "163", "126", "sina", "rediffmail", "orange",
+    "free", "laposte", "wanadoo", "sfr", "libero", "terra", "telefonica", "arcor", "freenet", "zoho",
+];
+
+pub(crate) struct Patterns {
+    email: Regex,
+    email_obf: Regex,
+    iban: Regex,
+    nino: Regex,
+    dni: Regex,
+    nie: Regex,
+    cf: Regex,
+    cn_id: Regex,
+    nir: Regex,
+    pan: Regex,
+    ausweis: Regex,
+    id_token: Regex,
+    secret_prefix: Regex,
+    conn_str: Regex,
+    password_kw: Regex,
+    secret_assign: Regex,
+    bearer: Regex,
+    coord_pair: Regex,
+    coord_hemi: Regex,
+    coord_dms: Regex,
+    plus_code: Regex,
+    addr_en: Regex,
+    addr_us_zip: Regex,
+    addr_uk_postcode: Regex,
+    addr_po_box: Regex,
+    addr_es: Regex,
+    addr_de: Regex,
+    addr_de_prep: Regex,
+    addr_fr: Regex,
+    addr_zh: Regex,
+    addr_zh_admin: Regex,
+    addr_in_house: Regex,
+    addr_in_pin: Regex,
+    postcode_city: Regex,
+    date: Regex,
+}
+
+impl Patterns {
+    pub(crate) fn new() -> Result<Self, regex::Error> {
+        let month_en = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?";
+        let month_es = r"(?:enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre)";
+        let month_de = r"(?:januar|jänner|februar|märz|maerz|april|mai|juni|juli|august|september|oktober|november|dezember)";
+        let month_fr = r"(?:janvier|février|fevrier|mars|avril|mai|juin|juillet|août|aout|septembre|octobre|novembre|décembre|decembre)";
+        let date = format!(
+            r"(?i)(?-u:\b)(?:\d{{1,2}}[./-]\d{{1,2}}[./-](?:19|20)\d{{2}}|(?:19|20)\d{{2}}[./-]\d{{1,2}}[./-]\d{{1,2}}|{month_en}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+(?:19|20)\d{{2}}|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{month_en}\s+(?:19|20)\d{{2}}|\d{{1,2}}\s+de\s+{month_es}\s+(?:de\s+|del\s+)?(?:19|20)\d{{2}}|\d{{1,2}}\.\s*{month_de}\s+(?:19|20)\d{{2}}|\d{{1,2}}(?:er)?\s+{month_fr}\s+(?:19|20)\d{{2}}|(?:19|20)\d{{2}}\s*年\s*\d{{1,2}}\s*月\s*\d{{1,2}}\s*[日号]?)"
+        );
+        let street_en = lx::STREET_EN;
+        let states = lx::US_STATES;
+        Ok(Patterns {
+            email: Regex::new(
+                r"(?i)[a-z0-9][a-z0-9._%+\-]*@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}",
+            )?,
+            email_obf: Regex::new(
+                r"(?i)([a-z0-9][a-z0-9_%+\-]*(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|\(punkt\)|\[punkt\])\s*|\s+(?:dot|punto|punkt|point)\s+|点)[a-z0-9_%+\-]+)*)(\s*(?:\[at\]|\(at\)|\{at\}|\[ät\]|\(ät\)|\(arroba\)|\[arroba\])\s*|\s+(?:at|arroba|arobase|chez|ät)\s+|\s*艾特\s*|\s*@\s*)([a-z0-9\-]+(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|\(punkt\)|\[punkt\])\s*|\s+(?:dot|punto|punkt|point)\s+|点)[a-z0-9\-]+)+)",
+            )?,
+            iban: Regex::new(r"(?i)(?-u:\b)[a-z]{2}\d{2}(?:[ \-]?[a-z0-9]){11,30}")?,
+            nino: Regex::new(r"(?-u:\b)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?-u:\b)")?,
+            dni: Regex::new(r"(?i)(?-u:\b)\d{8}[ \-]?[a-z](?-u:\b)")?,
+            nie: Regex::new(r"(?i)(?-u:\b)[xyz][ \-]?\d{7}[ \-]?[a-z](?-u:\b)")?,
+            cf: Regex::new(
+                r"(?i)(?-u:\b)[a-z]{6}[0-9lmnpqrstuv]{2}[abcdehlmprst][0-9lmnpqrstuv]{2}[a-z][0-9lmnpqrstuv]{3}[a-z](?-u:\b)",
+            )?,
+            cn_id: Regex::new(r"(?-u:\b)\d{6} ?(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]) ?\d{3}[\dXx](?-u:\b)")?,
+            nir: Regex::new(r"(?i)(?-u:\b)[1-478] ?\d{2} ?\d{2} ?(?:\d{2}|2[ab]) ?\d{3} ?\d{3} ?\d{2}(?-u:\b)")?,
+            pan: Regex::new(r"(?-u:\b)[A-Z]{3}[PCHFATBLJG][A-Z]\d{4}[A-Z](?-u:\b)")?,
+            ausweis: Regex::new(r"(?-u:\b)[CFGHJKLMNPRTVWXYZ][CFGHJKLMNPRTVWXYZ0-9]{8}\d?(?-u:\b)")?,
+            id_token: Regex::new(r"(?i)(?-u:\b)[a-z]{0,6}\d[a-z0-9]{0,20}(?:[ \-/][a-z]{0,6}\d[a-z0-9]*){0,4}(?-u:\b)")?,
+            secret_prefix: Regex::new(concat!(
+                r"(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}",
+                r"|glpat-[A-Za-z0-9_\-]{20,}|xox[abposr]-[A-Za-z0-9\-]{10,}|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}",
+                r"|AIza[0-9A-Za-z\-_]{35}|ya29\.[0-9A-Za-z\-_]{20,}|sk-ant-[A-Za-z0-9_\-]{20,}",
+                r"|sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}|hf_[A-Za-z]{30,}|npm_[A-Za-z0-9]{36}",
+                r"|pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,}|SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}",
+                r"|SK[0-9a-fA-F]{32}|key-[0-9a-zA-Z]{32}|sq0(?:atp|csp)-[0-9A-Za-z\-_]{22,}",
+                r"|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}|dop_v1_[a-f0-9]{64}|\d{8,10}:AA[0-9A-Za-z_\-]{33}",
+                r"|https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+",
+                r"|AccountKey=[A-Za-z0-9+/=]{40,}",
+                r"|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
+                r"|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
+            ))?,
+            conn_str: Regex::new(
+                r"(?i)(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|redis|rediss|amqps?|mssql|sqlserver|jdbc:[a-z]+|ftp|sftp|smtp|ldaps?|https?)://([^\s:/@]+):([^\s@/]+)@[^\s/]+",
+            )?,
+            password_kw: Regex::new(
+                r"(?i)(?:password|passwort|passwd|pwd|kennwort|contraseña|contrasena|clave|mot de passe|mdp|passcode|pin|密码|口令|पासवर्ड)",
+            )?,
+            secret_assign: Regex::new(
+                r#"(?i)(?:api[_\-\s]?key|apikey|secret(?:[_\-\s]?key)?|access[_\-\s]?token|auth[_\-\s]?token|client[_\-\s]?secret|private[_\-\s]?key|token)["']?\s*[:=]\s*["']?([A-Za-z0-9_\-./+=]{16,})"#,
+            )?,
+            bearer: Regex::new(r"(?i)bearer\s+([A-Za-z0-9\-._~+/]{20,}=*)")?,
+            coord_pair: Regex::new(r"(?-u:\b)(-?\d{1,2}\.\d{4,})\s*[,;/ ]\s*(-?\d{1,3}\.\d{4,})(?-u:\b)")?,
+            coord_hemi: Regex::new(
+                r"(?i)(?-u:\b)(\d{1,2}(?:\.\d+)?)\s*°?\s*([NS])[\s,;]+(\d{1,3}(?:\.\d+)?)\s*°?\s*([EWO])(?-u:\b)",
+            )?,
+            coord_dms: Regex::new(r#"\d{1,3}°\s*\d{1,2}['′]\s*\d{1,2}(?:[.,]\d+)?\s*(?:"|″|'')?\s*[NSEWO]"#)?,
+            plus_code: Regex::new(r"(?-u:\b)[23456789CFGHJMPQRVWX]{4,8}\+[23456789CFGHJMPQRVWX]{2,3}(?-u:\b)")?,
+            addr_en: Regex::new(&format!(
+                r"(?-u:\b)\d{{1,6}}[A-Za-z]?(?:[/\-]\d{{1,4}})?,?\s+(?:[NSEW]\.?\s+)?(?:\p{{Lu}}[\p{{L}}'\-]*\.?\s+){{1,4}}{street_en}(?-u:\b)"
+            ))?,
+            addr_us_zip: Regex::new(&format!(
+                r"(?:\p{{Lu}}[\p{{L}}.'\-]*(?:[ \t]+\p{{Lu}}[\p{{L}}.'\-]*){{0,3}},\s*|,\s*|(?-u:\b)(?:APO|FPO|DPO)\s+){states}\s+\d{{5}}(?:-\d{{4}})?(?-u:\b)"
+            ))?,
+            addr_uk_postcode: Regex::new(r"(?-u:\b)(?:[A-Z]{1,2}\d[A-Z\d]?|GIR) ?\d[A-Z]{2}(?-u:\b)")?,
+            addr_po_box: Regex::new(
+                r"(?i)(?-u:\b)(?:(?:p\.?\s?o\.?\s+box|postfach|apartado de correos|boîte postale)\s*\d{1,6}|(?:psc|unit|cmr)\s+\d{3,5},\s*box\s+\d{3,5})(?-u:\b)",
+            )?,
+            addr_es: Regex::new(&format!(
+                r"{}\s+(?:(?:de|del|de la|de los|de las)\s+)?\p{{Lu}}[\p{{L}}'\-]*(?:\s+(?:(?:de|del|la|las|los|y)\s+)?\p{{Lu}}[\p{{L}}'\-]*){{0,4}},?\s*(?:n\.?º\s*|nº\s*|número\s*|no\.?\s*)?\d{{1,4}}(?-u:\b)",
+                lx::STREET_ES
+            ))?,
+            addr_de: Regex::new(&format!(
+                r"\p{{Lu}}[\p{{L}}\-]*?(?i:{})\s+\d{{1,4}}\s?[a-zA-Z]?(?:\s?/\s?\d{{1,4}})?(?-u:\b)",
+                lx::STREET_DE
+            ))?,
+            addr_de_prep: Regex::new(
+                r"(?-u:\b)(?:Am|An der|Auf dem|Auf der|Im|Zum|Zur|In der|Unter den|Hinter der)\s+\p{Lu}[\p{L}\-]+\s+\d{1,4}[a-z]?(?-u:\b)",
+            )?,
+            addr_fr: Regex::new(&format!(
+                r"(?i)(?-u:\b)\d{{1,4}}(?:\s?(?:bis|ter))?,?\s+{}\s+(?:(?:de|du|des|d'|la|le|l')\s*)*\p{{L}}[\p{{L}}'\-]*(?:\s+(?:(?:de|du|des|la|le)\s+)?(?-i:\p{{Lu}})[\p{{L}}'\-]*){{0,4}}",
+                lx::STREET_FR
+            ))?,
+            addr_zh: Regex::new(r"\p{Han}{1,12}(?:路|街|大道|巷|胡同|道)\s*(?:\d+\s*号|[A-Za-z0-9]\s*座|\d+\s*弄)")?,
+            addr_zh_admin: Regex::new(
+                r"\p{Han}{1,8}(?:省|自治区|特别行政区|市)\p{Han}{1,10}(?:市|县|区|州)\p{Han}{1,14}(?:路|街|道|村|镇|乡|巷)",
+            )?,
+            addr_in_house: Regex::new(
+                r"(?i)(?-u:\b)(?:h\.?\s?no\.?|house\s+no\.?|flat\s+no\.?|plot\s+no\.?|door\s+no\.?|ghar\s+no\.?)\s*#?\s*\d[\d/\-]*",
+            )?,
+            addr_in_pin: Regex::new(r"\p{Lu}\p{Ll}+(?:\s\p{Lu}\p{Ll}+)?(?:-| - |\s)[1-9]\d{2}\s?\d{3}(?-u:\b)")?,
+            postcode_city: Regex::new(r"(?-u:\b)\d{5}\s+\p{Lu}[\p{L}\-']+(?:[ \-]\p{Lu}[\p{L}\-']+){0,3}")?,
+            date: Regex::new(&date)?,
+        })
+    }
+
+    /// Runs every regex detector.
+    pub(crate) fn detect(&self, text: &str, ctx: &Ctx, out: &mut Out) {
+        self.emails(text, out);
+        self.ibans(text, ctx, out);
+        self.national_ids(text, ctx, out);
+        self.context_ids(text, ctx, out);
+        self.credentials(text, ctx, out);
+        self.locations(text, ctx, out);
+        self.addresses(text, ctx, out);
+        self.dates_of_birth(text, ctx, out);
+    }
+
+    fn emails(&self, text: &str, out: &mut Out) {
+        for m in self.email.find_iter(text) {
+            let s = m.as_str();
+            let Some((local, domain)) = s.rsplit_once('@') else { continue };
+            let domain = domain.to_ascii_lowercase();
+            let local = local.to_ascii_lowercase();
+            // RFC 2606 / 6761 reserved names are documentation, not people.
+            let reserved = ["example.com", "example.org", "example.net"].contains(&domain.as_str())
+                || [".example", ".test", ".invalid", ".localhost", ".example.com"].iter().any(|t| domain.ends_with(t))
+                || domain == "localhost";
+            if reserved || ROLE_LOCAL.contains(&local.as_str()) {
+                out.residual(0.15);
+                continue;
+            }
+            out.add(m.start(), m.end(), Category::Email, 0.97);
+        }
+        for c in self.email_obf.captures_iter(text) {
+            let (Some(all), Some(local), Some(at), Some(domain)) = (c.get(0), c.get(1), c.get(2), c.get(3)) else {
+                continue;
+            };
+            let at_s = at.as_str().trim().to_lowercase();
+            let dom = domain.as_str().to_lowercase();
+            let spoken_dot = |s: &str| {
+                s.contains("dot") || s.contains("punto") || s.contains("punkt") || s.contains("point") || s.contains('点')
+            };
+            let obfuscated = at_s != "@" || spoken_dot(&dom) || spoken_dot(&local.as_str().to_lowercase());
+            if !obfuscated {
+                continue; // a plain email, handled above
+            }
+            let labels: Vec<&str> = dom
+                .split(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '-'))
+                .filter(|l| !l.is_empty() && !["dot", "punto", "punkt", "point"].contains(l))
+                .collect();
+            let (Some(first), Some(tld)) = (labels.first(), labels.last()) else { continue };
+            if !TLDS.contains(tld) || labels.len() < 2 {
+                continue;
+            }
+            // A spoken " at " in prose ("look at this dot com") needs a mail provider, an
+            // address-like local part or a bracketed "[dot]"; "arroba"/"arobase"/"[at]" need nothing.
+            let bracketed = !matches!(at_s.as_str(), "at" | "chez" | "@")
+                || all.as_str().contains("[dot]")
+                || all.as_str().contains("(dot)")
+                || all.as_str().contains("{dot}");
+            let local_l = local.as_str();
+            let addressy = local_l.chars().any(|ch| ch.is_ascii_digit() || ch == '_' || ch == '.')
+                || spoken_dot(&local_l.to_lowercase());
+            if !bracketed && at_s != "@" && !MAIL_PROVIDERS.contains(first) && !addressy {
+                continue;
+            }
+            out.add(all.start(), all.end(), Category::Email, 0.9);
+        }
+    }
+
+    fn ibans(&self, text: &str, ctx: &Ctx, out: &mut Out) {
+        for m in self.iban.find_iter(text) {
+            // Compact the match, then try the registry length for its country (the regex may run
+            // into a following word).
+            let mut compact = String::new();
+            let mut ends = Vec::new(); // byte end in `text` of each compact char
+            for (i, ch) in m.as_str().char_indices() {
+                if ch.is_ascii_alphanumeric() {
+                    compact.push(ch.to_ascii_uppercase());
+                    ends.push(m.start() + i + 1);
+                }
+            }
+            let mut found = false;
+            for len in (15..=compact.len().min(34)).rev() {
+                let cand = &compact[..len];
+                if checksum::iban(cand) {
+                    let end = ends.get(len - 1).copied().unwrap_or(m.end());
+                    if TEST_IBANS.contains(&cand) && ctx.doc_near(m.start(), end) {
+                        out.residual(0.2);
+                    } else {
+                        out.add(m.start(), end, Category::Iban, 0.97);
+                    }
+                    found = true;
+                    break;
+                }
+            }
+            if !found && ctx.iban_word_near(m.start()) && compact.len() >= 15 {
+                // Labelled as an IBAN but the check digits fail: likely a typo; fail closed.
+                out.add(m.start(), m.end(), Category::Iban, 0.6);
+            }
+        }
+    }
+
+    fn national_ids(&self, text: &str, ctx: &Ctx, out: &mut Out) {
+        let compact = |s: &str| -> String { s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_uppercase() };
+        for m in self.nino.find_iter(text) {
+            if checksum::uk_nino(&compact(m.as_str())) && !ctx.not_personal_before(m.start()) {
+                out.add(m.start(), m.end(), Category::GovernmentId, 0.9);
+            }
+        }
+        for m in self.dni.find_iter(text).chain(self.nie.find_iter(text)) {
+            if checksum::es_dni(&compact(m.as_str())) && !ctx.not_personal_before(m.start()) {
+                out.add(m.start(), m.end(), Category::GovernmentId, 0.95);
+            }
+        }
+        for m in self.cf.find_iter(text) {
+            if checksum::it_codice_fiscale(&compact(m.as_str())) {
+                out.add(m.start(), m.end(), Category::GovernmentId, 0.97);
+            }
+        }
+        for m in self.cn_id.find_iter(text) {
+            if checksum::cn_resident_id(&compact(m.as_str())) && !ctx.not_personal_before(m.start()) {
+                out.add(m.start(), m.end(), Category::GovernmentId, 0.97);
+            }
+        }
+        for m in self.nir.find_iter(text) {
+            if checksum::fr_nir(&compact(m.as_str())) {
+                out.add(m.start(), m.end(), Category::GovernmentId, 0.97);
+            }
+        }
+        for m in self.pan.find_iter(text) {
+            let score = if ctx.gov_id.near(m.start(), m.end(), 40, 10) { 0.95 } else { 0.8 };
+            out.add(m.start(), m.end(), Category::GovernmentId, score);
+        }
+        for m in self.ausweis.find_iter(text) {
+            let s = m.as_str();
+            let digits = s.bytes().filter(u8::is_ascii_digit).count();
+            if digits < 3 {
+                continue;
+            }
+            if ctx.gov_id.near(m.start(), m.end(), 50, 0) || (s.len() == 10 && checksum::icao_check(s) && digits >= 4) {
+                out.add(m.start(), m.end(), Category::GovernmentId, 0.9);
+            }
+        }
+    }
+
+    /// Passport, driver-licence and generic ID numbers after their label.
+    fn context_ids(&self, text: &str, ctx: &Ctx, out: &mut Out) {
+        for (hits, min_digits) in [(&ctx.passport, 4usize), (&ctx.licence, 4), (&ctx.gov_id, 5), (&ctx.ssn, 4)] {
+            for &(_, e) in &hits.0 {
+                let window_end = floor_char(text, (e + 48).min(text.len()));
+                let Some(window) = text.get(e..window_end) else { continue };
+                // Skip a short connector ("number", "is", ":", "ist", "是") before the value.
+                for m in self.id_token.find_iter(window).take(4) {
+                    let tok = m.as_str();
+                    let digits = tok.bytes().filter(u8::is_ascii_digit).count();
+                    if digits >= min_digits && !looks_like_date(tok) {
+                        out.add(e + m.start(), e + m.end(), Category::GovernmentId, 0.85);
+                        break;
+                    }
+                }
+                // A document number right after its label may be mostly letters (German ID cards:
+                // "Personalausweisnummer: LZ6311T47"): an uppercase code with a digit, 6-12 long.
+                let head = window.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '#' | '-' | '.'));
+                let skipped = window.len() - head.len();
+                let code: String = head.chars().take_while(char::is_ascii_alphanumeric).collect();
+                let letters_upper = code.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
+                if (6..=12).contains(&code.len()) && letters_upper && code.bytes().any(|b| b.is_ascii_digit()) {
+                    out.add(e + skipped, e + skipped + code.len(), Category::GovernmentId, 0.8);
+                }
+            }
+        }
+    }
+
+    fn credentials(&self, text: &str, ctx: &Ctx, out: &mut Out) {
+        for m in self.secret_prefix.find_iter(text) {
+            let s = m.as_str();
+            let distinct = s.bytes().collect::<std::collections::HashSet<u8>>().len();
+            if s.contains("EXAMPLE") || s.contains("example") || distinct < 8 {
+                out.residual(0.2);
+                continue;
+            }
+            if DOC_SECRETS.contains(&s) && ctx.doc_near(m.start(), m.end()) {
+                out.residual(0.2);
+                continue;
+            }
+            let end = if s.starts_with("-----BEGIN") { pem_end(text, m.end()) } else { m.end() };
+            out.add(m.start(), end, Category::Credential, 0.97);
+        }
+        for c in self.conn_str.captures_iter(text) {
+            let (Some(all), Some(user), Some(pw)) = (c.get(0), c.get(1), c.get(2)) else { continue };
+            if is_placeholder(pw.as_str()) || (user.as_str() == "user" && pw.as_str() == "pass") {
+                out.residual(0.2);
+                continue;
+            }
+            out.add(all.start(), all.end(), Category::Credential, 0.95);
+        }
+        for c in self.secret_assign.captures_iter(text) {
+            let Some(v) = c.get(1) else { continue };
+            if high_entropy_secret(v.as_str()) {
+                out.add(v.start(), v.end(), Category::Credential, 0.85);
+            }
+        }
+        for c in self.bearer.captures_iter(text) {
+            let Some(v) = c.get(1) else { continue };
+            if high_entropy_secret(v.as_str()) || v.as_str().starts_with("eyJ") {
+                out.add(v.start(), v.end(), Category::Credential, 0.9);
+            }
+        }
+        for m in self.password_kw.find_iter(text) {
+            if !super::context::on_boundaries(text, m.start(), m.end()) {
+                continue;
+            }
+            let is_pin = m.as_str().eq_ignore_ascii_case("pin");
+            if let Some((s, e)) = password_value(text, m.end(), is_pin) {
+                out.add(s, e, Category::Credential, 0.85);
+            }
+        }
+    }
+
+    fn locations(&self, text: &str, ctx: &Ctx, out: &mut Out) {
+        for c in self.coord_pair.captures_iter(text) {
+            let (Some(all), Some(a), Some(b)) = (c.get(0), c.get(1), c.get(2)) else { continue };
+            let (Ok(lat), Ok(lon)) = (a.as_str().parse::<f64>(), b.as_str().parse::<f64>()) else { continue };
+            if lat.abs() > 90.0 || lon.abs() > 180.0 || (lat == 0.0 && lon == 0.0) {
+                continue;
+            }
+            let (ss, se) = sentence_of(&ctx.sents, all.start());
+            let located = ctx.location.within(ss, se) || text[..all.start()].ends_with('@') || text[..all.start()].ends_with('=') || text[..all.start()].ends_with("geo:");
+            if ctx.not_coord.within(ss, se) && !located {
+                out.residual(0.3);
+                continue;
+            }
+            out.add(all.start(), all.end(), Category::Location, if located { 0.95 } else { 0.85 });
+        }
+        for c in self.coord_hemi.captures_iter(text) {
+            let (Some(all), Some(a), Some(b)) = (c.get(0), c.get(1), c.get(3)) else { continue };
+            let decimals = |s: &str| s.split('.').nth(1).map_or(0, str::len);
+            if decimals(a.as_str()) >= 2 || decimals(b.as_str()) >= 2 {
+                out.add(all.start(), all.end(), Category::Location, 0.9);
+            }
+        }
+        for m in self.coord_dms.find_iter(text) {
+            out.add(m.start(), m.end(), Category::Location, 0.9);
+        }
+        for m in self.plus_code.find_iter(text) {
+            out.add(m.start(), m.end(), Category::Location, 0.85);
+        }
+    }
+
+    fn addresses(&self, text: &str, ctx: &Ctx, out: &mut Out) {
+        const PUBLIC_ADDRESSES: &[&str] = &[
+            "10 downing street", "1600 pennsylvania avenue", "221b baker street", "1 infinite loop",
+            "1 apple park way", "350 fifth avenue", "1600 amphitheatre parkway", "55 rue du faubourg",
+        ];
+        let strong = [&self.addr_en, &self.addr_es, &self.addr_de, &self.addr_de_prep, &self.addr_fr, &self.addr_zh,
+            &self.addr_zh_admin, &self.addr_in_house, &self.addr_us_zip, &self.addr_po_box];
+        for re in strong {
+            for m in re.find_iter(text) {
+                let lower = m.as_str().to_lowercase();
+                if PUBLIC_ADDRESSES.iter().any(|p| lower.starts_with(p)) {
+                    out.residual(0.2);
+                    continue;
+                }
+                out.add(m.start(), m.end(), Category::PostalAddress, 0.85);
+            }
+        }
+        // A "12345 Town" postcode line right after a street line belongs to the address.
+        let streets = out.spans_of(Category::PostalAddress);
+        for m in self.postcode_city.find_iter(text) {
+            if streets.iter().any(|&(_, e)| e <= m.start() && m.start() - e <= 60) {
+                out.add(m.start(), m.end(), Category::PostalAddress, 0.85);
+            }
+        }
+        // Weaker signals: a UK postcode or an Indian "City-PIN" after a comma or an address word.
+        for re in [&self.addr_uk_postcode, &self.addr_in_pin] {
+            for m in re.find_iter(text) {
+                let before = text[..m.start()].trim_end();
+                let after_comma = before.ends_with(',') || before.ends_with('，');
+                let hyphen_pin = m.as_str().contains('-');
+                if after_comma || hyphen_pin || ctx.address.near(m.start(), m.end(), 80, 0) {
+                    out.add(m.start(), m.end(), Category::PostalAddress, 0.75);
+                }
+            }
+        }
+    }
+
+    fn dates_of_birth(&self, text: &str, ctx: &Ctx, out: &mut Out) {
+        for m in self.date.find_iter(text) {
+            if !ctx.dob.near(m.start(), m.end(), 50, 30) {
+                continue;
+            }
+            // A public figure's birth date is public knowledge unless the writer speaks of themself.
+            let (ss, se) = sentence_of(&ctx.sents, m.start());
+            if ctx.public.within(ss, se) && !ctx.first_person_in(text, ss, se) {
+                out.residual(0.25);
+                continue;
+            }
+            out.add(m.start(), m.end(), Category::DateOfBirth, 0.9);
+        }
+    }
+}
+
+/// Largest char boundary `<= i`.
+pub(crate) fn floor_char(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn looks_like_date(tok: &str) -> bool {
+    let parts: Vec<&str> = tok.split(['-', '/', '.']).collect();
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// End of a PEM block starting before `from` (its END line), or `from` when absent.
+fn pem_end(text: &str, from: usize) -> usize {
+    match text[from..].find("-----END") {
+        Some(i) => {
+            let after = from + i + "-----END".len();
+            text[after..].find("-----").map_or(after, |j| after + j + 5)
+        }
+        None => from,
+    }
+}
+
+/// Placeholder or templated secret values that are not real secrets.
+pub(crate) fn is_placeholder(v: &str) -> bool {
+    let l = v.trim_matches(|c| matches!(c, '"' | '\'' | '`')).to_lowercase();
+    const WORDS: &[&str] = &[
+        "password", "passwort", "pass", "pwd", "secret", "changeme", "change_me", "your_password", "yourpassword",
+        "your-password", "mypassword", "my_password", "example", "placeholder", "redacted", "xxx", "xxxx", "*****",
+        "<password>", "none", "null", "undefined", "todo", "tbd", "contraseña", "motdepasse", "密码",
+    ];
+    l.is_empty()
+        || WORDS.contains(&l.as_str())
+        || l.starts_with('<') || l.starts_with("${") || l.starts_with("{{") || l.starts_with('{') || l.starts_with('$')
+        || l.starts_with('%') || l.contains("your") || l.contains("xxxx")
+        || l.chars().all(|c| c == '*' || c == 'x' || c == '.' || c == '•')
+}
+
+/// A long random-looking token: letters and digits mixed, enough distinct characters.
+fn high_entropy_secret(v: &str) -> bool {
+    if v.len() < 16 || is_placeholder(v) {
+        return false;
+    }
+    let lower = v.to_lowercase();
+    if ["process.env", "os.environ", "getenv", "config.", "settings.", "example", "sample", "dummy", "test_key"]
+        .iter()
+        .any(|p| lower.contains(p))
+    {
+        return false;
+    }
+    let has_digit = v.bytes().any(|b| b.is_ascii_digit());
+    let has_alpha = v.bytes().any(|b| b.is_ascii_alphabetic());
+    if !(has_digit && has_alpha) {
+        return false;
+    }
+    // Shannon entropy in bits per character.
+    let mut counts = [0u32; 256];
+    for b in v.bytes() {
+        counts[usize::from(b)] += 1;
+    }
+    let n = v.len() as f64;
+    let h: f64 = counts.iter().filter(|&&c| c > 0).map(|&c| {
+        let p = f64::from(c) / n;
+        -p * p.log2()
+    }).sum();
+    h >= 3.0
+}
+
+/// Words after "password" that describe it rather than give it.
+const PASSWORD_STOPWORDS: &[&str] = &[
+    "is", "was", "too", "not", "very", "weak", "strong", "incorrect", "wrong", "invalid", "expired", "required",
+    "correct", "different", "missing", "empty", "blank", "being", "still", "case-sensitive", "visible", "hidden",
+    "stored", "saved", "encrypted", "hashed", "changed", "reset", "locked", "compromised", "leaked", "manager",
+    "policy", "requirements", "strength", "field", "hash", "for", "of", "and", "or", "to", "the", "a", "an", "if",
+    "in", "on", "with", "that", "this", "it", "should", "must", "can", "does", "do", "doesn't", "isn't", "has",
+    "have", "expires", "reuse", "recovery", "protected", "str", "string", "int", "bool", "none", "null",
+    "muy", "es", "no", "si", "sea", "la", "el", "de", "que", "incorrecta", "correcta", "inválida", "débil", "segura",
+    "obligatoria", "olvidada", "olvidé", "ist", "nicht", "zu", "falsch", "ungültig", "abgelaufen", "schwach",
+    "sicher", "korrekt", "gesperrt", "vergessen", "zurück", "ändern", "aus", "est", "pas", "trop", "faible",
+    "invalide", "expiré", "oublié", "robuste", "réinitialiser", "hai", "galat", "sahi", "kamzor", "bhool",
+    "kaisa", "kaise", "kya", "reset", "bata", "change", "forgot", "forgotten", "update", "length",
+];
+
+/// Connectors between "password" and its value.
+const PASSWORD_CONNECTORS: &[&str] = &[
+    "is", "was", ":", "=", "es", "era", "ist", "lautet", "war", "est", "c'est", "était", "是", "为", "：", "->",
+];
+
+/// Finds the value given after a password keyword ending at `from`; returns its byte span.
+fn password_value(text: &str, from: usize, is_pin: bool) -> Option<(usize, usize)> {
+    let end = floor_char(text, (from + 60).min(text.len()));
+    let window = text.get(from..end)?;
+    // Tokens: split on whitespace and CJK; record their spans.
+    let mut toks: Vec<(usize, usize)> = Vec::new();
+    let mut cur: Option<usize> = None;
+    for (i, ch) in window.char_indices() {
+        let sep = ch.is_whitespace() || super::normalize::is_cjk(ch) && !matches!(ch, '：');
+        let connector_char = matches!(ch, '是' | '为' | '：');
+        if sep || connector_char {
+            if let Some(s) = cur.take() {
+                toks.push((s, i));
+            }
+            if connector_char {
+                toks.push((i, i + ch.len_utf8()));
+            }
+        } else if cur.is_none() {
+            cur = Some(i);
+        }
+    }
+    if let Some(s) = cur {
+        toks.push((s, window.len()));
+    }
+    // Split a leading ":"/"=" off the first token ("password:hunter2", "PASSWORD=abc").
+    let clean = |s: usize, e: usize| -> (usize, usize) {
+        let t = &window[s..e];
+        let lead = t.len() - t.trim_start_matches([':', '=', '"', '\'', '`', '(', '[']).len();
+        let t2 = &t[lead..];
+        let trail = t2.len() - t2.trim_end_matches([',', '.', ';', ')', ']', '"', '\'', '`', '，', '。', '、', '}']).len();
+        (s + lead, e - trail)
+    };
+    let mut after_connector = false;
+    for (k, &(s, e)) in toks.iter().enumerate().take(9) {
+        let raw = &window[s..e];
+        let lower = raw.to_lowercase();
+        let only_ops = raw.chars().all(|c| matches!(c, ':' | '=' | '：' | '"' | '\'' | '`'));
+        if PASSWORD_CONNECTORS.contains(&lower.as_str()) || only_ops {
+            after_connector = true;
+            continue;
+        }
+        let starts_with_op = raw.starts_with(':') || raw.starts_with('=');
+        let quoted = raw.trim_start_matches([':', '=']).starts_with(['"', '\'', '`']);
+        let (vs, ve) = clean(s, e);
+        if vs >= ve {
+            continue;
+        }
+        let candidate = k == 0 || after_connector || starts_with_op;
+        if candidate {
+            let v = &window[vs..ve];
+            if password_like(v, after_connector || starts_with_op, quoted, is_pin) {
+                return Some((from + vs, from + ve));
+            }
+            if after_connector || starts_with_op {
+                return None; // the word after "is"/":" is not a password: it describes one
+            }
+        }
+    }
+    None
+}
+
+fn password_like(v: &str, after_connector: bool, quoted: bool, is_pin: bool) -> bool {
+    let lower = v.to_lowercase();
+    if v.chars().count() < 4 || v.len() > 64 || is_placeholder(v) || PASSWORD_STOPWORDS.contains(&lower.as_str()) {
+        return false;
+    }
+    if is_pin {
+        return (4..=8).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit());
+    }
+    // Code references: environment lookups, attribute access, calls, other variables.
+    let code_ref = ["os.", "process.", "env", "getenv", "config", "settings", "self.", "args.", "request.", "input("]
+        .iter()
+        .any(|p| lower.starts_with(p))
+        || v.contains('(') || v.contains('[') || v.starts_with('@') || v.starts_with('/') || v.starts_with("http");
+    if code_ref {
+        return false;
+    }
+    let has_digit = v.bytes().any(|b| b.is_ascii_digit());
+    let has_alpha = v.chars().any(char::is_alphabetic);
+    let has_symbol = v.chars().any(|c| "!@#$%^&*?~+_.-".contains(c));
+    let mixed = v.chars().skip(1).any(char::is_uppercase) && v.chars().any(char::is_lowercase);
+    let identifier = v.chars().all(|c| c.is_ascii_alphabetic() || c == '_') && (v.contains('_') || mixed);
+    if identifier && !quoted {
+        return false; // `password=db_password`: a variable, not a value
+    }
+    if has_digit && has_alpha || has_symbol && has_alpha && !v.ends_with(['?', '.', '!']) && v.len() >= 6 {
+        return true;
+    }
+    if has_digit && v.len() >= 6 {
+        return true;
+    }
+    (after_connector || quoted) && (mixed || v.chars().count() >= 6) && has_alpha
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_patterns_compile() {
+        assert!(Patterns::new().is_ok());
+    }
+
+    #[test]
+    fn password_values() {
+        let t = "my password is Sommer2024! thanks";
+        let kw = t.find("password").map(|i| i + 8).unwrap_or(0);
+        let (s, e) = password_value(t, kw, false).expect("value");
+        assert_eq!(&t[s..e], "Sommer2024!");
+        for neg in ["my password is too weak", "password reset kaise kare", "password = os.environ['X']",
+            "password=db_password)", "Passwort vergessen - was tun?", "password manager?"] {
+            let kw = neg.to_lowercase().find("passw").map(|i| i + 8).unwrap_or(0);
+            assert!(password_value(neg, kw, false).is_none(), "{neg}");
+        }
+    }
+}

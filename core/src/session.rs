@@ -1,0 +1,491 @@
+//! Sessions: prompt → prefill → decode loop → stop conditions, with streaming and cancel.
+//!
+//! ```no_run
+//! # use edgewise_core::{engine::{Engine, EngineConfig}, session::{GenerationParams, SessionConfig}};
+//! let engine = Engine::load("gemma-3-270m-q4_k_m.gguf", EngineConfig::default())?;
+//! let mut s = engine.new_session(SessionConfig::default())?;
+//! let cancel = s.cancel_handle(); // cancel.cancel() from any thread stops the loop
+//! let out = s.chat("Name three rivers.", &GenerationParams::default(), &mut |piece: &str| {
+//!     print!("{piece}");
+//!     true // keep going
+//! })?;
+//! println!("\n{:?} after {} tokens", out.stop_reason, out.token_ids.len());
+//! # Ok::<(), edgewise_core::Error>(())
+//! ```
+//!
+//! A session owns its KV cache. In a chat, each new turn renders the whole conversation, finds
+//! the longest prefix already in the cache and prefills only the rest, so history is not
+//! prefilled again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::kv_cache::KvCache;
+use crate::sampling::{Sampler, SamplingParams};
+use crate::tokenizer::{ChatMessage, Role};
+use crate::{Error, Result};
+
+/// What to do when a conversation no longer fits the context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowPolicy {
+    /// Fail with [`Error::ContextOverflow`].
+    #[default]
+    Error,
+    /// Drop the oldest turns (the system prompt stays) until the prompt fits.
+    DropOldestTurns,
+}
+
+/// Per-session settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionConfig {
+    /// Context size in tokens (prompt + answer). Memory grows with this, not with the model's maximum.
+    pub max_context: usize,
+    /// Tokens per prefill pass.
+    pub prefill_chunk: usize,
+    /// System prompt for chats.
+    pub system_prompt: Option<String>,
+    /// What to do on overflow.
+    pub overflow: OverflowPolicy,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { max_context: 2048, prefill_chunk: 256, system_prompt: None, overflow: OverflowPolicy::Error }
+    }
+}
+
+impl SessionConfig {
+    /// Rejects absurd values.
+    pub fn validate(&self, model_max: usize) -> Result<()> {
+        if self.max_context < 16 || self.max_context > model_max {
+            return Err(Error::InvalidParameter { name: "max_context", reason: format!("must be in 16..={model_max}") });
+        }
+        if self.prefill_chunk == 0 || self.prefill_chunk > 4096 {
+            return Err(Error::InvalidParameter { name: "prefill_chunk", reason: "must be in 1..=4096".into() });
+        }
+        Ok(())
+    }
+}
+
+/// Per-generation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenerationParams {
+    /// Sampling.
+    pub sampling: SamplingParams,
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Stop when the output contains any of these (the stop text is not emitted).
+    pub stop: Vec<String>,
+    /// Keep going past end-of-generation tokens (benchmarks only).
+    pub ignore_eos: bool,
+}
+
+impl Default for GenerationParams {
+    fn default() -> Self {
+        Self { sampling: SamplingParams::default(), max_tokens: 256, stop: Vec::new(), ignore_eos: false }
+    }
+}
+
+impl GenerationParams {
+    /// Greedy decoding for `max_tokens`.
+    pub fn greedy(max_tokens: usize) -> Self {
+        Self { sampling: SamplingParams::greedy(), max_tokens, stop: Vec::new(), ignore_eos: false }
+    }
+
+    /// Rejects absurd values.
+    pub fn validate(&self) -> Result<()> {
+        self.sampling.validate()?;
+        if self.max_tokens == 0 || self.max_tokens > 1 << 20 {
+            return Err(Error::InvalidParameter { name: "max_tokens", reason: "must be in 1..=1048576".into() });
+        }
+        if self.stop.iter().any(|s| s.is_empty()) || self.stop.len() > 16 {
+            return Err(Error::InvalidParameter { name: "stop", reason: "at most 16 non-empty sequences".into() });
+        }
+        Ok(())
+    }
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model produced an end-of-generation token.
+    Eos,
+    /// A stop sequence appeared.
+    StopSequence,
+    /// `max_tokens` were generated.
+    MaxTokens,
+    /// The context is full.
+    ContextFull,
+    /// Cancelled through the handle or by the sink.
+    Cancelled,
+}
+
+/// Timing and counts of one generation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Prompt tokens of this request.
+    pub prompt_tokens: usize,
+    /// Of those, tokens actually prefilled (the rest were reused from the cache).
+    pub prefilled_tokens: usize,
+    /// Tokens generated.
+    pub generated_tokens: usize,
+    /// Time to the first generated token.
+    pub ttft_ms: f64,
+    /// Prefill throughput.
+    pub prefill_tokens_per_s: f64,
+    /// Decode throughput (tokens after the first).
+    pub decode_tokens_per_s: f64,
+    /// Whole request.
+    pub total_ms: f64,
+}
+
+/// The result of one generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    /// The generated text (stop sequences removed).
+    pub text: String,
+    /// The generated token ids.
+    pub token_ids: Vec<u32>,
+    /// Why it ended.
+    pub stop_reason: StopReason,
+    /// Mean log-probability of the generated tokens (a confidence signal for the router).
+    pub mean_logprob: f32,
+    /// Timing.
+    pub metrics: Metrics,
+}
+
+/// Cancels a running generation from any thread.
+#[derive(Debug, Clone, Default)]
+pub struct CancelHandle(Arc<AtomicBool>);
+
+impl CancelHandle {
+    /// Requests cancellation; the decode loop stops before its next token.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether cancellation was requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn clear(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A conversation with its own KV cache.
+pub struct Session {
+    engine: Engine,
+    cfg: SessionConfig,
+    cache: KvCache,
+    /// Exactly the tokens held by `cache`.
+    cached: Vec<u32>,
+    history: Vec<ChatMessage>,
+    cancel: CancelHandle,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("cfg", &self.cfg).field("cached_tokens", &self.cached.len()).finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(engine: Engine, cfg: SessionConfig) -> Result<Self> {
+        cfg.validate(engine.model().max_context())?;
+        let cache = engine.model().new_cache(cfg.max_context, cfg.prefill_chunk)?;
+        log::debug!("session: context {}, kv cache {} KiB", cfg.max_context, cache.size_bytes() >> 10);
+        Ok(Self { engine, cfg, cache, cached: Vec::new(), history: Vec::new(), cancel: CancelHandle::default() })
+    }
+
+    /// A handle that cancels this session's running generation.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
+    }
+
+    /// The conversation so far.
+    pub fn history(&self) -> &[ChatMessage] {
+        &self.history
+    }
+
+    /// The session's configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.cfg
+    }
+
+    /// Tokens currently in the KV cache.
+    pub fn cached_tokens(&self) -> usize {
+        self.cached.len()
+    }
+
+    /// Forgets the conversation and the cache.
+    pub fn reset(&mut self) {
+        self.history.clear();
+        self.cached.clear();
+        self.cache.reset();
+    }
+
+    /// Raw completion of `prompt` (no chat template; BOS added as the model adds it). The
+    /// conversation history is not used or changed; the cache is reused where it matches.
+    pub fn complete(&mut self, prompt: &str, params: &GenerationParams, sink: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+        let tok = self.engine.tokenizer();
+        let ids = tok.encode(prompt, tok.add_bos_default())?;
+        self.generate_from(ids, params, sink)
+    }
+
+    /// Sends a user message and streams the model's answer; both join the history.
+    pub fn chat(&mut self, message: &str, params: &GenerationParams, sink: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+        params.validate()?;
+        let mut turns = self.history.clone();
+        turns.push(ChatMessage { role: Role::User, content: message.to_string() });
+        let ids = loop {
+            let ids = self.render(&turns)?;
+            let need = ids.len() + 1;
+            if need <= self.cfg.max_context {
+                break ids;
+            }
+            // Drop the oldest user/assistant pair, if allowed and possible.
+            if self.cfg.overflow == OverflowPolicy::DropOldestTurns && turns.len() > 1 {
+                let n = if turns.len() >= 3 { 2 } else { 1 };
+                turns.drain(..n);
+                continue;
+            }
+            return Err(Error::ContextOverflow { max: self.cfg.max_context, requested: need });
+        };
+        let g = self.generate_from(ids, params, sink)?;
+        turns.push(ChatMessage { role: Role::Assistant, content: g.text.clone() });
+        self.history = turns;
+        Ok(g)
+    }
+
+    fn render(&self, turns: &[ChatMessage]) -> Result<Vec<u32>> {
+        let mut msgs = Vec::with_capacity(turns.len() + 1);
+        if let Some(sys) = &self.cfg.system_prompt {
+            msgs.push(ChatMessage { role: Role::System, content: sys.clone() });
+        }
+        msgs.extend_from_slice(turns);
+        let text = self.engine.template().render(&msgs, true)?;
+        let tok = self.engine.tokenizer();
+        // Templates usually start with the BOS text; add BOS only when they do not (no double BOS).
+        let bos_text = tok.bos_id().and_then(|b| tok.id_to_token(b));
+        let starts_with_bos = bos_text.as_deref().is_some_and(|b| text.starts_with(b));
+        tok.encode(&text, tok.add_bos_default() && !starts_with_bos)
+    }
+
+    /// Feeds `ids` after what is cached and returns the logits of positions `first..` of them
+    /// (tools: perplexity, logit inspection). The conversation history is not changed.
+    pub fn prefill_logits(&mut self, ids: &[u32], first: usize) -> Result<Vec<Vec<f32>>> {
+        if self.cache.len() + ids.len() > self.cfg.max_context {
+            return Err(Error::ContextOverflow { max: self.cfg.max_context, requested: self.cache.len() + ids.len() });
+        }
+        let mut out = Vec::new();
+        let mut offset = 0;
+        for chunk in ids.chunks(self.cfg.prefill_chunk) {
+            let end = offset + chunk.len();
+            if end > first {
+                let from = first.saturating_sub(offset);
+                out.extend(self.engine.model().forward_from(chunk, &mut self.cache, from)?);
+            } else {
+                self.engine.model().forward(chunk, &mut self.cache)?;
+            }
+            self.cached.extend_from_slice(chunk);
+            offset = end;
+        }
+        Ok(out)
+    }
+
+    /// Generates a continuation of `prompt` token ids (the core loop).
+    pub fn generate_from(&mut self, prompt: Vec<u32>, params: &GenerationParams, sink: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+        params.validate()?;
+        let t0 = Instant::now();
+        self.cancel.clear();
+        if prompt.is_empty() {
+            return Err(Error::InvalidParameter { name: "prompt", reason: "no tokens".into() });
+        }
+        if prompt.len() + 1 > self.cfg.max_context {
+            return Err(Error::ContextOverflow { max: self.cfg.max_context, requested: prompt.len() + 1 });
+        }
+        let model = self.engine.model();
+        // Reuse the cached prefix; at least one token must be fed to get logits.
+        let mut common = self.cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        common = common.min(prompt.len() - 1);
+        if !self.cache.truncate(common) {
+            common = 0;
+        }
+        self.cached.truncate(common);
+        let mut logits = Vec::new();
+        for chunk in prompt[common..].chunks(self.cfg.prefill_chunk) {
+            if self.cancel.is_cancelled() {
+                return Ok(self.finish_cancelled(&prompt, common, t0));
+            }
+            logits = model.forward(chunk, &mut self.cache)?;
+            self.cached.extend_from_slice(chunk);
+        }
+        let prefill_s = t0.elapsed().as_secs_f64();
+        let mut sampler = Sampler::new(params.sampling.clone())?;
+        let tok = self.engine.tokenizer();
+        let eos = tok.eos_ids();
+        let mut stream = tok.stream_decoder();
+        let mut stops = StopMatcher::new(&params.stop);
+        let mut generated: Vec<u32> = Vec::new();
+        let mut history: Vec<u32> = prompt.clone();
+        let mut text = String::new();
+        let mut logprob_sum = 0f64;
+        let mut ttft = None;
+        let mut t_first = t0;
+        let reason = loop {
+            if self.cancel.is_cancelled() {
+                break StopReason::Cancelled;
+            }
+            let (next, lp) = sampler.sample(&logits, &history)?;
+            if ttft.is_none() {
+                ttft = Some(t0.elapsed().as_secs_f64());
+                t_first = Instant::now();
+            }
+            if !params.ignore_eos && eos.contains(&next) {
+                break StopReason::Eos;
+            }
+            generated.push(next);
+            history.push(next);
+            logprob_sum += lp as f64;
+            if let Some(piece) = stream.push(next)? {
+                let (emit, hit) = stops.feed(&piece);
+                if !emit.is_empty() {
+                    text.push_str(&emit);
+                    if !sink(&emit) {
+                        break StopReason::Cancelled;
+                    }
+                }
+                if hit {
+                    break StopReason::StopSequence;
+                }
+            }
+            if generated.len() >= params.max_tokens {
+                break StopReason::MaxTokens;
+            }
+            if self.cache.len() >= self.cfg.max_context {
+                break StopReason::ContextFull;
+            }
+            logits = model.forward(&[next], &mut self.cache)?;
+            self.cached.push(next);
+        };
+        if matches!(reason, StopReason::MaxTokens | StopReason::ContextFull | StopReason::Eos) {
+            // Flush text held back by the decoder or the stop matcher.
+            let mut tail = stream.finish()?.unwrap_or_default();
+            tail = stops.feed(&tail).0 + &stops.flush();
+            if !tail.is_empty() {
+                text.push_str(&tail);
+                sink(&tail);
+            }
+        }
+        let total = t0.elapsed().as_secs_f64();
+        let decode_n = generated.len().saturating_sub(1);
+        let decode_s = t_first.elapsed().as_secs_f64();
+        let prefilled = prompt.len() - common;
+        let metrics = Metrics {
+            prompt_tokens: prompt.len(),
+            prefilled_tokens: prefilled,
+            generated_tokens: generated.len(),
+            ttft_ms: ttft.unwrap_or(total) * 1e3,
+            prefill_tokens_per_s: if prefill_s > 0.0 { prefilled as f64 / prefill_s } else { 0.0 },
+            decode_tokens_per_s: if decode_s > 0.0 && decode_n > 0 { decode_n as f64 / decode_s } else { 0.0 },
+            total_ms: total * 1e3,
+        };
+        log::debug!(
+            "generation: {} prompt ({} prefilled) + {} tokens, {:?}, prefill {:.1} tok/s, decode {:.1} tok/s",
+            metrics.prompt_tokens,
+            prefilled,
+            generated.len(),
+            reason,
+            metrics.prefill_tokens_per_s,
+            metrics.decode_tokens_per_s
+        );
+        let mean_logprob = if generated.is_empty() { 0.0 } else { (logprob_sum / generated.len() as f64) as f32 };
+        Ok(Generation { text, token_ids: generated, stop_reason: reason, mean_logprob, metrics })
+    }
+
+    fn finish_cancelled(&self, prompt: &[u32], common: usize, t0: Instant) -> Generation {
+        let total = t0.elapsed().as_secs_f64() * 1e3;
+        Generation {
+            text: String::new(),
+            token_ids: Vec::new(),
+            stop_reason: StopReason::Cancelled,
+            mean_logprob: 0.0,
+            metrics: Metrics { prompt_tokens: prompt.len(), prefilled_tokens: self.cached.len().saturating_sub(common), total_ms: total, ..Default::default() },
+        }
+    }
+}
+
+/// Finds stop sequences in streamed text, holding back any tail that could still become one.
+struct StopMatcher {
+    stops: Vec<String>,
+    pending: String,
+}
+
+impl StopMatcher {
+    fn new(stops: &[String]) -> Self {
+        Self { stops: stops.to_vec(), pending: String::new() }
+    }
+
+    /// Adds a piece; returns the text safe to emit and whether a stop sequence was hit.
+    fn feed(&mut self, piece: &str) -> (String, bool) {
+        self.pending.push_str(piece);
+        if self.stops.is_empty() {
+            return (std::mem::take(&mut self.pending), false);
+        }
+        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
+            let out = self.pending[..at].to_string();
+            self.pending.clear();
+            return (out, true);
+        }
+        // Keep the longest suffix that is a proper prefix of some stop sequence.
+        let keep_from = self
+            .pending
+            .char_indices()
+            .map(|(i, _)| i)
+            .find(|&i| self.stops.iter().any(|s| s.starts_with(&self.pending[i..])))
+            .unwrap_or(self.pending.len());
+        let out = self.pending[..keep_from].to_string();
+        self.pending.drain(..keep_from);
+        (out, false)
+    }
+
+    fn flush(&mut self) -> String {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_matcher_holds_back_partial_matches() {
+        let mut m = StopMatcher::new(&["\nUser:".to_string()]);
+        assert_eq!(m.feed("Hello"), ("Hello".to_string(), false));
+        assert_eq!(m.feed(" world\nUs"), (" world".to_string(), false));
+        assert_eq!(m.feed("e"), (String::new(), false));
+        assert_eq!(m.feed("r: hi"), (String::new(), true));
+        let mut m = StopMatcher::new(&["END".to_string()]);
+        assert_eq!(m.feed("aEN"), ("a".to_string(), false));
+        assert_eq!(m.feed("x"), ("ENx".to_string(), false));
+        assert_eq!(m.flush(), "");
+    }
+
+    #[test]
+    fn params_validation() {
+        assert!(GenerationParams { max_tokens: 0, ..Default::default() }.validate().is_err());
+        assert!(GenerationParams { stop: vec![String::new()], ..Default::default() }.validate().is_err());
+        assert!(SessionConfig { max_context: 1, ..Default::default() }.validate(32768).is_err());
+        assert!(SessionConfig { max_context: 1 << 20, ..Default::default() }.validate(32768).is_err());
+    }
+}

