@@ -12,3 +12,10 @@ if [ -x android/jvm-tests/run.sh ]; then
   step "Kotlin bindings: freshness check + JUnit on the JVM"
   bash android/jvm-tests/run.sh
 fi
+
+# The wgpu path on the Vulkan device (lavapipe in CI: slow, ~80 s per golden case on 2 cores, so CI
+# runs the first EDGEWISE_GPU_CASES; the full suite runs when a real GPU is present).
+if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
+  step "wgpu golden tests (EDGEWISE_GPU_CASES=${EDGEWISE_GPU_CASES:=4})"
+  EDGEWISE_GPU_CASES=$EDGEWISE_GPU_CASES cargo test --release -p edgewise-core --features gpu-tests --test engine_golden -- --test-threads 1 gpu_
+fi

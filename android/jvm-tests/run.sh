@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# Builds the host library, generates the host-JVM Kotlin bindings and runs the JUnit suite.
+# Kotlin (and Swift) bindings in CI:
+#   1. the committed generated bindings are current (android flavour + Swift), else fail;
+#   2. build the host library, generate the host-JVM Kotlin flavour into target/generated-sources;
+#   3. compile the Android library's Kotlin sources + the JUnit tests with Maven and run them
+#      against target/release/libedgewise.so.
 # Tests need the model: EDGEWISE_MODEL, or $EDGEWISE_HOME/models/gemma-3-270m-q4_k_m.gguf
 # (EDGEWISE_HOME defaults to ~/.cache/edgewise). Without it the model tests are skipped loudly,
-# unless EDGEWISE_REQUIRE_MODEL is set (CI), which turns a missing model into a failure.
-# Extra arguments go to Maven, e.g. ./run.sh -Dtest=EngineTest.
+# unless EDGEWISE_REQUIRE_MODEL is set (CI), which makes a missing model a failure.
+# Extra arguments go to Maven, e.g. ./run.sh -Dtest=SessionTest.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-"$HERE/../scripts/generate-bindings.sh" --host "$HERE/target/generated-sources/uniffi"
+ROOT="$(cd "$HERE/../.." && pwd)"
+
+"$ROOT/android/scripts/generate-bindings.sh" --check
+"$ROOT/ios/scripts/generate-swift.sh" --check
+"$ROOT/android/scripts/generate-bindings.sh" --host "$HERE/target/generated-sources/uniffi"
+
 cd "$HERE"
-mvn -q -B test "$@"
+rm -rf target/surefire-reports
+status=0
+mvn -q -B test "$@" || status=$?
+if compgen -G "target/surefire-reports/*.txt" >/dev/null; then
+  echo "JUnit results:"
+  grep -h "Tests run" target/surefire-reports/*.txt | sed 's/^/  /'
+fi
+exit "$status"

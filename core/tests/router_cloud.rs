@@ -40,7 +40,8 @@ fn setup(name: &str, base_url: &str, policy: RouterPolicy, tweak: impl FnOnce(&m
     let config = RouterConfig { policy, cloud: Some(cloud), ..RouterConfig::local_only(&dir) };
     let online = Arc::new(AtomicBool::new(true));
     let o = online.clone();
-    let router = Router::new(config).expect("router").with_reachability(Arc::new(move |_: &str| Ok(o.load(Ordering::SeqCst))));
+    let router =
+        Router::new(config).expect("router").with_reachability(Arc::new(move |_: &str| Ok(o.load(Ordering::SeqCst))));
     Setup { router, dir, online }
 }
 
@@ -63,7 +64,13 @@ fn audit_of(s: &Setup) -> Vec<serde_json::Value> {
 #[test]
 fn happy_path_streaming() {
     let cloud = FakeCloud::start(|_| Behavior::Sse {
-        events: vec![sse_delta("Sun"), sse_delta("light "), sse_delta("refracts."), sse_finish(), "data: [DONE]\n\n".into()],
+        events: vec![
+            sse_delta("Sun"),
+            sse_delta("light "),
+            sse_delta("refracts."),
+            sse_finish(),
+            "data: [DONE]\n\n".into(),
+        ],
         gap: Duration::from_millis(5),
     });
     let s = setup("happy-stream", &cloud.base_url(), RouterPolicy::cloud_assist(), |_| {});
@@ -122,9 +129,11 @@ fn happy_path_non_streaming() {
 
 #[test]
 fn retry_recovers_from_one_503() {
-    let cloud = FakeCloud::start(|n| if n == 0 { Behavior::Status(503) } else { Behavior::Json(completion_json("ok")) });
+    let cloud =
+        FakeCloud::start(|n| if n == 0 { Behavior::Status(503) } else { Behavior::Json(completion_json("ok")) });
     let s = setup("retry", &cloud.base_url(), RouterPolicy::cloud_assist(), |c| c.stream = false);
-    let ans = s.router.answer(&FakeLocal::new(4096), &benign(), &asked(), &mut RecordingSink::default()).expect("answer");
+    let ans =
+        s.router.answer(&FakeLocal::new(4096), &benign(), &asked(), &mut RecordingSink::default()).expect("answer");
     assert_eq!(ans.served_by, Target::Cloud);
     assert_eq!(ans.text, "ok");
     assert_eq!(cloud.requests().len(), 2);
@@ -183,18 +192,114 @@ fn bad_json(_: usize) -> Behavior {
 #[test]
 fn every_fault_falls_back_to_a_correct_local_answer() {
     let cases = [
-        FaultCase { name: "refused", behavior: None, stream: true, want_kind: FailureKind::Connect, want_status: None, want_attempts: 3, want_discarded: 0 },
-        FaultCase { name: "timeout", behavior: Some(hang), stream: true, want_kind: FailureKind::Timeout, want_status: None, want_attempts: 3, want_discarded: 0 },
-        FaultCase { name: "5xx", behavior: Some(server_error), stream: true, want_kind: FailureKind::HttpStatus, want_status: Some(503), want_attempts: 3, want_discarded: 0 },
-        FaultCase { name: "4xx", behavior: Some(unauthorized), stream: true, want_kind: FailureKind::HttpStatus, want_status: Some(401), want_attempts: 1, want_discarded: 0 },
-        FaultCase { name: "malformed sse", behavior: Some(malformed), stream: true, want_kind: FailureKind::Malformed, want_status: None, want_attempts: 1, want_discarded: 3 },
-        FaultCase { name: "sse error event", behavior: Some(error_event), stream: true, want_kind: FailureKind::Malformed, want_status: None, want_attempts: 1, want_discarded: 0 },
-        FaultCase { name: "truncated sse", behavior: Some(truncated), stream: true, want_kind: FailureKind::Truncated, want_status: None, want_attempts: 1, want_discarded: 7 },
-        FaultCase { name: "truncated mid-line", behavior: Some(truncated_mid_line), stream: true, want_kind: FailureKind::Truncated, want_status: None, want_attempts: 1, want_discarded: 3 },
-        FaultCase { name: "closed before any event", behavior: Some(head_then_close), stream: true, want_kind: FailureKind::Truncated, want_status: None, want_attempts: 3, want_discarded: 0 },
-        FaultCase { name: "slow drip", behavior: Some(slow_drip), stream: true, want_kind: FailureKind::Timeout, want_status: None, want_attempts: 1, want_discarded: 0 },
-        FaultCase { name: "bad json (non-stream)", behavior: Some(bad_json), stream: false, want_kind: FailureKind::Malformed, want_status: None, want_attempts: 1, want_discarded: 0 },
-        FaultCase { name: "timeout (non-stream)", behavior: Some(hang), stream: false, want_kind: FailureKind::Timeout, want_status: None, want_attempts: 3, want_discarded: 0 },
+        FaultCase {
+            name: "refused",
+            behavior: None,
+            stream: true,
+            want_kind: FailureKind::Connect,
+            want_status: None,
+            want_attempts: 3,
+            want_discarded: 0,
+        },
+        FaultCase {
+            name: "timeout",
+            behavior: Some(hang),
+            stream: true,
+            want_kind: FailureKind::Timeout,
+            want_status: None,
+            want_attempts: 3,
+            want_discarded: 0,
+        },
+        FaultCase {
+            name: "5xx",
+            behavior: Some(server_error),
+            stream: true,
+            want_kind: FailureKind::HttpStatus,
+            want_status: Some(503),
+            want_attempts: 3,
+            want_discarded: 0,
+        },
+        FaultCase {
+            name: "4xx",
+            behavior: Some(unauthorized),
+            stream: true,
+            want_kind: FailureKind::HttpStatus,
+            want_status: Some(401),
+            want_attempts: 1,
+            want_discarded: 0,
+        },
+        FaultCase {
+            name: "malformed sse",
+            behavior: Some(malformed),
+            stream: true,
+            want_kind: FailureKind::Malformed,
+            want_status: None,
+            want_attempts: 1,
+            want_discarded: 3,
+        },
+        FaultCase {
+            name: "sse error event",
+            behavior: Some(error_event),
+            stream: true,
+            want_kind: FailureKind::Malformed,
+            want_status: None,
+            want_attempts: 1,
+            want_discarded: 0,
+        },
+        FaultCase {
+            name: "truncated sse",
+            behavior: Some(truncated),
+            stream: true,
+            want_kind: FailureKind::Truncated,
+            want_status: None,
+            want_attempts: 1,
+            want_discarded: 7,
+        },
+        FaultCase {
+            name: "truncated mid-line",
+            behavior: Some(truncated_mid_line),
+            stream: true,
+            want_kind: FailureKind::Truncated,
+            want_status: None,
+            want_attempts: 1,
+            want_discarded: 3,
+        },
+        FaultCase {
+            name: "closed before any event",
+            behavior: Some(head_then_close),
+            stream: true,
+            want_kind: FailureKind::Truncated,
+            want_status: None,
+            want_attempts: 3,
+            want_discarded: 0,
+        },
+        FaultCase {
+            name: "slow drip",
+            behavior: Some(slow_drip),
+            stream: true,
+            want_kind: FailureKind::Timeout,
+            want_status: None,
+            want_attempts: 1,
+            want_discarded: 0,
+        },
+        FaultCase {
+            name: "bad json (non-stream)",
+            behavior: Some(bad_json),
+            stream: false,
+            want_kind: FailureKind::Malformed,
+            want_status: None,
+            want_attempts: 1,
+            want_discarded: 0,
+        },
+        FaultCase {
+            name: "timeout (non-stream)",
+            behavior: Some(hang),
+            stream: false,
+            want_kind: FailureKind::Timeout,
+            want_status: None,
+            want_attempts: 3,
+            want_discarded: 0,
+        },
     ];
     std::thread::scope(|scope| {
         let handles: Vec<_> = cases.iter().map(|c| scope.spawn(move || run_fault(c))).collect();
@@ -213,7 +318,9 @@ fn run_fault(c: &FaultCase) {
         None => format!("http://127.0.0.1:{}/v1", refused_port()),
     };
     // The field-worker policy queues on connection failures: "nothing lost" for the refused case.
-    let s = setup(&format!("fault-{}", c.name.replace(' ', "-")), &url, RouterPolicy::field_worker(), |cfg| cfg.stream = c.stream);
+    let s = setup(&format!("fault-{}", c.name.replace(' ', "-")), &url, RouterPolicy::field_worker(), |cfg| {
+        cfg.stream = c.stream
+    });
     let local = FakeLocal::new(4096);
     let mut sink = RecordingSink::default();
     let req = benign();
@@ -307,7 +414,10 @@ fn offline_then_drain_exactly_once() {
     // A queued body went through prepare_request (audited), like any other egress.
     let lines = audit_of(&s);
     assert_eq!(events(&lines, "egress").len(), 1);
-    assert_eq!(events(&lines, "queue").iter().map(|v| v["op"].as_str().unwrap_or("")).collect::<Vec<_>>(), vec!["enqueued", "answered"]);
+    assert_eq!(
+        events(&lines, "queue").iter().map(|v| v["op"].as_str().unwrap_or("")).collect::<Vec<_>>(),
+        vec!["enqueued", "answered"]
+    );
 }
 
 #[test]
@@ -316,7 +426,8 @@ fn queue_not_used_without_opt_in_or_for_sensitive_requests() {
     // Opted out (cloud_assist): offline => local answer only.
     let s = setup("no-optin", &cloud.base_url(), RouterPolicy::cloud_assist(), |_| {});
     s.online.store(false, Ordering::SeqCst);
-    let ans = s.router.answer(&FakeLocal::new(4096), &benign(), &asked(), &mut RecordingSink::default()).expect("answer");
+    let ans =
+        s.router.answer(&FakeLocal::new(4096), &benign(), &asked(), &mut RecordingSink::default()).expect("answer");
     assert!(ans.queued.is_none());
     assert!(s.router.queue().expect("q").is_empty());
     // Opted in but sensitive: never queued (the policy keeps it local for sensitivity, not offline).
@@ -365,7 +476,8 @@ fn transport_only_sees_prepared_and_audited_bodies() {
     let local = FakeLocal::new(4096);
     let sensitive = [
         ChatRequest::user("my card is 4539 1488 0343 6467 exp 04/27, can I pay?"),
-        ChatRequest::user("summarise this").with_attachment("Patient Jane Doe, DOB 14/03/1981, diagnosed with type 2 diabetes."),
+        ChatRequest::user("summarise this")
+            .with_attachment("Patient Jane Doe, DOB 14/03/1981, diagnosed with type 2 diabetes."),
         benign().with_message(Role::Assistant, "ok").with_message(Role::User, "my password is Tr0ub4dor&3xyz!"),
     ];
     for r in &sensitive {
@@ -390,7 +502,8 @@ fn transport_only_sees_prepared_and_audited_bodies() {
     let bodies = transport.bodies.lock().map(|b| b.clone()).unwrap_or_default();
     assert_eq!(bodies.len(), 3, "only the benign requests reached the transport");
     let lines = audit_lines(&s.dir.join("audit.jsonl"));
-    let audited: Vec<String> = events(&lines, "egress").iter().map(|v| v["body_sha256"].as_str().unwrap_or("").to_string()).collect();
+    let audited: Vec<String> =
+        events(&lines, "egress").iter().map(|v| v["body_sha256"].as_str().unwrap_or("").to_string()).collect();
     for (body, claimed) in &bodies {
         let sha = hex::encode(sha2::Sha256::digest(body));
         assert_eq!(&sha, claimed);
@@ -430,12 +543,17 @@ fn prepare_request_rechecks_the_final_body() {
 fn audit_log_never_contains_prompt_or_answer_text() {
     const CANARY: &str = "purplezebracanary";
     let cloud = FakeCloud::start(|n| match n {
-        0 => Behavior::Sse { events: vec![sse_delta("purplezebracanary answer"), sse_finish(), "data: [DONE]\n\n".into()], gap: Duration::ZERO },
+        0 => Behavior::Sse {
+            events: vec![sse_delta("purplezebracanary answer"), sse_finish(), "data: [DONE]\n\n".into()],
+            gap: Duration::ZERO,
+        },
         _ => Behavior::Sse { events: vec![sse_delta("purplezebracanary partial")], gap: Duration::ZERO },
     });
     let s = setup("canary", &cloud.base_url(), RouterPolicy::field_worker(), |c| c.max_retries = 0);
     let local = FakeLocal::new(4096);
-    let prompt = ChatRequest::user(format!("tell me about the {CANARY} project")).with_system(format!("{CANARY} system")).with_attachment(format!("{CANARY} doc"));
+    let prompt = ChatRequest::user(format!("tell me about the {CANARY} project"))
+        .with_system(format!("{CANARY} system"))
+        .with_attachment(format!("{CANARY} doc"));
     // Cloud success, cloud fallback, local-only, sensitive, offline+queued.
     for meta in [asked(), asked(), RequestMeta::default()] {
         s.router.answer(&local, &prompt, &meta, &mut RecordingSink::default()).expect("answer");
@@ -488,7 +606,10 @@ fn decision_errors_fail_closed() {
     let cloud = FakeCloud::start(|_| Behavior::Json(completion_json("x")));
     let s = setup("failclosed", &cloud.base_url(), RouterPolicy::cloud_assist(), |_| {});
     let req = benign();
-    let ans = s.router.answer(&PanickyCounter(FakeLocal::new(4096)), &req, &asked(), &mut RecordingSink::default()).expect("answer");
+    let ans = s
+        .router
+        .answer(&PanickyCounter(FakeLocal::new(4096)), &req, &asked(), &mut RecordingSink::default())
+        .expect("answer");
     assert_eq!(ans.decision.target, Target::Local);
     assert_eq!(ans.decision.reasons, vec![Reason::DecisionError]);
     assert_eq!(ans.text, expected_local(&req));
@@ -496,10 +617,12 @@ fn decision_errors_fail_closed() {
     // A probe that errors, and one that panics.
     let calls = Arc::new(AtomicUsize::new(0));
     let c2 = calls.clone();
-    let r = setup("failclosed2", &cloud.base_url(), RouterPolicy::cloud_assist(), |_| {}).router.with_reachability(Arc::new(move |_: &str| {
-        c2.fetch_add(1, Ordering::SeqCst);
-        Err(edgewise_core::Error::CloudUnavailable { reason: "probe".into() })
-    }));
+    let r = setup("failclosed2", &cloud.base_url(), RouterPolicy::cloud_assist(), |_| {}).router.with_reachability(
+        Arc::new(move |_: &str| {
+            c2.fetch_add(1, Ordering::SeqCst);
+            Err(edgewise_core::Error::CloudUnavailable { reason: "probe".into() })
+        }),
+    );
     let d = r.decide(&FakeLocal::new(4096), &req, &asked());
     assert_eq!((d.target, d.reasons), (Target::Local, vec![Reason::DecisionError]));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -516,19 +639,28 @@ fn context_and_low_confidence_triggers_escalate_through_the_router() {
     let cloud = FakeCloud::start(|_| Behavior::Json(completion_json("big model answer")));
     let s = setup("triggers", &cloud.base_url(), RouterPolicy::cloud_assist(), |c| c.stream = false);
     let long = ChatRequest::user("word ".repeat(300));
-    let ans = s.router.answer(&FakeLocal::new(128), &long, &RequestMeta::default(), &mut RecordingSink::default()).expect("answer");
+    let ans = s
+        .router
+        .answer(&FakeLocal::new(128), &long, &RequestMeta::default(), &mut RecordingSink::default())
+        .expect("answer");
     assert_eq!((ans.served_by, ans.decision.reasons.clone()), (Target::Cloud, vec![Reason::ContextExceedsLocal]));
     let meta = RequestMeta { cloud_requested: false, local_mean_logprob: Some(-3.5) };
     let ans = s.router.answer(&FakeLocal::new(4096), &benign(), &meta, &mut RecordingSink::default()).expect("answer");
     assert_eq!(ans.decision.reasons, vec![Reason::LowLocalConfidence]);
-    let ans = s.router.answer(&FakeLocal::new(4096), &benign(), &RequestMeta::default(), &mut RecordingSink::default()).expect("answer");
+    let ans = s
+        .router
+        .answer(&FakeLocal::new(4096), &benign(), &RequestMeta::default(), &mut RecordingSink::default())
+        .expect("answer");
     assert_eq!((ans.served_by, ans.decision.reasons), (Target::Local, vec![Reason::NoEscalationReason]));
     assert_eq!(cloud.requests().len(), 2);
 }
 
 #[test]
 fn cancel_from_the_sink_stops_the_cloud_stream() {
-    let cloud = FakeCloud::start(|_| Behavior::Sse { events: (0..50).map(|i| sse_delta(&format!("w{i} "))).collect(), gap: Duration::from_millis(5) });
+    let cloud = FakeCloud::start(|_| Behavior::Sse {
+        events: (0..50).map(|i| sse_delta(&format!("w{i} "))).collect(),
+        gap: Duration::from_millis(5),
+    });
     let s = setup("cancel", &cloud.base_url(), RouterPolicy::cloud_assist(), |_| {});
     let mut n = 0;
     let mut sink = |_: &str| {

@@ -15,7 +15,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use edgewise_core::router::audit::{AuditLog, AuditStats};
-use edgewise_core::router::cloud::{CloudClient, CloudConfig, OutboundRequest, Transport, TransportError, TransportResponse};
+use edgewise_core::router::cloud::{
+    CloudClient, CloudConfig, OutboundRequest, Transport, TransportError, TransportResponse,
+};
 use edgewise_core::router::queue::{OfflineQueue, QueueConfig};
 use edgewise_core::router::ChatRequest;
 
@@ -34,11 +36,16 @@ struct EchoTransport;
 
 impl Transport for EchoTransport {
     fn send(&self, request: &OutboundRequest) -> Result<TransportResponse, TransportError> {
-        let v: serde_json::Value = serde_json::from_slice(request.body()).map_err(|e| TransportError::Io(e.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(request.body()).map_err(|e| TransportError::Io(e.to_string()))?;
         let content = v["messages"][0]["content"].as_str().unwrap_or("");
         let marker = content.split_whitespace().next().unwrap_or("");
         let body = serde_json::json!({"choices":[{"index":0,"message":{"role":"assistant","content":format!("answer-for-{marker}")},"finish_reason":"stop"}]});
-        Ok(TransportResponse { status: 200, content_type: Some("application/json".into()), body: Box::new(std::io::Cursor::new(body.to_string().into_bytes())) })
+        Ok(TransportResponse {
+            status: 200,
+            content_type: Some("application/json".into()),
+            body: Box::new(std::io::Cursor::new(body.to_string().into_bytes())),
+        })
     }
 }
 
@@ -201,7 +208,12 @@ fn kill9_loses_and_duplicates_nothing() {
         }
         assert!(enq > 0, "child made no progress in run {run}");
         let live = check(&dir, &seen, run + 1);
-        eprintln!("run {run}: {} enqueued so far, {} answered, {} acked, {live} live", seen.enq.len(), seen.ans.len(), seen.ack.len());
+        eprintln!(
+            "run {run}: {} enqueued so far, {} answered, {} acked, {live} live",
+            seen.enq.len(),
+            seen.ans.len(),
+            seen.ack.len()
+        );
     }
     assert!(seen.ans.len() >= 3 && !seen.ack.is_empty(), "the children exercised drain and ack");
     // Far more was written than the log holds: compaction ran (under kills) and kept everything.

@@ -67,7 +67,9 @@ fn serves_models_completions_and_streams() {
         let audit = AuditLog::open(dir.join("a.jsonl")).expect("audit");
         let req = ChatRequest::user("how do tides work").with_system("be brief");
         for stream in [false, true] {
-            let client = CloudClient::new(CloudConfig { stream, ..CloudConfig::new(format!("http://{addr}/v1"), "fake-local") }).expect("client");
+            let client =
+                CloudClient::new(CloudConfig { stream, ..CloudConfig::new(format!("http://{addr}/v1"), "fake-local") })
+                    .expect("client");
             let mut pieces = Vec::new();
             let a = client
                 .complete(&UreqTransport::new(), &audit, &req, &mut |t| {
@@ -85,7 +87,8 @@ fn serves_models_completions_and_streams() {
         }
 
         // Raw SSE framing: chunked, data: lines, [DONE] last.
-        let (st, body) = post(addr, r#"{"model":"x","stream":true,"messages":[{"role":"user","content":"hi there"}]}"#, "");
+        let (st, body) =
+            post(addr, r#"{"model":"x","stream":true,"messages":[{"role":"user","content":"hi there"}]}"#, "");
         assert_eq!(st, 200);
         assert!(body.contains("data: {"), "{body}");
         assert!(body.contains("\"object\":\"chat.completion.chunk\""));
@@ -154,7 +157,16 @@ fn official_openai_python_client_accepts_our_server() {
         let expect = expected_local(&ChatRequest::user(prompt));
         let out = Command::new(&py)
             .arg(reference_script("openai_client_check.py"))
-            .args(["--base-url", &format!("http://{addr}/v1"), "--api-key", "py-key", "--prompt", prompt, "--expect", &expect])
+            .args([
+                "--base-url",
+                &format!("http://{addr}/v1"),
+                "--api-key",
+                "py-key",
+                "--prompt",
+                prompt,
+                "--expect",
+                &expect,
+            ])
             .output()
             .expect("run python");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -171,12 +183,18 @@ fn official_openai_python_client_accepts_our_server() {
 /// default GGUF. Greedy decoding, so the streamed and non-streamed answers must be identical.
 #[test]
 fn our_client_against_llama_cpp_python_server() {
-    let home = std::env::var_os("EDGEWISE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/edgewise")));
-    let model = [home.map(|h| h.join("models/gemma-3-270m-q4_k_m.gguf")), Some(PathBuf::from("/tmp/model/gemma-3-270m-q4_k_m.gguf"))]
-        .into_iter()
-        .flatten()
-        .find(|p| p.exists());
-    let py = refenv_python().filter(|p| python_has(p, "llama_cpp.server") && python_has(p, "uvicorn") && python_has(p, "sse_starlette"));
+    let home = std::env::var_os("EDGEWISE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/edgewise")));
+    let model = [
+        home.map(|h| h.join("models/gemma-3-270m-q4_k_m.gguf")),
+        Some(PathBuf::from("/tmp/model/gemma-3-270m-q4_k_m.gguf")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.exists());
+    let py = refenv_python()
+        .filter(|p| python_has(p, "llama_cpp.server") && python_has(p, "uvicorn") && python_has(p, "sse_starlette"));
     let (Some(py), Some(model)) = (py, model) else {
         eprintln!("SKIPPED our_client_against_llama_cpp_python_server: needs llama-cpp-python[server] in /opt/refenv and the default GGUF");
         assert!(std::env::var_os("EDGEWISE_REQUIRE_REFERENCE").is_none(), "reference server required");
@@ -213,10 +231,19 @@ fn our_client_against_llama_cpp_python_server() {
     let res = std::panic::catch_unwind(|| {
         let dir = temp_dir("llama-server");
         let audit = AuditLog::open(dir.join("a.jsonl")).expect("audit");
-        let req = ChatRequest { max_tokens: Some(24), temperature: Some(0.0), ..ChatRequest::user("What is the capital of France?") };
+        let req = ChatRequest {
+            max_tokens: Some(24),
+            temperature: Some(0.0),
+            ..ChatRequest::user("What is the capital of France?")
+        };
         let mut texts = Vec::new();
         for stream in [false, true] {
-            let cfg = CloudConfig { stream, request_timeout: Duration::from_secs(120), max_retries: 0, ..CloudConfig::new(&base, "gemma") };
+            let cfg = CloudConfig {
+                stream,
+                request_timeout: Duration::from_secs(120),
+                max_retries: 0,
+                ..CloudConfig::new(&base, "gemma")
+            };
             let client = CloudClient::new(cfg).expect("client");
             let mut streamed = String::new();
             let a = client.complete(&UreqTransport::new(), &audit, &req, &mut |t| {

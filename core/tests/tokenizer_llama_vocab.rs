@@ -27,12 +27,31 @@ fn vocab_dir() -> Option<PathBuf> {
     None
 }
 
+/// Open a vocab-only GGUF. These files have no tensors and end right after the metadata, without
+/// padding up to `general.alignment`; llama.cpp and gguf-py accept them. If our reader rejects the
+/// file as it is, open a copy padded with zeros to the alignment (which adds no data).
+fn open_vocab_only(path: &std::path::Path) -> GgufFile {
+    match GgufFile::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("note: GgufFile::open rejected {} ({e}); retrying with alignment padding", path.display());
+            let mut bytes = std::fs::read(path).unwrap();
+            bytes.resize(bytes.len().div_ceil(32) * 32 + 32, 0);
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let tmp = std::env::temp_dir().join(format!("edgewise-padded-{}-{name}", std::process::id()));
+            std::fs::write(&tmp, &bytes).unwrap();
+            let f = GgufFile::open(&tmp).expect("open padded vocab GGUF");
+            let _ = std::fs::remove_file(&tmp);
+            f
+        }
+    }
+}
+
 /// Returns (matches, total, mismatching case indices).
 fn check_family(name: &str) -> Option<(usize, usize, Vec<usize>)> {
     let dir = vocab_dir()?;
     let gguf = dir.join(format!("ggml-vocab-{name}.gguf"));
-    let file = GgufFile::open(&gguf).expect("open vocab GGUF");
-    let v = GgufVocab::from_metadata(file.metadata()).expect("tokenizer metadata");
+    let v = GgufVocab::from_metadata(open_vocab_only(&gguf).metadata()).expect("tokenizer metadata");
     let tok = Tokenizer::from_gguf_vocab(&v).expect("build tokenizer");
     let inp = std::fs::read_to_string(dir.join(format!("ggml-vocab-{name}.gguf.inp"))).unwrap();
     let out = std::fs::read_to_string(dir.join(format!("ggml-vocab-{name}.gguf.out"))).unwrap();

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run Microsoft Presidio (PyPI `presidio-analyzer`) on tests/privacy/corpus.jsonl and compute the
 same metrics as core/tests/privacy_corpus.rs: recall (sensitive cases flagged) and false-escalation
-rate (non-sensitive cases flagged), per split. Writes tests/privacy/presidio_results.json.
+rate (non-sensitive cases flagged), per split (dev, test, test2). Writes tests/privacy/presidio_results.json.
 
 Setup (a separate venv, so the reference venv /opt/refenv is not disturbed):
 
@@ -99,6 +99,7 @@ def main():
     from importlib.metadata import version
 
     cases = [json.loads(line) for line in open(args.corpus, encoding="utf-8") if line.strip()]
+    splits = sorted({c["split"] for c in cases}, key=lambda x: (x != "dev", x))
     engines, loaded, failed = build_engines()
     results = {
         "presidio_analyzer_version": version("presidio-analyzer"),
@@ -121,7 +122,7 @@ def main():
         for rname, rule in RULES.items():
             key = f"{ename}/{rname}"
             entry = {"seconds_all_cases": round(secs, 1)}
-            for split in ("dev", "test"):
+            for split in splits:
                 sc = [c for c in cases if c["split"] == split]
                 pos = [c for c in sc if c["sensitive"]]
                 neg = [c for c in sc if not c["sensitive"]]
@@ -142,9 +143,9 @@ def main():
                     "missed_ids": [c["id"] for c in pos if not rule(found[c["id"]])],
                 }
             results["configs"][key] = entry
-            print(f"{key:34s} dev recall {entry['dev']['recall']:.4f} FE {entry['dev']['false_escalation']:.4f} | "
-                  f"test recall {entry['test']['recall']:.4f} FE {entry['test']['false_escalation']:.4f}",
-                  file=sys.stderr)
+            print(f"{key:36s} " + " | ".join(
+                f"{sp} recall {entry[sp]['recall']:.4f} FE {entry[sp]['false_escalation']:.4f}" for sp in splits),
+                file=sys.stderr)
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=1, ensure_ascii=False)
         fh.write("\n")

@@ -3,13 +3,17 @@
 
 Outputs (tests/golden/gemma3/):
   greedy.jsonl          header line + one greedy case per line (raw prompts, no chat template)
+  greedy_f32kv.jsonl    the same cases with an f32 KV cache (informational second reference)
   logits_<NN>.f32       full last-prompt-position logits of a few cases (float32 little-endian, n_vocab)
   perplexity.json       llama.cpp `llama-perplexity` semantics, context 512, on ppl_text.txt
+                        (+ the same with flash attention / f32 KV cache, for information)
   llama_tokenize.jsonl  header line + llama.cpp tokenization (BOS added) of varied strings
   chat.jsonl            header line + chat prompts rendered by llama.cpp's template code + their ids
 
 Run with the reference venv from the repository root:
   /opt/refenv/bin/python tests/reference/make_llama_goldens.py [--model PATH] [--only greedy,ppl,tok,chat]
+      [--no-variants]
+Experiments (write elsewhere with --out-dir): --flash-attn, --f32-kv, --extra-bufts, --cases 0,1
 
 Everything is computed by llama.cpp (tokenizer, forward pass, chat template code). The only
 arithmetic done here is the argmax / top-k selection and the log-softmax for perplexity, done the way
@@ -97,6 +101,17 @@ MEDIUM_PROMPT = (
 def read_text(name: str) -> str:
     with open(os.path.join(TEXTS_DIR, name), encoding="utf-8") as f:
         return f.read().rstrip("\n")
+
+
+# The four prompts of /work/shared/reference/gemma-3-270m-q4_k_m.greedy.jsonl (cases 0-3). They are
+# spelled out so that case numbering does not depend on that file being present; when it is, the
+# results are compared with it.
+SHARED_PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):",
+    "Once upon a time, in a small village,",
+    "The quick brown fox",
+]
 
 
 def own_prompts() -> list[str]:
@@ -299,7 +314,9 @@ def make_greedy(model: str, sha: str, f32_kv: bool | None = None, name: str = "g
     if os.path.exists(SHARED_REF):
         with open(SHARED_REF, encoding="utf-8") as f:
             shared = [json.loads(l) for l in f if l.strip()]
-    cases = [(d["prompt"], "shared_reference", False) for d in shared]
+    if shared and [d["prompt"] for d in shared] != SHARED_PROMPTS:
+        raise SystemExit(f"{SHARED_REF} holds other prompts than SHARED_PROMPTS")
+    cases = [(p, "shared_reference", False) for p in SHARED_PROMPTS]
     cases += [(p, "own", False) for p in own_prompts()]
     cases.append((read_text("long_prompt_lincoln_second_inaugural.txt"), "own", True))
 
@@ -684,6 +701,9 @@ def main() -> None:
     USE_EXTRA_BUFTS = bool(args.extra_bufts)
     OUT_DIR = os.path.abspath(args.out_dir)
     ONLY_CASES = None if args.cases is None else {int(x) for x in args.cases.split(",")}
+    default_out = os.path.join(REPO_ROOT, "tests", "golden", "gemma3")
+    if (FLASH_ATTN or F32_KV or USE_EXTRA_BUFTS or ONLY_CASES is not None) and OUT_DIR == default_out:
+        raise SystemExit("experiment flags must not overwrite the golden files: pass --out-dir elsewhere")
     sha = sha256_file(args.model)
     if sha != EXPECTED_SHA256:
         raise SystemExit(f"model sha256 {sha} != expected {EXPECTED_SHA256}")

@@ -40,10 +40,11 @@ pub fn model_path(model_id: String, home_dir: String) -> EdgewiseResult<String> 
     Ok(Catalog::builtin()?.get(&model_id)?.path_in(Path::new(&home_dir)).to_string_lossy().into_owned())
 }
 
-/// The desktop default for `home_dir`: `$EDGEWISE_HOME`, else `~/.cache/edgewise`.
+/// The desktop default for `home_dir`: `$EDGEWISE_HOME`, else `~/.cache/edgewise` (an
+/// `InvalidParameter` error where neither is set, as on a phone: pass the app's files directory).
 #[uniffi::export]
 pub fn edgewise_home() -> EdgewiseResult<String> {
-    Ok(ccat::edgewise_home().to_string_lossy().into_owned())
+    Ok(ccat::edgewise_home()?.to_string_lossy().into_owned())
 }
 
 /// Core's default fetch settings (4 retries, 60 s timeout, catalog source order).

@@ -14,6 +14,22 @@
 //! | `catalog` | the built-in model catalog and `ModelDownload` (fetch with a `DownloadListener`, cancel, verify) |
 //! | `router` | the on-device privacy check and the routing policy presets |
 //!
+//! # Quick start (the Rust view of what Kotlin and Swift call)
+//!
+//! ```no_run
+//! use edgewise::*;
+//! struct Print;
+//! impl TokenSink for Print {
+//!     fn on_token(&self, text: String) -> Result<(), EdgewiseError> { print!("{text}"); Ok(()) }
+//! }
+//! let config = EngineConfig { backend: BackendPreference::Cpu, ..default_engine_config()? };
+//! let engine = Engine::load("gemma-3-270m-q4_k_m.gguf".into(), config)?;
+//! let session = engine.new_session(default_session_config()?)?;
+//! let g = session.chat("Name three rivers.".into(), greedy_generation_params(64)?, std::sync::Arc::new(Print))?;
+//! assert!(privacy_check("Call me on +44 7700 900123".into())?.sensitive);
+//! # let _ = g; Ok::<(), EdgewiseError>(())
+//! ```
+//!
 //! Rules (STYLE.md 3–4): proc-macros only; every export returns `Result`; no panic crosses the
 //! FFI (core calls run under `catch_unwind`); generation blocks the caller's thread and streams
 //! through the foreign trait `TokenSink` on that same thread.

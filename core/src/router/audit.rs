@@ -191,7 +191,8 @@ impl AuditLog {
 
     /// Appends `event` as one line and syncs it to disk.
     pub fn record(&self, event: &AuditEvent) -> Result<()> {
-        let mut line = serde_json::to_vec(event).map_err(|e| Error::Storage { reason: format!("audit serialization: {e}") })?;
+        let mut line =
+            serde_json::to_vec(event).map_err(|e| Error::Storage { reason: format!("audit serialization: {e}") })?;
         line.push(b'\n');
         let mut f = self.file.lock().map_err(|_| Error::Storage { reason: "audit log lock poisoned".into() })?;
         f.write_all(&line)?;
@@ -287,11 +288,16 @@ impl AuditStats {
         let u = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
         let f = |k: &str| v.get(k).and_then(Value::as_f64).filter(|x| x.is_finite()).unwrap_or(0.0);
         let strs = |k: &str| -> Vec<String> {
-            v.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default()
+            v.get(k)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default()
         };
         match event {
             "route" => {
-                let (Some(target), Some(served)) = (v.get("target").and_then(Value::as_str), v.get("served_by").and_then(Value::as_str)) else {
+                let (Some(target), Some(served)) =
+                    (v.get("target").and_then(Value::as_str), v.get("served_by").and_then(Value::as_str))
+                else {
                     return false;
                 };
                 self.decisions += 1;
@@ -355,10 +361,21 @@ impl AuditStats {
         map(&mut o, "sensitive categories", &self.by_category);
         map(&mut o, "cloud fallbacks", &self.fallbacks);
         let _ = writeln!(o, "queued for later: {}", self.queued);
-        let _ = writeln!(o, "tokens (prompt/answer): local {}/{}, cloud {}/{}", self.local_prompt_tokens, self.local_completion_tokens, self.cloud_prompt_tokens, self.cloud_completion_tokens);
-        let _ = writeln!(o, "estimated cloud cost avoided: ${:.4}", self.cost_avoided_usd);
-        let _ = writeln!(o, "estimated cloud spend: ${:.4}", self.cloud_cost_usd);
-        let _ = writeln!(o, "egress: {} request bodies, {} bytes; {} refused", self.egress_requests, self.egress_bytes, self.egress_denied);
+        let _ = writeln!(
+            o,
+            "tokens (prompt/answer): local {}/{}, cloud {}/{}",
+            self.local_prompt_tokens,
+            self.local_completion_tokens,
+            self.cloud_prompt_tokens,
+            self.cloud_completion_tokens
+        );
+        let _ = writeln!(o, "estimated cloud cost avoided: ${:.6}", self.cost_avoided_usd);
+        let _ = writeln!(o, "estimated cloud spend: ${:.6}", self.cloud_cost_usd);
+        let _ = writeln!(
+            o,
+            "egress: {} request bodies, {} bytes; {} refused",
+            self.egress_requests, self.egress_bytes, self.egress_denied
+        );
         if !self.queue_events.is_empty() {
             map(&mut o, "queue events", &self.queue_events);
         }
@@ -377,12 +394,18 @@ mod tests {
     fn stats_count_events_and_skip_garbage() {
         // Hand-written lines in the documented format (not produced by our writer).
         let log = concat!(
-            r#"{"event":"route","ts_ms":1000,"target":"cloud","served_by":"cloud","reasons":["app_requested"],"categories":[],"prompt_tokens":10,"completion_tokens":5,"est_cloud_cost_usd":0.5,"cost_avoided_usd":0.0,"fallback":null,"http_status":null,"attempts":1,"queued":null}"#, "\n",
-            r#"{"event":"route","ts_ms":2000,"target":"cloud","served_by":"local","reasons":["app_requested"],"categories":[],"prompt_tokens":7,"completion_tokens":3,"est_cloud_cost_usd":0.25,"cost_avoided_usd":0.25,"fallback":"timeout","http_status":null,"attempts":3,"queued":4}"#, "\n",
-            r#"{"event":"route","ts_ms":1500,"target":"local","served_by":"local","reasons":["no_escalation_reason","sensitive"],"categories":["email","phone"],"prompt_tokens":1,"completion_tokens":2,"est_cloud_cost_usd":0.125,"cost_avoided_usd":0.125,"fallback":null,"http_status":null,"attempts":0,"queued":null}"#, "\n",
-            r#"{"event":"egress","ts_ms":1000,"host":"h","port":443,"path":"/v1/chat/completions","body_bytes":120,"body_sha256":"ab","stream":true}"#, "\n",
-            r#"{"event":"egress_denied","ts_ms":1000,"host":"h","port":443,"path":"/v1","body_bytes":0,"body_sha256":"","stream":false,"categories":["email"]}"#, "\n",
-            r#"{"event":"queue","ts_ms":1000,"op":"enqueued","id":4}"#, "\n",
+            r#"{"event":"route","ts_ms":1000,"target":"cloud","served_by":"cloud","reasons":["app_requested"],"categories":[],"prompt_tokens":10,"completion_tokens":5,"est_cloud_cost_usd":0.5,"cost_avoided_usd":0.0,"fallback":null,"http_status":null,"attempts":1,"queued":null}"#,
+            "\n",
+            r#"{"event":"route","ts_ms":2000,"target":"cloud","served_by":"local","reasons":["app_requested"],"categories":[],"prompt_tokens":7,"completion_tokens":3,"est_cloud_cost_usd":0.25,"cost_avoided_usd":0.25,"fallback":"timeout","http_status":null,"attempts":3,"queued":4}"#,
+            "\n",
+            r#"{"event":"route","ts_ms":1500,"target":"local","served_by":"local","reasons":["no_escalation_reason","sensitive"],"categories":["email","phone"],"prompt_tokens":1,"completion_tokens":2,"est_cloud_cost_usd":0.125,"cost_avoided_usd":0.125,"fallback":null,"http_status":null,"attempts":0,"queued":null}"#,
+            "\n",
+            r#"{"event":"egress","ts_ms":1000,"host":"h","port":443,"path":"/v1/chat/completions","body_bytes":120,"body_sha256":"ab","stream":true}"#,
+            "\n",
+            r#"{"event":"egress_denied","ts_ms":1000,"host":"h","port":443,"path":"/v1","body_bytes":0,"body_sha256":"","stream":false,"categories":["email"]}"#,
+            "\n",
+            r#"{"event":"queue","ts_ms":1000,"op":"enqueued","id":4}"#,
+            "\n",
             "\n",
             r#"{"event":"route","ts_ms":3000,"target":"lo"#,
         );

@@ -289,16 +289,18 @@ impl fmt::Debug for OutboundRequest {
 /// Errors: [`Error::PolicyDenied`] when the body contains personal data (an `egress_denied`
 /// entry with the categories is audited), [`Error::InvalidParameter`] for a bad config, and any
 /// audit-log failure (nothing unaudited is sent).
-pub fn prepare_request(config: &CloudConfig, request: &ChatRequest, stream: bool, audit: &AuditLog) -> Result<OutboundRequest> {
+pub fn prepare_request(
+    config: &CloudConfig,
+    request: &ChatRequest,
+    stream: bool,
+    audit: &AuditLog,
+) -> Result<OutboundRequest> {
     config.validate()?;
     request.validate()?;
     let ep = Endpoint::parse(&config.base_url)?;
 
-    let messages: Vec<Value> = request
-        .wire_messages()
-        .iter()
-        .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
-        .collect();
+    let messages: Vec<Value> =
+        request.wire_messages().iter().map(|m| json!({ "role": m.role.as_str(), "content": m.content })).collect();
     let mut body = json!({ "model": config.model, "messages": messages, "stream": stream });
     if let Some(obj) = body.as_object_mut() {
         if let Some(n) = request.max_tokens {
@@ -308,11 +310,13 @@ pub fn prepare_request(config: &CloudConfig, request: &ChatRequest, stream: bool
             obj.insert("temperature".into(), json!(t));
         }
     }
-    let bytes = serde_json::to_vec(&body).map_err(|_| Error::InvalidParameter { name: "request", reason: "could not serialize".into() })?;
+    let bytes = serde_json::to_vec(&body)
+        .map_err(|_| Error::InvalidParameter { name: "request", reason: "could not serialize".into() })?;
 
     // Defense in depth: re-scan what will actually be sent, as the server will read it (every
     // string in the parsed body, and their concatenation) and as raw bytes.
-    let reparsed: Value = serde_json::from_slice(&bytes).map_err(|_| Error::InvalidParameter { name: "request", reason: "body does not round-trip".into() })?;
+    let reparsed: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| Error::InvalidParameter { name: "request", reason: "body does not round-trip".into() })?;
     let mut strings = Vec::new();
     collect_strings(&reparsed, &mut strings);
     let raw = String::from_utf8_lossy(&bytes);
@@ -324,7 +328,9 @@ pub fn prepare_request(config: &CloudConfig, request: &ChatRequest, stream: bool
         let cats: Vec<String> = scan.categories.iter().map(|c| c.as_str().to_string()).collect();
         audit.record(&AuditEvent::egress_denied(&ep, cats.clone()))?;
         log::warn!("router: refused an outbound body with personal data (categories: {})", cats.join(","));
-        return Err(Error::PolicyDenied { reason: format!("outbound body contains personal data ({})", cats.join(", ")) });
+        return Err(Error::PolicyDenied {
+            reason: format!("outbound body contains personal data ({})", cats.join(", ")),
+        });
     }
 
     let sha = hex::encode(Sha256::digest(&bytes));
@@ -638,7 +644,8 @@ impl CloudClient {
         sink: &mut dyn FnMut(&str) -> bool,
     ) -> std::result::Result<CloudAnswer, CloudFailure> {
         let out = prepare_request(&self.config, request, stream, audit).map_err(|e| {
-            let kind = if matches!(e, Error::PolicyDenied { .. }) { FailureKind::PolicyDenied } else { FailureKind::Internal };
+            let kind =
+                if matches!(e, Error::PolicyDenied { .. }) { FailureKind::PolicyDenied } else { FailureKind::Internal };
             log::warn!("router: cloud request not prepared: {e}");
             CloudFailure::new(kind)
         })?;
@@ -692,7 +699,8 @@ impl CloudClient {
             let _ = io::copy(&mut body.take(64 * 1024), &mut io::sink());
             return Err(CloudFailure { http_status: Some(resp.status), ..CloudFailure::new(FailureKind::HttpStatus) });
         }
-        let is_json = resp.content_type.as_deref().is_some_and(|c| c.to_ascii_lowercase().starts_with("application/json"));
+        let is_json =
+            resp.content_type.as_deref().is_some_and(|c| c.to_ascii_lowercase().starts_with("application/json"));
         if out.is_stream() && !is_json {
             read_stream(body, self.config.max_response_bytes, sink, streamed)
         } else {
@@ -807,7 +815,13 @@ fn read_stream(
                         text.push_str(piece);
                         *streamed += piece.chars().count();
                         if !sink(piece) {
-                            return Ok(CloudAnswer { text, prompt_tokens, completion_tokens, finish_reason: FinishReason::Cancelled, attempts: 0 });
+                            return Ok(CloudAnswer {
+                                text,
+                                prompt_tokens,
+                                completion_tokens,
+                                finish_reason: FinishReason::Cancelled,
+                                attempts: 0,
+                            });
                         }
                     }
                     Some(Value::String(_)) | Some(Value::Null) | None => {}
@@ -819,7 +833,13 @@ fn read_stream(
             }
         }
     }
-    Ok(CloudAnswer { text, prompt_tokens, completion_tokens, finish_reason: finish.unwrap_or(FinishReason::Stop), attempts: 0 })
+    Ok(CloudAnswer {
+        text,
+        prompt_tokens,
+        completion_tokens,
+        finish_reason: finish.unwrap_or(FinishReason::Stop),
+        attempts: 0,
+    })
 }
 
 #[cfg(test)]
@@ -829,7 +849,10 @@ mod tests {
     #[test]
     fn endpoint_parsing() {
         let e = Endpoint::parse("https://api.example.com/v1/").ok();
-        assert_eq!(e, Some(Endpoint { scheme: "https".into(), host: "api.example.com".into(), port: 443, path: "/v1".into() }));
+        assert_eq!(
+            e,
+            Some(Endpoint { scheme: "https".into(), host: "api.example.com".into(), port: 443, path: "/v1".into() })
+        );
         let e = Endpoint::parse("http://[::1]:8080").ok();
         assert_eq!(e.as_ref().map(|e| (e.host.as_str(), e.port, e.is_loopback())), Some(("::1", 8080, true)));
         assert_eq!(e.map(|e| e.url_for("/x")), Some("http://[::1]:8080/x".to_string()));
@@ -861,20 +884,33 @@ mod tests {
         let body = br#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"Paris."},"finish_reason":"length"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}"#;
         let a = parse_completion(body).ok();
         assert_eq!(a.as_ref().map(|a| a.text.as_str()), Some("Paris."));
-        assert_eq!(a.as_ref().map(|a| (a.prompt_tokens, a.completion_tokens, a.finish_reason)), Some((Some(9), Some(2), FinishReason::Length)));
-        for bad in [&b"{}"[..], b"not json", br#"{"error":{"message":"x"}}"#, br#"{"choices":[{"message":{"content":null}}]}"#] {
+        assert_eq!(
+            a.as_ref().map(|a| (a.prompt_tokens, a.completion_tokens, a.finish_reason)),
+            Some((Some(9), Some(2), FinishReason::Length))
+        );
+        for bad in
+            [&b"{}"[..], b"not json", br#"{"error":{"message":"x"}}"#, br#"{"choices":[{"message":{"content":null}}]}"#]
+        {
             assert_eq!(parse_completion(bad).err().map(|f| f.kind), Some(FailureKind::Malformed));
         }
     }
 
     fn stream(s: &str) -> (std::result::Result<CloudAnswer, CloudFailure>, String) {
-        let body = DeadlineReader { inner: Box::new(io::Cursor::new(s.as_bytes().to_vec())), deadline: Instant::now() + Duration::from_secs(5) };
+        let body = DeadlineReader {
+            inner: Box::new(io::Cursor::new(s.as_bytes().to_vec())),
+            deadline: Instant::now() + Duration::from_secs(5),
+        };
         let mut got = String::new();
         let mut n = 0;
-        let r = read_stream(body, 4096, &mut |t| {
-            got.push_str(t);
-            true
-        }, &mut n);
+        let r = read_stream(
+            body,
+            4096,
+            &mut |t| {
+                got.push_str(t);
+                true
+            },
+            &mut n,
+        );
         (r, got)
     }
 
@@ -892,7 +928,10 @@ mod tests {
         let (r, got) = stream(s);
         let a = r.ok();
         assert_eq!(got, "Hello");
-        assert_eq!(a.map(|a| (a.text, a.prompt_tokens, a.finish_reason)), Some(("Hello".into(), Some(3), FinishReason::Stop)));
+        assert_eq!(
+            a.map(|a| (a.text, a.prompt_tokens, a.finish_reason)),
+            Some(("Hello".into(), Some(3), FinishReason::Stop))
+        );
         // EOF after finish_reason without [DONE] is complete.
         let (r, _) = stream("data: {\"choices\":[{\"delta\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}\n\n");
         assert!(r.is_ok());
@@ -904,13 +943,21 @@ mod tests {
         assert_eq!(stream(one).0.err().map(|f| f.kind), Some(FailureKind::Truncated));
         assert_eq!(stream(&format!("{one}data: {{\"choi")).0.err().map(|f| f.kind), Some(FailureKind::Truncated));
         assert_eq!(stream(&format!("{one}data: {{nope}}\n\n")).0.err().map(|f| f.kind), Some(FailureKind::Malformed));
-        assert_eq!(stream("data: {\"error\":{\"message\":\"boom\"}}\n\n").0.err().map(|f| f.kind), Some(FailureKind::Malformed));
+        assert_eq!(
+            stream("data: {\"error\":{\"message\":\"boom\"}}\n\n").0.err().map(|f| f.kind),
+            Some(FailureKind::Malformed)
+        );
         assert_eq!(stream("data: [1,2]\n\n").0.err().map(|f| f.kind), Some(FailureKind::Malformed));
     }
 
     #[test]
     fn retry_classification() {
-        let f = |kind, status: Option<u16>, streamed| CloudFailure { kind, http_status: status, attempts: 1, streamed_chars: streamed };
+        let f = |kind, status: Option<u16>, streamed| CloudFailure {
+            kind,
+            http_status: status,
+            attempts: 1,
+            streamed_chars: streamed,
+        };
         assert!(f(FailureKind::Connect, None, 0).retryable());
         assert!(f(FailureKind::HttpStatus, Some(503), 0).retryable());
         assert!(f(FailureKind::HttpStatus, Some(429), 0).retryable());

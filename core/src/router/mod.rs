@@ -211,7 +211,10 @@ impl ChatRequest {
         }
         if let Some(t) = self.temperature {
             if !t.is_finite() || t < 0.0 {
-                return Err(crate::Error::InvalidParameter { name: "temperature", reason: "must be finite and >= 0".into() });
+                return Err(crate::Error::InvalidParameter {
+                    name: "temperature",
+                    reason: "must be finite and >= 0".into(),
+                });
             }
         }
         Ok(())
@@ -499,7 +502,12 @@ impl Router {
     }
 
     /// The decision plus the prompt-token count it used (0 when counting failed).
-    fn decide_counted(&self, local: &dyn LocalModel, request: &ChatRequest, meta: &RequestMeta) -> (RouteDecision, usize) {
+    fn decide_counted(
+        &self,
+        local: &dyn LocalModel,
+        request: &ChatRequest,
+        meta: &RequestMeta,
+    ) -> (RouteDecision, usize) {
         let counted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let tokens: usize = request.parts().map(|p| local.count_tokens(p)).sum();
             (tokens, local.context_limit())
@@ -576,7 +584,12 @@ impl Router {
                 }
             } else {
                 // Unreachable by construction (no endpoint => local), kept as a fail-closed guard.
-                fallback = Some(Fallback { kind: FailureKind::PolicyDenied, http_status: None, attempts: 0, discarded_chars: 0 });
+                fallback = Some(Fallback {
+                    kind: FailureKind::PolicyDenied,
+                    http_status: None,
+                    attempts: 0,
+                    discarded_chars: 0,
+                });
             }
         } else if decision.wanted_cloud_but_offline() && self.engine.policy().queue_when_offline {
             queued = self.try_enqueue(request);
@@ -652,10 +665,7 @@ impl Router {
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -677,7 +687,12 @@ mod tests {
         let req = ChatRequest::user(canary).with_system(canary).with_attachment(canary);
         let d = format!("{req:?} {:?}", req.messages[0]);
         assert!(!d.contains("CANARY"), "{d}");
-        let ans = LocalAnswer { text: canary.into(), prompt_tokens: 1, completion_tokens: 1, finish_reason: FinishReason::Stop };
+        let ans = LocalAnswer {
+            text: canary.into(),
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            finish_reason: FinishReason::Stop,
+        };
         assert!(!format!("{ans:?}").contains("CANARY"));
     }
 
@@ -691,7 +706,11 @@ mod tests {
         assert_eq!(w.len(), 3);
         assert_eq!(w[2].content, "second\n\n[Attachment 1]\ndoc one");
         assert_eq!(w[0].content, "first");
-        let only_sys = ChatRequest { messages: vec![ChatMessage::new(Role::System, "s")], attachments: vec!["a".into()], ..Default::default() };
+        let only_sys = ChatRequest {
+            messages: vec![ChatMessage::new(Role::System, "s")],
+            attachments: vec!["a".into()],
+            ..Default::default()
+        };
         let w = only_sys.wire_messages();
         assert_eq!(w.last().map(|m| m.role), Some(Role::User));
         assert_eq!(w.last().map(|m| m.content.as_str()), Some("[Attachment 1]\na"));

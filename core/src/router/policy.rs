@@ -201,7 +201,11 @@ impl RouterPolicy {
 
     /// All presets, for "never escalates" suites.
     pub fn presets() -> Vec<(&'static str, RouterPolicy)> {
-        vec![("local_only", Self::local_only()), ("cloud_assist", Self::cloud_assist()), ("field_worker", Self::field_worker())]
+        vec![
+            ("local_only", Self::local_only()),
+            ("cloud_assist", Self::cloud_assist()),
+            ("field_worker", Self::field_worker()),
+        ]
     }
 
     /// Rejects non-finite or negative numbers.
@@ -230,7 +234,9 @@ impl RouterPolicy {
 
     /// Estimated cloud price of a request, in USD.
     pub fn estimate_cost_usd(&self, prompt_tokens: usize, completion_tokens: usize) -> f64 {
-        (prompt_tokens as f64 * self.input_cost_per_1k_tokens_usd + completion_tokens as f64 * self.output_cost_per_1k_tokens_usd) / 1000.0
+        (prompt_tokens as f64 * self.input_cost_per_1k_tokens_usd
+            + completion_tokens as f64 * self.output_cost_per_1k_tokens_usd)
+            / 1000.0
     }
 
     /// The answer length assumed for `request`.
@@ -451,7 +457,8 @@ impl PolicyEngine {
     /// Decides as if the time were `now` (for budget tests).
     pub fn decide_at(&self, input: &DecisionInput<'_>, now: Instant) -> RouteDecision {
         let mut categories = Vec::new();
-        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.try_decide(input, now, &mut categories)));
+        let res =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.try_decide(input, now, &mut categories)));
         match res {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => {
@@ -465,7 +472,12 @@ impl PolicyEngine {
         }
     }
 
-    fn try_decide(&self, input: &DecisionInput<'_>, now: Instant, categories: &mut Vec<Category>) -> Result<RouteDecision> {
+    fn try_decide(
+        &self,
+        input: &DecisionInput<'_>,
+        now: Instant,
+        categories: &mut Vec<Category>,
+    ) -> Result<RouteDecision> {
         let p = &self.policy;
         p.validate()?;
         let scan = scan_request(input.request);
@@ -570,15 +582,29 @@ mod tests {
         vec![
             ("new message", ChatRequest::user(pii)),
             ("system prompt", benign().with_system(pii)),
-            ("history", ChatRequest::user(pii).with_message(Role::Assistant, "Noted.").with_message(Role::User, "Summarise our chat.")),
-            ("assistant history", ChatRequest::user("hi").with_message(Role::Assistant, pii).with_message(Role::User, "thanks")),
+            (
+                "history",
+                ChatRequest::user(pii)
+                    .with_message(Role::Assistant, "Noted.")
+                    .with_message(Role::User, "Summarise our chat."),
+            ),
+            (
+                "assistant history",
+                ChatRequest::user("hi").with_message(Role::Assistant, pii).with_message(Role::User, "thanks"),
+            ),
             ("attachment", benign().with_attachment(pii)),
         ]
     }
 
     fn run(c: &Case) -> RouteDecision {
         let engine = PolicyEngine::new(c.policy.clone(), c.probe.clone());
-        let input = DecisionInput { request: &c.request, meta: &c.meta, endpoint: c.endpoint, prompt_tokens: c.prompt_tokens, context_limit: 2048 };
+        let input = DecisionInput {
+            request: &c.request,
+            meta: &c.meta,
+            endpoint: c.endpoint,
+            prompt_tokens: c.prompt_tokens,
+            context_limit: 2048,
+        };
         engine.decide(&input)
     }
 
@@ -587,19 +613,149 @@ mod tests {
         use Reason::*;
         let cloud = RouterPolicy::cloud_assist();
         let cases = vec![
-            Case { name: "default policy stays local", request: benign(), meta: asked(), policy: RouterPolicy::default(), endpoint: Some(EP), probe: online(), prompt_tokens: 10, want: Target::Local, want_reasons: vec![AppRequested, CloudDisabled] },
-            Case { name: "app asked, all clear", request: benign(), meta: asked(), policy: cloud.clone(), endpoint: Some(EP), probe: online(), prompt_tokens: 10, want: Target::Cloud, want_reasons: vec![AppRequested] },
-            Case { name: "no reason", request: benign(), meta: RequestMeta::default(), policy: cloud.clone(), endpoint: Some(EP), probe: online(), prompt_tokens: 10, want: Target::Local, want_reasons: vec![NoEscalationReason] },
-            Case { name: "no endpoint", request: benign(), meta: asked(), policy: cloud.clone(), endpoint: None, probe: online(), prompt_tokens: 10, want: Target::Local, want_reasons: vec![AppRequested, NoEndpoint] },
-            Case { name: "blank endpoint", request: benign(), meta: asked(), policy: cloud.clone(), endpoint: Some("  "), probe: online(), prompt_tokens: 10, want: Target::Local, want_reasons: vec![AppRequested, NoEndpoint] },
-            Case { name: "context overflow", request: benign(), meta: RequestMeta::default(), policy: cloud.clone(), endpoint: Some(EP), probe: online(), prompt_tokens: 1900, want: Target::Cloud, want_reasons: vec![ContextExceedsLocal] },
-            Case { name: "context fits exactly", request: benign(), meta: RequestMeta::default(), policy: cloud.clone(), endpoint: Some(EP), probe: online(), prompt_tokens: 2048 - 256, want: Target::Local, want_reasons: vec![NoEscalationReason] },
-            Case { name: "low confidence", request: benign(), meta: RequestMeta { cloud_requested: false, local_mean_logprob: Some(-3.1) }, policy: cloud.clone(), endpoint: Some(EP), probe: online(), prompt_tokens: 10, want: Target::Cloud, want_reasons: vec![LowLocalConfidence] },
-            Case { name: "confident enough", request: benign(), meta: RequestMeta { cloud_requested: false, local_mean_logprob: Some(-0.4) }, policy: cloud.clone(), endpoint: Some(EP), probe: online(), prompt_tokens: 10, want: Target::Local, want_reasons: vec![NoEscalationReason] },
-            Case { name: "offline", request: benign(), meta: asked(), policy: cloud.clone(), endpoint: Some(EP), probe: offline(), prompt_tokens: 10, want: Target::Local, want_reasons: vec![AppRequested, Offline] },
-            Case { name: "rate zero", request: benign(), meta: asked(), policy: RouterPolicy { max_requests_per_minute: Some(0), ..cloud.clone() }, endpoint: Some(EP), probe: online(), prompt_tokens: 10, want: Target::Local, want_reasons: vec![AppRequested, RateLimited] },
-            Case { name: "cost zero", request: benign(), meta: asked(), policy: RouterPolicy { max_cost_per_day_usd: Some(0.0), ..cloud.clone() }, endpoint: Some(EP), probe: online(), prompt_tokens: 10, want: Target::Local, want_reasons: vec![AppRequested, CostBudgetExceeded] },
-            Case { name: "sensitive + no reason + disabled", request: ChatRequest::user("Call me on +44 7911 123456, I'm Jane Doe"), meta: RequestMeta::default(), policy: RouterPolicy::default(), endpoint: Some(EP), probe: online(), prompt_tokens: 10, want: Target::Local, want_reasons: vec![NoEscalationReason, CloudDisabled, Sensitive] },
+            Case {
+                name: "default policy stays local",
+                request: benign(),
+                meta: asked(),
+                policy: RouterPolicy::default(),
+                endpoint: Some(EP),
+                probe: online(),
+                prompt_tokens: 10,
+                want: Target::Local,
+                want_reasons: vec![AppRequested, CloudDisabled],
+            },
+            Case {
+                name: "app asked, all clear",
+                request: benign(),
+                meta: asked(),
+                policy: cloud.clone(),
+                endpoint: Some(EP),
+                probe: online(),
+                prompt_tokens: 10,
+                want: Target::Cloud,
+                want_reasons: vec![AppRequested],
+            },
+            Case {
+                name: "no reason",
+                request: benign(),
+                meta: RequestMeta::default(),
+                policy: cloud.clone(),
+                endpoint: Some(EP),
+                probe: online(),
+                prompt_tokens: 10,
+                want: Target::Local,
+                want_reasons: vec![NoEscalationReason],
+            },
+            Case {
+                name: "no endpoint",
+                request: benign(),
+                meta: asked(),
+                policy: cloud.clone(),
+                endpoint: None,
+                probe: online(),
+                prompt_tokens: 10,
+                want: Target::Local,
+                want_reasons: vec![AppRequested, NoEndpoint],
+            },
+            Case {
+                name: "blank endpoint",
+                request: benign(),
+                meta: asked(),
+                policy: cloud.clone(),
+                endpoint: Some("  "),
+                probe: online(),
+                prompt_tokens: 10,
+                want: Target::Local,
+                want_reasons: vec![AppRequested, NoEndpoint],
+            },
+            Case {
+                name: "context overflow",
+                request: benign(),
+                meta: RequestMeta::default(),
+                policy: cloud.clone(),
+                endpoint: Some(EP),
+                probe: online(),
+                prompt_tokens: 1900,
+                want: Target::Cloud,
+                want_reasons: vec![ContextExceedsLocal],
+            },
+            Case {
+                name: "context fits exactly",
+                request: benign(),
+                meta: RequestMeta::default(),
+                policy: cloud.clone(),
+                endpoint: Some(EP),
+                probe: online(),
+                prompt_tokens: 2048 - 256,
+                want: Target::Local,
+                want_reasons: vec![NoEscalationReason],
+            },
+            Case {
+                name: "low confidence",
+                request: benign(),
+                meta: RequestMeta { cloud_requested: false, local_mean_logprob: Some(-3.1) },
+                policy: cloud.clone(),
+                endpoint: Some(EP),
+                probe: online(),
+                prompt_tokens: 10,
+                want: Target::Cloud,
+                want_reasons: vec![LowLocalConfidence],
+            },
+            Case {
+                name: "confident enough",
+                request: benign(),
+                meta: RequestMeta { cloud_requested: false, local_mean_logprob: Some(-0.4) },
+                policy: cloud.clone(),
+                endpoint: Some(EP),
+                probe: online(),
+                prompt_tokens: 10,
+                want: Target::Local,
+                want_reasons: vec![NoEscalationReason],
+            },
+            Case {
+                name: "offline",
+                request: benign(),
+                meta: asked(),
+                policy: cloud.clone(),
+                endpoint: Some(EP),
+                probe: offline(),
+                prompt_tokens: 10,
+                want: Target::Local,
+                want_reasons: vec![AppRequested, Offline],
+            },
+            Case {
+                name: "rate zero",
+                request: benign(),
+                meta: asked(),
+                policy: RouterPolicy { max_requests_per_minute: Some(0), ..cloud.clone() },
+                endpoint: Some(EP),
+                probe: online(),
+                prompt_tokens: 10,
+                want: Target::Local,
+                want_reasons: vec![AppRequested, RateLimited],
+            },
+            Case {
+                name: "cost zero",
+                request: benign(),
+                meta: asked(),
+                policy: RouterPolicy { max_cost_per_day_usd: Some(0.0), ..cloud.clone() },
+                endpoint: Some(EP),
+                probe: online(),
+                prompt_tokens: 10,
+                want: Target::Local,
+                want_reasons: vec![AppRequested, CostBudgetExceeded],
+            },
+            Case {
+                name: "sensitive + no reason + disabled",
+                request: ChatRequest::user("Call me on +44 7911 123456, I'm Jane Doe"),
+                meta: RequestMeta::default(),
+                policy: RouterPolicy::default(),
+                endpoint: Some(EP),
+                probe: online(),
+                prompt_tokens: 10,
+                want: Target::Local,
+                want_reasons: vec![NoEscalationReason, CloudDisabled, Sensitive],
+            },
         ];
         for c in &cases {
             let d = run(c);
@@ -614,7 +770,17 @@ mod tests {
     fn sensitive_never_escalates_under_any_preset() {
         for (preset, policy) in RouterPolicy::presets() {
             for (part, request) in sensitive_variants() {
-                let c = Case { name: part, request, meta: RequestMeta { cloud_requested: true, local_mean_logprob: Some(-9.0) }, policy: policy.clone(), endpoint: Some(EP), probe: online(), prompt_tokens: 5000, want: Target::Local, want_reasons: vec![] };
+                let c = Case {
+                    name: part,
+                    request,
+                    meta: RequestMeta { cloud_requested: true, local_mean_logprob: Some(-9.0) },
+                    policy: policy.clone(),
+                    endpoint: Some(EP),
+                    probe: online(),
+                    prompt_tokens: 5000,
+                    want: Target::Local,
+                    want_reasons: vec![],
+                };
                 let d = run(&c);
                 assert_eq!(d.target, Target::Local, "{preset}/{part}");
                 assert!(d.reasons.contains(&Reason::Sensitive), "{preset}/{part}: {d:?}");
@@ -636,7 +802,8 @@ mod tests {
         let engine = PolicyEngine::new(RouterPolicy::cloud_assist(), probe);
         let req = ChatRequest::user("My SSN is 536-22-8174");
         let meta = asked();
-        let input = DecisionInput { request: &req, meta: &meta, endpoint: Some(EP), prompt_tokens: 5, context_limit: 2048 };
+        let input =
+            DecisionInput { request: &req, meta: &meta, endpoint: Some(EP), prompt_tokens: 5, context_limit: 2048 };
         assert_eq!(engine.decide(&input).target, Target::Local);
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
@@ -645,13 +812,15 @@ mod tests {
     fn errors_and_panics_fail_closed() {
         let req = benign();
         // A probe that errors.
-        let err_probe: Arc<dyn Reachability> = Arc::new(|_: &str| Err(Error::CloudUnavailable { reason: "probe broke".into() }));
+        let err_probe: Arc<dyn Reachability> =
+            Arc::new(|_: &str| Err(Error::CloudUnavailable { reason: "probe broke".into() }));
         // A probe that panics.
         let panic_probe: Arc<dyn Reachability> = Arc::new(|_: &str| -> Result<bool> { panic!("probe panicked") });
         for probe in [err_probe, panic_probe] {
             let engine = PolicyEngine::new(RouterPolicy::cloud_assist(), probe);
             let meta = asked();
-            let input = DecisionInput { request: &req, meta: &meta, endpoint: Some(EP), prompt_tokens: 5, context_limit: 2048 };
+            let input =
+                DecisionInput { request: &req, meta: &meta, endpoint: Some(EP), prompt_tokens: 5, context_limit: 2048 };
             let d = engine.decide(&input);
             assert_eq!(d.target, Target::Local);
             assert_eq!(d.reasons, vec![Reason::DecisionError]);
@@ -659,23 +828,30 @@ mod tests {
         // A non-finite signal from the caller.
         let engine = PolicyEngine::new(RouterPolicy::cloud_assist(), online());
         let meta = RequestMeta { cloud_requested: true, local_mean_logprob: Some(f32::NAN) };
-        let input = DecisionInput { request: &req, meta: &meta, endpoint: Some(EP), prompt_tokens: 5, context_limit: 2048 };
+        let input =
+            DecisionInput { request: &req, meta: &meta, endpoint: Some(EP), prompt_tokens: 5, context_limit: 2048 };
         assert_eq!(engine.decide(&input), RouteDecision::fail_closed(vec![]));
         // An invalid policy.
         let bad = RouterPolicy { input_cost_per_1k_tokens_usd: f64::NAN, ..RouterPolicy::cloud_assist() };
         let engine = PolicyEngine::new(bad, online());
         let meta = asked();
-        let input = DecisionInput { request: &req, meta: &meta, endpoint: Some(EP), prompt_tokens: 5, context_limit: 2048 };
+        let input =
+            DecisionInput { request: &req, meta: &meta, endpoint: Some(EP), prompt_tokens: 5, context_limit: 2048 };
         assert_eq!(engine.decide(&input).target, Target::Local);
     }
 
     #[test]
     fn rate_budget_slides() {
-        let policy = RouterPolicy { max_requests_per_minute: Some(2), max_cost_per_day_usd: None, ..RouterPolicy::cloud_assist() };
+        let policy = RouterPolicy {
+            max_requests_per_minute: Some(2),
+            max_cost_per_day_usd: None,
+            ..RouterPolicy::cloud_assist()
+        };
         let engine = PolicyEngine::new(policy, online());
         let req = benign();
         let meta = asked();
-        let input = DecisionInput { request: &req, meta: &meta, endpoint: Some(EP), prompt_tokens: 5, context_limit: 2048 };
+        let input =
+            DecisionInput { request: &req, meta: &meta, endpoint: Some(EP), prompt_tokens: 5, context_limit: 2048 };
         let t0 = Instant::now();
         assert_eq!(engine.decide_at(&input, t0).target, Target::Cloud);
         assert_eq!(engine.decide_at(&input, t0 + Duration::from_secs(1)).target, Target::Cloud);
@@ -697,7 +873,8 @@ mod tests {
         let engine = PolicyEngine::new(policy, online());
         let req = ChatRequest { max_tokens: Some(1000), ..benign() };
         let meta = asked();
-        let input = DecisionInput { request: &req, meta: &meta, endpoint: Some(EP), prompt_tokens: 1000, context_limit: 4096 };
+        let input =
+            DecisionInput { request: &req, meta: &meta, endpoint: Some(EP), prompt_tokens: 1000, context_limit: 4096 };
         let t0 = Instant::now();
         assert_eq!(engine.decide_at(&input, t0).target, Target::Cloud);
         assert_eq!(engine.decide_at(&input, t0).target, Target::Cloud);
@@ -707,7 +884,11 @@ mod tests {
 
     #[test]
     fn decision_serializes_snake_case() {
-        let d = RouteDecision { target: Target::Local, reasons: vec![Reason::AppRequested, Reason::Offline], categories: vec![] };
+        let d = RouteDecision {
+            target: Target::Local,
+            reasons: vec![Reason::AppRequested, Reason::Offline],
+            categories: vec![],
+        };
         let j = serde_json::to_string(&d).unwrap_or_default();
         assert_eq!(j, r#"{"target":"local","reasons":["app_requested","offline"],"categories":[]}"#);
         for r in [Reason::AppRequested, Reason::CostBudgetExceeded, Reason::DecisionError] {

@@ -142,11 +142,26 @@ pub struct DrainReport {
 #[serde(tag = "op", rename_all = "snake_case")]
 enum WalOp {
     /// First record of a compacted log: ids below `next_id` were used before.
-    Meta { next_id: u64 },
-    Enqueue { id: u64, ts_ms: u64, request: ChatRequest },
-    Answer { id: u64, ts_ms: u64, text: String },
-    Ack { id: u64 },
-    Drop { id: u64, reason: String },
+    Meta {
+        next_id: u64,
+    },
+    Enqueue {
+        id: u64,
+        ts_ms: u64,
+        request: ChatRequest,
+    },
+    Answer {
+        id: u64,
+        ts_ms: u64,
+        text: String,
+    },
+    Ack {
+        id: u64,
+    },
+    Drop {
+        id: u64,
+        reason: String,
+    },
 }
 
 struct Entry {
@@ -306,7 +321,8 @@ impl OfflineQueue {
             file.set_len(valid as u64)?;
             file.sync_data()?;
         }
-        let mut st = State { file, len: valid as u64, next_id: 1, entries: BTreeMap::new(), live_bytes: 0, draining: false };
+        let mut st =
+            State { file, len: valid as u64, next_id: 1, entries: BTreeMap::new(), live_bytes: 0, draining: false };
         for (op, size) in ops {
             st.apply(op, size);
         }
@@ -329,7 +345,9 @@ impl OfflineQueue {
         let scan = super::policy::scan_request(request);
         if scan.sensitive {
             let cats: Vec<&str> = scan.categories.iter().map(|c| c.as_str()).collect();
-            return Err(Error::PolicyDenied { reason: format!("refusing to queue personal data ({})", cats.join(", ")) });
+            return Err(Error::PolicyDenied {
+                reason: format!("refusing to queue personal data ({})", cats.join(", ")),
+            });
         }
         let mut st = self.lock()?;
         let id = st.next_id;
@@ -372,7 +390,13 @@ impl OfflineQueue {
             .iter()
             .filter_map(|(&id, e)| {
                 let (answered_ms, text) = e.answer.as_ref()?;
-                Some(QueuedAnswer { id, enqueued_ms: e.enqueued_ms, answered_ms: *answered_ms, request: e.request.clone(), text: text.clone() })
+                Some(QueuedAnswer {
+                    id,
+                    enqueued_ms: e.enqueued_ms,
+                    answered_ms: *answered_ms,
+                    request: e.request.clone(),
+                    text: text.clone(),
+                })
             })
             .collect()
     }
@@ -620,13 +644,20 @@ mod tests {
         assert!(q.enqueue(&req(2)).is_ok());
         assert!(matches!(q.enqueue(&req(3)), Err(Error::Storage { .. })));
         assert_eq!(q.len(), 2);
-        let q = OfflineQueue::open(d.join("b.wal"), QueueConfig { overflow: Overflow::DropOldest, ..cfg }).ok().unwrap_or_else(|| panic!("open"));
+        let q = OfflineQueue::open(d.join("b.wal"), QueueConfig { overflow: Overflow::DropOldest, ..cfg })
+            .ok()
+            .unwrap_or_else(|| panic!("open"));
         for i in 1..=5 {
             assert!(q.enqueue(&req(i)).is_ok());
         }
         assert_eq!(q.pending().iter().map(|e| e.id).collect::<Vec<_>>(), vec![4, 5]);
         drop(q);
-        let q = OfflineQueue::open(d.join("b.wal"), QueueConfig { max_entries: 2, overflow: Overflow::DropOldest, ..QueueConfig::default() }).ok().unwrap_or_else(|| panic!("open"));
+        let q = OfflineQueue::open(
+            d.join("b.wal"),
+            QueueConfig { max_entries: 2, overflow: Overflow::DropOldest, ..QueueConfig::default() },
+        )
+        .ok()
+        .unwrap_or_else(|| panic!("open"));
         assert_eq!(q.pending().iter().map(|e| e.id).collect::<Vec<_>>(), vec![4, 5]);
         // Byte bound.
         let small = QueueConfig { max_bytes: 300, ..QueueConfig::default() };
@@ -640,7 +671,8 @@ mod tests {
     fn refuses_sensitive_requests() {
         let d = dir("sensitive");
         let q = OfflineQueue::open(d.join("q.wal"), QueueConfig::default()).ok().unwrap_or_else(|| panic!("open"));
-        let r = ChatRequest::user("weather?").with_attachment("Reach Jane Doe at jane.doe.1984@gmail.com or +44 7911 123456.");
+        let r = ChatRequest::user("weather?")
+            .with_attachment("Reach Jane Doe at jane.doe.1984@gmail.com or +44 7911 123456.");
         assert!(matches!(q.enqueue(&r), Err(Error::PolicyDenied { .. })));
         assert!(q.is_empty());
         assert_eq!(std::fs::metadata(q.path()).map(|m| m.len()).ok(), Some(0));

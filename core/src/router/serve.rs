@@ -54,7 +54,13 @@ pub struct ServeConfig {
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        Self { addr: "127.0.0.1:8080".into(), api_key: None, max_body_bytes: 4 * 1024 * 1024, workers: 4, model_id: None }
+        Self {
+            addr: "127.0.0.1:8080".into(),
+            api_key: None,
+            max_body_bytes: 4 * 1024 * 1024,
+            workers: 4,
+            model_id: None,
+        }
     }
 }
 
@@ -131,7 +137,8 @@ struct WireBody {
 }
 
 fn parse_body(bytes: &[u8]) -> std::result::Result<Parsed, HttpError> {
-    let body: WireBody = serde_json::from_slice(bytes).map_err(|e| HttpError::bad(format!("invalid JSON body: {}", e.classify_name())))?;
+    let body: WireBody = serde_json::from_slice(bytes)
+        .map_err(|e| HttpError::bad(format!("invalid JSON body: {}", e.classify_name())))?;
     if body.messages.is_empty() {
         return Err(HttpError::bad("`messages` must not be empty"));
     }
@@ -151,7 +158,9 @@ fn parse_body(bytes: &[u8]) -> std::result::Result<Parsed, HttpError> {
                 for p in parts {
                     match (p.get("type").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
                         (Some("text"), Some(t)) => s.push_str(t),
-                        _ => return Err(HttpError::bad(format!("messages[{i}]: only text content parts are supported"))),
+                        _ => {
+                            return Err(HttpError::bad(format!("messages[{i}]: only text content parts are supported")))
+                        }
                     }
                 }
                 s
@@ -165,7 +174,8 @@ fn parse_body(bytes: &[u8]) -> std::result::Result<Parsed, HttpError> {
             return Err(HttpError::bad("`temperature` must be between 0 and 2"));
         }
     }
-    let include_usage = body.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
+    let include_usage =
+        body.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
     Ok(Parsed {
         request: ChatRequest {
             messages,
@@ -226,7 +236,8 @@ impl Server {
         }
         let listener = TcpListener::bind(&config.addr)?;
         let addr = listener.local_addr()?;
-        let http = tiny_http::Server::from_listener(listener, None).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+        let http =
+            tiny_http::Server::from_listener(listener, None).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
         Ok(Self {
             http,
             addr,
@@ -292,17 +303,17 @@ impl Server {
                 "data": [{ "id": model_id, "object": "model", "created": self.created, "owned_by": "edgewise" }]
             })),
             (Get, "/health") => Ok(json!({ "status": "ok" })),
-            (Post, "/v1/chat/completions") => {
-                match self.read_body(&mut req).and_then(|b| parse_body(&b)) {
-                    Ok(p) if p.stream => {
-                        self.stream_completion(req, model, model_id, p);
-                        return;
-                    }
-                    Ok(p) => self.completion(model, model_id, p),
-                    Err(e) => Err(e),
+            (Post, "/v1/chat/completions") => match self.read_body(&mut req).and_then(|b| parse_body(&b)) {
+                Ok(p) if p.stream => {
+                    self.stream_completion(req, model, model_id, p);
+                    return;
                 }
+                Ok(p) => self.completion(model, model_id, p),
+                Err(e) => Err(e),
+            },
+            (_, "/v1/models" | "/health" | "/v1/chat/completions") => {
+                Err(HttpError::new(405, "invalid_request_error", "method not allowed"))
             }
-            (_, "/v1/models" | "/health" | "/v1/chat/completions") => Err(HttpError::new(405, "invalid_request_error", "method not allowed")),
             _ => Err(HttpError::new(404, "invalid_request_error", "unknown path")),
         };
         let resp = match result {
@@ -320,7 +331,10 @@ impl Server {
             return Err(HttpError::new(413, "invalid_request_error", format!("body larger than {max} bytes")));
         }
         let mut buf = Vec::new();
-        req.as_reader().take(max as u64 + 1).read_to_end(&mut buf).map_err(|_| HttpError::bad("could not read body"))?;
+        req.as_reader()
+            .take(max as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|_| HttpError::bad("could not read body"))?;
         if buf.len() > max {
             return Err(HttpError::new(413, "invalid_request_error", format!("body larger than {max} bytes")));
         }
@@ -331,7 +345,12 @@ impl Server {
         format!("chatcmpl-edgewise-{}-{}", self.created, self.counter.fetch_add(1, Ordering::Relaxed))
     }
 
-    fn completion<M: LocalModel + Sync + ?Sized>(&self, model: &M, model_id: &str, p: Parsed) -> std::result::Result<Value, HttpError> {
+    fn completion<M: LocalModel + Sync + ?Sized>(
+        &self,
+        model: &M,
+        model_id: &str,
+        p: Parsed,
+    ) -> std::result::Result<Value, HttpError> {
         let _one_at_a_time = self.generation.lock().unwrap_or_else(|p| p.into_inner());
         let ans = model.generate(&p.request, &mut |_| true).map_err(|e| {
             log::warn!("serve: generation failed: {e}");
@@ -357,7 +376,13 @@ impl Server {
 
     /// Streams SSE over the raw connection with hand-written chunked framing, flushing every
     /// event (tiny_http's own chunked encoder buffers, which would delay tokens).
-    fn stream_completion<M: LocalModel + Sync + ?Sized>(&self, req: tiny_http::Request, model: &M, model_id: &str, p: Parsed) {
+    fn stream_completion<M: LocalModel + Sync + ?Sized>(
+        &self,
+        req: tiny_http::Request,
+        model: &M,
+        model_id: &str,
+        p: Parsed,
+    ) {
         let id = self.next_id();
         let created = now_ms() / 1000;
         let chunk = |delta: Value, finish: Value| {
@@ -368,8 +393,11 @@ impl Server {
         };
         let mut w = req.into_writer();
         let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
-        let send = |w: &mut Box<dyn Write + Send>, v: &Value| write_chunk(w.as_mut(), format!("data: {v}\n\n").as_bytes());
-        if w.write_all(head.as_bytes()).is_err() || send(&mut w, &chunk(json!({ "role": "assistant", "content": "" }), Value::Null)).is_err() {
+        let send =
+            |w: &mut Box<dyn Write + Send>, v: &Value| write_chunk(w.as_mut(), format!("data: {v}\n\n").as_bytes());
+        if w.write_all(head.as_bytes()).is_err()
+            || send(&mut w, &chunk(json!({ "role": "assistant", "content": "" }), Value::Null)).is_err()
+        {
             return;
         }
         let _one_at_a_time = self.generation.lock().unwrap_or_else(|p| p.into_inner());
@@ -429,7 +457,13 @@ mod tests {
         assert_eq!(p.request.messages[0].role, Role::System);
         assert_eq!(p.request.messages[1].content, "hi there");
         assert_eq!(p.request.messages[2].content, "");
-        for bad in [&br#"{"messages":[]}"#[..], br#"{"messages":[{"role":"tool","content":"x"}]}"#, b"{", br#"{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#, br#"{"messages":[{"role":"user","content":"x"}],"temperature":9}"#] {
+        for bad in [
+            &br#"{"messages":[]}"#[..],
+            br#"{"messages":[{"role":"tool","content":"x"}]}"#,
+            b"{",
+            br#"{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#,
+            br#"{"messages":[{"role":"user","content":"x"}],"temperature":9}"#,
+        ] {
             assert_eq!(parse_body(bad).err().map(|e| e.status), Some(400));
         }
     }

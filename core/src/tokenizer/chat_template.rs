@@ -209,7 +209,7 @@ impl ChatTemplate {
         if &full[pos..] != last {
             return Ok(None);
         }
-        out.push(Segment::Template(last));
+        out.push(Segment::Template(&full[pos..]));
         Ok(Some(out.into_iter().filter(|s| !s.text().is_empty()).collect()))
     }
 }

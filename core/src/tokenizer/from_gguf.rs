@@ -131,8 +131,8 @@ pub(crate) mod token_type {
     pub const CONTROL: i32 = 3;
     /// A user-defined piece matched verbatim before tokenization (whitespace runs, HTML tags).
     pub const USER_DEFINED: i32 = 4;
-    /// A byte-fallback piece `<0xNN>`.
-    pub const BYTE: i32 = 6;
+    // 5 = unused and 6 = byte-fallback `<0xNN>` pieces need no special handling: they are ordinary
+    // vocabulary entries here.
 }
 
 /// Pieces that end a turn or the text (llama.cpp's end-of-generation list in `llama-vocab.cpp`).
@@ -168,10 +168,19 @@ pub(crate) struct Built {
     pub control_ids: Vec<u32>,
     /// Number of ids (embedding rows).
     pub vocab_size: usize,
+    /// SentencePiece merges derived during this build (to cache), as id pairs.
+    pub merge_ids: Option<Vec<(u32, u32)>>,
 }
 
 /// Build the tokenizer described by `v`.
 pub(crate) fn build(v: &GgufVocab) -> Result<Built> {
+    build_with(v, None)
+}
+
+/// [`build`], optionally reusing SentencePiece merges derived earlier for the same vocabulary
+/// (`cached`, as id pairs; ignored unless it is valid for `v`). `Built::merge_ids` holds the merges
+/// when they were derived here, for the caller to cache.
+pub(crate) fn build_with(v: &GgufVocab, cached: Option<Vec<(u32, u32)>>) -> Result<Built> {
     if v.tokens.is_empty() {
         return Err(Error::MissingKey { key: "tokenizer.ggml.tokens".into() });
     }
@@ -184,7 +193,7 @@ pub(crate) fn build(v: &GgufVocab) -> Result<Built> {
     check_id(v.unk_token_id, v.tokens.len(), "tokenizer.ggml.unknown_token_id")?;
     check_id(v.pad_token_id, v.tokens.len(), "tokenizer.ggml.padding_token_id")?;
     match v.model.as_str() {
-        "llama" => build_sentencepiece(v, &types),
+        "llama" => build_sentencepiece(v, &types, cached),
         "gpt2" => build_byte_level(v, &types),
         other => Err(Error::Tokenizer {
             reason: format!("unsupported tokenizer.ggml.model `{other}` (supported: llama, gpt2)"),
@@ -242,7 +251,7 @@ fn sentencepiece_special(id: u32, piece: &str, core_ids: &[Option<u32>]) -> bool
     !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
-fn build_sentencepiece(v: &GgufVocab, types: &[i32]) -> Result<Built> {
+fn build_sentencepiece(v: &GgufVocab, types: &[i32], cached: Option<Vec<(u32, u32)>>) -> Result<Built> {
     let n = v.tokens.len();
     let raw_scores = v
         .scores
@@ -268,7 +277,16 @@ fn build_sentencepiece(v: &GgufVocab, types: &[i32]) -> Result<Built> {
         scores.push(if zeroed { 0.0 } else { score + 0.0 });
     }
 
-    let merges = sentencepiece_merges(&pieces, &scores);
+    let t0 = std::time::Instant::now();
+    let cached = cached.filter(|m| m.iter().all(|&(l, r)| (l as usize) < n && (r as usize) < n));
+    let (merge_ids, derived) = match cached {
+        Some(m) => (m, false),
+        None => (sentencepiece_merge_ids(&pieces, &scores), true),
+    };
+    let merges: Vec<(String, String)> =
+        merge_ids.iter().map(|&(l, r)| (pieces[l as usize].clone(), pieces[r as usize].clone())).collect();
+    log::debug!("tokenizer: {} {} merges in {:.2?}", if derived { "derived" } else { "reused" }, merges.len(), t0.elapsed());
+    let t0 = std::time::Instant::now();
     let vocab: Vocab = pieces.iter().enumerate().map(|(i, p)| (p.clone(), i as u32)).collect();
     let duplicates = n - vocab.len();
     if duplicates > 0 {
@@ -284,6 +302,8 @@ fn build_sentencepiece(v: &GgufVocab, types: &[i32]) -> Result<Built> {
         bpe = bpe.unk_token(unk);
     }
     let bpe = bpe.build().map_err(|e| tok_err("building the BPE model", e))?;
+    log::debug!("tokenizer: built the BPE model in {:.2?}", t0.elapsed());
+    let t0 = std::time::Instant::now();
 
     // llama.cpp defaults add_space_prefix to true for SentencePiece vocabularies; Gemma sets false.
     let space_prefix = v.add_space_prefix.unwrap_or(true);
@@ -335,6 +355,7 @@ fn build_sentencepiece(v: &GgufVocab, types: &[i32]) -> Result<Built> {
         }
     }
     tokenizer.add_tokens(added).map_err(|e| tok_err("adding control tokens", e))?;
+    log::debug!("tokenizer: pipeline and added tokens in {:.2?}", t0.elapsed());
 
     Ok(Built {
         eos_ids: stop_set(v.eos_token_id, &pieces, types),
@@ -343,7 +364,22 @@ fn build_sentencepiece(v: &GgufVocab, types: &[i32]) -> Result<Built> {
         add_bos: add_bos && bos.is_some(),
         control_ids,
         vocab_size: n,
+        merge_ids: derived.then_some(merge_ids),
     })
+}
+
+/// A fingerprint of the SentencePiece inputs, so cached merges are only reused for the same pieces
+/// and scores (whatever the cache key says).
+pub(crate) fn vocab_fingerprint(v: &GgufVocab) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.model.hash(&mut h);
+    v.tokens.hash(&mut h);
+    if let Some(s) = &v.scores {
+        s.iter().for_each(|x| x.to_bits().hash(&mut h));
+    }
+    v.token_types.hash(&mut h);
+    h.finish()
 }
 
 /// Derive BPE merges from SentencePiece pieces and scores (transformers `generate_merges`).
@@ -351,7 +387,17 @@ fn build_sentencepiece(v: &GgufVocab, types: &[i32]) -> Result<Built> {
 /// `scores` must not contain NaN (callers reject it). Mirrors the Python exactly, including its
 /// dict semantics for duplicate pieces: the piece→id map keeps the last id, and each distinct piece
 /// is visited once, at its first position, with the score of its last occurrence.
+#[cfg(test)]
 pub(crate) fn sentencepiece_merges(pieces: &[String], scores: &[f32]) -> Vec<(String, String)> {
+    sentencepiece_merge_ids(pieces, scores)
+        .into_iter()
+        .map(|(l, r)| (pieces[l as usize].clone(), pieces[r as usize].clone()))
+        .collect()
+}
+
+/// [`sentencepiece_merges`] as `(id(left), id(right))` pairs (ids of the last occurrence, i.e. the
+/// vocabulary's ids).
+pub(crate) fn sentencepiece_merge_ids(pieces: &[String], scores: &[f32]) -> Vec<(u32, u32)> {
     // piece -> (id of last occurrence, score of last occurrence)
     let mut index: HashMap<&str, (u32, f32)> = HashMap::with_capacity(pieces.len());
     let mut order: Vec<&str> = Vec::with_capacity(pieces.len());
@@ -362,15 +408,15 @@ pub(crate) fn sentencepiece_merges(pieces: &[String], scores: &[f32]) -> Vec<(St
     }
 
     // (left, right, score, char len left, char len right), built piece by piece.
-    struct Cand<'a> {
-        l: &'a str,
-        r: &'a str,
+    struct Cand {
+        l: u32,
+        r: u32,
         score: f32,
         l_chars: usize,
         r_chars: usize,
     }
-    let mut all: Vec<Cand<'_>> = Vec::new();
-    let mut local: Vec<(u32, u32, Cand<'_>)> = Vec::new();
+    let mut all: Vec<Cand> = Vec::new();
+    let mut local: Vec<Cand> = Vec::new();
     for piece in order {
         let Some(&(_, score)) = index.get(piece) else { continue };
         local.clear();
@@ -380,11 +426,11 @@ pub(crate) fn sentencepiece_merges(pieces: &[String], scores: &[f32]) -> Vec<(St
             if let (Some(&(lid, _)), Some(&(rid, _))) = (index.get(l), index.get(r)) {
                 let r_chars = r.chars().count();
                 // `+ 0.0` folds −0.0 into +0.0: Python compares them equal, `total_cmp` would not.
-                local.push((lid, rid, Cand { l, r, score: score + 0.0, l_chars: n_chars, r_chars }));
+                local.push(Cand { l: lid, r: rid, score: score + 0.0, l_chars: n_chars, r_chars });
             }
         }
-        local.sort_by_key(|&(lid, rid, _)| (lid, rid));
-        all.extend(local.drain(..).map(|(_, _, c)| c));
+        local.sort_by_key(|c| (c.l, c.r));
+        all.append(&mut local);
     }
 
     // Stable sort, descending on (score, len(l), len(r)); equal keys keep their order, as Python's
@@ -395,7 +441,7 @@ pub(crate) fn sentencepiece_merges(pieces: &[String], scores: &[f32]) -> Vec<(St
             .then(b.l_chars.cmp(&a.l_chars))
             .then(b.r_chars.cmp(&a.r_chars))
     });
-    all.into_iter().map(|c| (c.l.to_string(), c.r.to_string())).collect()
+    all.into_iter().map(|c| (c.l, c.r)).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -534,6 +580,7 @@ fn build_byte_level(v: &GgufVocab, types: &[i32]) -> Result<Built> {
         add_bos: add_bos && bos.is_some(),
         control_ids,
         vocab_size: n,
+        merge_ids: None,
     })
 }
 

@@ -27,8 +27,8 @@
 //!
 //! Building from a GGUF: [`GgufVocab`] is the plain-data view of `tokenizer.ggml.*`;
 //! [`Tokenizer::from_gguf_vocab`] derives the tokenizer (recipe in [`from_gguf`]). Building the
-//! 262k-piece Gemma vocabulary takes about a second in release builds;
-//! [`Tokenizer::from_gguf_vocab_cached`] keeps the result under `$EDGEWISE_HOME/cache/`.
+//! 262k-piece Gemma vocabulary takes about 0.8 s in release builds;
+//! [`Tokenizer::from_gguf_vocab_cached`] keeps the derived merges under `$EDGEWISE_HOME/cache/`.
 //!
 //! Privacy: no error or log line from this module contains input text, output text or token ids.
 
@@ -64,13 +64,15 @@ struct Inner {
     /// A copy of the added vocabulary in which every control token is "special" and special
     /// tokens are *not* split out, for [`Tokenizer::encode_user_text`].
     user_added: AddedVocabulary,
+    /// One past the largest valid id (model vocab and added tokens), computed once: tokenizers'
+    /// `get_vocab_size(true)` rebuilds the whole vocabulary map on every call.
+    id_bound: usize,
     meta: Meta,
 }
 
-/// The facts kept next to the HF tokenizer (also the cache's side file).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+/// The facts kept next to the HF tokenizer.
+#[derive(Clone, Debug)]
 struct Meta {
-    format: u32,
     bos: Option<u32>,
     eos_ids: Vec<u32>,
     add_bos: bool,
@@ -92,9 +94,11 @@ impl Tokenizer {
     /// Build from GGUF tokenizer metadata: SentencePiece vocabularies with scores (Gemma 3 recipe)
     /// and GPT-2-style byte-level BPE with merges (Llama 3, Qwen 2/3, SmolLM).
     pub fn from_gguf_vocab(v: &GgufVocab) -> Result<Self> {
-        let b = from_gguf::build(v)?;
+        Self::from_built(from_gguf::build(v)?)
+    }
+
+    fn from_built(b: from_gguf::Built) -> Result<Self> {
         let meta = Meta {
-            format: CACHE_FORMAT,
             bos: b.bos,
             eos_ids: b.eos_ids,
             add_bos: b.add_bos,
@@ -104,7 +108,7 @@ impl Tokenizer {
         Self::assemble(b.tokenizer, meta)
     }
 
-    /// Open a GGUF file and build its tokenizer, using the cache in `$EDGEWISE_HOME/cache/`
+    /// Open a GGUF file and build its tokenizer, reusing cached merges from `$EDGEWISE_HOME/cache/`
     /// (keyed by file name, size and modification time). Also returns the vocabulary metadata
     /// (chat template, special ids) for the caller.
     pub fn from_gguf_file(path: &Path) -> Result<(Self, GgufVocab)> {
@@ -116,55 +120,45 @@ impl Tokenizer {
         Ok((tok, vocab))
     }
 
-    /// Like [`from_gguf_vocab`](Self::from_gguf_vocab), but reuse a tokenizer built earlier for the
-    /// same model file. `key` must identify the file (e.g. its sha256, or size + mtime); the cache
-    /// lives in `cache_dir` as `<key>.tokenizer.json` (a plain HF file) + `<key>.tokenizer-meta.json`.
-    /// A missing, stale or unreadable cache is rebuilt; failing to write it only logs a warning.
+    /// Like [`from_gguf_vocab`](Self::from_gguf_vocab), but reuse the SentencePiece merges derived
+    /// earlier for the same vocabulary, saved in `cache_dir/<key>.merges.bin`.
+    ///
+    /// What is cached is the one expensive step that depends only on the file: the merge
+    /// derivation (≈0.4 s of ≈0.8 s for Gemma's 262k pieces). Caching the whole tokenizer as
+    /// `tokenizer.json` was measured to be *slower* to load (≈1.1 s of JSON parsing, twice the
+    /// memory) than building it. The cache holds a fingerprint of the pieces and scores and is
+    /// ignored when it does not match; a missing or damaged cache is rebuilt, and failing to write
+    /// one only logs a warning. Byte-level BPE vocabularies carry their merges and are not cached.
     pub fn from_gguf_vocab_cached(v: &GgufVocab, cache_dir: &Path, key: &str) -> Result<Self> {
+        if v.model != "llama" {
+            return Self::from_gguf_vocab(v);
+        }
         let safe_key: String =
             key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
-        let json_path = cache_dir.join(format!("{safe_key}.tokenizer.json"));
-        let meta_path = cache_dir.join(format!("{safe_key}.tokenizer-meta.json"));
-        match Self::load_cache(&json_path, &meta_path, v) {
-            Ok(Some(t)) => return Ok(t),
-            Ok(None) => {}
-            Err(e) => log::warn!("tokenizer cache {} unusable, rebuilding: {e}", json_path.display()),
+        let path = cache_dir.join(format!("{safe_key}.merges.bin"));
+        let fingerprint = from_gguf::vocab_fingerprint(v);
+        let cached = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let m = decode_merge_cache(&bytes, fingerprint, v.tokens.len());
+                if m.is_none() {
+                    log::warn!("tokenizer cache {} does not match the model; rebuilding", path.display());
+                }
+                m
+            }
+            Err(_) => None,
+        };
+        let b = from_gguf::build_with(v, cached)?;
+        if let Some(ids) = &b.merge_ids {
+            let bytes = encode_merge_cache(ids, fingerprint, v.tokens.len());
+            let tmp = tmp_path(&path);
+            let written = std::fs::create_dir_all(cache_dir)
+                .and_then(|()| std::fs::write(&tmp, bytes))
+                .and_then(|()| std::fs::rename(&tmp, &path));
+            if let Err(e) = written {
+                log::warn!("could not write tokenizer cache {}: {e}", path.display());
+            }
         }
-        let t = Self::from_gguf_vocab(v)?;
-        if let Err(e) = t.save_cache(cache_dir, &json_path, &meta_path) {
-            log::warn!("could not write tokenizer cache {}: {e}", json_path.display());
-        }
-        Ok(t)
-    }
-
-    fn load_cache(json_path: &Path, meta_path: &Path, v: &GgufVocab) -> Result<Option<Self>> {
-        if !json_path.is_file() || !meta_path.is_file() {
-            return Ok(None);
-        }
-        let meta: Meta = serde_json::from_slice(&std::fs::read(meta_path)?)
-            .map_err(|e| Error::Tokenizer { reason: format!("cache metadata: {e}") })?;
-        // A cheap consistency check against the file we were given.
-        if meta.format != CACHE_FORMAT || meta.vocab_size != v.tokens.len() || meta.bos != v.bos_token_id {
-            return Ok(None);
-        }
-        let tok = tokenizers::Tokenizer::from_file(json_path)
-            .map_err(|_| Error::Tokenizer { reason: "cached tokenizer.json does not parse".into() })?;
-        Self::assemble(tok, meta).map(Some)
-    }
-
-    fn save_cache(&self, dir: &Path, json_path: &Path, meta_path: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let json = self.to_json()?;
-        let meta = serde_json::to_vec(&self.inner.meta)
-            .map_err(|e| Error::Tokenizer { reason: format!("cache metadata: {e}") })?;
-        // Write both through temp files and rename, so a crash never leaves a half file behind.
-        let tmp_json = tmp_path(json_path);
-        let tmp_meta = tmp_path(meta_path);
-        std::fs::write(&tmp_json, json)?;
-        std::fs::write(&tmp_meta, meta)?;
-        std::fs::rename(&tmp_json, json_path)?;
-        std::fs::rename(&tmp_meta, meta_path)?;
-        Ok(())
+        Self::from_built(b)
     }
 
     /// Load a Hugging Face `tokenizer.json`.
@@ -200,12 +194,15 @@ impl Tokenizer {
         control_ids.sort_unstable();
         let add_bos = tok.get_post_processor().is_some_and(|pp| pp.added_tokens(false) > 0) && bos.is_some();
         let meta = Meta {
-            format: CACHE_FORMAT,
             bos,
             eos_ids,
             add_bos,
             control_ids,
-            vocab_size: tok.get_vocab_size(true),
+            // Model vocab plus added tokens (262 145 for Gemma's file, with `<image_soft_token>`).
+            vocab_size: {
+                let max_added = added.keys().max().map_or(0, |&id| id as usize + 1);
+                tok.get_vocab_size(false).max(max_added)
+            },
         };
         Self::assemble(tok, meta)
     }
@@ -215,6 +212,8 @@ impl Tokenizer {
         let mut user_added = tok.get_added_vocabulary().clone();
         let control: HashSet<u32> = meta.control_ids.iter().copied().collect();
         let decoder = tok.get_added_tokens_decoder();
+        let max_added = decoder.keys().max().map_or(0, |&id| id as usize + 1);
+        let id_bound = tok.get_vocab_size(false).max(max_added).max(meta.vocab_size);
         let mut protect: Vec<(u32, AddedToken)> = decoder
             .into_iter()
             .filter(|(id, t)| control.contains(id) && !t.special)
@@ -227,7 +226,7 @@ impl Tokenizer {
                 .map_err(|e| Error::Tokenizer { reason: format!("user-text vocabulary: {e}") })?;
         }
         user_added.set_encode_special_tokens(true);
-        Ok(Self { inner: Arc::new(Inner { tok, user_added, meta }) })
+        Ok(Self { inner: Arc::new(Inner { tok, user_added, id_bound, meta }) })
     }
 
     /// Encode text in which control tokens (`<start_of_turn>`, `<|im_end|>`) are parsed as their
@@ -275,7 +274,7 @@ impl Tokenizer {
     }
 
     pub(crate) fn check_ids(&self, ids: &[u32]) -> Result<()> {
-        let n = self.inner.tok.get_vocab_size(true).max(self.inner.meta.vocab_size);
+        let n = self.inner.id_bound;
         match ids.iter().filter(|&&id| id as usize >= n).count() {
             0 => Ok(()),
             bad => Err(Error::Tokenizer { reason: format!("{bad} token id(s) outside the vocabulary of {n}") }),
@@ -337,6 +336,49 @@ impl Tokenizer {
     }
 }
 
+const MERGE_CACHE_MAGIC: &[u8; 8] = b"EWMRG001";
+
+/// Merge cache layout (little endian): magic, u32 cache format, u64 vocabulary fingerprint,
+/// u32 token count, u32 merge count, then `(left id, right id)` u32 pairs.
+fn encode_merge_cache(ids: &[(u32, u32)], fingerprint: u64, n_tokens: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(28 + ids.len() * 8);
+    out.extend_from_slice(MERGE_CACHE_MAGIC);
+    out.extend_from_slice(&CACHE_FORMAT.to_le_bytes());
+    out.extend_from_slice(&fingerprint.to_le_bytes());
+    out.extend_from_slice(&(n_tokens as u32).to_le_bytes());
+    out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+    for &(l, r) in ids {
+        out.extend_from_slice(&l.to_le_bytes());
+        out.extend_from_slice(&r.to_le_bytes());
+    }
+    out
+}
+
+/// The merges in a cache file, or `None` when it is damaged or belongs to another vocabulary.
+fn decode_merge_cache(bytes: &[u8], fingerprint: u64, n_tokens: usize) -> Option<Vec<(u32, u32)>> {
+    let u32_at = |at: usize| -> Option<u32> { Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?)) };
+    let u64_at = |at: usize| -> Option<u64> { Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?)) };
+    if bytes.get(..8)? != MERGE_CACHE_MAGIC
+        || u32_at(8)? != CACHE_FORMAT
+        || u64_at(12)? != fingerprint
+        || u32_at(20)? as usize != n_tokens
+    {
+        return None;
+    }
+    let count = u32_at(24)? as usize;
+    let body = bytes.get(28..)?;
+    if body.len() != count.checked_mul(8)? {
+        return None;
+    }
+    body.chunks_exact(8)
+        .map(|c| {
+            let l = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            let r = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+            ((l as usize) < n_tokens && (r as usize) < n_tokens).then_some((l, r))
+        })
+        .collect()
+}
+
 /// `$EDGEWISE_HOME/cache`, with `EDGEWISE_HOME` defaulting to `~/.cache/edgewise`.
 // TODO: use the catalog's home helper once `crate::catalog` exposes one.
 fn default_cache_dir() -> PathBuf {
@@ -370,6 +412,21 @@ mod tests {
     use super::*;
 
     fn assert_send_sync<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn merge_cache_round_trips_and_rejects_damage() {
+        let ids = vec![(1, 2), (3, 4), (0, 9)];
+        let bytes = encode_merge_cache(&ids, 42, 10);
+        assert_eq!(decode_merge_cache(&bytes, 42, 10), Some(ids));
+        assert_eq!(decode_merge_cache(&bytes, 43, 10), None, "other vocabulary");
+        assert_eq!(decode_merge_cache(&bytes, 42, 11), None, "other size");
+        assert_eq!(decode_merge_cache(&bytes, 42, 9), None, "id out of range");
+        assert_eq!(decode_merge_cache(&bytes[..bytes.len() - 1], 42, 10), None, "truncated");
+        assert_eq!(decode_merge_cache(&bytes[..5], 42, 10), None, "header cut");
+        let mut bad = bytes.clone();
+        bad[0] = b'X';
+        assert_eq!(decode_merge_cache(&bad, 42, 10), None, "magic");
+    }
 
     #[test]
     fn tokenizer_is_send_sync_clone() {

@@ -32,7 +32,11 @@ pub fn expected_local(req: &ChatRequest) -> String {
 }
 
 impl LocalModel for FakeLocal {
-    fn generate(&self, request: &ChatRequest, sink: &mut dyn FnMut(&str) -> bool) -> edgewise_core::Result<LocalAnswer> {
+    fn generate(
+        &self,
+        request: &ChatRequest,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> edgewise_core::Result<LocalAnswer> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let text = expected_local(request);
         let mut out = String::new();
@@ -41,7 +45,12 @@ impl LocalModel for FakeLocal {
             out.push_str(piece);
             n += 1;
             if !sink(piece) {
-                return Ok(LocalAnswer { text: out, prompt_tokens: 0, completion_tokens: n, finish_reason: FinishReason::Cancelled });
+                return Ok(LocalAnswer {
+                    text: out,
+                    prompt_tokens: 0,
+                    completion_tokens: n,
+                    finish_reason: FinishReason::Cancelled,
+                });
             }
         }
         let prompt_tokens = request.parts().map(|p| self.count_tokens(p)).sum();
@@ -88,11 +97,17 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// One SSE `data:` event carrying a content delta.
 pub fn sse_delta(text: &str) -> String {
-    format!("data: {}\n\n", serde_json::json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":text},"finish_reason":null}]}))
+    format!(
+        "data: {}\n\n",
+        serde_json::json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":text},"finish_reason":null}]})
+    )
 }
 
 pub fn sse_finish() -> String {
-    format!("data: {}\n\n", serde_json::json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}))
+    format!(
+        "data: {}\n\n",
+        serde_json::json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]})
+    )
 }
 
 pub fn completion_json(text: &str) -> String {

@@ -45,11 +45,7 @@ pub(crate) const DEFAULT_MODEL: &str = "gemma-3-270m";
 
 /// Resolves `--model`: an existing path wins, otherwise a catalog id (fetched if missing).
 pub(crate) fn resolve_model(path_or_id: &str) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
-    let p = std::path::Path::new(path_or_id);
-    if p.exists() {
-        return Ok(p.to_path_buf());
-    }
-    Err(format!("model `{path_or_id}` not found").into())
+    Ok(edgewise_core::catalog::resolve_model(path_or_id)?)
 }
 
 fn main() {

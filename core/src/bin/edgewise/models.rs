@@ -198,7 +198,7 @@ impl<'a> Bar<'a> {
                 eprintln!();
             }
         }
-        let pct = if p.total > 0 { p.done.saturating_mul(100) / p.total } else { 0 };
+        let pct = p.done.saturating_mul(100).checked_div(p.total).unwrap_or(0);
         let line = match p.phase {
             Phase::Resolving => format!("{}: resolving {}/{} packages", self.id, p.done, p.total),
             _ => {

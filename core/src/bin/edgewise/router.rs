@@ -159,6 +159,9 @@ pub fn router(a: RouterArgs) -> crate::CliResult {
                 None => edgewise_core::router::audit::default_log_path()
                     .ok_or("cannot locate the audit log: set EDGEWISE_HOME or pass --log")?,
             };
+            if !path.exists() {
+                return Err(format!("no audit log at {} (nothing routed yet, or pass --log PATH)", path.display()).into());
+            }
             let stats = edgewise_core::router::audit::AuditStats::from_path(&path)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             if json {

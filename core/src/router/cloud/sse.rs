@@ -115,7 +115,9 @@ mod tests {
 
     #[test]
     fn parses_events_comments_and_done() {
-        let ev = all(": keep-alive\r\n\r\ndata: {\"a\":1}\r\n\r\nevent: x\nid: 3\ndata: line1\ndata: line2\n\ndata: [DONE]\n\n");
+        let ev = all(
+            ": keep-alive\r\n\r\ndata: {\"a\":1}\r\n\r\nevent: x\nid: 3\ndata: line1\ndata: line2\n\ndata: [DONE]\n\n",
+        );
         assert_eq!(
             ev,
             vec![Ok(SseEvent::Data("{\"a\":1}".into())), Ok(SseEvent::Data("line1\nline2".into())), Ok(SseEvent::Done)]

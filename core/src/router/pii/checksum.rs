@@ -152,7 +152,8 @@ pub(crate) fn es_dni(s: &str) -> bool {
 
 /// Italian codice fiscale (16 characters, check letter; omocodia letters allowed).
 pub(crate) fn it_codice_fiscale(s: &str) -> bool {
-    const ODD: [u32; 26] = [1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24, 23];
+    const ODD: [u32; 26] =
+        [1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24, 23];
     let b = s.as_bytes();
     if b.len() != 16 || !b.iter().all(u8::is_ascii_alphanumeric) {
         return false;
@@ -290,7 +291,11 @@ pub(crate) fn br_cpf(d: &[u8]) -> bool {
     let check = |n: usize| -> u32 {
         let s: u32 = (0..n).map(|i| v[i] * (n as u32 + 1 - i as u32)).sum();
         let r = (s * 10) % 11;
-        if r == 10 { 0 } else { r }
+        if r == 10 {
+            0
+        } else {
+            r
+        }
     };
     check(9) == v[9] && check(10) == v[10]
 }

@@ -172,9 +172,9 @@ pub(crate) fn sentences(text: &str) -> Vec<(usize, usize)> {
 /// Whether the word ending at byte `dot` (a '.') is an abbreviation or an initial ("Dr.", "H.No.").
 fn abbreviation_before(text: &str, dot: usize) -> bool {
     const ABBR: &[&str] = &[
-        "mr", "mrs", "ms", "dr", "prof", "sr", "sra", "srta", "st", "apt", "no", "nr", "geb", "jr", "inc", "ltd",
-        "co", "vs", "etc", "mme", "mlle", "hr", "fr", "tel", "ca", "approx", "dept", "ave", "rd", "blvd", "ing",
-        "dipl", "str", "bzw", "nº", "av", "avda", "pza", "ctra", "smt", "shri", "e.g", "i.e", "z.b", "d.o.b",
+        "mr", "mrs", "ms", "dr", "prof", "sr", "sra", "srta", "st", "apt", "no", "nr", "geb", "jr", "inc", "ltd", "co",
+        "vs", "etc", "mme", "mlle", "hr", "fr", "tel", "ca", "approx", "dept", "ave", "rd", "blvd", "ing", "dipl",
+        "str", "bzw", "nº", "av", "avda", "pza", "ctra", "smt", "shri", "e.g", "i.e", "z.b", "d.o.b",
     ];
     let head = &text[..dot];
     let word_start = head

@@ -1,74 +1,72 @@
-//! Keyword lists (regex fragments, matched case-insensitively with word-boundary checks) in
-//! English, Spanish, German, French, Chinese and Hindi (Latin script, plus a few Devanagari words).
+//! Keyword lists (regex fragments, all lowercase: they are matched against a lowercased copy of the
+//! text, with word-boundary checks) in English, Spanish, German, French, Chinese and Hindi (Latin script).
 //!
 //! These lists are hand-written from general knowledge of each language; they are not derived from
 //! the evaluation corpus. A fragment may end in `[a-zß-ÿœ]*` to match a stem.
 
 /// Words that introduce a phone number.
+#[rustfmt::skip]
 pub(crate) const PHONE: &[&str] = &[
     r"phone", r"phones", r"telephone", r"tel", r"tél", r"tel\.", r"mobile", r"mob", r"cell", r"cellphone",
     r"call me", r"call (?:us|him|her|them|back|at|on)", r"calling", r"ring me", r"text me", r"reach me",
-    r"whatsapp", r"sms", r"fax",
-    r"hotline", r"contact", r"call back", r"emergency contact",
-    r"teléfono", r"telefono", r"tlf", r"móvil", r"movil", r"celular", r"llámame", r"llamame", r"llama",
-    r"llamar", r"contacto",
-    r"telefon", r"telefonnummer", r"handy", r"handynummer", r"mobilnummer", r"rufnummer", r"ruf",
-    r"anrufen", r"erreichbar", r"notfallkontakt",
-    r"téléphone", r"portable", r"appelle", r"appelle-moi", r"rappelle-moi", r"joignable", r"numéro de portable",
-    r"电话", r"手机", r"手机号", r"联系", r"致电", r"打给我", r"打我电话", r"微信", r"联系人",
+    r"whatsapp", r"sms", r"fax", r"hotline", r"contact", r"call back", r"emergency contact", r"teléfono",
+    r"telefono", r"tlf", r"móvil", r"movil", r"celular", r"llámame", r"llamame", r"llama", r"llamar", r"contacto",
+    r"telefon", r"telefonnummer", r"handy", r"handynummer", r"mobilnummer", r"rufnummer", r"ruf", r"anrufen",
+    r"erreichbar", r"notfallkontakt", r"téléphone", r"portable", r"appelle", r"appelle-moi", r"rappelle-moi",
+    r"joignable", r"numéro de portable", r"电话", r"手机", r"手机号", r"联系", r"致电", r"打给我", r"打我电话", r"微信", r"联系人",
     r"फ़ोन", r"फोन", r"मोबाइल", r"call karna", r"call karo", r"phone karo",
 ];
 
 /// Generic "number" words (phone context only when nothing else explains the number).
-pub(crate) const NUMBER_WORD: &[&str] = &[
-    r"number", r"no\.", r"nr\.", r"número", r"numero", r"nummer", r"numéro", r"号码", r"号", r"नंबर",
-];
+pub(crate) const NUMBER_WORD: &[&str] =
+    &[r"number", r"no\.", r"nr\.", r"número", r"numero", r"nummer", r"numéro", r"号码", r"号", r"नंबर"];
 
 /// Payment-card context.
+#[rustfmt::skip]
 pub(crate) const CARD: &[&str] = &[
     r"card", r"cards", r"credit card", r"debit card", r"visa", r"mastercard", r"master card", r"amex",
     r"american express", r"discover", r"maestro", r"jcb", r"diners", r"unionpay", r"rupay", r"cvv", r"cvc",
-    r"expiry", r"exp", r"expires",
-    r"tarjeta", r"tarjetas", r"caducidad", r"karte", r"kreditkarte", r"kartennummer", r"girocard", r"ec-karte",
-    r"prüfnummer", r"carte", r"carte bancaire", r"cryptogramme", r"卡", r"卡号", r"信用卡", r"银行卡", r"借记卡",
-    r"安全码", r"有效期",
+    r"expiry", r"exp", r"expires", r"tarjeta", r"tarjetas", r"caducidad", r"karte", r"kreditkarte", r"kartennummer",
+    r"girocard", r"ec-karte", r"prüfnummer", r"carte", r"carte bancaire", r"cryptogramme", r"卡", r"卡号", r"信用卡",
+    r"银行卡", r"借记卡", r"安全码", r"有效期",
 ];
 
 /// Documentation / test context that makes a published test number non-sensitive.
+#[rustfmt::skip]
 pub(crate) const DOC: &[&str] = &[
     r"test", r"tests", r"testing", r"test mode", r"test card", r"sandbox", r"example", r"examples", r"sample",
-    r"dummy", r"fake", r"mock", r"docs", r"documentation", r"demo", r"stripe", r"braintree", r"adyen",
-    r"paypal", r"qa", r"unit test", r"validator", r"placeholder",
-    r"prueba", r"pruebas", r"de prueba", r"ejemplo", r"documentación", r"validador",
-    r"testkarte", r"testmodus", r"testkartennummer", r"beispiel", r"beispiel-iban", r"doku", r"dokumentation",
-    r"unit-test", r"exemple", r"essai", r"de test", r"validateur",
-    r"测试", r"示例", r"沙箱", r"文档", r"校验", r"样例",
+    r"dummy", r"fake", r"mock", r"docs", r"documentation", r"demo", r"stripe", r"braintree", r"adyen", r"paypal",
+    r"qa", r"unit test", r"validator", r"placeholder", r"prueba", r"pruebas", r"de prueba", r"ejemplo",
+    r"documentación", r"validador", r"testkarte", r"testmodus", r"testkartennummer", r"beispiel", r"beispiel-iban",
+    r"doku", r"dokumentation", r"unit-test", r"exemple", r"essai", r"de test", r"validateur", r"测试", r"示例", r"沙箱",
+    r"文档", r"校验", r"样例",
 ];
 
 /// Words before a number that say it is not personal (orders, invoices, versions...).
+#[rustfmt::skip]
 pub(crate) const NOT_PERSONAL_NUMBER: &[&str] = &[
     r"order", r"orders", r"order number", r"order id", r"order no", r"invoice", r"invoices", r"tracking",
     r"tracking number", r"shipment", r"ticket", r"case number", r"reference", r"ref", r"ref\.", r"confirmation",
     r"booking", r"reservation", r"sku", r"part number", r"model", r"serial", r"isbn", r"issn", r"doi", r"version",
-    r"build", r"release", r"commit", r"issue", r"pr", r"pull request", r"patent", r"flight",
-    r"pedido", r"factura", r"seguimiento", r"referencia", r"localizador", r"compilación", r"versión",
-    r"bestellung", r"bestellnummer", r"bestell-nr", r"rechnung", r"rechnungsnummer", r"sendungsnummer",
-    r"auftragsnummer", r"referenz", r"kundennummer", r"build-nummer",
-    r"commande", r"facture", r"suivi", r"numéro de suivi", r"référence",
-    r"订单", r"订单号", r"快递", r"快递单号", r"单号", r"发票", r"运单", r"版本", r"内部版本",
+    r"build", r"release", r"commit", r"issue", r"pr", r"pull request", r"patent", r"flight", r"pedido", r"factura",
+    r"seguimiento", r"referencia", r"localizador", r"compilación", r"versión", r"bestellung", r"bestellnummer",
+    r"bestell-nr", r"rechnung", r"rechnungsnummer", r"sendungsnummer", r"auftragsnummer", r"referenz",
+    r"kundennummer", r"build-nummer", r"commande", r"facture", r"suivi", r"numéro de suivi", r"référence", r"订单",
+    r"订单号", r"快递", r"快递单号", r"单号", r"发票", r"运单", r"版本", r"内部版本",
 ];
 
 /// Arithmetic context (phone-like math).
+#[rustfmt::skip]
 pub(crate) const MATH: &[&str] = &[
     r"what is", r"what's", r"compute", r"calculate", r"solve", r"sum", r"product", r"multiply", r"divided",
-    r"divide", r"divisible", r"mod", r"modulo", r"minus", r"times", r"equals", r"prime", r"factor",
-    r"factorize", r"square root", r"cuánto es", r"cuanto es", r"calcula", r"módulo", r"suma", r"resta",
-    r"berechne", r"was ist", r"was ergibt", r"teilbar", r"ergibt", r"combien font", r"calcule", r"divisible par",
-    r"等于", r"计算", r"整除", r"余数", r"kitna", r"kitna hoga", r"kitna hota", r"calculate karo",
-    r"×", r"÷", r"\*", r"=",
+    r"divide", r"divisible", r"mod", r"modulo", r"minus", r"times", r"equals", r"prime", r"factor", r"factorize",
+    r"square root", r"cuánto es", r"cuanto es", r"calcula", r"módulo", r"suma", r"resta", r"berechne", r"was ist",
+    r"was ergibt", r"teilbar", r"ergibt", r"combien font", r"calcule", r"divisible par", r"等于", r"计算", r"整除", r"余数",
+    r"kitna", r"kitna hoga", r"kitna hota", r"calculate karo", r"×", r"÷", r"\*", r"=",
 ];
 
 /// US SSN / social-security context.
+#[rustfmt::skip]
 pub(crate) const SSN: &[&str] = &[
     r"ssn", r"ss#", r"social security", r"social security number", r"soc sec", r"seguro social",
     r"seguridad social", r"sécurité sociale", r"numéro de sécu", r"sozialversicherungsnummer",
@@ -76,89 +74,91 @@ pub(crate) const SSN: &[&str] = &[
 ];
 
 /// Government identity document context (generic).
+#[rustfmt::skip]
 pub(crate) const GOV_ID: &[&str] = &[
     r"id number", r"id no", r"id card", r"identity card", r"identity number", r"identification number",
-    r"national id", r"national insurance", r"ni number", r"nino", r"tax id", r"tin", r"itin", r"sin",
-    r"dni", r"nie", r"nif", r"cédula", r"cedula", r"documento de identidad", r"carnet de identidad",
-    r"personalausweis", r"personalausweisnummer", r"ausweis", r"ausweisnummer", r"steuer-id", r"steuer-?id",
-    r"steueridentifikationsnummer", r"steuer-identifikationsnummer", r"steuernummer", r"idnr",
-    r"carte d'identité", r"carte d'identite", r"cni", r"numéro fiscal", r"codice fiscale",
-    r"身份证", r"身份证号", r"身份证号码", r"证件号", r"证件号码", r"居民身份证",
-    r"aadhaar", r"aadhar", r"adhaar", r"आधार", r"uid", r"pan", r"pan card", r"pan number", r"voter id",
+    r"national id", r"national insurance", r"ni number", r"nino", r"tax id", r"tin", r"itin", r"sin", r"dni",
+    r"nie", r"nif", r"cédula", r"cedula", r"documento de identidad", r"carnet de identidad", r"personalausweis",
+    r"personalausweisnummer", r"ausweis", r"ausweisnummer", r"steuer-id", r"steuer-?id",
+    r"steueridentifikationsnummer", r"steuer-identifikationsnummer", r"steuernummer", r"idnr", r"carte d'identité",
+    r"carte d'identite", r"cni", r"numéro fiscal", r"codice fiscale", r"身份证", r"身份证号", r"身份证号码", r"证件号", r"证件号码",
+    r"居民身份证", r"aadhaar", r"aadhar", r"adhaar", r"आधार", r"uid", r"pan", r"pan card", r"pan number", r"voter id",
     r"epic", r"cpf", r"bsn", r"nhs number", r"nhs", r"medicare number", r"health card",
 ];
 
 /// Passport context.
+#[rustfmt::skip]
 pub(crate) const PASSPORT: &[&str] = &[
     r"passport", r"passport no", r"passport number", r"pasaporte", r"número de pasaporte", r"reisepass",
-    r"reisepassnummer", r"passnummer", r"pass-nr", r"passeport", r"numéro de passeport", r"护照", r"护照号",
-    r"护照号码", r"पासपोर्ट",
+    r"reisepassnummer", r"passnummer", r"pass-nr", r"passeport", r"numéro de passeport", r"护照", r"护照号", r"护照号码",
+    r"पासपोर्ट",
 ];
 
 /// Driver-licence context.
+#[rustfmt::skip]
 pub(crate) const LICENCE: &[&str] = &[
     r"driver'?s licen[cs]e", r"drivers licen[cs]e", r"driver licen[cs]e", r"driving licen[cs]e",
     r"licen[cs]e number", r"licen[cs]e no", r"dl", r"dl no", r"dl number", r"licencia de conducir",
-    r"carnet de conducir", r"carné de conducir", r"permiso de conducir", r"führerschein",
-    r"führerscheinnummer", r"permis de conduire", r"numéro de permis", r"驾驶证", r"驾照", r"驾驶证号",
-    r"ड्राइविंग लाइसेंस", r"driving licence number",
+    r"carnet de conducir", r"carné de conducir", r"permiso de conducir", r"führerschein", r"führerscheinnummer",
+    r"permis de conduire", r"numéro de permis", r"驾驶证", r"驾照", r"驾驶证号", r"ड्राइविंग लाइसेंस",
+    r"driving licence number",
 ];
 
 /// Bank-account context (specific phrases: the number may follow within a sentence).
+#[rustfmt::skip]
 pub(crate) const ACCOUNT: &[&str] = &[
     r"account number", r"account no", r"account no\.", r"acct", r"acct no", r"a/c", r"a/c no", r"a/c no\.",
     r"checking account", r"savings account", r"bank account", r"bank details", r"current account",
-    r"número de cuenta", r"cuenta bancaria", r"cuenta número", r"cuenta corriente", r"nº de cuenta",
-    r"kontonummer", r"konto-nr", r"konto nr", r"kto-nr", r"bankverbindung", r"girokonto",
-    r"numéro de compte", r"n° de compte", r"compte bancaire", r"compte courant", r"compte n°", r"compte no",
-    r"账号", r"账户", r"银行账号", r"收款账号", r"银行账户", r"卡号",
-    r"khata number", r"khata sankhya", r"account mein", r"bank account number",
+    r"número de cuenta", r"cuenta bancaria", r"cuenta número", r"cuenta corriente", r"nº de cuenta", r"kontonummer",
+    r"konto-nr", r"konto nr", r"kto-nr", r"bankverbindung", r"girokonto", r"numéro de compte", r"n° de compte",
+    r"compte bancaire", r"compte courant", r"compte n°", r"compte no", r"账号", r"账户", r"银行账号", r"收款账号", r"银行账户",
+    r"卡号", r"khata number", r"khata sankhya", r"account mein", r"bank account number",
 ];
 
 /// Ambiguous account words ("compte" also means "counts"): the number must follow within a few bytes.
-pub(crate) const ACCOUNT_WEAK: &[&str] = &[
-    r"account", r"cuenta", r"konto", r"compte", r"khata", r"checking", r"acc",
-];
+pub(crate) const ACCOUNT_WEAK: &[&str] = &[r"account", r"cuenta", r"konto", r"compte", r"khata", r"checking", r"acc"];
 
 /// Routing / sort-code context.
+#[rustfmt::skip]
 pub(crate) const ROUTING: &[&str] = &[
-    r"routing", r"routing number", r"routing no", r"aba", r"rtn", r"transit number", r"sort code",
-    r"sort-code", r"ifsc",
+    r"routing", r"routing number", r"routing no", r"aba", r"rtn", r"transit number", r"sort code", r"sort-code",
+    r"ifsc",
 ];
 
 /// Date-of-birth context.
+#[rustfmt::skip]
 pub(crate) const DOB: &[&str] = &[
     r"date of birth", r"birth date", r"birthdate", r"dob", r"d\.o\.b\.?", r"born", r"born on", r"born in",
-    r"my birthday", r"birthday is", r"birthday:",
-    r"fecha de nacimiento", r"nacimiento", r"nací", r"naci", r"nacido", r"nacida", r"nacido el", r"nacida el",
-    r"mi cumpleaños", r"f\. nac\.?",
-    r"geburtsdatum", r"geboren", r"geboren am", r"geb\.", r"mein geburtstag", r"geburtstag",
-    r"date de naissance", r"né", r"née", r"né le", r"née le", r"naissance", r"mon anniversaire",
-    r"出生日期", r"出生于", r"出生", r"生日", r"出生年月", r"出生年月日",
-    r"janam tithi", r"janm tithi", r"janamdin", r"janmdin", r"janam", r"janm", r"paida", r"जन्म", r"जन्मतिथि",
-    r"जन्म तिथि",
+    r"my birthday", r"birthday is", r"birthday:", r"fecha de nacimiento", r"nacimiento", r"nací", r"naci",
+    r"nacido", r"nacida", r"nacido el", r"nacida el", r"mi cumpleaños", r"f\. nac\.?", r"geburtsdatum", r"geboren",
+    r"geboren am", r"geb\.", r"mein geburtstag", r"geburtstag", r"date de naissance", r"né", r"née", r"né le",
+    r"née le", r"naissance", r"mon anniversaire", r"出生日期", r"出生于", r"出生", r"生日", r"出生年月", r"出生年月日", r"janam tithi",
+    r"janm tithi", r"janamdin", r"janmdin", r"janam", r"janm", r"paida", r"जन्म", r"जन्मतिथि", r"जन्म तिथि",
 ];
 
 /// Location context for coordinates.
+#[rustfmt::skip]
 pub(crate) const LOCATION: &[&str] = &[
     r"lat", r"lng", r"lon", r"long", r"latitude", r"longitude", r"coordinates", r"coords", r"gps", r"location",
-    r"located", r"position", r"i'm at", r"i am at", r"meet me", r"here", r"ubicación", r"coordenadas",
-    r"posición", r"estoy en", r"standort", r"koordinaten", r"bin gerade", r"coordonnées", r"je suis à",
-    r"坐标", r"位置", r"定位", r"经纬度", r"yahan", r"abhi",
+    r"located", r"position", r"i'm at", r"i am at", r"meet me", r"here", r"ubicación", r"coordenadas", r"posición",
+    r"estoy en", r"standort", r"koordinaten", r"bin gerade", r"coordonnées", r"je suis à", r"坐标", r"位置", r"定位",
+    r"经纬度", r"yahan", r"abhi",
 ];
 
 /// Math/science context that makes a decimal pair not a coordinate.
+#[rustfmt::skip]
 pub(crate) const NOT_COORD: &[&str] = &[
-    r"mean", r"average", r"sum", r"compute", r"calculate", r"matrix", r"vector", r"pi", r"π", r"euler",
-    r"constant", r"ratio", r"weights", r"loss", r"accuracy", r"precision", r"recall", r"std", r"variance",
+    r"mean", r"average", r"sum", r"compute", r"calculate", r"matrix", r"vector", r"pi", r"π", r"euler", r"constant",
+    r"ratio", r"weights", r"loss", r"accuracy", r"precision", r"recall", r"std", r"variance",
 ];
 
 /// Address context.
+#[rustfmt::skip]
 pub(crate) const ADDRESS: &[&str] = &[
     r"address", r"addr", r"live at", r"lives at", r"living at", r"ship to", r"deliver to", r"send to",
-    r"pick me up at", r"dirección", r"direccion", r"domicilio", r"vivo en", r"envía a", r"adresse",
-    r"anschrift", r"wohne", r"wohnt", r"liefere an", r"habite", r"domicile", r"livre à", r"地址", r"住在",
-    r"住址", r"寄到", r"pata", r"rehta hoon", r"rehti hoon", r"पता",
+    r"pick me up at", r"dirección", r"direccion", r"domicilio", r"vivo en", r"envía a", r"adresse", r"anschrift",
+    r"wohne", r"wohnt", r"liefere an", r"habite", r"domicile", r"livre à", r"地址", r"住在", r"住址", r"寄到", r"pata",
+    r"rehta hoon", r"rehti hoon", r"पता",
 ];
 
 /// Street-type words in the languages covered (used after a house number or before it).
@@ -177,106 +177,108 @@ pub(crate) const STREET_DE: &str = r"(?:straße|strasse|str\.|weg|gasse|platz|al
 pub(crate) const STREET_FR: &str = r"(?:rue|avenue|av\.|boulevard|chemin|allée|allee|impasse|place (?:de|du|des|d')|quai|route (?:de|du|des|d')|passage|voie|rond-point|faubourg|chaussée|sentier|esplanade|parvis|ruelle|hameau|lieu-dit|résidence|cité|montée|promenade)";
 
 /// Conditions, symptoms, treatments and care words (health information when about a person).
+#[rustfmt::skip]
 pub(crate) const HEALTH: &[&str] = &[
     // English
-    r"diabet[a-zß-ÿœ]*", r"hiv", r"aids", r"cancer[a-zß-ÿœ]*", r"tumou?r[a-zß-ÿœ]*", r"leuka?emia", r"lymphoma", r"chemo[a-zß-ÿœ]*",
-    r"radiotherapy", r"depress[a-zß-ÿœ]*", r"anxiety", r"panic attacks?", r"bipolar", r"schizo[a-zß-ÿœ]*", r"psychosis",
-    r"adhd", r"autis[a-zß-ÿœ]*", r"ptsd", r"ocd", r"epilep[a-zß-ÿœ]*", r"seizures?", r"hypertension", r"high blood pressure",
-    r"blood pressure", r"blood sugar", r"cholesterol", r"asthma", r"copd", r"crohn'?s?", r"colitis",
-    r"hepatitis", r"cirrhosis", r"sclerosis", r"alzheimer'?s?", r"dementia", r"parkinson'?s?", r"arthritis",
-    r"lupus", r"covid(?:-19)?", r"coronavirus", r"flu", r"influenza", r"pneumonia", r"tuberculosis",
-    r"chlamydia", r"gonorrh?o?ea", r"syphilis", r"herpes", r"hpv", r"stds", r"pregnan[a-zß-ÿœ]*",
-    r"miscarriage", r"abortion", r"ivf", r"infertil[a-zß-ÿœ]*", r"eating disorder", r"anorexia", r"bulimia",
-    r"addict[a-zß-ÿœ]*", r"alcoholi[a-zß-ÿœ]*", r"overdose", r"suicid[a-zß-ÿœ]*", r"self-harm", r"rehab", r"stroke",
-    r"heart attack", r"heart disease", r"migraines?", r"insomnia", r"thyroid", r"kidney stones?",
-    r"kidney disease", r"dialysis", r"transplant", r"surgery", r"biopsy", r"diagnosed", r"diagnosis",
-    r"prescri[a-zß-ÿœ]*", r"medication", r"medicine", r"meds", r"pills?", r"dose", r"dosage", r"therap[a-zß-ÿœ]*",
-    r"psychiatrist", r"hospitali[sz]ed", r"in hospital", r"in the hospital", r"admitted (?:with|to)", r"discharge",
-    r"symptoms?", r"tested positive", r"positive for", r"sick", r"illness", r"(?:has|have|had|got|caught) a cold", r"disease", r"disorder",
-    r"infection", r"injur[a-zß-ÿœ]*", r"fracture[a-zß-ÿœ]*", r"pain", r"headaches?", r"dizzy", r"dizziness",
-    r"nausea", r"fever", r"allerg[a-zß-ÿœ]*", r"metformin[a-zß-ÿœ]*", r"sertralin[a-zß-ÿœ]*", r"lithium", r"insulin[a-zß-ÿœ]*",
-    r"methotrexat[a-zß-ÿœ]*", r"levothyrox[a-zß-ÿœ]*", r"fluoxetin[a-zß-ÿœ]*", r"predniso[a-zß-ÿœ]*", r"olanzapin[a-zß-ÿœ]*",
+    r"diabet[a-zß-ÿœ]*", r"hiv", r"aids", r"cancer[a-zß-ÿœ]*", r"tumou?r[a-zß-ÿœ]*", r"leuka?emia", r"lymphoma",
+    r"chemo[a-zß-ÿœ]*", r"radiotherapy", r"depress[a-zß-ÿœ]*", r"anxiety", r"panic attacks?", r"bipolar",
+    r"schizo[a-zß-ÿœ]*", r"psychosis", r"adhd", r"autis[a-zß-ÿœ]*", r"ptsd", r"ocd", r"epilep[a-zß-ÿœ]*",
+    r"seizures?", r"hypertension", r"high blood pressure", r"blood pressure", r"blood sugar", r"cholesterol",
+    r"asthma", r"copd", r"crohn'?s?", r"colitis", r"hepatitis", r"cirrhosis", r"sclerosis", r"alzheimer'?s?",
+    r"dementia", r"parkinson'?s?", r"arthritis", r"lupus", r"covid(?:-19)?", r"coronavirus", r"flu", r"influenza",
+    r"pneumonia", r"tuberculosis", r"chlamydia", r"gonorrh?o?ea", r"syphilis", r"herpes", r"hpv", r"stds",
+    r"pregnan[a-zß-ÿœ]*", r"miscarriage", r"abortion", r"ivf", r"infertil[a-zß-ÿœ]*", r"eating disorder",
+    r"anorexia", r"bulimia", r"addict[a-zß-ÿœ]*", r"alcoholi[a-zß-ÿœ]*", r"overdose", r"suicid[a-zß-ÿœ]*",
+    r"self-harm", r"rehab", r"stroke", r"heart attack", r"heart disease", r"migraines?", r"insomnia", r"thyroid",
+    r"kidney stones?", r"kidney disease", r"dialysis", r"transplant", r"surgery", r"biopsy", r"diagnosed",
+    r"diagnosis", r"prescri[a-zß-ÿœ]*", r"medication", r"medicine", r"meds", r"pills?", r"dose", r"dosage",
+    r"therap[a-zß-ÿœ]*", r"psychiatrist", r"hospitali[sz]ed", r"in hospital", r"in the hospital",
+    r"admitted (?:with|to)", r"discharge", r"symptoms?", r"tested positive", r"positive for", r"sick", r"illness",
+    r"(?:has|have|had|got|caught) a cold", r"disease", r"disorder", r"infection", r"injur[a-zß-ÿœ]*",
+    r"fracture[a-zß-ÿœ]*", r"pain", r"headaches?", r"dizzy", r"dizziness", r"nausea", r"fever", r"allerg[a-zß-ÿœ]*",
+    r"metformin[a-zß-ÿœ]*", r"sertralin[a-zß-ÿœ]*", r"lithium", r"insulin[a-zß-ÿœ]*", r"methotrexat[a-zß-ÿœ]*",
+    r"levothyrox[a-zß-ÿœ]*", r"fluoxetin[a-zß-ÿœ]*", r"predniso[a-zß-ÿœ]*", r"olanzapin[a-zß-ÿœ]*",
     r"antidepressants?", r"ssris?", r"opioids?", r"methadone", r"thyronorm", r"l-thyroxin", r"pcod", r"pcos",
-    r"tb (?:hai|ho|ki|ka|se)", r"jaundice", r"dengue", r"malaria", r"typhoid",
-    r"concussion", r"cardiac", r"hiv-positive", r"x-ray", r"mri", r"ct scan", r"blood test", r"obesity",
-    r"cough\w*", r"vaccinated", r"unvaccinated", r"chemotherapy", r"miscarried", r"panic disorder",
+    r"tb (?:hai|ho|ki|ka|se)", r"jaundice", r"dengue", r"malaria", r"typhoid", r"concussion", r"cardiac",
+    r"hiv-positive", r"x-ray", r"mri", r"ct scan", r"blood test", r"obesity", r"cough\w*", r"vaccinated",
+    r"unvaccinated", r"chemotherapy", r"miscarried", r"panic disorder",
     // Spanish
     r"diabetes", r"vih", r"sida", r"cáncer", r"depresión", r"ansiedad", r"trastorno[a-zß-ÿœ]*", r"epilepsia",
     r"hipertensión", r"tensión alta", r"esclerosis", r"alzhéimer", r"esquizofrenia", r"artritis",
-    r"embarazad[a-zß-ÿœ]*", r"diagnostic[a-zß-ÿœ]*", r"recetó", r"recetad[oa]", r"medicamento[a-zß-ÿœ]*", r"pastillas?",
-    r"tratamiento (?:para|contra|médico)", r"en tratamiento", r"terapia", r"hospital", r"ingresad[a-zß-ÿœ]*", r"cirugía", r"operación", r"síntomas?",
-    r"enferm[a-zß-ÿœ]*", r"dio positivo", r"positivo en", r"mareo[a-zß-ÿœ]*", r"dolor", r"alergi[a-zß-ÿœ]*", r"gripe",
-    r"metformina", r"sertralina", r"litio", r"insulina", r"metotrexato", r"levotiroxina", r"fluoxetina",
-    r"prednisona", r"olanzapina",
-    r"infarto", r"ictus", r"fiebre", r"asma", r"migraña", r"tumor", r"quimio[a-zß-ÿœ]*", r"operad[oa]", r"demencia",
+    r"embarazad[a-zß-ÿœ]*", r"diagnostic[a-zß-ÿœ]*", r"recetó", r"recetad[oa]", r"medicamento[a-zß-ÿœ]*",
+    r"pastillas?", r"tratamiento (?:para|contra|médico)", r"en tratamiento", r"terapia", r"hospital",
+    r"ingresad[a-zß-ÿœ]*", r"cirugía", r"operación", r"síntomas?", r"enferm[a-zß-ÿœ]*", r"dio positivo",
+    r"positivo en", r"mareo[a-zß-ÿœ]*", r"dolor", r"alergi[a-zß-ÿœ]*", r"gripe", r"metformina", r"sertralina",
+    r"litio", r"insulina", r"metotrexato", r"levotiroxina", r"fluoxetina", r"prednisona", r"olanzapina", r"infarto",
+    r"ictus", r"fiebre", r"asma", r"migraña", r"tumor", r"quimio[a-zß-ÿœ]*", r"operad[oa]", r"demencia",
     // German
     r"krebs", r"brustkrebs", r"prostatakrebs", r"depression[a-zß-ÿœ]*", r"angststörung", r"bipolare", r"epilepsie",
     r"bluthochdruck", r"blutdruck", r"multiple sklerose", r"[a-zß-ÿœ]*sklerose", r"alzheimer", r"schizophrenie",
-    r"rheuma", r"schwanger[a-zß-ÿœ]*", r"(?:die|eine|meine|seine|ihre|der) diagnose", r"diagnostiziert", r"verschrieben", r"medikament[a-zß-ÿœ]*",
-    r"tabletten", r"behandlung", r"therapie", r"krankenhaus", r"klinik", r"symptome?",
-    r"krank[a-zß-ÿœ]*", r"positiv getestet", r"positiv auf", r"schwindel[a-zß-ÿœ]*", r"schmerz[a-zß-ÿœ]*", r"allergie",
-    r"morbus", r"hepatitis", r"l-thyroxin", r"sertralin", r"fluoxetin", r"prednisolon", r"olanzapin",
-    r"methotrexat",
-    r"herzinfarkt", r"schlaganfall", r"demenz", r"grippe", r"fieber", r"erkältet", r"erkältung", r"migräne",
-    r"chemotherapie", r"operiert", r"depressiv", r"asthma", r"husten",
+    r"rheuma", r"schwanger[a-zß-ÿœ]*", r"(?:die|eine|meine|seine|ihre|der) diagnose", r"diagnostiziert",
+    r"verschrieben", r"medikament[a-zß-ÿœ]*", r"tabletten", r"behandlung", r"therapie", r"krankenhaus", r"klinik",
+    r"symptome?", r"krank[a-zß-ÿœ]*", r"positiv getestet", r"positiv auf", r"schwindel[a-zß-ÿœ]*",
+    r"schmerz[a-zß-ÿœ]*", r"allergie", r"morbus", r"hepatitis", r"l-thyroxin", r"sertralin", r"fluoxetin",
+    r"prednisolon", r"olanzapin", r"methotrexat", r"herzinfarkt", r"schlaganfall", r"demenz", r"grippe", r"fieber",
+    r"erkältet", r"erkältung", r"migräne", r"chemotherapie", r"operiert", r"depressiv", r"asthma", r"husten",
     // French
     r"diabète", r"diabete", r"dépression", r"anxieux", r"anxiété",
-    r"trouble (?:bipolaire|anxieux|alimentaire|obsessionnel|du|de la|psychique|mental)",
-    r"épilepsie", r"hypertension", r"sclérose", r"schizophrénie", r"enceinte", r"diagnostiqu[a-zß-ÿœ]*",
-    r"prescrit[a-zß-ÿœ]*", r"ordonnance", r"médicament[a-zß-ÿœ]*", r"traitement (?:pour|contre|médical)",
-    r"sous traitement", r"thérapie", r"hôpital", r"hospitalisé[a-zß-ÿœ]*",
-    r"chirurgie", r"symptômes?", r"malad[a-zß-ÿœ]*", r"testée? positi[a-zß-ÿœ]*", r"positif à", r"vertiges?", r"douleur[a-zß-ÿœ]*",
-    r"allergi[a-zß-ÿœ]*", r"hépatite", r"metformine", r"lévothyroxine", r"fluoxétine", r"méthotrexate",
-    r"crise cardiaque", r"infarctus", r"avc", r"fièvre", r"grippe", r"asthme", r"tumeur", r"chimio", r"opérée?",
-    r"démence", r"toux",
+    r"trouble (?:bipolaire|anxieux|alimentaire|obsessionnel|du|de la|psychique|mental)", r"épilepsie",
+    r"hypertension", r"sclérose", r"schizophrénie", r"enceinte", r"diagnostiqu[a-zß-ÿœ]*", r"prescrit[a-zß-ÿœ]*",
+    r"ordonnance", r"médicament[a-zß-ÿœ]*", r"traitement (?:pour|contre|médical)", r"sous traitement", r"thérapie",
+    r"hôpital", r"hospitalisé[a-zß-ÿœ]*", r"chirurgie", r"symptômes?", r"malad[a-zß-ÿœ]*",
+    r"testée? positi[a-zß-ÿœ]*", r"positif à", r"vertiges?", r"douleur[a-zß-ÿœ]*", r"allergi[a-zß-ÿœ]*",
+    r"hépatite", r"metformine", r"lévothyroxine", r"fluoxétine", r"méthotrexate", r"crise cardiaque", r"infarctus",
+    r"avc", r"fièvre", r"grippe", r"asthme", r"tumeur", r"chimio", r"opérée?", r"démence", r"toux",
     // Chinese
-    r"糖尿病", r"艾滋", r"癌", r"肿瘤", r"化疗", r"抑郁", r"焦虑", r"双相", r"精神分裂", r"癫痫", r"高血压",
-    r"血压", r"血糖", r"哮喘", r"克罗恩", r"肝炎", r"丙肝", r"乙肝", r"硬化", r"阿尔茨海默", r"痴呆", r"帕金森",
-    r"关节炎", r"新冠", r"肺炎", r"结核", r"怀孕", r"流产", r"不孕", r"诊断", r"确诊", r"药",
-    r"治疗", r"住院", r"手术", r"医院", r"症状", r"病", r"头晕", r"疼", r"痛", r"过敏", r"阳性", r"二甲双胍",
-    r"舍曲林", r"胰岛素", r"甲氨蝶呤", r"甲状腺", r"氟西汀", r"泼尼松", r"奥氮平", r"心理医生", r"看医生",
-    r"心脏病", r"中风", r"发烧", r"感冒", r"咳嗽", r"过敏",
+    r"糖尿病", r"艾滋", r"癌", r"肿瘤", r"化疗", r"抑郁", r"焦虑", r"双相", r"精神分裂", r"癫痫", r"高血压", r"血压", r"血糖", r"哮喘", r"克罗恩",
+    r"肝炎", r"丙肝", r"乙肝", r"硬化", r"阿尔茨海默", r"痴呆", r"帕金森", r"关节炎", r"新冠", r"肺炎", r"结核", r"怀孕", r"流产", r"不孕", r"诊断",
+    r"确诊", r"药", r"治疗", r"住院", r"手术", r"医院", r"症状", r"病", r"头晕", r"疼", r"痛", r"过敏", r"阳性", r"二甲双胍", r"舍曲林", r"胰岛素",
+    r"甲氨蝶呤", r"甲状腺", r"氟西汀", r"泼尼松", r"奥氮平", r"心理医生", r"看医生", r"心脏病", r"中风", r"发烧", r"感冒", r"咳嗽", r"过敏",
     // Hindi (Latin script)
-    r"sugar (?:hai|ki|ka|ho)", r"bimari", r"bimaar", r"beemar[a-zß-ÿœ]*", r"bukhar", r"dard", r"dawai", r"dawa", r"ilaj", r"ilaaj",
-    r"chakkar", r"garbh[a-zß-ÿœ]*", r"diagnose hua", r"diagnose hui", r"doctor ne", r"bp (?:ki|ka|hai|high|low)",
-    r"davai", r"hospital mein", r"operation (?:hai|hua|hoga|tha)", r"ka operation", r"khansi", r"zukaam", r"sugar ki bimari",
+    r"sugar (?:hai|ki|ka|ho)", r"bimari", r"bimaar", r"beemar[a-zß-ÿœ]*", r"bukhar", r"dard", r"dawai", r"dawa",
+    r"ilaj", r"ilaaj", r"chakkar", r"garbh[a-zß-ÿœ]*", r"diagnose hua", r"diagnose hui", r"doctor ne",
+    r"bp (?:ki|ka|hai|high|low)", r"davai", r"hospital mein", r"operation (?:hai|hua|hoga|tha)", r"ka operation",
+    r"khansi", r"zukaam", r"sugar ki bimari",
 ];
 
 /// First-person pronouns and first-person verb forms (ignored in a meta context: "I'm writing an
 /// article about diabetes").
+#[rustfmt::skip]
 pub(crate) const FIRST_PERSON: &[&str] = &[
-    r"i", r"i'm", r"i've", r"i'd", r"i'll", r"me", r"myself",
-    r"yo", r"tengo", r"estoy", r"padezco", r"sufro", r"tomo", r"me", r"conmigo", r"nací",
-    r"ich", r"mich", r"mir", r"bei mir",
-    r"je", r"j'", r"moi", r"m'", r"me",
-    r"我",
-    r"mujhe", r"mujhko", r"maine", r"humein",
+    r"i", r"i'm", r"i've", r"i'd", r"i'll", r"me", r"myself", r"yo", r"tengo", r"estoy", r"padezco", r"sufro",
+    r"tomo", r"me", r"conmigo", r"nací", r"ich", r"mich", r"mir", r"bei mir", r"je", r"j'", r"moi", r"m'", r"me",
+    r"我", r"mujhe", r"mujhko", r"maine", r"humein",
 ];
 
 /// First-person possessives ("my doctor", "mi médico", "meine Tabletten", "我的"): count even in a
 /// meta context. German "mein" and Hinglish "main" are handled separately (ambiguous words).
+#[rustfmt::skip]
 pub(crate) const POSSESSIVE: &[&str] = &[
     r"my", r"mine", r"our", r"mi", r"mis", r"nuestr[oa]s?", r"meine", r"meinen", r"meinem", r"meiner", r"meines",
     r"unser[a-zß-ÿœ]*", r"mon", r"ma", r"notre", r"nos", r"我的", r"mera", r"meri", r"mere", r"hamara", r"hamari",
 ];
 
 /// Hindi-Latin first person "main" (= I) only counts next to these Hinglish function words.
+#[rustfmt::skip]
 pub(crate) const HINGLISH_VERB: &[&str] = &[
     r"hoon", r"hun", r"hu", r"tha", r"thi", r"raha", r"rahi", r"rahe", r"sakta", r"sakti", r"karu", r"karun",
     r"karta", r"karti", r"gaya", r"gayi", r"leta", r"leti", r"hai", r"hain",
 ];
 
 /// Meta/professional context: first person here does not disclose the writer's own health.
+#[rustfmt::skip]
 pub(crate) const META: &[&str] = &[
-    r"i'm writing", r"i am writing", r"writing a", r"blog post", r"article", r"essay", r"presentation",
-    r"homework", r"i'm studying", r"i am studying", r"nursing student", r"medical student", r"i'm a nurse",
-    r"i am a nurse", r"i'm a doctor", r"i am a doctor", r"research", r"quiz", r"lecture", r"course",
-    r"estoy escribiendo", r"artículo", r"ich schreibe", r"artikel", r"j'écris", r"j'ecris",
-    r"我在写", r"文章", r"main likh raha", r"main likh rahi",
+    r"i'm writing", r"i am writing", r"writing a", r"blog post", r"article", r"essay", r"presentation", r"homework",
+    r"i'm studying", r"i am studying", r"nursing student", r"medical student", r"i'm a nurse", r"i am a nurse",
+    r"i'm a doctor", r"i am a doctor", r"research", r"quiz", r"lecture", r"course", r"estoy escribiendo",
+    r"artículo", r"ich schreibe", r"artikel", r"j'écris", r"j'ecris", r"我在写", r"文章", r"main likh raha",
+    r"main likh rahi",
 ];
 
 /// Relation nouns ("my colleague", "mi madre", "meine Frau", "我妈妈") naming a specific person.
+#[rustfmt::skip]
 pub(crate) const RELATION: &[&str] = &[
+
     r"(?:my|our) (?:mother|father|mom|mum|dad|wife|husband|son|daughter|brother|sister|friend|colleague|coworker|co-worker|boss|manager|patient|client|partner|grandma|grandmother|grandpa|grandfather|uncle|aunt|cousin|neighbou?r|child|kid|baby|girlfriend|boyfriend|roommate|flatmate|employee|student|fiancée?|nephew|niece|stepson|stepdaughter)",
     r"(?:mi|mis|nuestr[oa]) (?:madre|padre|mamá|mama|papá|papa|esposa|esposo|marido|mujer|hij[oa]|herman[oa]|amig[oa]|compañer[oa]|jef[ea]|paciente|pareja|abuel[oa]|tí[oa]|prim[oa]|vecin[oa]|novi[oa]|sobrin[oa]|suegr[oa])",
     r"(?:mein|meine|meiner|meinem|meinen|unser|unsere) (?:mutter|vater|mama|papa|frau|mann|sohn|tochter|bruder|schwester|freund|freundin|kollege|kollegin|chef|chefin|patient|patientin|partner|partnerin|oma|opa|onkel|tante|cousin|cousine|nachbar|nachbarin|kind|enkel|enkelin|neffe|nichte)",
@@ -286,6 +288,7 @@ pub(crate) const RELATION: &[&str] = &[
 ];
 
 /// Words that label the next words as a person's name.
+#[rustfmt::skip]
 pub(crate) const NAME_LABEL: &[&str] = &[
     r"my name is", r"name is", r"name:", r"full name", r"i'm", r"i am", r"this is", r"patient", r"patient:",
     r"me llamo", r"mi nombre es", r"nombre:", r"nombre", r"soy", r"paciente", r"ich heiße", r"ich heisse",
@@ -294,6 +297,7 @@ pub(crate) const NAME_LABEL: &[&str] = &[
 ];
 
 /// Self-identification: "my name is X" discloses the writer's identity on its own.
+#[rustfmt::skip]
 pub(crate) const SELF_ID: &[&str] = &[
     r"my name is", r"full name", r"name:", r"me llamo", r"mi nombre es", r"nombre:", r"ich heiße", r"ich heisse",
     r"mein name ist", r"name ist", r"je m'appelle", r"mon nom est", r"nom :", r"nom:", r"mera naam", r"naam:",
@@ -305,56 +309,55 @@ pub(crate) const HONORIFIC: &str = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam|Sr|S
 
 /// Han name suffixes / honorifics and the particles that follow a name.
 /// (Matched on normalized text: full-width punctuation is ASCII there.)
+#[rustfmt::skip]
 pub(crate) const HAN_NAME_FOLLOW: &[&str] = &[
-    "的", ",", "(", "今年", "先生", "女士", "小姐", "老师", "得了", "患有", "是", "住在", "在", "出生", "岁", ":", "、", "有",
-    "确诊", "被",
+    "的", ",", "(", "今年", "先生", "女士", "小姐", "老师", "得了", "患有", "是", "住在", "在", "出生", "岁", ":", "、", "有", "确诊", "被",
 ];
 
 /// Han name preceding words.
+#[rustfmt::skip]
 pub(crate) const HAN_NAME_PRECEDE: &[&str] = &[
-    "我叫", "我是", "姓名:", "姓名", "名字是", "名字:", "同事", "朋友", "患者", "病人", "发给", "联系人:", "联系人", "寄到",
-    "给", "经理", "老板",
+    "我叫", "我是", "姓名:", "姓名", "名字是", "名字:", "同事", "朋友", "患者", "病人", "发给", "联系人:", "联系人", "寄到", "给", "经理", "老板",
 ];
 
 /// Attributes that make a named private person's data sensitive (age, residence, income, status).
+#[rustfmt::skip]
 pub(crate) const PERSON_ATTR: &[&str] = &[
-    r"\d{1,3} years? old", r"\d{1,3}-year-old", r"aged? \d{1,3}", r"\d{1,3} yrs?", r"\d{1,3} y/o",
-    r"\d{1,3} años", r"edad", r"\d{1,3} jahre alt", r"\d{1,3} jahre", r"\d{1,3}-jährig[a-zß-ÿœ]*", r"alter",
-    r"\d{1,3} ans", r"âgée? de", r"\d{1,3}岁", r"\d{1,3} saal", r"\d{1,3} sal",
-    r"lives in", r"living in", r"lives at", r"vive en", r"wohnt in", r"wohnt", r"habite", r"住在", r"rehte",
-    r"rehta", r"rehti",
-    r"earns", r"salary", r"income", r"makes \$", r"gana", r"sueldo", r"salario", r"verdient", r"gehalt",
-    r"einkommen", r"gagne", r"salaire", r"revenu", r"年薪", r"月薪", r"工资", r"收入", r"kamate", r"kamata",
-    r"kamati", r"tankhwah",
-    r"divorced", r"married", r"widowed", r"divorciad[oa]", r"casad[oa]", r"viud[oa]", r"geschieden",
-    r"verheiratet", r"verwitwet", r"divorcée?", r"mariée?", r"veuve?", r"离异", r"离婚", r"已婚",
-    r"works at", r"works for", r"trabaja en", r"arbeitet bei", r"travaille chez", r"工作", r"kaam karti",
-    r"kaam karta", r"kaam karte",
-    r"criminal record", r"convicted", r"arrested", r"gay", r"lesbian", r"bisexual", r"transgender",
+    r"\d{1,3} years? old", r"\d{1,3}-year-old", r"aged? \d{1,3}", r"\d{1,3} yrs?", r"\d{1,3} y/o", r"\d{1,3} años",
+    r"edad", r"\d{1,3} jahre alt", r"\d{1,3} jahre", r"\d{1,3}-jährig[a-zß-ÿœ]*", r"alter", r"\d{1,3} ans",
+    r"âgée? de", r"\d{1,3}岁", r"\d{1,3} saal", r"\d{1,3} sal", r"lives in", r"living in", r"lives at", r"vive en",
+    r"wohnt in", r"wohnt", r"habite", r"住在", r"rehte", r"rehta", r"rehti", r"earns", r"salary", r"income",
+    r"makes \$", r"gana", r"sueldo", r"salario", r"verdient", r"gehalt", r"einkommen", r"gagne", r"salaire",
+    r"revenu", r"年薪", r"月薪", r"工资", r"收入", r"kamate", r"kamata", r"kamati", r"tankhwah", r"divorced", r"married",
+    r"widowed", r"divorciad[oa]", r"casad[oa]", r"viud[oa]", r"geschieden", r"verheiratet", r"verwitwet",
+    r"divorcée?", r"mariée?", r"veuve?", r"离异", r"离婚", r"已婚", r"works at", r"works for", r"trabaja en",
+    r"arbeitet bei", r"travaille chez", r"工作", r"kaam karti", r"kaam karta", r"kaam karte", r"criminal record",
+    r"convicted", r"arrested", r"gay", r"lesbian", r"bisexual", r"transgender",
 ];
 
 /// Words that are capitalized but are not names (sentence starters, places, organisations...).
+#[rustfmt::skip]
 pub(crate) const NOT_NAME: &[&str] = &[
     "the", "a", "an", "i", "my", "our", "your", "his", "her", "this", "that", "what", "when", "where", "who", "why",
-    "how", "which", "please", "hi", "hello", "dear", "thanks", "can", "could", "would", "should", "is", "are", "was",
-    "new", "york", "los", "angeles", "san", "united", "states", "kingdom", "north", "south", "east", "west",
+    "how", "which", "please", "hi", "hello", "dear", "thanks", "can", "could", "would", "should", "is", "are",
+    "was", "new", "york", "los", "angeles", "san", "united", "states", "kingdom", "north", "south", "east", "west",
     "street", "avenue", "road", "hospital", "university", "clinic", "institute", "center", "centre", "medical",
-    "health", "bank", "group", "inc", "llc", "ltd", "gmbh", "corp", "company", "s.a.", "sa", "ag",
-    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january", "february",
-    "march", "april", "may", "june", "july", "august", "september", "october", "november", "december",
-    "google", "github", "stripe", "slack", "aws", "amazon", "microsoft", "apple", "chrome", "windows", "python",
-    "rust", "java", "javascript", "visa", "mastercard", "iban", "ssn", "dni", "nie", "dob", "patient", "name",
-    "email", "phone", "mobile", "contact", "emergency", "emergency contact", "bank details", "account",
-    "el", "la", "los", "las", "mi", "tu", "su", "hola", "nombre", "fecha", "calle", "avenida", "plaza",
-    "der", "die", "das", "ein", "eine", "mein", "meine", "hallo", "herr", "frau", "straße", "name:",
-    "le", "les", "un", "une", "mon", "ma", "bonjour", "rue", "nom", "mera", "meri", "naam",
-    "type", "typ", "morbus", "covid", "diabetes", "hiv", "crohn", "alzheimer", "parkinson",
-    "dr", "mr", "mrs", "ms", "prof", "tower", "museum", "palace", "cathedral", "airport", "station", "church",
-    "castle", "temple", "stadium", "hotel", "restaurant", "cafe", "café", "mall", "school", "college", "library",
-    "river", "lake", "mount", "island", "bridge", "gate", "square", "plaza",
+    "health", "bank", "group", "inc", "llc", "ltd", "gmbh", "corp", "company", "s.a.", "sa", "ag", "monday",
+    "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january", "february", "march", "april",
+    "may", "june", "july", "august", "september", "october", "november", "december", "google", "github", "stripe",
+    "slack", "aws", "amazon", "microsoft", "apple", "chrome", "windows", "python", "rust", "java", "javascript",
+    "visa", "mastercard", "iban", "ssn", "dni", "nie", "dob", "patient", "name", "email", "phone", "mobile",
+    "contact", "emergency", "emergency contact", "bank details", "account", "el", "la", "los", "las", "mi", "tu",
+    "su", "hola", "nombre", "fecha", "calle", "avenida", "plaza", "der", "die", "das", "ein", "eine", "mein",
+    "meine", "hallo", "herr", "frau", "straße", "name:", "le", "les", "un", "une", "mon", "ma", "bonjour", "rue",
+    "nom", "mera", "meri", "naam", "type", "typ", "morbus", "covid", "diabetes", "hiv", "crohn", "alzheimer",
+    "parkinson", "dr", "mr", "mrs", "ms", "prof", "tower", "museum", "palace", "cathedral", "airport", "station",
+    "church", "castle", "temple", "stadium", "hotel", "restaurant", "cafe", "café", "mall", "school", "college",
+    "library", "river", "lake", "mount", "island", "bridge", "gate", "square", "plaza",
 ];
 
 /// Fiction / creative-writing context: names there are characters, not people.
+#[rustfmt::skip]
 pub(crate) const FICTION: &[&str] = &[
     r"story", r"novel", r"fictional", r"character", r"characters", r"poem", r"screenplay", r"script", r"roleplay",
     r"role-play", r"imagine", r"fairy tale", r"short story", r"plot", r"cuento", r"novela", r"personaje",

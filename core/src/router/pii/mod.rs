@@ -13,7 +13,7 @@
 //! ```
 //!
 //! # How it works
-//! 1. **Normalize** ([`normalize`]): full-width and Devanagari digits, zero-width characters and
+//! 1. **Normalize**: full-width and Devanagari digits, zero-width characters and
 //!    spelled-out digit runs ("four one one one...", "nau aath...") are undone, keeping a byte map
 //!    back to the original so spans stay exact.
 //! 2. **Keywords**: multilingual keyword lists (English, Spanish, German, French, Chinese, Hindi in
@@ -181,7 +181,9 @@ impl PiiDetector {
             Ok(e) => PiiDetector { engine: Some(Box::new(e)) },
             Err(err) => {
                 // A built-in pattern is broken: refuse to clear anything rather than fail open.
-                log::error!("PII detector patterns failed to compile ({err}); every request will be treated as sensitive");
+                log::error!(
+                    "PII detector patterns failed to compile ({err}); every request will be treated as sensitive"
+                );
                 PiiDetector { engine: None }
             }
         }
@@ -316,9 +318,18 @@ impl Ctx {
     }
     /// Whether `[s, e)` overlaps a keyword of a detector (so it is not a name).
     pub(crate) fn is_lexicon_word(&self, s: usize, e: usize) -> bool {
-        [&self.health, &self.dob, &self.card, &self.phone, &self.gov_id, &self.account, &self.person_attr, &self.address]
-            .iter()
-            .any(|h| h.in_range(s.saturating_sub(64), e).any(|&(hs, he)| hs < e && he > s))
+        [
+            &self.health,
+            &self.dob,
+            &self.card,
+            &self.phone,
+            &self.gov_id,
+            &self.account,
+            &self.person_attr,
+            &self.address,
+        ]
+        .iter()
+        .any(|h| h.in_range(s.saturating_sub(64), e).any(|&(hs, he)| hs < e && he > s))
     }
 }
 

@@ -40,8 +40,25 @@ pub(crate) struct NameFinder {
 /// Strong words after a Han name (longer cues first).
 const HAN_FOLLOW_STRONG: &[&str] = &[
     // The text is normalized, so full-width punctuation ("，（：") arrives as ASCII (",(:").
-    "的电话", "的邮箱", "的手机", "的银行", "的身份证", "的地址", "的护照", "先生", "女士", "小姐", "(", "今年",
-    ",出生", ",电话", ",邮箱", ",身份证", ",手机", ",住在", ",地址",
+    "的电话",
+    "的邮箱",
+    "的手机",
+    "的银行",
+    "的身份证",
+    "的地址",
+    "的护照",
+    "先生",
+    "女士",
+    "小姐",
+    "(",
+    "今年",
+    ",出生",
+    ",电话",
+    ",邮箱",
+    ",身份证",
+    ",手机",
+    ",住在",
+    ",地址",
 ];
 
 impl NameFinder {
@@ -126,7 +143,9 @@ impl NameFinder {
                 if let Some(k) = k {
                     let rest = &toks[k..];
                     let plausible = rest.len() >= 2
-                        && rest.iter().all(|&t| !self.not_name.contains(lower(t).as_str()) && !ctx.is_lexicon_word(t.0, t.1))
+                        && rest
+                            .iter()
+                            .all(|&t| !self.not_name.contains(lower(t).as_str()) && !ctx.is_lexicon_word(t.0, t.1))
                         && at_clause_start(text, rest[0].0);
                     if plausible || (age_follows && rest.len() >= 2) {
                         start_tok = Some(k);
@@ -144,11 +163,8 @@ impl NameFinder {
                 let k = (k..toks.len()).find(|&i| !is_particle(toks[i])).unwrap_or(toks.len());
                 if k < toks.len() {
                     let rest = &toks[k..];
-                    let prev_word_lower = text[..rest[0].0]
-                        .trim_end()
-                        .chars()
-                        .next_back()
-                        .is_some_and(|c| c.is_lowercase() || c == ':');
+                    let prev_word_lower =
+                        text[..rest[0].0].trim_end().chars().next_back().is_some_and(|c| c.is_lowercase() || c == ':');
                     let proper = rest.iter().filter(|&&t| !is_particle(t)).count() >= 2;
                     if proper && (prev_word_lower || k > 0) {
                         start_tok = Some(k);

@@ -26,11 +26,7 @@ impl Normalized {
             .iter()
             .map(|&(s, e)| {
                 let s1 = pass1.src.get(s as usize).map_or(input.len() as u32, |r| r.0);
-                let e1 = if e == 0 {
-                    s1
-                } else {
-                    pass1.src.get(e as usize - 1).map_or(input.len() as u32, |r| r.1)
-                };
+                let e1 = if e == 0 { s1 } else { pass1.src.get(e as usize - 1).map_or(input.len() as u32, |r| r.1) };
                 (s1, e1)
             })
             .collect();

@@ -8,12 +8,35 @@ use super::{Category, Ctx, Out};
 
 /// Well-known test card numbers published in payment-provider documentation.
 pub(crate) const TEST_CARDS: &[&str] = &[
-    "4111111111111111", "4242424242424242", "4012888888881881", "4222222222222", "4000056655665556",
-    "4000000000000002", "4000000000009995", "4000002500003155", "4000000000003220", "4444333322221111",
-    "5555555555554444", "5105105105105100", "5200828282828210", "2223003122003222", "2222400070000005",
-    "378282246310005", "371449635398431", "378734493671000", "6011111111111117", "6011000990139424",
-    "6011000400000000", "3530111333300000", "3566002020360505", "3566111111111113", "30569309025904",
-    "38520000023237", "36227206271667", "6200000000000005", "6250941006528599",
+    "4111111111111111",
+    "4242424242424242",
+    "4012888888881881",
+    "4222222222222",
+    "4000056655665556",
+    "4000000000000002",
+    "4000000000009995",
+    "4000002500003155",
+    "4000000000003220",
+    "4444333322221111",
+    "5555555555554444",
+    "5105105105105100",
+    "5200828282828210",
+    "2223003122003222",
+    "2222400070000005",
+    "378282246310005",
+    "371449635398431",
+    "378734493671000",
+    "6011111111111117",
+    "6011000990139424",
+    "6011000400000000",
+    "3530111333300000",
+    "3566002020360505",
+    "3566111111111113",
+    "30569309025904",
+    "38520000023237",
+    "36227206271667",
+    "6200000000000005",
+    "6250941006528599",
 ];
 
 /// One run of digits in the normalized text.
@@ -109,7 +132,9 @@ pub(crate) fn runs(text: &str) -> Vec<DigitRun> {
             end += 1;
         }
         // A trailing letter glues the run, except an extension marker ("555-1234x56", "ext").
-        let glued_after = end < n && b[end].is_ascii_alphabetic() && !(b[end] == b'x' && b.get(end + 1).is_some_and(u8::is_ascii_digit));
+        let glued_after = end < n
+            && b[end].is_ascii_alphabetic()
+            && !(b[end] == b'x' && b.get(end + 1).is_some_and(u8::is_ascii_digit));
         out.push(DigitRun { start, end, digits, groups, seps, plus, paren, glued: glued_before || glued_after });
         i = k.max(i + 1);
     }
@@ -133,7 +158,13 @@ impl DigitRun {
     /// Groups of a date (d/m/y, y-m-d) or a dotted IP address: never a phone number.
     fn date_or_ip(&self) -> bool {
         let g = &self.groups;
-        let date = (g == &[2, 2, 4] || g == &[4, 2, 2] || g == &[1, 2, 4] || g == &[2, 1, 4] || g == &[1, 1, 4] || g == &[4, 1, 2] || g == &[4, 2, 1])
+        let date = (g == &[2, 2, 4]
+            || g == &[4, 2, 2]
+            || g == &[1, 2, 4]
+            || g == &[2, 1, 4]
+            || g == &[1, 1, 4]
+            || g == &[4, 1, 2]
+            || g == &[4, 2, 1])
             && self.sep_is(&["/", ".", "-"]);
         let ip = g.len() == 4 && g.iter().all(|&x| x <= 3) && self.sep_is(&["."]);
         date || ip
@@ -201,7 +232,11 @@ fn classify_run(text: &str, r: &DigitRun, ctx: &Ctx, out: &mut Out) {
         || ctx.ssn.near(s, e, 50, 0)
         || ctx.passport.near(s, e, 50, 0)
         || ctx.licence.near(s, e, 50, 0);
-    let account_ctx = ctx.account.dist_before(s, 50).is_some() || ctx.account_weak.dist_before(s, 12).is_some();
+    let account_dist = match (ctx.account.dist_before(s, 50), ctx.account_weak.dist_before(s, 12)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let account_ctx = account_dist.is_some_and(|d| ctx.phone.dist_before(s, 60).is_none_or(|p| d < p));
     let mut classified = false;
 
     // --- payment cards ---
@@ -229,7 +264,7 @@ fn classify_run(text: &str, r: &DigitRun, ctx: &Ctx, out: &mut Out) {
         let ssn_fmt = r.grouped(&[3, 2, 4]) && r.sep_is(&["-", " "]);
         let ssn_ctx = ctx.ssn.near(s, e, 60, 0);
         if checksum::us_ssn(d) && (ssn_fmt || ssn_ctx) {
-            if not_personal && !ssn_ctx || math && !ssn_ctx {
+            if (not_personal || math) && !ssn_ctx {
                 out.residual(0.4);
             } else {
                 out.add(s, e, Category::GovernmentId, if ssn_ctx { 0.95 } else { 0.85 });
@@ -272,8 +307,13 @@ fn classify_run(text: &str, r: &DigitRun, ctx: &Ctx, out: &mut Out) {
         out.add(s, e, Category::GovernmentId, 0.95);
         classified = true;
     }
-    let gov_before = [&ctx.gov_id, &ctx.ssn, &ctx.passport, &ctx.licence].iter().any(|h| h.dist_before(s, 40).is_some());
-    if !classified && gov_before && !r.date_or_ip() && !account_ctx {
+    // A labelled number belongs to the closest label: "DNI 12345678Z, móvil +34 612..." is an ID
+    // followed by a phone number.
+    let phone_dist = ctx.phone.dist_before(s, 60);
+    let closer_than_phone = |d: Option<usize>| d.is_some_and(|d| phone_dist.is_none_or(|p| d < p));
+    let gov_dist =
+        [&ctx.gov_id, &ctx.ssn, &ctx.passport, &ctx.licence].iter().filter_map(|h| h.dist_before(s, 40)).min();
+    if !classified && closer_than_phone(gov_dist) && !r.date_or_ip() && !account_ctx && !r.plus {
         out.add(s, e, Category::GovernmentId, 0.8);
         classified = true;
     }
@@ -308,9 +348,7 @@ fn classify_run(text: &str, r: &DigitRun, ctx: &Ctx, out: &mut Out) {
     let arithmetic = r.seps.iter().any(|x| x == "-") && text[s..e].contains(" - ");
     let score = if r.plus && n >= 8 {
         Some(0.9)
-    } else if d.starts_with(b"00") && n >= 11 && (r.groups.len() >= 2 || phone_ctx) {
-        Some(0.85)
-    } else if phone_ctx {
+    } else if phone_ctx || d.starts_with(b"00") && n >= 11 && r.groups.len() >= 2 {
         Some(0.85)
     } else if national_phone_format(r) {
         Some(0.75)
@@ -338,8 +376,12 @@ fn national_phone_format(r: &DigitRun) -> bool {
         || (g == [1, 3, 3, 4] && first == b'1');
     let fr = n == 10 && first == b'0' && g == [2, 2, 2, 2, 2];
     let trunk = first == b'0' && (10..=12).contains(&n) && g.len() >= 2 && (r.paren || (3..=5).contains(&g[0]));
-    let es = n == 9 && matches!(first, b'6' | b'7' | b'8' | b'9') && (g == [3, 3, 3] || g == [3, 2, 2, 2] || g == [3, 6]);
-    let cn = n == 11 && d.starts_with(b"1") && matches!(d.get(1), Some(b'3'..=b'9')) && (g == [11] || g == [3, 4, 4] || g == [3, 8]);
+    let es =
+        n == 9 && matches!(first, b'6' | b'7' | b'8' | b'9') && (g == [3, 3, 3] || g == [3, 2, 2, 2] || g == [3, 6]);
+    let cn = n == 11
+        && d.starts_with(b"1")
+        && matches!(d.get(1), Some(b'3'..=b'9'))
+        && (g == [11] || g == [3, 4, 4] || g == [3, 8]);
     let india = n == 10 && matches!(first, b'6'..=b'9') && (g == [10] || g == [5, 5]);
     let uk = n == 11 && d.starts_with(b"07") && (g == [11] || g == [5, 6] || g == [4, 3, 4]);
     let spaced = r.spaced() && (9..=13).contains(&n);

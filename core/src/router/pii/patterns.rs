@@ -10,9 +10,17 @@ use super::{Category, Ctx, Out};
 
 /// Published documentation test numbers: treated as non-sensitive only next to a test/doc word.
 pub(crate) const TEST_IBANS: &[&str] = &[
-    "DE89370400440532013000", "GB82WEST12345698765432", "GB29NWBK60161331926819", "GB33BUKB20201555555555",
-    "FR1420041010050500013M02606", "ES9121000418450200051332", "NL91ABNA0417164300", "CH9300762011623852957",
-    "IT60X0542811101000000123456", "BE68539007547034", "AT611904300234573201",
+    "DE89370400440532013000",
+    "GB82WEST12345698765432",
+    "GB29NWBK60161331926819",
+    "GB33BUKB20201555555555",
+    "FR1420041010050500013M02606",
+    "ES9121000418450200051332",
+    "NL91ABNA0417164300",
+    "CH9300762011623852957",
+    "IT60X0542811101000000123456",
+    "BE68539007547034",
+    "AT611904300234573201",
 ];
 
 /// Published documentation API keys (not live secrets) recognised next to a doc/test word.
@@ -20,9 +28,35 @@ const DOC_SECRETS: &[&str] = &["sk_test_4eC39HqLyjWDarjtT1zdp7dc", "AKIAIOSFODNN
 
 /// Local parts of role addresses (a mailbox of a function, not of a person).
 const ROLE_LOCAL: &[&str] = &[
-    "info", "support", "noreply", "no-reply", "donotreply", "sales", "contact", "help", "admin", "webmaster",
-    "postmaster", "abuse", "security", "privacy", "press", "hello", "team", "billing", "jobs", "careers",
-    "marketing", "newsletter", "office", "service", "kontakt", "contacto", "soporte", "ventas", "git",
+    "info",
+    "support",
+    "noreply",
+    "no-reply",
+    "donotreply",
+    "sales",
+    "contact",
+    "help",
+    "admin",
+    "webmaster",
+    "postmaster",
+    "abuse",
+    "security",
+    "privacy",
+    "press",
+    "hello",
+    "team",
+    "billing",
+    "jobs",
+    "careers",
+    "marketing",
+    "newsletter",
+    "office",
+    "service",
+    "kontakt",
+    "contacto",
+    "soporte",
+    "ventas",
+    "git",
 ];
 
 /// Top-level domains accepted at the end of a spoken ("at ... dot com") email.
@@ -33,9 +67,39 @@ const TLDS: &[&str] = &[
 
 /// Free mail providers (a spoken "at gmail dot com" is an address even without other cues).
 const MAIL_PROVIDERS: &[&str] = &[
-    "gmail", "googlemail", "yahoo", "hotmail", "outlook", "live", "msn", "icloud", "me", "aol", "gmx", "web",
-    "t-online", "proton", "protonmail", "yandex", "mail", "qq", "163", "126", "sina", "rediffmail", "orange",
-    "free", "laposte", "wanadoo", "sfr", "libero", "terra", "telefonica", "arcor", "freenet", "zoho",
+    "gmail",
+    "googlemail",
+    "yahoo",
+    "hotmail",
+    "outlook",
+    "live",
+    "msn",
+    "icloud",
+    "me",
+    "aol",
+    "gmx",
+    "web",
+    "t-online",
+    "proton",
+    "protonmail",
+    "yandex",
+    "mail",
+    "qq",
+    "163",
+    "126",
+    "sina",
+    "rediffmail",
+    "orange",
+    "free",
+    "laposte",
+    "wanadoo",
+    "sfr",
+    "libero",
+    "terra",
+    "telefonica",
+    "arcor",
+    "freenet",
+    "zoho",
 ];
 
 pub(crate) struct Patterns {
@@ -79,8 +143,10 @@ pub(crate) struct Patterns {
 impl Patterns {
     pub(crate) fn new() -> Result<Self, regex::Error> {
         let month_en = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?";
-        let month_es = r"(?:enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre)";
-        let month_de = r"(?:januar|jänner|februar|märz|maerz|april|mai|juni|juli|august|september|oktober|november|dezember)";
+        let month_es =
+            r"(?:enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre)";
+        let month_de =
+            r"(?:januar|jänner|februar|märz|maerz|april|mai|juni|juli|august|september|oktober|november|dezember)";
         let month_fr = r"(?:janvier|février|fevrier|mars|avril|mai|juin|juillet|août|aout|septembre|octobre|novembre|décembre|decembre)";
         let date = format!(
             r"(?i)(?-u:\b)(?:\d{{1,2}}[./-]\d{{1,2}}[./-](?:19|20)\d{{2}}|(?:19|20)\d{{2}}[./-]\d{{1,2}}[./-]\d{{1,2}}|{month_en}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+(?:19|20)\d{{2}}|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{month_en}\s+(?:19|20)\d{{2}}|\d{{1,2}}\s+de\s+{month_es}\s+(?:de\s+|del\s+)?(?:19|20)\d{{2}}|\d{{1,2}}\.\s*{month_de}\s+(?:19|20)\d{{2}}|\d{{1,2}}(?:er)?\s+{month_fr}\s+(?:19|20)\d{{2}}|(?:19|20)\d{{2}}\s*年\s*\d{{1,2}}\s*月\s*\d{{1,2}}\s*[日号]?)"
@@ -101,11 +167,15 @@ impl Patterns {
             cf: Regex::new(
                 r"(?i)(?-u:\b)[a-z]{6}[0-9lmnpqrstuv]{2}[abcdehlmprst][0-9lmnpqrstuv]{2}[a-z][0-9lmnpqrstuv]{3}[a-z](?-u:\b)",
             )?,
-            cn_id: Regex::new(r"(?-u:\b)\d{6} ?(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]) ?\d{3}[\dXx](?-u:\b)")?,
+            cn_id: Regex::new(
+                r"(?-u:\b)\d{6} ?(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]) ?\d{3}[\dXx](?-u:\b)",
+            )?,
             nir: Regex::new(r"(?i)(?-u:\b)[1-478] ?\d{2} ?\d{2} ?(?:\d{2}|2[ab]) ?\d{3} ?\d{3} ?\d{2}(?-u:\b)")?,
             pan: Regex::new(r"(?-u:\b)[A-Z]{3}[PCHFATBLJG][A-Z]\d{4}[A-Z](?-u:\b)")?,
             ausweis: Regex::new(r"(?-u:\b)[CFGHJKLMNPRTVWXYZ][CFGHJKLMNPRTVWXYZ0-9]{8}\d?(?-u:\b)")?,
-            id_token: Regex::new(r"(?i)(?-u:\b)[a-z]{0,6}\d[a-z0-9]{0,20}(?:[ \-/][a-z]{0,6}\d[a-z0-9]*){0,4}(?-u:\b)")?,
+            id_token: Regex::new(
+                r"(?i)(?-u:\b)[a-z]{0,6}\d[a-z0-9]{0,20}(?:[ \-/][a-z]{0,6}\d[a-z0-9]*){0,4}(?-u:\b)",
+            )?,
             secret_prefix: Regex::new(concat!(
                 r"(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}",
                 r"|glpat-[A-Za-z0-9_\-]{20,}|xox[abposr]-[A-Za-z0-9\-]{10,}|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}",
@@ -208,7 +278,11 @@ impl Patterns {
             let at_s = at.as_str().trim().to_lowercase();
             let dom = domain.as_str().to_lowercase();
             let spoken_dot = |s: &str| {
-                s.contains("dot") || s.contains("punto") || s.contains("punkt") || s.contains("point") || s.contains('点')
+                s.contains("dot")
+                    || s.contains("punto")
+                    || s.contains("punkt")
+                    || s.contains("point")
+                    || s.contains('点')
             };
             let obfuscated = at_s != "@" || spoken_dot(&dom) || spoken_dot(&local.as_str().to_lowercase());
             if !obfuscated {
@@ -272,7 +346,9 @@ impl Patterns {
     }
 
     fn national_ids(&self, text: &str, ctx: &Ctx, out: &mut Out) {
-        let compact = |s: &str| -> String { s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_uppercase() };
+        let compact = |s: &str| -> String {
+            s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_uppercase()
+        };
         for m in self.nino.find_iter(text) {
             if checksum::uk_nino(&compact(m.as_str())) && !ctx.not_personal_before(m.start()) {
                 out.add(m.start(), m.end(), Category::GovernmentId, 0.9);
@@ -396,7 +472,10 @@ impl Patterns {
                 continue;
             }
             let (ss, se) = sentence_of(&ctx.sents, all.start());
-            let located = ctx.location.within(ss, se) || text[..all.start()].ends_with('@') || text[..all.start()].ends_with('=') || text[..all.start()].ends_with("geo:");
+            let located = ctx.location.within(ss, se)
+                || text[..all.start()].ends_with('@')
+                || text[..all.start()].ends_with('=')
+                || text[..all.start()].ends_with("geo:");
             if ctx.not_coord.within(ss, se) && !located {
                 out.residual(0.3);
                 continue;
@@ -420,11 +499,27 @@ impl Patterns {
 
     fn addresses(&self, text: &str, ctx: &Ctx, out: &mut Out) {
         const PUBLIC_ADDRESSES: &[&str] = &[
-            "10 downing street", "1600 pennsylvania avenue", "221b baker street", "1 infinite loop",
-            "1 apple park way", "350 fifth avenue", "1600 amphitheatre parkway", "55 rue du faubourg",
+            "10 downing street",
+            "1600 pennsylvania avenue",
+            "221b baker street",
+            "1 infinite loop",
+            "1 apple park way",
+            "350 fifth avenue",
+            "1600 amphitheatre parkway",
+            "55 rue du faubourg",
         ];
-        let strong = [&self.addr_en, &self.addr_es, &self.addr_de, &self.addr_de_prep, &self.addr_fr, &self.addr_zh,
-            &self.addr_zh_admin, &self.addr_in_house, &self.addr_us_zip, &self.addr_po_box];
+        let strong = [
+            &self.addr_en,
+            &self.addr_es,
+            &self.addr_de,
+            &self.addr_de_prep,
+            &self.addr_fr,
+            &self.addr_zh,
+            &self.addr_zh_admin,
+            &self.addr_in_house,
+            &self.addr_us_zip,
+            &self.addr_po_box,
+        ];
         for re in strong {
             for m in re.find_iter(text) {
                 let lower = m.as_str().to_lowercase();
@@ -499,14 +594,44 @@ fn pem_end(text: &str, from: usize) -> usize {
 pub(crate) fn is_placeholder(v: &str) -> bool {
     let l = v.trim_matches(|c| matches!(c, '"' | '\'' | '`')).to_lowercase();
     const WORDS: &[&str] = &[
-        "password", "passwort", "pass", "pwd", "secret", "changeme", "change_me", "your_password", "yourpassword",
-        "your-password", "mypassword", "my_password", "example", "placeholder", "redacted", "xxx", "xxxx", "*****",
-        "<password>", "none", "null", "undefined", "todo", "tbd", "contraseña", "motdepasse", "密码",
+        "password",
+        "passwort",
+        "pass",
+        "pwd",
+        "secret",
+        "changeme",
+        "change_me",
+        "your_password",
+        "yourpassword",
+        "your-password",
+        "mypassword",
+        "my_password",
+        "example",
+        "placeholder",
+        "redacted",
+        "xxx",
+        "xxxx",
+        "*****",
+        "<password>",
+        "none",
+        "null",
+        "undefined",
+        "todo",
+        "tbd",
+        "contraseña",
+        "motdepasse",
+        "密码",
     ];
     l.is_empty()
         || WORDS.contains(&l.as_str())
-        || l.starts_with('<') || l.starts_with("${") || l.starts_with("{{") || l.starts_with('{') || l.starts_with('$')
-        || l.starts_with('%') || l.contains("your") || l.contains("xxxx")
+        || l.starts_with('<')
+        || l.starts_with("${")
+        || l.starts_with("{{")
+        || l.starts_with('{')
+        || l.starts_with('$')
+        || l.starts_with('%')
+        || l.contains("your")
+        || l.contains("xxxx")
         || l.chars().all(|c| c == '*' || c == 'x' || c == '.' || c == '•')
 }
 
@@ -533,32 +658,150 @@ fn high_entropy_secret(v: &str) -> bool {
         counts[usize::from(b)] += 1;
     }
     let n = v.len() as f64;
-    let h: f64 = counts.iter().filter(|&&c| c > 0).map(|&c| {
-        let p = f64::from(c) / n;
-        -p * p.log2()
-    }).sum();
+    let h: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum();
     h >= 3.0
 }
 
 /// Words after "password" that describe it rather than give it.
 const PASSWORD_STOPWORDS: &[&str] = &[
-    "is", "was", "too", "not", "very", "weak", "strong", "incorrect", "wrong", "invalid", "expired", "required",
-    "correct", "different", "missing", "empty", "blank", "being", "still", "case-sensitive", "visible", "hidden",
-    "stored", "saved", "encrypted", "hashed", "changed", "reset", "locked", "compromised", "leaked", "manager",
-    "policy", "requirements", "strength", "field", "hash", "for", "of", "and", "or", "to", "the", "a", "an", "if",
-    "in", "on", "with", "that", "this", "it", "should", "must", "can", "does", "do", "doesn't", "isn't", "has",
-    "have", "expires", "reuse", "recovery", "protected", "str", "string", "int", "bool", "none", "null",
-    "muy", "es", "no", "si", "sea", "la", "el", "de", "que", "incorrecta", "correcta", "inválida", "débil", "segura",
-    "obligatoria", "olvidada", "olvidé", "ist", "nicht", "zu", "falsch", "ungültig", "abgelaufen", "schwach",
-    "sicher", "korrekt", "gesperrt", "vergessen", "zurück", "ändern", "aus", "est", "pas", "trop", "faible",
-    "invalide", "expiré", "oublié", "robuste", "réinitialiser", "hai", "galat", "sahi", "kamzor", "bhool",
-    "kaisa", "kaise", "kya", "reset", "bata", "change", "forgot", "forgotten", "update", "length",
+    "is",
+    "was",
+    "too",
+    "not",
+    "very",
+    "weak",
+    "strong",
+    "incorrect",
+    "wrong",
+    "invalid",
+    "expired",
+    "required",
+    "correct",
+    "different",
+    "missing",
+    "empty",
+    "blank",
+    "being",
+    "still",
+    "case-sensitive",
+    "visible",
+    "hidden",
+    "stored",
+    "saved",
+    "encrypted",
+    "hashed",
+    "changed",
+    "reset",
+    "locked",
+    "compromised",
+    "leaked",
+    "manager",
+    "policy",
+    "requirements",
+    "strength",
+    "field",
+    "hash",
+    "for",
+    "of",
+    "and",
+    "or",
+    "to",
+    "the",
+    "a",
+    "an",
+    "if",
+    "in",
+    "on",
+    "with",
+    "that",
+    "this",
+    "it",
+    "should",
+    "must",
+    "can",
+    "does",
+    "do",
+    "doesn't",
+    "isn't",
+    "has",
+    "have",
+    "expires",
+    "reuse",
+    "recovery",
+    "protected",
+    "str",
+    "string",
+    "int",
+    "bool",
+    "none",
+    "null",
+    "muy",
+    "es",
+    "no",
+    "si",
+    "sea",
+    "la",
+    "el",
+    "de",
+    "que",
+    "incorrecta",
+    "correcta",
+    "inválida",
+    "débil",
+    "segura",
+    "obligatoria",
+    "olvidada",
+    "olvidé",
+    "ist",
+    "nicht",
+    "zu",
+    "falsch",
+    "ungültig",
+    "abgelaufen",
+    "schwach",
+    "sicher",
+    "korrekt",
+    "gesperrt",
+    "vergessen",
+    "zurück",
+    "ändern",
+    "aus",
+    "est",
+    "pas",
+    "trop",
+    "faible",
+    "invalide",
+    "expiré",
+    "oublié",
+    "robuste",
+    "réinitialiser",
+    "hai",
+    "galat",
+    "sahi",
+    "kamzor",
+    "bhool",
+    "kaisa",
+    "kaise",
+    "kya",
+    "reset",
+    "bata",
+    "change",
+    "forgot",
+    "forgotten",
+    "update",
+    "length",
 ];
 
 /// Connectors between "password" and its value.
-const PASSWORD_CONNECTORS: &[&str] = &[
-    "is", "was", ":", "=", "es", "era", "ist", "lautet", "war", "est", "c'est", "était", "是", "为", "：", "->",
-];
+const PASSWORD_CONNECTORS: &[&str] =
+    &["is", "was", ":", "=", "es", "era", "ist", "lautet", "war", "est", "c'est", "était", "是", "为", "：", "->"];
 
 /// Finds the value given after a password keyword ending at `from`; returns its byte span.
 fn password_value(text: &str, from: usize, is_pin: bool) -> Option<(usize, usize)> {
@@ -589,7 +832,8 @@ fn password_value(text: &str, from: usize, is_pin: bool) -> Option<(usize, usize
         let t = &window[s..e];
         let lead = t.len() - t.trim_start_matches([':', '=', '"', '\'', '`', '(', '[']).len();
         let t2 = &t[lead..];
-        let trail = t2.len() - t2.trim_end_matches([',', '.', ';', ')', ']', '"', '\'', '`', '，', '。', '、', '}']).len();
+        let trail =
+            t2.len() - t2.trim_end_matches([',', '.', ';', ')', ']', '"', '\'', '`', '，', '。', '、', '}']).len();
         (s + lead, e - trail)
     };
     let mut after_connector = false;
@@ -633,7 +877,11 @@ fn password_like(v: &str, after_connector: bool, quoted: bool, is_pin: bool) -> 
     let code_ref = ["os.", "process.", "env", "getenv", "config", "settings", "self.", "args.", "request.", "input("]
         .iter()
         .any(|p| lower.starts_with(p))
-        || v.contains('(') || v.contains('[') || v.starts_with('@') || v.starts_with('/') || v.starts_with("http");
+        || v.contains('(')
+        || v.contains('[')
+        || v.starts_with('@')
+        || v.starts_with('/')
+        || v.starts_with("http");
     if code_ref {
         return false;
     }
@@ -669,8 +917,14 @@ mod tests {
         let kw = t.find("password").map(|i| i + 8).unwrap_or(0);
         let (s, e) = password_value(t, kw, false).expect("value");
         assert_eq!(&t[s..e], "Sommer2024!");
-        for neg in ["my password is too weak", "password reset kaise kare", "password = os.environ['X']",
-            "password=db_password)", "Passwort vergessen - was tun?", "password manager?"] {
+        for neg in [
+            "my password is too weak",
+            "password reset kaise kare",
+            "password = os.environ['X']",
+            "password=db_password)",
+            "Passwort vergessen - was tun?",
+            "password manager?",
+        ] {
             let kw = neg.to_lowercase().find("passw").map(|i| i + 8).unwrap_or(0);
             assert!(password_value(neg, kw, false).is_none(), "{neg}");
         }

@@ -40,6 +40,20 @@ fn sensitive_table() {
         ("postgres://app:S3cr3t!x@db.internal:5432/prod", &[Credential]),
         ("I'm at 48.858370, 2.294481 now", &[Location]),
         ("Send it to 742 Evergreen Terrace, Springfield, OR 97403", &[PostalAddress]),
+        ("Mein Vater hatte letztes Jahr einen Herzinfarkt.", &[Health]),
+        ("Mere papa ka operation hai next week.", &[Health]),
+        ("My son has a cold, should he stay home?", &[Health]),
+        ("Personalausweisnummer: LZ6311T47", &[GovernmentId]),
+        ("Dr. Ana Ruiz, 52, lives in Toledo and earns 60.000 € a year.", &[PersonName]),
+        ("Meine Kollegin Anna Schmidt hat Brustkrebs.", &[Health]),
+        ("我叫王伟，今年35岁。", &[PersonName]),
+        ("mera number nau aath saat chhah paanch chaar teen do ek shunya hai", &[Phone]),
+        ("email: maria.lopez arroba gmail punto com", &[Email]),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----", &[Credential]),
+        ("Mi DNI es 12345678Z y mi móvil +34 612 345 678", &[GovernmentId, Phone]),
+        ("Account number 12345678, phone 0612 345 678 90", &[BankAccount, Phone]),
+        ("Name: Ana Ruiz, DOB 03/04/1988, passport X1234567, tel. +34 612 345 678", &[PersonName, DateOfBirth, GovernmentId, Phone]),
+        ("auth: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", &[Credential]),
     ];
     for (text, want) in table {
         let r = detector().scan(text);
@@ -67,6 +81,16 @@ fn hard_negatives_table() {
         "Contact us at support@example.com",
         "Translate 'good morning' into German.",
         "I'm writing a blog post about diabetes prevention; give me five tips.",
+        "Can you help me diagnose this error in my Rust code?",
+        "Call the function with the argument 5551234567 and see what happens.",
+        "Write a story about a detective named John Smith who lives in London.",
+        "Paris compte environ 2 102 650 habitants ; compare avec Lyon.",
+        "postgres://user:password@localhost:5432/app is the template in the docs.",
+        "const apiKey = process.env.API_KEY;",
+        "Wie beantrage ich einen neuen Reisepass?",
+        "订单号2024051200123456789还没发货。",
+        "Mera order ID 403-5551234-9876543 hai, kab aayega?",
+        "Angela Merkel wurde am 17. Juli 1954 in Hamburg geboren.",
     ];
     for text in table {
         let r = detector().scan(text);
@@ -104,4 +128,27 @@ fn report_serializes_snake_case() {
     assert!(j.contains("\"payment_card\""), "{j}");
     assert_eq!(Category::GovernmentId.as_str(), "government_id");
     assert_eq!(serde_json::to_string(&Category::DateOfBirth).expect("json"), "\"date_of_birth\"");
+}
+
+#[test]
+fn detector_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<PiiDetector>();
+    // Shared use from several threads gives the same answers.
+    let handles: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(|| detector().scan("IBAN DE89 3704 0044 0532 0130 00 please").categories))
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().expect("thread"), vec![Category::Iban]);
+    }
+}
+
+#[test]
+fn confidence_reflects_suppressed_look_alikes() {
+    let clean = detector().scan("Translate 'good morning' into German.");
+    let doc_card = detector().scan("In Stripe test mode use the card 4242 4242 4242 4242.");
+    assert!(!clean.sensitive && !doc_card.sensitive);
+    assert!(doc_card.confidence < clean.confidence, "{} vs {}", doc_card.confidence, clean.confidence);
+    let card = detector().scan("Charge my card 4556 7375 8689 9855");
+    assert!(card.confidence >= 0.9);
 }

@@ -46,4 +46,14 @@ class PrivacyAndCatalogTest {
         val e = assertThrows<EdgewiseException.InvalidParameter> { modelPath("no-such-model", "/tmp") }
         assertTrue(e.reason.contains("no-such-model"))
     }
+
+    @Test
+    fun aCatalogDownloadTargetsTheModelPath() {
+        val config = defaultFetchConfig().copy(prefer = SourceKind.HTTPS)
+        ModelDownload(defaultModel().id, "/data/app/files", config).use { d ->
+            assertEquals(modelPath(defaultModel().id, "/data/app/files"), d.destination())
+            assertFalse(d.isVerified())
+        }
+        assertThrows<EdgewiseException.InvalidParameter> { ModelDownload("no-such-model", "/tmp", config) }
+    }
 }

@@ -54,6 +54,21 @@ class SessionTest {
     }
 
     @Test
+    fun samplingParametersReachTheEngine() {
+        val session = TestSupport.newSession()
+        val hot = GenerationParams.defaults().copy(
+            sampling = greedySamplingParams().copy(temperature = 1.5f),
+            maxTokens = 24u,
+            ignoreEos = true,
+        )
+        fun run(seed: ULong) =
+            session.complete("My favourite animal is", hot.copy(sampling = hot.sampling.copy(seed = seed)), TestSupport.Collector()).tokenIds
+        val a = run(1u)
+        assertEquals(a, run(1u), "same seed, same tokens")
+        assertTrue(a != run(2u), "another seed changes a hot sample")
+    }
+
+    @Test
     fun flowStreamsAChatAnswerIntoTheHistory() = runBlocking {
         val session = TestSupport.newSession()
         val pieces = session.stream("Name one colour.", GenerationParams.greedy(16)).toList()
