@@ -232,6 +232,10 @@ impl Engine {
         self_test: bool,
     ) -> std::result::Result<(Box<dyn CausalLm>, GpuInfo), (String, Option<GpuInfo>)> {
         let (_, info) = backend::gpu().map_err(|e| (format!("no usable GPU ({e})"), None))?;
+        // A software rasterizer (lavapipe/llvmpipe, SwiftShader) is slower than our CPU kernels.
+        if info.device_type == "Cpu" {
+            return Err((format!("only a software GPU adapter is present (`{}`)", info.name), Some(info)));
+        }
         let key = format!("{}|{}|{}", info.cache_key(), file.file_size(), file.tensors().len());
         let cached = if self_test { cached_verdict(&key) } else { Some(true) };
         if cached == Some(false) {

@@ -261,7 +261,15 @@ fn our_client_against_llama_cpp_python_server() {
         assert_eq!(texts[0], texts[1], "greedy answers differ between stream and non-stream");
         Ok(())
     });
-    let crashed = matches!(child.try_wait(), Ok(Some(_)));
+    // A crashed server may take a moment to be reaped.
+    let mut crashed = false;
+    for _ in 0..40 {
+        crashed = matches!(child.try_wait(), Ok(Some(_)));
+        if crashed || matches!(res, Ok(Ok(()))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = child.kill();
     let _ = child.wait();
     match res {

@@ -33,8 +33,8 @@ fn matches_llama_cpp_chat_golden() {
     for (i, line) in std::fs::read_to_string(&path).unwrap().lines().enumerate() {
         let v: Value = serde_json::from_str(line).unwrap();
         let Some(msgs) = v["messages"].as_array() else { continue }; // header
-        // llama.cpp's built-in "gemma" template trims the system prompt; the official HF template
-        // (ours) keeps it verbatim. Trim here so both render the same text.
+                                                                     // llama.cpp's built-in "gemma" template trims the system prompt; the official HF template
+                                                                     // (ours) keeps it verbatim. Trim here so both render the same text.
         let msgs: Vec<ChatMessage> = msgs
             .iter()
             .map(|m| {
@@ -77,7 +77,8 @@ fn segmented_encoding_equals_whole_prompt_encoding() {
     let Some((model, _)) = tokenizer_common::model_and_reference() else { return };
     let tok = tokenizer_common::build_from_gguf(&tokenizer_common::gguf_vocab(&model));
     let tpl = gemma_template(tok.bos_token());
-    let specials = ["<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>", "<pad>", "<unk>", "<start_of_image>", "<end_of_image>"];
+    let specials =
+        ["<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>", "<pad>", "<unk>", "<start_of_image>", "<end_of_image>"];
     let (mut n, mut bad) = (0, Vec::new());
     for (i, text) in tokenizer_common::corpus().iter().enumerate() {
         // Control-token text is parsed in a whole-prompt encode but not in user content (by design).

@@ -35,7 +35,18 @@ fn gguf_tokenizer_matches_reference_on_corpus() {
     assert_eq!(ours.vocab_size(), 262_144);
 
     // Strings holding control-token text: encode parses them, encode_user_text must not.
-    let control = ["<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>", "<bos>", "<eos>", "<pad>", "<unk>", "<mask>", "<unused"];
+    let control = [
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<start_of_image>",
+        "<end_of_image>",
+        "<bos>",
+        "<eos>",
+        "<pad>",
+        "<unk>",
+        "<mask>",
+        "<unused",
+    ];
     let mut id_mismatch = Vec::new();
     let mut roundtrip_mismatch = Vec::new();
     let mut ref_decode_mismatch = Vec::new();
@@ -169,7 +180,10 @@ fn cache_round_trip_and_timings() {
     let mut other = v.clone();
     other.scores.as_mut().unwrap()[1000] -= 0.5;
     let t_other = Tokenizer::from_gguf_vocab_cached(&other, &dir, "gemma3-test").unwrap();
-    assert_eq!(as_json(&t_other)["model"]["merges"], as_json(&Tokenizer::from_gguf_vocab(&other).unwrap())["model"]["merges"]);
+    assert_eq!(
+        as_json(&t_other)["model"]["merges"],
+        as_json(&Tokenizer::from_gguf_vocab(&other).unwrap())["model"]["merges"]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

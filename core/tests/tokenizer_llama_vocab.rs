@@ -12,9 +12,9 @@ use edgewise_core::gguf::GgufFile;
 use edgewise_core::tokenizer::{GgufVocab, Tokenizer};
 
 fn vocab_dir() -> Option<PathBuf> {
-    let home = std::env::var_os("EDGEWISE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache").join("edgewise")
-    });
+    let home = std::env::var_os("EDGEWISE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache").join("edgewise"));
     let dir = home.join("reference").join("llama-vocab");
     if dir.join("ggml-vocab-llama-bpe.gguf").is_file() {
         return Some(dir);

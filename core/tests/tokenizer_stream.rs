@@ -52,7 +52,8 @@ fn split_characters_wait_for_their_last_byte() {
         let mut s = tok.stream_decoder();
         ids.iter().map(|&id| s.push(id).unwrap()).collect()
     };
-    let bytes: Vec<u32> = ["<0xF0>", "<0xA0>", "<0x80>", "<0x80>"].iter().map(|p| tok.token_to_id(p).unwrap()).collect();
+    let bytes: Vec<u32> =
+        ["<0xF0>", "<0xA0>", "<0x80>", "<0x80>"].iter().map(|p| tok.token_to_id(p).unwrap()).collect();
     assert_eq!(&ids[1..5], &bytes[..], "expected byte fallback for U+20000");
     assert_eq!(pieces[0].as_deref(), Some("a"));
     assert_eq!(&pieces[1..4], &[None, None, None]);

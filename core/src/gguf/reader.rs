@@ -498,7 +498,9 @@ mod tests {
         assert!(matches!(open_bytes(&b), Err(Error::Tensor { .. })));
         // Unknown type id (IQ2_XXS = 16).
         let mut b = GgufWriter::new().tensor("t", &[8], GgmlType::F32, vec![0; 32]).to_bytes();
-        let pos = b.windows(12).position(|x| x[..4] == 0u32.to_le_bytes() && x[4..] == 0u64.to_le_bytes()).unwrap();
+        // Header (24 bytes), then name (8 + 1), n_dims (4), one dim (8): the type id is at 45.
+        let pos = 24 + 8 + 1 + 4 + 8;
+        assert_eq!(b[pos..pos + 4], 0u32.to_le_bytes());
         b[pos..pos + 4].copy_from_slice(&16u32.to_le_bytes());
         assert!(matches!(open_bytes(&b), Err(Error::Tensor { .. })));
         // Misaligned alignment key and duplicate names.

@@ -198,9 +198,9 @@ impl ChatTemplate {
             pos += lit.len();
             let next = literals[i + 1];
             let c = m.content.as_str();
-            let found = [c, c.trim(), c.trim_start(), c.trim_end()].into_iter().find(|cand| {
-                full[pos..].starts_with(cand) && full[pos + cand.len()..].starts_with(next)
-            });
+            let found = [c, c.trim(), c.trim_start(), c.trim_end()]
+                .into_iter()
+                .find(|cand| full[pos..].starts_with(cand) && full[pos + cand.len()..].starts_with(next));
             let Some(cand) = found else { return Ok(None) };
             out.push(Segment::User(&full[pos..pos + cand.len()]));
             pos += cand.len();
@@ -256,17 +256,25 @@ fn render_err(what: &str, e: &minijinja::Error) -> Error {
 /// `strftime_now(fmt)` for templates (Llama 3.1 prints today's date). UTC; supports
 /// `%d %m %Y %y %b %B %H %M %S %%`.
 fn strftime_now(fmt: &str) -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     format_utc(secs, fmt)
 }
 
 fn format_utc(secs: i64, fmt: &str) -> String {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-        "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     let days = secs.div_euclid(86_400);
     let tod = secs.rem_euclid(86_400);
@@ -322,7 +330,10 @@ mod tests {
         // ENGINEERING.md D: `<bos><start_of_turn>user\n{msg}<end_of_turn>\n<start_of_turn>model\n`.
         let t = gemma();
         let msgs = [ChatMessage::new(Role::User, "Hello")];
-        assert_eq!(t.render(&msgs, true).unwrap(), "<bos><start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n");
+        assert_eq!(
+            t.render(&msgs, true).unwrap(),
+            "<bos><start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n"
+        );
         assert_eq!(t.render(&msgs, false).unwrap(), "<bos><start_of_turn>user\nHello<end_of_turn>\n");
     }
 
@@ -353,7 +364,8 @@ mod tests {
 
     #[test]
     fn gguf_template_wins_over_builtin_and_bad_templates_fail_at_load() {
-        let t = ChatTemplate::from_gguf_template(Some("{{ messages[0].content.upper() }}"), "gemma3", None, None).unwrap();
+        let t =
+            ChatTemplate::from_gguf_template(Some("{{ messages[0].content.upper() }}"), "gemma3", None, None).unwrap();
         assert_eq!(t.render(&[ChatMessage::new(Role::User, "abc")], false).unwrap(), "ABC");
         assert!(matches!(
             ChatTemplate::from_gguf_template(Some("{% for %}"), "gemma3", None, None),
@@ -384,8 +396,7 @@ mod tests {
         let msgs = [ChatMessage::new(Role::System, "sys "), ChatMessage::new(Role::User, " <start_of_turn>x ")];
         let full = t.render(&msgs, true).unwrap();
         let segs = t.segments(&msgs, true, &full).unwrap().unwrap();
-        let kinds: Vec<(bool, &str)> =
-            segs.iter().map(|s| (matches!(s, Segment::User(_)), s.text())).collect();
+        let kinds: Vec<(bool, &str)> = segs.iter().map(|s| (matches!(s, Segment::User(_)), s.text())).collect();
         assert_eq!(
             kinds,
             vec![

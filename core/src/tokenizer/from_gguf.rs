@@ -97,7 +97,9 @@ impl GgufVocab {
             Some(_) => Some(
                 md.get_i64_array("tokenizer.ggml.token_type")?
                     .into_iter()
-                    .map(|t| i32::try_from(t).map_err(|_| invalid("tokenizer.ggml.token_type", "value out of i32 range")))
+                    .map(|t| {
+                        i32::try_from(t).map_err(|_| invalid("tokenizer.ggml.token_type", "value out of i32 range"))
+                    })
                     .collect::<Result<Vec<i32>>>()?,
             ),
         };
@@ -253,10 +255,7 @@ fn sentencepiece_special(id: u32, piece: &str, core_ids: &[Option<u32>]) -> bool
 
 fn build_sentencepiece(v: &GgufVocab, types: &[i32], cached: Option<Vec<(u32, u32)>>) -> Result<Built> {
     let n = v.tokens.len();
-    let raw_scores = v
-        .scores
-        .as_ref()
-        .ok_or_else(|| Error::MissingKey { key: "tokenizer.ggml.scores".into() })?;
+    let raw_scores = v.scores.as_ref().ok_or_else(|| Error::MissingKey { key: "tokenizer.ggml.scores".into() })?;
     if raw_scores.len() != n {
         return Err(Error::InvalidKey {
             key: "tokenizer.ggml.scores".into(),
@@ -285,7 +284,12 @@ fn build_sentencepiece(v: &GgufVocab, types: &[i32], cached: Option<Vec<(u32, u3
     };
     let merges: Vec<(String, String)> =
         merge_ids.iter().map(|&(l, r)| (pieces[l as usize].clone(), pieces[r as usize].clone())).collect();
-    log::debug!("tokenizer: {} {} merges in {:.2?}", if derived { "derived" } else { "reused" }, merges.len(), t0.elapsed());
+    log::debug!(
+        "tokenizer: {} {} merges in {:.2?}",
+        if derived { "derived" } else { "reused" },
+        merges.len(),
+        t0.elapsed()
+    );
     let t0 = std::time::Instant::now();
     let vocab: Vocab = pieces.iter().enumerate().map(|(i, p)| (p.clone(), i as u32)).collect();
     let duplicates = n - vocab.len();
@@ -435,12 +439,7 @@ pub(crate) fn sentencepiece_merge_ids(pieces: &[String], scores: &[f32]) -> Vec<
 
     // Stable sort, descending on (score, len(l), len(r)); equal keys keep their order, as Python's
     // `sorted(.., reverse=True)` does. Scores have no NaN and −0.0 was folded into +0.0.
-    all.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then(b.l_chars.cmp(&a.l_chars))
-            .then(b.r_chars.cmp(&a.r_chars))
-    });
+    all.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.l_chars.cmp(&a.l_chars)).then(b.r_chars.cmp(&a.r_chars)));
     all.into_iter().map(|c| (c.l, c.r)).collect()
 }
 
@@ -451,7 +450,8 @@ pub(crate) fn sentencepiece_merge_ids(pieces: &[String], scores: &[f32]) -> Vec<
 /// Llama 3 (`tokenizer.json` of meta-llama/Meta-Llama-3-8B).
 const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Qwen 2 / 2.5 / 3 (`tokenizer.json` of Qwen/Qwen2-7B): Llama 3's with single digits.
-const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_REGEX: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// How a `tokenizer.ggml.pre` value pre-tokenizes, and its defaults.
 struct PreSpec {
@@ -512,10 +512,7 @@ fn pre_spec(pre: &str) -> Result<PreSpec> {
 
 fn build_byte_level(v: &GgufVocab, types: &[i32]) -> Result<Built> {
     let n = v.tokens.len();
-    let raw_merges = v
-        .merges
-        .as_ref()
-        .ok_or_else(|| Error::MissingKey { key: "tokenizer.ggml.merges".into() })?;
+    let raw_merges = v.merges.as_ref().ok_or_else(|| Error::MissingKey { key: "tokenizer.ggml.merges".into() })?;
     let spec = pre_spec(v.pre.as_deref().unwrap_or("default"))?;
 
     // Every id goes into the model vocabulary, added tokens included, so each added token resolves
@@ -546,9 +543,7 @@ fn build_byte_level(v: &GgufVocab, types: &[i32]) -> Result<Built> {
     if spec.nfc {
         tokenizer.with_normalizer(Some(NFC)).map_err(|e| tok_err("normalizer", e))?;
     }
-    tokenizer
-        .with_pre_tokenizer(Some(spec.pre_tokenizer))
-        .with_decoder(Some(ByteLevel::default()));
+    tokenizer.with_pre_tokenizer(Some(spec.pre_tokenizer)).with_decoder(Some(ByteLevel::default()));
 
     let add_bos = v.add_bos_token.unwrap_or(spec.add_bos_default);
     let add_eos = v.add_eos_token.unwrap_or(false);
@@ -807,8 +802,7 @@ mod tests {
         let b = build(&tiny_gpt2("qwen2")).unwrap();
         let t = &b.tokenizer;
         let ids = t.encode("hello world<|im_end|>", false).unwrap().get_ids().to_vec();
-        let expect: Vec<u32> =
-            ["hello", "Ġworld", "<|im_end|>"].iter().map(|p| t.token_to_id(p).unwrap()).collect();
+        let expect: Vec<u32> = ["hello", "Ġworld", "<|im_end|>"].iter().map(|p| t.token_to_id(p).unwrap()).collect();
         assert_eq!(ids, expect);
         assert_eq!(t.decode(&ids, false).unwrap(), "hello world<|im_end|>");
         // qwen2 splits digits one by one, so "12" is never merged even though "1 2" is a merge.

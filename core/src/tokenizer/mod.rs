@@ -115,8 +115,11 @@ impl Tokenizer {
         let file = crate::gguf::GgufFile::open(path)?;
         let vocab = GgufVocab::from_metadata(file.metadata())?;
         drop(file);
-        let key = file_cache_key(path)?;
-        let tok = Self::from_gguf_vocab_cached(&vocab, &default_cache_dir(), &key)?;
+        let tok = match crate::catalog::edgewise_home() {
+            Ok(home) => Self::from_gguf_vocab_cached(&vocab, &home.join("cache"), &file_cache_key(path)?)?,
+            // No home directory (an app that passes its own paths): build without a cache.
+            Err(_) => Self::from_gguf_vocab(&vocab)?,
+        };
         Ok((tok, vocab))
     }
 
@@ -167,9 +170,8 @@ impl Tokenizer {
     /// usual names: `<bos>`/`<s>`/`<|begin_of_text|>`, `<eos>`/`</s>`/`<|end_of_text|>`, and the
     /// end-of-turn tokens llama.cpp knows).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let tok = tokenizers::Tokenizer::from_file(path).map_err(|_| Error::Tokenizer {
-            reason: format!("{} is not a readable tokenizer.json", path.display()),
-        })?;
+        let tok = tokenizers::Tokenizer::from_file(path)
+            .map_err(|_| Error::Tokenizer { reason: format!("{} is not a readable tokenizer.json", path.display()) })?;
         Self::from_hf(tok)
     }
 
@@ -267,10 +269,7 @@ impl Tokenizer {
     /// Ids outside the vocabulary are an error.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         self.check_ids(ids)?;
-        self.inner
-            .tok
-            .decode(ids, skip_special)
-            .map_err(|_| Error::Tokenizer { reason: "decoding failed".into() })
+        self.inner.tok.decode(ids, skip_special).map_err(|_| Error::Tokenizer { reason: "decoding failed".into() })
     }
 
     pub(crate) fn check_ids(&self, ids: &[u32]) -> Result<()> {
@@ -329,10 +328,7 @@ impl Tokenizer {
 
     /// Serialize as a Hugging Face `tokenizer.json`.
     pub fn to_json(&self) -> Result<String> {
-        self.inner
-            .tok
-            .to_string(false)
-            .map_err(|e| Error::Tokenizer { reason: format!("serializing: {e}") })
+        self.inner.tok.to_string(false).map_err(|e| Error::Tokenizer { reason: format!("serializing: {e}") })
     }
 }
 
@@ -379,24 +375,12 @@ fn decode_merge_cache(bytes: &[u8], fingerprint: u64, n_tokens: usize) -> Option
         .collect()
 }
 
-/// `$EDGEWISE_HOME/cache`, with `EDGEWISE_HOME` defaulting to `~/.cache/edgewise`.
-// TODO: use the catalog's home helper once `crate::catalog` exposes one.
-fn default_cache_dir() -> PathBuf {
-    let home = std::env::var_os("EDGEWISE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache").join("edgewise")
-    });
-    home.join("cache")
-}
-
 /// A cache key for a model file: its name, size and modification time (hashing 250 MB on every
 /// load would cost more than rebuilding the tokenizer).
 fn file_cache_key(path: &Path) -> Result<String> {
     let md = std::fs::metadata(path)?;
-    let mtime = md
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
+    let mtime =
+        md.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
     Ok(format!("{name}-{}-{mtime}", md.len()))
 }

@@ -14,16 +14,14 @@ pub fn repo_root() -> PathBuf {
 }
 
 fn edgewise_home() -> PathBuf {
-    std::env::var_os("EDGEWISE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache").join("edgewise")
-    })
+    std::env::var_os("EDGEWISE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache").join("edgewise"))
 }
 
 /// First existing path among `$EDGEWISE_HOME/<sub>/<name>` and `/tmp/model/<name>`.
 fn find(sub: &str, name: &str) -> Option<PathBuf> {
-    [edgewise_home().join(sub).join(name), PathBuf::from("/tmp/model").join(name)]
-        .into_iter()
-        .find(|p| p.is_file())
+    [edgewise_home().join(sub).join(name), PathBuf::from("/tmp/model").join(name)].into_iter().find(|p| p.is_file())
 }
 
 /// The default model and the reference tokenizer.json, or `None` (after a loud message) when they

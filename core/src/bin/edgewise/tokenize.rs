@@ -79,12 +79,11 @@ pub fn run(a: TokenizeArgs) -> crate::CliResult {
     Ok(())
 }
 
-/// A path to an existing file, or a catalog id.
+/// A path to an existing file (GGUF or tokenizer.json), or a catalog id (fetched if missing).
 fn resolve(model: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
     let p = Path::new(model);
     if p.is_file() {
         return Ok(p.to_path_buf());
     }
-    // TODO(catalog): resolve model ids through `edgewise_core::catalog` once it exposes a resolver.
-    Err(format!("`{model}` is not a file (model ids are not resolved yet: pass a path)").into())
+    Ok(edgewise_core::catalog::resolve_model(model)?)
 }
