@@ -23,7 +23,7 @@ const KEY: &str = "sk-test-CANARYKEY-5521";
 
 struct Setup {
     router: Router,
-    dir: std::path::PathBuf,
+    dir: TempDir,
     online: Arc<AtomicBool>,
 }
 
@@ -37,7 +37,7 @@ fn setup(name: &str, base_url: &str, policy: RouterPolicy, tweak: impl FnOnce(&m
     cloud.backoff_base = Duration::from_millis(10);
     cloud.backoff_max = Duration::from_millis(40);
     tweak(&mut cloud);
-    let config = RouterConfig { policy, cloud: Some(cloud), ..RouterConfig::local_only(&dir) };
+    let config = RouterConfig { policy, cloud: Some(cloud), ..RouterConfig::local_only(dir.to_path_buf()) };
     let online = Arc::new(AtomicBool::new(true));
     let o = online.clone();
     let router =

@@ -88,11 +88,29 @@ impl edgewise_core::router::AnswerSink for RecordingSink {
     }
 }
 
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A temporary directory removed when dropped (kept when `EDGEWISE_KEEP_TEST_DIRS` is set).
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("EDGEWISE_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn temp_dir(name: &str) -> TempDir {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let d = std::env::temp_dir().join(format!("edgewise-{name}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&d).expect("temp dir");
-    d
+    TempDir(d)
 }
 
 /// One SSE `data:` event carrying a content delta.
