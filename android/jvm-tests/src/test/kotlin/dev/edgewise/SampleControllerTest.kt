@@ -2,6 +2,8 @@ package dev.edgewise
 
 import dev.edgewise.sample.ChatController
 import dev.edgewise.sample.ChatController.ModelState
+import java.io.File
+import java.nio.file.Files
 import java.util.concurrent.TimeUnit
 import kotlinx.coroutines.flow.first
 import kotlinx.coroutines.runBlocking
@@ -10,19 +12,23 @@ import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.Timeout
+import org.junit.jupiter.api.io.TempDir
 
 /** The Android sample's logic (android/sample/src/main/controller) against the real library. */
 @Timeout(value = 300, unit = TimeUnit.SECONDS)
 class SampleControllerTest {
     @Test
-    fun downloadsLoadsStreamsAndBadgesAnswers() = runBlocking {
+    fun downloadsLoadsStreamsAndBadgesAnswers(@TempDir home: File) = runBlocking {
         val model = TestSupport.requireModel()
         val info = defaultModel()
-        val controller = ChatController(this, homeDir = model.parentFile.path,
+        val controller = ChatController(this, homeDir = home.path,
             engineConfig = EngineConfig.defaults().copy(backend = BackendPreference.CPU))
-        // The file is already present: fetch() only verifies it (sha256), no network.
+        // The file is already present (a link to the real model): fetch() only verifies its sha256,
+        // with no network, and keeps its work files in the temporary home.
+        val dest = File(modelPath(info.id, home.path)).apply { parentFile.mkdirs() }
+        Files.createSymbolicLink(dest.toPath(), model.absoluteFile.toPath())
         val download = ModelDownload.custom(
-            ArtifactSpec(info.id, info.size, info.sha256, listOf(ModelSource.Https("http://127.0.0.1:9/unused", null)), model.path),
+            ArtifactSpec(info.id, info.size, info.sha256, listOf(ModelSource.Https("http://127.0.0.1:9/unused", null)), dest.path),
             defaultFetchConfig(),
         )
         controller.start(download).join()
