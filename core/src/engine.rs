@@ -107,12 +107,14 @@ fn build_model(file: &Arc<GgufFile>, kind: BackendKind) -> Result<Box<dyn Causal
             (d, info.max_storage_binding.saturating_sub(1 << 20).max(1 << 20))
         }
     };
-    // CPU: the file's blocks are multiplied in place. GPU: dequantized f32 for now (issue 4).
+    // CPU: the file's blocks are multiplied in place. GPU: the blocks are uploaded repacked and
+    // multiplied by our CubeCL kernels (quant::gpu), or dequantized f32 if that fails.
     let mode = match kind {
         BackendKind::Cpu if std::env::var_os("EDGEWISE_CPU_DENSE").is_none() => WeightMode::QuantizedCpu,
+        BackendKind::Gpu if std::env::var_os("EDGEWISE_GPU_DENSE").is_none() => WeightMode::QuantizedGpu,
         _ => WeightMode::Dense,
     };
-    let load = || -> Result<Box<dyn CausalLm>> {
+    let load = |mode: WeightMode| -> Result<Box<dyn CausalLm>> {
         match arch {
             Architecture::Gemma3 => {
                 let cfg = config::gemma3_config(md, vocab)?;
@@ -121,8 +123,28 @@ fn build_model(file: &Arc<GgufFile>, kind: BackendKind) -> Result<Box<dyn Causal
         }
     };
     // Device allocation failures inside burn surface as panics; keep them from escaping.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(load))
-        .unwrap_or_else(|_| Err(Error::Backend { reason: format!("loading the model on the {kind} backend panicked") }))
+    let try_load = |mode: WeightMode| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(mode))).unwrap_or_else(|_| {
+            Err(Error::Backend { reason: format!("loading the model on the {kind} backend panicked") })
+        })
+    };
+    match try_load(mode) {
+        Err(e) if mode == WeightMode::QuantizedGpu => {
+            log::warn!("quantized gpu weights failed ({e}); falling back to dense f32 weights");
+            try_load(WeightMode::Dense)
+        }
+        r => r,
+    }
+}
+
+/// Returns freed heap pages to the system (glibc keeps them otherwise, and the tokenizer build
+/// frees ~100 MB of scratch just before the model's pages are touched).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The fixed self-test prompt: plain, common tokens that every vocabulary has.
@@ -173,14 +195,27 @@ impl Engine {
             }
             backend::set_cpu_threads(t);
         }
-        let file = Arc::new(GgufFile::open(path)?);
-        let md = file.metadata();
-        let vocab = GgufVocab::from_metadata(md)?;
-        let tokenizer = Tokenizer::from_gguf_vocab(&vocab)?;
-        let arch_name = md.get_str("general.architecture")?.to_string();
+        let mut file = GgufFile::open(path)?;
+        let vocab = GgufVocab::from_metadata(file.metadata())?;
+        // The SentencePiece merge derivation is cached per file (halves the tokenizer's build time).
+        // Without a home directory (as on a phone without EDGEWISE_HOME) it is built every time.
+        let key = format!("{}-{}", path.file_stem().and_then(|s| s.to_str()).unwrap_or("model"), file.file_size());
+        let tokenizer = match crate::catalog::edgewise_home() {
+            Ok(home) => Tokenizer::from_gguf_vocab_cached(&vocab, &home.join("cache"), &key)?,
+            Err(_) => Tokenizer::from_gguf_vocab(&vocab)?,
+        };
+        let arch_name = file.metadata().get_str("general.architecture")?.to_string();
+        let model_name = file.metadata().opt_str("general.name")?.map(str::to_string);
         let bos = tokenizer.bos_id().and_then(|b| tokenizer.id_to_token(b));
         let eos = tokenizer.eos_ids().first().and_then(|&e| tokenizer.id_to_token(e));
         let template = ChatTemplate::from_gguf_template(vocab.chat_template.as_deref(), &arch_name, bos, eos)?;
+        // The vocabulary lives on in the tokenizer: drop the metadata copy (tens of MB for 262k
+        // pieces) and hand the build's scratch memory back to the system.
+        drop(vocab);
+        let dropped = file.metadata_mut().drop_arrays("tokenizer.ggml.");
+        log::debug!("engine: dropped {dropped} tokenizer arrays from the metadata");
+        release_free_memory();
+        let file = Arc::new(file);
 
         let mut gpu_info = None;
         let mut fallback = None;
@@ -211,7 +246,7 @@ impl Engine {
         let info = EngineInfo {
             path: path.to_path_buf(),
             architecture: arch_name,
-            name: md.opt_str("general.name")?.map(str::to_string),
+            name: model_name,
             parameter_count: file.tensors().iter().map(|t| t.n_elements()).sum(),
             file_size: file.file_size(),
             vocab_size: model.vocab_size(),

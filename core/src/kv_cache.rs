@@ -78,6 +78,12 @@ pub struct KvCache {
     v: Vec<Tensor<3>>,
     len: usize,
     pass: Option<(usize, usize)>,
+    /// Additive masks `[n, S]` of the current pass, per ring (built once per pass, not per layer).
+    masks: [Option<Tensor<2>>; 2],
+    /// A one-element tensor swapped in while a layer's buffer is updated, so the buffer is
+    /// uniquely owned and written in place instead of copied.
+    placeholder: Tensor<3>,
+    device: Device,
 }
 
 impl KvCache {
@@ -102,7 +108,8 @@ impl KvCache {
             k.push(zeros());
             v.push(zeros());
         }
-        Ok(Self { layout, rings, k, v, len: 0, pass: None })
+        let placeholder = Tensor::<3>::from_data(TensorData::new(vec![0f32], [1, 1, 1]), device);
+        Ok(Self { layout, rings, k, v, len: 0, pass: None, masks: [None, None], placeholder, device: device.clone() })
     }
 
     /// Tokens currently cached.
@@ -147,13 +154,16 @@ impl KvCache {
         if end > self.layout.max_context {
             return Err(Error::ContextOverflow { max: self.layout.max_context, requested: end });
         }
-        for ring in &mut self.rings {
+        for (ring, mask) in self.rings.iter_mut().zip(self.masks.iter_mut()) {
+            *mask = None;
             if ring.capacity == 0 {
                 continue;
             }
             for p in self.len..end {
                 ring.slot_pos[p % ring.capacity] = p as i64;
             }
+            let s = ring.visible(end);
+            *mask = Some(Tensor::<2>::from_data(TensorData::new(ring.mask(self.len, n, 1, s), [n, s]), &self.device));
         }
         self.pass = Some((self.len, n));
         Ok(())
@@ -166,35 +176,36 @@ impl KvCache {
         let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
         let s0 = start % cap;
         let first = n.min(cap - s0);
+        let placeholder = &self.placeholder;
         let put = |t: &mut Tensor<3>, x: Tensor<3>| {
+            // Move the buffer out (its only owner), write, move it back: no copy of the cache.
+            let mut buf = std::mem::replace(t, placeholder.clone());
             let head = x.clone().slice([0..kvh, 0..first, 0..hd]);
-            *t = t.clone().slice_assign([0..kvh, s0..s0 + first, 0..hd], head);
+            buf = buf.slice_assign([0..kvh, s0..s0 + first, 0..hd], head);
             if first < n {
                 let tail = x.slice([0..kvh, first..n, 0..hd]);
-                *t = t.clone().slice_assign([0..kvh, 0..n - first, 0..hd], tail);
+                buf = buf.slice_assign([0..kvh, 0..n - first, 0..hd], tail);
             }
+            *t = buf;
         };
         put(&mut self.k[layer], k);
         put(&mut self.v[layer], v);
         Ok(())
     }
 
-    /// Keys, values and additive mask visible to this pass's queries at `layer`, with the mask
-    /// repeated for `heads / kv_heads` query groups.
-    /// -> (k [KV, S, hd], v [KV, S, hd], mask [groups·n, S], S)
-    pub fn view(&self, layer: usize, n: usize, heads: usize, device: &Device) -> Result<(Tensor<3>, Tensor<3>, Tensor<2>, usize)> {
+    /// Keys, values and additive mask visible to this pass's queries at `layer`.
+    /// -> (k [KV, S, hd], v [KV, S, hd], mask [n, S], S)
+    pub fn view(&self, layer: usize, n: usize) -> Result<(Tensor<3>, Tensor<3>, Tensor<2>, usize)> {
         let (start, pn) = self.pass.ok_or_else(|| Error::Backend { reason: "kv view outside a pass".into() })?;
         if pn != n {
             return Err(Error::Backend { reason: "kv view size differs from the pass".into() });
         }
-        let ring = &self.rings[self.ring_index(layer)?];
-        let s = ring.visible(start + n);
-        let groups = heads / self.layout.kv_heads;
+        let ri = self.ring_index(layer)?;
+        let s = self.rings[ri].visible(start + n);
+        let mask = self.masks[ri].clone().ok_or_else(|| Error::Backend { reason: "kv pass has no mask".into() })?;
         let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
         let k = self.k[layer].clone().slice([0..kvh, 0..s, 0..hd]);
         let v = self.v[layer].clone().slice([0..kvh, 0..s, 0..hd]);
-        let mask = ring.mask(start, n, groups, s);
-        let mask = Tensor::<2>::from_data(TensorData::new(mask, [groups * n, s]), device);
         Ok((k, v, mask, s))
     }
 
@@ -203,6 +214,7 @@ impl KvCache {
         if let Some((start, n)) = self.pass.take() {
             self.len = start + n;
         }
+        self.masks = [None, None];
     }
 
     /// Abandons a pass that failed midway (its slots are forgotten).
@@ -211,6 +223,7 @@ impl KvCache {
             let len = self.len;
             self.forget_from(start.max(len));
         }
+        self.masks = [None, None];
     }
 
     fn forget_from(&mut self, n: usize) {
@@ -249,6 +262,7 @@ impl KvCache {
         self.forget_from(0);
         self.len = 0;
         self.pass = None;
+        self.masks = [None, None];
     }
 }
 

@@ -273,12 +273,9 @@ impl Session {
             msgs.push(ChatMessage { role: Role::System, content: sys.clone() });
         }
         msgs.extend_from_slice(turns);
-        let text = self.engine.template().render(&msgs, true)?;
-        let tok = self.engine.tokenizer();
-        // Templates usually start with the BOS text; add BOS only when they do not (no double BOS).
-        let bos_text = tok.bos_id().and_then(|b| tok.id_to_token(b));
-        let starts_with_bos = bos_text.as_deref().is_some_and(|b| text.starts_with(b));
-        tok.encode(&text, tok.add_bos_default() && !starts_with_bos)
+        // One BOS, template text parsed for control tokens, message text encoded as typed (a user
+        // who types `<end_of_turn>` cannot forge a turn boundary).
+        self.engine.template().encode(self.engine.tokenizer(), &msgs, true)
     }
 
     /// Feeds `ids` after what is cached and returns the logits of positions `first..` of them

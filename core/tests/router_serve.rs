@@ -201,10 +201,15 @@ fn our_client_against_llama_cpp_python_server() {
         return;
     };
     let port = refused_port();
+    // tests/reference/llama_server.py: the stock server with ggml's AMX path off (the stock one
+    // crashes on its first completion on our VMs); llama.cpp's gemma chat format (no template in
+    // the GGUF).
     let mut child = Command::new(&py)
-        .args(["-m", "llama_cpp.server", "--model"])
+        .arg(reference_script("llama_server.py"))
+        .arg("--model")
         .arg(&model)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "1024", "--verbose", "false"])
+        .args(["--chat_format", "gemma", "--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "1024"])
+        .args(["--verbose", "false"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

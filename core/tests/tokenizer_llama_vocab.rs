@@ -28,23 +28,9 @@ fn vocab_dir() -> Option<PathBuf> {
 }
 
 /// Open a vocab-only GGUF. These files have no tensors and end right after the metadata, without
-/// padding up to `general.alignment`; llama.cpp and gguf-py accept them. If our reader rejects the
-/// file as it is, open a copy padded with zeros to the alignment (which adds no data).
+/// padding up to `general.alignment`; llama.cpp and gguf-py accept them, and so must we.
 fn open_vocab_only(path: &std::path::Path) -> GgufFile {
-    match GgufFile::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("note: GgufFile::open rejected {} ({e}); retrying with alignment padding", path.display());
-            let mut bytes = std::fs::read(path).unwrap();
-            bytes.resize(bytes.len().div_ceil(32) * 32 + 32, 0);
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            let tmp = std::env::temp_dir().join(format!("edgewise-padded-{}-{name}", std::process::id()));
-            std::fs::write(&tmp, &bytes).unwrap();
-            let f = GgufFile::open(&tmp).expect("open padded vocab GGUF");
-            let _ = std::fs::remove_file(&tmp);
-            f
-        }
-    }
+    GgufFile::open(path).unwrap_or_else(|e| panic!("{} must open as it is: {e}", path.display()))
 }
 
 /// Returns (matches, total, mismatching case indices).

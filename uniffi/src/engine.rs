@@ -15,6 +15,13 @@ pub struct Engine {
     inner: ce::Engine,
 }
 
+impl Engine {
+    /// The core engine (for the router).
+    pub(crate) fn core(&self) -> &ce::Engine {
+        &self.inner
+    }
+}
+
 #[uniffi::export]
 impl Engine {
     /// Loads a GGUF model. Blocking (seconds): call it from a background thread.

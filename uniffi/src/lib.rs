@@ -12,7 +12,7 @@
 //! | `engine` | `Engine` (load, info, new_session) and the core defaults as functions |
 //! | `session` | `ChatSession` (chat/complete with a `TokenSink`, cancel, reset, history) |
 //! | `catalog` | the built-in model catalog and `ModelDownload` (fetch with a `DownloadListener`, cancel, verify) |
-//! | `router` | the on-device privacy check and the routing policy presets |
+//! | `router` | the on-device privacy check, the routing policy presets, and `Router` (send with an `AnswerListener`, cancel) |
 //!
 //! # Quick start (the Rust view of what Kotlin and Swift call)
 //!
@@ -55,6 +55,9 @@ pub use catalog::{
     default_fetch_config, default_model, edgewise_home, list_models, model_path, DownloadListener, ModelDownload,
 };
 pub use error::{EdgewiseError, EdgewiseResult};
-pub use router::{privacy_check, router_policy_cloud_assist, router_policy_field_worker, router_policy_local_only};
+pub use router::{
+    default_cloud_endpoint, privacy_check, router_policy_cloud_assist, router_policy_field_worker,
+    router_policy_local_only, AnswerListener, Router,
+};
 pub use session::{ChatSession, TokenSink};
 pub use types::*;

@@ -1,9 +1,20 @@
-//! The privacy check and the router's policy types.
+//! The privacy check, the router's policy presets and the `Router` object.
+//!
+//! `Router.send` blocks the caller's thread (like `ChatSession.chat`) and streams through the
+//! host-implemented [`AnswerListener`] on that same thread; `cancel()` works from any thread.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use edgewise_core::router::{self as cr, pii};
+use edgewise_core::session as css;
 
-use crate::error::EdgewiseResult;
-use crate::types::{PiiReport, RouterPolicy};
+use crate::engine::Engine;
+use crate::error::{guard, EdgewiseError, EdgewiseResult};
+use crate::types::{
+    to_u32, ChatMessage, CloudEndpoint, GenerationParams, PiiReport, RequestMeta, RouteDecision, RoutedAnswer,
+    RouterPolicy, SessionConfig,
+};
 
 /// Scans `text` for personal data on the device (nothing leaves it). Fails closed: an internal
 /// failure reports `sensitive = true`.
@@ -28,4 +39,155 @@ pub fn router_policy_cloud_assist() -> EdgewiseResult<RouterPolicy> {
 #[uniffi::export]
 pub fn router_policy_field_worker() -> EdgewiseResult<RouterPolicy> {
     Ok(cr::RouterPolicy::field_worker().into())
+}
+
+/// The core defaults (timeouts, retries, streaming) for an endpoint at `base_url` serving
+/// `model`.
+#[uniffi::export]
+pub fn default_cloud_endpoint(base_url: String, model: String) -> EdgewiseResult<CloudEndpoint> {
+    Ok(cr::cloud::CloudConfig::new(base_url, model).into())
+}
+
+/// Receives a routed answer as it streams, from the cloud or the device. Implemented in Kotlin
+/// or Swift; called on the thread that called `Router.send`.
+#[uniffi::export(foreign)]
+pub trait AnswerListener: Send + Sync {
+    /// A piece of answer text. Throwing stops the answer, and `send` fails with the thrown error.
+    fn on_token(&self, text: String) -> Result<(), EdgewiseError>;
+    /// The cloud failed after some text was delivered: discard what this answer showed so far;
+    /// the local answer streams next, from its beginning.
+    fn on_reset(&self) -> Result<(), EdgewiseError>;
+}
+
+/// The offline-first privacy router over a loaded [`Engine`]: each `send` is answered on the
+/// device unless every condition for the cloud holds (cloud enabled with an endpoint, nothing
+/// sensitive anywhere in the request, a reason, the network up, budgets left); a cloud failure
+/// falls back to the device. Thread-safe; `send`s may run concurrently.
+#[derive(uniffi::Object)]
+pub struct Router {
+    router: cr::Router,
+    local: cr::LocalEngine,
+    cancelled: AtomicBool,
+}
+
+/// Forwards core's answer stream to the host listener, remembering the first host error.
+struct Forward<'a> {
+    listener: &'a dyn AnswerListener,
+    cancelled: &'a AtomicBool,
+    failure: Option<EdgewiseError>,
+}
+
+impl cr::AnswerSink for Forward<'_> {
+    fn on_text(&mut self, text: &str) -> bool {
+        if self.failure.is_some() || self.cancelled.load(Ordering::SeqCst) {
+            return false;
+        }
+        match self.listener.on_token(text.to_string()) {
+            Ok(()) => true,
+            Err(e) => {
+                self.failure = Some(e);
+                false
+            }
+        }
+    }
+
+    fn on_reset(&mut self) {
+        if let Err(e) = self.listener.on_reset() {
+            self.failure.get_or_insert(e);
+        }
+    }
+}
+
+#[uniffi::export]
+impl Router {
+    /// A router answering locally with `engine` (each request gets a context of
+    /// `session_config.max_context` tokens), deciding with `policy`, escalating to `cloud` (null
+    /// keeps everything local) with `cloud_api_key` as its bearer token (never logged).
+    /// `data_dir` holds the audit log (`audit.jsonl`) and the offline queue (`queue.wal`); it is
+    /// created if missing.
+    #[uniffi::constructor]
+    pub fn new(
+        engine: Arc<Engine>,
+        session_config: SessionConfig,
+        policy: RouterPolicy,
+        cloud: Option<CloudEndpoint>,
+        cloud_api_key: Option<String>,
+        data_dir: String,
+    ) -> EdgewiseResult<Arc<Self>> {
+        guard("Router.new", || {
+            std::fs::create_dir_all(&data_dir).map_err(cr_io)?;
+            let config = cr::RouterConfig {
+                policy: policy.into(),
+                cloud: cloud.map(|c| cr::cloud::CloudConfig {
+                    api_key: cloud_api_key.map(cr::cloud::ApiKey::new),
+                    ..c.into()
+                }),
+                ..cr::RouterConfig::local_only(&data_dir)
+            };
+            let router = cr::Router::new(config)?;
+            let local =
+                cr::LocalEngine::new(engine.core().clone(), session_config.into(), css::GenerationParams::default())?;
+            Ok(Arc::new(Self { router, local, cancelled: AtomicBool::new(false) }))
+        })
+    }
+
+    /// Answers a conversation (`messages`: system prompt, history and the new user message,
+    /// oldest first), streaming into `listener`. `params` drive local generation; their
+    /// `max_tokens` and temperature are also sent to the cloud. Blocking: call it from a
+    /// background thread. Fails only when the local model itself fails (or the listener throws).
+    pub fn send(
+        &self,
+        messages: Vec<ChatMessage>,
+        meta: RequestMeta,
+        params: GenerationParams,
+        listener: Arc<dyn AnswerListener>,
+    ) -> EdgewiseResult<RoutedAnswer> {
+        guard("Router.send", || {
+            let params: css::GenerationParams = params.into();
+            let request = cr::ChatRequest {
+                messages: messages.into_iter().map(Into::into).collect(),
+                attachments: Vec::new(),
+                max_tokens: Some(to_u32(params.max_tokens)),
+                temperature: Some(params.sampling.temperature),
+            };
+            self.cancelled.store(false, Ordering::SeqCst);
+            let mut sink = Forward { listener: listener.as_ref(), cancelled: &self.cancelled, failure: None };
+            let answer = self.local.answer(&self.router, &request, &meta.into(), &params, &mut sink);
+            match sink.failure {
+                Some(e) => Err(e),
+                None => Ok(answer?.into()),
+            }
+        })
+    }
+
+    /// Where `messages` would run now, without generating anything (for a badge before sending).
+    pub fn decide(&self, messages: Vec<ChatMessage>, meta: RequestMeta) -> EdgewiseResult<RouteDecision> {
+        guard("Router.decide", || {
+            let request = cr::ChatRequest { messages: messages.into_iter().map(Into::into).collect(), ..Default::default() };
+            Ok(self.router.decide(&self.local, &request, &meta.into()).into())
+        })
+    }
+
+    /// Stops the answers being produced now (cloud or local) before their next piece; they end
+    /// with `finish_reason == Cancelled`. Safe from any thread.
+    pub fn cancel(&self) -> EdgewiseResult<()> {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.local.cancel_running();
+        Ok(())
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> EdgewiseResult<RouterPolicy> {
+        Ok(self.router.policy().clone().into())
+    }
+
+    /// Sends requests queued while offline to the cloud, if it is reachable now; returns how
+    /// many were answered. The answers stay in the queue file.
+    pub fn drain_queue(&self) -> EdgewiseResult<u32> {
+        guard("Router.drain_queue", || Ok(to_u32(self.router.drain_queue()?.answered.len())))
+    }
+}
+
+fn cr_io(e: std::io::Error) -> EdgewiseError {
+    edgewise_core::Error::Io(e).into()
 }

@@ -954,6 +954,192 @@ impl From<RequestMeta> for cr::RequestMeta {
     }
 }
 
+// === Router object ===
+
+impl From<Role> for cr::Role {
+    fn from(v: Role) -> Self {
+        match v {
+            Role::System => Self::System,
+            Role::User => Self::User,
+            Role::Assistant => Self::Assistant,
+        }
+    }
+}
+
+impl From<ChatMessage> for cr::ChatMessage {
+    fn from(v: ChatMessage) -> Self {
+        Self { role: v.role.into(), content: v.content }
+    }
+}
+
+/// An OpenAI-compatible chat-completions endpoint. Get one with the core defaults (timeouts,
+/// retries, streaming) from `default_cloud_endpoint(baseUrl, model)` and adjust it. The API key
+/// is not part of it (records print their fields): it is a separate argument of `Router(...)`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CloudEndpoint {
+    /// Base URL, e.g. `https://api.openai.com/v1`; requests go to `{base_url}/chat/completions`.
+    pub base_url: String,
+    /// Model name sent in the body.
+    pub model: String,
+    /// Stream answers (SSE) rather than wait for the whole answer.
+    pub stream: bool,
+    /// TCP/TLS connect timeout, ms.
+    pub connect_timeout_ms: u64,
+    /// Total time for one attempt, ms.
+    pub request_timeout_ms: u64,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Allow plain `http://` to hosts other than loopback (off: the key and text would travel
+    /// unencrypted).
+    pub allow_insecure_http: bool,
+}
+
+/// The API key, if any, is not carried over.
+impl From<cr::cloud::CloudConfig> for CloudEndpoint {
+    fn from(v: cr::cloud::CloudConfig) -> Self {
+        Self {
+            base_url: v.base_url,
+            model: v.model,
+            stream: v.stream,
+            connect_timeout_ms: millis(v.connect_timeout),
+            request_timeout_ms: millis(v.request_timeout),
+            max_retries: v.max_retries,
+            allow_insecure_http: v.allow_insecure_http,
+        }
+    }
+}
+
+impl From<CloudEndpoint> for cr::cloud::CloudConfig {
+    fn from(v: CloudEndpoint) -> Self {
+        Self {
+            stream: v.stream,
+            connect_timeout: Duration::from_millis(v.connect_timeout_ms),
+            request_timeout: Duration::from_millis(v.request_timeout_ms),
+            max_retries: v.max_retries,
+            allow_insecure_http: v.allow_insecure_http,
+            ..cr::cloud::CloudConfig::new(v.base_url, v.model)
+        }
+    }
+}
+
+/// Why an answer ended (OpenAI terms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum FinishReason {
+    /// The model ended its answer.
+    Stop,
+    /// The token limit was reached.
+    Length,
+    /// Cancelled (`Router.cancel()` or a listener error).
+    Cancelled,
+}
+
+impl From<cr::FinishReason> for FinishReason {
+    fn from(v: cr::FinishReason) -> Self {
+        match v {
+            cr::FinishReason::Stop => Self::Stop,
+            cr::FinishReason::Length => Self::Length,
+            cr::FinishReason::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// What went wrong on the cloud path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum CloudFailureKind {
+    /// Could not connect.
+    Connect,
+    /// A timeout expired.
+    Timeout,
+    /// The server answered with an error status.
+    HttpStatus,
+    /// The response was not a valid chat completion.
+    Malformed,
+    /// The connection closed before the answer was complete.
+    Truncated,
+    /// The egress check refused the body (personal data found).
+    PolicyDenied,
+    /// Something else on our side.
+    Internal,
+}
+
+impl From<cr::cloud::FailureKind> for CloudFailureKind {
+    fn from(v: cr::cloud::FailureKind) -> Self {
+        use cr::cloud::FailureKind as K;
+        match v {
+            K::Connect => Self::Connect,
+            K::Timeout => Self::Timeout,
+            K::HttpStatus => Self::HttpStatus,
+            K::Malformed => Self::Malformed,
+            K::Truncated => Self::Truncated,
+            K::PolicyDenied => Self::PolicyDenied,
+            K::Internal => Self::Internal,
+        }
+    }
+}
+
+/// A failed cloud attempt the router recovered from by answering on the device.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CloudFallback {
+    /// What went wrong.
+    pub kind: CloudFailureKind,
+    /// The HTTP status, when the cloud answered with an error status.
+    pub http_status: Option<u16>,
+    /// Cloud attempts made (1 + retries).
+    pub attempts: u32,
+    /// Characters of cloud text streamed before the failure and then withdrawn (`on_reset`).
+    pub discarded_chars: u64,
+}
+
+impl From<cr::Fallback> for CloudFallback {
+    fn from(v: cr::Fallback) -> Self {
+        Self { kind: v.kind.into(), http_status: v.http_status, attempts: v.attempts, discarded_chars: v.discarded_chars as u64 }
+    }
+}
+
+/// The answer to `Router.send`: the text, where it was decided to run and why, who actually
+/// answered, and what happened on the way.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct RoutedAnswer {
+    /// The answer text (only the answer that completed; never a mix of cloud and local).
+    pub text: String,
+    /// What the policy decided, and why.
+    pub decision: RouteDecision,
+    /// Who produced `text`: the decision's target unless the cloud failed (then `Local`).
+    pub served_by: RouteTarget,
+    /// Set when the cloud was chosen but failed and the device answered instead.
+    pub fallback: Option<CloudFallback>,
+    /// Offline-queue id, when the request was also queued for a cloud answer later.
+    pub queued_id: Option<u64>,
+    /// Prompt tokens (as counted by whoever answered).
+    pub prompt_tokens: u32,
+    /// Answer tokens.
+    pub completion_tokens: u32,
+    /// Why the answer ended.
+    pub finish_reason: FinishReason,
+    /// Timing of the local generation; null when the cloud answered.
+    pub local_metrics: Option<Metrics>,
+    /// Why the local generation stopped; null when the cloud answered.
+    pub local_stop_reason: Option<StopReason>,
+}
+
+impl From<cr::local::EngineAnswer> for RoutedAnswer {
+    fn from(v: cr::local::EngineAnswer) -> Self {
+        let a = v.answer;
+        Self {
+            text: a.text,
+            decision: a.decision.into(),
+            served_by: a.served_by.into(),
+            fallback: a.fallback.map(Into::into),
+            queued_id: a.queued,
+            prompt_tokens: to_u32(a.prompt_tokens),
+            completion_tokens: to_u32(a.completion_tokens),
+            finish_reason: a.finish_reason.into(),
+            local_metrics: v.local_metrics.map(Into::into),
+            local_stop_reason: v.local_stop_reason.map(Into::into),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -969,5 +1155,11 @@ mod tests {
         assert_eq!(ce::EngineConfig::from(EngineConfig::from(e.clone())), e);
         let m = ct::ChatMessage::new(ct::Role::Assistant, "hi");
         assert_eq!(ct::ChatMessage::from(ChatMessage::from(m.clone())), m);
+        let c = cr::cloud::CloudConfig {
+            max_retries: 5,
+            stream: false,
+            ..cr::cloud::CloudConfig::new("https://api.example.com/v1", "m")
+        };
+        assert_eq!(cr::cloud::CloudConfig::from(CloudEndpoint::from(c.clone())), c);
     }
 }

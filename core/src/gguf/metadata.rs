@@ -155,6 +155,14 @@ impl Metadata {
         Ok(())
     }
 
+    /// Drops the array values whose key starts with `prefix` (e.g. `tokenizer.ggml.` once the
+    /// tokenizer is built: 262k token strings and scores are tens of MB). Returns how many.
+    pub fn drop_arrays(&mut self, prefix: &str) -> usize {
+        let before = self.map.len();
+        self.map.retain(|k, v| !(k.starts_with(prefix) && matches!(v, MetaValue::Array(_))));
+        before - self.map.len()
+    }
+
     /// The raw value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<&MetaValue> {
         self.map.get(key)

@@ -165,6 +165,9 @@ fn parse(bytes: &[u8]) -> Result<Header> {
         }
         let data_offset = align_up(c.pos as u64, alignment).ok_or_else(|| bad("data offset overflows"))?;
         let file_len = bytes.len() as u64;
+        // A file without tensors (llama.cpp's vocab-only GGUFs) may end right after the metadata,
+        // without padding up to the alignment; its data section is simply empty.
+        let data_offset = if infos.is_empty() { data_offset.min(file_len) } else { data_offset };
         if data_offset > file_len {
             return Err(bad("file ends before its tensor data section"));
         }
@@ -233,6 +236,11 @@ impl GgufFile {
     /// All metadata.
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
+    }
+
+    /// Mutable metadata (to drop what is no longer needed, see [`Metadata::drop_arrays`]).
+    pub fn metadata_mut(&mut self) -> &mut Metadata {
+        &mut self.metadata
     }
 
     /// All tensor infos, in file order.
@@ -441,6 +449,27 @@ mod tests {
         assert_eq!(g.tensor_data(n).unwrap().len(), 16);
         assert_eq!(g.tensor("w").unwrap().n_rows(), 2);
         assert_eq!(g.version(), 3);
+    }
+
+    #[test]
+    fn drop_arrays_keeps_scalars_and_other_prefixes() {
+        let mut g = open_bytes(&tiny().to_bytes()).unwrap();
+        assert_eq!(g.metadata_mut().drop_arrays("a."), 2);
+        let md = g.metadata();
+        assert!(md.get("a.nested").is_none() && md.get("a.strs").is_none());
+        assert_eq!(md.get_u32("a.u8").unwrap(), 7);
+        assert_eq!(md.get_str("general.architecture").unwrap(), "gemma3");
+    }
+
+    #[test]
+    fn tensorless_file_may_end_right_after_its_metadata() {
+        // 24-byte header + key (8 + 20) + type (4) + string value (8 + 5) = 69 bytes, unpadded,
+        // the way llama.cpp writes its vocab-only files.
+        let bytes = GgufWriter::new().kv("general.architecture", MetaValue::String("llama".into())).to_bytes();
+        let g = open_bytes(&bytes[..69]).unwrap();
+        assert_eq!(g.metadata().get_str("general.architecture").unwrap(), "llama");
+        assert_eq!(g.tensors().len(), 0);
+        assert!(matches!(open_bytes(&bytes[..68]), Err(Error::InvalidGguf { .. })));
     }
 
     #[test]

@@ -144,7 +144,15 @@ impl Gemma3 {
         &self.cfg
     }
 
-    fn block_forward(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, start: usize) -> Result<Tensor<2>> {
+    /// RoPE tables for positions `start..start+n`: (sliding-window layers, global layers).
+    fn rope_pair(&self, start: usize, n: usize) -> [(Tensor<2>, Tensor<2>); 2] {
+        let c = &self.cfg;
+        let local = rope_tables(start, n, c.head_dim, c.rope_local_base_freq, 1.0, &self.device);
+        let global = rope_tables(start, n, c.head_dim, c.rope_theta, c.rope_scaling_factor, &self.device);
+        [local, global]
+    }
+
+    fn block_forward(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, rope: &[(Tensor<2>, Tensor<2>); 2]) -> Result<Tensor<2>> {
         let c = &self.cfg;
         let [n, _] = x.dims();
         let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
@@ -156,12 +164,11 @@ impl Gemma3 {
         // q/k RMSNorm over head_dim, before RoPE.
         let q = b.q_norm.forward(q);
         let k = b.k_norm.forward(k);
-        let (base, scale) = if b.sliding { (c.rope_local_base_freq, 1.0) } else { (c.rope_theta, c.rope_scaling_factor) };
-        let (cos, sin) = rope_tables(start, n, hd, base, scale, &self.device);
-        let q = apply_rope(q, &cos, &sin).mul_scalar(c.query_pre_attn_scalar.powf(-0.5));
-        let k = apply_rope(k, &cos, &sin);
+        let (cos, sin) = if b.sliding { &rope[0] } else { &rope[1] };
+        let q = apply_rope(q, cos, sin).mul_scalar(c.query_pre_attn_scalar.powf(-0.5));
+        let k = apply_rope(k, cos, sin);
         cache.store(il, k, v)?;
-        let attn = attention(q, cache, il, &self.device)?;
+        let attn = attention(q, cache, il)?;
         let x = x.add(b.post_attn_norm.forward(b.o.forward(attn)?));
         let hn = b.ffn_norm.forward(x.clone());
         let ff = activation::gelu_approximate(b.gate.forward(hn.clone())?).mul(b.up.forward(hn)?);
@@ -179,8 +186,9 @@ impl CausalLm for Gemma3 {
         cache.begin(n)?;
         let mut run = || -> Result<Vec<Vec<f32>>> {
             let mut x = embed_rows(&self.embedding, tokens, self.embed_scale, &self.device)?;
+            let rope = self.rope_pair(start, n);
             for (il, b) in self.blocks.iter().enumerate() {
-                x = self.block_forward(il, b, x, cache, start)?;
+                x = self.block_forward(il, b, x, cache, &rope)?;
             }
             let d = self.cfg.hidden_size;
             let mut out = Vec::with_capacity(n - first);

@@ -7,6 +7,7 @@
 use burn::tensor::{activation, Device, Tensor, TensorData};
 
 use crate::kv_cache::KvCache;
+use crate::quant::gpu::QMatrix;
 use crate::weights::{SharedWeight, WeightId, WeightSource};
 use crate::{Error, Result};
 
@@ -37,7 +38,10 @@ pub enum WeightMode {
     /// GGUF blocks read in place by the CPU kernels (`quant::cpu`); falls back to `Dense` for
     /// types without a kernel.
     QuantizedCpu,
-    /// Dequantized f32 on the device (the reference path, and the GPU path for now).
+    /// GGUF blocks repacked into GPU buffers and multiplied by the CubeCL kernels (`quant::gpu`);
+    /// falls back to `Dense` per tensor for types without a kernel.
+    QuantizedGpu,
+    /// Dequantized f32 on the device (the reference path).
     Dense,
 }
 
@@ -53,6 +57,8 @@ pub enum Linear {
     },
     /// The file's blocks, `[out, in]`, multiplied by the CPU kernels.
     Quantized(SharedWeight),
+    /// The file's blocks repacked on the GPU, `[out, in]`, multiplied by the CubeCL kernels.
+    QuantizedGpu(QMatrix),
 }
 
 impl Linear {
@@ -62,6 +68,11 @@ impl Linear {
             let w = src.shared(id)?;
             if crate::quant::cpu::supported(w.ty) && w.cols % 32 == 0 {
                 return Ok(Self::Quantized(w));
+            }
+        }
+        if mode == WeightMode::QuantizedGpu {
+            if let Some(w) = upload_gpu(src, id, u64::MAX, device)? {
+                return Ok(Self::QuantizedGpu(w));
             }
         }
         let raw = src.raw(id)?;
@@ -81,6 +92,7 @@ impl Linear {
                 let y = crate::quant::cpu::matmul(w.ty, w.bytes(), w.rows, cols, &xs, n)?;
                 Ok(tensor2(y, n, w.rows, &device))
             }
+            Self::QuantizedGpu(w) => w.matmul(x),
         }
     }
 
@@ -89,6 +101,7 @@ impl Linear {
         match self {
             Self::Dense { out, .. } => *out,
             Self::Quantized(w) => w.rows,
+            Self::QuantizedGpu(w) => w.rows(),
         }
     }
 }
@@ -156,23 +169,24 @@ pub fn apply_rope(x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<3> {
 /// Grouped-query attention of `q` over the cache of `layer` (after this pass's k/v were stored).
 ///
 /// q: [H, n, hd] (already scaled) -> [n, H·hd]
-pub fn attention(q: Tensor<3>, cache: &KvCache, layer: usize, device: &Device) -> Result<Tensor<2>> {
+pub fn attention(q: Tensor<3>, cache: &KvCache, layer: usize) -> Result<Tensor<2>> {
     let [h, n, hd] = q.dims();
-    let (k, v, mask, s) = cache.view(layer, n, h, device)?;
+    let (k, v, mask, s) = cache.view(layer, n)?;
     let kv = k.dims()[0];
     let g = h / kv;
     // Query heads h = kv_head * g + j share kv_head: a contiguous reshape groups them.
     let qg = q.reshape([kv, g * n, hd]);
     let scores = qg.matmul(k.swap_dims(1, 2)); // [KV, g·n, S]
-    let scores = scores.add(mask.reshape([1, g * n, s]));
+    // One [n, S] mask, broadcast over heads and groups.
+    let scores = scores.reshape([kv, g, n, s]).add(mask.reshape([1, 1, n, s])).reshape([kv, g * n, s]);
     let p = activation::softmax(scores, 2);
     let o = p.matmul(v); // [KV, g·n, hd]
     Ok(o.reshape([h, n, hd]).swap_dims(0, 1).reshape([n, h * hd]))
 }
 
 /// The LM head over the (tied) embedding matrix. On the device it is split into row shards so
-/// that no buffer exceeds the adapter's storage-binding limit (ENGINEERING.md B.6); on the CPU the
-/// quantized matrix is read in place.
+/// that no buffer exceeds the adapter's storage-binding limit (ENGINEERING.md B.6), as f32 or (in
+/// `WeightMode::QuantizedGpu`) as repacked blocks; on the CPU the quantized matrix is read in place.
 #[derive(Debug, Clone)]
 pub enum LmHead {
     /// Each shard `[d, rows_i]` (transposed slice of the `[vocab, d]` matrix).
@@ -184,6 +198,8 @@ pub enum LmHead {
     },
     /// The file's blocks.
     Quantized(SharedWeight),
+    /// The file's blocks repacked on the GPU, in row shards below the binding limit.
+    QuantizedGpu(QMatrix),
 }
 
 impl LmHead {
@@ -193,6 +209,12 @@ impl LmHead {
             let w = src.shared(id)?;
             if crate::quant::cpu::supported(w.ty) && w.cols % 32 == 0 {
                 return Ok(Self::Quantized(w));
+            }
+        }
+        if mode == WeightMode::QuantizedGpu {
+            if let Some(w) = upload_gpu(src, id, max_bytes, device)? {
+                log::debug!("lm head: {} rows in {} quantized gpu shards", w.rows(), w.shard_count());
+                return Ok(Self::QuantizedGpu(w));
             }
         }
         let raw = src.raw(id)?;
@@ -231,8 +253,26 @@ impl LmHead {
                 let xs = read_f32(x)?;
                 crate::quant::cpu::matmul(w.ty, w.bytes(), w.rows, cols, &xs, n)
             }
+            Self::QuantizedGpu(w) => {
+                let v = read_f32(w.matmul(x)?)?;
+                if v.len() != w.rows() {
+                    return Err(Error::Backend { reason: format!("lm head produced {} logits, expected {}", v.len(), w.rows()) });
+                }
+                Ok(v)
+            }
         }
     }
+}
+
+/// Uploads weight `id` for the GPU kernels, or `None` when its type has no kernel (the caller
+/// falls back to dense f32). `max_bytes` bounds each device buffer.
+fn upload_gpu(src: &dyn WeightSource, id: WeightId, max_bytes: u64, device: &Device) -> Result<Option<QMatrix>> {
+    let w = src.shared(id)?;
+    if !crate::quant::gpu::supported(w.ty) || w.cols as u64 % w.ty.block_size() != 0 {
+        log::debug!("{id:?}: {} has no gpu kernel, using dense f32", w.ty);
+        return Ok(None);
+    }
+    QMatrix::upload(w.ty, w.bytes(), w.rows, w.cols, max_bytes, device).map(Some)
 }
 
 /// Embedding rows looked up on the host from the (memory-mapped, quantized) matrix: only the

@@ -5,6 +5,7 @@
 //! against the Python `gguf` package (`gguf.quants.dequantize`) by the tests in `dequant.rs`.
 
 pub mod cpu;
+pub mod gpu;
 mod dequant;
 
 pub use dequant::{dequantize, dequantize_into, dequantize_row};
@@ -164,4 +165,32 @@ impl std::fmt::Display for GgmlType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Random blocks of type `ty` with sane f16 scales (random bytes elsewhere: every bit pattern of
+/// the quantized values is valid), from a seeded xorshift. For kernel tests and benchmarks.
+#[doc(hidden)]
+pub fn random_blocks(ty: GgmlType, nblocks: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let ts = ty.type_size() as usize;
+    let mut b: Vec<u8> = (0..nblocks * ts).map(|_| next() as u8).collect();
+    let scale_offsets: &[usize] = match ty {
+        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q4_1 | GgmlType::Q5_1 => &[0],
+        GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q6_K => &[208],
+        _ => &[],
+    };
+    for blk in b.chunks_exact_mut(ts) {
+        for &o in scale_offsets {
+            let v = half::f16::from_f32(0.001 + (next() % 1000) as f32 * 1e-5);
+            blk[o..o + 2].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    b
 }

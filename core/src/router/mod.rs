@@ -55,6 +55,7 @@
 //! | [`queue`] | the crash-safe offline queue (write-ahead log) |
 //! | [`audit`] | the append-only JSON-lines audit log and its statistics |
 //! | [`serve`] | an OpenAI-compatible HTTP server over any [`LocalModel`] |
+//! | [`local`] | [`LocalEngine`]: the inference engine as a [`LocalModel`] (the one bridge to `engine`) |
 
 use std::fmt;
 use std::path::PathBuf;
@@ -66,11 +67,13 @@ use crate::Result;
 
 pub mod audit;
 pub mod cloud;
+pub mod local;
 pub mod pii;
 pub mod policy;
 pub mod queue;
 pub mod serve;
 
+pub use local::LocalEngine;
 pub use policy::{Reason, RequestMeta, RouteDecision, RouterPolicy, Target};
 
 use audit::{AuditEvent, AuditLog};

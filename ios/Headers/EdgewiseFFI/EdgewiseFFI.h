@@ -250,6 +250,20 @@ typedef void (*UniffiCallbackInterfaceDownloadListenerMethod0)(uint64_t, RustBuf
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_ANSWER_LISTENER_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_ANSWER_LISTENER_METHOD0
+typedef void (*UniffiCallbackInterfaceAnswerListenerMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_ANSWER_LISTENER_METHOD1
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_ANSWER_LISTENER_METHOD1
+typedef void (*UniffiCallbackInterfaceAnswerListenerMethod1)(uint64_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_TOKEN_SINK_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_TOKEN_SINK_METHOD0
 typedef void (*UniffiCallbackInterfaceTokenSinkMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
@@ -264,6 +278,16 @@ typedef struct UniffiVTableCallbackInterfaceDownloadListener {
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceDownloadListenerMethod0 _Nonnull onProgress;
 } UniffiVTableCallbackInterfaceDownloadListener;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_ANSWER_LISTENER
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_ANSWER_LISTENER
+typedef struct UniffiVTableCallbackInterfaceAnswerListener {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceAnswerListenerMethod0 _Nonnull onToken;
+    UniffiCallbackInterfaceAnswerListenerMethod1 _Nonnull onReset;
+} UniffiVTableCallbackInterfaceAnswerListener;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_TOKEN_SINK
@@ -363,6 +387,71 @@ RustBuffer uniffi_edgewise_fn_method_engine_info(uint64_t ptr, RustCallStatus *_
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_NEW_SESSION
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_NEW_SESSION
 uint64_t uniffi_edgewise_fn_method_engine_new_session(uint64_t ptr, RustBuffer config, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_ANSWERLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_ANSWERLISTENER
+uint64_t uniffi_edgewise_fn_clone_answerlistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_ANSWERLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_ANSWERLISTENER
+void uniffi_edgewise_fn_free_answerlistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_INIT_CALLBACK_VTABLE_ANSWERLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_INIT_CALLBACK_VTABLE_ANSWERLISTENER
+void uniffi_edgewise_fn_init_callback_vtable_answerlistener(const UniffiVTableCallbackInterfaceAnswerListener* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ANSWERLISTENER_ON_TOKEN
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ANSWERLISTENER_ON_TOKEN
+void uniffi_edgewise_fn_method_answerlistener_on_token(uint64_t ptr, RustBuffer text, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ANSWERLISTENER_ON_RESET
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ANSWERLISTENER_ON_RESET
+void uniffi_edgewise_fn_method_answerlistener_on_reset(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_ROUTER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_ROUTER
+uint64_t uniffi_edgewise_fn_clone_router(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_ROUTER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_ROUTER
+void uniffi_edgewise_fn_free_router(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_ROUTER_NEW
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_ROUTER_NEW
+uint64_t uniffi_edgewise_fn_constructor_router_new(uint64_t engine, RustBuffer session_config, RustBuffer policy, RustBuffer cloud, RustBuffer cloud_api_key, RustBuffer data_dir, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_CANCEL
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_CANCEL
+void uniffi_edgewise_fn_method_router_cancel(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_DECIDE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_DECIDE
+RustBuffer uniffi_edgewise_fn_method_router_decide(uint64_t ptr, RustBuffer messages, RustBuffer meta, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_DRAIN_QUEUE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_DRAIN_QUEUE
+uint32_t uniffi_edgewise_fn_method_router_drain_queue(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_POLICY
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_POLICY
+RustBuffer uniffi_edgewise_fn_method_router_policy(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_SEND
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_SEND
+RustBuffer uniffi_edgewise_fn_method_router_send(uint64_t ptr, RustBuffer messages, RustBuffer meta, RustBuffer params, uint64_t listener, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_CHATSESSION
@@ -486,6 +575,11 @@ RustBuffer uniffi_edgewise_fn_func_greedy_generation_params(uint32_t max_tokens,
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_GREEDY_SAMPLING_PARAMS
 RustBuffer uniffi_edgewise_fn_func_greedy_sampling_params(RustCallStatus *_Nonnull out_status
     
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_DEFAULT_CLOUD_ENDPOINT
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_DEFAULT_CLOUD_ENDPOINT
+RustBuffer uniffi_edgewise_fn_func_default_cloud_endpoint(RustBuffer base_url, RustBuffer model, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_PRIVACY_CHECK
@@ -831,6 +925,12 @@ uint16_t uniffi_edgewise_checksum_func_greedy_sampling_params(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_DEFAULT_CLOUD_ENDPOINT
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_DEFAULT_CLOUD_ENDPOINT
+uint16_t uniffi_edgewise_checksum_func_default_cloud_endpoint(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_PRIVACY_CHECK
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_PRIVACY_CHECK
 uint16_t uniffi_edgewise_checksum_func_privacy_check(void
@@ -903,6 +1003,48 @@ uint16_t uniffi_edgewise_checksum_method_engine_new_session(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ANSWERLISTENER_ON_TOKEN
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ANSWERLISTENER_ON_TOKEN
+uint16_t uniffi_edgewise_checksum_method_answerlistener_on_token(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ANSWERLISTENER_ON_RESET
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ANSWERLISTENER_ON_RESET
+uint16_t uniffi_edgewise_checksum_method_answerlistener_on_reset(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_CANCEL
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_CANCEL
+uint16_t uniffi_edgewise_checksum_method_router_cancel(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_DECIDE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_DECIDE
+uint16_t uniffi_edgewise_checksum_method_router_decide(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_DRAIN_QUEUE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_DRAIN_QUEUE
+uint16_t uniffi_edgewise_checksum_method_router_drain_queue(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_POLICY
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_POLICY
+uint16_t uniffi_edgewise_checksum_method_router_policy(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_SEND
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_SEND
+uint16_t uniffi_edgewise_checksum_method_router_send(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_CACHED_TOKENS
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_CACHED_TOKENS
 uint16_t uniffi_edgewise_checksum_method_chatsession_cached_tokens(void
@@ -966,6 +1108,12 @@ uint16_t uniffi_edgewise_checksum_constructor_modeldownload_new(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_ENGINE_LOAD
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_ENGINE_LOAD
 uint16_t uniffi_edgewise_checksum_constructor_engine_load(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_ROUTER_NEW
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_ROUTER_NEW
+uint16_t uniffi_edgewise_checksum_constructor_router_new(void
     
 );
 #endif

@@ -471,6 +471,22 @@ private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt16: FfiConverterPrimitive {
+    typealias FfiType = UInt16
+    typealias SwiftType = UInt16
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt16 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
     typealias FfiType = UInt32
     typealias SwiftType = UInt32
@@ -601,6 +617,260 @@ fileprivate struct FfiConverterString: FfiConverter {
         writeBytes(&buf, value.utf8)
     }
 }
+
+
+
+
+/**
+ * Receives a routed answer as it streams, from the cloud or the device. Implemented in Kotlin
+ * or Swift; called on the thread that called `Router.send`.
+ */
+public protocol AnswerListener: AnyObject, Sendable {
+    
+    /**
+     * A piece of answer text. Throwing stops the answer, and `send` fails with the thrown error.
+     */
+    func onToken(text: String) throws 
+    
+    /**
+     * The cloud failed after some text was delivered: discard what this answer showed so far;
+     * the local answer streams next, from its beginning.
+     */
+    func onReset() throws 
+    
+}
+/**
+ * Receives a routed answer as it streams, from the cloud or the device. Implemented in Kotlin
+ * or Swift; called on the thread that called `Router.send`.
+ */
+open class AnswerListenerImpl: AnswerListener, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_edgewise_fn_clone_answerlistener(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_edgewise_fn_free_answerlistener(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * A piece of answer text. Throwing stops the answer, and `send` fails with the thrown error.
+     */
+open func onToken(text: String)throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_answerlistener_on_token(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(text),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The cloud failed after some text was delivered: discard what this answer showed so far;
+     * the local answer streams next, from its beginning.
+     */
+open func onReset()throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_answerlistener_on_reset(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceAnswerListener {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceAnswerListener = UniffiVTableCallbackInterfaceAnswerListener(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeAnswerListener.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface AnswerListener: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeAnswerListener.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface AnswerListener: handle missing in uniffiClone")
+            }
+        },
+        onToken: { (
+            uniffiHandle: UInt64,
+            text: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeAnswerListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onToken(
+                     text: try FfiConverterString.lift(text)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeEdgewiseError_lower
+            )
+        },
+        onReset: { (
+            uniffiHandle: UInt64,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeAnswerListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.onReset(
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeEdgewiseError_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceAnswerListener> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceAnswerListener>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitAnswerListener() {
+    uniffi_edgewise_fn_init_callback_vtable_answerlistener(UniffiCallbackInterfaceAnswerListener.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeAnswerListener: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<AnswerListener>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = AnswerListener
+
+    public static func lift(_ handle: UInt64) throws -> AnswerListener {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return AnswerListenerImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: AnswerListener) -> UInt64 {
+         if let rustImpl = value as? AnswerListenerImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> AnswerListener {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: AnswerListener, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAnswerListener_lift(_ handle: UInt64) throws -> AnswerListener {
+    return try FfiConverterTypeAnswerListener.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAnswerListener_lower(_ value: AnswerListener) -> UInt64 {
+    return FfiConverterTypeAnswerListener.lower(value)
+}
+
+
 
 
 
@@ -1455,6 +1725,245 @@ public func FfiConverterTypeModelDownload_lower(_ value: ModelDownload) -> UInt6
 
 
 /**
+ * The offline-first privacy router over a loaded [`Engine`]: each `send` is answered on the
+ * device unless every condition for the cloud holds (cloud enabled with an endpoint, nothing
+ * sensitive anywhere in the request, a reason, the network up, budgets left); a cloud failure
+ * falls back to the device. Thread-safe; `send`s may run concurrently.
+ */
+public protocol RouterProtocol: AnyObject, Sendable {
+    
+    /**
+     * Stops the answers being produced now (cloud or local) before their next piece; they end
+     * with `finish_reason == Cancelled`. Safe from any thread.
+     */
+    func cancel() throws 
+    
+    /**
+     * Where `messages` would run now, without generating anything (for a badge before sending).
+     */
+    func decide(messages: [ChatMessage], meta: RequestMeta) throws  -> RouteDecision
+    
+    /**
+     * Sends requests queued while offline to the cloud, if it is reachable now; returns how
+     * many were answered. The answers stay in the queue file.
+     */
+    func drainQueue() throws  -> UInt32
+    
+    /**
+     * The policy in force.
+     */
+    func policy() throws  -> RouterPolicy
+    
+    /**
+     * Answers a conversation (`messages`: system prompt, history and the new user message,
+     * oldest first), streaming into `listener`. `params` drive local generation; their
+     * `max_tokens` and temperature are also sent to the cloud. Blocking: call it from a
+     * background thread. Fails only when the local model itself fails (or the listener throws).
+     */
+    func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener) throws  -> RoutedAnswer
+    
+}
+/**
+ * The offline-first privacy router over a loaded [`Engine`]: each `send` is answered on the
+ * device unless every condition for the cloud holds (cloud enabled with an endpoint, nothing
+ * sensitive anywhere in the request, a reason, the network up, budgets left); a cloud failure
+ * falls back to the device. Thread-safe; `send`s may run concurrently.
+ */
+open class Router: RouterProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_edgewise_fn_clone_router(self.handle, $0) }
+    }
+    /**
+     * A router answering locally with `engine` (each request gets a context of
+     * `session_config.max_context` tokens), deciding with `policy`, escalating to `cloud` (null
+     * keeps everything local) with `cloud_api_key` as its bearer token (never logged).
+     * `data_dir` holds the audit log (`audit.jsonl`) and the offline queue (`queue.wal`); it is
+     * created if missing.
+     */
+public convenience init(engine: Engine, sessionConfig: SessionConfig, policy: RouterPolicy, cloud: CloudEndpoint?, cloudApiKey: String?, dataDir: String)throws  {
+    let handle =
+        try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_constructor_router_new(
+        FfiConverterTypeEngine_lower(engine),
+        FfiConverterTypeSessionConfig_lower(sessionConfig),
+        FfiConverterTypeRouterPolicy_lower(policy),
+        FfiConverterOptionTypeCloudEndpoint.lower(cloud),
+        FfiConverterOptionString.lower(cloudApiKey),
+        FfiConverterString.lower(dataDir),uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_edgewise_fn_free_router(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Stops the answers being produced now (cloud or local) before their next piece; they end
+     * with `finish_reason == Cancelled`. Safe from any thread.
+     */
+open func cancel()throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_router_cancel(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Where `messages` would run now, without generating anything (for a badge before sending).
+     */
+open func decide(messages: [ChatMessage], meta: RequestMeta)throws  -> RouteDecision  {
+    return try  FfiConverterTypeRouteDecision_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_router_decide(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceTypeChatMessage.lower(messages),
+        FfiConverterTypeRequestMeta_lower(meta),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Sends requests queued while offline to the cloud, if it is reachable now; returns how
+     * many were answered. The answers stay in the queue file.
+     */
+open func drainQueue()throws  -> UInt32  {
+    return try  FfiConverterUInt32.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_router_drain_queue(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The policy in force.
+     */
+open func policy()throws  -> RouterPolicy  {
+    return try  FfiConverterTypeRouterPolicy_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_router_policy(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Answers a conversation (`messages`: system prompt, history and the new user message,
+     * oldest first), streaming into `listener`. `params` drive local generation; their
+     * `max_tokens` and temperature are also sent to the cloud. Blocking: call it from a
+     * background thread. Fails only when the local model itself fails (or the listener throws).
+     */
+open func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener)throws  -> RoutedAnswer  {
+    return try  FfiConverterTypeRoutedAnswer_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_router_send(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceTypeChatMessage.lower(messages),
+        FfiConverterTypeRequestMeta_lower(meta),
+        FfiConverterTypeGenerationParams_lower(params),
+        FfiConverterTypeAnswerListener_lower(listener),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRouter: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = Router
+
+    public static func lift(_ handle: UInt64) throws -> Router {
+        return Router(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: Router) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Router {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: Router, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRouter_lift(_ handle: UInt64) throws -> Router {
+    return try FfiConverterTypeRouter.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRouter_lower(_ value: Router) -> UInt64 {
+    return FfiConverterTypeRouter.lower(value)
+}
+
+
+
+
+
+
+/**
  * Receives generated text as it is produced. Implemented in Kotlin or Swift.
  */
 public protocol TokenSink: AnyObject, Sendable {
@@ -1830,6 +2339,218 @@ public func FfiConverterTypeChatMessage_lift(_ buf: RustBuffer) throws -> ChatMe
 #endif
 public func FfiConverterTypeChatMessage_lower(_ value: ChatMessage) -> RustBuffer {
     return FfiConverterTypeChatMessage.lower(value)
+}
+
+
+/**
+ * An OpenAI-compatible chat-completions endpoint. Get one with the core defaults (timeouts,
+ * retries, streaming) from `default_cloud_endpoint(baseUrl, model)` and adjust it. The API key
+ * is not part of it (records print their fields): it is a separate argument of `Router(...)`.
+ */
+public struct CloudEndpoint: Equatable, Hashable {
+    /**
+     * Base URL, e.g. `https://api.openai.com/v1`; requests go to `{base_url}/chat/completions`.
+     */
+    public var baseUrl: String
+    /**
+     * Model name sent in the body.
+     */
+    public var model: String
+    /**
+     * Stream answers (SSE) rather than wait for the whole answer.
+     */
+    public var stream: Bool
+    /**
+     * TCP/TLS connect timeout, ms.
+     */
+    public var connectTimeoutMs: UInt64
+    /**
+     * Total time for one attempt, ms.
+     */
+    public var requestTimeoutMs: UInt64
+    /**
+     * Retries after the first attempt.
+     */
+    public var maxRetries: UInt32
+    /**
+     * Allow plain `http://` to hosts other than loopback (off: the key and text would travel
+     * unencrypted).
+     */
+    public var allowInsecureHttp: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Base URL, e.g. `https://api.openai.com/v1`; requests go to `{base_url}/chat/completions`.
+         */baseUrl: String, 
+        /**
+         * Model name sent in the body.
+         */model: String, 
+        /**
+         * Stream answers (SSE) rather than wait for the whole answer.
+         */stream: Bool, 
+        /**
+         * TCP/TLS connect timeout, ms.
+         */connectTimeoutMs: UInt64, 
+        /**
+         * Total time for one attempt, ms.
+         */requestTimeoutMs: UInt64, 
+        /**
+         * Retries after the first attempt.
+         */maxRetries: UInt32, 
+        /**
+         * Allow plain `http://` to hosts other than loopback (off: the key and text would travel
+         * unencrypted).
+         */allowInsecureHttp: Bool) {
+        self.baseUrl = baseUrl
+        self.model = model
+        self.stream = stream
+        self.connectTimeoutMs = connectTimeoutMs
+        self.requestTimeoutMs = requestTimeoutMs
+        self.maxRetries = maxRetries
+        self.allowInsecureHttp = allowInsecureHttp
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CloudEndpoint: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CloudEndpoint {
+        return
+            try CloudEndpoint(
+                baseUrl: FfiConverterString.read(from: &buf), 
+                model: FfiConverterString.read(from: &buf), 
+                stream: FfiConverterBool.read(from: &buf), 
+                connectTimeoutMs: FfiConverterUInt64.read(from: &buf), 
+                requestTimeoutMs: FfiConverterUInt64.read(from: &buf), 
+                maxRetries: FfiConverterUInt32.read(from: &buf), 
+                allowInsecureHttp: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CloudEndpoint, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.baseUrl, into: &buf)
+        FfiConverterString.write(value.model, into: &buf)
+        FfiConverterBool.write(value.stream, into: &buf)
+        FfiConverterUInt64.write(value.connectTimeoutMs, into: &buf)
+        FfiConverterUInt64.write(value.requestTimeoutMs, into: &buf)
+        FfiConverterUInt32.write(value.maxRetries, into: &buf)
+        FfiConverterBool.write(value.allowInsecureHttp, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCloudEndpoint_lift(_ buf: RustBuffer) throws -> CloudEndpoint {
+    return try FfiConverterTypeCloudEndpoint.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCloudEndpoint_lower(_ value: CloudEndpoint) -> RustBuffer {
+    return FfiConverterTypeCloudEndpoint.lower(value)
+}
+
+
+/**
+ * A failed cloud attempt the router recovered from by answering on the device.
+ */
+public struct CloudFallback: Equatable, Hashable {
+    /**
+     * What went wrong.
+     */
+    public var kind: CloudFailureKind
+    /**
+     * The HTTP status, when the cloud answered with an error status.
+     */
+    public var httpStatus: UInt16?
+    /**
+     * Cloud attempts made (1 + retries).
+     */
+    public var attempts: UInt32
+    /**
+     * Characters of cloud text streamed before the failure and then withdrawn (`on_reset`).
+     */
+    public var discardedChars: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * What went wrong.
+         */kind: CloudFailureKind, 
+        /**
+         * The HTTP status, when the cloud answered with an error status.
+         */httpStatus: UInt16?, 
+        /**
+         * Cloud attempts made (1 + retries).
+         */attempts: UInt32, 
+        /**
+         * Characters of cloud text streamed before the failure and then withdrawn (`on_reset`).
+         */discardedChars: UInt64) {
+        self.kind = kind
+        self.httpStatus = httpStatus
+        self.attempts = attempts
+        self.discardedChars = discardedChars
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CloudFallback: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCloudFallback: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CloudFallback {
+        return
+            try CloudFallback(
+                kind: FfiConverterTypeCloudFailureKind.read(from: &buf), 
+                httpStatus: FfiConverterOptionUInt16.read(from: &buf), 
+                attempts: FfiConverterUInt32.read(from: &buf), 
+                discardedChars: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CloudFallback, into buf: inout [UInt8]) {
+        FfiConverterTypeCloudFailureKind.write(value.kind, into: &buf)
+        FfiConverterOptionUInt16.write(value.httpStatus, into: &buf)
+        FfiConverterUInt32.write(value.attempts, into: &buf)
+        FfiConverterUInt64.write(value.discardedChars, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCloudFallback_lift(_ buf: RustBuffer) throws -> CloudFallback {
+    return try FfiConverterTypeCloudFallback.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCloudFallback_lower(_ value: CloudFallback) -> RustBuffer {
+    return FfiConverterTypeCloudFallback.lower(value)
 }
 
 
@@ -3231,6 +3952,156 @@ public func FfiConverterTypeRouteDecision_lower(_ value: RouteDecision) -> RustB
 
 
 /**
+ * The answer to `Router.send`: the text, where it was decided to run and why, who actually
+ * answered, and what happened on the way.
+ */
+public struct RoutedAnswer: Equatable, Hashable {
+    /**
+     * The answer text (only the answer that completed; never a mix of cloud and local).
+     */
+    public var text: String
+    /**
+     * What the policy decided, and why.
+     */
+    public var decision: RouteDecision
+    /**
+     * Who produced `text`: the decision's target unless the cloud failed (then `Local`).
+     */
+    public var servedBy: RouteTarget
+    /**
+     * Set when the cloud was chosen but failed and the device answered instead.
+     */
+    public var fallback: CloudFallback?
+    /**
+     * Offline-queue id, when the request was also queued for a cloud answer later.
+     */
+    public var queuedId: UInt64?
+    /**
+     * Prompt tokens (as counted by whoever answered).
+     */
+    public var promptTokens: UInt32
+    /**
+     * Answer tokens.
+     */
+    public var completionTokens: UInt32
+    /**
+     * Why the answer ended.
+     */
+    public var finishReason: FinishReason
+    /**
+     * Timing of the local generation; null when the cloud answered.
+     */
+    public var localMetrics: Metrics?
+    /**
+     * Why the local generation stopped; null when the cloud answered.
+     */
+    public var localStopReason: StopReason?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The answer text (only the answer that completed; never a mix of cloud and local).
+         */text: String, 
+        /**
+         * What the policy decided, and why.
+         */decision: RouteDecision, 
+        /**
+         * Who produced `text`: the decision's target unless the cloud failed (then `Local`).
+         */servedBy: RouteTarget, 
+        /**
+         * Set when the cloud was chosen but failed and the device answered instead.
+         */fallback: CloudFallback?, 
+        /**
+         * Offline-queue id, when the request was also queued for a cloud answer later.
+         */queuedId: UInt64?, 
+        /**
+         * Prompt tokens (as counted by whoever answered).
+         */promptTokens: UInt32, 
+        /**
+         * Answer tokens.
+         */completionTokens: UInt32, 
+        /**
+         * Why the answer ended.
+         */finishReason: FinishReason, 
+        /**
+         * Timing of the local generation; null when the cloud answered.
+         */localMetrics: Metrics?, 
+        /**
+         * Why the local generation stopped; null when the cloud answered.
+         */localStopReason: StopReason?) {
+        self.text = text
+        self.decision = decision
+        self.servedBy = servedBy
+        self.fallback = fallback
+        self.queuedId = queuedId
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.finishReason = finishReason
+        self.localMetrics = localMetrics
+        self.localStopReason = localStopReason
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension RoutedAnswer: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RoutedAnswer {
+        return
+            try RoutedAnswer(
+                text: FfiConverterString.read(from: &buf), 
+                decision: FfiConverterTypeRouteDecision.read(from: &buf), 
+                servedBy: FfiConverterTypeRouteTarget.read(from: &buf), 
+                fallback: FfiConverterOptionTypeCloudFallback.read(from: &buf), 
+                queuedId: FfiConverterOptionUInt64.read(from: &buf), 
+                promptTokens: FfiConverterUInt32.read(from: &buf), 
+                completionTokens: FfiConverterUInt32.read(from: &buf), 
+                finishReason: FfiConverterTypeFinishReason.read(from: &buf), 
+                localMetrics: FfiConverterOptionTypeMetrics.read(from: &buf), 
+                localStopReason: FfiConverterOptionTypeStopReason.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RoutedAnswer, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.text, into: &buf)
+        FfiConverterTypeRouteDecision.write(value.decision, into: &buf)
+        FfiConverterTypeRouteTarget.write(value.servedBy, into: &buf)
+        FfiConverterOptionTypeCloudFallback.write(value.fallback, into: &buf)
+        FfiConverterOptionUInt64.write(value.queuedId, into: &buf)
+        FfiConverterUInt32.write(value.promptTokens, into: &buf)
+        FfiConverterUInt32.write(value.completionTokens, into: &buf)
+        FfiConverterTypeFinishReason.write(value.finishReason, into: &buf)
+        FfiConverterOptionTypeMetrics.write(value.localMetrics, into: &buf)
+        FfiConverterOptionTypeStopReason.write(value.localStopReason, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRoutedAnswer_lift(_ buf: RustBuffer) throws -> RoutedAnswer {
+    return try FfiConverterTypeRoutedAnswer.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRoutedAnswer_lower(_ value: RoutedAnswer) -> RustBuffer {
+    return FfiConverterTypeRoutedAnswer.lower(value)
+}
+
+
+/**
  * Routing knobs (cloud off by default). Get presets from `router_policy_local_only()`,
  * `router_policy_cloud_assist()`, `router_policy_field_worker()`.
  */
@@ -3739,6 +4610,131 @@ public func FfiConverterTypeBackendPreference_lower(_ value: BackendPreference) 
 
 
 /**
+ * What went wrong on the cloud path.
+ */
+
+public enum CloudFailureKind: Equatable, Hashable {
+    
+    /**
+     * Could not connect.
+     */
+    case connect
+    /**
+     * A timeout expired.
+     */
+    case timeout
+    /**
+     * The server answered with an error status.
+     */
+    case httpStatus
+    /**
+     * The response was not a valid chat completion.
+     */
+    case malformed
+    /**
+     * The connection closed before the answer was complete.
+     */
+    case truncated
+    /**
+     * The egress check refused the body (personal data found).
+     */
+    case policyDenied
+    /**
+     * Something else on our side.
+     */
+    case `internal`
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension CloudFailureKind: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCloudFailureKind: FfiConverterRustBuffer {
+    typealias SwiftType = CloudFailureKind
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CloudFailureKind {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .connect
+        
+        case 2: return .timeout
+        
+        case 3: return .httpStatus
+        
+        case 4: return .malformed
+        
+        case 5: return .truncated
+        
+        case 6: return .policyDenied
+        
+        case 7: return .`internal`
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: CloudFailureKind, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .connect:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .timeout:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .httpStatus:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .malformed:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .truncated:
+            writeInt(&buf, Int32(5))
+        
+        
+        case .policyDenied:
+            writeInt(&buf, Int32(6))
+        
+        
+        case .`internal`:
+            writeInt(&buf, Int32(7))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCloudFailureKind_lift(_ buf: RustBuffer) throws -> CloudFailureKind {
+    return try FfiConverterTypeCloudFailureKind.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCloudFailureKind_lower(_ value: CloudFailureKind) -> RustBuffer {
+    return FfiConverterTypeCloudFailureKind.lower(value)
+}
+
+
+
+/**
  * What a fetch is doing.
  */
 
@@ -4141,6 +5137,91 @@ public func FfiConverterTypeEdgewiseError_lift(_ buf: RustBuffer) throws -> Edge
 public func FfiConverterTypeEdgewiseError_lower(_ value: EdgewiseError) -> RustBuffer {
     return FfiConverterTypeEdgewiseError.lower(value)
 }
+
+
+/**
+ * Why an answer ended (OpenAI terms).
+ */
+
+public enum FinishReason: Equatable, Hashable {
+    
+    /**
+     * The model ended its answer.
+     */
+    case stop
+    /**
+     * The token limit was reached.
+     */
+    case length
+    /**
+     * Cancelled (`Router.cancel()` or a listener error).
+     */
+    case cancelled
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension FinishReason: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeFinishReason: FfiConverterRustBuffer {
+    typealias SwiftType = FinishReason
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FinishReason {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .stop
+        
+        case 2: return .length
+        
+        case 3: return .cancelled
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: FinishReason, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .stop:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .length:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .cancelled:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFinishReason_lift(_ buf: RustBuffer) throws -> FinishReason {
+    return try FfiConverterTypeFinishReason.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFinishReason_lower(_ value: FinishReason) -> RustBuffer {
+    return FfiConverterTypeFinishReason.lower(value)
+}
+
 
 
 /**
@@ -5026,6 +6107,30 @@ public func FfiConverterTypeStopReason_lower(_ value: StopReason) -> RustBuffer 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionUInt16: FfiConverterRustBuffer {
+    typealias SwiftType = UInt16?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterUInt16.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterUInt16.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionUInt32: FfiConverterRustBuffer {
     typealias SwiftType = UInt32?
 
@@ -5042,6 +6147,30 @@ fileprivate struct FfiConverterOptionUInt32: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterUInt32.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
+    typealias SwiftType = UInt64?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterUInt64.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterUInt64.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -5122,6 +6251,54 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeCloudEndpoint: FfiConverterRustBuffer {
+    typealias SwiftType = CloudEndpoint?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeCloudEndpoint.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeCloudEndpoint.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeCloudFallback: FfiConverterRustBuffer {
+    typealias SwiftType = CloudFallback?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeCloudFallback.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeCloudFallback.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeGpuInfo: FfiConverterRustBuffer {
     typealias SwiftType = GpuInfo?
 
@@ -5146,6 +6323,30 @@ fileprivate struct FfiConverterOptionTypeGpuInfo: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeMetrics: FfiConverterRustBuffer {
+    typealias SwiftType = Metrics?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeMetrics.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeMetrics.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeSourceKind: FfiConverterRustBuffer {
     typealias SwiftType = SourceKind?
 
@@ -5162,6 +6363,30 @@ fileprivate struct FfiConverterOptionTypeSourceKind: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeSourceKind.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeStopReason: FfiConverterRustBuffer {
+    typealias SwiftType = StopReason?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeStopReason.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeStopReason.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -5496,6 +6721,19 @@ public func greedySamplingParams()throws  -> SamplingParams  {
 })
 }
 /**
+ * The core defaults (timeouts, retries, streaming) for an endpoint at `base_url` serving
+ * `model`.
+ */
+public func defaultCloudEndpoint(baseUrl: String, model: String)throws  -> CloudEndpoint  {
+    return try  FfiConverterTypeCloudEndpoint_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_func_default_cloud_endpoint(
+        FfiConverterString.lower(baseUrl),
+        FfiConverterString.lower(model),uniffiCallStatus
+    )
+})
+}
+/**
  * Scans `text` for personal data on the device (nothing leaves it). Fails closed: an internal
  * failure reports `sensitive = true`.
  */
@@ -5583,6 +6821,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_func_greedy_sampling_params() != 41928) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_edgewise_checksum_func_default_cloud_endpoint() != 23088) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_edgewise_checksum_func_privacy_check() != 64545) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5619,6 +6860,27 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_engine_new_session() != 62398) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_edgewise_checksum_method_answerlistener_on_token() != 57522) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_answerlistener_on_reset() != 223) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_router_cancel() != 49570) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_router_decide() != 42489) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_router_drain_queue() != 9088) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_router_policy() != 26835) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_router_send() != 5835) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_edgewise_checksum_method_chatsession_cached_tokens() != 44651) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5652,7 +6914,11 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_constructor_engine_load() != 56099) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_edgewise_checksum_constructor_router_new() != 946) {
+        return InitializationResult.apiChecksumMismatch
+    }
 
+    uniffiCallbackInitAnswerListener()
     uniffiCallbackInitDownloadListener()
     uniffiCallbackInitTokenSink()
     return InitializationResult.ok

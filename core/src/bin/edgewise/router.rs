@@ -1,4 +1,4 @@
-//! `edgewise privacy-check`, `serve` and `router` (being written).
+//! `edgewise privacy-check`, `serve` and `router`, and the routed paths of `run`/`chat --cloud`.
 use clap::Args;
 
 /// Arguments of `edgewise privacy-check`.
@@ -15,9 +15,11 @@ pub struct PrivacyCheckArgs {
 /// Arguments of `edgewise serve`.
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Model id from the catalog, or a path to a GGUF file.
-    #[arg(long)]
-    pub model: Option<String>,
+    #[command(flatten)]
+    pub model: crate::run::ModelOpts,
+    /// Default sampling; a request's `temperature` and `max_tokens` override it.
+    #[command(flatten)]
+    pub sampling: crate::run::SamplingOpts,
     /// Address to listen on (loopback by default; use 0.0.0.0 only on a trusted network).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
@@ -27,7 +29,69 @@ pub struct ServeArgs {
     /// Connection worker threads (generation runs one request at a time).
     #[arg(long, default_value_t = 4)]
     pub workers: usize,
+    /// Model id reported by `/v1/models` (default: the model file's name without `.gguf`).
+    #[arg(long)]
+    pub model_id: Option<String>,
 }
+
+/// The environment variable holding the cloud API key for `run`/`chat --cloud`.
+pub const CLOUD_KEY_ENV: &str = "EDGEWISE_CLOUD_API_KEY";
+
+/// `--cloud` options of `edgewise run` and `chat`: route through the privacy router, with the
+/// real engine as the local model. The API key comes from `EDGEWISE_CLOUD_API_KEY`.
+#[derive(Args)]
+pub struct CloudOpts {
+    /// OpenAI-compatible endpoint, e.g. https://api.openai.com/v1: requests go through the
+    /// privacy router (personal data never leaves; the cloud is used only with a reason).
+    /// The API key is read from the environment variable EDGEWISE_CLOUD_API_KEY.
+    #[arg(long, value_name = "URL", requires = "cloud_model")]
+    pub cloud: Option<String>,
+    /// Model name to ask the cloud endpoint for.
+    #[arg(long, value_name = "NAME", requires = "cloud")]
+    pub cloud_model: Option<String>,
+    /// Ask for the cloud on every request (the app-requested trigger). Without it a request goes
+    /// to the cloud only when it does not fit the local context. Personal data stays local anyway.
+    #[arg(long, requires = "cloud")]
+    pub escalate: bool,
+    /// Directory of the router's audit log (default: $EDGEWISE_HOME/router).
+    #[arg(long, value_name = "DIR", requires = "cloud")]
+    pub router_dir: Option<std::path::PathBuf>,
+}
+
+impl CloudOpts {
+    /// True when `--cloud` was given.
+    pub fn enabled(&self) -> bool {
+        self.cloud.is_some()
+    }
+
+    fn router(&self) -> Result<edgewise_core::router::Router, Box<dyn std::error::Error>> {
+        use edgewise_core::router::cloud::{ApiKey, CloudConfig};
+        use edgewise_core::router::{Router, RouterConfig, RouterPolicy};
+        let url = self.cloud.as_deref().ok_or("--cloud URL is required")?;
+        let model = self.cloud_model.as_deref().ok_or("--cloud-model is required with --cloud")?;
+        let dir = match &self.router_dir {
+            Some(d) => d.clone(),
+            None => edgewise_core::router::audit::default_log_path()
+                .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+                .ok_or("cannot locate the router directory: set EDGEWISE_HOME or pass --router-dir")?,
+        };
+        std::fs::create_dir_all(&dir)?;
+        let mut cloud = CloudConfig::new(url, model);
+        cloud.api_key = ApiKey::from_env(CLOUD_KEY_ENV);
+        let config = RouterConfig {
+            policy: RouterPolicy::cloud_assist(),
+            cloud: Some(cloud),
+            queue_path: None,
+            ..RouterConfig::local_only(dir)
+        };
+        Ok(Router::new(config)?)
+    }
+
+    fn meta(&self) -> edgewise_core::router::RequestMeta {
+        edgewise_core::router::RequestMeta { cloud_requested: self.escalate, local_mean_logprob: None }
+    }
+}
+
 /// Arguments of `edgewise router`.
 #[derive(Args)]
 pub struct RouterArgs {
@@ -118,20 +182,12 @@ fn privacy_check_line(
     Some(o)
 }
 pub fn serve(a: ServeArgs) -> crate::CliResult {
-    // The HTTP server is ready (edgewise_core::router::serve); what is missing is a LocalModel
-    // over the real engine. Once `Engine` implements `LocalModel`, this becomes:
-    //     let engine = Engine::load(a.model...)?;  serve_with(&engine, &a)
-    let what = a.model.as_deref().unwrap_or("the default model");
-    Err(format!(
-        "cannot serve {what}: `edgewise serve` needs the inference engine, which this build does not \
-         have yet; the OpenAI-compatible server itself is ready (edgewise_core::router::serve)"
-    )
-    .into())
+    let engine = a.model.load()?;
+    let local = edgewise_core::router::LocalEngine::new(engine, a.model.session_config(), a.sampling.params())?;
+    serve_with(&local, &a)
 }
 
-/// Runs the OpenAI-compatible server over `model` until interrupted (wired once the engine
-/// implements `LocalModel`).
-#[allow(dead_code)]
+/// Runs the OpenAI-compatible server over `model` until interrupted.
 pub fn serve_with(model: &(dyn edgewise_core::router::LocalModel + Sync), a: &ServeArgs) -> crate::CliResult {
     use edgewise_core::router::cloud::ApiKey;
     use edgewise_core::router::serve::{ServeConfig, Server};
@@ -139,7 +195,8 @@ pub fn serve_with(model: &(dyn edgewise_core::router::LocalModel + Sync), a: &Se
         Some(var) => Some(ApiKey::from_env(var).ok_or_else(|| format!("environment variable {var} is not set"))?),
         None => None,
     };
-    let config = ServeConfig { addr: a.addr.clone(), api_key, workers: a.workers, ..ServeConfig::default() };
+    let config =
+        ServeConfig { addr: a.addr.clone(), api_key, workers: a.workers, model_id: a.model_id.clone(), ..ServeConfig::default() };
     let server = Server::bind(config)?;
     let stop = server.shutdown_handle();
     // Ctrl-C finishes the answers in progress, then stops.
@@ -173,4 +230,165 @@ pub fn router(a: RouterArgs) -> crate::CliResult {
             Ok(())
         }
     }
+}
+
+/// One line describing a routing outcome, for stderr: `[cloud: app_requested]`,
+/// `[local: sensitive (email, person_name)]`, `[local after cloud failure: connect]`.
+fn route_badge(a: &edgewise_core::router::RoutedAnswer) -> String {
+    use edgewise_core::router::Target;
+    let reasons: Vec<&str> = a.decision.reasons.iter().map(|r| r.as_str()).collect();
+    let mut s = format!("{}: {}", a.decision.target.as_str(), reasons.join(", "));
+    if !a.decision.categories.is_empty() {
+        let cats: Vec<&str> = a.decision.categories.iter().map(|c| c.as_str()).collect();
+        s.push_str(&format!(" ({})", cats.join(", ")));
+    }
+    if let Some(f) = &a.fallback {
+        s.push_str(&format!("; cloud failed ({}), answered locally", f.kind.as_str()));
+    }
+    if a.served_by == Target::Local && a.decision.target == Target::Cloud && a.fallback.is_none() {
+        s.push_str("; answered locally");
+    }
+    format!("[{s}]")
+}
+
+/// Streams an answer to stdout; a cloud failure mid-stream restarts the answer locally.
+struct StdoutSink<'a> {
+    cancelled: &'a std::sync::atomic::AtomicBool,
+    stream: bool,
+}
+
+impl edgewise_core::router::AnswerSink for StdoutSink<'_> {
+    fn on_text(&mut self, text: &str) -> bool {
+        use std::io::Write;
+        if self.stream {
+            let mut out = std::io::stdout();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
+        !self.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn on_reset(&mut self) {
+        if self.stream {
+            println!();
+            eprintln!("[the cloud failed mid-answer; answering on the device instead]");
+        }
+    }
+}
+
+/// `edgewise run --cloud`: one prompt through the privacy router.
+pub fn run_routed(
+    engine: edgewise_core::engine::Engine,
+    session: edgewise_core::session::SessionConfig,
+    params: edgewise_core::session::GenerationParams,
+    cloud: &CloudOpts,
+    prompt: &str,
+    json: bool,
+) -> crate::CliResult {
+    use edgewise_core::router::{ChatRequest, LocalEngine};
+    let router = cloud.router()?;
+    let backend = engine.info().backend;
+    let local = LocalEngine::new(engine, session, params.clone())?;
+    let request = ChatRequest { max_tokens: u32::try_from(params.max_tokens).ok(), ..ChatRequest::user(prompt) };
+    let cancelled = std::sync::atomic::AtomicBool::new(false);
+    let mut sink = StdoutSink { cancelled: &cancelled, stream: !json };
+    let out = local.answer(&router, &request, &cloud.meta(), &params, &mut sink)?;
+    let a = &out.answer;
+    if json {
+        let j = serde_json::json!({
+            "text": a.text,
+            "route": {
+                "target": a.decision.target,
+                "reasons": a.decision.reasons,
+                "categories": a.decision.categories,
+            },
+            "served_by": a.served_by,
+            "fallback": a.fallback,
+            "finish_reason": a.finish_reason,
+            "prompt_tokens": a.prompt_tokens,
+            "completion_tokens": a.completion_tokens,
+            "stop_reason": out.local_stop_reason,
+            "backend": backend,
+            "metrics": out.local_metrics,
+        });
+        println!("{j}");
+    } else {
+        println!();
+        eprintln!("{} [{} tokens, {:?}]", route_badge(a), a.completion_tokens, a.finish_reason);
+    }
+    Ok(())
+}
+
+/// `edgewise chat --cloud`: the REPL, each turn routed (the whole conversation is scanned).
+pub fn chat_routed(
+    engine: edgewise_core::engine::Engine,
+    mut session: edgewise_core::session::SessionConfig,
+    params: edgewise_core::session::GenerationParams,
+    cloud: &CloudOpts,
+) -> crate::CliResult {
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use edgewise_core::router::{ChatMessage, ChatRequest, LocalEngine, Role};
+    let router = cloud.router()?;
+    let (arch, backend) = (engine.info().architecture.clone(), engine.info().backend);
+    // The system prompt travels in each request (so the router scans it), not in the session.
+    let system = session.system_prompt.take();
+    let local = Arc::new(LocalEngine::new(engine, session, params.clone())?);
+    let cancelled = Arc::new(AtomicBool::new(false));
+    {
+        let (local, cancelled) = (local.clone(), cancelled.clone());
+        // Ctrl-C stops the answer being generated (local or cloud); it does not leave the REPL.
+        ctrlc::set_handler(move || {
+            cancelled.store(true, Ordering::SeqCst);
+            local.cancel_running();
+        })?;
+    }
+    eprintln!(
+        "edgewise chat on {arch} ({backend}), routed via {}. /reset clears the conversation, /exit or Ctrl-D leaves; Ctrl-C stops an answer.",
+        cloud.cloud.as_deref().unwrap_or_default()
+    );
+    let mut history: Vec<ChatMessage> = Vec::new();
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        eprint!("> ");
+        line.clear();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let msg = line.trim();
+        match msg {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                history.clear();
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            _ => {}
+        }
+        let mut messages = Vec::with_capacity(history.len() + 2);
+        messages.extend(system.iter().map(|s| ChatMessage::new(Role::System, s.clone())));
+        messages.extend(history.iter().cloned());
+        messages.push(ChatMessage::new(Role::User, msg));
+        let request = ChatRequest {
+            messages,
+            max_tokens: u32::try_from(params.max_tokens).ok(),
+            ..ChatRequest::default()
+        };
+        cancelled.store(false, Ordering::SeqCst);
+        let mut sink = StdoutSink { cancelled: &cancelled, stream: true };
+        let res = local.answer(&router, &request, &cloud.meta(), &params, &mut sink);
+        println!();
+        match res {
+            Ok(out) => {
+                eprintln!("{} [{} tokens, {:?}]", route_badge(&out.answer), out.answer.completion_tokens, out.answer.finish_reason);
+                history.push(ChatMessage::new(Role::User, msg));
+                history.push(ChatMessage::new(Role::Assistant, out.answer.text));
+            }
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+    Ok(())
 }

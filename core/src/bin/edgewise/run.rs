@@ -49,7 +49,7 @@ pub struct ModelOpts {
 }
 
 impl ModelOpts {
-    fn load(&self) -> Result<Engine, Box<dyn std::error::Error>> {
+    pub(crate) fn load(&self) -> Result<Engine, Box<dyn std::error::Error>> {
         let path = crate::resolve_model(self.model.as_deref().unwrap_or(crate::DEFAULT_MODEL))?;
         let cfg = EngineConfig { backend: self.backend.into(), threads: self.threads, ..Default::default() };
         let engine = Engine::load(&path, cfg)?;
@@ -61,7 +61,7 @@ impl ModelOpts {
         Ok(engine)
     }
 
-    fn session_config(&self) -> SessionConfig {
+    pub(crate) fn session_config(&self) -> SessionConfig {
         SessionConfig { max_context: self.ctx, ..Default::default() }
     }
 }
@@ -96,7 +96,7 @@ pub struct SamplingOpts {
 }
 
 impl SamplingOpts {
-    fn params(&self) -> GenerationParams {
+    pub(crate) fn params(&self) -> GenerationParams {
         GenerationParams {
             sampling: SamplingParams {
                 temperature: self.temperature,
@@ -122,8 +122,10 @@ pub struct RunArgs {
     #[command(flatten)]
     sampling: SamplingOpts,
     /// Feed the prompt as is (no chat template).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "cloud")]
     raw: bool,
+    #[command(flatten)]
+    cloud: crate::router::CloudOpts,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -141,6 +143,8 @@ pub struct ChatArgs {
     /// System prompt.
     #[arg(long)]
     system: Option<String>,
+    #[command(flatten)]
+    cloud: crate::router::CloudOpts,
 }
 
 /// Arguments of `edgewise bench`.
@@ -161,6 +165,10 @@ pub struct BenchArgs {
 
 pub fn run(a: RunArgs) -> crate::CliResult {
     let engine = a.model.load()?;
+    if a.cloud.enabled() {
+        let json = a.format == Format::Json;
+        return crate::router::run_routed(engine, a.model.session_config(), a.sampling.params(), &a.cloud, &a.prompt, json);
+    }
     let mut session = engine.new_session(a.model.session_config())?;
     let params = a.sampling.params();
     let stream = a.format == Format::Text;
@@ -205,6 +213,9 @@ pub fn chat(a: ChatArgs) -> crate::CliResult {
     let engine = a.model.load()?;
     let mut cfg = a.model.session_config();
     cfg.system_prompt = a.system.clone();
+    if a.cloud.enabled() {
+        return crate::router::chat_routed(engine, cfg, a.sampling.params(), &a.cloud);
+    }
     let mut session = engine.new_session(cfg)?;
     let params = a.sampling.params();
     let cancel = session.cancel_handle();
@@ -246,21 +257,28 @@ pub fn chat(a: ChatArgs) -> crate::CliResult {
 }
 
 /// Peak resident set size of this process, in MiB (Linux `VmHWM`).
-fn peak_rss_mb() -> Option<f64> {
+/// A `/proc/self/status` figure in MiB (`VmHWM` = peak resident, `VmRSS` = resident now).
+fn status_mb(key: &str) -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
 
+fn peak_rss_mb() -> Option<f64> {
+    status_mb("VmHWM:")
+}
+
 pub fn bench(a: BenchArgs) -> crate::CliResult {
     let engine = a.model.load()?;
+    let rss_after_load = status_mb("VmRSS:");
     let tok = engine.tokenizer();
     // A prompt of exactly `prompt_tokens` tokens from ordinary prose.
     let text = "The quick brown fox jumps over the lazy dog while the farmer counts sheep in the valley. ".repeat(a.prompt_tokens / 8 + 8);
     let mut ids = tok.encode(&text, tok.add_bos_default())?;
     ids.truncate(a.prompt_tokens.max(1));
-    let ctx = (a.prompt_tokens + a.gen_tokens + 16).max(a.model.ctx);
+    // Sized like the llama.cpp reference (tests/reference/bench_llama.py): prompt + gen + 16.
+    let ctx = a.prompt_tokens + a.gen_tokens + 16;
     let mut session = engine.new_session(SessionConfig { max_context: ctx, prefill_chunk: a.prompt_tokens.clamp(1, 512), ..Default::default() })?;
     let params = GenerationParams { max_tokens: a.gen_tokens, ignore_eos: true, ..GenerationParams::greedy(a.gen_tokens) };
     let g = session.generate_from(ids, &params, &mut |_| true)?;
@@ -274,6 +292,9 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
         "ttft_ms": g.metrics.ttft_ms,
         "load_ms": engine.info().load_ms,
         "peak_rss_mb": peak_rss_mb(),
+        "rss_after_load_mb": rss_after_load,
+        "context": ctx,
+        "model_bytes": engine.info().file_size,
     });
     if !a.json {
         eprintln!(

@@ -655,6 +655,12 @@ internal interface UniffiForeignFutureCompleteVoid : com.sun.jna.Callback {
 internal interface UniffiCallbackInterfaceDownloadListenerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`progress`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceAnswerListenerMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`text`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceAnswerListenerMethod1 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 internal interface UniffiCallbackInterfaceTokenSinkMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`text`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -674,6 +680,28 @@ internal open class UniffiVTableCallbackInterfaceDownloadListener(
         `uniffiFree` = other.`uniffiFree`
         `uniffiClone` = other.`uniffiClone`
         `onProgress` = other.`onProgress`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "onToken", "onReset")
+internal open class UniffiVTableCallbackInterfaceAnswerListener(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `onToken`: UniffiCallbackInterfaceAnswerListenerMethod0? = null,
+    @JvmField internal var `onReset`: UniffiCallbackInterfaceAnswerListenerMethod1? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `onToken`: UniffiCallbackInterfaceAnswerListenerMethod0? = null,
+        `onReset`: UniffiCallbackInterfaceAnswerListenerMethod1? = null,
+    ): UniffiVTableCallbackInterfaceAnswerListener(`uniffiFree`,`uniffiClone`,`onToken`,`onReset`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceAnswerListener) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `onToken` = other.`onToken`
+        `onReset` = other.`onReset`
     }
 
 }
@@ -741,6 +769,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_edgewise_checksum_func_greedy_sampling_params(
     ): Int
+    external fun uniffi_edgewise_checksum_func_default_cloud_endpoint(
+    ): Int
     external fun uniffi_edgewise_checksum_func_privacy_check(
     ): Int
     external fun uniffi_edgewise_checksum_func_router_policy_cloud_assist(
@@ -765,6 +795,20 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_edgewise_checksum_method_engine_new_session(
     ): Int
+    external fun uniffi_edgewise_checksum_method_answerlistener_on_token(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_answerlistener_on_reset(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_router_cancel(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_router_decide(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_router_drain_queue(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_router_policy(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_router_send(
+    ): Int
     external fun uniffi_edgewise_checksum_method_chatsession_cached_tokens(
     ): Int
     external fun uniffi_edgewise_checksum_method_chatsession_cancel(
@@ -787,6 +831,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_edgewise_checksum_constructor_engine_load(
     ): Int
+    external fun uniffi_edgewise_checksum_constructor_router_new(
+    ): Int
     external fun ffi_edgewise_uniffi_contract_version(
     ): Int
 
@@ -803,6 +849,7 @@ internal object UniffiLib {
 
     init {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "edgewise"))
+        uniffiCallbackInterfaceAnswerListener.register(this)
         uniffiCallbackInterfaceDownloadListener.register(this)
         uniffiCallbackInterfaceTokenSink.register(this)
         
@@ -845,6 +892,32 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_engine_new_session(`ptr`: Long,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_edgewise_fn_clone_answerlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_free_answerlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_init_callback_vtable_answerlistener(`vtable`: UniffiVTableCallbackInterfaceAnswerListener,
+    ): Unit
+    external fun uniffi_edgewise_fn_method_answerlistener_on_token(`ptr`: Long,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_method_answerlistener_on_reset(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_clone_router(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_free_router(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_constructor_router_new(`engine`: Long,`sessionConfig`: RustBuffer.ByValue,`policy`: RustBuffer.ByValue,`cloud`: RustBuffer.ByValue,`cloudApiKey`: RustBuffer.ByValue,`dataDir`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_method_router_cancel(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_method_router_decide(`ptr`: Long,`messages`: RustBuffer.ByValue,`meta`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_method_router_drain_queue(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_edgewise_fn_method_router_policy(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_method_router_send(`ptr`: Long,`messages`: RustBuffer.ByValue,`meta`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_clone_chatsession(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_edgewise_fn_free_chatsession(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -890,6 +963,8 @@ internal object UniffiLib {
     external fun uniffi_edgewise_fn_func_greedy_generation_params(`maxTokens`: Int,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_func_greedy_sampling_params(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_func_default_cloud_endpoint(`baseUrl`: RustBuffer.ByValue,`model`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_func_privacy_check(`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1048,6 +1123,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_func_greedy_sampling_params() and 0xFFFF) != 41928) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_edgewise_checksum_func_default_cloud_endpoint() and 0xFFFF) != 23088) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_edgewise_checksum_func_privacy_check() and 0xFFFF) != 64545) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1084,6 +1162,27 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_engine_new_session() and 0xFFFF) != 62398) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_edgewise_checksum_method_answerlistener_on_token() and 0xFFFF) != 57522) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_answerlistener_on_reset() and 0xFFFF) != 223) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_router_cancel() and 0xFFFF) != 49570) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_router_decide() and 0xFFFF) != 42489) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_router_drain_queue() and 0xFFFF) != 9088) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_router_policy() and 0xFFFF) != 26835) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_router_send() and 0xFFFF) != 5835) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_edgewise_checksum_method_chatsession_cached_tokens() and 0xFFFF) != 44651) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1115,6 +1214,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_constructor_engine_load() and 0xFFFF) != 56099) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_constructor_router_new() and 0xFFFF) != 946) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1308,6 +1410,33 @@ private class AndroidSystemCleanable(
 /**
  * @suppress
  */
+public object FfiConverterUShort: FfiConverter<UShort, Short> {
+    override fun lift(value: Short): UShort {
+        return value.toUShort()
+    }
+
+    fun lift(value: Int): UShort {
+        return value.toUShort()
+    }
+
+    override fun read(buf: ByteBuffer): UShort {
+        return lift(buf.getShort())
+    }
+
+    override fun lower(value: UShort): Short {
+        return value.toShort()
+    }
+
+    override fun allocationSize(value: UShort) = 2UL
+
+    override fun write(value: UShort, buf: ByteBuffer) {
+        buf.putShort(value.toShort())
+    }
+}
+
+/**
+ * @suppress
+ */
 public object FfiConverterUInt: FfiConverter<UInt, Int> {
     override fun lift(value: Int): UInt {
         return value.toUInt()
@@ -1474,6 +1603,377 @@ public object FfiConverterString: FfiConverter<String, RustBuffer.ByValue> {
         val byteBuf = toUtf8(value)
         buf.putInt(byteBuf.limit())
         buf.put(byteBuf)
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * Receives a routed answer as it streams, from the cloud or the device. Implemented in Kotlin
+ * or Swift; called on the thread that called `Router.send`.
+ */
+public interface AnswerListener {
+    
+    /**
+     * A piece of answer text. Throwing stops the answer, and `send` fails with the thrown error.
+     */
+    fun `onToken`(`text`: kotlin.String)
+    
+    /**
+     * The cloud failed after some text was delivered: discard what this answer showed so far;
+     * the local answer streams next, from its beginning.
+     */
+    fun `onReset`()
+    
+    companion object
+}
+
+/**
+ * Receives a routed answer as it streams, from the cloud or the device. Implemented in Kotlin
+ * or Swift; called on the thread that called `Router.send`.
+ */
+open class AnswerListenerImpl: Disposable, AutoCloseable, AnswerListener
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_edgewise_fn_free_answerlistener(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_edgewise_fn_clone_answerlistener(handle, status)
+        }
+    }
+
+    
+    /**
+     * A piece of answer text. Throwing stops the answer, and `send` fails with the thrown error.
+     */
+    @Throws(EdgewiseException::class)override fun `onToken`(`text`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_answerlistener_on_token(
+        it,
+        
+        FfiConverterString.lower(`text`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * The cloud failed after some text was delivered: discard what this answer showed so far;
+     * the local answer streams next, from its beginning.
+     */
+    @Throws(EdgewiseException::class)override fun `onReset`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_answerlistener_on_reset(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceAnswerListener {
+    internal object `onToken`: UniffiCallbackInterfaceAnswerListenerMethod0 {
+        override fun callback(`uniffiHandle`: Long,`text`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeAnswerListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onToken`(
+                    FfiConverterString.lift(`text`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: EdgewiseException -> FfiConverterTypeEdgewiseError.lower(e) }
+            )
+        }
+    }
+    internal object `onReset`: UniffiCallbackInterfaceAnswerListenerMethod1 {
+        override fun callback(`uniffiHandle`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeAnswerListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onReset`(
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: EdgewiseException -> FfiConverterTypeEdgewiseError.lower(e) }
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeAnswerListener.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeAnswerListener.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceAnswerListener.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `onToken`,
+        `onReset`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_edgewise_fn_init_callback_vtable_answerlistener(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeAnswerListener: FfiConverter<AnswerListener, Long> {
+    internal val handleMap = UniffiHandleMap<AnswerListener>()
+
+    override fun lower(value: AnswerListener): Long {
+        if (value is AnswerListenerImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): AnswerListener {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return AnswerListenerImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): AnswerListener {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: AnswerListener) = 8UL
+
+    override fun write(value: AnswerListener, buf: ByteBuffer) {
+        buf.putLong(lower(value))
     }
 }
 
@@ -3017,6 +3517,404 @@ public object FfiConverterTypeModelDownload: FfiConverter<ModelDownload, Long> {
 
 
 /**
+ * The offline-first privacy router over a loaded [`Engine`]: each `send` is answered on the
+ * device unless every condition for the cloud holds (cloud enabled with an endpoint, nothing
+ * sensitive anywhere in the request, a reason, the network up, budgets left); a cloud failure
+ * falls back to the device. Thread-safe; `send`s may run concurrently.
+ */
+public interface RouterInterface {
+    
+    /**
+     * Stops the answers being produced now (cloud or local) before their next piece; they end
+     * with `finish_reason == Cancelled`. Safe from any thread.
+     */
+    fun `cancel`()
+    
+    /**
+     * Where `messages` would run now, without generating anything (for a badge before sending).
+     */
+    fun `decide`(`messages`: List<ChatMessage>, `meta`: RequestMeta): RouteDecision
+    
+    /**
+     * Sends requests queued while offline to the cloud, if it is reachable now; returns how
+     * many were answered. The answers stay in the queue file.
+     */
+    fun `drainQueue`(): kotlin.UInt
+    
+    /**
+     * The policy in force.
+     */
+    fun `policy`(): RouterPolicy
+    
+    /**
+     * Answers a conversation (`messages`: system prompt, history and the new user message,
+     * oldest first), streaming into `listener`. `params` drive local generation; their
+     * `max_tokens` and temperature are also sent to the cloud. Blocking: call it from a
+     * background thread. Fails only when the local model itself fails (or the listener throws).
+     */
+    fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener): RoutedAnswer
+    
+    companion object
+}
+
+/**
+ * The offline-first privacy router over a loaded [`Engine`]: each `send` is answered on the
+ * device unless every condition for the cloud holds (cloud enabled with an endpoint, nothing
+ * sensitive anywhere in the request, a reason, the network up, budgets left); a cloud failure
+ * falls back to the device. Thread-safe; `send`s may run concurrently.
+ */
+open class Router: Disposable, AutoCloseable, RouterInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+    /**
+     * A router answering locally with `engine` (each request gets a context of
+     * `session_config.max_context` tokens), deciding with `policy`, escalating to `cloud` (null
+     * keeps everything local) with `cloud_api_key` as its bearer token (never logged).
+     * `data_dir` holds the audit log (`audit.jsonl`) and the offline queue (`queue.wal`); it is
+     * created if missing.
+     */
+    constructor(`engine`: Engine, `sessionConfig`: SessionConfig, `policy`: RouterPolicy, `cloud`: CloudEndpoint?, `cloudApiKey`: kotlin.String?, `dataDir`: kotlin.String) :
+        this(UniffiWithHandle, 
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_constructor_router_new(
+    
+        
+        FfiConverterTypeEngine.lower(`engine`),
+        FfiConverterTypeSessionConfig.lower(`sessionConfig`),
+        FfiConverterTypeRouterPolicy.lower(`policy`),
+        FfiConverterOptionalTypeCloudEndpoint.lower(`cloud`),
+        FfiConverterOptionalString.lower(`cloudApiKey`),
+        FfiConverterString.lower(`dataDir`),_status)
+}
+    )
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_edgewise_fn_free_router(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_edgewise_fn_clone_router(handle, status)
+        }
+    }
+
+    
+    /**
+     * Stops the answers being produced now (cloud or local) before their next piece; they end
+     * with `finish_reason == Cancelled`. Safe from any thread.
+     */
+    @Throws(EdgewiseException::class)override fun `cancel`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_router_cancel(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Where `messages` would run now, without generating anything (for a badge before sending).
+     */
+    @Throws(EdgewiseException::class)override fun `decide`(`messages`: List<ChatMessage>, `meta`: RequestMeta): RouteDecision {
+            return FfiConverterTypeRouteDecision.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_router_decide(
+        it,
+        
+        FfiConverterSequenceTypeChatMessage.lower(`messages`),
+        FfiConverterTypeRequestMeta.lower(`meta`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Sends requests queued while offline to the cloud, if it is reachable now; returns how
+     * many were answered. The answers stay in the queue file.
+     */
+    @Throws(EdgewiseException::class)override fun `drainQueue`(): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_router_drain_queue(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The policy in force.
+     */
+    @Throws(EdgewiseException::class)override fun `policy`(): RouterPolicy {
+            return FfiConverterTypeRouterPolicy.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_router_policy(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Answers a conversation (`messages`: system prompt, history and the new user message,
+     * oldest first), streaming into `listener`. `params` drive local generation; their
+     * `max_tokens` and temperature are also sent to the cloud. Blocking: call it from a
+     * background thread. Fails only when the local model itself fails (or the listener throws).
+     */
+    @Throws(EdgewiseException::class)override fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener): RoutedAnswer {
+            return FfiConverterTypeRoutedAnswer.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_router_send(
+        it,
+        
+        FfiConverterSequenceTypeChatMessage.lower(`messages`),
+        FfiConverterTypeRequestMeta.lower(`meta`),
+        FfiConverterTypeGenerationParams.lower(`params`),
+        FfiConverterTypeAnswerListener.lower(`listener`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRouter: FfiConverter<Router, Long> {
+    override fun lower(value: Router): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): Router {
+        return Router(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): Router {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: Router) = 8UL
+
+    override fun write(value: Router, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * Receives generated text as it is produced. Implemented in Kotlin or Swift.
  */
 public interface TokenSink {
@@ -3366,6 +4264,159 @@ public object FfiConverterTypeChatMessage: FfiConverterRustBuffer<ChatMessage> {
     override fun write(value: ChatMessage, buf: ByteBuffer) {
             FfiConverterTypeRole.write(value.`role`, buf)
             FfiConverterString.write(value.`content`, buf)
+    }
+}
+
+
+
+/**
+ * An OpenAI-compatible chat-completions endpoint. Get one with the core defaults (timeouts,
+ * retries, streaming) from `default_cloud_endpoint(baseUrl, model)` and adjust it. The API key
+ * is not part of it (records print their fields): it is a separate argument of `Router(...)`.
+ */
+data class CloudEndpoint (
+    /**
+     * Base URL, e.g. `https://api.openai.com/v1`; requests go to `{base_url}/chat/completions`.
+     */
+    val `baseUrl`: kotlin.String
+    , 
+    /**
+     * Model name sent in the body.
+     */
+    val `model`: kotlin.String
+    , 
+    /**
+     * Stream answers (SSE) rather than wait for the whole answer.
+     */
+    val `stream`: kotlin.Boolean
+    , 
+    /**
+     * TCP/TLS connect timeout, ms.
+     */
+    val `connectTimeoutMs`: kotlin.ULong
+    , 
+    /**
+     * Total time for one attempt, ms.
+     */
+    val `requestTimeoutMs`: kotlin.ULong
+    , 
+    /**
+     * Retries after the first attempt.
+     */
+    val `maxRetries`: kotlin.UInt
+    , 
+    /**
+     * Allow plain `http://` to hosts other than loopback (off: the key and text would travel
+     * unencrypted).
+     */
+    val `allowInsecureHttp`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer<CloudEndpoint> {
+    override fun read(buf: ByteBuffer): CloudEndpoint {
+        return CloudEndpoint(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: CloudEndpoint) = (
+            FfiConverterString.allocationSize(value.`baseUrl`) +
+            FfiConverterString.allocationSize(value.`model`) +
+            FfiConverterBoolean.allocationSize(value.`stream`) +
+            FfiConverterULong.allocationSize(value.`connectTimeoutMs`) +
+            FfiConverterULong.allocationSize(value.`requestTimeoutMs`) +
+            FfiConverterUInt.allocationSize(value.`maxRetries`) +
+            FfiConverterBoolean.allocationSize(value.`allowInsecureHttp`)
+    )
+
+    override fun write(value: CloudEndpoint, buf: ByteBuffer) {
+            FfiConverterString.write(value.`baseUrl`, buf)
+            FfiConverterString.write(value.`model`, buf)
+            FfiConverterBoolean.write(value.`stream`, buf)
+            FfiConverterULong.write(value.`connectTimeoutMs`, buf)
+            FfiConverterULong.write(value.`requestTimeoutMs`, buf)
+            FfiConverterUInt.write(value.`maxRetries`, buf)
+            FfiConverterBoolean.write(value.`allowInsecureHttp`, buf)
+    }
+}
+
+
+
+/**
+ * A failed cloud attempt the router recovered from by answering on the device.
+ */
+data class CloudFallback (
+    /**
+     * What went wrong.
+     */
+    val `kind`: CloudFailureKind
+    , 
+    /**
+     * The HTTP status, when the cloud answered with an error status.
+     */
+    val `httpStatus`: kotlin.UShort?
+    , 
+    /**
+     * Cloud attempts made (1 + retries).
+     */
+    val `attempts`: kotlin.UInt
+    , 
+    /**
+     * Characters of cloud text streamed before the failure and then withdrawn (`on_reset`).
+     */
+    val `discardedChars`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCloudFallback: FfiConverterRustBuffer<CloudFallback> {
+    override fun read(buf: ByteBuffer): CloudFallback {
+        return CloudFallback(
+            FfiConverterTypeCloudFailureKind.read(buf),
+            FfiConverterOptionalUShort.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: CloudFallback) = (
+            FfiConverterTypeCloudFailureKind.allocationSize(value.`kind`) +
+            FfiConverterOptionalUShort.allocationSize(value.`httpStatus`) +
+            FfiConverterUInt.allocationSize(value.`attempts`) +
+            FfiConverterULong.allocationSize(value.`discardedChars`)
+    )
+
+    override fun write(value: CloudFallback, buf: ByteBuffer) {
+            FfiConverterTypeCloudFailureKind.write(value.`kind`, buf)
+            FfiConverterOptionalUShort.write(value.`httpStatus`, buf)
+            FfiConverterUInt.write(value.`attempts`, buf)
+            FfiConverterULong.write(value.`discardedChars`, buf)
     }
 }
 
@@ -4375,6 +5426,118 @@ public object FfiConverterTypeRouteDecision: FfiConverterRustBuffer<RouteDecisio
 
 
 /**
+ * The answer to `Router.send`: the text, where it was decided to run and why, who actually
+ * answered, and what happened on the way.
+ */
+data class RoutedAnswer (
+    /**
+     * The answer text (only the answer that completed; never a mix of cloud and local).
+     */
+    val `text`: kotlin.String
+    , 
+    /**
+     * What the policy decided, and why.
+     */
+    val `decision`: RouteDecision
+    , 
+    /**
+     * Who produced `text`: the decision's target unless the cloud failed (then `Local`).
+     */
+    val `servedBy`: RouteTarget
+    , 
+    /**
+     * Set when the cloud was chosen but failed and the device answered instead.
+     */
+    val `fallback`: CloudFallback?
+    , 
+    /**
+     * Offline-queue id, when the request was also queued for a cloud answer later.
+     */
+    val `queuedId`: kotlin.ULong?
+    , 
+    /**
+     * Prompt tokens (as counted by whoever answered).
+     */
+    val `promptTokens`: kotlin.UInt
+    , 
+    /**
+     * Answer tokens.
+     */
+    val `completionTokens`: kotlin.UInt
+    , 
+    /**
+     * Why the answer ended.
+     */
+    val `finishReason`: FinishReason
+    , 
+    /**
+     * Timing of the local generation; null when the cloud answered.
+     */
+    val `localMetrics`: Metrics?
+    , 
+    /**
+     * Why the local generation stopped; null when the cloud answered.
+     */
+    val `localStopReason`: StopReason?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer<RoutedAnswer> {
+    override fun read(buf: ByteBuffer): RoutedAnswer {
+        return RoutedAnswer(
+            FfiConverterString.read(buf),
+            FfiConverterTypeRouteDecision.read(buf),
+            FfiConverterTypeRouteTarget.read(buf),
+            FfiConverterOptionalTypeCloudFallback.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterTypeFinishReason.read(buf),
+            FfiConverterOptionalTypeMetrics.read(buf),
+            FfiConverterOptionalTypeStopReason.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: RoutedAnswer) = (
+            FfiConverterString.allocationSize(value.`text`) +
+            FfiConverterTypeRouteDecision.allocationSize(value.`decision`) +
+            FfiConverterTypeRouteTarget.allocationSize(value.`servedBy`) +
+            FfiConverterOptionalTypeCloudFallback.allocationSize(value.`fallback`) +
+            FfiConverterOptionalULong.allocationSize(value.`queuedId`) +
+            FfiConverterUInt.allocationSize(value.`promptTokens`) +
+            FfiConverterUInt.allocationSize(value.`completionTokens`) +
+            FfiConverterTypeFinishReason.allocationSize(value.`finishReason`) +
+            FfiConverterOptionalTypeMetrics.allocationSize(value.`localMetrics`) +
+            FfiConverterOptionalTypeStopReason.allocationSize(value.`localStopReason`)
+    )
+
+    override fun write(value: RoutedAnswer, buf: ByteBuffer) {
+            FfiConverterString.write(value.`text`, buf)
+            FfiConverterTypeRouteDecision.write(value.`decision`, buf)
+            FfiConverterTypeRouteTarget.write(value.`servedBy`, buf)
+            FfiConverterOptionalTypeCloudFallback.write(value.`fallback`, buf)
+            FfiConverterOptionalULong.write(value.`queuedId`, buf)
+            FfiConverterUInt.write(value.`promptTokens`, buf)
+            FfiConverterUInt.write(value.`completionTokens`, buf)
+            FfiConverterTypeFinishReason.write(value.`finishReason`, buf)
+            FfiConverterOptionalTypeMetrics.write(value.`localMetrics`, buf)
+            FfiConverterOptionalTypeStopReason.write(value.`localStopReason`, buf)
+    }
+}
+
+
+
+/**
  * Routing knobs (cloud off by default). Get presets from `router_policy_local_only()`,
  * `router_policy_cloud_assist()`, `router_policy_field_worker()`.
  */
@@ -4714,6 +5877,71 @@ public object FfiConverterTypeBackendPreference: FfiConverterRustBuffer<BackendP
     override fun allocationSize(value: BackendPreference) = 4UL
 
     override fun write(value: BackendPreference, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * What went wrong on the cloud path.
+ */
+
+enum class CloudFailureKind {
+    
+    /**
+     * Could not connect.
+     */
+    CONNECT,
+    /**
+     * A timeout expired.
+     */
+    TIMEOUT,
+    /**
+     * The server answered with an error status.
+     */
+    HTTP_STATUS,
+    /**
+     * The response was not a valid chat completion.
+     */
+    MALFORMED,
+    /**
+     * The connection closed before the answer was complete.
+     */
+    TRUNCATED,
+    /**
+     * The egress check refused the body (personal data found).
+     */
+    POLICY_DENIED,
+    /**
+     * Something else on our side.
+     */
+    INTERNAL;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCloudFailureKind: FfiConverterRustBuffer<CloudFailureKind> {
+    override fun read(buf: ByteBuffer) = try {
+        
+        CloudFailureKind.entries[buf.getInt() - 1]
+        
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: CloudFailureKind) = 4UL
+
+    override fun write(value: CloudFailureKind, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
@@ -5228,6 +6456,55 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
     }
 
 }
+
+
+
+/**
+ * Why an answer ended (OpenAI terms).
+ */
+
+enum class FinishReason {
+    
+    /**
+     * The model ended its answer.
+     */
+    STOP,
+    /**
+     * The token limit was reached.
+     */
+    LENGTH,
+    /**
+     * Cancelled (`Router.cancel()` or a listener error).
+     */
+    CANCELLED;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeFinishReason: FfiConverterRustBuffer<FinishReason> {
+    override fun read(buf: ByteBuffer) = try {
+        
+        FinishReason.entries[buf.getInt() - 1]
+        
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: FinishReason) = 4UL
+
+    override fun write(value: FinishReason, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
 
 
 
@@ -5796,6 +7073,38 @@ public object FfiConverterTypeStopReason: FfiConverterRustBuffer<StopReason> {
 /**
  * @suppress
  */
+public object FfiConverterOptionalUShort: FfiConverterRustBuffer<kotlin.UShort?> {
+    override fun read(buf: ByteBuffer): kotlin.UShort? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterUShort.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.UShort?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterUShort.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.UShort?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterUShort.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalUInt: FfiConverterRustBuffer<kotlin.UInt?> {
     override fun read(buf: ByteBuffer): kotlin.UInt? {
         if (buf.get().toInt() == 0) {
@@ -5818,6 +7127,38 @@ public object FfiConverterOptionalUInt: FfiConverterRustBuffer<kotlin.UInt?> {
         } else {
             buf.put(1)
             FfiConverterUInt.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalULong: FfiConverterRustBuffer<kotlin.ULong?> {
+    override fun read(buf: ByteBuffer): kotlin.ULong? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterULong.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.ULong?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterULong.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.ULong?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterULong.write(value, buf)
         }
     }
 }
@@ -5924,6 +7265,70 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeCloudEndpoint: FfiConverterRustBuffer<CloudEndpoint?> {
+    override fun read(buf: ByteBuffer): CloudEndpoint? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeCloudEndpoint.read(buf)
+    }
+
+    override fun allocationSize(value: CloudEndpoint?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeCloudEndpoint.allocationSize(value)
+        }
+    }
+
+    override fun write(value: CloudEndpoint?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeCloudEndpoint.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeCloudFallback: FfiConverterRustBuffer<CloudFallback?> {
+    override fun read(buf: ByteBuffer): CloudFallback? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeCloudFallback.read(buf)
+    }
+
+    override fun allocationSize(value: CloudFallback?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeCloudFallback.allocationSize(value)
+        }
+    }
+
+    override fun write(value: CloudFallback?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeCloudFallback.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeGpuInfo: FfiConverterRustBuffer<GpuInfo?> {
     override fun read(buf: ByteBuffer): GpuInfo? {
         if (buf.get().toInt() == 0) {
@@ -5956,6 +7361,38 @@ public object FfiConverterOptionalTypeGpuInfo: FfiConverterRustBuffer<GpuInfo?> 
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeMetrics: FfiConverterRustBuffer<Metrics?> {
+    override fun read(buf: ByteBuffer): Metrics? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeMetrics.read(buf)
+    }
+
+    override fun allocationSize(value: Metrics?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeMetrics.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Metrics?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeMetrics.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeSourceKind: FfiConverterRustBuffer<SourceKind?> {
     override fun read(buf: ByteBuffer): SourceKind? {
         if (buf.get().toInt() == 0) {
@@ -5978,6 +7415,38 @@ public object FfiConverterOptionalTypeSourceKind: FfiConverterRustBuffer<SourceK
         } else {
             buf.put(1)
             FfiConverterTypeSourceKind.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeStopReason: FfiConverterRustBuffer<StopReason?> {
+    override fun read(buf: ByteBuffer): StopReason? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeStopReason.read(buf)
+    }
+
+    override fun allocationSize(value: StopReason?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeStopReason.allocationSize(value)
+        }
+    }
+
+    override fun write(value: StopReason?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeStopReason.write(value, buf)
         }
     }
 }
@@ -6372,6 +7841,23 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
     UniffiLib.uniffi_edgewise_fn_func_greedy_sampling_params(
     
         _status)
+}
+    )
+    }
+    
+
+        /**
+         * The core defaults (timeouts, retries, streaming) for an endpoint at `base_url` serving
+         * `model`.
+         */
+    @Throws(EdgewiseException::class) fun `defaultCloudEndpoint`(`baseUrl`: kotlin.String, `model`: kotlin.String): CloudEndpoint {
+            return FfiConverterTypeCloudEndpoint.lift(
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_func_default_cloud_endpoint(
+    
+        
+        FfiConverterString.lower(`baseUrl`),
+        FfiConverterString.lower(`model`),_status)
 }
     )
     }

@@ -1,0 +1,457 @@
+//! CPU kernels over GGUF blocks kept as they are in the file (no f32 copy of the weights).
+//!
+//! As in llama.cpp, the activations are quantized once per product to 8 bits (blocks of 32, an
+//! f32 scale each), and each weight block is combined with them through integer dot products:
+//!
+//! | weight | dot with one 32-block of activations (scale `dx`, values `qx`) |
+//! |---|---|
+//! | Q8_0 | `d·dx·Σ q·qx` (q signed) |
+//! | Q4_0, Q5_0 | `d·dx·(Σ u·qx − off·Σ qx)`, `u = q + off` unsigned (off 8 / 16) |
+//! | Q4_K, Q5_K | `d·sc·dx·Σ u·qx − dmin·m·(dx·Σ qx)` per 32 |
+//! | Q6_K | `d·dx·Σ_16 sc·(Σ u·qx − 32·Σ_16 qx)`, two 16-wide halves |
+//!
+//! Keeping the weight unsigned is what the x86 byte-dot instructions want (`vpmaddubsw`,
+//! `vpdpbusd`: unsigned × signed); the offsets are folded in through the activation sums.
+//!
+//! Work is tiled: a tile is `R` weight rows × `T` tokens, so each weight block is decoded once
+//! per `T` tokens (prefill: `T` = 4, or 8 with AVX-512's 32 registers) and the accumulator
+//! chains are independent (decode: `R` = 4, `T` = 1, with software prefetch, because decode
+//! streams every weight from memory once). Row chunks are spread over rayon's pool and write
+//! straight into the `[n, rows]` output, without a transpose.
+//!
+//! Instruction sets, picked once at run time (`Isa::best`): AVX2 (+FMA, F16C), AVX-VNNI
+//! (the same kernels with `vpdpbusd`/`vpdpwssd`), AVX-512 VL/VNNI (the same on 256-bit
+//! vectors with wider token tiles), and a portable path in plain Rust that runs everywhere.
+//! There is no NEON path yet: aarch64 runs the portable one, whose block structure a NEON port
+//! (`vdotq_s32`) would keep. `EDGEWISE_CPU_KERNELS=portable|avx2|avxvnni|avx512` forces a path
+//! for comparisons.
+
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use rayon::prelude::*;
+
+use super::GgmlType;
+use crate::{Error, Result};
+
+/// An activation row quantized to blocks of 32.
+#[derive(Debug, Clone, Default)]
+pub struct Q8x32 {
+    q: Vec<i8>,
+    d: Vec<f32>,
+    sum: Vec<i32>,
+}
+
+impl Q8x32 {
+    /// Quantizes `x` (length a multiple of 32): per block `d = max|x|/127`, `q = round(x/d)`.
+    pub fn quantize(x: &[f32]) -> Self {
+        let nb = x.len() / 32;
+        let mut out = Self { q: vec![0; nb * 32], d: vec![0.0; nb], sum: vec![0; nb] };
+        for (b, xs) in x.chunks_exact(32).enumerate() {
+            let (d, s) = quantize_block(xs, &mut out.q[b * 32..b * 32 + 32]);
+            out.d[b] = d;
+            out.sum[b] = s;
+        }
+        out
+    }
+
+    /// Number of 32-blocks.
+    pub fn blocks(&self) -> usize {
+        self.d.len()
+    }
+
+    /// The scale of block `b` (`x ≈ d·q`), if it exists.
+    pub fn scale(&self, b: usize) -> Option<f32> {
+        self.d.get(b).copied()
+    }
+
+    /// The sum of the quantized values of block `b`, if it exists.
+    pub fn sum(&self, b: usize) -> Option<i32> {
+        self.sum.get(b).copied()
+    }
+}
+
+/// Quantizes `xs` (any length) with one scale `max|x|/127`; returns `(d, Σq)`.
+fn quantize_block(xs: &[f32], q: &mut [i8]) -> (f32, i32) {
+    let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let mut s = 0i32;
+    for (o, v) in q.iter_mut().zip(xs) {
+        let v = (v * id).round() as i32;
+        *o = v as i8;
+        s += v;
+    }
+    (d, s)
+}
+
+/// Activations of a whole product, `[n, cols]`, quantized for one weight type.
+///
+/// Every type gets 32-blocks with an f32 scale (finer than llama.cpp's 256-blocks for the K
+/// types, which cost up to 1.4 in a logit on sensitive prompts of the engine golden test);
+/// what the offsets and mins need comes precomputed per type.
+#[derive(Debug, Clone)]
+pub(crate) struct Acts {
+    /// Tokens.
+    n: usize,
+    /// Values per token.
+    cols: usize,
+    /// `[n, cols]` quantized values.
+    q: Vec<i8>,
+    /// `[n, cols / 32]` block scales.
+    d: Vec<f32>,
+    /// Q4_0 / Q5_0 / Q8_0: `[n, cols/32]` offset correction `−off·Σq` (0 for Q8_0).
+    corr: Vec<i32>,
+    /// Q6_K: `[n, cols/16]` sums of each 16 quantized values.
+    bsums: Vec<i16>,
+    /// Q4_K / Q5_K: `[n, cols/32]` `d·Σq`, the block's sum in real units.
+    xsum: Vec<f32>,
+}
+
+/// The unsigned offset of a 32-block type's weights.
+fn offset(ty: GgmlType) -> i32 {
+    match ty {
+        GgmlType::Q4_0 => 8,
+        GgmlType::Q5_0 => 16,
+        _ => 0,
+    }
+}
+
+impl Acts {
+    /// Quantizes `x: [n, cols]` for weights of type `ty`; `cols` must be a multiple of the
+    /// type's block size (checked by the caller).
+    fn quantize(isa: Isa, ty: GgmlType, x: &[f32], n: usize, cols: usize) -> Self {
+        let mut q = vec![0i8; n * cols];
+        let mut d = vec![0f32; n * cols / 32];
+        match isa {
+            Isa::Portable => {
+                for ((xs, qs), dd) in x.chunks_exact(32).zip(q.chunks_exact_mut(32)).zip(d.iter_mut()) {
+                    *dd = quantize_block(xs, qs).0;
+                }
+            }
+            // SAFETY: AVX2 was detected; `q` has `x`'s length and `d` one entry per block.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => unsafe { x86::quantize(x, 32, &mut q, &mut d) },
+        }
+        let sum16 = |qs: &[i8]| qs.iter().map(|&v| v as i16).sum::<i16>();
+        let mut a = Self { n, cols, q, d, corr: Vec::new(), bsums: Vec::new(), xsum: Vec::new() };
+        match ty {
+            GgmlType::Q6_K => a.bsums = a.q.chunks_exact(16).map(sum16).collect(),
+            GgmlType::Q4_K | GgmlType::Q5_K => {
+                a.xsum = a.q.chunks_exact(32).zip(&a.d).map(|(qs, &d)| d * (sum16(&qs[..16]) + sum16(&qs[16..])) as f32).collect();
+            }
+            _ => {
+                let off = offset(ty);
+                a.corr = a.q.chunks_exact(32).map(|qs| -off * (sum16(&qs[..16]) + sum16(&qs[16..])) as i32).collect();
+            }
+        }
+        a
+    }
+}
+
+/// An instruction set the kernels are compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// Plain Rust, every target.
+    Portable,
+    /// x86-64 AVX2 + FMA + F16C (`vpmaddubsw`).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// x86-64 AVX2 + AVX-VNNI (`vpdpbusd`, `vpdpwssd`).
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
+    /// x86-64 AVX-512 VL/BW/VNNI on 256-bit vectors: 32 registers, wider token tiles.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// Every instruction set this CPU can run, portable first.
+    pub(crate) fn available() -> Vec<Isa> {
+        let all = [
+            Isa::Portable,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni,
+        ];
+        all.into_iter().filter(|i| i.runs_here()).collect()
+    }
+
+    /// Whether this CPU can run the instruction set.
+    pub(crate) fn runs_here(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::has_avx2(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => x86::has_avx_vnni(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => x86::has_avx512_vnni(),
+        }
+    }
+
+    /// The short name (`portable`, `avx2`, `avxvnni`, `avx512`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => "avxvnni",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => "avx512",
+        }
+    }
+
+    /// The fastest instruction set this CPU can run (detected once), unless the environment
+    /// variable `EDGEWISE_CPU_KERNELS` names another available one.
+    pub(crate) fn best() -> Isa {
+        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let available = Isa::available();
+            let mut isa = available.last().copied().unwrap_or(Isa::Portable);
+            // `EDGEWISE_CPU_KERNELS=portable|avx2|avxvnni|avx512` picks a slower path (to
+            // compare them); a name this CPU cannot run is ignored.
+            if let Ok(want) = std::env::var("EDGEWISE_CPU_KERNELS") {
+                match available.iter().find(|i| i.name() == want.to_ascii_lowercase()) {
+                    Some(&i) => isa = i,
+                    None => log::warn!("EDGEWISE_CPU_KERNELS={want} not available here; using {}", isa.name()),
+                }
+            }
+            log::debug!("quant::cpu kernels: {}", isa.name());
+            isa
+        })
+    }
+}
+
+/// Whether `ty` has a CPU kernel.
+pub fn supported(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
+}
+
+/// `y[t, r] = Σ_k W[r, k] · x[t, k]` for a `[rows, cols]` weight in GGUF blocks and `n` activation
+/// rows `x: [n, cols]` (row-major). Returns `[n, rows]`.
+pub fn matmul(ty: GgmlType, w: &[u8], rows_n: usize, cols: usize, x: &[f32], n: usize) -> Result<Vec<f32>> {
+    matmul_with(Isa::best(), ty, w, rows_n, cols, x, n)
+}
+
+/// A raw output pointer shared by the row chunks, which write disjoint rows.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: each chunk writes only the elements of its own rows (see `matmul_with`), so the
+// writes through copies of the pointer never overlap, and the buffer outlives the parallel loop.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// [`matmul`] on a given instruction set (the tests force each one); an error if this CPU
+/// cannot run it.
+pub(crate) fn matmul_with(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, cols: usize, x: &[f32], n: usize) -> Result<Vec<f32>> {
+    if !supported(ty) {
+        return Err(Error::UnsupportedType { ty: format!("{ty} (no CPU kernel)") });
+    }
+    let row_bytes = ty.bytes_for(cols as u64).ok_or_else(|| Error::UnsupportedType { ty: format!("{ty} row of {cols}") })? as usize;
+    let shape_ok = cols % 32 == 0 && rows_n.checked_mul(row_bytes) == Some(w.len()) && n.checked_mul(cols) == Some(x.len());
+    if !shape_ok {
+        return Err(Error::InvalidParameter { name: "matmul", reason: format!("shape mismatch: {rows_n}x{cols} {ty}, x of {}", x.len()) });
+    }
+    if !isa.runs_here() {
+        return Err(Error::InvalidParameter { name: "isa", reason: format!("{} kernels need CPU features this machine lacks", isa.name()) });
+    }
+    let len = n.checked_mul(rows_n).ok_or_else(|| Error::InvalidParameter { name: "matmul", reason: format!("{n}x{rows_n} output overflows") })?;
+    let mut y = vec![0f32; len];
+    if n == 0 || rows_n == 0 || cols == 0 {
+        return Ok(y);
+    }
+    let acts = Acts::quantize(isa, ty, x, n, cols);
+
+    // Row chunks: enough of them for the pool to balance (8 per thread), each big enough (in
+    // weight bytes × tokens) to pay for its scheduling and, when several token tiles pass over
+    // it, small enough that its weights stay in L1/L2.
+    let threads = rayon::current_num_threads().max(1);
+    let balance_rows = rows_n.div_ceil(threads * 8);
+    let work_rows = 64 * 1024 / (row_bytes * n).max(1);
+    let mut chunk_rows = balance_rows.max(work_rows);
+    if n > 4 {
+        chunk_rows = chunk_rows.min((96 * 1024 / row_bytes).max(work_rows));
+    }
+    let chunk_rows = chunk_rows.max(4).next_multiple_of(4);
+    let nchunks = rows_n.div_ceil(chunk_rows);
+    let out = OutPtr(y.as_mut_ptr());
+    let run = |c: usize| {
+        let r0 = c * chunk_rows;
+        let r1 = (r0 + chunk_rows).min(rows_n);
+        // SAFETY: `w` holds `rows_n · row_bytes` bytes and `r0 < r1 ≤ rows_n`; `out` points to
+        // `n · rows_n` floats and the chunk writes only `[t, r0..r1]`; `acts` has `n` tokens of
+        // `cols` values; `isa` was detected on this CPU (or is the portable path).
+        unsafe { chunk(isa, ty, w.as_ptr().add(r0 * row_bytes), row_bytes, r1 - r0, &acts, out.get().add(r0), rows_n) };
+    };
+    if nchunks == 1 || threads == 1 {
+        (0..nchunks).for_each(run);
+    } else {
+        (0..nchunks).into_par_iter().for_each(run);
+    }
+    Ok(y)
+}
+
+/// Computes `nr` rows (from `w`) for every token of `acts`, writing `y[t · ystride + r]`.
+///
+/// # Safety
+/// `w` must hold `nr · row_bytes` readable bytes of `ty` blocks, `y` must be valid for writes at
+/// `t · ystride + r` for `t < acts.n`, `r < nr`, and `isa` must be supported by this CPU.
+unsafe fn chunk(isa: Isa, ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, y: *mut f32, ystride: usize) {
+    match isa {
+        // SAFETY: forwarded from the caller.
+        Isa::Portable => unsafe { portable::chunk(ty, w, row_bytes, nr, acts, y, ystride) },
+        // SAFETY: forwarded from the caller; AVX2/FMA/F16C were detected.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { x86::chunk_avx2(ty, w, row_bytes, nr, acts, y, ystride) },
+        // SAFETY: forwarded from the caller; AVX-VNNI (and AVX2) were detected.
+        #[cfg(target_arch = "x86_64")]
+        Isa::AvxVnni => unsafe { x86::chunk_vnni(ty, w, row_bytes, nr, acts, y, ystride) },
+        // SAFETY: forwarded from the caller; AVX-512 F/VL/BW/VNNI (and AVX2) were detected.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe { x86::chunk_avx512(ty, w, row_bytes, nr, acts, y, ystride) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{dequantize, random_blocks};
+
+    /// Activations whose magnitude changes from one 32-block to the next (so a kernel that
+    /// applies a neighbouring block's scale is caught), with a few outliers.
+    fn activations(len: usize, seed: u64) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let u = (((i * 7919 + seed as usize) % 1000) as f32 / 500.0 - 1.0) * 0.7;
+                let block_scale = 0.05 + ((i / 32 * 37 + seed as usize) % 11) as f32 * 0.4;
+                if i % 97 == 5 { u * 20.0 } else { u * block_scale }
+            })
+            .collect()
+    }
+
+    const TYPES: [GgmlType; 6] = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
+
+    fn check(isa: Isa, ty: GgmlType, rows_n: usize, cols: usize, n: usize, seed: u64) {
+        let nb = rows_n * cols / ty.block_size() as usize;
+        let w = random_blocks(ty, nb, seed + ty.id() as u64);
+        let wf = dequantize(ty, &w, rows_n * cols).unwrap();
+        let x = activations(n * cols, seed);
+        let got = matmul_with(isa, ty, &w, rows_n, cols, &x, n).unwrap();
+        assert_eq!(got.len(), n * rows_n);
+        for t in 0..n {
+            for r in 0..rows_n {
+                let want: f32 = (0..cols).map(|k| wf[r * cols + k] * x[t * cols + k]).sum();
+                let scale: f32 = (0..cols).map(|k| (wf[r * cols + k] * x[t * cols + k]).abs()).sum();
+                // The activation is rounded to 8 bits: error ~ 1/254 of each |w·x| term.
+                let g = got[t * rows_n + r];
+                assert!((g - want).abs() <= 0.01 * scale + 1e-5, "{isa:?} {ty} {rows_n}x{cols} n{n} t{t} r{r}: {g} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn kernels_match_the_reference_dequantizer() {
+        for isa in Isa::available() {
+            for ty in TYPES {
+                check(isa, ty, 24, 512, 3, 0x9E37_79B9);
+            }
+        }
+    }
+
+    #[test]
+    fn every_isa_type_and_tile_shape_matches_the_reference() {
+        // Odd row counts exercise the row-tile remainders, token counts the token tiles
+        // (1..4 and their remainders), and the biggest case spans several row chunks.
+        let shapes: &[(usize, usize, usize)] = &[(1, 256, 1), (7, 256, 3), (13, 512, 7), (5, 768, 1), (9, 2048, 2), (33, 1024, 5), (3, 256, 64), (301, 256, 4)];
+        for isa in Isa::available() {
+            for ty in TYPES {
+                for &(rows_n, cols, n) in shapes {
+                    check(isa, ty, rows_n, cols, n, 0xC0FF_EE00 + (rows_n * cols + n) as u64);
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn simd_paths_are_tested_where_the_cpu_has_them() {
+        // The tests above loop over `Isa::available()`; make sure that is not just `Portable`
+        // on a CPU that has the SIMD paths.
+        let a = Isa::available();
+        let has = |f: &[bool]| f.iter().all(|&b| b);
+        use std::arch::is_x86_feature_detected as d;
+        assert_eq!(a.contains(&Isa::Avx2), has(&[d!("avx2"), d!("fma"), d!("f16c")]));
+        assert_eq!(a.contains(&Isa::AvxVnni), has(&[d!("avx2"), d!("fma"), d!("f16c"), d!("avxvnni")]));
+        assert_eq!(a.contains(&Isa::Avx512Vnni), has(&[d!("avx2"), d!("fma"), d!("f16c"), d!("avx512f"), d!("avx512vl"), d!("avx512bw"), d!("avx512vnni")]));
+    }
+
+    #[test]
+    fn isas_agree_closely() {
+        // All paths compute the same integer dots; only the float summation order differs.
+        let (rows_n, cols, n) = (37, 1024, 5);
+        for ty in TYPES {
+            let nb = rows_n * cols / ty.block_size() as usize;
+            let w = random_blocks(ty, nb, 77 + ty.id() as u64);
+            let x = activations(n * cols, 31);
+            let base = matmul_with(Isa::Portable, ty, &w, rows_n, cols, &x, n).unwrap();
+            for isa in Isa::available() {
+                let got = matmul_with(isa, ty, &w, rows_n, cols, &x, n).unwrap();
+                for (a, b) in got.iter().zip(&base) {
+                    assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{isa:?} {ty}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn many_rows_spread_over_chunks() {
+        // Enough rows for many chunks: every row must be written exactly once.
+        let (rows_n, cols, n) = (4099, 64, 1);
+        let ty = GgmlType::Q8_0;
+        let w = random_blocks(ty, rows_n * cols / 32, 5);
+        let x = vec![0.5f32; cols];
+        let wf = dequantize(ty, &w, rows_n * cols).unwrap();
+        for isa in Isa::available() {
+            let got = matmul_with(isa, ty, &w, rows_n, cols, &x, n).unwrap();
+            for r in 0..rows_n {
+                let want: f32 = (0..cols).map(|k| wf[r * cols + k] * 0.5).sum();
+                let scale: f32 = (0..cols).map(|k| (wf[r * cols + k] * 0.5).abs()).sum();
+                assert!((got[r] - want).abs() <= 0.01 * scale + 1e-5, "{isa:?} r{r}");
+            }
+        }
+    }
+
+    #[test]
+    fn q8x32_roundtrips() {
+        let x: Vec<f32> = (0..64).map(|i| i as f32 - 20.0).collect();
+        let q = Q8x32::quantize(&x);
+        assert_eq!(q.blocks(), 2);
+        let d = q.scale(1).unwrap();
+        assert!((d - 43.0 / 127.0).abs() < 1e-6);
+        assert_eq!(q.sum(0).unwrap(), q.q[..32].iter().map(|&v| v as i32).sum::<i32>());
+        assert!(q.scale(2).is_none());
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        assert!(matmul(GgmlType::Q8_0, &[0; 34], 1, 32, &[0.0; 31], 1).is_err());
+        assert!(matmul(GgmlType::Q8_0, &[0; 33], 1, 32, &[0.0; 32], 1).is_err());
+        assert!(matmul(GgmlType::Q4_K, &[0; 144], 1, 128, &[0.0; 128], 1).is_err());
+        assert!(matmul(GgmlType::Q2_K, &[0; 84], 1, 256, &[0.0; 256], 1).is_err());
+        assert_eq!(matmul(GgmlType::Q8_0, &[], 0, 32, &[0.0; 32], 1).unwrap().len(), 0);
+    }
+}

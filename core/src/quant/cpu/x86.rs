@@ -1,0 +1,565 @@
+//! x86-64 kernels: AVX2 (`vpmaddubsw` + `vpmaddwd`) and AVX-VNNI (`vpdpbusd`, `vpdpwssd`).
+//!
+//! One source, two instantiations: every helper is `#[inline(always)]` and generic over
+//! `V` (VNNI or not), and the two entry points carry the target features, so the helpers and
+//! the intrinsics inside them are compiled into each entry point with its own instructions.
+//!
+//! A tile is `R` rows × `T` tokens: each weight block is loaded and decoded into a register
+//! once per row and dotted with the `T` tokens' activation blocks (prefill); with `T = 1` the
+//! `R` rows give independent accumulator chains (decode). 32 weights fill one 256-bit register.
+//! The structure follows llama.cpp's `ggml-cpu` x86 `vec_dot` kernels (unsigned weight bytes ×
+//! signed activation bytes, sub-block scales applied to the 16-bit pair sums, K-quant mins
+//! through the activation sums per 16).
+
+use std::arch::x86_64::*;
+use std::ptr::read_unaligned;
+
+use super::Acts;
+use crate::quant::GgmlType;
+
+/// Whether the AVX2 kernels can run (AVX2, FMA and F16C).
+pub(super) fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+/// Whether the AVX-VNNI kernels can run.
+pub(super) fn has_avx_vnni() -> bool {
+    has_avx2() && is_x86_feature_detected!("avxvnni")
+}
+
+/// Whether the AVX-512 (VL, BW, VNNI) kernels can run.
+pub(super) fn has_avx512_vnni() -> bool {
+    has_avx2()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vnni")
+}
+
+// Instruction-set tags for the const generic `V`.
+/// `vpmaddubsw` + `vpmaddwd` (AVX2).
+const AVX2: u8 = 0;
+/// VEX `vpdpbusd` / `vpdpwssd` (AVX-VNNI).
+const VNNI: u8 = 1;
+/// EVEX `vpdpbusd` / `vpdpwssd` on 256-bit vectors (AVX-512 VL + VNNI), with 32 vector
+/// registers, so the token tiles are twice as wide.
+const AVX512: u8 = 2;
+
+/// Quantizes `x` in blocks of `bs` values (a multiple of 32): per block `d = max|x|/127` into
+/// `d[b]`, `q = round(x/d)` (ties to even, as `vcvtps2dq` does).
+///
+/// # Safety
+/// The CPU must support AVX2; `x` and `q` have the same length, a multiple of `bs`, and `d` has
+/// `x.len() / bs` entries.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize(x: &[f32], bs: usize, q: &mut [i8], d: &mut [f32]) {
+    // SAFETY: every access is inside block `b < x.len() / bs` of `x`/`q` (lengths checked by
+    // the caller), `i + 32 ≤ bs`.
+    unsafe {
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (b, db) in d.iter_mut().enumerate().take(x.len() / bs) {
+            let xp = x.as_ptr().add(b * bs);
+            let qp = q.as_mut_ptr().add(b * bs);
+            let mut m = _mm256_setzero_ps();
+            for i in (0..bs).step_by(8) {
+                m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(xp.add(i)), abs_mask));
+            }
+            let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+            let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+            let dd = amax / 127.0;
+            *db = dd;
+            let id = _mm256_set1_ps(if dd > 0.0 { 1.0 / dd } else { 0.0 });
+            for i in (0..bs).step_by(32) {
+                let v0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xp.add(i)), id));
+                let v1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xp.add(i + 8)), id));
+                let v2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xp.add(i + 16)), id));
+                let v3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xp.add(i + 24)), id));
+                // The packs work per 128-bit lane; the permute restores element order.
+                let p = _mm256_packs_epi16(_mm256_packs_epi32(v0, v1), _mm256_packs_epi32(v2, v3));
+                _mm256_storeu_si256(qp.add(i) as *mut __m256i, _mm256_permutevar8x32_epi32(p, order));
+            }
+        }
+    }
+}
+
+// Type tags for the const generic `TY`.
+const Q8_0: u8 = 0;
+const Q4_0: u8 = 1;
+const Q5_0: u8 = 2;
+const Q4_K: u8 = 3;
+const Q5_K: u8 = 4;
+const Q6_K: u8 = 5;
+
+/// AVX2 entry point; see `super::chunk`.
+///
+/// # Safety
+/// As `super::chunk`, and the CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn chunk_avx2(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, y: *mut f32, ystride: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { chunk_impl::<AVX2>(ty, w, row_bytes, nr, acts, y, ystride) }
+}
+
+/// AVX-VNNI entry point; see `super::chunk`.
+///
+/// # Safety
+/// As `super::chunk`, and the CPU must support AVX2, FMA, F16C and AVX-VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub(super) unsafe fn chunk_vnni(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, y: *mut f32, ystride: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { chunk_impl::<VNNI>(ty, w, row_bytes, nr, acts, y, ystride) }
+}
+
+/// AVX-512 entry point (256-bit vectors, 32 registers); see `super::chunk`.
+///
+/// # Safety
+/// As `super::chunk`, and the CPU must support AVX2, FMA, F16C and AVX-512 F/VL/BW/VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+pub(super) unsafe fn chunk_avx512(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, y: *mut f32, ystride: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { chunk_impl::<AVX512>(ty, w, row_bytes, nr, acts, y, ystride) }
+}
+
+/// # Safety
+/// As `super::chunk`; inlined only into the entry points above.
+#[inline(always)]
+unsafe fn chunk_impl<const V: u8>(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, y: *mut f32, ystride: usize) {
+    // SAFETY (all arms): forwarded from the caller; `ty` matches the blocks behind `w`.
+    unsafe {
+        match ty {
+            GgmlType::Q8_0 => drive::<V, Q8_0>(w, row_bytes, nr, acts, y, ystride),
+            GgmlType::Q4_0 => drive::<V, Q4_0>(w, row_bytes, nr, acts, y, ystride),
+            GgmlType::Q5_0 => drive::<V, Q5_0>(w, row_bytes, nr, acts, y, ystride),
+            GgmlType::Q4_K => drive::<V, Q4_K>(w, row_bytes, nr, acts, y, ystride),
+            GgmlType::Q5_K => drive::<V, Q5_K>(w, row_bytes, nr, acts, y, ystride),
+            GgmlType::Q6_K => drive::<V, Q6_K>(w, row_bytes, nr, acts, y, ystride),
+            _ => {}
+        }
+    }
+}
+
+/// Walks the chunk in token tiles of 4 (then the remainder), each over all rows.
+///
+/// # Safety
+/// As `super::chunk`.
+#[inline(always)]
+unsafe fn drive<const V: u8, const TY: u8>(w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, y: *mut f32, ystride: usize) {
+    let n = acts.n;
+    let mut t0 = 0;
+    // SAFETY (all calls): `t0 + T ≤ n`, the rest forwarded from the caller.
+    unsafe {
+        if V == AVX512 {
+            while t0 + 8 <= n {
+                rows::<V, TY, 1, 8>(w, row_bytes, nr, acts, t0, y, ystride);
+                t0 += 8;
+            }
+        }
+        while t0 + 4 <= n {
+            rows::<V, TY, 1, 4>(w, row_bytes, nr, acts, t0, y, ystride);
+            t0 += 4;
+        }
+        match n - t0 {
+            3 => rows::<V, TY, 1, 3>(w, row_bytes, nr, acts, t0, y, ystride),
+            2 => rows::<V, TY, 2, 2>(w, row_bytes, nr, acts, t0, y, ystride),
+            1 => rows::<V, TY, 4, 1>(w, row_bytes, nr, acts, t0, y, ystride),
+            _ => {}
+        }
+    }
+}
+
+/// Tokens `t0..t0+T` for all `nr` rows, in tiles of `R` rows (then single rows).
+///
+/// # Safety
+/// As `super::chunk`, with `t0 + T ≤ acts.n`.
+#[inline(always)]
+unsafe fn rows<const V: u8, const TY: u8, const R: usize, const T: usize>(
+    w: *const u8,
+    row_bytes: usize,
+    nr: usize,
+    acts: &Acts,
+    t0: usize,
+    y: *mut f32,
+    ystride: usize,
+) {
+    let mut r = 0;
+    // SAFETY: rows `r..r+R ≤ nr` are inside `w`; the writes `(t0+t)·ystride + r + i` are inside
+    // the caller's writable range because `t0 + t < n` and `r + i < nr`.
+    unsafe {
+        while r + R <= nr {
+            let out = tile::<V, TY, R, T>(w.add(r * row_bytes), row_bytes, acts, t0);
+            for (i, o) in out.iter().enumerate() {
+                for (t, v) in o.iter().enumerate() {
+                    *y.add((t0 + t) * ystride + r + i) = *v;
+                }
+            }
+            r += R;
+        }
+        while r < nr {
+            let out = tile::<V, TY, 1, T>(w.add(r * row_bytes), row_bytes, acts, t0);
+            for (t, v) in out[0].iter().enumerate() {
+                *y.add((t0 + t) * ystride + r) = *v;
+            }
+            r += 1;
+        }
+    }
+}
+
+/// # Safety
+/// `w` holds `R` rows of `row_bytes`; tokens `t0..t0+T` exist in `acts`.
+#[inline(always)]
+unsafe fn tile<const V: u8, const TY: u8, const R: usize, const T: usize>(w: *const u8, row_bytes: usize, acts: &Acts, t0: usize) -> [[f32; T]; R] {
+    // SAFETY: forwarded.
+    unsafe {
+        match TY {
+            Q8_0 | Q4_0 | Q5_0 => tile_b32::<V, TY, R, T>(w, row_bytes, acts, t0),
+            Q4_K | Q5_K => tile_q45k::<V, TY, R, T>(w, row_bytes, acts, t0),
+            _ => tile_q6k::<V, R, T>(w, row_bytes, acts, t0),
+        }
+    }
+}
+
+/// `acc + Σ` of 4 adjacent (unsigned `a`) × (signed `b`) byte products, per 32-bit lane.
+#[inline(always)]
+unsafe fn dot_u8i8<const V: u8>(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    // SAFETY: the entry points enable AVX2 (and the VNNI flavour `V` names).
+    unsafe {
+        if V == AVX512 {
+            _mm256_dpbusd_epi32(acc, a, b)
+        } else if V == VNNI {
+            _mm256_dpbusd_avx_epi32(acc, a, b)
+        } else {
+            _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)))
+        }
+    }
+}
+
+/// `acc + Σ` of 2 adjacent i16 products, per 32-bit lane.
+#[inline(always)]
+unsafe fn dot_i16<const V: u8>(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    // SAFETY: the entry points enable AVX2 (and the VNNI flavour `V` names).
+    unsafe {
+        if V == AVX512 {
+            _mm256_dpwssd_epi32(acc, a, b)
+        } else if V == VNNI {
+            _mm256_dpwssd_avx_epi32(acc, a, b)
+        } else {
+            _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+        }
+    }
+}
+
+/// Sum of the 8 lanes.
+#[inline(always)]
+unsafe fn hsum(v: __m256) -> f32 {
+    // SAFETY: AVX is implied by the entry points' AVX2.
+    unsafe {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+}
+
+/// The little-endian f16 at `p`, as f32 (F16C).
+#[inline(always)]
+unsafe fn f16_scalar(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees 2 readable bytes; F16C is enabled by the entry points.
+    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(read_unaligned(p as *const u16) as i32))) }
+}
+
+/// The little-endian f16 at `p`, broadcast to 8 f32 lanes (F16C).
+#[inline(always)]
+unsafe fn f16_splat(p: *const u8) -> __m256 {
+    // SAFETY: the caller guarantees 2 readable bytes; F16C is enabled by the entry points.
+    unsafe { _mm256_cvtph_ps(_mm_set1_epi16(read_unaligned(p as *const i16))) }
+}
+
+/// 32 nibbles (16 bytes at `p`: byte j = elements j (low) and j+16 (high)) as 32 bytes.
+#[inline(always)]
+unsafe fn nibbles32(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 16 readable bytes.
+    unsafe {
+        let q = _mm_loadu_si128(p as *const __m128i);
+        let m4 = _mm_set1_epi8(0x0F);
+        _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4))
+    }
+}
+
+/// Byte i = 0xFF where bit i of `bits` is set, else 0.
+#[inline(always)]
+unsafe fn bits32(bits: u32) -> __m256i {
+    // SAFETY: AVX2 is enabled by the entry points.
+    unsafe {
+        let v = _mm256_set1_epi32(bits as i32);
+        // Byte i takes source byte i/8 ...
+        let shuf = _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0);
+        let v = _mm256_shuffle_epi8(v, shuf);
+        // ... and all its other bits set, so it is all-ones iff bit i%8 was set.
+        let v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7FBF_DFEF_F7FB_FDFEu64 as i64));
+        _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1))
+    }
+}
+
+/// How many row tiles ahead the decode tiles (`T = 1`) prefetch. Decode streams every weight
+/// once from memory (the Q8_0 LM head alone is ~70% of a token's bytes); on this machine the
+/// hardware prefetcher alone reached ~65% of the bandwidth a plain read gets, with this ~95%
+/// (LM-head product 26 ms -> 17 ms on one thread).
+const PF_TILES: usize = 2;
+
+/// Prefetches the cache lines of a `len`-byte block at `p` (never faults, so `p` may lie past
+/// the end of the weights).
+#[inline(always)]
+unsafe fn prefetch_block(p: *const u8, len: usize) {
+    let mut o = 0;
+    while o < len {
+        // SAFETY: `prefetcht0` is a hint that does not fault on any address; SSE is baseline.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(o) as *const i8) };
+        o += 64;
+    }
+}
+
+/// Q8_0 / Q4_0 / Q5_0 (blocks of 32 with one f16 scale) against 32-blocks of activations.
+///
+/// # Safety
+/// `w` holds `R` rows of `row_bytes`; tokens `t0..t0+T` exist in `acts`.
+#[inline(always)]
+unsafe fn tile_b32<const V: u8, const TY: u8, const R: usize, const T: usize>(w: *const u8, row_bytes: usize, acts: &Acts, t0: usize) -> [[f32; T]; R] {
+    let bs = match TY {
+        Q8_0 => 34,
+        Q4_0 => 18,
+        _ => 22,
+    };
+    let cols = acts.cols;
+    let nb = cols / 32;
+    // SAFETY: every block read is `r · row_bytes + b · bs + [0, bs)` with `r < R`, `b < nb`,
+    // inside the `R` rows; every activation read is token `t0 + t < n`, block `b < nb` (the
+    // activations of 32-block types carry `corr`).
+    unsafe {
+        let xq = acts.q.as_ptr().add(t0 * cols);
+        let xd = acts.d.as_ptr().add(t0 * nb);
+        let xc = acts.corr.as_ptr().add(t0 * nb);
+        let zero = _mm256_setzero_si256();
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for b in 0..nb {
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let blk = w.add(r * row_bytes + b * bs);
+                if T == 1 {
+                    // Decode streams the weights once (the LM head is most of a token's
+                    // bytes): ask for the same place in a tile further on. A prefetch never
+                    // faults, so running past the end of the weights is harmless.
+                    _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PF_TILES * R * row_bytes) as *const i8);
+                }
+                let dw = f16_splat(blk);
+                // Unsigned weights `wu`; for Q8_0 `ws` carries the signs moved onto x.
+                let (wu, ws) = match TY {
+                    Q8_0 => {
+                        let q = _mm256_loadu_si256(blk.add(2) as *const __m256i);
+                        (_mm256_sign_epi8(q, q), q)
+                    }
+                    Q4_0 => (nibbles32(blk.add(2)), zero),
+                    _ => {
+                        let hb = _mm256_and_si256(bits32(read_unaligned(blk.add(2) as *const u32)), _mm256_set1_epi8(0x10));
+                        (_mm256_or_si256(nibbles32(blk.add(6)), hb), zero)
+                    }
+                };
+                for (t, a) in accr.iter_mut().enumerate() {
+                    let xv = _mm256_loadu_si256(xq.add(t * cols + b * 32) as *const __m256i);
+                    let dot = if TY == Q8_0 {
+                        dot_u8i8::<V>(zero, wu, _mm256_sign_epi8(xv, ws))
+                    } else {
+                        // The offset correction `−off·Σq` rides in lane 0 of the accumulator.
+                        dot_u8i8::<V>(_mm256_setr_epi32(*xc.add(t * nb + b), 0, 0, 0, 0, 0, 0, 0), wu, xv)
+                    };
+                    let s = _mm256_mul_ps(dw, _mm256_set1_ps(*xd.add(t * nb + b)));
+                    *a = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(dot), *a);
+                }
+            }
+        }
+        let mut out = [[0f32; T]; R];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            for (o, a) in o.iter_mut().zip(a) {
+                *o = hsum(*a);
+            }
+        }
+        out
+    }
+}
+
+/// Unpacks the 12 packed scale bytes of Q4_K/Q5_K into (8 scales, 8 mins), one byte each.
+#[inline(always)]
+unsafe fn k4_scales(p: *const u8) -> (u64, u64) {
+    const M1: u32 = 0x3F3F_3F3F;
+    const M2: u32 = 0x0F0F_0F0F;
+    const M3: u32 = 0x0303_0303;
+    // SAFETY: the caller guarantees 12 readable bytes.
+    let (a, b, c) = unsafe { (read_unaligned(p as *const u32), read_unaligned(p.add(4) as *const u32), read_unaligned(p.add(8) as *const u32)) };
+    // Scales 0..4 and mins 0..4 are the low 6 bits of bytes 0..4 and 4..8; scales and mins
+    // 4..8 are the nibbles of bytes 8..12 with the top 2 bits of bytes 0..4 / 4..8 above them.
+    let sc_lo = a & M1;
+    let mn_lo = b & M1;
+    let sc_hi = (c & M2) | (((a >> 6) & M3) << 4);
+    let mn_hi = ((c >> 4) & M2) | (((b >> 6) & M3) << 4);
+    (sc_lo as u64 | (sc_hi as u64) << 32, mn_lo as u64 | (mn_hi as u64) << 32)
+}
+
+/// A byte-shuffle pattern that broadcasts 16-bit lane `s` (of each 128-bit half).
+#[inline(always)]
+unsafe fn splat16_pattern(s: i32) -> __m256i {
+    // SAFETY: AVX is enabled by the entry points.
+    unsafe { _mm256_set1_epi16((((2 * s + 1) << 8) | (2 * s)) as i16) }
+}
+
+/// Q4_K / Q5_K against 32-blocks of activations.
+///
+/// # Safety
+/// `w` holds `R` rows of `row_bytes`; tokens `t0..t0+T` exist in `acts`.
+#[inline(always)]
+unsafe fn tile_q45k<const V: u8, const TY: u8, const R: usize, const T: usize>(w: *const u8, row_bytes: usize, acts: &Acts, t0: usize) -> [[f32; T]; R] {
+    let (bs, qs_off) = if TY == Q4_K { (144, 16) } else { (176, 48) };
+    let cols = acts.cols;
+    let nsb = cols / 256;
+    let nb = cols / 32;
+    // SAFETY: block reads stay inside superblock `sb < nsb` of row `r < R`; activation reads
+    // are token `t0 + t < n`, values `sb·256 + [0, 256)`, scales and sums `sb·8 + [0, 8)` (the
+    // activations of these types carry `xsum`).
+    unsafe {
+        let xq = acts.q.as_ptr().add(t0 * cols);
+        let xd = acts.d.as_ptr().add(t0 * nb);
+        let xs = acts.xsum.as_ptr().add(t0 * nb);
+        let m4 = _mm256_set1_epi8(0x0F);
+        let h4 = _mm256_set1_epi8(0x10);
+        let zero = _mm256_setzero_si256();
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for sb in 0..nsb {
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let blk = w.add(r * row_bytes + sb * bs);
+                if T == 1 {
+                    prefetch_block(blk.wrapping_add(PF_TILES * R * row_bytes), bs);
+                }
+                let (sc, mn) = k4_scales(blk.add(4));
+                let sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
+                let minsf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(mn as i64)));
+                let mut hm = if TY == Q5_K { _mm256_loadu_si256(blk.add(16) as *const __m256i) } else { zero };
+                // Per token: Σ_s dx_s · sc_s · Σ u·qx over the superblock's 8 sub-blocks.
+                let mut fsb = [_mm256_setzero_ps(); T];
+                for j in 0..4 {
+                    let q = _mm256_loadu_si256(blk.add(qs_off + 32 * j) as *const __m256i);
+                    let mut lo = _mm256_and_si256(q, m4);
+                    let mut hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                    if TY == Q5_K {
+                        // Bit 2j (low sub-block) and 2j+1 (high) of each qh byte become bit 4.
+                        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(hm, 4), h4));
+                        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(hm, 3), h4));
+                        hm = _mm256_srli_epi16(hm, 2);
+                    }
+                    let sa = _mm256_shuffle_epi8(sc16, splat16_pattern(2 * j as i32));
+                    let sbv = _mm256_shuffle_epi8(sc16, splat16_pattern(2 * j as i32 + 1));
+                    for (t, f) in fsb.iter_mut().enumerate() {
+                        let x = xq.add(t * cols + sb * 256 + 64 * j);
+                        let x0 = _mm256_loadu_si256(x as *const __m256i);
+                        let x1 = _mm256_loadu_si256(x.add(32) as *const __m256i);
+                        let p0 = dot_i16::<V>(zero, _mm256_maddubs_epi16(lo, x0), sa);
+                        let p1 = dot_i16::<V>(zero, _mm256_maddubs_epi16(hi, x1), sbv);
+                        let xb = xd.add(t * nb + sb * 8 + 2 * j);
+                        *f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(*xb), *f);
+                        *f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(*xb.add(1)), *f);
+                    }
+                }
+                let dv = _mm256_set1_ps(f16_scalar(blk));
+                let dminv = _mm256_set1_ps(f16_scalar(blk.add(2)));
+                for (t, a) in accr.iter_mut().enumerate() {
+                    // The mins: dmin · Σ_s m_s · (dx_s·Σ qx), one sub-block per lane.
+                    let xsv = _mm256_loadu_ps(xs.add(t * nb + sb * 8));
+                    *a = _mm256_fmadd_ps(dv, fsb[t], *a);
+                    *a = _mm256_fnmadd_ps(dminv, _mm256_mul_ps(minsf, xsv), *a);
+                }
+            }
+        }
+        let mut out = [[0f32; T]; R];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            for (o, a) in o.iter_mut().zip(a) {
+                *o = hsum(*a);
+            }
+        }
+        out
+    }
+}
+
+/// Q6_K against 32-blocks of activations.
+///
+/// # Safety
+/// `w` holds `R` rows of `row_bytes`; tokens `t0..t0+T` exist in `acts`.
+#[inline(always)]
+unsafe fn tile_q6k<const V: u8, const R: usize, const T: usize>(w: *const u8, row_bytes: usize, acts: &Acts, t0: usize) -> [[f32; T]; R] {
+    let cols = acts.cols;
+    let nsb = cols / 256;
+    // SAFETY: as in `tile_q45k` (sums: `sb·16 + [0, 16)` of `bsums`, which Q6_K activations
+    // carry); a Q6_K block is 210 bytes (ql 0..128, qh 128..192, scales 192..208, d 208..210).
+    unsafe {
+        let xq = acts.q.as_ptr().add(t0 * cols);
+        let nb = cols / 32;
+        let xd = acts.d.as_ptr().add(t0 * nb);
+        let xs = acts.bsums.as_ptr().add(t0 * cols / 16);
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m3 = _mm256_set1_epi8(0x03);
+        let m30 = _mm256_set1_epi8(0x30);
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for sb in 0..nsb {
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let blk = w.add(r * row_bytes + sb * 210);
+                if T == 1 {
+                    prefetch_block(blk.wrapping_add(PF_TILES * R * row_bytes), 210);
+                }
+                let d = f16_scalar(blk.add(208));
+                let sc8 = _mm_loadu_si128(blk.add(192) as *const __m128i);
+                let scb = _mm256_broadcastsi128_si256(sc8);
+                let sc16 = _mm256_cvtepi8_epi16(sc8);
+                // Per token: Σ_g dx_g · Σ_16 sc·Σ u·qx over the superblock's 8 groups of 32.
+                let mut fsb = [_mm256_setzero_ps(); T];
+                for h in 0..2 {
+                    let ql0 = _mm256_loadu_si256(blk.add(64 * h) as *const __m256i);
+                    let ql1 = _mm256_loadu_si256(blk.add(64 * h + 32) as *const __m256i);
+                    let qh = _mm256_loadu_si256(blk.add(128 + 32 * h) as *const __m256i);
+                    for g in 0..4 {
+                        // Group g of half h: elements 128h + 32g + [0, 32), 6-bit unsigned.
+                        let q = match g {
+                            0 => _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4)),
+                            1 => _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
+                            2 => _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30)),
+                            _ => _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)),
+                        };
+                        // Scales 2k (elements 0..16, low half) and 2k+1 (16..32, high half),
+                        // k = 4h + g, sign-extended to 16 bits: shuffled into the high byte of
+                        // each 16-bit lane, then shifted down arithmetically.
+                        let k = (4 * h + g) as i16;
+                        let pat = _mm256_set_m128i(_mm_set1_epi16(((2 * k + 1) << 8) | 0x80), _mm_set1_epi16((2 * k) << 8 | 0x80));
+                        let scv = _mm256_srai_epi16(_mm256_shuffle_epi8(scb, pat), 8);
+                        for (t, f) in fsb.iter_mut().enumerate() {
+                            let x = _mm256_loadu_si256(xq.add(t * cols + sb * 256 + 128 * h + 32 * g) as *const __m256i);
+                            let p = dot_i16::<V>(_mm256_setzero_si256(), _mm256_maddubs_epi16(q, x), scv);
+                            *f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(*xd.add(t * nb + sb * 8 + 4 * h + g)), *f);
+                        }
+                    }
+                }
+                let dv = _mm256_set1_ps(d);
+                for (t, a) in accr.iter_mut().enumerate() {
+                    // The offset, Σ_g dx_g · 32·Σ_16 sc·Σ qx: lane g of the `madd` is group g's
+                    // two 16-sums weighted by their scales.
+                    let bsum = _mm256_loadu_si256(xs.add(t * cols / 16 + sb * 16) as *const __m256i);
+                    let corr = _mm256_cvtepi32_ps(_mm256_slli_epi32(_mm256_madd_epi16(sc16, bsum), 5));
+                    let f = _mm256_fnmadd_ps(corr, _mm256_loadu_ps(xd.add(t * nb + sb * 8)), fsb[t]);
+                    *a = _mm256_fmadd_ps(dv, f, *a);
+                }
+            }
+        }
+        let mut out = [[0f32; T]; R];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            for (o, a) in o.iter_mut().zip(a) {
+                *o = hsum(*a);
+            }
+        }
+        out
+    }
+}

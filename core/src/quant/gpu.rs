@@ -1,0 +1,852 @@
+//! Quantized matrix products on the GPU (wgpu): GGUF blocks stay quantized in device memory and
+//! CubeCL kernels decode them while multiplying (ENGINEERING.md B.5, B.7).
+//!
+//! Usage:
+//! ```ignore
+//! let w = QMatrix::upload(GgmlType::Q4_K, bytes, rows, cols, u64::MAX, &device)?; // once, at load
+//! let y = w.matmul(x)?; // x: [n, cols] f32 on the same device -> [n, rows]
+//! ```
+//!
+//! - **Layout.** WGSL has no byte loads and GGML blocks (18, 22, 34, 144, 176, 210 bytes) are not
+//!   4-byte aligned, so each block is repacked on the host into whole little-endian `u32` words,
+//!   with its f16 super-scales widened to f32 (lossless) and every other byte kept as is. Nothing
+//!   is re-quantized: decoding a repacked block gives exactly the values of
+//!   [`crate::quant::dequantize`]. Word counts per block are in [`Layout`] (B.5's table).
+//! - **Kernel.** One workgroup of `WG_X × WG_Y` invocations handles `WG_Y` output rows; the `WG_X`
+//!   invocations of a row stride over its 32-element chunks (16 for Q6_K, whose scales change every
+//!   16 values), decode each weight, and multiply it with up to `tn` token rows at once, so prefill
+//!   decodes each block once per `tn` tokens. Partial sums meet in a shared-memory tree
+//!   reduction: lavapipe and many phones have no subgroup operations (B.8). Q8_0 and Q5_0 (the LM
+//!   head and most projections of Gemma 3 270M Q4_K_M) decode a whole word at a time.
+//! - **Prefill.** From `DENSE_PREFILL_MIN` tokens on, a matrix is dequantized into a transient f32
+//!   copy and multiplied by burn's matmul (ENGINEERING.md B.7's first prefill version).
+//! - **Buffers.** A matrix is split by rows into shards below the adapter's storage-binding limit
+//!   (B.6: 128 MiB on lavapipe and many phones); every shard writes its own columns of one output.
+//!
+//! Activations are f32 and may be strided (a row sliced out of a larger tensor is read in place).
+
+use burn::backend::wgpu::CubeTensor;
+use burn::backend::Wgpu;
+use burn::tensor::{DType, Device, Shape, Tensor as BurnTensor};
+use cubecl::client::Client;
+use cubecl::prelude::*;
+use cubecl::server::Handle;
+use half::f16;
+
+use super::GgmlType;
+use crate::{Error, Result};
+
+/// Invocations that share one output row (cooperative variant), and the rows per workgroup.
+const WG_X: usize = 32;
+/// Output rows per workgroup of the cooperative variant.
+const WG_Y: usize = 4;
+/// Output rows per workgroup of the one-invocation-per-row variant.
+#[allow(dead_code)]
+const WG_ROWS: usize = 64;
+/// Tokens multiplied per decoded weight in prefill (decode uses 1).
+const PREFILL_TILE: usize = 8;
+/// From this many tokens on, a single-buffer matrix is dequantized into a transient f32 copy and
+/// multiplied by burn's tiled matmul: decoding once and running a real GEMM beats re-decoding
+/// the blocks for every tile of `PREFILL_TILE` tokens.
+const DENSE_PREFILL_MIN: usize = 16;
+/// Invocations per workgroup of the dequantization kernel.
+const WG_DEQUANT: usize = 64;
+/// Largest workgroup count per grid dimension that every wgpu adapter accepts.
+const MAX_GRID: usize = 65535;
+/// Headroom under the binding limit for allocator alignment.
+const HEADROOM: u64 = 1 << 20;
+
+/// How one GGML block becomes `words` u32 words on the device.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// Kernel variant (the GGML type id).
+    code: u32,
+    /// Elements per block.
+    block: usize,
+    /// Words per repacked block.
+    words: usize,
+    /// Elements per chunk (values sharing one scale and minimum).
+    chunk: usize,
+    /// The block's pieces in order: f16 scales (widened) and byte runs (kept).
+    segs: &'static [Seg],
+}
+
+/// A piece of a GGML block.
+#[derive(Debug, Clone, Copy)]
+enum Seg {
+    /// An f16 at this byte offset, stored as one f32 word.
+    F16(usize),
+    /// `len` bytes (a multiple of 4) from this offset, stored as `len / 4` words.
+    Bytes(usize, usize),
+}
+
+/// The repacked layout of `ty`, or `None` when no kernel exists for it.
+///
+/// Block formats: ggml-org/llama.cpp `ggml/src/ggml-common.h`. Kernel-side word offsets are
+/// written next to each type in [`chunk_q`].
+fn layout(ty: GgmlType) -> Option<Layout> {
+    use Seg::*;
+    let (block, chunk, segs): (usize, usize, &'static [Seg]) = match ty {
+        // d | qs[32]
+        GgmlType::Q8_0 => (32, 32, &[F16(0), Bytes(2, 32)]),
+        // d | qs[16]
+        GgmlType::Q4_0 => (32, 32, &[F16(0), Bytes(2, 16)]),
+        // d | qh[4] | qs[16]
+        GgmlType::Q5_0 => (32, 32, &[F16(0), Bytes(2, 4), Bytes(6, 16)]),
+        // d | dmin | scales[12] | qs[128]
+        GgmlType::Q4_K => (256, 32, &[F16(0), F16(2), Bytes(4, 12), Bytes(16, 128)]),
+        // d | dmin | scales[12] | qh[32] | qs[128]
+        GgmlType::Q5_K => (256, 32, &[F16(0), F16(2), Bytes(4, 12), Bytes(16, 32), Bytes(48, 128)]),
+        // ql[128] | qh[64] | scales[16] | d
+        GgmlType::Q6_K => (256, 16, &[Bytes(0, 128), Bytes(128, 64), Bytes(192, 16), F16(208)]),
+        _ => return None,
+    };
+    let words = segs.iter().map(|s| if let Bytes(_, n) = s { n / 4 } else { 1 }).sum();
+    Some(Layout { code: ty.id(), block, words, chunk, segs })
+}
+
+/// Whether the GPU kernels handle `ty`.
+pub fn supported(ty: GgmlType) -> bool {
+    layout(ty).is_some()
+}
+
+/// Repacks whole blocks of `ty` into device words (little-endian bytes, 4-byte aligned).
+pub fn repack(ty: GgmlType, bytes: &[u8]) -> Result<Vec<u8>> {
+    let lay = layout(ty).ok_or_else(|| Error::UnsupportedType { ty: format!("{ty} (gpu kernels)") })?;
+    let tsize = ty.type_size() as usize;
+    if bytes.len() % tsize != 0 {
+        return Err(Error::Tensor {
+            name: ty.name().into(),
+            reason: format!("{} bytes is not a whole number of blocks", bytes.len()),
+        });
+    }
+    let mut out = Vec::with_capacity(bytes.len() / tsize * lay.words * 4);
+    for blk in bytes.chunks_exact(tsize) {
+        for seg in lay.segs {
+            match *seg {
+                Seg::F16(at) => {
+                    let h = blk.get(at..at + 2).ok_or_else(|| bad_layout(ty))?;
+                    out.extend_from_slice(&f16::from_le_bytes([h[0], h[1]]).to_f32().to_le_bytes());
+                }
+                Seg::Bytes(at, len) => out.extend_from_slice(blk.get(at..at + len).ok_or_else(|| bad_layout(ty))?),
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn bad_layout(ty: GgmlType) -> Error {
+    Error::Tensor { name: ty.name().into(), reason: "gpu layout outside the block".into() }
+}
+
+/// Byte `i` of the byte run that starts at word `word0`.
+#[cube]
+fn byte_at(w: &[u32], word0: usize, i: usize) -> u32 {
+    (w[word0 + i / 4] >> (u32::cast_from(i % 4) * 8)) & 0xFF
+}
+
+/// Q4_K/Q5_K 6-bit scale of sub-block `s` (ggml `get_scale_min_k4`, first half).
+#[cube]
+#[allow(unused_assignments)]
+fn k_scale(w: &[u32], sc: usize, s: usize) -> u32 {
+    let mut v = 0u32;
+    if s < 4 {
+        v = byte_at(w, sc, s) & 63;
+    } else {
+        v = (byte_at(w, sc, s + 4) & 0xF) | ((byte_at(w, sc, s - 4) >> 6) << 4);
+    }
+    v
+}
+
+/// Q4_K/Q5_K 6-bit minimum of sub-block `s` (ggml `get_scale_min_k4`, second half).
+#[cube]
+#[allow(unused_assignments)]
+fn k_min(w: &[u32], sc: usize, s: usize) -> u32 {
+    let mut v = 0u32;
+    if s < 4 {
+        v = byte_at(w, sc, s + 4) & 63;
+    } else {
+        v = (byte_at(w, sc, s + 4) >> 4) | ((byte_at(w, sc, s) >> 6) << 4);
+    }
+    v
+}
+
+/// The scale shared by chunk `s` of the block at word `base`.
+#[cube]
+#[allow(unused_assignments)]
+fn chunk_scale(w: &[u32], base: usize, s: usize, #[comptime] ty: u32) -> f32 {
+    let mut v = 0.0f32;
+    if comptime![ty == 12 || ty == 13] {
+        v = f32::reinterpret(w[base]) * f32::cast_from(k_scale(w, base + 2, s));
+    } else if comptime![ty == 14] {
+        // 16-value chunk s of 256: half n = s / 8, quarter q = (s % 8) / 2; ggml's scale index
+        // is 8n + (l / 16) + 2q, with l / 16 = s % 2.
+        let idx = 8 * (s / 8) + s % 2 + 2 * ((s % 8) / 2);
+        let sc = f32::cast_from(byte_at(w, base + 48, idx) ^ 0x80) - 128.0;
+        v = f32::reinterpret(w[base + 52]) * sc;
+    } else {
+        v = f32::reinterpret(w[base]);
+    }
+    v
+}
+
+/// The minimum subtracted from every value of chunk `s` (K-quants with an offset; else 0).
+#[cube]
+fn chunk_min(w: &[u32], base: usize, s: usize, #[comptime] ty: u32) -> f32 {
+    let mut v = 0.0f32;
+    if comptime![ty == 12 || ty == 13] {
+        v = f32::reinterpret(w[base + 1]) * f32::cast_from(k_min(w, base + 2, s));
+    }
+    v
+}
+
+/// The integer value of element `l` of chunk `s` of the block at word `base`, as f32.
+#[cube]
+#[allow(unused_assignments)]
+fn chunk_q(w: &[u32], base: usize, s: usize, l: usize, #[comptime] ty: u32) -> f32 {
+    let mut v = 0.0f32;
+    if comptime![ty == 8] {
+        // Q8_0: d@0 | qs@1. Signed byte via (b ^ 0x80) - 128.
+        v = f32::cast_from(byte_at(w, base + 1, l) ^ 0x80) - 128.0;
+    } else if comptime![ty == 2] {
+        // Q4_0: d@0 | qs@1. Element j pairs with j + 16 in one byte (low, high nibble).
+        let b = byte_at(w, base + 1, l % 16);
+        v = f32::cast_from((b >> (u32::cast_from(l / 16) * 4)) & 0xF) - 8.0;
+    } else if comptime![ty == 6] {
+        // Q5_0: d@0 | qh@1 | qs@2. The fifth bit of element l is bit l of qh.
+        let b = byte_at(w, base + 2, l % 16);
+        let lo = (b >> (u32::cast_from(l / 16) * 4)) & 0xF;
+        let hi = (w[base + 1] >> u32::cast_from(l)) & 1;
+        v = f32::cast_from(lo | (hi << 4)) - 16.0;
+    } else if comptime![ty == 12] {
+        // Q4_K: d@0 | dmin@1 | scales@2 | qs@5. Sub-blocks 2j and 2j+1 share qs[32j..32j+32].
+        let b = byte_at(w, base + 5, 32 * (s / 2) + l);
+        v = f32::cast_from((b >> (u32::cast_from(s % 2) * 4)) & 0xF);
+    } else if comptime![ty == 13] {
+        // Q5_K: d@0 | dmin@1 | scales@2 | qh@5 | qs@13. Fifth bit: bit s of qh[l].
+        let b = byte_at(w, base + 13, 32 * (s / 2) + l);
+        let lo = (b >> (u32::cast_from(s % 2) * 4)) & 0xF;
+        let hi = (byte_at(w, base + 5, l) >> u32::cast_from(s)) & 1;
+        v = f32::cast_from(lo + 16 * hi);
+    } else {
+        // Q6_K: ql@0 | qh@32 | scales@48 | d@52. Position p = 16s + l = 128n + 32q + l32.
+        let n = s / 8;
+        let q = (s % 8) / 2;
+        let l32 = 16 * (s % 2) + l;
+        let ql = byte_at(w, base, 64 * n + l32 + 32 * (q % 2));
+        let lo = (ql >> (u32::cast_from(q / 2) * 4)) & 0xF;
+        let hi = (byte_at(w, base + 32, 32 * n + l32) >> (u32::cast_from(q) * 2)) & 3;
+        v = f32::cast_from(lo | (hi << 4)) - 32.0;
+    }
+    v
+}
+
+/// out[t, out_offset + r] = Σ_k W[r, k] · x[t, k] for the rows of one shard.
+///
+/// w: the shard's repacked blocks, row-major; x: [n, cols] (any strides);
+/// out: [n, out_stride] contiguous. Grid: (row groups split over x and y, token tiles on z).
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn qmatmul_kernel(
+    w: &[u32],
+    x: &Tensor<f32>,
+    out: &mut [f32],
+    rows: usize,
+    chunks: usize,
+    n: usize,
+    out_stride: usize,
+    out_offset: usize,
+    #[comptime] ty: u32,
+    #[comptime] tn: usize,
+    #[comptime] cpb: usize,
+    #[comptime] bw: usize,
+    #[comptime] csz: usize,
+    #[comptime] wgx: usize,
+    #[comptime] wgy: usize,
+) {
+    let tx = UNIT_POS_X as usize;
+    let ry = UNIT_POS_Y as usize;
+    let group = CUBE_POS_X as usize + CUBE_POS_Y as usize * CUBE_COUNT_X as usize;
+    let row = group * wgy + ry;
+    let t0 = CUBE_POS_Z as usize * tn;
+    let xs0 = x.stride(0);
+    let xs1 = x.stride(1);
+
+    let mut acc = Array::<f32>::new(tn);
+    #[unroll]
+    for t in 0..tn {
+        acc[t] = 0.0;
+    }
+    if row < rows {
+        let nb = chunks / cpb;
+        let mut c = tx;
+        while c < chunks {
+            let base = (row * nb + c / cpb) * bw;
+            let s = c % cpb;
+            let scale = chunk_scale(w, base, s, ty);
+            let minv = chunk_min(w, base, s, ty);
+            if comptime![ty == 8] {
+                // Q8_0 (the tied LM head): one word load gives four consecutive values.
+                for wi in 0..8usize {
+                    let word = w[base + 1 + wi];
+                    #[unroll]
+                    for b in 0..4u32 {
+                        let wv = scale * (f32::cast_from(((word >> (b * 8)) & 0xFF) ^ 0x80) - 128.0);
+                        let k = (c * 32 + wi * 4 + b as usize) * xs1;
+                        #[unroll]
+                        for t in 0..tn {
+                            let tok = select(t0 + t < n, t0 + t, n - 1);
+                            acc[t] += wv * x[tok * xs0 + k];
+                        }
+                    }
+                }
+            } else if comptime![ty == 6] {
+                // Q5_0 (most of Gemma 3's projections): byte j of qs holds elements j and j + 16.
+                let qh = w[base + 1];
+                for wi in 0..4usize {
+                    let word = w[base + 2 + wi];
+                    #[unroll]
+                    for b in 0..4u32 {
+                        let byte = (word >> (b * 8)) & 0xFF;
+                        let j = wi * 4 + b as usize;
+                        let lo = (byte & 0xF) | (((qh >> u32::cast_from(j)) & 1) << 4);
+                        let hi = (byte >> 4) | (((qh >> u32::cast_from(j + 16)) & 1) << 4);
+                        let w0 = scale * (f32::cast_from(lo) - 16.0);
+                        let w1 = scale * (f32::cast_from(hi) - 16.0);
+                        let k0 = (c * 32 + j) * xs1;
+                        let k1 = k0 + 16 * xs1;
+                        #[unroll]
+                        for t in 0..tn {
+                            let tok = select(t0 + t < n, t0 + t, n - 1);
+                            acc[t] += w0 * x[tok * xs0 + k0] + w1 * x[tok * xs0 + k1];
+                        }
+                    }
+                }
+            } else {
+                for l in 0..csz {
+                    let wv = scale * chunk_q(w, base, s, l, ty) - minv;
+                    let k = (c * csz + l) * xs1;
+                    #[unroll]
+                    for t in 0..tn {
+                        // Tokens past n (last tile) re-read token n-1; their sums are not written.
+                        let tok = select(t0 + t < n, t0 + t, n - 1);
+                        acc[t] += wv * x[tok * xs0 + k];
+                    }
+                }
+            }
+            c += wgx;
+        }
+    }
+
+    if comptime![wgx == 1] {
+        // One invocation per row: the sums are complete.
+        if row < rows {
+            #[unroll]
+            for t in 0..tn {
+                if t0 + t < n {
+                    out[(t0 + t) * out_stride + out_offset + row] = acc[t];
+                }
+            }
+        }
+    } else {
+        // Tree reduction over the wgx partial sums of each row, per token.
+        let mut sh = Shared::<[f32]>::new_slice(comptime![tn * wgx * wgy]);
+        let slot = ry * wgx + tx;
+        #[unroll]
+        for t in 0..tn {
+            sh[t * wgx * wgy + slot] = acc[t];
+        }
+        sync_cube();
+        let mut step = CUBE_DIM_X as usize / 2;
+        while step > 0 {
+            if tx < step {
+                #[unroll]
+                for t in 0..tn {
+                    let i = t * wgx * wgy + slot;
+                    let v = sh[i] + sh[i + step];
+                    sh[i] = v;
+                }
+            }
+            sync_cube();
+            step /= 2;
+        }
+        if tx == 0 && row < rows {
+            #[unroll]
+            for t in 0..tn {
+                if t0 + t < n {
+                    out[(t0 + t) * out_stride + out_offset + row] = sh[t * wgx * wgy + ry * wgx];
+                }
+            }
+        }
+    }
+}
+
+/// Writes the transposed f32 values of a shard: out[k, row0 + r] = W[r, k], out: [cols, out_rows].
+/// One invocation per (row, chunk); grid: the work items split over x and y.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn dequant_t_kernel(
+    w: &[u32],
+    out: &mut [f32],
+    rows: usize,
+    chunks: usize,
+    out_rows: usize,
+    row0: usize,
+    #[comptime] ty: u32,
+    #[comptime] cpb: usize,
+    #[comptime] bw: usize,
+    #[comptime] csz: usize,
+) {
+    let idx = (CUBE_POS_X as usize + CUBE_POS_Y as usize * CUBE_COUNT_X as usize) * comptime![WG_DEQUANT]
+        + UNIT_POS_X as usize;
+    if idx < rows * chunks {
+        let r = idx / chunks;
+        let c = idx % chunks;
+        let nb = chunks / cpb;
+        let base = (r * nb + c / cpb) * bw;
+        let s = c % cpb;
+        let scale = chunk_scale(w, base, s, ty);
+        let minv = chunk_min(w, base, s, ty);
+        for l in 0..csz {
+            out[(c * csz + l) * out_rows + row0 + r] = scale * chunk_q(w, base, s, l, ty) - minv;
+        }
+    }
+}
+
+/// A grid of `groups` workgroups split over x and y, as wgpu caps each dimension.
+fn grid(groups: usize, z: usize) -> Result<CubeCount> {
+    let gx = groups.clamp(1, MAX_GRID);
+    let gy = groups.div_ceil(gx).max(1);
+    if gy > MAX_GRID || z > MAX_GRID {
+        return Err(Error::Backend { reason: format!("kernel grid too large ({groups} x {z} workgroups)") });
+    }
+    Ok(CubeCount::Static(gx as u32, gy as u32, z as u32))
+}
+
+/// Rows of a matrix held in one device buffer.
+#[derive(Debug, Clone)]
+struct Shard {
+    handle: Handle,
+    /// First row of the matrix in this shard.
+    row0: usize,
+    rows: usize,
+    /// Words in the buffer.
+    words: usize,
+}
+
+/// A `[rows, cols]` weight whose GGUF blocks live on the GPU, repacked (see the module docs).
+#[derive(Clone)]
+pub struct QMatrix {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    shards: Vec<Shard>,
+    client: Client,
+    device: cubecl::Device,
+    /// Tests pin the kernel variant so both run on any adapter.
+    #[cfg(test)]
+    force_wg: Option<(usize, usize)>,
+}
+
+impl std::fmt::Debug for QMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QMatrix")
+            .field("ty", &self.ty)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The CubeCL client and device behind a burn wgpu `device`.
+fn cube_of(device: &Device) -> Result<(Client, cubecl::Device)> {
+    let probe = BurnTensor::<1>::zeros([1], device)
+        .try_into_primitive::<Wgpu>()
+        .map_err(|e| Error::Backend { reason: format!("quantized gpu weights need a wgpu device: {e:?}") })?;
+    Ok((probe.client, probe.device))
+}
+
+impl QMatrix {
+    /// Uploads the `[rows, cols]` blocks of `ty` (`bytes`, row-major as in the file) to `device`,
+    /// split into shards of at most `max_bytes` (and below the adapter's own buffer limit).
+    pub fn upload(
+        ty: GgmlType,
+        bytes: &[u8],
+        rows: usize,
+        cols: usize,
+        max_bytes: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let lay = layout(ty).ok_or_else(|| Error::UnsupportedType { ty: format!("{ty} (gpu kernels)") })?;
+        let name = || ty.name().to_string();
+        if rows == 0 || cols == 0 || cols % lay.block != 0 {
+            return Err(Error::Tensor {
+                name: name(),
+                reason: format!("[{rows}, {cols}] is not whole blocks of {}", lay.block),
+            });
+        }
+        let row_bytes = ty
+            .bytes_for(cols as u64)
+            .ok_or_else(|| Error::Tensor { name: name(), reason: "row size".into() })? as usize;
+        if rows.checked_mul(row_bytes) != Some(bytes.len()) {
+            return Err(Error::Tensor { name: name(), reason: format!("{} bytes for [{rows}, {cols}]", bytes.len()) });
+        }
+        let (client, cdev) = cube_of(device)?;
+        let limit = max_bytes.min(client.properties().memory.max_page_size.saturating_sub(HEADROOM));
+        let row_words = cols / lay.block * lay.words;
+        let rows_per_shard = ((limit / (row_words as u64 * 4)) as usize).min(rows);
+        if rows_per_shard == 0 {
+            return Err(Error::Backend { reason: format!("one {ty} row of {cols} exceeds the device buffer limit") });
+        }
+        let mut shards = Vec::new();
+        let mut row0 = 0;
+        while row0 < rows {
+            let r1 = (row0 + rows_per_shard).min(rows);
+            let src = bytes.get(row0 * row_bytes..r1 * row_bytes).ok_or_else(|| bad_layout(ty))?;
+            let words = repack(ty, src)?;
+            let handle = client.create_from_slice(&words);
+            shards.push(Shard { handle, row0, rows: r1 - row0, words: words.len() / 4 });
+            row0 = r1;
+        }
+        // Allocation errors are reported at the next sync point: surface them here, at load.
+        cubecl::future::block_on(client.sync())
+            .map_err(|e| Error::Backend { reason: format!("uploading {ty} weights failed: {e:?}") })?;
+        Ok(Self {
+            ty,
+            rows,
+            cols,
+            shards,
+            client,
+            device: cdev,
+            #[cfg(test)]
+            force_wg: None,
+        })
+    }
+
+    /// Output features.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Device buffers holding the matrix.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Bytes held on the device.
+    pub fn device_bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.words * 4).sum()
+    }
+
+    /// x: [n, cols] f32 on this matrix's device -> x · Wᵀ: [n, rows]
+    pub fn matmul(&self, x: BurnTensor<2>) -> Result<BurnTensor<2>> {
+        let [n, cols] = x.dims();
+        if cols != self.cols || n == 0 {
+            return Err(Error::Backend {
+                reason: format!("quantized matmul: input [{n}, {cols}] for a matrix of {} columns", self.cols),
+            });
+        }
+        let lay = layout(self.ty).ok_or_else(|| Error::UnsupportedType { ty: self.ty.to_string() })?;
+        if n >= DENSE_PREFILL_MIN && self.shards.len() == 1 {
+            return Ok(x.matmul(self.dequantize_t(&lay)?));
+        }
+        let xt = x
+            .try_into_primitive::<Wgpu>()
+            .map_err(|e| Error::Backend { reason: format!("quantized matmul needs a wgpu tensor: {e:?}") })?;
+        if xt.dtype != DType::F32 {
+            return Err(Error::Backend {
+                reason: format!("quantized matmul needs f32 activations, got {:?}", xt.dtype),
+            });
+        }
+        let out = self.client.empty(n * self.rows * 4);
+        let tn = if n == 1 { 1 } else { PREFILL_TILE };
+        let chunks = cols / lay.chunk;
+        let (wgx, wgy) = self.workgroup();
+        for sh in &self.shards {
+            let count = grid(sh.rows.div_ceil(wgy), n.div_ceil(tn))?;
+            // SAFETY: the lengths are the buffers' own: `words` u32 words were uploaded for this
+            // shard, and `out` holds n · rows f32 values; the kernel indexes within both.
+            let (w_arg, out_arg) = unsafe {
+                (
+                    BufferArg::from_raw_parts(sh.handle.clone(), sh.words),
+                    BufferArg::from_raw_parts(out.clone(), n * self.rows),
+                )
+            };
+            // SAFETY (unchecked launch): indices stay in bounds by construction: `upload` checked
+            // that the shard holds rows · (cols / block) whole blocks of `words` words, x is
+            // [n, cols] (checked above) and token indices are clamped to n - 1, and only rows
+            // below `sh.rows` of tokens below n are written, inside the [n, self.rows] output.
+            unsafe {
+                qmatmul_kernel::launch_unchecked(
+                    &self.client,
+                    count,
+                    CubeDim::new_2d(wgx as u32, wgy as u32),
+                    w_arg,
+                    xt.clone().into_tensor_arg(),
+                    out_arg,
+                    sh.rows,
+                    chunks,
+                    n,
+                    self.rows,
+                    sh.row0,
+                    lay.code,
+                    tn,
+                    lay.block / lay.chunk,
+                    lay.words,
+                    lay.chunk,
+                    wgx,
+                    wgy,
+                );
+            }
+        }
+        let t = CubeTensor::new_contiguous(
+            self.client.clone(),
+            self.device.clone(),
+            Shape::new([n, self.rows]),
+            out,
+            DType::F32,
+        );
+        Ok(BurnTensor::<2>::from_primitive::<Wgpu>(t))
+    }
+
+    /// (invocations per row, rows per workgroup) for the product kernel. The cooperative variant
+    /// measured faster on lavapipe for every shape tried, the LM head included (2.3 s vs 2.7 s,
+    /// 640x2048 Q4_K 6 ms vs 35 ms); the one-invocation-per-row variant is kept, and tested, for
+    /// devices where it measures better (not yet measured on a real GPU).
+    fn workgroup(&self) -> (usize, usize) {
+        #[cfg(test)]
+        if let Some(wg) = self.force_wg {
+            return wg;
+        }
+        (WG_X, WG_Y)
+    }
+
+    /// A transient f32 copy of Wᵀ, `[cols, rows]` (prefill only; freed when the tensor drops).
+    fn dequantize_t(&self, lay: &Layout) -> Result<BurnTensor<2>> {
+        let out = self.client.empty(self.rows * self.cols * 4);
+        let chunks = self.cols / lay.chunk;
+        for sh in &self.shards {
+            let count = grid((sh.rows * chunks).div_ceil(WG_DEQUANT), 1)?;
+            // SAFETY: as in `matmul`; `out` holds rows · cols f32 values.
+            let (w_arg, out_arg) = unsafe {
+                (
+                    BufferArg::from_raw_parts(sh.handle.clone(), sh.words),
+                    BufferArg::from_raw_parts(out.clone(), self.rows * self.cols),
+                )
+            };
+            dequant_t_kernel::launch(
+                &self.client,
+                count,
+                CubeDim::new_1d(WG_DEQUANT as u32),
+                w_arg,
+                out_arg,
+                sh.rows,
+                chunks,
+                self.rows,
+                sh.row0,
+                lay.code,
+                lay.block / lay.chunk,
+                lay.words,
+                lay.chunk,
+            );
+        }
+        let t = CubeTensor::new_contiguous(
+            self.client.clone(),
+            self.device.clone(),
+            Shape::new([self.cols, self.rows]),
+            out,
+            DType::F32,
+        );
+        Ok(BurnTensor::<2>::from_primitive::<Wgpu>(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::layers::{read_f32, tensor2};
+
+    /// splitmix64: a tiny seeded generator, enough for random blocks.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn f32(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        }
+    }
+
+    fn reference(ty: GgmlType, bytes: &[u8], rows: usize, cols: usize, x: &[f32], n: usize) -> Vec<f32> {
+        let w = crate::quant::dequantize(ty, bytes, rows * cols).unwrap();
+        let mut y = vec![0f32; n * rows];
+        for t in 0..n {
+            for r in 0..rows {
+                y[t * rows + r] =
+                    (0..cols).map(|k| w[r * cols + k] as f64 * x[t * cols + k] as f64).sum::<f64>() as f32;
+            }
+        }
+        y
+    }
+
+    fn device() -> Option<Device> {
+        match crate::backend::gpu() {
+            Ok((d, info)) => {
+                eprintln!("quant::gpu tests on {} ({})", info.name, info.api);
+                Some(d)
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: no wgpu adapter for the quantized gpu kernel tests: {e}");
+                None
+            }
+        }
+    }
+
+    /// Compares the kernel with dequantize + an f64-accumulated product. Tolerance: the kernel sums
+    /// in f32 in another order, so allow 1e-4 of the row's absolute-product sum plus 1e-5.
+    fn check(ty: GgmlType, rows: usize, cols: usize, n: usize, max_bytes: u64, device: &Device) {
+        let bytes = crate::quant::random_blocks(ty, rows * cols / ty.block_size() as usize, (rows * 31 + cols * 7 + n) as u64 ^ ty.id() as u64);
+        let mut rng = Rng(n as u64 + 99);
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.f32()).collect();
+        let want = reference(ty, &bytes, rows, cols, &x, n);
+        let mut w = QMatrix::upload(ty, &bytes, rows, cols, max_bytes, device).unwrap();
+        let wd = crate::quant::dequantize(ty, &bytes, rows * cols).unwrap();
+        // Both kernel variants: one invocation per row, and WG_X invocations reducing in shared memory.
+        for wg in [(1, WG_ROWS), (WG_X, WG_Y)] {
+            w.force_wg = Some(wg);
+            let got = read_f32(w.matmul(tensor2(x.clone(), n, cols, device)).unwrap()).unwrap();
+            assert_eq!(got.len(), n * rows);
+            for t in 0..n {
+                for r in 0..rows {
+                    let mag: f64 = (0..cols).map(|k| (wd[r * cols + k] as f64 * x[t * cols + k] as f64).abs()).sum();
+                    let (g, e) = (got[t * rows + r], want[t * rows + r]);
+                    let tol = 1e-4 * mag as f32 + 1e-5;
+                    assert!(
+                        (g - e).abs() <= tol,
+                        "{ty} [{rows}x{cols}] n={n} wg {wg:?} token {t} row {r}: got {g}, want {e} (tol {tol})"
+                    );
+                }
+            }
+        }
+        eprintln!("{ty} [{rows}x{cols}] n={n} shards={}: ok", w.shard_count());
+    }
+
+    #[test]
+    fn block_types_match_the_reference() {
+        let Some(dev) = device() else { return };
+        for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_0] {
+            for n in [1, 5] {
+                check(ty, 1024, 640, n, u64::MAX, &dev);
+                check(ty, 40, 2048, n, u64::MAX, &dev);
+            }
+        }
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q5_K] {
+            for n in [1, 5] {
+                check(ty, 640, 2048, n, u64::MAX, &dev);
+                check(ty, 13, 512, n, u64::MAX, &dev);
+            }
+        }
+    }
+
+    #[test]
+    fn prefill_tiles_and_odd_rows() {
+        let Some(dev) = device() else { return };
+        // 11 tokens: a full tile of 8 plus a partial one; 2048x640 as in the FFN.
+        check(GgmlType::Q5_0, 2048, 640, 11, u64::MAX, &dev);
+        check(GgmlType::Q4_K, 7, 256, 9, u64::MAX, &dev);
+        // From DENSE_PREFILL_MIN tokens on: dequantize + burn matmul.
+        for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_0] {
+            check(ty, 1024, 640, 20, u64::MAX, &dev);
+        }
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q5_K] {
+            check(ty, 640, 2048, 17, u64::MAX, &dev);
+        }
+    }
+
+    #[test]
+    fn shards_split_rows_and_write_their_columns() {
+        let Some(dev) = device() else { return };
+        // 1000 rows of 640 Q8_0 = 720 bytes a row on the device; 300 KB shards hold 416 rows, so
+        // the boundaries fall inside a workgroup's rows (416 is not a multiple of 4 · 128).
+        check(GgmlType::Q8_0, 1000, 640, 1, 300_000, &dev);
+        check(GgmlType::Q8_0, 1000, 640, 5, 300_000, &dev);
+        check(GgmlType::Q6_K, 301, 256, 3, 21_200, &dev);
+    }
+
+    #[test]
+    fn strided_rows_are_read_in_place() {
+        let Some(dev) = device() else { return };
+        let (ty, rows, cols) = (GgmlType::Q4_K, 64, 512);
+        let bytes = crate::quant::random_blocks(ty, rows * cols / ty.block_size() as usize, 5);
+        let mut rng = Rng(3);
+        let x: Vec<f32> = (0..4 * cols).map(|_| rng.f32()).collect();
+        let w = QMatrix::upload(ty, &bytes, rows, cols, u64::MAX, &dev).unwrap();
+        let xt = tensor2(x.clone(), 4, cols, &dev);
+        let got = read_f32(w.matmul(xt.slice([2..3, 0..cols])).unwrap()).unwrap();
+        let want = reference(ty, &bytes, rows, cols, &x[2 * cols..3 * cols], 1);
+        for (g, e) in got.iter().zip(&want) {
+            assert!((g - e).abs() <= 1e-3 * e.abs().max(1.0), "got {g}, want {e}");
+        }
+    }
+
+    /// Kernel timings on the current adapter (not a correctness test):
+    /// `cargo test --release -p edgewise-core --lib quant::gpu::tests::timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn timing() {
+        let Some(dev) = device() else { return };
+        for (ty, rows, cols, n) in [
+            (GgmlType::Q8_0, 262144, 640, 1),
+            (GgmlType::Q5_0, 2048, 640, 1),
+            (GgmlType::Q4_K, 640, 2048, 1),
+            (GgmlType::Q6_K, 640, 2048, 1),
+            (GgmlType::Q5_0, 2048, 640, 8),
+        ] {
+            let bytes = crate::quant::random_blocks(ty, rows * cols / ty.block_size() as usize, 1);
+            let w = QMatrix::upload(ty, &bytes, rows, cols, 127 << 20, &dev).unwrap();
+            let x = tensor2(vec![0.5; n * cols], n, cols, &dev);
+            read_f32(w.matmul(x.clone()).unwrap()).unwrap();
+            let reps = 5;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                read_f32(w.matmul(x.clone()).unwrap()).unwrap();
+            }
+            let ms = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
+            let wt = tensor2(vec![0.25; rows.min(32768) * cols], cols, rows.min(32768), &dev);
+            read_f32(x.clone().matmul(wt.clone())).unwrap();
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                read_f32(x.clone().matmul(wt.clone())).unwrap();
+            }
+            let dense = t.elapsed().as_secs_f64() * 1e3 / reps as f64 * (rows as f64 / rows.min(32768) as f64);
+            eprintln!("{ty} [{rows}x{cols}] n={n}: {ms:.2} ms quantized, {dense:.2} ms f32 matmul (scaled)");
+        }
+    }
+
+    #[test]
+    fn repack_sizes_follow_the_table() {
+        for (ty, words) in [
+            (GgmlType::Q8_0, 9),
+            (GgmlType::Q4_0, 5),
+            (GgmlType::Q5_0, 6),
+            (GgmlType::Q4_K, 37),
+            (GgmlType::Q5_K, 45),
+            (GgmlType::Q6_K, 53),
+        ] {
+            let bytes = crate::quant::random_blocks(ty, 1, 1);
+            assert_eq!(repack(ty, &bytes).unwrap().len(), words * 4, "{ty}");
+        }
+        assert!(repack(GgmlType::Q8_0, &[0u8; 33]).is_err());
+        assert!(!supported(GgmlType::F32));
+    }
+}

@@ -1,0 +1,407 @@
+//! The inference engine as the router's [`LocalModel`]: [`LocalEngine`].
+//!
+//! This file is the one bridge between the router and the engine; the rest of `router/` still
+//! sees only the [`LocalModel`] trait.
+//!
+//! ```no_run
+//! # use edgewise_core::engine::{Engine, EngineConfig};
+//! # use edgewise_core::router::{local::LocalEngine, ChatRequest, RequestMeta, Router, RouterConfig};
+//! # use edgewise_core::session::{GenerationParams, SessionConfig};
+//! # fn main() -> edgewise_core::Result<()> {
+//! let engine = Engine::load("gemma-3-270m-q4_k_m.gguf", EngineConfig::default())?;
+//! let local = LocalEngine::new(engine, SessionConfig::default(), GenerationParams::default())?;
+//! let router = Router::new(RouterConfig::local_only("/data/app/router"))?;
+//! let request = ChatRequest::user("Name three rivers.").with_system("Answer briefly.");
+//! let mut sink = |t: &str| { print!("{t}"); true };
+//! let answer = router.answer(&local, &request, &RequestMeta::default(), &mut sink)?;
+//! # let _ = answer; Ok(()) }
+//! ```
+//!
+//! Each request is rendered whole (system prompt, history, new message, attachments folded in as
+//! [`ChatRequest::wire_messages`] does for the cloud) through the model's chat template, with
+//! message contents encoded as user text so that typed control tokens cannot forge a turn.
+//! Sessions are pooled: a request whose rendered prompt starts like an earlier one (the next turn
+//! of the same chat) reuses that part of the KV cache instead of prefilling it again
+//! ([`LocalEngine::with_session_reuse`] turns that off).
+//!
+//! Chat templates are strict about roles (Gemma's demands user/assistant alternation), so the
+//! messages are normalised first: every system message is joined into one leading system
+//! message, and consecutive messages of the same role are joined with a blank line.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use super::{AnswerSink, ChatRequest, FinishReason, LocalAnswer, LocalModel, RequestMeta, Role, RoutedAnswer, Router};
+use crate::engine::Engine;
+use crate::session::{CancelHandle, Generation, GenerationParams, Metrics, OverflowPolicy, Session, SessionConfig, StopReason};
+use crate::tokenizer::{ChatMessage as TurnMessage, Role as TurnRole};
+use crate::{Error, Result};
+
+/// Idle sessions kept for KV-cache reuse (each holds a cache of `max_context` tokens).
+const MAX_IDLE_SESSIONS: usize = 2;
+
+/// A loaded [`Engine`] serving [`LocalModel`] requests. `Send + Sync`: share it behind an `Arc`
+/// between the router, the server and a cancel button. Generations may run concurrently (each
+/// on its own session).
+pub struct LocalEngine {
+    engine: Engine,
+    session_config: SessionConfig,
+    params: GenerationParams,
+    model_id: String,
+    reuse_sessions: bool,
+    idle: Mutex<Vec<Session>>,
+    running: Mutex<HashMap<u64, CancelHandle>>,
+    next_run: AtomicU64,
+}
+
+impl std::fmt::Debug for LocalEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalEngine")
+            .field("model_id", &self.model_id)
+            .field("session_config", &self.session_config)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A routed answer from [`LocalEngine::answer`], with the local generation's details when the
+/// device answered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineAnswer {
+    /// The router's answer: text, decision, who served it, fallback.
+    pub answer: RoutedAnswer,
+    /// Timing and counts of the local generation; `None` when the cloud answered.
+    pub local_metrics: Option<Metrics>,
+    /// Why the local generation stopped; `None` when the cloud answered.
+    pub local_stop_reason: Option<StopReason>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing held in these mutexes can be left half-updated by a panic.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Maps the session's stop reason onto the OpenAI-style finish reason.
+pub fn finish_reason(stop: StopReason) -> FinishReason {
+    match stop {
+        StopReason::Eos | StopReason::StopSequence => FinishReason::Stop,
+        StopReason::MaxTokens | StopReason::ContextFull => FinishReason::Length,
+        StopReason::Cancelled => FinishReason::Cancelled,
+    }
+}
+
+impl LocalEngine {
+    /// Wraps `engine`. `session_config` sizes each request's context (and gives the system
+    /// prompt used when a request has none); `params` are the generation defaults, which a
+    /// request's `max_tokens` and `temperature` override.
+    pub fn new(engine: Engine, session_config: SessionConfig, params: GenerationParams) -> Result<Self> {
+        session_config.validate(engine.info().context_length)?;
+        params.validate()?;
+        let info = engine.info();
+        let model_id = info
+            .path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| info.architecture.clone());
+        Ok(Self {
+            engine,
+            session_config,
+            params,
+            model_id,
+            reuse_sessions: true,
+            idle: Mutex::new(Vec::new()),
+            running: Mutex::new(HashMap::new()),
+            next_run: AtomicU64::new(0),
+        })
+    }
+
+    /// Sets the id reported by [`LocalModel::model_id`] (builder style).
+    pub fn with_model_id(mut self, id: impl Into<String>) -> Self {
+        self.model_id = id.into();
+        self
+    }
+
+    /// Keep finished sessions for KV-cache reuse (on by default; builder style). Off, every
+    /// request is prefilled from scratch: slower for multi-turn chats, but a repeated greedy
+    /// request then always gets the same answer. (With reuse, the last prompt token of a cached
+    /// prefix is computed by a single-token pass instead of inside the prefill batch; the logits
+    /// agree only to rounding, which can flip a near-tie, as llama.cpp's prompt cache can.)
+    pub fn with_session_reuse(mut self, reuse: bool) -> Self {
+        self.reuse_sessions = reuse;
+        self
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The per-request session settings.
+    pub fn session_config(&self) -> &SessionConfig {
+        &self.session_config
+    }
+
+    /// The default generation settings.
+    pub fn params(&self) -> &GenerationParams {
+        &self.params
+    }
+
+    /// Cancels every generation running now (they end with [`StopReason::Cancelled`] before
+    /// their next token). Generations started later are not affected.
+    pub fn cancel_running(&self) {
+        for handle in lock(&self.running).values() {
+            handle.cancel();
+        }
+    }
+
+    /// Renders and encodes `request`; drops the oldest turns when it does not fit and the session
+    /// config allows that.
+    fn encode(&self, request: &ChatRequest) -> Result<Vec<u32>> {
+        let mut turns = turns(request, self.session_config.system_prompt.as_deref());
+        let max = self.session_config.max_context;
+        loop {
+            let ids = self.engine.template().encode(self.engine.tokenizer(), &turns, true)?;
+            let need = ids.len() + 1;
+            if need <= max {
+                return Ok(ids);
+            }
+            let first_turn = usize::from(turns.first().is_some_and(|t| t.role == TurnRole::System));
+            // Keep at least the last message; drop a user/assistant pair so roles still alternate.
+            let droppable = turns.len().saturating_sub(first_turn + 1);
+            if self.session_config.overflow != OverflowPolicy::DropOldestTurns || droppable == 0 {
+                return Err(Error::ContextOverflow { max, requested: need });
+            }
+            let n = droppable.min(2);
+            turns.drain(first_turn..first_turn + n);
+        }
+    }
+
+    /// The generation settings for `request`: `base`, with the request's `max_tokens` and
+    /// `temperature` when it sets them.
+    fn params_for(base: &GenerationParams, request: &ChatRequest) -> GenerationParams {
+        let mut p = base.clone();
+        if let Some(n) = request.max_tokens {
+            p.max_tokens = n as usize;
+        }
+        if let Some(t) = request.temperature {
+            p.sampling.temperature = t;
+        }
+        p
+    }
+
+    fn checkout(&self) -> Result<Session> {
+        match lock(&self.idle).pop() {
+            Some(s) => Ok(s),
+            None => self.engine.new_session(self.session_config.clone()),
+        }
+    }
+
+    fn checkin(&self, session: Session) {
+        if !self.reuse_sessions {
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        if idle.len() < MAX_IDLE_SESSIONS {
+            idle.push(session);
+        }
+    }
+
+    /// Generates the answer to `request` with `base` as the generation settings (the request's
+    /// `max_tokens`/`temperature` override them), streaming pieces to `sink` (`false` stops).
+    /// Blocking. A panic inside the backend becomes [`Error::Backend`].
+    pub fn generate_with(
+        &self,
+        request: &ChatRequest,
+        base: &GenerationParams,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        request.validate()?;
+        let params = Self::params_for(base, request);
+        params.validate()?;
+        let ids = self.encode(request)?;
+        let mut session = self.checkout()?;
+        let run = self.next_run.fetch_add(1, Ordering::Relaxed);
+        lock(&self.running).insert(run, session.cancel_handle());
+        let result = catch_unwind(AssertUnwindSafe(|| session.generate_from(ids, &params, sink)));
+        lock(&self.running).remove(&run);
+        match result {
+            Ok(Ok(g)) => {
+                self.checkin(session);
+                Ok(g)
+            }
+            // A failed or panicked generation may leave the cache half-written: drop the session.
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                log::error!("local generation panicked; the session was dropped");
+                Err(Error::Backend { reason: "local generation panicked".into() })
+            }
+        }
+    }
+
+    /// Answers `request` through `router` with this engine as the local model and `params` as
+    /// the local generation settings, returning the local metrics alongside the answer.
+    pub fn answer(
+        &self,
+        router: &Router,
+        request: &ChatRequest,
+        meta: &RequestMeta,
+        params: &GenerationParams,
+        sink: &mut dyn AnswerSink,
+    ) -> Result<EngineAnswer> {
+        let model = WithParams { engine: self, params, last: Mutex::new(None) };
+        let answer = router.answer(&model, request, meta, sink)?;
+        let last = model.last.into_inner().unwrap_or_else(|p| p.into_inner());
+        Ok(EngineAnswer {
+            answer,
+            local_metrics: last.as_ref().map(|(m, _)| m.clone()),
+            local_stop_reason: last.map(|(_, s)| s),
+        })
+    }
+}
+
+/// The request as chat-template turns (see the module docs for the normalisation).
+fn turns(request: &ChatRequest, default_system: Option<&str>) -> Vec<TurnMessage> {
+    let mut system: Vec<String> = Vec::new();
+    let mut turns: Vec<TurnMessage> = Vec::new();
+    for m in request.wire_messages() {
+        let role = match m.role {
+            Role::System => {
+                if !m.content.trim().is_empty() {
+                    system.push(m.content);
+                }
+                continue;
+            }
+            Role::User => TurnRole::User,
+            Role::Assistant => TurnRole::Assistant,
+        };
+        match turns.last_mut() {
+            Some(last) if last.role == role => {
+                last.content.push_str("\n\n");
+                last.content.push_str(&m.content);
+            }
+            _ => turns.push(TurnMessage::new(role, m.content)),
+        }
+    }
+    if system.is_empty() {
+        system.extend(default_system.filter(|s| !s.trim().is_empty()).map(str::to_string));
+    }
+    let mut out = Vec::with_capacity(turns.len() + 1);
+    if !system.is_empty() {
+        out.push(TurnMessage::new(TurnRole::System, system.join("\n\n")));
+    }
+    out.extend(turns);
+    out
+}
+
+fn local_answer(g: Generation) -> LocalAnswer {
+    LocalAnswer {
+        finish_reason: finish_reason(g.stop_reason),
+        prompt_tokens: g.metrics.prompt_tokens,
+        completion_tokens: g.metrics.generated_tokens,
+        text: g.text,
+    }
+}
+
+impl LocalModel for LocalEngine {
+    fn generate(&self, request: &ChatRequest, sink: &mut dyn FnMut(&str) -> bool) -> Result<LocalAnswer> {
+        self.generate_with(request, &self.params, sink).map(local_answer)
+    }
+
+    fn context_limit(&self) -> usize {
+        self.session_config.max_context
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        // On a tokenizer failure, the byte length: an upper bound for every vocabulary we load.
+        self.engine.tokenizer().encode_user_text(text, false).map(|ids| ids.len()).unwrap_or(text.len())
+    }
+
+    fn model_id(&self) -> String {
+        self.model_id.clone()
+    }
+}
+
+/// [`LocalEngine`] with per-call settings, remembering the last generation's metrics.
+struct WithParams<'a> {
+    engine: &'a LocalEngine,
+    params: &'a GenerationParams,
+    last: Mutex<Option<(Metrics, StopReason)>>,
+}
+
+impl LocalModel for WithParams<'_> {
+    fn generate(&self, request: &ChatRequest, sink: &mut dyn FnMut(&str) -> bool) -> Result<LocalAnswer> {
+        let g = self.engine.generate_with(request, self.params, sink)?;
+        *lock(&self.last) = Some((g.metrics.clone(), g.stop_reason));
+        Ok(local_answer(g))
+    }
+    fn context_limit(&self) -> usize {
+        self.engine.context_limit()
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        self.engine.count_tokens(text)
+    }
+    fn model_id(&self) -> String {
+        self.engine.model_id()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_engine_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<LocalEngine>();
+    }
+
+    #[test]
+    fn stop_reasons_map_to_finish_reasons() {
+        assert_eq!(finish_reason(StopReason::Eos), FinishReason::Stop);
+        assert_eq!(finish_reason(StopReason::StopSequence), FinishReason::Stop);
+        assert_eq!(finish_reason(StopReason::MaxTokens), FinishReason::Length);
+        assert_eq!(finish_reason(StopReason::ContextFull), FinishReason::Length);
+        assert_eq!(finish_reason(StopReason::Cancelled), FinishReason::Cancelled);
+    }
+
+    #[test]
+    fn request_overrides_max_tokens_and_temperature() {
+        let base = GenerationParams::default();
+        let req = ChatRequest { max_tokens: Some(7), temperature: Some(0.0), ..ChatRequest::user("x") };
+        let p = LocalEngine::params_for(&base, &req);
+        assert_eq!(p.max_tokens, 7);
+        assert_eq!(p.sampling.temperature, 0.0);
+        assert_eq!(p.sampling.top_k, base.sampling.top_k);
+        assert_eq!(LocalEngine::params_for(&base, &ChatRequest::user("x")), base);
+    }
+
+    #[test]
+    fn turns_are_normalised_for_strict_templates() {
+        let req = ChatRequest {
+            messages: vec![
+                super::super::ChatMessage::new(Role::System, "be brief"),
+                super::super::ChatMessage::new(Role::User, "a"),
+                super::super::ChatMessage::new(Role::User, "b"),
+                super::super::ChatMessage::new(Role::Assistant, "c"),
+                super::super::ChatMessage::new(Role::System, "and kind"),
+                super::super::ChatMessage::new(Role::User, "d"),
+            ],
+            attachments: vec!["doc".into()],
+            ..ChatRequest::default()
+        };
+        let t = turns(&req, Some("ignored: the request has its own"));
+        let roles: Vec<TurnRole> = t.iter().map(|m| m.role).collect();
+        assert_eq!(roles, [TurnRole::System, TurnRole::User, TurnRole::Assistant, TurnRole::User]);
+        assert_eq!(t[0].content, "be brief\n\nand kind");
+        assert_eq!(t[1].content, "a\n\nb");
+        assert_eq!(t[3].content, "d\n\n[Attachment 1]\ndoc");
+        let t = turns(&ChatRequest::user("q"), Some("sys"));
+        assert_eq!(t.len(), 2);
+        assert_eq!((t[0].role, t[0].content.as_str()), (TurnRole::System, "sys"));
+        assert_eq!(turns(&ChatRequest::user("q"), Some("  ")).len(), 1);
+    }
+}
