@@ -224,6 +224,47 @@ fn router_keeps_sensitive_requests_on_the_real_model() {
     assert!(!a.text.trim().is_empty());
 }
 
+/// The measured low-confidence trigger: a short greedy draft's mean log-probability, fed to the
+/// policy, escalates a benign request only when it is below the policy's threshold.
+#[test]
+fn draft_confidence_drives_the_low_confidence_trigger() {
+    let Some(local) = local(16) else { return };
+    let request = ChatRequest::user("Explain how rainbows form.");
+    let lp = local.draft_confidence(&request, 8).expect("draft");
+    assert!(lp.is_finite() && lp <= 0.0, "mean log-probability {lp}");
+    // Greedy and from the same prompt: measuring twice gives the same value (to rounding: the
+    // second draft may reuse the cached prompt).
+    let again = local.draft_confidence(&request, 8).expect("draft again");
+    assert!((again - lp).abs() < 0.05, "{lp} vs {again}");
+    assert!(local.draft_confidence(&request, 0).is_err());
+
+    let cloud = FakeCloud::start(|_| Behavior::Sse {
+        events: vec![sse_delta("From the cloud."), sse_finish(), "data: [DONE]\n\n".into()],
+        gap: Duration::from_millis(1),
+    });
+    for (threshold, escalate) in [(lp + 0.5, true), (lp - 0.5, false)] {
+        let dir = temp_dir("engine-confidence");
+        let mut policy = RouterPolicy::cloud_assist();
+        policy.low_confidence_logprob = Some(threshold);
+        let config = RouterConfig {
+            policy,
+            cloud: Some(CloudConfig::new(cloud.base_url(), "gpt-test")),
+            ..RouterConfig::local_only(dir.to_path_buf())
+        };
+        let router = Router::new(config).expect("router");
+        let meta = RequestMeta { cloud_requested: false, local_mean_logprob: Some(lp) };
+        let a = router.answer(&local, &request, &meta, &mut |_: &str| true).expect("answer");
+        if escalate {
+            assert_eq!(a.decision.reasons, vec![Reason::LowLocalConfidence]);
+            assert_eq!((a.served_by, a.text.as_str()), (Target::Cloud, "From the cloud."));
+        } else {
+            assert_eq!(a.decision.reasons, vec![Reason::NoEscalationReason]);
+            assert_eq!(a.served_by, Target::Local);
+        }
+    }
+    assert_eq!(cloud.requests().len(), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Independent clients and servers (Python reference venv)
 // ---------------------------------------------------------------------------------------------

@@ -242,6 +242,27 @@ impl LocalEngine {
         }
     }
 
+    /// Measures the local model's confidence on `request`: the mean token log-probability (natural
+    /// log, ≤ 0) of a short greedy draft of `draft_tokens` tokens, for
+    /// [`RequestMeta::local_mean_logprob`] and the policy's `low_confidence_logprob` trigger.
+    /// With session reuse on, the prompt prefilled here is reused by the answer that follows, so
+    /// the draft costs little more than `draft_tokens` decode steps.
+    pub fn draft_confidence(&self, request: &ChatRequest, draft_tokens: usize) -> Result<f32> {
+        if draft_tokens == 0 || draft_tokens > 256 {
+            return Err(Error::InvalidParameter { name: "draft_tokens", reason: "must be in 1..=256".into() });
+        }
+        let mut draft = request.clone();
+        draft.max_tokens = None;
+        draft.temperature = None;
+        let params = GenerationParams { stop: Vec::new(), ..GenerationParams::greedy(draft_tokens) };
+        let g = self.generate_with(&draft, &params, &mut |_| true)?;
+        if g.token_ids.is_empty() || !g.mean_logprob.is_finite() {
+            // Nothing measured (the model ended at once): no signal rather than a made-up one.
+            return Err(Error::InvalidParameter { name: "draft_tokens", reason: "the draft produced no tokens".into() });
+        }
+        Ok(g.mean_logprob)
+    }
+
     /// Answers `request` through `router` with this engine as the local model and `params` as
     /// the local generation settings, returning the local metrics alongside the answer.
     pub fn answer(
