@@ -160,6 +160,17 @@ impl Router {
         })
     }
 
+    /// The local model's confidence on `messages`: the mean token log-probability (≤ 0) of a
+    /// short greedy draft of `draft_tokens` (1..=256) tokens. Pass it as
+    /// `RequestMeta.local_mean_logprob` so the policy's `low_confidence_logprob` can send a
+    /// benign request the small model is unsure about to the cloud. Blocking (it generates).
+    pub fn measure_confidence(&self, messages: Vec<ChatMessage>, draft_tokens: u32) -> EdgewiseResult<f32> {
+        guard("Router.measure_confidence", || {
+            let request = cr::ChatRequest { messages: messages.into_iter().map(Into::into).collect(), ..Default::default() };
+            Ok(self.local.draft_confidence(&request, draft_tokens as usize)?)
+        })
+    }
+
     /// Where `messages` would run now, without generating anything (for a badge before sending).
     pub fn decide(&self, messages: Vec<ChatMessage>, meta: RequestMeta) -> EdgewiseResult<RouteDecision> {
         guard("Router.decide", || {

@@ -444,6 +444,11 @@ RustBuffer uniffi_edgewise_fn_method_router_decide(uint64_t ptr, RustBuffer mess
 uint32_t uniffi_edgewise_fn_method_router_drain_queue(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_MEASURE_CONFIDENCE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_MEASURE_CONFIDENCE
+float uniffi_edgewise_fn_method_router_measure_confidence(uint64_t ptr, RustBuffer messages, uint32_t draft_tokens, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_POLICY
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_POLICY
 RustBuffer uniffi_edgewise_fn_method_router_policy(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -1030,6 +1035,12 @@ uint16_t uniffi_edgewise_checksum_method_router_decide(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_DRAIN_QUEUE
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_DRAIN_QUEUE
 uint16_t uniffi_edgewise_checksum_method_router_drain_queue(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_MEASURE_CONFIDENCE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_MEASURE_CONFIDENCE
+uint16_t uniffi_edgewise_checksum_method_router_measure_confidence(void
     
 );
 #endif

@@ -1750,6 +1750,14 @@ public protocol RouterProtocol: AnyObject, Sendable {
     func drainQueue() throws  -> UInt32
     
     /**
+     * The local model's confidence on `messages`: the mean token log-probability (≤ 0) of a
+     * short greedy draft of `draft_tokens` (1..=256) tokens. Pass it as
+     * `RequestMeta.local_mean_logprob` so the policy's `low_confidence_logprob` can send a
+     * benign request the small model is unsure about to the cloud. Blocking (it generates).
+     */
+    func measureConfidence(messages: [ChatMessage], draftTokens: UInt32) throws  -> Float
+    
+    /**
      * The policy in force.
      */
     func policy() throws  -> RouterPolicy
@@ -1878,6 +1886,23 @@ open func drainQueue()throws  -> UInt32  {
         uniffiCallStatus in
     uniffi_edgewise_fn_method_router_drain_queue(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The local model's confidence on `messages`: the mean token log-probability (≤ 0) of a
+     * short greedy draft of `draft_tokens` (1..=256) tokens. Pass it as
+     * `RequestMeta.local_mean_logprob` so the policy's `low_confidence_logprob` can send a
+     * benign request the small model is unsure about to the cloud. Blocking (it generates).
+     */
+open func measureConfidence(messages: [ChatMessage], draftTokens: UInt32)throws  -> Float  {
+    return try  FfiConverterFloat.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_router_measure_confidence(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceTypeChatMessage.lower(messages),
+        FfiConverterUInt32.lower(draftTokens),uniffiCallStatus
     )
 })
 }
@@ -6873,6 +6898,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_router_drain_queue() != 9088) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_router_measure_confidence() != 45890) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_router_policy() != 26835) {

@@ -805,6 +805,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_edgewise_checksum_method_router_drain_queue(
     ): Int
+    external fun uniffi_edgewise_checksum_method_router_measure_confidence(
+    ): Int
     external fun uniffi_edgewise_checksum_method_router_policy(
     ): Int
     external fun uniffi_edgewise_checksum_method_router_send(
@@ -914,6 +916,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_router_drain_queue(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
+    external fun uniffi_edgewise_fn_method_router_measure_confidence(`ptr`: Long,`messages`: RustBuffer.ByValue,`draftTokens`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): Float
     external fun uniffi_edgewise_fn_method_router_policy(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_router_send(`ptr`: Long,`messages`: RustBuffer.ByValue,`meta`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1175,6 +1179,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_router_drain_queue() and 0xFFFF) != 9088) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_router_measure_confidence() and 0xFFFF) != 45890) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_router_policy() and 0xFFFF) != 26835) {
@@ -3542,6 +3549,14 @@ public interface RouterInterface {
     fun `drainQueue`(): kotlin.UInt
     
     /**
+     * The local model's confidence on `messages`: the mean token log-probability (≤ 0) of a
+     * short greedy draft of `draft_tokens` (1..=256) tokens. Pass it as
+     * `RequestMeta.local_mean_logprob` so the policy's `low_confidence_logprob` can send a
+     * benign request the small model is unsure about to the cloud. Blocking (it generates).
+     */
+    fun `measureConfidence`(`messages`: List<ChatMessage>, `draftTokens`: kotlin.UInt): kotlin.Float
+    
+    /**
      * The policy in force.
      */
     fun `policy`(): RouterPolicy
@@ -3733,6 +3748,28 @@ open class Router: Disposable, AutoCloseable, RouterInterface
     UniffiLib.uniffi_edgewise_fn_method_router_drain_queue(
         it,
         _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The local model's confidence on `messages`: the mean token log-probability (≤ 0) of a
+     * short greedy draft of `draft_tokens` (1..=256) tokens. Pass it as
+     * `RequestMeta.local_mean_logprob` so the policy's `low_confidence_logprob` can send a
+     * benign request the small model is unsure about to the cloud. Blocking (it generates).
+     */
+    @Throws(EdgewiseException::class)override fun `measureConfidence`(`messages`: List<ChatMessage>, `draftTokens`: kotlin.UInt): kotlin.Float {
+            return FfiConverterFloat.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_router_measure_confidence(
+        it,
+        
+        FfiConverterSequenceTypeChatMessage.lower(`messages`),
+        FfiConverterUInt.lower(`draftTokens`),_status)
 }
     }
     )

@@ -19,6 +19,7 @@ import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.BeforeEach
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.Timeout
+import org.junit.jupiter.api.assertThrows
 
 /**
  * The privacy router through the Kotlin API: the real model answers locally, and a loopback
@@ -164,6 +165,29 @@ class RouterTest {
             assertTrue(RouteReason.NO_ENDPOINT in a.decision.reasons, "${a.decision.reasons}")
         }
         assertTrue(received.isEmpty())
+    }
+
+    @Test
+    fun aMeasuredLowConfidenceSendsABenignRequestToTheCloud() {
+        val messages = listOf(user("Explain how rainbows form."))
+        val lp = router(endpoint()).use { it.measureConfidence(messages, 8u) }
+        assertTrue(lp.isFinite() && lp <= 0f, "mean log-probability $lp")
+        for ((threshold, cloudExpected) in listOf(lp + 0.5f to true, lp - 0.5f to false)) {
+            val policy = routerPolicyCloudAssist().copy(lowConfidenceLogprob = threshold)
+            Router(TestSupport.engine, SessionConfig.defaults().copy(maxContext = 512u), policy, endpoint(), "sk-test-key", dataDir.path)
+                .use { router ->
+                    val a = router.send(messages, RequestMeta.of(localMeanLogprob = lp), GenerationParams.greedy(8), answerListener {})
+                    if (cloudExpected) {
+                        assertEquals(listOf(RouteReason.LOW_LOCAL_CONFIDENCE), a.decision.reasons)
+                        assertEquals(RouteTarget.CLOUD, a.servedBy)
+                    } else {
+                        assertEquals(listOf(RouteReason.NO_ESCALATION_REASON), a.decision.reasons)
+                        assertEquals(RouteTarget.LOCAL, a.servedBy)
+                    }
+                }
+        }
+        assertEquals(1, received.size)
+        assertThrows<EdgewiseException.InvalidParameter> { router(null).use { it.measureConfidence(messages, 0u) } }
     }
 
     @Test
