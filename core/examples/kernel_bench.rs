@@ -25,12 +25,12 @@ fn main() {
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("rayon pool");
     let cases: &[(GgmlType, usize, usize, &[usize])] = &[
         (GgmlType::Q8_0, 262_144, 640, &[1]),
-        (GgmlType::Q5_0, 2048, 640, &[1, 64, 512]),
+        (GgmlType::Q5_0, 2048, 640, &[1, 8, 12, 64, 512]),
         (GgmlType::Q5_0, 1024, 640, &[1, 64]),
         (GgmlType::Q5_0, 256, 640, &[1, 64]),
-        (GgmlType::Q4_K, 640, 2048, &[1, 64, 512]),
+        (GgmlType::Q4_K, 640, 2048, &[1, 8, 12, 64, 512]),
         (GgmlType::Q4_K, 640, 1024, &[1, 64]),
-        (GgmlType::Q6_K, 640, 2048, &[1, 64, 512]),
+        (GgmlType::Q6_K, 640, 2048, &[1, 8, 12, 64, 512]),
         (GgmlType::Q8_0, 256, 640, &[1, 64]),
         (GgmlType::Q8_0, 2048, 640, &[1, 64]),
         (GgmlType::Q4_0, 2048, 640, &[1, 64]),

@@ -14,14 +14,17 @@
 //! `vpdpbusd`: unsigned × signed); the offsets are folded in through the activation sums.
 //!
 //! Work is tiled: a tile is `R` weight rows × `T` tokens, so each weight block is decoded once
-//! per `T` tokens (prefill: `T` = 4, or 8 with AVX-512's 32 registers) and the accumulator
+//! per `T` tokens (prefill: `T` = 4) and the accumulator
 //! chains are independent (decode: `R` = 4, `T` = 1, with software prefetch, because decode
-//! streams every weight from memory once). Row chunks are spread over rayon's pool and write
+//! streams every weight from memory once). On AVX-512, prefill (8 tokens or more) repacks each
+//! group of 16 rows into a row-interleaved layout instead (`x86::gemm`, after llama.cpp's
+//! repacked GEMMs), so one `vpdpbusd` advances 16 rows and block scales are applied once per
+//! 16 rows and token. Row chunks are spread over rayon's pool and write
 //! straight into the `[n, rows]` output, without a transpose.
 //!
 //! Instruction sets, picked once at run time (`Isa::best`): AVX2 (+FMA, F16C), AVX-VNNI
 //! (the same kernels with `vpdpbusd`/`vpdpwssd`), AVX-512 VL/VNNI (the same on 256-bit
-//! vectors with wider token tiles), and a portable path in plain Rust that runs everywhere.
+//! vectors for decode, 512-bit row-interleaved GEMMs for prefill), and a portable path in plain Rust that runs everywhere.
 //! There is no NEON path yet: aarch64 runs the portable one, whose block structure a NEON port
 //! (`vdotq_s32`) would keep. `EDGEWISE_CPU_KERNELS=portable|avx2|avxvnni|avx512` forces a path
 //! for comparisons.
@@ -101,7 +104,8 @@ pub(crate) struct Acts {
     q: Vec<i8>,
     /// `[n, cols / 32]` block scales.
     d: Vec<f32>,
-    /// Q4_0 / Q5_0 / Q8_0: `[n, cols/32]` offset correction `−off·Σq` (0 for Q8_0).
+    /// Q4_0 / Q5_0 / Q8_0: `[n, cols/32]` offset correction `−off·Σq` (for Q8_0 only the
+    /// row-interleaved AVX-512 kernel, which biases the weights by 128, uses it).
     corr: Vec<i32>,
     /// Q6_K: `[n, cols/16]` sums of each 16 quantized values.
     bsums: Vec<i16>,
@@ -109,11 +113,13 @@ pub(crate) struct Acts {
     xsum: Vec<f32>,
 }
 
-/// The unsigned offset of a 32-block type's weights.
+/// The unsigned offset of a 32-block type's weights (Q8_0: the bias that makes them unsigned
+/// in the row-interleaved kernel; the others move Q8_0's signs onto x instead).
 fn offset(ty: GgmlType) -> i32 {
     match ty {
         GgmlType::Q4_0 => 8,
         GgmlType::Q5_0 => 16,
+        GgmlType::Q8_0 => 128,
         _ => 0,
     }
 }
@@ -376,7 +382,7 @@ mod tests {
     fn every_isa_type_and_tile_shape_matches_the_reference() {
         // Odd row counts exercise the row-tile remainders, token counts the token tiles
         // (1..4 and their remainders), and the biggest case spans several row chunks.
-        let shapes: &[(usize, usize, usize)] = &[(1, 256, 1), (7, 256, 3), (13, 512, 7), (5, 768, 1), (9, 2048, 2), (33, 1024, 5), (3, 256, 64), (301, 256, 4)];
+        let shapes: &[(usize, usize, usize)] = &[(1, 256, 1), (7, 256, 3), (13, 512, 7), (5, 768, 1), (9, 2048, 2), (33, 1024, 5), (3, 256, 64), (301, 256, 4), (37, 512, 19), (16, 256, 16), (18, 256, 8), (5, 512, 12)];
         for isa in Isa::available() {
             for ty in TYPES {
                 for &(rows_n, cols, n) in shapes {

@@ -3,7 +3,8 @@
 // The Android ViewModel only forwards to it.
 package dev.edgewise.sample
 
-import dev.edgewise.ChatSession
+import dev.edgewise.ChatMessage
+import dev.edgewise.CloudEndpoint
 import dev.edgewise.DownloadListener
 import dev.edgewise.DownloadProgress
 import dev.edgewise.EdgewiseException
@@ -13,14 +14,24 @@ import dev.edgewise.EngineInfo
 import dev.edgewise.GenerationParams
 import dev.edgewise.ModelDownload
 import dev.edgewise.PiiCategory
+import dev.edgewise.RequestMeta
+import dev.edgewise.RouteReason
+import dev.edgewise.RouteTarget
+import dev.edgewise.RoutedAnswer
+import dev.edgewise.Router
+import dev.edgewise.RouterEvent
 import dev.edgewise.SessionConfig
 import dev.edgewise.SourceKind
+import dev.edgewise.assistant
 import dev.edgewise.defaultFetchConfig
 import dev.edgewise.defaultModel
 import dev.edgewise.defaults
+import dev.edgewise.of
 import dev.edgewise.open
-import dev.edgewise.privacyCheck
+import dev.edgewise.routerPolicyCloudAssist
+import dev.edgewise.routerPolicyLocalOnly
 import dev.edgewise.stream
+import dev.edgewise.user
 import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.Job
@@ -31,10 +42,18 @@ import kotlinx.coroutines.flow.update
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.withContext
 
+/**
+ * Model download, then a routed chat: every message goes through the privacy [Router], which
+ * answers on the device unless [cloud] is set, the message holds no personal data and the user
+ * asked for the cloud (`send(..., useCloud = true)`). Each answer carries a [Badge] built from the
+ * router's decision. [cloudApiKey] is the bearer key for [cloud] (never logged).
+ */
 class ChatController(
     private val scope: CoroutineScope,
     private val homeDir: String,
     private val engineConfig: EngineConfig = EngineConfig.defaults(),
+    private val cloud: CloudEndpoint? = null,
+    private val cloudApiKey: String? = null,
 ) : AutoCloseable {
     sealed interface ModelState {
         data object NotDownloaded : ModelState
@@ -58,7 +77,8 @@ class ChatController(
 
     private var download: ModelDownload? = null
     private var engine: Engine? = null
-    private var session: ChatSession? = null
+    private var router: Router? = null
+    private val history = mutableListOf<ChatMessage>()
     private var answering: Job? = null
 
     /** The catalog's default model, fetched over HTTPS into `<homeDir>/models/`. */
@@ -79,7 +99,8 @@ class ChatController(
             _model.value = ModelState.Loading
             val e = Engine.open(path, engineConfig)
             engine = e
-            session = e.newSession(SessionConfig.defaults())
+            val policy = if (cloud != null) routerPolicyCloudAssist() else routerPolicyLocalOnly()
+            router = Router(e, SessionConfig.defaults(), policy, cloud, cloudApiKey, "$homeDir/router")
             _model.value = ModelState.Ready(e.info())
         } catch (e: EdgewiseException) {
             _model.value = ModelState.Failed(e.message ?: e.toString())
@@ -89,31 +110,39 @@ class ChatController(
     /** A new download of the same model: a cancelled one stays cancelled, and this one resumes. */
     fun retry(): Job = start()
 
-    /** Streams the answer to [text] into the last message. */
-    fun send(text: String, params: GenerationParams = GenerationParams.defaults()): Job? {
-        val s = session ?: return null
+    /**
+     * Routes [text] (with the conversation so far) and streams the answer into the last message;
+     * [useCloud] is the user's "ask the cloud" request, honoured only when nothing is sensitive.
+     */
+    fun send(text: String, params: GenerationParams = GenerationParams.defaults(), useCloud: Boolean = false): Job? {
+        val r = router ?: return null
         if (_generating.value) return null
-        // Everything runs on the device in this build; the badge says why the cloud was not used.
-        // (Once the router is exposed, this comes from its RouteDecision instead.)
-        val privacy = privacyCheck(text)
-        val badge = if (privacy.sensitive) {
-            Badge("On device", "contains personal data: " + privacy.categories.joinToString { it.label() })
-        } else {
-            Badge("On device", "local-only policy: the cloud is off")
-        }
-        _messages.update { it + Message(fromUser = true, text = text) + Message(fromUser = false, text = "", badge = badge) }
+        val messages = history + user(text)
+        _messages.update { it + Message(fromUser = true, text = text) + Message(fromUser = false, text = "") }
         _generating.value = true
         return scope.launch {
             try {
-                s.stream(text, params).collect { piece ->
-                    _messages.update { msgs -> msgs.dropLast(1) + msgs.last().let { it.copy(text = it.text + piece) } }
+                r.stream(messages, RequestMeta.of(cloudRequested = useCloud), params).collect { event ->
+                    when (event) {
+                        is RouterEvent.Text -> updateLast { it.copy(text = it.text + event.text) }
+                        RouterEvent.Reset -> updateLast { it.copy(text = "") }
+                        is RouterEvent.Done -> {
+                            updateLast { it.copy(text = event.answer.text, badge = badgeFor(event.answer)) }
+                            history += user(text)
+                            history += assistant(event.answer.text)
+                        }
+                    }
                 }
             } catch (e: EdgewiseException) {
-                _messages.update { msgs -> msgs.dropLast(1) + msgs.last().copy(text = "⚠ ${e.message}") }
+                updateLast { it.copy(text = "⚠ ${e.message}") }
             } finally {
                 _generating.value = false
             }
         }.also { answering = it }
+    }
+
+    private fun updateLast(change: (Message) -> Message) {
+        _messages.update { msgs -> msgs.dropLast(1) + change(msgs.last()) }
     }
 
     /** Stops the current answer (cancelling the flow cancels the native generation). */
@@ -129,9 +158,22 @@ class ChatController(
     override fun close() {
         cancelAnswer()
         cancelDownload()
-        session?.close()
+        router?.close()
         engine?.close()
     }
 }
 
 private fun PiiCategory.label(): String = name.lowercase().replace('_', ' ')
+
+/** Where an answer came from and the router's main reason, in words for the badge. */
+internal fun badgeFor(a: RoutedAnswer): ChatController.Badge {
+    val where = if (a.servedBy == RouteTarget.CLOUD) "Cloud" else "On device"
+    val reasons = a.decision.reasons
+    val why = when {
+        RouteReason.SENSITIVE in reasons -> "contains personal data: " + a.decision.categories.joinToString { it.label() }
+        a.fallback != null -> "the cloud failed (${a.fallback!!.kind.name.lowercase()}); answered on the device"
+        RouteReason.CLOUD_DISABLED in reasons -> "local-only policy: the cloud is off"
+        else -> reasons.joinToString { it.name.lowercase().replace('_', ' ') }
+    }
+    return ChatController.Badge(where, why)
+}
