@@ -13,12 +13,9 @@
 mod common_model;
 mod router_support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use edgewise_core::engine::{Engine, EngineConfig};
 use edgewise_core::backend::BackendPreference;
@@ -269,15 +266,6 @@ fn draft_confidence_drives_the_low_confidence_trigger() {
 // Independent clients and servers (Python reference venv)
 // ---------------------------------------------------------------------------------------------
 
-fn refenv_python() -> Option<PathBuf> {
-    let p = PathBuf::from(std::env::var("EDGEWISE_REFENV").unwrap_or_else(|_| "/opt/refenv".into())).join("bin/python");
-    p.exists().then_some(p)
-}
-
-fn python_has(py: &PathBuf, module: &str) -> bool {
-    Command::new(py).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
-}
-
 /// Skips loudly, or fails when CI requires the references.
 fn skip_reference(test: &str, why: &str) {
     eprintln!("SKIPPED {test}: {why}");
@@ -320,28 +308,6 @@ fn openai_python_client_against_the_real_model() {
     eprintln!("openai client vs the real model: {v}");
 }
 
-/// True once `GET /v1/models` answers 200.
-fn ready(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.starts_with("HTTP/1.1 200")
-}
-
-/// Kills the reference server when the test ends, however it ends.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The router escalates a non-sensitive request to llama-cpp-python's OpenAI-compatible server
 /// on the same GGUF and streams its answer (SSE and not); a sensitive one stays on the device and
 /// never leaves (the audit log records no egress for it).
@@ -349,36 +315,17 @@ impl Drop for Child {
 fn router_escalates_to_llama_cpp_python_server() {
     let Some(local) = local(16) else { return };
     let test = "router_escalates_to_llama_cpp_python_server";
-    let Some(py) = refenv_python()
-        .filter(|p| python_has(p, "llama_cpp.server") && python_has(p, "uvicorn") && python_has(p, "sse_starlette"))
-    else {
+    let Some(py) = llama_server_python() else {
         return skip_reference(test, "needs llama-cpp-python[server] in /opt/refenv");
     };
     let model = common_model::model_path().expect("model");
-    let port = refused_port();
-    // tests/reference/llama_server.py: the stock server with ggml's AMX path off (it crashes on
-    // our VMs); the GGUF has no chat template, so name llama.cpp's gemma format.
-    let child = Command::new(&py)
-        .arg(common_model::golden("../reference/llama_server.py"))
-        .arg("--model")
-        .arg(&model)
-        .args(["--chat_format", "gemma", "--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "1024"])
-        .args(["--verbose", "false"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn llama_cpp.server");
-    let mut child = Child(child);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !ready(port) {
-        if let Ok(Some(status)) = child.0.try_wait() {
-            return skip_reference(test, &format!("llama_cpp.server exited at startup ({status})"));
-        }
-        assert!(Instant::now() < deadline, "llama_cpp.server not ready after 120 s");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-
-    let base = format!("http://127.0.0.1:{port}/v1");
+    let server = match LlamaServer::start(&py, &model) {
+        Ok(s) => s,
+        // A server that dies at startup is an environment problem; one that never answers is not.
+        Err(why @ Unusable::Exited(_)) => return skip_reference(test, &why.to_string()),
+        Err(why @ Unusable::NotReady) => panic!("{why}"),
+    };
+    let base = server.base.clone();
     let mut texts = Vec::new();
     for stream in [false, true] {
         let dir = temp_dir("engine-llama-server");
@@ -415,5 +362,5 @@ fn router_escalates_to_llama_cpp_python_server() {
     // Not asserted equal: llama-cpp-python reuses its cached prefix on the second request, which
     // can flip a near-tie of this (base, not instruction-tuned) model.
     eprintln!("llama.cpp server answered through the router: {:?} / streamed {:?}", texts[0], texts[1]);
-    drop(child);
+    drop(server);
 }

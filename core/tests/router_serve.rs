@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use edgewise_core::router::audit::AuditLog;
 use edgewise_core::router::cloud::{ApiKey, CloudClient, CloudConfig, UreqTransport};
@@ -130,19 +130,6 @@ fn client_disconnect_mid_stream_does_not_wedge_the_server() {
     });
 }
 
-fn refenv_python() -> Option<PathBuf> {
-    let p = PathBuf::from(std::env::var("EDGEWISE_REFENV").unwrap_or_else(|_| "/opt/refenv".into())).join("bin/python");
-    p.exists().then_some(p)
-}
-
-fn python_has(py: &PathBuf, module: &str) -> bool {
-    Command::new(py).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
-}
-
-fn reference_script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("tests").join("reference").join(name)
-}
-
 /// The official `openai` Python client against our server.
 #[test]
 fn official_openai_python_client_accepts_our_server() {
@@ -193,46 +180,20 @@ fn our_client_against_llama_cpp_python_server() {
     .into_iter()
     .flatten()
     .find(|p| p.exists());
-    let py = refenv_python()
-        .filter(|p| python_has(p, "llama_cpp.server") && python_has(p, "uvicorn") && python_has(p, "sse_starlette"));
-    let (Some(py), Some(model)) = (py, model) else {
+    let (Some(py), Some(model)) = (llama_server_python(), model) else {
         eprintln!("SKIPPED our_client_against_llama_cpp_python_server: needs llama-cpp-python[server] in /opt/refenv and the default GGUF");
         assert!(std::env::var_os("EDGEWISE_REQUIRE_REFERENCE").is_none(), "reference server required");
         return;
     };
-    let port = refused_port();
-    // tests/reference/llama_server.py: the stock server with ggml's AMX path off (the stock one
-    // crashes on its first completion on our VMs); llama.cpp's gemma chat format (no template in
-    // the GGUF).
-    let mut child = Command::new(&py)
-        .arg(reference_script("llama_server.py"))
-        .arg("--model")
-        .arg(&model)
-        .args(["--chat_format", "gemma", "--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "1024"])
-        .args(["--verbose", "false"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn llama_cpp.server");
-    let base = format!("http://127.0.0.1:{port}/v1");
     let skip = |why: String| {
         eprintln!("SKIPPED our_client_against_llama_cpp_python_server: the reference server is unusable here: {why}");
         assert!(std::env::var_os("EDGEWISE_REQUIRE_REFERENCE").is_none(), "reference server required");
     };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut ready = false;
-    while !ready && Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return skip(format!("it exited at startup ({status})"));
-        }
-        ready = raw_ready(port);
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    if !ready {
-        let _ = child.kill();
-        let _ = child.wait();
-        return skip("not ready after 120 s".into());
-    }
+    let mut server = match LlamaServer::start(&py, &model) {
+        Ok(s) => s,
+        Err(why) => return skip(why.to_string()),
+    };
+    let base = server.base.clone();
     let res = std::panic::catch_unwind(|| {
         let dir = temp_dir("llama-server");
         let audit = AuditLog::open(dir.join("a.jsonl")).expect("audit");
@@ -269,30 +230,17 @@ fn our_client_against_llama_cpp_python_server() {
     // A crashed server may take a moment to be reaped.
     let mut crashed = false;
     for _ in 0..40 {
-        crashed = matches!(child.try_wait(), Ok(Some(_)));
+        crashed = server.exited();
         if crashed || matches!(res, Ok(Ok(()))) {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     match res {
         Ok(Ok(())) => {}
         Ok(Err(f)) if crashed => skip(format!("it crashed while answering (our client saw: {f})")),
         Ok(Err(f)) => panic!("our client failed against a live llama.cpp server: {f}"),
         Err(e) => std::panic::resume_unwind(e),
     }
-}
-
-/// True once `GET /v1/models` answers 200.
-fn raw_ready(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.starts_with("HTTP/1.1 200")
 }

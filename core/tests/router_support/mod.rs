@@ -303,3 +303,109 @@ pub fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
 pub fn events<'a>(lines: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     lines.iter().filter(|v| v["event"] == kind).collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Independent clients and servers (Python reference venv)
+// ---------------------------------------------------------------------------------------------
+
+/// The reference venv's python (`$EDGEWISE_REFENV`, default /opt/refenv), if present.
+pub fn refenv_python() -> Option<PathBuf> {
+    let p = PathBuf::from(std::env::var("EDGEWISE_REFENV").unwrap_or_else(|_| "/opt/refenv".into())).join("bin/python");
+    p.exists().then_some(p)
+}
+
+/// Whether `py` can import `module`.
+pub fn python_has(py: &PathBuf, module: &str) -> bool {
+    std::process::Command::new(py).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// A script under tests/reference/.
+pub fn reference_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("tests").join("reference").join(name)
+}
+
+/// The reference venv's python when it has llama-cpp-python's server.
+pub fn llama_server_python() -> Option<PathBuf> {
+    refenv_python().filter(|p| python_has(p, "llama_cpp.server") && python_has(p, "uvicorn") && python_has(p, "sse_starlette"))
+}
+
+/// Why a reference server that was spawned is unusable.
+#[derive(Debug)]
+pub enum Unusable {
+    /// It exited during startup (its exit status).
+    Exited(String),
+    /// It did not answer `GET /v1/models` within 120 s.
+    NotReady,
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exited(status) => write!(f, "llama_cpp.server exited at startup ({status})"),
+            Self::NotReady => write!(f, "llama_cpp.server not ready after 120 s"),
+        }
+    }
+}
+
+/// llama-cpp-python's OpenAI-compatible server on `model`, loopback; killed when dropped.
+pub struct LlamaServer {
+    child: std::process::Child,
+    /// Its base URL, `http://127.0.0.1:<port>/v1`.
+    pub base: String,
+}
+
+impl LlamaServer {
+    /// Starts tests/reference/llama_server.py (the stock server with ggml's AMX path off: the
+    /// stock one crashes on its first completion on our VMs) with llama.cpp's gemma chat format
+    /// (the GGUF has no template), and waits up to 120 s for `GET /v1/models`. Panics when it
+    /// cannot be spawned at all.
+    pub fn start(py: &PathBuf, model: &std::path::Path) -> Result<Self, Unusable> {
+        let port = refused_port();
+        let child = std::process::Command::new(py)
+            .arg(reference_script("llama_server.py"))
+            .arg("--model")
+            .arg(model)
+            .args(["--chat_format", "gemma", "--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "1024"])
+            .args(["--verbose", "false"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn llama_cpp.server");
+        let mut server = Self { child, base: format!("http://127.0.0.1:{port}/v1") };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !models_ready(port) {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(Unusable::Exited(status.to_string()));
+            }
+            if Instant::now() >= deadline {
+                return Err(Unusable::NotReady);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Ok(server)
+    }
+
+    /// Whether the server process has exited (crashed).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True once `GET /v1/models` on `port` answers 200.
+pub fn models_ready(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.starts_with("HTTP/1.1 200")
+}
