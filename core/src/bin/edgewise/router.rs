@@ -325,7 +325,6 @@ pub fn chat_routed(
     params: edgewise_core::session::GenerationParams,
     cloud: &CloudOpts,
 ) -> crate::CliResult {
-    use std::io::BufRead;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
@@ -344,30 +343,13 @@ pub fn chat_routed(
             local.cancel_running();
         })?;
     }
-    eprintln!(
-        "edgewise chat on {arch} ({backend}), routed via {}. /reset clears the conversation, /exit or Ctrl-D leaves; Ctrl-C stops an answer.",
-        cloud.cloud.as_deref().unwrap_or_default()
-    );
+    let banner = format!("edgewise chat on {arch} ({backend}), routed via {}", cloud.cloud.as_deref().unwrap_or_default());
     let mut history: Vec<ChatMessage> = Vec::new();
-    let stdin = std::io::stdin();
-    let mut line = String::new();
-    loop {
-        eprint!("> ");
-        line.clear();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            break;
-        }
-        let msg = line.trim();
-        match msg {
-            "" => continue,
-            "/exit" | "/quit" => break,
-            "/reset" => {
-                history.clear();
-                eprintln!("(conversation cleared)");
-                continue;
-            }
-            _ => {}
-        }
+    crate::run::repl(&banner, |turn| {
+        let msg = match turn {
+            crate::run::Turn::Reset => return history.clear(),
+            crate::run::Turn::Message(msg) => msg,
+        };
         let mut messages = Vec::with_capacity(history.len() + 2);
         messages.extend(system.iter().map(|s| ChatMessage::new(Role::System, s.clone())));
         messages.extend(history.iter().cloned());
@@ -389,6 +371,5 @@ pub fn chat_routed(
             }
             Err(e) => eprintln!("error: {e}"),
         }
-    }
-    Ok(())
+    })
 }

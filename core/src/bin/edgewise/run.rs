@@ -221,7 +221,37 @@ pub fn chat(a: ChatArgs) -> crate::CliResult {
     let cancel = session.cancel_handle();
     // Ctrl-C cancels the answer being generated; it does not leave the REPL.
     ctrlc::set_handler(move || cancel.cancel())?;
-    eprintln!("edgewise chat on {} ({}). /reset clears the conversation, /exit or Ctrl-D leaves; Ctrl-C stops an answer.", engine.info().architecture, engine.info().backend);
+    let banner = format!("edgewise chat on {} ({})", engine.info().architecture, engine.info().backend);
+    repl(&banner, |turn| match turn {
+        Turn::Reset => session.reset(),
+        Turn::Message(msg) => {
+            let mut out = std::io::stdout();
+            let res = session.chat(msg, &params, &mut |piece| {
+                let _ = out.write_all(piece.as_bytes());
+                let _ = out.flush();
+                true
+            });
+            println!();
+            match res {
+                Ok(g) => eprintln!("[{} tokens, {:?}, {:.1} tok/s]", g.metrics.generated_tokens, g.stop_reason, g.metrics.decode_tokens_per_s),
+                Err(e) => eprintln!("error: {e}"),
+            }
+        }
+    })
+}
+
+/// What the user typed at the chat prompt.
+pub(crate) enum Turn<'a> {
+    /// `/reset`: forget the conversation.
+    Reset,
+    /// A message to answer.
+    Message(&'a str),
+}
+
+/// The chat REPL's loop, shared by `chat` and `chat --cloud`: prints `banner` and the commands,
+/// reads lines until `/exit`, `/quit` or end of input, and hands each turn to `turn`.
+pub(crate) fn repl(banner: &str, mut turn: impl FnMut(Turn<'_>)) -> crate::CliResult {
+    eprintln!("{banner}. /reset clears the conversation, /exit or Ctrl-D leaves; Ctrl-C stops an answer.");
     let stdin = std::io::stdin();
     let mut line = String::new();
     loop {
@@ -230,33 +260,19 @@ pub fn chat(a: ChatArgs) -> crate::CliResult {
         if stdin.lock().read_line(&mut line)? == 0 {
             break;
         }
-        let msg = line.trim();
-        match msg {
+        match line.trim() {
             "" => continue,
             "/exit" | "/quit" => break,
             "/reset" => {
-                session.reset();
+                turn(Turn::Reset);
                 eprintln!("(conversation cleared)");
-                continue;
             }
-            _ => {}
-        }
-        let mut out = std::io::stdout();
-        let res = session.chat(msg, &params, &mut |piece| {
-            let _ = out.write_all(piece.as_bytes());
-            let _ = out.flush();
-            true
-        });
-        println!();
-        match res {
-            Ok(g) => eprintln!("[{} tokens, {:?}, {:.1} tok/s]", g.metrics.generated_tokens, g.stop_reason, g.metrics.decode_tokens_per_s),
-            Err(e) => eprintln!("error: {e}"),
+            msg => turn(Turn::Message(msg)),
         }
     }
     Ok(())
 }
 
-/// Peak resident set size of this process, in MiB (Linux `VmHWM`).
 /// A `/proc/self/status` figure in MiB (`VmHWM` = peak resident, `VmRSS` = resident now).
 fn status_mb(key: &str) -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -265,6 +281,7 @@ fn status_mb(key: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Peak resident set size of this process, in MiB (Linux `VmHWM`).
 fn peak_rss_mb() -> Option<f64> {
     status_mb("VmHWM:")
 }
