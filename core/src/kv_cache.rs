@@ -35,19 +35,15 @@ impl Ring {
         end.min(self.capacity)
     }
 
-    /// Mask rows for queries at `start..start+n`, repeated `groups` times: [groups·n, S].
-    fn mask(&self, start: usize, n: usize, groups: usize, s: usize) -> Vec<f32> {
-        let mut m = Vec::with_capacity(groups * n * s);
-        let mut one = Vec::with_capacity(n * s);
+    /// Mask rows for queries at `start..start+n`: [n, S] (broadcast over heads by attention).
+    fn mask(&self, start: usize, n: usize, s: usize) -> Vec<f32> {
+        let mut m = Vec::with_capacity(n * s);
         for i in 0..n {
             let q = (start + i) as i64;
             for &p in &self.slot_pos[..s] {
                 let ok = p >= 0 && p <= q && self.window.map_or(true, |w| q - p < w as i64);
-                one.push(if ok { 0.0 } else { MASKED });
+                m.push(if ok { 0.0 } else { MASKED });
             }
-        }
-        for _ in 0..groups {
-            m.extend_from_slice(&one);
         }
         m
     }
@@ -163,7 +159,7 @@ impl KvCache {
                 ring.slot_pos[p % ring.capacity] = p as i64;
             }
             let s = ring.visible(end);
-            *mask = Some(Tensor::<2>::from_data(TensorData::new(ring.mask(self.len, n, 1, s), [n, s]), &self.device));
+            *mask = Some(Tensor::<2>::from_data(TensorData::new(ring.mask(self.len, n, s), [n, s]), &self.device));
         }
         self.pass = Some((self.len, n));
         Ok(())
@@ -281,19 +277,19 @@ mod tests {
             r.slot_pos[p % 6] = p as i64;
         }
         // Query at position 4 sees 2, 3, 4 only.
-        let m = r.mask(4, 1, 1, 5);
+        let m = r.mask(4, 1, 5);
         assert_eq!(m.iter().map(|&x| x == 0.0).collect::<Vec<_>>(), vec![false, false, true, true, true]);
     }
 
     #[test]
-    fn causal_mask_and_group_repeat() {
+    fn causal_mask() {
         let mut r = Ring::new(4, None);
         for p in 0..3 {
             r.slot_pos[p] = p as i64;
         }
-        let m = r.mask(1, 2, 2, 3);
+        let m = r.mask(1, 2, 3);
         let allowed: Vec<bool> = m.iter().map(|&x| x == 0.0).collect();
-        assert_eq!(allowed, vec![true, true, false, true, true, true, true, true, false, true, true, true]);
+        assert_eq!(allowed, vec![true, true, false, true, true, true]);
     }
 
     #[test]
