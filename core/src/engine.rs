@@ -25,9 +25,12 @@ use crate::{Error, Result};
 
 /// Largest single buffer we create on the CPU (no device limit there; keeps shards uniform).
 const CPU_MAX_BUFFER: u64 = 1 << 30;
-/// Self-test tolerance: max |Δlogit| between GPU and CPU over the whole vocabulary. Both run the
-/// same f32 weights; only accumulation order differs, which moves logits by ~1e-3.
-const SELF_TEST_TOLERANCE: f32 = 0.25;
+/// Self-test tolerance: max |Δlogit| between GPU and CPU over the whole vocabulary. The CPU path
+/// quantizes activations to 8 bits for its integer dot products (as llama.cpp does) while the GPU
+/// keeps them in f32, and GPU drivers evaluate `exp`/`tanh` with their own precision: on an NVIDIA
+/// H200 (Vulkan) the two disagree by 0.66 on the self-test prompt while all 30 golden cases match
+/// llama.cpp's tokens. A broken driver is off by many logits, or NaN, and changes the argmax.
+const SELF_TEST_TOLERANCE: f32 = 1.0;
 
 /// Engine settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,6 +159,26 @@ fn self_test_logits(model: &dyn CausalLm, ids: &[u32]) -> Result<Vec<f32>> {
         .unwrap_or_else(|_| Err(Error::Backend { reason: "self-test forward pass panicked".into() }))
 }
 
+/// Whether the GPU's self-test logits agree with the CPU's: same length, all finite, the same
+/// argmax, and max |Δ| within [`SELF_TEST_TOLERANCE`]. Returns that max |Δ|, or why not.
+fn self_test_verdict(reference: &[f32], got: &[f32]) -> std::result::Result<f32, String> {
+    if got.len() != reference.len() || got.is_empty() {
+        return Err(format!("{} logits, expected {}", got.len(), reference.len()));
+    }
+    if got.iter().any(|v| !v.is_finite()) {
+        return Err("non-finite logits".into());
+    }
+    let argmax = |v: &[f32]| v.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0;
+    if argmax(got) != argmax(reference) {
+        return Err("a different most likely next token".into());
+    }
+    let diff = got.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    if diff > SELF_TEST_TOLERANCE {
+        return Err(format!("max |Δlogit| {diff:.3} > {SELF_TEST_TOLERANCE}"));
+    }
+    Ok(diff)
+}
+
 fn verdict_path() -> Option<PathBuf> {
     crate::catalog::edgewise_home().ok().map(|h| h.join("cache").join("gpu_verdicts.json"))
 }
@@ -271,7 +294,8 @@ impl Engine {
         if info.device_type == "Cpu" {
             return Err((format!("only a software GPU adapter is present (`{}`)", info.name), Some(info)));
         }
-        let key = format!("{}|{}|{}", info.cache_key(), file.file_size(), file.tensors().len());
+        // `v2`: verdicts of the first, too strict tolerance are not reused.
+        let key = format!("v2|{}|{}|{}", info.cache_key(), file.file_size(), file.tensors().len());
         let cached = if self_test { cached_verdict(&key) } else { Some(true) };
         if cached == Some(false) {
             return Err((format!("GPU `{}` failed the self-test earlier (cached verdict)", info.name), Some(info)));
@@ -286,24 +310,10 @@ impl Engine {
         };
         let gpu = build_model(file, BackendKind::Gpu).map_err(|e| (format!("GPU load failed: {e}"), Some(info.clone())))?;
         if let Some(reference) = reference {
-            let got = self_test_logits(gpu.as_ref(), &ids);
-            let diff = got.as_ref().ok().map(|g| {
-                if g.len() != reference.len() {
-                    return f32::INFINITY;
-                }
-                g.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f32, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) })
-            });
-            let ok = diff.is_some_and(|d| d <= SELF_TEST_TOLERANCE);
-            store_verdict(&key, ok);
-            if !ok {
-                let why = match (&got, diff) {
-                    (Err(e), _) => format!("GPU self-test failed: {e}"),
-                    (_, Some(d)) => format!("GPU self-test disagrees with the CPU (max |Δlogit| {d:.3} > {SELF_TEST_TOLERANCE})"),
-                    _ => "GPU self-test failed".into(),
-                };
-                return Err((why, Some(info)));
-            }
-            log::info!("gpu self-test passed (max |Δlogit| {:.4})", diff.unwrap_or(0.0));
+            let verdict = self_test_logits(gpu.as_ref(), &ids).map_err(|e| e.to_string()).and_then(|got| self_test_verdict(&reference, &got));
+            store_verdict(&key, verdict.is_ok());
+            let diff = verdict.map_err(|why| (format!("GPU self-test failed: {why}"), Some(info.clone())))?;
+            log::info!("gpu self-test passed (max |Δlogit| {diff:.4})");
         }
         Ok((gpu, info))
     }
@@ -337,5 +347,33 @@ impl Engine {
     /// A new session.
     pub fn new_session(&self, cfg: SessionConfig) -> Result<Session> {
         Session::new(self.clone(), cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_test_verdict_accepts_numeric_noise_and_rejects_garbage() {
+        // Distinct logits 0.01 apart (37 is coprime with 1000).
+        let reference: Vec<f32> = (0..1000).map(|i| ((i * 37) % 1000) as f32 * 0.01 - 5.0).collect();
+        // What a real GPU gave (H200: 0.66 at worst), spread over the vocabulary.
+        let noisy: Vec<f32> = reference.iter().map(|v| v + if *v > 4.5 { 0.66 } else { -0.1 }).collect();
+        assert!((self_test_verdict(&reference, &noisy).unwrap() - 0.66).abs() < 1e-4);
+        let mut far = reference.clone();
+        far[0] -= 3.0; // a low logit far off: the argmax stays, the tolerance does not
+        assert_eq!(self_test_verdict(&reference, &far).unwrap_err(), "max |Δlogit| 3.000 > 1");
+        let mut nan = reference.clone();
+        nan[3] = f32::NAN;
+        assert_eq!(self_test_verdict(&reference, &nan).unwrap_err(), "non-finite logits");
+        assert!(self_test_verdict(&reference, &reference[1..]).is_err());
+        assert!(self_test_verdict(&[], &[]).is_err());
+        // A small change that swaps the top token is a disagreement even within the tolerance.
+        let mut swapped = reference.clone();
+        let top = swapped.iter().cloned().fold(f32::MIN, f32::max);
+        let second = reference.iter().position(|&v| v < top && v > top - 0.5).unwrap();
+        swapped[second] = top + 0.05;
+        assert_eq!(self_test_verdict(&reference, &swapped).unwrap_err(), "a different most likely next token");
     }
 }
