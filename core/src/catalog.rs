@@ -403,12 +403,12 @@ pub fn tokenizer_reference_path() -> Result<PathBuf> {
 
 /// Turns a command-line model argument into a verified local file.
 ///
-/// An existing path wins. Otherwise `path_or_id` must be a catalog id: its file under
+/// An existing file, or a Hugging Face model folder (see [`crate::hf`]), wins. Otherwise `path_or_id` must be a catalog id: its file under
 /// [`edgewise_home`] is used if it verifies (a cached verification is reused while the file's size and
 /// mtime are unchanged), and fetched first if it is missing or corrupt. Progress goes to the log.
 pub fn resolve_model(path_or_id: &str) -> Result<PathBuf> {
     let as_path = Path::new(path_or_id);
-    if as_path.is_file() {
+    if as_path.is_file() || crate::hf::is_model_folder(as_path) {
         return Ok(as_path.to_path_buf());
     }
     let catalog = Catalog::builtin()?;

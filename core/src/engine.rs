@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{self, BackendKind, BackendPreference, GpuInfo};
 use crate::gguf::{config, GgufFile};
+use crate::hf::HfFolder;
 use crate::model::gemma3::Gemma3;
 use crate::model::layers::WeightMode;
 use crate::model::{Architecture, CausalLm};
@@ -29,7 +30,9 @@ const CPU_MAX_BUFFER: u64 = 1 << 30;
 /// quantizes activations to 8 bits for its integer dot products (as llama.cpp does) while the GPU
 /// keeps them in f32, and GPU drivers evaluate `exp`/`tanh` with their own precision: on an NVIDIA
 /// H200 (Vulkan) the two disagree by 0.66 on the self-test prompt while all 30 golden cases match
-/// llama.cpp's tokens. A broken driver is off by many logits, or NaN, and changes the argmax.
+/// llama.cpp's tokens. A broken driver is off by many logits, or NaN. The argmax is not compared:
+/// the prompt's top two tokens are a near-tie that int8 and f32 activations already order
+/// differently on the CPU alone (` one` vs ` Paris`).
 const SELF_TEST_TOLERANCE: f32 = 1.0;
 
 /// Engine settings.
@@ -96,11 +99,60 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Builds the model for `file` on one backend.
-fn build_model(file: &Arc<GgufFile>, kind: BackendKind) -> Result<Box<dyn CausalLm>> {
-    let md = file.metadata();
-    let arch = Architecture::from_gguf_name(md.get_str("general.architecture")?)?;
-    let weights = GgufWeights::new(file.clone());
+/// The opened model files: a GGUF file, or a Hugging Face folder.
+enum Checkpoint {
+    Gguf(GgufWeights),
+    Hf(HfFolder),
+}
+
+impl Checkpoint {
+    fn weights(&self) -> &dyn WeightSource {
+        match self {
+            Self::Gguf(w) => w,
+            Self::Hf(f) => f.weights(),
+        }
+    }
+
+    fn architecture(&self) -> Result<Architecture> {
+        match self {
+            Self::Gguf(w) => Architecture::from_gguf_name(w.file().metadata().get_str("general.architecture")?),
+            Self::Hf(f) => Ok(f.architecture()),
+        }
+    }
+
+    fn gemma3_config(&self, vocab: usize) -> Result<crate::model::gemma3::Gemma3Config> {
+        match self {
+            Self::Gguf(w) => config::gemma3_config(w.file().metadata(), vocab),
+            Self::Hf(f) => f.gemma3_config(vocab),
+        }
+    }
+
+    fn file_size(&self) -> u64 {
+        match self {
+            Self::Gguf(w) => w.file().file_size(),
+            Self::Hf(f) => f.weights().file_size(),
+        }
+    }
+
+    fn tensor_count(&self) -> usize {
+        match self {
+            Self::Gguf(w) => w.file().tensors().len(),
+            Self::Hf(f) => f.weights().tensor_count(),
+        }
+    }
+
+    fn parameter_count(&self) -> u64 {
+        match self {
+            Self::Gguf(w) => w.file().tensors().iter().map(|t| t.n_elements()).sum(),
+            Self::Hf(f) => f.weights().parameter_count(),
+        }
+    }
+}
+
+/// Builds the model for `ckpt` on one backend.
+fn build_model(ckpt: &Checkpoint, kind: BackendKind) -> Result<Box<dyn CausalLm>> {
+    let arch = ckpt.architecture()?;
+    let weights = ckpt.weights();
     let vocab = weights.raw(WeightId::TokenEmbedding)?.rows;
     let (device, max_buffer) = match kind {
         BackendKind::Cpu => (backend::cpu_device(), CPU_MAX_BUFFER),
@@ -120,8 +172,8 @@ fn build_model(file: &Arc<GgufFile>, kind: BackendKind) -> Result<Box<dyn Causal
     let load = |mode: WeightMode| -> Result<Box<dyn CausalLm>> {
         match arch {
             Architecture::Gemma3 => {
-                let cfg = config::gemma3_config(md, vocab)?;
-                Ok(Box::new(Gemma3::load(cfg, &weights, mode, &device, max_buffer)?))
+                let cfg = ckpt.gemma3_config(vocab)?;
+                Ok(Box::new(Gemma3::load(cfg, weights, mode, &device, max_buffer)?))
             }
         }
     };
@@ -159,18 +211,14 @@ fn self_test_logits(model: &dyn CausalLm, ids: &[u32]) -> Result<Vec<f32>> {
         .unwrap_or_else(|_| Err(Error::Backend { reason: "self-test forward pass panicked".into() }))
 }
 
-/// Whether the GPU's self-test logits agree with the CPU's: same length, all finite, the same
-/// argmax, and max |Δ| within [`SELF_TEST_TOLERANCE`]. Returns that max |Δ|, or why not.
+/// Whether the GPU's self-test logits agree with the CPU's: same length, all finite, and max |Δ|
+/// within [`SELF_TEST_TOLERANCE`]. Returns that max |Δ|, or why not.
 fn self_test_verdict(reference: &[f32], got: &[f32]) -> std::result::Result<f32, String> {
     if got.len() != reference.len() || got.is_empty() {
         return Err(format!("{} logits, expected {}", got.len(), reference.len()));
     }
     if got.iter().any(|v| !v.is_finite()) {
         return Err("non-finite logits".into());
-    }
-    let argmax = |v: &[f32]| v.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0;
-    if argmax(got) != argmax(reference) {
-        return Err("a different most likely next token".into());
     }
     let diff = got.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     if diff > SELF_TEST_TOLERANCE {
@@ -208,7 +256,8 @@ fn store_verdict(key: &str, ok: bool) {
 }
 
 impl Engine {
-    /// Loads a GGUF model.
+    /// Loads a model: a GGUF file, or a Hugging Face folder (`config.json`, `*.safetensors`,
+    /// `tokenizer.json`, and the chat template of `tokenizer_config.json` when present).
     pub fn load(path: impl AsRef<Path>, cfg: EngineConfig) -> Result<Self> {
         let t0 = Instant::now();
         let path = path.as_ref();
@@ -218,6 +267,54 @@ impl Engine {
             }
             backend::set_cpu_threads(t);
         }
+        let (ckpt, tokenizer, template, arch_name, model_name) =
+            if crate::hf::is_model_folder(path) { Self::open_hf(path)? } else { Self::open_gguf(path)? };
+        let mut gpu_info = None;
+        let mut fallback = None;
+        let model: Box<dyn CausalLm> = match cfg.backend {
+            BackendPreference::Cpu => build_model(&ckpt, BackendKind::Cpu)?,
+            BackendPreference::Gpu => {
+                gpu_info = Some(backend::gpu()?.1);
+                build_model(&ckpt, BackendKind::Gpu)?
+            }
+            BackendPreference::Auto => match Self::try_gpu(&ckpt, &tokenizer, cfg.gpu_self_test) {
+                Ok((m, info)) => {
+                    gpu_info = Some(info);
+                    m
+                }
+                Err((reason, info)) => {
+                    log::warn!("using the CPU: {reason}");
+                    gpu_info = info;
+                    fallback = Some(reason);
+                    build_model(&ckpt, BackendKind::Cpu)?
+                }
+            },
+        };
+        let backend = if gpu_info.is_some() && fallback.is_none() && cfg.backend != BackendPreference::Cpu {
+            BackendKind::Gpu
+        } else {
+            BackendKind::Cpu
+        };
+        let info = EngineInfo {
+            path: path.to_path_buf(),
+            architecture: arch_name,
+            name: model_name,
+            parameter_count: ckpt.parameter_count(),
+            file_size: ckpt.file_size(),
+            vocab_size: model.vocab_size(),
+            context_length: model.max_context(),
+            backend,
+            gpu: gpu_info,
+            fallback_reason: fallback,
+            load_ms: t0.elapsed().as_secs_f64() * 1e3,
+        };
+        log::info!("engine: {} on {} in {:.0} ms", info.architecture, info.backend, info.load_ms);
+        Ok(Self { inner: Arc::new(Inner { model, tokenizer, template, info }) })
+    }
+
+    /// GPU with the golden self-test. Err carries the reason to fall back.
+    /// A GGUF file: the tokenizer and template come from its metadata.
+    fn open_gguf(path: &Path) -> Result<(Checkpoint, Tokenizer, ChatTemplate, String, Option<String>)> {
         let mut file = GgufFile::open(path)?;
         let vocab = GgufVocab::from_metadata(file.metadata())?;
         // The SentencePiece merge derivation is cached per file (halves the tokenizer's build time).
@@ -238,54 +335,23 @@ impl Engine {
         let dropped = file.metadata_mut().drop_arrays("tokenizer.ggml.");
         log::debug!("engine: dropped {dropped} tokenizer arrays from the metadata");
         release_free_memory();
-        let file = Arc::new(file);
-
-        let mut gpu_info = None;
-        let mut fallback = None;
-        let model: Box<dyn CausalLm> = match cfg.backend {
-            BackendPreference::Cpu => build_model(&file, BackendKind::Cpu)?,
-            BackendPreference::Gpu => {
-                gpu_info = Some(backend::gpu()?.1);
-                build_model(&file, BackendKind::Gpu)?
-            }
-            BackendPreference::Auto => match Self::try_gpu(&file, &tokenizer, cfg.gpu_self_test) {
-                Ok((m, info)) => {
-                    gpu_info = Some(info);
-                    m
-                }
-                Err((reason, info)) => {
-                    log::warn!("using the CPU: {reason}");
-                    gpu_info = info;
-                    fallback = Some(reason);
-                    build_model(&file, BackendKind::Cpu)?
-                }
-            },
-        };
-        let backend = if gpu_info.is_some() && fallback.is_none() && cfg.backend != BackendPreference::Cpu {
-            BackendKind::Gpu
-        } else {
-            BackendKind::Cpu
-        };
-        let info = EngineInfo {
-            path: path.to_path_buf(),
-            architecture: arch_name,
-            name: model_name,
-            parameter_count: file.tensors().iter().map(|t| t.n_elements()).sum(),
-            file_size: file.file_size(),
-            vocab_size: model.vocab_size(),
-            context_length: model.max_context(),
-            backend,
-            gpu: gpu_info,
-            fallback_reason: fallback,
-            load_ms: t0.elapsed().as_secs_f64() * 1e3,
-        };
-        log::info!("engine: {} on {} in {:.0} ms", info.architecture, info.backend, info.load_ms);
-        Ok(Self { inner: Arc::new(Inner { model, tokenizer, template, info }) })
+        Ok((Checkpoint::Gguf(GgufWeights::new(Arc::new(file))), tokenizer, template, arch_name, model_name))
     }
 
-    /// GPU with the golden self-test. Err carries the reason to fall back.
+    /// A Hugging Face folder: `tokenizer.json` and the folder's chat template (else the built-in one).
+    fn open_hf(dir: &Path) -> Result<(Checkpoint, Tokenizer, ChatTemplate, String, Option<String>)> {
+        let folder = HfFolder::open(dir)?;
+        let tokenizer = Tokenizer::from_file(&folder.tokenizer_path()?)?;
+        let arch_name = folder.architecture().name().to_string();
+        let bos = tokenizer.bos_token();
+        let eos = tokenizer.eos_ids().first().and_then(|&e| tokenizer.id_to_token(e));
+        let template = ChatTemplate::from_gguf_template(folder.chat_template(), &arch_name, bos, eos)?;
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        Ok((Checkpoint::Hf(folder), tokenizer, template, arch_name, name))
+    }
+
     fn try_gpu(
-        file: &Arc<GgufFile>,
+        ckpt: &Checkpoint,
         tokenizer: &Tokenizer,
         self_test: bool,
     ) -> std::result::Result<(Box<dyn CausalLm>, GpuInfo), (String, Option<GpuInfo>)> {
@@ -295,7 +361,7 @@ impl Engine {
             return Err((format!("only a software GPU adapter is present (`{}`)", info.name), Some(info)));
         }
         // `v2`: verdicts of the first, too strict tolerance are not reused.
-        let key = format!("v2|{}|{}|{}", info.cache_key(), file.file_size(), file.tensors().len());
+        let key = format!("v2|{}|{}|{}", info.cache_key(), ckpt.file_size(), ckpt.tensor_count());
         let cached = if self_test { cached_verdict(&key) } else { Some(true) };
         if cached == Some(false) {
             return Err((format!("GPU `{}` failed the self-test earlier (cached verdict)", info.name), Some(info)));
@@ -303,12 +369,12 @@ impl Engine {
         let ids = tokenizer.encode(SELF_TEST_PROMPT, tokenizer.add_bos_default()).map_err(|e| (e.to_string(), Some(info.clone())))?;
         // Reference first, on the CPU, so both models are never resident at once.
         let reference = if cached.is_none() {
-            let cpu = build_model(file, BackendKind::Cpu).map_err(|e| (e.to_string(), Some(info.clone())))?;
+            let cpu = build_model(ckpt, BackendKind::Cpu).map_err(|e| (e.to_string(), Some(info.clone())))?;
             Some(self_test_logits(cpu.as_ref(), &ids).map_err(|e| (e.to_string(), Some(info.clone())))?)
         } else {
             None
         };
-        let gpu = build_model(file, BackendKind::Gpu).map_err(|e| (format!("GPU load failed: {e}"), Some(info.clone())))?;
+        let gpu = build_model(ckpt, BackendKind::Gpu).map_err(|e| (format!("GPU load failed: {e}"), Some(info.clone())))?;
         if let Some(reference) = reference {
             let verdict = self_test_logits(gpu.as_ref(), &ids).map_err(|e| e.to_string()).and_then(|got| self_test_verdict(&reference, &got));
             store_verdict(&key, verdict.is_ok());
@@ -362,18 +428,18 @@ mod tests {
         let noisy: Vec<f32> = reference.iter().map(|v| v + if *v > 4.5 { 0.66 } else { -0.1 }).collect();
         assert!((self_test_verdict(&reference, &noisy).unwrap() - 0.66).abs() < 1e-4);
         let mut far = reference.clone();
-        far[0] -= 3.0; // a low logit far off: the argmax stays, the tolerance does not
+        far[0] -= 3.0; // one logit far off
         assert_eq!(self_test_verdict(&reference, &far).unwrap_err(), "max |Δlogit| 3.000 > 1");
         let mut nan = reference.clone();
         nan[3] = f32::NAN;
         assert_eq!(self_test_verdict(&reference, &nan).unwrap_err(), "non-finite logits");
         assert!(self_test_verdict(&reference, &reference[1..]).is_err());
         assert!(self_test_verdict(&[], &[]).is_err());
-        // A small change that swaps the top token is a disagreement even within the tolerance.
+        // A near-tie at the top may swap order (int8 vs f32 activations do on the CPU alone).
         let mut swapped = reference.clone();
         let top = swapped.iter().cloned().fold(f32::MIN, f32::max);
         let second = reference.iter().position(|&v| v < top && v > top - 0.5).unwrap();
         swapped[second] = top + 0.05;
-        assert_eq!(self_test_verdict(&reference, &swapped).unwrap_err(), "a different most likely next token");
+        assert!(self_test_verdict(&reference, &swapped).is_ok());
     }
 }

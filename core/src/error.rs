@@ -54,6 +54,12 @@ pub enum Error {
     },
 
     // === Models and catalog ===
+    /// A Hugging Face model folder is incomplete or inconsistent (config.json, safetensors, tokenizer).
+    #[error("not a usable Hugging Face model folder: {reason}")]
+    InvalidModelFolder {
+        /// What was wrong (file and field names, never model text).
+        reason: String,
+    },
     /// The architecture in the file is not supported.
     #[error("unsupported architecture `{name}`")]
     UnsupportedArchitecture {

@@ -30,6 +30,7 @@ pub mod download;
 pub mod engine;
 pub mod error;
 pub mod gguf;
+pub mod hf;
 pub mod kv_cache;
 pub mod model;
 pub mod quant;

@@ -84,6 +84,14 @@ impl std::fmt::Debug for SharedWeight {
 }
 
 impl SharedWeight {
+    /// A weight of `len` bytes at `start` in `owner`; `Error::Tensor` when that is outside it.
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, owner: Arc<dyn AsRef<[u8]> + Send + Sync>, start: usize, len: usize) -> Result<Self> {
+        if start.checked_add(len).is_none_or(|end| end > (*owner).as_ref().len()) {
+            return Err(Error::Tensor { name: format!("{ty} {rows}x{cols}"), reason: "data outside its file".into() });
+        }
+        Ok(Self { ty, rows, cols, owner, start, len })
+    }
+
     /// The blocks.
     pub fn bytes(&self) -> &[u8] {
         // In range by construction (checked when built from a RawWeight of the same owner).
@@ -145,7 +153,6 @@ impl WeightSource for GgufWeights {
         let base = self.file.bytes().as_ptr() as usize;
         let start = raw.bytes.as_ptr() as usize - base;
         let len = raw.bytes.len();
-        let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = self.file.clone();
-        Ok(SharedWeight { ty: raw.ty, rows: raw.rows, cols: raw.cols, owner, start, len })
+        SharedWeight::new(raw.ty, raw.rows, raw.cols, self.file.clone(), start, len)
     }
 }

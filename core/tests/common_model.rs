@@ -26,3 +26,20 @@ pub fn model_path() -> Option<PathBuf> {
 pub fn golden(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("tests").join("golden").join(rel)
 }
+
+/// The default model exported as a Hugging Face folder by tests/reference/export_hf_folder.py
+/// (`.ci/run` writes it to `$EDGEWISE_HOME/reference/gemma3-270m-hf`), if present. Like
+/// [`model_path`], missing fails under `EDGEWISE_REQUIRE_MODEL` and skips loudly otherwise.
+pub fn hf_folder_path() -> Option<PathBuf> {
+    let p = std::env::var_os("EDGEWISE_HF_FOLDER")
+        .map(PathBuf::from)
+        .or_else(|| edgewise_core::catalog::edgewise_home().ok().map(|h| h.join("reference").join("gemma3-270m-hf")))?;
+    if p.join("config.json").exists() {
+        return Some(p);
+    }
+    if std::env::var_os("EDGEWISE_REQUIRE_MODEL").is_some() {
+        panic!("EDGEWISE_REQUIRE_MODEL is set but {} is missing: run tests/reference/export_hf_folder.py", p.display());
+    }
+    eprintln!("SKIPPED: no HF folder at {} (tests/reference/export_hf_folder.py writes it)", p.display());
+    None
+}

@@ -155,6 +155,27 @@ fn gpu_greedy_matches_llama_cpp() {
     assert!(exact * 3 >= n, "too few exact matches: {exact}/{n}");
 }
 
+/// The same weights from a Hugging Face folder (safetensors f32 + config.json + tokenizer.json,
+/// written from the GGUF by gguf-py): its tokenizer and greedy tokens agree with llama.cpp's on
+/// the GGUF like the GGUF path does (first 8 cases: dense f32 weights are slow on 2 cores).
+#[test]
+fn cpu_hf_folder_matches_llama_cpp() {
+    let Some(dir) = common_model::hf_folder_path() else { return };
+    let cfg = EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false };
+    let e = Engine::load(&dir, cfg).expect("HF folder loads");
+    let info = e.info();
+    assert_eq!((info.architecture.as_str(), info.vocab_size, info.parameter_count), ("gemma3", 262_144, 268_098_176));
+    let (n, exact, worst) = check_greedy(&e, Some(8));
+    assert_eq!(n, 8);
+    assert!(exact * 3 >= n, "too few exact matches: {exact}/{n}");
+    assert!(worst <= LOGIT_TOLERANCE);
+    // The chat path works from the folder's files too (built-in Gemma template: the base model's
+    // folder has none), with one BOS.
+    let msgs = [edgewise_core::tokenizer::ChatMessage::new(edgewise_core::tokenizer::Role::User, "Hi")];
+    let ids = e.template().encode(e.tokenizer(), &msgs, true).unwrap();
+    assert_eq!(ids.iter().filter(|&&t| Some(t) == e.tokenizer().bos_id()).count(), 1);
+}
+
 #[test]
 fn cpu_full_logits_match_llama_cpp() {
     let Some(e) = engine(BackendPreference::Cpu) else { return };

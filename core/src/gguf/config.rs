@@ -50,21 +50,15 @@ pub fn gemma3_config(md: &Metadata, vocab_size: usize) -> Result<Gemma3Config> {
 }
 
 fn validate(c: &Gemma3Config) -> Result<()> {
-    let bad = |key: &str, reason: String| Err(Error::InvalidKey { key: format!("gemma3.{key}"), reason });
-    if c.hidden_size == 0 || c.hidden_size > 1 << 16 {
-        return bad("embedding_length", format!("{} out of range", c.hidden_size));
-    }
-    if c.num_hidden_layers == 0 || c.num_hidden_layers > 512 {
-        return bad("block_count", format!("{} out of range", c.num_hidden_layers));
-    }
-    if c.head_dim == 0 || c.head_dim % 2 != 0 || c.head_dim > 1024 {
-        return bad("attention.key_length", format!("{} is not an even size <= 1024", c.head_dim));
-    }
-    if c.intermediate_size == 0 || c.intermediate_size > 1 << 18 {
-        return bad("feed_forward_length", format!("{} out of range", c.intermediate_size));
-    }
-    if c.sliding_window == 0 {
-        return bad("attention.sliding_window", "0".into());
-    }
-    Ok(())
+    c.check().map_err(|(field, reason)| {
+        let key = match field {
+            "hidden_size" => "embedding_length",
+            "num_hidden_layers" => "block_count",
+            "head_dim" => "attention.key_length",
+            "intermediate_size" => "feed_forward_length",
+            "sliding_window" => "attention.sliding_window",
+            other => other,
+        };
+        Error::InvalidKey { key: format!("gemma3.{key}"), reason }
+    })
 }

@@ -44,6 +44,31 @@ pub struct Gemma3Config {
 }
 
 impl Gemma3Config {
+    /// Rejects sizes no real checkpoint has (and that would make the loader allocate absurdly):
+    /// `Err((field, why))` with the `config.json` field name.
+    pub fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        if self.hidden_size == 0 || self.hidden_size > 1 << 16 {
+            return Err(("hidden_size", format!("{} out of range", self.hidden_size)));
+        }
+        if self.num_hidden_layers == 0 || self.num_hidden_layers > 512 {
+            return Err(("num_hidden_layers", format!("{} out of range", self.num_hidden_layers)));
+        }
+        if self.head_dim == 0 || self.head_dim % 2 != 0 || self.head_dim > 1024 {
+            return Err(("head_dim", format!("{} is not an even size <= 1024", self.head_dim)));
+        }
+        if self.intermediate_size == 0 || self.intermediate_size > 1 << 18 {
+            return Err(("intermediate_size", format!("{} out of range", self.intermediate_size)));
+        }
+        if self.sliding_window == 0 {
+            return Err(("sliding_window", "0".into()));
+        }
+        let (heads, kv) = (self.num_attention_heads, self.num_key_value_heads);
+        if heads == 0 || kv == 0 || heads % kv != 0 || heads > 1024 {
+            return Err(("num_key_value_heads", format!("{heads} query heads cannot be grouped over {kv} kv heads")));
+        }
+        Ok(())
+    }
+
     /// Whether layer `il` uses the sliding window (`il % pattern < pattern - 1`).
     pub fn is_sliding(&self, il: usize) -> bool {
         self.sliding_window_pattern > 0 && il % self.sliding_window_pattern < self.sliding_window_pattern - 1

@@ -1,0 +1,556 @@
+//! Hugging Face model folders: `config.json`, one or more `*.safetensors`, `tokenizer.json`, and
+//! the chat template from `tokenizer_config.json` (or `chat_template.jinja`).
+//!
+//! The safetensors files are memory-mapped and their f32/f16/bf16 tensors are read in place, like
+//! a GGUF's; the layers take them as dense weights (no quantized kernels run on them, so such a
+//! model needs about twice its file size in memory — ship GGUF Q4_K_M to phones). HF tensor and
+//! config names appear only in this module, as GGUF's appear only under `gguf/`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::model::gemma3::Gemma3Config;
+use crate::model::Architecture;
+use crate::quant::GgmlType;
+use crate::weights::{RawWeight, SharedWeight, WeightId, WeightSource};
+use crate::{Error, Result};
+
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::InvalidModelFolder { reason: reason.into() }
+}
+
+/// Whether `path` looks like a Hugging Face model folder (a directory with a `config.json`).
+pub fn is_model_folder(path: &Path) -> bool {
+    path.is_dir() && path.join("config.json").is_file()
+}
+
+/// An opened model folder.
+#[derive(Debug)]
+pub struct HfFolder {
+    dir: PathBuf,
+    arch: Architecture,
+    /// The text model's config object (`text_config` of a multimodal checkpoint).
+    config: Value,
+    weights: HfWeights,
+    chat_template: Option<String>,
+}
+
+impl HfFolder {
+    /// Opens `dir`: reads `config.json`, maps every `*.safetensors` and indexes their tensors.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(dir.join("config.json")).map_err(|e| invalid(format!("config.json: {e}")))?;
+        let root: Value = serde_json::from_str(&text).map_err(|e| invalid(format!("config.json: {e}")))?;
+        let model_type = root.get("model_type").and_then(Value::as_str).unwrap_or_default();
+        let arch = match model_type {
+            "gemma3_text" | "gemma3" => Architecture::Gemma3,
+            other => return Err(Error::UnsupportedArchitecture { name: format!("{other} (config.json model_type)") }),
+        };
+        let config = root.get("text_config").cloned().unwrap_or(root);
+        let weights = HfWeights::open(dir, arch)?;
+        Ok(Self { dir: dir.to_path_buf(), arch, config, weights, chat_template: read_chat_template(dir)? })
+    }
+
+    /// The architecture (from `model_type`).
+    pub fn architecture(&self) -> Architecture {
+        self.arch
+    }
+
+    /// The weights.
+    pub fn weights(&self) -> &HfWeights {
+        &self.weights
+    }
+
+    /// The chat template, if the folder has one.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    /// The `tokenizer.json` path (an error when the folder has none).
+    pub fn tokenizer_path(&self) -> Result<PathBuf> {
+        let p = self.dir.join("tokenizer.json");
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(invalid("no tokenizer.json"))
+        }
+    }
+
+    /// The Gemma 3 configuration. `vocab_size` comes from the embedding, as for a GGUF.
+    pub fn gemma3_config(&self, vocab_size: usize) -> Result<Gemma3Config> {
+        let c: HfGemma3 = serde_json::from_value(self.config.clone()).map_err(|e| invalid(format!("config.json: {e}")))?;
+        if let Some(act) = c.hidden_activation.as_deref().or(c.hidden_act.as_deref()) {
+            if act != "gelu_pytorch_tanh" {
+                return Err(invalid(format!("config.json hidden_activation `{act}` (Gemma 3 uses gelu_pytorch_tanh)")));
+            }
+        }
+        let heads = c.num_attention_heads;
+        let head_dim = c.head_dim.unwrap_or(256);
+        // transformers 5 nests the RoPE settings per layer kind; 4.x has flat fields.
+        let (mut rope_theta, mut local_theta, mut scaling) = (c.rope_theta.unwrap_or(1_000_000.0), c.rope_local_base_freq.unwrap_or(10_000.0), c.rope_scaling.clone());
+        if let Some(p) = &c.rope_parameters {
+            if let Some(full) = p.get("full_attention") {
+                rope_theta = full.rope_theta.unwrap_or(rope_theta);
+                scaling = Some(full.clone());
+            }
+            if let Some(local) = p.get("sliding_attention") {
+                local_theta = local.rope_theta.unwrap_or(local_theta);
+            }
+        }
+        let rope_scaling_factor = match scaling {
+            None => 1.0,
+            Some(RopeParams { kind: None, .. }) => 1.0,
+            Some(RopeParams { kind: Some(k), .. }) if k == "default" => 1.0,
+            Some(RopeParams { kind: Some(k), factor, .. }) if k == "linear" => factor.unwrap_or(1.0),
+            Some(RopeParams { kind: Some(k), .. }) => return Err(invalid(format!("config.json rope type `{k}` is not supported"))),
+        };
+        let layers = c.num_hidden_layers;
+        let pattern = match (&c.layer_types, c.sliding_window_pattern) {
+            (Some(types), _) => sliding_pattern(types, layers)?,
+            (None, Some(p)) => p,
+            (None, None) => 6,
+        };
+        let cfg = Gemma3Config {
+            hidden_size: c.hidden_size,
+            intermediate_size: c.intermediate_size,
+            num_hidden_layers: layers,
+            num_attention_heads: heads,
+            num_key_value_heads: c.num_key_value_heads.unwrap_or(heads),
+            head_dim,
+            rms_norm_eps: c.rms_norm_eps.unwrap_or(1e-6),
+            rope_theta,
+            rope_local_base_freq: local_theta,
+            rope_scaling_factor,
+            sliding_window: c.sliding_window.unwrap_or(512),
+            sliding_window_pattern: pattern,
+            max_position_embeddings: c.max_position_embeddings.unwrap_or(32_768),
+            vocab_size,
+            query_pre_attn_scalar: c.query_pre_attn_scalar.unwrap_or(head_dim as f32),
+            final_logit_softcapping: c.final_logit_softcapping,
+            attn_logit_softcapping: c.attn_logit_softcapping,
+        };
+        cfg.check().map_err(|(field, why)| invalid(format!("config.json {field}: {why}")))?;
+        Ok(cfg)
+    }
+}
+
+/// `config.json` of a Gemma 3 text model (transformers 4.5x and 5.x spellings).
+#[derive(Debug, Deserialize)]
+struct HfGemma3 {
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    rms_norm_eps: Option<f32>,
+    rope_theta: Option<f32>,
+    rope_local_base_freq: Option<f32>,
+    rope_scaling: Option<RopeParams>,
+    rope_parameters: Option<HashMap<String, RopeParams>>,
+    sliding_window: Option<usize>,
+    sliding_window_pattern: Option<usize>,
+    layer_types: Option<Vec<String>>,
+    max_position_embeddings: Option<usize>,
+    query_pre_attn_scalar: Option<f32>,
+    final_logit_softcapping: Option<f32>,
+    attn_logit_softcapping: Option<f32>,
+    hidden_activation: Option<String>,
+    hidden_act: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RopeParams {
+    #[serde(alias = "type", rename = "rope_type")]
+    kind: Option<String>,
+    factor: Option<f32>,
+    rope_theta: Option<f32>,
+}
+
+/// The global-layer period from `layer_types` (`sliding_attention` … `full_attention` repeating);
+/// any other arrangement is rejected rather than run wrongly.
+fn sliding_pattern(types: &[String], layers: usize) -> Result<usize> {
+    if types.len() != layers {
+        return Err(invalid(format!("config.json layer_types has {} entries for {layers} layers", types.len())));
+    }
+    let pattern = types.iter().position(|t| t == "full_attention").map_or(layers + 1, |i| i + 1);
+    for (i, t) in types.iter().enumerate() {
+        let want = if i % pattern == pattern - 1 { "full_attention" } else { "sliding_attention" };
+        if t != want {
+            return Err(invalid(format!("config.json layer_types: layer {i} is `{t}`, not the repeating pattern of {pattern}")));
+        }
+    }
+    Ok(pattern)
+}
+
+fn read_chat_template(dir: &Path) -> Result<Option<String>> {
+    if let Ok(t) = std::fs::read_to_string(dir.join("chat_template.jinja")) {
+        return Ok(Some(t));
+    }
+    let Ok(text) = std::fs::read_to_string(dir.join("tokenizer_config.json")) else { return Ok(None) };
+    let v: Value = serde_json::from_str(&text).map_err(|e| invalid(format!("tokenizer_config.json: {e}")))?;
+    Ok(match v.get("chat_template") {
+        Some(Value::String(s)) => Some(s.clone()),
+        // A list of named templates: the default one.
+        Some(Value::Array(list)) => list
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+            .and_then(|t| t.get("template"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    })
+}
+
+/// One tensor of a safetensors file.
+#[derive(Debug, Clone)]
+struct Entry {
+    shard: usize,
+    ty: GgmlType,
+    shape: Vec<usize>,
+    /// Byte range in the shard's map.
+    start: usize,
+    len: usize,
+}
+
+/// Weights read from a folder's memory-mapped `*.safetensors` files.
+#[derive(Clone)]
+pub struct HfWeights {
+    arch: Architecture,
+    shards: Vec<Arc<Mmap>>,
+    entries: HashMap<String, Entry>,
+    /// What the names carry before `embed_tokens.weight` (`model.`, `language_model.model.`, …).
+    prefix: String,
+    /// Norm weights rewritten as f32 with the +1 GGUF folds in (see [`norm_offset`]).
+    norms: HashMap<String, Arc<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for HfWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HfWeights({} tensors in {} files)", self.entries.len(), self.shards.len())
+    }
+}
+
+/// HF Gemma's RMSNorm computes `x · (1 + w)` and stores `w`; GGUF (and our `RmsNorm`) stores
+/// `1 + w` (llama.cpp's converter adds it). Other families store the factor itself.
+fn norm_offset(arch: Architecture) -> f32 {
+    match arch {
+        Architecture::Gemma3 => 1.0,
+    }
+}
+
+/// The HF name (after the prefix) of a logical weight; `lm_head` sits outside the prefix.
+fn hf_name(arch: Architecture, id: WeightId) -> String {
+    use WeightId::*;
+    match arch {
+        Architecture::Gemma3 => match id {
+            TokenEmbedding => "embed_tokens.weight".into(),
+            OutputNorm => "norm.weight".into(),
+            Output => "lm_head.weight".into(),
+            AttnNorm { layer } => format!("layers.{layer}.input_layernorm.weight"),
+            AttnQ { layer } => format!("layers.{layer}.self_attn.q_proj.weight"),
+            AttnK { layer } => format!("layers.{layer}.self_attn.k_proj.weight"),
+            AttnV { layer } => format!("layers.{layer}.self_attn.v_proj.weight"),
+            AttnOutput { layer } => format!("layers.{layer}.self_attn.o_proj.weight"),
+            AttnQNorm { layer } => format!("layers.{layer}.self_attn.q_norm.weight"),
+            AttnKNorm { layer } => format!("layers.{layer}.self_attn.k_norm.weight"),
+            AttnQBias { layer } => format!("layers.{layer}.self_attn.q_proj.bias"),
+            AttnKBias { layer } => format!("layers.{layer}.self_attn.k_proj.bias"),
+            AttnVBias { layer } => format!("layers.{layer}.self_attn.v_proj.bias"),
+            PostAttnNorm { layer } => format!("layers.{layer}.post_attention_layernorm.weight"),
+            FfnNorm { layer } => format!("layers.{layer}.pre_feedforward_layernorm.weight"),
+            FfnGate { layer } => format!("layers.{layer}.mlp.gate_proj.weight"),
+            FfnUp { layer } => format!("layers.{layer}.mlp.up_proj.weight"),
+            FfnDown { layer } => format!("layers.{layer}.mlp.down_proj.weight"),
+            PostFfnNorm { layer } => format!("layers.{layer}.post_feedforward_layernorm.weight"),
+        },
+    }
+}
+
+impl HfWeights {
+    /// Maps and indexes every `*.safetensors` in `dir` (sorted by name, so shards keep their order).
+    pub fn open(dir: &Path, arch: Architecture) -> Result<Self> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors") && p.is_file())
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(invalid("no *.safetensors file"));
+        }
+        let mut shards = Vec::with_capacity(files.len());
+        let mut entries = HashMap::new();
+        for (shard, path) in files.iter().enumerate() {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let file = std::fs::File::open(path)?;
+            // SAFETY: the map is read-only; as with the GGUF reader, a model file must not be
+            // truncated while it is loaded (documented in the README).
+            let map = unsafe { Mmap::map(&file)? };
+            let (header_len, meta) = safetensors::SafeTensors::read_metadata(&map).map_err(|e| invalid(format!("{name}: {e}")))?;
+            let data_start = 8 + header_len;
+            for (tensor, info) in meta.tensors() {
+                let ty = match info.dtype {
+                    safetensors::Dtype::F32 => GgmlType::F32,
+                    safetensors::Dtype::F16 => GgmlType::F16,
+                    safetensors::Dtype::BF16 => GgmlType::BF16,
+                    other => return Err(invalid(format!("{name}: tensor `{tensor}` has dtype {other:?} (f32, f16 and bf16 are supported)"))),
+                };
+                let (a, b) = info.data_offsets;
+                let start = data_start.checked_add(a).filter(|_| a <= b).ok_or_else(|| invalid(format!("{name}: bad offsets")))?;
+                let len = b - a;
+                let elements = info.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+                if start.checked_add(len).is_none_or(|end| end > map.len()) || elements.and_then(|n| n.checked_mul(ty.type_size() as usize)) != Some(len) {
+                    return Err(invalid(format!("{name}: tensor `{tensor}` does not fit its data")));
+                }
+                if entries.insert(tensor.clone(), Entry { shard, ty, shape: info.shape.clone(), start, len }).is_some() {
+                    return Err(invalid(format!("tensor `{tensor}` appears in two files")));
+                }
+            }
+            shards.push(Arc::new(map));
+        }
+        let embed = hf_name(arch, WeightId::TokenEmbedding);
+        let prefix = entries
+            .keys()
+            .filter_map(|k| k.strip_suffix(embed.as_str()))
+            .min_by_key(|p| p.len())
+            .map(str::to_string)
+            .ok_or_else(|| invalid(format!("no `{embed}` tensor")))?;
+        let mut w = Self { arch, shards, entries, prefix, norms: HashMap::new() };
+        w.norms = w.offset_norms()?;
+        Ok(w)
+    }
+
+    /// Total size of the safetensors files.
+    pub fn file_size(&self) -> u64 {
+        self.shards.iter().map(|m| m.len() as u64).sum()
+    }
+
+    /// Number of tensors.
+    pub fn tensor_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Number of parameters.
+    pub fn parameter_count(&self) -> u64 {
+        self.entries.values().map(|e| e.shape.iter().product::<usize>() as u64).sum()
+    }
+
+    /// The file name of a weight: prefixed, except `lm_head` (top level, or under the
+    /// multimodal wrapper's `language_model.`).
+    fn key(&self, id: WeightId) -> Option<String> {
+        let name = hf_name(self.arch, id);
+        if id == WeightId::Output {
+            let root = self.prefix.strip_suffix("model.").unwrap_or(&self.prefix);
+            return [format!("{root}{name}"), name].into_iter().find(|k| self.entries.contains_key(k));
+        }
+        let key = format!("{}{}", self.prefix, name);
+        self.entries.contains_key(&key).then_some(key)
+    }
+
+    fn is_norm(id: WeightId) -> bool {
+        use WeightId::*;
+        matches!(id, OutputNorm | AttnNorm { .. } | AttnQNorm { .. } | AttnKNorm { .. } | PostAttnNorm { .. } | FfnNorm { .. } | PostFfnNorm { .. })
+    }
+
+    fn offset_norms(&self) -> Result<HashMap<String, Arc<Vec<u8>>>> {
+        let offset = norm_offset(self.arch);
+        let mut out = HashMap::new();
+        if offset == 0.0 {
+            return Ok(out);
+        }
+        for (key, e) in &self.entries {
+            if !key.ends_with("norm.weight") {
+                continue;
+            }
+            let n = e.shape.iter().product();
+            let values = crate::quant::dequantize(e.ty, self.bytes(e)?, n)?;
+            let bytes: Vec<u8> = values.into_iter().flat_map(|v| (v + offset).to_le_bytes()).collect();
+            out.insert(key.clone(), Arc::new(bytes));
+        }
+        Ok(out)
+    }
+
+    fn bytes(&self, e: &Entry) -> Result<&[u8]> {
+        self.shards.get(e.shard).and_then(|m| m.get(e.start..e.start + e.len)).ok_or_else(|| invalid("tensor outside its file"))
+    }
+
+    fn entry(&self, id: WeightId) -> Result<(String, &Entry)> {
+        let key = self.key(id).ok_or_else(|| Error::Tensor { name: hf_name(self.arch, id), reason: "missing".into() })?;
+        let e = &self.entries[&key];
+        if e.shape.is_empty() || e.shape.len() > 2 || e.shape.contains(&0) {
+            return Err(Error::Tensor { name: key, reason: format!("shape {:?} is not a vector or matrix", e.shape) });
+        }
+        Ok((key, e))
+    }
+}
+
+/// `(rows, cols)` of an HF shape: `[out, in]` matrices, `[n]` vectors.
+fn dims(shape: &[usize]) -> (usize, usize) {
+    match shape {
+        [n] => (1, *n),
+        [rows, cols, ..] => (*rows, *cols),
+        [] => (0, 0),
+    }
+}
+
+impl WeightSource for HfWeights {
+    fn raw(&self, id: WeightId) -> Result<RawWeight<'_>> {
+        let (key, e) = self.entry(id)?;
+        let (rows, cols) = dims(&e.shape);
+        if Self::is_norm(id) {
+            if let Some(b) = self.norms.get(&key) {
+                return Ok(RawWeight { ty: GgmlType::F32, rows, cols, bytes: b.as_slice() });
+            }
+        }
+        Ok(RawWeight { ty: e.ty, rows, cols, bytes: self.bytes(e)? })
+    }
+
+    fn shared(&self, id: WeightId) -> Result<SharedWeight> {
+        let (key, e) = self.entry(id)?;
+        let (rows, cols) = dims(&e.shape);
+        if Self::is_norm(id) {
+            if let Some(b) = self.norms.get(&key) {
+                return SharedWeight::new(GgmlType::F32, rows, cols, b.clone(), 0, b.len());
+            }
+        }
+        let map = self.shards.get(e.shard).ok_or_else(|| invalid("tensor outside its file"))?;
+        SharedWeight::new(e.ty, rows, cols, map.clone(), e.start, e.len)
+    }
+
+    fn has(&self, id: WeightId) -> bool {
+        self.key(id).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("edgewise-hf-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A safetensors file from (name, dtype, shape, raw bytes), written by the `safetensors` crate.
+    fn write_st(path: &Path, tensors: &[(&str, safetensors::Dtype, Vec<usize>, Vec<u8>)]) {
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+            .iter()
+            .map(|(n, d, s, b)| (n.to_string(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
+        safetensors::serialize_to_file(views, None, path).unwrap();
+    }
+
+    fn f32s(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn names_prefix_norm_offset_and_tied_head() {
+        let d = folder("names");
+        let bf16: Vec<u8> = [1.5f32, -2.0, 0.25, 4.0, 3.0, 0.5].iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect();
+        write_st(
+            &d.join("model.safetensors"),
+            &[
+                ("language_model.model.embed_tokens.weight", safetensors::Dtype::BF16, vec![3, 2], bf16),
+                ("language_model.model.norm.weight", safetensors::Dtype::F32, vec![2], f32s(&[0.5, -1.0])),
+                ("language_model.model.layers.0.self_attn.q_norm.weight", safetensors::Dtype::F32, vec![2], f32s(&[0.0, 2.0])),
+            ],
+        );
+        let w = HfWeights::open(&d, Architecture::Gemma3).unwrap();
+        let emb = w.shared(WeightId::TokenEmbedding).unwrap();
+        assert_eq!((emb.ty, emb.rows, emb.cols), (GgmlType::BF16, 3, 2));
+        assert_eq!(crate::quant::dequantize(emb.ty, emb.bytes(), 6).unwrap(), vec![1.5, -2.0, 0.25, 4.0, 3.0, 0.5]);
+        // Norms come back as 1 + w, like GGUF's.
+        assert_eq!(w.raw(WeightId::OutputNorm).unwrap().to_f32().unwrap(), vec![1.5, 0.0]);
+        assert_eq!(w.raw(WeightId::AttnQNorm { layer: 0 }).unwrap().to_f32().unwrap(), vec![1.0, 3.0]);
+        assert!(!w.has(WeightId::Output), "no lm_head: tied to the embedding");
+        assert!(matches!(w.raw(WeightId::AttnQ { layer: 0 }), Err(Error::Tensor { .. })));
+        assert_eq!(w.parameter_count(), 10);
+    }
+
+    #[test]
+    fn damaged_or_unsupported_files_are_typed_errors() {
+        let d = folder("bad");
+        assert!(matches!(HfWeights::open(&d, Architecture::Gemma3), Err(Error::InvalidModelFolder { .. })));
+        write_st(&d.join("a.safetensors"), &[("model.embed_tokens.weight", safetensors::Dtype::F32, vec![2, 2], f32s(&[1.0; 4]))]);
+        let full = std::fs::read(d.join("a.safetensors")).unwrap();
+        for cut in [0, 7, 9, full.len() / 2, full.len() - 1] {
+            std::fs::write(d.join("a.safetensors"), &full[..cut]).unwrap();
+            assert!(matches!(HfWeights::open(&d, Architecture::Gemma3), Err(Error::InvalidModelFolder { .. })), "cut at {cut}");
+        }
+        write_st(&d.join("a.safetensors"), &[("model.embed_tokens.weight", safetensors::Dtype::I64, vec![1], vec![0; 8])]);
+        assert!(matches!(HfWeights::open(&d, Architecture::Gemma3), Err(Error::InvalidModelFolder { .. })));
+        // A second file repeating a tensor.
+        write_st(&d.join("a.safetensors"), &[("model.embed_tokens.weight", safetensors::Dtype::F32, vec![1], f32s(&[1.0]))]);
+        write_st(&d.join("b.safetensors"), &[("model.embed_tokens.weight", safetensors::Dtype::F32, vec![1], f32s(&[1.0]))]);
+        assert!(matches!(HfWeights::open(&d, Architecture::Gemma3), Err(Error::InvalidModelFolder { .. })));
+    }
+
+    #[test]
+    fn gemma3_config_from_both_transformers_spellings() {
+        let d = folder("cfg");
+        write_st(&d.join("m.safetensors"), &[("model.embed_tokens.weight", safetensors::Dtype::F32, vec![1], f32s(&[1.0]))]);
+        let mut types = vec!["sliding_attention"; 18];
+        for i in [5, 11, 17] {
+            types[i] = "full_attention";
+        }
+        let v4 = serde_json::json!({
+            "model_type": "gemma3_text", "hidden_size": 640, "intermediate_size": 2048, "num_hidden_layers": 18,
+            "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "rms_norm_eps": 1e-6,
+            "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "rope_scaling": null, "sliding_window": 512,
+            "layer_types": types, "max_position_embeddings": 32768, "query_pre_attn_scalar": 256,
+            "hidden_activation": "gelu_pytorch_tanh", "final_logit_softcapping": null, "attn_logit_softcapping": null
+        });
+        std::fs::write(d.join("config.json"), v4.to_string()).unwrap();
+        let f = HfFolder::open(&d).unwrap();
+        let c = f.gemma3_config(262_144).unwrap();
+        assert_eq!((c.sliding_window_pattern, c.rope_theta, c.rope_local_base_freq, c.rope_scaling_factor), (6, 1e6, 1e4, 1.0));
+        assert!(c.is_sliding(4) && !c.is_sliding(5));
+        // transformers 5: per-kind rope parameters, wrapped as a multimodal text_config.
+        let mut v5 = v4.clone();
+        let o = v5.as_object_mut().unwrap();
+        o.remove("rope_theta");
+        o.remove("rope_local_base_freq");
+        o.insert("rope_parameters".into(), serde_json::json!({
+            "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 500000.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 20000.0}
+        }));
+        std::fs::write(d.join("config.json"), serde_json::json!({"model_type": "gemma3", "text_config": v5}).to_string()).unwrap();
+        let c = HfFolder::open(&d).unwrap().gemma3_config(262_144).unwrap();
+        assert_eq!((c.rope_theta, c.rope_local_base_freq, c.rope_scaling_factor), (5e5, 2e4, 8.0));
+        // Irregular layer kinds, an unknown activation, absurd sizes and other families are refused.
+        let mut bad = v4.clone();
+        bad["layer_types"][2] = "full_attention".into();
+        std::fs::write(d.join("config.json"), bad.to_string()).unwrap();
+        assert!(matches!(HfFolder::open(&d).unwrap().gemma3_config(8), Err(Error::InvalidModelFolder { .. })));
+        let mut bad = v4.clone();
+        bad["hidden_activation"] = "silu".into();
+        std::fs::write(d.join("config.json"), bad.to_string()).unwrap();
+        assert!(matches!(HfFolder::open(&d).unwrap().gemma3_config(8), Err(Error::InvalidModelFolder { .. })));
+        let mut bad = v4.clone();
+        bad["num_hidden_layers"] = 1_000_000.into();
+        bad.as_object_mut().unwrap().remove("layer_types");
+        std::fs::write(d.join("config.json"), bad.to_string()).unwrap();
+        assert!(matches!(HfFolder::open(&d).unwrap().gemma3_config(8), Err(Error::InvalidModelFolder { .. })));
+        std::fs::write(d.join("config.json"), r#"{"model_type": "mamba"}"#).unwrap();
+        assert!(matches!(HfFolder::open(&d), Err(Error::UnsupportedArchitecture { .. })));
+        std::fs::write(d.join("config.json"), "{not json").unwrap();
+        assert!(matches!(HfFolder::open(&d), Err(Error::InvalidModelFolder { .. })));
+    }
+
+    #[test]
+    fn chat_template_from_either_file() {
+        let d = folder("tmpl");
+        assert_eq!(read_chat_template(&d).unwrap(), None);
+        std::fs::write(d.join("tokenizer_config.json"), r#"{"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}"#).unwrap();
+        assert_eq!(read_chat_template(&d).unwrap().as_deref(), Some("D"));
+        std::fs::write(d.join("chat_template.jinja"), "J").unwrap();
+        assert_eq!(read_chat_template(&d).unwrap().as_deref(), Some("J"));
+    }
+}
