@@ -77,6 +77,7 @@ impl Gemma3Config {
 
 use burn::tensor::{activation, Device, Tensor};
 
+use super::gpu_fused;
 use super::layers::{apply_rope, attention, embed_rows, rope_tables, Linear, LmHead, RmsNorm, WeightMode};
 use super::CausalLm;
 use crate::kv_cache::{CacheLayout, KvCache};
@@ -112,6 +113,8 @@ pub struct Gemma3 {
     embedding: SharedWeight,
     embed_scale: f32,
     device: Device,
+    /// Run the glue through the fused GPU kernels (`gpu_fused`): on wgpu, unless turned off.
+    fused: bool,
 }
 
 impl std::fmt::Debug for Gemma3 {
@@ -161,7 +164,8 @@ impl Gemma3 {
         let embedding = src.shared(WeightId::TokenEmbedding)?;
         // llama.cpp scales by sqrtf(n_embd) in f32 (25.2982 for 640), not HF's bf16 25.25.
         let embed_scale = (cfg.hidden_size as f32).sqrt();
-        Ok(Self { cfg, blocks, output_norm, lm_head, embedding, embed_scale, device: device.clone() })
+        let fused = gpu_fused::enabled() && gpu_fused::is_wgpu(device);
+        Ok(Self { cfg, blocks, output_norm, lm_head, embedding, embed_scale, device: device.clone(), fused })
     }
 
     /// The configuration.
@@ -175,6 +179,41 @@ impl Gemma3 {
         let local = rope_tables(start, n, c.head_dim, c.rope_local_base_freq, 1.0, &self.device);
         let global = rope_tables(start, n, c.head_dim, c.rope_theta, c.rope_scaling_factor, &self.device);
         [local, global]
+    }
+
+    /// `block_forward` with the glue in fused GPU kernels: the same expressions, one launch each
+    /// (decode on a GPU is bound by launches; see `gpu_fused`).
+    fn block_forward_fused(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, rope: &[(Tensor<2>, Tensor<2>); 2]) -> Result<Tensor<2>> {
+        let c = &self.cfg;
+        let [n, _] = x.dims();
+        let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let norm = |nm: &RmsNorm, x: Tensor<2>, res: Option<Tensor<2>>| {
+            let (w, eps) = nm.parts();
+            gpu_fused::rms_norm(x, w, eps, res)
+        };
+        let hn = norm(&b.attn_norm, x.clone(), None)?;
+        // q/k RMSNorm over head_dim on [n·heads, hd] rows, then RoPE on [n, heads, hd].
+        let q = norm(&b.q_norm, b.q.forward(hn.clone())?.reshape([n * h, hd]), None)?.reshape([n, h, hd]);
+        let k = norm(&b.k_norm, b.k.forward(hn.clone())?.reshape([n * kvh, hd]), None)?.reshape([n, kvh, hd]);
+        let v = b.v.forward(hn)?.reshape([n, kvh, hd]).swap_dims(0, 1);
+        let (cos, sin) = if b.sliding { &rope[0] } else { &rope[1] };
+        let q = gpu_fused::rope(q, cos, sin, c.query_pre_attn_scalar.powf(-0.5))?.swap_dims(0, 1);
+        let k = gpu_fused::rope(k, cos, sin, 1.0)?.swap_dims(0, 1);
+        cache.store(il, k, v)?;
+        // Decode: one launch for the whole attention; prefill keeps burn's batched matmuls.
+        let attn = if n == 1 {
+            let (k, v, mask, _) = cache.view(il, n)?;
+            match gpu_fused::decode_attention(q.clone(), k, v, mask)? {
+                Some(a) => a,
+                None => attention(q, cache, il)?,
+            }
+        } else {
+            attention(q, cache, il)?
+        };
+        let x = norm(&b.post_attn_norm, b.o.forward(attn)?, Some(x))?;
+        let hn = norm(&b.ffn_norm, x.clone(), None)?;
+        let ff = gpu_fused::gelu_mul(b.gate.forward(hn.clone())?, b.up.forward(hn)?)?;
+        norm(&b.post_ffn_norm, b.down.forward(ff)?, Some(x))
     }
 
     fn block_forward(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, rope: &[(Tensor<2>, Tensor<2>); 2]) -> Result<Tensor<2>> {
@@ -213,12 +252,18 @@ impl CausalLm for Gemma3 {
             let mut x = embed_rows(&self.embedding, tokens, self.embed_scale, &self.device)?;
             let rope = self.rope_pair(start, n);
             for (il, b) in self.blocks.iter().enumerate() {
-                x = self.block_forward(il, b, x, cache, &rope)?;
+                x = if self.fused { self.block_forward_fused(il, b, x, cache, &rope)? } else { self.block_forward(il, b, x, cache, &rope)? };
             }
             let d = self.cfg.hidden_size;
             let mut out = Vec::with_capacity(n - first);
             for i in first..n {
-                let row = self.output_norm.forward(x.clone().slice([i..i + 1, 0..d]));
+                let row = x.clone().slice([i..i + 1, 0..d]);
+                let row = if self.fused {
+                    let (w, eps) = self.output_norm.parts();
+                    gpu_fused::rms_norm(row, w, eps, None)?
+                } else {
+                    self.output_norm.forward(row)
+                };
                 let mut logits = self.lm_head.logits(row)?;
                 if let Some(cap) = self.cfg.final_logit_softcapping {
                     logits.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);

@@ -124,6 +124,11 @@ impl RmsNorm {
         Ok(Self { w: Tensor::from_data(TensorData::new(v, [n]), device), eps })
     }
 
+    /// The weight (`1 + w` in HF's terms) and epsilon, for the fused GPU kernel (`gpu_fused`).
+    pub fn parts(&self) -> (&Tensor<1>, f32) {
+        (&self.w, self.eps)
+    }
+
     /// x: [.., d] -> [.., d]
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let ms = x.clone().square().mean_dim(D - 1);

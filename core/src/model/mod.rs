@@ -2,6 +2,7 @@
 //! architecture is one file over the shared layers.
 
 pub mod gemma3;
+pub mod gpu_fused;
 pub mod layers;
 
 use crate::kv_cache::KvCache;
