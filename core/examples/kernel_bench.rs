@@ -22,7 +22,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
     let filter = args.get(2).cloned().unwrap_or_default();
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("rayon pool");
+    edgewise_core::backend::set_cpu_threads(threads);
     let cases: &[(GgmlType, usize, usize, &[usize])] = &[
         (GgmlType::Q8_0, 262_144, 640, &[1]),
         (GgmlType::Q5_0, 2048, 640, &[1, 8, 12, 64, 512]),

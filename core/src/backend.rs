@@ -116,14 +116,18 @@ pub fn gpu() -> Result<(Device, GpuInfo)> {
     }
 }
 
-/// Sets the number of CPU threads used by the CPU backend and the CPU kernels (rayon's global
-/// pool). Only the first call in a process takes effect; later calls with another value are
-/// logged and ignored.
+/// Sets the number of CPU threads used by the CPU backend (rayon's global pool, which burn
+/// `flex` uses) and by the CPU kernels and layers (`quant::cpu::pool`: the calling thread plus
+/// `threads − 1` workers). Only the first call in a process takes effect; later calls with
+/// another value are logged and ignored.
 pub fn set_cpu_threads(threads: usize) {
     static SET: OnceLock<usize> = OnceLock::new();
     let got = *SET.get_or_init(|| {
         if rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().is_err() {
             log::warn!("cpu thread pool was already initialized; keeping its size");
+        }
+        if crate::quant::cpu::pool::set_threads(threads) != threads {
+            log::warn!("cpu kernel pool was already started; keeping its size");
         }
         threads
     });

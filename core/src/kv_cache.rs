@@ -8,6 +8,10 @@
 //!
 //! The cache is owned by a `Session` and passed `&mut` into the model's forward pass. A pass is
 //! `begin(n)` → per layer `store` + `view` → `commit()`.
+//!
+//! On the CPU (burn `flex`) the keys and values live in plain host buffers instead of tensors,
+//! and attention reads them in place through [`KvCache::host_view`] (`layers::attention`'s
+//! threaded host path): no per-layer slicing, transposes or copies of the cache.
 
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -64,6 +68,41 @@ pub struct CacheLayout {
     pub max_chunk: usize,
 }
 
+/// Host storage of the CPU path: per layer `[KV, capacity, hd]` keys and values, and the pass's
+/// masks.
+#[derive(Debug, Clone, Default)]
+struct HostKv {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    masks: [Vec<f32>; 2],
+}
+
+/// One layer of the host cache, as attention reads it.
+#[derive(Debug)]
+pub struct HostView<'a> {
+    /// `[KV, cap, hd]` keys (slot `s` of head `h` at `(h·cap + s)·hd`).
+    pub k: &'a [f32],
+    /// `[KV, cap, hd]` values.
+    pub v: &'a [f32],
+    /// `[n, S]` additive mask (0 or a large negative).
+    pub mask: &'a [f32],
+    /// Slots of the layer's ring (the row stride of `k`/`v` per head).
+    pub cap: usize,
+    /// Slots visible to this pass.
+    pub s: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Head dimension.
+    pub head_dim: usize,
+}
+
+impl HostView<'_> {
+    /// Whether a mask value hides its key.
+    pub fn masked(m: f32) -> bool {
+        m <= MASKED * 0.5
+    }
+}
+
 /// The KV cache of one session.
 #[derive(Debug, Clone)]
 pub struct KvCache {
@@ -79,6 +118,8 @@ pub struct KvCache {
     /// A one-element tensor swapped in while a layer's buffer is updated, so the buffer is
     /// uniquely owned and written in place instead of copied.
     placeholder: Tensor<3>,
+    /// `Some` on the CPU: keys, values and masks on the host (then `k`, `v` are empty).
+    host: Option<HostKv>,
     device: Device,
 }
 
@@ -93,8 +134,15 @@ impl KvCache {
         let rings = [Ring::new(layout.max_context, None), Ring::new(local_cap, window)];
         let mut k = Vec::new();
         let mut v = Vec::new();
+        let on_host = *device == crate::backend::cpu_device();
+        let mut host = on_host.then(HostKv::default);
         for w in &layout.layer_windows {
             let cap = if w.is_some() { local_cap } else { layout.max_context };
+            if let Some(h) = host.as_mut() {
+                h.k.push(vec![0f32; layout.kv_heads * cap * layout.head_dim]);
+                h.v.push(vec![0f32; layout.kv_heads * cap * layout.head_dim]);
+                continue;
+            }
             let zeros = || {
                 Tensor::<3>::from_data(
                     TensorData::new(vec![0f32; layout.kv_heads * cap * layout.head_dim], [layout.kv_heads, cap, layout.head_dim]),
@@ -105,7 +153,7 @@ impl KvCache {
             v.push(zeros());
         }
         let placeholder = Tensor::<3>::from_data(TensorData::new(vec![0f32], [1, 1, 1]), device);
-        Ok(Self { layout, rings, k, v, len: 0, pass: None, masks: [None, None], placeholder, device: device.clone() })
+        Ok(Self { layout, rings, k, v, len: 0, pass: None, masks: [None, None], placeholder, host, device: device.clone() })
     }
 
     /// Tokens currently cached.
@@ -130,6 +178,9 @@ impl KvCache {
 
     /// Bytes held by the cache tensors (f32).
     pub fn size_bytes(&self) -> usize {
+        if let Some(h) = &self.host {
+            return h.k.iter().chain(&h.v).map(|b| b.len() * 4).sum();
+        }
         self.k.iter().chain(&self.v).map(|t| t.dims().iter().product::<usize>() * 4).sum()
     }
 
@@ -150,7 +201,7 @@ impl KvCache {
         if end > self.layout.max_context {
             return Err(Error::ContextOverflow { max: self.layout.max_context, requested: end });
         }
-        for (ring, mask) in self.rings.iter_mut().zip(self.masks.iter_mut()) {
+        for (ri, (ring, mask)) in self.rings.iter_mut().zip(self.masks.iter_mut()).enumerate() {
             *mask = None;
             if ring.capacity == 0 {
                 continue;
@@ -159,7 +210,11 @@ impl KvCache {
                 ring.slot_pos[p % ring.capacity] = p as i64;
             }
             let s = ring.visible(end);
-            *mask = Some(Tensor::<2>::from_data(TensorData::new(ring.mask(self.len, n, s), [n, s]), &self.device));
+            let m = ring.mask(self.len, n, s);
+            match self.host.as_mut() {
+                Some(h) => h.masks[ri] = m,
+                None => *mask = Some(Tensor::<2>::from_data(TensorData::new(m, [n, s]), &self.device)),
+            }
         }
         self.pass = Some((self.len, n));
         Ok(())
@@ -172,6 +227,25 @@ impl KvCache {
         let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
         let s0 = start % cap;
         let first = n.min(cap - s0);
+        if let Some(h) = self.host.as_mut() {
+            let bad = || Error::Backend { reason: "kv store: layer or shape out of range".into() };
+            if k.dims() != [kvh, n, hd] || v.dims() != [kvh, n, hd] {
+                return Err(bad());
+            }
+            let (ks, vs) = (crate::model::layers::read_f32(k)?, crate::model::layers::read_f32(v)?);
+            let (kb, vb) = (h.k.get_mut(layer).ok_or_else(bad)?, h.v.get_mut(layer).ok_or_else(bad)?);
+            // Token `i` of head `hh` goes to slot `(start + i) % cap`.
+            for (buf, src) in [(kb, &ks), (vb, &vs)] {
+                for hh in 0..kvh {
+                    for i in 0..n {
+                        let slot = (start + i) % cap;
+                        let dst = buf.get_mut((hh * cap + slot) * hd..(hh * cap + slot + 1) * hd).ok_or_else(bad)?;
+                        dst.copy_from_slice(src.get((hh * n + i) * hd..(hh * n + i + 1) * hd).ok_or_else(bad)?);
+                    }
+                }
+            }
+            return Ok(());
+        }
         let placeholder = &self.placeholder;
         let put = |t: &mut Tensor<3>, x: Tensor<3>| {
             // Move the buffer out (its only owner), write, move it back: no copy of the cache.
@@ -198,11 +272,37 @@ impl KvCache {
         }
         let ri = self.ring_index(layer)?;
         let s = self.rings[ri].visible(start + n);
-        let mask = self.masks[ri].clone().ok_or_else(|| Error::Backend { reason: "kv pass has no mask".into() })?;
         let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
+        if let Some(hv) = self.host_view(layer, n)? {
+            // Tensors for callers that want them (the host path reads `host_view` directly).
+            let gather = |b: &[f32]| -> Vec<f32> { (0..kvh).flat_map(|h| b[h * hv.cap * hd..(h * hv.cap + s) * hd].iter().copied()).collect() };
+            let k = Tensor::<3>::from_data(TensorData::new(gather(hv.k), [kvh, s, hd]), &self.device);
+            let v = Tensor::<3>::from_data(TensorData::new(gather(hv.v), [kvh, s, hd]), &self.device);
+            let mask = Tensor::<2>::from_data(TensorData::new(hv.mask.to_vec(), [n, s]), &self.device);
+            return Ok((k, v, mask, s));
+        }
+        let mask = self.masks[ri].clone().ok_or_else(|| Error::Backend { reason: "kv pass has no mask".into() })?;
         let k = self.k[layer].clone().slice([0..kvh, 0..s, 0..hd]);
         let v = self.v[layer].clone().slice([0..kvh, 0..s, 0..hd]);
         Ok((k, v, mask, s))
+    }
+
+    /// The host buffers of `layer` for this pass's `n` queries, on the CPU; `None` on a device.
+    pub fn host_view(&self, layer: usize, n: usize) -> Result<Option<HostView<'_>>> {
+        let Some(h) = &self.host else { return Ok(None) };
+        let (start, pn) = self.pass.ok_or_else(|| Error::Backend { reason: "kv view outside a pass".into() })?;
+        if pn != n {
+            return Err(Error::Backend { reason: "kv view size differs from the pass".into() });
+        }
+        let ri = self.ring_index(layer)?;
+        let ring = &self.rings[ri];
+        let s = ring.visible(start + n);
+        let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
+        let (k, v, mask) = (&h.k[layer], &h.v[layer], &h.masks[ri]);
+        if mask.len() != n * s || k.len() != kvh * ring.capacity * hd || v.len() != k.len() {
+            return Err(Error::Backend { reason: "kv host buffers do not match the pass".into() });
+        }
+        Ok(Some(HostView { k, v, mask, cap: ring.capacity, s, kv_heads: kvh, head_dim: hd }))
     }
 
     /// Ends the pass: its tokens become part of the cache.

@@ -75,10 +75,10 @@ impl Gemma3Config {
     }
 }
 
-use burn::tensor::{activation, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 
 use super::gpu_fused;
-use super::layers::{apply_rope, attention, embed_rows, rope_tables, Linear, LmHead, RmsNorm, WeightMode};
+use super::layers::{apply_rope, attention, embed_rows, geglu, rope_tables, Linear, LmHead, RmsNorm, WeightMode};
 use super::CausalLm;
 use crate::kv_cache::{CacheLayout, KvCache};
 use crate::weights::{SharedWeight, WeightId, WeightSource};
@@ -235,7 +235,7 @@ impl Gemma3 {
         let attn = attention(q, cache, il)?;
         let x = x.add(b.post_attn_norm.forward(b.o.forward(attn)?));
         let hn = b.ffn_norm.forward(x.clone());
-        let ff = activation::gelu_approximate(b.gate.forward(hn.clone())?).mul(b.up.forward(hn)?);
+        let ff = geglu(b.gate.forward(hn.clone())?, b.up.forward(hn)?)?;
         Ok(x.add(b.post_ffn_norm.forward(b.down.forward(ff)?)))
     }
 }

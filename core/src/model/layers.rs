@@ -112,6 +112,8 @@ impl Linear {
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
     w: Tensor<1>,
+    /// The weight on the host, for the CPU path.
+    w_host: Vec<f32>,
     eps: f32,
 }
 
@@ -121,7 +123,7 @@ impl RmsNorm {
         let raw = src.raw(id)?;
         let v = raw.to_f32()?;
         let n = v.len();
-        Ok(Self { w: Tensor::from_data(TensorData::new(v, [n]), device), eps })
+        Ok(Self { w: Tensor::from_data(TensorData::new(v.clone(), [n]), device), w_host: v, eps })
     }
 
     /// The weight (`1 + w` in HF's terms) and epsilon, for the fused GPU kernel (`gpu_fused`).
@@ -131,10 +133,64 @@ impl RmsNorm {
 
     /// x: [.., d] -> [.., d]
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if on_cpu(&x) {
+            if let Some(y) = self.forward_host(&x) {
+                return y;
+            }
+        }
         let ms = x.clone().square().mean_dim(D - 1);
         let x = x.div(ms.add_scalar(self.eps).sqrt());
         x.mul(self.w.clone().unsqueeze::<D>())
     }
+
+    /// The CPU path: one pass per row on the host, rows spread over the kernel pool. The sum of
+    /// squares is accumulated in f64, as ggml's `rms_norm` does. `None` (caller falls back to
+    /// the tensor ops) if the shapes disagree or the read-back fails.
+    fn forward_host<const D: usize>(&self, x: &Tensor<D>) -> Option<Tensor<D>> {
+        let dims = x.dims();
+        let d = dims[D - 1];
+        if d == 0 || d != self.w_host.len() {
+            return None;
+        }
+        let mut v = read_f32(x.clone()).ok()?;
+        let rows = v.len() / d;
+        let (w, eps) = (&self.w_host, self.eps);
+        let norm = |row: &mut [f32]| {
+            let ss: f64 = row.iter().map(|&a| (a * a) as f64).sum();
+            let scale = 1.0 / ((ss / d as f64) as f32 + eps).sqrt();
+            for (o, &wi) in row.iter_mut().zip(w) {
+                *o = *o * scale * wi;
+            }
+        };
+        par_rows(&mut v, d, rows, norm);
+        Some(Tensor::from_data(TensorData::new(v, dims), &x.device()))
+    }
+}
+
+/// Whether `x` lives on the CPU backend (where the host paths of these layers run).
+fn on_cpu<const D: usize>(x: &Tensor<D>) -> bool {
+    x.device() == crate::backend::cpu_device()
+}
+
+/// Applies `f` to each `d`-long row of `v` (`rows` of them), spread over the kernel pool in
+/// blocks of at least 16 K values (below that, one thread: the hand-off would dominate).
+fn par_rows(v: &mut [f32], d: usize, rows: usize, f: impl Fn(&mut [f32]) + Sync) {
+    let per = (16 * 1024 / d.max(1)).max(1);
+    let blocks = rows.div_ceil(per);
+    if blocks <= 1 {
+        v.chunks_exact_mut(d).for_each(f);
+        return;
+    }
+    let len = v.len();
+    let p = crate::quant::cpu::pool::SyncPtr(v.as_mut_ptr());
+    crate::quant::cpu::pool::for_each(blocks, &|b| {
+        let (r0, r1) = (b * per, ((b + 1) * per).min(rows));
+        // SAFETY: block `b` covers rows `r0..r1 ≤ rows`, i.e. values `[r0·d, r1·d) ⊆ [0, len)`,
+        // disjoint from every other block; `v` outlives the call.
+        let part = unsafe { std::slice::from_raw_parts_mut(p.get().add(r0 * d), (r1 - r0) * d) };
+        debug_assert!(r1 * d <= len);
+        part.chunks_exact_mut(d).for_each(&f);
+    });
 }
 
 /// RoPE angles for a run of positions, NEOX style (pairs `(i, i + hd/2)`), computed on the host
@@ -160,6 +216,11 @@ pub fn rope_tables(start: usize, n: usize, head_dim: usize, base: f32, scale: f3
 
 /// Applies NEOX RoPE. x: [heads, n, hd]; cos, sin: [n, hd/2] -> [heads, n, hd]
 pub fn apply_rope(x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<3> {
+    if on_cpu(&x) {
+        if let Some(y) = rope_host(&x, cos, sin) {
+            return y;
+        }
+    }
     let [h, n, hd] = x.dims();
     let half = hd / 2;
     let x1 = x.clone().slice([0..h, 0..n, 0..half]);
@@ -171,11 +232,77 @@ pub fn apply_rope(x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<3> {
     Tensor::cat(vec![r1, r2], 2)
 }
 
+/// [`apply_rope`] on the host (the same products and sums per element).
+fn rope_host(x: &Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>) -> Option<Tensor<3>> {
+    let [h, n, hd] = x.dims();
+    let half = hd / 2;
+    if hd % 2 != 0 || cos.dims() != [n, half] || sin.dims() != [n, half] {
+        return None;
+    }
+    let mut v = read_f32(x.clone()).ok()?;
+    let (c, s) = (read_f32(cos.clone()).ok()?, read_f32(sin.clone()).ok()?);
+    // Row `r` of `[h·n, hd]` is token `r % n`.
+    let rows = h * n;
+    let p = crate::quant::cpu::pool::SyncPtr(v.as_mut_ptr());
+    let rot = |r: usize| {
+        let t = r % n;
+        let (c, s) = (&c[t * half..(t + 1) * half], &s[t * half..(t + 1) * half]);
+        // SAFETY: row `r < h·n` is `[r·hd, (r+1)·hd)` of `v` (length `h·n·hd`), and each row is
+        // visited by exactly one task.
+        let row = unsafe { std::slice::from_raw_parts_mut(p.get().add(r * hd), hd) };
+        let (x1, x2) = row.split_at_mut(half);
+        for i in 0..half {
+            let (a, b) = (x1[i], x2[i]);
+            x1[i] = a * c[i] - b * s[i];
+            x2[i] = b * c[i] + a * s[i];
+        }
+    };
+    if rows * hd >= 32 * 1024 {
+        crate::quant::cpu::pool::for_each(rows, &rot);
+    } else {
+        (0..rows).for_each(rot);
+    }
+    Some(Tensor::from_data(TensorData::new(v, [h, n, hd]), &x.device()))
+}
+
+/// GeGLU: `gelu_tanh(gate) · up` (Gemma's MLP), fused and threaded on the CPU.
+///
+/// gate, up: [n, ff] -> [n, ff]
+pub fn geglu(gate: Tensor<2>, up: Tensor<2>) -> Result<Tensor<2>> {
+    if !on_cpu(&gate) || gate.dims() != up.dims() {
+        return Ok(activation::gelu_approximate(gate).mul(up));
+    }
+    let dims = gate.dims();
+    let device = gate.device();
+    let mut g = read_f32(gate)?;
+    let u = read_f32(up)?;
+    // burn's `gelu_approximate`: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    const SQRT_2_OVER_PI: f32 = (std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2) as f32;
+    const BLOCK: usize = 4096;
+    let p = crate::quant::cpu::pool::SyncPtr(g.as_mut_ptr());
+    let len = g.len();
+    let run = |b: usize| {
+        let (i0, i1) = (b * BLOCK, ((b + 1) * BLOCK).min(len));
+        // SAFETY: block `b` is `[i0, i1) ⊆ [0, len)` of `g`, disjoint between blocks.
+        let gs = unsafe { std::slice::from_raw_parts_mut(p.get().add(i0), i1 - i0) };
+        for (x, &y) in gs.iter_mut().zip(&u[i0..i1]) {
+            let a = *x;
+            let inner = (a + a * a * a * 0.044715) * SQRT_2_OVER_PI;
+            *x = a * (inner.tanh() + 1.0) * 0.5 * y;
+        }
+    };
+    crate::quant::cpu::pool::for_each(len.div_ceil(BLOCK), &run);
+    Ok(Tensor::from_data(TensorData::new(g, dims), &device))
+}
+
 /// Grouped-query attention of `q` over the cache of `layer` (after this pass's k/v were stored).
 ///
 /// q: [H, n, hd] (already scaled) -> [n, H·hd]
 pub fn attention(q: Tensor<3>, cache: &KvCache, layer: usize) -> Result<Tensor<2>> {
     let [h, n, hd] = q.dims();
+    if let Some(kv) = cache.host_view(layer, n)? {
+        return attention_host(q, &kv);
+    }
     let (k, v, mask, s) = cache.view(layer, n)?;
     let kv = k.dims()[0];
     let g = h / kv;
@@ -187,6 +314,96 @@ pub fn attention(q: Tensor<3>, cache: &KvCache, layer: usize) -> Result<Tensor<2
     let p = activation::softmax(scores, 2);
     let o = p.matmul(v); // [KV, g·n, hd]
     Ok(o.reshape([h, n, hd]).swap_dims(0, 1).reshape([n, h * hd]))
+}
+
+/// [`attention`] on the CPU, reading the host cache in place.
+///
+/// Work items are (query head, query token) rows, each split into position chunks when there are
+/// too few rows to occupy the pool (decode: 4 rows); a chunk keeps its own running max, sum and
+/// weighted value sum (as flash-decoding does), and the chunks of a row are merged afterwards.
+/// Masked keys are skipped, so causal prefill does half the work. Query head `j` reads KV head
+/// `j / (H / KV)`, as the tensor path's reshape groups them.
+fn attention_host(q: Tensor<3>, kv: &crate::kv_cache::HostView<'_>) -> Result<Tensor<2>> {
+    use crate::kv_cache::HostView;
+    use crate::quant::cpu::{axpy_f32, dot_f32, pool};
+    let [h, n, hd] = q.dims();
+    let device = q.device();
+    let (s, cap, kvh) = (kv.s, kv.cap, kv.kv_heads);
+    if kvh == 0 || h % kvh != 0 || hd != kv.head_dim || kv.mask.len() != n * s {
+        return Err(Error::Backend { reason: format!("attention: {h} heads of {hd} over {kvh} kv heads of {}", kv.head_dim) });
+    }
+    let g = h / kvh;
+    let qs = read_f32(q)?; // [H, n, hd]
+    let rows = h * n;
+    let threads = pool::threads();
+    // Position chunks per row: enough tasks for every thread, each ≥ 64 keys.
+    let pc = if rows >= 2 * threads { 1 } else { (2 * threads).div_ceil(rows).min(s.div_ceil(64)).max(1) };
+    let plen = s.div_ceil(pc);
+    // Per (row, chunk): max, sum, then `hd` weighted values.
+    let stride = hd + 2;
+    let mut part = vec![0f32; rows * pc * stride];
+    let pp = pool::SyncPtr(part.as_mut_ptr());
+    let task = |t: usize| {
+        let (r, c) = (t / pc, t % pc);
+        let (head, i) = (r / n, r % n);
+        let kvhead = head / g;
+        let qrow = &qs[r * hd..(r + 1) * hd];
+        let mrow = &kv.mask[i * s..(i + 1) * s];
+        let (p0, p1) = (c * plen, ((c + 1) * plen).min(s));
+        // SAFETY: task `t` owns `part[t·stride, (t+1)·stride)`, inside `rows·pc·stride`.
+        let out = unsafe { std::slice::from_raw_parts_mut(pp.get().add(t * stride), stride) };
+        let (stat, acc) = out.split_at_mut(2);
+        let mut sc: Vec<(usize, f32)> = Vec::with_capacity(p1.saturating_sub(p0));
+        let mut mx = f32::NEG_INFINITY;
+        for p in p0..p1 {
+            let m = mrow[p];
+            if HostView::masked(m) {
+                continue;
+            }
+            let k0 = (kvhead * cap + p) * hd;
+            let v = dot_f32(qrow, &kv.k[k0..k0 + hd]) + m;
+            mx = mx.max(v);
+            sc.push((p, v));
+        }
+        let mut sum = 0f32;
+        for &(p, v) in &sc {
+            let e = (v - mx).exp();
+            sum += e;
+            let v0 = (kvhead * cap + p) * hd;
+            axpy_f32(acc, e, &kv.v[v0..v0 + hd]);
+        }
+        stat[0] = mx;
+        stat[1] = sum;
+    };
+    pool::for_each(rows * pc, &task);
+    // Merge the chunks of each row into out: [n, H·hd].
+    let mut o = vec![0f32; n * h * hd];
+    let op = pool::SyncPtr(o.as_mut_ptr());
+    let merge = |r: usize| {
+        let (head, i) = (r / n, r % n);
+        let chunks = &part[r * pc * stride..(r + 1) * pc * stride];
+        let mx = chunks.chunks_exact(stride).map(|c| c[0]).fold(f32::NEG_INFINITY, f32::max);
+        // SAFETY: row `r` writes `o[(i·H + head)·hd ..][..hd]`, a distinct slot per `(i, head)`.
+        let dst = unsafe { std::slice::from_raw_parts_mut(op.get().add((i * h + head) * hd), hd) };
+        let mut total = 0f32;
+        for c in chunks.chunks_exact(stride) {
+            if c[1] > 0.0 {
+                let w = (c[0] - mx).exp();
+                total += c[1] * w;
+                axpy_f32(dst, w, &c[2..]);
+            }
+        }
+        if total > 0.0 {
+            let inv = 1.0 / total;
+            dst.iter_mut().for_each(|x| *x *= inv);
+        }
+    };
+    if rows * hd >= 32 * 1024 {
+        pool::for_each(rows, &merge);
+    } else {
+        (0..rows).for_each(merge);
+    }
+    Ok(tensor2(o, n, h * hd, &device))
 }
 
 /// The LM head over the (tied) embedding matrix. On the device it is split into row shards so

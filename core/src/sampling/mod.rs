@@ -86,8 +86,10 @@ impl Sampler {
             return Err(Error::Backend { reason: "model produced NaN logits".into() });
         }
         let p = &self.params;
-        let mut l = logits.to_vec();
+        // A copy only when the penalty rewrites logits (262144 floats a token otherwise).
+        let mut l = std::borrow::Cow::Borrowed(logits);
         if p.repetition_penalty != 1.0 {
+            let l = l.to_mut();
             let from = history.len().saturating_sub(p.repeat_last_n);
             let mut seen = std::collections::HashSet::new();
             for &t in &history[from..] {
@@ -165,11 +167,20 @@ fn softmax(v: &[f32]) -> Vec<f32> {
     e.into_iter().map(|x| x / s).collect()
 }
 
-/// `log_softmax(v)[i]`, computed stably in f64.
+/// `log_softmax(v)[i]`, computed stably in f64. The exponentials (one per vocabulary entry, every
+/// token) run in fixed chunks on the CPU pool and are summed in chunk order, so the result does
+/// not depend on the thread count.
 pub fn log_softmax_at(v: &[f32], i: usize) -> f32 {
+    const CHUNK: usize = 16_384;
     let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let s: f64 = v.iter().map(|&x| (x as f64 - m).exp()).sum();
-    (v[i] as f64 - m - s.ln()) as f32
+    let chunks: Vec<&[f32]> = v.chunks(CHUNK).collect();
+    let sums: Vec<std::sync::atomic::AtomicU64> = chunks.iter().map(|_| std::sync::atomic::AtomicU64::new(0)).collect();
+    crate::quant::cpu::pool::for_each(chunks.len(), &|c| {
+        let s: f64 = chunks[c].iter().map(|&x| (x as f64 - m).exp()).sum();
+        sums[c].store(s.to_bits(), std::sync::atomic::Ordering::Relaxed);
+    });
+    let s: f64 = sums.iter().map(|a| f64::from_bits(a.load(std::sync::atomic::Ordering::Relaxed))).sum();
+    (v.get(i).copied().unwrap_or(f32::NEG_INFINITY) as f64 - m - s.ln()) as f32
 }
 
 #[cfg(test)]

@@ -296,7 +296,14 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
     ids.truncate(a.prompt_tokens.max(1));
     // Sized like the llama.cpp reference (tests/reference/bench_llama.py): prompt + gen + 16.
     let ctx = a.prompt_tokens + a.gen_tokens + 16;
-    let mut session = engine.new_session(SessionConfig { max_context: ctx, prefill_chunk: a.prompt_tokens.clamp(1, 512), ..Default::default() })?;
+    let cfg = SessionConfig { max_context: ctx, prefill_chunk: a.prompt_tokens.clamp(1, 512), ..Default::default() };
+    // Warm-up in a throwaway session: the same prompt and two tokens, so the timed run measures
+    // the steady state (on a GPU the first pass compiles shaders and autotunes matmuls; its cost
+    // is reported as `warmup_ms`). llama.cpp's reference runs a warm-up decode as well.
+    let t0 = std::time::Instant::now();
+    engine.new_session(cfg.clone())?.generate_from(ids.clone(), &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(2) }, &mut |_| true)?;
+    let warmup_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let mut session = engine.new_session(cfg)?;
     let params = GenerationParams { max_tokens: a.gen_tokens, ignore_eos: true, ..GenerationParams::greedy(a.gen_tokens) };
     let g = session.generate_from(ids, &params, &mut |_| true)?;
     let j = serde_json::json!({
@@ -308,6 +315,7 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
         "decode_tokens_per_s": g.metrics.decode_tokens_per_s,
         "ttft_ms": g.metrics.ttft_ms,
         "load_ms": engine.info().load_ms,
+        "warmup_ms": warmup_ms,
         "peak_rss_mb": peak_rss_mb(),
         "rss_after_load_mb": rss_after_load,
         "context": ctx,

@@ -19,7 +19,8 @@
 //! streams every weight from memory once). On AVX-512, prefill (8 tokens or more) repacks each
 //! group of 16 rows into a row-interleaved layout instead (`x86::gemm`, after llama.cpp's
 //! repacked GEMMs), so one `vpdpbusd` advances 16 rows and block scales are applied once per
-//! 16 rows and token. Row chunks are spread over rayon's pool and write
+//! 16 rows and token. Tasks (row chunks, and token chunks in prefill; see `plan`) run on the
+//! kernels' own pool (`pool`: the caller plus spinning workers, ~1 µs per fork/join) and write
 //! straight into the `[n, rows]` output, without a transpose.
 //!
 //! Instruction sets, picked once at run time (`Isa::best`): AVX2 (+FMA, F16C), AVX-VNNI
@@ -29,11 +30,12 @@
 //! (`vdotq_s32`) would keep. `EDGEWISE_CPU_KERNELS=portable|avx2|avxvnni|avx512` forces a path
 //! for comparisons.
 
+pub(crate) mod pool;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use rayon::prelude::*;
+use pool::SyncPtr;
 
 use super::GgmlType;
 use crate::{Error, Result};
@@ -136,9 +138,25 @@ impl Acts {
                     *dd = quantize_block(xs, qs).0;
                 }
             }
-            // SAFETY: AVX2 was detected; `q` has `x`'s length and `d` one entry per block.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => unsafe { x86::quantize(x, 32, &mut q, &mut d) },
+            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => {
+                // Prefill quantizes up to 512 × 2048 values per product: split by tokens.
+                const TOKS: usize = 16;
+                let (qp, dp) = (SyncPtr(q.as_mut_ptr()), SyncPtr(d.as_mut_ptr()));
+                let nbr = cols / 32;
+                pool::for_each(n.div_ceil(TOKS), &|c| {
+                    let (t0, t1) = (c * TOKS, ((c + 1) * TOKS).min(n));
+                    // SAFETY: task `c` covers tokens `t0..t1 ≤ n`: values `[t0·cols, t1·cols)` of
+                    // `x` and `q` and blocks `[t0·nbr, t1·nbr)` of `d`, disjoint between tasks and
+                    // inside the buffers (`q` has `n·cols` entries, `d` `n·cols/32`); AVX2 was
+                    // detected.
+                    unsafe {
+                        let qs = std::slice::from_raw_parts_mut(qp.get().add(t0 * cols), (t1 - t0) * cols);
+                        let ds = std::slice::from_raw_parts_mut(dp.get().add(t0 * nbr), (t1 - t0) * nbr);
+                        x86::quantize(&x[t0 * cols..t1 * cols], 32, qs, ds);
+                    }
+                });
+            }
         }
         let sum16 = |qs: &[i8]| qs.iter().map(|&v| v as i16).sum::<i16>();
         let mut a = Self { n, cols, q, d, corr: Vec::new(), bsums: Vec::new(), xsum: Vec::new() };
@@ -245,22 +263,6 @@ pub fn matmul(ty: GgmlType, w: &[u8], rows_n: usize, cols: usize, x: &[f32], n: 
     matmul_with(Isa::best(), ty, w, rows_n, cols, x, n)
 }
 
-/// A raw output pointer shared by the row chunks, which write disjoint rows.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: each chunk writes only the elements of its own rows (see `matmul_with`), so the
-// writes through copies of the pointer never overlap, and the buffer outlives the parallel loop.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer (a method, so closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// [`matmul`] on a given instruction set (the tests force each one); an error if this CPU
 /// cannot run it.
 pub(crate) fn matmul_with(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, cols: usize, x: &[f32], n: usize) -> Result<Vec<f32>> {
@@ -282,53 +284,100 @@ pub(crate) fn matmul_with(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, cols:
     }
     let acts = Acts::quantize(isa, ty, x, n, cols);
 
-    // Row chunks: enough of them for the pool to balance (8 per thread), each big enough (in
-    // weight bytes × tokens) to pay for its scheduling and, when several token tiles pass over
-    // it, small enough that its weights stay in L1/L2.
-    let threads = rayon::current_num_threads().max(1);
-    let balance_rows = rows_n.div_ceil(threads * 8);
-    let work_rows = 64 * 1024 / (row_bytes * n).max(1);
-    let mut chunk_rows = balance_rows.max(work_rows);
-    if n > 4 {
-        chunk_rows = chunk_rows.min((96 * 1024 / row_bytes).max(work_rows));
-    }
-    let chunk_rows = chunk_rows.max(4).next_multiple_of(4);
-    let nchunks = rows_n.div_ceil(chunk_rows);
-    let out = OutPtr(y.as_mut_ptr());
-    let run = |c: usize| {
-        let r0 = c * chunk_rows;
+    let threads = pool::threads();
+    let (chunk_rows, chunk_toks) = plan(rows_n, row_bytes, n, threads);
+    let row_chunks = rows_n.div_ceil(chunk_rows);
+    let tok_chunks = n.div_ceil(chunk_toks);
+    let out = SyncPtr(y.as_mut_ptr());
+    pool::for_each(row_chunks * tok_chunks, &|task| {
+        let (rc, tc) = (task % row_chunks, task / row_chunks);
+        let r0 = rc * chunk_rows;
         let r1 = (r0 + chunk_rows).min(rows_n);
+        let t0 = tc * chunk_toks;
+        let t1 = (t0 + chunk_toks).min(n);
         // SAFETY: `w` holds `rows_n · row_bytes` bytes and `r0 < r1 ≤ rows_n`; `out` points to
-        // `n · rows_n` floats and the chunk writes only `[t, r0..r1]`; `acts` has `n` tokens of
-        // `cols` values; `isa` was detected on this CPU (or is the portable path).
-        unsafe { chunk(isa, ty, w.as_ptr().add(r0 * row_bytes), row_bytes, r1 - r0, &acts, out.get().add(r0), rows_n) };
-    };
-    if nchunks == 1 || threads == 1 {
-        (0..nchunks).for_each(run);
-    } else {
-        (0..nchunks).into_par_iter().for_each(run);
-    }
+        // `n · rows_n` floats and the task writes only `[t0..t1, r0..r1]`, disjoint from every
+        // other task's; `acts` has `n ≥ t1` tokens of `cols` values; `isa` was detected on this
+        // CPU (or is the portable path).
+        unsafe { chunk(isa, ty, w.as_ptr().add(r0 * row_bytes), row_bytes, r1 - r0, &acts, t0..t1, out.get().add(r0), rows_n) };
+    });
     Ok(y)
 }
 
-/// Computes `nr` rows (from `w`) for every token of `acts`, writing `y[t · ystride + r]`.
+/// How a product is split into tasks: `(rows, tokens)` per task.
+///
+/// Decode (`n ≤ 4`) streams each weight once: row chunks of at least 16 KiB of weights (a few
+/// microseconds, well above the pool's ~1 µs hand-off), and at least 4 per thread so that every
+/// thread gets work and the atomic task counter balances them. Prefill keeps each row chunk
+/// (≤ 96 KiB of weights, whole 16-row groups for the AVX-512 repack) in L2 while token tiles
+/// pass over it, and splits the tokens too (≥ 32 per task, which keeps the repack below a few
+/// percent) when the rows alone give fewer than 4 tasks per thread: a 256-row K projection is
+/// only 2 row chunks.
+fn plan(rows_n: usize, row_bytes: usize, n: usize, threads: usize) -> (usize, usize) {
+    let balance = rows_n.div_ceil(threads * 4);
+    if n <= 4 {
+        let work = 16 * 1024 / (row_bytes * n).max(1);
+        return (balance.max(work).max(4).next_multiple_of(4), n.max(1));
+    }
+    let l2 = (96 * 1024 / row_bytes.max(1)).max(16);
+    let rows = l2.min(balance.max(16)).next_multiple_of(16);
+    let row_chunks = rows_n.div_ceil(rows);
+    let want = (threads * 4).div_ceil(row_chunks);
+    let toks = n.div_ceil(want).max(32).next_multiple_of(8).min(n);
+    (rows, toks.max(1))
+}
+
+/// Computes `nr` rows (from `w`) for the tokens `toks` of `acts`, writing `y[t · ystride + r]`.
 ///
 /// # Safety
 /// `w` must hold `nr · row_bytes` readable bytes of `ty` blocks, `y` must be valid for writes at
-/// `t · ystride + r` for `t < acts.n`, `r < nr`, and `isa` must be supported by this CPU.
-unsafe fn chunk(isa: Isa, ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, y: *mut f32, ystride: usize) {
+/// `t · ystride + r` for `t` in `toks` (`toks.end ≤ acts.n`), `r < nr`, and `isa` must be
+/// supported by this CPU.
+#[allow(clippy::too_many_arguments)]
+unsafe fn chunk(isa: Isa, ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: std::ops::Range<usize>, y: *mut f32, ystride: usize) {
     match isa {
         // SAFETY: forwarded from the caller.
-        Isa::Portable => unsafe { portable::chunk(ty, w, row_bytes, nr, acts, y, ystride) },
+        Isa::Portable => unsafe { portable::chunk(ty, w, row_bytes, nr, acts, toks, y, ystride) },
         // SAFETY: forwarded from the caller; AVX2/FMA/F16C were detected.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { x86::chunk_avx2(ty, w, row_bytes, nr, acts, y, ystride) },
+        Isa::Avx2 => unsafe { x86::chunk_avx2(ty, w, row_bytes, nr, acts, toks, y, ystride) },
         // SAFETY: forwarded from the caller; AVX-VNNI (and AVX2) were detected.
         #[cfg(target_arch = "x86_64")]
-        Isa::AvxVnni => unsafe { x86::chunk_vnni(ty, w, row_bytes, nr, acts, y, ystride) },
+        Isa::AvxVnni => unsafe { x86::chunk_vnni(ty, w, row_bytes, nr, acts, toks, y, ystride) },
         // SAFETY: forwarded from the caller; AVX-512 F/VL/BW/VNNI (and AVX2) were detected.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => unsafe { x86::chunk_avx512(ty, w, row_bytes, nr, acts, y, ystride) },
+        Isa::Avx512Vnni => unsafe { x86::chunk_avx512(ty, w, row_bytes, nr, acts, toks, y, ystride) },
+    }
+}
+
+/// `Σ a[i]·b[i]` over the common length (attention scores), SIMD where the CPU has it.
+pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() != Isa::Portable {
+        // SAFETY: every non-portable `Isa` implies AVX2 and FMA were detected.
+        return unsafe { x86::dot_f32(a, b) };
+    }
+    // Eight independent partial sums, which the compiler keeps in vector registers.
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// `y[i] += a·x[i]` over the common length (attention's weighted sum of values).
+pub(crate) fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() != Isa::Portable {
+        // SAFETY: every non-portable `Isa` implies AVX2 and FMA were detected.
+        return unsafe { x86::axpy_f32(y, a, x) };
+    }
+    for (o, v) in y.iter_mut().zip(x) {
+        *o += a * v;
     }
 }
 

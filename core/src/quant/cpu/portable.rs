@@ -135,10 +135,10 @@ fn row_dot(ty: GgmlType, row: &[u8], x: &Tok) -> f32 {
 /// # Safety
 /// `w` must hold `nr · row_bytes` readable bytes, and `y` must be valid for writes at
 /// `t · ystride + r` for `t < acts.n`, `r < nr`.
-pub(super) unsafe fn chunk(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, y: *mut f32, ystride: usize) {
+pub(super) unsafe fn chunk(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: std::ops::Range<usize>, y: *mut f32, ystride: usize) {
     // SAFETY: the caller guarantees `nr · row_bytes` readable bytes at `w`.
     let wb = unsafe { std::slice::from_raw_parts(w, nr * row_bytes) };
-    for t in 0..acts.n {
+    for t in toks.start..toks.end.min(acts.n) {
         let tok = Tok::new(acts, t);
         for (r, row) in wb.chunks_exact(row_bytes).enumerate() {
             // SAFETY: `t < acts.n` and `r < nr`, which the caller guarantees writable.

@@ -15,6 +15,7 @@
 //! through the activation sums per 16).
 
 use std::arch::x86_64::*;
+use std::ops::Range;
 use std::ptr::read_unaligned;
 
 use super::Acts;
@@ -100,9 +101,9 @@ const Q6_K: u8 = 5;
 /// # Safety
 /// As `super::chunk`, and the CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn chunk_avx2(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, y: *mut f32, ystride: usize) {
+pub(super) unsafe fn chunk_avx2(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
     // SAFETY: forwarded from the caller.
-    unsafe { chunk_impl::<AVX2>(ty, w, row_bytes, nr, acts, y, ystride) }
+    unsafe { chunk_impl::<AVX2>(ty, w, row_bytes, nr, acts, toks, y, ystride) }
 }
 
 /// AVX-VNNI entry point; see `super::chunk`.
@@ -110,9 +111,9 @@ pub(super) unsafe fn chunk_avx2(ty: GgmlType, w: *const u8, row_bytes: usize, nr
 /// # Safety
 /// As `super::chunk`, and the CPU must support AVX2, FMA, F16C and AVX-VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-pub(super) unsafe fn chunk_vnni(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, y: *mut f32, ystride: usize) {
+pub(super) unsafe fn chunk_vnni(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
     // SAFETY: forwarded from the caller.
-    unsafe { chunk_impl::<VNNI>(ty, w, row_bytes, nr, acts, y, ystride) }
+    unsafe { chunk_impl::<VNNI>(ty, w, row_bytes, nr, acts, toks, y, ystride) }
 }
 
 /// AVX-512 entry point (256-bit vectors, 32 registers); see `super::chunk`.
@@ -120,24 +121,24 @@ pub(super) unsafe fn chunk_vnni(ty: GgmlType, w: *const u8, row_bytes: usize, nr
 /// # Safety
 /// As `super::chunk`, and the CPU must support AVX2, FMA, F16C and AVX-512 F/VL/BW/VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
-pub(super) unsafe fn chunk_avx512(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, y: *mut f32, ystride: usize) {
+pub(super) unsafe fn chunk_avx512(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
     // SAFETY: forwarded from the caller.
-    unsafe { chunk_impl::<AVX512>(ty, w, row_bytes, nr, acts, y, ystride) }
+    unsafe { chunk_impl::<AVX512>(ty, w, row_bytes, nr, acts, toks, y, ystride) }
 }
 
 /// # Safety
 /// As `super::chunk`; inlined only into the entry points above.
 #[inline(always)]
-unsafe fn chunk_impl<const V: u8>(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, y: *mut f32, ystride: usize) {
+unsafe fn chunk_impl<const V: u8>(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
     // SAFETY (all arms): forwarded from the caller; `ty` matches the blocks behind `w`.
     unsafe {
         match ty {
-            GgmlType::Q8_0 => drive::<V, Q8_0>(w, row_bytes, nr, acts, y, ystride),
-            GgmlType::Q4_0 => drive::<V, Q4_0>(w, row_bytes, nr, acts, y, ystride),
-            GgmlType::Q5_0 => drive::<V, Q5_0>(w, row_bytes, nr, acts, y, ystride),
-            GgmlType::Q4_K => drive::<V, Q4_K>(w, row_bytes, nr, acts, y, ystride),
-            GgmlType::Q5_K => drive::<V, Q5_K>(w, row_bytes, nr, acts, y, ystride),
-            GgmlType::Q6_K => drive::<V, Q6_K>(w, row_bytes, nr, acts, y, ystride),
+            GgmlType::Q8_0 => drive::<V, Q8_0>(w, row_bytes, nr, acts, toks.clone(), y, ystride),
+            GgmlType::Q4_0 => drive::<V, Q4_0>(w, row_bytes, nr, acts, toks.clone(), y, ystride),
+            GgmlType::Q5_0 => drive::<V, Q5_0>(w, row_bytes, nr, acts, toks.clone(), y, ystride),
+            GgmlType::Q4_K => drive::<V, Q4_K>(w, row_bytes, nr, acts, toks.clone(), y, ystride),
+            GgmlType::Q5_K => drive::<V, Q5_K>(w, row_bytes, nr, acts, toks.clone(), y, ystride),
+            GgmlType::Q6_K => drive::<V, Q6_K>(w, row_bytes, nr, acts, toks.clone(), y, ystride),
             _ => {}
         }
     }
@@ -148,13 +149,13 @@ unsafe fn chunk_impl<const V: u8>(ty: GgmlType, w: *const u8, row_bytes: usize, 
 /// # Safety
 /// As `super::chunk`.
 #[inline(always)]
-unsafe fn drive<const V: u8, const TY: u8>(w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, y: *mut f32, ystride: usize) {
-    let n = acts.n;
-    let mut t0 = 0;
+unsafe fn drive<const V: u8, const TY: u8>(w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
+    let n = toks.end.min(acts.n);
+    let mut t0 = toks.start;
     // SAFETY (all calls): `t0 + T ≤ n`, the rest forwarded from the caller.
     unsafe {
-        if V == AVX512 && n >= GEMM_MIN_TOKENS {
-            gemm::<TY>(w, row_bytes, nr, acts, y, ystride);
+        if V == AVX512 && n.saturating_sub(t0) >= GEMM_MIN_TOKENS {
+            gemm::<TY>(w, row_bytes, nr, acts, t0..n, y, ystride);
             return;
         }
         while t0 + 4 <= n {
@@ -432,9 +433,9 @@ unsafe fn b32_unsigned<const TY: u8>(blk: *const u8) -> __m256i {
 /// # Safety
 /// As `super::chunk`.
 #[inline(always)]
-unsafe fn gemm<const TY: u8>(w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, y: *mut f32, ystride: usize) {
+unsafe fn gemm<const TY: u8>(w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
     let nb = acts.cols / 32;
-    let n = acts.n;
+    let n = toks.end.min(acts.n);
     // Scale entries per 32-block and row.
     let ns = if TY == Q6_K { 2 } else { 1 };
     let mut pw = vec![0u32; nb * 8 * G];
@@ -528,7 +529,7 @@ unsafe fn gemm<const TY: u8>(w: *const u8, row_bytes: usize, nr: usize, acts: &A
             // Rows past `gr` hold an earlier group's weights; their lanes are not stored.
             let mask: __mmask16 = if gr == G { 0xFFFF } else { (1u16 << gr) - 1 };
             let yg = y.add(g0);
-            let mut t0 = 0;
+            let mut t0 = toks.start;
             while t0 + 8 <= n {
                 gemm_tile::<TY, 8>(&pw, &ps, &pm, acts, t0, yg, ystride, mask);
                 t0 += 8;
@@ -782,5 +783,60 @@ unsafe fn tile_q6k<const V: u8, const R: usize, const T: usize>(w: *const u8, ro
             }
         }
         out
+    }
+}
+
+/// `Σ a[i]·b[i]` over `min(len)` values, with four 8-lane FMA chains.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut i = 0;
+    // SAFETY: every load reads `[i, i + 8)` with `i + 8 ≤ n`, inside both slices.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        while i + 32 <= n {
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8 * k)), _mm256_loadu_ps(pb.add(i + 8 * k)), *a);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
+            i += 8;
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut sum = hsum(v);
+        while i < n {
+            sum += *pa.add(i) * *pb.add(i);
+            i += 1;
+        }
+        sum
+    }
+}
+
+/// `y[i] += a·x[i]` over `min(len)` values.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
+    let n = y.len().min(x.len());
+    let (py, px) = (y.as_mut_ptr(), x.as_ptr());
+    let mut i = 0;
+    // SAFETY: every access is `[i, i + 8)` with `i + 8 ≤ n` (or `i < n`), inside both slices.
+    unsafe {
+        let va = _mm256_set1_ps(a);
+        while i + 8 <= n {
+            _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i))));
+            i += 8;
+        }
+        while i < n {
+            *py.add(i) += a * *px.add(i);
+            i += 1;
+        }
     }
 }
