@@ -12,6 +12,7 @@
 //! | [`catalog`] | the model catalog (`models/catalog.toml`) and local model paths |
 //! | [`download`] | fetching, resuming and verifying model files |
 //! | [`gguf`] | the mmap'd GGUF reader, metadata façade, tensor-name tables, config synthesis |
+//! | [`hf`] | Hugging Face model folders: config.json, mmap'd safetensors, tokenizer and template files |
 //! | [`quant`] | GGML block types and their dequantizers |
 //! | [`tokenizer`] | an exact `tokenizers::Tokenizer` from GGUF metadata; streaming detokenization; chat templates |
 //! | [`backend`] | the one place that picks burn devices |

@@ -40,6 +40,14 @@ pub enum OverflowPolicy {
     DropOldestTurns,
 }
 
+/// What one model step hands the sampling loop.
+enum Next {
+    /// The vocabulary's logits for the sampler.
+    Logits(Vec<f32>),
+    /// A greedy pick (token, log-probability) made by the model itself.
+    Picked((u32, f32)),
+}
+
 /// Per-session settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -319,16 +327,21 @@ impl Session {
             common = 0;
         }
         self.cached.truncate(common);
-        let mut logits = Vec::new();
+        let mut sampler = Sampler::new(params.sampling.clone())?;
+        // Greedy without a penalty needs only the maximum: the model may pick on its device.
+        let device_pick = sampler.is_plain_greedy();
+        let step = |tokens: &[u32], cache: &mut KvCache| -> Result<Next> {
+            Ok(if device_pick { Next::Picked(model.forward_greedy(tokens, cache)?) } else { Next::Logits(model.forward(tokens, cache)?) })
+        };
+        let mut next_out = Next::Logits(Vec::new());
         for chunk in prompt[common..].chunks(self.cfg.prefill_chunk) {
             if self.cancel.is_cancelled() {
                 return Ok(self.finish_cancelled(&prompt, common, t0));
             }
-            logits = model.forward(chunk, &mut self.cache)?;
+            next_out = step(chunk, &mut self.cache)?;
             self.cached.extend_from_slice(chunk);
         }
         let prefill_s = t0.elapsed().as_secs_f64();
-        let mut sampler = Sampler::new(params.sampling.clone())?;
         let tok = self.engine.tokenizer();
         let eos = tok.eos_ids();
         let mut stream = tok.stream_decoder();
@@ -343,7 +356,10 @@ impl Session {
             if self.cancel.is_cancelled() {
                 break StopReason::Cancelled;
             }
-            let (next, lp) = sampler.sample(&logits, &history)?;
+            let (next, lp) = match &next_out {
+                Next::Picked(p) => *p,
+                Next::Logits(logits) => sampler.sample(logits, &history)?,
+            };
             if ttft.is_none() {
                 ttft = Some(t0.elapsed().as_secs_f64());
                 t_first = Instant::now();
@@ -372,7 +388,7 @@ impl Session {
             if self.cache.len() >= self.cfg.max_context {
                 break StopReason::ContextFull;
             }
-            logits = model.forward(&[next], &mut self.cache)?;
+            next_out = step(&[next], &mut self.cache)?;
             self.cached.push(next);
         };
         if matches!(reason, StopReason::MaxTokens | StopReason::ContextFull | StopReason::Eos) {

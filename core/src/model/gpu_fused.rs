@@ -224,6 +224,75 @@ fn decode_attention_kernel(
     }
 }
 
+/// Stage 1 of the device-side greedy pick: workgroup `g` reduces `chunk` logits to (max, first
+/// index of the max, Σ exp(x − max)) in `part[3g..3g+3]` (the index as f32 bits via `u32`).
+#[cube(launch)]
+fn argmax_partial_kernel(x: &Tensor<f32>, part: &mut Tensor<f32>, idx_out: &mut Tensor<u32>, v_len: usize, chunk: usize) {
+    let g = CUBE_POS_X as usize;
+    let tx = UNIT_POS_X as usize;
+    let wgr = CUBE_DIM_X as usize;
+    let xs = x.stride(1);
+    let start = g * chunk;
+    let end = select(start + chunk < v_len, start + chunk, v_len);
+    let mut best = Shared::<[f32]>::new_slice(comptime![WG_NORM]);
+    let mut besti = Shared::<[u32]>::new_slice(comptime![WG_NORM]);
+    let mut acc = Array::<f32>::new(2usize);
+    let mut acci = Array::<u32>::new(1usize);
+    acc[0] = -3.0e38f32;
+    acci[0] = u32::cast_from(end);
+    let mut i = start + tx;
+    while i < end {
+        let v = x[i * xs];
+        // Strictly greater: within a thread the indices rise, so the first maximum stays.
+        if v > acc[0] {
+            acc[0] = v;
+            acci[0] = u32::cast_from(i);
+        }
+        i += wgr;
+    }
+    best[tx] = acc[0];
+    besti[tx] = acci[0];
+    sync_cube();
+    let mut step = wgr / 2;
+    while step > 0 {
+        if tx < step {
+            let (a, b) = (best[tx], best[tx + step]);
+            let (ia, ib) = (besti[tx], besti[tx + step]);
+            // The larger value; on a tie the smaller index (llama.cpp's greedy takes the first).
+            let take_b = b > a || (b == a && ib < ia);
+            best[tx] = select(take_b, b, a);
+            besti[tx] = select(take_b, ib, ia);
+        }
+        sync_cube();
+        step /= 2;
+    }
+    let m = best[0];
+    let mi = besti[0];
+    sync_cube();
+    acc[1] = 0.0;
+    let mut j = start + tx;
+    while j < end {
+        acc[1] += f32::exp(x[j * xs] - m);
+        j += wgr;
+    }
+    best[tx] = acc[1];
+    sync_cube();
+    let mut step2 = wgr / 2;
+    while step2 > 0 {
+        if tx < step2 {
+            let s2 = best[tx] + best[tx + step2];
+            best[tx] = s2;
+        }
+        sync_cube();
+        step2 /= 2;
+    }
+    if tx == 0 {
+        part[g * 2] = m;
+        part[g * 2 + 1] = best[0];
+        idx_out[g] = mi;
+    }
+}
+
 /// A grid of `groups` workgroups split over x and y (wgpu caps each dimension at 65535).
 fn grid(groups: usize) -> Result<CubeCount> {
     let gx = groups.clamp(1, 65_535);
@@ -346,6 +415,60 @@ pub fn decode_attention(q: BurnTensor<3>, k: BurnTensor<3>, v: BurnTensor<3>, ma
     Ok(Some(wrap(out)))
 }
 
+/// Logits reduced on the device for a greedy step: the first index of the maximum and its
+/// log-probability. Only `3 × groups` numbers cross back to the host instead of the vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Greedy {
+    /// The chosen token (first maximum, as llama.cpp's greedy sampler).
+    pub token: u32,
+    /// `log_softmax(logits)[token]`.
+    pub logprob: f32,
+}
+
+/// Workgroups of the greedy reduction (each takes `vocab / GREEDY_GROUPS` logits).
+const GREEDY_GROUPS: usize = 128;
+
+/// The greedy pick of one row of logits (`[1, V]`, on the device).
+pub fn greedy(logits: BurnTensor<2>) -> Result<Greedy> {
+    let [rows, v] = logits.dims();
+    if rows != 1 || v == 0 || v > u32::MAX as usize {
+        return Err(Error::Backend { reason: format!("device greedy: logits [{rows}, {v}]") });
+    }
+    let x = cube(logits, "device greedy")?;
+    let groups = GREEDY_GROUPS.min(v.div_ceil(WG_NORM));
+    let chunk = v.div_ceil(groups);
+    let part = output(&x, [groups, 2]);
+    let idx = CubeTensor::new_contiguous(x.client.clone(), x.device.clone(), Shape::new([groups]), x.client.empty(groups * 4), DType::U32);
+    argmax_partial_kernel::launch(
+        &x.client,
+        CubeCount::Static(groups as u32, 1, 1),
+        CubeDim::new_1d(WG_NORM as u32),
+        x.clone().into_tensor_arg(),
+        part.clone().into_tensor_arg(),
+        idx.clone().into_tensor_arg(),
+        v,
+        chunk,
+    );
+    let part = crate::model::layers::read_f32(wrap::<2>(part))?;
+    let idx: Vec<u32> = BurnTensor::<1, burn::tensor::Int>::from_primitive::<Wgpu>(idx)
+        .try_into_vec_as::<u32>()
+        .map_err(|e| Error::Backend { reason: format!("device greedy read-back: {e:?}") })?;
+    // Combine in chunk order: the first chunk holding the maximum has its first index.
+    let mut best = (f32::NEG_INFINITY, 0usize);
+    for (g, p) in part.chunks_exact(2).enumerate() {
+        if p[0] > best.0 {
+            best = (p[0], g);
+        }
+    }
+    let m = best.0;
+    if !m.is_finite() {
+        return Err(Error::Backend { reason: "model produced non-finite logits".into() });
+    }
+    let total: f64 = part.chunks_exact(2).map(|p| p[1] as f64 * ((p[0] - m) as f64).exp()).sum();
+    let token = *idx.get(best.1).ok_or_else(|| Error::Backend { reason: "device greedy: no index".into() })?;
+    Ok(Greedy { token, logprob: -(total.ln() as f32) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,6 +545,23 @@ mod tests {
             let fused = decode_attention(q, k, v, mask).unwrap().expect("decode shape");
             close(&read_f32(fused).unwrap(), &read_f32(plain).unwrap(), 1e-5);
         }
+    }
+
+    #[test]
+    fn device_greedy_matches_the_host_sampler() {
+        let Some(dev) = device() else { return };
+        for (v, seed) in [(262_144, 21), (1000, 22), (7, 23)] {
+            let mut vals = values(v, seed);
+            // A tie for the maximum: the first index must win, as on the host.
+            let top = vals.iter().cloned().fold(f32::MIN, f32::max) + 1.0;
+            vals[v / 2] = top;
+            vals[v - 1] = top;
+            let got = greedy(tensor2(vals.clone(), 1, v, &dev)).unwrap();
+            assert_eq!(got.token as usize, crate::sampling::argmax(&vals));
+            let want = crate::sampling::log_softmax_at(&vals, got.token as usize);
+            assert!((got.logprob - want).abs() < 1e-4, "{} vs {want}", got.logprob);
+        }
+        assert!(greedy(tensor2(vec![0.0; 4], 2, 2, &dev)).is_err());
     }
 
     #[test]

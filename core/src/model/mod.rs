@@ -44,6 +44,18 @@ pub trait CausalLm: Send + Sync {
             .pop()
             .ok_or_else(|| Error::InvalidParameter { name: "tokens", reason: "empty pass".into() })
     }
+    /// [`CausalLm::forward`] reduced to the greedy pick: the first index of the largest logit and
+    /// its log-probability (what [`crate::sampling::Sampler`] returns at temperature 0 without a
+    /// penalty). A model on a GPU overrides it to pick on the device, so that two numbers instead
+    /// of the vocabulary's logits cross back to the host each token.
+    fn forward_greedy(&self, tokens: &[u32], cache: &mut KvCache) -> Result<(u32, f32)> {
+        let logits = self.forward(tokens, cache)?;
+        if logits.iter().any(|l| l.is_nan()) {
+            return Err(Error::Backend { reason: "model produced NaN logits".into() });
+        }
+        let tok = crate::sampling::argmax(&logits);
+        Ok((tok as u32, crate::sampling::log_softmax_at(&logits, tok)))
+    }
     /// A cache for `max_context` tokens, accepting passes of up to `max_chunk` tokens.
     fn new_cache(&self, max_context: usize, max_chunk: usize) -> Result<KvCache>;
     /// Vocabulary size (logits per token).

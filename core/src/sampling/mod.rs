@@ -76,6 +76,13 @@ impl Sampler {
         Ok(Self { params, rng })
     }
 
+    /// Whether picking needs nothing but the logits' maximum: temperature 0 and no penalty. Then
+    /// a model may pick on its device ([`crate::model::CausalLm::forward_greedy`]) and return the
+    /// same token as [`Sampler::sample`].
+    pub fn is_plain_greedy(&self) -> bool {
+        self.params.temperature == 0.0 && self.params.repetition_penalty == 1.0
+    }
+
     /// Picks the next token from `logits`, given the tokens so far (for the penalty).
     /// Returns the token and its log-probability under the unmodified distribution.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> Result<(u32, f32)> {
