@@ -263,6 +263,35 @@ impl KvCache {
         Ok(())
     }
 
+    /// The CPU path of [`KvCache::store`]: k, v: [n, KV, hd] on the host (token-major, as the
+    /// projections write them). An error on a device cache.
+    pub fn store_host(&mut self, layer: usize, k: &[f32], v: &[f32]) -> Result<()> {
+        let (start, n) = self.pass.ok_or_else(|| Error::Backend { reason: "kv store outside a pass".into() })?;
+        let cap = self.rings[self.ring_index(layer)?].capacity;
+        let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
+        let bad = || Error::Backend { reason: "kv store: layer or shape out of range".into() };
+        let h = self.host.as_mut().ok_or_else(bad)?;
+        if cap == 0 || k.len() != n * kvh * hd || v.len() != k.len() {
+            return Err(bad());
+        }
+        let (kb, vb) = (h.k.get_mut(layer).ok_or_else(bad)?, h.v.get_mut(layer).ok_or_else(bad)?);
+        // Token `i` of head `hh` goes to slot `(start + i) % cap` of head `hh`.
+        for (buf, src) in [(kb, k), (vb, v)] {
+            for (i, tok) in src.chunks_exact(kvh * hd).enumerate() {
+                let slot = (start + i) % cap;
+                for (hh, row) in tok.chunks_exact(hd).enumerate() {
+                    buf.get_mut((hh * cap + slot) * hd..(hh * cap + slot + 1) * hd).ok_or_else(bad)?.copy_from_slice(row);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the keys and values live on the host (the CPU path).
+    pub fn is_host(&self) -> bool {
+        self.host.is_some()
+    }
+
     /// Keys, values and additive mask visible to this pass's queries at `layer`.
     /// -> (k [KV, S, hd], v [KV, S, hd], mask [n, S], S)
     pub fn view(&self, layer: usize, n: usize) -> Result<(Tensor<3>, Tensor<3>, Tensor<2>, usize)> {

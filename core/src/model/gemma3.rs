@@ -78,7 +78,7 @@ impl Gemma3Config {
 use burn::tensor::{Device, Tensor};
 
 use super::gpu_fused;
-use super::layers::{apply_rope, attention, embed_rows, geglu, rope_tables, Linear, LmHead, RmsNorm, WeightMode};
+use super::layers::{apply_rope, attention, attention_rows, embed_rows, embed_rows_host, geglu, geglu_host, norm_rope_host, rope_tables, rope_tables_host, Buf, HostIn, Linear, LmHead, QLayout, RmsNorm, WeightMode};
 use super::CausalLm;
 use crate::kv_cache::{CacheLayout, KvCache};
 use crate::weights::{SharedWeight, WeightId, WeightSource};
@@ -238,6 +238,68 @@ impl Gemma3 {
         let ff = geglu(b.gate.forward(hn.clone())?, b.up.forward(hn)?)?;
         Ok(x.add(b.post_ffn_norm.forward(b.down.forward(ff)?)))
     }
+
+    /// The CPU pass on host buffers from embedding to logits: no tensor ops, copies or
+    /// transposes between the products; every step of a block runs on the kernel pool.
+    /// Returns the logits of tokens `first..n`.
+    fn forward_host(&self, tokens: &[u32], cache: &mut KvCache, start: usize, first: usize) -> Result<Vec<Vec<f32>>> {
+        let c = &self.cfg;
+        let (n, d) = (tokens.len(), c.hidden_size);
+        let mut x = embed_rows_host(&self.embedding, tokens, self.embed_scale)?;
+        let rope = [
+            rope_tables_host(start, n, c.head_dim, c.rope_local_base_freq, 1.0),
+            rope_tables_host(start, n, c.head_dim, c.rope_theta, c.rope_scaling_factor),
+        ];
+        for (il, b) in self.blocks.iter().enumerate() {
+            self.block_forward_host(il, b, &mut x, n, cache, &rope)?;
+        }
+        // Only the requested rows reach the final norm and the LM head (prefill: the last one).
+        let mut h = x.get(first * d..n * d).ok_or_else(|| crate::Error::Backend { reason: "hidden state shorter than the pass".into() })?.to_vec();
+        self.output_norm.rows_host(&mut h)?;
+        let m = n - first;
+        let mut logits = self.lm_head.logits_host(&h, m, d)?;
+        if let Some(cap) = c.final_logit_softcapping {
+            logits.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);
+        }
+        let vocab = logits.len() / m.max(1);
+        Ok(logits.chunks_exact(vocab.max(1)).map(<[f32]>::to_vec).collect())
+    }
+
+    /// `block_forward` on host buffers, in place on `x: [n, d]` (the same expressions; the
+    /// residual adds are fused into the post-norms, the query scale into RoPE, and q/k/v and
+    /// gate/up each quantize their shared input once).
+    fn block_forward_host(&self, il: usize, b: &Block, x: &mut [f32], n: usize, cache: &mut KvCache, rope: &[(Vec<f32>, Vec<f32>); 2]) -> Result<()> {
+        let c = &self.cfg;
+        let (h, kvh, hd, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.hidden_size);
+        let mut hn = Buf::new(x.len());
+        hn.copy_from_slice(x);
+        b.attn_norm.rows_host(&mut hn)?;
+        // [n, H·hd] / [n, KV·hd], token-major.
+        let (mut q, mut k, v) = {
+            let mut input = HostIn::new(&hn, n, d);
+            (b.q.forward_host(&mut input)?, b.k.forward_host(&mut input)?, b.v.forward_host(&mut input)?)
+        };
+        let (cos, sin) = if b.sliding { &rope[0] } else { &rope[1] };
+        norm_rope_host(&mut q, h, &b.q_norm, cos, sin, Some(c.query_pre_attn_scalar.powf(-0.5)))?;
+        norm_rope_host(&mut k, kvh, &b.k_norm, cos, sin, None)?;
+        cache.store_host(il, &k, &v)?;
+        let attn = {
+            let kv = cache.host_view(il, n)?.ok_or_else(|| crate::Error::Backend { reason: "cpu pass without a host cache".into() })?;
+            attention_rows(&q, QLayout::TokenMajor, h, n, hd, &kv)?
+        };
+        let mut o = b.o.forward_host(&mut HostIn::new(&attn, n, h * hd))?;
+        b.post_attn_norm.add_host(&mut o, x)?;
+        hn.copy_from_slice(x);
+        b.ffn_norm.rows_host(&mut hn)?;
+        let (mut gate, up) = {
+            let mut input = HostIn::new(&hn, n, d);
+            (b.gate.forward_host(&mut input)?, b.up.forward_host(&mut input)?)
+        };
+        geglu_host(&mut gate, &up)?;
+        let ff = gate.len() / n.max(1);
+        let mut down = b.down.forward_host(&mut HostIn::new(&gate, n, ff))?;
+        b.post_ffn_norm.add_host(&mut down, x)
+    }
 }
 
 impl CausalLm for Gemma3 {
@@ -248,7 +310,11 @@ impl CausalLm for Gemma3 {
         }
         let start = cache.len();
         cache.begin(n)?;
+        let host = !self.fused && cache.is_host();
         let mut run = || -> Result<Vec<Vec<f32>>> {
+            if host {
+                return self.forward_host(tokens, cache, start, first);
+            }
             let mut x = embed_rows(&self.embedding, tokens, self.embed_scale, &self.device)?;
             let rope = self.rope_pair(start, n);
             for (il, b) in self.blocks.iter().enumerate() {
@@ -272,7 +338,8 @@ impl CausalLm for Gemma3 {
             }
             Ok(out)
         };
-        match run() {
+        let r = run();
+        match r {
             Ok(l) => {
                 cache.commit();
                 Ok(l)

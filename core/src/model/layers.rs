@@ -21,6 +21,69 @@ pub(crate) fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.try_into_vec_as::<f32>().map_err(|e| Error::Backend { reason: format!("device read-back failed: {e:?}") })
 }
 
+/// A host buffer of the CPU path, taken from a per-thread free list and given back on drop, so
+/// a pass reuses the same warm memory for every layer and pass: no allocation, page faults or
+/// zeroing per product (which were most of the serial time of a prefill). Its values start
+/// stale (whatever the last user left); [`Buf::zeroed`] clears them.
+pub(crate) struct Buf(Vec<f32>);
+
+thread_local! {
+    static FREE: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Buf {
+    /// `len` values, stale.
+    pub(crate) fn new(len: usize) -> Self {
+        let v = FREE.with(|f| {
+            let mut f = f.borrow_mut();
+            // The smallest free buffer that is large enough, else the largest (grown below).
+            let fit = f.iter().enumerate().filter(|(_, v)| v.capacity() >= len).min_by_key(|(_, v)| v.capacity()).map(|(i, _)| i);
+            let pick = fit.or_else(|| f.iter().enumerate().max_by_key(|(_, v)| v.capacity()).map(|(i, _)| i));
+            pick.map(|i| f.swap_remove(i))
+        });
+        let mut v = v.unwrap_or_default();
+        if v.len() >= len {
+            v.truncate(len);
+        } else {
+            v.resize(len, 0.0);
+        }
+        Self(v)
+    }
+
+    /// The values as a `Vec` (leaves the free list).
+    pub(crate) fn into_vec(mut self) -> Vec<f32> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        if v.capacity() > 0 {
+            // Bounded: a block needs about ten live buffers.
+            FREE.with(|f| {
+                let mut f = f.borrow_mut();
+                if f.len() < 24 {
+                    f.push(v);
+                }
+            });
+        }
+    }
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
 /// Transposes a row-major `[rows, cols]` matrix.
 fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0f32; v.len()];
@@ -96,6 +159,29 @@ impl Linear {
         }
     }
 
+    /// The CPU path: `x: [n, in]` on the host -> `[n, out]` on the host. Quantized weights
+    /// quantize `x` once per [`HostIn`] (q/k/v, or gate/up, share it); other weights go through
+    /// [`Linear::forward`] on the CPU device.
+    pub(crate) fn forward_host(&self, x: &mut HostIn<'_>) -> Result<Buf> {
+        match self {
+            Self::Quantized(w) => {
+                if x.q.is_none() {
+                    x.q = Some(crate::quant::cpu::Quantized::new(x.x, x.n, x.cols)?);
+                }
+                // Every value is written by the kernels.
+                let mut y = Buf::new(x.n * w.rows);
+                if let Some(q) = x.q.as_mut() {
+                    q.matmul_into(w.ty, w.bytes(), w.rows, &mut y)?;
+                }
+                Ok(y)
+            }
+            _ => {
+                let device = crate::backend::cpu_device();
+                Ok(Buf(read_f32(self.forward(tensor2(x.x.to_vec(), x.n, x.cols, &device))?)?))
+            }
+        }
+    }
+
     /// Output features.
     pub fn out_features(&self) -> usize {
         match self {
@@ -103,6 +189,22 @@ impl Linear {
             Self::Quantized(w) => w.rows,
             Self::QuantizedGpu(w) => w.rows(),
         }
+    }
+}
+
+/// The input of one or more products on the CPU path: `x: [n, cols]` on the host, quantized
+/// (for the CPU kernels) on first use and then reused.
+pub(crate) struct HostIn<'a> {
+    x: &'a [f32],
+    n: usize,
+    cols: usize,
+    q: Option<crate::quant::cpu::Quantized>,
+}
+
+impl<'a> HostIn<'a> {
+    /// `x: [n, cols]`, row-major.
+    pub(crate) fn new(x: &'a [f32], n: usize, cols: usize) -> Self {
+        Self { x, n, cols, q: None }
     }
 }
 
@@ -143,27 +245,58 @@ impl RmsNorm {
         x.mul(self.w.clone().unsqueeze::<D>())
     }
 
-    /// The CPU path: one pass per row on the host, rows spread over the kernel pool. The sum of
-    /// squares is accumulated in f64, as ggml's `rms_norm` does. `None` (caller falls back to
-    /// the tensor ops) if the shapes disagree or the read-back fails.
+    /// The CPU path: one pass per row on the host, rows spread over the kernel pool. `None`
+    /// (caller falls back to the tensor ops) if the shapes disagree or the read-back fails.
     fn forward_host<const D: usize>(&self, x: &Tensor<D>) -> Option<Tensor<D>> {
         let dims = x.dims();
-        let d = dims[D - 1];
-        if d == 0 || d != self.w_host.len() {
+        if dims[D - 1] != self.w_host.len() {
             return None;
         }
         let mut v = read_f32(x.clone()).ok()?;
-        let rows = v.len() / d;
-        let (w, eps) = (&self.w_host, self.eps);
-        let norm = |row: &mut [f32]| {
-            let ss: f64 = row.iter().map(|&a| (a * a) as f64).sum();
-            let scale = 1.0 / ((ss / d as f64) as f32 + eps).sqrt();
-            for (o, &wi) in row.iter_mut().zip(w) {
-                *o = *o * scale * wi;
-            }
-        };
-        par_rows(&mut v, d, rows, norm);
+        self.rows_host(&mut v).ok()?;
         Some(Tensor::from_data(TensorData::new(v, dims), &x.device()))
+    }
+
+    /// Normalizes one row in place. The sum of squares is accumulated in f64, as ggml's
+    /// `rms_norm` does.
+    fn row(&self, row: &mut [f32]) {
+        let d = row.len();
+        let ss: f64 = row.iter().map(|&a| (a * a) as f64).sum();
+        let scale = 1.0 / ((ss / d as f64) as f32 + self.eps).sqrt();
+        for (o, &wi) in row.iter_mut().zip(&self.w_host) {
+            *o = *o * scale * wi;
+        }
+    }
+
+    fn check_host(&self, len: usize) -> Result<usize> {
+        let d = self.w_host.len();
+        if d == 0 || len % d != 0 {
+            return Err(Error::Backend { reason: format!("rms norm of {d} over {len} values") });
+        }
+        Ok(d)
+    }
+
+    /// The CPU path in place: every `d`-long row of `v: [rows, d]`, on the kernel pool.
+    pub(crate) fn rows_host(&self, v: &mut [f32]) -> Result<()> {
+        let d = self.check_host(v.len())?;
+        par_rows(v, d, |_, row| self.row(row));
+        Ok(())
+    }
+
+    /// The CPU path with the residual: `res += norm(y)` row by row (`y` is overwritten by
+    /// `norm(y)`). y, res: [rows, d]
+    pub(crate) fn add_host(&self, y: &mut [f32], res: &mut [f32]) -> Result<()> {
+        let d = self.check_host(y.len())?;
+        if res.len() != y.len() {
+            return Err(Error::Backend { reason: format!("residual of {} values for {}", res.len(), y.len()) });
+        }
+        par_rows2(y, res, d, |a, r| {
+            self.row(a);
+            for (o, &v) in r.iter_mut().zip(a.iter()) {
+                *o += v;
+            }
+        });
+        Ok(())
     }
 }
 
@@ -172,24 +305,42 @@ fn on_cpu<const D: usize>(x: &Tensor<D>) -> bool {
     x.device() == crate::backend::cpu_device()
 }
 
-/// Applies `f` to each `d`-long row of `v` (`rows` of them), spread over the kernel pool in
-/// blocks of at least 16 K values (below that, one thread: the hand-off would dominate).
-fn par_rows(v: &mut [f32], d: usize, rows: usize, f: impl Fn(&mut [f32]) + Sync) {
-    let per = (16 * 1024 / d.max(1)).max(1);
-    let blocks = rows.div_ceil(per);
-    if blocks <= 1 {
-        v.chunks_exact_mut(d).for_each(f);
+/// Rows per pool task: blocks of at least 16 K values (below that the hand-off would dominate).
+fn rows_per_block(d: usize) -> usize {
+    (16 * 1024 / d.max(1)).max(1)
+}
+
+/// Applies `f(r, row)` to each `d`-long row `r` of `v`, spread over the kernel pool in blocks of
+/// at least 16 K values (one block runs on the calling thread).
+fn par_rows(v: &mut [f32], d: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let per = rows_per_block(d);
+    if d == 0 || v.len() <= per * d {
+        v.chunks_exact_mut(d.max(1)).enumerate().for_each(|(r, row)| f(r, row));
         return;
     }
-    let len = v.len();
-    let p = crate::quant::cpu::pool::SyncPtr(v.as_mut_ptr());
-    crate::quant::cpu::pool::for_each(blocks, &|b| {
-        let (r0, r1) = (b * per, ((b + 1) * per).min(rows));
-        // SAFETY: block `b` covers rows `r0..r1 ≤ rows`, i.e. values `[r0·d, r1·d) ⊆ [0, len)`,
-        // disjoint from every other block; `v` outlives the call.
-        let part = unsafe { std::slice::from_raw_parts_mut(p.get().add(r0 * d), (r1 - r0) * d) };
-        debug_assert!(r1 * d <= len);
-        part.chunks_exact_mut(d).for_each(&f);
+    // One lock per block, each taken once (uncontended): safe disjoint access from the tasks.
+    let blocks: Vec<std::sync::Mutex<&mut [f32]>> = v.chunks_mut(per * d).map(std::sync::Mutex::new).collect();
+    crate::quant::cpu::pool::for_each(blocks.len(), &|b| {
+        if let Ok(mut part) = blocks[b].lock() {
+            part.chunks_exact_mut(d).enumerate().for_each(|(i, row)| f(b * per + i, row));
+        }
+    });
+}
+
+/// [`par_rows`] over two buffers of the same shape, row by row: `f(row_a, row_b)`.
+fn par_rows2(a: &mut [f32], b: &mut [f32], d: usize, f: impl Fn(&mut [f32], &mut [f32]) + Sync) {
+    let per = rows_per_block(d);
+    let d = d.max(1);
+    if a.len() <= per * d {
+        a.chunks_exact_mut(d).zip(b.chunks_exact_mut(d)).for_each(|(x, y)| f(x, y));
+        return;
+    }
+    let blocks: Vec<std::sync::Mutex<(&mut [f32], &mut [f32])>> = a.chunks_mut(per * d).zip(b.chunks_mut(per * d)).map(std::sync::Mutex::new).collect();
+    crate::quant::cpu::pool::for_each(blocks.len(), &|i| {
+        if let Ok(mut g) = blocks[i].lock() {
+            let (x, y) = &mut *g;
+            x.chunks_exact_mut(d).zip(y.chunks_exact_mut(d)).for_each(|(x, y)| f(x, y));
+        }
     });
 }
 
@@ -199,6 +350,13 @@ fn par_rows(v: &mut [f32], d: usize, rows: usize, f: impl Fn(&mut [f32]) + Sync)
 /// The recurrence mirrors ggml's `rope_cache_init` (`theta *= theta_scale` in f32) so angles match
 /// llama.cpp's bit for bit.
 pub fn rope_tables(start: usize, n: usize, head_dim: usize, base: f32, scale: f32, device: &Device) -> (Tensor<2>, Tensor<2>) {
+    let half = head_dim / 2;
+    let (cos, sin) = rope_tables_host(start, n, head_dim, base, scale);
+    (tensor2(cos, n, half, device), tensor2(sin, n, half, device))
+}
+
+/// [`rope_tables`] on the host: `(cos, sin)`, each `[n, hd/2]`.
+pub(crate) fn rope_tables_host(start: usize, n: usize, head_dim: usize, base: f32, scale: f32) -> (Vec<f32>, Vec<f32>) {
     let half = head_dim / 2;
     let theta_scale = base.powf(-2.0 / head_dim as f32);
     let mut cos = Vec::with_capacity(n * half);
@@ -211,7 +369,35 @@ pub fn rope_tables(start: usize, n: usize, head_dim: usize, base: f32, scale: f3
             theta *= theta_scale;
         }
     }
-    (tensor2(cos, n, half, device), tensor2(sin, n, half, device))
+    (cos, sin)
+}
+
+/// The CPU path of Gemma's q/k: per head, RMSNorm over `hd`, NEOX RoPE, then `· scale`, in
+/// place on `x: [n, heads, hd]` (token-major, as the projection wrote it); cos, sin: [n, hd/2].
+/// The same products and sums per element as `RmsNorm::forward`, [`apply_rope`] and
+/// `mul_scalar` one after the other.
+pub(crate) fn norm_rope_host(x: &mut [f32], heads: usize, norm: &RmsNorm, cos: &[f32], sin: &[f32], scale: Option<f32>) -> Result<()> {
+    let hd = norm.w_host.len();
+    let half = hd / 2;
+    let rows = if hd == 0 { 0 } else { x.len() / hd };
+    if hd % 2 != 0 || heads == 0 || rows % heads != 0 || x.len() != rows * hd || cos.len() != rows / heads * half || sin.len() != cos.len() {
+        return Err(Error::Backend { reason: format!("rope: {} values of {heads} heads of {hd}, {} angles", x.len(), cos.len()) });
+    }
+    par_rows(x, hd, |r, row| {
+        norm.row(row);
+        let t = r / heads;
+        let (c, s) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
+        let (x1, x2) = row.split_at_mut(half);
+        for i in 0..half {
+            let (a, b) = (x1[i], x2[i]);
+            x1[i] = a * c[i] - b * s[i];
+            x2[i] = b * c[i] + a * s[i];
+        }
+        if let Some(k) = scale {
+            row.iter_mut().for_each(|v| *v *= k);
+        }
+    });
+    Ok(())
 }
 
 /// Applies NEOX RoPE. x: [heads, n, hd]; cos, sin: [n, hd/2] -> [heads, n, hd]
@@ -276,23 +462,28 @@ pub fn geglu(gate: Tensor<2>, up: Tensor<2>) -> Result<Tensor<2>> {
     let device = gate.device();
     let mut g = read_f32(gate)?;
     let u = read_f32(up)?;
-    // burn's `gelu_approximate`: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
-    const SQRT_2_OVER_PI: f32 = (std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2) as f32;
-    const BLOCK: usize = 4096;
-    let p = crate::quant::cpu::pool::SyncPtr(g.as_mut_ptr());
-    let len = g.len();
-    let run = |b: usize| {
-        let (i0, i1) = (b * BLOCK, ((b + 1) * BLOCK).min(len));
-        // SAFETY: block `b` is `[i0, i1) ⊆ [0, len)` of `g`, disjoint between blocks.
-        let gs = unsafe { std::slice::from_raw_parts_mut(p.get().add(i0), i1 - i0) };
-        for (x, &y) in gs.iter_mut().zip(&u[i0..i1]) {
-            let a = *x;
-            let inner = (a + a * a * a * 0.044715) * SQRT_2_OVER_PI;
-            *x = a * (inner.tanh() + 1.0) * 0.5 * y;
-        }
-    };
-    crate::quant::cpu::pool::for_each(len.div_ceil(BLOCK), &run);
+    geglu_host(&mut g, &u)?;
     Ok(Tensor::from_data(TensorData::new(g, dims), &device))
+}
+
+/// [`geglu`] on the host, in place on `g` (gate, up: [n, ff] flattened).
+pub(crate) fn geglu_host(g: &mut [f32], u: &[f32]) -> Result<()> {
+    if g.len() != u.len() {
+        return Err(Error::Backend { reason: format!("geglu of {} and {} values", g.len(), u.len()) });
+    }
+    const BLOCK: usize = 4096;
+    if g.len() <= BLOCK {
+        crate::quant::cpu::gelu_mul(g, u);
+        return Ok(());
+    }
+    let blocks: Vec<std::sync::Mutex<(&mut [f32], &[f32])>> = g.chunks_mut(BLOCK).zip(u.chunks(BLOCK)).map(std::sync::Mutex::new).collect();
+    crate::quant::cpu::pool::for_each(blocks.len(), &|b| {
+        if let Ok(mut p) = blocks[b].lock() {
+            let (gs, us) = &mut *p;
+            crate::quant::cpu::gelu_mul(gs, us);
+        }
+    });
+    Ok(())
 }
 
 /// Grouped-query attention of `q` over the cache of `layer` (after this pass's k/v were stored).
@@ -317,76 +508,124 @@ pub fn attention(q: Tensor<3>, cache: &KvCache, layer: usize) -> Result<Tensor<2
 }
 
 /// [`attention`] on the CPU, reading the host cache in place.
-///
-/// Work items are (query head, query token) rows, each split into position chunks when there are
-/// too few rows to occupy the pool (decode: 4 rows); a chunk keeps its own running max, sum and
-/// weighted value sum (as flash-decoding does), and the chunks of a row are merged afterwards.
-/// Masked keys are skipped, so causal prefill does half the work. Query head `j` reads KV head
-/// `j / (H / KV)`, as the tensor path's reshape groups them.
 fn attention_host(q: Tensor<3>, kv: &crate::kv_cache::HostView<'_>) -> Result<Tensor<2>> {
-    use crate::kv_cache::HostView;
-    use crate::quant::cpu::{axpy_f32, dot_f32, pool};
     let [h, n, hd] = q.dims();
     let device = q.device();
+    let qs = read_f32(q)?; // [H, n, hd]
+    let o = attention_rows(&qs, QLayout::HeadMajor, h, n, hd, kv)?;
+    Ok(tensor2(o.into_vec(), n, h * hd, &device))
+}
+
+/// How the query rows of a pass are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QLayout {
+    /// `[H, n, hd]` (the tensor path's transpose).
+    HeadMajor,
+    /// `[n, H, hd]` (as the q projection writes them; the host path).
+    TokenMajor,
+}
+
+/// Grouped-query attention on the host over the cache view: `q` in `layout` (already scaled),
+/// -> `[n, H·hd]`.
+///
+/// A task is one query token and one KV head with the `H / KV` query heads that read it (so each
+/// key and value row is loaded once for all of them), split into position chunks when there are
+/// too few tasks to occupy the pool (decode); a chunk keeps its own running max, sum and
+/// weighted value sum per head (as flash-decoding does), and the chunks are merged afterwards.
+/// Masked keys are skipped, so causal prefill does half the work; the latest tokens (the most
+/// keys) go first, so the pool's dynamic balancing has small tasks left at the end. Query head
+/// `j` reads KV head `j / (H / KV)`, as the tensor path's reshape groups them. Per head the
+/// products, sums and exps are the same as one head at a time.
+pub(crate) fn attention_rows(qs: &[f32], layout: QLayout, h: usize, n: usize, hd: usize, kv: &crate::kv_cache::HostView<'_>) -> Result<Buf> {
+    use crate::kv_cache::HostView;
+    use crate::quant::cpu::{axpy_f32, dot_f32, pool};
     let (s, cap, kvh) = (kv.s, kv.cap, kv.kv_heads);
-    if kvh == 0 || h % kvh != 0 || hd != kv.head_dim || kv.mask.len() != n * s {
+    if kvh == 0 || h % kvh != 0 || hd != kv.head_dim || kv.mask.len() != n * s || qs.len() != h * n * hd {
         return Err(Error::Backend { reason: format!("attention: {h} heads of {hd} over {kvh} kv heads of {}", kv.head_dim) });
     }
     let g = h / kvh;
-    let qs = read_f32(q)?; // [H, n, hd]
-    let rows = h * n;
+    let qrow = |head: usize, i: usize| -> &[f32] {
+        let r = match layout {
+            QLayout::HeadMajor => head * n + i,
+            QLayout::TokenMajor => i * h + head,
+        };
+        &qs[r * hd..(r + 1) * hd]
+    };
+    let groups = kvh * n;
     let threads = pool::threads();
-    // Position chunks per row: enough tasks for every thread, each ≥ 64 keys.
-    let pc = if rows >= 2 * threads { 1 } else { (2 * threads).div_ceil(rows).min(s.div_ceil(64)).max(1) };
+    // Position chunks per group: enough tasks for every thread, each ≥ 64 keys.
+    let pc = if groups >= 2 * threads { 1 } else { (2 * threads).div_ceil(groups).min(s.div_ceil(64)).max(1) };
     let plen = s.div_ceil(pc);
-    // Per (row, chunk): max, sum, then `hd` weighted values.
+    // Per (task, head of the group): max, sum, then `hd` weighted values.
     let stride = hd + 2;
-    let mut part = vec![0f32; rows * pc * stride];
+    // Each task clears its own part.
+    let mut part = Buf::new(groups * pc * g * stride);
     let pp = pool::SyncPtr(part.as_mut_ptr());
     let task = |t: usize| {
-        let (r, c) = (t / pc, t % pc);
-        let (head, i) = (r / n, r % n);
-        let kvhead = head / g;
-        let qrow = &qs[r * hd..(r + 1) * hd];
+        let (gi, c) = (t / pc, t % pc);
+        // Latest tokens first (see above).
+        let (kvhead, i) = (gi / n, n - 1 - gi % n);
         let mrow = &kv.mask[i * s..(i + 1) * s];
         let (p0, p1) = (c * plen, ((c + 1) * plen).min(s));
-        // SAFETY: task `t` owns `part[t·stride, (t+1)·stride)`, inside `rows·pc·stride`.
-        let out = unsafe { std::slice::from_raw_parts_mut(pp.get().add(t * stride), stride) };
-        let (stat, acc) = out.split_at_mut(2);
-        let mut sc: Vec<(usize, f32)> = Vec::with_capacity(p1.saturating_sub(p0));
-        let mut mx = f32::NEG_INFINITY;
+        // SAFETY: task `t` owns `part[t·g·stride, (t+1)·g·stride)`, inside `groups·pc·g·stride`.
+        let out = unsafe { std::slice::from_raw_parts_mut(pp.get().add(t * g * stride), g * stride) };
+        out.fill(0.0);
+        // Scores `[g, p1 − p0]` of the visible keys (`keys` lists them).
+        let mut keys: Vec<usize> = Vec::with_capacity(p1.saturating_sub(p0));
+        let mut sc: Vec<f32> = Vec::with_capacity(g * p1.saturating_sub(p0));
+        let mut mx = vec![f32::NEG_INFINITY; g];
         for p in p0..p1 {
             let m = mrow[p];
             if HostView::masked(m) {
                 continue;
             }
+            keys.push(p);
             let k0 = (kvhead * cap + p) * hd;
-            let v = dot_f32(qrow, &kv.k[k0..k0 + hd]) + m;
-            mx = mx.max(v);
-            sc.push((p, v));
+            let krow = &kv.k[k0..k0 + hd];
+            for (j, mj) in mx.iter_mut().enumerate() {
+                let v = dot_f32(qrow(kvhead * g + j, i), krow) + m;
+                *mj = mj.max(v);
+                sc.push(v);
+            }
         }
-        let mut sum = 0f32;
-        for &(p, v) in &sc {
-            let e = (v - mx).exp();
-            sum += e;
+        // The exps in one vectorized pass.
+        for row in sc.chunks_exact_mut(g) {
+            for (e, &m) in row.iter_mut().zip(&mx) {
+                *e -= m;
+            }
+        }
+        crate::quant::cpu::exp_in_place(&mut sc);
+        let mut sum = vec![0f32; g];
+        for (pi, &p) in keys.iter().enumerate() {
             let v0 = (kvhead * cap + p) * hd;
-            axpy_f32(acc, e, &kv.v[v0..v0 + hd]);
+            let vrow = &kv.v[v0..v0 + hd];
+            for j in 0..g {
+                let e = sc[pi * g + j];
+                sum[j] += e;
+                axpy_f32(&mut out[j * stride + 2..(j + 1) * stride], e, vrow);
+            }
         }
-        stat[0] = mx;
-        stat[1] = sum;
+        for j in 0..g {
+            out[j * stride] = mx[j];
+            out[j * stride + 1] = sum[j];
+        }
     };
-    pool::for_each(rows * pc, &task);
-    // Merge the chunks of each row into out: [n, H·hd].
-    let mut o = vec![0f32; n * h * hd];
-    let op = pool::SyncPtr(o.as_mut_ptr());
-    let merge = |r: usize| {
-        let (head, i) = (r / n, r % n);
-        let chunks = &part[r * pc * stride..(r + 1) * pc * stride];
-        let mx = chunks.chunks_exact(stride).map(|c| c[0]).fold(f32::NEG_INFINITY, f32::max);
-        // SAFETY: row `r` writes `o[(i·H + head)·hd ..][..hd]`, a distinct slot per `(i, head)`.
-        let dst = unsafe { std::slice::from_raw_parts_mut(op.get().add((i * h + head) * hd), hd) };
+    pool::for_each(groups * pc, &task);
+    // Merge the chunks of each (token, head) row into o: [n, H·hd].
+    // Each row is cleared by its merge.
+    let mut o = Buf::new(n * h * hd);
+    let merge = |r: usize, dst: &mut [f32]| {
+        dst.fill(0.0);
+        let (i, head) = (r / h, r % h);
+        let (kvhead, j) = (head / g, head % g);
+        let gi = kvhead * n + (n - 1 - i);
+        let chunk = |c: usize| {
+            let off = ((gi * pc + c) * g + j) * stride;
+            &part[off..off + stride]
+        };
+        let mx = (0..pc).map(|c| chunk(c)[0]).fold(f32::NEG_INFINITY, f32::max);
         let mut total = 0f32;
-        for c in chunks.chunks_exact(stride) {
+        for c in (0..pc).map(chunk) {
             if c[1] > 0.0 {
                 let w = (c[0] - mx).exp();
                 total += c[1] * w;
@@ -398,12 +637,8 @@ fn attention_host(q: Tensor<3>, kv: &crate::kv_cache::HostView<'_>) -> Result<Te
             dst.iter_mut().for_each(|x| *x *= inv);
         }
     };
-    if rows * hd >= 32 * 1024 {
-        pool::for_each(rows, &merge);
-    } else {
-        (0..rows).for_each(merge);
-    }
-    Ok(tensor2(o, n, h * hd, &device))
+    par_rows(&mut o, hd, merge);
+    Ok(o)
 }
 
 /// The LM head over the (tied) embedding matrix. On the device it is split into row shards so
@@ -459,6 +694,14 @@ impl LmHead {
         Ok(Self::Sharded { shards, vocab: raw.rows })
     }
 
+    /// The CPU path: x: [n, d] on the host -> logits [n, vocab].
+    pub(crate) fn logits_host(&self, x: &[f32], n: usize, d: usize) -> Result<Vec<f32>> {
+        match self {
+            Self::Quantized(w) => crate::quant::cpu::matmul(w.ty, w.bytes(), w.rows, d, x, n),
+            _ => self.logits(tensor2(x.to_vec(), n, d, &crate::backend::cpu_device())),
+        }
+    }
+
     /// x: [1, d] -> logits [vocab] on the host
     pub fn logits(&self, x: Tensor<2>) -> Result<Vec<f32>> {
         match self {
@@ -500,6 +743,11 @@ fn upload_gpu(src: &dyn WeightSource, id: WeightId, max_bytes: u64, device: &Dev
 /// Embedding rows looked up on the host from the (memory-mapped, quantized) matrix: only the
 /// rows of the tokens in the pass are dequantized.
 pub fn embed_rows(raw: &SharedWeight, tokens: &[u32], scale: f32, device: &Device) -> Result<Tensor<2>> {
+    Ok(tensor2(embed_rows_host(raw, tokens, scale)?, tokens.len(), raw.cols, device))
+}
+
+/// [`embed_rows`] on the host: `[n, d]`.
+pub(crate) fn embed_rows_host(raw: &SharedWeight, tokens: &[u32], scale: f32) -> Result<Vec<f32>> {
     let d = raw.cols;
     let row_bytes = raw.row_bytes();
     let mut out = Vec::with_capacity(tokens.len() * d);
@@ -515,5 +763,5 @@ pub fn embed_rows(raw: &SharedWeight, tokens: &[u32], scale: f32, device: &Devic
         let row = crate::quant::dequantize(raw.ty, bytes, d)?;
         out.extend(row.into_iter().map(|x| x * scale));
     }
-    Ok(tensor2(out, tokens.len(), d, device))
+    Ok(out)
 }

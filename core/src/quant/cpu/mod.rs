@@ -109,7 +109,10 @@ pub(crate) struct Acts {
     /// Q4_0 / Q5_0 / Q8_0: `[n, cols/32]` offset correction `−off·Σq` (for Q8_0 only the
     /// row-interleaved AVX-512 kernel, which biases the weights by 128, uses it).
     corr: Vec<i32>,
-    /// Q6_K: `[n, cols/16]` sums of each 16 quantized values.
+    /// The offset `corr` was computed for.
+    corr_off: Option<i32>,
+    /// `[n, cols/16]` sums of each 16 quantized values (Q6_K reads them; the other extras
+    /// derive from them).
     bsums: Vec<i16>,
     /// Q4_K / Q5_K: `[n, cols/32]` `d·Σq`, the block's sum in real units.
     xsum: Vec<f32>,
@@ -127,51 +130,123 @@ fn offset(ty: GgmlType) -> i32 {
 }
 
 impl Acts {
-    /// Quantizes `x: [n, cols]` for weights of type `ty`; `cols` must be a multiple of the
-    /// type's block size (checked by the caller).
-    fn quantize(isa: Isa, ty: GgmlType, x: &[f32], n: usize, cols: usize) -> Self {
+    /// Quantizes `x: [n, cols]` (`cols` a multiple of 32, checked by the caller) and sums each
+    /// 16 quantized values, all on the pool (split by tokens); the per-type extras derive from
+    /// those sums in [`Acts::prepare`].
+    fn quantize(isa: Isa, x: &[f32], n: usize, cols: usize) -> Self {
         let mut q = vec![0i8; n * cols];
         let mut d = vec![0f32; n * cols / 32];
-        match isa {
-            Isa::Portable => {
-                for ((xs, qs), dd) in x.chunks_exact(32).zip(q.chunks_exact_mut(32)).zip(d.iter_mut()) {
-                    *dd = quantize_block(xs, qs).0;
-                }
-            }
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => {
-                // Prefill quantizes up to 512 × 2048 values per product: split by tokens.
-                const TOKS: usize = 16;
-                let (qp, dp) = (SyncPtr(q.as_mut_ptr()), SyncPtr(d.as_mut_ptr()));
-                let nbr = cols / 32;
-                pool::for_each(n.div_ceil(TOKS), &|c| {
-                    let (t0, t1) = (c * TOKS, ((c + 1) * TOKS).min(n));
-                    // SAFETY: task `c` covers tokens `t0..t1 ≤ n`: values `[t0·cols, t1·cols)` of
-                    // `x` and `q` and blocks `[t0·nbr, t1·nbr)` of `d`, disjoint between tasks and
-                    // inside the buffers (`q` has `n·cols` entries, `d` `n·cols/32`); AVX2 was
-                    // detected.
-                    unsafe {
-                        let qs = std::slice::from_raw_parts_mut(qp.get().add(t0 * cols), (t1 - t0) * cols);
-                        let ds = std::slice::from_raw_parts_mut(dp.get().add(t0 * nbr), (t1 - t0) * nbr);
-                        x86::quantize(&x[t0 * cols..t1 * cols], 32, qs, ds);
+        let mut bsums = vec![0i16; n * cols / 16];
+        // Prefill quantizes up to 512 × 2048 values per product: tasks of 16 tokens.
+        const TOKS: usize = 16;
+        let (qp, dp, bp) = (SyncPtr(q.as_mut_ptr()), SyncPtr(d.as_mut_ptr()), SyncPtr(bsums.as_mut_ptr()));
+        let nbr = cols / 32;
+        let task = |c: usize| {
+            let (t0, t1) = (c * TOKS, ((c + 1) * TOKS).min(n));
+            // SAFETY: task `c` covers tokens `t0..t1 ≤ n`: values `[t0·cols, t1·cols)` of `x`
+            // and `q`, blocks `[t0·nbr, t1·nbr)` of `d` and `[2·t0·nbr, 2·t1·nbr)` of `bsums`,
+            // disjoint between tasks and inside the buffers (`q` has `n·cols` entries, `d`
+            // `n·cols/32`, `bsums` `n·cols/16`).
+            let (qs, ds, bs) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(qp.get().add(t0 * cols), (t1 - t0) * cols),
+                    std::slice::from_raw_parts_mut(dp.get().add(t0 * nbr), (t1 - t0) * nbr),
+                    std::slice::from_raw_parts_mut(bp.get().add(2 * t0 * nbr), 2 * (t1 - t0) * nbr),
+                )
+            };
+            let xs = &x[t0 * cols..t1 * cols];
+            match isa {
+                Isa::Portable => {
+                    for ((xb, qb), db) in xs.chunks_exact(32).zip(qs.chunks_exact_mut(32)).zip(ds.iter_mut()) {
+                        *db = quantize_block(xb, qb).0;
                     }
-                });
+                }
+                // SAFETY: every non-portable `Isa` implies AVX2 was detected; the lengths
+                // match as `x86::quantize` requires.
+                #[cfg(target_arch = "x86_64")]
+                _ => unsafe { x86::quantize(xs, 32, qs, ds) },
             }
+            for (o, qb) in bs.iter_mut().zip(qs.chunks_exact(16)) {
+                *o = qb.iter().map(|&v| v as i16).sum::<i16>();
+            }
+        };
+        if n * cols >= 16 * 1024 {
+            pool::for_each(n.div_ceil(TOKS), &task);
+        } else {
+            (0..n.div_ceil(TOKS)).for_each(task);
         }
-        let sum16 = |qs: &[i8]| qs.iter().map(|&v| v as i16).sum::<i16>();
-        let mut a = Self { n, cols, q, d, corr: Vec::new(), bsums: Vec::new(), xsum: Vec::new() };
+        Self { n, cols, q, d, corr: Vec::new(), corr_off: None, bsums, xsum: Vec::new() }
+    }
+
+    /// Fills what weights of type `ty` need besides `q`, `d` and `bsums`: `xsum` (Q4_K,
+    /// Q5_K) or `corr` for the type's offset (32-block types). Cheap (one value per 32-block),
+    /// and done once when several products share the activations.
+    fn prepare(&mut self, ty: GgmlType) {
+        let pair = |bs: &[i16]| bs[0] as i32 + bs[1] as i32;
         match ty {
-            GgmlType::Q6_K => a.bsums = a.q.chunks_exact(16).map(sum16).collect(),
+            GgmlType::Q6_K => {}
             GgmlType::Q4_K | GgmlType::Q5_K => {
-                a.xsum = a.q.chunks_exact(32).zip(&a.d).map(|(qs, &d)| d * (sum16(&qs[..16]) + sum16(&qs[16..])) as f32).collect();
+                if self.xsum.is_empty() {
+                    self.xsum = self.bsums.chunks_exact(2).zip(&self.d).map(|(bs, &d)| d * pair(bs) as f32).collect();
+                }
             }
             _ => {
                 let off = offset(ty);
-                a.corr = a.q.chunks_exact(32).map(|qs| -off * (sum16(&qs[..16]) + sum16(&qs[16..])) as i32).collect();
+                if self.corr_off != Some(off) {
+                    self.corr = self.bsums.chunks_exact(2).map(|bs| -off * pair(bs)).collect();
+                    self.corr_off = Some(off);
+                }
             }
         }
-        a
     }
+}
+
+/// Activations quantized once and shared by several products with the same input (q/k/v, or
+/// gate/up): `[n, cols]`.
+#[derive(Debug)]
+pub(crate) struct Quantized {
+    isa: Isa,
+    acts: Acts,
+}
+
+impl Quantized {
+    /// Quantizes `x: [n, cols]`; `cols` must be a multiple of 32 and `x` `n·cols` long.
+    pub(crate) fn new(x: &[f32], n: usize, cols: usize) -> Result<Self> {
+        if cols % 32 != 0 || n.checked_mul(cols) != Some(x.len()) {
+            return Err(Error::InvalidParameter { name: "matmul", reason: format!("activations of {} values are not {n} rows of {cols} (a multiple of 32)", x.len()) });
+        }
+        let isa = Isa::best();
+        Ok(Self { isa, acts: Acts::quantize(isa, x, n, cols) })
+    }
+
+    /// `y[t, r] = Σ_k W[r, k] · x[t, k]` for a `[rows, cols]` weight in GGUF blocks, written to
+    /// `y: [n, rows]`.
+    pub(crate) fn matmul_into(&mut self, ty: GgmlType, w: &[u8], rows_n: usize, y: &mut [f32]) -> Result<()> {
+        let (n, cols) = (self.acts.n, self.acts.cols);
+        let row_bytes = check_weight(ty, w, rows_n, cols)?;
+        if n.checked_mul(rows_n) != Some(y.len()) {
+            return Err(Error::InvalidParameter { name: "matmul", reason: format!("output of {} for {n}x{rows_n}", y.len()) });
+        }
+        if n == 0 || rows_n == 0 {
+            return Ok(());
+        }
+        self.acts.prepare(ty);
+        run(self.isa, ty, w, rows_n, row_bytes, &self.acts, y);
+        Ok(())
+    }
+}
+
+/// Checks a `[rows_n, cols]` weight of type `ty` (kernel, block multiple, byte length); returns
+/// its row size in bytes.
+fn check_weight(ty: GgmlType, w: &[u8], rows_n: usize, cols: usize) -> Result<usize> {
+    if !supported(ty) {
+        return Err(Error::UnsupportedType { ty: format!("{ty} (no CPU kernel)") });
+    }
+    let row_bytes = ty.bytes_for(cols as u64).ok_or_else(|| Error::UnsupportedType { ty: format!("{ty} row of {cols}") })? as usize;
+    if cols % 32 != 0 || rows_n.checked_mul(row_bytes) != Some(w.len()) {
+        return Err(Error::InvalidParameter { name: "matmul", reason: format!("shape mismatch: {rows_n}x{cols} {ty} in {} bytes", w.len()) });
+    }
+    Ok(row_bytes)
 }
 
 /// An instruction set the kernels are compiled for.
@@ -266,12 +341,8 @@ pub fn matmul(ty: GgmlType, w: &[u8], rows_n: usize, cols: usize, x: &[f32], n: 
 /// [`matmul`] on a given instruction set (the tests force each one); an error if this CPU
 /// cannot run it.
 pub(crate) fn matmul_with(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, cols: usize, x: &[f32], n: usize) -> Result<Vec<f32>> {
-    if !supported(ty) {
-        return Err(Error::UnsupportedType { ty: format!("{ty} (no CPU kernel)") });
-    }
-    let row_bytes = ty.bytes_for(cols as u64).ok_or_else(|| Error::UnsupportedType { ty: format!("{ty} row of {cols}") })? as usize;
-    let shape_ok = cols % 32 == 0 && rows_n.checked_mul(row_bytes) == Some(w.len()) && n.checked_mul(cols) == Some(x.len());
-    if !shape_ok {
+    let row_bytes = check_weight(ty, w, rows_n, cols)?;
+    if n.checked_mul(cols) != Some(x.len()) {
         return Err(Error::InvalidParameter { name: "matmul", reason: format!("shape mismatch: {rows_n}x{cols} {ty}, x of {}", x.len()) });
     }
     if !isa.runs_here() {
@@ -282,8 +353,20 @@ pub(crate) fn matmul_with(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, cols:
     if n == 0 || rows_n == 0 || cols == 0 {
         return Ok(y);
     }
-    let acts = Acts::quantize(isa, ty, x, n, cols);
+    let mut acts = Acts::quantize(isa, x, n, cols);
+    acts.prepare(ty);
+    run(isa, ty, w, rows_n, row_bytes, &acts, &mut y);
+    Ok(y)
+}
 
+/// Runs the product on the pool (see `plan`), writing `y: [n, rows_n]`. The caller checked the
+/// shapes (`w` is `rows_n · row_bytes` bytes of `ty`, `acts` matches, `y` has `n · rows_n`
+/// values) and prepared `acts` for `ty`.
+fn run(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, row_bytes: usize, acts: &Acts, y: &mut [f32]) {
+    let n = acts.n;
+    if n == 0 || rows_n == 0 || w.len() < rows_n * row_bytes || y.len() < n * rows_n {
+        return;
+    }
     let threads = pool::threads();
     let (chunk_rows, chunk_toks) = plan(rows_n, row_bytes, n, threads);
     let row_chunks = rows_n.div_ceil(chunk_rows);
@@ -296,12 +379,11 @@ pub(crate) fn matmul_with(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, cols:
         let t0 = tc * chunk_toks;
         let t1 = (t0 + chunk_toks).min(n);
         // SAFETY: `w` holds `rows_n · row_bytes` bytes and `r0 < r1 ≤ rows_n`; `out` points to
-        // `n · rows_n` floats and the task writes only `[t0..t1, r0..r1]`, disjoint from every
-        // other task's; `acts` has `n ≥ t1` tokens of `cols` values; `isa` was detected on this
-        // CPU (or is the portable path).
-        unsafe { chunk(isa, ty, w.as_ptr().add(r0 * row_bytes), row_bytes, r1 - r0, &acts, t0..t1, out.get().add(r0), rows_n) };
+        // `n · rows_n` floats (checked above) and the task writes only `[t0..t1, r0..r1]`,
+        // disjoint from every other task's; `acts` has `n ≥ t1` tokens of `cols` values;
+        // `isa` was detected on this CPU (or is the portable path).
+        unsafe { chunk(isa, ty, w.as_ptr().add(r0 * row_bytes), row_bytes, r1 - r0, acts, t0..t1, out.get().add(r0), rows_n) };
     });
-    Ok(y)
 }
 
 /// How a product is split into tasks: `(rows, tokens)` per task.
@@ -348,6 +430,79 @@ unsafe fn chunk(isa: Isa, ty: GgmlType, w: *const u8, row_bytes: usize, nr: usiz
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512Vnni => unsafe { x86::chunk_avx512(ty, w, row_bytes, nr, acts, toks, y, ystride) },
     }
+}
+
+/// `g[i] = gelu_tanh(g[i]) · u[i]` over the common length (Gemma's GeGLU), vectorized.
+///
+/// `0.5·x·(1 + tanh(z))` is computed as the equal `x / (1 + e^(−2z))`, `z = √(2/π)·(x +
+/// 0.044715·x³)`, with a branch-free `exp` (Cephes' polynomial, ~1 ulp) the compiler turns into
+/// SIMD: libm's `tanhf` per element was a sixth of a prefill.
+pub(crate) fn gelu_mul(g: &mut [f32], u: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() != Isa::Portable {
+        // SAFETY: every non-portable `Isa` implies AVX2 and FMA were detected.
+        return unsafe { gelu_mul_avx2(g, u) };
+    }
+    gelu_mul_body(g, u)
+}
+
+/// [`gelu_mul`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_mul_avx2(g: &mut [f32], u: &[f32]) {
+    gelu_mul_body(g, u)
+}
+
+#[inline(always)]
+fn gelu_mul_body(g: &mut [f32], u: &[f32]) {
+    const SQRT_2_OVER_PI: f32 = (std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2) as f32;
+    for (x, &y) in g.iter_mut().zip(u) {
+        let a = *x;
+        let z = (a + a * a * a * 0.044715) * SQRT_2_OVER_PI;
+        *x = a / (1.0 + exp_approx(-2.0 * z)) * y;
+    }
+}
+
+/// `v[i] = e^v[i]` with [`exp_approx`], vectorized (attention's softmax).
+pub(crate) fn exp_in_place(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() != Isa::Portable {
+        // SAFETY: every non-portable `Isa` implies AVX2 and FMA were detected.
+        return unsafe { exp_in_place_avx2(v) };
+    }
+    v.iter_mut().for_each(|x| *x = exp_approx(*x));
+}
+
+/// [`exp_in_place`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_in_place_avx2(v: &mut [f32]) {
+    v.iter_mut().for_each(|x| *x = exp_approx(*x));
+}
+
+/// `e^x` without branches (so loops over it vectorize): Cephes `expf`'s range reduction and
+/// polynomial, ~1 ulp on `[-87, 88]`; the input is clamped to that range (below it the result
+/// is ~1e-38 instead of 0, above it ~1.6e38 instead of ∞).
+#[inline(always)]
+pub(crate) fn exp_approx(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // Adding and subtracting 1.5·2^23 rounds to the nearest integer (|x·log2e| < 2^22).
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let k = (x * LOG2E + ROUND) - ROUND;
+    let r = x - k * 0.693_359_4 - k * -2.121_944_4e-4;
+    let r2 = r * r;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
+    let e = p * r2 + r + 1.0;
+    // 2^k through the exponent bits: k ∈ [-126, 127] after the clamp.
+    let pow2 = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    e * pow2
 }
 
 /// `Σ a[i]·b[i]` over the common length (attention scores), SIMD where the CPU has it.
@@ -488,6 +643,42 @@ mod tests {
                 assert!((got[r] - want).abs() <= 0.01 * scale + 1e-5, "{isa:?} r{r}");
             }
         }
+    }
+
+    #[test]
+    fn shared_activations_overwrite_stale_outputs() {
+        // One quantization serves products of different types (q/k/v: Q5_0, Q5_0, Q8_0), and
+        // every output value is written, whatever the buffer held before (reused host buffers).
+        let (cols, n) = (512, 19);
+        let x = activations(n * cols, 3);
+        let mut q = Quantized::new(&x, n, cols).unwrap();
+        for (i, ty) in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q5_0].into_iter().enumerate() {
+            let rows_n = 37 + 16 * i;
+            let w = random_blocks(ty, rows_n * cols / ty.block_size() as usize, 11 + i as u64);
+            let mut y = vec![f32::NAN; n * rows_n];
+            q.matmul_into(ty, &w, rows_n, &mut y).unwrap();
+            assert_eq!(y, matmul(ty, &w, rows_n, cols, &x, n).unwrap(), "{ty}");
+        }
+    }
+
+    #[test]
+    fn exp_and_gelu_match_libm() {
+        for i in -2000..2000 {
+            let x = i as f32 * 0.043;
+            let (a, b) = (exp_approx(x), x.exp());
+            assert!((a - b).abs() <= 4e-7 * b, "exp({x}): {a} vs {b}");
+        }
+        let g: Vec<f32> = (-600..600).map(|i| i as f32 * 0.021).collect();
+        let u: Vec<f32> = (0..g.len()).map(|i| 1.0 + (i % 7) as f32 * 0.25).collect();
+        let mut got = g.clone();
+        gelu_mul(&mut got, &u);
+        for ((&x, &y), &o) in g.iter().zip(&u).zip(&got) {
+            // burn's `gelu_approximate` (libm tanh).
+            let want = 0.5 * x * (1.0 + ((2.0f32 / std::f32::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh()) * y;
+            assert!((o - want).abs() <= 1e-6 * (1.0 + want.abs()), "gelu({x}): {o} vs {want}");
+        }
+        assert_eq!(exp_approx(-1000.0) < 1e-37, true);
+        assert!(exp_approx(1000.0).is_finite());
     }
 
     #[test]
