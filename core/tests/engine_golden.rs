@@ -153,6 +153,16 @@ fn gpu_greedy_matches_llama_cpp() {
     assert!(n >= limit.unwrap_or(16).min(16), "only {n} golden cases");
     // llama.cpp agrees exactly with itself on 13/30 cases across its KV-cache settings.
     assert!(exact * 3 >= n, "too few exact matches: {exact}/{n}");
+    // Greedy sessions pick on the device; the pick and its log-probability equal the host's
+    // argmax and log-softmax of the same logits read back.
+    let ids = e.tokenizer().encode("The capital of France is", true).unwrap();
+    let logits = e.logits(&ids).unwrap();
+    let want = edgewise_core::sampling::argmax(&logits);
+    let want_lp = edgewise_core::sampling::log_softmax_at(&logits, want);
+    let mut s = e.new_session(SessionConfig::default()).unwrap();
+    let g = s.generate_from(ids, &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(1) }, &mut |_| true).unwrap();
+    assert_eq!(g.token_ids, vec![want as u32]);
+    assert!((g.mean_logprob - want_lp).abs() < 1e-3, "device log-prob {} vs host {want_lp}", g.mean_logprob);
 }
 
 /// The same weights from a Hugging Face folder (safetensors f32 + config.json + tokenizer.json,

@@ -261,13 +261,19 @@ impl Gemma3 {
         if let Some(cap) = c.final_logit_softcapping {
             logits.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);
         }
+        if m == 1 {
+            // The usual case (prefill's last token, or a decode step): no second copy.
+            return Ok(vec![logits]);
+        }
         let vocab = logits.len() / m.max(1);
         Ok(logits.chunks_exact(vocab.max(1)).map(<[f32]>::to_vec).collect())
     }
 
     /// `block_forward` on host buffers, in place on `x: [n, d]` (the same expressions; the
     /// residual adds are fused into the post-norms, the query scale into RoPE, and q/k/v and
-    /// gate/up each quantize their shared input once).
+    /// gate/up each quantize their shared input once). Each scratch buffer is dropped as soon as
+    /// it is used, back to `Buf`'s free list, so the next product reuses it: fewer buffers are
+    /// live at once, which bounds the pass's scratch memory (largest at a full prefill chunk).
     fn block_forward_host(&self, il: usize, b: &Block, x: &mut [f32], n: usize, cache: &mut KvCache, rope: &[(Vec<f32>, Vec<f32>); 2]) -> Result<()> {
         let c = &self.cfg;
         let (h, kvh, hd, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.hidden_size);
@@ -283,12 +289,16 @@ impl Gemma3 {
         norm_rope_host(&mut q, h, &b.q_norm, cos, sin, Some(c.query_pre_attn_scalar.powf(-0.5)))?;
         norm_rope_host(&mut k, kvh, &b.k_norm, cos, sin, None)?;
         cache.store_host(il, &k, &v)?;
+        drop((k, v));
         let attn = {
             let kv = cache.host_view(il, n)?.ok_or_else(|| crate::Error::Backend { reason: "cpu pass without a host cache".into() })?;
             attention_rows(&q, QLayout::TokenMajor, h, n, hd, &kv)?
         };
+        drop(q);
         let mut o = b.o.forward_host(&mut HostIn::new(&attn, n, h * hd))?;
+        drop(attn);
         b.post_attn_norm.add_host(&mut o, x)?;
+        drop(o);
         hn.copy_from_slice(x);
         b.ffn_norm.rows_host(&mut hn)?;
         let (mut gate, up) = {
@@ -296,9 +306,49 @@ impl Gemma3 {
             (b.gate.forward_host(&mut input)?, b.up.forward_host(&mut input)?)
         };
         geglu_host(&mut gate, &up)?;
+        drop(up);
         let ff = gate.len() / n.max(1);
         let mut down = b.down.forward_host(&mut HostIn::new(&gate, n, ff))?;
         b.post_ffn_norm.add_host(&mut down, x)
+    }
+}
+
+impl Gemma3 {
+    /// Runs `f` as one pass of `n` tokens over `cache`: committed when it succeeds, rolled back
+    /// when it fails.
+    fn pass<T>(&self, cache: &mut KvCache, n: usize, f: impl FnOnce(&mut KvCache) -> Result<T>) -> Result<T> {
+        cache.begin(n)?;
+        match f(cache) {
+            Ok(v) => {
+                cache.commit();
+                Ok(v)
+            }
+            Err(e) => {
+                cache.abort();
+                Err(e)
+            }
+        }
+    }
+
+    /// The device path's hidden states `[n, d]` after the last block (before the final norm).
+    fn device_hidden(&self, tokens: &[u32], cache: &mut KvCache, start: usize) -> Result<Tensor<2>> {
+        let mut x = embed_rows(&self.embedding, tokens, self.embed_scale, &self.device)?;
+        let rope = self.rope_pair(start, tokens.len());
+        for (il, b) in self.blocks.iter().enumerate() {
+            x = if self.fused { self.block_forward_fused(il, b, x, cache, &rope)? } else { self.block_forward(il, b, x, cache, &rope)? };
+        }
+        Ok(x)
+    }
+
+    /// Row `i` of the hidden states through the final norm.
+    fn final_norm_row(&self, x: &Tensor<2>, i: usize) -> Result<Tensor<2>> {
+        let row = x.clone().slice([i..i + 1, 0..self.cfg.hidden_size]);
+        if self.fused {
+            let (w, eps) = self.output_norm.parts();
+            gpu_fused::rms_norm(row, w, eps, None)
+        } else {
+            Ok(self.output_norm.forward(row))
+        }
     }
 }
 
@@ -309,46 +359,41 @@ impl CausalLm for Gemma3 {
             return Err(crate::Error::InvalidParameter { name: "first", reason: format!("{first} >= {n} tokens") });
         }
         let start = cache.len();
-        cache.begin(n)?;
         let host = !self.fused && cache.is_host();
-        let mut run = || -> Result<Vec<Vec<f32>>> {
+        self.pass(cache, n, |cache| {
             if host {
                 return self.forward_host(tokens, cache, start, first);
             }
-            let mut x = embed_rows(&self.embedding, tokens, self.embed_scale, &self.device)?;
-            let rope = self.rope_pair(start, n);
-            for (il, b) in self.blocks.iter().enumerate() {
-                x = if self.fused { self.block_forward_fused(il, b, x, cache, &rope)? } else { self.block_forward(il, b, x, cache, &rope)? };
-            }
-            let d = self.cfg.hidden_size;
+            let x = self.device_hidden(tokens, cache, start)?;
             let mut out = Vec::with_capacity(n - first);
             for i in first..n {
-                let row = x.clone().slice([i..i + 1, 0..d]);
-                let row = if self.fused {
-                    let (w, eps) = self.output_norm.parts();
-                    gpu_fused::rms_norm(row, w, eps, None)?
-                } else {
-                    self.output_norm.forward(row)
-                };
-                let mut logits = self.lm_head.logits(row)?;
+                let mut logits = self.lm_head.logits(self.final_norm_row(&x, i)?)?;
                 if let Some(cap) = self.cfg.final_logit_softcapping {
                     logits.iter_mut().for_each(|l| *l = (*l / cap).tanh() * cap);
                 }
                 out.push(logits);
             }
             Ok(out)
-        };
-        let r = run();
-        match r {
-            Ok(l) => {
-                cache.commit();
-                Ok(l)
-            }
-            Err(e) => {
-                cache.abort();
-                Err(e)
-            }
+        })
+    }
+
+    /// On the fused GPU path the pick is made on the device (`gpu_fused::greedy`): two numbers
+    /// cross back instead of 262144 logits. Elsewhere, and with a logit softcap (which changes
+    /// the log-probability), the host picks from the logits.
+    fn forward_greedy(&self, tokens: &[u32], cache: &mut KvCache) -> Result<(u32, f32)> {
+        let n = tokens.len();
+        if !self.fused || n == 0 || self.cfg.final_logit_softcapping.is_some() {
+            return super::greedy_of(&self.forward(tokens, cache)?);
         }
+        let start = cache.len();
+        self.pass(cache, n, |cache| {
+            let x = self.device_hidden(tokens, cache, start)?;
+            let row = self.final_norm_row(&x, n - 1)?;
+            match self.lm_head.logits_device(row.clone())? {
+                Some(logits) => gpu_fused::greedy(logits).map(|g| (g.token, g.logprob)),
+                None => super::greedy_of(&self.lm_head.logits(row)?),
+            }
+        })
     }
 
     fn new_cache(&self, max_context: usize, max_chunk: usize) -> Result<KvCache> {

@@ -702,6 +702,16 @@ impl LmHead {
         }
     }
 
+    /// The logits `[n, vocab]` left on the device, for a pick made there (`gpu_fused::greedy`);
+    /// `None` for the CPU's in-place quantized head.
+    pub fn logits_device(&self, x: Tensor<2>) -> Result<Option<Tensor<2>>> {
+        match self {
+            Self::Sharded { shards, .. } => Ok(Some(Tensor::cat(shards.iter().map(|w| x.clone().matmul(w.clone())).collect(), 1))),
+            Self::QuantizedGpu(w) => Ok(Some(w.matmul(x)?)),
+            Self::Quantized(_) => Ok(None),
+        }
+    }
+
     /// x: [1, d] -> logits [vocab] on the host
     pub fn logits(&self, x: Tensor<2>) -> Result<Vec<f32>> {
         match self {

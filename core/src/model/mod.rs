@@ -49,12 +49,7 @@ pub trait CausalLm: Send + Sync {
     /// penalty). A model on a GPU overrides it to pick on the device, so that two numbers instead
     /// of the vocabulary's logits cross back to the host each token.
     fn forward_greedy(&self, tokens: &[u32], cache: &mut KvCache) -> Result<(u32, f32)> {
-        let logits = self.forward(tokens, cache)?;
-        if logits.iter().any(|l| l.is_nan()) {
-            return Err(Error::Backend { reason: "model produced NaN logits".into() });
-        }
-        let tok = crate::sampling::argmax(&logits);
-        Ok((tok as u32, crate::sampling::log_softmax_at(&logits, tok)))
+        greedy_of(&self.forward(tokens, cache)?)
     }
     /// A cache for `max_context` tokens, accepting passes of up to `max_chunk` tokens.
     fn new_cache(&self, max_context: usize, max_chunk: usize) -> Result<KvCache>;
@@ -62,4 +57,14 @@ pub trait CausalLm: Send + Sync {
     fn vocab_size(&self) -> usize;
     /// The context the model was trained for.
     fn max_context(&self) -> usize;
+}
+
+/// The greedy pick of host logits: the first index of the maximum and its log-probability (the
+/// sampler's temperature-0 result). NaN logits are an error.
+pub fn greedy_of(logits: &[f32]) -> Result<(u32, f32)> {
+    if logits.is_empty() || logits.iter().any(|l| l.is_nan()) {
+        return Err(Error::Backend { reason: "model produced NaN or no logits".into() });
+    }
+    let tok = crate::sampling::argmax(logits);
+    Ok((tok as u32, crate::sampling::log_softmax_at(logits, tok)))
 }
