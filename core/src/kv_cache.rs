@@ -11,9 +11,13 @@
 //!
 //! On the CPU (burn `flex`) the keys and values live in plain host buffers instead of tensors,
 //! and attention reads them in place through [`KvCache::host_view`] (`layers::attention`'s
-//! threaded host path): no per-layer slicing, transposes or copies of the cache.
+//! threaded host path): no per-layer slicing, transposes or copies of the cache. Host keys and
+//! values are stored as f16 (llama.cpp's default cache type, rounded the same way), which halves
+//! the cache; attention widens them on the fly (`quant::cpu::dot_f16` / `axpy_f16`).
 
 use burn::tensor::{Device, Tensor, TensorData};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use crate::{Error, Result};
 
@@ -45,12 +49,18 @@ impl Ring {
         for i in 0..n {
             let q = (start + i) as i64;
             for &p in &self.slot_pos[..s] {
-                let ok = p >= 0 && p <= q && self.window.map_or(true, |w| q - p < w as i64);
-                m.push(if ok { 0.0 } else { MASKED });
+                m.push(if sees(self.window, q, p) { 0.0 } else { MASKED });
             }
         }
         m
     }
+}
+
+/// Whether the query at position `q` attends to the key at position `p` (−1: an empty slot):
+/// causal, and within the sliding window if any.
+#[inline]
+fn sees(window: Option<usize>, q: i64, p: i64) -> bool {
+    p >= 0 && p <= q && window.map_or(true, |w| q - p < w as i64)
 }
 
 /// Geometry of a cache, from the model config and the session's context.
@@ -68,24 +78,27 @@ pub struct CacheLayout {
     pub max_chunk: usize,
 }
 
-/// Host storage of the CPU path: per layer `[KV, capacity, hd]` keys and values, and the pass's
-/// masks.
+/// Host storage of the CPU path: per layer `[KV, capacity, hd]` f16 keys and values. Its
+/// passes build no `[n, S]` masks: attention tests each slot's position ([`HostView::sees`]).
 #[derive(Debug, Clone, Default)]
 struct HostKv {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
-    masks: [Vec<f32>; 2],
+    k: Vec<Vec<f16>>,
+    v: Vec<Vec<f16>>,
 }
 
 /// One layer of the host cache, as attention reads it.
 #[derive(Debug)]
 pub struct HostView<'a> {
-    /// `[KV, cap, hd]` keys (slot `s` of head `h` at `(h·cap + s)·hd`).
-    pub k: &'a [f32],
-    /// `[KV, cap, hd]` values.
-    pub v: &'a [f32],
-    /// `[n, S]` additive mask (0 or a large negative).
-    pub mask: &'a [f32],
+    /// `[KV, cap, hd]` f16 keys (slot `s` of head `h` at `(h·cap + s)·hd`).
+    pub k: &'a [f16],
+    /// `[KV, cap, hd]` f16 values.
+    pub v: &'a [f16],
+    /// `[S]`: the position held by each visible slot (−1 for empty).
+    pub slot_pos: &'a [i64],
+    /// Position of the pass's first query.
+    pub start: usize,
+    /// The layer's sliding window, if any.
+    pub window: Option<usize>,
     /// Slots of the layer's ring (the row stride of `k`/`v` per head).
     pub cap: usize,
     /// Slots visible to this pass.
@@ -97,9 +110,16 @@ pub struct HostView<'a> {
 }
 
 impl HostView<'_> {
-    /// Whether a mask value hides its key.
-    pub fn masked(m: f32) -> bool {
-        m <= MASKED * 0.5
+    /// Whether query `i` of the pass attends to slot `slot` (`slot < S`); the same rule as the
+    /// device path's mask.
+    #[inline]
+    pub fn sees(&self, i: usize, slot: usize) -> bool {
+        self.slot_pos.get(slot).is_some_and(|&p| sees(self.window, (self.start + i) as i64, p))
+    }
+
+    /// Mask rows for the pass's `n` queries: `[n, S]`, 0 or a large negative (for tensor callers).
+    pub fn mask(&self, n: usize) -> Vec<f32> {
+        (0..n).flat_map(|i| (0..self.s).map(move |p| if self.sees(i, p) { 0.0 } else { MASKED })).collect()
     }
 }
 
@@ -139,8 +159,8 @@ impl KvCache {
         for w in &layout.layer_windows {
             let cap = if w.is_some() { local_cap } else { layout.max_context };
             if let Some(h) = host.as_mut() {
-                h.k.push(vec![0f32; layout.kv_heads * cap * layout.head_dim]);
-                h.v.push(vec![0f32; layout.kv_heads * cap * layout.head_dim]);
+                h.k.push(vec![f16::ZERO; layout.kv_heads * cap * layout.head_dim]);
+                h.v.push(vec![f16::ZERO; layout.kv_heads * cap * layout.head_dim]);
                 continue;
             }
             let zeros = || {
@@ -176,10 +196,10 @@ impl KvCache {
         self.layout.max_chunk
     }
 
-    /// Bytes held by the cache tensors (f32).
+    /// Bytes held by the cache (f16 on the host, f32 tensors on a device).
     pub fn size_bytes(&self) -> usize {
         if let Some(h) = &self.host {
-            return h.k.iter().chain(&h.v).map(|b| b.len() * 4).sum();
+            return h.k.iter().chain(&h.v).map(|b| b.len() * 2).sum();
         }
         self.k.iter().chain(&self.v).map(|t| t.dims().iter().product::<usize>() * 4).sum()
     }
@@ -201,7 +221,7 @@ impl KvCache {
         if end > self.layout.max_context {
             return Err(Error::ContextOverflow { max: self.layout.max_context, requested: end });
         }
-        for (ri, (ring, mask)) in self.rings.iter_mut().zip(self.masks.iter_mut()).enumerate() {
+        for (ring, mask) in self.rings.iter_mut().zip(self.masks.iter_mut()) {
             *mask = None;
             if ring.capacity == 0 {
                 continue;
@@ -209,11 +229,9 @@ impl KvCache {
             for p in self.len..end {
                 ring.slot_pos[p % ring.capacity] = p as i64;
             }
-            let s = ring.visible(end);
-            let m = ring.mask(self.len, n, s);
-            match self.host.as_mut() {
-                Some(h) => h.masks[ri] = m,
-                None => *mask = Some(Tensor::<2>::from_data(TensorData::new(m, [n, s]), &self.device)),
+            if self.host.is_none() {
+                let s = ring.visible(end);
+                *mask = Some(Tensor::<2>::from_data(TensorData::new(ring.mask(self.len, n, s), [n, s]), &self.device));
             }
         }
         self.pass = Some((self.len, n));
@@ -240,7 +258,7 @@ impl KvCache {
                     for i in 0..n {
                         let slot = (start + i) % cap;
                         let dst = buf.get_mut((hh * cap + slot) * hd..(hh * cap + slot + 1) * hd).ok_or_else(bad)?;
-                        dst.copy_from_slice(src.get((hh * n + i) * hd..(hh * n + i + 1) * hd).ok_or_else(bad)?);
+                        dst.convert_from_f32_slice(src.get((hh * n + i) * hd..(hh * n + i + 1) * hd).ok_or_else(bad)?);
                     }
                 }
             }
@@ -280,7 +298,7 @@ impl KvCache {
             for (i, tok) in src.chunks_exact(kvh * hd).enumerate() {
                 let slot = (start + i) % cap;
                 for (hh, row) in tok.chunks_exact(hd).enumerate() {
-                    buf.get_mut((hh * cap + slot) * hd..(hh * cap + slot + 1) * hd).ok_or_else(bad)?.copy_from_slice(row);
+                    buf.get_mut((hh * cap + slot) * hd..(hh * cap + slot + 1) * hd).ok_or_else(bad)?.convert_from_f32_slice(row);
                 }
             }
         }
@@ -304,10 +322,10 @@ impl KvCache {
         let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
         if let Some(hv) = self.host_view(layer, n)? {
             // Tensors for callers that want them (the host path reads `host_view` directly).
-            let gather = |b: &[f32]| -> Vec<f32> { (0..kvh).flat_map(|h| b[h * hv.cap * hd..(h * hv.cap + s) * hd].iter().copied()).collect() };
+            let gather = |b: &[f16]| -> Vec<f32> { (0..kvh).flat_map(|h| b[h * hv.cap * hd..(h * hv.cap + s) * hd].iter().map(|x| x.to_f32())).collect() };
             let k = Tensor::<3>::from_data(TensorData::new(gather(hv.k), [kvh, s, hd]), &self.device);
             let v = Tensor::<3>::from_data(TensorData::new(gather(hv.v), [kvh, s, hd]), &self.device);
-            let mask = Tensor::<2>::from_data(TensorData::new(hv.mask.to_vec(), [n, s]), &self.device);
+            let mask = Tensor::<2>::from_data(TensorData::new(hv.mask(n), [n, s]), &self.device);
             return Ok((k, v, mask, s));
         }
         let mask = self.masks[ri].clone().ok_or_else(|| Error::Backend { reason: "kv pass has no mask".into() })?;
@@ -327,11 +345,13 @@ impl KvCache {
         let ring = &self.rings[ri];
         let s = ring.visible(start + n);
         let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
-        let (k, v, mask) = (&h.k[layer], &h.v[layer], &h.masks[ri]);
-        if mask.len() != n * s || k.len() != kvh * ring.capacity * hd || v.len() != k.len() {
-            return Err(Error::Backend { reason: "kv host buffers do not match the pass".into() });
+        let bad = || Error::Backend { reason: "kv host buffers do not match the pass".into() };
+        let (k, v) = (h.k.get(layer).ok_or_else(bad)?, h.v.get(layer).ok_or_else(bad)?);
+        let slot_pos = ring.slot_pos.get(..s).ok_or_else(bad)?;
+        if k.len() != kvh * ring.capacity * hd || v.len() != k.len() {
+            return Err(bad());
         }
-        Ok(Some(HostView { k, v, mask, cap: ring.capacity, s, kv_heads: kvh, head_dim: hd }))
+        Ok(Some(HostView { k, v, slot_pos, start, window: ring.window, cap: ring.capacity, s, kv_heads: kvh, head_dim: hd }))
     }
 
     /// Ends the pass: its tokens become part of the cache.

@@ -532,15 +532,17 @@ pub(crate) enum QLayout {
 /// key and value row is loaded once for all of them), split into position chunks when there are
 /// too few tasks to occupy the pool (decode); a chunk keeps its own running max, sum and
 /// weighted value sum per head (as flash-decoding does), and the chunks are merged afterwards.
-/// Masked keys are skipped, so causal prefill does half the work; the latest tokens (the most
-/// keys) go first, so the pool's dynamic balancing has small tasks left at the end. Query head
-/// `j` reads KV head `j / (H / KV)`, as the tensor path's reshape groups them. Per head the
-/// products, sums and exps are the same as one head at a time.
+/// With a single chunk per task (prefill) the task writes its normalized rows straight into the
+/// output, with no partials buffer. Hidden keys are skipped, so causal prefill does half the
+/// work; the latest tokens (the most keys) go first, so the pool's dynamic balancing has small
+/// tasks left at the end. Query head `j` reads KV head `j / (H / KV)`, as the tensor path's
+/// reshape groups them. Keys and values are f16 in the cache and widened inside the dot and axpy
+/// kernels (no f32 copy). Per head the products, sums and exps are the same as one head at a time.
 pub(crate) fn attention_rows(qs: &[f32], layout: QLayout, h: usize, n: usize, hd: usize, kv: &crate::kv_cache::HostView<'_>) -> Result<Buf> {
-    use crate::kv_cache::HostView;
-    use crate::quant::cpu::{axpy_f32, dot_f32, pool};
+    use crate::quant::cpu::{axpy_f16, axpy_f32, dot_f16, pool};
     let (s, cap, kvh) = (kv.s, kv.cap, kv.kv_heads);
-    if kvh == 0 || h % kvh != 0 || hd != kv.head_dim || kv.mask.len() != n * s || qs.len() != h * n * hd {
+    let slots_ok = s <= cap && kv.k.len() >= kvh * cap * hd && kv.v.len() >= kvh * cap * hd;
+    if kvh == 0 || h % kvh != 0 || hd != kv.head_dim || kv.slot_pos.len() != s || qs.len() != h * n * hd || !slots_ok {
         return Err(Error::Backend { reason: format!("attention: {h} heads of {hd} over {kvh} kv heads of {}", kv.head_dim) });
     }
     let g = h / kvh;
@@ -556,34 +558,30 @@ pub(crate) fn attention_rows(qs: &[f32], layout: QLayout, h: usize, n: usize, hd
     // Position chunks per group: enough tasks for every thread, each ≥ 64 keys.
     let pc = if groups >= 2 * threads { 1 } else { (2 * threads).div_ceil(groups).min(s.div_ceil(64)).max(1) };
     let plen = s.div_ceil(pc);
-    // Per (task, head of the group): max, sum, then `hd` weighted values.
+    // Per (task, head of the group): max, sum, then `hd` weighted values (only when chunked).
     let stride = hd + 2;
-    // Each task clears its own part.
-    let mut part = Buf::new(groups * pc * g * stride);
-    let pp = pool::SyncPtr(part.as_mut_ptr());
+    // Every value of `o` is written: by its task (one chunk) or by the merge below.
+    let mut o = Buf::new(n * h * hd);
+    let mut part = if pc > 1 { Buf::new(groups * pc * g * stride) } else { Buf::new(0) };
+    let (op, pp) = (pool::SyncPtr(o.as_mut_ptr()), pool::SyncPtr(part.as_mut_ptr()));
     let task = |t: usize| {
         let (gi, c) = (t / pc, t % pc);
         // Latest tokens first (see above).
         let (kvhead, i) = (gi / n, n - 1 - gi % n);
-        let mrow = &kv.mask[i * s..(i + 1) * s];
         let (p0, p1) = (c * plen, ((c + 1) * plen).min(s));
-        // SAFETY: task `t` owns `part[t·g·stride, (t+1)·g·stride)`, inside `groups·pc·g·stride`.
-        let out = unsafe { std::slice::from_raw_parts_mut(pp.get().add(t * g * stride), g * stride) };
-        out.fill(0.0);
         // Scores `[g, p1 − p0]` of the visible keys (`keys` lists them).
         let mut keys: Vec<usize> = Vec::with_capacity(p1.saturating_sub(p0));
         let mut sc: Vec<f32> = Vec::with_capacity(g * p1.saturating_sub(p0));
         let mut mx = vec![f32::NEG_INFINITY; g];
         for p in p0..p1 {
-            let m = mrow[p];
-            if HostView::masked(m) {
+            if !kv.sees(i, p) {
                 continue;
             }
             keys.push(p);
             let k0 = (kvhead * cap + p) * hd;
             let krow = &kv.k[k0..k0 + hd];
             for (j, mj) in mx.iter_mut().enumerate() {
-                let v = dot_f32(qrow(kvhead * g + j, i), krow) + m;
+                let v = dot_f16(qrow(kvhead * g + j, i), krow);
                 *mj = mj.max(v);
                 sc.push(v);
             }
@@ -595,6 +593,16 @@ pub(crate) fn attention_rows(qs: &[f32], layout: QLayout, h: usize, n: usize, hd
             }
         }
         crate::quant::cpu::exp_in_place(&mut sc);
+        // Where the `g` weighted sums go: `g` rows of `hd` (apart by `step`, from `first`).
+        let (out, first, step) = if pc == 1 {
+            // SAFETY: task `t` (= group `gi`) owns the `g` contiguous output rows of token `i`,
+            // heads `kvhead·g..(kvhead+1)·g`: `o[(i·H + kvhead·g)·hd, +g·hd)`, inside `n·H·hd`.
+            (unsafe { std::slice::from_raw_parts_mut(op.get().add((i * h + kvhead * g) * hd), g * hd) }, 0, hd)
+        } else {
+            // SAFETY: task `t` owns `part[t·g·stride, (t+1)·g·stride)`, inside `groups·pc·g·stride`.
+            (unsafe { std::slice::from_raw_parts_mut(pp.get().add(t * g * stride), g * stride) }, 2, stride)
+        };
+        out.fill(0.0);
         let mut sum = vec![0f32; g];
         for (pi, &p) in keys.iter().enumerate() {
             let v0 = (kvhead * cap + p) * hd;
@@ -602,18 +610,28 @@ pub(crate) fn attention_rows(qs: &[f32], layout: QLayout, h: usize, n: usize, hd
             for j in 0..g {
                 let e = sc[pi * g + j];
                 sum[j] += e;
-                axpy_f32(&mut out[j * stride + 2..(j + 1) * stride], e, vrow);
+                axpy_f16(&mut out[j * step + first..j * step + first + hd], e, vrow);
             }
         }
         for j in 0..g {
-            out[j * stride] = mx[j];
-            out[j * stride + 1] = sum[j];
+            if pc == 1 {
+                // What the merge does with one chunk: weight exp(0) = 1, then `· 1/sum`.
+                if sum[j] > 0.0 {
+                    let inv = 1.0 / sum[j];
+                    out[j * hd..(j + 1) * hd].iter_mut().for_each(|x| *x *= inv);
+                }
+            } else {
+                out[j * stride] = mx[j];
+                out[j * stride + 1] = sum[j];
+            }
         }
     };
     pool::for_each(groups * pc, &task);
+    if pc == 1 {
+        return Ok(o);
+    }
     // Merge the chunks of each (token, head) row into o: [n, H·hd].
     // Each row is cleared by its merge.
-    let mut o = Buf::new(n * h * hd);
     let merge = |r: usize, dst: &mut [f32]| {
         dst.fill(0.0);
         let (i, head) = (r / h, r % h);

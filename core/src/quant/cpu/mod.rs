@@ -505,25 +505,6 @@ pub(crate) fn exp_approx(x: f32) -> f32 {
     e * pow2
 }
 
-/// `Σ a[i]·b[i]` over the common length (attention scores), SIMD where the CPU has it.
-pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if Isa::best() != Isa::Portable {
-        // SAFETY: every non-portable `Isa` implies AVX2 and FMA were detected.
-        return unsafe { x86::dot_f32(a, b) };
-    }
-    // Eight independent partial sums, which the compiler keeps in vector registers.
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
-}
-
 /// `y[i] += a·x[i]` over the common length (attention's weighted sum of values).
 pub(crate) fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -536,9 +517,59 @@ pub(crate) fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
+/// `Σ a[i]·b[i]` over the common length with `b` in f16 (attention scores over the host KV
+/// cache's keys), widened on the fly, SIMD where the CPU has it.
+pub(crate) fn dot_f16(a: &[f32], b: &[half::f16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() != Isa::Portable {
+        // SAFETY: every non-portable `Isa` implies AVX2, FMA and F16C were detected.
+        return unsafe { x86::dot_f16(a, b) };
+    }
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k].to_f32();
+        }
+    }
+    acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y.to_f32()).sum::<f32>()
+}
+
+/// [`axpy_f32`] with `x` in f16 (the host KV cache's values), widened on the fly.
+pub(crate) fn axpy_f16(y: &mut [f32], a: f32, x: &[half::f16]) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() != Isa::Portable {
+        // SAFETY: every non-portable `Isa` implies AVX2, FMA and F16C were detected.
+        return unsafe { x86::axpy_f16(y, a, x) };
+    }
+    for (o, v) in y.iter_mut().zip(x) {
+        *o += a * v.to_f32();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The f16 attention kernels against plain f64 sums of the widened values, on lengths that
+    /// exercise the 32-, 8- and 1-wide paths. Tolerance: f32 accumulation order (relative 1e-5).
+    #[test]
+    fn f16_dot_and_axpy_match_scalar() {
+        for len in [1usize, 7, 8, 31, 32, 33, 256, 259] {
+            let a: Vec<f32> = (0..len).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.031).collect();
+            let b: Vec<half::f16> = (0..len).map(|i| half::f16::from_f32(((i * 53 % 89) as f32 - 44.0) * 0.017)).collect();
+            let want: f64 = a.iter().zip(&b).map(|(&x, y)| x as f64 * y.to_f32() as f64).sum();
+            let got = dot_f16(&a, &b) as f64;
+            assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "dot len {len}: {got} vs {want}");
+            let mut y = a.clone();
+            axpy_f16(&mut y, 0.75, &b);
+            for (i, (&yi, (&ai, bi))) in y.iter().zip(a.iter().zip(&b)).enumerate() {
+                let w = ai + 0.75 * bi.to_f32();
+                assert!((yi - w).abs() <= 1e-6 * w.abs().max(1.0), "axpy len {len} at {i}: {yi} vs {w}");
+            }
+        }
+    }
     use crate::quant::{dequantize, random_blocks};
 
     /// Activations whose magnitude changes from one 32-block to the next (so a kernel that

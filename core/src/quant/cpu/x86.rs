@@ -786,38 +786,6 @@ unsafe fn tile_q6k<const V: u8, const R: usize, const T: usize>(w: *const u8, ro
     }
 }
 
-/// `Σ a[i]·b[i]` over `min(len)` values, with four 8-lane FMA chains.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut i = 0;
-    // SAFETY: every load reads `[i, i + 8)` with `i + 8 ≤ n`, inside both slices.
-    unsafe {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        while i + 32 <= n {
-            for (k, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8 * k)), _mm256_loadu_ps(pb.add(i + 8 * k)), *a);
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
-            i += 8;
-        }
-        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut sum = hsum(v);
-        while i < n {
-            sum += *pa.add(i) * *pb.add(i);
-            i += 1;
-        }
-        sum
-    }
-}
-
 /// `y[i] += a·x[i]` over `min(len)` values.
 ///
 /// # Safety
@@ -836,6 +804,66 @@ pub(super) unsafe fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
         }
         while i < n {
             *py.add(i) += a * *px.add(i);
+            i += 1;
+        }
+    }
+}
+
+/// `Σ a[i]·b[i]` over `min(len)` values, `b` in f16 (the host KV cache's keys): each 8 values
+/// widened by `vcvtph2ps` right before the multiply, so no f32 copy of the row is made.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_f16(a: &[f32], b: &[half::f16]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut i = 0;
+    // SAFETY: every load reads `[i, i + 8)` with `i + 8 ≤ n` (or element `i < n`), inside both
+    // slices; an f16 is 2 bytes, so 8 of them are one unaligned 128-bit load.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        while i + 32 <= n {
+            for (k, a) in acc.iter_mut().enumerate() {
+                let kv = _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i + 8 * k) as *const __m128i));
+                *a = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8 * k)), kv, *a);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            let kv = _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i) as *const __m128i));
+            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), kv, acc[0]);
+            i += 8;
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut sum = hsum(v);
+        while i < n {
+            sum += *pa.add(i) * f16_scalar(pb.add(i) as *const u8);
+            i += 1;
+        }
+        sum
+    }
+}
+
+/// `y[i] += a·x[i]` over `min(len)` values, `x` in f16 (the host KV cache's values).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn axpy_f16(y: &mut [f32], a: f32, x: &[half::f16]) {
+    let n = y.len().min(x.len());
+    let (py, px) = (y.as_mut_ptr(), x.as_ptr());
+    let mut i = 0;
+    // SAFETY: every access is `[i, i + 8)` with `i + 8 ≤ n` (or `i < n`), inside both slices.
+    unsafe {
+        let va = _mm256_set1_ps(a);
+        while i + 8 <= n {
+            let xv = _mm256_cvtph_ps(_mm_loadu_si128(px.add(i) as *const __m128i));
+            _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(py.add(i))));
+            i += 8;
+        }
+        while i < n {
+            *py.add(i) += a * f16_scalar(px.add(i) as *const u8);
             i += 1;
         }
     }
