@@ -351,11 +351,6 @@ impl HfWeights {
         self.entries.contains_key(&key).then_some(key)
     }
 
-    fn is_norm(id: WeightId) -> bool {
-        use WeightId::*;
-        matches!(id, OutputNorm | AttnNorm { .. } | AttnQNorm { .. } | AttnKNorm { .. } | PostAttnNorm { .. } | FfnNorm { .. } | PostFfnNorm { .. })
-    }
-
     fn offset_norms(&self) -> Result<HashMap<String, Arc<Vec<u8>>>> {
         let offset = norm_offset(self.arch);
         let mut out = HashMap::new();
@@ -401,10 +396,8 @@ impl WeightSource for HfWeights {
     fn raw(&self, id: WeightId) -> Result<RawWeight<'_>> {
         let (key, e) = self.entry(id)?;
         let (rows, cols) = dims(&e.shape);
-        if Self::is_norm(id) {
-            if let Some(b) = self.norms.get(&key) {
-                return Ok(RawWeight { ty: GgmlType::F32, rows, cols, bytes: b.as_slice() });
-            }
+        if let Some(b) = self.norms.get(&key) {
+            return Ok(RawWeight { ty: GgmlType::F32, rows, cols, bytes: b.as_slice() });
         }
         Ok(RawWeight { ty: e.ty, rows, cols, bytes: self.bytes(e)? })
     }
@@ -412,10 +405,8 @@ impl WeightSource for HfWeights {
     fn shared(&self, id: WeightId) -> Result<SharedWeight> {
         let (key, e) = self.entry(id)?;
         let (rows, cols) = dims(&e.shape);
-        if Self::is_norm(id) {
-            if let Some(b) = self.norms.get(&key) {
-                return SharedWeight::new(GgmlType::F32, rows, cols, b.clone(), 0, b.len());
-            }
+        if let Some(b) = self.norms.get(&key) {
+            return SharedWeight::new(GgmlType::F32, rows, cols, b.clone(), 0, b.len());
         }
         let map = self.shards.get(e.shard).ok_or_else(|| invalid("tensor outside its file"))?;
         SharedWeight::new(e.ty, rows, cols, map.clone(), e.start, e.len)

@@ -116,11 +116,11 @@ impl HostView<'_> {
     pub fn sees(&self, i: usize, slot: usize) -> bool {
         self.slot_pos.get(slot).is_some_and(|&p| sees(self.window, (self.start + i) as i64, p))
     }
+}
 
-    /// Mask rows for the pass's `n` queries: `[n, S]`, 0 or a large negative (for tensor callers).
-    pub fn mask(&self, n: usize) -> Vec<f32> {
-        (0..n).flat_map(|i| (0..self.s).map(move |p| if self.sees(i, p) { 0.0 } else { MASKED })).collect()
-    }
+/// The tensor `store`/`view` of a CPU cache, whose buffers only the host path uses.
+fn host_only() -> Error {
+    Error::Backend { reason: "a CPU kv cache is written by `store_host` and read by `host_view`".into() }
 }
 
 /// The KV cache of one session.
@@ -245,24 +245,8 @@ impl KvCache {
         let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
         let s0 = start % cap;
         let first = n.min(cap - s0);
-        if let Some(h) = self.host.as_mut() {
-            let bad = || Error::Backend { reason: "kv store: layer or shape out of range".into() };
-            if k.dims() != [kvh, n, hd] || v.dims() != [kvh, n, hd] {
-                return Err(bad());
-            }
-            let (ks, vs) = (crate::model::layers::read_f32(k)?, crate::model::layers::read_f32(v)?);
-            let (kb, vb) = (h.k.get_mut(layer).ok_or_else(bad)?, h.v.get_mut(layer).ok_or_else(bad)?);
-            // Token `i` of head `hh` goes to slot `(start + i) % cap`.
-            for (buf, src) in [(kb, &ks), (vb, &vs)] {
-                for hh in 0..kvh {
-                    for i in 0..n {
-                        let slot = (start + i) % cap;
-                        let dst = buf.get_mut((hh * cap + slot) * hd..(hh * cap + slot + 1) * hd).ok_or_else(bad)?;
-                        dst.convert_from_f32_slice(src.get((hh * n + i) * hd..(hh * n + i + 1) * hd).ok_or_else(bad)?);
-                    }
-                }
-            }
-            return Ok(());
+        if self.host.is_some() {
+            return Err(host_only());
         }
         let placeholder = &self.placeholder;
         let put = |t: &mut Tensor<3>, x: Tensor<3>| {
@@ -320,13 +304,8 @@ impl KvCache {
         let ri = self.ring_index(layer)?;
         let s = self.rings[ri].visible(start + n);
         let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
-        if let Some(hv) = self.host_view(layer, n)? {
-            // Tensors for callers that want them (the host path reads `host_view` directly).
-            let gather = |b: &[f16]| -> Vec<f32> { (0..kvh).flat_map(|h| b[h * hv.cap * hd..(h * hv.cap + s) * hd].iter().map(|x| x.to_f32())).collect() };
-            let k = Tensor::<3>::from_data(TensorData::new(gather(hv.k), [kvh, s, hd]), &self.device);
-            let v = Tensor::<3>::from_data(TensorData::new(gather(hv.v), [kvh, s, hd]), &self.device);
-            let mask = Tensor::<2>::from_data(TensorData::new(hv.mask(n), [n, s]), &self.device);
-            return Ok((k, v, mask, s));
+        if self.host.is_some() {
+            return Err(host_only());
         }
         let mask = self.masks[ri].clone().ok_or_else(|| Error::Backend { reason: "kv pass has no mask".into() })?;
         let k = self.k[layer].clone().slice([0..kvh, 0..s, 0..hd]);
@@ -449,9 +428,12 @@ mod tests {
         assert_eq!(c.rings[1].capacity, 5);
         for _ in 0..6 {
             c.begin(2).unwrap();
-            let t = || Tensor::<3>::from_data(TensorData::new(vec![1f32; 4], [1, 2, 2]), &dev);
-            c.store(0, t(), t()).unwrap();
-            c.store(1, t(), t()).unwrap();
+            let t = [1f32; 4];
+            c.store_host(0, &t, &t).unwrap();
+            c.store_host(1, &t, &t).unwrap();
+            // The tensor store is the device path's; a CPU cache refuses it (typed error).
+            let x = || Tensor::<3>::from_data(TensorData::new(vec![1f32; 4], [1, 2, 2]), &dev);
+            assert!(matches!(c.store(0, x(), x()), Err(Error::Backend { .. })));
             c.commit();
         }
         assert_eq!(c.len(), 12);

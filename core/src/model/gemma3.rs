@@ -75,10 +75,10 @@ impl Gemma3Config {
     }
 }
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{activation, Device, Tensor};
 
 use super::gpu_fused;
-use super::layers::{apply_rope, attention, attention_rows, embed_rows, embed_rows_host, geglu, geglu_host, norm_rope_host, rope_tables, rope_tables_host, Buf, HostIn, Linear, LmHead, QLayout, RmsNorm, WeightMode};
+use super::layers::{apply_rope, attention, attention_rows, embed_rows, embed_rows_host, geglu_host, norm_rope_host, rope_tables, rope_tables_host, Buf, HostIn, Linear, LmHead, RmsNorm, WeightMode};
 use super::CausalLm;
 use crate::kv_cache::{CacheLayout, KvCache};
 use crate::weights::{SharedWeight, WeightId, WeightSource};
@@ -235,7 +235,7 @@ impl Gemma3 {
         let attn = attention(q, cache, il)?;
         let x = x.add(b.post_attn_norm.forward(b.o.forward(attn)?));
         let hn = b.ffn_norm.forward(x.clone());
-        let ff = geglu(b.gate.forward(hn.clone())?, b.up.forward(hn)?)?;
+        let ff = activation::gelu_approximate(b.gate.forward(hn.clone())?).mul(b.up.forward(hn)?);
         Ok(x.add(b.post_ffn_norm.forward(b.down.forward(ff)?)))
     }
 
@@ -292,7 +292,7 @@ impl Gemma3 {
         drop((k, v));
         let attn = {
             let kv = cache.host_view(il, n)?.ok_or_else(|| crate::Error::Backend { reason: "cpu pass without a host cache".into() })?;
-            attention_rows(&q, QLayout::TokenMajor, h, n, hd, &kv)?
+            attention_rows(&q, h, n, hd, &kv)?
         };
         drop(q);
         let mut o = b.o.forward_host(&mut HostIn::new(&attn, n, h * hd))?;

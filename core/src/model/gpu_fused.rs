@@ -15,6 +15,7 @@ use burn::backend::Wgpu;
 use burn::tensor::{DType, Shape, Tensor as BurnTensor};
 use cubecl::prelude::*;
 
+use crate::quant::gpu::{cube_of, grid};
 use crate::{Error, Result};
 
 /// Invocations per workgroup of the row-reduction kernel (a power of two).
@@ -30,7 +31,7 @@ pub fn enabled() -> bool {
 
 /// Whether `device` is a wgpu device (where these kernels run).
 pub fn is_wgpu(device: &burn::tensor::Device) -> bool {
-    BurnTensor::<1>::zeros([1], device).try_into_primitive::<Wgpu>().is_ok()
+    cube_of(device).is_ok()
 }
 
 fn cube<const D: usize>(t: BurnTensor<D>, what: &str) -> Result<CubeTensor> {
@@ -293,16 +294,6 @@ fn argmax_partial_kernel(x: &Tensor<f32>, part: &mut Tensor<f32>, idx_out: &mut 
     }
 }
 
-/// A grid of `groups` workgroups split over x and y (wgpu caps each dimension at 65535).
-fn grid(groups: usize) -> Result<CubeCount> {
-    let gx = groups.clamp(1, 65_535);
-    let gy = groups.div_ceil(gx).max(1);
-    if gy > 65_535 {
-        return Err(Error::Backend { reason: format!("kernel grid too large ({groups} workgroups)") });
-    }
-    Ok(CubeCount::Static(gx as u32, gy as u32, 1))
-}
-
 /// RMSNorm over the last dimension of `x: [rows, d]` with weight `w: [d]`, plus `residual`
 /// (`[rows, d]`) when given: `residual + x / sqrt(mean(x²) + eps) · w`.
 pub fn rms_norm(x: BurnTensor<2>, w: &BurnTensor<1>, eps: f32, residual: Option<BurnTensor<2>>) -> Result<BurnTensor<2>> {
@@ -321,7 +312,7 @@ pub fn rms_norm(x: BurnTensor<2>, w: &BurnTensor<1>, eps: f32, residual: Option<
     let out = output(&x, [rows, d]);
     rms_norm_kernel::launch(
         &x.client,
-        grid(rows)?,
+        grid(rows, 1)?,
         CubeDim::new_1d(WG_NORM as u32),
         x.clone().into_tensor_arg(),
         w.into_tensor_arg(),
@@ -349,7 +340,7 @@ pub fn rope(x: BurnTensor<3>, cos: &BurnTensor<2>, sin: &BurnTensor<2>, scale: f
     let total = n * heads * half;
     rope_kernel::launch(
         &x.client,
-        grid(total.div_ceil(WG_ELEM))?,
+        grid(total.div_ceil(WG_ELEM), 1)?,
         CubeDim::new_1d(WG_ELEM as u32),
         x.clone().into_tensor_arg(),
         c.into_tensor_arg(),
@@ -373,7 +364,7 @@ pub fn gelu_mul(gate: BurnTensor<2>, up: BurnTensor<2>) -> Result<BurnTensor<2>>
     let out = output(&g, [n, f]);
     gelu_mul_kernel::launch(
         &g.client,
-        grid((n * f).div_ceil(WG_ELEM))?,
+        grid((n * f).div_ceil(WG_ELEM), 1)?,
         CubeDim::new_1d(WG_ELEM as u32),
         g.clone().into_tensor_arg(),
         u.into_tensor_arg(),

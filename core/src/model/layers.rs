@@ -49,11 +49,6 @@ impl Buf {
         }
         Self(v)
     }
-
-    /// The values as a `Vec` (leaves the free list).
-    pub(crate) fn into_vec(mut self) -> Vec<f32> {
-        std::mem::take(&mut self.0)
-    }
 }
 
 impl Drop for Buf {
@@ -235,26 +230,9 @@ impl RmsNorm {
 
     /// x: [.., d] -> [.., d]
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        if on_cpu(&x) {
-            if let Some(y) = self.forward_host(&x) {
-                return y;
-            }
-        }
         let ms = x.clone().square().mean_dim(D - 1);
         let x = x.div(ms.add_scalar(self.eps).sqrt());
         x.mul(self.w.clone().unsqueeze::<D>())
-    }
-
-    /// The CPU path: one pass per row on the host, rows spread over the kernel pool. `None`
-    /// (caller falls back to the tensor ops) if the shapes disagree or the read-back fails.
-    fn forward_host<const D: usize>(&self, x: &Tensor<D>) -> Option<Tensor<D>> {
-        let dims = x.dims();
-        if dims[D - 1] != self.w_host.len() {
-            return None;
-        }
-        let mut v = read_f32(x.clone()).ok()?;
-        self.rows_host(&mut v).ok()?;
-        Some(Tensor::from_data(TensorData::new(v, dims), &x.device()))
     }
 
     /// Normalizes one row in place. The sum of squares is accumulated in f64, as ggml's
@@ -298,11 +276,6 @@ impl RmsNorm {
         });
         Ok(())
     }
-}
-
-/// Whether `x` lives on the CPU backend (where the host paths of these layers run).
-fn on_cpu<const D: usize>(x: &Tensor<D>) -> bool {
-    x.device() == crate::backend::cpu_device()
 }
 
 /// Rows per pool task: blocks of at least 16 K values (below that the hand-off would dominate).
@@ -402,11 +375,6 @@ pub(crate) fn norm_rope_host(x: &mut [f32], heads: usize, norm: &RmsNorm, cos: &
 
 /// Applies NEOX RoPE. x: [heads, n, hd]; cos, sin: [n, hd/2] -> [heads, n, hd]
 pub fn apply_rope(x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<3> {
-    if on_cpu(&x) {
-        if let Some(y) = rope_host(&x, cos, sin) {
-            return y;
-        }
-    }
     let [h, n, hd] = x.dims();
     let half = hd / 2;
     let x1 = x.clone().slice([0..h, 0..n, 0..half]);
@@ -418,55 +386,8 @@ pub fn apply_rope(x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<3> {
     Tensor::cat(vec![r1, r2], 2)
 }
 
-/// [`apply_rope`] on the host (the same products and sums per element).
-fn rope_host(x: &Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>) -> Option<Tensor<3>> {
-    let [h, n, hd] = x.dims();
-    let half = hd / 2;
-    if hd % 2 != 0 || cos.dims() != [n, half] || sin.dims() != [n, half] {
-        return None;
-    }
-    let mut v = read_f32(x.clone()).ok()?;
-    let (c, s) = (read_f32(cos.clone()).ok()?, read_f32(sin.clone()).ok()?);
-    // Row `r` of `[h·n, hd]` is token `r % n`.
-    let rows = h * n;
-    let p = crate::quant::cpu::pool::SyncPtr(v.as_mut_ptr());
-    let rot = |r: usize| {
-        let t = r % n;
-        let (c, s) = (&c[t * half..(t + 1) * half], &s[t * half..(t + 1) * half]);
-        // SAFETY: row `r < h·n` is `[r·hd, (r+1)·hd)` of `v` (length `h·n·hd`), and each row is
-        // visited by exactly one task.
-        let row = unsafe { std::slice::from_raw_parts_mut(p.get().add(r * hd), hd) };
-        let (x1, x2) = row.split_at_mut(half);
-        for i in 0..half {
-            let (a, b) = (x1[i], x2[i]);
-            x1[i] = a * c[i] - b * s[i];
-            x2[i] = b * c[i] + a * s[i];
-        }
-    };
-    if rows * hd >= 32 * 1024 {
-        crate::quant::cpu::pool::for_each(rows, &rot);
-    } else {
-        (0..rows).for_each(rot);
-    }
-    Some(Tensor::from_data(TensorData::new(v, [h, n, hd]), &x.device()))
-}
-
-/// GeGLU: `gelu_tanh(gate) · up` (Gemma's MLP), fused and threaded on the CPU.
-///
-/// gate, up: [n, ff] -> [n, ff]
-pub fn geglu(gate: Tensor<2>, up: Tensor<2>) -> Result<Tensor<2>> {
-    if !on_cpu(&gate) || gate.dims() != up.dims() {
-        return Ok(activation::gelu_approximate(gate).mul(up));
-    }
-    let dims = gate.dims();
-    let device = gate.device();
-    let mut g = read_f32(gate)?;
-    let u = read_f32(up)?;
-    geglu_host(&mut g, &u)?;
-    Ok(Tensor::from_data(TensorData::new(g, dims), &device))
-}
-
-/// [`geglu`] on the host, in place on `g` (gate, up: [n, ff] flattened).
+/// GeGLU on the host: `gelu_tanh(gate) · up` (Gemma's MLP), fused and threaded, in place on `g`
+/// (gate, up: [n, ff] flattened).
 pub(crate) fn geglu_host(g: &mut [f32], u: &[f32]) -> Result<()> {
     if g.len() != u.len() {
         return Err(Error::Backend { reason: format!("geglu of {} and {} values", g.len(), u.len()) });
@@ -491,9 +412,6 @@ pub(crate) fn geglu_host(g: &mut [f32], u: &[f32]) -> Result<()> {
 /// q: [H, n, hd] (already scaled) -> [n, H·hd]
 pub fn attention(q: Tensor<3>, cache: &KvCache, layer: usize) -> Result<Tensor<2>> {
     let [h, n, hd] = q.dims();
-    if let Some(kv) = cache.host_view(layer, n)? {
-        return attention_host(q, &kv);
-    }
     let (k, v, mask, s) = cache.view(layer, n)?;
     let kv = k.dims()[0];
     let g = h / kv;
@@ -507,26 +425,8 @@ pub fn attention(q: Tensor<3>, cache: &KvCache, layer: usize) -> Result<Tensor<2
     Ok(o.reshape([h, n, hd]).swap_dims(0, 1).reshape([n, h * hd]))
 }
 
-/// [`attention`] on the CPU, reading the host cache in place.
-fn attention_host(q: Tensor<3>, kv: &crate::kv_cache::HostView<'_>) -> Result<Tensor<2>> {
-    let [h, n, hd] = q.dims();
-    let device = q.device();
-    let qs = read_f32(q)?; // [H, n, hd]
-    let o = attention_rows(&qs, QLayout::HeadMajor, h, n, hd, kv)?;
-    Ok(tensor2(o.into_vec(), n, h * hd, &device))
-}
-
-/// How the query rows of a pass are laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum QLayout {
-    /// `[H, n, hd]` (the tensor path's transpose).
-    HeadMajor,
-    /// `[n, H, hd]` (as the q projection writes them; the host path).
-    TokenMajor,
-}
-
-/// Grouped-query attention on the host over the cache view: `q` in `layout` (already scaled),
-/// -> `[n, H·hd]`.
+/// Grouped-query attention on the host over the cache view: `q` as `[n, H, hd]` (already scaled,
+/// as the q projection writes it) -> `[n, H·hd]`.
 ///
 /// A task is one query token and one KV head with the `H / KV` query heads that read it (so each
 /// key and value row is loaded once for all of them), split into position chunks when there are
@@ -538,7 +438,7 @@ pub(crate) enum QLayout {
 /// tasks left at the end. Query head `j` reads KV head `j / (H / KV)`, as the tensor path's
 /// reshape groups them. Keys and values are f16 in the cache and widened inside the dot and axpy
 /// kernels (no f32 copy). Per head the products, sums and exps are the same as one head at a time.
-pub(crate) fn attention_rows(qs: &[f32], layout: QLayout, h: usize, n: usize, hd: usize, kv: &crate::kv_cache::HostView<'_>) -> Result<Buf> {
+pub(crate) fn attention_rows(qs: &[f32], h: usize, n: usize, hd: usize, kv: &crate::kv_cache::HostView<'_>) -> Result<Buf> {
     use crate::quant::cpu::{axpy_f16, axpy_f32, dot_f16, pool};
     let (s, cap, kvh) = (kv.s, kv.cap, kv.kv_heads);
     let slots_ok = s <= cap && kv.k.len() >= kvh * cap * hd && kv.v.len() >= kvh * cap * hd;
@@ -547,10 +447,7 @@ pub(crate) fn attention_rows(qs: &[f32], layout: QLayout, h: usize, n: usize, hd
     }
     let g = h / kvh;
     let qrow = |head: usize, i: usize| -> &[f32] {
-        let r = match layout {
-            QLayout::HeadMajor => head * n + i,
-            QLayout::TokenMajor => i * h + head,
-        };
+        let r = i * h + head;
         &qs[r * hd..(r + 1) * hd]
     };
     let groups = kvh * n;

@@ -59,12 +59,8 @@ pub trait CausalLm: Send + Sync {
     fn max_context(&self) -> usize;
 }
 
-/// The greedy pick of host logits: the first index of the maximum and its log-probability (the
-/// sampler's temperature-0 result). NaN logits are an error.
+/// The greedy pick of host logits: the first index of the maximum and its log-probability —
+/// the sampler's own temperature-0 result (NaN or empty logits are its errors).
 pub fn greedy_of(logits: &[f32]) -> Result<(u32, f32)> {
-    if logits.is_empty() || logits.iter().any(|l| l.is_nan()) {
-        return Err(Error::Backend { reason: "model produced NaN or no logits".into() });
-    }
-    let tok = crate::sampling::argmax(logits);
-    Ok((tok as u32, crate::sampling::log_softmax_at(logits, tok)))
+    crate::sampling::Sampler::new(crate::sampling::SamplingParams::greedy())?.sample(logits, &[])
 }

@@ -414,7 +414,7 @@ fn dequant_t_kernel(
 }
 
 /// A grid of `groups` workgroups split over x and y, as wgpu caps each dimension.
-fn grid(groups: usize, z: usize) -> Result<CubeCount> {
+pub(crate) fn grid(groups: usize, z: usize) -> Result<CubeCount> {
     let gx = groups.clamp(1, MAX_GRID);
     let gy = groups.div_ceil(gx).max(1);
     if gy > MAX_GRID || z > MAX_GRID {
@@ -460,7 +460,7 @@ impl std::fmt::Debug for QMatrix {
 }
 
 /// The CubeCL client and device behind a burn wgpu `device`.
-fn cube_of(device: &Device) -> Result<(Client, cubecl::Device)> {
+pub(crate) fn cube_of(device: &Device) -> Result<(Client, cubecl::Device)> {
     let probe = BurnTensor::<1>::zeros([1], device)
         .try_into_primitive::<Wgpu>()
         .map_err(|e| Error::Backend { reason: format!("quantized gpu weights need a wgpu device: {e:?}") })?;
