@@ -8,6 +8,18 @@ step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
 step "cargo test (workspace, release)"
 cargo test --release --workspace
 
+# The aarch64 NEON kernels on real NEON instructions (qemu user mode), against the emulation the
+# unit tests above already checked against the portable path.
+if command -v qemu-aarch64 >/dev/null && command -v aarch64-linux-gnu-gcc >/dev/null; then
+  step "NEON kernels for aarch64 under qemu"
+  bash tests/neon/run.sh
+elif [ "${EDGEWISE_REQUIRE_NEON:-0}" = 1 ]; then
+  echo "qemu-aarch64 / aarch64-linux-gnu-gcc missing (apt: qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross)" >&2
+  exit 1
+else
+  echo "SKIPPED: NEON kernels under qemu (install qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross)" >&2
+fi
+
 if [ -x android/jvm-tests/run.sh ]; then
   step "Kotlin bindings: freshness check + JUnit on the JVM"
   bash android/jvm-tests/run.sh

@@ -25,12 +25,16 @@
 //!
 //! Instruction sets, picked once at run time (`Isa::best`): AVX2 (+FMA, F16C), AVX-VNNI
 //! (the same kernels with `vpdpbusd`/`vpdpwssd`), AVX-512 VL/VNNI (the same on 256-bit
-//! vectors for decode, 512-bit row-interleaved GEMMs for prefill), and a portable path in plain Rust that runs everywhere.
-//! There is no NEON path yet: aarch64 runs the portable one, whose block structure a NEON port
-//! (`vdotq_s32`) would keep. `EDGEWISE_CPU_KERNELS=portable|avx2|avxvnni|avx512` forces a path
-//! for comparisons.
+//! vectors for decode, 512-bit row-interleaved GEMMs for prefill), NEON on aarch64 (`neon`: the
+//! portable path's structure on 16-byte vectors, no tiling yet), and a portable path in plain
+//! Rust that runs everywhere. `EDGEWISE_CPU_KERNELS=portable|neon|avx2|avxvnni|avx512` forces a
+//! path for comparisons.
 
 pub(crate) mod pool;
+#[cfg(any(target_arch = "aarch64", test))]
+mod neon;
+#[cfg(all(test, not(target_arch = "aarch64")))]
+mod neon_emu;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -155,16 +159,19 @@ impl Acts {
                 )
             };
             let xs = &x[t0 * cols..t1 * cols];
-            match isa {
-                Isa::Portable => {
-                    for ((xb, qb), db) in xs.chunks_exact(32).zip(qs.chunks_exact_mut(32)).zip(ds.iter_mut()) {
-                        *db = quantize_block(xb, qb).0;
-                    }
+            let scalar = |qs: &mut [i8], ds: &mut [f32]| {
+                for ((xb, qb), db) in xs.chunks_exact(32).zip(qs.chunks_exact_mut(32)).zip(ds.iter_mut()) {
+                    *db = quantize_block(xb, qb).0;
                 }
-                // SAFETY: every non-portable `Isa` implies AVX2 was detected; the lengths
-                // match as `x86::quantize` requires.
+            };
+            match isa {
+                Isa::Portable => scalar(qs, ds),
+                #[cfg(any(target_arch = "aarch64", test))]
+                Isa::Neon => scalar(qs, ds),
+                // SAFETY: these imply AVX2 was detected; the lengths match as `x86::quantize`
+                // requires.
                 #[cfg(target_arch = "x86_64")]
-                _ => unsafe { x86::quantize(xs, 32, qs, ds) },
+                Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => unsafe { x86::quantize(xs, 32, qs, ds) },
             }
             for (o, qb) in bs.iter_mut().zip(qs.chunks_exact(16)) {
                 *o = qb.iter().map(|&v| v as i16).sum::<i16>();
@@ -254,6 +261,10 @@ fn check_weight(ty: GgmlType, w: &[u8], rows_n: usize, cols: usize) -> Result<us
 pub(crate) enum Isa {
     /// Plain Rust, every target.
     Portable,
+    /// aarch64 NEON (baseline, every aarch64 CPU); in this crate's unit tests on other CPUs,
+    /// the same kernels over a scalar emulation of the intrinsics.
+    #[cfg(any(target_arch = "aarch64", test))]
+    Neon,
     /// x86-64 AVX2 + FMA + F16C (`vpmaddubsw`).
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -270,6 +281,8 @@ impl Isa {
     pub(crate) fn available() -> Vec<Isa> {
         let all = [
             Isa::Portable,
+            #[cfg(any(target_arch = "aarch64", test))]
+            Isa::Neon,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2,
             #[cfg(target_arch = "x86_64")]
@@ -284,6 +297,8 @@ impl Isa {
     pub(crate) fn runs_here(self) -> bool {
         match self {
             Isa::Portable => true,
+            #[cfg(any(target_arch = "aarch64", test))]
+            Isa::Neon => true,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::has_avx2(),
             #[cfg(target_arch = "x86_64")]
@@ -293,10 +308,23 @@ impl Isa {
         }
     }
 
-    /// The short name (`portable`, `avx2`, `avxvnni`, `avx512`).
+    /// Whether this is one of the x86 SIMD paths (all imply AVX2, FMA and F16C).
+    pub(crate) fn is_x86_simd(self) -> bool {
+        match self {
+            Isa::Portable => false,
+            #[cfg(any(target_arch = "aarch64", test))]
+            Isa::Neon => false,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => true,
+        }
+    }
+
+    /// The short name (`portable`, `neon`, `avx2`, `avxvnni`, `avx512`).
     pub(crate) fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
+            #[cfg(any(target_arch = "aarch64", test))]
+            Isa::Neon => "neon",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => "avx2",
             #[cfg(target_arch = "x86_64")]
@@ -311,9 +339,12 @@ impl Isa {
     pub(crate) fn best() -> Isa {
         static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            let available = Isa::available();
+            let mut available = Isa::available();
+            // The unit tests' emulated NEON is for correctness only.
+            #[cfg(all(test, not(target_arch = "aarch64")))]
+            available.retain(|&i| i != Isa::Neon);
             let mut isa = available.last().copied().unwrap_or(Isa::Portable);
-            // `EDGEWISE_CPU_KERNELS=portable|avx2|avxvnni|avx512` picks a slower path (to
+            // `EDGEWISE_CPU_KERNELS=portable|neon|avx2|avxvnni|avx512` picks a slower path (to
             // compare them); a name this CPU cannot run is ignored.
             if let Ok(want) = std::env::var("EDGEWISE_CPU_KERNELS") {
                 match available.iter().find(|i| i.name() == want.to_ascii_lowercase()) {
@@ -420,6 +451,9 @@ unsafe fn chunk(isa: Isa, ty: GgmlType, w: *const u8, row_bytes: usize, nr: usiz
     match isa {
         // SAFETY: forwarded from the caller.
         Isa::Portable => unsafe { portable::chunk(ty, w, row_bytes, nr, acts, toks, y, ystride) },
+        // SAFETY: forwarded from the caller.
+        #[cfg(any(target_arch = "aarch64", test))]
+        Isa::Neon => unsafe { neon::chunk(ty, w, row_bytes, nr, acts, toks, y, ystride) },
         // SAFETY: forwarded from the caller; AVX2/FMA/F16C were detected.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { x86::chunk_avx2(ty, w, row_bytes, nr, acts, toks, y, ystride) },
@@ -439,8 +473,8 @@ unsafe fn chunk(isa: Isa, ty: GgmlType, w: *const u8, row_bytes: usize, nr: usiz
 /// SIMD: libm's `tanhf` per element was a sixth of a prefill.
 pub(crate) fn gelu_mul(g: &mut [f32], u: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if Isa::best() != Isa::Portable {
-        // SAFETY: every non-portable `Isa` implies AVX2 and FMA were detected.
+    if Isa::best().is_x86_simd() {
+        // SAFETY: the x86 SIMD `Isa`s imply AVX2 and FMA were detected.
         return unsafe { gelu_mul_avx2(g, u) };
     }
     gelu_mul_body(g, u)
@@ -469,8 +503,8 @@ fn gelu_mul_body(g: &mut [f32], u: &[f32]) {
 /// `v[i] = e^v[i]` with [`exp_approx`], vectorized (attention's softmax).
 pub(crate) fn exp_in_place(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if Isa::best() != Isa::Portable {
-        // SAFETY: every non-portable `Isa` implies AVX2 and FMA were detected.
+    if Isa::best().is_x86_simd() {
+        // SAFETY: the x86 SIMD `Isa`s imply AVX2 and FMA were detected.
         return unsafe { exp_in_place_avx2(v) };
     }
     v.iter_mut().for_each(|x| *x = exp_approx(*x));
@@ -508,8 +542,8 @@ pub(crate) fn exp_approx(x: f32) -> f32 {
 /// `y[i] += a·x[i]` over the common length (attention's weighted sum of values).
 pub(crate) fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if Isa::best() != Isa::Portable {
-        // SAFETY: every non-portable `Isa` implies AVX2 and FMA were detected.
+    if Isa::best().is_x86_simd() {
+        // SAFETY: the x86 SIMD `Isa`s imply AVX2 and FMA were detected.
         return unsafe { x86::axpy_f32(y, a, x) };
     }
     for (o, v) in y.iter_mut().zip(x) {
@@ -521,8 +555,8 @@ pub(crate) fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
 /// cache's keys), widened on the fly, SIMD where the CPU has it.
 pub(crate) fn dot_f16(a: &[f32], b: &[half::f16]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if Isa::best() != Isa::Portable {
-        // SAFETY: every non-portable `Isa` implies AVX2, FMA and F16C were detected.
+    if Isa::best().is_x86_simd() {
+        // SAFETY: the x86 SIMD `Isa`s imply AVX2, FMA and F16C were detected.
         return unsafe { x86::dot_f16(a, b) };
     }
     let mut acc = [0f32; 8];
@@ -539,8 +573,8 @@ pub(crate) fn dot_f16(a: &[f32], b: &[half::f16]) -> f32 {
 /// [`axpy_f32`] with `x` in f16 (the host KV cache's values), widened on the fly.
 pub(crate) fn axpy_f16(y: &mut [f32], a: f32, x: &[half::f16]) {
     #[cfg(target_arch = "x86_64")]
-    if Isa::best() != Isa::Portable {
-        // SAFETY: every non-portable `Isa` implies AVX2, FMA and F16C were detected.
+    if Isa::best().is_x86_simd() {
+        // SAFETY: the x86 SIMD `Isa`s imply AVX2, FMA and F16C were detected.
         return unsafe { x86::axpy_f16(y, a, x) };
     }
     for (o, v) in y.iter_mut().zip(x) {

@@ -2,8 +2,7 @@
 //!
 //! They compute exactly the integer dots of the SIMD kernels (unsigned weights, the offsets
 //! folded in through the activation sums) and are the reference the SIMD paths are tested
-//! against. An aarch64 NEON port would keep this block structure and replace `dot32`/`dot16`
-//! with `vdotq_s32` on the same byte vectors.
+//! against. The NEON kernels (`neon.rs`) keep this block structure and the float order.
 
 use super::Acts;
 use crate::quant::dequant::{f16_at, scale_min_k4};
@@ -16,16 +15,16 @@ fn dot32(a: &[u8; 32], b: &[i8]) -> i32 {
 }
 
 /// One token's slices of the activations.
-struct Tok<'a> {
-    q: &'a [i8],
-    d: &'a [f32],
-    corr: &'a [i32],
-    bsums: &'a [i16],
-    xsum: &'a [f32],
+pub(super) struct Tok<'a> {
+    pub(super) q: &'a [i8],
+    pub(super) d: &'a [f32],
+    pub(super) corr: &'a [i32],
+    pub(super) bsums: &'a [i16],
+    pub(super) xsum: &'a [f32],
 }
 
 impl<'a> Tok<'a> {
-    fn new(acts: &'a Acts, t: usize) -> Self {
+    pub(super) fn new(acts: &'a Acts, t: usize) -> Self {
         let cols = acts.cols;
         let q = &acts.q[t * cols..(t + 1) * cols];
         let nd = acts.d.len() / acts.n;
@@ -38,7 +37,7 @@ impl<'a> Tok<'a> {
 }
 
 /// Dot product of one weight row (its blocks) with one token.
-fn row_dot(ty: GgmlType, row: &[u8], x: &Tok) -> f32 {
+pub(super) fn row_dot(ty: GgmlType, row: &[u8], x: &Tok) -> f32 {
     let mut acc = 0f32;
     let mut w = [0u8; 32];
     match ty {
@@ -136,6 +135,16 @@ fn row_dot(ty: GgmlType, row: &[u8], x: &Tok) -> f32 {
 /// `w` must hold `nr · row_bytes` readable bytes, and `y` must be valid for writes at
 /// `t · ystride + r` for `t < acts.n`, `r < nr`.
 pub(super) unsafe fn chunk(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: std::ops::Range<usize>, y: *mut f32, ystride: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { chunk_with(row_dot, ty, w, row_bytes, nr, acts, toks, y, ystride) }
+}
+
+/// [`chunk`] with another row kernel (the NEON one).
+///
+/// # Safety
+/// As [`chunk`].
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn chunk_with(row_dot: fn(GgmlType, &[u8], &Tok) -> f32, ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: std::ops::Range<usize>, y: *mut f32, ystride: usize) {
     // SAFETY: the caller guarantees `nr · row_bytes` readable bytes at `w`.
     let wb = unsafe { std::slice::from_raw_parts(w, nr * row_bytes) };
     for t in toks.start..toks.end.min(acts.n) {
