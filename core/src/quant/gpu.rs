@@ -18,6 +18,11 @@
 //!   decodes each block once per `tn` tokens. Partial sums meet in a shared-memory tree
 //!   reduction: lavapipe and many phones have no subgroup operations (B.8). Q8_0 and Q5_0 (the LM
 //!   head and most projections of Gemma 3 270M Q4_K_M) decode a whole word at a time.
+//! - **Subgroups.** Where the runtime advertises plane (subgroup) operations, a variant gives
+//!   each row one plane whose lanes meet in `plane_sum` instead, with no shared memory and no
+//!   barrier; it works for any plane size up to 128. `EDGEWISE_GPU_SUBGROUPS=0` forces the
+//!   shared-memory variant (A/B runs). cubecl 0.11.3 advertises planes on wgpu only for adapters
+//!   with `Features::SUBGROUP` that are not CPU-type, so lavapipe keeps the shared-memory path.
 //! - **Prefill.** From `DENSE_PREFILL_MIN` tokens on, a matrix is dequantized into a transient f32
 //!   copy and multiplied by burn's matmul (ENGINEERING.md B.7's first prefill version).
 //! - **Buffers.** A matrix is split by rows into shards below the adapter's storage-binding limit
@@ -41,8 +46,14 @@ const WG_X: usize = 32;
 /// Output rows per workgroup of the cooperative variant.
 const WG_Y: usize = 4;
 /// Output rows per workgroup of the one-invocation-per-row variant.
-#[allow(dead_code)]
+#[cfg_attr(not(test), allow(dead_code))]
 const WG_ROWS: usize = 64;
+/// Invocations per workgroup of the subgroup variant: 4 planes of 32 lanes (NVIDIA, Apple), 2 of
+/// 64, 16 of 8 (Mali, lavapipe). Vulkan caps the plane size at 128, so one plane always fits.
+const WG_PLANE: usize = 128;
+/// Set to `0` (or `off`, `false`, `no`) to force the shared-memory reduction on a device with
+/// subgroups, for A/B runs; read once per process.
+pub const SUBGROUPS_ENV: &str = "EDGEWISE_GPU_SUBGROUPS";
 /// Tokens multiplied per decoded weight in prefill (decode uses 1).
 const PREFILL_TILE: usize = 8;
 /// From this many tokens on, a single-buffer matrix is dequantized into a transient f32 copy and
@@ -114,7 +125,7 @@ pub fn supported(ty: GgmlType) -> bool {
 pub fn repack(ty: GgmlType, bytes: &[u8]) -> Result<Vec<u8>> {
     let lay = layout(ty).ok_or_else(|| Error::UnsupportedType { ty: format!("{ty} (gpu kernels)") })?;
     let tsize = ty.type_size() as usize;
-    if bytes.len() % tsize != 0 {
+    if !bytes.len().is_multiple_of(tsize) {
         return Err(Error::Tensor {
             name: ty.name().into(),
             reason: format!("{} bytes is not a whole number of blocks", bytes.len()),
@@ -241,6 +252,158 @@ fn chunk_q(w: &[u32], base: usize, s: usize, l: usize, #[comptime] ty: u32) -> f
     v
 }
 
+/// Adds W[row, k] · x[t0 + t, k] over the chunks `first`, `first + stride`, … of `row` to
+/// `acc[t]`, for the `tn` tokens of one tile. Tokens past `n` (last tile) re-read token n − 1;
+/// their sums are never written.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn accumulate_row(
+    w: &[u32],
+    x: &Tensor<f32>,
+    acc: &mut Array<f32>,
+    row: usize,
+    first: usize,
+    stride: usize,
+    chunks: usize,
+    n: usize,
+    t0: usize,
+    #[comptime] ty: u32,
+    #[comptime] tn: usize,
+    #[comptime] cpb: usize,
+    #[comptime] bw: usize,
+    #[comptime] csz: usize,
+) {
+    let xs0 = x.stride(0);
+    let xs1 = x.stride(1);
+    let nb = chunks / cpb;
+    let mut c = first;
+    while c < chunks {
+        let base = (row * nb + c / cpb) * bw;
+        let s = c % cpb;
+        let scale = chunk_scale(w, base, s, ty);
+        let minv = chunk_min(w, base, s, ty);
+        if comptime![ty == 8] {
+            // Q8_0 (the tied LM head): one word load gives four consecutive values.
+            for wi in 0..8usize {
+                let word = w[base + 1 + wi];
+                #[unroll]
+                for b in 0..4u32 {
+                    let wv = scale * (f32::cast_from(((word >> (b * 8)) & 0xFF) ^ 0x80) - 128.0);
+                    let k = (c * 32 + wi * 4 + b as usize) * xs1;
+                    #[unroll]
+                    for t in 0..tn {
+                        let tok = select(t0 + t < n, t0 + t, n - 1);
+                        acc[t] += wv * x[tok * xs0 + k];
+                    }
+                }
+            }
+        } else if comptime![ty == 6] {
+            // Q5_0 (most of Gemma 3's projections): byte j of qs holds elements j and j + 16.
+            let qh = w[base + 1];
+            for wi in 0..4usize {
+                let word = w[base + 2 + wi];
+                #[unroll]
+                for b in 0..4u32 {
+                    let byte = (word >> (b * 8)) & 0xFF;
+                    let j = wi * 4 + b as usize;
+                    let lo = (byte & 0xF) | (((qh >> u32::cast_from(j)) & 1) << 4);
+                    let hi = (byte >> 4) | (((qh >> u32::cast_from(j + 16)) & 1) << 4);
+                    let w0 = scale * (f32::cast_from(lo) - 16.0);
+                    let w1 = scale * (f32::cast_from(hi) - 16.0);
+                    let k0 = (c * 32 + j) * xs1;
+                    let k1 = k0 + 16 * xs1;
+                    #[unroll]
+                    for t in 0..tn {
+                        let tok = select(t0 + t < n, t0 + t, n - 1);
+                        acc[t] += w0 * x[tok * xs0 + k0] + w1 * x[tok * xs0 + k1];
+                    }
+                }
+            }
+        } else {
+            for l in 0..csz {
+                let wv = scale * chunk_q(w, base, s, l, ty) - minv;
+                let k = (c * csz + l) * xs1;
+                #[unroll]
+                for t in 0..tn {
+                    // Tokens past n (last tile) re-read token n-1; their sums are not written.
+                    let tok = select(t0 + t < n, t0 + t, n - 1);
+                    acc[t] += wv * x[tok * xs0 + k];
+                }
+            }
+        }
+        c += stride;
+    }
+}
+
+/// [`accumulate_row`] for Q8_0 (`ty` 8) and Q5_0 (`ty` 6), by quant word instead of by block:
+/// lane `first` takes the row's `qs` words `first`, `first + stride`, …, so neighbouring lanes
+/// load neighbouring words (coalesced) rather than words a block (36 or 24 bytes) apart, and a
+/// 640-wide row is 80 (Q5_0) or 160 (Q8_0) pieces of work instead of 20 blocks, so a plane of 32
+/// keeps every lane busy. On an H200 this made the Q8_0 LM head (262144×640) 4× faster.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn accumulate_row_words(
+    w: &[u32],
+    x: &Tensor<f32>,
+    acc: &mut Array<f32>,
+    row: usize,
+    first: usize,
+    stride: usize,
+    blocks: usize,
+    n: usize,
+    t0: usize,
+    #[comptime] ty: u32,
+    #[comptime] tn: usize,
+    #[comptime] bw: usize,
+) {
+    let xs0 = x.stride(0);
+    let xs1 = x.stride(1);
+    // qs words per block: 8 (Q8_0: d | qs[8]), 4 (Q5_0: d | qh | qs[4]).
+    let qw = comptime![if ty == 8 { 8usize } else { 4usize }];
+    let units = blocks * qw;
+    let mut u = first;
+    while u < units {
+        let b = u / qw;
+        let wi = u % qw;
+        let base = (row * blocks + b) * bw;
+        let scale = f32::reinterpret(w[base]);
+        if comptime![ty == 8] {
+            let word = w[base + 1 + wi];
+            #[unroll]
+            for bb in 0..4u32 {
+                let wv = scale * (f32::cast_from(((word >> (bb * 8)) & 0xFF) ^ 0x80) - 128.0);
+                let k = (b * 32 + wi * 4 + bb as usize) * xs1;
+                #[unroll]
+                for t in 0..tn {
+                    let tok = select(t0 + t < n, t0 + t, n - 1);
+                    acc[t] += wv * x[tok * xs0 + k];
+                }
+            }
+        } else {
+            // Byte j of qs holds elements j and j + 16; their fifth bits are bits j, j + 16 of qh.
+            let qh = w[base + 1];
+            let word = w[base + 2 + wi];
+            #[unroll]
+            for bb in 0..4u32 {
+                let byte = (word >> (bb * 8)) & 0xFF;
+                let j = wi * 4 + bb as usize;
+                let lo = (byte & 0xF) | (((qh >> u32::cast_from(j)) & 1) << 4);
+                let hi = (byte >> 4) | (((qh >> u32::cast_from(j + 16)) & 1) << 4);
+                let w0 = scale * (f32::cast_from(lo) - 16.0);
+                let w1 = scale * (f32::cast_from(hi) - 16.0);
+                let k0 = (b * 32 + j) * xs1;
+                let k1 = k0 + 16 * xs1;
+                #[unroll]
+                for t in 0..tn {
+                    let tok = select(t0 + t < n, t0 + t, n - 1);
+                    acc[t] += w0 * x[tok * xs0 + k0] + w1 * x[tok * xs0 + k1];
+                }
+            }
+        }
+        u += stride;
+    }
+}
+
 /// out[t, out_offset + r] = Σ_k W[r, k] · x[t, k] for the rows of one shard.
 ///
 /// w: the shard's repacked blocks, row-major; x: [n, cols] (any strides);
@@ -269,8 +432,6 @@ fn qmatmul_kernel(
     let group = CUBE_POS_X as usize + CUBE_POS_Y as usize * CUBE_COUNT_X as usize;
     let row = group * wgy + ry;
     let t0 = CUBE_POS_Z as usize * tn;
-    let xs0 = x.stride(0);
-    let xs1 = x.stride(1);
 
     let mut acc = Array::<f32>::new(tn);
     #[unroll]
@@ -278,64 +439,8 @@ fn qmatmul_kernel(
         acc[t] = 0.0;
     }
     if row < rows {
-        let nb = chunks / cpb;
-        let mut c = tx;
-        while c < chunks {
-            let base = (row * nb + c / cpb) * bw;
-            let s = c % cpb;
-            let scale = chunk_scale(w, base, s, ty);
-            let minv = chunk_min(w, base, s, ty);
-            if comptime![ty == 8] {
-                // Q8_0 (the tied LM head): one word load gives four consecutive values.
-                for wi in 0..8usize {
-                    let word = w[base + 1 + wi];
-                    #[unroll]
-                    for b in 0..4u32 {
-                        let wv = scale * (f32::cast_from(((word >> (b * 8)) & 0xFF) ^ 0x80) - 128.0);
-                        let k = (c * 32 + wi * 4 + b as usize) * xs1;
-                        #[unroll]
-                        for t in 0..tn {
-                            let tok = select(t0 + t < n, t0 + t, n - 1);
-                            acc[t] += wv * x[tok * xs0 + k];
-                        }
-                    }
-                }
-            } else if comptime![ty == 6] {
-                // Q5_0 (most of Gemma 3's projections): byte j of qs holds elements j and j + 16.
-                let qh = w[base + 1];
-                for wi in 0..4usize {
-                    let word = w[base + 2 + wi];
-                    #[unroll]
-                    for b in 0..4u32 {
-                        let byte = (word >> (b * 8)) & 0xFF;
-                        let j = wi * 4 + b as usize;
-                        let lo = (byte & 0xF) | (((qh >> u32::cast_from(j)) & 1) << 4);
-                        let hi = (byte >> 4) | (((qh >> u32::cast_from(j + 16)) & 1) << 4);
-                        let w0 = scale * (f32::cast_from(lo) - 16.0);
-                        let w1 = scale * (f32::cast_from(hi) - 16.0);
-                        let k0 = (c * 32 + j) * xs1;
-                        let k1 = k0 + 16 * xs1;
-                        #[unroll]
-                        for t in 0..tn {
-                            let tok = select(t0 + t < n, t0 + t, n - 1);
-                            acc[t] += w0 * x[tok * xs0 + k0] + w1 * x[tok * xs0 + k1];
-                        }
-                    }
-                }
-            } else {
-                for l in 0..csz {
-                    let wv = scale * chunk_q(w, base, s, l, ty) - minv;
-                    let k = (c * csz + l) * xs1;
-                    #[unroll]
-                    for t in 0..tn {
-                        // Tokens past n (last tile) re-read token n-1; their sums are not written.
-                        let tok = select(t0 + t < n, t0 + t, n - 1);
-                        acc[t] += wv * x[tok * xs0 + k];
-                    }
-                }
-            }
-            c += wgx;
-        }
+        // The wgx invocations of a row take its chunks in turn (stride CUBE_DIM_X = wgx).
+        accumulate_row(w, x, &mut acc, row, tx, CUBE_DIM_X as usize, chunks, n, t0, ty, tn, cpb, bw, csz);
     }
 
     if comptime![wgx == 1] {
@@ -381,6 +486,74 @@ fn qmatmul_kernel(
     }
 }
 
+/// The subgroup variant of [`qmatmul_kernel`]: one plane per output row. Its lanes take the
+/// row's chunks in turn (its quant words for Q8_0 and Q5_0) and meet in one `plane_sum` per
+/// token: no shared memory, no barrier.
+///
+/// Correct for any plane size: rows come from `PLANE_POS` and lanes from `UNIT_POS_PLANE` (never
+/// from `UNIT_POS`, as Vulkan does not promise how invocations form subgroups), and each plane
+/// walks the workgroup's `rows_per_group` rows in steps of the plane count. So the grid, sized by
+/// the host from the smallest plane size, covers every row whatever size the device runs at; a
+/// plane with no row left idles. `plane_sum` is only reached in control flow that is uniform
+/// across the plane (the row loop depends on the plane's index alone), as WGSL and SPIR-V
+/// require (ENGINEERING.md B.8). Same buffers and grid as [`qmatmul_kernel`]; the cube is
+/// one-dimensional (WGSL's subgroup builtins assume it).
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn qmatmul_plane_kernel(
+    w: &[u32],
+    x: &Tensor<f32>,
+    out: &mut [f32],
+    rows: usize,
+    chunks: usize,
+    n: usize,
+    out_stride: usize,
+    out_offset: usize,
+    rows_per_group: usize,
+    #[comptime] ty: u32,
+    #[comptime] tn: usize,
+    #[comptime] cpb: usize,
+    #[comptime] bw: usize,
+    #[comptime] csz: usize,
+) {
+    let lane = UNIT_POS_PLANE as usize;
+    // Runtime sizes only: mutable variables seeded from comptime values fail CubeCL's verifier.
+    let pdim = PLANE_DIM as usize;
+    let cdim = CUBE_DIM_X as usize;
+    // The host never launches with planes wider than the cube; if one were, the cube would be a
+    // single partial plane of cdim lanes, and the loops below would still cover every chunk.
+    let wide = pdim > cdim;
+    let planes = select(wide, 1, cdim / pdim);
+    let lanes = select(wide, cdim, pdim);
+    let group = CUBE_POS_X as usize + CUBE_POS_Y as usize * CUBE_COUNT_X as usize;
+    let r0 = group * rows_per_group;
+    let r1 = select(r0 + rows_per_group < rows, r0 + rows_per_group, rows);
+    let t0 = CUBE_POS_Z as usize * tn;
+
+    let mut acc = Array::<f32>::new(tn);
+    let mut row = r0 + PLANE_POS as usize;
+    while row < r1 {
+        #[unroll]
+        for t in 0..tn {
+            acc[t] = 0.0;
+        }
+        if comptime![ty == 8 || ty == 6] {
+            // One 32-value block per chunk for these types (cpb = 1).
+            accumulate_row_words(w, x, &mut acc, row, lane, lanes, chunks, n, t0, ty, tn, bw);
+        } else {
+            accumulate_row(w, x, &mut acc, row, lane, lanes, chunks, n, t0, ty, tn, cpb, bw, csz);
+        }
+        #[unroll]
+        for t in 0..tn {
+            let sum = plane_sum(acc[t]);
+            if lane == 0 && t0 + t < n {
+                out[(t0 + t) * out_stride + out_offset + row] = sum;
+            }
+        }
+        row += planes;
+    }
+}
+
 /// Writes the transposed f32 values of a shard: out[k, row0 + r] = W[r, k], out: [cols, out_rows].
 /// One invocation per (row, chunk); grid: the work items split over x and y.
 #[cube(launch)]
@@ -423,6 +596,62 @@ pub(crate) fn grid(groups: usize, z: usize) -> Result<CubeCount> {
     Ok(CubeCount::Static(gx as u32, gy as u32, z as u32))
 }
 
+/// How the invocations that share an output row combine their partial sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reduce {
+    /// One invocation per row, `WG_ROWS` rows per workgroup: nothing to combine. Never picked:
+    /// [`Reduce::Shared`] measured faster on lavapipe for every shape tried, the LM head included
+    /// (2.3 s vs 2.7 s; 640x2048 Q4_K 6 ms vs 35 ms). Kept, and tested, for devices where it wins.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Row,
+    /// `WG_X` invocations per row and `WG_Y` rows per workgroup, combined by a shared-memory tree
+    /// with a barrier per level. Runs everywhere.
+    Shared,
+    /// One plane (subgroup) per row, combined by `plane_sum`: no shared memory, no barrier.
+    /// `rows` is the number of rows one workgroup of `WG_PLANE` invocations covers.
+    Plane {
+        /// Rows per workgroup: `WG_PLANE` over the device's smallest plane size.
+        rows: usize,
+    },
+}
+
+/// Picks the reduction for a device: subgroups where the runtime advertises plane operations
+/// with planes of at most `WG_PLANE` lanes, unless `env` (the value of [`SUBGROUPS_ENV`]) turns
+/// them off. The second value says why, for the log.
+fn choose_reduce(advertised: bool, plane_min: u32, plane_max: u32, env: Option<&str>) -> (Reduce, &'static str) {
+    let off = env.map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "off" | "false" | "no"));
+    if off == Some(true) {
+        return (Reduce::Shared, "subgroups disabled by EDGEWISE_GPU_SUBGROUPS");
+    }
+    if !advertised {
+        return (Reduce::Shared, "the device advertises no subgroup operations");
+    }
+    if plane_min == 0 || plane_max as usize > WG_PLANE || plane_min > plane_max {
+        return (Reduce::Shared, "the device's subgroup size is outside 1..=128");
+    }
+    (Reduce::Plane { rows: WG_PLANE / plane_min as usize }, "the device advertises subgroup operations")
+}
+
+/// [`choose_reduce`] for `client`'s device, with [`SUBGROUPS_ENV`] read once; logs the choice
+/// once per process.
+fn device_reduce(client: &Client) -> Reduce {
+    static ENV: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    let env = ENV.get_or_init(|| std::env::var(SUBGROUPS_ENV).ok());
+    let hw = &client.properties().hardware;
+    let advertised = client.features().plane.contains(cubecl::ir::features::Plane::Ops);
+    let (reduce, why) = choose_reduce(advertised, hw.plane_size_min, hw.plane_size_max, env.as_deref());
+    LOGGED.call_once(|| {
+        let kind = if matches!(reduce, Reduce::Plane { .. }) { "subgroup (plane_sum)" } else { "shared-memory" };
+        log::info!(
+            "gpu quantized matmul: {kind} reduction, {why} (plane size {}..={})",
+            hw.plane_size_min,
+            hw.plane_size_max
+        );
+    });
+    reduce
+}
+
 /// Rows of a matrix held in one device buffer.
 #[derive(Debug, Clone)]
 struct Shard {
@@ -443,9 +672,8 @@ pub struct QMatrix {
     shards: Vec<Shard>,
     client: Client,
     device: cubecl::Device,
-    /// Tests pin the kernel variant so both run on any adapter.
-    #[cfg(test)]
-    force_wg: Option<(usize, usize)>,
+    /// The reduction of the product kernel, picked at upload from the device (tests pin it).
+    reduce: Reduce,
 }
 
 impl std::fmt::Debug for QMatrix {
@@ -480,7 +708,7 @@ impl QMatrix {
     ) -> Result<Self> {
         let lay = layout(ty).ok_or_else(|| Error::UnsupportedType { ty: format!("{ty} (gpu kernels)") })?;
         let name = || ty.name().to_string();
-        if rows == 0 || cols == 0 || cols % lay.block != 0 {
+        if rows == 0 || cols == 0 || !cols.is_multiple_of(lay.block) {
             return Err(Error::Tensor {
                 name: name(),
                 reason: format!("[{rows}, {cols}] is not whole blocks of {}", lay.block),
@@ -512,16 +740,7 @@ impl QMatrix {
         // Allocation errors are reported at the next sync point: surface them here, at load.
         cubecl::future::block_on(client.sync())
             .map_err(|e| Error::Backend { reason: format!("uploading {ty} weights failed: {e:?}") })?;
-        Ok(Self {
-            ty,
-            rows,
-            cols,
-            shards,
-            client,
-            device: cdev,
-            #[cfg(test)]
-            force_wg: None,
-        })
+        Ok(Self { ty, rows, cols, shards, reduce: device_reduce(&client), client, device: cdev })
     }
 
     /// Output features.
@@ -567,42 +786,68 @@ impl QMatrix {
         let out = self.client.empty(n * self.rows * 4);
         let tn = if n == 1 { 1 } else { PREFILL_TILE };
         let chunks = cols / lay.chunk;
-        let (wgx, wgy) = self.workgroup();
         for sh in &self.shards {
-            let count = grid(sh.rows.div_ceil(wgy), n.div_ceil(tn))?;
             // SAFETY: the lengths are the buffers' own: `words` u32 words were uploaded for this
-            // shard, and `out` holds n · rows f32 values; the kernel indexes within both.
+            // shard, and `out` holds n · rows f32 values; the kernels index within both.
             let (w_arg, out_arg) = unsafe {
                 (
                     BufferArg::from_raw_parts(sh.handle.clone(), sh.words),
                     BufferArg::from_raw_parts(out.clone(), n * self.rows),
                 )
             };
+            let x_arg = xt.clone().into_tensor_arg();
+            let (code, cpb, bw, csz) = (lay.code, lay.block / lay.chunk, lay.words, lay.chunk);
             // SAFETY (unchecked launch): indices stay in bounds by construction: `upload` checked
             // that the shard holds rows · (cols / block) whole blocks of `words` words, x is
             // [n, cols] (checked above) and token indices are clamped to n - 1, and only rows
             // below `sh.rows` of tokens below n are written, inside the [n, self.rows] output.
-            unsafe {
-                qmatmul_kernel::launch_unchecked(
-                    &self.client,
-                    count,
-                    CubeDim::new_2d(wgx as u32, wgy as u32),
-                    w_arg,
-                    xt.clone().into_tensor_arg(),
-                    out_arg,
-                    sh.rows,
-                    chunks,
-                    n,
-                    self.rows,
-                    sh.row0,
-                    lay.code,
-                    tn,
-                    lay.block / lay.chunk,
-                    lay.words,
-                    lay.chunk,
-                    wgx,
-                    wgy,
-                );
+            match self.reduce {
+                Reduce::Plane { rows: per_group } => unsafe {
+                    qmatmul_plane_kernel::launch_unchecked(
+                        &self.client,
+                        grid(sh.rows.div_ceil(per_group), n.div_ceil(tn))?,
+                        CubeDim::new_1d(WG_PLANE as u32),
+                        w_arg,
+                        x_arg,
+                        out_arg,
+                        sh.rows,
+                        chunks,
+                        n,
+                        self.rows,
+                        sh.row0,
+                        per_group,
+                        code,
+                        tn,
+                        cpb,
+                        bw,
+                        csz,
+                    );
+                },
+                Reduce::Row | Reduce::Shared => {
+                    let (wgx, wgy) = if self.reduce == Reduce::Row { (1, WG_ROWS) } else { (WG_X, WG_Y) };
+                    unsafe {
+                        qmatmul_kernel::launch_unchecked(
+                            &self.client,
+                            grid(sh.rows.div_ceil(wgy), n.div_ceil(tn))?,
+                            CubeDim::new_2d(wgx as u32, wgy as u32),
+                            w_arg,
+                            x_arg,
+                            out_arg,
+                            sh.rows,
+                            chunks,
+                            n,
+                            self.rows,
+                            sh.row0,
+                            code,
+                            tn,
+                            cpb,
+                            bw,
+                            csz,
+                            wgx,
+                            wgy,
+                        );
+                    }
+                }
             }
         }
         let t = CubeTensor::new_contiguous(
@@ -613,18 +858,6 @@ impl QMatrix {
             DType::F32,
         );
         Ok(BurnTensor::<2>::from_primitive::<Wgpu>(t))
-    }
-
-    /// (invocations per row, rows per workgroup) for the product kernel. The cooperative variant
-    /// measured faster on lavapipe for every shape tried, the LM head included (2.3 s vs 2.7 s,
-    /// 640x2048 Q4_K 6 ms vs 35 ms); the one-invocation-per-row variant is kept, and tested, for
-    /// devices where it measures better (not yet measured on a real GPU).
-    fn workgroup(&self) -> (usize, usize) {
-        #[cfg(test)]
-        if let Some(wg) = self.force_wg {
-            return wg;
-        }
-        (WG_X, WG_Y)
     }
 
     /// A transient f32 copy of Wᵀ, `[cols, rows]` (prefill only; freed when the tensor drops).
@@ -712,18 +945,35 @@ mod tests {
         }
     }
 
-    /// Compares the kernel with dequantize + an f64-accumulated product. Tolerance: the kernel sums
-    /// in f32 in another order, so allow 1e-4 of the row's absolute-product sum plus 1e-5.
+    /// [`check_variants`] on the two shared-memory-free-of-subgroups variants, which run on any
+    /// adapter: one invocation per row, and WG_X invocations reducing in shared memory.
     fn check(ty: GgmlType, rows: usize, cols: usize, n: usize, max_bytes: u64, device: &Device) {
-        let bytes = crate::quant::random_blocks(ty, rows * cols / ty.block_size() as usize, (rows * 31 + cols * 7 + n) as u64 ^ ty.id() as u64);
+        check_variants(ty, rows, cols, n, max_bytes, device, &[Reduce::Row, Reduce::Shared]);
+    }
+
+    /// Compares each kernel variant with dequantize + an f64-accumulated product. Tolerance: the
+    /// kernel sums in f32 in another order, so allow 1e-4 of the row's absolute-product sum plus 1e-5.
+    fn check_variants(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        n: usize,
+        max_bytes: u64,
+        device: &Device,
+        variants: &[Reduce],
+    ) {
+        let bytes = crate::quant::random_blocks(
+            ty,
+            rows * cols / ty.block_size() as usize,
+            (rows * 31 + cols * 7 + n) as u64 ^ ty.id() as u64,
+        );
         let mut rng = Rng(n as u64 + 99);
         let x: Vec<f32> = (0..n * cols).map(|_| rng.f32()).collect();
         let want = reference(ty, &bytes, rows, cols, &x, n);
         let mut w = QMatrix::upload(ty, &bytes, rows, cols, max_bytes, device).unwrap();
         let wd = crate::quant::dequantize(ty, &bytes, rows * cols).unwrap();
-        // Both kernel variants: one invocation per row, and WG_X invocations reducing in shared memory.
-        for wg in [(1, WG_ROWS), (WG_X, WG_Y)] {
-            w.force_wg = Some(wg);
+        for &variant in variants {
+            w.reduce = variant;
             let got = read_f32(w.matmul(tensor2(x.clone(), n, cols, device)).unwrap()).unwrap();
             assert_eq!(got.len(), n * rows);
             for t in 0..n {
@@ -733,12 +983,121 @@ mod tests {
                     let tol = 1e-4 * mag as f32 + 1e-5;
                     assert!(
                         (g - e).abs() <= tol,
-                        "{ty} [{rows}x{cols}] n={n} wg {wg:?} token {t} row {r}: got {g}, want {e} (tol {tol})"
+                        "{ty} [{rows}x{cols}] n={n} {variant:?} token {t} row {r}: got {g}, want {e} (tol {tol})"
                     );
                 }
             }
         }
-        eprintln!("{ty} [{rows}x{cols}] n={n} shards={}: ok", w.shard_count());
+        eprintln!("{ty} [{rows}x{cols}] n={n} shards={} {variants:?}: ok", w.shard_count());
+    }
+
+    /// The subgroup variant to test on `dev`, or `None` after a loud SKIPPED line.
+    ///
+    /// Where cubecl advertises plane operations this is the variant `upload` picks. lavapipe
+    /// (llvmpipe) has subgroup arithmetic in its Vulkan driver (size 8), and cubecl still creates
+    /// the wgpu device with `Features::SUBGROUP`, but it advertises no planes on CPU adapters
+    /// (cubecl-wgpu 0.11.3 `runtime.rs`): the kernel is run there anyway, so CI checks it too.
+    fn plane_variant(dev: &Device) -> Option<Reduce> {
+        let (client, _) = cube_of(dev).unwrap();
+        let hw = &client.properties().hardware;
+        let (min, max) = (hw.plane_size_min, hw.plane_size_max);
+        let advertised = client.features().plane.contains(cubecl::ir::features::Plane::Ops);
+        let (reduce, why) = choose_reduce(advertised, min, max, None);
+        if let Reduce::Plane { .. } = reduce {
+            eprintln!("subgroup variant: RUNNING ({why}, plane size {min}..={max}): {reduce:?}");
+            return Some(reduce);
+        }
+        let lavapipe = crate::backend::gpu().map(|(_, i)| i.device_type == "Cpu" && i.name.contains("llvmpipe"));
+        if lavapipe.unwrap_or(false) && (1..=WG_PLANE as u32).contains(&min) {
+            let reduce = Reduce::Plane { rows: WG_PLANE / min as usize };
+            eprintln!(
+                "subgroup variant: RUNNING, forced on lavapipe ({why}; its driver has subgroups), \
+                 plane size {min}..={max}: {reduce:?}"
+            );
+            return Some(reduce);
+        }
+        eprintln!(
+            "SKIPPED: the subgroup (plane_sum) variant cannot run on this adapter ({why}, plane size \
+             {min}..={max}); run quant::gpu::tests::subgroup_* on a GPU with subgroups"
+        );
+        None
+    }
+
+    /// The subgroup variant against the reference on every block type, for decode (n = 1) and the
+    /// prefill tiles (n = 5 and 11: one partial tile, a full tile plus a partial one). Besides the
+    /// grid `upload` would use, each shape also runs with 3 rows per workgroup (fewer rows than
+    /// planes: idle planes) and 37 (each plane loops over several rows, not evenly): the kernel
+    /// must cover every row whatever plane size the device runs at.
+    #[test]
+    fn subgroup_variant_matches_the_reference() {
+        let Some(dev) = device() else { return };
+        let Some(plane) = plane_variant(&dev) else { return };
+        let variants = [plane, Reduce::Plane { rows: 3 }, Reduce::Plane { rows: 37 }];
+        for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_0] {
+            for n in [1, 5, 11] {
+                check_variants(ty, 1024, 640, n, u64::MAX, &dev, &variants);
+                check_variants(ty, 40, 2048, n, u64::MAX, &dev, &variants);
+            }
+        }
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q5_K] {
+            for n in [1, 5, 11] {
+                check_variants(ty, 640, 2048, n, u64::MAX, &dev, &variants);
+                check_variants(ty, 13, 512, n, u64::MAX, &dev, &variants);
+            }
+        }
+    }
+
+    /// Shards and strided activations through the subgroup variant.
+    #[test]
+    fn subgroup_variant_shards_and_strides() {
+        let Some(dev) = device() else { return };
+        let Some(plane) = plane_variant(&dev) else { return };
+        check_variants(GgmlType::Q8_0, 1000, 640, 1, 300_000, &dev, &[plane]);
+        check_variants(GgmlType::Q8_0, 1000, 640, 5, 300_000, &dev, &[plane]);
+        check_variants(GgmlType::Q6_K, 301, 256, 3, 21_200, &dev, &[plane]);
+        let (ty, rows, cols) = (GgmlType::Q4_K, 64, 512);
+        let bytes = crate::quant::random_blocks(ty, rows * cols / ty.block_size() as usize, 5);
+        let mut rng = Rng(3);
+        let x: Vec<f32> = (0..4 * cols).map(|_| rng.f32()).collect();
+        let mut w = QMatrix::upload(ty, &bytes, rows, cols, u64::MAX, &dev).unwrap();
+        w.reduce = plane;
+        let xt = tensor2(x.clone(), 4, cols, &dev);
+        let got = read_f32(w.matmul(xt.slice([2..3, 0..cols])).unwrap()).unwrap();
+        let want = reference(ty, &bytes, rows, cols, &x[2 * cols..3 * cols], 1);
+        for (g, e) in got.iter().zip(&want) {
+            assert!((g - e).abs() <= 1e-3 * e.abs().max(1.0), "got {g}, want {e}");
+        }
+    }
+
+    /// `upload` picks the variant from the device and the env var.
+    #[test]
+    fn upload_picks_the_device_variant() {
+        let Some(dev) = device() else { return };
+        let (client, _) = cube_of(&dev).unwrap();
+        let w =
+            QMatrix::upload(GgmlType::Q8_0, &crate::quant::random_blocks(GgmlType::Q8_0, 1, 1), 1, 32, u64::MAX, &dev)
+                .unwrap();
+        let hw = &client.properties().hardware;
+        let advertised = client.features().plane.contains(cubecl::ir::features::Plane::Ops);
+        let env = std::env::var(SUBGROUPS_ENV).ok();
+        let (want, why) = choose_reduce(advertised, hw.plane_size_min, hw.plane_size_max, env.as_deref());
+        eprintln!("upload picked {:?} ({why})", w.reduce);
+        assert_eq!(w.reduce, want);
+    }
+
+    #[test]
+    fn reduce_choice_rules() {
+        assert_eq!(choose_reduce(true, 32, 32, None).0, Reduce::Plane { rows: 4 });
+        assert_eq!(choose_reduce(true, 8, 8, Some("1")).0, Reduce::Plane { rows: 16 });
+        // Varying plane sizes (Adreno 64/128, Intel 8..32): the grid is sized for the smallest.
+        assert_eq!(choose_reduce(true, 64, 128, None).0, Reduce::Plane { rows: 2 });
+        assert_eq!(choose_reduce(true, 8, 32, None).0, Reduce::Plane { rows: 16 });
+        for off in ["0", "off", "FALSE", " no "] {
+            assert_eq!(choose_reduce(true, 32, 32, Some(off)).0, Reduce::Shared, "{off}");
+        }
+        assert_eq!(choose_reduce(false, 32, 32, None).0, Reduce::Shared);
+        assert_eq!(choose_reduce(true, 0, 0, None).0, Reduce::Shared);
+        assert_eq!(choose_reduce(true, 32, 256, None).0, Reduce::Shared);
     }
 
     #[test]
@@ -805,23 +1164,37 @@ mod tests {
     #[ignore]
     fn timing() {
         let Some(dev) = device() else { return };
+        // The subgroup variant where it can run, else the shared-memory one alone.
+        let mut variants = vec![Reduce::Shared];
+        variants.extend(plane_variant(&dev));
         for (ty, rows, cols, n) in [
             (GgmlType::Q8_0, 262144, 640, 1),
             (GgmlType::Q5_0, 2048, 640, 1),
+            (GgmlType::Q5_0, 1024, 640, 1),
             (GgmlType::Q4_K, 640, 2048, 1),
             (GgmlType::Q6_K, 640, 2048, 1),
             (GgmlType::Q5_0, 2048, 640, 8),
         ] {
             let bytes = crate::quant::random_blocks(ty, rows * cols / ty.block_size() as usize, 1);
-            let w = QMatrix::upload(ty, &bytes, rows, cols, 127 << 20, &dev).unwrap();
+            let mut w = QMatrix::upload(ty, &bytes, rows, cols, 127 << 20, &dev).unwrap();
             let x = tensor2(vec![0.5; n * cols], n, cols, &dev);
-            read_f32(w.matmul(x.clone()).unwrap()).unwrap();
-            let reps = 5;
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
+            let mut line = format!("{ty} [{rows}x{cols}] n={n}:");
+            for &variant in &variants {
+                w.reduce = variant;
                 read_f32(w.matmul(x.clone()).unwrap()).unwrap();
+                // Back-to-back launches and one read: per-call time without a sync per call.
+                let reps = 20;
+                let t = std::time::Instant::now();
+                let mut y = w.matmul(x.clone()).unwrap();
+                for _ in 1..reps {
+                    y = w.matmul(x.clone()).unwrap();
+                }
+                read_f32(y).unwrap();
+                let ms = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
+                let name = if variant == Reduce::Shared { "shared" } else { "subgroup" };
+                line += &format!(" {ms:.3} ms {name},");
             }
-            let ms = t.elapsed().as_secs_f64() * 1e3 / reps as f64;
+            let reps = 5;
             let wt = tensor2(vec![0.25; rows.min(32768) * cols], cols, rows.min(32768), &dev);
             read_f32(x.clone().matmul(wt.clone())).unwrap();
             let t = std::time::Instant::now();
@@ -829,7 +1202,7 @@ mod tests {
                 read_f32(x.clone().matmul(wt.clone())).unwrap();
             }
             let dense = t.elapsed().as_secs_f64() * 1e3 / reps as f64 * (rows as f64 / rows.min(32768) as f64);
-            eprintln!("{ty} [{rows}x{cols}] n={n}: {ms:.2} ms quantized, {dense:.2} ms f32 matmul (scaled)");
+            eprintln!("{line} {dense:.2} ms f32 matmul (scaled)");
         }
     }
 
