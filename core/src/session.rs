@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::kv_cache::KvCache;
+use crate::model::{StepLogits, TopLogits};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{ChatMessage, Role};
 use crate::{Error, Result};
@@ -46,6 +47,8 @@ enum Next {
     Logits(Vec<f32>),
     /// A greedy pick (token, log-probability) made by the model itself.
     Picked((u32, f32)),
+    /// The largest logits, selected by the model (on its device) for the sampler.
+    Top(TopLogits),
 }
 
 /// Per-session settings.
@@ -330,15 +333,23 @@ impl Session {
         let mut sampler = Sampler::new(params.sampling.clone())?;
         // Greedy without a penalty needs only the maximum: the model may pick on its device.
         let device_pick = sampler.is_plain_greedy();
-        let step = |tokens: &[u32], cache: &mut KvCache| -> Result<Next> {
-            Ok(if device_pick { Next::Picked(model.forward_greedy(tokens, cache)?) } else { Next::Logits(model.forward(tokens, cache)?) })
+        // Otherwise, where the sampler's settings allow it, only the `top` largest logits.
+        let step = |tokens: &[u32], cache: &mut KvCache, top: Option<usize>| -> Result<Next> {
+            Ok(match top {
+                _ if device_pick => Next::Picked(model.forward_greedy(tokens, cache)?),
+                Some(k) => match model.forward_top_k(tokens, cache, k)? {
+                    StepLogits::Top(t) => Next::Top(t),
+                    StepLogits::All(l) => Next::Logits(l),
+                },
+                None => Next::Logits(model.forward(tokens, cache)?),
+            })
         };
         let mut next_out = Next::Logits(Vec::new());
         for chunk in prompt[common..].chunks(self.cfg.prefill_chunk) {
             if self.cancel.is_cancelled() {
                 return Ok(self.finish_cancelled(&prompt, common, t0));
             }
-            next_out = step(chunk, &mut self.cache)?;
+            next_out = step(chunk, &mut self.cache, sampler.candidates_needed(&prompt, model.vocab_size()))?;
             self.cached.extend_from_slice(chunk);
         }
         let prefill_s = t0.elapsed().as_secs_f64();
@@ -359,6 +370,7 @@ impl Session {
             let (next, lp) = match &next_out {
                 Next::Picked(p) => *p,
                 Next::Logits(logits) => sampler.sample(logits, &history)?,
+                Next::Top(top) => sampler.sample_top(top, &history)?,
             };
             if ttft.is_none() {
                 ttft = Some(t0.elapsed().as_secs_f64());
@@ -388,7 +400,7 @@ impl Session {
             if self.cache.len() >= self.cfg.max_context {
                 break StopReason::ContextFull;
             }
-            next_out = step(&[next], &mut self.cache)?;
+            next_out = step(&[next], &mut self.cache, sampler.candidates_needed(&history, model.vocab_size()))?;
             self.cached.push(next);
         };
         if matches!(reason, StopReason::MaxTokens | StopReason::ContextFull | StopReason::Eos) {
@@ -492,6 +504,44 @@ mod tests {
         assert_eq!(m.feed("aEN"), ("a".to_string(), false));
         assert_eq!(m.feed("x"), ("ENx".to_string(), false));
         assert_eq!(m.flush(), "");
+    }
+
+    /// On wgpu (lavapipe here), seeded sampled generations with top-k give the same tokens when
+    /// the device selects the candidates as when every step reads all the logits back.
+    #[test]
+    fn device_top_k_sampling_matches_the_full_read_back() {
+        use crate::backend::BackendPreference;
+        use crate::engine::EngineConfig;
+        use crate::model::StepLogits;
+        use crate::sampling::FORCE_HOST_SAMPLING;
+        let Some(path) = crate::catalog::test_model_path() else { return };
+        if let Err(e) = crate::backend::gpu() {
+            eprintln!("SKIPPED: no wgpu device ({e})");
+            return;
+        }
+        let cfg = EngineConfig { backend: BackendPreference::Gpu, threads: Some(2), gpu_self_test: false };
+        let engine = Engine::load(path, cfg).unwrap();
+        // The device path is really taken (or the comparison below would prove nothing).
+        let ids = engine.tokenizer().encode("Once upon a time", true).unwrap();
+        let mut cache = engine.model().new_cache(64, 16).unwrap();
+        assert!(matches!(engine.model().forward_top_k(&ids, &mut cache, 40).unwrap(), StepLogits::Top(_)));
+        for (sampling, n) in [
+            (SamplingParams { temperature: 0.9, top_k: 40, seed: 7, ..Default::default() }, 10),
+            (SamplingParams { temperature: 1.5, top_k: 64, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.3, seed: 11, ..Default::default() }, 10),
+            (SamplingParams { repetition_penalty: 1.5, ..SamplingParams::greedy() }, 6),
+        ] {
+            let params = GenerationParams { sampling, max_tokens: n, ignore_eos: true, ..Default::default() };
+            let run = |host: bool| {
+                FORCE_HOST_SAMPLING.with(|f| f.set(host));
+                let mut s = engine.new_session(SessionConfig { max_context: 128, ..Default::default() }).unwrap();
+                let g = s.complete("Once upon a time", &params, &mut |_| true);
+                FORCE_HOST_SAMPLING.with(|f| f.set(false));
+                g.unwrap()
+            };
+            let (device, host) = (run(false), run(true));
+            assert_eq!(device.token_ids, host.token_ids, "{:?}", params.sampling);
+            assert!((device.mean_logprob - host.mean_logprob).abs() < 1e-3, "{} vs {}", device.mean_logprob, host.mean_logprob);
+        }
     }
 
     #[test]

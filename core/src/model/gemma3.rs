@@ -79,7 +79,7 @@ use burn::tensor::{activation, Device, Tensor};
 
 use super::gpu_fused;
 use super::layers::{apply_rope, attention, attention_rows, embed_rows, embed_rows_host, geglu_host, norm_rope_host, rope_tables, rope_tables_host, Buf, HostIn, Linear, LmHead, RmsNorm, WeightMode};
-use super::CausalLm;
+use super::{CausalLm, StepLogits};
 use crate::kv_cache::{CacheLayout, KvCache};
 use crate::weights::{SharedWeight, WeightId, WeightSource};
 use crate::Result;
@@ -392,6 +392,25 @@ impl CausalLm for Gemma3 {
             match self.lm_head.logits_device(row.clone())? {
                 Some(logits) => gpu_fused::greedy(logits).map(|g| (g.token, g.logprob)),
                 None => super::greedy_of(&self.lm_head.logits(row)?),
+            }
+        })
+    }
+
+    /// On the fused GPU path the `k` largest logits are selected on the device
+    /// (`gpu_fused::top_k`); elsewhere, where that kernel does not fit (`gpu_fused::top_k_fits`),
+    /// and with a logit softcap (applied on the host), all the logits come back.
+    fn forward_top_k(&self, tokens: &[u32], cache: &mut KvCache, k: usize) -> Result<StepLogits> {
+        let n = tokens.len();
+        if !self.fused || n == 0 || !gpu_fused::top_k_fits(self.cfg.vocab_size, k) || self.cfg.final_logit_softcapping.is_some() {
+            return Ok(StepLogits::All(self.forward(tokens, cache)?));
+        }
+        let start = cache.len();
+        self.pass(cache, n, |cache| {
+            let x = self.device_hidden(tokens, cache, start)?;
+            let row = self.final_norm_row(&x, n - 1)?;
+            match self.lm_head.logits_device(row.clone())? {
+                Some(logits) => gpu_fused::top_k(logits, k).map(StepLogits::Top),
+                None => self.lm_head.logits(row).map(StepLogits::All),
             }
         })
     }

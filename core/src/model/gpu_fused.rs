@@ -294,6 +294,258 @@ fn argmax_partial_kernel(x: &Tensor<f32>, part: &mut Tensor<f32>, idx_out: &mut 
     }
 }
 
+/// The order key of a logit: unsigned comparison of keys is `>` on the floats, with −0 taken as
+/// +0 (the sampler's order; NaN is rejected on the host).
+#[cube]
+fn order_key(v: f32) -> u32 {
+    let b = u32::reinterpret(v);
+    let b = select(b == 0x8000_0000u32, 0u32, b);
+    select(b >= 0x8000_0000u32, 0xFFFF_FFFFu32 - b, b + 0x8000_0000u32)
+}
+
+/// The logit of an order key (−0 comes back as +0).
+#[cube]
+fn key_value(k: u32) -> f32 {
+    f32::reinterpret(select(k >= 0x8000_0000u32, k - 0x8000_0000u32, 0xFFFF_FFFFu32 - k))
+}
+
+/// Whether `(ak, ai)` comes before `(bk, bi)`: the larger key, then the smaller index.
+#[cube]
+fn ranks_before(ak: u32, ai: u32, bk: u32, bi: u32) -> bool {
+    ak > bk || (ak == bk && ai < bi)
+}
+
+/// One round of the top-k's selection: the first, in the order, of the `fan²` pairs the
+/// invocations hold (`hk`, `hi`), into `win[0..2]` of every invocation. Two barriers: `fan`
+/// invocations each take the first of `fan` pairs, then every invocation takes the first of
+/// those. Shared memory is not touched again before the next round's first barrier.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn select_first(
+    sk: &mut Shared<[u32]>,
+    si: &mut Shared<[u32]>,
+    pk: &mut Shared<[u32]>,
+    pi: &mut Shared<[u32]>,
+    win: &mut Array<u32>,
+    hk: u32,
+    hi: u32,
+    tx: usize,
+    #[comptime] fan: usize,
+) {
+    sk[tx] = hk;
+    si[tx] = hi;
+    sync_cube();
+    if tx < fan {
+        win[0] = sk[tx * fan];
+        win[1] = si[tx * fan];
+        #[unroll]
+        for j in 1..fan {
+            let (ck, ci) = (sk[tx * fan + j], si[tx * fan + j]);
+            if ranks_before(ck, ci, win[0], win[1]) {
+                win[0] = ck;
+                win[1] = ci;
+            }
+        }
+        pk[tx] = win[0];
+        pi[tx] = win[1];
+    }
+    sync_cube();
+    win[0] = pk[0];
+    win[1] = pi[0];
+    #[unroll]
+    for j in 1..fan {
+        let (ck, ci) = (pk[j], pi[j]);
+        if ranks_before(ck, ci, win[0], win[1]) {
+            win[0] = ck;
+            win[1] = ci;
+        }
+    }
+}
+
+/// The pair after `(wk, wi)` among the `per` pairs one invocation holds (`ks`, `is`), into
+/// `head[0..2]` (key 0, index `u32::MAX` when none is left).
+#[cube]
+fn next_after(ks: &Array<u32>, is: &Array<u32>, head: &mut Array<u32>, wk: u32, wi: u32, #[comptime] per: usize) {
+    head[0] = 0u32;
+    head[1] = u32::MAX;
+    #[unroll]
+    for j in 0..per {
+        let (kk, ii) = (ks[j], is[j]);
+        if ranks_before(wk, wi, kk, ii) && ranks_before(kk, ii, head[0], head[1]) {
+            head[0] = kk;
+            head[1] = ii;
+        }
+    }
+}
+
+/// Device top-k, stage 1 (one pass over the logits): invocation `t` of workgroup `g` owns the
+/// group of `TOP_K_PER` logits `g·TOP_K_CHUNK + t + j·TOP_K_FAN²` and writes the group's first
+/// pair (key, index) in the sampler's order to `gk`/`gi[g·TOP_K_FAN² + t]` (key 0, index
+/// `u32::MAX` for a group past the end); the workgroup writes (max, Σ exp(x − max)) to
+/// `stats[2g..2g+2]`.
+#[cube(launch)]
+fn top_k_scan_kernel(x: &Tensor<f32>, gk: &mut Tensor<u32>, gi: &mut Tensor<u32>, stats: &mut Tensor<f32>, v_len: usize) {
+    let g = CUBE_POS_X as usize;
+    let tx = UNIT_POS_X as usize;
+    let xs = x.stride(1);
+    let start = g * comptime![TOP_K_CHUNK] + tx;
+    let mut sk = Shared::<[u32]>::new_slice(comptime![TOP_K_FAN * TOP_K_FAN]);
+    let mut si = Shared::<[u32]>::new_slice(comptime![TOP_K_FAN * TOP_K_FAN]);
+    let mut pk = Shared::<[u32]>::new_slice(comptime![TOP_K_FAN]);
+    let mut pi = Shared::<[u32]>::new_slice(comptime![TOP_K_FAN]);
+    let mut sf = Shared::<[f32]>::new_slice(comptime![TOP_K_FAN * TOP_K_FAN]);
+    let mut ks = Array::<u32>::new(comptime![TOP_K_PER]);
+    let mut head = Array::<u32>::new(2usize);
+    let mut win = Array::<u32>::new(2usize);
+    head[0] = 0u32;
+    head[1] = u32::MAX;
+    #[unroll]
+    for j in 0..comptime![TOP_K_PER] {
+        let i = start + j * comptime![TOP_K_FAN * TOP_K_FAN];
+        let kk = select(i < v_len, order_key(x[select(i < v_len, i, 0usize) * xs]), 0u32);
+        ks[j] = kk;
+        if i < v_len && ranks_before(kk, u32::cast_from(i), head[0], head[1]) {
+            head[0] = kk;
+            head[1] = u32::cast_from(i);
+        }
+    }
+    gk[g * comptime![TOP_K_FAN * TOP_K_FAN] + tx] = head[0];
+    gi[g * comptime![TOP_K_FAN * TOP_K_FAN] + tx] = head[1];
+    // Σ exp(x − max) over the chunk (a chunk is never empty), as the greedy kernel sums it.
+    select_first(&mut sk, &mut si, &mut pk, &mut pi, &mut win, head[0], head[1], tx, comptime![TOP_K_FAN]);
+    let m = key_value(win[0]);
+    let mut acc = Array::<f32>::new(1usize);
+    acc[0] = 0.0;
+    #[unroll]
+    for j in 0..comptime![TOP_K_PER] {
+        if start + j * comptime![TOP_K_FAN * TOP_K_FAN] < v_len {
+            acc[0] += f32::exp(key_value(ks[j]) - m);
+        }
+    }
+    sf[tx] = acc[0];
+    sync_cube();
+    let mut step = CUBE_DIM_X as usize / 2;
+    while step > 0 {
+        if tx < step {
+            let s2 = sf[tx] + sf[tx + step];
+            sf[tx] = s2;
+        }
+        sync_cube();
+        step /= 2;
+    }
+    if tx == 0 {
+        stats[g * 2] = m;
+        stats[g * 2 + 1] = sf[0];
+    }
+}
+
+/// Device top-k, stage 2 (one workgroup of `TOP_K_MERGE_FAN²`): the first `k` of the `n` group
+/// maxima, in the sampler's order; writes their indices to `sel[0..k]` (`u32::MAX` past `n`).
+/// Invocation `t` holds pairs `t + j·TOP_K_MERGE_FAN²` in registers; each of `k` rounds selects
+/// the first held pair and its owner finds its next.
+#[cube(launch)]
+fn top_k_groups_kernel(gk: &Tensor<u32>, gi: &Tensor<u32>, sel: &mut Tensor<u32>, n: usize, k: usize, #[comptime] per: usize) {
+    let tx = UNIT_POS_X as usize;
+    let mut sk = Shared::<[u32]>::new_slice(comptime![TOP_K_MERGE_FAN * TOP_K_MERGE_FAN]);
+    let mut si = Shared::<[u32]>::new_slice(comptime![TOP_K_MERGE_FAN * TOP_K_MERGE_FAN]);
+    let mut pk = Shared::<[u32]>::new_slice(comptime![TOP_K_MERGE_FAN]);
+    let mut pi = Shared::<[u32]>::new_slice(comptime![TOP_K_MERGE_FAN]);
+    let mut ks = Array::<u32>::new(comptime![per]);
+    let mut is = Array::<u32>::new(comptime![per]);
+    let mut head = Array::<u32>::new(2usize);
+    let mut win = Array::<u32>::new(2usize);
+    #[unroll]
+    for j in 0..comptime![per] {
+        let p = tx + j * comptime![TOP_K_MERGE_FAN * TOP_K_MERGE_FAN];
+        let q = select(p < n, p, 0usize);
+        ks[j] = select(p < n, gk[q], 0u32);
+        is[j] = select(p < n, gi[q], u32::MAX);
+    }
+    // The first held pair: every pair ranks after (key MAX, index 0) but a NaN's.
+    next_after(&ks, &is, &mut head, u32::MAX, 0u32, comptime![per]);
+    for r in 0..k {
+        select_first(&mut sk, &mut si, &mut pk, &mut pi, &mut win, head[0], head[1], tx, comptime![TOP_K_MERGE_FAN]);
+        let (wk, wi) = (win[0], win[1]);
+        if tx == 0 {
+            sel[r] = wi;
+        }
+        if head[0] == wk && head[1] == wi {
+            next_after(&ks, &is, &mut head, wk, wi, comptime![per]);
+        }
+    }
+}
+
+/// Device top-k, stage 3 (one workgroup of `TOP_K_MERGE_FAN²`): invocation `t < k` loads the
+/// group whose maximum is at `sel[t]`; `k` rounds select the first `k` of those logits. Writes
+/// `out[0..k]` = token ids, `out[k..2k]` = their logits (f32 bits read from `x`, so a zero keeps
+/// its sign), `out[2k]` = the largest logit and `out[2k+1]` = Σ exp(x − largest) over the whole
+/// row, from the `chunks` stage-1 sums.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn top_k_final_kernel(x: &Tensor<f32>, sel: &Tensor<u32>, stats: &Tensor<f32>, out: &mut Tensor<u32>, v_len: usize, chunks: usize, k: usize) {
+    let tx = UNIT_POS_X as usize;
+    let xs = x.stride(1);
+    let mut sk = Shared::<[u32]>::new_slice(comptime![TOP_K_MERGE_FAN * TOP_K_MERGE_FAN]);
+    let mut si = Shared::<[u32]>::new_slice(comptime![TOP_K_MERGE_FAN * TOP_K_MERGE_FAN]);
+    let mut pk = Shared::<[u32]>::new_slice(comptime![TOP_K_MERGE_FAN]);
+    let mut pi = Shared::<[u32]>::new_slice(comptime![TOP_K_MERGE_FAN]);
+    let mut sf = Shared::<[f32]>::new_slice(comptime![TOP_K_MERGE_FAN * TOP_K_MERGE_FAN]);
+    let mut ks = Array::<u32>::new(comptime![TOP_K_PER]);
+    let mut is = Array::<u32>::new(comptime![TOP_K_PER]);
+    let mut head = Array::<u32>::new(2usize);
+    let mut win = Array::<u32>::new(2usize);
+    // The group of the maximum at `m`: its chunk, and its lane within the chunk.
+    let m = select(tx < k, usize::cast_from(sel[select(tx < k, tx, 0usize)]), v_len);
+    let base = (m / comptime![TOP_K_CHUNK]) * comptime![TOP_K_CHUNK] + m % comptime![TOP_K_FAN * TOP_K_FAN];
+    #[unroll]
+    for j in 0..comptime![TOP_K_PER] {
+        let i = base + j * comptime![TOP_K_FAN * TOP_K_FAN];
+        let ok = m < v_len && i < v_len;
+        ks[j] = select(ok, order_key(x[select(ok, i, 0usize) * xs]), 0u32);
+        is[j] = select(ok, u32::cast_from(i), u32::MAX);
+    }
+    // The first held pair: every pair ranks after (key MAX, index 0) but a NaN's.
+    next_after(&ks, &is, &mut head, u32::MAX, 0u32, comptime![TOP_K_PER]);
+    // The first pick (the overall maximum), kept by every invocation: a barrier orders shared
+    // memory only, so `out` is not read back here.
+    let mut first = Array::<u32>::new(1usize);
+    first[0] = 0u32;
+    for r in 0..k {
+        select_first(&mut sk, &mut si, &mut pk, &mut pi, &mut win, head[0], head[1], tx, comptime![TOP_K_MERGE_FAN]);
+        let (wk, wi) = (win[0], win[1]);
+        if r == 0 {
+            first[0] = wi;
+        }
+        if tx == 0 {
+            out[r] = wi;
+            out[k + r] = u32::reinterpret(x[select(usize::cast_from(wi) < v_len, usize::cast_from(wi), 0usize) * xs]);
+        }
+        if head[0] == wk && head[1] == wi {
+            next_after(&ks, &is, &mut head, wk, wi, comptime![TOP_K_PER]);
+        }
+    }
+    // Log-sum-exp: rescale each chunk's sum to the overall maximum (the first pick's logit).
+    let top = x[select(usize::cast_from(first[0]) < v_len, usize::cast_from(first[0]), 0usize) * xs];
+    sf[tx] = 0.0;
+    if tx < chunks {
+        sf[tx] = stats[tx * 2 + 1] * f32::exp(stats[tx * 2] - top);
+    }
+    sync_cube();
+    let mut step = CUBE_DIM_X as usize / 2;
+    while step > 0 {
+        if tx < step {
+            let s2 = sf[tx] + sf[tx + step];
+            sf[tx] = s2;
+        }
+        sync_cube();
+        step /= 2;
+    }
+    if tx == 0 {
+        out[2 * k] = u32::reinterpret(top);
+        out[2 * k + 1] = u32::reinterpret(sf[0]);
+    }
+}
+
 /// RMSNorm over the last dimension of `x: [rows, d]` with weight `w: [d]`, plus `residual`
 /// (`[rows, d]`) when given: `residual + x / sqrt(mean(x²) + eps) · w`.
 pub fn rms_norm(x: BurnTensor<2>, w: &BurnTensor<1>, eps: f32, residual: Option<BurnTensor<2>>) -> Result<BurnTensor<2>> {
@@ -460,6 +712,94 @@ pub fn greedy(logits: BurnTensor<2>) -> Result<Greedy> {
     Ok(Greedy { token, logprob: -(total.ln() as f32) })
 }
 
+/// The most candidates [`top_k`] selects (the sampler asks for top-k plus the penalized tokens).
+pub const TOP_K_MAX: usize = 128;
+/// Device top-k, stage 1: `TOP_K_FAN²` invocations a workgroup, each owning a group of
+/// `TOP_K_PER` logits (held in registers): `TOP_K_CHUNK` logits a workgroup.
+const TOP_K_FAN: usize = 8;
+const TOP_K_PER: usize = 32;
+const TOP_K_CHUNK: usize = TOP_K_FAN * TOP_K_FAN * TOP_K_PER;
+/// Stages 2 and 3: one workgroup of `TOP_K_MERGE_FAN²` invocations (at least [`TOP_K_MAX`]; one
+/// per stage-1 workgroup for the log-sum-exp, so vocabularies up to 524288).
+const TOP_K_MERGE_FAN: usize = 16;
+
+/// Whether [`top_k`] takes `k` candidates of a `vocab`-logit row.
+pub fn top_k_fits(vocab: usize, k: usize) -> bool {
+    (1..=TOP_K_MAX).contains(&k) && vocab.div_ceil(TOP_K_CHUNK) <= TOP_K_MERGE_FAN * TOP_K_MERGE_FAN
+}
+
+/// The `k` largest logits of one row (`[1, V]`, on the device) in the sampler's order (larger
+/// first, equal logits by token id), with the log-sum-exp of the whole row: `2k + 2` numbers
+/// cross back instead of `V`. `k` is clamped to `V`; where [`top_k_fits`] says no, an error.
+///
+/// Three launches, no subgroup operations and no atomics. (1) One pass splits the row into
+/// groups of `TOP_K_PER` logits and writes each group's first logit (and each workgroup's
+/// log-sum-exp terms). (2) The first `k` of those group maxima. (3) The first `k` logits of
+/// those `k` groups. Exact: a logit in any other group has behind it its group's maximum,
+/// itself behind `k` group maxima, so it is not among the first `k`.
+pub fn top_k(logits: BurnTensor<2>, k: usize) -> Result<crate::model::TopLogits> {
+    let [rows, v] = logits.dims();
+    if rows != 1 || v == 0 || !top_k_fits(v, k) {
+        return Err(Error::Backend { reason: format!("device top-k: logits [{rows}, {v}], k {k}") });
+    }
+    let k = k.min(v);
+    let x = cube(logits, "device top-k")?;
+    let chunks = v.div_ceil(TOP_K_CHUNK);
+    let n = chunks * TOP_K_FAN * TOP_K_FAN;
+    let u32s = |n: usize| CubeTensor::new_contiguous(x.client.clone(), x.device.clone(), Shape::new([n]), x.client.empty(n * 4), DType::U32);
+    let (gk, gi, sel, out) = (u32s(n), u32s(n), u32s(k), u32s(2 * k + 2));
+    let stats = output(&x, [chunks, 2]);
+    top_k_scan_kernel::launch(
+        &x.client,
+        CubeCount::Static(chunks as u32, 1, 1),
+        CubeDim::new_1d((TOP_K_FAN * TOP_K_FAN) as u32),
+        x.clone().into_tensor_arg(),
+        gk.clone().into_tensor_arg(),
+        gi.clone().into_tensor_arg(),
+        stats.clone().into_tensor_arg(),
+        v,
+    );
+    let merge = TOP_K_MERGE_FAN * TOP_K_MERGE_FAN;
+    top_k_groups_kernel::launch(
+        &x.client,
+        CubeCount::Static(1, 1, 1),
+        CubeDim::new_1d(merge as u32),
+        gk.into_tensor_arg(),
+        gi.into_tensor_arg(),
+        sel.clone().into_tensor_arg(),
+        n,
+        k,
+        n.div_ceil(merge).next_power_of_two(),
+    );
+    top_k_final_kernel::launch(
+        &x.client,
+        CubeCount::Static(1, 1, 1),
+        CubeDim::new_1d(merge as u32),
+        x.clone().into_tensor_arg(),
+        sel.into_tensor_arg(),
+        stats.into_tensor_arg(),
+        out.clone().into_tensor_arg(),
+        v,
+        chunks,
+        k,
+    );
+    let out: Vec<u32> = BurnTensor::<1, burn::tensor::Int>::from_primitive::<Wgpu>(out)
+        .try_into_vec_as::<u32>()
+        .map_err(|e| Error::Backend { reason: format!("device top-k read-back: {e:?}") })?;
+    let (ids, rest) = out.split_at(k.min(out.len()));
+    let (vals, lse) = rest.split_at(k.min(rest.len()));
+    let [top, sum] = lse else {
+        return Err(Error::Backend { reason: format!("device top-k: {} numbers read back for k {k}", out.len()) });
+    };
+    if ids.iter().any(|&t| t as usize >= v) {
+        // Only NaN logits rank behind the padding.
+        return Err(Error::Backend { reason: "device top-k: fewer candidates than asked (non-finite logits?)".into() });
+    }
+    let entries = ids.iter().zip(vals).map(|(&t, &b)| (t, f32::from_bits(b))).collect();
+    let log_sum_exp = f32::from_bits(*top) as f64 + (f32::from_bits(*sum) as f64).ln();
+    Ok(crate::model::TopLogits { entries, log_sum_exp })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,6 +893,98 @@ mod tests {
             assert!((got.logprob - want).abs() < 1e-4, "{} vs {want}", got.logprob);
         }
         assert!(greedy(tensor2(vec![0.0; 4], 2, 2, &dev)).is_err());
+    }
+
+    /// The first `k` of `vals` in the sampler's order, by an independent route: a stable sort of
+    /// all indices by value, descending (equal values, ±0 alike, keep ascending indices).
+    fn host_top(vals: &[f32], k: usize) -> Vec<(u32, u32)> {
+        let mut order: Vec<usize> = (0..vals.len()).collect();
+        order.sort_by(|&a, &b| vals[b].partial_cmp(&vals[a]).unwrap());
+        order.iter().take(k).map(|&i| (i as u32, vals[i].to_bits())).collect()
+    }
+
+    #[test]
+    fn device_top_k_matches_the_host_sampler() {
+        use crate::sampling::{Sampler, SamplingParams};
+        let Some(dev) = device() else { return };
+        // Vocabularies that are and are not multiples of the chunk, k at both ends and above v.
+        for (v, k, seed) in [(262_144, 40, 31), (262_144, TOP_K_MAX, 32), (262_143, 104, 33), (1000, 64, 34), (4097, 1, 35), (7, 10, 36)] {
+            let mut vals = values(v, seed);
+            let sorted = host_top(&vals, v);
+            // Ties at the top, across chunks, and a run of equal logits straddling place k.
+            let best = f32::from_bits(sorted[0].1) + 1.0;
+            for i in [v - 1, v / 2, v / 3, 1] {
+                vals[i] = best;
+            }
+            let at_k = f32::from_bits(host_top(&vals, k)[k.min(v) - 1].1);
+            let run: Vec<usize> = (5..v).step_by((v / 9).max(1)).filter(|&i| vals[i] != best).collect();
+            for &i in &run {
+                vals[i] = at_k;
+            }
+            // The run of equal logits is cut by place k (unless k reaches the vocabulary).
+            let cut = host_top(&vals, v).iter().filter(|e| f32::from_bits(e.1) == at_k).count();
+            assert!(k >= v || (cut > 1 && host_top(&vals, k).iter().filter(|e| f32::from_bits(e.1) == at_k).count() < cut));
+            let got = top_k(tensor2(vals.clone(), 1, v, &dev), k).unwrap();
+            let ids: Vec<(u32, u32)> = got.entries.iter().map(|&(t, l)| (t, l.to_bits())).collect();
+            assert_eq!(ids, host_top(&vals, k), "v {v}, k {k}");
+            let lse = vals[ids[0].0 as usize] as f64 - crate::sampling::log_softmax_at(&vals, ids[0].0 as usize) as f64;
+            assert!((got.log_sum_exp - lse).abs() < 1e-4, "log-sum-exp {} vs {lse}", got.log_sum_exp);
+        }
+        // The largest logits crowded into one stage-1 group (every 64th logit of a chunk) and one
+        // contiguous run, ties among them: most of the k come from a few groups.
+        let v = 262_144;
+        let mut vals = values(v, 40);
+        for j in 0..32 {
+            vals[3 * 2048 + 5 + 64 * j] = 10.0 + (j / 2) as f32;
+        }
+        for (i, x) in vals.iter_mut().enumerate().take(100_090).skip(100_000) {
+            *x = 9.0 + (i % 7) as f32;
+        }
+        for k in [TOP_K_MAX, 33, 7] {
+            let got = top_k(tensor2(vals.clone(), 1, v, &dev), k).unwrap();
+            let ids: Vec<(u32, u32)> = got.entries.iter().map(|&(t, l)| (t, l.to_bits())).collect();
+            assert_eq!(ids, host_top(&vals, k), "crowded, k {k}");
+        }
+        // +0 and −0 are equal logits: the smaller id first, each with its own sign.
+        let mut vals: Vec<f32> = values(300, 37).iter().map(|x| x - 10.0).collect();
+        (vals[250], vals[17], vals[120]) = (0.0, -0.0, 0.0);
+        let got = top_k(tensor2(vals.clone(), 1, 300, &dev), 4).unwrap();
+        let ids: Vec<(u32, u32)> = got.entries.iter().map(|&(t, l)| (t, l.to_bits())).collect();
+        assert_eq!(ids[..3], [(17, (-0.0f32).to_bits()), (120, 0), (250, 0)]);
+        assert_eq!(ids, host_top(&vals, 4));
+
+        // The sampler finishes on the device's candidates exactly as on all the logits, with a
+        // penalty on some of the largest (it asks for k plus the penalized tokens).
+        let v = 262_144;
+        let vals = values(v, 38);
+        let top: Vec<u32> = host_top(&vals, 8).iter().map(|e| e.0).collect();
+        let logits = tensor2(vals.clone(), 1, v, &dev);
+        for sampling in [
+            SamplingParams { temperature: 0.9, top_k: 40, seed: 1, ..Default::default() },
+            SamplingParams { temperature: 1.5, top_k: 64, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.3, seed: 2, ..Default::default() },
+            SamplingParams { repetition_penalty: 2.0, ..SamplingParams::greedy() },
+        ] {
+            let (mut host, mut device) = (Sampler::new(sampling.clone()).unwrap(), Sampler::new(sampling).unwrap());
+            let mut history = vec![top[0], top[2], top[5], 9, 9, 77];
+            for _ in 0..12 {
+                let k = device.candidates_needed(&history, v).expect("an exact case");
+                let want = host.sample(&vals, &history).unwrap();
+                let got = device.sample_top(&top_k(logits.clone(), k).unwrap(), &history).unwrap();
+                assert_eq!(got.0, want.0);
+                assert!((got.1 - want.1).abs() < 1e-4, "{} vs {}", got.1, want.1);
+                history.push(got.0);
+            }
+        }
+    }
+
+    #[test]
+    fn device_top_k_rejects_what_it_cannot_select() {
+        let Some(dev) = device() else { return };
+        let x = tensor2(values(64, 39), 1, 64, &dev);
+        assert!(top_k(x.clone(), 0).is_err());
+        assert!(top_k(x.clone(), TOP_K_MAX + 1).is_err());
+        assert!(top_k(tensor2(vec![0.0; 4], 2, 2, &dev), 1).is_err());
+        assert_eq!(top_k(x, 100).unwrap().entries.len(), 64);
     }
 
     #[test]

@@ -51,12 +51,38 @@ pub trait CausalLm: Send + Sync {
     fn forward_greedy(&self, tokens: &[u32], cache: &mut KvCache) -> Result<(u32, f32)> {
         greedy_of(&self.forward(tokens, cache)?)
     }
+    /// [`CausalLm::forward`] with only the `k` largest logits of the last token brought back,
+    /// where the model selects them on its device (a sampled step with top-k: `k` pairs cross
+    /// back instead of the vocabulary); elsewhere all the logits, as `forward` returns them.
+    fn forward_top_k(&self, tokens: &[u32], cache: &mut KvCache, k: usize) -> Result<StepLogits> {
+        let _ = k;
+        Ok(StepLogits::All(self.forward(tokens, cache)?))
+    }
     /// A cache for `max_context` tokens, accepting passes of up to `max_chunk` tokens.
     fn new_cache(&self, max_context: usize, max_chunk: usize) -> Result<KvCache>;
     /// Vocabulary size (logits per token).
     fn vocab_size(&self) -> usize;
     /// The context the model was trained for.
     fn max_context(&self) -> usize;
+}
+
+/// The `k` largest logits of one step and the log-sum-exp of them all, for
+/// [`crate::sampling::Sampler::sample_top`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopLogits {
+    /// `(token, logit)`: the larger logit first, equal logits by token id (the sampler's order).
+    pub entries: Vec<(u32, f32)>,
+    /// `ln Σ exp(logit)` over the whole vocabulary.
+    pub log_sum_exp: f64,
+}
+
+/// What [`CausalLm::forward_top_k`] brings back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepLogits {
+    /// All the logits of the last token.
+    All(Vec<f32>),
+    /// Only the largest, selected on the device.
+    Top(TopLogits),
 }
 
 /// The greedy pick of host logits: the first index of the maximum and its log-probability —

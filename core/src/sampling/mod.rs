@@ -3,11 +3,18 @@
 //! Order, as in `llama.h`'s walkthrough: repetition penalty → top-k → top-p → min-p →
 //! temperature → draw. Temperature 0 is greedy (argmax of the raw logits, after penalties).
 //! The same seed gives the same output.
+//!
+//! Candidates are ordered by logit, larger first, and equal logits (±0 alike) by token id,
+//! smaller first; this order is total, so the top-k set and the draw are fully determined.
+//! A model that selects the largest logits on its device hands them to
+//! [`Sampler::sample_top`], which returns exactly what [`Sampler::sample`] would on all the
+//! logits whenever [`Sampler::candidates_needed`] allowed it (top-k on, any penalty ≥ 1).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::model::TopLogits;
 use crate::{Error, Result};
 
 /// Sampling parameters.
@@ -61,11 +68,33 @@ impl SamplingParams {
     }
 }
 
+/// Environment variable that keeps sampled steps on the host: every step reads all the logits
+/// back, even where the device could select the candidates (for comparisons and benchmarks).
+pub const HOST_SAMPLING_ENV: &str = "EDGEWISE_HOST_SAMPLING";
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: [`HOST_SAMPLING_ENV`] for samplers made on this thread only.
+    pub(crate) static FORCE_HOST_SAMPLING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn forced_host() -> bool {
+    FORCE_HOST_SAMPLING.with(|f| f.get())
+}
+
+#[cfg(not(test))]
+fn forced_host() -> bool {
+    false
+}
+
 /// A stateful sampler (owns the RNG).
 #[derive(Debug, Clone)]
 pub struct Sampler {
     params: SamplingParams,
     rng: ChaCha8Rng,
+    /// Never ask the model for device-selected candidates ([`HOST_SAMPLING_ENV`]).
+    host_only: bool,
 }
 
 impl Sampler {
@@ -73,7 +102,8 @@ impl Sampler {
     pub fn new(params: SamplingParams) -> Result<Self> {
         params.validate()?;
         let rng = ChaCha8Rng::seed_from_u64(params.seed);
-        Ok(Self { params, rng })
+        let host_only = std::env::var_os(HOST_SAMPLING_ENV).is_some() || forced_host();
+        Ok(Self { params, rng, host_only })
     }
 
     /// Whether picking needs nothing but the logits' maximum: temperature 0 and no penalty. Then
@@ -81,6 +111,28 @@ impl Sampler {
     /// same token as [`Sampler::sample`].
     pub fn is_plain_greedy(&self) -> bool {
         self.params.temperature == 0.0 && self.params.repetition_penalty == 1.0
+    }
+
+    /// How many of the largest logits (in the sampler's order) [`Sampler::sample_top`] needs to
+    /// return exactly what [`Sampler::sample`] returns on all `vocab` logits after `history`, or
+    /// `None` when the step needs them all.
+    ///
+    /// Exact cases: temperature 0 (1 candidate) or top-k on (k); top-p, min-p and the
+    /// temperature then act on those k alone. A penalty above 1 only lowers the logits of the
+    /// distinct tokens in the window, so k plus their count covers the penalized top k. Not
+    /// exact: top-k off (top-p and min-p normalize over the whole vocabulary) and a penalty
+    /// below 1 (it raises tokens from anywhere).
+    pub fn candidates_needed(&self, history: &[u32], vocab: usize) -> Option<usize> {
+        let p = &self.params;
+        if self.host_only || p.repetition_penalty < 1.0 || vocab == 0 {
+            return None;
+        }
+        let k = match (p.temperature == 0.0, p.top_k) {
+            (true, _) => 1,
+            (false, 0) => return None,
+            (false, k) => k,
+        };
+        Some(k.saturating_add(self.penalized(history).len()).min(vocab))
     }
 
     /// Picks the next token from `logits`, given the tokens so far (for the penalty).
@@ -92,36 +144,89 @@ impl Sampler {
         if logits.iter().any(|l| l.is_nan()) {
             return Err(Error::Backend { reason: "model produced NaN logits".into() });
         }
-        let p = &self.params;
         // A copy only when the penalty rewrites logits (262144 floats a token otherwise).
         let mut l = std::borrow::Cow::Borrowed(logits);
-        if p.repetition_penalty != 1.0 {
+        let seen = self.penalized(history);
+        if !seen.is_empty() {
             let l = l.to_mut();
-            let from = history.len().saturating_sub(p.repeat_last_n);
-            let mut seen = std::collections::HashSet::new();
-            for &t in &history[from..] {
-                if seen.insert(t) {
-                    if let Some(x) = l.get_mut(t as usize) {
-                        // llama.cpp: divide positive logits, multiply negative ones.
-                        *x = if *x > 0.0 { *x / p.repetition_penalty } else { *x * p.repetition_penalty };
-                    }
+            for &t in &seen {
+                if let Some(x) = l.get_mut(t as usize) {
+                    *x = self.penalize(*x);
                 }
             }
         }
         let logprob = |tok: usize| log_softmax_at(logits, tok);
-        if p.temperature == 0.0 {
+        if self.params.temperature == 0.0 {
             let tok = argmax(&l);
             return Ok((tok as u32, logprob(tok)));
         }
-        // Candidates sorted by logit, descending.
+        // The top k in the sampler's order (a total order: the set and its order are unique).
         let mut idx: Vec<usize> = (0..l.len()).collect();
-        let k = if p.top_k == 0 { l.len() } else { p.top_k.min(l.len()) };
+        let k = if self.params.top_k == 0 { l.len() } else { self.params.top_k.min(l.len()) };
+        let by_rank = |&a: &usize, &b: &usize| rank((a, l[a]), (b, l[b]));
         if k < l.len() {
-            idx.select_nth_unstable_by(k - 1, |&a, &b| l[b].total_cmp(&l[a]));
+            idx.select_nth_unstable_by(k - 1, by_rank);
             idx.truncate(k);
         }
-        idx.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
-        let probs = softmax(&idx.iter().map(|&i| l[i]).collect::<Vec<_>>());
+        idx.sort_unstable_by(by_rank);
+        let cands: Vec<(usize, f32)> = idx.iter().map(|&i| (i, l[i])).collect();
+        let pick = self.draw(&cands);
+        Ok((pick as u32, logprob(pick)))
+    }
+
+    /// [`Sampler::sample`] from the largest logits of a step, selected by the model (on its
+    /// device): `top` holds at least [`Sampler::candidates_needed`] of them, unpenalized, in
+    /// the sampler's order, with the log-sum-exp of all the logits. Returns the same token as
+    /// `sample` on all the logits and the same log-probability up to the rounding of the
+    /// log-sum-exp.
+    pub fn sample_top(&mut self, top: &TopLogits, history: &[u32]) -> Result<(u32, f32)> {
+        if top.entries.is_empty() {
+            return Err(Error::InvalidParameter { name: "logits", reason: "no candidates".into() });
+        }
+        if top.entries.iter().any(|(_, l)| !l.is_finite()) || !top.log_sum_exp.is_finite() {
+            return Err(Error::Backend { reason: "model produced non-finite logits".into() });
+        }
+        let seen = self.penalized(history);
+        let mut cands: Vec<(usize, f32)> =
+            top.entries.iter().map(|&(t, l)| (t as usize, if seen.contains(&t) { self.penalize(l) } else { l })).collect();
+        cands.sort_unstable_by(|&a, &b| rank(a, b));
+        let raw = |tok: usize| top.entries.iter().find(|e| e.0 as usize == tok).map_or(f32::NEG_INFINITY, |e| e.1);
+        let logprob = |tok: usize| (raw(tok) as f64 - top.log_sum_exp) as f32;
+        if self.params.temperature == 0.0 {
+            let tok = cands[0].0;
+            return Ok((tok as u32, logprob(tok)));
+        }
+        if self.params.top_k > 0 {
+            cands.truncate(self.params.top_k);
+        }
+        let pick = self.draw(&cands);
+        Ok((pick as u32, logprob(pick)))
+    }
+
+    /// The distinct tokens of the penalty window (empty without a penalty).
+    fn penalized(&self, history: &[u32]) -> std::collections::HashSet<u32> {
+        let p = &self.params;
+        if p.repetition_penalty == 1.0 {
+            return std::collections::HashSet::new();
+        }
+        history[history.len().saturating_sub(p.repeat_last_n)..].iter().copied().collect()
+    }
+
+    /// llama.cpp's penalty: divide positive logits, multiply negative ones.
+    fn penalize(&self, x: f32) -> f32 {
+        let r = self.params.repetition_penalty;
+        if x > 0.0 {
+            x / r
+        } else {
+            x * r
+        }
+    }
+
+    /// top-p → min-p → temperature → draw over `cands`: the top-k candidates `(token,
+    /// penalized logit)`, in the sampler's order (at least one).
+    fn draw(&mut self, cands: &[(usize, f32)]) -> usize {
+        let p = &self.params;
+        let probs = softmax(&cands.iter().map(|c| c.1).collect::<Vec<_>>());
         // top-p: smallest prefix reaching p (at least one).
         let mut keep = probs.len();
         if p.top_p < 1.0 {
@@ -139,21 +244,27 @@ impl Sampler {
             let thr = probs[0] * p.min_p;
             keep = keep.min(probs.iter().take_while(|&&x| x >= thr).count().max(1));
         }
-        idx.truncate(keep);
-        let scaled: Vec<f32> = idx.iter().map(|&i| l[i] / p.temperature).collect();
+        let kept = &cands[..keep];
+        let scaled: Vec<f32> = kept.iter().map(|c| c.1 / p.temperature).collect();
         let probs = softmax(&scaled);
         let r: f32 = self.rng.random::<f32>();
         let mut acc = 0.0;
-        let mut pick = idx[idx.len() - 1];
+        let mut pick = kept[kept.len() - 1].0;
         for (j, pr) in probs.iter().enumerate() {
             acc += pr;
             if r < acc {
-                pick = idx[j];
+                pick = kept[j].0;
                 break;
             }
         }
-        Ok((pick as u32, logprob(pick)))
+        pick
     }
+}
+
+/// The sampler's candidate order over `(token, logit)`: the larger logit first, equal logits
+/// (+0 and −0 included, as `>` sees them) by token id, smaller first. Callers reject NaN.
+pub fn rank(a: (usize, f32), b: (usize, f32)) -> std::cmp::Ordering {
+    b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0))
 }
 
 /// Index of the largest value (first one on ties, as llama.cpp's greedy sampler).
@@ -244,6 +355,62 @@ mod tests {
         let mut other = Sampler::new(SamplingParams { seed: 43, ..p.clone() }).unwrap();
         let o: Vec<u32> = (0..50).map(|_| other.sample(&L, &[]).unwrap().0).collect();
         assert_ne!(draw(), o);
+    }
+
+    /// The first `k` logits in the sampler's order, by a stable sort (ties keep ascending ids),
+    /// with the log-sum-exp: what a device selection hands [`Sampler::sample_top`].
+    fn top_of(l: &[f32], k: usize) -> TopLogits {
+        let mut order: Vec<usize> = (0..l.len()).collect();
+        order.sort_by(|&a, &b| l[b].partial_cmp(&l[a]).unwrap());
+        let m = l[order[0]] as f64;
+        let lse = m + l.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+        TopLogits { entries: order.iter().take(k).map(|&i| (i as u32, l[i])).collect(), log_sum_exp: lse }
+    }
+
+    #[test]
+    fn sampling_from_the_top_candidates_matches_all_logits() {
+        // 500 logits on a coarse grid: many ties, across the top-k boundary too, and ±0.
+        let mut l: Vec<f32> = (0..500u32).map(|i| ((i.wrapping_mul(2_654_435_761) >> 20) % 40) as f32 * 0.25 - 5.0).collect();
+        (l[3], l[400]) = (-0.0, 0.0);
+        for p in [
+            SamplingParams { temperature: 0.9, top_k: 40, seed: 5, ..Default::default() },
+            SamplingParams { temperature: 2.0, top_k: 7, top_p: 1.0, min_p: 0.0, seed: 6, ..Default::default() },
+            SamplingParams { temperature: 1.2, top_k: 30, top_p: 0.8, min_p: 0.1, repetition_penalty: 1.4, repeat_last_n: 8, seed: 7 },
+            SamplingParams { repetition_penalty: 3.0, ..SamplingParams::greedy() },
+            SamplingParams { temperature: 1.0, top_k: 600, top_p: 1.0, min_p: 0.0, seed: 8, ..Default::default() },
+        ] {
+            let (mut all, mut top) = (Sampler::new(p.clone()).unwrap(), Sampler::new(p).unwrap());
+            let mut history: Vec<u32> = vec![0, 3, 400, 17];
+            for _ in 0..60 {
+                let k = top.candidates_needed(&history, l.len()).expect("an exact case");
+                let want = all.sample(&l, &history).unwrap();
+                let got = top.sample_top(&top_of(&l, k), &history).unwrap();
+                assert_eq!(got.0, want.0);
+                assert!((got.1 - want.1).abs() < 1e-5, "{} vs {}", got.1, want.1);
+                history.push(got.0);
+            }
+        }
+    }
+
+    #[test]
+    fn settings_that_need_every_logit_ask_for_them() {
+        let need = |p: SamplingParams| Sampler::new(p).unwrap().candidates_needed(&[1, 2, 2, 3], 1000);
+        let base = SamplingParams { temperature: 0.8, top_k: 40, ..Default::default() };
+        assert_eq!(need(base.clone()), Some(40));
+        assert_eq!(need(SamplingParams { repetition_penalty: 1.1, ..base.clone() }), Some(43));
+        assert_eq!(need(SamplingParams { repetition_penalty: 1.1, repeat_last_n: 1, ..base.clone() }), Some(41));
+        assert_eq!(need(SamplingParams { repetition_penalty: 1.1, ..SamplingParams::greedy() }), Some(4));
+        assert_eq!(need(SamplingParams { top_k: 5000, ..base.clone() }), Some(1000));
+        // top-k off: top-p / min-p normalize over the whole vocabulary.
+        assert_eq!(need(SamplingParams { top_k: 0, ..base.clone() }), None);
+        // A penalty below 1 raises tokens from anywhere.
+        assert_eq!(need(SamplingParams { repetition_penalty: 0.9, ..base.clone() }), None);
+        FORCE_HOST_SAMPLING.with(|f| f.set(true));
+        assert_eq!(need(base), None);
+        FORCE_HOST_SAMPLING.with(|f| f.set(false));
+        let mut s = Sampler::new(SamplingParams::default()).unwrap();
+        assert!(s.sample_top(&TopLogits { entries: vec![], log_sum_exp: 0.0 }, &[]).is_err());
+        assert!(s.sample_top(&TopLogits { entries: vec![(0, f32::NAN)], log_sum_exp: 0.0 }, &[]).is_err());
     }
 
     #[test]
