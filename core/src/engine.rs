@@ -102,7 +102,7 @@ impl std::fmt::Debug for Engine {
 /// The opened model files: a GGUF file, or a Hugging Face folder.
 enum Checkpoint {
     Gguf(GgufWeights),
-    Hf(HfFolder),
+    Hf(Box<HfFolder>),
 }
 
 impl Checkpoint {
@@ -201,6 +201,9 @@ fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// The GPU model, or why not (and the GPU when one was found), for the `Auto` fallback.
+type GpuAttempt = std::result::Result<(Box<dyn CausalLm>, GpuInfo), (String, Option<GpuInfo>)>;
 
 /// The fixed self-test prompt: plain, common tokens that every vocabulary has.
 const SELF_TEST_PROMPT: &str = "The capital of France is";
@@ -347,14 +350,12 @@ impl Engine {
         let eos = tokenizer.eos_ids().first().and_then(|&e| tokenizer.id_to_token(e));
         let template = ChatTemplate::from_gguf_template(folder.chat_template(), &arch_name, bos, eos)?;
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
-        Ok((Checkpoint::Hf(folder), tokenizer, template, arch_name, name))
+        Ok((Checkpoint::Hf(Box::new(folder)), tokenizer, template, arch_name, name))
     }
 
-    fn try_gpu(
-        ckpt: &Checkpoint,
-        tokenizer: &Tokenizer,
-        self_test: bool,
-    ) -> std::result::Result<(Box<dyn CausalLm>, GpuInfo), (String, Option<GpuInfo>)> {
+    // Called once per load: the size of the fallback reason does not matter.
+    #[allow(clippy::result_large_err)]
+    fn try_gpu(ckpt: &Checkpoint, tokenizer: &Tokenizer, self_test: bool) -> GpuAttempt {
         let (_, info) = backend::gpu().map_err(|e| (format!("no usable GPU ({e})"), None))?;
         // A software rasterizer (lavapipe/llvmpipe, SwiftShader) is slower than our CPU kernels.
         if info.device_type == "Cpu" {

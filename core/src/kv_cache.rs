@@ -60,7 +60,7 @@ impl Ring {
 /// causal, and within the sliding window if any.
 #[inline]
 fn sees(window: Option<usize>, q: i64, p: i64) -> bool {
-    p >= 0 && p <= q && window.map_or(true, |w| q - p < w as i64)
+    p >= 0 && p <= q && window.is_none_or(|w| q - p < w as i64)
 }
 
 /// Geometry of a cache, from the model config and the session's context.

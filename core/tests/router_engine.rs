@@ -356,7 +356,7 @@ fn router_escalates_to_llama_cpp_python_server() {
         let a = router.answer(&local, &sensitive, &asked(), &mut |_: &str| true).expect("sensitive");
         assert_eq!(a.served_by, Target::Local);
         assert!(a.decision.reasons.contains(&Reason::Sensitive));
-        let stats = AuditStats::from_path(&dir.join("audit.jsonl")).expect("audit stats");
+        let stats = AuditStats::from_path(dir.join("audit.jsonl")).expect("audit stats");
         assert_eq!(stats.egress_requests, 1, "only the benign request left the device");
     }
     // Not asserted equal: llama-cpp-python reuses its cached prefix on the second request, which

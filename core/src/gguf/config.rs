@@ -12,7 +12,7 @@ pub fn gemma3_config(md: &Metadata, vocab_size: usize) -> Result<Gemma3Config> {
     let heads = md.get_u32(&k("attention.head_count"))? as usize;
     let kv_heads = md.opt_u32(&k("attention.head_count_kv"))?.map(|v| v as usize).unwrap_or(heads);
     let head_dim = md.opt_u32(&k("attention.key_length"))?.map(|v| v as usize).unwrap_or(256);
-    if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 {
+    if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
         return Err(Error::InvalidKey {
             key: k("attention.head_count_kv"),
             reason: format!("{heads} query heads cannot be grouped over {kv_heads} kv heads"),

@@ -53,7 +53,7 @@ impl Gemma3Config {
         if self.num_hidden_layers == 0 || self.num_hidden_layers > 512 {
             return Err(("num_hidden_layers", format!("{} out of range", self.num_hidden_layers)));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 || self.head_dim > 1024 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) || self.head_dim > 1024 {
             return Err(("head_dim", format!("{} is not an even size <= 1024", self.head_dim)));
         }
         if self.intermediate_size == 0 || self.intermediate_size > 1 << 18 {

@@ -104,6 +104,8 @@ pub enum WeightMode {
 }
 
 /// A bias-free linear projection `y = x·Wᵀ`.
+// A model holds a few hundred of these; boxing the GPU variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Linear {
     /// f32 weight held transposed, `[in, out]`, so the product is a plain `matmul`.
@@ -248,7 +250,7 @@ impl RmsNorm {
 
     fn check_host(&self, len: usize) -> Result<usize> {
         let d = self.w_host.len();
-        if d == 0 || len % d != 0 {
+        if d == 0 || !len.is_multiple_of(d) {
             return Err(Error::Backend { reason: format!("rms norm of {d} over {len} values") });
         }
         Ok(d)
@@ -352,8 +354,8 @@ pub(crate) fn rope_tables_host(start: usize, n: usize, head_dim: usize, base: f3
 pub(crate) fn norm_rope_host(x: &mut [f32], heads: usize, norm: &RmsNorm, cos: &[f32], sin: &[f32], scale: Option<f32>) -> Result<()> {
     let hd = norm.w_host.len();
     let half = hd / 2;
-    let rows = if hd == 0 { 0 } else { x.len() / hd };
-    if hd % 2 != 0 || heads == 0 || rows % heads != 0 || x.len() != rows * hd || cos.len() != rows / heads * half || sin.len() != cos.len() {
+    let rows = x.len().checked_div(hd).unwrap_or(0);
+    if !hd.is_multiple_of(2) || heads == 0 || !rows.is_multiple_of(heads) || x.len() != rows * hd || cos.len() != rows / heads * half || sin.len() != cos.len() {
         return Err(Error::Backend { reason: format!("rope: {} values of {heads} heads of {hd}, {} angles", x.len(), cos.len()) });
     }
     par_rows(x, hd, |r, row| {
@@ -442,7 +444,7 @@ pub(crate) fn attention_rows(qs: &[f32], h: usize, n: usize, hd: usize, kv: &cra
     use crate::quant::cpu::{axpy_f16, axpy_f32, dot_f16, pool};
     let (s, cap, kvh) = (kv.s, kv.cap, kv.kv_heads);
     let slots_ok = s <= cap && kv.k.len() >= kvh * cap * hd && kv.v.len() >= kvh * cap * hd;
-    if kvh == 0 || h % kvh != 0 || hd != kv.head_dim || kv.slot_pos.len() != s || qs.len() != h * n * hd || !slots_ok {
+    if kvh == 0 || !h.is_multiple_of(kvh) || hd != kv.head_dim || kv.slot_pos.len() != s || qs.len() != h * n * hd || !slots_ok {
         return Err(Error::Backend { reason: format!("attention: {h} heads of {hd} over {kvh} kv heads of {}", kv.head_dim) });
     }
     let g = h / kvh;
@@ -658,7 +660,7 @@ impl LmHead {
 /// falls back to dense f32). `max_bytes` bounds each device buffer.
 fn upload_gpu(src: &dyn WeightSource, id: WeightId, max_bytes: u64, device: &Device) -> Result<Option<QMatrix>> {
     let w = src.shared(id)?;
-    if !crate::quant::gpu::supported(w.ty) || w.cols as u64 % w.ty.block_size() != 0 {
+    if !crate::quant::gpu::supported(w.ty) || !(w.cols as u64).is_multiple_of(w.ty.block_size()) {
         log::debug!("{id:?}: {} has no gpu kernel, using dense f32", w.ty);
         return Ok(None);
     }

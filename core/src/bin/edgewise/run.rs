@@ -161,6 +161,16 @@ pub struct BenchArgs {
     /// Print only the JSON line.
     #[arg(long)]
     json: bool,
+    /// Then run llama.cpp (llama-cpp-python, `tests/reference/bench_llama.py`) on the same file
+    /// with the same threads and lengths, and print both with the ratio ours / llama.cpp.
+    #[arg(long)]
+    compare: bool,
+    /// Python with llama-cpp-python for `--compare`.
+    #[arg(long, default_value = "/opt/refenv/bin/python")]
+    python: String,
+    /// The reference script for `--compare` (this source tree's).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/reference/bench_llama.py"))]
+    reference_script: std::path::PathBuf,
 }
 
 pub fn run(a: RunArgs) -> crate::CliResult {
@@ -286,7 +296,30 @@ fn peak_rss_mb() -> Option<f64> {
     status_mb("VmHWM:")
 }
 
+/// Runs the llama.cpp reference with our settings; returns its JSON line.
+fn bench_llama_cpp(a: &BenchArgs, model: &std::path::Path) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let threads = a.model.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let out = std::process::Command::new(&a.python)
+        .arg(&a.reference_script)
+        .args(["--threads", &threads.to_string()])
+        .args(["--prompt-tokens", &a.prompt_tokens.to_string()])
+        .args(["--gen-tokens", &a.gen_tokens.to_string()])
+        .env("EDGEWISE_MODEL", model)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {} {}: {e}", a.python, a.reference_script.display()))?;
+    if !out.status.success() {
+        return Err(format!("the llama.cpp reference failed ({})", out.status).into());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.starts_with('{')).ok_or("the llama.cpp reference printed no JSON")?;
+    Ok(serde_json::from_str(line)?)
+}
+
 pub fn bench(a: BenchArgs) -> crate::CliResult {
+    if a.compare && a.model.threads.is_none() {
+        eprintln!("note: --compare without --threads uses all cores for both engines");
+    }
     let engine = a.model.load()?;
     let rss_after_load = status_mb("VmRSS:");
     let tok = engine.tokenizer();
@@ -306,7 +339,7 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
     let mut session = engine.new_session(cfg)?;
     let params = GenerationParams { max_tokens: a.gen_tokens, ignore_eos: true, ..GenerationParams::greedy(a.gen_tokens) };
     let g = session.generate_from(ids, &params, &mut |_| true)?;
-    let j = serde_json::json!({
+    let mut j = serde_json::json!({
         "backend": engine.info().backend,
         "threads": a.model.threads,
         "prompt_tokens": g.metrics.prompt_tokens,
@@ -330,6 +363,25 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
             engine.info().load_ms,
             peak_rss_mb().unwrap_or(0.0)
         );
+    }
+    if a.compare {
+        // Our figures are final: free the model before llama.cpp runs (it is a child process,
+        // measured on its own, but the machine's memory is shared).
+        let path = engine.info().path.clone();
+        drop(session);
+        drop(engine);
+        let reference = bench_llama_cpp(&a, &path)?;
+        if !a.json {
+            eprintln!("{:<24} {:>10} {:>10} {:>7}", "figure", "edgewise", "llama.cpp", "ratio");
+            for key in ["prefill_tokens_per_s", "decode_tokens_per_s", "ttft_ms", "peak_rss_mb", "load_ms"] {
+                if let (Some(x), Some(y)) = (j[key].as_f64(), reference[key].as_f64()) {
+                    let ratio = if y > 0.0 { x / y } else { f64::NAN };
+                    eprintln!("{key:<24} {x:>10.1} {y:>10.1} {ratio:>7.2}");
+                }
+            }
+            eprintln!("(ratio = edgewise / llama.cpp: higher is better for tok/s, lower for ms and MiB)");
+        }
+        j["llama_cpp"] = reference;
     }
     println!("{j}");
     Ok(())

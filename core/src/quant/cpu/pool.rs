@@ -165,7 +165,7 @@ fn wait(sh: &Shared, seen: u64) -> u64 {
             return s;
         }
         spins = spins.wrapping_add(1);
-        if spins % 256 == 0 {
+        if spins.is_multiple_of(256) {
             if start.elapsed() > SPIN {
                 break;
             }
@@ -198,7 +198,7 @@ impl Drop for Close<'_> {
         let mut spins = 0u32;
         while sh.state.load(Ordering::Acquire) & ACTIVE != 0 {
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();

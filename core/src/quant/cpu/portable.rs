@@ -134,6 +134,7 @@ pub(super) fn row_dot(ty: GgmlType, row: &[u8], x: &Tok) -> f32 {
 /// # Safety
 /// `w` must hold `nr · row_bytes` readable bytes, and `y` must be valid for writes at
 /// `t · ystride + r` for `t < acts.n`, `r < nr`.
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn chunk(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: std::ops::Range<usize>, y: *mut f32, ystride: usize) {
     // SAFETY: forwarded from the caller.
     unsafe { chunk_with(row_dot, ty, w, row_bytes, nr, acts, toks, y, ystride) }

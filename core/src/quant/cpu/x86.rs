@@ -100,6 +100,7 @@ const Q6_K: u8 = 5;
 ///
 /// # Safety
 /// As `super::chunk`, and the CPU must support AVX2, FMA and F16C.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn chunk_avx2(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
     // SAFETY: forwarded from the caller.
@@ -110,6 +111,7 @@ pub(super) unsafe fn chunk_avx2(ty: GgmlType, w: *const u8, row_bytes: usize, nr
 ///
 /// # Safety
 /// As `super::chunk`, and the CPU must support AVX2, FMA, F16C and AVX-VNNI.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 pub(super) unsafe fn chunk_vnni(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
     // SAFETY: forwarded from the caller.
@@ -120,6 +122,7 @@ pub(super) unsafe fn chunk_vnni(ty: GgmlType, w: *const u8, row_bytes: usize, nr
 ///
 /// # Safety
 /// As `super::chunk`, and the CPU must support AVX2, FMA, F16C and AVX-512 F/VL/BW/VNNI.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
 pub(super) unsafe fn chunk_avx512(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
     // SAFETY: forwarded from the caller.
@@ -129,6 +132,7 @@ pub(super) unsafe fn chunk_avx512(ty: GgmlType, w: *const u8, row_bytes: usize, 
 /// # Safety
 /// As `super::chunk`; inlined only into the entry points above.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn chunk_impl<const V: u8>(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
     // SAFETY (all arms): forwarded from the caller; `ty` matches the blocks behind `w`.
     unsafe {

@@ -18,7 +18,7 @@ pub(crate) fn luhn(digits: &[u8]) -> bool {
         }
         sum += d;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// IBAN mod-97 (ISO 13616) plus the per-country length table. `s`: uppercase, no spaces.
@@ -82,7 +82,7 @@ pub(crate) fn aba(d: &[u8]) -> bool {
     // Valid first two digits: 00-12, 21-32, 61-72, 80.
     let prefix = v[0] * 10 + v[1];
     let prefix_ok = matches!(prefix, 0..=12 | 21..=32 | 61..=72 | 80);
-    s % 10 == 0 && prefix_ok && d.iter().any(|&b| b != b'0')
+    s.is_multiple_of(10) && prefix_ok && d.iter().any(|&b| b != b'0')
 }
 
 const VERHOEFF_D: [[u8; 10]; 10] = [
