@@ -52,6 +52,23 @@ fn wrap<const D: usize>(t: CubeTensor) -> BurnTensor<D> {
 }
 
 /// `out[r] = x[r] / sqrt(mean(x[r]²) + eps) · w` (+ `res[r]`), one workgroup per row.
+/// Sums `sh[0..CUBE_DIM_X]` (one value per invocation, already stored) into `sh[0]`: a tree with
+/// a barrier per level (no subgroup operations). Every invocation of the cube must call it;
+/// `CUBE_DIM_X` must be a power of two.
+#[cube]
+fn tree_sum(sh: &mut Shared<[f32]>, tx: usize) {
+    sync_cube();
+    let mut step = CUBE_DIM_X as usize / 2;
+    while step > 0 {
+        if tx < step {
+            let v = sh[tx] + sh[tx + step];
+            sh[tx] = v;
+        }
+        sync_cube();
+        step /= 2;
+    }
+}
+
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn rms_norm_kernel(x: &Tensor<f32>, w: &Tensor<f32>, res: &Tensor<f32>, out: &mut Tensor<f32>, d: usize, inv_d: f32, eps: f32, #[comptime] has_res: bool) {
@@ -71,16 +88,7 @@ fn rms_norm_kernel(x: &Tensor<f32>, w: &Tensor<f32>, res: &Tensor<f32>, out: &mu
         i += step_all;
     }
     sh[tx] = acc[0];
-    sync_cube();
-    let mut step = step_all / 2;
-    while step > 0 {
-        if tx < step {
-            let v = sh[tx] + sh[tx + step];
-            sh[tx] = v;
-        }
-        sync_cube();
-        step /= 2;
-    }
+    tree_sum(&mut sh, tx);
     let denom = f32::sqrt(sh[0] * inv_d + eps);
     let mut j = tx;
     while j < d {
@@ -423,16 +431,7 @@ fn top_k_scan_kernel(x: &Tensor<f32>, gk: &mut Tensor<u32>, gi: &mut Tensor<u32>
         }
     }
     sf[tx] = acc[0];
-    sync_cube();
-    let mut step = CUBE_DIM_X as usize / 2;
-    while step > 0 {
-        if tx < step {
-            let s2 = sf[tx] + sf[tx + step];
-            sf[tx] = s2;
-        }
-        sync_cube();
-        step /= 2;
-    }
+    tree_sum(&mut sf, tx);
     if tx == 0 {
         stats[g * 2] = m;
         stats[g * 2 + 1] = sf[0];
@@ -530,16 +529,7 @@ fn top_k_final_kernel(x: &Tensor<f32>, sel: &Tensor<u32>, stats: &Tensor<f32>, o
     if tx < chunks {
         sf[tx] = stats[tx * 2 + 1] * f32::exp(stats[tx * 2] - top);
     }
-    sync_cube();
-    let mut step = CUBE_DIM_X as usize / 2;
-    while step > 0 {
-        if tx < step {
-            let s2 = sf[tx] + sf[tx + step];
-            sf[tx] = s2;
-        }
-        sync_cube();
-        step /= 2;
-    }
+    tree_sum(&mut sf, tx);
     if tx == 0 {
         out[2 * k] = u32::reinterpret(top);
         out[2 * k + 1] = u32::reinterpret(sf[0]);

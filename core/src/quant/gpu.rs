@@ -252,6 +252,54 @@ fn chunk_q(w: &[u32], base: usize, s: usize, l: usize, #[comptime] ty: u32) -> f
     v
 }
 
+/// Adds the four values of qs word `wi` of the Q8_0 block at `base` (scale `scale`; its first
+/// element is column `e0`) times x to `acc[t]` for the `tn` tokens from `t0`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn q8_0_word(w: &[u32], x: &Tensor<f32>, acc: &mut Array<f32>, base: usize, wi: usize, scale: f32, e0: usize, n: usize, t0: usize, #[comptime] tn: usize) {
+    let xs0 = x.stride(0);
+    let xs1 = x.stride(1);
+    let word = w[base + 1 + wi];
+    #[unroll]
+    for b in 0..4u32 {
+        let wv = scale * (f32::cast_from(((word >> (b * 8)) & 0xFF) ^ 0x80) - 128.0);
+        let k = (e0 + wi * 4 + b as usize) * xs1;
+        #[unroll]
+        for t in 0..tn {
+            // Tokens past n (last tile) re-read token n-1; their sums are not written.
+            let tok = select(t0 + t < n, t0 + t, n - 1);
+            acc[t] += wv * x[tok * xs0 + k];
+        }
+    }
+}
+
+/// [`q8_0_word`] for Q5_0: byte j of qs holds elements j and j + 16, whose fifth bits are bits j
+/// and j + 16 of the block's `qh` word.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn q5_0_word(w: &[u32], x: &Tensor<f32>, acc: &mut Array<f32>, base: usize, wi: usize, scale: f32, e0: usize, n: usize, t0: usize, #[comptime] tn: usize) {
+    let xs0 = x.stride(0);
+    let xs1 = x.stride(1);
+    let qh = w[base + 1];
+    let word = w[base + 2 + wi];
+    #[unroll]
+    for b in 0..4u32 {
+        let byte = (word >> (b * 8)) & 0xFF;
+        let j = wi * 4 + b as usize;
+        let lo = (byte & 0xF) | (((qh >> u32::cast_from(j)) & 1) << 4);
+        let hi = (byte >> 4) | (((qh >> u32::cast_from(j + 16)) & 1) << 4);
+        let w0 = scale * (f32::cast_from(lo) - 16.0);
+        let w1 = scale * (f32::cast_from(hi) - 16.0);
+        let k0 = (e0 + j) * xs1;
+        let k1 = k0 + 16 * xs1;
+        #[unroll]
+        for t in 0..tn {
+            let tok = select(t0 + t < n, t0 + t, n - 1);
+            acc[t] += w0 * x[tok * xs0 + k0] + w1 * x[tok * xs0 + k1];
+        }
+    }
+}
+
 /// Adds W[row, k] · x[t0 + t, k] over the chunks `first`, `first + stride`, … of `row` to
 /// `acc[t]`, for the `tn` tokens of one tile. Tokens past `n` (last tile) re-read token n − 1;
 /// their sums are never written.
@@ -285,39 +333,12 @@ fn accumulate_row(
         if comptime![ty == 8] {
             // Q8_0 (the tied LM head): one word load gives four consecutive values.
             for wi in 0..8usize {
-                let word = w[base + 1 + wi];
-                #[unroll]
-                for b in 0..4u32 {
-                    let wv = scale * (f32::cast_from(((word >> (b * 8)) & 0xFF) ^ 0x80) - 128.0);
-                    let k = (c * 32 + wi * 4 + b as usize) * xs1;
-                    #[unroll]
-                    for t in 0..tn {
-                        let tok = select(t0 + t < n, t0 + t, n - 1);
-                        acc[t] += wv * x[tok * xs0 + k];
-                    }
-                }
+                q8_0_word(w, x, acc, base, wi, scale, c * 32, n, t0, tn);
             }
         } else if comptime![ty == 6] {
-            // Q5_0 (most of Gemma 3's projections): byte j of qs holds elements j and j + 16.
-            let qh = w[base + 1];
+            // Q5_0 (most of Gemma 3's projections).
             for wi in 0..4usize {
-                let word = w[base + 2 + wi];
-                #[unroll]
-                for b in 0..4u32 {
-                    let byte = (word >> (b * 8)) & 0xFF;
-                    let j = wi * 4 + b as usize;
-                    let lo = (byte & 0xF) | (((qh >> u32::cast_from(j)) & 1) << 4);
-                    let hi = (byte >> 4) | (((qh >> u32::cast_from(j + 16)) & 1) << 4);
-                    let w0 = scale * (f32::cast_from(lo) - 16.0);
-                    let w1 = scale * (f32::cast_from(hi) - 16.0);
-                    let k0 = (c * 32 + j) * xs1;
-                    let k1 = k0 + 16 * xs1;
-                    #[unroll]
-                    for t in 0..tn {
-                        let tok = select(t0 + t < n, t0 + t, n - 1);
-                        acc[t] += w0 * x[tok * xs0 + k0] + w1 * x[tok * xs0 + k1];
-                    }
-                }
+                q5_0_word(w, x, acc, base, wi, scale, c * 32, n, t0, tn);
             }
         } else {
             for l in 0..csz {
@@ -356,8 +377,6 @@ fn accumulate_row_words(
     #[comptime] tn: usize,
     #[comptime] bw: usize,
 ) {
-    let xs0 = x.stride(0);
-    let xs1 = x.stride(1);
     // qs words per block: 8 (Q8_0: d | qs[8]), 4 (Q5_0: d | qh | qs[4]).
     let qw = comptime![if ty == 8 { 8usize } else { 4usize }];
     let units = blocks * qw;
@@ -368,37 +387,9 @@ fn accumulate_row_words(
         let base = (row * blocks + b) * bw;
         let scale = f32::reinterpret(w[base]);
         if comptime![ty == 8] {
-            let word = w[base + 1 + wi];
-            #[unroll]
-            for bb in 0..4u32 {
-                let wv = scale * (f32::cast_from(((word >> (bb * 8)) & 0xFF) ^ 0x80) - 128.0);
-                let k = (b * 32 + wi * 4 + bb as usize) * xs1;
-                #[unroll]
-                for t in 0..tn {
-                    let tok = select(t0 + t < n, t0 + t, n - 1);
-                    acc[t] += wv * x[tok * xs0 + k];
-                }
-            }
+            q8_0_word(w, x, acc, base, wi, scale, b * 32, n, t0, tn);
         } else {
-            // Byte j of qs holds elements j and j + 16; their fifth bits are bits j, j + 16 of qh.
-            let qh = w[base + 1];
-            let word = w[base + 2 + wi];
-            #[unroll]
-            for bb in 0..4u32 {
-                let byte = (word >> (bb * 8)) & 0xFF;
-                let j = wi * 4 + bb as usize;
-                let lo = (byte & 0xF) | (((qh >> u32::cast_from(j)) & 1) << 4);
-                let hi = (byte >> 4) | (((qh >> u32::cast_from(j + 16)) & 1) << 4);
-                let w0 = scale * (f32::cast_from(lo) - 16.0);
-                let w1 = scale * (f32::cast_from(hi) - 16.0);
-                let k0 = (b * 32 + j) * xs1;
-                let k1 = k0 + 16 * xs1;
-                #[unroll]
-                for t in 0..tn {
-                    let tok = select(t0 + t < n, t0 + t, n - 1);
-                    acc[t] += w0 * x[tok * xs0 + k0] + w1 * x[tok * xs0 + k1];
-                }
-            }
+            q5_0_word(w, x, acc, base, wi, scale, b * 32, n, t0, tn);
         }
         u += stride;
     }
