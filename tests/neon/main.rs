@@ -1,7 +1,8 @@
 //! The NEON kernels on a real aarch64 instruction set (qemu), against their scalar emulation.
 //!
-//! `core/src/quant/cpu/neon_kernels.rs` is compiled twice here: over `std::arch::aarch64` and
-//! over `neon_emu.rs`. The crate's unit tests already check the emulated kernels bit for bit
+//! `core/src/quant/cpu/neon_kernels.rs` is compiled twice here: over `std::arch::aarch64` (and
+//! the `sdot` encoding of `neon_sdot.rs`) and over `neon_emu.rs`; both flavours (baseline and
+//! `sdot`) run, so the CPU qemu emulates must report the dot-product extension (`-cpu max`). The crate's unit tests already check the emulated kernels bit for bit
 //! against the portable path (and every matmul test runs them against the reference
 //! dequantizer), so equal bits here carry that to the real instructions. Built by `run.sh`
 //! with Debian's rustc for `aarch64-unknown-linux-gnu`; no dependencies.
@@ -37,6 +38,7 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 mod real {
     use super::{f16_at, scale_min_k4};
     use std::arch::aarch64::*;
+    include!("../../core/src/quant/cpu/neon_sdot.rs");
     include!("../../core/src/quant/cpu/neon_kernels.rs");
 }
 
@@ -71,7 +73,18 @@ fn blocks(rng: &mut Rng, n: usize, size: usize, scales: &[usize]) -> Vec<u8> {
     b
 }
 
+/// The four results of one row: real baseline, real `sdot`, emulated baseline, emulated `sdot`.
+macro_rules! all4 {
+    ($f:ident, $($a:expr),*) => {
+        [real::$f::<false>($($a),*), real::$f::<true>($($a),*), emulated::$f::<false>($($a),*), emulated::$f::<true>($($a),*)]
+    };
+}
+
 fn main() {
+    if !std::arch::is_aarch64_feature_detected!("dotprod") {
+        eprintln!("this CPU has no dot-product extension: run under `qemu-aarch64 -cpu max`");
+        std::process::exit(2);
+    }
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let cols = 2048;
     let (mut cases, mut bad) = (0usize, 0usize);
@@ -95,26 +108,27 @@ fn main() {
         ];
         for (name, row) in rows.iter() {
             // SAFETY: NEON is baseline on aarch64; the slices cover the row's blocks.
-            let (a, b) = unsafe {
+            // SAFETY: the dot-product extension was detected above.
+            let r = unsafe {
                 match *name {
-                    "q8_0" => (real::q8_0(row, &xq, &xd), emulated::q8_0(row, &xq, &xd)),
-                    "q4_0" => (real::q4_0(row, &xq, &xd, &corr8), emulated::q4_0(row, &xq, &xd, &corr8)),
-                    "q5_0" => (real::q5_0(row, &xq, &xd, &corr16), emulated::q5_0(row, &xq, &xd, &corr16)),
-                    "q4_k" => (real::q4_k(row, &xq, &xd, &xsum), emulated::q4_k(row, &xq, &xd, &xsum)),
-                    "q5_k" => (real::q5_k(row, &xq, &xd, &xsum), emulated::q5_k(row, &xq, &xd, &xsum)),
-                    _ => (real::q6_k(row, &xq, &xd, &bsums), emulated::q6_k(row, &xq, &xd, &bsums)),
+                    "q8_0" => all4!(q8_0, row, &xq, &xd),
+                    "q4_0" => all4!(q4_0, row, &xq, &xd, &corr8),
+                    "q5_0" => all4!(q5_0, row, &xq, &xd, &corr16),
+                    "q4_k" => all4!(q4_k, row, &xq, &xd, &xsum),
+                    "q5_k" => all4!(q5_k, row, &xq, &xd, &xsum),
+                    _ => all4!(q6_k, row, &xq, &xd, &bsums),
                 }
             };
             cases += 1;
-            if a.to_bits() != b.to_bits() || !a.is_finite() {
+            if r.iter().any(|v| v.to_bits() != r[2].to_bits()) || !r[0].is_finite() {
                 bad += 1;
                 if bad <= 10 {
-                    eprintln!("round {} {}: neon {} vs emulated {}", round, name, a, b);
+                    eprintln!("round {} {}: neon {} / sdot {} vs emulated {} / {}", round, name, r[0], r[1], r[2], r[3]);
                 }
             }
         }
     }
-    println!("neon kernels on aarch64 (qemu): {} of {} rows bit-identical to the emulation", cases - bad, cases);
+    println!("neon kernels on aarch64 (qemu), baseline and sdot: {} of {} rows bit-identical to the emulation", cases - bad, cases);
     if bad > 0 || cases == 0 {
         std::process::exit(1);
     }

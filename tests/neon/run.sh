@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Compiles the NEON kernels for aarch64 and runs them under qemu against their scalar emulation
-# (see main.rs). Needs Debian's cross linker and qemu (`apt-get install gcc-aarch64-linux-gnu
-# libc6-dev-arm64-cross qemu-user`); fetches Debian's rustc 1.63 and its aarch64 standard
-# library into $EDGEWISE_HOME/neon-toolchain (the project's own toolchain has no aarch64 target
-# offline). Exit status: the harness's.
+# Compiles the NEON kernels for aarch64 and runs them (baseline and `sdot`, on qemu's `max` CPU)
+# under qemu against their scalar emulation (see main.rs). Needs Debian's cross linker and qemu
+# (`apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user`); fetches Debian's rustc 1.63
+# and its aarch64 standard library into $EDGEWISE_HOME/neon-toolchain (the project's own toolchain has no
+# aarch64 target offline). Exit status: the harness's.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 home="${EDGEWISE_HOME:-$HOME/.cache/edgewise}/neon-toolchain"
@@ -29,4 +29,4 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 "$home/root/usr/bin/rustc" --edition 2021 --sysroot "$home/root/usr" --target aarch64-unknown-linux-gnu \
   -C linker=aarch64-linux-gnu-gcc -C opt-level=2 "$here/main.rs" -o "$out/neon"
-qemu-aarch64 -L /usr/aarch64-linux-gnu "$out/neon"
+qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu "$out/neon"

@@ -26,8 +26,9 @@
 //! Instruction sets, picked once at run time (`Isa::best`): AVX2 (+FMA, F16C), AVX-VNNI
 //! (the same kernels with `vpdpbusd`/`vpdpwssd`), AVX-512 VL/VNNI (the same on 256-bit
 //! vectors for decode, 512-bit row-interleaved GEMMs for prefill), NEON on aarch64 (`neon`: the
-//! portable path's structure on 16-byte vectors, no tiling yet), and a portable path in plain
-//! Rust that runs everywhere. `EDGEWISE_CPU_KERNELS=portable|neon|avx2|avxvnni|avx512` forces a
+//! portable path's structure on 16-byte vectors, no tiling yet; `neondot` with `sdot` where the
+//! CPU has the dot-product extension), and a portable path in plain
+//! Rust that runs everywhere. `EDGEWISE_CPU_KERNELS=portable|neon|neondot|avx2|avxvnni|avx512` forces a
 //! path for comparisons.
 
 pub(crate) mod pool;
@@ -167,7 +168,7 @@ impl Acts {
             match isa {
                 Isa::Portable => scalar(qs, ds),
                 #[cfg(any(target_arch = "aarch64", test))]
-                Isa::Neon => scalar(qs, ds),
+                Isa::Neon | Isa::NeonDot => scalar(qs, ds),
                 // SAFETY: these imply AVX2 was detected; the lengths match as `x86::quantize`
                 // requires.
                 #[cfg(target_arch = "x86_64")]
@@ -265,6 +266,10 @@ pub(crate) enum Isa {
     /// the same kernels over a scalar emulation of the intrinsics.
     #[cfg(any(target_arch = "aarch64", test))]
     Neon,
+    /// aarch64 NEON with the dot-product extension (`sdot`, ARMv8.2+), detected at run time;
+    /// emulated in the unit tests as `Neon` is.
+    #[cfg(any(target_arch = "aarch64", test))]
+    NeonDot,
     /// x86-64 AVX2 + FMA + F16C (`vpmaddubsw`).
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -283,6 +288,8 @@ impl Isa {
             Isa::Portable,
             #[cfg(any(target_arch = "aarch64", test))]
             Isa::Neon,
+            #[cfg(any(target_arch = "aarch64", test))]
+            Isa::NeonDot,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2,
             #[cfg(target_arch = "x86_64")]
@@ -299,6 +306,8 @@ impl Isa {
             Isa::Portable => true,
             #[cfg(any(target_arch = "aarch64", test))]
             Isa::Neon => true,
+            #[cfg(any(target_arch = "aarch64", test))]
+            Isa::NeonDot => neon::has_dotprod(),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::has_avx2(),
             #[cfg(target_arch = "x86_64")]
@@ -313,18 +322,20 @@ impl Isa {
         match self {
             Isa::Portable => false,
             #[cfg(any(target_arch = "aarch64", test))]
-            Isa::Neon => false,
+            Isa::Neon | Isa::NeonDot => false,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => true,
         }
     }
 
-    /// The short name (`portable`, `neon`, `avx2`, `avxvnni`, `avx512`).
+    /// The short name (`portable`, `neon`, `neondot`, `avx2`, `avxvnni`, `avx512`).
     pub(crate) fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
             #[cfg(any(target_arch = "aarch64", test))]
             Isa::Neon => "neon",
+            #[cfg(any(target_arch = "aarch64", test))]
+            Isa::NeonDot => "neondot",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => "avx2",
             #[cfg(target_arch = "x86_64")]
@@ -340,9 +351,9 @@ impl Isa {
         static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
             // The unit tests' emulated NEON (off aarch64) is for correctness only.
-            let available: Vec<Isa> = Isa::available().into_iter().filter(|i| cfg!(target_arch = "aarch64") || i.name() != "neon").collect();
+            let available: Vec<Isa> = Isa::available().into_iter().filter(|i| cfg!(target_arch = "aarch64") || !i.name().starts_with("neon")).collect();
             let mut isa = available.last().copied().unwrap_or(Isa::Portable);
-            // `EDGEWISE_CPU_KERNELS=portable|neon|avx2|avxvnni|avx512` picks a slower path (to
+            // `EDGEWISE_CPU_KERNELS=portable|neon|neondot|avx2|avxvnni|avx512` picks a slower path (to
             // compare them); a name this CPU cannot run is ignored.
             if let Ok(want) = std::env::var("EDGEWISE_CPU_KERNELS") {
                 match available.iter().find(|i| i.name() == want.to_ascii_lowercase()) {
@@ -451,7 +462,10 @@ unsafe fn chunk(isa: Isa, ty: GgmlType, w: *const u8, row_bytes: usize, nr: usiz
         Isa::Portable => unsafe { portable::chunk(ty, w, row_bytes, nr, acts, toks, y, ystride) },
         // SAFETY: forwarded from the caller.
         #[cfg(any(target_arch = "aarch64", test))]
-        Isa::Neon => unsafe { neon::chunk(ty, w, row_bytes, nr, acts, toks, y, ystride) },
+        Isa::Neon => unsafe { neon::chunk(false, ty, w, row_bytes, nr, acts, toks, y, ystride) },
+        // SAFETY: forwarded from the caller; `dotprod` was detected.
+        #[cfg(any(target_arch = "aarch64", test))]
+        Isa::NeonDot => unsafe { neon::chunk(true, ty, w, row_bytes, nr, acts, toks, y, ystride) },
         // SAFETY: forwarded from the caller; AVX2/FMA/F16C were detected.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { x86::chunk_avx2(ty, w, row_bytes, nr, acts, toks, y, ystride) },

@@ -1,4 +1,4 @@
-//! A scalar emulation of the NEON intrinsics `neon_kernels.rs` uses, with their signatures and
+//! A scalar emulation of the NEON intrinsics `neon_kernels.rs` uses (and of `sdot`), with their signatures and
 //! lane semantics (wrapping integer arithmetic, logical shifts), so that the NEON kernels run
 //! and are tested on any CPU; `tests/neon` checks the emulation against the real instructions
 //! under qemu. Test-only: nothing ships on it.
@@ -133,4 +133,14 @@ pub unsafe fn vpadalq_s16(acc: int32x4_t, b: int16x8_t) -> int32x4_t {
 /// The sum of the lanes, wrapping.
 pub unsafe fn vaddvq_s32(a: int32x4_t) -> i32 {
     a.0.iter().fold(0i32, |s, &v| s.wrapping_add(v))
+}
+
+/// `acc[i] + Σ_{j<4} a[4i+j]·b[4i+j]` (the dot-product extension's `sdot`), wrapping.
+pub unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut o = acc.0;
+    for (i, v) in o.iter_mut().enumerate() {
+        let s: i32 = (0..4).map(|j| a.0[4 * i + j] as i32 * b.0[4 * i + j] as i32).sum();
+        *v = v.wrapping_add(s);
+    }
+    int32x4_t(o)
 }

@@ -2,19 +2,27 @@
 // intrinsics (`core::arch::aarch64`, aarch64 only) and over their scalar emulation
 // (`neon_emu.rs`, so the x86 unit tests run this very code), and by `tests/neon/main.rs`,
 // which compiles it for aarch64 and compares the two under qemu. The includer brings the
-// intrinsics and `f16_at`/`scale_min_k4` into scope. Plain Rust 2021 that Debian's rustc 1.63
-// (the harness's compiler) accepts: baseline NEON only, no `vdotq_s32` (the dot-product
-// extension is not stable there and not on every phone): `vmull_s8` + `vpadalq_s16`, as
-// llama.cpp does without `__ARM_FEATURE_DOTPROD`.
+// intrinsics, `sdot` (the dot-product instruction, see below) and `f16_at`/`scale_min_k4` into
+// scope. Plain Rust 2021 that Debian's rustc 1.63 (the harness's compiler) accepts.
+//
+// Every kernel comes in two flavours, `DOT = false`: baseline NEON (`vmull_s8` +
+// `vpadalq_s16`, as llama.cpp does without `__ARM_FEATURE_DOTPROD`), which every aarch64 CPU
+// runs; `DOT = true`: the dot-product extension's `sdot` (one instruction per 16 bytes instead
+// of four; ARMv8.2+, most phones since 2018), for CPUs that report it at run time. Its intrinsic
+// `vdotq_s32` is not stable Rust, so the includer supplies `sdot` (inline assembly on aarch64).
 //
 // Each function is the portable path's `row_dot` for one type, with the same integer dots
 // and the same float operations in the same order, so its results are bit-identical to it.
 // Weights stay unsigned (< 64, the offsets folded in through the activations, as on x86),
 // which fits the signed byte multiply.
 
-/// `acc + Σ w·x` over 16 bytes, pairwise into four 32-bit lanes.
+/// `acc + Σ w·x` over 16 bytes into four 32-bit lanes: `sdot` when `DOT`, else widening
+/// multiplies added pairwise (the lanes differ, their sum does not).
 #[inline(always)]
-unsafe fn mla16(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+unsafe fn mla16<const DOT: bool>(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+    if DOT {
+        return sdot(acc, w, x);
+    }
     let lo = vmull_s8(vget_low_s8(w), vget_low_s8(x));
     let hi = vmull_high_s8(w, x);
     vpadalq_s16(vpadalq_s16(acc, lo), hi)
@@ -34,15 +42,15 @@ unsafe fn load_w(w: &[u8]) -> uint8x16_t {
 
 /// `Σ w·x` over 16 weights `w` (each < 128) and the first 16 values of `x`.
 #[inline(always)]
-unsafe fn dot16(w: uint8x16_t, x: &[i8]) -> i32 {
-    vaddvq_s32(mla16(vdupq_n_s32(0), vreinterpretq_s8_u8(w), load_x(x)))
+unsafe fn dot16<const DOT: bool>(w: uint8x16_t, x: &[i8]) -> i32 {
+    vaddvq_s32(mla16::<DOT>(vdupq_n_s32(0), vreinterpretq_s8_u8(w), load_x(x)))
 }
 
 /// `Σ w·x` over 32 weights (`w0` then `w1`, each < 128) and the first 32 values of `x`.
 #[inline(always)]
-unsafe fn dot32(w0: uint8x16_t, w1: uint8x16_t, x: &[i8]) -> i32 {
-    let acc = mla16(vdupq_n_s32(0), vreinterpretq_s8_u8(w0), load_x(x));
-    vaddvq_s32(mla16(acc, vreinterpretq_s8_u8(w1), load_x(&x[16..])))
+unsafe fn dot32<const DOT: bool>(w0: uint8x16_t, w1: uint8x16_t, x: &[i8]) -> i32 {
+    let acc = mla16::<DOT>(vdupq_n_s32(0), vreinterpretq_s8_u8(w0), load_x(x));
+    vaddvq_s32(mla16::<DOT>(acc, vreinterpretq_s8_u8(w1), load_x(&x[16..])))
 }
 
 /// Bit `i % 8` of each byte `i`: spreads 16 bits over 16 lanes.
@@ -60,13 +68,13 @@ unsafe fn fifth_bits(bits: u32) -> uint8x16_t {
 /// # Safety
 /// NEON must be available (every aarch64 target has it). `xq`/`xd` must cover the row's blocks
 /// (else a bounds check panics).
-pub(crate) unsafe fn q8_0(row: &[u8], xq: &[i8], xd: &[f32]) -> f32 {
+pub(crate) unsafe fn q8_0<const DOT: bool>(row: &[u8], xq: &[i8], xd: &[f32]) -> f32 {
     let mut acc = 0f32;
     for (b, blk) in row.chunks_exact(34).enumerate() {
         let x = &xq[b * 32..b * 32 + 32];
         let w0 = vld1q_s8(blk[2..18].as_ptr() as *const i8);
         let w1 = vld1q_s8(blk[18..34].as_ptr() as *const i8);
-        let s = vaddvq_s32(mla16(mla16(vdupq_n_s32(0), w0, load_x(x)), w1, load_x(&x[16..])));
+        let s = vaddvq_s32(mla16::<DOT>(mla16::<DOT>(vdupq_n_s32(0), w0, load_x(x)), w1, load_x(&x[16..])));
         acc += f16_at(blk, 0) * xd[b] * s as f32;
     }
     acc
@@ -76,12 +84,12 @@ pub(crate) unsafe fn q8_0(row: &[u8], xq: &[i8], xd: &[f32]) -> f32 {
 ///
 /// # Safety
 /// As [`q8_0`], and `corr` must cover the row's blocks.
-pub(crate) unsafe fn q4_0(row: &[u8], xq: &[i8], xd: &[f32], corr: &[i32]) -> f32 {
+pub(crate) unsafe fn q4_0<const DOT: bool>(row: &[u8], xq: &[i8], xd: &[f32], corr: &[i32]) -> f32 {
     let mut acc = 0f32;
     let low = vdupq_n_u8(0x0F);
     for (b, blk) in row.chunks_exact(18).enumerate() {
         let v = load_w(&blk[2..18]);
-        let s = dot32(vandq_u8(v, low), vshrq_n_u8::<4>(v), &xq[b * 32..b * 32 + 32]) + corr[b];
+        let s = dot32::<DOT>(vandq_u8(v, low), vshrq_n_u8::<4>(v), &xq[b * 32..b * 32 + 32]) + corr[b];
         acc += f16_at(blk, 0) * xd[b] * s as f32;
     }
     acc
@@ -91,7 +99,7 @@ pub(crate) unsafe fn q4_0(row: &[u8], xq: &[i8], xd: &[f32], corr: &[i32]) -> f3
 ///
 /// # Safety
 /// As [`q4_0`].
-pub(crate) unsafe fn q5_0(row: &[u8], xq: &[i8], xd: &[f32], corr: &[i32]) -> f32 {
+pub(crate) unsafe fn q5_0<const DOT: bool>(row: &[u8], xq: &[i8], xd: &[f32], corr: &[i32]) -> f32 {
     let mut acc = 0f32;
     let low = vdupq_n_u8(0x0F);
     for (b, blk) in row.chunks_exact(22).enumerate() {
@@ -99,7 +107,7 @@ pub(crate) unsafe fn q5_0(row: &[u8], xq: &[i8], xd: &[f32], corr: &[i32]) -> f3
         let v = load_w(&blk[6..22]);
         let w0 = vorrq_u8(vandq_u8(v, low), fifth_bits(qh));
         let w1 = vorrq_u8(vshrq_n_u8::<4>(v), fifth_bits(qh >> 16));
-        let s = dot32(w0, w1, &xq[b * 32..b * 32 + 32]) + corr[b];
+        let s = dot32::<DOT>(w0, w1, &xq[b * 32..b * 32 + 32]) + corr[b];
         acc += f16_at(blk, 0) * xd[b] * s as f32;
     }
     acc
@@ -110,7 +118,7 @@ pub(crate) unsafe fn q5_0(row: &[u8], xq: &[i8], xd: &[f32], corr: &[i32]) -> f3
 ///
 /// # Safety
 /// As [`q8_0`], and `xsum` must cover the row's 32-blocks.
-unsafe fn k4(row: &[u8], xq: &[i8], xd: &[f32], xsum: &[f32], five: bool) -> f32 {
+unsafe fn k4<const DOT: bool>(row: &[u8], xq: &[i8], xd: &[f32], xsum: &[f32], five: bool) -> f32 {
     let (bs, qs_off) = if five { (176, 48) } else { (144, 16) };
     let low = vdupq_n_u8(0x0F);
     let mut acc = 0f32;
@@ -130,7 +138,7 @@ unsafe fn k4(row: &[u8], xq: &[i8], xd: &[f32], xsum: &[f32], five: bool) -> f32
             }
             let (sc, m) = scale_min_k4(sub, scales);
             let xb = sb * 8 + sub;
-            sumf += xd[xb] * (sc as i32 * dot32(w0, w1, &xq[xb * 32..xb * 32 + 32])) as f32;
+            sumf += xd[xb] * (sc as i32 * dot32::<DOT>(w0, w1, &xq[xb * 32..xb * 32 + 32])) as f32;
             summ += m as f32 * xsum[xb];
         }
         acc += f16_at(blk, 0) * sumf - f16_at(blk, 2) * summ;
@@ -142,16 +150,16 @@ unsafe fn k4(row: &[u8], xq: &[i8], xd: &[f32], xsum: &[f32], five: bool) -> f32
 ///
 /// # Safety
 /// As `k4`.
-pub(crate) unsafe fn q4_k(row: &[u8], xq: &[i8], xd: &[f32], xsum: &[f32]) -> f32 {
-    k4(row, xq, xd, xsum, false)
+pub(crate) unsafe fn q4_k<const DOT: bool>(row: &[u8], xq: &[i8], xd: &[f32], xsum: &[f32]) -> f32 {
+    k4::<DOT>(row, xq, xd, xsum, false)
 }
 
 /// A Q5_K row; see `k4`.
 ///
 /// # Safety
 /// As `k4`.
-pub(crate) unsafe fn q5_k(row: &[u8], xq: &[i8], xd: &[f32], xsum: &[f32]) -> f32 {
-    k4(row, xq, xd, xsum, true)
+pub(crate) unsafe fn q5_k<const DOT: bool>(row: &[u8], xq: &[i8], xd: &[f32], xsum: &[f32]) -> f32 {
+    k4::<DOT>(row, xq, xd, xsum, true)
 }
 
 /// A Q6_K row (210-byte super-blocks: 128 low-nibble bytes, 64 bytes of 2-bit highs, 16
@@ -159,7 +167,7 @@ pub(crate) unsafe fn q5_k(row: &[u8], xq: &[i8], xd: &[f32], xsum: &[f32]) -> f3
 ///
 /// # Safety
 /// As [`q8_0`], and `bsums` must cover the row's 16-groups.
-pub(crate) unsafe fn q6_k(row: &[u8], xq: &[i8], xd: &[f32], bsums: &[i16]) -> f32 {
+pub(crate) unsafe fn q6_k<const DOT: bool>(row: &[u8], xq: &[i8], xd: &[f32], bsums: &[i16]) -> f32 {
     let low = vdupq_n_u8(0x0F);
     let (three, high) = (vdupq_n_u8(3), vdupq_n_u8(0x30));
     let mut acc = 0f32;
@@ -188,7 +196,7 @@ pub(crate) unsafe fn q6_k(row: &[u8], xq: &[i8], xd: &[f32], bsums: &[i16]) -> f
                 for (k, &wk) in w.iter().enumerate() {
                     let s16 = e / 16 + k;
                     let sc = blk[192 + s16 % 16] as i8 as i32;
-                    sumi += sc * (dot16(wk, &xq[e + k * 16..e + k * 16 + 16]) - 32 * bsums[s16] as i32);
+                    sumi += sc * (dot16::<DOT>(wk, &xq[e + k * 16..e + k * 16 + 16]) - 32 * bsums[s16] as i32);
                 }
                 sumf += xd[e / 32] * sumi as f32;
             }
