@@ -340,6 +340,34 @@ impl Gemma3 {
         Ok(x)
     }
 
+    /// Whether a pass over `tokens` can reduce its last logits on the device: the fused GPU path,
+    /// and no logit softcap (applied on the host).
+    fn reduces_on_device(&self, tokens: &[u32]) -> bool {
+        self.fused && !tokens.is_empty() && self.cfg.final_logit_softcapping.is_none()
+    }
+
+    /// One pass over `tokens` (on the path [`Gemma3::reduces_on_device`] accepts) whose last
+    /// token's logits stay on the device and go to `on_device`; an LM head without a device
+    /// product hands them to `on_host` instead.
+    fn reduce_last_logits<T>(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        on_device: impl FnOnce(Tensor<2>) -> Result<T>,
+        on_host: impl FnOnce(Vec<f32>) -> Result<T>,
+    ) -> Result<T> {
+        let (n, start) = (tokens.len(), cache.len());
+        let last = n.checked_sub(1).ok_or_else(|| crate::Error::InvalidParameter { name: "tokens", reason: "empty".into() })?;
+        self.pass(cache, n, |cache| {
+            let x = self.device_hidden(tokens, cache, start)?;
+            let row = self.final_norm_row(&x, last)?;
+            match self.lm_head.logits_device(row.clone())? {
+                Some(logits) => on_device(logits),
+                None => on_host(self.lm_head.logits(row)?),
+            }
+        })
+    }
+
     /// Row `i` of the hidden states through the final norm.
     fn final_norm_row(&self, x: &Tensor<2>, i: usize) -> Result<Tensor<2>> {
         let row = x.clone().slice([i..i + 1, 0..self.cfg.hidden_size]);
@@ -381,38 +409,20 @@ impl CausalLm for Gemma3 {
     /// cross back instead of 262144 logits. Elsewhere, and with a logit softcap (which changes
     /// the log-probability), the host picks from the logits.
     fn forward_greedy(&self, tokens: &[u32], cache: &mut KvCache) -> Result<(u32, f32)> {
-        let n = tokens.len();
-        if !self.fused || n == 0 || self.cfg.final_logit_softcapping.is_some() {
+        if !self.reduces_on_device(tokens) {
             return super::greedy_of(&self.forward(tokens, cache)?);
         }
-        let start = cache.len();
-        self.pass(cache, n, |cache| {
-            let x = self.device_hidden(tokens, cache, start)?;
-            let row = self.final_norm_row(&x, n - 1)?;
-            match self.lm_head.logits_device(row.clone())? {
-                Some(logits) => gpu_fused::greedy(logits).map(|g| (g.token, g.logprob)),
-                None => super::greedy_of(&self.lm_head.logits(row)?),
-            }
-        })
+        self.reduce_last_logits(tokens, cache, |l| gpu_fused::greedy(l).map(|g| (g.token, g.logprob)), |v| super::greedy_of(&v))
     }
 
     /// On the fused GPU path the `k` largest logits are selected on the device
     /// (`gpu_fused::top_k`); elsewhere, where that kernel does not fit (`gpu_fused::top_k_fits`),
     /// and with a logit softcap (applied on the host), all the logits come back.
     fn forward_top_k(&self, tokens: &[u32], cache: &mut KvCache, k: usize) -> Result<StepLogits> {
-        let n = tokens.len();
-        if !self.fused || n == 0 || !gpu_fused::top_k_fits(self.cfg.vocab_size, k) || self.cfg.final_logit_softcapping.is_some() {
+        if !self.reduces_on_device(tokens) || !gpu_fused::top_k_fits(self.cfg.vocab_size, k) {
             return Ok(StepLogits::All(self.forward(tokens, cache)?));
         }
-        let start = cache.len();
-        self.pass(cache, n, |cache| {
-            let x = self.device_hidden(tokens, cache, start)?;
-            let row = self.final_norm_row(&x, n - 1)?;
-            match self.lm_head.logits_device(row.clone())? {
-                Some(logits) => gpu_fused::top_k(logits, k).map(StepLogits::Top),
-                None => self.lm_head.logits(row).map(StepLogits::All),
-            }
-        })
+        self.reduce_last_logits(tokens, cache, |l| gpu_fused::top_k(l, k).map(StepLogits::Top), |v| Ok(StepLogits::All(v)))
     }
 
     fn new_cache(&self, max_context: usize, max_chunk: usize) -> Result<KvCache> {
