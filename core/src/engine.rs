@@ -272,6 +272,7 @@ impl Engine {
         }
         let (ckpt, tokenizer, template, arch_name, model_name) =
             if crate::hf::is_model_folder(path) { Self::open_hf(path)? } else { Self::open_gguf(path)? };
+        log::debug!("engine: checkpoint and tokenizer in {:.0?}", t0.elapsed());
         let mut gpu_info = None;
         let mut fallback = None;
         let model: Box<dyn CausalLm> = match cfg.backend {
@@ -318,8 +319,10 @@ impl Engine {
     /// GPU with the golden self-test. Err carries the reason to fall back.
     /// A GGUF file: the tokenizer and template come from its metadata.
     fn open_gguf(path: &Path) -> Result<(Checkpoint, Tokenizer, ChatTemplate, String, Option<String>)> {
+        let t0 = Instant::now();
         let mut file = GgufFile::open(path)?;
         let vocab = GgufVocab::from_metadata(file.metadata())?;
+        log::debug!("engine: gguf header and vocabulary in {:.0?}", t0.elapsed());
         // The SentencePiece merge derivation is cached per file (halves the tokenizer's build time).
         // Without a home directory (as on a phone without EDGEWISE_HOME) it is built every time.
         let key = format!("{}-{}", path.file_stem().and_then(|s| s.to_str()).unwrap_or("model"), file.file_size());

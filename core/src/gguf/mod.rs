@@ -15,6 +15,7 @@
 //! damaged or hostile file gets a typed [`crate::Error`], never a panic.
 //! Format reference: ggml-org/ggml `docs/gguf.md`.
 
+pub mod large_pages;
 mod metadata;
 mod reader;
 pub mod config;

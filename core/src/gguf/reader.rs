@@ -76,6 +76,10 @@ impl GgufFile {
         // file must not be truncated or rewritten by another process while it is mapped; the
         // model cache writes files atomically (temp + rename), so a mapped file is never modified.
         let map = unsafe { Mmap::map(&file)? };
+        // Before anything reads it: 2 MiB pages where the kernel can give them (decode streams
+        // the whole map per token).
+        let pages = super::large_pages::advise(&map, &file);
+        log::debug!("gguf: large pages {pages:?}");
         let h = parse(&map)?;
         let g = Self {
             path: path.to_path_buf(),

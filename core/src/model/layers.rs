@@ -441,16 +441,17 @@ pub fn attention(q: Tensor<3>, cache: &KvCache, layer: usize) -> Result<Tensor<2
 /// reshape groups them. Keys and values are f16 in the cache and widened inside the dot and axpy
 /// kernels (no f32 copy). Per head the products, sums and exps are the same as one head at a time.
 pub(crate) fn attention_rows(qs: &[f32], h: usize, n: usize, hd: usize, kv: &crate::kv_cache::HostView<'_>) -> Result<Buf> {
-    use crate::quant::cpu::{axpy_f16, axpy_f32, dot_f16, pool};
+    use crate::quant::cpu::{axpy_f32, axpy_heads_f16, dot_heads_f16, pool};
     let (s, cap, kvh) = (kv.s, kv.cap, kv.kv_heads);
     let slots_ok = s <= cap && kv.k.len() >= kvh * cap * hd && kv.v.len() >= kvh * cap * hd;
     if kvh == 0 || !h.is_multiple_of(kvh) || hd != kv.head_dim || kv.slot_pos.len() != s || qs.len() != h * n * hd || !slots_ok {
         return Err(Error::Backend { reason: format!("attention: {h} heads of {hd} over {kvh} kv heads of {}", kv.head_dim) });
     }
     let g = h / kvh;
-    let qrow = |head: usize, i: usize| -> &[f32] {
-        let r = i * h + head;
-        &qs[r * hd..(r + 1) * hd]
+    // The `g` query rows of token `i` that read KV head `kvhead`, back to back.
+    let qgroup = |kvhead: usize, i: usize| -> &[f32] {
+        let r = i * h + kvhead * g;
+        &qs[r * hd..(r + g) * hd]
     };
     let groups = kvh * n;
     let threads = pool::threads();
@@ -472,18 +473,19 @@ pub(crate) fn attention_rows(qs: &[f32], h: usize, n: usize, hd: usize, kv: &cra
         let mut keys: Vec<usize> = Vec::with_capacity(p1.saturating_sub(p0));
         let mut sc: Vec<f32> = Vec::with_capacity(g * p1.saturating_sub(p0));
         let mut mx = vec![f32::NEG_INFINITY; g];
+        let mut row = vec![0f32; g];
+        let q = qgroup(kvhead, i);
         for p in p0..p1 {
             if !kv.sees(i, p) {
                 continue;
             }
             keys.push(p);
             let k0 = (kvhead * cap + p) * hd;
-            let krow = &kv.k[k0..k0 + hd];
-            for (j, mj) in mx.iter_mut().enumerate() {
-                let v = dot_f16(qrow(kvhead * g + j, i), krow);
+            dot_heads_f16(q, &kv.k[k0..k0 + hd], &mut row);
+            for (mj, &v) in mx.iter_mut().zip(&row) {
                 *mj = mj.max(v);
-                sc.push(v);
             }
+            sc.extend_from_slice(&row);
         }
         // The exps in one vectorized pass.
         for row in sc.chunks_exact_mut(g) {
@@ -503,14 +505,16 @@ pub(crate) fn attention_rows(qs: &[f32], h: usize, n: usize, hd: usize, kv: &cra
         };
         out.fill(0.0);
         let mut sum = vec![0f32; g];
-        for (pi, &p) in keys.iter().enumerate() {
-            let v0 = (kvhead * cap + p) * hd;
-            let vrow = &kv.v[v0..v0 + hd];
-            for j in 0..g {
-                let e = sc[pi * g + j];
-                sum[j] += e;
-                axpy_f16(&mut out[j * step + first..j * step + first + hd], e, vrow);
+        for e in sc.chunks_exact(g) {
+            for (s, &x) in sum.iter_mut().zip(e) {
+                *s += x;
             }
+        }
+        // This KV head's value rows; `keys` are positions in it (checked against `cap` above).
+        let vhead = &kv.v[kvhead * cap * hd..(kvhead + 1) * cap * hd];
+        if axpy_heads_f16(&mut out[first..], step, g, &sc, vhead, hd, &keys).is_err() {
+            // Not reachable: the shapes were validated before the tasks started.
+            log::error!("attention: value rows outside the cache");
         }
         for j in 0..g {
             if pc == 1 {

@@ -532,6 +532,45 @@ unsafe fn exp_in_place_avx2(v: &mut [f32]) {
     v.iter_mut().for_each(|x| *x = exp_approx(*x));
 }
 
+/// `Σ e^(v[i] − m)` with [`exp_approx`] in 8 f32 lanes, each lane's partial sums added in f64
+/// per 1024 values (softmax normalizers over a whole vocabulary: 262144 libm `exp`s a token were
+/// ~3 % of decode).
+pub(crate) fn sum_exp(v: &[f32], m: f32) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best().is_x86_simd() {
+        // SAFETY: the x86 SIMD `Isa`s imply AVX2 and FMA were detected.
+        return unsafe { sum_exp_avx2(v, m) };
+    }
+    sum_exp_body(v, m)
+}
+
+/// [`sum_exp`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sum_exp_avx2(v: &[f32], m: f32) -> f64 {
+    sum_exp_body(v, m)
+}
+
+#[inline(always)]
+fn sum_exp_body(v: &[f32], m: f32) -> f64 {
+    let mut total = 0f64;
+    for block in v.chunks(1024) {
+        let mut lanes = [0f32; 8];
+        let mut it = block.chunks_exact(8);
+        for c in &mut it {
+            for (l, &x) in lanes.iter_mut().zip(c) {
+                *l += exp_approx(x - m);
+            }
+        }
+        total += lanes.iter().map(|&l| l as f64).sum::<f64>();
+        total += it.remainder().iter().map(|&x| exp_approx(x - m) as f64).sum::<f64>();
+    }
+    total
+}
+
 /// `e^x` without branches (so loops over it vectorize): Cephes `expf`'s range reduction and
 /// polynomial, ~1 ulp on `[-87, 88]`; the input is clamped to that range (below it the result
 /// is ~1e-38 instead of 0, above it ~1.6e38 instead of ∞).
@@ -563,56 +602,125 @@ pub(crate) fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
-/// `Σ a[i]·b[i]` over the common length with `b` in f16 (attention scores over the host KV
-/// cache's keys), widened on the fly, SIMD where the CPU has it.
-pub(crate) fn dot_f16(a: &[f32], b: &[half::f16]) -> f32 {
+/// Attention scores of a group of query heads against one f16 key row (the host KV cache's
+/// keys): `out[j] = Σ_i q[j·hd + i]·k[i]` with `hd = k.len()`, for the `out.len()` heads whose
+/// rows lie back to back in `q`. The key is widened on the fly, once for all the heads; SIMD
+/// where the CPU has it.
+pub(crate) fn dot_heads_f16(q: &[f32], k: &[half::f16], out: &mut [f32]) {
+    let hd = k.len();
     #[cfg(target_arch = "x86_64")]
-    if Isa::best().is_x86_simd() {
-        // SAFETY: the x86 SIMD `Isa`s imply AVX2, FMA and F16C were detected.
-        return unsafe { x86::dot_f16(a, b) };
-    }
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k].to_f32();
+    if Isa::best().is_x86_simd() && q.len() >= out.len() * hd {
+        let mut j = 0;
+        while j < out.len() {
+            let qj = q[j * hd..].as_ptr();
+            // SAFETY: the x86 SIMD `Isa`s imply AVX2, FMA and F16C; heads `j..j + G` of `q`
+            // (checked above) and the `hd` values of `k` are in bounds.
+            let g = unsafe {
+                match out.len() - j {
+                    1 => x86::dot_heads_f16::<1>(qj, hd, k.as_ptr(), hd).to_vec(),
+                    2 => x86::dot_heads_f16::<2>(qj, hd, k.as_ptr(), hd).to_vec(),
+                    3 => x86::dot_heads_f16::<3>(qj, hd, k.as_ptr(), hd).to_vec(),
+                    _ => x86::dot_heads_f16::<4>(qj, hd, k.as_ptr(), hd).to_vec(),
+                }
+            };
+            out[j..j + g.len()].copy_from_slice(&g);
+            j += g.len();
         }
+        return;
     }
-    acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y.to_f32()).sum::<f32>()
+    for (o, qj) in out.iter_mut().zip(q.chunks_exact(hd.max(1))) {
+        let mut acc = [0f32; 8];
+        let (cq, ck) = (qj.chunks_exact(8), k.chunks_exact(8));
+        let (rq, rk) = (cq.remainder(), ck.remainder());
+        for (x, y) in cq.zip(ck) {
+            for t in 0..8 {
+                acc[t] += x[t] * y[t].to_f32();
+            }
+        }
+        *o = acc.iter().sum::<f32>() + rq.iter().zip(rk).map(|(x, y)| x * y.to_f32()).sum::<f32>();
+    }
 }
 
-/// [`axpy_f32`] with `x` in f16 (the host KV cache's values), widened on the fly.
-pub(crate) fn axpy_f16(y: &mut [f32], a: f32, x: &[half::f16]) {
+/// Attention's weighted sum of f16 value rows (the host KV cache's values) for a group of `g`
+/// query heads: for each head `j < g`, `y[j·ystride..][..hd] += Σ_n w[n·g + j] · v[keys[n]·hd..][..hd]`,
+/// keys in order. Each value row is widened once for all the heads; per output the sum runs in
+/// key order, as one `axpy` per head and key would. A shape that does not fit is an error.
+pub(crate) fn axpy_heads_f16(y: &mut [f32], ystride: usize, g: usize, w: &[f32], v: &[half::f16], hd: usize, keys: &[usize]) -> Result<()> {
+    let rows_fit = keys.iter().all(|&p| p.checked_add(1).and_then(|q| q.checked_mul(hd)).is_some_and(|end| end <= v.len()));
+    let y_fits = g == 0 || ((g - 1).checked_mul(ystride).and_then(|o| o.checked_add(hd)).is_some_and(|end| end <= y.len()) && ystride >= hd);
+    if !rows_fit || !y_fits || w.len() < keys.len() * g {
+        return Err(Error::Backend { reason: format!("attention values: {g} heads of {hd} over {} keys", keys.len()) });
+    }
     #[cfg(target_arch = "x86_64")]
     if Isa::best().is_x86_simd() {
-        // SAFETY: the x86 SIMD `Isa`s imply AVX2, FMA and F16C were detected.
-        return unsafe { x86::axpy_f16(y, a, x) };
+        let mut j = 0;
+        while j < g {
+            let (yj, wj) = (y[j * ystride..].as_mut_ptr(), w[j..].as_ptr());
+            // SAFETY: the x86 SIMD `Isa`s imply AVX2, FMA and F16C; rows `j..j + G` of `y`,
+            // weights `n·g + j + G − 1 < keys.len()·g` and every listed value row were checked
+            // above.
+            let step = unsafe {
+                match g - j {
+                    1 => x86::axpy_heads_f16::<1>(yj, ystride, wj, g, v.as_ptr(), hd, keys),
+                    2 => x86::axpy_heads_f16::<2>(yj, ystride, wj, g, v.as_ptr(), hd, keys),
+                    3 => x86::axpy_heads_f16::<3>(yj, ystride, wj, g, v.as_ptr(), hd, keys),
+                    _ => x86::axpy_heads_f16::<4>(yj, ystride, wj, g, v.as_ptr(), hd, keys),
+                }
+                (g - j).min(4)
+            };
+            j += step;
+        }
+        return Ok(());
     }
-    for (o, v) in y.iter_mut().zip(x) {
-        *o += a * v.to_f32();
+    for (n, &p) in keys.iter().enumerate() {
+        let row = &v[p * hd..(p + 1) * hd];
+        for j in 0..g {
+            let a = w[n * g + j];
+            for (o, x) in y[j * ystride..j * ystride + hd].iter_mut().zip(row) {
+                *o += a * x.to_f32();
+            }
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The f16 attention kernels against plain f64 sums of the widened values, on lengths that
-    /// exercise the 32-, 8- and 1-wide paths. Tolerance: f32 accumulation order (relative 1e-5).
+    /// The f16 attention kernels against plain f64 sums of the widened values, on head dims that
+    /// exercise the 16-, 8- and 1-wide paths and on 1 to 7 heads (the 4-, then 3/2/1-head tiles).
+    /// Tolerance: f32 accumulation order (relative 1e-5).
     #[test]
-    fn f16_dot_and_axpy_match_scalar() {
-        for len in [1usize, 7, 8, 31, 32, 33, 256, 259] {
-            let a: Vec<f32> = (0..len).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.031).collect();
-            let b: Vec<half::f16> = (0..len).map(|i| half::f16::from_f32(((i * 53 % 89) as f32 - 44.0) * 0.017)).collect();
-            let want: f64 = a.iter().zip(&b).map(|(&x, y)| x as f64 * y.to_f32() as f64).sum();
-            let got = dot_f16(&a, &b) as f64;
-            assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "dot len {len}: {got} vs {want}");
-            let mut y = a.clone();
-            axpy_f16(&mut y, 0.75, &b);
-            for (i, (&yi, (&ai, bi))) in y.iter().zip(a.iter().zip(&b)).enumerate() {
-                let w = ai + 0.75 * bi.to_f32();
-                assert!((yi - w).abs() <= 1e-6 * w.abs().max(1.0), "axpy len {len} at {i}: {yi} vs {w}");
+    fn f16_attention_kernels_match_scalar() {
+        for hd in [1usize, 7, 8, 31, 32, 33, 256, 259] {
+            for g in 1..=7 {
+                let q: Vec<f32> = (0..g * hd).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.031).collect();
+                let rows = 70;
+                let v: Vec<half::f16> = (0..rows * hd).map(|i| half::f16::from_f32(((i * 53 % 89) as f32 - 44.0) * 0.017)).collect();
+                let mut got = vec![0f32; g];
+                dot_heads_f16(&q, &v[5 * hd..6 * hd], &mut got);
+                for j in 0..g {
+                    let want: f64 = (0..hd).map(|i| q[j * hd + i] as f64 * v[5 * hd + i].to_f32() as f64).sum();
+                    assert!((got[j] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0), "dot hd {hd} head {j}: {} vs {want}", got[j]);
+                }
+                // Keys out of order and repeated, more than one block; outputs `hd + 2` apart.
+                let keys: Vec<usize> = (0..45).map(|n| (n * 17 + 3) % rows).collect();
+                let w: Vec<f32> = (0..keys.len() * g).map(|i| ((i * 29 % 31) as f32) / 31.0).collect();
+                let stride = hd + 2;
+                let mut y: Vec<f32> = (0..g * stride).map(|i| (i % 5) as f32 * 0.1).collect();
+                let y0 = y.clone();
+                axpy_heads_f16(&mut y, stride, g, &w, &v, hd, &keys).unwrap();
+                for j in 0..g {
+                    for i in 0..hd {
+                        let want = y0[j * stride + i] as f64 + keys.iter().enumerate().map(|(n, &p)| w[n * g + j] as f64 * v[p * hd + i].to_f32() as f64).sum::<f64>();
+                        let got = y[j * stride + i] as f64;
+                        assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "axpy hd {hd} head {j} at {i}: {got} vs {want}");
+                    }
+                    // The two gap values between rows are untouched.
+                    assert_eq!(&y[j * stride + hd..(j + 1) * stride], &y0[j * stride + hd..(j + 1) * stride]);
+                }
+                assert!(axpy_heads_f16(&mut y, stride, g, &w, &v, hd, &[rows]).is_err(), "a key past the cache");
             }
         }
     }
@@ -754,6 +862,10 @@ mod tests {
             let want = 0.5 * x * (1.0 + ((2.0f32 / std::f32::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh()) * y;
             assert!((o - want).abs() <= 1e-6 * (1.0 + want.abs()), "gelu({x}): {o} vs {want}");
         }
+        let v: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 4001) as f32 * 0.01 - 30.0).collect();
+        let want: f64 = v.iter().map(|&x| (x as f64 - 10.0).exp()).sum();
+        let got = sum_exp(&v, 10.0);
+        assert!((got - want).abs() <= 1e-6 * want, "sum_exp {got} vs {want}");
         assert!(exp_approx(-1000.0) < 1e-37);
         assert!(exp_approx(1000.0).is_finite());
     }

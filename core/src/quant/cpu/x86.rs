@@ -813,62 +813,103 @@ pub(super) unsafe fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
-/// `Σ a[i]·b[i]` over `min(len)` values, `b` in f16 (the host KV cache's keys): each 8 values
-/// widened by `vcvtph2ps` right before the multiply, so no f32 copy of the row is made.
+/// Attention scores of `G` query heads against one f16 key row: `Σ_i q[j·qstride + i]·k[i]` for
+/// each head `j`, over `hd` values. Each 8 key values are widened by `vcvtph2ps` once for all the
+/// heads (no f32 copy of the row).
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C.
+/// The CPU must support AVX2, FMA and F16C; `q` holds `G` rows of `hd` values `qstride` apart
+/// and `k` holds `hd` values.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_f16(a: &[f32], b: &[half::f16]) -> f32 {
-    let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+pub(super) unsafe fn dot_heads_f16<const G: usize>(q: *const f32, qstride: usize, k: *const half::f16, hd: usize) -> [f32; G] {
     let mut i = 0;
-    // SAFETY: every load reads `[i, i + 8)` with `i + 8 ≤ n` (or element `i < n`), inside both
-    // slices; an f16 is 2 bytes, so 8 of them are one unaligned 128-bit load.
+    // SAFETY: every load reads `[i, i + 16)`, `[i, i + 8)` or element `i`, below `hd`, of a
+    // `q` row or of `k`; an f16 is 2 bytes, so 8 of them are one unaligned 128-bit load.
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        while i + 32 <= n {
-            for (k, a) in acc.iter_mut().enumerate() {
-                let kv = _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i + 8 * k) as *const __m128i));
-                *a = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8 * k)), kv, *a);
+        let mut acc = [[_mm256_setzero_ps(); 2]; G];
+        while i + 16 <= hd {
+            let k0 = _mm256_cvtph_ps(_mm_loadu_si128(k.add(i) as *const __m128i));
+            let k1 = _mm256_cvtph_ps(_mm_loadu_si128(k.add(i + 8) as *const __m128i));
+            for (j, a) in acc.iter_mut().enumerate() {
+                let qj = q.add(j * qstride + i);
+                a[0] = _mm256_fmadd_ps(_mm256_loadu_ps(qj), k0, a[0]);
+                a[1] = _mm256_fmadd_ps(_mm256_loadu_ps(qj.add(8)), k1, a[1]);
             }
-            i += 32;
+            i += 16;
         }
-        while i + 8 <= n {
-            let kv = _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i) as *const __m128i));
-            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), kv, acc[0]);
+        if i + 8 <= hd {
+            let k0 = _mm256_cvtph_ps(_mm_loadu_si128(k.add(i) as *const __m128i));
+            for (j, a) in acc.iter_mut().enumerate() {
+                a[0] = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(j * qstride + i)), k0, a[0]);
+            }
             i += 8;
         }
-        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut sum = hsum(v);
-        while i < n {
-            sum += *pa.add(i) * f16_scalar(pb.add(i) as *const u8);
-            i += 1;
+        let mut out = [0f32; G];
+        for (j, (o, a)) in out.iter_mut().zip(&acc).enumerate() {
+            *o = hsum(_mm256_add_ps(a[0], a[1]));
+            for t in i..hd {
+                *o += *q.add(j * qstride + t) * f16_scalar(k.add(t) as *const u8);
+            }
         }
-        sum
+        out
     }
 }
 
-/// `y[i] += a·x[i]` over `min(len)` values, `x` in f16 (the host KV cache's values).
+/// Keys per block of [`axpy_heads_f16`]: the outputs are loaded and stored once per block, and
+/// a block's value rows (32 × 512 bytes at head dim 256) stay in L1 across the passes over them.
+const AXPY_KEYS: usize = 32;
+
+/// Attention's weighted value sums of `G` query heads: `y[j·ystride + i] += w[n·wstride + j] ·
+/// v[keys[n]·hd + i]` for every head `j`, key `n` (in order) and `i < hd`. For each output the
+/// same fused multiply-adds in the same order as one `y += w·row` per head and key, but each
+/// f16 value is widened once for all the heads and the outputs stay in registers over a block of
+/// keys.
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C.
+/// The CPU must support AVX2, FMA and F16C; `y` holds `G` rows of `hd` values `ystride` apart,
+/// `w` holds `keys.len()` rows of at least `G` weights `wstride` apart, and `v` holds
+/// `(keys[n] + 1)·hd` values for every `n`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn axpy_f16(y: &mut [f32], a: f32, x: &[half::f16]) {
-    let n = y.len().min(x.len());
-    let (py, px) = (y.as_mut_ptr(), x.as_ptr());
-    let mut i = 0;
-    // SAFETY: every access is `[i, i + 8)` with `i + 8 ≤ n` (or `i < n`), inside both slices.
+pub(super) unsafe fn axpy_heads_f16<const G: usize>(y: *mut f32, ystride: usize, w: *const f32, wstride: usize, v: *const half::f16, hd: usize, keys: &[usize]) {
+    // SAFETY: every access is inside the ranges the caller guarantees: output `[i, i + 16)`,
+    // `[i, i + 8)` or element `i` below `hd` of a `y` row, the same of a listed `v` row, and
+    // weight `n·wstride + j` with `n < keys.len()`, `j < G`.
     unsafe {
-        let va = _mm256_set1_ps(a);
-        while i + 8 <= n {
-            let xv = _mm256_cvtph_ps(_mm_loadu_si128(px.add(i) as *const __m128i));
-            _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(py.add(i))));
-            i += 8;
-        }
-        while i < n {
-            *py.add(i) += a * f16_scalar(px.add(i) as *const u8);
-            i += 1;
+        for (b, block) in keys.chunks(AXPY_KEYS).enumerate() {
+            let wb = w.add(b * AXPY_KEYS * wstride);
+            let mut i = 0;
+            while i + 16 <= hd {
+                let mut acc = [[_mm256_setzero_ps(); 2]; G];
+                for (j, a) in acc.iter_mut().enumerate() {
+                    a[0] = _mm256_loadu_ps(y.add(j * ystride + i));
+                    a[1] = _mm256_loadu_ps(y.add(j * ystride + i + 8));
+                }
+                for (n, &p) in block.iter().enumerate() {
+                    let r = v.add(p * hd + i);
+                    let v0 = _mm256_cvtph_ps(_mm_loadu_si128(r as *const __m128i));
+                    let v1 = _mm256_cvtph_ps(_mm_loadu_si128(r.add(8) as *const __m128i));
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        let s = _mm256_set1_ps(*wb.add(n * wstride + j));
+                        a[0] = _mm256_fmadd_ps(s, v0, a[0]);
+                        a[1] = _mm256_fmadd_ps(s, v1, a[1]);
+                    }
+                }
+                for (j, a) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(y.add(j * ystride + i), a[0]);
+                    _mm256_storeu_ps(y.add(j * ystride + i + 8), a[1]);
+                }
+                i += 16;
+            }
+            // The rest (head dims that are not a multiple of 16), one value at a time.
+            for t in i..hd {
+                for (n, &p) in block.iter().enumerate() {
+                    let x = f16_scalar(v.add(p * hd + t) as *const u8);
+                    for j in 0..G {
+                        let o = y.add(j * ystride + t);
+                        *o = (*wb.add(n * wstride + j)).mul_add(x, *o);
+                    }
+                }
+            }
         }
     }
 }
