@@ -139,6 +139,7 @@ impl Tokenizer {
         let safe_key: String =
             key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
         let path = cache_dir.join(format!("{safe_key}.merges.bin"));
+        let t0 = std::time::Instant::now();
         let fingerprint = from_gguf::vocab_fingerprint(v);
         let cached = match std::fs::read(&path) {
             Ok(bytes) => {
@@ -150,6 +151,7 @@ impl Tokenizer {
             }
             Err(_) => None,
         };
+        log::debug!("tokenizer: merge cache read in {:.2?}", t0.elapsed());
         let b = from_gguf::build_with(v, cached)?;
         if let Some(ids) = &b.merge_ids {
             let bytes = encode_merge_cache(ids, fingerprint, v.tokens.len());
