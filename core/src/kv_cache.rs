@@ -13,7 +13,7 @@
 //! and attention reads them in place through [`KvCache::host_view`] (`layers::attention`'s
 //! threaded host path): no per-layer slicing, transposes or copies of the cache. Host keys and
 //! values are stored as f16 (llama.cpp's default cache type, rounded the same way), which halves
-//! the cache; attention widens them on the fly (`quant::cpu::dot_f16` / `axpy_f16`).
+//! the cache; attention widens them on the fly (`quant::cpu::dot_heads_f16` / `axpy_heads_f16`).
 
 use burn::tensor::{Device, Tensor, TensorData};
 use half::f16;

@@ -628,16 +628,35 @@ pub(crate) fn dot_heads_f16(q: &[f32], k: &[half::f16], out: &mut [f32]) {
         }
         return;
     }
-    for (o, qj) in out.iter_mut().zip(q.chunks_exact(hd.max(1))) {
+    dot_heads_f16_portable(q, k, out);
+}
+
+/// Values widened per step of the portable attention kernels (a stack buffer).
+const WIDEN: usize = 64;
+
+/// [`dot_heads_f16`] without SIMD intrinsics (aarch64 phones, x86 without AVX2): the key is
+/// widened `WIDEN` values at a time by `half`'s slice conversion (`fcvtl` on aarch64 CPUs with
+/// FP16, F16C on x86), then each head's dot runs in 8 f32 lanes, which the compiler vectorizes.
+fn dot_heads_f16_portable(q: &[f32], k: &[half::f16], out: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    let hd = k.len();
+    let mut kf = [0f32; WIDEN];
+    for (o, qj) in out.iter_mut().zip(q.chunks(hd.max(1))) {
         let mut acc = [0f32; 8];
-        let (cq, ck) = (qj.chunks_exact(8), k.chunks_exact(8));
-        let (rq, rk) = (cq.remainder(), ck.remainder());
-        for (x, y) in cq.zip(ck) {
-            for t in 0..8 {
-                acc[t] += x[t] * y[t].to_f32();
+        let mut tail = 0f32;
+        for (kc, qc) in k.chunks(WIDEN).zip(qj.chunks(WIDEN)) {
+            let kw = &mut kf[..kc.len()];
+            kc.convert_to_f32_slice(kw);
+            let (cq, ck) = (qc.chunks_exact(8), kw.chunks_exact(8));
+            let (rq, rk) = (cq.remainder(), ck.remainder());
+            for (x, y) in cq.zip(ck) {
+                for t in 0..8 {
+                    acc[t] += x[t] * y[t];
+                }
             }
+            tail += rq.iter().zip(rk).map(|(x, y)| x * y).sum::<f32>();
         }
-        *o = acc.iter().sum::<f32>() + rq.iter().zip(rk).map(|(x, y)| x * y.to_f32()).sum::<f32>();
+        *o = acc.iter().sum::<f32>() + tail;
     }
 }
 
@@ -672,16 +691,29 @@ pub(crate) fn axpy_heads_f16(y: &mut [f32], ystride: usize, g: usize, w: &[f32],
         }
         return Ok(());
     }
+    axpy_heads_f16_portable(y, ystride, g, w, v, hd, keys);
+    Ok(())
+}
+
+/// [`axpy_heads_f16`] without SIMD intrinsics, on shapes it has checked: each value row is
+/// widened `WIDEN` values at a time (as in [`dot_heads_f16_portable`]) once for all the heads.
+fn axpy_heads_f16_portable(y: &mut [f32], ystride: usize, g: usize, w: &[f32], v: &[half::f16], hd: usize, keys: &[usize]) {
+    use half::slice::HalfFloatSliceExt;
+    let mut vf = [0f32; WIDEN];
     for (n, &p) in keys.iter().enumerate() {
         let row = &v[p * hd..(p + 1) * hd];
-        for j in 0..g {
-            let a = w[n * g + j];
-            for (o, x) in y[j * ystride..j * ystride + hd].iter_mut().zip(row) {
-                *o += a * x.to_f32();
+        for (c, vc) in row.chunks(WIDEN).enumerate() {
+            let vw = &mut vf[..vc.len()];
+            vc.convert_to_f32_slice(vw);
+            for j in 0..g {
+                let a = w[n * g + j];
+                let o = &mut y[j * ystride + c * WIDEN..j * ystride + c * WIDEN + vw.len()];
+                for (o, &x) in o.iter_mut().zip(vw.iter()) {
+                    *o += a * x;
+                }
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -699,7 +731,13 @@ mod tests {
                 let rows = 70;
                 let v: Vec<half::f16> = (0..rows * hd).map(|i| half::f16::from_f32(((i * 53 % 89) as f32 - 44.0) * 0.017)).collect();
                 let mut got = vec![0f32; g];
+                let mut portable = vec![0f32; g];
                 dot_heads_f16(&q, &v[5 * hd..6 * hd], &mut got);
+                dot_heads_f16_portable(&q, &v[5 * hd..6 * hd], &mut portable);
+                for j in 0..g {
+                    let want: f64 = (0..hd).map(|i| q[j * hd + i] as f64 * v[5 * hd + i].to_f32() as f64).sum();
+                    assert!((portable[j] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0), "portable dot hd {hd} head {j}");
+                }
                 for j in 0..g {
                     let want: f64 = (0..hd).map(|i| q[j * hd + i] as f64 * v[5 * hd + i].to_f32() as f64).sum();
                     assert!((got[j] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0), "dot hd {hd} head {j}: {} vs {want}", got[j]);
@@ -710,7 +748,13 @@ mod tests {
                 let stride = hd + 2;
                 let mut y: Vec<f32> = (0..g * stride).map(|i| (i % 5) as f32 * 0.1).collect();
                 let y0 = y.clone();
+                let mut yp = y.clone();
+                axpy_heads_f16_portable(&mut yp, stride, g, &w, &v, hd, &keys);
                 axpy_heads_f16(&mut y, stride, g, &w, &v, hd, &keys).unwrap();
+                // The same multiply-adds in the same order (fused or not: within 1e-6).
+                for (a, b) in yp.iter().zip(&y) {
+                    assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "portable axpy hd {hd}: {a} vs {b}");
+                }
                 for j in 0..g {
                     for i in 0..hd {
                         let want = y0[j * stride + i] as f64 + keys.iter().enumerate().map(|(n, &p)| w[n * g + j] as f64 * v[p * hd + i].to_f32() as f64).sum::<f64>();
