@@ -18,6 +18,30 @@ fn thread_cpu_s() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
+/// The weights, in a plain `Vec` or in an anonymous map advised `MADV_HUGEPAGE`.
+enum HugeOr {
+    Vec(Vec<u8>),
+    Map(memmap2::MmapMut),
+}
+
+impl std::ops::Deref for HugeOr {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Vec(v) => v,
+            Self::Map(m) => m,
+        }
+    }
+}
+
+fn huge_copy(w: &[u8]) -> HugeOr {
+    let Ok(mut m) = memmap2::MmapMut::map_anon(w.len()) else { return HugeOr::Vec(w.to_vec()) };
+    #[cfg(target_os = "linux")]
+    let _ = m.advise(memmap2::Advice::HugePage);
+    m.copy_from_slice(w);
+    HugeOr::Map(m)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
@@ -44,6 +68,9 @@ fn main() {
         }
         let nb = rows * cols / ty.block_size() as usize;
         let w = random_blocks(ty, nb, 0x1234_5678 + ty.id() as u64);
+        // `EDGEWISE_BENCH_HUGE=1`: the weights in 2 MiB pages, as the engine maps a model file
+        // where the kernel can (`gguf::large_pages`); a fresh copy so the pages are new.
+        let w = if std::env::var("EDGEWISE_BENCH_HUGE").is_ok_and(|v| v == "1") { huge_copy(&w) } else { HugeOr::Vec(w) };
         for &n in ns {
             let x: Vec<f32> = (0..n * cols).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.7).collect();
             // Enough repetitions for ~0.3 s.
