@@ -2,6 +2,9 @@
 //!
 //! `cargo run --release -p edgewise-core --example kernel_bench -- [threads] [filter]`
 //!
+//! `EDGEWISE_BENCH_HUGE=1` puts the weights in 2 MiB pages (as the engine maps a model file where
+//! the kernel can): the streaming products (the LM head) then run at the memory's speed.
+//!
 //! Prints, per (type, rows x cols, tokens): microseconds per product, weight GB/s and
 //! activation-token GMAC/s. Weights are random blocks with sane f16 scales.
 
