@@ -299,6 +299,20 @@ impl Engine {
         } else {
             BackendKind::Cpu
         };
+        if let Checkpoint::Gguf(w) = &ckpt {
+            match backend {
+                // The weights now live in GPU buffers (system memory on a phone): the file's
+                // pages the upload read need not stay resident as well.
+                BackendKind::Gpu => w.file().release_resident(),
+                // After a GPU attempt that fell back (its upload switched the map to 4 KiB
+                // pages), the CPU kernels stream the map again: 2 MiB pages where possible.
+                BackendKind::Cpu => {
+                    if gpu_info.is_some() {
+                        w.file().set_large_pages(true);
+                    }
+                }
+            }
+        }
         let info = EngineInfo {
             path: path.to_path_buf(),
             architecture: arch_name,

@@ -112,6 +112,10 @@ pub trait WeightSource: Send + Sync {
     fn shared(&self, id: WeightId) -> Result<SharedWeight>;
     /// Whether the weight exists.
     fn has(&self, id: WeightId) -> bool;
+    /// Hands back the resident memory of `len` bytes at `start` of a weight's data that now
+    /// live elsewhere (uploaded to the GPU), where the source can re-read them on demand (a file
+    /// mapping); a no-op otherwise.
+    fn release(&self, _id: WeightId, _start: usize, _len: usize) {}
 }
 
 /// Weights read zero-copy from a memory-mapped GGUF file.
@@ -154,5 +158,12 @@ impl WeightSource for GgufWeights {
         let start = raw.bytes.as_ptr() as usize - base;
         let len = raw.bytes.len();
         SharedWeight::new(raw.ty, raw.rows, raw.cols, self.file.clone(), start, len)
+    }
+
+    fn release(&self, id: WeightId, start: usize, len: usize) {
+        if let Ok(t) = self.file.tensor(&names::tensor_name(id)) {
+            let len = (len as u64).min(t.size.saturating_sub(start as u64));
+            self.file.release_range(t.offset.saturating_add(start as u64), len);
+        }
     }
 }

@@ -50,10 +50,15 @@ pub enum Outcome {
 /// Advises 2 MiB pages for `map` of `file` and evicts a small-folio cache of the file (see the
 /// module docs). Call it before anything reads the map.
 pub fn advise(map: &Mmap, file: &File) -> Outcome {
-    if std::env::var(LARGE_PAGES_ENV).is_ok_and(|v| v == "0") {
+    if !enabled() {
         return Outcome::Skipped;
     }
     imp(map, file)
+}
+
+/// Whether large pages are wanted (not turned off by `EDGEWISE_LARGE_PAGES=0`).
+pub fn enabled() -> bool {
+    !std::env::var(LARGE_PAGES_ENV).is_ok_and(|v| v == "0")
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -298,6 +298,66 @@ impl GgufFile {
             .ok_or_else(|| tensor_err(&t.name, "data outside the file"))
     }
 
+    /// Hands back the resident pages of the whole map, once its weights live elsewhere (the GPU
+    /// path uploads them), and asks for 4 KiB pages from then on, so the few embedding rows a
+    /// token looks up fault in 64 KiB at a time rather than 2 MiB. These are clean pages of a
+    /// read-only file mapping: whatever reads them later faults the same bytes back in.
+    pub fn release_resident(&self) {
+        self.set_large_pages(false);
+        #[cfg(unix)]
+        {
+            // SAFETY: DONTNEED on a read-only file mapping only drops page-table entries; any
+            // later read (a borrowed slice included) sees the file's unchanged bytes.
+            match unsafe { self.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) } {
+                Ok(()) => log::debug!("gguf: released the map's resident pages"),
+                Err(e) => log::debug!("gguf: could not release the map's pages ({e})"),
+            }
+        }
+    }
+
+    /// Hands back the resident pages inside `len` bytes at `offset` (the whole pages only), e.g.
+    /// a tensor just uploaded to the GPU; as [`GgufFile::release_resident`], a later read faults
+    /// the bytes back in. Out-of-range requests are ignored.
+    pub fn release_range(&self, offset: u64, len: u64) {
+        // A range released inside a 2 MiB mapping would come back whole at the next read nearby
+        // (the fault maps the whole large folio again): 4 KiB mappings from here on.
+        self.set_large_pages(false);
+        #[cfg(unix)]
+        {
+            // SAFETY: sysconf has no preconditions.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let page = if page > 0 { page as u64 } else { 4096 };
+            let Some(end) = offset.checked_add(len) else { return };
+            let (start, end) = (offset.div_ceil(page) * page, (end.min(self.map.len() as u64) / page) * page);
+            if start >= end {
+                return;
+            }
+            // SAFETY: as in `release_resident`: a read-only file mapping, re-read on demand.
+            if let Err(e) = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start as usize, (end - start) as usize) } {
+                log::debug!("gguf: could not release {len} bytes at {offset} ({e})");
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (offset, len);
+    }
+
+    /// Asks for 2 MiB mappings of the file (as at open, see `gguf::large_pages`; not when
+    /// `EDGEWISE_LARGE_PAGES=0`) or for 4 KiB ones (after a release). Linux only; a hint.
+    pub fn set_large_pages(&self, on: bool) {
+        #[cfg(target_os = "linux")]
+        {
+            if on && !super::large_pages::enabled() {
+                return;
+            }
+            let advice = if on { memmap2::Advice::HugePage } else { memmap2::Advice::NoHugePage };
+            if let Err(e) = self.map.advise(advice) {
+                log::debug!("gguf: {advice:?} refused ({e})");
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = on;
+    }
+
     /// The whole memory map (for zero-copy weight sources).
     pub fn bytes(&self) -> &[u8] {
         &self.map

@@ -668,7 +668,10 @@ fn upload_gpu(src: &dyn WeightSource, id: WeightId, max_bytes: u64, device: &Dev
         log::debug!("{id:?}: {} has no gpu kernel, using dense f32", w.ty);
         return Ok(None);
     }
-    QMatrix::upload(w.ty, w.bytes(), w.rows, w.cols, max_bytes, device).map(Some)
+    // Each shard's file pages are handed back once it has been read (device buffers are system
+    // memory on a phone): the source need not stay resident as well.
+    let m = QMatrix::upload_with(w.ty, w.bytes(), w.rows, w.cols, max_bytes, device, &|r| src.release(id, r.start, r.len()))?;
+    Ok(Some(m))
 }
 
 /// Embedding rows looked up on the host from the (memory-mapped, quantized) matrix: only the

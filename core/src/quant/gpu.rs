@@ -697,6 +697,21 @@ impl QMatrix {
         max_bytes: u64,
         device: &Device,
     ) -> Result<Self> {
+        Self::upload_with(ty, bytes, rows, cols, max_bytes, device, &|_| {})
+    }
+
+    /// [`QMatrix::upload`], calling `read(range)` with each shard's byte range of `bytes` once
+    /// it has been read (repacked), so a caller can hand back the source's pages shard by shard
+    /// before the next is read.
+    pub fn upload_with(
+        ty: GgmlType,
+        bytes: &[u8],
+        rows: usize,
+        cols: usize,
+        max_bytes: u64,
+        device: &Device,
+        read: &dyn Fn(std::ops::Range<usize>),
+    ) -> Result<Self> {
         let lay = layout(ty).ok_or_else(|| Error::UnsupportedType { ty: format!("{ty} (gpu kernels)") })?;
         let name = || ty.name().to_string();
         if rows == 0 || cols == 0 || !cols.is_multiple_of(lay.block) {
@@ -722,15 +737,20 @@ impl QMatrix {
         let mut row0 = 0;
         while row0 < rows {
             let r1 = (row0 + rows_per_shard).min(rows);
-            let src = bytes.get(row0 * row_bytes..r1 * row_bytes).ok_or_else(|| bad_layout(ty))?;
+            let span = row0 * row_bytes..r1 * row_bytes;
+            let src = bytes.get(span.clone()).ok_or_else(|| bad_layout(ty))?;
             let words = repack(ty, src)?;
+            // The shard's blocks are in `words` now: the source is not read again.
+            read(span);
             let handle = client.create_from_slice(&words);
             shards.push(Shard { handle, row0, rows: r1 - row0, words: words.len() / 4 });
             row0 = r1;
+            // One shard in flight at a time: its staging copy is gone before the next is made
+            // (the LM head is ~190 MB in two shards). Allocation errors are reported at the
+            // next sync point, so they also surface here, at load.
+            cubecl::future::block_on(client.sync())
+                .map_err(|e| Error::Backend { reason: format!("uploading {ty} weights failed: {e:?}") })?;
         }
-        // Allocation errors are reported at the next sync point: surface them here, at load.
-        cubecl::future::block_on(client.sync())
-            .map_err(|e| Error::Backend { reason: format!("uploading {ty} weights failed: {e:?}") })?;
         Ok(Self { ty, rows, cols, shards, reduce: device_reduce(&client), client, device: cdev })
     }
 
