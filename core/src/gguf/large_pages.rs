@@ -82,7 +82,7 @@ fn imp(map: &Mmap, file: &File) -> Outcome {
     }
     let probe = || -> Option<bool> {
         map.advise_range(Advice::PopulateRead, PMD, PMD).ok()?;
-        pmd_mapped_kib(start).map(|kib| kib > 0)
+        smaps_kib(start, "FilePmdMapped:").map(|kib| kib > 0)
     };
     let evict = |off: usize, len: usize| -> bool {
         // SAFETY: the map is read-only and nothing borrows it yet (the caller has not parsed
@@ -108,9 +108,10 @@ fn imp(map: &Mmap, file: &File) -> Outcome {
     Outcome::Evicted
 }
 
-/// `FilePmdMapped` (KiB) of this process's mapping that starts at `start`, from /proc/self/smaps.
+/// A field in KiB (`"FilePmdMapped:"`, `"Rss:"`) of this process's mapping that starts at
+/// `start`, from /proc/self/smaps.
 #[cfg(target_os = "linux")]
-fn pmd_mapped_kib(start: usize) -> Option<u64> {
+pub(crate) fn smaps_kib(start: usize, field: &str) -> Option<u64> {
     use std::io::BufRead;
     let smaps = std::io::BufReader::new(File::open("/proc/self/smaps").ok()?);
     let header = format!("{start:x}-");
@@ -120,7 +121,7 @@ fn pmd_mapped_kib(start: usize) -> Option<u64> {
         if line.starts_with(&header) {
             inside = true;
         } else if inside {
-            if let Some(v) = line.strip_prefix("FilePmdMapped:") {
+            if let Some(v) = line.strip_prefix(field) {
                 return v.trim().trim_end_matches("kB").trim().parse().ok();
             }
             // The next mapping's header (`start-end perms …`): no such field here.
