@@ -481,6 +481,10 @@ pub(crate) fn attention_rows(qs: &[f32], h: usize, n: usize, hd: usize, kv: &cra
             }
             keys.push(p);
             let k0 = (kvhead * cap + p) * hd;
+            // 8 rows ahead: the KV cache of all layers does not fit L2, so rows come from L3.
+            if let Some(ahead) = kv.k.get(k0 + 8 * hd..k0 + 9 * hd) {
+                crate::quant::cpu::prefetch(ahead);
+            }
             dot_heads_f16(q, &kv.k[k0..k0 + hd], &mut row);
             for (mj, &v) in mx.iter_mut().zip(&row) {
                 *mj = mj.max(v);

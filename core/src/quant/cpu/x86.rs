@@ -877,6 +877,10 @@ pub(super) unsafe fn axpy_heads_f16<const G: usize>(y: *mut f32, ystride: usize,
     unsafe {
         for (b, block) in keys.chunks(AXPY_KEYS).enumerate() {
             let wb = w.add(b * AXPY_KEYS * wstride);
+            // The next block's rows, while this one is summed (they come from L3).
+            for &p in keys.iter().skip((b + 1) * AXPY_KEYS).take(AXPY_KEYS) {
+                prefetch_block(v.add(p * hd) as *const u8, hd * 2);
+            }
             let mut i = 0;
             while i + 16 <= hd {
                 let mut acc = [[_mm256_setzero_ps(); 2]; G];
