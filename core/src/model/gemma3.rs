@@ -283,7 +283,11 @@ impl Gemma3 {
         // [n, H·hd] / [n, KV·hd], token-major.
         let (mut q, mut k, v) = {
             let mut input = HostIn::new(&hn, n, d);
-            (b.q.forward_host(&mut input)?, b.k.forward_host(&mut input)?, b.v.forward_host(&mut input)?)
+            let mut ys = Linear::forward_host_many(&[&b.q, &b.k, &b.v], &mut input)?.into_iter();
+            match (ys.next(), ys.next(), ys.next()) {
+                (Some(q), Some(k), Some(v)) => (q, k, v),
+                _ => return Err(crate::Error::Backend { reason: "q/k/v products missing".into() }),
+            }
         };
         let (cos, sin) = if b.sliding { &rope[0] } else { &rope[1] };
         norm_rope_host(&mut q, h, &b.q_norm, cos, sin, Some(c.query_pre_attn_scalar.powf(-0.5)))?;
@@ -303,7 +307,11 @@ impl Gemma3 {
         b.ffn_norm.rows_host(&mut hn)?;
         let (mut gate, up) = {
             let mut input = HostIn::new(&hn, n, d);
-            (b.gate.forward_host(&mut input)?, b.up.forward_host(&mut input)?)
+            let mut ys = Linear::forward_host_many(&[&b.gate, &b.up], &mut input)?.into_iter();
+            match (ys.next(), ys.next()) {
+                (Some(g), Some(u)) => (g, u),
+                _ => return Err(crate::Error::Backend { reason: "gate/up products missing".into() }),
+            }
         };
         geglu_host(&mut gate, &up)?;
         drop(up);

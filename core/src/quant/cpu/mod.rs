@@ -242,6 +242,25 @@ impl Quantized {
         run(self.isa, ty, w, rows_n, row_bytes, &self.acts, y);
         Ok(())
     }
+
+    /// Several products of this input with weights of one type, `(w, rows_n, y)` each (as
+    /// [`Quantized::matmul_into`]), as one pool job.
+    pub(crate) fn matmul_many_into(&mut self, ty: GgmlType, parts: &mut [(&[u8], usize, &mut [f32])]) -> Result<()> {
+        let (n, cols) = (self.acts.n, self.acts.cols);
+        let mut row_bytes = 0;
+        for (w, rows_n, y) in parts.iter() {
+            row_bytes = check_weight(ty, w, *rows_n, cols)?;
+            if n.checked_mul(*rows_n) != Some(y.len()) {
+                return Err(Error::InvalidParameter { name: "matmul", reason: format!("output of {} for {n}x{rows_n}", y.len()) });
+            }
+        }
+        if n == 0 || parts.is_empty() {
+            return Ok(());
+        }
+        self.acts.prepare(ty);
+        run_many(self.isa, ty, row_bytes, &self.acts, parts);
+        Ok(())
+    }
 }
 
 /// Checks a `[rows_n, cols]` weight of type `ty` (kernel, block multiple, byte length); returns
@@ -403,26 +422,57 @@ pub(crate) fn matmul_with(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, cols:
 /// shapes (`w` is `rows_n · row_bytes` bytes of `ty`, `acts` matches, `y` has `n · rows_n`
 /// values) and prepared `acts` for `ty`.
 fn run(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, row_bytes: usize, acts: &Acts, y: &mut [f32]) {
+    run_many(isa, ty, row_bytes, acts, &mut [(w, rows_n, y)]);
+}
+
+/// [`run`] for several products of one type and one input, `(w, rows_n, y)` each, as one pool
+/// job (q/k/v, gate/up: one barrier instead of three or two). Products whose shapes do not
+/// hold are skipped (the callers checked them).
+fn run_many(isa: Isa, ty: GgmlType, row_bytes: usize, acts: &Acts, parts: &mut [(&[u8], usize, &mut [f32])]) {
     let n = acts.n;
-    if n == 0 || rows_n == 0 || w.len() < rows_n * row_bytes || y.len() < n * rows_n {
-        return;
-    }
     let threads = pool::threads();
-    let (chunk_rows, chunk_toks) = plan(rows_n, row_bytes, n, threads);
-    let row_chunks = rows_n.div_ceil(chunk_rows);
-    let tok_chunks = n.div_ceil(chunk_toks);
-    let out = SyncPtr(y.as_mut_ptr());
-    pool::for_each(row_chunks * tok_chunks, &|task| {
-        let (rc, tc) = (task % row_chunks, task / row_chunks);
-        let r0 = rc * chunk_rows;
-        let r1 = (r0 + chunk_rows).min(rows_n);
-        let t0 = tc * chunk_toks;
-        let t1 = (t0 + chunk_toks).min(n);
+    // Per product: weights, rows, output, rows and tokens per task, row and token chunks.
+    struct Split<'a> {
+        w: &'a [u8],
+        rows_n: usize,
+        out: SyncPtr<f32>,
+        chunk_rows: usize,
+        chunk_toks: usize,
+        row_chunks: usize,
+        tasks: usize,
+    }
+    let splits: Vec<Split<'_>> = parts
+        .iter_mut()
+        .filter(|(w, rows_n, y)| n > 0 && *rows_n > 0 && w.len() >= rows_n * row_bytes && y.len() >= n * rows_n)
+        .map(|(w, rows_n, y)| {
+            let (chunk_rows, chunk_toks) = plan(*rows_n, row_bytes, n, threads);
+            let row_chunks = rows_n.div_ceil(chunk_rows);
+            let tasks = row_chunks * n.div_ceil(chunk_toks);
+            Split { w, rows_n: *rows_n, out: SyncPtr(y.as_mut_ptr()), chunk_rows, chunk_toks, row_chunks, tasks }
+        })
+        .collect();
+    let total: usize = splits.iter().map(|s| s.tasks).sum();
+    pool::for_each(total, &|task| {
+        let mut task = task;
+        let Some(sp) = splits.iter().find(|s| {
+            let here = task < s.tasks;
+            if !here {
+                task -= s.tasks;
+            }
+            here
+        }) else {
+            return;
+        };
+        let (rc, tc) = (task % sp.row_chunks, task / sp.row_chunks);
+        let r0 = rc * sp.chunk_rows;
+        let r1 = (r0 + sp.chunk_rows).min(sp.rows_n);
+        let t0 = tc * sp.chunk_toks;
+        let t1 = (t0 + sp.chunk_toks).min(n);
         // SAFETY: `w` holds `rows_n · row_bytes` bytes and `r0 < r1 ≤ rows_n`; `out` points to
-        // `n · rows_n` floats (checked above) and the task writes only `[t0..t1, r0..r1]`,
-        // disjoint from every other task's; `acts` has `n ≥ t1` tokens of `cols` values;
-        // `isa` was detected on this CPU (or is the portable path).
-        unsafe { chunk(isa, ty, w.as_ptr().add(r0 * row_bytes), row_bytes, r1 - r0, acts, t0..t1, out.get().add(r0), rows_n) };
+        // `n · rows_n` floats (filtered above) and the task writes only `[t0..t1, r0..r1]` of
+        // its product, disjoint from every other task's; `acts` has `n ≥ t1` tokens of `cols`
+        // values; `isa` was detected on this CPU (or is the portable path).
+        unsafe { chunk(isa, ty, sp.w.as_ptr().add(r0 * row_bytes), row_bytes, r1 - r0, acts, t0..t1, sp.out.get().add(r0), sp.rows_n) };
     });
 }
 
@@ -903,6 +953,28 @@ mod tests {
                 let want: f32 = (0..cols).map(|k| wf[r * cols + k] * 0.5).sum();
                 let scale: f32 = (0..cols).map(|k| (wf[r * cols + k] * 0.5).abs()).sum();
                 assert!((got[r] - want).abs() <= 0.01 * scale + 1e-5, "{isa:?} r{r}");
+            }
+        }
+    }
+
+    /// Several products of one input as one pool job give exactly the separate products.
+    #[test]
+    fn products_in_one_job_match_separate_ones() {
+        // A multiple of the K-quants' 256.
+        let cols = 768;
+        for ty in TYPES {
+            for n in [1usize, 3, 12] {
+                let x = activations(n * cols, 5);
+                let shapes = [1024usize, 256, 96];
+                let ws: Vec<Vec<u8>> = shapes.iter().enumerate().map(|(i, &r)| random_blocks(ty, r * cols / ty.block_size() as usize, 40 + i as u64)).collect();
+                let want: Vec<Vec<f32>> = ws.iter().zip(shapes).map(|(w, r)| matmul(ty, w, r, cols, &x, n).unwrap()).collect();
+                let mut ys: Vec<Vec<f32>> = shapes.iter().map(|&r| vec![f32::NAN; n * r]).collect();
+                let mut q = Quantized::new(&x, n, cols).unwrap();
+                let mut parts: Vec<(&[u8], usize, &mut [f32])> = ws.iter().zip(shapes).zip(ys.iter_mut()).map(|((w, r), y)| (&w[..], r, &mut y[..])).collect();
+                q.matmul_many_into(ty, &mut parts).unwrap();
+                assert_eq!(ys, want, "{ty} n={n}");
+                let mut short = [0f32; 3];
+                assert!(q.matmul_many_into(ty, &mut [(&ws[0][..], 1024, &mut short[..])]).is_err());
             }
         }
     }
