@@ -355,7 +355,6 @@ impl Engine {
         let dropped = file.metadata_mut().drop_arrays("tokenizer.ggml.");
         log::debug!("engine: dropped {dropped} tokenizer arrays from the metadata");
         release_free_memory();
-        log::debug!("engine: checkpoint opened at {:.0?}", t0.elapsed());
         Ok((Checkpoint::Gguf(GgufWeights::new(Arc::new(file))), tokenizer, template, arch_name, model_name))
     }
 

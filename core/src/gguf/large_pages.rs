@@ -68,7 +68,7 @@ fn imp(_map: &Mmap, _file: &File) -> Outcome {
 
 #[cfg(target_os = "linux")]
 fn imp(map: &Mmap, file: &File) -> Outcome {
-    use memmap2::{Advice, UncheckedAdvice};
+    use memmap2::Advice;
     use std::os::fd::AsRawFd;
 
     let start = map.as_ptr() as usize;
@@ -85,10 +85,7 @@ fn imp(map: &Mmap, file: &File) -> Outcome {
         smaps_kib(start, "FilePmdMapped:").map(|kib| kib > 0)
     };
     let evict = |off: usize, len: usize| -> bool {
-        // SAFETY: the map is read-only and nothing borrows it yet (the caller has not parsed
-        // it); DONTNEED on a clean read-only file mapping only drops page-table entries, and the
-        // next access faults the same bytes back in from the file.
-        let zapped = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, off, len) };
+        let zapped = drop_pages(map, off, len);
         // SAFETY: a plain syscall on an open descriptor; it only drops clean, unmapped pages.
         let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), off as libc::off_t, len as libc::off_t, libc::POSIX_FADV_DONTNEED) };
         zapped.is_ok() && r == 0
@@ -106,6 +103,23 @@ fn imp(map: &Mmap, file: &File) -> Outcome {
     let ok = evict(0, map.len());
     log::info!("large pages: evicted the model file's small-page cache to read it back in 2 MiB pages ({ok}, {:.0?})", t.elapsed());
     Outcome::Evicted
+}
+
+/// Hands back the resident pages of `len` bytes at `off` of `map` (`MADV_DONTNEED`; the kernel
+/// rounds to whole pages). The one place this module and `GgufFile` drop pages of the map.
+pub(crate) fn drop_pages(map: &Mmap, off: usize, len: usize) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        // SAFETY: an `Mmap` is a read-only file mapping that is never written, so DONTNEED only
+        // drops page-table entries: any later read, through a borrowed slice too, faults the
+        // file's unchanged bytes back in.
+        unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, len) }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (map, off, len);
+        Ok(())
+    }
 }
 
 /// A field in KiB (`"FilePmdMapped:"`, `"Rss:"`) of this process's mapping that starts at

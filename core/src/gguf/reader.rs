@@ -114,14 +114,8 @@ fn release_header(map: &Mmap, data_offset: u64) {
     if len == 0 {
         return;
     }
-    #[cfg(unix)]
-    {
-        // SAFETY: nothing borrows the header bytes (the parse copied them), and DONTNEED on a
-        // read-only file mapping only drops page-table entries: the bytes read afterwards are
-        // the file's, unchanged.
-        if let Err(e) = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) } {
-            log::debug!("gguf: could not release the header pages ({e})");
-        }
+    if let Err(e) = super::large_pages::drop_pages(map, 0, len) {
+        log::debug!("gguf: could not release the header pages ({e})");
     }
 }
 
@@ -304,14 +298,9 @@ impl GgufFile {
     /// read-only file mapping: whatever reads them later faults the same bytes back in.
     pub fn release_resident(&self) {
         self.set_large_pages(false);
-        #[cfg(unix)]
-        {
-            // SAFETY: DONTNEED on a read-only file mapping only drops page-table entries; any
-            // later read (a borrowed slice included) sees the file's unchanged bytes.
-            match unsafe { self.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) } {
-                Ok(()) => log::debug!("gguf: released the map's resident pages"),
-                Err(e) => log::debug!("gguf: could not release the map's pages ({e})"),
-            }
+        match super::large_pages::drop_pages(&self.map, 0, self.map.len()) {
+            Ok(()) => log::debug!("gguf: released the map's resident pages"),
+            Err(e) => log::debug!("gguf: could not release the map's pages ({e})"),
         }
     }
 
@@ -332,8 +321,7 @@ impl GgufFile {
             if start >= end {
                 return;
             }
-            // SAFETY: as in `release_resident`: a read-only file mapping, re-read on demand.
-            if let Err(e) = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start as usize, (end - start) as usize) } {
+            if let Err(e) = super::large_pages::drop_pages(&self.map, start as usize, (end - start) as usize) {
                 log::debug!("gguf: could not release {len} bytes at {offset} ({e})");
             }
         }

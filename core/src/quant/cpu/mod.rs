@@ -669,16 +669,11 @@ pub(crate) fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
 /// from L3: the KV cache of all layers does not fit L2). A hint: never faults, no-op off x86.
 #[inline(always)]
 pub(crate) fn prefetch<T>(row: &[T]) {
+    // SAFETY: prefetches never fault; SSE is baseline on x86-64.
     #[cfg(target_arch = "x86_64")]
-    {
-        let (p, bytes) = (row.as_ptr() as *const i8, std::mem::size_of_val(row));
-        let mut o = 0;
-        while o < bytes {
-            // SAFETY: `prefetcht0` is a hint that does not fault on any address; SSE is baseline.
-            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(o)) };
-            o += 64;
-        }
-    }
+    unsafe {
+        x86::prefetch_block(row.as_ptr() as *const u8, std::mem::size_of_val(row))
+    };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = row;
 }
@@ -694,11 +689,11 @@ pub(crate) fn dot_heads_f16(q: &[f32], k: &[half::f16], out: &mut [f32]) {
         let mut j = 0;
         while j < out.len() {
             let qj = q[j * hd..].as_ptr();
-            // SAFETY: the x86 SIMD `Isa`s imply AVX2, FMA and F16C; heads `j..j + G` of `q`
-            // (checked above) and the `hd` values of `k` are in bounds.
             let o = &mut out[j..];
             let g = o.len().min(4);
-            // (No allocation: this runs once per key, head group and layer.)
+            // No allocation: this runs once per key, head group and layer.
+            // SAFETY: the x86 SIMD `Isa`s imply AVX2, FMA and F16C; heads `j..j + G` of `q`
+            // (checked above) and the `hd` values of `k` are in bounds.
             unsafe {
                 match g {
                     1 => o[..1].copy_from_slice(&x86::dot_heads_f16::<1>(qj, hd, k.as_ptr(), hd)),

@@ -317,7 +317,7 @@ const PF_TILES: usize = 2;
 /// Prefetches the cache lines of a `len`-byte block at `p` (never faults, so `p` may lie past
 /// the end of the weights).
 #[inline(always)]
-unsafe fn prefetch_block(p: *const u8, len: usize) {
+pub(super) unsafe fn prefetch_block(p: *const u8, len: usize) {
     let mut o = 0;
     while o < len {
         // SAFETY: `prefetcht0` is a hint that does not fault on any address; SSE is baseline.
