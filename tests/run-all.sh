@@ -29,5 +29,7 @@ fi
 # runs the first EDGEWISE_GPU_CASES; the full suite runs when a real GPU is present).
 if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   step "wgpu golden tests (EDGEWISE_GPU_CASES=${EDGEWISE_GPU_CASES:=4})"
-  EDGEWISE_GPU_CASES=$EDGEWISE_GPU_CASES cargo test --release -p edgewise-core --features gpu-tests --test engine_golden -- --test-threads 1 gpu_
+  # Same feature set as every other cargo step (no `-p`/`--features`: those rebuild burn and wgpu);
+  # EDGEWISE_GPU_TESTS=1 turns the wgpu cases on.
+  EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_CASES=$EDGEWISE_GPU_CASES cargo test --release --workspace --test engine_golden -- --test-threads 1 gpu_
 fi

@@ -19,7 +19,8 @@ check=0
 [[ "${1:-}" == "--check" ]] && check=1
 
 cd "$ROOT"
-cargo build --release -p edgewise
+# The workspace build CI runs (one feature set: `-p edgewise` alone would rebuild burn and wgpu).
+cargo build --release --workspace --all-targets
 case "$(uname -s)" in
   Darwin) LIB="$ROOT/target/release/libedgewise.dylib" ;;
   *) LIB="$ROOT/target/release/libedgewise.so" ;;
@@ -28,7 +29,7 @@ esac
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 swiftgen() {
-  cargo run --quiet --release -p uniffi-bindgen --bin uniffi-bindgen-swift -- "$LIB" "$@"
+  "$ROOT/target/release/uniffi-bindgen-swift" "$LIB" "$@"
 }
 swiftgen "$out/Headers/EdgewiseFFI" --headers --modulemap \
   --module-name EdgewiseFFI --modulemap-filename module.modulemap
