@@ -915,6 +915,53 @@ fn cli_trace_logs_never_print_the_api_key() {
     }
 }
 
+/// Item 6 in the CLI: `--cloud-timeout SECS` bounds a cloud that accepts and never answers. The
+/// same run against a refused port (an instant local answer) is the baseline, so model loading
+/// and generation time cancel out.
+#[test]
+fn cli_cloud_timeout_bounds_a_hanging_cloud() {
+    let Some(model) = common_model::model_path() else { return };
+    let hang = FakeCloud::start(|_| Behavior::HangForever);
+    let dir = temp_dir("cli-timeout");
+    let run = |url: &str| {
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgewise"))
+            .args(["run", "--backend", "cpu", "--max-tokens", "4", "--escalate", "--cloud-model", "gpt-test"])
+            .args(["--format", "json", "--cloud-timeout", "1.5"])
+            .arg("--model")
+            .arg(&model)
+            .arg("--cloud")
+            .arg(url)
+            .arg("--router-dir")
+            .arg(dir.as_os_str())
+            .arg("explain how rainbows form")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run the edgewise binary");
+        let took = started.elapsed();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+        (took, j)
+    };
+    // Refused: the reachability probe fails, so the answer is local at once (no cloud call).
+    let (baseline, j) = run(&format!("http://127.0.0.1:{}/v1", refused_port()));
+    assert_eq!(j["served_by"], "local");
+    let (took, j) = run(&hang.base_url());
+    assert_eq!((j["served_by"].as_str(), j["fallback"]["kind"].as_str()), (Some("local"), Some("timeout")), "{j}");
+    assert_eq!(j["fallback"]["attempts"], 1);
+    let extra = took.saturating_sub(baseline);
+    assert!(extra < Duration::from_secs(5), "--cloud-timeout 1.5 cost {extra:?} over the baseline ({baseline:?})");
+    assert!(took > Duration::from_millis(1400), "{took:?}");
+    // Out-of-range values are refused by the parser.
+    for bad in ["0", "-1", "nan", "inf", "4000"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgewise"))
+            .args(["run", "--cloud", "http://127.0.0.1:9/v1", "--cloud-model", "m", "--cloud-timeout", bad, "hi"])
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "--cloud-timeout {bad} accepted");
+    }
+}
+
 /// Item 13: a plain-http endpoint with an API key anywhere but loopback is a configuration error
 /// before anything connects, even with `allow_insecure_http`.
 #[test]
