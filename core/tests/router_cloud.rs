@@ -722,6 +722,7 @@ fn flood_case(name: &str, behavior: Behavior, stream: bool, req: &ChatRequest, w
     // What the client accepted is bounded: the server could push at most the cap plus what the
     // socket buffers held before the client hung up.
     let sent = cloud.sent.load(Ordering::SeqCst);
+    eprintln!("{name}: {:?} in {took:?}, server pushed {} KiB", fb.kind, sent / 1024);
     assert!(sent < 64 * 1024 * 1024, "{name}: the server pushed {sent} bytes");
     assert_eq!(events(&audit_of(&s), "route")[0]["fallback"], want.as_str(), "{name}");
     if let Some(max) = req.max_tokens {
@@ -778,6 +779,10 @@ fn endless_cloud_answers_are_cut_by_the_answer_budget() {
             }
         }
     });
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let peak = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?");
+        eprintln!("endless clouds: peak RSS of the test process {}", peak.trim_start_matches("VmHWM:").trim());
+    }
     // Within budget the same stream shape is served by the cloud.
     let cloud = FakeCloud::start(|_| Behavior::Sse {
         events: vec![sse_delta(&"x".repeat(64 * 16)), sse_finish(), "data: [DONE]\n\n".into()],
