@@ -331,6 +331,7 @@ fn router_escalates_to_llama_cpp_python_server() {
         let dir = temp_dir("engine-llama-server");
         let cloud = CloudConfig {
             stream,
+            first_byte_timeout: Duration::from_secs(120),
             request_timeout: Duration::from_secs(120),
             max_retries: 0,
             ..CloudConfig::new(&base, "gemma")

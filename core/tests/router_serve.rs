@@ -206,6 +206,7 @@ fn our_client_against_llama_cpp_python_server() {
         for stream in [false, true] {
             let cfg = CloudConfig {
                 stream,
+                first_byte_timeout: Duration::from_secs(120),
                 request_timeout: Duration::from_secs(120),
                 max_retries: 0,
                 ..CloudConfig::new(&base, "gemma")

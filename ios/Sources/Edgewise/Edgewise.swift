@@ -2390,7 +2390,12 @@ public struct CloudEndpoint: Equatable, Hashable {
      */
     public var connectTimeoutMs: UInt64
     /**
-     * Total time for one attempt, ms.
+     * Deadline for a streamed answer to start, ms, across all attempts (default 10 000): past
+     * it the router answers on the device. Not applied when `stream` is off.
+     */
+    public var firstByteTimeoutMs: UInt64
+    /**
+     * Deadline for the whole cloud answer, ms, across all attempts (default 60 000).
      */
     public var requestTimeoutMs: UInt64
     /**
@@ -2398,10 +2403,15 @@ public struct CloudEndpoint: Equatable, Hashable {
      */
     public var maxRetries: UInt32
     /**
-     * Allow plain `http://` to hosts other than loopback (off: the key and text would travel
-     * unencrypted).
+     * Allow plain `http://` to hosts other than loopback, without an API key (off: the text
+     * would travel unencrypted). A key is never sent over plain http except to loopback.
      */
     public var allowInsecureHttp: Bool
+    /**
+     * Proxy for `https` endpoints (`http://host:port`, `socks5://host:port`); null (the
+     * default): connect directly. Proxy environment variables are never used.
+     */
+    public var proxy: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2419,22 +2429,32 @@ public struct CloudEndpoint: Equatable, Hashable {
          * TCP/TLS connect timeout, ms.
          */connectTimeoutMs: UInt64, 
         /**
-         * Total time for one attempt, ms.
+         * Deadline for a streamed answer to start, ms, across all attempts (default 10 000): past
+         * it the router answers on the device. Not applied when `stream` is off.
+         */firstByteTimeoutMs: UInt64, 
+        /**
+         * Deadline for the whole cloud answer, ms, across all attempts (default 60 000).
          */requestTimeoutMs: UInt64, 
         /**
          * Retries after the first attempt.
          */maxRetries: UInt32, 
         /**
-         * Allow plain `http://` to hosts other than loopback (off: the key and text would travel
-         * unencrypted).
-         */allowInsecureHttp: Bool) {
+         * Allow plain `http://` to hosts other than loopback, without an API key (off: the text
+         * would travel unencrypted). A key is never sent over plain http except to loopback.
+         */allowInsecureHttp: Bool, 
+        /**
+         * Proxy for `https` endpoints (`http://host:port`, `socks5://host:port`); null (the
+         * default): connect directly. Proxy environment variables are never used.
+         */proxy: String?) {
         self.baseUrl = baseUrl
         self.model = model
         self.stream = stream
         self.connectTimeoutMs = connectTimeoutMs
+        self.firstByteTimeoutMs = firstByteTimeoutMs
         self.requestTimeoutMs = requestTimeoutMs
         self.maxRetries = maxRetries
         self.allowInsecureHttp = allowInsecureHttp
+        self.proxy = proxy
     }
 
     
@@ -2457,9 +2477,11 @@ public struct FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer {
                 model: FfiConverterString.read(from: &buf), 
                 stream: FfiConverterBool.read(from: &buf), 
                 connectTimeoutMs: FfiConverterUInt64.read(from: &buf), 
+                firstByteTimeoutMs: FfiConverterUInt64.read(from: &buf), 
                 requestTimeoutMs: FfiConverterUInt64.read(from: &buf), 
                 maxRetries: FfiConverterUInt32.read(from: &buf), 
-                allowInsecureHttp: FfiConverterBool.read(from: &buf)
+                allowInsecureHttp: FfiConverterBool.read(from: &buf), 
+                proxy: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -2468,9 +2490,11 @@ public struct FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer {
         FfiConverterString.write(value.model, into: &buf)
         FfiConverterBool.write(value.stream, into: &buf)
         FfiConverterUInt64.write(value.connectTimeoutMs, into: &buf)
+        FfiConverterUInt64.write(value.firstByteTimeoutMs, into: &buf)
         FfiConverterUInt64.write(value.requestTimeoutMs, into: &buf)
         FfiConverterUInt32.write(value.maxRetries, into: &buf)
         FfiConverterBool.write(value.allowInsecureHttp, into: &buf)
+        FfiConverterOptionString.write(value.proxy, into: &buf)
     }
 }
 
@@ -4661,6 +4685,10 @@ public enum CloudFailureKind: Equatable, Hashable {
      */
     case truncated
     /**
+     * The answer was longer than `max_tokens` allows, or the response over its byte limit.
+     */
+    case tooLarge
+    /**
      * The egress check refused the body (personal data found).
      */
     case policyDenied
@@ -4699,9 +4727,11 @@ public struct FfiConverterTypeCloudFailureKind: FfiConverterRustBuffer {
         
         case 5: return .truncated
         
-        case 6: return .policyDenied
+        case 6: return .tooLarge
         
-        case 7: return .`internal`
+        case 7: return .policyDenied
+        
+        case 8: return .`internal`
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -4731,12 +4761,16 @@ public struct FfiConverterTypeCloudFailureKind: FfiConverterRustBuffer {
             writeInt(&buf, Int32(5))
         
         
-        case .policyDenied:
+        case .tooLarge:
             writeInt(&buf, Int32(6))
         
         
-        case .`internal`:
+        case .policyDenied:
             writeInt(&buf, Int32(7))
+        
+        
+        case .`internal`:
+            writeInt(&buf, Int32(8))
         
         }
     }

@@ -48,8 +48,34 @@ pub(crate) fn resolve_model(path_or_id: &str) -> Result<std::path::PathBuf, Box<
     Ok(edgewise_core::catalog::resolve_model(path_or_id)?)
 }
 
+/// env_logger behind a filter that drops the HTTP stack's debug/trace records whatever
+/// `RUST_LOG` says: at `trace` ureq dumps the request bytes, API key included.
+struct CliLogger(env_logger::Logger);
+
+impl log::Log for CliLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        edgewise_core::router::cloud::log_allowed(metadata) && self.0.enabled(metadata)
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if edgewise_core::router::cloud::log_allowed(record.metadata()) {
+            self.0.log(record);
+        }
+    }
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+fn init_logging() {
+    let logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).build();
+    let max = logger.filter();
+    if log::set_boxed_logger(Box::new(CliLogger(logger))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    init_logging();
     let cli = Cli::parse();
     let res: CliResult = match cli.cmd {
         Cmd::Models(a) => models::run(a),

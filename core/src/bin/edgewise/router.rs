@@ -56,6 +56,19 @@ pub struct CloudOpts {
     /// Directory of the router's audit log (default: $EDGEWISE_HOME/router).
     #[arg(long, value_name = "DIR", requires = "cloud")]
     pub router_dir: Option<std::path::PathBuf>,
+    /// Answer on the device when the cloud has not started answering within SECS (retries
+    /// included); a cloud answer must also end within max(SECS, 60) s.
+    #[arg(long, value_name = "SECS", requires = "cloud", default_value_t = 10.0,
+          value_parser = parse_cloud_timeout)]
+    pub cloud_timeout: f64,
+}
+
+/// `--cloud-timeout`: a finite number of seconds in (0, 3600].
+fn parse_cloud_timeout(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => Ok(v),
+        _ => Err("expected seconds, more than 0 and at most 3600".into()),
+    }
 }
 
 impl CloudOpts {
@@ -78,6 +91,9 @@ impl CloudOpts {
         std::fs::create_dir_all(&dir)?;
         let mut cloud = CloudConfig::new(url, model);
         cloud.api_key = ApiKey::from_env(CLOUD_KEY_ENV);
+        let first_byte = std::time::Duration::from_secs_f64(self.cloud_timeout);
+        cloud.first_byte_timeout = first_byte;
+        cloud.request_timeout = cloud.request_timeout.max(first_byte);
         let config = RouterConfig {
             policy: RouterPolicy::cloud_assist(),
             cloud: Some(cloud),

@@ -4333,7 +4333,13 @@ data class CloudEndpoint (
     val `connectTimeoutMs`: kotlin.ULong
     , 
     /**
-     * Total time for one attempt, ms.
+     * Deadline for a streamed answer to start, ms, across all attempts (default 10 000): past
+     * it the router answers on the device. Not applied when `stream` is off.
+     */
+    val `firstByteTimeoutMs`: kotlin.ULong
+    , 
+    /**
+     * Deadline for the whole cloud answer, ms, across all attempts (default 60 000).
      */
     val `requestTimeoutMs`: kotlin.ULong
     , 
@@ -4343,10 +4349,16 @@ data class CloudEndpoint (
     val `maxRetries`: kotlin.UInt
     , 
     /**
-     * Allow plain `http://` to hosts other than loopback (off: the key and text would travel
-     * unencrypted).
+     * Allow plain `http://` to hosts other than loopback, without an API key (off: the text
+     * would travel unencrypted). A key is never sent over plain http except to loopback.
      */
     val `allowInsecureHttp`: kotlin.Boolean
+    , 
+    /**
+     * Proxy for `https` endpoints (`http://host:port`, `socks5://host:port`); null (the
+     * default): connect directly. Proxy environment variables are never used.
+     */
+    val `proxy`: kotlin.String?
     
 ){
     
@@ -4368,8 +4380,10 @@ public object FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer<CloudEndpoin
             FfiConverterBoolean.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
             FfiConverterUInt.read(buf),
             FfiConverterBoolean.read(buf),
+            FfiConverterOptionalString.read(buf),
         )
     }
 
@@ -4378,9 +4392,11 @@ public object FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer<CloudEndpoin
             FfiConverterString.allocationSize(value.`model`) +
             FfiConverterBoolean.allocationSize(value.`stream`) +
             FfiConverterULong.allocationSize(value.`connectTimeoutMs`) +
+            FfiConverterULong.allocationSize(value.`firstByteTimeoutMs`) +
             FfiConverterULong.allocationSize(value.`requestTimeoutMs`) +
             FfiConverterUInt.allocationSize(value.`maxRetries`) +
-            FfiConverterBoolean.allocationSize(value.`allowInsecureHttp`)
+            FfiConverterBoolean.allocationSize(value.`allowInsecureHttp`) +
+            FfiConverterOptionalString.allocationSize(value.`proxy`)
     )
 
     override fun write(value: CloudEndpoint, buf: ByteBuffer) {
@@ -4388,9 +4404,11 @@ public object FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer<CloudEndpoin
             FfiConverterString.write(value.`model`, buf)
             FfiConverterBoolean.write(value.`stream`, buf)
             FfiConverterULong.write(value.`connectTimeoutMs`, buf)
+            FfiConverterULong.write(value.`firstByteTimeoutMs`, buf)
             FfiConverterULong.write(value.`requestTimeoutMs`, buf)
             FfiConverterUInt.write(value.`maxRetries`, buf)
             FfiConverterBoolean.write(value.`allowInsecureHttp`, buf)
+            FfiConverterOptionalString.write(value.`proxy`, buf)
     }
 }
 
@@ -5948,6 +5966,10 @@ enum class CloudFailureKind {
      * The connection closed before the answer was complete.
      */
     TRUNCATED,
+    /**
+     * The answer was longer than `max_tokens` allows, or the response over its byte limit.
+     */
+    TOO_LARGE,
     /**
      * The egress check refused the body (personal data found).
      */
