@@ -35,7 +35,8 @@ fn edgewise(args: &[&str], stdin: &[u8]) -> Output {
 #[test]
 fn bench_count_flags_are_usage_errors() {
     // With the real model when fetched, so an unchecked flag would reach the work it sizes.
-    let model = common_model::model_path().map(|p| p.display().to_string()).unwrap_or_else(|| "/nonexistent/model.gguf".into());
+    let model =
+        common_model::model_path().map(|p| p.display().to_string()).unwrap_or_else(|| "/nonexistent/model.gguf".into());
     for (flag, value) in [
         ("--prompt-tokens", "1000000000000"),
         ("--prompt-tokens", "18446744073709551615"),
@@ -83,7 +84,10 @@ fn tokenize_refuses_an_oversized_line() {
     let out = edgewise(&["tokenize", "--model", tok, "--jsonl"], input.as_bytes());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("stdin line 1") && stderr.contains("1048576-byte limit") && !stderr.contains("CANARY"), "{stderr}");
+    assert!(
+        stderr.contains("stdin line 1") && stderr.contains("1048576-byte limit") && !stderr.contains("CANARY"),
+        "{stderr}"
+    );
     let ok = format!("{}\n", "a ".repeat(edgewise_core::MAX_INPUT_BYTES / 2));
     let out = edgewise(&["tokenize", "--model", tok], ok.as_bytes());
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
