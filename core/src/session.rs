@@ -80,6 +80,7 @@ impl SessionConfig {
         if self.prefill_chunk == 0 || self.prefill_chunk > 4096 {
             return Err(Error::InvalidParameter { name: "prefill_chunk", reason: "must be in 1..=4096".into() });
         }
+        crate::check_input_len(self.system_prompt.as_ref().map_or(0, String::len))?;
         Ok(())
     }
 }
@@ -247,14 +248,18 @@ impl Session {
 
     /// Raw completion of `prompt` (no chat template; BOS added as the model adds it). The
     /// conversation history is not used or changed; the cache is reused where it matches.
+    /// A prompt over [`crate::MAX_INPUT_BYTES`] is [`Error::InputTooLarge`].
     pub fn complete(&mut self, prompt: &str, params: &GenerationParams, sink: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+        crate::check_input_len(prompt.len())?;
         let tok = self.engine.tokenizer();
         let ids = tok.encode(prompt, tok.add_bos_default())?;
         self.generate_from(ids, params, sink)
     }
 
     /// Sends a user message and streams the model's answer; both join the history.
+    /// A message over [`crate::MAX_INPUT_BYTES`] is [`Error::InputTooLarge`].
     pub fn chat(&mut self, message: &str, params: &GenerationParams, sink: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+        crate::check_input_len(message.len())?;
         params.validate()?;
         let mut turns = self.history.clone();
         turns.push(ChatMessage { role: Role::User, content: message.to_string() });
@@ -542,6 +547,36 @@ mod tests {
             assert_eq!(device.token_ids, host.token_ids, "{:?}", params.sampling);
             assert!((device.mean_logprob - host.mean_logprob).abs() < 1e-3, "{} vs {}", device.mean_logprob, host.mean_logprob);
         }
+    }
+
+    /// With the real model (skipped without it): an oversized prompt, chat message, system
+    /// prompt or router request is refused with sizes only, before any tokenizing, and the session
+    /// still works afterwards.
+    #[test]
+    fn oversized_inputs_are_refused_by_every_entry_point() {
+        use crate::backend::BackendPreference;
+        use crate::engine::EngineConfig;
+        use crate::router::{ChatRequest, LocalEngine};
+        let Some(path) = crate::catalog::test_model_path() else { return };
+        let engine = Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap();
+        let big = "CANARY words ".repeat(crate::MAX_INPUT_BYTES / 13 + 1);
+        let check = |r: Result<Generation>, what: &str| match r {
+            Err(e @ Error::InputTooLarge { .. }) => assert!(!e.to_string().contains("CANARY"), "{what}: {e}"),
+            other => panic!("{what}: expected InputTooLarge, got {:?}", other.map(|g| g.token_ids.len())),
+        };
+        let mut s = engine.new_session(SessionConfig { max_context: 64, ..Default::default() }).unwrap();
+        let params = GenerationParams::greedy(2);
+        let t0 = std::time::Instant::now();
+        check(s.complete(&big, &params, &mut |_| true), "complete");
+        check(s.chat(&big, &params, &mut |_| true), "chat");
+        assert!(t0.elapsed().as_millis() < 1000, "refused before any work: {:?}", t0.elapsed());
+        assert!(s.history().is_empty());
+        assert_eq!(s.complete("Hello", &params, &mut |_| true).unwrap().token_ids.len(), 2);
+        let cfg = SessionConfig { system_prompt: Some(big.clone()), ..Default::default() };
+        assert!(matches!(engine.new_session(cfg.clone()), Err(Error::InputTooLarge { .. })));
+        assert!(matches!(LocalEngine::new(engine.clone(), cfg, params.clone()), Err(Error::InputTooLarge { .. })));
+        let local = LocalEngine::new(engine, SessionConfig { max_context: 64, ..Default::default() }, params.clone()).unwrap();
+        check(local.generate_with(&ChatRequest::user(big), &params, &mut |_| true), "LocalEngine::generate_with");
     }
 
     #[test]
