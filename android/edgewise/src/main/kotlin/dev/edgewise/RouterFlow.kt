@@ -20,7 +20,16 @@ fun CloudEndpoint.Companion.of(baseUrl: String, model: String): CloudEndpoint = 
 fun RequestMeta.Companion.of(cloudRequested: Boolean = false, localMeanLogprob: Float? = null): RequestMeta =
     RequestMeta(cloudRequested, localMeanLogprob)
 
-/** A user message (builder shorthand). */
+/** A user message: `ChatMessage.user("…")`. */
+fun ChatMessage.Companion.user(text: String) = ChatMessage(Role.USER, text)
+
+/** A system prompt: `ChatMessage.system("…")`. */
+fun ChatMessage.Companion.system(text: String) = ChatMessage(Role.SYSTEM, text)
+
+/** An earlier answer of the model: `ChatMessage.assistant("…")`. */
+fun ChatMessage.Companion.assistant(text: String) = ChatMessage(Role.ASSISTANT, text)
+
+/** A user message (builder shorthand; prefer `ChatMessage.user`). */
 fun user(text: String) = ChatMessage(Role.USER, text)
 
 /** A system prompt (builder shorthand). */

@@ -239,7 +239,7 @@ class RouterTest {
                 val futures = tokens.map { token ->
                     pool.submit<RoutedAnswer> {
                         var once = true
-                        router.send(listOf(user("Tell me a story.")), RequestMeta.of(), params, answerListener {
+                        router.send(listOf(ChatMessage.user("Tell me a story.")), RequestMeta.of(), params, answerListener {
                             if (once) { once = false; started.countDown() }
                         }, token)
                     }
