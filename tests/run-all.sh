@@ -20,6 +20,9 @@ else
   echo "SKIPPED: NEON kernels under qemu (install qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross)" >&2
 fi
 
+step "packaging consistency (Gradle wrapper, ABIs vs JNA, keep rules, iOS manifest)"
+bash android/scripts/check-packaging.sh
+
 if [ -x android/jvm-tests/run.sh ]; then
   step "Kotlin bindings: freshness check + JUnit on the JVM"
   bash android/jvm-tests/run.sh

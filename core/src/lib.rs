@@ -19,6 +19,7 @@
 //! | [`weights`] | the weight-source abstraction between files and models |
 //! | [`model`] | architectures (Gemma 3 first) over shared layers |
 //! | [`kv_cache`] | per-session KV caches (ring buffers for sliding-window layers) |
+//! | [`memory`] | memory pressure: trim levels and what each frees |
 //! | [`sampling`] | sampling parameters and the sampler chain |
 //! | [`session`] | prompt → prefill → decode loop, streaming, cancel |
 //! | [`engine`] | a loaded model + tokenizer that creates sessions |
@@ -33,6 +34,7 @@ pub mod error;
 pub mod gguf;
 pub mod hf;
 pub mod kv_cache;
+pub mod memory;
 pub mod model;
 pub mod quant;
 pub mod router;

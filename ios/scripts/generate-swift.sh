@@ -31,8 +31,12 @@ trap 'rm -rf "$out"' EXIT
 swiftgen() {
   "$ROOT/target/release/uniffi-bindgen-swift" "$LIB" "$@"
 }
+# `link framework` lines in the module map: what the static library calls into (wgpu's Metal
+# backend, objc2, CoreFoundation), so an app that imports the module links them automatically.
+frameworks=()
+for f in Metal QuartzCore CoreGraphics Foundation CoreFoundation; do frameworks+=(--link-frameworks "$f"); done
 swiftgen "$out/Headers/EdgewiseFFI" --headers --modulemap \
-  --module-name EdgewiseFFI --modulemap-filename module.modulemap
+  --module-name EdgewiseFFI --modulemap-filename module.modulemap "${frameworks[@]}"
 swiftgen "$out/Sources/Edgewise" --swift-sources
 
 if (( check )); then

@@ -227,4 +227,39 @@ class RouterTest {
             assertFalse(router.policy().queueWhenOffline)
         }
     }
+
+    @Test
+    fun twoConcurrentRequestsWithOneCancelled() {
+        router(endpoint()).use { router ->
+            val params = GenerationParams.greedy(24).copy(ignoreEos = true)
+            val tokens = listOf(CancelToken(), CancelToken())
+            val started = java.util.concurrent.CountDownLatch(2)
+            val pool = java.util.concurrent.Executors.newFixedThreadPool(2)
+            try {
+                val futures = tokens.map { token ->
+                    pool.submit<RoutedAnswer> {
+                        var once = true
+                        router.send(listOf(ChatMessage.user("Tell me a story.")), RequestMeta.of(), params, answerListener {
+                            if (once) { once = false; started.countDown() }
+                        }, token)
+                    }
+                }
+                assertTrue(started.await(120, TimeUnit.SECONDS), "both requests are generating")
+                tokens[0].cancel()
+                val a = futures[0].get(120, TimeUnit.SECONDS)
+                val b = futures[1].get(120, TimeUnit.SECONDS)
+                assertEquals(FinishReason.CANCELLED, a.finishReason)
+                assertEquals(FinishReason.LENGTH, b.finishReason, "the other request ran to its end")
+                assertEquals(24u, b.completionTokens)
+                // A request whose token fired before the call is refused before anything is decided or sent.
+                assertThrows<EdgewiseException.Cancelled> {
+                    router.send(listOf(user("Explain how rainbows form.")), useCloud, params, answerListener {}, tokens[0])
+                }
+                assertTrue(received.isEmpty(), "nothing reached the cloud")
+            } finally {
+                pool.shutdownNow()
+                tokens.forEach { it.close() }
+            }
+        }
+    }
 }
