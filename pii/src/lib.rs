@@ -2,7 +2,7 @@
 //! secrets before the router may send it off the device.
 //!
 //! ```
-//! use edgewise_core::router::pii::{detector, Category};
+//! use edgewise_pii::{detector, Category};
 //!
 //! let report = detector().scan("Call me on +44 7700 900123 after five.");
 //! assert!(report.sensitive);
@@ -35,6 +35,8 @@
 //! flagged like any other card (fail closed).
 //!
 //! Privacy: nothing here logs or stores the scanned text or matched values.
+
+#![deny(missing_docs)]
 
 mod checksum;
 mod context;
