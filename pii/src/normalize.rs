@@ -7,71 +7,118 @@
 //! Every byte of the normalized text remembers the byte range of the original it came from, so a
 //! span found in the normalized text maps back to exact original byte offsets.
 
+use std::borrow::Cow;
+
 /// Normalized text plus a byte map back to the original.
-pub(crate) struct Normalized {
-    /// The normalized text the detectors scan.
-    pub(crate) text: String,
-    /// For each byte of `text`: the original byte range `[start, end)` it came from.
-    src: Vec<(u32, u32)>,
+pub(crate) struct Normalized<'a> {
+    /// The normalized text the detectors scan (borrowed when nothing changed).
+    pub(crate) text: Cow<'a, str>,
+    /// For each byte of `text`: the original byte range `[start, end)` it came from; `None` when
+    /// the text is unchanged (the common case: no copy, no table).
+    src: Option<Vec<(u32, u32)>>,
 }
 
-impl Normalized {
+impl<'a> Normalized<'a> {
     /// Normalizes `input` (pass 1: characters; pass 2: spelled-out digit runs).
-    pub(crate) fn new(input: &str) -> Self {
+    pub(crate) fn new(input: &'a str) -> Self {
         let pass1 = char_pass(input);
         let pass2 = digit_word_pass(&pass1.text);
-        // Compose: pass-2 ranges index pass-1 bytes; map them through pass-1's table.
-        let src = pass2
-            .src
-            .iter()
-            .map(|&(s, e)| {
-                let s1 = pass1.src.get(s as usize).map_or(input.len() as u32, |r| r.0);
-                let e1 = if e == 0 { s1 } else { pass1.src.get(e as usize - 1).map_or(input.len() as u32, |r| r.1) };
-                (s1, e1)
-            })
-            .collect();
-        Normalized { text: pass2.text, src }
+        let src = match (pass1.src, pass2.src) {
+            (a, None) => a,
+            (None, b) => b,
+            // Compose: pass-2 ranges index pass-1 bytes; map them through pass-1's table.
+            (Some(t1), Some(t2)) => Some(
+                t2.iter()
+                    .map(|&(s, e)| {
+                        let s1 = t1.get(s as usize).map_or(input.len() as u32, |r| r.0);
+                        let e1 = if e == 0 { s1 } else { t1.get(e as usize - 1).map_or(input.len() as u32, |r| r.1) };
+                        (s1, e1)
+                    })
+                    .collect(),
+            ),
+        };
+        let text = match pass2.text {
+            Cow::Owned(t) => Cow::Owned(t),
+            Cow::Borrowed(_) => pass1.text,
+        };
+        Normalized { text, src }
     }
 
     /// Maps a normalized byte range back to the original byte range it covers.
     pub(crate) fn orig_range(&self, start: usize, end: usize) -> (usize, usize) {
-        if start >= end || self.src.is_empty() {
+        if start >= end {
             return (0, 0);
         }
-        let s = self.src.get(start).map_or(0, |r| r.0);
-        let e = self.src.get(end - 1).or(self.src.last()).map_or(0, |r| r.1);
+        let Some(src) = &self.src else {
+            return (start.min(self.text.len()), end.min(self.text.len()));
+        };
+        if src.is_empty() {
+            return (0, 0);
+        }
+        let s = src.get(start).map_or(0, |r| r.0);
+        let e = src.get(end - 1).or(src.last()).map_or(0, |r| r.1);
         (s as usize, (e as usize).max(s as usize))
     }
 }
 
-struct Builder {
-    text: String,
-    src: Vec<(u32, u32)>,
+/// Builds a normalized copy only once something changes: until then it only remembers how far
+/// the input was unchanged.
+struct Builder<'a> {
+    input: &'a str,
+    out: Option<(String, Vec<(u32, u32)>)>,
 }
 
-impl Builder {
-    fn with_capacity(n: usize) -> Self {
-        Builder { text: String::with_capacity(n), src: Vec::with_capacity(n) }
+impl<'a> Builder<'a> {
+    fn new(input: &'a str) -> Self {
+        Builder { input, out: None }
     }
-    fn push(&mut self, c: char, start: usize, end: usize) {
-        let before = self.text.len();
-        self.text.push(c);
-        for _ in before..self.text.len() {
-            self.src.push((start as u32, end as u32));
+    /// Starts the copy: the unchanged input before byte `upto` maps to itself.
+    fn materialize(&mut self, upto: usize) -> &mut (String, Vec<(u32, u32)>) {
+        let input = self.input;
+        self.out.get_or_insert_with(|| {
+            let mut text = String::with_capacity(input.len());
+            text.push_str(&input[..upto]);
+            let src = (0..upto as u32).map(|i| (i, i + 1)).collect::<Vec<_>>();
+            (text, src)
+        })
+    }
+    /// The input character at `[start, end)` is kept as it is.
+    fn keep(&mut self, start: usize, end: usize) {
+        if let Some((text, src)) = &mut self.out {
+            text.push_str(&self.input[start..end]);
+            src.extend((start as u32..end as u32).map(|i| (i, i + 1)));
         }
     }
-    fn push_str(&mut self, s: &str, start: usize, end: usize) {
-        for c in s.chars() {
-            self.push(c, start, end);
+    /// The input at `[start, end)` becomes `s` (possibly empty).
+    fn replace(&mut self, s: &str, start: usize, end: usize) {
+        let (text, src) = self.materialize(start);
+        text.push_str(s);
+        src.extend(std::iter::repeat_n((start as u32, end as u32), s.len()));
+    }
+    fn push(&mut self, c: char, start: usize, end: usize) {
+        let mut buf = [0u8; 4];
+        self.replace(c.encode_utf8(&mut buf), start, end);
+    }
+    fn finish(self) -> Normalized<'a> {
+        match self.out {
+            None => Normalized { text: Cow::Borrowed(self.input), src: None },
+            Some((text, src)) => Normalized { text: Cow::Owned(text), src: Some(src) },
         }
     }
 }
 
 /// Pass 1: one character at a time.
-fn char_pass(input: &str) -> Normalized {
-    let mut b = Builder::with_capacity(input.len());
+fn char_pass(input: &str) -> Normalized<'_> {
+    if input.is_ascii() {
+        return Normalized { text: Cow::Borrowed(input), src: None };
+    }
+    let mut b = Builder::new(input);
     for (i, ch) in input.char_indices() {
         let end = i + ch.len_utf8();
+        if ch.is_ascii() {
+            b.keep(i, end);
+            continue;
+        }
         let cp = ch as u32;
         let mapped = match ch {
             // Full-width ASCII block (U+FF01..U+FF5E) maps onto ASCII by a fixed offset.
@@ -87,17 +134,23 @@ fn char_pass(input: &str) -> Normalized {
             '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}' => None,
             _ => Some(ch),
         };
-        if let Some(c) = mapped {
-            b.push(c, i, end);
+        match mapped {
+            Some(c) if c == ch => b.keep(i, end),
+            Some(c) => b.push(c, i, end),
+            None => b.replace("", i, end),
         }
     }
-    Normalized { text: b.text, src: b.src }
+    b.finish()
 }
 
 /// The digit a spelled-out word stands for, in any of the six languages.
 fn word_digit(word: &str) -> Option<u8> {
-    let lower = word.to_lowercase();
-    let d = match lower.as_str() {
+    let lower: Cow<str> = if word.bytes().all(|b| b.is_ascii_lowercase()) {
+        Cow::Borrowed(word)
+    } else {
+        Cow::Owned(word.to_lowercase())
+    };
+    let d = match lower.as_ref() {
         "zero" | "oh" | "cero" | "null" | "zéro" | "shunya" | "shoonya" | "sunya" | "shunye" => 0,
         "one" | "uno" | "eins" | "un" | "ek" => 1,
         "two" | "dos" | "zwei" | "zwo" | "deux" | "do" => 2,
@@ -146,81 +199,79 @@ enum Tok {
     Other,
 }
 
-/// Pass 2: runs of at least four spelled-out digits (Latin words) or five Han digits become digits.
-/// Separators between spoken digits are dropped, so "five five five, one two" becomes "55512".
-fn digit_word_pass(text: &str) -> Normalized {
-    // Tokenize into (start, end, kind).
-    let mut toks: Vec<(usize, usize, Tok)> = Vec::new();
-    let mut it = text.char_indices().peekable();
-    while let Some((i, c)) = it.next() {
-        if let Some(d) = han_digit(c) {
-            toks.push((i, i + c.len_utf8(), Tok::Digit(d)));
-        } else if c.is_alphabetic() && !is_cjk(c) {
-            let mut end = i + c.len_utf8();
-            while let Some(&(j, d)) = it.peek() {
-                if d.is_alphabetic() && !is_cjk(d) {
-                    end = j + d.len_utf8();
-                    it.next();
-                } else {
-                    break;
-                }
-            }
-            let w = &text[i..end];
-            let kind = match word_digit(w) {
-                Some(d) => Tok::Digit(d),
-                None => match w.to_lowercase().as_str() {
-                    "double" => Tok::Repeat(2),
-                    "triple" => Tok::Repeat(3),
-                    "plus" | "más" | "mas" => Tok::Plus,
-                    _ => Tok::Other,
-                },
-            };
-            toks.push((i, end, kind));
-        } else if c.is_ascii_digit() {
-            let mut end = i + 1;
-            while let Some(&(j, d)) = it.peek() {
-                if d.is_ascii_digit() {
-                    end = j + 1;
-                    it.next();
-                } else {
-                    break;
-                }
-            }
-            toks.push((i, end, Tok::Ascii));
-        } else if matches!(c, ' ' | ',' | '-' | '.' | '\t') {
-            toks.push((i, i + 1, Tok::Sep));
+/// The token starting at byte `i` (a char boundary): its end and kind.
+fn token_at(text: &str, i: usize) -> (usize, Tok) {
+    let Some(c) = text[i..].chars().next() else { return (i, Tok::Other) };
+    let end = i + c.len_utf8();
+    if let Some(d) = han_digit(c) {
+        return (end, Tok::Digit(d));
+    }
+    if c.is_ascii_digit() {
+        let n = text.as_bytes()[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+        return (i + n, Tok::Ascii);
+    }
+    if matches!(c, ' ' | ',' | '-' | '.' | '\t') {
+        return (end, Tok::Sep);
+    }
+    if !c.is_alphabetic() || is_cjk(c) {
+        return (end, Tok::Other);
+    }
+    let mut we = end;
+    for (j, d) in text[end..].char_indices() {
+        if d.is_alphabetic() && !is_cjk(d) {
+            we = end + j + d.len_utf8();
         } else {
-            toks.push((i, i + c.len_utf8(), Tok::Other));
+            break;
         }
     }
+    let w = &text[i..we];
+    if w.len() > 8 {
+        return (we, Tok::Other); // no digit word is longer ("shoonya", "cuatro", "fünf")
+    }
+    let kind = match word_digit(w) {
+        Some(d) => Tok::Digit(d),
+        None => match w.to_lowercase().as_str() {
+            "double" => Tok::Repeat(2),
+            "triple" => Tok::Repeat(3),
+            "plus" | "más" | "mas" => Tok::Plus,
+            _ => Tok::Other,
+        },
+    };
+    (we, kind)
+}
 
-    // Find qualifying runs: [first, last] token indices.
+/// Pass 2: runs of at least four spelled-out digits (Latin words) or five Han digits become digits.
+/// Separators between spoken digits are dropped, so "five five five, one two" becomes "55512".
+/// One forward pass: a failed run resumes where it stopped (every later start would stop there
+/// too, with fewer digit words), so the pass is linear.
+fn digit_word_pass(text: &str) -> Normalized<'_> {
     let mut runs: Vec<(usize, usize)> = Vec::new();
-    let mut k = 0;
-    while k < toks.len() {
-        let starts_run = matches!(toks[k].2, Tok::Digit(_) | Tok::Repeat(_) | Tok::Plus);
-        if !starts_run {
-            k += 1;
+    let mut i = 0usize;
+    while i < text.len() {
+        let (end, tok) = token_at(text, i);
+        if !matches!(tok, Tok::Digit(_) | Tok::Repeat(_) | Tok::Plus) {
+            i = end.max(i + 1);
             continue;
         }
-        let mut j = k;
-        let mut last = k;
+        let mut j = i;
+        let mut last_end = i;
         let mut words = 0usize;
         let mut han = false;
         let mut sep_len = 0usize;
-        while j < toks.len() {
-            match toks[j].2 {
+        while j < text.len() {
+            let (e, t) = token_at(text, j);
+            match t {
                 Tok::Digit(_) => {
                     words += 1;
-                    han |= !text[toks[j].0..toks[j].1].is_ascii();
-                    last = j;
+                    han |= !text[j..e].is_ascii();
+                    last_end = e;
                     sep_len = 0;
                 }
                 Tok::Repeat(_) | Tok::Ascii => {
-                    last = j;
+                    last_end = e;
                     sep_len = 0;
                 }
-                Tok::Plus if j == k => {}
+                Tok::Plus if j == i => {}
                 Tok::Sep => {
                     sep_len += 1;
                     if sep_len > 3 {
@@ -229,53 +280,57 @@ fn digit_word_pass(text: &str) -> Normalized {
                 }
                 _ => break,
             }
-            j += 1;
+            j = e.max(j + 1);
         }
         let need = if han { 5 } else { 4 };
         if words >= need {
-            runs.push((k, last));
-            k = last + 1;
+            runs.push((i, last_end));
+            i = last_end;
         } else {
-            k += 1;
+            i = j.max(end);
         }
     }
-
     if runs.is_empty() {
-        let src = (0..text.len()).map(|i| (i as u32, i as u32 + 1)).collect();
-        return Normalized { text: text.to_string(), src };
+        return Normalized { text: Cow::Borrowed(text), src: None };
     }
 
-    let mut b = Builder::with_capacity(text.len());
+    let mut b = Builder::new(text);
     let mut pos = 0usize; // next unconsumed byte of `text`
-    for (first, last) in runs {
-        let run_start = toks[first].0;
-        // Copy the text before the run unchanged.
+    for (run_start, run_end) in runs {
+        b.materialize(pos);
         for (off, c) in text[pos..run_start].char_indices() {
             let s = pos + off;
-            b.push(c, s, s + c.len_utf8());
+            b.keep(s, s + c.len_utf8());
         }
         let mut repeat = 1u8;
-        for t in &toks[first..=last] {
-            match t.2 {
+        let mut j = run_start;
+        while j < run_end {
+            let (e, t) = token_at(text, j);
+            match t {
                 Tok::Digit(d) => {
                     for _ in 0..repeat {
-                        b.push((b'0' + d) as char, t.0, t.1);
+                        b.push((b'0' + d) as char, j, e);
                     }
                     repeat = 1;
                 }
                 Tok::Repeat(n) => repeat = n,
-                Tok::Plus => b.push('+', t.0, t.1),
-                Tok::Ascii => b.push_str(&text[t.0..t.1], t.0, t.1),
+                Tok::Plus => b.push('+', j, e),
+                Tok::Ascii => {
+                    for k in j..e {
+                        b.replace(&text[k..k + 1], k, k + 1);
+                    }
+                }
                 _ => {}
             }
+            j = e.max(j + 1);
         }
-        pos = toks[last].1;
+        pos = run_end;
     }
     for (off, c) in text[pos..].char_indices() {
         let s = pos + off;
-        b.push(c, s, s + c.len_utf8());
+        b.keep(s, s + c.len_utf8());
     }
-    Normalized { text: b.text, src: b.src }
+    b.finish()
 }
 
 /// Han ideographs and CJK punctuation (scripts written without spaces).

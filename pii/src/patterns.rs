@@ -313,7 +313,7 @@ impl Patterns {
     }
 
     fn ibans(&self, text: &str, ctx: &Ctx, out: &mut Out) {
-        for m in self.iban.find_iter(text) {
+        for m in near_digits(&self.iban, text, ctx) {
             // Compact the match, then try the registry length for its country (the regex may run
             // into a following word).
             let mut compact = String::new();
@@ -349,36 +349,36 @@ impl Patterns {
         let compact = |s: &str| -> String {
             s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_uppercase()
         };
-        for m in self.nino.find_iter(text) {
+        for m in near_digits(&self.nino, text, ctx) {
             if checksum::uk_nino(&compact(m.as_str())) && !ctx.not_personal_before(m.start()) {
                 out.add(m.start(), m.end(), Category::GovernmentId, 0.9);
             }
         }
-        for m in self.dni.find_iter(text).chain(self.nie.find_iter(text)) {
+        for m in near_digits(&self.dni, text, ctx).into_iter().chain(near_digits(&self.nie, text, ctx)) {
             if checksum::es_dni(&compact(m.as_str())) && !ctx.not_personal_before(m.start()) {
                 out.add(m.start(), m.end(), Category::GovernmentId, 0.95);
             }
         }
-        for m in self.cf.find_iter(text) {
+        for m in near_digits(&self.cf, text, ctx) {
             if checksum::it_codice_fiscale(&compact(m.as_str())) {
                 out.add(m.start(), m.end(), Category::GovernmentId, 0.97);
             }
         }
-        for m in self.cn_id.find_iter(text) {
+        for m in near_digits(&self.cn_id, text, ctx) {
             if checksum::cn_resident_id(&compact(m.as_str())) && !ctx.not_personal_before(m.start()) {
                 out.add(m.start(), m.end(), Category::GovernmentId, 0.97);
             }
         }
-        for m in self.nir.find_iter(text) {
+        for m in near_digits(&self.nir, text, ctx) {
             if checksum::fr_nir(&compact(m.as_str())) {
                 out.add(m.start(), m.end(), Category::GovernmentId, 0.97);
             }
         }
-        for m in self.pan.find_iter(text) {
+        for m in near_digits(&self.pan, text, ctx) {
             let score = if ctx.gov_id.near(m.start(), m.end(), 40, 10) { 0.95 } else { 0.8 };
             out.add(m.start(), m.end(), Category::GovernmentId, score);
         }
-        for m in self.ausweis.find_iter(text) {
+        for m in near_digits(&self.ausweis, text, ctx) {
             let s = m.as_str();
             let digits = s.bytes().filter(u8::is_ascii_digit).count();
             if digits < 3 {
@@ -465,7 +465,7 @@ impl Patterns {
     }
 
     fn locations(&self, text: &str, ctx: &Ctx, out: &mut Out) {
-        for c in self.coord_pair.captures_iter(text) {
+        for c in captures_near_digits(&self.coord_pair, text, ctx) {
             let (Some(all), Some(a), Some(b)) = (c.get(0), c.get(1), c.get(2)) else { continue };
             let (Ok(lat), Ok(lon)) = (a.as_str().parse::<f64>(), b.as_str().parse::<f64>()) else { continue };
             if lat.abs() > 90.0 || lon.abs() > 180.0 || (lat == 0.0 && lon == 0.0) {
@@ -482,14 +482,14 @@ impl Patterns {
             }
             out.add(all.start(), all.end(), Category::Location, if located { 0.95 } else { 0.85 });
         }
-        for c in self.coord_hemi.captures_iter(text) {
+        for c in captures_near_digits(&self.coord_hemi, text, ctx) {
             let (Some(all), Some(a), Some(b)) = (c.get(0), c.get(1), c.get(3)) else { continue };
             let decimals = |s: &str| s.split('.').nth(1).map_or(0, str::len);
             if decimals(a.as_str()) >= 2 || decimals(b.as_str()) >= 2 {
                 out.add(all.start(), all.end(), Category::Location, 0.9);
             }
         }
-        for m in self.coord_dms.find_iter(text) {
+        for m in near_digits(&self.coord_dms, text, ctx) {
             out.add(m.start(), m.end(), Category::Location, 0.9);
         }
         for m in self.plus_code.find_iter(text) {
@@ -508,20 +508,22 @@ impl Patterns {
             "1600 amphitheatre parkway",
             "55 rue du faubourg",
         ];
-        let strong = [
+        let with_digits = [
             &self.addr_en,
             &self.addr_es,
             &self.addr_de,
             &self.addr_de_prep,
             &self.addr_fr,
-            &self.addr_zh,
-            &self.addr_zh_admin,
             &self.addr_in_house,
             &self.addr_us_zip,
             &self.addr_po_box,
         ];
-        for re in strong {
-            for m in re.find_iter(text) {
+        let mut strong: Vec<regex::Match<'_>> = with_digits.iter().flat_map(|re| near_digits(re, text, ctx)).collect();
+        if ctx.has_cjk {
+            strong.extend(self.addr_zh.find_iter(text).chain(self.addr_zh_admin.find_iter(text)));
+        }
+        {
+            for m in strong {
                 let lower = m.as_str().to_lowercase();
                 if PUBLIC_ADDRESSES.iter().any(|p| lower.starts_with(p)) {
                     out.residual(0.2);
@@ -531,15 +533,18 @@ impl Patterns {
             }
         }
         // A "12345 Town" postcode line right after a street line belongs to the address.
-        let streets = out.spans_of(Category::PostalAddress);
-        for m in self.postcode_city.find_iter(text) {
-            if streets.iter().any(|&(_, e)| e <= m.start() && m.start() - e <= 60) {
+        let mut street_ends: Vec<usize> = out.spans_of(Category::PostalAddress).iter().map(|&(_, e)| e).collect();
+        street_ends.sort_unstable();
+        for m in near_digits(&self.postcode_city, text, ctx) {
+            // The latest street end at or before the postcode (binary search: linear overall).
+            let k = street_ends.partition_point(|&e| e <= m.start());
+            if k > 0 && m.start() - street_ends[k - 1] <= 60 {
                 out.add(m.start(), m.end(), Category::PostalAddress, 0.85);
             }
         }
         // Weaker signals: a UK postcode or an Indian "City-PIN" after a comma or an address word.
         for re in [&self.addr_uk_postcode, &self.addr_in_pin] {
-            for m in re.find_iter(text) {
+            for m in near_digits(re, text, ctx) {
                 let before = text[..m.start()].trim_end();
                 let after_comma = before.ends_with(',') || before.ends_with('，');
                 let hyphen_pin = m.as_str().contains('-');
@@ -551,19 +556,56 @@ impl Patterns {
     }
 
     fn dates_of_birth(&self, text: &str, ctx: &Ctx, out: &mut Out) {
-        for m in self.date.find_iter(text) {
+        for m in near_digits(&self.date, text, ctx) {
             if !ctx.dob.near(m.start(), m.end(), 50, 30) {
                 continue;
             }
             // A public figure's birth date is public knowledge unless the writer speaks of themself.
             let (ss, se) = sentence_of(&ctx.sents, m.start());
-            if ctx.public.within(ss, se) && !ctx.first_person_in(text, ss, se) {
+            if ctx.public.within(ss, se) && !ctx.first_person_at(m.start()) {
                 out.residual(0.25);
                 continue;
             }
             out.add(m.start(), m.end(), Category::DateOfBirth, 0.9);
         }
     }
+}
+
+/// Matches of `re` in the parts of `text` near a digit ([`Ctx::digit_regions`]), for patterns
+/// whose every match contains a digit: text without digits costs nothing. Each search stops at
+/// the end of its region and sees the text before the region (for word boundaries).
+fn near_digits<'t>(re: &Regex, text: &'t str, ctx: &Ctx) -> Vec<regex::Match<'t>> {
+    let mut out = Vec::new();
+    for &(rs, re_end) in &ctx.digit_regions {
+        let hay = &text[..re_end];
+        let mut at = rs;
+        while let Some(m) = re.find_at(hay, at) {
+            out.push(m);
+            at = if m.end() > m.start() { m.end() } else { m.end() + 1 };
+            if at > hay.len() {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Like [`near_digits`], with capture groups.
+fn captures_near_digits<'t>(re: &Regex, text: &'t str, ctx: &Ctx) -> Vec<regex::Captures<'t>> {
+    let mut out = Vec::new();
+    for &(rs, re_end) in &ctx.digit_regions {
+        let hay = &text[..re_end];
+        let mut at = rs;
+        while let Some(c) = re.captures_at(hay, at) {
+            let Some(m) = c.get(0) else { break };
+            at = if m.end() > m.start() { m.end() } else { m.end() + 1 };
+            out.push(c);
+            if at > hay.len() {
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// Largest char boundary `<= i`.
@@ -579,12 +621,16 @@ fn looks_like_date(tok: &str) -> bool {
     parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// End of a PEM block starting before `from` (its END line), or `from` when absent.
+/// End of a PEM block starting before `from` (its END line within 64 KiB), or `from` when absent.
+/// (Bounded, so that many BEGIN lines without an END stay linear.)
 fn pem_end(text: &str, from: usize) -> usize {
-    match text[from..].find("-----END") {
+    let window = &text[from..floor_char(text, from.saturating_add(65_536).min(text.len()))];
+    match window.find("-----END") {
         Some(i) => {
-            let after = from + i + "-----END".len();
-            text[after..].find("-----").map_or(after, |j| after + j + 5)
+            let after = i + "-----END".len();
+            // The closing dashes of the END line ("-----END RSA PRIVATE KEY-----").
+            let line = &window[after..floor_char(window, (after + 64).min(window.len()))];
+            from + line.find("-----").map_or(after, |j| after + j + 5)
         }
         None => from,
     }
