@@ -67,6 +67,8 @@ def checker_command(args):
         )
         if r.returncode != 0:
             sys.exit("cargo build of the privacy_check example failed")
+    if not os.path.exists(exe):
+        sys.exit(f"{exe} does not exist (build it, or set CARGO_TARGET_DIR, or pass --bin)")
     return [exe]
 
 
