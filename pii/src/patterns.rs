@@ -158,7 +158,7 @@ impl Patterns {
                 r"(?i)[a-z0-9][a-z0-9._%+\-]*@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}",
             )?,
             email_obf: Regex::new(
-                r"(?i)([a-z0-9][a-z0-9_%+\-]*(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|\(punkt\)|\[punkt\])\s*|\s+(?:dot|punto|punkt|point)\s+|点)[a-z0-9_%+\-]+)*)(\s*(?:\[at\]|\(at\)|\{at\}|\[ät\]|\(ät\)|\(arroba\)|\[arroba\])\s*|\s+(?:at|arroba|arobase|chez|ät)\s+|\s*艾特\s*|\s*@\s*)([a-z0-9\-]+(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|\(punkt\)|\[punkt\])\s*|\s+(?:dot|punto|punkt|point)\s+|点)[a-z0-9\-]+)+)",
+                r"(?i)([a-z0-9][a-z0-9_%+\-]*(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>|\(punkt\)|\[punkt\]|\(punto\)|\[punto\]|\(point\)|\[point\]|\[\.\]|\(\.\))\s*|\s+(?:dot|punto|punkt|point)\s+|点)[a-z0-9_%+\-]+)*)(\s*(?:\[at\]|\(at\)|\{at\}|<at>|\[ät\]|\(ät\)|\(arroba\)|\[arroba\]|\(@\)|\[@\])\s*|\s+(?:at[\s\-]+the[\s\-]+rate(?:[\s\-]+of)?|at\s+sign|at|arroba|arobase|chez|ät)\s+|\s*艾特\s*|\s*@\s*)([a-z0-9\-]+(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>|\(punkt\)|\[punkt\]|\(punto\)|\[punto\]|\(point\)|\[point\]|\[\.\]|\(\.\))\s*|\s+(?:dot|punto|punkt|point)\s+|点)[a-z0-9\-]+)+)",
             )?,
             iban: Regex::new(r"(?i)(?-u:\b)[a-z]{2}\d{2}(?:[ \-]?[a-z0-9]){11,30}")?,
             nino: Regex::new(r"(?-u:\b)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?-u:\b)")?,
@@ -271,10 +271,18 @@ impl Patterns {
             }
             out.add(m.start(), m.end(), Category::Email, 0.97);
         }
-        for c in self.email_obf.captures_iter(text) {
+        // A rejected candidate ("me at jen.doe82 (at) gmail (dot) com": "me" at "jen.doe82") must
+        // not hide the real address after it: the search resumes after the rejected "at".
+        let mut pos = 0usize;
+        while pos < text.len() {
+            let Some(c) = self.email_obf.captures_at(text, pos) else { break };
             let (Some(all), Some(local), Some(at), Some(domain)) = (c.get(0), c.get(1), c.get(2), c.get(3)) else {
-                continue;
+                break;
             };
+            pos = if all.end() > pos { at.end().max(pos + 1) } else { pos + 1 };
+            while pos < text.len() && !text.is_char_boundary(pos) {
+                pos += 1;
+            }
             let at_s = at.as_str().trim().to_lowercase();
             let dom = domain.as_str().to_lowercase();
             let spoken_dot = |s: &str| {
@@ -309,6 +317,7 @@ impl Patterns {
                 continue;
             }
             out.add(all.start(), all.end(), Category::Email, 0.9);
+            pos = pos.max(all.end());
         }
     }
 

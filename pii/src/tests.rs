@@ -152,3 +152,54 @@ fn confidence_reflects_suppressed_look_alikes() {
     let card = detector().scan("Charge my card 4556 7375 8689 9855");
     assert!(card.confidence >= 0.9);
 }
+
+/// Issue #18: obfuscations that passed the rules. Each line was missed by the detector before
+/// the normalization of `normalize.rs` learned it (checked with the old build).
+#[test]
+fn obfuscations_are_undone() {
+    use Category::*;
+    let table: &[(&str, Category)] = &[
+        // Spelled-out digits with a spoken "at ... dot" email.
+        ("reach me at tom dot byrne at yahoo dot com or four one five, eight two six, three nine oh one", Email),
+        ("mail rahul.k88 at the rate gmail dot com", Email),
+        ("write to me at t.byrne77 (at) proton (dot) me instead", Email),
+        ("send it to me at t.byrne77 [at] outlook [dot] com", Email),
+        // French and Spanish numbers read in pairs.
+        ("mon portable: zéro six, douze, quarante-huit, trente-trois, soixante-dix", Phone),
+        ("mi móvil es seis doce, treinta y cuatro, cincuenta y seis, setenta y ocho", Phone),
+        // Cyrillic and Greek look-alike letters (confusable folding).
+        ("my address is t\u{043e}m.byrne@gm\u{0430}il.com", Email),
+        ("mail: t\u{03bf}m.byrne@outl\u{03bf}ok.com", Email),
+        // HTML character references and URL escapes for "@" and ".".
+        ("contact tom.byrne&#64;yahoo.com", Email),
+        ("contact tom.byrne&#x40;yahoo&#46;com", Email),
+        ("contact tom.byrne&commat;yahoo.com", Email),
+        ("mailto:tom.byrne%40yahoo.com?subject=hi", Email),
+        ("iban=DE44%205001%200517%205407%203249%2031&x=1", Iban),
+        // Mathematical bold, double-struck, circled and other-script digits (NFKC-style folding).
+        ("my card: \u{1d7d2}\u{1d7d3}\u{1d7d3}\u{1d7d4} \u{1d7d5}\u{1d7d3}\u{1d7d5}\u{1d7d3} \u{1d7d6}\u{1d7d4}\u{1d7d6}\u{1d7d7} \u{1d7d7}\u{1d7d6}\u{1d7d3}\u{1d7d3}", PaymentCard),
+        ("call me on \u{1d7dc}\u{1d7dd}\u{1d7e3} \u{1d7e0}\u{1d7da}\u{1d7df} \u{1d7db}\u{1d7e1}\u{1d7d8}\u{1d7d9}", Phone),
+        ("call me: \u{2463}\u{2460}\u{2464} \u{2467}\u{2461}\u{2465} \u{2462}\u{2468}\u{24ea}\u{2460}", Phone),
+        ("কল করুন +৪৪ ৭৭০০ ৯০০১২৩", Phone),
+        // Separators: tabs, NUL, line breaks, bidi controls, combining marks, soft hyphens.
+        ("Grandpa\t0161\t555\t2273", Phone),
+        ("call 4\u{0}1\u{0}5\u{0}-\u{0}8\u{0}2\u{0}6\u{0}-\u{0}3\u{0}9\u{0}0\u{0}1", Phone),
+        ("my number:\n4\n1\n5\n8\n2\n6\n3\n9\n0\n1", Phone),
+        ("call +44\u{202e}7700\u{202c}900\u{200f}123", Phone),
+        ("call 4\u{0336}1\u{0336}5\u{0336} 8\u{0336}2\u{0336}6\u{0336} 3\u{0336}9\u{0336}0\u{0336}1\u{0336}", Phone),
+        ("to\u{00ad}m.by\u{00ad}rne@ya\u{00ad}hoo.com", Email), // already handled before (soft hyphen)
+        ("tom.byrne@y\u{0301}a\u{0301}h\u{0301}o\u{0301}o.com", Email),
+        // Spaced-out characters.
+        ("email: t o m . b y r n e @ g m x . d e", Email),
+        ("my social is 5 3 6 - 9 0 - 7 8 4 1", GovernmentId),
+        ("IBAN D E 4 4 - 5 0 0 1 - 0 5 1 7 - 5 4 0 7 - 3 2 4 9 - 3 1", Iban),
+    ];
+    let mut failures = Vec::new();
+    for (text, want) in table {
+        let r = detector().scan(text);
+        if !r.categories.contains(want) {
+            failures.push(format!("{text:?}: want {want}, got {:?}", r.categories));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
