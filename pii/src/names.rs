@@ -289,7 +289,15 @@ pub(crate) fn people(text: &str, ctx: &Ctx, names: &[Name], out: &mut Out) {
         let first_person = ctx.first_person_at(hs);
         let relation = ctx.relation.within(ss, se);
         let named = private_in.get(idx).copied().unwrap_or(false);
-        if first_person || relation || named {
+        // "My son Ethan has a meeting. He was diagnosed with autism": a he/she/his/her in the
+        // health sentence refers to the person named or related in one of the two sentences before.
+        let about_person = |k: usize| {
+            private_in.get(k).copied().unwrap_or(false)
+                || ctx.sents.get(k).is_some_and(|&(a, b)| ctx.relation.within(a, b))
+        };
+        let coreferent =
+            ctx.third.within(ss, se) && (idx >= 1 && about_person(idx - 1) || idx >= 2 && about_person(idx - 2));
+        if first_person || relation || named || coreferent {
             out.add(hs, he, Category::Health, 0.8);
         } else if public_in.get(idx).copied().unwrap_or(false) || ctx.public.within(ss, se) {
             out.residual(0.25);
