@@ -39,7 +39,9 @@ pub(crate) const DOC: &[&str] = &[
     r"qa", r"unit test", r"validator", r"placeholder", r"prueba", r"pruebas", r"de prueba", r"ejemplo",
     r"documentación", r"validador", r"testkarte", r"testmodus", r"testkartennummer", r"beispiel", r"beispiel-iban",
     r"doku", r"dokumentation", r"unit-test", r"exemple", r"essai", r"de test", r"validateur", r"测试", r"示例", r"沙箱",
-    r"文档", r"校验", r"样例",
+    r"文档", r"校验", r"样例", r"template", r"templates", r"mock-up", r"mockup", r"test data", r"dummy data",
+    r"guide", r"tutorial", r"readme", r"jwt\.io", r"regex", r"regexp", r"placeholders", r"plantilla", r"modèle",
+    r"vorlage", r"muster", r"formularbeispiel", r"模板", r"training slides",
 ];
 
 /// Words before a number that say it is not personal (orders, invoices, versions...).
@@ -219,7 +221,7 @@ pub(crate) const HEALTH: &[&str] = &[
     r"anorexia", r"bulimia", r"addict[a-zß-ÿœ]*", r"alcoholi[a-zß-ÿœ]*", r"overdose", r"suicid[a-zß-ÿœ]*",
     r"self-harm", r"rehab", r"stroke", r"heart attack", r"heart disease", r"migraines?", r"insomnia", r"thyroid",
     r"kidney stones?", r"kidney disease", r"dialysis", r"transplant", r"surgery", r"biopsy", r"diagnosed",
-    r"diagnosis", r"prescri[a-zß-ÿœ]*", r"medication", r"medicine", r"meds", r"pills?", r"dose", r"dosage",
+    r"diagnosis", r"prescribed", r"prescription (?:for|of)", r"medication", r"medicine", r"meds", r"pills?", r"dose", r"dosage",
     r"therap[a-zß-ÿœ]*", r"psychiatrist", r"hospitali[sz]ed", r"in hospital", r"in the hospital",
     r"admitted (?:with|to)", r"discharge", r"symptoms?", r"tested positive", r"positive for", r"sick", r"illness",
     r"(?:has|have|had|got|caught) a cold", r"disease", r"disorder", r"infection", r"injur[a-zß-ÿœ]*",
@@ -422,6 +424,80 @@ pub(crate) const FICTION: &[&str] = &[
     r"story", r"novel", r"fictional", r"character", r"characters", r"poem", r"screenplay", r"script", r"roleplay",
     r"role-play", r"imagine", r"fairy tale", r"short story", r"plot", r"cuento", r"novela", r"personaje",
     r"geschichte", r"roman", r"figur", r"histoire", r"personnage", r"故事", r"小说", r"角色", r"kahani",
+    r"rpg", r"d&d", r"dungeon master", r"campaign setting", r"writing group", r"writing class", r"scene",
+    r"dialogue", r"chapter", r"my book", r"my novel", r"fanfic", r"fan fiction", r"panto", r"pantomime", r"sitcom",
+    r"npc", r"villain", r"protagonist", r"detective story", r"escena", r"capítulo", r"szene", r"kapitel", r"scène",
+    r"chapitre", r"剧本",
+];
+
+/// Organisations and their contact points: a phone number, mailbox or address near these words
+/// is a business's or an authority's, not a private person's.
+#[rustfmt::skip]
+pub(crate) const ORG: &[&str] = &[
+    // Company forms
+    r"ltd", r"ltd\.", r"limited", r"inc", r"inc\.", r"llc", r"plc", r"gmbh", r"ag", r"corp", r"corp\.", r"s\.a\.",
+    r"s\.l\.", r"sarl", r"sas", r"kg", r"pvt", r"pty", r"company", r"company's", r"companies", r"business",
+    r"registered office", r"head office", r"headquarters", r"hq", r"company no", r"company number", r"vat",
+    // Places of business and public bodies
+    r"store", r"shop", r"restaurant", r"pizzeria", r"pizza place", r"trattoria", r"bistro", r"brasserie", r"café",
+    r"cafe", r"pub", r"bar", r"hotel", r"venue", r"museum", r"gallery", r"theatre", r"theater", r"cinema",
+    r"pharmacy", r"chemist", r"supermarket", r"bakery", r"salon", r"gym", r"garage", r"dealership", r"menu",
+    r"office", r"branch", r"reception", r"front desk", r"box office", r"airline", r"airport", r"station",
+    r"supplier", r"provider", r"retailer", r"council", r"city hall", r"town hall", r"embassy", r"consulate",
+    r"ministry", r"department", r"agency", r"authority", r"dmv", r"irs", r"hmrc", r"post office", r"library",
+    r"university", r"school office", r"helpline", r"hotline", r"help desk", r"helpdesk", r"service desk",
+    r"switchboard", r"customer service", r"customer services", r"customer care", r"customer support",
+    r"support line", r"support team", r"sales team", r"service number", r"complaints", r"bookings", r"reservations",
+    r"enquiries", r"inquiries", r"their", r"theirs",
+    // Spanish
+    r"empresa", r"tienda", r"restaurante", r"museo", r"oficina", r"atención al cliente", r"servicio al cliente",
+    r"centralita", r"ayuntamiento", r"consulado", r"embajada", r"sede", r"sucursal", r"farmacia", r"aerolínea",
+    r"ministerio", r"hacienda", r"su teléfono", r"su dirección",
+    // German
+    r"firma", r"unternehmen", r"geschäft", r"laden", r"museum", r"büro", r"kundenservice", r"kundenhotline",
+    r"kundendienst", r"zentrale", r"amt", r"bürgeramt", r"rathaus", r"behörde", r"botschaft", r"konsulat",
+    r"finanzamt", r"filiale", r"apotheke", r"fluggesellschaft", r"hotline der", r"ihre nummer",
+    // French
+    r"entreprise", r"société", r"magasin", r"boutique", r"musée", r"bureau", r"service client", r"standard",
+    r"mairie", r"préfecture", r"ambassade", r"consulat", r"caf", r"cpam", r"urssaf", r"siège", r"agence",
+    r"pharmacie", r"leur numéro", r"leur adresse",
+    // Chinese, Hinglish
+    r"公司", r"客服", r"博物院", r"博物馆", r"商店", r"餐厅", r"酒店", r"政府", r"办事处", r"银行", r"大使馆", r"热线", r"门店",
+    r"customer care number", r"dukaan",
+];
+
+/// First-person or relation phrases that make a contact detail personal.
+#[rustfmt::skip]
+pub(crate) const PERSONAL_CONTACT: &[&str] = &[
+    r"my (?:phone|number|mobile|cell|email|e-mail|address|home|flat|apartment|house|place|personal|new|work|landline|whatsapp)",
+    r"call me", r"text me", r"reach me", r"email me", r"e-mail me", r"mail me", r"write me", r"write to me",
+    r"contact me", r"ring me", r"message me", r"find me", r"send it to me", r"i live", r"i'm at", r"we live",
+    r"lives at", r"live at", r"home address", r"mi (?:teléfono|número|móvil|movil|correo|email|dirección|direccion|casa|piso)",
+    r"llámame", r"escríbeme", r"vivo en", r"meine (?:nummer|handynummer|telefonnummer|adresse|e-mail|email|wohnung)",
+    r"mein (?:handy|telefon)", r"ruf mich", r"schreib mir", r"ich wohne", r"mon (?:numéro|portable|adresse|email|mail)",
+    r"appelle-moi", r"écris-moi", r"j'habite", r"我的电话", r"我的手机", r"我的邮箱", r"我的地址", r"我住", r"mera number",
+    r"mera phone", r"mera address", r"mera pata", r"mujhe call", r"emergency contact", r"next of kin",
+    r"contacto de emergencia", r"notfallkontakt", r"contact d'urgence", r"personne à prévenir", r"紧急联系人",
+];
+
+/// Well-known placeholder data of forms and documentation.
+#[rustfmt::skip]
+pub(crate) const PLACEHOLDER: &[&str] = &[
+    r"john doe", r"jane doe", r"john q\. public", r"joe bloggs", r"jane bloggs", r"john smith doe", r"max mustermann",
+    r"erika mustermann", r"mustermann", r"musterfrau", r"musterstraße", r"musterstrasse", r"musterstadt",
+    r"musterweg", r"anytown", r"anystate", r"any town", r"123 main st", r"123 main street", r"123 fake street",
+    r"example street", r"jean dupont", r"fulano de tal", r"fulano", r"mengano", r"张三", r"李四", r"王五", r"foo bar",
+    r"lorem ipsum", r"acme", r"000-00-0000", r"123-45-6789", r"01/01/1970", r"1970-01-01", r"01\.01\.1970",
+    r"01/01/1900", r"xx/xx/xxxx", r"example\.com", r"example\.org",
+];
+
+/// Landmarks: coordinates of a sight are not a person's location.
+#[rustfmt::skip]
+pub(crate) const LANDMARK: &[&str] = &[
+    r"tower", r"museum", r"cathedral", r"palace", r"bridge", r"stadium", r"airport", r"monument", r"statue",
+    r"temple", r"castle", r"summit", r"mount", r"national park", r"landmark", r"torre", r"museo", r"catedral",
+    r"palacio", r"tour", r"musée", r"cathédrale", r"château", r"turm", r"dom", r"schloss", r"塔", r"博物馆", r"故宫",
+    r"长城", r"qila", r"fort",
 ];
 
 /// Labels of one-time, verification and recovery codes (a secret in any language).

@@ -49,6 +49,7 @@ mod lexicon;
 mod names;
 mod normalize;
 mod numbers;
+mod orgs;
 mod patterns;
 
 use std::sync::OnceLock;
@@ -267,16 +268,16 @@ pub fn detector() -> &'static PiiDetector {
 /// A finding in normalized-text coordinates.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Finding {
-    start: usize,
-    end: usize,
-    cat: Category,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) cat: Category,
     score: f32,
 }
 
 /// Findings collected during one scan, plus the strongest suppressed look-alike.
 #[derive(Default)]
 pub(crate) struct Out {
-    findings: Vec<Finding>,
+    pub(crate) findings: Vec<Finding>,
     residual: f32,
 }
 
@@ -346,6 +347,10 @@ pub(crate) struct Ctx {
     pub(crate) birthday: Hits,
     pub(crate) intersection: Hits,
     pub(crate) present: Hits,
+    pub(crate) org: Hits,
+    pub(crate) landmark: Hits,
+    pub(crate) placeholder: Hits,
+    pub(crate) personal_contact: Hits,
 }
 
 impl Ctx {
@@ -471,7 +476,12 @@ struct Engine {
     birthday: Lex,
     intersection: Lex,
     present: Lex,
+    org: Lex,
+    landmark: Lex,
+    placeholder: Lex,
+    personal_contact: Lex,
     patterns: patterns::Patterns,
+    orgs: orgs::OrgRules,
     names: names::NameFinder,
     /// The single keywords of every list above.
     words: context::WordTable,
@@ -519,11 +529,16 @@ impl Engine {
             sms: Lex::new(&mut words, lx::SMS)?,
             seed: Lex::new(&mut words, lx::SEED)?,
             present: Lex::new(&mut words, lx::PRESENT)?,
+            landmark: Lex::new(&mut words, lx::LANDMARK)?,
+            placeholder: Lex::new(&mut words, lx::PLACEHOLDER)?,
+            personal_contact: Lex::new(&mut words, lx::PERSONAL_CONTACT)?,
+            org: Lex::new(&mut words, lx::ORG)?,
             intersection: Lex::new(&mut words, lx::INTERSECTION)?,
             birthday: Lex::new(&mut words, lx::BIRTHDAY)?,
             third: Lex::new(&mut words, lx::THIRD_PERSON)?,
             patterns: patterns::Patterns::new()?,
             names: names::NameFinder::new()?,
+            orgs: orgs::OrgRules::new()?,
             words,
         })
     }
@@ -572,6 +587,10 @@ impl Engine {
             sms: self.sms.hits(t, &w),
             seed: self.seed.hits(t, &w),
             present: self.present.hits(t, &w),
+            landmark: self.landmark.hits(t, &w),
+            placeholder: self.placeholder.hits(t, &w),
+            personal_contact: self.personal_contact.hits(t, &w),
+            org: self.org.hits(t, &w),
             intersection: self.intersection.hits(t, &w),
             birthday: self.birthday.hits(t, &w),
             third: self.third.hits(t, &w),
@@ -599,10 +618,12 @@ impl Engine {
         let mut names = self.names.find(t, &ctx);
         // Street and town names are often people's names ("Calle Yolanda Carnero", "South
         // Courtney, GU"): a name inside an address is not a person.
-        let addresses = out.spans_of(Category::PostalAddress);
-        names.retain(|n| !addresses.iter().any(|&(s, e)| n.start < e && n.end > s));
+        let addresses = Containers::new(&out.findings, &[Category::PostalAddress]);
+        names.retain(|n| !addresses.overlaps(n.start, n.end));
+        // Business, documentation and fiction contact details are not a person's.
+        self.orgs.withdraw(t, &ctx, &names, &mut out);
         names::people(t, &ctx, &names, &mut out);
-        names::decorate_names(&names, &mut out);
+        names::decorate_names(&names, &ctx, &mut out);
         report(&norm, out)
     }
 }
@@ -630,6 +651,11 @@ impl Containers {
     fn contains(&self, start: usize, end: usize) -> bool {
         let idx = self.starts.partition_point(|&s| s <= start);
         idx > 0 && self.max_end[idx - 1] >= end
+    }
+    /// Whether one of them overlaps `[start, end)`.
+    fn overlaps(&self, start: usize, end: usize) -> bool {
+        let idx = self.starts.partition_point(|&s| s < end);
+        idx > 0 && self.max_end[idx - 1] > start
     }
 }
 

@@ -304,7 +304,8 @@ pub(crate) fn people(text: &str, ctx: &Ctx, names: &[Name], out: &mut Out) {
         }
     }
     // --- a named private person with personal attributes in the same sentence ---
-    for n in names.iter().filter(|n| !n.public && !n.weak) {
+    // Placeholder names of forms and documentation ("John Doe") are nobody.
+    for n in names.iter().filter(|n| !n.public && !n.weak && !ctx.placeholder.near(n.start, n.end, 0, 0)) {
         let (ss, se) = sentence_of(&ctx.sents, n.start);
         if ctx.person_attr.within(ss, se) && !ctx.fiction.within(ss, se) {
             out.add(n.start, n.end, Category::PersonName, 0.75);
@@ -317,11 +318,11 @@ pub(crate) fn people(text: &str, ctx: &Ctx, names: &[Name], out: &mut Out) {
 }
 
 /// When the text is sensitive, its private names are reported too (the person the data is about).
-pub(crate) fn decorate_names(names: &[Name], out: &mut Out) {
+pub(crate) fn decorate_names(names: &[Name], ctx: &Ctx, out: &mut Out) {
     if !out.sensitive() {
         return;
     }
-    for n in names.iter().filter(|n| !n.public) {
+    for n in names.iter().filter(|n| !n.public && !ctx.placeholder.near(n.start, n.end, 0, 0)) {
         out.add(n.start, n.end, Category::PersonName, 0.6);
     }
 }

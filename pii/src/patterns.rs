@@ -24,7 +24,12 @@ pub(crate) const TEST_IBANS: &[&str] = &[
 ];
 
 /// Published documentation API keys (not live secrets) recognised next to a doc/test word.
-const DOC_SECRETS: &[&str] = &["sk_test_4eC39HqLyjWDarjtT1zdp7dc", "AKIAIOSFODNN7EXAMPLE"];
+const DOC_SECRETS: &[&str] = &[
+    "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+    "AKIAIOSFODNN7EXAMPLE",
+    // The example token of jwt.io.
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+];
 
 /// Local parts of role addresses (a mailbox of a function, not of a person).
 const ROLE_LOCAL: &[&str] = &[
@@ -57,6 +62,36 @@ const ROLE_LOCAL: &[&str] = &[
     "soporte",
     "ventas",
     "git",
+    "complaints",
+    "events",
+    "bookings",
+    "booking",
+    "reservations",
+    "reservas",
+    "enquiries",
+    "inquiries",
+    "orders",
+    "accounts",
+    "invoices",
+    "reception",
+    "hr",
+    "customerservice",
+    "customer.service",
+    "kundenservice",
+    "service-client",
+    "hola",
+    "bonjour",
+    "hallo",
+    "feedback",
+    "media",
+    "partners",
+    "legal",
+    "dpo",
+    "studio",
+    "shop",
+    "store",
+    "mail",
+    "post",
 ];
 
 /// Top-level domains accepted at the end of a spoken ("at ... dot com") email.
@@ -66,7 +101,7 @@ const TLDS: &[&str] = &[
 ];
 
 /// Free mail providers (a spoken "at gmail dot com" is an address even without other cues).
-const MAIL_PROVIDERS: &[&str] = &[
+pub(crate) const MAIL_PROVIDERS: &[&str] = &[
     "gmail",
     "googlemail",
     "yahoo",
@@ -220,7 +255,7 @@ impl Patterns {
             coord_dms: Regex::new(r#"\d{1,3}°\s*\d{1,2}['′]\s*\d{1,2}(?:[.,]\d+)?\s*(?:"|″|'')?\s*[NSEWO]"#)?,
             plus_code: Regex::new(r"(?-u:\b)[23456789CFGHJMPQRVWX]{4,8}\+[23456789CFGHJMPQRVWX]{2,3}(?-u:\b)")?,
             addr_en: Regex::new(&format!(
-                r"(?-u:\b)\d{{1,6}}[A-Za-z]?(?:[/\-]\d{{1,4}})?,?\s+(?:[NSEW]\.?\s+)?(?:\p{{Lu}}[\p{{L}}'\-]*\.?\s+){{1,4}}{street_en}(?-u:\b)"
+                r"(?-u:\b)\d{{1,6}}[A-JL-Za-jl-z]?(?:[/\-]\d{{1,4}})?,?\s+(?:[NSEW]\.?\s+)?(?:\p{{Lu}}[\p{{L}}'\-]*\.?\s+){{1,4}}{street_en}(?-u:\b)"
             ))?,
             addr_us_zip: Regex::new(&format!(
                 r"(?:\p{{Lu}}[\p{{L}}.'\-]*(?:[ \t]+\p{{Lu}}[\p{{L}}.'\-]*){{0,3}},\s*|,\s*|(?-u:\b)(?:APO|FPO|DPO)\s+){states}\s+\d{{5}}(?:-\d{{4}})?(?-u:\b)"
@@ -277,6 +312,7 @@ impl Patterns {
             let local = local.to_ascii_lowercase();
             // RFC 2606 / 6761 reserved names are documentation, not people.
             let reserved = ["example.com", "example.org", "example.net"].contains(&domain.as_str())
+                || domain.starts_with("example.")
                 || [".example", ".test", ".invalid", ".localhost", ".example.com"].iter().any(|t| domain.ends_with(t))
                 || domain == "localhost";
             if reserved || ROLE_LOCAL.contains(&local.as_str()) {
