@@ -56,7 +56,12 @@ impl OrgRules {
             // What makes a contact personal: "my number", "call me", "I live at", a relation word,
             // a private person's name in the sentence.
             // In fiction, names are characters.
-            let personal = ctx.personal_contact.within(ss, se)
+            // In fiction "lives at" is about a character; only first-person phrases count there.
+            let contact_phrase = ctx.personal_contact.in_range(ss, se).any(|&(a, b)| {
+                !fiction_text
+                    || !matches!(text[a..b].to_ascii_lowercase().as_str(), "lives at" | "live at" | "home address")
+            });
+            let personal = contact_phrase
                 || ctx.relation.within(ss, se)
                 || !fiction_text
                     && names.iter().any(|n| {
@@ -77,7 +82,7 @@ impl OrgRules {
                     !personal
                         && (service_number(&digits, plus)
                             || near(&ctx.org, 200)
-                            || (doc_text || fiction_text) && fictional_number(&digits, plus)
+                            || doc_text && fictional_number(&digits, plus)
                             || fiction_text
                             || example)
                 }
