@@ -194,26 +194,26 @@ impl Patterns {
         let states = lx::US_STATES;
         Ok(Patterns {
             email: Regex::new(
-                r"(?i)[a-z0-9][a-z0-9._%+\-]*@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}",
+                r"(?i-u)[a-z0-9][a-z0-9._%+\-]*@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}",
             )?,
             email_obf: Regex::new(
                 r"(?i)([a-z0-9][a-z0-9_%+\-]*(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>|\(punkt\)|\[punkt\]|\(punto\)|\[punto\]|\(point\)|\[point\]|\[\.\]|\(\.\))\s*|\s+(?:dot|punto|punkt|point)\s+|点)[a-z0-9_%+\-]+)*)(\s*(?:\[at\]|\(at\)|\{at\}|<at>|\[ät\]|\(ät\)|\(arroba\)|\[arroba\]|\(@\)|\[@\])\s*|\s+(?:at[\s\-]+the[\s\-]+rate(?:[\s\-]+of)?|at\s+sign|at|arroba|arobase|chez|ät)\s+|\s*艾特\s*|\s*@\s*)([a-z0-9\-]+(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>|\(punkt\)|\[punkt\]|\(punto\)|\[punto\]|\(point\)|\[point\]|\[\.\]|\(\.\))\s*|\s+(?:dot|punto|punkt|point)\s+|点)[a-z0-9\-]+)+)",
             )?,
-            iban: Regex::new(r"(?i)(?-u:\b)[a-z]{2}\d{2}(?:[ \-]?[a-z0-9]){11,30}")?,
+            iban: Regex::new(r"(?i-u)(?-u:\b)[a-z]{2}\d{2}(?:[ \-]?[a-z0-9]){11,30}")?,
             nino: Regex::new(r"(?-u:\b)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?-u:\b)")?,
-            dni: Regex::new(r"(?i)(?-u:\b)\d{8}[ \-]?[a-z](?-u:\b)")?,
-            nie: Regex::new(r"(?i)(?-u:\b)[xyz][ \-]?\d{7}[ \-]?[a-z](?-u:\b)")?,
+            dni: Regex::new(r"(?i-u)(?-u:\b)\d{8}[ \-]?[a-z](?-u:\b)")?,
+            nie: Regex::new(r"(?i-u)(?-u:\b)[xyz][ \-]?\d{7}[ \-]?[a-z](?-u:\b)")?,
             cf: Regex::new(
-                r"(?i)(?-u:\b)[a-z]{6}[0-9lmnpqrstuv]{2}[abcdehlmprst][0-9lmnpqrstuv]{2}[a-z][0-9lmnpqrstuv]{3}[a-z](?-u:\b)",
+                r"(?i-u)(?-u:\b)[a-z]{6}[0-9lmnpqrstuv]{2}[abcdehlmprst][0-9lmnpqrstuv]{2}[a-z][0-9lmnpqrstuv]{3}[a-z](?-u:\b)",
             )?,
             cn_id: Regex::new(
                 r"(?-u:\b)\d{6} ?(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]) ?\d{3}[\dXx](?-u:\b)",
             )?,
-            nir: Regex::new(r"(?i)(?-u:\b)[1-478] ?\d{2} ?\d{2} ?(?:\d{2}|2[ab]) ?\d{3} ?\d{3} ?\d{2}(?-u:\b)")?,
+            nir: Regex::new(r"(?i-u)(?-u:\b)[1-478] ?\d{2} ?\d{2} ?(?:\d{2}|2[ab]) ?\d{3} ?\d{3} ?\d{2}(?-u:\b)")?,
             pan: Regex::new(r"(?-u:\b)[A-Z]{3}[PCHFATBLJG][A-Z]\d{4}[A-Z](?-u:\b)")?,
             ausweis: Regex::new(r"(?-u:\b)[CFGHJKLMNPRTVWXYZ][CFGHJKLMNPRTVWXYZ0-9]{8}\d?(?-u:\b)")?,
             id_token: Regex::new(
-                r"(?i)(?-u:\b)[a-z]{0,6}\d[a-z0-9]{0,20}(?:[ \-/][a-z]{0,6}\d[a-z0-9]*){0,4}(?-u:\b)",
+                r"(?i-u)(?-u:\b)[a-z]{0,6}\d[a-z0-9]{0,20}(?:[ \-/][a-z]{0,6}\d[a-z0-9]*){0,4}(?-u:\b)",
             )?,
             secret_prefix: Regex::new(concat!(
                 r"(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}",
@@ -237,12 +237,12 @@ impl Patterns {
                 r"(?i)(?:password|passwort|passwd|passphrase|pass phrase|pwd|pw|kennwort|contraseña|contrasena|clave|mot de passe|mdp|passcode|pin(?:[\s\-]?(?:code|nummer|number|número))?|(?:wi-?fi|wlan|wpa2?|netzwerk|network)[\s\-]?(?:key|schlüssel|passwort|password|code|clé)|schlüssel|clé (?:wi-?fi|wpa|de sécurité)|code (?:wi-?fi|secret|confidentiel)|code de (?:ma |la )?carte(?: bleue| bancaire)?|code (?:de )?cb|geheimzahl|nip|login|credentials|zugangsdaten|identifiants|credenciales|密码|口令|पासवर्ड)",
             )?,
             secret_assign: Regex::new(
-                r#"(?i)(?:api[_\-\s]?key|apikey|api[_\-]?secret|app[_\-]?secret|secret(?:[_\-\s]?(?:access[_\-\s]?)?key)?|access[_\-\s]?key(?:[_\-\s]?id)?|(?:access|auth|refresh|session|private|bot|oauth|webhook)[_\-\s]?token|client[_\-\s]?secret|private[_\-\s]?key(?:[_\-\s]?id)?|signing[_\-\s]?(?:key|secret)|encryption[_\-\s]?key|master[_\-\s]?key|account[_\-\s]?key|shared[_\-\s]?access[_\-\s]?key|token|sig)["']?\s*[:=]\s*["']?([A-Za-z0-9_\-./+=%]{16,})"#,
+                r#"(?i-u)(?:api[_\-\s]?key|apikey|api[_\-]?secret|app[_\-]?secret|secret(?:[_\-\s]?(?:access[_\-\s]?)?key)?|access[_\-\s]?key(?:[_\-\s]?id)?|(?:access|auth|refresh|session|private|bot|oauth|webhook)[_\-\s]?token|client[_\-\s]?secret|private[_\-\s]?key(?:[_\-\s]?id)?|signing[_\-\s]?(?:key|secret)|encryption[_\-\s]?key|master[_\-\s]?key|account[_\-\s]?key|shared[_\-\s]?access[_\-\s]?key|token|sig)["']?\s*[:=]\s*["']?([A-Za-z0-9_\-./+=%]{16,})"#,
             )?,
-            bearer: Regex::new(r"(?i)(bearer|basic)\s+([A-Za-z0-9\-._~+/]{12,}=*)")?,
+            bearer: Regex::new(r"(?i-u)(bearer|basic)\s+([A-Za-z0-9\-._~+/]{12,}=*)")?,
             what3words: Regex::new(r"///\p{Ll}{2,20}\.\p{Ll}{2,20}\.\p{Ll}{2,20}")?,
             coord_labelled: Regex::new(
-                r"(?i)(?-u:\b)lat(?:itude)?\s*[:=]?\s*(-?\d{1,2}\.\d{3,})\s*[,;/]?\s*(?:lon|lng|long|longitude)\s*[:=]?\s*(-?\d{1,3}\.\d{3,})",
+                r"(?i-u)(?-u:\b)lat(?:itude)?\s*[:=]?\s*(-?\d{1,2}\.\d{3,})\s*[,;/]?\s*(?:lon|lng|long|longitude)\s*[:=]?\s*(-?\d{1,3}\.\d{3,})",
             )?,
             otp_value: Regex::new(r"(?-u:\b)\d{3,4}[ \-]?\d{2,4}(?-u:\b)|(?-u:\b)\d{4,10}(?-u:\b)")?,
             seed_run: Regex::new(
@@ -284,7 +284,7 @@ impl Patterns {
                 r"\p{Han}{1,8}(?:省|自治区|特别行政区|市)\p{Han}{1,10}(?:市|县|区|州)\p{Han}{1,14}(?:路|街|道|村|镇|乡|巷)",
             )?,
             addr_in_house: Regex::new(
-                r"(?i)(?-u:\b)(?:h\.?\s?no\.?|house\s+no\.?|flat\s+no\.?|plot\s+no\.?|door\s+no\.?|ghar\s+no\.?)\s*#?\s*\d[\d/\-]*",
+                r"(?i-u)(?-u:\b)(?:h\.?\s?no\.?|house\s+no\.?|flat\s+no\.?|plot\s+no\.?|door\s+no\.?|ghar\s+no\.?)\s*#?\s*\d[\d/\-]*",
             )?,
             addr_in_pin: Regex::new(r"\p{Lu}\p{Ll}+(?:\s\p{Lu}\p{Ll}+)?(?:-| - |\s)[1-9]\d{2}\s?\d{3}(?-u:\b)")?,
             postcode_city: Regex::new(r"(?-u:\b)\d{5}\s+\p{Lu}[\p{L}\-']+(?:[ \-]\p{Lu}[\p{L}\-']+){0,3}")?,
