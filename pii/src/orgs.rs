@@ -49,28 +49,35 @@ impl OrgRules {
         let placeholders = &ctx.placeholder.0;
         let strong_placeholders = placeholders.len() >= 2 || doc_text && !placeholders.is_empty();
         let mut withdrawn = false;
+        // Per sentence, computed once (linear even when one long sentence holds many findings):
+        // does it make a contact personal? "my number", "call me", "I live at", a relation word,
+        // a private person's name (in fiction names are characters, and "lives at" is about a
+        // character: only first-person phrases count there).
+        let n_sents = ctx.sents.len();
+        let mut personal_in = vec![false; n_sents];
+        for (k, &(ss, se)) in ctx.sents.iter().enumerate() {
+            personal_in[k] = ctx.relation.within(ss, se)
+                || ctx.personal_contact.in_range(ss, se).any(|&(a, b)| {
+                    !fiction_text
+                        || !matches!(text[a..b].to_ascii_lowercase().as_str(), "lives at" | "live at" | "home address")
+                });
+        }
+        if !fiction_text {
+            for n in names.iter().filter(|n| !n.public && !n.weak && !ctx.placeholder.near(n.start, n.end, 0, 0)) {
+                let k = ctx.sents.partition_point(|&(_, e)| e <= n.start);
+                if let Some(p) = personal_in.get_mut(k) {
+                    *p = true;
+                }
+            }
+        }
+        // Per sentence, on first use: does it mention a flat or apartment (a home)?
+        let mut home_in: Vec<Option<bool>> = vec![None; n_sents + 1];
         let findings = std::mem::take(&mut out.findings);
         let mut kept = Vec::with_capacity(findings.len());
         for f in findings {
+            let k = ctx.sents.partition_point(|&(_, e)| e <= f.start).min(n_sents);
             let (ss, se) = sentence_of(&ctx.sents, f.start);
-            // What makes a contact personal: "my number", "call me", "I live at", a relation word,
-            // a private person's name in the sentence.
-            // In fiction, names are characters.
-            // In fiction "lives at" is about a character; only first-person phrases count there.
-            let contact_phrase = ctx.personal_contact.in_range(ss, se).any(|&(a, b)| {
-                !fiction_text
-                    || !matches!(text[a..b].to_ascii_lowercase().as_str(), "lives at" | "live at" | "home address")
-            });
-            let personal = contact_phrase
-                || ctx.relation.within(ss, se)
-                || !fiction_text
-                    && names.iter().any(|n| {
-                        !n.public
-                            && !n.weak
-                            && n.start < se
-                            && n.end > ss
-                            && !ctx.placeholder.near(n.start, n.end, 0, 0)
-                    });
+            let personal = personal_in.get(k).copied().unwrap_or(false);
             let value = &text[f.start..f.end];
             let near = |h: &super::context::Hits, before: usize| h.near(f.start, f.end, before, 40) || h.within(ss, se);
             let example = strong_placeholders && near(&ctx.placeholder, 200);
@@ -99,7 +106,7 @@ impl OrgRules {
                         .venue_at
                         .is_match(&text[super::patterns::floor_char(text, f.start.saturating_sub(60))..f.start]);
                     // A flat or apartment is a home.
-                    let home = self.dwelling.is_match(&text[ss..se.max(f.end).min(text.len())]);
+                    let home = *home_in[k].get_or_insert_with(|| self.dwelling.is_match(&text[ss..se.max(ss)]));
                     !personal && !home && (venue || near(&ctx.org, 160) || fiction_text || example)
                 }
                 Category::Location => {
