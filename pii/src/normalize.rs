@@ -327,7 +327,9 @@ fn html_entity(s: &str) -> Option<(char, usize)> {
         ("&lt;", '<'),
         ("&gt;", '>'),
     ];
-    NAMED.iter().find(|(n, _)| s.len() >= n.len() && s[..n.len()].eq_ignore_ascii_case(n)).map(|&(n, c)| (c, n.len()))
+    // Compared as bytes: `s` may continue with a multi-byte character right after the `&`.
+    let b = s.as_bytes();
+    NAMED.iter().find(|(n, _)| b.len() >= n.len() && b[..n.len()].eq_ignore_ascii_case(n.as_bytes())).map(|&(n, c)| (c, n.len()))
 }
 
 /// Decodes a run of URL escapes at the start of `s` ("%40", "%20", "%C3%A9"): the text and the

@@ -290,3 +290,29 @@ fn business_documentation_and_code_are_not_blocked() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Every text scans without a panic: triggers (`&`, `%`, `@`, digits, keywords, spelled digits)
+/// next to multi-byte characters at every offset. An entity prefix followed by CJK text once
+/// sliced inside a character (`&` + `，帮…`).
+#[test]
+fn no_panic_on_triggers_next_to_multibyte_text() {
+    let pieces = [
+        "&", "&#", "&#x", "&amp", "&commat", "%", "%4", "%40", "%C3", "@", " at ", " dot ", "4", "12", "+44 ", "-", ".",
+        "我", "，", "é", "\u{301}", "\u{200b}", "\u{202e}", "𝟗", "٣", "ä", "ß", "😀", "Dr. ", "Mr ", "my ", "password ",
+        "IBAN ", "nine ", "nau ", "\t", "\n", "\0",
+    ];
+    // A small deterministic generator (xorshift), so a failure reproduces.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let det = detector();
+    for _ in 0..4000 {
+        let mut t = String::new();
+        for _ in 0..12 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            t.push_str(pieces[(x % pieces.len() as u64) as usize]);
+        }
+        let _ = det.scan(&t);
+    }
+    let _ = det.scan("我的银行密码是Panda1998&，帮我想个好记的方法。");
+}
