@@ -68,7 +68,7 @@ use crate::Result;
 pub mod audit;
 pub mod cloud;
 pub mod local;
-pub mod pii;
+pub use edgewise_pii as pii;
 pub mod policy;
 pub mod queue;
 pub mod serve;

@@ -187,6 +187,10 @@ fn privacy_check_line(
     let report = det.scan(text);
     let categories: Vec<&str> = report.categories.iter().map(|c| c.as_str()).collect();
     let mut o = json!({ "id": id, "sensitive": report.sensitive, "categories": categories });
+    if let Some(reason) = report.fail_closed {
+        // Not examined (e.g. longer than the scan limit) and therefore treated as sensitive.
+        o["fail_closed"] = json!(reason.as_str());
+    }
     if details {
         o["confidence"] = json!(report.confidence);
         o["spans"] = json!(report
