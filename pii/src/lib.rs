@@ -39,7 +39,9 @@
 #![deny(missing_docs)]
 
 mod checksum;
+pub mod classifier;
 mod context;
+mod gate;
 mod gazetteer;
 mod lexicon;
 mod names;
@@ -48,6 +50,8 @@ mod numbers;
 mod patterns;
 
 use std::sync::OnceLock;
+
+pub use gate::{gate, FailClosed, GateReport, PrivacyGate, SecondStage, Stage, DEFAULT_CLASSIFIER_BUDGET};
 
 use context::{sentence_of, sentences, Hits, Lex};
 use normalize::Normalized;
@@ -522,5 +526,7 @@ fn report(norm: &Normalized, out: Out) -> PiiReport {
     PiiReport { sensitive: true, categories, confidence, spans: merged }
 }
 
+#[cfg(test)]
+mod gate_tests;
 #[cfg(test)]
 mod tests;
