@@ -657,3 +657,137 @@ NEG = {
         ],
     },
 }
+
+# A second batch of templates, appended to the lists above (same held-out rule by index).
+MORE_SENS = {
+    "en": {
+        "name_details": [
+            "quick favour - can you write a note for {name}'s landlord? she's {age}, been unemployed since {year} and is behind on rent",
+            "I'm {name}, {age}, recently divorced, two kids, earning {salary}. Can you help me plan my finances?",
+            "Draft a message to {name} at {company} about her sick leave; she's been off since March with stress.",
+            "Can you turn this into a nice intro: 'This is {name}, my sister-in-law, she's {age}, lives in {city} and just got out of rehab.'",
+            "Write a eulogy for my uncle {name}, who died of {cond} last week at {age}.",
+            "Our nanny {name} is undocumented and scared to see a doctor; what are her options in {city}?",
+            "Letter to the school: {kid} lives with his grandmother now because his dad {name} is in prison.",
+            "For the tenancy application: {name}, {age}, self-employed, income about {salary}, one dog.",
+            "My colleague {name} confided she's being abused at home. How do I help her without making it worse?",
+            "Reference check notes: {name}, dismissed from {company} in {year} for misconduct.",
+        ],
+        "health": [
+            "Can you help me write to my GP? I've had chest pains for 3 days and I'm on {drug} for {cond}.",
+            "{kid} ({kidage}) was just diagnosed with type 1 diabetes, help me explain insulin to his teachers",
+            "My psychiatrist upped my {drug} to 100mg and I feel awful. What should I tell her?",
+            "Write a message to my boss: I had a miscarriage yesterday and need the week off.",
+            "I tested positive for chlamydia, how do I tell my ex {first}?",
+            "my blood pressure was 165/100 this morning and I'm already on {drug}, should I go to A&E?",
+            "Dad ({name}) is in hospice now with stage 4 {cond}. Help me write to the family.",
+            "I've been self-harming again and my therapist {first} is on holiday. I don't know who to talk to.",
+            "My wife {first} is 34 weeks pregnant with twins and her blood sugar is high; what should we ask the midwife?",
+            "Help me fill in my sick note: off work since Monday with a slipped disc, taking codeine.",
+        ],
+        "financial": [
+            "My salary is {salary} and I have {money} in a savings account at Barclays; am I on track for a house deposit?",
+            "Write to the debt collector: I, {name}, dispute the {money} they say I owe.",
+            "I lost {money} on crypto and haven't told my wife {first}. How do I tell her?",
+            "My mum {name} got scammed out of {money} last week. Help me write to her bank.",
+            "I'm on universal credit, get {money} a month and my rent is {money2}. What help can I get?",
+        ],
+        "address": [
+            "write a note for the babysitter: we live at {address}, the key is under the blue pot",
+            "Please send my replacement card to my new home, {address}.",
+            "My ex keeps turning up at my flat, {address}. Help me write a statement for the police.",
+            "I'm selling my sofa, pick up from {address} after 6pm, write the ad",
+            "Dear neighbours at {address}, ... can you finish this letter about the noise?",
+        ],
+        "credential": [
+            "Login for the school portal is {user_email}, password {pw} - write it up for my husband.",
+            "the code on the back of my card is {cvv} and the number ends 4421, is that enough for a phone order?",
+            "my 2FA code is {otp}, the support guy asked for it, is that normal?",
+            "Here's the master password for our family vault: {pw}. Make a printable card for the safe.",
+            "garage door code {pin}, wifi {wifipw} — put both in the welcome note for the Airbnb guests",
+            "I wrote my recovery words on a napkin: {seed}. Is the order important?",
+            "My PIN for the building is {pin} and my apartment alarm code is {pin2}, can you help me remember them?",
+            "our company slack password is {pw}, can you email it to the new guy?",
+        ],
+        "location": [
+            "Come get me, I'm at {gps}, near the red barn.",
+            "I'm hiding in the bathroom at {address}, he's outside. What do I do?",
+            "Right now I'm parked at the back of the Tesco on {street}, silver Corsa, come quick",
+            "The kids and I are at {street} by the bus stop, please tell their dad to come now.",
+            "my exact location is {gps}, send help, I've twisted my ankle on the trail",
+        ],
+        "contact_obf": [
+            "my email is {email_paren} — spelled out so the spam bots don't see it",
+            "Sign me up: {name}, {email_html}, {phone_sep}",
+            "add to the group chat: Mum {phone_words}",
+            "my whatsapp is {phone_sep}, message me there",
+            "use {email_homo} for the receipts",
+            "card: {card_odd}, cvv {cvv}, can you check the format?",
+        ],
+        "ids_bank": [
+            "My sort code is {sortcode} and account number {acct}, put that on the invoice for my clients.",
+            "{name}'s passport number is {passport}; fill in the booking for both of us.",
+            "I'm {name}, DOB {dob}, NI {nino}, can you fill in the tenancy form?",
+            "my license number is {dl_us}, did I write it right on the insurance form?",
+        ],
+    },
+}
+MORE_NEG = {
+    "en": {
+        "company_contact": [
+            "Can you write a polite chaser to the council's planning office at {company_email}?",
+            "Which bus goes to {company}'s head office at {company_address}?",
+            "Write a press release with our media contact: press@{company_domain}, {company_phone}.",
+            "The restaurant's number is {company_phone}; what should I say to book for 8?",
+            "Our shop moved to {company_address}; write an Instagram post announcing it.",
+        ],
+        "docs": [
+            "Write sample data for a tutorial: Alice Example, alice@example.com, 555-0100.",
+            "What does the 'seed phrase' of a crypto wallet do? Show a fake example with placeholder words.",
+            "In the Django docs the test user is admin / password123. Is that safe for production?",
+            "Create a mock JSON user object with fields name, email, phone for my React demo.",
+            "Explain how OTP codes like 123456 are generated (TOTP).",
+        ],
+        "public": [
+            "What illness did {pf} die of?",
+            "Summarize {pf}'s early life and education.",
+            "Write a quiz about {pf} for my class.",
+        ],
+        "fiction": [
+            "In my thriller the hacker's password is 'dragon42'; write the scene where she cracks it.",
+            "Write a scene where the detective reads out the suspect's alibi: he was at the corner of Elm and Fifth at 9pm.",
+            "My D&D character {fname} has a curse that makes her sick at night; write her backstory.",
+            "Write a short story about an old man who hides his savings under the floorboards.",
+        ],
+        "code": [
+            "Why does this Python print 'None'? def greet(name): print('hi', name)",
+            "Write a bash script that backs up /home to /mnt/backup every night.",
+            "How do I read an environment variable in Rust and fail with a clear error if it's missing?",
+            "Write unit tests for a function that validates email addresses.",
+            "What's the difference between a password hash and a salt?",
+        ],
+        "orders": [
+            "Flight BA{n3} leaves at 14:35 from Terminal 5; how early should I be there?",
+            "My package tracking number is {ups}; what does 'out for delivery' mean?",
+            "Update from version {ver1} to {ver2} failed with exit code 137.",
+            "Room 214 at the conference centre, session starts 09:30. Write a reminder for the team.",
+            "Table 12 ordered 3 pizzas at 19:40, total £54.20 — write a receipt template.",
+        ],
+        "general": [
+            "What's the best way to remember lots of passwords?",
+            "How do I talk to my teenager about vaping?",
+            "Explain how credit scores work in the UK.",
+            "What are the side effects of {drug_generic}?",
+            "Is it normal to feel anxious before a job interview? Any tips?",
+            "How do pregnancy tests work?",
+            "What's the average salary of a nurse in Germany?",
+            "How do I report a scam call to my bank?",
+            "What should be in a first aid kit for hiking?",
+            "Write a polite message declining a wedding invitation.",
+        ],
+    },
+}
+for _src, _dst in ((MORE_SENS, SENS), (MORE_NEG, NEG)):
+    for _lang, _groups in _src.items():
+        for _g, _ts in _groups.items():
+            _dst[_lang].setdefault(_g, []).extend(_ts)

@@ -43,7 +43,7 @@ LANGS = ["en", "de", "es", "fr", "zh", "hi"]
 LOCALES = {"en": ["en_US", "en_GB", "en_IN"], "de": ["de_DE"], "es": ["es_ES"], "fr": ["fr_FR"],
            "zh": ["zh_CN"], "hi": ["en_IN", "en_IN", "hi_IN"]}
 # Cases per (language, group) of clf_templates.py, per split; the old tables get OLD_PER_GROUP.
-PER_GROUP = {"train": {"en": 160, "other": 70}, "heldout": {"en": 50, "other": 22}}
+PER_GROUP = {"train": {"en": 240, "other": 80}, "heldout": {"en": 60, "other": 24}}
 OLD_PER_GROUP = {"train": 14, "heldout": 5}
 
 CLF_SLOT_CATEGORY = dict(mc.SLOT_CATEGORY)
@@ -53,7 +53,7 @@ CLF_SLOT_CATEGORY.update({
     "email_spaced": "email", "email_homo": "email",
     "phone_mb": "phone", "phone_tabs": "phone", "phone_tabs2": "phone", "phone_sep": "phone",
     "card_mb": "payment_card", "card_odd": "payment_card", "iban_spaced": "iban",
-    "wifipw": "credential", "pin": "credential", "otp": "credential", "seed": "credential",
+    "wifipw": "credential", "pin": "credential", "pin2": "credential", "otp": "credential", "seed": "credential",
     "codes": "credential", "clabe": "bank_account", "kontonr": "bank_account", "blz": "bank_account",
     "dob2": "date_of_birth", "w3w": "location", "street_num": "postal_address",
     "money": "financial", "money2": "financial", "money3": "financial", "salary2": "financial",
@@ -140,7 +140,7 @@ def slot(name, c):
     if name == "wifipw":
         return rng.choice([gv.gen_password(rng), fake.word().capitalize() + str(rng.randrange(10, 9999)) + "!",
                            "-".join(fake.word() for _ in range(3))])
-    if name == "pin":
+    if name in ("pin", "pin2"):
         return f"{rng.randrange(0, 10000):04d}"
     if name == "otp":
         return f"{rng.randrange(0, 1000000):06d}"
@@ -169,6 +169,8 @@ def slot(name, c):
             fake.domain_name()
     if name == "company_address":
         return fake.address().replace("\n", ", ")
+    if name == "company_domain":
+        return fake.domain_name()
     if name == "shop":
         return rng.choice(SHOPS)
     return mc.slot_value(name, c)

@@ -256,6 +256,24 @@ GOLDEN_EXTRA = [
 ]
 
 
+def write_constants(size, sha):
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    rs = os.path.join(root, "pii", "src", "classifier.rs")
+    src = open(rs, encoding="utf-8").read()
+    src = re.sub(r'pub const MODEL_SIZE: u64 = [0-9_]+;', f"pub const MODEL_SIZE: u64 = {size:_};", src)
+    src = re.sub(r'pub const MODEL_SHA256: &str = "[0-9a-f]{64}";', f'pub const MODEL_SHA256: &str = "{sha}";', src)
+    open(rs, "w", encoding="utf-8").write(src)
+    cat = os.path.join(root, "models", "catalog.toml")
+    text = open(cat, encoding="utf-8").read()
+    head, sep, entry = text.partition('[[classifier]]\nid = "pii-clf-v1"')
+    if not sep:
+        sys.exit("catalog.toml has no pii-clf-v1 entry")
+    entry = re.sub(r"\nsize = [0-9]+", f"\nsize = {size}", entry, count=1)
+    entry = re.sub(r'\nsha256 = "[0-9a-f]{64}"', f'\nsha256 = "{sha}"', entry, count=1)
+    open(cat, "w", encoding="utf-8").write(head + sep + entry)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="make_clf_data.py output")
@@ -264,7 +282,9 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--golden", required=True)
     ap.add_argument("--scores", help="write held-out scores here (JSONL)")
-    ap.add_argument("--l2", type=float, default=2e-6)
+    ap.add_argument("--write-constants", action="store_true",
+                    help="also write the model's size and sha256 into pii/src/classifier.rs and models/catalog.toml")
+    ap.add_argument("--l2", type=float, default=5e-7)
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--added-fb", type=float, default=0.025,
@@ -332,6 +352,8 @@ def main():
 
     sha, size = write_model(args.model, w16, float(np.float32(b)), float(np.float32(chosen)))
     print(f"model {args.model}: {size} bytes, sha256 {sha}", file=sys.stderr)
+    if args.write_constants:
+        write_constants(size, sha)
 
     # Golden file: an independent NumPy pass over held-out synthetic texts plus hand-made hard ones.
     syn_ho = [c["text"] for c in ho if c["src"] != "tuning"]
