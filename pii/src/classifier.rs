@@ -167,7 +167,7 @@ impl Classifier {
         }
         let bias = f32::from_bits(u32_at(28));
         let threshold = f32::from_bits(u32_at(32));
-        if !bias.is_finite() || !(threshold > 0.0 && threshold < 1.0) {
+        if !bias.is_finite() || threshold.is_nan() || threshold <= 0.0 || threshold >= 1.0 {
             return Err(fmt("bad bias or threshold"));
         }
         if bytes.len() != HEADER_LEN + 2 * buckets {

@@ -54,9 +54,13 @@ def table(title, cases, res):
         keys = [f"lang {c.get('lang', '?')}"]
         if c["sensitive"]:
             keys += [f"category {k}" for k in c.get("categories", [])]
-        kind = c.get("kind") or c.get("group")
+        kind = c.get("kind")
         if kind:
-            keys.append(f"kind {kind.split('-')[0] if c.get('kind') else kind}")
+            parts = kind.split("-")
+            kind = "-".join(parts[:3] if parts[0] == "hard" else parts[:1])
+        kind = kind or c.get("group")
+        if kind:
+            keys.append(f"kind {kind}")
         for k in keys:
             groups[k][0 if c["sensitive"] else 1].append(c)
     for k in sorted(groups):

@@ -339,6 +339,8 @@ def main():
                       ("tuning held-out half", [c for c in ho if c["src"] == "tuning"])):
         pos = [c for c in sub if c["sensitive"]]
         neg = [c for c in sub if not c["sensitive"]]
+        if not pos or not neg:
+            continue
         r_rec = sum(rules[c["id"]] for c in pos) / len(pos)
         g_rec = sum(rules[c["id"]] or sc[c["id"]] >= chosen for c in pos) / len(pos)
         r_fb = sum(rules[c["id"]] for c in neg) / len(neg)

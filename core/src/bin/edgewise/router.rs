@@ -4,11 +4,14 @@ use clap::Args;
 /// Arguments of `edgewise privacy-check`.
 ///
 /// Reads JSON lines `{"id": ..., "text": "..."}` on stdin and writes one JSON line per input, in
-/// order: `{"id": ..., "sensitive": bool, "categories": [...]}`. A line that cannot be read gets
+/// order: `{"id": ..., "sensitive": bool, "categories": [...], "stage": "rules"|"classifier",
+/// "second_stage": "present"|"absent"|"invalid"}` (categories come from the rules; a block by the
+/// learned second stage has none). A line that cannot be read gets
 /// `{"id": ..., "line": N, "error": "..."}` and processing goes on. The text is never echoed.
 #[derive(Args)]
 pub struct PrivacyCheckArgs {
-    /// Also output the confidence and the byte spans (`start`, `end`, `category`) of each finding.
+    /// Also output the confidence, the byte spans (`start`, `end`, `category`) of each finding and
+    /// the second stage's `classifier_score` (null when it did not run).
     #[arg(long)]
     pub details: bool,
 }
@@ -113,10 +116,11 @@ enum RouterCmd {
     },
 }
 
-/// `edgewise privacy-check`: scans JSON lines from stdin with the on-device PII detector.
+/// `edgewise privacy-check`: scans JSON lines from stdin with the on-device privacy gate (the
+/// rules, then the learned second stage on what they clear).
 pub fn privacy_check(a: PrivacyCheckArgs) -> crate::CliResult {
     use std::io::{BufRead, Write};
-    let det = edgewise_core::router::pii::detector();
+    let det = edgewise_core::router::pii::gate();
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let stdout = std::io::stdout();
@@ -144,7 +148,7 @@ pub fn privacy_check(a: PrivacyCheckArgs) -> crate::CliResult {
 /// The output line for one input line (`None` for a blank line). Error values never contain the
 /// input text: only the id, the line number and a fixed reason.
 fn privacy_check_line(
-    det: &edgewise_core::router::pii::PiiDetector,
+    det: &edgewise_core::router::pii::PrivacyGate,
     raw: &[u8],
     line_no: usize,
     details: bool,
@@ -168,10 +172,14 @@ fn privacy_check_line(
     let Some(text) = obj.get("text").and_then(Value::as_str) else {
         return error(id, "missing string field \"text\"");
     };
-    let report = det.scan(text);
+    let gate = det.check(text);
+    let (stage, second_stage, score) = (gate.stage.as_str(), gate.second_stage.as_str(), gate.classifier_score);
+    let report = gate.into_report();
     let categories: Vec<&str> = report.categories.iter().map(|c| c.as_str()).collect();
-    let mut o = json!({ "id": id, "sensitive": report.sensitive, "categories": categories });
+    let mut o = json!({ "id": id, "sensitive": report.sensitive, "categories": categories, "stage": stage,
+                        "second_stage": second_stage });
     if details {
+        o["classifier_score"] = json!(score);
         o["confidence"] = json!(report.confidence);
         o["spans"] = json!(report
             .spans
