@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use crate::classifier::{Classifier, ModelError, ScoreError};
 use crate::{detector, PiiDetector, PiiReport};
 
-/// The default time budget of the second stage per text; past it the text stays local.
-pub const DEFAULT_CLASSIFIER_BUDGET: Duration = Duration::from_millis(20);
+/// The default time budget of the second stage per text (wall clock); past it the text stays
+/// local. A safety bound well above the measured cost (well under 1 ms of CPU for 2,000
+/// characters), so that only a pathological input or a starved device fails closed.
+pub const DEFAULT_CLASSIFIER_BUDGET: Duration = Duration::from_millis(100);
 
 /// Which stage made the gate's decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -236,6 +236,20 @@ fn p99(mut v: Vec<Duration>) -> Duration {
     v[(v.len() * 99).div_ceil(100) - 1]
 }
 
+/// CPU time of the calling thread (Linux: `/proc/thread-self/schedstat`, nanoseconds on a CPU),
+/// which, unlike the wall clock, does not count the time other processes held the cores.
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(s.split_whitespace().next()?.parse().ok()?))
+}
+
+/// The 1-minute load average per CPU, when known.
+fn load_per_cpu() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let load: f64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(load / std::thread::available_parallelism().ok()?.get() as f64)
+}
+
 #[test]
 fn gate_latency_p99_for_2000_characters_is_far_below_30_ms() {
     let _serial = serial();
@@ -243,20 +257,35 @@ fn gate_latency_p99_for_2000_characters_is_far_below_30_ms() {
     let g = gate();
     let r = g.check(&text);
     assert!(!r.rules.sensitive && r.stage == Stage::Classifier, "the latency case must reach the classifier");
-    let mut whole = Vec::new();
-    let mut rules = Vec::new();
+    assert!(r.classifier_score.is_some(), "the classifier must finish within its budget");
+    let (mut wall, mut cpu, mut rules) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..200 {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), thread_cpu());
         std::hint::black_box(g.check(std::hint::black_box(&text)));
-        whole.push(t.elapsed());
+        wall.push(t.elapsed());
+        if let (Some(a), Some(b)) = (c, thread_cpu()) {
+            cpu.push(b.saturating_sub(a));
+        }
         let t = Instant::now();
         std::hint::black_box(detector().scan(std::hint::black_box(&text)));
         rules.push(t.elapsed());
     }
-    let (pw, pr) = (p99(whole), p99(rules));
-    eprintln!("2,000 chars: gate p99 {pw:?}, rules p99 {pr:?}");
-    // Budget 30 ms; asserted with a 2x margin (the test machine is shared).
-    assert!(pw < Duration::from_millis(15), "gate p99 {pw:?}");
+    let (pw, pr) = (p99(wall), p99(rules));
+    let load = load_per_cpu();
+    eprintln!("2,000 chars: gate p99 {pw:?} wall, rules p99 {pr:?} wall, load per CPU {load:?}");
+    // Budget 30 ms, asserted with a 2x margin on the gate's own CPU time (robust to other
+    // processes on a shared machine) and on the wall clock unless the machine is overloaded.
+    let cpu_measured = cpu.len() == 200;
+    if cpu_measured {
+        let pc = p99(cpu);
+        eprintln!("2,000 chars: gate p99 {pc:?} CPU");
+        assert!(pc < Duration::from_millis(15), "gate CPU p99 {pc:?}");
+    }
+    if load.is_some_and(|l| l > 1.0) && cpu_measured {
+        eprintln!("wall-clock assertion skipped: load {load:?} per CPU (the CPU-time assertion held)");
+    } else {
+        assert!(pw < Duration::from_millis(15), "gate wall p99 {pw:?}");
+    }
 }
 
 #[test]
