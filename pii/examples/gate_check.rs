@@ -1,6 +1,6 @@
 //! Reads JSON lines `{"id","text"}` on stdin and prints one line per input with the rules' verdict
 //! and the gate's (rules, then the embedded classifier):
-//! `{"id","sensitive","stage","second_stage","classifier_score","fail_closed","rules_sensitive","categories"}`.
+//! `{"id","sensitive","stage","second_stage","classifier_score","second_stage_failure","rules_sensitive","categories"}`.
 //! `--rules-only` uses the gate without its second stage. Used by tests/privacy/eval_gate.py and
 //! train_classifier.py; needs no burn build:
 //!
@@ -39,7 +39,7 @@ fn main() {
             "stage": g.stage.as_str(),
             "second_stage": g.second_stage.as_str(),
             "classifier_score": g.classifier_score,
-            "fail_closed": g.fail_closed.map(|f| f.as_str()),
+            "second_stage_failure": g.second_stage_failure.map(|f| f.as_str()),
             "rules_sensitive": g.rules.sensitive,
             "categories": cats,
         });

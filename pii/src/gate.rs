@@ -67,7 +67,7 @@ impl SecondStage {
 /// Why the gate kept a text local without a classifier verdict. Fixed texts, never user data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FailClosed {
+pub enum SecondStageFailure {
     /// The model failed sha256 or format verification.
     ModelInvalid,
     /// The classifier ran past its time budget.
@@ -76,13 +76,13 @@ pub enum FailClosed {
     Error,
 }
 
-impl FailClosed {
+impl SecondStageFailure {
     /// `model_invalid`, `timeout` or `classifier_error`.
     pub fn as_str(self) -> &'static str {
         match self {
-            FailClosed::ModelInvalid => "model_invalid",
-            FailClosed::Timeout => "timeout",
-            FailClosed::Error => "classifier_error",
+            SecondStageFailure::ModelInvalid => "model_invalid",
+            SecondStageFailure::Timeout => "timeout",
+            SecondStageFailure::Error => "classifier_error",
         }
     }
 }
@@ -101,7 +101,7 @@ pub struct GateReport {
     /// The classifier's threshold, when it ran.
     pub classifier_threshold: Option<f32>,
     /// Set when the gate kept the text local because the second stage failed.
-    pub fail_closed: Option<FailClosed>,
+    pub second_stage_failure: Option<SecondStageFailure>,
     /// The rules' report (categories and spans come only from the rules).
     pub rules: PiiReport,
 }
@@ -201,7 +201,7 @@ impl PrivacyGate {
             second_stage,
             classifier_score: None,
             classifier_threshold: None,
-            fail_closed: None,
+            second_stage_failure: None,
             rules,
         };
         // The classifier only ever adds a block: it runs on what the rules would let leave.
@@ -213,7 +213,7 @@ impl PrivacyGate {
             Second::Invalid => {
                 g.sensitive = true;
                 g.stage = Stage::Classifier;
-                g.fail_closed = Some(FailClosed::ModelInvalid);
+                g.second_stage_failure = Some(SecondStageFailure::ModelInvalid);
             }
             Second::Ready(c) => {
                 g.stage = Stage::Classifier;
@@ -223,7 +223,7 @@ impl PrivacyGate {
                 let Ok(scored) = scored else {
                     log::error!("privacy gate: the classifier failed; the request stays local");
                     g.sensitive = true;
-                    g.fail_closed = Some(FailClosed::Error);
+                    g.second_stage_failure = Some(SecondStageFailure::Error);
                     return g;
                 };
                 match scored {
@@ -240,7 +240,7 @@ impl PrivacyGate {
                             self.budget.as_millis()
                         );
                         g.sensitive = true;
-                        g.fail_closed = Some(FailClosed::Timeout);
+                        g.second_stage_failure = Some(SecondStageFailure::Timeout);
                     }
                 }
             }

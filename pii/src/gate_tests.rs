@@ -100,7 +100,7 @@ fn a_corrupt_model_fails_closed() {
     let r = g.check("What are the early symptoms of measles?");
     assert!(r.sensitive, "a model that fails verification must keep requests local");
     assert_eq!(r.stage, Stage::Classifier);
-    assert_eq!(r.fail_closed, Some(FailClosed::ModelInvalid));
+    assert_eq!(r.second_stage_failure, Some(SecondStageFailure::ModelInvalid));
     assert!(!r.rules.sensitive);
     assert!(g.scan("What are the early symptoms of measles?").sensitive);
     // The intact bytes verify and clear the same text.
@@ -152,7 +152,7 @@ fn without_a_model_the_gate_is_rules_only_and_says_so() {
     let r = g.check(PROSE_SECRET);
     assert!(!r.sensitive && !r.rules.sensitive);
     assert_eq!(
-        (r.stage, r.second_stage, r.classifier_score, r.fail_closed),
+        (r.stage, r.second_stage, r.classifier_score, r.second_stage_failure),
         (Stage::Rules, SecondStage::Absent, None, None)
     );
     // The same text with the second stage present is blocked by it.
@@ -205,7 +205,10 @@ fn a_timeout_keeps_the_request_local() {
     let g = PrivacyGate::with_classifier(embedded()).with_budget(Duration::ZERO);
     let r = g.check("What are the early symptoms of measles?");
     assert!(r.sensitive);
-    assert_eq!((r.stage, r.fail_closed, r.classifier_score), (Stage::Classifier, Some(FailClosed::Timeout), None));
+    assert_eq!(
+        (r.stage, r.second_stage_failure, r.classifier_score),
+        (Stage::Classifier, Some(SecondStageFailure::Timeout), None)
+    );
     // The scorer itself gives up once its deadline has passed.
     let c = embedded();
     assert_eq!(c.score(&"a".repeat(5000), Some(Instant::now())), Err(ScoreError::Timeout));

@@ -51,7 +51,7 @@ mod patterns;
 
 use std::sync::OnceLock;
 
-pub use gate::{gate, FailClosed, GateReport, PrivacyGate, SecondStage, Stage, DEFAULT_CLASSIFIER_BUDGET};
+pub use gate::{gate, GateReport, PrivacyGate, SecondStage, SecondStageFailure, Stage, DEFAULT_CLASSIFIER_BUDGET};
 
 use context::{sentence_of, sentences, Hits, Lex};
 use normalize::Normalized;

@@ -6,7 +6,7 @@ use clap::Args;
 /// Reads JSON lines `{"id": ..., "text": "..."}` on stdin and writes one JSON line per input, in
 /// order: `{"id": ..., "sensitive": bool, "categories": [...], "stage": "rules"|"classifier",
 /// "second_stage": "present"|"absent"|"invalid"}` (categories come from the rules; a block by the
-/// learned second stage has none). A line that cannot be read gets
+/// learned second stage has none; `second_stage_failure` says why it failed closed, if it did). A line that cannot be read gets
 /// `{"id": ..., "line": N, "error": "..."}` and processing goes on. The text is never echoed.
 #[derive(Args)]
 pub struct PrivacyCheckArgs {
@@ -173,19 +173,28 @@ fn privacy_check_line(
         return error(id, "missing string field \"text\"");
     };
     let gate = det.check(text);
-    let (stage, second_stage, score) = (gate.stage.as_str(), gate.second_stage.as_str(), gate.classifier_score);
+    let (stage, second_stage, failure, score) =
+        (gate.stage.as_str(), gate.second_stage.as_str(), gate.second_stage_failure, gate.classifier_score);
     let report = gate.into_report();
     let categories: Vec<&str> = report.categories.iter().map(|c| c.as_str()).collect();
-    let mut o = json!({ "id": id, "sensitive": report.sensitive, "categories": categories, "stage": stage,
-                        "second_stage": second_stage });
+    let mut o = json!({ "id": id, "sensitive": report.sensitive, "categories": categories });
     if details {
-        o["classifier_score"] = json!(score);
         o["confidence"] = json!(report.confidence);
         o["spans"] = json!(report
             .spans
             .iter()
             .map(|s| json!({ "start": s.start, "end": s.end, "category": s.category.as_str() }))
             .collect::<Vec<_>>());
+    }
+    // The privacy gate: which stage decided, whether the learned second stage is there, and why it
+    // failed closed if it did (fixed words, never text).
+    o["stage"] = json!(stage);
+    o["second_stage"] = json!(second_stage);
+    if let Some(f) = failure {
+        o["second_stage_failure"] = json!(f.as_str());
+    }
+    if details {
+        o["classifier_score"] = json!(score);
     }
     Some(o)
 }
