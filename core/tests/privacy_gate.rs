@@ -10,9 +10,21 @@ use edgewise_core::router::policy::{DecisionInput, PolicyEngine, Reachability};
 use edgewise_core::router::{pii, ChatRequest, Reason, RequestMeta, RouterPolicy, Target};
 use serde_json::Value;
 
-/// Cleared by the rules, blocked by the shipped classifier (a one-time code in prose).
-const PROSE_SECRET: &str =
-    "my bank just sent me the code 482913 and a man on the phone says he needs it to stop a fraud, should i give it?";
+/// Personal data in prose that the shipped classifier blocks; the tests use the first one the rules
+/// (which keep improving) still clear.
+const PROSE_SECRETS: &[&str] = &[
+    "Our baby Leo was born at 29 weeks and is still in the NICU; write an update for the family group chat.",
+    "I lost $12,400 on crypto and haven't told my wife Priya. How do I tell her?",
+    "my bank just sent me the code 482913 and a man on the phone says he needs it to stop a fraud, should i give it?",
+];
+
+fn prose_secret() -> &'static str {
+    PROSE_SECRETS
+        .iter()
+        .copied()
+        .find(|t| !pii::detector().scan(t).sensitive && pii::gate().check(t).sensitive)
+        .expect("every candidate is now caught by the rules: add one they miss")
+}
 
 fn decide(request: &ChatRequest) -> edgewise_core::router::RouteDecision {
     let probe: Arc<dyn Reachability> = Arc::new(|_: &str| Ok(true));
@@ -30,16 +42,16 @@ fn decide(request: &ChatRequest) -> edgewise_core::router::RouteDecision {
 #[test]
 fn a_request_only_the_classifier_flags_stays_local() {
     assert!(
-        !pii::detector().scan(PROSE_SECRET).sensitive,
+        !pii::detector().scan(prose_secret()).sensitive,
         "the rules must clear this text for the test to mean anything"
     );
     assert_eq!(pii::gate().second_stage(), pii::SecondStage::Present);
-    let d = decide(&ChatRequest::user(PROSE_SECRET));
+    let d = decide(&ChatRequest::user(prose_secret()));
     assert_eq!(d.target, Target::Local, "{d:?}");
     assert!(d.reasons.contains(&Reason::Sensitive), "{d:?}");
     assert!(d.categories.is_empty(), "the classifier names no category: {d:?}");
     // In an attachment too.
-    let d = decide(&ChatRequest::user("Summarise the attached note.").with_attachment(PROSE_SECRET));
+    let d = decide(&ChatRequest::user("Summarise the attached note.").with_attachment(prose_secret()));
     assert_eq!(d.target, Target::Local, "{d:?}");
     // A harmless request still leaves.
     let d = decide(&ChatRequest::user("What is the capital of France?"));
@@ -52,7 +64,7 @@ fn cli_privacy_check_reports_the_deciding_stage() {
     let input = format!(
         "{}\n{}\n{}\n",
         r#"{"id": "r", "text": "Call me on +44 7700 900123 after five."}"#,
-        serde_json::json!({ "id": "c", "text": PROSE_SECRET }),
+        serde_json::json!({ "id": "c", "text": prose_secret() }),
         r#"{"id": "h", "text": "What is the capital of Australia?"}"#,
     );
     let mut child = Command::new(exe)
@@ -66,7 +78,9 @@ fn cli_privacy_check_reports_the_deciding_stage() {
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success(), "exit {:?}", out.status);
     let stdout = String::from_utf8(out.stdout).expect("utf8");
-    assert!(!stdout.contains("482913") && !String::from_utf8_lossy(&out.stderr).contains("482913"), "echoed input");
+    for word in ["Leo", "Priya", "482913"] {
+        assert!(!stdout.contains(word) && !String::from_utf8_lossy(&out.stderr).contains(word), "echoed input");
+    }
     let v: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
     assert_eq!(v.len(), 3, "{stdout}");
     assert_eq!(

@@ -193,7 +193,12 @@ impl PrivacyGate {
 
     /// The verdict on `text`. Never panics; fails closed.
     pub fn check(&self, text: &str) -> GateReport {
-        let rules = self.rules.scan(text);
+        let rules =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.rules.scan(text))).unwrap_or_else(|_| {
+                log::error!("privacy gate: the rules failed; the request stays local");
+                // A detector without patterns reports every text as sensitive (fail closed).
+                PiiDetector { engine: None }.scan(text)
+            });
         let second_stage = self.second_stage();
         let mut g = GateReport {
             sensitive: rules.sensitive,

@@ -140,27 +140,41 @@ fn model_parser_rejects_malformed_files() {
     assert!(Classifier::parse(&b).is_err());
 }
 
-/// A text the rules clear and the shipped classifier blocks (a one-time code in prose).
-const PROSE_SECRET: &str =
-    "my bank just sent me the code 482913 and a man on the phone says he needs it to stop a fraud, should i give it?";
+/// Personal data in prose that the shipped classifier blocks. The rules improve over time, so the
+/// tests use the first of these that the rules still clear.
+const PROSE_SECRETS: &[&str] = &[
+    "Our baby Leo was born at 29 weeks and is still in the NICU; write an update for the family group chat.",
+    "I lost $12,400 on crypto and haven't told my wife Priya. How do I tell her?",
+    "my bank just sent me the code 482913 and a man on the phone says he needs it to stop a fraud, should i give it?",
+    "I relapsed last weekend after 2 years sober, how do I tell my sponsor Mike?",
+];
+
+/// A text the rules clear and the shipped classifier blocks.
+fn prose_secret() -> &'static str {
+    PROSE_SECRETS
+        .iter()
+        .copied()
+        .find(|t| !detector().scan(t).sensitive && gate().check(t).sensitive)
+        .expect("every candidate is now caught by the rules (or none by the classifier): add a case the rules miss")
+}
 
 #[test]
 fn without_a_model_the_gate_is_rules_only_and_says_so() {
     let _serial = serial();
     let g = PrivacyGate::rules_only();
     assert_eq!(g.second_stage(), SecondStage::Absent);
-    let r = g.check(PROSE_SECRET);
+    let r = g.check(prose_secret());
     assert!(!r.sensitive && !r.rules.sensitive);
     assert_eq!(
         (r.stage, r.second_stage, r.classifier_score, r.second_stage_failure),
         (Stage::Rules, SecondStage::Absent, None, None)
     );
     // The same text with the second stage present is blocked by it.
-    let full = gate().check(PROSE_SECRET);
+    let full = gate().check(prose_secret());
     assert!(full.sensitive, "score {:?}", full.classifier_score);
     assert_eq!((full.stage, full.second_stage), (Stage::Classifier, SecondStage::Present));
     assert!(full.classifier_score.is_some_and(|p| p >= full.classifier_threshold.unwrap_or(1.0)));
-    let as_report = gate().scan(PROSE_SECRET);
+    let as_report = gate().scan(prose_secret());
     assert!(as_report.sensitive && as_report.categories.is_empty());
 }
 
@@ -179,7 +193,7 @@ fn the_classifier_never_removes_a_rules_block() {
     let model = clears_everything();
     let g = PrivacyGate::from_model_bytes(&model, &classifier::sha256_hex(&model));
     assert_eq!(g.second_stage(), SecondStage::Present);
-    assert!(!g.check(PROSE_SECRET).sensitive, "this model clears everything it sees");
+    assert!(!g.check(prose_secret()).sensitive, "this model clears everything it sees");
     let golden: serde_json::Value = serde_json::from_str(GOLDEN).expect("golden JSON");
     let mut blocked_by_rules = 0;
     for t in golden["cases"].as_array().expect("cases").iter().filter_map(|c| c["text"].as_str()).chain([
@@ -304,4 +318,17 @@ fn f16_weights_decode() {
         let c = Classifier::parse(&b).expect("parses");
         assert_eq!(c.weight(0), want, "f16 {bits:#06x}");
     }
+}
+
+#[test]
+fn text_that_once_crashed_the_rules_is_kept_local_without_a_panic() {
+    let _serial = serial();
+    // A byte-slicing bug in an HTML-entity decoder panicked on "&" before a CJK character; the
+    // gate must never panic (a rules panic is caught and fails closed).
+    for t in ["我的银行密码是Panda1998&，帮我想个好记的方法。", "&", "a&b", "&#", "%", "%E4%", "&，"]
+    {
+        let r = gate().check(t);
+        assert!(!r.sensitive || r.stage == Stage::Rules || r.classifier_score.is_some());
+    }
+    assert!(gate().check("我的银行密码是Panda1998&，帮我想个好记的方法。").sensitive);
 }
