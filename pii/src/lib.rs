@@ -43,7 +43,9 @@
 #![deny(missing_docs)]
 
 mod checksum;
+pub mod classifier;
 mod context;
+mod gate;
 mod gazetteer;
 mod lexicon;
 mod names;
@@ -53,6 +55,8 @@ mod orgs;
 mod patterns;
 
 use std::sync::OnceLock;
+
+pub use gate::{gate, GateReport, PrivacyGate, SecondStage, SecondStageFailure, Stage, DEFAULT_CLASSIFIER_BUDGET};
 
 use context::{sentence_of, sentences, Hits, Lex};
 
@@ -711,5 +715,7 @@ fn report(norm: &Normalized, out: Out) -> PiiReport {
     PiiReport { sensitive: true, categories, confidence, spans: merged, fail_closed: None }
 }
 
+#[cfg(test)]
+mod gate_tests;
 #[cfg(test)]
 mod tests;

@@ -4,11 +4,14 @@ use clap::Args;
 /// Arguments of `edgewise privacy-check`.
 ///
 /// Reads JSON lines `{"id": ..., "text": "..."}` on stdin and writes one JSON line per input, in
-/// order: `{"id": ..., "sensitive": bool, "categories": [...]}`. A line that cannot be read gets
+/// order: `{"id": ..., "sensitive": bool, "categories": [...], "stage": "rules"|"classifier",
+/// "second_stage": "present"|"absent"|"invalid"}` (categories come from the rules; a block by the
+/// learned second stage has none; `second_stage_failure` says why it failed closed, if it did). A line that cannot be read gets
 /// `{"id": ..., "line": N, "error": "..."}` and processing goes on. The text is never echoed.
 #[derive(Args)]
 pub struct PrivacyCheckArgs {
-    /// Also output the confidence and the byte spans (`start`, `end`, `category`) of each finding.
+    /// Also output the confidence, the byte spans (`start`, `end`, `category`) of each finding and
+    /// the second stage's `classifier_score` (null when it did not run).
     #[arg(long)]
     pub details: bool,
 }
@@ -129,10 +132,11 @@ enum RouterCmd {
     },
 }
 
-/// `edgewise privacy-check`: scans JSON lines from stdin with the on-device PII detector.
+/// `edgewise privacy-check`: scans JSON lines from stdin with the on-device privacy gate (the
+/// rules, then the learned second stage on what they clear).
 pub fn privacy_check(a: PrivacyCheckArgs) -> crate::CliResult {
     use std::io::{BufRead, Write};
-    let det = edgewise_core::router::pii::detector();
+    let det = edgewise_core::router::pii::gate();
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let stdout = std::io::stdout();
@@ -160,7 +164,7 @@ pub fn privacy_check(a: PrivacyCheckArgs) -> crate::CliResult {
 /// The output line for one input line (`None` for a blank line). Error values never contain the
 /// input text: only the id, the line number and a fixed reason.
 fn privacy_check_line(
-    det: &edgewise_core::router::pii::PiiDetector,
+    det: &edgewise_core::router::pii::PrivacyGate,
     raw: &[u8],
     line_no: usize,
     details: bool,
@@ -184,7 +188,10 @@ fn privacy_check_line(
     let Some(text) = obj.get("text").and_then(Value::as_str) else {
         return error(id, "missing string field \"text\"");
     };
-    let report = det.scan(text);
+    let gate = det.check(text);
+    let (stage, second_stage, failure, score) =
+        (gate.stage.as_str(), gate.second_stage.as_str(), gate.second_stage_failure, gate.classifier_score);
+    let report = gate.into_report();
     let categories: Vec<&str> = report.categories.iter().map(|c| c.as_str()).collect();
     let mut o = json!({ "id": id, "sensitive": report.sensitive, "categories": categories });
     if let Some(reason) = report.fail_closed {
@@ -198,6 +205,16 @@ fn privacy_check_line(
             .iter()
             .map(|s| json!({ "start": s.start, "end": s.end, "category": s.category.as_str() }))
             .collect::<Vec<_>>());
+    }
+    // The privacy gate: which stage decided, whether the learned second stage is there, and why it
+    // failed closed if it did (fixed words, never text).
+    o["stage"] = json!(stage);
+    o["second_stage"] = json!(second_stage);
+    if let Some(f) = failure {
+        o["second_stage_failure"] = json!(f.as_str());
+    }
+    if details {
+        o["classifier_score"] = json!(score);
     }
     Some(o)
 }
