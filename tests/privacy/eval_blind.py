@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Scores the privacy check on labelled JSON-lines corpora.
 
-    tests/privacy/eval_blind.py /work/blind/authorA.jsonl /work/blind/authorB.jsonl
+    tests/privacy/eval_blind.py tests/privacy/independent/tuning/authorA.jsonl tests/privacy/independent/tuning/authorB.jsonl
     tests/privacy/eval_blind.py tests/privacy/corpus.jsonl --split dev
 
 Each input line: {"id", "text", "sensitive", "categories": [...], "lang", "kind"} (the old corpus

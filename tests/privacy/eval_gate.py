@@ -3,7 +3,7 @@
 
     cargo build --release -p edgewise-pii --example gate_check
     python tests/privacy/eval_gate.py --bin target/release/examples/gate_check \
-        --synthetic /tmp/clf/data.jsonl --tuning /work/blind/authorA.jsonl /work/blind/authorB.jsonl
+        --synthetic /tmp/clf/data.jsonl --tuning tests/privacy/independent/tuning/authorA.jsonl tests/privacy/independent/tuning/authorB.jsonl
 
 Runs the Rust gate (`gate_check`, which reports both the rules' and the gate's verdict) and prints
 recall and false-block rate overall, per category, per language and per kind, for:
