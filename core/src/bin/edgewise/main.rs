@@ -72,6 +72,8 @@ fn init_logging() {
     if log::set_boxed_logger(Box::new(CliLogger(logger))).is_ok() {
         log::set_max_level(max);
     }
+}
+
 /// One line read by [`read_line_bounded`].
 pub(crate) enum BoundedLine {
     /// The line, without its `\n` (or `\r\n`).
