@@ -241,7 +241,7 @@ fn generation_error(e: &Error) -> HttpError {
                 .code("context_length_exceeded")
         }
         Error::InvalidParameter { name, reason } => {
-            HttpError::bad(format!("invalid `{name}`: {reason}")).param(name).code("invalid_value")
+            HttpError::bad(format!("invalid `{name}`: {reason}")).param(*name).code("invalid_value")
         }
         Error::ChatTemplate { reason } => {
             HttpError::bad(format!("the model's chat template rejected this conversation: {reason}")).param("messages")
