@@ -187,6 +187,14 @@ pub enum Error {
         /// Why (status, timeout; no request text).
         reason: String,
     },
+    /// `edgewise serve` was asked to listen on a non-loopback address without an API key.
+    #[error(
+        "refusing to serve on {addr} without an API key: it is reachable beyond this machine; require a key, or allow unauthenticated remote access explicitly"
+    )]
+    UnauthenticatedRemote {
+        /// The bound address.
+        addr: String,
+    },
     /// The offline queue or audit log failed.
     #[error("storage error: {reason}")]
     Storage {

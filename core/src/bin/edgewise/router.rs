@@ -23,15 +23,21 @@ pub struct ServeArgs {
     /// Default sampling; a request's `temperature` and `max_tokens` override it.
     #[command(flatten)]
     pub sampling: crate::run::SamplingOpts,
-    /// Address to listen on (loopback by default; use 0.0.0.0 only on a trusted network).
+    /// Address to listen on (loopback by default). A non-loopback address needs an API key
+    /// (`--api-key-env`) or `--allow-unauthenticated-remote`.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
     /// Environment variable holding a key that clients must send as `Authorization: Bearer`.
     #[arg(long)]
     pub api_key_env: Option<String>,
-    /// Connection worker threads (generation runs one request at a time).
-    #[arg(long, default_value_t = 4)]
-    pub workers: usize,
+    /// Serve on a non-loopback address without an API key (anyone who can reach the address can
+    /// use the model; only on a trusted network).
+    #[arg(long)]
+    pub allow_unauthenticated_remote: bool,
+    /// Most connections open at once; further ones are answered 503 (generation itself runs one
+    /// request at a time).
+    #[arg(long, default_value_t = 64)]
+    pub max_connections: usize,
     /// Model id reported by `/v1/models` (default: the model file's name without `.gguf`).
     #[arg(long)]
     pub model_id: Option<String>,
@@ -219,22 +225,46 @@ fn privacy_check_line(
     Some(o)
 }
 pub fn serve(a: ServeArgs) -> crate::CliResult {
+    // Bind first: a refused address fails before the model loads.
+    let server = bind_server(&a)?;
     let engine = a.model.load()?;
     let local = edgewise_core::router::LocalEngine::new(engine, a.model.session_config(), a.sampling.params())?;
-    serve_with(&local, &a)
+    serve_with(&local, server)
 }
 
-/// Runs the OpenAI-compatible server over `model` until interrupted.
-pub fn serve_with(model: &(dyn edgewise_core::router::LocalModel + Sync), a: &ServeArgs) -> crate::CliResult {
+/// Binds the server `a` asks for, with a CLI-worded message when the address is refused.
+fn bind_server(a: &ServeArgs) -> Result<edgewise_core::router::serve::Server, Box<dyn std::error::Error>> {
     use edgewise_core::router::cloud::ApiKey;
     use edgewise_core::router::serve::{ServeConfig, Server};
     let api_key = match &a.api_key_env {
         Some(var) => Some(ApiKey::from_env(var).ok_or_else(|| format!("environment variable {var} is not set"))?),
         None => None,
     };
-    let config =
-        ServeConfig { addr: a.addr.clone(), api_key, workers: a.workers, model_id: a.model_id.clone(), ..ServeConfig::default() };
-    let server = Server::bind(config)?;
+    let config = ServeConfig {
+        addr: a.addr.clone(),
+        api_key,
+        allow_unauthenticated_remote: a.allow_unauthenticated_remote,
+        max_connections: a.max_connections,
+        model_id: a.model_id.clone(),
+        ..ServeConfig::default()
+    };
+    match Server::bind(config) {
+        Ok(s) => Ok(s),
+        Err(edgewise_core::Error::UnauthenticatedRemote { addr }) => Err(format!(
+            "refusing to listen on {addr} without an API key: anyone who can reach it could use the model. \
+             Set a key with --api-key-env VAR (clients send `Authorization: Bearer <key>`), listen on \
+             127.0.0.1, or pass --allow-unauthenticated-remote on a trusted network"
+        )
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs the OpenAI-compatible server over `model` until interrupted.
+pub fn serve_with(
+    model: &(dyn edgewise_core::router::LocalModel + Sync),
+    server: edgewise_core::router::serve::Server,
+) -> crate::CliResult {
     let stop = server.shutdown_handle();
     // Ctrl-C finishes the answers in progress, then stops.
     if let Err(e) = ctrlc::set_handler(move || stop.shutdown()) {
