@@ -550,7 +550,7 @@ impl Conn<'_> {
     /// Reads the request head. `Err(Gone)` when the client closes without sending one.
     fn read_head(&mut self, timeout: Duration) -> std::result::Result<Head, Fail> {
         let deadline = Instant::now() + timeout;
-        let mut scanned = 0;
+        let mut scanned: usize = 0;
         loop {
             // Parse only once the blank line that ends the head is in, so that a client sending
             // a byte at a time costs one scan, not one parse per byte.
