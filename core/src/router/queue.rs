@@ -562,14 +562,25 @@ fn lock_queue(path: &Path) -> Result<File> {
     p.push(".lock");
     let lock_path = PathBuf::from(p);
     let f = super::open_private(&lock_path, OpenOptions::new().create(true).truncate(false).write(true))?;
-    match fs4::FileExt::try_lock(&f) {
-        Ok(()) => Ok(f),
-        Err(fs4::TryLockError::WouldBlock) => {
-            Err(storage(format!("offline queue {} is in use by another process", path.display())))
+    // A holder that is closing (a router an app just closed while its last call unwinds, a
+    // process exiting) releases the lock within moments: wait for it, bounded, before refusing.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match fs4::FileExt::try_lock(&f) {
+            Ok(()) => return Ok(f),
+            Err(fs4::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(fs4::TryLockError::WouldBlock) => {
+                return Err(storage(format!("offline queue {} is in use by another process", path.display())));
+            }
+            Err(fs4::TryLockError::Error(e)) => return Err(e.into()),
         }
-        Err(fs4::TryLockError::Error(e)) => Err(e.into()),
     }
 }
+
+/// How long [`lock_queue`] waits for another holder of the queue's lock to let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn tmp_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();

@@ -86,13 +86,13 @@ class RouterTest {
     private fun endpoint(stream: Boolean = true): CloudEndpoint =
         CloudEndpoint.of("http://127.0.0.1:${cloud.address.port}/v1", "big-model").copy(stream = stream, maxRetries = 0u)
 
-    private fun router(cloud: CloudEndpoint?): Router = Router(
+    private fun router(cloud: CloudEndpoint?, dir: File = dataDir): Router = Router(
         TestSupport.engine,
         SessionConfig.defaults().copy(maxContext = 512u),
         routerPolicyCloudAssist(),
         cloud,
         "sk-test-key",
-        dataDir.path,
+        dir.path,
     )
 
     private val useCloud = RequestMeta.of(cloudRequested = true)
@@ -141,8 +141,9 @@ class RouterTest {
             assertEquals("Explain how rainbows form.", sent.getJSONArray("messages").getJSONObject(0).getString("content"))
             assertEquals(32, sent.getInt("max_tokens"))
 
-            // Non-streaming endpoint, through the suspend API.
-            router(endpoint(stream = false)).use { plain ->
+            // Non-streaming endpoint, through the suspend API: a second router alive at the same
+            // time needs its own directory (one router per offline queue, enforced by its lock).
+            router(endpoint(stream = false), File(dataDir, "second")).use { plain ->
                 val b = plain.ask(messages, useCloud, GenerationParams.greedy(32))
                 assertEquals(RouteTarget.CLOUD, b.servedBy)
                 assertEquals(cloudText.joinToString(""), b.text)
