@@ -16,11 +16,13 @@ use crate::types::{
     RouterPolicy, SessionConfig,
 };
 
-/// Scans `text` for personal data on the device (nothing leaves it). Fails closed: an internal
-/// failure reports `sensitive = true`.
+/// Scans `text` for personal data on the device (nothing leaves it) with the same gate the router
+/// uses: the rules, then the embedded classifier on what the rules would let leave (a classifier
+/// block is `sensitive` with no category). Fails closed: an internal failure reports
+/// `sensitive = true`.
 #[uniffi::export]
 pub fn privacy_check(text: String) -> EdgewiseResult<PiiReport> {
-    Ok(pii::detector().scan(&text).into())
+    Ok(pii::gate().scan(&text).into())
 }
 
 /// The default policy: everything stays on the device.

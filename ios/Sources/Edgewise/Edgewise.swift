@@ -7214,8 +7214,10 @@ public func defaultCloudEndpoint(baseUrl: String, model: String)throws  -> Cloud
 })
 }
 /**
- * Scans `text` for personal data on the device (nothing leaves it). Fails closed: an internal
- * failure reports `sensitive = true`.
+ * Scans `text` for personal data on the device (nothing leaves it) with the same gate the router
+ * uses: the rules, then the embedded classifier on what the rules would let leave (a classifier
+ * block is `sensitive` with no category). Fails closed: an internal failure reports
+ * `sensitive = true`.
  */
 public func privacyCheck(text: String)throws  -> PiiReport  {
     return try  FfiConverterTypePiiReport_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
@@ -7304,7 +7306,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_func_default_cloud_endpoint() != 23088) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_func_privacy_check() != 64545) {
+    if (uniffi_edgewise_checksum_func_privacy_check() != 48003) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_func_router_policy_cloud_assist() != 20392) {

@@ -1150,7 +1150,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_func_default_cloud_endpoint() and 0xFFFF) != 23088) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_privacy_check() and 0xFFFF) != 64545) {
+    if ((lib.uniffi_edgewise_checksum_func_privacy_check() and 0xFFFF) != 48003) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_func_router_policy_cloud_assist() and 0xFFFF) != 20392) {
@@ -8485,8 +8485,10 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
     
 
         /**
-         * Scans `text` for personal data on the device (nothing leaves it). Fails closed: an internal
-         * failure reports `sensitive = true`.
+         * Scans `text` for personal data on the device (nothing leaves it) with the same gate the router
+         * uses: the rules, then the embedded classifier on what the rules would let leave (a classifier
+         * block is `sensitive` with no category). Fails closed: an internal failure reports
+         * `sensitive = true`.
          */
     @Throws(EdgewiseException::class) fun `privacyCheck`(`text`: kotlin.String): PiiReport {
             return FfiConverterTypePiiReport.lift(
