@@ -329,7 +329,10 @@ fn html_entity(s: &str) -> Option<(char, usize)> {
     ];
     // Compared as bytes: `s` may continue with a multi-byte character right after the `&`.
     let b = s.as_bytes();
-    NAMED.iter().find(|(n, _)| b.len() >= n.len() && b[..n.len()].eq_ignore_ascii_case(n.as_bytes())).map(|&(n, c)| (c, n.len()))
+    NAMED
+        .iter()
+        .find(|(n, _)| b.len() >= n.len() && b[..n.len()].eq_ignore_ascii_case(n.as_bytes()))
+        .map(|&(n, c)| (c, n.len()))
 }
 
 /// Decodes a run of URL escapes at the start of `s` ("%40", "%20", "%C3%A9"): the text and the
