@@ -75,7 +75,14 @@ pub(crate) fn parse<'a>(magic: [u8; 4], data: &'a [u8], path: &Path) -> Result<P
         if len > MAX_RECORD {
             return Err(corrupt(off, "record length out of range"));
         }
-        let Some(payload) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else { break };
+        let Some(payload) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
+            // Runs past the end: a torn last append, unless a valid record follows (then this
+            // length field was damaged and the records after it are still committed).
+            if has_valid_record(magic, &rest[1..]) {
+                return Err(corrupt(off, "record length damaged"));
+            }
+            break;
+        };
         if crc32fast::hash(payload) != crc {
             if FRAME_HEADER + len == rest.len() {
                 break; // the last record, torn
@@ -86,6 +93,27 @@ pub(crate) fn parse<'a>(magic: [u8; 4], data: &'a [u8], path: &Path) -> Result<P
         off += FRAME_HEADER + len;
     }
     Ok(Parsed { records, valid: off })
+}
+
+/// Whether a complete record with a valid checksum starts anywhere in `data`.
+fn has_valid_record(magic: [u8; 4], data: &[u8]) -> bool {
+    let mut i = 0;
+    while i + FRAME_HEADER <= data.len() {
+        if data[i..i + 4] == magic {
+            let h = &data[i..];
+            let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+            let crc = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+            if len <= MAX_RECORD {
+                if let Some(p) = h.get(FRAME_HEADER..FRAME_HEADER + len) {
+                    if crc32fast::hash(p) == crc {
+                        return true;
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    false
 }
 
 /// An open log file: appends are synced; `len` is the length of its valid content.
@@ -327,6 +355,11 @@ mod tests {
             Err(RetailError::Corrupt { offset, .. }) => assert_eq!(offset as usize, FRAME_HEADER + 6),
             _ => panic!("expected Corrupt"),
         }
+        // A damaged length field in the middle that points past the end is not a torn tail:
+        // a valid record follows it.
+        let mut b = full.clone();
+        b[FRAME_HEADER + 6 + 5] = 0x40;
+        assert!(matches!(parse(M, &b, p), Err(RetailError::Corrupt { .. })));
         // Not our file at all.
         assert!(matches!(parse(M, b"GIF89a........................", p), Err(RetailError::Corrupt { offset: 0, .. })));
         // Zero-filled tail.
