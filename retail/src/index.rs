@@ -445,7 +445,7 @@ impl VectorIndex {
     pub fn open(path: impl AsRef<Path>, config: IndexConfig) -> Result<Self> {
         config.validate()?;
         let path = path.as_ref();
-        let (mut log, data) = Log::open(path, MAGIC)?;
+        let (mut log, data) = Log::open(path)?;
         let parsed = store::parse(MAGIC, &data, path)?;
         let corrupt = |offset: usize, reason| RetailError::Corrupt { path: path.to_path_buf(), offset: offset as u64, reason };
         let Some(first) = parsed.records.first() else {
@@ -506,7 +506,7 @@ impl VectorIndex {
     pub fn recreate(path: impl AsRef<Path>, config: IndexConfig) -> Result<Self> {
         config.validate()?;
         let path = path.as_ref();
-        let (mut log, _) = Log::open(path, MAGIC)?;
+        let (mut log, _) = Log::open(path)?;
         let mut buf = Vec::new();
         store::frame(MAGIC, &encode_header(&config, config.storage), &mut buf)?;
         log.replace(&buf)?;

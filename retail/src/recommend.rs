@@ -269,7 +269,7 @@ impl Recommender {
             Err(e) => return Err(e),
         };
         let epath = dir.join("events.ewe");
-        let (mut log, data) = Log::open(&epath, EVENTS_MAGIC)?;
+        let (mut log, data) = Log::open(&epath)?;
         let mut events = Vec::new();
         let parsed = store::parse(EVENTS_MAGIC, &data, &epath).and_then(|p| {
             let mut evs = Vec::new();

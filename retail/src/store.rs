@@ -121,7 +121,6 @@ pub(crate) struct Log {
     pub path: PathBuf,
     pub file: File,
     pub len: u64,
-    pub magic: [u8; 4],
     /// The lock on `<path>.lock`, held while the log is open.
     _lock: File,
 }
@@ -129,7 +128,7 @@ pub(crate) struct Log {
 impl Log {
     /// Opens (creating if needed) the log at `path` and reads its bytes. The caller parses them and
     /// calls [`Log::truncate_to`] for a torn tail. Returns the log and the file's content.
-    pub fn open(path: &Path, magic: [u8; 4]) -> Result<(Self, Vec<u8>)> {
+    pub fn open(path: &Path) -> Result<(Self, Vec<u8>)> {
         let lock = lock(path)?;
         let _ = std::fs::remove_file(tmp_path(path)); // a compaction that crashed before its rename
         let existed = path.exists();
@@ -140,7 +139,7 @@ impl Log {
         let mut data = Vec::new();
         file.read_to_end(&mut data)?;
         let len = data.len() as u64;
-        Ok((Self { path: path.to_path_buf(), file, len, magic, _lock: lock }, data))
+        Ok((Self { path: path.to_path_buf(), file, len, _lock: lock }, data))
     }
 
     /// Drops a torn tail found by [`parse`].
