@@ -153,7 +153,8 @@ pub struct RecommendConfig {
     pub diversity: f32,
     /// Most recent events used.
     pub max_events: usize,
-    /// Also leave out items the shopper viewed or carted (purchased and dismissed always are).
+    /// Also leave out items the shopper viewed or carted (default true; purchased and dismissed
+    /// items are always left out).
     pub exclude_seen: bool,
     /// Candidates the diversity re-rank considers.
     pub candidates: usize,
@@ -162,7 +163,7 @@ pub struct RecommendConfig {
 impl Default for RecommendConfig {
     fn default() -> Self {
         Self {
-            half_life_s: 600.0,
+            half_life_s: 120.0,
             weight_view: 1.0,
             weight_cart: 2.0,
             weight_purchase: 1.0,
@@ -171,7 +172,7 @@ impl Default for RecommendConfig {
             popularity_weight: 0.1,
             diversity: 0.1,
             max_events: 50,
-            exclude_seen: false,
+            exclude_seen: true,
             candidates: 200,
         }
     }

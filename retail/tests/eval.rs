@@ -146,7 +146,7 @@ fn tune(rec: &mut Recommender, sessions: &[Session]) {
     };
     let mut best_s = score(rec, &best);
     for _round in 0..2 {
-        let tries: Vec<RecommendConfig> = [60.0, 180.0, 600.0, 1800.0, 7200.0, 86400.0]
+        let tries: Vec<RecommendConfig> = [15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 7200.0]
             .iter()
             .map(|&x| RecommendConfig { half_life_s: x, ..best.clone() })
             .chain([0.0, 0.05, 0.1, 0.2, 0.4].iter().map(|&x| RecommendConfig { popularity_weight: x, ..best.clone() }))
@@ -165,4 +165,9 @@ fn tune(rec: &mut Recommender, sessions: &[Session]) {
         }
     }
     eprintln!("tuned on the tune half: score {best_s:.4} with {best:?}");
+    for d in [0.0, 0.1, 0.2, 0.3] {
+        rec.set_config(protocol_config(RecommendConfig { diversity: d, ..best.clone() })).unwrap();
+        let (h, n, _) = evaluate(rec, sessions, "tune");
+        eprintln!("  diversity {d}: tune hit@10 {h:.4} nDCG@10 {n:.4}");
+    }
 }
