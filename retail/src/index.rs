@@ -30,6 +30,7 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::attrs::{Attributes, Filter};
+use crate::meta::{Interner, Meta, Prepared};
 use crate::error::{Result, RetailError};
 use crate::store::{self, Log, Reader, Writer};
 
@@ -117,7 +118,8 @@ struct State {
     dim: usize,
     ids: Vec<String>,
     slot: HashMap<String, usize>,
-    attrs: Vec<Attributes>,
+    attrs: Vec<Meta>,
+    cats: Interner,
     vectors: Vectors,
     /// Framed size of each live entry's record (for the compaction trigger).
     rec_bytes: Vec<u64>,
@@ -160,37 +162,92 @@ fn quantize(v: &[f32]) -> (f32, Vec<i8>) {
     (scale, v.iter().map(|&x| (x / scale).round().clamp(-127.0, 127.0) as i8).collect())
 }
 
-fn dot_i8(q: &[f32], v: &[i8]) -> f32 {
-    // Eight independent accumulators so the compiler vectorizes without reassociating.
-    let mut acc = [0f32; 8];
-    let chunks = q.len() / 8;
-    for c in 0..chunks {
-        let (a, b) = (&q[c * 8..c * 8 + 8], &v[c * 8..c * 8 + 8]);
-        for j in 0..8 {
-            acc[j] += a[j] * b[j] as f32;
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for j in chunks * 8..q.len() {
-        s += q[j] * v[j] as f32;
-    }
-    s
+/// A query prepared for scanning: unit f32 (for f32 storage and exact re-scoring) and i16 with
+/// one scale (for int8 storage: integer multiply-adds, exact to about 1e-5 of the f32 query).
+pub(crate) struct Query {
+    f: Vec<f32>,
+    q16: Vec<i16>,
+    scale: f32,
 }
 
-pub(crate) fn dot(q: &[f32], v: &[f32]) -> f32 {
+impl Query {
+    pub(crate) fn new(unit: Vec<f32>) -> Self {
+        let m = unit.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let scale = if m > 0.0 { m / 32767.0 } else { 1.0 };
+        let q16 = unit.iter().map(|&x| (x / scale).round().clamp(-32767.0, 32767.0) as i16).collect();
+        Self { f: unit, q16, scale }
+    }
+}
+
+/// `Σ q·v` in integers. Blocks of 256 keep every i32 lane far from overflow
+/// (16 lanes × 16 products × 32767 × 127 < 2^31).
+#[inline(always)]
+fn dot_q16_generic(q: &[i16], v: &[i8]) -> i64 {
+    let mut total = 0i64;
+    for (qc, vc) in q.chunks(256).zip(v.chunks(256)) {
+        let mut acc = [0i32; 16];
+        // chunks_exact: no bounds checks in the loop, so it vectorizes (12x faster than indexing).
+        for (a, b) in qc.chunks_exact(16).zip(vc.chunks_exact(16)) {
+            for j in 0..16 {
+                acc[j] += a[j] as i32 * b[j] as i32;
+            }
+        }
+        let mut s: i32 = acc.iter().sum();
+        let n = qc.len() / 16 * 16;
+        for i in n..qc.len() {
+            s += qc[i] as i32 * vc[i] as i32;
+        }
+        total += s as i64;
+    }
+    total
+}
+
+#[inline(always)]
+fn dot_generic(q: &[f32], v: &[f32]) -> f32 {
+    // Eight independent accumulators so the compiler vectorizes without reassociating.
     let mut acc = [0f32; 8];
-    let chunks = q.len() / 8;
-    for c in 0..chunks {
-        let (a, b) = (&q[c * 8..c * 8 + 8], &v[c * 8..c * 8 + 8]);
+    for (a, b) in q.chunks_exact(8).zip(v.chunks_exact(8)) {
         for j in 0..8 {
             acc[j] += a[j] * b[j];
         }
     }
     let mut s: f32 = acc.iter().sum();
-    for j in chunks * 8..q.len() {
+    for j in q.len() / 8 * 8..q.len() {
         s += q[j] * v[j];
     }
     s
+}
+
+// The same loops compiled for AVX2 and picked at run time (the crate is built for baseline
+// x86-64, SSE2 only). aarch64's baseline NEON needs no second copy.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_q16_avx2(q: &[i16], v: &[i8]) -> i64 {
+    dot_q16_generic(q, v)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(q: &[f32], v: &[f32]) -> f32 {
+    dot_generic(q, v)
+}
+
+fn dot_q16(q: &[i16], v: &[i8]) -> i64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { dot_q16_avx2(q, v) };
+    }
+    dot_q16_generic(q, v)
+}
+
+pub(crate) fn dot(q: &[f32], v: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { dot_avx2(q, v) };
+    }
+    dot_generic(q, v)
 }
 
 /// A heap entry ordered so the heap's top is the worst kept hit.
@@ -288,7 +345,7 @@ impl State {
         let slot = match self.slot.get(&id) {
             Some(&s) => {
                 self.live_bytes = self.live_bytes.saturating_sub(self.rec_bytes[s]);
-                self.attrs[s] = attrs;
+                self.attrs[s] = Meta::new(attrs, &mut self.cats);
                 self.rec_bytes[s] = rec;
                 s
             }
@@ -296,7 +353,8 @@ impl State {
                 let s = self.ids.len();
                 self.slot.insert(id.clone(), s);
                 self.ids.push(id);
-                self.attrs.push(attrs);
+                let m = Meta::new(attrs, &mut self.cats);
+                self.attrs.push(m);
                 self.rec_bytes.push(rec);
                 match &mut self.vectors {
                     Vectors::I8 { data, scale } => {
@@ -318,6 +376,35 @@ impl State {
             }
             Vectors::F32 { data } => data[slot * d..slot * d + d].copy_from_slice(unit),
         }
+    }
+
+    /// Gives back the slack of amortized growth (after replaying a file).
+    fn shrink(&mut self) {
+        match &mut self.vectors {
+            Vectors::I8 { data, scale } => {
+                data.shrink_to_fit();
+                scale.shrink_to_fit();
+            }
+            Vectors::F32 { data } => data.shrink_to_fit(),
+        }
+        self.ids.shrink_to_fit();
+        self.attrs.shrink_to_fit();
+        self.rec_bytes.shrink_to_fit();
+        self.slot.shrink_to_fit();
+    }
+
+    /// Room for `n` more items, exactly (a batch of new items grows storage once).
+    fn reserve(&mut self, n: usize) {
+        match &mut self.vectors {
+            Vectors::I8 { data, scale } => {
+                data.reserve_exact(n * self.dim);
+                scale.reserve_exact(n);
+            }
+            Vectors::F32 { data } => data.reserve_exact(n * self.dim),
+        }
+        self.ids.reserve_exact(n);
+        self.attrs.reserve_exact(n);
+        self.rec_bytes.reserve_exact(n);
     }
 
     fn apply_delete(&mut self, id: &str) -> bool {
@@ -355,11 +442,11 @@ impl State {
         }
     }
 
-    fn score(&self, q: &[f32], s: usize) -> f32 {
+    fn score(&self, q: &Query, s: usize) -> f32 {
         let d = self.dim;
         match &self.vectors {
-            Vectors::I8 { data, scale } => dot_i8(q, &data[s * d..s * d + d]) * scale[s],
-            Vectors::F32 { data } => dot(q, &data[s * d..s * d + d]),
+            Vectors::I8 { data, scale } => dot_q16(&q.q16, &data[s * d..s * d + d]) as f32 * q.scale * scale[s],
+            Vectors::F32 { data } => dot(&q.f, &data[s * d..s * d + d]),
         }
     }
 
@@ -394,7 +481,7 @@ impl State {
         let mut w = Writer(Vec::new());
         w.u8(OP_PUT);
         w.bytes(self.ids[s].as_bytes());
-        let meta = serde_json::to_vec(&self.attrs[s])
+        let meta = serde_json::to_vec(&self.attrs[s].attributes(&self.cats))
             .map_err(|e| RetailError::Storage { reason: format!("attribute serialization: {e}") })?;
         w.bytes(&meta);
         match &self.vectors {
@@ -422,6 +509,7 @@ impl VectorIndex {
             ids: Vec::new(),
             slot: HashMap::new(),
             attrs: Vec::new(),
+            cats: Interner::default(),
             vectors: match storage {
                 Storage::Int8 => Vectors::I8 { data: Vec::new(), scale: Vec::new() },
                 Storage::F32 => Vectors::F32 { data: Vec::new() },
@@ -495,6 +583,7 @@ impl VectorIndex {
             off += size as usize;
         }
         drop(data);
+        st.shrink();
         log.truncate_to(valid)?;
         st.log = Some(log);
         let config = IndexConfig { storage, ..config };
@@ -549,6 +638,10 @@ impl VectorIndex {
         }
         if let Some(log) = &mut st.log {
             log.append(&buf)?;
+        }
+        if items.len() > 1 {
+            let new = items.iter().filter(|(id, _, _)| !st.slot.contains_key(*id)).count();
+            st.reserve(new);
         }
         for (((id, _, attrs), unit), size) in items.iter().zip(&units).zip(sizes) {
             st.apply_put(id.to_string(), attrs.clone(), unit, size);
@@ -605,7 +698,7 @@ impl VectorIndex {
     pub fn get(&self, id: &str) -> Option<(Vec<f32>, Attributes)> {
         let st = self.read().ok()?;
         let &s = st.slot.get(id)?;
-        Some((st.vector(s), st.attrs[s].clone()))
+        Some((st.vector(s), st.attrs[s].attributes(&st.cats)))
     }
 
     /// Bytes held in memory by vectors, ids and attributes (an estimate for the attributes).
@@ -616,11 +709,7 @@ impl VectorIndex {
             Vectors::F32 { data } => data.capacity() * 4,
         };
         let ids: usize = st.ids.iter().map(|s| s.capacity() * 2 + 48 + 24).sum();
-        let attrs: usize = st
-            .attrs
-            .iter()
-            .map(|a| a.0.iter().map(|(k, v)| k.len() + 48 + match v { crate::AttrValue::Str(s) => s.len(), _ => 0 }).sum::<usize>() + 24)
-            .sum();
+        let attrs: usize = st.attrs.iter().map(Meta::bytes).sum::<usize>() + st.cats.bytes();
         vec + ids + attrs + st.rec_bytes.capacity() * 8
     }
 
@@ -642,15 +731,16 @@ impl VectorIndex {
             return Err(RetailError::InvalidArgument { name: "k", reason: format!("must be 1..={MAX_K}") });
         }
         filter.validate()?;
-        let q = checked_unit(query, self.config.dim)?;
+        let q = Query::new(checked_unit(query, self.config.dim)?);
         let st = self.read()?;
+        let prepared = Prepared::new(filter, &st.cats);
         let n = st.ids.len();
         let threads = self.config.threads.min(n / 4096 + 1).max(1);
         let per = n.div_ceil(threads);
         let scan = |lo: usize, hi: usize| {
             let mut heap: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
             for s in lo..hi {
-                if !filter.matches(&st.attrs[s]) || !keep(&st.ids[s]) {
+                if !prepared.matches(&st.attrs[s], &st.cats) || !keep(&st.ids[s]) {
                     continue;
                 }
                 let c = Cand { score: st.score(&q, s), slot: s };
@@ -680,7 +770,7 @@ impl VectorIndex {
     pub fn similarity(&self, a: &str, b: &str) -> Option<f32> {
         let st = self.read().ok()?;
         let (&sa, &sb) = (st.slot.get(a)?, st.slot.get(b)?);
-        Some(st.score(&st.vector(sa), sb))
+        Some(st.score(&Query::new(st.vector(sa)), sb))
     }
 }
 
@@ -695,7 +785,13 @@ mod tests {
         let (s, q) = quantize(&u);
         let back: Vec<f32> = q.iter().map(|&x| x as f32 * s).collect();
         assert!((dot(&u, &back) - 1.0).abs() < 1e-3);
-        assert!((dot_i8(&u, &q) * s - dot(&u, &back)).abs() < 1e-5);
+        let qq = Query::new(u.clone());
+        assert!((dot_q16(&qq.q16, &q) as f32 * qq.scale * s - dot(&u, &back)).abs() < 1e-4);
+        assert_eq!(dot_q16(&qq.q16, &q), dot_q16_generic(&qq.q16, &q), "AVX2 and portable agree exactly");
+        // The largest products in every lane do not overflow.
+        let big_q = vec![i16::MAX; 8192];
+        let big_v = vec![i8::MIN + 1; 8192];
+        assert_eq!(dot_q16(&big_q, &big_v), 8192 * 32767 * -127);
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod embed;
 mod error;
 pub mod index;
 pub mod io;
+mod meta;
 pub mod recommend;
 mod store;
 

@@ -80,7 +80,7 @@ fn bench_100k_x_384() {
         let queries: Vec<Vec<f32>> = (0..60)
             .map(|i| centers[(i * 7) % centers.len()].iter().map(|x| x + 0.5 * rng.next()).collect())
             .collect();
-        let mut run = |f: &Filter| {
+        let run = |f: &Filter| {
             let mut ms: Vec<f64> = queries
                 .iter()
                 .map(|q| {
