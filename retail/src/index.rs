@@ -30,8 +30,8 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::attrs::{Attributes, Filter};
-use crate::meta::{Interner, Meta, Prepared};
 use crate::error::{Result, RetailError};
+use crate::meta::{Interner, Meta, Prepared};
 use crate::store::{self, Log, Reader, Writer};
 
 const MAGIC: [u8; 4] = *b"EWV1";
@@ -535,7 +535,8 @@ impl VectorIndex {
         let path = path.as_ref();
         let (mut log, data) = Log::open(path)?;
         let parsed = store::parse(MAGIC, &data, path)?;
-        let corrupt = |offset: usize, reason| RetailError::Corrupt { path: path.to_path_buf(), offset: offset as u64, reason };
+        let corrupt =
+            |offset: usize, reason| RetailError::Corrupt { path: path.to_path_buf(), offset: offset as u64, reason };
         let Some(first) = parsed.records.first() else {
             // New (or only a torn header): write the header.
             let mut buf = Vec::new();
@@ -757,7 +758,8 @@ impl VectorIndex {
             scan(0, n)
         } else {
             std::thread::scope(|sc| {
-                let hs: Vec<_> = (0..threads).map(|t| sc.spawn(move || scan(t * per, ((t + 1) * per).min(n)))).collect();
+                let hs: Vec<_> =
+                    (0..threads).map(|t| sc.spawn(move || scan(t * per, ((t + 1) * per).min(n)))).collect();
                 hs.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
             })
         };

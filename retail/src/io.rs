@@ -49,7 +49,11 @@ pub fn read_events(input: impl BufRead) -> Result<Vec<Event>> {
             _ => e.item_id.is_some(),
         };
         if !ok || !e.ts.is_finite() {
-            return Err(RetailError::Parse { what: "events", line: i + 1, reason: "item_id/query missing or bad ts".into() });
+            return Err(RetailError::Parse {
+                what: "events",
+                line: i + 1,
+                reason: "item_id/query missing or bad ts".into(),
+            });
         }
     }
     Ok(events)

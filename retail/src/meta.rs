@@ -98,9 +98,7 @@ impl Meta {
     pub fn bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.extra.as_ref().map_or(0, |m| {
-                m.iter()
-                    .map(|(k, v)| k.len() + 64 + if let AttrValue::Str(s) = v { s.len() } else { 0 })
-                    .sum()
+                m.iter().map(|(k, v)| k.len() + 64 + if let AttrValue::Str(s) = v { s.len() } else { 0 }).sum()
             })
     }
 

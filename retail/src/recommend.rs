@@ -182,7 +182,10 @@ impl RecommendConfig {
     fn validate(&self) -> Result<()> {
         let bad = |name, reason: &str| Err(RetailError::InvalidArgument { name, reason: reason.into() });
         let ws = [self.weight_view, self.weight_cart, self.weight_purchase, self.weight_search, self.weight_dismiss];
-        if ws.iter().any(|w| !w.is_finite() || *w < 0.0) || !self.popularity_weight.is_finite() || self.popularity_weight < 0.0 {
+        if ws.iter().any(|w| !w.is_finite() || *w < 0.0)
+            || !self.popularity_weight.is_finite()
+            || self.popularity_weight < 0.0
+        {
             return bad("weight", "weights must be finite and >= 0");
         }
         if !(self.half_life_s.is_finite() && self.half_life_s > 0.0) {
@@ -408,7 +411,10 @@ impl Recommender {
     /// this device's own counts. Negative or non-finite counts are refused.
     pub fn set_popularity(&mut self, counts: HashMap<String, f32>) -> Result<()> {
         if counts.values().any(|c| !c.is_finite() || *c < 0.0) {
-            return Err(RetailError::InvalidArgument { name: "popularity", reason: "counts must be finite and >= 0".into() });
+            return Err(RetailError::InvalidArgument {
+                name: "popularity",
+                reason: "counts must be finite and >= 0".into(),
+            });
         }
         self.prior = counts;
         Ok(())
@@ -499,7 +505,10 @@ impl Recommender {
         Self::check_k(k)?;
         let (v, _) = self.index.get(id).ok_or(RetailError::UnknownItem { len: id.len() })?;
         let hits = self.index.search_where(&v, k, &Filter::in_stock(), &|x| x != id)?;
-        Ok(hits.into_iter().map(|h| Recommendation { id: h.id, score: h.score, reason: format!("similar_to:{id}") }).collect())
+        Ok(hits
+            .into_iter()
+            .map(|h| Recommendation { id: h.id, score: h.score, reason: format!("similar_to:{id}") })
+            .collect())
     }
 
     /// Catalog items closest in meaning to `query` that pass `filter`. Does not record the
@@ -507,11 +516,17 @@ impl Recommender {
     pub fn search(&mut self, query: &str, k: usize, filter: &Filter) -> Result<Vec<Recommendation>> {
         Self::check_k(k)?;
         if query.trim().is_empty() || query.len() > MAX_QUERY_BYTES {
-            return Err(RetailError::InvalidArgument { name: "query", reason: format!("must be 1..={MAX_QUERY_BYTES} bytes") });
+            return Err(RetailError::InvalidArgument {
+                name: "query",
+                reason: format!("must be 1..={MAX_QUERY_BYTES} bytes"),
+            });
         }
         let q = self.query_vector(query)?;
         let hits = self.index.search(&q, k, filter)?;
-        Ok(hits.into_iter().map(|h| Recommendation { id: h.id, score: h.score, reason: "matches_query".into() }).collect())
+        Ok(hits
+            .into_iter()
+            .map(|h| Recommendation { id: h.id, score: h.score, reason: "matches_query".into() })
+            .collect())
     }
 
     /// The `k` best items for this shopper now (see the module docs), passing `filter` as well
@@ -623,11 +638,13 @@ impl Recommender {
             }
         }
         // Blend, then keep the best `candidates` for the diversity re-rank.
-        let mut pool: Vec<(String, f32, f32)> =
-            cands.into_iter().map(|(id, rel)| {
+        let mut pool: Vec<(String, f32, f32)> = cands
+            .into_iter()
+            .map(|(id, rel)| {
                 let p = cfg.popularity_weight * pop(&id);
                 (id, rel + p, p)
-            }).collect();
+            })
+            .collect();
         pool.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         pool.truncate(cfg.candidates);
         let pool_vecs: Vec<Vec<f32>> =

@@ -52,7 +52,8 @@ pub(crate) struct Parsed<'a> {
 
 /// Splits `data` into records (see the module docs for torn tail vs corruption).
 pub(crate) fn parse<'a>(magic: [u8; 4], data: &'a [u8], path: &Path) -> Result<Parsed<'a>> {
-    let corrupt = |offset: usize, reason| RetailError::Corrupt { path: path.to_path_buf(), offset: offset as u64, reason };
+    let corrupt =
+        |offset: usize, reason| RetailError::Corrupt { path: path.to_path_buf(), offset: offset as u64, reason };
     let mut records = Vec::new();
     let mut off = 0usize;
     while off < data.len() {
@@ -246,7 +247,9 @@ pub(crate) fn open_private(path: &Path, opts: &mut OpenOptions) -> Result<File> 
     let file = opts.open(path).map_err(|e| {
         #[cfg(unix)]
         if e.raw_os_error() == Some(libc::ELOOP) {
-            return RetailError::Storage { reason: format!("{} is a symbolic link; refusing to follow it", path.display()) };
+            return RetailError::Storage {
+                reason: format!("{} is a symbolic link; refusing to follow it", path.display()),
+            };
         }
         RetailError::Io(e)
     })?;

@@ -130,6 +130,29 @@ fn beats_most_popular_and_tfidf_on_held_out_sessions() {
         b("tfidf", "hit@10"),
         b("tfidf", "ndcg@10")
     );
+    // What each signal is worth (reported on both halves; nothing here is chosen by it).
+    let d = RecommendConfig::default();
+    let ablations = [
+        ("no recency decay", RecommendConfig { half_life_s: 1e12, ..d.clone() }),
+        ("no popularity", RecommendConfig { popularity_weight: 0.0, ..d.clone() }),
+        ("no diversity (MMR off)", RecommendConfig { diversity: 0.0, ..d.clone() }),
+        (
+            "all event kinds weigh 1, dismiss 0",
+            RecommendConfig {
+                weight_cart: 1.0,
+                weight_purchase: 1.0,
+                weight_search: 1.0,
+                weight_dismiss: 0.0,
+                ..d.clone()
+            },
+        ),
+    ];
+    for (name, c) in ablations {
+        rec.set_config(protocol_config(c)).unwrap();
+        let (th, tn, _) = evaluate(&mut rec, &sessions, "tune");
+        let (h, n, _) = evaluate(&mut rec, &sessions, "test");
+        eprintln!("  ablation {name}: tune hit@10 {th:.4} nDCG@10 {tn:.4}; test hit@10 {h:.4} nDCG@10 {n:.4}");
+    }
     for m in ["most_popular", "tfidf"] {
         assert!(h > b(m, "hit@10"), "hit@10 {h} does not beat {m}");
         assert!(n > b(m, "ndcg@10"), "nDCG@10 {n} does not beat {m}");
@@ -170,4 +193,28 @@ fn tune(rec: &mut Recommender, sessions: &[Session]) {
         let (h, n, _) = evaluate(rec, sessions, "tune");
         eprintln!("  diversity {d}: tune hit@10 {h:.4} nDCG@10 {n:.4}");
     }
+}
+
+/// The committed data is exactly what the script makes (skipped where there is no `python3`).
+#[test]
+fn data_is_what_the_script_makes() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/retail/make_catalog.py");
+    let out = std::env::temp_dir().join(format!("edgewise-retail-data-{}", std::process::id()));
+    let status = std::process::Command::new("python3")
+        .arg(&script)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status();
+    let Ok(status) = status else {
+        eprintln!("SKIPPED: no python3 to rerun {}", script.display());
+        return;
+    };
+    assert!(status.success());
+    for f in ["items.jsonl", "sessions.jsonl", "texts.jsonl", "popularity.json", "baselines.json", "example_events.jsonl"] {
+        let a = std::fs::read(data_dir().join(f)).unwrap();
+        let b = std::fs::read(out.join(f)).unwrap();
+        assert!(a == b, "{f} differs from the script's output: rerun tests/retail/make_catalog.py");
+    }
+    let _ = std::fs::remove_dir_all(&out);
 }

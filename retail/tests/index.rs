@@ -214,10 +214,10 @@ fn filters_restrict_search() {
     let ids = |f: Filter| idx.search(&q, 10, &f).unwrap().into_iter().map(|h| h.id).collect::<Vec<_>>();
     assert_eq!(ids(Filter::none()), vec!["shoe-gone", "shoe-cheap", "shoe-dear", "tea"]);
     assert_eq!(ids(Filter::in_stock()), vec!["shoe-cheap", "shoe-dear", "tea"]);
-    assert_eq!(ids(Filter { category: Some("shoes".into()), max_price: Some(100.0), ..Filter::default() }), vec![
-        "shoe-gone",
-        "shoe-cheap"
-    ]);
+    assert_eq!(
+        ids(Filter { category: Some("shoes".into()), max_price: Some(100.0), ..Filter::default() }),
+        vec!["shoe-gone", "shoe-cheap"]
+    );
     assert_eq!(
         ids(Filter {
             attributes: vec![AttrFilter::Equals { key: "origin".into(), value: "japan".into() }],

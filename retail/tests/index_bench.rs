@@ -77,9 +77,8 @@ fn bench_100k_x_384() {
         let idx = VectorIndex::open(&p, cfg.clone()).unwrap();
         let reopen = t1.elapsed().as_secs_f64();
         let rss1 = rss_kib("VmRSS:");
-        let queries: Vec<Vec<f32>> = (0..60)
-            .map(|i| centers[(i * 7) % centers.len()].iter().map(|x| x + 0.5 * rng.next()).collect())
-            .collect();
+        let queries: Vec<Vec<f32>> =
+            (0..60).map(|i| centers[(i * 7) % centers.len()].iter().map(|x| x + 0.5 * rng.next()).collect()).collect();
         let run = |f: &Filter| {
             let mut ms: Vec<f64> = queries
                 .iter()

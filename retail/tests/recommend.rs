@@ -119,8 +119,11 @@ fn similar_items_and_search() {
     let found = rec.search("green tea", 2, &Filter::none()).unwrap();
     assert!(ids(&found).iter().all(|i| i.starts_with("tea")), "{found:?}");
     assert_eq!(found[0].reason, "matches_query");
-    let in_stock_shoes =
-        rec.search("waterproof trail running shoe", 3, &Filter { category: Some("running".into()), ..Filter::in_stock() });
+    let in_stock_shoes = rec.search(
+        "waterproof trail running shoe",
+        3,
+        &Filter { category: Some("running".into()), ..Filter::in_stock() },
+    );
     assert!(!ids(&in_stock_shoes.unwrap()).contains(&"trail3"));
     assert!(matches!(rec.similar_items("nope", 3), Err(RetailError::UnknownItem { len: 4 })));
 }
@@ -239,7 +242,10 @@ impl Embed for Broken {
 fn bad_input_gets_typed_errors() {
     let mut rec = Recommender::in_memory(Box::new(HashEmbed::new(64)), catalog()).unwrap();
     assert!(matches!(rec.record(Event::item("nope", EventKind::View, 1.0)), Err(RetailError::UnknownItem { .. })));
-    assert!(matches!(rec.record(Event::item("tea1", EventKind::View, f64::NAN)), Err(RetailError::InvalidArgument { .. })));
+    assert!(matches!(
+        rec.record(Event::item("tea1", EventKind::View, f64::NAN)),
+        Err(RetailError::InvalidArgument { .. })
+    ));
     assert!(matches!(rec.record(Event::search("  ", 1.0)), Err(RetailError::InvalidArgument { .. })));
     assert!(matches!(rec.record(Event::search(&"q".repeat(5000), 1.0)), Err(RetailError::InvalidArgument { .. })));
     let no_item = Event { item_id: None, kind: EventKind::View, ts: 1.0, query: None };
@@ -276,9 +282,12 @@ fn json_lines_in_and_items_json_out() {
     let events = read_events(ev.as_bytes()).unwrap();
     assert_eq!(events[1].kind, EventKind::AddToCart);
     // Errors name the line, never its content.
-    let bad = "{\"item_id\":\"a\",\"kind\":\"view\",\"ts\":1}\n{\"item_id\":\"SECRET-ITEM\",\"kind\":\"stare\",\"ts\":1}\n";
+    let bad =
+        "{\"item_id\":\"a\",\"kind\":\"view\",\"ts\":1}\n{\"item_id\":\"SECRET-ITEM\",\"kind\":\"stare\",\"ts\":1}\n";
     match read_events(bad.as_bytes()) {
-        Err(e @ RetailError::Parse { line: 2, .. }) => assert!(!e.to_string().contains("stare") && !e.to_string().contains("SECRET")),
+        Err(e @ RetailError::Parse { line: 2, .. }) => {
+            assert!(!e.to_string().contains("stare") && !e.to_string().contains("SECRET"))
+        }
         other => panic!("{other:?}"),
     }
     assert!(matches!(read_events("{\"kind\":\"view\",\"ts\":1}".as_bytes()), Err(RetailError::Parse { line: 1, .. })));
