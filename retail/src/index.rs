@@ -104,7 +104,7 @@ impl IndexConfig {
 pub struct Hit {
     /// Item id.
     pub id: String,
-    /// Cosine similarity to the query (approximate under int8 storage: within about 0.01).
+    /// Cosine similarity to the query (under int8 storage within about 0.001 of f32).
     pub score: f32,
 }
 

@@ -292,15 +292,22 @@ fn int8_recall_at_10_against_f32() {
     i8idx.upsert_many(&b).unwrap();
     f32idx.upsert_many(&b).unwrap();
     let mut found = 0;
+    let mut max_err = 0f32;
     for qi in 0..queries {
         let c = &centers[qi % centers.len()];
         let q: Vec<f32> = c.iter().map(|x| x + 0.35 * rng.next()).collect();
-        let exact: std::collections::HashSet<String> =
-            f32idx.search(&q, 10, &Filter::none()).unwrap().into_iter().map(|h| h.id).collect();
-        found += i8idx.search(&q, 10, &Filter::none()).unwrap().iter().filter(|h| exact.contains(&h.id)).count();
+        let exact: std::collections::HashMap<String, f32> =
+            f32idx.search(&q, 10, &Filter::none()).unwrap().into_iter().map(|h| (h.id, h.score)).collect();
+        for h in i8idx.search(&q, 10, &Filter::none()).unwrap() {
+            if let Some(s) = exact.get(&h.id) {
+                found += 1;
+                max_err = max_err.max((s - h.score).abs());
+            }
+        }
     }
     let recall = found as f64 / (10 * queries) as f64;
-    eprintln!("int8 recall@10 vs f32: {recall:.4} ({n} x {dim}, {queries} queries)");
+    eprintln!("int8 recall@10 vs f32: {recall:.4} ({n} x {dim}, {queries} queries); largest score error {max_err:.5}");
+    assert!(max_err < 0.01, "int8 score error {max_err}");
     assert!(recall >= 0.95, "recall {recall}");
     let (m8, m32) = (i8idx.memory_bytes(), f32idx.memory_bytes());
     eprintln!("memory: int8 {m8} bytes, f32 {m32} bytes");
