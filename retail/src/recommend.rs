@@ -207,6 +207,8 @@ const EVENTS_HEADER: &[u8] = b"edgewise-events-v1";
 const TEXT_HASH_KEY: &str = "_text_fnv";
 /// Longest search query recorded, in bytes.
 pub const MAX_QUERY_BYTES: usize = 2048;
+/// Most events kept; past it the oldest half is forgotten (the file is rewritten).
+pub const MAX_STORED_EVENTS: usize = 20_000;
 /// Texts embedded per call while indexing a catalog.
 const EMBED_BATCH: usize = 64;
 
@@ -423,6 +425,33 @@ impl Recommender {
     /// Records one event; durable (fsynced) when it returns when the recommender has files.
     /// The item must be in the catalog; a search needs a query of 1..=[`MAX_QUERY_BYTES`] bytes.
     pub fn record(&mut self, event: Event) -> Result<()> {
+        self.record_all(std::iter::once(event))
+    }
+
+    /// Records several events with one sync (importing a history); all are checked as in
+    /// [`Recommender::record`] before any is written, so a bad one records none.
+    pub fn record_all(&mut self, events: impl IntoIterator<Item = Event>) -> Result<()> {
+        let events: Vec<Event> = events.into_iter().collect();
+        for event in &events {
+            self.check_event(event)?;
+        }
+        if let Some(log) = &mut self.event_log {
+            let mut buf = Vec::new();
+            for event in &events {
+                let payload = serde_json::to_vec(event)
+                    .map_err(|e| RetailError::Storage { reason: format!("event serialization: {e}") })?;
+                store::frame(EVENTS_MAGIC, &payload, &mut buf)?;
+            }
+            log.append(&buf)?;
+        }
+        self.events.extend(events);
+        if self.events.len() > MAX_STORED_EVENTS {
+            self.forget_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn check_event(&self, event: &Event) -> Result<()> {
         if !event.ts.is_finite() {
             return Err(RetailError::InvalidArgument { name: "ts", reason: "must be finite".into() });
         }
@@ -443,20 +472,26 @@ impl Recommender {
                 }
             }
         }
-        if let Some(log) = &mut self.event_log {
-            let payload = serde_json::to_vec(&event)
-                .map_err(|e| RetailError::Storage { reason: format!("event serialization: {e}") })?;
-            let mut buf = Vec::new();
-            store::frame(EVENTS_MAGIC, &payload, &mut buf)?;
-            log.append(&buf)?;
-        }
-        self.events.push(event);
         Ok(())
     }
 
-    /// Records several events (each checked as in [`Recommender::record`]).
-    pub fn record_all(&mut self, events: impl IntoIterator<Item = Event>) -> Result<()> {
-        events.into_iter().try_for_each(|e| self.record(e))
+    /// Keeps the newest half of [`MAX_STORED_EVENTS`], rewriting the event file atomically.
+    fn forget_oldest(&mut self) -> Result<()> {
+        let keep = MAX_STORED_EVENTS / 2;
+        let drop_n = self.events.len().saturating_sub(keep);
+        let kept: Vec<Event> = self.events[drop_n..].to_vec();
+        if let Some(log) = &mut self.event_log {
+            let mut buf = Vec::new();
+            store::frame(EVENTS_MAGIC, EVENTS_HEADER, &mut buf)?;
+            for e in &kept {
+                let payload = serde_json::to_vec(e)
+                    .map_err(|e| RetailError::Storage { reason: format!("event serialization: {e}") })?;
+                store::frame(EVENTS_MAGIC, &payload, &mut buf)?;
+            }
+            log.replace(&buf)?;
+        }
+        self.events = kept;
+        Ok(())
     }
 
     /// The recorded events, oldest first.

@@ -211,7 +211,9 @@ fn data_is_what_the_script_makes() {
         return;
     };
     assert!(status.success());
-    for f in ["items.jsonl", "sessions.jsonl", "texts.jsonl", "popularity.json", "baselines.json", "example_events.jsonl"] {
+    for f in
+        ["items.jsonl", "sessions.jsonl", "texts.jsonl", "popularity.json", "baselines.json", "example_events.jsonl"]
+    {
         let a = std::fs::read(data_dir().join(f)).unwrap();
         let b = std::fs::read(out.join(f)).unwrap();
         assert!(a == b, "{f} differs from the script's output: rerun tests/retail/make_catalog.py");

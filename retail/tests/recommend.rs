@@ -250,7 +250,9 @@ fn bad_input_gets_typed_errors() {
     assert!(matches!(rec.record(Event::search(&"q".repeat(5000), 1.0)), Err(RetailError::InvalidArgument { .. })));
     let no_item = Event { item_id: None, kind: EventKind::View, ts: 1.0, query: None };
     assert!(matches!(rec.record(no_item), Err(RetailError::UnknownItem { len: 0 })));
-    assert!(rec.events().is_empty(), "nothing bad was recorded");
+    let batch = vec![Event::item("tea1", EventKind::View, 1.0), Event::item("nope", EventKind::View, 2.0)];
+    assert!(matches!(rec.record_all(batch), Err(RetailError::UnknownItem { .. })));
+    assert!(rec.events().is_empty(), "nothing bad was recorded, nor the good half of a bad batch");
     for k in [0, 10_001, usize::MAX] {
         assert!(matches!(rec.recommend(k, &Filter::none()), Err(RetailError::InvalidArgument { name: "k", .. })));
         assert!(matches!(rec.similar_items("tea1", k), Err(RetailError::InvalidArgument { name: "k", .. })));
@@ -317,4 +319,24 @@ fn example_files_load() {
     assert!(top.iter().all(|r| r.reason.starts_with("similar_to:")
         || r.reason.starts_with("matches_search:")
         || r.reason == "popular"));
+}
+
+#[test]
+fn event_history_is_bounded_and_the_types_are_thread_safe() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Recommender>();
+    send_sync::<edgewise_retail::VectorIndex>();
+    let d = dir("bounded");
+    let max = edgewise_retail::recommend::MAX_STORED_EVENTS;
+    {
+        let mut rec = Recommender::open(&d, Box::new(HashEmbed::new(32)), catalog()).unwrap();
+        rec.record_all((0..max).map(|i| Event::item("tea1", EventKind::View, i as f64))).unwrap();
+        assert_eq!(rec.events().len(), max);
+        rec.record(Event::item("tea1", EventKind::View, max as f64)).unwrap();
+        assert_eq!(rec.events().len(), max / 2);
+        assert_eq!(rec.events().last().map(|e| e.ts), Some(max as f64), "the newest are kept");
+    }
+    let rec = Recommender::open(&d, Box::new(HashEmbed::new(32)), catalog()).unwrap();
+    assert_eq!(rec.events().len(), max / 2, "the file was rewritten too");
+    let _ = std::fs::remove_dir_all(&d);
 }
