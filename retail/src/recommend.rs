@@ -228,7 +228,7 @@ pub struct Recommender {
     catalog: HashMap<String, Item>,
     events: Vec<Event>,
     event_log: Option<Log>,
-    prior: HashMap<String, f32>,
+    prior: std::sync::Arc<HashMap<String, f32>>,
     query_vectors: HashMap<String, Vec<f32>>,
     config: RecommendConfig,
 }
@@ -325,7 +325,7 @@ impl Recommender {
             catalog: HashMap::new(),
             events: Vec::new(),
             event_log,
-            prior: HashMap::new(),
+            prior: std::sync::Arc::new(HashMap::new()),
             query_vectors: HashMap::new(),
             config: RecommendConfig::default(),
         }
@@ -418,7 +418,7 @@ impl Recommender {
                 reason: "counts must be finite and >= 0".into(),
             });
         }
-        self.prior = counts;
+        self.prior = std::sync::Arc::new(counts);
         Ok(())
     }
 
@@ -578,7 +578,9 @@ impl Recommender {
 
         // Business rules and device popularity use every event, not only the recent ones.
         let mut excluded: HashSet<String> = HashSet::new();
-        let mut counts: HashMap<String, f32> = self.prior.clone();
+        // This device's counts; the prior is added on lookup (no copy of a large prior per call).
+        let prior = self.prior.clone();
+        let mut device: HashMap<String, f32> = HashMap::new();
         for e in &self.events {
             let Some(id) = &e.item_id else { continue };
             let (c, ex) = match e.kind {
@@ -588,17 +590,18 @@ impl Recommender {
                 EventKind::Dismiss => (0.0, true),
                 EventKind::Search => (0.0, false),
             };
-            *counts.entry(id.clone()).or_default() += c;
+            *device.entry(id.clone()).or_default() += c;
             if ex {
                 excluded.insert(id.clone());
             }
         }
-        let max_count = counts.values().fold(0f32, |m, &c| m.max(c));
+        let count = |id: &str| prior.get(id).copied().unwrap_or(0.0) + device.get(id).copied().unwrap_or(0.0);
+        let max_count = prior.keys().map(|k| count(k)).chain(device.keys().map(|k| count(k))).fold(0f32, f32::max);
         let pop = |id: &str| -> f32 {
             if max_count <= 0.0 {
                 return 0.0;
             }
-            counts.get(id).map_or(0.0, |&c| c.ln_1p() / max_count.ln_1p())
+            count(id).ln_1p() / max_count.ln_1p()
         };
 
         // Interest sources: each distinct item or query with its summed, decayed weight.
@@ -655,14 +658,22 @@ impl Recommender {
             }
         }
         if cfg.popularity_weight > 0.0 || cands.is_empty() {
+            // Items nobody touched add nothing over the interest candidates unless those are missing.
+            let need_all = cands.is_empty();
             let mut by_pop: Vec<(&String, f32)> = self
                 .catalog
                 .iter()
-                .filter(|(id, it)| keep(id) && rule.matches(&it.attributes))
                 .map(|(id, _)| (id, pop(id)))
+                .filter(|(id, p)| (*p > 0.0 || need_all) && keep(id))
+                .filter(|(id, _)| self.catalog.get(*id).is_some_and(|it| rule.matches(&it.attributes)))
                 .collect();
-            by_pop.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-            for (id, _) in by_pop.into_iter().take(cfg.candidates) {
+            let order = |a: &(&String, f32), b: &(&String, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(b.0));
+            if by_pop.len() > cfg.candidates {
+                by_pop.select_nth_unstable_by(cfg.candidates - 1, order);
+                by_pop.truncate(cfg.candidates);
+            }
+            by_pop.sort_by(order);
+            for (id, _) in by_pop {
                 if !cands.contains_key(id) {
                     let rel = match self.index.get(id) {
                         Some((v, _)) if pnorm > 1e-6 => dot(&profile, &v),

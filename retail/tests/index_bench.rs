@@ -109,3 +109,46 @@ fn bench_100k_x_384() {
         let _ = std::fs::remove_dir_all(&d);
     }
 }
+
+/// `recommend` over a 100k-item catalog (HashEmbed vectors, 384 dims) with 50 recent events.
+#[test]
+#[ignore]
+fn bench_recommend_100k() {
+    use edgewise_retail::{Event, EventKind, HashEmbed, Item, Recommender};
+    let n: usize = std::env::var("EDGEWISE_BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let words = ["trail", "road", "tea", "green", "shoe", "boot", "pan", "iron", "lamp", "desk", "mat", "yoga"];
+    let mut rng = Rng(5);
+    let mut pick = || words[((rng.next() + 1.0) * 6.0) as usize % words.len()];
+    let items: Vec<Item> = (0..n)
+        .map(|i| {
+            let mut it = Item::new(
+                &format!("sku-{i}"),
+                &format!("{} {} {}", pick(), pick(), pick()),
+                &format!("{} {}", pick(), pick()),
+            );
+            it.attributes = Attributes::default()
+                .with("category", AttrValue::Str(pick().into()))
+                .with("price", AttrValue::Num((i % 300) as f64))
+                .with("in_stock", AttrValue::Bool(i % 10 != 0));
+            it
+        })
+        .collect();
+    let t0 = Instant::now();
+    let mut rec = Recommender::in_memory(Box::new(HashEmbed::new(384)), items).unwrap();
+    let build = t0.elapsed().as_secs_f64();
+    rec.record_all((0..50).map(|i| Event::item(&format!("sku-{}", i * 997 % n), EventKind::View, i as f64 * 30.0)))
+        .unwrap();
+    rec.record(Event::search("green tea", 1600.0)).unwrap();
+    let mut ms: Vec<f64> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            assert_eq!(rec.recommend(10, &Filter::none()).unwrap().len(), 10);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    eprintln!(
+        "recommend(10) over {n} items, 51 events: p50 {:.1} ms p95 {:.1} ms (catalog embedded and indexed in {build:.1} s)",
+        percentile(&mut ms, 0.5),
+        percentile(&mut ms, 0.95)
+    );
+}
