@@ -340,3 +340,14 @@ fn event_history_is_bounded_and_the_types_are_thread_safe() {
     assert_eq!(rec.events().len(), max / 2, "the file was rewritten too");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A second recommender on the same files (another process, or this one) is refused, not mixed in.
+#[test]
+fn one_recommender_per_directory() {
+    let d = dir("locked");
+    let first = Recommender::open(&d, Box::new(HashEmbed::new(32)), catalog()).unwrap();
+    assert!(matches!(Recommender::open(&d, Box::new(HashEmbed::new(32)), catalog()), Err(RetailError::Locked { .. })));
+    drop(first);
+    assert!(Recommender::open(&d, Box::new(HashEmbed::new(32)), catalog()).is_ok());
+    let _ = std::fs::remove_dir_all(&d);
+}
