@@ -291,7 +291,7 @@ def main():
                     help="most extra false blocks the classifier may add on held-out harmless text")
     args = ap.parse_args()
     for p in args.tuning:
-        if os.path.basename(p).startswith(("authorC", "authorD")):
+        if os.path.basename(p).startswith(("authorE", "authorF")):
             sys.exit("refusing to read the frozen split")
 
     data = load_jsonl(args.data)
