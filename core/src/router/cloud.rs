@@ -435,6 +435,16 @@ pub fn prepare_request(
     if !scan.sensitive {
         scan = super::policy::scan_texts([raw.as_ref()]);
     }
+    if !scan.sensitive {
+        // The whole gate (rules, then the classifier) on the message texts as sent, each and
+        // together, as the router's decision checked them: the last word before bytes leave.
+        let contents: Vec<&str> = reparsed
+            .get("messages")
+            .and_then(Value::as_array)
+            .map(|ms| ms.iter().filter_map(|m| m.get("content").and_then(Value::as_str)).collect())
+            .unwrap_or_default();
+        scan = super::policy::gate_texts(contents);
+    }
     if scan.sensitive {
         let cats: Vec<String> = scan.categories.iter().map(|c| c.as_str().to_string()).collect();
         audit.record(&AuditEvent::egress_denied(&ep, cats.clone()))?;
