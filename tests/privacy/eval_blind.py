@@ -16,8 +16,9 @@ has "group" instead of "kind" and a "split"). The texts are piped through a chec
   * --cli PATH: `PATH privacy-check` (the edgewise CLI)
   * --cmd "...": any shell command speaking the same protocol (e.g. rules + a second stage)
 
-Prints recall (= 1 - leak rate) and the false-block rate overall, per category (a sensitive case
-counts as caught when it is flagged at all; "cat" is the share whose report names that category),
+Prints the leak rate (sensitive cases let out, = 1 - recall) and the false-block rate (harmless
+cases kept local) overall, per category (a sensitive case counts as caught when it is flagged at
+all; "category named" is the share whose report names that category),
 per language and per kind, then lists every miss and false block (id, kind, labels, what the
 checker said; --text adds the first 160 characters of the text). --json FILE writes the numbers.
 Standard library only.
@@ -104,9 +105,9 @@ class Tally:
             self.fp += bool(ans["sensitive"])
 
     def row(self, name, width=28):
-        rec = f"{self.tp / self.pos:.3f} ({self.tp}/{self.pos})" if self.pos else "-"
+        leak = f"{1 - self.tp / self.pos:.3f} ({self.pos - self.tp}/{self.pos})" if self.pos else "-"
         fb = f"{self.fp / self.neg:.3f} ({self.fp}/{self.neg})" if self.neg else "-"
-        return f"  {name:{width}} recall {rec:18} false-block {fb}"
+        return f"  {name:{width}} leak {leak:18} false-block {fb}"
 
     def numbers(self):
         return {
@@ -166,7 +167,7 @@ def main():
     print("per category (sensitive cases carrying the label):")
     for cat in sorted(by_cat):
         n, hit, named = by_cat[cat]
-        print(f"  {cat:28} recall {hit / n:.3f} ({hit}/{n})   cat {named / n:.3f}")
+        print(f"  {cat:28} leak {1 - hit / n:.3f} ({n - hit}/{n})   category named {named / n:.3f}")
     print("per language:")
     for lang in sorted(by_lang):
         print(by_lang[lang].row(lang))
