@@ -4,8 +4,9 @@
 //! # The egress invariant
 //!
 //! Every byte that leaves the device goes through [`prepare_request`]. It builds the JSON body,
-//! **re-scans the final body** for personal data (defense in depth: the policy already scanned the
-//! request, but the body is what is actually sent) and refuses with [`Error::PolicyDenied`] if
+//! **re-scans the final body** for personal data with the whole privacy gate (the rules on every
+//! string and the raw bytes, then the classifier on the message texts; defense in depth: the
+//! policy already checked the request, but the body is what is actually sent) and refuses with [`Error::PolicyDenied`] if
 //! anything is found, and writes an `egress` entry (host, path, size, SHA-256 of the body; never
 //! the body) to the audit log before returning. Its result, [`OutboundRequest`], has private
 //! fields and no public constructor, so a [`Transport`] can only ever be handed bytes that

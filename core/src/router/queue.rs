@@ -29,8 +29,11 @@
 //! drops the oldest entries (recorded as `drop` records) to make room. The log is compacted
 //! (rewritten to a temporary file, synced, renamed) when dead records dominate it.
 //!
-//! Nothing sensitive is ever queued: `enqueue` re-scans the whole request and refuses with
-//! [`Error::PolicyDenied`].
+//! Nothing sensitive is ever queued: `enqueue` checks the whole request with the privacy gate (the
+//! rules, then the classifier) and refuses with [`Error::PolicyDenied`]. Nothing sensitive ever
+//! leaves from it either: `drain` checks each entry again with the current gate before sending it
+//! (an entry queued by an older version, under older rules, that is sensitive now is dropped for
+//! good), and `prepare_request` checks the final body once more.
 //!
 //! # Files
 //!
