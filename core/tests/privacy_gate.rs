@@ -110,7 +110,11 @@ fn egress_refuses_a_body_only_the_classifier_flags() {
         ChatRequest::user("What is the capital of France?").with_system(prose_secret()),
     ] {
         let r = prepare_request(&config, &req, true, &audit);
-        assert!(matches!(r, Err(edgewise_core::Error::PolicyDenied { .. })), "{:?}", r.map(|o| o.body_sha256().to_string()));
+        assert!(
+            matches!(r, Err(edgewise_core::Error::PolicyDenied { .. })),
+            "{:?}",
+            r.map(|o| o.body_sha256().to_string())
+        );
     }
     let ok = prepare_request(&config, &ChatRequest::user("What is the capital of France?"), true, &audit);
     assert!(ok.is_ok(), "a harmless body still leaves");

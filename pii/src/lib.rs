@@ -57,8 +57,8 @@ mod patterns;
 use std::sync::OnceLock;
 
 pub use gate::{
-    gate, second_stage_example, GateReport, PrivacyGate, SecondStage, SecondStageFailure, Stage, DEFAULT_CLASSIFIER_BUDGET,
-    SECOND_STAGE_EXAMPLES,
+    gate, second_stage_example, GateReport, PrivacyGate, SecondStage, SecondStageFailure, Stage,
+    DEFAULT_CLASSIFIER_BUDGET, SECOND_STAGE_EXAMPLES,
 };
 
 use context::{sentence_of, sentences, Hits, Lex};

@@ -268,6 +268,7 @@ fn at_clause_start(text: &str, pos: usize) -> bool {
 /// Health information about a person, and named private people with personal attributes.
 /// Whether a sentence opens, without a subject, with a verb of the writer's own health.
 fn subjectless_first_person(sentence: &str) -> bool {
+    #[rustfmt::skip]
     const OPENERS: &[&str] = &[
         "diagnosed ", "got diagnosed", "been diagnosed", "just diagnosed", "started ", "prescribed ", "tested positive",
         "recovering from", "living with", "struggling with", "suffering from", "dealing with", "just found out",

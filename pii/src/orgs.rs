@@ -173,6 +173,7 @@ fn placeholder_kind(c: Category) -> bool {
 /// The mailbox of a role, not a person ("support.sg@", "info@", "kundenservice@"): an
 /// organisation's address unless the domain is a free mail provider (checked by the caller).
 fn role_mailbox(value: &str) -> bool {
+    #[rustfmt::skip]
     const ROLES: &[&str] = &[
         "support", "info", "help", "helpdesk", "service", "services", "customerservice", "customercare", "care",
         "sales", "contact", "contactus", "contacto", "kontakt", "hello", "enquiries", "enquiry", "inquiries",

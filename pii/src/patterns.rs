@@ -710,7 +710,8 @@ impl Patterns {
             // "漕溪北路和南丹东路路口": in Chinese the streets come before the word.
             let lo = floor_char(text, s.saturating_sub(36).max(ss));
             let before = &text[lo..s];
-            let zh_joined = word.ends_with('口') && (before.contains('和') || before.contains('与') || before.contains('跟'))
+            let zh_joined = word.ends_with('口')
+                && (before.contains('和') || before.contains('与') || before.contains('跟'))
                 && before.contains('路');
             if joins || zh_joined {
                 let stop = floor_char(text, (e + 40).min(end));
@@ -825,7 +826,8 @@ impl Patterns {
                 let lo = floor_char(text, m.start().saturating_sub(40));
                 let (ss, se) = sentence_of(&ctx.sents, m.start());
                 let public = ctx.public.within(ss, se) && !ctx.first_person_at(m.start());
-                if self.month_word.is_match(&text[lo..m.start()]) && ctx.dob.near(m.start(), m.end(), 80, 30) && !public {
+                if self.month_word.is_match(&text[lo..m.start()]) && ctx.dob.near(m.start(), m.end(), 80, 30) && !public
+                {
                     out.add(lo, m.end(), Category::DateOfBirth, 0.85);
                 }
             }
@@ -1135,6 +1137,7 @@ const PASSWORD_CONNECTORS: &[&str] = &[
 ];
 
 /// Adverbs that may stand between "is" and the value ("is still", "ist noch", "es todavía").
+#[rustfmt::skip]
 const PASSWORD_ADVERBS: &[&str] = &[
     "still", "now", "currently", "just", "also", "again", "temporarily", "noch", "immer", "jetzt", "aktuell",
     "aún", "aun", "todavía", "todavia", "ahora", "toujours", "encore", "maintenant", "actuellement", "abhi", "bhi",
