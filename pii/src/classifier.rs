@@ -33,7 +33,7 @@ pub const MODEL_FILE: &str = "pii-clf-v1.bin";
 /// Size in bytes of the shipped model; equals its entry in `models/catalog.toml`.
 pub const MODEL_SIZE: u64 = 1_048_616;
 /// Lower-case hex sha256 of the shipped model; equals its entry in `models/catalog.toml`.
-pub const MODEL_SHA256: &str = "30ce77f27bc19754e2720b02b41f4246f49c24c42ae4891cb0d7117042411544";
+pub const MODEL_SHA256: &str = "d7a1696dbaa40db6e01a9b372fea73477aed73c2d09105197f48f9548e810b29";
 
 /// The shipped model, embedded (cargo feature `embedded-model`, on by default).
 #[cfg(feature = "embedded-model")]
