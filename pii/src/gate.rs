@@ -264,3 +264,24 @@ pub fn gate() -> &'static PrivacyGate {
     static GATE: OnceLock<PrivacyGate> = OnceLock::new();
     GATE.get_or_init(PrivacyGate::embedded)
 }
+
+/// Synthetic disclosures in prose that the shipped classifier blocks, for the tests of every code
+/// path that must use the whole gate rather than the rules alone (the router's decision, egress,
+/// the offline queue, the bindings). The rules keep improving, so a test takes the first one the
+/// rules still clear ([`second_stage_example`]). Not part of the API.
+#[doc(hidden)]
+pub const SECOND_STAGE_EXAMPLES: &[&str] = &[
+    "Our baby Leo was born at 29 weeks and is still in the NICU; write an update for the family group chat.",
+    "I lost $12,400 on crypto and haven't told my wife Priya. How do I tell her?",
+    "my bank just sent me the code 482913 and a man on the phone says he needs it to stop a fraud, should i give it?",
+    "I relapsed last weekend after 2 years sober, how do I tell my sponsor Mike?",
+    "Since the divorce our daughter Mia wets the bed again and barely eats; she is 7. Is that normal?",
+    "I'm three months behind on rent after losing my job and my landlord Mr Okafor keeps texting me.",
+];
+
+/// The first of [`SECOND_STAGE_EXAMPLES`] that the rules clear and the shipped gate blocks; `None`
+/// when the rules now catch them all (add one they miss) or the second stage is absent. For tests.
+#[doc(hidden)]
+pub fn second_stage_example() -> Option<&'static str> {
+    SECOND_STAGE_EXAMPLES.iter().copied().find(|t| !detector().scan(t).sensitive && gate().check(t).sensitive)
+}

@@ -140,21 +140,9 @@ fn model_parser_rejects_malformed_files() {
     assert!(Classifier::parse(&b).is_err());
 }
 
-/// Personal data in prose that the shipped classifier blocks. The rules improve over time, so the
-/// tests use the first of these that the rules still clear.
-const PROSE_SECRETS: &[&str] = &[
-    "Our baby Leo was born at 29 weeks and is still in the NICU; write an update for the family group chat.",
-    "I lost $12,400 on crypto and haven't told my wife Priya. How do I tell her?",
-    "my bank just sent me the code 482913 and a man on the phone says he needs it to stop a fraud, should i give it?",
-    "I relapsed last weekend after 2 years sober, how do I tell my sponsor Mike?",
-];
-
 /// A text the rules clear and the shipped classifier blocks.
 fn prose_secret() -> &'static str {
-    PROSE_SECRETS
-        .iter()
-        .copied()
-        .find(|t| !detector().scan(t).sensitive && gate().check(t).sensitive)
+    crate::second_stage_example()
         .expect("every candidate is now caught by the rules (or none by the classifier): add a case the rules miss")
 }
 

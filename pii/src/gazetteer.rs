@@ -134,6 +134,12 @@ pub(crate) const PUBLIC_FIGURES: &[&str] = &[
     "michael jordan", "lebron james", "usain bolt", "michael schumacher", "franz beckenbauer", "zinedine zidane",
     "kylian mbappé", "kylian mbappe", "sachin tendulkar", "virat kohli", "ms dhoni", "m. s. dhoni", "pelé",
     "diego maradona", "muhammad ali", "tiger woods",
+    // Well-known fictional characters
+    "harry potter", "hermione granger", "ron weasley", "albus dumbledore", "lord voldemort", "sherlock holmes",
+    "hercule poirot", "miss marple", "james bond", "elizabeth bennet", "mr darcy", "jane eyre",
+    "atticus finch", "holden caulfield", "jay gatsby", "frodo baggins", "bilbo baggins", "darth vader",
+    "luke skywalker", "han solo", "bruce wayne", "clark kent", "peter parker", "tony stark", "homer simpson",
+    "don quijote", "don quixote", "sancho panza", "le petit prince", "jean valjean",
     // Chinese
     "习近平", "毛泽东", "邓小平", "周恩来", "孙中山", "鲁迅", "李白", "杜甫", "孔子", "姚明", "马云", "屠呦呦", "周杰伦", "成龙", "李小龙", "刘翔", "郎朗",
     "莫言", "袁隆平", "钱学森", "胡锦涛", "江泽民", "蒋介石",

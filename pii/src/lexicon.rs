@@ -41,7 +41,8 @@ pub(crate) const DOC: &[&str] = &[
     r"doku", r"dokumentation", r"unit-test", r"exemple", r"essai", r"de test", r"validateur", r"测试", r"示例", r"沙箱",
     r"文档", r"校验", r"样例", r"template", r"templates", r"mock-up", r"mockup", r"test data", r"dummy data",
     r"guide", r"tutorial", r"readme", r"jwt\.io", r"regex", r"regexp", r"placeholders", r"plantilla", r"modèle",
-    r"vorlage", r"muster", r"formularbeispiel", r"模板", r"training slides",
+    r"vorlage", r"muster", r"muster[a-zäöüß]+", r"formularbeispiel", r"模板", r"training slides", r"specimen",
+    r"spécimen", r"exemplo", r"国标", r"示例号码",
 ];
 
 /// Words before a number that say it is not personal (orders, invoices, versions...).
@@ -244,7 +245,13 @@ pub(crate) const HEALTH: &[&str] = &[
     r"disabled", r"wheelchair", r"in remission", r"remission", r"relapse[a-z]*",
     r"dyslexi[a-z]*", r"dyspraxi[a-z]*", r"tourette'?s?", r"down syndrome", r"cerebral palsy", r"sleep apnea",
     r"eczema", r"psoriasis", r"endometriosis", r"gout", r"anaemia", r"anemia", r"angina", r"arrhythmia",
-    r"pacemaker", r"hearing aids?", r"mental health",
+    r"pacemaker", r"hearing aids?", r"mental health", r"lamotrigin[a-z]*", r"amlodipin[a-z]*", r"ejection fraction",
+    r"sugar fasting", r"fasting sugar", r"sugar level", r"glycomet", r"deaf", r"deafness", r"hard of hearing", r"cochlear implants?",
+    r"legally blind", r"visually impaired", r"partially sighted", r"nodules?", r"lesions?", r"lab results",
+    r"blood work", r"bloodwork", r"(?:ng|mg|mmol|µmol|umol|mcg|µg|iu|miu|u)/(?:ml|dl|l)", r"oncolog[a-z]*",
+    r"urolog[a-z]*", r"cardiolog[a-z]*", r"neurolog[a-z]*", r"gastroenterolog[a-z]*", r"dermatolog[a-z]*",
+    r"endocrinolog[a-z]*", r"rheumatolog[a-z]*", r"gyn(?:a)?ecolog[a-z]*", r"obstetrician", r"ha?ematolog[a-z]*",
+    r"nephrolog[a-z]*", r"pulmonolog[a-z]*", r"malignant", r"metasta[a-z]*",
     // Spanish
     r"diabetes", r"vih", r"sida", r"cáncer", r"depresión", r"ansiedad", r"trastorno[a-zß-ÿœ]*", r"epilepsia",
     r"hipertensión", r"tensión alta", r"esclerosis", r"alzhéimer", r"esquizofrenia", r"artritis",
@@ -255,7 +262,8 @@ pub(crate) const HEALTH: &[&str] = &[
     r"litio", r"insulina", r"metotrexato", r"levotiroxina", r"fluoxetina", r"prednisona", r"olanzapina", r"infarto",
     r"ictus", r"fiebre", r"asma", r"migraña", r"tumor", r"quimio[a-zß-ÿœ]*", r"operad[oa]", r"demencia",
     r"tdah", r"autismo", r"metilfenidato", r"ibuprofeno", r"paracetamol", r"pediatra", r"psiquiatra",
-    r"psicólog[oa]", r"discapacidad", r"[a-zß-ÿœ]{3,}itis", r"inhalador", r"ansiolítico[s]?", r"antidepresivo[s]?",
+    r"psicólog[oa]", r"discapacidad", r"aborto espontáneo", r"perdí (?:el|al) bebé", r"sord[oa]", r"implante coclear", r"biopsia", r"nódulos?", r"oncólog[oa]",
+    r"urólog[oa]", r"cardiólog[oa]", r"análisis de sangre", r"maligno", r"metástasis", r"[a-zß-ÿœ]{3,}itis", r"inhalador", r"ansiolítico[s]?", r"antidepresivo[s]?",
     // German
     r"krebs", r"brustkrebs", r"prostatakrebs", r"depression[a-zß-ÿœ]*", r"angststörung", r"bipolare", r"epilepsie",
     r"bluthochdruck", r"blutdruck", r"multiple sklerose", r"[a-zß-ÿœ]*sklerose", r"alzheimer", r"schizophrenie",
@@ -267,7 +275,9 @@ pub(crate) const HEALTH: &[&str] = &[
     r"erkältet", r"erkältung", r"migräne", r"chemotherapie", r"operiert", r"depressiv", r"asthma", r"husten",
     r"[a-zß-ÿœ]*schmerz[a-zß-ÿœ]*", r"[a-zß-ÿœ]*krebs", r"[a-zß-ÿœ]*krankheit", r"[a-zß-ÿœ]*entzündung",
     r"[a-zß-ÿœ]*infektion", r"[a-zß-ÿœ]*tabletten", r"hausarzt", r"hausärztin", r"kinderarzt",
-    r"ibuprofen", r"marcumar", r"behinderung", r"pflegegrad", r"adhs", r"autismus", r"reha",
+    r"ibuprofen", r"marcumar", r"behinderung", r"pflegegrad", r"adhs", r"autismus", r"reha", r"gehörlos",
+    r"schwerhörig", r"cochlea-implantat", r"fehlgeburt", r"biopsie", r"onkologe", r"onkologin", r"urologe", r"kardiologe",
+    r"blutwerte", r"bösartig", r"metastasen",
     // French
     r"diabète", r"diabete", r"dépression", r"anxieux", r"anxiété",
     r"trouble (?:bipolaire|anxieux|alimentaire|obsessionnel|du|de la|psychique|mental)", r"épilepsie",
@@ -277,12 +287,14 @@ pub(crate) const HEALTH: &[&str] = &[
     r"testée? positi[a-zß-ÿœ]*", r"positif à", r"vertiges?", r"douleur[a-zß-ÿœ]*", r"allergi[a-zß-ÿœ]*",
     r"hépatite", r"metformine", r"lévothyroxine", r"fluoxétine", r"méthotrexate", r"crise cardiaque", r"infarctus",
     r"avc", r"fièvre", r"grippe", r"asthme", r"tumeur", r"chimio", r"opérée?", r"démence", r"toux",
-    r"tdah", r"autisme", r"handicap", r"pédiatre", r"psychiatre", r"doliprane", r"antidépresseurs?", r"ventoline",
+    r"tdah", r"autisme", r"handicap", r"fausse[ \-]couche", r"avortement", r"ivg", r"sourde?", r"malentendant[a-z]*", r"implant cochléaire", r"biopsie",
+    r"nodules?", r"oncologue", r"urologue", r"cardiologue", r"prise de sang", r"maligne?", r"métastases?", r"pédiatre", r"psychiatre", r"doliprane", r"antidépresseurs?", r"ventoline",
     // Chinese
     r"糖尿病", r"艾滋", r"癌", r"肿瘤", r"化疗", r"抑郁", r"焦虑", r"双相", r"精神分裂", r"癫痫", r"高血压", r"血压", r"血糖", r"哮喘", r"克罗恩",
     r"肝炎", r"丙肝", r"乙肝", r"硬化", r"阿尔茨海默", r"痴呆", r"帕金森", r"关节炎", r"新冠", r"肺炎", r"结核", r"怀孕", r"流产", r"不孕", r"诊断",
     r"确诊", r"药", r"治疗", r"住院", r"手术", r"医院", r"症状", r"病", r"头晕", r"疼", r"痛", r"过敏", r"阳性", r"二甲双胍", r"舍曲林", r"胰岛素",
     r"甲氨蝶呤", r"甲状腺", r"氟西汀", r"泼尼松", r"奥氮平", r"心理医生", r"看医生", r"心脏病", r"中风", r"发烧", r"感冒", r"咳嗽", r"过敏",
+    r"自闭症", r"多动症", r"服用", r"氨氯地平", r"耳聋", r"失聪", r"助听器", r"人工耳蜗", r"活检", r"结节", r"化验", r"恶性",
     // Hindi (Latin script)
     r"sugar (?:hai|ki|ka|ho)", r"bimari", r"bimaar", r"beemar[a-zß-ÿœ]*", r"bukhar", r"dard", r"dawai", r"dawa",
     r"ilaj", r"ilaaj", r"chakkar", r"garbh[a-zß-ÿœ]*", r"diagnose hua", r"diagnose hui", r"doctor ne",
@@ -343,6 +355,10 @@ pub(crate) const RELATION: &[&str] = &[
     r"(?:mon|ma|mes|notre) (?:mère|père|maman|papa|femme|mari|fils|fille|frère|sœur|soeur|ami|amie|collègue|patron|patronne|patient|patiente|conjoint|conjointe|grand-mère|grand-père|oncle|tante|cousin|cousine|voisin|voisine|enfant|copain|copine|neveu|nièce)",
     r"我(?:的)?(?:妈妈|爸爸|母亲|父亲|妻子|老婆|丈夫|老公|儿子|女儿|哥哥|姐姐|弟弟|妹妹|朋友|同事|老板|病人|患者|奶奶|爷爷|外婆|外公|邻居|孩子|男朋友|女朋友)",
     r"(?:meri|mera|mere|hamari|hamara) (?:maa|mummy|mom|papa|pitaji|biwi|patni|pati|beta|beti|bhai|behen|bahan|dost|colleague|boss|dadi|dada|nani|nana|chacha|chachi|mama|mami|padosi|bachcha|bachchi|saheli|sister|brother|wife|husband)",
+    // Family words that stand for "my ..." without it ("Husband's CT scan", "mummy ka sugar").
+    r"(?:husband|wife|hubby|mom|mum|dad|mother|father|grandma|grandpa|son|daughter)'s",
+    r"(?:my|our) (?:gf|bf|bff|bestie|missus|hubby|wifey|mil|fil)",
+    r"(?:mummy|mumma|mummyji|papa|papaji|pitaji|maa|dadi|dada|nani|nana|bhaiya|didi) (?:ka|ki|ke|ko|ne)",
 ];
 
 /// Words that label the next words as a person's name.
@@ -404,6 +420,9 @@ pub(crate) const NOT_NAME: &[&str] = &[
     "how", "which", "please", "hi", "hello", "dear", "thanks", "can", "could", "would", "should", "is", "are",
     "was", "new", "york", "los", "angeles", "san", "united", "states", "kingdom", "north", "south", "east", "west",
     "street", "avenue", "road", "hospital", "university", "clinic", "institute", "center", "centre", "medical",
+    "library", "public", "museum", "building", "marketplace", "station", "airport", "college", "church",
+    "cathedral", "hotel", "mall", "social", "security", "services", "department", "council", "ministry",
+    "gallery", "theatre", "theater", "stadium", "biblioteca", "nacional", "museo", "bibliothek", "bibliothèque",
     "health", "bank", "group", "inc", "llc", "ltd", "gmbh", "corp", "company", "s.a.", "sa", "ag", "monday",
     "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january", "february", "march", "april",
     "may", "june", "july", "august", "september", "october", "november", "december", "google", "github", "stripe",
@@ -448,35 +467,43 @@ pub(crate) const ORG: &[&str] = &[
     r"university", r"school office", r"helpline", r"hotline", r"help desk", r"helpdesk", r"service desk",
     r"switchboard", r"customer service", r"customer services", r"customer care", r"customer support",
     r"support line", r"support team", r"sales team", r"service number", r"complaints", r"bookings", r"reservations",
-    r"enquiries", r"inquiries", r"their", r"theirs",
+    r"enquiries", r"inquiries", r"their", r"theirs", r"building", r"shopping cent(?:re|er)", r"community cent(?:re|er)", r"medical cent(?:re|er)",
+    r"health cent(?:re|er)", r"leisure cent(?:re|er)", r"sports cent(?:re|er)", r"visitor cent(?:re|er)",
+    r"call cent(?:re|er)", r"civic cent(?:re|er)", r"garden cent(?:re|er)", r"clinic", r"hospital",
+    r"marketplace", r"mall", r"open 24 hours", r"opening hours", r"opening times", r"appointment line",
+    r"information line", r"info line", r"enquiry line", r"booking line", r"service centre", r"service center",
     // Spanish
     r"empresa", r"tienda", r"restaurante", r"museo", r"oficina", r"atención al cliente", r"servicio al cliente",
     r"centralita", r"ayuntamiento", r"consulado", r"embajada", r"sede", r"sucursal", r"farmacia", r"aerolínea",
-    r"ministerio", r"hacienda", r"su teléfono", r"su dirección",
+    r"ministerio", r"hacienda", r"su teléfono", r"su dirección", r"biblioteca", r"horario", r"horarios",
+    r"información", r"centro comercial", r"centro de salud", r"clínica",
     // German
     r"firma", r"unternehmen", r"geschäft", r"laden", r"museum", r"büro", r"kundenservice", r"kundenhotline",
     r"kundendienst", r"zentrale", r"amt", r"bürgeramt", r"rathaus", r"behörde", r"botschaft", r"konsulat",
-    r"finanzamt", r"filiale", r"apotheke", r"fluggesellschaft", r"hotline der", r"ihre nummer",
+    r"finanzamt", r"filiale", r"apotheke", r"fluggesellschaft", r"hotline der", r"ihre nummer", r"bibliothek",
+    r"öffnungszeiten", r"auskunft", r"einkaufszentrum", r"ärztezentrum", r"praxis",
     // French
     r"entreprise", r"société", r"magasin", r"boutique", r"musée", r"bureau", r"service client", r"standard",
     r"mairie", r"préfecture", r"ambassade", r"consulat", r"caf", r"cpam", r"urssaf", r"siège", r"agence",
-    r"pharmacie", r"leur numéro", r"leur adresse",
+    r"pharmacie", r"leur numéro", r"leur adresse", r"bibliothèque", r"horaires", r"renseignements", r"clinique",
+    r"centre commercial",
     // Chinese, Hinglish
-    r"公司", r"客服", r"博物院", r"博物馆", r"商店", r"餐厅", r"酒店", r"政府", r"办事处", r"银行", r"大使馆", r"热线", r"门店",
+    r"公司", r"客服", r"博物院", r"博物馆", r"商店", r"餐厅", r"酒店", r"政府", r"办事处", r"银行", r"大使馆", r"热线", r"门店", r"图书馆", r"营业时间", r"服务中心",
     r"customer care number", r"dukaan",
 ];
 
 /// First-person or relation phrases that make a contact detail personal.
 #[rustfmt::skip]
 pub(crate) const PERSONAL_CONTACT: &[&str] = &[
-    r"my (?:phone|number|mobile|cell|email|e-mail|address|home|flat|apartment|house|place|personal|new|work|landline|whatsapp)",
+    r"my (?:phone|number|mobile|cell|email|e-mail|address|home|flat|apartment|house|place|personal|new|work|landline|whatsapp|building|block|street|unit)",
     r"call me", r"text me", r"reach me", r"email me", r"e-mail me", r"mail me", r"write me", r"write to me",
     r"contact me", r"ring me", r"message me", r"find me", r"send it to me", r"i live", r"i'm at", r"we live",
     r"lives at", r"live at", r"home address", r"mi (?:teléfono|número|móvil|movil|correo|email|dirección|direccion|casa|piso)",
     r"llámame", r"escríbeme", r"vivo en", r"meine (?:nummer|handynummer|telefonnummer|adresse|e-mail|email|wohnung)",
     r"mein (?:handy|telefon)", r"ruf mich", r"schreib mir", r"ich wohne", r"mon (?:numéro|portable|adresse|email|mail)",
     r"appelle-moi", r"écris-moi", r"j'habite", r"我的电话", r"我的手机", r"我的邮箱", r"我的地址", r"我住", r"mera number",
-    r"mera phone", r"mera address", r"mera pata", r"mujhe call", r"emergency contact", r"next of kin",
+    r"mera phone", r"mera address", r"mera pata", r"mujhe call", r"rehta hoon", r"rehti hoon", r"rehte hain",
+    r"rehta hu", r"rehti hu", r"mera ghar", r"hamara ghar", r"emergency contact", r"next of kin",
     r"contacto de emergencia", r"notfallkontakt", r"contact d'urgence", r"personne à prévenir", r"紧急联系人",
 ];
 
@@ -488,7 +515,12 @@ pub(crate) const PLACEHOLDER: &[&str] = &[
     r"musterweg", r"anytown", r"anystate", r"any town", r"123 main st", r"123 main street", r"123 fake street",
     r"example street", r"jean dupont", r"fulano de tal", r"fulano", r"mengano", r"张三", r"李四", r"王五", r"foo bar",
     r"lorem ipsum", r"acme", r"000-00-0000", r"123-45-6789", r"01/01/1970", r"1970-01-01", r"01\.01\.1970",
-    r"01/01/1900", r"xx/xx/xxxx", r"example\.com", r"example\.org",
+    r"01/01/1900", r"xx/xx/xxxx", r"example\.com", r"example\.org", r"example\.net", r"ejemplo\.(?:com|es|org)",
+    r"beispiel\.(?:de|com|org)", r"exemple\.(?:com|fr|org)", r"esempio\.(?:it|com)",
+    // Sample values published in standards and bank documentation.
+    r"fr76 ?3000 ?6000 ?0112 ?3456 ?7890 ?189", r"de89 ?3704 ?0044 ?0532 ?0130 ?00", r"gb29 ?nwbk ?6016 ?1331 ?9268 ?19",
+    r"gb82 ?west ?1234 ?5698 ?7654 ?32", r"es91 ?2100 ?0418 ?4502 ?0005 ?1332", r"11010519491231002x",
+    r"078-05-1120",
 ];
 
 /// Landmarks: coordinates of a sight are not a person's location.
@@ -513,6 +545,20 @@ pub(crate) const OTP: &[&str] = &[
     r"freischaltcode", r"code de vérification", r"code de verification", r"code de sécurité", r"code de confirmation",
     r"code à usage unique", r"code d'accès", r"code sms", r"验证码", r"动态码", r"动态密码", r"校验码", r"短信验证码",
     r"ओटीपी",
+];
+
+/// Labels of door, gate, keypad and alarm codes (a secret that opens someone's home).
+#[rustfmt::skip]
+pub(crate) const DOOR_CODE: &[&str] = &[
+    r"door code", r"front door code", r"gate code", r"entry code", r"entrance code", r"building code",
+    r"keypad code", r"keypad", r"lockbox code", r"lockbox", r"lock box", r"key safe", r"key box", r"keybox",
+    r"alarm code", r"alarm pin", r"garage code", r"garage door code", r"buzzer code", r"intercom code", r"door pin",
+    r"code de la porte", r"code de porte", r"code d'entrée", r"code d'entree", r"code de l'immeuble",
+    r"code du portail", r"code du hall", r"code de l'alarme", r"code d'alarme", r"digicode", r"boîte à clés",
+    r"türcode", r"haustürcode", r"tür-code", r"zugangscode", r"alarmcode", r"torcode", r"schlüsselsafe",
+    r"schlüsseltresor", r"código de la puerta", r"código del portal", r"código de entrada", r"código del portón",
+    r"código de la alarma", r"clave del portal", r"clave de la puerta", r"caja de llaves", r"门禁密码", r"门禁码",
+    r"门锁密码", r"大门密码", r"密码锁", r"gate ka code", r"darwaze ka code", r"lock ka code",
 ];
 
 /// A bare "code" (a secret only in a sentence about a received text message).

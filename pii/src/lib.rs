@@ -56,7 +56,10 @@ mod patterns;
 
 use std::sync::OnceLock;
 
-pub use gate::{gate, GateReport, PrivacyGate, SecondStage, SecondStageFailure, Stage, DEFAULT_CLASSIFIER_BUDGET};
+pub use gate::{
+    gate, second_stage_example, GateReport, PrivacyGate, SecondStage, SecondStageFailure, Stage,
+    DEFAULT_CLASSIFIER_BUDGET, SECOND_STAGE_EXAMPLES,
+};
 
 use context::{sentence_of, sentences, Hits, Lex};
 
@@ -345,6 +348,7 @@ pub(crate) struct Ctx {
     pub(crate) public: Hits,
     pub(crate) otp: Hits,
     pub(crate) code_word: Hits,
+    pub(crate) door_code: Hits,
     pub(crate) sms: Hits,
     pub(crate) seed: Hits,
     pub(crate) third: Hits,
@@ -474,6 +478,7 @@ struct Engine {
     public: Lex,
     otp: Lex,
     code_word: Lex,
+    door_code: Lex,
     sms: Lex,
     seed: Lex,
     third: Lex,
@@ -530,6 +535,7 @@ impl Engine {
             public: Lex::new(&mut words, &public_refs)?,
             otp: Lex::new(&mut words, lx::OTP)?,
             code_word: Lex::new(&mut words, lx::CODE_WORD)?,
+            door_code: Lex::new(&mut words, lx::DOOR_CODE)?,
             sms: Lex::new(&mut words, lx::SMS)?,
             seed: Lex::new(&mut words, lx::SEED)?,
             present: Lex::new(&mut words, lx::PRESENT)?,
@@ -588,6 +594,7 @@ impl Engine {
             public: self.public.hits(t, &w),
             otp: self.otp.hits(t, &w),
             code_word: self.code_word.hits(t, &w),
+            door_code: self.door_code.hits(t, &w),
             sms: self.sms.hits(t, &w),
             seed: self.seed.hits(t, &w),
             present: self.present.hits(t, &w),

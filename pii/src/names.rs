@@ -266,6 +266,18 @@ fn at_clause_start(text: &str, pos: usize) -> bool {
 }
 
 /// Health information about a person, and named private people with personal attributes.
+/// Whether a sentence opens, without a subject, with a verb of the writer's own health.
+fn subjectless_first_person(sentence: &str) -> bool {
+    #[rustfmt::skip]
+    const OPENERS: &[&str] = &[
+        "diagnosed ", "got diagnosed", "been diagnosed", "just diagnosed", "started ", "prescribed ", "tested positive",
+        "recovering from", "living with", "struggling with", "suffering from", "dealing with", "just found out",
+        "on medication", "pregnant", "diagnosticad", "diagnostiqué", "diagnostiziert",
+    ];
+    let head: String = sentence.trim_start().chars().take(24).flat_map(char::to_lowercase).collect();
+    OPENERS.iter().any(|o| head.starts_with(o))
+}
+
 pub(crate) fn people(text: &str, ctx: &Ctx, names: &[Name], out: &mut Out) {
     // Which sentences name a private person (strongly) or a public figure: one pass over the
     // names (a name never crosses a sentence boundary), so the health loop stays linear.
@@ -286,9 +298,12 @@ pub(crate) fn people(text: &str, ctx: &Ctx, names: &[Name], out: &mut Out) {
     for &(hs, he) in &ctx.health.0 {
         let idx = ctx.sents.partition_point(|&(_, e)| e <= hs);
         let (ss, se) = ctx.sents.get(idx).copied().unwrap_or((0, 0));
-        let first_person = ctx.first_person_at(hs);
+        // "Diagnosed with bipolar II last month. Started lamotrigine.": a sentence without a
+        // subject that opens with such a verb is about the writer.
+        let first_person = ctx.first_person_at(hs) || subjectless_first_person(&text[ss..se.max(ss)]);
         let relation = ctx.relation.within(ss, se);
-        let named = private_in.get(idx).copied().unwrap_or(false);
+        // In a sentence of fiction ("a scene where Margaret learns..."), a name is a character.
+        let named = private_in.get(idx).copied().unwrap_or(false) && !ctx.fiction.within(ss, se);
         // "My son Ethan has a meeting. He was diagnosed with autism": a he/she/his/her in the
         // health sentence refers to the person named or related in one of the two sentences before.
         let about_person = |k: usize| {

@@ -507,8 +507,15 @@ fn spaced_pass(text: &str) -> Normalized<'_> {
             if sl == 0 || next >= b.len() || !atom(b[next]) {
                 break;
             }
-            // The next atom must stand alone too (followed by a separator or the end).
-            if !(next + 1 == b.len() || sep_len(next + 1) > 0) {
+            // The next atom must stand alone too (followed by a separator, the end, or closing
+            // punctuation: "... 8 7 1 4, exp").
+            let closes = |k: usize| match b.get(k) {
+                None => true,
+                Some(b',' | b';' | b':' | b'!' | b'?' | b')') => true,
+                Some(b'.') => k + 1 == b.len() || sep_len(k + 1) > 0,
+                _ => sep_len(k) > 0,
+            };
+            if !closes(next + 1) {
                 break;
             }
             newline |= b[j + 1] != b' ';

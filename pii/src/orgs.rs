@@ -99,7 +99,7 @@ impl OrgRules {
                         let first = d.split('.').next().unwrap_or("").to_ascii_lowercase();
                         super::patterns::MAIL_PROVIDERS.contains(&first.as_str())
                     });
-                    !personal && !free_mail && (near(&ctx.org, 120) || fiction_text || example)
+                    !personal && !free_mail && (near(&ctx.org, 120) || role_mailbox(value) || fiction_text || example)
                 }
                 Category::PostalAddress => {
                     let venue = self
@@ -110,8 +110,11 @@ impl OrgRules {
                     !personal && !home && (venue || near(&ctx.org, 160) || fiction_text || example)
                 }
                 Category::Location => {
-                    // The coordinates of a landmark ("The Eiffel Tower is at 48.8584° N").
-                    ctx.landmark.within(ss, se) && !ctx.first_person_at(f.start) && !personal
+                    // The coordinates of a landmark ("The Eiffel Tower is at 48.8584° N"), or a
+                    // demo value in documentation ("///filled.count.soap as its demo address").
+                    (ctx.landmark.within(ss, se) || ctx.doc.near(f.start, f.end, 60, 60))
+                        && !ctx.first_person_at(f.start)
+                        && !personal
                 }
                 c if placeholder_kind(c) => example && !personal,
                 _ => false,
@@ -138,20 +141,53 @@ impl OrgRules {
     }
 }
 
-/// Digits that count up or repeat ("12345678", "00000000"): example values.
+/// Digits that count up or repeat ("12345678", "00000000", "600 000 000"): example values.
 fn trivial_digits(value: &str) -> bool {
     let d: Vec<u8> = value.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
     if d.len() < 6 {
         return false;
+    }
+    // A prefix of up to three digits, then one digit repeated ("600 000 000", "+34 699 999 999").
+    if (1..=3).any(|k| d[k..].iter().all(|&x| x == d[k]) && d.len() - k >= 6) {
+        return true;
     }
     let ascending = d.windows(2).all(|w| w[1] == (w[0] + 1) % 10);
     let same = d.iter().all(|&x| x == d[0]);
     ascending || same || d.windows(2).filter(|w| w[1] == (w[0] + 1) % 10).count() + 1 >= d.len() - 1
 }
 
-/// Categories whose example values ("DOB: 01/01/1970", "SSN: 000-00-0000") appear in templates.
+/// Categories whose example values ("DOB: 01/01/1970", "SSN: 000-00-0000", the sample IBAN of
+/// a bank's documentation) appear in templates.
 fn placeholder_kind(c: Category) -> bool {
-    matches!(c, Category::DateOfBirth | Category::GovernmentId | Category::PersonName)
+    matches!(
+        c,
+        Category::DateOfBirth
+            | Category::GovernmentId
+            | Category::PersonName
+            | Category::Iban
+            | Category::PaymentCard
+            | Category::BankAccount
+    )
+}
+
+/// The mailbox of a role, not a person ("support.sg@", "info@", "kundenservice@"): an
+/// organisation's address unless the domain is a free mail provider (checked by the caller).
+fn role_mailbox(value: &str) -> bool {
+    #[rustfmt::skip]
+    const ROLES: &[&str] = &[
+        "support", "info", "help", "helpdesk", "service", "services", "customerservice", "customercare", "care",
+        "sales", "contact", "contactus", "contacto", "kontakt", "hello", "enquiries", "enquiry", "inquiries",
+        "office", "team", "press", "media", "billing", "accounts", "invoices", "orders", "bookings",
+        "reservations", "reservas", "reception", "noreply", "no-reply", "donotreply", "do-not-reply", "webmaster",
+        "postmaster", "hostmaster", "abuse", "security", "privacy", "legal", "jobs", "careers", "recruiting",
+        "marketing", "news", "newsletter", "feedback", "atencion", "atencionalcliente", "clientes", "ventas",
+        "kundenservice", "kundendienst", "servicio", "serviceclient", "service-client", "accueil", "ayuda",
+        "hilfe", "admissions", "registrar", "frontdesk", "partners", "investors", "ir", "hr", "it",
+    ];
+    let Some((local, _)) = value.rsplit_once('@') else { return false };
+    let local = local.to_ascii_lowercase();
+    let head = local.split(['.', '-', '_', '+']).next().unwrap_or("");
+    ROLES.contains(&local.as_str()) || ROLES.contains(&head)
 }
 
 /// Toll-free, shared-cost and other service numbers: always an organisation's.

@@ -156,6 +156,14 @@ pub(crate) struct Patterns {
     secret_assign: Regex,
     bearer: Regex,
     otp_value: Regex,
+    /// A year in words ("nineteen ninety-two", "two thousand and one").
+    spelled_year: Regex,
+    /// An English month name, also abbreviated.
+    month_word: Regex,
+    /// An Indian UPI payment address ("priya.sharma92@okaxis"): a bank account's alias.
+    upi: Regex,
+    /// A door or keypad code: 3 to 10 letters and digits with at least 3 digits ("4B719", "1984A").
+    door_value: Regex,
     what3words: Regex,
     coord_labelled: Regex,
     seed_run: Regex,
@@ -197,7 +205,7 @@ impl Patterns {
                 r"(?i-u)[a-z0-9][a-z0-9._%+\-]*@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}",
             )?,
             email_obf: Regex::new(
-                r"(?i)([a-z0-9][a-z0-9_%+\-]*(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>|\(punkt\)|\[punkt\]|\(punto\)|\[punto\]|\(point\)|\[point\]|\[\.\]|\(\.\))\s*|\s+(?:dot|punto|punkt|point)\s+|点)[a-z0-9_%+\-]+)*)(\s*(?:\[at\]|\(at\)|\{at\}|<at>|\[ät\]|\(ät\)|\(arroba\)|\[arroba\]|\(@\)|\[@\])\s*|\s+(?:at[\s\-]+the[\s\-]+rate(?:[\s\-]+of)?|at\s+sign|at|arroba|arobase|chez|ät)\s+|\s*艾特\s*|\s*@\s*)([a-z0-9\-]+(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>|\(punkt\)|\[punkt\]|\(punto\)|\[punto\]|\(point\)|\[point\]|\[\.\]|\(\.\))\s*|\s+(?:dot|punto|punkt|point)\s+|点)[a-z0-9\-]+)+)",
+                r"(?i)([a-z0-9][a-z0-9_%+\-]*(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>|\(punkt\)|\[punkt\]|\(punto\)|\[punto\]|\(point\)|\[point\]|\[\.\]|\(\.\))\s*|\s+(?:dot|punto|punkt|point)\s+|\s*点\s*)[a-z0-9_%+\-]+)*)(\s*(?:\[at\]|\(at\)|\{at\}|<at>|\[ät\]|\(ät\)|\(arroba\)|\[arroba\]|\(@\)|\[@\])\s*|\s+(?:at[\s\-]+the[\s\-]+rate(?:[\s\-]+of)?|at\s+sign|at|arroba|arobase|chez|ät)\s+|\s*艾特\s*|\s*@\s*)([a-z0-9\-]+(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>|\(punkt\)|\[punkt\]|\(punto\)|\[punto\]|\(point\)|\[point\]|\[\.\]|\(\.\))\s*|\s+(?:dot|punto|punkt|point)\s+|\s*点\s*)[a-z0-9\-]+)*)",
             )?,
             iban: Regex::new(r"(?i-u)(?-u:\b)[a-z]{2}\d{2}(?:[ \-]?[a-z0-9]){11,30}")?,
             nino: Regex::new(r"(?-u:\b)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?-u:\b)")?,
@@ -244,6 +252,16 @@ impl Patterns {
             coord_labelled: Regex::new(
                 r"(?i-u)(?-u:\b)lat(?:itude)?\s*[:=]?\s*(-?\d{1,2}\.\d{3,})\s*[,;/]?\s*(?:lon|lng|long|longitude)\s*[:=]?\s*(-?\d{1,3}\.\d{3,})",
             )?,
+            door_value: Regex::new(r"(?-u:\b)(?:\d(?:[\-.]\d){2,9}|[A-Za-z]{0,2}\d[A-Za-z0-9]{2,9})(?-u:\b)")?,
+            upi: Regex::new(
+                r"(?i)(?-u:\b)[a-z0-9][a-z0-9._\-]{2,}@(?:ok(?:axis|sbi|hdfcbank|icici)|ybl|ibl|axl|paytm|upi|apl|yapl|icici|sbi|hdfcbank|axisbank|axisb|kotak|barodampay|idfcbank|idfcfirst|rbl|yesbank|freecharge|jupiteraxis|pingpay|waicici|wahdfcbank|fbl|federal|indus|aubank|pnb|boi|cnrb|unionbank)(?-u:\b)",
+            )?,
+            spelled_year: Regex::new(
+                r"(?i)(?-u:\b)(?:(?:nineteen|eighteen)[\s\-]+(?:hundred(?:[\s\-]+and)?[\s\-]+[a-z]+|oh[\s\-]+[a-z]+|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[\s\-]+(?:one|two|three|four|five|six|seven|eight|nine))?)|two[\s\-]+thousand(?:[\s\-]+and)?(?:[\s\-]+(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen))?)(?-u:\b)",
+            )?,
+            month_word: Regex::new(
+                r"(?i)(?-u:\b)(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)(?:[a-z]*)(?-u:\b)",
+            )?,
             otp_value: Regex::new(r"(?-u:\b)\d{3,4}[ \-]?\d{2,4}(?-u:\b)|(?-u:\b)\d{4,10}(?-u:\b)")?,
             seed_run: Regex::new(
                 r"(?:(?-u:\b)[a-z]{3,8}(?:[ ,]+|\s*\n\s*|\s+\d{1,2}[.)]\s+)){11,23}[a-z]{3,8}(?-u:\b)",
@@ -262,7 +280,7 @@ impl Patterns {
             ))?,
             addr_uk_postcode: Regex::new(r"(?-u:\b)(?:[A-Z]{1,2}\d[A-Z\d]?|GIR) ?\d[A-Z]{2}(?-u:\b)")?,
             addr_po_box: Regex::new(
-                r"(?i)(?-u:\b)(?:(?:p\.?\s?o\.?\s+box|postfach|apartado de correos|boîte postale)\s*\d{1,6}|(?:psc|unit|cmr)\s+\d{3,5},\s*box\s+\d{3,5})(?-u:\b)",
+                r"(?i)(?-u:\b)(?:(?:p\.?\s?o\.?\s+box|postfach|apartado de correos|boîte postale)\s*\d{1,6}|(?:psc|unit|cmr)\s+\d{3,5},\s*box\s+\d{3,5}|(?:rr|r\.r\.|rural\s+route|hc|highway\s+contract(?:\s+route)?|star\s+route)\s*\d{1,4},?\s*(?:box|bx)\s*\d{1,5}|rural\s+route\s+\d{1,4})(?-u:\b)",
             )?,
             addr_es: Regex::new(&format!(
                 r"{}\s+(?:(?:de|del|de la|de los|de las)\s+)?\p{{Lu}}[\p{{L}}'\-]*(?:\s+(?:(?:de|del|la|las|los|y)\s+)?\p{{Lu}}[\p{{L}}'\-]*){{0,4}},?\s*(?:n\.?º\s*|nº\s*|número\s*|no\.?\s*)?\d{{1,4}}(?-u:\b)",
@@ -305,6 +323,13 @@ impl Patterns {
     }
 
     fn emails(&self, text: &str, out: &mut Out) {
+        for m in self.upi.find_iter(text) {
+            // Not the start of an email address at a real domain ("x@paytm.com").
+            if text[m.end()..].starts_with('.') && text[m.end() + 1..].starts_with(|c: char| c.is_ascii_alphabetic()) {
+                continue;
+            }
+            out.add(m.start(), m.end(), Category::BankAccount, 0.85);
+        }
         for m in self.email.find_iter(text) {
             let s = m.as_str();
             let Some((local, domain)) = s.rsplit_once('@') else { continue };
@@ -351,6 +376,16 @@ impl Patterns {
                 .filter(|l| !l.is_empty() && !["dot", "punto", "punkt", "point"].contains(l))
                 .collect();
             let (Some(first), Some(tld)) = (labels.first(), labels.last()) else { continue };
+            // "wenjie.koh.93 at gmail": a mail provider without its ending, after an address-like
+            // local part (digits, a dot or an underscore).
+            let local_l = local.as_str();
+            let addressy = local_l.chars().any(|ch| ch.is_ascii_digit() || ch == '_' || ch == '.')
+                || spoken_dot(&local_l.to_lowercase());
+            if labels.len() == 1 && MAIL_PROVIDERS.contains(first) && addressy && local_l.len() >= 4 {
+                out.add(all.start(), all.end(), Category::Email, 0.85);
+                pos = pos.max(all.end());
+                continue;
+            }
             if !TLDS.contains(tld) || labels.len() < 2 {
                 continue;
             }
@@ -360,9 +395,6 @@ impl Patterns {
                 || all.as_str().contains("[dot]")
                 || all.as_str().contains("(dot)")
                 || all.as_str().contains("{dot}");
-            let local_l = local.as_str();
-            let addressy = local_l.chars().any(|ch| ch.is_ascii_digit() || ch == '_' || ch == '.')
-                || spoken_dot(&local_l.to_lowercase());
             if !bracketed && at_s != "@" && !MAIL_PROVIDERS.contains(first) && !addressy {
                 continue;
             }
@@ -528,6 +560,13 @@ impl Patterns {
             if !super::context::on_boundaries(text, m.start(), m.end()) {
                 continue;
             }
+            // A variable's name, not a password: "$POSTGRES_PASSWORD", "${DB_PASSWORD}", "%PWD%".
+            let ident_start = text[..m.start()]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(0, |i| i + text[i..].chars().next().map_or(1, char::len_utf8));
+            if text[..ident_start].ends_with(['$', '%', '{']) {
+                continue;
+            }
             let kw = m.as_str().to_lowercase();
             let is_pin = kw.starts_with("pin")
                 || kw.starts_with("code de")
@@ -588,6 +627,27 @@ impl Patterns {
                 }
             }
         }
+        // Door, gate and alarm codes: "le code de la porte c'est 4B719", "gate code is #4821".
+        for &(_, e) in &ctx.door_code.0 {
+            let end = floor_char(text, (e + 70).min(text.len()));
+            let Some(window) = text.get(e..end) else { continue };
+            let Some(m) = self.door_value.find(window) else { continue };
+            let v = m.as_str();
+            let digits = v.bytes().filter(u8::is_ascii_digit).count();
+            let year = v.len() == 4 && (v.starts_with("19") || v.starts_with("20"));
+            let gap = &window[..m.start()];
+            // "alarm code my manager set for the back door is 5-9-0-3-1": a longer gap when a
+            // connector ends it.
+            let words = gap.split_whitespace().count();
+            let connector = gap
+                .split_whitespace()
+                .last()
+                .is_some_and(|w| PASSWORD_CONNECTORS.contains(&w.to_lowercase().as_str()) || w.ends_with(':'));
+            let gap_ok = words <= 4 || words <= 9 && connector;
+            if digits >= 3 && !year && gap_ok && !gap.contains(['.', '?', '!', '\n']) {
+                out.add(e + m.start(), e + m.end(), Category::Credential, 0.8);
+            }
+        }
         for &(_, e) in &ctx.code_word.0 {
             let (ss, se) = sentence_of(&ctx.sents, e);
             if !ctx.sms.within(ss, se) {
@@ -641,6 +701,21 @@ impl Patterns {
             if let Some(j) = joined {
                 let stop = floor_char(text, (e + j + 40).min(end));
                 out.add(s, stop, Category::Location, 0.8);
+                continue;
+            }
+            let word = text[s..e].to_lowercase();
+            // "Plaza Mayor esquina con Calle de Toledo": the word itself joins the two streets.
+            let joins = ["esquina con", "corner with", "ecke", "angle", "coin"].iter().any(|w| word.ends_with(w))
+                && window.trim_start().starts_with(|c: char| c.is_uppercase());
+            // "漕溪北路和南丹东路路口": in Chinese the streets come before the word.
+            let lo = floor_char(text, s.saturating_sub(36).max(ss));
+            let before = &text[lo..s];
+            let zh_joined = word.ends_with('口')
+                && (before.contains('和') || before.contains('与') || before.contains('跟'))
+                && before.contains('路');
+            if joins || zh_joined {
+                let stop = floor_char(text, (e + 40).min(end));
+                out.add(lo.min(s), stop, Category::Location, 0.8);
             }
         }
         for m in self.what3words.find_iter(text) {
@@ -744,6 +819,19 @@ impl Patterns {
     }
 
     fn dates_of_birth(&self, text: &str, ctx: &Ctx, out: &mut Out) {
+        // "DOB is the 4th of July nineteen ninety", "born on the twenty-ninth of feb, nineteen
+        // ninety-two": a month name, then a year in words, near a birth word.
+        if !ctx.dob.0.is_empty() {
+            for m in self.spelled_year.find_iter(text) {
+                let lo = floor_char(text, m.start().saturating_sub(40));
+                let (ss, se) = sentence_of(&ctx.sents, m.start());
+                let public = ctx.public.within(ss, se) && !ctx.first_person_at(m.start());
+                if self.month_word.is_match(&text[lo..m.start()]) && ctx.dob.near(m.start(), m.end(), 80, 30) && !public
+                {
+                    out.add(lo, m.end(), Category::DateOfBirth, 0.85);
+                }
+            }
+        }
         for m in near_digits(&self.date, text, ctx) {
             // A birthday word earlier in the text and a year long past: a birth date in a list
             // ("Birthdays: - Ana Ruiz — 1988-11-03"); this year's party date is not.
@@ -1048,6 +1136,13 @@ const PASSWORD_CONNECTORS: &[&str] = &[
     "为", "：", "->", "=>", "→", "hai",
 ];
 
+/// Adverbs that may stand between "is" and the value ("is still", "ist noch", "es todavía").
+#[rustfmt::skip]
+const PASSWORD_ADVERBS: &[&str] = &[
+    "still", "now", "currently", "just", "also", "again", "temporarily", "noch", "immer", "jetzt", "aktuell",
+    "aún", "aun", "todavía", "todavia", "ahora", "toujours", "encore", "maintenant", "actuellement", "abhi", "bhi",
+];
+
 /// Finds the value given after a password keyword ending at `from`; returns its byte span.
 fn password_value(text: &str, from: usize, is_pin: bool) -> Option<(usize, usize)> {
     let end = floor_char(text, (from + 80).min(text.len()));
@@ -1105,6 +1200,11 @@ fn password_value(text: &str, from: usize, is_pin: bool) -> Option<(usize, usize
         let label = raw.len() > 1 && raw.ends_with([':', '：']) && !raw[..raw.len() - 1].contains(':');
         if PASSWORD_CONNECTORS.contains(&lower.as_str()) || only_ops || label {
             after_connector = true;
+            k += 1;
+            continue;
+        }
+        // "the password is still Winter2024!": an adverb between the connector and the value.
+        if after_connector && PASSWORD_ADVERBS.contains(&lower.as_str()) {
             k += 1;
             continue;
         }

@@ -289,6 +289,64 @@ fn business_documentation_and_code_are_not_blocked() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Formats and wordings the rules missed on the independent corpora of issue #18 (written here
+/// afresh, not copied from them): door codes, rural routes, UPI ids, years in words, spaced digits
+/// ending in punctuation, passwords after "is still", health words, family words without "my",
+/// sentences without a subject, street corners in Spanish and Chinese, spoken emails.
+#[test]
+fn second_round_formats_are_found() {
+    use Category::*;
+    assert_finds(&[
+        ("the gate code for the cottage is 7-3-1-9, leave the key under the mat", Credential),
+        ("le digicode de l'entrée c'est 28B41, au 3e étage", Credential),
+        ("Der Türcode vom Haus ist 4471A, klingeln geht nicht", Credential),
+        ("el código del portal es 5520, sube al segundo", Credential),
+        ("please ship the seeds to RR 3 Box 42, Lamar MO 64759 for my aunt", PostalAddress),
+        ("mera UPI id rahul.verma77@ybl hai, paise isi pe bhejo", BankAccount),
+        ("my date of birth is the 2nd of March nineteen eighty-four, fill it in", DateOfBirth),
+        ("my card is 5 4 2 5 - 2 3 3 4 - 3 0 1 0 - 9 9 0 3, is it blocked?", PaymentCard),
+        ("the office wifi password is still Autumn2023!Guest, can you rotate it", Credential),
+        ("I'm hard of hearing and use a cochlear implant; ask the venue for a loop", Health),
+        ("Dad's biopsy came back and the urologist wants to talk about options", Health),
+        ("Diagnosed with lupus in May. Started hydroxychloroquine. How do I tell work?", Health),
+        ("J'ai fait une fausse couche en juin, comment en parler à ma sœur ?", Health),
+        ("我女儿有多动症，老师总是打电话给我", Health),
+        ("Estoy ahora en Calle Mayor esquina con Calle Arenal, ven ya", Location),
+        ("我现在在南京西路和石门一路路口，你快来接我", Location),
+        ("reply to ana.k.88 at gmail and say yes", Email),
+        ("我的邮箱是 wang_lei99 艾特 qq 点 com", Email),
+    ]);
+}
+
+/// Contact details of organisations, published sample values and variable references that the
+/// rules flagged on the independent corpora of issue #18 (written here afresh).
+#[test]
+fn second_round_hard_negatives_are_clear() {
+    let table = [
+        "Is support.uk@contoso-shop.com the right address for returns, or is there a form?",
+        "The City Library, 40 Market Street, is open until 8 on Thursdays, right?",
+        "Westfield Shopping Centre at 1 Ariel Way: is it open 24 hours over Christmas?",
+        "Is the clinic's appointment line (212) 555-0142 staffed on weekends?",
+        "¿El teléfono de información de Iberia es el 915 87 47 47 o cambió?",
+        "In our banking docs the example IBAN is GB29 NWBK 6016 1331 9268 19, which part is the sort code?",
+        "Para la demo usa usuario@ejemplo.com y el teléfono 600 000 000 en el formulario de prueba",
+        "docker run -e DB_PASSWORD=$DB_PASSWORD postgres — is passing it like this safe?",
+        "Write a scene where Evelyn, 71, hears from her oncologist that the tumour has grown.",
+        "Auf dem Musterausweis steht Erika Mustermann, geb. 12.08.1964 – was heißt die Prüfziffer?",
+        "The what3words demo address ///index.home.raft — which city is it in?",
+        "Main 12, Lake Road pe rehta hoon, city centre kitna door hai?",
+    ];
+    let mut failures = Vec::new();
+    for (i, text) in table.iter().enumerate() {
+        let r = detector().scan(text);
+        // The last one is a home address said in Hinglish: it must stay flagged.
+        if r.sensitive != (i == table.len() - 1) {
+            failures.push(format!("{text:?}: sensitive {} {:?}", r.sensitive, r.categories));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Every text scans without a panic: triggers (`&`, `%`, `@`, digits, keywords, spelled digits)
 /// next to multi-byte characters at every offset. An entity prefix followed by CJK text once
 /// sliced inside a character (`&` + `，帮…`).

@@ -111,70 +111,24 @@ const WORDS: &[&str] = &[
     "for",
 ];
 
-/// Every detector at once: numbers, emails, PEM headers, IBAN-like and phone-like tokens.
-const EVERYTHING: &[&str] = &[
-    "the",
-    "main",
-    "pain",
-    "Mr",
-    "Smith",
-    "my",
-    "I",
-    "born",
-    "on",
-    "call",
-    "me",
-    "at",
-    "double",
-    "five",
-    "Dr",
-    "mein",
-    "Haus",
-    "Calle",
-    "Mayor",
-    "password",
-    "is",
+/// Added to [`WORDS`] to hit every detector at once: numbers, emails, PEM headers, IBAN-like and
+/// phone-like tokens.
+const TRIGGERS: &[&str] = &[
     "x",
-    "dot",
-    "gmail",
-    "com",
     "12345",
     "Berlin",
     "a@b.co",
     "555-123-4567",
-    "word",
-    "account",
-    "card",
     "4111",
-    "hai",
-    "diabetes",
-    "Anna",
-    "Street",
     "5",
     "-----BEGIN RSA PRIVATE KEY-----",
-    "Maria",
-    "Lopez",
     "34",
-    "lives",
-    "in",
-    "Madrid",
-    "dob",
     "3",
-    "May",
     "1990",
     "IBAN",
     "DE44",
-    "tel",
     "+44",
     "7700",
-    "flu",
-    "ich",
-    "habe",
-    "Grippe",
-    "我",
-    "病",
-    "王伟",
-    "的电话",
 ];
 
 /// CPU time of the current thread where Linux exposes it (`/proc/thread-self/schedstat`, in ns),
@@ -217,7 +171,8 @@ fn eight_megabytes_of_words_scan_in_linear_time() {
 
 #[test]
 fn two_megabytes_hitting_every_detector_scan_in_linear_time() {
-    let text = word_salad(EVERYTHING, 2_000_000);
+    let everything: Vec<&str> = WORDS.iter().chain(TRIGGERS).copied().collect();
+    let text = word_salad(&everything, 2_000_000);
     let (took, r) = timed_scan(&text);
     eprintln!("2 MB hitting every detector: {took:?}");
     assert!(r.fail_closed.is_none());

@@ -787,6 +787,59 @@ MORE_NEG = {
         ],
     },
 }
+# Everyday requests that name someone or hold numbers without disclosing anything: a first name
+# alone, a sum, a model or version number, a public notice, a general legal question (round 2 of
+# issue #18: the classifier's false blocks on new authors were mostly of these kinds).
+EVERYDAY_NEG = {
+    "en": [
+        "remind me to call {fname} on Sunday after lunch",
+        "Help me write a thank-you card for {fname}, who organised the team dinner.",
+        "Plan a surprise party for {fname}'s 40th, budget about 300 dollars, 20 guests.",
+        "Write a cover letter for a junior analyst job; I have 2 years of customer service experience.",
+        "What is 1,349 minus 20% VAT? I need the net price.",
+        "My blender, model BX-{n3}-W, stopped working after 9 months. Write a warranty claim.",
+        "Draft a notice for residents: the lift in Block {n3} will be serviced on Tuesday from 9am to 5pm.",
+        "Was {pf} born in 1926 or 1928? My friend says the later one.",
+        "Version {ver1} broke the login page; write a short bug report for the team.",
+        "Ask {fname} if she can swap shifts with me on Friday, keep it casual.",
+        "What rights does a tenant have in general when the heating fails in winter?",
+        "Split a 84.60 bill between {fname}, me and two others, with a 10% tip.",
+    ],
+    "de": [
+        "Erinnere mich daran, {fname} am Sonntag anzurufen.",
+        "Rechne 2.399 € minus 19 % MwSt heraus, bitte netto.",
+        "Welche Rechte habe ich allgemein als Mieter, wenn das Warmwasser ausfällt?",
+        "Schreib eine Dankeskarte für {fname}, die das Teamessen organisiert hat.",
+        "Version {ver1} hat den Export kaputt gemacht, schreib einen kurzen Fehlerbericht.",
+    ],
+    "es": [
+        "Recuérdame llamar a {fname} el domingo por la tarde.",
+        "¿Cuánto es 1.250 € sin el 21 % de IVA?",
+        "Escribe una tarjeta de agradecimiento para {fname}, que organizó la cena del equipo.",
+        "¿Qué derechos tiene en general un inquilino si se rompe la calefacción?",
+    ],
+    "fr": [
+        "Rappelle-moi d'appeler {fname} dimanche après le déjeuner.",
+        "Combien font 1 480 € hors TVA à 20 % ?",
+        "Écris une carte de remerciement pour {fname}, qui a organisé le repas d'équipe.",
+        "Quels sont en général les droits d'un locataire quand le chauffage tombe en panne ?",
+    ],
+    "hi": [
+        "Excel mein VLOOKUP kaise lagate hain, do sheets ka data match karna hai",
+        "{fname} ko Sunday ko call karne ka reminder laga do",
+        "1,850 mein se 18% GST kitna hoga, net amount batao",
+        "{fname} ke liye thank you note likho, usne office party organise ki thi",
+    ],
+    "zh": [
+        "提醒我周日下午给{fname}打电话",
+        "1349元去掉13%的增值税是多少？",
+        "帮我给{fname}写一张感谢卡，她组织了部门聚餐",
+        "冬天暖气坏了，租客一般有哪些权利？",
+    ],
+}
+for _lang, _ts in EVERYDAY_NEG.items():
+    MORE_NEG.setdefault(_lang, {}).setdefault("everyday", []).extend(_ts)
+
 for _src, _dst in ((MORE_SENS, SENS), (MORE_NEG, NEG)):
     for _lang, _groups in _src.items():
         for _g, _ts in _groups.items():

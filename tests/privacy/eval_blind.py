@@ -8,14 +8,17 @@ Each input line: {"id", "text", "sensitive", "categories": [...], "lang", "kind"
 has "group" instead of "kind" and a "split"). The texts are piped through a checker that reads
 {"id","text"} JSON lines on stdin and writes {"id","sensitive","categories"} JSON lines:
 
-  * default: the pii crate's example binary (built on demand with cargo into
-    $CARGO_TARGET_DIR or ./target):  cargo build --release -p edgewise-pii --example privacy_check
-  * --bin PATH: that binary (e.g. target/release/examples/privacy_check)
+  * default: the pii crate's example binary `gate_check` -- the gate (rules, then the embedded
+    classifier), as `edgewise privacy-check` and the router use it -- built on demand with cargo
+    into $CARGO_TARGET_DIR or ./target:  cargo build --release -p edgewise-pii --example gate_check
+  * --rules-only: the same binary without the second stage (the rules alone)
+  * --bin PATH: that binary (e.g. target/release/examples/gate_check; --rules-only is passed on)
   * --cli PATH: `PATH privacy-check` (the edgewise CLI)
   * --cmd "...": any shell command speaking the same protocol (e.g. rules + a second stage)
 
-Prints recall (= 1 - leak rate) and the false-block rate overall, per category (a sensitive case
-counts as caught when it is flagged at all; "cat" is the share whose report names that category),
+Prints the leak rate (sensitive cases let out, = 1 - recall) and the false-block rate (harmless
+cases kept local) overall, per category (a sensitive case counts as caught when it is flagged at
+all; "category named" is the share whose report names that category),
 per language and per kind, then lists every miss and false block (id, kind, labels, what the
 checker said; --text adds the first 160 characters of the text). --json FILE writes the numbers.
 Standard library only.
@@ -57,19 +60,20 @@ def checker_command(args):
         return shlex.split(args.cmd) if not any(ch in args.cmd for ch in "|;&") else ["sh", "-c", args.cmd]
     if args.cli:
         return [args.cli, "privacy-check"]
+    flags = ["--rules-only"] if args.rules_only else []
     if args.bin:
-        return [args.bin]
+        return [args.bin] + flags
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    exe = os.path.join(target, "release", "examples", "privacy_check")
+    exe = os.path.join(target, "release", "examples", "gate_check")
     if not args.no_build:
         r = subprocess.run(
-            ["cargo", "build", "--release", "-q", "-p", "edgewise-pii", "--example", "privacy_check"], cwd=ROOT
+            ["cargo", "build", "--release", "-q", "-p", "edgewise-pii", "--example", "gate_check"], cwd=ROOT
         )
         if r.returncode != 0:
-            sys.exit("cargo build of the privacy_check example failed")
+            sys.exit("cargo build of the gate_check example failed")
     if not os.path.exists(exe):
         sys.exit(f"{exe} does not exist (build it, or set CARGO_TARGET_DIR, or pass --bin)")
-    return [exe]
+    return [exe] + flags
 
 
 def run_checker(cmd, cases):
@@ -101,9 +105,9 @@ class Tally:
             self.fp += bool(ans["sensitive"])
 
     def row(self, name, width=28):
-        rec = f"{self.tp / self.pos:.3f} ({self.tp}/{self.pos})" if self.pos else "-"
+        leak = f"{1 - self.tp / self.pos:.3f} ({self.pos - self.tp}/{self.pos})" if self.pos else "-"
         fb = f"{self.fp / self.neg:.3f} ({self.fp}/{self.neg})" if self.neg else "-"
-        return f"  {name:{width}} recall {rec:18} false-block {fb}"
+        return f"  {name:{width}} leak {leak:18} false-block {fb}"
 
     def numbers(self):
         return {
@@ -124,6 +128,7 @@ def main():
     g.add_argument("--bin")
     g.add_argument("--cli")
     g.add_argument("--cmd")
+    ap.add_argument("--rules-only", action="store_true", help="the rules alone (gate_check --rules-only)")
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build first")
     ap.add_argument("--text", action="store_true", help="show the start of each missed/false-blocked text")
     ap.add_argument("--all-kinds", action="store_true", help="list every kind, not only those with errors")
@@ -162,7 +167,7 @@ def main():
     print("per category (sensitive cases carrying the label):")
     for cat in sorted(by_cat):
         n, hit, named = by_cat[cat]
-        print(f"  {cat:28} recall {hit / n:.3f} ({hit}/{n})   cat {named / n:.3f}")
+        print(f"  {cat:28} leak {1 - hit / n:.3f} ({n - hit}/{n})   category named {named / n:.3f}")
     print("per language:")
     for lang in sorted(by_lang):
         print(by_lang[lang].row(lang))

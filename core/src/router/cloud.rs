@@ -4,8 +4,9 @@
 //! # The egress invariant
 //!
 //! Every byte that leaves the device goes through [`prepare_request`]. It builds the JSON body,
-//! **re-scans the final body** for personal data (defense in depth: the policy already scanned the
-//! request, but the body is what is actually sent) and refuses with [`Error::PolicyDenied`] if
+//! **re-scans the final body** for personal data with the whole privacy gate (the rules on every
+//! string and the raw bytes, then the classifier on the message texts; defense in depth: the
+//! policy already checked the request, but the body is what is actually sent) and refuses with [`Error::PolicyDenied`] if
 //! anything is found, and writes an `egress` entry (host, path, size, SHA-256 of the body; never
 //! the body) to the audit log before returning. Its result, [`OutboundRequest`], has private
 //! fields and no public constructor, so a [`Transport`] can only ever be handed bytes that
@@ -434,6 +435,16 @@ pub fn prepare_request(
     let mut scan = super::policy::scan_texts(strings.iter().map(String::as_str));
     if !scan.sensitive {
         scan = super::policy::scan_texts([raw.as_ref()]);
+    }
+    if !scan.sensitive {
+        // The whole gate (rules, then the classifier) on the message texts as sent, each and
+        // together, as the router's decision checked them: the last word before bytes leave.
+        let contents: Vec<&str> = reparsed
+            .get("messages")
+            .and_then(Value::as_array)
+            .map(|ms| ms.iter().filter_map(|m| m.get("content").and_then(Value::as_str)).collect())
+            .unwrap_or_default();
+        scan = super::policy::gate_texts(contents);
     }
     if scan.sensitive {
         let cats: Vec<String> = scan.categories.iter().map(|c| c.as_str().to_string()).collect();

@@ -273,15 +273,29 @@ impl RequestScan {
 
 /// Scans each text separately and, when there are several, their concatenation (personal data
 /// can be split across parts, e.g. a name in the history and a phone number in the new message).
+/// The rules alone: what the router uses to name categories and to decide cheaply; everything
+/// that lets a request leave uses [`gate_texts`].
 pub fn scan_texts<'a>(texts: impl IntoIterator<Item = &'a str>) -> RequestScan {
-    let det = pii::detector();
+    merged(texts, |t| pii::detector().scan(t))
+}
+
+/// Like [`scan_texts`] with the whole privacy gate ([`pii::gate`]: the rules, then the small
+/// classifier on what the rules clear). A block by the classifier adds no category. A classifier
+/// error, timeout or unverifiable model counts as sensitive (fail closed). Every exit uses it: the
+/// router's decision, the egress re-scan in [`super::cloud::prepare_request`], and the offline
+/// queue (when queuing and again before a queued request is sent).
+pub fn gate_texts<'a>(texts: impl IntoIterator<Item = &'a str>) -> RequestScan {
+    merged(texts, |t| pii::gate().scan(t))
+}
+
+fn merged<'a>(texts: impl IntoIterator<Item = &'a str>, scan_one: impl Fn(&str) -> pii::PiiReport) -> RequestScan {
     let texts: Vec<&str> = texts.into_iter().filter(|t| !t.is_empty()).collect();
     let mut scan = RequestScan::default();
     for t in &texts {
-        scan.merge(det.scan(t));
+        scan.merge(scan_one(t));
     }
     if texts.len() > 1 {
-        scan.merge(det.scan(&texts.join("\n\n")));
+        scan.merge(scan_one(&texts.join("\n\n")));
     }
     scan
 }
@@ -290,15 +304,18 @@ pub fn scan_texts<'a>(texts: impl IntoIterator<Item = &'a str>) -> RequestScan {
 /// local: each part and, when there are several, their concatenation, as [`scan_texts`] does.
 /// A classifier error, timeout or unverifiable model counts as a block (fail closed).
 pub fn second_stage_blocks(request: &ChatRequest) -> bool {
-    let gate = pii::gate();
-    let texts: Vec<&str> = request.parts().filter(|t| !t.is_empty()).collect();
-    let joined = (texts.len() > 1).then(|| texts.join("\n\n"));
-    texts.iter().copied().chain(joined.as_deref()).any(|t| gate.check(t).sensitive)
+    gate_request(request).sensitive
 }
 
-/// Scans every part of `request` (messages of every role, attachments) and their concatenation.
+/// Scans every part of `request` (messages of every role, attachments) and their concatenation
+/// with the rules alone.
 pub fn scan_request(request: &ChatRequest) -> RequestScan {
     scan_texts(request.parts())
+}
+
+/// Checks every part of `request` and their concatenation with the whole gate ([`gate_texts`]).
+pub fn gate_request(request: &ChatRequest) -> RequestScan {
+    gate_texts(request.parts())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -29,8 +29,11 @@
 //! drops the oldest entries (recorded as `drop` records) to make room. The log is compacted
 //! (rewritten to a temporary file, synced, renamed) when dead records dominate it.
 //!
-//! Nothing sensitive is ever queued: `enqueue` re-scans the whole request and refuses with
-//! [`Error::PolicyDenied`].
+//! Nothing sensitive is ever queued: `enqueue` checks the whole request with the privacy gate (the
+//! rules, then the classifier) and refuses with [`Error::PolicyDenied`]. Nothing sensitive ever
+//! leaves from it either: `drain` checks each entry again with the current gate before sending it
+//! (an entry queued by an older version, under older rules, that is sensitive now is dropped for
+//! good), and `prepare_request` checks the final body once more.
 //!
 //! # Files
 //!
@@ -132,7 +135,8 @@ impl fmt::Debug for QueuedAnswer {
 pub struct DrainReport {
     /// Ids answered by the cloud in this drain.
     pub answered: Vec<u64>,
-    /// Ids the cloud (or the egress check) refused for good; removed from the queue.
+    /// Ids refused for good and removed from the queue: by the privacy gate before sending, by
+    /// the egress check, or by the cloud (a non-retryable status, an answer over the limits).
     pub rejected: Vec<u64>,
     /// Set when draining stopped early because the cloud failed (the entry stays pending).
     pub stopped: Option<FailureKind>,
@@ -348,10 +352,11 @@ impl OfflineQueue {
     }
 
     /// Queues `request` and returns its id once it is durably on disk. Refuses sensitive
-    /// requests ([`Error::PolicyDenied`]) and, with [`Overflow::Reject`], a full queue.
+    /// requests (the whole privacy gate: rules, then classifier; [`Error::PolicyDenied`]) and,
+    /// with [`Overflow::Reject`], a full queue.
     pub fn enqueue(&self, request: &ChatRequest) -> Result<u64> {
         request.validate()?;
-        let scan = super::policy::scan_request(request);
+        let scan = super::policy::gate_request(request);
         if scan.sensitive {
             let cats: Vec<&str> = scan.categories.iter().map(|c| c.as_str()).collect();
             return Err(Error::PolicyDenied {
@@ -476,6 +481,14 @@ impl OfflineQueue {
     ) -> Result<DrainReport> {
         let mut report = DrainReport::default();
         for q in self.pending() {
+            // Queued under an older gate (or by an older version): checked again with today's
+            // gate before it may leave; a request it now finds sensitive is dropped for good (it
+            // was answered on the device when it was queued).
+            if super::policy::gate_request(&q.request).sensitive {
+                log::warn!("router: queued request {} is sensitive under the current privacy gate; dropping it", q.id);
+                self.drop_for_good(q.id, FailureKind::PolicyDenied, audit, &mut report)?;
+                continue;
+            }
             if !gate(&q) {
                 report.gated = true;
                 break;
@@ -493,19 +506,15 @@ impl OfflineQueue {
                 }
                 Err(f) => {
                     let permanent = match f.kind {
-                        FailureKind::PolicyDenied => true,
+                        // An answer over the limits will be over them again: the device's answer
+                        // (given when the request was queued) stands; no retry.
+                        FailureKind::PolicyDenied | FailureKind::TooLarge => true,
                         FailureKind::HttpStatus => !matches!(f.http_status, Some(408 | 425 | 429 | 500..=599)),
                         _ => false,
                     };
                     if permanent {
                         log::warn!("router: queued request {} refused for good ({f}); dropping it", q.id);
-                        let mut st = self.lock()?;
-                        st.write_op(WalOp::Drop { id: q.id, reason: f.kind.as_str().into() })?;
-                        drop(st);
-                        report.rejected.push(q.id);
-                        if let Err(e) = audit.record(&AuditEvent::queue_op("rejected", q.id)) {
-                            log::warn!("router: audit write failed: {e}");
-                        }
+                        self.drop_for_good(q.id, f.kind, audit, &mut report)?;
                     } else {
                         log::info!("router: drain stopped ({f}); {} stays queued", q.id);
                         report.stopped = Some(f.kind);
@@ -515,6 +524,17 @@ impl OfflineQueue {
             }
         }
         Ok(report)
+    }
+
+    fn drop_for_good(&self, id: u64, kind: FailureKind, audit: &AuditLog, report: &mut DrainReport) -> Result<()> {
+        let mut st = self.lock()?;
+        st.write_op(WalOp::Drop { id, reason: kind.as_str().into() })?;
+        drop(st);
+        report.rejected.push(id);
+        if let Err(e) = audit.record(&AuditEvent::queue_op("rejected", id)) {
+            log::warn!("router: audit write failed: {e}");
+        }
+        Ok(())
     }
 
     /// Rewrites the log with only the live entries (also done automatically when dead records
@@ -713,6 +733,90 @@ mod tests {
         assert!(matches!(q.enqueue(&r), Err(Error::PolicyDenied { .. })));
         assert!(q.is_empty());
         assert_eq!(std::fs::metadata(q.path()).map(|m| m.len()).ok(), Some(0));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A transport that counts what it is handed and answers every request with `answer`.
+    struct CannedCloud {
+        answer: String,
+        sent: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl Transport for CannedCloud {
+        fn send(
+            &self,
+            request: &super::super::cloud::OutboundRequest,
+        ) -> std::result::Result<super::super::cloud::TransportResponse, super::super::cloud::TransportError> {
+            if let Ok(mut s) = self.sent.lock() {
+                s.push(request.body().to_vec());
+            }
+            let body = serde_json::json!({
+                "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.answer}, "finish_reason": "stop"}]
+            })
+            .to_string();
+            Ok(super::super::cloud::TransportResponse {
+                status: 200,
+                content_type: Some("application/json".into()),
+                body: Box::new(std::io::Cursor::new(body.into_bytes())),
+            })
+        }
+    }
+
+    fn drain_with(q: &OfflineQueue, d: &Path, answer: &str) -> (DrainReport, Vec<Vec<u8>>) {
+        let mut cfg = super::super::cloud::CloudConfig::new("http://127.0.0.1:9/v1", "m");
+        cfg.stream = false;
+        let client = CloudClient::new(cfg).ok().unwrap_or_else(|| panic!("client"));
+        let audit = AuditLog::open(d.join("audit.jsonl")).ok().unwrap_or_else(|| panic!("audit"));
+        let t = CannedCloud { answer: answer.into(), sent: Mutex::new(Vec::new()) };
+        let rep = q.drain(&client, &t, &audit, &mut |_| true).ok().unwrap_or_else(|| panic!("drain"));
+        let sent = t.sent.lock().map(|s| s.clone()).unwrap_or_default();
+        (rep, sent)
+    }
+
+    /// An entry queued under an older gate (written here straight into the log, as an older
+    /// version would have) that today's gate finds sensitive -- here only its classifier -- is
+    /// dropped before anything is sent; the harmless entry after it still goes.
+    #[test]
+    fn replay_rechecks_each_entry_with_the_whole_gate() {
+        let Some(secret) = crate::router::pii::second_stage_example() else {
+            panic!("no text the rules clear and the classifier blocks: add one to SECOND_STAGE_EXAMPLES")
+        };
+        let d = dir("replay");
+        let p = d.join("q.wal");
+        let _ = std::fs::create_dir_all(&d);
+        let mut log = Vec::new();
+        for (id, r) in [(1, ChatRequest::user(secret)), (2, req(2))] {
+            log.extend(frame(&WalOp::Enqueue { id, ts_ms: 0, request: r }).unwrap_or_default());
+        }
+        std::fs::write(&p, &log).unwrap_or_default();
+        let q = OfflineQueue::open(&p, QueueConfig::default()).ok().unwrap_or_else(|| panic!("open"));
+        assert_eq!(q.pending().len(), 2);
+        let (rep, sent) = drain_with(&q, &d, "fine");
+        assert_eq!((rep.rejected.clone(), rep.answered.clone(), rep.remaining), (vec![1], vec![2], 0), "{rep:?}");
+        assert_eq!(sent.len(), 1, "only the harmless entry reached the transport");
+        assert!(!String::from_utf8_lossy(&sent[0]).contains(secret));
+        // For good: it does not come back after a reopen.
+        drop(q);
+        let q = OfflineQueue::open(&p, QueueConfig::default()).ok().unwrap_or_else(|| panic!("reopen"));
+        assert!(q.pending().is_empty());
+        assert_eq!(q.answers().iter().map(|a| a.id).collect::<Vec<_>>(), vec![2]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A cloud answer over the request's limits (`too_large`) will be too large again: the entry
+    /// is dropped for good (the device answered it when it was queued) instead of being retried
+    /// on every drain.
+    #[test]
+    fn too_large_cloud_answer_is_permanent() {
+        let d = dir("too-large");
+        let q = OfflineQueue::open(d.join("q.wal"), QueueConfig::default()).ok().unwrap_or_else(|| panic!("open"));
+        let id = q.enqueue(&ChatRequest { max_tokens: Some(4), ..req(1) }).ok().unwrap_or_else(|| panic!("enqueue"));
+        let (rep, sent) = drain_with(&q, &d, &"word ".repeat(400));
+        assert_eq!(sent.len(), 1, "one attempt, no retry");
+        assert_eq!((rep.rejected.clone(), rep.stopped, rep.remaining), (vec![id], None, 0), "{rep:?}");
+        let (rep, sent) = drain_with(&q, &d, "short");
+        assert!(sent.is_empty() && rep.answered.is_empty(), "never sent again: {rep:?}");
         let _ = std::fs::remove_dir_all(&d);
     }
 
