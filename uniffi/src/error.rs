@@ -138,6 +138,7 @@ impl From<CoreError> for EdgewiseError {
                 Self::ContextOverflow { max: saturating_u32(max), requested: saturating_u32(requested) }
             }
             CoreError::InvalidParameter { name, reason } => Self::InvalidParameter { name: name.into(), reason },
+            CoreError::InvalidConstraint { .. } => Self::InvalidParameter { name: "constraint".into(), reason },
             CoreError::Cancelled => Self::Cancelled,
             CoreError::Busy => Self::Busy,
             CoreError::PolicyDenied { .. } => Self::PolicyDenied { reason },
