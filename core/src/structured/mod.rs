@@ -192,7 +192,7 @@ fn token_words(tok: &Tokenizer, vocab: usize) -> Result<Vec<Vec<u8>>> {
     let control: std::collections::HashSet<u32> = tok.control_ids().iter().copied().collect();
     let mut words = vec![Vec::new(); vocab];
     let added = hf.get_added_tokens_decoder();
-    for (id, piece) in hf.get_vocab(false) {
+    for (piece, id) in hf.get_vocab(false) {
         let Some(w) = words.get_mut(id as usize) else { continue };
         if control.contains(&id) || added.contains_key(&id) {
             continue;
