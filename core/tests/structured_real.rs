@@ -177,7 +177,6 @@ fn bad_constraints_are_typed_errors_before_any_token() {
         OutputConstraint::JsonSchema("{\"type\": \"object\", \"properties\": {\"a\": {\"$ref\": \"https://example.com/s.json\"}}}".into()),
         OutputConstraint::JsonSchema("  ".into()),
         OutputConstraint::Regex("(unclosed".into()),
-        OutputConstraint::Grammar("start: ".into()),
         OutputConstraint::Grammar("start: a\na: \"x\" a\n".into()),
         OutputConstraint::Grammar("start: undefined_rule\n".into()),
     ];
