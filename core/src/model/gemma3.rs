@@ -69,6 +69,35 @@ impl Gemma3Config {
         Ok(())
     }
 
+    /// `[rows, row length]` of every weight the model reads (a vector is one row): what
+    /// [`Gemma3::check_shapes`] holds a checkpoint to. `output` is the untied LM head, if any.
+    pub fn weight_shapes(&self, output: bool) -> Vec<(WeightId, [usize; 2])> {
+        let (d, ff, hd) = (self.hidden_size, self.intermediate_size, self.head_dim);
+        let (q, kv) = (self.num_attention_heads * hd, self.num_key_value_heads * hd);
+        let mut v = vec![(WeightId::TokenEmbedding, [self.vocab_size, d]), (WeightId::OutputNorm, [1, d])];
+        if output {
+            v.push((WeightId::Output, [self.vocab_size, d]));
+        }
+        for layer in 0..self.num_hidden_layers {
+            v.extend([
+                (WeightId::AttnNorm { layer }, [1, d]),
+                (WeightId::AttnQ { layer }, [q, d]),
+                (WeightId::AttnK { layer }, [kv, d]),
+                (WeightId::AttnV { layer }, [kv, d]),
+                (WeightId::AttnOutput { layer }, [d, q]),
+                (WeightId::AttnQNorm { layer }, [1, hd]),
+                (WeightId::AttnKNorm { layer }, [1, hd]),
+                (WeightId::PostAttnNorm { layer }, [1, d]),
+                (WeightId::FfnNorm { layer }, [1, d]),
+                (WeightId::FfnGate { layer }, [ff, d]),
+                (WeightId::FfnUp { layer }, [ff, d]),
+                (WeightId::FfnDown { layer }, [d, ff]),
+                (WeightId::PostFfnNorm { layer }, [1, d]),
+            ]);
+        }
+        v
+    }
+
     /// Whether layer `il` uses the sliding window (`il % pattern < pattern - 1`).
     pub fn is_sliding(&self, il: usize) -> bool {
         self.sliding_window_pattern > 0 && il % self.sliding_window_pattern < self.sliding_window_pattern - 1
@@ -126,6 +155,7 @@ impl std::fmt::Debug for Gemma3 {
 impl Gemma3 {
     /// Loads the model from `weights` onto `device`. `max_buffer` bounds any single device buffer.
     pub fn load(cfg: Gemma3Config, src: &dyn WeightSource, mode: WeightMode, device: &Device, max_buffer: u64) -> Result<Self> {
+        Self::check_shapes(&cfg, src)?;
         let eps = cfg.rms_norm_eps;
         let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
         for layer in 0..cfg.num_hidden_layers {
@@ -147,15 +177,6 @@ impl Gemma3 {
                 post_ffn_norm: norm(WeightId::PostFfnNorm { layer })?,
                 sliding: cfg.is_sliding(layer),
             });
-            let (q, k) = (&blocks[layer].q, &blocks[layer].k);
-            let want_q = cfg.num_attention_heads * cfg.head_dim;
-            let want_k = cfg.num_key_value_heads * cfg.head_dim;
-            if q.out_features() != want_q || k.out_features() != want_k {
-                return Err(crate::Error::Tensor {
-                    name: format!("blk.{layer}.attn_q/attn_k"),
-                    reason: format!("projections give {}/{} features, config expects {want_q}/{want_k}", q.out_features(), k.out_features()),
-                });
-            }
         }
         let output_norm = RmsNorm::load(src, WeightId::OutputNorm, eps, device)?;
         // Tied output: the LM head reuses the embedding unless the file has its own.
@@ -166,6 +187,14 @@ impl Gemma3 {
         let embed_scale = (cfg.hidden_size as f32).sqrt();
         let fused = gpu_fused::enabled() && gpu_fused::is_wgpu(device);
         Ok(Self { cfg, blocks, output_norm, lm_head, embedding, embed_scale, device: device.clone(), fused })
+    }
+
+    /// Checks every weight's shape against `cfg` before anything is loaded, on every backend and
+    /// for every file format: a norm of the wrong length would otherwise load and generate wrong
+    /// text, and a wrong projection would fail only at the first forward pass.
+    /// [`crate::Error::TensorShape`] names the tensor as its file does.
+    pub fn check_shapes(cfg: &Gemma3Config, src: &dyn WeightSource) -> Result<()> {
+        crate::weights::check_shapes(src, &cfg.weight_shapes(src.has(WeightId::Output)))
     }
 
     /// The configuration.
@@ -451,5 +480,144 @@ impl CausalLm for Gemma3 {
 
     fn max_context(&self) -> usize {
         self.cfg.max_position_embeddings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::gguf::writer::GgufWriter;
+    use crate::gguf::{config, GgufFile, MetaValue};
+    use crate::quant::GgmlType;
+    use crate::weights::GgufWeights;
+    use crate::Error;
+
+    /// A tiny seeded Gemma 3 (2 layers, hidden 32, 2 heads of 16 over 1 KV head, MLP 64,
+    /// vocab 16) as f32 GGUF tensors; `edit` may change a tensor's shape (ne0 first) before its
+    /// data is sized to it.
+    fn tiny(edit: impl Fn(&str, &mut Vec<u64>)) -> GgufWeights {
+        let (d, hd, q, kv, ff, vocab) = (32u64, 16u64, 32u64, 16u64, 64u64, 16u64);
+        let mut tensors: Vec<(String, Vec<u64>)> =
+            vec![("token_embd.weight".into(), vec![d, vocab]), ("output_norm.weight".into(), vec![d])];
+        for l in 0..2 {
+            for (n, shape) in [
+                ("attn_norm", vec![d]),
+                ("attn_q", vec![d, q]),
+                ("attn_k", vec![d, kv]),
+                ("attn_v", vec![d, kv]),
+                ("attn_output", vec![q, d]),
+                ("attn_q_norm", vec![hd]),
+                ("attn_k_norm", vec![hd]),
+                ("post_attention_norm", vec![d]),
+                ("ffn_norm", vec![d]),
+                ("ffn_gate", vec![d, ff]),
+                ("ffn_up", vec![d, ff]),
+                ("ffn_down", vec![ff, d]),
+                ("post_ffw_norm", vec![d]),
+            ] {
+                tensors.push((format!("blk.{l}.{n}.weight"), shape));
+            }
+        }
+        let mut w = GgufWriter::new()
+            .kv("general.architecture", MetaValue::String("gemma3".into()))
+            .kv("gemma3.embedding_length", MetaValue::U32(d as u32))
+            .kv("gemma3.block_count", MetaValue::U32(2))
+            .kv("gemma3.feed_forward_length", MetaValue::U32(ff as u32))
+            .kv("gemma3.attention.head_count", MetaValue::U32(2))
+            .kv("gemma3.attention.head_count_kv", MetaValue::U32(1))
+            .kv("gemma3.attention.key_length", MetaValue::U32(hd as u32))
+            .kv("gemma3.context_length", MetaValue::U32(128));
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for (name, mut shape) in tensors {
+            edit(&name, &mut shape);
+            let n: u64 = shape.iter().product();
+            let data: Vec<u8> = (0..n)
+                .flat_map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let v = if name.contains("norm") { 1.0 } else { ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2 };
+                    v.to_le_bytes()
+                })
+                .collect();
+            w = w.tensor(&name, &shape, GgmlType::F32, data);
+        }
+        let dir = std::env::temp_dir().join(format!("edgewise-gemma3-shapes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let p = dir.join(format!("{}.gguf", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        std::fs::write(&p, w.to_bytes()).unwrap();
+        let file = GgufFile::open(&p).unwrap();
+        let _ = std::fs::remove_file(&p);
+        GgufWeights::new(Arc::new(file))
+    }
+
+    fn load(w: &GgufWeights) -> Result<Gemma3> {
+        let vocab = w.raw(WeightId::TokenEmbedding)?.rows;
+        let cfg = config::gemma3_config(w.file().metadata(), vocab)?;
+        Gemma3::load(cfg, w, WeightMode::QuantizedCpu, &crate::backend::cpu_device(), 1 << 30)
+    }
+
+    #[test]
+    fn tiny_model_loads_and_runs() {
+        let m = load(&tiny(|_, _| {})).unwrap();
+        let mut cache = m.new_cache(16, 16).unwrap();
+        let logits = m.forward(&[1, 2, 3], &mut cache).unwrap();
+        assert_eq!(logits.len(), 16);
+        assert!(logits.iter().all(|v| v.is_finite()));
+    }
+
+    /// A norm of half its length (the 320 for 640) used to load and generate wrong
+    /// text; now it is refused at load, by name.
+    #[test]
+    fn wrong_norm_length_is_refused_at_load() {
+        let w = tiny(|name, shape| {
+            if name == "blk.1.ffn_norm.weight" {
+                shape[0] /= 2;
+            }
+        });
+        match load(&w) {
+            Err(Error::TensorShape { name, expected, found }) => {
+                assert_eq!((name.as_str(), expected, found), ("blk.1.ffn_norm.weight", [1, 32], [1, 16]));
+            }
+            other => panic!("expected TensorShape, got {:?}", other.map(|_| ())),
+        }
+        let w = tiny(|name, shape| {
+            if name == "blk.0.attn_k_norm.weight" {
+                shape[0] = 32;
+            }
+        });
+        assert!(matches!(load(&w), Err(Error::TensorShape { name, .. }) if name == "blk.0.attn_k_norm.weight"));
+    }
+
+    /// A projection of the wrong shape used to fail only at the first forward pass (or not at
+    /// all, for a transposed square one); now at load, by name.
+    #[test]
+    fn wrong_projection_shape_is_refused_at_load() {
+        let w = tiny(|name, shape| {
+            if name == "blk.1.ffn_down.weight" {
+                *shape = vec![48, 32];
+            }
+        });
+        match load(&w) {
+            Err(Error::TensorShape { name, expected, found }) => {
+                assert_eq!((name.as_str(), expected, found), ("blk.1.ffn_down.weight", [32, 64], [32, 48]));
+            }
+            other => panic!("expected TensorShape, got {:?}", other.map(|_| ())),
+        }
+        let w = tiny(|name, shape| {
+            if name == "token_embd.weight" {
+                shape[0] = 24;
+            }
+        });
+        assert!(matches!(load(&w), Err(Error::TensorShape { name, .. }) if name == "token_embd.weight"));
+        let w = tiny(|name, shape| {
+            if name == "blk.0.attn_v.weight" {
+                shape.reverse();
+            }
+        });
+        assert!(matches!(load(&w), Err(Error::TensorShape { name, .. }) if name == "blk.0.attn_v.weight"));
     }
 }
