@@ -668,7 +668,18 @@ impl Session {
             if self.cache.len() >= self.cfg.max_context {
                 break StopReason::ContextFull;
             }
-            next_out = step(&[next], &mut self.cache, top_needed(&sampler, &history))?;
+            let top = top_needed(&sampler, &history);
+            next_out = match constraint.as_mut() {
+                // The next mask is computed on another thread while the model runs the forward
+                // pass (llguidance's mask depends only on the tokens so far, not on the logits).
+                Some(c) => std::thread::scope(|s| {
+                    let mask = s.spawn(|| c.prepare_mask());
+                    let out = step(&[next], &mut self.cache, top);
+                    let mask = mask.join().unwrap_or_else(|_| Err(Error::InvalidConstraint { reason: "the constraint's mask computation panicked".into() }));
+                    mask.and(out)
+                })?,
+                None => step(&[next], &mut self.cache, top)?,
+            };
             self.cached.push(next);
         };
         if matches!(reason, StopReason::MaxTokens | StopReason::ContextFull | StopReason::Eos) {

@@ -101,7 +101,32 @@ fn invalid(what: &str, e: impl std::fmt::Display) -> Error {
 pub struct ConstraintCompiler {
     factory: ParserFactory,
     vocab: usize,
+    /// Per token: ASCII digits at its start and at its end, and whether it is all digits.
+    digits: Arc<Vec<DigitRun>>,
 }
+
+/// A token's digits, for the digit-run cap ([`MAX_DIGIT_RUN`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct DigitRun {
+    lead: u16,
+    trail: u16,
+    all: bool,
+}
+
+impl DigitRun {
+    fn of(bytes: &[u8]) -> Self {
+        let lead = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+        let trail = bytes.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+        let cap = |n: usize| n.min(u16::MAX as usize) as u16;
+        Self { lead: cap(lead), trail: cap(trail), all: !bytes.is_empty() && lead == bytes.len() }
+    }
+}
+
+/// Longest run of ASCII digits a JSON output gets where the constraint allows something else:
+/// a base model can repeat `0` after `1.` forever; llama.cpp's JSON grammars cap a number's
+/// parts at 16 digits for the same reason. Where only digits are allowed (a `pattern` of 20
+/// digits, a lower bound of 10^20) the run goes on.
+pub const MAX_DIGIT_RUN: usize = 16;
 
 impl std::fmt::Debug for ConstraintCompiler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,12 +149,13 @@ impl ConstraintCompiler {
         let info = TokRxInfo { vocab_size: vocab as u32, tok_eos: first_eos, tok_bos: tok.bos_id(), tok_pad: None, tok_unk: None, tok_end_of_turn: None };
         let trie = TokTrie::from(&info, &words).with_eos_tokens(&eos);
         let env: TokEnv = Arc::new(ApproximateTokEnv::new(trie));
+        let digits = Arc::new((0..vocab as u32).map(|id| DigitRun::of(env.tok_trie().token(id))).collect::<Vec<_>>());
         let mut factory = ParserFactory::new_simple(&env).map_err(|e| invalid("building the token trie", e))?;
         factory.quiet();
         // Verbose errors quote the tokens generated so far: never in our errors.
         factory.limits_mut().verbose_errors = false;
         log::debug!("structured: token trie for {vocab} tokens in {:.0?}", t0.elapsed());
-        Ok(Self { factory, vocab })
+        Ok(Self { factory, vocab, digits })
     }
 
     /// Compiles `c` and computes its first mask. `None` for [`OutputConstraint::Text`].
@@ -153,7 +179,18 @@ impl ConstraintCompiler {
                 regex::Regex::new(r).map_err(|e| invalid("regex", e))?;
                 TopLevelGrammar::from_regex(r)
             }
-            OutputConstraint::Grammar(g) => TopLevelGrammar::from_lark(g.clone()),
+            OutputConstraint::Grammar(g) => {
+                let grammar = TopLevelGrammar::from_lark(g.clone());
+                // llguidance compiles a grammar whose start rule derives no finite text (`a: "x" a`)
+                // and would emit its prefixes forever: refuse it here.
+                let init = llguidance::api::GrammarInit::Serialized(grammar.clone());
+                if let Ok((g, _)) = init.to_internal(Some(self.factory.tok_env().clone()), self.factory.limits().clone()) {
+                    if !start_is_productive(&g.to_string(None)) {
+                        return Err(invalid(c.kind(), "the grammar accepts no output (its start rule derives no finite text)"));
+                    }
+                }
+                grammar
+            }
         };
         let parser = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.factory.create_parser(grammar))) {
             Ok(Ok(p)) => p,
@@ -167,8 +204,47 @@ impl ConstraintCompiler {
         }
         log::debug!("structured: {} compiled, first mask in {:.1?}", c.kind(), t0.elapsed());
         let json = matches!(c, OutputConstraint::JsonSchema(_));
-        Ok(Some(Constrained { matcher, mask: Some(mask), json, vocab: self.vocab }))
+        Ok(Some(Constrained { matcher, mask: Some(mask), json, vocab: self.vocab, digits: self.digits.clone(), run: 0 }))
     }
+}
+
+/// Whether the start symbol of llguidance's compiled grammar (its `Grammar::to_string` listing:
+/// one `lhs ⇦ rhs…` line per rule, continuation rules with an empty lhs, lexemes as `[n]`)
+/// derives some finite text. The usual fixpoint: a symbol is productive once one of its rules
+/// has only productive symbols; lexemes and symbols without rules (nested grammars) count as
+/// productive, and rule conditions are ignored, so the answer errs towards "productive".
+fn start_is_productive(listing: &str) -> bool {
+    let mut rules: Vec<(String, Vec<String>)> = Vec::new();
+    let mut lhs = String::new();
+    for line in listing.lines() {
+        let Some((l, r)) = line.split_once(" ⇦ ") else { continue };
+        let l = l.trim();
+        if !l.is_empty() {
+            lhs = l.trim_end_matches("::_").to_string();
+        }
+        let rhs = r
+            .split_whitespace()
+            .take_while(|t| !(t.starts_with("%if") || t.contains('=') || *t == "CAPTURE"))
+            .filter(|t| *t != "ϵ")
+            .map(|t| t.split("::").next().unwrap_or(t).to_string())
+            .collect();
+        rules.push((lhs.clone(), rhs));
+    }
+    let Some(start) = rules.first().map(|r| r.0.clone()) else { return true };
+    let nonterminals: std::collections::HashSet<&str> = rules.iter().map(|r| r.0.as_str()).collect();
+    let mut productive: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    loop {
+        let before = productive.len();
+        for (l, rhs) in &rules {
+            if !productive.contains(l.as_str()) && rhs.iter().all(|s| !nonterminals.contains(s.as_str()) || productive.contains(s.as_str())) {
+                productive.insert(l.as_str());
+            }
+        }
+        if productive.len() == before {
+            break;
+        }
+    }
+    productive.contains(start.as_str())
 }
 
 /// The bytes of every id below `vocab`: what llguidance matches the constraint against.
@@ -254,6 +330,9 @@ pub struct Constrained {
     mask: Option<SimpleVob>,
     json: bool,
     vocab: usize,
+    digits: Arc<Vec<DigitRun>>,
+    /// ASCII digits at the end of the output so far.
+    run: usize,
 }
 
 impl std::fmt::Debug for Constrained {
@@ -266,12 +345,23 @@ impl Constrained {
     /// Sets every logit the constraint forbids at this step to `-∞`. Returns `false` when no
     /// token is allowed (the constraint is complete: nothing more may be generated).
     pub fn mask_logits(&mut self, logits: &mut [f32]) -> Result<bool> {
+        let (json, run) = (self.json, self.run);
+        let digits = self.digits.clone();
         let mask = self.current_mask()?;
         if mask.is_zero() {
             return Ok(false);
         }
         apply_mask(mask.as_slice(), logits);
+        if json && run > 0 {
+            cap_digit_run(&digits, run, logits);
+        }
         Ok(true)
+    }
+
+    /// Computes the next step's mask now (so a thread can do it while the model runs the
+    /// forward pass); [`Constrained::mask_logits`] then only applies it.
+    pub fn prepare_mask(&mut self) -> Result<()> {
+        self.current_mask().map(|_| ())
     }
 
     /// Whether `token` is allowed at this step.
@@ -305,6 +395,8 @@ impl Constrained {
     /// Advances the constraint past the sampled `token`.
     pub fn commit(&mut self, token: u32) -> Result<()> {
         self.mask = None;
+        let d = self.digits.get(token as usize).copied().unwrap_or_default();
+        self.run = if d.all { self.run + d.lead as usize } else { d.trail as usize };
         self.matcher.consume_token(token).map_err(|e| invalid("constraint", e))
     }
 
@@ -324,6 +416,20 @@ impl Constrained {
     /// Whether this is a JSON Schema constraint.
     pub fn is_json(&self) -> bool {
         self.json
+    }
+}
+
+/// Forbids (sets to `-∞`) the allowed tokens that would make the run of `run` digits longer
+/// than [`MAX_DIGIT_RUN`], unless that would leave nothing allowed.
+fn cap_digit_run(digits: &[DigitRun], run: usize, logits: &mut [f32]) {
+    let too_long = |i: usize| digits.get(i).is_some_and(|d| d.lead > 0 && run + d.lead as usize > MAX_DIGIT_RUN);
+    let other_allowed = logits.iter().enumerate().any(|(i, &l)| l != f32::NEG_INFINITY && !too_long(i));
+    if other_allowed {
+        for (i, l) in logits.iter_mut().enumerate() {
+            if too_long(i) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
     }
 }
 
@@ -372,6 +478,28 @@ mod tests {
         assert_eq!(t[&'a'], b'a');
         assert_eq!(t[&'\u{120}'], b' ');
         assert_eq!(t[&'\u{10A}'], b'\n');
+    }
+
+    #[test]
+    fn digit_runs_are_capped_only_where_something_else_is_allowed() {
+        let digits = vec![DigitRun::of(b"0"), DigitRun::of(b"}"), DigitRun::of(b"12"), DigitRun::of(b"a1")];
+        assert!(digits[0].all && digits[2].all && !digits[3].all && digits[3].trail == 1);
+        let mut l = vec![1.0, 0.5, 0.2, 0.1];
+        cap_digit_run(&digits, MAX_DIGIT_RUN - 1, &mut l);
+        assert_eq!(l, vec![1.0, 0.5, f32::NEG_INFINITY, 0.1], "one more digit fits, two do not");
+        let mut only_digits = vec![1.0, f32::NEG_INFINITY, 0.2, f32::NEG_INFINITY];
+        cap_digit_run(&digits, MAX_DIGIT_RUN, &mut only_digits);
+        assert_eq!(only_digits, vec![1.0, f32::NEG_INFINITY, 0.2, f32::NEG_INFINITY], "nothing else allowed: no cap");
+    }
+
+    #[test]
+    fn grammar_productivity_from_the_listing() {
+        let ok = "Grammar:\nstart           ⇦ a  \na               ⇦ [3] a  \n                ⇦ [3]  \nstats: x\n";
+        let looping = "Grammar:\nstart           ⇦ a  \na               ⇦ [3] a  \nstats: x\n";
+        let eps = "Grammar:\nstart           ⇦ b::_   %if x   max_tokens=3\nb::_            ⇦ ϵ  \n";
+        assert!(start_is_productive(ok));
+        assert!(!start_is_productive(looping));
+        assert!(start_is_productive(eps));
     }
 
     #[test]

@@ -157,7 +157,9 @@ impl Tools {
     }
 
     /// The system-prompt block that describes the tools and the call format (empty for
-    /// [`ToolChoice::None`]).
+    /// [`ToolChoice::None`]). Built-in format; a chat template that takes `tools` itself (Qwen,
+    /// Llama 3) would render them instead — the hook is where this block is added
+    /// ([`crate::session::Session`]'s `render`, [`crate::router::LocalEngine`]'s structured call).
     pub fn system_block(&self) -> String {
         if self.choice == ToolChoice::None {
             return String::new();
@@ -167,7 +169,9 @@ impl Tools {
              {\"tool_calls\":[{\"name\":\"<tool name>\",\"arguments\":{<arguments>}}]}\n\
              Tool results come back in <tool_result> blocks. Otherwise answer in plain text.\n\nTools:\n",
         );
-        for t in self.offered() {
+        // Every tool, whatever the choice (the constraint narrows a named choice): the prompt
+        // then stays the same across choices and the cached conversation is reused.
+        for t in &self.tools {
             s.push_str(&format!("- {}: {}\n  arguments (JSON Schema): {}\n", t.name, t.description.trim(), t.parameters));
         }
         s
