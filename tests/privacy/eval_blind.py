@@ -9,7 +9,7 @@ has "group" instead of "kind" and a "split"). The texts are piped through a chec
 {"id","text"} JSON lines on stdin and writes {"id","sensitive","categories"} JSON lines:
 
   * default: the pii crate's example binary (built on demand with cargo into
-    $CARGO_TARGET_DIR or ./target):  cargo build --release -p edgewise-pii --example privacy_check
+    $CARGO_TARGET_DIR or ./target):  cargo build --release --workspace --all-targets
   * --bin PATH: that binary (e.g. target/release/examples/privacy_check)
   * --cli PATH: `PATH privacy-check` (the edgewise CLI)
   * --cmd "...": any shell command speaking the same protocol (e.g. rules + a second stage)
@@ -63,7 +63,7 @@ def checker_command(args):
     exe = os.path.join(target, "release", "examples", "privacy_check")
     if not args.no_build:
         r = subprocess.run(
-            ["cargo", "build", "--release", "-q", "-p", "edgewise-pii", "--example", "privacy_check"], cwd=ROOT
+            ["cargo", "build", "--release", "-q", "--workspace", "--all-targets"], cwd=ROOT
         )
         if r.returncode != 0:
             sys.exit("cargo build of the privacy_check example failed")
