@@ -432,8 +432,9 @@ fn peak_rss_mb() -> Option<f64> {
     status_mb("VmHWM:")
 }
 
-/// `bench --json-schema`: the same prompt and greedy decoding under the schema in `path`, in a
-/// fresh session, compared with the free run's decode rate `free_tps`.
+/// `bench --json-schema`: the same prompt and greedy decoding under the schema in `path`, in
+/// fresh sessions, alternating with free runs ([`CONSTRAINED_ROUNDS`] pairs) so that a loaded
+/// machine slows both alike; `free_tps` is the first free run's rate (kept for the output).
 fn bench_constrained(
     engine: &Engine,
     cfg: &SessionConfig,
@@ -451,13 +452,29 @@ fn bench_constrained(
     compiler.compile(&constraint)?;
     let first_mask_ms = t1.elapsed().as_secs_f64() * 1e3;
     let params = GenerationParams { constraint, ignore_eos: false, ..free.clone() };
-    let g = engine.new_session(cfg.clone())?.generate_from(ids.to_vec(), &params, &mut |_| true)?;
-    let tps = g.metrics.decode_tokens_per_s;
-    let overhead = if tps > 0.0 && free_tps > 0.0 { (free_tps / tps - 1.0) * 100.0 } else { f64::NAN };
+    let mut pairs = Vec::new();
+    let mut last = None;
+    for _ in 0..CONSTRAINED_ROUNDS {
+        let f = engine.new_session(cfg.clone())?.generate_from(ids.to_vec(), free, &mut |_| true)?;
+        let g = engine.new_session(cfg.clone())?.generate_from(ids.to_vec(), &params, &mut |_| true)?;
+        pairs.push((f.metrics.decode_tokens_per_s, g.metrics.decode_tokens_per_s));
+        last = Some(g);
+    }
+    let g = last.ok_or("no constrained round ran")?;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let overheads: Vec<f64> = pairs.iter().filter(|(f, c)| *f > 0.0 && *c > 0.0).map(|(f, c)| (f / c - 1.0) * 100.0).collect();
+    let overhead = if overheads.is_empty() { f64::NAN } else { median(overheads.clone()) };
+    let tps = median(pairs.iter().map(|p| p.1).collect());
     Ok(serde_json::json!({
         "gen_tokens": g.metrics.generated_tokens,
         "decode_tokens_per_s": tps,
+        "free_decode_tokens_per_s_median": median(pairs.iter().map(|p| p.0).collect()),
+        "free_decode_tokens_per_s_first": free_tps,
         "per_token_overhead_pct": overhead,
+        "per_round_overhead_pct": overheads,
         "token_trie_ms": trie_ms,
         "schema_first_mask_ms": first_mask_ms,
         "ttft_ms": g.metrics.ttft_ms,
@@ -465,6 +482,9 @@ fn bench_constrained(
         "stop_reason": g.stop_reason,
     }))
 }
+
+/// Free/constrained pairs `bench --json-schema` runs (the medians are reported).
+const CONSTRAINED_ROUNDS: usize = 5;
 
 /// Runs the llama.cpp reference with our settings; returns its JSON line.
 fn bench_llama_cpp(a: &BenchArgs, model: &std::path::Path) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
@@ -533,7 +553,7 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
     if let Some(c) = constrained {
         if !a.json {
             eprintln!(
-                "json schema: decode {:.1} tok/s over {} tokens ({:+.1}% per token), token trie {:.0} ms (once per model), new schema compile + first mask {:.1} ms",
+                "json schema: decode {:.1} tok/s over {} tokens ({:+.1}% per token, median of {CONSTRAINED_ROUNDS} free/constrained pairs), token trie {:.0} ms (once per model), new schema compile + first mask {:.1} ms",
                 c["decode_tokens_per_s"].as_f64().unwrap_or(0.0),
                 c["gen_tokens"],
                 c["per_token_overhead_pct"].as_f64().unwrap_or(0.0),
