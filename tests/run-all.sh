@@ -20,6 +20,11 @@ else
   echo "SKIPPED: NEON kernels under qemu (install qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross)" >&2
 fi
 
+# `edgewise serve` with response_format / tools, through the official openai client (the binary
+# that `cargo test` just built; jsonschema + openai from the reference venv, see .ci/run).
+step "serve: structured output and tool calls (openai client)"
+"${EDGEWISE_REFENV:-/opt/refenv}/bin/python" tests/reference/serve_structured_check.py --edgewise target/release/edgewise
+
 step "packaging consistency (Gradle wrapper, ABIs vs JNA, keep rules, iOS manifest)"
 bash android/scripts/check-packaging.sh
 

@@ -21,6 +21,7 @@ use crate::model::gemma3::Gemma3;
 use crate::model::layers::WeightMode;
 use crate::model::{Architecture, CausalLm};
 use crate::session::{Session, SessionConfig};
+use crate::structured::ConstraintCompiler;
 use crate::tokenizer::{ChatTemplate, GgufVocab, Tokenizer};
 use crate::weights::{GgufWeights, WeightId, WeightSource};
 use crate::{Error, Result};
@@ -86,6 +87,8 @@ pub(crate) struct Inner {
     tokenizer: Tokenizer,
     template: ChatTemplate,
     info: EngineInfo,
+    /// Constrained decoding's token trie and parser factory, built on first use.
+    constraints: std::sync::OnceLock<std::result::Result<Arc<ConstraintCompiler>, String>>,
     /// The mapped GGUF file the CPU kernels read in place (`None` for folders and the GPU).
     mapped: Option<GgufWeights>,
     /// Sessions and pools that give memory back on [`Engine::trim`].
@@ -336,7 +339,17 @@ impl Engine {
             (Checkpoint::Gguf(w), BackendKind::Cpu) => Some(w.clone()),
             _ => None,
         };
-        Ok(Self { inner: Arc::new(Inner { model, tokenizer, template, info, mapped, trim: TrimRegistry::default() }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                model,
+                tokenizer,
+                template,
+                info,
+                constraints: std::sync::OnceLock::new(),
+                mapped,
+                trim: TrimRegistry::default(),
+            }),
+        })
     }
 
     /// GPU with the golden self-test. Err carries the reason to fall back.
@@ -424,6 +437,15 @@ impl Engine {
     /// The chat template.
     pub fn template(&self) -> &ChatTemplate {
         &self.inner.template
+    }
+
+    /// The compiler of output constraints for this model: its token trie is built on the first
+    /// call (a few hundred ms for a 262k vocabulary) and cached for the engine's lifetime.
+    pub fn constraint_compiler(&self) -> Result<Arc<ConstraintCompiler>> {
+        let built = self.inner.constraints.get_or_init(|| {
+            ConstraintCompiler::new(&self.inner.tokenizer, self.inner.model.vocab_size()).map(Arc::new).map_err(|e| e.to_string())
+        });
+        built.clone().map_err(|reason| Error::InvalidConstraint { reason })
     }
 
     pub(crate) fn model(&self) -> &dyn CausalLm {

@@ -167,6 +167,13 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
+    /// An output constraint (JSON Schema, regex, grammar) or tool definition is invalid, uses an
+    /// unsupported feature, or accepts no output. Raised before any token is generated.
+    #[error("invalid output constraint: {reason}")]
+    InvalidConstraint {
+        /// What is wrong with the constraint (from the constraint, never prompt text).
+        reason: String,
+    },
     /// The generation was cancelled.
     #[error("generation cancelled")]
     Cancelled,

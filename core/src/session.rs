@@ -37,6 +37,8 @@ use crate::kv_cache::KvCache;
 use crate::memory::{TrimLevel, TrimReport, Trimmable};
 use crate::model::{StepLogits, TopLogits};
 use crate::sampling::{Sampler, SamplingParams};
+use crate::structured::tools::{ToolCall, ToolResult, Tools};
+use crate::structured::OutputConstraint;
 use crate::tokenizer::{ChatMessage, Role};
 use crate::{Error, Result};
 
@@ -105,20 +107,24 @@ pub struct GenerationParams {
     pub max_tokens: usize,
     /// Stop when the output contains any of these (the stop text is not emitted).
     pub stop: Vec<String>,
-    /// Keep going past end-of-generation tokens (benchmarks only).
+    /// Keep going past end-of-generation tokens (benchmarks only; not with a constraint, whose
+    /// grammar decides where the output ends).
     pub ignore_eos: bool,
+    /// What the output must look like: free text (default), or JSON for a schema, a regex match,
+    /// a grammar's language ([`crate::structured`]). Compiled before any token is generated.
+    pub constraint: OutputConstraint,
 }
 
 impl Default for GenerationParams {
     fn default() -> Self {
-        Self { sampling: SamplingParams::default(), max_tokens: 256, stop: Vec::new(), ignore_eos: false }
+        Self { sampling: SamplingParams::default(), max_tokens: 256, stop: Vec::new(), ignore_eos: false, constraint: OutputConstraint::Text }
     }
 }
 
 impl GenerationParams {
     /// Greedy decoding for `max_tokens`.
     pub fn greedy(max_tokens: usize) -> Self {
-        Self { sampling: SamplingParams::greedy(), max_tokens, stop: Vec::new(), ignore_eos: false }
+        Self { sampling: SamplingParams::greedy(), max_tokens, ..Self::default() }
     }
 
     /// Rejects absurd values.
@@ -130,7 +136,7 @@ impl GenerationParams {
         if self.stop.iter().any(|s| s.is_empty()) || self.stop.len() > 16 {
             return Err(Error::InvalidParameter { name: "stop", reason: "at most 16 non-empty sequences".into() });
         }
-        Ok(())
+        self.constraint.validate()
     }
 }
 
@@ -142,7 +148,8 @@ pub enum StopReason {
     Eos,
     /// A stop sequence appeared.
     StopSequence,
-    /// `max_tokens` were generated.
+    /// `max_tokens` were generated (`"length"` in JSON, as OpenAI's `finish_reason`).
+    #[serde(rename = "length", alias = "max_tokens")]
     MaxTokens,
     /// The context is full.
     ContextFull,
@@ -182,6 +189,17 @@ pub struct Generation {
     pub mean_logprob: f32,
     /// Timing.
     pub metrics: Metrics,
+    /// With an output constraint: whether the text is a complete match of it (the constraint
+    /// accepted it and the generation ended by itself). Never `true` after `max_tokens`
+    /// (`length`), a full context, a stop sequence or a cancel. `None` for free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid: Option<bool>,
+    /// With a JSON Schema constraint and a valid result: the parsed value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
+    /// With tools ([`Session::set_tools`]): the calls the answer makes (empty for a text answer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// Cancels one generation (or one routed request) from any thread. Take a new one for each
@@ -284,6 +302,9 @@ pub struct Session {
     cached: Vec<u32>,
     history: Vec<ChatMessage>,
     cancel: CancelHandle,
+    /// Tools offered in chats, and how many chat turns used them (call ids).
+    tools: Option<Tools>,
+    tool_turns: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -297,7 +318,7 @@ impl Session {
         cfg.validate(engine.model().max_context())?;
         let cache = engine.model().new_cache(cfg.max_context, cfg.prefill_chunk)?;
         log::debug!("session: context {}, kv cache {} KiB", cfg.max_context, cache.size_bytes() >> 10);
-        Ok(Self { engine, cfg, cache, cached: Vec::new(), history: Vec::new(), cancel: CancelHandle::default() })
+        Ok(Self { engine, cfg, cache, cached: Vec::new(), history: Vec::new(), cancel: CancelHandle::default(), tools: None, tool_turns: 0 })
     }
 
     /// The session-wide handle used by [`Session::chat`], [`Session::complete`] and
@@ -333,6 +354,45 @@ impl Session {
         self.history.clear();
         self.cached.clear();
         self.cache.reset();
+    }
+
+    /// Offers `tools` in the following chat turns (`None` removes them). The tools are described
+    /// in the system prompt (the built-in format of [`crate::structured::tools`]); a chat answer
+    /// is then text or calls, constrained by the tool choice, and [`Generation::tool_calls`]
+    /// holds the calls. Changing the tools changes the prompt's start, so the next turn prefills
+    /// the conversation again; keep them fixed for a conversation to reuse the cache.
+    pub fn set_tools(&mut self, tools: Option<Tools>) -> Result<()> {
+        if let Some(t) = &tools {
+            t.validate()?;
+        }
+        self.tools = tools;
+        Ok(())
+    }
+
+    /// The tools offered in chats.
+    pub fn tools(&self) -> Option<&Tools> {
+        self.tools.as_ref()
+    }
+
+    /// Sends tool results back as the next turn and streams the model's answer (text, or more
+    /// calls). The cached conversation is reused: only the results are prefilled.
+    pub fn send_tool_results(&mut self, results: &[ToolResult], params: &GenerationParams, sink: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+        let cancel = self.fresh_session_handle();
+        self.send_tool_results_with(results, params, &cancel, sink)
+    }
+
+    /// [`Session::send_tool_results`] cancelled through `cancel` (this call's own handle).
+    pub fn send_tool_results_with(
+        &mut self,
+        results: &[ToolResult],
+        params: &GenerationParams,
+        cancel: &CancelHandle,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        if results.is_empty() {
+            return Err(Error::InvalidParameter { name: "tool_results", reason: "at least one result".into() });
+        }
+        self.chat_with(&Tools::result_turn(results), params, cancel, sink)
     }
 
     /// Hands the KV cache's memory back (memory pressure); the conversation stays, and the next
@@ -408,10 +468,21 @@ impl Session {
             }
             return Err(Error::ContextOverflow { max: self.cfg.max_context, requested: need });
         };
-        let g = self.generate_from_with(ids, params, cancel, sink)?;
+        // The tool choice constrains the answer unless the caller set a constraint.
+        let tool_constraint = self.tools.as_ref().filter(|_| params.constraint.is_text()).map(Tools::constraint);
+        let mut g = match tool_constraint {
+            Some(constraint) => self.generate_from_with(ids, &GenerationParams { constraint, ..params.clone() }, cancel, sink)?,
+            None => self.generate_from_with(ids, params, cancel, sink)?,
+        };
         if g.stop_reason == StopReason::Cancelled && g.token_ids.is_empty() {
             // Nothing was answered: the turn did not happen (its prefill stays cached for reuse).
             return Ok(g);
+        }
+        if let Some(t) = &self.tools {
+            if g.valid != Some(false) {
+                g.tool_calls = t.parse_calls(&g.text, self.tool_turns);
+            }
+            self.tool_turns += 1;
         }
         turns.push(ChatMessage { role: Role::Assistant, content: g.text.clone() });
         self.history = turns;
@@ -426,8 +497,15 @@ impl Session {
 
     fn render(&self, turns: &[ChatMessage]) -> Result<Vec<u32>> {
         let mut msgs = Vec::with_capacity(turns.len() + 1);
-        if let Some(sys) = &self.cfg.system_prompt {
-            msgs.push(ChatMessage { role: Role::System, content: sys.clone() });
+        let tool_block = self.tools.as_ref().map(Tools::system_block).unwrap_or_default();
+        let system = match (&self.cfg.system_prompt, tool_block.is_empty()) {
+            (Some(sys), true) => Some(sys.clone()),
+            (Some(sys), false) => Some(format!("{sys}\n\n{tool_block}")),
+            (None, false) => Some(tool_block),
+            (None, true) => None,
+        };
+        if let Some(sys) = system {
+            msgs.push(ChatMessage { role: Role::System, content: sys });
         }
         msgs.extend_from_slice(turns);
         // One BOS, template text parsed for control tokens, message text encoded as typed (a user
@@ -493,8 +571,16 @@ impl Session {
         }
         self.cached.truncate(common);
         let mut sampler = Sampler::new(params.sampling.clone())?;
+        // Compiled (and its first mask computed) before any work: a bad constraint costs nothing.
+        let mut constraint = match &params.constraint {
+            OutputConstraint::Text => None,
+            c => self.engine.constraint_compiler()?.compile(c)?,
+        };
+        // A constraint masks the logits on the host: every step reads them all back.
+        let host_logits = constraint.is_some();
+        let top_needed = |sampler: &Sampler, history: &[u32]| if host_logits { None } else { sampler.candidates_needed(history, model.vocab_size()) };
         // Greedy without a penalty needs only the maximum: the model may pick on its device.
-        let device_pick = sampler.is_plain_greedy();
+        let device_pick = sampler.is_plain_greedy() && !host_logits;
         // Otherwise, where the sampler's settings allow it, only the `top` largest logits.
         let step = |tokens: &[u32], cache: &mut KvCache, top: Option<usize>| -> Result<Next> {
             Ok(match top {
@@ -509,9 +595,9 @@ impl Session {
         let mut next_out = Next::Logits(Vec::new());
         for chunk in prompt[common..].chunks(self.cfg.prefill_chunk) {
             if cancel.is_cancelled() {
-                return Ok(self.finish_cancelled(&prompt, common, t0));
+                return Ok(self.finish_cancelled(&prompt, common, t0, constraint.is_some()));
             }
-            next_out = step(chunk, &mut self.cache, sampler.candidates_needed(&prompt, model.vocab_size()))?;
+            next_out = step(chunk, &mut self.cache, top_needed(&sampler, &prompt))?;
             self.cached.extend_from_slice(chunk);
         }
         let prefill_s = t0.elapsed().as_secs_f64();
@@ -529,17 +615,34 @@ impl Session {
             if cancel.is_cancelled() {
                 break StopReason::Cancelled;
             }
-            let (next, lp) = match &next_out {
+            let (next, lp) = match &mut next_out {
                 Next::Picked(p) => *p,
-                Next::Logits(logits) => sampler.sample(logits, &history)?,
+                Next::Logits(logits) => match constraint.as_mut() {
+                    None => sampler.sample(logits, &history)?,
+                    Some(c) => {
+                        if !c.mask_logits(logits)? {
+                            // Nothing may follow: the output is complete.
+                            break StopReason::Eos;
+                        }
+                        let (mut t, lp) = sampler.sample(logits, &history)?;
+                        if !c.allows(t)? {
+                            // A rounding edge of the draw; take the best allowed token instead.
+                            t = c.best_allowed(logits)?.unwrap_or(t);
+                        }
+                        (t, lp)
+                    }
+                },
                 Next::Top(top) => sampler.sample_top(top, &history)?,
             };
             if ttft.is_none() {
                 ttft = Some(t0.elapsed().as_secs_f64());
                 t_first = Instant::now();
             }
-            if !params.ignore_eos && eos.contains(&next) {
+            if (!params.ignore_eos || constraint.is_some()) && eos.contains(&next) {
                 break StopReason::Eos;
+            }
+            if let Some(c) = constraint.as_mut() {
+                c.commit(next)?;
             }
             generated.push(next);
             history.push(next);
@@ -556,13 +659,27 @@ impl Session {
                     break StopReason::StopSequence;
                 }
             }
+            if constraint.as_ref().is_some_and(|c| c.is_stopped()) {
+                break StopReason::Eos;
+            }
             if generated.len() >= params.max_tokens {
                 break StopReason::MaxTokens;
             }
             if self.cache.len() >= self.cfg.max_context {
                 break StopReason::ContextFull;
             }
-            next_out = step(&[next], &mut self.cache, sampler.candidates_needed(&history, model.vocab_size()))?;
+            let top = top_needed(&sampler, &history);
+            next_out = match constraint.as_mut() {
+                // The next mask is computed on another thread while the model runs the forward
+                // pass (llguidance's mask depends only on the tokens so far, not on the logits).
+                Some(c) => std::thread::scope(|s| {
+                    let mask = s.spawn(|| c.prepare_mask());
+                    let out = step(&[next], &mut self.cache, top);
+                    let mask = mask.join().unwrap_or_else(|_| Err(Error::InvalidConstraint { reason: "the constraint's mask computation panicked".into() }));
+                    mask.and(out)
+                })?,
+                None => step(&[next], &mut self.cache, top)?,
+            };
             self.cached.push(next);
         };
         if matches!(reason, StopReason::MaxTokens | StopReason::ContextFull | StopReason::Eos) {
@@ -597,10 +714,18 @@ impl Session {
             metrics.decode_tokens_per_s
         );
         let mean_logprob = if generated.is_empty() { 0.0 } else { (logprob_sum / generated.len() as f64) as f32 };
-        Ok(Generation { text, token_ids: generated, stop_reason: reason, mean_logprob, metrics })
+        let (valid, json) = match constraint.as_mut() {
+            None => (None, None),
+            Some(c) => {
+                let complete = reason == StopReason::Eos && c.is_accepting();
+                let json = if complete && c.is_json() { serde_json::from_str::<serde_json::Value>(&text).ok() } else { None };
+                (Some(complete && (json.is_some() || !c.is_json())), json)
+            }
+        };
+        Ok(Generation { text, token_ids: generated, stop_reason: reason, mean_logprob, metrics, valid, json, tool_calls: Vec::new() })
     }
 
-    fn finish_cancelled(&self, prompt: &[u32], common: usize, t0: Instant) -> Generation {
+    fn finish_cancelled(&self, prompt: &[u32], common: usize, t0: Instant, constrained: bool) -> Generation {
         let total = t0.elapsed().as_secs_f64() * 1e3;
         Generation {
             text: String::new(),
@@ -608,6 +733,9 @@ impl Session {
             stop_reason: StopReason::Cancelled,
             mean_logprob: 0.0,
             metrics: Metrics { prompt_tokens: prompt.len(), prefilled_tokens: self.cached.len().saturating_sub(common), total_ms: total, ..Default::default() },
+            valid: constrained.then_some(false),
+            json: None,
+            tool_calls: Vec::new(),
         }
     }
 }
@@ -620,6 +748,9 @@ fn cancelled_before_start(t0: Instant) -> Generation {
         stop_reason: StopReason::Cancelled,
         mean_logprob: 0.0,
         metrics: Metrics { total_ms: t0.elapsed().as_secs_f64() * 1e3, ..Default::default() },
+        valid: None,
+        json: None,
+        tool_calls: Vec::new(),
     }
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rules alone vs the whole privacy gate (rules + classifier) on labelled JSON lines.
 
-    cargo build --release -p edgewise-pii --example gate_check
+    cargo build --release --workspace --all-targets
     python tests/privacy/eval_gate.py --bin target/release/examples/gate_check \
         --synthetic /tmp/clf/data.jsonl --tuning tests/privacy/independent/tuning/authorA.jsonl tests/privacy/independent/tuning/authorB.jsonl
 

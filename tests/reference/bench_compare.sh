@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 T=${1:-2}; G=${2:-128}; B=${3:-cpu}
 PY=${PYTHON:-/opt/refenv/bin/python}
-cargo build --release -q -p edgewise-core --bin edgewise
+cargo build --release -q --workspace --all-targets
 MODEL=${EDGEWISE_MODEL:-$(./target/release/edgewise models path | tail -1)}
 out=$(mktemp)
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out"

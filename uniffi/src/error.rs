@@ -140,6 +140,7 @@ impl From<CoreError> for EdgewiseError {
                 Self::ContextOverflow { max: saturating_u32(max), requested: saturating_u32(requested) }
             }
             CoreError::InvalidParameter { name, reason } => Self::InvalidParameter { name: name.into(), reason },
+            CoreError::InvalidConstraint { .. } => Self::InvalidParameter { name: "constraint".into(), reason },
             // Sizes only: the input itself is never part of the message.
             CoreError::InputTooLarge { .. } => Self::InvalidParameter { name: "input".into(), reason },
             CoreError::Cancelled => Self::Cancelled,

@@ -289,7 +289,7 @@ pub struct GenerationParams {
 
 impl From<GenerationParams> for css::GenerationParams {
     fn from(v: GenerationParams) -> Self {
-        Self { sampling: v.sampling.into(), max_tokens: to_usize(v.max_tokens), stop: v.stop, ignore_eos: v.ignore_eos }
+        Self { sampling: v.sampling.into(), max_tokens: to_usize(v.max_tokens), stop: v.stop, ignore_eos: v.ignore_eos, ..Default::default() }
     }
 }
 

@@ -31,7 +31,11 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use super::{AnswerSink, ChatRequest, FinishReason, LocalAnswer, LocalModel, RequestMeta, Role, RoutedAnswer, Router};
+use super::{
+    AnswerSink, ChatMessage, ChatRequest, FinishReason, LocalAnswer, LocalModel, RequestMeta, Role, RoutedAnswer, Router,
+    StructuredAnswer, StructuredRequest,
+};
+use crate::structured::tools::ToolChoice;
 use crate::engine::Engine;
 use crate::memory::{TrimLevel, TrimReport, Trimmable};
 use crate::session::{
@@ -54,6 +58,8 @@ pub struct LocalEngine {
     reuse_sessions: bool,
     idle: Arc<IdlePool>,
     running: CancelGroup,
+    /// Answers with tools so far (the `n` of tool-call ids).
+    tool_turns: std::sync::atomic::AtomicU64,
 }
 
 /// Finished sessions kept for KV-cache reuse; [`Engine::trim`] empties it.
@@ -122,7 +128,7 @@ impl LocalEngine {
         let idle = Arc::new(IdlePool::default());
         let weak: Weak<dyn Trimmable> = Arc::downgrade(&(idle.clone() as Arc<dyn Trimmable>));
         engine.register_trimmable(weak);
-        Ok(Self { engine, session_config, params, model_id, reuse_sessions: true, idle, running: CancelGroup::new() })
+        Ok(Self { engine, session_config, params, model_id, reuse_sessions: true, idle, running: CancelGroup::new(), tool_turns: Default::default() })
     }
 
     /// Sets the id reported by [`LocalModel::model_id`] (builder style).
@@ -256,6 +262,48 @@ impl LocalEngine {
         }
     }
 
+    /// [`LocalEngine::generate_cancellable`] under `output`'s constraint and tools: the tools'
+    /// block joins the system prompt (built-in format, [`crate::structured::tools`]), the tool
+    /// choice constrains the answer unless `output` sets a constraint itself, and the answer's
+    /// calls are parsed (ids `call_<n>_<i>`, `n` counted per engine).
+    pub fn generate_structured_cancellable(
+        &self,
+        request: &ChatRequest,
+        output: &StructuredRequest,
+        base: &GenerationParams,
+        cancel: &CancelHandle,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<StructuredAnswer> {
+        if let Some(t) = &output.tools {
+            t.validate()?;
+        }
+        // Template hook: the chat templates that take `tools` themselves (Qwen, Llama 3) would
+        // render them here instead of the built-in block.
+        let tools = output.tools.as_ref().filter(|t| t.choice != ToolChoice::None);
+        let mut constraint = output.constraint.clone();
+        let mut with_tools;
+        let request = match tools {
+            Some(t) => {
+                if constraint.is_text() {
+                    constraint = t.constraint();
+                }
+                with_tools = request.clone();
+                with_tools.messages.insert(0, ChatMessage { role: Role::System, content: t.system_block() });
+                &with_tools
+            }
+            None => request,
+        };
+        let base = GenerationParams { constraint, ..base.clone() };
+        let g = self.generate_cancellable(request, &base, cancel, sink)?;
+        let tool_calls = match tools {
+            Some(t) if g.valid != Some(false) => {
+                t.parse_calls(&g.text, self.tool_turns.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize)
+            }
+            _ => Vec::new(),
+        };
+        Ok(StructuredAnswer { valid: g.valid, tool_calls, answer: local_answer(g) })
+    }
+
     /// Measures the local model's confidence on `request`: the mean token log-probability (natural
     /// log, ≤ 0) of a short greedy draft of `draft_tokens` tokens, for
     /// [`RequestMeta::local_mean_logprob`] and the policy's `low_confidence_logprob` trigger.
@@ -382,6 +430,15 @@ fn local_answer(g: Generation) -> LocalAnswer {
 impl LocalModel for LocalEngine {
     fn generate(&self, request: &ChatRequest, sink: &mut dyn FnMut(&str) -> bool) -> Result<LocalAnswer> {
         self.generate_with(request, &self.params, sink).map(local_answer)
+    }
+
+    fn generate_structured(
+        &self,
+        request: &ChatRequest,
+        output: &StructuredRequest,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<StructuredAnswer> {
+        self.generate_structured_cancellable(request, output, &self.params, &CancelHandle::new(), sink)
     }
 
     fn context_limit(&self) -> usize {

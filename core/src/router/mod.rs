@@ -63,6 +63,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::structured::tools::{ToolCall, Tools};
+use crate::structured::OutputConstraint;
 use crate::Result;
 
 pub mod audit;
@@ -291,6 +293,34 @@ impl fmt::Debug for LocalAnswer {
     }
 }
 
+/// Structured output for one request: what `edgewise serve` makes of OpenAI's `response_format`
+/// and `tools` / `tool_choice` ([`LocalModel::generate_structured`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StructuredRequest {
+    /// The answer's constraint ([`OutputConstraint::Text`]: none).
+    pub constraint: OutputConstraint,
+    /// Tools offered to the model (the built-in prompt format of [`crate::structured::tools`]).
+    pub tools: Option<Tools>,
+}
+
+impl StructuredRequest {
+    /// Whether this asks for nothing beyond free text.
+    pub fn is_plain(&self) -> bool {
+        self.constraint.is_text() && self.tools.is_none()
+    }
+}
+
+/// A [`LocalModel::generate_structured`] answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StructuredAnswer {
+    /// The text answer (for a tool call, the call's JSON as the model wrote it).
+    pub answer: LocalAnswer,
+    /// The tool calls the answer makes (empty for a text answer).
+    pub tool_calls: Vec<ToolCall>,
+    /// With a constraint: whether the text is a complete match (never after a length cut).
+    pub valid: Option<bool>,
+}
+
 /// Local generation, as the router and the server see it. The engine implements this for a loaded
 /// model; tests use a fake.
 pub trait LocalModel {
@@ -298,6 +328,25 @@ pub trait LocalModel {
     /// `sink` returns `false` to ask for a stop (the answer then ends with
     /// [`FinishReason::Cancelled`]). Blocking; call it from a background thread.
     fn generate(&self, request: &ChatRequest, sink: &mut dyn FnMut(&str) -> bool) -> Result<LocalAnswer>;
+
+    /// [`LocalModel::generate`] under a constraint and/or with tools. The default handles only
+    /// a plain request (a model without constrained decoding refuses the rest with
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter)).
+    fn generate_structured(
+        &self,
+        request: &ChatRequest,
+        output: &StructuredRequest,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<StructuredAnswer> {
+        if !output.is_plain() {
+            return Err(crate::Error::InvalidParameter {
+                name: "response_format",
+                reason: "this local model has no constrained decoding".into(),
+            });
+        }
+        let answer = self.generate(request, sink)?;
+        Ok(StructuredAnswer { answer, tool_calls: Vec::new(), valid: None })
+    }
 
     /// Context window of the local model, in tokens.
     fn context_limit(&self) -> usize;
@@ -314,6 +363,14 @@ pub trait LocalModel {
 impl<T: LocalModel + ?Sized> LocalModel for &T {
     fn generate(&self, request: &ChatRequest, sink: &mut dyn FnMut(&str) -> bool) -> Result<LocalAnswer> {
         (**self).generate(request, sink)
+    }
+    fn generate_structured(
+        &self,
+        request: &ChatRequest,
+        output: &StructuredRequest,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<StructuredAnswer> {
+        (**self).generate_structured(request, output, sink)
     }
     fn context_limit(&self) -> usize {
         (**self).context_limit()

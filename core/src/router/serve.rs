@@ -55,7 +55,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::cloud::ApiKey;
-use super::{now_ms, ChatMessage, ChatRequest, LocalModel, Role};
+use super::{now_ms, ChatMessage, ChatRequest, LocalModel, Role, StructuredAnswer, StructuredRequest};
+use crate::structured::tools::{ToolChoice, ToolResult, Tools};
+use crate::structured::OutputConstraint;
 use crate::{Error, Result};
 
 /// Largest request head (request line and headers) accepted, in bytes.
@@ -246,6 +248,9 @@ fn generation_error(e: &Error) -> HttpError {
         Error::ChatTemplate { reason } => {
             HttpError::bad(format!("the model's chat template rejected this conversation: {reason}")).param("messages")
         }
+        Error::InvalidConstraint { reason } => HttpError::bad(format!("invalid output constraint: {reason}"))
+            .param("response_format")
+            .code("invalid_value"),
         Error::Busy => HttpError::busy("the model is busy; retry later"),
         e => {
             log::warn!("serve: generation failed: {e}");
@@ -259,6 +264,8 @@ struct Parsed {
     request: ChatRequest,
     stream: bool,
     include_usage: bool,
+    /// `response_format` and `tools` / `tool_choice`.
+    output: StructuredRequest,
 }
 
 #[derive(Deserialize)]
@@ -266,6 +273,12 @@ struct WireMessage {
     role: String,
     #[serde(default)]
     content: Value,
+    /// An assistant message's calls (`[{id, type, function: {name, arguments}}]`).
+    #[serde(default)]
+    tool_calls: Option<Value>,
+    /// A `tool` message's call id.
+    #[serde(default)]
+    tool_call_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -277,6 +290,56 @@ struct WireBody {
     max_completion_tokens: Option<u32>,
     temperature: Option<f32>,
     stream_options: Option<Value>,
+    response_format: Option<Value>,
+    tools: Option<Value>,
+    tool_choice: Option<Value>,
+}
+
+/// OpenAI's `response_format`: `text`, `json_object` (any JSON object) or `json_schema`
+/// (`{"json_schema": {"name", "schema", "strict"}}`; the schema is always enforced, `strict` or not).
+fn parse_response_format(v: Option<&Value>) -> std::result::Result<OutputConstraint, HttpError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(OutputConstraint::Text) };
+    let bad = |m: &str| HttpError::bad(format!("`response_format`: {m}")).param("response_format").code("invalid_value");
+    match v.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(OutputConstraint::Text),
+        Some("json_object") => Ok(OutputConstraint::JsonSchema("{\"type\":\"object\"}".into())),
+        Some("json_schema") => match v.get("json_schema").and_then(|j| j.get("schema")) {
+            Some(schema @ (Value::Object(_) | Value::Bool(_))) => Ok(OutputConstraint::JsonSchema(schema.to_string())),
+            _ => Err(bad("`json_schema.schema` must be a JSON Schema object")),
+        },
+        _ => Err(bad("`type` must be text, json_object or json_schema")),
+    }
+}
+
+/// OpenAI's `tools` (`[{"type": "function", "function": {name, description, parameters}}]`)
+/// and `tool_choice` (`auto`, `none`, `required` or `{"type": "function", "function": {"name"}}`).
+fn parse_tools(tools: Option<&Value>, choice: Option<&Value>) -> std::result::Result<Option<Tools>, HttpError> {
+    let bad_choice = || {
+        HttpError::bad("`tool_choice` must be auto, none, required or a function by name").param("tool_choice").code("invalid_value")
+    };
+    let Some(list) = tools.filter(|v| !v.is_null()) else {
+        return match choice.and_then(Value::as_str) {
+            None | Some("none" | "auto") => Ok(None),
+            Some(_) => Err(HttpError::bad("`tool_choice` needs `tools`").param("tool_choice")),
+        };
+    };
+    let mut t = Tools::from_json(&list.to_string())
+        .map_err(|e| HttpError::bad(format!("`tools`: {e}")).param("tools").code("invalid_value"))?;
+    t.choice = match choice.filter(|v| !v.is_null()) {
+        None => ToolChoice::Auto,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            _ => return Err(bad_choice()),
+        },
+        Some(v) => match v.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+            Some(name) => ToolChoice::Named(name.to_string()),
+            None => return Err(bad_choice()),
+        },
+    };
+    t.validate().map_err(|e| HttpError::bad(format!("`tool_choice`: {e}")).param("tool_choice").code("invalid_value"))?;
+    Ok(Some(t))
 }
 
 fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, HttpError> {
@@ -292,14 +355,50 @@ fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, 
         ))
         .param("messages"));
     }
+    let output = StructuredRequest {
+        constraint: parse_response_format(body.response_format.as_ref())?,
+        tools: parse_tools(body.tools.as_ref(), body.tool_choice.as_ref())?,
+    };
+    if output.tools.as_ref().is_some_and(|t| t.choice != ToolChoice::None) && !output.constraint.is_text() {
+        return Err(HttpError::bad("`response_format` together with `tools` is not supported; send one of them")
+            .param("response_format"));
+    }
     let mut messages = Vec::with_capacity(body.messages.len());
+    // Call id -> tool name, from the assistant messages' calls (a tool message names only the id).
+    let mut call_names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for (i, m) in body.messages.into_iter().enumerate() {
         let role = match m.role.as_str() {
             "system" | "developer" => Role::System,
-            "user" => Role::User,
+            "user" | "tool" => Role::User,
             "assistant" => Role::Assistant,
             _ => return Err(HttpError::bad(format!("messages[{i}]: unsupported role")).param("messages")),
         };
+        if m.role == "assistant" {
+            if let Some(calls) = m.tool_calls.as_ref().and_then(Value::as_array).filter(|c| !c.is_empty()) {
+                // The built-in format's call answer, as the model wrote it.
+                let mut wire = Vec::with_capacity(calls.len());
+                for c in calls {
+                    let f = &c["function"];
+                    let Some(name) = f.get("name").and_then(Value::as_str) else {
+                        return Err(HttpError::bad(format!("messages[{i}]: a tool call without a function name")).param("messages"));
+                    };
+                    let args = match f.get("arguments") {
+                        Some(Value::String(a)) => serde_json::from_str::<Value>(a).map_err(|_| {
+                            HttpError::bad(format!("messages[{i}]: tool call arguments are not JSON")).param("messages")
+                        })?,
+                        Some(v @ Value::Object(_)) => v.clone(),
+                        _ => json!({}),
+                    };
+                    if let Some(id) = c.get("id").and_then(Value::as_str) {
+                        call_names.insert(id.to_string(), name.to_string());
+                    }
+                    // Name first, as the model writes calls (the cached prefix then matches).
+                    wire.push(format!("{{\"name\":{},\"arguments\":{args}}}", Value::from(name)));
+                }
+                messages.push(ChatMessage { role, content: format!("{{\"tool_calls\":[{}]}}", wire.join(",")) });
+                continue;
+            }
+        }
         let content = match m.content {
             Value::String(s) => s,
             Value::Null => String::new(),
@@ -317,6 +416,15 @@ fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, 
                 s
             }
             _ => return Err(HttpError::bad(format!("messages[{i}]: invalid content")).param("messages")),
+        };
+        let content = if m.role == "tool" {
+            let Some(id) = m.tool_call_id else {
+                return Err(HttpError::bad(format!("messages[{i}]: a tool message needs `tool_call_id`")).param("messages"));
+            };
+            let name = call_names.get(&id).cloned().unwrap_or_default();
+            Tools::result_turn(&[ToolResult { id, name, content }])
+        } else {
+            content
         };
         messages.push(ChatMessage { role, content });
     }
@@ -338,6 +446,7 @@ fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, 
         request: ChatRequest { messages, attachments: Vec::new(), max_tokens, temperature: body.temperature },
         stream: body.stream,
         include_usage,
+        output,
     })
 }
 
@@ -901,7 +1010,7 @@ impl Server {
     ) -> std::result::Result<Value, Fail> {
         let _one_at_a_time = self.take_model(conn)?;
         let mut gone = false;
-        let res = model.generate(&p.request, &mut |_| {
+        let res = model.generate_structured(&p.request, &p.output, &mut |_| {
             gone = conn.client_gone();
             !gone
         });
@@ -909,7 +1018,13 @@ impl Server {
             log::debug!("serve: client disconnected; generation stopped");
             return Err(Fail::Gone);
         }
-        let ans = res.map_err(|e| generation_error(&e))?;
+        let StructuredAnswer { answer: ans, tool_calls, .. } = res.map_err(|e| generation_error(&e))?;
+        let (message, finish) = if tool_calls.is_empty() {
+            (json!({ "role": "assistant", "content": ans.text }), json!(ans.finish_reason.as_openai()))
+        } else {
+            let calls: Vec<Value> = tool_calls.iter().map(wire_call).collect();
+            (json!({ "role": "assistant", "content": Value::Null, "tool_calls": calls }), json!("tool_calls"))
+        };
         Ok(json!({
             "id": self.next_id(),
             "object": "chat.completion",
@@ -917,8 +1032,8 @@ impl Server {
             "model": model_id,
             "choices": [{
                 "index": 0,
-                "message": { "role": "assistant", "content": ans.text },
-                "finish_reason": ans.finish_reason.as_openai(),
+                "message": message,
+                "finish_reason": finish,
             }],
             "usage": {
                 "prompt_tokens": ans.prompt_tokens,
@@ -959,11 +1074,28 @@ impl Server {
         let _one_at_a_time = self.take_model(conn)?;
         let mut started = false;
         let mut client_gone = false;
+        // With tools, an answer that starts with `{` is a call: it is held back and sent as
+        // `tool_calls` deltas at the end (required and named choices always call).
+        let calls_only = p.output.tools.as_ref().is_some_and(|t| matches!(t.choice, ToolChoice::Required | ToolChoice::Named(_)));
+        let may_call = p.output.tools.as_ref().is_some_and(|t| t.choice != ToolChoice::None);
+        let mut held: Option<String> = calls_only.then(String::new);
+        let mut decided = calls_only || !may_call;
         let res = {
             let stream = &conn.stream;
-            model.generate(&p.request, &mut |piece| {
+            model.generate_structured(&p.request, &p.output, &mut |piece| {
                 if piece.is_empty() {
                     return true;
+                }
+                if !decided {
+                    decided = true;
+                    if piece.trim_start().starts_with('{') {
+                        held = Some(String::new());
+                    }
+                }
+                if let Some(h) = held.as_mut() {
+                    h.push_str(piece);
+                    client_gone = peer_closed(stream);
+                    return !client_gone;
                 }
                 let sent = !peer_closed(stream)
                     && (started || start(stream).is_ok())
@@ -977,8 +1109,8 @@ impl Server {
             log::debug!("serve: client disconnected mid-stream; generation stopped");
             return Err(Fail::Gone);
         }
-        let ans = match res {
-            Ok(ans) => ans,
+        let (ans, tool_calls) = match res {
+            Ok(StructuredAnswer { answer, tool_calls, .. }) => (answer, tool_calls),
             Err(e) if !started => return Err(generation_error(&e).into()),
             Err(e) => {
                 let e = generation_error(&e);
@@ -994,7 +1126,26 @@ impl Server {
         if !started {
             start(w).map_err(|_| Fail::Gone)?;
         }
-        let mut events = vec![chunk(json!({}), json!(ans.finish_reason.as_openai()))];
+        let mut events = Vec::new();
+        if !tool_calls.is_empty() {
+            let calls: Vec<Value> = tool_calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let mut w = wire_call(c);
+                    w["index"] = json!(i);
+                    w
+                })
+                .collect();
+            events.push(chunk(json!({ "tool_calls": calls }), Value::Null));
+            events.push(chunk(json!({}), json!("tool_calls")));
+        } else {
+            if let Some(text) = held.filter(|h| !h.is_empty()) {
+                // Held back as a possible call but not one (a length cut): send it as text.
+                events.push(chunk(json!({ "content": text }), Value::Null));
+            }
+            events.push(chunk(json!({}), json!(ans.finish_reason.as_openai())));
+        }
         if p.include_usage {
             events.push(json!({
                 "id": id, "object": "chat.completion.chunk", "created": created, "model": model_id, "choices": [],
@@ -1011,6 +1162,12 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// A call as OpenAI sends it: `{id, type: "function", function: {name, arguments}}`, the
+/// arguments as a JSON string.
+fn wire_call(c: &crate::structured::tools::ToolCall) -> Value {
+    json!({ "id": c.id, "type": "function", "function": { "name": c.name, "arguments": c.arguments.to_string() } })
 }
 
 #[cfg(test)]
@@ -1034,6 +1191,30 @@ mod tests {
             br#"{"messages":[{"role":"user","content":"x"}],"temperature":9}"#,
         ] {
             assert_eq!(parse_body(bad, 64).err().map(|e| e.status), Some(400));
+        }
+    }
+
+    #[test]
+    fn parses_response_format_tools_and_tool_messages() {
+        let b = br#"{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":{"type":"object"}}}}"#;
+        let p = parse_body(b, 64).ok().unwrap_or_else(|| panic!("parse"));
+        assert_eq!(p.output.constraint, OutputConstraint::JsonSchema("{\"type\":\"object\"}".into()));
+        let b = br#"{"messages":[{"role":"user","content":"add apples"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_0_0","type":"function","function":{"name":"add","arguments":"{\"n\":2}"}}]},{"role":"tool","tool_call_id":"call_0_0","content":"ok"}],"tools":[{"type":"function","function":{"name":"add","parameters":{"type":"object","properties":{"n":{"type":"integer"}}}}}],"tool_choice":{"type":"function","function":{"name":"add"}}}"#;
+        let p = parse_body(b, 64).ok().unwrap_or_else(|| panic!("parse"));
+        assert_eq!(p.output.tools.as_ref().map(|t| &t.choice), Some(&ToolChoice::Named("add".into())));
+        assert_eq!(p.request.messages[1].content, r#"{"tool_calls":[{"name":"add","arguments":{"n":2}}]}"#);
+        assert_eq!(p.request.messages[2].role, Role::User);
+        assert_eq!(p.request.messages[2].content, "<tool_result id=\"call_0_0\" name=\"add\">\nok\n</tool_result>");
+        let tools = r#""tools":[{"type":"function","function":{"name":"add"}}]"#;
+        for bad in [
+            r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}}"#.to_string(),
+            r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"x"}}}"#.into(),
+            r#"{"messages":[{"role":"user","content":"x"}],"tool_choice":"required"}"#.into(),
+            format!(r#"{{"messages":[{{"role":"user","content":"x"}}],{tools},"tool_choice":{{"type":"function","function":{{"name":"nope"}}}}}}"#),
+            format!(r#"{{"messages":[{{"role":"user","content":"x"}}],{tools},"response_format":{{"type":"json_object"}}}}"#),
+            r#"{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"a b"}}]}"#.into(),
+        ] {
+            assert_eq!(parse_body(bad.as_bytes(), 64).err().map(|e| e.status), Some(400), "{bad}");
         }
     }
 

@@ -295,6 +295,11 @@ impl Tokenizer {
         self.inner.meta.eos_ids.clone()
     }
 
+    /// The control tokens' ids (sorted): never produced from user text or as constrained text.
+    pub fn control_ids(&self) -> &[u32] {
+        &self.inner.meta.control_ids
+    }
+
     /// Number of token ids (for a GGUF: `tokenizer.ggml.tokens` length, i.e. embedding rows).
     pub fn vocab_size(&self) -> usize {
         self.inner.meta.vocab_size

@@ -1,12 +1,14 @@
 //! `edgewise run`, `chat` and `bench`.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 
 use clap::{Args, ValueEnum};
 use edgewise_core::backend::BackendPreference;
 use edgewise_core::engine::{Engine, EngineConfig};
 use edgewise_core::sampling::SamplingParams;
 use edgewise_core::session::{GenerationParams, SessionConfig};
+use edgewise_core::structured::tools::{ToolChoice, ToolResult, Tools};
+use edgewise_core::structured::OutputConstraint;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum BackendArg {
@@ -119,7 +121,7 @@ impl SamplingOpts {
             },
             max_tokens: self.max_tokens,
             stop: self.stop.clone(),
-            ignore_eos: false,
+            ..Default::default()
         }
     }
 }
@@ -139,8 +141,70 @@ pub struct RunArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    #[command(flatten)]
+    constraint: ConstraintOpts,
+    #[command(flatten)]
+    tools: ToolOpts,
     /// The prompt.
     prompt: String,
+}
+
+/// Tool calling options of `run` and `chat`.
+#[derive(Args)]
+pub struct ToolOpts {
+    /// Offer the tools in FILE (a JSON array of `{name, description, parameters}` or OpenAI
+    /// `{"type": "function", "function": {...}}`); answers may be tool calls.
+    #[arg(long, value_name = "FILE", conflicts_with = "cloud")]
+    tools: Option<std::path::PathBuf>,
+    /// auto (text or calls), required (calls), none, or a tool's name (calls of that tool).
+    #[arg(long, default_value = "auto", requires = "tools")]
+    tool_choice: String,
+}
+
+impl ToolOpts {
+    pub(crate) fn tools(&self) -> Result<Option<Tools>, Box<dyn std::error::Error>> {
+        let Some(p) = &self.tools else { return Ok(None) };
+        let text = std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+        let mut t = Tools::from_json(&text)?;
+        t.choice = match self.tool_choice.as_str() {
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            "none" => ToolChoice::None,
+            name => ToolChoice::Named(name.to_string()),
+        };
+        t.validate()?;
+        Ok(Some(t))
+    }
+}
+
+/// Output constraints of `edgewise run` (at most one).
+#[derive(Args)]
+#[group(multiple = false)]
+pub struct ConstraintOpts {
+    /// Output JSON valid against the JSON Schema in FILE (`--format json` adds the parsed `json`).
+    #[arg(long, value_name = "FILE", conflicts_with = "cloud")]
+    json_schema: Option<std::path::PathBuf>,
+    /// Output text matching this regular expression in full.
+    #[arg(long, value_name = "RE", conflicts_with = "cloud")]
+    regex: Option<String>,
+    /// Output text from the Lark grammar in FILE (its `start` rule).
+    #[arg(long, value_name = "FILE", conflicts_with = "cloud")]
+    grammar: Option<std::path::PathBuf>,
+}
+
+impl ConstraintOpts {
+    pub(crate) fn constraint(&self) -> Result<OutputConstraint, Box<dyn std::error::Error>> {
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()));
+        Ok(if let Some(p) = &self.json_schema {
+            OutputConstraint::JsonSchema(read(p)?)
+        } else if let Some(r) = &self.regex {
+            OutputConstraint::Regex(r.clone())
+        } else if let Some(p) = &self.grammar {
+            OutputConstraint::Grammar(read(p)?)
+        } else {
+            OutputConstraint::Text
+        })
+    }
 }
 
 /// Arguments of `edgewise chat`.
@@ -155,6 +219,8 @@ pub struct ChatArgs {
     system: Option<String>,
     #[command(flatten)]
     cloud: crate::router::CloudOpts,
+    #[command(flatten)]
+    tools: ToolOpts,
 }
 
 /// Arguments of `edgewise bench`.
@@ -171,6 +237,10 @@ pub struct BenchArgs {
     /// Print only the JSON line.
     #[arg(long)]
     json: bool,
+    /// Also time the same greedy run under the JSON Schema in FILE (constrained decoding): the
+    /// per-token decode overhead, the token trie build and the first-token latency of a new schema.
+    #[arg(long, value_name = "FILE", conflicts_with = "compare")]
+    json_schema: Option<std::path::PathBuf>,
     /// Then run llama.cpp (llama-cpp-python, `tests/reference/bench_llama.py`) on the same file
     /// with the same threads and lengths, and print both with the ratio ours / llama.cpp.
     #[arg(long)]
@@ -184,13 +254,19 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: RunArgs) -> crate::CliResult {
+    let constraint = a.constraint.constraint()?;
+    let tools = a.tools.tools()?;
+    if tools.is_some() && a.raw {
+        return Err("--tools needs the chat template (drop --raw)".into());
+    }
     let engine = a.model.load()?;
     if a.cloud.enabled() {
         let json = a.format == Format::Json;
         return crate::router::run_routed(engine, a.model.session_config(), a.sampling.params(), &a.cloud, &a.prompt, json);
     }
     let mut session = engine.new_session(a.model.session_config())?;
-    let params = a.sampling.params();
+    session.set_tools(tools)?;
+    let params = GenerationParams { constraint, ..a.sampling.params() };
     let stream = a.format == Format::Text;
     let mut out = std::io::stdout();
     let mut sink = |piece: &str| {
@@ -204,6 +280,9 @@ pub fn run(a: RunArgs) -> crate::CliResult {
     match a.format {
         Format::Text => {
             println!();
+            for c in &g.tool_calls {
+                eprintln!("[tool call {}: {} {}]", c.id, c.name, c.arguments);
+            }
             eprintln!(
                 "[{} tokens, {:?}, ttft {:.0} ms, prefill {:.1} tok/s, decode {:.1} tok/s, {}]",
                 g.metrics.generated_tokens,
@@ -215,7 +294,7 @@ pub fn run(a: RunArgs) -> crate::CliResult {
             );
         }
         Format::Json => {
-            let j = serde_json::json!({
+            let mut j = serde_json::json!({
                 "text": g.text,
                 "token_ids": g.token_ids,
                 "stop_reason": g.stop_reason,
@@ -223,6 +302,14 @@ pub fn run(a: RunArgs) -> crate::CliResult {
                 "backend": engine.info().backend,
                 "metrics": g.metrics,
             });
+            // Constrained runs: whether the output is a complete match, and the parsed JSON.
+            if let Some(valid) = g.valid {
+                j["valid"] = valid.into();
+                j["json"] = g.json.clone().unwrap_or(serde_json::Value::Null);
+            }
+            if session.tools().is_some() {
+                j["tool_calls"] = serde_json::to_value(&g.tool_calls)?;
+            }
             println!("{j}");
         }
     }
@@ -237,6 +324,7 @@ pub fn chat(a: ChatArgs) -> crate::CliResult {
         return crate::router::chat_routed(engine, cfg, a.sampling.params(), &a.cloud);
     }
     let mut session = engine.new_session(cfg)?;
+    session.set_tools(a.tools.tools()?)?;
     let params = a.sampling.params();
     let cancel = session.cancel_handle();
     // Ctrl-C cancels the answer being generated; it does not leave the REPL.
@@ -253,11 +341,45 @@ pub fn chat(a: ChatArgs) -> crate::CliResult {
             });
             println!();
             match res {
-                Ok(g) => eprintln!("[{} tokens, {:?}, {:.1} tok/s]", g.metrics.generated_tokens, g.stop_reason, g.metrics.decode_tokens_per_s),
+                Ok(g) => {
+                    eprintln!("[{} tokens, {:?}, {:.1} tok/s]", g.metrics.generated_tokens, g.stop_reason, g.metrics.decode_tokens_per_s);
+                    tool_loop(&mut session, &params, g.tool_calls);
+                }
                 Err(e) => eprintln!("error: {e}"),
             }
         }
     })
+}
+
+/// `chat --tools`: while the answer is tool calls, asks for each call's result on stdin (one
+/// line; you play the tool) and sends the results back.
+fn tool_loop(session: &mut edgewise_core::session::Session, params: &GenerationParams, mut calls: Vec<edgewise_core::structured::tools::ToolCall>) {
+    let stdin = std::io::stdin();
+    while !calls.is_empty() {
+        let mut results = Vec::new();
+        for c in &calls {
+            eprint!("[tool call {}: {} {}]\nresult> ", c.id, c.name, c.arguments);
+            let mut line = String::new();
+            if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            results.push(ToolResult { id: c.id.clone(), name: c.name.clone(), content: line.trim().to_string() });
+        }
+        let mut out = std::io::stdout();
+        let res = session.send_tool_results(&results, params, &mut |piece| {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+            true
+        });
+        println!();
+        match res {
+            Ok(g) => calls = g.tool_calls,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return;
+            }
+        }
+    }
 }
 
 /// What the user typed at the chat prompt.
@@ -310,6 +432,60 @@ fn peak_rss_mb() -> Option<f64> {
     status_mb("VmHWM:")
 }
 
+/// `bench --json-schema`: the same prompt and greedy decoding under the schema in `path`, in
+/// fresh sessions, alternating with free runs ([`CONSTRAINED_ROUNDS`] pairs) so that a loaded
+/// machine slows both alike; `free_tps` is the first free run's rate (kept for the output).
+fn bench_constrained(
+    engine: &Engine,
+    cfg: &SessionConfig,
+    ids: &[u32],
+    path: &std::path::Path,
+    free: &GenerationParams,
+    free_tps: f64,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let schema = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let constraint = OutputConstraint::JsonSchema(schema);
+    let t0 = std::time::Instant::now();
+    let compiler = engine.constraint_compiler()?;
+    let trie_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let t1 = std::time::Instant::now();
+    compiler.compile(&constraint)?;
+    let first_mask_ms = t1.elapsed().as_secs_f64() * 1e3;
+    let params = GenerationParams { constraint, ignore_eos: false, ..free.clone() };
+    let mut pairs = Vec::new();
+    let mut last = None;
+    for _ in 0..CONSTRAINED_ROUNDS {
+        let f = engine.new_session(cfg.clone())?.generate_from(ids.to_vec(), free, &mut |_| true)?;
+        let g = engine.new_session(cfg.clone())?.generate_from(ids.to_vec(), &params, &mut |_| true)?;
+        pairs.push((f.metrics.decode_tokens_per_s, g.metrics.decode_tokens_per_s));
+        last = Some(g);
+    }
+    let g = last.ok_or("no constrained round ran")?;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let overheads: Vec<f64> = pairs.iter().filter(|(f, c)| *f > 0.0 && *c > 0.0).map(|(f, c)| (f / c - 1.0) * 100.0).collect();
+    let overhead = if overheads.is_empty() { f64::NAN } else { median(overheads.clone()) };
+    let tps = median(pairs.iter().map(|p| p.1).collect());
+    Ok(serde_json::json!({
+        "gen_tokens": g.metrics.generated_tokens,
+        "decode_tokens_per_s": tps,
+        "free_decode_tokens_per_s_median": median(pairs.iter().map(|p| p.0).collect()),
+        "free_decode_tokens_per_s_first": free_tps,
+        "per_token_overhead_pct": overhead,
+        "per_round_overhead_pct": overheads,
+        "token_trie_ms": trie_ms,
+        "schema_first_mask_ms": first_mask_ms,
+        "ttft_ms": g.metrics.ttft_ms,
+        "valid": g.valid,
+        "stop_reason": g.stop_reason,
+    }))
+}
+
+/// Free/constrained pairs `bench --json-schema` runs (the medians are reported).
+const CONSTRAINED_ROUNDS: usize = 5;
+
 /// Runs the llama.cpp reference with our settings; returns its JSON line.
 fn bench_llama_cpp(a: &BenchArgs, model: &std::path::Path) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let threads = a.model.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -352,9 +528,13 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
     let t0 = std::time::Instant::now();
     engine.new_session(cfg.clone())?.generate_from(ids.clone(), &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(2) }, &mut |_| true)?;
     let warmup_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let mut session = engine.new_session(cfg)?;
+    let mut session = engine.new_session(cfg.clone())?;
     let params = GenerationParams { max_tokens: a.gen_tokens, ignore_eos: true, ..GenerationParams::greedy(a.gen_tokens) };
-    let g = session.generate_from(ids, &params, &mut |_| true)?;
+    let g = session.generate_from(ids.clone(), &params, &mut |_| true)?;
+    let constrained = match &a.json_schema {
+        Some(path) => Some(bench_constrained(&engine, &cfg, &ids, path, &params, g.metrics.decode_tokens_per_s)?),
+        None => None,
+    };
     let mut j = serde_json::json!({
         "backend": engine.info().backend,
         "threads": a.model.threads,
@@ -370,6 +550,19 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
         "context": ctx,
         "model_bytes": engine.info().file_size,
     });
+    if let Some(c) = constrained {
+        if !a.json {
+            eprintln!(
+                "json schema: decode {:.1} tok/s over {} tokens ({:+.1}% per token, median of {CONSTRAINED_ROUNDS} free/constrained pairs), token trie {:.0} ms (once per model), new schema compile + first mask {:.1} ms",
+                c["decode_tokens_per_s"].as_f64().unwrap_or(0.0),
+                c["gen_tokens"],
+                c["per_token_overhead_pct"].as_f64().unwrap_or(0.0),
+                c["token_trie_ms"].as_f64().unwrap_or(0.0),
+                c["schema_first_mask_ms"].as_f64().unwrap_or(0.0),
+            );
+        }
+        j["json_schema"] = c;
+    }
     if !a.json {
         eprintln!(
             "prefill {:.1} tok/s, decode {:.1} tok/s, ttft {:.0} ms, load {:.0} ms, peak rss {:.0} MiB",

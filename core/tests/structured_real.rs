@@ -1,0 +1,303 @@
+//! Constrained decoding on the real default model (Gemma 3 270M base, CPU): a suite of JSON
+//! Schemas × prompts, greedy and sampled with seeds, every output checked by our own result
+//! (`valid`, `json`) and independently by Python `jsonschema`; regex outputs by Python `re`,
+//! grammar outputs by a Lark parser (tests/reference/check_structured.py). Bad constraints are
+//! typed errors with nothing generated; a length cut is never valid; cancel works.
+//!
+//! The Python check needs `jsonschema`, `rfc3339-validator` and `lark` in /opt/refenv (or
+//! `EDGEWISE_REFENV`); it is skipped loudly without them, and fails under
+//! `EDGEWISE_REQUIRE_MODEL` (CI installs them in `.ci/run`'s refenv phase).
+
+mod common_model;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use edgewise_core::backend::BackendPreference;
+use edgewise_core::engine::{Engine, EngineConfig};
+use edgewise_core::sampling::SamplingParams;
+use edgewise_core::session::{Generation, GenerationParams, SessionConfig, StopReason};
+use edgewise_core::structured::OutputConstraint;
+use edgewise_core::Error;
+use serde_json::{json, Value};
+
+fn engine() -> Option<&'static Engine> {
+    static E: OnceLock<Option<Engine>> = OnceLock::new();
+    E.get_or_init(|| {
+        let path = common_model::model_path()?;
+        Some(Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap())
+    })
+    .as_ref()
+}
+
+fn session(e: &Engine) -> edgewise_core::session::Session {
+    e.new_session(SessionConfig { max_context: 512, ..Default::default() }).unwrap()
+}
+
+/// A raw completion under `c`; the streamed pieces must be the text.
+fn generate(e: &Engine, prompt: &str, c: OutputConstraint, sampling: SamplingParams, max_tokens: usize) -> Generation {
+    let params = GenerationParams { sampling, max_tokens, constraint: c, ..Default::default() };
+    let mut streamed = String::new();
+    let g = session(e)
+        .complete(prompt, &params, &mut |p| {
+            streamed.push_str(p);
+            true
+        })
+        .unwrap();
+    assert_eq!(streamed, g.text, "streamed pieces are the text");
+    g
+}
+
+/// The sampler settings each case runs with: greedy, seeded top-k/p/min-p, and (every third
+/// case) no top-k/top-p with a repetition penalty. (At temperature 1.2 with no cut-off at all, an
+/// open string — `additionalProperties` keys — can wander until `max_tokens`: a length cut,
+/// reported invalid, which is the contract, but not a complete answer.)
+fn samplings(i: usize) -> Vec<SamplingParams> {
+    let mut v = vec![
+        SamplingParams::greedy(),
+        SamplingParams { temperature: 0.9, top_k: 40, top_p: 0.95, min_p: 0.05, seed: 100 + i as u64, ..Default::default() },
+    ];
+    if i % 3 == 0 {
+        v.push(SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.05, repetition_penalty: 1.3, seed: 7 + i as u64, ..Default::default() });
+    }
+    v
+}
+
+fn python() -> Option<PathBuf> {
+    let p = PathBuf::from(std::env::var("EDGEWISE_REFENV").unwrap_or_else(|_| "/opt/refenv".into())).join("bin/python");
+    let ok = p.exists()
+        && std::process::Command::new(&p)
+            .args(["-c", "import jsonschema, lark, rfc3339_validator"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(p);
+    }
+    eprintln!("SKIPPED: the independent check needs jsonschema, rfc3339-validator and lark in {}", p.display());
+    assert!(std::env::var_os("EDGEWISE_REQUIRE_MODEL").is_none(), "EDGEWISE_REQUIRE_MODEL is set: install them (.ci/run refenv)");
+    None
+}
+
+/// Runs tests/reference/check_structured.py on `cases`; panics with its output on any failure.
+fn check_with_python(name: &str, cases: &Value) {
+    let Some(py) = python() else { return };
+    let dir = std::env::temp_dir().join(format!("edgewise-structured-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cases.json");
+    std::fs::write(&file, serde_json::to_vec(cases).unwrap()).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/reference/check_structured.py");
+    let out = std::process::Command::new(py).arg(&script).arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "independent check failed:\n{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn json_schema_suite_parses_and_validates() {
+    let Some(e) = engine() else { return };
+    let suite: Vec<Value> = serde_json::from_slice(&std::fs::read(common_model::golden("structured/schemas.json")).unwrap()).unwrap();
+    assert!(suite.len() >= 30);
+    let mut cases = Vec::new();
+    let mut tokens = 0;
+    let t0 = std::time::Instant::now();
+    for (i, case) in suite.iter().enumerate() {
+        let name = case["name"].as_str().unwrap();
+        let schema = case["schema"].to_string();
+        // The case's own prompt, and a bare one that tells the model nothing about the shape.
+        let prompts = [case["prompt"].as_str().unwrap().to_string(), format!("Example {name}:\n")];
+        for (prompt, sampling) in prompts.iter().flat_map(|p| samplings(i).into_iter().map(move |s| (p, s))) {
+            let g = generate(e, prompt, OutputConstraint::JsonSchema(schema.clone()), sampling.clone(), 96);
+            tokens += g.token_ids.len();
+            assert_eq!((g.stop_reason, g.valid), (StopReason::Eos, Some(true)), "{name} {sampling:?}: {:?}", g.text);
+            let parsed: Value = serde_json::from_str(&g.text).unwrap_or_else(|err| panic!("{name}: {err}: {:?}", g.text));
+            assert_eq!(g.json.as_ref(), Some(&parsed), "{name}");
+            cases.push(json!({ "name": name, "schema": case["schema"], "text": g.text }));
+        }
+    }
+    eprintln!("{} constrained generations, {tokens} tokens in {:.1?}", cases.len(), t0.elapsed());
+    check_with_python("json", &json!({ "json": cases }));
+}
+
+#[test]
+fn chat_answers_follow_the_schema_too() {
+    let Some(e) = engine() else { return };
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}, "country": {"type": "string", "maxLength": 20}}, "required": ["city", "country"], "additionalProperties": false});
+    let mut s = session(e);
+    let params = GenerationParams { constraint: OutputConstraint::JsonSchema(schema.to_string()), ..GenerationParams::greedy(64) };
+    let g = s.chat("Where is the Eiffel Tower? Answer in JSON.", &params, &mut |_| true).unwrap();
+    assert_eq!(g.valid, Some(true), "{:?}", g.text);
+    // The next turn reuses the cache and can be free text again.
+    let g2 = s.chat("Thanks!", &GenerationParams::greedy(8), &mut |_| true).unwrap();
+    assert_eq!(g2.valid, None);
+    check_with_python("chat", &json!({ "json": [{ "name": "chat", "schema": schema, "text": g.text }] }));
+}
+
+#[test]
+fn regex_and_grammar_outputs_match() {
+    let Some(e) = engine() else { return };
+    let regexes = [
+        ("My phone number is ", r"\+?[0-9]{3}-[0-9]{3}-[0-9]{4}"),
+        ("The meeting is on ", r"20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9])"),
+        ("Is the sky blue? Answer: ", r"(yes|no)"),
+        ("The author's name is ", r"[A-Z][a-z]{1,10} [A-Z][a-z]{1,12}"),
+        ("Work order: ", r"WO-[0-9]{3,6}( \((open|closed)\))?"),
+    ];
+    let grammars = [
+        ("Arithmetic: ", "start: expr\nexpr: term ((\"+\" | \"-\") term) ~ 0..4\nterm: NUMBER | \"(\" expr \")\"\nNUMBER: /[0-9]{1,3}/\n"),
+        ("Greeting: ", "start: greeting \" \" NAME \"!\"\ngreeting: \"Hello\" | \"Hi\" | \"Good morning\"\nNAME: /[A-Z][a-z]{1,8}/\n"),
+        ("A list: ", "start: \"[\" item (\", \" item) ~ 0..3 \"]\"\nitem: WORD\nWORD: /[a-z]{1,8}/\n"),
+    ];
+    let mut rx_cases = Vec::new();
+    let mut lark_cases = Vec::new();
+    for (i, (prompt, rx)) in regexes.iter().enumerate() {
+        for sampling in samplings(i).into_iter().take(2) {
+            let g = generate(e, prompt, OutputConstraint::Regex(rx.to_string()), sampling, 48);
+            assert_eq!((g.stop_reason, g.valid, g.json.is_none()), (StopReason::Eos, Some(true), true), "{rx}: {:?}", g.text);
+            rx_cases.push(json!({ "pattern": rx, "text": g.text }));
+        }
+    }
+    for (i, (prompt, grammar)) in grammars.iter().enumerate() {
+        for sampling in samplings(i).into_iter().take(2) {
+            let g = generate(e, prompt, OutputConstraint::Grammar(grammar.to_string()), sampling, 48);
+            assert_eq!((g.stop_reason, g.valid), (StopReason::Eos, Some(true)), "{grammar}: {:?}", g.text);
+            lark_cases.push(json!({ "grammar": grammar, "text": g.text }));
+        }
+    }
+    check_with_python("regex", &json!({ "regex": rx_cases, "lark": lark_cases }));
+}
+
+#[test]
+fn bad_constraints_are_typed_errors_before_any_token() {
+    let Some(e) = engine() else { return };
+    let bad = [
+        OutputConstraint::JsonSchema("{\"type\": \"object\"".into()),
+        OutputConstraint::JsonSchema("[1, 2]".into()),
+        OutputConstraint::JsonSchema("{\"type\": \"array\", \"uniqueItems\": true}".into()),
+        OutputConstraint::JsonSchema("{\"type\": \"string\", \"format\": \"x-no-such-format\"}".into()),
+        OutputConstraint::JsonSchema("{\"type\": \"integer\", \"minimum\": 5, \"maximum\": 1}".into()),
+        OutputConstraint::JsonSchema("false".into()),
+        OutputConstraint::JsonSchema("{\"$ref\": \"#/$defs/missing\"}".into()),
+        OutputConstraint::JsonSchema("{\"type\": \"object\", \"properties\": {\"a\": {\"$ref\": \"https://example.com/s.json\"}}}".into()),
+        OutputConstraint::JsonSchema("  ".into()),
+        OutputConstraint::Regex("(unclosed".into()),
+        OutputConstraint::Grammar("start: a\na: \"x\" a\n".into()),
+        OutputConstraint::Grammar("start: undefined_rule\n".into()),
+    ];
+    for c in bad {
+        let mut s = session(e);
+        let mut pieces = 0;
+        let params = GenerationParams { constraint: c.clone(), ..GenerationParams::greedy(8) };
+        let r = s.complete("Hello", &params, &mut |_| {
+            pieces += 1;
+            true
+        });
+        match r {
+            Err(Error::InvalidConstraint { reason }) => {
+                assert!(!reason.contains("Hello"), "no prompt text in errors: {reason}");
+                eprintln!("{c:?} -> {reason}");
+            }
+            other => panic!("{c:?}: expected InvalidConstraint, got {other:?}"),
+        }
+        assert_eq!((pieces, s.cached_tokens()), (0, 0), "{c:?}: nothing generated or prefilled");
+    }
+}
+
+#[test]
+fn a_length_cut_is_never_valid_and_cancel_stops() {
+    let Some(e) = engine() else { return };
+    let schema = json!({"type": "object", "properties": {"story": {"type": "string", "minLength": 200}}, "required": ["story"]});
+    let g = generate(e, "A story as JSON:\n", OutputConstraint::JsonSchema(schema.to_string()), SamplingParams::greedy(), 6);
+    assert_eq!((g.stop_reason, g.valid, g.json.as_ref()), (StopReason::MaxTokens, Some(false), None));
+    assert_eq!(g.token_ids.len(), 6);
+    let j = serde_json::to_value(&g).unwrap();
+    assert_eq!((j["stop_reason"].as_str(), j["valid"].as_bool()), (Some("length"), Some(false)));
+    // The old spelling still reads back.
+    assert_eq!(serde_json::from_value::<StopReason>(json!("max_tokens")).unwrap(), StopReason::MaxTokens);
+
+    // Cancel from the sink after the first piece.
+    let mut s = session(e);
+    let params = GenerationParams { constraint: OutputConstraint::JsonSchema(schema.to_string()), ..GenerationParams::greedy(64) };
+    let g = s.complete("A story as JSON:\n", &params, &mut |_| false).unwrap();
+    assert_eq!((g.stop_reason, g.valid), (StopReason::Cancelled, Some(false)));
+    // Free text reports no validity.
+    let g = generate(e, "Hello", OutputConstraint::Text, SamplingParams::greedy(), 3);
+    assert_eq!((g.valid, g.json), (None, None));
+}
+
+/// A tool loop on the real model with a fake tool: a required call with valid arguments, the
+/// result sent back over the cached conversation, a named choice, `none`, and `auto`.
+#[test]
+fn tool_calls_validate_and_results_continue_the_cached_session() {
+    use edgewise_core::structured::tools::{ToolChoice, ToolResult, Tools};
+    let Some(e) = engine() else { return };
+    let tools_json = json!([
+        {"type": "function", "function": {"name": "add_to_cart", "description": "Adds an item to the shopping cart.",
+            "parameters": {"type": "object", "properties": {"item": {"type": "string", "maxLength": 24}, "qty": {"type": "integer", "minimum": 1, "maximum": 20}}, "required": ["item", "qty"], "additionalProperties": false}}},
+        {"name": "get_weather", "description": "Current weather for a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 24}}, "required": ["city"], "additionalProperties": false}}
+    ]);
+    let schemas: std::collections::HashMap<String, Value> = [
+        ("add_to_cart".to_string(), tools_json[0]["function"]["parameters"].clone()),
+        ("get_weather".to_string(), tools_json[1]["parameters"].clone()),
+    ]
+    .into();
+    let mut tools = Tools::from_json(&tools_json.to_string()).unwrap();
+    tools.choice = ToolChoice::Required;
+    let mut s = e.new_session(SessionConfig { max_context: 1024, ..Default::default() }).unwrap();
+    s.set_tools(Some(tools.clone())).unwrap();
+    let params = GenerationParams::greedy(64);
+    let g = s.chat("Please add two apples to my cart.", &params, &mut |_| true).unwrap();
+    assert_eq!(g.valid, Some(true), "{:?}", g.text);
+    assert!(!g.tool_calls.is_empty(), "{:?}", g.text);
+    let mut cases: Vec<Value> = g.tool_calls.iter().map(|c| json!({"name": c.name, "schema": schemas[&c.name], "text": c.arguments.to_string()})).collect();
+    assert_eq!(g.tool_calls[0].id, "call_0_0");
+
+    // The loop: the fake tool answers each call, the model continues over the cached
+    // conversation (only the results are prefilled), with `auto` from now on, until it answers
+    // text or three rounds have passed.
+    let fake_tool = |c: &edgewise_core::structured::tools::ToolCall| match c.name.as_str() {
+        "add_to_cart" => json!({"ok": true, "cart_items": c.arguments["qty"]}).to_string(),
+        _ => json!({"temp_c": 12, "rain": true}).to_string(),
+    };
+    tools.choice = ToolChoice::Auto;
+    s.set_tools(Some(tools.clone())).unwrap();
+    let mut calls = g.tool_calls.clone();
+    let mut rounds = 0;
+    while !calls.is_empty() && rounds < 3 {
+        rounds += 1;
+        let cached_before = s.cached_tokens();
+        let results: Vec<ToolResult> = calls.iter().map(|c| ToolResult { id: c.id.clone(), name: c.name.clone(), content: fake_tool(c) }).collect();
+        let g2 = s.send_tool_results(&results, &GenerationParams::greedy(96), &mut |_| true).unwrap();
+        assert!(g2.metrics.prefilled_tokens < g2.metrics.prompt_tokens / 2, "round {rounds}: prefilled {} of {} (cached {cached_before})", g2.metrics.prefilled_tokens, g2.metrics.prompt_tokens);
+        // A text answer is free (and may be cut by max_tokens); a started call must be complete.
+        if g2.text.starts_with('{') {
+            assert_eq!(g2.valid, Some(true), "round {rounds}: {:?}", g2.text);
+            assert!(!g2.tool_calls.is_empty(), "round {rounds}: {:?}", g2.text);
+        }
+        let id = &calls[0].id;
+        assert!(s.history().iter().any(|m| m.content.contains(&format!("<tool_result id=\"{id}\" name=\"{}\">", calls[0].name))));
+        for c in &g2.tool_calls {
+            assert!(c.id.starts_with(&format!("call_{rounds}_")), "{}", c.id);
+            cases.push(json!({"name": c.name, "schema": schemas[&c.name], "text": c.arguments.to_string()}));
+        }
+        calls = g2.tool_calls;
+    }
+    eprintln!("tool loop: {rounds} result round(s), ended with {}", if calls.is_empty() { "text" } else { "more calls" });
+
+    // A named tool is the one called; `none` gives text and no calls.
+    let mut named = tools.clone();
+    named.choice = ToolChoice::Named("get_weather".into());
+    let mut s = session(e);
+    s.set_tools(Some(named)).unwrap();
+    let g = s.chat("Is it raining in Oslo?", &params, &mut |_| true).unwrap();
+    assert_eq!(g.valid, Some(true), "{:?}", g.text);
+    assert!(!g.tool_calls.is_empty() && g.tool_calls.iter().all(|c| c.name == "get_weather"), "{:?}", g.text);
+    cases.extend(g.tool_calls.iter().map(|c| json!({"name": c.name, "schema": schemas[&c.name], "text": c.arguments.to_string()})));
+    let mut none = tools.clone();
+    none.choice = ToolChoice::None;
+    s.set_tools(Some(none)).unwrap();
+    let g = s.chat("Thanks.", &GenerationParams::greedy(12), &mut |_| true).unwrap();
+    assert!(g.tool_calls.is_empty() && g.valid.is_none());
+    check_with_python("tools", &json!({ "json": cases }));
+}
