@@ -90,6 +90,8 @@ pub(crate) struct Inner {
     mapped: Option<GgufWeights>,
     /// Sessions and pools that give memory back on [`Engine::trim`].
     trim: TrimRegistry,
+    /// [`crate::session_file::model_identity`] of the loaded weights.
+    model_id: String,
 }
 
 /// A loaded model. Cheap to clone (shared); `Send + Sync`.
@@ -278,6 +280,8 @@ impl Engine {
         let (ckpt, tokenizer, template, arch_name, model_name) =
             if crate::hf::is_model_folder(path) { Self::open_hf(path)? } else { Self::open_gguf(path)? };
         log::debug!("engine: checkpoint and tokenizer in {:.0?}", t0.elapsed());
+        // Before the GPU path hands the file's pages back: it reads ~50 KB of them.
+        let model_id = crate::session_file::model_identity(&arch_name, ckpt.weights());
         let mut gpu_info = None;
         let mut fallback = None;
         let model: Box<dyn CausalLm> = match cfg.backend {
@@ -336,7 +340,7 @@ impl Engine {
             (Checkpoint::Gguf(w), BackendKind::Cpu) => Some(w.clone()),
             _ => None,
         };
-        Ok(Self { inner: Arc::new(Inner { model, tokenizer, template, info, mapped, trim: TrimRegistry::default() }) })
+        Ok(Self { inner: Arc::new(Inner { model, tokenizer, template, info, mapped, trim: TrimRegistry::default(), model_id }) })
     }
 
     /// GPU with the golden self-test. Err carries the reason to fall back.
@@ -440,6 +444,20 @@ impl Engine {
     /// A new session.
     pub fn new_session(&self, cfg: SessionConfig) -> Result<Session> {
         Session::new(self.clone(), cfg)
+    }
+
+    /// The loaded model's identity (64 hex digits; see [`crate::session_file::model_identity`]),
+    /// which session files record and [`Engine::restore_session`] checks.
+    pub fn model_id(&self) -> &str {
+        &self.inner.model_id
+    }
+
+    /// A session restored from a file written by [`Session::save`]: its settings, conversation
+    /// and KV cache, so the next turn prefills only the new message. A file of another model is
+    /// [`Error::SessionModelMismatch`]; a damaged, truncated or foreign one
+    /// [`Error::SessionFile`] (see [`crate::session_file`]).
+    pub fn restore_session(&self, path: impl AsRef<Path>) -> Result<Session> {
+        Session::restore(self.clone(), path.as_ref())
     }
 
     /// Hands memory back under pressure (see [`crate::memory`] for what each level frees).

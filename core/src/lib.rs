@@ -22,6 +22,7 @@
 //! | [`memory`] | memory pressure: trim levels and what each frees |
 //! | [`sampling`] | sampling parameters and the sampler chain |
 //! | [`session`] | prompt → prefill → decode loop, streaming, cancel |
+//! | [`session_file`] | saving a session (conversation + KV cache) to a checked, versioned file and restoring it |
 //! | [`engine`] | a loaded model + tokenizer that creates sessions |
 //! | [`router`] | sensitivity detection, routing policy, cloud client, offline queue, audit log |
 #![deny(missing_docs)]
@@ -40,6 +41,7 @@ pub mod quant;
 pub mod router;
 pub mod sampling;
 pub mod session;
+pub mod session_file;
 pub mod tokenizer;
 pub mod weights;
 
