@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use edgewise_core::{engine as ce, memory as cm, sampling as cs, session as css};
 
-use crate::error::{guard, EdgewiseResult};
+use crate::error::{guard, EdgewiseError, EdgewiseResult};
 use crate::session::ChatSession;
 use crate::types::{to_usize, EngineConfig, EngineInfo, GenerationParams, SamplingParams, SessionConfig};
 
@@ -28,6 +28,23 @@ impl Engine {
     #[uniffi::constructor]
     pub fn load(path: String, config: EngineConfig) -> EdgewiseResult<Arc<Self>> {
         guard("Engine.load", || Ok(Arc::new(Self { inner: ce::Engine::load(path, config.into())? })))
+    }
+
+    /// Loads the GGUF model in `length` bytes (to the end of the file when negative) at `offset` of
+    /// the open file descriptor `fd`: an Android asset stored uncompressed
+    /// (`AssetFileDescriptor`: `parcelFileDescriptor.fd`, `startOffset`, `length`) or a content
+    /// URI (`ParcelFileDescriptor.fd`, 0, -1). The descriptor is checked and duplicated: close
+    /// yours when this returns. `InvalidParameter` (`fd`) for a closed or negative descriptor,
+    /// `ModelLoad` for a region outside the file or one that is not a GGUF model. Blocking, like
+    /// [`Engine::load`]. Unix (Android, iOS, Linux, macOS) only.
+    #[uniffi::constructor]
+    pub fn load_fd(fd: i32, offset: i64, length: i64, config: EngineConfig) -> EdgewiseResult<Arc<Self>> {
+        guard("Engine.load_fd", || {
+            let offset = u64::try_from(offset)
+                .map_err(|_| EdgewiseError::InvalidParameter { name: "offset".into(), reason: "must not be negative".into() })?;
+            let length = u64::try_from(length).ok();
+            Ok(Arc::new(Self { inner: ce::Engine::load_fd(fd, offset, length, config.into())? }))
+        })
     }
 
     /// What was loaded and where it runs.

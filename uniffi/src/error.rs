@@ -92,6 +92,18 @@ pub enum EdgewiseError {
         /// What failed.
         reason: String,
     },
+    /// A session file is damaged, truncated, too large, not a session file, or of a newer format.
+    #[error("session file unusable: {reason}")]
+    SessionFile {
+        /// What was wrong (sizes and offsets, never conversation text).
+        reason: String,
+    },
+    /// A session file was saved with another model than the engine's.
+    #[error("session file belongs to another model: {reason}")]
+    SessionModelMismatch {
+        /// The two model ids (short prefixes).
+        reason: String,
+    },
     /// A listener implemented by the host (Kotlin/Swift) threw an unexpected exception.
     #[error("host callback failed: {reason}")]
     Callback {
@@ -147,6 +159,8 @@ impl From<CoreError> for EdgewiseError {
             CoreError::PolicyDenied { .. } => Self::PolicyDenied { reason },
             CoreError::CloudUnavailable { .. } => Self::CloudUnavailable { reason },
             CoreError::Storage { .. } => Self::Storage { reason },
+            CoreError::SessionFile { .. } | CoreError::SessionFileVersion { .. } => Self::SessionFile { reason },
+            CoreError::SessionModelMismatch { .. } => Self::SessionModelMismatch { reason },
             // `Error` is #[non_exhaustive]: new core variants surface as Internal until mapped here.
             _ => Self::Internal { reason },
         }
@@ -189,6 +203,9 @@ mod tests {
             (CoreError::MetadataTooLarge { key: "tokenizer.ggml.tokens".into(), limit: 1 << 26 }, "ModelLoad"),
             (CoreError::TensorShape { name: "output_norm.weight".into(), expected: [1, 640], found: [1, 320] }, "ModelLoad"),
             (CoreError::InputTooLarge { max: 1 << 20, actual: 50 << 20 }, "InvalidParameter"),
+            (CoreError::SessionFile { reason: "checksum mismatch".into() }, "SessionFile"),
+            (CoreError::SessionFileVersion { found: 2, supported: 1 }, "SessionFile"),
+            (CoreError::SessionModelMismatch { file: "ab".into(), engine: "cd".into() }, "SessionModelMismatch"),
         ];
         for (core, want) in cases {
             let got = format!("{:?}", EdgewiseError::from(core));

@@ -13,6 +13,8 @@
 //! | `session` | `ChatSession` (chat/complete with a `TokenSink`, reset, history) and `CancelToken` (one per call) |
 //! | `catalog` | the built-in model catalog and `ModelDownload` (fetch with a `DownloadListener`, cancel, verify) |
 //! | `router` | the on-device privacy check, the routing policy presets, and `Router` (send with an `AnswerListener`, cancel) |
+//! | `session_file` | `ChatSession.save` and `Engine.restore_session`: a chat that survives the app being killed |
+//! | `logging` | `set_log_sink`: the library's `log` records to a Kotlin/Swift `LogSink` (logcat, unified log) |
 //!
 //! # Quick start (the Rust view of what Kotlin and Swift call)
 //!
@@ -44,8 +46,10 @@ uniffi::setup_scaffolding!();
 mod catalog;
 mod engine;
 mod error;
+mod logging;
 mod router;
 mod session;
+mod session_file;
 mod types;
 
 pub use engine::{
@@ -56,6 +60,7 @@ pub use catalog::{
     default_fetch_config, default_model, edgewise_home, list_models, model_path, DownloadListener, ModelDownload,
 };
 pub use error::{EdgewiseError, EdgewiseResult};
+pub use logging::{clear_log_sink, set_log_level, set_log_sink, LogLevel, LogRecord, LogSink};
 pub use router::{
     default_cloud_endpoint, privacy_check, router_policy_cloud_assist, router_policy_field_worker,
     router_policy_local_only, AnswerListener, Router,

@@ -68,7 +68,7 @@ impl ChatSession {
     }
 
     /// Runs a call that does not generate (`Busy` while a live generation holds the session).
-    fn with<T>(&self, f: impl FnOnce(&mut css::Session) -> T) -> EdgewiseResult<T> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut css::Session) -> T) -> EdgewiseResult<T> {
         Ok(self.inner.run(&CancelHandle::new(), f)?)
     }
 

@@ -1114,6 +1114,14 @@ public protocol ChatSessionProtocol: AnyObject, Sendable {
      */
     func reset() throws 
     
+    /**
+     * Saves the conversation and its KV cache to `path` (a file in app-private storage: it holds
+     * the conversation's text). Crash-safe: written to a temporary file, synced, then renamed
+     * over `path`. `Busy` while a generation runs. About 20 KB per cached token on the CPU
+     * backend for Gemma 3 270M (f16 keys and values), twice that on the GPU backend.
+     */
+    func save(path: String) throws 
+    
 }
 /**
  * A conversation with its own KV cache. Thread-safe; one generation at a time.
@@ -1264,6 +1272,21 @@ open func reset()throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_l
         uniffiCallStatus in
     uniffi_edgewise_fn_method_chatsession_reset(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Saves the conversation and its KV cache to `path` (a file in app-private storage: it holds
+     * the conversation's text). Crash-safe: written to a temporary file, synced, then renamed
+     * over `path`. `Busy` while a generation runs. About 20 KB per cached token on the CPU
+     * backend for Gemma 3 270M (f16 keys and values), twice that on the GPU backend.
+     */
+open func save(path: String)throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_chatsession_save(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(path),uniffiCallStatus
     )
 }
 }
@@ -1555,6 +1578,21 @@ public protocol EngineProtocol: AnyObject, Sendable {
      */
     func trim(level: TrimLevel) throws  -> TrimReport
     
+    /**
+     * The loaded model's identity (64 hex digits), which session files record: a file restores
+     * only into an engine with the same id.
+     */
+    func modelId() throws  -> String
+    
+    /**
+     * A session restored from a file written by `ChatSession.save`: its settings, conversation
+     * and KV cache, so the next turn prefills only the new message and answers as the original
+     * session would have. A file saved with another model fails with `SessionModelMismatch`; a
+     * damaged, truncated, foreign or newer-format file with `SessionFile`. Blocking (reads the
+     * file: tens of MB for a long chat): call it from a background thread.
+     */
+    func restoreSession(path: String) throws  -> ChatSession
+    
 }
 /**
  * A loaded model (about 250 MB for Gemma 3 270M): load it once, share it, and `close()` it
@@ -1624,6 +1662,27 @@ public static func load(path: String, config: EngineConfig)throws  -> Engine  {
 })
 }
     
+    /**
+     * Loads the GGUF model in `length` bytes (to the end of the file when negative) at `offset` of
+     * the open file descriptor `fd`: an Android asset stored uncompressed
+     * (`AssetFileDescriptor`: `parcelFileDescriptor.fd`, `startOffset`, `length`) or a content
+     * URI (`ParcelFileDescriptor.fd`, 0, -1). The descriptor is checked and duplicated: close
+     * yours when this returns. `InvalidParameter` (`fd`) for a closed or negative descriptor,
+     * `ModelLoad` for a region outside the file or one that is not a GGUF model. Blocking, like
+     * [`Engine::load`]. Unix (Android, iOS, Linux, macOS) only.
+     */
+public static func loadFd(fd: Int32, offset: Int64, length: Int64, config: EngineConfig)throws  -> Engine  {
+    return try  FfiConverterTypeEngine_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_constructor_engine_load_fd(
+        FfiConverterInt32.lower(fd),
+        FfiConverterInt64.lower(offset),
+        FfiConverterInt64.lower(length),
+        FfiConverterTypeEngineConfig_lower(config),uniffiCallStatus
+    )
+})
+}
+    
 
     
     /**
@@ -1663,6 +1722,36 @@ open func trim(level: TrimLevel)throws  -> TrimReport  {
     uniffi_edgewise_fn_method_engine_trim(
             self.uniffiCloneHandle(),
         FfiConverterTypeTrimLevel_lower(level),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The loaded model's identity (64 hex digits), which session files record: a file restores
+     * only into an engine with the same id.
+     */
+open func modelId()throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_engine_model_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A session restored from a file written by `ChatSession.save`: its settings, conversation
+     * and KV cache, so the next turn prefills only the new message and answers as the original
+     * session would have. A file saved with another model fails with `SessionModelMismatch`; a
+     * damaged, truncated, foreign or newer-format file with `SessionFile`. Blocking (reads the
+     * file: tens of MB for a long chat): call it from a background thread.
+     */
+open func restoreSession(path: String)throws  -> ChatSession  {
+    return try  FfiConverterTypeChatSession_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_engine_restore_session(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(path),uniffiCallStatus
     )
 })
 }
@@ -1710,6 +1799,219 @@ public func FfiConverterTypeEngine_lift(_ handle: UInt64) throws -> Engine {
 #endif
 public func FfiConverterTypeEngine_lower(_ value: Engine) -> UInt64 {
     return FfiConverterTypeEngine.lower(value)
+}
+
+
+
+
+
+
+/**
+ * Receives Edgewise's log records. Implemented in Kotlin or Swift; called on the thread that
+ * logged (often the one running a generation), so keep it quick and thread-safe.
+ */
+public protocol LogSink: AnyObject, Sendable {
+    
+    /**
+     * One record. Throwing drops that record only.
+     */
+    func log(record: LogRecord) throws 
+    
+}
+/**
+ * Receives Edgewise's log records. Implemented in Kotlin or Swift; called on the thread that
+ * logged (often the one running a generation), so keep it quick and thread-safe.
+ */
+open class LogSinkImpl: LogSink, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_edgewise_fn_clone_logsink(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_edgewise_fn_free_logsink(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * One record. Throwing drops that record only.
+     */
+open func log(record: LogRecord)throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_logsink_log(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeLogRecord_lower(record),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceLogSink {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceLogSink = UniffiVTableCallbackInterfaceLogSink(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeLogSink.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface LogSink: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeLogSink.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface LogSink: handle missing in uniffiClone")
+            }
+        },
+        log: { (
+            uniffiHandle: UInt64,
+            record: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeLogSink.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.log(
+                     record: try FfiConverterTypeLogRecord_lift(record)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeEdgewiseError_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceLogSink> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceLogSink>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitLogSink() {
+    uniffi_edgewise_fn_init_callback_vtable_logsink(UniffiCallbackInterfaceLogSink.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeLogSink: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<LogSink>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = LogSink
+
+    public static func lift(_ handle: UInt64) throws -> LogSink {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return LogSinkImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: LogSink) -> UInt64 {
+         if let rustImpl = value as? LogSinkImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> LogSink {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: LogSink, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLogSink_lift(_ handle: UInt64) throws -> LogSink {
+    return try FfiConverterTypeLogSink.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLogSink_lower(_ value: LogSink) -> UInt64 {
+    return FfiConverterTypeLogSink.lower(value)
 }
 
 
@@ -3539,6 +3841,85 @@ public func FfiConverterTypeGpuInfo_lower(_ value: GpuInfo) -> RustBuffer {
 
 
 /**
+ * One log record.
+ */
+public struct LogRecord: Equatable, Hashable {
+    /**
+     * Its level (never `Off`).
+     */
+    public var level: LogLevel
+    /**
+     * The Rust module that wrote it (`edgewise_core::engine`, `wgpu_core::…`).
+     */
+    public var target: String
+    /**
+     * The message.
+     */
+    public var message: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Its level (never `Off`).
+         */level: LogLevel, 
+        /**
+         * The Rust module that wrote it (`edgewise_core::engine`, `wgpu_core::…`).
+         */target: String, 
+        /**
+         * The message.
+         */message: String) {
+        self.level = level
+        self.target = target
+        self.message = message
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension LogRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeLogRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> LogRecord {
+        return
+            try LogRecord(
+                level: FfiConverterTypeLogLevel.read(from: &buf), 
+                target: FfiConverterString.read(from: &buf), 
+                message: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: LogRecord, into buf: inout [UInt8]) {
+        FfiConverterTypeLogLevel.write(value.level, into: &buf)
+        FfiConverterString.write(value.target, into: &buf)
+        FfiConverterString.write(value.message, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLogRecord_lift(_ buf: RustBuffer) throws -> LogRecord {
+    return try FfiConverterTypeLogRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLogRecord_lower(_ value: LogRecord) -> RustBuffer {
+    return FfiConverterTypeLogRecord.lower(value)
+}
+
+
+/**
  * Timing and counts of one generation.
  */
 public struct Metrics: Equatable, Hashable {
@@ -5313,6 +5694,22 @@ enum EdgewiseError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
          */reason: String
     )
     /**
+     * A session file is damaged, truncated, too large, not a session file, or of a newer format.
+     */
+    case SessionFile(
+        /**
+         * What was wrong (sizes and offsets, never conversation text).
+         */reason: String
+    )
+    /**
+     * A session file was saved with another model than the engine's.
+     */
+    case SessionModelMismatch(
+        /**
+         * The two model ids (short prefixes).
+         */reason: String
+    )
+    /**
      * A listener implemented by the host (Kotlin/Swift) threw an unexpected exception.
      */
     case Callback(
@@ -5395,10 +5792,16 @@ public struct FfiConverterTypeEdgewiseError: FfiConverterRustBuffer {
         case 13: return .Storage(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 14: return .Callback(
+        case 14: return .SessionFile(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 15: return .Internal(
+        case 15: return .SessionModelMismatch(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 16: return .Callback(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 17: return .Internal(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -5479,13 +5882,23 @@ public struct FfiConverterTypeEdgewiseError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Callback(reason):
+        case let .SessionFile(reason):
             writeInt(&buf, Int32(14))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Internal(reason):
+        case let .SessionModelMismatch(reason):
             writeInt(&buf, Int32(15))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Callback(reason):
+            writeInt(&buf, Int32(16))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Internal(reason):
+            writeInt(&buf, Int32(17))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -5589,6 +6002,121 @@ public func FfiConverterTypeFinishReason_lift(_ buf: RustBuffer) throws -> Finis
 #endif
 public func FfiConverterTypeFinishReason_lower(_ value: FinishReason) -> RustBuffer {
     return FfiConverterTypeFinishReason.lower(value)
+}
+
+
+
+/**
+ * How much to log, most severe first.
+ */
+
+public enum LogLevel: Equatable, Hashable {
+    
+    /**
+     * Nothing.
+     */
+    case off
+    /**
+     * Failures.
+     */
+    case error
+    /**
+     * Fallbacks and recoveries (a GPU that failed its self-test, a reset session).
+     */
+    case warn
+    /**
+     * One line per load or trim.
+     */
+    case info
+    /**
+     * Per generation and per file (timings, sizes).
+     */
+    case debug
+    /**
+     * Everything.
+     */
+    case trace
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension LogLevel: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeLogLevel: FfiConverterRustBuffer {
+    typealias SwiftType = LogLevel
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> LogLevel {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .off
+        
+        case 2: return .error
+        
+        case 3: return .warn
+        
+        case 4: return .info
+        
+        case 5: return .debug
+        
+        case 6: return .trace
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: LogLevel, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .off:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .error:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .warn:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .info:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .debug:
+            writeInt(&buf, Int32(5))
+        
+        
+        case .trace:
+            writeInt(&buf, Int32(6))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLogLevel_lift(_ buf: RustBuffer) throws -> LogLevel {
+    return try FfiConverterTypeLogLevel.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLogLevel_lower(_ value: LogLevel) -> RustBuffer {
+    return FfiConverterTypeLogLevel.lower(value)
 }
 
 
@@ -7201,6 +7729,38 @@ public func greedySamplingParams()throws  -> SamplingParams  {
 })
 }
 /**
+ * Removes the sink: records are dropped from now on.
+ */
+public func clearLogSink()throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_func_clear_log_sink(uniffiCallStatus
+    )
+}
+}
+/**
+ * Changes the level of the installed sink (`Off` silences it).
+ */
+public func setLogLevel(level: LogLevel)throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_func_set_log_level(
+        FfiConverterTypeLogLevel_lower(level),uniffiCallStatus
+    )
+}
+}
+/**
+ * Sends Edgewise's log records at `level` and above to `sink` (replacing any earlier sink).
+ * Call it once at start-up, e.g. `setLogSink(LogcatSink(), LogLevel.INFO)`. Fails with
+ * `Internal` if something else in the process already installed a Rust `log` logger.
+ */
+public func setLogSink(sink: LogSink, level: LogLevel)throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_func_set_log_sink(
+        FfiConverterTypeLogSink_lower(sink),
+        FfiConverterTypeLogLevel_lower(level),uniffiCallStatus
+    )
+}
+}
+/**
  * The core defaults (timeouts, retries, streaming) for an endpoint at `base_url` serving
  * `model`.
  */
@@ -7303,6 +7863,15 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_func_greedy_sampling_params() != 41928) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_edgewise_checksum_func_clear_log_sink() != 46194) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_func_set_log_level() != 27994) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_func_set_log_sink() != 8833) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_edgewise_checksum_func_default_cloud_endpoint() != 23088) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -7343,6 +7912,15 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_engine_trim() != 57137) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_engine_model_id() != 16042) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_engine_restore_session() != 51224) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_logsink_log() != 58178) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_answerlistener_on_token() != 57522) {
@@ -7396,6 +7974,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_chatsession_reset() != 16258) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_edgewise_checksum_method_chatsession_save() != 32560) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_edgewise_checksum_method_tokensink_on_token() != 36392) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -7408,6 +7989,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_constructor_engine_load() != 56099) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_edgewise_checksum_constructor_engine_load_fd() != 47408) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_edgewise_checksum_constructor_router_new() != 946) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -7417,6 +8001,7 @@ private let initializationResult: InitializationResult = {
 
     uniffiCallbackInitAnswerListener()
     uniffiCallbackInitDownloadListener()
+    uniffiCallbackInitLogSink()
     uniffiCallbackInitTokenSink()
     return InitializationResult.ok
 }()

@@ -655,6 +655,9 @@ internal interface UniffiForeignFutureCompleteVoid : com.sun.jna.Callback {
 internal interface UniffiCallbackInterfaceDownloadListenerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`progress`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceLogSinkMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`record`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 internal interface UniffiCallbackInterfaceAnswerListenerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`text`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -680,6 +683,25 @@ internal open class UniffiVTableCallbackInterfaceDownloadListener(
         `uniffiFree` = other.`uniffiFree`
         `uniffiClone` = other.`uniffiClone`
         `onProgress` = other.`onProgress`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "log")
+internal open class UniffiVTableCallbackInterfaceLogSink(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `log`: UniffiCallbackInterfaceLogSinkMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `log`: UniffiCallbackInterfaceLogSinkMethod0? = null,
+    ): UniffiVTableCallbackInterfaceLogSink(`uniffiFree`,`uniffiClone`,`log`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceLogSink) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `log` = other.`log`
     }
 
 }
@@ -769,6 +791,12 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_edgewise_checksum_func_greedy_sampling_params(
     ): Int
+    external fun uniffi_edgewise_checksum_func_clear_log_sink(
+    ): Int
+    external fun uniffi_edgewise_checksum_func_set_log_level(
+    ): Int
+    external fun uniffi_edgewise_checksum_func_set_log_sink(
+    ): Int
     external fun uniffi_edgewise_checksum_func_default_cloud_endpoint(
     ): Int
     external fun uniffi_edgewise_checksum_func_privacy_check(
@@ -796,6 +824,12 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_edgewise_checksum_method_engine_new_session(
     ): Int
     external fun uniffi_edgewise_checksum_method_engine_trim(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_engine_model_id(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_engine_restore_session(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_logsink_log(
     ): Int
     external fun uniffi_edgewise_checksum_method_answerlistener_on_token(
     ): Int
@@ -831,6 +865,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_edgewise_checksum_method_chatsession_reset(
     ): Int
+    external fun uniffi_edgewise_checksum_method_chatsession_save(
+    ): Int
     external fun uniffi_edgewise_checksum_method_tokensink_on_token(
     ): Int
     external fun uniffi_edgewise_checksum_constructor_modeldownload_custom(
@@ -838,6 +874,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_edgewise_checksum_constructor_modeldownload_new(
     ): Int
     external fun uniffi_edgewise_checksum_constructor_engine_load(
+    ): Int
+    external fun uniffi_edgewise_checksum_constructor_engine_load_fd(
     ): Int
     external fun uniffi_edgewise_checksum_constructor_router_new(
     ): Int
@@ -861,6 +899,7 @@ internal object UniffiLib {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "edgewise"))
         uniffiCallbackInterfaceAnswerListener.register(this)
         uniffiCallbackInterfaceDownloadListener.register(this)
+        uniffiCallbackInterfaceLogSink.register(this)
         uniffiCallbackInterfaceTokenSink.register(this)
         
     }
@@ -898,12 +937,26 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_edgewise_fn_constructor_engine_load(`path`: RustBuffer.ByValue,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_edgewise_fn_constructor_engine_load_fd(`fd`: Int,`offset`: Long,`length`: Long,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
     external fun uniffi_edgewise_fn_method_engine_info(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_engine_new_session(`ptr`: Long,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_edgewise_fn_method_engine_trim(`ptr`: Long,`level`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_method_engine_model_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_method_engine_restore_session(`ptr`: Long,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_clone_logsink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_free_logsink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_init_callback_vtable_logsink(`vtable`: UniffiVTableCallbackInterfaceLogSink,
+    ): Unit
+    external fun uniffi_edgewise_fn_method_logsink_log(`ptr`: Long,`record`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_edgewise_fn_clone_answerlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_edgewise_fn_free_answerlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -960,6 +1013,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_chatsession_reset(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_edgewise_fn_method_chatsession_save(`ptr`: Long,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_edgewise_fn_clone_tokensink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_edgewise_fn_free_tokensink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -988,6 +1043,12 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_func_greedy_sampling_params(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_func_clear_log_sink(uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_func_set_log_level(`level`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_func_set_log_sink(`sink`: Long,`level`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_edgewise_fn_func_default_cloud_endpoint(`baseUrl`: RustBuffer.ByValue,`model`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_func_privacy_check(`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1147,6 +1208,15 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_func_greedy_sampling_params() and 0xFFFF) != 41928) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_edgewise_checksum_func_clear_log_sink() and 0xFFFF) != 46194) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_func_set_log_level() and 0xFFFF) != 27994) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_func_set_log_sink() and 0xFFFF) != 8833) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_edgewise_checksum_func_default_cloud_endpoint() and 0xFFFF) != 23088) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1187,6 +1257,15 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_engine_trim() and 0xFFFF) != 57137) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_engine_model_id() and 0xFFFF) != 16042) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_engine_restore_session() and 0xFFFF) != 51224) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_logsink_log() and 0xFFFF) != 58178) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_answerlistener_on_token() and 0xFFFF) != 57522) {
@@ -1240,6 +1319,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_chatsession_reset() and 0xFFFF) != 16258) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_edgewise_checksum_method_chatsession_save() and 0xFFFF) != 32560) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_edgewise_checksum_method_tokensink_on_token() and 0xFFFF) != 36392) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1250,6 +1332,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_constructor_engine_load() and 0xFFFF) != 56099) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_constructor_engine_load_fd() and 0xFFFF) != 47408) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_constructor_router_new() and 0xFFFF) != 946) {
@@ -2507,6 +2592,14 @@ public interface ChatSessionInterface {
      */
     fun `reset`()
     
+    /**
+     * Saves the conversation and its KV cache to `path` (a file in app-private storage: it holds
+     * the conversation's text). Crash-safe: written to a temporary file, synced, then renamed
+     * over `path`. `Busy` while a generation runs. About 20 KB per cached token on the CPU
+     * backend for Gemma 3 270M (f16 keys and values), twice that on the GPU backend.
+     */
+    fun `save`(`path`: kotlin.String)
+    
     companion object
 }
 
@@ -2741,6 +2834,26 @@ open class ChatSession: Disposable, AutoCloseable, ChatSessionInterface
     UniffiLib.uniffi_edgewise_fn_method_chatsession_reset(
         it,
         _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Saves the conversation and its KV cache to `path` (a file in app-private storage: it holds
+     * the conversation's text). Crash-safe: written to a temporary file, synced, then renamed
+     * over `path`. `Busy` while a generation runs. About 20 KB per cached token on the CPU
+     * backend for Gemma 3 270M (f16 keys and values), twice that on the GPU backend.
+     */
+    @Throws(EdgewiseException::class)override fun `save`(`path`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_chatsession_save(
+        it,
+        
+        FfiConverterString.lower(`path`),_status)
 }
     }
     
@@ -3235,6 +3348,21 @@ public interface EngineInterface {
      */
     fun `trim`(`level`: TrimLevel): TrimReport
     
+    /**
+     * The loaded model's identity (64 hex digits), which session files record: a file restores
+     * only into an engine with the same id.
+     */
+    fun `modelId`(): kotlin.String
+    
+    /**
+     * A session restored from a file written by `ChatSession.save`: its settings, conversation
+     * and KV cache, so the next turn prefills only the new message and answers as the original
+     * session would have. A file saved with another model fails with `SessionModelMismatch`; a
+     * damaged, truncated, foreign or newer-format file with `SessionFile`. Blocking (reads the
+     * file: tens of MB for a long chat): call it from a background thread.
+     */
+    fun `restoreSession`(`path`: kotlin.String): ChatSession
+    
     companion object
 }
 
@@ -3400,6 +3528,46 @@ open class Engine: Disposable, AutoCloseable, EngineInterface
     
 
     
+    /**
+     * The loaded model's identity (64 hex digits), which session files record: a file restores
+     * only into an engine with the same id.
+     */
+    @Throws(EdgewiseException::class)override fun `modelId`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_engine_model_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * A session restored from a file written by `ChatSession.save`: its settings, conversation
+     * and KV cache, so the next turn prefills only the new message and answers as the original
+     * session would have. A file saved with another model fails with `SessionModelMismatch`; a
+     * damaged, truncated, foreign or newer-format file with `SessionFile`. Blocking (reads the
+     * file: tens of MB for a long chat): call it from a background thread.
+     */
+    @Throws(EdgewiseException::class)override fun `restoreSession`(`path`: kotlin.String): ChatSession {
+            return FfiConverterTypeChatSession.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_engine_restore_session(
+        it,
+        
+        FfiConverterString.lower(`path`),_status)
+}
+    }
+    )
+    }
+    
+
+    
 
     
 
@@ -3417,6 +3585,31 @@ open class Engine: Disposable, AutoCloseable, EngineInterface
     
         
         FfiConverterString.lower(`path`),
+        FfiConverterTypeEngineConfig.lower(`config`),_status)
+}
+    )
+    }
+    
+
+        
+    /**
+     * Loads the GGUF model in `length` bytes (to the end of the file when negative) at `offset` of
+     * the open file descriptor `fd`: an Android asset stored uncompressed
+     * (`AssetFileDescriptor`: `parcelFileDescriptor.fd`, `startOffset`, `length`) or a content
+     * URI (`ParcelFileDescriptor.fd`, 0, -1). The descriptor is checked and duplicated: close
+     * yours when this returns. `InvalidParameter` (`fd`) for a closed or negative descriptor,
+     * `ModelLoad` for a region outside the file or one that is not a GGUF model. Blocking, like
+     * [`Engine::load`]. Unix (Android, iOS, Linux, macOS) only.
+     */
+    @Throws(EdgewiseException::class) fun `loadFd`(`fd`: kotlin.Int, `offset`: kotlin.Long, `length`: kotlin.Long, `config`: EngineConfig): Engine {
+            return FfiConverterTypeEngine.lift(
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_constructor_engine_load_fd(
+    
+        
+        FfiConverterInt.lower(`fd`),
+        FfiConverterLong.lower(`offset`),
+        FfiConverterLong.lower(`length`),
         FfiConverterTypeEngineConfig.lower(`config`),_status)
 }
     )
@@ -3448,6 +3641,337 @@ public object FfiConverterTypeEngine: FfiConverter<Engine, Long> {
     override fun allocationSize(value: Engine) = 8UL
 
     override fun write(value: Engine, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * Receives Edgewise's log records. Implemented in Kotlin or Swift; called on the thread that
+ * logged (often the one running a generation), so keep it quick and thread-safe.
+ */
+public interface LogSink {
+    
+    /**
+     * One record. Throwing drops that record only.
+     */
+    fun `log`(`record`: LogRecord)
+    
+    companion object
+}
+
+/**
+ * Receives Edgewise's log records. Implemented in Kotlin or Swift; called on the thread that
+ * logged (often the one running a generation), so keep it quick and thread-safe.
+ */
+open class LogSinkImpl: Disposable, AutoCloseable, LogSink
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_edgewise_fn_free_logsink(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_edgewise_fn_clone_logsink(handle, status)
+        }
+    }
+
+    
+    /**
+     * One record. Throwing drops that record only.
+     */
+    @Throws(EdgewiseException::class)override fun `log`(`record`: LogRecord)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_logsink_log(
+        it,
+        
+        FfiConverterTypeLogRecord.lower(`record`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceLogSink {
+    internal object `log`: UniffiCallbackInterfaceLogSinkMethod0 {
+        override fun callback(`uniffiHandle`: Long,`record`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeLogSink.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`log`(
+                    FfiConverterTypeLogRecord.lift(`record`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: EdgewiseException -> FfiConverterTypeEdgewiseError.lower(e) }
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeLogSink.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeLogSink.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceLogSink.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `log`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_edgewise_fn_init_callback_vtable_logsink(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeLogSink: FfiConverter<LogSink, Long> {
+    internal val handleMap = UniffiHandleMap<LogSink>()
+
+    override fun lower(value: LogSink): Long {
+        if (value is LogSinkImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): LogSink {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return LogSinkImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): LogSink {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: LogSink) = 8UL
+
+    override fun write(value: LogSink, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -5408,6 +5932,61 @@ public object FfiConverterTypeGpuInfo: FfiConverterRustBuffer<GpuInfo> {
 
 
 /**
+ * One log record.
+ */
+data class LogRecord (
+    /**
+     * Its level (never `Off`).
+     */
+    val `level`: LogLevel
+    , 
+    /**
+     * The Rust module that wrote it (`edgewise_core::engine`, `wgpu_core::…`).
+     */
+    val `target`: kotlin.String
+    , 
+    /**
+     * The message.
+     */
+    val `message`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeLogRecord: FfiConverterRustBuffer<LogRecord> {
+    override fun read(buf: ByteBuffer): LogRecord {
+        return LogRecord(
+            FfiConverterTypeLogLevel.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: LogRecord) = (
+            FfiConverterTypeLogLevel.allocationSize(value.`level`) +
+            FfiConverterString.allocationSize(value.`target`) +
+            FfiConverterString.allocationSize(value.`message`)
+    )
+
+    override fun write(value: LogRecord, buf: ByteBuffer) {
+            FfiConverterTypeLogLevel.write(value.`level`, buf)
+            FfiConverterString.write(value.`target`, buf)
+            FfiConverterString.write(value.`message`, buf)
+    }
+}
+
+
+
+/**
  * Timing and counts of one generation.
  */
 data class Metrics (
@@ -6737,6 +7316,34 @@ sealed class EdgewiseException: kotlin.Exception() {
     }
     
     /**
+     * A session file is damaged, truncated, too large, not a session file, or of a newer format.
+     */
+    class SessionFile(
+        
+        /**
+         * What was wrong (sizes and offsets, never conversation text).
+         */
+        val `reason`: kotlin.String
+        ) : EdgewiseException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * A session file was saved with another model than the engine's.
+     */
+    class SessionModelMismatch(
+        
+        /**
+         * The two model ids (short prefixes).
+         */
+        val `reason`: kotlin.String
+        ) : EdgewiseException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
      * A listener implemented by the host (Kotlin/Swift) threw an unexpected exception.
      */
     class Callback(
@@ -6821,10 +7428,16 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
             13 -> EdgewiseException.Storage(
                 FfiConverterString.read(buf),
                 )
-            14 -> EdgewiseException.Callback(
+            14 -> EdgewiseException.SessionFile(
                 FfiConverterString.read(buf),
                 )
-            15 -> EdgewiseException.Internal(
+            15 -> EdgewiseException.SessionModelMismatch(
+                FfiConverterString.read(buf),
+                )
+            16 -> EdgewiseException.Callback(
+                FfiConverterString.read(buf),
+                )
+            17 -> EdgewiseException.Internal(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -6895,6 +7508,16 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is EdgewiseException.Storage -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is EdgewiseException.SessionFile -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is EdgewiseException.SessionModelMismatch -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
@@ -6980,13 +7603,23 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Callback -> {
+            is EdgewiseException.SessionFile -> {
                 buf.putInt(14)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Internal -> {
+            is EdgewiseException.SessionModelMismatch -> {
                 buf.putInt(15)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is EdgewiseException.Callback -> {
+                buf.putInt(16)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is EdgewiseException.Internal -> {
+                buf.putInt(17)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -7038,6 +7671,67 @@ public object FfiConverterTypeFinishReason: FfiConverterRustBuffer<FinishReason>
     override fun allocationSize(value: FinishReason) = 4UL
 
     override fun write(value: FinishReason, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * How much to log, most severe first.
+ */
+
+enum class LogLevel {
+    
+    /**
+     * Nothing.
+     */
+    OFF,
+    /**
+     * Failures.
+     */
+    ERROR,
+    /**
+     * Fallbacks and recoveries (a GPU that failed its self-test, a reset session).
+     */
+    WARN,
+    /**
+     * One line per load or trim.
+     */
+    INFO,
+    /**
+     * Per generation and per file (timings, sizes).
+     */
+    DEBUG,
+    /**
+     * Everything.
+     */
+    TRACE;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeLogLevel: FfiConverterRustBuffer<LogLevel> {
+    override fun read(buf: ByteBuffer) = try {
+        
+        LogLevel.entries[buf.getInt() - 1]
+        
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: LogLevel) = 4UL
+
+    override fun write(value: LogLevel, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
@@ -8465,6 +9159,50 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 }
     )
     }
+    
+
+        /**
+         * Removes the sink: records are dropped from now on.
+         */
+    @Throws(EdgewiseException::class) fun `clearLogSink`()
+        = 
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_func_clear_log_sink(
+    
+        _status)
+}
+    
+    
+
+        /**
+         * Changes the level of the installed sink (`Off` silences it).
+         */
+    @Throws(EdgewiseException::class) fun `setLogLevel`(`level`: LogLevel)
+        = 
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_func_set_log_level(
+    
+        
+        FfiConverterTypeLogLevel.lower(`level`),_status)
+}
+    
+    
+
+        /**
+         * Sends Edgewise's log records at `level` and above to `sink` (replacing any earlier sink).
+         * Call it once at start-up, e.g. `setLogSink(LogcatSink(), LogLevel.INFO)`. Fails with
+         * `Internal` if something else in the process already installed a Rust `log` logger.
+         */
+    @Throws(EdgewiseException::class) fun `setLogSink`(`sink`: LogSink, `level`: LogLevel)
+        = 
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_func_set_log_sink(
+    
+        
+        FfiConverterTypeLogSink.lower(`sink`),
+        FfiConverterTypeLogLevel.lower(`level`),_status)
+}
+    
     
 
         /**
