@@ -147,3 +147,42 @@ fn restored_messages(cfg: &SessionConfig, history: &[edgewise_core::tokenizer::C
     m.extend_from_slice(history);
     m
 }
+
+/// The wgpu path (`EDGEWISE_GPU_TESTS=1`, lavapipe in CI): a session saved on the GPU (f32 rows)
+/// restores on the GPU with the same greedy continuation as the uninterrupted session, and the same
+/// file restores on the CPU (rows rounded to f16) and continues there.
+#[test]
+fn gpu_session_file_round_trip_and_cross_backend() {
+    if std::env::var("EDGEWISE_GPU_TESTS").as_deref() != Ok("1") {
+        eprintln!("SKIPPED: gpu_session_file_round_trip_and_cross_backend (set EDGEWISE_GPU_TESTS=1)");
+        return;
+    }
+    let Some(path) = common_model::model_path() else { return };
+    if let Err(e) = edgewise_core::backend::gpu() {
+        eprintln!("SKIPPED: no wgpu device ({e})");
+        return;
+    }
+    let gpu = Engine::load(&path, EngineConfig { backend: BackendPreference::Gpu, threads: Some(2), gpu_self_test: false }).unwrap();
+    let cpu = Engine::load(&path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap();
+    assert_eq!(gpu.model_id(), cpu.model_id());
+    let dir = temp_dir("gpu");
+    let file = dir.join("gpu.ewsession");
+    let cfg = SessionConfig { max_context: 128, prefill_chunk: 32, ..Default::default() };
+    let params = GenerationParams { ignore_eos: true, ..GenerationParams::greedy(3) };
+    let mut a = gpu.new_session(cfg.clone()).unwrap();
+    a.chat("Name a large river in Europe.", &params, &mut |_| true).unwrap();
+    a.save(&file).unwrap();
+    let saved = a.cached_tokens();
+    let uninterrupted = a.chat("And in Asia?", &params, &mut |_| true).unwrap();
+    let mut b = gpu.restore_session(&file).unwrap();
+    assert_eq!(b.cached_tokens(), saved);
+    let resumed = b.chat("And in Asia?", &params, &mut |_| true).unwrap();
+    assert_eq!(resumed.token_ids, uninterrupted.token_ids);
+    assert_eq!(resumed.metrics.prefilled_tokens, uninterrupted.metrics.prefilled_tokens);
+    let mut c = cpu.restore_session(&file).unwrap();
+    assert_eq!(c.cached_tokens(), saved);
+    let on_cpu = c.chat("And in Asia?", &params, &mut |_| true).unwrap();
+    assert_eq!(on_cpu.metrics.prefilled_tokens, uninterrupted.metrics.prefilled_tokens, "the GPU's cache was used on the CPU");
+    assert_eq!(on_cpu.token_ids.len(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -110,32 +110,37 @@ impl From<cm::TrimReport> for TrimReport {
     }
 }
 
+// The defaults and presets below do not return `Result`, unlike every other export: they only
+// copy core's constants (no I/O, nothing to validate, nothing that can panic), so Swift gets them
+// without `try` (issue 16). What they return is validated where it is used.
+
 /// Core's default engine settings (`Auto` backend with the GPU self-test, all cores).
 #[uniffi::export]
-pub fn default_engine_config() -> EdgewiseResult<EngineConfig> {
-    Ok(ce::EngineConfig::default().into())
+pub fn default_engine_config() -> EngineConfig {
+    ce::EngineConfig::default().into()
 }
 
 /// Core's default session settings.
 #[uniffi::export]
-pub fn default_session_config() -> EdgewiseResult<SessionConfig> {
-    Ok(css::SessionConfig::default().into())
+pub fn default_session_config() -> SessionConfig {
+    css::SessionConfig::default().into()
 }
 
 /// Core's default generation settings (sampling with temperature, 256 tokens).
 #[uniffi::export]
-pub fn default_generation_params() -> EdgewiseResult<GenerationParams> {
-    Ok(css::GenerationParams::default().into())
+pub fn default_generation_params() -> GenerationParams {
+    css::GenerationParams::default().into()
 }
 
-/// Greedy (deterministic) decoding for at most `max_tokens` tokens.
+/// Greedy (deterministic) decoding for at most `max_tokens` tokens (checked when generating:
+/// 1..=1048576).
 #[uniffi::export]
-pub fn greedy_generation_params(max_tokens: u32) -> EdgewiseResult<GenerationParams> {
-    Ok(css::GenerationParams::greedy(to_usize(max_tokens)).into())
+pub fn greedy_generation_params(max_tokens: i32) -> GenerationParams {
+    css::GenerationParams::greedy(to_usize(max_tokens)).into()
 }
 
 /// Argmax sampling with no penalties.
 #[uniffi::export]
-pub fn greedy_sampling_params() -> EdgewiseResult<SamplingParams> {
-    Ok(cs::SamplingParams::greedy().into())
+pub fn greedy_sampling_params() -> SamplingParams {
+    cs::SamplingParams::greedy().into()
 }

@@ -30,9 +30,9 @@ pub enum EdgewiseError {
     #[error("context overflow: {requested} tokens requested, context holds {max}")]
     ContextOverflow {
         /// Context capacity in tokens.
-        max: u32,
+        max: i32,
         /// Tokens requested.
-        requested: u32,
+        requested: i32,
     },
     /// The operation was cancelled.
     #[error("cancelled")]
@@ -76,9 +76,9 @@ pub enum EdgewiseError {
     #[error("not enough disk space: need {needed} bytes, {available} available")]
     DiskSpace {
         /// Bytes needed.
-        needed: u64,
+        needed: i64,
         /// Bytes available.
-        available: u64,
+        available: i64,
     },
     /// A file-system error.
     #[error("i/o error: {reason}")]
@@ -121,8 +121,12 @@ pub enum EdgewiseError {
 /// Result alias for exported functions.
 pub type EdgewiseResult<T> = Result<T, EdgewiseError>;
 
-fn saturating_u32(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
+fn saturating_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl From<CoreError> for EdgewiseError {
@@ -146,10 +150,12 @@ impl From<CoreError> for EdgewiseError {
             CoreError::UnknownModel { .. } => Self::InvalidParameter { name: "model_id".into(), reason },
             CoreError::Catalog { .. } => Self::Internal { reason },
             CoreError::Checksum { .. } | CoreError::Download { .. } => Self::Download { reason },
-            CoreError::DiskSpace { needed, available } => Self::DiskSpace { needed, available },
+            CoreError::DiskSpace { needed, available } => {
+                Self::DiskSpace { needed: saturating_i64(needed), available: saturating_i64(available) }
+            }
             CoreError::Backend { .. } => Self::Backend { reason },
             CoreError::ContextOverflow { max, requested } => {
-                Self::ContextOverflow { max: saturating_u32(max), requested: saturating_u32(requested) }
+                Self::ContextOverflow { max: saturating_i32(max), requested: saturating_i32(requested) }
             }
             CoreError::InvalidParameter { name, reason } => Self::InvalidParameter { name: name.into(), reason },
             // Sizes only: the input itself is never part of the message.
@@ -212,7 +218,7 @@ mod tests {
             assert!(got.starts_with(want), "{got} should be {want}");
         }
         let e = EdgewiseError::from(CoreError::ContextOverflow { max: 512, requested: usize::MAX });
-        assert_eq!(e, EdgewiseError::ContextOverflow { max: 512, requested: u32::MAX });
+        assert_eq!(e, EdgewiseError::ContextOverflow { max: 512, requested: i32::MAX });
     }
 
     #[test]

@@ -24,11 +24,11 @@
 //! impl TokenSink for Print {
 //!     fn on_token(&self, text: String) -> Result<(), EdgewiseError> { print!("{text}"); Ok(()) }
 //! }
-//! let config = EngineConfig { backend: BackendPreference::Cpu, ..default_engine_config()? };
+//! let config = EngineConfig { backend: BackendPreference::Cpu, ..default_engine_config() };
 //! let engine = Engine::load("gemma-3-270m-q4_k_m.gguf".into(), config)?;
-//! let session = engine.new_session(default_session_config()?)?;
+//! let session = engine.new_session(default_session_config())?;
 //! let cancel = CancelToken::new(); // this call's own cancel: cancel.cancel() from any thread
-//! let g = session.chat("Name three rivers.".into(), greedy_generation_params(64)?, std::sync::Arc::new(Print), Some(cancel))?;
+//! let g = session.chat("Name three rivers.".into(), greedy_generation_params(64), std::sync::Arc::new(Print), Some(cancel))?;
 //! assert!(privacy_check("Call me on +44 7700 900123".into())?.sensitive);
 //! # let _ = g; Ok::<(), EdgewiseError>(())
 //! ```

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use edgewise_core::session::{self as css, CancelHandle};
 
 use crate::error::{guard, EdgewiseError, EdgewiseResult};
-use crate::types::{to_u32, ChatMessage, Generation, GenerationParams, SessionConfig};
+use crate::types::{to_i32, ChatMessage, Generation, GenerationParams, SessionConfig};
 
 /// Receives generated text as it is produced. Implemented in Kotlin or Swift.
 #[uniffi::export(foreign)]
@@ -154,8 +154,8 @@ impl ChatSession {
     }
 
     /// Tokens currently held in the KV cache. `Busy` while a generation runs.
-    pub fn cached_tokens(&self) -> EdgewiseResult<u32> {
-        self.with(|s| to_u32(s.cached_tokens()))
+    pub fn cached_tokens(&self) -> EdgewiseResult<i32> {
+        self.with(|s| to_i32(s.cached_tokens()))
     }
 
     /// The session's settings. `Busy` while a generation runs.

@@ -497,12 +497,12 @@ RustBuffer uniffi_edgewise_fn_method_router_decide(uint64_t ptr, RustBuffer mess
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_DRAIN_QUEUE
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_DRAIN_QUEUE
-uint32_t uniffi_edgewise_fn_method_router_drain_queue(uint64_t ptr, RustCallStatus *_Nonnull out_status
+int32_t uniffi_edgewise_fn_method_router_drain_queue(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_MEASURE_CONFIDENCE
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_MEASURE_CONFIDENCE
-float uniffi_edgewise_fn_method_router_measure_confidence(uint64_t ptr, RustBuffer messages, uint32_t draft_tokens, RustCallStatus *_Nonnull out_status
+float uniffi_edgewise_fn_method_router_measure_confidence(uint64_t ptr, RustBuffer messages, int32_t draft_tokens, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_POLICY
@@ -553,7 +553,7 @@ void uniffi_edgewise_fn_free_chatsession(uint64_t handle, RustCallStatus *_Nonnu
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_CACHED_TOKENS
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_CACHED_TOKENS
-uint32_t uniffi_edgewise_fn_method_chatsession_cached_tokens(uint64_t ptr, RustCallStatus *_Nonnull out_status
+int32_t uniffi_edgewise_fn_method_chatsession_cached_tokens(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_CANCEL
@@ -660,7 +660,7 @@ RustBuffer uniffi_edgewise_fn_func_default_session_config(RustCallStatus *_Nonnu
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_GREEDY_GENERATION_PARAMS
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_GREEDY_GENERATION_PARAMS
-RustBuffer uniffi_edgewise_fn_func_greedy_generation_params(uint32_t max_tokens, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_edgewise_fn_func_greedy_generation_params(int32_t max_tokens, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_GREEDY_SAMPLING_PARAMS

@@ -1178,7 +1178,7 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
-    if ((lib.uniffi_edgewise_checksum_func_default_fetch_config() and 0xFFFF) != 28648) {
+    if ((lib.uniffi_edgewise_checksum_func_default_fetch_config() and 0xFFFF) != 1642) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_func_default_model() and 0xFFFF) != 41727) {
@@ -1193,19 +1193,19 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_func_model_path() and 0xFFFF) != 64766) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_default_engine_config() and 0xFFFF) != 61910) {
+    if ((lib.uniffi_edgewise_checksum_func_default_engine_config() and 0xFFFF) != 11234) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_default_generation_params() and 0xFFFF) != 65158) {
+    if ((lib.uniffi_edgewise_checksum_func_default_generation_params() and 0xFFFF) != 20427) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_default_session_config() and 0xFFFF) != 37566) {
+    if ((lib.uniffi_edgewise_checksum_func_default_session_config() and 0xFFFF) != 34321) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_greedy_generation_params() and 0xFFFF) != 27255) {
+    if ((lib.uniffi_edgewise_checksum_func_greedy_generation_params() and 0xFFFF) != 20970) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_greedy_sampling_params() and 0xFFFF) != 41928) {
+    if ((lib.uniffi_edgewise_checksum_func_greedy_sampling_params() and 0xFFFF) != 53876) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_func_clear_log_sink() and 0xFFFF) != 46194) {
@@ -1217,19 +1217,19 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_func_set_log_sink() and 0xFFFF) != 8833) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_default_cloud_endpoint() and 0xFFFF) != 23088) {
+    if ((lib.uniffi_edgewise_checksum_func_default_cloud_endpoint() and 0xFFFF) != 26334) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_func_privacy_check() and 0xFFFF) != 48003) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_router_policy_cloud_assist() and 0xFFFF) != 20392) {
+    if ((lib.uniffi_edgewise_checksum_func_router_policy_cloud_assist() and 0xFFFF) != 33994) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_router_policy_field_worker() and 0xFFFF) != 42315) {
+    if ((lib.uniffi_edgewise_checksum_func_router_policy_field_worker() and 0xFFFF) != 17566) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_router_policy_local_only() and 0xFFFF) != 42112) {
+    if ((lib.uniffi_edgewise_checksum_func_router_policy_local_only() and 0xFFFF) != 47111) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_downloadlistener_on_progress() and 0xFFFF) != 9967) {
@@ -1280,10 +1280,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_router_decide() and 0xFFFF) != 42489) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_router_drain_queue() and 0xFFFF) != 9088) {
+    if ((lib.uniffi_edgewise_checksum_method_router_drain_queue() and 0xFFFF) != 9289) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_router_measure_confidence() and 0xFFFF) != 45890) {
+    if ((lib.uniffi_edgewise_checksum_method_router_measure_confidence() and 0xFFFF) != 49893) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_router_policy() and 0xFFFF) != 26835) {
@@ -1298,7 +1298,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_canceltoken_is_cancelled() and 0xFFFF) != 34936) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_chatsession_cached_tokens() and 0xFFFF) != 44651) {
+    if ((lib.uniffi_edgewise_checksum_method_chatsession_cached_tokens() and 0xFFFF) != 40717) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_chatsession_cancel() and 0xFFFF) != 58447) {
@@ -1534,56 +1534,6 @@ private class AndroidSystemCleanable(
 /**
  * @suppress
  */
-public object FfiConverterUShort: FfiConverter<UShort, Short> {
-    override fun lift(value: Short): UShort {
-        return value.toUShort()
-    }
-
-    fun lift(value: Int): UShort {
-        return value.toUShort()
-    }
-
-    override fun read(buf: ByteBuffer): UShort {
-        return lift(buf.getShort())
-    }
-
-    override fun lower(value: UShort): Short {
-        return value.toShort()
-    }
-
-    override fun allocationSize(value: UShort) = 2UL
-
-    override fun write(value: UShort, buf: ByteBuffer) {
-        buf.putShort(value.toShort())
-    }
-}
-
-/**
- * @suppress
- */
-public object FfiConverterUInt: FfiConverter<UInt, Int> {
-    override fun lift(value: Int): UInt {
-        return value.toUInt()
-    }
-
-    override fun read(buf: ByteBuffer): UInt {
-        return lift(buf.getInt())
-    }
-
-    override fun lower(value: UInt): Int {
-        return value.toInt()
-    }
-
-    override fun allocationSize(value: UInt) = 4UL
-
-    override fun write(value: UInt, buf: ByteBuffer) {
-        buf.putInt(value.toInt())
-    }
-}
-
-/**
- * @suppress
- */
 public object FfiConverterInt: FfiConverter<Int, Int> {
     override fun lift(value: Int): Int {
         return value
@@ -1601,29 +1551,6 @@ public object FfiConverterInt: FfiConverter<Int, Int> {
 
     override fun write(value: Int, buf: ByteBuffer) {
         buf.putInt(value)
-    }
-}
-
-/**
- * @suppress
- */
-public object FfiConverterULong: FfiConverter<ULong, Long> {
-    override fun lift(value: Long): ULong {
-        return value.toULong()
-    }
-
-    override fun read(buf: ByteBuffer): ULong {
-        return lift(buf.getLong())
-    }
-
-    override fun lower(value: ULong): Long {
-        return value.toLong()
-    }
-
-    override fun allocationSize(value: ULong) = 8UL
-
-    override fun write(value: ULong, buf: ByteBuffer) {
-        buf.putLong(value.toLong())
     }
 }
 
@@ -2553,7 +2480,7 @@ public interface ChatSessionInterface {
     /**
      * Tokens currently held in the KV cache. `Busy` while a generation runs.
      */
-    fun `cachedTokens`(): kotlin.UInt
+    fun `cachedTokens`(): kotlin.Int
     
     /**
      * Stops the generation holding the session now, before its next token. Safe from any
@@ -2711,8 +2638,8 @@ open class ChatSession: Disposable, AutoCloseable, ChatSessionInterface
     /**
      * Tokens currently held in the KV cache. `Busy` while a generation runs.
      */
-    @Throws(EdgewiseException::class)override fun `cachedTokens`(): kotlin.UInt {
-            return FfiConverterUInt.lift(
+    @Throws(EdgewiseException::class)override fun `cachedTokens`(): kotlin.Int {
+            return FfiConverterInt.lift(
     callWithHandle {
     uniffiRustCallWithError(EdgewiseException) { _status ->
     UniffiLib.uniffi_edgewise_fn_method_chatsession_cached_tokens(
@@ -4488,7 +4415,7 @@ public interface RouterInterface {
      * Sends requests queued while offline to the cloud, if it is reachable now; returns how
      * many were answered. The answers stay in the queue file.
      */
-    fun `drainQueue`(): kotlin.UInt
+    fun `drainQueue`(): kotlin.Int
     
     /**
      * The local model's confidence on `messages`: the mean token log-probability (≤ 0) of a
@@ -4496,7 +4423,7 @@ public interface RouterInterface {
      * `RequestMeta.local_mean_logprob` so the policy's `low_confidence_logprob` can send a
      * benign request the small model is unsure about to the cloud. Blocking (it generates).
      */
-    fun `measureConfidence`(`messages`: List<ChatMessage>, `draftTokens`: kotlin.UInt): kotlin.Float
+    fun `measureConfidence`(`messages`: List<ChatMessage>, `draftTokens`: kotlin.Int): kotlin.Float
     
     /**
      * The policy in force.
@@ -4686,8 +4613,8 @@ open class Router: Disposable, AutoCloseable, RouterInterface
      * Sends requests queued while offline to the cloud, if it is reachable now; returns how
      * many were answered. The answers stay in the queue file.
      */
-    @Throws(EdgewiseException::class)override fun `drainQueue`(): kotlin.UInt {
-            return FfiConverterUInt.lift(
+    @Throws(EdgewiseException::class)override fun `drainQueue`(): kotlin.Int {
+            return FfiConverterInt.lift(
     callWithHandle {
     uniffiRustCallWithError(EdgewiseException) { _status ->
     UniffiLib.uniffi_edgewise_fn_method_router_drain_queue(
@@ -4706,7 +4633,7 @@ open class Router: Disposable, AutoCloseable, RouterInterface
      * `RequestMeta.local_mean_logprob` so the policy's `low_confidence_logprob` can send a
      * benign request the small model is unsure about to the cloud. Blocking (it generates).
      */
-    @Throws(EdgewiseException::class)override fun `measureConfidence`(`messages`: List<ChatMessage>, `draftTokens`: kotlin.UInt): kotlin.Float {
+    @Throws(EdgewiseException::class)override fun `measureConfidence`(`messages`: List<ChatMessage>, `draftTokens`: kotlin.Int): kotlin.Float {
             return FfiConverterFloat.lift(
     callWithHandle {
     uniffiRustCallWithError(EdgewiseException) { _status ->
@@ -4714,7 +4641,7 @@ open class Router: Disposable, AutoCloseable, RouterInterface
         it,
         
         FfiConverterSequenceTypeChatMessage.lower(`messages`),
-        FfiConverterUInt.lower(`draftTokens`),_status)
+        FfiConverterInt.lower(`draftTokens`),_status)
 }
     }
     )
@@ -5148,7 +5075,7 @@ data class ArtifactSpec (
     /**
      * Exact size in bytes.
      */
-    val `size`: kotlin.ULong
+    val `size`: kotlin.Long
     , 
     /**
      * Lower-case hex sha256.
@@ -5181,7 +5108,7 @@ public object FfiConverterTypeArtifactSpec: FfiConverterRustBuffer<ArtifactSpec>
     override fun read(buf: ByteBuffer): ArtifactSpec {
         return ArtifactSpec(
             FfiConverterString.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
             FfiConverterString.read(buf),
             FfiConverterSequenceTypeModelSource.read(buf),
             FfiConverterString.read(buf),
@@ -5190,7 +5117,7 @@ public object FfiConverterTypeArtifactSpec: FfiConverterRustBuffer<ArtifactSpec>
 
     override fun allocationSize(value: ArtifactSpec) = (
             FfiConverterString.allocationSize(value.`id`) +
-            FfiConverterULong.allocationSize(value.`size`) +
+            FfiConverterLong.allocationSize(value.`size`) +
             FfiConverterString.allocationSize(value.`sha256`) +
             FfiConverterSequenceTypeModelSource.allocationSize(value.`sources`) +
             FfiConverterString.allocationSize(value.`destination`)
@@ -5198,7 +5125,7 @@ public object FfiConverterTypeArtifactSpec: FfiConverterRustBuffer<ArtifactSpec>
 
     override fun write(value: ArtifactSpec, buf: ByteBuffer) {
             FfiConverterString.write(value.`id`, buf)
-            FfiConverterULong.write(value.`size`, buf)
+            FfiConverterLong.write(value.`size`, buf)
             FfiConverterString.write(value.`sha256`, buf)
             FfiConverterSequenceTypeModelSource.write(value.`sources`, buf)
             FfiConverterString.write(value.`destination`, buf)
@@ -5278,23 +5205,23 @@ data class CloudEndpoint (
     /**
      * TCP/TLS connect timeout, ms.
      */
-    val `connectTimeoutMs`: kotlin.ULong
+    val `connectTimeoutMs`: kotlin.Long
     , 
     /**
      * Deadline for a streamed answer to start, ms, across all attempts (default 10 000): past
      * it the router answers on the device. Not applied when `stream` is off.
      */
-    val `firstByteTimeoutMs`: kotlin.ULong
+    val `firstByteTimeoutMs`: kotlin.Long
     , 
     /**
      * Deadline for the whole cloud answer, ms, across all attempts (default 60 000).
      */
-    val `requestTimeoutMs`: kotlin.ULong
+    val `requestTimeoutMs`: kotlin.Long
     , 
     /**
      * Retries after the first attempt.
      */
-    val `maxRetries`: kotlin.UInt
+    val `maxRetries`: kotlin.Int
     , 
     /**
      * Allow plain `http://` to hosts other than loopback, without an API key (off: the text
@@ -5326,10 +5253,10 @@ public object FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer<CloudEndpoin
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterBoolean.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterInt.read(buf),
             FfiConverterBoolean.read(buf),
             FfiConverterOptionalString.read(buf),
         )
@@ -5339,10 +5266,10 @@ public object FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer<CloudEndpoin
             FfiConverterString.allocationSize(value.`baseUrl`) +
             FfiConverterString.allocationSize(value.`model`) +
             FfiConverterBoolean.allocationSize(value.`stream`) +
-            FfiConverterULong.allocationSize(value.`connectTimeoutMs`) +
-            FfiConverterULong.allocationSize(value.`firstByteTimeoutMs`) +
-            FfiConverterULong.allocationSize(value.`requestTimeoutMs`) +
-            FfiConverterUInt.allocationSize(value.`maxRetries`) +
+            FfiConverterLong.allocationSize(value.`connectTimeoutMs`) +
+            FfiConverterLong.allocationSize(value.`firstByteTimeoutMs`) +
+            FfiConverterLong.allocationSize(value.`requestTimeoutMs`) +
+            FfiConverterInt.allocationSize(value.`maxRetries`) +
             FfiConverterBoolean.allocationSize(value.`allowInsecureHttp`) +
             FfiConverterOptionalString.allocationSize(value.`proxy`)
     )
@@ -5351,10 +5278,10 @@ public object FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer<CloudEndpoin
             FfiConverterString.write(value.`baseUrl`, buf)
             FfiConverterString.write(value.`model`, buf)
             FfiConverterBoolean.write(value.`stream`, buf)
-            FfiConverterULong.write(value.`connectTimeoutMs`, buf)
-            FfiConverterULong.write(value.`firstByteTimeoutMs`, buf)
-            FfiConverterULong.write(value.`requestTimeoutMs`, buf)
-            FfiConverterUInt.write(value.`maxRetries`, buf)
+            FfiConverterLong.write(value.`connectTimeoutMs`, buf)
+            FfiConverterLong.write(value.`firstByteTimeoutMs`, buf)
+            FfiConverterLong.write(value.`requestTimeoutMs`, buf)
+            FfiConverterInt.write(value.`maxRetries`, buf)
             FfiConverterBoolean.write(value.`allowInsecureHttp`, buf)
             FfiConverterOptionalString.write(value.`proxy`, buf)
     }
@@ -5374,17 +5301,17 @@ data class CloudFallback (
     /**
      * The HTTP status, when the cloud answered with an error status.
      */
-    val `httpStatus`: kotlin.UShort?
+    val `httpStatus`: kotlin.Int?
     , 
     /**
      * Cloud attempts made (1 + retries).
      */
-    val `attempts`: kotlin.UInt
+    val `attempts`: kotlin.Int
     , 
     /**
      * Characters of cloud text streamed before the failure and then withdrawn (`on_reset`).
      */
-    val `discardedChars`: kotlin.ULong
+    val `discardedChars`: kotlin.Long
     
 ){
     
@@ -5402,24 +5329,24 @@ public object FfiConverterTypeCloudFallback: FfiConverterRustBuffer<CloudFallbac
     override fun read(buf: ByteBuffer): CloudFallback {
         return CloudFallback(
             FfiConverterTypeCloudFailureKind.read(buf),
-            FfiConverterOptionalUShort.read(buf),
-            FfiConverterUInt.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterOptionalInt.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterLong.read(buf),
         )
     }
 
     override fun allocationSize(value: CloudFallback) = (
             FfiConverterTypeCloudFailureKind.allocationSize(value.`kind`) +
-            FfiConverterOptionalUShort.allocationSize(value.`httpStatus`) +
-            FfiConverterUInt.allocationSize(value.`attempts`) +
-            FfiConverterULong.allocationSize(value.`discardedChars`)
+            FfiConverterOptionalInt.allocationSize(value.`httpStatus`) +
+            FfiConverterInt.allocationSize(value.`attempts`) +
+            FfiConverterLong.allocationSize(value.`discardedChars`)
     )
 
     override fun write(value: CloudFallback, buf: ByteBuffer) {
             FfiConverterTypeCloudFailureKind.write(value.`kind`, buf)
-            FfiConverterOptionalUShort.write(value.`httpStatus`, buf)
-            FfiConverterUInt.write(value.`attempts`, buf)
-            FfiConverterULong.write(value.`discardedChars`, buf)
+            FfiConverterOptionalInt.write(value.`httpStatus`, buf)
+            FfiConverterInt.write(value.`attempts`, buf)
+            FfiConverterLong.write(value.`discardedChars`, buf)
     }
 }
 
@@ -5437,12 +5364,12 @@ data class DownloadProgress (
     /**
      * Units done in this phase.
      */
-    val `done`: kotlin.ULong
+    val `done`: kotlin.Long
     , 
     /**
      * Units in this phase (0 when unknown).
      */
-    val `total`: kotlin.ULong
+    val `total`: kotlin.Long
     
 ){
     
@@ -5460,21 +5387,21 @@ public object FfiConverterTypeDownloadProgress: FfiConverterRustBuffer<DownloadP
     override fun read(buf: ByteBuffer): DownloadProgress {
         return DownloadProgress(
             FfiConverterTypeDownloadPhase.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
         )
     }
 
     override fun allocationSize(value: DownloadProgress) = (
             FfiConverterTypeDownloadPhase.allocationSize(value.`phase`) +
-            FfiConverterULong.allocationSize(value.`done`) +
-            FfiConverterULong.allocationSize(value.`total`)
+            FfiConverterLong.allocationSize(value.`done`) +
+            FfiConverterLong.allocationSize(value.`total`)
     )
 
     override fun write(value: DownloadProgress, buf: ByteBuffer) {
             FfiConverterTypeDownloadPhase.write(value.`phase`, buf)
-            FfiConverterULong.write(value.`done`, buf)
-            FfiConverterULong.write(value.`total`, buf)
+            FfiConverterLong.write(value.`done`, buf)
+            FfiConverterLong.write(value.`total`, buf)
     }
 }
 
@@ -5492,7 +5419,7 @@ data class EngineConfig (
     /**
      * CPU threads (null = all cores).
      */
-    val `threads`: kotlin.UInt?
+    val `threads`: kotlin.Int?
     , 
     /**
      * Run the GPU golden self-test for `Auto` (its verdict is cached per device).
@@ -5515,20 +5442,20 @@ public object FfiConverterTypeEngineConfig: FfiConverterRustBuffer<EngineConfig>
     override fun read(buf: ByteBuffer): EngineConfig {
         return EngineConfig(
             FfiConverterTypeBackendPreference.read(buf),
-            FfiConverterOptionalUInt.read(buf),
+            FfiConverterOptionalInt.read(buf),
             FfiConverterBoolean.read(buf),
         )
     }
 
     override fun allocationSize(value: EngineConfig) = (
             FfiConverterTypeBackendPreference.allocationSize(value.`backend`) +
-            FfiConverterOptionalUInt.allocationSize(value.`threads`) +
+            FfiConverterOptionalInt.allocationSize(value.`threads`) +
             FfiConverterBoolean.allocationSize(value.`gpuSelfTest`)
     )
 
     override fun write(value: EngineConfig, buf: ByteBuffer) {
             FfiConverterTypeBackendPreference.write(value.`backend`, buf)
-            FfiConverterOptionalUInt.write(value.`threads`, buf)
+            FfiConverterOptionalInt.write(value.`threads`, buf)
             FfiConverterBoolean.write(value.`gpuSelfTest`, buf)
     }
 }
@@ -5557,22 +5484,22 @@ data class EngineInfo (
     /**
      * Number of parameters.
      */
-    val `parameterCount`: kotlin.ULong
+    val `parameterCount`: kotlin.Long
     , 
     /**
      * File size in bytes.
      */
-    val `fileSize`: kotlin.ULong
+    val `fileSize`: kotlin.Long
     , 
     /**
      * Vocabulary size.
      */
-    val `vocabSize`: kotlin.UInt
+    val `vocabSize`: kotlin.Int
     , 
     /**
      * The model's trained context, in tokens.
      */
-    val `contextLength`: kotlin.UInt
+    val `contextLength`: kotlin.Int
     , 
     /**
      * Backend the model runs on.
@@ -5612,10 +5539,10 @@ public object FfiConverterTypeEngineInfo: FfiConverterRustBuffer<EngineInfo> {
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterOptionalString.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterUInt.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterInt.read(buf),
             FfiConverterTypeBackendKind.read(buf),
             FfiConverterOptionalTypeGpuInfo.read(buf),
             FfiConverterOptionalString.read(buf),
@@ -5627,10 +5554,10 @@ public object FfiConverterTypeEngineInfo: FfiConverterRustBuffer<EngineInfo> {
             FfiConverterString.allocationSize(value.`path`) +
             FfiConverterString.allocationSize(value.`architecture`) +
             FfiConverterOptionalString.allocationSize(value.`name`) +
-            FfiConverterULong.allocationSize(value.`parameterCount`) +
-            FfiConverterULong.allocationSize(value.`fileSize`) +
-            FfiConverterUInt.allocationSize(value.`vocabSize`) +
-            FfiConverterUInt.allocationSize(value.`contextLength`) +
+            FfiConverterLong.allocationSize(value.`parameterCount`) +
+            FfiConverterLong.allocationSize(value.`fileSize`) +
+            FfiConverterInt.allocationSize(value.`vocabSize`) +
+            FfiConverterInt.allocationSize(value.`contextLength`) +
             FfiConverterTypeBackendKind.allocationSize(value.`backend`) +
             FfiConverterOptionalTypeGpuInfo.allocationSize(value.`gpu`) +
             FfiConverterOptionalString.allocationSize(value.`fallbackReason`) +
@@ -5641,10 +5568,10 @@ public object FfiConverterTypeEngineInfo: FfiConverterRustBuffer<EngineInfo> {
             FfiConverterString.write(value.`path`, buf)
             FfiConverterString.write(value.`architecture`, buf)
             FfiConverterOptionalString.write(value.`name`, buf)
-            FfiConverterULong.write(value.`parameterCount`, buf)
-            FfiConverterULong.write(value.`fileSize`, buf)
-            FfiConverterUInt.write(value.`vocabSize`, buf)
-            FfiConverterUInt.write(value.`contextLength`, buf)
+            FfiConverterLong.write(value.`parameterCount`, buf)
+            FfiConverterLong.write(value.`fileSize`, buf)
+            FfiConverterInt.write(value.`vocabSize`, buf)
+            FfiConverterInt.write(value.`contextLength`, buf)
             FfiConverterTypeBackendKind.write(value.`backend`, buf)
             FfiConverterOptionalTypeGpuInfo.write(value.`gpu`, buf)
             FfiConverterOptionalString.write(value.`fallbackReason`, buf)
@@ -5666,17 +5593,17 @@ data class FetchConfig (
     /**
      * Retries per HTTP transfer after a dropped connection, a timeout or a 5xx/408/429.
      */
-    val `retries`: kotlin.UInt
+    val `retries`: kotlin.Int
     , 
     /**
      * First retry delay in ms (doubles each retry, capped at 30 s).
      */
-    val `retryDelayMs`: kotlin.ULong
+    val `retryDelayMs`: kotlin.Long
     , 
     /**
      * Connect timeout and longest wait for headers or any body read, in ms.
      */
-    val `timeoutMs`: kotlin.ULong
+    val `timeoutMs`: kotlin.Long
     , 
     /**
      * Keep downloaded wheels / tarballs after assembly.
@@ -5699,26 +5626,26 @@ public object FfiConverterTypeFetchConfig: FfiConverterRustBuffer<FetchConfig> {
     override fun read(buf: ByteBuffer): FetchConfig {
         return FetchConfig(
             FfiConverterOptionalTypeSourceKind.read(buf),
-            FfiConverterUInt.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
             FfiConverterBoolean.read(buf),
         )
     }
 
     override fun allocationSize(value: FetchConfig) = (
             FfiConverterOptionalTypeSourceKind.allocationSize(value.`prefer`) +
-            FfiConverterUInt.allocationSize(value.`retries`) +
-            FfiConverterULong.allocationSize(value.`retryDelayMs`) +
-            FfiConverterULong.allocationSize(value.`timeoutMs`) +
+            FfiConverterInt.allocationSize(value.`retries`) +
+            FfiConverterLong.allocationSize(value.`retryDelayMs`) +
+            FfiConverterLong.allocationSize(value.`timeoutMs`) +
             FfiConverterBoolean.allocationSize(value.`keepDownloads`)
     )
 
     override fun write(value: FetchConfig, buf: ByteBuffer) {
             FfiConverterOptionalTypeSourceKind.write(value.`prefer`, buf)
-            FfiConverterUInt.write(value.`retries`, buf)
-            FfiConverterULong.write(value.`retryDelayMs`, buf)
-            FfiConverterULong.write(value.`timeoutMs`, buf)
+            FfiConverterInt.write(value.`retries`, buf)
+            FfiConverterLong.write(value.`retryDelayMs`, buf)
+            FfiConverterLong.write(value.`timeoutMs`, buf)
             FfiConverterBoolean.write(value.`keepDownloads`, buf)
     }
 }
@@ -5737,7 +5664,7 @@ data class Generation (
     /**
      * The generated token ids.
      */
-    val `tokenIds`: List<kotlin.UInt>
+    val `tokenIds`: List<kotlin.Int>
     , 
     /**
      * Why it ended.
@@ -5770,7 +5697,7 @@ public object FfiConverterTypeGeneration: FfiConverterRustBuffer<Generation> {
     override fun read(buf: ByteBuffer): Generation {
         return Generation(
             FfiConverterString.read(buf),
-            FfiConverterSequenceUInt.read(buf),
+            FfiConverterSequenceInt.read(buf),
             FfiConverterTypeStopReason.read(buf),
             FfiConverterFloat.read(buf),
             FfiConverterTypeMetrics.read(buf),
@@ -5779,7 +5706,7 @@ public object FfiConverterTypeGeneration: FfiConverterRustBuffer<Generation> {
 
     override fun allocationSize(value: Generation) = (
             FfiConverterString.allocationSize(value.`text`) +
-            FfiConverterSequenceUInt.allocationSize(value.`tokenIds`) +
+            FfiConverterSequenceInt.allocationSize(value.`tokenIds`) +
             FfiConverterTypeStopReason.allocationSize(value.`stopReason`) +
             FfiConverterFloat.allocationSize(value.`meanLogprob`) +
             FfiConverterTypeMetrics.allocationSize(value.`metrics`)
@@ -5787,7 +5714,7 @@ public object FfiConverterTypeGeneration: FfiConverterRustBuffer<Generation> {
 
     override fun write(value: Generation, buf: ByteBuffer) {
             FfiConverterString.write(value.`text`, buf)
-            FfiConverterSequenceUInt.write(value.`tokenIds`, buf)
+            FfiConverterSequenceInt.write(value.`tokenIds`, buf)
             FfiConverterTypeStopReason.write(value.`stopReason`, buf)
             FfiConverterFloat.write(value.`meanLogprob`, buf)
             FfiConverterTypeMetrics.write(value.`metrics`, buf)
@@ -5809,7 +5736,7 @@ data class GenerationParams (
     /**
      * Most tokens to generate.
      */
-    val `maxTokens`: kotlin.UInt
+    val `maxTokens`: kotlin.Int
     , 
     /**
      * Stop when the output contains any of these (the stop text is not emitted).
@@ -5837,7 +5764,7 @@ public object FfiConverterTypeGenerationParams: FfiConverterRustBuffer<Generatio
     override fun read(buf: ByteBuffer): GenerationParams {
         return GenerationParams(
             FfiConverterTypeSamplingParams.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterInt.read(buf),
             FfiConverterSequenceString.read(buf),
             FfiConverterBoolean.read(buf),
         )
@@ -5845,14 +5772,14 @@ public object FfiConverterTypeGenerationParams: FfiConverterRustBuffer<Generatio
 
     override fun allocationSize(value: GenerationParams) = (
             FfiConverterTypeSamplingParams.allocationSize(value.`sampling`) +
-            FfiConverterUInt.allocationSize(value.`maxTokens`) +
+            FfiConverterInt.allocationSize(value.`maxTokens`) +
             FfiConverterSequenceString.allocationSize(value.`stop`) +
             FfiConverterBoolean.allocationSize(value.`ignoreEos`)
     )
 
     override fun write(value: GenerationParams, buf: ByteBuffer) {
             FfiConverterTypeSamplingParams.write(value.`sampling`, buf)
-            FfiConverterUInt.write(value.`maxTokens`, buf)
+            FfiConverterInt.write(value.`maxTokens`, buf)
             FfiConverterSequenceString.write(value.`stop`, buf)
             FfiConverterBoolean.write(value.`ignoreEos`, buf)
     }
@@ -5887,7 +5814,7 @@ data class GpuInfo (
     /**
      * Largest storage-buffer binding, in bytes.
      */
-    val `maxStorageBinding`: kotlin.ULong
+    val `maxStorageBinding`: kotlin.Long
     
 ){
     
@@ -5908,7 +5835,7 @@ public object FfiConverterTypeGpuInfo: FfiConverterRustBuffer<GpuInfo> {
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
         )
     }
 
@@ -5917,7 +5844,7 @@ public object FfiConverterTypeGpuInfo: FfiConverterRustBuffer<GpuInfo> {
             FfiConverterString.allocationSize(value.`driver`) +
             FfiConverterString.allocationSize(value.`api`) +
             FfiConverterString.allocationSize(value.`deviceType`) +
-            FfiConverterULong.allocationSize(value.`maxStorageBinding`)
+            FfiConverterLong.allocationSize(value.`maxStorageBinding`)
     )
 
     override fun write(value: GpuInfo, buf: ByteBuffer) {
@@ -5925,7 +5852,7 @@ public object FfiConverterTypeGpuInfo: FfiConverterRustBuffer<GpuInfo> {
             FfiConverterString.write(value.`driver`, buf)
             FfiConverterString.write(value.`api`, buf)
             FfiConverterString.write(value.`deviceType`, buf)
-            FfiConverterULong.write(value.`maxStorageBinding`, buf)
+            FfiConverterLong.write(value.`maxStorageBinding`, buf)
     }
 }
 
@@ -5993,17 +5920,17 @@ data class Metrics (
     /**
      * Prompt tokens of this request.
      */
-    val `promptTokens`: kotlin.UInt
+    val `promptTokens`: kotlin.Int
     , 
     /**
      * Of those, tokens actually prefilled (the rest were reused from the cache).
      */
-    val `prefilledTokens`: kotlin.UInt
+    val `prefilledTokens`: kotlin.Int
     , 
     /**
      * Tokens generated.
      */
-    val `generatedTokens`: kotlin.UInt
+    val `generatedTokens`: kotlin.Int
     , 
     /**
      * Time to the first generated token, ms.
@@ -6040,9 +5967,9 @@ data class Metrics (
 public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
     override fun read(buf: ByteBuffer): Metrics {
         return Metrics(
-            FfiConverterUInt.read(buf),
-            FfiConverterUInt.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterInt.read(buf),
             FfiConverterDouble.read(buf),
             FfiConverterDouble.read(buf),
             FfiConverterDouble.read(buf),
@@ -6051,9 +5978,9 @@ public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
     }
 
     override fun allocationSize(value: Metrics) = (
-            FfiConverterUInt.allocationSize(value.`promptTokens`) +
-            FfiConverterUInt.allocationSize(value.`prefilledTokens`) +
-            FfiConverterUInt.allocationSize(value.`generatedTokens`) +
+            FfiConverterInt.allocationSize(value.`promptTokens`) +
+            FfiConverterInt.allocationSize(value.`prefilledTokens`) +
+            FfiConverterInt.allocationSize(value.`generatedTokens`) +
             FfiConverterDouble.allocationSize(value.`ttftMs`) +
             FfiConverterDouble.allocationSize(value.`prefillTokensPerS`) +
             FfiConverterDouble.allocationSize(value.`decodeTokensPerS`) +
@@ -6061,9 +5988,9 @@ public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
     )
 
     override fun write(value: Metrics, buf: ByteBuffer) {
-            FfiConverterUInt.write(value.`promptTokens`, buf)
-            FfiConverterUInt.write(value.`prefilledTokens`, buf)
-            FfiConverterUInt.write(value.`generatedTokens`, buf)
+            FfiConverterInt.write(value.`promptTokens`, buf)
+            FfiConverterInt.write(value.`prefilledTokens`, buf)
+            FfiConverterInt.write(value.`generatedTokens`, buf)
             FfiConverterDouble.write(value.`ttftMs`, buf)
             FfiConverterDouble.write(value.`prefillTokensPerS`, buf)
             FfiConverterDouble.write(value.`decodeTokensPerS`, buf)
@@ -6100,7 +6027,7 @@ data class ModelInfo (
     /**
      * Exact size in bytes.
      */
-    val `size`: kotlin.ULong
+    val `size`: kotlin.Long
     , 
     /**
      * Lower-case hex sha256 of the file.
@@ -6115,7 +6042,7 @@ data class ModelInfo (
     /**
      * Trained context length in tokens.
      */
-    val `contextLength`: kotlin.UInt
+    val `contextLength`: kotlin.Int
     , 
     /**
      * Licence name.
@@ -6156,10 +6083,10 @@ public object FfiConverterTypeModelInfo: FfiConverterRustBuffer<ModelInfo> {
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterInt.read(buf),
             FfiConverterString.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalString.read(buf),
@@ -6172,10 +6099,10 @@ public object FfiConverterTypeModelInfo: FfiConverterRustBuffer<ModelInfo> {
             FfiConverterString.allocationSize(value.`name`) +
             FfiConverterString.allocationSize(value.`architecture`) +
             FfiConverterString.allocationSize(value.`file`) +
-            FfiConverterULong.allocationSize(value.`size`) +
+            FfiConverterLong.allocationSize(value.`size`) +
             FfiConverterString.allocationSize(value.`sha256`) +
             FfiConverterString.allocationSize(value.`quantization`) +
-            FfiConverterUInt.allocationSize(value.`contextLength`) +
+            FfiConverterInt.allocationSize(value.`contextLength`) +
             FfiConverterString.allocationSize(value.`licence`) +
             FfiConverterOptionalString.allocationSize(value.`licenceUrl`) +
             FfiConverterOptionalString.allocationSize(value.`baseModel`) +
@@ -6187,10 +6114,10 @@ public object FfiConverterTypeModelInfo: FfiConverterRustBuffer<ModelInfo> {
             FfiConverterString.write(value.`name`, buf)
             FfiConverterString.write(value.`architecture`, buf)
             FfiConverterString.write(value.`file`, buf)
-            FfiConverterULong.write(value.`size`, buf)
+            FfiConverterLong.write(value.`size`, buf)
             FfiConverterString.write(value.`sha256`, buf)
             FfiConverterString.write(value.`quantization`, buf)
-            FfiConverterUInt.write(value.`contextLength`, buf)
+            FfiConverterInt.write(value.`contextLength`, buf)
             FfiConverterString.write(value.`licence`, buf)
             FfiConverterOptionalString.write(value.`licenceUrl`, buf)
             FfiConverterOptionalString.write(value.`baseModel`, buf)
@@ -6270,12 +6197,12 @@ data class PiiSpan (
     /**
      * First byte (inclusive).
      */
-    val `start`: kotlin.ULong
+    val `start`: kotlin.Long
     , 
     /**
      * Last byte (exclusive).
      */
-    val `end`: kotlin.ULong
+    val `end`: kotlin.Long
     , 
     /**
      * What was found there.
@@ -6297,21 +6224,21 @@ data class PiiSpan (
 public object FfiConverterTypePiiSpan: FfiConverterRustBuffer<PiiSpan> {
     override fun read(buf: ByteBuffer): PiiSpan {
         return PiiSpan(
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
             FfiConverterTypePiiCategory.read(buf),
         )
     }
 
     override fun allocationSize(value: PiiSpan) = (
-            FfiConverterULong.allocationSize(value.`start`) +
-            FfiConverterULong.allocationSize(value.`end`) +
+            FfiConverterLong.allocationSize(value.`start`) +
+            FfiConverterLong.allocationSize(value.`end`) +
             FfiConverterTypePiiCategory.allocationSize(value.`category`)
     )
 
     override fun write(value: PiiSpan, buf: ByteBuffer) {
-            FfiConverterULong.write(value.`start`, buf)
-            FfiConverterULong.write(value.`end`, buf)
+            FfiConverterLong.write(value.`start`, buf)
+            FfiConverterLong.write(value.`end`, buf)
             FfiConverterTypePiiCategory.write(value.`category`, buf)
     }
 }
@@ -6511,17 +6438,17 @@ data class RoutedAnswer (
     /**
      * Offline-queue id, when the request was also queued for a cloud answer later.
      */
-    val `queuedId`: kotlin.ULong?
+    val `queuedId`: kotlin.Long?
     , 
     /**
      * Prompt tokens (as counted by whoever answered).
      */
-    val `promptTokens`: kotlin.UInt
+    val `promptTokens`: kotlin.Int
     , 
     /**
      * Answer tokens.
      */
-    val `completionTokens`: kotlin.UInt
+    val `completionTokens`: kotlin.Int
     , 
     /**
      * Why the answer ended.
@@ -6557,9 +6484,9 @@ public object FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer<RoutedAnswer>
             FfiConverterTypeRouteDecision.read(buf),
             FfiConverterTypeRouteTarget.read(buf),
             FfiConverterOptionalTypeCloudFallback.read(buf),
-            FfiConverterOptionalULong.read(buf),
-            FfiConverterUInt.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterOptionalLong.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterInt.read(buf),
             FfiConverterTypeFinishReason.read(buf),
             FfiConverterOptionalTypeMetrics.read(buf),
             FfiConverterOptionalTypeStopReason.read(buf),
@@ -6571,9 +6498,9 @@ public object FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer<RoutedAnswer>
             FfiConverterTypeRouteDecision.allocationSize(value.`decision`) +
             FfiConverterTypeRouteTarget.allocationSize(value.`servedBy`) +
             FfiConverterOptionalTypeCloudFallback.allocationSize(value.`fallback`) +
-            FfiConverterOptionalULong.allocationSize(value.`queuedId`) +
-            FfiConverterUInt.allocationSize(value.`promptTokens`) +
-            FfiConverterUInt.allocationSize(value.`completionTokens`) +
+            FfiConverterOptionalLong.allocationSize(value.`queuedId`) +
+            FfiConverterInt.allocationSize(value.`promptTokens`) +
+            FfiConverterInt.allocationSize(value.`completionTokens`) +
             FfiConverterTypeFinishReason.allocationSize(value.`finishReason`) +
             FfiConverterOptionalTypeMetrics.allocationSize(value.`localMetrics`) +
             FfiConverterOptionalTypeStopReason.allocationSize(value.`localStopReason`)
@@ -6584,9 +6511,9 @@ public object FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer<RoutedAnswer>
             FfiConverterTypeRouteDecision.write(value.`decision`, buf)
             FfiConverterTypeRouteTarget.write(value.`servedBy`, buf)
             FfiConverterOptionalTypeCloudFallback.write(value.`fallback`, buf)
-            FfiConverterOptionalULong.write(value.`queuedId`, buf)
-            FfiConverterUInt.write(value.`promptTokens`, buf)
-            FfiConverterUInt.write(value.`completionTokens`, buf)
+            FfiConverterOptionalLong.write(value.`queuedId`, buf)
+            FfiConverterInt.write(value.`promptTokens`, buf)
+            FfiConverterInt.write(value.`completionTokens`, buf)
             FfiConverterTypeFinishReason.write(value.`finishReason`, buf)
             FfiConverterOptionalTypeMetrics.write(value.`localMetrics`, buf)
             FfiConverterOptionalTypeStopReason.write(value.`localStopReason`, buf)
@@ -6618,7 +6545,7 @@ data class RouterPolicy (
     /**
      * Cloud requests allowed in any 60-second window; null = unlimited.
      */
-    val `maxRequestsPerMinute`: kotlin.UInt?
+    val `maxRequestsPerMinute`: kotlin.Int?
     , 
     /**
      * Estimated cloud spend allowed per 24 hours, USD; null = unlimited.
@@ -6638,7 +6565,7 @@ data class RouterPolicy (
     /**
      * Answer length assumed when a request sets no `max_tokens`.
      */
-    val `expectedOutputTokens`: kotlin.UInt
+    val `expectedOutputTokens`: kotlin.Int
     , 
     /**
      * When offline but the cloud was wanted: answer locally now and queue for a cloud answer.
@@ -6663,11 +6590,11 @@ public object FfiConverterTypeRouterPolicy: FfiConverterRustBuffer<RouterPolicy>
             FfiConverterBoolean.read(buf),
             FfiConverterBoolean.read(buf),
             FfiConverterOptionalFloat.read(buf),
-            FfiConverterOptionalUInt.read(buf),
+            FfiConverterOptionalInt.read(buf),
             FfiConverterOptionalDouble.read(buf),
             FfiConverterDouble.read(buf),
             FfiConverterDouble.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterInt.read(buf),
             FfiConverterBoolean.read(buf),
         )
     }
@@ -6676,11 +6603,11 @@ public object FfiConverterTypeRouterPolicy: FfiConverterRustBuffer<RouterPolicy>
             FfiConverterBoolean.allocationSize(value.`cloudEnabled`) +
             FfiConverterBoolean.allocationSize(value.`escalateOnContextOverflow`) +
             FfiConverterOptionalFloat.allocationSize(value.`lowConfidenceLogprob`) +
-            FfiConverterOptionalUInt.allocationSize(value.`maxRequestsPerMinute`) +
+            FfiConverterOptionalInt.allocationSize(value.`maxRequestsPerMinute`) +
             FfiConverterOptionalDouble.allocationSize(value.`maxCostPerDayUsd`) +
             FfiConverterDouble.allocationSize(value.`inputCostPer1kTokensUsd`) +
             FfiConverterDouble.allocationSize(value.`outputCostPer1kTokensUsd`) +
-            FfiConverterUInt.allocationSize(value.`expectedOutputTokens`) +
+            FfiConverterInt.allocationSize(value.`expectedOutputTokens`) +
             FfiConverterBoolean.allocationSize(value.`queueWhenOffline`)
     )
 
@@ -6688,11 +6615,11 @@ public object FfiConverterTypeRouterPolicy: FfiConverterRustBuffer<RouterPolicy>
             FfiConverterBoolean.write(value.`cloudEnabled`, buf)
             FfiConverterBoolean.write(value.`escalateOnContextOverflow`, buf)
             FfiConverterOptionalFloat.write(value.`lowConfidenceLogprob`, buf)
-            FfiConverterOptionalUInt.write(value.`maxRequestsPerMinute`, buf)
+            FfiConverterOptionalInt.write(value.`maxRequestsPerMinute`, buf)
             FfiConverterOptionalDouble.write(value.`maxCostPerDayUsd`, buf)
             FfiConverterDouble.write(value.`inputCostPer1kTokensUsd`, buf)
             FfiConverterDouble.write(value.`outputCostPer1kTokensUsd`, buf)
-            FfiConverterUInt.write(value.`expectedOutputTokens`, buf)
+            FfiConverterInt.write(value.`expectedOutputTokens`, buf)
             FfiConverterBoolean.write(value.`queueWhenOffline`, buf)
     }
 }
@@ -6711,7 +6638,7 @@ data class SamplingParams (
     /**
      * Keep the k most likely tokens (0 = off).
      */
-    val `topK`: kotlin.UInt
+    val `topK`: kotlin.Int
     , 
     /**
      * Keep the smallest set whose probability reaches p (1.0 = off).
@@ -6731,12 +6658,12 @@ data class SamplingParams (
     /**
      * How many recent tokens the penalty looks at.
      */
-    val `repeatLastN`: kotlin.UInt
+    val `repeatLastN`: kotlin.Int
     , 
     /**
      * RNG seed: the same seed gives the same output.
      */
-    val `seed`: kotlin.ULong
+    val `seed`: kotlin.Long
     
 ){
     
@@ -6754,33 +6681,33 @@ public object FfiConverterTypeSamplingParams: FfiConverterRustBuffer<SamplingPar
     override fun read(buf: ByteBuffer): SamplingParams {
         return SamplingParams(
             FfiConverterFloat.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterInt.read(buf),
             FfiConverterFloat.read(buf),
             FfiConverterFloat.read(buf),
             FfiConverterFloat.read(buf),
-            FfiConverterUInt.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterLong.read(buf),
         )
     }
 
     override fun allocationSize(value: SamplingParams) = (
             FfiConverterFloat.allocationSize(value.`temperature`) +
-            FfiConverterUInt.allocationSize(value.`topK`) +
+            FfiConverterInt.allocationSize(value.`topK`) +
             FfiConverterFloat.allocationSize(value.`topP`) +
             FfiConverterFloat.allocationSize(value.`minP`) +
             FfiConverterFloat.allocationSize(value.`repetitionPenalty`) +
-            FfiConverterUInt.allocationSize(value.`repeatLastN`) +
-            FfiConverterULong.allocationSize(value.`seed`)
+            FfiConverterInt.allocationSize(value.`repeatLastN`) +
+            FfiConverterLong.allocationSize(value.`seed`)
     )
 
     override fun write(value: SamplingParams, buf: ByteBuffer) {
             FfiConverterFloat.write(value.`temperature`, buf)
-            FfiConverterUInt.write(value.`topK`, buf)
+            FfiConverterInt.write(value.`topK`, buf)
             FfiConverterFloat.write(value.`topP`, buf)
             FfiConverterFloat.write(value.`minP`, buf)
             FfiConverterFloat.write(value.`repetitionPenalty`, buf)
-            FfiConverterUInt.write(value.`repeatLastN`, buf)
-            FfiConverterULong.write(value.`seed`, buf)
+            FfiConverterInt.write(value.`repeatLastN`, buf)
+            FfiConverterLong.write(value.`seed`, buf)
     }
 }
 
@@ -6793,12 +6720,12 @@ data class SessionConfig (
     /**
      * Context size in tokens (prompt + answer). Memory grows with this.
      */
-    val `maxContext`: kotlin.UInt
+    val `maxContext`: kotlin.Int
     , 
     /**
      * Tokens per prefill pass.
      */
-    val `prefillChunk`: kotlin.UInt
+    val `prefillChunk`: kotlin.Int
     , 
     /**
      * System prompt for chats.
@@ -6825,23 +6752,23 @@ data class SessionConfig (
 public object FfiConverterTypeSessionConfig: FfiConverterRustBuffer<SessionConfig> {
     override fun read(buf: ByteBuffer): SessionConfig {
         return SessionConfig(
-            FfiConverterUInt.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterInt.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterTypeOverflowPolicy.read(buf),
         )
     }
 
     override fun allocationSize(value: SessionConfig) = (
-            FfiConverterUInt.allocationSize(value.`maxContext`) +
-            FfiConverterUInt.allocationSize(value.`prefillChunk`) +
+            FfiConverterInt.allocationSize(value.`maxContext`) +
+            FfiConverterInt.allocationSize(value.`prefillChunk`) +
             FfiConverterOptionalString.allocationSize(value.`systemPrompt`) +
             FfiConverterTypeOverflowPolicy.allocationSize(value.`overflow`)
     )
 
     override fun write(value: SessionConfig, buf: ByteBuffer) {
-            FfiConverterUInt.write(value.`maxContext`, buf)
-            FfiConverterUInt.write(value.`prefillChunk`, buf)
+            FfiConverterInt.write(value.`maxContext`, buf)
+            FfiConverterInt.write(value.`prefillChunk`, buf)
             FfiConverterOptionalString.write(value.`systemPrompt`, buf)
             FfiConverterTypeOverflowPolicy.write(value.`overflow`, buf)
     }
@@ -7164,12 +7091,12 @@ sealed class EdgewiseException: kotlin.Exception() {
         /**
          * Context capacity in tokens.
          */
-        val `max`: kotlin.UInt, 
+        val `max`: kotlin.Int, 
         
         /**
          * Tokens requested.
          */
-        val `requested`: kotlin.UInt
+        val `requested`: kotlin.Int
         ) : EdgewiseException() {
         override val message
             get() = "max=${ `max` }, requested=${ `requested` }"
@@ -7276,12 +7203,12 @@ sealed class EdgewiseException: kotlin.Exception() {
         /**
          * Bytes needed.
          */
-        val `needed`: kotlin.ULong, 
+        val `needed`: kotlin.Long, 
         
         /**
          * Bytes available.
          */
-        val `available`: kotlin.ULong
+        val `available`: kotlin.Long
         ) : EdgewiseException() {
         override val message
             get() = "needed=${ `needed` }, available=${ `available` }"
@@ -7397,8 +7324,8 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 FfiConverterString.read(buf),
                 )
             3 -> EdgewiseException.ContextOverflow(
-                FfiConverterUInt.read(buf),
-                FfiConverterUInt.read(buf),
+                FfiConverterInt.read(buf),
+                FfiConverterInt.read(buf),
                 )
             4 -> EdgewiseException.Cancelled()
             5 -> EdgewiseException.Busy()
@@ -7419,8 +7346,8 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 FfiConverterString.read(buf),
                 )
             11 -> EdgewiseException.DiskSpace(
-                FfiConverterULong.read(buf),
-                FfiConverterULong.read(buf),
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
                 )
             12 -> EdgewiseException.Io(
                 FfiConverterString.read(buf),
@@ -7459,8 +7386,8 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
             is EdgewiseException.ContextOverflow -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterUInt.allocationSize(value.`max`)
-                + FfiConverterUInt.allocationSize(value.`requested`)
+                + FfiConverterInt.allocationSize(value.`max`)
+                + FfiConverterInt.allocationSize(value.`requested`)
             )
             is EdgewiseException.Cancelled -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -7499,8 +7426,8 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
             is EdgewiseException.DiskSpace -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterULong.allocationSize(value.`needed`)
-                + FfiConverterULong.allocationSize(value.`available`)
+                + FfiConverterLong.allocationSize(value.`needed`)
+                + FfiConverterLong.allocationSize(value.`available`)
             )
             is EdgewiseException.Io -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -7549,8 +7476,8 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
             }
             is EdgewiseException.ContextOverflow -> {
                 buf.putInt(3)
-                FfiConverterUInt.write(value.`max`, buf)
-                FfiConverterUInt.write(value.`requested`, buf)
+                FfiConverterInt.write(value.`max`, buf)
+                FfiConverterInt.write(value.`requested`, buf)
                 Unit
             }
             is EdgewiseException.Cancelled -> {
@@ -7589,8 +7516,8 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
             }
             is EdgewiseException.DiskSpace -> {
                 buf.putInt(11)
-                FfiConverterULong.write(value.`needed`, buf)
-                FfiConverterULong.write(value.`available`, buf)
+                FfiConverterLong.write(value.`needed`, buf)
+                FfiConverterLong.write(value.`available`, buf)
                 Unit
             }
             is EdgewiseException.Io -> {
@@ -8356,28 +8283,28 @@ public object FfiConverterTypeTrimLevel: FfiConverterRustBuffer<TrimLevel> {
 /**
  * @suppress
  */
-public object FfiConverterOptionalUShort: FfiConverterRustBuffer<kotlin.UShort?> {
-    override fun read(buf: ByteBuffer): kotlin.UShort? {
+public object FfiConverterOptionalInt: FfiConverterRustBuffer<kotlin.Int?> {
+    override fun read(buf: ByteBuffer): kotlin.Int? {
         if (buf.get().toInt() == 0) {
             return null
         }
-        return FfiConverterUShort.read(buf)
+        return FfiConverterInt.read(buf)
     }
 
-    override fun allocationSize(value: kotlin.UShort?): ULong {
+    override fun allocationSize(value: kotlin.Int?): ULong {
         if (value == null) {
             return 1UL
         } else {
-            return 1UL + FfiConverterUShort.allocationSize(value)
+            return 1UL + FfiConverterInt.allocationSize(value)
         }
     }
 
-    override fun write(value: kotlin.UShort?, buf: ByteBuffer) {
+    override fun write(value: kotlin.Int?, buf: ByteBuffer) {
         if (value == null) {
             buf.put(0)
         } else {
             buf.put(1)
-            FfiConverterUShort.write(value, buf)
+            FfiConverterInt.write(value, buf)
         }
     }
 }
@@ -8388,60 +8315,28 @@ public object FfiConverterOptionalUShort: FfiConverterRustBuffer<kotlin.UShort?>
 /**
  * @suppress
  */
-public object FfiConverterOptionalUInt: FfiConverterRustBuffer<kotlin.UInt?> {
-    override fun read(buf: ByteBuffer): kotlin.UInt? {
+public object FfiConverterOptionalLong: FfiConverterRustBuffer<kotlin.Long?> {
+    override fun read(buf: ByteBuffer): kotlin.Long? {
         if (buf.get().toInt() == 0) {
             return null
         }
-        return FfiConverterUInt.read(buf)
+        return FfiConverterLong.read(buf)
     }
 
-    override fun allocationSize(value: kotlin.UInt?): ULong {
+    override fun allocationSize(value: kotlin.Long?): ULong {
         if (value == null) {
             return 1UL
         } else {
-            return 1UL + FfiConverterUInt.allocationSize(value)
+            return 1UL + FfiConverterLong.allocationSize(value)
         }
     }
 
-    override fun write(value: kotlin.UInt?, buf: ByteBuffer) {
+    override fun write(value: kotlin.Long?, buf: ByteBuffer) {
         if (value == null) {
             buf.put(0)
         } else {
             buf.put(1)
-            FfiConverterUInt.write(value, buf)
-        }
-    }
-}
-
-
-
-
-/**
- * @suppress
- */
-public object FfiConverterOptionalULong: FfiConverterRustBuffer<kotlin.ULong?> {
-    override fun read(buf: ByteBuffer): kotlin.ULong? {
-        if (buf.get().toInt() == 0) {
-            return null
-        }
-        return FfiConverterULong.read(buf)
-    }
-
-    override fun allocationSize(value: kotlin.ULong?): ULong {
-        if (value == null) {
-            return 1UL
-        } else {
-            return 1UL + FfiConverterULong.allocationSize(value)
-        }
-    }
-
-    override fun write(value: kotlin.ULong?, buf: ByteBuffer) {
-        if (value == null) {
-            buf.put(0)
-        } else {
-            buf.put(1)
-            FfiConverterULong.write(value, buf)
+            FfiConverterLong.write(value, buf)
         }
     }
 }
@@ -8772,24 +8667,24 @@ public object FfiConverterOptionalTypeStopReason: FfiConverterRustBuffer<StopRea
 /**
  * @suppress
  */
-public object FfiConverterSequenceUInt: FfiConverterRustBuffer<List<kotlin.UInt>> {
-    override fun read(buf: ByteBuffer): List<kotlin.UInt> {
+public object FfiConverterSequenceInt: FfiConverterRustBuffer<List<kotlin.Int>> {
+    override fun read(buf: ByteBuffer): List<kotlin.Int> {
         val len = buf.getInt()
-        return List<kotlin.UInt>(len) {
-            FfiConverterUInt.read(buf)
+        return List<kotlin.Int>(len) {
+            FfiConverterInt.read(buf)
         }
     }
 
-    override fun allocationSize(value: List<kotlin.UInt>): ULong {
+    override fun allocationSize(value: List<kotlin.Int>): ULong {
         val sizeForLength = 4UL
-        val sizeForItems = value.map { FfiConverterUInt.allocationSize(it) }.sum()
+        val sizeForItems = value.map { FfiConverterInt.allocationSize(it) }.sum()
         return sizeForLength + sizeForItems
     }
 
-    override fun write(value: List<kotlin.UInt>, buf: ByteBuffer) {
+    override fun write(value: List<kotlin.Int>, buf: ByteBuffer) {
         buf.putInt(value.size)
         value.iterator().forEach {
-            FfiConverterUInt.write(it, buf)
+            FfiConverterInt.write(it, buf)
         }
     }
 }
@@ -9019,10 +8914,9 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 }
         /**
          * Core's default fetch settings (4 retries, 60 s timeout, catalog source order).
-         */
-    @Throws(EdgewiseException::class) fun `defaultFetchConfig`(): FetchConfig {
+         */ fun `defaultFetchConfig`(): FetchConfig {
             return FfiConverterTypeFetchConfig.lift(
-    uniffiRustCallWithError(EdgewiseException) { _status ->
+    uniffiRustCall() { _status ->
     UniffiLib.uniffi_edgewise_fn_func_default_fetch_config(
     
         _status)
@@ -9092,10 +8986,9 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 
         /**
          * Core's default engine settings (`Auto` backend with the GPU self-test, all cores).
-         */
-    @Throws(EdgewiseException::class) fun `defaultEngineConfig`(): EngineConfig {
+         */ fun `defaultEngineConfig`(): EngineConfig {
             return FfiConverterTypeEngineConfig.lift(
-    uniffiRustCallWithError(EdgewiseException) { _status ->
+    uniffiRustCall() { _status ->
     UniffiLib.uniffi_edgewise_fn_func_default_engine_config(
     
         _status)
@@ -9106,10 +8999,9 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 
         /**
          * Core's default generation settings (sampling with temperature, 256 tokens).
-         */
-    @Throws(EdgewiseException::class) fun `defaultGenerationParams`(): GenerationParams {
+         */ fun `defaultGenerationParams`(): GenerationParams {
             return FfiConverterTypeGenerationParams.lift(
-    uniffiRustCallWithError(EdgewiseException) { _status ->
+    uniffiRustCall() { _status ->
     UniffiLib.uniffi_edgewise_fn_func_default_generation_params(
     
         _status)
@@ -9120,10 +9012,9 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 
         /**
          * Core's default session settings.
-         */
-    @Throws(EdgewiseException::class) fun `defaultSessionConfig`(): SessionConfig {
+         */ fun `defaultSessionConfig`(): SessionConfig {
             return FfiConverterTypeSessionConfig.lift(
-    uniffiRustCallWithError(EdgewiseException) { _status ->
+    uniffiRustCall() { _status ->
     UniffiLib.uniffi_edgewise_fn_func_default_session_config(
     
         _status)
@@ -9133,15 +9024,15 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
     
 
         /**
-         * Greedy (deterministic) decoding for at most `max_tokens` tokens.
-         */
-    @Throws(EdgewiseException::class) fun `greedyGenerationParams`(`maxTokens`: kotlin.UInt): GenerationParams {
+         * Greedy (deterministic) decoding for at most `max_tokens` tokens (checked when generating:
+         * 1..=1048576).
+         */ fun `greedyGenerationParams`(`maxTokens`: kotlin.Int): GenerationParams {
             return FfiConverterTypeGenerationParams.lift(
-    uniffiRustCallWithError(EdgewiseException) { _status ->
+    uniffiRustCall() { _status ->
     UniffiLib.uniffi_edgewise_fn_func_greedy_generation_params(
     
         
-        FfiConverterUInt.lower(`maxTokens`),_status)
+        FfiConverterInt.lower(`maxTokens`),_status)
 }
     )
     }
@@ -9149,10 +9040,9 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 
         /**
          * Argmax sampling with no penalties.
-         */
-    @Throws(EdgewiseException::class) fun `greedySamplingParams`(): SamplingParams {
+         */ fun `greedySamplingParams`(): SamplingParams {
             return FfiConverterTypeSamplingParams.lift(
-    uniffiRustCallWithError(EdgewiseException) { _status ->
+    uniffiRustCall() { _status ->
     UniffiLib.uniffi_edgewise_fn_func_greedy_sampling_params(
     
         _status)
@@ -9208,10 +9098,9 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
         /**
          * The core defaults (timeouts, retries, streaming) for an endpoint at `base_url` serving
          * `model`.
-         */
-    @Throws(EdgewiseException::class) fun `defaultCloudEndpoint`(`baseUrl`: kotlin.String, `model`: kotlin.String): CloudEndpoint {
+         */ fun `defaultCloudEndpoint`(`baseUrl`: kotlin.String, `model`: kotlin.String): CloudEndpoint {
             return FfiConverterTypeCloudEndpoint.lift(
-    uniffiRustCallWithError(EdgewiseException) { _status ->
+    uniffiRustCall() { _status ->
     UniffiLib.uniffi_edgewise_fn_func_default_cloud_endpoint(
     
         
@@ -9242,10 +9131,9 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 
         /**
          * Cloud allowed when a trigger calls for it (and the request is not sensitive); no queue.
-         */
-    @Throws(EdgewiseException::class) fun `routerPolicyCloudAssist`(): RouterPolicy {
+         */ fun `routerPolicyCloudAssist`(): RouterPolicy {
             return FfiConverterTypeRouterPolicy.lift(
-    uniffiRustCallWithError(EdgewiseException) { _status ->
+    uniffiRustCall() { _status ->
     UniffiLib.uniffi_edgewise_fn_func_router_policy_cloud_assist(
     
         _status)
@@ -9256,10 +9144,9 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 
         /**
          * `cloud_assist` plus the offline queue (a cloud answer later when there is no signal now).
-         */
-    @Throws(EdgewiseException::class) fun `routerPolicyFieldWorker`(): RouterPolicy {
+         */ fun `routerPolicyFieldWorker`(): RouterPolicy {
             return FfiConverterTypeRouterPolicy.lift(
-    uniffiRustCallWithError(EdgewiseException) { _status ->
+    uniffiRustCall() { _status ->
     UniffiLib.uniffi_edgewise_fn_func_router_policy_field_worker(
     
         _status)
@@ -9270,10 +9157,9 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 
         /**
          * The default policy: everything stays on the device.
-         */
-    @Throws(EdgewiseException::class) fun `routerPolicyLocalOnly`(): RouterPolicy {
+         */ fun `routerPolicyLocalOnly`(): RouterPolicy {
             return FfiConverterTypeRouterPolicy.lift(
-    uniffiRustCallWithError(EdgewiseException) { _status ->
+    uniffiRustCall() { _status ->
     UniffiLib.uniffi_edgewise_fn_func_router_policy_local_only(
     
         _status)

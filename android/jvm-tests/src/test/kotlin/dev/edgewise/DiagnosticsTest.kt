@@ -66,7 +66,7 @@ class DiagnosticsTest {
             val config = EngineConfig.defaults().copy(backend = BackendPreference.CPU)
             Engine.loadFd(fd, 0, -1, config).use { engine ->
                 assertEquals(TestSupport.engine.modelId(), engine.modelId())
-                val got = engine.newSession(SessionConfig.defaults().copy(maxContext = 128u)).use {
+                val got = engine.newSession(SessionConfig.defaults().copy(maxContext = 128)).use {
                     it.complete("The capital of France is", params, TestSupport.Collector()).tokenIds
                 }
                 assertEquals(want, got)

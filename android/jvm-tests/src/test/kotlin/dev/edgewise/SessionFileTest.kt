@@ -27,7 +27,7 @@ class SessionFileTest {
             val a = TestSupport.newSession(maxContext = 1024)
             a.chat("Tell me about the lighthouse keeper who counted the ships. ".repeat(20), params, TestSupport.Collector())
             val cached = a.cachedTokens()
-            assertTrue(cached > 200u, "$cached")
+            assertTrue(cached > 200, "$cached")
             a.save(file.path)
             val uninterrupted = a.chat("What did he count?", params, TestSupport.Collector())
 
@@ -38,7 +38,7 @@ class SessionFileTest {
             val resumed = b.chat("What did he count?", params, out)
             assertEquals(uninterrupted.tokenIds, resumed.tokenIds)
             assertEquals(uninterrupted.metrics.prefilledTokens, resumed.metrics.prefilledTokens)
-            assertTrue(resumed.metrics.prefilledTokens < 30u, "only the new message: ${resumed.metrics}")
+            assertTrue(resumed.metrics.prefilledTokens < 30, "only the new message: ${resumed.metrics}")
             assertEquals(64, engine.modelId().length)
             a.close()
             b.close()
