@@ -151,7 +151,8 @@ pub(crate) fn short_id(id: &str) -> String {
 /// Serializes `header` and `kv` into the file format (in memory).
 pub(crate) fn encode(header: &Header, kv: &KvSnapshot) -> Result<Vec<u8>> {
     let json = serde_json::to_vec(header).map_err(|e| bad(format!("header: {e}")))?;
-    let hlen = u32::try_from(json.len()).ok().filter(|&n| n <= MAX_HEADER_BYTES).ok_or_else(|| bad("header too large"))?;
+    let hlen =
+        u32::try_from(json.len()).ok().filter(|&n| n <= MAX_HEADER_BYTES).ok_or_else(|| bad("header too large"))?;
     let mut out = Vec::with_capacity(PREFIX + json.len() + kv.data.len() + DIGEST);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&SESSION_FILE_VERSION.to_le_bytes());
@@ -203,7 +204,8 @@ pub(crate) fn decode(mut bytes: Vec<u8>) -> Result<(Header, KvSnapshot)> {
 /// file next to it, flushed to disk, renamed over `path`, and the directory synced (Unix).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| Error::InvalidParameter { name: "path", reason: "no file name".into() })?;
+    let name =
+        path.file_name().ok_or_else(|| Error::InvalidParameter { name: "path", reason: "no file name".into() })?;
     let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -243,7 +245,14 @@ mod tests {
     use super::*;
 
     fn sample() -> (Header, KvSnapshot) {
-        let kv = KvHeader { dtype: KvDtype::F16, len: 3, layer_windows: vec![None], kv_heads: 1, head_dim: 2, held: [[0, 3], [3, 3]] };
+        let kv = KvHeader {
+            dtype: KvDtype::F16,
+            len: 3,
+            layer_windows: vec![None],
+            kv_heads: 1,
+            head_dim: 2,
+            held: [[0, 3], [3, 3]],
+        };
         let header = Header {
             model_id: "ab".repeat(32),
             architecture: "gemma3".into(),

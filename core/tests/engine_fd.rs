@@ -21,9 +21,13 @@ fn cfg() -> EngineConfig {
 
 fn tokens(engine: &Engine) -> Vec<u32> {
     let mut s = engine.new_session(SessionConfig { max_context: 64, ..Default::default() }).unwrap();
-    s.complete("The capital of France is", &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(6) }, &mut |_| true)
-        .unwrap()
-        .token_ids
+    s.complete(
+        "The capital of France is",
+        &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(6) },
+        &mut |_| true,
+    )
+    .unwrap()
+    .token_ids
 }
 
 #[test]

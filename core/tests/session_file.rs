@@ -40,11 +40,17 @@ fn rewrite_header(bytes: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
 #[test]
 fn restored_session_continues_like_the_uninterrupted_one() {
     let Some(path) = common_model::model_path() else { return };
-    let engine = Engine::load(&path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap();
+    let engine =
+        Engine::load(&path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false })
+            .unwrap();
     assert_eq!(engine.model_id().len(), 64);
     let dir = temp_dir("real");
     let file = dir.join("chat.ewsession");
-    let cfg = SessionConfig { max_context: 2048, system_prompt: Some("You are a terse assistant.".into()), ..Default::default() };
+    let cfg = SessionConfig {
+        max_context: 2048,
+        system_prompt: Some("You are a terse assistant.".into()),
+        ..Default::default()
+    };
     let params = GenerationParams { ignore_eos: true, ..GenerationParams::greedy(16) };
     // A first turn of ~1,000 tokens: past the 512-token sliding window, so the window layers'
     // rings have wrapped when the session is saved.
@@ -68,6 +74,14 @@ fn restored_session_continues_like_the_uninterrupted_one() {
     let resumed = b.chat(second, &params, &mut |_| true).unwrap();
     assert_eq!(resumed.token_ids, uninterrupted.token_ids, "same greedy tokens as the uninterrupted session");
     assert_eq!(resumed.text, uninterrupted.text);
+    // The same computation on the same cache: the same log-probabilities, not only the same argmax
+    // (a cache missing the sliding-window layers' rows still picked the same 16 tokens here).
+    assert!(
+        (resumed.mean_logprob - uninterrupted.mean_logprob).abs() < 1e-5,
+        "{} vs {}",
+        resumed.mean_logprob,
+        uninterrupted.mean_logprob
+    );
     // Only the new message was prefilled: the history came from the file's cache.
     assert_eq!(resumed.metrics.prefilled_tokens, uninterrupted.metrics.prefilled_tokens);
     assert!(resumed.metrics.prefilled_tokens < 40, "{:?}", resumed.metrics);
@@ -139,7 +153,10 @@ fn restored_session_continues_like_the_uninterrupted_one() {
 }
 
 /// The messages a chat renders: the system prompt, then the history.
-fn restored_messages(cfg: &SessionConfig, history: &[edgewise_core::tokenizer::ChatMessage]) -> Vec<edgewise_core::tokenizer::ChatMessage> {
+fn restored_messages(
+    cfg: &SessionConfig,
+    history: &[edgewise_core::tokenizer::ChatMessage],
+) -> Vec<edgewise_core::tokenizer::ChatMessage> {
     let mut m = Vec::new();
     if let Some(s) = &cfg.system_prompt {
         m.push(edgewise_core::tokenizer::ChatMessage::new(edgewise_core::tokenizer::Role::System, s.clone()));
@@ -162,8 +179,12 @@ fn gpu_session_file_round_trip_and_cross_backend() {
         eprintln!("SKIPPED: no wgpu device ({e})");
         return;
     }
-    let gpu = Engine::load(&path, EngineConfig { backend: BackendPreference::Gpu, threads: Some(2), gpu_self_test: false }).unwrap();
-    let cpu = Engine::load(&path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap();
+    let gpu =
+        Engine::load(&path, EngineConfig { backend: BackendPreference::Gpu, threads: Some(2), gpu_self_test: false })
+            .unwrap();
+    let cpu =
+        Engine::load(&path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false })
+            .unwrap();
     assert_eq!(gpu.model_id(), cpu.model_id());
     let dir = temp_dir("gpu");
     let file = dir.join("gpu.ewsession");
@@ -182,7 +203,10 @@ fn gpu_session_file_round_trip_and_cross_backend() {
     let mut c = cpu.restore_session(&file).unwrap();
     assert_eq!(c.cached_tokens(), saved);
     let on_cpu = c.chat("And in Asia?", &params, &mut |_| true).unwrap();
-    assert_eq!(on_cpu.metrics.prefilled_tokens, uninterrupted.metrics.prefilled_tokens, "the GPU's cache was used on the CPU");
+    assert_eq!(
+        on_cpu.metrics.prefilled_tokens, uninterrupted.metrics.prefilled_tokens,
+        "the GPU's cache was used on the CPU"
+    );
     assert_eq!(on_cpu.token_ids.len(), 3);
     let _ = std::fs::remove_dir_all(&dir);
 }

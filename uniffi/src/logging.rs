@@ -99,7 +99,11 @@ impl log::Log for Forwarder {
             return;
         }
         let Some(sink) = self.sink.read().ok().and_then(|s| s.clone()) else { return };
-        let r = LogRecord { level: record.level().into(), target: record.target().to_string(), message: record.args().to_string() };
+        let r = LogRecord {
+            level: record.level().into(),
+            target: record.target().to_string(),
+            message: record.args().to_string(),
+        };
         IN_SINK.with(|f| f.set(true));
         // Neither an exception nor a panic in the host's sink may reach the code that logged.
         let _ = catch_unwind(AssertUnwindSafe(|| sink.log(r)));

@@ -53,7 +53,7 @@ public extension Engine {
 public extension ChatSession {
     /// Saves the conversation and its KV cache to `url` (crash-safe: temporary file, sync, rename),
     /// on Edgewise's native queue. Keep it in app-private storage (it holds the conversation), e.g.
-    /// Application Support with `isExcludedFromBackup` set: the file is large (~20 KB a token).
+    /// Application Support with `isExcludedFromBackup` set: the file is large (~14 MiB for 1,000 tokens).
     func save(to url: URL) async throws {
         let path = try filePath(url)
         try await edgewiseNativeCall { [self] _ in try self.save(path: path) }

@@ -37,6 +37,7 @@ class SessionFileTest {
             val out = TestSupport.Collector()
             val resumed = b.chat("What did he count?", params, out)
             assertEquals(uninterrupted.tokenIds, resumed.tokenIds)
+            assertEquals(uninterrupted.meanLogprob, resumed.meanLogprob, 1e-5f, "the same computation on the same cache")
             assertEquals(uninterrupted.metrics.prefilledTokens, resumed.metrics.prefilledTokens)
             assertTrue(resumed.metrics.prefilledTokens < 30, "only the new message: ${resumed.metrics}")
             assertEquals(64, engine.modelId().length)
