@@ -223,7 +223,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(result?)
 }
 
-/// Reads a session file, refusing one over [`MAX_SESSION_FILE_BYTES`] before reading it.
+/// Reads a session file, refusing one over [`MAX_SESSION_FILE_BYTES`] before reading it, and one
+/// that does not start with the magic after reading 8 bytes (a model file passed by mistake is
+/// not read whole).
 pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let f = std::fs::File::open(path)?;
@@ -233,7 +235,12 @@ pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>> {
     }
     let mut bytes = Vec::with_capacity(len as usize);
     // `take`: a file that grows while being read still cannot exceed the bound.
-    f.take(MAX_SESSION_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    let mut f = f.take(MAX_SESSION_FILE_BYTES + 1);
+    (&mut f).take(MAGIC.len() as u64).read_to_end(&mut bytes)?;
+    if bytes.len() == MAGIC.len() && bytes[..] != MAGIC[..] {
+        return Err(bad("not an Edgewise session file (bad magic)"));
+    }
+    f.read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_SESSION_FILE_BYTES {
         return Err(bad("file grew past the size limit while being read"));
     }

@@ -143,6 +143,10 @@ fn restored_session_continues_like_the_uninterrupted_one() {
     let huge = rewrite_header(&bytes, |j| j.replacen("\"max_context\":2048", "\"max_context\":99999999", 1));
     assert!(matches!(try_bytes(&huge), Err(Error::SessionFile { .. })));
     assert!(matches!(engine.restore_session(dir.join("missing")), Err(Error::Io(_))));
+    // A model file passed by mistake: refused after its first 8 bytes.
+    let t = Instant::now();
+    assert!(matches!(engine.restore_session(&path), Err(Error::SessionFile { .. })));
+    eprintln!("a model file as a session file: refused in {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
     // Error messages carry no conversation text.
     for b in [&bytes[..100], &lying[..], &small[..]] {
         if let Err(e) = try_bytes(b) {
