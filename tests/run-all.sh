@@ -40,4 +40,6 @@ if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   # Same feature set as every other cargo step (no `-p`/`--features`: those rebuild burn and wgpu);
   # EDGEWISE_GPU_TESTS=1 turns the wgpu cases on.
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_CASES=$EDGEWISE_GPU_CASES cargo test --release --workspace --test engine_golden -- --test-threads 1 gpu_
+  # A session file saved on the GPU restores there with the same tokens, and on the CPU (~110 s on lavapipe).
+  EDGEWISE_GPU_TESTS=1 cargo test --release --workspace --test session_file -- gpu_
 fi

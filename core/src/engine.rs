@@ -49,6 +49,41 @@ pub struct EngineConfig {
     pub gpu_self_test: bool,
 }
 
+impl EngineConfig {
+    /// Checks `threads` and sizes the CPU pool with it.
+    fn apply_threads(&self) -> Result<()> {
+        if let Some(t) = self.threads {
+            if t == 0 || t > 1024 {
+                return Err(Error::InvalidParameter { name: "threads", reason: "must be in 1..=1024".into() });
+            }
+            backend::set_cpu_threads(t);
+        }
+        Ok(())
+    }
+}
+
+/// A private duplicate of the caller's descriptor `fd` (close-on-exec), after checking it is open.
+#[cfg(unix)]
+fn dup_fd(fd: i32) -> Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let invalid = |reason: &str| Error::InvalidParameter { name: "fd", reason: reason.into() };
+    if fd < 0 {
+        return Err(invalid("a descriptor is never negative"));
+    }
+    // SAFETY: F_DUPFD_CLOEXEC only reads the descriptor table; an invalid `fd` is EBADF.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(invalid(&format!("not an open descriptor ({})", std::io::Error::last_os_error())));
+    }
+    // SAFETY: `dup` is a descriptor we just created and own.
+    Ok(unsafe { std::fs::File::from_raw_fd(dup) })
+}
+
+#[cfg(not(unix))]
+fn dup_fd(_fd: i32) -> Result<std::fs::File> {
+    Err(Error::InvalidParameter { name: "fd", reason: "file descriptors are supported on Unix (Android, iOS, Linux, macOS) only".into() })
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         Self { backend: BackendPreference::Auto, threads: None, gpu_self_test: true }
@@ -93,6 +128,8 @@ pub(crate) struct Inner {
     mapped: Option<GgufWeights>,
     /// Sessions and pools that give memory back on [`Engine::trim`].
     trim: TrimRegistry,
+    /// [`crate::session_file::model_identity`] of the loaded weights.
+    model_id: String,
 }
 
 /// A loaded model. Cheap to clone (shared); `Send + Sync`.
@@ -210,6 +247,9 @@ fn release_free_memory() {
     }
 }
 
+/// What opening a checkpoint gives: its weights, tokenizer, chat template, architecture and name.
+type Opened = (Checkpoint, Tokenizer, ChatTemplate, String, Option<String>);
+
 /// The GPU model, or why not (and the GPU when one was found), for the `Auto` fallback.
 type GpuAttempt = std::result::Result<(Box<dyn CausalLm>, GpuInfo), (String, Option<GpuInfo>)>;
 
@@ -272,15 +312,32 @@ impl Engine {
     pub fn load(path: impl AsRef<Path>, cfg: EngineConfig) -> Result<Self> {
         let t0 = Instant::now();
         let path = path.as_ref();
-        if let Some(t) = cfg.threads {
-            if t == 0 || t > 1024 {
-                return Err(Error::InvalidParameter { name: "threads", reason: "must be in 1..=1024".into() });
-            }
-            backend::set_cpu_threads(t);
-        }
-        let (ckpt, tokenizer, template, arch_name, model_name) =
-            if crate::hf::is_model_folder(path) { Self::open_hf(path)? } else { Self::open_gguf(path)? };
+        cfg.apply_threads()?;
+        let opened = if crate::hf::is_model_folder(path) { Self::open_hf(path)? } else { Self::open_gguf(path)? };
+        Self::load_opened(opened, path, cfg, t0)
+    }
+
+    /// Loads the GGUF model stored in `len` bytes (to the end of the file when `None`) at
+    /// `offset` of the open file descriptor `fd` — what Android apps hold for a model in their
+    /// assets or an asset pack (`AssetFileDescriptor`: descriptor, start offset, length; stored
+    /// uncompressed) or behind a content URI (`ParcelFileDescriptor`). The descriptor is
+    /// checked (open, a regular file, the region inside it), duplicated — the caller keeps and
+    /// closes its own — and the region is memory-mapped like a model file. Unix only.
+    pub fn load_fd(fd: i32, offset: u64, len: Option<u64>, cfg: EngineConfig) -> Result<Self> {
+        let t0 = Instant::now();
+        cfg.apply_threads()?;
+        let file = dup_fd(fd)?;
+        let label = PathBuf::from(format!("fd:{fd}@{offset}"));
+        let gguf = GgufFile::from_file(file, offset, len, &label)?;
+        let opened = Self::open_gguf_file(gguf, "fd-model")?;
+        Self::load_opened(opened, &label, cfg, t0)
+    }
+
+    fn load_opened(opened: Opened, path: &Path, cfg: EngineConfig, t0: Instant) -> Result<Self> {
+        let (ckpt, tokenizer, template, arch_name, model_name) = opened;
         log::debug!("engine: checkpoint and tokenizer in {:.0?}", t0.elapsed());
+        // Before the GPU path hands the file's pages back: it reads ~50 KB of them.
+        let model_id = crate::session_file::model_identity(&arch_name, ckpt.weights());
         let mut gpu_info = None;
         let mut fallback = None;
         let model: Box<dyn CausalLm> = match cfg.backend {
@@ -348,20 +405,27 @@ impl Engine {
                 constraints: std::sync::OnceLock::new(),
                 mapped,
                 trim: TrimRegistry::default(),
+                model_id,
             }),
         })
     }
 
     /// GPU with the golden self-test. Err carries the reason to fall back.
     /// A GGUF file: the tokenizer and template come from its metadata.
-    fn open_gguf(path: &Path) -> Result<(Checkpoint, Tokenizer, ChatTemplate, String, Option<String>)> {
+    fn open_gguf(path: &Path) -> Result<Opened> {
+        let file = GgufFile::open(path)?;
+        Self::open_gguf_file(file, path.file_stem().and_then(|s| s.to_str()).unwrap_or("model"))
+    }
+
+    /// An opened GGUF file; `stem` names its tokenizer cache (checked against the vocabulary, so
+    /// a shared stem only costs a rebuild).
+    fn open_gguf_file(mut file: GgufFile, stem: &str) -> Result<Opened> {
         let t0 = Instant::now();
-        let mut file = GgufFile::open(path)?;
         let vocab = GgufVocab::from_metadata(file.metadata())?;
         log::debug!("engine: gguf header and vocabulary in {:.0?}", t0.elapsed());
         // The SentencePiece merge derivation is cached per file (halves the tokenizer's build time).
         // Without a home directory (as on a phone without EDGEWISE_HOME) it is built every time.
-        let key = format!("{}-{}", path.file_stem().and_then(|s| s.to_str()).unwrap_or("model"), file.file_size());
+        let key = format!("{stem}-{}", file.file_size());
         let tokenizer = match crate::catalog::edgewise_home() {
             Ok(home) => Tokenizer::from_gguf_vocab_cached(&vocab, &home.join("cache"), &key)?,
             Err(_) => Tokenizer::from_gguf_vocab(&vocab)?,
@@ -381,7 +445,7 @@ impl Engine {
     }
 
     /// A Hugging Face folder: `tokenizer.json` and the folder's chat template (else the built-in one).
-    fn open_hf(dir: &Path) -> Result<(Checkpoint, Tokenizer, ChatTemplate, String, Option<String>)> {
+    fn open_hf(dir: &Path) -> Result<Opened> {
         let folder = HfFolder::open(dir)?;
         let tokenizer = Tokenizer::from_file(&folder.tokenizer_path()?)?;
         let arch_name = folder.architecture().name().to_string();
@@ -462,6 +526,20 @@ impl Engine {
     /// A new session.
     pub fn new_session(&self, cfg: SessionConfig) -> Result<Session> {
         Session::new(self.clone(), cfg)
+    }
+
+    /// The loaded model's identity (64 hex digits; see [`crate::session_file::model_identity`]),
+    /// which session files record and [`Engine::restore_session`] checks.
+    pub fn model_id(&self) -> &str {
+        &self.inner.model_id
+    }
+
+    /// A session restored from a file written by [`Session::save`]: its settings, conversation
+    /// and KV cache, so the next turn prefills only the new message. A file of another model is
+    /// [`Error::SessionModelMismatch`]; a damaged, truncated or foreign one
+    /// [`Error::SessionFile`] (see [`crate::session_file`]).
+    pub fn restore_session(&self, path: impl AsRef<Path>) -> Result<Session> {
+        Session::restore(self.clone(), path.as_ref())
     }
 
     /// Hands memory back under pressure (see [`crate::memory`] for what each level frees).

@@ -181,6 +181,30 @@ pub enum Error {
     #[error("a generation is already running on this session")]
     Busy,
 
+    // === Session files ===
+    /// A session file is damaged, truncated, too large, or not a session file.
+    #[error("session file unusable: {reason}")]
+    SessionFile {
+        /// What was wrong (offsets and sizes, never conversation text).
+        reason: String,
+    },
+    /// A session file was written by a format version this build does not read.
+    #[error("session file format version {found} is not supported (this build reads version {supported})")]
+    SessionFileVersion {
+        /// The file's version.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// A session file was saved with another model than the engine's.
+    #[error("session file belongs to another model (file: {file}, engine: {engine})")]
+    SessionModelMismatch {
+        /// The model id recorded in the file (a short hex prefix).
+        file: String,
+        /// The engine's model id (a short hex prefix).
+        engine: String,
+    },
+
     // === Router ===
     /// The routing policy denied the request.
     #[error("policy denied: {reason}")]
@@ -227,6 +251,9 @@ mod tests {
             Error::MetadataTooLarge { key: "tokenizer.ggml.tokens".into(), limit: 1 << 26 },
             Error::TensorShape { name: "blk.0.attn_norm.weight".into(), expected: [1, 640], found: [1, 320] },
             Error::InputTooLarge { max: 1 << 20, actual: 50 << 20 },
+            Error::SessionFile { reason: "checksum mismatch".into() },
+            Error::SessionFileVersion { found: 9, supported: 1 },
+            Error::SessionModelMismatch { file: "0123abcd".into(), engine: "fedc9876".into() },
         ];
         for e in all {
             assert!(!e.to_string().contains(canary));

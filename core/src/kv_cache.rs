@@ -429,6 +429,234 @@ impl KvCache {
     }
 }
 
+/// Element type of a [`KvSnapshot`]'s rows: what the cache that wrote it stores (f16 on the
+/// host, f32 on a device). A snapshot restores into either kind of cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvDtype {
+    /// IEEE half precision, little-endian.
+    F16,
+    /// IEEE single precision, little-endian.
+    F32,
+}
+
+impl KvDtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Self::F16 => 2,
+            Self::F32 => 4,
+        }
+    }
+}
+
+/// A backend-independent copy of a cache's contents, in position order (not slot order), for
+/// session files: for each layer, for each position its ring holds (ascending), the key row then
+/// the value row, each `[kv_heads, head_dim]` elements of `dtype`, little-endian.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvSnapshot {
+    /// Tokens cached.
+    pub len: usize,
+    /// Positions held by the global ring and by the sliding-window ring (`lo..len`).
+    pub held: [std::ops::Range<usize>; 2],
+    /// Element type of `data`.
+    pub dtype: KvDtype,
+    /// The rows, as described above.
+    pub data: Vec<u8>,
+}
+
+impl KvSnapshot {
+    /// The bytes `data` must have for `layout` (validated before anything is allocated from it).
+    pub fn expected_bytes(layout: &CacheLayout, held: &[std::ops::Range<usize>; 2], dtype: KvDtype) -> Option<usize> {
+        let row = layout.kv_heads.checked_mul(layout.head_dim)?.checked_mul(2 * dtype.size())?;
+        layout.layer_windows.iter().try_fold(0usize, |acc, w| {
+            let n = held[usize::from(w.is_some())].len();
+            acc.checked_add(n.checked_mul(row)?)
+        })
+    }
+}
+
+fn snapshot_err(reason: impl Into<String>) -> Error {
+    Error::SessionFile { reason: reason.into() }
+}
+
+impl KvCache {
+    /// The geometry of this cache.
+    pub fn layout(&self) -> &CacheLayout {
+        &self.layout
+    }
+
+    /// The positions a ring holds: `lo..len`, contiguous (the cache never leaves gaps).
+    fn held(&self, ri: usize) -> Result<std::ops::Range<usize>> {
+        let ring = &self.rings[ri];
+        if ring.capacity == 0 || self.released {
+            return Ok(self.len..self.len);
+        }
+        let mut lo = self.len;
+        while lo > 0 && self.len - lo < ring.capacity && ring.slot_pos[(lo - 1) % ring.capacity] == (lo - 1) as i64 {
+            lo -= 1;
+        }
+        // Anything held below `lo` would be a gap: refuse rather than save a cache that would
+        // restore differently.
+        if ring.slot_pos.iter().any(|&p| p >= 0 && (p as usize) < lo) {
+            return Err(Error::Backend { reason: "kv cache ring is not contiguous".into() });
+        }
+        Ok(lo..self.len)
+    }
+
+    /// Copies the cache's contents out (see [`KvSnapshot`]). Not during a pass.
+    pub fn snapshot(&self) -> Result<KvSnapshot> {
+        if self.pass.is_some() {
+            return Err(Error::Backend { reason: "kv snapshot during a pass".into() });
+        }
+        let held = [self.held(0)?, self.held(1)?];
+        let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
+        let dtype = if self.host.is_some() { KvDtype::F16 } else { KvDtype::F32 };
+        let cap_of = |w: &Option<usize>| self.rings[usize::from(w.is_some())].capacity;
+        let total = KvSnapshot::expected_bytes(&self.layout, &held, dtype).ok_or_else(|| snapshot_err("cache too large"))?;
+        let mut data = Vec::with_capacity(total);
+        if self.released || self.len == 0 {
+            return Ok(KvSnapshot { len: if self.released { 0 } else { self.len }, held: [0..0, 0..0], dtype, data });
+        }
+        for (layer, w) in self.layout.layer_windows.iter().enumerate() {
+            let cap = cap_of(w);
+            let range = held[usize::from(w.is_some())].clone();
+            match &self.host {
+                Some(h) => {
+                    let (kb, vb) = (&h.k[layer], &h.v[layer]);
+                    for p in range {
+                        let slot = p % cap;
+                        for buf in [kb, vb] {
+                            for hh in 0..kvh {
+                                for x in &buf[(hh * cap + slot) * hd..(hh * cap + slot + 1) * hd] {
+                                    data.extend_from_slice(&x.to_le_bytes());
+                                }
+                            }
+                        }
+                    }
+                }
+                None => {
+                    let read = |t: &Tensor<3>| -> Result<Vec<f32>> {
+                        crate::model::layers::read_f32(t.clone())
+                    };
+                    let (kb, vb) = (read(&self.k[layer])?, read(&self.v[layer])?);
+                    for p in range {
+                        let slot = p % cap;
+                        for buf in [&kb, &vb] {
+                            for hh in 0..kvh {
+                                for x in &buf[(hh * cap + slot) * hd..(hh * cap + slot + 1) * hd] {
+                                    data.extend_from_slice(&x.to_le_bytes());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        debug_assert_eq!(data.len(), total);
+        Ok(KvSnapshot { len: self.len, held, dtype, data })
+    }
+
+    /// Replaces the cache's contents with `snap` (taken from a cache of the same layout, on any
+    /// backend). Everything is validated first: a snapshot that does not fit is
+    /// [`Error::SessionFile`] and leaves the cache empty.
+    pub fn restore(&mut self, snap: &KvSnapshot) -> Result<()> {
+        self.reset();
+        if snap.len == 0 {
+            return Ok(());
+        }
+        if snap.len > self.layout.max_context {
+            return Err(Error::ContextOverflow { max: self.layout.max_context, requested: snap.len });
+        }
+        for (ri, range) in snap.held.iter().enumerate() {
+            let ring = &self.rings[ri];
+            let ok = if ring.capacity == 0 {
+                range.is_empty()
+            } else {
+                range.end == snap.len && range.start <= range.end && range.len() <= ring.capacity
+                    // The global ring holds the whole context; a window ring at least the window.
+                    && (ri == 1 || range.start == 0)
+                    && ring.window.is_none_or(|w| range.len() >= snap.len.min(w - 1))
+            };
+            if !ok {
+                return Err(snapshot_err(format!("kv ranges {:?} do not fit the cache (len {})", snap.held, snap.len)));
+            }
+        }
+        let want = KvSnapshot::expected_bytes(&self.layout, &snap.held, snap.dtype);
+        if want != Some(snap.data.len()) {
+            return Err(snapshot_err(format!("kv data is {} bytes, the layout needs {want:?}", snap.data.len())));
+        }
+        if self.released {
+            *self = Self::new(self.layout.clone(), &self.device)?;
+        }
+        let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
+        let esz = snap.dtype.size();
+        let mut at = 0usize;
+        let mut take = |n: usize| {
+            let s = &snap.data[at..at + n * esz];
+            at += n * esz;
+            s
+        };
+        let widen = |bytes: &[u8]| -> Vec<f32> {
+            match snap.dtype {
+                KvDtype::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+                KvDtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            }
+        };
+        for (layer, w) in self.layout.layer_windows.clone().iter().enumerate() {
+            let ri = usize::from(w.is_some());
+            let cap = self.rings[ri].capacity;
+            let range = snap.held[ri].clone();
+            match self.host.as_mut() {
+                Some(h) => {
+                    for p in range {
+                        let slot = p % cap;
+                        for buf in [&mut h.k[layer], &mut h.v[layer]] {
+                            for hh in 0..kvh {
+                                let dst = &mut buf[(hh * cap + slot) * hd..(hh * cap + slot + 1) * hd];
+                                let src = take(hd);
+                                match snap.dtype {
+                                    KvDtype::F16 => {
+                                        for (d, b) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                                            *d = f16::from_le_bytes([b[0], b[1]]);
+                                        }
+                                    }
+                                    // A device snapshot on the CPU: rounded to f16, as the CPU
+                                    // path rounds every key and value it stores.
+                                    KvDtype::F32 => dst.convert_from_f32_slice(&widen(src)),
+                                }
+                            }
+                        }
+                    }
+                }
+                None => {
+                    let mut kb = vec![0f32; kvh * cap * hd];
+                    let mut vb = vec![0f32; kvh * cap * hd];
+                    for p in range {
+                        let slot = p % cap;
+                        for buf in [&mut kb, &mut vb] {
+                            for hh in 0..kvh {
+                                let src = widen(take(hd));
+                                buf[(hh * cap + slot) * hd..(hh * cap + slot + 1) * hd].copy_from_slice(&src);
+                            }
+                        }
+                    }
+                    let up = |b: Vec<f32>| Tensor::<3>::from_data(TensorData::new(b, [kvh, cap, hd]), &self.device);
+                    self.k[layer] = up(kb);
+                    self.v[layer] = up(vb);
+                }
+            }
+        }
+        for (ring, range) in self.rings.iter_mut().zip(&snap.held) {
+            for p in range.clone() {
+                ring.slot_pos[p % ring.capacity] = p as i64;
+            }
+        }
+        self.len = snap.len;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

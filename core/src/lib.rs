@@ -23,6 +23,7 @@
 //! | [`sampling`] | sampling parameters and the sampler chain |
 //! | [`session`] | prompt → prefill → decode loop, streaming, cancel |
 //! | [`structured`] | constrained decoding (JSON Schema, regex, Lark grammars) with llguidance |
+//! | [`session_file`] | saving a session (conversation + KV cache) to a checked, versioned file and restoring it |
 //! | [`engine`] | a loaded model + tokenizer that creates sessions |
 //! | [`router`] | sensitivity detection, routing policy, cloud client, offline queue, audit log |
 #![deny(missing_docs)]
@@ -42,6 +43,7 @@ pub mod router;
 pub mod sampling;
 pub mod session;
 pub mod structured;
+pub mod session_file;
 pub mod tokenizer;
 pub mod weights;
 

@@ -393,6 +393,71 @@ impl Session {
             return Err(Error::InvalidParameter { name: "tool_results", reason: "at least one result".into() });
         }
         self.chat_with(&Tools::result_turn(results), params, cancel, sink)
+    /// Saves the conversation and its KV cache to `path` ([`crate::session_file`]), so that
+    /// [`Engine::restore_session`] continues it without prefilling again, also after the process
+    /// was killed. Crash-safe: a temporary file, synced, then renamed over `path`.
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        use crate::session_file::{encode, write_atomic, Header, KvHeader};
+        let t0 = Instant::now();
+        let mut kv = self.cache.snapshot()?;
+        let mut cached = self.cached.clone();
+        if kv.len != cached.len() {
+            // Not expected (the cache holds exactly `cached`); save the conversation alone.
+            log::warn!("session save: cache holds {} tokens, ids {}; saving the conversation only", kv.len, cached.len());
+            kv = crate::kv_cache::KvSnapshot { len: 0, held: [0..0, 0..0], dtype: kv.dtype, data: Vec::new() };
+            cached.clear();
+        }
+        let layout = self.cache.layout();
+        let header = Header {
+            model_id: self.engine.model_id().to_string(),
+            architecture: self.engine.info().architecture.clone(),
+            config: self.cfg.clone(),
+            history: self.history.clone(),
+            cached,
+            kv: KvHeader {
+                dtype: kv.dtype,
+                len: kv.len,
+                layer_windows: layout.layer_windows.clone(),
+                kv_heads: layout.kv_heads,
+                head_dim: layout.head_dim,
+                held: [[kv.held[0].start, kv.held[0].end], [kv.held[1].start, kv.held[1].end]],
+            },
+        };
+        let bytes = encode(&header, &kv)?;
+        write_atomic(path.as_ref(), &bytes)?;
+        log::debug!("session saved: {} cached tokens, {} KiB in {:.0?}", kv.len, bytes.len() >> 10, t0.elapsed());
+        Ok(())
+    }
+
+    /// The session saved in `path` (see [`Engine::restore_session`]).
+    pub(crate) fn restore(engine: Engine, path: &std::path::Path) -> Result<Self> {
+        use crate::session_file::{decode, read_bounded, short_id};
+        let t0 = Instant::now();
+        let (h, kv) = decode(read_bounded(path)?)?;
+        if h.model_id != engine.model_id() {
+            return Err(Error::SessionModelMismatch { file: short_id(&h.model_id), engine: short_id(engine.model_id()) });
+        }
+        let bad = |reason: String| Error::SessionFile { reason };
+        let mut s = Session::new(engine, h.config).map_err(|e| match e {
+            Error::InvalidParameter { .. } | Error::InputTooLarge { .. } => bad(format!("session settings: {e}")),
+            other => other,
+        })?;
+        let layout = s.cache.layout();
+        if h.kv.layer_windows != layout.layer_windows || h.kv.kv_heads != layout.kv_heads || h.kv.head_dim != layout.head_dim {
+            return Err(bad("kv geometry differs from the model's".into()));
+        }
+        let vocab = s.engine.model().vocab_size();
+        if h.cached.len() != kv.len || h.cached.iter().any(|&t| t as usize >= vocab) {
+            return Err(bad(format!("{} token ids for {} cached positions (or ids outside the vocabulary)", h.cached.len(), kv.len)));
+        }
+        if h.history.iter().any(|m| m.content.len() > crate::MAX_INPUT_BYTES) {
+            return Err(bad("a history message is over the per-call input limit".into()));
+        }
+        s.cache.restore(&kv)?;
+        s.cached = h.cached;
+        s.history = h.history;
+        log::debug!("session restored: {} cached tokens, {} messages in {:.0?}", s.cached.len(), s.history.len(), t0.elapsed());
+        Ok(s)
     }
 
     /// Hands the KV cache's memory back (memory pressure); the conversation stays, and the next

@@ -49,8 +49,8 @@ pub fn edgewise_home() -> EdgewiseResult<String> {
 
 /// Core's default fetch settings (4 retries, 60 s timeout, catalog source order).
 #[uniffi::export]
-pub fn default_fetch_config() -> EdgewiseResult<FetchConfig> {
-    Ok(cdl::FetchOptions::default().into())
+pub fn default_fetch_config() -> FetchConfig {
+    cdl::FetchOptions::default().into()
 }
 
 /// One model file to fetch: a catalog model or an [`ArtifactSpec`]. `cancel()` stops a running

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use edgewise_core::{engine as ce, memory as cm, sampling as cs, session as css};
 
-use crate::error::{guard, EdgewiseResult};
+use crate::error::{guard, EdgewiseError, EdgewiseResult};
 use crate::session::ChatSession;
 use crate::types::{to_usize, EngineConfig, EngineInfo, GenerationParams, SamplingParams, SessionConfig};
 
@@ -28,6 +28,23 @@ impl Engine {
     #[uniffi::constructor]
     pub fn load(path: String, config: EngineConfig) -> EdgewiseResult<Arc<Self>> {
         guard("Engine.load", || Ok(Arc::new(Self { inner: ce::Engine::load(path, config.into())? })))
+    }
+
+    /// Loads the GGUF model in `length` bytes (to the end of the file when negative) at `offset` of
+    /// the open file descriptor `fd`: an Android asset stored uncompressed
+    /// (`AssetFileDescriptor`: `parcelFileDescriptor.fd`, `startOffset`, `length`) or a content
+    /// URI (`ParcelFileDescriptor.fd`, 0, -1). The descriptor is checked and duplicated: close
+    /// yours when this returns. `InvalidParameter` (`fd`) for a closed or negative descriptor,
+    /// `ModelLoad` for a region outside the file or one that is not a GGUF model. Blocking, like
+    /// [`Engine::load`]. Unix (Android, iOS, Linux, macOS) only.
+    #[uniffi::constructor]
+    pub fn load_fd(fd: i32, offset: i64, length: i64, config: EngineConfig) -> EdgewiseResult<Arc<Self>> {
+        guard("Engine.load_fd", || {
+            let offset = u64::try_from(offset)
+                .map_err(|_| EdgewiseError::InvalidParameter { name: "offset".into(), reason: "must not be negative".into() })?;
+            let length = u64::try_from(length).ok();
+            Ok(Arc::new(Self { inner: ce::Engine::load_fd(fd, offset, length, config.into())? }))
+        })
     }
 
     /// What was loaded and where it runs.
@@ -93,32 +110,37 @@ impl From<cm::TrimReport> for TrimReport {
     }
 }
 
+// The defaults and presets below do not return `Result`, unlike every other export: they only
+// copy core's constants (no I/O, nothing to validate, nothing that can panic), so Swift gets them
+// without `try` (issue 16). What they return is validated where it is used.
+
 /// Core's default engine settings (`Auto` backend with the GPU self-test, all cores).
 #[uniffi::export]
-pub fn default_engine_config() -> EdgewiseResult<EngineConfig> {
-    Ok(ce::EngineConfig::default().into())
+pub fn default_engine_config() -> EngineConfig {
+    ce::EngineConfig::default().into()
 }
 
 /// Core's default session settings.
 #[uniffi::export]
-pub fn default_session_config() -> EdgewiseResult<SessionConfig> {
-    Ok(css::SessionConfig::default().into())
+pub fn default_session_config() -> SessionConfig {
+    css::SessionConfig::default().into()
 }
 
 /// Core's default generation settings (sampling with temperature, 256 tokens).
 #[uniffi::export]
-pub fn default_generation_params() -> EdgewiseResult<GenerationParams> {
-    Ok(css::GenerationParams::default().into())
+pub fn default_generation_params() -> GenerationParams {
+    css::GenerationParams::default().into()
 }
 
-/// Greedy (deterministic) decoding for at most `max_tokens` tokens.
+/// Greedy (deterministic) decoding for at most `max_tokens` tokens (checked when generating:
+/// 1..=1048576).
 #[uniffi::export]
-pub fn greedy_generation_params(max_tokens: u32) -> EdgewiseResult<GenerationParams> {
-    Ok(css::GenerationParams::greedy(to_usize(max_tokens)).into())
+pub fn greedy_generation_params(max_tokens: i32) -> GenerationParams {
+    css::GenerationParams::greedy(to_usize(max_tokens)).into()
 }
 
 /// Argmax sampling with no penalties.
 #[uniffi::export]
-pub fn greedy_sampling_params() -> EdgewiseResult<SamplingParams> {
-    Ok(cs::SamplingParams::greedy().into())
+pub fn greedy_sampling_params() -> SamplingParams {
+    cs::SamplingParams::greedy().into()
 }

@@ -30,9 +30,9 @@ pub enum EdgewiseError {
     #[error("context overflow: {requested} tokens requested, context holds {max}")]
     ContextOverflow {
         /// Context capacity in tokens.
-        max: u32,
+        max: i32,
         /// Tokens requested.
-        requested: u32,
+        requested: i32,
     },
     /// The operation was cancelled.
     #[error("cancelled")]
@@ -76,9 +76,9 @@ pub enum EdgewiseError {
     #[error("not enough disk space: need {needed} bytes, {available} available")]
     DiskSpace {
         /// Bytes needed.
-        needed: u64,
+        needed: i64,
         /// Bytes available.
-        available: u64,
+        available: i64,
     },
     /// A file-system error.
     #[error("i/o error: {reason}")]
@@ -90,6 +90,18 @@ pub enum EdgewiseError {
     #[error("storage error: {reason}")]
     Storage {
         /// What failed.
+        reason: String,
+    },
+    /// A session file is damaged, truncated, too large, not a session file, or of a newer format.
+    #[error("session file unusable: {reason}")]
+    SessionFile {
+        /// What was wrong (sizes and offsets, never conversation text).
+        reason: String,
+    },
+    /// A session file was saved with another model than the engine's.
+    #[error("session file belongs to another model: {reason}")]
+    SessionModelMismatch {
+        /// The two model ids (short prefixes).
         reason: String,
     },
     /// A listener implemented by the host (Kotlin/Swift) threw an unexpected exception.
@@ -109,8 +121,12 @@ pub enum EdgewiseError {
 /// Result alias for exported functions.
 pub type EdgewiseResult<T> = Result<T, EdgewiseError>;
 
-fn saturating_u32(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
+fn saturating_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl From<CoreError> for EdgewiseError {
@@ -134,10 +150,12 @@ impl From<CoreError> for EdgewiseError {
             CoreError::UnknownModel { .. } => Self::InvalidParameter { name: "model_id".into(), reason },
             CoreError::Catalog { .. } => Self::Internal { reason },
             CoreError::Checksum { .. } | CoreError::Download { .. } => Self::Download { reason },
-            CoreError::DiskSpace { needed, available } => Self::DiskSpace { needed, available },
+            CoreError::DiskSpace { needed, available } => {
+                Self::DiskSpace { needed: saturating_i64(needed), available: saturating_i64(available) }
+            }
             CoreError::Backend { .. } => Self::Backend { reason },
             CoreError::ContextOverflow { max, requested } => {
-                Self::ContextOverflow { max: saturating_u32(max), requested: saturating_u32(requested) }
+                Self::ContextOverflow { max: saturating_i32(max), requested: saturating_i32(requested) }
             }
             CoreError::InvalidParameter { name, reason } => Self::InvalidParameter { name: name.into(), reason },
             CoreError::InvalidConstraint { .. } => Self::InvalidParameter { name: "constraint".into(), reason },
@@ -148,6 +166,8 @@ impl From<CoreError> for EdgewiseError {
             CoreError::PolicyDenied { .. } => Self::PolicyDenied { reason },
             CoreError::CloudUnavailable { .. } => Self::CloudUnavailable { reason },
             CoreError::Storage { .. } => Self::Storage { reason },
+            CoreError::SessionFile { .. } | CoreError::SessionFileVersion { .. } => Self::SessionFile { reason },
+            CoreError::SessionModelMismatch { .. } => Self::SessionModelMismatch { reason },
             // `Error` is #[non_exhaustive]: new core variants surface as Internal until mapped here.
             _ => Self::Internal { reason },
         }
@@ -190,13 +210,16 @@ mod tests {
             (CoreError::MetadataTooLarge { key: "tokenizer.ggml.tokens".into(), limit: 1 << 26 }, "ModelLoad"),
             (CoreError::TensorShape { name: "output_norm.weight".into(), expected: [1, 640], found: [1, 320] }, "ModelLoad"),
             (CoreError::InputTooLarge { max: 1 << 20, actual: 50 << 20 }, "InvalidParameter"),
+            (CoreError::SessionFile { reason: "checksum mismatch".into() }, "SessionFile"),
+            (CoreError::SessionFileVersion { found: 2, supported: 1 }, "SessionFile"),
+            (CoreError::SessionModelMismatch { file: "ab".into(), engine: "cd".into() }, "SessionModelMismatch"),
         ];
         for (core, want) in cases {
             let got = format!("{:?}", EdgewiseError::from(core));
             assert!(got.starts_with(want), "{got} should be {want}");
         }
         let e = EdgewiseError::from(CoreError::ContextOverflow { max: 512, requested: usize::MAX });
-        assert_eq!(e, EdgewiseError::ContextOverflow { max: 512, requested: u32::MAX });
+        assert_eq!(e, EdgewiseError::ContextOverflow { max: 512, requested: i32::MAX });
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! | `session` | `ChatSession` (chat/complete with a `TokenSink`, reset, history) and `CancelToken` (one per call) |
 //! | `catalog` | the built-in model catalog and `ModelDownload` (fetch with a `DownloadListener`, cancel, verify) |
 //! | `router` | the on-device privacy check, the routing policy presets, and `Router` (send with an `AnswerListener`, cancel) |
+//! | `session_file` | `ChatSession.save` and `Engine.restore_session`: a chat that survives the app being killed |
+//! | `logging` | `set_log_sink`: the library's `log` records to a Kotlin/Swift `LogSink` (logcat, unified log) |
 //!
 //! # Quick start (the Rust view of what Kotlin and Swift call)
 //!
@@ -22,11 +24,11 @@
 //! impl TokenSink for Print {
 //!     fn on_token(&self, text: String) -> Result<(), EdgewiseError> { print!("{text}"); Ok(()) }
 //! }
-//! let config = EngineConfig { backend: BackendPreference::Cpu, ..default_engine_config()? };
+//! let config = EngineConfig { backend: BackendPreference::Cpu, ..default_engine_config() };
 //! let engine = Engine::load("gemma-3-270m-q4_k_m.gguf".into(), config)?;
-//! let session = engine.new_session(default_session_config()?)?;
+//! let session = engine.new_session(default_session_config())?;
 //! let cancel = CancelToken::new(); // this call's own cancel: cancel.cancel() from any thread
-//! let g = session.chat("Name three rivers.".into(), greedy_generation_params(64)?, std::sync::Arc::new(Print), Some(cancel))?;
+//! let g = session.chat("Name three rivers.".into(), greedy_generation_params(64), std::sync::Arc::new(Print), Some(cancel))?;
 //! assert!(privacy_check("Call me on +44 7700 900123".into())?.sensitive);
 //! # let _ = g; Ok::<(), EdgewiseError>(())
 //! ```
@@ -44,8 +46,10 @@ uniffi::setup_scaffolding!();
 mod catalog;
 mod engine;
 mod error;
+mod logging;
 mod router;
 mod session;
+mod session_file;
 mod types;
 
 pub use engine::{
@@ -56,6 +60,7 @@ pub use catalog::{
     default_fetch_config, default_model, edgewise_home, list_models, model_path, DownloadListener, ModelDownload,
 };
 pub use error::{EdgewiseError, EdgewiseResult};
+pub use logging::{clear_log_sink, set_log_level, set_log_sink, LogLevel, LogRecord, LogSink};
 pub use router::{
     default_cloud_endpoint, privacy_check, router_policy_cloud_assist, router_policy_field_worker,
     router_policy_local_only, AnswerListener, Router,

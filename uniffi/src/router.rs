@@ -12,7 +12,7 @@ use crate::engine::Engine;
 use crate::error::{guard, EdgewiseError, EdgewiseResult};
 use crate::session::{handle_of, CancelToken};
 use crate::types::{
-    to_u32, ChatMessage, CloudEndpoint, GenerationParams, PiiReport, RequestMeta, RouteDecision, RoutedAnswer,
+    to_i32, to_usize, ChatMessage, CloudEndpoint, GenerationParams, PiiReport, RequestMeta, RouteDecision, RoutedAnswer,
     RouterPolicy, SessionConfig,
 };
 
@@ -27,27 +27,27 @@ pub fn privacy_check(text: String) -> EdgewiseResult<PiiReport> {
 
 /// The default policy: everything stays on the device.
 #[uniffi::export]
-pub fn router_policy_local_only() -> EdgewiseResult<RouterPolicy> {
-    Ok(cr::RouterPolicy::local_only().into())
+pub fn router_policy_local_only() -> RouterPolicy {
+    cr::RouterPolicy::local_only().into()
 }
 
 /// Cloud allowed when a trigger calls for it (and the request is not sensitive); no queue.
 #[uniffi::export]
-pub fn router_policy_cloud_assist() -> EdgewiseResult<RouterPolicy> {
-    Ok(cr::RouterPolicy::cloud_assist().into())
+pub fn router_policy_cloud_assist() -> RouterPolicy {
+    cr::RouterPolicy::cloud_assist().into()
 }
 
 /// `cloud_assist` plus the offline queue (a cloud answer later when there is no signal now).
 #[uniffi::export]
-pub fn router_policy_field_worker() -> EdgewiseResult<RouterPolicy> {
-    Ok(cr::RouterPolicy::field_worker().into())
+pub fn router_policy_field_worker() -> RouterPolicy {
+    cr::RouterPolicy::field_worker().into()
 }
 
 /// The core defaults (timeouts, retries, streaming) for an endpoint at `base_url` serving
 /// `model`.
 #[uniffi::export]
-pub fn default_cloud_endpoint(base_url: String, model: String) -> EdgewiseResult<CloudEndpoint> {
-    Ok(cr::cloud::CloudConfig::new(base_url, model).into())
+pub fn default_cloud_endpoint(base_url: String, model: String) -> CloudEndpoint {
+    cr::cloud::CloudConfig::new(base_url, model).into()
 }
 
 /// Receives a routed answer as it streams, from the cloud or the device. Implemented in Kotlin
@@ -155,7 +155,7 @@ impl Router {
             let request = cr::ChatRequest {
                 messages: messages.into_iter().map(Into::into).collect(),
                 attachments: Vec::new(),
-                max_tokens: Some(to_u32(params.max_tokens)),
+                max_tokens: Some(u32::try_from(params.max_tokens).unwrap_or(u32::MAX)),
                 temperature: Some(params.sampling.temperature),
             };
             let mut sink = Forward { listener: listener.as_ref(), failure: None };
@@ -171,10 +171,10 @@ impl Router {
     /// short greedy draft of `draft_tokens` (1..=256) tokens. Pass it as
     /// `RequestMeta.local_mean_logprob` so the policy's `low_confidence_logprob` can send a
     /// benign request the small model is unsure about to the cloud. Blocking (it generates).
-    pub fn measure_confidence(&self, messages: Vec<ChatMessage>, draft_tokens: u32) -> EdgewiseResult<f32> {
+    pub fn measure_confidence(&self, messages: Vec<ChatMessage>, draft_tokens: i32) -> EdgewiseResult<f32> {
         guard("Router.measure_confidence", || {
             let request = cr::ChatRequest { messages: messages.into_iter().map(Into::into).collect(), ..Default::default() };
-            Ok(self.local.draft_confidence(&request, draft_tokens as usize)?)
+            Ok(self.local.draft_confidence(&request, to_usize(draft_tokens))?)
         })
     }
 
@@ -202,8 +202,8 @@ impl Router {
 
     /// Sends requests queued while offline to the cloud, if it is reachable now; returns how
     /// many were answered. The answers stay in the queue file.
-    pub fn drain_queue(&self) -> EdgewiseResult<u32> {
-        guard("Router.drain_queue", || Ok(to_u32(self.router.drain_queue()?.answered.len())))
+    pub fn drain_queue(&self) -> EdgewiseResult<i32> {
+        guard("Router.drain_queue", || Ok(to_i32(self.router.drain_queue()?.answered.len())))
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use edgewise_core::session::{self as css, CancelHandle};
 
 use crate::error::{guard, EdgewiseError, EdgewiseResult};
-use crate::types::{to_u32, ChatMessage, Generation, GenerationParams, SessionConfig};
+use crate::types::{to_i32, ChatMessage, Generation, GenerationParams, SessionConfig};
 
 /// Receives generated text as it is produced. Implemented in Kotlin or Swift.
 #[uniffi::export(foreign)]
@@ -68,7 +68,7 @@ impl ChatSession {
     }
 
     /// Runs a call that does not generate (`Busy` while a live generation holds the session).
-    fn with<T>(&self, f: impl FnOnce(&mut css::Session) -> T) -> EdgewiseResult<T> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut css::Session) -> T) -> EdgewiseResult<T> {
         Ok(self.inner.run(&CancelHandle::new(), f)?)
     }
 
@@ -154,8 +154,8 @@ impl ChatSession {
     }
 
     /// Tokens currently held in the KV cache. `Busy` while a generation runs.
-    pub fn cached_tokens(&self) -> EdgewiseResult<u32> {
-        self.with(|s| to_u32(s.cached_tokens()))
+    pub fn cached_tokens(&self) -> EdgewiseResult<i32> {
+        self.with(|s| to_i32(s.cached_tokens()))
     }
 
     /// The session's settings. `Busy` while a generation runs.

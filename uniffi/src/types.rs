@@ -1,6 +1,9 @@
 //! FFI mirrors of core's plain-data types, with `From` impls both ways, so core carries no
-//! uniffi derives (STYLE.md 4.2). Sizes become `u32` (token counts) or `u64` (bytes): uniffi has
-//! no `usize`. Defaults are never written here: hosts get them from core through the exported
+//! uniffi derives (STYLE.md 4.2). Counts become `i32` and sizes, times and ids `i64` — Kotlin's
+//! `Int`/`Long` and Swift's `Int32`/`Int64` — not the unsigned types (Kotlin `UInt`/`ULong`, whose
+//! functions Java callers cannot even call by name: issue 16). A count from the app that is
+//! negative reads as 0, which each setting's validation rejects where 0 is not allowed; values from
+//! core saturate at the signed maximum. Defaults are never written here: hosts get them from core through the exported
 //! `default_*` functions.
 
 use edgewise_core::backend as cb;
@@ -12,14 +15,34 @@ use edgewise_core::router::{self as cr, pii as cpii};
 use edgewise_core::{catalog as ccat, download as cdl};
 use std::time::Duration;
 
-/// `usize` → `u32`, saturating (counts above 4 billion do not occur, but never panic).
-pub(crate) fn to_u32(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
+/// `usize` → `i32`, saturating (counts above 2 billion do not occur, but never panic).
+pub(crate) fn to_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// `u32` → `usize` (lossless on every target we build: 32- and 64-bit).
-pub(crate) fn to_usize(n: u32) -> usize {
-    n as usize
+/// `i32` → `usize`; a negative count reads as 0.
+pub(crate) fn to_usize(n: i32) -> usize {
+    usize::try_from(n).unwrap_or(0)
+}
+
+/// `u64` → `i64`, saturating.
+pub(crate) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// `i64` → `u64`; a negative value reads as 0.
+pub(crate) fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// `u32` → `i32`, saturating.
+pub(crate) fn i32_of(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// `i32` → `u32`; a negative count reads as 0.
+pub(crate) fn u32_of(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
 }
 
 // === Engine ===
@@ -85,12 +108,12 @@ pub struct GpuInfo {
     /// Adapter type (`Cpu`, `DiscreteGpu`, `IntegratedGpu`, …).
     pub device_type: String,
     /// Largest storage-buffer binding, in bytes.
-    pub max_storage_binding: u64,
+    pub max_storage_binding: i64,
 }
 
 impl From<cb::GpuInfo> for GpuInfo {
     fn from(v: cb::GpuInfo) -> Self {
-        Self { name: v.name, driver: v.driver, api: v.api, device_type: v.device_type, max_storage_binding: v.max_storage_binding }
+        Self { name: v.name, driver: v.driver, api: v.api, device_type: v.device_type, max_storage_binding: to_i64(v.max_storage_binding) }
     }
 }
 
@@ -100,7 +123,7 @@ pub struct EngineConfig {
     /// Preferred backend.
     pub backend: BackendPreference,
     /// CPU threads (null = all cores).
-    pub threads: Option<u32>,
+    pub threads: Option<i32>,
     /// Run the GPU golden self-test for `Auto` (its verdict is cached per device).
     pub gpu_self_test: bool,
 }
@@ -113,7 +136,7 @@ impl From<EngineConfig> for ce::EngineConfig {
 
 impl From<ce::EngineConfig> for EngineConfig {
     fn from(v: ce::EngineConfig) -> Self {
-        Self { backend: v.backend.into(), threads: v.threads.map(to_u32), gpu_self_test: v.gpu_self_test }
+        Self { backend: v.backend.into(), threads: v.threads.map(to_i32), gpu_self_test: v.gpu_self_test }
     }
 }
 
@@ -127,13 +150,13 @@ pub struct EngineInfo {
     /// `general.name`, if any.
     pub name: Option<String>,
     /// Number of parameters.
-    pub parameter_count: u64,
+    pub parameter_count: i64,
     /// File size in bytes.
-    pub file_size: u64,
+    pub file_size: i64,
     /// Vocabulary size.
-    pub vocab_size: u32,
+    pub vocab_size: i32,
     /// The model's trained context, in tokens.
-    pub context_length: u32,
+    pub context_length: i32,
     /// Backend the model runs on.
     pub backend: BackendKind,
     /// The GPU, when one was found.
@@ -150,10 +173,10 @@ impl From<ce::EngineInfo> for EngineInfo {
             path: v.path.to_string_lossy().into_owned(),
             architecture: v.architecture,
             name: v.name,
-            parameter_count: v.parameter_count,
-            file_size: v.file_size,
-            vocab_size: to_u32(v.vocab_size),
-            context_length: to_u32(v.context_length),
+            parameter_count: to_i64(v.parameter_count),
+            file_size: to_i64(v.file_size),
+            vocab_size: to_i32(v.vocab_size),
+            context_length: to_i32(v.context_length),
             backend: v.backend.into(),
             gpu: v.gpu.map(Into::into),
             fallback_reason: v.fallback_reason,
@@ -195,9 +218,9 @@ impl From<css::OverflowPolicy> for OverflowPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct SessionConfig {
     /// Context size in tokens (prompt + answer). Memory grows with this.
-    pub max_context: u32,
+    pub max_context: i32,
     /// Tokens per prefill pass.
-    pub prefill_chunk: u32,
+    pub prefill_chunk: i32,
     /// System prompt for chats.
     pub system_prompt: Option<String>,
     /// What to do on overflow.
@@ -218,8 +241,8 @@ impl From<SessionConfig> for css::SessionConfig {
 impl From<css::SessionConfig> for SessionConfig {
     fn from(v: css::SessionConfig) -> Self {
         Self {
-            max_context: to_u32(v.max_context),
-            prefill_chunk: to_u32(v.prefill_chunk),
+            max_context: to_i32(v.max_context),
+            prefill_chunk: to_i32(v.prefill_chunk),
             system_prompt: v.system_prompt,
             overflow: v.overflow.into(),
         }
@@ -232,7 +255,7 @@ pub struct SamplingParams {
     /// 0 = greedy.
     pub temperature: f32,
     /// Keep the k most likely tokens (0 = off).
-    pub top_k: u32,
+    pub top_k: i32,
     /// Keep the smallest set whose probability reaches p (1.0 = off).
     pub top_p: f32,
     /// Drop tokens below `min_p ×` the top probability (0 = off).
@@ -240,9 +263,9 @@ pub struct SamplingParams {
     /// Penalty for tokens seen in the last `repeat_last_n` tokens (1.0 = off).
     pub repetition_penalty: f32,
     /// How many recent tokens the penalty looks at.
-    pub repeat_last_n: u32,
+    pub repeat_last_n: i32,
     /// RNG seed: the same seed gives the same output.
-    pub seed: u64,
+    pub seed: i64,
 }
 
 impl From<SamplingParams> for cs::SamplingParams {
@@ -254,7 +277,8 @@ impl From<SamplingParams> for cs::SamplingParams {
             min_p: v.min_p,
             repetition_penalty: v.repetition_penalty,
             repeat_last_n: to_usize(v.repeat_last_n),
-            seed: v.seed,
+            // A bit-for-bit reinterpretation: every seed stays reachable from Kotlin and Swift.
+            seed: v.seed as u64,
         }
     }
 }
@@ -263,12 +287,12 @@ impl From<cs::SamplingParams> for SamplingParams {
     fn from(v: cs::SamplingParams) -> Self {
         Self {
             temperature: v.temperature,
-            top_k: to_u32(v.top_k),
+            top_k: to_i32(v.top_k),
             top_p: v.top_p,
             min_p: v.min_p,
             repetition_penalty: v.repetition_penalty,
-            repeat_last_n: to_u32(v.repeat_last_n),
-            seed: v.seed,
+            repeat_last_n: to_i32(v.repeat_last_n),
+            seed: v.seed as i64,
         }
     }
 }
@@ -280,7 +304,7 @@ pub struct GenerationParams {
     /// Sampling.
     pub sampling: SamplingParams,
     /// Most tokens to generate.
-    pub max_tokens: u32,
+    pub max_tokens: i32,
     /// Stop when the output contains any of these (the stop text is not emitted).
     pub stop: Vec<String>,
     /// Keep going past end-of-generation tokens (benchmarks only).
@@ -295,7 +319,7 @@ impl From<GenerationParams> for css::GenerationParams {
 
 impl From<css::GenerationParams> for GenerationParams {
     fn from(v: css::GenerationParams) -> Self {
-        Self { sampling: v.sampling.into(), max_tokens: to_u32(v.max_tokens), stop: v.stop, ignore_eos: v.ignore_eos }
+        Self { sampling: v.sampling.into(), max_tokens: to_i32(v.max_tokens), stop: v.stop, ignore_eos: v.ignore_eos }
     }
 }
 
@@ -330,11 +354,11 @@ impl From<css::StopReason> for StopReason {
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct Metrics {
     /// Prompt tokens of this request.
-    pub prompt_tokens: u32,
+    pub prompt_tokens: i32,
     /// Of those, tokens actually prefilled (the rest were reused from the cache).
-    pub prefilled_tokens: u32,
+    pub prefilled_tokens: i32,
     /// Tokens generated.
-    pub generated_tokens: u32,
+    pub generated_tokens: i32,
     /// Time to the first generated token, ms.
     pub ttft_ms: f64,
     /// Prefill throughput, tokens/s.
@@ -348,9 +372,9 @@ pub struct Metrics {
 impl From<css::Metrics> for Metrics {
     fn from(v: css::Metrics) -> Self {
         Self {
-            prompt_tokens: to_u32(v.prompt_tokens),
-            prefilled_tokens: to_u32(v.prefilled_tokens),
-            generated_tokens: to_u32(v.generated_tokens),
+            prompt_tokens: to_i32(v.prompt_tokens),
+            prefilled_tokens: to_i32(v.prefilled_tokens),
+            generated_tokens: to_i32(v.generated_tokens),
             ttft_ms: v.ttft_ms,
             prefill_tokens_per_s: v.prefill_tokens_per_s,
             decode_tokens_per_s: v.decode_tokens_per_s,
@@ -365,7 +389,7 @@ pub struct Generation {
     /// The generated text (stop sequences removed); equals the concatenated streamed pieces.
     pub text: String,
     /// The generated token ids.
-    pub token_ids: Vec<u32>,
+    pub token_ids: Vec<i32>,
     /// Why it ended.
     pub stop_reason: StopReason,
     /// Mean log-probability of the generated tokens (a confidence signal for the router).
@@ -378,7 +402,8 @@ impl From<css::Generation> for Generation {
     fn from(v: css::Generation) -> Self {
         Self {
             text: v.text,
-            token_ids: v.token_ids,
+            // Vocabularies are far below 2^31 ids.
+            token_ids: v.token_ids.into_iter().map(i32_of).collect(),
             stop_reason: v.stop_reason.into(),
             mean_logprob: v.mean_logprob,
             metrics: v.metrics.into(),
@@ -558,13 +583,13 @@ pub struct ModelInfo {
     /// File name under `<home>/models/`.
     pub file: String,
     /// Exact size in bytes.
-    pub size: u64,
+    pub size: i64,
     /// Lower-case hex sha256 of the file.
     pub sha256: String,
     /// Quantization label (`Q4_K_M`).
     pub quantization: String,
     /// Trained context length in tokens.
-    pub context_length: u32,
+    pub context_length: i32,
     /// Licence name.
     pub licence: String,
     /// Where the licence text lives.
@@ -582,10 +607,10 @@ impl From<ccat::ModelEntry> for ModelInfo {
             name: v.name,
             architecture: v.architecture,
             file: v.file,
-            size: v.size,
+            size: to_i64(v.size),
             sha256: v.sha256,
             quantization: v.quantization,
-            context_length: v.context_length,
+            context_length: i32_of(v.context_length),
             licence: v.licence,
             licence_url: v.licence_url,
             base_model: v.base_model,
@@ -600,7 +625,7 @@ pub struct ArtifactSpec {
     /// Id used in log lines.
     pub id: String,
     /// Exact size in bytes.
-    pub size: u64,
+    pub size: i64,
     /// Lower-case hex sha256.
     pub sha256: String,
     /// Sources, tried in order.
@@ -613,7 +638,7 @@ impl From<ArtifactSpec> for cdl::Artifact {
     fn from(v: ArtifactSpec) -> Self {
         Self {
             id: v.id,
-            size: v.size,
+            size: to_u64(v.size),
             sha256: v.sha256,
             sources: v.sources.into_iter().map(Into::into).collect(),
             dest: v.destination.into(),
@@ -627,11 +652,11 @@ pub struct FetchConfig {
     /// Try sources of this kind first (a phone prefers `Https`).
     pub prefer: Option<SourceKind>,
     /// Retries per HTTP transfer after a dropped connection, a timeout or a 5xx/408/429.
-    pub retries: u32,
+    pub retries: i32,
     /// First retry delay in ms (doubles each retry, capped at 30 s).
-    pub retry_delay_ms: u64,
+    pub retry_delay_ms: i64,
     /// Connect timeout and longest wait for headers or any body read, in ms.
-    pub timeout_ms: u64,
+    pub timeout_ms: i64,
     /// Keep downloaded wheels / tarballs after assembly.
     pub keep_downloads: bool,
 }
@@ -640,7 +665,7 @@ impl From<cdl::FetchOptions> for FetchConfig {
     fn from(v: cdl::FetchOptions) -> Self {
         Self {
             prefer: v.prefer.map(Into::into),
-            retries: v.retries,
+            retries: i32_of(v.retries),
             retry_delay_ms: millis(v.retry_delay),
             timeout_ms: millis(v.timeout),
             keep_downloads: v.keep_downloads,
@@ -654,9 +679,9 @@ impl FetchConfig {
         cdl::FetchOptions {
             cancel,
             prefer: self.prefer.map(Into::into),
-            retries: self.retries,
-            retry_delay: Duration::from_millis(self.retry_delay_ms),
-            timeout: Duration::from_millis(self.timeout_ms),
+            retries: u32_of(self.retries),
+            retry_delay: Duration::from_millis(to_u64(self.retry_delay_ms)),
+            timeout: Duration::from_millis(to_u64(self.timeout_ms)),
             keep_downloads: self.keep_downloads,
         }
     }
@@ -692,19 +717,19 @@ pub struct DownloadProgress {
     /// The current phase.
     pub phase: DownloadPhase,
     /// Units done in this phase.
-    pub done: u64,
+    pub done: i64,
     /// Units in this phase (0 when unknown).
-    pub total: u64,
+    pub total: i64,
 }
 
 impl From<cdl::Progress> for DownloadProgress {
     fn from(v: cdl::Progress) -> Self {
-        Self { phase: v.phase.into(), done: v.done, total: v.total }
+        Self { phase: v.phase.into(), done: to_i64(v.done), total: to_i64(v.total) }
     }
 }
 
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 // === Privacy and routing ===
@@ -761,16 +786,16 @@ impl From<cpii::Category> for PiiCategory {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
 pub struct PiiSpan {
     /// First byte (inclusive).
-    pub start: u64,
+    pub start: i64,
     /// Last byte (exclusive).
-    pub end: u64,
+    pub end: i64,
     /// What was found there.
     pub category: PiiCategory,
 }
 
 impl From<cpii::Span> for PiiSpan {
     fn from(v: cpii::Span) -> Self {
-        Self { start: v.start as u64, end: v.end as u64, category: v.category.into() }
+        Self { start: to_i64(v.start as u64), end: to_i64(v.end as u64), category: v.category.into() }
     }
 }
 
@@ -809,7 +834,7 @@ pub struct RouterPolicy {
     /// Escalate when the local mean log-probability is below this; null ignores the signal.
     pub low_confidence_logprob: Option<f32>,
     /// Cloud requests allowed in any 60-second window; null = unlimited.
-    pub max_requests_per_minute: Option<u32>,
+    pub max_requests_per_minute: Option<i32>,
     /// Estimated cloud spend allowed per 24 hours, USD; null = unlimited.
     pub max_cost_per_day_usd: Option<f64>,
     /// Price of 1,000 prompt tokens, USD (estimates only).
@@ -817,7 +842,7 @@ pub struct RouterPolicy {
     /// Price of 1,000 answer tokens, USD (estimates only).
     pub output_cost_per_1k_tokens_usd: f64,
     /// Answer length assumed when a request sets no `max_tokens`.
-    pub expected_output_tokens: u32,
+    pub expected_output_tokens: i32,
     /// When offline but the cloud was wanted: answer locally now and queue for a cloud answer.
     pub queue_when_offline: bool,
 }
@@ -828,11 +853,11 @@ impl From<cr::RouterPolicy> for RouterPolicy {
             cloud_enabled: v.cloud_enabled,
             escalate_on_context_overflow: v.escalate_on_context_overflow,
             low_confidence_logprob: v.low_confidence_logprob,
-            max_requests_per_minute: v.max_requests_per_minute,
+            max_requests_per_minute: v.max_requests_per_minute.map(i32_of),
             max_cost_per_day_usd: v.max_cost_per_day_usd,
             input_cost_per_1k_tokens_usd: v.input_cost_per_1k_tokens_usd,
             output_cost_per_1k_tokens_usd: v.output_cost_per_1k_tokens_usd,
-            expected_output_tokens: v.expected_output_tokens,
+            expected_output_tokens: i32_of(v.expected_output_tokens),
             queue_when_offline: v.queue_when_offline,
         }
     }
@@ -844,11 +869,11 @@ impl From<RouterPolicy> for cr::RouterPolicy {
             cloud_enabled: v.cloud_enabled,
             escalate_on_context_overflow: v.escalate_on_context_overflow,
             low_confidence_logprob: v.low_confidence_logprob,
-            max_requests_per_minute: v.max_requests_per_minute,
+            max_requests_per_minute: v.max_requests_per_minute.map(u32_of),
             max_cost_per_day_usd: v.max_cost_per_day_usd,
             input_cost_per_1k_tokens_usd: v.input_cost_per_1k_tokens_usd,
             output_cost_per_1k_tokens_usd: v.output_cost_per_1k_tokens_usd,
-            expected_output_tokens: v.expected_output_tokens,
+            expected_output_tokens: u32_of(v.expected_output_tokens),
             queue_when_offline: v.queue_when_offline,
         }
     }
@@ -984,14 +1009,14 @@ pub struct CloudEndpoint {
     /// Stream answers (SSE) rather than wait for the whole answer.
     pub stream: bool,
     /// TCP/TLS connect timeout, ms.
-    pub connect_timeout_ms: u64,
+    pub connect_timeout_ms: i64,
     /// Deadline for a streamed answer to start, ms, across all attempts (default 10 000): past
     /// it the router answers on the device. Not applied when `stream` is off.
-    pub first_byte_timeout_ms: u64,
+    pub first_byte_timeout_ms: i64,
     /// Deadline for the whole cloud answer, ms, across all attempts (default 60 000).
-    pub request_timeout_ms: u64,
+    pub request_timeout_ms: i64,
     /// Retries after the first attempt.
-    pub max_retries: u32,
+    pub max_retries: i32,
     /// Allow plain `http://` to hosts other than loopback, without an API key (off: the text
     /// would travel unencrypted). A key is never sent over plain http except to loopback.
     pub allow_insecure_http: bool,
@@ -1010,7 +1035,7 @@ impl From<cr::cloud::CloudConfig> for CloudEndpoint {
             connect_timeout_ms: millis(v.connect_timeout),
             first_byte_timeout_ms: millis(v.first_byte_timeout),
             request_timeout_ms: millis(v.request_timeout),
-            max_retries: v.max_retries,
+            max_retries: i32_of(v.max_retries),
             allow_insecure_http: v.allow_insecure_http,
             proxy: v.proxy,
         }
@@ -1021,10 +1046,10 @@ impl From<CloudEndpoint> for cr::cloud::CloudConfig {
     fn from(v: CloudEndpoint) -> Self {
         Self {
             stream: v.stream,
-            connect_timeout: Duration::from_millis(v.connect_timeout_ms),
-            first_byte_timeout: Duration::from_millis(v.first_byte_timeout_ms),
-            request_timeout: Duration::from_millis(v.request_timeout_ms),
-            max_retries: v.max_retries,
+            connect_timeout: Duration::from_millis(to_u64(v.connect_timeout_ms)),
+            first_byte_timeout: Duration::from_millis(to_u64(v.first_byte_timeout_ms)),
+            request_timeout: Duration::from_millis(to_u64(v.request_timeout_ms)),
+            max_retries: u32_of(v.max_retries),
             allow_insecure_http: v.allow_insecure_http,
             proxy: v.proxy,
             ..cr::cloud::CloudConfig::new(v.base_url, v.model)
@@ -1096,16 +1121,21 @@ pub struct CloudFallback {
     /// What went wrong.
     pub kind: CloudFailureKind,
     /// The HTTP status, when the cloud answered with an error status.
-    pub http_status: Option<u16>,
+    pub http_status: Option<i32>,
     /// Cloud attempts made (1 + retries).
-    pub attempts: u32,
+    pub attempts: i32,
     /// Characters of cloud text streamed before the failure and then withdrawn (`on_reset`).
-    pub discarded_chars: u64,
+    pub discarded_chars: i64,
 }
 
 impl From<cr::Fallback> for CloudFallback {
     fn from(v: cr::Fallback) -> Self {
-        Self { kind: v.kind.into(), http_status: v.http_status, attempts: v.attempts, discarded_chars: v.discarded_chars as u64 }
+        Self {
+            kind: v.kind.into(),
+            http_status: v.http_status.map(i32::from),
+            attempts: i32_of(v.attempts),
+            discarded_chars: to_i64(v.discarded_chars as u64),
+        }
     }
 }
 
@@ -1122,11 +1152,11 @@ pub struct RoutedAnswer {
     /// Set when the cloud was chosen but failed and the device answered instead.
     pub fallback: Option<CloudFallback>,
     /// Offline-queue id, when the request was also queued for a cloud answer later.
-    pub queued_id: Option<u64>,
+    pub queued_id: Option<i64>,
     /// Prompt tokens (as counted by whoever answered).
-    pub prompt_tokens: u32,
+    pub prompt_tokens: i32,
     /// Answer tokens.
-    pub completion_tokens: u32,
+    pub completion_tokens: i32,
     /// Why the answer ended.
     pub finish_reason: FinishReason,
     /// Timing of the local generation; null when the cloud answered.
@@ -1143,9 +1173,9 @@ impl From<cr::local::EngineAnswer> for RoutedAnswer {
             decision: a.decision.into(),
             served_by: a.served_by.into(),
             fallback: a.fallback.map(Into::into),
-            queued_id: a.queued,
-            prompt_tokens: to_u32(a.prompt_tokens),
-            completion_tokens: to_u32(a.completion_tokens),
+            queued_id: a.queued.map(to_i64),
+            prompt_tokens: to_i32(a.prompt_tokens),
+            completion_tokens: to_i32(a.completion_tokens),
             finish_reason: a.finish_reason.into(),
             local_metrics: v.local_metrics.map(Into::into),
             local_stop_reason: v.local_stop_reason.map(Into::into),

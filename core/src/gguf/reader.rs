@@ -77,13 +77,38 @@ impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let file = File::open(path)?;
+        Self::from_file(file, 0, None, path)
+    }
+
+    /// Opens the GGUF stored in `len` bytes (to the end when `None`) at `offset` of an open
+    /// file: a whole file, or one inside another (an uncompressed Android asset in an APK or
+    /// asset pack, whose descriptor comes with a start offset and a length). `label` stands for
+    /// the path in logs and [`GgufFile::path`]. The file must be a regular file and the region
+    /// must lie inside it; the region is memory-mapped (any offset: the map starts at the page
+    /// below it).
+    pub fn from_file(file: File, offset: u64, len: Option<u64>, label: &Path) -> Result<Self> {
+        let path = label;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(Error::InvalidGguf { reason: "not a regular file".into() });
+        }
+        let size = meta.len();
+        let len = len.unwrap_or(size.saturating_sub(offset));
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(Error::InvalidGguf { reason: format!("{len} bytes at offset {offset} lie outside the {size}-byte file") });
+        }
+        let len = usize::try_from(len).map_err(|_| Error::InvalidGguf { reason: "region too large to map".into() })?;
+        if len < 24 {
+            return Err(Error::InvalidGguf { reason: format!("{len} bytes is too short for a GGUF header") });
+        }
         // SAFETY: the map is read-only. As with every mmap-based loader (llama.cpp, candle), the
         // file must not be truncated or rewritten by another process while it is mapped; the
         // model cache writes files atomically (temp + rename), so a mapped file is never modified.
-        let map = unsafe { Mmap::map(&file)? };
+        let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map(&file)? };
         // Before anything reads it: 2 MiB pages where the kernel can give them (decode streams
-        // the whole map per token).
-        let pages = super::large_pages::advise(&map, &file);
+        // the whole map per token). Whole files only: the probe reads the file at the map's
+        // offsets.
+        let pages = if offset == 0 { Some(super::large_pages::advise(&map, &file)) } else { None };
         log::debug!("gguf: large pages {pages:?}");
         let h = parse(&map, MAX_HEADER_MEMORY)?;
         release_header(&map, h.data_offset);

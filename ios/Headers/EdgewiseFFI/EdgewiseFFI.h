@@ -250,6 +250,13 @@ typedef void (*UniffiCallbackInterfaceDownloadListenerMethod0)(uint64_t, RustBuf
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_LOG_SINK_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_LOG_SINK_METHOD0
+typedef void (*UniffiCallbackInterfaceLogSinkMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_ANSWER_LISTENER_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_ANSWER_LISTENER_METHOD0
 typedef void (*UniffiCallbackInterfaceAnswerListenerMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
@@ -278,6 +285,15 @@ typedef struct UniffiVTableCallbackInterfaceDownloadListener {
     UniffiCallbackInterfaceClone _Nonnull uniffiClone;
     UniffiCallbackInterfaceDownloadListenerMethod0 _Nonnull onProgress;
 } UniffiVTableCallbackInterfaceDownloadListener;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_LOG_SINK
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_LOG_SINK
+typedef struct UniffiVTableCallbackInterfaceLogSink {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceLogSinkMethod0 _Nonnull log;
+} UniffiVTableCallbackInterfaceLogSink;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_ANSWER_LISTENER
@@ -379,6 +395,11 @@ void uniffi_edgewise_fn_free_engine(uint64_t handle, RustCallStatus *_Nonnull ou
 uint64_t uniffi_edgewise_fn_constructor_engine_load(RustBuffer path, RustBuffer config, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_ENGINE_LOAD_FD
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_ENGINE_LOAD_FD
+uint64_t uniffi_edgewise_fn_constructor_engine_load_fd(int32_t fd, int64_t offset, int64_t length, RustBuffer config, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_INFO
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_INFO
 RustBuffer uniffi_edgewise_fn_method_engine_info(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -392,6 +413,36 @@ uint64_t uniffi_edgewise_fn_method_engine_new_session(uint64_t ptr, RustBuffer c
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_TRIM
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_TRIM
 RustBuffer uniffi_edgewise_fn_method_engine_trim(uint64_t ptr, RustBuffer level, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_MODEL_ID
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_MODEL_ID
+RustBuffer uniffi_edgewise_fn_method_engine_model_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_RESTORE_SESSION
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_RESTORE_SESSION
+uint64_t uniffi_edgewise_fn_method_engine_restore_session(uint64_t ptr, RustBuffer path, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_LOGSINK
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_LOGSINK
+uint64_t uniffi_edgewise_fn_clone_logsink(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_LOGSINK
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_LOGSINK
+void uniffi_edgewise_fn_free_logsink(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_INIT_CALLBACK_VTABLE_LOGSINK
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_INIT_CALLBACK_VTABLE_LOGSINK
+void uniffi_edgewise_fn_init_callback_vtable_logsink(const UniffiVTableCallbackInterfaceLogSink* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_LOGSINK_LOG
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_LOGSINK_LOG
+void uniffi_edgewise_fn_method_logsink_log(uint64_t ptr, RustBuffer record, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_ANSWERLISTENER
@@ -446,12 +497,12 @@ RustBuffer uniffi_edgewise_fn_method_router_decide(uint64_t ptr, RustBuffer mess
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_DRAIN_QUEUE
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_DRAIN_QUEUE
-uint32_t uniffi_edgewise_fn_method_router_drain_queue(uint64_t ptr, RustCallStatus *_Nonnull out_status
+int32_t uniffi_edgewise_fn_method_router_drain_queue(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_MEASURE_CONFIDENCE
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_MEASURE_CONFIDENCE
-float uniffi_edgewise_fn_method_router_measure_confidence(uint64_t ptr, RustBuffer messages, uint32_t draft_tokens, RustCallStatus *_Nonnull out_status
+float uniffi_edgewise_fn_method_router_measure_confidence(uint64_t ptr, RustBuffer messages, int32_t draft_tokens, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_POLICY
@@ -502,7 +553,7 @@ void uniffi_edgewise_fn_free_chatsession(uint64_t handle, RustCallStatus *_Nonnu
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_CACHED_TOKENS
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_CACHED_TOKENS
-uint32_t uniffi_edgewise_fn_method_chatsession_cached_tokens(uint64_t ptr, RustCallStatus *_Nonnull out_status
+int32_t uniffi_edgewise_fn_method_chatsession_cached_tokens(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_CANCEL
@@ -533,6 +584,11 @@ RustBuffer uniffi_edgewise_fn_method_chatsession_history(uint64_t ptr, RustCallS
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_RESET
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_RESET
 void uniffi_edgewise_fn_method_chatsession_reset(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_SAVE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_SAVE
+void uniffi_edgewise_fn_method_chatsession_save(uint64_t ptr, RustBuffer path, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_TOKENSINK
@@ -604,13 +660,29 @@ RustBuffer uniffi_edgewise_fn_func_default_session_config(RustCallStatus *_Nonnu
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_GREEDY_GENERATION_PARAMS
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_GREEDY_GENERATION_PARAMS
-RustBuffer uniffi_edgewise_fn_func_greedy_generation_params(uint32_t max_tokens, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_edgewise_fn_func_greedy_generation_params(int32_t max_tokens, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_GREEDY_SAMPLING_PARAMS
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_GREEDY_SAMPLING_PARAMS
 RustBuffer uniffi_edgewise_fn_func_greedy_sampling_params(RustCallStatus *_Nonnull out_status
     
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_CLEAR_LOG_SINK
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_CLEAR_LOG_SINK
+void uniffi_edgewise_fn_func_clear_log_sink(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_SET_LOG_LEVEL
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_SET_LOG_LEVEL
+void uniffi_edgewise_fn_func_set_log_level(RustBuffer level, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_SET_LOG_SINK
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_SET_LOG_SINK
+void uniffi_edgewise_fn_func_set_log_sink(uint64_t sink, RustBuffer level, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_DEFAULT_CLOUD_ENDPOINT
@@ -961,6 +1033,24 @@ uint16_t uniffi_edgewise_checksum_func_greedy_sampling_params(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_CLEAR_LOG_SINK
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_CLEAR_LOG_SINK
+uint16_t uniffi_edgewise_checksum_func_clear_log_sink(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_SET_LOG_LEVEL
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_SET_LOG_LEVEL
+uint16_t uniffi_edgewise_checksum_func_set_log_level(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_SET_LOG_SINK
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_SET_LOG_SINK
+uint16_t uniffi_edgewise_checksum_func_set_log_sink(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_DEFAULT_CLOUD_ENDPOINT
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_DEFAULT_CLOUD_ENDPOINT
 uint16_t uniffi_edgewise_checksum_func_default_cloud_endpoint(void
@@ -1042,6 +1132,24 @@ uint16_t uniffi_edgewise_checksum_method_engine_new_session(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ENGINE_TRIM
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ENGINE_TRIM
 uint16_t uniffi_edgewise_checksum_method_engine_trim(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ENGINE_MODEL_ID
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ENGINE_MODEL_ID
+uint16_t uniffi_edgewise_checksum_method_engine_model_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ENGINE_RESTORE_SESSION
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ENGINE_RESTORE_SESSION
+uint16_t uniffi_edgewise_checksum_method_engine_restore_session(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_LOGSINK_LOG
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_LOGSINK_LOG
+uint16_t uniffi_edgewise_checksum_method_logsink_log(void
     
 );
 #endif
@@ -1147,6 +1255,12 @@ uint16_t uniffi_edgewise_checksum_method_chatsession_reset(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_SAVE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_SAVE
+uint16_t uniffi_edgewise_checksum_method_chatsession_save(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_TOKENSINK_ON_TOKEN
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_TOKENSINK_ON_TOKEN
 uint16_t uniffi_edgewise_checksum_method_tokensink_on_token(void
@@ -1168,6 +1282,12 @@ uint16_t uniffi_edgewise_checksum_constructor_modeldownload_new(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_ENGINE_LOAD
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_ENGINE_LOAD
 uint16_t uniffi_edgewise_checksum_constructor_engine_load(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_ENGINE_LOAD_FD
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_ENGINE_LOAD_FD
+uint16_t uniffi_edgewise_checksum_constructor_engine_load_fd(void
     
 );
 #endif

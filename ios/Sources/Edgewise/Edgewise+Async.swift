@@ -13,21 +13,22 @@ import Foundation
 
 public extension EngineConfig {
     /// Core's default engine settings (`auto` backend with the GPU self-test, all cores).
-    static func defaults() throws -> EngineConfig { try defaultEngineConfig() }
+    static func defaults() -> EngineConfig { defaultEngineConfig() }
 }
 
 public extension SessionConfig {
     /// Core's default session settings.
-    static func defaults() throws -> SessionConfig { try defaultSessionConfig() }
+    static func defaults() -> SessionConfig { defaultSessionConfig() }
 }
 
 public extension GenerationParams {
     /// Core's default generation settings.
-    static func defaults() throws -> GenerationParams { try defaultGenerationParams() }
+    static func defaults() -> GenerationParams { defaultGenerationParams() }
 
-    /// Greedy (deterministic) decoding for at most `maxTokens` tokens.
-    static func greedy(maxTokens: UInt32) throws -> GenerationParams {
-        try greedyGenerationParams(maxTokens: maxTokens)
+    /// Greedy (deterministic) decoding for at most `maxTokens` tokens (1...1_048_576, checked when
+    /// generating).
+    static func greedy(maxTokens: Int) -> GenerationParams {
+        greedyGenerationParams(maxTokens: Int32(clamping: maxTokens))
     }
 }
 
@@ -162,7 +163,7 @@ final class EdgewiseNativeStream<Element: Sendable>: @unchecked Sendable {
 
 public extension Engine {
     /// Loads a model on Edgewise's native queue (seconds). Share one engine per process.
-    static func open(path: String, config: EngineConfig) async throws -> Engine {
+    static func open(path: String, config: EngineConfig = .defaults()) async throws -> Engine {
         try await edgewiseNativeCall { _ in try Engine.load(path: path, config: config) }
     }
 }

@@ -7,8 +7,8 @@ import Foundation
 
 public extension CloudEndpoint {
     /// The core defaults (timeouts, retries, streaming) for an OpenAI-compatible endpoint.
-    static func of(baseUrl: String, model: String) throws -> CloudEndpoint {
-        try defaultCloudEndpoint(baseUrl: baseUrl, model: model)
+    static func of(baseUrl: String, model: String) -> CloudEndpoint {
+        defaultCloudEndpoint(baseUrl: baseUrl, model: model)
     }
 }
 

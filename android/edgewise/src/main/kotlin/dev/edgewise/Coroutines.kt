@@ -28,7 +28,7 @@ fun GenerationParams.Companion.defaults(): GenerationParams = defaultGenerationP
 /** Greedy (deterministic) decoding for at most [maxTokens] tokens. */
 fun GenerationParams.Companion.greedy(maxTokens: Int): GenerationParams {
     require(maxTokens > 0) { "maxTokens must be positive" }
-    return greedyGenerationParams(maxTokens.toUInt())
+    return greedyGenerationParams(maxTokens)
 }
 
 /** A [TokenSink] from a lambda (called on the generating thread). */

@@ -51,8 +51,8 @@ class DownloadTest {
     fun stop() = server.stop(0)
 
     private fun download(path: String, dest: File) = ModelDownload.custom(
-        ArtifactSpec("test-model", payload.size.toULong(), sha256, listOf(ModelSource.Https("$base$path", null)), dest.path),
-        defaultFetchConfig().copy(retries = 0u, retryDelayMs = 10u, timeoutMs = 10_000u),
+        ArtifactSpec("test-model", payload.size.toLong(), sha256, listOf(ModelSource.Https("$base$path", null)), dest.path),
+        defaultFetchConfig().copy(retries = 0, retryDelayMs = 10, timeoutMs = 10_000),
     )
 
     @Test
@@ -70,7 +70,7 @@ class DownloadTest {
         d.verify()
         val downloading = reports.filter { it.phase == DownloadPhase.DOWNLOADING }
         assertTrue(downloading.size >= 2, "several progress reports: $reports")
-        assertEquals(payload.size.toULong(), downloading.last().done)
+        assertEquals(payload.size.toLong(), downloading.last().done)
         assertTrue(downloading.zipWithNext().all { (a, b) -> a.done <= b.done }, "monotonic")
     }
 
@@ -94,7 +94,7 @@ class DownloadTest {
             val result = pool.submit<String> {
                 d.fetch(object : DownloadListener {
                     override fun onProgress(progress: DownloadProgress) {
-                        if (progress.phase == DownloadPhase.DOWNLOADING && progress.done > 0u) started.countDown()
+                        if (progress.phase == DownloadPhase.DOWNLOADING && progress.done > 0) started.countDown()
                     }
                 })
             }

@@ -28,10 +28,10 @@ class MemoryTest {
         val session = TestSupport.newSession()
         val params = GenerationParams.greedy(8).copy(ignoreEos = true)
         val first = session.complete("The capital of France is", params, TestSupport.Collector())
-        assertTrue(session.cachedTokens() > 0u)
+        assertTrue(session.cachedTokens() > 0)
         val bg = engine.trim(TrimLevel.BACKGROUND)
         assertTrue(bg.sessions >= 1 && bg.kvCacheBytes > 0, "$bg")
-        assertEquals(0u, session.cachedTokens(), "the cache was released")
+        assertEquals(0, session.cachedTokens(), "the cache was released")
         val critical = engine.trim(TrimLevel.CRITICAL)
         assertTrue(critical.weightsReleased, "$critical")
         // Everything comes back on the next use, with the same answer.

@@ -84,11 +84,11 @@ class RouterTest {
     }
 
     private fun endpoint(stream: Boolean = true): CloudEndpoint =
-        CloudEndpoint.of("http://127.0.0.1:${cloud.address.port}/v1", "big-model").copy(stream = stream, maxRetries = 0u)
+        CloudEndpoint.of("http://127.0.0.1:${cloud.address.port}/v1", "big-model").copy(stream = stream, maxRetries = 0)
 
     private fun router(cloud: CloudEndpoint?, dir: File = dataDir): Router = Router(
         TestSupport.engine,
-        SessionConfig.defaults().copy(maxContext = 512u),
+        SessionConfig.defaults().copy(maxContext = 512),
         routerPolicyCloudAssist(),
         cloud,
         "sk-test-key",
@@ -115,8 +115,8 @@ class RouterTest {
             assertNull(a.fallback)
             assertTrue(a.text.isNotBlank(), "the local model answered")
             assertEquals(a.text, sink.text())
-            assertTrue(a.completionTokens in 1u..16u)
-            assertTrue(a.localMetrics!!.generatedTokens in 1u..16u)
+            assertTrue(a.completionTokens in 1..16)
+            assertTrue(a.localMetrics!!.generatedTokens in 1..16)
             assertTrue(received.isEmpty(), "the sensitive request reached the cloud: $received")
         }
     }
@@ -147,7 +147,7 @@ class RouterTest {
                 val b = plain.ask(messages, useCloud, GenerationParams.greedy(32))
                 assertEquals(RouteTarget.CLOUD, b.servedBy)
                 assertEquals(cloudText.joinToString(""), b.text)
-                assertEquals(11u, b.completionTokens)
+                assertEquals(11, b.completionTokens)
             }
             assertEquals(2, received.size)
         }
@@ -171,11 +171,11 @@ class RouterTest {
     @Test
     fun aMeasuredLowConfidenceSendsABenignRequestToTheCloud() {
         val messages = listOf(user("Explain how rainbows form."))
-        val lp = router(endpoint()).use { it.measureConfidence(messages, 8u) }
+        val lp = router(endpoint()).use { it.measureConfidence(messages, 8) }
         assertTrue(lp.isFinite() && lp <= 0f, "mean log-probability $lp")
         for ((threshold, cloudExpected) in listOf(lp + 0.5f to true, lp - 0.5f to false)) {
             val policy = routerPolicyCloudAssist().copy(lowConfidenceLogprob = threshold)
-            Router(TestSupport.engine, SessionConfig.defaults().copy(maxContext = 512u), policy, endpoint(), "sk-test-key", dataDir.path)
+            Router(TestSupport.engine, SessionConfig.defaults().copy(maxContext = 512), policy, endpoint(), "sk-test-key", dataDir.path)
                 .use { router ->
                     val a = router.send(messages, RequestMeta.of(localMeanLogprob = lp), GenerationParams.greedy(8), answerListener {})
                     if (cloudExpected) {
@@ -188,13 +188,13 @@ class RouterTest {
                 }
         }
         assertEquals(1, received.size)
-        assertThrows<EdgewiseException.InvalidParameter> { router(null).use { it.measureConfidence(messages, 0u) } }
+        assertThrows<EdgewiseException.InvalidParameter> { router(null).use { it.measureConfidence(messages, 0) } }
     }
 
     @Test
     fun aRefusedCloudEndpointFallsBackToTheDevice() {
         val port = ServerSocket(0, 1, InetAddress.getLoopbackAddress()).use { it.localPort } // closed: refuses
-        val dead = CloudEndpoint.of("http://127.0.0.1:$port/v1", "big-model").copy(maxRetries = 0u, connectTimeoutMs = 500u)
+        val dead = CloudEndpoint.of("http://127.0.0.1:$port/v1", "big-model").copy(maxRetries = 0, connectTimeoutMs = 500)
         router(dead).use { router ->
             val sink = TestSupport.Collector()
             val a = router.send(listOf(user("Explain how rainbows form.")), useCloud, GenerationParams.greedy(12), answerListener { sink.onToken(it) })
@@ -217,7 +217,7 @@ class RouterTest {
             })
             assertEquals(FinishReason.CANCELLED, a.finishReason)
             assertEquals(StopReason.CANCELLED, a.localStopReason)
-            assertTrue(a.completionTokens < 20u, "stopped early: ${a.completionTokens}")
+            assertTrue(a.completionTokens < 20, "stopped early: ${a.completionTokens}")
             // A later answer is not affected by the earlier cancel.
             val b = router.send(listOf(user("Say hi.")), RequestMeta.of(), GenerationParams.greedy(3).copy(ignoreEos = true), answerListener {})
             assertEquals(FinishReason.LENGTH, b.finishReason)
@@ -251,7 +251,7 @@ class RouterTest {
                 val b = futures[1].get(120, TimeUnit.SECONDS)
                 assertEquals(FinishReason.CANCELLED, a.finishReason)
                 assertEquals(FinishReason.LENGTH, b.finishReason, "the other request ran to its end")
-                assertEquals(24u, b.completionTokens)
+                assertEquals(24, b.completionTokens)
                 // A request whose token fired before the call is refused before anything is decided or sent.
                 assertThrows<EdgewiseException.Cancelled> {
                     router.send(listOf(user("Explain how rainbows form.")), useCloud, params, answerListener {}, tokens[0])

@@ -32,8 +32,8 @@ class SessionTest {
         val info = engine.info()
         assertEquals("gemma3", info.architecture)
         assertEquals(BackendKind.CPU, info.backend)
-        assertEquals(262144u, info.vocabSize)
-        assertEquals(java.io.File(info.path).length().toULong(), info.fileSize)
+        assertEquals(262144, info.vocabSize)
+        assertEquals(java.io.File(info.path).length(), info.fileSize)
     }
 
     @Test
@@ -50,7 +50,7 @@ class SessionTest {
         assertTrue(sink.pieces().size > 1, "streamed in pieces")
         assertEquals(g.text, sink.text(), "the pieces concatenate to the returned text")
         assertTrue(case.text.startsWith(g.text), "text is a prefix of llama.cpp's: <${g.text}>")
-        assertEquals(n.toUInt(), g.metrics.generatedTokens)
+        assertEquals(n, g.metrics.generatedTokens)
     }
 
     @Test
@@ -58,14 +58,14 @@ class SessionTest {
         val session = TestSupport.newSession()
         val hot = GenerationParams.defaults().copy(
             sampling = greedySamplingParams().copy(temperature = 1.5f),
-            maxTokens = 24u,
+            maxTokens = 24,
             ignoreEos = true,
         )
-        fun run(seed: ULong) =
+        fun run(seed: Long) =
             session.complete("My favourite animal is", hot.copy(sampling = hot.sampling.copy(seed = seed)), TestSupport.Collector()).tokenIds
-        val a = run(1u)
-        assertEquals(a, run(1u), "same seed, same tokens")
-        assertTrue(a != run(2u), "another seed changes a hot sample")
+        val a = run(1)
+        assertEquals(a, run(1), "same seed, same tokens")
+        assertTrue(a != run(2), "another seed changes a hot sample")
     }
 
     @Test
@@ -98,7 +98,7 @@ class SessionTest {
             session.cancel()
             val g = result.get(120, TimeUnit.SECONDS)
             assertEquals(StopReason.CANCELLED, g.stopReason)
-            assertTrue(g.metrics.generatedTokens in 1u..399u, "stopped early: ${g.metrics.generatedTokens}")
+            assertTrue(g.metrics.generatedTokens in 1..399, "stopped early: ${g.metrics.generatedTokens}")
             assertEquals(g.text, sink.pieces.joinToString(""))
         } finally {
             pool.shutdownNow()
@@ -173,7 +173,7 @@ class SessionTest {
         val history = session.history()
         assertEquals(2, history.size)
         assertTrue(history[1].content.startsWith(pieces.joinToString("")))
-        assertTrue(session.cachedTokens() < 200u, "generation stopped early: ${session.cachedTokens()} tokens cached")
+        assertTrue(session.cachedTokens() < 200, "generation stopped early: ${session.cachedTokens()} tokens cached")
         val elapsedS = (System.nanoTime() - started) / 1e9
         println("flow take(3) returned after %.1f s".format(elapsedS))
     }
@@ -192,7 +192,7 @@ class SessionTest {
         job.cancel()
         job.join() // returns once the native call has stopped
         assertEquals(null, generation, "a cancelled send does not return a result")
-        assertTrue(session.cachedTokens() < 200u)
+        assertTrue(session.cachedTokens() < 200)
         val g = session.completion("Hello", GenerationParams.greedy(2).copy(ignoreEos = true))
         assertEquals(StopReason.MAX_TOKENS, g.stopReason)
     }
@@ -205,10 +205,10 @@ class SessionTest {
         val sink = TestSupport.Collector()
         val g = session.chat("Tell me a long story about a lighthouse.", longParams(), sink, token)
         assertEquals(StopReason.CANCELLED, g.stopReason)
-        assertEquals(0u, g.metrics.generatedTokens)
+        assertEquals(0, g.metrics.generatedTokens)
         assertTrue(sink.pieces().isEmpty())
         assertTrue(session.history().isEmpty(), "no turn was recorded")
-        assertEquals(0u, session.cachedTokens(), "nothing was prefilled")
+        assertEquals(0, session.cachedTokens(), "nothing was prefilled")
         // The token belongs to that call only: the next call (no token, or a new one) runs.
         val again = session.complete("Hello", GenerationParams.greedy(3).copy(ignoreEos = true), TestSupport.Collector(), CancelToken())
         assertEquals(StopReason.MAX_TOKENS, again.stopReason)
@@ -224,7 +224,7 @@ class SessionTest {
         }
         job.cancel()
         job.join()
-        assertEquals(0u, session.cachedTokens())
+        assertEquals(0, session.cachedTokens())
     }
 
     @Test
@@ -283,7 +283,7 @@ class SessionTest {
             assertEquals(StopReason.CANCELLED, futures[0].get(120, TimeUnit.SECONDS).stopReason)
             val other = futures[1].get(120, TimeUnit.SECONDS)
             assertEquals(StopReason.MAX_TOKENS, other.stopReason)
-            assertEquals(24u, other.metrics.generatedTokens)
+            assertEquals(24, other.metrics.generatedTokens)
         } finally {
             pool.shutdownNow()
             tokens.forEach { it.close() }
@@ -294,11 +294,11 @@ class SessionTest {
     fun invalidParametersAreTypedErrors() {
         val session = TestSupport.newSession()
         val e = assertThrows<EdgewiseException.InvalidParameter> {
-            session.complete("Hi", GenerationParams.defaults().copy(maxTokens = 0u), TestSupport.Collector())
+            session.complete("Hi", GenerationParams.defaults().copy(maxTokens = 0), TestSupport.Collector())
         }
         assertEquals("max_tokens", e.name)
         assertThrows<EdgewiseException.InvalidParameter> {
-            engine.newSession(SessionConfig.defaults().copy(maxContext = 1u))
+            engine.newSession(SessionConfig.defaults().copy(maxContext = 1))
         }
     }
 
@@ -325,6 +325,6 @@ class SessionTest {
         assertFalse(session.history().isEmpty())
         session.reset()
         assertTrue(session.history().isEmpty())
-        assertEquals(0u, session.cachedTokens())
+        assertEquals(0, session.cachedTokens())
     }
 }

@@ -40,10 +40,10 @@ object TestSupport {
     }
 
     fun newSession(maxContext: Int = 512): ChatSession =
-        engine.newSession(SessionConfig.defaults().copy(maxContext = maxContext.toUInt()))
+        engine.newSession(SessionConfig.defaults().copy(maxContext = maxContext))
 
     /** A greedy-decoding case from tests/golden/gemma3/greedy.jsonl (made by llama.cpp). */
-    data class GreedyCase(val prompt: String, val tokenIds: List<UInt>, val text: String, val minGap: Double)
+    data class GreedyCase(val prompt: String, val tokenIds: List<Int>, val text: String, val minGap: Double)
 
     fun greedyCases(): List<GreedyCase> =
         File(repoRoot, "tests/golden/gemma3/greedy.jsonl").readLines()
@@ -54,7 +54,7 @@ object TestSupport {
                 val ids = o.getJSONArray("greedy_token_ids")
                 GreedyCase(
                     prompt = o.getString("prompt"),
-                    tokenIds = (0 until ids.length()).map { ids.getLong(it).toUInt() },
+                    tokenIds = (0 until ids.length()).map { ids.getInt(it) },
                     text = o.getString("greedy_text"),
                     minGap = o.getDouble("min_top1_top2_gap"),
                 )

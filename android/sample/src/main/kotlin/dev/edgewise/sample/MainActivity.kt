@@ -59,7 +59,7 @@ fun SampleScreen(chat: ChatController) {
                 val p = m.progress
                 Text("${p.phase.name.lowercase()} ${p.done.toLong() shr 20} / ${p.total.toLong() shr 20} MB")
                 LinearProgressIndicator(
-                    progress = { if (p.total > 0u) p.done.toFloat() / p.total.toFloat() else 0f },
+                    progress = { if (p.total > 0L) p.done.toFloat() / p.total.toFloat() else 0f },
                     modifier = Modifier.fillMaxWidth(),
                 )
                 OutlinedButton(onClick = { chat.cancelDownload() }) { Text("Cancel") }
