@@ -393,6 +393,8 @@ impl Session {
             return Err(Error::InvalidParameter { name: "tool_results", reason: "at least one result".into() });
         }
         self.chat_with(&Tools::result_turn(results), params, cancel, sink)
+    }
+
     /// Saves the conversation and its KV cache to `path` ([`crate::session_file`]), so that
     /// [`Engine::restore_session`] continues it without prefilling again, also after the process
     /// was killed. Crash-safe: a temporary file, synced, then renamed over `path`.
