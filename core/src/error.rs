@@ -174,6 +174,22 @@ pub enum Error {
     #[error("a generation is already running on this session")]
     Busy,
 
+    // === Embeddings ===
+    /// A vector of the wrong length (an embedding from another model, a query against an index).
+    #[error("dimension mismatch: expected {expected}, found {found}")]
+    DimensionMismatch {
+        /// The length that was needed.
+        expected: usize,
+        /// The length that was given.
+        found: usize,
+    },
+    /// A NaN or infinity where a finite value is required (an embedding, a stored vector).
+    #[error("non-finite values in {what}")]
+    NonFinite {
+        /// What held them (`embedding`, `vector`).
+        what: &'static str,
+    },
+
     // === Router ===
     /// The routing policy denied the request.
     #[error("policy denied: {reason}")]
@@ -220,6 +236,8 @@ mod tests {
             Error::MetadataTooLarge { key: "tokenizer.ggml.tokens".into(), limit: 1 << 26 },
             Error::TensorShape { name: "blk.0.attn_norm.weight".into(), expected: [1, 640], found: [1, 320] },
             Error::InputTooLarge { max: 1 << 20, actual: 50 << 20 },
+            Error::DimensionMismatch { expected: 384, found: 768 },
+            Error::NonFinite { what: "embedding" },
         ];
         for e in all {
             assert!(!e.to_string().contains(canary));

@@ -22,6 +22,7 @@
 //! | [`memory`] | memory pressure: trim levels and what each frees |
 //! | [`sampling`] | sampling parameters and the sampler chain |
 //! | [`session`] | prompt → prefill → decode loop, streaming, cancel |
+//! | [`embed`] | sentence embeddings: a BERT-family encoder from a sentence-transformers folder |
 //! | [`engine`] | a loaded model + tokenizer that creates sessions |
 //! | [`router`] | sensitivity detection, routing policy, cloud client, offline queue, audit log |
 #![deny(missing_docs)]
@@ -29,6 +30,7 @@
 pub mod backend;
 pub mod catalog;
 pub mod download;
+pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod gguf;
