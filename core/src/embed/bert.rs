@@ -89,16 +89,31 @@ impl BertConfig {
     pub fn validate(&self) -> Result<Gelu> {
         let bad = |reason: String| Err(Error::InvalidModelFolder { reason });
         if self.hidden_size == 0 || self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
-            return bad(format!("hidden_size {} is not a multiple of num_attention_heads {}", self.hidden_size, self.num_attention_heads));
+            return bad(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
         }
-        if self.vocab_size == 0 || self.intermediate_size == 0 || self.max_position_embeddings < 2 || self.type_vocab_size == 0 {
-            return bad("vocab_size, intermediate_size, type_vocab_size must be > 0 and max_position_embeddings >= 2".into());
+        if self.vocab_size == 0
+            || self.intermediate_size == 0
+            || self.max_position_embeddings < 2
+            || self.type_vocab_size == 0
+        {
+            return bad(
+                "vocab_size, intermediate_size, type_vocab_size must be > 0 and max_position_embeddings >= 2".into()
+            );
         }
-        if self.num_hidden_layers == 0 || self.num_hidden_layers > 256 || self.hidden_size > 65536 || self.intermediate_size > 262144 {
+        if self.num_hidden_layers == 0
+            || self.num_hidden_layers > 256
+            || self.hidden_size > 65536
+            || self.intermediate_size > 262144
+        {
             return bad("layer count or widths out of range".into());
         }
         if self.position_embedding_type != "absolute" {
-            return Err(Error::UnsupportedArchitecture { name: format!("bert with {} position embeddings", self.position_embedding_type) });
+            return Err(Error::UnsupportedArchitecture {
+                name: format!("bert with {} position embeddings", self.position_embedding_type),
+            });
         }
         match self.hidden_act.as_str() {
             "gelu" => Ok(Gelu::Erf),
@@ -149,7 +164,15 @@ struct Linear {
 }
 
 impl Linear {
-    fn load(src: &dyn TensorSource, w_name: &str, b_name: &str, out: usize, inp: usize, mode: EncoderWeights, device: &Device) -> Result<Self> {
+    fn load(
+        src: &dyn TensorSource,
+        w_name: &str,
+        b_name: &str,
+        out: usize,
+        inp: usize,
+        mode: EncoderWeights,
+        device: &Device,
+    ) -> Result<Self> {
         let (w, shape) = src.get(w_name)?;
         expect_shape(w_name, shape, [out, inp])?;
         let (b, bshape) = src.get(b_name)?;
@@ -158,7 +181,14 @@ impl Linear {
     }
 
     /// Several weights with the same input stacked into one (q/k/v): `[Σ out, in]`.
-    fn load_stacked(src: &dyn TensorSource, names: &[(&str, &str)], out: usize, inp: usize, mode: EncoderWeights, device: &Device) -> Result<Self> {
+    fn load_stacked(
+        src: &dyn TensorSource,
+        names: &[(&str, &str)],
+        out: usize,
+        inp: usize,
+        mode: EncoderWeights,
+        device: &Device,
+    ) -> Result<Self> {
         let mut w = Vec::with_capacity(names.len() * out * inp);
         let mut b = Vec::with_capacity(names.len() * out);
         for (wn, bn) in names {
@@ -172,7 +202,14 @@ impl Linear {
         Self::from_parts(w, b, names.len() * out, inp, mode, device)
     }
 
-    fn from_parts(w: Vec<f32>, b: Vec<f32>, out: usize, inp: usize, mode: EncoderWeights, device: &Device) -> Result<Self> {
+    fn from_parts(
+        w: Vec<f32>,
+        b: Vec<f32>,
+        out: usize,
+        inp: usize,
+        mode: EncoderWeights,
+        device: &Device,
+    ) -> Result<Self> {
         let w = if mode == EncoderWeights::Q8_0 && inp % 32 == 0 {
             Proj::Q8 { blocks: quantize_q8_0(&w) }
         } else {
@@ -326,10 +363,34 @@ impl BertModel {
             // Q8_0 mode quantizes only the products whose input is not a LayerNorm output (see
             // `EncoderWeights::Q8_0`): q/k/v and the up projection stay f32.
             let qkv = Linear::load_stacked(src, &qkv_refs, h, h, EncoderWeights::F32, &device)?;
-            let attn_out = Linear::load(src, &n("attention.output.dense.weight"), &n("attention.output.dense.bias"), h, h, mode, &device)?;
+            let attn_out = Linear::load(
+                src,
+                &n("attention.output.dense.weight"),
+                &n("attention.output.dense.bias"),
+                h,
+                h,
+                mode,
+                &device,
+            )?;
             let attn_norm = LayerNorm::load(src, &n("attention.output.LayerNorm"), h)?;
-            let up = Linear::load(src, &n("intermediate.dense.weight"), &n("intermediate.dense.bias"), cfg.intermediate_size, h, EncoderWeights::F32, &device)?;
-            let down = Linear::load(src, &n("output.dense.weight"), &n("output.dense.bias"), h, cfg.intermediate_size, mode, &device)?;
+            let up = Linear::load(
+                src,
+                &n("intermediate.dense.weight"),
+                &n("intermediate.dense.bias"),
+                cfg.intermediate_size,
+                h,
+                EncoderWeights::F32,
+                &device,
+            )?;
+            let down = Linear::load(
+                src,
+                &n("output.dense.weight"),
+                &n("output.dense.bias"),
+                h,
+                cfg.intermediate_size,
+                mode,
+                &device,
+            )?;
             let out_norm = LayerNorm::load(src, &n("output.LayerNorm"), h)?;
             layers.push(Layer { qkv, attn_out, attn_norm, up, down, out_norm });
         }
@@ -365,7 +426,10 @@ impl BertModel {
             for (p, (&id, &tt)) in ids.iter().zip(types.iter()).enumerate() {
                 let (id, tt) = (id as usize, tt as usize);
                 if id >= self.cfg.vocab_size || tt >= self.cfg.type_vocab_size {
-                    return Err(Error::InvalidParameter { name: "token id", reason: format!("out of range for a vocabulary of {}", self.cfg.vocab_size) });
+                    return Err(Error::InvalidParameter {
+                        name: "token id",
+                        reason: format!("out of range for a vocabulary of {}", self.cfg.vocab_size),
+                    });
                 }
                 let row = &mut x[(start + p) * h..(start + p + 1) * h];
                 let (ps, t) = (&self.position[p * h..][..h], &self.token_type[tt * h..][..h]);
@@ -417,17 +481,13 @@ impl BertModel {
                     *sc = dot(q, k) * scale;
                     m = m.max(*sc);
                 }
-                let mut sum = 0f32;
-                for sc in scores.iter_mut() {
-                    *sc = (*sc - m).exp();
-                    sum += *sc;
-                }
+                scores.iter_mut().for_each(|sc| *sc -= m);
+                // The CPU path's vectorized exp (Cephes, ~1 ulp), as the chat models' softmax.
+                crate::quant::cpu::exp_in_place(&mut scores);
+                let sum: f32 = scores.iter().sum();
                 acc.fill(0.0);
                 for (j, &p) in scores.iter().enumerate() {
-                    let v = &qkv[(start + j) * 3 * h + 2 * h + hh * hd..][..hd];
-                    for (a, &vv) in acc.iter_mut().zip(v) {
-                        *a += p * vv;
-                    }
+                    crate::quant::cpu::axpy_f32(&mut acc, p, &qkv[(start + j) * 3 * h + 2 * h + hh * hd..][..hd]);
                 }
                 let inv = 1.0 / sum;
                 // SAFETY: row `start + i`, columns `hh·hd..(hh+1)·hd` belong to this task alone
@@ -505,7 +565,9 @@ fn gelu_rows(x: &mut [f32], width: usize, kind: Gelu) {
         // SAFETY: rows r0..r1 belong to this task alone; `x` outlives `for_each`.
         let part = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(r0 * width), (r1 - r0) * width) };
         match kind {
-            Gelu::Erf => part.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2))),
+            Gelu::Erf => {
+                part.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2)))
+            }
             Gelu::Tanh => part.iter_mut().for_each(|v| {
                 let u = *v;
                 *v = 0.5 * u * (1.0 + (0.797_884_6 * (u + 0.044715 * u * u * u)).tanh());
@@ -519,13 +581,16 @@ fn gelu_rows(x: &mut [f32], width: usize, kind: Gelu) {
 pub(crate) fn erf(x: f32) -> f32 {
     let z = (x as f64).abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-        .exp();
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
     let e = 1.0 - r;
     (if x >= 0.0 { e } else { -e }) as f32
 }
@@ -537,7 +602,14 @@ mod tests {
     #[test]
     fn erf_matches_known_values() {
         // erf values from Abramowitz & Stegun table 7.1.
-        for (x, want) in [(0.0f32, 0.0f64), (0.5, 0.520_499_877_8), (1.0, 0.842_700_792_9), (2.0, 0.995_322_265_0), (-1.5, -0.966_105_146_5), (4.0, 0.999_999_984_6)] {
+        for (x, want) in [
+            (0.0f32, 0.0f64),
+            (0.5, 0.520_499_877_8),
+            (1.0, 0.842_700_792_9),
+            (2.0, 0.995_322_265_0),
+            (-1.5, -0.966_105_146_5),
+            (4.0, 0.999_999_984_6),
+        ] {
             assert!((erf(x) as f64 - want).abs() < 2e-7, "erf({x}) = {} want {want}", erf(x));
         }
     }
@@ -554,4 +626,3 @@ mod tests {
         }
     }
 }
-

@@ -68,7 +68,10 @@ impl EmbedOptions {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
         if !(16..=1 << 20).contains(&self.max_batch_tokens) {
-            return Err(Error::InvalidParameter { name: "max_batch_tokens", reason: format!("{} is outside 16..=1048576", self.max_batch_tokens) });
+            return Err(Error::InvalidParameter {
+                name: "max_batch_tokens",
+                reason: format!("{} is outside 16..=1048576", self.max_batch_tokens),
+            });
         }
         Ok(())
     }
@@ -100,7 +103,12 @@ pub struct Embedder {
 
 impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Embedder").field("model_id", &self.model_id).field("dim", &self.dim()).field("pooling", &self.pooling).field("normalize", &self.normalize).finish()
+        f.debug_struct("Embedder")
+            .field("model_id", &self.model_id)
+            .field("dim", &self.dim())
+            .field("pooling", &self.pooling)
+            .field("normalize", &self.normalize)
+            .finish()
     }
 }
 
@@ -140,7 +148,9 @@ impl Embedder {
         let as_path = Path::new(path_or_id);
         let dir = if as_path.is_dir() { as_path.to_path_buf() } else { crate::catalog::resolve_model(path_or_id)? };
         if !dir.is_dir() {
-            return Err(Error::InvalidModelFolder { reason: format!("{} is not a sentence-transformers folder", dir.display()) });
+            return Err(Error::InvalidModelFolder {
+                reason: format!("{} is not a sentence-transformers folder", dir.display()),
+            });
         }
         let mut e = Self::from_folder(&dir, opts)?;
         if !as_path.is_dir() {
@@ -160,9 +170,13 @@ impl Embedder {
             }
         };
         let json_err = |file: &str, e: serde_json::Error| Error::InvalidModelFolder { reason: format!("{file}: {e}") };
-        let config_text = read("config.json")?.ok_or_else(|| Error::InvalidModelFolder { reason: format!("{} has no config.json", dir.display()) })?;
+        let config_text = read("config.json")?
+            .ok_or_else(|| Error::InvalidModelFolder { reason: format!("{} has no config.json", dir.display()) })?;
         let cfg: BertConfig = serde_json::from_str(&config_text).map_err(|e| json_err("config.json", e))?;
-        if let Some(mt) = serde_json::from_str::<serde_json::Value>(&config_text).ok().and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(str::to_owned)) {
+        if let Some(mt) = serde_json::from_str::<serde_json::Value>(&config_text)
+            .ok()
+            .and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(str::to_owned))
+        {
             if mt != "bert" {
                 return Err(Error::UnsupportedArchitecture { name: mt });
             }
@@ -180,41 +194,70 @@ impl Embedder {
                         "Transformer" if m.path.is_empty() => {}
                         "Pooling" => {
                             let rel = Path::new(&m.path);
-                            if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-                                return Err(Error::InvalidModelFolder { reason: "modules.json: pooling path leaves the folder".into() });
+                            if rel.is_absolute()
+                                || rel.components().any(|c| matches!(c, std::path::Component::ParentDir))
+                            {
+                                return Err(Error::InvalidModelFolder {
+                                    reason: "modules.json: pooling path leaves the folder".into(),
+                                });
                             }
                             let file = format!("{}/config.json", m.path);
-                            let text = read(&file)?.ok_or_else(|| Error::InvalidModelFolder { reason: format!("{file} is missing") })?;
+                            let text = read(&file)?
+                                .ok_or_else(|| Error::InvalidModelFolder { reason: format!("{file} is missing") })?;
                             let pc: PoolingConfig = serde_json::from_str(&text).map_err(|e| json_err(&file, e))?;
                             pooling = match (pc.pooling_mode_cls_token, pc.pooling_mode_mean_tokens) {
-                                _ if pc.pooling_mode_max_tokens || pc.pooling_mode_mean_sqrt_len_tokens || pc.pooling_mode_weightedmean_tokens || pc.pooling_mode_lasttoken => {
-                                    return Err(Error::UnsupportedArchitecture { name: "pooling other than mean or CLS".into() })
+                                _ if pc.pooling_mode_max_tokens
+                                    || pc.pooling_mode_mean_sqrt_len_tokens
+                                    || pc.pooling_mode_weightedmean_tokens
+                                    || pc.pooling_mode_lasttoken =>
+                                {
+                                    return Err(Error::UnsupportedArchitecture {
+                                        name: "pooling other than mean or CLS".into(),
+                                    })
                                 }
                                 (true, false) => Pooling::Cls,
                                 (false, true) => Pooling::Mean,
-                                _ => return Err(Error::UnsupportedArchitecture { name: "pooling: exactly one of mean or CLS must be on".into() }),
+                                _ => {
+                                    return Err(Error::UnsupportedArchitecture {
+                                        name: "pooling: exactly one of mean or CLS must be on".into(),
+                                    })
+                                }
                             };
                         }
                         "Normalize" => normalize = true,
-                        _ => return Err(Error::UnsupportedArchitecture { name: format!("sentence-transformers module {kind}") }),
+                        _ => {
+                            return Err(Error::UnsupportedArchitecture {
+                                name: format!("sentence-transformers module {kind}"),
+                            })
+                        }
                     }
                 }
             }
         }
-        let sbert: Option<SbertConfig> = read("sentence_bert_config.json")?.map(|t| serde_json::from_str(&t).map_err(|e| json_err("sentence_bert_config.json", e))).transpose()?;
-        let max_tokens = sbert.and_then(|s| s.max_seq_length).unwrap_or(cfg.max_position_embeddings).min(cfg.max_position_embeddings);
+        let sbert: Option<SbertConfig> = read("sentence_bert_config.json")?
+            .map(|t| serde_json::from_str(&t).map_err(|e| json_err("sentence_bert_config.json", e)))
+            .transpose()?;
+        let max_tokens = sbert
+            .and_then(|s| s.max_seq_length)
+            .unwrap_or(cfg.max_position_embeddings)
+            .min(cfg.max_position_embeddings);
         if max_tokens < 2 {
-            return Err(Error::InvalidModelFolder { reason: format!("max_seq_length {max_tokens} leaves no room for [CLS] and [SEP]") });
+            return Err(Error::InvalidModelFolder {
+                reason: format!("max_seq_length {max_tokens} leaves no room for [CLS] and [SEP]"),
+            });
         }
 
-        let mut tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| Error::Tokenizer { reason: format!("{}: {e}", dir.join("tokenizer.json").display()) })?;
+        let mut tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
+            .map_err(|e| Error::Tokenizer { reason: format!("{}: {e}", dir.join("tokenizer.json").display()) })?;
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(tokenizers::TruncationParams { max_length: max_tokens, ..Default::default() }))
             .map_err(|e| Error::Tokenizer { reason: e.to_string() })?;
         let vocab = tokenizer.get_vocab_size(true);
         if vocab > cfg.vocab_size {
-            return Err(Error::InvalidModelFolder { reason: format!("tokenizer has {vocab} tokens, the model {}", cfg.vocab_size) });
+            return Err(Error::InvalidModelFolder {
+                reason: format!("tokenizer has {vocab} tokens, the model {}", cfg.vocab_size),
+            });
         }
 
         let st_path = dir.join("model.safetensors");
@@ -226,7 +269,8 @@ impl Embedder {
         h.update(st.len().to_le_bytes());
         h.update(format!("{pooling:?}/{normalize}/{max_tokens}/{:?}", opts.weights).as_bytes());
         let fingerprint = hex::encode(&h.finalize()[..16]);
-        let model_id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "embedding-model".into());
+        let model_id =
+            dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "embedding-model".into());
         log::info!("embedding model {} loaded: dim {}, {:?} pooling, normalize {normalize}, max {max_tokens} tokens, {:?} weights", model_id, model.config().hidden_size, pooling, opts.weights);
         Ok(Self { model, tokenizer, pooling, normalize, max_tokens, opts, model_id, fingerprint })
     }
@@ -297,7 +341,10 @@ impl Embedder {
     /// Token ids and type ids of `text` as the model sees it, and whether it was truncated.
     pub fn tokenize(&self, text: &str) -> Result<(Vec<u32>, Vec<u32>, bool)> {
         crate::check_input_len(text.len())?;
-        let e = self.tokenizer.encode(text, true).map_err(|_| Error::Tokenizer { reason: format!("encoding a text of {} bytes failed", text.len()) })?;
+        let e = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|_| Error::Tokenizer { reason: format!("encoding a text of {} bytes failed", text.len()) })?;
         let truncated = !e.get_overflowing().is_empty();
         Ok((e.get_ids().to_vec(), e.get_type_ids().to_vec(), truncated))
     }
@@ -387,7 +434,11 @@ impl SafetensorsSource {
         let mut tensors = std::collections::HashMap::new();
         for (name, info) in meta.tensors() {
             let (s, e) = info.data_offsets;
-            let range = base.checked_add(s).zip(base.checked_add(e)).filter(|(a, b)| a <= b && *b <= map.len()).ok_or_else(|| bad(format!("tensor {name} lies outside the file")))?;
+            let range = base
+                .checked_add(s)
+                .zip(base.checked_add(e))
+                .filter(|(a, b)| a <= b && *b <= map.len())
+                .ok_or_else(|| bad(format!("tensor {name} lies outside the file")))?;
             tensors.insert(name.clone(), (info.dtype, info.shape.clone(), range.0..range.1));
         }
         Ok(Self { map: Arc::new(map), path: path.to_path_buf(), header_len, tensors })
@@ -404,17 +455,23 @@ impl SafetensorsSource {
 
 impl TensorSource for SafetensorsSource {
     fn get(&self, name: &str) -> Result<(Vec<f32>, [usize; 2])> {
-        let (dtype, shape, range) = self
-            .tensors
-            .get(name)
-            .or_else(|| self.tensors.get(&format!("bert.{name}")))
-            .ok_or_else(|| Error::Tensor { name: name.to_owned(), reason: format!("missing from {}", self.path.display()) })?;
+        let (dtype, shape, range) =
+            self.tensors.get(name).or_else(|| self.tensors.get(&format!("bert.{name}"))).ok_or_else(|| {
+                Error::Tensor { name: name.to_owned(), reason: format!("missing from {}", self.path.display()) }
+            })?;
         let shape2 = match shape.as_slice() {
             [n] => [1, *n],
             [r, c] => [*r, *c],
-            other => return Err(Error::Tensor { name: name.to_owned(), reason: format!("expected 1 or 2 dimensions, got {other:?}") }),
+            other => {
+                return Err(Error::Tensor {
+                    name: name.to_owned(),
+                    reason: format!("expected 1 or 2 dimensions, got {other:?}"),
+                })
+            }
         };
-        let n = shape2[0].checked_mul(shape2[1]).ok_or_else(|| Error::Tensor { name: name.to_owned(), reason: "shape overflows".into() })?;
+        let n = shape2[0]
+            .checked_mul(shape2[1])
+            .ok_or_else(|| Error::Tensor { name: name.to_owned(), reason: "shape overflows".into() })?;
         let bytes = &self.map[range.clone()];
         let width = match dtype {
             safetensors::Dtype::F32 => 4,
@@ -422,11 +479,18 @@ impl TensorSource for SafetensorsSource {
             other => return Err(Error::UnsupportedType { ty: format!("{other:?} (tensor {name})") }),
         };
         if n.checked_mul(width) != Some(bytes.len()) {
-            return Err(Error::Tensor { name: name.to_owned(), reason: format!("{} bytes for shape {shape:?}", bytes.len()) });
+            return Err(Error::Tensor {
+                name: name.to_owned(),
+                reason: format!("{} bytes for shape {shape:?}", bytes.len()),
+            });
         }
         let v: Vec<f32> = match dtype {
-            safetensors::Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            safetensors::Dtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            safetensors::Dtype::F32 => {
+                bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+            }
+            safetensors::Dtype::F16 => {
+                bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            }
             _ => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         };
         if v.iter().any(|x| !x.is_finite()) {

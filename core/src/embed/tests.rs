@@ -19,14 +19,15 @@ struct Golden {
 
 /// `texts.jsonl` joined with a goldens file (first line: the header) by id.
 fn goldens(file: &str) -> Vec<Golden> {
-    let texts: std::collections::HashMap<u64, String> = std::fs::read_to_string(repo().join("tests/golden/minilm/texts.jsonl"))
-        .expect("texts")
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("text line");
-            (v["id"].as_u64().expect("id"), v["text"].as_str().expect("text").to_owned())
-        })
-        .collect();
+    let texts: std::collections::HashMap<u64, String> =
+        std::fs::read_to_string(repo().join("tests/golden/minilm/texts.jsonl"))
+            .expect("texts")
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("text line");
+                (v["id"].as_u64().expect("id"), v["text"].as_str().expect("text").to_owned())
+            })
+            .collect();
     std::fs::read_to_string(repo().join(file))
         .expect("goldens")
         .lines()
@@ -39,7 +40,12 @@ fn goldens(file: &str) -> Vec<Golden> {
                 text: texts[&id].clone(),
                 ids: v["ids"].as_array().expect("ids").iter().map(|x| x.as_u64().expect("id") as u32).collect(),
                 truncated: v["truncated"].as_bool().expect("truncated"),
-                embedding: v["embedding"].as_array().expect("embedding").iter().map(|x| x.as_f64().expect("f") as f32).collect(),
+                embedding: v["embedding"]
+                    .as_array()
+                    .expect("embedding")
+                    .iter()
+                    .map(|x| x.as_f64().expect("f") as f32)
+                    .collect(),
             }
         })
         .collect()
@@ -49,7 +55,11 @@ fn goldens(file: &str) -> Vec<Golden> {
 /// `EDGEWISE_REQUIRE_MODEL` is set.
 fn minilm_dir() -> Option<PathBuf> {
     let c = crate::catalog::Catalog::builtin().expect("catalog");
-    let dir = c.get(DEFAULT_EMBEDDING_MODEL).expect("entry").unpacked_in(&crate::catalog::edgewise_home().expect("home")).expect("unpack entry");
+    let dir = c
+        .get(DEFAULT_EMBEDDING_MODEL)
+        .expect("entry")
+        .unpacked_in(&crate::catalog::edgewise_home().expect("home"))
+        .expect("unpack entry");
     if dir.join("model.safetensors").is_file() {
         return Some(dir);
     }
@@ -86,12 +96,15 @@ fn with_act(dir: &Path, act: &str, tag: &str) -> PathBuf {
     let out = std::env::temp_dir().join(format!("edgewise-embed-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(out.join("1_Pooling")).expect("mkdir");
-    for f in ["model.safetensors", "tokenizer.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json"] {
+    for f in
+        ["model.safetensors", "tokenizer.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json"]
+    {
         if dir.join(f).exists() {
             std::fs::copy(dir.join(f), out.join(f)).expect("copy");
         }
     }
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config")).expect("json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config")).expect("json");
     cfg["hidden_act"] = act.into();
     std::fs::write(out.join("config.json"), cfg.to_string()).expect("write");
     out
@@ -110,7 +123,10 @@ fn minilm_f32_matches_the_numpy_reference_on_200_texts() {
     let Some(dir) = minilm_dir() else { return };
     let gs = goldens("tests/golden/minilm/embeddings_f32.jsonl");
     assert_eq!(gs.len(), 200);
-    assert!(gs.iter().any(|g| g.truncated) && gs.iter().any(|g| g.ids.len() == 2), "the set has empty and truncated texts");
+    assert!(
+        gs.iter().any(|g| g.truncated) && gs.iter().any(|g| g.ids.len() == 2),
+        "the set has empty and truncated texts"
+    );
     let e = Embedder::from_folder(&dir, EmbedOptions::default()).expect("load");
     assert_eq!((e.dim(), e.max_tokens(), e.pooling(), e.normalizes()), (384, 256, Pooling::Mean, true));
     let rs = compare(&e, &gs);
@@ -130,7 +146,8 @@ fn minilm_batches_give_the_same_vectors_as_one_at_a_time() {
     // Mixed lengths (empty, short, 256-token) in one pass, and again split into small passes.
     let texts: Vec<&str> = gs.iter().step_by(7).map(|g| g.text.as_str()).collect();
     let one = Embedder::from_folder(&dir, EmbedOptions::default()).expect("load");
-    let small = Embedder::from_folder(&dir, EmbedOptions { max_batch_tokens: 64, ..EmbedOptions::default() }).expect("load");
+    let small =
+        Embedder::from_folder(&dir, EmbedOptions { max_batch_tokens: 64, ..EmbedOptions::default() }).expect("load");
     let batch = one.embed_batch(&texts).expect("batch");
     let split = small.embed_batch(&texts).expect("split");
     for (i, t) in texts.iter().enumerate() {
@@ -148,13 +165,18 @@ fn minilm_batches_give_the_same_vectors_as_one_at_a_time() {
 fn minilm_q8_0_matches_the_numpy_reference() {
     let Some(dir) = minilm_dir() else { return };
     let gs = goldens("tests/golden/minilm/embeddings_f32.jsonl");
-    let e = Embedder::from_folder(&dir, EmbedOptions { weights: EncoderWeights::Q8_0, ..EmbedOptions::default() }).expect("load");
+    let e = Embedder::from_folder(&dir, EmbedOptions { weights: EncoderWeights::Q8_0, ..EmbedOptions::default() })
+        .expect("load");
     let rs = compare(&e, &gs);
     let (i, worst) = min_cos(&rs);
     let mean = rs.iter().map(|r| r.0 as f64).sum::<f64>() / rs.len() as f64;
     eprintln!("minilm q8_0: worst cosine {worst:.6} (text {}), mean {mean:.6}", gs[i].id);
     assert!(worst >= Q8_MIN_COS, "text {}: cosine {worst}", gs[i].id);
-    assert_ne!(e.fingerprint(), Embedder::from_folder(&dir, EmbedOptions::default()).expect("load").fingerprint(), "weight modes are told apart");
+    assert_ne!(
+        e.fingerprint(),
+        Embedder::from_folder(&dir, EmbedOptions::default()).expect("load").fingerprint(),
+        "weight modes are told apart"
+    );
 }
 
 #[test]
@@ -195,20 +217,25 @@ fn a_second_bert_with_cls_pooling_and_f16_weights_matches_the_numpy_reference() 
     assert!(worst >= F32_MIN_COS, "text {}: cosine {worst}", gs[i].id);
     // Not normalized: the lengths must agree too (relative 1e-4).
     for ((_, v), g) in rs.iter().zip(&gs) {
-        let (a, b) = (v.iter().map(|x| x * x).sum::<f32>().sqrt(), g.embedding.iter().map(|x| x * x).sum::<f32>().sqrt());
+        let (a, b) =
+            (v.iter().map(|x| x * x).sum::<f32>().sqrt(), g.embedding.iter().map(|x| x * x).sum::<f32>().sqrt());
         assert!((a - b).abs() <= 1e-4 * b, "text {}: norm {a} vs {b}", g.id);
     }
-    let q8 = Embedder::from_folder(&dir, EmbedOptions { weights: EncoderWeights::Q8_0, ..EmbedOptions::default() }).expect("load");
+    let q8 = Embedder::from_folder(&dir, EmbedOptions { weights: EncoderWeights::Q8_0, ..EmbedOptions::default() })
+        .expect("load");
     let (_, worst_q8) = min_cos(&compare(&q8, &gs));
     eprintln!("bert-synth q8_0: worst cosine {worst_q8:.6}");
     // Random, untrained weights over 64 dimensions and an unnormalized CLS vector are harsher on
     // 8-bit products than a trained model (measured 0.9985); the 0.999 applies to MiniLM.
     assert!(worst_q8 >= 0.998, "{worst_q8}");
-    // Wrong variant: the tanh GELU fails here as well.
-    let wrong = with_act(&dir, "gelu_pytorch_tanh", "synth-tanh");
-    let (_, worst_wrong) = min_cos(&compare(&Embedder::from_folder(&wrong, EmbedOptions::default()).expect("load"), &gs));
+    // Wrong variant: attention across the texts of a pass fails here as well. (GELU-tanh does
+    // not: this random model's FFN inputs stay where tanh and erf agree to ~1e-4; MiniLM's
+    // tests above catch it.)
+    bert::UNMASKED.with(|u| u.set(true));
+    let leaked = compare(&e, &gs[..24]);
+    bert::UNMASKED.with(|u| u.set(false));
+    let (_, worst_wrong) = min_cos(&leaked);
     assert!(worst_wrong < F32_MIN_COS, "worst {worst_wrong}");
-    let _ = std::fs::remove_dir_all(wrong);
 }
 
 #[test]
@@ -228,19 +255,29 @@ fn bad_input_and_bad_folders_get_typed_errors() {
     assert!(matches!(check_vector(&[0.0, f32::NAN], 2), Err(Error::NonFinite { .. })));
     assert!(matches!(cosine(&[1.0], &[1.0, 2.0]), Err(Error::DimensionMismatch { .. })));
     assert!(check_vector(&e.embed("red shoe").expect("embed"), e.dim()).is_ok());
-    assert!(matches!(EmbedOptions { max_batch_tokens: 0, ..EmbedOptions::default() }.validate(), Err(Error::InvalidParameter { .. })));
+    assert!(matches!(
+        EmbedOptions { max_batch_tokens: 0, ..EmbedOptions::default() }.validate(),
+        Err(Error::InvalidParameter { .. })
+    ));
 
     // Folders: missing, wrong dims, NaN weights, unsupported pooling.
     let tmp = std::env::temp_dir().join(format!("edgewise-embed-bad-{}", std::process::id()));
     assert!(matches!(Embedder::from_folder(&tmp, EmbedOptions::default()), Err(Error::InvalidModelFolder { .. })));
     let bad = with_act(&dir, "gelu", "bad");
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(bad.join("config.json")).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bad.join("config.json")).unwrap()).unwrap();
     cfg["hidden_size"] = 128.into();
     std::fs::write(bad.join("config.json"), cfg.to_string()).unwrap();
-    assert!(matches!(Embedder::from_folder(&bad, EmbedOptions::default()), Err(Error::TensorShape { .. })), "wrong dims");
+    assert!(
+        matches!(Embedder::from_folder(&bad, EmbedOptions::default()), Err(Error::TensorShape { .. })),
+        "wrong dims"
+    );
     cfg["hidden_size"] = 66.into();
     std::fs::write(bad.join("config.json"), cfg.to_string()).unwrap();
-    assert!(matches!(Embedder::from_folder(&bad, EmbedOptions::default()), Err(Error::InvalidModelFolder { .. })), "66 is not a multiple of 4 heads");
+    assert!(
+        matches!(Embedder::from_folder(&bad, EmbedOptions::default()), Err(Error::InvalidModelFolder { .. })),
+        "66 is not a multiple of 4 heads"
+    );
     cfg["hidden_size"] = 64.into();
     cfg["hidden_act"] = "swish".into();
     std::fs::write(bad.join("config.json"), cfg.to_string()).unwrap();
