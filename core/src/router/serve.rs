@@ -9,7 +9,7 @@
 //! - `POST /v1/embeddings` — when an embedding model is attached ([`Server::with_embedder`]):
 //!   `input` (a string or an array of at most 2048 strings, each at most
 //!   [`crate::MAX_INPUT_BYTES`]; texts beyond the model's token limit are truncated), `model`
-//!   (reported back, not checked), `encoding_format` `float` only, `dimensions` only the model's
+//!   (reported back, not checked), `encoding_format` `float` or `base64`, `dimensions` only the model's
 //!   own. Answers `{"object":"list","data":[{"object":"embedding","index","embedding"}],
 //!   "model","usage":{"prompt_tokens","total_tokens"}}`; it shares the one-at-a-time model slot
 //!   and the queue limit with chat.
@@ -368,8 +368,10 @@ impl ClassifyName for serde_json::Error {
     }
 }
 
-/// A `/v1/embeddings` body: the texts, and the `model` named (reported back as given).
-fn parse_embeddings(bytes: &[u8], dim: usize) -> std::result::Result<(Vec<String>, Option<String>), HttpError> {
+/// A `/v1/embeddings` body: the texts, the `model` named (reported back as given), and whether
+/// the vectors go back as base64.
+#[allow(clippy::type_complexity)]
+fn parse_embeddings(bytes: &[u8], dim: usize) -> std::result::Result<(Vec<String>, Option<String>, bool), HttpError> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Input {
@@ -410,17 +412,37 @@ fn parse_embeddings(bytes: &[u8], dim: usize) -> std::result::Result<(Vec<String
             .param("input")
             .code("invalid_value"));
     }
-    if body.encoding_format.as_deref().is_some_and(|f| f != "float") {
-        return Err(HttpError::bad("only `encoding_format: \"float\"` is supported")
-            .param("encoding_format")
-            .code("invalid_value"));
-    }
+    let base64 = match body.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(_) => {
+            return Err(HttpError::bad("`encoding_format` must be \"float\" or \"base64\"")
+                .param("encoding_format")
+                .code("invalid_value"))
+        }
+    };
     if body.dimensions.is_some_and(|d| d != dim as u64) {
         return Err(HttpError::bad(format!("this model gives {dim} dimensions"))
             .param("dimensions")
             .code("invalid_value"));
     }
-    Ok((texts, body.model))
+    Ok((texts, body.model, base64))
+}
+
+/// Standard base64 (with padding) of `v`'s little-endian f32 bytes: what OpenAI's
+/// `encoding_format: "base64"` returns, and what its Python client asks for by default.
+fn base64_f32(v: &[f32]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            out.push(if i <= c.len() { ALPHABET[(n >> shift) as usize & 63] as char } else { '=' });
+        }
+    }
+    out
 }
 
 fn error_json(e: &HttpError) -> Value {
@@ -945,7 +967,7 @@ impl Server {
                 let parsed = parse_embeddings(&body, embedder.dim());
                 drop(body);
                 conn.buf = Vec::new();
-                let (texts, model) = parsed?;
+                let (texts, model, base64) = parsed?;
                 let _slot = self.queue_slot()?;
                 let embs = {
                     let _one_at_a_time = self.take_model(conn)?;
@@ -960,7 +982,10 @@ impl Server {
                 let data: Vec<Value> = embs
                     .iter()
                     .enumerate()
-                    .map(|(i, e)| json!({ "object": "embedding", "index": i, "embedding": e.vector }))
+                    .map(|(i, e)| {
+                        let v = if base64 { json!(base64_f32(&e.vector)) } else { json!(e.vector) };
+                        json!({ "object": "embedding", "index": i, "embedding": v })
+                    })
                     .collect();
                 conn.write(&ok(json!({
                     "object": "list",
@@ -1149,18 +1174,21 @@ mod tests {
 
     #[test]
     fn parses_embedding_bodies() {
-        let (t, m) = parse_embeddings(br#"{"input":"hi","model":"m"}"#, 4).ok().unwrap_or_default();
-        assert_eq!((t, m.as_deref()), (vec!["hi".to_owned()], Some("m")));
-        let (t, _) = parse_embeddings(br#"{"input":["a",""],"encoding_format":"float","dimensions":4}"#, 4)
+        let (t, m, b64) = parse_embeddings(br#"{"input":"hi","model":"m"}"#, 4).ok().unwrap_or_default();
+        assert_eq!((t, m.as_deref(), b64), (vec!["hi".to_owned()], Some("m"), false));
+        let (t, _, b64) = parse_embeddings(br#"{"input":["a",""],"encoding_format":"base64","dimensions":4}"#, 4)
             .ok()
             .unwrap_or_default();
-        assert_eq!(t, vec!["a".to_owned(), String::new()]);
+        assert_eq!((t, b64), (vec!["a".to_owned(), String::new()], true));
+        // Python: base64.b64encode(struct.pack("<2f", 1.0, -2.5)) == b"AACAPwAAIMA="
+        assert_eq!(base64_f32(&[1.0, -2.5]), "AACAPwAAIMA=");
+        assert_eq!(base64_f32(&[]), "");
         let many = format!(r#"{{"input":[{}]}}"#, vec!["\"x\""; MAX_EMBED_INPUTS + 1].join(","));
         let huge = format!(r#"{{"input":"{}"}}"#, "a".repeat(crate::MAX_INPUT_BYTES + 1));
         for bad in [
             &br#"{"input":[]}"#[..],
             br#"{"input":[1,2]}"#,
-            br#"{"input":"a","encoding_format":"base64"}"#,
+            br#"{"input":"a","encoding_format":"hex"}"#,
             br#"{"input":"a","dimensions":3}"#,
             b"{",
             many.as_bytes(),
