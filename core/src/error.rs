@@ -205,6 +205,22 @@ pub enum Error {
         engine: String,
     },
 
+    // === Embeddings ===
+    /// A vector of the wrong length (an embedding from another model, a query against an index).
+    #[error("dimension mismatch: expected {expected}, found {found}")]
+    DimensionMismatch {
+        /// The length that was needed.
+        expected: usize,
+        /// The length that was given.
+        found: usize,
+    },
+    /// A NaN or infinity where a finite value is required (an embedding, a stored vector).
+    #[error("non-finite values in {what}")]
+    NonFinite {
+        /// What held them (`embedding`, `vector`).
+        what: &'static str,
+    },
+
     // === Router ===
     /// The routing policy denied the request.
     #[error("policy denied: {reason}")]
@@ -254,6 +270,8 @@ mod tests {
             Error::SessionFile { reason: "checksum mismatch".into() },
             Error::SessionFileVersion { found: 9, supported: 1 },
             Error::SessionModelMismatch { file: "0123abcd".into(), engine: "fedc9876".into() },
+            Error::DimensionMismatch { expected: 384, found: 768 },
+            Error::NonFinite { what: "embedding" },
         ];
         for e in all {
             assert!(!e.to_string().contains(canary));

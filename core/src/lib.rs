@@ -24,6 +24,7 @@
 //! | [`session`] | prompt → prefill → decode loop, streaming, cancel |
 //! | [`structured`] | constrained decoding (JSON Schema, regex, Lark grammars) with llguidance |
 //! | [`session_file`] | saving a session (conversation + KV cache) to a checked, versioned file and restoring it |
+//! | [`embed`] | sentence embeddings: a BERT-family encoder from a sentence-transformers folder |
 //! | [`engine`] | a loaded model + tokenizer that creates sessions |
 //! | [`router`] | sensitivity detection, routing policy, cloud client, offline queue, audit log |
 #![deny(missing_docs)]
@@ -31,6 +32,7 @@
 pub mod backend;
 pub mod catalog;
 pub mod download;
+pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod gguf;

@@ -161,6 +161,7 @@ impl From<CoreError> for EdgewiseError {
             CoreError::InvalidConstraint { .. } => Self::InvalidParameter { name: "constraint".into(), reason },
             // Sizes only: the input itself is never part of the message.
             CoreError::InputTooLarge { .. } => Self::InvalidParameter { name: "input".into(), reason },
+            CoreError::DimensionMismatch { .. } => Self::InvalidParameter { name: "vector".into(), reason },
             CoreError::Cancelled => Self::Cancelled,
             CoreError::Busy => Self::Busy,
             CoreError::PolicyDenied { .. } => Self::PolicyDenied { reason },

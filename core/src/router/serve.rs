@@ -6,6 +6,13 @@
 //!   `stream_options.include_usage`. Without `stream` it answers one `chat.completion` object;
 //!   with `stream: true` it answers `text/event-stream` chunks (`data: {chat.completion.chunk}`)
 //!   ending with `data: [DONE]`.
+//! - `POST /v1/embeddings` — when an embedding model is attached ([`Server::with_embedder`]):
+//!   `input` (a string or an array of at most 2048 strings, each at most
+//!   [`crate::MAX_INPUT_BYTES`]; texts beyond the model's token limit are truncated), `model`
+//!   (reported back, not checked), `encoding_format` `float` or `base64`, `dimensions` only the model's
+//!   own. Answers `{"object":"list","data":[{"object":"embedding","index","embedding"}],
+//!   "model","usage":{"prompt_tokens","total_tokens"}}`; it shares the one-at-a-time model slot
+//!   and the queue limit with chat.
 //! - `GET /v1/models` — the one local model.
 //! - `GET /health` — `{"status":"ok"}`.
 //!
@@ -70,6 +77,8 @@ const LINGER: Duration = Duration::from_millis(500);
 const TRIM_AFTER_BYTES: usize = 256 * 1024;
 /// Largest `max_tokens` accepted (the engine's own bound).
 const MAX_TOKENS: u32 = 1 << 20;
+/// Most texts in one `/v1/embeddings` request (OpenAI's own limit).
+const MAX_EMBED_INPUTS: usize = 2048;
 /// Longest single blocking read, so connections notice a shutdown.
 const READ_SLICE: Duration = Duration::from_millis(250);
 
@@ -176,6 +185,8 @@ pub struct Server {
     active: AtomicUsize,
     /// Chat requests waiting for the model or generating now.
     queued: AtomicUsize,
+    /// The model behind `/v1/embeddings`, if any.
+    embedder: Option<Arc<crate::embed::Embedder>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -464,6 +475,83 @@ impl ClassifyName for serde_json::Error {
             serde_json::error::Category::Eof => "unexpected end",
         }
     }
+}
+
+/// A `/v1/embeddings` body: the texts, the `model` named (reported back as given), and whether
+/// the vectors go back as base64.
+#[allow(clippy::type_complexity)]
+fn parse_embeddings(bytes: &[u8], dim: usize) -> std::result::Result<(Vec<String>, Option<String>, bool), HttpError> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Input {
+        One(String),
+        Many(Vec<String>),
+    }
+    #[derive(Deserialize)]
+    struct Body {
+        input: Value,
+        #[serde(default)]
+        model: Option<String>,
+        #[serde(default)]
+        encoding_format: Option<String>,
+        #[serde(default)]
+        dimensions: Option<u64>,
+    }
+    // serde's messages could quote the input: fixed wording only.
+    let body: Body =
+        serde_json::from_slice(bytes).map_err(|_| HttpError::bad("the body must be a JSON object with `input`"))?;
+    let texts = match serde_json::from_value::<Input>(body.input) {
+        Ok(Input::One(s)) => vec![s],
+        Ok(Input::Many(v)) => v,
+        Err(_) => {
+            return Err(HttpError::bad(
+                "`input` must be a string or an array of strings (token arrays are not supported)",
+            )
+            .param("input")
+            .code("invalid_value"))
+        }
+    };
+    if texts.is_empty() || texts.len() > MAX_EMBED_INPUTS {
+        return Err(HttpError::bad(format!("`input` must hold 1..={MAX_EMBED_INPUTS} texts"))
+            .param("input")
+            .code("invalid_value"));
+    }
+    if let Some(t) = texts.iter().find(|t| t.len() > crate::MAX_INPUT_BYTES) {
+        return Err(HttpError::bad(Error::InputTooLarge { max: crate::MAX_INPUT_BYTES, actual: t.len() }.to_string())
+            .param("input")
+            .code("invalid_value"));
+    }
+    let base64 = match body.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(_) => {
+            return Err(HttpError::bad("`encoding_format` must be \"float\" or \"base64\"")
+                .param("encoding_format")
+                .code("invalid_value"))
+        }
+    };
+    if body.dimensions.is_some_and(|d| d != dim as u64) {
+        return Err(HttpError::bad(format!("this model gives {dim} dimensions"))
+            .param("dimensions")
+            .code("invalid_value"));
+    }
+    Ok((texts, body.model, base64))
+}
+
+/// Standard base64 (with padding) of `v`'s little-endian f32 bytes: what OpenAI's
+/// `encoding_format: "base64"` returns, and what its Python client asks for by default.
+fn base64_f32(v: &[f32]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            out.push(if i <= c.len() { ALPHABET[(n >> shift) as usize & 63] as char } else { '=' });
+        }
+    }
+    out
 }
 
 fn error_json(e: &HttpError) -> Value {
@@ -859,7 +947,14 @@ impl Server {
             generation: Mutex::new(()),
             active: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
+            embedder: None,
         })
+    }
+
+    /// Serves `/v1/embeddings` with `embedder` (without one that path answers `404`).
+    pub fn with_embedder(mut self, embedder: Arc<crate::embed::Embedder>) -> Self {
+        self.embedder = Some(embedder);
+        self
     }
 
     /// The bound address (useful with port 0).
@@ -968,7 +1063,47 @@ impl Server {
                     conn.write(&ok(v))
                 }
             }
-            (_, "/v1/models" | "/health" | "/v1/chat/completions") => {
+            ("POST", "/v1/embeddings") => {
+                let Some(embedder) = self.embedder.as_deref() else {
+                    return Err(HttpError::new(
+                        404,
+                        "invalid_request_error",
+                        "no embedding model is loaded (edgewise serve --embedding-model)",
+                    )
+                    .into());
+                };
+                let body = conn.read_body(&head, self.config.max_body_bytes, self.config.body_timeout)?;
+                let parsed = parse_embeddings(&body, embedder.dim());
+                drop(body);
+                conn.buf = Vec::new();
+                let (texts, model, base64) = parsed?;
+                let _slot = self.queue_slot()?;
+                let embs = {
+                    let _one_at_a_time = self.take_model(conn)?;
+                    embedder.embed_batch(&texts).map_err(|e| match e {
+                        Error::InputTooLarge { .. } => {
+                            HttpError::bad(e.to_string()).param("input").code("invalid_value")
+                        }
+                        other => HttpError::new(500, "server_error", other.to_string()),
+                    })?
+                };
+                let tokens: usize = embs.iter().map(|e| e.tokens).sum();
+                let data: Vec<Value> = embs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| {
+                        let v = if base64 { json!(base64_f32(&e.vector)) } else { json!(e.vector) };
+                        json!({ "object": "embedding", "index": i, "embedding": v })
+                    })
+                    .collect();
+                conn.write(&ok(json!({
+                    "object": "list",
+                    "data": data,
+                    "model": model.unwrap_or_else(|| embedder.model_id().to_owned()),
+                    "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
+                })))
+            }
+            (_, "/v1/models" | "/health" | "/v1/chat/completions" | "/v1/embeddings") => {
                 Err(HttpError::new(405, "invalid_request_error", "method not allowed").into())
             }
             _ => Err(HttpError::new(404, "invalid_request_error", "unknown path").into()),
@@ -1216,6 +1351,88 @@ mod tests {
         ] {
             assert_eq!(parse_body(bad.as_bytes(), 64).err().map(|e| e.status), Some(400), "{bad}");
         }
+    }
+
+    #[test]
+    fn parses_embedding_bodies() {
+        let (t, m, b64) = parse_embeddings(br#"{"input":"hi","model":"m"}"#, 4).ok().unwrap_or_default();
+        assert_eq!((t, m.as_deref(), b64), (vec!["hi".to_owned()], Some("m"), false));
+        let (t, _, b64) = parse_embeddings(br#"{"input":["a",""],"encoding_format":"base64","dimensions":4}"#, 4)
+            .ok()
+            .unwrap_or_default();
+        assert_eq!((t, b64), (vec!["a".to_owned(), String::new()], true));
+        // Python: base64.b64encode(struct.pack("<2f", 1.0, -2.5)) == b"AACAPwAAIMA="
+        assert_eq!(base64_f32(&[1.0, -2.5]), "AACAPwAAIMA=");
+        assert_eq!(base64_f32(&[]), "");
+        let many = format!(r#"{{"input":[{}]}}"#, vec!["\"x\""; MAX_EMBED_INPUTS + 1].join(","));
+        let huge = format!(r#"{{"input":"{}"}}"#, "a".repeat(crate::MAX_INPUT_BYTES + 1));
+        for bad in [
+            &br#"{"input":[]}"#[..],
+            br#"{"input":[1,2]}"#,
+            br#"{"input":"a","encoding_format":"hex"}"#,
+            br#"{"input":"a","dimensions":3}"#,
+            b"{",
+            many.as_bytes(),
+            huge.as_bytes(),
+        ] {
+            assert_eq!(parse_embeddings(bad, 4).err().map(|e| e.status), Some(400));
+        }
+        let e = parse_embeddings(br#"{"input": CANARY-SECRET}"#, 4).err().map(|e| e.message).unwrap_or_default();
+        assert!(!e.contains("CANARY"), "{e}");
+    }
+
+    #[test]
+    fn serves_embeddings_over_http() {
+        struct NoChat;
+        impl LocalModel for NoChat {
+            fn generate(&self, _: &ChatRequest, _: &mut dyn FnMut(&str) -> bool) -> Result<super::super::LocalAnswer> {
+                Err(Error::Busy)
+            }
+            fn context_limit(&self) -> usize {
+                16
+            }
+            fn count_tokens(&self, t: &str) -> usize {
+                t.len()
+            }
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/bert-synth/model");
+        let e =
+            Arc::new(crate::embed::Embedder::from_folder(&dir, crate::embed::EmbedOptions::default()).expect("load"));
+        let server = Server::bind(ServeConfig { addr: "127.0.0.1:0".into(), ..ServeConfig::default() })
+            .expect("bind")
+            .with_embedder(e.clone());
+        let addr = server.local_addr();
+        let stop = server.shutdown_handle();
+        let post = |body: &str| -> (u16, Value) {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            write!(s, "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).expect("write");
+            let mut r = String::new();
+            s.read_to_string(&mut r).expect("read");
+            let status = r[9..12].parse().unwrap_or(0);
+            let json = r.split("\r\n\r\n").nth(1).and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+            (status, json)
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| server.run(&NoChat));
+            let (status, v) = post(r#"{"input":["red shoe","warm jacket",""],"model":"synth"}"#);
+            assert_eq!(status, 200, "{v}");
+            assert_eq!(v["model"], "synth");
+            assert_eq!(v["data"].as_array().map(Vec::len), Some(3));
+            let got: Vec<f32> = v["data"][1]["embedding"]
+                .as_array()
+                .expect("vector")
+                .iter()
+                .map(|x| x.as_f64().unwrap_or(f64::NAN) as f32)
+                .collect();
+            let want = e.embed("warm jacket").expect("embed");
+            assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6), "same vector as the library");
+            let tokens: usize =
+                ["red shoe", "warm jacket", ""].iter().map(|t| e.tokenize(t).map(|x| x.0.len()).unwrap_or(0)).sum();
+            assert_eq!(v["usage"]["prompt_tokens"], tokens);
+            let (status, v) = post(r#"{"input":"x","dimensions":7}"#);
+            assert_eq!((status, v["error"]["param"].as_str()), (400, Some("dimensions")));
+            stop.shutdown();
+        });
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod embed;
 mod inspect;
 mod models;
 mod router;
@@ -24,6 +25,8 @@ enum Cmd {
     Inspect(inspect::InspectArgs),
     /// Tokenize JSON lines `{"text": ...}` from stdin.
     Tokenize(tokenize::TokenizeArgs),
+    /// Sentence embeddings for JSON lines `{"id", "text"}` from stdin (or `--bench`).
+    Embed(embed::EmbedArgs),
     /// Generate text from a prompt.
     Run(run::RunArgs),
     /// Interactive multi-turn chat.
@@ -144,6 +147,7 @@ fn main() {
         Cmd::Models(a) => models::run(a),
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::Tokenize(a) => tokenize::run(a),
+        Cmd::Embed(a) => embed::run(a),
         Cmd::Run(a) => run::run(a),
         Cmd::Chat(a) => run::chat(a),
         Cmd::Bench(a) => run::bench(a),

@@ -63,7 +63,11 @@ pub fn run(a: ModelsArgs) -> crate::CliResult {
         ModelsCmd::List => list(&catalog, &home),
         ModelsCmd::Fetch(f) => {
             for art in selected(&catalog, &home, &f.item)? {
-                let path = fetch_one(&art, &f)?;
+                let mut path = fetch_one(&art, &f)?;
+                // A zipped model folder (an embedding model) is extracted next to its zip.
+                if let Ok(m) = catalog.get(&art.id) {
+                    path = m.unpack_in(&home)?;
+                }
                 println!("{}\t{}", art.id, path.display());
             }
             Ok(())
@@ -88,7 +92,10 @@ pub fn run(a: ModelsArgs) -> crate::CliResult {
         ModelsCmd::Path(f) => {
             let mut last = None;
             for art in selected(&catalog, &home, &f.item)? {
-                let path = if download::is_verified_cached(&art) { art.dest.clone() } else { fetch_one(&art, &f)? };
+                let mut path = if download::is_verified_cached(&art) { art.dest.clone() } else { fetch_one(&art, &f)? };
+                if let Ok(m) = catalog.get(&art.id) {
+                    path = m.unpack_in(&home)?;
+                }
                 last = Some(path);
             }
             if let Some(p) = last {

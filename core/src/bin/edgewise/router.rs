@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// Model id reported by `/v1/models` (default: the model file's name without `.gguf`).
     #[arg(long)]
     pub model_id: Option<String>,
+    /// Also serve `POST /v1/embeddings` with this embedding model (a catalog id such as
+    /// `all-minilm-l6-v2`, or a sentence-transformers folder).
+    #[arg(long, value_name = "ID|PATH")]
+    pub embedding_model: Option<String>,
 }
 
 /// The environment variable holding the cloud API key for `run`/`chat --cloud`.
@@ -226,7 +230,12 @@ fn privacy_check_line(
 }
 pub fn serve(a: ServeArgs) -> crate::CliResult {
     // Bind first: a refused address fails before the model loads.
-    let server = bind_server(&a)?;
+    let mut server = bind_server(&a)?;
+    if let Some(m) = &a.embedding_model {
+        let e = edgewise_core::embed::Embedder::load(m, edgewise_core::embed::EmbedOptions::default())?;
+        eprintln!("edgewise: /v1/embeddings with {} ({} dimensions)", e.model_id(), e.dim());
+        server = server.with_embedder(std::sync::Arc::new(e));
+    }
     let engine = a.model.load()?;
     let local = edgewise_core::router::LocalEngine::new(engine, a.model.session_config(), a.sampling.params())?;
     serve_with(&local, server)

@@ -428,7 +428,7 @@ fn status_mb(key: &str) -> Option<f64> {
 }
 
 /// Peak resident set size of this process, in MiB (Linux `VmHWM`).
-fn peak_rss_mb() -> Option<f64> {
+pub(crate) fn peak_rss_mb() -> Option<f64> {
     status_mb("VmHWM:")
 }
 

@@ -1,0 +1,300 @@
+//! The encoder against the NumPy reference (`tests/reference/make_embed_goldens.py`,
+//! `make_bert_synth.py`): token ids exactly, vectors by cosine with stated thresholds.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+struct Golden {
+    id: u64,
+    text: String,
+    ids: Vec<u32>,
+    truncated: bool,
+    embedding: Vec<f32>,
+}
+
+/// `texts.jsonl` joined with a goldens file (first line: the header) by id.
+fn goldens(file: &str) -> Vec<Golden> {
+    let texts: std::collections::HashMap<u64, String> =
+        std::fs::read_to_string(repo().join("tests/golden/minilm/texts.jsonl"))
+            .expect("texts")
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("text line");
+                (v["id"].as_u64().expect("id"), v["text"].as_str().expect("text").to_owned())
+            })
+            .collect();
+    std::fs::read_to_string(repo().join(file))
+        .expect("goldens")
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("golden line");
+            let id = v["id"].as_u64().expect("id");
+            Golden {
+                id,
+                text: texts[&id].clone(),
+                ids: v["ids"].as_array().expect("ids").iter().map(|x| x.as_u64().expect("id") as u32).collect(),
+                truncated: v["truncated"].as_bool().expect("truncated"),
+                embedding: v["embedding"]
+                    .as_array()
+                    .expect("embedding")
+                    .iter()
+                    .map(|x| x.as_f64().expect("f") as f32)
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// The unpacked MiniLM folder, or `None` (a loud skip) when it was not fetched; a failure when
+/// `EDGEWISE_REQUIRE_MODEL` is set.
+fn minilm_dir() -> Option<PathBuf> {
+    let c = crate::catalog::Catalog::builtin().expect("catalog");
+    let dir = c
+        .get(DEFAULT_EMBEDDING_MODEL)
+        .expect("entry")
+        .unpacked_in(&crate::catalog::edgewise_home().expect("home"))
+        .expect("unpack entry");
+    if dir.join("model.safetensors").is_file() {
+        return Some(dir);
+    }
+    let msg = format!("{} is missing (run `edgewise models fetch {DEFAULT_EMBEDDING_MODEL}`)", dir.display());
+    if std::env::var_os(crate::catalog::REQUIRE_MODEL_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIP (model-dependent test): {msg}");
+    None
+}
+
+/// Per golden: (cosine, our vector). Asserts the token ids and the truncation flag first.
+fn compare(e: &Embedder, gs: &[Golden]) -> Vec<(f32, Vec<f32>)> {
+    let texts: Vec<&str> = gs.iter().map(|g| g.text.as_str()).collect();
+    let got = e.embed_batch(&texts).expect("embed");
+    gs.iter()
+        .zip(got)
+        .map(|(g, r)| {
+            let (ids, _, truncated) = e.tokenize(&g.text).expect("tokenize");
+            assert_eq!(ids, g.ids, "token ids of text {}", g.id);
+            assert_eq!((truncated, r.truncated), (g.truncated, g.truncated), "truncation flag of text {}", g.id);
+            assert_eq!(r.tokens, g.ids.len());
+            (cosine(&r.vector, &g.embedding).expect("same dims"), r.vector)
+        })
+        .collect()
+}
+
+fn min_cos(rs: &[(f32, Vec<f32>)]) -> (usize, f32) {
+    rs.iter().enumerate().map(|(i, r)| (i, r.0)).fold((0, f32::INFINITY), |a, b| if b.1 < a.1 { b } else { a })
+}
+
+/// A copy of `dir` (files linked) with `config.json`'s `hidden_act` replaced.
+fn with_act(dir: &Path, act: &str, tag: &str) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("edgewise-embed-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(out.join("1_Pooling")).expect("mkdir");
+    for f in
+        ["model.safetensors", "tokenizer.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json"]
+    {
+        if dir.join(f).exists() {
+            std::fs::copy(dir.join(f), out.join(f)).expect("copy");
+        }
+    }
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config")).expect("json");
+    cfg["hidden_act"] = act.into();
+    std::fs::write(out.join("config.json"), cfg.to_string()).expect("write");
+    out
+}
+
+// Thresholds. f32: the issue asks for cosine >= 0.9999, but GELU-tanh in place of erf still
+// reaches 0.999994 on MiniLM, so that bound would not catch a wrong activation; we demand
+// 1 − 1e-6. Our f32 path differs from NumPy's only in summation order (gemm blocking, packed vs
+// padded batches) and erf (1.2e-7): the measured worst rounds to 1.0 in f32. Q8_0 (the issue's
+// 0.999): every weight and activation of the products rounded to 8 bits per block of 32.
+const F32_MIN_COS: f32 = 0.999_999;
+const Q8_MIN_COS: f32 = 0.999;
+
+#[test]
+fn minilm_f32_matches_the_numpy_reference_on_200_texts() {
+    let Some(dir) = minilm_dir() else { return };
+    let gs = goldens("tests/golden/minilm/embeddings_f32.jsonl");
+    assert_eq!(gs.len(), 200);
+    assert!(
+        gs.iter().any(|g| g.truncated) && gs.iter().any(|g| g.ids.len() == 2),
+        "the set has empty and truncated texts"
+    );
+    let e = Embedder::from_folder(&dir, EmbedOptions::default()).expect("load");
+    assert_eq!((e.dim(), e.max_tokens(), e.pooling(), e.normalizes()), (384, 256, Pooling::Mean, true));
+    let rs = compare(&e, &gs);
+    let (i, worst) = min_cos(&rs);
+    eprintln!("minilm f32: worst cosine {worst:.9} (text {})", gs[i].id);
+    assert!(worst >= F32_MIN_COS, "text {}: cosine {worst}", gs[i].id);
+    for (_, v) in &rs {
+        let n: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((n - 1.0).abs() < 1e-5, "normalized: {n}");
+    }
+}
+
+#[test]
+fn minilm_batches_give_the_same_vectors_as_one_at_a_time() {
+    let Some(dir) = minilm_dir() else { return };
+    let gs = goldens("tests/golden/minilm/embeddings_f32.jsonl");
+    // Mixed lengths (empty, short, 256-token) in one pass, and again split into small passes.
+    let texts: Vec<&str> = gs.iter().step_by(7).map(|g| g.text.as_str()).collect();
+    let one = Embedder::from_folder(&dir, EmbedOptions::default()).expect("load");
+    let small =
+        Embedder::from_folder(&dir, EmbedOptions { max_batch_tokens: 64, ..EmbedOptions::default() }).expect("load");
+    let batch = one.embed_batch(&texts).expect("batch");
+    let split = small.embed_batch(&texts).expect("split");
+    for (i, t) in texts.iter().enumerate() {
+        let single = one.embed(t).expect("single");
+        for other in [&batch[i].vector, &split[i].vector] {
+            let diff = single.iter().zip(other).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            // Same arithmetic per row; only gemm's blocking over a different row count may
+            // reorder sums.
+            assert!(diff < 1e-5, "text {i}: batch differs from single by {diff}");
+        }
+    }
+}
+
+#[test]
+fn minilm_q8_0_matches_the_numpy_reference() {
+    let Some(dir) = minilm_dir() else { return };
+    let gs = goldens("tests/golden/minilm/embeddings_f32.jsonl");
+    let e = Embedder::from_folder(&dir, EmbedOptions { weights: EncoderWeights::Q8_0, ..EmbedOptions::default() })
+        .expect("load");
+    let rs = compare(&e, &gs);
+    let (i, worst) = min_cos(&rs);
+    let mean = rs.iter().map(|r| r.0 as f64).sum::<f64>() / rs.len() as f64;
+    eprintln!("minilm q8_0: worst cosine {worst:.6} (text {}), mean {mean:.6}", gs[i].id);
+    assert!(worst >= Q8_MIN_COS, "text {}: cosine {worst}", gs[i].id);
+    assert_ne!(
+        e.fingerprint(),
+        Embedder::from_folder(&dir, EmbedOptions::default()).expect("load").fingerprint(),
+        "weight modes are told apart"
+    );
+}
+
+#[test]
+fn the_comparison_catches_gelu_tanh_instead_of_erf() {
+    let Some(dir) = minilm_dir() else { return };
+    let gs = goldens("tests/golden/minilm/embeddings_f32.jsonl");
+    let wrong = with_act(&dir, "gelu_new", "tanh");
+    let e = Embedder::from_folder(&wrong, EmbedOptions::default()).expect("load");
+    let (_, worst) = min_cos(&compare(&e, &gs));
+    eprintln!("minilm with GELU-tanh: worst cosine {worst:.8}");
+    assert!(worst < F32_MIN_COS, "a wrong activation must fail the f32 threshold (worst {worst})");
+    let _ = std::fs::remove_dir_all(wrong);
+}
+
+#[test]
+fn the_comparison_catches_attention_across_texts() {
+    let Some(dir) = minilm_dir() else { return };
+    let gs = goldens("tests/golden/minilm/embeddings_f32.jsonl");
+    let e = Embedder::from_folder(&dir, EmbedOptions::default()).expect("load");
+    // Attention over every token of the pass: what a padded batch without its mask does.
+    bert::UNMASKED.with(|u| u.set(true));
+    let rs = compare(&e, &gs[..32]);
+    bert::UNMASKED.with(|u| u.set(false));
+    let (_, worst) = min_cos(&rs);
+    eprintln!("minilm without the per-text mask: worst cosine {worst:.6}");
+    assert!(worst < F32_MIN_COS, "attention leaking across texts must fail (worst {worst})");
+}
+
+#[test]
+fn a_second_bert_with_cls_pooling_and_f16_weights_matches_the_numpy_reference() {
+    let dir = repo().join("tests/golden/bert-synth/model");
+    let gs = goldens("tests/golden/bert-synth/embeddings_f32.jsonl");
+    let e = Embedder::from_folder(&dir, EmbedOptions::default()).expect("load");
+    assert_eq!((e.dim(), e.max_tokens(), e.pooling(), e.normalizes()), (64, 24, Pooling::Cls, false));
+    let rs = compare(&e, &gs);
+    let (i, worst) = min_cos(&rs);
+    eprintln!("bert-synth f32: worst cosine {worst:.8}");
+    assert!(worst >= F32_MIN_COS, "text {}: cosine {worst}", gs[i].id);
+    // Not normalized: the lengths must agree too (relative 1e-4).
+    for ((_, v), g) in rs.iter().zip(&gs) {
+        let (a, b) =
+            (v.iter().map(|x| x * x).sum::<f32>().sqrt(), g.embedding.iter().map(|x| x * x).sum::<f32>().sqrt());
+        assert!((a - b).abs() <= 1e-4 * b, "text {}: norm {a} vs {b}", g.id);
+    }
+    let q8 = Embedder::from_folder(&dir, EmbedOptions { weights: EncoderWeights::Q8_0, ..EmbedOptions::default() })
+        .expect("load");
+    let (_, worst_q8) = min_cos(&compare(&q8, &gs));
+    eprintln!("bert-synth q8_0: worst cosine {worst_q8:.6}");
+    // Random, untrained weights over 64 dimensions and an unnormalized CLS vector are harsher on
+    // 8-bit products than a trained model (measured 0.9985); the issue's 0.999 applies to MiniLM.
+    assert!(worst_q8 >= 0.998, "{worst_q8}");
+    // Wrong variant: attention across the texts of a pass fails here as well. (GELU-tanh does
+    // not: this random model's FFN inputs stay where tanh and erf agree to ~1e-4; MiniLM's
+    // tests above catch it.)
+    bert::UNMASKED.with(|u| u.set(true));
+    let leaked = compare(&e, &gs[..24]);
+    bert::UNMASKED.with(|u| u.set(false));
+    let (_, worst_wrong) = min_cos(&leaked);
+    assert!(worst_wrong < F32_MIN_COS, "worst {worst_wrong}");
+}
+
+#[test]
+fn bad_input_and_bad_folders_get_typed_errors() {
+    let dir = repo().join("tests/golden/bert-synth/model");
+    let e = Embedder::from_folder(&dir, EmbedOptions::default()).expect("load");
+    // Empty: [CLS] [SEP]; huge (under the byte limit): truncated to the model's limit, said so.
+    let r = e.embed_batch(&["", &"shoe ".repeat(50_000)]).expect("embed");
+    assert_eq!((r[0].tokens, r[0].truncated), (2, false));
+    assert_eq!((r[1].tokens, r[1].truncated), (24, true));
+    assert!(r.iter().all(|x| x.vector.iter().all(|v| v.is_finite())));
+    // Over the per-call limit: refused before tokenizing.
+    let big = "a".repeat(crate::MAX_INPUT_BYTES + 1);
+    assert!(matches!(e.embed(&big), Err(Error::InputTooLarge { .. })));
+    // Vectors of the wrong size or with NaN.
+    assert!(matches!(check_vector(&[0.0; 3], 4), Err(Error::DimensionMismatch { expected: 4, found: 3 })));
+    assert!(matches!(check_vector(&[0.0, f32::NAN], 2), Err(Error::NonFinite { .. })));
+    assert!(matches!(cosine(&[1.0], &[1.0, 2.0]), Err(Error::DimensionMismatch { .. })));
+    assert!(check_vector(&e.embed("red shoe").expect("embed"), e.dim()).is_ok());
+    assert!(matches!(
+        EmbedOptions { max_batch_tokens: 0, ..EmbedOptions::default() }.validate(),
+        Err(Error::InvalidParameter { .. })
+    ));
+
+    // Folders: missing, wrong dims, NaN weights, unsupported pooling.
+    let tmp = std::env::temp_dir().join(format!("edgewise-embed-bad-{}", std::process::id()));
+    assert!(matches!(Embedder::from_folder(&tmp, EmbedOptions::default()), Err(Error::InvalidModelFolder { .. })));
+    let bad = with_act(&dir, "gelu", "bad");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bad.join("config.json")).unwrap()).unwrap();
+    cfg["hidden_size"] = 128.into();
+    std::fs::write(bad.join("config.json"), cfg.to_string()).unwrap();
+    assert!(
+        matches!(Embedder::from_folder(&bad, EmbedOptions::default()), Err(Error::TensorShape { .. })),
+        "wrong dims"
+    );
+    cfg["hidden_size"] = 66.into();
+    std::fs::write(bad.join("config.json"), cfg.to_string()).unwrap();
+    assert!(
+        matches!(Embedder::from_folder(&bad, EmbedOptions::default()), Err(Error::InvalidModelFolder { .. })),
+        "66 is not a multiple of 4 heads"
+    );
+    cfg["hidden_size"] = 64.into();
+    cfg["hidden_act"] = "swish".into();
+    std::fs::write(bad.join("config.json"), cfg.to_string()).unwrap();
+    assert!(matches!(Embedder::from_folder(&bad, EmbedOptions::default()), Err(Error::UnsupportedArchitecture { .. })));
+    cfg["hidden_act"] = "gelu".into();
+    std::fs::write(bad.join("config.json"), cfg.to_string()).unwrap();
+    std::fs::write(bad.join("1_Pooling/config.json"), r#"{"pooling_mode_max_tokens": true}"#).unwrap();
+    assert!(matches!(Embedder::from_folder(&bad, EmbedOptions::default()), Err(Error::UnsupportedArchitecture { .. })));
+    std::fs::copy(dir.join("1_Pooling/config.json"), bad.join("1_Pooling/config.json")).unwrap();
+    // A NaN in the weights is refused at load, so no NaN vector can come out of it.
+    let mut st = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(st[..8].try_into().unwrap()) as usize;
+    st[8 + n..8 + n + 2].copy_from_slice(&half::f16::NAN.to_le_bytes());
+    std::fs::write(bad.join("model.safetensors"), &st).unwrap();
+    assert!(matches!(Embedder::from_folder(&bad, EmbedOptions::default()), Err(Error::Tensor { .. })));
+    // A truncated safetensors file.
+    std::fs::write(bad.join("model.safetensors"), &st[..st.len() / 2]).unwrap();
+    assert!(matches!(Embedder::from_folder(&bad, EmbedOptions::default()), Err(Error::InvalidModelFolder { .. })));
+    let _ = std::fs::remove_dir_all(bad);
+}
