@@ -35,6 +35,7 @@
 pub mod chat_template;
 pub mod from_gguf;
 pub mod stream;
+mod jinja_py;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
