@@ -227,7 +227,7 @@ fn privacy_check_line(
 pub fn serve(a: ServeArgs) -> crate::CliResult {
     // Bind first: a refused address fails before the model loads.
     let server = bind_server(&a)?;
-    let engine = a.model.load()?;
+    let engine = a.model.load(true)?;
     let local = edgewise_core::router::LocalEngine::new(engine, a.model.session_config(), a.sampling.params())?;
     serve_with(&local, server)
 }
