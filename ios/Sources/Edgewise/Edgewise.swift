@@ -7097,6 +7097,17 @@ fileprivate struct FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer {
     }
 }
 /**
+ * The catalog's default assistant model: an instruction-tuned chat model with a pinned sha256
+ * (the default model is a base model that continues text).
+ */
+public func defaultAssistantModel()throws  -> ModelInfo  {
+    return try  FfiConverterTypeModelInfo_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_func_default_assistant_model(uniffiCallStatus
+    )
+})
+}
+/**
  * Core's default fetch settings (4 retries, 60 s timeout, catalog source order).
  */
 public func defaultFetchConfig()throws  -> FetchConfig  {
@@ -7272,6 +7283,9 @@ private let initializationResult: InitializationResult = {
     let scaffolding_contract_version = ffi_edgewise_uniffi_contract_version()
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
+    }
+    if (uniffi_edgewise_checksum_func_default_assistant_model() != 14984) {
+        return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_func_default_fetch_config() != 28648) {
         return InitializationResult.apiChecksumMismatch

@@ -749,6 +749,8 @@ internal object IntegrityCheckingUniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_edgewise_checksum_func_default_assistant_model(
+    ): Int
     external fun uniffi_edgewise_checksum_func_default_fetch_config(
     ): Int
     external fun uniffi_edgewise_checksum_func_default_model(
@@ -968,6 +970,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_edgewise_fn_method_tokensink_on_token(`ptr`: Long,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_edgewise_fn_func_default_assistant_model(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_func_default_fetch_config(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_func_default_model(uniffi_out_err: UniffiRustCallStatus, 
@@ -1117,6 +1121,9 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
+    if ((lib.uniffi_edgewise_checksum_func_default_assistant_model() and 0xFFFF) != 14984) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_edgewise_checksum_func_default_fetch_config() and 0xFFFF) != 28648) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -8323,6 +8330,21 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
         }
     }
 }
+        /**
+         * The catalog's default assistant model: an instruction-tuned chat model with a pinned sha256
+         * (the default model is a base model that continues text).
+         */
+    @Throws(EdgewiseException::class) fun `defaultAssistantModel`(): ModelInfo {
+            return FfiConverterTypeModelInfo.lift(
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_func_default_assistant_model(
+    
+        _status)
+}
+    )
+    }
+    
+
         /**
          * Core's default fetch settings (4 retries, 60 s timeout, catalog source order).
          */
