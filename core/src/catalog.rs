@@ -55,6 +55,47 @@ pub struct Catalog {
     /// Small models embedded in a crate (the privacy gate's classifier).
     #[serde(rename = "classifier", default)]
     classifiers: Vec<ClassifierEntry>,
+    /// Id of the default assistant model: an instruction-tuned `[[model]]` (what an app that asks
+    /// for "the default assistant model" gets).
+    default_assistant: String,
+    /// Instruction-tuned GGUFs listed with their direct URL but without a pinned sha256 (none could
+    /// be checked from the build machines): never fetched by Edgewise (see [`UnpinnedModelEntry`]).
+    #[serde(rename = "unpinned_model", default)]
+    unpinned: Vec<UnpinnedModelEntry>,
+}
+
+/// A model a developer would pick, listed with its direct HTTPS source, approximate size and
+/// licence, but no sha256 that could be checked here ("unverified here").
+///
+/// Edgewise never downloads such a file: without a pinned digest a wrong or tampered file could not
+/// be told from the right one. [`resolve_model`] refuses the id with [`Error::Download`] naming the
+/// URL; download it yourself, check it, and pass the path (`--model PATH`), or give the downloader
+/// an [`Artifact`] with the size and sha256 you checked (a mismatch is then refused, never used).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnpinnedModelEntry {
+    /// Stable id (`qwen2.5-0.5b-instruct`).
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// GGUF `general.architecture`.
+    pub architecture: String,
+    /// The file name at the URL.
+    pub file: String,
+    /// Quantization label (`Q4_K_M`).
+    pub quantization: String,
+    /// Approximate size in bytes, as the hub lists it (not checked here).
+    pub approx_size: u64,
+    /// Licence name.
+    pub licence: String,
+    /// Where the licence text lives.
+    pub licence_url: String,
+    /// The model this file was converted from (a Hugging Face repository id).
+    pub base_model: String,
+    /// The direct HTTPS URL (not reachable from our build machines: untested).
+    pub url: String,
+    /// Why it is unpinned, or other caveats.
+    pub note: String,
 }
 
 /// A small model embedded in a crate at build time and verified by it before first use.
@@ -107,6 +148,9 @@ pub struct ModelEntry {
     /// The model this file was converted from (a Hugging Face repository id).
     #[serde(default)]
     pub base_model: Option<String>,
+    /// Instruction-tuned (a chat model); `false`: a base model that continues text.
+    #[serde(default)]
+    pub instruct: bool,
     /// Where to get the file, tried in order.
     #[serde(rename = "source")]
     pub sources: Vec<Source>,
@@ -248,8 +292,7 @@ impl Catalog {
 
     /// Parses and validates a catalog in the `models/catalog.toml` format.
     pub fn parse(text: &str) -> Result<Catalog> {
-        let catalog: Catalog =
-            toml::from_str(text).map_err(|e| Error::Catalog { reason: e.to_string() })?;
+        let catalog: Catalog = toml::from_str(text).map_err(|e| Error::Catalog { reason: e.to_string() })?;
         catalog.validate()?;
         Ok(catalog)
     }
@@ -291,6 +334,17 @@ impl Catalog {
         if !self.models.iter().any(|m| m.id == self.default) {
             return bad(format!("default model `{}` is not in the catalog", self.default));
         }
+        if !self.models.iter().any(|m| m.id == self.default_assistant && m.instruct) {
+            return bad(format!("default assistant `{}` is not an instruct [[model]]", self.default_assistant));
+        }
+        for u in &self.unpinned {
+            if !ids.insert(u.id.as_str()) {
+                return bad(format!("duplicate id `{}`", u.id));
+            }
+            if !is_plain_file_name(&u.file) || !u.url.starts_with("https://") || u.approx_size == 0 {
+                return bad(format!("unpinned model `{}`: needs a plain file name, an https:// URL and a size", u.id));
+            }
+        }
         Ok(())
     }
 
@@ -307,6 +361,36 @@ impl Catalog {
     /// Id of the default model.
     pub fn default_id(&self) -> &str {
         &self.default
+    }
+
+    /// The default assistant model: an instruction-tuned model with a pinned sha256, for apps that
+    /// want a chat model. (The default model, [`default_model`](Self::default_model), is a base
+    /// model that continues text.)
+    pub fn default_assistant_model(&self) -> &ModelEntry {
+        // `validate` checked that the id names an instruct model.
+        match self.models.iter().find(|m| m.id == self.default_assistant) {
+            Some(m) => m,
+            None => self.default_model(),
+        }
+    }
+
+    /// When `id` names an unpinned model: the [`Error::Download`] that refuses to fetch it, naming
+    /// its URL.
+    pub fn unpinned_refusal(&self, id: &str) -> Option<Error> {
+        let u = self.unpinned.iter().find(|u| u.id == id)?;
+        Some(Error::Download {
+            reason: format!(
+                "`{}` has no pinned sha256 (unverified here), so Edgewise does not download it: fetch {} yourself, \
+                 check it, and pass its path with --model",
+                u.id, u.url
+            ),
+        })
+    }
+
+    /// Instruction-tuned models listed without a pinned sha256 (never fetched; see
+    /// [`UnpinnedModelEntry`]).
+    pub fn unpinned_models(&self) -> &[UnpinnedModelEntry] {
+        &self.unpinned
     }
 
     /// Supported models, in catalog order (the default is first in the built-in catalog).
@@ -331,10 +415,7 @@ impl Catalog {
 
     /// A reference file by id.
     pub fn reference(&self, id: &str) -> Result<&ReferenceEntry> {
-        self.references
-            .iter()
-            .find(|r| r.id == id)
-            .ok_or_else(|| Error::UnknownModel { id: id.to_owned() })
+        self.references.iter().find(|r| r.id == id).ok_or_else(|| Error::UnknownModel { id: id.to_owned() })
     }
 
     /// The reference files that belong to a model.
@@ -511,6 +592,9 @@ pub fn resolve_model(path_or_id: &str) -> Result<PathBuf> {
         return Ok(as_path.to_path_buf());
     }
     let catalog = Catalog::builtin()?;
+    if let Some(e) = catalog.unpinned_refusal(path_or_id) {
+        return Err(e);
+    }
     let entry = match catalog.get(path_or_id) {
         Ok(e) => e,
         Err(e) => {
@@ -632,6 +716,7 @@ mod tests {
 
     const MINIMAL: &str = r#"
 default = "a"
+default_assistant = "a"
 [[model]]
 id = "a"
 name = "A"
@@ -642,6 +727,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
 quantization = "F32"
 context_length = 8
 licence = "x"
+instruct = true
 [[model.source]]
 kind = "https"
 url = "https://example.invalid/a.gguf"
@@ -657,6 +743,7 @@ url = "https://example.invalid/a.gguf"
             (MINIMAL.replace("sha256 = \"0000", "sha256 = \"00"), "sha256"),
             (MINIMAL.replace("kind = \"https\"", "kind = \"ftp\""), "unknown variant"),
             (format!("{MINIMAL}\nsurprise = 1\n"), "unknown field"),
+            (MINIMAL.replace("instruct = true", "instruct = false"), "default assistant"),
         ];
         for (text, want) in cases {
             match Catalog::parse(&text) {
@@ -711,6 +798,48 @@ url = "https://example.invalid/a.gguf"
         assert!(matches!(m.unpack_in(&home), Err(Error::Download { .. })));
         assert!(!home.join("evil").exists());
         let _ = std::fs::remove_dir_all(&home);
+    }
+
+    #[test]
+    fn the_default_assistant_is_a_pinned_instruct_model_and_the_picks_are_listed() {
+        let c = Catalog::builtin().unwrap();
+        let a = c.default_assistant_model();
+        assert!(a.instruct && !c.default_model().instruct, "assistant {} / default {}", a.id, c.default_model().id);
+        assert_eq!(a.id, "smollm2-135m-instruct");
+        assert!(is_sha256_hex(&a.sha256) && a.size > 0);
+        assert_eq!(a.sources[0].kind(), SourceKind::PypiChunks);
+        let want = [
+            "gemma-3-270m-it",
+            "gemma-3-1b-it",
+            "llama-3.2-1b-instruct",
+            "qwen2.5-0.5b-instruct",
+            "qwen2.5-1.5b-instruct",
+            "qwen3-0.6b",
+            "qwen3-1.7b",
+            "smollm2-360m-instruct",
+            "smollm2-1.7b-instruct",
+        ];
+        let got: Vec<&str> = c.unpinned_models().iter().map(|u| u.id.as_str()).collect();
+        assert_eq!(got, want);
+        for u in c.unpinned_models() {
+            assert_eq!(u.quantization, "Q4_K_M", "{}", u.id);
+            assert!(u.url.starts_with("https://") && u.url.ends_with(&u.file), "{}", u.id);
+            assert!(u.note.contains("unverified here"), "{}", u.id);
+        }
+    }
+
+    #[test]
+    fn an_unpinned_model_is_never_downloaded() {
+        // Refused before any network access, with the URL to fetch by hand.
+        match resolve_model("qwen2.5-0.5b-instruct") {
+            Err(Error::Download { reason }) => {
+                assert!(
+                    reason.contains("no pinned sha256") && reason.contains("https://huggingface.co/Qwen/"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 
     #[test]

@@ -433,7 +433,7 @@ impl Engine {
         let arch_name = file.metadata().get_str("general.architecture")?.to_string();
         let model_name = file.metadata().opt_str("general.name")?.map(str::to_string);
         let bos = tokenizer.bos_id().and_then(|b| tokenizer.id_to_token(b));
-        let eos = tokenizer.eos_ids().first().and_then(|&e| tokenizer.id_to_token(e));
+        let eos = tokenizer.eos_id().and_then(|e| tokenizer.id_to_token(e));
         let template = ChatTemplate::from_gguf_template(vocab.chat_template.as_deref(), &arch_name, bos, eos)?;
         // The vocabulary lives on in the tokenizer: drop the metadata copy (tens of MB for 262k
         // pieces) and hand the build's scratch memory back to the system.
@@ -450,7 +450,7 @@ impl Engine {
         let tokenizer = Tokenizer::from_file(&folder.tokenizer_path()?)?;
         let arch_name = folder.architecture().name().to_string();
         let bos = tokenizer.bos_token();
-        let eos = tokenizer.eos_ids().first().and_then(|&e| tokenizer.id_to_token(e));
+        let eos = tokenizer.eos_id().and_then(|e| tokenizer.id_to_token(e));
         let template = ChatTemplate::from_gguf_template(folder.chat_template(), &arch_name, bos, eos)?;
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
         Ok((Checkpoint::Hf(Box::new(folder)), tokenizer, template, arch_name, name))

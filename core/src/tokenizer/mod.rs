@@ -34,6 +34,7 @@
 
 pub mod chat_template;
 pub mod from_gguf;
+mod jinja_py;
 pub mod stream;
 
 use std::collections::HashSet;
@@ -43,7 +44,7 @@ use std::sync::Arc;
 use tokenizers::{AddedToken, AddedVocabulary, Model, OffsetType, PostProcessor, PreTokenizedString, PreTokenizer};
 
 pub use chat_template::{ChatMessage, ChatTemplate, Role};
-pub use from_gguf::GgufVocab;
+pub use from_gguf::{EogKeyIds, GgufVocab};
 pub use stream::StreamDecoder;
 
 use crate::error::{Error, Result};
@@ -74,6 +75,7 @@ struct Inner {
 #[derive(Clone, Debug)]
 struct Meta {
     bos: Option<u32>,
+    eos: Option<u32>,
     eos_ids: Vec<u32>,
     add_bos: bool,
     control_ids: Vec<u32>,
@@ -100,6 +102,7 @@ impl Tokenizer {
     fn from_built(b: from_gguf::Built) -> Result<Self> {
         let meta = Meta {
             bos: b.bos,
+            eos: b.eos,
             eos_ids: b.eos_ids,
             add_bos: b.add_bos,
             control_ids: b.control_ids,
@@ -199,6 +202,7 @@ impl Tokenizer {
         let add_bos = tok.get_post_processor().is_some_and(|pp| pp.added_tokens(false) > 0) && bos.is_some();
         let meta = Meta {
             bos,
+            eos,
             eos_ids,
             add_bos,
             control_ids,
@@ -287,6 +291,13 @@ impl Tokenizer {
     /// The BOS id, if the vocabulary has one.
     pub fn bos_id(&self) -> Option<u32> {
         self.inner.meta.bos
+    }
+
+    /// The EOS id (a GGUF's `tokenizer.ggml.eos_token_id`; for a `tokenizer.json`, `<eos>`, `</s>`,
+    /// `<|end_of_text|>` or `<|endoftext|>`): the template's `eos_token`. Generation stops on the
+    /// whole [`eos_ids`](Self::eos_ids) set.
+    pub fn eos_id(&self) -> Option<u32> {
+        self.inner.meta.eos
     }
 
     /// The stop set: EOS plus end-of-turn tokens (`<end_of_turn>` 106 for Gemma, `<|eot_id|>`,

@@ -611,6 +611,12 @@ void uniffi_edgewise_fn_init_callback_vtable_tokensink(const UniffiVTableCallbac
 void uniffi_edgewise_fn_method_tokensink_on_token(uint64_t ptr, RustBuffer text, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_DEFAULT_ASSISTANT_MODEL
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_DEFAULT_ASSISTANT_MODEL
+RustBuffer uniffi_edgewise_fn_func_default_assistant_model(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_DEFAULT_FETCH_CONFIG
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_DEFAULT_FETCH_CONFIG
 RustBuffer uniffi_edgewise_fn_func_default_fetch_config(RustCallStatus *_Nonnull out_status
@@ -971,6 +977,12 @@ void ffi_edgewise_rust_future_free_void(uint64_t handle
 #ifndef UNIFFI_FFIDEF_FFI_EDGEWISE_RUST_FUTURE_COMPLETE_VOID
 #define UNIFFI_FFIDEF_FFI_EDGEWISE_RUST_FUTURE_COMPLETE_VOID
 void ffi_edgewise_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_DEFAULT_ASSISTANT_MODEL
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_DEFAULT_ASSISTANT_MODEL
+uint16_t uniffi_edgewise_checksum_func_default_assistant_model(void
+    
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_DEFAULT_FETCH_CONFIG

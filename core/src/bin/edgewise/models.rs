@@ -108,10 +108,17 @@ pub fn run(a: ModelsArgs) -> crate::CliResult {
 
 /// The artifacts an `[ID] [--reference]` argument names: the model or reference file, plus the
 /// model's reference files with `--reference`. The named item comes last, so `path` prints it last.
-fn selected(catalog: &Catalog, home: &std::path::Path, item: &ItemArgs) -> Result<Vec<Artifact>, Box<dyn std::error::Error>> {
+fn selected(
+    catalog: &Catalog,
+    home: &std::path::Path,
+    item: &ItemArgs,
+) -> Result<Vec<Artifact>, Box<dyn std::error::Error>> {
     let id = item.id.clone().unwrap_or_else(|| catalog.default_id().to_owned());
     if let Ok(r) = catalog.reference(&id) {
         return Ok(vec![r.artifact_in(home)]);
+    }
+    if let Some(e) = catalog.unpinned_refusal(&id) {
+        return Err(e.into());
     }
     let model = catalog.get(&id)?;
     let mut out = Vec::new();
@@ -132,13 +139,18 @@ fn fetch_one(art: &Artifact, f: &FetchArgs) -> Result<std::path::PathBuf, Box<dy
 
 fn list(catalog: &Catalog, home: &std::path::Path) -> crate::CliResult {
     println!("EDGEWISE_HOME={}", home.display());
-    println!("{:<2}{:<18} {:<8} {:<8} {:>9} {:>7}  {:<12} SOURCES", "", "ID", "ARCH", "QUANT", "SIZE", "CTX", "STATUS");
+    println!("{:<2}{:<22} {:<8} {:<8} {:>9} {:>7}  {:<12} SOURCES", "", "ID", "ARCH", "QUANT", "SIZE", "CTX", "STATUS");
     for m in catalog.models() {
         let art = m.artifact_in(home);
         let kinds: Vec<&str> = m.sources.iter().map(|s| s.kind().as_str()).collect();
+        let mark = match (m.id == catalog.default_id(), m.id == catalog.default_assistant_model().id) {
+            (true, _) => "*",
+            (_, true) => "+",
+            _ => "",
+        };
         println!(
-            "{:<2}{:<18} {:<8} {:<8} {:>9} {:>7}  {:<12} {}",
-            if m.id == catalog.default_id() { "*" } else { "" },
+            "{:<2}{:<22} {:<8} {:<8} {:>9} {:>7}  {:<12} {}{}",
+            mark,
             m.id,
             m.architecture,
             m.quantization,
@@ -146,13 +158,35 @@ fn list(catalog: &Catalog, home: &std::path::Path) -> crate::CliResult {
             m.context_length,
             status(&art),
             kinds.join(","),
+            if m.instruct { "  (instruct)" } else { "  (base)" },
         );
     }
     for r in catalog.references() {
         let art = r.artifact_in(home);
-        println!("  {:<18} {:<17} {:>9} {:>7}  {:<12} reference for {}", r.id, "(reference)", mib(r.size), "", status(&art), r.model);
+        println!(
+            "  {:<22} {:<17} {:>9} {:>7}  {:<12} reference for {}",
+            r.id,
+            "(reference)",
+            mib(r.size),
+            "",
+            status(&art),
+            r.model
+        );
     }
-    println!("(* = default; status `verified` = sha256 checked and unchanged since; run `verify` for a fresh check)");
+    println!("(* = default; + = default assistant; status `verified` = sha256 checked and unchanged since; run `verify` for a fresh check)");
+    println!();
+    println!("Instruct models listed without a sha256 (unverified here; never downloaded by edgewise: fetch the URL yourself, check it, pass --model FILE):");
+    for u in catalog.unpinned_models() {
+        println!(
+            "  {:<22} {:<8} {:<8} {:>9}  {:<27} {}",
+            u.id,
+            u.architecture,
+            u.quantization,
+            format!("~{}", mib(u.approx_size)),
+            u.licence,
+            u.url
+        );
+    }
     Ok(())
 }
 

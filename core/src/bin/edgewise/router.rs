@@ -236,7 +236,7 @@ pub fn serve(a: ServeArgs) -> crate::CliResult {
         eprintln!("edgewise: /v1/embeddings with {} ({} dimensions)", e.model_id(), e.dim());
         server = server.with_embedder(std::sync::Arc::new(e));
     }
-    let engine = a.model.load()?;
+    let engine = a.model.load(true)?;
     let local = edgewise_core::router::LocalEngine::new(engine, a.model.session_config(), a.sampling.params())?;
     serve_with(&local, server)
 }

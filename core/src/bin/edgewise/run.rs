@@ -61,8 +61,21 @@ pub struct ModelOpts {
 }
 
 impl ModelOpts {
-    pub(crate) fn load(&self) -> Result<Engine, Box<dyn std::error::Error>> {
-        let path = crate::resolve_model(self.model.as_deref().unwrap_or(crate::DEFAULT_MODEL))?;
+    /// Loads `--model`, or without it the default: for a chat (`chat = true`) the catalog's
+    /// default assistant (an instruct model) when it is on disk and verified and this build runs its
+    /// architecture, else the base default model, with a one-line note that it is a base model.
+    pub(crate) fn load(&self, chat: bool) -> Result<Engine, Box<dyn std::error::Error>> {
+        let id = match &self.model {
+            Some(m) => m.clone(),
+            None if chat => default_chat_model()?,
+            None => crate::DEFAULT_MODEL.to_string(),
+        };
+        if chat {
+            if let Some(note) = base_model_note(&id) {
+                eprintln!("{note}");
+            }
+        }
+        let path = crate::resolve_model(&id)?;
         let cfg = EngineConfig { backend: self.backend.into(), threads: self.threads, ..Default::default() };
         let engine = Engine::load(&path, cfg)?;
         let info = engine.info();
@@ -76,6 +89,33 @@ impl ModelOpts {
     pub(crate) fn session_config(&self) -> SessionConfig {
         SessionConfig { max_context: self.ctx, ..Default::default() }
     }
+}
+
+/// The model a chat uses without `--model`: the default assistant if it is here, verified and of an
+/// architecture this build runs; else the base default model.
+fn default_chat_model() -> Result<String, Box<dyn std::error::Error>> {
+    let catalog = edgewise_core::catalog::Catalog::builtin()?;
+    let assistant = catalog.default_assistant_model();
+    let usable = edgewise_core::model::Architecture::from_gguf_name(&assistant.architecture).is_ok()
+        && edgewise_core::catalog::edgewise_home()
+            .is_ok_and(|home| edgewise_core::download::is_verified_cached(&assistant.artifact_in(&home)));
+    Ok(if usable { assistant.id.clone() } else { crate::DEFAULT_MODEL.to_string() })
+}
+
+/// One line for a chat on a catalog base model (by id or by its path), naming an instruct model.
+fn base_model_note(model: &str) -> Option<String> {
+    let catalog = edgewise_core::catalog::Catalog::builtin().ok()?;
+    let home = edgewise_core::catalog::edgewise_home().ok();
+    let base = catalog.models().iter().find(|m| {
+        !m.instruct && (m.id == model || home.as_ref().is_some_and(|h| m.path_in(h) == std::path::Path::new(model)))
+    })?;
+    Some(format!(
+        "note: chatting with {} ({}), a base model that continues text rather than following instructions; \
+         no instruct model that this build runs is on disk (`edgewise models fetch {}`, or --model FILE)",
+        base.id,
+        base.name,
+        catalog.default_assistant_model().id
+    ))
 }
 
 /// Sampling options shared by run and chat.
@@ -259,7 +299,7 @@ pub fn run(a: RunArgs) -> crate::CliResult {
     if tools.is_some() && a.raw {
         return Err("--tools needs the chat template (drop --raw)".into());
     }
-    let engine = a.model.load()?;
+    let engine = a.model.load(!a.raw)?;
     if a.cloud.enabled() {
         let json = a.format == Format::Json;
         return crate::router::run_routed(engine, a.model.session_config(), a.sampling.params(), &a.cloud, &a.prompt, json);
@@ -317,7 +357,7 @@ pub fn run(a: RunArgs) -> crate::CliResult {
 }
 
 pub fn chat(a: ChatArgs) -> crate::CliResult {
-    let engine = a.model.load()?;
+    let engine = a.model.load(true)?;
     let mut cfg = a.model.session_config();
     cfg.system_prompt = a.system.clone();
     if a.cloud.enabled() {
@@ -510,7 +550,7 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
     if a.compare && a.model.threads.is_none() {
         eprintln!("note: --compare without --threads uses all cores for both engines");
     }
-    let engine = a.model.load()?;
+    let engine = a.model.load(false)?;
     let rss_after_load = status_mb("VmRSS:");
     let tok = engine.tokenizer();
     // Sized like the llama.cpp reference (tests/reference/bench_llama.py): prompt + gen + 16,

@@ -655,9 +655,6 @@ internal interface UniffiForeignFutureCompleteVoid : com.sun.jna.Callback {
 internal interface UniffiCallbackInterfaceDownloadListenerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`progress`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
-internal interface UniffiCallbackInterfaceLogSinkMethod0 : com.sun.jna.Callback {
-    fun callback(`uniffiHandle`: Long,`record`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
-}
 internal interface UniffiCallbackInterfaceAnswerListenerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`text`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -683,25 +680,6 @@ internal open class UniffiVTableCallbackInterfaceDownloadListener(
         `uniffiFree` = other.`uniffiFree`
         `uniffiClone` = other.`uniffiClone`
         `onProgress` = other.`onProgress`
-    }
-
-}
-@Structure.FieldOrder("uniffiFree", "uniffiClone", "log")
-internal open class UniffiVTableCallbackInterfaceLogSink(
-    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
-    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
-    @JvmField internal var `log`: UniffiCallbackInterfaceLogSinkMethod0? = null,
-) : Structure() {
-    class UniffiByValue(
-        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
-        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
-        `log`: UniffiCallbackInterfaceLogSinkMethod0? = null,
-    ): UniffiVTableCallbackInterfaceLogSink(`uniffiFree`,`uniffiClone`,`log`,), Structure.ByValue
-
-   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceLogSink) {
-        `uniffiFree` = other.`uniffiFree`
-        `uniffiClone` = other.`uniffiClone`
-        `log` = other.`log`
     }
 
 }
@@ -771,6 +749,8 @@ internal object IntegrityCheckingUniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_edgewise_checksum_func_default_assistant_model(
+    ): Int
     external fun uniffi_edgewise_checksum_func_default_fetch_config(
     ): Int
     external fun uniffi_edgewise_checksum_func_default_model(
@@ -790,12 +770,6 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_edgewise_checksum_func_greedy_generation_params(
     ): Int
     external fun uniffi_edgewise_checksum_func_greedy_sampling_params(
-    ): Int
-    external fun uniffi_edgewise_checksum_func_clear_log_sink(
-    ): Int
-    external fun uniffi_edgewise_checksum_func_set_log_level(
-    ): Int
-    external fun uniffi_edgewise_checksum_func_set_log_sink(
     ): Int
     external fun uniffi_edgewise_checksum_func_default_cloud_endpoint(
     ): Int
@@ -824,12 +798,6 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_edgewise_checksum_method_engine_new_session(
     ): Int
     external fun uniffi_edgewise_checksum_method_engine_trim(
-    ): Int
-    external fun uniffi_edgewise_checksum_method_engine_model_id(
-    ): Int
-    external fun uniffi_edgewise_checksum_method_engine_restore_session(
-    ): Int
-    external fun uniffi_edgewise_checksum_method_logsink_log(
     ): Int
     external fun uniffi_edgewise_checksum_method_answerlistener_on_token(
     ): Int
@@ -865,8 +833,6 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_edgewise_checksum_method_chatsession_reset(
     ): Int
-    external fun uniffi_edgewise_checksum_method_chatsession_save(
-    ): Int
     external fun uniffi_edgewise_checksum_method_tokensink_on_token(
     ): Int
     external fun uniffi_edgewise_checksum_constructor_modeldownload_custom(
@@ -874,8 +840,6 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_edgewise_checksum_constructor_modeldownload_new(
     ): Int
     external fun uniffi_edgewise_checksum_constructor_engine_load(
-    ): Int
-    external fun uniffi_edgewise_checksum_constructor_engine_load_fd(
     ): Int
     external fun uniffi_edgewise_checksum_constructor_router_new(
     ): Int
@@ -899,7 +863,6 @@ internal object UniffiLib {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "edgewise"))
         uniffiCallbackInterfaceAnswerListener.register(this)
         uniffiCallbackInterfaceDownloadListener.register(this)
-        uniffiCallbackInterfaceLogSink.register(this)
         uniffiCallbackInterfaceTokenSink.register(this)
         
     }
@@ -937,26 +900,12 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_edgewise_fn_constructor_engine_load(`path`: RustBuffer.ByValue,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_edgewise_fn_constructor_engine_load_fd(`fd`: Int,`offset`: Long,`length`: Long,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
     external fun uniffi_edgewise_fn_method_engine_info(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_engine_new_session(`ptr`: Long,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_edgewise_fn_method_engine_trim(`ptr`: Long,`level`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_edgewise_fn_method_engine_model_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): RustBuffer.ByValue
-    external fun uniffi_edgewise_fn_method_engine_restore_session(`ptr`: Long,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_edgewise_fn_clone_logsink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Long
-    external fun uniffi_edgewise_fn_free_logsink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_edgewise_fn_init_callback_vtable_logsink(`vtable`: UniffiVTableCallbackInterfaceLogSink,
-    ): Unit
-    external fun uniffi_edgewise_fn_method_logsink_log(`ptr`: Long,`record`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
     external fun uniffi_edgewise_fn_clone_answerlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_edgewise_fn_free_answerlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1013,8 +962,6 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_chatsession_reset(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_edgewise_fn_method_chatsession_save(`ptr`: Long,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
     external fun uniffi_edgewise_fn_clone_tokensink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_edgewise_fn_free_tokensink(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1023,6 +970,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_edgewise_fn_method_tokensink_on_token(`ptr`: Long,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_edgewise_fn_func_default_assistant_model(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_func_default_fetch_config(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_func_default_model(uniffi_out_err: UniffiRustCallStatus, 
@@ -1043,12 +992,6 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_func_greedy_sampling_params(uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_edgewise_fn_func_clear_log_sink(uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_edgewise_fn_func_set_log_level(`level`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
-    external fun uniffi_edgewise_fn_func_set_log_sink(`sink`: Long,`level`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
-    ): Unit
     external fun uniffi_edgewise_fn_func_default_cloud_endpoint(`baseUrl`: RustBuffer.ByValue,`model`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_func_privacy_check(`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1178,7 +1121,10 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
-    if ((lib.uniffi_edgewise_checksum_func_default_fetch_config() and 0xFFFF) != 1642) {
+    if ((lib.uniffi_edgewise_checksum_func_default_assistant_model() and 0xFFFF) != 14984) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_func_default_fetch_config() and 0xFFFF) != 28648) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_func_default_model() and 0xFFFF) != 41727) {
@@ -1193,43 +1139,34 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_func_model_path() and 0xFFFF) != 64766) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_default_engine_config() and 0xFFFF) != 11234) {
+    if ((lib.uniffi_edgewise_checksum_func_default_engine_config() and 0xFFFF) != 61910) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_default_generation_params() and 0xFFFF) != 20427) {
+    if ((lib.uniffi_edgewise_checksum_func_default_generation_params() and 0xFFFF) != 65158) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_default_session_config() and 0xFFFF) != 34321) {
+    if ((lib.uniffi_edgewise_checksum_func_default_session_config() and 0xFFFF) != 37566) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_greedy_generation_params() and 0xFFFF) != 20970) {
+    if ((lib.uniffi_edgewise_checksum_func_greedy_generation_params() and 0xFFFF) != 27255) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_greedy_sampling_params() and 0xFFFF) != 53876) {
+    if ((lib.uniffi_edgewise_checksum_func_greedy_sampling_params() and 0xFFFF) != 41928) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_clear_log_sink() and 0xFFFF) != 46194) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_edgewise_checksum_func_set_log_level() and 0xFFFF) != 27994) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_edgewise_checksum_func_set_log_sink() and 0xFFFF) != 8833) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_edgewise_checksum_func_default_cloud_endpoint() and 0xFFFF) != 26334) {
+    if ((lib.uniffi_edgewise_checksum_func_default_cloud_endpoint() and 0xFFFF) != 23088) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_func_privacy_check() and 0xFFFF) != 48003) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_router_policy_cloud_assist() and 0xFFFF) != 33994) {
+    if ((lib.uniffi_edgewise_checksum_func_router_policy_cloud_assist() and 0xFFFF) != 20392) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_router_policy_field_worker() and 0xFFFF) != 17566) {
+    if ((lib.uniffi_edgewise_checksum_func_router_policy_field_worker() and 0xFFFF) != 42315) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_router_policy_local_only() and 0xFFFF) != 47111) {
+    if ((lib.uniffi_edgewise_checksum_func_router_policy_local_only() and 0xFFFF) != 42112) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_downloadlistener_on_progress() and 0xFFFF) != 9967) {
@@ -1259,15 +1196,6 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_engine_trim() and 0xFFFF) != 57137) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_engine_model_id() and 0xFFFF) != 16042) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_edgewise_checksum_method_engine_restore_session() and 0xFFFF) != 51224) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_edgewise_checksum_method_logsink_log() and 0xFFFF) != 58178) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
     if ((lib.uniffi_edgewise_checksum_method_answerlistener_on_token() and 0xFFFF) != 57522) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1280,10 +1208,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_router_decide() and 0xFFFF) != 42489) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_router_drain_queue() and 0xFFFF) != 9289) {
+    if ((lib.uniffi_edgewise_checksum_method_router_drain_queue() and 0xFFFF) != 9088) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_router_measure_confidence() and 0xFFFF) != 49893) {
+    if ((lib.uniffi_edgewise_checksum_method_router_measure_confidence() and 0xFFFF) != 45890) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_router_policy() and 0xFFFF) != 26835) {
@@ -1298,7 +1226,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_canceltoken_is_cancelled() and 0xFFFF) != 34936) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_chatsession_cached_tokens() and 0xFFFF) != 40717) {
+    if ((lib.uniffi_edgewise_checksum_method_chatsession_cached_tokens() and 0xFFFF) != 44651) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_chatsession_cancel() and 0xFFFF) != 58447) {
@@ -1319,9 +1247,6 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_chatsession_reset() and 0xFFFF) != 16258) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_chatsession_save() and 0xFFFF) != 6683) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
     if ((lib.uniffi_edgewise_checksum_method_tokensink_on_token() and 0xFFFF) != 36392) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1332,9 +1257,6 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_constructor_engine_load() and 0xFFFF) != 56099) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
-    if ((lib.uniffi_edgewise_checksum_constructor_engine_load_fd() and 0xFFFF) != 47408) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_constructor_router_new() and 0xFFFF) != 946) {
@@ -1534,6 +1456,56 @@ private class AndroidSystemCleanable(
 /**
  * @suppress
  */
+public object FfiConverterUShort: FfiConverter<UShort, Short> {
+    override fun lift(value: Short): UShort {
+        return value.toUShort()
+    }
+
+    fun lift(value: Int): UShort {
+        return value.toUShort()
+    }
+
+    override fun read(buf: ByteBuffer): UShort {
+        return lift(buf.getShort())
+    }
+
+    override fun lower(value: UShort): Short {
+        return value.toShort()
+    }
+
+    override fun allocationSize(value: UShort) = 2UL
+
+    override fun write(value: UShort, buf: ByteBuffer) {
+        buf.putShort(value.toShort())
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterUInt: FfiConverter<UInt, Int> {
+    override fun lift(value: Int): UInt {
+        return value.toUInt()
+    }
+
+    override fun read(buf: ByteBuffer): UInt {
+        return lift(buf.getInt())
+    }
+
+    override fun lower(value: UInt): Int {
+        return value.toInt()
+    }
+
+    override fun allocationSize(value: UInt) = 4UL
+
+    override fun write(value: UInt, buf: ByteBuffer) {
+        buf.putInt(value.toInt())
+    }
+}
+
+/**
+ * @suppress
+ */
 public object FfiConverterInt: FfiConverter<Int, Int> {
     override fun lift(value: Int): Int {
         return value
@@ -1551,6 +1523,29 @@ public object FfiConverterInt: FfiConverter<Int, Int> {
 
     override fun write(value: Int, buf: ByteBuffer) {
         buf.putInt(value)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterULong: FfiConverter<ULong, Long> {
+    override fun lift(value: Long): ULong {
+        return value.toULong()
+    }
+
+    override fun read(buf: ByteBuffer): ULong {
+        return lift(buf.getLong())
+    }
+
+    override fun lower(value: ULong): Long {
+        return value.toLong()
+    }
+
+    override fun allocationSize(value: ULong) = 8UL
+
+    override fun write(value: ULong, buf: ByteBuffer) {
+        buf.putLong(value.toLong())
     }
 }
 
@@ -2480,7 +2475,7 @@ public interface ChatSessionInterface {
     /**
      * Tokens currently held in the KV cache. `Busy` while a generation runs.
      */
-    fun `cachedTokens`(): kotlin.Int
+    fun `cachedTokens`(): kotlin.UInt
     
     /**
      * Stops the generation holding the session now, before its next token. Safe from any
@@ -2518,14 +2513,6 @@ public interface ChatSessionInterface {
      * Forgets the conversation and the cache. `Busy` while a generation runs.
      */
     fun `reset`()
-    
-    /**
-     * Saves the conversation and its KV cache to `path` (a file in app-private storage: it holds
-     * the conversation's text). Crash-safe: written to a temporary file, synced, then renamed
-     * over `path`. `Busy` while a generation runs. Gemma 3 270M on the CPU backend: 18 KB per
-     * cached token for the first 767, 3 KB after (14 MiB for 1,000); twice that on the GPU.
-     */
-    fun `save`(`path`: kotlin.String)
     
     companion object
 }
@@ -2638,8 +2625,8 @@ open class ChatSession: Disposable, AutoCloseable, ChatSessionInterface
     /**
      * Tokens currently held in the KV cache. `Busy` while a generation runs.
      */
-    @Throws(EdgewiseException::class)override fun `cachedTokens`(): kotlin.Int {
-            return FfiConverterInt.lift(
+    @Throws(EdgewiseException::class)override fun `cachedTokens`(): kotlin.UInt {
+            return FfiConverterUInt.lift(
     callWithHandle {
     uniffiRustCallWithError(EdgewiseException) { _status ->
     UniffiLib.uniffi_edgewise_fn_method_chatsession_cached_tokens(
@@ -2761,26 +2748,6 @@ open class ChatSession: Disposable, AutoCloseable, ChatSessionInterface
     UniffiLib.uniffi_edgewise_fn_method_chatsession_reset(
         it,
         _status)
-}
-    }
-    
-    
-
-    
-    /**
-     * Saves the conversation and its KV cache to `path` (a file in app-private storage: it holds
-     * the conversation's text). Crash-safe: written to a temporary file, synced, then renamed
-     * over `path`. `Busy` while a generation runs. Gemma 3 270M on the CPU backend: 18 KB per
-     * cached token for the first 767, 3 KB after (14 MiB for 1,000); twice that on the GPU.
-     */
-    @Throws(EdgewiseException::class)override fun `save`(`path`: kotlin.String)
-        = 
-    callWithHandle {
-    uniffiRustCallWithError(EdgewiseException) { _status ->
-    UniffiLib.uniffi_edgewise_fn_method_chatsession_save(
-        it,
-        
-        FfiConverterString.lower(`path`),_status)
 }
     }
     
@@ -3275,21 +3242,6 @@ public interface EngineInterface {
      */
     fun `trim`(`level`: TrimLevel): TrimReport
     
-    /**
-     * The loaded model's identity (64 hex digits), which session files record: a file restores
-     * only into an engine with the same id.
-     */
-    fun `modelId`(): kotlin.String
-    
-    /**
-     * A session restored from a file written by `ChatSession.save`: its settings, conversation
-     * and KV cache, so the next turn prefills only the new message and answers as the original
-     * session would have. A file saved with another model fails with `SessionModelMismatch`; a
-     * damaged, truncated, foreign or newer-format file with `SessionFile`. Blocking (reads the
-     * file: tens of MB for a long chat): call it from a background thread.
-     */
-    fun `restoreSession`(`path`: kotlin.String): ChatSession
-    
     companion object
 }
 
@@ -3455,46 +3407,6 @@ open class Engine: Disposable, AutoCloseable, EngineInterface
     
 
     
-    /**
-     * The loaded model's identity (64 hex digits), which session files record: a file restores
-     * only into an engine with the same id.
-     */
-    @Throws(EdgewiseException::class)override fun `modelId`(): kotlin.String {
-            return FfiConverterString.lift(
-    callWithHandle {
-    uniffiRustCallWithError(EdgewiseException) { _status ->
-    UniffiLib.uniffi_edgewise_fn_method_engine_model_id(
-        it,
-        _status)
-}
-    }
-    )
-    }
-    
-
-    
-    /**
-     * A session restored from a file written by `ChatSession.save`: its settings, conversation
-     * and KV cache, so the next turn prefills only the new message and answers as the original
-     * session would have. A file saved with another model fails with `SessionModelMismatch`; a
-     * damaged, truncated, foreign or newer-format file with `SessionFile`. Blocking (reads the
-     * file: tens of MB for a long chat): call it from a background thread.
-     */
-    @Throws(EdgewiseException::class)override fun `restoreSession`(`path`: kotlin.String): ChatSession {
-            return FfiConverterTypeChatSession.lift(
-    callWithHandle {
-    uniffiRustCallWithError(EdgewiseException) { _status ->
-    UniffiLib.uniffi_edgewise_fn_method_engine_restore_session(
-        it,
-        
-        FfiConverterString.lower(`path`),_status)
-}
-    }
-    )
-    }
-    
-
-    
 
     
 
@@ -3512,31 +3424,6 @@ open class Engine: Disposable, AutoCloseable, EngineInterface
     
         
         FfiConverterString.lower(`path`),
-        FfiConverterTypeEngineConfig.lower(`config`),_status)
-}
-    )
-    }
-    
-
-        
-    /**
-     * Loads the GGUF model in `length` bytes (to the end of the file when negative) at `offset` of
-     * the open file descriptor `fd`: an Android asset stored uncompressed
-     * (`AssetFileDescriptor`: `parcelFileDescriptor.fd`, `startOffset`, `length`) or a content
-     * URI (`ParcelFileDescriptor.fd`, 0, -1). The descriptor is checked and duplicated: close
-     * yours when this returns. `InvalidParameter` (`fd`) for a closed or negative descriptor,
-     * `ModelLoad` for a region outside the file or one that is not a GGUF model. Blocking, like
-     * [`Engine::load`]. Unix (Android, iOS, Linux, macOS) only.
-     */
-    @Throws(EdgewiseException::class) fun `loadFd`(`fd`: kotlin.Int, `offset`: kotlin.Long, `length`: kotlin.Long, `config`: EngineConfig): Engine {
-            return FfiConverterTypeEngine.lift(
-    uniffiRustCallWithError(EdgewiseException) { _status ->
-    UniffiLib.uniffi_edgewise_fn_constructor_engine_load_fd(
-    
-        
-        FfiConverterInt.lower(`fd`),
-        FfiConverterLong.lower(`offset`),
-        FfiConverterLong.lower(`length`),
         FfiConverterTypeEngineConfig.lower(`config`),_status)
 }
     )
@@ -3568,337 +3455,6 @@ public object FfiConverterTypeEngine: FfiConverter<Engine, Long> {
     override fun allocationSize(value: Engine) = 8UL
 
     override fun write(value: Engine, buf: ByteBuffer) {
-        buf.putLong(lower(value))
-    }
-}
-
-
-// This template implements a class for working with a Rust struct via a handle
-// to the live Rust struct on the other side of the FFI.
-//
-// There's some subtlety here, because we have to be careful not to operate on a Rust
-// struct after it has been dropped, and because we must expose a public API for freeing
-// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
-//
-//   * Each instance holds an opaque handle to the underlying Rust struct.
-//     Method calls need to read this handle from the object's state and pass it in to
-//     the Rust FFI.
-//
-//   * When an instance is no longer needed, its handle should be passed to a
-//     special destructor function provided by the Rust FFI, which will drop the
-//     underlying Rust struct.
-//
-//   * Given an instance, calling code is expected to call the special
-//     `destroy` method in order to free it after use, either by calling it explicitly
-//     or by using a higher-level helper like the `use` method. Failing to do so risks
-//     leaking the underlying Rust struct.
-//
-//   * We can't assume that calling code will do the right thing, and must be prepared
-//     to handle Kotlin method calls executing concurrently with or even after a call to
-//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
-//
-//   * We must never allow Rust code to operate on the underlying Rust struct after
-//     the destructor has been called, and must never call the destructor more than once.
-//     Doing so may trigger memory unsafety.
-//
-//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
-//     is implemented to call the destructor when the Kotlin object becomes unreachable.
-//     This is done in a background thread. This is not a panacea, and client code should be aware that
-//      1. the thread may starve if some there are objects that have poorly performing
-//     `drop` methods or do significant work in their `drop` methods.
-//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
-//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
-//
-// If we try to implement this with mutual exclusion on access to the handle, there is the
-// possibility of a race between a method call and a concurrent call to `destroy`:
-//
-//    * Thread A starts a method call, reads the value of the handle, but is interrupted
-//      before it can pass the handle over the FFI to Rust.
-//    * Thread B calls `destroy` and frees the underlying Rust struct.
-//    * Thread A resumes, passing the already-read handle value to Rust and triggering
-//      a use-after-free.
-//
-// One possible solution would be to use a `ReadWriteLock`, with each method call taking
-// a read lock (and thus allowed to run concurrently) and the special `destroy` method
-// taking a write lock (and thus blocking on live method calls). However, we aim not to
-// generate methods with any hidden blocking semantics, and a `destroy` method that might
-// block if called incorrectly seems to meet that bar.
-//
-// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
-// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
-// has been called. These are updated according to the following rules:
-//
-//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
-//      The initial value for the flag is false.
-//
-//    * At the start of each method call, we atomically check the counter.
-//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
-//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
-//
-//    * At the end of each method call, we atomically decrement and check the counter.
-//      If it has reached zero then we destroy the underlying Rust struct.
-//
-//    * When `destroy` is called, we atomically flip the flag from false to true.
-//      If the flag was already true we silently fail.
-//      Otherwise we atomically decrement and check the counter.
-//      If it has reached zero then we destroy the underlying Rust struct.
-//
-// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
-// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
-//
-// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
-// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
-// of the underlying Rust code.
-//
-// This makes a cleaner a better alternative to _not_ calling `destroy()` as
-// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
-// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
-// thread may be starved, and the app will leak memory.
-//
-// In this case, `destroy`ing manually may be a better solution.
-//
-// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
-// with Rust peers are reclaimed:
-//
-// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
-// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
-// 3. The memory is reclaimed when the process terminates.
-//
-// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
-//
-
-
-/**
- * Receives Edgewise's log records. Implemented in Kotlin or Swift; called on the thread that
- * logged (often the one running a generation), so keep it quick and thread-safe.
- */
-public interface LogSink {
-    
-    /**
-     * One record. Throwing drops that record only.
-     */
-    fun `log`(`record`: LogRecord)
-    
-    companion object
-}
-
-/**
- * Receives Edgewise's log records. Implemented in Kotlin or Swift; called on the thread that
- * logged (often the one running a generation), so keep it quick and thread-safe.
- */
-open class LogSinkImpl: Disposable, AutoCloseable, LogSink
-{
-
-    @Suppress("UNUSED_PARAMETER")
-    /**
-     * @suppress
-     */
-    constructor(withHandle: UniffiWithHandle, handle: Long) {
-        this.handle = handle
-        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
-    }
-
-    /**
-     * @suppress
-     *
-     * This constructor can be used to instantiate a fake object. Only used for tests. Any
-     * attempt to actually use an object constructed this way will fail as there is no
-     * connected Rust object.
-     */
-    @Suppress("UNUSED_PARAMETER")
-    constructor(noHandle: NoHandle) {
-        this.handle = 0
-        this.cleanable = null
-    }
-
-    protected val handle: Long
-    protected val cleanable: UniffiCleaner.Cleanable?
-
-    private val wasDestroyed = AtomicBoolean(false)
-    private val callCounter = AtomicLong(1)
-
-    /**
-     * Whether the current object has been destroyed and its reference is gone in the Rust side.
-     */
-    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
-
-    override fun destroy() {
-        // Only allow a single call to this method.
-        // TODO: maybe we should log a warning if called more than once?
-        if (this.wasDestroyed.compareAndSet(false, true)) {
-            // This decrement always matches the initial count of 1 given at creation time.
-            if (this.callCounter.decrementAndGet() == 0L) {
-                cleanable?.clean()
-            }
-        }
-    }
-
-    @Synchronized
-    override fun close() {
-        this.destroy()
-    }
-
-    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
-        // Check and increment the call counter, to keep the object alive.
-        // This needs a compare-and-set retry loop in case of concurrent updates.
-        do {
-            val c = this.callCounter.get()
-            if (c == 0L) {
-                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
-            }
-            if (c == Long.MAX_VALUE) {
-                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
-            }
-        } while (! this.callCounter.compareAndSet(c, c + 1L))
-        // Now we can safely do the method call without the handle being freed concurrently.
-        try {
-            return block(this.uniffiCloneHandle())
-        } finally {
-            // This decrement always matches the increment we performed above.
-            if (this.callCounter.decrementAndGet() == 0L) {
-                cleanable?.clean()
-            }
-        }
-    }
-
-    // Use a static inner class instead of a closure so as not to accidentally
-    // capture `this` as part of the cleanable's action.
-    private class UniffiCleanAction(private val handle: Long) : Runnable {
-        override fun run() {
-            if (handle == 0.toLong()) {
-                // Fake object created with `NoHandle`, don't try to free.
-                return;
-            }
-            uniffiRustCall { status ->
-                UniffiLib.uniffi_edgewise_fn_free_logsink(handle, status)
-            }
-        }
-    }
-
-    /**
-     * @suppress
-     */
-    fun uniffiCloneHandle(): Long {
-        if (handle == 0.toLong()) {
-            throw InternalException("uniffiCloneHandle() called on NoHandle object");
-        }
-        return uniffiRustCall() { status ->
-            UniffiLib.uniffi_edgewise_fn_clone_logsink(handle, status)
-        }
-    }
-
-    
-    /**
-     * One record. Throwing drops that record only.
-     */
-    @Throws(EdgewiseException::class)override fun `log`(`record`: LogRecord)
-        = 
-    callWithHandle {
-    uniffiRustCallWithError(EdgewiseException) { _status ->
-    UniffiLib.uniffi_edgewise_fn_method_logsink_log(
-        it,
-        
-        FfiConverterTypeLogRecord.lower(`record`),_status)
-}
-    }
-    
-    
-
-    
-
-    
-
-
-    
-    
-    /**
-     * @suppress
-     */
-    companion object
-    
-}
-
-
-
-// Put the implementation in an object so we don't pollute the top-level namespace
-internal object uniffiCallbackInterfaceLogSink {
-    internal object `log`: UniffiCallbackInterfaceLogSinkMethod0 {
-        override fun callback(`uniffiHandle`: Long,`record`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
-            val uniffiObj = FfiConverterTypeLogSink.handleMap.get(uniffiHandle)
-            val makeCall = { ->
-                uniffiObj.`log`(
-                    FfiConverterTypeLogRecord.lift(`record`),
-                )
-            }
-            val writeReturn = { _: Unit -> Unit }
-            uniffiTraitInterfaceCallWithError(
-                uniffiCallStatus,
-                makeCall,
-                writeReturn,
-                { e: EdgewiseException -> FfiConverterTypeEdgewiseError.lower(e) }
-            )
-        }
-    }
-
-    internal object uniffiFree: UniffiCallbackInterfaceFree {
-        override fun callback(handle: Long) {
-            FfiConverterTypeLogSink.handleMap.remove(handle)
-        }
-    }
-
-    internal object uniffiClone: UniffiCallbackInterfaceClone {
-        override fun callback(handle: Long): Long {
-            return FfiConverterTypeLogSink.handleMap.clone(handle)
-        }
-    }
-
-    internal var vtable = UniffiVTableCallbackInterfaceLogSink.UniffiByValue(
-        uniffiFree,
-        uniffiClone,
-        `log`,
-    )
-
-    // Registers the foreign callback with the Rust side.
-    // This method is generated for each callback interface.
-    internal fun register(lib: UniffiLib) {
-        lib.uniffi_edgewise_fn_init_callback_vtable_logsink(vtable)
-    }
-}
-
-/**
- * @suppress
- */
-public object FfiConverterTypeLogSink: FfiConverter<LogSink, Long> {
-    internal val handleMap = UniffiHandleMap<LogSink>()
-
-    override fun lower(value: LogSink): Long {
-        if (value is LogSinkImpl) {
-             // Rust-implemented object.  Clone the handle and return it
-            return value.uniffiCloneHandle()
-         } else {
-            // Kotlin object, generate a new vtable handle and return that.
-            return handleMap.insert(value)
-         }
-    }
-
-    override fun lift(value: Long): LogSink {
-        if ((value and 1.toLong()) == 0.toLong()) {
-            // Rust-generated handle, construct a new class that uses the handle to implement the
-            // interface
-            return LogSinkImpl(UniffiWithHandle, value)
-        } else {
-            // Kotlin-generated handle, get the object from the handle map
-            return handleMap.remove(value)
-        }
-    }
-
-    override fun read(buf: ByteBuffer): LogSink {
-        return lift(buf.getLong())
-    }
-
-    override fun allocationSize(value: LogSink) = 8UL
-
-    override fun write(value: LogSink, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -4415,7 +3971,7 @@ public interface RouterInterface {
      * Sends requests queued while offline to the cloud, if it is reachable now; returns how
      * many were answered. The answers stay in the queue file.
      */
-    fun `drainQueue`(): kotlin.Int
+    fun `drainQueue`(): kotlin.UInt
     
     /**
      * The local model's confidence on `messages`: the mean token log-probability (≤ 0) of a
@@ -4423,7 +3979,7 @@ public interface RouterInterface {
      * `RequestMeta.local_mean_logprob` so the policy's `low_confidence_logprob` can send a
      * benign request the small model is unsure about to the cloud. Blocking (it generates).
      */
-    fun `measureConfidence`(`messages`: List<ChatMessage>, `draftTokens`: kotlin.Int): kotlin.Float
+    fun `measureConfidence`(`messages`: List<ChatMessage>, `draftTokens`: kotlin.UInt): kotlin.Float
     
     /**
      * The policy in force.
@@ -4613,8 +4169,8 @@ open class Router: Disposable, AutoCloseable, RouterInterface
      * Sends requests queued while offline to the cloud, if it is reachable now; returns how
      * many were answered. The answers stay in the queue file.
      */
-    @Throws(EdgewiseException::class)override fun `drainQueue`(): kotlin.Int {
-            return FfiConverterInt.lift(
+    @Throws(EdgewiseException::class)override fun `drainQueue`(): kotlin.UInt {
+            return FfiConverterUInt.lift(
     callWithHandle {
     uniffiRustCallWithError(EdgewiseException) { _status ->
     UniffiLib.uniffi_edgewise_fn_method_router_drain_queue(
@@ -4633,7 +4189,7 @@ open class Router: Disposable, AutoCloseable, RouterInterface
      * `RequestMeta.local_mean_logprob` so the policy's `low_confidence_logprob` can send a
      * benign request the small model is unsure about to the cloud. Blocking (it generates).
      */
-    @Throws(EdgewiseException::class)override fun `measureConfidence`(`messages`: List<ChatMessage>, `draftTokens`: kotlin.Int): kotlin.Float {
+    @Throws(EdgewiseException::class)override fun `measureConfidence`(`messages`: List<ChatMessage>, `draftTokens`: kotlin.UInt): kotlin.Float {
             return FfiConverterFloat.lift(
     callWithHandle {
     uniffiRustCallWithError(EdgewiseException) { _status ->
@@ -4641,7 +4197,7 @@ open class Router: Disposable, AutoCloseable, RouterInterface
         it,
         
         FfiConverterSequenceTypeChatMessage.lower(`messages`),
-        FfiConverterInt.lower(`draftTokens`),_status)
+        FfiConverterUInt.lower(`draftTokens`),_status)
 }
     }
     )
@@ -5075,7 +4631,7 @@ data class ArtifactSpec (
     /**
      * Exact size in bytes.
      */
-    val `size`: kotlin.Long
+    val `size`: kotlin.ULong
     , 
     /**
      * Lower-case hex sha256.
@@ -5108,7 +4664,7 @@ public object FfiConverterTypeArtifactSpec: FfiConverterRustBuffer<ArtifactSpec>
     override fun read(buf: ByteBuffer): ArtifactSpec {
         return ArtifactSpec(
             FfiConverterString.read(buf),
-            FfiConverterLong.read(buf),
+            FfiConverterULong.read(buf),
             FfiConverterString.read(buf),
             FfiConverterSequenceTypeModelSource.read(buf),
             FfiConverterString.read(buf),
@@ -5117,7 +4673,7 @@ public object FfiConverterTypeArtifactSpec: FfiConverterRustBuffer<ArtifactSpec>
 
     override fun allocationSize(value: ArtifactSpec) = (
             FfiConverterString.allocationSize(value.`id`) +
-            FfiConverterLong.allocationSize(value.`size`) +
+            FfiConverterULong.allocationSize(value.`size`) +
             FfiConverterString.allocationSize(value.`sha256`) +
             FfiConverterSequenceTypeModelSource.allocationSize(value.`sources`) +
             FfiConverterString.allocationSize(value.`destination`)
@@ -5125,7 +4681,7 @@ public object FfiConverterTypeArtifactSpec: FfiConverterRustBuffer<ArtifactSpec>
 
     override fun write(value: ArtifactSpec, buf: ByteBuffer) {
             FfiConverterString.write(value.`id`, buf)
-            FfiConverterLong.write(value.`size`, buf)
+            FfiConverterULong.write(value.`size`, buf)
             FfiConverterString.write(value.`sha256`, buf)
             FfiConverterSequenceTypeModelSource.write(value.`sources`, buf)
             FfiConverterString.write(value.`destination`, buf)
@@ -5205,23 +4761,23 @@ data class CloudEndpoint (
     /**
      * TCP/TLS connect timeout, ms.
      */
-    val `connectTimeoutMs`: kotlin.Long
+    val `connectTimeoutMs`: kotlin.ULong
     , 
     /**
      * Deadline for a streamed answer to start, ms, across all attempts (default 10 000): past
      * it the router answers on the device. Not applied when `stream` is off.
      */
-    val `firstByteTimeoutMs`: kotlin.Long
+    val `firstByteTimeoutMs`: kotlin.ULong
     , 
     /**
      * Deadline for the whole cloud answer, ms, across all attempts (default 60 000).
      */
-    val `requestTimeoutMs`: kotlin.Long
+    val `requestTimeoutMs`: kotlin.ULong
     , 
     /**
      * Retries after the first attempt.
      */
-    val `maxRetries`: kotlin.Int
+    val `maxRetries`: kotlin.UInt
     , 
     /**
      * Allow plain `http://` to hosts other than loopback, without an API key (off: the text
@@ -5253,10 +4809,10 @@ public object FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer<CloudEndpoin
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterBoolean.read(buf),
-            FfiConverterLong.read(buf),
-            FfiConverterLong.read(buf),
-            FfiConverterLong.read(buf),
-            FfiConverterInt.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterUInt.read(buf),
             FfiConverterBoolean.read(buf),
             FfiConverterOptionalString.read(buf),
         )
@@ -5266,10 +4822,10 @@ public object FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer<CloudEndpoin
             FfiConverterString.allocationSize(value.`baseUrl`) +
             FfiConverterString.allocationSize(value.`model`) +
             FfiConverterBoolean.allocationSize(value.`stream`) +
-            FfiConverterLong.allocationSize(value.`connectTimeoutMs`) +
-            FfiConverterLong.allocationSize(value.`firstByteTimeoutMs`) +
-            FfiConverterLong.allocationSize(value.`requestTimeoutMs`) +
-            FfiConverterInt.allocationSize(value.`maxRetries`) +
+            FfiConverterULong.allocationSize(value.`connectTimeoutMs`) +
+            FfiConverterULong.allocationSize(value.`firstByteTimeoutMs`) +
+            FfiConverterULong.allocationSize(value.`requestTimeoutMs`) +
+            FfiConverterUInt.allocationSize(value.`maxRetries`) +
             FfiConverterBoolean.allocationSize(value.`allowInsecureHttp`) +
             FfiConverterOptionalString.allocationSize(value.`proxy`)
     )
@@ -5278,10 +4834,10 @@ public object FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer<CloudEndpoin
             FfiConverterString.write(value.`baseUrl`, buf)
             FfiConverterString.write(value.`model`, buf)
             FfiConverterBoolean.write(value.`stream`, buf)
-            FfiConverterLong.write(value.`connectTimeoutMs`, buf)
-            FfiConverterLong.write(value.`firstByteTimeoutMs`, buf)
-            FfiConverterLong.write(value.`requestTimeoutMs`, buf)
-            FfiConverterInt.write(value.`maxRetries`, buf)
+            FfiConverterULong.write(value.`connectTimeoutMs`, buf)
+            FfiConverterULong.write(value.`firstByteTimeoutMs`, buf)
+            FfiConverterULong.write(value.`requestTimeoutMs`, buf)
+            FfiConverterUInt.write(value.`maxRetries`, buf)
             FfiConverterBoolean.write(value.`allowInsecureHttp`, buf)
             FfiConverterOptionalString.write(value.`proxy`, buf)
     }
@@ -5301,17 +4857,17 @@ data class CloudFallback (
     /**
      * The HTTP status, when the cloud answered with an error status.
      */
-    val `httpStatus`: kotlin.Int?
+    val `httpStatus`: kotlin.UShort?
     , 
     /**
      * Cloud attempts made (1 + retries).
      */
-    val `attempts`: kotlin.Int
+    val `attempts`: kotlin.UInt
     , 
     /**
      * Characters of cloud text streamed before the failure and then withdrawn (`on_reset`).
      */
-    val `discardedChars`: kotlin.Long
+    val `discardedChars`: kotlin.ULong
     
 ){
     
@@ -5329,24 +4885,24 @@ public object FfiConverterTypeCloudFallback: FfiConverterRustBuffer<CloudFallbac
     override fun read(buf: ByteBuffer): CloudFallback {
         return CloudFallback(
             FfiConverterTypeCloudFailureKind.read(buf),
-            FfiConverterOptionalInt.read(buf),
-            FfiConverterInt.read(buf),
-            FfiConverterLong.read(buf),
+            FfiConverterOptionalUShort.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterULong.read(buf),
         )
     }
 
     override fun allocationSize(value: CloudFallback) = (
             FfiConverterTypeCloudFailureKind.allocationSize(value.`kind`) +
-            FfiConverterOptionalInt.allocationSize(value.`httpStatus`) +
-            FfiConverterInt.allocationSize(value.`attempts`) +
-            FfiConverterLong.allocationSize(value.`discardedChars`)
+            FfiConverterOptionalUShort.allocationSize(value.`httpStatus`) +
+            FfiConverterUInt.allocationSize(value.`attempts`) +
+            FfiConverterULong.allocationSize(value.`discardedChars`)
     )
 
     override fun write(value: CloudFallback, buf: ByteBuffer) {
             FfiConverterTypeCloudFailureKind.write(value.`kind`, buf)
-            FfiConverterOptionalInt.write(value.`httpStatus`, buf)
-            FfiConverterInt.write(value.`attempts`, buf)
-            FfiConverterLong.write(value.`discardedChars`, buf)
+            FfiConverterOptionalUShort.write(value.`httpStatus`, buf)
+            FfiConverterUInt.write(value.`attempts`, buf)
+            FfiConverterULong.write(value.`discardedChars`, buf)
     }
 }
 
@@ -5364,12 +4920,12 @@ data class DownloadProgress (
     /**
      * Units done in this phase.
      */
-    val `done`: kotlin.Long
+    val `done`: kotlin.ULong
     , 
     /**
      * Units in this phase (0 when unknown).
      */
-    val `total`: kotlin.Long
+    val `total`: kotlin.ULong
     
 ){
     
@@ -5387,21 +4943,21 @@ public object FfiConverterTypeDownloadProgress: FfiConverterRustBuffer<DownloadP
     override fun read(buf: ByteBuffer): DownloadProgress {
         return DownloadProgress(
             FfiConverterTypeDownloadPhase.read(buf),
-            FfiConverterLong.read(buf),
-            FfiConverterLong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
         )
     }
 
     override fun allocationSize(value: DownloadProgress) = (
             FfiConverterTypeDownloadPhase.allocationSize(value.`phase`) +
-            FfiConverterLong.allocationSize(value.`done`) +
-            FfiConverterLong.allocationSize(value.`total`)
+            FfiConverterULong.allocationSize(value.`done`) +
+            FfiConverterULong.allocationSize(value.`total`)
     )
 
     override fun write(value: DownloadProgress, buf: ByteBuffer) {
             FfiConverterTypeDownloadPhase.write(value.`phase`, buf)
-            FfiConverterLong.write(value.`done`, buf)
-            FfiConverterLong.write(value.`total`, buf)
+            FfiConverterULong.write(value.`done`, buf)
+            FfiConverterULong.write(value.`total`, buf)
     }
 }
 
@@ -5419,7 +4975,7 @@ data class EngineConfig (
     /**
      * CPU threads (null = all cores).
      */
-    val `threads`: kotlin.Int?
+    val `threads`: kotlin.UInt?
     , 
     /**
      * Run the GPU golden self-test for `Auto` (its verdict is cached per device).
@@ -5442,20 +4998,20 @@ public object FfiConverterTypeEngineConfig: FfiConverterRustBuffer<EngineConfig>
     override fun read(buf: ByteBuffer): EngineConfig {
         return EngineConfig(
             FfiConverterTypeBackendPreference.read(buf),
-            FfiConverterOptionalInt.read(buf),
+            FfiConverterOptionalUInt.read(buf),
             FfiConverterBoolean.read(buf),
         )
     }
 
     override fun allocationSize(value: EngineConfig) = (
             FfiConverterTypeBackendPreference.allocationSize(value.`backend`) +
-            FfiConverterOptionalInt.allocationSize(value.`threads`) +
+            FfiConverterOptionalUInt.allocationSize(value.`threads`) +
             FfiConverterBoolean.allocationSize(value.`gpuSelfTest`)
     )
 
     override fun write(value: EngineConfig, buf: ByteBuffer) {
             FfiConverterTypeBackendPreference.write(value.`backend`, buf)
-            FfiConverterOptionalInt.write(value.`threads`, buf)
+            FfiConverterOptionalUInt.write(value.`threads`, buf)
             FfiConverterBoolean.write(value.`gpuSelfTest`, buf)
     }
 }
@@ -5484,22 +5040,22 @@ data class EngineInfo (
     /**
      * Number of parameters.
      */
-    val `parameterCount`: kotlin.Long
+    val `parameterCount`: kotlin.ULong
     , 
     /**
      * File size in bytes.
      */
-    val `fileSize`: kotlin.Long
+    val `fileSize`: kotlin.ULong
     , 
     /**
      * Vocabulary size.
      */
-    val `vocabSize`: kotlin.Int
+    val `vocabSize`: kotlin.UInt
     , 
     /**
      * The model's trained context, in tokens.
      */
-    val `contextLength`: kotlin.Int
+    val `contextLength`: kotlin.UInt
     , 
     /**
      * Backend the model runs on.
@@ -5539,10 +5095,10 @@ public object FfiConverterTypeEngineInfo: FfiConverterRustBuffer<EngineInfo> {
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterOptionalString.read(buf),
-            FfiConverterLong.read(buf),
-            FfiConverterLong.read(buf),
-            FfiConverterInt.read(buf),
-            FfiConverterInt.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
             FfiConverterTypeBackendKind.read(buf),
             FfiConverterOptionalTypeGpuInfo.read(buf),
             FfiConverterOptionalString.read(buf),
@@ -5554,10 +5110,10 @@ public object FfiConverterTypeEngineInfo: FfiConverterRustBuffer<EngineInfo> {
             FfiConverterString.allocationSize(value.`path`) +
             FfiConverterString.allocationSize(value.`architecture`) +
             FfiConverterOptionalString.allocationSize(value.`name`) +
-            FfiConverterLong.allocationSize(value.`parameterCount`) +
-            FfiConverterLong.allocationSize(value.`fileSize`) +
-            FfiConverterInt.allocationSize(value.`vocabSize`) +
-            FfiConverterInt.allocationSize(value.`contextLength`) +
+            FfiConverterULong.allocationSize(value.`parameterCount`) +
+            FfiConverterULong.allocationSize(value.`fileSize`) +
+            FfiConverterUInt.allocationSize(value.`vocabSize`) +
+            FfiConverterUInt.allocationSize(value.`contextLength`) +
             FfiConverterTypeBackendKind.allocationSize(value.`backend`) +
             FfiConverterOptionalTypeGpuInfo.allocationSize(value.`gpu`) +
             FfiConverterOptionalString.allocationSize(value.`fallbackReason`) +
@@ -5568,10 +5124,10 @@ public object FfiConverterTypeEngineInfo: FfiConverterRustBuffer<EngineInfo> {
             FfiConverterString.write(value.`path`, buf)
             FfiConverterString.write(value.`architecture`, buf)
             FfiConverterOptionalString.write(value.`name`, buf)
-            FfiConverterLong.write(value.`parameterCount`, buf)
-            FfiConverterLong.write(value.`fileSize`, buf)
-            FfiConverterInt.write(value.`vocabSize`, buf)
-            FfiConverterInt.write(value.`contextLength`, buf)
+            FfiConverterULong.write(value.`parameterCount`, buf)
+            FfiConverterULong.write(value.`fileSize`, buf)
+            FfiConverterUInt.write(value.`vocabSize`, buf)
+            FfiConverterUInt.write(value.`contextLength`, buf)
             FfiConverterTypeBackendKind.write(value.`backend`, buf)
             FfiConverterOptionalTypeGpuInfo.write(value.`gpu`, buf)
             FfiConverterOptionalString.write(value.`fallbackReason`, buf)
@@ -5593,17 +5149,17 @@ data class FetchConfig (
     /**
      * Retries per HTTP transfer after a dropped connection, a timeout or a 5xx/408/429.
      */
-    val `retries`: kotlin.Int
+    val `retries`: kotlin.UInt
     , 
     /**
      * First retry delay in ms (doubles each retry, capped at 30 s).
      */
-    val `retryDelayMs`: kotlin.Long
+    val `retryDelayMs`: kotlin.ULong
     , 
     /**
      * Connect timeout and longest wait for headers or any body read, in ms.
      */
-    val `timeoutMs`: kotlin.Long
+    val `timeoutMs`: kotlin.ULong
     , 
     /**
      * Keep downloaded wheels / tarballs after assembly.
@@ -5626,26 +5182,26 @@ public object FfiConverterTypeFetchConfig: FfiConverterRustBuffer<FetchConfig> {
     override fun read(buf: ByteBuffer): FetchConfig {
         return FetchConfig(
             FfiConverterOptionalTypeSourceKind.read(buf),
-            FfiConverterInt.read(buf),
-            FfiConverterLong.read(buf),
-            FfiConverterLong.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
             FfiConverterBoolean.read(buf),
         )
     }
 
     override fun allocationSize(value: FetchConfig) = (
             FfiConverterOptionalTypeSourceKind.allocationSize(value.`prefer`) +
-            FfiConverterInt.allocationSize(value.`retries`) +
-            FfiConverterLong.allocationSize(value.`retryDelayMs`) +
-            FfiConverterLong.allocationSize(value.`timeoutMs`) +
+            FfiConverterUInt.allocationSize(value.`retries`) +
+            FfiConverterULong.allocationSize(value.`retryDelayMs`) +
+            FfiConverterULong.allocationSize(value.`timeoutMs`) +
             FfiConverterBoolean.allocationSize(value.`keepDownloads`)
     )
 
     override fun write(value: FetchConfig, buf: ByteBuffer) {
             FfiConverterOptionalTypeSourceKind.write(value.`prefer`, buf)
-            FfiConverterInt.write(value.`retries`, buf)
-            FfiConverterLong.write(value.`retryDelayMs`, buf)
-            FfiConverterLong.write(value.`timeoutMs`, buf)
+            FfiConverterUInt.write(value.`retries`, buf)
+            FfiConverterULong.write(value.`retryDelayMs`, buf)
+            FfiConverterULong.write(value.`timeoutMs`, buf)
             FfiConverterBoolean.write(value.`keepDownloads`, buf)
     }
 }
@@ -5664,7 +5220,7 @@ data class Generation (
     /**
      * The generated token ids.
      */
-    val `tokenIds`: List<kotlin.Int>
+    val `tokenIds`: List<kotlin.UInt>
     , 
     /**
      * Why it ended.
@@ -5697,7 +5253,7 @@ public object FfiConverterTypeGeneration: FfiConverterRustBuffer<Generation> {
     override fun read(buf: ByteBuffer): Generation {
         return Generation(
             FfiConverterString.read(buf),
-            FfiConverterSequenceInt.read(buf),
+            FfiConverterSequenceUInt.read(buf),
             FfiConverterTypeStopReason.read(buf),
             FfiConverterFloat.read(buf),
             FfiConverterTypeMetrics.read(buf),
@@ -5706,7 +5262,7 @@ public object FfiConverterTypeGeneration: FfiConverterRustBuffer<Generation> {
 
     override fun allocationSize(value: Generation) = (
             FfiConverterString.allocationSize(value.`text`) +
-            FfiConverterSequenceInt.allocationSize(value.`tokenIds`) +
+            FfiConverterSequenceUInt.allocationSize(value.`tokenIds`) +
             FfiConverterTypeStopReason.allocationSize(value.`stopReason`) +
             FfiConverterFloat.allocationSize(value.`meanLogprob`) +
             FfiConverterTypeMetrics.allocationSize(value.`metrics`)
@@ -5714,7 +5270,7 @@ public object FfiConverterTypeGeneration: FfiConverterRustBuffer<Generation> {
 
     override fun write(value: Generation, buf: ByteBuffer) {
             FfiConverterString.write(value.`text`, buf)
-            FfiConverterSequenceInt.write(value.`tokenIds`, buf)
+            FfiConverterSequenceUInt.write(value.`tokenIds`, buf)
             FfiConverterTypeStopReason.write(value.`stopReason`, buf)
             FfiConverterFloat.write(value.`meanLogprob`, buf)
             FfiConverterTypeMetrics.write(value.`metrics`, buf)
@@ -5736,7 +5292,7 @@ data class GenerationParams (
     /**
      * Most tokens to generate.
      */
-    val `maxTokens`: kotlin.Int
+    val `maxTokens`: kotlin.UInt
     , 
     /**
      * Stop when the output contains any of these (the stop text is not emitted).
@@ -5764,7 +5320,7 @@ public object FfiConverterTypeGenerationParams: FfiConverterRustBuffer<Generatio
     override fun read(buf: ByteBuffer): GenerationParams {
         return GenerationParams(
             FfiConverterTypeSamplingParams.read(buf),
-            FfiConverterInt.read(buf),
+            FfiConverterUInt.read(buf),
             FfiConverterSequenceString.read(buf),
             FfiConverterBoolean.read(buf),
         )
@@ -5772,14 +5328,14 @@ public object FfiConverterTypeGenerationParams: FfiConverterRustBuffer<Generatio
 
     override fun allocationSize(value: GenerationParams) = (
             FfiConverterTypeSamplingParams.allocationSize(value.`sampling`) +
-            FfiConverterInt.allocationSize(value.`maxTokens`) +
+            FfiConverterUInt.allocationSize(value.`maxTokens`) +
             FfiConverterSequenceString.allocationSize(value.`stop`) +
             FfiConverterBoolean.allocationSize(value.`ignoreEos`)
     )
 
     override fun write(value: GenerationParams, buf: ByteBuffer) {
             FfiConverterTypeSamplingParams.write(value.`sampling`, buf)
-            FfiConverterInt.write(value.`maxTokens`, buf)
+            FfiConverterUInt.write(value.`maxTokens`, buf)
             FfiConverterSequenceString.write(value.`stop`, buf)
             FfiConverterBoolean.write(value.`ignoreEos`, buf)
     }
@@ -5814,7 +5370,7 @@ data class GpuInfo (
     /**
      * Largest storage-buffer binding, in bytes.
      */
-    val `maxStorageBinding`: kotlin.Long
+    val `maxStorageBinding`: kotlin.ULong
     
 ){
     
@@ -5835,7 +5391,7 @@ public object FfiConverterTypeGpuInfo: FfiConverterRustBuffer<GpuInfo> {
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
-            FfiConverterLong.read(buf),
+            FfiConverterULong.read(buf),
         )
     }
 
@@ -5844,7 +5400,7 @@ public object FfiConverterTypeGpuInfo: FfiConverterRustBuffer<GpuInfo> {
             FfiConverterString.allocationSize(value.`driver`) +
             FfiConverterString.allocationSize(value.`api`) +
             FfiConverterString.allocationSize(value.`deviceType`) +
-            FfiConverterLong.allocationSize(value.`maxStorageBinding`)
+            FfiConverterULong.allocationSize(value.`maxStorageBinding`)
     )
 
     override fun write(value: GpuInfo, buf: ByteBuffer) {
@@ -5852,62 +5408,7 @@ public object FfiConverterTypeGpuInfo: FfiConverterRustBuffer<GpuInfo> {
             FfiConverterString.write(value.`driver`, buf)
             FfiConverterString.write(value.`api`, buf)
             FfiConverterString.write(value.`deviceType`, buf)
-            FfiConverterLong.write(value.`maxStorageBinding`, buf)
-    }
-}
-
-
-
-/**
- * One log record.
- */
-data class LogRecord (
-    /**
-     * Its level (never `Off`).
-     */
-    val `level`: LogLevel
-    , 
-    /**
-     * The Rust module that wrote it (`edgewise_core::engine`, `wgpu_core::…`).
-     */
-    val `target`: kotlin.String
-    , 
-    /**
-     * The message.
-     */
-    val `message`: kotlin.String
-    
-){
-    
-
-    
-
-    
-    companion object
-}
-
-/**
- * @suppress
- */
-public object FfiConverterTypeLogRecord: FfiConverterRustBuffer<LogRecord> {
-    override fun read(buf: ByteBuffer): LogRecord {
-        return LogRecord(
-            FfiConverterTypeLogLevel.read(buf),
-            FfiConverterString.read(buf),
-            FfiConverterString.read(buf),
-        )
-    }
-
-    override fun allocationSize(value: LogRecord) = (
-            FfiConverterTypeLogLevel.allocationSize(value.`level`) +
-            FfiConverterString.allocationSize(value.`target`) +
-            FfiConverterString.allocationSize(value.`message`)
-    )
-
-    override fun write(value: LogRecord, buf: ByteBuffer) {
-            FfiConverterTypeLogLevel.write(value.`level`, buf)
-            FfiConverterString.write(value.`target`, buf)
-            FfiConverterString.write(value.`message`, buf)
+            FfiConverterULong.write(value.`maxStorageBinding`, buf)
     }
 }
 
@@ -5920,17 +5421,17 @@ data class Metrics (
     /**
      * Prompt tokens of this request.
      */
-    val `promptTokens`: kotlin.Int
+    val `promptTokens`: kotlin.UInt
     , 
     /**
      * Of those, tokens actually prefilled (the rest were reused from the cache).
      */
-    val `prefilledTokens`: kotlin.Int
+    val `prefilledTokens`: kotlin.UInt
     , 
     /**
      * Tokens generated.
      */
-    val `generatedTokens`: kotlin.Int
+    val `generatedTokens`: kotlin.UInt
     , 
     /**
      * Time to the first generated token, ms.
@@ -5967,9 +5468,9 @@ data class Metrics (
 public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
     override fun read(buf: ByteBuffer): Metrics {
         return Metrics(
-            FfiConverterInt.read(buf),
-            FfiConverterInt.read(buf),
-            FfiConverterInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
             FfiConverterDouble.read(buf),
             FfiConverterDouble.read(buf),
             FfiConverterDouble.read(buf),
@@ -5978,9 +5479,9 @@ public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
     }
 
     override fun allocationSize(value: Metrics) = (
-            FfiConverterInt.allocationSize(value.`promptTokens`) +
-            FfiConverterInt.allocationSize(value.`prefilledTokens`) +
-            FfiConverterInt.allocationSize(value.`generatedTokens`) +
+            FfiConverterUInt.allocationSize(value.`promptTokens`) +
+            FfiConverterUInt.allocationSize(value.`prefilledTokens`) +
+            FfiConverterUInt.allocationSize(value.`generatedTokens`) +
             FfiConverterDouble.allocationSize(value.`ttftMs`) +
             FfiConverterDouble.allocationSize(value.`prefillTokensPerS`) +
             FfiConverterDouble.allocationSize(value.`decodeTokensPerS`) +
@@ -5988,9 +5489,9 @@ public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
     )
 
     override fun write(value: Metrics, buf: ByteBuffer) {
-            FfiConverterInt.write(value.`promptTokens`, buf)
-            FfiConverterInt.write(value.`prefilledTokens`, buf)
-            FfiConverterInt.write(value.`generatedTokens`, buf)
+            FfiConverterUInt.write(value.`promptTokens`, buf)
+            FfiConverterUInt.write(value.`prefilledTokens`, buf)
+            FfiConverterUInt.write(value.`generatedTokens`, buf)
             FfiConverterDouble.write(value.`ttftMs`, buf)
             FfiConverterDouble.write(value.`prefillTokensPerS`, buf)
             FfiConverterDouble.write(value.`decodeTokensPerS`, buf)
@@ -6027,7 +5528,7 @@ data class ModelInfo (
     /**
      * Exact size in bytes.
      */
-    val `size`: kotlin.Long
+    val `size`: kotlin.ULong
     , 
     /**
      * Lower-case hex sha256 of the file.
@@ -6042,7 +5543,7 @@ data class ModelInfo (
     /**
      * Trained context length in tokens.
      */
-    val `contextLength`: kotlin.Int
+    val `contextLength`: kotlin.UInt
     , 
     /**
      * Licence name.
@@ -6083,10 +5584,10 @@ public object FfiConverterTypeModelInfo: FfiConverterRustBuffer<ModelInfo> {
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
-            FfiConverterLong.read(buf),
+            FfiConverterULong.read(buf),
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
-            FfiConverterInt.read(buf),
+            FfiConverterUInt.read(buf),
             FfiConverterString.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalString.read(buf),
@@ -6099,10 +5600,10 @@ public object FfiConverterTypeModelInfo: FfiConverterRustBuffer<ModelInfo> {
             FfiConverterString.allocationSize(value.`name`) +
             FfiConverterString.allocationSize(value.`architecture`) +
             FfiConverterString.allocationSize(value.`file`) +
-            FfiConverterLong.allocationSize(value.`size`) +
+            FfiConverterULong.allocationSize(value.`size`) +
             FfiConverterString.allocationSize(value.`sha256`) +
             FfiConverterString.allocationSize(value.`quantization`) +
-            FfiConverterInt.allocationSize(value.`contextLength`) +
+            FfiConverterUInt.allocationSize(value.`contextLength`) +
             FfiConverterString.allocationSize(value.`licence`) +
             FfiConverterOptionalString.allocationSize(value.`licenceUrl`) +
             FfiConverterOptionalString.allocationSize(value.`baseModel`) +
@@ -6114,10 +5615,10 @@ public object FfiConverterTypeModelInfo: FfiConverterRustBuffer<ModelInfo> {
             FfiConverterString.write(value.`name`, buf)
             FfiConverterString.write(value.`architecture`, buf)
             FfiConverterString.write(value.`file`, buf)
-            FfiConverterLong.write(value.`size`, buf)
+            FfiConverterULong.write(value.`size`, buf)
             FfiConverterString.write(value.`sha256`, buf)
             FfiConverterString.write(value.`quantization`, buf)
-            FfiConverterInt.write(value.`contextLength`, buf)
+            FfiConverterUInt.write(value.`contextLength`, buf)
             FfiConverterString.write(value.`licence`, buf)
             FfiConverterOptionalString.write(value.`licenceUrl`, buf)
             FfiConverterOptionalString.write(value.`baseModel`, buf)
@@ -6197,12 +5698,12 @@ data class PiiSpan (
     /**
      * First byte (inclusive).
      */
-    val `start`: kotlin.Long
+    val `start`: kotlin.ULong
     , 
     /**
      * Last byte (exclusive).
      */
-    val `end`: kotlin.Long
+    val `end`: kotlin.ULong
     , 
     /**
      * What was found there.
@@ -6224,21 +5725,21 @@ data class PiiSpan (
 public object FfiConverterTypePiiSpan: FfiConverterRustBuffer<PiiSpan> {
     override fun read(buf: ByteBuffer): PiiSpan {
         return PiiSpan(
-            FfiConverterLong.read(buf),
-            FfiConverterLong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
             FfiConverterTypePiiCategory.read(buf),
         )
     }
 
     override fun allocationSize(value: PiiSpan) = (
-            FfiConverterLong.allocationSize(value.`start`) +
-            FfiConverterLong.allocationSize(value.`end`) +
+            FfiConverterULong.allocationSize(value.`start`) +
+            FfiConverterULong.allocationSize(value.`end`) +
             FfiConverterTypePiiCategory.allocationSize(value.`category`)
     )
 
     override fun write(value: PiiSpan, buf: ByteBuffer) {
-            FfiConverterLong.write(value.`start`, buf)
-            FfiConverterLong.write(value.`end`, buf)
+            FfiConverterULong.write(value.`start`, buf)
+            FfiConverterULong.write(value.`end`, buf)
             FfiConverterTypePiiCategory.write(value.`category`, buf)
     }
 }
@@ -6438,17 +5939,17 @@ data class RoutedAnswer (
     /**
      * Offline-queue id, when the request was also queued for a cloud answer later.
      */
-    val `queuedId`: kotlin.Long?
+    val `queuedId`: kotlin.ULong?
     , 
     /**
      * Prompt tokens (as counted by whoever answered).
      */
-    val `promptTokens`: kotlin.Int
+    val `promptTokens`: kotlin.UInt
     , 
     /**
      * Answer tokens.
      */
-    val `completionTokens`: kotlin.Int
+    val `completionTokens`: kotlin.UInt
     , 
     /**
      * Why the answer ended.
@@ -6484,9 +5985,9 @@ public object FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer<RoutedAnswer>
             FfiConverterTypeRouteDecision.read(buf),
             FfiConverterTypeRouteTarget.read(buf),
             FfiConverterOptionalTypeCloudFallback.read(buf),
-            FfiConverterOptionalLong.read(buf),
-            FfiConverterInt.read(buf),
-            FfiConverterInt.read(buf),
+            FfiConverterOptionalULong.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
             FfiConverterTypeFinishReason.read(buf),
             FfiConverterOptionalTypeMetrics.read(buf),
             FfiConverterOptionalTypeStopReason.read(buf),
@@ -6498,9 +5999,9 @@ public object FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer<RoutedAnswer>
             FfiConverterTypeRouteDecision.allocationSize(value.`decision`) +
             FfiConverterTypeRouteTarget.allocationSize(value.`servedBy`) +
             FfiConverterOptionalTypeCloudFallback.allocationSize(value.`fallback`) +
-            FfiConverterOptionalLong.allocationSize(value.`queuedId`) +
-            FfiConverterInt.allocationSize(value.`promptTokens`) +
-            FfiConverterInt.allocationSize(value.`completionTokens`) +
+            FfiConverterOptionalULong.allocationSize(value.`queuedId`) +
+            FfiConverterUInt.allocationSize(value.`promptTokens`) +
+            FfiConverterUInt.allocationSize(value.`completionTokens`) +
             FfiConverterTypeFinishReason.allocationSize(value.`finishReason`) +
             FfiConverterOptionalTypeMetrics.allocationSize(value.`localMetrics`) +
             FfiConverterOptionalTypeStopReason.allocationSize(value.`localStopReason`)
@@ -6511,9 +6012,9 @@ public object FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer<RoutedAnswer>
             FfiConverterTypeRouteDecision.write(value.`decision`, buf)
             FfiConverterTypeRouteTarget.write(value.`servedBy`, buf)
             FfiConverterOptionalTypeCloudFallback.write(value.`fallback`, buf)
-            FfiConverterOptionalLong.write(value.`queuedId`, buf)
-            FfiConverterInt.write(value.`promptTokens`, buf)
-            FfiConverterInt.write(value.`completionTokens`, buf)
+            FfiConverterOptionalULong.write(value.`queuedId`, buf)
+            FfiConverterUInt.write(value.`promptTokens`, buf)
+            FfiConverterUInt.write(value.`completionTokens`, buf)
             FfiConverterTypeFinishReason.write(value.`finishReason`, buf)
             FfiConverterOptionalTypeMetrics.write(value.`localMetrics`, buf)
             FfiConverterOptionalTypeStopReason.write(value.`localStopReason`, buf)
@@ -6545,7 +6046,7 @@ data class RouterPolicy (
     /**
      * Cloud requests allowed in any 60-second window; null = unlimited.
      */
-    val `maxRequestsPerMinute`: kotlin.Int?
+    val `maxRequestsPerMinute`: kotlin.UInt?
     , 
     /**
      * Estimated cloud spend allowed per 24 hours, USD; null = unlimited.
@@ -6565,7 +6066,7 @@ data class RouterPolicy (
     /**
      * Answer length assumed when a request sets no `max_tokens`.
      */
-    val `expectedOutputTokens`: kotlin.Int
+    val `expectedOutputTokens`: kotlin.UInt
     , 
     /**
      * When offline but the cloud was wanted: answer locally now and queue for a cloud answer.
@@ -6590,11 +6091,11 @@ public object FfiConverterTypeRouterPolicy: FfiConverterRustBuffer<RouterPolicy>
             FfiConverterBoolean.read(buf),
             FfiConverterBoolean.read(buf),
             FfiConverterOptionalFloat.read(buf),
-            FfiConverterOptionalInt.read(buf),
+            FfiConverterOptionalUInt.read(buf),
             FfiConverterOptionalDouble.read(buf),
             FfiConverterDouble.read(buf),
             FfiConverterDouble.read(buf),
-            FfiConverterInt.read(buf),
+            FfiConverterUInt.read(buf),
             FfiConverterBoolean.read(buf),
         )
     }
@@ -6603,11 +6104,11 @@ public object FfiConverterTypeRouterPolicy: FfiConverterRustBuffer<RouterPolicy>
             FfiConverterBoolean.allocationSize(value.`cloudEnabled`) +
             FfiConverterBoolean.allocationSize(value.`escalateOnContextOverflow`) +
             FfiConverterOptionalFloat.allocationSize(value.`lowConfidenceLogprob`) +
-            FfiConverterOptionalInt.allocationSize(value.`maxRequestsPerMinute`) +
+            FfiConverterOptionalUInt.allocationSize(value.`maxRequestsPerMinute`) +
             FfiConverterOptionalDouble.allocationSize(value.`maxCostPerDayUsd`) +
             FfiConverterDouble.allocationSize(value.`inputCostPer1kTokensUsd`) +
             FfiConverterDouble.allocationSize(value.`outputCostPer1kTokensUsd`) +
-            FfiConverterInt.allocationSize(value.`expectedOutputTokens`) +
+            FfiConverterUInt.allocationSize(value.`expectedOutputTokens`) +
             FfiConverterBoolean.allocationSize(value.`queueWhenOffline`)
     )
 
@@ -6615,11 +6116,11 @@ public object FfiConverterTypeRouterPolicy: FfiConverterRustBuffer<RouterPolicy>
             FfiConverterBoolean.write(value.`cloudEnabled`, buf)
             FfiConverterBoolean.write(value.`escalateOnContextOverflow`, buf)
             FfiConverterOptionalFloat.write(value.`lowConfidenceLogprob`, buf)
-            FfiConverterOptionalInt.write(value.`maxRequestsPerMinute`, buf)
+            FfiConverterOptionalUInt.write(value.`maxRequestsPerMinute`, buf)
             FfiConverterOptionalDouble.write(value.`maxCostPerDayUsd`, buf)
             FfiConverterDouble.write(value.`inputCostPer1kTokensUsd`, buf)
             FfiConverterDouble.write(value.`outputCostPer1kTokensUsd`, buf)
-            FfiConverterInt.write(value.`expectedOutputTokens`, buf)
+            FfiConverterUInt.write(value.`expectedOutputTokens`, buf)
             FfiConverterBoolean.write(value.`queueWhenOffline`, buf)
     }
 }
@@ -6638,7 +6139,7 @@ data class SamplingParams (
     /**
      * Keep the k most likely tokens (0 = off).
      */
-    val `topK`: kotlin.Int
+    val `topK`: kotlin.UInt
     , 
     /**
      * Keep the smallest set whose probability reaches p (1.0 = off).
@@ -6658,12 +6159,12 @@ data class SamplingParams (
     /**
      * How many recent tokens the penalty looks at.
      */
-    val `repeatLastN`: kotlin.Int
+    val `repeatLastN`: kotlin.UInt
     , 
     /**
      * RNG seed: the same seed gives the same output.
      */
-    val `seed`: kotlin.Long
+    val `seed`: kotlin.ULong
     
 ){
     
@@ -6681,33 +6182,33 @@ public object FfiConverterTypeSamplingParams: FfiConverterRustBuffer<SamplingPar
     override fun read(buf: ByteBuffer): SamplingParams {
         return SamplingParams(
             FfiConverterFloat.read(buf),
-            FfiConverterInt.read(buf),
+            FfiConverterUInt.read(buf),
             FfiConverterFloat.read(buf),
             FfiConverterFloat.read(buf),
             FfiConverterFloat.read(buf),
-            FfiConverterInt.read(buf),
-            FfiConverterLong.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterULong.read(buf),
         )
     }
 
     override fun allocationSize(value: SamplingParams) = (
             FfiConverterFloat.allocationSize(value.`temperature`) +
-            FfiConverterInt.allocationSize(value.`topK`) +
+            FfiConverterUInt.allocationSize(value.`topK`) +
             FfiConverterFloat.allocationSize(value.`topP`) +
             FfiConverterFloat.allocationSize(value.`minP`) +
             FfiConverterFloat.allocationSize(value.`repetitionPenalty`) +
-            FfiConverterInt.allocationSize(value.`repeatLastN`) +
-            FfiConverterLong.allocationSize(value.`seed`)
+            FfiConverterUInt.allocationSize(value.`repeatLastN`) +
+            FfiConverterULong.allocationSize(value.`seed`)
     )
 
     override fun write(value: SamplingParams, buf: ByteBuffer) {
             FfiConverterFloat.write(value.`temperature`, buf)
-            FfiConverterInt.write(value.`topK`, buf)
+            FfiConverterUInt.write(value.`topK`, buf)
             FfiConverterFloat.write(value.`topP`, buf)
             FfiConverterFloat.write(value.`minP`, buf)
             FfiConverterFloat.write(value.`repetitionPenalty`, buf)
-            FfiConverterInt.write(value.`repeatLastN`, buf)
-            FfiConverterLong.write(value.`seed`, buf)
+            FfiConverterUInt.write(value.`repeatLastN`, buf)
+            FfiConverterULong.write(value.`seed`, buf)
     }
 }
 
@@ -6720,12 +6221,12 @@ data class SessionConfig (
     /**
      * Context size in tokens (prompt + answer). Memory grows with this.
      */
-    val `maxContext`: kotlin.Int
+    val `maxContext`: kotlin.UInt
     , 
     /**
      * Tokens per prefill pass.
      */
-    val `prefillChunk`: kotlin.Int
+    val `prefillChunk`: kotlin.UInt
     , 
     /**
      * System prompt for chats.
@@ -6752,23 +6253,23 @@ data class SessionConfig (
 public object FfiConverterTypeSessionConfig: FfiConverterRustBuffer<SessionConfig> {
     override fun read(buf: ByteBuffer): SessionConfig {
         return SessionConfig(
-            FfiConverterInt.read(buf),
-            FfiConverterInt.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterTypeOverflowPolicy.read(buf),
         )
     }
 
     override fun allocationSize(value: SessionConfig) = (
-            FfiConverterInt.allocationSize(value.`maxContext`) +
-            FfiConverterInt.allocationSize(value.`prefillChunk`) +
+            FfiConverterUInt.allocationSize(value.`maxContext`) +
+            FfiConverterUInt.allocationSize(value.`prefillChunk`) +
             FfiConverterOptionalString.allocationSize(value.`systemPrompt`) +
             FfiConverterTypeOverflowPolicy.allocationSize(value.`overflow`)
     )
 
     override fun write(value: SessionConfig, buf: ByteBuffer) {
-            FfiConverterInt.write(value.`maxContext`, buf)
-            FfiConverterInt.write(value.`prefillChunk`, buf)
+            FfiConverterUInt.write(value.`maxContext`, buf)
+            FfiConverterUInt.write(value.`prefillChunk`, buf)
             FfiConverterOptionalString.write(value.`systemPrompt`, buf)
             FfiConverterTypeOverflowPolicy.write(value.`overflow`, buf)
     }
@@ -7091,12 +6592,12 @@ sealed class EdgewiseException: kotlin.Exception() {
         /**
          * Context capacity in tokens.
          */
-        val `max`: kotlin.Int, 
+        val `max`: kotlin.UInt, 
         
         /**
          * Tokens requested.
          */
-        val `requested`: kotlin.Int
+        val `requested`: kotlin.UInt
         ) : EdgewiseException() {
         override val message
             get() = "max=${ `max` }, requested=${ `requested` }"
@@ -7203,12 +6704,12 @@ sealed class EdgewiseException: kotlin.Exception() {
         /**
          * Bytes needed.
          */
-        val `needed`: kotlin.Long, 
+        val `needed`: kotlin.ULong, 
         
         /**
          * Bytes available.
          */
-        val `available`: kotlin.Long
+        val `available`: kotlin.ULong
         ) : EdgewiseException() {
         override val message
             get() = "needed=${ `needed` }, available=${ `available` }"
@@ -7235,34 +6736,6 @@ sealed class EdgewiseException: kotlin.Exception() {
         
         /**
          * What failed.
-         */
-        val `reason`: kotlin.String
-        ) : EdgewiseException() {
-        override val message
-            get() = "reason=${ `reason` }"
-    }
-    
-    /**
-     * A session file is damaged, truncated, too large, not a session file, or of a newer format.
-     */
-    class SessionFile(
-        
-        /**
-         * What was wrong (sizes and offsets, never conversation text).
-         */
-        val `reason`: kotlin.String
-        ) : EdgewiseException() {
-        override val message
-            get() = "reason=${ `reason` }"
-    }
-    
-    /**
-     * A session file was saved with another model than the engine's.
-     */
-    class SessionModelMismatch(
-        
-        /**
-         * The two model ids (short prefixes).
          */
         val `reason`: kotlin.String
         ) : EdgewiseException() {
@@ -7324,8 +6797,8 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 FfiConverterString.read(buf),
                 )
             3 -> EdgewiseException.ContextOverflow(
-                FfiConverterInt.read(buf),
-                FfiConverterInt.read(buf),
+                FfiConverterUInt.read(buf),
+                FfiConverterUInt.read(buf),
                 )
             4 -> EdgewiseException.Cancelled()
             5 -> EdgewiseException.Busy()
@@ -7346,8 +6819,8 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 FfiConverterString.read(buf),
                 )
             11 -> EdgewiseException.DiskSpace(
-                FfiConverterLong.read(buf),
-                FfiConverterLong.read(buf),
+                FfiConverterULong.read(buf),
+                FfiConverterULong.read(buf),
                 )
             12 -> EdgewiseException.Io(
                 FfiConverterString.read(buf),
@@ -7355,16 +6828,10 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
             13 -> EdgewiseException.Storage(
                 FfiConverterString.read(buf),
                 )
-            14 -> EdgewiseException.SessionFile(
+            14 -> EdgewiseException.Callback(
                 FfiConverterString.read(buf),
                 )
-            15 -> EdgewiseException.SessionModelMismatch(
-                FfiConverterString.read(buf),
-                )
-            16 -> EdgewiseException.Callback(
-                FfiConverterString.read(buf),
-                )
-            17 -> EdgewiseException.Internal(
+            15 -> EdgewiseException.Internal(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -7386,8 +6853,8 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
             is EdgewiseException.ContextOverflow -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterInt.allocationSize(value.`max`)
-                + FfiConverterInt.allocationSize(value.`requested`)
+                + FfiConverterUInt.allocationSize(value.`max`)
+                + FfiConverterUInt.allocationSize(value.`requested`)
             )
             is EdgewiseException.Cancelled -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -7426,8 +6893,8 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
             is EdgewiseException.DiskSpace -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterLong.allocationSize(value.`needed`)
-                + FfiConverterLong.allocationSize(value.`available`)
+                + FfiConverterULong.allocationSize(value.`needed`)
+                + FfiConverterULong.allocationSize(value.`available`)
             )
             is EdgewiseException.Io -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
@@ -7435,16 +6902,6 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is EdgewiseException.Storage -> (
-                // Add the size for the Int that specifies the variant plus the size needed for all fields
-                4UL
-                + FfiConverterString.allocationSize(value.`reason`)
-            )
-            is EdgewiseException.SessionFile -> (
-                // Add the size for the Int that specifies the variant plus the size needed for all fields
-                4UL
-                + FfiConverterString.allocationSize(value.`reason`)
-            )
-            is EdgewiseException.SessionModelMismatch -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
@@ -7476,8 +6933,8 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
             }
             is EdgewiseException.ContextOverflow -> {
                 buf.putInt(3)
-                FfiConverterInt.write(value.`max`, buf)
-                FfiConverterInt.write(value.`requested`, buf)
+                FfiConverterUInt.write(value.`max`, buf)
+                FfiConverterUInt.write(value.`requested`, buf)
                 Unit
             }
             is EdgewiseException.Cancelled -> {
@@ -7516,8 +6973,8 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
             }
             is EdgewiseException.DiskSpace -> {
                 buf.putInt(11)
-                FfiConverterLong.write(value.`needed`, buf)
-                FfiConverterLong.write(value.`available`, buf)
+                FfiConverterULong.write(value.`needed`, buf)
+                FfiConverterULong.write(value.`available`, buf)
                 Unit
             }
             is EdgewiseException.Io -> {
@@ -7530,23 +6987,13 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.SessionFile -> {
+            is EdgewiseException.Callback -> {
                 buf.putInt(14)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.SessionModelMismatch -> {
-                buf.putInt(15)
-                FfiConverterString.write(value.`reason`, buf)
-                Unit
-            }
-            is EdgewiseException.Callback -> {
-                buf.putInt(16)
-                FfiConverterString.write(value.`reason`, buf)
-                Unit
-            }
             is EdgewiseException.Internal -> {
-                buf.putInt(17)
+                buf.putInt(15)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -7598,67 +7045,6 @@ public object FfiConverterTypeFinishReason: FfiConverterRustBuffer<FinishReason>
     override fun allocationSize(value: FinishReason) = 4UL
 
     override fun write(value: FinishReason, buf: ByteBuffer) {
-        buf.putInt(value.ordinal + 1)
-    }
-}
-
-
-
-
-
-/**
- * How much to log, most severe first.
- */
-
-enum class LogLevel {
-    
-    /**
-     * Nothing.
-     */
-    OFF,
-    /**
-     * Failures.
-     */
-    ERROR,
-    /**
-     * Fallbacks and recoveries (a GPU that failed its self-test, a reset session).
-     */
-    WARN,
-    /**
-     * One line per load or trim.
-     */
-    INFO,
-    /**
-     * Per generation and per file (timings, sizes).
-     */
-    DEBUG,
-    /**
-     * Everything.
-     */
-    TRACE;
-
-    
-
-
-    companion object
-}
-
-
-/**
- * @suppress
- */
-public object FfiConverterTypeLogLevel: FfiConverterRustBuffer<LogLevel> {
-    override fun read(buf: ByteBuffer) = try {
-        
-        LogLevel.entries[buf.getInt() - 1]
-        
-    } catch (e: IndexOutOfBoundsException) {
-        throw RuntimeException("invalid enum value, something is very wrong!!", e)
-    }
-
-    override fun allocationSize(value: LogLevel) = 4UL
-
-    override fun write(value: LogLevel, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
@@ -8283,28 +7669,28 @@ public object FfiConverterTypeTrimLevel: FfiConverterRustBuffer<TrimLevel> {
 /**
  * @suppress
  */
-public object FfiConverterOptionalInt: FfiConverterRustBuffer<kotlin.Int?> {
-    override fun read(buf: ByteBuffer): kotlin.Int? {
+public object FfiConverterOptionalUShort: FfiConverterRustBuffer<kotlin.UShort?> {
+    override fun read(buf: ByteBuffer): kotlin.UShort? {
         if (buf.get().toInt() == 0) {
             return null
         }
-        return FfiConverterInt.read(buf)
+        return FfiConverterUShort.read(buf)
     }
 
-    override fun allocationSize(value: kotlin.Int?): ULong {
+    override fun allocationSize(value: kotlin.UShort?): ULong {
         if (value == null) {
             return 1UL
         } else {
-            return 1UL + FfiConverterInt.allocationSize(value)
+            return 1UL + FfiConverterUShort.allocationSize(value)
         }
     }
 
-    override fun write(value: kotlin.Int?, buf: ByteBuffer) {
+    override fun write(value: kotlin.UShort?, buf: ByteBuffer) {
         if (value == null) {
             buf.put(0)
         } else {
             buf.put(1)
-            FfiConverterInt.write(value, buf)
+            FfiConverterUShort.write(value, buf)
         }
     }
 }
@@ -8315,28 +7701,60 @@ public object FfiConverterOptionalInt: FfiConverterRustBuffer<kotlin.Int?> {
 /**
  * @suppress
  */
-public object FfiConverterOptionalLong: FfiConverterRustBuffer<kotlin.Long?> {
-    override fun read(buf: ByteBuffer): kotlin.Long? {
+public object FfiConverterOptionalUInt: FfiConverterRustBuffer<kotlin.UInt?> {
+    override fun read(buf: ByteBuffer): kotlin.UInt? {
         if (buf.get().toInt() == 0) {
             return null
         }
-        return FfiConverterLong.read(buf)
+        return FfiConverterUInt.read(buf)
     }
 
-    override fun allocationSize(value: kotlin.Long?): ULong {
+    override fun allocationSize(value: kotlin.UInt?): ULong {
         if (value == null) {
             return 1UL
         } else {
-            return 1UL + FfiConverterLong.allocationSize(value)
+            return 1UL + FfiConverterUInt.allocationSize(value)
         }
     }
 
-    override fun write(value: kotlin.Long?, buf: ByteBuffer) {
+    override fun write(value: kotlin.UInt?, buf: ByteBuffer) {
         if (value == null) {
             buf.put(0)
         } else {
             buf.put(1)
-            FfiConverterLong.write(value, buf)
+            FfiConverterUInt.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalULong: FfiConverterRustBuffer<kotlin.ULong?> {
+    override fun read(buf: ByteBuffer): kotlin.ULong? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterULong.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.ULong?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterULong.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.ULong?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterULong.write(value, buf)
         }
     }
 }
@@ -8667,24 +8085,24 @@ public object FfiConverterOptionalTypeStopReason: FfiConverterRustBuffer<StopRea
 /**
  * @suppress
  */
-public object FfiConverterSequenceInt: FfiConverterRustBuffer<List<kotlin.Int>> {
-    override fun read(buf: ByteBuffer): List<kotlin.Int> {
+public object FfiConverterSequenceUInt: FfiConverterRustBuffer<List<kotlin.UInt>> {
+    override fun read(buf: ByteBuffer): List<kotlin.UInt> {
         val len = buf.getInt()
-        return List<kotlin.Int>(len) {
-            FfiConverterInt.read(buf)
+        return List<kotlin.UInt>(len) {
+            FfiConverterUInt.read(buf)
         }
     }
 
-    override fun allocationSize(value: List<kotlin.Int>): ULong {
+    override fun allocationSize(value: List<kotlin.UInt>): ULong {
         val sizeForLength = 4UL
-        val sizeForItems = value.map { FfiConverterInt.allocationSize(it) }.sum()
+        val sizeForItems = value.map { FfiConverterUInt.allocationSize(it) }.sum()
         return sizeForLength + sizeForItems
     }
 
-    override fun write(value: List<kotlin.Int>, buf: ByteBuffer) {
+    override fun write(value: List<kotlin.UInt>, buf: ByteBuffer) {
         buf.putInt(value.size)
         value.iterator().forEach {
-            FfiConverterInt.write(it, buf)
+            FfiConverterUInt.write(it, buf)
         }
     }
 }
@@ -8913,10 +8331,26 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
     }
 }
         /**
+         * The catalog's default assistant model: an instruction-tuned chat model with a pinned sha256
+         * (the default model is a base model that continues text).
+         */
+    @Throws(EdgewiseException::class) fun `defaultAssistantModel`(): ModelInfo {
+            return FfiConverterTypeModelInfo.lift(
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_func_default_assistant_model(
+    
+        _status)
+}
+    )
+    }
+    
+
+        /**
          * Core's default fetch settings (4 retries, 60 s timeout, catalog source order).
-         */ fun `defaultFetchConfig`(): FetchConfig {
+         */
+    @Throws(EdgewiseException::class) fun `defaultFetchConfig`(): FetchConfig {
             return FfiConverterTypeFetchConfig.lift(
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(EdgewiseException) { _status ->
     UniffiLib.uniffi_edgewise_fn_func_default_fetch_config(
     
         _status)
@@ -8986,9 +8420,10 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 
         /**
          * Core's default engine settings (`Auto` backend with the GPU self-test, all cores).
-         */ fun `defaultEngineConfig`(): EngineConfig {
+         */
+    @Throws(EdgewiseException::class) fun `defaultEngineConfig`(): EngineConfig {
             return FfiConverterTypeEngineConfig.lift(
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(EdgewiseException) { _status ->
     UniffiLib.uniffi_edgewise_fn_func_default_engine_config(
     
         _status)
@@ -8999,9 +8434,10 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 
         /**
          * Core's default generation settings (sampling with temperature, 256 tokens).
-         */ fun `defaultGenerationParams`(): GenerationParams {
+         */
+    @Throws(EdgewiseException::class) fun `defaultGenerationParams`(): GenerationParams {
             return FfiConverterTypeGenerationParams.lift(
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(EdgewiseException) { _status ->
     UniffiLib.uniffi_edgewise_fn_func_default_generation_params(
     
         _status)
@@ -9012,9 +8448,10 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 
         /**
          * Core's default session settings.
-         */ fun `defaultSessionConfig`(): SessionConfig {
+         */
+    @Throws(EdgewiseException::class) fun `defaultSessionConfig`(): SessionConfig {
             return FfiConverterTypeSessionConfig.lift(
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(EdgewiseException) { _status ->
     UniffiLib.uniffi_edgewise_fn_func_default_session_config(
     
         _status)
@@ -9024,15 +8461,15 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
     
 
         /**
-         * Greedy (deterministic) decoding for at most `max_tokens` tokens (checked when generating:
-         * 1..=1048576).
-         */ fun `greedyGenerationParams`(`maxTokens`: kotlin.Int): GenerationParams {
+         * Greedy (deterministic) decoding for at most `max_tokens` tokens.
+         */
+    @Throws(EdgewiseException::class) fun `greedyGenerationParams`(`maxTokens`: kotlin.UInt): GenerationParams {
             return FfiConverterTypeGenerationParams.lift(
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(EdgewiseException) { _status ->
     UniffiLib.uniffi_edgewise_fn_func_greedy_generation_params(
     
         
-        FfiConverterInt.lower(`maxTokens`),_status)
+        FfiConverterUInt.lower(`maxTokens`),_status)
 }
     )
     }
@@ -9040,9 +8477,10 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 
         /**
          * Argmax sampling with no penalties.
-         */ fun `greedySamplingParams`(): SamplingParams {
+         */
+    @Throws(EdgewiseException::class) fun `greedySamplingParams`(): SamplingParams {
             return FfiConverterTypeSamplingParams.lift(
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(EdgewiseException) { _status ->
     UniffiLib.uniffi_edgewise_fn_func_greedy_sampling_params(
     
         _status)
@@ -9052,55 +8490,12 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
     
 
         /**
-         * Removes the sink: records are dropped from now on.
-         */
-    @Throws(EdgewiseException::class) fun `clearLogSink`()
-        = 
-    uniffiRustCallWithError(EdgewiseException) { _status ->
-    UniffiLib.uniffi_edgewise_fn_func_clear_log_sink(
-    
-        _status)
-}
-    
-    
-
-        /**
-         * Changes the level of the installed sink (`Off` silences it).
-         */
-    @Throws(EdgewiseException::class) fun `setLogLevel`(`level`: LogLevel)
-        = 
-    uniffiRustCallWithError(EdgewiseException) { _status ->
-    UniffiLib.uniffi_edgewise_fn_func_set_log_level(
-    
-        
-        FfiConverterTypeLogLevel.lower(`level`),_status)
-}
-    
-    
-
-        /**
-         * Sends Edgewise's log records at `level` and above to `sink` (replacing any earlier sink).
-         * Call it once at start-up, e.g. `setLogSink(LogcatSink(), LogLevel.INFO)`. Fails with
-         * `Internal` if something else in the process already installed a Rust `log` logger.
-         */
-    @Throws(EdgewiseException::class) fun `setLogSink`(`sink`: LogSink, `level`: LogLevel)
-        = 
-    uniffiRustCallWithError(EdgewiseException) { _status ->
-    UniffiLib.uniffi_edgewise_fn_func_set_log_sink(
-    
-        
-        FfiConverterTypeLogSink.lower(`sink`),
-        FfiConverterTypeLogLevel.lower(`level`),_status)
-}
-    
-    
-
-        /**
          * The core defaults (timeouts, retries, streaming) for an endpoint at `base_url` serving
          * `model`.
-         */ fun `defaultCloudEndpoint`(`baseUrl`: kotlin.String, `model`: kotlin.String): CloudEndpoint {
+         */
+    @Throws(EdgewiseException::class) fun `defaultCloudEndpoint`(`baseUrl`: kotlin.String, `model`: kotlin.String): CloudEndpoint {
             return FfiConverterTypeCloudEndpoint.lift(
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(EdgewiseException) { _status ->
     UniffiLib.uniffi_edgewise_fn_func_default_cloud_endpoint(
     
         
@@ -9131,9 +8526,10 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 
         /**
          * Cloud allowed when a trigger calls for it (and the request is not sensitive); no queue.
-         */ fun `routerPolicyCloudAssist`(): RouterPolicy {
+         */
+    @Throws(EdgewiseException::class) fun `routerPolicyCloudAssist`(): RouterPolicy {
             return FfiConverterTypeRouterPolicy.lift(
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(EdgewiseException) { _status ->
     UniffiLib.uniffi_edgewise_fn_func_router_policy_cloud_assist(
     
         _status)
@@ -9144,9 +8540,10 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 
         /**
          * `cloud_assist` plus the offline queue (a cloud answer later when there is no signal now).
-         */ fun `routerPolicyFieldWorker`(): RouterPolicy {
+         */
+    @Throws(EdgewiseException::class) fun `routerPolicyFieldWorker`(): RouterPolicy {
             return FfiConverterTypeRouterPolicy.lift(
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(EdgewiseException) { _status ->
     UniffiLib.uniffi_edgewise_fn_func_router_policy_field_worker(
     
         _status)
@@ -9157,9 +8554,10 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
 
         /**
          * The default policy: everything stays on the device.
-         */ fun `routerPolicyLocalOnly`(): RouterPolicy {
+         */
+    @Throws(EdgewiseException::class) fun `routerPolicyLocalOnly`(): RouterPolicy {
             return FfiConverterTypeRouterPolicy.lift(
-    uniffiRustCall() { _status ->
+    uniffiRustCallWithError(EdgewiseException) { _status ->
     UniffiLib.uniffi_edgewise_fn_func_router_policy_local_only(
     
         _status)

@@ -60,6 +60,15 @@ class PrivacyAndCatalogTest {
     }
 
     @Test
+    fun theDefaultAssistantModelIsAPinnedInstructModel() {
+        val assistant = defaultAssistantModel()
+        assertEquals("smollm2-135m-instruct", assistant.id)
+        assertTrue(assistant.id != defaultModel().id)
+        assertEquals(64, assistant.sha256.length)
+        assertTrue(listModels().contains(assistant))
+    }
+
+    @Test
     fun aCatalogDownloadTargetsTheModelPath() {
         val config = defaultFetchConfig().copy(prefer = SourceKind.HTTPS)
         ModelDownload(defaultModel().id, "/data/app/files", config).use { d ->
