@@ -471,38 +471,6 @@ private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterUInt16: FfiConverterPrimitive {
-    typealias FfiType = UInt16
-    typealias SwiftType = UInt16
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt16 {
-        return try lift(readInt(&buf))
-    }
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
-    typealias FfiType = UInt32
-    typealias SwiftType = UInt32
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt32 {
-        return try lift(readInt(&buf))
-    }
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
 fileprivate struct FfiConverterInt32: FfiConverterPrimitive {
     typealias FfiType = Int32
     typealias SwiftType = Int32
@@ -512,22 +480,6 @@ fileprivate struct FfiConverterInt32: FfiConverterPrimitive {
     }
 
     public static func write(_ value: Int32, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
-    typealias FfiType = UInt64
-    typealias SwiftType = UInt64
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt64 {
-        return try lift(readInt(&buf))
-    }
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
         writeInt(&buf, lower(value))
     }
 }
@@ -1075,7 +1027,7 @@ public protocol ChatSessionProtocol: AnyObject, Sendable {
     /**
      * Tokens currently held in the KV cache. `Busy` while a generation runs.
      */
-    func cachedTokens() throws  -> UInt32
+    func cachedTokens() throws  -> Int32
     
     /**
      * Stops the generation holding the session now, before its next token. Safe from any
@@ -1113,6 +1065,14 @@ public protocol ChatSessionProtocol: AnyObject, Sendable {
      * Forgets the conversation and the cache. `Busy` while a generation runs.
      */
     func reset() throws 
+    
+    /**
+     * Saves the conversation and its KV cache to `path` (a file in app-private storage: it holds
+     * the conversation's text). Crash-safe: written to a temporary file, synced, then renamed
+     * over `path`. `Busy` while a generation runs. Gemma 3 270M on the CPU backend: 18 KB per
+     * cached token for the first 767, 3 KB after (14 MiB for 1,000); twice that on the GPU.
+     */
+    func save(path: String) throws 
     
 }
 /**
@@ -1174,8 +1134,8 @@ open class ChatSession: ChatSessionProtocol, @unchecked Sendable {
     /**
      * Tokens currently held in the KV cache. `Busy` while a generation runs.
      */
-open func cachedTokens()throws  -> UInt32  {
-    return try  FfiConverterUInt32.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+open func cachedTokens()throws  -> Int32  {
+    return try  FfiConverterInt32.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
         uniffiCallStatus in
     uniffi_edgewise_fn_method_chatsession_cached_tokens(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -1264,6 +1224,21 @@ open func reset()throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_l
         uniffiCallStatus in
     uniffi_edgewise_fn_method_chatsession_reset(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Saves the conversation and its KV cache to `path` (a file in app-private storage: it holds
+     * the conversation's text). Crash-safe: written to a temporary file, synced, then renamed
+     * over `path`. `Busy` while a generation runs. Gemma 3 270M on the CPU backend: 18 KB per
+     * cached token for the first 767, 3 KB after (14 MiB for 1,000); twice that on the GPU.
+     */
+open func save(path: String)throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_chatsession_save(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(path),uniffiCallStatus
     )
 }
 }
@@ -1555,6 +1530,21 @@ public protocol EngineProtocol: AnyObject, Sendable {
      */
     func trim(level: TrimLevel) throws  -> TrimReport
     
+    /**
+     * The loaded model's identity (64 hex digits), which session files record: a file restores
+     * only into an engine with the same id.
+     */
+    func modelId() throws  -> String
+    
+    /**
+     * A session restored from a file written by `ChatSession.save`: its settings, conversation
+     * and KV cache, so the next turn prefills only the new message and answers as the original
+     * session would have. A file saved with another model fails with `SessionModelMismatch`; a
+     * damaged, truncated, foreign or newer-format file with `SessionFile`. Blocking (reads the
+     * file: tens of MB for a long chat): call it from a background thread.
+     */
+    func restoreSession(path: String) throws  -> ChatSession
+    
 }
 /**
  * A loaded model (about 250 MB for Gemma 3 270M): load it once, share it, and `close()` it
@@ -1624,6 +1614,27 @@ public static func load(path: String, config: EngineConfig)throws  -> Engine  {
 })
 }
     
+    /**
+     * Loads the GGUF model in `length` bytes (to the end of the file when negative) at `offset` of
+     * the open file descriptor `fd`: an Android asset stored uncompressed
+     * (`AssetFileDescriptor`: `parcelFileDescriptor.fd`, `startOffset`, `length`) or a content
+     * URI (`ParcelFileDescriptor.fd`, 0, -1). The descriptor is checked and duplicated: close
+     * yours when this returns. `InvalidParameter` (`fd`) for a closed or negative descriptor,
+     * `ModelLoad` for a region outside the file or one that is not a GGUF model. Blocking, like
+     * [`Engine::load`]. Unix (Android, iOS, Linux, macOS) only.
+     */
+public static func loadFd(fd: Int32, offset: Int64, length: Int64, config: EngineConfig)throws  -> Engine  {
+    return try  FfiConverterTypeEngine_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_constructor_engine_load_fd(
+        FfiConverterInt32.lower(fd),
+        FfiConverterInt64.lower(offset),
+        FfiConverterInt64.lower(length),
+        FfiConverterTypeEngineConfig_lower(config),uniffiCallStatus
+    )
+})
+}
+    
 
     
     /**
@@ -1663,6 +1674,36 @@ open func trim(level: TrimLevel)throws  -> TrimReport  {
     uniffi_edgewise_fn_method_engine_trim(
             self.uniffiCloneHandle(),
         FfiConverterTypeTrimLevel_lower(level),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The loaded model's identity (64 hex digits), which session files record: a file restores
+     * only into an engine with the same id.
+     */
+open func modelId()throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_engine_model_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A session restored from a file written by `ChatSession.save`: its settings, conversation
+     * and KV cache, so the next turn prefills only the new message and answers as the original
+     * session would have. A file saved with another model fails with `SessionModelMismatch`; a
+     * damaged, truncated, foreign or newer-format file with `SessionFile`. Blocking (reads the
+     * file: tens of MB for a long chat): call it from a background thread.
+     */
+open func restoreSession(path: String)throws  -> ChatSession  {
+    return try  FfiConverterTypeChatSession_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_engine_restore_session(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(path),uniffiCallStatus
     )
 })
 }
@@ -1710,6 +1751,219 @@ public func FfiConverterTypeEngine_lift(_ handle: UInt64) throws -> Engine {
 #endif
 public func FfiConverterTypeEngine_lower(_ value: Engine) -> UInt64 {
     return FfiConverterTypeEngine.lower(value)
+}
+
+
+
+
+
+
+/**
+ * Receives Edgewise's log records. Implemented in Kotlin or Swift; called on the thread that
+ * logged (often the one running a generation), so keep it quick and thread-safe.
+ */
+public protocol LogSink: AnyObject, Sendable {
+    
+    /**
+     * One record. Throwing drops that record only.
+     */
+    func log(record: LogRecord) throws 
+    
+}
+/**
+ * Receives Edgewise's log records. Implemented in Kotlin or Swift; called on the thread that
+ * logged (often the one running a generation), so keep it quick and thread-safe.
+ */
+open class LogSinkImpl: LogSink, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_edgewise_fn_clone_logsink(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_edgewise_fn_free_logsink(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * One record. Throwing drops that record only.
+     */
+open func log(record: LogRecord)throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_logsink_log(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeLogRecord_lower(record),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceLogSink {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceLogSink = UniffiVTableCallbackInterfaceLogSink(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeLogSink.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface LogSink: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeLogSink.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface LogSink: handle missing in uniffiClone")
+            }
+        },
+        log: { (
+            uniffiHandle: UInt64,
+            record: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeLogSink.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.log(
+                     record: try FfiConverterTypeLogRecord_lift(record)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeEdgewiseError_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceLogSink> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceLogSink>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitLogSink() {
+    uniffi_edgewise_fn_init_callback_vtable_logsink(UniffiCallbackInterfaceLogSink.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeLogSink: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<LogSink>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = LogSink
+
+    public static func lift(_ handle: UInt64) throws -> LogSink {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return LogSinkImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: LogSink) -> UInt64 {
+         if let rustImpl = value as? LogSinkImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> LogSink {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: LogSink, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLogSink_lift(_ handle: UInt64) throws -> LogSink {
+    return try FfiConverterTypeLogSink.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLogSink_lower(_ value: LogSink) -> UInt64 {
+    return FfiConverterTypeLogSink.lower(value)
 }
 
 
@@ -1972,7 +2226,7 @@ public protocol RouterProtocol: AnyObject, Sendable {
      * Sends requests queued while offline to the cloud, if it is reachable now; returns how
      * many were answered. The answers stay in the queue file.
      */
-    func drainQueue() throws  -> UInt32
+    func drainQueue() throws  -> Int32
     
     /**
      * The local model's confidence on `messages`: the mean token log-probability (≤ 0) of a
@@ -1980,7 +2234,7 @@ public protocol RouterProtocol: AnyObject, Sendable {
      * `RequestMeta.local_mean_logprob` so the policy's `low_confidence_logprob` can send a
      * benign request the small model is unsure about to the cloud. Blocking (it generates).
      */
-    func measureConfidence(messages: [ChatMessage], draftTokens: UInt32) throws  -> Float
+    func measureConfidence(messages: [ChatMessage], draftTokens: Int32) throws  -> Float
     
     /**
      * The policy in force.
@@ -2109,8 +2363,8 @@ open func decide(messages: [ChatMessage], meta: RequestMeta)throws  -> RouteDeci
      * Sends requests queued while offline to the cloud, if it is reachable now; returns how
      * many were answered. The answers stay in the queue file.
      */
-open func drainQueue()throws  -> UInt32  {
-    return try  FfiConverterUInt32.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+open func drainQueue()throws  -> Int32  {
+    return try  FfiConverterInt32.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
         uniffiCallStatus in
     uniffi_edgewise_fn_method_router_drain_queue(
             self.uniffiCloneHandle(),uniffiCallStatus
@@ -2124,13 +2378,13 @@ open func drainQueue()throws  -> UInt32  {
      * `RequestMeta.local_mean_logprob` so the policy's `low_confidence_logprob` can send a
      * benign request the small model is unsure about to the cloud. Blocking (it generates).
      */
-open func measureConfidence(messages: [ChatMessage], draftTokens: UInt32)throws  -> Float  {
+open func measureConfidence(messages: [ChatMessage], draftTokens: Int32)throws  -> Float  {
     return try  FfiConverterFloat.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
         uniffiCallStatus in
     uniffi_edgewise_fn_method_router_measure_confidence(
             self.uniffiCloneHandle(),
         FfiConverterSequenceTypeChatMessage.lower(messages),
-        FfiConverterUInt32.lower(draftTokens),uniffiCallStatus
+        FfiConverterInt32.lower(draftTokens),uniffiCallStatus
     )
 })
 }
@@ -2441,7 +2695,7 @@ public struct ArtifactSpec: Equatable, Hashable {
     /**
      * Exact size in bytes.
      */
-    public var size: UInt64
+    public var size: Int64
     /**
      * Lower-case hex sha256.
      */
@@ -2463,7 +2717,7 @@ public struct ArtifactSpec: Equatable, Hashable {
          */id: String, 
         /**
          * Exact size in bytes.
-         */size: UInt64, 
+         */size: Int64, 
         /**
          * Lower-case hex sha256.
          */sha256: String, 
@@ -2497,7 +2751,7 @@ public struct FfiConverterTypeArtifactSpec: FfiConverterRustBuffer {
         return
             try ArtifactSpec(
                 id: FfiConverterString.read(from: &buf), 
-                size: FfiConverterUInt64.read(from: &buf), 
+                size: FfiConverterInt64.read(from: &buf), 
                 sha256: FfiConverterString.read(from: &buf), 
                 sources: FfiConverterSequenceTypeModelSource.read(from: &buf), 
                 destination: FfiConverterString.read(from: &buf)
@@ -2506,7 +2760,7 @@ public struct FfiConverterTypeArtifactSpec: FfiConverterRustBuffer {
 
     public static func write(_ value: ArtifactSpec, into buf: inout [UInt8]) {
         FfiConverterString.write(value.id, into: &buf)
-        FfiConverterUInt64.write(value.size, into: &buf)
+        FfiConverterInt64.write(value.size, into: &buf)
         FfiConverterString.write(value.sha256, into: &buf)
         FfiConverterSequenceTypeModelSource.write(value.sources, into: &buf)
         FfiConverterString.write(value.destination, into: &buf)
@@ -2619,20 +2873,20 @@ public struct CloudEndpoint: Equatable, Hashable {
     /**
      * TCP/TLS connect timeout, ms.
      */
-    public var connectTimeoutMs: UInt64
+    public var connectTimeoutMs: Int64
     /**
      * Deadline for a streamed answer to start, ms, across all attempts (default 10 000): past
      * it the router answers on the device. Not applied when `stream` is off.
      */
-    public var firstByteTimeoutMs: UInt64
+    public var firstByteTimeoutMs: Int64
     /**
      * Deadline for the whole cloud answer, ms, across all attempts (default 60 000).
      */
-    public var requestTimeoutMs: UInt64
+    public var requestTimeoutMs: Int64
     /**
      * Retries after the first attempt.
      */
-    public var maxRetries: UInt32
+    public var maxRetries: Int32
     /**
      * Allow plain `http://` to hosts other than loopback, without an API key (off: the text
      * would travel unencrypted). A key is never sent over plain http except to loopback.
@@ -2658,17 +2912,17 @@ public struct CloudEndpoint: Equatable, Hashable {
          */stream: Bool, 
         /**
          * TCP/TLS connect timeout, ms.
-         */connectTimeoutMs: UInt64, 
+         */connectTimeoutMs: Int64, 
         /**
          * Deadline for a streamed answer to start, ms, across all attempts (default 10 000): past
          * it the router answers on the device. Not applied when `stream` is off.
-         */firstByteTimeoutMs: UInt64, 
+         */firstByteTimeoutMs: Int64, 
         /**
          * Deadline for the whole cloud answer, ms, across all attempts (default 60 000).
-         */requestTimeoutMs: UInt64, 
+         */requestTimeoutMs: Int64, 
         /**
          * Retries after the first attempt.
-         */maxRetries: UInt32, 
+         */maxRetries: Int32, 
         /**
          * Allow plain `http://` to hosts other than loopback, without an API key (off: the text
          * would travel unencrypted). A key is never sent over plain http except to loopback.
@@ -2707,10 +2961,10 @@ public struct FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer {
                 baseUrl: FfiConverterString.read(from: &buf), 
                 model: FfiConverterString.read(from: &buf), 
                 stream: FfiConverterBool.read(from: &buf), 
-                connectTimeoutMs: FfiConverterUInt64.read(from: &buf), 
-                firstByteTimeoutMs: FfiConverterUInt64.read(from: &buf), 
-                requestTimeoutMs: FfiConverterUInt64.read(from: &buf), 
-                maxRetries: FfiConverterUInt32.read(from: &buf), 
+                connectTimeoutMs: FfiConverterInt64.read(from: &buf), 
+                firstByteTimeoutMs: FfiConverterInt64.read(from: &buf), 
+                requestTimeoutMs: FfiConverterInt64.read(from: &buf), 
+                maxRetries: FfiConverterInt32.read(from: &buf), 
                 allowInsecureHttp: FfiConverterBool.read(from: &buf), 
                 proxy: FfiConverterOptionString.read(from: &buf)
         )
@@ -2720,10 +2974,10 @@ public struct FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer {
         FfiConverterString.write(value.baseUrl, into: &buf)
         FfiConverterString.write(value.model, into: &buf)
         FfiConverterBool.write(value.stream, into: &buf)
-        FfiConverterUInt64.write(value.connectTimeoutMs, into: &buf)
-        FfiConverterUInt64.write(value.firstByteTimeoutMs, into: &buf)
-        FfiConverterUInt64.write(value.requestTimeoutMs, into: &buf)
-        FfiConverterUInt32.write(value.maxRetries, into: &buf)
+        FfiConverterInt64.write(value.connectTimeoutMs, into: &buf)
+        FfiConverterInt64.write(value.firstByteTimeoutMs, into: &buf)
+        FfiConverterInt64.write(value.requestTimeoutMs, into: &buf)
+        FfiConverterInt32.write(value.maxRetries, into: &buf)
         FfiConverterBool.write(value.allowInsecureHttp, into: &buf)
         FfiConverterOptionString.write(value.proxy, into: &buf)
     }
@@ -2756,15 +3010,15 @@ public struct CloudFallback: Equatable, Hashable {
     /**
      * The HTTP status, when the cloud answered with an error status.
      */
-    public var httpStatus: UInt16?
+    public var httpStatus: Int32?
     /**
      * Cloud attempts made (1 + retries).
      */
-    public var attempts: UInt32
+    public var attempts: Int32
     /**
      * Characters of cloud text streamed before the failure and then withdrawn (`on_reset`).
      */
-    public var discardedChars: UInt64
+    public var discardedChars: Int64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2774,13 +3028,13 @@ public struct CloudFallback: Equatable, Hashable {
          */kind: CloudFailureKind, 
         /**
          * The HTTP status, when the cloud answered with an error status.
-         */httpStatus: UInt16?, 
+         */httpStatus: Int32?, 
         /**
          * Cloud attempts made (1 + retries).
-         */attempts: UInt32, 
+         */attempts: Int32, 
         /**
          * Characters of cloud text streamed before the failure and then withdrawn (`on_reset`).
-         */discardedChars: UInt64) {
+         */discardedChars: Int64) {
         self.kind = kind
         self.httpStatus = httpStatus
         self.attempts = attempts
@@ -2804,17 +3058,17 @@ public struct FfiConverterTypeCloudFallback: FfiConverterRustBuffer {
         return
             try CloudFallback(
                 kind: FfiConverterTypeCloudFailureKind.read(from: &buf), 
-                httpStatus: FfiConverterOptionUInt16.read(from: &buf), 
-                attempts: FfiConverterUInt32.read(from: &buf), 
-                discardedChars: FfiConverterUInt64.read(from: &buf)
+                httpStatus: FfiConverterOptionInt32.read(from: &buf), 
+                attempts: FfiConverterInt32.read(from: &buf), 
+                discardedChars: FfiConverterInt64.read(from: &buf)
         )
     }
 
     public static func write(_ value: CloudFallback, into buf: inout [UInt8]) {
         FfiConverterTypeCloudFailureKind.write(value.kind, into: &buf)
-        FfiConverterOptionUInt16.write(value.httpStatus, into: &buf)
-        FfiConverterUInt32.write(value.attempts, into: &buf)
-        FfiConverterUInt64.write(value.discardedChars, into: &buf)
+        FfiConverterOptionInt32.write(value.httpStatus, into: &buf)
+        FfiConverterInt32.write(value.attempts, into: &buf)
+        FfiConverterInt64.write(value.discardedChars, into: &buf)
     }
 }
 
@@ -2845,11 +3099,11 @@ public struct DownloadProgress: Equatable, Hashable {
     /**
      * Units done in this phase.
      */
-    public var done: UInt64
+    public var done: Int64
     /**
      * Units in this phase (0 when unknown).
      */
-    public var total: UInt64
+    public var total: Int64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2859,10 +3113,10 @@ public struct DownloadProgress: Equatable, Hashable {
          */phase: DownloadPhase, 
         /**
          * Units done in this phase.
-         */done: UInt64, 
+         */done: Int64, 
         /**
          * Units in this phase (0 when unknown).
-         */total: UInt64) {
+         */total: Int64) {
         self.phase = phase
         self.done = done
         self.total = total
@@ -2885,15 +3139,15 @@ public struct FfiConverterTypeDownloadProgress: FfiConverterRustBuffer {
         return
             try DownloadProgress(
                 phase: FfiConverterTypeDownloadPhase.read(from: &buf), 
-                done: FfiConverterUInt64.read(from: &buf), 
-                total: FfiConverterUInt64.read(from: &buf)
+                done: FfiConverterInt64.read(from: &buf), 
+                total: FfiConverterInt64.read(from: &buf)
         )
     }
 
     public static func write(_ value: DownloadProgress, into buf: inout [UInt8]) {
         FfiConverterTypeDownloadPhase.write(value.phase, into: &buf)
-        FfiConverterUInt64.write(value.done, into: &buf)
-        FfiConverterUInt64.write(value.total, into: &buf)
+        FfiConverterInt64.write(value.done, into: &buf)
+        FfiConverterInt64.write(value.total, into: &buf)
     }
 }
 
@@ -2924,7 +3178,7 @@ public struct EngineConfig: Equatable, Hashable {
     /**
      * CPU threads (null = all cores).
      */
-    public var threads: UInt32?
+    public var threads: Int32?
     /**
      * Run the GPU golden self-test for `Auto` (its verdict is cached per device).
      */
@@ -2938,7 +3192,7 @@ public struct EngineConfig: Equatable, Hashable {
          */backend: BackendPreference, 
         /**
          * CPU threads (null = all cores).
-         */threads: UInt32?, 
+         */threads: Int32?, 
         /**
          * Run the GPU golden self-test for `Auto` (its verdict is cached per device).
          */gpuSelfTest: Bool) {
@@ -2964,14 +3218,14 @@ public struct FfiConverterTypeEngineConfig: FfiConverterRustBuffer {
         return
             try EngineConfig(
                 backend: FfiConverterTypeBackendPreference.read(from: &buf), 
-                threads: FfiConverterOptionUInt32.read(from: &buf), 
+                threads: FfiConverterOptionInt32.read(from: &buf), 
                 gpuSelfTest: FfiConverterBool.read(from: &buf)
         )
     }
 
     public static func write(_ value: EngineConfig, into buf: inout [UInt8]) {
         FfiConverterTypeBackendPreference.write(value.backend, into: &buf)
-        FfiConverterOptionUInt32.write(value.threads, into: &buf)
+        FfiConverterOptionInt32.write(value.threads, into: &buf)
         FfiConverterBool.write(value.gpuSelfTest, into: &buf)
     }
 }
@@ -3011,19 +3265,19 @@ public struct EngineInfo: Equatable, Hashable {
     /**
      * Number of parameters.
      */
-    public var parameterCount: UInt64
+    public var parameterCount: Int64
     /**
      * File size in bytes.
      */
-    public var fileSize: UInt64
+    public var fileSize: Int64
     /**
      * Vocabulary size.
      */
-    public var vocabSize: UInt32
+    public var vocabSize: Int32
     /**
      * The model's trained context, in tokens.
      */
-    public var contextLength: UInt32
+    public var contextLength: Int32
     /**
      * Backend the model runs on.
      */
@@ -3055,16 +3309,16 @@ public struct EngineInfo: Equatable, Hashable {
          */name: String?, 
         /**
          * Number of parameters.
-         */parameterCount: UInt64, 
+         */parameterCount: Int64, 
         /**
          * File size in bytes.
-         */fileSize: UInt64, 
+         */fileSize: Int64, 
         /**
          * Vocabulary size.
-         */vocabSize: UInt32, 
+         */vocabSize: Int32, 
         /**
          * The model's trained context, in tokens.
-         */contextLength: UInt32, 
+         */contextLength: Int32, 
         /**
          * Backend the model runs on.
          */backend: BackendKind, 
@@ -3109,10 +3363,10 @@ public struct FfiConverterTypeEngineInfo: FfiConverterRustBuffer {
                 path: FfiConverterString.read(from: &buf), 
                 architecture: FfiConverterString.read(from: &buf), 
                 name: FfiConverterOptionString.read(from: &buf), 
-                parameterCount: FfiConverterUInt64.read(from: &buf), 
-                fileSize: FfiConverterUInt64.read(from: &buf), 
-                vocabSize: FfiConverterUInt32.read(from: &buf), 
-                contextLength: FfiConverterUInt32.read(from: &buf), 
+                parameterCount: FfiConverterInt64.read(from: &buf), 
+                fileSize: FfiConverterInt64.read(from: &buf), 
+                vocabSize: FfiConverterInt32.read(from: &buf), 
+                contextLength: FfiConverterInt32.read(from: &buf), 
                 backend: FfiConverterTypeBackendKind.read(from: &buf), 
                 gpu: FfiConverterOptionTypeGpuInfo.read(from: &buf), 
                 fallbackReason: FfiConverterOptionString.read(from: &buf), 
@@ -3124,10 +3378,10 @@ public struct FfiConverterTypeEngineInfo: FfiConverterRustBuffer {
         FfiConverterString.write(value.path, into: &buf)
         FfiConverterString.write(value.architecture, into: &buf)
         FfiConverterOptionString.write(value.name, into: &buf)
-        FfiConverterUInt64.write(value.parameterCount, into: &buf)
-        FfiConverterUInt64.write(value.fileSize, into: &buf)
-        FfiConverterUInt32.write(value.vocabSize, into: &buf)
-        FfiConverterUInt32.write(value.contextLength, into: &buf)
+        FfiConverterInt64.write(value.parameterCount, into: &buf)
+        FfiConverterInt64.write(value.fileSize, into: &buf)
+        FfiConverterInt32.write(value.vocabSize, into: &buf)
+        FfiConverterInt32.write(value.contextLength, into: &buf)
         FfiConverterTypeBackendKind.write(value.backend, into: &buf)
         FfiConverterOptionTypeGpuInfo.write(value.gpu, into: &buf)
         FfiConverterOptionString.write(value.fallbackReason, into: &buf)
@@ -3162,15 +3416,15 @@ public struct FetchConfig: Equatable, Hashable {
     /**
      * Retries per HTTP transfer after a dropped connection, a timeout or a 5xx/408/429.
      */
-    public var retries: UInt32
+    public var retries: Int32
     /**
      * First retry delay in ms (doubles each retry, capped at 30 s).
      */
-    public var retryDelayMs: UInt64
+    public var retryDelayMs: Int64
     /**
      * Connect timeout and longest wait for headers or any body read, in ms.
      */
-    public var timeoutMs: UInt64
+    public var timeoutMs: Int64
     /**
      * Keep downloaded wheels / tarballs after assembly.
      */
@@ -3184,13 +3438,13 @@ public struct FetchConfig: Equatable, Hashable {
          */prefer: SourceKind?, 
         /**
          * Retries per HTTP transfer after a dropped connection, a timeout or a 5xx/408/429.
-         */retries: UInt32, 
+         */retries: Int32, 
         /**
          * First retry delay in ms (doubles each retry, capped at 30 s).
-         */retryDelayMs: UInt64, 
+         */retryDelayMs: Int64, 
         /**
          * Connect timeout and longest wait for headers or any body read, in ms.
-         */timeoutMs: UInt64, 
+         */timeoutMs: Int64, 
         /**
          * Keep downloaded wheels / tarballs after assembly.
          */keepDownloads: Bool) {
@@ -3218,18 +3472,18 @@ public struct FfiConverterTypeFetchConfig: FfiConverterRustBuffer {
         return
             try FetchConfig(
                 prefer: FfiConverterOptionTypeSourceKind.read(from: &buf), 
-                retries: FfiConverterUInt32.read(from: &buf), 
-                retryDelayMs: FfiConverterUInt64.read(from: &buf), 
-                timeoutMs: FfiConverterUInt64.read(from: &buf), 
+                retries: FfiConverterInt32.read(from: &buf), 
+                retryDelayMs: FfiConverterInt64.read(from: &buf), 
+                timeoutMs: FfiConverterInt64.read(from: &buf), 
                 keepDownloads: FfiConverterBool.read(from: &buf)
         )
     }
 
     public static func write(_ value: FetchConfig, into buf: inout [UInt8]) {
         FfiConverterOptionTypeSourceKind.write(value.prefer, into: &buf)
-        FfiConverterUInt32.write(value.retries, into: &buf)
-        FfiConverterUInt64.write(value.retryDelayMs, into: &buf)
-        FfiConverterUInt64.write(value.timeoutMs, into: &buf)
+        FfiConverterInt32.write(value.retries, into: &buf)
+        FfiConverterInt64.write(value.retryDelayMs, into: &buf)
+        FfiConverterInt64.write(value.timeoutMs, into: &buf)
         FfiConverterBool.write(value.keepDownloads, into: &buf)
     }
 }
@@ -3261,7 +3515,7 @@ public struct Generation: Equatable, Hashable {
     /**
      * The generated token ids.
      */
-    public var tokenIds: [UInt32]
+    public var tokenIds: [Int32]
     /**
      * Why it ended.
      */
@@ -3283,7 +3537,7 @@ public struct Generation: Equatable, Hashable {
          */text: String, 
         /**
          * The generated token ids.
-         */tokenIds: [UInt32], 
+         */tokenIds: [Int32], 
         /**
          * Why it ended.
          */stopReason: StopReason, 
@@ -3317,7 +3571,7 @@ public struct FfiConverterTypeGeneration: FfiConverterRustBuffer {
         return
             try Generation(
                 text: FfiConverterString.read(from: &buf), 
-                tokenIds: FfiConverterSequenceUInt32.read(from: &buf), 
+                tokenIds: FfiConverterSequenceInt32.read(from: &buf), 
                 stopReason: FfiConverterTypeStopReason.read(from: &buf), 
                 meanLogprob: FfiConverterFloat.read(from: &buf), 
                 metrics: FfiConverterTypeMetrics.read(from: &buf)
@@ -3326,7 +3580,7 @@ public struct FfiConverterTypeGeneration: FfiConverterRustBuffer {
 
     public static func write(_ value: Generation, into buf: inout [UInt8]) {
         FfiConverterString.write(value.text, into: &buf)
-        FfiConverterSequenceUInt32.write(value.tokenIds, into: &buf)
+        FfiConverterSequenceInt32.write(value.tokenIds, into: &buf)
         FfiConverterTypeStopReason.write(value.stopReason, into: &buf)
         FfiConverterFloat.write(value.meanLogprob, into: &buf)
         FfiConverterTypeMetrics.write(value.metrics, into: &buf)
@@ -3361,7 +3615,7 @@ public struct GenerationParams: Equatable, Hashable {
     /**
      * Most tokens to generate.
      */
-    public var maxTokens: UInt32
+    public var maxTokens: Int32
     /**
      * Stop when the output contains any of these (the stop text is not emitted).
      */
@@ -3379,7 +3633,7 @@ public struct GenerationParams: Equatable, Hashable {
          */sampling: SamplingParams, 
         /**
          * Most tokens to generate.
-         */maxTokens: UInt32, 
+         */maxTokens: Int32, 
         /**
          * Stop when the output contains any of these (the stop text is not emitted).
          */stop: [String], 
@@ -3409,7 +3663,7 @@ public struct FfiConverterTypeGenerationParams: FfiConverterRustBuffer {
         return
             try GenerationParams(
                 sampling: FfiConverterTypeSamplingParams.read(from: &buf), 
-                maxTokens: FfiConverterUInt32.read(from: &buf), 
+                maxTokens: FfiConverterInt32.read(from: &buf), 
                 stop: FfiConverterSequenceString.read(from: &buf), 
                 ignoreEos: FfiConverterBool.read(from: &buf)
         )
@@ -3417,7 +3671,7 @@ public struct FfiConverterTypeGenerationParams: FfiConverterRustBuffer {
 
     public static func write(_ value: GenerationParams, into buf: inout [UInt8]) {
         FfiConverterTypeSamplingParams.write(value.sampling, into: &buf)
-        FfiConverterUInt32.write(value.maxTokens, into: &buf)
+        FfiConverterInt32.write(value.maxTokens, into: &buf)
         FfiConverterSequenceString.write(value.stop, into: &buf)
         FfiConverterBool.write(value.ignoreEos, into: &buf)
     }
@@ -3462,7 +3716,7 @@ public struct GpuInfo: Equatable, Hashable {
     /**
      * Largest storage-buffer binding, in bytes.
      */
-    public var maxStorageBinding: UInt64
+    public var maxStorageBinding: Int64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -3481,7 +3735,7 @@ public struct GpuInfo: Equatable, Hashable {
          */deviceType: String, 
         /**
          * Largest storage-buffer binding, in bytes.
-         */maxStorageBinding: UInt64) {
+         */maxStorageBinding: Int64) {
         self.name = name
         self.driver = driver
         self.api = api
@@ -3509,7 +3763,7 @@ public struct FfiConverterTypeGpuInfo: FfiConverterRustBuffer {
                 driver: FfiConverterString.read(from: &buf), 
                 api: FfiConverterString.read(from: &buf), 
                 deviceType: FfiConverterString.read(from: &buf), 
-                maxStorageBinding: FfiConverterUInt64.read(from: &buf)
+                maxStorageBinding: FfiConverterInt64.read(from: &buf)
         )
     }
 
@@ -3518,7 +3772,7 @@ public struct FfiConverterTypeGpuInfo: FfiConverterRustBuffer {
         FfiConverterString.write(value.driver, into: &buf)
         FfiConverterString.write(value.api, into: &buf)
         FfiConverterString.write(value.deviceType, into: &buf)
-        FfiConverterUInt64.write(value.maxStorageBinding, into: &buf)
+        FfiConverterInt64.write(value.maxStorageBinding, into: &buf)
     }
 }
 
@@ -3539,21 +3793,100 @@ public func FfiConverterTypeGpuInfo_lower(_ value: GpuInfo) -> RustBuffer {
 
 
 /**
+ * One log record.
+ */
+public struct LogRecord: Equatable, Hashable {
+    /**
+     * Its level (never `Off`).
+     */
+    public var level: LogLevel
+    /**
+     * The Rust module that wrote it (`edgewise_core::engine`, `wgpu_core::…`).
+     */
+    public var target: String
+    /**
+     * The message.
+     */
+    public var message: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Its level (never `Off`).
+         */level: LogLevel, 
+        /**
+         * The Rust module that wrote it (`edgewise_core::engine`, `wgpu_core::…`).
+         */target: String, 
+        /**
+         * The message.
+         */message: String) {
+        self.level = level
+        self.target = target
+        self.message = message
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension LogRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeLogRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> LogRecord {
+        return
+            try LogRecord(
+                level: FfiConverterTypeLogLevel.read(from: &buf), 
+                target: FfiConverterString.read(from: &buf), 
+                message: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: LogRecord, into buf: inout [UInt8]) {
+        FfiConverterTypeLogLevel.write(value.level, into: &buf)
+        FfiConverterString.write(value.target, into: &buf)
+        FfiConverterString.write(value.message, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLogRecord_lift(_ buf: RustBuffer) throws -> LogRecord {
+    return try FfiConverterTypeLogRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLogRecord_lower(_ value: LogRecord) -> RustBuffer {
+    return FfiConverterTypeLogRecord.lower(value)
+}
+
+
+/**
  * Timing and counts of one generation.
  */
 public struct Metrics: Equatable, Hashable {
     /**
      * Prompt tokens of this request.
      */
-    public var promptTokens: UInt32
+    public var promptTokens: Int32
     /**
      * Of those, tokens actually prefilled (the rest were reused from the cache).
      */
-    public var prefilledTokens: UInt32
+    public var prefilledTokens: Int32
     /**
      * Tokens generated.
      */
-    public var generatedTokens: UInt32
+    public var generatedTokens: Int32
     /**
      * Time to the first generated token, ms.
      */
@@ -3576,13 +3909,13 @@ public struct Metrics: Equatable, Hashable {
     public init(
         /**
          * Prompt tokens of this request.
-         */promptTokens: UInt32, 
+         */promptTokens: Int32, 
         /**
          * Of those, tokens actually prefilled (the rest were reused from the cache).
-         */prefilledTokens: UInt32, 
+         */prefilledTokens: Int32, 
         /**
          * Tokens generated.
-         */generatedTokens: UInt32, 
+         */generatedTokens: Int32, 
         /**
          * Time to the first generated token, ms.
          */ttftMs: Double, 
@@ -3620,9 +3953,9 @@ public struct FfiConverterTypeMetrics: FfiConverterRustBuffer {
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Metrics {
         return
             try Metrics(
-                promptTokens: FfiConverterUInt32.read(from: &buf), 
-                prefilledTokens: FfiConverterUInt32.read(from: &buf), 
-                generatedTokens: FfiConverterUInt32.read(from: &buf), 
+                promptTokens: FfiConverterInt32.read(from: &buf), 
+                prefilledTokens: FfiConverterInt32.read(from: &buf), 
+                generatedTokens: FfiConverterInt32.read(from: &buf), 
                 ttftMs: FfiConverterDouble.read(from: &buf), 
                 prefillTokensPerS: FfiConverterDouble.read(from: &buf), 
                 decodeTokensPerS: FfiConverterDouble.read(from: &buf), 
@@ -3631,9 +3964,9 @@ public struct FfiConverterTypeMetrics: FfiConverterRustBuffer {
     }
 
     public static func write(_ value: Metrics, into buf: inout [UInt8]) {
-        FfiConverterUInt32.write(value.promptTokens, into: &buf)
-        FfiConverterUInt32.write(value.prefilledTokens, into: &buf)
-        FfiConverterUInt32.write(value.generatedTokens, into: &buf)
+        FfiConverterInt32.write(value.promptTokens, into: &buf)
+        FfiConverterInt32.write(value.prefilledTokens, into: &buf)
+        FfiConverterInt32.write(value.generatedTokens, into: &buf)
         FfiConverterDouble.write(value.ttftMs, into: &buf)
         FfiConverterDouble.write(value.prefillTokensPerS, into: &buf)
         FfiConverterDouble.write(value.decodeTokensPerS, into: &buf)
@@ -3680,7 +4013,7 @@ public struct ModelInfo: Equatable, Hashable {
     /**
      * Exact size in bytes.
      */
-    public var size: UInt64
+    public var size: Int64
     /**
      * Lower-case hex sha256 of the file.
      */
@@ -3692,7 +4025,7 @@ public struct ModelInfo: Equatable, Hashable {
     /**
      * Trained context length in tokens.
      */
-    public var contextLength: UInt32
+    public var contextLength: Int32
     /**
      * Licence name.
      */
@@ -3727,7 +4060,7 @@ public struct ModelInfo: Equatable, Hashable {
          */file: String, 
         /**
          * Exact size in bytes.
-         */size: UInt64, 
+         */size: Int64, 
         /**
          * Lower-case hex sha256 of the file.
          */sha256: String, 
@@ -3736,7 +4069,7 @@ public struct ModelInfo: Equatable, Hashable {
          */quantization: String, 
         /**
          * Trained context length in tokens.
-         */contextLength: UInt32, 
+         */contextLength: Int32, 
         /**
          * Licence name.
          */licence: String, 
@@ -3783,10 +4116,10 @@ public struct FfiConverterTypeModelInfo: FfiConverterRustBuffer {
                 name: FfiConverterString.read(from: &buf), 
                 architecture: FfiConverterString.read(from: &buf), 
                 file: FfiConverterString.read(from: &buf), 
-                size: FfiConverterUInt64.read(from: &buf), 
+                size: FfiConverterInt64.read(from: &buf), 
                 sha256: FfiConverterString.read(from: &buf), 
                 quantization: FfiConverterString.read(from: &buf), 
-                contextLength: FfiConverterUInt32.read(from: &buf), 
+                contextLength: FfiConverterInt32.read(from: &buf), 
                 licence: FfiConverterString.read(from: &buf), 
                 licenceUrl: FfiConverterOptionString.read(from: &buf), 
                 baseModel: FfiConverterOptionString.read(from: &buf), 
@@ -3799,10 +4132,10 @@ public struct FfiConverterTypeModelInfo: FfiConverterRustBuffer {
         FfiConverterString.write(value.name, into: &buf)
         FfiConverterString.write(value.architecture, into: &buf)
         FfiConverterString.write(value.file, into: &buf)
-        FfiConverterUInt64.write(value.size, into: &buf)
+        FfiConverterInt64.write(value.size, into: &buf)
         FfiConverterString.write(value.sha256, into: &buf)
         FfiConverterString.write(value.quantization, into: &buf)
-        FfiConverterUInt32.write(value.contextLength, into: &buf)
+        FfiConverterInt32.write(value.contextLength, into: &buf)
         FfiConverterString.write(value.licence, into: &buf)
         FfiConverterOptionString.write(value.licenceUrl, into: &buf)
         FfiConverterOptionString.write(value.baseModel, into: &buf)
@@ -3922,11 +4255,11 @@ public struct PiiSpan: Equatable, Hashable {
     /**
      * First byte (inclusive).
      */
-    public var start: UInt64
+    public var start: Int64
     /**
      * Last byte (exclusive).
      */
-    public var end: UInt64
+    public var end: Int64
     /**
      * What was found there.
      */
@@ -3937,10 +4270,10 @@ public struct PiiSpan: Equatable, Hashable {
     public init(
         /**
          * First byte (inclusive).
-         */start: UInt64, 
+         */start: Int64, 
         /**
          * Last byte (exclusive).
-         */end: UInt64, 
+         */end: Int64, 
         /**
          * What was found there.
          */category: PiiCategory) {
@@ -3965,15 +4298,15 @@ public struct FfiConverterTypePiiSpan: FfiConverterRustBuffer {
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PiiSpan {
         return
             try PiiSpan(
-                start: FfiConverterUInt64.read(from: &buf), 
-                end: FfiConverterUInt64.read(from: &buf), 
+                start: FfiConverterInt64.read(from: &buf), 
+                end: FfiConverterInt64.read(from: &buf), 
                 category: FfiConverterTypePiiCategory.read(from: &buf)
         )
     }
 
     public static func write(_ value: PiiSpan, into buf: inout [UInt8]) {
-        FfiConverterUInt64.write(value.start, into: &buf)
-        FfiConverterUInt64.write(value.end, into: &buf)
+        FfiConverterInt64.write(value.start, into: &buf)
+        FfiConverterInt64.write(value.end, into: &buf)
         FfiConverterTypePiiCategory.write(value.category, into: &buf)
     }
 }
@@ -4255,15 +4588,15 @@ public struct RoutedAnswer: Equatable, Hashable {
     /**
      * Offline-queue id, when the request was also queued for a cloud answer later.
      */
-    public var queuedId: UInt64?
+    public var queuedId: Int64?
     /**
      * Prompt tokens (as counted by whoever answered).
      */
-    public var promptTokens: UInt32
+    public var promptTokens: Int32
     /**
      * Answer tokens.
      */
-    public var completionTokens: UInt32
+    public var completionTokens: Int32
     /**
      * Why the answer ended.
      */
@@ -4294,13 +4627,13 @@ public struct RoutedAnswer: Equatable, Hashable {
          */fallback: CloudFallback?, 
         /**
          * Offline-queue id, when the request was also queued for a cloud answer later.
-         */queuedId: UInt64?, 
+         */queuedId: Int64?, 
         /**
          * Prompt tokens (as counted by whoever answered).
-         */promptTokens: UInt32, 
+         */promptTokens: Int32, 
         /**
          * Answer tokens.
-         */completionTokens: UInt32, 
+         */completionTokens: Int32, 
         /**
          * Why the answer ended.
          */finishReason: FinishReason, 
@@ -4342,9 +4675,9 @@ public struct FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer {
                 decision: FfiConverterTypeRouteDecision.read(from: &buf), 
                 servedBy: FfiConverterTypeRouteTarget.read(from: &buf), 
                 fallback: FfiConverterOptionTypeCloudFallback.read(from: &buf), 
-                queuedId: FfiConverterOptionUInt64.read(from: &buf), 
-                promptTokens: FfiConverterUInt32.read(from: &buf), 
-                completionTokens: FfiConverterUInt32.read(from: &buf), 
+                queuedId: FfiConverterOptionInt64.read(from: &buf), 
+                promptTokens: FfiConverterInt32.read(from: &buf), 
+                completionTokens: FfiConverterInt32.read(from: &buf), 
                 finishReason: FfiConverterTypeFinishReason.read(from: &buf), 
                 localMetrics: FfiConverterOptionTypeMetrics.read(from: &buf), 
                 localStopReason: FfiConverterOptionTypeStopReason.read(from: &buf)
@@ -4356,9 +4689,9 @@ public struct FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer {
         FfiConverterTypeRouteDecision.write(value.decision, into: &buf)
         FfiConverterTypeRouteTarget.write(value.servedBy, into: &buf)
         FfiConverterOptionTypeCloudFallback.write(value.fallback, into: &buf)
-        FfiConverterOptionUInt64.write(value.queuedId, into: &buf)
-        FfiConverterUInt32.write(value.promptTokens, into: &buf)
-        FfiConverterUInt32.write(value.completionTokens, into: &buf)
+        FfiConverterOptionInt64.write(value.queuedId, into: &buf)
+        FfiConverterInt32.write(value.promptTokens, into: &buf)
+        FfiConverterInt32.write(value.completionTokens, into: &buf)
         FfiConverterTypeFinishReason.write(value.finishReason, into: &buf)
         FfiConverterOptionTypeMetrics.write(value.localMetrics, into: &buf)
         FfiConverterOptionTypeStopReason.write(value.localStopReason, into: &buf)
@@ -4401,7 +4734,7 @@ public struct RouterPolicy: Equatable, Hashable {
     /**
      * Cloud requests allowed in any 60-second window; null = unlimited.
      */
-    public var maxRequestsPerMinute: UInt32?
+    public var maxRequestsPerMinute: Int32?
     /**
      * Estimated cloud spend allowed per 24 hours, USD; null = unlimited.
      */
@@ -4417,7 +4750,7 @@ public struct RouterPolicy: Equatable, Hashable {
     /**
      * Answer length assumed when a request sets no `max_tokens`.
      */
-    public var expectedOutputTokens: UInt32
+    public var expectedOutputTokens: Int32
     /**
      * When offline but the cloud was wanted: answer locally now and queue for a cloud answer.
      */
@@ -4437,7 +4770,7 @@ public struct RouterPolicy: Equatable, Hashable {
          */lowConfidenceLogprob: Float?, 
         /**
          * Cloud requests allowed in any 60-second window; null = unlimited.
-         */maxRequestsPerMinute: UInt32?, 
+         */maxRequestsPerMinute: Int32?, 
         /**
          * Estimated cloud spend allowed per 24 hours, USD; null = unlimited.
          */maxCostPerDayUsd: Double?, 
@@ -4449,7 +4782,7 @@ public struct RouterPolicy: Equatable, Hashable {
          */outputCostPer1kTokensUsd: Double, 
         /**
          * Answer length assumed when a request sets no `max_tokens`.
-         */expectedOutputTokens: UInt32, 
+         */expectedOutputTokens: Int32, 
         /**
          * When offline but the cloud was wanted: answer locally now and queue for a cloud answer.
          */queueWhenOffline: Bool) {
@@ -4483,11 +4816,11 @@ public struct FfiConverterTypeRouterPolicy: FfiConverterRustBuffer {
                 cloudEnabled: FfiConverterBool.read(from: &buf), 
                 escalateOnContextOverflow: FfiConverterBool.read(from: &buf), 
                 lowConfidenceLogprob: FfiConverterOptionFloat.read(from: &buf), 
-                maxRequestsPerMinute: FfiConverterOptionUInt32.read(from: &buf), 
+                maxRequestsPerMinute: FfiConverterOptionInt32.read(from: &buf), 
                 maxCostPerDayUsd: FfiConverterOptionDouble.read(from: &buf), 
                 inputCostPer1kTokensUsd: FfiConverterDouble.read(from: &buf), 
                 outputCostPer1kTokensUsd: FfiConverterDouble.read(from: &buf), 
-                expectedOutputTokens: FfiConverterUInt32.read(from: &buf), 
+                expectedOutputTokens: FfiConverterInt32.read(from: &buf), 
                 queueWhenOffline: FfiConverterBool.read(from: &buf)
         )
     }
@@ -4496,11 +4829,11 @@ public struct FfiConverterTypeRouterPolicy: FfiConverterRustBuffer {
         FfiConverterBool.write(value.cloudEnabled, into: &buf)
         FfiConverterBool.write(value.escalateOnContextOverflow, into: &buf)
         FfiConverterOptionFloat.write(value.lowConfidenceLogprob, into: &buf)
-        FfiConverterOptionUInt32.write(value.maxRequestsPerMinute, into: &buf)
+        FfiConverterOptionInt32.write(value.maxRequestsPerMinute, into: &buf)
         FfiConverterOptionDouble.write(value.maxCostPerDayUsd, into: &buf)
         FfiConverterDouble.write(value.inputCostPer1kTokensUsd, into: &buf)
         FfiConverterDouble.write(value.outputCostPer1kTokensUsd, into: &buf)
-        FfiConverterUInt32.write(value.expectedOutputTokens, into: &buf)
+        FfiConverterInt32.write(value.expectedOutputTokens, into: &buf)
         FfiConverterBool.write(value.queueWhenOffline, into: &buf)
     }
 }
@@ -4532,7 +4865,7 @@ public struct SamplingParams: Equatable, Hashable {
     /**
      * Keep the k most likely tokens (0 = off).
      */
-    public var topK: UInt32
+    public var topK: Int32
     /**
      * Keep the smallest set whose probability reaches p (1.0 = off).
      */
@@ -4548,11 +4881,11 @@ public struct SamplingParams: Equatable, Hashable {
     /**
      * How many recent tokens the penalty looks at.
      */
-    public var repeatLastN: UInt32
+    public var repeatLastN: Int32
     /**
      * RNG seed: the same seed gives the same output.
      */
-    public var seed: UInt64
+    public var seed: Int64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4562,7 +4895,7 @@ public struct SamplingParams: Equatable, Hashable {
          */temperature: Float, 
         /**
          * Keep the k most likely tokens (0 = off).
-         */topK: UInt32, 
+         */topK: Int32, 
         /**
          * Keep the smallest set whose probability reaches p (1.0 = off).
          */topP: Float, 
@@ -4574,10 +4907,10 @@ public struct SamplingParams: Equatable, Hashable {
          */repetitionPenalty: Float, 
         /**
          * How many recent tokens the penalty looks at.
-         */repeatLastN: UInt32, 
+         */repeatLastN: Int32, 
         /**
          * RNG seed: the same seed gives the same output.
-         */seed: UInt64) {
+         */seed: Int64) {
         self.temperature = temperature
         self.topK = topK
         self.topP = topP
@@ -4604,23 +4937,23 @@ public struct FfiConverterTypeSamplingParams: FfiConverterRustBuffer {
         return
             try SamplingParams(
                 temperature: FfiConverterFloat.read(from: &buf), 
-                topK: FfiConverterUInt32.read(from: &buf), 
+                topK: FfiConverterInt32.read(from: &buf), 
                 topP: FfiConverterFloat.read(from: &buf), 
                 minP: FfiConverterFloat.read(from: &buf), 
                 repetitionPenalty: FfiConverterFloat.read(from: &buf), 
-                repeatLastN: FfiConverterUInt32.read(from: &buf), 
-                seed: FfiConverterUInt64.read(from: &buf)
+                repeatLastN: FfiConverterInt32.read(from: &buf), 
+                seed: FfiConverterInt64.read(from: &buf)
         )
     }
 
     public static func write(_ value: SamplingParams, into buf: inout [UInt8]) {
         FfiConverterFloat.write(value.temperature, into: &buf)
-        FfiConverterUInt32.write(value.topK, into: &buf)
+        FfiConverterInt32.write(value.topK, into: &buf)
         FfiConverterFloat.write(value.topP, into: &buf)
         FfiConverterFloat.write(value.minP, into: &buf)
         FfiConverterFloat.write(value.repetitionPenalty, into: &buf)
-        FfiConverterUInt32.write(value.repeatLastN, into: &buf)
-        FfiConverterUInt64.write(value.seed, into: &buf)
+        FfiConverterInt32.write(value.repeatLastN, into: &buf)
+        FfiConverterInt64.write(value.seed, into: &buf)
     }
 }
 
@@ -4647,11 +4980,11 @@ public struct SessionConfig: Equatable, Hashable {
     /**
      * Context size in tokens (prompt + answer). Memory grows with this.
      */
-    public var maxContext: UInt32
+    public var maxContext: Int32
     /**
      * Tokens per prefill pass.
      */
-    public var prefillChunk: UInt32
+    public var prefillChunk: Int32
     /**
      * System prompt for chats.
      */
@@ -4666,10 +4999,10 @@ public struct SessionConfig: Equatable, Hashable {
     public init(
         /**
          * Context size in tokens (prompt + answer). Memory grows with this.
-         */maxContext: UInt32, 
+         */maxContext: Int32, 
         /**
          * Tokens per prefill pass.
-         */prefillChunk: UInt32, 
+         */prefillChunk: Int32, 
         /**
          * System prompt for chats.
          */systemPrompt: String?, 
@@ -4698,16 +5031,16 @@ public struct FfiConverterTypeSessionConfig: FfiConverterRustBuffer {
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SessionConfig {
         return
             try SessionConfig(
-                maxContext: FfiConverterUInt32.read(from: &buf), 
-                prefillChunk: FfiConverterUInt32.read(from: &buf), 
+                maxContext: FfiConverterInt32.read(from: &buf), 
+                prefillChunk: FfiConverterInt32.read(from: &buf), 
                 systemPrompt: FfiConverterOptionString.read(from: &buf), 
                 overflow: FfiConverterTypeOverflowPolicy.read(from: &buf)
         )
     }
 
     public static func write(_ value: SessionConfig, into buf: inout [UInt8]) {
-        FfiConverterUInt32.write(value.maxContext, into: &buf)
-        FfiConverterUInt32.write(value.prefillChunk, into: &buf)
+        FfiConverterInt32.write(value.maxContext, into: &buf)
+        FfiConverterInt32.write(value.prefillChunk, into: &buf)
         FfiConverterOptionString.write(value.systemPrompt, into: &buf)
         FfiConverterTypeOverflowPolicy.write(value.overflow, into: &buf)
     }
@@ -5229,10 +5562,10 @@ enum EdgewiseError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
     case ContextOverflow(
         /**
          * Context capacity in tokens.
-         */max: UInt32, 
+         */max: Int32, 
         /**
          * Tokens requested.
-         */requested: UInt32
+         */requested: Int32
     )
     /**
      * The operation was cancelled.
@@ -5291,10 +5624,10 @@ enum EdgewiseError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
     case DiskSpace(
         /**
          * Bytes needed.
-         */needed: UInt64, 
+         */needed: Int64, 
         /**
          * Bytes available.
-         */available: UInt64
+         */available: Int64
     )
     /**
      * A file-system error.
@@ -5310,6 +5643,22 @@ enum EdgewiseError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
     case Storage(
         /**
          * What failed.
+         */reason: String
+    )
+    /**
+     * A session file is damaged, truncated, too large, not a session file, or of a newer format.
+     */
+    case SessionFile(
+        /**
+         * What was wrong (sizes and offsets, never conversation text).
+         */reason: String
+    )
+    /**
+     * A session file was saved with another model than the engine's.
+     */
+    case SessionModelMismatch(
+        /**
+         * The two model ids (short prefixes).
          */reason: String
     )
     /**
@@ -5364,8 +5713,8 @@ public struct FfiConverterTypeEdgewiseError: FfiConverterRustBuffer {
             reason: try FfiConverterString.read(from: &buf)
             )
         case 3: return .ContextOverflow(
-            max: try FfiConverterUInt32.read(from: &buf), 
-            requested: try FfiConverterUInt32.read(from: &buf)
+            max: try FfiConverterInt32.read(from: &buf), 
+            requested: try FfiConverterInt32.read(from: &buf)
             )
         case 4: return .Cancelled
         case 5: return .Busy
@@ -5386,8 +5735,8 @@ public struct FfiConverterTypeEdgewiseError: FfiConverterRustBuffer {
             reason: try FfiConverterString.read(from: &buf)
             )
         case 11: return .DiskSpace(
-            needed: try FfiConverterUInt64.read(from: &buf), 
-            available: try FfiConverterUInt64.read(from: &buf)
+            needed: try FfiConverterInt64.read(from: &buf), 
+            available: try FfiConverterInt64.read(from: &buf)
             )
         case 12: return .Io(
             reason: try FfiConverterString.read(from: &buf)
@@ -5395,10 +5744,16 @@ public struct FfiConverterTypeEdgewiseError: FfiConverterRustBuffer {
         case 13: return .Storage(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 14: return .Callback(
+        case 14: return .SessionFile(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 15: return .Internal(
+        case 15: return .SessionModelMismatch(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 16: return .Callback(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 17: return .Internal(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -5425,8 +5780,8 @@ public struct FfiConverterTypeEdgewiseError: FfiConverterRustBuffer {
         
         case let .ContextOverflow(max,requested):
             writeInt(&buf, Int32(3))
-            FfiConverterUInt32.write(max, into: &buf)
-            FfiConverterUInt32.write(requested, into: &buf)
+            FfiConverterInt32.write(max, into: &buf)
+            FfiConverterInt32.write(requested, into: &buf)
             
         
         case .Cancelled:
@@ -5465,8 +5820,8 @@ public struct FfiConverterTypeEdgewiseError: FfiConverterRustBuffer {
         
         case let .DiskSpace(needed,available):
             writeInt(&buf, Int32(11))
-            FfiConverterUInt64.write(needed, into: &buf)
-            FfiConverterUInt64.write(available, into: &buf)
+            FfiConverterInt64.write(needed, into: &buf)
+            FfiConverterInt64.write(available, into: &buf)
             
         
         case let .Io(reason):
@@ -5479,13 +5834,23 @@ public struct FfiConverterTypeEdgewiseError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Callback(reason):
+        case let .SessionFile(reason):
             writeInt(&buf, Int32(14))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Internal(reason):
+        case let .SessionModelMismatch(reason):
             writeInt(&buf, Int32(15))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Callback(reason):
+            writeInt(&buf, Int32(16))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Internal(reason):
+            writeInt(&buf, Int32(17))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -5589,6 +5954,121 @@ public func FfiConverterTypeFinishReason_lift(_ buf: RustBuffer) throws -> Finis
 #endif
 public func FfiConverterTypeFinishReason_lower(_ value: FinishReason) -> RustBuffer {
     return FfiConverterTypeFinishReason.lower(value)
+}
+
+
+
+/**
+ * How much to log, most severe first.
+ */
+
+public enum LogLevel: Equatable, Hashable {
+    
+    /**
+     * Nothing.
+     */
+    case off
+    /**
+     * Failures.
+     */
+    case error
+    /**
+     * Fallbacks and recoveries (a GPU that failed its self-test, a reset session).
+     */
+    case warn
+    /**
+     * One line per load or trim.
+     */
+    case info
+    /**
+     * Per generation and per file (timings, sizes).
+     */
+    case debug
+    /**
+     * Everything.
+     */
+    case trace
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension LogLevel: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeLogLevel: FfiConverterRustBuffer {
+    typealias SwiftType = LogLevel
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> LogLevel {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .off
+        
+        case 2: return .error
+        
+        case 3: return .warn
+        
+        case 4: return .info
+        
+        case 5: return .debug
+        
+        case 6: return .trace
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: LogLevel, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .off:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .error:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .warn:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .info:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .debug:
+            writeInt(&buf, Int32(5))
+        
+        
+        case .trace:
+            writeInt(&buf, Int32(6))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLogLevel_lift(_ buf: RustBuffer) throws -> LogLevel {
+    return try FfiConverterTypeLogLevel.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLogLevel_lower(_ value: LogLevel) -> RustBuffer {
+    return FfiConverterTypeLogLevel.lower(value)
 }
 
 
@@ -6563,8 +7043,8 @@ public func FfiConverterTypeTrimLevel_lower(_ value: TrimLevel) -> RustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterOptionUInt16: FfiConverterRustBuffer {
-    typealias SwiftType = UInt16?
+fileprivate struct FfiConverterOptionInt32: FfiConverterRustBuffer {
+    typealias SwiftType = Int32?
 
     public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
         guard let value = value else {
@@ -6572,13 +7052,13 @@ fileprivate struct FfiConverterOptionUInt16: FfiConverterRustBuffer {
             return
         }
         writeInt(&buf, Int8(1))
-        FfiConverterUInt16.write(value, into: &buf)
+        FfiConverterInt32.write(value, into: &buf)
     }
 
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
-        case 1: return try FfiConverterUInt16.read(from: &buf)
+        case 1: return try FfiConverterInt32.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -6587,8 +7067,8 @@ fileprivate struct FfiConverterOptionUInt16: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterOptionUInt32: FfiConverterRustBuffer {
-    typealias SwiftType = UInt32?
+fileprivate struct FfiConverterOptionInt64: FfiConverterRustBuffer {
+    typealias SwiftType = Int64?
 
     public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
         guard let value = value else {
@@ -6596,37 +7076,13 @@ fileprivate struct FfiConverterOptionUInt32: FfiConverterRustBuffer {
             return
         }
         writeInt(&buf, Int8(1))
-        FfiConverterUInt32.write(value, into: &buf)
+        FfiConverterInt64.write(value, into: &buf)
     }
 
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
-        case 1: return try FfiConverterUInt32.read(from: &buf)
-        default: throw UniffiInternalError.unexpectedOptionalTag
-        }
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
-    typealias SwiftType = UInt64?
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        guard let value = value else {
-            writeInt(&buf, Int8(0))
-            return
-        }
-        writeInt(&buf, Int8(1))
-        FfiConverterUInt64.write(value, into: &buf)
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
-        switch try readInt(&buf) as Int8 {
-        case 0: return nil
-        case 1: return try FfiConverterUInt64.read(from: &buf)
+        case 1: return try FfiConverterInt64.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -6875,23 +7331,23 @@ fileprivate struct FfiConverterOptionTypeStopReason: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterSequenceUInt32: FfiConverterRustBuffer {
-    typealias SwiftType = [UInt32]
+fileprivate struct FfiConverterSequenceInt32: FfiConverterRustBuffer {
+    typealias SwiftType = [Int32]
 
-    public static func write(_ value: [UInt32], into buf: inout [UInt8]) {
+    public static func write(_ value: [Int32], into buf: inout [UInt8]) {
         let len = Int32(value.count)
         writeInt(&buf, len)
         for item in value {
-            FfiConverterUInt32.write(item, into: &buf)
+            FfiConverterInt32.write(item, into: &buf)
         }
     }
 
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [UInt32] {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Int32] {
         let len: Int32 = try readInt(&buf)
-        var seq = [UInt32]()
+        var seq = [Int32]()
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
-            seq.append(try FfiConverterUInt32.read(from: &buf))
+            seq.append(try FfiConverterInt32.read(from: &buf))
         }
         return seq
     }
@@ -7110,8 +7566,8 @@ public func defaultAssistantModel()throws  -> ModelInfo  {
 /**
  * Core's default fetch settings (4 retries, 60 s timeout, catalog source order).
  */
-public func defaultFetchConfig()throws  -> FetchConfig  {
-    return try  FfiConverterTypeFetchConfig_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+public func defaultFetchConfig() -> FetchConfig  {
+    return try!  FfiConverterTypeFetchConfig_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_edgewise_fn_func_default_fetch_config(uniffiCallStatus
     )
@@ -7163,8 +7619,8 @@ public func modelPath(modelId: String, homeDir: String)throws  -> String  {
 /**
  * Core's default engine settings (`Auto` backend with the GPU self-test, all cores).
  */
-public func defaultEngineConfig()throws  -> EngineConfig  {
-    return try  FfiConverterTypeEngineConfig_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+public func defaultEngineConfig() -> EngineConfig  {
+    return try!  FfiConverterTypeEngineConfig_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_edgewise_fn_func_default_engine_config(uniffiCallStatus
     )
@@ -7173,8 +7629,8 @@ public func defaultEngineConfig()throws  -> EngineConfig  {
 /**
  * Core's default generation settings (sampling with temperature, 256 tokens).
  */
-public func defaultGenerationParams()throws  -> GenerationParams  {
-    return try  FfiConverterTypeGenerationParams_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+public func defaultGenerationParams() -> GenerationParams  {
+    return try!  FfiConverterTypeGenerationParams_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_edgewise_fn_func_default_generation_params(uniffiCallStatus
     )
@@ -7183,40 +7639,73 @@ public func defaultGenerationParams()throws  -> GenerationParams  {
 /**
  * Core's default session settings.
  */
-public func defaultSessionConfig()throws  -> SessionConfig  {
-    return try  FfiConverterTypeSessionConfig_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+public func defaultSessionConfig() -> SessionConfig  {
+    return try!  FfiConverterTypeSessionConfig_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_edgewise_fn_func_default_session_config(uniffiCallStatus
     )
 })
 }
 /**
- * Greedy (deterministic) decoding for at most `max_tokens` tokens.
+ * Greedy (deterministic) decoding for at most `max_tokens` tokens (checked when generating:
+ * 1..=1048576).
  */
-public func greedyGenerationParams(maxTokens: UInt32)throws  -> GenerationParams  {
-    return try  FfiConverterTypeGenerationParams_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+public func greedyGenerationParams(maxTokens: Int32) -> GenerationParams  {
+    return try!  FfiConverterTypeGenerationParams_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_edgewise_fn_func_greedy_generation_params(
-        FfiConverterUInt32.lower(maxTokens),uniffiCallStatus
+        FfiConverterInt32.lower(maxTokens),uniffiCallStatus
     )
 })
 }
 /**
  * Argmax sampling with no penalties.
  */
-public func greedySamplingParams()throws  -> SamplingParams  {
-    return try  FfiConverterTypeSamplingParams_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+public func greedySamplingParams() -> SamplingParams  {
+    return try!  FfiConverterTypeSamplingParams_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_edgewise_fn_func_greedy_sampling_params(uniffiCallStatus
     )
 })
 }
 /**
+ * Removes the sink: records are dropped from now on.
+ */
+public func clearLogSink()throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_func_clear_log_sink(uniffiCallStatus
+    )
+}
+}
+/**
+ * Changes the level of the installed sink (`Off` silences it).
+ */
+public func setLogLevel(level: LogLevel)throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_func_set_log_level(
+        FfiConverterTypeLogLevel_lower(level),uniffiCallStatus
+    )
+}
+}
+/**
+ * Sends Edgewise's log records at `level` and above to `sink` (replacing any earlier sink).
+ * Call it once at start-up, e.g. `setLogSink(LogcatSink(), LogLevel.INFO)`. Fails with
+ * `Internal` if something else in the process already installed a Rust `log` logger.
+ */
+public func setLogSink(sink: LogSink, level: LogLevel)throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_func_set_log_sink(
+        FfiConverterTypeLogSink_lower(sink),
+        FfiConverterTypeLogLevel_lower(level),uniffiCallStatus
+    )
+}
+}
+/**
  * The core defaults (timeouts, retries, streaming) for an endpoint at `base_url` serving
  * `model`.
  */
-public func defaultCloudEndpoint(baseUrl: String, model: String)throws  -> CloudEndpoint  {
-    return try  FfiConverterTypeCloudEndpoint_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+public func defaultCloudEndpoint(baseUrl: String, model: String) -> CloudEndpoint  {
+    return try!  FfiConverterTypeCloudEndpoint_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_edgewise_fn_func_default_cloud_endpoint(
         FfiConverterString.lower(baseUrl),
@@ -7241,8 +7730,8 @@ public func privacyCheck(text: String)throws  -> PiiReport  {
 /**
  * Cloud allowed when a trigger calls for it (and the request is not sensitive); no queue.
  */
-public func routerPolicyCloudAssist()throws  -> RouterPolicy  {
-    return try  FfiConverterTypeRouterPolicy_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+public func routerPolicyCloudAssist() -> RouterPolicy  {
+    return try!  FfiConverterTypeRouterPolicy_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_edgewise_fn_func_router_policy_cloud_assist(uniffiCallStatus
     )
@@ -7251,8 +7740,8 @@ public func routerPolicyCloudAssist()throws  -> RouterPolicy  {
 /**
  * `cloud_assist` plus the offline queue (a cloud answer later when there is no signal now).
  */
-public func routerPolicyFieldWorker()throws  -> RouterPolicy  {
-    return try  FfiConverterTypeRouterPolicy_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+public func routerPolicyFieldWorker() -> RouterPolicy  {
+    return try!  FfiConverterTypeRouterPolicy_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_edgewise_fn_func_router_policy_field_worker(uniffiCallStatus
     )
@@ -7261,8 +7750,8 @@ public func routerPolicyFieldWorker()throws  -> RouterPolicy  {
 /**
  * The default policy: everything stays on the device.
  */
-public func routerPolicyLocalOnly()throws  -> RouterPolicy  {
-    return try  FfiConverterTypeRouterPolicy_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+public func routerPolicyLocalOnly() -> RouterPolicy  {
+    return try!  FfiConverterTypeRouterPolicy_lift(try! rustCall() {
         uniffiCallStatus in
     uniffi_edgewise_fn_func_router_policy_local_only(uniffiCallStatus
     )
@@ -7287,7 +7776,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_func_default_assistant_model() != 14984) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_func_default_fetch_config() != 28648) {
+    if (uniffi_edgewise_checksum_func_default_fetch_config() != 1642) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_func_default_model() != 41727) {
@@ -7302,34 +7791,43 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_func_model_path() != 64766) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_func_default_engine_config() != 61910) {
+    if (uniffi_edgewise_checksum_func_default_engine_config() != 11234) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_func_default_generation_params() != 65158) {
+    if (uniffi_edgewise_checksum_func_default_generation_params() != 20427) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_func_default_session_config() != 37566) {
+    if (uniffi_edgewise_checksum_func_default_session_config() != 34321) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_func_greedy_generation_params() != 27255) {
+    if (uniffi_edgewise_checksum_func_greedy_generation_params() != 20970) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_func_greedy_sampling_params() != 41928) {
+    if (uniffi_edgewise_checksum_func_greedy_sampling_params() != 53876) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_func_default_cloud_endpoint() != 23088) {
+    if (uniffi_edgewise_checksum_func_clear_log_sink() != 46194) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_func_set_log_level() != 27994) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_func_set_log_sink() != 8833) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_func_default_cloud_endpoint() != 26334) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_func_privacy_check() != 48003) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_func_router_policy_cloud_assist() != 20392) {
+    if (uniffi_edgewise_checksum_func_router_policy_cloud_assist() != 33994) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_func_router_policy_field_worker() != 42315) {
+    if (uniffi_edgewise_checksum_func_router_policy_field_worker() != 17566) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_func_router_policy_local_only() != 42112) {
+    if (uniffi_edgewise_checksum_func_router_policy_local_only() != 47111) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_downloadlistener_on_progress() != 9967) {
@@ -7359,6 +7857,15 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_engine_trim() != 57137) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_edgewise_checksum_method_engine_model_id() != 16042) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_engine_restore_session() != 51224) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_logsink_log() != 58178) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_edgewise_checksum_method_answerlistener_on_token() != 57522) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -7371,10 +7878,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_router_decide() != 42489) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_router_drain_queue() != 9088) {
+    if (uniffi_edgewise_checksum_method_router_drain_queue() != 9289) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_router_measure_confidence() != 45890) {
+    if (uniffi_edgewise_checksum_method_router_measure_confidence() != 49893) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_router_policy() != 26835) {
@@ -7389,7 +7896,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_canceltoken_is_cancelled() != 34936) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_chatsession_cached_tokens() != 44651) {
+    if (uniffi_edgewise_checksum_method_chatsession_cached_tokens() != 40717) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_chatsession_cancel() != 58447) {
@@ -7410,6 +7917,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_chatsession_reset() != 16258) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_edgewise_checksum_method_chatsession_save() != 6683) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_edgewise_checksum_method_tokensink_on_token() != 36392) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -7422,6 +7932,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_constructor_engine_load() != 56099) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_edgewise_checksum_constructor_engine_load_fd() != 47408) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_edgewise_checksum_constructor_router_new() != 946) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -7431,6 +7944,7 @@ private let initializationResult: InitializationResult = {
 
     uniffiCallbackInitAnswerListener()
     uniffiCallbackInitDownloadListener()
+    uniffiCallbackInitLogSink()
     uniffiCallbackInitTokenSink()
     return InitializationResult.ok
 }()
