@@ -30,4 +30,6 @@ fi
 if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   step "wgpu golden tests (EDGEWISE_GPU_CASES=${EDGEWISE_GPU_CASES:=4})"
   EDGEWISE_GPU_CASES=$EDGEWISE_GPU_CASES cargo test --release -p edgewise-core --features gpu-tests --test engine_golden -- --test-threads 1 gpu_
+  step "wgpu: the llama/qwen2/qwen3 goldens (EDGEWISE_GPU_ARCH_CASES=${EDGEWISE_GPU_ARCH_CASES:=2} per architecture)"
+  EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_ARCH_CASES cargo test --release -p edgewise-core --features gpu-tests --test arch_golden -- --test-threads 1 gpu_
 fi

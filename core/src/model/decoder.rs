@@ -1,12 +1,66 @@
-//! Gemma 3 (text). Reference: Gemma Team, "Gemma 3 Technical Report" (2025); mirrors
-//! ggml-org/llama.cpp `src/models/gemma3.cpp` and huggingface/transformers
-//! `models/gemma3/modeling_gemma3.py`. Facts in ENGINEERING.md D.
+//! The decoder-only transformer every supported architecture is: one implementation whose
+//! choices (norm placement, activation, RoPE layout and scaling, q/k norm, q/k/v biases,
+//! sliding-window layers, embedding scale) are data in a [`DecoderConfig`], the way llama.cpp's
+//! graph builders take an activation and a RoPE type. An architecture file (`gemma3.rs`,
+//! `llama.rs`, …) only reads its hyper-parameters into a `DecoderConfig` and names its tensors.
+//!
+//! Three paths run the same expressions: burn tensor ops (`block_forward`), the fused GPU kernels
+//! (`block_forward_fused`, wgpu) and the CPU pass on host buffers (`block_forward_host`).
 
-use serde::{Deserialize, Serialize};
+/// Where the RMSNorms sit in a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormPlacement {
+    /// `x + attn(norm(x))`, `x + ffn(norm(x))` (Llama, Qwen).
+    Pre,
+    /// Gemma's sandwich: `x + post_norm(attn(norm(x)))`, `x + post_norm(ffn(norm(x)))`.
+    Sandwich,
+}
 
-/// Gemma 3 text configuration, with HF `config.json` field names.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Gemma3Config {
+/// The gated MLP's activation: `down(act(gate·x) · (up·x))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// GELU, tanh approximation (Gemma's GeGLU).
+    GeluTanh,
+    /// SiLU (SwiGLU: Llama, Qwen).
+    Silu,
+}
+
+/// Which elements RoPE rotates together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeLayout {
+    /// llama.cpp's "norm" layout: adjacent pairs `(2i, 2i+1)` (Llama's GGUF q/k are permuted for it).
+    Norm,
+    /// NEOX / `rotate_half`: pairs `(i, i + hd/2)` (Gemma, Qwen, and HF's unpermuted Llama).
+    Neox,
+}
+
+/// How RoPE frequencies are scaled (on the layers that are not sliding-window).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// None.
+    None,
+    /// Positions divided by the factor.
+    Linear(f32),
+    /// Per-frequency divisors, `hd/2` of them (Llama 3's `rope_freqs`; ggml's `freq_factors`).
+    Factors(Vec<f32>),
+}
+
+/// Sliding-window attention on all layers but every `pattern`-th (Gemma 3: window 512, pattern 6).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlidingWindow {
+    /// Keys a query sees, itself included.
+    pub size: usize,
+    /// Layer `il` is global iff `il % pattern == pattern - 1`.
+    pub pattern: usize,
+    /// RoPE base of the sliding-window layers (unscaled).
+    pub rope_theta: f32,
+}
+
+/// One model's hyper-parameters and architectural choices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderConfig {
+    /// The architecture's GGUF name (for messages).
+    pub arch: &'static str,
     /// Model width (`n_embd`).
     pub hidden_size: usize,
     /// MLP inner width (`n_ff`).
@@ -17,33 +71,40 @@ pub struct Gemma3Config {
     pub num_attention_heads: usize,
     /// Key/value heads (grouped-query attention).
     pub num_key_value_heads: usize,
-    /// Per-head dimension.
+    /// Per-head dimension (need not be `hidden_size / heads`: Qwen 3).
     pub head_dim: usize,
     /// RMSNorm epsilon.
     pub rms_norm_eps: f32,
-    /// RoPE base of the global (full-attention) layers.
+    /// Norm placement.
+    pub norm: NormPlacement,
+    /// MLP activation.
+    pub activation: Activation,
+    /// Per-head RMSNorm of q and k before RoPE (Gemma 3, Qwen 3).
+    pub qk_norm: bool,
+    /// Biases on the q/k/v projections (Qwen 2).
+    pub qkv_bias: bool,
+    /// RoPE pairing.
+    pub rope_layout: RopeLayout,
+    /// RoPE base of the global layers.
     pub rope_theta: f32,
-    /// RoPE base of the sliding-window layers (10 000 in Gemma 3).
-    pub rope_local_base_freq: f32,
-    /// Linear RoPE scaling factor of the global layers (1.0 = none).
-    pub rope_scaling_factor: f32,
-    /// Sliding-window size in keys, the current one included.
-    pub sliding_window: usize,
-    /// Every `sliding_window_pattern`-th layer is global (6 in Gemma 3: layers 5, 11, 17, …).
-    pub sliding_window_pattern: usize,
+    /// RoPE scaling of the global layers.
+    pub rope_scaling: RopeScaling,
+    /// Sliding-window layers, if any.
+    pub sliding: Option<SlidingWindow>,
+    /// Token embeddings are multiplied by this (Gemma: `sqrt(hidden)`; else 1).
+    pub embed_scale: f32,
+    /// Queries are multiplied by this after RoPE (`1/sqrt(head_dim)`, or Gemma's
+    /// `query_pre_attn_scalar^-0.5`).
+    pub attn_scale: f32,
     /// Maximum context the model was trained for.
     pub max_position_embeddings: usize,
     /// Vocabulary size (rows of the embedding).
     pub vocab_size: usize,
-    /// Attention scale is `query_pre_attn_scalar^-0.5`.
-    pub query_pre_attn_scalar: f32,
-    /// Final logit softcap, if any (none in Gemma 3).
+    /// Final logit softcap, if any.
     pub final_logit_softcapping: Option<f32>,
-    /// Attention logit softcap, if any (none in Gemma 3).
-    pub attn_logit_softcapping: Option<f32>,
 }
 
-impl Gemma3Config {
+impl DecoderConfig {
     /// Rejects sizes no real checkpoint has (and that would make the loader allocate absurdly):
     /// `Err((field, why))` with the `config.json` field name.
     pub fn check(&self) -> std::result::Result<(), (&'static str, String)> {
@@ -59,32 +120,55 @@ impl Gemma3Config {
         if self.intermediate_size == 0 || self.intermediate_size > 1 << 18 {
             return Err(("intermediate_size", format!("{} out of range", self.intermediate_size)));
         }
-        if self.sliding_window == 0 {
-            return Err(("sliding_window", "0".into()));
+        if let Some(w) = &self.sliding {
+            if w.size == 0 {
+                return Err(("sliding_window", "0".into()));
+            }
+            if w.pattern == 0 {
+                return Err(("sliding_window_pattern", "0".into()));
+            }
         }
         let (heads, kv) = (self.num_attention_heads, self.num_key_value_heads);
         if heads == 0 || kv == 0 || heads % kv != 0 || heads > 1024 {
             return Err(("num_key_value_heads", format!("{heads} query heads cannot be grouped over {kv} kv heads")));
+        }
+        if let RopeScaling::Factors(f) = &self.rope_scaling {
+            if f.len() != self.head_dim / 2 || f.iter().any(|v| !v.is_finite() || *v <= 0.0) {
+                return Err(("rope_scaling", format!("{} frequency factors for a head of {}", f.len(), self.head_dim)));
+            }
+        }
+        if let RopeScaling::Linear(f) = self.rope_scaling {
+            if !f.is_finite() || f <= 0.0 {
+                return Err(("rope_scaling", format!("linear factor {f}")));
+            }
         }
         Ok(())
     }
 
     /// Whether layer `il` uses the sliding window (`il % pattern < pattern - 1`).
     pub fn is_sliding(&self, il: usize) -> bool {
-        self.sliding_window_pattern > 0 && il % self.sliding_window_pattern < self.sliding_window_pattern - 1
+        self.sliding.is_some_and(|w| w.pattern > 0 && il % w.pattern < w.pattern - 1)
+    }
+
+    /// The RoPE base and scaling of layer kind `sliding`.
+    fn rope_of(&self, sliding: bool) -> (f32, std::borrow::Cow<'_, RopeScaling>) {
+        match self.sliding {
+            Some(w) if sliding => (w.rope_theta, std::borrow::Cow::Owned(RopeScaling::None)),
+            _ => (self.rope_theta, std::borrow::Cow::Borrowed(&self.rope_scaling)),
+        }
     }
 }
 
 use burn::tensor::{activation, Device, Tensor};
 
 use super::gpu_fused;
-use super::layers::{apply_rope, attention, attention_rows, embed_rows, embed_rows_host, geglu_host, norm_rope_host, rope_tables, rope_tables_host, Buf, HostIn, Linear, LmHead, RmsNorm, WeightMode};
+use super::layers::{add_rows_host, apply_rope, attention, attention_rows, embed_rows, embed_rows_host, glu_host, norm_rope_host, rope_tables, rope_tables_host, Bias, Buf, HostIn, Linear, LmHead, RmsNorm, WeightMode};
 use super::{CausalLm, StepLogits};
 use crate::kv_cache::{CacheLayout, KvCache};
 use crate::weights::{SharedWeight, WeightId, WeightSource};
 use crate::Result;
 
-/// One transformer block (sandwich norms around attention and the GeGLU MLP).
+/// One transformer block.
 #[derive(Debug)]
 struct Block {
     attn_norm: RmsNorm,
@@ -92,98 +176,146 @@ struct Block {
     k: Linear,
     v: Linear,
     o: Linear,
-    q_norm: RmsNorm,
-    k_norm: RmsNorm,
-    post_attn_norm: RmsNorm,
+    /// Per-head q/k norms (`DecoderConfig::qk_norm`).
+    qk_norm: Option<(RmsNorm, RmsNorm)>,
+    /// q/k/v biases (`DecoderConfig::qkv_bias`).
+    bias: Option<[Bias; 3]>,
+    /// The sandwich's post-attention norm.
+    post_attn_norm: Option<RmsNorm>,
     ffn_norm: RmsNorm,
     gate: Linear,
     up: Linear,
     down: Linear,
-    post_ffn_norm: RmsNorm,
+    /// The sandwich's post-FFN norm.
+    post_ffn_norm: Option<RmsNorm>,
     sliding: bool,
 }
 
-/// Gemma 3 with weights on one device.
-pub struct Gemma3 {
-    cfg: Gemma3Config,
+/// RoPE tables of one pass: `[global, sliding]` (the second only with sliding-window layers).
+type RopePair<T> = [(T, T); 2];
+
+/// A decoder-only transformer with weights on one device.
+pub struct Decoder {
+    cfg: DecoderConfig,
     blocks: Vec<Block>,
     output_norm: RmsNorm,
     lm_head: LmHead,
     /// The embedding matrix, read on the host a row at a time.
     embedding: SharedWeight,
-    embed_scale: f32,
     device: Device,
     /// Run the glue through the fused GPU kernels (`gpu_fused`): on wgpu, unless turned off.
     fused: bool,
 }
 
-impl std::fmt::Debug for Gemma3 {
+impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gemma3").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("Decoder").field("cfg", &self.cfg).finish_non_exhaustive()
     }
 }
 
-impl Gemma3 {
+impl Decoder {
     /// Loads the model from `weights` onto `device`. `max_buffer` bounds any single device buffer.
-    pub fn load(cfg: Gemma3Config, src: &dyn WeightSource, mode: WeightMode, device: &Device, max_buffer: u64) -> Result<Self> {
+    pub fn load(cfg: DecoderConfig, src: &dyn WeightSource, mode: WeightMode, device: &Device, max_buffer: u64) -> Result<Self> {
         let eps = cfg.rms_norm_eps;
+        let sandwich = cfg.norm == NormPlacement::Sandwich;
         let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
         for layer in 0..cfg.num_hidden_layers {
             let lin = |id| Linear::load(src, id, mode, device);
             let norm = |id| RmsNorm::load(src, id, eps, device);
+            let bias = |id| Bias::load(src, id, device);
             blocks.push(Block {
                 attn_norm: norm(WeightId::AttnNorm { layer })?,
                 q: lin(WeightId::AttnQ { layer })?,
                 k: lin(WeightId::AttnK { layer })?,
                 v: lin(WeightId::AttnV { layer })?,
                 o: lin(WeightId::AttnOutput { layer })?,
-                q_norm: norm(WeightId::AttnQNorm { layer })?,
-                k_norm: norm(WeightId::AttnKNorm { layer })?,
-                post_attn_norm: norm(WeightId::PostAttnNorm { layer })?,
+                qk_norm: if cfg.qk_norm { Some((norm(WeightId::AttnQNorm { layer })?, norm(WeightId::AttnKNorm { layer })?)) } else { None },
+                bias: if cfg.qkv_bias {
+                    Some([bias(WeightId::AttnQBias { layer })?, bias(WeightId::AttnKBias { layer })?, bias(WeightId::AttnVBias { layer })?])
+                } else {
+                    None
+                },
+                post_attn_norm: if sandwich { Some(norm(WeightId::PostAttnNorm { layer })?) } else { None },
                 ffn_norm: norm(WeightId::FfnNorm { layer })?,
                 gate: lin(WeightId::FfnGate { layer })?,
                 up: lin(WeightId::FfnUp { layer })?,
                 down: lin(WeightId::FfnDown { layer })?,
-                post_ffn_norm: norm(WeightId::PostFfnNorm { layer })?,
+                post_ffn_norm: if sandwich { Some(norm(WeightId::PostFfnNorm { layer })?) } else { None },
                 sliding: cfg.is_sliding(layer),
             });
-            let (q, k) = (&blocks[layer].q, &blocks[layer].k);
-            let want_q = cfg.num_attention_heads * cfg.head_dim;
-            let want_k = cfg.num_key_value_heads * cfg.head_dim;
-            if q.out_features() != want_q || k.out_features() != want_k {
-                return Err(crate::Error::Tensor {
-                    name: format!("blk.{layer}.attn_q/attn_k"),
-                    reason: format!("projections give {}/{} features, config expects {want_q}/{want_k}", q.out_features(), k.out_features()),
-                });
-            }
+            Self::check_block(&cfg, layer, &blocks[layer])?;
         }
         let output_norm = RmsNorm::load(src, WeightId::OutputNorm, eps, device)?;
         // Tied output: the LM head reuses the embedding unless the file has its own.
         let head_id = if src.has(WeightId::Output) { WeightId::Output } else { WeightId::TokenEmbedding };
         let lm_head = LmHead::load(src, head_id, mode, max_buffer, device)?;
         let embedding = src.shared(WeightId::TokenEmbedding)?;
-        // llama.cpp scales by sqrtf(n_embd) in f32 (25.2982 for 640), not HF's bf16 25.25.
-        let embed_scale = (cfg.hidden_size as f32).sqrt();
+        if embedding.cols != cfg.hidden_size {
+            return Err(crate::Error::Tensor { name: "token_embd".into(), reason: format!("rows of {}, config expects {}", embedding.cols, cfg.hidden_size) });
+        }
         let fused = gpu_fused::enabled() && gpu_fused::is_wgpu(device);
-        Ok(Self { cfg, blocks, output_norm, lm_head, embedding, embed_scale, device: device.clone(), fused })
+        Ok(Self { cfg, blocks, output_norm, lm_head, embedding, device: device.clone(), fused })
+    }
+
+    /// Shapes the config implies, checked once at load (a mismatched file is a typed error, not
+    /// a wrong product later).
+    fn check_block(c: &DecoderConfig, layer: usize, b: &Block) -> Result<()> {
+        let (want_q, want_k) = (c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
+        let bad = |what: &str, reason: String| crate::Error::Tensor { name: format!("blk.{layer}.{what}"), reason };
+        if b.q.out_features() != want_q || b.k.out_features() != want_k || b.v.out_features() != want_k {
+            return Err(bad(
+                "attn_q/attn_k/attn_v",
+                format!("projections give {}/{}/{} features, config expects {want_q}/{want_k}/{want_k}", b.q.out_features(), b.k.out_features(), b.v.out_features()),
+            ));
+        }
+        if let Some((qn, kn)) = &b.qk_norm {
+            if qn.len() != c.head_dim || kn.len() != c.head_dim {
+                return Err(bad("attn_q_norm/attn_k_norm", format!("{}/{} values for a head of {}", qn.len(), kn.len(), c.head_dim)));
+            }
+        }
+        if let Some([bq, bk, bv]) = &b.bias {
+            if bq.len() != want_q || bk.len() != want_k || bv.len() != want_k {
+                return Err(bad("attn_q/k/v.bias", format!("{}/{}/{} values, config expects {want_q}/{want_k}/{want_k}", bq.len(), bk.len(), bv.len())));
+            }
+        }
+        if b.gate.out_features() != c.intermediate_size || b.up.out_features() != c.intermediate_size || b.o.out_features() != c.hidden_size || b.down.out_features() != c.hidden_size {
+            return Err(bad("ffn/attn_output", format!("output features do not match hidden {} / ffn {}", c.hidden_size, c.intermediate_size)));
+        }
+        Ok(())
     }
 
     /// The configuration.
-    pub fn config(&self) -> &Gemma3Config {
+    pub fn config(&self) -> &DecoderConfig {
         &self.cfg
     }
 
-    /// RoPE tables for positions `start..start+n`: (sliding-window layers, global layers).
-    fn rope_pair(&self, start: usize, n: usize) -> [(Tensor<2>, Tensor<2>); 2] {
+    /// RoPE tables for positions `start..start+n`: `[global layers, sliding-window layers]`.
+    fn rope_pair(&self, start: usize, n: usize) -> RopePair<Tensor<2>> {
         let c = &self.cfg;
-        let local = rope_tables(start, n, c.head_dim, c.rope_local_base_freq, 1.0, &self.device);
-        let global = rope_tables(start, n, c.head_dim, c.rope_theta, c.rope_scaling_factor, &self.device);
-        [local, global]
+        let table = |sliding: bool| {
+            let (base, scaling) = c.rope_of(sliding);
+            rope_tables(start, n, c.head_dim, base, &scaling, &self.device)
+        };
+        let global = table(false);
+        let local = if c.sliding.is_some() { table(true) } else { global.clone() };
+        [global, local]
+    }
+
+    /// [`Decoder::rope_pair`] on the host.
+    fn rope_pair_host(&self, start: usize, n: usize) -> RopePair<Vec<f32>> {
+        let c = &self.cfg;
+        let table = |sliding: bool| {
+            let (base, scaling) = c.rope_of(sliding);
+            rope_tables_host(start, n, c.head_dim, base, &scaling)
+        };
+        let global = table(false);
+        let local = if c.sliding.is_some() { table(true) } else { (Vec::new(), Vec::new()) };
+        [global, local]
     }
 
     /// `block_forward` with the glue in fused GPU kernels: the same expressions, one launch each
     /// (decode on a GPU is bound by launches; see `gpu_fused`).
-    fn block_forward_fused(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, rope: &[(Tensor<2>, Tensor<2>); 2]) -> Result<Tensor<2>> {
+    fn block_forward_fused(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, rope: &RopePair<Tensor<2>>) -> Result<Tensor<2>> {
         let c = &self.cfg;
         let [n, _] = x.dims();
         let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
@@ -192,13 +324,20 @@ impl Gemma3 {
             gpu_fused::rms_norm(x, w, eps, res)
         };
         let hn = norm(&b.attn_norm, x.clone(), None)?;
+        let (mut q, mut k, mut v) = (b.q.forward(hn.clone())?, b.k.forward(hn.clone())?, b.v.forward(hn)?);
+        if let Some([bq, bk, bv]) = &b.bias {
+            (q, k, v) = (bq.add(q), bk.add(k), bv.add(v));
+        }
         // q/k RMSNorm over head_dim on [n·heads, hd] rows, then RoPE on [n, heads, hd].
-        let q = norm(&b.q_norm, b.q.forward(hn.clone())?.reshape([n * h, hd]), None)?.reshape([n, h, hd]);
-        let k = norm(&b.k_norm, b.k.forward(hn.clone())?.reshape([n * kvh, hd]), None)?.reshape([n, kvh, hd]);
-        let v = b.v.forward(hn)?.reshape([n, kvh, hd]).swap_dims(0, 1);
-        let (cos, sin) = if b.sliding { &rope[0] } else { &rope[1] };
-        let q = gpu_fused::rope(q, cos, sin, c.query_pre_attn_scalar.powf(-0.5))?.swap_dims(0, 1);
-        let k = gpu_fused::rope(k, cos, sin, 1.0)?.swap_dims(0, 1);
+        let (q, k) = match &b.qk_norm {
+            Some((qn, kn)) => (norm(qn, q.reshape([n * h, hd]), None)?, norm(kn, k.reshape([n * kvh, hd]), None)?),
+            None => (q, k),
+        };
+        let (q, k) = (q.reshape([n, h, hd]), k.reshape([n, kvh, hd]));
+        let v = v.reshape([n, kvh, hd]).swap_dims(0, 1);
+        let (cos, sin) = &rope[usize::from(b.sliding)];
+        let q = gpu_fused::rope(q, cos, sin, c.attn_scale, c.rope_layout)?.swap_dims(0, 1);
+        let k = gpu_fused::rope(k, cos, sin, 1.0, c.rope_layout)?.swap_dims(0, 1);
         cache.store(il, k, v)?;
         // Decode: one launch for the whole attention; prefill keeps burn's batched matmuls.
         let attn = if n == 1 {
@@ -210,33 +349,59 @@ impl Gemma3 {
         } else {
             attention(q, cache, il)?
         };
-        let x = norm(&b.post_attn_norm, b.o.forward(attn)?, Some(x))?;
+        let o = b.o.forward(attn)?;
+        let x = match &b.post_attn_norm {
+            Some(pn) => norm(pn, o, Some(x))?,
+            None => x.add(o),
+        };
         let hn = norm(&b.ffn_norm, x.clone(), None)?;
-        let ff = gpu_fused::gelu_mul(b.gate.forward(hn.clone())?, b.up.forward(hn)?)?;
-        norm(&b.post_ffn_norm, b.down.forward(ff)?, Some(x))
+        let ff = gpu_fused::glu(c.activation, b.gate.forward(hn.clone())?, b.up.forward(hn)?)?;
+        let down = b.down.forward(ff)?;
+        match &b.post_ffn_norm {
+            Some(pn) => norm(pn, down, Some(x)),
+            None => Ok(x.add(down)),
+        }
     }
 
-    fn block_forward(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, rope: &[(Tensor<2>, Tensor<2>); 2]) -> Result<Tensor<2>> {
+    fn block_forward(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, rope: &RopePair<Tensor<2>>) -> Result<Tensor<2>> {
         let c = &self.cfg;
         let [n, _] = x.dims();
         let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let hn = b.attn_norm.forward(x.clone());
+        let (mut q, mut k, mut v) = (b.q.forward(hn.clone())?, b.k.forward(hn.clone())?, b.v.forward(hn)?);
+        if let Some([bq, bk, bv]) = &b.bias {
+            (q, k, v) = (bq.add(q), bk.add(k), bv.add(v));
+        }
         // [n, H·hd] -> [H, n, hd]
-        let q = b.q.forward(hn.clone())?.reshape([n, h, hd]).swap_dims(0, 1);
-        let k = b.k.forward(hn.clone())?.reshape([n, kvh, hd]).swap_dims(0, 1);
-        let v = b.v.forward(hn)?.reshape([n, kvh, hd]).swap_dims(0, 1);
+        let q = q.reshape([n, h, hd]).swap_dims(0, 1);
+        let k = k.reshape([n, kvh, hd]).swap_dims(0, 1);
+        let v = v.reshape([n, kvh, hd]).swap_dims(0, 1);
         // q/k RMSNorm over head_dim, before RoPE.
-        let q = b.q_norm.forward(q);
-        let k = b.k_norm.forward(k);
-        let (cos, sin) = if b.sliding { &rope[0] } else { &rope[1] };
-        let q = apply_rope(q, cos, sin).mul_scalar(c.query_pre_attn_scalar.powf(-0.5));
-        let k = apply_rope(k, cos, sin);
+        let (q, k) = match &b.qk_norm {
+            Some((qn, kn)) => (qn.forward(q), kn.forward(k)),
+            None => (q, k),
+        };
+        let (cos, sin) = &rope[usize::from(b.sliding)];
+        let q = apply_rope(q, cos, sin, c.rope_layout).mul_scalar(c.attn_scale);
+        let k = apply_rope(k, cos, sin, c.rope_layout);
         cache.store(il, k, v)?;
         let attn = attention(q, cache, il)?;
-        let x = x.add(b.post_attn_norm.forward(b.o.forward(attn)?));
+        let o = b.o.forward(attn)?;
+        let x = match &b.post_attn_norm {
+            Some(pn) => x.add(pn.forward(o)),
+            None => x.add(o),
+        };
         let hn = b.ffn_norm.forward(x.clone());
-        let ff = activation::gelu_approximate(b.gate.forward(hn.clone())?).mul(b.up.forward(hn)?);
-        Ok(x.add(b.post_ffn_norm.forward(b.down.forward(ff)?)))
+        let (g, u) = (b.gate.forward(hn.clone())?, b.up.forward(hn)?);
+        let ff = match c.activation {
+            Activation::GeluTanh => activation::gelu_approximate(g).mul(u),
+            Activation::Silu => activation::silu(g).mul(u),
+        };
+        let down = b.down.forward(ff)?;
+        Ok(match &b.post_ffn_norm {
+            Some(pn) => x.add(pn.forward(down)),
+            None => x.add(down),
+        })
     }
 
     /// The CPU pass on host buffers from embedding to logits: no tensor ops, copies or
@@ -245,11 +410,8 @@ impl Gemma3 {
     fn forward_host(&self, tokens: &[u32], cache: &mut KvCache, start: usize, first: usize) -> Result<Vec<Vec<f32>>> {
         let c = &self.cfg;
         let (n, d) = (tokens.len(), c.hidden_size);
-        let mut x = embed_rows_host(&self.embedding, tokens, self.embed_scale)?;
-        let rope = [
-            rope_tables_host(start, n, c.head_dim, c.rope_local_base_freq, 1.0),
-            rope_tables_host(start, n, c.head_dim, c.rope_theta, c.rope_scaling_factor),
-        ];
+        let mut x = embed_rows_host(&self.embedding, tokens, c.embed_scale)?;
+        let rope = self.rope_pair_host(start, n);
         for (il, b) in self.blocks.iter().enumerate() {
             self.block_forward_host(il, b, &mut x, n, cache, &rope)?;
         }
@@ -274,14 +436,14 @@ impl Gemma3 {
     /// gate/up each quantize their shared input once). Each scratch buffer is dropped as soon as
     /// it is used, back to `Buf`'s free list, so the next product reuses it: fewer buffers are
     /// live at once, which bounds the pass's scratch memory (largest at a full prefill chunk).
-    fn block_forward_host(&self, il: usize, b: &Block, x: &mut [f32], n: usize, cache: &mut KvCache, rope: &[(Vec<f32>, Vec<f32>); 2]) -> Result<()> {
+    fn block_forward_host(&self, il: usize, b: &Block, x: &mut [f32], n: usize, cache: &mut KvCache, rope: &RopePair<Vec<f32>>) -> Result<()> {
         let c = &self.cfg;
         let (h, kvh, hd, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.hidden_size);
         let mut hn = Buf::new(x.len());
         hn.copy_from_slice(x);
         b.attn_norm.rows_host(&mut hn)?;
         // [n, H·hd] / [n, KV·hd], token-major.
-        let (mut q, mut k, v) = {
+        let (mut q, mut k, mut v) = {
             let mut input = HostIn::new(&hn, n, d);
             let mut ys = Linear::forward_host_many(&[&b.q, &b.k, &b.v], &mut input)?.into_iter();
             match (ys.next(), ys.next(), ys.next()) {
@@ -289,9 +451,18 @@ impl Gemma3 {
                 _ => return Err(crate::Error::Backend { reason: "q/k/v products missing".into() }),
             }
         };
-        let (cos, sin) = if b.sliding { &rope[0] } else { &rope[1] };
-        norm_rope_host(&mut q, h, &b.q_norm, cos, sin, Some(c.query_pre_attn_scalar.powf(-0.5)))?;
-        norm_rope_host(&mut k, kvh, &b.k_norm, cos, sin, None)?;
+        if let Some([bq, bk, bv]) = &b.bias {
+            bq.add_host(&mut q)?;
+            bk.add_host(&mut k)?;
+            bv.add_host(&mut v)?;
+        }
+        let (cos, sin) = &rope[usize::from(b.sliding)];
+        let (qn, kn) = match &b.qk_norm {
+            Some((qn, kn)) => (Some(qn), Some(kn)),
+            None => (None, None),
+        };
+        norm_rope_host(&mut q, h, hd, qn, c.rope_layout, cos, sin, Some(c.attn_scale))?;
+        norm_rope_host(&mut k, kvh, hd, kn, c.rope_layout, cos, sin, None)?;
         cache.store_host(il, &k, &v)?;
         drop((k, v));
         let attn = {
@@ -301,7 +472,10 @@ impl Gemma3 {
         drop(q);
         let mut o = b.o.forward_host(&mut HostIn::new(&attn, n, h * hd))?;
         drop(attn);
-        b.post_attn_norm.add_host(&mut o, x)?;
+        match &b.post_attn_norm {
+            Some(pn) => pn.add_host(&mut o, x)?,
+            None => add_rows_host(&o, x, d)?,
+        }
         drop(o);
         hn.copy_from_slice(x);
         b.ffn_norm.rows_host(&mut hn)?;
@@ -313,15 +487,18 @@ impl Gemma3 {
                 _ => return Err(crate::Error::Backend { reason: "gate/up products missing".into() }),
             }
         };
-        geglu_host(&mut gate, &up)?;
+        glu_host(c.activation, &mut gate, &up)?;
         drop(up);
         let ff = gate.len() / n.max(1);
         let mut down = b.down.forward_host(&mut HostIn::new(&gate, n, ff))?;
-        b.post_ffn_norm.add_host(&mut down, x)
+        match &b.post_ffn_norm {
+            Some(pn) => pn.add_host(&mut down, x),
+            None => add_rows_host(&down, x, d),
+        }
     }
 }
 
-impl Gemma3 {
+impl Decoder {
     /// Runs `f` as one pass of `n` tokens over `cache`: committed when it succeeds, rolled back
     /// when it fails.
     fn pass<T>(&self, cache: &mut KvCache, n: usize, f: impl FnOnce(&mut KvCache) -> Result<T>) -> Result<T> {
@@ -340,7 +517,7 @@ impl Gemma3 {
 
     /// The device path's hidden states `[n, d]` after the last block (before the final norm).
     fn device_hidden(&self, tokens: &[u32], cache: &mut KvCache, start: usize) -> Result<Tensor<2>> {
-        let mut x = embed_rows(&self.embedding, tokens, self.embed_scale, &self.device)?;
+        let mut x = embed_rows(&self.embedding, tokens, self.cfg.embed_scale, &self.device)?;
         let rope = self.rope_pair(start, tokens.len());
         for (il, b) in self.blocks.iter().enumerate() {
             x = if self.fused { self.block_forward_fused(il, b, x, cache, &rope)? } else { self.block_forward(il, b, x, cache, &rope)? };
@@ -354,7 +531,7 @@ impl Gemma3 {
         self.fused && !tokens.is_empty() && self.cfg.final_logit_softcapping.is_none()
     }
 
-    /// One pass over `tokens` (on the path [`Gemma3::reduces_on_device`] accepts) whose last
+    /// One pass over `tokens` (on the path [`Decoder::reduces_on_device`] accepts) whose last
     /// token's logits stay on the device and go to `on_device`; an LM head without a device
     /// product hands them to `on_host` instead.
     fn reduce_last_logits<T>(
@@ -388,7 +565,7 @@ impl Gemma3 {
     }
 }
 
-impl CausalLm for Gemma3 {
+impl CausalLm for Decoder {
     fn forward_from(&self, tokens: &[u32], cache: &mut KvCache, first: usize) -> Result<Vec<Vec<f32>>> {
         let n = tokens.len();
         if first >= n {
@@ -436,7 +613,7 @@ impl CausalLm for Gemma3 {
     fn new_cache(&self, max_context: usize, max_chunk: usize) -> Result<KvCache> {
         let c = &self.cfg;
         let layout = CacheLayout {
-            layer_windows: (0..c.num_hidden_layers).map(|il| c.is_sliding(il).then_some(c.sliding_window)).collect(),
+            layer_windows: (0..c.num_hidden_layers).map(|il| c.sliding.filter(|_| c.is_sliding(il)).map(|w| w.size)).collect(),
             kv_heads: c.num_key_value_heads,
             head_dim: c.head_dim,
             max_context,

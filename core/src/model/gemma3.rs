@@ -1,0 +1,280 @@
+//! Gemma 3 (text). Reference: Gemma Team, "Gemma 3 Technical Report" (2025); mirrors
+//! ggml-org/llama.cpp `src/models/gemma3.cpp` and huggingface/transformers
+//! `models/gemma3/modeling_gemma3.py`. Facts in ENGINEERING.md D: sandwich norms, GeGLU (tanh),
+//! NEOX RoPE with base 10k on the sliding-window layers and 1M on every sixth (global) layer,
+//! per-head q/k RMSNorm, embeddings scaled by `sqrt(hidden)`, attention scale
+//! `query_pre_attn_scalar^-0.5`, tied output.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::decoder::{Activation, DecoderConfig, NormPlacement, RopeLayout, RopeScaling, SlidingWindow};
+use super::{hf_checked, hf_invalid, ArchDef, GgufKeys};
+use crate::gguf::Metadata;
+use crate::weights::{WeightId, WeightSource};
+use crate::Result;
+
+/// The registry entry.
+pub const ARCH: ArchDef = ArchDef {
+    name: "gemma3",
+    hf_model_types: &["gemma3_text", "gemma3"],
+    from_gguf,
+    from_hf,
+    hf_tensor,
+    // HF Gemma's RMSNorm computes `x·(1 + w)` and stores `w`; GGUF stores `1 + w`.
+    hf_norm_offset: 1.0,
+};
+
+/// Every `SWA_PATTERN`-th layer is global (layers 5, 11, 17, …).
+const SWA_PATTERN: usize = 6;
+
+#[allow(clippy::too_many_arguments)]
+fn config(
+    hidden: usize,
+    ff: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    eps: f32,
+    rope_theta: f32,
+    local_theta: f32,
+    scaling: f32,
+    window: usize,
+    pattern: usize,
+    context: usize,
+    vocab: usize,
+    query_pre_attn_scalar: f32,
+    final_softcap: Option<f32>,
+) -> DecoderConfig {
+    DecoderConfig {
+        arch: ARCH.name,
+        hidden_size: hidden,
+        intermediate_size: ff,
+        num_hidden_layers: layers,
+        num_attention_heads: heads,
+        num_key_value_heads: kv_heads,
+        head_dim,
+        rms_norm_eps: eps,
+        norm: NormPlacement::Sandwich,
+        activation: Activation::GeluTanh,
+        qk_norm: true,
+        qkv_bias: false,
+        rope_layout: RopeLayout::Neox,
+        rope_theta,
+        rope_scaling: if scaling == 1.0 { RopeScaling::None } else { RopeScaling::Linear(scaling) },
+        sliding: Some(SlidingWindow { size: window, pattern, rope_theta: local_theta }),
+        // llama.cpp scales by sqrtf(n_embd) in f32 (25.2982 for 640), not HF's bf16 25.25.
+        embed_scale: (hidden as f32).sqrt(),
+        attn_scale: query_pre_attn_scalar.powf(-0.5),
+        max_position_embeddings: context,
+        vocab_size: vocab,
+        final_logit_softcapping: final_softcap,
+    }
+}
+
+/// The config from `gemma3.*` metadata.
+fn from_gguf(md: &Metadata, _weights: &dyn WeightSource, vocab: usize) -> Result<DecoderConfig> {
+    let k = GgufKeys { md, arch: ARCH.name };
+    let heads = k.usize("attention.head_count")?;
+    let kv_heads = k.opt_usize("attention.head_count_kv")?.unwrap_or(heads);
+    let head_dim = k.opt_usize("attention.key_length")?.unwrap_or(256);
+    if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        return Err(k.invalid("attention.head_count_kv", format!("{heads} query heads cannot be grouped over {kv_heads} kv heads")));
+    }
+    let scaling = match k.opt_str("rope.scaling.type")? {
+        Some("linear") => k.opt_f32("rope.scaling.factor")?.unwrap_or(1.0),
+        Some("none") | None => 1.0,
+        Some(other) => return Err(k.invalid("rope.scaling.type", format!("unsupported `{other}`"))),
+    };
+    if k.opt_f32("attn_logit_softcapping")?.is_some() {
+        return Err(k.invalid("attn_logit_softcapping", "attention logit softcapping is not supported (Gemma 3 has none)"));
+    }
+    k.checked(config(
+        k.usize("embedding_length")?,
+        k.usize("feed_forward_length")?,
+        k.usize("block_count")?,
+        heads,
+        kv_heads,
+        head_dim,
+        k.opt_f32("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6),
+        k.opt_f32("rope.freq_base")?.unwrap_or(1_000_000.0),
+        10_000.0,
+        scaling,
+        k.opt_usize("attention.sliding_window")?.unwrap_or(512),
+        SWA_PATTERN,
+        k.opt_usize("context_length")?.unwrap_or(32768),
+        vocab,
+        // Gemma 3 uses query_pre_attn_scalar = head_dim for the sizes we ship (llama.cpp: 1/sqrt(n_embd_head_k)).
+        head_dim as f32,
+        k.opt_f32("final_logit_softcapping")?,
+    ))
+}
+
+/// `config.json` of a Gemma 3 text model (transformers 4.5x and 5.x spellings).
+#[derive(Debug, Deserialize)]
+struct HfGemma3 {
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    rms_norm_eps: Option<f32>,
+    rope_theta: Option<f32>,
+    rope_local_base_freq: Option<f32>,
+    rope_scaling: Option<RopeParams>,
+    rope_parameters: Option<HashMap<String, RopeParams>>,
+    sliding_window: Option<usize>,
+    sliding_window_pattern: Option<usize>,
+    layer_types: Option<Vec<String>>,
+    max_position_embeddings: Option<usize>,
+    query_pre_attn_scalar: Option<f32>,
+    final_logit_softcapping: Option<f32>,
+    attn_logit_softcapping: Option<f32>,
+    hidden_activation: Option<String>,
+    hidden_act: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RopeParams {
+    #[serde(alias = "type", rename = "rope_type")]
+    kind: Option<String>,
+    factor: Option<f32>,
+    rope_theta: Option<f32>,
+}
+
+/// The config from `config.json`.
+fn from_hf(v: &serde_json::Value, vocab: usize) -> Result<DecoderConfig> {
+    let c: HfGemma3 = serde_json::from_value(v.clone()).map_err(|e| hf_invalid(format!("config.json: {e}")))?;
+    if let Some(act) = c.hidden_activation.as_deref().or(c.hidden_act.as_deref()) {
+        if act != "gelu_pytorch_tanh" {
+            return Err(hf_invalid(format!("config.json hidden_activation `{act}` (Gemma 3 uses gelu_pytorch_tanh)")));
+        }
+    }
+    if c.attn_logit_softcapping.is_some() {
+        return Err(hf_invalid("config.json attn_logit_softcapping is not supported (Gemma 3 has none)"));
+    }
+    let heads = c.num_attention_heads;
+    let head_dim = c.head_dim.unwrap_or(256);
+    // transformers 5 nests the RoPE settings per layer kind; 4.x has flat fields.
+    let (mut rope_theta, mut local_theta, mut scaling) = (c.rope_theta.unwrap_or(1_000_000.0), c.rope_local_base_freq.unwrap_or(10_000.0), c.rope_scaling.clone());
+    if let Some(p) = &c.rope_parameters {
+        if let Some(full) = p.get("full_attention") {
+            rope_theta = full.rope_theta.unwrap_or(rope_theta);
+            scaling = Some(full.clone());
+        }
+        if let Some(local) = p.get("sliding_attention") {
+            local_theta = local.rope_theta.unwrap_or(local_theta);
+        }
+    }
+    let rope_scaling_factor = match scaling {
+        None => 1.0,
+        Some(RopeParams { kind: None, .. }) => 1.0,
+        Some(RopeParams { kind: Some(k), .. }) if k == "default" => 1.0,
+        Some(RopeParams { kind: Some(k), factor, .. }) if k == "linear" => factor.unwrap_or(1.0),
+        Some(RopeParams { kind: Some(k), .. }) => return Err(hf_invalid(format!("config.json rope type `{k}` is not supported"))),
+    };
+    let layers = c.num_hidden_layers;
+    let pattern = match (&c.layer_types, c.sliding_window_pattern) {
+        (Some(types), _) => sliding_pattern(types, layers)?,
+        (None, Some(p)) => p,
+        (None, None) => SWA_PATTERN,
+    };
+    hf_checked(config(
+        c.hidden_size,
+        c.intermediate_size,
+        layers,
+        heads,
+        c.num_key_value_heads.unwrap_or(heads),
+        head_dim,
+        c.rms_norm_eps.unwrap_or(1e-6),
+        rope_theta,
+        local_theta,
+        rope_scaling_factor,
+        c.sliding_window.unwrap_or(512),
+        pattern,
+        c.max_position_embeddings.unwrap_or(32_768),
+        vocab,
+        c.query_pre_attn_scalar.unwrap_or(head_dim as f32),
+        c.final_logit_softcapping,
+    ))
+}
+
+/// The global-layer period from `layer_types` (`sliding_attention` … `full_attention` repeating);
+/// any other arrangement is rejected rather than run wrongly.
+fn sliding_pattern(types: &[String], layers: usize) -> Result<usize> {
+    if types.len() != layers {
+        return Err(hf_invalid(format!("config.json layer_types has {} entries for {layers} layers", types.len())));
+    }
+    let pattern = types.iter().position(|t| t == "full_attention").map_or(layers + 1, |i| i + 1);
+    for (i, t) in types.iter().enumerate() {
+        let want = if i % pattern == pattern - 1 { "full_attention" } else { "sliding_attention" };
+        if t != want {
+            return Err(hf_invalid(format!("config.json layer_types: layer {i} is `{t}`, not the repeating pattern of {pattern}")));
+        }
+    }
+    Ok(pattern)
+}
+
+/// HF tensor names: Llama's, but `post_attention_layernorm` is the sandwich's post-attention
+/// norm and the pre-FFN norm is `pre_feedforward_layernorm`.
+fn hf_tensor(id: WeightId) -> String {
+    match id {
+        WeightId::PostAttnNorm { layer } => format!("layers.{layer}.post_attention_layernorm.weight"),
+        WeightId::FfnNorm { layer } => format!("layers.{layer}.pre_feedforward_layernorm.weight"),
+        other => super::hf_llama_tensor(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+
+    #[test]
+    fn config_from_both_transformers_spellings() {
+        let mut types = vec!["sliding_attention"; 18];
+        for i in [5, 11, 17] {
+            types[i] = "full_attention";
+        }
+        let v4 = serde_json::json!({
+            "model_type": "gemma3_text", "hidden_size": 640, "intermediate_size": 2048, "num_hidden_layers": 18,
+            "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "rms_norm_eps": 1e-6,
+            "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "rope_scaling": null, "sliding_window": 512,
+            "layer_types": types, "max_position_embeddings": 32768, "query_pre_attn_scalar": 256,
+            "hidden_activation": "gelu_pytorch_tanh", "final_logit_softcapping": null, "attn_logit_softcapping": null
+        });
+        let c = from_hf(&v4, 262_144).unwrap();
+        let w = c.sliding.unwrap();
+        assert_eq!((w.pattern, c.rope_theta, w.rope_theta, &c.rope_scaling), (6, 1e6, 1e4, &RopeScaling::None));
+        assert!(c.is_sliding(4) && !c.is_sliding(5));
+        assert_eq!((c.norm, c.activation, c.rope_layout, c.qk_norm, c.attn_scale), (NormPlacement::Sandwich, Activation::GeluTanh, RopeLayout::Neox, true, 0.0625));
+        // transformers 5: per-kind rope parameters.
+        let mut v5 = v4.clone();
+        let o = v5.as_object_mut().unwrap();
+        o.remove("rope_theta");
+        o.remove("rope_local_base_freq");
+        o.insert("rope_parameters".into(), serde_json::json!({
+            "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 500000.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 20000.0}
+        }));
+        let c = from_hf(&v5, 262_144).unwrap();
+        assert_eq!((c.rope_theta, c.sliding.unwrap().rope_theta, &c.rope_scaling), (5e5, 2e4, &RopeScaling::Linear(8.0)));
+        // Irregular layer kinds, an unknown activation, absurd sizes and softcapped attention are refused.
+        let mut bad = v4.clone();
+        bad["layer_types"][2] = "full_attention".into();
+        assert!(matches!(from_hf(&bad, 8), Err(Error::InvalidModelFolder { .. })));
+        let mut bad = v4.clone();
+        bad["hidden_activation"] = "silu".into();
+        assert!(matches!(from_hf(&bad, 8), Err(Error::InvalidModelFolder { .. })));
+        let mut bad = v4.clone();
+        bad["num_hidden_layers"] = 1_000_000.into();
+        bad.as_object_mut().unwrap().remove("layer_types");
+        assert!(matches!(from_hf(&bad, 8), Err(Error::InvalidModelFolder { .. })));
+        let mut bad = v4.clone();
+        bad["attn_logit_softcapping"] = 50.0.into();
+        assert!(matches!(from_hf(&bad, 8), Err(Error::InvalidModelFolder { .. })));
+    }
+}
