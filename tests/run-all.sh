@@ -20,6 +20,9 @@ else
   echo "SKIPPED: NEON kernels under qemu (install qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross)" >&2
 fi
 
+step "packaging consistency (Gradle wrapper, ABIs vs JNA, keep rules, iOS manifest)"
+bash android/scripts/check-packaging.sh
+
 if [ -x android/jvm-tests/run.sh ]; then
   step "Kotlin bindings: freshness check + JUnit on the JVM"
   bash android/jvm-tests/run.sh
@@ -29,7 +32,9 @@ fi
 # runs the first EDGEWISE_GPU_CASES; the full suite runs when a real GPU is present).
 if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   step "wgpu golden tests (EDGEWISE_GPU_CASES=${EDGEWISE_GPU_CASES:=4})"
-  EDGEWISE_GPU_CASES=$EDGEWISE_GPU_CASES cargo test --release -p edgewise-core --features gpu-tests --test engine_golden -- --test-threads 1 gpu_
+  # Same feature set as every other cargo step (no `-p`/`--features`: those rebuild burn and wgpu);
+  # EDGEWISE_GPU_TESTS=1 turns the wgpu cases on.
+  EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_CASES=$EDGEWISE_GPU_CASES cargo test --release --workspace --test engine_golden -- --test-threads 1 gpu_
   step "wgpu: the llama/qwen2/qwen3 goldens (EDGEWISE_GPU_ARCH_CASES=${EDGEWISE_GPU_ARCH_CASES:=2} per architecture)"
-  EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_ARCH_CASES cargo test --release -p edgewise-core --features gpu-tests --test arch_golden -- --test-threads 1 gpu_
+  EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_ARCH_CASES cargo test --release --workspace --test arch_golden -- --test-threads 1 gpu_
 fi

@@ -10,14 +10,20 @@ plugins {
 
 android {
     namespace = "dev.edgewise.sample"
-    compileSdk = 35
+    // Google Play: new apps and updates must target API 36 (Android 16) since 2026-08-31
+    // (support.google.com/googleplay/android-developer/answer/11926878); AGP 8.13 supports up to 36.
+    compileSdk = 36
 
     defaultConfig {
         applicationId = "dev.edgewise.sample"
         minSdk = 24
-        targetSdk = 35
+        targetSdk = 36
         versionCode = 1
         versionName = "0.1.0"
+        // The ABIs the Edgewise AAR has libedgewise.so for. JNA's AAR also ships libjnidispatch.so
+        // for armeabi, mips and mips64 (dropped by the NDK in r17); without this filter those
+        // copies would be packed, and a device picking them would find no libedgewise.so.
+        ndk { abiFilters += listOf("arm64-v8a", "armeabi-v7a", "x86", "x86_64") }
     }
 
     buildTypes {

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Cross-builds libedgewise.so for Android into android/edgewise/src/main/jniLibs/<abi>/
-# (ENGINEERING.md F.4). Needs the Android NDK (ANDROID_NDK_HOME) and `cargo install cargo-ndk`.
+# (ENGINEERING.md F.4). Needs `cargo install cargo-ndk` and the Android NDK: ANDROID_NDK_HOME, or
+# the version pinned in edgewise/build.gradle.kts (`ndkVersion`) under $ANDROID_HOME/ndk/.
+# Gradle runs it as `:edgewise:cargoNdk`, before every build of the AAR (preBuild).
 #
-#   android/scripts/build-android-libs.sh            arm64-v8a, armeabi-v7a, x86_64
+#   android/scripts/build-android-libs.sh            arm64-v8a, armeabi-v7a, x86, x86_64
 #   ABIS="arm64-v8a" android/scripts/build-android-libs.sh
+#
+# The four ABIs are the ones JNA's AAR ships libjnidispatch.so for; an app that gets JNA for an
+# ABI must get libedgewise.so for it too (check-packaging.sh checks the lists agree).
 #
 # 16 KB pages (required for Android 15+ targets on Google Play): NDK r28+ links with 16 KB
 # alignment by default; for older NDKs we pass -z max-page-size=16384 explicitly, and the result is
@@ -12,15 +17,25 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 OUT="$ROOT/android/edgewise/src/main/jniLibs"
-ABIS="${ABIS:-arm64-v8a armeabi-v7a x86_64}"
+ABIS="${ABIS:-arm64-v8a armeabi-v7a x86 x86_64}"
 API_LEVEL="${API_LEVEL:-24}"
 
 command -v cargo-ndk >/dev/null || { echo "cargo-ndk missing: cargo install cargo-ndk" >&2; exit 1; }
-: "${ANDROID_NDK_HOME:?set ANDROID_NDK_HOME to an NDK (r28+ recommended)}"
+if [[ -z "${ANDROID_NDK_HOME:-}" ]]; then
+  ndk_version="${EDGEWISE_NDK_VERSION:-$(sed -n 's/^ *ndkVersion *= *"\(.*\)".*/\1/p' "$ROOT/android/edgewise/build.gradle.kts")}"
+  sdk="${ANDROID_HOME:-${ANDROID_SDK_ROOT:-}}"
+  if [[ -n "$sdk" && -d "$sdk/ndk/$ndk_version" ]]; then
+    export ANDROID_NDK_HOME="$sdk/ndk/$ndk_version"
+  else
+    echo "no NDK: set ANDROID_NDK_HOME, or install NDK $ndk_version (sdkmanager \"ndk;$ndk_version\") under \$ANDROID_HOME" >&2
+    exit 1
+  fi
+fi
 
 declare -A TRIPLE=(
   [arm64-v8a]=aarch64-linux-android
   [armeabi-v7a]=armv7-linux-androideabi
+  [x86]=i686-linux-android
   [x86_64]=x86_64-linux-android
 )
 
@@ -35,7 +50,8 @@ for abi in $ABIS; do
 done
 
 cd "$ROOT"
-cargo ndk "${args[@]}" --platform "$API_LEVEL" -o "$OUT" build --release -p edgewise
+# The `mobile` profile (workspace Cargo.toml): release + fat LTO + one codegen unit.
+cargo ndk "${args[@]}" --platform "$API_LEVEL" -o "$OUT" build --profile "${CARGO_PROFILE:-mobile}" -p edgewise
 
 # Check the 16 KB alignment of every LOAD segment.
 READELF="$(command -v llvm-readelf || command -v readelf || true)"

@@ -7,7 +7,9 @@
 #   generate-bindings.sh --check         fail (exit 1) if the committed Android flavour is stale
 #   generate-bindings.sh --host <dir>    host-JVM flavour (android = false) into <dir> (Maven tests)
 #
-# Builds the host cdylib first (`cargo build --release -p edgewise`; quick when up to date).
+# Builds the host cdylib first with the workspace's one feature set (`cargo build --release --workspace
+# --all-targets`, the build CI runs: a no-op when up to date; `-p edgewise` alone would resolve other
+# features and rebuild burn and wgpu for ~20 minutes), then runs the uniffi-bindgen binary it built.
 # `--no-format` keeps the output independent of whether ktlint happens to be installed.
 set -euo pipefail
 
@@ -25,7 +27,7 @@ case "${1:-}" in
 esac
 
 cd "$ROOT"
-cargo build --release -p edgewise
+cargo build --release --workspace --all-targets
 case "$(uname -s)" in
   Darwin) LIB="$ROOT/target/release/libedgewise.dylib" ;;
   *) LIB="$ROOT/target/release/libedgewise.so" ;;
@@ -33,7 +35,7 @@ esac
 
 bindgen() { # <out dir> [extra args...]
   local dir="$1"; shift
-  cargo run --quiet --release -p uniffi-bindgen --bin uniffi-bindgen -- \
+  "$ROOT/target/release/uniffi-bindgen" \
     generate "$LIB" --language kotlin --no-format --out-dir "$dir" "$@"
 }
 

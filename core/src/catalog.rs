@@ -52,6 +52,31 @@ pub struct Catalog {
     /// Reference files used by tests (for example a `tokenizer.json`).
     #[serde(rename = "reference", default)]
     references: Vec<ReferenceEntry>,
+    /// Small models embedded in a crate (the privacy gate's classifier).
+    #[serde(rename = "classifier", default)]
+    classifiers: Vec<ClassifierEntry>,
+}
+
+/// A small model embedded in a crate at build time and verified by it before first use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierEntry {
+    /// Stable id (`pii-clf-v1`).
+    pub id: String,
+    /// What the model is.
+    pub description: String,
+    /// File name.
+    pub file: String,
+    /// Where the file lives in this repository.
+    pub path: String,
+    /// The crate that embeds it.
+    pub embedded_in: String,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// Lower-case hex sha256 of the file.
+    pub sha256: String,
+    /// Licence of the file.
+    pub licence: String,
 }
 
 /// One supported model file.
@@ -245,6 +270,17 @@ impl Catalog {
             }
             check_file(&r.id, &r.file, r.size, &r.sha256, &r.sources)?;
         }
+        for c in &self.classifiers {
+            if !ids.insert(c.id.as_str()) {
+                return bad(format!("duplicate id `{}`", c.id));
+            }
+            if !is_plain_file_name(&c.file) || !c.path.ends_with(&c.file) {
+                return bad(format!("classifier `{}`: bad file or path", c.id));
+            }
+            if c.size == 0 || !is_sha256_hex(&c.sha256) {
+                return bad(format!("classifier `{}`: size must be > 0 and sha256 64 lower-case hex digits", c.id));
+            }
+        }
         if !self.models.iter().any(|m| m.id == self.default) {
             return bad(format!("default model `{}` is not in the catalog", self.default));
         }
@@ -279,6 +315,11 @@ impl Catalog {
     /// A model by id.
     pub fn get(&self, id: &str) -> Result<&ModelEntry> {
         self.models.iter().find(|m| m.id == id).ok_or_else(|| Error::UnknownModel { id: id.to_owned() })
+    }
+
+    /// The embedded classifier models.
+    pub fn classifiers(&self) -> &[ClassifierEntry] {
+        &self.classifiers
     }
 
     /// A reference file by id.
@@ -474,6 +515,20 @@ pub fn test_model_path() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_privacy_classifier_entry_matches_the_model_the_pii_crate_embeds() {
+        use crate::router::pii::classifier;
+        let c = Catalog::builtin().unwrap();
+        let e = c.classifiers().iter().find(|e| e.id == "pii-clf-v1").expect("pii-clf-v1 entry");
+        assert_eq!(
+            (e.file.as_str(), e.size, e.sha256.as_str()),
+            (classifier::MODEL_FILE, classifier::MODEL_SIZE, classifier::MODEL_SHA256)
+        );
+        assert_eq!(e.embedded_in, "edgewise-pii");
+        let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(&e.path)).expect("model file");
+        assert_eq!((bytes.len() as u64, classifier::sha256_hex(&bytes)), (e.size, e.sha256.clone()));
+    }
 
     #[test]
     fn builtin_catalog_parses_and_has_the_default_model() {

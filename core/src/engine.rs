@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{self, BackendKind, BackendPreference, GpuInfo};
 use crate::gguf::GgufFile;
+use crate::memory::{TrimLevel, TrimRegistry, TrimReport, Trimmable};
 use crate::hf::HfFolder;
 use crate::model::decoder::{Decoder, DecoderConfig};
 use crate::model::layers::WeightMode;
@@ -85,6 +86,10 @@ pub(crate) struct Inner {
     tokenizer: Tokenizer,
     template: ChatTemplate,
     info: EngineInfo,
+    /// The mapped GGUF file the CPU kernels read in place (`None` for folders and the GPU).
+    mapped: Option<GgufWeights>,
+    /// Sessions and pools that give memory back on [`Engine::trim`].
+    trim: TrimRegistry,
 }
 
 /// A loaded model. Cheap to clone (shared); `Send + Sync`.
@@ -322,7 +327,11 @@ impl Engine {
             load_ms: t0.elapsed().as_secs_f64() * 1e3,
         };
         log::info!("engine: {} on {} in {:.0} ms", info.architecture, info.backend, info.load_ms);
-        Ok(Self { inner: Arc::new(Inner { model, tokenizer, template, info }) })
+        let mapped = match (&ckpt, backend) {
+            (Checkpoint::Gguf(w), BackendKind::Cpu) => Some(w.clone()),
+            _ => None,
+        };
+        Ok(Self { inner: Arc::new(Inner { model, tokenizer, template, info, mapped, trim: TrimRegistry::default() }) })
     }
 
     /// GPU with the golden self-test. Err carries the reason to fall back.
@@ -426,6 +435,42 @@ impl Engine {
     /// A new session.
     pub fn new_session(&self, cfg: SessionConfig) -> Result<Session> {
         Session::new(self.clone(), cfg)
+    }
+
+    /// Hands memory back under pressure (see [`crate::memory`] for what each level frees).
+    /// Safe at any time from any thread; whatever is in use is skipped, everything freed comes
+    /// back on the next use, and answers do not change.
+    pub fn trim(&self, level: TrimLevel) -> TrimReport {
+        let mut report = self.inner.trim.trim(level);
+        if level >= TrimLevel::Low {
+            if let tokenizers::models::ModelWrapper::BPE(bpe) = self.inner.tokenizer.hf().get_model() {
+                bpe.clear_cache();
+            }
+        }
+        // Freed buffers stay in the allocator's arenas (glibc keeps even 18 MB caches there once
+        // its mmap threshold has grown) until they are handed back explicitly.
+        release_free_memory();
+        if level >= TrimLevel::Critical {
+            if let Some(w) = &self.inner.mapped {
+                // Clean pages of a read-only file mapping: the next pass faults them back in.
+                w.file().release_resident();
+                // The CPU kernels stream the whole map per token: 2 MiB pages again when they return.
+                w.file().set_large_pages(true);
+                report.weights_released = true;
+            }
+        }
+        log::info!(
+            "trim {level:?}: {} KiB of KV cache from {} sessions, weights released: {}",
+            report.kv_cache_bytes >> 10,
+            report.sessions,
+            report.weights_released
+        );
+        report
+    }
+
+    /// Registers a holder for [`Engine::trim`].
+    pub(crate) fn register_trimmable(&self, target: std::sync::Weak<dyn Trimmable>) {
+        self.inner.trim.register(target);
     }
 }
 

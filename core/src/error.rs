@@ -46,6 +46,25 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// The file's header (metadata and tensor table) would take more memory than
+    /// [`crate::gguf::MAX_HEADER_MEMORY`] once parsed.
+    #[error("GGUF metadata too large: `{key}` takes the header past its {limit}-byte memory limit")]
+    MetadataTooLarge {
+        /// The key (or `tensor table`) being read when the limit was reached.
+        key: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A tensor's shape does not match what the model's configuration needs.
+    #[error("tensor `{name}` has shape {}x{}, the config needs {}x{} (rows x row length)", found[0], found[1], expected[0], expected[1])]
+    TensorShape {
+        /// The tensor's name in its file.
+        name: String,
+        /// `[rows, row length]` the config needs (a vector is one row).
+        expected: [usize; 2],
+        /// `[rows, row length]` the file holds.
+        found: [usize; 2],
+    },
     /// The GGML type id is unknown or not supported for this operation.
     #[error("unsupported tensor type {ty}")]
     UnsupportedType {
@@ -132,6 +151,14 @@ pub enum Error {
         /// Tokens requested.
         requested: usize,
     },
+    /// The text of one call (prompt, or all messages of a request) is larger than the limit.
+    #[error("input of {actual} bytes is over the {max}-byte limit per call")]
+    InputTooLarge {
+        /// The limit in bytes ([`crate::MAX_INPUT_BYTES`]).
+        max: usize,
+        /// The input's size in bytes.
+        actual: usize,
+    },
     /// A parameter is out of range.
     #[error("invalid parameter `{name}`: {reason}")]
     InvalidParameter {
@@ -160,6 +187,14 @@ pub enum Error {
         /// Why (status, timeout; no request text).
         reason: String,
     },
+    /// `edgewise serve` was asked to listen on a non-loopback address without an API key.
+    #[error(
+        "refusing to serve on {addr} without an API key: it is reachable beyond this machine; require a key, or allow unauthenticated remote access explicitly"
+    )]
+    UnauthenticatedRemote {
+        /// The bound address.
+        addr: String,
+    },
     /// The offline queue or audit log failed.
     #[error("storage error: {reason}")]
     Storage {
@@ -182,6 +217,9 @@ mod tests {
             Error::Cancelled,
             Error::Busy,
             Error::MissingKey { key: "general.architecture".into() },
+            Error::MetadataTooLarge { key: "tokenizer.ggml.tokens".into(), limit: 1 << 26 },
+            Error::TensorShape { name: "blk.0.attn_norm.weight".into(), expected: [1, 640], found: [1, 320] },
+            Error::InputTooLarge { max: 1 << 20, actual: 50 << 20 },
         ];
         for e in all {
             assert!(!e.to_string().contains(canary));

@@ -283,6 +283,10 @@ impl WeightSource for HfWeights {
     fn has(&self, id: WeightId) -> bool {
         self.key(id).is_some()
     }
+
+    fn name(&self, id: WeightId) -> String {
+        self.key(id).unwrap_or_else(|| format!("{}{}", self.prefix, hf_name(self.arch, id)))
+    }
 }
 
 #[cfg(test)]
@@ -335,6 +339,35 @@ mod tests {
         assert!(!w.has(WeightId::Output), "no lm_head: tied to the embedding");
         assert!(matches!(w.raw(WeightId::AttnQ { layer: 0 }), Err(Error::Tensor { .. })));
         assert_eq!(w.parameter_count(), 10);
+    }
+
+    /// A folder's tensors are held to the config's shapes too, and the error names the tensor
+    /// as the folder does.
+    #[test]
+    fn wrong_shapes_are_named_as_in_the_folder() {
+        let d = folder("shapes");
+        write_st(
+            &d.join("model.safetensors"),
+            &[
+                ("model.embed_tokens.weight", safetensors::Dtype::F32, vec![3, 4], f32s(&[0.5; 12])),
+                ("model.norm.weight", safetensors::Dtype::F32, vec![2], f32s(&[0.0; 2])),
+            ],
+        );
+        let w = HfWeights::open(&d, gemma()).unwrap();
+        let v = serde_json::json!({
+            "model_type": "gemma3_text", "hidden_size": 4, "intermediate_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 1, "num_key_value_heads": 1, "head_dim": 4, "rms_norm_eps": 1e-6,
+            "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "sliding_window": 4,
+            "max_position_embeddings": 64, "query_pre_attn_scalar": 4
+        });
+        let cfg = (gemma().def().from_hf)(&v, 3).unwrap();
+        match crate::model::decoder::Decoder::check_shapes(&cfg, &w) {
+            Err(Error::TensorShape { name, expected, found }) => {
+                assert_eq!((name.as_str(), expected, found), ("model.norm.weight", [1, 4], [1, 2]));
+            }
+            other => panic!("expected TensorShape, got {other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

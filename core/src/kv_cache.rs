@@ -141,6 +141,8 @@ pub struct KvCache {
     /// `Some` on the CPU: keys, values and masks on the host (then `k`, `v` are empty).
     host: Option<HostKv>,
     device: Device,
+    /// The buffers were handed back ([`KvCache::release`]); the next pass allocates them again.
+    released: bool,
 }
 
 impl KvCache {
@@ -173,7 +175,41 @@ impl KvCache {
             v.push(zeros());
         }
         let placeholder = Tensor::<3>::from_data(TensorData::new(vec![0f32], [1, 1, 1]), device);
-        Ok(Self { layout, rings, k, v, len: 0, pass: None, masks: [None, None], placeholder, host, device: device.clone() })
+        Ok(Self {
+            layout,
+            rings,
+            k,
+            v,
+            len: 0,
+            pass: None,
+            masks: [None, None],
+            placeholder,
+            host,
+            device: device.clone(),
+            released: false,
+        })
+    }
+
+    /// Hands the buffers back (memory pressure): the cache is empty and holds no memory until
+    /// its next pass, which allocates it again. Returns the bytes released.
+    pub fn release(&mut self) -> usize {
+        if self.released {
+            return 0;
+        }
+        let bytes = self.size_bytes();
+        self.reset();
+        self.k = Vec::new();
+        self.v = Vec::new();
+        if let Some(h) = self.host.as_mut() {
+            *h = HostKv::default();
+        }
+        self.released = true;
+        bytes
+    }
+
+    /// Whether the buffers were handed back and not allocated again yet.
+    pub fn is_released(&self) -> bool {
+        self.released
     }
 
     /// Tokens currently cached.
@@ -196,7 +232,7 @@ impl KvCache {
         self.layout.max_chunk
     }
 
-    /// Bytes held by the cache (f16 on the host, f32 tensors on a device).
+    /// Bytes held by the cache (f16 on the host, f32 tensors on a device; 0 once released).
     pub fn size_bytes(&self) -> usize {
         if let Some(h) = &self.host {
             return h.k.iter().chain(&h.v).map(|b| b.len() * 2).sum();
@@ -214,6 +250,9 @@ impl KvCache {
 
     /// Starts a pass of `n` tokens at position `len()`.
     pub fn begin(&mut self, n: usize) -> Result<()> {
+        if self.released {
+            *self = Self::new(self.layout.clone(), &self.device)?;
+        }
         if n == 0 || n > self.layout.max_chunk {
             return Err(Error::InvalidParameter { name: "n", reason: format!("{n} tokens per pass (1..={})", self.layout.max_chunk) });
         }

@@ -1,11 +1,11 @@
 //! Sessions: prompt → prefill → decode loop → stop conditions, with streaming and cancel.
 //!
 //! ```no_run
-//! # use edgewise_core::{engine::{Engine, EngineConfig}, session::{GenerationParams, SessionConfig}};
+//! # use edgewise_core::{engine::{Engine, EngineConfig}, session::{CancelHandle, GenerationParams, SessionConfig}};
 //! let engine = Engine::load("gemma-3-270m-q4_k_m.gguf", EngineConfig::default())?;
 //! let mut s = engine.new_session(SessionConfig::default())?;
-//! let cancel = s.cancel_handle(); // cancel.cancel() from any thread stops the loop
-//! let out = s.chat("Name three rivers.", &GenerationParams::default(), &mut |piece: &str| {
+//! let cancel = CancelHandle::new(); // this call's handle: cancel.cancel() from any thread stops it
+//! let out = s.chat_with("Name three rivers.", &GenerationParams::default(), &cancel, &mut |piece: &str| {
 //!     print!("{piece}");
 //!     true // keep going
 //! })?;
@@ -16,15 +16,25 @@
 //! A session owns its KV cache. In a chat, each new turn renders the whole conversation, finds
 //! the longest prefix already in the cache and prefills only the rest, so history is not
 //! prefilled again.
+//!
+//! **Cancellation is per call.** Each generation is given its own [`CancelHandle`], taken by
+//! the caller *before* the call (`chat_with`, `complete_with`, `generate_from_with`): a cancel
+//! that arrives before the call starts, or while the prompt is rendered and tokenized, is
+//! honoured (the call returns [`StopReason::Cancelled`] at once), and cancelling one call never
+//! touches another. [`SharedSession`] puts a session behind a lock for bindings and servers: a
+//! second call while a generation runs fails with [`Error::Busy`], but a call that finds a
+//! *cancelled* generation still unwinding waits for it (at most [`UNWIND_WAIT`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::kv_cache::KvCache;
+use crate::memory::{TrimLevel, TrimReport, Trimmable};
 use crate::model::{StepLogits, TopLogits};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{ChatMessage, Role};
@@ -80,6 +90,7 @@ impl SessionConfig {
         if self.prefill_chunk == 0 || self.prefill_chunk > 4096 {
             return Err(Error::InvalidParameter { name: "prefill_chunk", reason: "must be in 1..=4096".into() });
         }
+        crate::check_input_len(self.system_prompt.as_ref().map_or(0, String::len))?;
         Ok(())
     }
 }
@@ -173,12 +184,20 @@ pub struct Generation {
     pub metrics: Metrics,
 }
 
-/// Cancels a running generation from any thread.
+/// Cancels one generation (or one routed request) from any thread. Take a new one for each
+/// call, before the call: it is never cleared, so a cancel that arrives before the work starts
+/// is honoured, and clones share the flag.
 #[derive(Debug, Clone, Default)]
 pub struct CancelHandle(Arc<AtomicBool>);
 
 impl CancelHandle {
-    /// Requests cancellation; the decode loop stops before its next token.
+    /// A handle that is not cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requests cancellation; the work stops before its next prefill chunk or token (or does not
+    /// start).
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
@@ -188,9 +207,72 @@ impl CancelHandle {
         self.0.load(Ordering::SeqCst)
     }
 
+    /// Whether `self` and `other` are clones of one handle.
+    pub fn same_as(&self, other: &CancelHandle) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     fn clear(&self) {
         self.0.store(false, Ordering::SeqCst);
     }
+}
+
+/// The handles of the calls running now, so that one "cancel everything" (a session's or a
+/// router's `cancel()`) reaches each of them, and only them: a call registers its handle for
+/// its duration ([`CancelGroup::register`]); calls registered later are not affected.
+#[derive(Debug, Default)]
+pub struct CancelGroup {
+    running: Mutex<HashMap<u64, CancelHandle>>,
+    next: AtomicU64,
+}
+
+/// Keeps a handle in its [`CancelGroup`] until dropped.
+#[derive(Debug)]
+pub struct Registration<'a> {
+    group: &'a CancelGroup,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        lock_ignoring_poison(&self.group.running).remove(&self.id);
+    }
+}
+
+impl CancelGroup {
+    /// An empty group.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `handle` until the returned registration is dropped.
+    pub fn register(&self, handle: &CancelHandle) -> Registration<'_> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        lock_ignoring_poison(&self.running).insert(id, handle.clone());
+        Registration { group: self, id }
+    }
+
+    /// Cancels every registered handle.
+    pub fn cancel_all(&self) {
+        for h in lock_ignoring_poison(&self.running).values() {
+            h.cancel();
+        }
+    }
+
+    /// How many calls are registered now.
+    pub fn len(&self) -> usize {
+        lock_ignoring_poison(&self.running).len()
+    }
+
+    /// Whether no call is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// For maps of handles, which a panic cannot leave half-updated.
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A conversation with its own KV cache.
@@ -218,7 +300,10 @@ impl Session {
         Ok(Self { engine, cfg, cache, cached: Vec::new(), history: Vec::new(), cancel: CancelHandle::default() })
     }
 
-    /// A handle that cancels this session's running generation.
+    /// The session-wide handle used by [`Session::chat`], [`Session::complete`] and
+    /// [`Session::generate_from`]: it cancels the one of those calls running now. Those calls
+    /// clear it on entry, so a cancel sent while none runs is dropped; to cancel reliably (also
+    /// before the call starts), give each call its own handle with the `_with` variants.
     pub fn cancel_handle(&self) -> CancelHandle {
         self.cancel.clone()
     }
@@ -238,6 +323,11 @@ impl Session {
         self.cached.len()
     }
 
+    /// Bytes the KV cache holds now (0 after [`Session::release_cache`], until the next turn).
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.size_bytes()
+    }
+
     /// Forgets the conversation and the cache.
     pub fn reset(&mut self) {
         self.history.clear();
@@ -245,17 +335,63 @@ impl Session {
         self.cache.reset();
     }
 
+    /// Hands the KV cache's memory back (memory pressure); the conversation stays, and the next
+    /// turn prefills it again. Returns the bytes released.
+    pub fn release_cache(&mut self) -> usize {
+        self.cached.clear();
+        self.cache.release()
+    }
+
     /// Raw completion of `prompt` (no chat template; BOS added as the model adds it). The
     /// conversation history is not used or changed; the cache is reused where it matches.
+    /// Cancelled through [`Session::cancel_handle`]. A prompt over [`crate::MAX_INPUT_BYTES`] is
+    /// [`Error::InputTooLarge`].
     pub fn complete(&mut self, prompt: &str, params: &GenerationParams, sink: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+        let cancel = self.fresh_session_handle();
+        self.complete_with(prompt, params, &cancel, sink)
+    }
+
+    /// [`Session::complete`] cancelled through `cancel` (this call's own handle).
+    pub fn complete_with(
+        &mut self,
+        prompt: &str,
+        params: &GenerationParams,
+        cancel: &CancelHandle,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        crate::check_input_len(prompt.len())?;
+        params.validate()?;
+        if cancel.is_cancelled() {
+            return Ok(cancelled_before_start(Instant::now()));
+        }
         let tok = self.engine.tokenizer();
         let ids = tok.encode(prompt, tok.add_bos_default())?;
-        self.generate_from(ids, params, sink)
+        self.generate_from_with(ids, params, cancel, sink)
     }
 
     /// Sends a user message and streams the model's answer; both join the history.
+    /// Cancelled through [`Session::cancel_handle`]. A message over [`crate::MAX_INPUT_BYTES`] is
+    /// [`Error::InputTooLarge`].
     pub fn chat(&mut self, message: &str, params: &GenerationParams, sink: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+        let cancel = self.fresh_session_handle();
+        self.chat_with(message, params, &cancel, sink)
+    }
+
+    /// [`Session::chat`] cancelled through `cancel` (this call's own handle). A call cancelled
+    /// before it generated anything leaves the history unchanged.
+    pub fn chat_with(
+        &mut self,
+        message: &str,
+        params: &GenerationParams,
+        cancel: &CancelHandle,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        crate::check_input_len(message.len())?;
         params.validate()?;
+        let t0 = Instant::now();
+        if cancel.is_cancelled() {
+            return Ok(cancelled_before_start(t0));
+        }
         let mut turns = self.history.clone();
         turns.push(ChatMessage { role: Role::User, content: message.to_string() });
         let ids = loop {
@@ -272,10 +408,20 @@ impl Session {
             }
             return Err(Error::ContextOverflow { max: self.cfg.max_context, requested: need });
         };
-        let g = self.generate_from(ids, params, sink)?;
+        let g = self.generate_from_with(ids, params, cancel, sink)?;
+        if g.stop_reason == StopReason::Cancelled && g.token_ids.is_empty() {
+            // Nothing was answered: the turn did not happen (its prefill stays cached for reuse).
+            return Ok(g);
+        }
         turns.push(ChatMessage { role: Role::Assistant, content: g.text.clone() });
         self.history = turns;
         Ok(g)
+    }
+
+    /// Clears and returns the session-wide handle (for the calls without one of their own).
+    fn fresh_session_handle(&self) -> CancelHandle {
+        self.cancel.clear();
+        self.cancel.clone()
     }
 
     fn render(&self, turns: &[ChatMessage]) -> Result<Vec<u32>> {
@@ -311,11 +457,27 @@ impl Session {
         Ok(out)
     }
 
-    /// Generates a continuation of `prompt` token ids (the core loop).
+    /// Generates a continuation of `prompt` token ids (the core loop). Cancelled through
+    /// [`Session::cancel_handle`].
     pub fn generate_from(&mut self, prompt: Vec<u32>, params: &GenerationParams, sink: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+        let cancel = self.fresh_session_handle();
+        self.generate_from_with(prompt, params, &cancel, sink)
+    }
+
+    /// [`Session::generate_from`] cancelled through `cancel` (this call's own handle): checked
+    /// before anything runs, before each prefill chunk and before each token.
+    pub fn generate_from_with(
+        &mut self,
+        prompt: Vec<u32>,
+        params: &GenerationParams,
+        cancel: &CancelHandle,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
         params.validate()?;
         let t0 = Instant::now();
-        self.cancel.clear();
+        if cancel.is_cancelled() {
+            return Ok(cancelled_before_start(t0));
+        }
         if prompt.is_empty() {
             return Err(Error::InvalidParameter { name: "prompt", reason: "no tokens".into() });
         }
@@ -346,7 +508,7 @@ impl Session {
         };
         let mut next_out = Next::Logits(Vec::new());
         for chunk in prompt[common..].chunks(self.cfg.prefill_chunk) {
-            if self.cancel.is_cancelled() {
+            if cancel.is_cancelled() {
                 return Ok(self.finish_cancelled(&prompt, common, t0));
             }
             next_out = step(chunk, &mut self.cache, sampler.candidates_needed(&prompt, model.vocab_size()))?;
@@ -364,7 +526,7 @@ impl Session {
         let mut ttft = None;
         let mut t_first = t0;
         let reason = loop {
-            if self.cancel.is_cancelled() {
+            if cancel.is_cancelled() {
                 break StopReason::Cancelled;
             }
             let (next, lp) = match &next_out {
@@ -447,6 +609,135 @@ impl Session {
             mean_logprob: 0.0,
             metrics: Metrics { prompt_tokens: prompt.len(), prefilled_tokens: self.cached.len().saturating_sub(common), total_ms: total, ..Default::default() },
         }
+    }
+}
+
+/// The result of a call cancelled before it did anything.
+fn cancelled_before_start(t0: Instant) -> Generation {
+    Generation {
+        text: String::new(),
+        token_ids: Vec::new(),
+        stop_reason: StopReason::Cancelled,
+        mean_logprob: 0.0,
+        metrics: Metrics { total_ms: t0.elapsed().as_secs_f64() * 1e3, ..Default::default() },
+    }
+}
+
+/// How long a call on a [`SharedSession`] waits for a *cancelled* generation that still holds
+/// the session (it stops before its next prefill chunk or token: milliseconds on a CPU, about a
+/// second for one token on a slow GPU) before failing with [`Error::Busy`].
+pub const UNWIND_WAIT: Duration = Duration::from_secs(10);
+
+/// A [`Session`] shared between threads, one call at a time (what the Kotlin/Swift
+/// `ChatSession` wraps). A call that finds a live generation fails with [`Error::Busy`] at once;
+/// one that finds a cancelled generation still unwinding waits for it, at most [`UNWIND_WAIT`].
+/// [`SharedSession::cancel_running`] cancels whatever call holds the session now.
+pub struct SharedSession {
+    session: Mutex<Session>,
+    /// The handle of the call holding the session (`Some` while one does).
+    holder: Mutex<Option<CancelHandle>>,
+    freed: Condvar,
+    unwind_wait: Duration,
+}
+
+impl std::fmt::Debug for SharedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedSession").field("busy", &lock_ignoring_poison(&self.holder).is_some()).finish_non_exhaustive()
+    }
+}
+
+/// Frees the [`SharedSession`]'s slot when the call ends (also on a panic).
+struct Slot<'a>(&'a SharedSession);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *lock_ignoring_poison(&self.0.holder) = None;
+        self.0.freed.notify_all();
+    }
+}
+
+impl SharedSession {
+    /// Wraps `session`. Its engine's [`Engine::trim`] releases its KV cache while it is idle.
+    pub fn new(session: Session) -> Arc<Self> {
+        Self::with_unwind_wait(session, UNWIND_WAIT)
+    }
+
+    /// Wraps `session`, waiting at most `wait` for a cancelled generation to unwind.
+    pub fn with_unwind_wait(session: Session, wait: Duration) -> Arc<Self> {
+        let engine = session.engine.clone();
+        let shared =
+            Arc::new(Self { session: Mutex::new(session), holder: Mutex::new(None), freed: Condvar::new(), unwind_wait: wait });
+        let weak: std::sync::Weak<dyn Trimmable> = Arc::downgrade(&(shared.clone() as Arc<dyn Trimmable>));
+        engine.register_trimmable(weak);
+        shared
+    }
+
+    /// Runs `f` on the session as the call whose handle is `cancel` (which `f` passes to the
+    /// `_with` generation methods). [`Error::Busy`] while another, live call holds the session;
+    /// a cancelled one is waited for (bounded). [`Error::Cancelled`] when `cancel` fires while
+    /// waiting.
+    pub fn run<T>(&self, cancel: &CancelHandle, f: impl FnOnce(&mut Session) -> T) -> Result<T> {
+        let _slot = self.acquire(cancel)?;
+        // The slot is ours, so nobody else holds the mutex; it is poisoned only if an earlier
+        // call panicked inside it: start that conversation over rather than trust its cache.
+        let mut session = self.session.lock().unwrap_or_else(|p| {
+            let mut s = p.into_inner();
+            s.reset();
+            log::warn!("session recovered from a panicked call; its history was reset");
+            s
+        });
+        self.session.clear_poison();
+        Ok(f(&mut session))
+    }
+
+    /// Cancels the call holding the session now, if any (a later call is not affected).
+    pub fn cancel_running(&self) {
+        if let Some(h) = lock_ignoring_poison(&self.holder).as_ref() {
+            h.cancel();
+        }
+    }
+
+    fn acquire(&self, cancel: &CancelHandle) -> Result<Slot<'_>> {
+        let deadline = Instant::now() + self.unwind_wait;
+        let mut holder = lock_ignoring_poison(&self.holder);
+        loop {
+            match holder.as_ref() {
+                None => {
+                    *holder = Some(cancel.clone());
+                    return Ok(Slot(self));
+                }
+                Some(running) if running.is_cancelled() => {
+                    if cancel.is_cancelled() {
+                        return Err(Error::Cancelled);
+                    }
+                    let now = Instant::now();
+                    if now >= deadline {
+                        log::warn!("a cancelled generation did not unwind within {:?}", self.unwind_wait);
+                        return Err(Error::Busy);
+                    }
+                    // Woken when the slot frees; re-checked every 50 ms for our own cancel.
+                    let step = (deadline - now).min(Duration::from_millis(50));
+                    holder = self.freed.wait_timeout(holder, step).unwrap_or_else(PoisonError::into_inner).0;
+                }
+                Some(_) => return Err(Error::Busy),
+            }
+        }
+    }
+}
+
+impl Trimmable for SharedSession {
+    /// Releases the cache of an idle session (a session in a call is skipped).
+    fn trim(&self, _level: TrimLevel) -> TrimReport {
+        let holder = lock_ignoring_poison(&self.holder);
+        if holder.is_some() {
+            return TrimReport::default();
+        }
+        // The slot is free and we hold its lock, so no call can start meanwhile.
+        let Ok(mut session) = self.session.try_lock() else { return TrimReport::default() };
+        let bytes = session.release_cache();
+        drop(session);
+        drop(holder);
+        TrimReport { kv_cache_bytes: bytes, sessions: usize::from(bytes > 0), weights_released: false }
     }
 }
 
@@ -542,6 +833,36 @@ mod tests {
             assert_eq!(device.token_ids, host.token_ids, "{:?}", params.sampling);
             assert!((device.mean_logprob - host.mean_logprob).abs() < 1e-3, "{} vs {}", device.mean_logprob, host.mean_logprob);
         }
+    }
+
+    /// With the real model (skipped without it): an oversized prompt, chat message, system
+    /// prompt or router request is refused with sizes only, before any tokenizing, and the session
+    /// still works afterwards.
+    #[test]
+    fn oversized_inputs_are_refused_by_every_entry_point() {
+        use crate::backend::BackendPreference;
+        use crate::engine::EngineConfig;
+        use crate::router::{ChatRequest, LocalEngine};
+        let Some(path) = crate::catalog::test_model_path() else { return };
+        let engine = Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap();
+        let big = "CANARY words ".repeat(crate::MAX_INPUT_BYTES / 13 + 1);
+        let check = |r: Result<Generation>, what: &str| match r {
+            Err(e @ Error::InputTooLarge { .. }) => assert!(!e.to_string().contains("CANARY"), "{what}: {e}"),
+            other => panic!("{what}: expected InputTooLarge, got {:?}", other.map(|g| g.token_ids.len())),
+        };
+        let mut s = engine.new_session(SessionConfig { max_context: 64, ..Default::default() }).unwrap();
+        let params = GenerationParams::greedy(2);
+        let t0 = std::time::Instant::now();
+        check(s.complete(&big, &params, &mut |_| true), "complete");
+        check(s.chat(&big, &params, &mut |_| true), "chat");
+        assert!(t0.elapsed().as_millis() < 1000, "refused before any work: {:?}", t0.elapsed());
+        assert!(s.history().is_empty());
+        assert_eq!(s.complete("Hello", &params, &mut |_| true).unwrap().token_ids.len(), 2);
+        let cfg = SessionConfig { system_prompt: Some(big.clone()), ..Default::default() };
+        assert!(matches!(engine.new_session(cfg.clone()), Err(Error::InputTooLarge { .. })));
+        assert!(matches!(LocalEngine::new(engine.clone(), cfg, params.clone()), Err(Error::InputTooLarge { .. })));
+        let local = LocalEngine::new(engine, SessionConfig { max_context: 64, ..Default::default() }, params.clone()).unwrap();
+        check(local.generate_with(&ChatRequest::user(big), &params, &mut |_| true), "LocalEngine::generate_with");
     }
 
     #[test]

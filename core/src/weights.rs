@@ -114,10 +114,26 @@ pub trait WeightSource: Send + Sync {
     fn shared(&self, id: WeightId) -> Result<SharedWeight>;
     /// Whether the weight exists.
     fn has(&self, id: WeightId) -> bool;
+    /// The weight's tensor name in its file (for errors).
+    fn name(&self, id: WeightId) -> String {
+        names::tensor_name(id)
+    }
     /// Hands back the resident memory of `len` bytes at `start` of a weight's data that now
     /// live elsewhere (uploaded to the GPU), where the source can re-read them on demand (a file
     /// mapping); a no-op otherwise.
     fn release(&self, _id: WeightId, _start: usize, _len: usize) {}
+}
+
+/// Checks that each weight in `expected` exists with `[rows, row length]` as given (a vector is
+/// one row): [`Error::TensorShape`] names the first that does not, [`Error::Tensor`] a missing one.
+pub fn check_shapes(src: &dyn WeightSource, expected: &[(WeightId, [usize; 2])]) -> Result<()> {
+    for &(id, want) in expected {
+        let w = src.raw(id)?;
+        if [w.rows, w.cols] != want {
+            return Err(Error::TensorShape { name: src.name(id), expected: want, found: [w.rows, w.cols] });
+        }
+    }
+    Ok(())
 }
 
 /// Weights read zero-copy from a memory-mapped GGUF file.

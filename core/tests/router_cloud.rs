@@ -3,6 +3,7 @@
 //! the egress invariant, the audit canary, fail-closed decisions, and the offline queue.
 //! All personal data in here is synthetic.
 
+mod common_model;
 mod router_support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -202,12 +203,13 @@ fn every_fault_falls_back_to_a_correct_local_answer() {
             want_discarded: 0,
         },
         FaultCase {
+            // One first-byte deadline for all attempts: a hanging cloud is not retried.
             name: "timeout",
             behavior: Some(hang),
             stream: true,
             want_kind: FailureKind::Timeout,
             want_status: None,
-            want_attempts: 3,
+            want_attempts: 1,
             want_discarded: 0,
         },
         FaultCase {
@@ -297,7 +299,7 @@ fn every_fault_falls_back_to_a_correct_local_answer() {
             stream: false,
             want_kind: FailureKind::Timeout,
             want_status: None,
-            want_attempts: 3,
+            want_attempts: 1,
             want_discarded: 0,
         },
     ];
@@ -685,4 +687,408 @@ fn default_transport_is_ureq() {
     let client = CloudClient::new(cfg).expect("client");
     let a = client.complete(&UreqTransport::new(), &audit, &benign(), &mut |_| true).expect("answer");
     assert_eq!(a.text, "direct");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 20): endless answers, hanging clouds, the key in logs, proxies
+// ---------------------------------------------------------------------------------------------
+
+/// Far past any limit (the client's default body cap is 16 MiB); the server then holds the
+/// connection open in silence, so to the client the stream never ends.
+const FLOOD_BYTES: usize = 256 * 1024 * 1024;
+
+/// Runs `req` against a cloud that behaves as `behavior`, with a generous overall deadline (the
+/// budget, not the clock, must stop an endless answer), and checks the local fallback.
+fn flood_case(name: &str, behavior: Behavior, stream: bool, req: &ChatRequest, want: FailureKind) {
+    let cloud = FakeCloud::start(move |_| behavior.clone());
+    let s = setup(name, &cloud.base_url(), RouterPolicy::cloud_assist(), |c| {
+        c.stream = stream;
+        c.request_timeout = Duration::from_secs(20);
+        c.first_byte_timeout = Duration::from_secs(5);
+    });
+    let local = FakeLocal::new(4096);
+    let mut sink = RecordingSink::default();
+    let started = std::time::Instant::now();
+    let ans = s.router.answer(&local, req, &asked(), &mut sink).expect("answer");
+    let took = started.elapsed();
+    assert_eq!(ans.served_by, Target::Local, "{name}");
+    assert_eq!(ans.text, expected_local(req), "{name}");
+    assert_eq!(sink.shown, expected_local(req), "{name}: the sink ends with the local answer only");
+    let fb = ans.fallback.clone().expect("fallback");
+    assert_eq!(fb.kind, want, "{name}");
+    assert_eq!(fb.attempts, 1, "{name}: an oversized answer is not retried");
+    assert_eq!(sink.resets, usize::from(fb.discarded_chars > 0), "{name}");
+    assert!(took < Duration::from_secs(10), "{name}: took {took:?}");
+    // What the client accepted is bounded: the server could push at most the cap plus what the
+    // socket buffers held before the client hung up.
+    let sent = cloud.sent.load(Ordering::SeqCst);
+    eprintln!("{name}: {:?} in {took:?}, server pushed {} KiB", fb.kind, sent / 1024);
+    assert!(sent < 64 * 1024 * 1024, "{name}: the server pushed {sent} bytes");
+    assert_eq!(events(&audit_of(&s), "route")[0]["fallback"], want.as_str(), "{name}");
+    if let Some(max) = req.max_tokens {
+        let budget = edgewise_core::router::cloud::answer_budget(max);
+        assert!(fb.discarded_chars <= budget, "{name}: {} chars shown > budget {budget}", fb.discarded_chars);
+    }
+}
+
+/// Item 2: a cloud that streams valid SSE without end is cut at the request's `max_tokens`
+/// budget (or the body cap when there is none) within a second or so, and the device answers.
+#[test]
+fn endless_cloud_answers_are_cut_by_the_answer_budget() {
+    let bounded = ChatRequest { max_tokens: Some(64), ..benign() };
+    let cases = [
+        // Valid content deltas without end, max_tokens 64: cut after ~1.3 KB of text.
+        (
+            "flood-max-tokens",
+            Behavior::SseFlood { event: sse_delta("all work and no play "), max_bytes: FLOOD_BYTES },
+            true,
+            bounded.clone(),
+        ),
+        // No max_tokens: the 16 MiB body cap stops it.
+        (
+            "flood-no-max-tokens",
+            Behavior::SseFlood { event: sse_delta("all work and no play "), max_bytes: FLOOD_BYTES },
+            true,
+            benign(),
+        ),
+        // No text at all, just keep-alive comments and role-only deltas without end.
+        (
+            "flood-keepalive",
+            Behavior::SseFlood {
+                event: ": keep-alive\n\ndata: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n".into(),
+                max_bytes: FLOOD_BYTES,
+            },
+            true,
+            bounded.clone(),
+        ),
+        // A non-streaming completion whose content never ends.
+        ("flood-json", Behavior::JsonFlood { max_bytes: FLOOD_BYTES }, false, benign()),
+        // A complete, valid answer that is simply far longer than max_tokens allows.
+        ("long-json", Behavior::Json(completion_json(&"word ".repeat(2000))), false, bounded.clone()),
+    ];
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|(name, b, stream, req)| {
+                scope.spawn(move || flood_case(name, b.clone(), *stream, req, FailureKind::TooLarge))
+            })
+            .collect();
+        for h in handles {
+            if let Err(e) = h.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+    });
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let peak = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?");
+        eprintln!("endless clouds: peak RSS of the test process {}", peak.trim_start_matches("VmHWM:").trim());
+    }
+    // Within budget the same stream shape is served by the cloud.
+    let cloud = FakeCloud::start(|_| Behavior::Sse {
+        events: vec![sse_delta(&"x".repeat(64 * 16)), sse_finish(), "data: [DONE]\n\n".into()],
+        gap: Duration::ZERO,
+    });
+    let s = setup("flood-within", &cloud.base_url(), RouterPolicy::cloud_assist(), |_| {});
+    let ans =
+        s.router.answer(&FakeLocal::new(4096), &bounded, &asked(), &mut RecordingSink::default()).expect("answer");
+    assert_eq!(ans.served_by, Target::Cloud);
+}
+
+/// Item 6: a cloud that accepts and never answers costs one first-byte deadline in all (not
+/// `attempts x timeout`), with the default retries and overall deadline left as they are.
+#[test]
+fn hanging_cloud_costs_one_first_byte_deadline() {
+    let cloud = FakeCloud::start(|_| Behavior::HangForever);
+    let dir = temp_dir("hang-deadline");
+    let mut cfg = CloudConfig::new(cloud.base_url(), "gpt-test");
+    cfg.api_key = Some(ApiKey::new(KEY));
+    cfg.first_byte_timeout = Duration::from_secs(2);
+    assert_eq!((cfg.max_retries, cfg.request_timeout), (2, Duration::from_secs(60)), "defaults left as they are");
+    let config = RouterConfig {
+        policy: RouterPolicy::cloud_assist(),
+        cloud: Some(cfg),
+        ..RouterConfig::local_only(dir.to_path_buf())
+    };
+    let router = Router::new(config).expect("router").with_reachability(Arc::new(|_: &str| Ok(true)));
+    let req = benign();
+    let started = std::time::Instant::now();
+    let ans = router.answer(&FakeLocal::new(4096), &req, &asked(), &mut RecordingSink::default()).expect("answer");
+    let took = started.elapsed();
+    assert_eq!((ans.served_by, ans.text.as_str()), (Target::Local, expected_local(&req).as_str()));
+    let fb = ans.fallback.expect("fallback");
+    assert_eq!((fb.kind, fb.attempts), (FailureKind::Timeout, 1));
+    assert!(took >= Duration::from_millis(1900), "gave up early: {took:?}");
+    assert!(took < Duration::from_millis(3500), "deadline 2 s + slack, took {took:?}");
+    assert_eq!(cloud.requests().len(), 1);
+
+    // The defaults: 10 s to the first byte, 60 s overall.
+    let d = CloudConfig::new("https://api.example.com/v1", "m");
+    assert_eq!((d.first_byte_timeout, d.request_timeout), (Duration::from_secs(10), Duration::from_secs(60)));
+}
+
+/// The first-byte deadline bounds the wait for the answer to start, not a slow answer that is
+/// streaming: 12 pieces 250 ms apart (3 s) pass a 1 s first-byte deadline.
+#[test]
+fn first_byte_deadline_does_not_cut_a_streaming_answer() {
+    let cloud = FakeCloud::start(|_| Behavior::Sse {
+        events: (0..12)
+            .map(|i| sse_delta(&format!("w{i} ")))
+            .chain([sse_finish(), "data: [DONE]\n\n".into()])
+            .collect(),
+        gap: Duration::from_millis(250),
+    });
+    let s = setup("slow-but-alive", &cloud.base_url(), RouterPolicy::cloud_assist(), |c| {
+        c.first_byte_timeout = Duration::from_secs(1);
+        c.request_timeout = Duration::from_secs(10);
+    });
+    let ans =
+        s.router.answer(&FakeLocal::new(4096), &benign(), &asked(), &mut RecordingSink::default()).expect("answer");
+    assert_eq!(ans.served_by, Target::Cloud);
+    assert!(ans.text.starts_with("w0 w1 ") && ans.text.ends_with("w11 "));
+}
+
+/// Retries stop at the first-byte deadline too: a cloud that answers 503 after 400 ms each time
+/// gets the attempts that fit in 1 s, not `1 + max_retries` of them.
+#[test]
+fn retries_stop_at_the_first_byte_deadline() {
+    let slow_503 = FakeCloud::start(|_| {
+        std::thread::sleep(Duration::from_millis(400));
+        Behavior::Status(503)
+    });
+    let s = setup("retry-deadline", &slow_503.base_url(), RouterPolicy::cloud_assist(), |c| {
+        c.first_byte_timeout = Duration::from_secs(1);
+        c.request_timeout = Duration::from_secs(10);
+        c.max_retries = 10;
+    });
+    let started = std::time::Instant::now();
+    let ans =
+        s.router.answer(&FakeLocal::new(4096), &benign(), &asked(), &mut RecordingSink::default()).expect("answer");
+    let took = started.elapsed();
+    let fb = ans.fallback.expect("fallback");
+    // The last attempt may be the one the deadline cut.
+    assert!(matches!(fb.kind, FailureKind::HttpStatus | FailureKind::Timeout), "{:?}", fb.kind);
+    assert!((2..=3).contains(&fb.attempts), "attempts {}", fb.attempts);
+    assert!(took < Duration::from_millis(2000), "took {took:?}");
+}
+
+/// Item 12: with `RUST_LOG=trace` (or the HTTP stack's own targets at trace) the CLI never prints
+/// the API key, although the request carrying it did go out. Needs the model (`run` loads it
+/// before routing).
+#[test]
+fn cli_trace_logs_never_print_the_api_key() {
+    let Some(model) = common_model::model_path() else { return };
+    let cloud = FakeCloud::start(|_| Behavior::Sse {
+        events: vec![sse_delta("Rain"), sse_delta("bows."), sse_finish(), "data: [DONE]\n\n".into()],
+        gap: Duration::ZERO,
+    });
+    // ureq dumps the wire in 16-byte rows (hex, then ASCII), so a leak shows as pieces of the
+    // key: look for any 8 consecutive characters of a long random key.
+    const CLI_KEY: &str = "sk-cli-Zq7vW3xR9tL2mN8pK4hJ6gF1dS5aY0";
+    let pieces: Vec<&str> = (0..=CLI_KEY.len() - 8).map(|i| &CLI_KEY[i..i + 8]).collect();
+    let dir = temp_dir("cli-trace");
+    for filter in ["trace", "ureq=trace,ureq_proto=trace,edgewise=info", "ureq_proto::util=trace,edgewise=info"] {
+        let before = cloud.requests().len();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgewise"))
+            .args(["run", "--backend", "cpu", "--max-tokens", "4", "--escalate", "--cloud-model", "gpt-test"])
+            .arg("--model")
+            .arg(&model)
+            .arg("--cloud")
+            .arg(cloud.base_url())
+            .arg("--router-dir")
+            .arg(dir.as_os_str())
+            .arg("explain how rainbows form")
+            .env("RUST_LOG", filter)
+            .env("EDGEWISE_CLOUD_API_KEY", CLI_KEY)
+            .env_remove("HTTP_PROXY")
+            .env_remove("ALL_PROXY")
+            .output()
+            .expect("run the edgewise binary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "RUST_LOG={filter}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Rainbows.", "RUST_LOG={filter}: served by the cloud");
+        // The key did go out, in the Authorization header...
+        let reqs = cloud.requests();
+        assert_eq!(reqs.len(), before + 1);
+        let auth =
+            reqs[before].headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.clone());
+        assert_eq!(auth, Some(format!("Bearer {CLI_KEY}")));
+        // ...logging was on...
+        assert!(stderr.contains("loaded "), "RUST_LOG={filter}: nothing logged?\n{stderr}");
+        // ...and no log line carries any piece of it.
+        let leaked: Vec<&&str> = pieces.iter().filter(|p| stderr.contains(**p)).collect();
+        assert!(leaked.is_empty(), "RUST_LOG={filter}: pieces of the API key in stderr: {leaked:?}");
+    }
+}
+
+/// Item 6 in the CLI: `--cloud-timeout SECS` bounds a cloud that accepts and never answers. The
+/// same run against a refused port (an instant local answer) is the baseline, so model loading
+/// and generation time cancel out.
+#[test]
+fn cli_cloud_timeout_bounds_a_hanging_cloud() {
+    let Some(model) = common_model::model_path() else { return };
+    let hang = FakeCloud::start(|_| Behavior::HangForever);
+    let dir = temp_dir("cli-timeout");
+    let run = |url: &str| {
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgewise"))
+            .args(["run", "--backend", "cpu", "--max-tokens", "4", "--escalate", "--cloud-model", "gpt-test"])
+            .args(["--format", "json", "--cloud-timeout", "1.5"])
+            .arg("--model")
+            .arg(&model)
+            .arg("--cloud")
+            .arg(url)
+            .arg("--router-dir")
+            .arg(dir.as_os_str())
+            .arg("explain how rainbows form")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run the edgewise binary");
+        let took = started.elapsed();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+        (took, j)
+    };
+    // Refused: the reachability probe fails, so the answer is local at once (no cloud call).
+    let (baseline, j) = run(&format!("http://127.0.0.1:{}/v1", refused_port()));
+    assert_eq!(j["served_by"], "local");
+    let (took, j) = run(&hang.base_url());
+    assert_eq!((j["served_by"].as_str(), j["fallback"]["kind"].as_str()), (Some("local"), Some("timeout")), "{j}");
+    assert_eq!(j["fallback"]["attempts"], 1);
+    let extra = took.saturating_sub(baseline);
+    assert!(extra < Duration::from_secs(5), "--cloud-timeout 1.5 cost {extra:?} over the baseline ({baseline:?})");
+    assert!(took > Duration::from_millis(1400), "{took:?}");
+    // Out-of-range values are refused by the parser.
+    for bad in ["0", "-1", "nan", "inf", "4000"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgewise"))
+            .args(["run", "--cloud", "http://127.0.0.1:9/v1", "--cloud-model", "m", "--cloud-timeout", bad, "hi"])
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "--cloud-timeout {bad} accepted");
+    }
+}
+
+/// Item 13: a plain-http endpoint with an API key anywhere but loopback is a configuration error
+/// before anything connects, even with `allow_insecure_http`.
+#[test]
+fn key_over_plain_http_to_non_loopback_is_refused_up_front() {
+    let dir = temp_dir("insecure-key");
+    let mut cfg = CloudConfig::new("http://10.11.12.13:8080/v1", "gpt-test");
+    cfg.api_key = Some(ApiKey::new(KEY));
+    cfg.allow_insecure_http = true;
+    let err = Router::new(RouterConfig { cloud: Some(cfg.clone()), ..RouterConfig::local_only(dir.to_path_buf()) })
+        .err()
+        .expect("refused");
+    assert!(matches!(err, edgewise_core::Error::InvalidParameter { name: "base_url", .. }), "{err:?}");
+    assert!(!err.to_string().contains("CANARYKEY"));
+    assert!(CloudClient::new(cfg.clone()).is_err());
+    // prepare_request, the one egress point, refuses too: nothing is audited as sent, and a
+    // transport is never handed the request.
+    let audit = AuditLog::open(dir.join("a.jsonl")).expect("audit");
+    assert!(prepare_request(&cfg, &benign(), true, &audit).is_err());
+    assert!(events(&audit_lines(&dir.join("a.jsonl")), "egress").is_empty());
+    // Loopback keeps working with a key; a non-loopback host works over plain http without one.
+    let ok = CloudConfig { base_url: "http://127.0.0.1:8080/v1".into(), ..cfg.clone() };
+    assert!(ok.validate().is_ok());
+    let keyless = CloudConfig { api_key: None, ..cfg };
+    assert!(keyless.validate().is_ok());
+}
+
+/// A loopback "proxy" that records the first line of every connection and closes it.
+struct FakeProxy {
+    addr: std::net::SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeProxy {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut line = String::new();
+                let _ = std::io::BufReader::new(&conn).read_line(&mut line);
+                if let Ok(mut v) = s2.lock() {
+                    v.push(line.trim_end().to_string());
+                }
+                let _ =
+                    (&conn).write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        Self { addr, seen }
+    }
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+use std::io::Write as _;
+
+const PROXY_CHILD_ENV: &str = "EDGEWISE_TEST_PROXY_CHILD";
+
+/// Item 13: proxy environment variables are ignored. Runs itself again as a child process with
+/// `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` pointing at a loopback "proxy" (setting them in this
+/// process would leak into the tests running beside it): the cloud is reached directly and the
+/// proxy sees nothing, neither the key nor the prompt.
+#[test]
+fn proxy_environment_variables_are_ignored() {
+    if let Ok(proxy_url) = std::env::var(PROXY_CHILD_ENV) {
+        let cloud = FakeCloud::start(|_| Behavior::Json(completion_json("direct answer")));
+        let s = setup("proxy-env", &cloud.base_url(), RouterPolicy::cloud_assist(), |c| c.stream = false);
+        let ans =
+            s.router.answer(&FakeLocal::new(4096), &benign(), &asked(), &mut RecordingSink::default()).expect("answer");
+        assert_eq!(ans.served_by, Target::Cloud, "fallback: {:?}", ans.fallback);
+        assert_eq!(cloud.requests().len(), 1);
+        // The queue path and a bare client with the default transport, too.
+        let audit = AuditLog::open(s.dir.join("direct.jsonl")).expect("audit");
+        let mut cfg = CloudConfig::new(cloud.base_url(), "m");
+        cfg.stream = false;
+        cfg.api_key = Some(ApiKey::new(KEY));
+        let a =
+            CloudClient::new(cfg).expect("client").complete(&UreqTransport::new(), &audit, &benign(), &mut |_| true);
+        assert_eq!(a.map(|a| a.text).ok().as_deref(), Some("direct answer"));
+        println!("proxy child ok (HTTP_PROXY={proxy_url})");
+        return;
+    }
+    let proxy = FakeProxy::start();
+    let proxy_url = format!("http://{}", proxy.addr);
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["proxy_environment_variables_are_ignored", "--exact", "--nocapture", "--test-threads", "1"])
+        .env(PROXY_CHILD_ENV, &proxy_url)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    for var in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+        cmd.env(var, &proxy_url);
+    }
+    let out = cmd.output().expect("run the child test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(proxy.seen().is_empty(), "the proxy was used: {:?}", proxy.seen());
+    assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("proxy child ok"), "the child test did not run:\n{stdout}");
+}
+
+/// A proxy the app configures is used (for https only): the loopback "proxy" gets a `CONNECT` to
+/// the endpoint's host, and the request itself (key, prompt) would travel inside TLS.
+#[test]
+fn a_configured_proxy_is_used_for_https() {
+    let proxy = FakeProxy::start();
+    let proxy_url = format!("http://{}", proxy.addr);
+    let s = setup("proxy-configured", "https://api.example.invalid/v1", RouterPolicy::cloud_assist(), |c| {
+        c.proxy = Some(proxy_url.clone());
+        c.max_retries = 0;
+    });
+    let req = benign();
+    let ans = s.router.answer(&FakeLocal::new(4096), &req, &asked(), &mut RecordingSink::default()).expect("answer");
+    assert_eq!(ans.served_by, Target::Local);
+    let seen = proxy.seen();
+    assert_eq!(seen, vec!["CONNECT api.example.invalid:443 HTTP/1.1".to_string()]);
+    // Not for plain http, where the proxy would read the request.
+    let dir = temp_dir("proxy-http");
+    let mut cfg = CloudConfig::new("http://127.0.0.1:8080/v1", "m");
+    cfg.proxy = Some(proxy_url);
+    let err = Router::new(RouterConfig { cloud: Some(cfg), ..RouterConfig::local_only(dir.to_path_buf()) }).err();
+    assert!(matches!(err, Some(edgewise_core::Error::InvalidParameter { name: "proxy", .. })), "{err:?}");
 }

@@ -331,6 +331,7 @@ fn router_escalates_to_llama_cpp_python_server() {
         let dir = temp_dir("engine-llama-server");
         let cloud = CloudConfig {
             stream,
+            first_byte_timeout: Duration::from_secs(120),
             request_timeout: Duration::from_secs(120),
             max_retries: 0,
             ..CloudConfig::new(&base, "gemma")
@@ -363,4 +364,59 @@ fn router_escalates_to_llama_cpp_python_server() {
     // can flip a near-tie of this (base, not instruction-tuned) model.
     eprintln!("llama.cpp server answered through the router: {:?} / streamed {:?}", texts[0], texts[1]);
     drop(server);
+}
+
+/// `edgewise serve` over the real model answers client mistakes `400` with an OpenAI error body
+/// that does not quote the prompt (issue #20, item 9): a conversation longer than the context,
+/// one the Gemma template rejects (it must start with the user), and `max_tokens` 0.
+#[test]
+fn serve_answers_client_mistakes_400_on_the_real_model() {
+    use std::io::{Read, Write};
+    let Some(local) = local(4) else { return };
+    let server = Server::bind(ServeConfig { addr: "127.0.0.1:0".into(), ..ServeConfig::default() }).expect("bind");
+    let addr = server.local_addr();
+    let stop = server.shutdown_handle();
+    let post = |body: &serde_json::Value| -> (u16, serde_json::Value) {
+        let body = body.to_string();
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(120))).expect("timeout");
+        write!(s, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+            .expect("write");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    };
+    let canary = "CANARY-PROMPT-9120";
+    std::thread::scope(|s| {
+        let h = s.spawn(|| server.run(&local));
+        let long = format!("{canary} {}", "words and more words ".repeat(400));
+        let cases = [
+            (serde_json::json!({"messages": [{"role": "user", "content": long}]}), Some("context_length_exceeded")),
+            (
+                serde_json::json!({"stream": true, "messages": [{"role": "user", "content": long}]}),
+                Some("context_length_exceeded"),
+            ),
+            (
+                serde_json::json!({"messages": [{"role": "assistant", "content": canary}, {"role": "user", "content": canary}]}),
+                None,
+            ),
+            (
+                serde_json::json!({"max_tokens": 0, "messages": [{"role": "user", "content": canary}]}),
+                Some("invalid_value"),
+            ),
+        ];
+        let results: Vec<_> = cases.iter().map(|(body, code)| (post(body), *code)).collect();
+        let ok = post(&serde_json::json!({"messages": [{"role": "user", "content": "Say hi."}]}));
+        stop.shutdown();
+        assert!(h.join().is_ok());
+        for (i, ((status, v), code)) in results.into_iter().enumerate() {
+            assert_eq!(status, 400, "case {i}: {v}");
+            assert_eq!(v["error"]["type"], "invalid_request_error", "case {i}: {v}");
+            assert_eq!(v["error"]["code"].as_str(), code, "case {i}: {v}");
+            assert!(!v.to_string().contains(canary), "case {i} quotes the prompt: {v}");
+        }
+        assert_eq!(ok.0, 200, "{}", ok.1);
+    });
 }

@@ -9,19 +9,22 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use edgewise_core::router::audit::AuditLog;
 use edgewise_core::router::cloud::{ApiKey, CloudClient, CloudConfig, UreqTransport};
 use edgewise_core::router::serve::{ServeConfig, Server};
-use edgewise_core::router::{ChatRequest, FinishReason};
+use edgewise_core::router::{ChatRequest, FinishReason, LocalAnswer, LocalModel};
 use router_support::*;
 
 /// Sends a raw HTTP/1.1 request and returns (status, body).
 fn raw(addr: std::net::SocketAddr, req: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    s.write_all(req.as_bytes()).expect("write");
+    // A server may answer (413) and close before the whole request is written: the write then
+    // fails, and the answer is still there to read, as a real client would.
+    let _ = s.write_all(req.as_bytes());
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -34,12 +37,19 @@ fn post(addr: std::net::SocketAddr, body: &str, extra: &str) -> (u16, String) {
 }
 
 fn with_server(config: ServeConfig, f: impl FnOnce(std::net::SocketAddr) + Send) {
-    let model = FakeLocal::new(4096);
+    with_model_server(&FakeLocal::new(4096), config, f)
+}
+
+fn with_model_server<M: LocalModel + Sync>(
+    model: &M,
+    config: ServeConfig,
+    f: impl FnOnce(std::net::SocketAddr) + Send,
+) {
     let server = Server::bind(config).expect("bind");
     let addr = server.local_addr();
     let stop = server.shutdown_handle();
     std::thread::scope(|s| {
-        let h = s.spawn(|| server.run(&model));
+        let h = s.spawn(|| server.run(model));
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(addr)));
         stop.shutdown();
         assert!(h.join().is_ok());
@@ -206,6 +216,7 @@ fn our_client_against_llama_cpp_python_server() {
         for stream in [false, true] {
             let cfg = CloudConfig {
                 stream,
+                first_byte_timeout: Duration::from_secs(120),
                 request_timeout: Duration::from_secs(120),
                 max_retries: 0,
                 ..CloudConfig::new(&base, "gemma")
@@ -243,4 +254,346 @@ fn our_client_against_llama_cpp_python_server() {
         Ok(Err(f)) => panic!("our client failed against a live llama.cpp server: {f}"),
         Err(e) => std::panic::resume_unwind(e),
     }
+}
+
+// === Hostile clients (issue #20, items 7–11) ===
+
+/// A local model that writes `max_tokens` (default 600) words, `delay` apart, and counts them.
+struct SlowLocal {
+    delay: Duration,
+    produced: AtomicUsize,
+}
+
+impl SlowLocal {
+    fn new(delay: Duration) -> Self {
+        Self { delay, produced: AtomicUsize::new(0) }
+    }
+}
+
+impl LocalModel for SlowLocal {
+    fn generate(
+        &self,
+        request: &ChatRequest,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> edgewise_core::Result<LocalAnswer> {
+        let n = request.max_tokens.unwrap_or(600) as usize;
+        let mut text = String::new();
+        for i in 0..n {
+            std::thread::sleep(self.delay);
+            self.produced.fetch_add(1, Ordering::SeqCst);
+            text.push_str("w ");
+            if !sink("w ") {
+                return Ok(LocalAnswer {
+                    text,
+                    prompt_tokens: 1,
+                    completion_tokens: i + 1,
+                    finish_reason: FinishReason::Cancelled,
+                });
+            }
+        }
+        Ok(LocalAnswer { text, prompt_tokens: 1, completion_tokens: n, finish_reason: FinishReason::Length })
+    }
+    fn context_limit(&self) -> usize {
+        4096
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        text.split_whitespace().count()
+    }
+}
+
+/// A local model that fails the way the real engine does on client mistakes, chosen by a word
+/// in the last message.
+struct FailingLocal;
+
+impl LocalModel for FailingLocal {
+    fn generate(&self, request: &ChatRequest, _: &mut dyn FnMut(&str) -> bool) -> edgewise_core::Result<LocalAnswer> {
+        use edgewise_core::Error;
+        let last = request.messages.last().map(|m| m.content.as_str()).unwrap_or("");
+        Err(if last.contains("OVERFLOW") {
+            Error::ContextOverflow { max: 2048, requested: 90_000 }
+        } else if last.contains("TEMPLATE") {
+            Error::ChatTemplate { reason: "render failed (InvalidOperation at line 1): roles must alternate".into() }
+        } else if last.contains("PARAM") {
+            Error::InvalidParameter { name: "max_tokens", reason: "must be in 1..=1048576".into() }
+        } else {
+            Error::Backend { reason: "device lost".into() }
+        })
+    }
+    fn context_limit(&self) -> usize {
+        2048
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        text.split_whitespace().count()
+    }
+}
+
+/// Like [`raw`], but a connection the server resets or closes early is status 0, and the time
+/// the answer took is returned too.
+fn timed(addr: std::net::SocketAddr, req: &str, read_timeout: Duration) -> (u16, String, Duration) {
+    let t = Instant::now();
+    let Ok(mut s) = TcpStream::connect(addr) else { return (0, String::new(), t.elapsed()) };
+    let _ = s.set_read_timeout(Some(read_timeout));
+    let _ = s.write_all(req.as_bytes());
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out).to_string();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body, t.elapsed())
+}
+
+const HEALTH: &str = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+const MODELS: &str = "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+fn chat_request(body: &str) -> String {
+    format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+}
+
+/// Item 7: clients that declare a 100 KB body and send a byte at a time used to hold every
+/// worker (`/health` took 28 s). Default settings.
+#[test]
+fn health_answers_while_slow_clients_dribble_bodies() {
+    with_server(loopback(), |addr| {
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    let Ok(mut c) = TcpStream::connect(addr) else { return };
+                    let _ =
+                        write!(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{{");
+                    let t = Instant::now();
+                    while !stop.load(Ordering::SeqCst) && t.elapsed() < Duration::from_secs(8) {
+                        if c.write_all(b" ").is_err() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            let (st, _, took) = timed(addr, HEALTH, Duration::from_secs(5));
+            let (st2, _, took2) = timed(addr, MODELS, Duration::from_secs(5));
+            stop.store(true, Ordering::SeqCst);
+            assert_eq!((st, st2), (200, 200), "health/models answered behind slow bodies ({took:?}, {took2:?})");
+            assert!(took < Duration::from_secs(1) && took2 < Duration::from_secs(1), "{took:?} {took2:?}");
+        });
+    });
+}
+
+/// Item 7: a head or body sent a byte at a time is cut off at its deadline (`408`), however
+/// steadily the bytes come.
+#[test]
+fn slow_heads_and_bodies_time_out() {
+    let cfg =
+        ServeConfig { header_timeout: Duration::from_secs(1), body_timeout: Duration::from_secs(1), ..loopback() };
+    with_server(cfg, |addr| {
+        for (start, drip) in [
+            ("GET /health HTTP/1.1\r\n", &b"X-Slow: a\r\n"[..]),
+            ("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{", &b" "[..]),
+        ] {
+            let t = Instant::now();
+            let mut c = TcpStream::connect(addr).expect("connect");
+            c.set_read_timeout(Some(Duration::from_secs(6))).expect("timeout");
+            c.write_all(start.as_bytes()).expect("write");
+            let mut w = c.try_clone().expect("clone");
+            let drip = drip.to_vec();
+            let writer = std::thread::spawn(move || {
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_secs(5) && w.write_all(&drip).is_ok() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+            let mut out = Vec::new();
+            let _ = c.read_to_end(&mut out);
+            let took = t.elapsed();
+            let _ = c.shutdown(std::net::Shutdown::Both);
+            let _ = writer.join();
+            let out = String::from_utf8_lossy(&out);
+            assert!(out.starts_with("HTTP/1.1 408"), "{start:?}: {out}");
+            assert!(took < Duration::from_secs(3), "{start:?}: cut off after {took:?}");
+        }
+        assert_eq!(timed(addr, HEALTH, Duration::from_secs(5)).0, 200);
+    });
+}
+
+/// Item 7: connections beyond the limit are answered `503` at once, and the server serves
+/// again once they close.
+#[test]
+fn connections_beyond_the_limit_get_503_quickly() {
+    let cfg = ServeConfig { max_connections: 4, ..loopback() };
+    with_server(cfg, |addr| {
+        let idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).expect("connect")).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        let mut c = TcpStream::connect(addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+        assert!(out.contains("Retry-After: 1"), "{out}");
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        drop(idle);
+        let t = Instant::now();
+        loop {
+            let (st, _, _) = timed(addr, HEALTH, Duration::from_secs(5));
+            if st == 200 {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(3), "no answer after the idle connections closed: {st}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+}
+
+/// Item 7: `/health` and `/v1/models` used to wait behind streams being generated (6.5 s
+/// behind 16). Default settings.
+#[test]
+fn health_and_models_do_not_wait_behind_generation() {
+    let model = SlowLocal::new(Duration::from_millis(20));
+    with_model_server(&model, loopback(), |addr| {
+        std::thread::scope(|s| {
+            let streams: Vec<_> = (0..16)
+                .map(|_| {
+                    s.spawn(|| {
+                        let body = r#"{"stream":true,"max_tokens":15,"messages":[{"role":"user","content":"go"}]}"#;
+                        timed(addr, &chat_request(body), Duration::from_secs(30)).0
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(300));
+            let (st, _, took) = timed(addr, HEALTH, Duration::from_secs(10));
+            let (st2, body, took2) = timed(addr, MODELS, Duration::from_secs(10));
+            assert_eq!((st, st2), (200, 200), "{body}");
+            assert!(took < Duration::from_millis(500) && took2 < Duration::from_millis(500), "{took:?} {took2:?}");
+            for h in streams {
+                assert_eq!(h.join().ok(), Some(200));
+            }
+        });
+    });
+}
+
+/// Item 8: a non-streaming request whose client has gone is no longer generated to the end
+/// (4 × 600 tokens kept the server busy 66 s); streaming disconnects stop too.
+#[test]
+fn disconnected_clients_stop_their_generation() {
+    let model = SlowLocal::new(Duration::from_millis(10));
+    with_model_server(&model, loopback(), |addr| {
+        for stream in [false, false, false, false, true] {
+            let body =
+                format!(r#"{{"stream":{stream},"max_tokens":600,"messages":[{{"role":"user","content":"long"}}]}}"#);
+            let mut c = TcpStream::connect(addr).expect("connect");
+            c.write_all(chat_request(&body).as_bytes()).expect("write");
+            std::thread::sleep(Duration::from_millis(100));
+            drop(c);
+        }
+        // 5 × 600 tokens at 10 ms would take 30 s; the abandoned ones stop within a token.
+        let t = Instant::now();
+        let body = r#"{"max_tokens":3,"messages":[{"role":"user","content":"short"}]}"#;
+        let (st, out, _) = timed(addr, &chat_request(body), Duration::from_secs(10));
+        assert_eq!(st, 200, "{out}");
+        assert!(t.elapsed() < Duration::from_secs(2), "waited {:?} behind abandoned requests", t.elapsed());
+        let produced = model.produced.load(Ordering::SeqCst);
+        assert!(produced < 200, "{produced} tokens generated for clients that had gone");
+    });
+}
+
+/// Item 9: client mistakes are `400` with an OpenAI-style error body that does not quote the
+/// prompt (OpenAI clients retry `500`s); a real failure stays `500`.
+#[test]
+fn client_mistakes_are_400_with_openai_error_bodies() {
+    with_model_server(&FailingLocal, loopback(), |addr| {
+        let canary = "CANARY-PROMPT-4471";
+        let cases = [
+            ("OVERFLOW", false, "", 400, Some("messages"), Some("context_length_exceeded")),
+            ("OVERFLOW", true, "", 400, Some("messages"), Some("context_length_exceeded")),
+            ("TEMPLATE", false, "", 400, Some("messages"), None),
+            ("PARAM", false, "", 400, Some("max_tokens"), Some("invalid_value")),
+            ("ok", false, r#","max_tokens":0"#, 400, Some("max_tokens"), Some("invalid_value")),
+            (
+                "ok",
+                false,
+                r#","max_completion_tokens":2000000"#,
+                400,
+                Some("max_completion_tokens"),
+                Some("invalid_value"),
+            ),
+            ("BACKEND", false, "", 500, None, None),
+        ];
+        for (word, stream, extra, status, param, code) in cases {
+            let body =
+                format!(r#"{{"stream":{stream}{extra},"messages":[{{"role":"user","content":"{canary} {word}"}}]}}"#);
+            let (st, out) = post(addr, &body, "");
+            assert_eq!(st, status, "{word} stream={stream} {extra}: {out}");
+            assert!(!out.contains(canary), "the error quotes the prompt: {out}");
+            let v: serde_json::Value = serde_json::from_str(&out).expect("json error body");
+            let e = &v["error"];
+            assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{out}");
+            let kind = if status == 400 { "invalid_request_error" } else { "server_error" };
+            assert_eq!(e["type"], kind, "{out}");
+            assert_eq!(e["param"].as_str(), param, "{out}");
+            assert_eq!(e["code"].as_str(), code, "{out}");
+        }
+    });
+}
+
+/// Item 10: a request may hold at most `max_messages` messages and `max_body_bytes` bytes.
+#[test]
+fn message_count_and_body_size_are_capped() {
+    with_server(loopback(), |addr| {
+        let many = format!(r#"{{"messages":[{}]}}"#, vec![r#"{"role":"user","content":"x"}"#; 60_000].join(","));
+        let (st, out) = post(addr, &many, "");
+        assert_eq!(st, 400, "{}", &out[..out.len().min(300)]);
+        assert!(out.contains("at most 2048"), "{out}");
+        let big = format!(r#"{{"messages":[{{"role":"user","content":"{}"}}]}}"#, "a".repeat(5 << 20));
+        assert_eq!(post(addr, &big, "").0, 413);
+        // Chunked bodies are capped the same way.
+        let mut c = TcpStream::connect(addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        c.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .expect("write");
+        let chunk = vec![b' '; 1 << 20];
+        for _ in 0..5 {
+            if c.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .and_then(|()| c.write_all(&chunk))
+                .and_then(|()| c.write_all(b"\r\n"))
+                .is_err()
+            {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 413"));
+        // A small chunked body is read.
+        let body = r#"{"messages":[{"role":"user","content":"chunked hello"}]}"#;
+        let (a, b) = body.split_at(10);
+        let req = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len());
+        let (st, out) = raw(addr, &req);
+        assert_eq!(st, 200, "{out}");
+        assert!(out.contains("CHUNKED HELLO"), "{out}");
+    });
+}
+
+/// Item 11: a non-loopback address without an API key is refused unless allowed explicitly.
+#[test]
+fn non_loopback_without_a_key_is_refused() {
+    let open = ServeConfig { addr: "0.0.0.0:0".into(), ..ServeConfig::default() };
+    match Server::bind(open.clone()) {
+        Err(edgewise_core::Error::UnauthenticatedRemote { addr }) => assert!(addr.starts_with("0.0.0.0:"), "{addr}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(Server::bind(ServeConfig { api_key: Some(ApiKey::new("k")), ..open.clone() }).is_ok());
+    assert!(Server::bind(ServeConfig { allow_unauthenticated_remote: true, ..open }).is_ok());
+    assert!(Server::bind(ServeConfig { addr: "[::1]:0".into(), ..ServeConfig::default() })
+        .map_or(true, |s| s.local_addr().ip().is_loopback()));
+
+    // The CLI says so before loading any model.
+    let out = Command::new(env!("CARGO_BIN_EXE_edgewise"))
+        .args(["serve", "--addr", "0.0.0.0:0", "--model", "/nonexistent/model.gguf"])
+        .output()
+        .expect("run edgewise");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--allow-unauthenticated-remote") && err.contains("--api-key-env"), "{err}");
 }

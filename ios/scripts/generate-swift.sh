@@ -19,7 +19,8 @@ check=0
 [[ "${1:-}" == "--check" ]] && check=1
 
 cd "$ROOT"
-cargo build --release -p edgewise
+# The workspace build CI runs (one feature set: `-p edgewise` alone would rebuild burn and wgpu).
+cargo build --release --workspace --all-targets
 case "$(uname -s)" in
   Darwin) LIB="$ROOT/target/release/libedgewise.dylib" ;;
   *) LIB="$ROOT/target/release/libedgewise.so" ;;
@@ -28,10 +29,14 @@ esac
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 swiftgen() {
-  cargo run --quiet --release -p uniffi-bindgen --bin uniffi-bindgen-swift -- "$LIB" "$@"
+  "$ROOT/target/release/uniffi-bindgen-swift" "$LIB" "$@"
 }
+# `link framework` lines in the module map: what the static library calls into (wgpu's Metal
+# backend, objc2, CoreFoundation), so an app that imports the module links them automatically.
+frameworks=()
+for f in Metal QuartzCore CoreGraphics Foundation CoreFoundation; do frameworks+=(--link-frameworks "$f"); done
 swiftgen "$out/Headers/EdgewiseFFI" --headers --modulemap \
-  --module-name EdgewiseFFI --modulemap-filename module.modulemap
+  --module-name EdgewiseFFI --modulemap-filename module.modulemap "${frameworks[@]}"
 swiftgen "$out/Sources/Edgewise" --swift-sources
 
 if (( check )); then

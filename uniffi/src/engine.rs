@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use edgewise_core::{engine as ce, sampling as cs, session as css};
+use edgewise_core::{engine as ce, memory as cm, sampling as cs, session as css};
 
 use crate::error::{guard, EdgewiseResult};
 use crate::session::ChatSession;
@@ -38,6 +38,58 @@ impl Engine {
     /// A new chat session with its own KV cache. Sessions of one engine can run concurrently.
     pub fn new_session(&self, config: SessionConfig) -> EdgewiseResult<Arc<ChatSession>> {
         guard("Engine.new_session", || Ok(Arc::new(ChatSession::new(self.inner.new_session(config.into())?))))
+    }
+
+    /// Hands memory back under pressure (Android `onTrimMemory`, iOS memory warnings; the
+    /// Kotlin `EdgewiseMemory` and Swift `EdgewiseMemory` helpers map the system's levels).
+    /// Whatever is in use is skipped; everything freed comes back on the next use, and answers
+    /// do not change. Safe from any thread.
+    pub fn trim(&self, level: TrimLevel) -> EdgewiseResult<TrimReport> {
+        guard("Engine.trim", || Ok(self.inner.trim(level.into()).into()))
+    }
+}
+
+/// How much memory [`Engine::trim`] hands back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum TrimLevel {
+    /// The UI is hidden: the KV caches of idle sessions (their conversations stay; the next turn
+    /// prefills them again) and the router's pooled sessions.
+    Background,
+    /// Memory is running low: also the tokenizer's cache and the allocator's free memory.
+    Low,
+    /// The process may be killed next: also the model's weight pages (CPU backend: read again
+    /// from the file on the next generation).
+    Critical,
+}
+
+impl From<TrimLevel> for cm::TrimLevel {
+    fn from(v: TrimLevel) -> Self {
+        match v {
+            TrimLevel::Background => Self::Background,
+            TrimLevel::Low => Self::Low,
+            TrimLevel::Critical => Self::Critical,
+        }
+    }
+}
+
+/// What [`Engine::trim`] handed back.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct TrimReport {
+    /// KV-cache bytes released.
+    pub kv_cache_bytes: i64,
+    /// Sessions whose cache was released.
+    pub sessions: i32,
+    /// Whether the model's weight pages were handed back.
+    pub weights_released: bool,
+}
+
+impl From<cm::TrimReport> for TrimReport {
+    fn from(v: cm::TrimReport) -> Self {
+        Self {
+            kv_cache_bytes: i64::try_from(v.kv_cache_bytes).unwrap_or(i64::MAX),
+            sessions: i32::try_from(v.sessions).unwrap_or(i32::MAX),
+            weights_released: v.weights_released,
+        }
     }
 }
 

@@ -124,6 +124,8 @@ impl From<CoreError> for EdgewiseError {
             | CoreError::MissingKey { .. }
             | CoreError::InvalidKey { .. }
             | CoreError::Tensor { .. }
+            | CoreError::MetadataTooLarge { .. }
+            | CoreError::TensorShape { .. }
             | CoreError::Tokenizer { .. }
             | CoreError::ChatTemplate { .. } => Self::ModelLoad { reason },
             CoreError::UnsupportedType { .. } | CoreError::UnsupportedArchitecture { .. } => {
@@ -138,6 +140,8 @@ impl From<CoreError> for EdgewiseError {
                 Self::ContextOverflow { max: saturating_u32(max), requested: saturating_u32(requested) }
             }
             CoreError::InvalidParameter { name, reason } => Self::InvalidParameter { name: name.into(), reason },
+            // Sizes only: the input itself is never part of the message.
+            CoreError::InputTooLarge { .. } => Self::InvalidParameter { name: "input".into(), reason },
             CoreError::Cancelled => Self::Cancelled,
             CoreError::Busy => Self::Busy,
             CoreError::PolicyDenied { .. } => Self::PolicyDenied { reason },
@@ -182,6 +186,9 @@ mod tests {
             (CoreError::Busy, "Busy"),
             (CoreError::Cancelled, "Cancelled"),
             (CoreError::DiskSpace { needed: 10, available: 1 }, "DiskSpace"),
+            (CoreError::MetadataTooLarge { key: "tokenizer.ggml.tokens".into(), limit: 1 << 26 }, "ModelLoad"),
+            (CoreError::TensorShape { name: "output_norm.weight".into(), expected: [1, 640], found: [1, 320] }, "ModelLoad"),
+            (CoreError::InputTooLarge { max: 1 << 20, actual: 50 << 20 }, "InvalidParameter"),
         ];
         for (core, want) in cases {
             let got = format!("{:?}", EdgewiseError::from(core));

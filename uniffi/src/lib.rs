@@ -10,7 +10,7 @@
 //! | `error` | `EdgewiseError`, the one error enum, and the one `From<edgewise_core::Error>` |
 //! | `types` | records/enums mirroring core's plain data (`GenerationParams`, `Generation`, …) |
 //! | `engine` | `Engine` (load, info, new_session) and the core defaults as functions |
-//! | `session` | `ChatSession` (chat/complete with a `TokenSink`, cancel, reset, history) |
+//! | `session` | `ChatSession` (chat/complete with a `TokenSink`, reset, history) and `CancelToken` (one per call) |
 //! | `catalog` | the built-in model catalog and `ModelDownload` (fetch with a `DownloadListener`, cancel, verify) |
 //! | `router` | the on-device privacy check, the routing policy presets, and `Router` (send with an `AnswerListener`, cancel) |
 //!
@@ -25,7 +25,8 @@
 //! let config = EngineConfig { backend: BackendPreference::Cpu, ..default_engine_config()? };
 //! let engine = Engine::load("gemma-3-270m-q4_k_m.gguf".into(), config)?;
 //! let session = engine.new_session(default_session_config()?)?;
-//! let g = session.chat("Name three rivers.".into(), greedy_generation_params(64)?, std::sync::Arc::new(Print))?;
+//! let cancel = CancelToken::new(); // this call's own cancel: cancel.cancel() from any thread
+//! let g = session.chat("Name three rivers.".into(), greedy_generation_params(64)?, std::sync::Arc::new(Print), Some(cancel))?;
 //! assert!(privacy_check("Call me on +44 7700 900123".into())?.sensitive);
 //! # let _ = g; Ok::<(), EdgewiseError>(())
 //! ```
@@ -49,7 +50,7 @@ mod types;
 
 pub use engine::{
     default_engine_config, default_generation_params, default_session_config, greedy_generation_params,
-    greedy_sampling_params, Engine,
+    greedy_sampling_params, Engine, TrimLevel, TrimReport,
 };
 pub use catalog::{
     default_fetch_config, default_model, edgewise_home, list_models, model_path, DownloadListener, ModelDownload,
@@ -59,5 +60,5 @@ pub use router::{
     default_cloud_endpoint, privacy_check, router_policy_cloud_assist, router_policy_field_worker,
     router_policy_local_only, AnswerListener, Router,
 };
-pub use session::{ChatSession, TokenSink};
+pub use session::{CancelToken, ChatSession, TokenSink};
 pub use types::*;

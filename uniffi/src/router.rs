@@ -3,24 +3,26 @@
 //! `Router.send` blocks the caller's thread (like `ChatSession.chat`) and streams through the
 //! host-implemented [`AnswerListener`] on that same thread; `cancel()` works from any thread.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use edgewise_core::router::{self as cr, pii};
-use edgewise_core::session as css;
+use edgewise_core::session::{self as css, CancelGroup};
 
 use crate::engine::Engine;
 use crate::error::{guard, EdgewiseError, EdgewiseResult};
+use crate::session::{handle_of, CancelToken};
 use crate::types::{
     to_u32, ChatMessage, CloudEndpoint, GenerationParams, PiiReport, RequestMeta, RouteDecision, RoutedAnswer,
     RouterPolicy, SessionConfig,
 };
 
-/// Scans `text` for personal data on the device (nothing leaves it). Fails closed: an internal
-/// failure reports `sensitive = true`.
+/// Scans `text` for personal data on the device (nothing leaves it) with the same gate the router
+/// uses: the rules, then the embedded classifier on what the rules would let leave (a classifier
+/// block is `sensitive` with no category). Fails closed: an internal failure reports
+/// `sensitive = true`.
 #[uniffi::export]
 pub fn privacy_check(text: String) -> EdgewiseResult<PiiReport> {
-    Ok(pii::detector().scan(&text).into())
+    Ok(pii::gate().scan(&text).into())
 }
 
 /// The default policy: everything stays on the device.
@@ -67,19 +69,19 @@ pub trait AnswerListener: Send + Sync {
 pub struct Router {
     router: cr::Router,
     local: cr::LocalEngine,
-    cancelled: AtomicBool,
+    /// The requests running now, for `cancel()` (each also has its own handle).
+    running: CancelGroup,
 }
 
 /// Forwards core's answer stream to the host listener, remembering the first host error.
 struct Forward<'a> {
     listener: &'a dyn AnswerListener,
-    cancelled: &'a AtomicBool,
     failure: Option<EdgewiseError>,
 }
 
 impl cr::AnswerSink for Forward<'_> {
     fn on_text(&mut self, text: &str) -> bool {
-        if self.failure.is_some() || self.cancelled.load(Ordering::SeqCst) {
+        if self.failure.is_some() {
             return false;
         }
         match self.listener.on_token(text.to_string()) {
@@ -127,21 +129,27 @@ impl Router {
             let router = cr::Router::new(config)?;
             let local =
                 cr::LocalEngine::new(engine.core().clone(), session_config.into(), css::GenerationParams::default())?;
-            Ok(Arc::new(Self { router, local, cancelled: AtomicBool::new(false) }))
+            Ok(Arc::new(Self { router, local, running: CancelGroup::new() }))
         })
     }
 
     /// Answers a conversation (`messages`: system prompt, history and the new user message,
     /// oldest first), streaming into `listener`. `params` drive local generation; their
     /// `max_tokens` and temperature are also sent to the cloud. Blocking: call it from a
-    /// background thread. Fails only when the local model itself fails (or the listener throws).
+    /// background thread. Fails only when the local model itself fails (or the listener throws),
+    /// or with `Cancelled` when `cancel` fired before the request started (nothing was decided
+    /// or sent). `cancel`: this request's own token; cancelling it stops this request only.
+    #[uniffi::method(default(cancel = None))]
     pub fn send(
         &self,
         messages: Vec<ChatMessage>,
         meta: RequestMeta,
         params: GenerationParams,
         listener: Arc<dyn AnswerListener>,
+        cancel: Option<Arc<CancelToken>>,
     ) -> EdgewiseResult<RoutedAnswer> {
+        let cancel = handle_of(cancel);
+        let _registered = self.running.register(&cancel);
         guard("Router.send", || {
             let params: css::GenerationParams = params.into();
             let request = cr::ChatRequest {
@@ -150,9 +158,8 @@ impl Router {
                 max_tokens: Some(to_u32(params.max_tokens)),
                 temperature: Some(params.sampling.temperature),
             };
-            self.cancelled.store(false, Ordering::SeqCst);
-            let mut sink = Forward { listener: listener.as_ref(), cancelled: &self.cancelled, failure: None };
-            let answer = self.local.answer(&self.router, &request, &meta.into(), &params, &mut sink);
+            let mut sink = Forward { listener: listener.as_ref(), failure: None };
+            let answer = self.local.answer_cancellable(&self.router, &request, &meta.into(), &params, &cancel, &mut sink);
             match sink.failure {
                 Some(e) => Err(e),
                 None => Ok(answer?.into()),
@@ -179,10 +186,11 @@ impl Router {
         })
     }
 
-    /// Stops the answers being produced now (cloud or local) before their next piece; they end
-    /// with `finish_reason == Cancelled`. Safe from any thread.
+    /// Stops every answer being produced now (cloud or local) before its next piece; they end
+    /// with `finish_reason == Cancelled`. Requests started later are not affected. Safe from any
+    /// thread. To stop one request, cancel its own [`CancelToken`] instead.
     pub fn cancel(&self) -> EdgewiseResult<()> {
-        self.cancelled.store(true, Ordering::SeqCst);
+        self.running.cancel_all();
         self.local.cancel_running();
         Ok(())
     }

@@ -1,13 +1,15 @@
 //! `ChatSession`: a conversation with its own KV cache, streaming through a host-implemented
-//! [`TokenSink`].
+//! [`TokenSink`], and `CancelToken`, the per-call cancel handle.
 //!
 //! Generation is blocking and calls the sink on the caller's thread (the host calls it from
-//! `Dispatchers.IO` / `Task.detached`; JNA then attaches that thread to the JVM once, not per
-//! token). `cancel()` flips core's atomic flag, which lives outside the session's mutex, so it
-//! works while a generation holds the lock. A second generation on a busy session fails with
-//! `EdgewiseError::Busy` instead of blocking.
+//! `Dispatchers.IO` / a dedicated queue; JNA then attaches that thread to the JVM once, not per
+//! token). Each call can be given its own [`CancelToken`], created by the host *before* the call:
+//! cancelling it stops that call only, also when it fires before the native call starts.
+//! `ChatSession::cancel()` stops whichever call holds the session now. A second generation on a
+//! busy session fails with `EdgewiseError::Busy` instead of blocking, unless the running one was
+//! cancelled: then the new call waits for it to unwind (at most 10 s; core's `UNWIND_WAIT`).
 
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::Arc;
 
 use edgewise_core::session::{self as css, CancelHandle};
 
@@ -22,64 +24,81 @@ pub trait TokenSink: Send + Sync {
     fn on_token(&self, text: String) -> Result<(), EdgewiseError>;
 }
 
+/// Cancels one call (a generation or a routed request). Create one per call, before the call,
+/// and pass it in; `cancel()` from any thread stops that call before its next token (or before
+/// it starts) and never touches another. It is never reset: use a new token for the next call.
+#[derive(uniffi::Object, Debug, Default)]
+pub struct CancelToken {
+    handle: CancelHandle,
+}
+
+/// The core handle for an optional token (a fresh, private one when the host gave none).
+pub(crate) fn handle_of(token: Option<Arc<CancelToken>>) -> CancelHandle {
+    token.map(|t| t.handle.clone()).unwrap_or_default()
+}
+
+#[uniffi::export]
+impl CancelToken {
+    /// A token that is not cancelled.
+    #[uniffi::constructor]
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Requests cancellation. Safe from any thread, any number of times.
+    pub fn cancel(&self) {
+        self.handle.cancel();
+    }
+
+    /// Whether `cancel()` was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.handle.is_cancelled()
+    }
+}
+
 /// A conversation with its own KV cache. Thread-safe; one generation at a time.
 #[derive(uniffi::Object)]
 pub struct ChatSession {
-    inner: Mutex<css::Session>,
-    cancel: CancelHandle,
+    inner: Arc<css::SharedSession>,
 }
 
 impl ChatSession {
     pub(crate) fn new(session: css::Session) -> Self {
-        let cancel = session.cancel_handle();
-        Self { inner: Mutex::new(session), cancel }
+        Self { inner: css::SharedSession::new(session) }
     }
 
-    /// The session, or `Busy` while another call holds it (never blocks).
-    fn lock(&self) -> EdgewiseResult<MutexGuard<'_, css::Session>> {
-        match self.inner.try_lock() {
-            Ok(session) => Ok(session),
-            Err(TryLockError::WouldBlock) => Err(EdgewiseError::Busy),
-            // Panics are caught inside the lock (see `run`), so this is not expected; if it
-            // happens anyway, start the conversation over rather than trust a half-updated cache.
-            Err(TryLockError::Poisoned(p)) => {
-                let mut session = p.into_inner();
-                session.reset();
-                self.inner.clear_poison();
-                log::warn!("session recovered from a poisoned lock; its history was reset");
-                Ok(session)
-            }
-        }
+    /// Runs a call that does not generate (`Busy` while a live generation holds the session).
+    fn with<T>(&self, f: impl FnOnce(&mut css::Session) -> T) -> EdgewiseResult<T> {
+        Ok(self.inner.run(&CancelHandle::new(), f)?)
     }
 
-    /// Runs one core generation with `sink` as the streaming callback.
+    /// Runs one core generation with `sink` as the streaming callback, as the call of `cancel`.
     fn run(
         &self,
         what: &str,
+        cancel: CancelHandle,
         sink: Arc<dyn TokenSink>,
-        generate: impl FnOnce(&mut css::Session, &mut dyn FnMut(&str) -> bool) -> edgewise_core::Result<css::Generation>,
+        generate: impl FnOnce(&mut css::Session, &CancelHandle, &mut dyn FnMut(&str) -> bool) -> edgewise_core::Result<css::Generation>,
     ) -> EdgewiseResult<Generation> {
-        let mut session = self.lock()?;
-        let result = guard(what, || {
-            let mut failure: Option<EdgewiseError> = None;
-            let mut forward = |piece: &str| match sink.on_token(piece.to_string()) {
-                Ok(()) => true,
-                Err(e) => {
-                    failure = Some(e);
-                    false
+        guard(what, || {
+            self.inner.run(&cancel, |session| {
+                let mut failure: Option<EdgewiseError> = None;
+                let mut forward = |piece: &str| match sink.on_token(piece.to_string()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                };
+                let generation = generate(session, &cancel, &mut forward);
+                match failure {
+                    Some(e) => Err(e),
+                    None => Ok(generation?.into()),
                 }
-            };
-            let generation = generate(&mut session, &mut forward);
-            match failure {
-                Some(e) => Err(e),
-                None => Ok(generation?.into()),
-            }
-        });
-        if matches!(&result, Err(EdgewiseError::Internal { .. })) {
-            // A panic may have left the KV cache half-written: start over.
-            session.reset();
-        }
-        result
+            })?
+        })
+        // A panic inside `run` poisons the session's lock; the next call resets the session
+        // (core's SharedSession) rather than trusting a half-written KV cache.
     }
 }
 
@@ -87,44 +106,60 @@ impl ChatSession {
 impl ChatSession {
     /// Sends a user message and streams the answer into `sink`; both join the history.
     /// Blocking: call it from a background thread. Returns when the answer is complete, was
-    /// cancelled (`stop_reason == Cancelled`) or failed.
-    pub fn chat(&self, message: String, params: GenerationParams, sink: Arc<dyn TokenSink>) -> EdgewiseResult<Generation> {
+    /// cancelled (`stop_reason == Cancelled`; a call cancelled before it generated anything
+    /// leaves the history unchanged) or failed. `cancel`: this call's own token (see
+    /// [`CancelToken`]).
+    #[uniffi::method(default(cancel = None))]
+    pub fn chat(
+        &self,
+        message: String,
+        params: GenerationParams,
+        sink: Arc<dyn TokenSink>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> EdgewiseResult<Generation> {
         let params = params.into();
-        self.run("ChatSession.chat", sink, |s, f| s.chat(&message, &params, f))
+        self.run("ChatSession.chat", handle_of(cancel), sink, |s, c, f| s.chat_with(&message, &params, c, f))
     }
 
     /// Raw completion of `prompt` (no chat template; the history is not used or changed).
     /// Blocking, like [`ChatSession::chat`].
-    pub fn complete(&self, prompt: String, params: GenerationParams, sink: Arc<dyn TokenSink>) -> EdgewiseResult<Generation> {
+    #[uniffi::method(default(cancel = None))]
+    pub fn complete(
+        &self,
+        prompt: String,
+        params: GenerationParams,
+        sink: Arc<dyn TokenSink>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> EdgewiseResult<Generation> {
         let params = params.into();
-        self.run("ChatSession.complete", sink, |s, f| s.complete(&prompt, &params, f))
+        self.run("ChatSession.complete", handle_of(cancel), sink, |s, c, f| s.complete_with(&prompt, &params, c, f))
     }
 
-    /// Stops the running generation before its next token. Safe from any thread; a no-op when
-    /// nothing runs (a later generation is not affected).
+    /// Stops the generation holding the session now, before its next token. Safe from any
+    /// thread; a no-op when nothing runs (a later generation is not affected). To stop one
+    /// particular call, also before it starts, cancel that call's [`CancelToken`] instead.
     pub fn cancel(&self) -> EdgewiseResult<()> {
-        self.cancel.cancel();
+        self.inner.cancel_running();
         Ok(())
     }
 
     /// Forgets the conversation and the cache. `Busy` while a generation runs.
     pub fn reset(&self) -> EdgewiseResult<()> {
-        self.lock()?.reset();
-        Ok(())
+        self.with(|s| s.reset())
     }
 
     /// The conversation so far. `Busy` while a generation runs.
     pub fn history(&self) -> EdgewiseResult<Vec<ChatMessage>> {
-        Ok(self.lock()?.history().iter().cloned().map(Into::into).collect())
+        self.with(|s| s.history().iter().cloned().map(Into::into).collect())
     }
 
     /// Tokens currently held in the KV cache. `Busy` while a generation runs.
     pub fn cached_tokens(&self) -> EdgewiseResult<u32> {
-        Ok(to_u32(self.lock()?.cached_tokens()))
+        self.with(|s| to_u32(s.cached_tokens()))
     }
 
-    /// The session's settings.
+    /// The session's settings. `Busy` while a generation runs.
     pub fn config(&self) -> EdgewiseResult<SessionConfig> {
-        Ok(self.lock()?.config().clone().into())
+        self.with(|s| s.config().clone().into())
     }
 }

@@ -985,13 +985,19 @@ pub struct CloudEndpoint {
     pub stream: bool,
     /// TCP/TLS connect timeout, ms.
     pub connect_timeout_ms: u64,
-    /// Total time for one attempt, ms.
+    /// Deadline for a streamed answer to start, ms, across all attempts (default 10 000): past
+    /// it the router answers on the device. Not applied when `stream` is off.
+    pub first_byte_timeout_ms: u64,
+    /// Deadline for the whole cloud answer, ms, across all attempts (default 60 000).
     pub request_timeout_ms: u64,
     /// Retries after the first attempt.
     pub max_retries: u32,
-    /// Allow plain `http://` to hosts other than loopback (off: the key and text would travel
-    /// unencrypted).
+    /// Allow plain `http://` to hosts other than loopback, without an API key (off: the text
+    /// would travel unencrypted). A key is never sent over plain http except to loopback.
     pub allow_insecure_http: bool,
+    /// Proxy for `https` endpoints (`http://host:port`, `socks5://host:port`); null (the
+    /// default): connect directly. Proxy environment variables are never used.
+    pub proxy: Option<String>,
 }
 
 /// The API key, if any, is not carried over.
@@ -1002,9 +1008,11 @@ impl From<cr::cloud::CloudConfig> for CloudEndpoint {
             model: v.model,
             stream: v.stream,
             connect_timeout_ms: millis(v.connect_timeout),
+            first_byte_timeout_ms: millis(v.first_byte_timeout),
             request_timeout_ms: millis(v.request_timeout),
             max_retries: v.max_retries,
             allow_insecure_http: v.allow_insecure_http,
+            proxy: v.proxy,
         }
     }
 }
@@ -1014,9 +1022,11 @@ impl From<CloudEndpoint> for cr::cloud::CloudConfig {
         Self {
             stream: v.stream,
             connect_timeout: Duration::from_millis(v.connect_timeout_ms),
+            first_byte_timeout: Duration::from_millis(v.first_byte_timeout_ms),
             request_timeout: Duration::from_millis(v.request_timeout_ms),
             max_retries: v.max_retries,
             allow_insecure_http: v.allow_insecure_http,
+            proxy: v.proxy,
             ..cr::cloud::CloudConfig::new(v.base_url, v.model)
         }
     }
@@ -1056,6 +1066,8 @@ pub enum CloudFailureKind {
     Malformed,
     /// The connection closed before the answer was complete.
     Truncated,
+    /// The answer was longer than `max_tokens` allows, or the response over its byte limit.
+    TooLarge,
     /// The egress check refused the body (personal data found).
     PolicyDenied,
     /// Something else on our side.
@@ -1071,6 +1083,7 @@ impl From<cr::cloud::FailureKind> for CloudFailureKind {
             K::HttpStatus => Self::HttpStatus,
             K::Malformed => Self::Malformed,
             K::Truncated => Self::Truncated,
+            K::TooLarge => Self::TooLarge,
             K::PolicyDenied => Self::PolicyDenied,
             K::Internal => Self::Internal,
         }
@@ -1158,6 +1171,8 @@ mod tests {
         let c = cr::cloud::CloudConfig {
             max_retries: 5,
             stream: false,
+            first_byte_timeout: Duration::from_millis(2500),
+            proxy: Some("http://10.0.0.1:3128".into()),
             ..cr::cloud::CloudConfig::new("https://api.example.com/v1", "m")
         };
         assert_eq!(cr::cloud::CloudConfig::from(CloudEndpoint::from(c.clone())), c);

@@ -9,19 +9,19 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub enum ValueType {
-    U8,
-    I8,
-    U16,
-    I16,
-    U32,
-    I32,
-    F32,
-    Bool,
-    String,
-    Array,
-    U64,
-    I64,
-    F64,
+    U8 = 0,
+    I8 = 1,
+    U16 = 2,
+    I16 = 3,
+    U32 = 4,
+    I32 = 5,
+    F32 = 6,
+    Bool = 7,
+    String = 8,
+    Array = 9,
+    U64 = 10,
+    I64 = 11,
+    F64 = 12,
 }
 
 impl ValueType {
@@ -73,11 +73,235 @@ pub enum MetaValue {
     F32(f32),
     Bool(bool),
     String(String),
-    /// Elements all of one type (arrays may nest).
-    Array(Vec<MetaValue>),
+    /// Elements all of one type (arrays may nest), stored compactly (see [`MetaArray`]).
+    Array(MetaArray),
     U64(u64),
     I64(i64),
     F64(f64),
+}
+
+/// A metadata array, held as compactly as the file holds it: numbers and booleans as a typed
+/// vector (the bytes on disk, no more), strings as one buffer plus end offsets, nested arrays as
+/// a vector of arrays. A file's byte array of N elements costs N bytes here, not N values
+/// (a `MetaValue` is 32 bytes: a 130 MB array used to reserve 4 GB).
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
+pub enum MetaArray {
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    U16(Vec<u16>),
+    I16(Vec<i16>),
+    U32(Vec<u32>),
+    I32(Vec<i32>),
+    F32(Vec<f32>),
+    Bool(Vec<bool>),
+    String(StringArray),
+    Array(Vec<MetaArray>),
+    U64(Vec<u64>),
+    I64(Vec<i64>),
+    F64(Vec<f64>),
+}
+
+/// An array of strings in one buffer (`ends[i]` is where string `i` ends in `bytes`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StringArray {
+    bytes: String,
+    ends: Vec<usize>,
+}
+
+impl StringArray {
+    /// An empty array with room for `n` strings of `bytes` bytes in all.
+    pub fn with_capacity(n: usize, bytes: usize) -> Self {
+        Self { bytes: String::with_capacity(bytes), ends: Vec::with_capacity(n) }
+    }
+
+    /// Appends a string.
+    pub fn push(&mut self, s: &str) {
+        self.bytes.push_str(s);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Number of strings.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are no strings.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// String `i`.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.bytes.get(start..end)
+    }
+
+    /// The strings in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity() + self.ends.capacity() * std::mem::size_of::<usize>()
+    }
+}
+
+impl<'a> FromIterator<&'a str> for StringArray {
+    fn from_iter<I: IntoIterator<Item = &'a str>>(iter: I) -> Self {
+        let mut a = Self::default();
+        for s in iter {
+            a.push(s);
+        }
+        a
+    }
+}
+
+impl MetaArray {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::U8(v) => v.len(),
+            Self::I8(v) => v.len(),
+            Self::U16(v) => v.len(),
+            Self::I16(v) => v.len(),
+            Self::U32(v) => v.len(),
+            Self::I32(v) => v.len(),
+            Self::F32(v) => v.len(),
+            Self::Bool(v) => v.len(),
+            Self::String(v) => v.len(),
+            Self::Array(v) => v.len(),
+            Self::U64(v) => v.len(),
+            Self::I64(v) => v.len(),
+            Self::F64(v) => v.len(),
+        }
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element type.
+    pub fn element_type(&self) -> ValueType {
+        match self {
+            Self::U8(_) => ValueType::U8,
+            Self::I8(_) => ValueType::I8,
+            Self::U16(_) => ValueType::U16,
+            Self::I16(_) => ValueType::I16,
+            Self::U32(_) => ValueType::U32,
+            Self::I32(_) => ValueType::I32,
+            Self::F32(_) => ValueType::F32,
+            Self::Bool(_) => ValueType::Bool,
+            Self::String(_) => ValueType::String,
+            Self::Array(_) => ValueType::Array,
+            Self::U64(_) => ValueType::U64,
+            Self::I64(_) => ValueType::I64,
+            Self::F64(_) => ValueType::F64,
+        }
+    }
+
+    /// Element `i` as a value (a copy; a nested array is cloned).
+    pub fn get(&self, i: usize) -> Option<MetaValue> {
+        Some(match self {
+            Self::U8(v) => MetaValue::U8(*v.get(i)?),
+            Self::I8(v) => MetaValue::I8(*v.get(i)?),
+            Self::U16(v) => MetaValue::U16(*v.get(i)?),
+            Self::I16(v) => MetaValue::I16(*v.get(i)?),
+            Self::U32(v) => MetaValue::U32(*v.get(i)?),
+            Self::I32(v) => MetaValue::I32(*v.get(i)?),
+            Self::F32(v) => MetaValue::F32(*v.get(i)?),
+            Self::Bool(v) => MetaValue::Bool(*v.get(i)?),
+            Self::String(v) => MetaValue::String(v.get(i)?.to_string()),
+            Self::Array(v) => MetaValue::Array(v.get(i)?.clone()),
+            Self::U64(v) => MetaValue::U64(*v.get(i)?),
+            Self::I64(v) => MetaValue::I64(*v.get(i)?),
+            Self::F64(v) => MetaValue::F64(*v.get(i)?),
+        })
+    }
+
+    /// Heap bytes held (nested arrays included).
+    pub fn heap_bytes(&self) -> usize {
+        fn vec<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        match self {
+            Self::U8(v) => vec(v),
+            Self::I8(v) => vec(v),
+            Self::U16(v) => vec(v),
+            Self::I16(v) => vec(v),
+            Self::U32(v) => vec(v),
+            Self::I32(v) => vec(v),
+            Self::F32(v) => vec(v),
+            Self::Bool(v) => vec(v),
+            Self::String(v) => v.heap_bytes(),
+            Self::Array(v) => vec(v) + v.iter().map(Self::heap_bytes).sum::<usize>(),
+            Self::U64(v) => vec(v),
+            Self::I64(v) => vec(v),
+            Self::F64(v) => vec(v),
+        }
+    }
+
+    /// Element `i` as f64, if it is a number.
+    fn f64_at(&self, i: usize) -> Option<f64> {
+        match self {
+            Self::F32(v) => v.get(i).map(|&x| x as f64),
+            Self::F64(v) => v.get(i).copied(),
+            _ => self.i64_at(i).map(|x| x as f64),
+        }
+    }
+
+    /// Element `i` as i64, if it is an integer in range.
+    fn i64_at(&self, i: usize) -> Option<i64> {
+        match self {
+            Self::U8(v) => v.get(i).map(|&x| x as i64),
+            Self::I8(v) => v.get(i).map(|&x| x as i64),
+            Self::U16(v) => v.get(i).map(|&x| x as i64),
+            Self::I16(v) => v.get(i).map(|&x| x as i64),
+            Self::U32(v) => v.get(i).map(|&x| x as i64),
+            Self::I32(v) => v.get(i).map(|&x| x as i64),
+            Self::U64(v) => v.get(i).and_then(|&x| i64::try_from(x).ok()),
+            Self::I64(v) => v.get(i).copied(),
+            _ => None,
+        }
+    }
+}
+
+impl From<StringArray> for MetaArray {
+    fn from(a: StringArray) -> Self {
+        Self::String(a)
+    }
+}
+
+impl From<Vec<MetaValue>> for MetaArray {
+    /// Builds an array from values of one type (tests and tools). The element type is the first
+    /// value's (`U32` when empty); a value of another type is dropped.
+    fn from(values: Vec<MetaValue>) -> Self {
+        macro_rules! typed {
+            ($variant:ident) => {
+                Self::$variant(values.iter().filter_map(|v| if let MetaValue::$variant(x) = v { Some(x.clone()) } else { None }).collect())
+            };
+        }
+        match values.first() {
+            None | Some(MetaValue::U32(_)) => typed!(U32),
+            Some(MetaValue::U8(_)) => typed!(U8),
+            Some(MetaValue::I8(_)) => typed!(I8),
+            Some(MetaValue::U16(_)) => typed!(U16),
+            Some(MetaValue::I16(_)) => typed!(I16),
+            Some(MetaValue::I32(_)) => typed!(I32),
+            Some(MetaValue::F32(_)) => typed!(F32),
+            Some(MetaValue::Bool(_)) => typed!(Bool),
+            Some(MetaValue::U64(_)) => typed!(U64),
+            Some(MetaValue::I64(_)) => typed!(I64),
+            Some(MetaValue::F64(_)) => typed!(F64),
+            Some(MetaValue::Array(_)) => typed!(Array),
+            Some(MetaValue::String(_)) => Self::String(
+                values.iter().filter_map(|v| if let MetaValue::String(s) = v { Some(s.as_str()) } else { None }).collect(),
+            ),
+        }
+    }
 }
 
 impl MetaValue {
@@ -144,6 +368,28 @@ pub struct Metadata {
 
 fn invalid(key: &str, reason: impl Into<String>) -> Error {
     Error::InvalidKey { key: key.to_string(), reason: reason.into() }
+}
+
+/// What one key costs besides its name and value data: the map node's share, the key's
+/// `String` and the `MetaValue` (an estimate used by the reader's memory cap).
+pub(crate) const ENTRY_OVERHEAD: usize = 96;
+
+fn type_name(t: ValueType) -> &'static str {
+    match t {
+        ValueType::U8 => "u8",
+        ValueType::I8 => "i8",
+        ValueType::U16 => "u16",
+        ValueType::I16 => "i16",
+        ValueType::U32 => "u32",
+        ValueType::I32 => "i32",
+        ValueType::F32 => "f32",
+        ValueType::Bool => "bool",
+        ValueType::String => "string",
+        ValueType::Array => "array",
+        ValueType::U64 => "u64",
+        ValueType::I64 => "i64",
+        ValueType::F64 => "f64",
+    }
 }
 
 impl Metadata {
@@ -225,7 +471,7 @@ impl Metadata {
         }
     }
 
-    fn get_array(&self, key: &str) -> Result<&[MetaValue]> {
+    fn get_array(&self, key: &str) -> Result<&MetaArray> {
         match self.require(key)? {
             MetaValue::Array(a) => Ok(a),
             v => Err(invalid(key, format!("expected array, found {}", v.type_name()))),
@@ -234,39 +480,54 @@ impl Metadata {
 
     /// An array of strings.
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
-        self.get_array(key)?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                MetaValue::String(s) => Ok(s.as_str()),
-                v => Err(invalid(key, format!("element {i}: expected string, found {}", v.type_name()))),
-            })
-            .collect()
+        match self.get_array(key)? {
+            MetaArray::String(a) => Ok(a.iter().collect()),
+            a if a.is_empty() => Ok(Vec::new()),
+            a => Err(invalid(key, format!("element 0: expected string, found {}", type_name(a.element_type())))),
+        }
     }
 
     /// An array of numbers, as f32.
     pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>> {
-        self.get_array(key)?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.as_f64()
-                    .map(|x| x as f32)
-                    .ok_or_else(|| invalid(key, format!("element {i}: expected number, found {}", v.type_name())))
+        let a = self.get_array(key)?;
+        if let MetaArray::F32(v) = a {
+            return Ok(v.clone());
+        }
+        (0..a.len())
+            .map(|i| {
+                a.f64_at(i).map(|x| x as f32).ok_or_else(|| {
+                    invalid(key, format!("element {i}: expected number, found {}", type_name(a.element_type())))
+                })
             })
             .collect()
     }
 
     /// An array of integers, as i64.
     pub fn get_i64_array(&self, key: &str) -> Result<Vec<i64>> {
-        self.get_array(key)?
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.as_i64()
-                    .ok_or_else(|| invalid(key, format!("element {i}: expected integer, found {}", v.type_name())))
+        let a = self.get_array(key)?;
+        (0..a.len())
+            .map(|i| {
+                a.i64_at(i).ok_or_else(|| {
+                    invalid(key, format!("element {i}: expected integer, found {}", type_name(a.element_type())))
+                })
             })
             .collect()
+    }
+
+    /// Heap bytes held by the keys and values (an estimate of the map's own overhead included).
+    pub fn heap_bytes(&self) -> usize {
+        self.map
+            .iter()
+            .map(|(k, v)| {
+                ENTRY_OVERHEAD
+                    + k.capacity()
+                    + match v {
+                        MetaValue::String(s) => s.capacity(),
+                        MetaValue::Array(a) => a.heap_bytes(),
+                        _ => 0,
+                    }
+            })
+            .sum()
     }
 
     /// `get_u32` that returns `None` when the key is absent (still an error when mistyped).

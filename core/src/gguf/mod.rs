@@ -23,5 +23,6 @@ pub mod names;
 #[cfg(any(test, feature = "test-util"))]
 pub mod writer;
 
-pub use metadata::{MetaValue, Metadata, ValueType};
+pub use metadata::{MetaArray, MetaValue, Metadata, StringArray, ValueType};
+pub use reader::MAX_HEADER_MEMORY;
 pub use reader::{GgufFile, TensorInfo};

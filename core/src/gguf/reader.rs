@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use super::metadata::{MetaValue, Metadata, ValueType};
+use super::metadata::{MetaArray, MetaValue, Metadata, StringArray, ValueType, ENTRY_OVERHEAD};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
 
@@ -20,6 +20,11 @@ const MAX_DIMS: u32 = 4;
 const MAX_ARRAY_DEPTH: u32 = 4;
 /// Keys and tensor names longer than this are rejected (ggml allows 64-byte names; be generous).
 const MAX_NAME_LEN: u64 = 64 * 1024;
+/// Most heap memory the header (metadata keys and values, tensor table) may take once parsed.
+/// Gemma 3 270M's header (262k-piece vocabulary) takes 6.2 MiB; a file asking for more gets
+/// [`Error::MetadataTooLarge`] before the allocation is made, so no file can make a phone app
+/// run out of memory while it is only being opened.
+pub const MAX_HEADER_MEMORY: u64 = 64 << 20;
 
 /// One tensor's description, with its data range checked against the file.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +85,7 @@ impl GgufFile {
         // the whole map per token).
         let pages = super::large_pages::advise(&map, &file);
         log::debug!("gguf: large pages {pages:?}");
-        let h = parse(&map)?;
+        let h = parse(&map, MAX_HEADER_MEMORY)?;
         release_header(&map, h.data_offset);
         let g = Self {
             path: path.to_path_buf(),
@@ -92,11 +97,12 @@ impl GgufFile {
             data_offset: h.data_offset,
         };
         log::debug!(
-            "gguf: {} v{}, {} tensors, {} metadata keys",
+            "gguf: {} v{}, {} tensors, {} metadata keys ({} KiB)",
             path.display(),
             g.version,
             g.tensors.len(),
-            g.metadata.len()
+            g.metadata.len(),
+            g.metadata.heap_bytes() >> 10
         );
         Ok(g)
     }
@@ -128,9 +134,10 @@ struct Header {
     data_offset: u64,
 }
 
-/// Parses and validates the header of a whole GGUF file held in `bytes`.
-fn parse(bytes: &[u8]) -> Result<Header> {
-        let mut c = Cursor { buf: bytes, pos: 0 };
+/// Parses and validates the header of a whole GGUF file held in `bytes`, holding at most
+/// `budget` bytes of heap for it.
+fn parse(bytes: &[u8], budget: u64) -> Result<Header> {
+        let mut c = Cursor { buf: bytes, pos: 0, budget, limit: budget };
         let magic = c.take(4, "magic")?;
         if magic != MAGIC {
             return Err(bad("bad magic: not a GGUF file"));
@@ -147,6 +154,7 @@ fn parse(bytes: &[u8]) -> Result<Header> {
         let mut metadata = Metadata::default();
         for _ in 0..n_kv {
             let key = c.string("metadata key")?;
+            c.charge(ENTRY_OVERHEAD as u64 + key.len() as u64, &key)?;
             let ty = c.u32(&key)?;
             let ty = ValueType::from_u32(ty)
                 .ok_or_else(|| Error::InvalidKey { key: key.clone(), reason: format!("unknown value type {ty}") })?;
@@ -167,9 +175,15 @@ fn parse(bytes: &[u8]) -> Result<Header> {
             }
         };
         c.check_fits(n_tensors, 24, "tensor count")?;
+        // The table is held twice while it is checked (the raw infos, then the TensorInfos).
+        let info_size = (std::mem::size_of::<TensorInfo>() + std::mem::size_of::<(String, Vec<u64>, GgmlType, u64)>()) as u64;
+        c.charge(n_tensors.saturating_mul(info_size), "tensor table")?;
         let mut infos = Vec::with_capacity(n_tensors as usize);
         for _ in 0..n_tensors {
             let name = c.string("tensor name")?;
+            // The name is held three times (raw info, TensorInfo, the duplicate check's set),
+            // the shape twice.
+            c.charge(3 * name.len() as u64 + 64, "tensor table")?;
             let n_dims = c.u32(&name)?;
             if n_dims == 0 || n_dims > MAX_DIMS {
                 return Err(tensor_err(&name, format!("{n_dims} dimensions (1..=4 allowed)")));
@@ -374,9 +388,38 @@ fn tensor_err(name: &str, reason: impl Into<String>) -> Error {
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Heap bytes the header may still take.
+    budget: u64,
+    /// The whole budget, for the error.
+    limit: u64,
 }
 
 impl<'a> Cursor<'a> {
+    /// Takes `n` bytes of heap from the budget, before they are allocated.
+    fn charge(&mut self, n: u64, key: &str) -> Result<()> {
+        match self.budget.checked_sub(n) {
+            Some(left) => {
+                self.budget = left;
+                Ok(())
+            }
+            None => Err(Error::MetadataTooLarge { key: key.to_string(), limit: self.limit }),
+        }
+    }
+
+    /// `n` values of `size` bytes each, read in one piece and decoded by `f`.
+    fn vec<T, const N: usize>(&mut self, n: u64, key: &str, f: impl Fn([u8; N]) -> T) -> Result<Vec<T>> {
+        let len = n.checked_mul(N as u64).ok_or_else(|| bad(format!("array `{key}` overflows")))?;
+        self.charge(len, key)?;
+        let bytes = self.take(len, key)?;
+        Ok(bytes
+            .chunks_exact(N)
+            .map(|c| {
+                let mut a = [0u8; N];
+                a.copy_from_slice(c);
+                f(a)
+            })
+            .collect())
+    }
     fn remaining(&self) -> u64 {
         (self.buf.len() - self.pos) as u64
     }
@@ -444,23 +487,79 @@ impl<'a> Cursor<'a> {
                     return Err(Error::InvalidKey { key: key.to_string(), reason: format!("bool byte {b}") })
                 }
             },
-            ValueType::String => MetaValue::String(self.string(key)?),
-            ValueType::Array => {
-                if depth >= MAX_ARRAY_DEPTH {
-                    return Err(Error::InvalidKey { key: key.to_string(), reason: "arrays nested too deeply".into() });
+            ValueType::String => {
+                let len = self.u64(key)?;
+                let s = String::from_utf8_lossy(self.take(len, key)?);
+                self.charge(s.len() as u64, key)?;
+                MetaValue::String(s.into_owned())
+            }
+            ValueType::Array => MetaValue::Array(self.array(key, depth)?),
+        })
+    }
+
+    /// An array's element type, count and elements, stored compactly ([`MetaArray`]), each
+    /// allocation charged to the budget before it is made.
+    fn array(&mut self, key: &str, depth: u32) -> Result<MetaArray> {
+        if depth >= MAX_ARRAY_DEPTH {
+            return Err(Error::InvalidKey { key: key.to_string(), reason: "arrays nested too deeply".into() });
+        }
+        let et = self.u32(key)?;
+        let et = ValueType::from_u32(et)
+            .ok_or_else(|| Error::InvalidKey { key: key.to_string(), reason: format!("unknown array element type {et}") })?;
+        let n = self.u64(key)?;
+        self.check_fits(n, et.min_encoded_len(), key)?;
+        Ok(match et {
+            ValueType::U8 => MetaArray::U8(self.vec(n, key, |[b]: [u8; 1]| b)?),
+            ValueType::I8 => MetaArray::I8(self.vec(n, key, |[b]: [u8; 1]| b as i8)?),
+            ValueType::U16 => MetaArray::U16(self.vec(n, key, u16::from_le_bytes)?),
+            ValueType::I16 => MetaArray::I16(self.vec(n, key, i16::from_le_bytes)?),
+            ValueType::U32 => MetaArray::U32(self.vec(n, key, u32::from_le_bytes)?),
+            ValueType::I32 => MetaArray::I32(self.vec(n, key, i32::from_le_bytes)?),
+            ValueType::F32 => MetaArray::F32(self.vec(n, key, f32::from_le_bytes)?),
+            ValueType::U64 => MetaArray::U64(self.vec(n, key, u64::from_le_bytes)?),
+            ValueType::I64 => MetaArray::I64(self.vec(n, key, i64::from_le_bytes)?),
+            ValueType::F64 => MetaArray::F64(self.vec(n, key, f64::from_le_bytes)?),
+            ValueType::Bool => {
+                self.charge(n, key)?;
+                let mut v = Vec::with_capacity(n as usize);
+                for &b in self.take(n, key)? {
+                    match b {
+                        0 | 1 => v.push(b == 1),
+                        b => {
+                            return Err(Error::InvalidKey { key: key.to_string(), reason: format!("bool byte {b}") })
+                        }
+                    }
                 }
-                let et = self.u32(key)?;
-                let et = ValueType::from_u32(et).ok_or_else(|| Error::InvalidKey {
-                    key: key.to_string(),
-                    reason: format!("unknown array element type {et}"),
-                })?;
-                let n = self.u64(key)?;
-                self.check_fits(n, et.min_encoded_len(), key)?;
+                MetaArray::Bool(v)
+            }
+            ValueType::String => {
+                // A first pass sums the lengths, so the buffer is allocated once, at its size.
+                let start = self.pos;
+                let mut total = 0u64;
+                for _ in 0..n {
+                    let len = self.u64(key)?;
+                    self.take(len, key)?;
+                    total += len; // <= the file's length
+                }
+                self.pos = start;
+                self.charge(n.saturating_mul(std::mem::size_of::<usize>() as u64).saturating_add(total), key)?;
+                let mut a = StringArray::with_capacity(n as usize, total as usize);
+                for _ in 0..n {
+                    let len = self.u64(key)?;
+                    let s = String::from_utf8_lossy(self.take(len, key)?);
+                    // Invalid UTF-8 is replaced (see `string`), which can make a string longer.
+                    self.charge((s.len() as u64).saturating_sub(len), key)?;
+                    a.push(&s);
+                }
+                MetaArray::String(a)
+            }
+            ValueType::Array => {
+                self.charge(n.saturating_mul(std::mem::size_of::<MetaArray>() as u64), key)?;
                 let mut v = Vec::with_capacity(n as usize);
                 for _ in 0..n {
-                    v.push(self.value(et, key, depth + 1)?);
+                    v.push(self.array(key, depth + 1)?);
                 }
-                MetaValue::Array(v)
+                MetaArray::Array(v)
             }
         })
     }
@@ -495,12 +594,15 @@ mod tests {
             .kv("a.bool", MetaValue::Bool(true))
             .kv(
                 "a.nested",
-                MetaValue::Array(vec![
-                    MetaValue::Array(vec![MetaValue::I32(1), MetaValue::I32(2)]),
-                    MetaValue::Array(vec![MetaValue::I32(3)]),
-                ]),
+                MetaValue::Array(
+                    vec![
+                        MetaValue::Array(vec![MetaValue::I32(1), MetaValue::I32(2)].into()),
+                        MetaValue::Array(vec![MetaValue::I32(3)].into()),
+                    ]
+                    .into(),
+                ),
             )
-            .kv("a.strs", MetaValue::Array(vec![MetaValue::String("x".into()), MetaValue::String("yz".into())]))
+            .kv("a.strs", MetaValue::Array(["x", "yz"].into_iter().collect::<StringArray>().into()))
             .tensor("w", &[32, 2], GgmlType::Q8_0, vec![0u8; 68])
             .tensor("n", &[4], GgmlType::F32, [1f32, 2., 3., 4.].iter().flat_map(|f| f.to_le_bytes()).collect())
     }
@@ -515,7 +617,7 @@ mod tests {
         let data: Vec<u8> = (0..5 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         let bytes = GgufWriter::new()
             .kv("general.architecture", MetaValue::String("gemma3".into()))
-            .kv("tokenizer.ggml.tokens", MetaValue::Array(words))
+            .kv("tokenizer.ggml.tokens", MetaValue::Array(words.into()))
             .tensor("t", &[5 << 20], GgmlType::I8, data.clone())
             .to_bytes();
         let g = open_bytes(&bytes).unwrap();
@@ -612,7 +714,7 @@ mod tests {
         b.extend_from_slice(&(1u64 << 62).to_le_bytes());
         assert!(matches!(open_bytes(&b), Err(Error::InvalidGguf { .. })));
         // An array claiming 2^60 u64 elements.
-        let w = GgufWriter::new().kv("big", MetaValue::Array(vec![MetaValue::U64(1)]));
+        let w = GgufWriter::new().kv("big", MetaValue::Array(MetaArray::U64(vec![1])));
         let mut b = w.to_bytes();
         let pos = b.windows(8).position(|x| x == 1u64.to_le_bytes()).unwrap();
         b[pos..pos + 8].copy_from_slice(&(1u64 << 60).to_le_bytes());
@@ -653,6 +755,99 @@ mod tests {
         // Five dimensions.
         let w = GgufWriter::new().tensor("t", &[1, 1, 1, 1, 8], GgmlType::F32, vec![0; 32]);
         assert!(matches!(open_bytes(&w.to_bytes()), Err(Error::Tensor { .. })));
+    }
+
+    /// A file's byte array costs its bytes once parsed, not a 32-byte value per element (the
+    /// old `Vec<MetaValue>`: 4 MB of u8 took 128 MB; 130 MB would have reserved 4.16 GB).
+    #[test]
+    fn arrays_cost_what_the_file_holds() {
+        const N: usize = 4 << 20;
+        let bytes = GgufWriter::new()
+            .kv("general.architecture", MetaValue::String("gemma3".into()))
+            .kv("big", MetaValue::Array(MetaArray::U8(vec![7; N])))
+            .kv("f", MetaValue::Array(MetaArray::F32(vec![0.5; 1024])))
+            .to_bytes();
+        let (g, peak) = crate::test_alloc::peak_during(|| parse(&bytes, MAX_HEADER_MEMORY).map(|h| h.metadata));
+        let md = g.unwrap();
+        assert!(peak < N + (1 << 20), "parsing a {N}-byte array took {peak} bytes of heap");
+        assert!(md.heap_bytes() < N + (64 << 10), "{} bytes held", md.heap_bytes());
+        match md.get("big") {
+            Some(MetaValue::Array(a)) => {
+                assert_eq!(a.len(), N);
+                assert_eq!(a.get(N - 1), Some(MetaValue::U8(7)));
+            }
+            other => panic!("big: {other:?}"),
+        }
+        assert_eq!(md.get_f32_array("f").unwrap(), vec![0.5; 1024]);
+        assert_eq!(md.get_i64_array("big").unwrap().len(), N);
+        assert!(md.get_str_array("big").is_err());
+    }
+
+    /// Past the header's memory limit every kind of allocation is a typed error naming the key,
+    /// raised before the allocation is made.
+    #[test]
+    fn header_memory_limit_is_a_typed_error() {
+        const LIMIT: u64 = 1 << 20;
+        let too_large = |w: GgufWriter, key: &str| {
+            let bytes = w.to_bytes();
+            let (r, peak) = crate::test_alloc::peak_during(|| parse(&bytes, LIMIT).map(|_| ()));
+            match r {
+                Err(Error::MetadataTooLarge { key: k, limit }) => assert_eq!((k.as_str(), limit), (key, LIMIT)),
+                other => panic!("{key}: expected MetadataTooLarge, got {other:?}"),
+            }
+            assert!(peak < 2 * LIMIT as usize, "{key}: {peak} bytes held before the error");
+        };
+        too_large(GgufWriter::new().kv("bytes", MetaValue::Array(MetaArray::U8(vec![0; 2 << 20]))), "bytes");
+        too_large(GgufWriter::new().kv("u64s", MetaValue::Array(MetaArray::U64(vec![0; 200_000]))), "u64s");
+        too_large(GgufWriter::new().kv("bools", MetaValue::Array(MetaArray::Bool(vec![true; 2 << 20]))), "bools");
+        too_large(GgufWriter::new().kv("s", MetaValue::String("x".repeat(2 << 20))), "s");
+        // Empty strings: 8 bytes each on disk, an offset each in memory.
+        let empty: StringArray = std::iter::repeat_n("", 200_000).collect();
+        too_large(GgufWriter::new().kv("strs", MetaValue::Array(empty.into())), "strs");
+        // Empty nested arrays: 12 bytes each on disk, a MetaArray (32 bytes) each in memory.
+        let nested = MetaArray::Array(vec![MetaArray::U8(Vec::new()); 100_000]);
+        too_large(GgufWriter::new().kv("nested", MetaValue::Array(nested)), "nested");
+        // Many keys, and a large tensor table.
+        let mut w = GgufWriter::new();
+        for i in 0..20_000 {
+            w = w.kv(&format!("k{i}"), MetaValue::U8(0));
+        }
+        let bytes = w.to_bytes();
+        assert!(matches!(parse(&bytes, LIMIT), Err(Error::MetadataTooLarge { .. })));
+        let mut w = GgufWriter::new();
+        for i in 0..20_000 {
+            w = w.tensor(&format!("t{i}"), &[1], GgmlType::F32, vec![0; 4]);
+        }
+        too_large(w.clone(), "tensor table");
+        // Under the default limit the same files parse.
+        assert!(parse(&w.to_bytes(), MAX_HEADER_MEMORY).is_ok());
+    }
+
+    /// The issue's file: a 130 MB byte array (sparse on disk here). Opening it is a typed error
+    /// and allocates next to nothing.
+    #[test]
+    fn issue_sized_byte_array_is_refused_cheaply() {
+        const N: u64 = 130_000_000;
+        let mut bytes = GgufWriter::new()
+            .kv("general.architecture", MetaValue::String("gemma3".into()))
+            .kv("big", MetaValue::Array(MetaArray::U8(vec![0])))
+            .to_bytes();
+        // The count (1) is the last u64 1 in the file (only zeros follow it).
+        let pos = bytes.windows(8).rposition(|x| x == 1u64.to_le_bytes()).unwrap();
+        bytes[pos..pos + 8].copy_from_slice(&N.to_le_bytes());
+        let dir = std::env::temp_dir().join(format!("edgewise-gguf-big-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("big.gguf");
+        {
+            let f = std::fs::File::create(&p).unwrap();
+            use std::io::Write;
+            (&f).write_all(&bytes).unwrap();
+            f.set_len(bytes.len() as u64 + N).unwrap(); // zeros: valid u8 elements
+        }
+        let (r, peak) = crate::test_alloc::peak_during(|| GgufFile::open(&p).map(|_| ()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(r, Err(Error::MetadataTooLarge { ref key, .. }) if key == "big"), "{r:?}");
+        assert!(peak < 1 << 20, "{peak} bytes");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A small GGUF writer for tests: tiny seeded models and deliberately broken files.
 
-use super::MetaValue;
+use super::{MetaArray, MetaValue};
 use crate::quant::GgmlType;
 
 /// Builds a GGUF file in memory.
@@ -110,13 +110,31 @@ fn put_value(b: &mut Vec<u8>, v: &MetaValue) {
         MetaValue::U64(x) => b.extend_from_slice(&x.to_le_bytes()),
         MetaValue::I64(x) => b.extend_from_slice(&x.to_le_bytes()),
         MetaValue::F64(x) => b.extend_from_slice(&x.to_le_bytes()),
-        MetaValue::Array(items) => {
-            let t = items.first().map(tag).unwrap_or(4);
-            b.extend_from_slice(&t.to_le_bytes());
-            b.extend_from_slice(&(items.len() as u64).to_le_bytes());
-            for it in items {
-                put_value(b, it);
-            }
+        MetaValue::Array(a) => put_array(b, a),
+    }
+}
+
+fn put_array(b: &mut Vec<u8>, a: &MetaArray) {
+    b.extend_from_slice(&(a.element_type() as u32).to_le_bytes());
+    b.extend_from_slice(&(a.len() as u64).to_le_bytes());
+    fn each<T, const N: usize>(b: &mut Vec<u8>, v: &[T], f: impl Fn(&T) -> [u8; N]) {
+        for x in v {
+            b.extend_from_slice(&f(x));
         }
+    }
+    match a {
+        MetaArray::U8(v) => b.extend_from_slice(v),
+        MetaArray::I8(v) => each(b, v, |x| x.to_le_bytes()),
+        MetaArray::U16(v) => each(b, v, |x| x.to_le_bytes()),
+        MetaArray::I16(v) => each(b, v, |x| x.to_le_bytes()),
+        MetaArray::U32(v) => each(b, v, |x| x.to_le_bytes()),
+        MetaArray::I32(v) => each(b, v, |x| x.to_le_bytes()),
+        MetaArray::F32(v) => each(b, v, |x| x.to_le_bytes()),
+        MetaArray::Bool(v) => each(b, v, |x| [*x as u8]),
+        MetaArray::U64(v) => each(b, v, |x| x.to_le_bytes()),
+        MetaArray::I64(v) => each(b, v, |x| x.to_le_bytes()),
+        MetaArray::F64(v) => each(b, v, |x| x.to_le_bytes()),
+        MetaArray::String(v) => v.iter().for_each(|s| put_str(b, s)),
+        MetaArray::Array(v) => v.iter().for_each(|inner| put_array(b, inner)),
     }
 }

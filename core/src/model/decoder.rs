@@ -145,6 +145,50 @@ impl DecoderConfig {
         Ok(())
     }
 
+    /// `[rows, row length]` of every weight the model reads (a vector is one row): what
+    /// [`Decoder::check_shapes`] holds a checkpoint to. `output` is the untied LM head, if any.
+    pub fn weight_shapes(&self, output: bool) -> Vec<(WeightId, [usize; 2])> {
+        let (d, ff, hd) = (self.hidden_size, self.intermediate_size, self.head_dim);
+        let (q, kv) = (self.num_attention_heads * hd, self.num_key_value_heads * hd);
+        let sandwich = self.norm == NormPlacement::Sandwich;
+        let mut v = vec![(WeightId::TokenEmbedding, [self.vocab_size, d]), (WeightId::OutputNorm, [1, d])];
+        if output {
+            v.push((WeightId::Output, [self.vocab_size, d]));
+        }
+        for layer in 0..self.num_hidden_layers {
+            v.extend([
+                (WeightId::AttnNorm { layer }, [1, d]),
+                (WeightId::AttnQ { layer }, [q, d]),
+                (WeightId::AttnK { layer }, [kv, d]),
+                (WeightId::AttnV { layer }, [kv, d]),
+                (WeightId::AttnOutput { layer }, [d, q]),
+            ]);
+            if self.qk_norm {
+                v.extend([(WeightId::AttnQNorm { layer }, [1, hd]), (WeightId::AttnKNorm { layer }, [1, hd])]);
+            }
+            if self.qkv_bias {
+                v.extend([
+                    (WeightId::AttnQBias { layer }, [1, q]),
+                    (WeightId::AttnKBias { layer }, [1, kv]),
+                    (WeightId::AttnVBias { layer }, [1, kv]),
+                ]);
+            }
+            if sandwich {
+                v.push((WeightId::PostAttnNorm { layer }, [1, d]));
+            }
+            v.extend([
+                (WeightId::FfnNorm { layer }, [1, d]),
+                (WeightId::FfnGate { layer }, [ff, d]),
+                (WeightId::FfnUp { layer }, [ff, d]),
+                (WeightId::FfnDown { layer }, [d, ff]),
+            ]);
+            if sandwich {
+                v.push((WeightId::PostFfnNorm { layer }, [1, d]));
+            }
+        }
+        v
+    }
+
     /// Whether layer `il` uses the sliding window (`il % pattern < pattern - 1`).
     pub fn is_sliding(&self, il: usize) -> bool {
         self.sliding.is_some_and(|w| w.pattern > 0 && il % w.pattern < w.pattern - 1)
@@ -216,6 +260,7 @@ impl std::fmt::Debug for Decoder {
 impl Decoder {
     /// Loads the model from `weights` onto `device`. `max_buffer` bounds any single device buffer.
     pub fn load(cfg: DecoderConfig, src: &dyn WeightSource, mode: WeightMode, device: &Device, max_buffer: u64) -> Result<Self> {
+        Self::check_shapes(&cfg, src)?;
         let eps = cfg.rms_norm_eps;
         let sandwich = cfg.norm == NormPlacement::Sandwich;
         let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
@@ -243,45 +288,22 @@ impl Decoder {
                 post_ffn_norm: if sandwich { Some(norm(WeightId::PostFfnNorm { layer })?) } else { None },
                 sliding: cfg.is_sliding(layer),
             });
-            Self::check_block(&cfg, layer, &blocks[layer])?;
         }
         let output_norm = RmsNorm::load(src, WeightId::OutputNorm, eps, device)?;
         // Tied output: the LM head reuses the embedding unless the file has its own.
         let head_id = if src.has(WeightId::Output) { WeightId::Output } else { WeightId::TokenEmbedding };
         let lm_head = LmHead::load(src, head_id, mode, max_buffer, device)?;
         let embedding = src.shared(WeightId::TokenEmbedding)?;
-        if embedding.cols != cfg.hidden_size {
-            return Err(crate::Error::Tensor { name: "token_embd".into(), reason: format!("rows of {}, config expects {}", embedding.cols, cfg.hidden_size) });
-        }
         let fused = gpu_fused::enabled() && gpu_fused::is_wgpu(device);
         Ok(Self { cfg, blocks, output_norm, lm_head, embedding, device: device.clone(), fused })
     }
 
-    /// Shapes the config implies, checked once at load (a mismatched file is a typed error, not
-    /// a wrong product later).
-    fn check_block(c: &DecoderConfig, layer: usize, b: &Block) -> Result<()> {
-        let (want_q, want_k) = (c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
-        let bad = |what: &str, reason: String| crate::Error::Tensor { name: format!("blk.{layer}.{what}"), reason };
-        if b.q.out_features() != want_q || b.k.out_features() != want_k || b.v.out_features() != want_k {
-            return Err(bad(
-                "attn_q/attn_k/attn_v",
-                format!("projections give {}/{}/{} features, config expects {want_q}/{want_k}/{want_k}", b.q.out_features(), b.k.out_features(), b.v.out_features()),
-            ));
-        }
-        if let Some((qn, kn)) = &b.qk_norm {
-            if qn.len() != c.head_dim || kn.len() != c.head_dim {
-                return Err(bad("attn_q_norm/attn_k_norm", format!("{}/{} values for a head of {}", qn.len(), kn.len(), c.head_dim)));
-            }
-        }
-        if let Some([bq, bk, bv]) = &b.bias {
-            if bq.len() != want_q || bk.len() != want_k || bv.len() != want_k {
-                return Err(bad("attn_q/k/v.bias", format!("{}/{}/{} values, config expects {want_q}/{want_k}/{want_k}", bq.len(), bk.len(), bv.len())));
-            }
-        }
-        if b.gate.out_features() != c.intermediate_size || b.up.out_features() != c.intermediate_size || b.o.out_features() != c.hidden_size || b.down.out_features() != c.hidden_size {
-            return Err(bad("ffn/attn_output", format!("output features do not match hidden {} / ffn {}", c.hidden_size, c.intermediate_size)));
-        }
-        Ok(())
+    /// Checks every weight's shape against `cfg` before anything is loaded, on every backend and
+    /// for every file format: a norm of the wrong length would otherwise load and generate wrong
+    /// text, and a wrong projection would fail only at the first forward pass.
+    /// [`crate::Error::TensorShape`] names the tensor as its file does.
+    pub fn check_shapes(cfg: &DecoderConfig, src: &dyn WeightSource) -> Result<()> {
+        crate::weights::check_shapes(src, &cfg.weight_shapes(src.has(WeightId::Output)))
     }
 
     /// The configuration.

@@ -230,7 +230,16 @@ fn hf_tensor(id: WeightId) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::gguf::writer::GgufWriter;
+    use crate::gguf::{GgufFile, MetaValue};
+    use crate::model::decoder::Decoder;
+    use crate::model::layers::WeightMode;
+    use crate::model::CausalLm;
+    use crate::quant::GgmlType;
+    use crate::weights::GgufWeights;
     use crate::Error;
 
     #[test]
@@ -276,5 +285,132 @@ mod tests {
         let mut bad = v4.clone();
         bad["attn_logit_softcapping"] = 50.0.into();
         assert!(matches!(from_hf(&bad, 8), Err(Error::InvalidModelFolder { .. })));
+    }
+
+    /// A tiny seeded Gemma 3 (2 layers, hidden 32, 2 heads of 16 over 1 KV head, MLP 64,
+    /// vocab 16) as f32 GGUF tensors; `edit` may change a tensor's shape (ne0 first) before its
+    /// data is sized to it.
+    fn tiny(edit: impl Fn(&str, &mut Vec<u64>)) -> GgufWeights {
+        let (d, hd, q, kv, ff, vocab) = (32u64, 16u64, 32u64, 16u64, 64u64, 16u64);
+        let mut tensors: Vec<(String, Vec<u64>)> =
+            vec![("token_embd.weight".into(), vec![d, vocab]), ("output_norm.weight".into(), vec![d])];
+        for l in 0..2 {
+            for (n, shape) in [
+                ("attn_norm", vec![d]),
+                ("attn_q", vec![d, q]),
+                ("attn_k", vec![d, kv]),
+                ("attn_v", vec![d, kv]),
+                ("attn_output", vec![q, d]),
+                ("attn_q_norm", vec![hd]),
+                ("attn_k_norm", vec![hd]),
+                ("post_attention_norm", vec![d]),
+                ("ffn_norm", vec![d]),
+                ("ffn_gate", vec![d, ff]),
+                ("ffn_up", vec![d, ff]),
+                ("ffn_down", vec![ff, d]),
+                ("post_ffw_norm", vec![d]),
+            ] {
+                tensors.push((format!("blk.{l}.{n}.weight"), shape));
+            }
+        }
+        let mut w = GgufWriter::new()
+            .kv("general.architecture", MetaValue::String("gemma3".into()))
+            .kv("gemma3.embedding_length", MetaValue::U32(d as u32))
+            .kv("gemma3.block_count", MetaValue::U32(2))
+            .kv("gemma3.feed_forward_length", MetaValue::U32(ff as u32))
+            .kv("gemma3.attention.head_count", MetaValue::U32(2))
+            .kv("gemma3.attention.head_count_kv", MetaValue::U32(1))
+            .kv("gemma3.attention.key_length", MetaValue::U32(hd as u32))
+            .kv("gemma3.context_length", MetaValue::U32(128));
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for (name, mut shape) in tensors {
+            edit(&name, &mut shape);
+            let n: u64 = shape.iter().product();
+            let data: Vec<u8> = (0..n)
+                .flat_map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let v = if name.contains("norm") { 1.0 } else { ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2 };
+                    v.to_le_bytes()
+                })
+                .collect();
+            w = w.tensor(&name, &shape, GgmlType::F32, data);
+        }
+        let dir = std::env::temp_dir().join(format!("edgewise-gemma3-shapes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let p = dir.join(format!("{}.gguf", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        std::fs::write(&p, w.to_bytes()).unwrap();
+        let file = GgufFile::open(&p).unwrap();
+        let _ = std::fs::remove_file(&p);
+        GgufWeights::new(Arc::new(file))
+    }
+
+    fn load(w: &GgufWeights) -> Result<Decoder> {
+        let vocab = w.raw(WeightId::TokenEmbedding)?.rows;
+        let cfg = from_gguf(w.file().metadata(), w, vocab)?;
+        Decoder::load(cfg, w, WeightMode::QuantizedCpu, &crate::backend::cpu_device(), 1 << 30)
+    }
+
+    #[test]
+    fn tiny_model_loads_and_runs() {
+        let m = load(&tiny(|_, _| {})).unwrap();
+        let mut cache = m.new_cache(16, 16).unwrap();
+        let logits = m.forward(&[1, 2, 3], &mut cache).unwrap();
+        assert_eq!(logits.len(), 16);
+        assert!(logits.iter().all(|v| v.is_finite()));
+    }
+
+    /// A norm of half its length (the 320 for 640) used to load and generate wrong
+    /// text; now it is refused at load, by name.
+    #[test]
+    fn wrong_norm_length_is_refused_at_load() {
+        let w = tiny(|name, shape| {
+            if name == "blk.1.ffn_norm.weight" {
+                shape[0] /= 2;
+            }
+        });
+        match load(&w) {
+            Err(Error::TensorShape { name, expected, found }) => {
+                assert_eq!((name.as_str(), expected, found), ("blk.1.ffn_norm.weight", [1, 32], [1, 16]));
+            }
+            other => panic!("expected TensorShape, got {:?}", other.map(|_| ())),
+        }
+        let w = tiny(|name, shape| {
+            if name == "blk.0.attn_k_norm.weight" {
+                shape[0] = 32;
+            }
+        });
+        assert!(matches!(load(&w), Err(Error::TensorShape { name, .. }) if name == "blk.0.attn_k_norm.weight"));
+    }
+
+    /// A projection of the wrong shape used to fail only at the first forward pass (or not at
+    /// all, for a transposed square one); now at load, by name.
+    #[test]
+    fn wrong_projection_shape_is_refused_at_load() {
+        let w = tiny(|name, shape| {
+            if name == "blk.1.ffn_down.weight" {
+                *shape = vec![48, 32];
+            }
+        });
+        match load(&w) {
+            Err(Error::TensorShape { name, expected, found }) => {
+                assert_eq!((name.as_str(), expected, found), ("blk.1.ffn_down.weight", [32, 64], [32, 48]));
+            }
+            other => panic!("expected TensorShape, got {:?}", other.map(|_| ())),
+        }
+        let w = tiny(|name, shape| {
+            if name == "token_embd.weight" {
+                shape[0] = 24;
+            }
+        });
+        assert!(matches!(load(&w), Err(Error::TensorShape { name, .. }) if name == "token_embd.weight"));
+        let w = tiny(|name, shape| {
+            if name == "blk.0.attn_v.weight" {
+                shape.reverse();
+            }
+        });
+        assert!(matches!(load(&w), Err(Error::TensorShape { name, .. }) if name == "blk.0.attn_v.weight"));
     }
 }

@@ -174,13 +174,12 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (creating it and its directory if needed) the log at `path` for appending.
+    /// Opens (creating it and its directory if needed) the log at `path` for appending. The log
+    /// is the owner's alone: on Unix a directory it creates is 0700 and the file 0600, and a
+    /// symbolic link at `path` is refused ([`Error::Storage`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = super::open_private(&path, OpenOptions::new().create(true).append(true))?;
         Ok(Self { path, file: Mutex::new(file) })
     }
 
@@ -424,5 +423,35 @@ mod tests {
         assert_eq!(s.malformed_lines, 1);
         assert_eq!((s.first_ts_ms, s.last_ts_ms), (Some(1000), Some(2000)));
         assert!(s.render_text().contains("decisions: 3"));
+    }
+
+    /// The log and the directory it creates are the owner's alone, a wider existing log is
+    /// narrowed, and a symbolic link at its path is a typed error that writes nothing.
+    #[cfg(unix)]
+    #[test]
+    fn log_is_private_and_never_follows_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::symlink_metadata(p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+        let root = std::env::temp_dir().join(format!("edgewise-audit-perm-{}-{}", std::process::id(), now_ms()));
+        let dir = root.join("router");
+        let path = dir.join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        log.record(&AuditEvent::queued(1)).unwrap();
+        assert_eq!((mode(&dir), mode(&path)), (0o700, 0o600));
+        drop(log);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(AuditLog::open(&path).unwrap());
+        assert_eq!(mode(&path), 0o600, "an existing world-readable log is narrowed");
+        // A link planted at the log's path, pointing at a file the attacker wants written.
+        let target = root.join("elsewhere.txt");
+        std::fs::write(&target, b"").unwrap();
+        let link = dir.join("linked.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        match AuditLog::open(&link) {
+            Err(Error::Storage { reason }) => assert!(reason.contains("symbolic link"), "{reason}"),
+            other => panic!("expected Storage, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"");
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -34,6 +34,30 @@
 //! streamed to the sink yet. Any other failure, or any failure after text was streamed, is
 //! returned as a [`CloudFailure`]; the [`super::Router`] then answers locally (see
 //! [`super::AnswerSink`] for how already-streamed text is reset).
+//!
+//! # Bounds
+//!
+//! A hostile or broken cloud cannot hold a call or the memory for long:
+//!
+//! - **Deadlines across retries.** The whole call, all attempts and backoff included, must get a
+//!   response head within [`CloudConfig::first_byte_timeout`] (default 10 s; streaming calls)
+//!   and finish within [`CloudConfig::request_timeout`] (default 60 s). No attempt starts after
+//!   the first-byte deadline; a hanging cloud costs one first-byte timeout, not
+//!   `attempts x timeout`.
+//! - **Answer budget.** The response body may hold at most [`CloudConfig::max_response_bytes`]
+//!   (default 16 MiB, streaming or not), and the answer text at most
+//!   `max_tokens x` [`ANSWER_BYTES_PER_TOKEN`] `+` [`ANSWER_SLACK_BYTES`] bytes when the request
+//!   sets `max_tokens`. A cloud that sends more fails with [`FailureKind::TooLarge`].
+//! - **No ambient proxy.** `HTTP_PROXY`, `ALL_PROXY` and the like are ignored; a proxy is used
+//!   only when [`CloudConfig::proxy`] names one, and only for `https` endpoints. An API key is
+//!   never sent over plain `http` except to loopback.
+//!
+//! # Logging
+//!
+//! Nothing here logs a header, a body or the key. The HTTP stack underneath (ureq) does: at
+//! `trace` it dumps the request bytes, `Authorization` included. The `edgewise` CLI drops those
+//! records whatever `RUST_LOG` says; a host app that installs its own logger should filter with
+//! [`log_allowed`] (or cap the `ureq`, `ureq_proto` and `rustls` targets at `info`).
 
 use std::fmt;
 use std::io::{self, BufReader, Read};
@@ -88,6 +112,38 @@ impl fmt::Display for ApiKey {
     }
 }
 
+/// Bytes of answer text allowed per requested token (`max_tokens`) before a cloud answer counts
+/// as over budget. Tokens average about 4 bytes of English text; 16 leaves room for code,
+/// whitespace runs and non-Latin scripts.
+pub const ANSWER_BYTES_PER_TOKEN: usize = 16;
+
+/// Bytes of answer text allowed on top of `max_tokens x` [`ANSWER_BYTES_PER_TOKEN`] (a few long
+/// tokens under a small `max_tokens`).
+pub const ANSWER_SLACK_BYTES: usize = 256;
+
+/// The most answer text (bytes) accepted for a request asking for `max_tokens` tokens.
+pub fn answer_budget(max_tokens: u32) -> usize {
+    (max_tokens as usize).saturating_mul(ANSWER_BYTES_PER_TOKEN).saturating_add(ANSWER_SLACK_BYTES)
+}
+
+/// Log targets of the HTTP stack under the cloud client. At `debug`/`trace` they may print
+/// request bytes, including the `Authorization` header.
+pub const HTTP_LOG_TARGETS: [&str; 3] = ["ureq", "ureq_proto", "rustls"];
+
+/// Whether a logger may emit a record with `metadata`: `false` for `debug` and `trace` records of
+/// the HTTP stack ([`HTTP_LOG_TARGETS`]), which can contain the API key (ureq dumps the request
+/// bytes at `trace`). A host app that installs its own logger should call this in
+/// `Log::enabled`; the `edgewise` CLI does.
+pub fn log_allowed(metadata: &log::Metadata<'_>) -> bool {
+    if metadata.level() <= log::Level::Info {
+        return true;
+    }
+    let target = metadata.target();
+    !HTTP_LOG_TARGETS
+        .iter()
+        .any(|t| target.strip_prefix(t).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")))
+}
+
 /// The cloud endpoint and how to talk to it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CloudConfig {
@@ -100,9 +156,15 @@ pub struct CloudConfig {
     pub api_key: Option<ApiKey>,
     /// Stream answers (SSE) rather than wait for the whole answer.
     pub stream: bool,
-    /// TCP/TLS connect timeout.
+    /// TCP/TLS connect timeout (one connect; also bounded by the deadlines below).
     pub connect_timeout: Duration,
-    /// Total time for one attempt, from connect to the last byte of the answer.
+    /// Deadline for a streamed answer to start (the response head), counted from the start of
+    /// the call across all attempts and backoff. No attempt starts after it; when it passes the
+    /// call fails with [`FailureKind::Timeout`]. Clipped to `request_timeout`. Not applied to
+    /// non-streaming calls, whose head only comes with the whole answer.
+    pub first_byte_timeout: Duration,
+    /// Deadline for the whole call, from the start to the last byte of the answer, across all
+    /// attempts and backoff.
     pub request_timeout: Duration,
     /// Retries after the first attempt (so at most `1 + max_retries` attempts).
     pub max_retries: u32,
@@ -110,15 +172,22 @@ pub struct CloudConfig {
     pub backoff_base: Duration,
     /// Backoff cap.
     pub backoff_max: Duration,
-    /// Largest response body (non-streaming) or SSE event accepted, in bytes.
+    /// Largest response body accepted, streaming or not, in bytes (everything the server sends
+    /// after the head: events, comments, keep-alives). More is [`FailureKind::TooLarge`].
     pub max_response_bytes: usize,
-    /// Allow plain `http://` to hosts other than loopback (off: the key and the text would travel
-    /// unencrypted).
+    /// Allow plain `http://` to hosts other than loopback, without an API key (off: the text
+    /// would travel unencrypted). A key is never sent over plain http except to loopback.
     pub allow_insecure_http: bool,
+    /// Proxy for the cloud connection (`http://host:port`, `socks5://host:port`), only for
+    /// `https` endpoints (the proxy then sees the host name, not the request). `None` (the
+    /// default): connect directly. Proxy environment variables (`HTTP_PROXY`, `ALL_PROXY`, ...)
+    /// are never used.
+    pub proxy: Option<String>,
 }
 
 impl CloudConfig {
-    /// A config with default timeouts (5 s connect, 60 s per attempt), 2 retries, streaming on.
+    /// A config with default timeouts (5 s connect, 10 s to the first byte and 60 s for the
+    /// whole call, retries included), 2 retries, a 16 MiB response cap, no proxy, streaming on.
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
         Self {
             base_url: base_url.into(),
@@ -126,29 +195,42 @@ impl CloudConfig {
             api_key: None,
             stream: true,
             connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             max_retries: 2,
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(4),
-            max_response_bytes: 8 * 1024 * 1024,
+            max_response_bytes: 16 * 1024 * 1024,
             allow_insecure_http: false,
+            proxy: None,
         }
     }
 
     /// Checks the URL, model and limits.
     pub fn validate(&self) -> Result<()> {
         let ep = Endpoint::parse(&self.base_url)?;
-        if ep.scheme == "http" && !ep.is_loopback() && !self.allow_insecure_http {
-            return Err(Error::InvalidParameter {
-                name: "base_url",
-                reason: "plain http is only allowed to loopback (set allow_insecure_http)".into(),
-            });
+        if ep.scheme == "http" && !ep.is_loopback() {
+            if self.api_key.is_some() {
+                return Err(Error::InvalidParameter {
+                    name: "base_url",
+                    reason: "an API key is never sent over plain http except to loopback (use https)".into(),
+                });
+            }
+            if !self.allow_insecure_http {
+                return Err(Error::InvalidParameter {
+                    name: "base_url",
+                    reason: "plain http is only allowed to loopback (set allow_insecure_http)".into(),
+                });
+            }
+        }
+        if let Some(proxy) = &self.proxy {
+            validate_proxy(proxy, &ep)?;
         }
         if self.model.trim().is_empty() {
             return Err(Error::InvalidParameter { name: "model", reason: "empty".into() });
         }
-        if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(Error::InvalidParameter { name: "request_timeout", reason: "must be > 0".into() });
+        if self.request_timeout.is_zero() || self.connect_timeout.is_zero() || self.first_byte_timeout.is_zero() {
+            return Err(Error::InvalidParameter { name: "request_timeout", reason: "timeouts must be > 0".into() });
         }
         if self.max_retries > 10 {
             return Err(Error::InvalidParameter { name: "max_retries", reason: "at most 10".into() });
@@ -158,6 +240,21 @@ impl CloudConfig {
         }
         Ok(())
     }
+}
+
+/// A proxy must parse, carry no credentials (they would show in `Debug` and logs) and only serve
+/// `https` endpoints: through a proxy a plain-http request, key included, is readable by it.
+fn validate_proxy(proxy: &str, ep: &Endpoint) -> Result<()> {
+    let bad = |reason: &str| Error::InvalidParameter { name: "proxy", reason: reason.into() };
+    if proxy.contains('@') {
+        return Err(bad("credentials in the proxy URL are not supported"));
+    }
+    if ep.scheme != "https" {
+        return Err(bad("a proxy is only used for https endpoints"));
+    }
+    ureq::Proxy::new(proxy)
+        .map(|_| ())
+        .map_err(|_| bad("not a valid proxy URL (http://, https://, socks4://, socks5://)"))
 }
 
 /// A parsed `http(s)://host[:port][/path]` URL (enough for an API base URL).
@@ -237,7 +334,9 @@ pub struct OutboundRequest {
     body: Vec<u8>,
     stream: bool,
     connect_timeout: Duration,
+    first_byte_timeout: Duration,
     timeout: Duration,
+    proxy: Option<String>,
     body_sha256: String,
 }
 
@@ -262,10 +361,22 @@ impl OutboundRequest {
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout
     }
-    /// Total time allowed for the exchange, including reading the whole response body. The
-    /// transport must enforce it (the client also checks it between reads).
+    /// Time allowed from the start of [`Transport::send`] until the response head (what is
+    /// left of [`CloudConfig::first_byte_timeout`] for this attempt). The transport must
+    /// enforce it.
+    pub fn first_byte_timeout(&self) -> Duration {
+        self.first_byte_timeout
+    }
+    /// Total time allowed for the exchange, including reading the whole response body (what is
+    /// left of [`CloudConfig::request_timeout`] for this attempt). The transport must enforce it
+    /// (the client also checks it between reads).
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+    /// The proxy to connect through ([`CloudConfig::proxy`]); `None`: connect directly, and
+    /// ignore any proxy environment variables.
+    pub fn proxy(&self) -> Option<&str> {
+        self.proxy.as_deref()
     }
     /// Hex SHA-256 of [`OutboundRequest::body`], as recorded in the audit log.
     pub fn body_sha256(&self) -> &str {
@@ -348,7 +459,10 @@ pub fn prepare_request(
         body: bytes,
         stream,
         connect_timeout: config.connect_timeout,
+        first_byte_timeout: if stream { config.first_byte_timeout } else { config.request_timeout }
+            .min(config.request_timeout),
         timeout: config.request_timeout,
+        proxy: config.proxy.clone(),
         body_sha256: sha,
     })
 }
@@ -403,14 +517,17 @@ impl fmt::Display for TransportError {
 
 /// Sends an [`OutboundRequest`] (an HTTP `POST`). The default is [`UreqTransport`]; host apps
 /// can supply their own HTTP stack, tests a double. Implementations must apply
-/// [`OutboundRequest::connect_timeout`] and [`OutboundRequest::timeout`], must not follow
-/// redirects, and must send exactly `url`, `headers` and `body`.
+/// [`OutboundRequest::connect_timeout`], [`OutboundRequest::first_byte_timeout`] and
+/// [`OutboundRequest::timeout`], must connect through [`OutboundRequest::proxy`] and no other
+/// proxy, must not follow redirects, must not log headers, and must send exactly `url`,
+/// `headers` and `body`.
 pub trait Transport: Send + Sync {
     /// Sends `request` and returns the status and a body reader.
     fn send(&self, request: &OutboundRequest) -> std::result::Result<TransportResponse, TransportError>;
 }
 
-/// The default transport: ureq 3 with rustls, no redirects, timeouts from the request.
+/// The default transport: ureq 3 with rustls, no redirects, timeouts and proxy from the request
+/// (proxy environment variables are ignored).
 pub struct UreqTransport {
     agent: ureq::Agent,
 }
@@ -424,7 +541,10 @@ impl Default for UreqTransport {
 impl UreqTransport {
     /// A transport with its own connection pool.
     pub fn new() -> Self {
+        // `config_builder()` starts from ureq's defaults, which read HTTP_PROXY/ALL_PROXY from the
+        // environment: clear that, so only a proxy the app configured is used.
         let config = ureq::Agent::config_builder()
+            .proxy(None)
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(concat!("edgewise/", env!("CARGO_PKG_VERSION")))
@@ -466,11 +586,24 @@ impl Read for UreqBody {
 
 impl Transport for UreqTransport {
     fn send(&self, request: &OutboundRequest) -> std::result::Result<TransportResponse, TransportError> {
+        let proxy = match request.proxy() {
+            Some(p) => Some(ureq::Proxy::new(p).map_err(|_| TransportError::Connect("invalid proxy".into()))?),
+            None => None,
+        };
+        // Each phase up to the response head gets at most the first-byte budget (a server that
+        // accepts and never answers is cut at `first_byte_timeout`); the whole exchange, body
+        // included, gets `timeout`.
+        let head = Some(request.first_byte_timeout());
         let mut b = self
             .agent
             .post(request.url())
             .config()
-            .timeout_connect(Some(request.connect_timeout()))
+            .proxy(proxy)
+            .timeout_resolve(head)
+            .timeout_connect(Some(request.connect_timeout().min(request.first_byte_timeout())))
+            .timeout_send_request(head)
+            .timeout_send_body(head)
+            .timeout_recv_response(head)
             .timeout_global(Some(request.timeout()))
             .build();
         for (k, v) in request.headers() {
@@ -502,6 +635,10 @@ pub enum FailureKind {
     Malformed,
     /// The connection closed before the answer was complete.
     Truncated,
+    /// The answer was longer than the request allows (`max_tokens` x
+    /// [`ANSWER_BYTES_PER_TOKEN`]) or the response body exceeded
+    /// [`CloudConfig::max_response_bytes`].
+    TooLarge,
     /// [`prepare_request`] refused the body (personal data found).
     PolicyDenied,
     /// Something else on our side (config, audit log).
@@ -517,6 +654,7 @@ impl FailureKind {
             FailureKind::HttpStatus => "http_status",
             FailureKind::Malformed => "malformed",
             FailureKind::Truncated => "truncated",
+            FailureKind::TooLarge => "too_large",
             FailureKind::PolicyDenied => "policy_denied",
             FailureKind::Internal => "internal",
         }
@@ -561,7 +699,7 @@ impl CloudFailure {
             // A truncated response before any text: the server closed early, worth another try.
             FailureKind::Connect | FailureKind::Timeout | FailureKind::Truncated => true,
             FailureKind::HttpStatus => matches!(self.http_status, Some(408 | 425 | 429 | 500..=599)),
-            FailureKind::Malformed | FailureKind::PolicyDenied | FailureKind::Internal => false,
+            FailureKind::Malformed | FailureKind::TooLarge | FailureKind::PolicyDenied | FailureKind::Internal => false,
         }
     }
 }
@@ -643,17 +781,31 @@ impl CloudClient {
         stream: bool,
         sink: &mut dyn FnMut(&str) -> bool,
     ) -> std::result::Result<CloudAnswer, CloudFailure> {
-        let out = prepare_request(&self.config, request, stream, audit).map_err(|e| {
+        let started = Instant::now();
+        let mut out = prepare_request(&self.config, request, stream, audit).map_err(|e| {
             let kind =
                 if matches!(e, Error::PolicyDenied { .. }) { FailureKind::PolicyDenied } else { FailureKind::Internal };
             log::warn!("router: cloud request not prepared: {e}");
             CloudFailure::new(kind)
         })?;
+        // One deadline for the first byte and one for the whole answer, across all attempts. A
+        // non-streaming answer has its head only once it is complete, so only the overall
+        // deadline applies to it.
+        let deadline = started + self.config.request_timeout;
+        let first_byte = if stream { self.config.first_byte_timeout } else { self.config.request_timeout };
+        let first_byte_deadline = started + first_byte.min(self.config.request_timeout);
+        let limits =
+            Limits { max_body: self.config.max_response_bytes, max_text: request.max_tokens.map(answer_budget) };
         let mut attempts = 0u32;
         loop {
             attempts += 1;
+            let now = Instant::now();
+            let head_left = first_byte_deadline.saturating_duration_since(now);
+            out.first_byte_timeout = head_left;
+            out.connect_timeout = self.config.connect_timeout.min(head_left);
+            out.timeout = deadline.saturating_duration_since(now);
             let mut streamed = 0usize;
-            match self.attempt(transport, &out, sink, &mut streamed) {
+            match self.attempt(transport, &out, deadline, &limits, sink, &mut streamed) {
                 Ok(mut a) => {
                     a.attempts = attempts;
                     return Ok(a);
@@ -669,6 +821,10 @@ impl CloudClient {
                         .backoff_base
                         .saturating_mul(1u32 << (attempts - 1).min(16))
                         .min(self.config.backoff_max);
+                    if Instant::now() + backoff >= first_byte_deadline {
+                        log::debug!("router: cloud attempt {attempts} failed ({f}); first-byte deadline reached");
+                        return Err(f);
+                    }
                     log::debug!("router: cloud attempt {attempts} failed ({f}); retrying in {backoff:?}");
                     std::thread::sleep(backoff);
                 }
@@ -680,10 +836,14 @@ impl CloudClient {
         &self,
         transport: &dyn Transport,
         out: &OutboundRequest,
+        deadline: Instant,
+        limits: &Limits,
         sink: &mut dyn FnMut(&str) -> bool,
         streamed: &mut usize,
     ) -> std::result::Result<CloudAnswer, CloudFailure> {
-        let deadline = Instant::now() + out.timeout();
+        if out.first_byte_timeout.is_zero() {
+            return Err(CloudFailure::new(FailureKind::Timeout));
+        }
         let resp = transport.send(out).map_err(|e| {
             log::debug!("router: transport error: {e}");
             CloudFailure::new(match e {
@@ -692,7 +852,7 @@ impl CloudClient {
                 TransportError::Io(_) => FailureKind::Truncated,
             })
         })?;
-        let body = DeadlineReader { inner: resp.body, deadline };
+        let body = LimitedBody { inner: resp.body, deadline, remaining: limits.max_body as u64 };
         if !(200..300).contains(&resp.status) {
             // Drain a little so the connection can be reused; the text may echo the request,
             // so it is neither logged nor kept.
@@ -702,16 +862,16 @@ impl CloudClient {
         let is_json =
             resp.content_type.as_deref().is_some_and(|c| c.to_ascii_lowercase().starts_with("application/json"));
         if out.is_stream() && !is_json {
-            read_stream(body, self.config.max_response_bytes, sink, streamed)
+            read_stream(body, limits, sink, streamed)
         } else {
             // Non-streaming (or a server that ignored `stream: true` and sent JSON).
             let mut buf = Vec::new();
-            let limit = self.config.max_response_bytes as u64;
-            body.take(limit + 1).read_to_end(&mut buf).map_err(io_failure)?;
-            if buf.len() as u64 > limit {
-                return Err(CloudFailure::new(FailureKind::Malformed));
-            }
+            let mut body = body;
+            body.read_to_end(&mut buf).map_err(io_failure)?;
             let mut a = parse_completion(&buf)?;
+            if limits.max_text.is_some_and(|max| a.text.len() > max) {
+                return Err(CloudFailure::new(FailureKind::TooLarge));
+            }
             if !a.text.is_empty() {
                 *streamed += a.text.chars().count();
                 if !sink(&a.text) {
@@ -723,22 +883,62 @@ impl CloudClient {
     }
 }
 
-/// Enforces the total deadline between reads (a slow drip never trips a per-read timeout).
-struct DeadlineReader {
-    inner: Box<dyn Read + Send>,
-    deadline: Instant,
+/// What one call may receive.
+struct Limits {
+    /// Bytes of response body ([`CloudConfig::max_response_bytes`]); also bounds one SSE event.
+    max_body: usize,
+    /// Bytes of answer text ([`answer_budget`] of the request's `max_tokens`), if it set one.
+    max_text: Option<usize>,
 }
 
-impl Read for DeadlineReader {
+/// The response body, bounded in time and size: enforces the total deadline between reads (a
+/// slow drip never trips a per-read timeout) and fails with [`BodyTooLarge`] once more than
+/// `remaining` bytes arrive (an endless stream stops there, whatever it contains).
+struct LimitedBody {
+    inner: Box<dyn Read + Send>,
+    deadline: Instant,
+    remaining: u64,
+}
+
+/// The error a [`LimitedBody`] returns past its byte limit.
+#[derive(Debug)]
+struct BodyTooLarge;
+
+impl fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("response body over the byte limit")
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+impl Read for LimitedBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if Instant::now() >= self.deadline {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "total deadline"));
         }
-        self.inner.read(buf)
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.remaining == 0 {
+            // At the limit: a clean end is fine, one more byte is not.
+            let mut one = [0u8; 1];
+            return match self.inner.read(&mut one)? {
+                0 => Ok(0),
+                _ => Err(io::Error::other(BodyTooLarge)),
+            };
+        }
+        let n = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let got = self.inner.read(&mut buf[..n])?;
+        self.remaining -= got as u64;
+        Ok(got)
     }
 }
 
 fn io_failure(e: io::Error) -> CloudFailure {
+    if e.get_ref().is_some_and(|inner| inner.is::<BodyTooLarge>()) {
+        return CloudFailure::new(FailureKind::TooLarge);
+    }
     CloudFailure::new(match e.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => FailureKind::Timeout,
         _ => FailureKind::Truncated,
@@ -776,14 +976,15 @@ fn parse_completion(bytes: &[u8]) -> std::result::Result<CloudAnswer, CloudFailu
 
 /// Reads an SSE chat-completion stream, forwarding `choices[0].delta.content` to `sink`.
 /// Complete when `[DONE]` arrives, or at EOF after a `finish_reason`; EOF before either is
-/// [`FailureKind::Truncated`].
+/// [`FailureKind::Truncated`]; text past `limits.max_text` (checked before it reaches the sink)
+/// or a body past `limits.max_body` is [`FailureKind::TooLarge`].
 fn read_stream(
-    body: DeadlineReader,
-    max_event: usize,
+    body: LimitedBody,
+    limits: &Limits,
     sink: &mut dyn FnMut(&str) -> bool,
     streamed: &mut usize,
 ) -> std::result::Result<CloudAnswer, CloudFailure> {
-    let mut reader = SseReader::new(BufReader::new(body), max_event);
+    let mut reader = SseReader::new(BufReader::new(body), limits.max_body);
     let mut text = String::new();
     let mut finish: Option<FinishReason> = None;
     let (mut prompt_tokens, mut completion_tokens) = (None, None);
@@ -812,6 +1013,13 @@ fn read_stream(
                 let Some(choice) = v.get("choices").and_then(|c| c.get(0)) else { continue };
                 match choice.get("delta").and_then(|d| d.get("content")) {
                     Some(Value::String(piece)) if !piece.is_empty() => {
+                        if limits.max_text.is_some_and(|max| text.len() + piece.len() > max) {
+                            log::debug!(
+                                "router: cloud answer over the max_tokens budget ({} bytes so far)",
+                                text.len()
+                            );
+                            return Err(CloudFailure::new(FailureKind::TooLarge));
+                        }
                         text.push_str(piece);
                         *streamed += piece.chars().count();
                         if !sink(piece) {
@@ -896,15 +1104,24 @@ mod tests {
     }
 
     fn stream(s: &str) -> (std::result::Result<CloudAnswer, CloudFailure>, String) {
-        let body = DeadlineReader {
+        stream_limited(s, 4096, None)
+    }
+
+    fn stream_limited(
+        s: &str,
+        max_body: usize,
+        max_text: Option<usize>,
+    ) -> (std::result::Result<CloudAnswer, CloudFailure>, String) {
+        let body = LimitedBody {
             inner: Box::new(io::Cursor::new(s.as_bytes().to_vec())),
             deadline: Instant::now() + Duration::from_secs(5),
+            remaining: max_body as u64,
         };
         let mut got = String::new();
         let mut n = 0;
         let r = read_stream(
             body,
-            4096,
+            &Limits { max_body, max_text },
             &mut |t| {
                 got.push_str(t);
                 true
@@ -948,6 +1165,68 @@ mod tests {
             Some(FailureKind::Malformed)
         );
         assert_eq!(stream("data: [1,2]\n\n").0.err().map(|f| f.kind), Some(FailureKind::Malformed));
+    }
+
+    #[test]
+    fn stream_budgets() {
+        let piece = "data: {\"choices\":[{\"delta\":{\"content\":\"abcd\"}}]}\n\n";
+        let done = "data: [DONE]\n\n";
+        let three = format!("{piece}{piece}{piece}{done}");
+        // Exactly at the text budget is fine; one byte less is not, and the piece that would
+        // cross it never reaches the sink.
+        assert!(stream_limited(&three, 4096, Some(12)).0.is_ok());
+        let (r, got) = stream_limited(&three, 4096, Some(11));
+        assert_eq!(r.err().map(|f| f.kind), Some(FailureKind::TooLarge));
+        assert_eq!(got, "abcdabcd");
+        // The body limit counts every byte (keep-alive comments included), not just the text.
+        assert!(stream_limited(&three, three.len(), None).0.is_ok());
+        assert_eq!(stream_limited(&three, three.len() - 1, None).0.err().map(|f| f.kind), Some(FailureKind::TooLarge));
+        let chatter = ": keep-alive\n\n".repeat(1000);
+        assert_eq!(stream_limited(&chatter, 4096, None).0.err().map(|f| f.kind), Some(FailureKind::TooLarge));
+        assert!(!CloudFailure::new(FailureKind::TooLarge).retryable());
+        assert_eq!(answer_budget(100), 100 * ANSWER_BYTES_PER_TOKEN + ANSWER_SLACK_BYTES);
+    }
+
+    #[test]
+    fn proxy_and_key_rules() {
+        let with_key = |url: &str| CloudConfig {
+            api_key: Some(ApiKey::new("sk-x")),
+            allow_insecure_http: true,
+            ..CloudConfig::new(url, "m")
+        };
+        // A key over plain http only to loopback, even with allow_insecure_http.
+        assert!(with_key("http://127.0.0.1:8080/v1").validate().is_ok());
+        let e = with_key("http://api.example.com/v1").validate().err();
+        assert!(matches!(e, Some(Error::InvalidParameter { name: "base_url", .. })), "{e:?}");
+        assert!(with_key("https://api.example.com/v1").validate().is_ok());
+        // A proxy only when configured, only for https, without credentials.
+        let proxied = |url: &str, proxy: &str| CloudConfig { proxy: Some(proxy.into()), ..CloudConfig::new(url, "m") };
+        assert!(proxied("https://api.example.com/v1", "http://10.0.0.1:3128").validate().is_ok());
+        assert!(proxied("https://api.example.com/v1", "socks5://10.0.0.1:1080").validate().is_ok());
+        for (url, proxy) in [
+            ("http://127.0.0.1:8080/v1", "http://10.0.0.1:3128"),
+            ("https://api.example.com/v1", "http://user:pw@10.0.0.1:3128"),
+            ("https://api.example.com/v1", "ftp://10.0.0.1"),
+        ] {
+            let e = proxied(url, proxy).validate().err();
+            assert!(matches!(e, Some(Error::InvalidParameter { name: "proxy", .. })), "{url} {proxy}: {e:?}");
+        }
+        assert_eq!(CloudConfig::new("https://a.example/v1", "m").proxy, None);
+    }
+
+    #[test]
+    fn http_stack_debug_logs_are_dropped() {
+        fn meta(target: &str, level: log::Level) -> log::Metadata<'_> {
+            log::Metadata::builder().target(target).level(level).build()
+        }
+        for t in ["ureq", "ureq::unversioned::transport", "ureq_proto::util", "rustls::client"] {
+            assert!(!log_allowed(&meta(t, log::Level::Trace)), "{t}");
+            assert!(!log_allowed(&meta(t, log::Level::Debug)), "{t}");
+            assert!(log_allowed(&meta(t, log::Level::Info)), "{t}");
+            assert!(log_allowed(&meta(t, log::Level::Warn)), "{t}");
+        }
+        assert!(log_allowed(&meta("edgewise_core::router", log::Level::Trace)));
+        assert!(log_allowed(&meta("ureqx", log::Level::Trace)));
     }
 
     #[test]

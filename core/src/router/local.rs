@@ -28,14 +28,15 @@
 //! messages are normalised first: every system message is joined into one leading system
 //! message, and consecutive messages of the same role are joined with a blank line.
 
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::{AnswerSink, ChatRequest, FinishReason, LocalAnswer, LocalModel, RequestMeta, Role, RoutedAnswer, Router};
 use crate::engine::Engine;
-use crate::session::{CancelHandle, Generation, GenerationParams, Metrics, OverflowPolicy, Session, SessionConfig, StopReason};
+use crate::memory::{TrimLevel, TrimReport, Trimmable};
+use crate::session::{
+    CancelGroup, CancelHandle, Generation, GenerationParams, Metrics, OverflowPolicy, Session, SessionConfig, StopReason,
+};
 use crate::tokenizer::{ChatMessage as TurnMessage, Role as TurnRole};
 use crate::{Error, Result};
 
@@ -51,9 +52,20 @@ pub struct LocalEngine {
     params: GenerationParams,
     model_id: String,
     reuse_sessions: bool,
-    idle: Mutex<Vec<Session>>,
-    running: Mutex<HashMap<u64, CancelHandle>>,
-    next_run: AtomicU64,
+    idle: Arc<IdlePool>,
+    running: CancelGroup,
+}
+
+/// Finished sessions kept for KV-cache reuse; [`Engine::trim`] empties it.
+#[derive(Default)]
+struct IdlePool(Mutex<Vec<Session>>);
+
+impl Trimmable for IdlePool {
+    fn trim(&self, _level: TrimLevel) -> TrimReport {
+        let dropped: Vec<Session> = std::mem::take(&mut *lock(&self.0));
+        let bytes = dropped.iter().map(Session::cache_bytes).sum();
+        TrimReport { kv_cache_bytes: bytes, sessions: dropped.len(), weights_released: false }
+    }
 }
 
 impl std::fmt::Debug for LocalEngine {
@@ -107,16 +119,10 @@ impl LocalEngine {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .unwrap_or_else(|| info.architecture.clone());
-        Ok(Self {
-            engine,
-            session_config,
-            params,
-            model_id,
-            reuse_sessions: true,
-            idle: Mutex::new(Vec::new()),
-            running: Mutex::new(HashMap::new()),
-            next_run: AtomicU64::new(0),
-        })
+        let idle = Arc::new(IdlePool::default());
+        let weak: Weak<dyn Trimmable> = Arc::downgrade(&(idle.clone() as Arc<dyn Trimmable>));
+        engine.register_trimmable(weak);
+        Ok(Self { engine, session_config, params, model_id, reuse_sessions: true, idle, running: CancelGroup::new() })
     }
 
     /// Sets the id reported by [`LocalModel::model_id`] (builder style).
@@ -153,9 +159,7 @@ impl LocalEngine {
     /// Cancels every generation running now (they end with [`StopReason::Cancelled`] before
     /// their next token). Generations started later are not affected.
     pub fn cancel_running(&self) {
-        for handle in lock(&self.running).values() {
-            handle.cancel();
-        }
+        self.running.cancel_all();
     }
 
     /// Renders and encodes `request`; drops the oldest turns when it does not fit and the session
@@ -194,7 +198,7 @@ impl LocalEngine {
     }
 
     fn checkout(&self) -> Result<Session> {
-        match lock(&self.idle).pop() {
+        match lock(&self.idle.0).pop() {
             Some(s) => Ok(s),
             None => self.engine.new_session(self.session_config.clone()),
         }
@@ -204,7 +208,7 @@ impl LocalEngine {
         if !self.reuse_sessions {
             return;
         }
-        let mut idle = lock(&self.idle);
+        let mut idle = lock(&self.idle.0);
         if idle.len() < MAX_IDLE_SESSIONS {
             idle.push(session);
         }
@@ -219,15 +223,25 @@ impl LocalEngine {
         base: &GenerationParams,
         sink: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
+        self.generate_cancellable(request, base, &CancelHandle::new(), sink)
+    }
+
+    /// [`LocalEngine::generate_with`], stopped by `cancel` (this request's own handle, also
+    /// honoured when it fired before the call) or by [`LocalEngine::cancel_running`].
+    pub fn generate_cancellable(
+        &self,
+        request: &ChatRequest,
+        base: &GenerationParams,
+        cancel: &CancelHandle,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let _registered = self.running.register(cancel);
         request.validate()?;
         let params = Self::params_for(base, request);
         params.validate()?;
         let ids = self.encode(request)?;
         let mut session = self.checkout()?;
-        let run = self.next_run.fetch_add(1, Ordering::Relaxed);
-        lock(&self.running).insert(run, session.cancel_handle());
-        let result = catch_unwind(AssertUnwindSafe(|| session.generate_from(ids, &params, sink)));
-        lock(&self.running).remove(&run);
+        let result = catch_unwind(AssertUnwindSafe(|| session.generate_from_with(ids, &params, cancel, sink)));
         match result {
             Ok(Ok(g)) => {
                 self.checkin(session);
@@ -273,14 +287,52 @@ impl LocalEngine {
         params: &GenerationParams,
         sink: &mut dyn AnswerSink,
     ) -> Result<EngineAnswer> {
-        let model = WithParams { engine: self, params, last: Mutex::new(None) };
-        let answer = router.answer(&model, request, meta, sink)?;
+        self.answer_cancellable(router, request, meta, params, &CancelHandle::new(), sink)
+    }
+
+    /// [`LocalEngine::answer`] with this request's own cancel handle: a cancel stops the cloud
+    /// stream before its next piece and the local generation before its next token or prefill
+    /// chunk (the answer ends with [`FinishReason::Cancelled`]); a request whose handle fired
+    /// before the call fails with [`Error::Cancelled`] before anything is decided, audited or
+    /// sent. Other requests running at the same time are not affected.
+    pub fn answer_cancellable(
+        &self,
+        router: &Router,
+        request: &ChatRequest,
+        meta: &RequestMeta,
+        params: &GenerationParams,
+        cancel: &CancelHandle,
+        sink: &mut dyn AnswerSink,
+    ) -> Result<EngineAnswer> {
+        let _registered = self.running.register(cancel);
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let model = WithParams { engine: self, params, cancel, last: Mutex::new(None) };
+        let mut sink = StopOnCancel { sink, cancel };
+        let answer = router.answer(&model, request, meta, &mut sink)?;
         let last = model.last.into_inner().unwrap_or_else(|p| p.into_inner());
         Ok(EngineAnswer {
             answer,
             local_metrics: last.as_ref().map(|(m, _)| m.clone()),
             local_stop_reason: last.map(|(_, s)| s),
         })
+    }
+}
+
+/// Refuses further pieces once the request's handle fired (stops a cloud stream).
+struct StopOnCancel<'a> {
+    sink: &'a mut dyn AnswerSink,
+    cancel: &'a CancelHandle,
+}
+
+impl AnswerSink for StopOnCancel<'_> {
+    fn on_text(&mut self, text: &str) -> bool {
+        !self.cancel.is_cancelled() && self.sink.on_text(text)
+    }
+
+    fn on_reset(&mut self) {
+        self.sink.on_reset();
     }
 }
 
@@ -350,12 +402,13 @@ impl LocalModel for LocalEngine {
 struct WithParams<'a> {
     engine: &'a LocalEngine,
     params: &'a GenerationParams,
+    cancel: &'a CancelHandle,
     last: Mutex<Option<(Metrics, StopReason)>>,
 }
 
 impl LocalModel for WithParams<'_> {
     fn generate(&self, request: &ChatRequest, sink: &mut dyn FnMut(&str) -> bool) -> Result<LocalAnswer> {
-        let g = self.engine.generate_with(request, self.params, sink)?;
+        let g = self.engine.generate_cancellable(request, self.params, self.cancel, sink)?;
         *lock(&self.last) = Some((g.metrics.clone(), g.stop_reason));
         Ok(local_answer(g))
     }

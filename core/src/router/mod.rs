@@ -68,7 +68,7 @@ use crate::Result;
 pub mod audit;
 pub mod cloud;
 pub mod local;
-pub mod pii;
+pub use edgewise_pii as pii;
 pub mod policy;
 pub mod queue;
 pub mod serve;
@@ -207,11 +207,15 @@ impl ChatRequest {
         out
     }
 
-    /// Checks the request is usable: at least one message.
+    /// Checks the request is usable: at least one message, and at most [`crate::MAX_INPUT_BYTES`]
+    /// of text in all its messages and attachments ([`crate::Error::InputTooLarge`]).
     pub fn validate(&self) -> Result<()> {
         if self.messages.is_empty() {
             return Err(crate::Error::InvalidParameter { name: "messages", reason: "no messages".into() });
         }
+        // Every part counts: the limit is on what one request hands the device (and the cloud).
+        let bytes = self.messages.iter().map(|m| m.content.len()).chain(self.attachments.iter().map(String::len));
+        crate::check_input_len(bytes.fold(0usize, usize::saturating_add))?;
         if let Some(t) = self.temperature {
             if !t.is_finite() || t < 0.0 {
                 return Err(crate::Error::InvalidParameter {
@@ -671,6 +675,59 @@ pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Private files: the audit log and the offline queue hold metadata about the user's requests
+// (the queue holds request text and cloud answers), so they are the owner's alone.
+// ---------------------------------------------------------------------------------------------
+
+/// Creates `dir` and its missing parents; on Unix the ones it creates are owner-only (0700).
+/// Directories that already exist are left as they are (the app's own data directory, or /tmp).
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)?;
+    Ok(())
+}
+
+/// Opens `path` with `opts` as an owner-only file: created 0600 on Unix (an existing file with
+/// wider permissions is narrowed to 0600), never through a symbolic link (`O_NOFOLLOW`: a link at
+/// `path` is an [`crate::Error::Storage`], so nobody can point the log at a file of their choosing),
+/// and only if it is a regular file. Creates the parent directory with [`create_private_dir`].
+pub(crate) fn open_private(path: &std::path::Path, opts: &mut std::fs::OpenOptions) -> Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = opts.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return crate::Error::Storage { reason: format!("{} is a symbolic link; refusing to follow it", path.display()) };
+        }
+        crate::Error::Io(e)
+    })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(crate::Error::Storage { reason: format!("{} is not a regular file", path.display()) });
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -699,6 +756,20 @@ mod tests {
         assert!(!format!("{ans:?}").contains("CANARY"));
     }
 
+    /// A request's text is bounded as a whole: two parts under the limit each, over it together.
+    #[test]
+    fn oversized_requests_are_a_typed_error() {
+        let half = "CANARY ".repeat(crate::MAX_INPUT_BYTES / 14 + 1);
+        assert!(ChatRequest::user(half.clone()).validate().is_ok());
+        let req = ChatRequest::user(half.clone()).with_attachment(half.clone());
+        match req.validate() {
+            Err(e @ crate::Error::InputTooLarge { .. }) => assert!(!e.to_string().contains("CANARY"), "{e}"),
+            other => panic!("expected InputTooLarge, got {other:?}"),
+        }
+        let req = ChatRequest::user("hi").with_system(half.clone()).with_message(Role::Assistant, half);
+        assert!(matches!(req.validate(), Err(crate::Error::InputTooLarge { .. })));
+    }
+
     #[test]
     fn attachments_fold_into_last_user_message() {
         let req = ChatRequest::user("first")
@@ -718,5 +789,23 @@ mod tests {
         assert_eq!(w.last().map(|m| m.role), Some(Role::User));
         assert_eq!(w.last().map(|m| m.content.as_str()), Some("[Attachment 1]\na"));
         assert_eq!(req.parts().count(), 4);
+    }
+
+    /// The router's directory (created by the audit log or the queue, whichever comes first)
+    /// and its files are owner-only; they used to be 0755/0644.
+    #[cfg(unix)]
+    #[test]
+    fn router_directory_and_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+        let root = std::env::temp_dir().join(format!("edgewise-router-perm-{}-{}", std::process::id(), now_ms()));
+        let dir = root.join("a").join("router");
+        let router = Router::new(RouterConfig::local_only(&dir)).unwrap();
+        assert_eq!(mode(&root.join("a")), 0o700);
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("audit.jsonl")), 0o600);
+        assert_eq!(mode(&dir.join("queue.wal")), 0o600);
+        drop(router);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -286,6 +286,16 @@ pub fn scan_texts<'a>(texts: impl IntoIterator<Item = &'a str>) -> RequestScan {
     scan
 }
 
+/// Whether [`pii::gate`]'s second stage (a small classifier, after the rules) keeps `request`
+/// local: each part and, when there are several, their concatenation, as [`scan_texts`] does.
+/// A classifier error, timeout or unverifiable model counts as a block (fail closed).
+pub fn second_stage_blocks(request: &ChatRequest) -> bool {
+    let gate = pii::gate();
+    let texts: Vec<&str> = request.parts().filter(|t| !t.is_empty()).collect();
+    let joined = (texts.len() > 1).then(|| texts.join("\n\n"));
+    texts.iter().copied().chain(joined.as_deref()).any(|t| gate.check(t).sensitive)
+}
+
 /// Scans every part of `request` (messages of every role, attachments) and their concatenation.
 pub fn scan_request(request: &ChatRequest) -> RequestScan {
     scan_texts(request.parts())
@@ -524,6 +534,12 @@ impl PolicyEngine {
         let cost = p.estimate_cost_usd(input.prompt_tokens, expected_out);
         if let Some(r) = self.budget.check(p, now, cost, false)? {
             block(&mut reasons, r);
+        }
+        // The gate's learned second stage, only for a request about to leave (local answers pay
+        // nothing): it can add a block on what the rules cleared, never remove one.
+        if !blocked && second_stage_blocks(input.request) {
+            reasons.push(Reason::Sensitive);
+            blocked = true;
         }
         let Some(endpoint) = endpoint.filter(|_| !blocked) else {
             return Ok(RouteDecision { target: Target::Local, reasons, categories: scan.categories });

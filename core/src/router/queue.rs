@@ -30,7 +30,14 @@
 //! (rewritten to a temporary file, synced, renamed) when dead records dominate it.
 //!
 //! Nothing sensitive is ever queued: `enqueue` re-scans the whole request and refuses with
-//! [`Error::PolicyDenied`]. One process at a time may open a queue file.
+//! [`Error::PolicyDenied`].
+//!
+//! # Files
+//!
+//! One process at a time may open a queue: `open` takes an exclusive lock on `<path>.lock`
+//! (released when the queue is dropped, or the process dies) and fails with [`Error::Storage`]
+//! while another holds it. The log holds request text and cloud answers, so it is the owner's
+//! alone: on Unix 0600 (a directory it creates 0700), and a symbolic link at its path is refused.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -185,6 +192,8 @@ pub struct OfflineQueue {
     path: PathBuf,
     config: QueueConfig,
     state: Mutex<State>,
+    /// The inter-process lock on `<path>.lock`, released when the queue is dropped.
+    _lock: File,
 }
 
 impl fmt::Debug for OfflineQueue {
@@ -298,13 +307,13 @@ impl OfflineQueue {
         if config.max_entries == 0 || config.max_bytes == 0 {
             return Err(Error::InvalidParameter { name: "queue", reason: "bounds must be > 0".into() });
         }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
+        // One process at a time: held until the queue is dropped (a separate file, since
+        // compaction replaces the log's inode).
+        let lock = lock_queue(&path)?;
         // A leftover from a compaction that crashed before its rename: the log itself is intact.
         let _ = std::fs::remove_file(tmp_path(&path));
         let existed = path.exists();
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+        let mut file = super::open_private(&path, OpenOptions::new().read(true).append(true).create(true))?;
         if !existed {
             sync_dir(&path);
         }
@@ -326,7 +335,7 @@ impl OfflineQueue {
         for (op, size) in ops {
             st.apply(op, size);
         }
-        Ok(Self { path, config, state: Mutex::new(st) })
+        Ok(Self { path, config, state: Mutex::new(st), _lock: lock })
     }
 
     /// The log file.
@@ -533,17 +542,45 @@ impl OfflineQueue {
             }
         }
         {
-            let mut f = File::create(&tmp)?;
+            let _ = std::fs::remove_file(&tmp);
+            let mut f = super::open_private(&tmp, OpenOptions::new().write(true).create_new(true))?;
             f.write_all(&buf)?;
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &self.path)?;
         sync_dir(&self.path);
-        st.file = OpenOptions::new().read(true).append(true).open(&self.path)?;
+        st.file = super::open_private(&self.path, OpenOptions::new().read(true).append(true))?;
         st.len = buf.len() as u64;
         Ok(())
     }
 }
+
+/// Takes the exclusive lock on `<path>.lock` (an owner-only file), or fails at once with
+/// [`Error::Storage`] when another process (or another queue in this one) holds it.
+fn lock_queue(path: &Path) -> Result<File> {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    let lock_path = PathBuf::from(p);
+    let f = super::open_private(&lock_path, OpenOptions::new().create(true).truncate(false).write(true))?;
+    // A holder that is closing (a router an app just closed while its last call unwinds, a
+    // process exiting) releases the lock within moments: wait for it, bounded, before refusing.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match fs4::FileExt::try_lock(&f) {
+            Ok(()) => return Ok(f),
+            Err(fs4::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(fs4::TryLockError::WouldBlock) => {
+                return Err(storage(format!("offline queue {} is in use by another process", path.display())));
+            }
+            Err(fs4::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
+}
+
+/// How long [`lock_queue`] waits for another holder of the queue's lock to let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn tmp_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
@@ -695,6 +732,47 @@ mod tests {
         let q = OfflineQueue::open(&p, QueueConfig::default()).ok().unwrap_or_else(|| panic!("open"));
         assert_eq!(q.pending().iter().map(|e| e.id).collect::<Vec<_>>(), vec![9, 10]);
         assert_eq!(q.enqueue(&req(11)).ok(), Some(11), "ids are never reused");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// One queue per file across processes (an flock on `<path>.lock`, which a second open in
+    /// this process meets the same way), owner-only files, and no symbolic links.
+    #[test]
+    fn queue_is_locked_private_and_never_follows_a_link() {
+        let d = dir("private");
+        let p = d.join("sub").join("q.wal");
+        let q = OfflineQueue::open(&p, QueueConfig::default()).unwrap();
+        assert_eq!(q.enqueue(&req(1)).ok(), Some(1));
+        match OfflineQueue::open(&p, QueueConfig::default()) {
+            Err(Error::Storage { reason }) => assert!(reason.contains("in use"), "{reason}"),
+            other => panic!("a second open while the first is alive: {other:?}"),
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::symlink_metadata(p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+            let lock = d.join("sub").join("q.wal.lock");
+            assert_eq!((mode(&d.join("sub")), mode(&p), mode(&lock)), (0o700, 0o600, 0o600));
+            q.compact().unwrap();
+            assert_eq!(mode(&p), 0o600, "the compacted log too");
+            drop(q);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let q = OfflineQueue::open(&p, QueueConfig::default()).unwrap();
+            assert_eq!(mode(&p), 0o600, "an existing world-readable log is narrowed");
+            assert_eq!(q.pending().len(), 1);
+            drop(q);
+            let target = d.join("target.bin");
+            std::fs::write(&target, b"").unwrap();
+            let link = d.join("link.wal");
+            std::os::unix::fs::symlink(&target, &link).unwrap();
+            match OfflineQueue::open(&link, QueueConfig::default()) {
+                Err(Error::Storage { reason }) => assert!(reason.contains("symbolic link"), "{reason}"),
+                other => panic!("expected Storage, got {other:?}"),
+            }
+            assert_eq!(std::fs::read(&target).unwrap(), b"");
+        }
+        // Released with the queue: the next open succeeds.
+        drop(OfflineQueue::open(&p, QueueConfig::default()).unwrap());
         let _ = std::fs::remove_dir_all(&d);
     }
 }

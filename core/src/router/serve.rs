@@ -10,10 +10,31 @@
 //! - `GET /health` — `{"status":"ok"}`.
 //!
 //! Everything stays on the machine: the server never calls the cloud. It binds where it is told
-//! (default `127.0.0.1:8080`, loopback only), optionally requires a bearer key, bounds request
-//! bodies, and serialises generation (one answer at a time, since one model uses all cores)
-//! while still answering `/v1/models` and `/health` from its other workers. A client that
-//! disconnects mid-stream stops its generation.
+//! (default `127.0.0.1:8080`, loopback only) and refuses a non-loopback address without an API
+//! key unless [`ServeConfig::allow_unauthenticated_remote`] says so.
+//!
+//! # Hostile clients
+//!
+//! The HTTP/1.1 layer is our own, on `std::net` with [`httparse`] for the request head, so that
+//! every limit is ours (tiny_http, used before, has no read timeouts and queued requests
+//! behind its fixed workers):
+//! - One thread per connection, at most [`ServeConfig::max_connections`]; the accept loop
+//!   answers further connections `503` at once and closes them.
+//! - The request head must arrive within [`ServeConfig::header_timeout`] and the body within
+//!   [`ServeConfig::body_timeout`] (whole-request deadlines, so a byte a second does not keep a
+//!   connection); late ones get `408`. Writes time out after [`ServeConfig::write_timeout`].
+//! - `/health` and `/v1/models` are answered by the connection's own thread as soon as the head
+//!   is read: they never wait behind generation. Generation runs one request at a time (one
+//!   model uses all cores); at most [`ServeConfig::max_queued`] requests wait or run, the next
+//!   get `503` with `Retry-After`.
+//! - Bodies are capped at [`ServeConfig::max_body_bytes`] (`413`) and conversations at
+//!   [`ServeConfig::max_messages`] (`400`). After a large request the allocator is asked to
+//!   return freed memory to the system (glibc keeps it otherwise).
+//! - A client that goes away stops its generation, streaming or not: the socket is checked for
+//!   EOF between tokens. (A client that half-closes its side after the request counts as gone.)
+//! - Client mistakes (context overflow, `max_tokens` out of range, a conversation the chat
+//!   template rejects) are `400` with an OpenAI-style error body that never quotes the prompt.
+//! - Every response closes its connection (`Connection: close`).
 //!
 //! ```no_run
 //! # use edgewise_core::router::{serve::{ServeConfig, Server}, LocalModel};
@@ -25,10 +46,10 @@
 //! ```
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -37,6 +58,19 @@ use super::cloud::ApiKey;
 use super::{now_ms, ChatMessage, ChatRequest, LocalModel, Role};
 use crate::{Error, Result};
 
+/// Largest request head (request line and headers) accepted, in bytes.
+const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Most headers in a request head.
+const MAX_HEADERS: usize = 64;
+/// Longest a closing connection waits for the client to read its answer and close.
+const LINGER: Duration = Duration::from_millis(500);
+/// Bodies at least this large make the server hand freed memory back to the system afterwards.
+const TRIM_AFTER_BYTES: usize = 256 * 1024;
+/// Largest `max_tokens` accepted (the engine's own bound).
+const MAX_TOKENS: u32 = 1 << 20;
+/// Longest single blocking read, so connections notice a shutdown.
+const READ_SLICE: Duration = Duration::from_millis(250);
+
 /// Server settings.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -44,10 +78,26 @@ pub struct ServeConfig {
     pub addr: String,
     /// When set, requests must carry `Authorization: Bearer <key>`.
     pub api_key: Option<ApiKey>,
-    /// Largest request body accepted, in bytes.
+    /// Allow a non-loopback address without `api_key` (refused by default:
+    /// [`Error::UnauthenticatedRemote`]).
+    pub allow_unauthenticated_remote: bool,
+    /// Largest request body accepted, in bytes (`413` beyond). Default 4 MiB.
     pub max_body_bytes: usize,
-    /// Worker threads handling connections (generation itself runs one at a time).
-    pub workers: usize,
+    /// Most messages in one chat request (`400` beyond). Default 2048.
+    pub max_messages: usize,
+    /// Most connections open at once; the next are answered `503` and closed. Default 64.
+    pub max_connections: usize,
+    /// Most chat requests waiting for the model or generating; the next are answered `503`
+    /// with `Retry-After`. Default 16.
+    pub max_queued: usize,
+    /// Time a client has to send the request line and headers (`408` after). Default 10 s.
+    pub header_timeout: Duration,
+    /// Time a client has to send the whole body once the headers are in (`408` after).
+    /// Default 30 s.
+    pub body_timeout: Duration,
+    /// Longest one write to a client may block; a client that stops reading is then treated as
+    /// gone. Default 30 s.
+    pub write_timeout: Duration,
     /// Model id to report; defaults to [`LocalModel::model_id`].
     pub model_id: Option<String>,
 }
@@ -57,10 +107,43 @@ impl Default for ServeConfig {
         Self {
             addr: "127.0.0.1:8080".into(),
             api_key: None,
+            allow_unauthenticated_remote: false,
             max_body_bytes: 4 * 1024 * 1024,
-            workers: 4,
+            max_messages: 2048,
+            max_connections: 64,
+            max_queued: 16,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             model_id: None,
         }
+    }
+}
+
+impl ServeConfig {
+    fn validate(&self) -> Result<()> {
+        let positive = [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_messages", self.max_messages),
+            ("max_connections", self.max_connections),
+            ("max_queued", self.max_queued),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(Error::InvalidParameter { name, reason: "must be > 0".into() });
+            }
+        }
+        let timeouts = [
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("write_timeout", self.write_timeout),
+        ];
+        for (name, t) in timeouts {
+            if t.is_zero() {
+                return Err(Error::InvalidParameter { name, reason: "must be > 0".into() });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -72,7 +155,7 @@ pub struct ShutdownHandle {
 
 impl ShutdownHandle {
     /// Asks the server to stop; [`Server::run`] returns within about 100 ms (plus the time to
-    /// finish answers in progress).
+    /// finish answers in progress). Requests still waiting for the model get `503`.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
     }
@@ -80,13 +163,17 @@ impl ShutdownHandle {
 
 /// A bound server. `run` serves until [`ShutdownHandle::shutdown`].
 pub struct Server {
-    http: tiny_http::Server,
+    listener: TcpListener,
     addr: SocketAddr,
     config: ServeConfig,
     stop: Arc<AtomicBool>,
     created: u64,
     counter: AtomicU64,
     generation: Mutex<()>,
+    /// Connections being served now.
+    active: AtomicUsize,
+    /// Chat requests waiting for the model or generating now.
+    queued: AtomicUsize,
 }
 
 impl std::fmt::Debug for Server {
@@ -95,19 +182,75 @@ impl std::fmt::Debug for Server {
     }
 }
 
-/// An HTTP error answer.
+/// An HTTP error answer with an OpenAI-style body. `message` never holds request text.
+#[derive(Debug)]
 struct HttpError {
     status: u16,
     kind: &'static str,
     message: String,
+    param: Option<&'static str>,
+    code: Option<&'static str>,
+    retry_after: Option<u32>,
 }
 
 impl HttpError {
     fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into() }
+        Self { status, kind, message: message.into(), param: None, code: None, retry_after: None }
     }
     fn bad(message: impl Into<String>) -> Self {
         Self::new(400, "invalid_request_error", message)
+    }
+    fn param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
+    }
+    fn code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+    fn busy(message: impl Into<String>) -> Self {
+        Self { retry_after: Some(1), ..Self::new(503, "server_error", message) }
+    }
+    fn timeout(what: &str) -> Self {
+        Self::new(408, "invalid_request_error", format!("the request {what} did not arrive in time"))
+    }
+}
+
+/// How handling a connection ended early.
+#[derive(Debug)]
+enum Fail {
+    /// Answer this error.
+    Reply(HttpError),
+    /// The client went away (or sent nothing): nothing to answer.
+    Gone,
+}
+
+impl From<HttpError> for Fail {
+    fn from(e: HttpError) -> Self {
+        Fail::Reply(e)
+    }
+}
+
+/// The HTTP status of a failed generation: client mistakes are `400` (OpenAI clients retry
+/// `500`s), the rest `500`. Error displays are free of prompt text by the crate's rule.
+fn generation_error(e: &Error) -> HttpError {
+    match e {
+        Error::ContextOverflow { max, requested } => {
+            HttpError::bad(format!("the conversation needs {requested} tokens but the model's context holds {max}"))
+                .param("messages")
+                .code("context_length_exceeded")
+        }
+        Error::InvalidParameter { name, reason } => {
+            HttpError::bad(format!("invalid `{name}`: {reason}")).param(*name).code("invalid_value")
+        }
+        Error::ChatTemplate { reason } => {
+            HttpError::bad(format!("the model's chat template rejected this conversation: {reason}")).param("messages")
+        }
+        Error::Busy => HttpError::busy("the model is busy; retry later"),
+        e => {
+            log::warn!("serve: generation failed: {e}");
+            HttpError::new(500, "server_error", format!("local generation failed: {e}"))
+        }
     }
 }
 
@@ -136,11 +279,18 @@ struct WireBody {
     stream_options: Option<Value>,
 }
 
-fn parse_body(bytes: &[u8]) -> std::result::Result<Parsed, HttpError> {
+fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, HttpError> {
     let body: WireBody = serde_json::from_slice(bytes)
         .map_err(|e| HttpError::bad(format!("invalid JSON body: {}", e.classify_name())))?;
     if body.messages.is_empty() {
-        return Err(HttpError::bad("`messages` must not be empty"));
+        return Err(HttpError::bad("`messages` must not be empty").param("messages"));
+    }
+    if body.messages.len() > max_messages {
+        return Err(HttpError::bad(format!(
+            "`messages` holds {} messages; this server accepts at most {max_messages}",
+            body.messages.len()
+        ))
+        .param("messages"));
     }
     let mut messages = Vec::with_capacity(body.messages.len());
     for (i, m) in body.messages.into_iter().enumerate() {
@@ -148,7 +298,7 @@ fn parse_body(bytes: &[u8]) -> std::result::Result<Parsed, HttpError> {
             "system" | "developer" => Role::System,
             "user" => Role::User,
             "assistant" => Role::Assistant,
-            _ => return Err(HttpError::bad(format!("messages[{i}]: unsupported role"))),
+            _ => return Err(HttpError::bad(format!("messages[{i}]: unsupported role")).param("messages")),
         };
         let content = match m.content {
             Value::String(s) => s,
@@ -159,30 +309,33 @@ fn parse_body(bytes: &[u8]) -> std::result::Result<Parsed, HttpError> {
                     match (p.get("type").and_then(Value::as_str), p.get("text").and_then(Value::as_str)) {
                         (Some("text"), Some(t)) => s.push_str(t),
                         _ => {
-                            return Err(HttpError::bad(format!("messages[{i}]: only text content parts are supported")))
+                            return Err(HttpError::bad(format!("messages[{i}]: only text content parts are supported"))
+                                .param("messages"))
                         }
                     }
                 }
                 s
             }
-            _ => return Err(HttpError::bad(format!("messages[{i}]: invalid content"))),
+            _ => return Err(HttpError::bad(format!("messages[{i}]: invalid content")).param("messages")),
         };
         messages.push(ChatMessage { role, content });
     }
     if let Some(t) = body.temperature {
         if !t.is_finite() || !(0.0..=2.0).contains(&t) {
-            return Err(HttpError::bad("`temperature` must be between 0 and 2"));
+            return Err(HttpError::bad("`temperature` must be between 0 and 2").param("temperature"));
         }
+    }
+    let (max_tokens, name) = match (body.max_completion_tokens, body.max_tokens) {
+        (Some(n), _) => (Some(n), "max_completion_tokens"),
+        (None, n) => (n, "max_tokens"),
+    };
+    if max_tokens.is_some_and(|n| n == 0 || n > MAX_TOKENS) {
+        return Err(HttpError::bad(format!("`{name}` must be in 1..={MAX_TOKENS}")).param(name).code("invalid_value"));
     }
     let include_usage =
         body.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
     Ok(Parsed {
-        request: ChatRequest {
-            messages,
-            attachments: Vec::new(),
-            max_tokens: body.max_completion_tokens.or(body.max_tokens),
-            temperature: body.temperature,
-        },
+        request: ChatRequest { messages, attachments: Vec::new(), max_tokens, temperature: body.temperature },
         stream: body.stream,
         include_usage,
     })
@@ -204,48 +357,399 @@ impl ClassifyName for serde_json::Error {
     }
 }
 
-fn header(name: &str, value: &str) -> Option<tiny_http::Header> {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
-}
-
-fn json_response(status: u16, v: &Value) -> tiny_http::Response<io::Cursor<Vec<u8>>> {
-    let mut r = tiny_http::Response::from_data(serde_json::to_vec(v).unwrap_or_default()).with_status_code(status);
-    if let Some(h) = header("Content-Type", "application/json") {
-        r = r.with_header(h);
-    }
-    r
-}
-
 fn error_json(e: &HttpError) -> Value {
-    json!({ "error": { "message": e.message, "type": e.kind, "param": null, "code": null } })
+    json!({ "error": { "message": e.message, "type": e.kind, "param": e.param, "code": e.code } })
 }
 
-/// Writes one HTTP/1.1 chunk.
-fn write_chunk(w: &mut dyn Write, data: &[u8]) -> io::Result<()> {
-    write!(w, "{:x}\r\n", data.len())?;
-    w.write_all(data)?;
-    w.write_all(b"\r\n")?;
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        501 => "Not Implemented",
+        _ => "Internal Server Error",
+    }
+}
+
+/// A whole `Connection: close` response.
+fn response_bytes(status: u16, body: &[u8], extra_headers: &str) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n",
+        reason_phrase(status),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn error_response(e: &HttpError) -> Vec<u8> {
+    let extra = e.retry_after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
+    response_bytes(e.status, &serde_json::to_vec(&error_json(e)).unwrap_or_default(), &extra)
+}
+
+/// Compares without an early exit, so response timing does not reveal how much of a key matched.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Asks the allocator to hand freed memory back to the system. glibc keeps freed heap memory in
+/// its per-thread arenas (and raises its mmap threshold after a large free), so without this
+/// the resident size ratchets up with each large request and never comes back.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only walks and trims glibc's own arenas; it takes their locks itself.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}
+
+/// Waits until `listener` may have a connection to accept (or `timeout` passes).
+#[cfg(unix)]
+fn wait_acceptable(listener: &TcpListener, timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd that outlives the call; the fd stays open (we borrow the listener).
+    unsafe {
+        libc::poll(&mut p, 1, ms);
+    }
+}
+
+#[cfg(not(unix))]
+fn wait_acceptable(_listener: &TcpListener, timeout: Duration) {
+    std::thread::sleep(timeout.min(Duration::from_millis(10)));
+}
+
+/// Answers an excess connection `503` without reading its request, and closes it.
+fn refuse(stream: TcpStream) {
+    let e = HttpError::busy("too many connections; retry later");
+    let _ = stream.set_nonblocking(true);
+    // Take what has arrived, so that closing is less likely to reset before the answer is read.
+    let mut scratch = [0u8; 4096];
+    let _ = (&stream).read(&mut scratch);
+    let _ = (&stream).write_all(&error_response(&e));
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// Counts something while alive.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The parts of a request head we use.
+#[derive(Debug)]
+struct Head {
+    method: String,
+    path: String,
+    http10: bool,
+    content_length: Option<usize>,
+    chunked: bool,
+    authorization: Option<Vec<u8>>,
+    expect_continue: bool,
+}
+
+impl Head {
+    fn from_request(req: &httparse::Request<'_, '_>) -> std::result::Result<Self, HttpError> {
+        let method = req.method.unwrap_or_default().to_string();
+        let path = req.path.unwrap_or_default().split('?').next().unwrap_or("").trim_end_matches('/').to_string();
+        let mut head = Head {
+            method,
+            path,
+            http10: req.version == Some(0),
+            content_length: None,
+            chunked: false,
+            authorization: None,
+            expect_continue: false,
+        };
+        for h in req.headers.iter() {
+            let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+            if h.name.eq_ignore_ascii_case("content-length") {
+                let n = value.parse::<usize>().map_err(|_| HttpError::bad("invalid Content-Length"))?;
+                if head.content_length.is_some_and(|m| m != n) {
+                    return Err(HttpError::bad("conflicting Content-Length headers"));
+                }
+                head.content_length = Some(n);
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                if !value.eq_ignore_ascii_case("chunked") {
+                    return Err(HttpError::new(
+                        501,
+                        "invalid_request_error",
+                        "only chunked transfer encoding is supported",
+                    ));
+                }
+                head.chunked = true;
+            } else if h.name.eq_ignore_ascii_case("authorization") {
+                head.authorization = Some(h.value.to_vec());
+            } else if h.name.eq_ignore_ascii_case("expect") {
+                head.expect_continue = value.eq_ignore_ascii_case("100-continue");
+            }
+        }
+        if head.chunked && head.content_length.is_some() {
+            return Err(HttpError::bad("both Content-Length and Transfer-Encoding"));
+        }
+        Ok(head)
+    }
+}
+
+/// One client connection: the socket plus bytes read but not yet used.
+struct Conn<'a> {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    stop: &'a AtomicBool,
+    /// The request was large: free memory afterwards.
+    large: bool,
+}
+
+impl Conn<'_> {
+    /// Reads more bytes into `buf` before `deadline`; `Ok(0)` at EOF.
+    fn fill(&mut self, deadline: Instant, what: &str) -> std::result::Result<usize, Fail> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(HttpError::busy("the server is shutting down").into());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(HttpError::timeout(what).into());
+            }
+            let slice = (deadline - now).min(READ_SLICE).max(Duration::from_millis(1));
+            if self.stream.set_read_timeout(Some(slice)).is_err() {
+                return Err(Fail::Gone);
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    self.large |= self.buf.len() >= TRIM_AFTER_BYTES;
+                    return Ok(n);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => return Err(Fail::Gone),
+            }
+        }
+    }
+
+    /// Reads the request head. `Err(Gone)` when the client closes without sending one.
+    fn read_head(&mut self, timeout: Duration) -> std::result::Result<Head, Fail> {
+        let deadline = Instant::now() + timeout;
+        let mut scanned: usize = 0;
+        loop {
+            // Parse only once the blank line that ends the head is in, so that a client sending
+            // a byte at a time costs one scan, not one parse per byte.
+            let from = scanned.saturating_sub(3);
+            if find_head_end(&self.buf[from..]).is_some() {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut req = httparse::Request::new(&mut headers);
+                return match req.parse(&self.buf) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        let head = Head::from_request(&req)?;
+                        self.buf.drain(..n);
+                        Ok(head)
+                    }
+                    Ok(httparse::Status::Partial) => Err(HttpError::bad("malformed request head").into()),
+                    Err(httparse::Error::TooManyHeaders) => {
+                        Err(HttpError::new(431, "invalid_request_error", "too many headers").into())
+                    }
+                    Err(_) => Err(HttpError::bad("malformed request head").into()),
+                };
+            }
+            scanned = self.buf.len();
+            if self.buf.len() > MAX_HEAD_BYTES {
+                return Err(HttpError::new(431, "invalid_request_error", "request head too large").into());
+            }
+            if self.fill(deadline, "head")? == 0 {
+                return Err(Fail::Gone);
+            }
+        }
+    }
+
+    /// Takes one line (without its line ending) of at most `max` bytes.
+    fn read_line(&mut self, deadline: Instant, max: usize) -> std::result::Result<Vec<u8>, Fail> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(line);
+            }
+            if self.buf.len() > max {
+                return Err(HttpError::bad("malformed chunked body").into());
+            }
+            if self.fill(deadline, "body")? == 0 {
+                return Err(Fail::Gone);
+            }
+        }
+    }
+
+    /// Moves `n` bytes into `out`.
+    fn read_exact_into(&mut self, n: usize, deadline: Instant, out: &mut Vec<u8>) -> std::result::Result<(), Fail> {
+        while self.buf.len() < n {
+            if self.fill(deadline, "body")? == 0 {
+                return Err(Fail::Gone);
+            }
+        }
+        if out.is_empty() {
+            // The common case (one Content-Length body): hand over the buffer, do not copy it.
+            let rest = self.buf.split_off(n);
+            *out = std::mem::replace(&mut self.buf, rest);
+        } else {
+            out.extend(self.buf.drain(..n));
+        }
+        Ok(())
+    }
+
+    /// Reads the body (`Content-Length` or chunked), at most `max` bytes, before `timeout`.
+    fn read_body(&mut self, head: &Head, max: usize, timeout: Duration) -> std::result::Result<Vec<u8>, Fail> {
+        let too_large = || HttpError::new(413, "invalid_request_error", format!("body larger than {max} bytes"));
+        if head.content_length.is_some_and(|n| n > max) {
+            return Err(too_large().into());
+        }
+        if head.content_length.is_none() && !head.chunked {
+            return Err(HttpError::new(411, "invalid_request_error", "a body with Content-Length is required").into());
+        }
+        if head.expect_continue && !head.http10 {
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        let deadline = Instant::now() + timeout;
+        let mut body = Vec::new();
+        if let Some(n) = head.content_length {
+            self.read_exact_into(n, deadline, &mut body)?;
+        } else {
+            loop {
+                let line = self.read_line(deadline, 1024)?;
+                let size = std::str::from_utf8(&line)
+                    .ok()
+                    .and_then(|l| usize::from_str_radix(l.split(';').next().unwrap_or("").trim(), 16).ok())
+                    .ok_or_else(|| HttpError::bad("malformed chunked body"))?;
+                if size == 0 {
+                    // Trailers, up to the blank line.
+                    for _ in 0..MAX_HEADERS {
+                        if self.read_line(deadline, 8192)?.is_empty() {
+                            return Ok(body);
+                        }
+                    }
+                    return Err(HttpError::bad("malformed chunked body").into());
+                }
+                if body.len().saturating_add(size) > max {
+                    return Err(too_large().into());
+                }
+                self.read_exact_into(size, deadline, &mut body)?;
+                if !self.read_line(deadline, 2)?.is_empty() {
+                    return Err(HttpError::bad("malformed chunked body").into());
+                }
+            }
+        }
+        Ok(body)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), Fail> {
+        self.stream.write_all(bytes).and_then(|()| self.stream.flush()).map_err(|_| Fail::Gone)
+    }
+
+    /// Whether the client has closed its side or reset the connection (checked without
+    /// blocking; bytes it sends after its request do not count).
+    fn client_gone(&self) -> bool {
+        peer_closed(&self.stream)
+    }
+
+    /// Ends the connection: closes our side, then briefly drains what the client still sends
+    /// so that closing does not reset the connection before the client read the answer.
+    fn close(self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let deadline = Instant::now() + LINGER;
+        let mut scratch = [0u8; 16 * 1024];
+        let mut drained = 0usize;
+        while drained < (1 << 20) {
+            let now = Instant::now();
+            if now >= deadline || self.stream.set_read_timeout(Some(deadline - now)).is_err() {
+                break;
+            }
+            match (&self.stream).read(&mut scratch) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    }
+}
+
+/// Whether the peer has closed its side or reset the connection, checked without blocking
+/// (bytes it sent and we did not read do not count).
+fn peer_closed(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut b = [0u8; 1];
+    let gone = match stream.peek(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted),
+    };
+    gone | stream.set_nonblocking(false).is_err()
+}
+
+/// Where the blank line that ends a request head is, if it is in `buf`.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").or_else(|| buf.windows(2).position(|w| w == b"\n\n"))
+}
+
+/// Writes one HTTP/1.1 chunk (or the bare bytes for an HTTP/1.0 client, whose response ends
+/// when the connection closes).
+fn write_chunk(mut w: &TcpStream, data: &[u8], chunked: bool) -> io::Result<()> {
+    if chunked {
+        let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+        w.write_all(&out)?;
+    } else {
+        w.write_all(data)?;
+    }
     w.flush()
 }
 
 impl Server {
-    /// Binds `config.addr`.
+    /// Binds `config.addr`. A non-loopback address without an API key is refused
+    /// ([`Error::UnauthenticatedRemote`]) unless `config.allow_unauthenticated_remote`.
     pub fn bind(config: ServeConfig) -> Result<Self> {
-        if config.workers == 0 {
-            return Err(Error::InvalidParameter { name: "workers", reason: "must be > 0".into() });
-        }
+        config.validate()?;
         let listener = TcpListener::bind(&config.addr)?;
         let addr = listener.local_addr()?;
-        let http =
-            tiny_http::Server::from_listener(listener, None).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+        if !addr.ip().to_canonical().is_loopback() && config.api_key.is_none() && !config.allow_unauthenticated_remote {
+            return Err(Error::UnauthenticatedRemote { addr: addr.to_string() });
+        }
+        if !addr.ip().to_canonical().is_loopback() && config.api_key.is_none() {
+            log::warn!("serve: listening on {addr} without an API key, as allowed explicitly");
+        }
+        listener.set_nonblocking(true)?;
         Ok(Self {
-            http,
+            listener,
             addr,
             config,
             stop: Arc::new(AtomicBool::new(false)),
             created: now_ms() / 1000,
             counter: AtomicU64::new(0),
             generation: Mutex::new(()),
+            active: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
         })
     }
 
@@ -259,86 +763,129 @@ impl Server {
         ShutdownHandle { stop: self.stop.clone() }
     }
 
-    /// Serves until shut down. Blocks the calling thread; connections are handled by
-    /// `config.workers` scoped threads.
+    /// Serves until shut down. Blocks the calling thread, which accepts connections; each
+    /// connection gets its own scoped thread (at most `config.max_connections`).
     pub fn run<M: LocalModel + Sync + ?Sized>(&self, model: &M) -> Result<()> {
         let model_id = self.config.model_id.clone().unwrap_or_else(|| model.model_id());
+        let model_id = model_id.as_str();
         log::info!("serve: listening on http://{}", self.addr);
         std::thread::scope(|s| {
-            for _ in 0..self.config.workers {
-                s.spawn(|| {
-                    while !self.stop.load(Ordering::SeqCst) {
-                        match self.http.recv_timeout(Duration::from_millis(100)) {
-                            Ok(Some(req)) => self.handle(req, model, &model_id),
-                            Ok(None) => {}
-                            Err(e) => log::warn!("serve: accept error: {e}"),
-                        }
+            while !self.stop.load(Ordering::SeqCst) {
+                wait_acceptable(&self.listener, Duration::from_millis(100));
+                let stream = match self.listener.accept() {
+                    Ok((stream, _)) => stream,
+                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
+                    Err(e) => {
+                        // Out of descriptors and the like: wait instead of spinning.
+                        log::warn!("serve: accept error: {e}");
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
                     }
+                };
+                if self.active.load(Ordering::SeqCst) >= self.config.max_connections {
+                    log::debug!("serve: connection limit reached; answering 503");
+                    refuse(stream);
+                    continue;
+                }
+                self.active.fetch_add(1, Ordering::SeqCst);
+                let counted = Counted(&self.active);
+                let spawned = std::thread::Builder::new().name("edgewise-serve".into()).spawn_scoped(s, move || {
+                    let _counted = counted;
+                    self.connection(stream, model, model_id);
                 });
+                if let Err(e) = spawned {
+                    log::warn!("serve: could not start a connection thread: {e}");
+                }
             }
         });
         Ok(())
     }
 
-    fn handle<M: LocalModel + Sync + ?Sized>(&self, mut req: tiny_http::Request, model: &M, model_id: &str) {
-        let path = req.url().split('?').next().unwrap_or("").trim_end_matches('/').to_string();
-        let method = req.method().clone();
-        log::debug!("serve: {method} {path}");
-        if let Some(key) = &self.config.api_key {
-            let ok = req
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Authorization"))
-                .is_some_and(|h| h.value.as_str() == format!("Bearer {}", key.expose()));
-            if !ok {
-                let e = HttpError::new(401, "authentication_error", "missing or wrong API key");
-                let _ = req.respond(json_response(401, &error_json(&e)));
-                return;
-            }
+    fn connection<M: LocalModel + Sync + ?Sized>(&self, stream: TcpStream, model: &M, model_id: &str) {
+        // Accepted sockets inherit non-blocking mode from the listener on some systems.
+        let ready =
+            stream.set_nonblocking(false).and_then(|()| stream.set_write_timeout(Some(self.config.write_timeout)));
+        if ready.is_err() {
+            return;
         }
-        use tiny_http::Method::{Get, Post};
-        let result = match (&method, path.as_str()) {
-            (Get, "/v1/models") => Ok(json!({
-                "object": "list",
-                "data": [{ "id": model_id, "object": "model", "created": self.created, "owned_by": "edgewise" }]
-            })),
-            (Get, "/health") => Ok(json!({ "status": "ok" })),
-            (Post, "/v1/chat/completions") => match self.read_body(&mut req).and_then(|b| parse_body(&b)) {
-                Ok(p) if p.stream => {
-                    self.stream_completion(req, model, model_id, p);
-                    return;
-                }
-                Ok(p) => self.completion(model, model_id, p),
-                Err(e) => Err(e),
-            },
-            (_, "/v1/models" | "/health" | "/v1/chat/completions") => {
-                Err(HttpError::new(405, "invalid_request_error", "method not allowed"))
+        let _ = stream.set_nodelay(true);
+        let mut conn = Conn { stream, buf: Vec::new(), stop: &self.stop, large: false };
+        if let Err(Fail::Reply(e)) = self.exchange(&mut conn, model, model_id) {
+            if e.status >= 500 {
+                log::debug!("serve: answering {}: {}", e.status, e.message);
             }
-            _ => Err(HttpError::new(404, "invalid_request_error", "unknown path")),
-        };
-        let resp = match result {
-            Ok(v) => json_response(200, &v),
-            Err(e) => json_response(e.status, &error_json(&e)),
-        };
-        if let Err(e) = req.respond(resp) {
-            log::debug!("serve: client went away: {e}");
+            let _ = conn.write(&error_response(&e));
+        }
+        let large = conn.large;
+        conn.close();
+        if large {
+            release_freed_memory();
         }
     }
 
-    fn read_body(&self, req: &mut tiny_http::Request) -> std::result::Result<Vec<u8>, HttpError> {
-        let max = self.config.max_body_bytes;
-        if req.body_length().is_some_and(|n| n > max) {
-            return Err(HttpError::new(413, "invalid_request_error", format!("body larger than {max} bytes")));
+    /// Reads one request and answers it (errors are answered by the caller).
+    fn exchange<M: LocalModel + Sync + ?Sized>(
+        &self,
+        conn: &mut Conn<'_>,
+        model: &M,
+        model_id: &str,
+    ) -> std::result::Result<(), Fail> {
+        let head = conn.read_head(self.config.header_timeout)?;
+        log::debug!("serve: {} {}", head.method, head.path);
+        if let Some(key) = &self.config.api_key {
+            let expected = format!("Bearer {}", key.expose());
+            if !head.authorization.as_deref().is_some_and(|a| same_secret(a, expected.as_bytes())) {
+                return Err(HttpError::new(401, "authentication_error", "missing or wrong API key").into());
+            }
         }
-        let mut buf = Vec::new();
-        req.as_reader()
-            .take(max as u64 + 1)
-            .read_to_end(&mut buf)
-            .map_err(|_| HttpError::bad("could not read body"))?;
-        if buf.len() > max {
-            return Err(HttpError::new(413, "invalid_request_error", format!("body larger than {max} bytes")));
+        let ok = |v: Value| response_bytes(200, &serde_json::to_vec(&v).unwrap_or_default(), "");
+        match (head.method.as_str(), head.path.as_str()) {
+            ("GET", "/v1/models") => conn.write(&ok(json!({
+                "object": "list",
+                "data": [{ "id": model_id, "object": "model", "created": self.created, "owned_by": "edgewise" }]
+            }))),
+            ("GET", "/health") => conn.write(&ok(json!({ "status": "ok" }))),
+            ("POST", "/v1/chat/completions") => {
+                let body = conn.read_body(&head, self.config.max_body_bytes, self.config.body_timeout)?;
+                let parsed = parse_body(&body, self.config.max_messages);
+                drop(body);
+                conn.buf = Vec::new();
+                let p = parsed?;
+                let _slot = self.queue_slot()?;
+                if p.stream {
+                    self.stream_completion(conn, model, model_id, p, !head.http10)
+                } else {
+                    let v = self.completion(conn, model, model_id, p)?;
+                    conn.write(&ok(v))
+                }
+            }
+            (_, "/v1/models" | "/health" | "/v1/chat/completions") => {
+                Err(HttpError::new(405, "invalid_request_error", "method not allowed").into())
+            }
+            _ => Err(HttpError::new(404, "invalid_request_error", "unknown path").into()),
         }
-        Ok(buf)
+    }
+
+    /// A place among the requests waiting for the model, or `503` when they are too many.
+    fn queue_slot(&self) -> std::result::Result<Counted<'_>, HttpError> {
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.config.max_queued {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(HttpError::busy("too many requests waiting for the model; retry later"));
+        }
+        Ok(Counted(&self.queued))
+    }
+
+    /// Waits for the model; `Err` when the server stops or the client left meanwhile.
+    fn take_model(&self, conn: &Conn<'_>) -> std::result::Result<std::sync::MutexGuard<'_, ()>, Fail> {
+        let guard = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(HttpError::busy("the server is shutting down").into());
+        }
+        if conn.client_gone() {
+            log::debug!("serve: client left while waiting for the model");
+            return Err(Fail::Gone);
+        }
+        Ok(guard)
     }
 
     fn next_id(&self) -> String {
@@ -347,15 +894,22 @@ impl Server {
 
     fn completion<M: LocalModel + Sync + ?Sized>(
         &self,
+        conn: &Conn<'_>,
         model: &M,
         model_id: &str,
         p: Parsed,
-    ) -> std::result::Result<Value, HttpError> {
-        let _one_at_a_time = self.generation.lock().unwrap_or_else(|p| p.into_inner());
-        let ans = model.generate(&p.request, &mut |_| true).map_err(|e| {
-            log::warn!("serve: generation failed: {e}");
-            HttpError::new(500, "server_error", format!("local generation failed: {e}"))
-        })?;
+    ) -> std::result::Result<Value, Fail> {
+        let _one_at_a_time = self.take_model(conn)?;
+        let mut gone = false;
+        let res = model.generate(&p.request, &mut |_| {
+            gone = conn.client_gone();
+            !gone
+        });
+        if gone {
+            log::debug!("serve: client disconnected; generation stopped");
+            return Err(Fail::Gone);
+        }
+        let ans = res.map_err(|e| generation_error(&e))?;
         Ok(json!({
             "id": self.next_id(),
             "object": "chat.completion",
@@ -374,15 +928,17 @@ impl Server {
         }))
     }
 
-    /// Streams SSE over the raw connection with hand-written chunked framing, flushing every
-    /// event (tiny_http's own chunked encoder buffers, which would delay tokens).
+    /// Streams SSE with hand-written chunked framing, flushing every event. The response head
+    /// goes out with the first piece, so an error before any text (context overflow, a
+    /// rejected conversation) still gets its proper status.
     fn stream_completion<M: LocalModel + Sync + ?Sized>(
         &self,
-        req: tiny_http::Request,
+        conn: &mut Conn<'_>,
         model: &M,
         model_id: &str,
         p: Parsed,
-    ) {
+        chunked: bool,
+    ) -> std::result::Result<(), Fail> {
         let id = self.next_id();
         let created = now_ms() / 1000;
         let chunk = |delta: Value, finish: Value| {
@@ -391,56 +947,69 @@ impl Server {
                 "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
             })
         };
-        let mut w = req.into_writer();
-        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
-        let send =
-            |w: &mut Box<dyn Write + Send>, v: &Value| write_chunk(w.as_mut(), format!("data: {v}\n\n").as_bytes());
-        if w.write_all(head.as_bytes()).is_err()
-            || send(&mut w, &chunk(json!({ "role": "assistant", "content": "" }), Value::Null)).is_err()
-        {
-            return;
-        }
-        let _one_at_a_time = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n{}Connection: close\r\n\r\n",
+            if chunked { "Transfer-Encoding: chunked\r\n" } else { "" }
+        );
+        let send = |w: &TcpStream, v: &Value| write_chunk(w, format!("data: {v}\n\n").as_bytes(), chunked);
+        let start = |mut w: &TcpStream| -> io::Result<()> {
+            w.write_all(head.as_bytes())?;
+            send(w, &chunk(json!({ "role": "assistant", "content": "" }), Value::Null))
+        };
+        let _one_at_a_time = self.take_model(conn)?;
+        let mut started = false;
         let mut client_gone = false;
-        let res = model.generate(&p.request, &mut |piece| {
-            if piece.is_empty() {
-                return true;
-            }
-            if send(&mut w, &chunk(json!({ "content": piece }), Value::Null)).is_err() {
-                client_gone = true;
-                return false;
-            }
-            true
-        });
+        let res = {
+            let stream = &conn.stream;
+            model.generate(&p.request, &mut |piece| {
+                if piece.is_empty() {
+                    return true;
+                }
+                let sent = !peer_closed(stream)
+                    && (started || start(stream).is_ok())
+                    && send(stream, &chunk(json!({ "content": piece }), Value::Null)).is_ok();
+                started = true;
+                client_gone = !sent;
+                sent
+            })
+        };
         if client_gone {
             log::debug!("serve: client disconnected mid-stream; generation stopped");
-            return;
+            return Err(Fail::Gone);
         }
-        let tail = match res {
-            Ok(ans) => {
-                let mut events = vec![chunk(json!({}), json!(ans.finish_reason.as_openai()))];
-                if p.include_usage {
-                    events.push(json!({
-                        "id": id, "object": "chat.completion.chunk", "created": created, "model": model_id, "choices": [],
-                        "usage": { "prompt_tokens": ans.prompt_tokens, "completion_tokens": ans.completion_tokens,
-                                   "total_tokens": ans.prompt_tokens + ans.completion_tokens },
-                    }));
-                }
-                events
-            }
+        let ans = match res {
+            Ok(ans) => ans,
+            Err(e) if !started => return Err(generation_error(&e).into()),
             Err(e) => {
-                log::warn!("serve: generation failed mid-stream: {e}");
-                vec![error_json(&HttpError::new(500, "server_error", format!("local generation failed: {e}")))]
+                let e = generation_error(&e);
+                let mut w = &conn.stream;
+                let _ = send(w, &error_json(&e)).and_then(|()| write_chunk(w, b"data: [DONE]\n\n", chunked));
+                if chunked {
+                    let _ = w.write_all(b"0\r\n\r\n").and_then(|()| w.flush());
+                }
+                return Ok(());
             }
         };
-        for ev in tail {
-            if send(&mut w, &ev).is_err() {
-                return;
-            }
+        let mut w = &conn.stream;
+        if !started {
+            start(w).map_err(|_| Fail::Gone)?;
         }
-        let _ = write_chunk(w.as_mut(), b"data: [DONE]\n\n");
-        let _ = w.write_all(b"0\r\n\r\n");
-        let _ = w.flush();
+        let mut events = vec![chunk(json!({}), json!(ans.finish_reason.as_openai()))];
+        if p.include_usage {
+            events.push(json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model_id, "choices": [],
+                "usage": { "prompt_tokens": ans.prompt_tokens, "completion_tokens": ans.completion_tokens,
+                           "total_tokens": ans.prompt_tokens + ans.completion_tokens },
+            }));
+        }
+        for ev in &events {
+            send(w, ev).map_err(|_| Fail::Gone)?;
+        }
+        write_chunk(w, b"data: [DONE]\n\n", chunked).map_err(|_| Fail::Gone)?;
+        if chunked {
+            w.write_all(b"0\r\n\r\n").and_then(|()| w.flush()).map_err(|_| Fail::Gone)?;
+        }
+        Ok(())
     }
 }
 
@@ -451,7 +1020,7 @@ mod tests {
     #[test]
     fn parses_openai_bodies() {
         let b = br#"{"model":"x","messages":[{"role":"developer","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi "},{"type":"text","text":"there"}]},{"role":"assistant","content":null}],"stream":true,"max_completion_tokens":7,"stream_options":{"include_usage":true}}"#;
-        let p = parse_body(b).ok().unwrap_or_else(|| panic!("parse"));
+        let p = parse_body(b, 64).ok().unwrap_or_else(|| panic!("parse"));
         assert!(p.stream && p.include_usage);
         assert_eq!(p.request.max_tokens, Some(7));
         assert_eq!(p.request.messages[0].role, Role::System);
@@ -464,13 +1033,13 @@ mod tests {
             br#"{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#,
             br#"{"messages":[{"role":"user","content":"x"}],"temperature":9}"#,
         ] {
-            assert_eq!(parse_body(bad).err().map(|e| e.status), Some(400));
+            assert_eq!(parse_body(bad, 64).err().map(|e| e.status), Some(400));
         }
     }
 
     #[test]
     fn json_errors_do_not_echo_input() {
-        let e = parse_body(br#"{"messages": CANARY-SECRET}"#).err().map(|e| e.message).unwrap_or_default();
+        let e = parse_body(br#"{"messages": CANARY-SECRET}"#, 64).err().map(|e| e.message).unwrap_or_default();
         assert!(!e.contains("CANARY"), "{e}");
     }
 }

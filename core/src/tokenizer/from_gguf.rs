@@ -78,6 +78,9 @@ pub struct GgufVocab {
     pub chat_template: Option<String>,
 }
 
+/// Most tokens (and merges) a vocabulary may have: 8× the largest real one (Gemma 3's 262144).
+const MAX_VOCAB_ENTRIES: usize = 1 << 21;
+
 impl GgufVocab {
     /// Read the `tokenizer.*` keys of a GGUF file's metadata. Absent optional keys become `None`;
     /// a present key of the wrong type is an error naming the key.
@@ -85,6 +88,10 @@ impl GgufVocab {
         let strings = |key: &str| -> Result<Option<Vec<String>>> {
             match md.get(key) {
                 None => Ok(None),
+                // Each piece becomes several allocations in the tokenizer: bound the count before.
+                Some(crate::gguf::MetaValue::Array(a)) if a.len() > MAX_VOCAB_ENTRIES => {
+                    Err(invalid(key, &format!("{} entries (at most {MAX_VOCAB_ENTRIES})", a.len())))
+                }
                 Some(_) => Ok(Some(md.get_str_array(key)?.into_iter().map(str::to_owned).collect())),
             }
         };

@@ -241,6 +241,7 @@ impl Tokenizer {
     /// (Gemma, Llama 3) and adds nothing for those that don't (Qwen). Pass
     /// [`add_bos_default`](Self::add_bos_default) to match the reference tokenizer.
     pub fn encode(&self, text: &str, add_bos: bool) -> Result<Vec<u32>> {
+        crate::check_input_len(text.len())?;
         let enc = self
             .inner
             .tok
@@ -254,6 +255,7 @@ impl Tokenizer {
     /// User-defined pieces (whitespace runs, HTML tags) are still matched, as in
     /// [`encode`](Self::encode), so ordinary text gets the same ids either way.
     pub fn encode_user_text(&self, text: &str, add_bos: bool) -> Result<Vec<u32>> {
+        crate::check_input_len(text.len())?;
         let err = |_| Error::Tokenizer { reason: "encoding failed".into() };
         let tok = &self.inner.tok;
         // Mirrors tokenizers' `encode_single_sequence` with our own added vocabulary.
@@ -412,6 +414,31 @@ mod tests {
         let mut bad = bytes.clone();
         bad[0] = b'X';
         assert_eq!(decode_merge_cache(&bad, 42, 10), None, "magic");
+    }
+
+    /// Text over `MAX_INPUT_BYTES` is refused before the tokenizer sees it (a 50 MB line used to
+    /// take it past a gigabyte), and the error carries sizes, not text.
+    #[test]
+    fn oversized_text_is_a_typed_error() {
+        use tokenizers::models::wordlevel::WordLevel;
+        let vocab = [("[UNK]".to_string(), 0u32), ("a".to_string(), 1)].into_iter().collect();
+        let model = WordLevel::builder().vocab(vocab).unk_token("[UNK]".into()).build().unwrap();
+        let mut hf = tokenizers::Tokenizer::new(model);
+        hf.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
+        let tok = Tokenizer::from_hf(hf).unwrap();
+        assert_eq!(tok.encode("a a", false).unwrap(), vec![1, 1]);
+        let at_limit = "a ".repeat(crate::MAX_INPUT_BYTES / 2);
+        assert_eq!(tok.encode(&at_limit, false).unwrap().len(), crate::MAX_INPUT_BYTES / 2);
+        let canary = format!("{at_limit}CANARY");
+        for r in [tok.encode(&canary, false), tok.encode_user_text(&canary, true)] {
+            match r {
+                Err(e @ Error::InputTooLarge { max, actual }) => {
+                    assert_eq!((max, actual), (crate::MAX_INPUT_BYTES, canary.len()));
+                    assert!(!e.to_string().contains("CANARY"), "{e}");
+                }
+                other => panic!("expected InputTooLarge, got {:?}", other.map(|v| v.len())),
+            }
+        }
     }
 
     #[test]

@@ -150,6 +150,15 @@ pub enum Behavior {
     Hang,
     /// Send the head and nothing else, then close.
     HeadThenClose,
+    /// Read the request, then say nothing until the client hangs up (or 120 s pass).
+    HangForever,
+    /// 200 + SSE: `event` again and again, as fast as the socket takes it, up to `max_bytes`
+    /// (far past any sane answer), then hold the connection open without a word until the client
+    /// hangs up. To the client it is a stream without end.
+    SseFlood { event: String, max_bytes: usize },
+    /// 200 + `application/json` with no length: a completion whose `content` string never ends
+    /// (up to `max_bytes`, then silence until the client hangs up).
+    JsonFlood { max_bytes: usize },
 }
 
 /// One captured request.
@@ -164,6 +173,8 @@ pub struct Captured {
 pub struct FakeCloud {
     pub addr: std::net::SocketAddr,
     pub captured: Arc<Mutex<Vec<Captured>>>,
+    /// Response bytes written (all connections), as far as the socket accepted them.
+    pub sent: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
@@ -175,7 +186,8 @@ impl FakeCloud {
         let addr = listener.local_addr().expect("addr");
         let captured = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (cap, st) = (captured.clone(), stop.clone());
+        let sent = Arc::new(AtomicUsize::new(0));
+        let (cap, st, snt) = (captured.clone(), stop.clone(), sent.clone());
         let behavior = Arc::new(behavior);
         let handle = std::thread::spawn(move || {
             let count = AtomicUsize::new(0);
@@ -186,14 +198,14 @@ impl FakeCloud {
                 }
                 let Ok(conn) = conn else { continue };
                 let n = count.fetch_add(1, Ordering::SeqCst);
-                let (cap, st, behavior) = (cap.clone(), st.clone(), behavior.clone());
-                workers.push(std::thread::spawn(move || serve_one(conn, behavior(n), &cap, &st)));
+                let (cap, st, snt, behavior) = (cap.clone(), st.clone(), snt.clone(), behavior.clone());
+                workers.push(std::thread::spawn(move || serve_one(conn, behavior(n), &cap, &st, &snt)));
             }
             for w in workers {
                 let _ = w.join();
             }
         });
-        Self { addr, captured, stop, handle: Some(handle) }
+        Self { addr, captured, sent, stop, handle: Some(handle) }
     }
 
     pub fn base_url(&self) -> String {
@@ -215,7 +227,35 @@ impl Drop for FakeCloud {
     }
 }
 
-fn serve_one(conn: TcpStream, behavior: Behavior, cap: &Mutex<Vec<Captured>>, stop: &AtomicBool) {
+/// Waits until the client hangs up, `stop` is set or `limit` passes.
+fn wait_for_hangup(reader: &mut BufReader<TcpStream>, stop: &AtomicBool, limit: Duration) {
+    let until = Instant::now() + limit;
+    let _ = reader.get_ref().set_read_timeout(Some(Duration::from_millis(50)));
+    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+        let mut b = [0u8; 1];
+        match reader.get_mut().read(&mut b) {
+            Ok(0) => return,
+            Err(e) if !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return,
+            _ => {}
+        }
+    }
+}
+
+/// Writes `chunk` again and again until `max_bytes`, a write error (the client left) or `stop`.
+fn flood(w: &mut TcpStream, chunk: &[u8], max_bytes: usize, stop: &AtomicBool, sent: &AtomicUsize) -> bool {
+    let _ = w.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut n = 0;
+    while n < max_bytes {
+        if stop.load(Ordering::SeqCst) || w.write_all(chunk).is_err() {
+            return false;
+        }
+        n += chunk.len();
+        sent.fetch_add(chunk.len(), Ordering::SeqCst);
+    }
+    true
+}
+
+fn serve_one(conn: TcpStream, behavior: Behavior, cap: &Mutex<Vec<Captured>>, stop: &AtomicBool, sent: &AtomicUsize) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
     let mut reader = BufReader::new(conn.try_clone().expect("clone"));
     let mut request_line = String::new();
@@ -278,6 +318,21 @@ fn serve_one(conn: TcpStream, behavior: Behavior, cap: &Mutex<Vec<Captured>>, st
         }
         Behavior::HeadThenClose => {
             let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
+        }
+        Behavior::HangForever => wait_for_hangup(&mut reader, stop, Duration::from_secs(120)),
+        Behavior::SseFlood { event, max_bytes } => {
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
+            let chunk = event.repeat((64 * 1024 / event.len().max(1)).max(1));
+            if flood(&mut w, chunk.as_bytes(), max_bytes, stop, sent) {
+                wait_for_hangup(&mut reader, stop, Duration::from_secs(120));
+            }
+        }
+        Behavior::JsonFlood { max_bytes } => {
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n");
+            let _ = w.write_all(br#"{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":""#);
+            if flood(&mut w, "lorem ipsum ".repeat(4096).as_bytes(), max_bytes, stop, sent) {
+                wait_for_hangup(&mut reader, stop, Duration::from_secs(120));
+            }
         }
     }
     let _ = w.flush();

@@ -389,6 +389,11 @@ RustBuffer uniffi_edgewise_fn_method_engine_info(uint64_t ptr, RustCallStatus *_
 uint64_t uniffi_edgewise_fn_method_engine_new_session(uint64_t ptr, RustBuffer config, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_TRIM
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_TRIM
+RustBuffer uniffi_edgewise_fn_method_engine_trim(uint64_t ptr, RustBuffer level, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_ANSWERLISTENER
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_ANSWERLISTENER
 uint64_t uniffi_edgewise_fn_clone_answerlistener(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -456,7 +461,33 @@ RustBuffer uniffi_edgewise_fn_method_router_policy(uint64_t ptr, RustCallStatus 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_SEND
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_SEND
-RustBuffer uniffi_edgewise_fn_method_router_send(uint64_t ptr, RustBuffer messages, RustBuffer meta, RustBuffer params, uint64_t listener, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_edgewise_fn_method_router_send(uint64_t ptr, RustBuffer messages, RustBuffer meta, RustBuffer params, uint64_t listener, RustBuffer cancel, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_CANCELTOKEN
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_CANCELTOKEN
+uint64_t uniffi_edgewise_fn_clone_canceltoken(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_CANCELTOKEN
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_CANCELTOKEN
+void uniffi_edgewise_fn_free_canceltoken(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_CANCELTOKEN_NEW
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_CANCELTOKEN_NEW
+uint64_t uniffi_edgewise_fn_constructor_canceltoken_new(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CANCELTOKEN_CANCEL
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CANCELTOKEN_CANCEL
+void uniffi_edgewise_fn_method_canceltoken_cancel(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CANCELTOKEN_IS_CANCELLED
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CANCELTOKEN_IS_CANCELLED
+int8_t uniffi_edgewise_fn_method_canceltoken_is_cancelled(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_CHATSESSION
@@ -481,12 +512,12 @@ void uniffi_edgewise_fn_method_chatsession_cancel(uint64_t ptr, RustCallStatus *
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_CHAT
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_CHAT
-RustBuffer uniffi_edgewise_fn_method_chatsession_chat(uint64_t ptr, RustBuffer message, RustBuffer params, uint64_t sink, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_edgewise_fn_method_chatsession_chat(uint64_t ptr, RustBuffer message, RustBuffer params, uint64_t sink, RustBuffer cancel, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_COMPLETE
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_COMPLETE
-RustBuffer uniffi_edgewise_fn_method_chatsession_complete(uint64_t ptr, RustBuffer prompt, RustBuffer params, uint64_t sink, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_edgewise_fn_method_chatsession_complete(uint64_t ptr, RustBuffer prompt, RustBuffer params, uint64_t sink, RustBuffer cancel, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_CONFIG
@@ -1008,6 +1039,12 @@ uint16_t uniffi_edgewise_checksum_method_engine_new_session(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ENGINE_TRIM
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ENGINE_TRIM
+uint16_t uniffi_edgewise_checksum_method_engine_trim(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ANSWERLISTENER_ON_TOKEN
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ANSWERLISTENER_ON_TOKEN
 uint16_t uniffi_edgewise_checksum_method_answerlistener_on_token(void
@@ -1053,6 +1090,18 @@ uint16_t uniffi_edgewise_checksum_method_router_policy(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_SEND
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ROUTER_SEND
 uint16_t uniffi_edgewise_checksum_method_router_send(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CANCELTOKEN_CANCEL
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CANCELTOKEN_CANCEL
+uint16_t uniffi_edgewise_checksum_method_canceltoken_cancel(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CANCELTOKEN_IS_CANCELLED
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CANCELTOKEN_IS_CANCELLED
+uint16_t uniffi_edgewise_checksum_method_canceltoken_is_cancelled(void
     
 );
 #endif
@@ -1125,6 +1174,12 @@ uint16_t uniffi_edgewise_checksum_constructor_engine_load(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_ROUTER_NEW
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_ROUTER_NEW
 uint16_t uniffi_edgewise_checksum_constructor_router_new(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_CANCELTOKEN_NEW
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_CANCELTOKEN_NEW
+uint16_t uniffi_edgewise_checksum_constructor_canceltoken_new(void
     
 );
 #endif

@@ -503,6 +503,22 @@ fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterInt32: FfiConverterPrimitive {
+    typealias FfiType = Int32
+    typealias SwiftType = Int32
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Int32 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: Int32, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
     typealias FfiType = UInt64
     typealias SwiftType = UInt64
@@ -512,6 +528,22 @@ fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
     }
 
     public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterInt64: FfiConverterPrimitive {
+    typealias FfiType = Int64
+    typealias SwiftType = Int64
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Int64 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: Int64, into buf: inout [UInt8]) {
         writeInt(&buf, lower(value))
     }
 }
@@ -876,6 +908,166 @@ public func FfiConverterTypeAnswerListener_lower(_ value: AnswerListener) -> UIn
 
 
 /**
+ * Cancels one call (a generation or a routed request). Create one per call, before the call,
+ * and pass it in; `cancel()` from any thread stops that call before its next token (or before
+ * it starts) and never touches another. It is never reset: use a new token for the next call.
+ */
+public protocol CancelTokenProtocol: AnyObject, Sendable {
+    
+    /**
+     * Requests cancellation. Safe from any thread, any number of times.
+     */
+    func cancel() 
+    
+    /**
+     * Whether `cancel()` was called.
+     */
+    func isCancelled()  -> Bool
+    
+}
+/**
+ * Cancels one call (a generation or a routed request). Create one per call, before the call,
+ * and pass it in; `cancel()` from any thread stops that call before its next token (or before
+ * it starts) and never touches another. It is never reset: use a new token for the next call.
+ */
+open class CancelToken: CancelTokenProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_edgewise_fn_clone_canceltoken(self.handle, $0) }
+    }
+    /**
+     * A token that is not cancelled.
+     */
+public convenience init() {
+    let handle =
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_constructor_canceltoken_new(uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_edgewise_fn_free_canceltoken(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Requests cancellation. Safe from any thread, any number of times.
+     */
+open func cancel()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_canceltoken_cancel(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Whether `cancel()` was called.
+     */
+open func isCancelled() -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_canceltoken_is_cancelled(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCancelToken: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = CancelToken
+
+    public static func lift(_ handle: UInt64) throws -> CancelToken {
+        return CancelToken(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: CancelToken) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CancelToken {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: CancelToken, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCancelToken_lift(_ handle: UInt64) throws -> CancelToken {
+    return try FfiConverterTypeCancelToken.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCancelToken_lower(_ value: CancelToken) -> UInt64 {
+    return FfiConverterTypeCancelToken.lower(value)
+}
+
+
+
+
+
+
+/**
  * A conversation with its own KV cache. Thread-safe; one generation at a time.
  */
 public protocol ChatSessionProtocol: AnyObject, Sendable {
@@ -886,26 +1078,29 @@ public protocol ChatSessionProtocol: AnyObject, Sendable {
     func cachedTokens() throws  -> UInt32
     
     /**
-     * Stops the running generation before its next token. Safe from any thread; a no-op when
-     * nothing runs (a later generation is not affected).
+     * Stops the generation holding the session now, before its next token. Safe from any
+     * thread; a no-op when nothing runs (a later generation is not affected). To stop one
+     * particular call, also before it starts, cancel that call's [`CancelToken`] instead.
      */
     func cancel() throws 
     
     /**
      * Sends a user message and streams the answer into `sink`; both join the history.
      * Blocking: call it from a background thread. Returns when the answer is complete, was
-     * cancelled (`stop_reason == Cancelled`) or failed.
+     * cancelled (`stop_reason == Cancelled`; a call cancelled before it generated anything
+     * leaves the history unchanged) or failed. `cancel`: this call's own token (see
+     * [`CancelToken`]).
      */
-    func chat(message: String, params: GenerationParams, sink: TokenSink) throws  -> Generation
+    func chat(message: String, params: GenerationParams, sink: TokenSink, cancel: CancelToken?) throws  -> Generation
     
     /**
      * Raw completion of `prompt` (no chat template; the history is not used or changed).
      * Blocking, like [`ChatSession::chat`].
      */
-    func complete(prompt: String, params: GenerationParams, sink: TokenSink) throws  -> Generation
+    func complete(prompt: String, params: GenerationParams, sink: TokenSink, cancel: CancelToken?) throws  -> Generation
     
     /**
-     * The session's settings.
+     * The session's settings. `Busy` while a generation runs.
      */
     func config() throws  -> SessionConfig
     
@@ -989,8 +1184,9 @@ open func cachedTokens()throws  -> UInt32  {
 }
     
     /**
-     * Stops the running generation before its next token. Safe from any thread; a no-op when
-     * nothing runs (a later generation is not affected).
+     * Stops the generation holding the session now, before its next token. Safe from any
+     * thread; a no-op when nothing runs (a later generation is not affected). To stop one
+     * particular call, also before it starts, cancel that call's [`CancelToken`] instead.
      */
 open func cancel()throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
         uniffiCallStatus in
@@ -1003,16 +1199,19 @@ open func cancel()throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_
     /**
      * Sends a user message and streams the answer into `sink`; both join the history.
      * Blocking: call it from a background thread. Returns when the answer is complete, was
-     * cancelled (`stop_reason == Cancelled`) or failed.
+     * cancelled (`stop_reason == Cancelled`; a call cancelled before it generated anything
+     * leaves the history unchanged) or failed. `cancel`: this call's own token (see
+     * [`CancelToken`]).
      */
-open func chat(message: String, params: GenerationParams, sink: TokenSink)throws  -> Generation  {
+open func chat(message: String, params: GenerationParams, sink: TokenSink, cancel: CancelToken? = nil)throws  -> Generation  {
     return try  FfiConverterTypeGeneration_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
         uniffiCallStatus in
     uniffi_edgewise_fn_method_chatsession_chat(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(message),
         FfiConverterTypeGenerationParams_lower(params),
-        FfiConverterTypeTokenSink_lower(sink),uniffiCallStatus
+        FfiConverterTypeTokenSink_lower(sink),
+        FfiConverterOptionTypeCancelToken.lower(cancel),uniffiCallStatus
     )
 })
 }
@@ -1021,20 +1220,21 @@ open func chat(message: String, params: GenerationParams, sink: TokenSink)throws
      * Raw completion of `prompt` (no chat template; the history is not used or changed).
      * Blocking, like [`ChatSession::chat`].
      */
-open func complete(prompt: String, params: GenerationParams, sink: TokenSink)throws  -> Generation  {
+open func complete(prompt: String, params: GenerationParams, sink: TokenSink, cancel: CancelToken? = nil)throws  -> Generation  {
     return try  FfiConverterTypeGeneration_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
         uniffiCallStatus in
     uniffi_edgewise_fn_method_chatsession_complete(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(prompt),
         FfiConverterTypeGenerationParams_lower(params),
-        FfiConverterTypeTokenSink_lower(sink),uniffiCallStatus
+        FfiConverterTypeTokenSink_lower(sink),
+        FfiConverterOptionTypeCancelToken.lower(cancel),uniffiCallStatus
     )
 })
 }
     
     /**
-     * The session's settings.
+     * The session's settings. `Busy` while a generation runs.
      */
 open func config()throws  -> SessionConfig  {
     return try  FfiConverterTypeSessionConfig_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
@@ -1347,6 +1547,14 @@ public protocol EngineProtocol: AnyObject, Sendable {
      */
     func newSession(config: SessionConfig) throws  -> ChatSession
     
+    /**
+     * Hands memory back under pressure (Android `onTrimMemory`, iOS memory warnings; the
+     * Kotlin `EdgewiseMemory` and Swift `EdgewiseMemory` helpers map the system's levels).
+     * Whatever is in use is skipped; everything freed comes back on the next use, and answers
+     * do not change. Safe from any thread.
+     */
+    func trim(level: TrimLevel) throws  -> TrimReport
+    
 }
 /**
  * A loaded model (about 250 MB for Gemma 3 270M): load it once, share it, and `close()` it
@@ -1439,6 +1647,22 @@ open func newSession(config: SessionConfig)throws  -> ChatSession  {
     uniffi_edgewise_fn_method_engine_new_session(
             self.uniffiCloneHandle(),
         FfiConverterTypeSessionConfig_lower(config),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Hands memory back under pressure (Android `onTrimMemory`, iOS memory warnings; the
+     * Kotlin `EdgewiseMemory` and Swift `EdgewiseMemory` helpers map the system's levels).
+     * Whatever is in use is skipped; everything freed comes back on the next use, and answers
+     * do not change. Safe from any thread.
+     */
+open func trim(level: TrimLevel)throws  -> TrimReport  {
+    return try  FfiConverterTypeTrimReport_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_engine_trim(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeTrimLevel_lower(level),uniffiCallStatus
     )
 })
 }
@@ -1733,8 +1957,9 @@ public func FfiConverterTypeModelDownload_lower(_ value: ModelDownload) -> UInt6
 public protocol RouterProtocol: AnyObject, Sendable {
     
     /**
-     * Stops the answers being produced now (cloud or local) before their next piece; they end
-     * with `finish_reason == Cancelled`. Safe from any thread.
+     * Stops every answer being produced now (cloud or local) before its next piece; they end
+     * with `finish_reason == Cancelled`. Requests started later are not affected. Safe from any
+     * thread. To stop one request, cancel its own [`CancelToken`] instead.
      */
     func cancel() throws 
     
@@ -1766,9 +1991,11 @@ public protocol RouterProtocol: AnyObject, Sendable {
      * Answers a conversation (`messages`: system prompt, history and the new user message,
      * oldest first), streaming into `listener`. `params` drive local generation; their
      * `max_tokens` and temperature are also sent to the cloud. Blocking: call it from a
-     * background thread. Fails only when the local model itself fails (or the listener throws).
+     * background thread. Fails only when the local model itself fails (or the listener throws),
+     * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
+     * or sent). `cancel`: this request's own token; cancelling it stops this request only.
      */
-    func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener) throws  -> RoutedAnswer
+    func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener, cancel: CancelToken?) throws  -> RoutedAnswer
     
 }
 /**
@@ -1852,8 +2079,9 @@ public convenience init(engine: Engine, sessionConfig: SessionConfig, policy: Ro
 
     
     /**
-     * Stops the answers being produced now (cloud or local) before their next piece; they end
-     * with `finish_reason == Cancelled`. Safe from any thread.
+     * Stops every answer being produced now (cloud or local) before its next piece; they end
+     * with `finish_reason == Cancelled`. Requests started later are not affected. Safe from any
+     * thread. To stop one request, cancel its own [`CancelToken`] instead.
      */
 open func cancel()throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
         uniffiCallStatus in
@@ -1923,9 +2151,11 @@ open func policy()throws  -> RouterPolicy  {
      * Answers a conversation (`messages`: system prompt, history and the new user message,
      * oldest first), streaming into `listener`. `params` drive local generation; their
      * `max_tokens` and temperature are also sent to the cloud. Blocking: call it from a
-     * background thread. Fails only when the local model itself fails (or the listener throws).
+     * background thread. Fails only when the local model itself fails (or the listener throws),
+     * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
+     * or sent). `cancel`: this request's own token; cancelling it stops this request only.
      */
-open func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener)throws  -> RoutedAnswer  {
+open func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener, cancel: CancelToken? = nil)throws  -> RoutedAnswer  {
     return try  FfiConverterTypeRoutedAnswer_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
         uniffiCallStatus in
     uniffi_edgewise_fn_method_router_send(
@@ -1933,7 +2163,8 @@ open func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationPar
         FfiConverterSequenceTypeChatMessage.lower(messages),
         FfiConverterTypeRequestMeta_lower(meta),
         FfiConverterTypeGenerationParams_lower(params),
-        FfiConverterTypeAnswerListener_lower(listener),uniffiCallStatus
+        FfiConverterTypeAnswerListener_lower(listener),
+        FfiConverterOptionTypeCancelToken.lower(cancel),uniffiCallStatus
     )
 })
 }
@@ -2390,7 +2621,12 @@ public struct CloudEndpoint: Equatable, Hashable {
      */
     public var connectTimeoutMs: UInt64
     /**
-     * Total time for one attempt, ms.
+     * Deadline for a streamed answer to start, ms, across all attempts (default 10 000): past
+     * it the router answers on the device. Not applied when `stream` is off.
+     */
+    public var firstByteTimeoutMs: UInt64
+    /**
+     * Deadline for the whole cloud answer, ms, across all attempts (default 60 000).
      */
     public var requestTimeoutMs: UInt64
     /**
@@ -2398,10 +2634,15 @@ public struct CloudEndpoint: Equatable, Hashable {
      */
     public var maxRetries: UInt32
     /**
-     * Allow plain `http://` to hosts other than loopback (off: the key and text would travel
-     * unencrypted).
+     * Allow plain `http://` to hosts other than loopback, without an API key (off: the text
+     * would travel unencrypted). A key is never sent over plain http except to loopback.
      */
     public var allowInsecureHttp: Bool
+    /**
+     * Proxy for `https` endpoints (`http://host:port`, `socks5://host:port`); null (the
+     * default): connect directly. Proxy environment variables are never used.
+     */
+    public var proxy: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2419,22 +2660,32 @@ public struct CloudEndpoint: Equatable, Hashable {
          * TCP/TLS connect timeout, ms.
          */connectTimeoutMs: UInt64, 
         /**
-         * Total time for one attempt, ms.
+         * Deadline for a streamed answer to start, ms, across all attempts (default 10 000): past
+         * it the router answers on the device. Not applied when `stream` is off.
+         */firstByteTimeoutMs: UInt64, 
+        /**
+         * Deadline for the whole cloud answer, ms, across all attempts (default 60 000).
          */requestTimeoutMs: UInt64, 
         /**
          * Retries after the first attempt.
          */maxRetries: UInt32, 
         /**
-         * Allow plain `http://` to hosts other than loopback (off: the key and text would travel
-         * unencrypted).
-         */allowInsecureHttp: Bool) {
+         * Allow plain `http://` to hosts other than loopback, without an API key (off: the text
+         * would travel unencrypted). A key is never sent over plain http except to loopback.
+         */allowInsecureHttp: Bool, 
+        /**
+         * Proxy for `https` endpoints (`http://host:port`, `socks5://host:port`); null (the
+         * default): connect directly. Proxy environment variables are never used.
+         */proxy: String?) {
         self.baseUrl = baseUrl
         self.model = model
         self.stream = stream
         self.connectTimeoutMs = connectTimeoutMs
+        self.firstByteTimeoutMs = firstByteTimeoutMs
         self.requestTimeoutMs = requestTimeoutMs
         self.maxRetries = maxRetries
         self.allowInsecureHttp = allowInsecureHttp
+        self.proxy = proxy
     }
 
     
@@ -2457,9 +2708,11 @@ public struct FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer {
                 model: FfiConverterString.read(from: &buf), 
                 stream: FfiConverterBool.read(from: &buf), 
                 connectTimeoutMs: FfiConverterUInt64.read(from: &buf), 
+                firstByteTimeoutMs: FfiConverterUInt64.read(from: &buf), 
                 requestTimeoutMs: FfiConverterUInt64.read(from: &buf), 
                 maxRetries: FfiConverterUInt32.read(from: &buf), 
-                allowInsecureHttp: FfiConverterBool.read(from: &buf)
+                allowInsecureHttp: FfiConverterBool.read(from: &buf), 
+                proxy: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -2468,9 +2721,11 @@ public struct FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer {
         FfiConverterString.write(value.model, into: &buf)
         FfiConverterBool.write(value.stream, into: &buf)
         FfiConverterUInt64.write(value.connectTimeoutMs, into: &buf)
+        FfiConverterUInt64.write(value.firstByteTimeoutMs, into: &buf)
         FfiConverterUInt64.write(value.requestTimeoutMs, into: &buf)
         FfiConverterUInt32.write(value.maxRetries, into: &buf)
         FfiConverterBool.write(value.allowInsecureHttp, into: &buf)
+        FfiConverterOptionString.write(value.proxy, into: &buf)
     }
 }
 
@@ -4475,6 +4730,85 @@ public func FfiConverterTypeSessionConfig_lower(_ value: SessionConfig) -> RustB
 
 
 /**
+ * What [`Engine::trim`] handed back.
+ */
+public struct TrimReport: Equatable, Hashable {
+    /**
+     * KV-cache bytes released.
+     */
+    public var kvCacheBytes: Int64
+    /**
+     * Sessions whose cache was released.
+     */
+    public var sessions: Int32
+    /**
+     * Whether the model's weight pages were handed back.
+     */
+    public var weightsReleased: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * KV-cache bytes released.
+         */kvCacheBytes: Int64, 
+        /**
+         * Sessions whose cache was released.
+         */sessions: Int32, 
+        /**
+         * Whether the model's weight pages were handed back.
+         */weightsReleased: Bool) {
+        self.kvCacheBytes = kvCacheBytes
+        self.sessions = sessions
+        self.weightsReleased = weightsReleased
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TrimReport: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTrimReport: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TrimReport {
+        return
+            try TrimReport(
+                kvCacheBytes: FfiConverterInt64.read(from: &buf), 
+                sessions: FfiConverterInt32.read(from: &buf), 
+                weightsReleased: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TrimReport, into buf: inout [UInt8]) {
+        FfiConverterInt64.write(value.kvCacheBytes, into: &buf)
+        FfiConverterInt32.write(value.sessions, into: &buf)
+        FfiConverterBool.write(value.weightsReleased, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTrimReport_lift(_ buf: RustBuffer) throws -> TrimReport {
+    return try FfiConverterTypeTrimReport.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTrimReport_lower(_ value: TrimReport) -> RustBuffer {
+    return FfiConverterTypeTrimReport.lower(value)
+}
+
+
+/**
  * The backend a model actually runs on.
  */
 
@@ -4661,6 +4995,10 @@ public enum CloudFailureKind: Equatable, Hashable {
      */
     case truncated
     /**
+     * The answer was longer than `max_tokens` allows, or the response over its byte limit.
+     */
+    case tooLarge
+    /**
      * The egress check refused the body (personal data found).
      */
     case policyDenied
@@ -4699,9 +5037,11 @@ public struct FfiConverterTypeCloudFailureKind: FfiConverterRustBuffer {
         
         case 5: return .truncated
         
-        case 6: return .policyDenied
+        case 6: return .tooLarge
         
-        case 7: return .`internal`
+        case 7: return .policyDenied
+        
+        case 8: return .`internal`
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -4731,12 +5071,16 @@ public struct FfiConverterTypeCloudFailureKind: FfiConverterRustBuffer {
             writeInt(&buf, Int32(5))
         
         
-        case .policyDenied:
+        case .tooLarge:
             writeInt(&buf, Int32(6))
         
         
-        case .`internal`:
+        case .policyDenied:
             writeInt(&buf, Int32(7))
+        
+        
+        case .`internal`:
+            writeInt(&buf, Int32(8))
         
         }
     }
@@ -6129,6 +6473,93 @@ public func FfiConverterTypeStopReason_lower(_ value: StopReason) -> RustBuffer 
 }
 
 
+
+/**
+ * How much memory [`Engine::trim`] hands back.
+ */
+
+public enum TrimLevel: Equatable, Hashable {
+    
+    /**
+     * The UI is hidden: the KV caches of idle sessions (their conversations stay; the next turn
+     * prefills them again) and the router's pooled sessions.
+     */
+    case background
+    /**
+     * Memory is running low: also the tokenizer's cache and the allocator's free memory.
+     */
+    case low
+    /**
+     * The process may be killed next: also the model's weight pages (CPU backend: read again
+     * from the file on the next generation).
+     */
+    case critical
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension TrimLevel: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTrimLevel: FfiConverterRustBuffer {
+    typealias SwiftType = TrimLevel
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TrimLevel {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .background
+        
+        case 2: return .low
+        
+        case 3: return .critical
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: TrimLevel, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .background:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .low:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .critical:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTrimLevel_lift(_ buf: RustBuffer) throws -> TrimLevel {
+    return try FfiConverterTypeTrimLevel.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTrimLevel_lower(_ value: TrimLevel) -> RustBuffer {
+    return FfiConverterTypeTrimLevel.lower(value)
+}
+
+
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
@@ -6268,6 +6699,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterString.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeCancelToken: FfiConverterRustBuffer {
+    typealias SwiftType = CancelToken?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeCancelToken.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeCancelToken.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -6759,8 +7214,10 @@ public func defaultCloudEndpoint(baseUrl: String, model: String)throws  -> Cloud
 })
 }
 /**
- * Scans `text` for personal data on the device (nothing leaves it). Fails closed: an internal
- * failure reports `sensitive = true`.
+ * Scans `text` for personal data on the device (nothing leaves it) with the same gate the router
+ * uses: the rules, then the embedded classifier on what the rules would let leave (a classifier
+ * block is `sensitive` with no category). Fails closed: an internal failure reports
+ * `sensitive = true`.
  */
 public func privacyCheck(text: String)throws  -> PiiReport  {
     return try  FfiConverterTypePiiReport_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
@@ -6849,7 +7306,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_func_default_cloud_endpoint() != 23088) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_func_privacy_check() != 64545) {
+    if (uniffi_edgewise_checksum_func_privacy_check() != 48003) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_func_router_policy_cloud_assist() != 20392) {
@@ -6885,13 +7342,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_engine_new_session() != 62398) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_edgewise_checksum_method_engine_trim() != 57137) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_edgewise_checksum_method_answerlistener_on_token() != 57522) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_answerlistener_on_reset() != 223) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_router_cancel() != 49570) {
+    if (uniffi_edgewise_checksum_method_router_cancel() != 33236) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_router_decide() != 42489) {
@@ -6906,22 +7366,28 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_router_policy() != 26835) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_router_send() != 5835) {
+    if (uniffi_edgewise_checksum_method_router_send() != 12765) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_canceltoken_cancel() != 36019) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_canceltoken_is_cancelled() != 34936) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_chatsession_cached_tokens() != 44651) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_chatsession_cancel() != 51983) {
+    if (uniffi_edgewise_checksum_method_chatsession_cancel() != 58447) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_chatsession_chat() != 12328) {
+    if (uniffi_edgewise_checksum_method_chatsession_chat() != 18319) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_chatsession_complete() != 60660) {
+    if (uniffi_edgewise_checksum_method_chatsession_complete() != 2350) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_chatsession_config() != 5241) {
+    if (uniffi_edgewise_checksum_method_chatsession_config() != 55637) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_chatsession_history() != 38156) {
@@ -6943,6 +7409,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_constructor_router_new() != 946) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_constructor_canceltoken_new() != 52316) {
         return InitializationResult.apiChecksumMismatch
     }
 

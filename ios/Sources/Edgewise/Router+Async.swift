@@ -1,7 +1,7 @@
 // Swift concurrency for the privacy router (generated `Router`, Edgewise.swift). Mirrors the
-// Kotlin layer (android/edgewise/src/main/kotlin/dev/edgewise/RouterFlow.kt): `send` blocks a
-// background thread and streams through an `AnswerListener`; cancelling the consumer calls
-// `Router.cancel()`. Not compiled on our Linux machines (no Swift toolchain); kept in step with
+// Kotlin layer (android/edgewise/src/main/kotlin/dev/edgewise/RouterFlow.kt): `send` blocks
+// Edgewise's native queue and streams through an `AnswerListener`; each request has its own
+// `CancelToken`, which cancelling the consumer fires (see Edgewise+Async.swift). Not compiled on our Linux machines (no Swift toolchain); kept in step with
 // the Kotlin layer, which the JVM tests exercise.
 import Foundation
 
@@ -23,9 +23,9 @@ public extension ChatMessage {
 
 /// An `AnswerListener` that forwards to closures (called on the generating thread).
 public final class ClosureAnswerListener: AnswerListener, @unchecked Sendable {
-    private let token: (String) -> Void
-    private let reset: () -> Void
-    public init(onReset: @escaping () -> Void = {}, onToken: @escaping (String) -> Void) {
+    private let token: @Sendable (String) -> Void
+    private let reset: @Sendable () -> Void
+    public init(onReset: @escaping @Sendable () -> Void = {}, onToken: @escaping @Sendable (String) -> Void) {
         self.token = onToken
         self.reset = onReset
     }
@@ -46,41 +46,26 @@ public enum RouterEvent: Sendable {
 
 public extension Router {
     /// Routes `messages` (system prompt, history, new user message) and streams the answer,
-    /// ending with `.done`. Cancelling the consuming task (or dropping the stream) cancels it.
+    /// ending with `.done`. Cancelling the consuming task (or dropping the stream) cancels this
+    /// request only; the stream ends once the native call has returned.
     func stream(_ messages: [ChatMessage], meta: RequestMeta, params: GenerationParams)
         -> AsyncThrowingStream<RouterEvent, Error>
     {
-        AsyncThrowingStream { continuation in
-            let listener = ClosureAnswerListener(
-                onReset: { continuation.yield(.reset) },
-                onToken: { piece in continuation.yield(.text(piece)) })
-            Task.detached(priority: .userInitiated) { [self] in
-                do {
-                    let answer = try self.send(messages: messages, meta: meta, params: params, listener: listener)
-                    continuation.yield(.done(answer))
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
-                }
-            }
-            continuation.onTermination = { [weak self] termination in
-                if case .cancelled = termination { try? self?.cancel() }
-            }
+        EdgewiseNativeStream<RouterEvent>.make { [self] token, yield in
+            let listener = ClosureAnswerListener(onReset: { yield(.reset) }, onToken: { yield(.text($0)) })
+            let answer = try self.send(messages: messages, meta: meta, params: params, listener: listener, cancel: token)
+            yield(.done(answer))
         }
     }
 
     /// Routes `messages` and returns the whole `RoutedAnswer`. Cancelling the calling task
-    /// cancels the answer.
+    /// cancels this request only and returns once it stopped.
     func ask(_ messages: [ChatMessage], meta: RequestMeta, params: GenerationParams,
              onReset: @escaping @Sendable () -> Void = {},
              onToken: @escaping @Sendable (String) -> Void = { _ in }) async throws -> RoutedAnswer {
-        try await withTaskCancellationHandler {
-            try await Task.detached(priority: .userInitiated) { [self] in
-                try self.send(messages: messages, meta: meta, params: params,
-                              listener: ClosureAnswerListener(onReset: onReset, onToken: onToken))
-            }.value
-        } onCancel: { [self] in
-            try? self.cancel()
+        try await edgewiseNativeCall { [self] token in
+            try self.send(messages: messages, meta: meta, params: params,
+                          listener: ClosureAnswerListener(onReset: onReset, onToken: onToken), cancel: token)
         }
     }
 }

@@ -48,8 +48,97 @@ pub(crate) fn resolve_model(path_or_id: &str) -> Result<std::path::PathBuf, Box<
     Ok(edgewise_core::catalog::resolve_model(path_or_id)?)
 }
 
+/// env_logger behind a filter that drops the HTTP stack's debug/trace records whatever
+/// `RUST_LOG` says: at `trace` ureq dumps the request bytes, API key included.
+struct CliLogger(env_logger::Logger);
+
+impl log::Log for CliLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        edgewise_core::router::cloud::log_allowed(metadata) && self.0.enabled(metadata)
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if edgewise_core::router::cloud::log_allowed(record.metadata()) {
+            self.0.log(record);
+        }
+    }
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+fn init_logging() {
+    let logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).build();
+    let max = logger.filter();
+    if log::set_boxed_logger(Box::new(CliLogger(logger))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// One line read by [`read_line_bounded`].
+pub(crate) enum BoundedLine {
+    /// The line, without its `\n` (or `\r\n`).
+    Text(String),
+    /// The line had this many bytes, more than allowed; it was read past and dropped.
+    TooLong(usize),
+    /// End of input.
+    Eof,
+}
+
+/// Reads one line of at most `max` bytes without ever holding more than that: a longer line is
+/// consumed up to its end and reported with its length, so one huge line neither fills the
+/// memory nor desynchronises the lines that follow.
+pub(crate) fn read_line_bounded(r: &mut impl std::io::BufRead, max: usize) -> std::io::Result<BoundedLine> {
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    let mut seen = false;
+    let mut newline = false;
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        seen = true;
+        let (take, end) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        total += take;
+        // Room for a trailing "\r\n" beyond `max`.
+        if total <= max + 2 {
+            buf.extend_from_slice(&chunk[..take]);
+        } else {
+            buf = Vec::new();
+        }
+        r.consume(take);
+        if end {
+            newline = true;
+            break;
+        }
+    }
+    if !seen {
+        return Ok(BoundedLine::Eof);
+    }
+    // The line's own length, without its newline.
+    let mut len = total - usize::from(newline);
+    if total <= max + 2 {
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        }
+        len = buf.len();
+        if len <= max {
+            let text = String::from_utf8(buf)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "stdin is not valid UTF-8"))?;
+            return Ok(BoundedLine::Text(text));
+        }
+    }
+    Ok(BoundedLine::TooLong(len))
+}
+
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    init_logging();
     let cli = Cli::parse();
     let res: CliResult = match cli.cmd {
         Cmd::Models(a) => models::run(a),

@@ -4,11 +4,14 @@ use clap::Args;
 /// Arguments of `edgewise privacy-check`.
 ///
 /// Reads JSON lines `{"id": ..., "text": "..."}` on stdin and writes one JSON line per input, in
-/// order: `{"id": ..., "sensitive": bool, "categories": [...]}`. A line that cannot be read gets
+/// order: `{"id": ..., "sensitive": bool, "categories": [...], "stage": "rules"|"classifier",
+/// "second_stage": "present"|"absent"|"invalid"}` (categories come from the rules; a block by the
+/// learned second stage has none; `second_stage_failure` says why it failed closed, if it did). A line that cannot be read gets
 /// `{"id": ..., "line": N, "error": "..."}` and processing goes on. The text is never echoed.
 #[derive(Args)]
 pub struct PrivacyCheckArgs {
-    /// Also output the confidence and the byte spans (`start`, `end`, `category`) of each finding.
+    /// Also output the confidence, the byte spans (`start`, `end`, `category`) of each finding and
+    /// the second stage's `classifier_score` (null when it did not run).
     #[arg(long)]
     pub details: bool,
 }
@@ -20,15 +23,21 @@ pub struct ServeArgs {
     /// Default sampling; a request's `temperature` and `max_tokens` override it.
     #[command(flatten)]
     pub sampling: crate::run::SamplingOpts,
-    /// Address to listen on (loopback by default; use 0.0.0.0 only on a trusted network).
+    /// Address to listen on (loopback by default). A non-loopback address needs an API key
+    /// (`--api-key-env`) or `--allow-unauthenticated-remote`.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
     /// Environment variable holding a key that clients must send as `Authorization: Bearer`.
     #[arg(long)]
     pub api_key_env: Option<String>,
-    /// Connection worker threads (generation runs one request at a time).
-    #[arg(long, default_value_t = 4)]
-    pub workers: usize,
+    /// Serve on a non-loopback address without an API key (anyone who can reach the address can
+    /// use the model; only on a trusted network).
+    #[arg(long)]
+    pub allow_unauthenticated_remote: bool,
+    /// Most connections open at once; further ones are answered 503 (generation itself runs one
+    /// request at a time).
+    #[arg(long, default_value_t = 64)]
+    pub max_connections: usize,
     /// Model id reported by `/v1/models` (default: the model file's name without `.gguf`).
     #[arg(long)]
     pub model_id: Option<String>,
@@ -56,6 +65,19 @@ pub struct CloudOpts {
     /// Directory of the router's audit log (default: $EDGEWISE_HOME/router).
     #[arg(long, value_name = "DIR", requires = "cloud")]
     pub router_dir: Option<std::path::PathBuf>,
+    /// Answer on the device when the cloud has not started answering within SECS (retries
+    /// included); a cloud answer must also end within max(SECS, 60) s.
+    #[arg(long, value_name = "SECS", requires = "cloud", default_value_t = 10.0,
+          value_parser = parse_cloud_timeout)]
+    pub cloud_timeout: f64,
+}
+
+/// `--cloud-timeout`: a finite number of seconds in (0, 3600].
+fn parse_cloud_timeout(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => Ok(v),
+        _ => Err("expected seconds, more than 0 and at most 3600".into()),
+    }
 }
 
 impl CloudOpts {
@@ -78,6 +100,9 @@ impl CloudOpts {
         std::fs::create_dir_all(&dir)?;
         let mut cloud = CloudConfig::new(url, model);
         cloud.api_key = ApiKey::from_env(CLOUD_KEY_ENV);
+        let first_byte = std::time::Duration::from_secs_f64(self.cloud_timeout);
+        cloud.first_byte_timeout = first_byte;
+        cloud.request_timeout = cloud.request_timeout.max(first_byte);
         let config = RouterConfig {
             policy: RouterPolicy::cloud_assist(),
             cloud: Some(cloud),
@@ -113,10 +138,11 @@ enum RouterCmd {
     },
 }
 
-/// `edgewise privacy-check`: scans JSON lines from stdin with the on-device PII detector.
+/// `edgewise privacy-check`: scans JSON lines from stdin with the on-device privacy gate (the
+/// rules, then the learned second stage on what they clear).
 pub fn privacy_check(a: PrivacyCheckArgs) -> crate::CliResult {
     use std::io::{BufRead, Write};
-    let det = edgewise_core::router::pii::detector();
+    let det = edgewise_core::router::pii::gate();
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let stdout = std::io::stdout();
@@ -144,7 +170,7 @@ pub fn privacy_check(a: PrivacyCheckArgs) -> crate::CliResult {
 /// The output line for one input line (`None` for a blank line). Error values never contain the
 /// input text: only the id, the line number and a fixed reason.
 fn privacy_check_line(
-    det: &edgewise_core::router::pii::PiiDetector,
+    det: &edgewise_core::router::pii::PrivacyGate,
     raw: &[u8],
     line_no: usize,
     details: bool,
@@ -168,9 +194,16 @@ fn privacy_check_line(
     let Some(text) = obj.get("text").and_then(Value::as_str) else {
         return error(id, "missing string field \"text\"");
     };
-    let report = det.scan(text);
+    let gate = det.check(text);
+    let (stage, second_stage, failure, score) =
+        (gate.stage.as_str(), gate.second_stage.as_str(), gate.second_stage_failure, gate.classifier_score);
+    let report = gate.into_report();
     let categories: Vec<&str> = report.categories.iter().map(|c| c.as_str()).collect();
     let mut o = json!({ "id": id, "sensitive": report.sensitive, "categories": categories });
+    if let Some(reason) = report.fail_closed {
+        // Not examined (e.g. longer than the scan limit) and therefore treated as sensitive.
+        o["fail_closed"] = json!(reason.as_str());
+    }
     if details {
         o["confidence"] = json!(report.confidence);
         o["spans"] = json!(report
@@ -179,25 +212,59 @@ fn privacy_check_line(
             .map(|s| json!({ "start": s.start, "end": s.end, "category": s.category.as_str() }))
             .collect::<Vec<_>>());
     }
+    // The privacy gate: which stage decided, whether the learned second stage is there, and why it
+    // failed closed if it did (fixed words, never text).
+    o["stage"] = json!(stage);
+    o["second_stage"] = json!(second_stage);
+    if let Some(f) = failure {
+        o["second_stage_failure"] = json!(f.as_str());
+    }
+    if details {
+        o["classifier_score"] = json!(score);
+    }
     Some(o)
 }
 pub fn serve(a: ServeArgs) -> crate::CliResult {
+    // Bind first: a refused address fails before the model loads.
+    let server = bind_server(&a)?;
     let engine = a.model.load()?;
     let local = edgewise_core::router::LocalEngine::new(engine, a.model.session_config(), a.sampling.params())?;
-    serve_with(&local, &a)
+    serve_with(&local, server)
 }
 
-/// Runs the OpenAI-compatible server over `model` until interrupted.
-pub fn serve_with(model: &(dyn edgewise_core::router::LocalModel + Sync), a: &ServeArgs) -> crate::CliResult {
+/// Binds the server `a` asks for, with a CLI-worded message when the address is refused.
+fn bind_server(a: &ServeArgs) -> Result<edgewise_core::router::serve::Server, Box<dyn std::error::Error>> {
     use edgewise_core::router::cloud::ApiKey;
     use edgewise_core::router::serve::{ServeConfig, Server};
     let api_key = match &a.api_key_env {
         Some(var) => Some(ApiKey::from_env(var).ok_or_else(|| format!("environment variable {var} is not set"))?),
         None => None,
     };
-    let config =
-        ServeConfig { addr: a.addr.clone(), api_key, workers: a.workers, model_id: a.model_id.clone(), ..ServeConfig::default() };
-    let server = Server::bind(config)?;
+    let config = ServeConfig {
+        addr: a.addr.clone(),
+        api_key,
+        allow_unauthenticated_remote: a.allow_unauthenticated_remote,
+        max_connections: a.max_connections,
+        model_id: a.model_id.clone(),
+        ..ServeConfig::default()
+    };
+    match Server::bind(config) {
+        Ok(s) => Ok(s),
+        Err(edgewise_core::Error::UnauthenticatedRemote { addr }) => Err(format!(
+            "refusing to listen on {addr} without an API key: anyone who can reach it could use the model. \
+             Set a key with --api-key-env VAR (clients send `Authorization: Bearer <key>`), listen on \
+             127.0.0.1, or pass --allow-unauthenticated-remote on a trusted network"
+        )
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs the OpenAI-compatible server over `model` until interrupted.
+pub fn serve_with(
+    model: &(dyn edgewise_core::router::LocalModel + Sync),
+    server: edgewise_core::router::serve::Server,
+) -> crate::CliResult {
     let stop = server.shutdown_handle();
     // Ctrl-C finishes the answers in progress, then stops.
     if let Err(e) = ctrlc::set_handler(move || stop.shutdown()) {

@@ -1,6 +1,6 @@
 //! `edgewise run`, `chat` and `bench`.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 use clap::{Args, ValueEnum};
 use edgewise_core::backend::BackendPreference;
@@ -31,6 +31,16 @@ pub enum Format {
     Json,
 }
 
+/// Largest token count a flag accepts (what `GenerationParams::max_tokens` allows; contexts are
+/// further bounded by the model).
+const MAX_TOKENS: usize = 1 << 20;
+
+/// A count flag in `min..=max`: anything else (negative, too large, past `u64`) is a usage
+/// error (exit 2) before any work is done, never an abort.
+fn count(min: usize, max: usize) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(min as u64..=max as u64)
+}
+
 /// Model and backend options shared by run, chat and bench.
 #[derive(Args)]
 pub struct ModelOpts {
@@ -40,11 +50,11 @@ pub struct ModelOpts {
     /// Backend.
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
-    /// CPU threads (default: all cores).
-    #[arg(long)]
+    /// CPU threads (default: all cores; 1..=1024).
+    #[arg(long, value_parser = count(1, 1024))]
     threads: Option<usize>,
-    /// Context size in tokens.
-    #[arg(long, default_value_t = 2048)]
+    /// Context size in tokens (16..=1048576; the model's own maximum applies too).
+    #[arg(long, default_value_t = 2048, value_parser = count(16, MAX_TOKENS))]
     ctx: usize,
 }
 
@@ -152,11 +162,11 @@ pub struct ChatArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     model: ModelOpts,
-    /// Prompt length in tokens.
-    #[arg(long, default_value_t = 512)]
+    /// Prompt length in tokens (1..=1048576; prompt + gen + 16 must fit the model's context).
+    #[arg(long, default_value_t = 512, value_parser = count(1, MAX_TOKENS))]
     prompt_tokens: usize,
-    /// Tokens to generate.
-    #[arg(long, default_value_t = 128)]
+    /// Tokens to generate (1..=1048576).
+    #[arg(long, default_value_t = 128, value_parser = count(1, MAX_TOKENS))]
     gen_tokens: usize,
     /// Print only the JSON line.
     #[arg(long)]
@@ -263,13 +273,17 @@ pub(crate) enum Turn<'a> {
 pub(crate) fn repl(banner: &str, mut turn: impl FnMut(Turn<'_>)) -> crate::CliResult {
     eprintln!("{banner}. /reset clears the conversation, /exit or Ctrl-D leaves; Ctrl-C stops an answer.");
     let stdin = std::io::stdin();
-    let mut line = String::new();
     loop {
         eprint!("> ");
-        line.clear();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            break;
-        }
+        let line = match crate::read_line_bounded(&mut stdin.lock(), edgewise_core::MAX_INPUT_BYTES)? {
+            crate::BoundedLine::Text(t) => t,
+            crate::BoundedLine::Eof => break,
+            crate::BoundedLine::TooLong(len) => {
+                let e = edgewise_core::Error::InputTooLarge { max: edgewise_core::MAX_INPUT_BYTES, actual: len };
+                eprintln!("error: {e}");
+                continue;
+            }
+        };
         match line.trim() {
             "" => continue,
             "/exit" | "/quit" => break,
@@ -323,13 +337,15 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
     let engine = a.model.load()?;
     let rss_after_load = status_mb("VmRSS:");
     let tok = engine.tokenizer();
+    // Sized like the llama.cpp reference (tests/reference/bench_llama.py): prompt + gen + 16,
+    // checked against the model before the prompt is built (the flags' ranges bound the sum).
+    let ctx = a.prompt_tokens + a.gen_tokens + 16;
+    let cfg = SessionConfig { max_context: ctx, prefill_chunk: a.prompt_tokens.clamp(1, 512), ..Default::default() };
+    cfg.validate(engine.info().context_length)?;
     // A prompt of exactly `prompt_tokens` tokens from ordinary prose.
     let text = "The quick brown fox jumps over the lazy dog while the farmer counts sheep in the valley. ".repeat(a.prompt_tokens / 8 + 8);
     let mut ids = tok.encode(&text, tok.add_bos_default())?;
     ids.truncate(a.prompt_tokens.max(1));
-    // Sized like the llama.cpp reference (tests/reference/bench_llama.py): prompt + gen + 16.
-    let ctx = a.prompt_tokens + a.gen_tokens + 16;
-    let cfg = SessionConfig { max_context: ctx, prefill_chunk: a.prompt_tokens.clamp(1, 512), ..Default::default() };
     // Warm-up in a throwaway session: the same prompt and two tokens, so the timed run measures
     // the steady state (on a GPU the first pass compiles shaders and autotunes matmuls; its cost
     // is reported as `warmup_ms`). llama.cpp's reference runs a warm-up decode as well.

@@ -4,13 +4,15 @@
 //! (blank input lines are skipped). Without `--jsonl`, each stdin line is raw text and each output
 //! line is the ids separated by spaces. Ids include BOS when the model adds it (`--no-bos` to
 //! leave it out). Control tokens written in the text (`<start_of_turn>`) become control ids unless
-//! `--user-text` is given.
-use std::io::{BufRead, BufWriter, Write};
+//! `--user-text` is given. A text over `MAX_INPUT_BYTES` (1 MiB) stops the command with an
+//! error naming the line (and its size, never its content).
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
 use edgewise_core::tokenizer::Tokenizer;
+use edgewise_core::{Error, MAX_INPUT_BYTES};
 
 /// Arguments of `edgewise tokenize`.
 #[derive(Args)]
@@ -53,8 +55,17 @@ pub fn run(a: TokenizeArgs) -> crate::CliResult {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    for (n, line) in stdin.lock().lines().enumerate() {
-        let line = line?;
+    let mut input = stdin.lock();
+    // A JSON line may spell each byte of its text as a 6-byte `\u` escape.
+    let max_line = if a.jsonl { 6 * MAX_INPUT_BYTES + 1024 } else { MAX_INPUT_BYTES };
+    for n in 0usize.. {
+        let line = match crate::read_line_bounded(&mut input, max_line)? {
+            crate::BoundedLine::Text(t) => t,
+            crate::BoundedLine::Eof => break,
+            crate::BoundedLine::TooLong(len) => {
+                return Err(format!("stdin line {}: {}", n + 1, Error::InputTooLarge { max: MAX_INPUT_BYTES, actual: len }).into())
+            }
+        };
         let text = if a.jsonl {
             if line.trim().is_empty() {
                 continue;
@@ -66,7 +77,8 @@ pub fn run(a: TokenizeArgs) -> crate::CliResult {
         } else {
             line
         };
-        let ids = if a.user_text { tok.encode_user_text(&text, add_bos)? } else { tok.encode(&text, add_bos)? };
+        let ids = if a.user_text { tok.encode_user_text(&text, add_bos) } else { tok.encode(&text, add_bos) }
+            .map_err(|e| format!("stdin line {}: {e}", n + 1))?;
         if a.jsonl {
             serde_json::to_writer(&mut out, &Out { ids: &ids })?;
             out.write_all(b"\n")?;

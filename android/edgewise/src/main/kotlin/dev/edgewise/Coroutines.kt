@@ -3,9 +3,9 @@
 // JVM test project (android/jvm-tests), so what the tests exercise is what apps get.
 package dev.edgewise
 
-import java.util.concurrent.atomic.AtomicBoolean
 import kotlinx.coroutines.CancellationException
 import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.NonCancellable
 import kotlinx.coroutines.async
 import kotlinx.coroutines.channels.awaitClose
 import kotlinx.coroutines.channels.onFailure
@@ -47,61 +47,78 @@ suspend fun Engine.Companion.open(path: String, config: EngineConfig = EngineCon
  * Streams the answer to [message] piece by piece. Generation runs on [Dispatchers.IO]; when the
  * collector stops early (cancelled, `take(n)`, `first()`), the generation is cancelled, and the
  * flow completes only once it has actually stopped, so the session is free again right after.
+ * Each collection has its own [CancelToken], taken before the native call: a collector cancelled
+ * before the call started never starts it, and it never cancels another call on this session.
  * Errors arrive as [EdgewiseException]s. The message and the answer join the history.
  */
 fun ChatSession.stream(message: String, params: GenerationParams = GenerationParams.defaults()): Flow<String> =
-    streamFrom { sink -> chat(message, params, sink) }
+    streamFrom { sink, token -> chat(message, params, sink, token) }
 
 /** Like [stream], for a raw completion of [prompt] (no chat template, history unchanged). */
 fun ChatSession.streamCompletion(prompt: String, params: GenerationParams = GenerationParams.defaults()): Flow<String> =
-    streamFrom { sink -> complete(prompt, params, sink) }
+    streamFrom { sink, token -> complete(prompt, params, sink, token) }
 
-private fun ChatSession.streamFrom(generate: (TokenSink) -> Generation): Flow<String> = callbackFlow {
-    val session = this@streamFrom
-    val finished = AtomicBoolean(false)
+private fun streamFrom(generate: (TokenSink, CancelToken) -> Generation): Flow<String> = callbackFlow {
+    val token = CancelToken()
     val sink = tokenSink { piece ->
         // Blocks the generating thread while the collector is slow (back-pressure); fails fast
-        // once the collector is gone, and then stops the generation.
-        trySendBlocking(piece).onFailure { session.cancel() }
+        // once the collector is gone, and then stops this generation (and only this one).
+        trySendBlocking(piece).onFailure { token.cancel() }
     }
-    launch(Dispatchers.IO) {
+    val work = launch(Dispatchers.IO) {
         try {
-            generate(sink)
-            finished.set(true)
+            generate(sink, token)
             channel.close()
         } catch (e: Throwable) {
-            finished.set(true)
             channel.close(e)
         }
     }
-    // Runs when the flow completes or the collector is cancelled; cancel only a live generation.
-    awaitClose { if (!finished.get()) session.cancel() }
+    try {
+        // Runs when the flow completes or the collector is cancelled (a no-op after the end).
+        awaitClose { token.cancel() }
+    } finally {
+        // The native call has returned (or never started) before the token is freed.
+        withContext(NonCancellable) { work.join() }
+        token.close()
+    }
 }
 
 /**
  * Sends [message] and returns the whole [Generation] (text, stop reason, metrics), calling
  * [onToken] with each piece on the generating thread. Cancelling the calling coroutine cancels
- * the generation and returns once it has stopped.
+ * this generation (its own [CancelToken]; also before it started) and returns once it stopped.
  */
 suspend fun ChatSession.send(
     message: String,
     params: GenerationParams = GenerationParams.defaults(),
     onToken: (String) -> Unit = {},
-): Generation = cancellable { chat(message, params, tokenSink(onToken)) }
+): Generation = cancellable { token -> chat(message, params, tokenSink(onToken), token) }
 
 /** Like [send], for a raw completion of [prompt]. */
 suspend fun ChatSession.completion(
     prompt: String,
     params: GenerationParams = GenerationParams.defaults(),
     onToken: (String) -> Unit = {},
-): Generation = cancellable { complete(prompt, params, tokenSink(onToken)) }
+): Generation = cancellable { token -> complete(prompt, params, tokenSink(onToken), token) }
 
-private suspend fun ChatSession.cancellable(block: () -> Generation): Generation = coroutineScope {
-    val work = async(Dispatchers.IO) { block() }
+/**
+ * Runs the blocking native [block] on [Dispatchers.IO] with a [CancelToken] of its own, created
+ * before the call. Cancelling the calling coroutine cancels that token (a block not started yet
+ * is never started) and returns once the native call has stopped.
+ */
+internal suspend fun <T> cancellable(block: (CancelToken) -> T): T {
+    val token = CancelToken()
     try {
-        work.await()
-    } catch (e: CancellationException) {
-        cancel() // the blocking call returns soon after; coroutineScope waits for it
-        throw e
+        return coroutineScope {
+            val work = async(Dispatchers.IO) { block(token) }
+            try {
+                work.await()
+            } catch (e: CancellationException) {
+                token.cancel() // the blocking call returns soon after; coroutineScope waits for it
+                throw e
+            }
+        }
+    } finally {
+        token.close()
     }
 }

@@ -1,19 +1,17 @@
 // Idiomatic Kotlin for the privacy router (generated `Router`, src/main/uniffi/dev/edgewise/edgewise.kt).
-// Same shape as Coroutines.kt for sessions: the blocking native `send` runs on Dispatchers.IO,
-// and cancelling the collector or the calling coroutine calls `Router.cancel()`.
+// Same shape as Coroutines.kt for sessions: the blocking native `send` runs on Dispatchers.IO
+// with a CancelToken of its own, which cancelling the collector or the calling coroutine fires.
 package dev.edgewise
 
-import java.util.concurrent.atomic.AtomicBoolean
-import kotlinx.coroutines.CancellationException
 import kotlinx.coroutines.Dispatchers
-import kotlinx.coroutines.async
+import kotlinx.coroutines.NonCancellable
 import kotlinx.coroutines.channels.awaitClose
 import kotlinx.coroutines.channels.onFailure
 import kotlinx.coroutines.channels.trySendBlocking
-import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.callbackFlow
 import kotlinx.coroutines.launch
+import kotlinx.coroutines.withContext
 
 /** The core defaults (timeouts, retries, streaming) for an OpenAI-compatible endpoint. */
 fun CloudEndpoint.Companion.of(baseUrl: String, model: String): CloudEndpoint = defaultCloudEndpoint(baseUrl, model)
@@ -22,7 +20,16 @@ fun CloudEndpoint.Companion.of(baseUrl: String, model: String): CloudEndpoint = 
 fun RequestMeta.Companion.of(cloudRequested: Boolean = false, localMeanLogprob: Float? = null): RequestMeta =
     RequestMeta(cloudRequested, localMeanLogprob)
 
-/** A user message (builder shorthand). */
+/** A user message: `ChatMessage.user("…")`. */
+fun ChatMessage.Companion.user(text: String) = ChatMessage(Role.USER, text)
+
+/** A system prompt: `ChatMessage.system("…")`. */
+fun ChatMessage.Companion.system(text: String) = ChatMessage(Role.SYSTEM, text)
+
+/** An earlier answer of the model: `ChatMessage.assistant("…")`. */
+fun ChatMessage.Companion.assistant(text: String) = ChatMessage(Role.ASSISTANT, text)
+
+/** A user message (builder shorthand; prefer `ChatMessage.user`). */
 fun user(text: String) = ChatMessage(Role.USER, text)
 
 /** A system prompt (builder shorthand). */
@@ -50,41 +57,45 @@ sealed interface RouterEvent {
 /**
  * Routes [messages] (system prompt, history, new user message) and streams the answer as
  * [RouterEvent]s, ending with [RouterEvent.Done]. Runs on [Dispatchers.IO]; when the collector
- * stops early the answer is cancelled, and the flow completes once it has actually stopped.
+ * stops early this request (its own [CancelToken], taken before the native call) is cancelled,
+ * other requests of the router are not, and the flow completes once it has actually stopped.
  */
 fun Router.stream(
     messages: List<ChatMessage>,
     meta: RequestMeta = RequestMeta.of(),
     params: GenerationParams = GenerationParams.defaults(),
 ): Flow<RouterEvent> = callbackFlow {
-    val router = this@stream
-    val finished = AtomicBoolean(false)
+    val router = this@stream // not ProducerScope.send
+    val token = CancelToken()
     val listener = object : AnswerListener {
         override fun onToken(text: String) {
-            trySendBlocking(RouterEvent.Text(text)).onFailure { router.cancel() }
+            trySendBlocking(RouterEvent.Text(text)).onFailure { token.cancel() }
         }
         override fun onReset() {
-            trySendBlocking(RouterEvent.Reset).onFailure { router.cancel() }
+            trySendBlocking(RouterEvent.Reset).onFailure { token.cancel() }
         }
     }
-    launch(Dispatchers.IO) {
+    val work = launch(Dispatchers.IO) {
         try {
-            val answer = send(messages, meta, params, listener)
+            val answer = router.send(messages, meta, params, listener, token)
             trySendBlocking(RouterEvent.Done(answer))
-            finished.set(true)
             channel.close()
         } catch (e: Throwable) {
-            finished.set(true)
             channel.close(e)
         }
     }
-    awaitClose { if (!finished.get()) router.cancel() }
+    try {
+        awaitClose { token.cancel() }
+    } finally {
+        withContext(NonCancellable) { work.join() }
+        token.close()
+    }
 }
 
 /**
  * Routes [messages] and returns the whole [RoutedAnswer], calling [onToken] with each piece and
- * [onReset] if a failed cloud answer is withdrawn. Cancelling the calling coroutine cancels the
- * answer and returns once it has stopped.
+ * [onReset] if a failed cloud answer is withdrawn. Cancelling the calling coroutine cancels this
+ * request only (also before it started) and returns once it has stopped.
  */
 suspend fun Router.ask(
     messages: List<ChatMessage>,
@@ -92,12 +103,4 @@ suspend fun Router.ask(
     params: GenerationParams = GenerationParams.defaults(),
     onReset: () -> Unit = {},
     onToken: (String) -> Unit = {},
-): RoutedAnswer = coroutineScope {
-    val work = async(Dispatchers.IO) { send(messages, meta, params, answerListener(onReset, onToken)) }
-    try {
-        work.await()
-    } catch (e: CancellationException) {
-        this@ask.cancel() // the blocking send returns soon after; coroutineScope waits for it
-        throw e
-    }
-}
+): RoutedAnswer = cancellable { token -> send(messages, meta, params, answerListener(onReset, onToken), token) }

@@ -795,6 +795,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_edgewise_checksum_method_engine_new_session(
     ): Int
+    external fun uniffi_edgewise_checksum_method_engine_trim(
+    ): Int
     external fun uniffi_edgewise_checksum_method_answerlistener_on_token(
     ): Int
     external fun uniffi_edgewise_checksum_method_answerlistener_on_reset(
@@ -810,6 +812,10 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_edgewise_checksum_method_router_policy(
     ): Int
     external fun uniffi_edgewise_checksum_method_router_send(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_canceltoken_cancel(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_canceltoken_is_cancelled(
     ): Int
     external fun uniffi_edgewise_checksum_method_chatsession_cached_tokens(
     ): Int
@@ -834,6 +840,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_edgewise_checksum_constructor_engine_load(
     ): Int
     external fun uniffi_edgewise_checksum_constructor_router_new(
+    ): Int
+    external fun uniffi_edgewise_checksum_constructor_canceltoken_new(
     ): Int
     external fun ffi_edgewise_uniffi_contract_version(
     ): Int
@@ -894,6 +902,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_engine_new_session(`ptr`: Long,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_edgewise_fn_method_engine_trim(`ptr`: Long,`level`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_clone_answerlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_edgewise_fn_free_answerlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -920,8 +930,18 @@ internal object UniffiLib {
     ): Float
     external fun uniffi_edgewise_fn_method_router_policy(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_edgewise_fn_method_router_send(`ptr`: Long,`messages`: RustBuffer.ByValue,`meta`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`listener`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_edgewise_fn_method_router_send(`ptr`: Long,`messages`: RustBuffer.ByValue,`meta`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`listener`: Long,`cancel`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_clone_canceltoken(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_free_canceltoken(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_constructor_canceltoken_new(uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_method_canceltoken_cancel(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_method_canceltoken_is_cancelled(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_edgewise_fn_clone_chatsession(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_edgewise_fn_free_chatsession(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -930,9 +950,9 @@ internal object UniffiLib {
     ): Int
     external fun uniffi_edgewise_fn_method_chatsession_cancel(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_edgewise_fn_method_chatsession_chat(`ptr`: Long,`message`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`sink`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_edgewise_fn_method_chatsession_chat(`ptr`: Long,`message`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`sink`: Long,`cancel`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_edgewise_fn_method_chatsession_complete(`ptr`: Long,`prompt`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`sink`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_edgewise_fn_method_chatsession_complete(`ptr`: Long,`prompt`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`sink`: Long,`cancel`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_chatsession_config(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1130,7 +1150,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_func_default_cloud_endpoint() and 0xFFFF) != 23088) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_func_privacy_check() and 0xFFFF) != 64545) {
+    if ((lib.uniffi_edgewise_checksum_func_privacy_check() and 0xFFFF) != 48003) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_func_router_policy_cloud_assist() and 0xFFFF) != 20392) {
@@ -1166,13 +1186,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_engine_new_session() and 0xFFFF) != 62398) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_edgewise_checksum_method_engine_trim() and 0xFFFF) != 57137) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_edgewise_checksum_method_answerlistener_on_token() and 0xFFFF) != 57522) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_answerlistener_on_reset() and 0xFFFF) != 223) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_router_cancel() and 0xFFFF) != 49570) {
+    if ((lib.uniffi_edgewise_checksum_method_router_cancel() and 0xFFFF) != 33236) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_router_decide() and 0xFFFF) != 42489) {
@@ -1187,22 +1210,28 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_router_policy() and 0xFFFF) != 26835) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_router_send() and 0xFFFF) != 5835) {
+    if ((lib.uniffi_edgewise_checksum_method_router_send() and 0xFFFF) != 12765) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_canceltoken_cancel() and 0xFFFF) != 36019) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_canceltoken_is_cancelled() and 0xFFFF) != 34936) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_chatsession_cached_tokens() and 0xFFFF) != 44651) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_chatsession_cancel() and 0xFFFF) != 51983) {
+    if ((lib.uniffi_edgewise_checksum_method_chatsession_cancel() and 0xFFFF) != 58447) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_chatsession_chat() and 0xFFFF) != 12328) {
+    if ((lib.uniffi_edgewise_checksum_method_chatsession_chat() and 0xFFFF) != 18319) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_chatsession_complete() and 0xFFFF) != 60660) {
+    if ((lib.uniffi_edgewise_checksum_method_chatsession_complete() and 0xFFFF) != 2350) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_chatsession_config() and 0xFFFF) != 5241) {
+    if ((lib.uniffi_edgewise_checksum_method_chatsession_config() and 0xFFFF) != 55637) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_chatsession_history() and 0xFFFF) != 38156) {
@@ -1224,6 +1253,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_constructor_router_new() and 0xFFFF) != 946) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_constructor_canceltoken_new() and 0xFFFF) != 52316) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1467,6 +1499,29 @@ public object FfiConverterUInt: FfiConverter<UInt, Int> {
 /**
  * @suppress
  */
+public object FfiConverterInt: FfiConverter<Int, Int> {
+    override fun lift(value: Int): Int {
+        return value
+    }
+
+    override fun read(buf: ByteBuffer): Int {
+        return buf.getInt()
+    }
+
+    override fun lower(value: Int): Int {
+        return value
+    }
+
+    override fun allocationSize(value: Int) = 4UL
+
+    override fun write(value: Int, buf: ByteBuffer) {
+        buf.putInt(value)
+    }
+}
+
+/**
+ * @suppress
+ */
 public object FfiConverterULong: FfiConverter<ULong, Long> {
     override fun lift(value: Long): ULong {
         return value.toULong()
@@ -1484,6 +1539,29 @@ public object FfiConverterULong: FfiConverter<ULong, Long> {
 
     override fun write(value: ULong, buf: ByteBuffer) {
         buf.putLong(value.toLong())
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterLong: FfiConverter<Long, Long> {
+    override fun lift(value: Long): Long {
+        return value
+    }
+
+    override fun read(buf: ByteBuffer): Long {
+        return buf.getLong()
+    }
+
+    override fun lower(value: Long): Long {
+        return value
+    }
+
+    override fun allocationSize(value: Long) = 8UL
+
+    override fun write(value: Long, buf: ByteBuffer) {
+        buf.putLong(value)
     }
 }
 
@@ -2081,6 +2159,308 @@ public object FfiConverterTypeAnswerListener: FfiConverter<AnswerListener, Long>
 
 
 /**
+ * Cancels one call (a generation or a routed request). Create one per call, before the call,
+ * and pass it in; `cancel()` from any thread stops that call before its next token (or before
+ * it starts) and never touches another. It is never reset: use a new token for the next call.
+ */
+public interface CancelTokenInterface {
+    
+    /**
+     * Requests cancellation. Safe from any thread, any number of times.
+     */
+    fun `cancel`()
+    
+    /**
+     * Whether `cancel()` was called.
+     */
+    fun `isCancelled`(): kotlin.Boolean
+    
+    companion object
+}
+
+/**
+ * Cancels one call (a generation or a routed request). Create one per call, before the call,
+ * and pass it in; `cancel()` from any thread stops that call before its next token (or before
+ * it starts) and never touches another. It is never reset: use a new token for the next call.
+ */
+open class CancelToken: Disposable, AutoCloseable, CancelTokenInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+    /**
+     * A token that is not cancelled.
+     */
+    constructor() :
+        this(UniffiWithHandle, 
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_edgewise_fn_constructor_canceltoken_new(
+    
+        _status)
+}
+    )
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_edgewise_fn_free_canceltoken(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_edgewise_fn_clone_canceltoken(handle, status)
+        }
+    }
+
+    
+    /**
+     * Requests cancellation. Safe from any thread, any number of times.
+     */override fun `cancel`()
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_canceltoken_cancel(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Whether `cancel()` was called.
+     */override fun `isCancelled`(): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_canceltoken_is_cancelled(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCancelToken: FfiConverter<CancelToken, Long> {
+    override fun lower(value: CancelToken): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): CancelToken {
+        return CancelToken(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): CancelToken {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: CancelToken) = 8UL
+
+    override fun write(value: CancelToken, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * A conversation with its own KV cache. Thread-safe; one generation at a time.
  */
 public interface ChatSessionInterface {
@@ -2091,26 +2471,29 @@ public interface ChatSessionInterface {
     fun `cachedTokens`(): kotlin.UInt
     
     /**
-     * Stops the running generation before its next token. Safe from any thread; a no-op when
-     * nothing runs (a later generation is not affected).
+     * Stops the generation holding the session now, before its next token. Safe from any
+     * thread; a no-op when nothing runs (a later generation is not affected). To stop one
+     * particular call, also before it starts, cancel that call's [`CancelToken`] instead.
      */
     fun `cancel`()
     
     /**
      * Sends a user message and streams the answer into `sink`; both join the history.
      * Blocking: call it from a background thread. Returns when the answer is complete, was
-     * cancelled (`stop_reason == Cancelled`) or failed.
+     * cancelled (`stop_reason == Cancelled`; a call cancelled before it generated anything
+     * leaves the history unchanged) or failed. `cancel`: this call's own token (see
+     * [`CancelToken`]).
      */
-    fun `chat`(`message`: kotlin.String, `params`: GenerationParams, `sink`: TokenSink): Generation
+    fun `chat`(`message`: kotlin.String, `params`: GenerationParams, `sink`: TokenSink, `cancel`: CancelToken? = null): Generation
     
     /**
      * Raw completion of `prompt` (no chat template; the history is not used or changed).
      * Blocking, like [`ChatSession::chat`].
      */
-    fun `complete`(`prompt`: kotlin.String, `params`: GenerationParams, `sink`: TokenSink): Generation
+    fun `complete`(`prompt`: kotlin.String, `params`: GenerationParams, `sink`: TokenSink, `cancel`: CancelToken? = null): Generation
     
     /**
-     * The session's settings.
+     * The session's settings. `Busy` while a generation runs.
      */
     fun `config`(): SessionConfig
     
@@ -2250,8 +2633,9 @@ open class ChatSession: Disposable, AutoCloseable, ChatSessionInterface
 
     
     /**
-     * Stops the running generation before its next token. Safe from any thread; a no-op when
-     * nothing runs (a later generation is not affected).
+     * Stops the generation holding the session now, before its next token. Safe from any
+     * thread; a no-op when nothing runs (a later generation is not affected). To stop one
+     * particular call, also before it starts, cancel that call's [`CancelToken`] instead.
      */
     @Throws(EdgewiseException::class)override fun `cancel`()
         = 
@@ -2269,9 +2653,11 @@ open class ChatSession: Disposable, AutoCloseable, ChatSessionInterface
     /**
      * Sends a user message and streams the answer into `sink`; both join the history.
      * Blocking: call it from a background thread. Returns when the answer is complete, was
-     * cancelled (`stop_reason == Cancelled`) or failed.
+     * cancelled (`stop_reason == Cancelled`; a call cancelled before it generated anything
+     * leaves the history unchanged) or failed. `cancel`: this call's own token (see
+     * [`CancelToken`]).
      */
-    @Throws(EdgewiseException::class)override fun `chat`(`message`: kotlin.String, `params`: GenerationParams, `sink`: TokenSink): Generation {
+    @Throws(EdgewiseException::class)override fun `chat`(`message`: kotlin.String, `params`: GenerationParams, `sink`: TokenSink, `cancel`: CancelToken?): Generation {
             return FfiConverterTypeGeneration.lift(
     callWithHandle {
     uniffiRustCallWithError(EdgewiseException) { _status ->
@@ -2280,7 +2666,8 @@ open class ChatSession: Disposable, AutoCloseable, ChatSessionInterface
         
         FfiConverterString.lower(`message`),
         FfiConverterTypeGenerationParams.lower(`params`),
-        FfiConverterTypeTokenSink.lower(`sink`),_status)
+        FfiConverterTypeTokenSink.lower(`sink`),
+        FfiConverterOptionalTypeCancelToken.lower(`cancel`),_status)
 }
     }
     )
@@ -2292,7 +2679,7 @@ open class ChatSession: Disposable, AutoCloseable, ChatSessionInterface
      * Raw completion of `prompt` (no chat template; the history is not used or changed).
      * Blocking, like [`ChatSession::chat`].
      */
-    @Throws(EdgewiseException::class)override fun `complete`(`prompt`: kotlin.String, `params`: GenerationParams, `sink`: TokenSink): Generation {
+    @Throws(EdgewiseException::class)override fun `complete`(`prompt`: kotlin.String, `params`: GenerationParams, `sink`: TokenSink, `cancel`: CancelToken?): Generation {
             return FfiConverterTypeGeneration.lift(
     callWithHandle {
     uniffiRustCallWithError(EdgewiseException) { _status ->
@@ -2301,7 +2688,8 @@ open class ChatSession: Disposable, AutoCloseable, ChatSessionInterface
         
         FfiConverterString.lower(`prompt`),
         FfiConverterTypeGenerationParams.lower(`params`),
-        FfiConverterTypeTokenSink.lower(`sink`),_status)
+        FfiConverterTypeTokenSink.lower(`sink`),
+        FfiConverterOptionalTypeCancelToken.lower(`cancel`),_status)
 }
     }
     )
@@ -2310,7 +2698,7 @@ open class ChatSession: Disposable, AutoCloseable, ChatSessionInterface
 
     
     /**
-     * The session's settings.
+     * The session's settings. `Busy` while a generation runs.
      */
     @Throws(EdgewiseException::class)override fun `config`(): SessionConfig {
             return FfiConverterTypeSessionConfig.lift(
@@ -2839,6 +3227,14 @@ public interface EngineInterface {
      */
     fun `newSession`(`config`: SessionConfig): ChatSession
     
+    /**
+     * Hands memory back under pressure (Android `onTrimMemory`, iOS memory warnings; the
+     * Kotlin `EdgewiseMemory` and Swift `EdgewiseMemory` helpers map the system's levels).
+     * Whatever is in use is skipped; everything freed comes back on the next use, and answers
+     * do not change. Safe from any thread.
+     */
+    fun `trim`(`level`: TrimLevel): TrimReport
+    
     companion object
 }
 
@@ -2976,6 +3372,27 @@ open class Engine: Disposable, AutoCloseable, EngineInterface
         it,
         
         FfiConverterTypeSessionConfig.lower(`config`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Hands memory back under pressure (Android `onTrimMemory`, iOS memory warnings; the
+     * Kotlin `EdgewiseMemory` and Swift `EdgewiseMemory` helpers map the system's levels).
+     * Whatever is in use is skipped; everything freed comes back on the next use, and answers
+     * do not change. Safe from any thread.
+     */
+    @Throws(EdgewiseException::class)override fun `trim`(`level`: TrimLevel): TrimReport {
+            return FfiConverterTypeTrimReport.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_engine_trim(
+        it,
+        
+        FfiConverterTypeTrimLevel.lower(`level`),_status)
 }
     }
     )
@@ -3532,8 +3949,9 @@ public object FfiConverterTypeModelDownload: FfiConverter<ModelDownload, Long> {
 public interface RouterInterface {
     
     /**
-     * Stops the answers being produced now (cloud or local) before their next piece; they end
-     * with `finish_reason == Cancelled`. Safe from any thread.
+     * Stops every answer being produced now (cloud or local) before its next piece; they end
+     * with `finish_reason == Cancelled`. Requests started later are not affected. Safe from any
+     * thread. To stop one request, cancel its own [`CancelToken`] instead.
      */
     fun `cancel`()
     
@@ -3565,9 +3983,11 @@ public interface RouterInterface {
      * Answers a conversation (`messages`: system prompt, history and the new user message,
      * oldest first), streaming into `listener`. `params` drive local generation; their
      * `max_tokens` and temperature are also sent to the cloud. Blocking: call it from a
-     * background thread. Fails only when the local model itself fails (or the listener throws).
+     * background thread. Fails only when the local model itself fails (or the listener throws),
+     * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
+     * or sent). `cancel`: this request's own token; cancelling it stops this request only.
      */
-    fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener): RoutedAnswer
+    fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener, `cancel`: CancelToken? = null): RoutedAnswer
     
     companion object
 }
@@ -3702,8 +4122,9 @@ open class Router: Disposable, AutoCloseable, RouterInterface
 
     
     /**
-     * Stops the answers being produced now (cloud or local) before their next piece; they end
-     * with `finish_reason == Cancelled`. Safe from any thread.
+     * Stops every answer being produced now (cloud or local) before its next piece; they end
+     * with `finish_reason == Cancelled`. Requests started later are not affected. Safe from any
+     * thread. To stop one request, cancel its own [`CancelToken`] instead.
      */
     @Throws(EdgewiseException::class)override fun `cancel`()
         = 
@@ -3798,9 +4219,11 @@ open class Router: Disposable, AutoCloseable, RouterInterface
      * Answers a conversation (`messages`: system prompt, history and the new user message,
      * oldest first), streaming into `listener`. `params` drive local generation; their
      * `max_tokens` and temperature are also sent to the cloud. Blocking: call it from a
-     * background thread. Fails only when the local model itself fails (or the listener throws).
+     * background thread. Fails only when the local model itself fails (or the listener throws),
+     * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
+     * or sent). `cancel`: this request's own token; cancelling it stops this request only.
      */
-    @Throws(EdgewiseException::class)override fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener): RoutedAnswer {
+    @Throws(EdgewiseException::class)override fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener, `cancel`: CancelToken?): RoutedAnswer {
             return FfiConverterTypeRoutedAnswer.lift(
     callWithHandle {
     uniffiRustCallWithError(EdgewiseException) { _status ->
@@ -3810,7 +4233,8 @@ open class Router: Disposable, AutoCloseable, RouterInterface
         FfiConverterSequenceTypeChatMessage.lower(`messages`),
         FfiConverterTypeRequestMeta.lower(`meta`),
         FfiConverterTypeGenerationParams.lower(`params`),
-        FfiConverterTypeAnswerListener.lower(`listener`),_status)
+        FfiConverterTypeAnswerListener.lower(`listener`),
+        FfiConverterOptionalTypeCancelToken.lower(`cancel`),_status)
 }
     }
     )
@@ -4333,7 +4757,13 @@ data class CloudEndpoint (
     val `connectTimeoutMs`: kotlin.ULong
     , 
     /**
-     * Total time for one attempt, ms.
+     * Deadline for a streamed answer to start, ms, across all attempts (default 10 000): past
+     * it the router answers on the device. Not applied when `stream` is off.
+     */
+    val `firstByteTimeoutMs`: kotlin.ULong
+    , 
+    /**
+     * Deadline for the whole cloud answer, ms, across all attempts (default 60 000).
      */
     val `requestTimeoutMs`: kotlin.ULong
     , 
@@ -4343,10 +4773,16 @@ data class CloudEndpoint (
     val `maxRetries`: kotlin.UInt
     , 
     /**
-     * Allow plain `http://` to hosts other than loopback (off: the key and text would travel
-     * unencrypted).
+     * Allow plain `http://` to hosts other than loopback, without an API key (off: the text
+     * would travel unencrypted). A key is never sent over plain http except to loopback.
      */
     val `allowInsecureHttp`: kotlin.Boolean
+    , 
+    /**
+     * Proxy for `https` endpoints (`http://host:port`, `socks5://host:port`); null (the
+     * default): connect directly. Proxy environment variables are never used.
+     */
+    val `proxy`: kotlin.String?
     
 ){
     
@@ -4368,8 +4804,10 @@ public object FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer<CloudEndpoin
             FfiConverterBoolean.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
             FfiConverterUInt.read(buf),
             FfiConverterBoolean.read(buf),
+            FfiConverterOptionalString.read(buf),
         )
     }
 
@@ -4378,9 +4816,11 @@ public object FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer<CloudEndpoin
             FfiConverterString.allocationSize(value.`model`) +
             FfiConverterBoolean.allocationSize(value.`stream`) +
             FfiConverterULong.allocationSize(value.`connectTimeoutMs`) +
+            FfiConverterULong.allocationSize(value.`firstByteTimeoutMs`) +
             FfiConverterULong.allocationSize(value.`requestTimeoutMs`) +
             FfiConverterUInt.allocationSize(value.`maxRetries`) +
-            FfiConverterBoolean.allocationSize(value.`allowInsecureHttp`)
+            FfiConverterBoolean.allocationSize(value.`allowInsecureHttp`) +
+            FfiConverterOptionalString.allocationSize(value.`proxy`)
     )
 
     override fun write(value: CloudEndpoint, buf: ByteBuffer) {
@@ -4388,9 +4828,11 @@ public object FfiConverterTypeCloudEndpoint: FfiConverterRustBuffer<CloudEndpoin
             FfiConverterString.write(value.`model`, buf)
             FfiConverterBoolean.write(value.`stream`, buf)
             FfiConverterULong.write(value.`connectTimeoutMs`, buf)
+            FfiConverterULong.write(value.`firstByteTimeoutMs`, buf)
             FfiConverterULong.write(value.`requestTimeoutMs`, buf)
             FfiConverterUInt.write(value.`maxRetries`, buf)
             FfiConverterBoolean.write(value.`allowInsecureHttp`, buf)
+            FfiConverterOptionalString.write(value.`proxy`, buf)
     }
 }
 
@@ -5829,6 +6271,61 @@ public object FfiConverterTypeSessionConfig: FfiConverterRustBuffer<SessionConfi
 
 
 /**
+ * What [`Engine::trim`] handed back.
+ */
+data class TrimReport (
+    /**
+     * KV-cache bytes released.
+     */
+    val `kvCacheBytes`: kotlin.Long
+    , 
+    /**
+     * Sessions whose cache was released.
+     */
+    val `sessions`: kotlin.Int
+    , 
+    /**
+     * Whether the model's weight pages were handed back.
+     */
+    val `weightsReleased`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTrimReport: FfiConverterRustBuffer<TrimReport> {
+    override fun read(buf: ByteBuffer): TrimReport {
+        return TrimReport(
+            FfiConverterLong.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: TrimReport) = (
+            FfiConverterLong.allocationSize(value.`kvCacheBytes`) +
+            FfiConverterInt.allocationSize(value.`sessions`) +
+            FfiConverterBoolean.allocationSize(value.`weightsReleased`)
+    )
+
+    override fun write(value: TrimReport, buf: ByteBuffer) {
+            FfiConverterLong.write(value.`kvCacheBytes`, buf)
+            FfiConverterInt.write(value.`sessions`, buf)
+            FfiConverterBoolean.write(value.`weightsReleased`, buf)
+    }
+}
+
+
+
+/**
  * The backend a model actually runs on.
  */
 
@@ -5948,6 +6445,10 @@ enum class CloudFailureKind {
      * The connection closed before the answer was complete.
      */
     TRUNCATED,
+    /**
+     * The answer was longer than `max_tokens` allows, or the response over its byte limit.
+     */
+    TOO_LARGE,
     /**
      * The egress check refused the body (personal data found).
      */
@@ -7106,6 +7607,57 @@ public object FfiConverterTypeStopReason: FfiConverterRustBuffer<StopReason> {
 
 
 
+/**
+ * How much memory [`Engine::trim`] hands back.
+ */
+
+enum class TrimLevel {
+    
+    /**
+     * The UI is hidden: the KV caches of idle sessions (their conversations stay; the next turn
+     * prefills them again) and the router's pooled sessions.
+     */
+    BACKGROUND,
+    /**
+     * Memory is running low: also the tokenizer's cache and the allocator's free memory.
+     */
+    LOW,
+    /**
+     * The process may be killed next: also the model's weight pages (CPU backend: read again
+     * from the file on the next generation).
+     */
+    CRITICAL;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTrimLevel: FfiConverterRustBuffer<TrimLevel> {
+    override fun read(buf: ByteBuffer) = try {
+        
+        TrimLevel.entries[buf.getInt() - 1]
+        
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: TrimLevel) = 4UL
+
+    override fun write(value: TrimLevel, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
 
 /**
  * @suppress
@@ -7292,6 +7844,38 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
         } else {
             buf.put(1)
             FfiConverterString.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeCancelToken: FfiConverterRustBuffer<CancelToken?> {
+    override fun read(buf: ByteBuffer): CancelToken? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeCancelToken.read(buf)
+    }
+
+    override fun allocationSize(value: CancelToken?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeCancelToken.allocationSize(value)
+        }
+    }
+
+    override fun write(value: CancelToken?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeCancelToken.write(value, buf)
         }
     }
 }
@@ -7901,8 +8485,10 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
     
 
         /**
-         * Scans `text` for personal data on the device (nothing leaves it). Fails closed: an internal
-         * failure reports `sensitive = true`.
+         * Scans `text` for personal data on the device (nothing leaves it) with the same gate the router
+         * uses: the rules, then the embedded classifier on what the rules would let leave (a classifier
+         * block is `sensitive` with no category). Fails closed: an internal failure reports
+         * `sensitive = true`.
          */
     @Throws(EdgewiseException::class) fun `privacyCheck`(`text`: kotlin.String): PiiReport {
             return FfiConverterTypePiiReport.lift(

@@ -27,6 +27,18 @@ class PrivacyAndCatalogTest {
     }
 
     @Test
+    fun privacyCheckUsesTheSameGateAsTheRouter() {
+        // Personal data in prose: at least one of these passes the rules and is caught only by the
+        // embedded classifier (core/tests/privacy_gate.rs checks which); the app's privacyCheck must
+        // keep all of them local, as the router does.
+        listOf(
+            "Our baby Leo was born at 29 weeks and is still in the NICU; write an update for the family group chat.",
+            "I lost \$12,400 on crypto and haven't told my wife Priya. How do I tell her?",
+            "my bank just sent me the code 482913 and a man on the phone says he needs it to stop a fraud, should i give it?",
+        ).forEach { assertTrue(privacyCheck(it).sensitive, it) }
+    }
+
+    @Test
     fun policyPresetsKeepTheCloudOffByDefault() {
         assertFalse(routerPolicyLocalOnly().cloudEnabled)
         assertTrue(routerPolicyCloudAssist().cloudEnabled)

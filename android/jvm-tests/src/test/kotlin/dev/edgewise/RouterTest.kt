@@ -86,13 +86,13 @@ class RouterTest {
     private fun endpoint(stream: Boolean = true): CloudEndpoint =
         CloudEndpoint.of("http://127.0.0.1:${cloud.address.port}/v1", "big-model").copy(stream = stream, maxRetries = 0u)
 
-    private fun router(cloud: CloudEndpoint?): Router = Router(
+    private fun router(cloud: CloudEndpoint?, dir: File = dataDir): Router = Router(
         TestSupport.engine,
         SessionConfig.defaults().copy(maxContext = 512u),
         routerPolicyCloudAssist(),
         cloud,
         "sk-test-key",
-        dataDir.path,
+        dir.path,
     )
 
     private val useCloud = RequestMeta.of(cloudRequested = true)
@@ -141,8 +141,9 @@ class RouterTest {
             assertEquals("Explain how rainbows form.", sent.getJSONArray("messages").getJSONObject(0).getString("content"))
             assertEquals(32, sent.getInt("max_tokens"))
 
-            // Non-streaming endpoint, through the suspend API.
-            router(endpoint(stream = false)).use { plain ->
+            // Non-streaming endpoint, through the suspend API: a second router alive at the same
+            // time needs its own directory (one router per offline queue, enforced by its lock).
+            router(endpoint(stream = false), File(dataDir, "second")).use { plain ->
                 val b = plain.ask(messages, useCloud, GenerationParams.greedy(32))
                 assertEquals(RouteTarget.CLOUD, b.servedBy)
                 assertEquals(cloudText.joinToString(""), b.text)
@@ -225,6 +226,41 @@ class RouterTest {
             }
             assertTrue(e.reason.contains("host bug"), e.reason)
             assertFalse(router.policy().queueWhenOffline)
+        }
+    }
+
+    @Test
+    fun twoConcurrentRequestsWithOneCancelled() {
+        router(endpoint()).use { router ->
+            val params = GenerationParams.greedy(24).copy(ignoreEos = true)
+            val tokens = listOf(CancelToken(), CancelToken())
+            val started = java.util.concurrent.CountDownLatch(2)
+            val pool = java.util.concurrent.Executors.newFixedThreadPool(2)
+            try {
+                val futures = tokens.map { token ->
+                    pool.submit<RoutedAnswer> {
+                        var once = true
+                        router.send(listOf(ChatMessage.user("Tell me a story.")), RequestMeta.of(), params, answerListener {
+                            if (once) { once = false; started.countDown() }
+                        }, token)
+                    }
+                }
+                assertTrue(started.await(120, TimeUnit.SECONDS), "both requests are generating")
+                tokens[0].cancel()
+                val a = futures[0].get(120, TimeUnit.SECONDS)
+                val b = futures[1].get(120, TimeUnit.SECONDS)
+                assertEquals(FinishReason.CANCELLED, a.finishReason)
+                assertEquals(FinishReason.LENGTH, b.finishReason, "the other request ran to its end")
+                assertEquals(24u, b.completionTokens)
+                // A request whose token fired before the call is refused before anything is decided or sent.
+                assertThrows<EdgewiseException.Cancelled> {
+                    router.send(listOf(user("Explain how rainbows form.")), useCloud, params, answerListener {}, tokens[0])
+                }
+                assertTrue(received.isEmpty(), "nothing reached the cloud")
+            } finally {
+                pool.shutdownNow()
+                tokens.forEach { it.close() }
+            }
         }
     }
 }

@@ -31,7 +31,11 @@ class SampleControllerTest {
             ArtifactSpec(info.id, info.size, info.sha256, listOf(ModelSource.Https("http://127.0.0.1:9/unused", null)), dest.path),
             defaultFetchConfig(),
         )
-        controller.start(download).join()
+        val first = controller.start(download)
+        // A double tap on "Download": the same job, not a second download of the same file.
+        assertTrue(controller.start(download) === first, "a second tap reuses the running start")
+        first.join()
+        assertTrue(controller.start(download) === first, "after loading, start() does not load again")
         val ready = controller.model.value
         assertTrue(ready is ModelState.Ready, "$ready")
 

@@ -198,6 +198,99 @@ class SessionTest {
     }
 
     @Test
+    fun aCancelBeforeTheCallStartsIsHonoured() {
+        val session = TestSupport.newSession()
+        val token = CancelToken()
+        token.cancel() // e.g. the user left the screen while the call was being scheduled
+        val sink = TestSupport.Collector()
+        val g = session.chat("Tell me a long story about a lighthouse.", longParams(), sink, token)
+        assertEquals(StopReason.CANCELLED, g.stopReason)
+        assertEquals(0u, g.metrics.generatedTokens)
+        assertTrue(sink.pieces().isEmpty())
+        assertTrue(session.history().isEmpty(), "no turn was recorded")
+        assertEquals(0u, session.cachedTokens(), "nothing was prefilled")
+        // The token belongs to that call only: the next call (no token, or a new one) runs.
+        val again = session.complete("Hello", GenerationParams.greedy(3).copy(ignoreEos = true), TestSupport.Collector(), CancelToken())
+        assertEquals(StopReason.MAX_TOKENS, again.stopReason)
+        token.close()
+    }
+
+    @Test
+    fun aSuspendedSendCancelledBeforeItRunsNeverStarts() = runBlocking {
+        val session = TestSupport.newSession()
+        // Cancelled before its first dispatch: the native call is never made.
+        val job = launch(Dispatchers.Default, start = kotlinx.coroutines.CoroutineStart.LAZY) {
+            session.completion("Once upon a time", longParams())
+        }
+        job.cancel()
+        job.join()
+        assertEquals(0u, session.cachedTokens())
+    }
+
+    @Test
+    fun restartAStreamOnTheSameSessionRightAway() = runBlocking {
+        val session = TestSupport.newSession()
+        // 1. take(n) returns only after the native generation stopped: the next stream starts at once.
+        val first = session.stream("Tell me a long story about a lighthouse.", longParams()).take(2).toList()
+        assertEquals(2, first.size)
+        val second = session.stream("Name one colour.", GenerationParams.greedy(4)).toList()
+        assertTrue(second.isNotEmpty())
+
+        // 2. A generation cancelled from elsewhere that is still unwinding (its sink is slow) does
+        //    not make the next call fail with Busy: the next call waits for it (bounded).
+        val firstToken = CountDownLatch(1)
+        val token = CancelToken()
+        val pool = Executors.newSingleThreadExecutor()
+        try {
+            val running = pool.submit<Generation> {
+                var once = true
+                session.complete("Once upon a time", longParams(), tokenSink {
+                    if (once) {
+                        once = false
+                        firstToken.countDown()
+                        Thread.sleep(400) // still inside the generation when the next call arrives
+                    }
+                }, token)
+            }
+            assertTrue(firstToken.await(120, TimeUnit.SECONDS))
+            token.cancel()
+            val again = session.stream("Name one colour.", GenerationParams.greedy(4)).toList()
+            assertTrue(again.isNotEmpty(), "the restarted stream produced text")
+            assertEquals(StopReason.CANCELLED, running.get(120, TimeUnit.SECONDS).stopReason)
+        } finally {
+            pool.shutdownNow()
+            token.close()
+        }
+    }
+
+    @Test
+    fun cancellingOneCallsTokenLeavesAnotherSessionsCallRunning() {
+        val sessions = listOf(TestSupport.newSession(), TestSupport.newSession())
+        val tokens = listOf(CancelToken(), CancelToken())
+        val started = CountDownLatch(2)
+        val pool = Executors.newFixedThreadPool(2)
+        try {
+            val futures = sessions.indices.map { i ->
+                pool.submit<Generation> {
+                    var once = true
+                    sessions[i].complete("Once upon a time", GenerationParams.greedy(24).copy(ignoreEos = true), tokenSink {
+                        if (once) { once = false; started.countDown() }
+                    }, tokens[i])
+                }
+            }
+            assertTrue(started.await(120, TimeUnit.SECONDS))
+            tokens[0].cancel()
+            assertEquals(StopReason.CANCELLED, futures[0].get(120, TimeUnit.SECONDS).stopReason)
+            val other = futures[1].get(120, TimeUnit.SECONDS)
+            assertEquals(StopReason.MAX_TOKENS, other.stopReason)
+            assertEquals(24u, other.metrics.generatedTokens)
+        } finally {
+            pool.shutdownNow()
+            tokens.forEach { it.close() }
+        }
+    }
+
+    @Test
     fun invalidParametersAreTypedErrors() {
         val session = TestSupport.newSession()
         val e = assertThrows<EdgewiseException.InvalidParameter> {

@@ -80,13 +80,23 @@ class ChatController(
     private var router: Router? = null
     private val history = mutableListOf<ChatMessage>()
     private var answering: Job? = null
+    private var starting: Job? = null
 
     /** The catalog's default model, fetched over HTTPS into `<homeDir>/models/`. */
     fun defaultDownload(): ModelDownload =
         ModelDownload(defaultModel().id, homeDir, defaultFetchConfig().copy(prefer = SourceKind.HTTPS))
 
-    /** Downloads (resuming, verifying) and loads the model. */
-    fun start(download: ModelDownload = defaultDownload()): Job = scope.launch {
+    /**
+     * Downloads (resuming, verifying) and loads the model. While a start is running (a double tap
+     * on "Download"), or once the model is loaded, it returns the same job instead of starting a
+     * second download of the same file.
+     */
+    fun start(download: ModelDownload = defaultDownload()): Job {
+        starting?.let { if (it.isActive || engine != null) return it }
+        return launchStart(download).also { starting = it }
+    }
+
+    private fun launchStart(download: ModelDownload): Job = scope.launch {
         this@ChatController.download = download
         try {
             val path = withContext(Dispatchers.IO) {

@@ -3,14 +3,15 @@ package dev.edgewise.sample
 import android.os.Bundle
 import androidx.activity.ComponentActivity
 import androidx.activity.compose.setContent
+import androidx.activity.enableEdgeToEdge
 import androidx.activity.viewModels
 import androidx.compose.foundation.layout.Arrangement
 import androidx.compose.foundation.layout.Column
 import androidx.compose.foundation.layout.Row
 import androidx.compose.foundation.layout.fillMaxSize
 import androidx.compose.foundation.layout.fillMaxWidth
-import androidx.compose.foundation.layout.imePadding
 import androidx.compose.foundation.layout.padding
+import androidx.compose.foundation.layout.safeDrawingPadding
 import androidx.compose.foundation.lazy.LazyColumn
 import androidx.compose.foundation.lazy.items
 import androidx.compose.material3.Button
@@ -35,6 +36,10 @@ class MainActivity : ComponentActivity() {
     private val vm: ChatViewModel by viewModels()
 
     override fun onCreate(savedInstanceState: Bundle?) {
+        // Targeting API 35+ draws edge to edge on Android 15+ whatever the app asks; opting in
+        // here gives the same layout on older versions, and the screen pads itself by the
+        // system bars, display cutout and keyboard (safeDrawingPadding) instead of drawing under them.
+        enableEdgeToEdge()
         super.onCreate(savedInstanceState)
         setContent {
             MaterialTheme {
@@ -47,7 +52,7 @@ class MainActivity : ComponentActivity() {
 @Composable
 fun SampleScreen(chat: ChatController) {
     val model by chat.model.collectAsStateWithLifecycle()
-    Column(Modifier.fillMaxSize().padding(16.dp).imePadding()) {
+    Column(Modifier.fillMaxSize().safeDrawingPadding().padding(16.dp)) {
         when (val m = model) {
             ModelState.NotDownloaded -> Button(onClick = { chat.start() }) { Text("Download Gemma 3 270M (253 MB)") }
             is ModelState.Downloading -> {

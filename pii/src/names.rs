@@ -115,10 +115,13 @@ impl NameFinder {
                 if is_particle(t) {
                     continue;
                 }
-                let cue = honorific_ends.iter().any(|&e| e <= t.0 && t.0 - e <= 1 && text[e..t.0].trim().is_empty())
-                    || ctx.relation.ending_at(text, t.0, 3).is_some()
-                    || ctx.name_label.ending_at(text, t.0, 3).is_some()
-                    || ctx.self_id.ending_at(text, t.0, 3).is_some();
+                // The honorific ending at or one byte before the token (sorted ends: binary search).
+                let h = honorific_ends.partition_point(|&e| e <= t.0);
+                let cue =
+                    honorific_ends[..h].iter().rev().take(2).any(|&e| t.0 - e <= 1 && text[e..t.0].trim().is_empty())
+                        || ctx.relation.ending_at(text, t.0, 3).is_some()
+                        || ctx.name_label.ending_at(text, t.0, 3).is_some()
+                        || ctx.self_id.ending_at(text, t.0, 3).is_some();
                 let w = lower(t);
                 if cue && !self.not_name.contains(w.as_str()) {
                     start_tok = Some(k);
@@ -132,9 +135,8 @@ impl NameFinder {
             }
             let after = &text[m.end()..];
             let gap = after.len() - after.trim_start_matches([' ', ',', '(']).len();
-            let attr_follows = gap <= 3
-                && (ctx.dob.0.iter().any(|&(hs, _)| hs == m.end() + gap)
-                    || ctx.person_attr.0.iter().any(|&(hs, _)| hs == m.end() + gap));
+            let attr_follows =
+                gap <= 3 && (ctx.dob.starts_at(m.end() + gap) || ctx.person_attr.starts_at(m.end() + gap));
             let age_follows = self.age_after.is_match(after) || attr_follows;
             let verb_follows = self.predicate.is_match(after);
             if start_tok.is_none() && (age_follows || verb_follows) {
@@ -265,20 +267,45 @@ fn at_clause_start(text: &str, pos: usize) -> bool {
 
 /// Health information about a person, and named private people with personal attributes.
 pub(crate) fn people(text: &str, ctx: &Ctx, names: &[Name], out: &mut Out) {
+    // Which sentences name a private person (strongly) or a public figure: one pass over the
+    // names (a name never crosses a sentence boundary), so the health loop stays linear.
+    let mut private_in = vec![false; ctx.sents.len()];
+    let mut public_in = vec![false; ctx.sents.len()];
+    for n in names {
+        let first = ctx.sents.partition_point(|&(_, e)| e <= n.start);
+        let last = ctx.sents.partition_point(|&(s, _)| s < n.end);
+        for k in first..last.min(ctx.sents.len()) {
+            if n.public {
+                public_in[k] = true;
+            } else if !n.weak {
+                private_in[k] = true;
+            }
+        }
+    }
     // --- health: a health term in a sentence that is about the writer or a specific person ---
     for &(hs, he) in &ctx.health.0 {
-        let (ss, se) = sentence_of(&ctx.sents, hs);
-        let first_person = ctx.first_person_in(text, ss, se);
+        let idx = ctx.sents.partition_point(|&(_, e)| e <= hs);
+        let (ss, se) = ctx.sents.get(idx).copied().unwrap_or((0, 0));
+        let first_person = ctx.first_person_at(hs);
         let relation = ctx.relation.within(ss, se);
-        let named = names.iter().any(|n| !n.public && !n.weak && n.start < se && n.end > ss);
-        if first_person || relation || named {
+        let named = private_in.get(idx).copied().unwrap_or(false);
+        // "My son Ethan has a meeting. He was diagnosed with autism": a he/she/his/her in the
+        // health sentence refers to the person named or related in one of the two sentences before.
+        let about_person = |k: usize| {
+            private_in.get(k).copied().unwrap_or(false)
+                || ctx.sents.get(k).is_some_and(|&(a, b)| ctx.relation.within(a, b))
+        };
+        let coreferent =
+            ctx.third.within(ss, se) && (idx >= 1 && about_person(idx - 1) || idx >= 2 && about_person(idx - 2));
+        if first_person || relation || named || coreferent {
             out.add(hs, he, Category::Health, 0.8);
-        } else if names.iter().any(|n| n.public && n.start < se && n.end > ss) || ctx.public.within(ss, se) {
+        } else if public_in.get(idx).copied().unwrap_or(false) || ctx.public.within(ss, se) {
             out.residual(0.25);
         }
     }
     // --- a named private person with personal attributes in the same sentence ---
-    for n in names.iter().filter(|n| !n.public && !n.weak) {
+    // Placeholder names of forms and documentation ("John Doe") are nobody.
+    for n in names.iter().filter(|n| !n.public && !n.weak && !ctx.placeholder.near(n.start, n.end, 0, 0)) {
         let (ss, se) = sentence_of(&ctx.sents, n.start);
         if ctx.person_attr.within(ss, se) && !ctx.fiction.within(ss, se) {
             out.add(n.start, n.end, Category::PersonName, 0.75);
@@ -291,11 +318,11 @@ pub(crate) fn people(text: &str, ctx: &Ctx, names: &[Name], out: &mut Out) {
 }
 
 /// When the text is sensitive, its private names are reported too (the person the data is about).
-pub(crate) fn decorate_names(names: &[Name], out: &mut Out) {
+pub(crate) fn decorate_names(names: &[Name], ctx: &Ctx, out: &mut Out) {
     if !out.sensitive() {
         return;
     }
-    for n in names.iter().filter(|n| !n.public) {
+    for n in names.iter().filter(|n| !n.public && !ctx.placeholder.near(n.start, n.end, 0, 0)) {
         out.add(n.start, n.end, Category::PersonName, 0.6);
     }
 }

@@ -37,6 +37,10 @@ pub(crate) const TEST_CARDS: &[&str] = &[
     "36227206271667",
     "6200000000000005",
     "6250941006528599",
+    // Redsys (Spain) and Adyen test cards.
+    "4548812049400004",
+    "4548810000000003",
+    "5555341244441115",
 ];
 
 /// One run of digits in the normalized text.
@@ -240,6 +244,27 @@ fn classify_run(text: &str, r: &DigitRun, ctx: &Ctx, out: &mut Out) {
     let mut classified = false;
 
     // --- payment cards ---
+    // A card followed by more numbers in one run ("4556-7301 8842-2192 / 05-28 / 771"): the
+    // leading groups of four that make a card.
+    if n > 19 && r.groups.len() >= 4 && r.groups[..3].iter().all(|&g| g == 4) {
+        let mut total = 0usize;
+        for (p, &g) in r.groups.iter().enumerate() {
+            total += g;
+            if p >= 2 && (13..=19).contains(&total) && (g == 4 || p >= 3) {
+                let prefix = &d[..total];
+                if card_prefix_ok(prefix) && checksum::luhn(prefix) {
+                    let end = group_end(text, s, e, total);
+                    if !(not_personal || TEST_CARDS.contains(&&r.digits[..total]) && ctx.doc_near(s, end)) {
+                        out.add(s, end, Category::PaymentCard, if card_ctx { 0.95 } else { 0.85 });
+                        return;
+                    }
+                }
+            }
+            if total >= 19 {
+                break;
+            }
+        }
+    }
     if (13..=19).contains(&n) && card_prefix_ok(d) && card_grouping_ok(r) {
         if checksum::luhn(d) {
             if TEST_CARDS.contains(&r.digits.as_str()) && ctx.doc_near(s, e) {
@@ -363,6 +388,20 @@ fn classify_run(text: &str, r: &DigitRun, ctx: &Ctx, out: &mut Out) {
         return;
     }
     out.add(s, e, Category::Phone, score);
+}
+
+/// The byte just after the `count`-th digit of `text[s..e]`.
+fn group_end(text: &str, s: usize, e: usize, count: usize) -> usize {
+    let mut seen = 0usize;
+    for (i, b) in text.as_bytes()[s..e].iter().enumerate() {
+        if b.is_ascii_digit() {
+            seen += 1;
+            if seen == count {
+                return s + i + 1;
+            }
+        }
+    }
+    e
 }
 
 /// National phone layouts that are distinctive without any keyword.

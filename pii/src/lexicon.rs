@@ -39,7 +39,9 @@ pub(crate) const DOC: &[&str] = &[
     r"qa", r"unit test", r"validator", r"placeholder", r"prueba", r"pruebas", r"de prueba", r"ejemplo",
     r"documentación", r"validador", r"testkarte", r"testmodus", r"testkartennummer", r"beispiel", r"beispiel-iban",
     r"doku", r"dokumentation", r"unit-test", r"exemple", r"essai", r"de test", r"validateur", r"测试", r"示例", r"沙箱",
-    r"文档", r"校验", r"样例",
+    r"文档", r"校验", r"样例", r"template", r"templates", r"mock-up", r"mockup", r"test data", r"dummy data",
+    r"guide", r"tutorial", r"readme", r"jwt\.io", r"regex", r"regexp", r"placeholders", r"plantilla", r"modèle",
+    r"vorlage", r"muster", r"formularbeispiel", r"模板", r"training slides",
 ];
 
 /// Words before a number that say it is not personal (orders, invoices, versions...).
@@ -68,7 +70,7 @@ pub(crate) const MATH: &[&str] = &[
 /// US SSN / social-security context.
 #[rustfmt::skip]
 pub(crate) const SSN: &[&str] = &[
-    r"ssn", r"ss#", r"social security", r"social security number", r"soc sec", r"seguro social",
+    r"ssn", r"ss#", r"my social", r"social #", r"social no", r"social security", r"social security number", r"soc sec", r"seguro social",
     r"seguridad social", r"sécurité sociale", r"numéro de sécu", r"sozialversicherungsnummer",
     r"sozialversicherung", r"svnr", r"社会保障号", r"社保号",
 ];
@@ -101,7 +103,7 @@ pub(crate) const LICENCE: &[&str] = &[
     r"licen[cs]e number", r"licen[cs]e no", r"dl", r"dl no", r"dl number", r"licencia de conducir",
     r"carnet de conducir", r"carné de conducir", r"permiso de conducir", r"führerschein", r"führerscheinnummer",
     r"permis de conduire", r"numéro de permis", r"驾驶证", r"驾照", r"驾驶证号", r"ड्राइविंग लाइसेंस",
-    r"driving licence number",
+    r"driving licence number", r"license", r"licence", r"my license", r"licencia", r"permis", r"dl#", r"dl #",
 ];
 
 /// Bank-account context (specific phrases: the number may follow within a sentence).
@@ -112,7 +114,8 @@ pub(crate) const ACCOUNT: &[&str] = &[
     r"número de cuenta", r"cuenta bancaria", r"cuenta número", r"cuenta corriente", r"nº de cuenta", r"kontonummer",
     r"konto-nr", r"konto nr", r"kto-nr", r"bankverbindung", r"girokonto", r"numéro de compte", r"n° de compte",
     r"compte bancaire", r"compte courant", r"compte n°", r"compte no", r"账号", r"账户", r"银行账号", r"收款账号", r"银行账户",
-    r"卡号", r"khata number", r"khata sankhya", r"account mein", r"bank account number",
+    r"卡号", r"khata number", r"khata sankhya", r"account mein", r"bank account number", r"kontonr", r"kontonr\.",
+    r"kto", r"kto\.-nr\.?", r"kto-nr\.?", r"⑈", r"clabe", r"cuenta clabe", r"compte n", r"rib",
 ];
 
 /// Ambiguous account words ("compte" also means "counts"): the number must follow within a few bytes.
@@ -122,7 +125,7 @@ pub(crate) const ACCOUNT_WEAK: &[&str] = &[r"account", r"cuenta", r"konto", r"co
 #[rustfmt::skip]
 pub(crate) const ROUTING: &[&str] = &[
     r"routing", r"routing number", r"routing no", r"aba", r"rtn", r"transit number", r"sort code", r"sort-code",
-    r"ifsc",
+    r"ifsc", r"blz", r"bankleitzahl", r"⑆", r"clabe", r"bsb",
 ];
 
 /// Date-of-birth context.
@@ -134,6 +137,33 @@ pub(crate) const DOB: &[&str] = &[
     r"geboren am", r"geb\.", r"mein geburtstag", r"geburtstag", r"date de naissance", r"né", r"née", r"né le",
     r"née le", r"naissance", r"mon anniversaire", r"出生日期", r"出生于", r"出生", r"生日", r"出生年月", r"出生年月日", r"janam tithi",
     r"janm tithi", r"janamdin", r"janmdin", r"janam", r"janm", r"paida", r"जन्म", r"जन्मतिथि", r"जन्म तिथि",
+];
+
+/// Birthday words: a full date with a past year near them is a date of birth ("Birthday list:
+/// - Ana Ruiz — 1988-11-03"); a party date is in the current year and is left alone.
+#[rustfmt::skip]
+pub(crate) const BIRTHDAY: &[&str] = &[
+    r"birthday", r"birthdays", r"bday", r"b-day", r"cumpleaños", r"cumple", r"geburtstag", r"geburtstage",
+    r"anniversaire", r"anniversaires", r"生日", r"janamdin", r"birthday list",
+];
+
+/// Street intersections ("at the corner of 5th Ave and Pine St"): a precise location when the
+/// writer says they are there now.
+#[rustfmt::skip]
+pub(crate) const INTERSECTION: &[&str] = &[
+    r"corner of", r"intersection of", r"junction of", r"the lights at", r"crossroads of", r"esquina de",
+    r"esquina con", r"cruce de", r"coin de", r"au coin", r"angle de", r"carrefour", r"ecke", r"kreuzung", r"chowk",
+    r"路口", r"十字路口", r"交叉口",
+];
+
+/// The writer is at a place now.
+#[rustfmt::skip]
+pub(crate) const PRESENT: &[&str] = &[
+    r"right now", r"rn", r"now", r"i'm at", r"i am at", r"im at", r"we're at", r"we are at", r"i'm stood",
+    r"i'm sat", r"stood at", r"sat at", r"standing at", r"waiting at", r"stuck at", r"meet me", r"come get me",
+    r"pick me up", r"come to", r"ahora mismo", r"ahora", r"estoy en", r"estamos en", r"ven a", r"là maintenant",
+    r"maintenant", r"je suis", r"on est", r"rejoins-moi", r"rejoindre", r"gerade", r"jetzt", r"ich bin", r"ich stehe",
+    r"wir sind", r"hol mich", r"abhi", r"yahan", r"现在", r"我在",
 ];
 
 /// Location context for coordinates.
@@ -191,7 +221,7 @@ pub(crate) const HEALTH: &[&str] = &[
     r"anorexia", r"bulimia", r"addict[a-zß-ÿœ]*", r"alcoholi[a-zß-ÿœ]*", r"overdose", r"suicid[a-zß-ÿœ]*",
     r"self-harm", r"rehab", r"stroke", r"heart attack", r"heart disease", r"migraines?", r"insomnia", r"thyroid",
     r"kidney stones?", r"kidney disease", r"dialysis", r"transplant", r"surgery", r"biopsy", r"diagnosed",
-    r"diagnosis", r"prescri[a-zß-ÿœ]*", r"medication", r"medicine", r"meds", r"pills?", r"dose", r"dosage",
+    r"diagnosis", r"prescribed", r"prescription (?:for|of)", r"medication", r"medicine", r"meds", r"pills?", r"dose", r"dosage",
     r"therap[a-zß-ÿœ]*", r"psychiatrist", r"hospitali[sz]ed", r"in hospital", r"in the hospital",
     r"admitted (?:with|to)", r"discharge", r"symptoms?", r"tested positive", r"positive for", r"sick", r"illness",
     r"(?:has|have|had|got|caught) a cold", r"disease", r"disorder", r"infection", r"injur[a-zß-ÿœ]*",
@@ -202,6 +232,19 @@ pub(crate) const HEALTH: &[&str] = &[
     r"tb (?:hai|ho|ki|ka|se)", r"jaundice", r"dengue", r"malaria", r"typhoid", r"concussion", r"cardiac",
     r"hiv-positive", r"x-ray", r"mri", r"ct scan", r"blood test", r"obesity", r"cough\w*", r"vaccinated",
     r"unvaccinated", r"chemotherapy", r"miscarried", r"panic disorder",
+    // Families of conditions and drugs by their endings (tonsillitis, amoxicillin, albuterol...).
+    r"[a-z]{3,}itis", r"[a-z]{2,}cillin[a-z]*", r"[a-z]{2,}mycin", r"[a-z]{3,}[aio]pril", r"[a-z]{2,}olol",
+    r"[a-z]{2,}statin", r"[a-z]{2,}prazole?", r"[a-z]{2,}sartan", r"[a-z]{2,}oxetine?", r"[a-z]{2,}azepam",
+    r"[a-z]{2,}triptan", r"[a-z]{2,}terol", r"[a-z]{2,}phenidat[a-z]*", r"[a-z]{2,}ectomy", r"(?:hypo|hyper)gly[ck]a?emia", r"septic(?:a)?emia",
+    r"[a-z]{2,}gliptin", r"[a-z]{2,}glutide",
+    r"ibuprofen", r"paracetamol", r"acetaminophen", r"aspirin", r"tylenol", r"advil", r"warfarin", r"marcumar",
+    r"ritalin", r"adderall", r"xanax", r"valium", r"prozac", r"zoloft", r"lexapro", r"wellbutrin", r"ozempic",
+    r"wegovy", r"viagra", r"epipen", r"inhalers?", r"nebuli[sz]er", r"flare-ups?", r"a temperature",
+    r"temperature of", r"pediatrician", r"paediatrician", r"gp", r"physio", r"speech delay", r"disabilit[a-z]*",
+    r"disabled", r"wheelchair", r"in remission", r"remission", r"relapse[a-z]*",
+    r"dyslexi[a-z]*", r"dyspraxi[a-z]*", r"tourette'?s?", r"down syndrome", r"cerebral palsy", r"sleep apnea",
+    r"eczema", r"psoriasis", r"endometriosis", r"gout", r"anaemia", r"anemia", r"angina", r"arrhythmia",
+    r"pacemaker", r"hearing aids?", r"mental health",
     // Spanish
     r"diabetes", r"vih", r"sida", r"cáncer", r"depresión", r"ansiedad", r"trastorno[a-zß-ÿœ]*", r"epilepsia",
     r"hipertensión", r"tensión alta", r"esclerosis", r"alzhéimer", r"esquizofrenia", r"artritis",
@@ -211,6 +254,8 @@ pub(crate) const HEALTH: &[&str] = &[
     r"positivo en", r"mareo[a-zß-ÿœ]*", r"dolor", r"alergi[a-zß-ÿœ]*", r"gripe", r"metformina", r"sertralina",
     r"litio", r"insulina", r"metotrexato", r"levotiroxina", r"fluoxetina", r"prednisona", r"olanzapina", r"infarto",
     r"ictus", r"fiebre", r"asma", r"migraña", r"tumor", r"quimio[a-zß-ÿœ]*", r"operad[oa]", r"demencia",
+    r"tdah", r"autismo", r"metilfenidato", r"ibuprofeno", r"paracetamol", r"pediatra", r"psiquiatra",
+    r"psicólog[oa]", r"discapacidad", r"[a-zß-ÿœ]{3,}itis", r"inhalador", r"ansiolítico[s]?", r"antidepresivo[s]?",
     // German
     r"krebs", r"brustkrebs", r"prostatakrebs", r"depression[a-zß-ÿœ]*", r"angststörung", r"bipolare", r"epilepsie",
     r"bluthochdruck", r"blutdruck", r"multiple sklerose", r"[a-zß-ÿœ]*sklerose", r"alzheimer", r"schizophrenie",
@@ -220,6 +265,9 @@ pub(crate) const HEALTH: &[&str] = &[
     r"schmerz[a-zß-ÿœ]*", r"allergie", r"morbus", r"hepatitis", r"l-thyroxin", r"sertralin", r"fluoxetin",
     r"prednisolon", r"olanzapin", r"methotrexat", r"herzinfarkt", r"schlaganfall", r"demenz", r"grippe", r"fieber",
     r"erkältet", r"erkältung", r"migräne", r"chemotherapie", r"operiert", r"depressiv", r"asthma", r"husten",
+    r"[a-zß-ÿœ]*schmerz[a-zß-ÿœ]*", r"[a-zß-ÿœ]*krebs", r"[a-zß-ÿœ]*krankheit", r"[a-zß-ÿœ]*entzündung",
+    r"[a-zß-ÿœ]*infektion", r"[a-zß-ÿœ]*tabletten", r"hausarzt", r"hausärztin", r"kinderarzt",
+    r"ibuprofen", r"marcumar", r"behinderung", r"pflegegrad", r"adhs", r"autismus", r"reha",
     // French
     r"diabète", r"diabete", r"dépression", r"anxieux", r"anxiété",
     r"trouble (?:bipolaire|anxieux|alimentaire|obsessionnel|du|de la|psychique|mental)", r"épilepsie",
@@ -229,6 +277,7 @@ pub(crate) const HEALTH: &[&str] = &[
     r"testée? positi[a-zß-ÿœ]*", r"positif à", r"vertiges?", r"douleur[a-zß-ÿœ]*", r"allergi[a-zß-ÿœ]*",
     r"hépatite", r"metformine", r"lévothyroxine", r"fluoxétine", r"méthotrexate", r"crise cardiaque", r"infarctus",
     r"avc", r"fièvre", r"grippe", r"asthme", r"tumeur", r"chimio", r"opérée?", r"démence", r"toux",
+    r"tdah", r"autisme", r"handicap", r"pédiatre", r"psychiatre", r"doliprane", r"antidépresseurs?", r"ventoline",
     // Chinese
     r"糖尿病", r"艾滋", r"癌", r"肿瘤", r"化疗", r"抑郁", r"焦虑", r"双相", r"精神分裂", r"癫痫", r"高血压", r"血压", r"血糖", r"哮喘", r"克罗恩",
     r"肝炎", r"丙肝", r"乙肝", r"硬化", r"阿尔茨海默", r"痴呆", r"帕金森", r"关节炎", r"新冠", r"肺炎", r"结核", r"怀孕", r"流产", r"不孕", r"诊断",
@@ -247,7 +296,16 @@ pub(crate) const HEALTH: &[&str] = &[
 pub(crate) const FIRST_PERSON: &[&str] = &[
     r"i", r"i'm", r"i've", r"i'd", r"i'll", r"me", r"myself", r"yo", r"tengo", r"estoy", r"padezco", r"sufro",
     r"tomo", r"me", r"conmigo", r"nací", r"ich", r"mich", r"mir", r"bei mir", r"je", r"j'", r"moi", r"m'", r"me",
-    r"我", r"mujhe", r"mujhko", r"maine", r"humein",
+    r"我", r"mujhe", r"mujhko", r"maine", r"humein", r"hab", r"habe", r"j'ai", r"je suis",
+];
+
+/// Third-person pronouns: a health sentence speaks of the person named or related in the
+/// sentence before ("My son Ethan has an IEP meeting. He was diagnosed with autism").
+#[rustfmt::skip]
+pub(crate) const THIRD_PERSON: &[&str] = &[
+    r"he", r"she", r"his", r"her", r"him", r"he's", r"she's", r"hes", r"shes", r"er", r"ihm", r"seine", r"seinen",
+    r"seinem", r"seiner", r"il", r"elle", r"lui", r"él", r"ella", r"他", r"她", r"uska", r"uski", r"usko", r"unka",
+    r"unki", r"woh",
 ];
 
 /// First-person possessives ("my doctor", "mi médico", "meine Tabletten", "我的"): count even in a
@@ -279,7 +337,7 @@ pub(crate) const META: &[&str] = &[
 #[rustfmt::skip]
 pub(crate) const RELATION: &[&str] = &[
 
-    r"(?:my|our) (?:mother|father|mom|mum|dad|wife|husband|son|daughter|brother|sister|friend|colleague|coworker|co-worker|boss|manager|patient|client|partner|grandma|grandmother|grandpa|grandfather|uncle|aunt|cousin|neighbou?r|child|kid|baby|girlfriend|boyfriend|roommate|flatmate|employee|student|fiancée?|nephew|niece|stepson|stepdaughter)",
+    r"(?:my|our) (?:mother|father|mom|mum|dad|wife|husband|son|daughter|brother|sister|friend|colleague|coworker|co-worker|boss|manager|patient|client|partner|grandma|grandmother|grandpa|grandfather|uncle|aunt|cousin|neighbou?r|child|kid|baby|girlfriend|boyfriend|roommate|flatmate|employee|student|fiancée?|nephew|niece|stepson|stepdaughter|stepmother|stepfather|stepmom|stepdad|ex|ex-wife|ex-husband|landlord|landlady|tenant|nanny|babysitter|childminder|carer|caregiver|mentee|teenager|toddler|twins?|(?:mother|father|brother|sister|son|daughter)-in-law|grandson|granddaughter|godson|goddaughter)",
     r"(?:mi|mis|nuestr[oa]) (?:madre|padre|mamá|mama|papá|papa|esposa|esposo|marido|mujer|hij[oa]|herman[oa]|amig[oa]|compañer[oa]|jef[ea]|paciente|pareja|abuel[oa]|tí[oa]|prim[oa]|vecin[oa]|novi[oa]|sobrin[oa]|suegr[oa])",
     r"(?:mein|meine|meiner|meinem|meinen|unser|unsere) (?:mutter|vater|mama|papa|frau|mann|sohn|tochter|bruder|schwester|freund|freundin|kollege|kollegin|chef|chefin|patient|patientin|partner|partnerin|oma|opa|onkel|tante|cousin|cousine|nachbar|nachbarin|kind|enkel|enkelin|neffe|nichte)",
     r"(?:mon|ma|mes|notre) (?:mère|père|maman|papa|femme|mari|fils|fille|frère|sœur|soeur|ami|amie|collègue|patron|patronne|patient|patiente|conjoint|conjointe|grand-mère|grand-père|oncle|tante|cousin|cousine|voisin|voisine|enfant|copain|copine|neveu|nièce)",
@@ -333,6 +391,10 @@ pub(crate) const PERSON_ATTR: &[&str] = &[
     r"divorcée?", r"mariée?", r"veuve?", r"离异", r"离婚", r"已婚", r"works at", r"works for", r"trabaja en",
     r"arbeitet bei", r"travaille chez", r"工作", r"kaam karti", r"kaam karta", r"kaam karte", r"criminal record",
     r"convicted", r"arrested", r"gay", r"lesbian", r"bisexual", r"transgender",
+    r"take-home", r"take home", r"brings home", r"owes?", r"owed", r"debts?", r"in debt", r"loans?", r"mortgage",
+    r"credit score", r"bankrupt[a-z]*", r"net worth", r"paycheck", r"payslip", r"deuda[s]?", r"debe", r"debo",
+    r"hipoteca", r"préstamo", r"nómina", r"schulden", r"kredit", r"gehaltsabrechnung", r"dettes?", r"prêt", r"emprunt",
+    r"karz", r"karza", r"udhaar", r"欠", r"贷款", r"负债", r"债",
 ];
 
 /// Words that are capitalized but are not names (sentence starters, places, organisations...).
@@ -362,4 +424,113 @@ pub(crate) const FICTION: &[&str] = &[
     r"story", r"novel", r"fictional", r"character", r"characters", r"poem", r"screenplay", r"script", r"roleplay",
     r"role-play", r"imagine", r"fairy tale", r"short story", r"plot", r"cuento", r"novela", r"personaje",
     r"geschichte", r"roman", r"figur", r"histoire", r"personnage", r"故事", r"小说", r"角色", r"kahani",
+    r"rpg", r"d&d", r"dungeon master", r"campaign setting", r"writing group", r"writing class", r"scene",
+    r"dialogue", r"chapter", r"my book", r"my novel", r"fanfic", r"fan fiction", r"panto", r"pantomime", r"sitcom",
+    r"npc", r"villain", r"protagonist", r"detective story", r"escena", r"capítulo", r"szene", r"kapitel", r"scène",
+    r"chapitre", r"剧本",
+];
+
+/// Organisations and their contact points: a phone number, mailbox or address near these words
+/// is a business's or an authority's, not a private person's.
+#[rustfmt::skip]
+pub(crate) const ORG: &[&str] = &[
+    // Company forms
+    r"ltd", r"ltd\.", r"limited", r"inc", r"inc\.", r"llc", r"plc", r"gmbh", r"ag", r"corp", r"corp\.", r"s\.a\.",
+    r"s\.l\.", r"sarl", r"sas", r"kg", r"pvt", r"pty", r"company", r"company's", r"companies", r"business",
+    r"registered office", r"head office", r"headquarters", r"hq", r"company no", r"company number", r"vat",
+    // Places of business and public bodies
+    r"store", r"shop", r"restaurant", r"pizzeria", r"pizza place", r"trattoria", r"bistro", r"brasserie", r"café",
+    r"cafe", r"pub", r"bar", r"hotel", r"venue", r"museum", r"gallery", r"theatre", r"theater", r"cinema",
+    r"pharmacy", r"chemist", r"supermarket", r"bakery", r"salon", r"gym", r"garage", r"dealership", r"menu",
+    r"office", r"branch", r"reception", r"front desk", r"box office", r"airline", r"airport", r"station",
+    r"supplier", r"provider", r"retailer", r"council", r"city hall", r"town hall", r"embassy", r"consulate",
+    r"ministry", r"department", r"agency", r"authority", r"dmv", r"irs", r"hmrc", r"post office", r"library",
+    r"university", r"school office", r"helpline", r"hotline", r"help desk", r"helpdesk", r"service desk",
+    r"switchboard", r"customer service", r"customer services", r"customer care", r"customer support",
+    r"support line", r"support team", r"sales team", r"service number", r"complaints", r"bookings", r"reservations",
+    r"enquiries", r"inquiries", r"their", r"theirs",
+    // Spanish
+    r"empresa", r"tienda", r"restaurante", r"museo", r"oficina", r"atención al cliente", r"servicio al cliente",
+    r"centralita", r"ayuntamiento", r"consulado", r"embajada", r"sede", r"sucursal", r"farmacia", r"aerolínea",
+    r"ministerio", r"hacienda", r"su teléfono", r"su dirección",
+    // German
+    r"firma", r"unternehmen", r"geschäft", r"laden", r"museum", r"büro", r"kundenservice", r"kundenhotline",
+    r"kundendienst", r"zentrale", r"amt", r"bürgeramt", r"rathaus", r"behörde", r"botschaft", r"konsulat",
+    r"finanzamt", r"filiale", r"apotheke", r"fluggesellschaft", r"hotline der", r"ihre nummer",
+    // French
+    r"entreprise", r"société", r"magasin", r"boutique", r"musée", r"bureau", r"service client", r"standard",
+    r"mairie", r"préfecture", r"ambassade", r"consulat", r"caf", r"cpam", r"urssaf", r"siège", r"agence",
+    r"pharmacie", r"leur numéro", r"leur adresse",
+    // Chinese, Hinglish
+    r"公司", r"客服", r"博物院", r"博物馆", r"商店", r"餐厅", r"酒店", r"政府", r"办事处", r"银行", r"大使馆", r"热线", r"门店",
+    r"customer care number", r"dukaan",
+];
+
+/// First-person or relation phrases that make a contact detail personal.
+#[rustfmt::skip]
+pub(crate) const PERSONAL_CONTACT: &[&str] = &[
+    r"my (?:phone|number|mobile|cell|email|e-mail|address|home|flat|apartment|house|place|personal|new|work|landline|whatsapp)",
+    r"call me", r"text me", r"reach me", r"email me", r"e-mail me", r"mail me", r"write me", r"write to me",
+    r"contact me", r"ring me", r"message me", r"find me", r"send it to me", r"i live", r"i'm at", r"we live",
+    r"lives at", r"live at", r"home address", r"mi (?:teléfono|número|móvil|movil|correo|email|dirección|direccion|casa|piso)",
+    r"llámame", r"escríbeme", r"vivo en", r"meine (?:nummer|handynummer|telefonnummer|adresse|e-mail|email|wohnung)",
+    r"mein (?:handy|telefon)", r"ruf mich", r"schreib mir", r"ich wohne", r"mon (?:numéro|portable|adresse|email|mail)",
+    r"appelle-moi", r"écris-moi", r"j'habite", r"我的电话", r"我的手机", r"我的邮箱", r"我的地址", r"我住", r"mera number",
+    r"mera phone", r"mera address", r"mera pata", r"mujhe call", r"emergency contact", r"next of kin",
+    r"contacto de emergencia", r"notfallkontakt", r"contact d'urgence", r"personne à prévenir", r"紧急联系人",
+];
+
+/// Well-known placeholder data of forms and documentation.
+#[rustfmt::skip]
+pub(crate) const PLACEHOLDER: &[&str] = &[
+    r"john doe", r"jane doe", r"john q\. public", r"joe bloggs", r"jane bloggs", r"john smith doe", r"max mustermann",
+    r"erika mustermann", r"mustermann", r"musterfrau", r"musterstraße", r"musterstrasse", r"musterstadt",
+    r"musterweg", r"anytown", r"anystate", r"any town", r"123 main st", r"123 main street", r"123 fake street",
+    r"example street", r"jean dupont", r"fulano de tal", r"fulano", r"mengano", r"张三", r"李四", r"王五", r"foo bar",
+    r"lorem ipsum", r"acme", r"000-00-0000", r"123-45-6789", r"01/01/1970", r"1970-01-01", r"01\.01\.1970",
+    r"01/01/1900", r"xx/xx/xxxx", r"example\.com", r"example\.org",
+];
+
+/// Landmarks: coordinates of a sight are not a person's location.
+#[rustfmt::skip]
+pub(crate) const LANDMARK: &[&str] = &[
+    r"tower", r"museum", r"cathedral", r"palace", r"bridge", r"stadium", r"airport", r"monument", r"statue",
+    r"temple", r"castle", r"summit", r"mount", r"national park", r"landmark", r"torre", r"museo", r"catedral",
+    r"palacio", r"tour", r"musée", r"cathédrale", r"château", r"turm", r"dom", r"schloss", r"塔", r"博物馆", r"故宫",
+    r"长城", r"qila", r"fort",
+];
+
+/// Labels of one-time, verification and recovery codes (a secret in any language).
+#[rustfmt::skip]
+pub(crate) const OTP: &[&str] = &[
+    r"otp", r"otp code", r"one-time code", r"one time code", r"one-time password", r"one time password",
+    r"one-time passcode", r"verification code", r"verify code", r"security code", r"confirmation code",
+    r"authentication code", r"auth code", r"2fa", r"2fa code", r"2-fa", r"two-factor code", r"mfa code",
+    r"login code", r"sign-in code", r"signin code", r"access code", r"passcode", r"recovery codes?",
+    r"backup codes?", r"tan", r"mtan", r"sms-tan", r"pushtan", r"código de verificación", r"codigo de verificacion",
+    r"código de seguridad", r"código de acceso", r"código de confirmación", r"clave de verificación", r"clave otp",
+    r"código otp", r"bestätigungscode", r"verifizierungscode", r"sicherheitscode", r"einmalcode", r"einmalpasswort",
+    r"freischaltcode", r"code de vérification", r"code de verification", r"code de sécurité", r"code de confirmation",
+    r"code à usage unique", r"code d'accès", r"code sms", r"验证码", r"动态码", r"动态密码", r"校验码", r"短信验证码",
+    r"ओटीपी",
+];
+
+/// A bare "code" (a secret only in a sentence about a received text message).
+pub(crate) const CODE_WORD: &[&str] = &[r"code", r"código", r"codigo", r"kode", r"कोड", r"码"];
+
+/// Words of a sentence about a received text message or a caller asking for a code.
+#[rustfmt::skip]
+pub(crate) const SMS: &[&str] = &[
+    r"text", r"texted", r"texts", r"sms", r"sent me", r"received", r"got a", r"bank", r"never share", r"share",
+    r"whatsapp", r"message", r"aaya", r"aayi", r"bhej[a-z]*", r"mensaje", r"recibí", r"recibido", r"me llegó",
+    r"nachricht", r"bekommen", r"erhalten", r"reçu", r"message", r"短信", r"收到", r"发来",
+];
+
+/// Wallet recovery (seed) phrase context.
+#[rustfmt::skip]
+pub(crate) const SEED: &[&str] = &[
+    r"seed phrase", r"seed words", r"recovery phrase", r"secret recovery phrase", r"mnemonic", r"wallet",
+    r"12-word", r"24-word", r"12 words", r"24 words", r"frase semilla", r"frase de recuperación", r"palabras semilla",
+    r"seed-phrase", r"wiederherstellungsphrase", r"phrase de récupération", r"phrase secrète", r"助记词", r"钱包",
+    r"crypto", r"metamask", r"ledger", r"bitcoin",
 ];

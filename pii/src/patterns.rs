@@ -24,7 +24,12 @@ pub(crate) const TEST_IBANS: &[&str] = &[
 ];
 
 /// Published documentation API keys (not live secrets) recognised next to a doc/test word.
-const DOC_SECRETS: &[&str] = &["sk_test_4eC39HqLyjWDarjtT1zdp7dc", "AKIAIOSFODNN7EXAMPLE"];
+const DOC_SECRETS: &[&str] = &[
+    "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+    "AKIAIOSFODNN7EXAMPLE",
+    // The example token of jwt.io.
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+];
 
 /// Local parts of role addresses (a mailbox of a function, not of a person).
 const ROLE_LOCAL: &[&str] = &[
@@ -57,6 +62,36 @@ const ROLE_LOCAL: &[&str] = &[
     "soporte",
     "ventas",
     "git",
+    "complaints",
+    "events",
+    "bookings",
+    "booking",
+    "reservations",
+    "reservas",
+    "enquiries",
+    "inquiries",
+    "orders",
+    "accounts",
+    "invoices",
+    "reception",
+    "hr",
+    "customerservice",
+    "customer.service",
+    "kundenservice",
+    "service-client",
+    "hola",
+    "bonjour",
+    "hallo",
+    "feedback",
+    "media",
+    "partners",
+    "legal",
+    "dpo",
+    "studio",
+    "shop",
+    "store",
+    "mail",
+    "post",
 ];
 
 /// Top-level domains accepted at the end of a spoken ("at ... dot com") email.
@@ -66,7 +101,7 @@ const TLDS: &[&str] = &[
 ];
 
 /// Free mail providers (a spoken "at gmail dot com" is an address even without other cues).
-const MAIL_PROVIDERS: &[&str] = &[
+pub(crate) const MAIL_PROVIDERS: &[&str] = &[
     "gmail",
     "googlemail",
     "yahoo",
@@ -120,6 +155,10 @@ pub(crate) struct Patterns {
     password_kw: Regex,
     secret_assign: Regex,
     bearer: Regex,
+    otp_value: Regex,
+    what3words: Regex,
+    coord_labelled: Regex,
+    seed_run: Regex,
     coord_pair: Regex,
     coord_hemi: Regex,
     coord_dms: Regex,
@@ -155,26 +194,26 @@ impl Patterns {
         let states = lx::US_STATES;
         Ok(Patterns {
             email: Regex::new(
-                r"(?i)[a-z0-9][a-z0-9._%+\-]*@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}",
+                r"(?i-u)[a-z0-9][a-z0-9._%+\-]*@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}",
             )?,
             email_obf: Regex::new(
-                r"(?i)([a-z0-9][a-z0-9_%+\-]*(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|\(punkt\)|\[punkt\])\s*|\s+(?:dot|punto|punkt|point)\s+|点)[a-z0-9_%+\-]+)*)(\s*(?:\[at\]|\(at\)|\{at\}|\[ät\]|\(ät\)|\(arroba\)|\[arroba\])\s*|\s+(?:at|arroba|arobase|chez|ät)\s+|\s*艾特\s*|\s*@\s*)([a-z0-9\-]+(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|\(punkt\)|\[punkt\])\s*|\s+(?:dot|punto|punkt|point)\s+|点)[a-z0-9\-]+)+)",
+                r"(?i)([a-z0-9][a-z0-9_%+\-]*(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>|\(punkt\)|\[punkt\]|\(punto\)|\[punto\]|\(point\)|\[point\]|\[\.\]|\(\.\))\s*|\s+(?:dot|punto|punkt|point)\s+|点)[a-z0-9_%+\-]+)*)(\s*(?:\[at\]|\(at\)|\{at\}|<at>|\[ät\]|\(ät\)|\(arroba\)|\[arroba\]|\(@\)|\[@\])\s*|\s+(?:at[\s\-]+the[\s\-]+rate(?:[\s\-]+of)?|at\s+sign|at|arroba|arobase|chez|ät)\s+|\s*艾特\s*|\s*@\s*)([a-z0-9\-]+(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>|\(punkt\)|\[punkt\]|\(punto\)|\[punto\]|\(point\)|\[point\]|\[\.\]|\(\.\))\s*|\s+(?:dot|punto|punkt|point)\s+|点)[a-z0-9\-]+)+)",
             )?,
-            iban: Regex::new(r"(?i)(?-u:\b)[a-z]{2}\d{2}(?:[ \-]?[a-z0-9]){11,30}")?,
+            iban: Regex::new(r"(?i-u)(?-u:\b)[a-z]{2}\d{2}(?:[ \-]?[a-z0-9]){11,30}")?,
             nino: Regex::new(r"(?-u:\b)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?-u:\b)")?,
-            dni: Regex::new(r"(?i)(?-u:\b)\d{8}[ \-]?[a-z](?-u:\b)")?,
-            nie: Regex::new(r"(?i)(?-u:\b)[xyz][ \-]?\d{7}[ \-]?[a-z](?-u:\b)")?,
+            dni: Regex::new(r"(?i-u)(?-u:\b)\d{8}[ \-]?[a-z](?-u:\b)")?,
+            nie: Regex::new(r"(?i-u)(?-u:\b)[xyz][ \-]?\d{7}[ \-]?[a-z](?-u:\b)")?,
             cf: Regex::new(
-                r"(?i)(?-u:\b)[a-z]{6}[0-9lmnpqrstuv]{2}[abcdehlmprst][0-9lmnpqrstuv]{2}[a-z][0-9lmnpqrstuv]{3}[a-z](?-u:\b)",
+                r"(?i-u)(?-u:\b)[a-z]{6}[0-9lmnpqrstuv]{2}[abcdehlmprst][0-9lmnpqrstuv]{2}[a-z][0-9lmnpqrstuv]{3}[a-z](?-u:\b)",
             )?,
             cn_id: Regex::new(
                 r"(?-u:\b)\d{6} ?(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]) ?\d{3}[\dXx](?-u:\b)",
             )?,
-            nir: Regex::new(r"(?i)(?-u:\b)[1-478] ?\d{2} ?\d{2} ?(?:\d{2}|2[ab]) ?\d{3} ?\d{3} ?\d{2}(?-u:\b)")?,
+            nir: Regex::new(r"(?i-u)(?-u:\b)[1-478] ?\d{2} ?\d{2} ?(?:\d{2}|2[ab]) ?\d{3} ?\d{3} ?\d{2}(?-u:\b)")?,
             pan: Regex::new(r"(?-u:\b)[A-Z]{3}[PCHFATBLJG][A-Z]\d{4}[A-Z](?-u:\b)")?,
             ausweis: Regex::new(r"(?-u:\b)[CFGHJKLMNPRTVWXYZ][CFGHJKLMNPRTVWXYZ0-9]{8}\d?(?-u:\b)")?,
             id_token: Regex::new(
-                r"(?i)(?-u:\b)[a-z]{0,6}\d[a-z0-9]{0,20}(?:[ \-/][a-z]{0,6}\d[a-z0-9]*){0,4}(?-u:\b)",
+                r"(?i-u)(?-u:\b)[a-z]{0,6}\d[a-z0-9]{0,20}(?:[ \-/][a-z]{0,6}\d[a-z0-9]*){0,4}(?-u:\b)",
             )?,
             secret_prefix: Regex::new(concat!(
                 r"(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}",
@@ -185,20 +224,30 @@ impl Patterns {
                 r"|SK[0-9a-fA-F]{32}|key-[0-9a-zA-Z]{32}|sq0(?:atp|csp)-[0-9A-Za-z\-_]{22,}",
                 r"|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}|dop_v1_[a-f0-9]{64}|\d{8,10}:AA[0-9A-Za-z_\-]{33}",
                 r"|https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+",
-                r"|AccountKey=[A-Za-z0-9+/=]{40,}",
+                r"|AccountKey=[A-Za-z0-9+/=]{40,}|whsec_[A-Za-z0-9]{24,}|hvs\.[A-Za-z0-9_\-]{24,}|dapi[0-9a-f]{32}",
+                r"|ATATT3[A-Za-z0-9_\-=]{40,}|xapp-\d-[A-Z0-9]+-\d+-[a-f0-9]{32,}|EAA[A-Za-z0-9]{80,}|AGE-SECRET-KEY-1[0-9A-Z]{50,}",
+                r"|[MN][A-Za-z\d]{23}\.[A-Za-z\d_\-]{6}\.[A-Za-z\d_\-]{27,}|glc_[A-Za-z0-9+/]{32,}|sntrys_[A-Za-z0-9+/=]{40,}",
                 r"|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
                 r"|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
             ))?,
             conn_str: Regex::new(
-                r"(?i)(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|redis|rediss|amqps?|mssql|sqlserver|jdbc:[a-z]+|ftp|sftp|smtp|ldaps?|https?)://([^\s:/@]+):([^\s@/]+)@[^\s/]+",
+                r"(?i)(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|redis|rediss|amqps?|mssql|sqlserver|jdbc:[a-z]+|ftp|sftp|smtp|ldaps?|https?)://([^\s:/@]*):([^\s@/]+)@[^\s/]+",
             )?,
             password_kw: Regex::new(
-                r"(?i)(?:password|passwort|passwd|pwd|kennwort|contraseña|contrasena|clave|mot de passe|mdp|passcode|pin|密码|口令|पासवर्ड)",
+                r"(?i)(?:password|passwort|passwd|passphrase|pass phrase|pwd|pw|kennwort|contraseña|contrasena|clave|mot de passe|mdp|passcode|pin(?:[\s\-]?(?:code|nummer|number|número))?|(?:wi-?fi|wlan|wpa2?|netzwerk|network)[\s\-]?(?:key|schlüssel|passwort|password|code|clé)|schlüssel|clé (?:wi-?fi|wpa|de sécurité)|code (?:wi-?fi|secret|confidentiel)|code de (?:ma |la )?carte(?: bleue| bancaire)?|code (?:de )?cb|geheimzahl|nip|login|credentials|zugangsdaten|identifiants|credenciales|密码|口令|पासवर्ड)",
             )?,
             secret_assign: Regex::new(
-                r#"(?i)(?:api[_\-\s]?key|apikey|secret(?:[_\-\s]?key)?|access[_\-\s]?token|auth[_\-\s]?token|client[_\-\s]?secret|private[_\-\s]?key|token)["']?\s*[:=]\s*["']?([A-Za-z0-9_\-./+=]{16,})"#,
+                r#"(?i-u)(?:api[_\-\s]?key|apikey|api[_\-]?secret|app[_\-]?secret|secret(?:[_\-\s]?(?:access[_\-\s]?)?key)?|access[_\-\s]?key(?:[_\-\s]?id)?|(?:access|auth|refresh|session|private|bot|oauth|webhook)[_\-\s]?token|client[_\-\s]?secret|private[_\-\s]?key(?:[_\-\s]?id)?|signing[_\-\s]?(?:key|secret)|encryption[_\-\s]?key|master[_\-\s]?key|account[_\-\s]?key|shared[_\-\s]?access[_\-\s]?key|token|sig)["']?\s*[:=]\s*["']?([A-Za-z0-9_\-./+=%]{16,})"#,
             )?,
-            bearer: Regex::new(r"(?i)bearer\s+([A-Za-z0-9\-._~+/]{20,}=*)")?,
+            bearer: Regex::new(r"(?i-u)(bearer|basic)\s+([A-Za-z0-9\-._~+/]{12,}=*)")?,
+            what3words: Regex::new(r"///\p{Ll}{2,20}\.\p{Ll}{2,20}\.\p{Ll}{2,20}")?,
+            coord_labelled: Regex::new(
+                r"(?i-u)(?-u:\b)lat(?:itude)?\s*[:=]?\s*(-?\d{1,2}\.\d{3,})\s*[,;/]?\s*(?:lon|lng|long|longitude)\s*[:=]?\s*(-?\d{1,3}\.\d{3,})",
+            )?,
+            otp_value: Regex::new(r"(?-u:\b)\d{3,4}[ \-]?\d{2,4}(?-u:\b)|(?-u:\b)\d{4,10}(?-u:\b)")?,
+            seed_run: Regex::new(
+                r"(?:(?-u:\b)[a-z]{3,8}(?:[ ,]+|\s*\n\s*|\s+\d{1,2}[.)]\s+)){11,23}[a-z]{3,8}(?-u:\b)",
+            )?,
             coord_pair: Regex::new(r"(?-u:\b)(-?\d{1,2}\.\d{4,})\s*[,;/ ]\s*(-?\d{1,3}\.\d{4,})(?-u:\b)")?,
             coord_hemi: Regex::new(
                 r"(?i)(?-u:\b)(\d{1,2}(?:\.\d+)?)\s*°?\s*([NS])[\s,;]+(\d{1,3}(?:\.\d+)?)\s*°?\s*([EWO])(?-u:\b)",
@@ -206,7 +255,7 @@ impl Patterns {
             coord_dms: Regex::new(r#"\d{1,3}°\s*\d{1,2}['′]\s*\d{1,2}(?:[.,]\d+)?\s*(?:"|″|'')?\s*[NSEWO]"#)?,
             plus_code: Regex::new(r"(?-u:\b)[23456789CFGHJMPQRVWX]{4,8}\+[23456789CFGHJMPQRVWX]{2,3}(?-u:\b)")?,
             addr_en: Regex::new(&format!(
-                r"(?-u:\b)\d{{1,6}}[A-Za-z]?(?:[/\-]\d{{1,4}})?,?\s+(?:[NSEW]\.?\s+)?(?:\p{{Lu}}[\p{{L}}'\-]*\.?\s+){{1,4}}{street_en}(?-u:\b)"
+                r"(?-u:\b)\d{{1,6}}[A-JL-Za-jl-z]?(?:[/\-]\d{{1,4}})?,?\s+(?:[NSEW]\.?\s+)?(?:\p{{Lu}}[\p{{L}}'\-]*\.?\s+){{1,4}}{street_en}(?-u:\b)"
             ))?,
             addr_us_zip: Regex::new(&format!(
                 r"(?:\p{{Lu}}[\p{{L}}.'\-]*(?:[ \t]+\p{{Lu}}[\p{{L}}.'\-]*){{0,3}},\s*|,\s*|(?-u:\b)(?:APO|FPO|DPO)\s+){states}\s+\d{{5}}(?:-\d{{4}})?(?-u:\b)"
@@ -235,7 +284,7 @@ impl Patterns {
                 r"\p{Han}{1,8}(?:省|自治区|特别行政区|市)\p{Han}{1,10}(?:市|县|区|州)\p{Han}{1,14}(?:路|街|道|村|镇|乡|巷)",
             )?,
             addr_in_house: Regex::new(
-                r"(?i)(?-u:\b)(?:h\.?\s?no\.?|house\s+no\.?|flat\s+no\.?|plot\s+no\.?|door\s+no\.?|ghar\s+no\.?)\s*#?\s*\d[\d/\-]*",
+                r"(?i-u)(?-u:\b)(?:h\.?\s?no\.?|house\s+no\.?|flat\s+no\.?|plot\s+no\.?|door\s+no\.?|ghar\s+no\.?)\s*#?\s*\d[\d/\-]*",
             )?,
             addr_in_pin: Regex::new(r"\p{Lu}\p{Ll}+(?:\s\p{Lu}\p{Ll}+)?(?:-| - |\s)[1-9]\d{2}\s?\d{3}(?-u:\b)")?,
             postcode_city: Regex::new(r"(?-u:\b)\d{5}\s+\p{Lu}[\p{L}\-']+(?:[ \-]\p{Lu}[\p{L}\-']+){0,3}")?,
@@ -263,6 +312,7 @@ impl Patterns {
             let local = local.to_ascii_lowercase();
             // RFC 2606 / 6761 reserved names are documentation, not people.
             let reserved = ["example.com", "example.org", "example.net"].contains(&domain.as_str())
+                || domain.starts_with("example.")
                 || [".example", ".test", ".invalid", ".localhost", ".example.com"].iter().any(|t| domain.ends_with(t))
                 || domain == "localhost";
             if reserved || ROLE_LOCAL.contains(&local.as_str()) {
@@ -271,10 +321,18 @@ impl Patterns {
             }
             out.add(m.start(), m.end(), Category::Email, 0.97);
         }
-        for c in self.email_obf.captures_iter(text) {
+        // A rejected candidate ("me at jen.doe82 (at) gmail (dot) com": "me" at "jen.doe82") must
+        // not hide the real address after it: the search resumes after the rejected "at".
+        let mut pos = 0usize;
+        while pos < text.len() {
+            let Some(c) = self.email_obf.captures_at(text, pos) else { break };
             let (Some(all), Some(local), Some(at), Some(domain)) = (c.get(0), c.get(1), c.get(2), c.get(3)) else {
-                continue;
+                break;
             };
+            pos = if all.end() > pos { at.end().max(pos + 1) } else { pos + 1 };
+            while pos < text.len() && !text.is_char_boundary(pos) {
+                pos += 1;
+            }
             let at_s = at.as_str().trim().to_lowercase();
             let dom = domain.as_str().to_lowercase();
             let spoken_dot = |s: &str| {
@@ -309,11 +367,12 @@ impl Patterns {
                 continue;
             }
             out.add(all.start(), all.end(), Category::Email, 0.9);
+            pos = pos.max(all.end());
         }
     }
 
     fn ibans(&self, text: &str, ctx: &Ctx, out: &mut Out) {
-        for m in self.iban.find_iter(text) {
+        for m in near_digits(&self.iban, text, ctx) {
             // Compact the match, then try the registry length for its country (the regex may run
             // into a following word).
             let mut compact = String::new();
@@ -349,36 +408,36 @@ impl Patterns {
         let compact = |s: &str| -> String {
             s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_uppercase()
         };
-        for m in self.nino.find_iter(text) {
+        for m in near_digits(&self.nino, text, ctx) {
             if checksum::uk_nino(&compact(m.as_str())) && !ctx.not_personal_before(m.start()) {
                 out.add(m.start(), m.end(), Category::GovernmentId, 0.9);
             }
         }
-        for m in self.dni.find_iter(text).chain(self.nie.find_iter(text)) {
+        for m in near_digits(&self.dni, text, ctx).into_iter().chain(near_digits(&self.nie, text, ctx)) {
             if checksum::es_dni(&compact(m.as_str())) && !ctx.not_personal_before(m.start()) {
                 out.add(m.start(), m.end(), Category::GovernmentId, 0.95);
             }
         }
-        for m in self.cf.find_iter(text) {
+        for m in near_digits(&self.cf, text, ctx) {
             if checksum::it_codice_fiscale(&compact(m.as_str())) {
                 out.add(m.start(), m.end(), Category::GovernmentId, 0.97);
             }
         }
-        for m in self.cn_id.find_iter(text) {
+        for m in near_digits(&self.cn_id, text, ctx) {
             if checksum::cn_resident_id(&compact(m.as_str())) && !ctx.not_personal_before(m.start()) {
                 out.add(m.start(), m.end(), Category::GovernmentId, 0.97);
             }
         }
-        for m in self.nir.find_iter(text) {
+        for m in near_digits(&self.nir, text, ctx) {
             if checksum::fr_nir(&compact(m.as_str())) {
                 out.add(m.start(), m.end(), Category::GovernmentId, 0.97);
             }
         }
-        for m in self.pan.find_iter(text) {
+        for m in near_digits(&self.pan, text, ctx) {
             let score = if ctx.gov_id.near(m.start(), m.end(), 40, 10) { 0.95 } else { 0.8 };
             out.add(m.start(), m.end(), Category::GovernmentId, score);
         }
-        for m in self.ausweis.find_iter(text) {
+        for m in near_digits(&self.ausweis, text, ctx) {
             let s = m.as_str();
             let digits = s.bytes().filter(u8::is_ascii_digit).count();
             if digits < 3 {
@@ -448,24 +507,153 @@ impl Patterns {
             }
         }
         for c in self.bearer.captures_iter(text) {
-            let Some(v) = c.get(1) else { continue };
-            if high_entropy_secret(v.as_str()) || v.as_str().starts_with("eyJ") {
+            let (Some(kind), Some(v)) = (c.get(1), c.get(2)) else { continue };
+            let basic = kind.as_str().eq_ignore_ascii_case("basic");
+            // "Basic dXNlcjpwYXNz": base64 of "user:password" (only after "Authorization").
+            let basic_auth = basic
+                && v.len() >= 12
+                && text[..kind.start()]
+                    .to_ascii_lowercase()
+                    .trim_end()
+                    .trim_end_matches(':')
+                    .ends_with("authorization")
+                && !is_placeholder(v.as_str());
+            if !basic && (high_entropy_secret(v.as_str()) || v.as_str().starts_with("eyJ")) || basic_auth {
                 out.add(v.start(), v.end(), Category::Credential, 0.9);
             }
         }
+        self.one_time_codes(text, ctx, out);
+        self.seed_phrases(text, ctx, out);
         for m in self.password_kw.find_iter(text) {
             if !super::context::on_boundaries(text, m.start(), m.end()) {
                 continue;
             }
-            let is_pin = m.as_str().eq_ignore_ascii_case("pin");
+            let kw = m.as_str().to_lowercase();
+            let is_pin = kw.starts_with("pin")
+                || kw.starts_with("code de")
+                || kw.starts_with("code cb")
+                || kw.starts_with("code secret")
+                || kw.starts_with("code confidentiel")
+                || kw == "geheimzahl"
+                || kw == "nip";
             if let Some((s, e)) = password_value(text, m.end(), is_pin) {
                 out.add(s, e, Category::Credential, 0.85);
             }
         }
     }
 
+    /// One-time, verification and recovery codes: digits right after (or just before) their
+    /// label ("verification code is 482917", "OTP 739204", "验证码739204", "482917 is your code"),
+    /// or after a bare "code" in a sentence about a text message ("the bank texted me code 4829").
+    fn one_time_codes(&self, text: &str, ctx: &Ctx, out: &mut Out) {
+        let value_after = |from: usize, reach: usize| -> Option<(usize, usize)> {
+            let end = floor_char(text, (from + reach).min(text.len()));
+            let window = text.get(from..end)?;
+            let m = self.otp_value.find(window)?;
+            let v = m.as_str();
+            // A year ("in 2024") is not a code.
+            if v.len() == 4 && (v.starts_with("19") || v.starts_with("20")) {
+                return None;
+            }
+            // Only label-like words may stand between the label and the value.
+            let gap = &window[..m.start()];
+            let words = gap.split_whitespace().count();
+            if words > 4 || gap.contains(['.', '?', '!', '\n']) {
+                return None;
+            }
+            Some((from + m.start(), from + m.end()))
+        };
+        for &(s, e) in &ctx.otp.0 {
+            // "recovery codes for my account, ...: 8431 2290, 1176 5094": a list follows.
+            let plural = text[s..e].to_ascii_lowercase().ends_with("codes");
+            if plural {
+                let end = floor_char(text, (e + 160).min(text.len()));
+                let window = &text[e..end];
+                let stop = window.find(['.', '?', '!', '\n']).unwrap_or(window.len());
+                if let Some(m) = self.otp_value.find(&window[..stop]) {
+                    out.add(e + m.start(), e + m.end(), Category::Credential, 0.85);
+                    continue;
+                }
+            }
+            if let Some((vs, ve)) = value_after(e, 48) {
+                out.add(vs, ve, Category::Credential, 0.85);
+                continue;
+            }
+            // "482917 is your verification code"
+            let lo = floor_char(text, s.saturating_sub(40));
+            if let Some(m) = text.get(lo..s).and_then(|w| self.otp_value.find_iter(w).last()) {
+                let between = &text[lo + m.end()..s];
+                if between.split_whitespace().count() <= 4 && !between.contains(['.', '?', '!', '\n']) {
+                    out.add(lo + m.start(), lo + m.end(), Category::Credential, 0.85);
+                }
+            }
+        }
+        for &(_, e) in &ctx.code_word.0 {
+            let (ss, se) = sentence_of(&ctx.sents, e);
+            if !ctx.sms.within(ss, se) {
+                continue;
+            }
+            if let Some((vs, ve)) = value_after(e, 24) {
+                let digits = text[vs..ve].bytes().filter(u8::is_ascii_digit).count();
+                if (4..=8).contains(&digits) {
+                    out.add(vs, ve, Category::Credential, 0.8);
+                }
+            }
+        }
+    }
+
+    /// A wallet recovery (seed) phrase: twelve to twenty-four lowercase words without any
+    /// function word, in a text that speaks of a seed/recovery phrase or a wallet.
+    fn seed_phrases(&self, text: &str, ctx: &Ctx, out: &mut Out) {
+        if ctx.seed.0.is_empty() {
+            return;
+        }
+        const FUNCTION_WORDS: &[&str] = &[
+            "the", "and", "for", "you", "are", "was", "that", "this", "with", "have", "from", "but", "not", "what",
+            "can", "will", "they", "them", "their", "there", "then", "than", "when", "which", "who", "how", "why",
+            "its", "his", "her", "she", "him", "our", "your", "just", "been", "were", "has", "had", "does", "did",
+            "into", "out", "les", "des", "une", "est", "pour", "que", "qui", "dans", "los", "las", "por", "para",
+            "una", "con", "der", "die", "das", "und", "ist", "mit", "ein", "eine", "nicht", "hai", "hain", "aur",
+        ];
+        for m in self.seed_run.find_iter(text) {
+            let words: Vec<&str> =
+                m.as_str().split(|c: char| !c.is_ascii_lowercase()).filter(|w| !w.is_empty()).collect();
+            if words.len() >= 12 && !words.iter().any(|w| FUNCTION_WORDS.contains(w)) {
+                out.add(m.start(), m.end(), Category::Credential, 0.85);
+            }
+        }
+    }
+
     fn locations(&self, text: &str, ctx: &Ctx, out: &mut Out) {
-        for c in self.coord_pair.captures_iter(text) {
+        // A street corner where the writer is now ("I'm at the corner of 5th Ave and Pine St").
+        for &(s, e) in &ctx.intersection.0 {
+            let (ss, se) = sentence_of(&ctx.sents, s);
+            if !(ctx.present.within(ss, se) && ctx.first_person_at(s)) {
+                continue;
+            }
+            let end = floor_char(text, (e + 80).min(se.max(e)));
+            let window = &text[e..end];
+            let lower = window.to_lowercase();
+            let joined = [" and ", " & ", " y ", " con ", " et ", " und ", " / ", " x ", " with "]
+                .iter()
+                .filter_map(|c| lower.find(c))
+                .min();
+            if let Some(j) = joined {
+                let stop = floor_char(text, (e + j + 40).min(end));
+                out.add(s, stop, Category::Location, 0.8);
+            }
+        }
+        for m in self.what3words.find_iter(text) {
+            out.add(m.start(), m.end(), Category::Location, 0.9);
+        }
+        for c in captures_near_digits(&self.coord_labelled, text, ctx) {
+            let (Some(all), Some(a), Some(b)) = (c.get(0), c.get(1), c.get(2)) else { continue };
+            let (Ok(lat), Ok(lon)) = (a.as_str().parse::<f64>(), b.as_str().parse::<f64>()) else { continue };
+            if lat.abs() <= 90.0 && lon.abs() <= 180.0 {
+                out.add(all.start(), all.end(), Category::Location, 0.9);
+            }
+        }
+        for c in captures_near_digits(&self.coord_pair, text, ctx) {
             let (Some(all), Some(a), Some(b)) = (c.get(0), c.get(1), c.get(2)) else { continue };
             let (Ok(lat), Ok(lon)) = (a.as_str().parse::<f64>(), b.as_str().parse::<f64>()) else { continue };
             if lat.abs() > 90.0 || lon.abs() > 180.0 || (lat == 0.0 && lon == 0.0) {
@@ -482,14 +670,14 @@ impl Patterns {
             }
             out.add(all.start(), all.end(), Category::Location, if located { 0.95 } else { 0.85 });
         }
-        for c in self.coord_hemi.captures_iter(text) {
+        for c in captures_near_digits(&self.coord_hemi, text, ctx) {
             let (Some(all), Some(a), Some(b)) = (c.get(0), c.get(1), c.get(3)) else { continue };
             let decimals = |s: &str| s.split('.').nth(1).map_or(0, str::len);
             if decimals(a.as_str()) >= 2 || decimals(b.as_str()) >= 2 {
                 out.add(all.start(), all.end(), Category::Location, 0.9);
             }
         }
-        for m in self.coord_dms.find_iter(text) {
+        for m in near_digits(&self.coord_dms, text, ctx) {
             out.add(m.start(), m.end(), Category::Location, 0.9);
         }
         for m in self.plus_code.find_iter(text) {
@@ -508,20 +696,22 @@ impl Patterns {
             "1600 amphitheatre parkway",
             "55 rue du faubourg",
         ];
-        let strong = [
+        let with_digits = [
             &self.addr_en,
             &self.addr_es,
             &self.addr_de,
             &self.addr_de_prep,
             &self.addr_fr,
-            &self.addr_zh,
-            &self.addr_zh_admin,
             &self.addr_in_house,
             &self.addr_us_zip,
             &self.addr_po_box,
         ];
-        for re in strong {
-            for m in re.find_iter(text) {
+        let mut strong: Vec<regex::Match<'_>> = with_digits.iter().flat_map(|re| near_digits(re, text, ctx)).collect();
+        if ctx.has_cjk {
+            strong.extend(self.addr_zh.find_iter(text).chain(self.addr_zh_admin.find_iter(text)));
+        }
+        {
+            for m in strong {
                 let lower = m.as_str().to_lowercase();
                 if PUBLIC_ADDRESSES.iter().any(|p| lower.starts_with(p)) {
                     out.residual(0.2);
@@ -531,15 +721,18 @@ impl Patterns {
             }
         }
         // A "12345 Town" postcode line right after a street line belongs to the address.
-        let streets = out.spans_of(Category::PostalAddress);
-        for m in self.postcode_city.find_iter(text) {
-            if streets.iter().any(|&(_, e)| e <= m.start() && m.start() - e <= 60) {
+        let mut street_ends: Vec<usize> = out.spans_of(Category::PostalAddress).iter().map(|&(_, e)| e).collect();
+        street_ends.sort_unstable();
+        for m in near_digits(&self.postcode_city, text, ctx) {
+            // The latest street end at or before the postcode (binary search: linear overall).
+            let k = street_ends.partition_point(|&e| e <= m.start());
+            if k > 0 && m.start() - street_ends[k - 1] <= 60 {
                 out.add(m.start(), m.end(), Category::PostalAddress, 0.85);
             }
         }
         // Weaker signals: a UK postcode or an Indian "City-PIN" after a comma or an address word.
         for re in [&self.addr_uk_postcode, &self.addr_in_pin] {
-            for m in re.find_iter(text) {
+            for m in near_digits(re, text, ctx) {
                 let before = text[..m.start()].trim_end();
                 let after_comma = before.ends_with(',') || before.ends_with('，');
                 let hyphen_pin = m.as_str().contains('-');
@@ -551,19 +744,65 @@ impl Patterns {
     }
 
     fn dates_of_birth(&self, text: &str, ctx: &Ctx, out: &mut Out) {
-        for m in self.date.find_iter(text) {
-            if !ctx.dob.near(m.start(), m.end(), 50, 30) {
+        for m in near_digits(&self.date, text, ctx) {
+            // A birthday word earlier in the text and a year long past: a birth date in a list
+            // ("Birthdays: - Ana Ruiz — 1988-11-03"); this year's party date is not.
+            let past_year = m
+                .as_str()
+                .as_bytes()
+                .windows(4)
+                .filter_map(|w| std::str::from_utf8(w).ok()?.parse::<u32>().ok())
+                .any(|y| (1900..=2015).contains(&y));
+            let birthday = past_year && ctx.birthday.dist_before(m.start(), 400).is_some();
+            if !ctx.dob.near(m.start(), m.end(), 50, 30) && !birthday {
                 continue;
             }
             // A public figure's birth date is public knowledge unless the writer speaks of themself.
             let (ss, se) = sentence_of(&ctx.sents, m.start());
-            if ctx.public.within(ss, se) && !ctx.first_person_in(text, ss, se) {
+            if ctx.public.within(ss, se) && !ctx.first_person_at(m.start()) {
                 out.residual(0.25);
                 continue;
             }
             out.add(m.start(), m.end(), Category::DateOfBirth, 0.9);
         }
     }
+}
+
+/// Matches of `re` in the parts of `text` near a digit ([`Ctx::digit_regions`]), for patterns
+/// whose every match contains a digit: text without digits costs nothing. Each search stops at
+/// the end of its region and sees the text before the region (for word boundaries).
+fn near_digits<'t>(re: &Regex, text: &'t str, ctx: &Ctx) -> Vec<regex::Match<'t>> {
+    let mut out = Vec::new();
+    for &(rs, re_end) in &ctx.digit_regions {
+        let hay = &text[..re_end];
+        let mut at = rs;
+        while let Some(m) = re.find_at(hay, at) {
+            out.push(m);
+            at = if m.end() > m.start() { m.end() } else { m.end() + 1 };
+            if at > hay.len() {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Like [`near_digits`], with capture groups.
+fn captures_near_digits<'t>(re: &Regex, text: &'t str, ctx: &Ctx) -> Vec<regex::Captures<'t>> {
+    let mut out = Vec::new();
+    for &(rs, re_end) in &ctx.digit_regions {
+        let hay = &text[..re_end];
+        let mut at = rs;
+        while let Some(c) = re.captures_at(hay, at) {
+            let Some(m) = c.get(0) else { break };
+            at = if m.end() > m.start() { m.end() } else { m.end() + 1 };
+            out.push(c);
+            if at > hay.len() {
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// Largest char boundary `<= i`.
@@ -579,12 +818,16 @@ fn looks_like_date(tok: &str) -> bool {
     parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// End of a PEM block starting before `from` (its END line), or `from` when absent.
+/// End of a PEM block starting before `from` (its END line within 64 KiB), or `from` when absent.
+/// (Bounded, so that many BEGIN lines without an END stay linear.)
 fn pem_end(text: &str, from: usize) -> usize {
-    match text[from..].find("-----END") {
+    let window = &text[from..floor_char(text, from.saturating_add(65_536).min(text.len()))];
+    match window.find("-----END") {
         Some(i) => {
-            let after = from + i + "-----END".len();
-            text[after..].find("-----").map_or(after, |j| after + j + 5)
+            let after = i + "-----END".len();
+            // The closing dashes of the END line ("-----END RSA PRIVATE KEY-----").
+            let line = &window[after..floor_char(window, (after + 64).min(window.len()))];
+            from + line.find("-----").map_or(after, |j| after + j + 5)
         }
         None => from,
     }
@@ -800,12 +1043,14 @@ const PASSWORD_STOPWORDS: &[&str] = &[
 ];
 
 /// Connectors between "password" and its value.
-const PASSWORD_CONNECTORS: &[&str] =
-    &["is", "was", ":", "=", "es", "era", "ist", "lautet", "war", "est", "c'est", "était", "是", "为", "：", "->"];
+const PASSWORD_CONNECTORS: &[&str] = &[
+    "is", "was", "its", "it's", "is:", ":", "=", "es", "era", "ist", "lautet", "war", "est", "c'est", "était", "是",
+    "为", "：", "->", "=>", "→", "hai",
+];
 
 /// Finds the value given after a password keyword ending at `from`; returns its byte span.
 fn password_value(text: &str, from: usize, is_pin: bool) -> Option<(usize, usize)> {
-    let end = floor_char(text, (from + 60).min(text.len()));
+    let end = floor_char(text, (from + 80).min(text.len()));
     let window = text.get(from..end)?;
     // Tokens: split on whitespace and CJK; record their spans.
     let mut toks: Vec<(usize, usize)> = Vec::new();
@@ -830,37 +1075,83 @@ fn password_value(text: &str, from: usize, is_pin: bool) -> Option<(usize, usize
     // Split a leading ":"/"=" off the first token ("password:hunter2", "PASSWORD=abc").
     let clean = |s: usize, e: usize| -> (usize, usize) {
         let t = &window[s..e];
-        let lead = t.len() - t.trim_start_matches([':', '=', '"', '\'', '`', '(', '[']).len();
+        let lead = t.len() - t.trim_start_matches([':', '=', '"', '\'', '`', '(', '[', '«', '“', '‘', '„']).len();
         let t2 = &t[lead..];
-        let trail =
-            t2.len() - t2.trim_end_matches([',', '.', ';', ')', ']', '"', '\'', '`', '，', '。', '、', '}']).len();
-        (s + lead, e - trail)
+        let trail = t2.len()
+            - t2.trim_end_matches([
+                ',', '.', ';', ')', ']', '"', '\'', '`', '，', '。', '、', '}', '»', '”', '’', '!', '?',
+            ])
+            .len();
+        // A trailing "!" or "?" may belong to the password ("Sommer2024!"): keep one "!" when
+        // the rest has letters and digits.
+        let (mut vs, mut ve) = (s + lead, e - trail);
+        let kept = &window[vs..ve];
+        if ve < e && window[ve..].starts_with('!') && kept.bytes().any(|b| b.is_ascii_digit()) {
+            ve += 1;
+        }
+        if vs > ve {
+            vs = ve;
+        }
+        (vs, ve)
     };
     let mut after_connector = false;
-    for (k, &(s, e)) in toks.iter().enumerate().take(9) {
+    let mut k = 0usize;
+    while k < toks.len().min(14) {
+        let (s, e) = toks[k];
         let raw = &window[s..e];
         let lower = raw.to_lowercase();
-        let only_ops = raw.chars().all(|c| matches!(c, ':' | '=' | '：' | '"' | '\'' | '`'));
-        if PASSWORD_CONNECTORS.contains(&lower.as_str()) || only_ops {
+        let only_ops = raw.chars().all(|c| matches!(c, ':' | '=' | '：' | '"' | '\'' | '`' | '«' | '»' | '“' | '”'));
+        // "printer:" / "WLAN-Passwort:" — a word ending in a colon introduces the value.
+        let label = raw.len() > 1 && raw.ends_with([':', '：']) && !raw[..raw.len() - 1].contains(':');
+        if PASSWORD_CONNECTORS.contains(&lower.as_str()) || only_ops || label {
             after_connector = true;
+            k += 1;
             continue;
         }
         let starts_with_op = raw.starts_with(':') || raw.starts_with('=');
         let quoted = raw.trim_start_matches([':', '=']).starts_with(['"', '\'', '`']);
         let (vs, ve) = clean(s, e);
         if vs >= ve {
+            k += 1;
             continue;
         }
         let candidate = k == 0 || after_connector || starts_with_op;
         if candidate {
             let v = &window[vs..ve];
+            // A key written in digit groups ("4827 1930 5562 8841"): the groups are one value.
+            let mut gend = ve;
+            let mut grouped = String::from(v);
+            if v.bytes().all(|b| b.is_ascii_digit()) {
+                let mut g = k + 1;
+                while let Some(&(gs, ge)) = toks.get(g) {
+                    let (cs, ce) = clean(gs, ge);
+                    let t = &window[cs..ce];
+                    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) || t.len() > 6 {
+                        break;
+                    }
+                    grouped.push_str(t);
+                    gend = ce;
+                    g += 1;
+                }
+            }
+            if gend > ve && !is_pin && grouped.len() >= 8 {
+                return Some((from + vs, from + gend));
+            }
             if password_like(v, after_connector || starts_with_op, quoted, is_pin) {
                 return Some((from + vs, from + ve));
+            }
+            // "login is admin / Sommer2024!": a user name, a slash, then the password.
+            let pair_sep = toks.get(k + 1).is_some_and(|&(a, b)| matches!(&window[a..b], "/" | "|" | ":"));
+            if pair_sep && k + 2 < toks.len() {
+                k += 2;
+                after_connector = true;
+                continue;
             }
             if after_connector || starts_with_op {
                 return None; // the word after "is"/":" is not a password: it describes one
             }
         }
+        k += 1;
     }
     None
 }

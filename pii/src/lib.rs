@@ -2,7 +2,7 @@
 //! secrets before the router may send it off the device.
 //!
 //! ```
-//! use edgewise_core::router::pii::{detector, Category};
+//! use edgewise_pii::{detector, Category};
 //!
 //! let report = detector().scan("Call me on +44 7700 900123 after five.");
 //! assert!(report.sensitive);
@@ -34,20 +34,35 @@
 //! "docs", "Stripe", "prueba", "Testkarte", "测试", ...) appears near them; on their own they are
 //! flagged like any other card (fail closed).
 //!
+//! A scan takes time linear in the length of the text (about 0.1 s per MB). Texts longer than
+//! [`MAX_SCAN_BYTES`] are not scanned: they are reported sensitive (fail closed) with
+//! [`PiiReport::fail_closed`] set to [`FailClosed::TooLong`].
+//!
 //! Privacy: nothing here logs or stores the scanned text or matched values.
 
+#![deny(missing_docs)]
+
 mod checksum;
+pub mod classifier;
 mod context;
+mod gate;
 mod gazetteer;
 mod lexicon;
 mod names;
 mod normalize;
 mod numbers;
+mod orgs;
 mod patterns;
 
 use std::sync::OnceLock;
 
+pub use gate::{gate, GateReport, PrivacyGate, SecondStage, SecondStageFailure, Stage, DEFAULT_CLASSIFIER_BUDGET};
+
 use context::{sentence_of, sentences, Hits, Lex};
+
+/// The longest text (in UTF-8 bytes, 16 MiB) one scan examines. A longer text is reported
+/// sensitive without being scanned ([`FailClosed::TooLong`]): it stays on the device.
+pub const MAX_SCAN_BYTES: usize = 16 * 1024 * 1024;
 use normalize::Normalized;
 
 /// A kind of sensitive data.
@@ -133,6 +148,32 @@ pub struct Span {
     pub category: Category,
 }
 
+/// Why a report says sensitive without having examined the text (fail closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailClosed {
+    /// The text is longer than [`MAX_SCAN_BYTES`].
+    TooLong,
+    /// The detector's built-in patterns failed to compile.
+    NotReady,
+}
+
+impl FailClosed {
+    /// The snake_case name used in JSON (`"too_long"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailClosed::TooLong => "too_long",
+            FailClosed::NotReady => "not_ready",
+        }
+    }
+}
+
+impl std::fmt::Display for FailClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The result of a scan.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PiiReport {
@@ -147,11 +188,21 @@ pub struct PiiReport {
     pub confidence: f32,
     /// The spans found, sorted by start; overlapping spans of one category are merged.
     pub spans: Vec<Span>,
+    /// Set when the text was not examined and is reported sensitive for that reason alone
+    /// (then `categories` and `spans` are empty and `confidence` is 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_closed: Option<FailClosed>,
 }
 
 impl PiiReport {
-    fn fail_closed() -> Self {
-        PiiReport { sensitive: true, categories: Vec::new(), confidence: 0.0, spans: Vec::new() }
+    fn closed(reason: FailClosed) -> Self {
+        PiiReport {
+            sensitive: true,
+            categories: Vec::new(),
+            confidence: 0.0,
+            spans: Vec::new(),
+            fail_closed: Some(reason),
+        }
     }
 }
 
@@ -189,11 +240,20 @@ impl PiiDetector {
         }
     }
 
-    /// Scans `text`. Never panics; on an internal failure the report says sensitive (fail closed).
+    /// Scans `text` in time linear in its length. Never panics; a text longer than
+    /// [`MAX_SCAN_BYTES`], or an internal failure, gives a sensitive report (fail closed) whose
+    /// [`fail_closed`](PiiReport::fail_closed) says why.
     pub fn scan(&self, text: &str) -> PiiReport {
+        if text.len() > MAX_SCAN_BYTES {
+            log::warn!(
+                "privacy check: text of {} bytes exceeds the {MAX_SCAN_BYTES}-byte scan limit; treated as sensitive",
+                text.len()
+            );
+            return PiiReport::closed(FailClosed::TooLong);
+        }
         match &self.engine {
             Some(e) => e.scan(text),
-            None => PiiReport::fail_closed(),
+            None => PiiReport::closed(FailClosed::NotReady),
         }
     }
 
@@ -212,16 +272,16 @@ pub fn detector() -> &'static PiiDetector {
 /// A finding in normalized-text coordinates.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Finding {
-    start: usize,
-    end: usize,
-    cat: Category,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) cat: Category,
     score: f32,
 }
 
 /// Findings collected during one scan, plus the strongest suppressed look-alike.
 #[derive(Default)]
 pub(crate) struct Out {
-    findings: Vec<Finding>,
+    pub(crate) findings: Vec<Finding>,
     residual: f32,
 }
 
@@ -246,6 +306,13 @@ impl Out {
 /// Keyword hits and sentence spans of one normalized text.
 pub(crate) struct Ctx {
     pub(crate) sents: Vec<(usize, usize)>,
+    /// Per sentence of `sents`: whether it speaks in the first person (see [`Ctx::first_person_at`]).
+    first_person: Vec<bool>,
+    /// Byte ranges within [`DIGIT_REACH`] of an ASCII digit (merged, on char boundaries): the only
+    /// places where patterns that need a digit are searched.
+    pub(crate) digit_regions: Vec<(usize, usize)>,
+    /// Whether the text has CJK characters (Chinese patterns run only then).
+    pub(crate) has_cjk: bool,
     pub(crate) phone: Hits,
     pub(crate) number_word: Hits,
     pub(crate) card: Hits,
@@ -276,6 +343,18 @@ pub(crate) struct Ctx {
     pub(crate) person_attr: Hits,
     pub(crate) fiction: Hits,
     pub(crate) public: Hits,
+    pub(crate) otp: Hits,
+    pub(crate) code_word: Hits,
+    pub(crate) sms: Hits,
+    pub(crate) seed: Hits,
+    pub(crate) third: Hits,
+    pub(crate) birthday: Hits,
+    pub(crate) intersection: Hits,
+    pub(crate) present: Hits,
+    pub(crate) org: Hits,
+    pub(crate) landmark: Hits,
+    pub(crate) placeholder: Hits,
+    pub(crate) personal_contact: Hits,
 }
 
 impl Ctx {
@@ -293,9 +372,16 @@ impl Ctx {
     pub(crate) fn iban_word_near(&self, pos: usize) -> bool {
         self.iban_kw.dist_before(pos, 30).is_some()
     }
+    /// Whether the sentence containing byte `pos` speaks in the first person (precomputed once
+    /// per sentence, so asking for every hit of a long sentence stays linear).
+    pub(crate) fn first_person_at(&self, pos: usize) -> bool {
+        let idx = self.sents.partition_point(|&(_, e)| e <= pos);
+        self.first_person.get(idx).copied().unwrap_or(false)
+    }
     /// Whether the sentence `[ss, se)` speaks in the first person (pronouns count unless the
-    /// sentence is meta: "I'm writing an article about...").
-    pub(crate) fn first_person_in(&self, text: &str, ss: usize, se: usize) -> bool {
+    /// sentence is meta: "I'm writing an article about..."). Costs the number of "main"/"mein"
+    /// hits in the sentence: call it once per sentence.
+    fn first_person_in(&self, text: &str, ss: usize, se: usize) -> bool {
         if self.possessive.within(ss, se) {
             return true;
         }
@@ -304,13 +390,14 @@ impl Ctx {
             return true;
         }
         // German "mein" + capitalized noun; Hinglish "main" (I) next to a Hinglish verb.
+        let hinglish = !meta && self.hinglish_verb.within(ss, se);
         for &(s, e) in self.main_mein.in_range(ss, se) {
-            let word = text[s..e].to_lowercase();
+            let word = &text[s..e];
             let next = text[e..].trim_start().chars().next();
-            if word == "mein" && next.is_some_and(char::is_uppercase) {
+            if word.eq_ignore_ascii_case("mein") && next.is_some_and(char::is_uppercase) {
                 return true;
             }
-            if word == "main" && !meta && self.hinglish_verb.within(ss, se) {
+            if word.eq_ignore_ascii_case("main") && hinglish {
                 return true;
             }
         }
@@ -331,6 +418,26 @@ impl Ctx {
         .iter()
         .any(|h| h.in_range(s.saturating_sub(64), e).any(|&(hs, he)| hs < e && he > s))
     }
+}
+
+/// How far (bytes) from a digit a digit-bearing pattern may extend; matches are far shorter.
+const DIGIT_REACH: usize = 256;
+
+/// Merged ranges of `text` within [`DIGIT_REACH`] bytes of an ASCII digit, on char boundaries.
+fn digit_regions(text: &str) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (i, b) in text.bytes().enumerate() {
+        if !b.is_ascii_digit() {
+            continue;
+        }
+        let lo = patterns::floor_char(text, i.saturating_sub(DIGIT_REACH));
+        let hi = patterns::floor_char(text, (i + 1 + DIGIT_REACH).min(text.len()));
+        match out.last_mut() {
+            Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
 }
 
 /// Compiled lexicons and patterns.
@@ -365,8 +472,23 @@ struct Engine {
     person_attr: Lex,
     fiction: Lex,
     public: Lex,
+    otp: Lex,
+    code_word: Lex,
+    sms: Lex,
+    seed: Lex,
+    third: Lex,
+    birthday: Lex,
+    intersection: Lex,
+    present: Lex,
+    org: Lex,
+    landmark: Lex,
+    placeholder: Lex,
+    personal_contact: Lex,
     patterns: patterns::Patterns,
+    orgs: orgs::OrgRules,
     names: names::NameFinder,
+    /// The single keywords of every list above.
+    words: context::WordTable,
 }
 
 impl Engine {
@@ -374,86 +496,125 @@ impl Engine {
         use lexicon as lx;
         let public: Vec<String> = gazetteer::PUBLIC_FIGURES.iter().map(|p| regex::escape(p)).collect();
         let public_refs: Vec<&str> = public.iter().map(String::as_str).collect();
+        let mut words = context::WordTable::default();
         Ok(Engine {
-            phone: Lex::new(lx::PHONE)?,
-            number_word: Lex::new(lx::NUMBER_WORD)?,
-            card: Lex::new(lx::CARD)?,
-            doc: Lex::new(lx::DOC)?,
-            not_personal: Lex::new(lx::NOT_PERSONAL_NUMBER)?,
-            math: Lex::new(lx::MATH)?,
-            ssn: Lex::new(lx::SSN)?,
-            gov_id: Lex::new(lx::GOV_ID)?,
-            passport: Lex::new(lx::PASSPORT)?,
-            licence: Lex::new(lx::LICENCE)?,
-            account: Lex::new(lx::ACCOUNT)?,
-            account_weak: Lex::new(lx::ACCOUNT_WEAK)?,
-            routing: Lex::new(lx::ROUTING)?,
-            iban_kw: Lex::new(&["iban"])?,
-            dob: Lex::new(lx::DOB)?,
-            location: Lex::new(lx::LOCATION)?,
-            not_coord: Lex::new(lx::NOT_COORD)?,
-            address: Lex::new(lx::ADDRESS)?,
-            health: Lex::new(lx::HEALTH)?,
-            pronoun: Lex::new(lx::FIRST_PERSON)?,
-            possessive: Lex::new(lx::POSSESSIVE)?,
-            main_mein: Lex::new(&["main", "mein"])?,
-            hinglish_verb: Lex::new(lx::HINGLISH_VERB)?,
-            meta: Lex::new(lx::META)?,
-            relation: Lex::new(lx::RELATION)?,
-            name_label: Lex::new(lx::NAME_LABEL)?,
-            self_id: Lex::new(lx::SELF_ID)?,
-            person_attr: Lex::new(lx::PERSON_ATTR)?,
-            fiction: Lex::new(lx::FICTION)?,
-            public: Lex::new(&public_refs)?,
+            phone: Lex::new(&mut words, lx::PHONE)?,
+            number_word: Lex::new(&mut words, lx::NUMBER_WORD)?,
+            card: Lex::new(&mut words, lx::CARD)?,
+            doc: Lex::new(&mut words, lx::DOC)?,
+            not_personal: Lex::new(&mut words, lx::NOT_PERSONAL_NUMBER)?,
+            math: Lex::new(&mut words, lx::MATH)?,
+            ssn: Lex::new(&mut words, lx::SSN)?,
+            gov_id: Lex::new(&mut words, lx::GOV_ID)?,
+            passport: Lex::new(&mut words, lx::PASSPORT)?,
+            licence: Lex::new(&mut words, lx::LICENCE)?,
+            account: Lex::new(&mut words, lx::ACCOUNT)?,
+            account_weak: Lex::new(&mut words, lx::ACCOUNT_WEAK)?,
+            routing: Lex::new(&mut words, lx::ROUTING)?,
+            iban_kw: Lex::new(&mut words, &["iban"])?,
+            dob: Lex::new(&mut words, lx::DOB)?,
+            location: Lex::new(&mut words, lx::LOCATION)?,
+            not_coord: Lex::new(&mut words, lx::NOT_COORD)?,
+            address: Lex::new(&mut words, lx::ADDRESS)?,
+            health: Lex::new(&mut words, lx::HEALTH)?,
+            pronoun: Lex::new(&mut words, lx::FIRST_PERSON)?,
+            possessive: Lex::new(&mut words, lx::POSSESSIVE)?,
+            main_mein: Lex::new(&mut words, &["main", "mein"])?,
+            hinglish_verb: Lex::new(&mut words, lx::HINGLISH_VERB)?,
+            meta: Lex::new(&mut words, lx::META)?,
+            relation: Lex::new(&mut words, lx::RELATION)?,
+            name_label: Lex::new(&mut words, lx::NAME_LABEL)?,
+            self_id: Lex::new(&mut words, lx::SELF_ID)?,
+            person_attr: Lex::new(&mut words, lx::PERSON_ATTR)?,
+            fiction: Lex::new(&mut words, lx::FICTION)?,
+            public: Lex::new(&mut words, &public_refs)?,
+            otp: Lex::new(&mut words, lx::OTP)?,
+            code_word: Lex::new(&mut words, lx::CODE_WORD)?,
+            sms: Lex::new(&mut words, lx::SMS)?,
+            seed: Lex::new(&mut words, lx::SEED)?,
+            present: Lex::new(&mut words, lx::PRESENT)?,
+            landmark: Lex::new(&mut words, lx::LANDMARK)?,
+            placeholder: Lex::new(&mut words, lx::PLACEHOLDER)?,
+            personal_contact: Lex::new(&mut words, lx::PERSONAL_CONTACT)?,
+            org: Lex::new(&mut words, lx::ORG)?,
+            intersection: Lex::new(&mut words, lx::INTERSECTION)?,
+            birthday: Lex::new(&mut words, lx::BIRTHDAY)?,
+            third: Lex::new(&mut words, lx::THIRD_PERSON)?,
             patterns: patterns::Patterns::new()?,
             names: names::NameFinder::new()?,
+            orgs: orgs::OrgRules::new()?,
+            words,
         })
     }
 
     fn ctx(&self, text: &str) -> Ctx {
         let lower = context::lower_same_len(text);
         let t = lower.as_str();
-        Ctx {
+        let w = self.words.scan(t);
+        let mut ctx = Ctx {
             sents: sentences(text),
-            phone: self.phone.hits(t),
-            number_word: self.number_word.hits(t),
-            card: self.card.hits(t),
-            doc: self.doc.hits(t),
-            not_personal: self.not_personal.hits(t),
-            math: self.math.hits(t),
-            ssn: self.ssn.hits(t),
-            gov_id: self.gov_id.hits(t),
-            passport: self.passport.hits(t),
-            licence: self.licence.hits(t),
-            account: self.account.hits(t),
-            account_weak: self.account_weak.hits(t),
-            routing: self.routing.hits(t),
-            iban_kw: self.iban_kw.hits(t),
-            dob: self.dob.hits(t),
-            location: self.location.hits(t),
-            not_coord: self.not_coord.hits(t),
-            address: self.address.hits(t),
-            health: self.health.hits(t),
-            pronoun: self.pronoun.hits(t),
-            possessive: self.possessive.hits(t),
-            main_mein: self.main_mein.hits(t),
-            hinglish_verb: self.hinglish_verb.hits(t),
-            meta: self.meta.hits(t),
-            relation: self.relation.hits(t),
-            name_label: self.name_label.hits(t),
-            self_id: self.self_id.hits(t),
-            person_attr: self.person_attr.hits(t),
-            fiction: self.fiction.hits(t),
-            public: self.public.hits(t),
-        }
+            first_person: Vec::new(),
+            digit_regions: digit_regions(text),
+            has_cjk: !text.is_ascii() && text.chars().any(normalize::is_cjk),
+            phone: self.phone.hits(t, &w),
+            number_word: self.number_word.hits(t, &w),
+            card: self.card.hits(t, &w),
+            doc: self.doc.hits(t, &w),
+            not_personal: self.not_personal.hits(t, &w),
+            math: self.math.hits(t, &w),
+            ssn: self.ssn.hits(t, &w),
+            gov_id: self.gov_id.hits(t, &w),
+            passport: self.passport.hits(t, &w),
+            licence: self.licence.hits(t, &w),
+            account: self.account.hits(t, &w),
+            account_weak: self.account_weak.hits(t, &w),
+            routing: self.routing.hits(t, &w),
+            iban_kw: self.iban_kw.hits(t, &w),
+            dob: self.dob.hits(t, &w),
+            location: self.location.hits(t, &w),
+            not_coord: self.not_coord.hits(t, &w),
+            address: self.address.hits(t, &w),
+            health: self.health.hits(t, &w),
+            pronoun: self.pronoun.hits(t, &w),
+            possessive: self.possessive.hits(t, &w),
+            main_mein: self.main_mein.hits(t, &w),
+            hinglish_verb: self.hinglish_verb.hits(t, &w),
+            meta: self.meta.hits(t, &w),
+            relation: self.relation.hits(t, &w),
+            name_label: self.name_label.hits(t, &w),
+            self_id: self.self_id.hits(t, &w),
+            person_attr: self.person_attr.hits(t, &w),
+            fiction: self.fiction.hits(t, &w),
+            public: self.public.hits(t, &w),
+            otp: self.otp.hits(t, &w),
+            code_word: self.code_word.hits(t, &w),
+            sms: self.sms.hits(t, &w),
+            seed: self.seed.hits(t, &w),
+            present: self.present.hits(t, &w),
+            landmark: self.landmark.hits(t, &w),
+            placeholder: self.placeholder.hits(t, &w),
+            personal_contact: self.personal_contact.hits(t, &w),
+            org: self.org.hits(t, &w),
+            intersection: self.intersection.hits(t, &w),
+            birthday: self.birthday.hits(t, &w),
+            third: self.third.hits(t, &w),
+        };
+        ctx.first_person = ctx.sents.iter().map(|&(ss, se)| ctx.first_person_in(text, ss, se)).collect();
+        ctx
     }
 
     fn scan(&self, text: &str) -> PiiReport {
         if text.trim().is_empty() {
-            return PiiReport { sensitive: false, categories: Vec::new(), confidence: 0.95, spans: Vec::new() };
+            return PiiReport {
+                sensitive: false,
+                categories: Vec::new(),
+                confidence: 0.95,
+                spans: Vec::new(),
+                fail_closed: None,
+            };
         }
         let norm = Normalized::new(text);
-        let t = norm.text.as_str();
+        let t: &str = &norm.text;
         let ctx = self.ctx(t);
         let mut out = Out::default();
         numbers::classify(t, &ctx, &mut out);
@@ -461,11 +622,44 @@ impl Engine {
         let mut names = self.names.find(t, &ctx);
         // Street and town names are often people's names ("Calle Yolanda Carnero", "South
         // Courtney, GU"): a name inside an address is not a person.
-        let addresses = out.spans_of(Category::PostalAddress);
-        names.retain(|n| !addresses.iter().any(|&(s, e)| n.start < e && n.end > s));
+        let addresses = Containers::new(&out.findings, &[Category::PostalAddress]);
+        names.retain(|n| !addresses.overlaps(n.start, n.end));
+        // Business, documentation and fiction contact details are not a person's.
+        self.orgs.withdraw(t, &ctx, &names, &mut out);
         names::people(t, &ctx, &names, &mut out);
-        names::decorate_names(&names, &mut out);
+        names::decorate_names(&names, &ctx, &mut out);
         report(&norm, out)
+    }
+}
+
+/// Spans of some categories, sorted by start, with the running maximum of their ends: answers
+/// "does one of them contain `[start, end)`?" in O(log n).
+struct Containers {
+    starts: Vec<usize>,
+    max_end: Vec<usize>,
+}
+
+impl Containers {
+    fn new(findings: &[Finding], cats: &[Category]) -> Self {
+        let mut spans: Vec<(usize, usize)> =
+            findings.iter().filter(|f| cats.contains(&f.cat)).map(|f| (f.start, f.end)).collect();
+        spans.sort_unstable();
+        let mut max_end = Vec::with_capacity(spans.len());
+        let mut m = 0;
+        for &(_, e) in &spans {
+            m = m.max(e);
+            max_end.push(m);
+        }
+        Containers { starts: spans.iter().map(|&(s, _)| s).collect(), max_end }
+    }
+    fn contains(&self, start: usize, end: usize) -> bool {
+        let idx = self.starts.partition_point(|&s| s <= start);
+        idx > 0 && self.max_end[idx - 1] >= end
+    }
+    /// Whether one of them overlaps `[start, end)`.
+    fn overlaps(&self, start: usize, end: usize) -> bool {
+        let idx = self.starts.partition_point(|&s| s < end);
+        idx > 0 && self.max_end[idx - 1] > start
     }
 }
 
@@ -477,22 +671,23 @@ fn report(norm: &Normalized, out: Out) -> PiiReport {
             categories: Vec::new(),
             confidence: (0.95 - out.residual).clamp(0.5, 0.95),
             spans: Vec::new(),
+            fail_closed: None,
         };
     }
     // A number inside an IBAN, a credential or an email is part of it, not a separate finding;
-    // so is the "user:password@host" of a connection string (not an email).
-    let inside = |f: &Finding, cats: &[Category]| {
-        out.findings.iter().any(|c| cats.contains(&c.cat) && c.cat != f.cat && c.start <= f.start && f.end <= c.end)
-    };
+    // so is the "user:password@host" of a connection string (not an email). (Interval tables, so
+    // that texts with many findings stay linear.)
+    let numbers_in = Containers::new(&out.findings, &[Category::Iban, Category::Credential, Category::Email]);
+    let emails_in = Containers::new(&out.findings, &[Category::Credential]);
     let findings: Vec<Finding> = out
         .findings
         .iter()
         .copied()
         .filter(|f| match f.cat {
             Category::BankAccount | Category::Phone | Category::GovernmentId | Category::PaymentCard => {
-                !inside(f, &[Category::Iban, Category::Credential, Category::Email])
+                !numbers_in.contains(f.start, f.end)
             }
-            Category::Email => !inside(f, &[Category::Credential]),
+            Category::Email => !emails_in.contains(f.start, f.end),
             _ => true,
         })
         .collect();
@@ -517,8 +712,10 @@ fn report(norm: &Normalized, out: Out) -> PiiReport {
     let mut categories: Vec<Category> = merged.iter().map(|s| s.category).collect();
     categories.sort();
     categories.dedup();
-    PiiReport { sensitive: true, categories, confidence, spans: merged }
+    PiiReport { sensitive: true, categories, confidence, spans: merged, fail_closed: None }
 }
 
+#[cfg(test)]
+mod gate_tests;
 #[cfg(test)]
 mod tests;

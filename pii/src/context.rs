@@ -4,20 +4,112 @@ use regex::Regex;
 
 use super::normalize::is_cjk;
 
-/// A compiled keyword list. Plain words go into one literal alternation (matched with
-/// Aho-Corasick, bounded memory); fragments with regex syntax go into a second, small regex.
-/// Both are case-sensitive and matched against [`lower_same_len`] text: case-insensitive Unicode
-/// automata are much larger, and a large lazy DFA thrashes its cache on long inputs.
+/// A compiled keyword list. Single words (letters and digits only) go into the shared
+/// [`WordTable`] and are found by one hash lookup per word of the text, shared by all lists; other
+/// plain phrases go into one literal alternation (matched with Aho-Corasick, bounded memory) and
+/// fragments with regex syntax into a second, small regex. All are case-sensitive and matched
+/// against [`lower_same_len`] text: case-insensitive Unicode automata are much larger, and a large
+/// lazy DFA thrashes its cache on long inputs.
 pub(crate) struct Lex {
+    id: usize,
     literals: Option<Regex>,
     patterns: Option<Regex>,
 }
 
+/// Which keyword lists each single word belongs to (a bit per list), for all lists at once.
+#[derive(Default)]
+pub(crate) struct WordTable {
+    map: std::collections::HashMap<String, u64, FnvBuild>,
+    lists: usize,
+}
+
+/// The words of one text found in the [`WordTable`], per list, sorted by start.
+pub(crate) struct WordHits(Vec<Vec<(usize, usize)>>);
+
+impl WordTable {
+    /// Finds every word of `text` (lowercased) that belongs to a list: one pass, one lookup per word.
+    pub(crate) fn scan(&self, text: &str) -> WordHits {
+        let mut hits = vec![Vec::new(); self.lists];
+        let mut add = |s: usize, e: usize| {
+            if let Some(&bits) = self.map.get(&text[s..e]) {
+                let mut b = bits;
+                while b != 0 {
+                    let k = b.trailing_zeros() as usize;
+                    hits[k].push((s, e));
+                    b &= b - 1;
+                }
+            }
+        };
+        let mut start: Option<usize> = None;
+        if text.is_ascii() {
+            for (i, b) in text.bytes().enumerate() {
+                match (b.is_ascii_alphanumeric(), start) {
+                    (true, None) => start = Some(i),
+                    (false, Some(s)) => {
+                        add(s, i);
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            for (i, c) in text.char_indices() {
+                match (c.is_alphanumeric() && !is_cjk(c), start) {
+                    (true, None) => start = Some(i),
+                    (false, Some(s)) => {
+                        add(s, i);
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(s) = start {
+            add(s, text.len());
+        }
+        WordHits(hits)
+    }
+}
+
+/// FNV-1a: a fast hasher for short keyword lookups (the keys are our own word lists).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FnvBuild;
+
+pub(crate) struct Fnv(u64);
+
+impl std::hash::BuildHasher for FnvBuild {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 impl Lex {
-    /// Compiles `fragments` (lowercase; regex syntax allowed).
-    pub(crate) fn new(fragments: &[&str]) -> Result<Self, regex::Error> {
+    /// Compiles `fragments` (lowercase; regex syntax allowed), registering its single words in `words`.
+    pub(crate) fn new(words: &mut WordTable, fragments: &[&str]) -> Result<Self, regex::Error> {
         let is_meta = |c: char| "\\.[](){}*+?|^$".contains(c);
-        let mut lits: Vec<&str> = fragments.iter().copied().filter(|f| !f.contains(is_meta)).collect();
+        let is_word = |f: &str| !f.is_empty() && f.chars().all(|c| c.is_alphanumeric() && !is_cjk(c));
+        let id = words.lists;
+        if id >= 64 {
+            // More lists than bits: a programming error; fail closed like any broken pattern.
+            return Err(regex::Error::Syntax("too many keyword lists".to_string()));
+        }
+        words.lists += 1;
+        for f in fragments.iter().copied().filter(|f| is_word(f)) {
+            *words.map.entry(f.to_string()).or_insert(0) |= 1u64 << id;
+        }
+        let mut lits: Vec<&str> = fragments.iter().copied().filter(|f| !f.contains(is_meta) && !is_word(f)).collect();
         let mut pats: Vec<&str> = fragments.iter().copied().filter(|f| f.contains(is_meta)).collect();
         // Leftmost-first semantics: longer alternatives first so "card number" wins over "card".
         for v in [&mut lits, &mut pats] {
@@ -30,13 +122,14 @@ impl Lex {
             }
             Ok(Some(Regex::new(&format!("(?:{})", v.join("|")))?))
         };
-        Ok(Lex { literals: build(&lits)?, patterns: build(&pats)? })
+        Ok(Lex { id, literals: build(&lits)?, patterns: build(&pats)? })
     }
 
     /// All matches in `text` (lowercased with [`lower_same_len`]) that start and end on word
-    /// boundaries (CJK needs none); where the two sets overlap, the leftmost-longest match wins.
-    pub(crate) fn hits(&self, text: &str) -> Hits {
-        let mut all: Vec<(usize, usize)> = Vec::new();
+    /// boundaries (CJK needs none), with its single words taken from `words`
+    /// ([`WordTable::scan`] of the same text); where matches overlap, the leftmost-longest wins.
+    pub(crate) fn hits(&self, text: &str, words: &WordHits) -> Hits {
+        let mut all: Vec<(usize, usize)> = words.0.get(self.id).cloned().unwrap_or_default();
         for re in [&self.literals, &self.patterns].into_iter().flatten() {
             for m in re.find_iter(text) {
                 if m.start() < m.end() && on_boundaries(text, m.start(), m.end()) {
@@ -58,6 +151,9 @@ impl Lex {
 /// Lowercases `text` character by character wherever the lowercase form has the same UTF-8
 /// length (all of ASCII and nearly all accented Latin letters), so byte offsets are unchanged.
 pub(crate) fn lower_same_len(text: &str) -> String {
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let mut l = c.to_lowercase();
@@ -112,6 +208,12 @@ impl Hits {
         let hi = end.saturating_add(after);
         let idx = self.0.partition_point(|&(_, e)| e < lo);
         self.0[idx..].iter().take_while(|&&(s, _)| s <= hi).any(|_| true)
+    }
+
+    /// Whether a hit starts exactly at `pos`.
+    pub(crate) fn starts_at(&self, pos: usize) -> bool {
+        let idx = self.0.partition_point(|&(s, _)| s < pos);
+        self.0.get(idx).is_some_and(|&(s, _)| s == pos)
     }
 
     /// Whether a hit lies inside `[lo, hi)`.
@@ -199,9 +301,11 @@ mod tests {
 
     #[test]
     fn boundaries_and_longest_first() {
-        let lex = Lex::new(&["card", "card number", "卡号"]).expect("compiles");
-        let h = lex.hits(&lower_same_len("My Card number, discard it; 卡号123"));
-        assert_eq!(h.0, vec![(3, 14), (28, 34)]);
+        let mut words = WordTable::default();
+        let lex = Lex::new(&mut words, &["card", "card number", "卡号"]).expect("compiles");
+        let text = lower_same_len("My Card number, discard it; 卡号123 card");
+        let h = lex.hits(&text, &words.scan(&text));
+        assert_eq!(h.0, vec![(3, 14), (28, 34), (38, 42)]);
     }
 
     #[test]

@@ -1,0 +1,251 @@
+//! Contact details that are not a private person's: an organisation's phone number, address or
+//! mailbox ("the Apple Store at 235 Regent St", "Iberia's customer service, 901 111 500"), service
+//! numbers (toll-free, shared-cost), documentation and example data ("John Doe, 123 Main Street,
+//! Anytown"), fiction ("For my novel: ... 221 Elm Street"), fictional phone ranges in tests and
+//! scripts, and coordinates of landmarks. Such findings are withdrawn (kept as a residual risk)
+//! unless something in the same sentence makes them personal: a first-person contact phrase
+//! ("my number", "call me", "I live at"), a private person's name or a relation word.
+
+use regex::Regex;
+
+use super::context::sentence_of;
+use super::names::Name;
+use super::{Category, Ctx, Out};
+
+/// Compiled patterns of this module.
+pub(crate) struct OrgRules {
+    /// "the Apple Store at " / "the DMV office at " right before an address.
+    venue_at: Regex,
+    /// Syntax of program code (a test with phone-like literals is not a person's number).
+    code: Regex,
+    /// A flat, apartment or house number: a home, whatever business words are near.
+    dwelling: Regex,
+}
+
+impl OrgRules {
+    pub(crate) fn new() -> Result<Self, regex::Error> {
+        Ok(OrgRules {
+            venue_at: Regex::new(
+                r"(?:^|\s)(?:the|The|el|El|la|La|le|Le|der|die|das|Der|Die|Das)\s+(?:\p{Lu}[\p{L}'’&\-]*\.?\s+){1,4}(?:[\p{Ll}]+\s+)?(?:at|on|in|en|à|in der|am|an der)\s*$",
+            )?,
+            dwelling: Regex::new(
+                r"(?i)(?-u:\b)(?:flat|apt\.?|apartment|apartamento|appartement|wohnung|piso|h\.?\s?no\.?|house\s+no\.?|ghar)(?-u:\b)",
+            )?,
+            code: Regex::new(
+                r"(?m)\bdef\s+\w+\(|\bassert\b|\bexpect\(|\btoBe\(|=>|===?|\bconst\s+\w+\s*=|\bfunction\b|\breturn\b|console\.log|print\(|;\s*$|\bpytest\b|\bjest\b|\bunittest\b|\bAssertionError\b",
+            )?,
+        })
+    }
+
+    /// Withdraws the contact findings of `out` that belong to organisations, documentation or
+    /// fiction (see the module documentation).
+    pub(crate) fn withdraw(&self, text: &str, ctx: &Ctx, names: &[Name], out: &mut Out) {
+        let contact = |c: Category| matches!(c, Category::Phone | Category::Email | Category::PostalAddress);
+        if !out.findings.iter().any(|f| contact(f.cat) || f.cat == Category::Location || placeholder_kind(f.cat)) {
+            return;
+        }
+        let doc_text = !ctx.doc.0.is_empty() || self.code.is_match(text);
+        let fiction_text = !ctx.fiction.0.is_empty();
+        let placeholders = &ctx.placeholder.0;
+        let strong_placeholders = placeholders.len() >= 2 || doc_text && !placeholders.is_empty();
+        let mut withdrawn = false;
+        // Per sentence, computed once (linear even when one long sentence holds many findings):
+        // does it make a contact personal? "my number", "call me", "I live at", a relation word,
+        // a private person's name (in fiction names are characters, and "lives at" is about a
+        // character: only first-person phrases count there).
+        let n_sents = ctx.sents.len();
+        let mut personal_in = vec![false; n_sents];
+        for (k, &(ss, se)) in ctx.sents.iter().enumerate() {
+            personal_in[k] = ctx.relation.within(ss, se)
+                || ctx.personal_contact.in_range(ss, se).any(|&(a, b)| {
+                    !fiction_text
+                        || !matches!(text[a..b].to_ascii_lowercase().as_str(), "lives at" | "live at" | "home address")
+                });
+        }
+        if !fiction_text {
+            for n in names.iter().filter(|n| !n.public && !n.weak && !ctx.placeholder.near(n.start, n.end, 0, 0)) {
+                let k = ctx.sents.partition_point(|&(_, e)| e <= n.start);
+                if let Some(p) = personal_in.get_mut(k) {
+                    *p = true;
+                }
+            }
+        }
+        // Per sentence, on first use: does it mention a flat or apartment (a home)?
+        let mut home_in: Vec<Option<bool>> = vec![None; n_sents + 1];
+        let findings = std::mem::take(&mut out.findings);
+        let mut kept = Vec::with_capacity(findings.len());
+        for f in findings {
+            let k = ctx.sents.partition_point(|&(_, e)| e <= f.start).min(n_sents);
+            let (ss, se) = sentence_of(&ctx.sents, f.start);
+            let personal = personal_in.get(k).copied().unwrap_or(false);
+            let value = &text[f.start..f.end];
+            let near = |h: &super::context::Hits, before: usize| h.near(f.start, f.end, before, 40) || h.within(ss, se);
+            let example = strong_placeholders && near(&ctx.placeholder, 200);
+            let drop = match f.cat {
+                Category::Phone => {
+                    let digits: String =
+                        text[f.start..f.end].bytes().filter(u8::is_ascii_digit).map(char::from).collect();
+                    let plus = text[f.start..f.end].starts_with('+');
+                    !personal
+                        && (service_number(&digits, plus)
+                            || near(&ctx.org, 200)
+                            || doc_text && fictional_number(&digits, plus)
+                            || fiction_text
+                            || example)
+                }
+                Category::Email => {
+                    // An address at a free mail provider is a person's.
+                    let free_mail = value.rsplit_once('@').is_some_and(|(_, d)| {
+                        let first = d.split('.').next().unwrap_or("").to_ascii_lowercase();
+                        super::patterns::MAIL_PROVIDERS.contains(&first.as_str())
+                    });
+                    !personal && !free_mail && (near(&ctx.org, 120) || fiction_text || example)
+                }
+                Category::PostalAddress => {
+                    let venue = self
+                        .venue_at
+                        .is_match(&text[super::patterns::floor_char(text, f.start.saturating_sub(60))..f.start]);
+                    // A flat or apartment is a home.
+                    let home = *home_in[k].get_or_insert_with(|| self.dwelling.is_match(&text[ss..se.max(ss)]));
+                    !personal && !home && (venue || near(&ctx.org, 160) || fiction_text || example)
+                }
+                Category::Location => {
+                    // The coordinates of a landmark ("The Eiffel Tower is at 48.8584° N").
+                    ctx.landmark.within(ss, se) && !ctx.first_person_at(f.start) && !personal
+                }
+                c if placeholder_kind(c) => example && !personal,
+                _ => false,
+            };
+            // "En los tests usamos el DNI 12345678Z": a trivially sequential number in documentation.
+            let drop = drop
+                || doc_text
+                    && !personal
+                    && matches!(
+                        f.cat,
+                        Category::GovernmentId | Category::PaymentCard | Category::BankAccount | Category::Phone
+                    )
+                    && trivial_digits(value);
+            if drop {
+                withdrawn = true;
+            } else {
+                kept.push(f);
+            }
+        }
+        out.findings = kept;
+        if withdrawn {
+            out.residual(0.3);
+        }
+    }
+}
+
+/// Digits that count up or repeat ("12345678", "00000000"): example values.
+fn trivial_digits(value: &str) -> bool {
+    let d: Vec<u8> = value.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
+    if d.len() < 6 {
+        return false;
+    }
+    let ascending = d.windows(2).all(|w| w[1] == (w[0] + 1) % 10);
+    let same = d.iter().all(|&x| x == d[0]);
+    ascending || same || d.windows(2).filter(|w| w[1] == (w[0] + 1) % 10).count() + 1 >= d.len() - 1
+}
+
+/// Categories whose example values ("DOB: 01/01/1970", "SSN: 000-00-0000") appear in templates.
+fn placeholder_kind(c: Category) -> bool {
+    matches!(c, Category::DateOfBirth | Category::GovernmentId | Category::PersonName)
+}
+
+/// Toll-free, shared-cost and other service numbers: always an organisation's.
+pub(crate) fn service_number(digits: &str, plus: bool) -> bool {
+    let d = digits;
+    // International form: country code, then the national number.
+    let (cc, nat): (&str, String) = if plus || d.starts_with("00") {
+        let d = d.trim_start_matches("00");
+        match () {
+            _ if d.starts_with('1') => ("1", d[1..].to_string()),
+            _ if d.starts_with("44") => ("44", format!("0{}", &d[2..])),
+            _ if d.starts_with("49") => ("49", format!("0{}", &d[2..])),
+            _ if d.starts_with("33") => ("33", format!("0{}", &d[2..])),
+            _ if d.starts_with("34") => ("34", d[2..].to_string()),
+            _ if d.starts_with("91") => ("91", d[2..].to_string()),
+            _ => return false,
+        }
+    } else {
+        ("", d.to_string())
+    };
+    let n = nat.as_str();
+    let nanp_toll_free =
+        |x: &str| x.len() == 10 && ["800", "833", "844", "855", "866", "877", "888"].iter().any(|p| x.starts_with(p));
+    match cc {
+        "1" => nanp_toll_free(n),
+        "44" => uk_service(n),
+        "49" => de_service(n),
+        "33" => n.len() == 10 && n.starts_with("08"),
+        "34" => es_service(n),
+        "91" => n.starts_with("1800") || n.starts_with("1860"),
+        _ => {
+            nanp_toll_free(n)
+                || n.len() == 11 && n.starts_with('1') && nanp_toll_free(&n[1..])
+                || uk_service(n)
+                || de_service(n)
+                || es_service(n)
+                || n.starts_with("1800") && n.len() >= 10
+        }
+    }
+}
+
+fn uk_service(n: &str) -> bool {
+    (10..=11).contains(&n.len())
+        && (["0800", "0808", "0500", "0843", "0844", "0845", "0870", "0871", "0872", "0873"]
+            .iter()
+            .any(|p| n.starts_with(p))
+            || n.starts_with("03") && n.len() == 11)
+}
+
+fn de_service(n: &str) -> bool {
+    (10..=12).contains(&n.len()) && ["0800", "0180", "0900", "0137"].iter().any(|p| n.starts_with(p))
+}
+
+fn es_service(n: &str) -> bool {
+    n.len() == 9 && ["900", "901", "902", "800", "803", "806", "807"].iter().any(|p| n.starts_with(p))
+}
+
+/// Numbers reserved for fiction and examples: North American 555 numbers and the UK Ofcom
+/// drama ranges (07700 900xxx, 01632 960xxx, 020 7946 0xxx, 0113..0191 496/498 0xxx).
+pub(crate) fn fictional_number(digits: &str, plus: bool) -> bool {
+    let d = if plus && digits.starts_with("44") { format!("0{}", &digits[2..]) } else { digits.to_string() };
+    let d = d.as_str();
+    let nanp = match d.len() {
+        7 => d.starts_with("555"),
+        10 => &d[..3] == "555" || &d[3..6] == "555",
+        11 if d.starts_with('1') => &d[1..4] == "555" || &d[4..7] == "555",
+        _ => false,
+    };
+    let uk = d.len() == 11
+        && (d.starts_with("07700900")
+            || d.starts_with("01632960")
+            || d.starts_with("02079460")
+            || (d.starts_with("01") && &d[4..7] == "496" && &d[7..8] == "0")
+            || (d.starts_with("0191") && &d[4..8] == "4980"));
+    nanp || uk
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_and_fictional_numbers() {
+        assert!(service_number("18005550199", false));
+        assert!(service_number("8008291040", false));
+        assert!(service_number("03454541111", false));
+        assert!(service_number("08003301000", false));
+        assert!(service_number("901111500", false));
+        assert!(!service_number("07700900123", false));
+        assert!(!service_number("4969867997", true)); // Frankfurt, geographic
+        assert!(fictional_number("5551234567", false));
+        assert!(fictional_number("2025550143", false));
+        assert!(fictional_number("07700900123", false));
+        assert!(fictional_number("447700900123", true));
+        assert!(!fictional_number("07821330495", false));
+    }
+}

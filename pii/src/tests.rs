@@ -1,0 +1,351 @@
+//! Table-driven unit tests on hand-written synthetic inputs (no real personal data).
+//! The labelled multilingual corpus and its evaluation live in `tests/privacy/` and
+//! `core/tests/privacy_corpus.rs`.
+
+use super::*;
+
+fn cats(text: &str) -> Vec<Category> {
+    detector().scan(text).categories
+}
+
+/// Every text of `table` is reported with (at least) its category; lists all that are not.
+fn assert_finds(table: &[(&str, Category)]) {
+    let mut failures = Vec::new();
+    for (text, want) in table {
+        let r = detector().scan(text);
+        if !r.categories.contains(want) {
+            failures.push(format!("{text:?}: want {want}, got {:?}", r.categories));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn detector_builds() {
+    assert!(detector().is_ready());
+    assert!(PiiDetector::new().is_ready());
+}
+
+#[test]
+fn sensitive_table() {
+    use Category::*;
+    let table: &[(&str, &[Category])] = &[
+        ("Reach me at jane.roe@gmail.com tomorrow", &[Email]),
+        ("write to jane dot roe at gmail dot com", &[Email]),
+        ("Call me on +44 7700 900123 after five.", &[Phone]),
+        ("my number is five five five, one two three, four five six seven", &[Phone]),
+        ("My SSN is 536-90-7841.", &[GovernmentId]),
+        ("NI number AB 12 34 56 C", &[GovernmentId]),
+        ("Mi DNI es 12345678Z", &[GovernmentId]),
+        ("codice fiscale RSSMRA85T10A562S", &[GovernmentId]),
+        ("身份证号码：11010519491231002X", &[GovernmentId]),
+        ("Mera Aadhaar 2345 6789 0124 hai", &[GovernmentId]),
+        ("Charge my card 4556 7375 8689 9855 please", &[PaymentCard]),
+        ("卡号：４５５６７３７５８６８９９８５５", &[PaymentCard]),
+        ("My IBAN is DE44 5001 0517 5407 3249 31", &[Iban]),
+        ("routing number 011000015 account 123456789", &[BankAccount]),
+        ("My date of birth is 14 March 1990.", &[DateOfBirth]),
+        ("I was diagnosed with type 2 diabetes last year", &[Health]),
+        ("我上个月被诊断出抑郁症", &[Health]),
+        ("export KEY=AKIAQWERTYUIOPASDFGH", &[Credential]),
+        ("my password is Tr0ub4dor&3", &[Credential]),
+        ("postgres://app:S3cr3t!x@db.internal:5432/prod", &[Credential]),
+        ("I'm at 48.858370, 2.294481 now", &[Location]),
+        ("Send it to 742 Evergreen Terrace, Springfield, OR 97403", &[PostalAddress]),
+        ("Mein Vater hatte letztes Jahr einen Herzinfarkt.", &[Health]),
+        ("Mere papa ka operation hai next week.", &[Health]),
+        ("My son has a cold, should he stay home?", &[Health]),
+        ("Personalausweisnummer: LZ6311T47", &[GovernmentId]),
+        ("Dr. Ana Ruiz, 52, lives in Toledo and earns 60.000 € a year.", &[PersonName]),
+        ("Meine Kollegin Anna Schmidt hat Brustkrebs.", &[Health]),
+        ("我叫王伟，今年35岁。", &[PersonName]),
+        ("mera number nau aath saat chhah paanch chaar teen do ek shunya hai", &[Phone]),
+        ("email: maria.lopez arroba gmail punto com", &[Email]),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----", &[Credential]),
+        ("Mi DNI es 12345678Z y mi móvil +34 612 345 678", &[GovernmentId, Phone]),
+        ("Account number 12345678, phone 0612 345 678 90", &[BankAccount, Phone]),
+        ("Name: Ana Ruiz, DOB 03/04/1988, passport X1234567, tel. +34 612 345 678", &[PersonName, DateOfBirth, GovernmentId, Phone]),
+        ("auth: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", &[Credential]),
+    ];
+    for (text, want) in table {
+        let r = detector().scan(text);
+        assert!(r.sensitive, "not flagged: {text}");
+        for c in *want {
+            assert!(r.categories.contains(c), "{text}: want {c}, got {:?}", r.categories);
+        }
+    }
+}
+
+#[test]
+fn hard_negatives_table() {
+    let table = [
+        "What are the early symptoms of measles?",
+        "What did Barack Obama say in 2009?",
+        "Barack Obama was born on August 4, 1961. Write a short biography.",
+        "Where is my order #84736291? It was due yesterday.",
+        "Can you summarize the book with ISBN 978-3-16-148410-0?",
+        "After upgrading from 10.0.19045.2965 to 11 the app crashes.",
+        "What is 555 - 867 - 5309?",
+        "In Stripe test mode use the card 4242 4242 4242 4242 with any future date.",
+        "password = os.environ[\"DB_PASSWORD\"]",
+        "How do I reset my password if I forgot it?",
+        "Commit a94a8fe5ccb19ba61c4c0873d391e987982fbbd3 broke the build.",
+        "Contact us at support@example.com",
+        "Translate 'good morning' into German.",
+        "I'm writing a blog post about diabetes prevention; give me five tips.",
+        "Can you help me diagnose this error in my Rust code?",
+        "Call the function with the argument 5551234567 and see what happens.",
+        "Write a story about a detective named John Smith who lives in London.",
+        "Paris compte environ 2 102 650 habitants ; compare avec Lyon.",
+        "postgres://user:password@localhost:5432/app is the template in the docs.",
+        "const apiKey = process.env.API_KEY;",
+        "Wie beantrage ich einen neuen Reisepass?",
+        "订单号2024051200123456789还没发货。",
+        "Mera order ID 403-5551234-9876543 hai, kab aayega?",
+        "Angela Merkel wurde am 17. Juli 1954 in Hamburg geboren.",
+    ];
+    for text in table {
+        let r = detector().scan(text);
+        assert!(!r.sensitive, "flagged {:?}: {text}", r.categories);
+    }
+}
+
+#[test]
+fn test_card_without_doc_context_is_flagged() {
+    assert_eq!(cats("my card is 4242 4242 4242 4242 exp 12/29"), vec![Category::PaymentCard]);
+}
+
+#[test]
+fn spans_are_original_byte_offsets() {
+    let text = "Ｔｅｌ: ＋３４ ６１２ ３４５ ６７８ — ok";
+    let r = detector().scan(text);
+    assert!(r.sensitive);
+    let s = r.spans.iter().find(|s| s.category == Category::Phone).expect("phone span");
+    assert_eq!(&text[s.start..s.end], "＋３４ ６１２ ３４５ ６７８");
+}
+
+#[test]
+fn empty_and_weird_input_never_panics() {
+    for t in ["", " ", "\u{200b}", "+", "((((", "0", "@", "----", "🙂", "a@b", "ß", "İ", "\u{FEFF}1"] {
+        let _ = detector().scan(t);
+    }
+    let long = "x1 ".repeat(10_000);
+    let _ = detector().scan(&long);
+}
+
+#[test]
+fn report_serializes_snake_case() {
+    let r = detector().scan("card 4556 7375 8689 9855");
+    let j = serde_json::to_string(&r).expect("json");
+    assert!(j.contains("\"payment_card\""), "{j}");
+    assert_eq!(Category::GovernmentId.as_str(), "government_id");
+    assert_eq!(serde_json::to_string(&Category::DateOfBirth).expect("json"), "\"date_of_birth\"");
+}
+
+#[test]
+fn detector_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<PiiDetector>();
+    // Shared use from several threads gives the same answers.
+    let handles: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(|| detector().scan("IBAN DE89 3704 0044 0532 0130 00 please").categories))
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().expect("thread"), vec![Category::Iban]);
+    }
+}
+
+#[test]
+fn confidence_reflects_suppressed_look_alikes() {
+    let clean = detector().scan("Translate 'good morning' into German.");
+    let doc_card = detector().scan("In Stripe test mode use the card 4242 4242 4242 4242.");
+    assert!(!clean.sensitive && !doc_card.sensitive);
+    assert!(doc_card.confidence < clean.confidence, "{} vs {}", doc_card.confidence, clean.confidence);
+    let card = detector().scan("Charge my card 4556 7375 8689 9855");
+    assert!(card.confidence >= 0.9);
+}
+
+/// Issue #18: obfuscations that passed the rules. Each line was missed by the detector before
+/// the normalization of `normalize.rs` learned it (checked with the old build).
+#[test]
+fn obfuscations_are_undone() {
+    use Category::*;
+    let table: &[(&str, Category)] = &[
+        // Spelled-out digits with a spoken "at ... dot" email.
+        ("reach me at tom dot byrne at yahoo dot com or four one five, eight two six, three nine oh one", Email),
+        ("mail rahul.k88 at the rate gmail dot com", Email),
+        ("write to me at t.byrne77 (at) proton (dot) me instead", Email),
+        ("send it to me at t.byrne77 [at] outlook [dot] com", Email),
+        // French and Spanish numbers read in pairs.
+        ("mon portable: zéro six, douze, quarante-huit, trente-trois, soixante-dix", Phone),
+        ("mi móvil es seis doce, treinta y cuatro, cincuenta y seis, setenta y ocho", Phone),
+        // Cyrillic and Greek look-alike letters (confusable folding).
+        ("my address is t\u{043e}m.byrne@gm\u{0430}il.com", Email),
+        ("mail: t\u{03bf}m.byrne@outl\u{03bf}ok.com", Email),
+        // HTML character references and URL escapes for "@" and ".".
+        ("contact tom.byrne&#64;yahoo.com", Email),
+        ("contact tom.byrne&#x40;yahoo&#46;com", Email),
+        ("contact tom.byrne&commat;yahoo.com", Email),
+        ("mailto:tom.byrne%40yahoo.com?subject=hi", Email),
+        ("iban=DE44%205001%200517%205407%203249%2031&x=1", Iban),
+        // Mathematical bold, double-struck, circled and other-script digits (NFKC-style folding).
+        ("my card: \u{1d7d2}\u{1d7d3}\u{1d7d3}\u{1d7d4} \u{1d7d5}\u{1d7d3}\u{1d7d5}\u{1d7d3} \u{1d7d6}\u{1d7d4}\u{1d7d6}\u{1d7d7} \u{1d7d7}\u{1d7d6}\u{1d7d3}\u{1d7d3}", PaymentCard),
+        ("call me on \u{1d7dc}\u{1d7dd}\u{1d7e3} \u{1d7e0}\u{1d7da}\u{1d7df} \u{1d7db}\u{1d7e1}\u{1d7d8}\u{1d7d9}", Phone),
+        ("call me: \u{2463}\u{2460}\u{2464} \u{2467}\u{2461}\u{2465} \u{2462}\u{2468}\u{24ea}\u{2460}", Phone),
+        ("কল করুন +৪৪ ৭৭০০ ৯০০১২৩", Phone),
+        // Separators: tabs, NUL, line breaks, bidi controls, combining marks, soft hyphens.
+        ("Grandpa\t0161\t555\t2273", Phone),
+        ("call 4\u{0}1\u{0}5\u{0}-\u{0}8\u{0}2\u{0}6\u{0}-\u{0}3\u{0}9\u{0}0\u{0}1", Phone),
+        ("my number:\n4\n1\n5\n8\n2\n6\n3\n9\n0\n1", Phone),
+        ("call +44\u{202e}7700\u{202c}900\u{200f}123", Phone),
+        ("call 4\u{0336}1\u{0336}5\u{0336} 8\u{0336}2\u{0336}6\u{0336} 3\u{0336}9\u{0336}0\u{0336}1\u{0336}", Phone),
+        ("to\u{00ad}m.by\u{00ad}rne@ya\u{00ad}hoo.com", Email), // already handled before (soft hyphen)
+        ("tom.byrne@y\u{0301}a\u{0301}h\u{0301}o\u{0301}o.com", Email),
+        // Spaced-out characters.
+        ("email: t o m . b y r n e @ g m x . d e", Email),
+        ("my social is 5 3 6 - 9 0 - 7 8 4 1", GovernmentId),
+        ("IBAN D E 4 4 - 5 0 0 1 - 0 5 1 7 - 5 4 0 7 - 3 2 4 9 - 3 1", Iban),
+    ];
+    assert_finds(table);
+}
+
+/// Issue #18: weak categories. Each line was missed before the rules of this change (checked
+/// with the old build); the values are made up.
+#[test]
+fn weak_categories_are_found() {
+    use Category::*;
+    let table: &[(&str, Category)] = &[
+        // Credentials in prose, six languages.
+        ("the router pw? oh it's Falcon#7781 I think", Credential),
+        ("WLAN-Schlüssel: 5521 8830 1942 7765 0021", Credential),
+        ("la contraseña del wifi: Paella_2023!", Credential),
+        ("le code de ma carte bleue c'est 7712", Credential),
+        ("the server login is root / Winter2022!", Credential),
+        ("wifi password hai: Chai@Masala99", Credential),
+        ("Your verification code is 551903. Do not share it.", Credential),
+        ("OTP 660412 aaya hai, bata du kya?", Credential),
+        ("收到的验证码是553201，别告诉别人", Credential),
+        ("my bank texted me code 771204 and someone is asking for it", Credential),
+        ("backup codes for my account, print them: 1122 3344, 5566 7788", Credential),
+        (
+            "my wallet seed phrase: galaxy ribbon timber coral fossil magnet orchid pepper wisdom canyon lunar velvet",
+            Credential,
+        ),
+        ("redis://:Xk29dLq0@cache.internal:6379", Credential),
+        ("Authorization: Basic YWxpY2U6czNjcjN0IQ==", Credential),
+        // Health in natural wording, about a relative or a named person.
+        ("My daughter Lily has a school trip. She was diagnosed with epilepsy and takes lamotrigine.", Health),
+        ("mi hijo tiene TDAH y toma metilfenidato", Health),
+        ("Meine Mutter hat seit Wochen Rückenschmerzen", Health),
+        ("help me word a note about my dad. He's been on amoxicillin for bronchitis", Health),
+        // Names with other personal data (money).
+        ("I owe $4,300 to my sister-in-law Ana Ruiz and she wants it back", PersonName),
+        // Dates of birth in a list.
+        ("Team birthdays:\n- Olu Bello — 1990-04-12\n- Kim Ha — 1985-09-30", DateOfBirth),
+        // Location in prose.
+        ("I'm at the corner of Main St and 3rd Ave right now, come get me", Location),
+        ("estoy en la esquina de Calle Mayor con Calle Arenal ahora mismo", Location),
+        ("we're at ///index.home.raft tonight", Location),
+        ("live location: lat 51.50722 lon -0.12750", Location),
+        // Financial: CLABE, MICR line, German account number.
+        ("Mi CLABE es 032180000118359719", BankAccount),
+        ("check bottom line: ⑆ 021000021 ⑆ 1234 5678 9 ⑈", BankAccount),
+        ("Kontonr. 0532013000, BLZ 370 400 44", BankAccount),
+        // Cards followed by more numbers; government IDs after "license" / "my social".
+        ("card 4556-7375 8689-9855 / 12-29 / 123", PaymentCard),
+        ("my license is K512-4471-9920", GovernmentId),
+    ];
+    assert_finds(table);
+}
+
+/// Issue #18: over-blocks. Each line was flagged before this change; none is a private
+/// person's data (business contact details, documentation/example data, code, fiction, Hinglish).
+#[test]
+fn business_documentation_and_code_are_not_blocked() {
+    let table = [
+        "Is the Lidl at 48 High Street open on Sundays?",
+        "their customer service number is 0800 123 4567, is it free from mobiles?",
+        "Call Acme Ltd on 020 7946 0321 for the quote, then draft the email",
+        "The museum's address is 15 Rue de Rivoli, 75001 Paris, right?",
+        "El teléfono de atención al cliente de Vueling es el 902 808 022?",
+        "Die Hotline der Sparkasse ist 0800 1234567, wann ist sie besetzt?",
+        "email the venue at weddings@oakbarn.co.uk about dates in May",
+        "The template says Name: Jane Doe, DOB: 01/01/1970, SSN: 000-00-0000 as placeholders",
+        "Im Beispiel steht Max Mustermann, Musterstraße 12, 12345 Musterstadt",
+        "assert format_phone('4155550123') == '(415) 555-0123'",
+        "For my novel: the killer lives at 9 Ravens Court. Write the chase scene.",
+        "The Sydney Opera House tower is at 33.8568° S, 151.2153° E, how far from the bridge?",
+        "In unit tests we use the DNI 12345678Z, is the letter right?",
+        "Goa trip ka plan banao, budget 20k, Baga Beach zaroor",
+        "I need to pick up a prescription at the pharmacy before 6",
+    ];
+    let mut failures = Vec::new();
+    for text in table {
+        let r = detector().scan(text);
+        if r.sensitive {
+            failures.push(format!("{text:?}: flagged {:?}", r.categories));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every text scans without a panic: triggers (`&`, `%`, `@`, digits, keywords, spelled digits)
+/// next to multi-byte characters at every offset. An entity prefix followed by CJK text once
+/// sliced inside a character (`&` + `，帮…`).
+#[test]
+fn no_panic_on_triggers_next_to_multibyte_text() {
+    let pieces = [
+        "&",
+        "&#",
+        "&#x",
+        "&amp",
+        "&commat",
+        "%",
+        "%4",
+        "%40",
+        "%C3",
+        "@",
+        " at ",
+        " dot ",
+        "4",
+        "12",
+        "+44 ",
+        "-",
+        ".",
+        "我",
+        "，",
+        "é",
+        "\u{301}",
+        "\u{200b}",
+        "\u{202e}",
+        "𝟗",
+        "٣",
+        "ä",
+        "ß",
+        "😀",
+        "Dr. ",
+        "Mr ",
+        "my ",
+        "password ",
+        "IBAN ",
+        "nine ",
+        "nau ",
+        "\t",
+        "\n",
+        "\0",
+    ];
+    // A small deterministic generator (xorshift), so a failure reproduces.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let det = detector();
+    for _ in 0..4000 {
+        let mut t = String::new();
+        for _ in 0..12 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            t.push_str(pieces[(x % pieces.len() as u64) as usize]);
+        }
+        let _ = det.scan(&t);
+    }
+    let _ = det.scan("我的银行密码是Panda1998&，帮我想个好记的方法。");
+}
