@@ -35,6 +35,6 @@ if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   # Same feature set as every other cargo step (no `-p`/`--features`: those rebuild burn and wgpu);
   # EDGEWISE_GPU_TESTS=1 turns the wgpu cases on.
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_CASES=$EDGEWISE_GPU_CASES cargo test --release --workspace --test engine_golden -- --test-threads 1 gpu_
-  step "wgpu: the llama/qwen2/qwen3 goldens (EDGEWISE_GPU_ARCH_CASES=${EDGEWISE_GPU_ARCH_CASES:=2} per architecture)"
+  step "wgpu: the llama/qwen2/qwen3 goldens (EDGEWISE_GPU_ARCH_CASES=${EDGEWISE_GPU_ARCH_CASES:=1} per file, ~45 s each on lavapipe)"
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_ARCH_CASES cargo test --release --workspace --test arch_golden -- --test-threads 1 gpu_
 fi
