@@ -224,3 +224,86 @@ fn gpu_architectures_match_llama_cpp() {
         check(name, BackendPreference::Gpu, limit);
     }
 }
+
+/// transformers' tensor names of a Qwen 3 / Llama checkpoint (written out here, not taken from
+/// the loader's own table, so a wrong table fails the test).
+fn transformers_name(id: edgewise_core::weights::WeightId) -> String {
+    use edgewise_core::weights::WeightId::*;
+    match id {
+        TokenEmbedding => "embed_tokens.weight".into(),
+        OutputNorm => "norm.weight".into(),
+        AttnNorm { layer } => format!("layers.{layer}.input_layernorm.weight"),
+        AttnQ { layer } => format!("layers.{layer}.self_attn.q_proj.weight"),
+        AttnK { layer } => format!("layers.{layer}.self_attn.k_proj.weight"),
+        AttnV { layer } => format!("layers.{layer}.self_attn.v_proj.weight"),
+        AttnOutput { layer } => format!("layers.{layer}.self_attn.o_proj.weight"),
+        AttnQNorm { layer } => format!("layers.{layer}.self_attn.q_norm.weight"),
+        AttnKNorm { layer } => format!("layers.{layer}.self_attn.k_norm.weight"),
+        // HF Llama/Qwen: the norm after attention's residual add is the FFN's pre-norm.
+        FfnNorm { layer } => format!("layers.{layer}.post_attention_layernorm.weight"),
+        FfnGate { layer } => format!("layers.{layer}.mlp.gate_proj.weight"),
+        FfnUp { layer } => format!("layers.{layer}.mlp.up_proj.weight"),
+        FfnDown { layer } => format!("layers.{layer}.mlp.down_proj.weight"),
+        other => panic!("{other:?} is not in a Qwen 3 checkpoint"),
+    }
+}
+
+/// A Hugging Face folder of a non-Gemma architecture loads with HF's conventions and gives
+/// llama.cpp's answers: the `qwen3` file written out as `config.json` + f32 `model.safetensors`
+/// (the GGUF's tensors dequantized, under transformers' names: `post_attention_layernorm` is the
+/// pre-FFN norm, `q_norm`/`k_norm`, no `lm_head` since the output is tied) + the tokenizer as
+/// `tokenizer.json`, checked against the same goldens as the GGUF.
+#[test]
+fn cpu_qwen3_hf_folder_matches_llama_cpp() {
+    use edgewise_core::weights::WeightSource;
+    let name = "qwen3";
+    let Some(path) = model(name) else { return };
+    let (_, cases) = golden(name);
+    let gguf = load(&path, BackendPreference::Cpu);
+    let file = std::sync::Arc::new(edgewise_core::gguf::GgufFile::open(&path).unwrap());
+    let w = edgewise_core::weights::GgufWeights::new(file.clone());
+    let arch = edgewise_core::model::Architecture::from_gguf_name(name).unwrap();
+    let vocab = w.raw(edgewise_core::weights::WeightId::TokenEmbedding).unwrap().rows;
+    let cfg = (arch.def().from_gguf)(file.metadata(), &w, vocab).unwrap();
+    let dir = std::env::temp_dir().join(format!("edgewise-hf-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = cfg
+        .weight_shapes(false)
+        .into_iter()
+        .map(|(id, [rows, cols])| {
+            let raw = w.raw(id).unwrap();
+            let bytes = raw.to_f32().unwrap().iter().flat_map(|x| x.to_le_bytes()).collect();
+            let shape = if rows == 1 { vec![cols] } else { vec![rows, cols] };
+            (format!("model.{}", transformers_name(id)), shape, bytes)
+        })
+        .collect();
+    assert!(tensors.iter().any(|(n, _, _)| n == "model.layers.0.post_attention_layernorm.weight"));
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    drop(tensors);
+    let config = serde_json::json!({
+        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_hidden_layers,
+        "num_attention_heads": cfg.num_attention_heads, "num_key_value_heads": cfg.num_key_value_heads,
+        "head_dim": cfg.head_dim, "rms_norm_eps": cfg.rms_norm_eps, "rope_theta": cfg.rope_theta,
+        "max_position_embeddings": cfg.max_position_embeddings, "hidden_act": "silu", "attention_bias": false,
+        "tie_word_embeddings": true, "vocab_size": vocab, "torch_dtype": "float32"
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), gguf.tokenizer().hf().to_string(false).unwrap()).unwrap();
+    let folder = load(&dir, BackendPreference::Cpu);
+    assert_eq!(folder.info().architecture, name);
+    eprintln!("{name} as a Hugging Face folder:");
+    let (verdicts, worst) = run(&folder, &cases, usize::MAX);
+    let _ = std::fs::remove_dir_all(&dir);
+    for (ci, v) in verdicts.iter().enumerate() {
+        assert!(!matches!(v, Verdict::Departs { .. }), "{name} folder case {ci}: {v:?}");
+    }
+    let exact = verdicts.iter().filter(|v| matches!(v, Verdict::Exact)).count();
+    eprintln!("{name} folder: {exact}/{} exact, worst last-position |Δlogit| {worst:.3}", verdicts.len());
+    assert!(worst <= LOGIT_TOLERANCE, "{name} folder: a last-position logit differs from llama.cpp's by {worst:.3}");
+    assert!(exact * 3 >= verdicts.len(), "{name} folder: too few exact matches: {exact}/{}", verdicts.len());
+}
