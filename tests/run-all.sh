@@ -42,4 +42,6 @@ if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_CASES=$EDGEWISE_GPU_CASES cargo test --release --workspace --test engine_golden -- --test-threads 1 gpu_
   # A session file saved on the GPU restores there with the same tokens, and on the CPU (~110 s on lavapipe).
   EDGEWISE_GPU_TESTS=1 cargo test --release --workspace --test session_file -- gpu_
+  step "wgpu: the llama/qwen2/qwen3 goldens (EDGEWISE_GPU_ARCH_CASES=${EDGEWISE_GPU_ARCH_CASES:=1} per file, ~45 s each on lavapipe)"
+  EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_ARCH_CASES cargo test --release --workspace --test arch_golden -- --test-threads 1 gpu_
 fi

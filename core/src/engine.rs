@@ -14,10 +14,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{self, BackendKind, BackendPreference, GpuInfo};
-use crate::gguf::{config, GgufFile};
+use crate::gguf::GgufFile;
 use crate::memory::{TrimLevel, TrimRegistry, TrimReport, Trimmable};
 use crate::hf::HfFolder;
-use crate::model::gemma3::Gemma3;
+use crate::model::decoder::{Decoder, DecoderConfig};
 use crate::model::layers::WeightMode;
 use crate::model::{Architecture, CausalLm};
 use crate::session::{Session, SessionConfig};
@@ -165,10 +165,11 @@ impl Checkpoint {
         }
     }
 
-    fn gemma3_config(&self, vocab: usize) -> Result<crate::model::gemma3::Gemma3Config> {
+    /// The architecture file's reading of the checkpoint's hyper-parameters.
+    fn config(&self, arch: Architecture, vocab: usize) -> Result<DecoderConfig> {
         match self {
-            Self::Gguf(w) => config::gemma3_config(w.file().metadata(), vocab),
-            Self::Hf(f) => f.gemma3_config(vocab),
+            Self::Gguf(w) => (arch.def().from_gguf)(w.file().metadata(), w, vocab),
+            Self::Hf(f) => (arch.def().from_hf)(f.config(), vocab),
         }
     }
 
@@ -214,14 +215,8 @@ fn build_model(ckpt: &Checkpoint, kind: BackendKind) -> Result<Box<dyn CausalLm>
         BackendKind::Gpu if std::env::var_os("EDGEWISE_GPU_DENSE").is_none() => WeightMode::QuantizedGpu,
         _ => WeightMode::Dense,
     };
-    let load = |mode: WeightMode| -> Result<Box<dyn CausalLm>> {
-        match arch {
-            Architecture::Gemma3 => {
-                let cfg = ckpt.gemma3_config(vocab)?;
-                Ok(Box::new(Gemma3::load(cfg, weights, mode, &device, max_buffer)?))
-            }
-        }
-    };
+    let cfg = ckpt.config(arch, vocab)?;
+    let load = |mode: WeightMode| -> Result<Box<dyn CausalLm>> { Ok(Box::new(Decoder::load(cfg.clone(), weights, mode, &device, max_buffer)?)) };
     // Device allocation failures inside burn surface as panics; keep them from escaping.
     let try_load = |mode: WeightMode| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(mode))).unwrap_or_else(|_| {

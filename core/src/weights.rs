@@ -19,6 +19,8 @@ pub enum WeightId {
     OutputNorm,
     /// The LM head, when not tied to the embedding.
     Output,
+    /// Llama 3's RoPE frequency factors (`hd/2` divisors).
+    RopeFreqs,
     AttnNorm { layer: usize },
     AttnQ { layer: usize },
     AttnK { layer: usize },

@@ -92,8 +92,10 @@ fn real_file_structure() {
     let emb = f.tensor("token_embd.weight").unwrap();
     assert_eq!(emb.shape, vec![640, 262144]);
     assert_eq!(emb.ty, GgmlType::Q8_0);
-    let cfg = edgewise_core::gguf::config::gemma3_config(md, 262144).unwrap();
+    let arch = edgewise_core::model::Architecture::from_gguf_name("gemma3").unwrap();
+    let w = edgewise_core::weights::GgufWeights::new(std::sync::Arc::new(GgufFile::open(&path).unwrap()));
+    let cfg = (arch.def().from_gguf)(md, &w, 262144).unwrap();
     assert_eq!((cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim), (4, 1, 256));
-    assert_eq!(cfg.sliding_window, 512);
+    assert_eq!(cfg.sliding.map(|s| s.size), Some(512));
     assert!(!cfg.is_sliding(5) && cfg.is_sliding(4) && !cfg.is_sliding(17));
 }

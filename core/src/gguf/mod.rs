@@ -1,5 +1,6 @@
-//! GGUF model files: an mmap-based reader, a typed metadata façade, tensor-name tables and config
-//! synthesis.
+//! GGUF model files: an mmap-based reader, a typed metadata façade and the tensor-name
+//! table. Reading an architecture's hyper-parameters from the metadata is the architecture's own
+//! business (`model/<arch>.rs`): this module knows no model's configuration type.
 //!
 //! ```no_run
 //! use edgewise_core::gguf::GgufFile;
@@ -18,7 +19,6 @@
 pub mod large_pages;
 mod metadata;
 mod reader;
-pub mod config;
 pub mod names;
 #[cfg(any(test, feature = "test-util"))]
 pub mod writer;

@@ -10,6 +10,7 @@ pub fn tensor_name(id: WeightId) -> String {
         TokenEmbedding => "token_embd.weight".into(),
         OutputNorm => "output_norm.weight".into(),
         Output => "output.weight".into(),
+        RopeFreqs => "rope_freqs.weight".into(),
         AttnNorm { layer } => format!("blk.{layer}.attn_norm.weight"),
         AttnQ { layer } => format!("blk.{layer}.attn_q.weight"),
         AttnK { layer } => format!("blk.{layer}.attn_k.weight"),

@@ -15,6 +15,7 @@ use burn::backend::Wgpu;
 use burn::tensor::{DType, Shape, Tensor as BurnTensor};
 use cubecl::prelude::*;
 
+use super::decoder::{Activation, RopeLayout};
 use crate::quant::gpu::{cube_of, grid};
 use crate::{Error, Result};
 
@@ -102,23 +103,45 @@ fn rms_norm_kernel(x: &Tensor<f32>, w: &Tensor<f32>, res: &Tensor<f32>, out: &mu
     }
 }
 
-/// NEOX RoPE of `x: [n, heads, hd]` with `cos`/`sin: [n, hd/2]`, times `scale`; one invocation per
-/// rotated pair.
+/// RoPE of `x: [n, heads, hd]` with `cos`/`sin: [n, hd/2]`, times `scale`; one invocation per
+/// rotated pair: `(i, i + hd/2)` with `neox`, else llama.cpp's adjacent `(2i, 2i + 1)`.
 #[cube(launch)]
-fn rope_kernel(x: &Tensor<f32>, cos: &Tensor<f32>, sin: &Tensor<f32>, out: &mut Tensor<f32>, heads: usize, half: usize, total: usize, scale: f32) {
+#[allow(clippy::too_many_arguments)]
+fn rope_kernel(x: &Tensor<f32>, cos: &Tensor<f32>, sin: &Tensor<f32>, out: &mut Tensor<f32>, heads: usize, half: usize, total: usize, scale: f32, #[comptime] neox: bool) {
     let idx = (CUBE_POS_X as usize + CUBE_POS_Y as usize * CUBE_COUNT_X as usize) * comptime![WG_ELEM] + UNIT_POS_X as usize;
     if idx < total {
         let i = idx % half;
         let h = (idx / half) % heads;
         let t = idx / (half * heads);
         let base = t * x.stride(0) + h * x.stride(1);
-        let x1 = x[base + i * x.stride(2)];
-        let x2 = x[base + (i + half) * x.stride(2)];
         let c = cos[t * cos.stride(0) + i * cos.stride(1)];
         let s = sin[t * sin.stride(0) + i * sin.stride(1)];
         let o = (t * heads + h) * half * 2;
-        out[o + i] = (x1 * c - x2 * s) * scale;
-        out[o + i + half] = (x2 * c + x1 * s) * scale;
+        if comptime![neox] {
+            let x1 = x[base + i * x.stride(2)];
+            let x2 = x[base + (i + half) * x.stride(2)];
+            out[o + i] = (x1 * c - x2 * s) * scale;
+            out[o + i + half] = (x2 * c + x1 * s) * scale;
+        } else {
+            let x1 = x[base + 2 * i * x.stride(2)];
+            let x2 = x[base + (2 * i + 1) * x.stride(2)];
+            out[o + 2 * i] = (x1 * c - x2 * s) * scale;
+            out[o + 2 * i + 1] = (x2 * c + x1 * s) * scale;
+        }
+    }
+}
+
+/// `silu(gate) · up` for `[n, f]` operands (SwiGLU), as burn's `silu` spells it.
+#[cube(launch)]
+fn silu_mul_kernel(gate: &Tensor<f32>, up: &Tensor<f32>, out: &mut Tensor<f32>, f: usize, total: usize) {
+    let idx = (CUBE_POS_X as usize + CUBE_POS_Y as usize * CUBE_COUNT_X as usize) * comptime![WG_ELEM] + UNIT_POS_X as usize;
+    if idx < total {
+        let r = idx / f;
+        let c = idx % f;
+        let g = gate[r * gate.stride(0) + c * gate.stride(1)];
+        let u = up[r * up.stride(0) + c * up.stride(1)];
+        // exp overflows to +inf below −88, where g / inf = −0 is the right limit.
+        out[idx] = g / (f32::exp(-g) + 1.0) * u;
     }
 }
 
@@ -568,9 +591,9 @@ pub fn rms_norm(x: BurnTensor<2>, w: &BurnTensor<1>, eps: f32, residual: Option<
     Ok(wrap(out))
 }
 
-/// NEOX RoPE of `x: [n, heads, hd]` (positions along the first dimension) with the pass's
-/// `cos`/`sin: [n, hd/2]`, multiplied by `scale` (the query scale, or 1).
-pub fn rope(x: BurnTensor<3>, cos: &BurnTensor<2>, sin: &BurnTensor<2>, scale: f32) -> Result<BurnTensor<3>> {
+/// RoPE in `layout` of `x: [n, heads, hd]` (positions along the first dimension) with the
+/// pass's `cos`/`sin: [n, hd/2]`, multiplied by `scale` (the query scale, or 1).
+pub fn rope(x: BurnTensor<3>, cos: &BurnTensor<2>, sin: &BurnTensor<2>, scale: f32, layout: RopeLayout) -> Result<BurnTensor<3>> {
     let [n, heads, hd] = x.dims();
     let half = hd / 2;
     if hd % 2 != 0 || cos.dims() != [n, half] || sin.dims() != [n, half] {
@@ -592,28 +615,25 @@ pub fn rope(x: BurnTensor<3>, cos: &BurnTensor<2>, sin: &BurnTensor<2>, scale: f
         half,
         total,
         scale,
+        layout == RopeLayout::Neox,
     );
     Ok(wrap(out))
 }
 
-/// `gelu_tanh(gate) · up` for `[n, f]` operands (Gemma's GeGLU).
-pub fn gelu_mul(gate: BurnTensor<2>, up: BurnTensor<2>) -> Result<BurnTensor<2>> {
+/// `act(gate) · up` for `[n, f]` operands: GeGLU (tanh GELU) or SwiGLU.
+pub fn glu(act: Activation, gate: BurnTensor<2>, up: BurnTensor<2>) -> Result<BurnTensor<2>> {
     let [n, f] = gate.dims();
     if up.dims() != [n, f] {
-        return Err(Error::Backend { reason: format!("fused gelu_mul: [{n}, {f}] vs {:?}", up.dims()) });
+        return Err(Error::Backend { reason: format!("fused glu: [{n}, {f}] vs {:?}", up.dims()) });
     }
-    let (g, u) = (cube(gate, "fused gelu_mul")?, cube(up, "fused gelu_mul")?);
+    let (g, u) = (cube(gate, "fused glu")?, cube(up, "fused glu")?);
     let out = output(&g, [n, f]);
-    gelu_mul_kernel::launch(
-        &g.client,
-        grid((n * f).div_ceil(WG_ELEM), 1)?,
-        CubeDim::new_1d(WG_ELEM as u32),
-        g.clone().into_tensor_arg(),
-        u.into_tensor_arg(),
-        out.clone().into_tensor_arg(),
-        f,
-        n * f,
-    );
+    let (grid_, dim) = (grid((n * f).div_ceil(WG_ELEM), 1)?, CubeDim::new_1d(WG_ELEM as u32));
+    let (ga, ua, oa) = (g.clone().into_tensor_arg(), u.into_tensor_arg(), out.clone().into_tensor_arg());
+    match act {
+        Activation::GeluTanh => gelu_mul_kernel::launch(&g.client, grid_, dim, ga, ua, oa, f, n * f),
+        Activation::Silu => silu_mul_kernel::launch(&g.client, grid_, dim, ga, ua, oa, f, n * f),
+    }
     Ok(wrap(out))
 }
 
@@ -793,6 +813,7 @@ pub fn top_k(logits: BurnTensor<2>, k: usize) -> Result<crate::model::TopLogits>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::decoder::RopeScaling;
     use crate::model::layers::{apply_rope, read_f32, tensor2};
     use burn::tensor::{activation, Device};
 
@@ -836,16 +857,20 @@ mod tests {
 
         let (n, heads, hd) = (3, 4, 256);
         let q = BurnTensor::<1>::from_floats(values(n * heads * hd, 5).as_slice(), &dev).reshape([n, heads, hd]);
-        let (cos, sin) = crate::model::layers::rope_tables(7, n, hd, 10_000.0, 1.0, &dev);
-        let plain = apply_rope(q.clone().swap_dims(0, 1), &cos, &sin).mul_scalar(0.0625).swap_dims(0, 1);
-        let fused = rope(q, &cos, &sin, 0.0625).unwrap();
-        close(&read_f32(fused.reshape([n * heads, hd])).unwrap(), &read_f32(plain.reshape([n * heads, hd])).unwrap(), 1e-6);
+        let (cos, sin) = crate::model::layers::rope_tables(7, n, hd, 10_000.0, &RopeScaling::None, &dev);
+        for layout in [RopeLayout::Neox, RopeLayout::Norm] {
+            let plain = apply_rope(q.clone().swap_dims(0, 1), &cos, &sin, layout).mul_scalar(0.0625).swap_dims(0, 1);
+            let fused = rope(q.clone(), &cos, &sin, 0.0625, layout).unwrap();
+            close(&read_f32(fused.reshape([n * heads, hd])).unwrap(), &read_f32(plain.reshape([n * heads, hd])).unwrap(), 1e-6);
+        }
 
         let (n, f) = (2, 2048);
         let g = tensor2(values(n * f, 6), n, f, &dev);
         let u = tensor2(values(n * f, 7), n, f, &dev);
         let plain = activation::gelu_approximate(g.clone()).mul(u.clone());
-        close(&read_f32(gelu_mul(g, u).unwrap()).unwrap(), &read_f32(plain).unwrap(), 1e-5);
+        close(&read_f32(glu(Activation::GeluTanh, g.clone(), u.clone()).unwrap()).unwrap(), &read_f32(plain).unwrap(), 1e-5);
+        let plain = activation::silu(g.clone()).mul(u.clone());
+        close(&read_f32(glu(Activation::Silu, g, u).unwrap()).unwrap(), &read_f32(plain).unwrap(), 1e-5);
     }
 
     #[test]
@@ -982,8 +1007,8 @@ mod tests {
         let Some(dev) = device() else { return };
         let x = tensor2(vec![1.0; 8], 2, 4, &dev);
         assert!(rms_norm(x.clone(), &BurnTensor::<1>::from_floats([1.0f32; 3].as_slice(), &dev), 1e-6, None).is_err());
-        assert!(gelu_mul(x.clone(), tensor2(vec![1.0; 6], 2, 3, &dev)).is_err());
-        let (cos, sin) = crate::model::layers::rope_tables(0, 3, 4, 10_000.0, 1.0, &dev);
-        assert!(rope(x.reshape([2, 1, 4]), &cos, &sin, 1.0).is_err());
+        assert!(glu(Activation::Silu, x.clone(), tensor2(vec![1.0; 6], 2, 3, &dev)).is_err());
+        let (cos, sin) = crate::model::layers::rope_tables(0, 3, 4, 10_000.0, &RopeScaling::None, &dev);
+        assert!(rope(x.reshape([2, 1, 4]), &cos, &sin, 1.0, RopeLayout::Neox).is_err());
     }
 }

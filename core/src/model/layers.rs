@@ -6,6 +6,7 @@
 
 use burn::tensor::{activation, Device, Tensor, TensorData};
 
+use super::decoder::{Activation, RopeLayout, RopeScaling};
 use crate::kv_cache::KvCache;
 use crate::quant::gpu::QMatrix;
 use crate::weights::{SharedWeight, WeightId, WeightSource};
@@ -247,6 +248,16 @@ impl RmsNorm {
         Ok(Self { w: Tensor::from_data(TensorData::new(v.clone(), [n]), device), w_host: v, eps })
     }
 
+    /// Values of the weight (the normalized width).
+    pub fn len(&self) -> usize {
+        self.w_host.len()
+    }
+
+    /// Whether the weight is empty.
+    pub fn is_empty(&self) -> bool {
+        self.w_host.is_empty()
+    }
+
     /// The weight (`1 + w` in HF's terms) and epsilon, for the fused GPU kernel (`gpu_fused`).
     pub fn parts(&self) -> (&Tensor<1>, f32) {
         (&self.w, self.eps)
@@ -302,6 +313,47 @@ impl RmsNorm {
     }
 }
 
+/// A projection's bias `b`, added to every row of its output (Qwen 2's q/k/v).
+#[derive(Debug, Clone)]
+pub struct Bias {
+    b: Tensor<1>,
+    b_host: Vec<f32>,
+}
+
+impl Bias {
+    /// Loads a bias vector.
+    pub fn load(src: &dyn WeightSource, id: WeightId, device: &Device) -> Result<Self> {
+        let v = src.raw(id)?.to_f32()?;
+        let n = v.len();
+        Ok(Self { b: Tensor::from_data(TensorData::new(v.clone(), [n]), device), b_host: v })
+    }
+
+    /// Values.
+    pub fn len(&self) -> usize {
+        self.b_host.len()
+    }
+
+    /// Whether the bias is empty.
+    pub fn is_empty(&self) -> bool {
+        self.b_host.is_empty()
+    }
+
+    /// x: [n, len] -> x + b
+    pub fn add(&self, x: Tensor<2>) -> Tensor<2> {
+        x.add(self.b.clone().unsqueeze::<2>())
+    }
+
+    /// The CPU path, in place on `x: [rows, len]`.
+    pub(crate) fn add_host(&self, x: &mut [f32]) -> Result<()> {
+        let d = self.b_host.len();
+        if d == 0 || !x.len().is_multiple_of(d) {
+            return Err(Error::Backend { reason: format!("bias of {d} over {} values", x.len()) });
+        }
+        par_rows(x, d, |_, row| row.iter_mut().zip(&self.b_host).for_each(|(v, &b)| *v += b));
+        Ok(())
+    }
+}
+
 /// Rows per pool task: blocks of at least 16 K values (below that the hand-off would dominate).
 fn rows_per_block(d: usize) -> usize {
     (16 * 1024 / d.max(1)).max(1)
@@ -341,54 +393,78 @@ fn par_rows2(a: &mut [f32], b: &mut [f32], d: usize, f: impl Fn(&mut [f32], &mut
     });
 }
 
-/// RoPE angles for a run of positions, NEOX style (pairs `(i, i + hd/2)`), computed on the host
-/// for just the positions of this pass: no table sized for the model's full context.
+/// RoPE angles for a run of positions (pairs per [`RopeLayout`]; the angles are the same),
+/// computed on the host for just the positions of this pass: no table sized for the model's
+/// full context.
 ///
-/// The recurrence mirrors ggml's `rope_cache_init` (`theta *= theta_scale` in f32) so angles match
-/// llama.cpp's bit for bit.
-pub fn rope_tables(start: usize, n: usize, head_dim: usize, base: f32, scale: f32, device: &Device) -> (Tensor<2>, Tensor<2>) {
+/// The recurrence mirrors ggml's `rope_cache_init` (`theta *= theta_scale` in f32, each angle
+/// divided by its frequency factor when there are some) so angles match llama.cpp's bit for bit.
+pub fn rope_tables(start: usize, n: usize, head_dim: usize, base: f32, scaling: &RopeScaling, device: &Device) -> (Tensor<2>, Tensor<2>) {
     let half = head_dim / 2;
-    let (cos, sin) = rope_tables_host(start, n, head_dim, base, scale);
+    let (cos, sin) = rope_tables_host(start, n, head_dim, base, scaling);
     (tensor2(cos, n, half, device), tensor2(sin, n, half, device))
 }
 
 /// [`rope_tables`] on the host: `(cos, sin)`, each `[n, hd/2]`.
-pub(crate) fn rope_tables_host(start: usize, n: usize, head_dim: usize, base: f32, scale: f32) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn rope_tables_host(start: usize, n: usize, head_dim: usize, base: f32, scaling: &RopeScaling) -> (Vec<f32>, Vec<f32>) {
     let half = head_dim / 2;
     let theta_scale = base.powf(-2.0 / head_dim as f32);
+    let (scale, factors) = match scaling {
+        RopeScaling::None => (1.0, None),
+        RopeScaling::Linear(f) => (*f, None),
+        RopeScaling::Factors(f) => (1.0, Some(f.as_slice())),
+    };
     let mut cos = Vec::with_capacity(n * half);
     let mut sin = Vec::with_capacity(n * half);
     for p in start..start + n {
         let mut theta = p as f32 / scale;
-        for _ in 0..half {
-            cos.push(theta.cos());
-            sin.push(theta.sin());
+        for i in 0..half {
+            let t = match factors {
+                Some(f) => theta / f.get(i).copied().unwrap_or(1.0),
+                None => theta,
+            };
+            cos.push(t.cos());
+            sin.push(t.sin());
             theta *= theta_scale;
         }
     }
     (cos, sin)
 }
 
-/// The CPU path of Gemma's q/k: per head, RMSNorm over `hd`, NEOX RoPE, then `· scale`, in
-/// place on `x: [n, heads, hd]` (token-major, as the projection wrote it); cos, sin: [n, hd/2].
-/// The same products and sums per element as `RmsNorm::forward`, [`apply_rope`] and
-/// `mul_scalar` one after the other.
-pub(crate) fn norm_rope_host(x: &mut [f32], heads: usize, norm: &RmsNorm, cos: &[f32], sin: &[f32], scale: Option<f32>) -> Result<()> {
-    let hd = norm.w_host.len();
+/// The CPU path of q/k: per head, RMSNorm over `hd` (when the model has a q/k norm), RoPE in
+/// `layout`, then `· scale`, in place on `x: [n, heads, hd]` (token-major, as the projection
+/// wrote it); cos, sin: [n, hd/2]. The same products and sums per element as `RmsNorm::forward`,
+/// [`apply_rope`] and `mul_scalar` one after the other.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn norm_rope_host(x: &mut [f32], heads: usize, hd: usize, norm: Option<&RmsNorm>, layout: RopeLayout, cos: &[f32], sin: &[f32], scale: Option<f32>) -> Result<()> {
     let half = hd / 2;
     let rows = x.len().checked_div(hd).unwrap_or(0);
-    if !hd.is_multiple_of(2) || heads == 0 || !rows.is_multiple_of(heads) || x.len() != rows * hd || cos.len() != rows / heads * half || sin.len() != cos.len() {
+    let norm_ok = norm.is_none_or(|nm| nm.w_host.len() == hd);
+    if !hd.is_multiple_of(2) || heads == 0 || !rows.is_multiple_of(heads) || x.len() != rows * hd || cos.len() != rows / heads * half || sin.len() != cos.len() || !norm_ok {
         return Err(Error::Backend { reason: format!("rope: {} values of {heads} heads of {hd}, {} angles", x.len(), cos.len()) });
     }
     par_rows(x, hd, |r, row| {
-        norm.row(row);
+        if let Some(nm) = norm {
+            nm.row(row);
+        }
         let t = r / heads;
         let (c, s) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
-        let (x1, x2) = row.split_at_mut(half);
-        for i in 0..half {
-            let (a, b) = (x1[i], x2[i]);
-            x1[i] = a * c[i] - b * s[i];
-            x2[i] = b * c[i] + a * s[i];
+        match layout {
+            RopeLayout::Neox => {
+                let (x1, x2) = row.split_at_mut(half);
+                for i in 0..half {
+                    let (a, b) = (x1[i], x2[i]);
+                    x1[i] = a * c[i] - b * s[i];
+                    x2[i] = b * c[i] + a * s[i];
+                }
+            }
+            RopeLayout::Norm => {
+                for (i, p) in row.chunks_exact_mut(2).enumerate() {
+                    let (a, b) = (p[0], p[1]);
+                    p[0] = a * c[i] - b * s[i];
+                    p[1] = b * c[i] + a * s[i];
+                }
+            }
         }
         if let Some(k) = scale {
             row.iter_mut().for_each(|v| *v *= k);
@@ -397,35 +473,74 @@ pub(crate) fn norm_rope_host(x: &mut [f32], heads: usize, norm: &RmsNorm, cos: &
     Ok(())
 }
 
-/// Applies NEOX RoPE. x: [heads, n, hd]; cos, sin: [n, hd/2] -> [heads, n, hd]
-pub fn apply_rope(x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<3> {
+/// Applies RoPE in `layout`. x: [heads, n, hd]; cos, sin: [n, hd/2] -> [heads, n, hd]
+pub fn apply_rope(x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>, layout: RopeLayout) -> Tensor<3> {
     let [h, n, hd] = x.dims();
     let half = hd / 2;
-    let x1 = x.clone().slice([0..h, 0..n, 0..half]);
-    let x2 = x.slice([0..h, 0..n, half..hd]);
     let c = cos.clone().unsqueeze::<3>();
     let s = sin.clone().unsqueeze::<3>();
-    let r1 = x1.clone().mul(c.clone()).sub(x2.clone().mul(s.clone()));
-    let r2 = x2.mul(c).add(x1.mul(s));
-    Tensor::cat(vec![r1, r2], 2)
+    match layout {
+        RopeLayout::Neox => {
+            let x1 = x.clone().slice([0..h, 0..n, 0..half]);
+            let x2 = x.slice([0..h, 0..n, half..hd]);
+            let r1 = x1.clone().mul(c.clone()).sub(x2.clone().mul(s.clone()));
+            let r2 = x2.mul(c).add(x1.mul(s));
+            Tensor::cat(vec![r1, r2], 2)
+        }
+        RopeLayout::Norm => {
+            // Adjacent pairs: [h, n, hd/2, 2].
+            let x4: Tensor<4> = x.reshape([h, n, half, 2]);
+            let x1: Tensor<3> = x4.clone().slice([0..h, 0..n, 0..half, 0..1]).reshape([h, n, half]);
+            let x2: Tensor<3> = x4.slice([0..h, 0..n, 0..half, 1..2]).reshape([h, n, half]);
+            let r1 = x1.clone().mul(c.clone()).sub(x2.clone().mul(s.clone()));
+            let r2 = x2.mul(c).add(x1.mul(s));
+            let r1: Tensor<4> = r1.reshape([h, n, half, 1]);
+            let r2: Tensor<4> = r2.reshape([h, n, half, 1]);
+            Tensor::cat(vec![r1, r2], 3).reshape([h, n, hd])
+        }
+    }
 }
 
-/// GeGLU on the host: `gelu_tanh(gate) · up` (Gemma's MLP), fused and threaded, in place on `g`
-/// (gate, up: [n, ff] flattened).
-pub(crate) fn geglu_host(g: &mut [f32], u: &[f32]) -> Result<()> {
-    if g.len() != u.len() {
-        return Err(Error::Backend { reason: format!("geglu of {} and {} values", g.len(), u.len()) });
+/// `res += y` row by row on the kernel pool (the pre-norm blocks' residual). y, res: [rows, d]
+pub(crate) fn add_rows_host(y: &[f32], res: &mut [f32], d: usize) -> Result<()> {
+    if res.len() != y.len() || d == 0 || !y.len().is_multiple_of(d) {
+        return Err(Error::Backend { reason: format!("residual of {} values for {}", res.len(), y.len()) });
     }
+    let per = rows_per_block(d) * d;
+    if y.len() <= per {
+        res.iter_mut().zip(y).for_each(|(r, &v)| *r += v);
+        return Ok(());
+    }
+    let blocks: Vec<std::sync::Mutex<(&mut [f32], &[f32])>> = res.chunks_mut(per).zip(y.chunks(per)).map(std::sync::Mutex::new).collect();
+    crate::quant::cpu::pool::for_each(blocks.len(), &|b| {
+        if let Ok(mut p) = blocks[b].lock() {
+            let (r, y) = &mut *p;
+            r.iter_mut().zip(y.iter()).for_each(|(r, &v)| *r += v);
+        }
+    });
+    Ok(())
+}
+
+/// The gated MLP's middle on the host: `act(gate) · up` (GeGLU with tanh GELU, or SwiGLU),
+/// fused and threaded, in place on `g` (gate, up: [n, ff] flattened).
+pub(crate) fn glu_host(act: Activation, g: &mut [f32], u: &[f32]) -> Result<()> {
+    if g.len() != u.len() {
+        return Err(Error::Backend { reason: format!("gated mlp of {} and {} values", g.len(), u.len()) });
+    }
+    let f = match act {
+        Activation::GeluTanh => crate::quant::cpu::gelu_mul,
+        Activation::Silu => crate::quant::cpu::silu_mul,
+    };
     const BLOCK: usize = 4096;
     if g.len() <= BLOCK {
-        crate::quant::cpu::gelu_mul(g, u);
+        f(g, u);
         return Ok(());
     }
     let blocks: Vec<std::sync::Mutex<(&mut [f32], &[f32])>> = g.chunks_mut(BLOCK).zip(u.chunks(BLOCK)).map(std::sync::Mutex::new).collect();
     crate::quant::cpu::pool::for_each(blocks.len(), &|b| {
         if let Ok(mut p) = blocks[b].lock() {
             let (gs, us) = &mut *p;
-            crate::quant::cpu::gelu_mul(gs, us);
+            f(gs, us);
         }
     });
     Ok(())
