@@ -45,9 +45,9 @@ ALL = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_d
 # name -> base model, rank, alpha, user scale, projections, layers (None: all), tensor type, B gain, seed
 ADAPTERS = {
     # The cost case: rank 16 on every attention and MLP projection, f16 like the converter writes.
-    "gemma3-r16": dict(base="gemma3", rank=16, alpha=32.0, scale=1.0, proj=ALL, layers=None, ty="f16", gain=0.5, seed=1),
+    "gemma3-r16": dict(base="gemma3", rank=16, alpha=32.0, scale=1.0, proj=ALL, layers=None, ty="f16", gain=0.07, seed=1),
     # Rank 8 on a subset, f32, alpha != rank and a user scale != 1 (a wrong scale formula shows).
-    "gemma3-r8": dict(base="gemma3", rank=8, alpha=4.0, scale=1.5, proj=["attn_q", "attn_v", "ffn_down"], layers=range(0, 18, 2), ty="f32", gain=1.5, seed=2),
+    "gemma3-r8": dict(base="gemma3", rank=8, alpha=4.0, scale=1.5, proj=["attn_q", "attn_v", "ffn_down"], layers=range(0, 18, 2), ty="f32", gain=0.4, seed=2),
     # A synthesized architecture (make_arch_goldens.py synth).
     "qwen3-r8": dict(base="qwen3", rank=8, alpha=16.0, scale=1.0, proj=ALL, layers=None, ty="f16", gain=0.5, seed=3),
 }
