@@ -184,7 +184,10 @@ impl LoraAdapter {
             };
             let two = |t: &crate::gguf::TensorInfo| -> Result<[usize; 2]> {
                 match t.shape[..] {
-                    [x, y] => Ok([usize::try_from(x).map_err(|_| bad("shape"))?, usize::try_from(y).map_err(|_| bad("shape"))?]),
+                    [x, y] => Ok([
+                        usize::try_from(x).map_err(|_| bad("shape"))?,
+                        usize::try_from(y).map_err(|_| bad("shape"))?,
+                    ]),
                     _ => Err(bad(format!("`{}` is not a matrix", t.name))),
                 }
             };
@@ -214,7 +217,16 @@ impl LoraAdapter {
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         log::info!("lora adapter {id}: {pairs} weights, rank <= {max_rank}, alpha {alpha}, {} KiB", bytes >> 10);
-        Ok(Self { id, arch: cfg.arch, dims: (cfg.hidden_size, cfg.num_hidden_layers), alpha, layers, pairs, max_rank, bytes })
+        Ok(Self {
+            id,
+            arch: cfg.arch,
+            dims: (cfg.hidden_size, cfg.num_hidden_layers),
+            alpha,
+            layers,
+            pairs,
+            max_rank,
+            bytes,
+        })
     }
 
     /// `adapter.lora.alpha` (0 when the file has none).
@@ -267,7 +279,11 @@ impl LoraSet {
     /// Same adapters (by identity) with the same scales, in the same order.
     pub fn same_as(&self, other: &LoraSet) -> bool {
         self.entries.len() == other.entries.len()
-            && self.entries.iter().zip(&other.entries).all(|((a, s), (b, t))| a.id == b.id && s.to_bits() == t.to_bits())
+            && self
+                .entries
+                .iter()
+                .zip(&other.entries)
+                .all(|((a, s), (b, t))| a.id == b.id && s.to_bits() == t.to_bits())
     }
 
     /// Every adapter fits `cfg` (else [`Error::Adapter`]).
@@ -284,7 +300,9 @@ impl LoraSet {
         for (adapter, scale) in &self.entries {
             let Some(p) = adapter.layers.get(layer).and_then(|l| l[proj as usize].as_ref()) else { continue };
             if x.len() < n * p.n_in || y.len() < n * p.n_out {
-                return Err(Error::Backend { reason: format!("lora: {n} rows do not fit the buffers of layer {layer}") });
+                return Err(Error::Backend {
+                    reason: format!("lora: {n} rows do not fit the buffers of layer {layer}"),
+                });
             }
             let s = if adapter.alpha != 0.0 { scale * adapter.alpha / p.rank as f32 } else { *scale };
             p.apply(s, x, y, n);
@@ -329,7 +347,11 @@ mod tests {
     }
 
     fn f32s(n: u64, seed: u32) -> Vec<u8> {
-        (0..n).flat_map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 1000.0 - 0.5).to_le_bytes()).collect()
+        (0..n)
+            .flat_map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 1000.0 - 0.5).to_le_bytes()
+            })
+            .collect()
     }
 
     /// An adapter file: `kv` metadata and `tensors` (name, ne0-first shape) of f32 values.
@@ -338,7 +360,11 @@ mod tests {
     impl Tmp {
         fn new() -> Self {
             static N: AtomicU64 = AtomicU64::new(0);
-            Self(std::env::temp_dir().join(format!("edgewise-lora-{}-{}.gguf", std::process::id(), N.fetch_add(1, Ordering::Relaxed))))
+            Self(std::env::temp_dir().join(format!(
+                "edgewise-lora-{}-{}.gguf",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            )))
         }
         fn path(&self) -> &std::path::Path {
             &self.0
@@ -387,7 +413,10 @@ mod tests {
 
     #[test]
     fn applies_scale_times_alpha_over_rank() {
-        let f = file(&header("gemma3", Some(8.0)), &[Q_A, Q_B, ("blk.0.ffn_down.weight.lora_a", [64, 2]), ("blk.0.ffn_down.weight.lora_b", [2, 32])]);
+        let f = file(
+            &header("gemma3", Some(8.0)),
+            &[Q_A, Q_B, ("blk.0.ffn_down.weight.lora_a", [64, 2]), ("blk.0.ffn_down.weight.lora_b", [2, 32])],
+        );
         let a = Arc::new(LoraAdapter::load(f.path(), &cfg()).unwrap());
         assert_eq!((a.weights(), a.rank(), a.alpha(), a.size_bytes()), (2, 4, 8.0, (32 * 4 * 2 + 64 * 2 + 2 * 32) * 4));
         let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
@@ -443,13 +472,20 @@ mod tests {
         assert!(reason(load(&not_adapter, &[Q_A, Q_B])).contains("general.type"));
         assert!(reason(load(&h, &[Q_A])).contains("missing one component"));
         // A and B swapped: shapes [4, 32] / [32, 4] do not chain.
-        assert!(reason(load(&h, &[("blk.1.attn_q.weight.lora_a", [4, 32]), ("blk.1.attn_q.weight.lora_b", [32, 4])])).contains("maps 4 -> 4"));
+        assert!(reason(load(&h, &[("blk.1.attn_q.weight.lora_a", [4, 32]), ("blk.1.attn_q.weight.lora_b", [32, 4])]))
+            .contains("maps 4 -> 4"));
         // Another model's width.
         assert!(reason(load(&h, &[("blk.1.attn_q.weight.lora_a", [48, 4]), Q_B])).contains("48"));
         // Rank over the weight's size.
-        assert!(reason(load(&h, &[("blk.1.attn_k.weight.lora_a", [32, 20]), ("blk.1.attn_k.weight.lora_b", [20, 16])])).contains("rank 20"));
-        assert!(reason(load(&h, &[("blk.7.attn_q.weight.lora_a", [32, 4]), ("blk.7.attn_q.weight.lora_b", [4, 32])])).contains("does not exist"));
-        assert!(reason(load(&h, &[("token_embd.weight.lora_a", [32, 4]), ("token_embd.weight.lora_b", [4, 16])])).contains("only the attention and MLP"));
+        assert!(reason(load(
+            &h,
+            &[("blk.1.attn_k.weight.lora_a", [32, 20]), ("blk.1.attn_k.weight.lora_b", [20, 16])]
+        ))
+        .contains("rank 20"));
+        assert!(reason(load(&h, &[("blk.7.attn_q.weight.lora_a", [32, 4]), ("blk.7.attn_q.weight.lora_b", [4, 32])]))
+            .contains("does not exist"));
+        assert!(reason(load(&h, &[("token_embd.weight.lora_a", [32, 4]), ("token_embd.weight.lora_b", [4, 16])]))
+            .contains("only the attention and MLP"));
         assert!(reason(load(&h, &[("blk.1.attn_q.weight", [32, 32])])).contains("neither"));
         assert!(reason(load(&h, &[])).contains("no LoRA tensors"));
         // Norm tensors are skipped, as llama.cpp does.
@@ -480,18 +516,36 @@ mod cost {
     #[ignore = "a timing, printed"]
     fn lora_cost_per_token_gemma3_270m_rank16() {
         let (d, q, kv, ff, r) = (640, 1024, 256, 2048, 16);
-        let shapes = [(Proj::Q, d, q), (Proj::K, d, kv), (Proj::V, d, kv), (Proj::O, q, d), (Proj::Gate, d, ff), (Proj::Up, d, ff), (Proj::Down, ff, d)];
+        let shapes = [
+            (Proj::Q, d, q),
+            (Proj::K, d, kv),
+            (Proj::V, d, kv),
+            (Proj::O, q, d),
+            (Proj::Gate, d, ff),
+            (Proj::Up, d, ff),
+            (Proj::Down, ff, d),
+        ];
         let layers: Vec<[Option<Pair>; 7]> = (0..18)
             .map(|_| {
                 let mut l: [Option<Pair>; 7] = Default::default();
                 for (p, n_in, n_out) in shapes {
-                    l[p as usize] = Some(Pair { a: vec![0.01; r * n_in], b: vec![0.01; n_out * r], rank: r, n_in, n_out });
+                    l[p as usize] =
+                        Some(Pair { a: vec![0.01; r * n_in], b: vec![0.01; n_out * r], rank: r, n_in, n_out });
                 }
                 l
             })
             .collect();
         let bytes = layers.iter().flatten().flatten().map(|p| (p.a.len() + p.b.len()) * 4).sum();
-        let a = Arc::new(LoraAdapter { id: 0, arch: "gemma3", dims: (d, 18), alpha: 32.0, layers, pairs: 126, max_rank: r, bytes });
+        let a = Arc::new(LoraAdapter {
+            id: 0,
+            arch: "gemma3",
+            dims: (d, 18),
+            alpha: 32.0,
+            layers,
+            pairs: 126,
+            max_rank: r,
+            bytes,
+        });
         let set = LoraSet::new(&[(a, 1.0)]).unwrap();
         let x = vec![0.5f32; ff];
         let mut y = vec![0f32; ff];
@@ -505,6 +559,10 @@ mod cost {
             }
             best = best.min(t.elapsed().as_secs_f64());
         }
-        eprintln!("rank-16 LoRA on 126 projections: {:.3} ms per token (one thread), {:.1} MiB", best * 1e3, bytes as f64 / 1048576.0);
+        eprintln!(
+            "rank-16 LoRA on 126 projections: {:.3} ms per token (one thread), {:.1} MiB",
+            best * 1e3,
+            bytes as f64 / 1048576.0
+        );
     }
 }

@@ -38,7 +38,10 @@ fn require(p: PathBuf) -> Option<PathBuf> {
         return Some(p);
     }
     if std::env::var_os("EDGEWISE_REQUIRE_MODEL").is_some() {
-        panic!("EDGEWISE_REQUIRE_MODEL is set but {} is missing: run tests/reference/make_lora_goldens.py adapters", p.display());
+        panic!(
+            "EDGEWISE_REQUIRE_MODEL is set but {} is missing: run tests/reference/make_lora_goldens.py adapters",
+            p.display()
+        );
     }
     eprintln!("SKIPPED: no {} (tests/reference/make_lora_goldens.py adapters writes it)", p.display());
     None
@@ -64,9 +67,19 @@ fn setup(name: &str) -> Option<Case> {
         synth => require(home().join("reference").join("synth").join(format!("{synth}.gguf")))?,
     };
     let adapter_path = require(home().join("reference").join("lora").join(format!("{name}.gguf")))?;
-    assert_eq!(sha256(&adapter_path), header["adapter_sha256"].as_str().unwrap(), "{name}: the adapter differs from the goldens' (regenerate both)");
-    assert_eq!(sha256(&base), header["base_sha256"].as_str().unwrap(), "{name}: the base model differs from the goldens'");
-    let engine = Engine::load(&base, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap();
+    assert_eq!(
+        sha256(&adapter_path),
+        header["adapter_sha256"].as_str().unwrap(),
+        "{name}: the adapter differs from the goldens' (regenerate both)"
+    );
+    assert_eq!(
+        sha256(&base),
+        header["base_sha256"].as_str().unwrap(),
+        "{name}: the base model differs from the goldens'"
+    );
+    let engine =
+        Engine::load(&base, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false })
+            .unwrap();
     let adapter = engine.load_adapter(&adapter_path).unwrap();
     Some(Case { engine, adapter, header, cases: lines.collect() })
 }
@@ -92,7 +105,8 @@ fn judge(got: &[u32], case: &Value, near_tie: f64) -> Verdict {
         Some(step) => {
             let cands = top5[step].as_array().unwrap();
             let best = cands[0][1].as_f64().unwrap();
-            let ours = cands.iter().find(|c| c[0].as_u64() == Some(got[step] as u64)).map(|c| best - c[1].as_f64().unwrap());
+            let ours =
+                cands.iter().find(|c| c[0].as_u64() == Some(got[step] as u64)).map(|c| best - c[1].as_f64().unwrap());
             match ours {
                 Some(gap) if gap <= near_tie => Verdict::NearTie { step, gap },
                 gap => Verdict::Departs { step, gap },
@@ -102,7 +116,8 @@ fn judge(got: &[u32], case: &Value, near_tie: f64) -> Verdict {
 }
 
 fn session(c: &Case, adapters: &[(Arc<LoraAdapter>, f32)]) -> Session {
-    let mut s = c.engine.new_session(SessionConfig { max_context: 256, prefill_chunk: 64, ..Default::default() }).unwrap();
+    let mut s =
+        c.engine.new_session(SessionConfig { max_context: 256, prefill_chunk: 64, ..Default::default() }).unwrap();
     s.set_adapters(adapters).unwrap();
     s
 }
@@ -120,7 +135,10 @@ fn score(c: &Case, adapters: &[(Arc<LoraAdapter>, f32)], near_tie: f64) -> (usiz
         let mut s = session(c, adapters);
         let logits = s.prefill_logits(&prompt, prompt.len() - 1).unwrap().pop().unwrap();
         let last = &case["last_logits"];
-        let d = ids(&last["ids"]).iter().zip(last["values"].as_array().unwrap()).fold(0f64, |m, (&id, v)| m.max((logits[id as usize] as f64 - v.as_f64().unwrap()).abs()));
+        let d = ids(&last["ids"])
+            .iter()
+            .zip(last["values"].as_array().unwrap())
+            .fold(0f64, |m, (&id, v)| m.max((logits[id as usize] as f64 - v.as_f64().unwrap()).abs()));
         worst = worst.max(d);
         s.reset();
         let v = judge(&greedy(&mut s, &prompt, ids(&case["greedy_token_ids"]).len()), case, near_tie);
