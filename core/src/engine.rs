@@ -518,6 +518,14 @@ impl Engine {
         self.model().forward(ids, &mut cache)
     }
 
+    /// Loads a LoRA adapter for this model (llama.cpp's GGUF adapter format; [`crate::lora`]),
+    /// checked against the model's architecture and shapes. Share it between sessions; each picks
+    /// its adapters and scales with [`Session::set_adapters`]. The base weights are not touched.
+    pub fn load_adapter(&self, path: impl AsRef<Path>) -> Result<Arc<crate::lora::LoraAdapter>> {
+        let cfg = self.model().decoder_config().ok_or_else(|| Error::Adapter { reason: "this model takes no LoRA adapters".into() })?;
+        Ok(Arc::new(crate::lora::LoraAdapter::load(path, cfg)?))
+    }
+
     /// A new session.
     pub fn new_session(&self, cfg: SessionConfig) -> Result<Session> {
         Session::new(self.clone(), cfg)

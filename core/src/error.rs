@@ -242,6 +242,13 @@ pub enum Error {
         /// The bound address.
         addr: String,
     },
+    /// A LoRA adapter file that cannot be applied to this model (another architecture or shape,
+    /// a missing half of a pair, an absurd rank, a wrong `general.type`).
+    #[error("LoRA adapter: {reason}")]
+    Adapter {
+        /// What is wrong (tensor names and sizes only).
+        reason: String,
+    },
     /// The offline queue or audit log failed.
     #[error("storage error: {reason}")]
     Storage {

@@ -143,6 +143,8 @@ pub struct KvCache {
     device: Device,
     /// The buffers were handed back ([`KvCache::release`]); the next pass allocates them again.
     released: bool,
+    /// The LoRA adapters its keys and values are computed under.
+    adapters: crate::lora::LoraSet,
 }
 
 impl KvCache {
@@ -187,6 +189,7 @@ impl KvCache {
             host,
             device: device.clone(),
             released: false,
+            adapters: crate::lora::LoraSet::default(),
         })
     }
 
@@ -417,6 +420,22 @@ impl KvCache {
         }
         self.forget_from(n);
         self.len = n;
+        true
+    }
+
+    /// The LoRA adapters the cache's passes run under.
+    pub fn adapters(&self) -> &crate::lora::LoraSet {
+        &self.adapters
+    }
+
+    /// Makes `set` the adapters of the next passes. A set other than the current one empties
+    /// the cache (its keys and values were computed under the old set); returns whether it did.
+    pub fn set_adapters(&mut self, set: crate::lora::LoraSet) -> bool {
+        if self.adapters.same_as(&set) {
+            return false;
+        }
+        self.reset();
+        self.adapters = set;
         true
     }
 

@@ -38,6 +38,7 @@ pub mod error;
 pub mod gguf;
 pub mod hf;
 pub mod kv_cache;
+pub mod lora;
 pub mod memory;
 pub mod model;
 pub mod quant;

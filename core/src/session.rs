@@ -349,6 +349,21 @@ impl Session {
         self.cache.size_bytes()
     }
 
+    /// Runs the next turns with these LoRA adapters and scales (`llama_set_adapters_lora`; an
+    /// empty list: the base model; scale 0 drops an adapter). A set other than the current one
+    /// empties the KV cache, so nothing computed under another set is reused (the conversation
+    /// stays and is prefilled again). Adapters loaded for another model are [`Error::Adapter`].
+    pub fn set_adapters(&mut self, adapters: &[(Arc<crate::lora::LoraAdapter>, f32)]) -> Result<()> {
+        let set = crate::lora::LoraSet::new(adapters)?;
+        if let Some(cfg) = self.engine.model().decoder_config() {
+            set.check(cfg)?;
+        }
+        if self.cache.set_adapters(set) {
+            self.cached.clear();
+        }
+        Ok(())
+    }
+
     /// Forgets the conversation and the cache.
     pub fn reset(&mut self) {
         self.history.clear();

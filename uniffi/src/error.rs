@@ -143,7 +143,8 @@ impl From<CoreError> for EdgewiseError {
             | CoreError::MetadataTooLarge { .. }
             | CoreError::TensorShape { .. }
             | CoreError::Tokenizer { .. }
-            | CoreError::ChatTemplate { .. } => Self::ModelLoad { reason },
+            | CoreError::ChatTemplate { .. }
+            | CoreError::Adapter { .. } => Self::ModelLoad { reason },
             CoreError::UnsupportedType { .. } | CoreError::UnsupportedArchitecture { .. } => {
                 Self::UnsupportedModel { reason }
             }

@@ -209,6 +209,7 @@ use super::gpu_fused;
 use super::layers::{add_rows_host, apply_rope, attention, attention_rows, embed_rows, embed_rows_host, glu_host, norm_rope_host, rope_tables, rope_tables_host, Bias, Buf, HostIn, Linear, LmHead, RmsNorm, WeightMode};
 use super::{CausalLm, StepLogits};
 use crate::kv_cache::{CacheLayout, KvCache};
+use crate::lora::Proj;
 use crate::weights::{SharedWeight, WeightId, WeightSource};
 use crate::Result;
 
@@ -473,6 +474,12 @@ impl Decoder {
                 _ => return Err(crate::Error::Backend { reason: "q/k/v products missing".into() }),
             }
         };
+        let lora = cache.adapters().clone();
+        if !lora.is_empty() {
+            lora.apply_host(il, Proj::Q, &hn, &mut q, n)?;
+            lora.apply_host(il, Proj::K, &hn, &mut k, n)?;
+            lora.apply_host(il, Proj::V, &hn, &mut v, n)?;
+        }
         if let Some([bq, bk, bv]) = &b.bias {
             bq.add_host(&mut q)?;
             bk.add_host(&mut k)?;
@@ -493,6 +500,9 @@ impl Decoder {
         };
         drop(q);
         let mut o = b.o.forward_host(&mut HostIn::new(&attn, n, h * hd))?;
+        if !lora.is_empty() {
+            lora.apply_host(il, Proj::O, &attn, &mut o, n)?;
+        }
         drop(attn);
         match &b.post_attn_norm {
             Some(pn) => pn.add_host(&mut o, x)?,
@@ -501,7 +511,7 @@ impl Decoder {
         drop(o);
         hn.copy_from_slice(x);
         b.ffn_norm.rows_host(&mut hn)?;
-        let (mut gate, up) = {
+        let (mut gate, mut up) = {
             let mut input = HostIn::new(&hn, n, d);
             let mut ys = Linear::forward_host_many(&[&b.gate, &b.up], &mut input)?.into_iter();
             match (ys.next(), ys.next()) {
@@ -509,10 +519,17 @@ impl Decoder {
                 _ => return Err(crate::Error::Backend { reason: "gate/up products missing".into() }),
             }
         };
+        if !lora.is_empty() {
+            lora.apply_host(il, Proj::Gate, &hn, &mut gate, n)?;
+            lora.apply_host(il, Proj::Up, &hn, &mut up, n)?;
+        }
         glu_host(c.activation, &mut gate, &up)?;
         drop(up);
         let ff = gate.len() / n.max(1);
         let mut down = b.down.forward_host(&mut HostIn::new(&gate, n, ff))?;
+        if !lora.is_empty() {
+            lora.apply_host(il, Proj::Down, &gate, &mut down, n)?;
+        }
         match &b.post_ffn_norm {
             Some(pn) => pn.add_host(&mut down, x),
             None => add_rows_host(&down, x, d),
@@ -539,6 +556,9 @@ impl Decoder {
 
     /// The device path's hidden states `[n, d]` after the last block (before the final norm).
     fn device_hidden(&self, tokens: &[u32], cache: &mut KvCache, start: usize) -> Result<Tensor<2>> {
+        if !cache.adapters().is_empty() {
+            return Err(crate::Error::Adapter { reason: "LoRA adapters run on the CPU backend only (for now)".into() });
+        }
         let mut x = embed_rows(&self.embedding, tokens, self.cfg.embed_scale, &self.device)?;
         let rope = self.rope_pair(start, tokens.len());
         for (il, b) in self.blocks.iter().enumerate() {
@@ -650,5 +670,9 @@ impl CausalLm for Decoder {
 
     fn max_context(&self) -> usize {
         self.cfg.max_position_embeddings
+    }
+
+    fn decoder_config(&self) -> Option<&DecoderConfig> {
+        Some(&self.cfg)
     }
 }

@@ -362,6 +362,10 @@ pub trait CausalLm: Send + Sync {
     fn vocab_size(&self) -> usize;
     /// The context the model was trained for.
     fn max_context(&self) -> usize;
+    /// The decoder's configuration (what LoRA adapters are checked against).
+    fn decoder_config(&self) -> Option<&DecoderConfig> {
+        None
+    }
 }
 
 /// The `k` largest logits of one step and the log-sum-exp of them all, for

@@ -1,0 +1,568 @@
+//! LoRA adapters at run time, in llama.cpp's GGUF format (what `convert_lora_to_gguf.py` writes):
+//! `general.type = adapter`, `adapter.type = lora`, `adapter.lora.alpha` (f32; absent reads as
+//! 0), and per adapted weight a pair `<tensor>.lora_a` (ne = `[in, rank]`) and `<tensor>.lora_b`
+//! (ne = `[rank, out]`). The rank is `lora_b`'s ne0. Applied without merging, as llama.cpp's
+//! `build_lora_mm`: `y = W·x + s·B·(A·x)` with `s = scale·alpha/rank` (just `scale` when alpha is
+//! 0). The base weights stay quantized and shared; an adapter is small dense f32 matrices.
+//!
+//! A KV cache belongs to one adapter set ([`crate::kv_cache::KvCache::set_adapters`] empties it
+//! when the set changes), so keys and values computed under one set are never read under another.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::gguf::GgufFile;
+use crate::model::decoder::DecoderConfig;
+use crate::quant::dequantize;
+use crate::weights::WeightId;
+use crate::{Error, Result};
+
+/// Largest rank accepted (real adapters use 4–256).
+pub const MAX_RANK: usize = 1024;
+
+/// The projections an adapter may adapt, in the order a block applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proj {
+    /// `attn_q`.
+    Q,
+    /// `attn_k`.
+    K,
+    /// `attn_v`.
+    V,
+    /// `attn_output`.
+    O,
+    /// `ffn_gate`.
+    Gate,
+    /// `ffn_up`.
+    Up,
+    /// `ffn_down`.
+    Down,
+}
+
+impl Proj {
+    fn of(id: WeightId) -> Option<(usize, Proj)> {
+        Some(match id {
+            WeightId::AttnQ { layer } => (layer, Proj::Q),
+            WeightId::AttnK { layer } => (layer, Proj::K),
+            WeightId::AttnV { layer } => (layer, Proj::V),
+            WeightId::AttnOutput { layer } => (layer, Proj::O),
+            WeightId::FfnGate { layer } => (layer, Proj::Gate),
+            WeightId::FfnUp { layer } => (layer, Proj::Up),
+            WeightId::FfnDown { layer } => (layer, Proj::Down),
+            _ => return None,
+        })
+    }
+}
+
+/// One adapted weight: `A` `[rank, in]` and `B` `[out, rank]`, row-major f32.
+#[derive(Debug)]
+struct Pair {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    rank: usize,
+    n_in: usize,
+    n_out: usize,
+}
+
+impl Pair {
+    /// `y[t] += s·B·(A·x[t])` for each of the `n` rows.
+    fn apply(&self, s: f32, x: &[f32], y: &mut [f32], n: usize) {
+        let mut t = vec![0f32; self.rank];
+        for (xr, yr) in x.chunks_exact(self.n_in).zip(y.chunks_exact_mut(self.n_out)).take(n) {
+            for (tv, ar) in t.iter_mut().zip(self.a.chunks_exact(self.n_in)) {
+                *tv = s * dot(ar, xr);
+            }
+            for (yv, br) in yr.iter_mut().zip(self.b.chunks_exact(self.rank)) {
+                *yv += dot(br, &t);
+            }
+        }
+    }
+}
+
+/// A dot product in eight lanes (vectorizes).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A loaded LoRA adapter, checked against one model's configuration. Share it with [`Arc`]:
+/// any number of sessions may use it at once, each with its own scale.
+#[derive(Debug)]
+pub struct LoraAdapter {
+    id: u64,
+    arch: &'static str,
+    /// `(hidden, layers)` of the model it was checked against.
+    dims: (usize, usize),
+    alpha: f32,
+    /// Per layer, per [`Proj`].
+    layers: Vec<[Option<Pair>; 7]>,
+    pairs: usize,
+    max_rank: usize,
+    bytes: usize,
+}
+
+fn bad(reason: impl Into<String>) -> Error {
+    Error::Adapter { reason: reason.into() }
+}
+
+impl LoraAdapter {
+    /// Loads and validates the adapter at `path` for a model of configuration `cfg`: its
+    /// architecture, every tensor's name and shape, pairs complete, rank in `1..=MAX_RANK` and
+    /// the same in A and B, values finite. Any failure is [`Error::Adapter`] (or the GGUF
+    /// reader's own errors), never a panic.
+    pub fn load(path: impl AsRef<Path>, cfg: &DecoderConfig) -> Result<Self> {
+        let file = GgufFile::open(path.as_ref())?;
+        let md = file.metadata();
+        match md.opt_str("general.type")? {
+            Some("adapter") => {}
+            other => return Err(bad(format!("general.type is {other:?}, expected \"adapter\""))),
+        }
+        match md.opt_str("adapter.type")? {
+            Some("lora") => {}
+            other => return Err(bad(format!("adapter.type is {other:?}, only \"lora\" is supported"))),
+        }
+        let arch = md.get_str("general.architecture")?;
+        if arch != cfg.arch {
+            return Err(bad(format!("adapter for architecture `{arch}`, the model is `{}`", cfg.arch)));
+        }
+        if md.get("adapter.alora.invocation_tokens").is_some() {
+            return Err(bad("activated LoRA (adapter.alora.invocation_tokens) is not supported"));
+        }
+        // llama.cpp: alpha is optional, read as f32, 0 when absent (then the scale is the user's).
+        let alpha = md.opt_f32("adapter.lora.alpha")?.unwrap_or(0.0);
+        if !alpha.is_finite() {
+            return Err(bad(format!("adapter.lora.alpha is {alpha}")));
+        }
+        // The base weights an adapter may name, by GGUF name.
+        let shapes: HashMap<String, (WeightId, [usize; 2])> =
+            cfg.weight_shapes(true).into_iter().map(|(id, s)| (crate::gguf::names::tensor_name(id), (id, s))).collect();
+        let mut halves: HashMap<&str, [Option<&crate::gguf::TensorInfo>; 2]> = HashMap::new();
+        for t in file.tensors() {
+            let (base, half) = if let Some(b) = t.name.strip_suffix(".lora_a") {
+                (b, 0)
+            } else if let Some(b) = t.name.strip_suffix(".lora_b") {
+                (b, 1)
+            } else if t.name.ends_with("_norm.weight") {
+                // llama.cpp skips these too.
+                continue;
+            } else {
+                return Err(bad(format!("tensor `{}` is neither a .lora_a nor a .lora_b", t.name)));
+            };
+            let slot = &mut halves.entry(base).or_default()[half];
+            if slot.replace(t).is_some() {
+                return Err(bad(format!("tensor `{}` appears twice", t.name)));
+            }
+        }
+        if halves.is_empty() {
+            return Err(bad("no LoRA tensors"));
+        }
+        let mut layers: Vec<[Option<Pair>; 7]> = (0..cfg.num_hidden_layers).map(|_| Default::default()).collect();
+        let (mut pairs, mut max_rank, mut bytes) = (0, 0, 0);
+        let mut names: Vec<&&str> = halves.keys().collect();
+        names.sort();
+        for base in names {
+            let [Some(a), Some(b)] = halves[*base] else {
+                return Err(bad(format!("LoRA tensor pair for `{base}` is missing one component")));
+            };
+            let Some(&(id, [n_out, n_in])) = shapes.get(*base) else {
+                return Err(bad(format!("`{base}` does not exist in the base model")));
+            };
+            let Some((layer, proj)) = Proj::of(id) else {
+                return Err(bad(format!("`{base}`: only the attention and MLP projections can be adapted")));
+            };
+            let two = |t: &crate::gguf::TensorInfo| -> Result<[usize; 2]> {
+                match t.shape[..] {
+                    [x, y] => Ok([
+                        usize::try_from(x).map_err(|_| bad("shape"))?,
+                        usize::try_from(y).map_err(|_| bad("shape"))?,
+                    ]),
+                    _ => Err(bad(format!("`{}` is not a matrix", t.name))),
+                }
+            };
+            let ([a0, a1], [b0, b1]) = (two(a)?, two(b)?);
+            let rank = b0;
+            if a1 != b0 {
+                return Err(bad(format!("`{base}`: lora_a has rank {a1}, lora_b rank {b0} (lora_a not transposed?)")));
+            }
+            if a0 != n_in || b1 != n_out {
+                return Err(bad(format!("`{base}`: adapter maps {a0} -> {b1}, the model's weight {n_in} -> {n_out}")));
+            }
+            if rank == 0 || rank > MAX_RANK || rank > n_in.min(n_out) {
+                return Err(bad(format!("`{base}`: rank {rank} out of range (1..={})", MAX_RANK.min(n_in.min(n_out)))));
+            }
+            let read = |t: &crate::gguf::TensorInfo| -> Result<Vec<f32>> {
+                let v = dequantize(t.ty, file.tensor_data(t)?, t.n_elements() as usize)?;
+                if v.iter().any(|x| !x.is_finite()) {
+                    return Err(bad(format!("`{}` holds a non-finite value", t.name)));
+                }
+                Ok(v)
+            };
+            let pair = Pair { a: read(a)?, b: read(b)?, rank, n_in, n_out };
+            bytes += (pair.a.len() + pair.b.len()) * 4;
+            max_rank = max_rank.max(rank);
+            pairs += 1;
+            layers[layer][proj as usize] = Some(pair);
+        }
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        log::info!("lora adapter {id}: {pairs} weights, rank <= {max_rank}, alpha {alpha}, {} KiB", bytes >> 10);
+        Ok(Self {
+            id,
+            arch: cfg.arch,
+            dims: (cfg.hidden_size, cfg.num_hidden_layers),
+            alpha,
+            layers,
+            pairs,
+            max_rank,
+            bytes,
+        })
+    }
+
+    /// `adapter.lora.alpha` (0 when the file has none).
+    pub fn alpha(&self) -> f32 {
+        self.alpha
+    }
+
+    /// The largest rank of its weights.
+    pub fn rank(&self) -> usize {
+        self.max_rank
+    }
+
+    /// How many weights it adapts.
+    pub fn weights(&self) -> usize {
+        self.pairs
+    }
+
+    /// Bytes of its matrices in memory (f32).
+    pub fn size_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether it was checked against a model of configuration `cfg`.
+    pub fn fits(&self, cfg: &DecoderConfig) -> bool {
+        self.arch == cfg.arch && self.dims == (cfg.hidden_size, cfg.num_hidden_layers)
+    }
+}
+
+/// The adapters a session runs with, each with its user scale (`llama_set_adapters_lora`).
+/// Scale 0 drops an adapter, as in llama.cpp.
+#[derive(Debug, Clone, Default)]
+pub struct LoraSet {
+    entries: Vec<(Arc<LoraAdapter>, f32)>,
+}
+
+impl LoraSet {
+    /// The set of `adapters` with their scales. A non-finite scale is [`Error::InvalidParameter`].
+    pub fn new(adapters: &[(Arc<LoraAdapter>, f32)]) -> Result<Self> {
+        if let Some((_, s)) = adapters.iter().find(|(_, s)| !s.is_finite()) {
+            return Err(Error::InvalidParameter { name: "lora scale", reason: format!("{s} is not finite") });
+        }
+        Ok(Self { entries: adapters.iter().filter(|(_, s)| *s != 0.0).cloned().collect() })
+    }
+
+    /// No adapters.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Same adapters (by identity) with the same scales, in the same order.
+    pub fn same_as(&self, other: &LoraSet) -> bool {
+        self.entries.len() == other.entries.len()
+            && self
+                .entries
+                .iter()
+                .zip(&other.entries)
+                .all(|((a, s), (b, t))| a.id == b.id && s.to_bits() == t.to_bits())
+    }
+
+    /// Every adapter fits `cfg` (else [`Error::Adapter`]).
+    pub fn check(&self, cfg: &DecoderConfig) -> Result<()> {
+        match self.entries.iter().find(|(a, _)| !a.fits(cfg)) {
+            Some((a, _)) => Err(bad(format!("adapter {} was loaded for another model", a.id))),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds every adapter's `s·B·(A·x)` for projection `proj` of `layer` to `y` (`[n, out]`),
+    /// `x` being the projection's input (`[n, in]`).
+    pub(crate) fn apply_host(&self, layer: usize, proj: Proj, x: &[f32], y: &mut [f32], n: usize) -> Result<()> {
+        for (adapter, scale) in &self.entries {
+            let Some(p) = adapter.layers.get(layer).and_then(|l| l[proj as usize].as_ref()) else { continue };
+            if x.len() < n * p.n_in || y.len() < n * p.n_out {
+                return Err(Error::Backend {
+                    reason: format!("lora: {n} rows do not fit the buffers of layer {layer}"),
+                });
+            }
+            let s = if adapter.alpha != 0.0 { scale * adapter.alpha / p.rank as f32 } else { *scale };
+            p.apply(s, x, y, n);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::writer::GgufWriter;
+    use crate::gguf::MetaValue;
+    use crate::model::decoder::{Activation, NormPlacement, RopeLayout, RopeScaling};
+    use crate::quant::GgmlType;
+
+    /// 2 layers, hidden 32, q 32, kv 16, MLP 64.
+    fn cfg() -> DecoderConfig {
+        DecoderConfig {
+            arch: "gemma3",
+            hidden_size: 32,
+            intermediate_size: 64,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            head_dim: 16,
+            rms_norm_eps: 1e-6,
+            norm: NormPlacement::Sandwich,
+            activation: Activation::GeluTanh,
+            qk_norm: true,
+            qkv_bias: false,
+            rope_layout: RopeLayout::Neox,
+            rope_theta: 1e6,
+            rope_scaling: RopeScaling::None,
+            sliding: None,
+            embed_scale: 1.0,
+            attn_scale: 0.25,
+            max_position_embeddings: 128,
+            vocab_size: 16,
+            final_logit_softcapping: None,
+        }
+    }
+
+    fn f32s(n: u64, seed: u32) -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 1000.0 - 0.5).to_le_bytes()
+            })
+            .collect()
+    }
+
+    /// An adapter file: `kv` metadata and `tensors` (name, ne0-first shape) of f32 values.
+    /// A file removed on drop.
+    struct Tmp(std::path::PathBuf);
+    impl Tmp {
+        fn new() -> Self {
+            static N: AtomicU64 = AtomicU64::new(0);
+            Self(std::env::temp_dir().join(format!(
+                "edgewise-lora-{}-{}.gguf",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            )))
+        }
+        fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn file(kv: &[(&str, MetaValue)], tensors: &[(&str, [u64; 2])]) -> Tmp {
+        let mut w = GgufWriter::new();
+        for (k, v) in kv {
+            w = w.kv(k, v.clone());
+        }
+        for (i, (name, s)) in tensors.iter().enumerate() {
+            w = w.tensor(name, s, GgmlType::F32, f32s(s[0] * s[1], i as u32));
+        }
+        let f = Tmp::new();
+        std::fs::write(f.path(), w.to_bytes()).unwrap();
+        f
+    }
+
+    fn header(arch: &str, alpha: Option<f32>) -> Vec<(&'static str, MetaValue)> {
+        let mut v = vec![
+            ("general.architecture", MetaValue::String(arch.into())),
+            ("general.type", MetaValue::String("adapter".into())),
+            ("adapter.type", MetaValue::String("lora".into())),
+        ];
+        if let Some(a) = alpha {
+            v.push(("adapter.lora.alpha", MetaValue::F32(a)));
+        }
+        v
+    }
+
+    const Q_A: (&str, [u64; 2]) = ("blk.1.attn_q.weight.lora_a", [32, 4]);
+    const Q_B: (&str, [u64; 2]) = ("blk.1.attn_q.weight.lora_b", [4, 32]);
+
+    fn reason(r: Result<LoraAdapter>) -> String {
+        match r {
+            Err(Error::Adapter { reason }) => reason,
+            other => panic!("expected Error::Adapter, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn applies_scale_times_alpha_over_rank() {
+        let f = file(
+            &header("gemma3", Some(8.0)),
+            &[Q_A, Q_B, ("blk.0.ffn_down.weight.lora_a", [64, 2]), ("blk.0.ffn_down.weight.lora_b", [2, 32])],
+        );
+        let a = Arc::new(LoraAdapter::load(f.path(), &cfg()).unwrap());
+        assert_eq!((a.weights(), a.rank(), a.alpha(), a.size_bytes()), (2, 4, 8.0, (32 * 4 * 2 + 64 * 2 + 2 * 32) * 4));
+        let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
+        let set = LoraSet::new(&[(a.clone(), 0.5)]).unwrap();
+        let mut y = vec![1f32; 64];
+        set.apply_host(1, Proj::Q, &x, &mut y, 2).unwrap();
+        // The reference: y = 1 + 0.5 · (8 / 4) · B·(A·x), row by row.
+        let p = a.layers[1][Proj::Q as usize].as_ref().unwrap();
+        for t in 0..2 {
+            let xr = &x[t * 32..][..32];
+            let ax: Vec<f32> = (0..4).map(|r| (0..32).map(|i| p.a[r * 32 + i] * xr[i]).sum()).collect();
+            for o in 0..32 {
+                let want = 1.0 + 1.0 * (0..4).map(|r| p.b[o * 4 + r] * ax[r]).sum::<f32>();
+                assert!((y[t * 32 + o] - want).abs() < 1e-5, "row {t} out {o}: {} vs {want}", y[t * 32 + o]);
+            }
+        }
+        // Layers and projections it does not name are untouched.
+        let mut z = vec![1f32; 64];
+        set.apply_host(0, Proj::Q, &x, &mut z, 2).unwrap();
+        assert!(z.iter().all(|v| *v == 1.0));
+        // Two copies at half scale add up to one at full scale; scale 0 drops it.
+        let (mut y2, mut y0) = (vec![1f32; 64], vec![1f32; 64]);
+        LoraSet::new(&[(a.clone(), 0.25), (a.clone(), 0.25)]).unwrap().apply_host(1, Proj::Q, &x, &mut y2, 2).unwrap();
+        assert!(y.iter().zip(&y2).all(|(p, q)| (p - q).abs() < 1e-5));
+        let zero = LoraSet::new(&[(a.clone(), 0.0)]).unwrap();
+        assert!(zero.is_empty());
+        zero.apply_host(1, Proj::Q, &x, &mut y0, 2).unwrap();
+        assert!(y0.iter().all(|v| *v == 1.0));
+        assert!(matches!(LoraSet::new(&[(a, f32::NAN)]), Err(Error::InvalidParameter { .. })));
+    }
+
+    #[test]
+    fn without_alpha_the_scale_is_the_users() {
+        let with = Arc::new(LoraAdapter::load(file(&header("gemma3", Some(4.0)), &[Q_A, Q_B]).path(), &cfg()).unwrap());
+        let without = Arc::new(LoraAdapter::load(file(&header("gemma3", None), &[Q_A, Q_B]).path(), &cfg()).unwrap());
+        let x = vec![0.3f32; 32];
+        let (mut a, mut b) = (vec![0f32; 32], vec![0f32; 32]);
+        // alpha 4, rank 4: alpha/rank = 1, the same as no alpha.
+        LoraSet::new(&[(with, 1.0)]).unwrap().apply_host(1, Proj::Q, &x, &mut a, 1).unwrap();
+        LoraSet::new(&[(without, 1.0)]).unwrap().apply_host(1, Proj::Q, &x, &mut b, 1).unwrap();
+        assert_eq!(a, b);
+        assert!(a.iter().any(|v| *v != 0.0));
+    }
+
+    #[test]
+    fn bad_adapters_are_typed_errors() {
+        let c = cfg();
+        let load = |kv: &[(&str, MetaValue)], t: &[(&str, [u64; 2])]| LoraAdapter::load(file(kv, t).path(), &c);
+        let h = header("gemma3", Some(8.0));
+        assert!(reason(load(&header("llama", Some(8.0)), &[Q_A, Q_B])).contains("architecture `llama`"));
+        let mut not_adapter = h.clone();
+        not_adapter[1].1 = MetaValue::String("model".into());
+        assert!(reason(load(&not_adapter, &[Q_A, Q_B])).contains("general.type"));
+        assert!(reason(load(&h, &[Q_A])).contains("missing one component"));
+        // A and B swapped: shapes [4, 32] / [32, 4] do not chain.
+        assert!(reason(load(&h, &[("blk.1.attn_q.weight.lora_a", [4, 32]), ("blk.1.attn_q.weight.lora_b", [32, 4])]))
+            .contains("maps 4 -> 4"));
+        // Another model's width.
+        assert!(reason(load(&h, &[("blk.1.attn_q.weight.lora_a", [48, 4]), Q_B])).contains("48"));
+        // Rank over the weight's size.
+        assert!(reason(load(
+            &h,
+            &[("blk.1.attn_k.weight.lora_a", [32, 20]), ("blk.1.attn_k.weight.lora_b", [20, 16])]
+        ))
+        .contains("rank 20"));
+        assert!(reason(load(&h, &[("blk.7.attn_q.weight.lora_a", [32, 4]), ("blk.7.attn_q.weight.lora_b", [4, 32])]))
+            .contains("does not exist"));
+        assert!(reason(load(&h, &[("token_embd.weight.lora_a", [32, 4]), ("token_embd.weight.lora_b", [4, 16])]))
+            .contains("only the attention and MLP"));
+        assert!(reason(load(&h, &[("blk.1.attn_q.weight", [32, 32])])).contains("neither"));
+        assert!(reason(load(&h, &[])).contains("no LoRA tensors"));
+        // Norm tensors are skipped, as llama.cpp does.
+        assert!(load(&h, &[Q_A, Q_B, ("blk.1.attn_norm.weight", [32, 1])]).is_ok());
+        // Not a GGUF at all, and a truncated one.
+        let junk = Tmp::new();
+        std::fs::write(junk.path(), b"not a gguf file at all").unwrap();
+        assert!(LoraAdapter::load(junk.path(), &c).is_err());
+        let good = std::fs::read(file(&h, &[Q_A, Q_B]).path()).unwrap();
+        std::fs::write(junk.path(), &good[..good.len() - 100]).unwrap();
+        assert!(LoraAdapter::load(junk.path(), &c).is_err());
+        // An adapter checked against one model does not fit another.
+        let a = Arc::new(load(&h, &[Q_A, Q_B]).unwrap());
+        let mut other = cfg();
+        other.num_hidden_layers = 3;
+        assert!(matches!(LoraSet::new(&[(a, 1.0)]).unwrap().check(&other), Err(Error::Adapter { .. })));
+    }
+}
+
+#[cfg(test)]
+mod cost {
+    use super::*;
+
+    /// The adapter's arithmetic per decoded token at Gemma 3 270M's sizes, rank 16 on all seven
+    /// projections of 18 layers (the `edgewise bench --lora` case), without the rest of the
+    /// model: the best of 50 tokens. `cargo test --release --workspace --lib -- --ignored lora_cost --nocapture`
+    #[test]
+    #[ignore = "a timing, printed"]
+    fn lora_cost_per_token_gemma3_270m_rank16() {
+        let (d, q, kv, ff, r) = (640, 1024, 256, 2048, 16);
+        let shapes = [
+            (Proj::Q, d, q),
+            (Proj::K, d, kv),
+            (Proj::V, d, kv),
+            (Proj::O, q, d),
+            (Proj::Gate, d, ff),
+            (Proj::Up, d, ff),
+            (Proj::Down, ff, d),
+        ];
+        let layers: Vec<[Option<Pair>; 7]> = (0..18)
+            .map(|_| {
+                let mut l: [Option<Pair>; 7] = Default::default();
+                for (p, n_in, n_out) in shapes {
+                    l[p as usize] =
+                        Some(Pair { a: vec![0.01; r * n_in], b: vec![0.01; n_out * r], rank: r, n_in, n_out });
+                }
+                l
+            })
+            .collect();
+        let bytes = layers.iter().flatten().flatten().map(|p| (p.a.len() + p.b.len()) * 4).sum();
+        let a = Arc::new(LoraAdapter {
+            id: 0,
+            arch: "gemma3",
+            dims: (d, 18),
+            alpha: 32.0,
+            layers,
+            pairs: 126,
+            max_rank: r,
+            bytes,
+        });
+        let set = LoraSet::new(&[(a, 1.0)]).unwrap();
+        let x = vec![0.5f32; ff];
+        let mut y = vec![0f32; ff];
+        let mut best = f64::MAX;
+        for _ in 0..50 {
+            let t = std::time::Instant::now();
+            for il in 0..18 {
+                for (p, _, _) in shapes {
+                    set.apply_host(il, p, &x, &mut y, 1).unwrap();
+                }
+            }
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        eprintln!(
+            "rank-16 LoRA on 126 projections: {:.3} ms per token (one thread), {:.1} MiB",
+            best * 1e3,
+            bytes as f64 / 1048576.0
+        );
+    }
+}
