@@ -4,6 +4,7 @@ import java.io.File
 import java.nio.file.Files
 import java.util.concurrent.TimeUnit
 import kotlin.math.sqrt
+import kotlinx.coroutines.runBlocking
 import org.json.JSONObject
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertFalse
@@ -161,9 +162,16 @@ class RetailTest {
             second.eraseAll()
             assertTrue(second.export().isEmpty())
             second.close()
-            Recommender.open(dir.path, embedder, catalog).use { third ->
-                assertTrue(third.export().isEmpty(), "erased for good")
-                assertEquals("popular", third.recommend(1, noFilter()).singleOrNull()?.reason ?: "popular")
+            // The coroutine helpers: off the caller's thread, same answers.
+            runBlocking {
+                val third = Recommender.openIn(dir.path, embedder, catalog)
+                val caller = Thread.currentThread()
+                val (thread, recs) = third.offMain { Thread.currentThread() to recommend(1, SearchFilter.none()) }
+                assertTrue(thread !== caller, "ran on the caller's thread")
+                assertTrue(third.offMain { export() }.isEmpty(), "erased for good")
+                assertEquals(listOf("popular"), recs.map { it.reason })
+                assertEquals(embedder.embedBatch(listOf("tea")), embedder.embedAll(listOf("tea")))
+                third.close()
             }
         } finally {
             dir.deleteRecursively()
