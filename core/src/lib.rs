@@ -25,6 +25,7 @@
 //! | [`structured`] | constrained decoding (JSON Schema, regex, Lark grammars) with llguidance |
 //! | [`session_file`] | saving a session (conversation + KV cache) to a checked, versioned file and restoring it |
 //! | [`embed`] | sentence embeddings: a BERT-family encoder from a sentence-transformers folder |
+//! | [`retail`] | re-export of `edgewise-retail` (vector index, recommender); `Embedder` implements its `Embed` |
 //! | [`engine`] | a loaded model + tokenizer that creates sessions |
 //! | [`router`] | sensitivity detection, routing policy, cloud client, offline queue, audit log |
 #![deny(missing_docs)]
@@ -51,6 +52,9 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use error::{Error, Result};
+/// The vector index and recommender (crate `edgewise-retail`); [`embed::Embedder`] implements its
+/// [`retail::Embed`] trait.
+pub use edgewise_retail as retail;
 
 /// Most bytes of text one call takes in: a prompt ([`session::Session::complete`]), a chat message
 /// ([`session::Session::chat`], and a session's system prompt), a whole router request (every

@@ -17,6 +17,19 @@ pub trait Embed: Send + Sync {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }
 
+/// A shared embedder (one loaded model serving an index, a recommender and the app).
+impl<T: Embed + ?Sized> Embed for std::sync::Arc<T> {
+    fn dim(&self) -> usize {
+        (**self).dim()
+    }
+    fn model_id(&self) -> &str {
+        (**self).model_id()
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        (**self).embed(texts)
+    }
+}
+
 /// A deterministic embedder without a model: lower-cased word unigrams and bigrams and character
 /// trigrams of each word, hashed (FNV-1a) with a sign into `dim` buckets, sublinear term weights,
 /// L2-normalized. A lexical baseline for tests and for apps that ship no encoder; semantic

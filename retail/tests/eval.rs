@@ -220,3 +220,54 @@ fn data_is_what_the_script_makes() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// int8 storage against f32 on this catalog's own vectors (HashEmbed by default; MiniLM's with
+/// `EDGEWISE_RETAIL_VECTORS`): recall@10 of the int8 top 10 against the exact f32 top 10, for
+/// every item as a query (itself left out) and every search query of the sessions.
+#[test]
+fn int8_recall_at_10_on_catalog_vectors() {
+    use edgewise_retail::{IndexConfig, Storage, VectorIndex};
+    let (items, _, _, _) = load();
+    let e = embedder();
+    let texts: Vec<String> = items.iter().map(|i| i.text()).collect();
+    let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    let vecs = e.embed(&refs).unwrap();
+    let i8idx = VectorIndex::in_memory(IndexConfig::new(e.model_id(), e.dim())).unwrap();
+    let f32idx = VectorIndex::in_memory(IndexConfig::new(e.model_id(), e.dim()).with_storage(Storage::F32)).unwrap();
+    let batch: Vec<(&str, &[f32], edgewise_retail::Attributes)> =
+        items.iter().zip(&vecs).map(|(i, v)| (i.id.as_str(), v.as_slice(), Default::default())).collect();
+    i8idx.upsert_many(&batch).unwrap();
+    f32idx.upsert_many(&batch).unwrap();
+    let queries: Vec<String> = std::fs::read_to_string(data_dir().join("texts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["id"].as_str().is_some_and(|id| id.starts_with("query:")))
+        .map(|v| v["text"].as_str().unwrap().to_string())
+        .collect();
+    let qrefs: Vec<&str> = queries.iter().map(|s| s.as_str()).collect();
+    let qvecs = e.embed(&qrefs).unwrap();
+    let mut runs: Vec<(Option<&str>, &[f32])> =
+        items.iter().zip(&vecs).map(|(i, v)| (Some(i.id.as_str()), v.as_slice())).collect();
+    runs.extend(qvecs.iter().map(|v| (None, v.as_slice())));
+    let (mut found, mut max_err) = (0usize, 0f32);
+    for (skip, q) in &runs {
+        let keep = |id: &str| Some(id) != *skip;
+        let exact: HashMap<String, f32> =
+            f32idx.search_where(q, 10, &Filter::none(), &keep).unwrap().into_iter().map(|h| (h.id, h.score)).collect();
+        for h in i8idx.search_where(q, 10, &Filter::none(), &keep).unwrap() {
+            if let Some(s) = exact.get(&h.id) {
+                found += 1;
+                max_err = max_err.max((s - h.score).abs());
+            }
+        }
+    }
+    let recall = found as f64 / (10 * runs.len()) as f64;
+    eprintln!(
+        "int8 recall@10 vs f32 on the catalog ({}: {} items, {} queries): {recall:.4}; largest score error {max_err:.5}",
+        e.model_id(),
+        items.len(),
+        runs.len()
+    );
+    assert!(recall >= 0.9, "recall {recall}");
+}

@@ -104,6 +104,35 @@ pub enum EdgewiseError {
         /// The two model ids (short prefixes).
         reason: String,
     },
+    /// An item id that is not in the catalog or index (the id is left out of the message).
+    #[error("unknown item")]
+    UnknownItem,
+    /// The embedding model failed on a text (too large, a non-finite result).
+    #[error("embedding failed: {reason}")]
+    Embedding {
+        /// Why (sizes and limits, never the text).
+        reason: String,
+    },
+    /// A vector index file holds another embedding model's vectors (or another dimension):
+    /// `VectorIndex.recreate` it and re-embed (a `Recommender` does this by itself).
+    #[error("vector index of another model: {reason}")]
+    IndexModelMismatch {
+        /// The file and the two models.
+        reason: String,
+    },
+    /// A vector index or event file is damaged: `VectorIndex.recreate` it (a `Recommender`
+    /// rebuilds its index from the catalog by itself).
+    #[error("vector index corrupt: {reason}")]
+    IndexCorrupt {
+        /// The file and the offset.
+        reason: String,
+    },
+    /// The file is open elsewhere (another process, or another open handle in this one).
+    #[error("in use: {reason}")]
+    Locked {
+        /// The file.
+        reason: String,
+    },
     /// A listener implemented by the host (Kotlin/Swift) threw an unexpected exception.
     #[error("host callback failed: {reason}")]
     Callback {
@@ -176,6 +205,37 @@ impl From<CoreError> for EdgewiseError {
     }
 }
 
+impl From<edgewise_core::retail::RetailError> for EdgewiseError {
+    fn from(e: edgewise_core::retail::RetailError) -> Self {
+        use edgewise_core::retail::RetailError as R;
+        // The retail crate's messages hold no shopper content (events, queries, item text).
+        log::debug!("retail error crossing the FFI: {e}");
+        let reason = e.to_string();
+        match e {
+            R::InvalidVector { .. } | R::DimensionMismatch { .. } => {
+                Self::InvalidParameter { name: "vector".into(), reason }
+            }
+            R::InvalidArgument { name, .. } => Self::InvalidParameter { name: name.into(), reason },
+            R::Parse { what, .. } => Self::InvalidParameter { name: what.into(), reason },
+            R::UnknownItem { .. } => Self::UnknownItem,
+            R::Embed { .. } => Self::Embedding { reason },
+            R::ModelMismatch { .. } => Self::IndexModelMismatch { reason },
+            R::Corrupt { .. } => Self::IndexCorrupt { reason },
+            R::Locked { .. } => Self::Locked { reason },
+            R::Storage { .. } => Self::Storage { reason },
+            R::Io(_) => Self::Io { reason },
+            // `RetailError` is #[non_exhaustive].
+            _ => Self::Internal { reason },
+        }
+    }
+}
+
+impl From<std::io::Error> for EdgewiseError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io { reason: e.to_string() }
+    }
+}
+
 impl From<uniffi::UnexpectedUniFFICallbackError> for EdgewiseError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
         Self::Callback { reason: e.reason }
@@ -210,7 +270,10 @@ mod tests {
             (CoreError::Cancelled, "Cancelled"),
             (CoreError::DiskSpace { needed: 10, available: 1 }, "DiskSpace"),
             (CoreError::MetadataTooLarge { key: "tokenizer.ggml.tokens".into(), limit: 1 << 26 }, "ModelLoad"),
-            (CoreError::TensorShape { name: "output_norm.weight".into(), expected: [1, 640], found: [1, 320] }, "ModelLoad"),
+            (
+                CoreError::TensorShape { name: "output_norm.weight".into(), expected: [1, 640], found: [1, 320] },
+                "ModelLoad",
+            ),
             (CoreError::InputTooLarge { max: 1 << 20, actual: 50 << 20 }, "InvalidParameter"),
             (CoreError::SessionFile { reason: "checksum mismatch".into() }, "SessionFile"),
             (CoreError::SessionFileVersion { found: 2, supported: 1 }, "SessionFile"),
@@ -222,6 +285,33 @@ mod tests {
         }
         let e = EdgewiseError::from(CoreError::ContextOverflow { max: 512, requested: usize::MAX });
         assert_eq!(e, EdgewiseError::ContextOverflow { max: 512, requested: i32::MAX });
+    }
+
+    #[test]
+    fn retail_errors_map_to_typed_variants() {
+        use edgewise_core::retail::RetailError as R;
+        let cases = [
+            (R::UnknownItem { len: 7 }, "UnknownItem"),
+            (R::DimensionMismatch { expected: 384, got: 3 }, "InvalidParameter"),
+            (R::InvalidVector { reason: "NaN" }, "InvalidParameter"),
+            (R::Embed { reason: "input too large".into() }, "Embedding"),
+            (
+                R::ModelMismatch {
+                    path: "/x".into(),
+                    stored_model: "a".into(),
+                    stored_dim: 3,
+                    model: "b".into(),
+                    dim: 3,
+                },
+                "IndexModelMismatch",
+            ),
+            (R::Corrupt { path: "/x".into(), offset: 8, reason: "bad magic" }, "IndexCorrupt"),
+            (R::Locked { path: "/x".into() }, "Locked"),
+        ];
+        for (retail, want) in cases {
+            let got = format!("{:?}", EdgewiseError::from(retail));
+            assert!(got.starts_with(want), "{got} should be {want}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | `catalog` | the built-in model catalog and `ModelDownload` (fetch with a `DownloadListener`, cancel, verify) |
 //! | `router` | the on-device privacy check, the routing policy presets, and `Router` (send with an `AnswerListener`, cancel) |
 //! | `session_file` | `ChatSession.save` and `Engine.restore_session`: a chat that survives the app being killed |
+//! | `retail` | `Embedder` (sentence embeddings), `VectorIndex` and `Recommender` (issue 15) |
 //! | `logging` | `set_log_sink`: the library's `log` records to a Kotlin/Swift `LogSink` (logcat, unified log) |
 //!
 //! # Quick start (the Rust view of what Kotlin and Swift call)
@@ -47,20 +48,25 @@ mod catalog;
 mod engine;
 mod error;
 mod logging;
+mod retail;
 mod router;
 mod session;
 mod session_file;
 mod types;
 
+pub use catalog::{
+    default_fetch_config, default_model, edgewise_home, list_models, model_path, DownloadListener, ModelDownload,
+};
 pub use engine::{
     default_engine_config, default_generation_params, default_session_config, greedy_generation_params,
     greedy_sampling_params, Engine, TrimLevel, TrimReport,
 };
-pub use catalog::{
-    default_fetch_config, default_model, edgewise_home, list_models, model_path, DownloadListener, ModelDownload,
-};
 pub use error::{EdgewiseError, EdgewiseResult};
 pub use logging::{clear_log_sink, set_log_level, set_log_sink, LogLevel, LogRecord, LogSink};
+pub use retail::{
+    no_filter, read_catalog_file, AttributeCondition, AttributeValue, CatalogItem, Embedder, EmbeddingWeights,
+    IndexHit, Recommendation, Recommender, SearchFilter, ShopperEvent, ShopperEventKind, VectorIndex, VectorStorage,
+};
 pub use router::{
     default_cloud_endpoint, privacy_check, router_policy_cloud_assist, router_policy_field_worker,
     router_policy_local_only, AnswerListener, Router,

@@ -25,6 +25,7 @@
 //! embedded as `[CLS] [SEP]`. A text over [`crate::MAX_INPUT_BYTES`] is refused.
 
 pub mod bert;
+mod retail;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -445,6 +445,156 @@ void uniffi_edgewise_fn_init_callback_vtable_logsink(const UniffiVTableCallbackI
 void uniffi_edgewise_fn_method_logsink_log(uint64_t ptr, RustBuffer record, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_EMBEDDER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_EMBEDDER
+uint64_t uniffi_edgewise_fn_clone_embedder(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_EMBEDDER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_EMBEDDER
+void uniffi_edgewise_fn_free_embedder(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_EMBEDDER_LOAD
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_EMBEDDER_LOAD
+uint64_t uniffi_edgewise_fn_constructor_embedder_load(RustBuffer model, RustBuffer weights, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_EMBEDDER_DIM
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_EMBEDDER_DIM
+int32_t uniffi_edgewise_fn_method_embedder_dim(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_EMBEDDER_EMBED
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_EMBEDDER_EMBED
+RustBuffer uniffi_edgewise_fn_method_embedder_embed(uint64_t ptr, RustBuffer text, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_EMBEDDER_EMBED_BATCH
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_EMBEDDER_EMBED_BATCH
+RustBuffer uniffi_edgewise_fn_method_embedder_embed_batch(uint64_t ptr, RustBuffer texts, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_EMBEDDER_FINGERPRINT
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_EMBEDDER_FINGERPRINT
+RustBuffer uniffi_edgewise_fn_method_embedder_fingerprint(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_EMBEDDER_MODEL_ID
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_EMBEDDER_MODEL_ID
+RustBuffer uniffi_edgewise_fn_method_embedder_model_id(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_RECOMMENDER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_RECOMMENDER
+uint64_t uniffi_edgewise_fn_clone_recommender(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_RECOMMENDER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_RECOMMENDER
+void uniffi_edgewise_fn_free_recommender(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_RECOMMENDER_OPEN
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_RECOMMENDER_OPEN
+uint64_t uniffi_edgewise_fn_constructor_recommender_open(RustBuffer dir, uint64_t embedder, RustBuffer catalog, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_CATALOG_SIZE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_CATALOG_SIZE
+int32_t uniffi_edgewise_fn_method_recommender_catalog_size(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_ERASE_ALL
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_ERASE_ALL
+void uniffi_edgewise_fn_method_recommender_erase_all(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_EXPORT
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_EXPORT
+RustBuffer uniffi_edgewise_fn_method_recommender_export(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_RECOMMEND
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_RECOMMEND
+RustBuffer uniffi_edgewise_fn_method_recommender_recommend(uint64_t ptr, int32_t k, RustBuffer filter, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_RECORD
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_RECORD
+void uniffi_edgewise_fn_method_recommender_record(uint64_t ptr, RustBuffer event, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_RECORD_ALL
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_RECORD_ALL
+void uniffi_edgewise_fn_method_recommender_record_all(uint64_t ptr, RustBuffer events, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_SEARCH
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_SEARCH
+RustBuffer uniffi_edgewise_fn_method_recommender_search(uint64_t ptr, RustBuffer query, int32_t k, RustBuffer filter, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_SET_CATALOG
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_SET_CATALOG
+void uniffi_edgewise_fn_method_recommender_set_catalog(uint64_t ptr, RustBuffer catalog, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_SET_POPULARITY
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_SET_POPULARITY
+void uniffi_edgewise_fn_method_recommender_set_popularity(uint64_t ptr, RustBuffer counts, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_SIMILAR_ITEMS
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_RECOMMENDER_SIMILAR_ITEMS
+RustBuffer uniffi_edgewise_fn_method_recommender_similar_items(uint64_t ptr, RustBuffer id, int32_t k, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_VECTORINDEX
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_VECTORINDEX
+uint64_t uniffi_edgewise_fn_clone_vectorindex(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_VECTORINDEX
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_VECTORINDEX
+void uniffi_edgewise_fn_free_vectorindex(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_VECTORINDEX_OPEN
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_VECTORINDEX_OPEN
+uint64_t uniffi_edgewise_fn_constructor_vectorindex_open(RustBuffer path, RustBuffer model_id, int32_t dim, RustBuffer storage, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_VECTORINDEX_RECREATE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_VECTORINDEX_RECREATE
+uint64_t uniffi_edgewise_fn_constructor_vectorindex_recreate(RustBuffer path, RustBuffer model_id, int32_t dim, RustBuffer storage, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_VECTORINDEX_ATTRIBUTES
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_VECTORINDEX_ATTRIBUTES
+RustBuffer uniffi_edgewise_fn_method_vectorindex_attributes(uint64_t ptr, RustBuffer id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_VECTORINDEX_DELETE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_VECTORINDEX_DELETE
+int8_t uniffi_edgewise_fn_method_vectorindex_delete(uint64_t ptr, RustBuffer id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_VECTORINDEX_SEARCH
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_VECTORINDEX_SEARCH
+RustBuffer uniffi_edgewise_fn_method_vectorindex_search(uint64_t ptr, RustBuffer query, int32_t k, RustBuffer filter, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_VECTORINDEX_SIZE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_VECTORINDEX_SIZE
+int32_t uniffi_edgewise_fn_method_vectorindex_size(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_VECTORINDEX_UPSERT
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_VECTORINDEX_UPSERT
+void uniffi_edgewise_fn_method_vectorindex_upsert(uint64_t ptr, RustBuffer id, RustBuffer vector, RustBuffer attributes, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_ANSWERLISTENER
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_ANSWERLISTENER
 uint64_t uniffi_edgewise_fn_clone_answerlistener(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -689,6 +839,17 @@ void uniffi_edgewise_fn_func_set_log_level(RustBuffer level, RustCallStatus *_No
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_SET_LOG_SINK
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_SET_LOG_SINK
 void uniffi_edgewise_fn_func_set_log_sink(uint64_t sink, RustBuffer level, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_NO_FILTER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_NO_FILTER
+RustBuffer uniffi_edgewise_fn_func_no_filter(RustCallStatus *_Nonnull out_status
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_READ_CATALOG_FILE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_READ_CATALOG_FILE
+RustBuffer uniffi_edgewise_fn_func_read_catalog_file(RustBuffer path, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FUNC_DEFAULT_CLOUD_ENDPOINT
@@ -1063,6 +1224,18 @@ uint16_t uniffi_edgewise_checksum_func_set_log_sink(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_NO_FILTER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_NO_FILTER
+uint16_t uniffi_edgewise_checksum_func_no_filter(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_READ_CATALOG_FILE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_READ_CATALOG_FILE
+uint16_t uniffi_edgewise_checksum_func_read_catalog_file(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_DEFAULT_CLOUD_ENDPOINT
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_FUNC_DEFAULT_CLOUD_ENDPOINT
 uint16_t uniffi_edgewise_checksum_func_default_cloud_endpoint(void
@@ -1162,6 +1335,126 @@ uint16_t uniffi_edgewise_checksum_method_engine_restore_session(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_LOGSINK_LOG
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_LOGSINK_LOG
 uint16_t uniffi_edgewise_checksum_method_logsink_log(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_EMBEDDER_DIM
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_EMBEDDER_DIM
+uint16_t uniffi_edgewise_checksum_method_embedder_dim(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_EMBEDDER_EMBED
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_EMBEDDER_EMBED
+uint16_t uniffi_edgewise_checksum_method_embedder_embed(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_EMBEDDER_EMBED_BATCH
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_EMBEDDER_EMBED_BATCH
+uint16_t uniffi_edgewise_checksum_method_embedder_embed_batch(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_EMBEDDER_FINGERPRINT
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_EMBEDDER_FINGERPRINT
+uint16_t uniffi_edgewise_checksum_method_embedder_fingerprint(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_EMBEDDER_MODEL_ID
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_EMBEDDER_MODEL_ID
+uint16_t uniffi_edgewise_checksum_method_embedder_model_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_CATALOG_SIZE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_CATALOG_SIZE
+uint16_t uniffi_edgewise_checksum_method_recommender_catalog_size(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_ERASE_ALL
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_ERASE_ALL
+uint16_t uniffi_edgewise_checksum_method_recommender_erase_all(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_EXPORT
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_EXPORT
+uint16_t uniffi_edgewise_checksum_method_recommender_export(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_RECOMMEND
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_RECOMMEND
+uint16_t uniffi_edgewise_checksum_method_recommender_recommend(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_RECORD
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_RECORD
+uint16_t uniffi_edgewise_checksum_method_recommender_record(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_RECORD_ALL
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_RECORD_ALL
+uint16_t uniffi_edgewise_checksum_method_recommender_record_all(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_SEARCH
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_SEARCH
+uint16_t uniffi_edgewise_checksum_method_recommender_search(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_SET_CATALOG
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_SET_CATALOG
+uint16_t uniffi_edgewise_checksum_method_recommender_set_catalog(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_SET_POPULARITY
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_SET_POPULARITY
+uint16_t uniffi_edgewise_checksum_method_recommender_set_popularity(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_SIMILAR_ITEMS
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_RECOMMENDER_SIMILAR_ITEMS
+uint16_t uniffi_edgewise_checksum_method_recommender_similar_items(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_VECTORINDEX_ATTRIBUTES
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_VECTORINDEX_ATTRIBUTES
+uint16_t uniffi_edgewise_checksum_method_vectorindex_attributes(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_VECTORINDEX_DELETE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_VECTORINDEX_DELETE
+uint16_t uniffi_edgewise_checksum_method_vectorindex_delete(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_VECTORINDEX_SEARCH
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_VECTORINDEX_SEARCH
+uint16_t uniffi_edgewise_checksum_method_vectorindex_search(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_VECTORINDEX_SIZE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_VECTORINDEX_SIZE
+uint16_t uniffi_edgewise_checksum_method_vectorindex_size(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_VECTORINDEX_UPSERT
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_VECTORINDEX_UPSERT
+uint16_t uniffi_edgewise_checksum_method_vectorindex_upsert(void
     
 );
 #endif
@@ -1300,6 +1593,30 @@ uint16_t uniffi_edgewise_checksum_constructor_engine_load(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_ENGINE_LOAD_FD
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_ENGINE_LOAD_FD
 uint16_t uniffi_edgewise_checksum_constructor_engine_load_fd(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_EMBEDDER_LOAD
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_EMBEDDER_LOAD
+uint16_t uniffi_edgewise_checksum_constructor_embedder_load(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_RECOMMENDER_OPEN
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_RECOMMENDER_OPEN
+uint16_t uniffi_edgewise_checksum_constructor_recommender_open(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_VECTORINDEX_OPEN
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_VECTORINDEX_OPEN
+uint16_t uniffi_edgewise_checksum_constructor_vectorindex_open(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_VECTORINDEX_RECREATE
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_VECTORINDEX_RECREATE
+uint16_t uniffi_edgewise_checksum_constructor_vectorindex_recreate(void
     
 );
 #endif

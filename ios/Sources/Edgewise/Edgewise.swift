@@ -1507,6 +1507,225 @@ public func FfiConverterTypeDownloadListener_lower(_ value: DownloadListener) ->
 
 
 /**
+ * A sentence-embedding model (default all-MiniLM-L6-v2, 384 dimensions). Thread-safe; share one
+ * between a `VectorIndex`, a `Recommender` and the app.
+ */
+public protocol EmbedderProtocol: AnyObject, Sendable {
+    
+    /**
+     * Vector length.
+     */
+    func dim() throws  -> Int32
+    
+    /**
+     * One text's vector (`dim` floats; unit length for MiniLM). A text is truncated at the
+     * model's limit (256 tokens for MiniLM); over 1 MiB it is refused (`InvalidParameter`).
+     */
+    func embed(text: String) throws  -> [Float]
+    
+    /**
+     * Vectors of `texts`, in order (the same as one at a time).
+     */
+    func embedBatch(texts: [String]) throws  -> [[Float]]
+    
+    /**
+     * Identifies the model and its settings (32 hex digits): the model id to give a
+     * `VectorIndex` holding this embedder's vectors.
+     */
+    func fingerprint() throws  -> String
+    
+    /**
+     * The catalog id, or the folder's name.
+     */
+    func modelId() throws  -> String
+    
+}
+/**
+ * A sentence-embedding model (default all-MiniLM-L6-v2, 384 dimensions). Thread-safe; share one
+ * between a `VectorIndex`, a `Recommender` and the app.
+ */
+open class Embedder: EmbedderProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_edgewise_fn_clone_embedder(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_edgewise_fn_free_embedder(handle, $0) }
+    }
+
+    
+    /**
+     * Loads a catalog id (`all-minilm-l6-v2`: fetched, verified and unpacked under the Edgewise
+     * home if missing) or a sentence-transformers folder. Blocking (a second or more).
+     */
+public static func load(model: String, weights: EmbeddingWeights)throws  -> Embedder  {
+    return try  FfiConverterTypeEmbedder_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_constructor_embedder_load(
+        FfiConverterString.lower(model),
+        FfiConverterTypeEmbeddingWeights_lower(weights),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * Vector length.
+     */
+open func dim()throws  -> Int32  {
+    return try  FfiConverterInt32.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_embedder_dim(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * One text's vector (`dim` floats; unit length for MiniLM). A text is truncated at the
+     * model's limit (256 tokens for MiniLM); over 1 MiB it is refused (`InvalidParameter`).
+     */
+open func embed(text: String)throws  -> [Float]  {
+    return try  FfiConverterSequenceFloat.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_embedder_embed(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(text),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Vectors of `texts`, in order (the same as one at a time).
+     */
+open func embedBatch(texts: [String])throws  -> [[Float]]  {
+    return try  FfiConverterSequenceSequenceFloat.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_embedder_embed_batch(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceString.lower(texts),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Identifies the model and its settings (32 hex digits): the model id to give a
+     * `VectorIndex` holding this embedder's vectors.
+     */
+open func fingerprint()throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_embedder_fingerprint(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The catalog id, or the folder's name.
+     */
+open func modelId()throws  -> String  {
+    return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_embedder_model_id(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEmbedder: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = Embedder
+
+    public static func lift(_ handle: UInt64) throws -> Embedder {
+        return Embedder(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: Embedder) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Embedder {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: Embedder, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEmbedder_lift(_ handle: UInt64) throws -> Embedder {
+    return try FfiConverterTypeEmbedder.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEmbedder_lower(_ value: Embedder) -> UInt64 {
+    return FfiConverterTypeEmbedder.lower(value)
+}
+
+
+
+
+
+
+/**
  * A loaded model (about 250 MB for Gemma 3 270M): load it once, share it, and `close()` it
  * when done rather than waiting for the garbage collector. Thread-safe.
  */
@@ -2203,6 +2422,321 @@ public func FfiConverterTypeModelDownload_lower(_ value: ModelDownload) -> UInt6
 
 
 /**
+ * Recommendations for one shopper over a catalog, with the shopper's events and the catalog's
+ * vectors kept in a directory of the app's storage (`index.ewv`, `events.ewe`; owner-only,
+ * fsynced). Nothing leaves the device. Thread-safe (calls are serialized).
+ */
+public protocol RecommenderProtocol: AnyObject, Sendable {
+    
+    /**
+     * Number of catalog items.
+     */
+    func catalogSize() throws  -> Int32
+    
+    /**
+     * Deletes the shopper's events and everything derived from them (the catalog index stays).
+     */
+    func eraseAll() throws 
+    
+    /**
+     * Every recorded event of the shopper, oldest first (their data, for export).
+     */
+    func export() throws  -> [ShopperEvent]
+    
+    /**
+     * The `k` best items for this shopper now, passing `filter` (and the rules: in stock, not
+     * bought, not dismissed, not already seen).
+     */
+    func recommend(k: Int32, filter: SearchFilter) throws  -> [Recommendation]
+    
+    /**
+     * Records one event (on disk when it returns). The item must be in the catalog
+     * (`UnknownItem`); a search needs a query of 1..=1024 bytes.
+     */
+    func record(event: ShopperEvent) throws 
+    
+    /**
+     * Records several events at once, all or none.
+     */
+    func recordAll(events: [ShopperEvent]) throws 
+    
+    /**
+     * Catalog items closest in meaning to `query` that pass `filter` (not recorded: record a
+     * `Search` event to let it shape recommendations).
+     */
+    func search(query: String, k: Int32, filter: SearchFilter) throws  -> [Recommendation]
+    
+    /**
+     * Replaces the catalog (embeds what is new or changed).
+     */
+    func setCatalog(catalog: [CatalogItem]) throws 
+    
+    /**
+     * Item popularity counts from outside the device (added to this device's own).
+     */
+    func setPopularity(counts: [String: Float]) throws 
+    
+    /**
+     * Items like `id` (in stock), most similar first.
+     */
+    func similarItems(id: String, k: Int32) throws  -> [Recommendation]
+    
+}
+/**
+ * Recommendations for one shopper over a catalog, with the shopper's events and the catalog's
+ * vectors kept in a directory of the app's storage (`index.ewv`, `events.ewe`; owner-only,
+ * fsynced). Nothing leaves the device. Thread-safe (calls are serialized).
+ */
+open class Recommender: RecommenderProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_edgewise_fn_clone_recommender(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_edgewise_fn_free_recommender(handle, $0) }
+    }
+
+    
+    /**
+     * Opens (or creates) the recommender's files in `dir` over `catalog`, embedding with
+     * `embedder`: new or changed items are embedded (seconds for hundreds of items), items gone
+     * from the catalog are dropped, an index of another model (or a corrupt one) is rebuilt.
+     * The shopper's events recorded before are kept.
+     */
+public static func `open`(dir: String, embedder: Embedder, catalog: [CatalogItem])throws  -> Recommender  {
+    return try  FfiConverterTypeRecommender_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_constructor_recommender_open(
+        FfiConverterString.lower(dir),
+        FfiConverterTypeEmbedder_lower(embedder),
+        FfiConverterSequenceTypeCatalogItem.lower(catalog),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * Number of catalog items.
+     */
+open func catalogSize()throws  -> Int32  {
+    return try  FfiConverterInt32.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_recommender_catalog_size(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Deletes the shopper's events and everything derived from them (the catalog index stays).
+     */
+open func eraseAll()throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_recommender_erase_all(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Every recorded event of the shopper, oldest first (their data, for export).
+     */
+open func export()throws  -> [ShopperEvent]  {
+    return try  FfiConverterSequenceTypeShopperEvent.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_recommender_export(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The `k` best items for this shopper now, passing `filter` (and the rules: in stock, not
+     * bought, not dismissed, not already seen).
+     */
+open func recommend(k: Int32, filter: SearchFilter)throws  -> [Recommendation]  {
+    return try  FfiConverterSequenceTypeRecommendation.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_recommender_recommend(
+            self.uniffiCloneHandle(),
+        FfiConverterInt32.lower(k),
+        FfiConverterTypeSearchFilter_lower(filter),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Records one event (on disk when it returns). The item must be in the catalog
+     * (`UnknownItem`); a search needs a query of 1..=1024 bytes.
+     */
+open func record(event: ShopperEvent)throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_recommender_record(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeShopperEvent_lower(event),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Records several events at once, all or none.
+     */
+open func recordAll(events: [ShopperEvent])throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_recommender_record_all(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceTypeShopperEvent.lower(events),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Catalog items closest in meaning to `query` that pass `filter` (not recorded: record a
+     * `Search` event to let it shape recommendations).
+     */
+open func search(query: String, k: Int32, filter: SearchFilter)throws  -> [Recommendation]  {
+    return try  FfiConverterSequenceTypeRecommendation.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_recommender_search(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(query),
+        FfiConverterInt32.lower(k),
+        FfiConverterTypeSearchFilter_lower(filter),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Replaces the catalog (embeds what is new or changed).
+     */
+open func setCatalog(catalog: [CatalogItem])throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_recommender_set_catalog(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceTypeCatalogItem.lower(catalog),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Item popularity counts from outside the device (added to this device's own).
+     */
+open func setPopularity(counts: [String: Float])throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_recommender_set_popularity(
+            self.uniffiCloneHandle(),
+        FfiConverterDictionaryStringFloat.lower(counts),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Items like `id` (in stock), most similar first.
+     */
+open func similarItems(id: String, k: Int32)throws  -> [Recommendation]  {
+    return try  FfiConverterSequenceTypeRecommendation.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_recommender_similar_items(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(id),
+        FfiConverterInt32.lower(k),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRecommender: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = Recommender
+
+    public static func lift(_ handle: UInt64) throws -> Recommender {
+        return Recommender(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: Recommender) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Recommender {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: Recommender, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRecommender_lift(_ handle: UInt64) throws -> Recommender {
+    return try FfiConverterTypeRecommender.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRecommender_lower(_ value: Recommender) -> UInt64 {
+    return FfiConverterTypeRecommender.lower(value)
+}
+
+
+
+
+
+
+/**
  * The offline-first privacy router over a loaded [`Engine`]: each `send` is answered on the
  * device unless every condition for the cloud holds (cloud enabled with an endpoint, nothing
  * sensitive anywhere in the request, a reason, the network up, budgets left); a cloud failure
@@ -2684,6 +3218,246 @@ public func FfiConverterTypeTokenSink_lower(_ value: TokenSink) -> UInt64 {
 
 
 
+
+
+/**
+ * An on-device vector index: exact top-k cosine, metadata filters, a crash-safe file (every
+ * write is on disk when it returns), versioned by the embedding model. One process opens a file
+ * at a time (`Locked` otherwise). Thread-safe.
+ */
+public protocol VectorIndexProtocol: AnyObject, Sendable {
+    
+    /**
+     * The stored attributes of `id`, or null when absent.
+     */
+    func attributes(id: String) throws  -> [String: AttributeValue]?
+    
+    /**
+     * Removes `id`; whether it was there.
+     */
+    func delete(id: String) throws  -> Bool
+    
+    /**
+     * The `k` items most similar to `query` that pass `filter`, best first.
+     */
+    func search(query: [Float], k: Int32, filter: SearchFilter) throws  -> [IndexHit]
+    
+    /**
+     * Number of items.
+     */
+    func size() throws  -> Int32
+    
+    /**
+     * Adds or replaces `id`. NaN/infinite/zero vectors and a wrong length are refused.
+     */
+    func upsert(id: String, vector: [Float], attributes: [String: AttributeValue]) throws 
+    
+}
+/**
+ * An on-device vector index: exact top-k cosine, metadata filters, a crash-safe file (every
+ * write is on disk when it returns), versioned by the embedding model. One process opens a file
+ * at a time (`Locked` otherwise). Thread-safe.
+ */
+open class VectorIndex: VectorIndexProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_edgewise_fn_clone_vectorindex(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_edgewise_fn_free_vectorindex(handle, $0) }
+    }
+
+    
+    /**
+     * Opens (or creates) the index file at `path` for vectors of `model_id` (use
+     * `Embedder.fingerprint()`) with `dim` dimensions. A file made by another model or dimension
+     * is `IndexModelMismatch`; a damaged one `IndexCorrupt` (rebuild it with `recreate`).
+     */
+public static func `open`(path: String, modelId: String, dim: Int32, storage: VectorStorage)throws  -> VectorIndex  {
+    return try  FfiConverterTypeVectorIndex_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_constructor_vectorindex_open(
+        FfiConverterString.lower(path),
+        FfiConverterString.lower(modelId),
+        FfiConverterInt32.lower(dim),
+        FfiConverterTypeVectorStorage_lower(storage),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Replaces whatever is at `path` with an empty index (a model change, a corrupt file).
+     */
+public static func recreate(path: String, modelId: String, dim: Int32, storage: VectorStorage)throws  -> VectorIndex  {
+    return try  FfiConverterTypeVectorIndex_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_constructor_vectorindex_recreate(
+        FfiConverterString.lower(path),
+        FfiConverterString.lower(modelId),
+        FfiConverterInt32.lower(dim),
+        FfiConverterTypeVectorStorage_lower(storage),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+    /**
+     * The stored attributes of `id`, or null when absent.
+     */
+open func attributes(id: String)throws  -> [String: AttributeValue]?  {
+    return try  FfiConverterOptionDictionaryStringTypeAttributeValue.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_vectorindex_attributes(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(id),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Removes `id`; whether it was there.
+     */
+open func delete(id: String)throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_vectorindex_delete(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(id),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The `k` items most similar to `query` that pass `filter`, best first.
+     */
+open func search(query: [Float], k: Int32, filter: SearchFilter)throws  -> [IndexHit]  {
+    return try  FfiConverterSequenceTypeIndexHit.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_vectorindex_search(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceFloat.lower(query),
+        FfiConverterInt32.lower(k),
+        FfiConverterTypeSearchFilter_lower(filter),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Number of items.
+     */
+open func size()throws  -> Int32  {
+    return try  FfiConverterInt32.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_vectorindex_size(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Adds or replaces `id`. NaN/infinite/zero vectors and a wrong length are refused.
+     */
+open func upsert(id: String, vector: [Float], attributes: [String: AttributeValue])throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_vectorindex_upsert(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(id),
+        FfiConverterSequenceFloat.lower(vector),
+        FfiConverterDictionaryStringTypeAttributeValue.lower(attributes),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeVectorIndex: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = VectorIndex
+
+    public static func lift(_ handle: UInt64) throws -> VectorIndex {
+        return VectorIndex(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: VectorIndex) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> VectorIndex {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: VectorIndex, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVectorIndex_lift(_ handle: UInt64) throws -> VectorIndex {
+    return try FfiConverterTypeVectorIndex.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVectorIndex_lower(_ value: VectorIndex) -> UInt64 {
+    return FfiConverterTypeVectorIndex.lower(value)
+}
+
+
+
+
 /**
  * A file to fetch that is not in the catalog (an app's own model host, or a test server).
  */
@@ -2780,6 +3554,95 @@ public func FfiConverterTypeArtifactSpec_lift(_ buf: RustBuffer) throws -> Artif
 #endif
 public func FfiConverterTypeArtifactSpec_lower(_ value: ArtifactSpec) -> RustBuffer {
     return FfiConverterTypeArtifactSpec.lower(value)
+}
+
+
+/**
+ * A catalog item.
+ */
+public struct CatalogItem: Equatable, Hashable {
+    /**
+     * Unique id.
+     */
+    public var id: String
+    /**
+     * Title.
+     */
+    public var title: String
+    /**
+     * Description (may be empty).
+     */
+    public var description: String
+    /**
+     * `category` (text), `price` (number), `in_stock` (flag) and custom attributes.
+     */
+    public var attributes: [String: AttributeValue]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Unique id.
+         */id: String, 
+        /**
+         * Title.
+         */title: String, 
+        /**
+         * Description (may be empty).
+         */description: String, 
+        /**
+         * `category` (text), `price` (number), `in_stock` (flag) and custom attributes.
+         */attributes: [String: AttributeValue]) {
+        self.id = id
+        self.title = title
+        self.description = description
+        self.attributes = attributes
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CatalogItem: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCatalogItem: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CatalogItem {
+        return
+            try CatalogItem(
+                id: FfiConverterString.read(from: &buf), 
+                title: FfiConverterString.read(from: &buf), 
+                description: FfiConverterString.read(from: &buf), 
+                attributes: FfiConverterDictionaryStringTypeAttributeValue.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CatalogItem, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.id, into: &buf)
+        FfiConverterString.write(value.title, into: &buf)
+        FfiConverterString.write(value.description, into: &buf)
+        FfiConverterDictionaryStringTypeAttributeValue.write(value.attributes, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCatalogItem_lift(_ buf: RustBuffer) throws -> CatalogItem {
+    return try FfiConverterTypeCatalogItem.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCatalogItem_lower(_ value: CatalogItem) -> RustBuffer {
+    return FfiConverterTypeCatalogItem.lower(value)
 }
 
 
@@ -3793,6 +4656,75 @@ public func FfiConverterTypeGpuInfo_lower(_ value: GpuInfo) -> RustBuffer {
 
 
 /**
+ * A search hit.
+ */
+public struct IndexHit: Equatable, Hashable {
+    /**
+     * Item id.
+     */
+    public var id: String
+    /**
+     * Cosine similarity.
+     */
+    public var score: Float
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Item id.
+         */id: String, 
+        /**
+         * Cosine similarity.
+         */score: Float) {
+        self.id = id
+        self.score = score
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension IndexHit: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeIndexHit: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> IndexHit {
+        return
+            try IndexHit(
+                id: FfiConverterString.read(from: &buf), 
+                score: FfiConverterFloat.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: IndexHit, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.id, into: &buf)
+        FfiConverterFloat.write(value.score, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIndexHit_lift(_ buf: RustBuffer) throws -> IndexHit {
+    return try FfiConverterTypeIndexHit.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeIndexHit_lower(_ value: IndexHit) -> RustBuffer {
+    return FfiConverterTypeIndexHit.lower(value)
+}
+
+
+/**
  * One log record.
  */
 public struct LogRecord: Equatable, Hashable {
@@ -4417,6 +5349,85 @@ public func FfiConverterTypePypiPackage_lower(_ value: PypiPackage) -> RustBuffe
 
 
 /**
+ * A recommended or found item.
+ */
+public struct Recommendation: Equatable, Hashable {
+    /**
+     * Item id.
+     */
+    public var id: String
+    /**
+     * Blended score (higher is better).
+     */
+    public var score: Float
+    /**
+     * `similar_to:<item id>`, `matches_search:<query>`, `matches_query` or `popular`.
+     */
+    public var reason: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Item id.
+         */id: String, 
+        /**
+         * Blended score (higher is better).
+         */score: Float, 
+        /**
+         * `similar_to:<item id>`, `matches_search:<query>`, `matches_query` or `popular`.
+         */reason: String) {
+        self.id = id
+        self.score = score
+        self.reason = reason
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Recommendation: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRecommendation: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Recommendation {
+        return
+            try Recommendation(
+                id: FfiConverterString.read(from: &buf), 
+                score: FfiConverterFloat.read(from: &buf), 
+                reason: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Recommendation, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.id, into: &buf)
+        FfiConverterFloat.write(value.score, into: &buf)
+        FfiConverterString.write(value.reason, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRecommendation_lift(_ buf: RustBuffer) throws -> Recommendation {
+    return try FfiConverterTypeRecommendation.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRecommendation_lower(_ value: Recommendation) -> RustBuffer {
+    return FfiConverterTypeRecommendation.lower(value)
+}
+
+
+/**
  * Per-request signals from the app and the local model.
  */
 public struct RequestMeta: Equatable, Hashable {
@@ -4974,6 +5985,107 @@ public func FfiConverterTypeSamplingParams_lower(_ value: SamplingParams) -> Rus
 
 
 /**
+ * Metadata filters: an item passes when every condition that is set holds. An item without a
+ * price fails a price bound; one without `in_stock` counts as in stock. `no_filter()` gives
+ * an empty one.
+ */
+public struct SearchFilter: Equatable, Hashable {
+    /**
+     * Only this category.
+     */
+    public var category: String?
+    /**
+     * Price at least this.
+     */
+    public var minPrice: Double?
+    /**
+     * Price at most this.
+     */
+    public var maxPrice: Double?
+    /**
+     * Only items whose `in_stock` is this.
+     */
+    public var inStock: Bool?
+    /**
+     * Conditions on custom attributes.
+     */
+    public var attributes: [AttributeCondition]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Only this category.
+         */category: String?, 
+        /**
+         * Price at least this.
+         */minPrice: Double?, 
+        /**
+         * Price at most this.
+         */maxPrice: Double?, 
+        /**
+         * Only items whose `in_stock` is this.
+         */inStock: Bool?, 
+        /**
+         * Conditions on custom attributes.
+         */attributes: [AttributeCondition]) {
+        self.category = category
+        self.minPrice = minPrice
+        self.maxPrice = maxPrice
+        self.inStock = inStock
+        self.attributes = attributes
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension SearchFilter: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSearchFilter: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SearchFilter {
+        return
+            try SearchFilter(
+                category: FfiConverterOptionString.read(from: &buf), 
+                minPrice: FfiConverterOptionDouble.read(from: &buf), 
+                maxPrice: FfiConverterOptionDouble.read(from: &buf), 
+                inStock: FfiConverterOptionBool.read(from: &buf), 
+                attributes: FfiConverterSequenceTypeAttributeCondition.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SearchFilter, into buf: inout [UInt8]) {
+        FfiConverterOptionString.write(value.category, into: &buf)
+        FfiConverterOptionDouble.write(value.minPrice, into: &buf)
+        FfiConverterOptionDouble.write(value.maxPrice, into: &buf)
+        FfiConverterOptionBool.write(value.inStock, into: &buf)
+        FfiConverterSequenceTypeAttributeCondition.write(value.attributes, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSearchFilter_lift(_ buf: RustBuffer) throws -> SearchFilter {
+    return try FfiConverterTypeSearchFilter.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSearchFilter_lower(_ value: SearchFilter) -> RustBuffer {
+    return FfiConverterTypeSearchFilter.lower(value)
+}
+
+
+/**
  * Per-session settings. Get the defaults from `default_session_config()`.
  */
 public struct SessionConfig: Equatable, Hashable {
@@ -5063,6 +6175,96 @@ public func FfiConverterTypeSessionConfig_lower(_ value: SessionConfig) -> RustB
 
 
 /**
+ * One shopper event: `item_id` for every kind but `Search`, `query` for `Search`; `ts` in
+ * seconds (one epoch throughout).
+ */
+public struct ShopperEvent: Equatable, Hashable {
+    /**
+     * The item.
+     */
+    public var itemId: String?
+    /**
+     * The kind.
+     */
+    public var kind: ShopperEventKind
+    /**
+     * Time in seconds.
+     */
+    public var ts: Double
+    /**
+     * The search query.
+     */
+    public var query: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The item.
+         */itemId: String?, 
+        /**
+         * The kind.
+         */kind: ShopperEventKind, 
+        /**
+         * Time in seconds.
+         */ts: Double, 
+        /**
+         * The search query.
+         */query: String?) {
+        self.itemId = itemId
+        self.kind = kind
+        self.ts = ts
+        self.query = query
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ShopperEvent: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeShopperEvent: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ShopperEvent {
+        return
+            try ShopperEvent(
+                itemId: FfiConverterOptionString.read(from: &buf), 
+                kind: FfiConverterTypeShopperEventKind.read(from: &buf), 
+                ts: FfiConverterDouble.read(from: &buf), 
+                query: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ShopperEvent, into buf: inout [UInt8]) {
+        FfiConverterOptionString.write(value.itemId, into: &buf)
+        FfiConverterTypeShopperEventKind.write(value.kind, into: &buf)
+        FfiConverterDouble.write(value.ts, into: &buf)
+        FfiConverterOptionString.write(value.query, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeShopperEvent_lift(_ buf: RustBuffer) throws -> ShopperEvent {
+    return try FfiConverterTypeShopperEvent.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeShopperEvent_lower(_ value: ShopperEvent) -> RustBuffer {
+    return FfiConverterTypeShopperEvent.lower(value)
+}
+
+
+/**
  * What [`Engine::trim`] handed back.
  */
 public struct TrimReport: Equatable, Hashable {
@@ -5139,6 +6341,184 @@ public func FfiConverterTypeTrimReport_lift(_ buf: RustBuffer) throws -> TrimRep
 public func FfiConverterTypeTrimReport_lower(_ value: TrimReport) -> RustBuffer {
     return FfiConverterTypeTrimReport.lower(value)
 }
+
+
+/**
+ * A condition on a custom attribute.
+ */
+
+public enum AttributeCondition: Equatable, Hashable {
+    
+    /**
+     * The attribute is this string (or the boolean `"true"`/`"false"`, or this number).
+     */
+    case equals(key: String, value: String
+    )
+    /**
+     * The attribute is a number within `[min, max]` (either bound optional, inclusive).
+     */
+    case range(key: String, min: Double?, max: Double?
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension AttributeCondition: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeAttributeCondition: FfiConverterRustBuffer {
+    typealias SwiftType = AttributeCondition
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> AttributeCondition {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .equals(key: try FfiConverterString.read(from: &buf), value: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 2: return .range(key: try FfiConverterString.read(from: &buf), min: try FfiConverterOptionDouble.read(from: &buf), max: try FfiConverterOptionDouble.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: AttributeCondition, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .equals(key,value):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(key, into: &buf)
+            FfiConverterString.write(value, into: &buf)
+            
+        
+        case let .range(key,min,max):
+            writeInt(&buf, Int32(2))
+            FfiConverterString.write(key, into: &buf)
+            FfiConverterOptionDouble.write(min, into: &buf)
+            FfiConverterOptionDouble.write(max, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAttributeCondition_lift(_ buf: RustBuffer) throws -> AttributeCondition {
+    return try FfiConverterTypeAttributeCondition.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAttributeCondition_lower(_ value: AttributeCondition) -> RustBuffer {
+    return FfiConverterTypeAttributeCondition.lower(value)
+}
+
+
+
+/**
+ * An attribute value of a catalog item.
+ */
+
+public enum AttributeValue: Equatable, Hashable {
+    
+    /**
+     * A string (`category` is one).
+     */
+    case text(value: String
+    )
+    /**
+     * A number (`price` is one).
+     */
+    case number(value: Double
+    )
+    /**
+     * A boolean (`in_stock` is one).
+     */
+    case flag(value: Bool
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension AttributeValue: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeAttributeValue: FfiConverterRustBuffer {
+    typealias SwiftType = AttributeValue
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> AttributeValue {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .text(value: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 2: return .number(value: try FfiConverterDouble.read(from: &buf)
+        )
+        
+        case 3: return .flag(value: try FfiConverterBool.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: AttributeValue, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .text(value):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(value, into: &buf)
+            
+        
+        case let .number(value):
+            writeInt(&buf, Int32(2))
+            FfiConverterDouble.write(value, into: &buf)
+            
+        
+        case let .flag(value):
+            writeInt(&buf, Int32(3))
+            FfiConverterBool.write(value, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAttributeValue_lift(_ buf: RustBuffer) throws -> AttributeValue {
+    return try FfiConverterTypeAttributeValue.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAttributeValue_lower(_ value: AttributeValue) -> RustBuffer {
+    return FfiConverterTypeAttributeValue.lower(value)
+}
+
 
 
 /**
@@ -5662,6 +7042,44 @@ enum EdgewiseError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
          */reason: String
     )
     /**
+     * An item id that is not in the catalog or index (the id is left out of the message).
+     */
+    case UnknownItem
+    /**
+     * The embedding model failed on a text (too large, a non-finite result).
+     */
+    case Embedding(
+        /**
+         * Why (sizes and limits, never the text).
+         */reason: String
+    )
+    /**
+     * A vector index file holds another embedding model's vectors (or another dimension):
+     * `VectorIndex.recreate` it and re-embed (a `Recommender` does this by itself).
+     */
+    case IndexModelMismatch(
+        /**
+         * The file and the two models.
+         */reason: String
+    )
+    /**
+     * A vector index or event file is damaged: `VectorIndex.recreate` it (a `Recommender`
+     * rebuilds its index from the catalog by itself).
+     */
+    case IndexCorrupt(
+        /**
+         * The file and the offset.
+         */reason: String
+    )
+    /**
+     * The file is open elsewhere (another process, or another open handle in this one).
+     */
+    case Locked(
+        /**
+         * The file.
+         */reason: String
+    )
+    /**
      * A listener implemented by the host (Kotlin/Swift) threw an unexpected exception.
      */
     case Callback(
@@ -5750,10 +7168,23 @@ public struct FfiConverterTypeEdgewiseError: FfiConverterRustBuffer {
         case 15: return .SessionModelMismatch(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 16: return .Callback(
+        case 16: return .UnknownItem
+        case 17: return .Embedding(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 17: return .Internal(
+        case 18: return .IndexModelMismatch(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 19: return .IndexCorrupt(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 20: return .Locked(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 21: return .Callback(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 22: return .Internal(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -5844,13 +7275,37 @@ public struct FfiConverterTypeEdgewiseError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Callback(reason):
+        case .UnknownItem:
             writeInt(&buf, Int32(16))
+        
+        
+        case let .Embedding(reason):
+            writeInt(&buf, Int32(17))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .IndexModelMismatch(reason):
+            writeInt(&buf, Int32(18))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .IndexCorrupt(reason):
+            writeInt(&buf, Int32(19))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Locked(reason):
+            writeInt(&buf, Int32(20))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Callback(reason):
+            writeInt(&buf, Int32(21))
             FfiConverterString.write(reason, into: &buf)
             
         
         case let .Internal(reason):
-            writeInt(&buf, Int32(17))
+            writeInt(&buf, Int32(22))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -5871,6 +7326,81 @@ public func FfiConverterTypeEdgewiseError_lift(_ buf: RustBuffer) throws -> Edge
 public func FfiConverterTypeEdgewiseError_lower(_ value: EdgewiseError) -> RustBuffer {
     return FfiConverterTypeEdgewiseError.lower(value)
 }
+
+
+/**
+ * Weight mode of an [`Embedder`].
+ */
+
+public enum EmbeddingWeights: Equatable, Hashable {
+    
+    /**
+     * f32 weights (the reference path).
+     */
+    case f32
+    /**
+     * Some products and the word embeddings in Q8_0 (less memory; cosine ≥ 0.999 to f32).
+     */
+    case q80
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension EmbeddingWeights: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeEmbeddingWeights: FfiConverterRustBuffer {
+    typealias SwiftType = EmbeddingWeights
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> EmbeddingWeights {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .f32
+        
+        case 2: return .q80
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: EmbeddingWeights, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .f32:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .q80:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEmbeddingWeights_lift(_ buf: RustBuffer) throws -> EmbeddingWeights {
+    return try FfiConverterTypeEmbeddingWeights.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeEmbeddingWeights_lower(_ value: EmbeddingWeights) -> RustBuffer {
+    return FfiConverterTypeEmbeddingWeights.lower(value)
+}
+
 
 
 /**
@@ -6765,6 +8295,111 @@ public func FfiConverterTypeRouteTarget_lower(_ value: RouteTarget) -> RustBuffe
 
 
 /**
+ * What the shopper did.
+ */
+
+public enum ShopperEventKind: Equatable, Hashable {
+    
+    /**
+     * Looked at an item.
+     */
+    case view
+    /**
+     * Put an item in the cart.
+     */
+    case addToCart
+    /**
+     * Bought an item (never recommended again).
+     */
+    case purchase
+    /**
+     * "Not interested" (never recommended again; similar items lose score).
+     */
+    case dismiss
+    /**
+     * Searched (`query` set, no item).
+     */
+    case search
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension ShopperEventKind: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeShopperEventKind: FfiConverterRustBuffer {
+    typealias SwiftType = ShopperEventKind
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ShopperEventKind {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .view
+        
+        case 2: return .addToCart
+        
+        case 3: return .purchase
+        
+        case 4: return .dismiss
+        
+        case 5: return .search
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: ShopperEventKind, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .view:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .addToCart:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .purchase:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .dismiss:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .search:
+            writeInt(&buf, Int32(5))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeShopperEventKind_lift(_ buf: RustBuffer) throws -> ShopperEventKind {
+    return try FfiConverterTypeShopperEventKind.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeShopperEventKind_lower(_ value: ShopperEventKind) -> RustBuffer {
+    return FfiConverterTypeShopperEventKind.lower(value)
+}
+
+
+
+/**
  * The kinds of model source.
  */
 
@@ -7040,6 +8675,81 @@ public func FfiConverterTypeTrimLevel_lower(_ value: TrimLevel) -> RustBuffer {
 }
 
 
+
+/**
+ * How a `VectorIndex` stores vectors.
+ */
+
+public enum VectorStorage: Equatable, Hashable {
+    
+    /**
+     * int8 with one scale per vector (a quarter of f32's size; recall@10 against f32 in the README).
+     */
+    case int8
+    /**
+     * f32.
+     */
+    case f32
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension VectorStorage: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeVectorStorage: FfiConverterRustBuffer {
+    typealias SwiftType = VectorStorage
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> VectorStorage {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .int8
+        
+        case 2: return .f32
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: VectorStorage, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .int8:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .f32:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVectorStorage_lift(_ buf: RustBuffer) throws -> VectorStorage {
+    return try FfiConverterTypeVectorStorage.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVectorStorage_lower(_ value: VectorStorage) -> RustBuffer {
+    return FfiConverterTypeVectorStorage.lower(value)
+}
+
+
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
@@ -7131,6 +8841,30 @@ fileprivate struct FfiConverterOptionDouble: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterDouble.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionBool: FfiConverterRustBuffer {
+    typealias SwiftType = Bool?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterBool.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterBool.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -7331,6 +9065,30 @@ fileprivate struct FfiConverterOptionTypeStopReason: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionDictionaryStringTypeAttributeValue: FfiConverterRustBuffer {
+    typealias SwiftType = [String: AttributeValue]?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterDictionaryStringTypeAttributeValue.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterDictionaryStringTypeAttributeValue.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceInt32: FfiConverterRustBuffer {
     typealias SwiftType = [Int32]
 
@@ -7348,6 +9106,31 @@ fileprivate struct FfiConverterSequenceInt32: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterInt32.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceFloat: FfiConverterRustBuffer {
+    typealias SwiftType = [Float]
+
+    public static func write(_ value: [Float], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterFloat.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Float] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Float]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterFloat.read(from: &buf))
         }
         return seq
     }
@@ -7381,6 +9164,31 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeCatalogItem: FfiConverterRustBuffer {
+    typealias SwiftType = [CatalogItem]
+
+    public static func write(_ value: [CatalogItem], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeCatalogItem.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [CatalogItem] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [CatalogItem]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeCatalogItem.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeChatMessage: FfiConverterRustBuffer {
     typealias SwiftType = [ChatMessage]
 
@@ -7398,6 +9206,31 @@ fileprivate struct FfiConverterSequenceTypeChatMessage: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeChatMessage.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeIndexHit: FfiConverterRustBuffer {
+    typealias SwiftType = [IndexHit]
+
+    public static func write(_ value: [IndexHit], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeIndexHit.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [IndexHit] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [IndexHit]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeIndexHit.read(from: &buf))
         }
         return seq
     }
@@ -7481,6 +9314,81 @@ fileprivate struct FfiConverterSequenceTypePypiPackage: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeRecommendation: FfiConverterRustBuffer {
+    typealias SwiftType = [Recommendation]
+
+    public static func write(_ value: [Recommendation], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeRecommendation.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Recommendation] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Recommendation]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeRecommendation.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeShopperEvent: FfiConverterRustBuffer {
+    typealias SwiftType = [ShopperEvent]
+
+    public static func write(_ value: [ShopperEvent], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeShopperEvent.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ShopperEvent] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [ShopperEvent]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeShopperEvent.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeAttributeCondition: FfiConverterRustBuffer {
+    typealias SwiftType = [AttributeCondition]
+
+    public static func write(_ value: [AttributeCondition], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeAttributeCondition.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [AttributeCondition] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [AttributeCondition]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeAttributeCondition.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeModelSource: FfiConverterRustBuffer {
     typealias SwiftType = [ModelSource]
 
@@ -7550,6 +9458,83 @@ fileprivate struct FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer {
             seq.append(try FfiConverterTypeRouteReason.read(from: &buf))
         }
         return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceSequenceFloat: FfiConverterRustBuffer {
+    typealias SwiftType = [[Float]]
+
+    public static func write(_ value: [[Float]], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterSequenceFloat.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [[Float]] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [[Float]]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterSequenceFloat.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterDictionaryStringFloat: FfiConverterRustBuffer {
+    public static func write(_ value: [String: Float], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for (key, value) in value {
+            FfiConverterString.write(key, into: &buf)
+            FfiConverterFloat.write(value, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [String: Float] {
+        let len: Int32 = try readInt(&buf)
+        var dict = [String: Float]()
+        dict.reserveCapacity(Int(len))
+        for _ in 0..<len {
+            let key = try FfiConverterString.read(from: &buf)
+            let value = try FfiConverterFloat.read(from: &buf)
+            dict[key] = value
+        }
+        return dict
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterDictionaryStringTypeAttributeValue: FfiConverterRustBuffer {
+    public static func write(_ value: [String: AttributeValue], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for (key, value) in value {
+            FfiConverterString.write(key, into: &buf)
+            FfiConverterTypeAttributeValue.write(value, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [String: AttributeValue] {
+        let len: Int32 = try readInt(&buf)
+        var dict = [String: AttributeValue]()
+        dict.reserveCapacity(Int(len))
+        for _ in 0..<len {
+            let key = try FfiConverterString.read(from: &buf)
+            let value = try FfiConverterTypeAttributeValue.read(from: &buf)
+            dict[key] = value
+        }
+        return dict
     }
 }
 /**
@@ -7701,6 +9686,28 @@ public func setLogSink(sink: LogSink, level: LogLevel)throws   {try rustCallWith
 }
 }
 /**
+ * A filter with no condition.
+ */
+public func noFilter() -> SearchFilter  {
+    return try!  FfiConverterTypeSearchFilter_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_func_no_filter(uniffiCallStatus
+    )
+})
+}
+/**
+ * Reads a catalog file of JSON lines `{"id","title","description","attributes":{...}}`. A bad
+ * line is `InvalidParameter` naming its number (never its content).
+ */
+public func readCatalogFile(path: String)throws  -> [CatalogItem]  {
+    return try  FfiConverterSequenceTypeCatalogItem.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_func_read_catalog_file(
+        FfiConverterString.lower(path),uniffiCallStatus
+    )
+})
+}
+/**
  * The core defaults (timeouts, retries, streaming) for an endpoint at `base_url` serving
  * `model`.
  */
@@ -7815,6 +9822,12 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_func_set_log_sink() != 8833) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_edgewise_checksum_func_no_filter() != 64987) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_func_read_catalog_file() != 13925) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_edgewise_checksum_func_default_cloud_endpoint() != 26334) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -7864,6 +9877,66 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_logsink_log() != 58178) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_embedder_dim() != 14225) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_embedder_embed() != 41839) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_embedder_embed_batch() != 53826) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_embedder_fingerprint() != 17756) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_embedder_model_id() != 45007) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_recommender_catalog_size() != 12253) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_recommender_erase_all() != 31393) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_recommender_export() != 18846) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_recommender_recommend() != 29537) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_recommender_record() != 50961) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_recommender_record_all() != 42531) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_recommender_search() != 19604) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_recommender_set_catalog() != 17232) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_recommender_set_popularity() != 56926) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_recommender_similar_items() != 15725) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_vectorindex_attributes() != 53537) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_vectorindex_delete() != 55840) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_vectorindex_search() != 35063) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_vectorindex_size() != 3359) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_vectorindex_upsert() != 46530) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_answerlistener_on_token() != 57522) {
@@ -7933,6 +10006,18 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_constructor_engine_load_fd() != 47408) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_constructor_embedder_load() != 18972) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_constructor_recommender_open() != 46600) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_constructor_vectorindex_open() != 41084) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_constructor_vectorindex_recreate() != 43006) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_constructor_router_new() != 946) {

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod embed;
 mod inspect;
 mod models;
+mod retail;
 mod router;
 mod run;
 mod tokenize;
@@ -27,6 +28,10 @@ enum Cmd {
     Tokenize(tokenize::TokenizeArgs),
     /// Sentence embeddings for JSON lines `{"id", "text"}` from stdin (or `--bench`).
     Embed(embed::EmbedArgs),
+    /// Rank a catalog (JSON lines) for one shopper's events (JSON lines), on the device.
+    Recommend(retail::RecommendArgs),
+    /// Search a catalog (JSON lines) by meaning, on the device.
+    Search(retail::SearchArgs),
     /// Generate text from a prompt.
     Run(run::RunArgs),
     /// Interactive multi-turn chat.
@@ -148,6 +153,8 @@ fn main() {
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::Tokenize(a) => tokenize::run(a),
         Cmd::Embed(a) => embed::run(a),
+        Cmd::Recommend(a) => retail::recommend(a),
+        Cmd::Search(a) => retail::search(a),
         Cmd::Run(a) => run::run(a),
         Cmd::Chat(a) => run::chat(a),
         Cmd::Bench(a) => run::bench(a),

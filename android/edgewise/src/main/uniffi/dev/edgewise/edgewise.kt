@@ -799,6 +799,10 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_edgewise_checksum_func_set_log_sink(
     ): Int
+    external fun uniffi_edgewise_checksum_func_no_filter(
+    ): Int
+    external fun uniffi_edgewise_checksum_func_read_catalog_file(
+    ): Int
     external fun uniffi_edgewise_checksum_func_default_cloud_endpoint(
     ): Int
     external fun uniffi_edgewise_checksum_func_privacy_check(
@@ -832,6 +836,46 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_edgewise_checksum_method_engine_restore_session(
     ): Int
     external fun uniffi_edgewise_checksum_method_logsink_log(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_embedder_dim(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_embedder_embed(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_embedder_embed_batch(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_embedder_fingerprint(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_embedder_model_id(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_recommender_catalog_size(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_recommender_erase_all(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_recommender_export(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_recommender_recommend(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_recommender_record(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_recommender_record_all(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_recommender_search(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_recommender_set_catalog(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_recommender_set_popularity(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_recommender_similar_items(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_vectorindex_attributes(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_vectorindex_delete(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_vectorindex_search(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_vectorindex_size(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_vectorindex_upsert(
     ): Int
     external fun uniffi_edgewise_checksum_method_answerlistener_on_token(
     ): Int
@@ -878,6 +922,14 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_edgewise_checksum_constructor_engine_load(
     ): Int
     external fun uniffi_edgewise_checksum_constructor_engine_load_fd(
+    ): Int
+    external fun uniffi_edgewise_checksum_constructor_embedder_load(
+    ): Int
+    external fun uniffi_edgewise_checksum_constructor_recommender_open(
+    ): Int
+    external fun uniffi_edgewise_checksum_constructor_vectorindex_open(
+    ): Int
+    external fun uniffi_edgewise_checksum_constructor_vectorindex_recreate(
     ): Int
     external fun uniffi_edgewise_checksum_constructor_router_new(
     ): Int
@@ -958,6 +1010,66 @@ internal object UniffiLib {
     external fun uniffi_edgewise_fn_init_callback_vtable_logsink(`vtable`: UniffiVTableCallbackInterfaceLogSink,
     ): Unit
     external fun uniffi_edgewise_fn_method_logsink_log(`ptr`: Long,`record`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_clone_embedder(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_free_embedder(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_constructor_embedder_load(`model`: RustBuffer.ByValue,`weights`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_method_embedder_dim(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_edgewise_fn_method_embedder_embed(`ptr`: Long,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_method_embedder_embed_batch(`ptr`: Long,`texts`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_method_embedder_fingerprint(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_method_embedder_model_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_clone_recommender(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_free_recommender(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_constructor_recommender_open(`dir`: RustBuffer.ByValue,`embedder`: Long,`catalog`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_method_recommender_catalog_size(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_edgewise_fn_method_recommender_erase_all(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_method_recommender_export(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_method_recommender_recommend(`ptr`: Long,`k`: Int,`filter`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_method_recommender_record(`ptr`: Long,`event`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_method_recommender_record_all(`ptr`: Long,`events`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_method_recommender_search(`ptr`: Long,`query`: RustBuffer.ByValue,`k`: Int,`filter`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_method_recommender_set_catalog(`ptr`: Long,`catalog`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_method_recommender_set_popularity(`ptr`: Long,`counts`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_method_recommender_similar_items(`ptr`: Long,`id`: RustBuffer.ByValue,`k`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_clone_vectorindex(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_free_vectorindex(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_constructor_vectorindex_open(`path`: RustBuffer.ByValue,`modelId`: RustBuffer.ByValue,`dim`: Int,`storage`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_constructor_vectorindex_recreate(`path`: RustBuffer.ByValue,`modelId`: RustBuffer.ByValue,`dim`: Int,`storage`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_method_vectorindex_attributes(`ptr`: Long,`id`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_method_vectorindex_delete(`ptr`: Long,`id`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
+    external fun uniffi_edgewise_fn_method_vectorindex_search(`ptr`: Long,`query`: RustBuffer.ByValue,`k`: Int,`filter`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_method_vectorindex_size(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_edgewise_fn_method_vectorindex_upsert(`ptr`: Long,`id`: RustBuffer.ByValue,`vector`: RustBuffer.ByValue,`attributes`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_edgewise_fn_clone_answerlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1053,6 +1165,10 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_edgewise_fn_func_set_log_sink(`sink`: Long,`level`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_edgewise_fn_func_no_filter(uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_func_read_catalog_file(`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_func_default_cloud_endpoint(`baseUrl`: RustBuffer.ByValue,`model`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_func_privacy_check(`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1224,6 +1340,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_func_set_log_sink() and 0xFFFF) != 8833) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_edgewise_checksum_func_no_filter() and 0xFFFF) != 64987) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_func_read_catalog_file() and 0xFFFF) != 13925) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_edgewise_checksum_func_default_cloud_endpoint() and 0xFFFF) != 26334) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1273,6 +1395,66 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_logsink_log() and 0xFFFF) != 58178) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_embedder_dim() and 0xFFFF) != 14225) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_embedder_embed() and 0xFFFF) != 41839) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_embedder_embed_batch() and 0xFFFF) != 53826) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_embedder_fingerprint() and 0xFFFF) != 17756) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_embedder_model_id() and 0xFFFF) != 45007) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_recommender_catalog_size() and 0xFFFF) != 12253) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_recommender_erase_all() and 0xFFFF) != 31393) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_recommender_export() and 0xFFFF) != 18846) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_recommender_recommend() and 0xFFFF) != 29537) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_recommender_record() and 0xFFFF) != 50961) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_recommender_record_all() and 0xFFFF) != 42531) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_recommender_search() and 0xFFFF) != 19604) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_recommender_set_catalog() and 0xFFFF) != 17232) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_recommender_set_popularity() and 0xFFFF) != 56926) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_recommender_similar_items() and 0xFFFF) != 15725) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_vectorindex_attributes() and 0xFFFF) != 53537) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_vectorindex_delete() and 0xFFFF) != 55840) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_vectorindex_search() and 0xFFFF) != 35063) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_vectorindex_size() and 0xFFFF) != 3359) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_vectorindex_upsert() and 0xFFFF) != 46530) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_answerlistener_on_token() and 0xFFFF) != 57522) {
@@ -1342,6 +1524,18 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_constructor_engine_load_fd() and 0xFFFF) != 47408) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_constructor_embedder_load() and 0xFFFF) != 18972) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_constructor_recommender_open() and 0xFFFF) != 46600) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_constructor_vectorindex_open() and 0xFFFF) != 41084) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_constructor_vectorindex_recreate() and 0xFFFF) != 43006) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_constructor_router_new() and 0xFFFF) != 946) {
@@ -3259,6 +3453,386 @@ public object FfiConverterTypeDownloadListener: FfiConverter<DownloadListener, L
 
 
 /**
+ * A sentence-embedding model (default all-MiniLM-L6-v2, 384 dimensions). Thread-safe; share one
+ * between a `VectorIndex`, a `Recommender` and the app.
+ */
+public interface EmbedderInterface {
+    
+    /**
+     * Vector length.
+     */
+    fun `dim`(): kotlin.Int
+    
+    /**
+     * One text's vector (`dim` floats; unit length for MiniLM). A text is truncated at the
+     * model's limit (256 tokens for MiniLM); over 1 MiB it is refused (`InvalidParameter`).
+     */
+    fun `embed`(`text`: kotlin.String): List<kotlin.Float>
+    
+    /**
+     * Vectors of `texts`, in order (the same as one at a time).
+     */
+    fun `embedBatch`(`texts`: List<kotlin.String>): List<List<kotlin.Float>>
+    
+    /**
+     * Identifies the model and its settings (32 hex digits): the model id to give a
+     * `VectorIndex` holding this embedder's vectors.
+     */
+    fun `fingerprint`(): kotlin.String
+    
+    /**
+     * The catalog id, or the folder's name.
+     */
+    fun `modelId`(): kotlin.String
+    
+    companion object
+}
+
+/**
+ * A sentence-embedding model (default all-MiniLM-L6-v2, 384 dimensions). Thread-safe; share one
+ * between a `VectorIndex`, a `Recommender` and the app.
+ */
+open class Embedder: Disposable, AutoCloseable, EmbedderInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_edgewise_fn_free_embedder(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_edgewise_fn_clone_embedder(handle, status)
+        }
+    }
+
+    
+    /**
+     * Vector length.
+     */
+    @Throws(EdgewiseException::class)override fun `dim`(): kotlin.Int {
+            return FfiConverterInt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_embedder_dim(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * One text's vector (`dim` floats; unit length for MiniLM). A text is truncated at the
+     * model's limit (256 tokens for MiniLM); over 1 MiB it is refused (`InvalidParameter`).
+     */
+    @Throws(EdgewiseException::class)override fun `embed`(`text`: kotlin.String): List<kotlin.Float> {
+            return FfiConverterSequenceFloat.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_embedder_embed(
+        it,
+        
+        FfiConverterString.lower(`text`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Vectors of `texts`, in order (the same as one at a time).
+     */
+    @Throws(EdgewiseException::class)override fun `embedBatch`(`texts`: List<kotlin.String>): List<List<kotlin.Float>> {
+            return FfiConverterSequenceSequenceFloat.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_embedder_embed_batch(
+        it,
+        
+        FfiConverterSequenceString.lower(`texts`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Identifies the model and its settings (32 hex digits): the model id to give a
+     * `VectorIndex` holding this embedder's vectors.
+     */
+    @Throws(EdgewiseException::class)override fun `fingerprint`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_embedder_fingerprint(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The catalog id, or the folder's name.
+     */
+    @Throws(EdgewiseException::class)override fun `modelId`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_embedder_model_id(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    companion object {
+        
+    /**
+     * Loads a catalog id (`all-minilm-l6-v2`: fetched, verified and unpacked under the Edgewise
+     * home if missing) or a sentence-transformers folder. Blocking (a second or more).
+     */
+    @Throws(EdgewiseException::class) fun `load`(`model`: kotlin.String, `weights`: EmbeddingWeights): Embedder {
+            return FfiConverterTypeEmbedder.lift(
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_constructor_embedder_load(
+    
+        
+        FfiConverterString.lower(`model`),
+        FfiConverterTypeEmbeddingWeights.lower(`weights`),_status)
+}
+    )
+    }
+    
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeEmbedder: FfiConverter<Embedder, Long> {
+    override fun lower(value: Embedder): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): Embedder {
+        return Embedder(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): Embedder {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: Embedder) = 8UL
+
+    override fun write(value: Embedder, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * A loaded model (about 250 MB for Gemma 3 270M): load it once, share it, and `close()` it
  * when done rather than waiting for the garbage collector. Thread-safe.
  */
@@ -4399,6 +4973,507 @@ public object FfiConverterTypeModelDownload: FfiConverter<ModelDownload, Long> {
 
 
 /**
+ * Recommendations for one shopper over a catalog, with the shopper's events and the catalog's
+ * vectors kept in a directory of the app's storage (`index.ewv`, `events.ewe`; owner-only,
+ * fsynced). Nothing leaves the device. Thread-safe (calls are serialized).
+ */
+public interface RecommenderInterface {
+    
+    /**
+     * Number of catalog items.
+     */
+    fun `catalogSize`(): kotlin.Int
+    
+    /**
+     * Deletes the shopper's events and everything derived from them (the catalog index stays).
+     */
+    fun `eraseAll`()
+    
+    /**
+     * Every recorded event of the shopper, oldest first (their data, for export).
+     */
+    fun `export`(): List<ShopperEvent>
+    
+    /**
+     * The `k` best items for this shopper now, passing `filter` (and the rules: in stock, not
+     * bought, not dismissed, not already seen).
+     */
+    fun `recommend`(`k`: kotlin.Int, `filter`: SearchFilter): List<Recommendation>
+    
+    /**
+     * Records one event (on disk when it returns). The item must be in the catalog
+     * (`UnknownItem`); a search needs a query of 1..=1024 bytes.
+     */
+    fun `record`(`event`: ShopperEvent)
+    
+    /**
+     * Records several events at once, all or none.
+     */
+    fun `recordAll`(`events`: List<ShopperEvent>)
+    
+    /**
+     * Catalog items closest in meaning to `query` that pass `filter` (not recorded: record a
+     * `Search` event to let it shape recommendations).
+     */
+    fun `search`(`query`: kotlin.String, `k`: kotlin.Int, `filter`: SearchFilter): List<Recommendation>
+    
+    /**
+     * Replaces the catalog (embeds what is new or changed).
+     */
+    fun `setCatalog`(`catalog`: List<CatalogItem>)
+    
+    /**
+     * Item popularity counts from outside the device (added to this device's own).
+     */
+    fun `setPopularity`(`counts`: Map<kotlin.String, kotlin.Float>)
+    
+    /**
+     * Items like `id` (in stock), most similar first.
+     */
+    fun `similarItems`(`id`: kotlin.String, `k`: kotlin.Int): List<Recommendation>
+    
+    companion object
+}
+
+/**
+ * Recommendations for one shopper over a catalog, with the shopper's events and the catalog's
+ * vectors kept in a directory of the app's storage (`index.ewv`, `events.ewe`; owner-only,
+ * fsynced). Nothing leaves the device. Thread-safe (calls are serialized).
+ */
+open class Recommender: Disposable, AutoCloseable, RecommenderInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_edgewise_fn_free_recommender(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_edgewise_fn_clone_recommender(handle, status)
+        }
+    }
+
+    
+    /**
+     * Number of catalog items.
+     */
+    @Throws(EdgewiseException::class)override fun `catalogSize`(): kotlin.Int {
+            return FfiConverterInt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_recommender_catalog_size(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Deletes the shopper's events and everything derived from them (the catalog index stays).
+     */
+    @Throws(EdgewiseException::class)override fun `eraseAll`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_recommender_erase_all(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Every recorded event of the shopper, oldest first (their data, for export).
+     */
+    @Throws(EdgewiseException::class)override fun `export`(): List<ShopperEvent> {
+            return FfiConverterSequenceTypeShopperEvent.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_recommender_export(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The `k` best items for this shopper now, passing `filter` (and the rules: in stock, not
+     * bought, not dismissed, not already seen).
+     */
+    @Throws(EdgewiseException::class)override fun `recommend`(`k`: kotlin.Int, `filter`: SearchFilter): List<Recommendation> {
+            return FfiConverterSequenceTypeRecommendation.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_recommender_recommend(
+        it,
+        
+        FfiConverterInt.lower(`k`),
+        FfiConverterTypeSearchFilter.lower(`filter`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Records one event (on disk when it returns). The item must be in the catalog
+     * (`UnknownItem`); a search needs a query of 1..=1024 bytes.
+     */
+    @Throws(EdgewiseException::class)override fun `record`(`event`: ShopperEvent)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_recommender_record(
+        it,
+        
+        FfiConverterTypeShopperEvent.lower(`event`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Records several events at once, all or none.
+     */
+    @Throws(EdgewiseException::class)override fun `recordAll`(`events`: List<ShopperEvent>)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_recommender_record_all(
+        it,
+        
+        FfiConverterSequenceTypeShopperEvent.lower(`events`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Catalog items closest in meaning to `query` that pass `filter` (not recorded: record a
+     * `Search` event to let it shape recommendations).
+     */
+    @Throws(EdgewiseException::class)override fun `search`(`query`: kotlin.String, `k`: kotlin.Int, `filter`: SearchFilter): List<Recommendation> {
+            return FfiConverterSequenceTypeRecommendation.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_recommender_search(
+        it,
+        
+        FfiConverterString.lower(`query`),
+        FfiConverterInt.lower(`k`),
+        FfiConverterTypeSearchFilter.lower(`filter`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Replaces the catalog (embeds what is new or changed).
+     */
+    @Throws(EdgewiseException::class)override fun `setCatalog`(`catalog`: List<CatalogItem>)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_recommender_set_catalog(
+        it,
+        
+        FfiConverterSequenceTypeCatalogItem.lower(`catalog`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Item popularity counts from outside the device (added to this device's own).
+     */
+    @Throws(EdgewiseException::class)override fun `setPopularity`(`counts`: Map<kotlin.String, kotlin.Float>)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_recommender_set_popularity(
+        it,
+        
+        FfiConverterMapStringFloat.lower(`counts`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Items like `id` (in stock), most similar first.
+     */
+    @Throws(EdgewiseException::class)override fun `similarItems`(`id`: kotlin.String, `k`: kotlin.Int): List<Recommendation> {
+            return FfiConverterSequenceTypeRecommendation.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_recommender_similar_items(
+        it,
+        
+        FfiConverterString.lower(`id`),
+        FfiConverterInt.lower(`k`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    companion object {
+        
+    /**
+     * Opens (or creates) the recommender's files in `dir` over `catalog`, embedding with
+     * `embedder`: new or changed items are embedded (seconds for hundreds of items), items gone
+     * from the catalog are dropped, an index of another model (or a corrupt one) is rebuilt.
+     * The shopper's events recorded before are kept.
+     */
+    @Throws(EdgewiseException::class) fun `open`(`dir`: kotlin.String, `embedder`: Embedder, `catalog`: List<CatalogItem>): Recommender {
+            return FfiConverterTypeRecommender.lift(
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_constructor_recommender_open(
+    
+        
+        FfiConverterString.lower(`dir`),
+        FfiConverterTypeEmbedder.lower(`embedder`),
+        FfiConverterSequenceTypeCatalogItem.lower(`catalog`),_status)
+}
+    )
+    }
+    
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRecommender: FfiConverter<Recommender, Long> {
+    override fun lower(value: Recommender): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): Recommender {
+        return Recommender(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): Recommender {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: Recommender) = 8UL
+
+    override fun write(value: Recommender, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * The offline-first privacy router over a loaded [`Engine`]: each `send` is answered on the
  * device unless every condition for the cloud holds (cloud enabled with an endpoint, nothing
  * sensitive anywhere in the request, a reason, the network up, budgets left); a cloud failure
@@ -5069,6 +6144,411 @@ public object FfiConverterTypeTokenSink: FfiConverter<TokenSink, Long> {
 }
 
 
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * An on-device vector index: exact top-k cosine, metadata filters, a crash-safe file (every
+ * write is on disk when it returns), versioned by the embedding model. One process opens a file
+ * at a time (`Locked` otherwise). Thread-safe.
+ */
+public interface VectorIndexInterface {
+    
+    /**
+     * The stored attributes of `id`, or null when absent.
+     */
+    fun `attributes`(`id`: kotlin.String): Map<kotlin.String, AttributeValue>?
+    
+    /**
+     * Removes `id`; whether it was there.
+     */
+    fun `delete`(`id`: kotlin.String): kotlin.Boolean
+    
+    /**
+     * The `k` items most similar to `query` that pass `filter`, best first.
+     */
+    fun `search`(`query`: List<kotlin.Float>, `k`: kotlin.Int, `filter`: SearchFilter): List<IndexHit>
+    
+    /**
+     * Number of items.
+     */
+    fun `size`(): kotlin.Int
+    
+    /**
+     * Adds or replaces `id`. NaN/infinite/zero vectors and a wrong length are refused.
+     */
+    fun `upsert`(`id`: kotlin.String, `vector`: List<kotlin.Float>, `attributes`: Map<kotlin.String, AttributeValue>)
+    
+    companion object
+}
+
+/**
+ * An on-device vector index: exact top-k cosine, metadata filters, a crash-safe file (every
+ * write is on disk when it returns), versioned by the embedding model. One process opens a file
+ * at a time (`Locked` otherwise). Thread-safe.
+ */
+open class VectorIndex: Disposable, AutoCloseable, VectorIndexInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_edgewise_fn_free_vectorindex(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_edgewise_fn_clone_vectorindex(handle, status)
+        }
+    }
+
+    
+    /**
+     * The stored attributes of `id`, or null when absent.
+     */
+    @Throws(EdgewiseException::class)override fun `attributes`(`id`: kotlin.String): Map<kotlin.String, AttributeValue>? {
+            return FfiConverterOptionalMapStringTypeAttributeValue.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_vectorindex_attributes(
+        it,
+        
+        FfiConverterString.lower(`id`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Removes `id`; whether it was there.
+     */
+    @Throws(EdgewiseException::class)override fun `delete`(`id`: kotlin.String): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_vectorindex_delete(
+        it,
+        
+        FfiConverterString.lower(`id`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The `k` items most similar to `query` that pass `filter`, best first.
+     */
+    @Throws(EdgewiseException::class)override fun `search`(`query`: List<kotlin.Float>, `k`: kotlin.Int, `filter`: SearchFilter): List<IndexHit> {
+            return FfiConverterSequenceTypeIndexHit.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_vectorindex_search(
+        it,
+        
+        FfiConverterSequenceFloat.lower(`query`),
+        FfiConverterInt.lower(`k`),
+        FfiConverterTypeSearchFilter.lower(`filter`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Number of items.
+     */
+    @Throws(EdgewiseException::class)override fun `size`(): kotlin.Int {
+            return FfiConverterInt.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_vectorindex_size(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Adds or replaces `id`. NaN/infinite/zero vectors and a wrong length are refused.
+     */
+    @Throws(EdgewiseException::class)override fun `upsert`(`id`: kotlin.String, `vector`: List<kotlin.Float>, `attributes`: Map<kotlin.String, AttributeValue>)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_vectorindex_upsert(
+        it,
+        
+        FfiConverterString.lower(`id`),
+        FfiConverterSequenceFloat.lower(`vector`),
+        FfiConverterMapStringTypeAttributeValue.lower(`attributes`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    companion object {
+        
+    /**
+     * Opens (or creates) the index file at `path` for vectors of `model_id` (use
+     * `Embedder.fingerprint()`) with `dim` dimensions. A file made by another model or dimension
+     * is `IndexModelMismatch`; a damaged one `IndexCorrupt` (rebuild it with `recreate`).
+     */
+    @Throws(EdgewiseException::class) fun `open`(`path`: kotlin.String, `modelId`: kotlin.String, `dim`: kotlin.Int, `storage`: VectorStorage): VectorIndex {
+            return FfiConverterTypeVectorIndex.lift(
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_constructor_vectorindex_open(
+    
+        
+        FfiConverterString.lower(`path`),
+        FfiConverterString.lower(`modelId`),
+        FfiConverterInt.lower(`dim`),
+        FfiConverterTypeVectorStorage.lower(`storage`),_status)
+}
+    )
+    }
+    
+
+        
+    /**
+     * Replaces whatever is at `path` with an empty index (a model change, a corrupt file).
+     */
+    @Throws(EdgewiseException::class) fun `recreate`(`path`: kotlin.String, `modelId`: kotlin.String, `dim`: kotlin.Int, `storage`: VectorStorage): VectorIndex {
+            return FfiConverterTypeVectorIndex.lift(
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_constructor_vectorindex_recreate(
+    
+        
+        FfiConverterString.lower(`path`),
+        FfiConverterString.lower(`modelId`),
+        FfiConverterInt.lower(`dim`),
+        FfiConverterTypeVectorStorage.lower(`storage`),_status)
+}
+    )
+    }
+    
+
+        
+    }
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeVectorIndex: FfiConverter<VectorIndex, Long> {
+    override fun lower(value: VectorIndex): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): VectorIndex {
+        return VectorIndex(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): VectorIndex {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: VectorIndex) = 8UL
+
+    override fun write(value: VectorIndex, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
 
 /**
  * A file to fetch that is not in the catalog (an app's own model host, or a test server).
@@ -5136,6 +6616,69 @@ public object FfiConverterTypeArtifactSpec: FfiConverterRustBuffer<ArtifactSpec>
             FfiConverterString.write(value.`sha256`, buf)
             FfiConverterSequenceTypeModelSource.write(value.`sources`, buf)
             FfiConverterString.write(value.`destination`, buf)
+    }
+}
+
+
+
+/**
+ * A catalog item.
+ */
+data class CatalogItem (
+    /**
+     * Unique id.
+     */
+    val `id`: kotlin.String
+    , 
+    /**
+     * Title.
+     */
+    val `title`: kotlin.String
+    , 
+    /**
+     * Description (may be empty).
+     */
+    val `description`: kotlin.String
+    , 
+    /**
+     * `category` (text), `price` (number), `in_stock` (flag) and custom attributes.
+     */
+    val `attributes`: Map<kotlin.String, AttributeValue>
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCatalogItem: FfiConverterRustBuffer<CatalogItem> {
+    override fun read(buf: ByteBuffer): CatalogItem {
+        return CatalogItem(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterMapStringTypeAttributeValue.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: CatalogItem) = (
+            FfiConverterString.allocationSize(value.`id`) +
+            FfiConverterString.allocationSize(value.`title`) +
+            FfiConverterString.allocationSize(value.`description`) +
+            FfiConverterMapStringTypeAttributeValue.allocationSize(value.`attributes`)
+    )
+
+    override fun write(value: CatalogItem, buf: ByteBuffer) {
+            FfiConverterString.write(value.`id`, buf)
+            FfiConverterString.write(value.`title`, buf)
+            FfiConverterString.write(value.`description`, buf)
+            FfiConverterMapStringTypeAttributeValue.write(value.`attributes`, buf)
     }
 }
 
@@ -5866,6 +7409,53 @@ public object FfiConverterTypeGpuInfo: FfiConverterRustBuffer<GpuInfo> {
 
 
 /**
+ * A search hit.
+ */
+data class IndexHit (
+    /**
+     * Item id.
+     */
+    val `id`: kotlin.String
+    , 
+    /**
+     * Cosine similarity.
+     */
+    val `score`: kotlin.Float
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeIndexHit: FfiConverterRustBuffer<IndexHit> {
+    override fun read(buf: ByteBuffer): IndexHit {
+        return IndexHit(
+            FfiConverterString.read(buf),
+            FfiConverterFloat.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: IndexHit) = (
+            FfiConverterString.allocationSize(value.`id`) +
+            FfiConverterFloat.allocationSize(value.`score`)
+    )
+
+    override fun write(value: IndexHit, buf: ByteBuffer) {
+            FfiConverterString.write(value.`id`, buf)
+            FfiConverterFloat.write(value.`score`, buf)
+    }
+}
+
+
+
+/**
  * One log record.
  */
 data class LogRecord (
@@ -6316,6 +7906,61 @@ public object FfiConverterTypePypiPackage: FfiConverterRustBuffer<PypiPackage> {
 
 
 /**
+ * A recommended or found item.
+ */
+data class Recommendation (
+    /**
+     * Item id.
+     */
+    val `id`: kotlin.String
+    , 
+    /**
+     * Blended score (higher is better).
+     */
+    val `score`: kotlin.Float
+    , 
+    /**
+     * `similar_to:<item id>`, `matches_search:<query>`, `matches_query` or `popular`.
+     */
+    val `reason`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRecommendation: FfiConverterRustBuffer<Recommendation> {
+    override fun read(buf: ByteBuffer): Recommendation {
+        return Recommendation(
+            FfiConverterString.read(buf),
+            FfiConverterFloat.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Recommendation) = (
+            FfiConverterString.allocationSize(value.`id`) +
+            FfiConverterFloat.allocationSize(value.`score`) +
+            FfiConverterString.allocationSize(value.`reason`)
+    )
+
+    override fun write(value: Recommendation, buf: ByteBuffer) {
+            FfiConverterString.write(value.`id`, buf)
+            FfiConverterFloat.write(value.`score`, buf)
+            FfiConverterString.write(value.`reason`, buf)
+    }
+}
+
+
+
+/**
  * Per-request signals from the app and the local model.
  */
 data class RequestMeta (
@@ -6721,6 +8366,79 @@ public object FfiConverterTypeSamplingParams: FfiConverterRustBuffer<SamplingPar
 
 
 /**
+ * Metadata filters: an item passes when every condition that is set holds. An item without a
+ * price fails a price bound; one without `in_stock` counts as in stock. `no_filter()` gives
+ * an empty one.
+ */
+data class SearchFilter (
+    /**
+     * Only this category.
+     */
+    val `category`: kotlin.String?
+    , 
+    /**
+     * Price at least this.
+     */
+    val `minPrice`: kotlin.Double?
+    , 
+    /**
+     * Price at most this.
+     */
+    val `maxPrice`: kotlin.Double?
+    , 
+    /**
+     * Only items whose `in_stock` is this.
+     */
+    val `inStock`: kotlin.Boolean?
+    , 
+    /**
+     * Conditions on custom attributes.
+     */
+    val `attributes`: List<AttributeCondition>
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSearchFilter: FfiConverterRustBuffer<SearchFilter> {
+    override fun read(buf: ByteBuffer): SearchFilter {
+        return SearchFilter(
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalDouble.read(buf),
+            FfiConverterOptionalDouble.read(buf),
+            FfiConverterOptionalBoolean.read(buf),
+            FfiConverterSequenceTypeAttributeCondition.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: SearchFilter) = (
+            FfiConverterOptionalString.allocationSize(value.`category`) +
+            FfiConverterOptionalDouble.allocationSize(value.`minPrice`) +
+            FfiConverterOptionalDouble.allocationSize(value.`maxPrice`) +
+            FfiConverterOptionalBoolean.allocationSize(value.`inStock`) +
+            FfiConverterSequenceTypeAttributeCondition.allocationSize(value.`attributes`)
+    )
+
+    override fun write(value: SearchFilter, buf: ByteBuffer) {
+            FfiConverterOptionalString.write(value.`category`, buf)
+            FfiConverterOptionalDouble.write(value.`minPrice`, buf)
+            FfiConverterOptionalDouble.write(value.`maxPrice`, buf)
+            FfiConverterOptionalBoolean.write(value.`inStock`, buf)
+            FfiConverterSequenceTypeAttributeCondition.write(value.`attributes`, buf)
+    }
+}
+
+
+
+/**
  * Per-session settings. Get the defaults from `default_session_config()`.
  */
 data class SessionConfig (
@@ -6784,6 +8502,70 @@ public object FfiConverterTypeSessionConfig: FfiConverterRustBuffer<SessionConfi
 
 
 /**
+ * One shopper event: `item_id` for every kind but `Search`, `query` for `Search`; `ts` in
+ * seconds (one epoch throughout).
+ */
+data class ShopperEvent (
+    /**
+     * The item.
+     */
+    val `itemId`: kotlin.String?
+    , 
+    /**
+     * The kind.
+     */
+    val `kind`: ShopperEventKind
+    , 
+    /**
+     * Time in seconds.
+     */
+    val `ts`: kotlin.Double
+    , 
+    /**
+     * The search query.
+     */
+    val `query`: kotlin.String?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeShopperEvent: FfiConverterRustBuffer<ShopperEvent> {
+    override fun read(buf: ByteBuffer): ShopperEvent {
+        return ShopperEvent(
+            FfiConverterOptionalString.read(buf),
+            FfiConverterTypeShopperEventKind.read(buf),
+            FfiConverterDouble.read(buf),
+            FfiConverterOptionalString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ShopperEvent) = (
+            FfiConverterOptionalString.allocationSize(value.`itemId`) +
+            FfiConverterTypeShopperEventKind.allocationSize(value.`kind`) +
+            FfiConverterDouble.allocationSize(value.`ts`) +
+            FfiConverterOptionalString.allocationSize(value.`query`)
+    )
+
+    override fun write(value: ShopperEvent, buf: ByteBuffer) {
+            FfiConverterOptionalString.write(value.`itemId`, buf)
+            FfiConverterTypeShopperEventKind.write(value.`kind`, buf)
+            FfiConverterDouble.write(value.`ts`, buf)
+            FfiConverterOptionalString.write(value.`query`, buf)
+    }
+}
+
+
+
+/**
  * What [`Engine::trim`] handed back.
  */
 data class TrimReport (
@@ -6835,6 +8617,229 @@ public object FfiConverterTypeTrimReport: FfiConverterRustBuffer<TrimReport> {
             FfiConverterBoolean.write(value.`weightsReleased`, buf)
     }
 }
+
+
+
+/**
+ * A condition on a custom attribute.
+ */
+sealed class AttributeCondition {
+    
+    /**
+     * The attribute is this string (or the boolean `"true"`/`"false"`, or this number).
+     */
+    data class Equals(
+        val `key`: kotlin.String, 
+        val `value`: kotlin.String) : AttributeCondition()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * The attribute is a number within `[min, max]` (either bound optional, inclusive).
+     */
+    data class Range(
+        val `key`: kotlin.String, 
+        val `min`: kotlin.Double?, 
+        val `max`: kotlin.Double?) : AttributeCondition()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeAttributeCondition : FfiConverterRustBuffer<AttributeCondition>{
+    override fun read(buf: ByteBuffer): AttributeCondition {
+        return when(buf.getInt()) {
+            1 -> AttributeCondition.Equals(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            2 -> AttributeCondition.Range(
+                FfiConverterString.read(buf),
+                FfiConverterOptionalDouble.read(buf),
+                FfiConverterOptionalDouble.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: AttributeCondition): ULong = when(value) {
+        is AttributeCondition.Equals -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`key`)
+                + FfiConverterString.allocationSize(value.`value`)
+            )
+        }
+        is AttributeCondition.Range -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`key`)
+                + FfiConverterOptionalDouble.allocationSize(value.`min`)
+                + FfiConverterOptionalDouble.allocationSize(value.`max`)
+            )
+        }
+    }
+
+    override fun write(value: AttributeCondition, buf: ByteBuffer) {
+        when(value) {
+            is AttributeCondition.Equals -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`key`, buf)
+                FfiConverterString.write(value.`value`, buf)
+                Unit
+            }
+            is AttributeCondition.Range -> {
+                buf.putInt(2)
+                FfiConverterString.write(value.`key`, buf)
+                FfiConverterOptionalDouble.write(value.`min`, buf)
+                FfiConverterOptionalDouble.write(value.`max`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * An attribute value of a catalog item.
+ */
+sealed class AttributeValue {
+    
+    /**
+     * A string (`category` is one).
+     */
+    data class Text(
+        val `value`: kotlin.String) : AttributeValue()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * A number (`price` is one).
+     */
+    data class Number(
+        val `value`: kotlin.Double) : AttributeValue()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * A boolean (`in_stock` is one).
+     */
+    data class Flag(
+        val `value`: kotlin.Boolean) : AttributeValue()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeAttributeValue : FfiConverterRustBuffer<AttributeValue>{
+    override fun read(buf: ByteBuffer): AttributeValue {
+        return when(buf.getInt()) {
+            1 -> AttributeValue.Text(
+                FfiConverterString.read(buf),
+                )
+            2 -> AttributeValue.Number(
+                FfiConverterDouble.read(buf),
+                )
+            3 -> AttributeValue.Flag(
+                FfiConverterBoolean.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: AttributeValue): ULong = when(value) {
+        is AttributeValue.Text -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`value`)
+            )
+        }
+        is AttributeValue.Number -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterDouble.allocationSize(value.`value`)
+            )
+        }
+        is AttributeValue.Flag -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterBoolean.allocationSize(value.`value`)
+            )
+        }
+    }
+
+    override fun write(value: AttributeValue, buf: ByteBuffer) {
+        when(value) {
+            is AttributeValue.Text -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`value`, buf)
+                Unit
+            }
+            is AttributeValue.Number -> {
+                buf.putInt(2)
+                FfiConverterDouble.write(value.`value`, buf)
+                Unit
+            }
+            is AttributeValue.Flag -> {
+                buf.putInt(3)
+                FfiConverterBoolean.write(value.`value`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
 
 
 
@@ -7278,6 +9283,73 @@ sealed class EdgewiseException: kotlin.Exception() {
     }
     
     /**
+     * An item id that is not in the catalog or index (the id is left out of the message).
+     */
+    class UnknownItem(
+        ) : EdgewiseException() {
+        override val message
+            get() = ""
+    }
+    
+    /**
+     * The embedding model failed on a text (too large, a non-finite result).
+     */
+    class Embedding(
+        
+        /**
+         * Why (sizes and limits, never the text).
+         */
+        val `reason`: kotlin.String
+        ) : EdgewiseException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * A vector index file holds another embedding model's vectors (or another dimension):
+     * `VectorIndex.recreate` it and re-embed (a `Recommender` does this by itself).
+     */
+    class IndexModelMismatch(
+        
+        /**
+         * The file and the two models.
+         */
+        val `reason`: kotlin.String
+        ) : EdgewiseException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * A vector index or event file is damaged: `VectorIndex.recreate` it (a `Recommender`
+     * rebuilds its index from the catalog by itself).
+     */
+    class IndexCorrupt(
+        
+        /**
+         * The file and the offset.
+         */
+        val `reason`: kotlin.String
+        ) : EdgewiseException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * The file is open elsewhere (another process, or another open handle in this one).
+     */
+    class Locked(
+        
+        /**
+         * The file.
+         */
+        val `reason`: kotlin.String
+        ) : EdgewiseException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
      * A listener implemented by the host (Kotlin/Swift) threw an unexpected exception.
      */
     class Callback(
@@ -7368,10 +9440,23 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
             15 -> EdgewiseException.SessionModelMismatch(
                 FfiConverterString.read(buf),
                 )
-            16 -> EdgewiseException.Callback(
+            16 -> EdgewiseException.UnknownItem()
+            17 -> EdgewiseException.Embedding(
                 FfiConverterString.read(buf),
                 )
-            17 -> EdgewiseException.Internal(
+            18 -> EdgewiseException.IndexModelMismatch(
+                FfiConverterString.read(buf),
+                )
+            19 -> EdgewiseException.IndexCorrupt(
+                FfiConverterString.read(buf),
+                )
+            20 -> EdgewiseException.Locked(
+                FfiConverterString.read(buf),
+                )
+            21 -> EdgewiseException.Callback(
+                FfiConverterString.read(buf),
+                )
+            22 -> EdgewiseException.Internal(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -7452,6 +9537,30 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is EdgewiseException.SessionModelMismatch -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is EdgewiseException.UnknownItem -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+            )
+            is EdgewiseException.Embedding -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is EdgewiseException.IndexModelMismatch -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is EdgewiseException.IndexCorrupt -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is EdgewiseException.Locked -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
@@ -7547,13 +9656,37 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Callback -> {
+            is EdgewiseException.UnknownItem -> {
                 buf.putInt(16)
+                Unit
+            }
+            is EdgewiseException.Embedding -> {
+                buf.putInt(17)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is EdgewiseException.IndexModelMismatch -> {
+                buf.putInt(18)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is EdgewiseException.IndexCorrupt -> {
+                buf.putInt(19)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is EdgewiseException.Locked -> {
+                buf.putInt(20)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is EdgewiseException.Callback -> {
+                buf.putInt(21)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
             is EdgewiseException.Internal -> {
-                buf.putInt(17)
+                buf.putInt(22)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -7561,6 +9694,51 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
     }
 
 }
+
+
+
+/**
+ * Weight mode of an [`Embedder`].
+ */
+
+enum class EmbeddingWeights {
+    
+    /**
+     * f32 weights (the reference path).
+     */
+    F32,
+    /**
+     * Some products and the word embeddings in Q8_0 (less memory; cosine ≥ 0.999 to f32).
+     */
+    Q8_0;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeEmbeddingWeights: FfiConverterRustBuffer<EmbeddingWeights> {
+    override fun read(buf: ByteBuffer) = try {
+        
+        EmbeddingWeights.entries[buf.getInt() - 1]
+        
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: EmbeddingWeights) = 4UL
+
+    override fun write(value: EmbeddingWeights, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
 
 
 
@@ -8130,6 +10308,63 @@ public object FfiConverterTypeRouteTarget: FfiConverterRustBuffer<RouteTarget> {
 
 
 /**
+ * What the shopper did.
+ */
+
+enum class ShopperEventKind {
+    
+    /**
+     * Looked at an item.
+     */
+    VIEW,
+    /**
+     * Put an item in the cart.
+     */
+    ADD_TO_CART,
+    /**
+     * Bought an item (never recommended again).
+     */
+    PURCHASE,
+    /**
+     * "Not interested" (never recommended again; similar items lose score).
+     */
+    DISMISS,
+    /**
+     * Searched (`query` set, no item).
+     */
+    SEARCH;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeShopperEventKind: FfiConverterRustBuffer<ShopperEventKind> {
+    override fun read(buf: ByteBuffer) = try {
+        
+        ShopperEventKind.entries[buf.getInt() - 1]
+        
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: ShopperEventKind) = 4UL
+
+    override fun write(value: ShopperEventKind, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
  * The kinds of model source.
  */
 
@@ -8286,6 +10521,51 @@ public object FfiConverterTypeTrimLevel: FfiConverterRustBuffer<TrimLevel> {
 
 
 
+/**
+ * How a `VectorIndex` stores vectors.
+ */
+
+enum class VectorStorage {
+    
+    /**
+     * int8 with one scale per vector (a quarter of f32's size; recall@10 against f32 in the README).
+     */
+    INT8,
+    /**
+     * f32.
+     */
+    F32;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeVectorStorage: FfiConverterRustBuffer<VectorStorage> {
+    override fun read(buf: ByteBuffer) = try {
+        
+        VectorStorage.entries[buf.getInt() - 1]
+        
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: VectorStorage) = 4UL
+
+    override fun write(value: VectorStorage, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
 
 /**
  * @suppress
@@ -8408,6 +10688,38 @@ public object FfiConverterOptionalDouble: FfiConverterRustBuffer<kotlin.Double?>
         } else {
             buf.put(1)
             FfiConverterDouble.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalBoolean: FfiConverterRustBuffer<kotlin.Boolean?> {
+    override fun read(buf: ByteBuffer): kotlin.Boolean? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterBoolean.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.Boolean?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterBoolean.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.Boolean?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterBoolean.write(value, buf)
         }
     }
 }
@@ -8674,6 +10986,38 @@ public object FfiConverterOptionalTypeStopReason: FfiConverterRustBuffer<StopRea
 /**
  * @suppress
  */
+public object FfiConverterOptionalMapStringTypeAttributeValue: FfiConverterRustBuffer<Map<kotlin.String, AttributeValue>?> {
+    override fun read(buf: ByteBuffer): Map<kotlin.String, AttributeValue>? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterMapStringTypeAttributeValue.read(buf)
+    }
+
+    override fun allocationSize(value: Map<kotlin.String, AttributeValue>?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterMapStringTypeAttributeValue.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Map<kotlin.String, AttributeValue>?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterMapStringTypeAttributeValue.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceInt: FfiConverterRustBuffer<List<kotlin.Int>> {
     override fun read(buf: ByteBuffer): List<kotlin.Int> {
         val len = buf.getInt()
@@ -8692,6 +11036,34 @@ public object FfiConverterSequenceInt: FfiConverterRustBuffer<List<kotlin.Int>> 
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterInt.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceFloat: FfiConverterRustBuffer<List<kotlin.Float>> {
+    override fun read(buf: ByteBuffer): List<kotlin.Float> {
+        val len = buf.getInt()
+        return List<kotlin.Float>(len) {
+            FfiConverterFloat.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<kotlin.Float>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterFloat.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<kotlin.Float>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterFloat.write(it, buf)
         }
     }
 }
@@ -8730,6 +11102,34 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypeCatalogItem: FfiConverterRustBuffer<List<CatalogItem>> {
+    override fun read(buf: ByteBuffer): List<CatalogItem> {
+        val len = buf.getInt()
+        return List<CatalogItem>(len) {
+            FfiConverterTypeCatalogItem.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<CatalogItem>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeCatalogItem.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<CatalogItem>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeCatalogItem.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypeChatMessage: FfiConverterRustBuffer<List<ChatMessage>> {
     override fun read(buf: ByteBuffer): List<ChatMessage> {
         val len = buf.getInt()
@@ -8748,6 +11148,34 @@ public object FfiConverterSequenceTypeChatMessage: FfiConverterRustBuffer<List<C
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeChatMessage.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeIndexHit: FfiConverterRustBuffer<List<IndexHit>> {
+    override fun read(buf: ByteBuffer): List<IndexHit> {
+        val len = buf.getInt()
+        return List<IndexHit>(len) {
+            FfiConverterTypeIndexHit.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<IndexHit>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeIndexHit.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<IndexHit>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeIndexHit.write(it, buf)
         }
     }
 }
@@ -8842,6 +11270,90 @@ public object FfiConverterSequenceTypePypiPackage: FfiConverterRustBuffer<List<P
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypeRecommendation: FfiConverterRustBuffer<List<Recommendation>> {
+    override fun read(buf: ByteBuffer): List<Recommendation> {
+        val len = buf.getInt()
+        return List<Recommendation>(len) {
+            FfiConverterTypeRecommendation.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<Recommendation>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeRecommendation.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<Recommendation>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeRecommendation.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeShopperEvent: FfiConverterRustBuffer<List<ShopperEvent>> {
+    override fun read(buf: ByteBuffer): List<ShopperEvent> {
+        val len = buf.getInt()
+        return List<ShopperEvent>(len) {
+            FfiConverterTypeShopperEvent.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<ShopperEvent>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeShopperEvent.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<ShopperEvent>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeShopperEvent.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeAttributeCondition: FfiConverterRustBuffer<List<AttributeCondition>> {
+    override fun read(buf: ByteBuffer): List<AttributeCondition> {
+        val len = buf.getInt()
+        return List<AttributeCondition>(len) {
+            FfiConverterTypeAttributeCondition.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<AttributeCondition>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeAttributeCondition.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<AttributeCondition>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeAttributeCondition.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypeModelSource: FfiConverterRustBuffer<List<ModelSource>> {
     override fun read(buf: ByteBuffer): List<ModelSource> {
         val len = buf.getInt()
@@ -8916,6 +11428,112 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeRouteReason.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceSequenceFloat: FfiConverterRustBuffer<List<List<kotlin.Float>>> {
+    override fun read(buf: ByteBuffer): List<List<kotlin.Float>> {
+        val len = buf.getInt()
+        return List<List<kotlin.Float>>(len) {
+            FfiConverterSequenceFloat.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<List<kotlin.Float>>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterSequenceFloat.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<List<kotlin.Float>>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterSequenceFloat.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterMapStringFloat: FfiConverterRustBuffer<Map<kotlin.String, kotlin.Float>> {
+    override fun read(buf: ByteBuffer): Map<kotlin.String, kotlin.Float> {
+        val len = buf.getInt()
+        return buildMap<kotlin.String, kotlin.Float>(len) {
+            repeat(len) {
+                val k = FfiConverterString.read(buf)
+                val v = FfiConverterFloat.read(buf)
+                this[k] = v
+            }
+        }
+    }
+
+    override fun allocationSize(value: Map<kotlin.String, kotlin.Float>): ULong {
+        val spaceForMapSize = 4UL
+        val spaceForChildren = value.map { (k, v) ->
+            FfiConverterString.allocationSize(k) +
+            FfiConverterFloat.allocationSize(v)
+        }.sum()
+        return spaceForMapSize + spaceForChildren
+    }
+
+    override fun write(value: Map<kotlin.String, kotlin.Float>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        // The parens on `(k, v)` here ensure we're calling the right method,
+        // which is important for compatibility with older android devices.
+        // Ref https://blog.danlew.net/2017/03/16/kotlin-puzzler-whose-line-is-it-anyways/
+        value.forEach { (k, v) ->
+            FfiConverterString.write(k, buf)
+            FfiConverterFloat.write(v, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterMapStringTypeAttributeValue: FfiConverterRustBuffer<Map<kotlin.String, AttributeValue>> {
+    override fun read(buf: ByteBuffer): Map<kotlin.String, AttributeValue> {
+        val len = buf.getInt()
+        return buildMap<kotlin.String, AttributeValue>(len) {
+            repeat(len) {
+                val k = FfiConverterString.read(buf)
+                val v = FfiConverterTypeAttributeValue.read(buf)
+                this[k] = v
+            }
+        }
+    }
+
+    override fun allocationSize(value: Map<kotlin.String, AttributeValue>): ULong {
+        val spaceForMapSize = 4UL
+        val spaceForChildren = value.map { (k, v) ->
+            FfiConverterString.allocationSize(k) +
+            FfiConverterTypeAttributeValue.allocationSize(v)
+        }.sum()
+        return spaceForMapSize + spaceForChildren
+    }
+
+    override fun write(value: Map<kotlin.String, AttributeValue>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        // The parens on `(k, v)` here ensure we're calling the right method,
+        // which is important for compatibility with older android devices.
+        // Ref https://blog.danlew.net/2017/03/16/kotlin-puzzler-whose-line-is-it-anyways/
+        value.forEach { (k, v) ->
+            FfiConverterString.write(k, buf)
+            FfiConverterTypeAttributeValue.write(v, buf)
         }
     }
 }
@@ -9115,6 +11733,35 @@ public object FfiConverterSequenceTypeRouteReason: FfiConverterRustBuffer<List<R
         FfiConverterTypeLogLevel.lower(`level`),_status)
 }
     
+    
+
+        /**
+         * A filter with no condition.
+         */ fun `noFilter`(): SearchFilter {
+            return FfiConverterTypeSearchFilter.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_edgewise_fn_func_no_filter(
+    
+        _status)
+}
+    )
+    }
+    
+
+        /**
+         * Reads a catalog file of JSON lines `{"id","title","description","attributes":{...}}`. A bad
+         * line is `InvalidParameter` naming its number (never its content).
+         */
+    @Throws(EdgewiseException::class) fun `readCatalogFile`(`path`: kotlin.String): List<CatalogItem> {
+            return FfiConverterSequenceTypeCatalogItem.lift(
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_func_read_catalog_file(
+    
+        
+        FfiConverterString.lower(`path`),_status)
+}
+    )
+    }
     
 
         /**
