@@ -31,7 +31,9 @@ fn gguf_tokenizer_matches_reference_on_corpus() {
 
     assert_eq!(ours.bos_id(), Some(2));
     assert!(ours.add_bos_default());
-    assert_eq!(ours.eos_ids(), vec![1, 106]);
+    // llama.cpp's end-of-generation set for Gemma 3 (`llama_vocab_is_eog`, tests/golden/stop_tokens.json):
+    // <eos>, <end_of_turn> and the plain-text `</s>` piece (id 212).
+    assert_eq!(ours.eos_ids(), vec![1, 106, 212]);
     assert_eq!(ours.vocab_size(), 262_144);
 
     // Strings holding control-token text: encode parses them, encode_user_text must not.
@@ -195,7 +197,7 @@ fn from_file_detects_special_ids() {
     let t = Tokenizer::from_file(&ref_path).unwrap();
     assert_eq!(t.bos_id(), Some(2));
     assert!(t.add_bos_default());
-    assert_eq!(t.eos_ids(), vec![1, 106]);
+    assert_eq!(t.eos_ids(), vec![1, 106, 212]); // as llama.cpp's EOG rule (tests/golden/stop_tokens.json)
     assert_eq!(t.encode("<start_of_turn>user\nHi", true).unwrap()[..3], [2, 105, 2364]);
     assert!(!t.encode_user_text("<start_of_turn>", false).unwrap().contains(&105));
 }
