@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import os
 import sys
@@ -29,9 +28,8 @@ import gguf
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
-
-def home() -> str:
-    return os.environ.get("EDGEWISE_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "edgewise")
+# Shared with the architecture goldens (this folder is on sys.path when a script here runs).
+from make_arch_goldens import home, sha256, topk  # noqa: E402
 
 
 def base_path(base: str) -> str:
@@ -59,14 +57,6 @@ def lora_dir() -> str:
 
 def adapter_path(name: str) -> str:
     return os.path.join(lora_dir(), f"{name}.gguf")
-
-
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def make(name: str, cfg: dict) -> str | None:
@@ -113,13 +103,6 @@ PROMPTS = [
 N_GEN = 16
 TOP_LOGITS = 32
 STRIDE_LOGITS = 997
-
-
-def topk(logits: np.ndarray, k: int) -> list[list]:
-    kth = np.partition(logits, logits.size - k)[logits.size - k]
-    cand = np.nonzero(logits >= kth)[0]
-    idx = cand[np.lexsort((cand, -logits[cand]))][:k]
-    return [[int(i), float(logits[i])] for i in idx]
 
 
 def run(base: str, lora: str | None, scale: float) -> tuple[list, list, dict]:
