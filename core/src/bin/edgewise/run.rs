@@ -582,8 +582,14 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
     let tok = engine.tokenizer();
     // Sized like the llama.cpp reference (tests/reference/bench_llama.py): prompt + gen + 16,
     // checked against the model before the prompt is built (the flags' ranges bound the sum).
+    // The prefill chunk is the sessions' default (what an app gets), as llama.cpp runs its own
+    // default micro-batch; `EDGEWISE_BENCH_PREFILL_CHUNK` overrides it for experiments.
     let ctx = a.prompt_tokens + a.gen_tokens + 16;
-    let cfg = SessionConfig { max_context: ctx, prefill_chunk: a.prompt_tokens.clamp(1, 512), ..Default::default() };
+    let chunk = std::env::var("EDGEWISE_BENCH_PREFILL_CHUNK")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(SessionConfig::default().prefill_chunk);
+    let cfg = SessionConfig { max_context: ctx, prefill_chunk: chunk.clamp(1, a.prompt_tokens.max(1)), ..Default::default() };
     cfg.validate(engine.info().context_length)?;
     // A prompt of exactly `prompt_tokens` tokens from ordinary prose.
     let text = "The quick brown fox jumps over the lazy dog while the farmer counts sheep in the valley. ".repeat(a.prompt_tokens / 8 + 8);
@@ -635,6 +641,7 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
         "peak_rss_mb": peak_rss_mb(),
         "rss_after_load_mb": rss_after_load,
         "context": ctx,
+        "prefill_chunk": cfg.prefill_chunk,
         "model_bytes": engine.info().file_size,
     });
     if let Some(c) = constrained {
