@@ -42,6 +42,9 @@ if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_CASES=$EDGEWISE_GPU_CASES cargo test --release --workspace --test engine_golden -- --test-threads 1 gpu_
   # A session file saved on the GPU restores there with the same tokens, and on the CPU (~110 s on lavapipe).
   EDGEWISE_GPU_TESTS=1 cargo test --release --workspace --test session_file -- gpu_
+  # Constrained decoding on the GPU path (logits read back, masked on the host): the first schema
+  # of the suite, both prompts, greedy and seeded, checked by Python jsonschema (~60-90 s on lavapipe).
+  EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_STRUCTURED_CASES=${EDGEWISE_GPU_STRUCTURED_CASES:-1} cargo test --release --workspace --test structured_real -- gpu_
   step "wgpu: the llama/qwen2/qwen3 goldens (EDGEWISE_GPU_ARCH_CASES=${EDGEWISE_GPU_ARCH_CASES:=1} per file, ~45 s each on lavapipe)"
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_ARCH_CASES cargo test --release --workspace --test arch_golden -- --test-threads 1 gpu_
 fi

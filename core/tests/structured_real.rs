@@ -30,6 +30,18 @@ fn engine() -> Option<&'static Engine> {
     .as_ref()
 }
 
+/// The wgpu engine, for the `gpu_` test (on when `EDGEWISE_GPU_TESTS=1`, as in engine_golden).
+fn gpu_engine() -> Option<Engine> {
+    if std::env::var("EDGEWISE_GPU_TESTS").as_deref() != Ok("1") {
+        eprintln!("SKIPPED: the wgpu constrained-decoding test (set EDGEWISE_GPU_TESTS=1)");
+        return None;
+    }
+    let path = common_model::model_path()?;
+    let e = Engine::load(path, EngineConfig { backend: BackendPreference::Gpu, threads: Some(2), gpu_self_test: false }).unwrap();
+    assert_eq!(e.info().backend, edgewise_core::backend::BackendKind::Gpu);
+    Some(e)
+}
+
 fn session(e: &Engine) -> edgewise_core::session::Session {
     e.new_session(SessionConfig { max_context: 512, ..Default::default() }).unwrap()
 }
@@ -117,6 +129,41 @@ fn json_schema_suite_parses_and_validates() {
     }
     eprintln!("{} constrained generations, {tokens} tokens in {:.1?}", cases.len(), t0.elapsed());
     check_with_python("json", &json!({ "json": cases }));
+}
+
+/// The schema suite on the wgpu backend: the first `EDGEWISE_GPU_STRUCTURED_CASES` schemas (all
+/// with a real GPU; CI's lavapipe runs 4), both prompts, greedy and seeded. On the GPU a
+/// constrained step reads the logits back and masks them on the host; every output must be valid
+/// by our result and by Python `jsonschema`. How many greedy texts equal the CPU's is printed
+/// (the backends' logits differ by rounding, so near-ties may pick differently; not asserted).
+#[test]
+fn gpu_json_schema_suite_parses_and_validates() {
+    let Some(cpu) = engine() else { return };
+    let Some(gpu) = gpu_engine() else { return };
+    let suite: Vec<Value> = serde_json::from_slice(&std::fs::read(common_model::golden("structured/schemas.json")).unwrap()).unwrap();
+    let limit = std::env::var("EDGEWISE_GPU_STRUCTURED_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(suite.len());
+    let (mut cases, mut same, mut greedy) = (Vec::new(), 0, 0);
+    let t0 = std::time::Instant::now();
+    for (i, case) in suite.iter().enumerate().take(limit) {
+        let name = case["name"].as_str().unwrap();
+        let schema = case["schema"].to_string();
+        let prompts = [case["prompt"].as_str().unwrap().to_string(), format!("Example {name}:\n")];
+        for (prompt, sampling) in prompts.iter().flat_map(|p| samplings(i).into_iter().take(2).map(move |s| (p, s))) {
+            let g = generate(&gpu, prompt, OutputConstraint::JsonSchema(schema.clone()), sampling.clone(), 96);
+            assert_eq!((g.stop_reason, g.valid), (StopReason::Eos, Some(true)), "gpu {name} {sampling:?}: {:?}", g.text);
+            let parsed: Value = serde_json::from_str(&g.text).unwrap_or_else(|err| panic!("gpu {name}: {err}: {:?}", g.text));
+            assert_eq!(g.json.as_ref(), Some(&parsed), "{name}");
+            if sampling.temperature == 0.0 {
+                greedy += 1;
+                let c = generate(cpu, prompt, OutputConstraint::JsonSchema(schema.clone()), sampling.clone(), 96);
+                same += usize::from(c.text == g.text);
+            }
+            cases.push(json!({ "name": name, "schema": case["schema"], "text": g.text }));
+        }
+    }
+    assert!(!cases.is_empty());
+    eprintln!("wgpu: {} constrained generations valid in {:.1?}; greedy text equal to the CPU's in {same}/{greedy}", cases.len(), t0.elapsed());
+    check_with_python("json-gpu", &json!({ "json": cases }));
 }
 
 #[test]
