@@ -48,6 +48,23 @@ pub enum EdgewiseError {
         /// Why it was rejected.
         reason: String,
     },
+    /// An output constraint or tool definition is unusable: a JSON Schema that is invalid or
+    /// uses unsupported keywords, a bad regex or grammar, one that accepts no output at all, a
+    /// tool's parameters that are not a JSON object schema, repeated or malformed tool names, a
+    /// named tool choice that is not a tool. Raised before any token is generated.
+    #[error("invalid output constraint: {reason}")]
+    InvalidConstraint {
+        /// What is wrong (from the constraint, never prompt text).
+        reason: String,
+    },
+    /// A LoRA adapter file is unusable (not a GGUF adapter, another architecture or size,
+    /// missing or mis-shaped tensors, non-finite values), or an adapter was loaded for another
+    /// model than this session's.
+    #[error("LoRA adapter unusable: {reason}")]
+    Adapter {
+        /// What is wrong (tensor names and sizes only).
+        reason: String,
+    },
     /// The GPU (or CPU backend) failed or is unavailable.
     #[error("backend error: {reason}")]
     Backend {
@@ -172,8 +189,8 @@ impl From<CoreError> for EdgewiseError {
             | CoreError::MetadataTooLarge { .. }
             | CoreError::TensorShape { .. }
             | CoreError::Tokenizer { .. }
-            | CoreError::ChatTemplate { .. }
-            | CoreError::Adapter { .. } => Self::ModelLoad { reason },
+            | CoreError::ChatTemplate { .. } => Self::ModelLoad { reason },
+            CoreError::Adapter { .. } => Self::Adapter { reason },
             CoreError::UnsupportedType { .. } | CoreError::UnsupportedArchitecture { .. } => {
                 Self::UnsupportedModel { reason }
             }
@@ -188,7 +205,7 @@ impl From<CoreError> for EdgewiseError {
                 Self::ContextOverflow { max: saturating_i32(max), requested: saturating_i32(requested) }
             }
             CoreError::InvalidParameter { name, reason } => Self::InvalidParameter { name: name.into(), reason },
-            CoreError::InvalidConstraint { .. } => Self::InvalidParameter { name: "constraint".into(), reason },
+            CoreError::InvalidConstraint { .. } => Self::InvalidConstraint { reason },
             // Sizes only: the input itself is never part of the message.
             CoreError::InputTooLarge { .. } => Self::InvalidParameter { name: "input".into(), reason },
             CoreError::DimensionMismatch { .. } => Self::InvalidParameter { name: "vector".into(), reason },
@@ -276,6 +293,8 @@ mod tests {
             ),
             (CoreError::InputTooLarge { max: 1 << 20, actual: 50 << 20 }, "InvalidParameter"),
             (CoreError::SessionFile { reason: "checksum mismatch".into() }, "SessionFile"),
+            (CoreError::InvalidConstraint { reason: "unknown keyword".into() }, "InvalidConstraint"),
+            (CoreError::Adapter { reason: "missing lora_b".into() }, "Adapter"),
             (CoreError::SessionFileVersion { found: 2, supported: 1 }, "SessionFile"),
             (CoreError::SessionModelMismatch { file: "ab".into(), engine: "cd".into() }, "SessionModelMismatch"),
         ];

@@ -10,7 +10,8 @@
 //! | `error` | `EdgewiseError`, the one error enum, and the one `From<edgewise_core::Error>` |
 //! | `types` | records/enums mirroring core's plain data (`GenerationParams`, `Generation`, …) |
 //! | `engine` | `Engine` (load, info, new_session) and the core defaults as functions |
-//! | `session` | `ChatSession` (chat/complete with a `TokenSink`, reset, history) and `CancelToken` (one per call) |
+//! | `session` | `ChatSession` (chat/complete with a `TokenSink`, tools and tool results, adapters, reset, history) and `CancelToken` (one per call) |
+//! | `adapter` | `LoraAdapter` (`Engine.load_adapter`) and `AdapterScale`, a session's adapter set (issue 17) |
 //! | `catalog` | the built-in model catalog and `ModelDownload` (fetch with a `DownloadListener`, cancel, verify) |
 //! | `router` | the on-device privacy check, the routing policy presets, and `Router` (send with an `AnswerListener`, cancel) |
 //! | `session_file` | `ChatSession.save` and `Engine.restore_session`: a chat that survives the app being killed |
@@ -44,6 +45,7 @@
 
 uniffi::setup_scaffolding!();
 
+mod adapter;
 mod catalog;
 mod engine;
 mod error;
@@ -54,6 +56,7 @@ mod session;
 mod session_file;
 mod types;
 
+pub use adapter::{AdapterScale, LoraAdapter};
 pub use catalog::{
     default_fetch_config, default_model, edgewise_home, list_models, model_path, DownloadListener, ModelDownload,
 };

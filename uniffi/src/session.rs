@@ -14,7 +14,8 @@ use std::sync::Arc;
 use edgewise_core::session::{self as css, CancelHandle};
 
 use crate::error::{guard, EdgewiseError, EdgewiseResult};
-use crate::types::{to_i32, ChatMessage, Generation, GenerationParams, SessionConfig};
+use crate::adapter::AdapterScale;
+use crate::types::{core_tools, to_i32, ChatMessage, Generation, GenerationParams, SessionConfig, Tool, ToolChoice, ToolResult};
 
 /// Receives generated text as it is produced. Implemented in Kotlin or Swift.
 #[uniffi::export(foreign)]
@@ -133,6 +134,54 @@ impl ChatSession {
     ) -> EdgewiseResult<Generation> {
         let params = params.into();
         self.run("ChatSession.complete", handle_of(cancel), sink, |s, c, f| s.complete_with(&prompt, &params, c, f))
+    }
+
+    /// Sends the results of the calls of the last answer (`Generation.tool_calls`, echoing each
+    /// call's `id` and `name`) as the next turn and streams the model's answer: text, or more
+    /// calls. The cached conversation is reused (only the results are prefilled). Blocking, like
+    /// [`ChatSession::chat`]. `InvalidParameter` for an empty list.
+    #[uniffi::method(default(cancel = None))]
+    pub fn send_tool_results(
+        &self,
+        results: Vec<ToolResult>,
+        params: GenerationParams,
+        sink: Arc<dyn TokenSink>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> EdgewiseResult<Generation> {
+        let params = params.into();
+        let results: Vec<_> = results.into_iter().map(Into::into).collect();
+        self.run("ChatSession.send_tool_results", handle_of(cancel), sink, |s, c, f| {
+            s.send_tool_results_with(&results, &params, c, f)
+        })
+    }
+
+    /// Offers `tools` in the following chats: each answer is then text or calls
+    /// (`Generation.tool_calls`, arguments valid against the tool's schema), as `choice` allows.
+    /// Gemma 3 sees them in the built-in prompt format (README). Changing the tools re-prefills
+    /// the conversation on the next turn; keep them fixed for a conversation.
+    /// `InvalidConstraint` for unusable tools (see the error); `Busy` while a generation runs.
+    pub fn set_tools(&self, tools: Vec<Tool>, choice: ToolChoice) -> EdgewiseResult<()> {
+        guard("ChatSession.set_tools", || {
+            let tools = core_tools(tools, choice)?;
+            Ok(self.with(|s| s.set_tools(Some(tools)))??)
+        })
+    }
+
+    /// Stops offering tools. `Busy` while a generation runs.
+    pub fn clear_tools(&self) -> EdgewiseResult<()> {
+        guard("ChatSession.clear_tools", || Ok(self.with(|s| s.set_tools(None))??))
+    }
+
+    /// Runs the following turns with these LoRA adapters and scales (empty: the base model).
+    /// A set other than the current one empties the KV cache, so nothing computed under another
+    /// set is ever reused (the conversation stays and is prefilled again on the next turn).
+    /// `Adapter` for an adapter loaded by an engine of another model; `InvalidParameter` for a
+    /// non-finite scale; `Busy` while a generation runs.
+    pub fn set_adapters(&self, adapters: Vec<AdapterScale>) -> EdgewiseResult<()> {
+        guard("ChatSession.set_adapters", || {
+            let set: Vec<_> = adapters.into_iter().map(|a| (a.adapter.inner.clone(), a.scale)).collect();
+            Ok(self.with(|s| s.set_adapters(&set))??)
+        })
     }
 
     /// Stops the generation holding the session now, before its next token. Safe from any

@@ -10,6 +10,8 @@ use edgewise_core::backend as cb;
 use edgewise_core::engine as ce;
 use edgewise_core::sampling as cs;
 use edgewise_core::session as css;
+use edgewise_core::structured as cst;
+use edgewise_core::structured::tools as cstt;
 use edgewise_core::tokenizer as ct;
 use edgewise_core::router::{self as cr, pii as cpii};
 use edgewise_core::{catalog as ccat, download as cdl};
@@ -307,19 +309,176 @@ pub struct GenerationParams {
     pub max_tokens: i32,
     /// Stop when the output contains any of these (the stop text is not emitted).
     pub stop: Vec<String>,
-    /// Keep going past end-of-generation tokens (benchmarks only).
+    /// Keep going past end-of-generation tokens (benchmarks only; not with a constraint).
     pub ignore_eos: bool,
+    /// What the output must look like: free text (the default), JSON valid against a schema, a
+    /// regex match or a grammar's language. Checked before any token is generated: a bad one is
+    /// `EdgewiseError::InvalidConstraint`.
+    pub constraint: OutputConstraint,
 }
 
 impl From<GenerationParams> for css::GenerationParams {
     fn from(v: GenerationParams) -> Self {
-        Self { sampling: v.sampling.into(), max_tokens: to_usize(v.max_tokens), stop: v.stop, ignore_eos: v.ignore_eos, ..Default::default() }
+        Self {
+            sampling: v.sampling.into(),
+            max_tokens: to_usize(v.max_tokens),
+            stop: v.stop,
+            ignore_eos: v.ignore_eos,
+            constraint: v.constraint.into(),
+        }
     }
 }
 
 impl From<css::GenerationParams> for GenerationParams {
     fn from(v: css::GenerationParams) -> Self {
-        Self { sampling: v.sampling.into(), max_tokens: to_i32(v.max_tokens), stop: v.stop, ignore_eos: v.ignore_eos }
+        Self {
+            sampling: v.sampling.into(),
+            max_tokens: to_i32(v.max_tokens),
+            stop: v.stop,
+            ignore_eos: v.ignore_eos,
+            constraint: v.constraint.into(),
+        }
+    }
+}
+
+/// What the generated text must look like (constrained decoding: at every step only tokens
+/// that keep the output valid can be sampled, whatever the model and the sampler settings).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum OutputConstraint {
+    /// Free text (no constraint).
+    Text,
+    /// JSON that validates against this JSON Schema (a JSON document, as text). The result's
+    /// `json` holds the value; a schema with unsupported keywords is an error, never ignored.
+    JsonSchema {
+        /// The schema.
+        schema: String,
+    },
+    /// Text matching this regular expression in full (Rust `regex` syntax).
+    Regex {
+        /// The expression.
+        pattern: String,
+    },
+    /// Text derived from this Lark grammar's `start` rule (llguidance's Lark dialect).
+    Grammar {
+        /// The grammar.
+        lark: String,
+    },
+}
+
+impl From<OutputConstraint> for cst::OutputConstraint {
+    fn from(v: OutputConstraint) -> Self {
+        match v {
+            OutputConstraint::Text => Self::Text,
+            OutputConstraint::JsonSchema { schema } => Self::JsonSchema(schema),
+            OutputConstraint::Regex { pattern } => Self::Regex(pattern),
+            OutputConstraint::Grammar { lark } => Self::Grammar(lark),
+        }
+    }
+}
+
+impl From<cst::OutputConstraint> for OutputConstraint {
+    fn from(v: cst::OutputConstraint) -> Self {
+        match v {
+            cst::OutputConstraint::Text => Self::Text,
+            cst::OutputConstraint::JsonSchema(schema) => Self::JsonSchema { schema },
+            cst::OutputConstraint::Regex(pattern) => Self::Regex { pattern },
+            cst::OutputConstraint::Grammar(lark) => Self::Grammar { lark },
+        }
+    }
+}
+
+// === Tools ===
+
+/// A function the app offers the model.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Tool {
+    /// `[A-Za-z0-9_-]{1,64}`, unique among the tools of a session.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// JSON Schema of the arguments, as JSON text (an object schema; `{}` = no arguments).
+    pub parameters: String,
+}
+
+impl TryFrom<Tool> for cstt::Tool {
+    type Error = edgewise_core::Error;
+    fn try_from(v: Tool) -> Result<Self, Self::Error> {
+        let parameters = serde_json::from_str(&v.parameters).map_err(|e| edgewise_core::Error::InvalidConstraint {
+            // serde's message names a line and column, never the text.
+            reason: format!("the parameters of tool `{}` are not JSON: {e}", v.name.chars().take(64).collect::<String>()),
+        })?;
+        Ok(Self { name: v.name, description: v.description, parameters })
+    }
+}
+
+/// Which answers are allowed when tools are offered.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum ToolChoice {
+    /// Text or tool calls, as the model decides.
+    Auto,
+    /// One or more tool calls.
+    Required,
+    /// No tool calls (the tools are not shown to the model).
+    None,
+    /// Calls of this tool only.
+    Named {
+        /// The tool.
+        name: String,
+    },
+}
+
+impl From<ToolChoice> for cstt::ToolChoice {
+    fn from(v: ToolChoice) -> Self {
+        match v {
+            ToolChoice::Auto => Self::Auto,
+            ToolChoice::Required => Self::Required,
+            ToolChoice::None => Self::None,
+            ToolChoice::Named { name } => Self::Named(name),
+        }
+    }
+}
+
+/// The tools offered with a choice, as one value (`tools` + `tool_choice`). Rejected as
+/// `EdgewiseError::InvalidConstraint` when empty, over 64, names repeated or malformed, a
+/// schema that is not an object schema, or a named choice that is not a tool.
+pub(crate) fn core_tools(tools: Vec<Tool>, choice: ToolChoice) -> edgewise_core::Result<cstt::Tools> {
+    let tools = tools.into_iter().map(cstt::Tool::try_from).collect::<edgewise_core::Result<Vec<_>>>()?;
+    let t = cstt::Tools { tools, choice: choice.into() };
+    t.validate()?;
+    Ok(t)
+}
+
+/// A call the model made.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ToolCall {
+    /// Unique in the session (`call_<turn>_<index>`): echo it in the [`ToolResult`].
+    pub id: String,
+    /// The tool's name (always one of the offered tools).
+    pub name: String,
+    /// The arguments, as compact JSON text, valid against the tool's schema.
+    pub arguments: String,
+}
+
+impl From<cstt::ToolCall> for ToolCall {
+    fn from(v: cstt::ToolCall) -> Self {
+        Self { id: v.id, name: v.name, arguments: v.arguments.to_string() }
+    }
+}
+
+/// What a tool returned, sent back with `ChatSession.send_tool_results`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ToolResult {
+    /// The call's id.
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// The result (any text; JSON is usual).
+    pub content: String,
+}
+
+impl From<ToolResult> for cstt::ToolResult {
+    fn from(v: ToolResult) -> Self {
+        Self { id: v.id, name: v.name, content: v.content }
     }
 }
 
@@ -396,6 +555,15 @@ pub struct Generation {
     pub mean_logprob: f32,
     /// Timing.
     pub metrics: Metrics,
+    /// With an output constraint (or tools): whether `text` is a complete match of it (the
+    /// generation ended by itself). Never `true` after `MaxTokens` (a `length` cut), a full
+    /// context, a stop sequence or a cancel. Null for free text.
+    pub valid: Option<bool>,
+    /// With a JSON Schema constraint and a valid result: the value, as compact JSON text.
+    pub json: Option<String>,
+    /// With tools (`ChatSession.set_tools`): the calls the answer makes (empty for a text
+    /// answer). Run them and send the results back with `ChatSession.send_tool_results`.
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl From<css::Generation> for Generation {
@@ -407,6 +575,9 @@ impl From<css::Generation> for Generation {
             stop_reason: v.stop_reason.into(),
             mean_logprob: v.mean_logprob,
             metrics: v.metrics.into(),
+            valid: v.valid,
+            json: v.json.map(|j| j.to_string()),
+            tool_calls: v.tool_calls.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -1187,11 +1358,41 @@ impl From<cr::local::EngineAnswer> for RoutedAnswer {
 mod tests {
     use super::*;
 
+    #[test]
+    fn tools_convert_and_bad_ones_are_invalid_constraints() {
+        let tool = |name: &str, parameters: &str| Tool { name: name.into(), description: "d".into(), parameters: parameters.into() };
+        let t = core_tools(vec![tool("add_to_cart", r#"{"type":"object","properties":{"qty":{"type":"integer"}}}"#)], ToolChoice::Named { name: "add_to_cart".into() })
+            .expect("valid tools");
+        assert_eq!(t.choice, cstt::ToolChoice::Named("add_to_cart".into()));
+        assert_eq!(t.tools[0].parameters["properties"]["qty"]["type"], "integer");
+        for (tools, choice) in [
+            (vec![tool("a", "{not json")], ToolChoice::Auto),
+            (vec![tool("a", r#"{"type":"string"}"#)], ToolChoice::Auto),
+            (vec![tool("a b", "{}")], ToolChoice::Auto),
+            (vec![tool("a", "{}"), tool("a", "{}")], ToolChoice::Required),
+            (vec![tool("a", "{}")], ToolChoice::Named { name: "b".into() }),
+            (vec![], ToolChoice::Auto),
+        ] {
+            let e = crate::EdgewiseError::from(core_tools(tools, choice).expect_err("rejected"));
+            assert!(matches!(e, crate::EdgewiseError::InvalidConstraint { .. }), "{e:?}");
+        }
+        let call = ToolCall::from(cstt::ToolCall { id: "call_1_0".into(), name: "a".into(), arguments: serde_json::json!({"x": [1, 2]}) });
+        assert_eq!(call.arguments, r#"{"x":[1,2]}"#);
+    }
+
     /// Core → FFI → core is the identity on the defaults (no field dropped or swapped).
     #[test]
     fn round_trips_are_identity() {
         let p = css::GenerationParams { stop: vec!["\n\n".into()], ..css::GenerationParams::greedy(7) };
         assert_eq!(css::GenerationParams::from(GenerationParams::from(p.clone())), p);
+        for constraint in [
+            cst::OutputConstraint::JsonSchema(r#"{"type":"object"}"#.into()),
+            cst::OutputConstraint::Regex("[0-9]+".into()),
+            cst::OutputConstraint::Grammar("start: \"a\"".into()),
+        ] {
+            let p = css::GenerationParams { constraint, ..css::GenerationParams::greedy(7) };
+            assert_eq!(css::GenerationParams::from(GenerationParams::from(p.clone())), p);
+        }
         let s = css::SessionConfig { system_prompt: Some("be brief".into()), ..Default::default() };
         assert_eq!(css::SessionConfig::from(SessionConfig::from(s.clone())), s);
         let e = ce::EngineConfig { threads: Some(2), ..Default::default() };

@@ -315,6 +315,36 @@ typedef struct UniffiVTableCallbackInterfaceTokenSink {
 } UniffiVTableCallbackInterfaceTokenSink;
 
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_LORAADAPTER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_LORAADAPTER
+uint64_t uniffi_edgewise_fn_clone_loraadapter(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_LORAADAPTER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_FREE_LORAADAPTER
+void uniffi_edgewise_fn_free_loraadapter(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_LORAADAPTER_ALPHA
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_LORAADAPTER_ALPHA
+float uniffi_edgewise_fn_method_loraadapter_alpha(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_LORAADAPTER_RANK
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_LORAADAPTER_RANK
+int32_t uniffi_edgewise_fn_method_loraadapter_rank(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_LORAADAPTER_SIZE_BYTES
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_LORAADAPTER_SIZE_BYTES
+int64_t uniffi_edgewise_fn_method_loraadapter_size_bytes(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_LORAADAPTER_WEIGHTS
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_LORAADAPTER_WEIGHTS
+int32_t uniffi_edgewise_fn_method_loraadapter_weights(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_DOWNLOADLISTENER
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_DOWNLOADLISTENER
 uint64_t uniffi_edgewise_fn_clone_downloadlistener(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -398,6 +428,11 @@ uint64_t uniffi_edgewise_fn_constructor_engine_load(RustBuffer path, RustBuffer 
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_ENGINE_LOAD_FD
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_ENGINE_LOAD_FD
 uint64_t uniffi_edgewise_fn_constructor_engine_load_fd(int32_t fd, int64_t offset, int64_t length, RustBuffer config, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_LOAD_ADAPTER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_LOAD_ADAPTER
+uint64_t uniffi_edgewise_fn_method_engine_load_adapter(uint64_t ptr, RustBuffer path, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_INFO
@@ -716,6 +751,11 @@ void uniffi_edgewise_fn_method_chatsession_cancel(uint64_t ptr, RustCallStatus *
 RustBuffer uniffi_edgewise_fn_method_chatsession_chat(uint64_t ptr, RustBuffer message, RustBuffer params, uint64_t sink, RustBuffer cancel, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_CLEAR_TOOLS
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_CLEAR_TOOLS
+void uniffi_edgewise_fn_method_chatsession_clear_tools(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_COMPLETE
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_COMPLETE
 RustBuffer uniffi_edgewise_fn_method_chatsession_complete(uint64_t ptr, RustBuffer prompt, RustBuffer params, uint64_t sink, RustBuffer cancel, RustCallStatus *_Nonnull out_status
@@ -734,6 +774,21 @@ RustBuffer uniffi_edgewise_fn_method_chatsession_history(uint64_t ptr, RustCallS
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_RESET
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_RESET
 void uniffi_edgewise_fn_method_chatsession_reset(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_SEND_TOOL_RESULTS
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_SEND_TOOL_RESULTS
+RustBuffer uniffi_edgewise_fn_method_chatsession_send_tool_results(uint64_t ptr, RustBuffer results, RustBuffer params, uint64_t sink, RustBuffer cancel, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_SET_ADAPTERS
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_SET_ADAPTERS
+void uniffi_edgewise_fn_method_chatsession_set_adapters(uint64_t ptr, RustBuffer adapters, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_SET_TOOLS
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_SET_TOOLS
+void uniffi_edgewise_fn_method_chatsession_set_tools(uint64_t ptr, RustBuffer tools, RustBuffer choice, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_CHATSESSION_SAVE
@@ -1266,6 +1321,30 @@ uint16_t uniffi_edgewise_checksum_func_router_policy_local_only(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_LORAADAPTER_ALPHA
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_LORAADAPTER_ALPHA
+uint16_t uniffi_edgewise_checksum_method_loraadapter_alpha(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_LORAADAPTER_RANK
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_LORAADAPTER_RANK
+uint16_t uniffi_edgewise_checksum_method_loraadapter_rank(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_LORAADAPTER_SIZE_BYTES
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_LORAADAPTER_SIZE_BYTES
+uint16_t uniffi_edgewise_checksum_method_loraadapter_size_bytes(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_LORAADAPTER_WEIGHTS
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_LORAADAPTER_WEIGHTS
+uint16_t uniffi_edgewise_checksum_method_loraadapter_weights(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_DOWNLOADLISTENER_ON_PROGRESS
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_DOWNLOADLISTENER_ON_PROGRESS
 uint16_t uniffi_edgewise_checksum_method_downloadlistener_on_progress(void
@@ -1299,6 +1378,12 @@ uint16_t uniffi_edgewise_checksum_method_modeldownload_is_verified(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_MODELDOWNLOAD_VERIFY
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_MODELDOWNLOAD_VERIFY
 uint16_t uniffi_edgewise_checksum_method_modeldownload_verify(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ENGINE_LOAD_ADAPTER
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ENGINE_LOAD_ADAPTER
+uint16_t uniffi_edgewise_checksum_method_engine_load_adapter(void
     
 );
 #endif
@@ -1536,6 +1621,12 @@ uint16_t uniffi_edgewise_checksum_method_chatsession_chat(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_CLEAR_TOOLS
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_CLEAR_TOOLS
+uint16_t uniffi_edgewise_checksum_method_chatsession_clear_tools(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_COMPLETE
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_COMPLETE
 uint16_t uniffi_edgewise_checksum_method_chatsession_complete(void
@@ -1557,6 +1648,24 @@ uint16_t uniffi_edgewise_checksum_method_chatsession_history(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_RESET
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_RESET
 uint16_t uniffi_edgewise_checksum_method_chatsession_reset(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_SEND_TOOL_RESULTS
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_SEND_TOOL_RESULTS
+uint16_t uniffi_edgewise_checksum_method_chatsession_send_tool_results(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_SET_ADAPTERS
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_SET_ADAPTERS
+uint16_t uniffi_edgewise_checksum_method_chatsession_set_adapters(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_SET_TOOLS
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_CHATSESSION_SET_TOOLS
+uint16_t uniffi_edgewise_checksum_method_chatsession_set_tools(void
     
 );
 #endif

@@ -1046,6 +1046,11 @@ public protocol ChatSessionProtocol: AnyObject, Sendable {
     func chat(message: String, params: GenerationParams, sink: TokenSink, cancel: CancelToken?) throws  -> Generation
     
     /**
+     * Stops offering tools. `Busy` while a generation runs.
+     */
+    func clearTools() throws 
+    
+    /**
      * Raw completion of `prompt` (no chat template; the history is not used or changed).
      * Blocking, like [`ChatSession::chat`].
      */
@@ -1065,6 +1070,32 @@ public protocol ChatSessionProtocol: AnyObject, Sendable {
      * Forgets the conversation and the cache. `Busy` while a generation runs.
      */
     func reset() throws 
+    
+    /**
+     * Sends the results of the calls of the last answer (`Generation.tool_calls`, echoing each
+     * call's `id` and `name`) as the next turn and streams the model's answer: text, or more
+     * calls. The cached conversation is reused (only the results are prefilled). Blocking, like
+     * [`ChatSession::chat`]. `InvalidParameter` for an empty list.
+     */
+    func sendToolResults(results: [ToolResult], params: GenerationParams, sink: TokenSink, cancel: CancelToken?) throws  -> Generation
+    
+    /**
+     * Runs the following turns with these LoRA adapters and scales (empty: the base model).
+     * A set other than the current one empties the KV cache, so nothing computed under another
+     * set is ever reused (the conversation stays and is prefilled again on the next turn).
+     * `Adapter` for an adapter loaded by an engine of another model; `InvalidParameter` for a
+     * non-finite scale; `Busy` while a generation runs.
+     */
+    func setAdapters(adapters: [AdapterScale]) throws 
+    
+    /**
+     * Offers `tools` in the following chats: each answer is then text or calls
+     * (`Generation.tool_calls`, arguments valid against the tool's schema), as `choice` allows.
+     * Gemma 3 sees them in the built-in prompt format (README). Changing the tools re-prefills
+     * the conversation on the next turn; keep them fixed for a conversation.
+     * `InvalidConstraint` for unusable tools (see the error); `Busy` while a generation runs.
+     */
+    func setTools(tools: [Tool], choice: ToolChoice) throws 
     
     /**
      * Saves the conversation and its KV cache to `path` (a file in app-private storage: it holds
@@ -1177,6 +1208,17 @@ open func chat(message: String, params: GenerationParams, sink: TokenSink, cance
 }
     
     /**
+     * Stops offering tools. `Busy` while a generation runs.
+     */
+open func clearTools()throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_chatsession_clear_tools(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
      * Raw completion of `prompt` (no chat template; the history is not used or changed).
      * Blocking, like [`ChatSession::chat`].
      */
@@ -1224,6 +1266,58 @@ open func reset()throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_l
         uniffiCallStatus in
     uniffi_edgewise_fn_method_chatsession_reset(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Sends the results of the calls of the last answer (`Generation.tool_calls`, echoing each
+     * call's `id` and `name`) as the next turn and streams the model's answer: text, or more
+     * calls. The cached conversation is reused (only the results are prefilled). Blocking, like
+     * [`ChatSession::chat`]. `InvalidParameter` for an empty list.
+     */
+open func sendToolResults(results: [ToolResult], params: GenerationParams, sink: TokenSink, cancel: CancelToken? = nil)throws  -> Generation  {
+    return try  FfiConverterTypeGeneration_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_chatsession_send_tool_results(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceTypeToolResult.lower(results),
+        FfiConverterTypeGenerationParams_lower(params),
+        FfiConverterTypeTokenSink_lower(sink),
+        FfiConverterOptionTypeCancelToken.lower(cancel),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Runs the following turns with these LoRA adapters and scales (empty: the base model).
+     * A set other than the current one empties the KV cache, so nothing computed under another
+     * set is ever reused (the conversation stays and is prefilled again on the next turn).
+     * `Adapter` for an adapter loaded by an engine of another model; `InvalidParameter` for a
+     * non-finite scale; `Busy` while a generation runs.
+     */
+open func setAdapters(adapters: [AdapterScale])throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_chatsession_set_adapters(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceTypeAdapterScale.lower(adapters),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Offers `tools` in the following chats: each answer is then text or calls
+     * (`Generation.tool_calls`, arguments valid against the tool's schema), as `choice` allows.
+     * Gemma 3 sees them in the built-in prompt format (README). Changing the tools re-prefills
+     * the conversation on the next turn; keep them fixed for a conversation.
+     * `InvalidConstraint` for unusable tools (see the error); `Busy` while a generation runs.
+     */
+open func setTools(tools: [Tool], choice: ToolChoice)throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_chatsession_set_tools(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceTypeTool.lower(tools),
+        FfiConverterTypeToolChoice_lower(choice),uniffiCallStatus
     )
 }
 }
@@ -1732,6 +1826,14 @@ public func FfiConverterTypeEmbedder_lower(_ value: Embedder) -> UInt64 {
 public protocol EngineProtocol: AnyObject, Sendable {
     
     /**
+     * Loads the LoRA adapter at `path` for this engine's model. A file that is not a GGUF LoRA
+     * adapter for this architecture and size (garbage, a model file, missing or mis-shaped
+     * tensors, non-finite values) is `EdgewiseError::Adapter`; an unreadable path is `Io`.
+     * Blocking (reads the file): call it from a background thread.
+     */
+    func loadAdapter(path: String) throws  -> LoraAdapter
+    
+    /**
      * What was loaded and where it runs.
      */
     func info() throws  -> EngineInfo
@@ -1855,6 +1957,22 @@ public static func loadFd(fd: Int32, offset: Int64, length: Int64, config: Engin
 }
     
 
+    
+    /**
+     * Loads the LoRA adapter at `path` for this engine's model. A file that is not a GGUF LoRA
+     * adapter for this architecture and size (garbage, a model file, missing or mis-shaped
+     * tensors, non-finite values) is `EdgewiseError::Adapter`; an unreadable path is `Io`.
+     * Blocking (reads the file): call it from a background thread.
+     */
+open func loadAdapter(path: String)throws  -> LoraAdapter  {
+    return try  FfiConverterTypeLoraAdapter_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_engine_load_adapter(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(path),uniffiCallStatus
+    )
+})
+}
     
     /**
      * What was loaded and where it runs.
@@ -2183,6 +2301,188 @@ public func FfiConverterTypeLogSink_lift(_ handle: UInt64) throws -> LogSink {
 #endif
 public func FfiConverterTypeLogSink_lower(_ value: LogSink) -> UInt64 {
     return FfiConverterTypeLogSink.lower(value)
+}
+
+
+
+
+
+
+/**
+ * A loaded LoRA adapter (a few MB; f32 matrices in memory). Share it between sessions: each
+ * picks its adapters and their scales; the base weights are never changed.
+ */
+public protocol LoraAdapterProtocol: AnyObject, Sendable {
+    
+    /**
+     * `adapter.lora.alpha` (0 when the file has none).
+     */
+    func alpha()  -> Float
+    
+    /**
+     * The largest rank of its weights.
+     */
+    func rank()  -> Int32
+    
+    /**
+     * Bytes of its matrices in memory.
+     */
+    func sizeBytes()  -> Int64
+    
+    /**
+     * How many weight matrices it adapts.
+     */
+    func weights()  -> Int32
+    
+}
+/**
+ * A loaded LoRA adapter (a few MB; f32 matrices in memory). Share it between sessions: each
+ * picks its adapters and their scales; the base weights are never changed.
+ */
+open class LoraAdapter: LoraAdapterProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_edgewise_fn_clone_loraadapter(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_edgewise_fn_free_loraadapter(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * `adapter.lora.alpha` (0 when the file has none).
+     */
+open func alpha() -> Float  {
+    return try!  FfiConverterFloat.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_loraadapter_alpha(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The largest rank of its weights.
+     */
+open func rank() -> Int32  {
+    return try!  FfiConverterInt32.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_loraadapter_rank(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Bytes of its matrices in memory.
+     */
+open func sizeBytes() -> Int64  {
+    return try!  FfiConverterInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_loraadapter_size_bytes(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * How many weight matrices it adapts.
+     */
+open func weights() -> Int32  {
+    return try!  FfiConverterInt32.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_loraadapter_weights(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeLoraAdapter: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = LoraAdapter
+
+    public static func lift(_ handle: UInt64) throws -> LoraAdapter {
+        return LoraAdapter(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: LoraAdapter) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> LoraAdapter {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: LoraAdapter, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLoraAdapter_lift(_ handle: UInt64) throws -> LoraAdapter {
+    return try FfiConverterTypeLoraAdapter.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLoraAdapter_lower(_ value: LoraAdapter) -> UInt64 {
+    return FfiConverterTypeLoraAdapter.lower(value)
 }
 
 
@@ -3459,6 +3759,75 @@ public func FfiConverterTypeVectorIndex_lower(_ value: VectorIndex) -> UInt64 {
 
 
 /**
+ * One adapter of a session's set, with its scale (1.0 = as trained; 0 leaves it out).
+ */
+public struct AdapterScale {
+    /**
+     * The adapter (loaded by the session's engine).
+     */
+    public var adapter: LoraAdapter
+    /**
+     * Its scale (finite).
+     */
+    public var scale: Float
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The adapter (loaded by the session's engine).
+         */adapter: LoraAdapter, 
+        /**
+         * Its scale (finite).
+         */scale: Float) {
+        self.adapter = adapter
+        self.scale = scale
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension AdapterScale: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeAdapterScale: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> AdapterScale {
+        return
+            try AdapterScale(
+                adapter: FfiConverterTypeLoraAdapter.read(from: &buf), 
+                scale: FfiConverterFloat.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: AdapterScale, into buf: inout [UInt8]) {
+        FfiConverterTypeLoraAdapter.write(value.adapter, into: &buf)
+        FfiConverterFloat.write(value.scale, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAdapterScale_lift(_ buf: RustBuffer) throws -> AdapterScale {
+    return try FfiConverterTypeAdapterScale.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAdapterScale_lower(_ value: AdapterScale) -> RustBuffer {
+    return FfiConverterTypeAdapterScale.lower(value)
+}
+
+
+/**
  * A file to fetch that is not in the catalog (an app's own model host, or a test server).
  */
 public struct ArtifactSpec: Equatable, Hashable {
@@ -4391,6 +4760,21 @@ public struct Generation: Equatable, Hashable {
      * Timing.
      */
     public var metrics: Metrics
+    /**
+     * With an output constraint (or tools): whether `text` is a complete match of it (the
+     * generation ended by itself). Never `true` after `MaxTokens` (a `length` cut), a full
+     * context, a stop sequence or a cancel. Null for free text.
+     */
+    public var valid: Bool?
+    /**
+     * With a JSON Schema constraint and a valid result: the value, as compact JSON text.
+     */
+    public var json: String?
+    /**
+     * With tools (`ChatSession.set_tools`): the calls the answer makes (empty for a text
+     * answer). Run them and send the results back with `ChatSession.send_tool_results`.
+     */
+    public var toolCalls: [ToolCall]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4409,12 +4793,27 @@ public struct Generation: Equatable, Hashable {
          */meanLogprob: Float, 
         /**
          * Timing.
-         */metrics: Metrics) {
+         */metrics: Metrics, 
+        /**
+         * With an output constraint (or tools): whether `text` is a complete match of it (the
+         * generation ended by itself). Never `true` after `MaxTokens` (a `length` cut), a full
+         * context, a stop sequence or a cancel. Null for free text.
+         */valid: Bool?, 
+        /**
+         * With a JSON Schema constraint and a valid result: the value, as compact JSON text.
+         */json: String?, 
+        /**
+         * With tools (`ChatSession.set_tools`): the calls the answer makes (empty for a text
+         * answer). Run them and send the results back with `ChatSession.send_tool_results`.
+         */toolCalls: [ToolCall]) {
         self.text = text
         self.tokenIds = tokenIds
         self.stopReason = stopReason
         self.meanLogprob = meanLogprob
         self.metrics = metrics
+        self.valid = valid
+        self.json = json
+        self.toolCalls = toolCalls
     }
 
     
@@ -4437,7 +4836,10 @@ public struct FfiConverterTypeGeneration: FfiConverterRustBuffer {
                 tokenIds: FfiConverterSequenceInt32.read(from: &buf), 
                 stopReason: FfiConverterTypeStopReason.read(from: &buf), 
                 meanLogprob: FfiConverterFloat.read(from: &buf), 
-                metrics: FfiConverterTypeMetrics.read(from: &buf)
+                metrics: FfiConverterTypeMetrics.read(from: &buf), 
+                valid: FfiConverterOptionBool.read(from: &buf), 
+                json: FfiConverterOptionString.read(from: &buf), 
+                toolCalls: FfiConverterSequenceTypeToolCall.read(from: &buf)
         )
     }
 
@@ -4447,6 +4849,9 @@ public struct FfiConverterTypeGeneration: FfiConverterRustBuffer {
         FfiConverterTypeStopReason.write(value.stopReason, into: &buf)
         FfiConverterFloat.write(value.meanLogprob, into: &buf)
         FfiConverterTypeMetrics.write(value.metrics, into: &buf)
+        FfiConverterOptionBool.write(value.valid, into: &buf)
+        FfiConverterOptionString.write(value.json, into: &buf)
+        FfiConverterSequenceTypeToolCall.write(value.toolCalls, into: &buf)
     }
 }
 
@@ -4484,9 +4889,15 @@ public struct GenerationParams: Equatable, Hashable {
      */
     public var stop: [String]
     /**
-     * Keep going past end-of-generation tokens (benchmarks only).
+     * Keep going past end-of-generation tokens (benchmarks only; not with a constraint).
      */
     public var ignoreEos: Bool
+    /**
+     * What the output must look like: free text (the default), JSON valid against a schema, a
+     * regex match or a grammar's language. Checked before any token is generated: a bad one is
+     * `EdgewiseError::InvalidConstraint`.
+     */
+    public var constraint: OutputConstraint
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4501,12 +4912,18 @@ public struct GenerationParams: Equatable, Hashable {
          * Stop when the output contains any of these (the stop text is not emitted).
          */stop: [String], 
         /**
-         * Keep going past end-of-generation tokens (benchmarks only).
-         */ignoreEos: Bool) {
+         * Keep going past end-of-generation tokens (benchmarks only; not with a constraint).
+         */ignoreEos: Bool, 
+        /**
+         * What the output must look like: free text (the default), JSON valid against a schema, a
+         * regex match or a grammar's language. Checked before any token is generated: a bad one is
+         * `EdgewiseError::InvalidConstraint`.
+         */constraint: OutputConstraint) {
         self.sampling = sampling
         self.maxTokens = maxTokens
         self.stop = stop
         self.ignoreEos = ignoreEos
+        self.constraint = constraint
     }
 
     
@@ -4528,7 +4945,8 @@ public struct FfiConverterTypeGenerationParams: FfiConverterRustBuffer {
                 sampling: FfiConverterTypeSamplingParams.read(from: &buf), 
                 maxTokens: FfiConverterInt32.read(from: &buf), 
                 stop: FfiConverterSequenceString.read(from: &buf), 
-                ignoreEos: FfiConverterBool.read(from: &buf)
+                ignoreEos: FfiConverterBool.read(from: &buf), 
+                constraint: FfiConverterTypeOutputConstraint.read(from: &buf)
         )
     }
 
@@ -4537,6 +4955,7 @@ public struct FfiConverterTypeGenerationParams: FfiConverterRustBuffer {
         FfiConverterInt32.write(value.maxTokens, into: &buf)
         FfiConverterSequenceString.write(value.stop, into: &buf)
         FfiConverterBool.write(value.ignoreEos, into: &buf)
+        FfiConverterTypeOutputConstraint.write(value.constraint, into: &buf)
     }
 }
 
@@ -6265,6 +6684,243 @@ public func FfiConverterTypeShopperEvent_lower(_ value: ShopperEvent) -> RustBuf
 
 
 /**
+ * A function the app offers the model.
+ */
+public struct Tool: Equatable, Hashable {
+    /**
+     * `[A-Za-z0-9_-]{1,64}`, unique among the tools of a session.
+     */
+    public var name: String
+    /**
+     * What it does, for the model.
+     */
+    public var description: String
+    /**
+     * JSON Schema of the arguments, as JSON text (an object schema; `{}` = no arguments).
+     */
+    public var parameters: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `[A-Za-z0-9_-]{1,64}`, unique among the tools of a session.
+         */name: String, 
+        /**
+         * What it does, for the model.
+         */description: String, 
+        /**
+         * JSON Schema of the arguments, as JSON text (an object schema; `{}` = no arguments).
+         */parameters: String) {
+        self.name = name
+        self.description = description
+        self.parameters = parameters
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Tool: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTool: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Tool {
+        return
+            try Tool(
+                name: FfiConverterString.read(from: &buf), 
+                description: FfiConverterString.read(from: &buf), 
+                parameters: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Tool, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterString.write(value.description, into: &buf)
+        FfiConverterString.write(value.parameters, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTool_lift(_ buf: RustBuffer) throws -> Tool {
+    return try FfiConverterTypeTool.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTool_lower(_ value: Tool) -> RustBuffer {
+    return FfiConverterTypeTool.lower(value)
+}
+
+
+/**
+ * A call the model made.
+ */
+public struct ToolCall: Equatable, Hashable {
+    /**
+     * Unique in the session (`call_<turn>_<index>`): echo it in the [`ToolResult`].
+     */
+    public var id: String
+    /**
+     * The tool's name (always one of the offered tools).
+     */
+    public var name: String
+    /**
+     * The arguments, as compact JSON text, valid against the tool's schema.
+     */
+    public var arguments: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Unique in the session (`call_<turn>_<index>`): echo it in the [`ToolResult`].
+         */id: String, 
+        /**
+         * The tool's name (always one of the offered tools).
+         */name: String, 
+        /**
+         * The arguments, as compact JSON text, valid against the tool's schema.
+         */arguments: String) {
+        self.id = id
+        self.name = name
+        self.arguments = arguments
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ToolCall: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeToolCall: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ToolCall {
+        return
+            try ToolCall(
+                id: FfiConverterString.read(from: &buf), 
+                name: FfiConverterString.read(from: &buf), 
+                arguments: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ToolCall, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.id, into: &buf)
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterString.write(value.arguments, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeToolCall_lift(_ buf: RustBuffer) throws -> ToolCall {
+    return try FfiConverterTypeToolCall.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeToolCall_lower(_ value: ToolCall) -> RustBuffer {
+    return FfiConverterTypeToolCall.lower(value)
+}
+
+
+/**
+ * What a tool returned, sent back with `ChatSession.send_tool_results`.
+ */
+public struct ToolResult: Equatable, Hashable {
+    /**
+     * The call's id.
+     */
+    public var id: String
+    /**
+     * The tool's name.
+     */
+    public var name: String
+    /**
+     * The result (any text; JSON is usual).
+     */
+    public var content: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The call's id.
+         */id: String, 
+        /**
+         * The tool's name.
+         */name: String, 
+        /**
+         * The result (any text; JSON is usual).
+         */content: String) {
+        self.id = id
+        self.name = name
+        self.content = content
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ToolResult: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeToolResult: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ToolResult {
+        return
+            try ToolResult(
+                id: FfiConverterString.read(from: &buf), 
+                name: FfiConverterString.read(from: &buf), 
+                content: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ToolResult, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.id, into: &buf)
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterString.write(value.content, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeToolResult_lift(_ buf: RustBuffer) throws -> ToolResult {
+    return try FfiConverterTypeToolResult.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeToolResult_lower(_ value: ToolResult) -> RustBuffer {
+    return FfiConverterTypeToolResult.lower(value)
+}
+
+
+/**
  * What [`Engine::trim`] handed back.
  */
 public struct TrimReport: Equatable, Hashable {
@@ -6967,6 +7623,27 @@ enum EdgewiseError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
          */reason: String
     )
     /**
+     * An output constraint or tool definition is unusable: a JSON Schema that is invalid or
+     * uses unsupported keywords, a bad regex or grammar, one that accepts no output at all, a
+     * tool's parameters that are not a JSON object schema, repeated or malformed tool names, a
+     * named tool choice that is not a tool. Raised before any token is generated.
+     */
+    case InvalidConstraint(
+        /**
+         * What is wrong (from the constraint, never prompt text).
+         */reason: String
+    )
+    /**
+     * A LoRA adapter file is unusable (not a GGUF adapter, another architecture or size,
+     * missing or mis-shaped tensors, non-finite values), or an adapter was loaded for another
+     * model than this session's.
+     */
+    case Adapter(
+        /**
+         * What is wrong (tensor names and sizes only).
+         */reason: String
+    )
+    /**
      * The GPU (or CPU backend) failed or is unavailable.
      */
     case Backend(
@@ -7140,51 +7817,57 @@ public struct FfiConverterTypeEdgewiseError: FfiConverterRustBuffer {
             name: try FfiConverterString.read(from: &buf), 
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 7: return .Backend(
+        case 7: return .InvalidConstraint(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 8: return .PolicyDenied(
+        case 8: return .Adapter(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 9: return .CloudUnavailable(
+        case 9: return .Backend(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 10: return .Download(
+        case 10: return .PolicyDenied(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 11: return .DiskSpace(
+        case 11: return .CloudUnavailable(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 12: return .Download(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 13: return .DiskSpace(
             needed: try FfiConverterInt64.read(from: &buf), 
             available: try FfiConverterInt64.read(from: &buf)
             )
-        case 12: return .Io(
+        case 14: return .Io(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 13: return .Storage(
+        case 15: return .Storage(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 14: return .SessionFile(
+        case 16: return .SessionFile(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 15: return .SessionModelMismatch(
+        case 17: return .SessionModelMismatch(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 16: return .UnknownItem
-        case 17: return .Embedding(
+        case 18: return .UnknownItem
+        case 19: return .Embedding(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 18: return .IndexModelMismatch(
+        case 20: return .IndexModelMismatch(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 19: return .IndexCorrupt(
+        case 21: return .IndexCorrupt(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 20: return .Locked(
+        case 22: return .Locked(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 21: return .Callback(
+        case 23: return .Callback(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 22: return .Internal(
+        case 24: return .Internal(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -7229,83 +7912,93 @@ public struct FfiConverterTypeEdgewiseError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Backend(reason):
+        case let .InvalidConstraint(reason):
             writeInt(&buf, Int32(7))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .PolicyDenied(reason):
+        case let .Adapter(reason):
             writeInt(&buf, Int32(8))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .CloudUnavailable(reason):
+        case let .Backend(reason):
             writeInt(&buf, Int32(9))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Download(reason):
+        case let .PolicyDenied(reason):
             writeInt(&buf, Int32(10))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .DiskSpace(needed,available):
+        case let .CloudUnavailable(reason):
             writeInt(&buf, Int32(11))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Download(reason):
+            writeInt(&buf, Int32(12))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .DiskSpace(needed,available):
+            writeInt(&buf, Int32(13))
             FfiConverterInt64.write(needed, into: &buf)
             FfiConverterInt64.write(available, into: &buf)
             
         
         case let .Io(reason):
-            writeInt(&buf, Int32(12))
-            FfiConverterString.write(reason, into: &buf)
-            
-        
-        case let .Storage(reason):
-            writeInt(&buf, Int32(13))
-            FfiConverterString.write(reason, into: &buf)
-            
-        
-        case let .SessionFile(reason):
             writeInt(&buf, Int32(14))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .SessionModelMismatch(reason):
+        case let .Storage(reason):
             writeInt(&buf, Int32(15))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case .UnknownItem:
+        case let .SessionFile(reason):
             writeInt(&buf, Int32(16))
+            FfiConverterString.write(reason, into: &buf)
+            
         
-        
-        case let .Embedding(reason):
+        case let .SessionModelMismatch(reason):
             writeInt(&buf, Int32(17))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .IndexModelMismatch(reason):
+        case .UnknownItem:
             writeInt(&buf, Int32(18))
-            FfiConverterString.write(reason, into: &buf)
-            
         
-        case let .IndexCorrupt(reason):
+        
+        case let .Embedding(reason):
             writeInt(&buf, Int32(19))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Locked(reason):
+        case let .IndexModelMismatch(reason):
             writeInt(&buf, Int32(20))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Callback(reason):
+        case let .IndexCorrupt(reason):
             writeInt(&buf, Int32(21))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Internal(reason):
+        case let .Locked(reason):
             writeInt(&buf, Int32(22))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Callback(reason):
+            writeInt(&buf, Int32(23))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Internal(reason):
+            writeInt(&buf, Int32(24))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -7714,6 +8407,121 @@ public func FfiConverterTypeModelSource_lift(_ buf: RustBuffer) throws -> ModelS
 #endif
 public func FfiConverterTypeModelSource_lower(_ value: ModelSource) -> RustBuffer {
     return FfiConverterTypeModelSource.lower(value)
+}
+
+
+
+/**
+ * What the generated text must look like (constrained decoding: at every step only tokens
+ * that keep the output valid can be sampled, whatever the model and the sampler settings).
+ */
+
+public enum OutputConstraint: Equatable, Hashable {
+    
+    /**
+     * Free text (no constraint).
+     */
+    case text
+    /**
+     * JSON that validates against this JSON Schema (a JSON document, as text). The result's
+     * `json` holds the value; a schema with unsupported keywords is an error, never ignored.
+     */
+    case jsonSchema(
+        /**
+         * The schema.
+         */schema: String
+    )
+    /**
+     * Text matching this regular expression in full (Rust `regex` syntax).
+     */
+    case regex(
+        /**
+         * The expression.
+         */pattern: String
+    )
+    /**
+     * Text derived from this Lark grammar's `start` rule (llguidance's Lark dialect).
+     */
+    case grammar(
+        /**
+         * The grammar.
+         */lark: String
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension OutputConstraint: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeOutputConstraint: FfiConverterRustBuffer {
+    typealias SwiftType = OutputConstraint
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> OutputConstraint {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .text
+        
+        case 2: return .jsonSchema(schema: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 3: return .regex(pattern: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 4: return .grammar(lark: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: OutputConstraint, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .text:
+            writeInt(&buf, Int32(1))
+        
+        
+        case let .jsonSchema(schema):
+            writeInt(&buf, Int32(2))
+            FfiConverterString.write(schema, into: &buf)
+            
+        
+        case let .regex(pattern):
+            writeInt(&buf, Int32(3))
+            FfiConverterString.write(pattern, into: &buf)
+            
+        
+        case let .grammar(lark):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(lark, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOutputConstraint_lift(_ buf: RustBuffer) throws -> OutputConstraint {
+    return try FfiConverterTypeOutputConstraint.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeOutputConstraint_lower(_ value: OutputConstraint) -> RustBuffer {
+    return FfiConverterTypeOutputConstraint.lower(value)
 }
 
 
@@ -8590,6 +9398,107 @@ public func FfiConverterTypeStopReason_lower(_ value: StopReason) -> RustBuffer 
 
 
 /**
+ * Which answers are allowed when tools are offered.
+ */
+
+public enum ToolChoice: Equatable, Hashable {
+    
+    /**
+     * Text or tool calls, as the model decides.
+     */
+    case auto
+    /**
+     * One or more tool calls.
+     */
+    case required
+    /**
+     * No tool calls (the tools are not shown to the model).
+     */
+    case none
+    /**
+     * Calls of this tool only.
+     */
+    case named(
+        /**
+         * The tool.
+         */name: String
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension ToolChoice: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeToolChoice: FfiConverterRustBuffer {
+    typealias SwiftType = ToolChoice
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ToolChoice {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .auto
+        
+        case 2: return .required
+        
+        case 3: return .none
+        
+        case 4: return .named(name: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: ToolChoice, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .auto:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .required:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .none:
+            writeInt(&buf, Int32(3))
+        
+        
+        case let .named(name):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(name, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeToolChoice_lift(_ buf: RustBuffer) throws -> ToolChoice {
+    return try FfiConverterTypeToolChoice.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeToolChoice_lower(_ value: ToolChoice) -> RustBuffer {
+    return FfiConverterTypeToolChoice.lower(value)
+}
+
+
+
+/**
  * How much memory [`Engine::trim`] hands back.
  */
 
@@ -9164,6 +10073,31 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeAdapterScale: FfiConverterRustBuffer {
+    typealias SwiftType = [AdapterScale]
+
+    public static func write(_ value: [AdapterScale], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeAdapterScale.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [AdapterScale] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [AdapterScale]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeAdapterScale.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeCatalogItem: FfiConverterRustBuffer {
     typealias SwiftType = [CatalogItem]
 
@@ -9356,6 +10290,81 @@ fileprivate struct FfiConverterSequenceTypeShopperEvent: FfiConverterRustBuffer 
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeShopperEvent.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeTool: FfiConverterRustBuffer {
+    typealias SwiftType = [Tool]
+
+    public static func write(_ value: [Tool], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeTool.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Tool] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Tool]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeTool.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeToolCall: FfiConverterRustBuffer {
+    typealias SwiftType = [ToolCall]
+
+    public static func write(_ value: [ToolCall], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeToolCall.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ToolCall] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [ToolCall]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeToolCall.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeToolResult: FfiConverterRustBuffer {
+    typealias SwiftType = [ToolResult]
+
+    public static func write(_ value: [ToolResult], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeToolResult.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ToolResult] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [ToolResult]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeToolResult.read(from: &buf))
         }
         return seq
     }
@@ -9843,6 +10852,18 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_func_router_policy_local_only() != 47111) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_edgewise_checksum_method_loraadapter_alpha() != 48275) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_loraadapter_rank() != 19190) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_loraadapter_size_bytes() != 8760) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_loraadapter_weights() != 61468) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_edgewise_checksum_method_downloadlistener_on_progress() != 9967) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -9859,6 +10880,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_modeldownload_verify() != 31565) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_engine_load_adapter() != 50627) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_engine_info() != 6578) {
@@ -9978,6 +11002,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_chatsession_chat() != 18319) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_edgewise_checksum_method_chatsession_clear_tools() != 47362) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_edgewise_checksum_method_chatsession_complete() != 2350) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -9988,6 +11015,15 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_chatsession_reset() != 16258) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_chatsession_send_tool_results() != 45835) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_chatsession_set_adapters() != 30630) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_chatsession_set_tools() != 59774) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_chatsession_save() != 6683) {

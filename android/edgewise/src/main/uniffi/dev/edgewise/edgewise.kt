@@ -813,6 +813,14 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_edgewise_checksum_func_router_policy_local_only(
     ): Int
+    external fun uniffi_edgewise_checksum_method_loraadapter_alpha(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_loraadapter_rank(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_loraadapter_size_bytes(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_loraadapter_weights(
+    ): Int
     external fun uniffi_edgewise_checksum_method_downloadlistener_on_progress(
     ): Int
     external fun uniffi_edgewise_checksum_method_modeldownload_cancel(
@@ -824,6 +832,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_edgewise_checksum_method_modeldownload_is_verified(
     ): Int
     external fun uniffi_edgewise_checksum_method_modeldownload_verify(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_engine_load_adapter(
     ): Int
     external fun uniffi_edgewise_checksum_method_engine_info(
     ): Int
@@ -903,6 +913,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_edgewise_checksum_method_chatsession_chat(
     ): Int
+    external fun uniffi_edgewise_checksum_method_chatsession_clear_tools(
+    ): Int
     external fun uniffi_edgewise_checksum_method_chatsession_complete(
     ): Int
     external fun uniffi_edgewise_checksum_method_chatsession_config(
@@ -910,6 +922,12 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_edgewise_checksum_method_chatsession_history(
     ): Int
     external fun uniffi_edgewise_checksum_method_chatsession_reset(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_chatsession_send_tool_results(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_chatsession_set_adapters(
+    ): Int
+    external fun uniffi_edgewise_checksum_method_chatsession_set_tools(
     ): Int
     external fun uniffi_edgewise_checksum_method_chatsession_save(
     ): Int
@@ -959,6 +977,18 @@ internal object UniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_edgewise_fn_clone_loraadapter(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_free_loraadapter(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_method_loraadapter_alpha(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Float
+    external fun uniffi_edgewise_fn_method_loraadapter_rank(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
+    external fun uniffi_edgewise_fn_method_loraadapter_size_bytes(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_method_loraadapter_weights(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Int
     external fun uniffi_edgewise_fn_clone_downloadlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_edgewise_fn_free_downloadlistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -992,6 +1022,8 @@ internal object UniffiLib {
     external fun uniffi_edgewise_fn_constructor_engine_load(`path`: RustBuffer.ByValue,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_edgewise_fn_constructor_engine_load_fd(`fd`: Int,`offset`: Long,`length`: Long,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_method_engine_load_adapter(`ptr`: Long,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_edgewise_fn_method_engine_info(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1119,6 +1151,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_edgewise_fn_method_chatsession_chat(`ptr`: Long,`message`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`sink`: Long,`cancel`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_method_chatsession_clear_tools(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_edgewise_fn_method_chatsession_complete(`ptr`: Long,`prompt`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`sink`: Long,`cancel`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_chatsession_config(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1126,6 +1160,12 @@ internal object UniffiLib {
     external fun uniffi_edgewise_fn_method_chatsession_history(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_chatsession_reset(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_method_chatsession_send_tool_results(`ptr`: Long,`results`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`sink`: Long,`cancel`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_edgewise_fn_method_chatsession_set_adapters(`ptr`: Long,`adapters`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_edgewise_fn_method_chatsession_set_tools(`ptr`: Long,`tools`: RustBuffer.ByValue,`choice`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_edgewise_fn_method_chatsession_save(`ptr`: Long,`path`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
@@ -1361,6 +1401,18 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_func_router_policy_local_only() and 0xFFFF) != 47111) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_edgewise_checksum_method_loraadapter_alpha() and 0xFFFF) != 48275) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_loraadapter_rank() and 0xFFFF) != 19190) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_loraadapter_size_bytes() and 0xFFFF) != 8760) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_loraadapter_weights() and 0xFFFF) != 61468) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_edgewise_checksum_method_downloadlistener_on_progress() and 0xFFFF) != 9967) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1377,6 +1429,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_modeldownload_verify() and 0xFFFF) != 31565) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_engine_load_adapter() and 0xFFFF) != 50627) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_engine_info() and 0xFFFF) != 6578) {
@@ -1496,6 +1551,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_chatsession_chat() and 0xFFFF) != 18319) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_edgewise_checksum_method_chatsession_clear_tools() and 0xFFFF) != 47362) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_edgewise_checksum_method_chatsession_complete() and 0xFFFF) != 2350) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1506,6 +1564,15 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_chatsession_reset() and 0xFFFF) != 16258) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_chatsession_send_tool_results() and 0xFFFF) != 45835) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_chatsession_set_adapters() and 0xFFFF) != 30630) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_chatsession_set_tools() and 0xFFFF) != 59774) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_chatsession_save() and 0xFFFF) != 6683) {
@@ -2700,6 +2767,11 @@ public interface ChatSessionInterface {
     fun `chat`(`message`: kotlin.String, `params`: GenerationParams, `sink`: TokenSink, `cancel`: CancelToken? = null): Generation
     
     /**
+     * Stops offering tools. `Busy` while a generation runs.
+     */
+    fun `clearTools`()
+    
+    /**
      * Raw completion of `prompt` (no chat template; the history is not used or changed).
      * Blocking, like [`ChatSession::chat`].
      */
@@ -2719,6 +2791,32 @@ public interface ChatSessionInterface {
      * Forgets the conversation and the cache. `Busy` while a generation runs.
      */
     fun `reset`()
+    
+    /**
+     * Sends the results of the calls of the last answer (`Generation.tool_calls`, echoing each
+     * call's `id` and `name`) as the next turn and streams the model's answer: text, or more
+     * calls. The cached conversation is reused (only the results are prefilled). Blocking, like
+     * [`ChatSession::chat`]. `InvalidParameter` for an empty list.
+     */
+    fun `sendToolResults`(`results`: List<ToolResult>, `params`: GenerationParams, `sink`: TokenSink, `cancel`: CancelToken? = null): Generation
+    
+    /**
+     * Runs the following turns with these LoRA adapters and scales (empty: the base model).
+     * A set other than the current one empties the KV cache, so nothing computed under another
+     * set is ever reused (the conversation stays and is prefilled again on the next turn).
+     * `Adapter` for an adapter loaded by an engine of another model; `InvalidParameter` for a
+     * non-finite scale; `Busy` while a generation runs.
+     */
+    fun `setAdapters`(`adapters`: List<AdapterScale>)
+    
+    /**
+     * Offers `tools` in the following chats: each answer is then text or calls
+     * (`Generation.tool_calls`, arguments valid against the tool's schema), as `choice` allows.
+     * Gemma 3 sees them in the built-in prompt format (README). Changing the tools re-prefills
+     * the conversation on the next turn; keep them fixed for a conversation.
+     * `InvalidConstraint` for unusable tools (see the error); `Busy` while a generation runs.
+     */
+    fun `setTools`(`tools`: List<Tool>, `choice`: ToolChoice)
     
     /**
      * Saves the conversation and its KV cache to `path` (a file in app-private storage: it holds
@@ -2897,6 +2995,22 @@ open class ChatSession: Disposable, AutoCloseable, ChatSessionInterface
 
     
     /**
+     * Stops offering tools. `Busy` while a generation runs.
+     */
+    @Throws(EdgewiseException::class)override fun `clearTools`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_chatsession_clear_tools(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
      * Raw completion of `prompt` (no chat template; the history is not used or changed).
      * Blocking, like [`ChatSession::chat`].
      */
@@ -2962,6 +3076,73 @@ open class ChatSession: Disposable, AutoCloseable, ChatSessionInterface
     UniffiLib.uniffi_edgewise_fn_method_chatsession_reset(
         it,
         _status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Sends the results of the calls of the last answer (`Generation.tool_calls`, echoing each
+     * call's `id` and `name`) as the next turn and streams the model's answer: text, or more
+     * calls. The cached conversation is reused (only the results are prefilled). Blocking, like
+     * [`ChatSession::chat`]. `InvalidParameter` for an empty list.
+     */
+    @Throws(EdgewiseException::class)override fun `sendToolResults`(`results`: List<ToolResult>, `params`: GenerationParams, `sink`: TokenSink, `cancel`: CancelToken?): Generation {
+            return FfiConverterTypeGeneration.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_chatsession_send_tool_results(
+        it,
+        
+        FfiConverterSequenceTypeToolResult.lower(`results`),
+        FfiConverterTypeGenerationParams.lower(`params`),
+        FfiConverterTypeTokenSink.lower(`sink`),
+        FfiConverterOptionalTypeCancelToken.lower(`cancel`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Runs the following turns with these LoRA adapters and scales (empty: the base model).
+     * A set other than the current one empties the KV cache, so nothing computed under another
+     * set is ever reused (the conversation stays and is prefilled again on the next turn).
+     * `Adapter` for an adapter loaded by an engine of another model; `InvalidParameter` for a
+     * non-finite scale; `Busy` while a generation runs.
+     */
+    @Throws(EdgewiseException::class)override fun `setAdapters`(`adapters`: List<AdapterScale>)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_chatsession_set_adapters(
+        it,
+        
+        FfiConverterSequenceTypeAdapterScale.lower(`adapters`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Offers `tools` in the following chats: each answer is then text or calls
+     * (`Generation.tool_calls`, arguments valid against the tool's schema), as `choice` allows.
+     * Gemma 3 sees them in the built-in prompt format (README). Changing the tools re-prefills
+     * the conversation on the next turn; keep them fixed for a conversation.
+     * `InvalidConstraint` for unusable tools (see the error); `Busy` while a generation runs.
+     */
+    @Throws(EdgewiseException::class)override fun `setTools`(`tools`: List<Tool>, `choice`: ToolChoice)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_chatsession_set_tools(
+        it,
+        
+        FfiConverterSequenceTypeTool.lower(`tools`),
+        FfiConverterTypeToolChoice.lower(`choice`),_status)
 }
     }
     
@@ -3839,6 +4020,14 @@ public object FfiConverterTypeEmbedder: FfiConverter<Embedder, Long> {
 public interface EngineInterface {
     
     /**
+     * Loads the LoRA adapter at `path` for this engine's model. A file that is not a GGUF LoRA
+     * adapter for this architecture and size (garbage, a model file, missing or mis-shaped
+     * tensors, non-finite values) is `EdgewiseError::Adapter`; an unreadable path is `Io`.
+     * Blocking (reads the file): call it from a background thread.
+     */
+    fun `loadAdapter`(`path`: kotlin.String): LoraAdapter
+    
+    /**
      * What was loaded and where it runs.
      */
     fun `info`(): EngineInfo
@@ -3978,6 +4167,27 @@ open class Engine: Disposable, AutoCloseable, EngineInterface
             UniffiLib.uniffi_edgewise_fn_clone_engine(handle, status)
         }
     }
+
+    
+    /**
+     * Loads the LoRA adapter at `path` for this engine's model. A file that is not a GGUF LoRA
+     * adapter for this architecture and size (garbage, a model file, missing or mis-shaped
+     * tensors, non-finite values) is `EdgewiseError::Adapter`; an unreadable path is `Io`.
+     * Blocking (reads the file): call it from a background thread.
+     */
+    @Throws(EdgewiseException::class)override fun `loadAdapter`(`path`: kotlin.String): LoraAdapter {
+            return FfiConverterTypeLoraAdapter.lift(
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_engine_load_adapter(
+        it,
+        
+        FfiConverterString.lower(`path`),_status)
+}
+    }
+    )
+    }
+    
 
     
     /**
@@ -4480,6 +4690,338 @@ public object FfiConverterTypeLogSink: FfiConverter<LogSink, Long> {
     override fun allocationSize(value: LogSink) = 8UL
 
     override fun write(value: LogSink, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A loaded LoRA adapter (a few MB; f32 matrices in memory). Share it between sessions: each
+ * picks its adapters and their scales; the base weights are never changed.
+ */
+public interface LoraAdapterInterface {
+    
+    /**
+     * `adapter.lora.alpha` (0 when the file has none).
+     */
+    fun `alpha`(): kotlin.Float
+    
+    /**
+     * The largest rank of its weights.
+     */
+    fun `rank`(): kotlin.Int
+    
+    /**
+     * Bytes of its matrices in memory.
+     */
+    fun `sizeBytes`(): kotlin.Long
+    
+    /**
+     * How many weight matrices it adapts.
+     */
+    fun `weights`(): kotlin.Int
+    
+    companion object
+}
+
+/**
+ * A loaded LoRA adapter (a few MB; f32 matrices in memory). Share it between sessions: each
+ * picks its adapters and their scales; the base weights are never changed.
+ */
+open class LoraAdapter: Disposable, AutoCloseable, LoraAdapterInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_edgewise_fn_free_loraadapter(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_edgewise_fn_clone_loraadapter(handle, status)
+        }
+    }
+
+    
+    /**
+     * `adapter.lora.alpha` (0 when the file has none).
+     */override fun `alpha`(): kotlin.Float {
+            return FfiConverterFloat.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_loraadapter_alpha(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The largest rank of its weights.
+     */override fun `rank`(): kotlin.Int {
+            return FfiConverterInt.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_loraadapter_rank(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Bytes of its matrices in memory.
+     */override fun `sizeBytes`(): kotlin.Long {
+            return FfiConverterLong.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_loraadapter_size_bytes(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * How many weight matrices it adapts.
+     */override fun `weights`(): kotlin.Int {
+            return FfiConverterInt.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_loraadapter_weights(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeLoraAdapter: FfiConverter<LoraAdapter, Long> {
+    override fun lower(value: LoraAdapter): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): LoraAdapter {
+        return LoraAdapter(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): LoraAdapter {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: LoraAdapter) = 8UL
+
+    override fun write(value: LoraAdapter, buf: ByteBuffer) {
         buf.putLong(lower(value))
     }
 }
@@ -6551,6 +7093,62 @@ public object FfiConverterTypeVectorIndex: FfiConverter<VectorIndex, Long> {
 
 
 /**
+ * One adapter of a session's set, with its scale (1.0 = as trained; 0 leaves it out).
+ */
+data class AdapterScale (
+    /**
+     * The adapter (loaded by the session's engine).
+     */
+    val `adapter`: LoraAdapter
+    , 
+    /**
+     * Its scale (finite).
+     */
+    val `scale`: kotlin.Float
+    
+): Disposable{
+    
+
+    
+
+    
+    @Suppress("UNNECESSARY_SAFE_CALL") // codegen is much simpler if we unconditionally emit safe calls here
+    override fun destroy() {
+        
+    Disposable.destroy(
+        this.`adapter`,
+        this.`scale`
+    )
+    }
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeAdapterScale: FfiConverterRustBuffer<AdapterScale> {
+    override fun read(buf: ByteBuffer): AdapterScale {
+        return AdapterScale(
+            FfiConverterTypeLoraAdapter.read(buf),
+            FfiConverterFloat.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: AdapterScale) = (
+            FfiConverterTypeLoraAdapter.allocationSize(value.`adapter`) +
+            FfiConverterFloat.allocationSize(value.`scale`)
+    )
+
+    override fun write(value: AdapterScale, buf: ByteBuffer) {
+            FfiConverterTypeLoraAdapter.write(value.`adapter`, buf)
+            FfiConverterFloat.write(value.`scale`, buf)
+    }
+}
+
+
+
+/**
  * A file to fetch that is not in the catalog (an app's own model host, or a test server).
  */
 data class ArtifactSpec (
@@ -7230,6 +7828,24 @@ data class Generation (
      * Timing.
      */
     val `metrics`: Metrics
+    , 
+    /**
+     * With an output constraint (or tools): whether `text` is a complete match of it (the
+     * generation ended by itself). Never `true` after `MaxTokens` (a `length` cut), a full
+     * context, a stop sequence or a cancel. Null for free text.
+     */
+    val `valid`: kotlin.Boolean?
+    , 
+    /**
+     * With a JSON Schema constraint and a valid result: the value, as compact JSON text.
+     */
+    val `json`: kotlin.String?
+    , 
+    /**
+     * With tools (`ChatSession.set_tools`): the calls the answer makes (empty for a text
+     * answer). Run them and send the results back with `ChatSession.send_tool_results`.
+     */
+    val `toolCalls`: List<ToolCall>
     
 ){
     
@@ -7251,6 +7867,9 @@ public object FfiConverterTypeGeneration: FfiConverterRustBuffer<Generation> {
             FfiConverterTypeStopReason.read(buf),
             FfiConverterFloat.read(buf),
             FfiConverterTypeMetrics.read(buf),
+            FfiConverterOptionalBoolean.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterSequenceTypeToolCall.read(buf),
         )
     }
 
@@ -7259,7 +7878,10 @@ public object FfiConverterTypeGeneration: FfiConverterRustBuffer<Generation> {
             FfiConverterSequenceInt.allocationSize(value.`tokenIds`) +
             FfiConverterTypeStopReason.allocationSize(value.`stopReason`) +
             FfiConverterFloat.allocationSize(value.`meanLogprob`) +
-            FfiConverterTypeMetrics.allocationSize(value.`metrics`)
+            FfiConverterTypeMetrics.allocationSize(value.`metrics`) +
+            FfiConverterOptionalBoolean.allocationSize(value.`valid`) +
+            FfiConverterOptionalString.allocationSize(value.`json`) +
+            FfiConverterSequenceTypeToolCall.allocationSize(value.`toolCalls`)
     )
 
     override fun write(value: Generation, buf: ByteBuffer) {
@@ -7268,6 +7890,9 @@ public object FfiConverterTypeGeneration: FfiConverterRustBuffer<Generation> {
             FfiConverterTypeStopReason.write(value.`stopReason`, buf)
             FfiConverterFloat.write(value.`meanLogprob`, buf)
             FfiConverterTypeMetrics.write(value.`metrics`, buf)
+            FfiConverterOptionalBoolean.write(value.`valid`, buf)
+            FfiConverterOptionalString.write(value.`json`, buf)
+            FfiConverterSequenceTypeToolCall.write(value.`toolCalls`, buf)
     }
 }
 
@@ -7294,9 +7919,16 @@ data class GenerationParams (
     val `stop`: List<kotlin.String>
     , 
     /**
-     * Keep going past end-of-generation tokens (benchmarks only).
+     * Keep going past end-of-generation tokens (benchmarks only; not with a constraint).
      */
     val `ignoreEos`: kotlin.Boolean
+    , 
+    /**
+     * What the output must look like: free text (the default), JSON valid against a schema, a
+     * regex match or a grammar's language. Checked before any token is generated: a bad one is
+     * `EdgewiseError::InvalidConstraint`.
+     */
+    val `constraint`: OutputConstraint
     
 ){
     
@@ -7317,6 +7949,7 @@ public object FfiConverterTypeGenerationParams: FfiConverterRustBuffer<Generatio
             FfiConverterInt.read(buf),
             FfiConverterSequenceString.read(buf),
             FfiConverterBoolean.read(buf),
+            FfiConverterTypeOutputConstraint.read(buf),
         )
     }
 
@@ -7324,7 +7957,8 @@ public object FfiConverterTypeGenerationParams: FfiConverterRustBuffer<Generatio
             FfiConverterTypeSamplingParams.allocationSize(value.`sampling`) +
             FfiConverterInt.allocationSize(value.`maxTokens`) +
             FfiConverterSequenceString.allocationSize(value.`stop`) +
-            FfiConverterBoolean.allocationSize(value.`ignoreEos`)
+            FfiConverterBoolean.allocationSize(value.`ignoreEos`) +
+            FfiConverterTypeOutputConstraint.allocationSize(value.`constraint`)
     )
 
     override fun write(value: GenerationParams, buf: ByteBuffer) {
@@ -7332,6 +7966,7 @@ public object FfiConverterTypeGenerationParams: FfiConverterRustBuffer<Generatio
             FfiConverterInt.write(value.`maxTokens`, buf)
             FfiConverterSequenceString.write(value.`stop`, buf)
             FfiConverterBoolean.write(value.`ignoreEos`, buf)
+            FfiConverterTypeOutputConstraint.write(value.`constraint`, buf)
     }
 }
 
@@ -8566,6 +9201,171 @@ public object FfiConverterTypeShopperEvent: FfiConverterRustBuffer<ShopperEvent>
 
 
 /**
+ * A function the app offers the model.
+ */
+data class Tool (
+    /**
+     * `[A-Za-z0-9_-]{1,64}`, unique among the tools of a session.
+     */
+    val `name`: kotlin.String
+    , 
+    /**
+     * What it does, for the model.
+     */
+    val `description`: kotlin.String
+    , 
+    /**
+     * JSON Schema of the arguments, as JSON text (an object schema; `{}` = no arguments).
+     */
+    val `parameters`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeTool: FfiConverterRustBuffer<Tool> {
+    override fun read(buf: ByteBuffer): Tool {
+        return Tool(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Tool) = (
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterString.allocationSize(value.`description`) +
+            FfiConverterString.allocationSize(value.`parameters`)
+    )
+
+    override fun write(value: Tool, buf: ByteBuffer) {
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterString.write(value.`description`, buf)
+            FfiConverterString.write(value.`parameters`, buf)
+    }
+}
+
+
+
+/**
+ * A call the model made.
+ */
+data class ToolCall (
+    /**
+     * Unique in the session (`call_<turn>_<index>`): echo it in the [`ToolResult`].
+     */
+    val `id`: kotlin.String
+    , 
+    /**
+     * The tool's name (always one of the offered tools).
+     */
+    val `name`: kotlin.String
+    , 
+    /**
+     * The arguments, as compact JSON text, valid against the tool's schema.
+     */
+    val `arguments`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeToolCall: FfiConverterRustBuffer<ToolCall> {
+    override fun read(buf: ByteBuffer): ToolCall {
+        return ToolCall(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ToolCall) = (
+            FfiConverterString.allocationSize(value.`id`) +
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterString.allocationSize(value.`arguments`)
+    )
+
+    override fun write(value: ToolCall, buf: ByteBuffer) {
+            FfiConverterString.write(value.`id`, buf)
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterString.write(value.`arguments`, buf)
+    }
+}
+
+
+
+/**
+ * What a tool returned, sent back with `ChatSession.send_tool_results`.
+ */
+data class ToolResult (
+    /**
+     * The call's id.
+     */
+    val `id`: kotlin.String
+    , 
+    /**
+     * The tool's name.
+     */
+    val `name`: kotlin.String
+    , 
+    /**
+     * The result (any text; JSON is usual).
+     */
+    val `content`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeToolResult: FfiConverterRustBuffer<ToolResult> {
+    override fun read(buf: ByteBuffer): ToolResult {
+        return ToolResult(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ToolResult) = (
+            FfiConverterString.allocationSize(value.`id`) +
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterString.allocationSize(value.`content`)
+    )
+
+    override fun write(value: ToolResult, buf: ByteBuffer) {
+            FfiConverterString.write(value.`id`, buf)
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterString.write(value.`content`, buf)
+    }
+}
+
+
+
+/**
  * What [`Engine::trim`] handed back.
  */
 data class TrimReport (
@@ -9152,6 +9952,39 @@ sealed class EdgewiseException: kotlin.Exception() {
     }
     
     /**
+     * An output constraint or tool definition is unusable: a JSON Schema that is invalid or
+     * uses unsupported keywords, a bad regex or grammar, one that accepts no output at all, a
+     * tool's parameters that are not a JSON object schema, repeated or malformed tool names, a
+     * named tool choice that is not a tool. Raised before any token is generated.
+     */
+    class InvalidConstraint(
+        
+        /**
+         * What is wrong (from the constraint, never prompt text).
+         */
+        val `reason`: kotlin.String
+        ) : EdgewiseException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * A LoRA adapter file is unusable (not a GGUF adapter, another architecture or size,
+     * missing or mis-shaped tensors, non-finite values), or an adapter was loaded for another
+     * model than this session's.
+     */
+    class Adapter(
+        
+        /**
+         * What is wrong (tensor names and sizes only).
+         */
+        val `reason`: kotlin.String
+        ) : EdgewiseException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
      * The GPU (or CPU backend) failed or is unavailable.
      */
     class Backend(
@@ -9412,51 +10245,57 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            7 -> EdgewiseException.Backend(
+            7 -> EdgewiseException.InvalidConstraint(
                 FfiConverterString.read(buf),
                 )
-            8 -> EdgewiseException.PolicyDenied(
+            8 -> EdgewiseException.Adapter(
                 FfiConverterString.read(buf),
                 )
-            9 -> EdgewiseException.CloudUnavailable(
+            9 -> EdgewiseException.Backend(
                 FfiConverterString.read(buf),
                 )
-            10 -> EdgewiseException.Download(
+            10 -> EdgewiseException.PolicyDenied(
                 FfiConverterString.read(buf),
                 )
-            11 -> EdgewiseException.DiskSpace(
+            11 -> EdgewiseException.CloudUnavailable(
+                FfiConverterString.read(buf),
+                )
+            12 -> EdgewiseException.Download(
+                FfiConverterString.read(buf),
+                )
+            13 -> EdgewiseException.DiskSpace(
                 FfiConverterLong.read(buf),
                 FfiConverterLong.read(buf),
                 )
-            12 -> EdgewiseException.Io(
+            14 -> EdgewiseException.Io(
                 FfiConverterString.read(buf),
                 )
-            13 -> EdgewiseException.Storage(
+            15 -> EdgewiseException.Storage(
                 FfiConverterString.read(buf),
                 )
-            14 -> EdgewiseException.SessionFile(
+            16 -> EdgewiseException.SessionFile(
                 FfiConverterString.read(buf),
                 )
-            15 -> EdgewiseException.SessionModelMismatch(
+            17 -> EdgewiseException.SessionModelMismatch(
                 FfiConverterString.read(buf),
                 )
-            16 -> EdgewiseException.UnknownItem()
-            17 -> EdgewiseException.Embedding(
+            18 -> EdgewiseException.UnknownItem()
+            19 -> EdgewiseException.Embedding(
                 FfiConverterString.read(buf),
                 )
-            18 -> EdgewiseException.IndexModelMismatch(
+            20 -> EdgewiseException.IndexModelMismatch(
                 FfiConverterString.read(buf),
                 )
-            19 -> EdgewiseException.IndexCorrupt(
+            21 -> EdgewiseException.IndexCorrupt(
                 FfiConverterString.read(buf),
                 )
-            20 -> EdgewiseException.Locked(
+            22 -> EdgewiseException.Locked(
                 FfiConverterString.read(buf),
                 )
-            21 -> EdgewiseException.Callback(
+            23 -> EdgewiseException.Callback(
                 FfiConverterString.read(buf),
                 )
-            22 -> EdgewiseException.Internal(
+            24 -> EdgewiseException.Internal(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -9493,6 +10332,16 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`name`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is EdgewiseException.InvalidConstraint -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is EdgewiseException.Adapter -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is EdgewiseException.Backend -> (
@@ -9610,83 +10459,93 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Backend -> {
+            is EdgewiseException.InvalidConstraint -> {
                 buf.putInt(7)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.PolicyDenied -> {
+            is EdgewiseException.Adapter -> {
                 buf.putInt(8)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.CloudUnavailable -> {
+            is EdgewiseException.Backend -> {
                 buf.putInt(9)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Download -> {
+            is EdgewiseException.PolicyDenied -> {
                 buf.putInt(10)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.DiskSpace -> {
+            is EdgewiseException.CloudUnavailable -> {
                 buf.putInt(11)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is EdgewiseException.Download -> {
+                buf.putInt(12)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is EdgewiseException.DiskSpace -> {
+                buf.putInt(13)
                 FfiConverterLong.write(value.`needed`, buf)
                 FfiConverterLong.write(value.`available`, buf)
                 Unit
             }
             is EdgewiseException.Io -> {
-                buf.putInt(12)
-                FfiConverterString.write(value.`reason`, buf)
-                Unit
-            }
-            is EdgewiseException.Storage -> {
-                buf.putInt(13)
-                FfiConverterString.write(value.`reason`, buf)
-                Unit
-            }
-            is EdgewiseException.SessionFile -> {
                 buf.putInt(14)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.SessionModelMismatch -> {
+            is EdgewiseException.Storage -> {
                 buf.putInt(15)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.UnknownItem -> {
+            is EdgewiseException.SessionFile -> {
                 buf.putInt(16)
+                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Embedding -> {
+            is EdgewiseException.SessionModelMismatch -> {
                 buf.putInt(17)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.IndexModelMismatch -> {
+            is EdgewiseException.UnknownItem -> {
                 buf.putInt(18)
-                FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.IndexCorrupt -> {
+            is EdgewiseException.Embedding -> {
                 buf.putInt(19)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Locked -> {
+            is EdgewiseException.IndexModelMismatch -> {
                 buf.putInt(20)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Callback -> {
+            is EdgewiseException.IndexCorrupt -> {
                 buf.putInt(21)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Internal -> {
+            is EdgewiseException.Locked -> {
                 buf.putInt(22)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is EdgewiseException.Callback -> {
+                buf.putInt(23)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is EdgewiseException.Internal -> {
+                buf.putInt(24)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -9991,6 +10850,153 @@ public object FfiConverterTypeModelSource : FfiConverterRustBuffer<ModelSource>{
                 buf.putInt(3)
                 FfiConverterString.write(value.`url`, buf)
                 FfiConverterString.write(value.`member`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * What the generated text must look like (constrained decoding: at every step only tokens
+ * that keep the output valid can be sampled, whatever the model and the sampler settings).
+ */
+sealed class OutputConstraint {
+    
+    /**
+     * Free text (no constraint).
+     */
+    object Text : OutputConstraint()
+    
+    
+    /**
+     * JSON that validates against this JSON Schema (a JSON document, as text). The result's
+     * `json` holds the value; a schema with unsupported keywords is an error, never ignored.
+     */
+    data class JsonSchema(
+        /**
+         * The schema.
+         */
+        val `schema`: kotlin.String) : OutputConstraint()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Text matching this regular expression in full (Rust `regex` syntax).
+     */
+    data class Regex(
+        /**
+         * The expression.
+         */
+        val `pattern`: kotlin.String) : OutputConstraint()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Text derived from this Lark grammar's `start` rule (llguidance's Lark dialect).
+     */
+    data class Grammar(
+        /**
+         * The grammar.
+         */
+        val `lark`: kotlin.String) : OutputConstraint()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeOutputConstraint : FfiConverterRustBuffer<OutputConstraint>{
+    override fun read(buf: ByteBuffer): OutputConstraint {
+        return when(buf.getInt()) {
+            1 -> OutputConstraint.Text
+            2 -> OutputConstraint.JsonSchema(
+                FfiConverterString.read(buf),
+                )
+            3 -> OutputConstraint.Regex(
+                FfiConverterString.read(buf),
+                )
+            4 -> OutputConstraint.Grammar(
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: OutputConstraint): ULong = when(value) {
+        is OutputConstraint.Text -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is OutputConstraint.JsonSchema -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`schema`)
+            )
+        }
+        is OutputConstraint.Regex -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`pattern`)
+            )
+        }
+        is OutputConstraint.Grammar -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`lark`)
+            )
+        }
+    }
+
+    override fun write(value: OutputConstraint, buf: ByteBuffer) {
+        when(value) {
+            is OutputConstraint.Text -> {
+                buf.putInt(1)
+                Unit
+            }
+            is OutputConstraint.JsonSchema -> {
+                buf.putInt(2)
+                FfiConverterString.write(value.`schema`, buf)
+                Unit
+            }
+            is OutputConstraint.Regex -> {
+                buf.putInt(3)
+                FfiConverterString.write(value.`pattern`, buf)
+                Unit
+            }
+            is OutputConstraint.Grammar -> {
+                buf.putInt(4)
+                FfiConverterString.write(value.`lark`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -10463,6 +11469,125 @@ public object FfiConverterTypeStopReason: FfiConverterRustBuffer<StopReason> {
 
     override fun write(value: StopReason, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * Which answers are allowed when tools are offered.
+ */
+sealed class ToolChoice {
+    
+    /**
+     * Text or tool calls, as the model decides.
+     */
+    object Auto : ToolChoice()
+    
+    
+    /**
+     * One or more tool calls.
+     */
+    object Required : ToolChoice()
+    
+    
+    /**
+     * No tool calls (the tools are not shown to the model).
+     */
+    object None : ToolChoice()
+    
+    
+    /**
+     * Calls of this tool only.
+     */
+    data class Named(
+        /**
+         * The tool.
+         */
+        val `name`: kotlin.String) : ToolChoice()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeToolChoice : FfiConverterRustBuffer<ToolChoice>{
+    override fun read(buf: ByteBuffer): ToolChoice {
+        return when(buf.getInt()) {
+            1 -> ToolChoice.Auto
+            2 -> ToolChoice.Required
+            3 -> ToolChoice.None
+            4 -> ToolChoice.Named(
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: ToolChoice): ULong = when(value) {
+        is ToolChoice.Auto -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is ToolChoice.Required -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is ToolChoice.None -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is ToolChoice.Named -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`name`)
+            )
+        }
+    }
+
+    override fun write(value: ToolChoice, buf: ByteBuffer) {
+        when(value) {
+            is ToolChoice.Auto -> {
+                buf.putInt(1)
+                Unit
+            }
+            is ToolChoice.Required -> {
+                buf.putInt(2)
+                Unit
+            }
+            is ToolChoice.None -> {
+                buf.putInt(3)
+                Unit
+            }
+            is ToolChoice.Named -> {
+                buf.putInt(4)
+                FfiConverterString.write(value.`name`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
     }
 }
 
@@ -11102,6 +12227,34 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
 /**
  * @suppress
  */
+public object FfiConverterSequenceTypeAdapterScale: FfiConverterRustBuffer<List<AdapterScale>> {
+    override fun read(buf: ByteBuffer): List<AdapterScale> {
+        val len = buf.getInt()
+        return List<AdapterScale>(len) {
+            FfiConverterTypeAdapterScale.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<AdapterScale>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeAdapterScale.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<AdapterScale>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeAdapterScale.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceTypeCatalogItem: FfiConverterRustBuffer<List<CatalogItem>> {
     override fun read(buf: ByteBuffer): List<CatalogItem> {
         val len = buf.getInt()
@@ -11316,6 +12469,90 @@ public object FfiConverterSequenceTypeShopperEvent: FfiConverterRustBuffer<List<
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeShopperEvent.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeTool: FfiConverterRustBuffer<List<Tool>> {
+    override fun read(buf: ByteBuffer): List<Tool> {
+        val len = buf.getInt()
+        return List<Tool>(len) {
+            FfiConverterTypeTool.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<Tool>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeTool.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<Tool>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeTool.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeToolCall: FfiConverterRustBuffer<List<ToolCall>> {
+    override fun read(buf: ByteBuffer): List<ToolCall> {
+        val len = buf.getInt()
+        return List<ToolCall>(len) {
+            FfiConverterTypeToolCall.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<ToolCall>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeToolCall.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<ToolCall>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeToolCall.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeToolResult: FfiConverterRustBuffer<List<ToolResult>> {
+    override fun read(buf: ByteBuffer): List<ToolResult> {
+        val len = buf.getInt()
+        return List<ToolResult>(len) {
+            FfiConverterTypeToolResult.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<ToolResult>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeToolResult.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<ToolResult>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeToolResult.write(it, buf)
         }
     }
 }
