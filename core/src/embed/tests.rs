@@ -298,3 +298,104 @@ fn bad_input_and_bad_folders_get_typed_errors() {
     assert!(matches!(Embedder::from_folder(&bad, EmbedOptions::default()), Err(Error::InvalidModelFolder { .. })));
     let _ = std::fs::remove_dir_all(bad);
 }
+
+// ---- GGUF (llama.cpp's `bert` architecture) against llama.cpp's embedding of the same file ----
+
+/// `(path, goldens)` of the MiniLM GGUF of type `ty` (`tests/reference/minilm_to_gguf.py`) and
+/// llama.cpp's embeddings of it (`tests/reference/make_gguf_embed_goldens.py`); `None` (a loud
+/// skip, a failure under `EDGEWISE_REQUIRE_MODEL`) when the file was not made. The file must be
+/// the one the goldens were made from (sha256 in the goldens' header).
+fn minilm_gguf(ty: &str) -> Option<(PathBuf, Vec<Golden>)> {
+    let file = format!("tests/golden/minilm/gguf_llama_{ty}.jsonl");
+    let header: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(repo().join(&file)).expect("goldens").lines().next().expect("header"),
+    )
+    .expect("header json");
+    let path = crate::catalog::edgewise_home().expect("home").join(format!("reference/minilm-gguf/minilm-{ty}.gguf"));
+    if !path.is_file() {
+        let msg = format!(
+            "{} is missing (run `tests/reference/minilm_to_gguf.py <all-minilm-l6-v2 folder> {} {ty}`)",
+            path.display(),
+            path.display()
+        );
+        if std::env::var_os(crate::catalog::REQUIRE_MODEL_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+            panic!("{msg}");
+        }
+        eprintln!("SKIP (model-dependent test): {msg}");
+        return None;
+    }
+    let sha = hex::encode(Sha256::digest(std::fs::read(&path).expect("read gguf")));
+    assert_eq!(sha, header["header"]["gguf_sha256"].as_str().expect("sha"), "{} is not the file the goldens came from", path.display());
+    Some((path, goldens(&file)))
+}
+
+/// (worst cosine and its text id, largest |‖v‖ − ‖golden‖|) of `e` against `gs`.
+fn gguf_score(e: &Embedder, gs: &[Golden]) -> ((f32, u64), f32) {
+    let rs = compare(e, gs);
+    let (i, worst) = min_cos(&rs);
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt() as f32;
+    let dn = rs.iter().zip(gs).map(|((_, v), g)| (norm(v) - norm(&g.embedding)).abs()).fold(0f32, f32::max);
+    ((worst, gs[i].id), dn)
+}
+
+#[test]
+fn minilm_gguf_matches_llama_cpp_on_200_texts_f32_f16_q8_0() {
+    for (ty, min) in [("f32", 0.9999f32), ("f16", 0.9999), ("q8_0", 0.999)] {
+        let Some((path, gs)) = minilm_gguf(ty) else { return };
+        assert_eq!(gs.len(), 200);
+        assert!(gs.iter().any(|g| g.truncated), "the set has texts over 512 tokens");
+        let e = Embedder::load(path.to_str().expect("utf-8"), EmbedOptions::default()).expect("load gguf");
+        assert_eq!((e.dim(), e.max_tokens(), e.pooling(), e.normalizes()), (384, 512, Pooling::Mean, true));
+        // `compare` asserts our GGUF tokenizer's ids equal HF's tokenizer.json ids on every text.
+        let ((worst, id), dn) = gguf_score(&e, &gs);
+        eprintln!("minilm gguf {ty} vs llama.cpp: worst cosine {worst:.7} (text {id}), largest norm difference {dn:.2e}");
+        assert!(worst >= min, "{ty}: text {id}: cosine {worst}");
+        assert!(dn < 1e-4, "{ty}: vectors are unit length as llama.cpp's (normalize=True): {dn}");
+    }
+}
+
+#[test]
+fn minilm_gguf_wrong_variants_fail_the_comparison() {
+    let Some((path, gs)) = minilm_gguf("f32") else { return };
+    let mut e = Embedder::from_gguf(&path, EmbedOptions::default()).expect("load gguf");
+    // CLS pooling where the file says mean.
+    e.pooling = Pooling::Cls;
+    let ((worst, _), _) = gguf_score(&e, &gs);
+    eprintln!("minilm gguf with CLS pooling: worst cosine {worst:.6}");
+    assert!(worst < 0.9999, "CLS pooling must fail ({worst})");
+    // No normalization: the cosine cannot see it, the lengths do.
+    e.pooling = Pooling::Mean;
+    e.normalize = false;
+    let ((worst, _), dn) = gguf_score(&e, &gs);
+    eprintln!("minilm gguf without normalization: worst cosine {worst:.7}, largest norm difference {dn:.3}");
+    assert!(dn > 1e-2, "unnormalized vectors must fail the length check ({dn})");
+    // Attention across the texts of a pass.
+    e.normalize = true;
+    bert::UNMASKED.with(|u| u.set(true));
+    let ((worst, _), _) = gguf_score(&e, &gs[..32]);
+    bert::UNMASKED.with(|u| u.set(false));
+    assert!(worst < 0.9999, "attention across texts must fail ({worst})");
+}
+
+#[test]
+fn minilm_gguf_agrees_with_the_safetensors_folder() {
+    let Some(dir) = minilm_dir() else { return };
+    let st = goldens("tests/golden/minilm/embeddings_f32.jsonl");
+    let folder = Embedder::from_folder(&dir, EmbedOptions::default()).expect("load folder");
+    for (ty, min) in [("f32", 0.999_999f32), ("f16", 0.9999), ("q8_0", 0.997)] {
+        let Some((path, _)) = minilm_gguf(ty) else { return };
+        let e = Embedder::from_gguf(&path, EmbedOptions::default()).expect("load gguf");
+        // The folder truncates at 256 tokens, the GGUF at 512: the texts under 256.
+        let texts: Vec<&str> = st.iter().filter(|g| !g.truncated).map(|g| g.text.as_str()).collect();
+        assert!(texts.len() >= 190);
+        let a = folder.embed_batch(&texts).expect("folder");
+        let b = e.embed_batch(&texts).expect("gguf");
+        let mut worst = 1f32;
+        for (t, (x, y)) in texts.iter().zip(a.iter().zip(&b)) {
+            assert_eq!(folder.tokenize(t).expect("ids").0, e.tokenize(t).expect("ids").0, "same token ids");
+            worst = worst.min(cosine(&x.vector, &y.vector).expect("dims"));
+        }
+        eprintln!("minilm gguf {ty} vs the safetensors folder (f32): worst cosine {worst:.7} over {} texts", texts.len());
+        assert!(worst >= min, "{ty}: {worst}");
+    }
+}
