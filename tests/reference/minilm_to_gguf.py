@@ -31,7 +31,10 @@ def phantom(t):
     if t.startswith("##"): return t[2:]
     return "\u2581" + t
 toks = [phantom(t) for t, _ in vocab]
-types = [gguf.TokenType.CONTROL if (t.startswith("[") and t.endswith("]")) else gguf.TokenType.NORMAL for t, _ in vocab]
+# As convert_hf_to_gguf.py's get_vocab_base: CONTROL for tokenizer.json's special added tokens,
+# USER_DEFINED for other added tokens, NORMAL for the rest ([unused0] etc. included).
+added = {a["content"]: a for a in tj.get("added_tokens", [])}
+types = [(gguf.TokenType.CONTROL if added[t]["special"] else gguf.TokenType.USER_DEFINED) if t in added else gguf.TokenType.NORMAL for t, _ in vocab]
 w.add_tokenizer_model("bert"); w.add_token_list(toks); w.add_token_types(types); w.add_token_type_count(cfg["type_vocab_size"])
 ids = dict(vocab)
 w.add_bos_token_id(ids["[CLS]"]); w.add_eos_token_id(ids["[SEP]"]); w.add_sep_token_id(ids["[SEP]"]); w.add_cls_token_id(ids["[CLS]"]) if hasattr(w, "add_cls_token_id") else None
