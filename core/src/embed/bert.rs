@@ -139,6 +139,9 @@ pub enum EncoderWeights {
     /// with every product in Q8_0: worst cosine 0.9977 against the f32 reference on the 200
     /// golden texts (folding the LayerNorm scale into the weights: 0.9981); with these two in f32:
     /// 0.9997. Matrices whose rows are not a multiple of 32 stay f32.
+    ///
+    /// Whatever the mode, a tensor a GGUF stores as Q8_0 is multiplied as those Q8_0 blocks
+    /// ([`TensorSource::get_q8_0`]), as llama.cpp does.
     Q8_0,
 }
 

@@ -18,8 +18,8 @@
 //! `piece` continues one, `[X]` stays as is); it is turned back into the WordPiece vocabulary
 //! (`word`, `##piece`) and run by the same HF `tokenizers` pipeline as a `tokenizer.json` of a
 //! BERT model (BertNormalizer, BertPreTokenizer, WordPiece, `[CLS] … [SEP]`), the CONTROL tokens
-//! as special tokens. Tensors stored as Q8_0 are used as they are in the products (never
-//! requantized); other types are dequantized to f32.
+//! as special tokens (USER_DEFINED ones as plain added tokens). Tensors stored as Q8_0 are used
+//! as they are in the products (never requantized); other types are dequantized to f32.
 
 use std::path::Path;
 
@@ -34,6 +34,8 @@ const POOLING_MEAN: u32 = 1;
 const POOLING_CLS: u32 = 2;
 /// `tokenizer.ggml.token_type` value of control tokens (llama.cpp `LLAMA_TOKEN_TYPE_CONTROL`).
 const TOKEN_TYPE_CONTROL: i64 = 3;
+/// `LLAMA_TOKEN_TYPE_USER_DEFINED`: an added token that is not special.
+const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 
 /// What a `bert` GGUF holds besides its tensors.
 pub(crate) struct GgufBert {
@@ -141,9 +143,14 @@ fn tokenizer_json(file: &GgufFile, tokens: &[&str]) -> Result<String> {
             log::warn!("gguf vocabulary: token {i} repeats an earlier spelling; the first is kept");
             continue;
         }
-        if types.get(i) == Some(&TOKEN_TYPE_CONTROL) {
-            added.push(serde_json::json!({"id": i, "content": s, "single_word": false, "lstrip": false,
-                "rstrip": false, "normalized": false, "special": true}));
+        // As HF's tokenizer.json: special added tokens are matched in the raw text, other added
+        // tokens after normalization.
+        match types.get(i) {
+            Some(&TOKEN_TYPE_CONTROL) => added.push(serde_json::json!({"id": i, "content": s, "single_word": false,
+                "lstrip": false, "rstrip": false, "normalized": false, "special": true})),
+            Some(&TOKEN_TYPE_USER_DEFINED) => added.push(serde_json::json!({"id": i, "content": s,
+                "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false})),
+            _ => {}
         }
         vocab.insert(s, serde_json::Value::from(i as u64));
     }

@@ -399,3 +399,90 @@ fn minilm_gguf_agrees_with_the_safetensors_folder() {
         assert!(worst >= min, "{ty}: {worst}");
     }
 }
+
+#[test]
+fn minilm_gguf_tokenizer_matches_tokenizer_json_on_hard_texts() {
+    let Some(dir) = minilm_dir() else { return };
+    let Some((path, _)) = minilm_gguf("q8_0") else { return };
+    let folder = Embedder::from_folder(&dir, EmbedOptions::default()).expect("load folder");
+    let e = Embedder::from_gguf(&path, EmbedOptions::default()).expect("load gguf");
+    let long_word = "x".repeat(150);
+    let texts = [
+        "[CLS] a [SEP] b [PAD][MASK]",
+        "[unused5] is a normal token in BERT's vocabulary, [UNK] is special",
+        "Ünïcödé CAFÉ naïve résumé Ångström",
+        "中文字符和日本語のテキスト",
+        "e-mail: a.b@c.co, 3.14159, $12.50, 50%!",
+        &long_word,
+        "tab\there\u{0}nul\u{fffd}replacement\u{200b}zero-width",
+        "👍🏽 great ☕ coffee",
+        "##ing ## # ###",
+        "   leading and trailing   ",
+    ];
+    for t in texts {
+        let (a, b) = (folder.tokenize(t).expect("folder").0, e.tokenize(t).expect("gguf").0);
+        assert_eq!(a, b, "token ids of {t:?}");
+    }
+    // A wrong variant: ignoring llama.cpp's default (lowercase on when the key is absent) gives
+    // other ids; the comparison above would catch it.
+    let json = crate::embed::gguf::open(&path).expect("open").tokenizer_json;
+    let broken = json.replace("\"lowercase\":true", "\"lowercase\":false");
+    assert_ne!(broken, json);
+    let broken: tokenizers::Tokenizer = broken.parse().expect("parse");
+    let t = "Running SHOES, Café";
+    let ids = broken.encode(t, true).expect("encode").get_ids().to_vec();
+    assert_ne!(ids, folder.tokenize(t).expect("ids").0);
+}
+
+/// A copy of `src` with the first occurrence of `from` replaced by `to` (same length).
+fn patched(src: &Path, tag: &str, edits: &[(&[u8], &[u8])]) -> PathBuf {
+    let mut b = std::fs::read(src).expect("read");
+    for (from, to) in edits {
+        assert_eq!(from.len(), to.len());
+        let at = b.windows(from.len()).position(|w| w == *from).expect("pattern in file");
+        b[at..at + to.len()].copy_from_slice(to);
+    }
+    let out = std::env::temp_dir().join(format!("edgewise-gguf-{tag}-{}.gguf", std::process::id()));
+    std::fs::write(&out, b).expect("write");
+    out
+}
+
+#[test]
+fn bad_gguf_files_get_typed_errors_and_the_pooling_key_is_read() {
+    let Some((path, gs)) = minilm_gguf("q8_0") else { return };
+    let opts = EmbedOptions::default;
+    // `bert.pooling_type` (u32, type id 4) = 1 → 2: CLS pooling, which then fails the goldens.
+    let key = b"bert.pooling_type";
+    let mut from = key.to_vec();
+    from.extend_from_slice(&4u32.to_le_bytes());
+    from.extend_from_slice(&1u32.to_le_bytes());
+    let mut to = from.clone();
+    let n = to.len();
+    to[n - 4..].copy_from_slice(&2u32.to_le_bytes());
+    let cls = patched(&path, "cls", &[(&from, &to)]);
+    let e = Embedder::from_gguf(&cls, opts()).expect("load");
+    assert_eq!(e.pooling(), Pooling::Cls);
+    let ((worst, _), _) = gguf_score(&e, &gs[..40]);
+    assert!(worst < 0.999, "CLS pooling read from the file fails the mean goldens ({worst})");
+    // pooling_type 0 (none) and 3 (last): no sentence vector.
+    for (v, tag) in [(0u32, "none"), (3, "last")] {
+        to[n - 4..].copy_from_slice(&v.to_le_bytes());
+        let p = patched(&path, tag, &[(&from, &to)]);
+        assert!(matches!(Embedder::from_gguf(&p, opts()), Err(Error::UnsupportedArchitecture { .. })), "{tag}");
+        let _ = std::fs::remove_file(p);
+    }
+    // Another architecture; a missing tensor; a truncated file; a file that is not GGUF.
+    let arch = patched(&path, "arch", &[(b"\x04\x00\x00\x00\x00\x00\x00\x00bert", b"\x04\x00\x00\x00\x00\x00\x00\x00bart")]);
+    assert!(matches!(Embedder::from_gguf(&arch, opts()), Err(Error::UnsupportedArchitecture { .. })));
+    let tensor = patched(&path, "tensor", &[(b"blk.3.ffn_up.weight", b"blk.3.ffn_uq.weight")]);
+    assert!(matches!(Embedder::from_gguf(&tensor, opts()), Err(Error::Tensor { .. })));
+    let bytes = std::fs::read(&path).expect("read");
+    let short = std::env::temp_dir().join(format!("edgewise-gguf-short-{}.gguf", std::process::id()));
+    std::fs::write(&short, &bytes[..bytes.len() / 2]).expect("write");
+    assert!(Embedder::from_gguf(&short, opts()).is_err(), "truncated");
+    std::fs::write(&short, b"not a gguf at all").expect("write");
+    assert!(matches!(Embedder::from_gguf(&short, opts()), Err(Error::InvalidGguf { .. })));
+    for p in [cls, arch, tensor, short] {
+        let _ = std::fs::remove_file(p);
+    }
+}
