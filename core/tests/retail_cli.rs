@@ -43,7 +43,8 @@ fn categories() -> HashMap<String, String> {
         .collect()
 }
 
-/// The last stdout line, checked to be `{"items":[{"id","score","reason"},...]}`; (id, score, reason).
+/// The last stdout line, checked to be `{"items":[{"id","score","reason","why"},...]}` with a `why`
+/// line that agrees with the reason; (id, score, reason).
 fn items(out: &Output) -> Vec<(String, f64, String)> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
@@ -59,7 +60,15 @@ fn items(out: &Output) -> Vec<(String, f64, String)> {
             let o = it.as_object().expect("item object");
             let mut keys: Vec<&String> = o.keys().collect();
             keys.sort();
-            assert_eq!(keys, ["id", "reason", "score"]);
+            assert_eq!(keys, ["id", "reason", "score", "why"]);
+            let (reason, why) = (it["reason"].as_str().expect("reason"), it["why"].as_str().expect("why"));
+            let agrees = match reason.split_once(':') {
+                Some(("similar_to", _)) => why.starts_with("Similar to \u{201c}"),
+                Some(("matches_search", _)) => why.starts_with("Matches your search \u{201c}"),
+                _ if reason == "matches_query" => why.starts_with("Matches \u{201c}"),
+                _ => why.starts_with("Popular") || why == "A pick to start with",
+            };
+            assert!(agrees, "{reason} / {why}");
             let score = it["score"].as_f64().expect("score is a number");
             assert!(score.is_finite());
             (it["id"].as_str().unwrap().to_string(), score, it["reason"].as_str().unwrap().to_string())

@@ -45,4 +45,4 @@ pub use embed::{Embed, EmbedError, HashEmbed, PrecomputedEmbed};
 pub use error::{Result, RetailError};
 pub use index::{Hit, IndexConfig, Storage, VectorIndex};
 pub use io::{read_catalog, read_events, to_output_json};
-pub use recommend::{Event, EventKind, Item, RecommendConfig, Recommendation, Recommender};
+pub use recommend::{Event, EventKind, Item, RecommendConfig, Recommendation, Recommender, WHY_MAX_CHARS};

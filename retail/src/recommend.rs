@@ -17,7 +17,11 @@
 //!
 //! Each result carries its blended score (before the diversity re-rank, which sets the order) and
 //! a reason: `similar_to:<item id>` or `matches_search:<query>` (the event that contributed most),
-//! or `popular` (popularity outweighed every event, or there are no events yet).
+//! or `popular` (popularity outweighed every event, or there are no events yet), and a "why this
+//! pick" line for people, written from the same signals: `Similar to “Trail shoes”, which you
+//! added to your cart`, `Matches your search “rain jacket”`, `Popular on this device`,
+//! `Popular in this shop` (the popularity prior), `A pick to start with` (no signal at all).
+//! Item titles and queries are cut at [`WHY_MAX_CHARS`] characters.
 //!
 //! # Privacy
 //! Events and vectors stay in the app's files (owner-only); nothing here logs an event, a query
@@ -121,6 +125,23 @@ pub struct Recommendation {
     pub score: f32,
     /// `similar_to:<id>`, `matches_search:<query>`, `matches_query` or `popular`.
     pub reason: String,
+    /// One line for the shopper on why this item is here (see the module docs); built from the
+    /// same signals as `reason`, with item titles in place of ids.
+    pub why: String,
+}
+
+/// Longest item title or query quoted in a "why" line, in characters (longer ones end in `…`).
+pub const WHY_MAX_CHARS: usize = 60;
+
+/// `“text”`, cut at [`WHY_MAX_CHARS`] characters.
+fn quoted(text: &str) -> String {
+    let text = text.trim();
+    if text.chars().count() <= WHY_MAX_CHARS {
+        format!("\u{201c}{text}\u{201d}")
+    } else {
+        let cut: String = text.chars().take(WHY_MAX_CHARS - 1).collect();
+        format!("\u{201c}{}\u{2026}\u{201d}", cut.trim_end())
+    }
 }
 
 /// The shopper's data, as [`Recommender::export`] returns it.
@@ -542,7 +563,12 @@ impl Recommender {
         let hits = self.index.search_where(&v, k, &Filter::in_stock(), &|x| x != id)?;
         Ok(hits
             .into_iter()
-            .map(|h| Recommendation { id: h.id, score: h.score, reason: format!("similar_to:{id}") })
+            .map(|h| Recommendation {
+                id: h.id,
+                score: h.score,
+                reason: format!("similar_to:{id}"),
+                why: format!("Similar to {}", self.title_of(id)),
+            })
             .collect())
     }
 
@@ -560,8 +586,21 @@ impl Recommender {
         let hits = self.index.search(&q, k, filter)?;
         Ok(hits
             .into_iter()
-            .map(|h| Recommendation { id: h.id, score: h.score, reason: "matches_query".into() })
+            .map(|h| Recommendation {
+                id: h.id,
+                score: h.score,
+                reason: "matches_query".into(),
+                why: format!("Matches {}", quoted(query)),
+            })
             .collect())
+    }
+
+    /// `“title”` of a catalog item (its id when it has no title or is gone).
+    fn title_of(&self, id: &str) -> String {
+        match self.catalog.get(id) {
+            Some(it) if !it.title.trim().is_empty() => quoted(&it.title),
+            _ => quoted(id),
+        }
     }
 
     /// The `k` best items for this shopper now (see the module docs), passing `filter` as well
@@ -611,6 +650,21 @@ impl Recommender {
             Query(String),
         }
         let mut sources: BTreeMap<Source, f32> = BTreeMap::new();
+        // For the "why" line: the strongest positive kind per item among the recent events.
+        let rank = |k: EventKind| match k {
+            EventKind::Purchase => 3,
+            EventKind::AddToCart => 2,
+            EventKind::View => 1,
+            _ => 0,
+        };
+        let mut strongest: HashMap<&str, EventKind> = HashMap::new();
+        for e in &recent {
+            if let Some(id) = e.item_id.as_deref() {
+                if rank(e.kind) > 0 && strongest.get(id).is_none_or(|k| rank(*k) < rank(e.kind)) {
+                    strongest.insert(id, e.kind);
+                }
+            }
+        }
         for e in &recent {
             let decay = 0.5f64.powf((now - e.ts).max(0.0) / cfg.half_life_s) as f32;
             let (src, w) = match e.kind {
@@ -725,14 +779,31 @@ impl Recommender {
                 .filter(|(_, w, _)| *w > 0.0)
                 .map(|(s, w, sv)| (s, w / total * if v.is_empty() { 0.0 } else { dot(sv, v) }))
                 .max_by(|a, b| a.1.total_cmp(&b.1));
-            let reason = match top {
+            let (reason, why) = match top {
                 Some((s, c)) if c > *popular && c > 0.0 => match s {
-                    Source::Item(src) => format!("similar_to:{src}"),
-                    Source::Query(q) => format!("matches_search:{q}"),
+                    Source::Item(src) => {
+                        // The strongest thing the shopper did with the source item lately.
+                        let did = match strongest.get(src.as_str()) {
+                            Some(EventKind::Purchase) => "which you bought",
+                            Some(EventKind::AddToCart) => "which you added to your cart",
+                            _ => "which you viewed",
+                        };
+                        (format!("similar_to:{src}"), format!("Similar to {}, {did}", self.title_of(src)))
+                    }
+                    Source::Query(q) => (format!("matches_search:{q}"), format!("Matches your search {}", quoted(q))),
                 },
-                _ => "popular".to_string(),
+                _ => {
+                    let why = if device.get(id.as_str()).is_some_and(|c| *c > 0.0) {
+                        "Popular on this device"
+                    } else if prior.get(id.as_str()).is_some_and(|c| *c > 0.0) {
+                        "Popular in this shop"
+                    } else {
+                        "A pick to start with"
+                    };
+                    ("popular".to_string(), why.to_string())
+                }
             };
-            out.push(Recommendation { id: id.clone(), score: *score, reason });
+            out.push(Recommendation { id: id.clone(), score: *score, reason, why });
         }
         Ok(out)
     }

@@ -351,3 +351,55 @@ fn one_recommender_per_directory() {
     assert!(Recommender::open(&d, Box::new(HashEmbed::new(32)), catalog()).is_ok());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn each_pick_has_a_why_line_from_its_signals() {
+    let mut rec = Recommender::in_memory(Box::new(HashEmbed::new(256)), catalog()).unwrap();
+    // No signal at all, then the shop's popularity prior.
+    let cold = rec.recommend(2, &Filter::none()).unwrap();
+    assert!(cold.iter().all(|r| r.why == "A pick to start with"), "{cold:?}");
+    let mut pop = std::collections::HashMap::new();
+    pop.insert("pan1".to_string(), 50.0);
+    rec.set_popularity(pop).unwrap();
+    let top = rec.recommend(1, &Filter::none()).unwrap();
+    assert_eq!((top[0].id.as_str(), top[0].why.as_str()), ("pan1", "Popular in this shop"));
+
+    // The source item's title and the strongest thing done with it: viewed, then carted.
+    let mut rec = Recommender::in_memory(Box::new(HashEmbed::new(256)), catalog()).unwrap();
+    rec.record(Event::item("tea1", EventKind::View, 1000.0)).unwrap();
+    let top = rec.recommend(1, &Filter::none()).unwrap();
+    assert_eq!(top[0].reason, "similar_to:tea1");
+    assert_eq!(top[0].why, "Similar to \u{201c}Green tea sencha\u{201d}, which you viewed");
+    rec.record(Event::item("tea1", EventKind::AddToCart, 1001.0)).unwrap();
+    let top = rec.recommend(1, &Filter::none()).unwrap();
+    assert_eq!(top[0].why, "Similar to \u{201c}Green tea sencha\u{201d}, which you added to your cart");
+    rec.record(Event::item("trail1", EventKind::Purchase, 1002.0)).unwrap();
+    let top = rec.recommend(8, &Filter::none()).unwrap();
+    let shoe = top.iter().find(|r| r.reason == "similar_to:trail1").expect("a shoe pick");
+    assert_eq!(shoe.why, "Similar to \u{201c}Trail running shoe\u{201d}, which you bought");
+    // Every pick's line agrees with its machine-readable reason.
+    for r in &top {
+        match r.reason.split_once(':') {
+            Some(("similar_to", _)) => assert!(r.why.starts_with("Similar to \u{201c}"), "{r:?}"),
+            Some(("matches_search", _)) => assert!(r.why.starts_with("Matches your search"), "{r:?}"),
+            _ => assert!(r.why.starts_with("Popular") || r.why == "A pick to start with", "{r:?}"),
+        }
+    }
+
+    // A search: the query, cut at WHY_MAX_CHARS characters.
+    let long = format!("cast iron skillet {}", "really ".repeat(20));
+    rec.record(Event::search(&long, 1100.0)).unwrap();
+    let top = rec.recommend(1, &Filter::none()).unwrap();
+    assert!(top[0].why.starts_with("Matches your search \u{201c}cast iron skillet really"), "{top:?}");
+    assert!(top[0].why.ends_with("\u{2026}\u{201d}"), "{}", top[0].why);
+    assert!(top[0].why.chars().count() <= "Matches your search ".len() + 2 + edgewise_retail::WHY_MAX_CHARS);
+
+    // similar_items and search say what they matched.
+    let sim = rec.similar_items("trail1", 1).unwrap();
+    assert_eq!(sim[0].why, "Similar to \u{201c}Trail running shoe\u{201d}");
+    let found = rec.search("green tea", 1, &Filter::none()).unwrap();
+    assert_eq!(found[0].why, "Matches \u{201c}green tea\u{201d}");
+    // And it reaches the JSON output.
+    let j = to_output_json(&found);
+    assert_eq!(j["items"][0]["why"], "Matches \u{201c}green tea\u{201d}");
+}

@@ -370,11 +370,15 @@ pub struct Recommendation {
     pub score: f32,
     /// `similar_to:<item id>`, `matches_search:<query>`, `matches_query` or `popular`.
     pub reason: String,
+    /// One line for the shopper on why this item is here ("Similar to “Trail shoes”, which you
+    /// viewed", "Matches your search “rain jacket”", "Popular on this device", …), from the
+    /// same signals as `reason`.
+    pub why: String,
 }
 
 impl From<cr::Recommendation> for Recommendation {
     fn from(r: cr::Recommendation) -> Self {
-        Self { id: r.id, score: r.score, reason: r.reason }
+        Self { id: r.id, score: r.score, reason: r.reason, why: r.why }
     }
 }
 

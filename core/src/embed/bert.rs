@@ -139,6 +139,9 @@ pub enum EncoderWeights {
     /// with every product in Q8_0: worst cosine 0.9977 against the f32 reference on the 200
     /// golden texts (folding the LayerNorm scale into the weights: 0.9981); with these two in f32:
     /// 0.9997. Matrices whose rows are not a multiple of 32 stay f32.
+    ///
+    /// Whatever the mode, a tensor a GGUF stores as Q8_0 is multiplied as those Q8_0 blocks
+    /// ([`TensorSource::get_q8_0`]), as llama.cpp does.
     Q8_0,
 }
 
@@ -146,6 +149,13 @@ pub enum EncoderWeights {
 pub trait TensorSource {
     /// The tensor `name` (HF naming, without any `bert.` prefix) as f32 with its shape.
     fn get(&self, name: &str) -> Result<(Vec<f32>, [usize; 2])>;
+
+    /// The tensor's Q8_0 blocks when the source stores it so (a Q8_0 GGUF): the products then
+    /// use them as they are, whatever [`EncoderWeights`] says, as llama.cpp does. `None`
+    /// otherwise (the default).
+    fn get_q8_0(&self, _name: &str) -> Result<Option<(Vec<u8>, [usize; 2])>> {
+        Ok(None)
+    }
 }
 
 /// A linear layer `y = x·Wᵀ + b`, `W: [out, in]`.
@@ -173,10 +183,16 @@ impl Linear {
         mode: EncoderWeights,
         device: &Device,
     ) -> Result<Self> {
-        let (w, shape) = src.get(w_name)?;
-        expect_shape(w_name, shape, [out, inp])?;
         let (b, bshape) = src.get(b_name)?;
         expect_shape(b_name, bshape, [1, out])?;
+        if inp % 32 == 0 {
+            if let Some((blocks, shape)) = src.get_q8_0(w_name)? {
+                expect_shape(w_name, shape, [out, inp])?;
+                return Ok(Self { w: Proj::Q8 { blocks }, b, out, inp });
+            }
+        }
+        let (w, shape) = src.get(w_name)?;
+        expect_shape(w_name, shape, [out, inp])?;
         Self::from_parts(w, b, out, inp, mode, device)
     }
 
@@ -189,15 +205,37 @@ impl Linear {
         mode: EncoderWeights,
         device: &Device,
     ) -> Result<Self> {
-        let mut w = Vec::with_capacity(names.len() * out * inp);
         let mut b = Vec::with_capacity(names.len() * out);
-        for (wn, bn) in names {
-            let (wi, shape) = src.get(wn)?;
-            expect_shape(wn, shape, [out, inp])?;
+        for (_, bn) in names {
             let (bi, bshape) = src.get(bn)?;
             expect_shape(bn, bshape, [1, out])?;
-            w.extend_from_slice(&wi);
             b.extend_from_slice(&bi);
+        }
+        // Stored as Q8_0 (all of them): the blocks stacked as they are, rows after rows.
+        if inp % 32 == 0 {
+            let mut blocks = Vec::new();
+            let mut all = true;
+            for (wn, _) in names {
+                match src.get_q8_0(wn)? {
+                    Some((q, shape)) => {
+                        expect_shape(wn, shape, [out, inp])?;
+                        blocks.extend_from_slice(&q);
+                    }
+                    None => {
+                        all = false;
+                        break;
+                    }
+                }
+            }
+            if all {
+                return Ok(Self { w: Proj::Q8 { blocks }, b, out: names.len() * out, inp });
+            }
+        }
+        let mut w = Vec::with_capacity(names.len() * out * inp);
+        for (wn, _) in names {
+            let (wi, shape) = src.get(wn)?;
+            expect_shape(wn, shape, [out, inp])?;
+            w.extend_from_slice(&wi);
         }
         Self::from_parts(w, b, names.len() * out, inp, mode, device)
     }
@@ -341,11 +379,18 @@ impl BertModel {
             expect_shape(name, s, shape)?;
             Ok(v)
         };
-        let word = get("embeddings.word_embeddings.weight", [cfg.vocab_size, h])?;
-        let word = if mode == EncoderWeights::Q8_0 && h % 32 == 0 {
-            WordTable::Q8 { blocks: quantize_q8_0(&word), row_bytes: h / 32 * 34 }
+        let word_name = "embeddings.word_embeddings.weight";
+        let stored_q8 = if h % 32 == 0 { src.get_q8_0(word_name)? } else { None };
+        let word = if let Some((blocks, shape)) = stored_q8 {
+            expect_shape(word_name, shape, [cfg.vocab_size, h])?;
+            WordTable::Q8 { blocks, row_bytes: h / 32 * 34 }
         } else {
-            WordTable::F32(word)
+            let word = get(word_name, [cfg.vocab_size, h])?;
+            if mode == EncoderWeights::Q8_0 && h % 32 == 0 {
+                WordTable::Q8 { blocks: quantize_q8_0(&word), row_bytes: h / 32 * 34 }
+            } else {
+                WordTable::F32(word)
+            }
         };
         let position = get("embeddings.position_embeddings.weight", [cfg.max_position_embeddings, h])?;
         let token_type = get("embeddings.token_type_embeddings.weight", [cfg.type_vocab_size, h])?;

@@ -25,6 +25,7 @@
 //! embedded as `[CLS] [SEP]`. A text over [`crate::MAX_INPUT_BYTES`] is refused.
 
 pub mod bert;
+mod gguf;
 mod retail;
 
 use std::path::{Path, PathBuf};
@@ -143,11 +144,19 @@ struct SbertConfig {
 }
 
 impl Embedder {
-    /// Loads a catalog id (fetched, verified and unpacked under `$EDGEWISE_HOME` if needed) or a
-    /// sentence-transformers folder.
+    /// Loads a catalog id (fetched, verified and unpacked under `$EDGEWISE_HOME` if needed), a
+    /// sentence-transformers folder, or a GGUF file of llama.cpp's `bert` architecture.
     pub fn load(path_or_id: &str, opts: EmbedOptions) -> Result<Self> {
         let as_path = Path::new(path_or_id);
+        if as_path.is_file() {
+            return Self::from_gguf(as_path, opts);
+        }
         let dir = if as_path.is_dir() { as_path.to_path_buf() } else { crate::catalog::resolve_model(path_or_id)? };
+        if dir.is_file() {
+            let mut e = Self::from_gguf(&dir, opts)?;
+            e.model_id = path_or_id.to_owned();
+            return Ok(e);
+        }
         if !dir.is_dir() {
             return Err(Error::InvalidModelFolder {
                 reason: format!("{} is not a sentence-transformers folder", dir.display()),
@@ -274,6 +283,54 @@ impl Embedder {
             dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "embedding-model".into());
         log::info!("embedding model {} loaded: dim {}, {:?} pooling, normalize {normalize}, max {max_tokens} tokens, {:?} weights", model_id, model.config().hidden_size, pooling, opts.weights);
         Ok(Self { model, tokenizer, pooling, normalize, max_tokens, opts, model_id, fingerprint })
+    }
+
+    /// Loads a GGUF of llama.cpp's `bert` architecture (f32, f16, Q8_0 or any type Edgewise
+    /// dequantizes): the config from `bert.*`, pooling from `bert.pooling_type` (mean when
+    /// absent), the WordPiece tokenizer from `tokenizer.ggml.*`. Vectors are normalized to unit
+    /// length (a GGUF does not record it; llama.cpp's embedding tools normalize too), and texts
+    /// are truncated at `bert.context_length` (512 for MiniLM, where its sentence-transformers
+    /// folder says 256). Tensors stored as Q8_0 are multiplied as Q8_0 blocks, as llama.cpp does.
+    pub fn from_gguf(path: &Path, opts: EmbedOptions) -> Result<Self> {
+        opts.validate()?;
+        let g = gguf::open(path)?;
+        let max_tokens = g.cfg.max_position_embeddings;
+        let mut tokenizer: tokenizers::Tokenizer = g
+            .tokenizer_json
+            .parse()
+            .map_err(|e| Error::Tokenizer { reason: format!("{}: vocabulary: {e}", path.display()) })?;
+        tokenizer
+            .with_truncation(Some(tokenizers::TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .map_err(|e| Error::Tokenizer { reason: e.to_string() })?;
+        let model = BertModel::load(g.cfg.clone(), &g.source, opts.weights).map_err(|e| match e {
+            Error::InvalidModelFolder { reason } => Error::InvalidGguf { reason },
+            other => other,
+        })?;
+        let file = g.source.file();
+        let mut h = Sha256::new();
+        h.update(b"gguf/");
+        h.update(file.file_size().to_le_bytes());
+        let head = std::fs::File::open(path).and_then(|f| {
+            use std::io::Read;
+            let mut buf = Vec::new();
+            f.take(file.data_offset()).read_to_end(&mut buf)?;
+            Ok(buf)
+        })?;
+        h.update(&head);
+        let normalize = true;
+        h.update(format!("{:?}/{normalize}/{max_tokens}/{:?}", g.pooling, opts.weights).as_bytes());
+        let fingerprint = hex::encode(&h.finalize()[..16]);
+        let model_id = path
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "embedding-model".into());
+        log::info!(
+            "embedding model {model_id} loaded from GGUF: dim {}, {:?} pooling, max {max_tokens} tokens, {:?} weights",
+            model.config().hidden_size,
+            g.pooling,
+            opts.weights
+        );
+        Ok(Self { model, tokenizer, pooling: g.pooling, normalize, max_tokens, opts, model_id, fingerprint })
     }
 
     /// Vector length.

@@ -298,3 +298,191 @@ fn bad_input_and_bad_folders_get_typed_errors() {
     assert!(matches!(Embedder::from_folder(&bad, EmbedOptions::default()), Err(Error::InvalidModelFolder { .. })));
     let _ = std::fs::remove_dir_all(bad);
 }
+
+// ---- GGUF (llama.cpp's `bert` architecture) against llama.cpp's embedding of the same file ----
+
+/// `(path, goldens)` of the MiniLM GGUF of type `ty` (`tests/reference/minilm_to_gguf.py`) and
+/// llama.cpp's embeddings of it (`tests/reference/make_gguf_embed_goldens.py`); `None` (a loud
+/// skip, a failure under `EDGEWISE_REQUIRE_MODEL`) when the file was not made. The file must be
+/// the one the goldens were made from (sha256 in the goldens' header).
+fn minilm_gguf(ty: &str) -> Option<(PathBuf, Vec<Golden>)> {
+    let file = format!("tests/golden/minilm/gguf_llama_{ty}.jsonl");
+    let header: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(repo().join(&file)).expect("goldens").lines().next().expect("header"),
+    )
+    .expect("header json");
+    let path = crate::catalog::edgewise_home().expect("home").join(format!("reference/minilm-gguf/minilm-{ty}.gguf"));
+    if !path.is_file() {
+        let msg = format!(
+            "{} is missing (run `tests/reference/minilm_to_gguf.py <all-minilm-l6-v2 folder> {} {ty}`)",
+            path.display(),
+            path.display()
+        );
+        if std::env::var_os(crate::catalog::REQUIRE_MODEL_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+            panic!("{msg}");
+        }
+        eprintln!("SKIP (model-dependent test): {msg}");
+        return None;
+    }
+    let sha = hex::encode(Sha256::digest(std::fs::read(&path).expect("read gguf")));
+    assert_eq!(sha, header["header"]["gguf_sha256"].as_str().expect("sha"), "{} is not the file the goldens came from", path.display());
+    Some((path, goldens(&file)))
+}
+
+/// (worst cosine and its text id, largest |‖v‖ − ‖golden‖|) of `e` against `gs`.
+fn gguf_score(e: &Embedder, gs: &[Golden]) -> ((f32, u64), f32) {
+    let rs = compare(e, gs);
+    let (i, worst) = min_cos(&rs);
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt() as f32;
+    let dn = rs.iter().zip(gs).map(|((_, v), g)| (norm(v) - norm(&g.embedding)).abs()).fold(0f32, f32::max);
+    ((worst, gs[i].id), dn)
+}
+
+#[test]
+fn minilm_gguf_matches_llama_cpp_on_200_texts_f32_f16_q8_0() {
+    for (ty, min) in [("f32", 0.9999f32), ("f16", 0.9999), ("q8_0", 0.999)] {
+        let Some((path, gs)) = minilm_gguf(ty) else { return };
+        assert_eq!(gs.len(), 200);
+        assert!(gs.iter().any(|g| g.truncated), "the set has texts over 512 tokens");
+        let e = Embedder::load(path.to_str().expect("utf-8"), EmbedOptions::default()).expect("load gguf");
+        assert_eq!((e.dim(), e.max_tokens(), e.pooling(), e.normalizes()), (384, 512, Pooling::Mean, true));
+        // `compare` asserts our GGUF tokenizer's ids equal HF's tokenizer.json ids on every text.
+        let ((worst, id), dn) = gguf_score(&e, &gs);
+        eprintln!("minilm gguf {ty} vs llama.cpp: worst cosine {worst:.7} (text {id}), largest norm difference {dn:.2e}");
+        assert!(worst >= min, "{ty}: text {id}: cosine {worst}");
+        assert!(dn < 1e-4, "{ty}: vectors are unit length as llama.cpp's (normalize=True): {dn}");
+    }
+}
+
+#[test]
+fn minilm_gguf_wrong_variants_fail_the_comparison() {
+    let Some((path, gs)) = minilm_gguf("f32") else { return };
+    let mut e = Embedder::from_gguf(&path, EmbedOptions::default()).expect("load gguf");
+    // CLS pooling where the file says mean.
+    e.pooling = Pooling::Cls;
+    let ((worst, _), _) = gguf_score(&e, &gs);
+    eprintln!("minilm gguf with CLS pooling: worst cosine {worst:.6}");
+    assert!(worst < 0.9999, "CLS pooling must fail ({worst})");
+    // No normalization: the cosine cannot see it, the lengths do.
+    e.pooling = Pooling::Mean;
+    e.normalize = false;
+    let ((worst, _), dn) = gguf_score(&e, &gs);
+    eprintln!("minilm gguf without normalization: worst cosine {worst:.7}, largest norm difference {dn:.3}");
+    assert!(dn > 1e-2, "unnormalized vectors must fail the length check ({dn})");
+    // Attention across the texts of a pass.
+    e.normalize = true;
+    bert::UNMASKED.with(|u| u.set(true));
+    let ((worst, _), _) = gguf_score(&e, &gs[..32]);
+    bert::UNMASKED.with(|u| u.set(false));
+    assert!(worst < 0.9999, "attention across texts must fail ({worst})");
+}
+
+#[test]
+fn minilm_gguf_agrees_with_the_safetensors_folder() {
+    let Some(dir) = minilm_dir() else { return };
+    let st = goldens("tests/golden/minilm/embeddings_f32.jsonl");
+    let folder = Embedder::from_folder(&dir, EmbedOptions::default()).expect("load folder");
+    for (ty, min) in [("f32", 0.999_999f32), ("f16", 0.9999), ("q8_0", 0.997)] {
+        let Some((path, _)) = minilm_gguf(ty) else { return };
+        let e = Embedder::from_gguf(&path, EmbedOptions::default()).expect("load gguf");
+        // The folder truncates at 256 tokens, the GGUF at 512: the texts under 256.
+        let texts: Vec<&str> = st.iter().filter(|g| !g.truncated).map(|g| g.text.as_str()).collect();
+        assert!(texts.len() >= 190);
+        let a = folder.embed_batch(&texts).expect("folder");
+        let b = e.embed_batch(&texts).expect("gguf");
+        let mut worst = 1f32;
+        for (t, (x, y)) in texts.iter().zip(a.iter().zip(&b)) {
+            assert_eq!(folder.tokenize(t).expect("ids").0, e.tokenize(t).expect("ids").0, "same token ids");
+            worst = worst.min(cosine(&x.vector, &y.vector).expect("dims"));
+        }
+        eprintln!("minilm gguf {ty} vs the safetensors folder (f32): worst cosine {worst:.7} over {} texts", texts.len());
+        assert!(worst >= min, "{ty}: {worst}");
+    }
+}
+
+#[test]
+fn minilm_gguf_tokenizer_matches_tokenizer_json_on_hard_texts() {
+    let Some(dir) = minilm_dir() else { return };
+    let Some((path, _)) = minilm_gguf("q8_0") else { return };
+    let folder = Embedder::from_folder(&dir, EmbedOptions::default()).expect("load folder");
+    let e = Embedder::from_gguf(&path, EmbedOptions::default()).expect("load gguf");
+    let long_word = "x".repeat(150);
+    let texts = [
+        "[CLS] a [SEP] b [PAD][MASK]",
+        "[unused5] is a normal token in BERT's vocabulary, [UNK] is special",
+        "Ünïcödé CAFÉ naïve résumé Ångström",
+        "中文字符和日本語のテキスト",
+        "e-mail: a.b@c.co, 3.14159, $12.50, 50%!",
+        &long_word,
+        "tab\there\u{0}nul\u{fffd}replacement\u{200b}zero-width",
+        "👍🏽 great ☕ coffee",
+        "##ing ## # ###",
+        "   leading and trailing   ",
+    ];
+    for t in texts {
+        let (a, b) = (folder.tokenize(t).expect("folder").0, e.tokenize(t).expect("gguf").0);
+        assert_eq!(a, b, "token ids of {t:?}");
+    }
+    // A wrong variant: ignoring llama.cpp's default (lowercase on when the key is absent) gives
+    // other ids; the comparison above would catch it.
+    let json = crate::embed::gguf::open(&path).expect("open").tokenizer_json;
+    let broken = json.replace("\"lowercase\":true", "\"lowercase\":false");
+    assert_ne!(broken, json);
+    let broken: tokenizers::Tokenizer = broken.parse().expect("parse");
+    let t = "Running SHOES, Café";
+    let ids = broken.encode(t, true).expect("encode").get_ids().to_vec();
+    assert_ne!(ids, folder.tokenize(t).expect("ids").0);
+}
+
+/// A copy of `src` with the first occurrence of `from` replaced by `to` (same length).
+fn patched(src: &Path, tag: &str, edits: &[(&[u8], &[u8])]) -> PathBuf {
+    let mut b = std::fs::read(src).expect("read");
+    for (from, to) in edits {
+        assert_eq!(from.len(), to.len());
+        let at = b.windows(from.len()).position(|w| w == *from).expect("pattern in file");
+        b[at..at + to.len()].copy_from_slice(to);
+    }
+    let out = std::env::temp_dir().join(format!("edgewise-gguf-{tag}-{}.gguf", std::process::id()));
+    std::fs::write(&out, b).expect("write");
+    out
+}
+
+#[test]
+fn bad_gguf_files_get_typed_errors_and_the_pooling_key_is_read() {
+    let Some((path, gs)) = minilm_gguf("q8_0") else { return };
+    let opts = EmbedOptions::default;
+    // `bert.pooling_type` (u32, type id 4) = 1 → 2: CLS pooling, which then fails the goldens.
+    let key = b"bert.pooling_type";
+    let mut from = key.to_vec();
+    from.extend_from_slice(&4u32.to_le_bytes());
+    from.extend_from_slice(&1u32.to_le_bytes());
+    let mut to = from.clone();
+    let n = to.len();
+    to[n - 4..].copy_from_slice(&2u32.to_le_bytes());
+    let cls = patched(&path, "cls", &[(&from, &to)]);
+    let e = Embedder::from_gguf(&cls, opts()).expect("load");
+    assert_eq!(e.pooling(), Pooling::Cls);
+    let ((worst, _), _) = gguf_score(&e, &gs[..40]);
+    assert!(worst < 0.999, "CLS pooling read from the file fails the mean goldens ({worst})");
+    // pooling_type 0 (none) and 3 (last): no sentence vector.
+    for (v, tag) in [(0u32, "none"), (3, "last")] {
+        to[n - 4..].copy_from_slice(&v.to_le_bytes());
+        let p = patched(&path, tag, &[(&from, &to)]);
+        assert!(matches!(Embedder::from_gguf(&p, opts()), Err(Error::UnsupportedArchitecture { .. })), "{tag}");
+        let _ = std::fs::remove_file(p);
+    }
+    // Another architecture; a missing tensor; a truncated file; a file that is not GGUF.
+    let arch = patched(&path, "arch", &[(b"\x04\x00\x00\x00\x00\x00\x00\x00bert", b"\x04\x00\x00\x00\x00\x00\x00\x00bart")]);
+    assert!(matches!(Embedder::from_gguf(&arch, opts()), Err(Error::UnsupportedArchitecture { .. })));
+    let tensor = patched(&path, "tensor", &[(b"blk.3.ffn_up.weight", b"blk.3.ffn_uq.weight")]);
+    assert!(matches!(Embedder::from_gguf(&tensor, opts()), Err(Error::Tensor { .. })));
+    let bytes = std::fs::read(&path).expect("read");
+    let short = std::env::temp_dir().join(format!("edgewise-gguf-short-{}.gguf", std::process::id()));
+    std::fs::write(&short, &bytes[..bytes.len() / 2]).expect("write");
+    assert!(Embedder::from_gguf(&short, opts()).is_err(), "truncated");
+    std::fs::write(&short, b"not a gguf at all").expect("write");
+    assert!(matches!(Embedder::from_gguf(&short, opts()), Err(Error::InvalidGguf { .. })));
+    for p in [cls, arch, tensor, short] {
+        let _ = std::fs::remove_file(p);
+    }
+}

@@ -3,6 +3,11 @@ import SwiftUI
 @main
 struct EdgewiseSampleApp: App {
     var body: some Scene {
-        WindowGroup { ContentView() }
+        WindowGroup {
+            TabView {
+                ContentView().tabItem { Label("Chat", systemImage: "bubble.left") }
+                ShopView().tabItem { Label("Shop", systemImage: "bag") }
+            }
+        }
     }
 }

@@ -5783,6 +5783,12 @@ public struct Recommendation: Equatable, Hashable {
      * `similar_to:<item id>`, `matches_search:<query>`, `matches_query` or `popular`.
      */
     public var reason: String
+    /**
+     * One line for the shopper on why this item is here ("Similar to “Trail shoes”, which you
+     * viewed", "Matches your search “rain jacket”", "Popular on this device", …), from the
+     * same signals as `reason`.
+     */
+    public var why: String
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -5795,10 +5801,16 @@ public struct Recommendation: Equatable, Hashable {
          */score: Float, 
         /**
          * `similar_to:<item id>`, `matches_search:<query>`, `matches_query` or `popular`.
-         */reason: String) {
+         */reason: String, 
+        /**
+         * One line for the shopper on why this item is here ("Similar to “Trail shoes”, which you
+         * viewed", "Matches your search “rain jacket”", "Popular on this device", …), from the
+         * same signals as `reason`.
+         */why: String) {
         self.id = id
         self.score = score
         self.reason = reason
+        self.why = why
     }
 
     
@@ -5819,7 +5831,8 @@ public struct FfiConverterTypeRecommendation: FfiConverterRustBuffer {
             try Recommendation(
                 id: FfiConverterString.read(from: &buf), 
                 score: FfiConverterFloat.read(from: &buf), 
-                reason: FfiConverterString.read(from: &buf)
+                reason: FfiConverterString.read(from: &buf), 
+                why: FfiConverterString.read(from: &buf)
         )
     }
 
@@ -5827,6 +5840,7 @@ public struct FfiConverterTypeRecommendation: FfiConverterRustBuffer {
         FfiConverterString.write(value.id, into: &buf)
         FfiConverterFloat.write(value.score, into: &buf)
         FfiConverterString.write(value.reason, into: &buf)
+        FfiConverterString.write(value.why, into: &buf)
     }
 }
 

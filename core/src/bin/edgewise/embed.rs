@@ -28,7 +28,7 @@ enum Weights {
 /// Arguments of `edgewise embed`.
 #[derive(Args)]
 pub struct EmbedArgs {
-    /// A sentence-transformers folder or a catalog id.
+    /// A sentence-transformers folder, a GGUF file (llama.cpp's `bert` architecture) or a catalog id.
     #[arg(long, short, default_value = DEFAULT_EMBEDDING_MODEL)]
     model: String,
     /// Weight mode.

@@ -4,8 +4,8 @@
 //! The catalog (`{"id","title","description","attributes":{...}}` lines) is embedded in memory on
 //! each run (MiniLM: a few seconds for a few hundred items on 2 cores); nothing is written and
 //! nothing leaves the machine. With `--json` the last stdout line is
-//! `{"items":[{"id","score","reason"},...]}`; without it, one `rank  score  id  reason` line per
-//! item. Errors name files and line numbers, never an event, a query or item text.
+//! `{"items":[{"id","score","reason","why"},...]}`; without it, one `rank  score  id  reason  why`
+//! line per item (`why`: the "why this pick" line for people). Errors name files and line numbers, never an event, a query or item text.
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -23,10 +23,10 @@ pub struct CatalogArgs {
     /// How many items (1..=10000).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     k: u32,
-    /// Print `{"items":[{"id","score","reason"},...]}` as the last line.
+    /// Print `{"items":[{"id","score","reason","why"},...]}` as the last line.
     #[arg(long)]
     json: bool,
-    /// Embedding model: a catalog id or a sentence-transformers folder.
+    /// Embedding model: a catalog id, a sentence-transformers folder or a `bert` GGUF file.
     #[arg(long, default_value = DEFAULT_EMBEDDING_MODEL)]
     embedding_model: String,
     /// Only this category.
@@ -82,7 +82,7 @@ fn print(a: &CatalogArgs, items: &[Recommendation]) {
         println!("{}", to_output_json(items));
     } else {
         for (i, r) in items.iter().enumerate() {
-            println!("{:>3}  {:.4}  {}  {}", i + 1, r.score, r.id, r.reason);
+            println!("{:>3}  {:.4}  {}  {}  {}", i + 1, r.score, r.id, r.reason, r.why);
         }
     }
 }

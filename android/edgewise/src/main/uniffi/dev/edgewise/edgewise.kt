@@ -8558,6 +8558,13 @@ data class Recommendation (
      * `similar_to:<item id>`, `matches_search:<query>`, `matches_query` or `popular`.
      */
     val `reason`: kotlin.String
+    , 
+    /**
+     * One line for the shopper on why this item is here ("Similar to “Trail shoes”, which you
+     * viewed", "Matches your search “rain jacket”", "Popular on this device", …), from the
+     * same signals as `reason`.
+     */
+    val `why`: kotlin.String
     
 ){
     
@@ -8577,19 +8584,22 @@ public object FfiConverterTypeRecommendation: FfiConverterRustBuffer<Recommendat
             FfiConverterString.read(buf),
             FfiConverterFloat.read(buf),
             FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
         )
     }
 
     override fun allocationSize(value: Recommendation) = (
             FfiConverterString.allocationSize(value.`id`) +
             FfiConverterFloat.allocationSize(value.`score`) +
-            FfiConverterString.allocationSize(value.`reason`)
+            FfiConverterString.allocationSize(value.`reason`) +
+            FfiConverterString.allocationSize(value.`why`)
     )
 
     override fun write(value: Recommendation, buf: ByteBuffer) {
             FfiConverterString.write(value.`id`, buf)
             FfiConverterFloat.write(value.`score`, buf)
             FfiConverterString.write(value.`reason`, buf)
+            FfiConverterString.write(value.`why`, buf)
     }
 }
 

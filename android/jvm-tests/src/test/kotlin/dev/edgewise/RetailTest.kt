@@ -147,9 +147,18 @@ class RetailTest {
             assertTrue(ids.none { it in setOf("shoe-trail", "shoe-road", "tea-sold-out") }, "$recs")
             assertTrue(ids.take(2).all { it in setOf("shoe-race", "watch-gps") }, "running first: $recs")
             assertTrue(recs.all { it.reason.startsWith("similar_to:") || it.reason.startsWith("matches_search:") || it.reason == "popular" })
+            // The "why this pick" line agrees with the reason and names the item or the search.
+            for (r in recs) {
+                when {
+                    r.reason.startsWith("similar_to:") -> assertTrue(r.why.startsWith("Similar to \u201c") && r.why.contains(", which you "), "$r")
+                    r.reason.startsWith("matches_search:") -> assertEquals("Matches your search \u201crunning gear\u201d", r.why)
+                    else -> assertTrue(r.why.startsWith("Popular") || r.why == "A pick to start with", "$r")
+                }
+            }
             assertThrows(EdgewiseException.UnknownItem::class.java) { first.record(view("no-such-item", 130.0)) }
             val found = first.search("japanese tea", 2, noFilter())
             assertTrue(found.all { it.id.startsWith("tea-") && it.reason == "matches_query" }, "$found")
+            assertTrue(found.all { it.why == "Matches \u201cjapanese tea\u201d" }, "$found")
             val similar = first.similarItems("tea-green", 1)
             assertEquals("tea-matcha", similar.single().id, "$similar")
             first.close()

@@ -34,6 +34,7 @@ import dev.edgewise.sample.ChatController.ModelState
 
 class MainActivity : ComponentActivity() {
     private val vm: ChatViewModel by viewModels()
+    private val shopVm: ShopViewModel by viewModels()
 
     override fun onCreate(savedInstanceState: Bundle?) {
         // Targeting API 35+ draws edge to edge on Android 15+ whatever the app asks; opting in
@@ -43,7 +44,17 @@ class MainActivity : ComponentActivity() {
         super.onCreate(savedInstanceState)
         setContent {
             MaterialTheme {
-                Surface(Modifier.fillMaxSize()) { SampleScreen(vm.chat) }
+                Surface(Modifier.fillMaxSize()) {
+                    // Two screens: the routed chat, and the shop (on-device recommendations).
+                    var shopTab by rememberSaveable { mutableStateOf(false) }
+                    Column(Modifier.fillMaxSize().safeDrawingPadding()) {
+                        Row(Modifier.padding(horizontal = 16.dp), horizontalArrangement = Arrangement.spacedBy(8.dp)) {
+                            if (shopTab) OutlinedButton(onClick = { shopTab = false }) { Text("Chat") } else Button(onClick = {}) { Text("Chat") }
+                            if (shopTab) Button(onClick = {}) { Text("Shop") } else OutlinedButton(onClick = { shopTab = true }) { Text("Shop") }
+                        }
+                        if (shopTab) Column(Modifier.padding(16.dp)) { ShopScreen(shopVm) } else SampleScreen(vm.chat)
+                    }
+                }
             }
         }
     }
