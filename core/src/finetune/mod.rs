@@ -455,11 +455,13 @@ pub fn train(model: &FrozenModel, train: &[Example], eval: &[Example], cfg: &Tra
     }
     let batches_per_epoch = train.len().div_ceil(cfg.batch);
     let t_run = Instant::now();
+    let mut stopped_early = false;
     'epochs: for epoch in start.epoch..cfg.epochs {
         let order = epoch_order(train.len(), cfg.seed, epoch);
         let first_batch = if epoch == start.epoch { start.batch } else { 0 };
         for (bi, chunk) in order.chunks(cfg.batch).enumerate().skip(first_batch) {
             if cfg.max_steps.is_some_and(|m| st.step >= m) {
+                stopped_early = true;
                 break 'epochs;
             }
             let t0 = Instant::now();
@@ -506,9 +508,14 @@ pub fn train(model: &FrozenModel, train: &[Example], eval: &[Example], cfg: &Tra
         save_checkpoint(&ckpt, &st, Position { epoch: epoch + 1, batch: 0 }, &fingerprint)?;
     }
     report.seconds = t_run.elapsed().as_secs_f64();
+    if stopped_early && !eval.is_empty() {
+        let l = eval_loss(model, &st, eval)?;
+        log::info!("finetune: eval loss {l:.4} at step {} (--max-steps)", st.step);
+        report.eval_loss.push(l);
+    }
     st.write_adapter(out)?;
     // A finished run leaves the adapter only; a later run with the same arguments trains anew.
-    if let Err(e) = std::fs::remove_file(&ckpt) {
+    if let Err(e) = std::fs::remove_file(&ckpt).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }) {
         log::warn!("finetune: could not remove the checkpoint ({})", e.kind());
     }
     Ok(report)
