@@ -34,7 +34,8 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// The values of a tensor of the inner backend.
 pub(crate) fn inner_values(t: FloatTensor<Flex>) -> Result<Vec<f32>> {
-    let data = block_on(<Flex as FloatTensorOps<Flex>>::float_into_data(t)).map_err(|e| Error::Backend { reason: format!("reading a tensor: {e:?}") })?;
+    let data = block_on(<Flex as FloatTensorOps<Flex>>::float_into_data(t))
+        .map_err(|e| Error::Backend { reason: format!("reading a tensor: {e:?}") })?;
     data.try_into_vec::<f32>().map_err(|e| Error::Backend { reason: format!("reading a tensor: {e:?}") })
 }
 
@@ -46,7 +47,10 @@ pub(crate) fn inner(values: Vec<f32>, shape: &[usize]) -> FloatTensor<Flex> {
 impl T {
     /// A constant (no gradient).
     pub fn constant(values: Vec<f32>, shape: &[usize]) -> Self {
-        Self { t: Ad::float_from_data(TensorData::new(values, Shape::from(shape.to_vec())), &FlexDevice), shape: shape.to_vec() }
+        Self {
+            t: Ad::float_from_data(TensorData::new(values, Shape::from(shape.to_vec())), &FlexDevice),
+            shape: shape.to_vec(),
+        }
     }
 
     /// A constant wrapping a tensor of the inner backend (shared, not copied).

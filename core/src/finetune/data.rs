@@ -53,7 +53,9 @@ fn line_err(line: usize, what: impl std::fmt::Display) -> Error {
 /// The conversation of one JSON line (`line` is 1-based, for messages).
 pub fn parse_line(text: &str, line: usize) -> Result<Vec<ChatMessage>> {
     // serde's messages can quote the input: only its category and position are reported.
-    let l: Line = serde_json::from_str(text).map_err(|e| line_err(line, format!("not a valid example ({:?} error at column {})", e.classify(), e.column())))?;
+    let l: Line = serde_json::from_str(text).map_err(|e| {
+        line_err(line, format!("not a valid example ({:?} error at column {})", e.classify(), e.column()))
+    })?;
     let msgs = match (l.messages, l.prompt, l.completion) {
         (Some(m), None, None) => m,
         (None, Some(p), Some(c)) => vec![ChatMessage::new(Role::User, p), ChatMessage::new(Role::Assistant, c)],

@@ -110,8 +110,20 @@ impl FrozenModel {
                     l(WeightId::FfnUp { layer })?,
                     l(WeightId::FfnDown { layer })?,
                 ],
-                qk_norm: if cfg.qk_norm { Some((v(WeightId::AttnQNorm { layer })?, v(WeightId::AttnKNorm { layer })?)) } else { None },
-                bias: if cfg.qkv_bias { Some([v(WeightId::AttnQBias { layer })?, v(WeightId::AttnKBias { layer })?, v(WeightId::AttnVBias { layer })?]) } else { None },
+                qk_norm: if cfg.qk_norm {
+                    Some((v(WeightId::AttnQNorm { layer })?, v(WeightId::AttnKNorm { layer })?))
+                } else {
+                    None
+                },
+                bias: if cfg.qkv_bias {
+                    Some([
+                        v(WeightId::AttnQBias { layer })?,
+                        v(WeightId::AttnKBias { layer })?,
+                        v(WeightId::AttnVBias { layer })?,
+                    ])
+                } else {
+                    None
+                },
                 post_attn_norm: if sandwich { Some(v(WeightId::PostAttnNorm { layer })?) } else { None },
                 ffn_norm: v(WeightId::FfnNorm { layer })?,
                 post_ffn_norm: if sandwich { Some(v(WeightId::PostFfnNorm { layer })?) } else { None },
@@ -175,7 +187,16 @@ impl FrozenModel {
         }
     }
 
-    fn block(&self, il: usize, b: &Block, x: T, n: usize, lora: Option<&LoraGraph>, ropes: &[(T, T); 2], masks: &[T; 2]) -> T {
+    fn block(
+        &self,
+        il: usize,
+        b: &Block,
+        x: T,
+        n: usize,
+        lora: Option<&LoraGraph>,
+        ropes: &[(T, T); 2],
+        masks: &[T; 2],
+    ) -> T {
         let c = &self.cfg;
         let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let hn = self.norm(x.clone(), &b.attn_norm);
@@ -282,7 +303,10 @@ impl FrozenModel {
     pub(crate) fn nll(&self, tokens: &[u32], first: usize, lora: Option<&LoraGraph>) -> Result<T> {
         let n = tokens.len();
         if first == 0 || first >= n {
-            return Err(Error::InvalidParameter { name: "answer start", reason: format!("{first} of a {n}-token sequence") });
+            return Err(Error::InvalidParameter {
+                name: "answer start",
+                reason: format!("{first} of a {n}-token sequence"),
+            });
         }
         let logits = self.logits(tokens, first - 1..n - 1, lora)?;
         let (m, vocab) = (logits.shape[0], logits.shape[1]);
@@ -290,7 +314,10 @@ impl FrozenModel {
         for (r, &t) in tokens[first..].iter().enumerate() {
             let t = t as usize;
             if t >= vocab {
-                return Err(Error::InvalidParameter { name: "token", reason: format!("id out of vocabulary of {vocab}") });
+                return Err(Error::InvalidParameter {
+                    name: "token",
+                    reason: format!("id out of vocabulary of {vocab}"),
+                });
             }
             onehot[r * vocab + t] = 1.0;
         }

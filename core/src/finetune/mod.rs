@@ -203,7 +203,9 @@ impl LoraState {
             for &proj in ALL_PROJ.iter().filter(|p| cfg.targets.contains(p)) {
                 let (n_in, n_out) = model.proj_dims(layer, proj);
                 let bound = 1.0 / (n_in as f32).sqrt();
-                let at = (0..n_in * cfg.rank).map(|_| rand::Rng::random_range(&mut rng, -bound..bound)).collect::<Vec<f32>>();
+                let at = (0..n_in * cfg.rank)
+                    .map(|_| rand::Rng::random_range(&mut rng, -bound..bound))
+                    .collect::<Vec<f32>>();
                 let bt = vec![0f32; cfg.rank * n_out];
                 let zeros = |a: &Vec<f32>, b: &Vec<f32>| [vec![0f32; a.len()], vec![0f32; b.len()]];
                 params.push(Param { layer, proj, n_in, n_out, m: zeros(&at, &bt), v: zeros(&at, &bt), at, bt });
@@ -354,7 +356,9 @@ fn save_checkpoint(path: &Path, st: &LoraState, pos: Position, fingerprint: &str
         .kv("finetune.epoch", MetaValue::U64(pos.epoch as u64))
         .kv("finetune.batch", MetaValue::U64(pos.batch as u64));
     for (i, p) in st.params.iter().enumerate() {
-        for (tag, v) in [("at", &p.at), ("bt", &p.bt), ("m_at", &p.m[0]), ("m_bt", &p.m[1]), ("v_at", &p.v[0]), ("v_bt", &p.v[1])] {
+        for (tag, v) in
+            [("at", &p.at), ("bt", &p.bt), ("m_at", &p.m[0]), ("m_bt", &p.m[1]), ("v_at", &p.v[0]), ("v_bt", &p.v[1])]
+        {
             w = w.tensor(&format!("p{i}.{tag}"), &[v.len() as u64], GgmlType::F32, f32_bytes(v));
         }
     }
@@ -374,7 +378,8 @@ fn load_checkpoint(path: &Path, st: &mut LoraState, fingerprint: &str) -> Result
             path.display()
         )));
     }
-    let tensors: std::collections::HashMap<&str, &crate::gguf::TensorInfo> = f.tensors().iter().map(|t| (t.name.as_str(), t)).collect();
+    let tensors: std::collections::HashMap<&str, &crate::gguf::TensorInfo> =
+        f.tensors().iter().map(|t| (t.name.as_str(), t)).collect();
     for (i, p) in st.params.iter_mut().enumerate() {
         let ([m0, m1], [v0, v1]) = (&mut p.m, &mut p.v);
         for (tag, v) in [("at", &mut p.at), ("bt", &mut p.bt), ("m_at", m0), ("m_bt", m1), ("v_at", v0), ("v_bt", v1)] {
@@ -394,7 +399,8 @@ fn load_checkpoint(path: &Path, st: &mut LoraState, fingerprint: &str) -> Result
 /// The epoch's order of example indices (a seeded shuffle, the same in a resumed run).
 fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).collect();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(epoch as u64 + 1)));
+    let mut rng =
+        rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(epoch as u64 + 1)));
     idx.shuffle(&mut rng);
     idx
 }
@@ -439,7 +445,14 @@ pub fn eval_loss(model: &FrozenModel, st: &LoraState, data: &[Example]) -> Resul
 
 /// Trains an adapter on `train` and writes it to `out`, resuming from `<out>.ckpt` when present
 /// (and made with the same model, data and settings). `on_step` sees every step's record.
-pub fn train(model: &FrozenModel, train: &[Example], eval: &[Example], cfg: &TrainConfig, out: &Path, on_step: &mut dyn FnMut(&StepRecord)) -> Result<TrainReport> {
+pub fn train(
+    model: &FrozenModel,
+    train: &[Example],
+    eval: &[Example],
+    cfg: &TrainConfig,
+    out: &Path,
+    on_step: &mut dyn FnMut(&StepRecord),
+) -> Result<TrainReport> {
     cfg.validate()?;
     if train.is_empty() {
         return Err(terr("no training examples (all skipped or the file is empty)"));
@@ -466,7 +479,8 @@ pub fn train(model: &FrozenModel, train: &[Example], eval: &[Example], cfg: &Tra
             }
             let t0 = Instant::now();
             let answer_tokens: usize = chunk.iter().map(|&i| train[i].answer_tokens()).sum();
-            let mut acc: Vec<(Vec<f32>, Vec<f32>)> = st.params.iter().map(|p| (vec![0f32; p.at.len()], vec![0f32; p.bt.len()])).collect();
+            let mut acc: Vec<(Vec<f32>, Vec<f32>)> =
+                st.params.iter().map(|p| (vec![0f32; p.at.len()], vec![0f32; p.bt.len()])).collect();
             let (mut loss_sum, mut tokens) = (0f64, 0usize);
             for &i in chunk {
                 let ex = &train[i];
@@ -474,7 +488,10 @@ pub fn train(model: &FrozenModel, train: &[Example], eval: &[Example], cfg: &Tra
                 let nll = model.nll(&ex.tokens, ex.answer_start, Some(&g))?;
                 let v = nll.values()?.first().copied().unwrap_or(f32::NAN);
                 if !v.is_finite() {
-                    return Err(terr(format!("the loss is {v} at step {} (lower --lr?); the last checkpoint is kept", st.step + 1)));
+                    return Err(terr(format!(
+                        "the loss is {v} at step {} (lower --lr?); the last checkpoint is kept",
+                        st.step + 1
+                    )));
                 }
                 loss_sum += v as f64;
                 tokens += ex.tokens.len();
@@ -490,7 +507,12 @@ pub fn train(model: &FrozenModel, train: &[Example], eval: &[Example], cfg: &Tra
             }
             st.adamw(&acc, cfg.lr, cfg.weight_decay);
             let dt = t0.elapsed().as_secs_f64();
-            let rec = StepRecord { step: st.step, epoch, loss: (loss_sum / answer_tokens.max(1) as f64) as f32, tokens_per_s: tokens as f64 / dt.max(1e-9) };
+            let rec = StepRecord {
+                step: st.step,
+                epoch,
+                loss: (loss_sum / answer_tokens.max(1) as f64) as f32,
+                tokens_per_s: tokens as f64 / dt.max(1e-9),
+            };
             report.tokens += tokens;
             on_step(&rec);
             report.steps.push(rec);
@@ -515,7 +537,9 @@ pub fn train(model: &FrozenModel, train: &[Example], eval: &[Example], cfg: &Tra
     }
     st.write_adapter(out)?;
     // A finished run leaves the adapter only; a later run with the same arguments trains anew.
-    if let Err(e) = std::fs::remove_file(&ckpt).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }) {
+    if let Err(e) =
+        std::fs::remove_file(&ckpt).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+    {
         log::warn!("finetune: could not remove the checkpoint ({})", e.kind());
     }
     Ok(report)

@@ -20,7 +20,8 @@ const VOCAB: u64 = 48;
 fn tiny_with(arch: &str, poison: bool) -> GgufWeights {
     let (d, hd, heads, kv, ff) = (32u64, 8u64, 4u64, 2u64, 64u64);
     let gemma = arch == "gemma3";
-    let mut tensors: Vec<(String, Vec<u64>)> = vec![("token_embd.weight".into(), vec![d, VOCAB]), ("output_norm.weight".into(), vec![d])];
+    let mut tensors: Vec<(String, Vec<u64>)> =
+        vec![("token_embd.weight".into(), vec![d, VOCAB]), ("output_norm.weight".into(), vec![d])];
     if arch == "llama" {
         tensors.push(("output.weight".into(), vec![d, VOCAB]));
     }
@@ -37,10 +38,19 @@ fn tiny_with(arch: &str, poison: bool) -> GgufWeights {
             ("ffn_down.weight", vec![ff, d]),
         ];
         if gemma {
-            t.extend([("attn_q_norm.weight", vec![hd]), ("attn_k_norm.weight", vec![hd]), ("post_attention_norm.weight", vec![d]), ("post_ffw_norm.weight", vec![d])]);
+            t.extend([
+                ("attn_q_norm.weight", vec![hd]),
+                ("attn_k_norm.weight", vec![hd]),
+                ("post_attention_norm.weight", vec![d]),
+                ("post_ffw_norm.weight", vec![d]),
+            ]);
         }
         if arch == "qwen2" {
-            t.extend([("attn_q.bias", vec![heads * hd]), ("attn_k.bias", vec![kv * hd]), ("attn_v.bias", vec![kv * hd])]);
+            t.extend([
+                ("attn_q.bias", vec![heads * hd]),
+                ("attn_k.bias", vec![kv * hd]),
+                ("attn_v.bias", vec![kv * hd]),
+            ]);
         }
         tensors.extend(t.into_iter().map(|(n, s)| (format!("blk.{l}.{n}"), s)));
     }
@@ -56,7 +66,9 @@ fn tiny_with(arch: &str, poison: bool) -> GgufWeights {
         .kv(&key("context_length"), MetaValue::U32(128));
     if gemma {
         // A window shorter than the test sequences, and a softcap that bites.
-        w = w.kv(&key("attention.sliding_window"), MetaValue::U32(4)).kv(&key("final_logit_softcapping"), MetaValue::F32(3.0));
+        w = w
+            .kv(&key("attention.sliding_window"), MetaValue::U32(4))
+            .kv(&key("final_logit_softcapping"), MetaValue::F32(3.0));
     }
     let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ arch.len() as u64;
     for (name, shape) in tensors {
@@ -69,7 +81,13 @@ fn tiny_with(arch: &str, poison: bool) -> GgufWeights {
                 let r = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
                 let v = if poison && name == "blk.1.ffn_norm.weight" {
                     f32::NAN
-                } else if name.contains("norm") { 1.0 + 0.2 * r } else if name.contains("bias") { 0.2 * r } else { r * 0.6 };
+                } else if name.contains("norm") {
+                    1.0 + 0.2 * r
+                } else if name.contains("bias") {
+                    0.2 * r
+                } else {
+                    r * 0.6
+                };
                 v.to_le_bytes()
             })
             .collect();
@@ -142,7 +160,10 @@ fn forward_equals_the_engine_with_zero_and_random_adapters() {
         let ours = st.logits(&frozen, &TOKENS, 0..n).unwrap();
         let d0 = max_diff(&ours, &engine_logits(&dec, None));
         let d0a = max_diff(&ours, &engine_logits(&dec, Some(&zero)));
-        assert!(d0 < LOGIT_TOL && d0a < LOGIT_TOL, "{arch}: zero adapter differs by {d0} / {d0a} (logits up to {spread})");
+        assert!(
+            d0 < LOGIT_TOL && d0a < LOGIT_TOL,
+            "{arch}: zero adapter differs by {d0} / {d0a} (logits up to {spread})"
+        );
 
         // A random adapter on every projection, scale alpha/rank = 2.
         let mut st = LoraState::new(&frozen, &cfg(4, 8.0));
@@ -265,7 +286,15 @@ fn toy_examples(n: usize) -> Vec<Example> {
 fn a_few_steps_lower_the_loss_and_the_output_loads() {
     let (frozen, dec) = models("gemma3");
     let data = toy_examples(32);
-    let cfg = TrainConfig { rank: 4, alpha: 8.0, epochs: 6, lr: 2e-2, batch: 4, checkpoint_every: 0, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        rank: 4,
+        alpha: 8.0,
+        epochs: 6,
+        lr: 2e-2,
+        batch: 4,
+        checkpoint_every: 0,
+        ..TrainConfig::default()
+    };
     let out = tmp("train.gguf");
     let before = eval_loss(&frozen, &LoraState::new(&frozen, &cfg), &data).unwrap();
     let rep = train(&frozen, &data, &data, &cfg, &out, &mut |_| {}).unwrap();
@@ -283,7 +312,15 @@ fn a_few_steps_lower_the_loss_and_the_output_loads() {
 fn resuming_after_an_interruption_gives_the_same_adapter() {
     let (frozen, _) = models("llama");
     let data = toy_examples(12);
-    let cfg = TrainConfig { rank: 2, alpha: 4.0, epochs: 2, lr: 1e-2, batch: 3, checkpoint_every: 1, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        rank: 2,
+        alpha: 4.0,
+        epochs: 2,
+        lr: 1e-2,
+        batch: 3,
+        checkpoint_every: 1,
+        ..TrainConfig::default()
+    };
     let whole = tmp("whole.gguf");
     train(&frozen, &data, &[], &cfg, &whole, &mut |_| {}).unwrap();
     // Interrupted at step 5 (a panic stands in for the kill; the checkpoint of step 5 is written
@@ -315,7 +352,15 @@ fn nan_loss_stops_with_a_typed_error() {
     // A base model with a NaN weight: the first loss is NaN.
     let (frozen, _) = models_with("qwen2", true);
     let data = toy_examples(4);
-    let cfg = TrainConfig { rank: 2, alpha: 4.0, epochs: 1, lr: 1e-2, batch: 1, checkpoint_every: 0, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        rank: 2,
+        alpha: 4.0,
+        epochs: 1,
+        lr: 1e-2,
+        batch: 1,
+        checkpoint_every: 0,
+        ..TrainConfig::default()
+    };
     let out = tmp("nan.gguf");
     match train(&frozen, &data, &[], &cfg, &out, &mut |_| {}) {
         Err(Error::Training { reason }) => assert!(reason.contains("loss is"), "{reason}"),

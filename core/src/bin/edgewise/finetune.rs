@@ -96,7 +96,13 @@ pub fn run(a: FinetuneArgs) -> crate::CliResult {
     let targets = a
         .targets
         .split(',')
-        .map(|t| ALL_PROJ.iter().copied().find(|p| finetune::proj_name(*p) == t.trim()).ok_or_else(|| format!("--targets: unknown projection `{t}`")))
+        .map(|t| {
+            ALL_PROJ
+                .iter()
+                .copied()
+                .find(|p| finetune::proj_name(*p) == t.trim())
+                .ok_or_else(|| format!("--targets: unknown projection `{t}`"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let cfg = TrainConfig {
         rank: a.rank,
@@ -121,7 +127,10 @@ pub fn run(a: FinetuneArgs) -> crate::CliResult {
         None => data::Dataset::default(),
     };
     if path.is_dir() {
-        return Err(edgewise_core::Error::Training { reason: "training needs a GGUF model file (a Hugging Face folder is not supported yet)".into() }.into());
+        return Err(edgewise_core::Error::Training {
+            reason: "training needs a GGUF model file (a Hugging Face folder is not supported yet)".into(),
+        }
+        .into());
     }
     let file = GgufFile::open(&path)?;
     let arch = Architecture::from_gguf_name(file.metadata().get_str("general.architecture")?)?;
@@ -199,7 +208,8 @@ fn predict(a: &FinetuneArgs, model: &std::path::Path, file: &std::path::Path) ->
         } else {
             engine.template().encode(engine.tokenizer(), prompt, true)?
         };
-        let mut s = engine.new_session(SessionConfig { max_context: (ids.len() + a.max_tokens + 8).max(64), ..Default::default() })?;
+        let mut s = engine
+            .new_session(SessionConfig { max_context: (ids.len() + a.max_tokens + 8).max(64), ..Default::default() })?;
         s.set_adapters(&adapters)?;
         let g = s.generate_from(ids, &params, &mut |_| true)?;
         writeln!(out, "{}", serde_json::json!({"line": i + 1, "prediction": g.text, "tokens": g.token_ids}))?;
