@@ -249,6 +249,13 @@ pub enum Error {
         /// What is wrong (tensor names and sizes only).
         reason: String,
     },
+    /// `edgewise finetune` cannot go on: a malformed training line (its number, never its text),
+    /// a non-finite loss, a checkpoint of another run.
+    #[error("training: {reason}")]
+    Training {
+        /// What is wrong (line numbers, sizes and steps only).
+        reason: String,
+    },
     /// The offline queue or audit log failed.
     #[error("storage error: {reason}")]
     Storage {

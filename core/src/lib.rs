@@ -36,6 +36,7 @@ pub mod download;
 pub mod embed;
 pub mod engine;
 pub mod error;
+pub mod finetune;
 pub mod gguf;
 pub mod hf;
 pub mod kv_cache;

@@ -214,6 +214,7 @@ impl From<CoreError> for EdgewiseError {
             CoreError::PolicyDenied { .. } => Self::PolicyDenied { reason },
             CoreError::CloudUnavailable { .. } => Self::CloudUnavailable { reason },
             CoreError::Storage { .. } => Self::Storage { reason },
+            CoreError::Training { .. } => Self::InvalidParameter { name: "training".into(), reason },
             CoreError::SessionFile { .. } | CoreError::SessionFileVersion { .. } => Self::SessionFile { reason },
             CoreError::SessionModelMismatch { .. } => Self::SessionModelMismatch { reason },
             // `Error` is #[non_exhaustive]: new core variants surface as Internal until mapped here.

@@ -20,7 +20,6 @@ pub mod large_pages;
 mod metadata;
 mod reader;
 pub mod names;
-#[cfg(any(test, feature = "test-util"))]
 pub mod writer;
 
 pub use metadata::{MetaArray, MetaValue, Metadata, StringArray, ValueType};

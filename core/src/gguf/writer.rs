@@ -1,4 +1,5 @@
-//! A small GGUF writer for tests: tiny seeded models and deliberately broken files.
+//! A small GGUF writer: tiny seeded models and deliberately broken files for tests, and the
+//! adapters and checkpoints of `edgewise finetune`.
 
 use super::{MetaArray, MetaValue};
 use crate::quant::GgmlType;

@@ -195,7 +195,7 @@ impl DecoderConfig {
     }
 
     /// The RoPE base and scaling of layer kind `sliding`.
-    fn rope_of(&self, sliding: bool) -> (f32, std::borrow::Cow<'_, RopeScaling>) {
+    pub(crate) fn rope_of(&self, sliding: bool) -> (f32, std::borrow::Cow<'_, RopeScaling>) {
         match self.sliding {
             Some(w) if sliding => (w.rope_theta, std::borrow::Cow::Owned(RopeScaling::None)),
             _ => (self.rope_theta, std::borrow::Cow::Borrowed(&self.rope_scaling)),

@@ -774,14 +774,16 @@ impl LmHead {
         }
     }
 
-    /// x: [1, d] -> logits [vocab] on the host
+    /// x: [n, d] -> logits [n, vocab] on the host
     pub fn logits(&self, x: Tensor<2>) -> Result<Vec<f32>> {
         match self {
             Self::Sharded { shards, vocab } => {
+                // `logits_host` passes every requested row at once: [n, vocab] come back.
+                let rows = x.dims()[0];
                 let parts: Vec<Tensor<2>> = shards.iter().map(|w| x.clone().matmul(w.clone())).collect();
                 let v = read_f32(Tensor::cat(parts, 1))?;
-                if v.len() != *vocab {
-                    return Err(Error::Backend { reason: format!("lm head produced {} logits, expected {vocab}", v.len()) });
+                if v.len() != *vocab * rows {
+                    return Err(Error::Backend { reason: format!("lm head produced {} logits, expected {rows}x{vocab}", v.len()) });
                 }
                 Ok(v)
             }

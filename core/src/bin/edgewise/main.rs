@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod embed;
+mod finetune;
 mod inspect;
 mod models;
 mod retail;
@@ -38,6 +39,8 @@ enum Cmd {
     Chat(run::ChatArgs),
     /// Measure prefill/decode speed and memory.
     Bench(run::BenchArgs),
+    /// Train a LoRA adapter on JSON Lines examples (burn autodiff on the CPU), or score one with --predict.
+    Finetune(finetune::FinetuneArgs),
     /// Check JSON lines `{"id", "text"}` from stdin for personal data.
     PrivacyCheck(router::PrivacyCheckArgs),
     /// Serve an OpenAI-compatible API over the local engine.
@@ -153,6 +156,7 @@ fn main() {
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::Tokenize(a) => tokenize::run(a),
         Cmd::Embed(a) => embed::run(a),
+        Cmd::Finetune(a) => finetune::run(a),
         Cmd::Recommend(a) => retail::recommend(a),
         Cmd::Search(a) => retail::search(a),
         Cmd::Run(a) => run::run(a),
