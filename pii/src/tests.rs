@@ -435,6 +435,12 @@ fn third_round_hard_negatives_are_clear() {
         "Why is 078-05-1120 called the most misused Social Security number in history? Something to do with a wallet insert?",
         "Why is 078-05-1120 called the most misused SSN ever? I read about the Woolworth wallet card",
         "文档示例里的手机号是13800138000，这个号码能直接用在演示截图里吗？",
+        // E-0090, E-0044, F-0073, F-0232: passwords in general, a test card before "OTP", the
+        // two famous example passwords
+        "Write a password policy section for our employee handbook: minimum length, MFA, rotation",
+        "Razorpay docs mein test card 4111 1111 1111 1111 diya hai, OTP kya daalu test mode mein?",
+        "In my novel the hacker's password is 'correcthorsebatterystaple' as a nod to xkcd. Too cheesy?",
+        "def test_signup():\n    resp = client.post('/signup', json={'email': 'alice@example.com', 'password': 'hunter2'})\n    assert resp.status_code == 201\n\nwhy 400?",
     ];
     let flagged = [
         // C-0205, C-0244, A-0181: a person at the same kind of place
@@ -446,6 +452,9 @@ fn third_round_hard_negatives_are_clear() {
         "Find My says Ava is at 40.74212, -73.98867 and she should be at school. is that near Baruch?",
         // E-0061: a technician on site, nobody named
         "tech on site for boiler service at 52.48631, -1.89012 since 14:20, customer not home. draft the no-access card text",
+        // Written here (not from the corpora): a code before its label, a password after "is"
+        "482917 is your verification code, can you read it back to me?",
+        "my password is Hunter2024! and I keep forgetting it",
     ];
     let mut failures = Vec::new();
     for text in clear {
