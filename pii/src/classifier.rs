@@ -33,7 +33,7 @@ pub const MODEL_FILE: &str = "pii-clf-v1.bin";
 /// Size in bytes of the shipped model; equals its entry in `models/catalog.toml`.
 pub const MODEL_SIZE: u64 = 1_048_616;
 /// Lower-case hex sha256 of the shipped model; equals its entry in `models/catalog.toml`.
-pub const MODEL_SHA256: &str = "44b526d3ad0975316238ecde32ce5fad872d889be13ab352e505896b1372a60e";
+pub const MODEL_SHA256: &str = "d7a1696dbaa40db6e01a9b372fea73477aed73c2d09105197f48f9548e810b29";
 
 /// The shipped model, embedded (cargo feature `embedded-model`, on by default).
 #[cfg(feature = "embedded-model")]
