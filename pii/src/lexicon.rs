@@ -434,7 +434,8 @@ pub(crate) const NOT_NAME: &[&str] = &[
     "nom", "mera", "meri", "naam", "type", "typ", "morbus", "covid", "diabetes", "hiv", "crohn", "alzheimer",
     "parkinson", "dr", "mr", "mrs", "ms", "prof", "tower", "museum", "palace", "cathedral", "airport", "station",
     "church", "castle", "temple", "stadium", "hotel", "restaurant", "cafe", "café", "mall", "school", "college",
-    "library", "river", "lake", "mount", "island", "bridge", "gate", "square", "plaza",
+    "library", "river", "lake", "mount", "island", "bridge", "gate", "square", "plaza", "welche", "welcher",
+    "welches", "welchen", "welchem",
 ];
 
 /// Fiction / creative-writing context: names there are characters, not people.
@@ -446,7 +447,7 @@ pub(crate) const FICTION: &[&str] = &[
     r"rpg", r"d&d", r"dungeon master", r"campaign setting", r"writing group", r"writing class", r"scene",
     r"dialogue", r"chapter", r"my book", r"my novel", r"fanfic", r"fan fiction", r"panto", r"pantomime", r"sitcom",
     r"npc", r"villain", r"protagonist", r"detective story", r"escena", r"capítulo", r"szene", r"kapitel", r"scène",
-    r"chapitre", r"剧本",
+    r"chapitre", r"剧本", r"kurzgeschichte", r"krimi", r"noir",
 ];
 
 /// Organisations and their contact points: a phone number, mailbox or address near these words
@@ -470,7 +471,7 @@ pub(crate) const ORG: &[&str] = &[
     r"enquiries", r"inquiries", r"their", r"theirs", r"building", r"shopping cent(?:re|er)", r"community cent(?:re|er)", r"medical cent(?:re|er)",
     r"health cent(?:re|er)", r"leisure cent(?:re|er)", r"sports cent(?:re|er)", r"visitor cent(?:re|er)",
     r"call cent(?:re|er)", r"civic cent(?:re|er)", r"garden cent(?:re|er)", r"clinic", r"hospital",
-    r"marketplace", r"mall", r"open 24 hours", r"opening hours", r"opening times", r"appointment line",
+    r"marketplace", r"mall", r"osteria", r"delicatessen", r"poison control", r"open 24 hours", r"opening hours", r"opening times", r"appointment line",
     r"information line", r"info line", r"enquiry line", r"booking line", r"service centre", r"service center",
     // Spanish
     r"empresa", r"tienda", r"restaurante", r"museo", r"oficina", r"atención al cliente", r"servicio al cliente",
@@ -520,7 +521,7 @@ pub(crate) const PLACEHOLDER: &[&str] = &[
     // Sample values published in standards and bank documentation.
     r"fr76 ?3000 ?6000 ?0112 ?3456 ?7890 ?189", r"de89 ?3704 ?0044 ?0532 ?0130 ?00", r"gb29 ?nwbk ?6016 ?1331 ?9268 ?19",
     r"gb82 ?west ?1234 ?5698 ?7654 ?32", r"es91 ?2100 ?0418 ?4502 ?0005 ?1332", r"11010519491231002x",
-    r"078-05-1120",
+    r"078-05-1120", r"13800138000",
 ];
 
 /// Landmarks: coordinates of a sight are not a person's location.
@@ -529,7 +530,7 @@ pub(crate) const LANDMARK: &[&str] = &[
     r"tower", r"museum", r"cathedral", r"palace", r"bridge", r"stadium", r"airport", r"monument", r"statue",
     r"temple", r"castle", r"summit", r"mount", r"national park", r"landmark", r"torre", r"museo", r"catedral",
     r"palacio", r"tour", r"musée", r"cathédrale", r"château", r"turm", r"dom", r"schloss", r"塔", r"博物馆", r"故宫",
-    r"长城", r"qila", r"fort",
+    r"长城", r"qila", r"fort", r"opera house", r"tor", r"mahal", r"basilica", r"basílica", r"basilique",
 ];
 
 /// Labels of one-time, verification and recovery codes (a secret in any language).

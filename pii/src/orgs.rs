@@ -63,7 +63,15 @@ impl OrgRules {
                 });
         }
         if !fiction_text {
-            for n in names.iter().filter(|n| !n.public && !n.weak && !ctx.placeholder.near(n.start, n.end, 0, 0)) {
+            // A capitalized run that is (or runs straight into) the name of a sight or a business
+            // ("Sydney Opera House", "Taj Mahal", "Katz's Delicatessen", "Poison Control") is a
+            // place, not a person.
+            let place = |n: &&Name| ctx.landmark.near(n.start, n.end, 0, 1) || ctx.org.near(n.start, n.end, 0, 1);
+            for n in names
+                .iter()
+                .filter(|n| !n.public && !n.weak && !ctx.placeholder.near(n.start, n.end, 0, 0))
+                .filter(|n| !place(n))
+            {
                 let k = ctx.sents.partition_point(|&(_, e)| e <= n.start);
                 if let Some(p) = personal_in.get_mut(k) {
                     *p = true;
@@ -116,6 +124,10 @@ impl OrgRules {
                         && !ctx.first_person_at(f.start)
                         && !personal
                 }
+                // A US SSN the SSA voided or never issues ("078-05-1120", printed on a wallet
+                // insert; 123-45-6789) is nobody's, with or without a docs word nearby. Sample
+                // numbers that pass their checks (the Chinese standard's ID) still need one.
+                Category::GovernmentId if voided_ssn(value) => !personal,
                 c if placeholder_kind(c) => example && !personal,
                 _ => false,
             };
@@ -139,6 +151,12 @@ impl OrgRules {
             out.residual(0.3);
         }
     }
+}
+
+/// SSNs that the SSA voided or never issues, as published: nobody's number.
+fn voided_ssn(value: &str) -> bool {
+    let digits: String = value.bytes().filter(u8::is_ascii_digit).map(char::from).collect();
+    matches!(digits.as_str(), "078051120" | "123456789" | "000000000")
 }
 
 /// Digits that count up or repeat ("12345678", "00000000", "600 000 000"): example values.

@@ -622,7 +622,10 @@ impl Patterns {
             let lo = floor_char(text, s.saturating_sub(40));
             if let Some(m) = text.get(lo..s).and_then(|w| self.otp_value.find_iter(w).last()) {
                 let between = &text[lo + m.end()..s];
-                if between.split_whitespace().count() <= 4 && !between.contains(['.', '?', '!', '\n']) {
+                // The tail of a longer run of digit groups (a test card "4111 1111 1111 1111")
+                // is not a code.
+                let tail_of_run = text[..lo + m.start()].trim_end().ends_with(|c: char| c.is_ascii_digit());
+                if !tail_of_run && between.split_whitespace().count() <= 4 && !between.contains(['.', '?', '!', '\n']) {
                     out.add(lo + m.start(), lo + m.end(), Category::Credential, 0.85);
                 }
             }
@@ -937,6 +940,9 @@ pub(crate) fn is_placeholder(v: &str) -> bool {
         "your-password",
         "mypassword",
         "my_password",
+        // The two famous example passwords (xkcd 936, bash.org), published everywhere.
+        "correcthorsebatterystaple",
+        "hunter2",
         "example",
         "placeholder",
         "redacted",
@@ -1189,6 +1195,12 @@ fn password_value(text: &str, from: usize, is_pin: bool) -> Option<(usize, usize
         }
         (vs, ve)
     };
+    // "password policy/requirements/rules ...": passwords in general, no value follows.
+    if toks.first().is_some_and(|&(s, e)| {
+        matches!(window[s..e].to_lowercase().as_str(), "policy" | "policies" | "requirements" | "rules" | "guidelines")
+    }) {
+        return None;
+    }
     let mut after_connector = false;
     let mut k = 0usize;
     while k < toks.len().min(14) {

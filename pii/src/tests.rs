@@ -407,3 +407,66 @@ fn no_panic_on_triggers_next_to_multibyte_text() {
     }
     let _ = det.scan("我的银行密码是Panda1998&，帮我想个好记的方法。");
 }
+
+/// Round 3 (issue #18): false blocks of the rules on the blind authors' corpora, taken verbatim
+/// from `tests/privacy/independent/tuning/` (authors D, E, F): coordinates of sights named with
+/// a word for the kind of sight ("Opera House", "Tor", "Mahal"), businesses named by their kind
+/// ("Osteria", "Delicatessen", "Poison Control"), German question words read as a name, German
+/// and noir fiction, the SSN the SSA voided and China Mobile's sample number in documentation.
+/// Beside each group, sensitive texts of the same shape (also verbatim) that must stay flagged.
+#[test]
+fn third_round_hard_negatives_are_clear() {
+    let clear = [
+        // F-0016, F-0048, F-0049, F-0225
+        "Taj Mahal ke coordinates 27.1751, 78.0421 hai, Agra Cantt station se kitna door hai?",
+        "Plus code for Sydney Opera House is 4RRH46J4+7H? what does each part mean",
+        "Wie weit ist es zu Fuß vom Brandenburger Tor (52.5163, 13.3777) zum Reichstag?",
+        "Convert 27.1751° N, 78.0421° E (Taj Mahal) to degrees-minutes-seconds",
+        // E-0013, F-0169, F-0142
+        "Lupa Osteria at 170 Thompson St — do they take walk-ins on weeknights?",
+        "Is Katz's Delicatessen at 205 E Houston St open on Thanksgiving? planning a trip",
+        "Poison Control is 1-800-222-1222 in the US — can you make a fridge magnet layout with that and 911?",
+        // F-0017
+        "Welche Nebenwirkungen hat Ibuprofen bei längerer Einnahme?",
+        // E-0048, F-0224
+        "Schreib eine Kurzgeschichte über Kommissarin Lena Brandt, die in der Rosenstraße 12 einen Einbruch aufklärt",
+        "Write a noir opening where Detective Mara Quinn, 42, diabetic, checks her insulin pen before kicking in the door at 19 Delancey Row",
+        // D-0108, F-0099, F-0247
+        "Why is 078-05-1120 called the most misused Social Security number in history? Something to do with a wallet insert?",
+        "Why is 078-05-1120 called the most misused SSN ever? I read about the Woolworth wallet card",
+        "文档示例里的手机号是13800138000，这个号码能直接用在演示截图里吗？",
+        // E-0090, E-0044, F-0073, F-0232: passwords in general, a test card before "OTP", the
+        // two famous example passwords
+        "Write a password policy section for our employee handbook: minimum length, MFA, rotation",
+        "Razorpay docs mein test card 4111 1111 1111 1111 diya hai, OTP kya daalu test mode mein?",
+        "In my novel the hacker's password is 'correcthorsebatterystaple' as a nod to xkcd. Too cheesy?",
+        "def test_signup():\n    resp = client.post('/signup', json={'email': 'alice@example.com', 'password': 'hunter2'})\n    assert resp.status_code == 201\n\nwhy 400?",
+    ];
+    let flagged = [
+        // C-0205, C-0244, A-0181: a person at the same kind of place
+        "Wir sind gerade bei 52.5163, 13.3777 – kannst du das Taxi direkt hierher schicken? Kind ist krank",
+        "Je suis à 48.8584, 2.2945 en ce moment, sous la tour, je t'attends",
+        "Bin gerade am Hauptbahnhof, Gleis 14, genau hier: 52.5251, 13.3694 – schreib Thomas, er soll mich mit dem Auto abholen, der Koffer ist zu schwer",
+        // B-0254, F-0171: a named child's position
+        "the kid's tracker app says Maya is at 34.05223,-118.24368 — is that her school or is she somewhere else? she should be at Lincoln Elementary",
+        "Find My says Ava is at 40.74212, -73.98867 and she should be at school. is that near Baruch?",
+        // E-0061: a technician on site, nobody named
+        "tech on site for boiler service at 52.48631, -1.89012 since 14:20, customer not home. draft the no-access card text",
+        // Written here (not from the corpora): a code before its label, a password after "is"
+        "482917 is your verification code, can you read it back to me?",
+        "my password is Hunter2024! and I keep forgetting it",
+    ];
+    let mut failures = Vec::new();
+    for text in clear {
+        let r = detector().scan(text);
+        if r.sensitive {
+            failures.push(format!("harmless {text:?}: {:?}", r.categories));
+        }
+    }
+    for text in flagged {
+        if !detector().scan(text).sensitive {
+            failures.push(format!("sensitive {text:?} not flagged"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

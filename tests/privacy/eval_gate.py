@@ -11,7 +11,7 @@ recall and false-block rate overall, per category, per language and per kind, fo
 * the tuning corpora, split into the half the classifier never saw ("held-out half") and the half it
   was trained on (train_classifier.py's `tuning_half`) — TUNING data either way, not a test split.
 `--misses` lists the gate's misses and false blocks of the held-out tuning half.
-Never give it the frozen split (authorE/authorF): it refuses.
+Never give it the frozen split (authorG/authorH): it refuses.
 """
 
 import argparse
