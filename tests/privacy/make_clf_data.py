@@ -17,7 +17,7 @@ Needs PyPI `faker` (version pinned below; another version gives other values). W
   punctuation, typos, chat-style prefixes/suffixes, and burying the request in a longer harmless
   paragraph.
 
-Never uses the frozen evaluation split (authorG/authorH, outside the repository).
+Never uses the frozen evaluation split (authorI/authorJ, outside the repository).
 """
 
 import argparse
