@@ -143,7 +143,7 @@ fn qwen35_follow_up_turns_equal_a_fresh_session() {
     assert_eq!(g.token_ids, fresh(&rerendered), "a rewound turn differs from a fresh session");
 
     // 3. A prompt that departs inside the first prompt (no checkpoint at or below): from 0.
-    let mut s = e.new_session(cfg).unwrap();
+    let mut s = e.new_session(cfg.clone()).unwrap();
     s.generate_from(first.clone(), &greedy(4), &mut |_| true).unwrap();
     let edited: Vec<u32> = [&first[..first.len() / 2], more.as_slice()].concat();
     let g = s.generate_from(edited.clone(), &greedy(12), &mut |_| true).unwrap();

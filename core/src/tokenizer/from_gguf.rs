@@ -541,10 +541,10 @@ fn pre_spec(pre: &str) -> Result<PreSpec> {
             ignore_merges: false,
             add_bos_default: false,
         },
-        // LLAMA_VOCAB_PRE_TYPE_QWEN35 (Qwen 3.5's tokenizer.json also applies NFC).
+        // LLAMA_VOCAB_PRE_TYPE_QWEN35; no NFC (llama.cpp's expected ids keep `e` + U+0301 apart).
         "qwen35" => PreSpec {
             pre_tokenizer: regex_then_bytes(QWEN35_REGEX)?,
-            nfc: true,
+            nfc: false,
             ignore_merges: false,
             add_bos_default: false,
         },
