@@ -200,6 +200,11 @@ fn build_model(ckpt: &Checkpoint, kind: BackendKind) -> Result<Box<dyn CausalLm>
     let arch = ckpt.architecture()?;
     let weights = ckpt.weights();
     let vocab = weights.raw(WeightId::TokenEmbedding)?.rows;
+    if let Some(build) = arch.own_model() {
+        // An architecture that is its own model (not a decoder config) loads from GGUF only.
+        let Checkpoint::Gguf(w) = ckpt else { return Err(Error::UnsupportedArchitecture { name: format!("{} (from a Hugging Face folder)", arch.name()) }) };
+        return build(w.file().metadata(), w, vocab, kind == BackendKind::Gpu);
+    }
     let (device, max_buffer) = match kind {
         BackendKind::Cpu => (backend::cpu_device(), CPU_MAX_BUFFER),
         BackendKind::Gpu => {
@@ -338,8 +343,10 @@ impl Engine {
         let model: Box<dyn CausalLm> = match cfg.backend {
             BackendPreference::Cpu => build_model(&ckpt, BackendKind::Cpu)?,
             BackendPreference::Gpu => {
+                // An architecture without GPU kernels (qwen35) says so before any GPU is probed.
+                let m = build_model(&ckpt, BackendKind::Gpu)?;
                 gpu_info = Some(backend::gpu()?.1);
-                build_model(&ckpt, BackendKind::Gpu)?
+                m
             }
             BackendPreference::Auto => match Self::try_gpu(&ckpt, &tokenizer, cfg.gpu_self_test) {
                 Ok((m, info)) => {

@@ -118,6 +118,44 @@ impl HostView<'_> {
     }
 }
 
+/// The recurrent state of one layer of a hybrid model (Qwen 3.5's gated DeltaNet): the rolling
+/// input window of its causal convolution and its matrix state, both f32 on the host. Its size
+/// does not depend on the context length.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecurrentLayer {
+    /// The last `kernel − 1` convolution inputs, `[kernel − 1, channels]`, oldest first.
+    pub conv: Vec<f32>,
+    /// The layer's recurrent matrix state (its layout is the model's).
+    pub state: Vec<f32>,
+}
+
+/// How many turn-boundary copies of the recurrent state a cache keeps (the newest).
+pub const MAX_RECURRENT_CHECKPOINTS: usize = 4;
+
+/// The recurrent part of a hybrid model's cache. A recurrent state has no positions to cut, so
+/// going back to an earlier token count needs a copy taken there ([`KvCache::checkpoint`]).
+#[derive(Debug, Clone, Default)]
+struct Recurrent {
+    layers: Vec<RecurrentLayer>,
+    /// `(token count, state then)`, ascending token counts, at most [`MAX_RECURRENT_CHECKPOINTS`].
+    checkpoints: Vec<(usize, Vec<RecurrentLayer>)>,
+}
+
+impl Recurrent {
+    fn zero(&mut self) {
+        for l in &mut self.layers {
+            l.conv.iter_mut().for_each(|v| *v = 0.0);
+            l.state.iter_mut().for_each(|v| *v = 0.0);
+        }
+        self.checkpoints.clear();
+    }
+
+    fn bytes(&self) -> usize {
+        let one = |ls: &[RecurrentLayer]| ls.iter().map(|l| (l.conv.len() + l.state.len()) * 4).sum::<usize>();
+        one(&self.layers) + self.checkpoints.iter().map(|(_, c)| one(c)).sum::<usize>()
+    }
+}
+
 /// The tensor `store`/`view` of a CPU cache, whose buffers only the host path uses.
 fn host_only() -> Error {
     Error::Backend { reason: "a CPU kv cache is written by `store_host` and read by `host_view`".into() }
@@ -145,6 +183,8 @@ pub struct KvCache {
     released: bool,
     /// The LoRA adapters its keys and values are computed under.
     adapters: crate::lora::LoraSet,
+    /// A hybrid model's recurrent layers (`None` for a plain transformer).
+    recurrent: Option<Recurrent>,
 }
 
 impl KvCache {
@@ -190,7 +230,87 @@ impl KvCache {
             device: device.clone(),
             released: false,
             adapters: crate::lora::LoraSet::default(),
+            recurrent: None,
         })
+    }
+
+    /// Adds zeroed recurrent state for a hybrid model: per recurrent layer, `(conv values,
+    /// state values)`.
+    pub fn with_recurrent(mut self, shapes: &[(usize, usize)]) -> Self {
+        let layers = shapes.iter().map(|&(c, s)| RecurrentLayer { conv: vec![0.0; c], state: vec![0.0; s] }).collect();
+        self.recurrent = Some(Recurrent { layers, checkpoints: Vec::new() });
+        self
+    }
+
+    /// Whether the cache holds recurrent state (a hybrid model's): it cannot be cut back to an
+    /// arbitrary position, only to a [`KvCache::checkpoint`].
+    pub fn is_recurrent(&self) -> bool {
+        self.recurrent.is_some()
+    }
+
+    /// The recurrent layers, for the model's pass to update in place (only during a pass).
+    pub fn recurrent_layers(&mut self) -> Result<&mut [RecurrentLayer]> {
+        if self.pass.is_none() {
+            return Err(Error::Backend { reason: "recurrent state used outside a pass".into() });
+        }
+        match self.recurrent.as_mut() {
+            Some(r) => Ok(&mut r.layers),
+            None => Err(Error::Backend { reason: "this cache has no recurrent state".into() }),
+        }
+    }
+
+    /// Keeps a copy of the recurrent state at the current token count (a turn boundary), so a
+    /// later [`KvCache::rewind`] to this count or past it restores it instead of starting over.
+    /// Keeps the newest [`MAX_RECURRENT_CHECKPOINTS`]; nothing to do without recurrent state.
+    pub fn checkpoint(&mut self) {
+        let len = self.len;
+        let Some(r) = self.recurrent.as_mut() else { return };
+        if self.pass.is_some() || len == 0 || r.checkpoints.last().is_some_and(|(p, _)| *p == len) {
+            return;
+        }
+        r.checkpoints.retain(|(p, _)| *p < len);
+        r.checkpoints.push((len, r.layers.clone()));
+        if r.checkpoints.len() > MAX_RECURRENT_CHECKPOINTS {
+            r.checkpoints.remove(0);
+        }
+    }
+
+    /// The recurrent layers' current state (`None` for a plain transformer).
+    pub fn recurrent_state(&self) -> Option<&[RecurrentLayer]> {
+        self.recurrent.as_ref().map(|r| r.layers.as_slice())
+    }
+
+    /// Token counts of the recurrent checkpoints held (ascending).
+    pub fn checkpoints(&self) -> Vec<usize> {
+        self.recurrent.as_ref().map(|r| r.checkpoints.iter().map(|(p, _)| *p).collect()).unwrap_or_default()
+    }
+
+    /// Goes back to at most `n` tokens and returns how many the cache keeps: `n` (or `len()` if
+    /// that is less) where the cache can cut there; else, with recurrent state, the largest
+    /// checkpoint at or below `n`, restored; else 0 (the cache is emptied and the caller prefills
+    /// again).
+    pub fn rewind(&mut self, n: usize) -> usize {
+        if n >= self.len {
+            return self.len;
+        }
+        if let Some(r) = self.recurrent.as_mut() {
+            let Some(i) = r.checkpoints.iter().rposition(|(p, _)| *p <= n) else {
+                self.reset();
+                return 0;
+            };
+            r.checkpoints.truncate(i + 1);
+            let (p, layers) = &r.checkpoints[i];
+            let p = *p;
+            r.layers.clone_from(layers);
+            self.forget_from(p);
+            self.len = p;
+            return p;
+        }
+        if self.truncate(n) {
+            n
+        } else {
+            0
+        }
     }
 
     /// Hands the buffers back (memory pressure): the cache is empty and holds no memory until
@@ -237,10 +357,11 @@ impl KvCache {
 
     /// Bytes held by the cache (f16 on the host, f32 tensors on a device; 0 once released).
     pub fn size_bytes(&self) -> usize {
+        let recurrent = self.recurrent.as_ref().map_or(0, Recurrent::bytes);
         if let Some(h) = &self.host {
-            return h.k.iter().chain(&h.v).map(|b| b.len() * 2).sum();
+            return recurrent + h.k.iter().chain(&h.v).map(|b| b.len() * 2).sum::<usize>();
         }
-        self.k.iter().chain(&self.v).map(|t| t.dims().iter().product::<usize>() * 4).sum()
+        recurrent + self.k.iter().chain(&self.v).map(|t| t.dims().iter().product::<usize>() * 4).sum::<usize>()
     }
 
     fn ring_index(&self, layer: usize) -> Result<usize> {
@@ -254,7 +375,9 @@ impl KvCache {
     /// Starts a pass of `n` tokens at position `len()`.
     pub fn begin(&mut self, n: usize) -> Result<()> {
         if self.released {
+            let recurrent = self.recurrent.take();
             *self = Self::new(self.layout.clone(), &self.device)?;
+            self.recurrent = recurrent;
         }
         if n == 0 || n > self.layout.max_chunk {
             return Err(Error::InvalidParameter { name: "n", reason: format!("{n} tokens per pass (1..={})", self.layout.max_chunk) });
@@ -385,6 +508,11 @@ impl KvCache {
 
     /// Abandons a pass that failed midway (its slots are forgotten).
     pub fn abort(&mut self) {
+        if self.recurrent.is_some() && self.pass.is_some() {
+            // The pass may have updated some recurrent layers and not others: start over.
+            self.reset();
+            return;
+        }
         if let Some((start, _)) = self.pass.take() {
             let len = self.len;
             self.forget_from(start.max(len));
@@ -407,6 +535,14 @@ impl KvCache {
     pub fn truncate(&mut self, n: usize) -> bool {
         if n >= self.len {
             return true;
+        }
+        if self.recurrent.is_some() {
+            // Only a checkpoint at exactly `n` keeps the state consistent.
+            if self.rewind(n) == n {
+                return true;
+            }
+            self.reset();
+            return false;
         }
         let ring = &self.rings[1];
         if let Some(w) = ring.window {
@@ -441,6 +577,9 @@ impl KvCache {
 
     /// Empties the cache (the buffers stay allocated).
     pub fn reset(&mut self) {
+        if let Some(r) = self.recurrent.as_mut() {
+            r.zero();
+        }
         self.forget_from(0);
         self.len = 0;
         self.pass = None;
@@ -528,6 +667,9 @@ impl KvCache {
         if self.pass.is_some() {
             return Err(Error::Backend { reason: "kv snapshot during a pass".into() });
         }
+        if self.recurrent.is_some() {
+            return Err(snapshot_err("a hybrid model's recurrent state cannot be saved to a session file yet"));
+        }
         let held = [self.held(0)?, self.held(1)?];
         let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
         let dtype = if self.host.is_some() { KvDtype::F16 } else { KvDtype::F32 };
@@ -583,6 +725,9 @@ impl KvCache {
         self.reset();
         if snap.len == 0 {
             return Ok(());
+        }
+        if self.recurrent.is_some() {
+            return Err(snapshot_err("a hybrid model's recurrent state cannot be restored from a session file yet"));
         }
         if snap.len > self.layout.max_context {
             return Err(Error::ContextOverflow { max: self.layout.max_context, requested: snap.len });

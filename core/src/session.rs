@@ -648,9 +648,9 @@ impl Session {
         // Reuse the cached prefix; at least one token must be fed to get logits.
         let mut common = self.cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
         common = common.min(prompt.len() - 1);
-        if !self.cache.truncate(common) {
-            common = 0;
-        }
+        // A cache that cannot cut there (a sliding window already overwritten, or a hybrid
+        // model's recurrent state without a checkpoint there) keeps less, or nothing.
+        common = self.cache.rewind(common);
         self.cached.truncate(common);
         let mut sampler = Sampler::new(params.sampling.clone())?;
         // Compiled (and its first mask computed) before any work: a bad constraint costs nothing.
@@ -682,6 +682,10 @@ impl Session {
             next_out = step(chunk, &mut self.cache, top_needed(&sampler, &prompt))?;
             self.cached.extend_from_slice(chunk);
         }
+        // A turn boundary: a hybrid model keeps its recurrent state here, so the next turn (whose
+        // prompt starts with this one) need not prefill it again even where its rendering of
+        // this answer differs from the tokens generated. A no-op for a plain transformer.
+        self.cache.checkpoint();
         let prefill_s = t0.elapsed().as_secs_f64();
         let tok = self.engine.tokenizer();
         let eos = tok.eos_ids();

@@ -37,6 +37,9 @@ pub enum WeightId {
     FfnUp { layer: usize },
     FfnDown { layer: usize },
     PostFfnNorm { layer: usize },
+    /// Another tensor of block `layer`, by its GGUF name after `blk.{layer}.` (an architecture's
+    /// own tensors, e.g. Qwen 3.5's `ssm_conv1d.weight`), so a new layer family needs no new variant.
+    Block { layer: usize, name: &'static str },
 }
 
 /// A weight's raw data as stored in the file.

@@ -77,6 +77,7 @@ macro_rules! family {
 
 family!(llama3_bpe, "llama-bpe");
 family!(qwen2_bpe, "qwen2");
+family!(qwen35_bpe, "qwen35");
 family!(gpt2_bpe, "gpt-2");
 family!(starcoder_bpe, "starcoder");
 family!(refact_bpe, "refact");

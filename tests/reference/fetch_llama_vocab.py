@@ -21,7 +21,7 @@ import tarfile
 import tempfile
 
 VERSION = "0.3.36"  # llama-cpp-python; its vendored llama.cpp holds the files below
-NAMES = ["llama-bpe", "qwen2", "gpt-2", "starcoder", "refact", "llama-spm", "phi-3"]
+NAMES = ["llama-bpe", "qwen2", "qwen35", "gpt-2", "starcoder", "refact", "llama-spm", "phi-3"]
 SUFFIXES = [".gguf", ".gguf.inp", ".gguf.out"]
 
 

@@ -27,5 +27,6 @@ pub fn tensor_name(id: WeightId) -> String {
         FfnUp { layer } => format!("blk.{layer}.ffn_up.weight"),
         FfnDown { layer } => format!("blk.{layer}.ffn_down.weight"),
         PostFfnNorm { layer } => format!("blk.{layer}.post_ffw_norm.weight"),
+        Block { layer, name } => format!("blk.{layer}.{name}"),
     }
 }

@@ -10,6 +10,7 @@ pub mod layers;
 pub mod llama;
 pub mod qwen2;
 pub mod qwen3;
+pub mod qwen35;
 
 use crate::gguf::Metadata;
 use crate::kv_cache::KvCache;
@@ -36,7 +37,15 @@ pub struct ArchDef {
 }
 
 /// The supported architectures: one line each.
-pub const REGISTRY: &[&ArchDef] = &[&gemma3::ARCH, &llama::ARCH, &qwen2::ARCH, &qwen3::ARCH];
+pub const REGISTRY: &[&ArchDef] = &[&gemma3::ARCH, &llama::ARCH, &qwen2::ARCH, &qwen3::ARCH, &qwen35::ARCH];
+
+/// Builds an architecture's own model from a GGUF file (one whose blocks are not the shared
+/// decoder's: a hybrid layer family); `gpu` asks for the GPU backend.
+pub type OwnModelFn = fn(md: &Metadata, weights: &dyn WeightSource, vocab: usize, gpu: bool) -> Result<Box<dyn CausalLm>>;
+
+/// The architectures of [`REGISTRY`] that are their own model rather than a
+/// [`decoder::Decoder`] config: one line each.
+pub const OWN_MODELS: &[(&str, OwnModelFn)] = &[("qwen35", qwen35::build)];
 
 /// A supported architecture (an entry of [`REGISTRY`]).
 #[derive(Clone, Copy)]
@@ -80,6 +89,11 @@ impl Architecture {
     /// The architecture file's definitions.
     pub fn def(self) -> &'static ArchDef {
         self.0
+    }
+
+    /// The builder of its own model, for an architecture that is not a decoder config.
+    pub fn own_model(self) -> Option<OwnModelFn> {
+        OWN_MODELS.iter().find(|(n, _)| *n == self.0.name).map(|(_, f)| *f)
     }
 }
 
@@ -327,6 +341,7 @@ pub(crate) fn hf_llama_tensor(id: WeightId) -> String {
         FfnUp { layer } => format!("layers.{layer}.mlp.up_proj.weight"),
         FfnDown { layer } => format!("layers.{layer}.mlp.down_proj.weight"),
         PostFfnNorm { layer } => format!("layers.{layer}.post_feedforward_layernorm.weight"),
+        Block { layer, name } => format!("layers.{layer}.{name}"),
     }
 }
 

@@ -508,6 +508,9 @@ const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L
 /// Qwen 2 / 2.5 / 3 (`tokenizer.json` of Qwen/Qwen2-7B): Llama 3's with single digits.
 const QWEN2_REGEX: &str =
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// LLAMA_VOCAB_PRE_TYPE_QWEN35: Qwen 2's with combining marks (`\p{M}`) kept inside words.
+const QWEN35_REGEX: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// How a `tokenizer.ggml.pre` value pre-tokenizes, and its defaults.
 struct PreSpec {
@@ -535,6 +538,13 @@ fn pre_spec(pre: &str) -> Result<PreSpec> {
         "qwen2" | "deepseek-r1-qwen" => PreSpec {
             pre_tokenizer: regex_then_bytes(QWEN2_REGEX)?,
             nfc: true,
+            ignore_merges: false,
+            add_bos_default: false,
+        },
+        // LLAMA_VOCAB_PRE_TYPE_QWEN35; no NFC (llama.cpp's expected ids keep `e` + U+0301 apart).
+        "qwen35" => PreSpec {
+            pre_tokenizer: regex_then_bytes(QWEN35_REGEX)?,
+            nfc: false,
             ignore_merges: false,
             add_bos_default: false,
         },

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""A small random-weight Qwen 3.5 (`qwen35`) GGUF, and llama.cpp's goldens on it.
+
+The same method as make_arch_goldens.py (whose helpers this imports): the real tokenizer metadata
+(llama.cpp's `models/ggml-vocab-qwen35.gguf`, which `fetch_llama_vocab.py` puts in
+`$EDGEWISE_HOME/reference/llama-vocab/`), the architecture's real tensor set and keys (llama.cpp
+`src/models/qwen35.cpp`, `llama_model_qwen35::load_arch_tensors`), seeded random weights in a mix
+of types, scaled for well-spread logits (the gap statistics are printed and recorded). Layers
+follow the real model's pattern: every 4th a gated full-attention layer, the rest gated DeltaNet.
+Value heads outnumber key heads (as in the 4B/9B), so the key heads' tiled repeat is exercised.
+
+    /opt/refenv/bin/python tests/reference/make_qwen35_goldens.py synth
+    /opt/refenv/bin/python tests/reference/make_qwen35_goldens.py goldens
+
+The prompts include two long ones (> 64 tokens: llama.cpp's prefill runs its chunked DeltaNet
+path, 64 tokens a chunk, over several chunks) and every case decodes 24 tokens after the prompt.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_arch_goldens as mag  # noqa: E402
+from make_arch_goldens import T, add, copy_tokenizer, sha256, synth_dir, vocab_path  # noqa: E402
+
+import gguf  # noqa: E402
+
+NAME = "qwen35"
+CFG = dict(hidden=256, ff=512, layers=8, interval=4, heads=4, kv=2, head_dim=128, n_rot=32,
+           sections=[11, 11, 10, 0], theta=10000000.0, eps=1e-6,
+           conv=4, k_heads=2, v_heads=4, state=64)
+# Weight scales (make_arch_goldens.SCALE's meaning) and the DeltaNet gates' ranges. Real A_log
+# gives decays exp(g) of ~0.9-1 per token; dt_bias ~ N(0, 1).
+SCALE = dict(mag.SCALE, residual_gain=2.0)
+# Tensor types. A random DeltaNet stack amplifies the activation rounding of quantized products
+# (int8 per 32 values, in llama.cpp and in our kernels alike) to ~0.5 logit by the last layer,
+# which is above many of the top-1/top-2 gaps, so the projections inside the layers are F16
+# (llama.cpp rounds their activations to f16, we keep f32) and the quantized kernels are
+# exercised by the embedding / LM head (Q8_0) and the DeltaNet's fused qkv (Q8_0).
+TYPES = dict(embd=T.Q8_0, qkv=T.Q8_0, other=T.F16)
+
+PROMPTS = mag.PROMPTS[:5] + [
+    mag.PROMPTS[7],
+    # A second long prompt (~170 tokens), original prose, crossing three 64-token chunks.
+    "At the edge of the old market there was a bookbinder who repaired atlases for sailors. Each "
+    "spring the ships brought him maps swollen with salt water, their coastlines blurred where a "
+    "thumb had rested through a storm. He would unpick the threads, press every sheet between "
+    "boards of lime wood, and sew the signatures back with linen cord waxed by hand. The sailors "
+    "paid him in coins from a dozen harbours, and he kept them in a jar by the window, sorted by "
+    "the colour of their tarnish. When the harbour master asked why he never spent them, he said "
+    "that each coin was a promise that its ship would return for the map, and that he liked to "
+    "count the promises on quiet evenings while the lamps were lit along the quay.",
+]
+
+
+def synth() -> str:
+    cfg = CFG
+    rng = np.random.default_rng(sum(map(ord, NAME)) * 7919)
+    out = os.path.join(synth_dir(), f"{NAME}.gguf")
+    os.makedirs(synth_dir(), exist_ok=True)
+    d, ff, hd, h, kv = cfg["hidden"], cfg["ff"], cfg["head_dim"], cfg["heads"], cfg["kv"]
+    hk, hv, s = cfg["k_heads"], cfg["v_heads"], cfg["state"]
+    ch = 2 * hk * s + hv * s
+    w = gguf.GGUFWriter(out + ".tmp", NAME)
+    w.add_name(f"edgewise synthetic {NAME}")
+    n_vocab = copy_tokenizer(w, vocab_path("qwen35"))
+    w.add_context_length(4096)
+    w.add_embedding_length(d)
+    w.add_feed_forward_length(ff)
+    w.add_block_count(cfg["layers"])
+    w.add_head_count(h)
+    w.add_head_count_kv(kv)
+    w.add_key_length(hd)
+    w.add_value_length(hd)
+    w.add_rope_dimension_count(cfg["n_rot"])
+    w.add_rope_dimension_sections(cfg["sections"])
+    w.add_rope_freq_base(cfg["theta"])
+    w.add_layer_norm_rms_eps(cfg["eps"])
+    w.add_uint32(f"{NAME}.full_attention_interval", cfg["interval"])
+    w.add_ssm_conv_kernel(cfg["conv"])
+    w.add_ssm_inner_size(hv * s)
+    w.add_ssm_state_size(s)
+    w.add_ssm_time_step_rank(hv)
+    w.add_ssm_group_count(hk)
+    w.add_file_type(1)
+
+    sc = SCALE
+
+    def mat(rows, cols, gain=1.0):
+        return rng.standard_normal((rows, cols), dtype=np.float32) * np.float32(gain / math.sqrt(cols))
+
+    def norm(n, spread=0.1):
+        return (1.0 + spread * rng.standard_normal(n)).astype(np.float32)
+
+    rows = np.exp(sc["row_norm_spread"] * rng.standard_normal((n_vocab, 1))).astype(np.float32)
+    emb = rng.standard_normal((n_vocab, d), dtype=np.float32) * rows * np.float32(sc["embed_std"])
+    add(w, "token_embd.weight", emb, TYPES["embd"])
+    del emb
+    add(w, "output_norm.weight", norm(d) * np.float32(sc["output_norm"]), T.F32)
+    for il in range(cfg["layers"]):
+        p = f"blk.{il}."
+        add(w, p + "attn_norm.weight", norm(d), T.F32)
+        if (il + 1) % cfg["interval"] != 0:
+            # Gated DeltaNet.
+            add(w, p + "attn_qkv.weight", mat(ch, d), TYPES["qkv"])
+            add(w, p + "attn_gate.weight", mat(hv * s, d), TYPES["other"])
+            # Depthwise conv taps ~ N(0, 1/sqrt(kernel)) (torch's default init scale), the newest tap
+            # a little stronger so the current token dominates as in trained models.
+            conv = rng.standard_normal((ch, cfg["conv"])).astype(np.float32) / np.float32(math.sqrt(cfg["conv"]))
+            conv[:, -1] += 0.5
+            add(w, p + "ssm_conv1d.weight", conv, T.F32)
+            add(w, p + "ssm_dt.bias", rng.standard_normal(hv).astype(np.float32), T.F32)
+            # ssm_a = -exp(A_log), A_log ~ log U(1, 16) as in the HF initialisation.
+            add(w, p + "ssm_a", -np.exp(np.log(rng.uniform(1, 16, hv))).astype(np.float32) * np.float32(0.05), T.F32)
+            add(w, p + "ssm_beta.weight", mat(hv, d), TYPES["other"])
+            add(w, p + "ssm_alpha.weight", mat(hv, d), TYPES["other"])
+            add(w, p + "ssm_norm.weight", norm(s), T.F32)
+            add(w, p + "ssm_out.weight", mat(d, hv * s, sc["residual_gain"]), TYPES["other"])
+        else:
+            # Gated attention: per head the query then the output gate.
+            add(w, p + "attn_q.weight", mat(2 * h * hd, d), TYPES["other"])
+            add(w, p + "attn_k.weight", mat(kv * hd, d), TYPES["other"])
+            add(w, p + "attn_v.weight", mat(kv * hd, d), TYPES["other"])
+            add(w, p + "attn_q_norm.weight", norm(hd), T.F32)
+            add(w, p + "attn_k_norm.weight", norm(hd), T.F32)
+            add(w, p + "attn_output.weight", mat(d, h * hd, sc["residual_gain"]), TYPES["other"])
+        add(w, p + "post_attention_norm.weight", norm(d), T.F32)
+        add(w, p + "ffn_gate.weight", mat(ff, d), TYPES["other"])
+        add(w, p + "ffn_up.weight", mat(ff, d), TYPES["other"])
+        add(w, p + "ffn_down.weight", mat(d, ff, sc["residual_gain"]), TYPES["other"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    os.replace(out + ".tmp", out)
+    return out
+
+
+def cmd_synth(_args) -> None:
+    p = synth()
+    print(f"{NAME}: {p} ({os.path.getsize(p) / 2**20:.1f} MiB) sha256 {sha256(p)}")
+
+
+def cmd_goldens(_args) -> None:
+    import llama_cpp
+    from make_llama_goldens import Ref
+
+    mag.PROMPTS = PROMPTS
+    path = os.path.join(synth_dir(), f"{NAME}.gguf")
+    ref = Ref(path, n_ctx=1024)
+    cases, (gaps, bests) = mag.run_cases(ref)
+    n_batch = ref.params["n_batch"]
+    for c in cases:
+        print(f"  prompt of {len(c['prompt_token_ids'])} tokens")
+    ref.close()
+    alt = Ref(path, n_ctx=1024, f32_kv=True)
+    alt_cases, _ = mag.run_cases(alt)
+    alt.close()
+    verdicts = [mag.near_tie_verdict(a["greedy_token_ids"], c) for c, a in zip(cases, alt_cases)]
+    self_dlogit = 0.0
+    for c, a in zip(cases, alt_cases):
+        mine = dict(zip(a["last_logits"]["ids"], a["last_logits"]["values"]))
+        self_dlogit = max(self_dlogit, max(abs(v - mine[i]) for i, v in zip(c["last_logits"]["ids"], c["last_logits"]["values"]) if i in mine))
+    print(f"{NAME}: llama.cpp with an f32 KV cache against its f16 goldens: {verdicts.count('exact')}/{len(cases)} exact, "
+          f"{verdicts.count('near-tie')} near-tie, {verdicts.count('departs')} departures, last-position max |dlogit| {self_dlogit:.3f}")
+    g = np.array(gaps)
+    stats = {
+        "steps": int(g.size),
+        "gap_median": float(np.median(g)),
+        "gap_min": float(g.min()),
+        "share_below_0_25": float((g < 0.25).mean()),
+        "share_below_0_5": float((g < 0.5).mean()),
+        "best_logit_median": float(np.median(bests)),
+    }
+    print(f"{NAME}: top-1/top-2 gap median {stats['gap_median']:.2f}, min {stats['gap_min']:.3f}, "
+          f"{100 * stats['share_below_0_25']:.1f}% of {g.size} steps below 0.25, {100 * stats['share_below_0_5']:.1f}% below 0.5, "
+          f"best logit median {stats['best_logit_median']:.1f}")
+    distinct = [len(set(c["greedy_token_ids"])) for c in cases]
+    print(f"{NAME}: distinct tokens per 24-token continuation: {distinct}")
+    header = {"header": {
+        "reference": f"llama.cpp via llama-cpp-python {llama_cpp.__version__}, CPU, f16 KV, n_batch {n_batch} (prompts in one batch: chunked DeltaNet prefill)",
+        "model": f"$EDGEWISE_HOME/reference/synth/{NAME}.gguf (tests/reference/make_qwen35_goldens.py synth)",
+        "model_sha256": sha256(path),
+        "architecture": NAME,
+        "gen_tokens": mag.N_GEN,
+        "top1_top2_gaps": stats,
+        "llama_cpp_f32_kv_vs_f16_kv": {"exact": verdicts.count("exact"), "near_tie": verdicts.count("near-tie"),
+                                       "departs": verdicts.count("departs"), "last_logits_max_abs_diff": self_dlogit},
+    }}
+    d = os.path.join(mag.REPO_ROOT, "tests", "golden", NAME)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "greedy.jsonl"), "w", encoding="utf-8") as f:
+        f.write(json.dumps(header, ensure_ascii=False) + "\n")
+        for c in cases:
+            f.write(json.dumps(c, ensure_ascii=False) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("command", choices=["synth", "goldens"])
+    args = ap.parse_args()
+    {"synth": cmd_synth, "goldens": cmd_goldens}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
