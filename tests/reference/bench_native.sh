@@ -3,7 +3,10 @@
 # repacked weights on, mmap) from the sources that llama-cpp-python's sdist vendors, on the same GGUF
 # and threads, interleaved in one run. Prints a table: prefill tok/s at 128 and 512 tokens, decode
 # tok/s for 128 tokens after a 512-token context, peak RSS, with ratios ours / llama.cpp.
-#   bash tests/reference/bench_native.sh [threads] [model.gguf]
+#   bash tests/reference/bench_native.sh [threads] [model.gguf ...]
+# Several models run one after the other, each with its own table. `--1b` as the model list means
+# the 1B-shaped random-weight Q4_K_M files (Llama 3.2 1B and Gemma 3 1B shapes), made first if
+# missing by tests/reference/make_arch_goldens.py synth --only llama32-1b-q4km gemma3-1b-q4km.
 # Env: LLAMA_NATIVE_DIR (where the sdist is unpacked and built; default ~/.cache/edgewise/reference/
 # llama-native), LLAMA_CPP_VERSION (default 0.3.36, the version of the reference venv),
 # LLAMA_EXTRA_CMAKE (extra cmake flags; use only to switch off what crashes on a host, e.g.
@@ -26,7 +29,18 @@ if [ ! -x "$BENCH" ]; then
 fi
 EW=./target/release/edgewise
 [ -x "$EW" ] || cargo build --release --workspace --all-targets
-MODEL=${2:-${EDGEWISE_MODEL:-$($EW models path | tail -1)}}
+shift $(( $# > 0 ? 1 : 0 ))
+MODELS=("$@")
+if [ "${MODELS[0]:-}" = --1b ]; then
+  SYN=${EDGEWISE_HOME:-$HOME/.cache/edgewise}/reference/synth
+  MODELS=()
+  for n in llama32-1b-q4km gemma3-1b-q4km; do
+    [ -f "$SYN/$n.gguf" ] || "${EDGEWISE_REFENV:-/opt/refenv}/bin/python" tests/reference/make_arch_goldens.py synth --only "$n" >/dev/null 2>&1
+    MODELS+=("$SYN/$n.gguf")
+  done
+fi
+[ ${#MODELS[@]} -gt 0 ] || MODELS=("${EDGEWISE_MODEL:-$($EW models path | tail -1)}")
+for MODEL in "${MODELS[@]}"; do
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "model: $MODEL ($(stat -c %s "$MODEL") bytes), threads $T, llama.cpp $V native ($(git -C "$SRC" describe --tags 2>/dev/null || echo vendored)), default settings"
 tmp=$(mktemp -d)
@@ -57,3 +71,4 @@ for r in (1, 2):
         print(f"  {name:32s} {a:10.1f} {b:10.1f} {a / b:6.2f}")
 PYEOF
 rm -rf "$tmp"
+done
