@@ -178,8 +178,14 @@ fn cpu_qwen3_q4_k_m_matches_llama_cpp() {
 
 /// Gemma 3 1B's real shapes (26 layers, hidden 1152, 4 heads of 256 over one KV head, FFN 6912,
 /// a 262144 x 1152 embedding) with random weights, Q4_K_M from llama.cpp's quantizer
-/// (`make_arch_goldens.py synth --only gemma3-1b-q4km`, ~640 MB; CI caches it).
+/// (`make_arch_goldens.py synth --only gemma3-1b-q4km`, 769 MiB, ~7-15 min; not in CI yet).
+/// Ignored: this file's weights are mis-scaled (llama.cpp's best logit ~140 with a median
+/// top-1/top-2 gap of 103, and every continuation repeats one token), so the near-tie rule's
+/// absolute 0.25 means nothing on it; measured 2026-12-07: 6/8 exact, 1 near-tie, 1 departure
+/// at step 0 at gap 0.40 (of logits ~34), logits within 2.2 (llama.cpp against itself, f16 vs
+/// f32 KV: 1.42).
 #[test]
+#[ignore = "the synthesized Gemma 3 1B is mis-scaled (logits ~140); rescale before using it as a golden"]
 fn cpu_gemma3_1b_q4_k_m_matches_llama_cpp() {
     check("gemma3-1b-q4km", BackendPreference::Cpu, usize::MAX);
 }
@@ -187,6 +193,7 @@ fn cpu_gemma3_1b_q4_k_m_matches_llama_cpp() {
 /// The same on wgpu (`EDGEWISE_GPU_TESTS=1`): the embedding is far over the 128 MiB binding limit
 /// and must be sharded, as the tied head's. `EDGEWISE_GPU_ARCH_CASES` cases (default 1: lavapipe).
 #[test]
+#[ignore = "the synthesized Gemma 3 1B is mis-scaled (see cpu_gemma3_1b_q4_k_m_matches_llama_cpp)"]
 fn gpu_gemma3_1b_q4_k_m_matches_llama_cpp() {
     if std::env::var("EDGEWISE_GPU_TESTS").as_deref() != Ok("1") {
         eprintln!("SKIPPED: gpu_gemma3_1b_q4_k_m_matches_llama_cpp (set EDGEWISE_GPU_TESTS=1)");
@@ -200,7 +207,7 @@ fn gpu_gemma3_1b_q4_k_m_matches_llama_cpp() {
 /// architecture departs from llama.cpp outside the near-tie margin.
 #[test]
 fn cpu_wrong_rope_base_fails_the_check() {
-    for name in ["llama", "qwen2", "qwen3", "gemma3-1b-q4km"] {
+    for name in ["llama", "qwen2", "qwen3"] {
         let Some(path) = model(name) else { return };
         let (header, cases) = golden(name);
         let arch = header["architecture"].as_str().unwrap();
