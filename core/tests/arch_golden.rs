@@ -176,6 +176,33 @@ fn cpu_qwen3_q4_k_m_matches_llama_cpp() {
     check("qwen3-q4km", BackendPreference::Cpu, usize::MAX);
 }
 
+/// Gemma 3 1B's real shapes (26 layers, hidden 1152, 4 heads of 256 over one KV head, FFN 6912,
+/// a 262144 x 1152 embedding) with random weights, Q4_K_M from llama.cpp's quantizer
+/// (`make_arch_goldens.py synth --only gemma3-1b-q4km`, 769 MiB, ~7-15 min; not in CI yet).
+/// Ignored: this file's weights are mis-scaled (llama.cpp's best logit ~140 with a median
+/// top-1/top-2 gap of 103, and every continuation repeats one token), so the near-tie rule's
+/// absolute 0.25 means nothing on it; measured 2026-12-07: 6/8 exact, 1 near-tie, 1 departure
+/// at step 0 at gap 0.40 (of logits ~34), logits within 2.2 (llama.cpp against itself, f16 vs
+/// f32 KV: 1.42).
+#[test]
+#[ignore = "the synthesized Gemma 3 1B is mis-scaled (logits ~140); rescale before using it as a golden"]
+fn cpu_gemma3_1b_q4_k_m_matches_llama_cpp() {
+    check("gemma3-1b-q4km", BackendPreference::Cpu, usize::MAX);
+}
+
+/// The same on wgpu (`EDGEWISE_GPU_TESTS=1`): the embedding is far over the 128 MiB binding limit
+/// and must be sharded, as the tied head's. `EDGEWISE_GPU_ARCH_CASES` cases (default 1: lavapipe).
+#[test]
+#[ignore = "the synthesized Gemma 3 1B is mis-scaled (see cpu_gemma3_1b_q4_k_m_matches_llama_cpp)"]
+fn gpu_gemma3_1b_q4_k_m_matches_llama_cpp() {
+    if std::env::var("EDGEWISE_GPU_TESTS").as_deref() != Ok("1") {
+        eprintln!("SKIPPED: gpu_gemma3_1b_q4_k_m_matches_llama_cpp (set EDGEWISE_GPU_TESTS=1)");
+        return;
+    }
+    let limit = std::env::var("EDGEWISE_GPU_ARCH_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    check("gemma3-1b-q4km", BackendPreference::Gpu, limit);
+}
+
 /// The check has teeth: with the RoPE base scaled (a plausible-looking but wrong model), each
 /// architecture departs from llama.cpp outside the near-tie margin.
 #[test]
@@ -243,40 +270,68 @@ fn transformers_name(id: edgewise_core::weights::WeightId) -> String {
         AttnOutput { layer } => format!("layers.{layer}.self_attn.o_proj.weight"),
         AttnQNorm { layer } => format!("layers.{layer}.self_attn.q_norm.weight"),
         AttnKNorm { layer } => format!("layers.{layer}.self_attn.k_norm.weight"),
+        AttnQBias { layer } => format!("layers.{layer}.self_attn.q_proj.bias"),
+        AttnKBias { layer } => format!("layers.{layer}.self_attn.k_proj.bias"),
+        AttnVBias { layer } => format!("layers.{layer}.self_attn.v_proj.bias"),
         // HF Llama/Qwen: the norm after attention's residual add is the FFN's pre-norm.
         FfnNorm { layer } => format!("layers.{layer}.post_attention_layernorm.weight"),
         FfnGate { layer } => format!("layers.{layer}.mlp.gate_proj.weight"),
         FfnUp { layer } => format!("layers.{layer}.mlp.up_proj.weight"),
         FfnDown { layer } => format!("layers.{layer}.mlp.down_proj.weight"),
-        other => panic!("{other:?} is not in a Qwen 3 checkpoint"),
+        other => panic!("{other:?} is not in a Llama / Qwen checkpoint"),
     }
 }
 
+/// llama.cpp's converter permutes Llama's q/k rows for its "norm" RoPE (`LlamaModel.permute`):
+/// per head, HF row `j·hd/2 + i` becomes GGUF row `2·i + j`. This undoes it, as a checkpoint has them.
+fn unpermute(w: &[f32], rows: usize, cols: usize, heads: usize) -> Vec<f32> {
+    let hd = rows / heads;
+    let mut out = vec![0f32; w.len()];
+    for h in 0..heads {
+        for i in 0..hd / 2 {
+            for j in 0..2 {
+                let (src, dst) = (h * hd + 2 * i + j, h * hd + j * hd / 2 + i);
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
 /// A Hugging Face folder of a non-Gemma architecture loads with HF's conventions and gives
-/// llama.cpp's answers: the `qwen3` file written out as `config.json` + f32 `model.safetensors`
-/// (the GGUF's tensors dequantized, under transformers' names: `post_attention_layernorm` is the
-/// pre-FFN norm, `q_norm`/`k_norm`, no `lm_head` since the output is tied) + the tokenizer as
-/// `tokenizer.json`, checked against the same goldens as the GGUF.
-#[test]
-fn cpu_qwen3_hf_folder_matches_llama_cpp() {
-    use edgewise_core::weights::WeightSource;
-    let name = "qwen3";
+/// llama.cpp's answers: the synthesized file written out as `config.json` + f32
+/// `model.safetensors` (the GGUF's tensors dequantized, under transformers' names:
+/// `post_attention_layernorm` is the pre-FFN norm, `q_norm`/`k_norm` (Qwen 3), q/k/v biases (Qwen
+/// 2), Llama's q/k rows unpermuted and its frequency table as `rope_scaling` llama3, no `lm_head`
+/// since the output is tied) + the tokenizer as `tokenizer.json`, checked against the same goldens
+/// as the GGUF.
+/// `wrong`: Llama's q/k rows left as the GGUF permuted them, which must fail the check.
+fn hf_folder_check(name: &str, wrong: bool) {
+    use edgewise_core::weights::{WeightId, WeightSource};
     let Some(path) = model(name) else { return };
     let (_, cases) = golden(name);
     let gguf = load(&path, BackendPreference::Cpu);
     let file = std::sync::Arc::new(edgewise_core::gguf::GgufFile::open(&path).unwrap());
     let w = edgewise_core::weights::GgufWeights::new(file.clone());
     let arch = edgewise_core::model::Architecture::from_gguf_name(name).unwrap();
-    let vocab = w.raw(edgewise_core::weights::WeightId::TokenEmbedding).unwrap().rows;
+    let vocab = w.raw(WeightId::TokenEmbedding).unwrap().rows;
     let cfg = (arch.def().from_gguf)(file.metadata(), &w, vocab).unwrap();
-    let dir = std::env::temp_dir().join(format!("edgewise-hf-{name}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("edgewise-hf-{name}-{wrong}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let llama = name == "llama";
     let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = cfg
         .weight_shapes(false)
         .into_iter()
+        .filter(|(id, _)| *id != WeightId::RopeFreqs)
         .map(|(id, [rows, cols])| {
             let raw = w.raw(id).unwrap();
-            let bytes = raw.to_f32().unwrap().iter().flat_map(|x| x.to_le_bytes()).collect();
+            let mut vals = raw.to_f32().unwrap();
+            match id {
+                WeightId::AttnQ { .. } if llama && !wrong => vals = unpermute(&vals, rows, cols, cfg.num_attention_heads),
+                WeightId::AttnK { .. } if llama && !wrong => vals = unpermute(&vals, rows, cols, cfg.num_key_value_heads),
+                _ => {}
+            }
+            let bytes = vals.iter().flat_map(|x| x.to_le_bytes()).collect();
             let shape = if rows == 1 { vec![cols] } else { vec![rows, cols] };
             (format!("model.{}", transformers_name(id)), shape, bytes)
         })
@@ -288,14 +343,24 @@ fn cpu_qwen3_hf_folder_matches_llama_cpp() {
         .collect();
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
     drop(tensors);
-    let config = serde_json::json!({
-        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": cfg.hidden_size,
+    let (class, bias) = match name {
+        "qwen3" => ("Qwen3ForCausalLM", false),
+        "qwen2" => ("Qwen2ForCausalLM", true),
+        _ => ("LlamaForCausalLM", false),
+    };
+    let mut config = serde_json::json!({
+        "architectures": [class], "model_type": name, "hidden_size": cfg.hidden_size,
         "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_hidden_layers,
         "num_attention_heads": cfg.num_attention_heads, "num_key_value_heads": cfg.num_key_value_heads,
         "head_dim": cfg.head_dim, "rms_norm_eps": cfg.rms_norm_eps, "rope_theta": cfg.rope_theta,
-        "max_position_embeddings": cfg.max_position_embeddings, "hidden_act": "silu", "attention_bias": false,
+        "max_position_embeddings": cfg.max_position_embeddings, "hidden_act": "silu", "attention_bias": bias,
         "tie_word_embeddings": true, "vocab_size": vocab, "torch_dtype": "float32"
     });
+    if llama {
+        // What make_arch_goldens.py's `llama3_factors` (llama.cpp's converter) turned into rope_freqs.
+        config["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192});
+    }
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     std::fs::write(dir.join("tokenizer.json"), gguf.tokenizer().hf().to_string(false).unwrap()).unwrap();
     let folder = load(&dir, BackendPreference::Cpu);
@@ -303,6 +368,11 @@ fn cpu_qwen3_hf_folder_matches_llama_cpp() {
     eprintln!("{name} as a Hugging Face folder:");
     let (verdicts, worst) = run(&folder, &cases, usize::MAX);
     let _ = std::fs::remove_dir_all(&dir);
+    if wrong {
+        let departs = verdicts.iter().filter(|v| matches!(v, Verdict::Departs { .. })).count();
+        assert!(departs >= 1, "{name} folder with permuted q/k still passes: {verdicts:?}");
+        return;
+    }
     for (ci, v) in verdicts.iter().enumerate() {
         assert!(!matches!(v, Verdict::Departs { .. }), "{name} folder case {ci}: {v:?}");
     }
@@ -310,4 +380,20 @@ fn cpu_qwen3_hf_folder_matches_llama_cpp() {
     eprintln!("{name} folder: {exact}/{} exact, worst last-position |Δlogit| {worst:.3}", verdicts.len());
     assert!(worst <= LOGIT_TOLERANCE, "{name} folder: a last-position logit differs from llama.cpp's by {worst:.3}");
     assert!(exact * 3 >= verdicts.len(), "{name} folder: too few exact matches: {exact}/{}", verdicts.len());
+}
+
+#[test]
+fn cpu_qwen3_hf_folder_matches_llama_cpp() {
+    hf_folder_check("qwen3", false);
+}
+
+#[test]
+fn cpu_qwen2_hf_folder_matches_llama_cpp() {
+    hf_folder_check("qwen2", false);
+}
+
+#[test]
+fn cpu_llama_hf_folder_matches_llama_cpp() {
+    hf_folder_check("llama", false);
+    hf_folder_check("llama", true);
 }

@@ -20,13 +20,10 @@ use sha2::Digest;
 
 /// shared/reference/README.md's near-tie bound for the plain model.
 const NEAR_TIE: f64 = 0.25;
-/// With a rank-16 adapter on every projection of every Gemma layer the two engines' last-position
-/// logits differ by up to ~1.1 (0.6–0.8 typically) instead of the plain model's few tenths, so a
-/// departure at a gap of up to 0.5 is still a near-tie (measured departures: 0.252 and 0.270).
-const NEAR_TIE_ALL_PROJECTIONS: f64 = 0.5;
-/// Max |our logit − llama.cpp's| at the last prompt position. Gemma's logits spread over ±20
-/// and random adapters on every layer amplify the engines' small arithmetic differences
-/// (llama.cpp's 8-bit activations): a single adapted projection type lands within 0.6–1.5.
+/// Max |our logit − llama.cpp's| at the last prompt position. Random adapters on many layers
+/// make these models sensitive to arithmetic: llama.cpp against itself, with only its KV cache
+/// changed from f16 to f32, moves these logits by up to 1.80 (rank 16 on every projection), 1.33
+/// (rank 8 subset) and 0.37 (Qwen 3) — the goldens record it per case (`llama_f32_kv`).
 const LOGIT_TOLERANCE: f64 = 1.5;
 
 fn home() -> PathBuf {
@@ -93,12 +90,18 @@ fn ids(v: &Value) -> Vec<u32> {
 enum Verdict {
     Exact,
     NearTie { step: usize, gap: f64 },
+    /// Beyond the near-tie bound, but where llama.cpp with an f32 KV cache departs too.
+    AsLlamaF32Kv { step: usize, gap: f64 },
     Departs { step: usize, gap: Option<f64> },
 }
 
+/// The near-tie rule, plus: a departure llama.cpp makes itself when only its KV cache precision
+/// changes (the goldens' `llama_f32_kv` run chose the same tokens up to and including that step)
+/// is a difference of rounding, not of the model.
 fn judge(got: &[u32], case: &Value, near_tie: f64) -> Verdict {
     let want = ids(&case["greedy_token_ids"]);
     let top5 = case["top5"].as_array().unwrap();
+    let own = ids(&case["llama_f32_kv"]["greedy_token_ids"]);
     match got.iter().zip(&want).position(|(a, b)| a != b) {
         None if got.len() == want.len() => Verdict::Exact,
         None => Verdict::Departs { step: got.len().min(want.len()), gap: None },
@@ -109,6 +112,7 @@ fn judge(got: &[u32], case: &Value, near_tie: f64) -> Verdict {
                 cands.iter().find(|c| c[0].as_u64() == Some(got[step] as u64)).map(|c| best - c[1].as_f64().unwrap());
             match ours {
                 Some(gap) if gap <= near_tie => Verdict::NearTie { step, gap },
+                Some(gap) if own.len() > step && own[..=step] == got[..=step] => Verdict::AsLlamaF32Kv { step, gap },
                 gap => Verdict::Departs { step, gap },
             }
         }
@@ -146,7 +150,7 @@ fn score(c: &Case, adapters: &[(Arc<LoraAdapter>, f32)], near_tie: f64) -> (usiz
         match v {
             Verdict::Departs { .. } => departs += 1,
             Verdict::Exact => exact += 1,
-            Verdict::NearTie { .. } => {}
+            Verdict::NearTie { .. } | Verdict::AsLlamaF32Kv { .. } => {}
         }
     }
     (departs, exact, worst)
@@ -175,7 +179,7 @@ fn check(name: &str, near_tie: f64) {
 
 #[test]
 fn cpu_gemma3_rank16_all_projections_matches_llama_cpp() {
-    check("gemma3-r16", NEAR_TIE_ALL_PROJECTIONS);
+    check("gemma3-r16", NEAR_TIE);
 }
 
 #[test]

@@ -3,8 +3,11 @@
 # repacked weights on, mmap) from the sources that llama-cpp-python's sdist vendors, on the same GGUF
 # and threads, interleaved in one run. Prints a table: prefill tok/s at 128 and 512 tokens, decode
 # tok/s for 128 tokens after a 512-token context, peak RSS, with ratios ours / llama.cpp.
-#   bash tests/reference/bench_native.sh [threads] [model.gguf]
-# Env: LLAMA_NATIVE_DIR (where the sdist is unpacked and built; default ~/.cache/edgewise/reference/
+#   bash tests/reference/bench_native.sh [threads] [model.gguf ...]
+# Several models run one after the other, each with its own table. `--1b` as the model list means
+# the 1B-shaped random-weight Q4_K_M files (Llama 3.2 1B and Gemma 3 1B shapes), made first if
+# missing by tests/reference/make_arch_goldens.py synth --only llama32-1b-q4km gemma3-1b-q4km.
+# Env: BENCH_ROUNDS (interleaved rounds, default 2), LLAMA_NATIVE_DIR (where the sdist is unpacked and built; default ~/.cache/edgewise/reference/
 # llama-native), LLAMA_CPP_VERSION (default 0.3.36, the version of the reference venv),
 # LLAMA_EXTRA_CMAKE (extra cmake flags; use only to switch off what crashes on a host, e.g.
 # -DGGML_AMX_INT8=OFF, and say so beside the ratios).
@@ -26,11 +29,23 @@ if [ ! -x "$BENCH" ]; then
 fi
 EW=./target/release/edgewise
 [ -x "$EW" ] || cargo build --release --workspace --all-targets
-MODEL=${2:-${EDGEWISE_MODEL:-$($EW models path | tail -1)}}
+shift $(( $# > 0 ? 1 : 0 ))
+MODELS=("$@")
+if [ "${MODELS[0]:-}" = --1b ]; then
+  SYN=${EDGEWISE_HOME:-$HOME/.cache/edgewise}/reference/synth
+  MODELS=()
+  for n in llama32-1b-q4km gemma3-1b-q4km; do
+    [ -f "$SYN/$n.gguf" ] || "${EDGEWISE_REFENV:-/opt/refenv}/bin/python" tests/reference/make_arch_goldens.py synth --only "$n" >/dev/null 2>&1
+    MODELS+=("$SYN/$n.gguf")
+  done
+fi
+[ ${#MODELS[@]} -gt 0 ] || MODELS=("${EDGEWISE_MODEL:-$($EW models path | tail -1)}")
+for MODEL in "${MODELS[@]}"; do
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "model: $MODEL ($(stat -c %s "$MODEL") bytes), threads $T, llama.cpp $V native ($(git -C "$SRC" describe --tags 2>/dev/null || echo vendored)), default settings"
 tmp=$(mktemp -d)
-for round in 1 2; do
+ROUNDS=${BENCH_ROUNDS:-2}
+for round in $(seq 1 "$ROUNDS"); do
   for P in 128 512; do
     $EW bench --model "$MODEL" --backend cpu --threads "$T" --prompt-tokens "$P" --gen-tokens 128 --json | tail -1 > "$tmp/ours-$P-$round.json"
   done
@@ -38,11 +53,11 @@ for round in 1 2; do
   /usr/bin/time -f '%M' -o "$tmp/rss-pp-$round" "$BENCH" -m "$MODEL" -t "$T" -p 128,512 -n 0 -r 3 -o jsonl > "$tmp/ref-pp-$round.jsonl" 2>/dev/null
   /usr/bin/time -f '%M' -o "$tmp/rss-tg-$round" "$BENCH" -m "$MODEL" -t "$T" -p 0 -n 128 -d 512 -r 3 -o jsonl > "$tmp/ref-tg-$round.jsonl" 2>/dev/null
 done
-python3 - "$tmp" <<'PYEOF'
+python3 - "$tmp" "$ROUNDS" <<'PYEOF'
 import json, sys, glob
 d = sys.argv[1]
 print(f"{'figure':34s} {'edgewise':>10s} {'llama.cpp':>10s} {'ratio':>6s}   (round 1 / round 2)")
-for r in (1, 2):
+for r in range(1, int(sys.argv[2]) + 1):
     ours = {p: json.load(open(f"{d}/ours-{p}-{r}.json")) for p in (128, 512)}
     ref = [json.loads(l) for f in (f"{d}/ref-pp-{r}.jsonl", f"{d}/ref-tg-{r}.jsonl") for l in open(f) if l.strip()]
     pp = {x["n_prompt"]: x["avg_ts"] for x in ref if x["n_gen"] == 0}
@@ -57,3 +72,4 @@ for r in (1, 2):
         print(f"  {name:32s} {a:10.1f} {b:10.1f} {a / b:6.2f}")
 PYEOF
 rm -rf "$tmp"
+done

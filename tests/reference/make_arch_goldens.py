@@ -79,6 +79,19 @@ MODELS = {
 SCALE = dict(embed_std=0.05, row_norm_spread=0.3, output_norm=2.5, residual_gain=2.0, bias_std=0.3)
 # Files quantized from another by llama.cpp (`llama_model_quantize`): name -> (source, ftype name).
 QUANTIZED = {"qwen3-q4km": ("qwen3", "LLAMA_FTYPE_MOSTLY_Q4_K_M")}
+# Full-size files (`synth --only NAME` / `goldens --only NAME` only, never by default): Gemma 3 1B's
+# real shapes (26 layers, hidden 1152, 4 heads of 256 over 1 KV head, FFN 6912, the 262144-token
+# vocabulary: a 262144 x 1152 embedding, over the GPU's 128 MiB binding limit in any type),
+# written in F16 (~2 GB, deleted afterwards) and quantized to Q4_K_M by llama.cpp's quantizer.
+BIG = {
+    "gemma3-1b-q4km": dict(arch="gemma3", hidden=1152, ff=6912, layers=26, heads=4, kv=1, head_dim=256,
+                           theta=1000000.0, eps=1e-6, window=512, ftype="LLAMA_FTYPE_MOSTLY_Q4_K_M"),
+    # Llama 3.2 1B's real shapes (16 layers, hidden 2048, 32 heads of 64 over 8 KV heads, FFN 8192,
+    # llama3 frequency factors, tied 128256-token embedding), for the speed comparison only.
+    "llama32-1b-q4km": dict(arch="llama", vocab="llama-bpe", hidden=2048, ff=8192, layers=16, heads=32, kv=8, head_dim=64,
+                            theta=500000.0, eps=1e-5, llama3_freqs=True, tied=True, bias=False, qk_norm=False,
+                            ftype="LLAMA_FTYPE_MOSTLY_Q4_K_M"),
+}
 
 # Per-tensor types of the synthesized files (a mix the CPU kernels and dequantizers must all get right).
 TYPES = {
@@ -92,6 +105,8 @@ TYPES = {
     "ffn_up": T.F16,
     "ffn_down": T.Q5_0,
 }
+# The full-size files are written in F16 and quantized by llama.cpp.
+F16_TYPES = {k: T.F16 for k in TYPES}
 
 
 def llama3_factors(base: float, dim: int, factor=32.0, low=1.0, high=4.0, old=8192) -> np.ndarray:
@@ -148,9 +163,9 @@ def add(w: gguf.GGUFWriter, name: str, x: np.ndarray, ty) -> None:
         w.add_tensor(name, q, raw_shape=q.shape, raw_dtype=ty)
 
 
-def synth(name: str, cfg: dict) -> str:
+def synth(name: str, cfg: dict, types: dict = TYPES, suffix: str = "") -> str:
     rng = np.random.default_rng(sum(map(ord, name)) * 7919)
-    out = os.path.join(synth_dir(), f"{name}.gguf")
+    out = os.path.join(synth_dir(), f"{name}{suffix}.gguf")
     os.makedirs(synth_dir(), exist_ok=True)
     arch = cfg["arch"]
     d, ff, hd, h, kv = cfg["hidden"], cfg["ff"], cfg["head_dim"], cfg["heads"], cfg["kv"]
@@ -183,18 +198,18 @@ def synth(name: str, cfg: dict) -> str:
         rows = np.exp(sc["row_norm_spread"] * rng.standard_normal((n_vocab, 1))).astype(np.float32)
         return rng.standard_normal((n_vocab, d), dtype=np.float32) * rows * np.float32(sc["embed_std"])
 
-    add(w, "token_embd.weight", embedding(), TYPES["token_embd"])
+    add(w, "token_embd.weight", embedding(), types["token_embd"])
     add(w, "output_norm.weight", norm(d) * np.float32(sc["output_norm"]), T.F32)
     if not cfg["tied"]:
-        add(w, "output.weight", embedding(), TYPES["output"])
+        add(w, "output.weight", embedding(), types["output"])
     if cfg["llama3_freqs"]:
         add(w, "rope_freqs.weight", llama3_factors(cfg["theta"], hd), T.F32)
     for il in range(cfg["layers"]):
         p = f"blk.{il}."
         add(w, p + "attn_norm.weight", norm(d), T.F32)
-        add(w, p + "attn_q.weight", mat(h * hd, d), TYPES["attn_q"])
-        add(w, p + "attn_k.weight", mat(kv * hd, d), TYPES["attn_k"])
-        add(w, p + "attn_v.weight", mat(kv * hd, d), TYPES["attn_v"])
+        add(w, p + "attn_q.weight", mat(h * hd, d), types["attn_q"])
+        add(w, p + "attn_k.weight", mat(kv * hd, d), types["attn_k"])
+        add(w, p + "attn_v.weight", mat(kv * hd, d), types["attn_v"])
         if cfg["bias"]:
             b = sc["bias_std"]
             add(w, p + "attn_q.bias", b * rng.standard_normal(h * hd).astype(np.float32), T.F32)
@@ -203,11 +218,11 @@ def synth(name: str, cfg: dict) -> str:
         if cfg["qk_norm"]:
             add(w, p + "attn_q_norm.weight", norm(hd), T.F32)
             add(w, p + "attn_k_norm.weight", norm(hd), T.F32)
-        add(w, p + "attn_output.weight", mat(d, h * hd, sc["residual_gain"]), TYPES["attn_output"])
+        add(w, p + "attn_output.weight", mat(d, h * hd, sc["residual_gain"]), types["attn_output"])
         add(w, p + "ffn_norm.weight", norm(d), T.F32)
-        add(w, p + "ffn_gate.weight", mat(ff, d), TYPES["ffn_gate"])
-        add(w, p + "ffn_up.weight", mat(ff, d), TYPES["ffn_up"])
-        add(w, p + "ffn_down.weight", mat(d, ff, sc["residual_gain"]), TYPES["ffn_down"])
+        add(w, p + "ffn_gate.weight", mat(ff, d), types["ffn_gate"])
+        add(w, p + "ffn_up.weight", mat(ff, d), types["ffn_up"])
+        add(w, p + "ffn_down.weight", mat(d, ff, sc["residual_gain"]), types["ffn_down"])
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -216,14 +231,94 @@ def synth(name: str, cfg: dict) -> str:
     return out
 
 
-def quantize(name: str, src_name: str, ftype: str) -> str:
+def gemma3_tokenizer_source() -> str:
+    """The default model (Gemma 3 270M Q4_K_M): Gemma 3 1B has the same tokenizer."""
+    p = os.environ.get("EDGEWISE_MODEL") or os.path.join(home(), "models", "gemma-3-270m-q4_k_m.gguf")
+    if not os.path.exists(p):
+        sys.exit(f"{p} missing: run `edgewise models fetch` (its tokenizer is copied)")
+    return p
+
+
+def synth_gemma3(name: str, cfg: dict) -> str:
+    """A random-weight `gemma3` GGUF in F16 (norms F32): the tensor set and keys llama.cpp's loader
+    reads (sandwich norms, q/k norms, GeGLU; the 5:1 local/global pattern is llama.cpp's for
+    gemma3). Norm weights are stored as llama.cpp uses them (the converter's 1 + w), ~1."""
+    rng = np.random.default_rng(sum(map(ord, name)) * 7919)
+    out = os.path.join(synth_dir(), f"{name}.f16.gguf")
+    os.makedirs(synth_dir(), exist_ok=True)
+    d, ff, hd, h, kv = cfg["hidden"], cfg["ff"], cfg["head_dim"], cfg["heads"], cfg["kv"]
+    w = gguf.GGUFWriter(out + ".tmp", "gemma3")
+    w.add_name(f"edgewise synthetic {name}")
+    n_vocab = copy_tokenizer(w, gemma3_tokenizer_source())
+    w.add_context_length(32768)
+    w.add_embedding_length(d)
+    w.add_feed_forward_length(ff)
+    w.add_block_count(cfg["layers"])
+    w.add_head_count(h)
+    w.add_head_count_kv(kv)
+    w.add_key_length(hd)
+    w.add_value_length(hd)
+    w.add_rope_freq_base(cfg["theta"])
+    w.add_layer_norm_rms_eps(cfg["eps"])
+    w.add_sliding_window(cfg["window"])
+    w.add_file_type(1)
+    sc = {**SCALE, **cfg.get("scale", {})}
+
+    def mat(rows, cols):
+        return (rng.standard_normal((rows, cols), dtype=np.float32) * np.float32(1 / math.sqrt(cols))).astype(np.float16)
+
+    def norm(n, gain=1.0):
+        return ((1.0 + 0.1 * rng.standard_normal(n)) * gain).astype(np.float32)
+
+    # Gemma scales the input embedding by sqrt(hidden); the tied head reads the rows as they are.
+    rows = np.exp(sc["row_norm_spread"] * rng.standard_normal((n_vocab, 1))).astype(np.float32)
+    emb = np.empty((n_vocab, d), dtype=np.float16)
+    for r0 in range(0, n_vocab, 16384):
+        r1 = min(n_vocab, r0 + 16384)
+        emb[r0:r1] = rng.standard_normal((r1 - r0, d), dtype=np.float32) * rows[r0:r1] * np.float32(sc["embed_std"])
+    w.add_tensor("token_embd.weight", emb)
+    w.add_tensor("output_norm.weight", norm(d, sc["output_norm"]))
+    for il in range(cfg["layers"]):
+        p = f"blk.{il}."
+        w.add_tensor(p + "attn_norm.weight", norm(d))
+        w.add_tensor(p + "attn_q.weight", mat(h * hd, d))
+        w.add_tensor(p + "attn_k.weight", mat(kv * hd, d))
+        w.add_tensor(p + "attn_v.weight", mat(kv * hd, d))
+        w.add_tensor(p + "attn_q_norm.weight", norm(hd))
+        w.add_tensor(p + "attn_k_norm.weight", norm(hd))
+        w.add_tensor(p + "attn_output.weight", mat(d, h * hd))
+        # The sandwich norms set what each block writes into the residual stream.
+        w.add_tensor(p + "post_attention_norm.weight", norm(d, sc["residual_gain"]))
+        w.add_tensor(p + "ffn_norm.weight", norm(d))
+        w.add_tensor(p + "ffn_gate.weight", mat(ff, d))
+        w.add_tensor(p + "ffn_up.weight", mat(ff, d))
+        w.add_tensor(p + "ffn_down.weight", mat(d, ff))
+        w.add_tensor(p + "post_ffw_norm.weight", norm(d, sc["residual_gain"]))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    os.replace(out + ".tmp", out)
+    return out
+
+
+def make_big(name: str, cfg: dict) -> str:
+    """Synthesizes `name` in F16, quantizes it with llama.cpp, deletes the F16 file."""
+    src = synth_gemma3(name, cfg) if cfg["arch"] == "gemma3" else synth(name, cfg, F16_TYPES, ".f16")
+    try:
+        return quantize(name, os.path.basename(src)[: -len(".gguf")], cfg["ftype"], os.cpu_count() or 2)
+    finally:
+        os.remove(src)
+
+
+def quantize(name: str, src_name: str, ftype: str, nthread: int = 2) -> str:
     import llama_cpp
 
     src = os.path.join(synth_dir(), f"{src_name}.gguf")
     out = os.path.join(synth_dir(), f"{name}.gguf")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, ftype)
-    params.nthread = 2
+    params.nthread = nthread
     # The source is already quantized (Q8_0/Q5_0/Q4_0); llama.cpp requantizes only when asked.
     params.allow_requantize = True
     rc = llama_cpp.llama_model_quantize(src.encode(), (out + ".tmp").encode(), ctypes.byref(params))
@@ -252,6 +347,11 @@ def cmd_synth(args) -> None:
             continue
         p = quantize(name, src, ftype)
         print(f"{name}: {p} ({os.path.getsize(p) / 2**20:.1f} MiB, {ftype}) sha256 {sha256(p)}")
+    for name, cfg in BIG.items():
+        if not (args.only and name in args.only):
+            continue
+        p = make_big(name, cfg)
+        print(f"{name}: {p} ({os.path.getsize(p) / 2**20:.1f} MiB, {cfg['ftype']}) sha256 {sha256(p)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,7 +433,7 @@ def cmd_goldens(args) -> None:
     import llama_cpp
     from make_llama_goldens import Ref  # the same llama.cpp driver as Gemma's goldens (no sampler)
 
-    names = list(MODELS) + list(QUANTIZED)
+    names = list(MODELS) + list(QUANTIZED) + [n for n in BIG if args.only and n in args.only]
     for name in names:
         if args.only and name not in args.only:
             continue
@@ -375,7 +475,7 @@ def cmd_goldens(args) -> None:
             "reference": f"llama.cpp via llama-cpp-python {llama_cpp.__version__}, CPU, {ref.params['n_threads']} threads, f16 KV",
             "model": f"$EDGEWISE_HOME/reference/synth/{name}.gguf (tests/reference/make_arch_goldens.py synth)",
             "model_sha256": sha256(path),
-            "architecture": (MODELS.get(name) or MODELS[QUANTIZED[name][0]])["arch"],
+            "architecture": (MODELS.get(name) or BIG.get(name) or MODELS[QUANTIZED[name][0]])["arch"],
             "use_extra_bufts": ref.params["use_extra_bufts"],
             "gen_tokens": N_GEN,
             "top1_top2_gaps": stats,

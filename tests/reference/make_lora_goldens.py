@@ -105,7 +105,7 @@ TOP_LOGITS = 32
 STRIDE_LOGITS = 997
 
 
-def run(base: str, lora: str | None, scale: float) -> tuple[list, list, dict]:
+def run(base: str, lora: str | None, scale: float, f32_kv: bool = False) -> tuple[list, list, dict]:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import llama_cpp
     import make_llama_goldens as mlg
@@ -114,7 +114,7 @@ def run(base: str, lora: str | None, scale: float) -> tuple[list, list, dict]:
     if lora:
         mlg.Llama = functools.partial(plain, lora_path=lora, lora_scale=scale)
     try:
-        ref = mlg.Ref(base, n_ctx=512)
+        ref = mlg.Ref(base, n_ctx=512, f32_kv=f32_kv)
     finally:
         mlg.Llama = plain
     cases, gaps = [], []
@@ -159,6 +159,16 @@ def cmd_goldens(args) -> None:
             continue
         cases, gaps, params = run(base, path, cfg["scale"])
         plain, _, _ = run(base, None, 1.0)
+        # llama.cpp against itself: the same run with an f32 KV cache (its only change). With an
+        # adapter on every projection its greedy tokens part from the f16 run's at gaps above 0.25
+        # and its logits move by more than 1; the test accepts a departure llama.cpp makes itself.
+        own, _, _ = run(base, path, cfg["scale"], f32_kv=True)
+        for c, o in zip(cases, own):
+            lo = dict(zip(o["last_logits"]["ids"], o["last_logits"]["values"]))
+            c["llama_f32_kv"] = {
+                "greedy_token_ids": o["greedy_token_ids"],
+                "last_logits_max_abs_diff": max(abs(lo[i] - v) for i, v in zip(c["last_logits"]["ids"], c["last_logits"]["values"]) if i in lo),
+            }
         changed = sum(a["greedy_token_ids"] != b["greedy_token_ids"] for a, b in zip(cases, plain))
         g = np.array(gaps)
         stats = {"steps": int(g.size), "gap_median": float(np.median(g)), "gap_min": float(g.min()),
