@@ -67,19 +67,42 @@ struct Pair {
 }
 
 impl Pair {
-    /// `y[t] += s·B·(A·x[t])` for each of the `n` rows.
+    /// `y[t] += s·B·(A·x[t])` for each of the `n` rows. A prefill's rows are spread over the
+    /// kernel pool in blocks of [`ROWS_PER_TASK`] (each row's arithmetic is the same either way).
     fn apply(&self, s: f32, x: &[f32], y: &mut [f32], n: usize) {
-        let mut t = vec![0f32; self.rank];
-        for (xr, yr) in x.chunks_exact(self.n_in).zip(y.chunks_exact_mut(self.n_out)).take(n) {
-            for (tv, ar) in t.iter_mut().zip(self.a.chunks_exact(self.n_in)) {
-                *tv = s * dot(ar, xr);
+        let rows = |x: &[f32], y: &mut [f32]| {
+            let mut t = vec![0f32; self.rank];
+            for (xr, yr) in x.chunks_exact(self.n_in).zip(y.chunks_exact_mut(self.n_out)) {
+                for (tv, ar) in t.iter_mut().zip(self.a.chunks_exact(self.n_in)) {
+                    *tv = s * dot(ar, xr);
+                }
+                for (yv, br) in yr.iter_mut().zip(self.b.chunks_exact(self.rank)) {
+                    *yv += dot(br, &t);
+                }
             }
-            for (yv, br) in yr.iter_mut().zip(self.b.chunks_exact(self.rank)) {
-                *yv += dot(br, &t);
-            }
+        };
+        let (nx, ny) = ((n * self.n_in).min(x.len()), (n * self.n_out).min(y.len()));
+        let (x, y) = (&x[..nx], &mut y[..ny]);
+        if n < 2 * ROWS_PER_TASK {
+            return rows(x, y);
         }
+        // One lock per block, each taken once (uncontended): disjoint output rows per task.
+        let blocks: Vec<std::sync::Mutex<(&[f32], &mut [f32])>> = x
+            .chunks(ROWS_PER_TASK * self.n_in)
+            .zip(y.chunks_mut(ROWS_PER_TASK * self.n_out))
+            .map(std::sync::Mutex::new)
+            .collect();
+        crate::quant::cpu::pool::for_each(blocks.len(), &|b| {
+            if let Ok(mut g) = blocks[b].lock() {
+                let (xs, ys) = &mut *g;
+                rows(xs, ys);
+            }
+        });
     }
 }
+
+/// Rows of a prefill per pool task in [`Pair::apply`].
+const ROWS_PER_TASK: usize = 16;
 
 /// A dot product in eight lanes (vectorizes).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -446,6 +469,23 @@ mod tests {
         zero.apply_host(1, Proj::Q, &x, &mut y0, 2).unwrap();
         assert!(y0.iter().all(|v| *v == 1.0));
         assert!(matches!(LoraSet::new(&[(a, f32::NAN)]), Err(Error::InvalidParameter { .. })));
+    }
+
+    #[test]
+    fn a_prefill_spread_over_the_pool_equals_row_by_row() {
+        let a = Arc::new(LoraAdapter::load(file(&header("gemma3", Some(8.0)), &[Q_A, Q_B]).path(), &cfg()).unwrap());
+        let set = LoraSet::new(&[(a, 0.7)]).unwrap();
+        // 77 rows: several pool blocks of ROWS_PER_TASK and a ragged last one.
+        let n = 77;
+        let x: Vec<f32> = (0..n * 32).map(|i| (i as f32 * 0.113).sin()).collect();
+        let mut all: Vec<f32> = (0..n * 32).map(|i| (i as f32 * 0.05).cos()).collect();
+        let mut one = all.clone();
+        set.apply_host(1, Proj::Q, &x, &mut all, n).unwrap();
+        for t in 0..n {
+            set.apply_host(1, Proj::Q, &x[t * 32..(t + 1) * 32], &mut one[t * 32..(t + 1) * 32], 1).unwrap();
+        }
+        assert_eq!(all, one, "the pooled rows must be bit-identical to one row at a time");
+        assert!(all.iter().zip(&x).any(|(y, _)| *y != 0.0));
     }
 
     #[test]
