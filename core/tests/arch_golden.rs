@@ -7,16 +7,17 @@
 //! A deliberately wrong variant of each file (another RoPE base) must fail the same check.
 
 mod common_model;
+mod near_tie;
 
 use std::path::PathBuf;
 
 use edgewise_core::backend::BackendPreference;
 use edgewise_core::engine::{Engine, EngineConfig};
 use edgewise_core::session::{GenerationParams, SessionConfig};
+use near_tie::{ids, judge, Verdict};
 use serde_json::Value;
 use sha2::Digest;
 
-const NEAR_TIE: f64 = 0.25;
 /// Max |our logit − llama.cpp's| over the recorded last-position logits (llama.cpp's top 32 and
 /// a spread of other ids): "well under 1 logit" (shared/reference/README.md). llama.cpp itself moves
 /// by 0.18–0.46 on these files between an f16 and an f32 KV cache (the goldens' headers).
@@ -44,10 +45,6 @@ fn golden(name: &str) -> (Value, Vec<Value>) {
     (header, lines.collect())
 }
 
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
-
 fn sha256(path: &std::path::Path) -> String {
     let bytes = std::fs::read(path).unwrap();
     sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -55,35 +52,6 @@ fn sha256(path: &std::path::Path) -> String {
 
 fn load(path: &std::path::Path, pref: BackendPreference) -> Engine {
     Engine::load(path, EngineConfig { backend: pref, threads: Some(2), gpu_self_test: false }).expect("engine loads")
-}
-
-/// How our greedy tokens compare with one case.
-#[derive(Debug)]
-#[allow(dead_code)] // the fields are read through Debug, in the messages
-enum Verdict {
-    Exact,
-    NearTie { step: usize, gap: f64 },
-    Departs { step: usize, ours: u32, theirs: u32, gap: Option<f64> },
-}
-
-fn judge(got: &[u32], case: &Value) -> Verdict {
-    let want = ids(&case["greedy_token_ids"]);
-    let top5 = case["top5"].as_array().unwrap();
-    match got.iter().zip(&want).position(|(a, b)| a != b) {
-        None if got.len() == want.len() => Verdict::Exact,
-        None => Verdict::Departs { step: got.len().min(want.len()), ours: 0, theirs: 0, gap: None },
-        Some(step) => {
-            let cands = top5[step].as_array().unwrap();
-            let best = cands[0][1].as_f64().unwrap();
-            let ours = cands.iter().find(|c| c[0].as_u64() == Some(got[step] as u64)).map(|c| best - c[1].as_f64().unwrap());
-            let fifth_gap = cands.last().map(|c| best - c[1].as_f64().unwrap()).unwrap_or(f64::INFINITY);
-            match ours {
-                Some(gap) if gap <= NEAR_TIE => Verdict::NearTie { step, gap },
-                None if cands.len() == 5 && fifth_gap <= NEAR_TIE => Verdict::NearTie { step, gap: fifth_gap },
-                gap => Verdict::Departs { step, ours: got[step], theirs: want[step], gap },
-            }
-        }
-    }
 }
 
 /// One model against its goldens: `(verdicts, worst last-position |Δlogit|)`. `limit` bounds the

@@ -8,16 +8,17 @@
 //! `core/src/model/qwen35.rs`, which can reach the model's internals.)
 
 mod common_model;
+mod near_tie;
 
 use std::path::PathBuf;
 
 use edgewise_core::backend::{BackendKind, BackendPreference};
 use edgewise_core::engine::{Engine, EngineConfig};
 use edgewise_core::session::{GenerationParams, SessionConfig};
+use near_tie::{ids, judge};
 use serde_json::Value;
 use sha2::Digest;
 
-const NEAR_TIE: f64 = 0.25;
 const LOGIT_TOLERANCE: f64 = 1.0;
 
 fn model() -> Option<PathBuf> {
@@ -39,28 +40,8 @@ fn golden() -> (Value, Vec<Value>) {
     (header, lines.collect())
 }
 
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
-
 fn load(path: &std::path::Path, pref: BackendPreference) -> edgewise_core::Result<Engine> {
     Engine::load(path, EngineConfig { backend: pref, threads: Some(2), gpu_self_test: false })
-}
-
-/// "exact", "near-tie" or "departs".
-fn judge(got: &[u32], case: &Value) -> &'static str {
-    let want = ids(&case["greedy_token_ids"]);
-    let Some(step) = got.iter().zip(&want).position(|(a, b)| a != b) else {
-        return if got.len() == want.len() { "exact" } else { "departs" };
-    };
-    let cands = case["top5"][step].as_array().unwrap();
-    let best = cands[0][1].as_f64().unwrap();
-    let gap = |c: &Value| best - c[1].as_f64().unwrap();
-    match cands.iter().find(|c| c[0].as_u64() == Some(got[step] as u64)) {
-        Some(c) if gap(c) <= NEAR_TIE => "near-tie",
-        None if cands.len() == 5 && gap(&cands[4]) <= NEAR_TIE => "near-tie",
-        _ => "departs",
-    }
 }
 
 fn greedy(n: usize) -> GenerationParams {
@@ -89,7 +70,7 @@ fn cpu_qwen35_matches_llama_cpp() {
         worst = worst.max(d);
         s.reset();
         let got = s.generate_from(prompt.clone(), &greedy(n_gen), &mut |_| true).unwrap().token_ids;
-        let v = judge(&got, case);
+        let v = judge(&got, case).label();
         eprintln!("  case {ci} ({} prompt tokens): {v}, last-position max |Δlogit| {d:.3}", prompt.len());
         verdicts.push(v);
     }
