@@ -388,6 +388,32 @@ def topk(logits: np.ndarray, k: int) -> list[list]:
     return [[int(i), float(logits[i])] for i in idx]
 
 
+def gap_stats(name: str, gaps: list[float], bests: list[float]) -> dict:
+    """The top-1/top-2 gap statistics recorded in a golden header (and printed)."""
+    g = np.array(gaps)
+    stats = {
+        "steps": int(g.size),
+        "gap_median": float(np.median(g)),
+        "gap_min": float(g.min()),
+        "share_below_0_25": float((g < 0.25).mean()),
+        "share_below_0_5": float((g < 0.5).mean()),
+        "best_logit_median": float(np.median(bests)),
+    }
+    print(f"{name}: top-1/top-2 gap median {stats['gap_median']:.2f}, min {stats['gap_min']:.3f}, "
+          f"{100 * stats['share_below_0_25']:.1f}% of {g.size} steps below 0.25, {100 * stats['share_below_0_5']:.1f}% below 0.5, "
+          f"best logit median {stats['best_logit_median']:.1f}")
+    return stats
+
+
+def write_goldens(path: str, header: dict, cases: list[dict]) -> None:
+    """A golden file: the header line, then one case a line."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(header, ensure_ascii=False) + "\n")
+        for c in cases:
+            f.write(json.dumps(c, ensure_ascii=False) + "\n")
+
+
 def run_cases(ref) -> tuple[list[dict], list[float]]:
     """Greedy continuations of every prompt: the golden cases and each step's top-1/top-2 gap."""
     cases, gaps, bests = [], [], []
@@ -459,18 +485,7 @@ def cmd_goldens(args) -> None:
             self_departs += v == "departs"
         print(f"{name}: llama.cpp with an f32 KV cache against its f16 goldens: {self_exact}/{len(cases)} exact, "
               f"{self_near} near-tie departures, {self_departs} other departures, last-position max |dlogit| {self_dlogit:.3f}")
-        g = np.array(gaps)
-        stats = {
-            "steps": int(g.size),
-            "gap_median": float(np.median(g)),
-            "gap_min": float(g.min()),
-            "share_below_0_25": float((g < 0.25).mean()),
-            "share_below_0_5": float((g < 0.5).mean()),
-            "best_logit_median": float(np.median(bests)),
-        }
-        print(f"{name}: top-1/top-2 gap median {stats['gap_median']:.2f}, min {stats['gap_min']:.3f}, "
-              f"{100 * stats['share_below_0_25']:.1f}% of {g.size} steps below 0.25, {100 * stats['share_below_0_5']:.1f}% below 0.5, "
-              f"best logit median {stats['best_logit_median']:.1f}")
+        stats = gap_stats(name, gaps, bests)
         header = {"header": {
             "reference": f"llama.cpp via llama-cpp-python {llama_cpp.__version__}, CPU, {ref.params['n_threads']} threads, f16 KV",
             "model": f"$EDGEWISE_HOME/reference/synth/{name}.gguf (tests/reference/make_arch_goldens.py synth)",
@@ -482,12 +497,7 @@ def cmd_goldens(args) -> None:
             "llama_cpp_f32_kv_vs_f16_kv": {"exact": self_exact, "near_tie": self_near, "departs": self_departs,
                                            "last_logits_max_abs_diff": self_dlogit},
         }}
-        d = os.path.join(REPO_ROOT, "tests", "golden", name)
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "greedy.jsonl"), "w", encoding="utf-8") as f:
-            f.write(json.dumps(header, ensure_ascii=False) + "\n")
-            for c in cases:
-                f.write(json.dumps(c, ensure_ascii=False) + "\n")
+        write_goldens(os.path.join(REPO_ROOT, "tests", "golden", name, "greedy.jsonl"), header, cases)
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
 
@@ -29,7 +28,7 @@ import gguf
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 # Shared with the architecture goldens (this folder is on sys.path when a script here runs).
-from make_arch_goldens import home, sha256, topk  # noqa: E402
+from make_arch_goldens import home, sha256, topk, write_goldens  # noqa: E402
 
 
 def base_path(base: str) -> str:
@@ -186,12 +185,7 @@ def cmd_goldens(args) -> None:
             "gen_tokens": N_GEN,
             "top1_top2_gaps": stats,
         }}
-        d = os.path.join(REPO_ROOT, "tests", "golden", "lora")
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, f"{name}.jsonl"), "w", encoding="utf-8") as f:
-            f.write(json.dumps(header, ensure_ascii=False) + "\n")
-            for c in cases:
-                f.write(json.dumps(c, ensure_ascii=False) + "\n")
+        write_goldens(os.path.join(REPO_ROOT, "tests", "golden", "lora", f"{name}.jsonl"), header, cases)
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ path, 64 tokens a chunk, over several chunks) and every case decodes 24 tokens a
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -169,18 +168,7 @@ def cmd_goldens(_args) -> None:
         self_dlogit = max(self_dlogit, max(abs(v - mine[i]) for i, v in zip(c["last_logits"]["ids"], c["last_logits"]["values"]) if i in mine))
     print(f"{NAME}: llama.cpp with an f32 KV cache against its f16 goldens: {verdicts.count('exact')}/{len(cases)} exact, "
           f"{verdicts.count('near-tie')} near-tie, {verdicts.count('departs')} departures, last-position max |dlogit| {self_dlogit:.3f}")
-    g = np.array(gaps)
-    stats = {
-        "steps": int(g.size),
-        "gap_median": float(np.median(g)),
-        "gap_min": float(g.min()),
-        "share_below_0_25": float((g < 0.25).mean()),
-        "share_below_0_5": float((g < 0.5).mean()),
-        "best_logit_median": float(np.median(bests)),
-    }
-    print(f"{NAME}: top-1/top-2 gap median {stats['gap_median']:.2f}, min {stats['gap_min']:.3f}, "
-          f"{100 * stats['share_below_0_25']:.1f}% of {g.size} steps below 0.25, {100 * stats['share_below_0_5']:.1f}% below 0.5, "
-          f"best logit median {stats['best_logit_median']:.1f}")
+    stats = mag.gap_stats(NAME, gaps, bests)
     distinct = [len(set(c["greedy_token_ids"])) for c in cases]
     print(f"{NAME}: distinct tokens per 24-token continuation: {distinct}")
     header = {"header": {
@@ -193,12 +181,7 @@ def cmd_goldens(_args) -> None:
         "llama_cpp_f32_kv_vs_f16_kv": {"exact": verdicts.count("exact"), "near_tie": verdicts.count("near-tie"),
                                        "departs": verdicts.count("departs"), "last_logits_max_abs_diff": self_dlogit},
     }}
-    d = os.path.join(mag.REPO_ROOT, "tests", "golden", NAME)
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "greedy.jsonl"), "w", encoding="utf-8") as f:
-        f.write(json.dumps(header, ensure_ascii=False) + "\n")
-        for c in cases:
-            f.write(json.dumps(c, ensure_ascii=False) + "\n")
+    mag.write_goldens(os.path.join(mag.REPO_ROOT, "tests", "golden", NAME, "greedy.jsonl"), header, cases)
 
 
 def main() -> None:
