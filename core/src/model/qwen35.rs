@@ -618,6 +618,11 @@ impl CausalLm for Qwen35 {
     }
 }
 
+/// The golden tests' near-tie judge (`core/tests/near_tie`), shared with the unit tests below.
+#[cfg(test)]
+#[path = "../../tests/near_tie/mod.rs"]
+mod near_tie;
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -625,6 +630,7 @@ mod tests {
     use super::*;
     use crate::gguf::GgufFile;
     use crate::weights::GgufWeights;
+    use near_tie::{ids, judge};
 
     /// `tests/reference/make_qwen35_goldens.py synth`'s model, if present.
     fn synth() -> Option<Arc<GgufFile>> {
@@ -656,10 +662,6 @@ mod tests {
         text.lines().skip(1).filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 
-    fn ids(v: &serde_json::Value) -> Vec<u32> {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-    }
-
     /// The greedy pick; `u32::MAX` (no token) where a broken variant made the logits NaN.
     fn argmax(l: &[f32]) -> u32 {
         super::super::greedy_of(l).map_or(u32::MAX, |g| g.0)
@@ -684,22 +686,8 @@ mod tests {
         out
     }
 
-    /// shared/reference/README.md's near-tie rule: "exact", "near-tie" or "departs".
-    fn verdict(got: &[u32], case: &serde_json::Value) -> &'static str {
-        let want = ids(&case["greedy_token_ids"]);
-        let Some(step) = got.iter().zip(&want).position(|(a, b)| a != b) else { return "exact" };
-        let cands = case["top5"][step].as_array().unwrap();
-        let best = cands[0][1].as_f64().unwrap();
-        let gap = |c: &serde_json::Value| best - c[1].as_f64().unwrap();
-        match cands.iter().find(|c| c[0].as_u64() == Some(got[step] as u64)) {
-            Some(c) if gap(c) <= 0.25 => "near-tie",
-            None if cands.len() == 5 && gap(&cands[4]) <= 0.25 => "near-tie",
-            _ => "departs",
-        }
-    }
-
     fn verdicts(m: &Qwen35, chunk: usize) -> Vec<&'static str> {
-        cases().iter().map(|c| verdict(&greedy(m, &ids(&c["prompt_token_ids"]), ids(&c["greedy_token_ids"]).len(), chunk), c)).collect()
+        cases().iter().map(|c| judge(&greedy(m, &ids(&c["prompt_token_ids"]), ids(&c["greedy_token_ids"]).len(), chunk), c).label()).collect()
     }
 
     /// The model against llama.cpp's greedy tokens, prefilled in one pass and in chunks of 16;
