@@ -111,6 +111,7 @@ fn json_schema_suite_parses_and_validates() {
     let suite: Vec<Value> = serde_json::from_slice(&std::fs::read(common_model::golden("structured/schemas.json")).unwrap()).unwrap();
     assert!(suite.len() >= 30);
     let mut cases = Vec::new();
+    let mut runs = Vec::new();
     let mut tokens = 0;
     let t0 = std::time::Instant::now();
     for (i, case) in suite.iter().enumerate() {
@@ -121,6 +122,7 @@ fn json_schema_suite_parses_and_validates() {
         for (prompt, sampling) in prompts.iter().flat_map(|p| samplings(i).into_iter().map(move |s| (p, s))) {
             let g = generate(e, prompt, OutputConstraint::JsonSchema(schema.clone()), sampling.clone(), 96);
             tokens += g.token_ids.len();
+            runs.push(json!({ "name": name, "prompt": prompt, "sampling": format!("{sampling:?}"), "token_ids": g.token_ids, "mean_logprob": g.mean_logprob }));
             assert_eq!((g.stop_reason, g.valid), (StopReason::Eos, Some(true)), "{name} {sampling:?}: {:?}", g.text);
             let parsed: Value = serde_json::from_str(&g.text).unwrap_or_else(|err| panic!("{name}: {err}: {:?}", g.text));
             assert_eq!(g.json.as_ref(), Some(&parsed), "{name}");
@@ -129,6 +131,35 @@ fn json_schema_suite_parses_and_validates() {
     }
     eprintln!("{} constrained generations, {tokens} tokens in {:.1?}", cases.len(), t0.elapsed());
     check_with_python("json", &json!({ "json": cases }));
+    same_as_recorded(&runs);
+}
+
+/// The suite's outputs (tokens and mean log-probability of every generation, greedy and seeded)
+/// equal those recorded in `tests/golden/structured/suite_outputs.json` from the pipeline
+/// before the constraint work moved off the critical path (masks computed synchronously
+/// before each sample, llguidance's default slices): a mask applied at the wrong step, a
+/// dropped or reordered commit, or a changed sampler shows up here. `EDGEWISE_WRITE_GOLDEN=1`
+/// writes the file instead (only for a deliberate change of outputs).
+fn same_as_recorded(runs: &[Value]) {
+    let path = common_model::golden("structured/suite_outputs.json");
+    if std::env::var("EDGEWISE_WRITE_GOLDEN").as_deref() == Ok("1") {
+        let lines: Vec<String> = runs.iter().map(|r| r.to_string()).collect();
+        std::fs::write(&path, format!("{{\"runs\":[\n{}\n]}}\n", lines.join(",\n"))).unwrap();
+        eprintln!("wrote {}", path.display());
+        return;
+    }
+    let recorded: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let recorded = recorded["runs"].as_array().unwrap();
+    assert_eq!(recorded.len(), runs.len(), "the suite's size changed: record it again");
+    let mut differ = Vec::new();
+    for (r, g) in recorded.iter().zip(runs) {
+        assert_eq!((&r["name"], &r["prompt"], &r["sampling"]), (&g["name"], &g["prompt"], &g["sampling"]));
+        let lp = |v: &Value| v["mean_logprob"].as_f64().unwrap();
+        if r["token_ids"] != g["token_ids"] || (lp(r) - lp(g)).abs() > 1e-6 {
+            differ.push(format!("{} {}", g["name"], g["sampling"]));
+        }
+    }
+    assert!(differ.is_empty(), "{} of {} generations differ from the recorded ones: {differ:?}", differ.len(), runs.len());
 }
 
 /// The schema suite on the wgpu backend: the first `EDGEWISE_GPU_STRUCTURED_CASES` schemas (all
