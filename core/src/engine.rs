@@ -122,8 +122,10 @@ pub(crate) struct Inner {
     tokenizer: Tokenizer,
     template: ChatTemplate,
     info: EngineInfo,
-    /// Constrained decoding's token trie and parser factory, built on first use.
-    constraints: std::sync::OnceLock<std::result::Result<Arc<ConstraintCompiler>, String>>,
+    /// Constrained decoding's token trie and parser factory: built on first use (or by
+    /// [`Engine::prepare_constraints`]), shared by every session, released by [`Engine::trim`]
+    /// at `Low` and above. A build failure is kept (it would fail again).
+    constraints: std::sync::Mutex<Option<std::result::Result<Arc<ConstraintCompiler>, String>>>,
     /// The mapped GGUF file the CPU kernels read in place (`None` for folders and the GPU).
     mapped: Option<GgufWeights>,
     /// Sessions and pools that give memory back on [`Engine::trim`].
@@ -404,7 +406,7 @@ impl Engine {
                 tokenizer,
                 template,
                 info,
-                constraints: std::sync::OnceLock::new(),
+                constraints: std::sync::Mutex::new(None),
                 mapped,
                 trim: TrimRegistry::default(),
                 model_id,
@@ -506,12 +508,37 @@ impl Engine {
     }
 
     /// The compiler of output constraints for this model: its token trie is built on the first
-    /// call (a few hundred ms for a 262k vocabulary) and cached for the engine's lifetime.
+    /// call (about a second of CPU for a 262k vocabulary; a concurrent caller waits for that build) and
+    /// shared by every session until [`Engine::trim`] releases it.
     pub fn constraint_compiler(&self) -> Result<Arc<ConstraintCompiler>> {
-        let built = self.inner.constraints.get_or_init(|| {
-            ConstraintCompiler::new(&self.inner.tokenizer, self.inner.model.vocab_size()).map(Arc::new).map_err(|e| e.to_string())
+        let mut slot = self.inner.constraints.lock().unwrap_or_else(|p| p.into_inner());
+        let built = slot.get_or_insert_with(|| {
+            let built = ConstraintCompiler::new(&self.inner.tokenizer, self.inner.model.vocab_size()).map(Arc::new).map_err(|e| e.to_string());
+            // The build's temporaries (the vocabulary as bytes, trie builders) go back to the system.
+            release_free_memory();
+            built
         });
         built.clone().map_err(|reason| Error::InvalidConstraint { reason })
+    }
+
+    /// Builds the constraint compiler ([`Engine::constraint_compiler`]) on a background thread
+    /// now, so that the first constrained request does not wait for its token trie. Returns at
+    /// once; a request that comes before the build is done waits for it.
+    pub fn prepare_constraints(&self) {
+        let engine = self.clone();
+        let spawned = std::thread::Builder::new().name("edgewise-constraints".into()).spawn(move || {
+            if let Err(e) = engine.constraint_compiler() {
+                log::warn!("structured: preparing constrained decoding failed: {e}");
+            }
+        });
+        if let Err(e) = spawned {
+            log::warn!("structured: no thread to prepare constrained decoding: {e}");
+        }
+    }
+
+    /// Whether the constraint compiler is built and cached (tests and `trim`'s log).
+    pub fn constraints_ready(&self) -> bool {
+        self.inner.constraints.try_lock().is_ok_and(|s| matches!(*s, Some(Ok(_))))
     }
 
     pub(crate) fn model(&self) -> &dyn CausalLm {
@@ -557,9 +584,19 @@ impl Engine {
     /// back on the next use, and answers do not change.
     pub fn trim(&self, level: TrimLevel) -> TrimReport {
         let mut report = self.inner.trim.trim(level);
+        let mut constraints_released = false;
         if level >= TrimLevel::Low {
             if let tokenizers::models::ModelWrapper::BPE(bpe) = self.inner.tokenizer.hf().get_model() {
                 bpe.clear_cache();
+            }
+            // The constraint compiler (tens of MiB for a large vocabulary) is rebuilt by the next
+            // constrained request; a generation in flight keeps what it uses. Not while a build
+            // holds the lock.
+            if let Ok(mut slot) = self.inner.constraints.try_lock() {
+                if matches!(*slot, Some(Ok(_))) {
+                    *slot = None;
+                    constraints_released = true;
+                }
             }
         }
         // Freed buffers stay in the allocator's arenas (glibc keeps even 18 MB caches there once
@@ -575,7 +612,7 @@ impl Engine {
             }
         }
         log::info!(
-            "trim {level:?}: {} KiB of KV cache from {} sessions, weights released: {}",
+            "trim {level:?}: {} KiB of KV cache from {} sessions, weights released: {}, constraint compiler released: {constraints_released}",
             report.kv_cache_bytes >> 10,
             report.sessions,
             report.weights_released

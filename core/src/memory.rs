@@ -8,7 +8,7 @@
 //! | level | frees | next use pays |
 //! |---|---|---|
 //! | [`TrimLevel::Background`] | the KV caches of idle sessions (their conversations stay) and the router's pooled sessions, handed back to the system (`malloc_trim`) | the next turn of a trimmed chat prefills its history again |
-//! | [`TrimLevel::Low`] | + the tokenizer's word cache and whatever else the allocator holds free | nothing measurable |
+//! | [`TrimLevel::Low`] | + the tokenizer's word cache, the constraint compiler (constrained decoding's token trie, 54 MiB for a 262k vocabulary; a generation in flight keeps what it uses) and whatever else the allocator holds free | the next constrained request builds the token trie again (~1 s) |
 //! | [`TrimLevel::Critical`] | + the model's weight pages (CPU backend: the memory-mapped GGUF file) | the next generation reads the weights from the file again (page cache or flash) |
 //!
 //! A session that is generating is never touched. On the GPU backend the weights live in device
@@ -22,7 +22,8 @@ pub enum TrimLevel {
     /// The UI is hidden (Android `TRIM_MEMORY_UI_HIDDEN`): idle sessions' KV caches, pooled
     /// router sessions.
     Background,
-    /// Memory is running low: also the tokenizer cache (and whatever the allocator holds free).
+    /// Memory is running low: also the tokenizer cache and the constraint compiler (and
+    /// whatever the allocator holds free).
     Low,
     /// The process may be killed next (Android `TRIM_MEMORY_BACKGROUND` and above, an iOS memory
     /// warning): also the model's weight pages.

@@ -57,6 +57,17 @@ impl Engine {
         guard("Engine.new_session", || Ok(Arc::new(ChatSession::new(self.inner.new_session(config.into())?))))
     }
 
+    /// Builds constrained decoding's token trie (JSON Schema, regex and grammar output) on a
+    /// background thread now, so that the first constrained request does not wait for it (about
+    /// a second for a 262k vocabulary). Returns at once; optional (the first constrained request
+    /// builds it otherwise).
+    pub fn prepare_constraints(&self) -> EdgewiseResult<()> {
+        guard("Engine.prepare_constraints", || {
+            self.inner.prepare_constraints();
+            Ok(())
+        })
+    }
+
     /// Hands memory back under pressure (Android `onTrimMemory`, iOS memory warnings; the
     /// Kotlin `EdgewiseMemory` and Swift `EdgewiseMemory` helpers map the system's levels).
     /// Whatever is in use is skipped; everything freed comes back on the next use, and answers
@@ -72,7 +83,8 @@ pub enum TrimLevel {
     /// The UI is hidden: the KV caches of idle sessions (their conversations stay; the next turn
     /// prefills them again) and the router's pooled sessions.
     Background,
-    /// Memory is running low: also the tokenizer's cache and the allocator's free memory.
+    /// Memory is running low: also the tokenizer's cache, constrained decoding's token trie
+    /// (built again by the next constrained request) and the allocator's free memory.
     Low,
     /// The process may be killed next: also the model's weight pages (CPU backend: read again
     /// from the file on the next generation).
