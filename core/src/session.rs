@@ -705,18 +705,11 @@ impl Session {
                 Next::Picked(p) => *p,
                 Next::Logits(logits) => match constraint.as_mut() {
                     None => sampler.sample(logits, &history)?,
-                    Some(c) => {
-                        if !c.mask_logits(logits)? {
-                            // Nothing may follow: the output is complete.
-                            break StopReason::Eos;
-                        }
-                        let (mut t, lp) = sampler.sample(logits, &history)?;
-                        if !c.allows(t)? {
-                            // A rounding edge of the draw; take the best allowed token instead.
-                            t = c.best_allowed(logits)?.unwrap_or(t);
-                        }
-                        (t, lp)
-                    }
+                    Some(c) => match c.sample(&mut sampler, logits, &history)? {
+                        Some(pick) => pick,
+                        // Nothing may follow: the output is complete.
+                        None => break StopReason::Eos,
+                    },
                 },
                 Next::Top(top) => sampler.sample_top(top, &history)?,
             };
@@ -755,17 +748,12 @@ impl Session {
                 break StopReason::ContextFull;
             }
             let top = top_needed(&sampler, &history);
-            next_out = match constraint.as_mut() {
-                // The next mask is computed on another thread while the model runs the forward
-                // pass (llguidance's mask depends only on the tokens so far, not on the logits).
-                Some(c) => std::thread::scope(|s| {
-                    let mask = s.spawn(|| c.prepare_mask());
-                    let out = step(&[next], &mut self.cache, top);
-                    let mask = mask.join().unwrap_or_else(|_| Err(Error::InvalidConstraint { reason: "the constraint's mask computation panicked".into() }));
-                    mask.and(out)
-                })?,
-                None => step(&[next], &mut self.cache, top)?,
-            };
+            if let Some(c) = constraint.as_mut() {
+                // The next mask is computed on the constraint's worker thread while the model
+                // runs the forward pass (it depends only on the tokens so far, not on the logits).
+                c.start_mask();
+            }
+            next_out = step(&[next], &mut self.cache, top)?;
             self.cached.push(next);
         };
         if matches!(reason, StopReason::MaxTokens | StopReason::ContextFull | StopReason::Eos) {

@@ -311,6 +311,90 @@ pub(crate) fn scan(v: &[f32]) -> Scan {
     best
 }
 
+/// Logits per word of a token mask (bit `i` of word `w`, LSB first, is token `32·w + i`).
+const CHUNK_WORDS: usize = CHUNK / 32;
+
+/// `logits[i] = -∞` wherever bit `i` of `words` (LSB first) is clear, and past its end.
+pub(crate) fn apply_mask(words: &[u32], logits: &mut [f32]) {
+    for (&w, chunk) in words.iter().zip(logits.chunks_mut(32)) {
+        match w {
+            u32::MAX => {}
+            0 => chunk.fill(f32::NEG_INFINITY),
+            w => {
+                for (b, x) in chunk.iter_mut().enumerate() {
+                    if (w >> b) & 1 == 0 {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+    }
+    let covered = words.len() * 32;
+    if logits.len() > covered {
+        logits[covered..].fill(f32::NEG_INFINITY);
+    }
+}
+
+/// [`Sampler::sample`] at temperature 0 without a penalty under a token mask (`words`, as in
+/// [`apply_mask`]): bit for bit the token and log-probability that masking every forbidden
+/// logit to `-∞` and sampling gives, without reading the chunks of [`CHUNK`] logits that hold
+/// no allowed token (a JSON step allows a few hundred of 262144 tokens). Only the chunks read
+/// are masked in `logits`. `None` when no allowed token has a finite logit (the caller masks
+/// everything and takes the general path).
+///
+/// Why it is exact: a skipped chunk's scan finds `-∞`, which never wins; its `sum_exp` is at
+/// most 16384 · e^-87 ≈ 3e-34 (`exp_approx` clamps at -87 instead of reaching 0), and the sum
+/// it joins ends ≥ 1 (the maximum's own term), so in f64 it vanishes from that sum exactly
+/// (below half an ulp of 1), whatever order the partial sums are added in.
+pub(crate) fn greedy_masked(logits: &mut [f32], words: &[u32]) -> Result<Option<(u32, f32)>> {
+    if logits.is_empty() {
+        return Err(Error::InvalidParameter { name: "logits", reason: "empty".into() });
+    }
+    let mut live: Vec<(usize, &mut [f32])> = Vec::new();
+    for (c, chunk) in logits.chunks_mut(CHUNK).enumerate() {
+        let w = words.get(c * CHUNK_WORDS..).map_or(&[][..], |w| &w[..w.len().min(CHUNK_WORDS)]);
+        if w.iter().any(|&x| x != 0) {
+            apply_mask(w, chunk);
+            live.push((c, chunk));
+        }
+    }
+    let live: Vec<(usize, &[f32])> = live.into_iter().map(|(c, v)| (c, &*v)).collect();
+    let Some(&(first_chunk, first)) = live.first() else { return Ok(None) };
+    let parts: Vec<std::sync::Mutex<Scan>> = live.iter().map(|_| std::sync::Mutex::new(Scan { max: f32::NEG_INFINITY, argmax: 0, nan: false })).collect();
+    crate::quant::cpu::pool::for_each(live.len(), &|i| {
+        let (c, v) = live[i];
+        let part = scan_chunk(v);
+        if let Ok(mut p) = parts[i].lock() {
+            *p = Scan { argmax: part.argmax + c * CHUNK, ..part };
+        }
+    });
+    let parts: Vec<Scan> = parts.into_iter().filter_map(|p| p.into_inner().ok()).collect();
+    if parts.iter().any(|p| p.nan) {
+        return Err(Error::Backend { reason: "model produced NaN logits".into() });
+    }
+    // As `scan`: the first logit (masked), then the earliest chunk with a strictly larger one.
+    let v0 = if first_chunk == 0 { first[0] } else { f32::NEG_INFINITY };
+    let mut best = Scan { max: if v0.is_nan() { f32::NEG_INFINITY } else { v0 }, argmax: 0, nan: false };
+    for p in &parts {
+        if p.max > best.max {
+            best = *p;
+        }
+    }
+    if best.max == f32::NEG_INFINITY {
+        return Ok(None);
+    }
+    let m = best.max;
+    let sums: Vec<std::sync::atomic::AtomicU64> = live.iter().map(|_| std::sync::atomic::AtomicU64::new(0)).collect();
+    crate::quant::cpu::pool::for_each(live.len(), &|i| {
+        let s = crate::quant::cpu::sum_exp(live[i].1, m);
+        sums[i].store(s.to_bits(), std::sync::atomic::Ordering::Relaxed);
+    });
+    let s: f64 = sums.iter().map(|a| f64::from_bits(a.load(std::sync::atomic::Ordering::Relaxed))).sum();
+    let tok = best.argmax;
+    let l = live.iter().find(|(c, _)| *c == tok / CHUNK).map_or(f32::NEG_INFINITY, |(_, v)| v[tok % CHUNK]);
+    Ok(Some((tok as u32, (l as f64 - m as f64 - s.ln()) as f32)))
+}
+
 fn scan_chunk(v: &[f32]) -> Scan {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut nans = [false; 8];
@@ -524,5 +608,51 @@ mod tests {
         let mut s = Sampler::new(SamplingParams::greedy()).unwrap();
         assert!(s.sample(&[], &[]).is_err());
         assert!(s.sample(&[f32::NAN, 1.0], &[]).is_err());
+    }
+
+    /// The masked greedy pick reads only chunks with an allowed token, yet gives bit for bit the
+    /// token and log-probability of masking everything and sampling: sparse and dense masks,
+    /// the maximum in a later chunk, ties across chunks (the first wins), token 0 allowed or
+    /// not, a mask shorter than the vocabulary, a NaN in a skipped chunk (masked away, as
+    /// before) and in a read one (an error, as before).
+    #[test]
+    fn masked_greedy_is_masking_then_sampling() {
+        let n = 4 * CHUNK + 1000;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let logits: Vec<f32> = (0..n).map(|_| rng.random_range(-20.0f32..20.0)).collect();
+        let words_of = |ids: &[usize], len: usize| {
+            let mut w = vec![0u32; len];
+            for &i in ids {
+                w[i / 32] |= 1 << (i % 32);
+            }
+            w
+        };
+        let full = n.div_ceil(32);
+        let mut cases: Vec<(Vec<f32>, Vec<u32>)> = vec![
+            (logits.clone(), words_of(&[3 * CHUNK + 17, 3 * CHUNK + 900, 5], full)),
+            (logits.clone(), words_of(&[0, 1, 2 * CHUNK + 3], full)),
+            (logits.clone(), words_of(&(0..n).step_by(3).collect::<Vec<_>>(), full)),
+            (logits.clone(), words_of(&[CHUNK + 1, CHUNK + 2], CHUNK / 32 + 1)),
+        ];
+        let mut ties = logits.clone();
+        ties[CHUNK + 7] = 50.0;
+        ties[3 * CHUNK + 9] = 50.0;
+        cases.push((ties.clone(), words_of(&[CHUNK + 7, 3 * CHUNK + 9, 2], full)));
+        cases.push((ties, words_of(&[3 * CHUNK + 9, 2], full)));
+        let mut nan_skipped = logits.clone();
+        nan_skipped[2 * CHUNK + 5] = f32::NAN;
+        cases.push((nan_skipped, words_of(&[7, 3 * CHUNK], full)));
+        for (i, (l, w)) in cases.into_iter().enumerate() {
+            let mut masked = l.clone();
+            apply_mask(&w, &mut masked);
+            let want = Sampler::new(SamplingParams::greedy()).unwrap().sample(&masked, &[]).unwrap();
+            let mut got_logits = l.clone();
+            let got = greedy_masked(&mut got_logits, &w).unwrap().unwrap();
+            assert_eq!((got.0, got.1.to_bits()), (want.0, want.1.to_bits()), "case {i}: {got:?} vs {want:?}");
+        }
+        let mut nan_read = logits.clone();
+        nan_read[CHUNK + 4] = f32::NAN;
+        assert!(greedy_masked(&mut nan_read, &words_of(&[CHUNK + 4, CHUNK + 5], full)).is_err());
+        assert_eq!(greedy_masked(&mut logits.clone(), &vec![0; full]).unwrap(), None, "nothing allowed");
     }
 }

@@ -6,8 +6,9 @@
 //! whatever the model and the sampler settings.
 //!
 //! - The token trie and llguidance's `ParserFactory` are built from the model's tokenizer once
-//!   per [`crate::engine::Engine`], on the first constrained request, and cached
-//!   ([`ConstraintCompiler`]).
+//!   per [`crate::engine::Engine`], on the first constrained request (or ahead of it, off the
+//!   request path, by [`crate::engine::Engine::prepare_constraints`]), shared by every session
+//!   and request, and released by [`crate::engine::Engine::trim`] at `Low` ([`ConstraintCompiler`]).
 //! - A constraint is compiled and its first mask computed before the prompt is prefilled: an
 //!   invalid or unsupported schema, a bad regex or grammar, and a constraint that accepts no
 //!   output at all are [`Error::InvalidConstraint`] before any token is generated.
@@ -29,6 +30,7 @@ use llguidance::toktrie::{ApproximateTokEnv, SimpleVob, TokRxInfo, TokTrie, TokE
 use llguidance::{Matcher, ParserFactory};
 use serde::{Deserialize, Serialize};
 
+use crate::sampling::Sampler;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
@@ -101,6 +103,8 @@ fn invalid(what: &str, e: impl std::fmt::Display) -> Error {
 pub struct ConstraintCompiler {
     factory: ParserFactory,
     vocab: usize,
+    /// How long [`ConstraintCompiler::new`] took.
+    build_ms: f64,
     /// Per token: ASCII digits at its start and at its end, and whether it is all digits.
     digits: Arc<Vec<DigitRun>>,
 }
@@ -122,6 +126,15 @@ impl DigitRun {
     }
 }
 
+/// llguidance's token-set slices (see [`ConstraintCompiler::with_slices`]): the tokens of 1–10
+/// characters that may stand inside a JSON string. Inside an open string (any `maxLength` of
+/// at least 10 left, or none) their mask is a precomputed set, and only the trie of the other
+/// tokens is walked. llguidance's own JSON set (also whitespace, `{1,30}` and `+`) keeps
+/// 123 MiB of filtered tries for Gemma 3's 262k vocabulary against 54 MiB for this one, for
+/// the same mask time on the JSON-schema suite (234 vs 236 µs a token; no slice at all: 37 MiB
+/// but 450 µs; `core/tests/structured_costs.rs`).
+const SLICES: &[&str] = &[r#"[^"\\\x00-\x1F\x7F]{1,10}"#];
+
 /// Longest run of ASCII digits a JSON output gets where the constraint allows something else:
 /// a base model can repeat `0` after `1.` forever; llama.cpp's JSON grammars cap a number's
 /// parts at 16 digits for the same reason. Where only digits are allowed (a `pattern` of 20
@@ -139,6 +152,15 @@ impl ConstraintCompiler {
     /// (SentencePiece `▁` as a space and `<0xNN>` byte pieces as bytes, or GPT-2 byte-level
     /// characters as bytes), control tokens marked special so grammars never emit them as text.
     pub fn new(tok: &Tokenizer, vocab: usize) -> Result<Self> {
+        let slices: Vec<String> = SLICES.iter().map(|s| s.to_string()).collect();
+        Self::with_slices(tok, vocab, &slices)
+    }
+
+    /// [`ConstraintCompiler::new`] with llguidance's token-set `slices` (regexes whose tokens'
+    /// mask is precomputed, each a filtered copy of the trie): the memory/speed trade-off
+    /// measured by `core/tests/structured_costs.rs`.
+    #[doc(hidden)]
+    pub fn with_slices(tok: &Tokenizer, vocab: usize, slices: &[String]) -> Result<Self> {
         let t0 = std::time::Instant::now();
         let words = token_words(tok, vocab)?;
         let eos = tok.eos_ids();
@@ -148,14 +170,22 @@ impl ConstraintCompiler {
         let eos: Vec<u32> = eos.into_iter().filter(|&e| (e as usize) < vocab).collect();
         let info = TokRxInfo { vocab_size: vocab as u32, tok_eos: first_eos, tok_bos: tok.bos_id(), tok_pad: None, tok_unk: None, tok_end_of_turn: None };
         let trie = TokTrie::from(&info, &words).with_eos_tokens(&eos);
+        // The vocabulary as bytes now lives in the trie: not held while the slices are built.
+        drop(words);
         let env: TokEnv = Arc::new(ApproximateTokEnv::new(trie));
         let digits = Arc::new((0..vocab as u32).map(|id| DigitRun::of(env.tok_trie().token(id))).collect::<Vec<_>>());
-        let mut factory = ParserFactory::new_simple(&env).map_err(|e| invalid("building the token trie", e))?;
+        let mut factory = ParserFactory::new(&env, Default::default(), slices).map_err(|e| invalid("building the token trie", e))?;
         factory.quiet();
         // Verbose errors quote the tokens generated so far: never in our errors.
         factory.limits_mut().verbose_errors = false;
-        log::debug!("structured: token trie for {vocab} tokens in {:.0?}", t0.elapsed());
-        Ok(Self { factory, vocab, digits })
+        let build_ms = t0.elapsed().as_secs_f64() * 1e3;
+        log::debug!("structured: token trie for {vocab} tokens in {build_ms:.0} ms");
+        Ok(Self { factory, vocab, build_ms, digits })
+    }
+
+    /// How long building this compiler (the token trie and its slices) took, in milliseconds.
+    pub fn build_ms(&self) -> f64 {
+        self.build_ms
     }
 
     /// Compiles `c` and computes its first mask. `None` for [`OutputConstraint::Text`].
@@ -204,7 +234,16 @@ impl ConstraintCompiler {
         }
         log::debug!("structured: {} compiled, first mask in {:.1?}", c.kind(), t0.elapsed());
         let json = matches!(c, OutputConstraint::JsonSchema(_));
-        Ok(Some(Constrained { matcher, mask: Some(mask), json, vocab: self.vocab, digits: self.digits.clone(), run: 0 }))
+        Ok(Some(Constrained {
+            matcher: Arc::new(std::sync::Mutex::new(matcher)),
+            mask: Some(mask),
+            worker: None,
+            pending: false,
+            json,
+            vocab: self.vocab,
+            digits: self.digits.clone(),
+            run: 0,
+        }))
     }
 }
 
@@ -324,15 +363,63 @@ fn byte_level_table() -> std::collections::HashMap<char, u8> {
 }
 
 /// One generation's constraint state: the matcher and the mask of the current step.
+///
+/// The next step's mask depends only on the tokens so far, not on the logits, so it is computed
+/// on a worker thread (one per generation, started on the first [`Constrained::start_mask`])
+/// while the model runs the forward pass; [`Constrained::sample`] waits for it.
 pub struct Constrained {
-    matcher: Matcher,
+    matcher: Arc<std::sync::Mutex<Matcher>>,
     /// The mask for the next token (computed ahead).
     mask: Option<SimpleVob>,
+    /// The worker, and whether it is computing the mask now.
+    worker: Option<MaskWorker>,
+    pending: bool,
     json: bool,
     vocab: usize,
     digits: Arc<Vec<DigitRun>>,
     /// ASCII digits at the end of the output so far.
     run: usize,
+}
+
+/// The thread that computes a [`Constrained`]'s masks: one request in, one mask out.
+struct MaskWorker {
+    go: std::sync::mpsc::Sender<()>,
+    done: std::sync::mpsc::Receiver<std::result::Result<SimpleVob, String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MaskWorker {
+    fn spawn(matcher: Arc<std::sync::Mutex<Matcher>>) -> Option<Self> {
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("edgewise-mask".into())
+            .spawn(move || {
+                while go_rx.recv().is_ok() {
+                    let mask = match matcher.lock() {
+                        Ok(mut m) => m.compute_mask().map_err(|e| e.to_string()),
+                        Err(_) => Err("the constraint's state is poisoned".to_string()),
+                    };
+                    if done_tx.send(mask).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| log::warn!("structured: no mask thread ({e}); masks are computed in line"))
+            .ok()?;
+        Some(Self { go, done, thread: Some(thread) })
+    }
+}
+
+impl Drop for MaskWorker {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after the mask it may be computing.
+        let (closed, _) = std::sync::mpsc::channel();
+        drop(std::mem::replace(&mut self.go, closed));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for Constrained {
@@ -342,75 +429,102 @@ impl std::fmt::Debug for Constrained {
 }
 
 impl Constrained {
-    /// Sets every logit the constraint forbids at this step to `-∞`. Returns `false` when no
-    /// token is allowed (the constraint is complete: nothing more may be generated).
-    pub fn mask_logits(&mut self, logits: &mut [f32]) -> Result<bool> {
-        let (json, run) = (self.json, self.run);
+    /// Picks the next token with `sampler` from `logits` (masked in place) under this step's
+    /// mask; `None` when no token is allowed (the constraint is complete: nothing more may be
+    /// generated). Plain greedy reads only the chunks of logits that hold an allowed token
+    /// ([`crate::sampling`]'s `greedy_masked`, bit for bit what masking everything gives);
+    /// other settings mask every forbidden logit to `-∞` and sample as usual.
+    pub fn sample(&mut self, sampler: &mut Sampler, logits: &mut [f32], history: &[u32]) -> Result<Option<(u32, f32)>> {
+        let (json, run, vocab) = (self.json, self.run, self.vocab);
         let digits = self.digits.clone();
         let mask = self.current_mask()?;
         if mask.is_zero() {
-            return Ok(false);
+            return Ok(None);
         }
-        apply_mask(mask.as_slice(), logits);
-        if json && run > 0 {
-            cap_digit_run(&digits, run, logits);
+        let capped = if json && run > 0 { cap_digit_run(&digits, run, mask.as_slice()) } else { None };
+        let words = capped.as_deref().unwrap_or(mask.as_slice());
+        if sampler.is_plain_greedy() {
+            if let Some(pick) = crate::sampling::greedy_masked(logits, words)? {
+                return Ok(Some(pick));
+            }
         }
-        Ok(true)
+        crate::sampling::apply_mask(words, logits);
+        let (mut t, lp) = sampler.sample(logits, history)?;
+        if (t as usize) >= vocab || !mask.is_allowed(t) {
+            // A rounding edge of the draw: the allowed token with the largest logit instead.
+            let mut best: Option<(u32, f32)> = None;
+            mask.iter_set_entries(|i| {
+                let l = logits.get(i).copied().unwrap_or(f32::NEG_INFINITY);
+                if best.is_none_or(|(_, b)| l > b) {
+                    best = Some((i as u32, l));
+                }
+            });
+            t = best.map_or(t, |b| b.0);
+        }
+        Ok(Some((t, lp)))
     }
 
-    /// Computes the next step's mask now (so a thread can do it while the model runs the
-    /// forward pass); [`Constrained::mask_logits`] then only applies it.
+    /// Starts computing the next step's mask on the worker thread (the caller then runs the
+    /// forward pass); [`Constrained::sample`] waits for it. A no-op when it is known or coming.
+    pub fn start_mask(&mut self) {
+        if self.mask.is_some() || self.pending {
+            return;
+        }
+        if self.worker.is_none() {
+            self.worker = MaskWorker::spawn(self.matcher.clone());
+        }
+        self.pending = self.worker.as_ref().is_some_and(|w| w.go.send(()).is_ok());
+    }
+
+    /// Computes the next step's mask now, on this thread, unless it is known or coming.
     pub fn prepare_mask(&mut self) -> Result<()> {
         self.current_mask().map(|_| ())
     }
 
-    /// Whether `token` is allowed at this step.
-    pub fn allows(&mut self, token: u32) -> Result<bool> {
-        Ok((token as usize) < self.vocab && self.current_mask()?.is_allowed(token))
-    }
-
-    /// The smallest-id allowed token with the largest logit (after masking), if any: the
-    /// fallback when a sampler rounding edge picked a forbidden token.
-    pub fn best_allowed(&mut self, logits: &[f32]) -> Result<Option<u32>> {
-        let mask = self.current_mask()?;
-        let mut best: Option<(u32, f32)> = None;
-        mask.iter_set_entries(|i| {
-            let l = logits.get(i).copied().unwrap_or(f32::NEG_INFINITY);
-            if best.is_none_or(|(_, b)| l > b) {
-                best = Some((i as u32, l));
-            }
-        });
-        Ok(best.map(|b| b.0))
-    }
-
     fn current_mask(&mut self) -> Result<&SimpleVob> {
         if self.mask.is_none() {
-            let m = self.matcher.compute_mask().map_err(|e| invalid("constraint", e))?;
+            let m = if std::mem::take(&mut self.pending) {
+                match self.worker.as_ref().map(|w| w.done.recv()) {
+                    Some(Ok(m)) => m.map_err(|e| invalid("constraint", e))?,
+                    _ => return Err(invalid("constraint", "the constraint's mask computation panicked")),
+                }
+            } else {
+                self.lock()?.compute_mask().map_err(|e| invalid("constraint", e))?
+            };
             self.mask = Some(m);
         }
         // Just set when it was missing.
         self.mask.as_ref().ok_or_else(|| invalid("constraint", "no mask"))
     }
 
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Matcher>> {
+        self.matcher.lock().map_err(|_| invalid("constraint", "the constraint's mask computation panicked"))
+    }
+
     /// Advances the constraint past the sampled `token`.
     pub fn commit(&mut self, token: u32) -> Result<()> {
+        if self.pending {
+            // Not expected (a step samples before it commits): the mask in flight is the old one.
+            self.current_mask()?;
+        }
         self.mask = None;
         let d = self.digits.get(token as usize).copied().unwrap_or_default();
         self.run = if d.all { self.run + d.lead as usize } else { d.trail as usize };
-        self.matcher.consume_token(token).map_err(|e| invalid("constraint", e))
+        self.lock()?.consume_token(token).map_err(|e| invalid("constraint", e))
     }
 
     /// Whether nothing more can follow (the output is complete).
     pub fn is_stopped(&self) -> bool {
-        self.matcher.is_stopped()
+        self.lock().map_or(true, |m| m.is_stopped())
     }
 
     /// Whether the output so far is a complete match (end-of-generation allowed here).
     pub fn is_accepting(&mut self) -> bool {
-        if self.matcher.is_error() {
+        let Ok(mut m) = self.lock() else { return false };
+        if m.is_error() {
             return false;
         }
-        self.matcher.is_stopped() || self.matcher.is_accepting().unwrap_or(false)
+        m.is_stopped() || m.is_accepting().unwrap_or(false)
     }
 
     /// Whether this is a JSON Schema constraint.
@@ -419,38 +533,38 @@ impl Constrained {
     }
 }
 
-/// Forbids (sets to `-∞`) the allowed tokens that would make the run of `run` digits longer
-/// than [`MAX_DIGIT_RUN`], unless that would leave nothing allowed.
-fn cap_digit_run(digits: &[DigitRun], run: usize, logits: &mut [f32]) {
+/// The step's mask (`words`) without the tokens that would make the run of `run` digits longer
+/// than [`MAX_DIGIT_RUN`]; `None` when there are none, or when nothing else is allowed (then
+/// the run goes on). Only the allowed tokens are visited, not the vocabulary.
+fn cap_digit_run(digits: &[DigitRun], run: usize, words: &[u32]) -> Option<Vec<u32>> {
     let too_long = |i: usize| digits.get(i).is_some_and(|d| d.lead > 0 && run + d.lead as usize > MAX_DIGIT_RUN);
-    let other_allowed = logits.iter().enumerate().any(|(i, &l)| l != f32::NEG_INFINITY && !too_long(i));
-    if other_allowed {
-        for (i, l) in logits.iter_mut().enumerate() {
-            if too_long(i) {
-                *l = f32::NEG_INFINITY;
-            }
+    let mut long = Vec::new();
+    let mut other_allowed = false;
+    for_each_set(words, |i| {
+        if too_long(i) {
+            long.push(i);
+        } else {
+            other_allowed = true;
         }
+    });
+    if long.is_empty() || !other_allowed {
+        return None;
     }
+    let mut out = words.to_vec();
+    for i in long {
+        out[i / 32] &= !(1u32 << (i % 32));
+    }
+    Some(out)
 }
 
-/// `logits[i] = -∞` wherever bit `i` of `words` (LSB first) is clear, and past its end.
-fn apply_mask(words: &[u32], logits: &mut [f32]) {
-    for (&w, chunk) in words.iter().zip(logits.chunks_mut(32)) {
-        match w {
-            u32::MAX => {}
-            0 => chunk.fill(f32::NEG_INFINITY),
-            w => {
-                for (b, x) in chunk.iter_mut().enumerate() {
-                    if (w >> b) & 1 == 0 {
-                        *x = f32::NEG_INFINITY;
-                    }
-                }
-            }
+/// Calls `f` with the index of every set bit of `words` (LSB first), in increasing order.
+fn for_each_set(words: &[u32], mut f: impl FnMut(usize)) {
+    for (w, &bits) in words.iter().enumerate() {
+        let mut b = bits;
+        while b != 0 {
+            f(w * 32 + b.trailing_zeros() as usize);
+            b &= b - 1;
         }
-    }
-    let covered = words.len() * 32;
-    if logits.len() > covered {
-        logits[covered..].fill(f32::NEG_INFINITY);
     }
 }
 
@@ -461,7 +575,7 @@ mod tests {
     #[test]
     fn mask_bits_map_to_token_ids() {
         let mut l = vec![1.0f32; 70];
-        apply_mask(&[0b101, u32::MAX], &mut l);
+        crate::sampling::apply_mask(&[0b101, u32::MAX], &mut l);
         assert_eq!(&l[..3], &[1.0, f32::NEG_INFINITY, 1.0]);
         assert!(l[3..32].iter().all(|x| *x == f32::NEG_INFINITY));
         assert!(l[32..64].iter().all(|x| *x == 1.0));
@@ -484,12 +598,15 @@ mod tests {
     fn digit_runs_are_capped_only_where_something_else_is_allowed() {
         let digits = vec![DigitRun::of(b"0"), DigitRun::of(b"}"), DigitRun::of(b"12"), DigitRun::of(b"a1")];
         assert!(digits[0].all && digits[2].all && !digits[3].all && digits[3].trail == 1);
-        let mut l = vec![1.0, 0.5, 0.2, 0.1];
-        cap_digit_run(&digits, MAX_DIGIT_RUN - 1, &mut l);
-        assert_eq!(l, vec![1.0, 0.5, f32::NEG_INFINITY, 0.1], "one more digit fits, two do not");
-        let mut only_digits = vec![1.0, f32::NEG_INFINITY, 0.2, f32::NEG_INFINITY];
-        cap_digit_run(&digits, MAX_DIGIT_RUN, &mut only_digits);
-        assert_eq!(only_digits, vec![1.0, f32::NEG_INFINITY, 0.2, f32::NEG_INFINITY], "nothing else allowed: no cap");
+        assert_eq!(cap_digit_run(&digits, MAX_DIGIT_RUN - 1, &[0b1111]), Some(vec![0b1011]), "one more digit fits, two do not");
+        assert_eq!(cap_digit_run(&digits, MAX_DIGIT_RUN - 2, &[0b1111]), None, "both fit");
+        assert_eq!(cap_digit_run(&digits, MAX_DIGIT_RUN, &[0b0101]), None, "nothing else allowed: no cap");
+        let mut far = vec![0u32; 3];
+        far[2] = 1 << 5;
+        far[0] = 0b10;
+        let mut digits = vec![DigitRun::of(b"x"); 70];
+        digits[69] = DigitRun::of(b"7");
+        assert_eq!(cap_digit_run(&digits, MAX_DIGIT_RUN, &far), Some(vec![0b10, 0, 0]), "ids past the first word");
     }
 
     #[test]
