@@ -510,7 +510,8 @@ impl Constrained {
         self.mask = None;
         let d = self.digits.get(token as usize).copied().unwrap_or_default();
         self.run = if d.all { self.run + d.lead as usize } else { d.trail as usize };
-        self.lock()?.consume_token(token).map_err(|e| invalid("constraint", e))
+        // llguidance's error here quotes the token's text: never in our errors (privacy).
+        self.lock()?.consume_token(token).map_err(|_| invalid("constraint", "the sampled token does not satisfy the constraint"))
     }
 
     /// Whether nothing more can follow (the output is complete).
