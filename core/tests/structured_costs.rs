@@ -190,3 +190,56 @@ fn constraint_costs_by_slice_set() {
         drop(compiler);
     }
 }
+
+/// The pick of one step on the host, constrained against free, over the suite's recorded
+/// greedy answers (`tests/golden/structured/suite_outputs.json`; no forward pass: the logits
+/// are random, the masks are the real ones): the free step scans and normalizes all 262144
+/// logits; the constrained one reads only the chunks with an allowed token. Wall time, the
+/// smallest of 5 tries per step (the machine may be shared).
+#[test]
+#[ignore = "a measurement: cargo test --release --workspace --test structured_costs -- --ignored --nocapture"]
+fn constrained_pick_against_free_pick() {
+    use edgewise_core::sampling::{Sampler, SamplingParams};
+    let Some(e) = engine() else { return };
+    let recorded: Value = serde_json::from_slice(&std::fs::read(common_model::golden("structured/suite_outputs.json")).unwrap()).unwrap();
+    let by_name: std::collections::HashMap<String, String> = suite().iter().map(|c| (c["name"].as_str().unwrap().to_string(), c["schema"].to_string())).collect();
+    let compiler = e.constraint_compiler().unwrap();
+    let vocab = e.info().vocab_size;
+    let mut seed = 1u64;
+    let mut logits: Vec<f32> = (0..vocab)
+        .map(|_| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 40) as f32 / (1u64 << 24) as f32 * 30.0 - 15.0
+        })
+        .collect();
+    let (mut free_s, mut constrained_s, mut steps) = (0.0, 0.0, 0usize);
+    let mut greedy = Sampler::new(SamplingParams::greedy()).unwrap();
+    for run in recorded["runs"].as_array().unwrap().iter().filter(|r| r["sampling"].as_str().unwrap().contains("temperature: 0.0")) {
+        let mut k = compiler.compile(&OutputConstraint::JsonSchema(by_name[run["name"].as_str().unwrap()].clone())).unwrap().unwrap();
+        for t in run["token_ids"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32) {
+            logits.rotate_left(7919);
+            let (mut best_free, mut best_c) = (f64::MAX, f64::MAX);
+            for _ in 0..5 {
+                let t0 = std::time::Instant::now();
+                let _ = greedy.sample(&logits, &[]).unwrap();
+                best_free = best_free.min(t0.elapsed().as_secs_f64());
+                let mut l = logits.clone();
+                let t0 = std::time::Instant::now();
+                let _ = k.sample(&mut greedy, &mut l, &[]).unwrap();
+                best_c = best_c.min(t0.elapsed().as_secs_f64());
+            }
+            free_s += best_free;
+            constrained_s += best_c;
+            steps += 1;
+            k.commit(t).unwrap();
+            if k.is_stopped() {
+                break;
+            }
+        }
+    }
+    eprintln!(
+        "{steps} steps: free pick {:.1} µs, constrained pick {:.1} µs a step (mask computed ahead, not counted)",
+        free_s / steps as f64 * 1e6,
+        constrained_s / steps as f64 * 1e6
+    );
+}
