@@ -7,6 +7,7 @@
 //! |---|---|
 //! | Q8_0 | `d·dx·Σ q·qx` (q signed) |
 //! | Q4_0, Q5_0 | `d·dx·(Σ u·qx − off·Σ qx)`, `u = q + off` unsigned (off 8 / 16) |
+//! | Q4_1 | `d·dx·Σ u·qx + m·(dx·Σ qx)` (`u` the unsigned nibble, `m` the block's min) |
 //! | Q4_K, Q5_K | `d·sc·dx·Σ u·qx − dmin·m·(dx·Σ qx)` per 32 |
 //! | Q6_K | `d·dx·Σ_16 sc·(Σ u·qx − 32·Σ_16 qx)`, two 16-wide halves |
 //!
@@ -119,7 +120,7 @@ pub(crate) struct Acts {
     /// `[n, cols/16]` sums of each 16 quantized values (Q6_K reads them; the other extras
     /// derive from them).
     bsums: Vec<i16>,
-    /// Q4_K / Q5_K: `[n, cols/32]` `d·Σq`, the block's sum in real units.
+    /// Q4_K / Q5_K / Q4_1: `[n, cols/32]` `d·Σq`, the block's sum in real units.
     xsum: Vec<f32>,
 }
 
@@ -193,7 +194,7 @@ impl Acts {
         let pair = |bs: &[i16]| bs[0] as i32 + bs[1] as i32;
         match ty {
             GgmlType::Q6_K => {}
-            GgmlType::Q4_K | GgmlType::Q5_K => {
+            GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q4_1 => {
                 if self.xsum.is_empty() {
                     self.xsum = self.bsums.chunks_exact(2).zip(&self.d).map(|(bs, &d)| d * pair(bs) as f32).collect();
                 }
@@ -388,7 +389,7 @@ impl Isa {
 
 /// Whether `ty` has a CPU kernel.
 pub fn supported(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
+    matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
 }
 
 /// `y[t, r] = Σ_k W[r, k] · x[t, k]` for a `[rows, cols]` weight in GGUF blocks and `n` activation
@@ -889,7 +890,7 @@ mod tests {
             .collect()
     }
 
-    const TYPES: [GgmlType; 6] = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
+    const TYPES: [GgmlType; 7] = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
 
     fn check(isa: Isa, ty: GgmlType, rows_n: usize, cols: usize, n: usize, seed: u64) {
         let nb = rows_n * cols / ty.block_size() as usize;
