@@ -933,6 +933,55 @@ mod tests {
         }
     }
 
+    /// A decoded token (one-row tiles for the K-quants on x86) gets bit for bit the values the
+    /// same token gets in a 2-token product (2-row × 2-token tiles): the tile shape changes the
+    /// memory order only, not the arithmetic of a row.
+    #[test]
+    fn decode_rows_equal_the_small_tiles_bit_for_bit() {
+        let (rows_n, cols) = (37, 1024);
+        for ty in TYPES {
+            let w = random_blocks(ty, rows_n * cols / ty.block_size() as usize, 0xD0 + ty.id() as u64);
+            let x = activations(2 * cols, 17);
+            for isa in Isa::available() {
+                let one = matmul_with(isa, ty, &w, rows_n, cols, &x[..cols], 1).unwrap();
+                let two = matmul_with(isa, ty, &w, rows_n, cols, &x, 2).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&one), bits(&two[..rows_n]), "{isa:?} {ty}");
+            }
+        }
+    }
+
+    /// Q4_1's min term is checked: the same blocks with their mins zeroed (what a kernel that
+    /// dropped the term computes) fail the tolerance that every real kernel passes.
+    #[test]
+    fn q4_1_without_its_min_term_fails_the_reference_check() {
+        let ty = GgmlType::Q4_1;
+        let (rows_n, cols, n) = (24, 512, 3);
+        let w = random_blocks(ty, rows_n * cols / 32, 0x5151);
+        let wf = dequantize(ty, &w, rows_n * cols).unwrap();
+        let x = activations(n * cols, 9);
+        let mut no_min = w.clone();
+        for blk in no_min.chunks_exact_mut(20) {
+            blk[2..4].copy_from_slice(&[0, 0]);
+        }
+        // How many outputs are within `check`'s tolerance of the f32 product.
+        let within = |y: &[f32]| {
+            (0..n * rows_n)
+                .filter(|&i| {
+                    let (t, r) = (i / rows_n, i % rows_n);
+                    let want: f32 = (0..cols).map(|k| wf[r * cols + k] * x[t * cols + k]).sum();
+                    let scale: f32 = (0..cols).map(|k| (wf[r * cols + k] * x[t * cols + k]).abs()).sum();
+                    (y[i] - want).abs() <= 0.01 * scale + 1e-5
+                })
+                .count()
+        };
+        for isa in Isa::available() {
+            assert_eq!(within(&matmul_with(isa, ty, &w, rows_n, cols, &x, n).unwrap()), n * rows_n, "{isa:?}");
+            let bad = within(&matmul_with(isa, ty, &no_min, rows_n, cols, &x, n).unwrap());
+            assert!(bad < n * rows_n / 4, "{isa:?}: {bad} of {} outputs without the min still pass", n * rows_n);
+        }
+    }
+
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn simd_paths_are_tested_where_the_cpu_has_them() {
