@@ -45,6 +45,28 @@ fn huge_copy(w: &[u8]) -> HugeOr {
     HugeOr::Map(m)
 }
 
+/// Sums `w` as u64 words on `threads` threads (a plain streaming read: the bandwidth roof).
+fn read_all(w: &[u8], threads: usize) -> u64 {
+    let per = w.len().div_ceil(threads.max(1)).next_multiple_of(64);
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = w
+            .chunks(per)
+            .map(|c| {
+                sc.spawn(move || {
+                    let mut acc = [0u64; 8];
+                    for line in c.chunks_exact(64) {
+                        for (a, b) in acc.iter_mut().zip(line.chunks_exact(8)) {
+                            *a = a.wrapping_add(u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+                        }
+                    }
+                    acc.iter().fold(0u64, |x, y| x.wrapping_add(*y))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or(0)).fold(0u64, |x, y| x.wrapping_add(y))
+    })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
@@ -62,6 +84,15 @@ fn main() {
         (GgmlType::Q8_0, 2048, 640, &[1, 64]),
         (GgmlType::Q4_0, 2048, 640, &[1, 64]),
         (GgmlType::Q5_K, 640, 2048, &[1, 64]),
+        // Llama 3.2 1B Q4_K_M decode: the tied Q6_K head, the FFN and attention shapes.
+        (GgmlType::Q6_K, 128_256, 2048, &[1]),
+        (GgmlType::Q4_K, 8192, 2048, &[1]),
+        (GgmlType::Q4_K, 2048, 8192, &[1]),
+        (GgmlType::Q6_K, 2048, 8192, &[1]),
+        (GgmlType::Q4_K, 2048, 2048, &[1]),
+        (GgmlType::Q4_K, 512, 2048, &[1]),
+        (GgmlType::Q4_1, 1536, 576, &[1, 64]),
+        (GgmlType::Q4_1, 576, 1536, &[1, 64]),
     ];
     println!("threads {threads}");
     for &(ty, rows, cols, ns) in cases {
@@ -74,6 +105,17 @@ fn main() {
         // `EDGEWISE_BENCH_HUGE=1`: the weights in 2 MiB pages, as the engine maps a model file
         // where the kernel can (`gguf::large_pages`); a fresh copy so the pages are new.
         let w = if std::env::var("EDGEWISE_BENCH_HUGE").is_ok_and(|v| v == "1") { huge_copy(&w) } else { HugeOr::Vec(w) };
+        if std::env::var("EDGEWISE_BENCH_ROOF").is_ok_and(|v| v == "1") {
+            // The memory's roof: the same bytes summed by `threads` threads, no decoding.
+            let reps = 20;
+            let t0 = Instant::now();
+            let mut s = 0u64;
+            for _ in 0..reps {
+                s = s.wrapping_add(read_all(&w, threads));
+            }
+            let dt = t0.elapsed().as_secs_f64() / reps as f64;
+            println!("{name:<18} read  {:>10.1} us  {:>7.2} GB/s  (sum {})", dt * 1e6, w.len() as f64 / dt / 1e9, s % 7);
+        }
         for &n in ns {
             let x: Vec<f32> = (0..n * cols).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.7).collect();
             // Enough repetitions for ~0.3 s.

@@ -98,9 +98,10 @@ fn main() {
         let corr8: Vec<i32> = sum32.iter().map(|s| -8 * s).collect();
         let corr16: Vec<i32> = sum32.iter().map(|s| -16 * s).collect();
         let xsum: Vec<f32> = sum32.iter().zip(&xd).map(|(&s, &d)| d * s as f32).collect();
-        let rows: [(&str, Vec<u8>); 6] = [
+        let rows: [(&str, Vec<u8>); 7] = [
             ("q8_0", blocks(&mut rng, cols / 32, 34, &[0])),
             ("q4_0", blocks(&mut rng, cols / 32, 18, &[0])),
+            ("q4_1", blocks(&mut rng, cols / 32, 20, &[0, 2])),
             ("q5_0", blocks(&mut rng, cols / 32, 22, &[0])),
             ("q4_k", blocks(&mut rng, cols / 256, 144, &[0, 2])),
             ("q5_k", blocks(&mut rng, cols / 256, 176, &[0, 2])),
@@ -113,6 +114,7 @@ fn main() {
                 match *name {
                     "q8_0" => all4!(q8_0, row, &xq, &xd),
                     "q4_0" => all4!(q4_0, row, &xq, &xd, &corr8),
+                    "q4_1" => all4!(q4_1, row, &xq, &xd, &xsum),
                     "q5_0" => all4!(q5_0, row, &xq, &xd, &corr16),
                     "q4_k" => all4!(q4_k, row, &xq, &xd, &xsum),
                     "q5_k" => all4!(q5_k, row, &xq, &xd, &xsum),

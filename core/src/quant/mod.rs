@@ -167,7 +167,7 @@ impl std::fmt::Display for GgmlType {
     }
 }
 
-/// Random blocks of type `ty` with sane f16 scales (random bytes elsewhere: every bit pattern of
+/// Random blocks of type `ty` with sane f16 scales (and negative mins for Q4_1 / Q5_1; random bytes elsewhere: every bit pattern of
 /// the quantized values is valid), from a seeded xorshift. For kernel tests and benchmarks.
 #[doc(hidden)]
 pub fn random_blocks(ty: GgmlType, nblocks: usize, seed: u64) -> Vec<u8> {
@@ -181,14 +181,19 @@ pub fn random_blocks(ty: GgmlType, nblocks: usize, seed: u64) -> Vec<u8> {
     let ts = ty.type_size() as usize;
     let mut b: Vec<u8> = (0..nblocks * ts).map(|_| next() as u8).collect();
     let scale_offsets: &[usize] = match ty {
-        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q4_1 | GgmlType::Q5_1 => &[0],
-        GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 => &[0],
+        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q4_1 | GgmlType::Q5_1 => &[0, 2],
         GgmlType::Q6_K => &[208],
         _ => &[],
     };
     for blk in b.chunks_exact_mut(ts) {
         for &o in scale_offsets {
-            let v = half::f16::from_f32(0.001 + (next() % 1000) as f32 * 1e-5);
+            let mut v = 0.001 + (next() % 1000) as f32 * 1e-5;
+            if o == 2 && matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
+                // The min of a `d·q + m` block: about −8·d, as a quantizer centres it.
+                v *= -8.0;
+            }
+            let v = half::f16::from_f32(v);
             blk[o..o + 2].copy_from_slice(&v.to_le_bytes());
         }
     }

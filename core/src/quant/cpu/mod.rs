@@ -7,6 +7,7 @@
 //! |---|---|
 //! | Q8_0 | `d·dx·Σ q·qx` (q signed) |
 //! | Q4_0, Q5_0 | `d·dx·(Σ u·qx − off·Σ qx)`, `u = q + off` unsigned (off 8 / 16) |
+//! | Q4_1 | `d·dx·Σ u·qx + m·(dx·Σ qx)` (`u` the unsigned nibble, `m` the block's min) |
 //! | Q4_K, Q5_K | `d·sc·dx·Σ u·qx − dmin·m·(dx·Σ qx)` per 32 |
 //! | Q6_K | `d·dx·Σ_16 sc·(Σ u·qx − 32·Σ_16 qx)`, two 16-wide halves |
 //!
@@ -119,7 +120,7 @@ pub(crate) struct Acts {
     /// `[n, cols/16]` sums of each 16 quantized values (Q6_K reads them; the other extras
     /// derive from them).
     bsums: Vec<i16>,
-    /// Q4_K / Q5_K: `[n, cols/32]` `d·Σq`, the block's sum in real units.
+    /// Q4_K / Q5_K / Q4_1: `[n, cols/32]` `d·Σq`, the block's sum in real units.
     xsum: Vec<f32>,
 }
 
@@ -193,7 +194,7 @@ impl Acts {
         let pair = |bs: &[i16]| bs[0] as i32 + bs[1] as i32;
         match ty {
             GgmlType::Q6_K => {}
-            GgmlType::Q4_K | GgmlType::Q5_K => {
+            GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q4_1 => {
                 if self.xsum.is_empty() {
                     self.xsum = self.bsums.chunks_exact(2).zip(&self.d).map(|(bs, &d)| d * pair(bs) as f32).collect();
                 }
@@ -388,7 +389,7 @@ impl Isa {
 
 /// Whether `ty` has a CPU kernel.
 pub fn supported(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
+    matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
 }
 
 /// `y[t, r] = Σ_k W[r, k] · x[t, k]` for a `[rows, cols]` weight in GGUF blocks and `n` activation
@@ -889,7 +890,7 @@ mod tests {
             .collect()
     }
 
-    const TYPES: [GgmlType; 6] = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
+    const TYPES: [GgmlType; 7] = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
 
     fn check(isa: Isa, ty: GgmlType, rows_n: usize, cols: usize, n: usize, seed: u64) {
         let nb = rows_n * cols / ty.block_size() as usize;
@@ -929,6 +930,55 @@ mod tests {
                     check(isa, ty, rows_n, cols, n, 0xC0FF_EE00 + (rows_n * cols + n) as u64);
                 }
             }
+        }
+    }
+
+    /// A decoded token (one-row tiles for the K-quants on x86) gets bit for bit the values the
+    /// same token gets in a 2-token product (2-row × 2-token tiles): the tile shape changes the
+    /// memory order only, not the arithmetic of a row.
+    #[test]
+    fn decode_rows_equal_the_small_tiles_bit_for_bit() {
+        let (rows_n, cols) = (37, 1024);
+        for ty in TYPES {
+            let w = random_blocks(ty, rows_n * cols / ty.block_size() as usize, 0xD0 + ty.id() as u64);
+            let x = activations(2 * cols, 17);
+            for isa in Isa::available() {
+                let one = matmul_with(isa, ty, &w, rows_n, cols, &x[..cols], 1).unwrap();
+                let two = matmul_with(isa, ty, &w, rows_n, cols, &x, 2).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&one), bits(&two[..rows_n]), "{isa:?} {ty}");
+            }
+        }
+    }
+
+    /// Q4_1's min term is checked: the same blocks with their mins zeroed (what a kernel that
+    /// dropped the term computes) fail the tolerance that every real kernel passes.
+    #[test]
+    fn q4_1_without_its_min_term_fails_the_reference_check() {
+        let ty = GgmlType::Q4_1;
+        let (rows_n, cols, n) = (24, 512, 3);
+        let w = random_blocks(ty, rows_n * cols / 32, 0x5151);
+        let wf = dequantize(ty, &w, rows_n * cols).unwrap();
+        let x = activations(n * cols, 9);
+        let mut no_min = w.clone();
+        for blk in no_min.chunks_exact_mut(20) {
+            blk[2..4].copy_from_slice(&[0, 0]);
+        }
+        // How many outputs are within `check`'s tolerance of the f32 product.
+        let within = |y: &[f32]| {
+            (0..n * rows_n)
+                .filter(|&i| {
+                    let (t, r) = (i / rows_n, i % rows_n);
+                    let want: f32 = (0..cols).map(|k| wf[r * cols + k] * x[t * cols + k]).sum();
+                    let scale: f32 = (0..cols).map(|k| (wf[r * cols + k] * x[t * cols + k]).abs()).sum();
+                    (y[i] - want).abs() <= 0.01 * scale + 1e-5
+                })
+                .count()
+        };
+        for isa in Isa::available() {
+            assert_eq!(within(&matmul_with(isa, ty, &w, rows_n, cols, &x, n).unwrap()), n * rows_n, "{isa:?}");
+            let bad = within(&matmul_with(isa, ty, &no_min, rows_n, cols, &x, n).unwrap());
+            assert!(bad < n * rows_n / 4, "{isa:?}: {bad} of {} outputs without the min still pass", n * rows_n);
         }
     }
 

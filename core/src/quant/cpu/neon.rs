@@ -56,6 +56,7 @@ unsafe fn row_dot<const DOT: bool>(ty: GgmlType, row: &[u8], x: &Tok) -> f32 {
         match ty {
             GgmlType::Q8_0 => hw::q8_0::<DOT>(row, x.q, x.d),
             GgmlType::Q4_0 => hw::q4_0::<DOT>(row, x.q, x.d, x.corr),
+            GgmlType::Q4_1 => hw::q4_1::<DOT>(row, x.q, x.d, x.xsum),
             GgmlType::Q5_0 => hw::q5_0::<DOT>(row, x.q, x.d, x.corr),
             GgmlType::Q4_K => hw::q4_k::<DOT>(row, x.q, x.d, x.xsum),
             GgmlType::Q5_K => hw::q5_k::<DOT>(row, x.q, x.d, x.xsum),
@@ -105,7 +106,7 @@ mod tests {
     fn neon_rows_equal_the_portable_ones_bit_for_bit() {
         let (rows_n, cols, n) = (9, 1024, 3);
         let x: Vec<f32> = (0..n * cols).map(|i| ((i * 7919 % 1013) as f32 / 506.0 - 1.0) * (1.0 + (i / 32 % 5) as f32)).collect();
-        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
             let mut acts = Acts::quantize(super::super::Isa::Portable, &x, n, cols);
             acts.prepare(ty);
             let row_bytes = ty.bytes_for(cols as u64).unwrap() as usize;

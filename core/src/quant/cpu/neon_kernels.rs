@@ -95,6 +95,22 @@ pub(crate) unsafe fn q4_0<const DOT: bool>(row: &[u8], xq: &[i8], xd: &[f32], co
     acc
 }
 
+/// A Q4_1 row (20-byte blocks: scale, min, 16 nibble bytes); `xsum` is `xd·Σ xq` per block
+/// (the min's term).
+///
+/// # Safety
+/// As [`q8_0`], and `xsum` must cover the row's blocks.
+pub(crate) unsafe fn q4_1<const DOT: bool>(row: &[u8], xq: &[i8], xd: &[f32], xsum: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    let low = vdupq_n_u8(0x0F);
+    for (b, blk) in row.chunks_exact(20).enumerate() {
+        let v = load_w(&blk[4..20]);
+        let s = dot32::<DOT>(vandq_u8(v, low), vshrq_n_u8::<4>(v), &xq[b * 32..b * 32 + 32]);
+        acc += f16_at(blk, 0) * xd[b] * s as f32 + f16_at(blk, 2) * xsum[b];
+    }
+    acc
+}
+
 /// A Q5_0 row (22-byte blocks: scale, 32 fifth bits, 16 nibble bytes); `corr` is `−16·Σ xq`.
 ///
 /// # Safety

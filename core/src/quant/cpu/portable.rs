@@ -58,6 +58,17 @@ pub(super) fn row_dot(ty: GgmlType, row: &[u8], x: &Tok) -> f32 {
                 acc += f16_at(blk, 0) * x.d[b] * s as f32;
             }
         }
+        GgmlType::Q4_1 => {
+            // `d·q + m`: `d·dx·Σ q·qx + m·(dx·Σ qx)`, the min through the block's real sum.
+            for (b, blk) in row.chunks_exact(20).enumerate() {
+                for j in 0..16 {
+                    w[j] = blk[4 + j] & 0x0F;
+                    w[j + 16] = blk[4 + j] >> 4;
+                }
+                let s = dot32(&w, &x.q[b * 32..b * 32 + 32]);
+                acc += f16_at(blk, 0) * x.d[b] * s as f32 + f16_at(blk, 2) * x.xsum[b];
+            }
+        }
         GgmlType::Q5_0 => {
             for (b, blk) in row.chunks_exact(22).enumerate() {
                 let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
