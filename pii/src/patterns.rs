@@ -600,6 +600,7 @@ impl Patterns {
     }
 
     fn credentials(&self, text: &str, ctx: &Ctx, out: &mut Out) {
+        let first_new = out.findings.len();
         for m in self.secret_prefix.find_iter(text) {
             let s = m.as_str();
             let distinct = s.bytes().collect::<std::collections::HashSet<u8>>().len();
@@ -607,7 +608,8 @@ impl Patterns {
                 out.residual(0.2);
                 continue;
             }
-            if DOC_SECRETS.contains(&s) && ctx.doc_near(m.start(), m.end()) {
+            // Published examples (AWS's, Stripe's, jwt.io's token) are nobody's secret.
+            if DOC_SECRETS.contains(&s) {
                 out.residual(0.2);
                 continue;
             }
@@ -667,6 +669,22 @@ impl Patterns {
                 || kw == "nip";
             if let Some((s, e)) = password_value(text, m.end(), is_pin) {
                 out.add(s, e, Category::Credential, 0.85);
+            }
+        }
+        // A value under a secret *reference* in a manifest ("valueFrom: secretKeyRef: name:
+        // db-creds, key: password") names where the secret is kept, not the secret; a published
+        // example token after "token:" is nobody's.
+        let refs = ["secretKeyRef", "valueFrom", "secretName", "existingSecret", "secretRef", "fromSecret"];
+        let mut k = first_new;
+        while k < out.findings.len() {
+            let f = out.findings[k];
+            let lo = floor_char(text, f.start.saturating_sub(120));
+            let published = DOC_SECRETS.iter().any(|d| text[f.start..f.end].contains(d));
+            if f.cat == Category::Credential && (published || refs.iter().any(|r| text[lo..f.start].contains(r))) {
+                out.findings.remove(k);
+                out.residual(0.2);
+            } else {
+                k += 1;
             }
         }
     }

@@ -545,3 +545,16 @@ fn fourth_round_hard_negatives_are_clear() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Round 4: a secret reference in a manifest and the jwt.io example token are nobody's secret
+/// (H-0280, G-0096; both were false blocks of the round-3 rules); a real token still is.
+#[test]
+fn secret_references_and_published_tokens_are_clear() {
+    for text in [
+        "k8s deployment snippet:\nenv:\n  - name: DB_PASSWORD\n    valueFrom:\n      secretKeyRef:\n        name: db-creds\n        key: password\nwhy does the pod fail with CreateContainerConfigError?",
+        "Explain each part of the jwt.io sample token: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+    ] {
+        assert!(!detector().scan(text).sensitive, "{text:?}: {:?}", detector().scan(text).categories);
+    }
+    assert!(detector().scan("env:\n  DB_PASSWORD: Tr0ub4dor&3xyz\n  valueFrom: none").sensitive);
+}
