@@ -345,7 +345,9 @@ fn classify_run(text: &str, r: &DigitRun, ctx: &Ctx, out: &mut Out) {
     }
     // Checksummed national numbers right after their label ("PESEL", "TFN", "マイナンバー").
     if gov_ctx
-        && ((n == 11 && checksum::pl_pesel(d)) || (n == 9 && checksum::au_tfn(d)) || (n == 12 && checksum::jp_my_number(d)))
+        && ((n == 11 && checksum::pl_pesel(d))
+            || (n == 9 && checksum::au_tfn(d))
+            || (n == 12 && checksum::jp_my_number(d)))
     {
         out.add(s, e, Category::GovernmentId, 0.95);
         classified = true;
