@@ -324,6 +324,144 @@ pub(crate) fn uk_nhs(d: &[u8]) -> bool {
     c != 10 && c == u32::from(d[9] - b'0')
 }
 
+/// French RIB key: `97 - (89·bank + 15·branch + 3·account) mod 97`, letters of the account number
+/// mapped to digits as the banks do (A/J → 1, B/K/S → 2, … I/R/Z → 9). `bank` and `branch`: five
+/// digits each; `account`: eleven digits or letters; `key`: two digits.
+pub(crate) fn fr_rib(bank: &str, branch: &str, account: &str, key: &str) -> bool {
+    if bank.len() != 5 || branch.len() != 5 || account.len() != 11 || key.len() != 2 {
+        return false;
+    }
+    let num = |s: &str| -> Option<u64> {
+        let mut v = 0u64;
+        for c in s.bytes() {
+            let d = match c {
+                b'0'..=b'9' => u64::from(c - b'0'),
+                b'A'..=b'I' => u64::from(c - b'A') + 1,
+                b'J'..=b'R' => u64::from(c - b'J') + 1,
+                b'S'..=b'Z' => u64::from(c - b'S') + 2,
+                _ => return None,
+            };
+            v = v * 10 + d;
+        }
+        Some(v)
+    };
+    let (Some(b), Some(g), Some(a), Some(k)) = (num(bank), num(branch), num(account), num(key)) else {
+        return false;
+    };
+    let r = (89 * b + 15 * g + 3 * (a % 97)) % 97;
+    97 - r == k
+}
+
+/// Singapore NRIC/FIN (S, T, F, G series): a letter, seven digits and a check letter.
+pub(crate) fn sg_nric(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 9 || !b[1..8].iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let mut t: u32 = [2u32, 7, 6, 5, 4, 3, 2].iter().zip(&b[1..8]).map(|(w, &c)| w * u32::from(c - b'0')).sum();
+    let table: &[u8] = match b[0] {
+        b'S' => b"JZIHGFEDCBA",
+        b'T' => {
+            t += 4;
+            b"JZIHGFEDCBA"
+        }
+        b'F' => b"XWUTRQPNMLK",
+        b'G' => {
+            t += 4;
+            b"XWUTRQPNMLK"
+        }
+        _ => return false,
+    };
+    table[(t % 11) as usize] == b[8]
+}
+
+/// Mexican CURP: 18 characters, the last a check digit over the first 17.
+pub(crate) fn mx_curp(s: &str) -> bool {
+    const ALPHABET: &str = "0123456789ABCDEFGHIJKLMNÑOPQRSTUVWXYZ";
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() != 18 || !chars[17].is_ascii_digit() {
+        return false;
+    }
+    let mut t = 0u32;
+    for (i, c) in chars[..17].iter().enumerate() {
+        let Some(v) = ALPHABET.chars().position(|a| a == *c) else { return false };
+        t += v as u32 * (18 - i as u32);
+    }
+    (10 - t % 10) % 10 == chars[17].to_digit(10).unwrap_or(99)
+}
+
+/// Australian Medicare card number: 10 digits (the 10th the issue number), first 2–6, the 9th a
+/// check digit over the first eight (weights 1, 3, 7, 9).
+pub(crate) fn au_medicare(d: &[u8]) -> bool {
+    if d.len() != 10 || !d.iter().all(u8::is_ascii_digit) || !(b'2'..=b'6').contains(&d[0]) {
+        return false;
+    }
+    let s: u32 = [1u32, 3, 7, 9, 1, 3, 7, 9].iter().zip(d).map(|(w, &c)| w * u32::from(c - b'0')).sum();
+    s % 10 == u32::from(d[8] - b'0')
+}
+
+/// Australian tax file number: 9 digits, weighted sum divisible by 11.
+pub(crate) fn au_tfn(d: &[u8]) -> bool {
+    if d.len() != 9 || !d.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let s: u32 = [1u32, 4, 3, 7, 5, 8, 6, 9, 10].iter().zip(d).map(|(w, &c)| w * u32::from(c - b'0')).sum();
+    s % 11 == 0
+}
+
+/// Belgian national register number: 11 digits, the last two `97 - (first nine mod 97)` (with a
+/// leading 2 for births from 2000).
+pub(crate) fn be_national(d: &[u8]) -> bool {
+    if d.len() != 11 || !d.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let n = |s: &[u8]| s.iter().fold(0u64, |v, &c| v * 10 + u64::from(c - b'0'));
+    let (base, key) = (n(&d[..9]), n(&d[9..]));
+    97 - base % 97 == key || 97 - (2_000_000_000 + base) % 97 == key
+}
+
+/// Polish PESEL: 11 digits, weights 1, 3, 7, 9 repeated, and a month that encodes the century.
+pub(crate) fn pl_pesel(d: &[u8]) -> bool {
+    if d.len() != 11 || !d.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let v = |i: usize| u32::from(d[i] - b'0');
+    let month = (v(2) * 10 + v(3)) % 20;
+    let day = v(4) * 10 + v(5);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return false;
+    }
+    let s: u32 = [1u32, 3, 7, 9, 1, 3, 7, 9, 1, 3].iter().enumerate().map(|(i, w)| w * v(i)).sum();
+    (10 - s % 10) % 10 == v(10)
+}
+
+/// South Korean resident registration number: YYMMDD, then a sex/century digit 1–8 and six more.
+/// (Numbers issued since October 2020 have no check digit, so only the shape is checked.)
+pub(crate) fn kr_rrn_shape(d: &[u8]) -> bool {
+    if d.len() != 13 || !d.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let v = |i: usize| u32::from(d[i] - b'0');
+    let (month, day) = (v(2) * 10 + v(3), v(4) * 10 + v(5));
+    (1..=12).contains(&month) && (1..=31).contains(&day) && (1..=8).contains(&v(6))
+}
+
+/// Japanese My Number (individual number): 12 digits, the last a mod-11 check digit.
+pub(crate) fn jp_my_number(d: &[u8]) -> bool {
+    if d.len() != 12 || !d.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let s: u32 = (1..=11u32)
+        .map(|n| {
+            let p = u32::from(d[11 - n as usize] - b'0');
+            p * if n <= 6 { n + 1 } else { n - 5 }
+        })
+        .sum();
+    let r = s % 11;
+    let check = if r <= 1 { 0 } else { 11 - r };
+    check == u32::from(d[11] - b'0')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +497,27 @@ mod tests {
         assert!(br_cpf(b"52998224725"));
         assert!(nl_bsn(b"111222333"));
         assert!(uk_nhs(b"9434765919"));
+        assert!(fr_rib("20041", "01005", "91153162115", "13"));
+        assert!(!fr_rib("20041", "01005", "91153162115", "14"));
+        assert!(fr_rib("30002", "00550", "0000157841Z", "25")); // letters in the account number
+        assert!(sg_nric("S1234567D"));
+        assert!(sg_nric("T0123456G"));
+        assert!(!sg_nric("S1234567E"));
+        assert!(mx_curp("GOMA850312MDFRRN09"));
+        assert!(!mx_curp("GOMA850312MDFRRN08"));
+        assert!(au_medicare(b"2123456701"));
+        assert!(!au_medicare(b"2123456711"));
+        assert!(au_tfn(b"123456782"));
+        assert!(!au_tfn(b"123456783"));
+        assert!(be_national(b"85073030943"));
+        assert!(!be_national(b"85073030944"));
+        assert!(pl_pesel(b"44051401359"));
+        assert!(pl_pesel(b"02070803628"));
+        assert!(!pl_pesel(b"44051401358"));
+        assert!(kr_rrn_shape(b"8504122445445"));
+        assert!(!kr_rrn_shape(b"8513122445445"));
+        assert!(jp_my_number(b"123456789018"));
+        assert!(!jp_my_number(b"123456789019"));
     }
 
     #[test]
@@ -367,6 +526,8 @@ mod tests {
             let b = s.as_bytes();
             let _ = (iban(s), aba(b), aadhaar(b), es_dni(s), it_codice_fiscale(s), cn_resident_id(s), fr_nir(s));
             let _ = (us_ssn(b), uk_nino(s), de_steuer_id(b), icao_check(s), br_cpf(b), nl_bsn(b), uk_nhs(b));
+            let _ = (fr_rib(s, s, s, s), sg_nric(s), mx_curp(s), au_medicare(b), au_tfn(b), be_national(b));
+            let _ = (pl_pesel(b), kr_rrn_shape(b), jp_my_number(b));
         }
     }
 }

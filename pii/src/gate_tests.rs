@@ -320,3 +320,46 @@ fn text_that_once_crashed_the_rules_is_kept_local_without_a_panic() {
     }
     assert!(gate().check("我的银行密码是Panda1998&，帮我想个好记的方法。").sensitive);
 }
+
+/// Requests in the form the router checks them (core/src/router: each part, the parts joined with a
+/// blank line, and the wire form with `[Attachment N]` sections): harmless ones stay clear of the
+/// classifier's threshold with a margin, and a disclosure inside them is still blocked. The round-2
+/// model cleared `router_cloud`'s audit request at 0.738 against its threshold of 0.74 (and a
+/// retrain blocked it at 0.723 against 0.70); since round 4 the training data has router-form texts
+/// (tests/privacy/router_forms.py).
+#[test]
+fn router_form_requests_clear_the_classifier_with_a_margin() {
+    let _serial = serial();
+    let g = gate();
+    const MARGIN: f32 = 0.15;
+    let harmless = [
+        // core/tests/router_cloud.rs `audit_log_never_contains_prompt_or_answer_text`, as sent
+        "tell me about the purplezebracanary project\n\n[Attachment 1]\npurplezebracanary doc",
+        "purplezebracanary system\n\ntell me about the purplezebracanary project\n\n[Attachment 1]\npurplezebracanary doc",
+        "purplezebracanary system\n\ntell me about the purplezebracanary project",
+        "You are a concise assistant.\n\nexplain how rainbows form",
+        "Summarise the attached note.\n\n[Attachment 1]\nQ3 planning: ship the offline mode, then the new settings page.",
+        "You are a helpful assistant.\n\nhi\n\nHello! How can I help?\n\nWhat's a good name for a grey cat?",
+        "What's the weather like?\n\n{\"temperature\": 14, \"unit\": \"C\", \"conditions\": \"rain\"}",
+        "Fasse den Anhang zusammen.\n\n[Attachment 1]\nDas Treffen wird auf Donnerstag verschoben.",
+    ];
+    let mut failures = Vec::new();
+    for t in harmless {
+        let r = g.check(t);
+        let (p, thr) = (r.classifier_score.unwrap_or(1.0), r.classifier_threshold.unwrap_or(0.0));
+        if r.sensitive || p > thr - MARGIN {
+            failures.push(format!("{t:?}: score {p:.3}, threshold {thr:.3}"));
+        }
+    }
+    for t in crate::SECOND_STAGE_EXAMPLES.iter().take(3) {
+        let wrapped = format!("Summarise the attached note.\n\n[Attachment 1]\n{t}");
+        if !g.check(&wrapped).sensitive {
+            failures.push(format!("disclosure in an attachment cleared: {wrapped:?}"));
+        }
+        let joined = format!("You are a concise assistant.\n\n{t}");
+        if !g.check(&joined).sensitive {
+            failures.push(format!("disclosure after a system prompt cleared: {joined:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -56,6 +56,9 @@ pub(crate) const NOT_PERSONAL_NUMBER: &[&str] = &[
     r"bestell-nr", r"rechnung", r"rechnungsnummer", r"sendungsnummer", r"auftragsnummer", r"referenz",
     r"kundennummer", r"build-nummer", r"commande", r"facture", r"suivi", r"numéro de suivi", r"référence", r"订单",
     r"订单号", r"快递", r"快递单号", r"单号", r"发票", r"运单", r"版本", r"内部版本",
+    // Lottery draws ("EuroMillions 03 17 25 38 49").
+    r"powerball", r"euromillions", r"euro millions", r"mega millions", r"lotto", r"loto", r"lottery", r"lotería",
+    r"loteria", r"lottozahlen", r"winning numbers", r"lucky stars", r"numéro chance", r"jackpot", r"彩票", r"双色球",
 ];
 
 /// Arithmetic context (phone-like math).
@@ -87,6 +90,13 @@ pub(crate) const GOV_ID: &[&str] = &[
     r"carte d'identite", r"cni", r"numéro fiscal", r"codice fiscale", r"身份证", r"身份证号", r"身份证号码", r"证件号", r"证件号码",
     r"居民身份证", r"aadhaar", r"aadhar", r"adhaar", r"आधार", r"uid", r"pan", r"pan card", r"pan number", r"voter id",
     r"epic", r"cpf", r"bsn", r"nhs number", r"nhs", r"medicare number", r"health card",
+    // Regional national numbers (Poland, Australia, Singapore, Mexico, Korea, Japan, Nigeria,
+    // Belgium, Canada).
+    r"pesel", r"numer pesel", r"tfn", r"tax file number", r"medicare card", r"medicare no", r"medicare no\.", r"nric",
+    r"nric no", r"curp", r"rrn", r"resident registration number", r"주민등록번호", r"マイナンバー", r"個人番号",
+    r"my number card", r"nin", r"nin number", r"bvn", r"national identification number", r"registre national",
+    r"numéro de registre national", r"numéro national", r"rijksregisternummer", r"social insurance number",
+    r"sin number", r"nss", r"número de seguridad social", r"clave de elector",
 ];
 
 /// Passport context.
@@ -444,6 +454,8 @@ pub(crate) const FICTION: &[&str] = &[
     r"story", r"novel", r"fictional", r"character", r"characters", r"poem", r"screenplay", r"script", r"roleplay",
     r"role-play", r"imagine", r"fairy tale", r"short story", r"plot", r"cuento", r"novela", r"personaje",
     r"geschichte", r"roman", r"figur", r"histoire", r"personnage", r"故事", r"小说", r"角色", r"kahani",
+    r"mystery", r"whodunit", r"thriller", r"imaginary", r"imaginaire", r"imaginaria", r"imaginario", r"erfunden",
+    r"erfundenen", r"erfundene", r"erfundener", r"ficticio", r"ficticia", r"fictif", r"fictive", r"虚构",
     r"rpg", r"d&d", r"dungeon master", r"campaign setting", r"writing group", r"writing class", r"scene",
     r"dialogue", r"chapter", r"my book", r"my novel", r"fanfic", r"fan fiction", r"panto", r"pantomime", r"sitcom",
     r"npc", r"villain", r"protagonist", r"detective story", r"escena", r"capítulo", r"szene", r"kapitel", r"scène",

@@ -328,6 +328,30 @@ fn classify_run(text: &str, r: &DigitRun, ctx: &Ctx, out: &mut Out) {
         out.add(s, e, Category::GovernmentId, 0.95);
         classified = true;
     }
+    // Layouts distinctive enough without a label: a Korean resident registration number
+    // (YYMMDD-NNNNNNN), an Australian Medicare card (NNNN NNNNN N, check digit), a Belgian
+    // national number (YY.MM.DD-NNN.CC, mod 97).
+    if n == 13 && r.grouped(&[6, 7]) && r.sep_is(&["-"]) && checksum::kr_rrn_shape(d) && !not_personal {
+        out.add(s, e, Category::GovernmentId, 0.9);
+        classified = true;
+    }
+    if n == 10 && r.grouped(&[4, 5, 1]) && checksum::au_medicare(d) && !not_personal && !phone_ctx {
+        out.add(s, e, Category::GovernmentId, 0.9);
+        classified = true;
+    }
+    if n == 11 && r.grouped(&[2, 2, 2, 3, 2]) && checksum::be_national(d) && !not_personal {
+        out.add(s, e, Category::GovernmentId, 0.95);
+        classified = true;
+    }
+    // Checksummed national numbers right after their label ("PESEL", "TFN", "マイナンバー").
+    if gov_ctx
+        && ((n == 11 && checksum::pl_pesel(d))
+            || (n == 9 && checksum::au_tfn(d))
+            || (n == 12 && checksum::jp_my_number(d)))
+    {
+        out.add(s, e, Category::GovernmentId, 0.95);
+        classified = true;
+    }
     if n == 18 && checksum::cn_resident_id(&r.digits) {
         out.add(s, e, Category::GovernmentId, 0.95);
         classified = true;

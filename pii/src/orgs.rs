@@ -20,6 +20,9 @@ pub(crate) struct OrgRules {
     code: Regex,
     /// A flat, apartment or house number: a home, whatever business words are near.
     dwelling: Regex,
+    /// Words that tie coordinates to someone even without a pronoun ("home", "come", "pick up",
+    /// "help"; six languages).
+    coord_anchor: Regex,
 }
 
 impl OrgRules {
@@ -30,6 +33,9 @@ impl OrgRules {
             )?,
             dwelling: Regex::new(
                 r"(?i)(?-u:\b)(?:flat|apt\.?|apartment|apartamento|appartement|wohnung|piso|h\.?\s?no\.?|house\s+no\.?|ghar)(?-u:\b)",
+            )?,
+            coord_anchor: Regex::new(
+                r"(?i)(?-u:\b)(?:live\s+location|current\s+location|shared?\s+(?:\w+\s+)?loc(?:ation)?|standort|ubicación|localisation|we|we're|us|wir|uns|estamos|estoy|nous|sommes|suis|hum|notfall\w*|emergenc\w*|urgence|sos|atrapad\w*|fest|battery|akku|batería|bateria|batterie|home|house|flat|here|come|pick\s+(?:\w+\s+)?up|pickup|help|ambulance|stuck|lost|parked|waiting|ghar|yahan|yahin|casa|aquí|aqui|ven|maison|chez|ici|viens|zuhause|daheim|hier|komm|abholen)(?-u:\b)|[家这我接位定]",
             )?,
             code: Regex::new(
                 r"(?m)\bdef\s+\w+\(|\bassert\b|\bexpect\(|\btoBe\(|=>|===?|\bconst\s+\w+\s*=|\bfunction\b|\breturn\b|console\.log|print\(|;\s*$|\bpytest\b|\bjest\b|\bunittest\b|\bAssertionError\b",
@@ -78,6 +84,17 @@ impl OrgRules {
                 }
             }
         }
+        // Does anything in the text tie coordinates to a person: the first person, a relation, a
+        // private name, a personal contact phrase, "right now", or a word like "home" or "come"?
+        // Bare coordinates with nobody attached ("What's at 48.8584, 2.2945?", "Plot these:
+        // Big Ben 51.5007,-0.1246") are a place, not someone's whereabouts.
+        let anyone = (0..n_sents).any(|k| personal_in[k] || ctx.first_person.get(k).copied().unwrap_or(false))
+            || !ctx.relation.0.is_empty()
+            || !ctx.possessive.0.is_empty()
+            || !ctx.personal_contact.0.is_empty()
+            || !ctx.present.0.is_empty()
+            || !ctx.third.0.is_empty()
+            || self.coord_anchor.is_match(text);
         // Per sentence, on first use: does it mention a flat or apartment (a home)?
         let mut home_in: Vec<Option<bool>> = vec![None; n_sents + 1];
         let findings = std::mem::take(&mut out.findings);
@@ -96,6 +113,7 @@ impl OrgRules {
                     let plus = text[f.start..f.end].starts_with('+');
                     !personal
                         && (service_number(&digits, plus)
+                            || reserved_fictional(&digits)
                             || near(&ctx.org, 200)
                             || doc_text && fictional_number(&digits, plus)
                             || fiction_text
@@ -120,9 +138,15 @@ impl OrgRules {
                 Category::Location => {
                     // The coordinates of a landmark ("The Eiffel Tower is at 48.8584° N"), or a
                     // demo value in documentation ("///filled.count.soap as its demo address").
+                    let shared_link = {
+                        let before = &text[..f.start];
+                        before.ends_with('=') || before.ends_with('@') || before.ends_with("geo:")
+                    };
+                    let coordinates = value.bytes().any(|b| b.is_ascii_digit()) && !value.starts_with("///");
                     (ctx.landmark.within(ss, se) || ctx.doc.near(f.start, f.end, 60, 60))
                         && !ctx.first_person_at(f.start)
                         && !personal
+                        || coordinates && !anyone && !shared_link
                 }
                 // A US SSN the SSA voided or never issues ("078-05-1120", printed on a wallet
                 // insert; 123-45-6789) is nobody's, with or without a docs word nearby. Sample
@@ -281,6 +305,16 @@ pub(crate) fn fictional_number(digits: &str, plus: bool) -> bool {
             || (d.starts_with("01") && &d[4..7] == "496" && &d[7..8] == "0")
             || (d.starts_with("0191") && &d[4..8] == "4980"));
     nanp || uk
+}
+
+/// The North American range reserved for fiction and examples (555-0100 to 555-0199): nobody's.
+pub(crate) fn reserved_fictional(digits: &str) -> bool {
+    let d = digits.strip_prefix('1').filter(|d| d.len() == 10).unwrap_or(digits);
+    match d.len() {
+        7 => d.starts_with("55501"),
+        10 => &d[3..8] == "55501",
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -185,6 +185,21 @@ pub(crate) struct Patterns {
     addr_in_pin: Regex,
     postcode_city: Regex,
     date: Regex,
+    /// A French RIB: bank code, branch code, account number and key ("20041 01005 91153162115 clé 13").
+    fr_rib: Regex,
+    /// A Singapore NRIC/FIN ("S1234567D").
+    sg_nric: Regex,
+    /// A Mexican CURP ("GOMA850312MDFRRN09").
+    mx_curp: Regex,
+    /// A UK driving licence number ("MORGA657054SM9IJ"): surname, birth date, initials, checks.
+    uk_licence: Regex,
+    /// A password given on a command line: `mysql -p'…'`, `sshpass -p …`, `--password=…`.
+    cli_password: Regex,
+    /// Japanese addresses: a 〒 postal code; prefecture, city or ward and a block number in kanji;
+    /// a romanized "-ku"/"-shi" address with its block numbers or its postal code.
+    addr_jp: Regex,
+    /// Korean road-name addresses ("서울특별시 마포구 월드컵북로 12길 34").
+    addr_kr: Regex,
 }
 
 impl Patterns {
@@ -207,7 +222,7 @@ impl Patterns {
             email_obf: Regex::new(
                 r"(?i)([a-z0-9][a-z0-9_%+\-]*(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>|\(punkt\)|\[punkt\]|\(punto\)|\[punto\]|\(point\)|\[point\]|\[\.\]|\(\.\))\s*|\s+(?:dot|punto|punkt|point)\s+|\s*点\s*)[a-z0-9_%+\-]+)*)(\s*(?:\[at\]|\(at\)|\{at\}|<at>|\[ät\]|\(ät\)|\(arroba\)|\[arroba\]|\(@\)|\[@\])\s*|\s+(?:at[\s\-]+the[\s\-]+rate(?:[\s\-]+of)?|at\s+sign|at|arroba|arobase|chez|ät)\s+|\s*艾特\s*|\s*@\s*)([a-z0-9\-]+(?:(?:\.|\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>|\(punkt\)|\[punkt\]|\(punto\)|\[punto\]|\(point\)|\[point\]|\[\.\]|\(\.\))\s*|\s+(?:dot|punto|punkt|point)\s+|\s*点\s*)[a-z0-9\-]+)*)",
             )?,
-            iban: Regex::new(r"(?i-u)(?-u:\b)[a-z]{2}\d{2}(?:[ \-]?[a-z0-9]){11,30}")?,
+            iban: Regex::new(r"(?i-u)(?-u:\b)[a-z]{2}[ \-]?\d{2}(?:[ \-]?[a-z0-9]){11,30}")?,
             nino: Regex::new(r"(?-u:\b)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?-u:\b)")?,
             dni: Regex::new(r"(?i-u)(?-u:\b)\d{8}[ \-]?[a-z](?-u:\b)")?,
             nie: Regex::new(r"(?i-u)(?-u:\b)[xyz][ \-]?\d{7}[ \-]?[a-z](?-u:\b)")?,
@@ -307,6 +322,30 @@ impl Patterns {
             addr_in_pin: Regex::new(r"\p{Lu}\p{Ll}+(?:\s\p{Lu}\p{Ll}+)?(?:-| - |\s)[1-9]\d{2}\s?\d{3}(?-u:\b)")?,
             postcode_city: Regex::new(r"(?-u:\b)\d{5}\s+\p{Lu}[\p{L}\-']+(?:[ \-]\p{Lu}[\p{L}\-']+){0,3}")?,
             date: Regex::new(&date)?,
+            fr_rib: Regex::new(
+                r"(?i)(?-u:\b)(\d{5})[ .\-]?(\d{5})[ .\-]?([0-9a-z]{11})[ .\-]?(?:\(?(?:clé|cle|key)(?:\s+rib)?\)?\s*[:=]?\s*)?(\d{2})(?-u:\b)",
+            )?,
+            sg_nric: Regex::new(r"(?-u:\b)[STFG]\d{7}[A-Z](?-u:\b)")?,
+            mx_curp: Regex::new(
+                r"(?-u:\b)[A-Z][AEIOUX][A-Z]{2}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[HMX][A-Z]{5}[0-9A-Z]\d(?-u:\b)",
+            )?,
+            uk_licence: Regex::new(
+                r"(?-u:\b)[A-Z9]{5}\d(?:[05][1-9]|[16][0-2])(?:0[1-9]|[12]\d|3[01])\d[A-Z9]{2}\d[A-Z0-9]{2}(?:\d{2})?(?-u:\b)",
+            )?,
+            cli_password: Regex::new(concat!(
+                r#"(?-u:\b)(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump|mysqlsh)(?-u:\b)[^\n|;&]{0,120}?\s-p(?:'([^'\n]{3,64})'|"([^"\n]{3,64})"|([^\s'"\-<$][^\s]{2,63}))"#,
+                r#"|(?-u:\b)sshpass\s+-p\s*(?:'([^'\n]{3,64})'|"([^"\n]{3,64})"|([^\s'"\-<$][^\s]{2,63}))"#,
+                r#"|\s--password[= ](?:'([^'\n]{3,64})'|"([^"\n]{3,64})"|([^\s'"\-<$][^\s]{2,63}))"#,
+            ))?,
+            addr_jp: Regex::new(concat!(
+                r"〒\s?\d{3}[\-－ー]?\d{4}",
+                r"|(?:東京都|北海道|京都府|大阪府|\p{Han}{2,3}県)\p{Han}{1,6}?[市区郡町村]\p{Han}{0,8}?\d{1,4}(?:丁目|番地?|[\-－])",
+                r"|(?-u:\b)\d{1,4}(?:-\d{1,4}){1,2},?\s+(?:\p{Lu}\p{Ll}+(?:-(?:cho|machi))?,?\s+)?\p{Lu}\p{Ll}+-(?:ku|shi|gun|cho|machi)(?-u:\b)",
+                r"|(?-u:\b)\p{Lu}\p{Ll}+-(?:ku|shi|gun),?\s+\p{Lu}\p{Ll}+(?:-(?:to|fu|ken))?,?\s+\d{3}-\d{4}(?-u:\b)",
+            ))?,
+            addr_kr: Regex::new(
+                r"[가-힣]{2,}(?:특별시|광역시|특별자치시|시|도)\s*[가-힣]{1,}(?:구|군|시)\s*[가-힣0-9]{1,}(?:로|길)\s*\d+",
+            )?,
         })
     }
 
@@ -320,6 +359,54 @@ impl Patterns {
         self.locations(text, ctx, out);
         self.addresses(text, ctx, out);
         self.dates_of_birth(text, ctx, out);
+        self.regional(text, ctx, out);
+    }
+
+    /// Regional formats with a check digit or a distinctive layout: French RIB, Singapore NRIC,
+    /// Mexican CURP, UK driving licence, Japanese and Korean addresses; and a password on a
+    /// database or ssh command line.
+    fn regional(&self, text: &str, ctx: &Ctx, out: &mut Out) {
+        for c in self.fr_rib.captures_iter(text) {
+            let (Some(all), Some(b), Some(g), Some(a), Some(k)) = (c.get(0), c.get(1), c.get(2), c.get(3), c.get(4))
+            else {
+                continue;
+            };
+            if checksum::fr_rib(b.as_str(), g.as_str(), &a.as_str().to_ascii_uppercase(), k.as_str()) {
+                out.add(all.start(), all.end(), Category::BankAccount, 0.95);
+            }
+        }
+        for m in near_digits(&self.sg_nric, text, ctx) {
+            if checksum::sg_nric(m.as_str()) && !ctx.not_personal_before(m.start()) {
+                out.add(m.start(), m.end(), Category::GovernmentId, 0.95);
+            }
+        }
+        for m in near_digits(&self.mx_curp, text, ctx) {
+            if checksum::mx_curp(m.as_str()) {
+                out.add(m.start(), m.end(), Category::GovernmentId, 0.97);
+            }
+        }
+        for m in near_digits(&self.uk_licence, text, ctx) {
+            if !ctx.not_personal_before(m.start()) {
+                out.add(m.start(), m.end(), Category::GovernmentId, 0.9);
+            }
+        }
+        for c in self.cli_password.captures_iter(text) {
+            let Some(v) = (1..=9).find_map(|i| c.get(i)) else { continue };
+            if is_placeholder(v.as_str()) || v.as_str().starts_with("${") || v.as_str().starts_with('%') {
+                continue;
+            }
+            out.add(v.start(), v.end(), Category::Credential, 0.9);
+        }
+        if ctx.has_cjk || text.contains("-ku") || text.contains("-shi") || text.contains("-gun") {
+            for m in self.addr_jp.find_iter(text) {
+                out.add(m.start(), m.end(), Category::PostalAddress, 0.9);
+            }
+        }
+        if !text.is_ascii() {
+            for m in self.addr_kr.find_iter(text) {
+                out.add(m.start(), m.end(), Category::PostalAddress, 0.9);
+            }
+        }
     }
 
     fn emails(&self, text: &str, out: &mut Out) {
@@ -429,7 +516,10 @@ impl Patterns {
                     break;
                 }
             }
-            if !found && ctx.iban_word_near(m.start()) && compact.len() >= 15 {
+            // A separator between the country code and the check digits ("ES-39-0049-...") is
+            // accepted only for a valid IBAN (else "up to 30 alphanumerics" would be one).
+            let split_head = matches!(m.as_str().as_bytes().get(2), Some(b' ' | b'-'));
+            if !found && !split_head && ctx.iban_word_near(m.start()) && compact.len() >= 15 {
                 // Labelled as an IBAN but the check digits fail: likely a typo; fail closed.
                 out.add(m.start(), m.end(), Category::Iban, 0.6);
             }
@@ -510,6 +600,7 @@ impl Patterns {
     }
 
     fn credentials(&self, text: &str, ctx: &Ctx, out: &mut Out) {
+        let first_new = out.findings.len();
         for m in self.secret_prefix.find_iter(text) {
             let s = m.as_str();
             let distinct = s.bytes().collect::<std::collections::HashSet<u8>>().len();
@@ -517,7 +608,8 @@ impl Patterns {
                 out.residual(0.2);
                 continue;
             }
-            if DOC_SECRETS.contains(&s) && ctx.doc_near(m.start(), m.end()) {
+            // Published examples (AWS's, Stripe's, jwt.io's token) are nobody's secret.
+            if DOC_SECRETS.contains(&s) {
                 out.residual(0.2);
                 continue;
             }
@@ -577,6 +669,22 @@ impl Patterns {
                 || kw == "nip";
             if let Some((s, e)) = password_value(text, m.end(), is_pin) {
                 out.add(s, e, Category::Credential, 0.85);
+            }
+        }
+        // A value under a secret *reference* in a manifest ("valueFrom: secretKeyRef: name:
+        // db-creds, key: password") names where the secret is kept, not the secret; a published
+        // example token after "token:" is nobody's.
+        let refs = ["secretKeyRef", "valueFrom", "secretName", "existingSecret", "secretRef", "fromSecret"];
+        let mut k = first_new;
+        while k < out.findings.len() {
+            let f = out.findings[k];
+            let lo = floor_char(text, f.start.saturating_sub(120));
+            let published = DOC_SECRETS.iter().any(|d| text[f.start..f.end].contains(d));
+            if f.cat == Category::Credential && (published || refs.iter().any(|r| text[lo..f.start].contains(r))) {
+                out.findings.remove(k);
+                out.residual(0.2);
+            } else {
+                k += 1;
             }
         }
     }

@@ -470,3 +470,91 @@ fn third_round_hard_negatives_are_clear() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Round 4: regional formats with a check digit or a distinctive layout, and a password on a
+/// command line. Each line was a leak of the rules (texts from the tuning authors E–H, or
+/// written here); every one fails on the round-3 rules.
+#[test]
+fn fourth_round_regional_formats_are_found() {
+    use Category::*;
+    assert_finds(&[
+        // E-0188: a French RIB without its labels; the key checks (97 - (89·bank + 15·branch + 3·account) mod 97)
+        ("remboursement svp sur mon compte 20041 01005 91153162115 clé 13 (RIB), c'est pour la commande annulée", BankAccount),
+        ("RIB 30002 00550 0000157841Z 25 pour le virement", BankAccount),
+        // E-0229, F-0280: IBANs with a dash or space after the country code
+        ("la cuenta para la devolución: ES-39-0049-1500-0050-6508-8524", Iban),
+        ("my bank details for the refund (typed weird bc my keyboard is broken): GB-55-BA-RC-64-70-64-73-88-86-90", Iban),
+        // F-0215: a password on a mysql command line; sshpass and --password= likewise
+        ("mysql -h 10.0.3.14 -u reporting -p'Tr!ckyP@ss_2024' warehouse  gives access denied, is the quoting wrong?", Credential),
+        ("sshpass -p 'Gr33nTea!' ssh deploy@10.0.0.5 hangs, why?", Credential),
+        ("mysqldump -u root -pS3cr3tRoot db > dump.sql fails", Credential),
+        // F-0160, H-0015: Japanese addresses, romanized and in kanji with a 〒 postal code
+        ("Please ship the gift to my cousin in Japan: Naoko Ishikawa, 3-14-7 Kitazawa, Setagaya-ku, Tokyo 155-0031.", PostalAddress),
+        ("Can you romanize my sister's address for a DHL form? 山田花子, 〒150-0043 東京都渋谷区道玄坂2丁目11-4 サンライズ道玄坂503号室", PostalAddress),
+        ("送り先は大阪府大阪市北区梅田3丁目1-3です", PostalAddress),
+        // H-0038: a Korean road-name address and resident registration number
+        ("Kim Ji-woo, RRN 850412-2445445, address 서울특별시 마포구 월드컵북로 12길 34, 201호", PostalAddress),
+        ("주민번호 850412-2445445 맞나요?", GovernmentId),
+        // H-0039, G-0064, H-0042, G-0178, H-0036: regional IDs by checksum or layout
+        ("my NRIC is S8874882D, is it safe to give it to the condo guard when visiting?", GovernmentId),
+        ("Oigan, mi CURP es GOMA850312MDFRRN09 y en el SAT me dice que no coincide", GovernmentId),
+        ("Is HARTL806125OJ9XK a valid format for a UK driving licence number? It's mine", GovernmentId),
+        ("Mon numéro de registre national c'est le 85.07.30-309.43, c'est bien le bon format ?", GovernmentId),
+        ("Booking a GP in Melbourne. My Medicare card is 6539 86911 4, IRN 2.", GovernmentId),
+        ("Do I also need my TFN 720172772 for the payroll form?", GovernmentId),
+        ("Mój PESEL to 44051401359, czy mogę go podać?", GovernmentId),
+        ("マイナンバー 123456789018 を入力する欄はどこ？", GovernmentId),
+    ]);
+}
+
+/// Round 4: coordinates with nobody attached are a place, not someone's whereabouts; lottery
+/// draws are not phone numbers; 555-0100..0199 is the range reserved for fiction. Each line was a
+/// false block of the rules (tuning authors F–H); people at coordinates are still found.
+#[test]
+fn fourth_round_hard_negatives_are_clear() {
+    let clear = [
+        "What's at 48.8584, 2.2945?",
+        "Plot these in Leaflet: Big Ben 51.5007,-0.1246; Colosseum 41.8902,12.4922; Acropolis 37.9715,23.7257",
+        "La Sagrada Família está en 41.4036, 2.1744; ¿cuál es la parada de metro más cercana?",
+        "东方明珠坐标 31.2397, 121.4998，从外滩走过去要多久？",
+        "Christ the Redeemer is at -22.9519, -43.2105. How high is it above sea level and can you walk up?",
+        "EuroMillions 03 17 25 38 49, lucky stars 02 and 11. How much does matching 3 + 2 stars pay?",
+        "Write a short mystery where the butler's phone number in the phonebook, 555-0199, is the key clue",
+        "regex that matches the general shape of an IBAN (2 letters, 2 digits, up to 30 alphanumerics), I'm not validating",
+    ];
+    let flagged = [
+        "Wir sitzen fest bei -45.243176, -79.204378, Akku fast leer, schreib eine Notfallnachricht.",
+        "Estamos atrapados en 18.28500, -61.77956, escribe un mensaje de emergencia con las coordenadas.",
+        "live location: lat 51.50722 lon -0.12750",
+        "bin hier: 52.52437, 13.41053 – komm einfach runter zum Hof, Klingel geht nicht",
+        "I'm at 40.74113, -73.98972 come get me",
+        "我爸现在在 31.2304, 121.4737 这个位置迷路了",
+        "call my neighbour on (212) 555-0142 tonight", // personal wording keeps even a reserved number
+    ];
+    let mut failures = Vec::new();
+    for text in clear {
+        let r = detector().scan(text);
+        if r.sensitive {
+            failures.push(format!("harmless {text:?}: {:?}", r.categories));
+        }
+    }
+    for text in flagged {
+        if !detector().scan(text).sensitive {
+            failures.push(format!("sensitive {text:?} not flagged"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Round 4: a secret reference in a manifest and the jwt.io example token are nobody's secret
+/// (H-0280, G-0096; both were false blocks of the round-3 rules); a real token still is.
+#[test]
+fn secret_references_and_published_tokens_are_clear() {
+    for text in [
+        "k8s deployment snippet:\nenv:\n  - name: DB_PASSWORD\n    valueFrom:\n      secretKeyRef:\n        name: db-creds\n        key: password\nwhy does the pod fail with CreateContainerConfigError?",
+        "Explain each part of the jwt.io sample token: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+    ] {
+        assert!(!detector().scan(text).sensitive, "{text:?}: {:?}", detector().scan(text).categories);
+    }
+    assert!(detector().scan("env:\n  DB_PASSWORD: Tr0ub4dor&3xyz\n  valueFrom: none").sensitive);
+}

@@ -13,6 +13,9 @@ Needs PyPI `faker` (version pinned below; another version gives other values). W
   (prose: names with details, health and money in natural words, addresses, credentials, where someone
   is now, obfuscated contact data; and hard negatives) and the old corpus templates (templates.py).
 * A case's label comes only from the slots its template uses, never from any detector.
+* Router form (router_forms.py): a quarter of the cases of either class are wrapped as the router
+  sends them (an [Attachment N] section, a system prompt, a short transcript, a tool result), and
+  whole harmless router-form requests are added.
 * Augmentations applied to both classes alike (so they carry no label signal): lower case, dropped
   punctuation, typos, chat-style prefixes/suffixes, and burying the request in a longer harmless
   paragraph.
@@ -33,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gen_values as gv  # noqa: E402
 import make_corpus as mc  # noqa: E402
+import router_forms as rf  # noqa: E402
 from clf_templates import NEG, SENS  # noqa: E402
 from templates import NEGATIVE as OLD_NEG, SENSITIVE as OLD_SENS  # noqa: E402
 
@@ -45,6 +49,10 @@ LOCALES = {"en": ["en_US", "en_GB", "en_IN"], "de": ["de_DE"], "es": ["es_ES"], 
 # Cases per (language, group) of clf_templates.py, per split; the old tables get OLD_PER_GROUP.
 PER_GROUP = {"train": {"en": 240, "other": 80}, "heldout": {"en": 60, "other": 24}}
 OLD_PER_GROUP = {"train": 14, "heldout": 5}
+# Router form (router_forms.py): the share of cases of either class wrapped as the router sends them,
+# and whole harmless router-form requests per language and split.
+ROUTER_SHARE = 0.25
+ROUTER_NEG = {"train": {"en": 240, "other": 60}, "heldout": {"en": 60, "other": 20}}
 
 CLF_SLOT_CATEGORY = dict(mc.SLOT_CATEGORY)
 CLF_SLOT_CATEGORY.update({
@@ -255,6 +263,8 @@ def build(split, seed):
             cats = {GROUP_CATEGORY[group]}
         assert bool(cats) == sensitive, (lang, group, template)
         text = augment(text, lang, rng)
+        if rng.random() < ROUTER_SHARE:
+            text = rf.wrap(text, lang, rng)
         cases.append({"id": f"{split}-{src}-{lang}-{group}-{k:03d}", "split": split, "lang": lang,
                       "group": group, "text": text, "sensitive": sensitive, "categories": sorted(cats), "src": src})
 
@@ -274,6 +284,9 @@ def build(split, seed):
                     continue
                 for k in range(OLD_PER_GROUP[split]):
                     add(lang, group, allowed[k % len(allowed)], sensitive, "old", k)
+        for k in range(ROUTER_NEG[split]["en" if lang == "en" else "other"]):
+            cases.append({"id": f"{split}-router-{lang}-form-{k:03d}", "split": split, "lang": lang, "group": "router_form",
+                          "text": rf.harmless_request(lang, rng), "sensitive": False, "categories": [], "src": "router"})
     rng.shuffle(cases)
     return cases
 

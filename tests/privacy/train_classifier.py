@@ -4,7 +4,7 @@
     python tests/privacy/make_clf_data.py --out /tmp/clf/data.jsonl
     pii-target/release/examples/gate_check --rules-only < ... > /tmp/clf/rules.jsonl   # see README
     python tests/privacy/train_classifier.py --data /tmp/clf/data.jsonl --rules /tmp/clf/rules.jsonl \
-        --tuning tests/privacy/independent/tuning/author[A-F].jsonl \
+        --tuning tests/privacy/independent/tuning/author[A-H].jsonl \
         --model models/pii-clf-v1.bin --golden pii/tests/data/clf_golden.json
 
 The model is a logistic regression over hashed features of a normalized text (this file's
