@@ -20,7 +20,7 @@ Needs PyPI `faker` (version pinned below; another version gives other values). W
   punctuation, typos, chat-style prefixes/suffixes, and burying the request in a longer harmless
   paragraph.
 
-Never uses the frozen evaluation split (authorI/authorJ, outside the repository).
+Never uses the frozen evaluation split (authorK/authorL, outside the repository).
 """
 
 import argparse

@@ -20,7 +20,7 @@ The model is a logistic regression over hashed features of a normalized text (th
 * score: sigmoid(bias + w·x); texts longer than the window are scored per window (max).
 
 Numbers (numpy only, no randomness except a seeded shuffle-free full-batch Adam): deterministic.
-Only the synthetic data and the tuning corpora (authorA-H) are read; the frozen split (now authorI/J) never.
+Only the synthetic data and the tuning corpora (authorA-H) are read; the frozen split (now authorK/L) never.
 """
 
 import argparse
@@ -291,7 +291,7 @@ def main():
                     help="most extra false blocks the classifier may add on held-out harmless text")
     args = ap.parse_args()
     for p in args.tuning:
-        if os.path.basename(p).startswith(("authorI", "authorJ")):
+        if os.path.basename(p).startswith(("authorK", "authorL")):
             sys.exit("refusing to read the frozen split")
 
     data = load_jsonl(args.data)
