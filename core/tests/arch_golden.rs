@@ -145,30 +145,91 @@ fn cpu_qwen3_q4_k_m_matches_llama_cpp() {
 }
 
 /// Gemma 3 1B's real shapes (26 layers, hidden 1152, 4 heads of 256 over one KV head, FFN 6912,
-/// a 262144 x 1152 embedding) with random weights, Q4_K_M from llama.cpp's quantizer
-/// (`make_arch_goldens.py synth --only gemma3-1b-q4km`, 769 MiB, ~7-15 min; not in CI yet).
-/// Ignored: this file's weights are mis-scaled (llama.cpp's best logit ~140 with a median
-/// top-1/top-2 gap of 103, and every continuation repeats one token), so the near-tie rule's
-/// absolute 0.25 means nothing on it; measured 2026-12-07: 6/8 exact, 1 near-tie, 1 departure
-/// at step 0 at gap 0.40 (of logits ~34), logits within 2.2 (llama.cpp against itself, f16 vs
-/// f32 KV: 1.42).
+/// a 262144 x 1152 embedding, 5 sliding-window layers of 512 to 1 global, local/global RoPE bases
+/// 10^4/10^6) with random weights, Q4_K_M from llama.cpp's quantizer (`make_arch_goldens.py synth
+/// --only gemma3-1b-q4km`, 769 MiB, ~3.5 min). Opt-in: it runs where that file exists (see
+/// [`opt_in_model`]). Nine cases; the last, 592 prompt tokens, crosses the sliding window.
+const GEMMA3_1B: &str = "gemma3-1b-q4km";
+
+/// A full-size synthesized model that CI does not make by default: `None` (skipped) when missing,
+/// unless `EDGEWISE_REQUIRE_GEMMA3_1B=1` (then missing is a failure).
+fn opt_in_model(name: &str) -> Option<PathBuf> {
+    let p = edgewise_core::catalog::edgewise_home().ok()?.join("reference").join("synth").join(format!("{name}.gguf"));
+    if p.exists() {
+        return Some(p);
+    }
+    if std::env::var("EDGEWISE_REQUIRE_GEMMA3_1B").as_deref() == Ok("1") {
+        panic!("EDGEWISE_REQUIRE_GEMMA3_1B=1 but {} is missing: run tests/reference/make_arch_goldens.py synth --only {name}", p.display());
+    }
+    eprintln!("SKIPPED: no {} (opt-in: tests/reference/make_arch_goldens.py synth --only {name})", p.display());
+    None
+}
+
+/// Ignored (2026-12-07): the rescaled synth's logits are well spread (median top-1/top-2 gap 2.97,
+/// 8.8 % of steps below 0.25, best logit ~27, varied continuations) but the 26 random blocks
+/// amplify rounding: llama.cpp with an f32 instead of an f16 KV cache departs from its own goldens
+/// on 8 of 9 cases outside the near-tie margin, last-position logits up to 6.4 apart (the golden
+/// header), and we depart the same way (README, "Gemma 3 1B shapes"). The weights need a less
+/// sensitive scaling before this file can be a golden.
 #[test]
-#[ignore = "the synthesized Gemma 3 1B is mis-scaled (logits ~140); rescale before using it as a golden"]
+#[ignore = "the rescaled Gemma 3 1B synth is chaotic: llama.cpp departs from itself (f32 vs f16 KV) on 8/9 cases, logits 6.4 apart"]
 fn cpu_gemma3_1b_q4_k_m_matches_llama_cpp() {
-    check("gemma3-1b-q4km", BackendPreference::Cpu, usize::MAX);
+    if opt_in_model(GEMMA3_1B).is_some() {
+        check(GEMMA3_1B, BackendPreference::Cpu, usize::MAX);
+    }
 }
 
 /// The same on wgpu (`EDGEWISE_GPU_TESTS=1`): the embedding is far over the 128 MiB binding limit
 /// and must be sharded, as the tied head's. `EDGEWISE_GPU_ARCH_CASES` cases (default 1: lavapipe).
 #[test]
-#[ignore = "the synthesized Gemma 3 1B is mis-scaled (see cpu_gemma3_1b_q4_k_m_matches_llama_cpp)"]
+#[ignore = "the rescaled Gemma 3 1B synth is chaotic: llama.cpp departs from itself (f32 vs f16 KV) on 8/9 cases, logits 6.4 apart"]
 fn gpu_gemma3_1b_q4_k_m_matches_llama_cpp() {
     if std::env::var("EDGEWISE_GPU_TESTS").as_deref() != Ok("1") {
         eprintln!("SKIPPED: gpu_gemma3_1b_q4_k_m_matches_llama_cpp (set EDGEWISE_GPU_TESTS=1)");
         return;
     }
     let limit = std::env::var("EDGEWISE_GPU_ARCH_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    check("gemma3-1b-q4km", BackendPreference::Gpu, limit);
+    if opt_in_model(GEMMA3_1B).is_some() {
+        check(GEMMA3_1B, BackendPreference::Gpu, limit);
+    }
+}
+
+/// A copy of `path` with the u32 value of metadata key `key` set to `value`.
+fn with_u32(path: &std::path::Path, key: &str, value: u32, out: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let mut pat = (key.len() as u64).to_le_bytes().to_vec();
+    pat.extend_from_slice(key.as_bytes());
+    let at = bytes.windows(pat.len()).position(|w| w == pat).unwrap_or_else(|| panic!("no key {key}")) + pat.len();
+    assert_eq!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), 4, "{key} is not a u32");
+    bytes[at + 4..at + 8].copy_from_slice(&value.to_le_bytes());
+    std::fs::write(out, bytes).unwrap();
+}
+
+/// The 1B check has teeth where it matters: the global layers' RoPE base set to the local one
+/// (10^4) departs on the short cases, and no sliding window (512 -> 4096) departs on the case
+/// that crosses it (the shorter cases cannot see the window).
+#[test]
+#[ignore = "the rescaled Gemma 3 1B synth is chaotic: llama.cpp departs from itself (f32 vs f16 KV) on 8/9 cases, logits 6.4 apart"]
+fn cpu_gemma3_1b_wrong_variants_fail_the_check() {
+    let Some(path) = opt_in_model(GEMMA3_1B) else { return };
+    let (_, cases) = golden(GEMMA3_1B);
+    let long: Vec<Value> = cases.iter().filter(|c| ids(&c["prompt_token_ids"]).len() > 512).cloned().collect();
+    assert!(!long.is_empty(), "no golden case crosses the 512-token sliding window");
+    let bad = std::env::temp_dir().join(format!("edgewise-wrong-{GEMMA3_1B}-{}.gguf", std::process::id()));
+    for (what, cases) in [("global RoPE base = local (10^4)", &cases[..4]), ("no sliding window", &long[..])] {
+        if what.starts_with("global") {
+            with_scaled_f32(&path, "gemma3.rope.freq_base", 0.01, &bad);
+        } else {
+            with_u32(&path, "gemma3.attention.sliding_window", 4096, &bad);
+        }
+        let e = load(&bad, BackendPreference::Cpu);
+        eprintln!("{GEMMA3_1B} with {what}:");
+        let (verdicts, worst) = run(&e, cases, usize::MAX);
+        drop(e);
+        let _ = std::fs::remove_file(&bad);
+        let departs = verdicts.iter().filter(|v| matches!(v, Verdict::Departs { .. })).count();
+        assert!(departs >= 1 || worst > LOGIT_TOLERANCE, "{GEMMA3_1B} with {what} still passes: {verdicts:?}, worst |Δlogit| {worst:.3}");
+    }
 }
 
 /// The check has teeth: with the RoPE base scaled (a plausible-looking but wrong model), each

@@ -84,8 +84,13 @@ QUANTIZED = {"qwen3-q4km": ("qwen3", "LLAMA_FTYPE_MOSTLY_Q4_K_M")}
 # vocabulary: a 262144 x 1152 embedding, over the GPU's 128 MiB binding limit in any type),
 # written in F16 (~2 GB, deleted afterwards) and quantized to Q4_K_M by llama.cpp's quantizer.
 BIG = {
+    # Scaled for Gemma's deep sandwich-normed stack (tuned on an f32 NumPy forward of this shape,
+    # then checked on llama.cpp's goldens; see synth_gemma3): with SCALE's defaults every
+    # continuation repeated one token at logits ~140.
     "gemma3-1b-q4km": dict(arch="gemma3", hidden=1152, ff=6912, layers=26, heads=4, kv=1, head_dim=256,
-                           theta=1000000.0, eps=1e-6, window=512, ftype="LLAMA_FTYPE_MOSTLY_Q4_K_M"),
+                           theta=1000000.0, eps=1e-6, window=512, ftype="LLAMA_FTYPE_MOSTLY_Q4_K_M",
+                           scale=dict(output_norm=1.75, residual_gain=16.0, qk_norm_gain=2.0, attn_share=0.5),
+                           long_prompt=True),
     # Llama 3.2 1B's real shapes (16 layers, hidden 2048, 32 heads of 64 over 8 KV heads, FFN 8192,
     # llama3 frequency factors, tied 128256-token embedding), for the speed comparison only.
     "llama32-1b-q4km": dict(arch="llama", vocab="llama-bpe", hidden=2048, ff=8192, layers=16, heads=32, kv=8, head_dim=64,
@@ -241,8 +246,21 @@ def gemma3_tokenizer_source() -> str:
 
 def synth_gemma3(name: str, cfg: dict) -> str:
     """A random-weight `gemma3` GGUF in F16 (norms F32): the tensor set and keys llama.cpp's loader
-    reads (sandwich norms, q/k norms, GeGLU; the 5:1 local/global pattern is llama.cpp's for
-    gemma3). Norm weights are stored as llama.cpp uses them (the converter's 1 + w), ~1."""
+    reads (sandwich norms, q/k norms, GeGLU; the 5:1 local/global pattern and the local RoPE base
+    10000 are llama.cpp's for gemma3). Norm weights are stored as llama.cpp uses them (the
+    converter's 1 + w), ~1 times a gain.
+
+    Scaling (the model's `scale` entry). Every block input is RMS-normed, so only ratios matter:
+    - residual_gain: the post-norms' gain, what each block writes into the residual stream. The
+      tied head reads the current token's own row back from the stream (sqrt(hidden) * embed_std
+      per element, against residual_gain * sqrt(2 * layers) from the blocks); when that share is
+      large a long-norm row, once generated, wins every later step. 16 makes it ~1.5 % at 26 layers.
+    - qk_norm_gain: the q/k norms' gain. With gain 1 the scores q.k/sqrt(head_dim) have std ~1,
+      attention is near-uniform, and every position's state is about the same average (successive
+      final states at cosine 0.6-0.98), so one token repeats; gain 2 (score std ~4) makes
+      attention pick a few positions.
+    - attn_share: the post-attention norm's gain relative to the post-FFN norm's.
+    - output_norm, row_norm_spread, embed_std: the logit spread over the vocabulary, as in SCALE."""
     rng = np.random.default_rng(sum(map(ord, name)) * 7919)
     out = os.path.join(synth_dir(), f"{name}.f16.gguf")
     os.makedirs(synth_dir(), exist_ok=True)
@@ -270,6 +288,8 @@ def synth_gemma3(name: str, cfg: dict) -> str:
     def norm(n, gain=1.0):
         return ((1.0 + 0.1 * rng.standard_normal(n)) * gain).astype(np.float32)
 
+    qk_gain, attn_gain = sc.get("qk_norm_gain", 1.0), sc["residual_gain"] * sc.get("attn_share", 1.0)
+
     # Gemma scales the input embedding by sqrt(hidden); the tied head reads the rows as they are.
     rows = np.exp(sc["row_norm_spread"] * rng.standard_normal((n_vocab, 1))).astype(np.float32)
     emb = np.empty((n_vocab, d), dtype=np.float16)
@@ -284,11 +304,11 @@ def synth_gemma3(name: str, cfg: dict) -> str:
         w.add_tensor(p + "attn_q.weight", mat(h * hd, d))
         w.add_tensor(p + "attn_k.weight", mat(kv * hd, d))
         w.add_tensor(p + "attn_v.weight", mat(kv * hd, d))
-        w.add_tensor(p + "attn_q_norm.weight", norm(hd))
-        w.add_tensor(p + "attn_k_norm.weight", norm(hd))
+        w.add_tensor(p + "attn_q_norm.weight", norm(hd, qk_gain))
+        w.add_tensor(p + "attn_k_norm.weight", norm(hd, qk_gain))
         w.add_tensor(p + "attn_output.weight", mat(d, h * hd))
         # The sandwich norms set what each block writes into the residual stream.
-        w.add_tensor(p + "post_attention_norm.weight", norm(d, sc["residual_gain"]))
+        w.add_tensor(p + "post_attention_norm.weight", norm(d, attn_gain))
         w.add_tensor(p + "ffn_norm.weight", norm(d))
         w.add_tensor(p + "ffn_gate.weight", mat(ff, d))
         w.add_tensor(p + "ffn_up.weight", mat(ff, d))
@@ -375,6 +395,34 @@ PROMPTS = [
     "carried a laptop, a box of spare fuses, and a notebook in which she recorded the exact time the "
     "beam crossed each of the three rocks that marked the channel.",
 ]
+# Models with `long_prompt` get one more case, longer than Gemma 3's 512-token sliding window (the
+# prefill itself crosses it), the case that tells the local layers from the global ones.
+LONG_PROMPT = (
+    PROMPTS[-1] + " On her first night she found that the old lens had been turning a fraction of a "
+    "second late for as long as anyone had kept records, and that the fishermen had long ago learned "
+    "to count the delay into their reckoning without ever naming it. She wrote the number down and "
+    "underlined it twice. The next morning she walked along the harbour wall with the harbour master, "
+    "a patient man called Tobias who kept bees behind the customs house and who had opinions about "
+    "everything from tide tables to the proper way to splice a rope. He listened to her explanation "
+    "of the new array, nodded at the parts he understood, and asked only one question: whether the "
+    "new light would still seem to breathe. Mara did not know what he meant, and said so. Tobias "
+    "pointed at the tower, which in daylight looked smaller than it did at night, and told her that "
+    "the old beam swelled and faded as it swept across the water, so that from a boat it seemed to "
+    "inhale at the first rock and exhale at the third. Children learned to hold their breath with it. "
+    "Sailors coming home in bad weather said the rhythm was the first thing that told them they were "
+    "safe, before they could even make out the shape of the headland. A light that simply switched on "
+    "and off, he said, would be correct and would mean nothing. She spent the afternoon in the lamp "
+    "room with her laptop open on the floor, measuring the old beam's brightness at every degree of "
+    "its turn, and by evening she had a curve that rose slowly, held for a moment, and fell away more "
+    "quickly than it had risen. It was not symmetrical, which surprised her. She rewrote the driver "
+    "for the diodes so that they would follow the curve instead of a square pulse, tested it against "
+    "a sheet of white card pinned to the gallery rail, and adjusted the timing until the card glowed "
+    "and dimmed the way the old glass had. When the new array was finally switched on, a week later, "
+    "half the village came down to the harbour to watch, though they pretended to be there for other "
+    "reasons. Nobody said anything for a long time. Then one of the children, standing on the wall "
+    "with her hands in her pockets, took a deep breath at the first rock and let it out at the third, "
+    "and Tobias turned to Mara and said that it would do."
+)
 N_GEN = 24
 # Logits recorded at the last prompt position: llama.cpp's top 32 plus every 997th id.
 TOP_LOGITS = 32
@@ -414,10 +462,10 @@ def write_goldens(path: str, header: dict, cases: list[dict]) -> None:
             f.write(json.dumps(c, ensure_ascii=False) + "\n")
 
 
-def run_cases(ref) -> tuple[list[dict], list[float]]:
+def run_cases(ref, prompts: list[str] = PROMPTS) -> tuple[list[dict], list[float]]:
     """Greedy continuations of every prompt: the golden cases and each step's top-1/top-2 gap."""
     cases, gaps, bests = [], [], []
-    for prompt in PROMPTS:
+    for prompt in prompts:
         ids = ref.tokenize(prompt, add_bos=True, special=True)
         ref.clear()
         logits = ref.decode(ids, 0, lambda i, last=len(ids) - 1: i == last)[0]
@@ -464,13 +512,14 @@ def cmd_goldens(args) -> None:
         if args.only and name not in args.only:
             continue
         path = os.path.join(synth_dir(), f"{name}.gguf")
+        prompts = PROMPTS + ([LONG_PROMPT] if BIG.get(name, {}).get("long_prompt") else [])
         ref = Ref(path, n_ctx=1024)
-        cases, (gaps, bests) = run_cases(ref)
+        cases, (gaps, bests) = run_cases(ref, prompts)
         ref.close()
         # How far llama.cpp moves from itself with an f32 instead of an f16 KV cache: the spread
         # two correct implementations show on this file, under the same near-tie rule.
         alt = Ref(path, n_ctx=1024, f32_kv=True)
-        alt_cases, _ = run_cases(alt)
+        alt_cases, _ = run_cases(alt, prompts)
         alt.close()
         self_exact, self_near, self_departs, self_dlogit = 0, 0, 0, 0.0
         for c, a in zip(cases, alt_cases):
