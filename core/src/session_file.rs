@@ -142,8 +142,15 @@ pub fn model_identity(architecture: &str, weights: &dyn WeightSource) -> String 
         feed(id);
     }
     for layer in 0..4096 {
-        if !weights.has(WeightId::AttnQ { layer }) {
+        // A hybrid model's recurrent layers have no `attn_q` (every layer has `attn_norm`; for
+        // the plain transformers both are present on the same layers, so their ids are unchanged).
+        if !weights.has(WeightId::AttnQ { layer }) && !weights.has(WeightId::AttnNorm { layer }) {
             break;
+        }
+        if architecture == "qwen35" {
+            for name in ["attn_qkv.weight", "ssm_out.weight"] {
+                feed(WeightId::Block { layer, name });
+            }
         }
         use WeightId::*;
         for id in [

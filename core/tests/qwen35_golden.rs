@@ -324,3 +324,39 @@ fn qwen35_chat_with_the_thinking_template_reuses_the_conversation() {
         prev_prompt = g.metrics.prompt_tokens;
     }
 }
+
+/// The model id that session files record covers the DeltaNet layers: two files that differ
+/// only in one DeltaNet weight have different ids, so a session saved with one is refused by the
+/// other (before, the id read only the embedding and norms of a `qwen35` file: its layer 0 has
+/// no `attn_q`, where the id's layer walk stopped).
+#[test]
+fn qwen35_model_id_covers_the_deltanet_layers() {
+    use edgewise_core::gguf::{writer::GgufWriter, GgufFile};
+    let Some(path) = model() else { return };
+    let f = GgufFile::open(&path).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in f.metadata().iter() {
+        w = w.kv(k, v.clone());
+    }
+    for t in f.tensors() {
+        let mut bytes = f.tensor_data(t).unwrap().to_vec();
+        if t.name == "blk.0.attn_qkv.weight" {
+            // The first block's first quant (Q8_0: f16 scale, then 32 int8): one value changed.
+            bytes[2] ^= 1;
+        }
+        w = w.tensor(&t.name, &t.shape, t.ty, bytes);
+    }
+    let other = std::env::temp_dir().join(format!("edgewise-qwen35-other-{}.gguf", std::process::id()));
+    std::fs::write(&other, w.to_bytes()).unwrap();
+    let a = load(&path, BackendPreference::Cpu).unwrap();
+    let b = load(&other, BackendPreference::Cpu).unwrap();
+    let _ = std::fs::remove_file(&other);
+    assert_ne!(a.model_id(), b.model_id());
+    let mut s = a.new_session(SessionConfig { max_context: 64, ..Default::default() }).unwrap();
+    s.generate_from(vec![1, 2, 3], &greedy(2), &mut |_| true).unwrap();
+    let file = std::env::temp_dir().join(format!("edgewise-qwen35-id-{}.ewsession", std::process::id()));
+    s.save(&file).unwrap();
+    let err = b.restore_session(&file).unwrap_err();
+    let _ = std::fs::remove_file(&file);
+    assert!(matches!(err, edgewise_core::Error::SessionModelMismatch { .. }), "{err:?}");
+}
