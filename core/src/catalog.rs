@@ -812,6 +812,7 @@ url = "https://example.invalid/a.gguf"
             "gemma-3-270m-it",
             "gemma-3-1b-it",
             "llama-3.2-1b-instruct",
+            "qwen3.5-0.8b",
             "qwen2.5-0.5b-instruct",
             "qwen2.5-1.5b-instruct",
             "qwen3-0.6b",

@@ -129,7 +129,7 @@ pub struct RecurrentLayer {
     pub state: Vec<f32>,
 }
 
-/// How many turn-boundary copies of the recurrent state a cache keeps (the newest).
+/// How many turn-boundary copies of the recurrent state a cache keeps: the earliest and the newest.
 pub const MAX_RECURRENT_CHECKPOINTS: usize = 4;
 
 /// The recurrent part of a hybrid model's cache. A recurrent state has no positions to cut, so
@@ -261,7 +261,8 @@ impl KvCache {
 
     /// Keeps a copy of the recurrent state at the current token count (a turn boundary), so a
     /// later [`KvCache::rewind`] to this count or past it restores it instead of starting over.
-    /// Keeps the newest [`MAX_RECURRENT_CHECKPOINTS`]; nothing to do without recurrent state.
+    /// Keeps [`MAX_RECURRENT_CHECKPOINTS`]: the earliest and the newest; nothing to do without
+    /// recurrent state.
     pub fn checkpoint(&mut self) {
         let len = self.len;
         let Some(r) = self.recurrent.as_mut() else { return };
@@ -271,7 +272,9 @@ impl KvCache {
         r.checkpoints.retain(|(p, _)| *p < len);
         r.checkpoints.push((len, r.layers.clone()));
         if r.checkpoints.len() > MAX_RECURRENT_CHECKPOINTS {
-            r.checkpoints.remove(0);
+            // The earliest stays (a session's anchor where its messages start, which a dropped
+            // turn falls back to); the oldest after it goes.
+            r.checkpoints.remove(1);
         }
     }
 
@@ -634,6 +637,24 @@ impl KvSnapshot {
     }
 }
 
+/// A copy of a hybrid model's recurrent state and of its turn-boundary checkpoints, for session
+/// files (what [`KvSnapshot`] is for the KV rows). The KV rows of the attention layers travel in
+/// the [`KvSnapshot`] beside it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecurrentSnapshot {
+    /// The state after the cached tokens, per recurrent layer.
+    pub layers: Vec<RecurrentLayer>,
+    /// `(token count, state then)`, ascending token counts, each at most the cached tokens.
+    pub checkpoints: Vec<(usize, Vec<RecurrentLayer>)>,
+}
+
+impl RecurrentSnapshot {
+    /// `(conv values, state values)` per layer: the shape every set of layers has.
+    pub fn shapes(&self) -> Vec<(usize, usize)> {
+        self.layers.iter().map(|l| (l.conv.len(), l.state.len())).collect()
+    }
+}
+
 fn snapshot_err(reason: impl Into<String>) -> Error {
     Error::SessionFile { reason: reason.into() }
 }
@@ -642,6 +663,54 @@ impl KvCache {
     /// The geometry of this cache.
     pub fn layout(&self) -> &CacheLayout {
         &self.layout
+    }
+
+    /// A copy of the recurrent state and its checkpoints (`None` for a plain transformer, or
+    /// while the buffers are released: nothing is cached then). Not during a pass.
+    pub fn recurrent_snapshot(&self) -> Result<Option<RecurrentSnapshot>> {
+        if self.pass.is_some() {
+            return Err(Error::Backend { reason: "recurrent snapshot during a pass".into() });
+        }
+        Ok(self.recurrent.as_ref().filter(|_| !self.released && self.len > 0).map(|r| RecurrentSnapshot { layers: r.layers.clone(), checkpoints: r.checkpoints.clone() }))
+    }
+
+    /// Puts back the recurrent state of a session file, after [`KvCache::restore`] put back its
+    /// KV rows (so `len()` is the snapshot's token count). Everything is checked first: the
+    /// layers' shapes against this model's, the checkpoints ascending, within `1..=len()` and at
+    /// most [`MAX_RECURRENT_CHECKPOINTS`]; a snapshot that does not fit is [`Error::SessionFile`]
+    /// and leaves the cache empty. `None` is accepted only for an empty cache (a hybrid model's
+    /// KV rows without the state they were computed with would be wrong).
+    pub fn restore_recurrent(&mut self, snap: Option<&RecurrentSnapshot>) -> Result<()> {
+        let len = self.len;
+        let fail = |c: &mut Self, reason: String| {
+            c.reset();
+            Err(snapshot_err(reason))
+        };
+        let (r, snap) = match (self.recurrent.as_ref(), snap) {
+            (None, None) => return Ok(()),
+            (Some(_), None) if len == 0 => return Ok(()),
+            (Some(_), None) => return fail(self, format!("{len} cached tokens without the recurrent state they left")),
+            (None, Some(_)) => return fail(self, "recurrent state for a model that has none".into()),
+            (Some(r), Some(s)) => (r, s),
+        };
+        let want: Vec<(usize, usize)> = r.layers.iter().map(|l| (l.conv.len(), l.state.len())).collect();
+        let fits = |ls: &[RecurrentLayer]| ls.len() == want.len() && ls.iter().zip(&want).all(|(l, &(c, s))| l.conv.len() == c && l.state.len() == s);
+        if !fits(&snap.layers) || !snap.checkpoints.iter().all(|(_, ls)| fits(ls)) {
+            return fail(self, "recurrent state shapes differ from the model's".into());
+        }
+        let at: Vec<usize> = snap.checkpoints.iter().map(|(p, _)| *p).collect();
+        if len == 0 || at.len() > MAX_RECURRENT_CHECKPOINTS || at.windows(2).any(|w| w[0] >= w[1]) || at.iter().any(|&p| p == 0 || p > len) {
+            return fail(self, format!("recurrent checkpoints at {at:?} do not fit {len} cached tokens"));
+        }
+        let all_finite = std::iter::once(&snap.layers).chain(snap.checkpoints.iter().map(|(_, l)| l)).flatten().all(|l| l.conv.iter().chain(&l.state).all(|v| v.is_finite()));
+        if !all_finite {
+            return fail(self, "recurrent state holds non-finite values".into());
+        }
+        if let Some(r) = self.recurrent.as_mut() {
+            r.layers.clone_from(&snap.layers);
+            r.checkpoints.clone_from(&snap.checkpoints);
+        }
+        Ok(())
     }
 
     /// The positions a ring holds: `lo..len`, contiguous (the cache never leaves gaps).
@@ -666,9 +735,6 @@ impl KvCache {
     pub fn snapshot(&self) -> Result<KvSnapshot> {
         if self.pass.is_some() {
             return Err(Error::Backend { reason: "kv snapshot during a pass".into() });
-        }
-        if self.recurrent.is_some() {
-            return Err(snapshot_err("a hybrid model's recurrent state cannot be saved to a session file yet"));
         }
         let held = [self.held(0)?, self.held(1)?];
         let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
@@ -725,9 +791,6 @@ impl KvCache {
         self.reset();
         if snap.len == 0 {
             return Ok(());
-        }
-        if self.recurrent.is_some() {
-            return Err(snapshot_err("a hybrid model's recurrent state cannot be restored from a session file yet"));
         }
         if snap.len > self.layout.max_context {
             return Err(Error::ContextOverflow { max: self.layout.max_context, requested: snap.len });

@@ -174,6 +174,10 @@ pub struct Metrics {
     pub decode_tokens_per_s: f64,
     /// Whole request.
     pub total_ms: f64,
+    /// Oldest messages dropped so that the conversation fits ([`OverflowPolicy::DropOldestTurns`]);
+    /// the tokens after the system prompt were then prefilled again (`prefilled_tokens`).
+    #[serde(default)]
+    pub dropped_messages: usize,
 }
 
 /// The result of one generation.
@@ -417,11 +421,14 @@ impl Session {
         use crate::session_file::{encode, write_atomic, Header, KvHeader};
         let t0 = Instant::now();
         let mut kv = self.cache.snapshot()?;
+        // A hybrid model's recurrent state and its turn-boundary checkpoints go with the KV rows.
+        let mut recurrent = self.cache.recurrent_snapshot()?;
         let mut cached = self.cached.clone();
         if kv.len != cached.len() {
             // Not expected (the cache holds exactly `cached`); save the conversation alone.
             log::warn!("session save: cache holds {} tokens, ids {}; saving the conversation only", kv.len, cached.len());
             kv = crate::kv_cache::KvSnapshot { len: 0, held: [0..0, 0..0], dtype: kv.dtype, data: Vec::new() };
+            recurrent = None;
             cached.clear();
         }
         let layout = self.cache.layout();
@@ -439,8 +446,9 @@ impl Session {
                 head_dim: layout.head_dim,
                 held: [[kv.held[0].start, kv.held[0].end], [kv.held[1].start, kv.held[1].end]],
             },
+            recurrent: recurrent.as_ref().map(crate::session_file::RecurrentHeader::of),
         };
-        let bytes = encode(&header, &kv)?;
+        let bytes = encode(&header, &kv, recurrent.as_ref())?;
         write_atomic(path.as_ref(), &bytes)?;
         log::debug!("session saved: {} cached tokens, {} KiB in {:.0?}", kv.len, bytes.len() >> 10, t0.elapsed());
         Ok(())
@@ -450,7 +458,7 @@ impl Session {
     pub(crate) fn restore(engine: Engine, path: &std::path::Path) -> Result<Self> {
         use crate::session_file::{decode, read_bounded, short_id};
         let t0 = Instant::now();
-        let (h, kv) = decode(read_bounded(path)?)?;
+        let (h, kv, recurrent) = decode(read_bounded(path)?)?;
         if h.model_id != engine.model_id() {
             return Err(Error::SessionModelMismatch { file: short_id(&h.model_id), engine: short_id(engine.model_id()) });
         }
@@ -471,6 +479,7 @@ impl Session {
             return Err(bad("a history message is over the per-call input limit".into()));
         }
         s.cache.restore(&kv)?;
+        s.cache.restore_recurrent(recurrent.as_ref())?;
         s.cached = h.cached;
         s.history = h.history;
         log::debug!("session restored: {} cached tokens, {} messages in {:.0?}", s.cached.len(), s.history.len(), t0.elapsed());
@@ -536,6 +545,7 @@ impl Session {
         }
         let mut turns = self.history.clone();
         turns.push(ChatMessage { role: Role::User, content: message.to_string() });
+        let mut dropped = 0;
         let ids = loop {
             let ids = self.render(&turns)?;
             let need = ids.len() + 1;
@@ -546,16 +556,31 @@ impl Session {
             if self.cfg.overflow == OverflowPolicy::DropOldestTurns && turns.len() > 1 {
                 let n = if turns.len() >= 3 { 2 } else { 1 };
                 turns.drain(..n);
+                dropped += n;
                 continue;
             }
             return Err(Error::ContextOverflow { max: self.cfg.max_context, requested: need });
         };
+        // A hybrid model's recurrent state cannot be cut back to where the messages start (after
+        // the system prompt), which is what a dropped turn needs: keep a checkpoint there.
+        let mut anchors = Vec::new();
+        let mut departure = None;
+        if self.cache.is_recurrent() {
+            if self.cfg.overflow == OverflowPolicy::DropOldestTurns {
+                anchors.push(self.messages_start(&ids)?);
+            }
+            // And where the next turn's rendering will depart from this prompt: a template that
+            // renders a past answer differently from how this one is prompted (Qwen 3.5 drops the
+            // thinking block of earlier answers) departs before this prompt's end.
+            departure = self.next_turn_departure(&turns, &ids);
+        }
         // The tool choice constrains the answer unless the caller set a constraint.
         let tool_constraint = self.tools.as_ref().filter(|_| params.constraint.is_text()).map(Tools::constraint);
         let mut g = match tool_constraint {
-            Some(constraint) => self.generate_from_with(ids, &GenerationParams { constraint, ..params.clone() }, cancel, sink)?,
-            None => self.generate_from_with(ids, params, cancel, sink)?,
+            Some(constraint) => self.generate(ids, &GenerationParams { constraint, ..params.clone() }, cancel, sink, &anchors, departure)?,
+            None => self.generate(ids, params, cancel, sink, &anchors, departure)?,
         };
+        g.metrics.dropped_messages = dropped;
         if g.stop_reason == StopReason::Cancelled && g.token_ids.is_empty() {
             // Nothing was answered: the turn did not happen (its prefill stays cached for reuse).
             return Ok(g);
@@ -575,6 +600,27 @@ impl Session {
     fn fresh_session_handle(&self) -> CancelHandle {
         self.cancel.clear();
         self.cancel.clone()
+    }
+
+    /// Where the messages start in `ids` (a rendering of this session's conversation): the
+    /// tokens it shares with the rendering of a single empty user message — the system prompt
+    /// (and tool block) and what the template puts before the first message. A conversation
+    /// whose oldest turns were dropped shares them too.
+    fn messages_start(&self, ids: &[u32]) -> Result<usize> {
+        let probe = self.render(&[ChatMessage { role: Role::User, content: String::new() }])?;
+        Ok(ids.iter().zip(&probe).take_while(|(a, b)| a == b).count())
+    }
+
+    /// Where a rendering of `turns` followed by an answer and another user message departs from
+    /// `ids` (the rendering of `turns` with the generation prompt): the prompt's length for
+    /// templates that render a past answer as it was prompted, less for those that do not.
+    /// `None` where that rendering fails (the turn goes on without this checkpoint).
+    fn next_turn_departure(&self, turns: &[ChatMessage], ids: &[u32]) -> Option<usize> {
+        let mut next = turns.to_vec();
+        next.push(ChatMessage { role: Role::Assistant, content: "x".into() });
+        next.push(ChatMessage { role: Role::User, content: "y".into() });
+        let probe = self.render(&next).ok()?;
+        Some(ids.iter().zip(&probe).take_while(|(a, b)| a == b).count())
     }
 
     fn render(&self, turns: &[ChatMessage]) -> Result<Vec<u32>> {
@@ -633,6 +679,23 @@ impl Session {
         cancel: &CancelHandle,
         sink: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
+        self.generate(prompt, params, cancel, sink, &[], None)
+    }
+
+    /// [`Session::generate_from_with`], with a hybrid model's recurrent state also checkpointed
+    /// at `anchors` tokens of the prompt (where the messages start) and at `departure` (where
+    /// the next turn's rendering departs from this prompt; see [`Session::chat_with`]). The end
+    /// of the prompt is checkpointed unless `departure` lies before it (the next turn would not
+    /// use it).
+    fn generate(
+        &mut self,
+        prompt: Vec<u32>,
+        params: &GenerationParams,
+        cancel: &CancelHandle,
+        sink: &mut dyn FnMut(&str) -> bool,
+        anchors: &[usize],
+        departure: Option<usize>,
+    ) -> Result<Generation> {
         params.validate()?;
         let t0 = Instant::now();
         if cancel.is_cancelled() {
@@ -675,17 +738,31 @@ impl Session {
             })
         };
         let mut next_out = Next::Logits(Vec::new());
-        for chunk in prompt[common..].chunks(self.cfg.prefill_chunk) {
+        let mut at = common;
+        while at < prompt.len() {
             if cancel.is_cancelled() {
                 return Ok(self.finish_cancelled(&prompt, common, t0, constraint.is_some()));
             }
+            // A chunk ends at each anchor, so the state there can be kept.
+            let mut end = (at + self.cfg.prefill_chunk).min(prompt.len());
+            if let Some(a) = anchors.iter().copied().chain(departure).filter(|&a| at < a && a < end).min() {
+                end = a;
+            }
+            let chunk = &prompt[at..end];
             next_out = step(chunk, &mut self.cache, top_needed(&sampler, &prompt))?;
             self.cached.extend_from_slice(chunk);
+            if end < prompt.len() && (anchors.contains(&end) || departure == Some(end)) {
+                self.cache.checkpoint();
+            }
+            at = end;
         }
         // A turn boundary: a hybrid model keeps its recurrent state here, so the next turn (whose
         // prompt starts with this one) need not prefill it again even where its rendering of
         // this answer differs from the tokens generated. A no-op for a plain transformer.
-        self.cache.checkpoint();
+        // Not where the next turn departs before it (that point was just checkpointed instead).
+        if !departure.is_some_and(|d| common < d && d < prompt.len()) {
+            self.cache.checkpoint();
+        }
         let prefill_s = t0.elapsed().as_secs_f64();
         let tok = self.engine.tokenizer();
         let eos = tok.eos_ids();
@@ -756,6 +833,11 @@ impl Session {
             next_out = step(&[next], &mut self.cache, top)?;
             self.cached.push(next);
         };
+        // The end of the answer (or of its part before a cancel): the last state the cache and
+        // the cached tokens agree on. A hybrid model keeps it, so a next prompt that departs
+        // after it (a new turn; a cancelled turn edited and sent again) goes back here and not
+        // to the end of this prompt, which would prefill this answer again.
+        self.cache.checkpoint();
         if matches!(reason, StopReason::MaxTokens | StopReason::ContextFull | StopReason::Eos) {
             // Flush text held back by the decoder or the stop matcher.
             let mut tail = stream.finish()?.unwrap_or_default();
@@ -777,6 +859,7 @@ impl Session {
             prefill_tokens_per_s: if prefill_s > 0.0 { prefilled as f64 / prefill_s } else { 0.0 },
             decode_tokens_per_s: if decode_s > 0.0 && decode_n > 0 { decode_n as f64 / decode_s } else { 0.0 },
             total_ms: total * 1e3,
+            dropped_messages: 0,
         };
         log::debug!(
             "generation: {} prompt ({} prefilled) + {} tokens, {:?}, prefill {:.1} tok/s, decode {:.1} tok/s",

@@ -21,11 +21,13 @@
 //! | 4 | header length `H`, u32 LE (at most [`MAX_HEADER_BYTES`]) |
 //! | `H` | header, JSON: model id, session config, history, cached token ids, KV geometry |
 //! | … | KV rows ([`KvSnapshot`]): per layer, per held position, key then value, f16 (written on the CPU) or f32 (GPU), LE |
+//! | … | hybrid models only (the header's `recurrent`): the recurrent state ([`RecurrentSnapshot`]), per recurrent layer its conv values then its state values, f32 LE; then each turn-boundary checkpoint's layers the same way |
 //! | 32 | SHA-256 of every byte before it |
 //!
 //! Everything is validated before it is used: the size against [`MAX_SESSION_FILE_BYTES`], the
 //! checksum, the magic and version, the model id (the engine's, see [`model_identity`]), the
-//! geometry against the engine's cache layout, and the KV byte count against that geometry. Any
+//! geometry against the engine's cache layout, the KV byte count against that geometry, and a
+//! hybrid model's recurrent state and checkpoints against its layers and the cached tokens. Any
 //! failure is a typed error ([`Error::SessionFile`], [`Error::SessionFileVersion`],
 //! [`Error::SessionModelMismatch`]) and no session is created. The KV rows are backend-independent
 //! (a file written on the GPU restores on the CPU and back). Error messages and logs carry sizes and
@@ -37,7 +39,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::kv_cache::{KvDtype, KvSnapshot};
+use crate::kv_cache::{KvDtype, KvSnapshot, RecurrentLayer, RecurrentSnapshot};
 use crate::session::SessionConfig;
 use crate::tokenizer::ChatMessage;
 use crate::weights::{WeightId, WeightSource};
@@ -69,6 +71,31 @@ pub(crate) struct Header {
     pub cached: Vec<u32>,
     /// The KV rows that follow the header.
     pub kv: KvHeader,
+    /// A hybrid model's recurrent state, after the KV rows (absent for a plain transformer, and
+    /// in files written before hybrid models could be saved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurrent: Option<RecurrentHeader>,
+}
+
+/// The shape of the recurrent state that follows the KV rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RecurrentHeader {
+    /// `[conv values, state values]` per recurrent layer.
+    pub layers: Vec<[usize; 2]>,
+    /// Token counts of the checkpoints that follow the current state (ascending).
+    pub checkpoints: Vec<usize>,
+}
+
+impl RecurrentHeader {
+    pub(crate) fn of(r: &RecurrentSnapshot) -> Self {
+        Self { layers: r.shapes().iter().map(|&(c, s)| [c, s]).collect(), checkpoints: r.checkpoints.iter().map(|(p, _)| *p).collect() }
+    }
+
+    /// Bytes of one set of layers, and of the whole section (`None` on overflow).
+    fn bytes(&self) -> Option<(usize, usize)> {
+        let one = self.layers.iter().try_fold(0usize, |a, [c, s]| a.checked_add(c.checked_add(*s)?.checked_mul(4)?))?;
+        Some((one, one.checked_mul(self.checkpoints.len().checked_add(1)?)?))
+    }
 }
 
 /// The geometry of the KV rows, checked against the restoring engine's.
@@ -115,8 +142,15 @@ pub fn model_identity(architecture: &str, weights: &dyn WeightSource) -> String 
         feed(id);
     }
     for layer in 0..4096 {
-        if !weights.has(WeightId::AttnQ { layer }) {
+        // A hybrid model's recurrent layers have no `attn_q` (every layer has `attn_norm`; for
+        // the plain transformers both are present on the same layers, so their ids are unchanged).
+        if !weights.has(WeightId::AttnQ { layer }) && !weights.has(WeightId::AttnNorm { layer }) {
             break;
+        }
+        if architecture == "qwen35" {
+            for name in ["attn_qkv.weight", "ssm_out.weight"] {
+                feed(WeightId::Block { layer, name });
+            }
         }
         use WeightId::*;
         for id in [
@@ -148,8 +182,12 @@ pub(crate) fn short_id(id: &str) -> String {
     id.chars().take(12).collect()
 }
 
-/// Serializes `header` and `kv` into the file format (in memory).
-pub(crate) fn encode(header: &Header, kv: &KvSnapshot) -> Result<Vec<u8>> {
+/// Serializes `header`, `kv` and (a hybrid model's) `recurrent` state into the file format (in
+/// memory). `header.recurrent` must describe `recurrent`.
+pub(crate) fn encode(header: &Header, kv: &KvSnapshot, recurrent: Option<&RecurrentSnapshot>) -> Result<Vec<u8>> {
+    if header.recurrent.as_ref() != recurrent.map(RecurrentHeader::of).as_ref() {
+        return Err(bad("recurrent header does not describe the state"));
+    }
     let json = serde_json::to_vec(header).map_err(|e| bad(format!("header: {e}")))?;
     let hlen =
         u32::try_from(json.len()).ok().filter(|&n| n <= MAX_HEADER_BYTES).ok_or_else(|| bad("header too large"))?;
@@ -159,6 +197,15 @@ pub(crate) fn encode(header: &Header, kv: &KvSnapshot) -> Result<Vec<u8>> {
     out.extend_from_slice(&hlen.to_le_bytes());
     out.extend_from_slice(&json);
     out.extend_from_slice(&kv.data);
+    if let Some(r) = recurrent {
+        for layers in std::iter::once(&r.layers).chain(r.checkpoints.iter().map(|(_, l)| l)) {
+            for l in layers {
+                for v in l.conv.iter().chain(&l.state) {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+    }
     if out.len() as u64 + DIGEST as u64 > MAX_SESSION_FILE_BYTES {
         return Err(bad(format!("{} bytes is over the {MAX_SESSION_FILE_BYTES}-byte limit", out.len())));
     }
@@ -168,8 +215,9 @@ pub(crate) fn encode(header: &Header, kv: &KvSnapshot) -> Result<Vec<u8>> {
 }
 
 /// Parses and checks a whole file's bytes: size, checksum, magic, version, header. Returns the
-/// header and the KV rows (the bytes after the header, without the digest).
-pub(crate) fn decode(mut bytes: Vec<u8>) -> Result<(Header, KvSnapshot)> {
+/// header, the KV rows (the bytes after the header, without the digest and the recurrent
+/// section) and a hybrid model's recurrent state.
+pub(crate) fn decode(mut bytes: Vec<u8>) -> Result<(Header, KvSnapshot, Option<RecurrentSnapshot>)> {
     if bytes.len() < PREFIX + DIGEST {
         return Err(bad(format!("{} bytes is too short (truncated?)", bytes.len())));
     }
@@ -192,12 +240,36 @@ pub(crate) fn decode(mut bytes: Vec<u8>) -> Result<(Header, KvSnapshot)> {
     }
     let kv_at = PREFIX + hlen as usize;
     let header: Header = serde_json::from_slice(&bytes[PREFIX..kv_at]).map_err(|e| bad(format!("header: {e}")))?;
-    bytes.truncate(body);
+    let recurrent = match &header.recurrent {
+        None => None,
+        Some(rh) => {
+            let (one, total) = rh.bytes().ok_or_else(|| bad("recurrent state size overflows"))?;
+            if total > body - kv_at {
+                return Err(bad(format!("recurrent state of {total} bytes does not fit the file")));
+            }
+            let tail = &bytes[body - total..body];
+            let read = |set: &[u8]| -> Vec<RecurrentLayer> {
+                let mut at = 0;
+                let mut floats = |n: usize| {
+                    let v: Vec<f32> = set[at..at + 4 * n].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                    at += 4 * n;
+                    v
+                };
+                rh.layers.iter().map(|&[c, s]| RecurrentLayer { conv: floats(c), state: floats(s) }).collect()
+            };
+            let mut sets = tail.chunks_exact(one.max(1));
+            let layers = if one == 0 { Vec::new() } else { sets.next().map(read).unwrap_or_default() };
+            let checkpoints = rh.checkpoints.iter().map(|&p| (p, if one == 0 { Vec::new() } else { sets.next().map(read).unwrap_or_default() })).collect();
+            bytes.truncate(body - total);
+            Some(RecurrentSnapshot { layers, checkpoints })
+        }
+    };
+    bytes.truncate(body.min(bytes.len()));
     bytes.drain(..kv_at);
     let k = &header.kv;
     let held = [k.held[0][0]..k.held[0][1], k.held[1][0]..k.held[1][1]];
     let snap = KvSnapshot { len: k.len, held, dtype: k.dtype, data: bytes };
-    Ok((header, snap))
+    Ok((header, snap, recurrent))
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one: a temporary
@@ -267,6 +339,7 @@ mod tests {
             history: Vec::new(),
             cached: vec![2, 10, 11],
             kv,
+            recurrent: None,
         };
         let snap = KvSnapshot { len: 3, held: [0..3, 3..3], dtype: KvDtype::F16, data: (0..24u8).collect() };
         (header, snap)
@@ -275,10 +348,11 @@ mod tests {
     #[test]
     fn round_trip_and_every_damage_is_a_typed_error() {
         let (h, s) = sample();
-        let bytes = encode(&h, &s).unwrap();
-        let (h2, s2) = decode(bytes.clone()).unwrap();
+        let bytes = encode(&h, &s, None).unwrap();
+        let (h2, s2, r2) = decode(bytes.clone()).unwrap();
         assert_eq!(h2.cached, h.cached);
         assert_eq!(s2, s);
+        assert_eq!(r2, None);
         // Every truncation, and a flipped bit anywhere, is refused with a typed error.
         for n in 0..bytes.len() {
             assert!(matches!(decode(bytes[..n].to_vec()), Err(Error::SessionFile { .. })), "truncated to {n}");
@@ -294,6 +368,36 @@ mod tests {
         let mut v2 = bytes.clone();
         v2[8] = 2;
         assert!(matches!(decode(v2), Err(Error::SessionFileVersion { found: 2, supported: 1 })));
+    }
+
+    /// A hybrid model's recurrent state and checkpoints come back as written, after the KV rows;
+    /// a header that does not describe them, or claims more than the file holds, is refused.
+    #[test]
+    fn recurrent_state_round_trips_after_the_kv_rows() {
+        let (mut h, s) = sample();
+        let set = |x: f32| vec![RecurrentLayer { conv: vec![x; 3], state: vec![x + 0.5; 4] }, RecurrentLayer { conv: vec![-x; 3], state: vec![x * 2.0; 4] }];
+        let r = RecurrentSnapshot { layers: set(1.0), checkpoints: vec![(1, set(2.0)), (3, set(3.0))] };
+        assert!(matches!(encode(&h, &s, Some(&r)), Err(Error::SessionFile { .. })));
+        h.recurrent = Some(RecurrentHeader::of(&r));
+        let bytes = encode(&h, &s, Some(&r)).unwrap();
+        let (h2, s2, r2) = decode(bytes.clone()).unwrap();
+        assert_eq!(s2, s);
+        assert_eq!(r2.as_ref(), Some(&r));
+        assert_eq!(h2.recurrent, h.recurrent);
+        for n in 0..bytes.len() {
+            assert!(matches!(decode(bytes[..n].to_vec()), Err(Error::SessionFile { .. })), "truncated to {n}");
+        }
+        // A (checksummed) header claiming a larger state than the bytes after it.
+        h.recurrent = Some(RecurrentHeader { layers: vec![[1 << 40, 0]], checkpoints: vec![] });
+        let json = serde_json::to_vec(&h).unwrap();
+        let mut forged = MAGIC.to_vec();
+        forged.extend_from_slice(&SESSION_FILE_VERSION.to_le_bytes());
+        forged.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        forged.extend_from_slice(&json);
+        forged.extend_from_slice(&s.data);
+        let digest = Sha256::digest(&forged);
+        forged.extend_from_slice(&digest);
+        assert!(matches!(decode(forged), Err(Error::SessionFile { reason }) if reason.contains("does not fit")));
     }
 
     #[test]

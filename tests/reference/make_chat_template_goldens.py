@@ -6,7 +6,7 @@
 Reads `tests/golden/chat_templates/*.jinja` (the templates the models ship; see SOURCES.md there)
 and writes `tests/golden/chat_templates/renders.json`: for each template and each conversation
 (single and multi-turn, with and without a system prompt, add_generation_prompt true and false,
-unicode, text that looks like template syntax or control tokens, Qwen 3 thinking on/off) the exact
+unicode, text that looks like template syntax or control tokens, Qwen 3 and Qwen 3.5 thinking on/off) the exact
 text jinja2 produces, or `error` when the template raises. A second part, `features`, renders small
 templates that exercise what the real ones use (loop, namespace, tojson, trim, selectattr, Python
 string methods, whitespace control...) with the printed value of each.
@@ -42,6 +42,7 @@ TEMPLATES = {
     "llama-3.2-instruct.jinja": {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"},
     "qwen2.5-instruct.jinja": {"bos_token": None, "eos_token": "<|im_end|>"},
     "qwen3.jinja": {"bos_token": None, "eos_token": "<|im_end|>"},
+    "qwen3.5.jinja": {"bos_token": None, "eos_token": "<|im_end|>"},
     "smollm2-instruct.jinja": {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"},
     "gemma3-it.jinja": {"bos_token": "<bos>", "eos_token": "<eos>"},
 }
@@ -169,7 +170,7 @@ def main():
             source = f.read()
         for conv_name, messages in CONVERSATIONS:
             kwarg_sets = [{}]
-            if name == "qwen3.jinja":
+            if name in ("qwen3.jinja", "qwen3.5.jinja"):
                 kwarg_sets += [{"enable_thinking": False}, {"enable_thinking": True}]
             for agp in (True, False):
                 for kwargs in kwarg_sets:

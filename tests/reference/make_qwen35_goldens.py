@@ -11,6 +11,14 @@ Value heads outnumber key heads (as in the 4B/9B), so the key heads' tiled repea
 
     /opt/refenv/bin/python tests/reference/make_qwen35_goldens.py synth
     /opt/refenv/bin/python tests/reference/make_qwen35_goldens.py goldens
+    /opt/refenv/bin/python tests/reference/make_qwen35_goldens.py synth --only qwen35-0.8b-q4km
+
+The last is the speed file (never made by default, not in CI: ~1.5 GB written in F16, then
+quantized to Q4_K_M by llama.cpp's own quantizer and the F16 file deleted; minutes): the real
+Qwen 3.5 0.8B shapes (24 layers of 1024, 18 DeltaNet with 16 key and 16 value heads of 128 and 6
+gated attention layers with 8 query / 2 KV heads of 256, FFN 3584, the tied 248320-token
+embedding: the 151936-token vocabulary of llama.cpp's vocab file padded with unused tokens) with
+random weights, for `tests/reference/bench_native.sh`.
 
 The prompts include two long ones (> 64 tokens: llama.cpp's prefill runs its chunked DeltaNet
 path, 64 tokens a chunk, over several chunks) and every case decodes 24 tokens after the prompt.
@@ -44,6 +52,17 @@ SCALE = dict(mag.SCALE, residual_gain=2.0)
 # exercised by the embedding / LM head (Q8_0) and the DeltaNet's fused qkv (Q8_0).
 TYPES = dict(embd=T.Q8_0, qkv=T.Q8_0, other=T.F16)
 
+# Full-size files (`synth --only NAME` only): written in F16, quantized by llama.cpp to `ftype`.
+# Qwen 3.5 0.8B's shapes (ARCHITECTURES.md §3.1; HF config of the 0.8B: linear_num_key_heads 16,
+# linear_num_value_heads 16, linear_key/value_head_dim 128, conv kernel 4, head_dim 256, 8/2
+# heads, FFN 3584, rope θ 10M, partial rotary 0.25, mrope sections [11, 11, 10], tied embedding).
+BIG = {
+    "qwen35-0.8b-q4km": dict(hidden=1024, ff=3584, layers=24, interval=4, heads=8, kv=2, head_dim=256, n_rot=64,
+                             sections=[11, 11, 10, 0], theta=10000000.0, eps=1e-6,
+                             conv=4, k_heads=16, v_heads=16, state=128, vocab=248320, ftype="LLAMA_FTYPE_MOSTLY_Q4_K_M"),
+}
+F16_TYPES = dict(embd=T.F16, qkv=T.F16, other=T.F16)
+
 PROMPTS = mag.PROMPTS[:5] + [
     mag.PROMPTS[7],
     # A second long prompt (~170 tokens), original prose, crossing three 64-token chunks.
@@ -58,17 +77,44 @@ PROMPTS = mag.PROMPTS[:5] + [
 ]
 
 
-def synth() -> str:
-    cfg = CFG
-    rng = np.random.default_rng(sum(map(ord, NAME)) * 7919)
-    out = os.path.join(synth_dir(), f"{NAME}.gguf")
+def copy_tokenizer_padded(w: gguf.GGUFWriter, src: str, n_vocab: int) -> int:
+    """`copy_tokenizer`, the vocabulary padded to `n_vocab` with unused `[PAD{i}]` tokens (as
+    llama.cpp's converter pads a Qwen vocabulary to the embedding's rows): llama.cpp's
+    `ggml-vocab-qwen35.gguf` holds 151936 tokens, the released 0.8B's embedding 248320 rows."""
+    r = gguf.GGUFReader(src)
+    tokens = [bytes(r.fields["tokenizer.ggml.tokens"].parts[i]).decode("utf-8") for i in r.fields["tokenizer.ggml.tokens"].data]
+    types = [r.fields["tokenizer.ggml.token_type"].parts[i].tolist()[0] for i in r.fields["tokenizer.ggml.token_type"].data]
+    if n_vocab < len(tokens):
+        sys.exit(f"{src}: {len(tokens)} tokens, more than {n_vocab}")
+    for name, field in r.fields.items():
+        if not name.startswith("tokenizer.") or name in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type"):
+            continue
+        vt = field.types[0]
+        if vt == gguf.GGUFValueType.ARRAY:
+            st = field.types[1]
+            val = [bytes(field.parts[i]).decode("utf-8") for i in field.data] if st == gguf.GGUFValueType.STRING else [field.parts[i].tolist()[0] for i in field.data]
+            w.add_key_value(name, val, vt, sub_type=st)
+        elif vt == gguf.GGUFValueType.STRING:
+            w.add_key_value(name, bytes(field.parts[field.data[0]]).decode("utf-8"), vt)
+        else:
+            w.add_key_value(name, field.parts[field.data[0]].tolist()[0], vt)
+    pad = n_vocab - len(tokens)
+    w.add_token_list(tokens + [f"[PAD{i}]" for i in range(pad)])
+    w.add_token_types(types + [int(gguf.TokenType.UNUSED)] * pad)
+    return n_vocab
+
+
+def synth(name: str = NAME, cfg: dict = CFG, types: dict = TYPES) -> str:
+    TYPES = types  # noqa: N806 (the per-file tensor types)
+    rng = np.random.default_rng(sum(map(ord, name)) * 7919)
+    out = os.path.join(synth_dir(), f"{name}.gguf")
     os.makedirs(synth_dir(), exist_ok=True)
     d, ff, hd, h, kv = cfg["hidden"], cfg["ff"], cfg["head_dim"], cfg["heads"], cfg["kv"]
     hk, hv, s = cfg["k_heads"], cfg["v_heads"], cfg["state"]
     ch = 2 * hk * s + hv * s
     w = gguf.GGUFWriter(out + ".tmp", NAME)
-    w.add_name(f"edgewise synthetic {NAME}")
-    n_vocab = copy_tokenizer(w, vocab_path("qwen35"))
+    w.add_name(f"edgewise synthetic {name}")
+    n_vocab = copy_tokenizer(w, vocab_path("qwen35")) if "vocab" not in cfg else copy_tokenizer_padded(w, vocab_path("qwen35"), cfg["vocab"])
     w.add_context_length(4096)
     w.add_embedding_length(d)
     w.add_feed_forward_length(ff)
@@ -141,9 +187,19 @@ def synth() -> str:
     return out
 
 
-def cmd_synth(_args) -> None:
-    p = synth()
-    print(f"{NAME}: {p} ({os.path.getsize(p) / 2**20:.1f} MiB) sha256 {sha256(p)}")
+def cmd_synth(args) -> None:
+    if not args.only or NAME in args.only:
+        p = synth()
+        print(f"{NAME}: {p} ({os.path.getsize(p) / 2**20:.1f} MiB) sha256 {sha256(p)}")
+    for name, cfg in BIG.items():
+        if not (args.only and name in args.only):
+            continue
+        src = synth(name + ".f16", cfg, F16_TYPES)
+        try:
+            p = mag.quantize(name, name + ".f16", cfg["ftype"], os.cpu_count() or 2)
+        finally:
+            os.remove(src)
+        print(f"{name}: {p} ({os.path.getsize(p) / 2**20:.1f} MiB, {cfg['ftype']}) sha256 {sha256(p)}")
 
 
 def cmd_goldens(_args) -> None:
@@ -187,6 +243,7 @@ def cmd_goldens(_args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("command", choices=["synth", "goldens"])
+    ap.add_argument("--only", nargs="*", help=f"synth: these files only ({NAME}, {', '.join(BIG)})")
     args = ap.parse_args()
     {"synth": cmd_synth, "goldens": cmd_goldens}[args.command](args)
 

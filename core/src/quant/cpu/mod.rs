@@ -695,6 +695,26 @@ pub(crate) fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
+/// `Σ a[i]·b[i]` over the common length (the DeltaNet recurrence's row products); SIMD where
+/// the CPU has it, else 8 lanes the compiler vectorizes.
+pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best().is_x86_simd() {
+        // SAFETY: the x86 SIMD `Isa`s imply AVX2 and FMA were detected.
+        return unsafe { x86::dot_f32(a, b) };
+    }
+    let n = a.len().min(b.len());
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a[..n].chunks_exact(8), b[..n].chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// Asks the CPU to bring `row` into cache ahead of its use (attention's keys and values come
 /// from L3: the KV cache of all layers does not fit L2). A hint: never faults, no-op off x86.
 #[inline(always)]
