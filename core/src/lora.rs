@@ -3,7 +3,8 @@
 //! 0), and per adapted weight a pair `<tensor>.lora_a` (ne = `[in, rank]`) and `<tensor>.lora_b`
 //! (ne = `[rank, out]`). The rank is `lora_b`'s ne0. Applied without merging, as llama.cpp's
 //! `build_lora_mm`: `y = W·x + s·B·(A·x)` with `s = scale·alpha/rank` (just `scale` when alpha is
-//! 0). The base weights stay quantized and shared; an adapter is small dense f32 matrices.
+//! 0). The base weights stay quantized and shared; an adapter is small dense matrices (f16 where
+//! the file stores f16, else f32).
 //!
 //! A KV cache belongs to one adapter set ([`crate::kv_cache::KvCache::set_adapters`] empties it
 //! when the set changes), so keys and values computed under one set are never read under another.
@@ -56,53 +57,108 @@ impl Proj {
     }
 }
 
-/// One adapted weight: `A` `[rank, in]` and `B` `[out, rank]`, row-major f32.
+/// A matrix of an adapter, row-major: f16 when the file stores f16 (kept as is, half the bytes
+/// to read per token), else f32.
+#[derive(Debug)]
+enum Mat {
+    F32(Vec<f32>),
+    F16(Vec<half::f16>),
+}
+
+impl Mat {
+    #[cfg(test)]
+    fn to_f32(&self) -> Vec<f32> {
+        match self {
+            Mat::F32(v) => v.clone(),
+            Mat::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Mat::F32(v) => v.len() * 4,
+            Mat::F16(v) => v.len() * 2,
+        }
+    }
+
+    /// `out[j] = row r · q[j·w..][..w]` for the `out.len()` rows of `q` (`w` = the row width).
+    /// An f16 row is widened into `wide` once (exactly) and then summed as an f32 row is, so the
+    /// results do not depend on the storage, and equal the f32 arithmetic of earlier versions.
+    fn dots(&self, r: usize, w: usize, q: &[f32], out: &mut [f32], wide: &mut Vec<f32>) {
+        let row: &[f32] = match self {
+            Mat::F32(v) => &v[r * w..(r + 1) * w],
+            Mat::F16(v) => {
+                use half::slice::HalfFloatSliceExt;
+                wide.resize(w, 0.0);
+                v[r * w..(r + 1) * w].convert_to_f32_slice(wide);
+                wide
+            }
+        };
+        for (o, qj) in out.iter_mut().zip(q.chunks_exact(w)) {
+            *o = dot(row, qj);
+        }
+    }
+}
+
+/// One adapted weight: `A` `[rank, in]` and `B` `[out, rank]`, row-major.
 #[derive(Debug)]
 struct Pair {
-    a: Vec<f32>,
-    b: Vec<f32>,
+    a: Mat,
+    b: Mat,
     rank: usize,
     n_in: usize,
     n_out: usize,
 }
 
 impl Pair {
-    /// `y[t] += s·B·(A·x[t])` for each of the `n` rows. A prefill's rows are spread over the
-    /// kernel pool in blocks of [`ROWS_PER_TASK`] (each row's arithmetic is the same either way).
-    fn apply(&self, s: f32, x: &[f32], y: &mut [f32], n: usize) {
-        let rows = |x: &[f32], y: &mut [f32]| {
-            let mut t = vec![0f32; self.rank];
-            for (xr, yr) in x.chunks_exact(self.n_in).zip(y.chunks_exact_mut(self.n_out)) {
-                for (tv, ar) in t.iter_mut().zip(self.a.chunks_exact(self.n_in)) {
-                    *tv = s * dot(ar, xr);
-                }
-                for (yv, br) in yr.iter_mut().zip(self.b.chunks_exact(self.rank)) {
-                    *yv += dot(br, &t);
-                }
+    /// `y[t] += B·(s·A·x[t])` for the rows of `x` (`[m, in]`, `y` `[m, out]`), on this thread.
+    /// Every output is `dot(B_o, t)` with `t_r = s·dot(A_r, x_t)`, whatever the split: the
+    /// reference the pooled paths equal bit for bit.
+    fn rows(&self, s: f32, x: &[f32], y: &mut [f32]) {
+        let m = (x.len() / self.n_in).min(y.len() / self.n_out);
+        let (mut t, mut d, mut wide) = (vec![0f32; m * self.rank], vec![0f32; m], Vec::new());
+        for r in 0..self.rank {
+            self.a.dots(r, self.n_in, x, &mut d, &mut wide);
+            for (i, v) in d.iter().enumerate() {
+                t[i * self.rank + r] = s * v;
             }
-        };
-        let (nx, ny) = ((n * self.n_in).min(x.len()), (n * self.n_out).min(y.len()));
-        let (x, y) = (&x[..nx], &mut y[..ny]);
-        if n < 2 * ROWS_PER_TASK {
-            return rows(x, y);
         }
+        for o in 0..self.n_out {
+            self.b.dots(o, self.rank, &t, &mut d, &mut wide);
+            for (i, v) in d.iter().enumerate() {
+                y[i * self.n_out + o] += v;
+            }
+        }
+    }
+
+    /// `y[t] += s·B·(A·x[t])` for each of the `n` rows of a prefill (`n ≥ 2·ROWS_PER_TASK`),
+    /// spread over the kernel pool in blocks of [`ROWS_PER_TASK`] rows.
+    fn apply_blocks(&self, s: f32, x: &[f32], y: &mut [f32], n: usize) {
+        let (nx, ny) = ((n * self.n_in).min(x.len()), (n * self.n_out).min(y.len()));
         // One lock per block, each taken once (uncontended): disjoint output rows per task.
-        let blocks: Vec<std::sync::Mutex<(&[f32], &mut [f32])>> = x
+        let blocks: Vec<std::sync::Mutex<(&[f32], &mut [f32])>> = x[..nx]
             .chunks(ROWS_PER_TASK * self.n_in)
-            .zip(y.chunks_mut(ROWS_PER_TASK * self.n_out))
+            .zip(y[..ny].chunks_mut(ROWS_PER_TASK * self.n_out))
             .map(std::sync::Mutex::new)
             .collect();
         crate::quant::cpu::pool::for_each(blocks.len(), &|b| {
             if let Ok(mut g) = blocks[b].lock() {
                 let (xs, ys) = &mut *g;
-                rows(xs, ys);
+                self.rows(s, xs, ys);
             }
         });
     }
 }
 
-/// Rows of a prefill per pool task in [`Pair::apply`].
+/// Rows of a prefill per pool task in [`Pair::apply_blocks`]; fewer rows (a decode step) go
+/// through [`LoraSet::apply_group`]'s split of the products themselves.
 const ROWS_PER_TASK: usize = 16;
+
+/// Rows of `A` per pool task in the first phase of a grouped application.
+const A_ROWS_PER_TASK: usize = 4;
+
+/// Outputs (rows of `B`) per pool task in the second phase of a grouped application.
+const B_ROWS_PER_TASK: usize = 128;
 
 /// A dot product in eight lanes (vectorizes).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -225,15 +281,19 @@ impl LoraAdapter {
             if rank == 0 || rank > MAX_RANK || rank > n_in.min(n_out) {
                 return Err(bad(format!("`{base}`: rank {rank} out of range (1..={})", MAX_RANK.min(n_in.min(n_out)))));
             }
-            let read = |t: &crate::gguf::TensorInfo| -> Result<Vec<f32>> {
+            let read = |t: &crate::gguf::TensorInfo| -> Result<Mat> {
                 let v = dequantize(t.ty, file.tensor_data(t)?, t.n_elements() as usize)?;
                 if v.iter().any(|x| !x.is_finite()) {
                     return Err(bad(format!("`{}` holds a non-finite value", t.name)));
                 }
-                Ok(v)
+                // f16 stays f16 (exact: the values came from f16); anything else is f32.
+                Ok(match t.ty {
+                    crate::quant::GgmlType::F16 => Mat::F16(v.iter().map(|x| half::f16::from_f32(*x)).collect()),
+                    _ => Mat::F32(v),
+                })
             };
             let pair = Pair { a: read(a)?, b: read(b)?, rank, n_in, n_out };
-            bytes += (pair.a.len() + pair.b.len()) * 4;
+            bytes += pair.a.bytes() + pair.b.bytes();
             max_rank = max_rank.max(rank);
             pairs += 1;
             layers[layer][proj as usize] = Some(pair);
@@ -267,7 +327,7 @@ impl LoraAdapter {
         self.pairs
     }
 
-    /// Bytes of its matrices in memory (f32).
+    /// Bytes of its matrices in memory (f16 where the file stores f16, else f32).
     pub fn size_bytes(&self) -> usize {
         self.bytes
     }
@@ -285,6 +345,13 @@ pub struct LoraSet {
     entries: Vec<(Arc<LoraAdapter>, f32)>,
 }
 
+/// Equal when [`LoraSet::same_as`]: the same adapters (by identity) and scales, in order.
+impl PartialEq for LoraSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_as(other)
+    }
+}
+
 impl LoraSet {
     /// The set of `adapters` with their scales. A non-finite scale is [`Error::InvalidParameter`].
     pub fn new(adapters: &[(Arc<LoraAdapter>, f32)]) -> Result<Self> {
@@ -297,6 +364,16 @@ impl LoraSet {
     /// No adapters.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// How many adapters (scale 0 ones dropped).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The adapters and their scales, in order.
+    pub fn entries(&self) -> &[(Arc<LoraAdapter>, f32)] {
+        &self.entries
     }
 
     /// Same adapters (by identity) with the same scales, in the same order.
@@ -317,19 +394,85 @@ impl LoraSet {
         }
     }
 
-    /// Adds every adapter's `s·B·(A·x)` for projection `proj` of `layer` to `y` (`[n, out]`),
-    /// `x` being the projection's input (`[n, in]`).
-    pub(crate) fn apply_host(&self, layer: usize, proj: Proj, x: &[f32], y: &mut [f32], n: usize) -> Result<()> {
+    /// Adds every adapter's `s·B·(A·x)` to the outputs of the projections `outs` of `layer`
+    /// (`[n, out]` each), which all take the input `x` (`[n, in]`): q/k/v, gate/up, or one.
+    ///
+    /// A prefill (`n ≥ 2·ROWS_PER_TASK`) spreads its rows over the kernel pool in blocks. Fewer
+    /// rows (a decode step) split the products themselves: one pool job computes every
+    /// adapter's `s·A·x` for all the projections (rows of `A` per task, so `x` is shared and each
+    /// `A` is read by one thread), a second adds `B·(s·A·x)` (rows of `B` per task). Every
+    /// output is the same sum either way ([`Pair::rows`]), adapters in the set's order.
+    pub(crate) fn apply_host(&self, layer: usize, x: &[f32], n: usize, outs: &mut [(Proj, &mut [f32])]) -> Result<()> {
+        use crate::quant::cpu::pool::{for_each, SyncPtr};
+        // (output, pair, s), adapters in order.
+        let mut jobs: Vec<(usize, &Pair, f32)> = Vec::new();
         for (adapter, scale) in &self.entries {
-            let Some(p) = adapter.layers.get(layer).and_then(|l| l[proj as usize].as_ref()) else { continue };
-            if x.len() < n * p.n_in || y.len() < n * p.n_out {
-                return Err(Error::Backend {
-                    reason: format!("lora: {n} rows do not fit the buffers of layer {layer}"),
-                });
+            for (k, (proj, y)) in outs.iter().enumerate() {
+                let Some(p) = adapter.layers.get(layer).and_then(|l| l[*proj as usize].as_ref()) else { continue };
+                if x.len() < n * p.n_in || y.len() < n * p.n_out {
+                    return Err(Error::Backend {
+                        reason: format!("lora: {n} rows do not fit the buffers of layer {layer}"),
+                    });
+                }
+                let s = if adapter.alpha != 0.0 { scale * adapter.alpha / p.rank as f32 } else { *scale };
+                jobs.push((k, p, s));
             }
-            let s = if adapter.alpha != 0.0 { scale * adapter.alpha / p.rank as f32 } else { *scale };
-            p.apply(s, x, y, n);
         }
+        if jobs.is_empty() || n == 0 {
+            return Ok(());
+        }
+        if n >= 2 * ROWS_PER_TASK {
+            for (k, p, s) in jobs {
+                p.apply_blocks(s, x, outs[k].1, n);
+            }
+            return Ok(());
+        }
+        // Phase 1: t_j = s·A_j·x, `[n, rank]` per job, in tasks of A_ROWS_PER_TASK rows of A.
+        let mut ts: Vec<Vec<f32>> = jobs.iter().map(|(_, p, _)| vec![0f32; n * p.rank]).collect();
+        let tp: Vec<SyncPtr<f32>> = ts.iter_mut().map(|t| SyncPtr(t.as_mut_ptr())).collect();
+        let tasks: Vec<(usize, usize)> = jobs
+            .iter()
+            .enumerate()
+            .flat_map(|(j, (_, p, _))| (0..p.rank).step_by(A_ROWS_PER_TASK).map(move |r| (j, r)))
+            .collect();
+        for_each(tasks.len(), &|i| {
+            let (j, r0) = tasks[i];
+            let (_, p, s) = jobs[j];
+            let (mut d, mut wide) = ([0f32; 2 * ROWS_PER_TASK], Vec::new());
+            let d = &mut d[..n];
+            for r in r0..(r0 + A_ROWS_PER_TASK).min(p.rank) {
+                p.a.dots(r, p.n_in, &x[..n * p.n_in], d, &mut wide);
+                for (t, v) in d.iter().enumerate() {
+                    // SAFETY: element (t, r) of `ts[j]` (`t < n`, `r < rank`, in bounds); rows
+                    // `r0..r0 + A_ROWS_PER_TASK` of job j belong to this task alone, and `ts`
+                    // outlives `for_each`.
+                    unsafe { *tp[j].get().add(t * p.rank + r) = s * v };
+                }
+            }
+        });
+        // Phase 2: y_k += B_j·t_j for every job j on output k, in tasks of B_ROWS_PER_TASK outputs.
+        let tasks: Vec<(usize, usize, usize)> = (0..outs.len())
+            .filter_map(|k| jobs.iter().find(|j| j.0 == k).map(|(_, p, _)| (k, p.n_out)))
+            .flat_map(|(k, n_out)| (0..n_out).step_by(B_ROWS_PER_TASK).map(move |o| (k, o, n_out)))
+            .collect();
+        let yp: Vec<SyncPtr<f32>> = outs.iter_mut().map(|(_, y)| SyncPtr(y.as_mut_ptr())).collect();
+        let ts = &ts;
+        for_each(tasks.len(), &|i| {
+            let (k, o0, n_out) = tasks[i];
+            let (mut d, mut wide) = ([0f32; 2 * ROWS_PER_TASK], Vec::new());
+            let d = &mut d[..n];
+            for (j, (_, p, _)) in jobs.iter().enumerate().filter(|(_, job)| job.0 == k) {
+                for o in o0..(o0 + B_ROWS_PER_TASK).min(n_out) {
+                    p.b.dots(o, p.rank, &ts[j], d, &mut wide);
+                    for (t, v) in d.iter().enumerate() {
+                        // SAFETY: element (t, o) of output k (`t < n`, `o < n_out`, checked
+                        // against its length above); outputs `o0..o0 + B_ROWS_PER_TASK` of k
+                        // belong to this task alone, and the output outlives `for_each`.
+                        unsafe { *yp[k].get().add(t * n_out + o) += v };
+                    }
+                }
+            }
+        });
         Ok(())
     }
 }
@@ -412,6 +555,25 @@ mod tests {
         f
     }
 
+    /// As [`file`], with the values rounded to f16 and stored as `ty` (F16 or F32).
+    fn file_as(kv: &[(&str, MetaValue)], tensors: &[(&str, [u64; 2])], ty: GgmlType) -> Tmp {
+        let mut w = GgufWriter::new();
+        for (k, v) in kv {
+            w = w.kv(k, v.clone());
+        }
+        for (i, (name, s)) in tensors.iter().enumerate() {
+            let vals = f32s(s[0] * s[1], i as u32).chunks_exact(4).map(|c| half::f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect::<Vec<_>>();
+            let bytes: Vec<u8> = match ty {
+                GgmlType::F16 => vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                _ => vals.iter().flat_map(|v| v.to_f32().to_le_bytes()).collect(),
+            };
+            w = w.tensor(name, s, ty, bytes);
+        }
+        let f = Tmp::new();
+        std::fs::write(f.path(), w.to_bytes()).unwrap();
+        f
+    }
+
     fn header(arch: &str, alpha: Option<f32>) -> Vec<(&'static str, MetaValue)> {
         let mut v = vec![
             ("general.architecture", MetaValue::String(arch.into())),
@@ -445,28 +607,29 @@ mod tests {
         let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
         let set = LoraSet::new(&[(a.clone(), 0.5)]).unwrap();
         let mut y = vec![1f32; 64];
-        set.apply_host(1, Proj::Q, &x, &mut y, 2).unwrap();
+        set.apply_host(1, &x, 2, &mut [(Proj::Q, &mut y)]).unwrap();
         // The reference: y = 1 + 0.5 · (8 / 4) · B·(A·x), row by row.
         let p = a.layers[1][Proj::Q as usize].as_ref().unwrap();
+        let (pa, pb) = (p.a.to_f32(), p.b.to_f32());
         for t in 0..2 {
             let xr = &x[t * 32..][..32];
-            let ax: Vec<f32> = (0..4).map(|r| (0..32).map(|i| p.a[r * 32 + i] * xr[i]).sum()).collect();
+            let ax: Vec<f32> = (0..4).map(|r| (0..32).map(|i| pa[r * 32 + i] * xr[i]).sum()).collect();
             for o in 0..32 {
-                let want = 1.0 + 1.0 * (0..4).map(|r| p.b[o * 4 + r] * ax[r]).sum::<f32>();
+                let want = 1.0 + 1.0 * (0..4).map(|r| pb[o * 4 + r] * ax[r]).sum::<f32>();
                 assert!((y[t * 32 + o] - want).abs() < 1e-5, "row {t} out {o}: {} vs {want}", y[t * 32 + o]);
             }
         }
         // Layers and projections it does not name are untouched.
         let mut z = vec![1f32; 64];
-        set.apply_host(0, Proj::Q, &x, &mut z, 2).unwrap();
+        set.apply_host(0, &x, 2, &mut [(Proj::Q, &mut z)]).unwrap();
         assert!(z.iter().all(|v| *v == 1.0));
         // Two copies at half scale add up to one at full scale; scale 0 drops it.
         let (mut y2, mut y0) = (vec![1f32; 64], vec![1f32; 64]);
-        LoraSet::new(&[(a.clone(), 0.25), (a.clone(), 0.25)]).unwrap().apply_host(1, Proj::Q, &x, &mut y2, 2).unwrap();
+        LoraSet::new(&[(a.clone(), 0.25), (a.clone(), 0.25)]).unwrap().apply_host(1, &x, 2, &mut [(Proj::Q, &mut y2)]).unwrap();
         assert!(y.iter().zip(&y2).all(|(p, q)| (p - q).abs() < 1e-5));
         let zero = LoraSet::new(&[(a.clone(), 0.0)]).unwrap();
         assert!(zero.is_empty());
-        zero.apply_host(1, Proj::Q, &x, &mut y0, 2).unwrap();
+        zero.apply_host(1, &x, 2, &mut [(Proj::Q, &mut y0)]).unwrap();
         assert!(y0.iter().all(|v| *v == 1.0));
         assert!(matches!(LoraSet::new(&[(a, f32::NAN)]), Err(Error::InvalidParameter { .. })));
     }
@@ -480,12 +643,68 @@ mod tests {
         let x: Vec<f32> = (0..n * 32).map(|i| (i as f32 * 0.113).sin()).collect();
         let mut all: Vec<f32> = (0..n * 32).map(|i| (i as f32 * 0.05).cos()).collect();
         let mut one = all.clone();
-        set.apply_host(1, Proj::Q, &x, &mut all, n).unwrap();
+        set.apply_host(1, &x, n, &mut [(Proj::Q, &mut all)]).unwrap();
         for t in 0..n {
-            set.apply_host(1, Proj::Q, &x[t * 32..(t + 1) * 32], &mut one[t * 32..(t + 1) * 32], 1).unwrap();
+            set.apply_host(1, &x[t * 32..(t + 1) * 32], 1, &mut [(Proj::Q, &mut one[t * 32..(t + 1) * 32])]).unwrap();
         }
         assert_eq!(all, one, "the pooled rows must be bit-identical to one row at a time");
         assert!(all.iter().zip(&x).any(|(y, _)| *y != 0.0));
+    }
+
+    /// Wider than [`cfg`], so a decode step's outputs span several tasks of `B_ROWS_PER_TASK`.
+    fn wide_cfg() -> DecoderConfig {
+        DecoderConfig { hidden_size: 160, intermediate_size: 300, head_dim: 160, ..cfg() }
+    }
+
+    /// An adapter on q, k, v (and gate, up) of layer 0 of [`wide_cfg`], of rank `r`.
+    fn wide_adapter(r: u64, alpha: f32, ty: GgmlType) -> Arc<LoraAdapter> {
+        let names: Vec<(String, [u64; 2])> = [("attn_q", 320), ("attn_k", 160), ("attn_v", 160), ("ffn_gate", 300), ("ffn_up", 300)]
+            .iter()
+            .flat_map(|(w, out)| {
+                [(format!("blk.0.{w}.weight.lora_a"), [160, r]), (format!("blk.0.{w}.weight.lora_b"), [r, *out])]
+            })
+            .collect();
+        let t: Vec<(&str, [u64; 2])> = names.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+        Arc::new(LoraAdapter::load(file_as(&header("gemma3", Some(alpha)), &t, ty).path(), &wide_cfg()).unwrap())
+    }
+
+    #[test]
+    fn a_decode_step_split_over_the_pool_equals_one_product_at_a_time() {
+        // Two adapters (f16 and f32, ranks 6 and 9: ragged tasks of A_ROWS_PER_TASK rows) on q/k/v
+        // as one group; q has 320 outputs (ragged tasks of B_ROWS_PER_TASK).
+        let (a, b) = (wide_adapter(6, 12.0, GgmlType::F16), wide_adapter(9, 3.0, GgmlType::F32));
+        let set = LoraSet::new(&[(a.clone(), 0.7), (b.clone(), -1.3)]).unwrap();
+        for n in [1usize, 3, 2 * ROWS_PER_TASK - 1, 2 * ROWS_PER_TASK + 5] {
+            let x: Vec<f32> = (0..n * 160).map(|i| (i as f32 * 0.071).sin()).collect();
+            let init = |w: usize, k: f32| -> Vec<f32> { (0..n * w).map(|i| (i as f32 * k).cos()).collect() };
+            let (mut q, mut k, mut v) = (init(320, 0.03), init(160, 0.05), init(160, 0.07));
+            let (mut q1, mut k1, mut v1) = (q.clone(), k.clone(), v.clone());
+            set.apply_host(0, &x, n, &mut [(Proj::Q, &mut q), (Proj::K, &mut k), (Proj::V, &mut v)]).unwrap();
+            // The reference: each adapter, then each projection, all rows on this thread.
+            for (ad, scale) in [(&a, 0.7f32), (&b, -1.3)] {
+                for (p, y) in [(Proj::Q, &mut q1), (Proj::K, &mut k1), (Proj::V, &mut v1)] {
+                    let pair = ad.layers[0][p as usize].as_ref().unwrap();
+                    pair.rows(scale * ad.alpha / pair.rank as f32, &x, y);
+                }
+            }
+            assert_eq!((&q, &k, &v), (&q1, &k1, &v1), "{n} rows: the split must equal the reference bit for bit");
+            assert!(q.iter().zip(&init(320, 0.03)).filter(|(p, q)| p != q).count() > 300 * n);
+        }
+    }
+
+    #[test]
+    fn an_f16_adapter_is_kept_f16_and_equals_its_f32_widening() {
+        let (h, s) = (wide_adapter(8, 16.0, GgmlType::F16), wide_adapter(8, 16.0, GgmlType::F32));
+        assert_eq!(2 * h.size_bytes(), s.size_bytes(), "f16 matrices stay f16 in memory");
+        for n in [1usize, 40] {
+            let x: Vec<f32> = (0..n * 160).map(|i| (i as f32 * 0.29).sin()).collect();
+            let (mut g1, mut u1) = (vec![0.5f32; n * 300], vec![-0.5f32; n * 300]);
+            let (mut g2, mut u2) = (g1.clone(), u1.clone());
+            LoraSet::new(&[(h.clone(), 0.9)]).unwrap().apply_host(0, &x, n, &mut [(Proj::Gate, &mut g1), (Proj::Up, &mut u1)]).unwrap();
+            LoraSet::new(&[(s.clone(), 0.9)]).unwrap().apply_host(0, &x, n, &mut [(Proj::Gate, &mut g2), (Proj::Up, &mut u2)]).unwrap();
+            assert_eq!((&g1, &u1), (&g2, &u2));
+            assert!(g1.iter().any(|v| *v != 0.5));
+        }
     }
 
     #[test]
@@ -495,8 +714,8 @@ mod tests {
         let x = vec![0.3f32; 32];
         let (mut a, mut b) = (vec![0f32; 32], vec![0f32; 32]);
         // alpha 4, rank 4: alpha/rank = 1, the same as no alpha.
-        LoraSet::new(&[(with, 1.0)]).unwrap().apply_host(1, Proj::Q, &x, &mut a, 1).unwrap();
-        LoraSet::new(&[(without, 1.0)]).unwrap().apply_host(1, Proj::Q, &x, &mut b, 1).unwrap();
+        LoraSet::new(&[(with, 1.0)]).unwrap().apply_host(1, &x, 1, &mut [(Proj::Q, &mut a)]).unwrap();
+        LoraSet::new(&[(without, 1.0)]).unwrap().apply_host(1, &x, 1, &mut [(Proj::Q, &mut b)]).unwrap();
         assert_eq!(a, b);
         assert!(a.iter().any(|v| *v != 0.0));
     }
@@ -570,12 +789,12 @@ mod cost {
                 let mut l: [Option<Pair>; 7] = Default::default();
                 for (p, n_in, n_out) in shapes {
                     l[p as usize] =
-                        Some(Pair { a: vec![0.01; r * n_in], b: vec![0.01; n_out * r], rank: r, n_in, n_out });
+                        Some(Pair { a: Mat::F16(vec![half::f16::from_f32(0.01); r * n_in]), b: Mat::F16(vec![half::f16::from_f32(0.01); n_out * r]), rank: r, n_in, n_out });
                 }
                 l
             })
             .collect();
-        let bytes = layers.iter().flatten().flatten().map(|p| (p.a.len() + p.b.len()) * 4).sum();
+        let bytes = layers.iter().flatten().flatten().map(|p| p.a.bytes() + p.b.bytes()).sum();
         let a = Arc::new(LoraAdapter {
             id: 0,
             arch: "gemma3",
@@ -588,20 +807,37 @@ mod cost {
         });
         let set = LoraSet::new(&[(a, 1.0)]).unwrap();
         let x = vec![0.5f32; ff];
-        let mut y = vec![0f32; ff];
-        let mut best = f64::MAX;
+        let mut y = vec![0f32; 2 * ff];
+        // Interleaved, best of 50 each: the decoder's grouped calls (split over the pool) and
+        // every pair on this thread (`Pair::rows`).
+        let (mut best, mut serial) = (f64::MAX, f64::MAX);
         for _ in 0..50 {
             let t = std::time::Instant::now();
+            // As the decoder groups them: q/k/v and gate/up share their input.
             for il in 0..18 {
-                for (p, _, _) in shapes {
-                    set.apply_host(il, p, &x, &mut y, 1).unwrap();
-                }
+                let (y0, rest) = y.split_at_mut(q);
+                let (y1, rest) = rest.split_at_mut(kv);
+                let (y2, _) = rest.split_at_mut(kv);
+                set.apply_host(il, &x, 1, &mut [(Proj::Q, y0), (Proj::K, y1), (Proj::V, y2)]).unwrap();
+                set.apply_host(il, &x, 1, &mut [(Proj::O, &mut y[..d])]).unwrap();
+                let (y0, rest) = y.split_at_mut(ff);
+                set.apply_host(il, &x, 1, &mut [(Proj::Gate, y0), (Proj::Up, &mut rest[..ff])]).unwrap();
+                set.apply_host(il, &x, 1, &mut [(Proj::Down, &mut y[..d])]).unwrap();
             }
             best = best.min(t.elapsed().as_secs_f64());
+            let t = std::time::Instant::now();
+            for l in &set.entries[0].0.layers {
+                for p in l.iter().flatten() {
+                    p.rows(2.0, &x[..p.n_in], &mut y[..p.n_out]);
+                }
+            }
+            serial = serial.min(t.elapsed().as_secs_f64());
         }
         eprintln!(
-            "rank-16 LoRA on 126 projections: {:.3} ms per token (one thread), {:.1} MiB",
+            "rank-16 LoRA on 126 projections: {:.3} ms per token split over the pool ({} threads), {:.3} ms on one thread, {:.1} MiB",
             best * 1e3,
+            crate::quant::cpu::pool::threads(),
+            serial * 1e3,
             bytes as f64 / 1048576.0
         );
     }

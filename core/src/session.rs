@@ -358,7 +358,16 @@ impl Session {
     /// empties the KV cache, so nothing computed under another set is reused (the conversation
     /// stays and is prefilled again). Adapters loaded for another model are [`Error::Adapter`].
     pub fn set_adapters(&mut self, adapters: &[(Arc<crate::lora::LoraAdapter>, f32)]) -> Result<()> {
-        let set = crate::lora::LoraSet::new(adapters)?;
+        self.set_adapter_set(crate::lora::LoraSet::new(adapters)?)
+    }
+
+    /// The adapters the next turns run with.
+    pub fn adapters(&self) -> &crate::lora::LoraSet {
+        self.cache.adapters()
+    }
+
+    /// [`Session::set_adapters`] with a set built already (a router request's).
+    pub fn set_adapter_set(&mut self, set: crate::lora::LoraSet) -> Result<()> {
         if let Some(cfg) = self.engine.model().decoder_config() {
             set.check(cfg)?;
         }

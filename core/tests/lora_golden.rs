@@ -254,3 +254,46 @@ fn switching_adapters_never_reuses_the_cache() {
     assert_eq!(fresh(&[(a8.clone(), 0.75), (a8.clone(), 0.75)]), want8);
     drop(r8);
 }
+
+/// Each router request picks its adapter set (issue 17): through [`LocalEngine`] with its pool
+/// of reused sessions, requests with the same prompt under different sets, interleaved: one
+/// under another set than the previous request's prefills the whole prompt again (no KV
+/// computed under another set) and gives exactly what a fresh session with its set gives; one
+/// under the same set reuses the cache. The set never goes on the wire (the cloud path ignores it).
+#[test]
+fn router_requests_pick_their_adapters() {
+    use edgewise_core::router::{ChatRequest, LocalEngine};
+    let Some(c) = setup("gemma3-r16") else { return };
+    let a16 = c.adapter.clone();
+    let a8 = c.engine.load_adapter(home().join("reference/lora/gemma3-r8.gguf")).unwrap();
+    let params = GenerationParams { ignore_eos: true, ..GenerationParams::greedy(10) };
+    let cfg = SessionConfig { max_context: 256, prefill_chunk: 64, ..Default::default() };
+    let pooled = LocalEngine::new(c.engine.clone(), cfg.clone(), params.clone()).unwrap();
+    let fresh = LocalEngine::new(c.engine.clone(), cfg, params.clone()).unwrap().with_session_reuse(false);
+    let req = |set: &[(Arc<LoraAdapter>, f32)]| {
+        ChatRequest::user("Write one sentence about the sea.").with_adapters(set).unwrap()
+    };
+    let sets = [vec![(a16.clone(), 1.0)], vec![], vec![(a8.clone(), 1.5)]];
+    let want: Vec<Vec<u32>> =
+        sets.iter().map(|s| fresh.generate_with(&req(s), &params, &mut |_| true).unwrap().token_ids).collect();
+    assert_ne!(want[0], want[1]);
+    assert_ne!(want[1], want[2]);
+    assert_ne!(want[0], want[2]);
+    let mut previous: Option<usize> = None;
+    for i in [0usize, 0, 1, 1, 2, 0, 2, 1] {
+        let g = pooled.generate_with(&req(&sets[i]), &params, &mut |_| true).unwrap();
+        let m = &g.metrics;
+        if previous == Some(i) {
+            // Prefix reuse: only the prompt's last token is run again, so the arithmetic is
+            // not a fresh prefill's (the base model alone can flip a near-tie late on).
+            assert!(m.prefilled_tokens < m.prompt_tokens, "the same set again should reuse the cache");
+        } else {
+            assert_eq!(m.prefilled_tokens, m.prompt_tokens, "set {i} after set {previous:?} reused a cache");
+            assert_eq!(g.token_ids, want[i], "set {i} after set {previous:?}: differs from a fresh session");
+        }
+        previous = Some(i);
+    }
+    let wire = serde_json::to_value(req(&sets[0])).unwrap();
+    assert!(wire.get("adapters").is_none(), "adapters must not be serialized");
+    assert!(matches!(ChatRequest::user("x").with_adapters(&[(a8, f32::NAN)]), Err(edgewise_core::Error::InvalidParameter { .. })));
+}

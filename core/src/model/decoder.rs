@@ -476,9 +476,7 @@ impl Decoder {
         };
         let lora = cache.adapters().clone();
         if !lora.is_empty() {
-            lora.apply_host(il, Proj::Q, &hn, &mut q, n)?;
-            lora.apply_host(il, Proj::K, &hn, &mut k, n)?;
-            lora.apply_host(il, Proj::V, &hn, &mut v, n)?;
+            lora.apply_host(il, &hn, n, &mut [(Proj::Q, &mut q[..]), (Proj::K, &mut k[..]), (Proj::V, &mut v[..])])?;
         }
         if let Some([bq, bk, bv]) = &b.bias {
             bq.add_host(&mut q)?;
@@ -501,7 +499,7 @@ impl Decoder {
         drop(q);
         let mut o = b.o.forward_host(&mut HostIn::new(&attn, n, h * hd))?;
         if !lora.is_empty() {
-            lora.apply_host(il, Proj::O, &attn, &mut o, n)?;
+            lora.apply_host(il, &attn, n, &mut [(Proj::O, &mut o[..])])?;
         }
         drop(attn);
         match &b.post_attn_norm {
@@ -520,15 +518,14 @@ impl Decoder {
             }
         };
         if !lora.is_empty() {
-            lora.apply_host(il, Proj::Gate, &hn, &mut gate, n)?;
-            lora.apply_host(il, Proj::Up, &hn, &mut up, n)?;
+            lora.apply_host(il, &hn, n, &mut [(Proj::Gate, &mut gate[..]), (Proj::Up, &mut up[..])])?;
         }
         glu_host(c.activation, &mut gate, &up)?;
         drop(up);
         let ff = gate.len() / n.max(1);
         let mut down = b.down.forward_host(&mut HostIn::new(&gate, n, ff))?;
         if !lora.is_empty() {
-            lora.apply_host(il, Proj::Down, &gate, &mut down, n)?;
+            lora.apply_host(il, &gate, n, &mut [(Proj::Down, &mut down[..])])?;
         }
         match &b.post_ffn_norm {
             Some(pn) => pn.add_host(&mut down, x),

@@ -203,11 +203,23 @@ impl LocalEngine {
         p
     }
 
-    fn checkout(&self) -> Result<Session> {
-        match lock(&self.idle.0).pop() {
-            Some(s) => Ok(s),
-            None => self.engine.new_session(self.session_config.clone()),
-        }
+    /// A session for a request with adapter set `adapters`: an idle one that ran with the same
+    /// set if there is one (its cache can be reused), else any idle one or a new one. Its set is
+    /// then made `adapters`, which empties a cache computed under another set.
+    fn checkout(&self, adapters: &crate::lora::LoraSet) -> Result<Session> {
+        let found = {
+            let mut idle = lock(&self.idle.0);
+            match idle.iter().rposition(|s| s.adapters().same_as(adapters)) {
+                Some(i) => Some(idle.remove(i)),
+                None => idle.pop(),
+            }
+        };
+        let mut session = match found {
+            Some(s) => s,
+            None => self.engine.new_session(self.session_config.clone())?,
+        };
+        session.set_adapter_set(adapters.clone())?;
+        Ok(session)
     }
 
     fn checkin(&self, session: Session) {
@@ -246,7 +258,7 @@ impl LocalEngine {
         let params = Self::params_for(base, request);
         params.validate()?;
         let ids = self.encode(request)?;
-        let mut session = self.checkout()?;
+        let mut session = self.checkout(&request.adapters)?;
         let result = catch_unwind(AssertUnwindSafe(|| session.generate_from_with(ids, &params, cancel, sink)));
         match result {
             Ok(Ok(g)) => {

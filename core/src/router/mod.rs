@@ -152,6 +152,12 @@ pub struct ChatRequest {
     /// Sampling temperature; `None` leaves it to the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
+    /// The LoRA adapters and scales the local model answers with (empty: the base model). The
+    /// cloud path ignores them; they are never serialized (an offline queue's replay runs
+    /// without them). A pooled session whose cache was computed under another set is emptied
+    /// first, so no KV computed under one set serves another.
+    #[serde(skip)]
+    pub adapters: crate::lora::LoraSet,
 }
 
 impl ChatRequest {
@@ -170,6 +176,14 @@ impl ChatRequest {
     pub fn with_system(mut self, text: impl Into<String>) -> Self {
         self.messages.insert(0, ChatMessage::new(Role::System, text));
         self
+    }
+
+    /// Answers locally with these LoRA adapters and scales (builder style; see
+    /// [`crate::lora::LoraSet::new`] for the rules: scale 0 drops one, a non-finite scale is an
+    /// error).
+    pub fn with_adapters(mut self, adapters: &[(std::sync::Arc<crate::lora::LoraAdapter>, f32)]) -> Result<Self> {
+        self.adapters = crate::lora::LoraSet::new(adapters)?;
+        Ok(self)
     }
 
     /// Adds an attached document (builder style).
@@ -236,13 +250,14 @@ impl fmt::Debug for ChatRequest {
         let att_bytes: usize = self.attachments.iter().map(String::len).sum();
         write!(
             f,
-            "ChatRequest {{ messages: {} (<{} bytes>), attachments: {} (<{} bytes>), max_tokens: {:?}, temperature: {:?} }}",
+            "ChatRequest {{ messages: {} (<{} bytes>), attachments: {} (<{} bytes>), max_tokens: {:?}, temperature: {:?}, adapters: {} }}",
             self.messages.len(),
             msg_bytes,
             self.attachments.len(),
             att_bytes,
             self.max_tokens,
-            self.temperature
+            self.temperature,
+            self.adapters.len()
         )
     }
 }

@@ -454,7 +454,7 @@ fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, 
     let include_usage =
         body.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
     Ok(Parsed {
-        request: ChatRequest { messages, attachments: Vec::new(), max_tokens, temperature: body.temperature },
+        request: ChatRequest { messages, max_tokens, temperature: body.temperature, ..ChatRequest::default() },
         stream: body.stream,
         include_usage,
         output,

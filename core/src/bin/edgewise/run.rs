@@ -626,6 +626,37 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
             }
         }
     }
+    // The overhead per decode step, interleaved: a base and an adapted session, both prefilled
+    // with the prompt, then fed the same tokens one at a time, alternately (which goes first
+    // alternates too), each step timed; the ratio of the median steps. The machine's other load
+    // then hits both sides alike.
+    let interleaved = if loras.is_empty() {
+        None
+    } else {
+        let mut base = engine.new_session(cfg.clone())?;
+        let mut adapted_s = engine.new_session(cfg.clone())?;
+        adapted_s.set_adapters(&loras)?;
+        let last = ids.len().saturating_sub(1);
+        base.prefill_logits(&ids, last)?;
+        adapted_s.prefill_logits(&ids, last)?;
+        let (mut tb, mut tl) = (Vec::new(), Vec::new());
+        for (i, &t) in g.token_ids.iter().enumerate() {
+            for k in 0..2 {
+                let lora_turn = (i + k) % 2 == 1;
+                let s = if lora_turn { &mut adapted_s } else { &mut base };
+                let t0 = std::time::Instant::now();
+                s.prefill_logits(&[t], 0)?;
+                let ms = t0.elapsed().as_secs_f64() * 1e3;
+                if lora_turn { tl.push(ms) } else { tb.push(ms) }
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        let (mb, ml) = (median(&mut tb), median(&mut tl));
+        Some((tb.len(), mb, ml, 100.0 * (ml / mb.max(1e-9) - 1.0)))
+    };
     let constrained = match &a.json_schema {
         Some(path) => Some(bench_constrained(&engine, &cfg, &ids, path, &params, g.metrics.decode_tokens_per_s)?),
         None => None,
@@ -673,6 +704,17 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
             "decode_tokens_per_s": l.metrics.decode_tokens_per_s,
             "decode_overhead_percent": overhead,
         });
+        if let Some((steps, mb, ml, pct)) = interleaved {
+            j["lora"]["interleaved"] = serde_json::json!({
+                "steps": steps,
+                "median_step_ms_without": mb,
+                "median_step_ms_with": ml,
+                "decode_overhead_percent": pct,
+            });
+            if !a.json {
+                eprintln!("with lora, interleaved step by step: median step {ml:.2} ms vs {mb:.2} ms without ({pct:+.1}%, {steps} steps each)");
+            }
+        }
         if !a.json {
             eprintln!(
                 "with lora ({} weights, {:.1} MiB): prefill {:.1} tok/s, decode {:.1} tok/s ({overhead:+.1}% time per token vs {:.1} without)",
