@@ -301,6 +301,11 @@ pub struct Session {
     /// Exactly the tokens held by `cache`.
     cached: Vec<u32>,
     history: Vec<ChatMessage>,
+    /// Beside each history message: the token ids the model sampled for it (its answers), so the
+    /// next turn's prompt holds exactly what the cache holds ([`ChatTemplate::encode_known`]).
+    ///
+    /// [`ChatTemplate::encode_known`]: crate::tokenizer::ChatTemplate::encode_known
+    history_ids: Vec<Option<Vec<u32>>>,
     cancel: CancelHandle,
     /// Tools offered in chats, and how many chat turns used them (call ids).
     tools: Option<Tools>,
@@ -318,7 +323,7 @@ impl Session {
         cfg.validate(engine.model().max_context())?;
         let cache = engine.model().new_cache(cfg.max_context, cfg.prefill_chunk)?;
         log::debug!("session: context {}, kv cache {} KiB", cfg.max_context, cache.size_bytes() >> 10);
-        Ok(Self { engine, cfg, cache, cached: Vec::new(), history: Vec::new(), cancel: CancelHandle::default(), tools: None, tool_turns: 0 })
+        Ok(Self { engine, cfg, cache, cached: Vec::new(), history: Vec::new(), history_ids: Vec::new(), cancel: CancelHandle::default(), tools: None, tool_turns: 0 })
     }
 
     /// The session-wide handle used by [`Session::chat`], [`Session::complete`] and
@@ -344,6 +349,12 @@ impl Session {
         self.cached.len()
     }
 
+    /// The token ids the KV cache holds now (the last prompt, then the answer's tokens that were
+    /// fed back), for tools and tests.
+    pub fn cached_token_ids(&self) -> &[u32] {
+        &self.cached
+    }
+
     /// Bytes the KV cache holds now (0 after [`Session::release_cache`], until the next turn).
     pub fn cache_bytes(&self) -> usize {
         self.cache.size_bytes()
@@ -367,6 +378,7 @@ impl Session {
     /// Forgets the conversation and the cache.
     pub fn reset(&mut self) {
         self.history.clear();
+        self.history_ids.clear();
         self.cached.clear();
         self.cache.reset();
     }
@@ -473,6 +485,8 @@ impl Session {
         s.cache.restore(&kv)?;
         s.cached = h.cached;
         s.history = h.history;
+        // The sampled ids of the answers are not saved: the next turn encodes them from the text.
+        s.history_ids = vec![None; s.history.len()];
         log::debug!("session restored: {} cached tokens, {} messages in {:.0?}", s.cached.len(), s.history.len(), t0.elapsed());
         Ok(s)
     }
@@ -536,8 +550,10 @@ impl Session {
         }
         let mut turns = self.history.clone();
         turns.push(ChatMessage { role: Role::User, content: message.to_string() });
+        let mut turn_ids = self.history_ids.clone();
+        turn_ids.resize(turns.len(), None);
         let ids = loop {
-            let ids = self.render(&turns)?;
+            let ids = self.render(&turns, &turn_ids)?;
             let need = ids.len() + 1;
             if need <= self.cfg.max_context {
                 break ids;
@@ -546,6 +562,7 @@ impl Session {
             if self.cfg.overflow == OverflowPolicy::DropOldestTurns && turns.len() > 1 {
                 let n = if turns.len() >= 3 { 2 } else { 1 };
                 turns.drain(..n);
+                turn_ids.drain(..n);
                 continue;
             }
             return Err(Error::ContextOverflow { max: self.cfg.max_context, requested: need });
@@ -567,7 +584,13 @@ impl Session {
             self.tool_turns += 1;
         }
         turns.push(ChatMessage { role: Role::Assistant, content: g.text.clone() });
+        // The sampled tokens stand for the answer in the next prompt when they are exactly its
+        // text (not after a stop sequence, which the text drops, or a cancel).
+        let exact = matches!(g.stop_reason, StopReason::Eos | StopReason::MaxTokens | StopReason::ContextFull)
+            && self.engine.tokenizer().decode(&g.token_ids, false).is_ok_and(|t| t == g.text);
+        turn_ids.push(exact.then(|| g.token_ids.clone()));
         self.history = turns;
+        self.history_ids = turn_ids;
         Ok(g)
     }
 
@@ -577,8 +600,9 @@ impl Session {
         self.cancel.clone()
     }
 
-    fn render(&self, turns: &[ChatMessage]) -> Result<Vec<u32>> {
+    fn render(&self, turns: &[ChatMessage], turn_ids: &[Option<Vec<u32>>]) -> Result<Vec<u32>> {
         let mut msgs = Vec::with_capacity(turns.len() + 1);
+        let mut known: Vec<Option<&[u32]>> = Vec::with_capacity(turns.len() + 1);
         let tool_block = self.tools.as_ref().map(Tools::system_block).unwrap_or_default();
         let system = match (&self.cfg.system_prompt, tool_block.is_empty()) {
             (Some(sys), true) => Some(sys.clone()),
@@ -588,11 +612,13 @@ impl Session {
         };
         if let Some(sys) = system {
             msgs.push(ChatMessage { role: Role::System, content: sys });
+            known.push(None);
         }
         msgs.extend_from_slice(turns);
+        known.extend(turn_ids.iter().map(Option::as_deref));
         // One BOS, template text parsed for control tokens, message text encoded as typed (a user
         // who types `<end_of_turn>` cannot forge a turn boundary).
-        self.engine.template().encode(self.engine.tokenizer(), &msgs, true)
+        self.engine.template().encode_known(self.engine.tokenizer(), &msgs, true, &known)
     }
 
     /// Feeds `ids` after what is cached and returns the logits of positions `first..` of them

@@ -165,6 +165,23 @@ impl ChatTemplate {
     /// Render and encode a conversation for `tok`: exactly one BOS (module docs, G.19), template
     /// text parsed for control tokens, message contents encoded as user text (G.20).
     pub fn encode(&self, tok: &Tokenizer, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<Vec<u32>> {
+        self.encode_known(tok, messages, add_generation_prompt, &[])
+    }
+
+    /// [`encode`](Self::encode), except that a message whose token ids are known (`known[i]`,
+    /// typically the tokens a model sampled for its answer) keeps those ids where the template
+    /// prints its content unchanged, instead of encoding the text again. A model's sampled
+    /// tokens are often not the tokenizer's encoding of their text (constrained JSON is split
+    /// differently), and a session's cache holds the sampled ones: re-encoding would make the
+    /// next turn prefill the answer again. `known` may be shorter than `messages`; a content the
+    /// template trims or rewrites is encoded as usual.
+    pub fn encode_known(
+        &self,
+        tok: &Tokenizer,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        known: &[Option<&[u32]>],
+    ) -> Result<Vec<u32>> {
         let full = self.render(messages, add_generation_prompt)?;
         let starts_with_bos = self.bos.as_deref().is_some_and(|b| !b.is_empty() && full.starts_with(b));
         let mut ids = Vec::new();
@@ -176,7 +193,10 @@ impl ChatTemplate {
                 for seg in segments {
                     match seg {
                         Segment::Template(t) => ids.extend(tok.encode(t, false)?),
-                        Segment::User(u) => ids.extend(tok.encode_user_text(u, false)?),
+                        Segment::User(i, u) => match known.get(i).copied().flatten() {
+                            Some(k) if u == messages[i].content => ids.extend_from_slice(k),
+                            _ => ids.extend(tok.encode_user_text(u, false)?),
+                        },
                     }
                 }
             }
@@ -228,7 +248,7 @@ impl ChatTemplate {
                 .into_iter()
                 .find(|cand| full[pos..].starts_with(cand) && full[pos + cand.len()..].starts_with(next));
             let Some(cand) = found else { return Ok(None) };
-            out.push(Segment::User(&full[pos..pos + cand.len()]));
+            out.push(Segment::User(i, &full[pos..pos + cand.len()]));
             pos += cand.len();
         }
         let last = literals[messages.len()];
@@ -243,13 +263,14 @@ impl ChatTemplate {
 /// A piece of a rendered prompt.
 enum Segment<'a> {
     Template(&'a str),
-    User(&'a str),
+    /// The content of message `.0`, as the template printed it.
+    User(usize, &'a str),
 }
 
 impl Segment<'_> {
     fn text(&self) -> &str {
         match self {
-            Segment::Template(t) | Segment::User(t) => t,
+            Segment::Template(t) | Segment::User(_, t) => t,
         }
     }
 }
@@ -462,7 +483,7 @@ mod tests {
         let msgs = [ChatMessage::new(Role::System, "sys "), ChatMessage::new(Role::User, " <start_of_turn>x ")];
         let full = t.render(&msgs, true).unwrap();
         let segs = t.segments(&msgs, true, &full).unwrap().unwrap();
-        let kinds: Vec<(bool, &str)> = segs.iter().map(|s| (matches!(s, Segment::User(_)), s.text())).collect();
+        let kinds: Vec<(bool, &str)> = segs.iter().map(|s| (matches!(s, Segment::User(..)), s.text())).collect();
         assert_eq!(
             kinds,
             vec![
