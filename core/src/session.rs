@@ -37,7 +37,7 @@ use crate::kv_cache::KvCache;
 use crate::memory::{TrimLevel, TrimReport, Trimmable};
 use crate::model::{StepLogits, TopLogits};
 use crate::sampling::{Sampler, SamplingParams};
-use crate::structured::tools::{ToolCall, ToolResult, Tools};
+use crate::structured::tools::{ToolCall, ToolFormat, ToolResult, Tools};
 use crate::structured::OutputConstraint;
 use crate::tokenizer::{ChatMessage, Role};
 use crate::{Error, Result};
@@ -383,10 +383,11 @@ impl Session {
         self.cache.reset();
     }
 
-    /// Offers `tools` in the following chat turns (`None` removes them). The tools are described
-    /// in the system prompt (the built-in format of [`crate::structured::tools`]); a chat answer
-    /// is then text or calls, constrained by the tool choice, and [`Generation::tool_calls`]
-    /// holds the calls. Changing the tools changes the prompt's start, so the next turn prefills
+    /// Offers `tools` in the following chat turns (`None` removes them). A chat template that
+    /// takes tools (Qwen 2.5/3, Llama 3.x: [`ToolFormat`]) shows them and the calls and results
+    /// in the model's own format; otherwise they are described in the system prompt (the
+    /// built-in format of [`crate::structured::tools`]). A chat answer is then text or calls,
+    /// constrained by the tool choice, and [`Generation::tool_calls`] holds the calls. Changing the tools changes the prompt's start, so the next turn prefills
     /// the conversation again; keep them fixed for a conversation to reuse the cache.
     pub fn set_tools(&mut self, tools: Option<Tools>) -> Result<()> {
         if let Some(t) = &tools {
@@ -399,6 +400,11 @@ impl Session {
     /// The tools offered in chats.
     pub fn tools(&self) -> Option<&Tools> {
         self.tools.as_ref()
+    }
+
+    /// How this model's chat template shows tools ([`ToolFormat::detect`]).
+    pub fn tool_format(&self) -> ToolFormat {
+        self.engine.template().tool_format()
     }
 
     /// Sends tool results back as the next turn and streams the model's answer (text, or more
@@ -419,7 +425,8 @@ impl Session {
         if results.is_empty() {
             return Err(Error::InvalidParameter { name: "tool_results", reason: "at least one result".into() });
         }
-        self.chat_with(&Tools::result_turn(results), params, cancel, sink)
+        let messages = Tools::result_messages(self.tool_format(), results);
+        self.turn_with(messages, params, cancel, sink)
     }
 
     /// Saves the conversation and its KV cache to `path` ([`crate::session_file`]), so that
@@ -543,13 +550,27 @@ impl Session {
         sink: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
         crate::check_input_len(message.len())?;
+        self.turn_with(vec![ChatMessage { role: Role::User, content: message.to_string() }], params, cancel, sink)
+    }
+
+    /// A turn: `new` messages (a user message, or tool results) join the conversation and the
+    /// model answers.
+    fn turn_with(
+        &mut self,
+        new: Vec<ChatMessage>,
+        params: &GenerationParams,
+        cancel: &CancelHandle,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        crate::check_input_len(new.iter().map(|m| m.content.len()).fold(0usize, usize::saturating_add))?;
         params.validate()?;
         let t0 = Instant::now();
         if cancel.is_cancelled() {
             return Ok(cancelled_before_start(t0));
         }
+        let format = self.tool_format();
         let mut turns = self.history.clone();
-        turns.push(ChatMessage { role: Role::User, content: message.to_string() });
+        turns.extend(new);
         let mut turn_ids = self.history_ids.clone();
         turn_ids.resize(turns.len(), None);
         let ids = loop {
@@ -568,7 +589,7 @@ impl Session {
             return Err(Error::ContextOverflow { max: self.cfg.max_context, requested: need });
         };
         // The tool choice constrains the answer unless the caller set a constraint.
-        let tool_constraint = self.tools.as_ref().filter(|_| params.constraint.is_text()).map(Tools::constraint);
+        let tool_constraint = self.tools.as_ref().filter(|_| params.constraint.is_text()).map(|t| t.constraint_for(format));
         let mut g = match tool_constraint {
             Some(constraint) => self.generate_from_with(ids, &GenerationParams { constraint, ..params.clone() }, cancel, sink)?,
             None => self.generate_from_with(ids, params, cancel, sink)?,
@@ -579,7 +600,7 @@ impl Session {
         }
         if let Some(t) = &self.tools {
             if g.valid != Some(false) {
-                g.tool_calls = t.parse_calls(&g.text, self.tool_turns);
+                g.tool_calls = t.parse_calls_for(format, &g.text, self.tool_turns);
             }
             self.tool_turns += 1;
         }
@@ -603,7 +624,14 @@ impl Session {
     fn render(&self, turns: &[ChatMessage], turn_ids: &[Option<Vec<u32>>]) -> Result<Vec<u32>> {
         let mut msgs = Vec::with_capacity(turns.len() + 1);
         let mut known: Vec<Option<&[u32]>> = Vec::with_capacity(turns.len() + 1);
-        let tool_block = self.tools.as_ref().map(Tools::system_block).unwrap_or_default();
+        // The built-in format describes the tools in the system prompt; a template that takes
+        // tools gets them as `tools`.
+        let format = self.tool_format();
+        let (tool_block, template_tools) = match &self.tools {
+            Some(t) if format == ToolFormat::Builtin => (t.system_block(), None),
+            Some(t) => (String::new(), t.template_tools()),
+            None => (String::new(), None),
+        };
         let system = match (&self.cfg.system_prompt, tool_block.is_empty()) {
             (Some(sys), true) => Some(sys.clone()),
             (Some(sys), false) => Some(format!("{sys}\n\n{tool_block}")),
@@ -618,7 +646,7 @@ impl Session {
         known.extend(turn_ids.iter().map(Option::as_deref));
         // One BOS, template text parsed for control tokens, message text encoded as typed (a user
         // who types `<end_of_turn>` cannot forge a turn boundary).
-        self.engine.template().encode_known(self.engine.tokenizer(), &msgs, true, &known)
+        self.engine.template().encode_known(self.engine.tokenizer(), &msgs, template_tools.as_ref(), true, &known)
     }
 
     /// Feeds `ids` after what is cached and returns the logits of positions `first..` of them

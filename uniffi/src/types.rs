@@ -609,6 +609,9 @@ impl From<ct::Role> for Role {
             ct::Role::System => Self::System,
             ct::Role::User => Self::User,
             ct::Role::Assistant => Self::Assistant,
+            // A tool result (Qwen / Llama templates): shown as the user's turn, as in the
+            // built-in format, which sends results as a user turn.
+            ct::Role::Tool => Self::User,
         }
     }
 }
