@@ -157,6 +157,7 @@ impl Router {
                 attachments: Vec::new(),
                 max_tokens: Some(u32::try_from(params.max_tokens).unwrap_or(u32::MAX)),
                 temperature: Some(params.sampling.temperature),
+                tools: None,
             };
             let mut sink = Forward { listener: listener.as_ref(), failure: None };
             let answer = self.local.answer_cancellable(&self.router, &request, &meta.into(), &params, &cancel, &mut sink);

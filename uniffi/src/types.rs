@@ -1167,7 +1167,7 @@ impl From<Role> for cr::Role {
 
 impl From<ChatMessage> for cr::ChatMessage {
     fn from(v: ChatMessage) -> Self {
-        Self { role: v.role.into(), content: v.content }
+        Self::new(v.role.into(), v.content)
     }
 }
 

@@ -35,7 +35,7 @@ use super::{
     AnswerSink, ChatMessage, ChatRequest, FinishReason, LocalAnswer, LocalModel, RequestMeta, Role, RoutedAnswer, Router,
     StructuredAnswer, StructuredRequest,
 };
-use crate::structured::tools::ToolChoice;
+use crate::structured::tools::{ToolChoice, ToolFormat, ToolResult, Tools};
 use crate::engine::Engine;
 use crate::memory::{TrimLevel, TrimReport, Trimmable};
 use crate::session::{
@@ -288,7 +288,7 @@ impl LocalEngine {
                     constraint = t.constraint();
                 }
                 with_tools = request.clone();
-                with_tools.messages.insert(0, ChatMessage { role: Role::System, content: t.system_block() });
+                with_tools.messages.insert(0, ChatMessage::new(Role::System, t.system_block()));
                 &with_tools
             }
             None => request,
@@ -388,8 +388,24 @@ impl AnswerSink for StopOnCancel<'_> {
 fn turns(request: &ChatRequest, default_system: Option<&str>) -> Vec<TurnMessage> {
     let mut system: Vec<String> = Vec::new();
     let mut turns: Vec<TurnMessage> = Vec::new();
-    for m in request.wire_messages() {
+    // Call id -> tool name, for the results (built-in format: a result names its tool).
+    let mut call_names = std::collections::HashMap::new();
+    for mut m in request.wire_messages() {
+        if !m.tool_calls.is_empty() {
+            // The call as the model writes it in the built-in format.
+            let calls: Vec<(String, serde_json::Value)> = m.tool_calls.iter().map(|c| (c.name.clone(), c.arguments.clone())).collect();
+            for c in &m.tool_calls {
+                call_names.insert(c.id.clone(), c.name.clone());
+            }
+            m.content = Tools::call_text(ToolFormat::Builtin, &calls);
+        }
         let role = match m.role {
+            Role::Tool => {
+                let id = m.tool_call_id.clone().unwrap_or_default();
+                let name = call_names.get(&id).cloned().unwrap_or_default();
+                m.content = Tools::result_turn(&[ToolResult { id, name, content: m.content }]);
+                TurnRole::User
+            }
             Role::System => {
                 if !m.content.trim().is_empty() {
                     system.push(m.content);
