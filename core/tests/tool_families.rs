@@ -21,7 +21,10 @@ fn model(name: &str) -> Option<PathBuf> {
         return Some(p);
     }
     if std::env::var_os("EDGEWISE_REQUIRE_MODEL").is_some() {
-        panic!("EDGEWISE_REQUIRE_MODEL is set but {} is missing: run tests/reference/make_tool_template_synth.py", p.display());
+        panic!(
+            "EDGEWISE_REQUIRE_MODEL is set but {} is missing: run tests/reference/make_tool_template_synth.py",
+            p.display()
+        );
     }
     eprintln!("SKIPPED: no {} (tests/reference/make_tool_template_synth.py writes it)", p.display());
     None
@@ -43,7 +46,9 @@ fn tools() -> Tools {
 
 fn check_family(name: &str, want: ToolFormat) {
     let Some(path) = model(name) else { return };
-    let e = Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap();
+    let e =
+        Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false })
+            .unwrap();
     let mut s = e.new_session(SessionConfig { max_context: 2048, ..Default::default() }).unwrap();
     assert_eq!(s.tool_format(), want, "{name}");
     let mut t = tools();
@@ -60,12 +65,25 @@ fn check_family(name: &str, want: ToolFormat) {
     let calls: Vec<(String, Value)> = g.tool_calls.iter().map(|c| (c.name.clone(), c.arguments.clone())).collect();
     assert_eq!(g.text, Tools::call_text(want, &calls), "{name}");
     match want {
-        ToolFormat::Hermes => assert!(g.text.starts_with("<tool_call>\n{\"name\": \"") && g.text.ends_with("}\n</tool_call>"), "{name}: {:?}", g.text),
-        _ => assert!(g.text.starts_with("{\"name\": \"") && g.text.contains("\"parameters\": {"), "{name}: {:?}", g.text),
+        ToolFormat::Hermes => assert!(
+            g.text.starts_with("<tool_call>\n{\"name\": \"") && g.text.ends_with("}\n</tool_call>"),
+            "{name}: {:?}",
+            g.text
+        ),
+        _ => {
+            assert!(g.text.starts_with("{\"name\": \"") && g.text.contains("\"parameters\": {"), "{name}: {:?}", g.text)
+        }
     }
     // The results go back as `tool` messages; only they (and the turn markers) are prefilled.
-    let results: Vec<ToolResult> =
-        g.tool_calls.iter().map(|c| ToolResult { id: c.id.clone(), name: c.name.clone(), content: format!("{{\"ok\": true, \"for\": \"{}\"}}", c.name) }).collect();
+    let results: Vec<ToolResult> = g
+        .tool_calls
+        .iter()
+        .map(|c| ToolResult {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            content: format!("{{\"ok\": true, \"for\": \"{}\"}}", c.name),
+        })
+        .collect();
     let mut t = tools();
     t.choice = ToolChoice::Auto;
     s.set_tools(Some(t.clone())).unwrap();
@@ -80,21 +98,59 @@ fn check_family(name: &str, want: ToolFormat) {
     // The prompt the model saw is the real template's rendering of the OpenAI-form conversation.
     let prompt = e.tokenizer().decode(&s.cached_token_ids()[..g2.metrics.prompt_tokens], false).unwrap();
     let mut msgs = vec![json!({"role": "user", "content": user})];
-    let wire_calls: Vec<Value> =
-        g.tool_calls.iter().map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}})).collect();
+    let wire_calls: Vec<Value> = g
+        .tool_calls
+        .iter()
+        .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+        .collect();
     msgs.push(json!({"role": "assistant", "content": "", "tool_calls": wire_calls}));
     msgs.extend(results.iter().map(|r| json!({"role": "tool", "tool_call_id": r.id, "content": r.content})));
     let rendered = e.template().render_json(&Value::Array(msgs), t.template_tools().as_ref(), true).unwrap();
     assert_eq!(prompt, rendered, "{name}");
     match want {
-        ToolFormat::Hermes => assert!(prompt.contains("# Tools") && prompt.contains("<tool_response>\n{\"ok\": true"), "{name}"),
-        _ => assert!(prompt.contains("Given the following functions") && prompt.contains("<|start_header_id|>ipython<|end_header_id|>"), "{name}"),
+        ToolFormat::Hermes => {
+            assert!(prompt.contains("# Tools") && prompt.contains("<tool_response>\n{\"ok\": true"), "{name}")
+        }
+        _ => assert!(
+            prompt.contains("Given the following functions")
+                && prompt.contains("<|start_header_id|>ipython<|end_header_id|>"),
+            "{name}"
+        ),
     }
     // A text answer is free; a started call must be complete and valid.
     if g2.text.starts_with("<tool_call>") || g2.text.starts_with('{') {
         assert_eq!(g2.valid, Some(true), "{name}: {:?}", g2.text);
     }
-    eprintln!("{name}: {} call(s), then {} prefilled of {}", g.tool_calls.len(), g2.metrics.prefilled_tokens, g2.metrics.prompt_tokens);
+    eprintln!(
+        "{name}: {} call(s), then {} prefilled of {}",
+        g.tool_calls.len(),
+        g2.metrics.prefilled_tokens,
+        g2.metrics.prompt_tokens
+    );
+
+    // The router's local model (and `edgewise serve`) uses the family's format too: the same
+    // first answer as the session, and a conversation in OpenAI form (calls, `tool` results).
+    use edgewise_core::router::{ChatMessage, ChatRequest, LocalEngine, LocalModel, StructuredRequest};
+    let local = LocalEngine::new(e.clone(), SessionConfig { max_context: 2048, ..Default::default() }, GenerationParams::greedy(160)).unwrap();
+    let mut t = tools();
+    t.choice = ToolChoice::Required;
+    let out = StructuredRequest { tools: Some(t), ..Default::default() };
+    let a = local.generate_structured(&ChatRequest::user(user), &out, &mut |_| true).unwrap();
+    assert_eq!((a.answer.text.as_str(), a.tool_calls.len()), (g.text.as_str(), g.tool_calls.len()), "{name}: LocalEngine");
+    let mut req = ChatRequest::user(user);
+    req.messages.push(ChatMessage::tool_calls(a.tool_calls.clone()));
+    req.messages.extend(results.iter().map(|r| ChatMessage::tool_result(r.id.clone(), r.content.clone())));
+    let out = StructuredRequest { tools: Some(tools()), ..Default::default() };
+    let a2 = local.generate_structured(&req, &out, &mut |_| true).unwrap();
+    // Its prompt is the template's rendering of that conversation (the session's second prompt
+    // holds the call's sampled tokens instead): as many tokens as the whole text encoded, give
+    // or take one per message (message contents are encoded apart from the template text, so a
+    // merge across that boundary does not happen).
+    let encoded = e.tokenizer().encode(&rendered, false).unwrap();
+    let slack = req.messages.len();
+    assert!(a2.answer.prompt_tokens.abs_diff(encoded.len()) <= slack, "{name}: {} vs {}", a2.answer.prompt_tokens, encoded.len());
+    // Without the tools in the template (the built-in block instead), it would be far off.
+    assert!(a2.answer.prompt_tokens > 250, "{name}: {}", a2.answer.prompt_tokens);
 }
 
 #[test]
@@ -116,7 +172,9 @@ fn llama32_template_tool_calls_and_results() {
 #[test]
 fn a_template_without_tools_uses_the_builtin_format() {
     let Some(path) = model("qwen2") else { return };
-    let e = Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap();
+    let e =
+        Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false })
+            .unwrap();
     let mut s = e.new_session(SessionConfig { max_context: 1024, ..Default::default() }).unwrap();
     assert_eq!(s.tool_format(), ToolFormat::Builtin);
     let mut t = tools();

@@ -263,8 +263,11 @@ impl ChatTemplate {
     ) -> Result<Option<Vec<Segment<'f>>>> {
         // Render the skeleton with placeholders made of private-use characters.
         let marks: Vec<String> = (0..messages.len()).map(|i| format!("\u{F8F0}{i}\u{F8F1}")).collect();
-        let skeleton =
-            self.render_with(messages.iter().zip(&marks).map(|(m, k)| (m.role, k.as_str())), tools, add_generation_prompt)?;
+        let skeleton = self.render_with(
+            messages.iter().zip(&marks).map(|(m, k)| (m.role, k.as_str())),
+            tools,
+            add_generation_prompt,
+        )?;
         // Literal pieces between placeholders; every placeholder must occur once, in order.
         let mut literals = Vec::with_capacity(messages.len() + 1);
         let mut rest = skeleton.as_str();
@@ -593,7 +596,12 @@ mod tests {
                     Some(calls) => {
                         let calls: Vec<(String, serde_json::Value)> = calls
                             .iter()
-                            .map(|c| (c["function"]["name"].as_str().unwrap().to_string(), c["function"]["arguments"].clone()))
+                            .map(|c| {
+                                (
+                                    c["function"]["name"].as_str().unwrap().to_string(),
+                                    c["function"]["arguments"].clone(),
+                                )
+                            })
                             .collect();
                         Tools::call_text(format, &calls)
                     }
@@ -641,10 +649,18 @@ mod tests {
             }
             checked_session_form += 1;
             // Wrong variants: without tools; with calls in the built-in format.
-            assert_ne!(&t.render_tools(&msgs, None, c.add_generation_prompt).unwrap(), want, "{id}: tools=None went unnoticed");
+            assert_ne!(
+                &t.render_tools(&msgs, None, c.add_generation_prompt).unwrap(),
+                want,
+                "{id}: tools=None went unnoticed"
+            );
             if c.messages.as_array().unwrap().iter().any(|m| m.get("tool_calls").is_some()) {
                 let builtin = session_form(&c.messages, ToolFormat::Builtin);
-                assert_ne!(&t.render_tools(&builtin, tools.template_tools().as_ref(), c.add_generation_prompt).unwrap(), want, "{id}");
+                assert_ne!(
+                    &t.render_tools(&builtin, tools.template_tools().as_ref(), c.add_generation_prompt).unwrap(),
+                    want,
+                    "{id}"
+                );
                 variants_caught += 1;
             }
         }
@@ -653,7 +669,10 @@ mod tests {
         // The templates without tool support use the built-in format.
         for name in ["gemma3-it.jinja", "smollm2-instruct.jinja"] {
             let src = std::fs::read_to_string(golden_dir().join(name)).unwrap();
-            assert_eq!(ChatTemplate::from_gguf_template(Some(&src), "", None, None).unwrap().tool_format(), ToolFormat::Builtin);
+            assert_eq!(
+                ChatTemplate::from_gguf_template(Some(&src), "", None, None).unwrap().tool_format(),
+                ToolFormat::Builtin
+            );
         }
     }
 
