@@ -37,7 +37,7 @@ use crate::kv_cache::KvCache;
 use crate::memory::{TrimLevel, TrimReport, Trimmable};
 use crate::model::{StepLogits, TopLogits};
 use crate::sampling::{Sampler, SamplingParams};
-use crate::structured::tools::{ToolCall, ToolResult, Tools};
+use crate::structured::tools::{ToolCall, ToolFormat, ToolResult, Tools};
 use crate::structured::OutputConstraint;
 use crate::tokenizer::{ChatMessage, Role};
 use crate::{Error, Result};
@@ -305,6 +305,11 @@ pub struct Session {
     /// Exactly the tokens held by `cache`.
     cached: Vec<u32>,
     history: Vec<ChatMessage>,
+    /// Beside each history message: the token ids the model sampled for it (its answers), so the
+    /// next turn's prompt holds exactly what the cache holds ([`ChatTemplate::encode_known`]).
+    ///
+    /// [`ChatTemplate::encode_known`]: crate::tokenizer::ChatTemplate::encode_known
+    history_ids: Vec<Option<Vec<u32>>>,
     cancel: CancelHandle,
     /// Tools offered in chats, and how many chat turns used them (call ids).
     tools: Option<Tools>,
@@ -322,7 +327,7 @@ impl Session {
         cfg.validate(engine.model().max_context())?;
         let cache = engine.model().new_cache(cfg.max_context, cfg.prefill_chunk)?;
         log::debug!("session: context {}, kv cache {} KiB", cfg.max_context, cache.size_bytes() >> 10);
-        Ok(Self { engine, cfg, cache, cached: Vec::new(), history: Vec::new(), cancel: CancelHandle::default(), tools: None, tool_turns: 0 })
+        Ok(Self { engine, cfg, cache, cached: Vec::new(), history: Vec::new(), history_ids: Vec::new(), cancel: CancelHandle::default(), tools: None, tool_turns: 0 })
     }
 
     /// The session-wide handle used by [`Session::chat`], [`Session::complete`] and
@@ -346,6 +351,12 @@ impl Session {
     /// Tokens currently in the KV cache.
     pub fn cached_tokens(&self) -> usize {
         self.cached.len()
+    }
+
+    /// The token ids the KV cache holds now (the last prompt, then the answer's tokens that were
+    /// fed back), for tools and tests.
+    pub fn cached_token_ids(&self) -> &[u32] {
+        &self.cached
     }
 
     /// Bytes the KV cache holds now (0 after [`Session::release_cache`], until the next turn).
@@ -380,14 +391,16 @@ impl Session {
     /// Forgets the conversation and the cache.
     pub fn reset(&mut self) {
         self.history.clear();
+        self.history_ids.clear();
         self.cached.clear();
         self.cache.reset();
     }
 
-    /// Offers `tools` in the following chat turns (`None` removes them). The tools are described
-    /// in the system prompt (the built-in format of [`crate::structured::tools`]); a chat answer
-    /// is then text or calls, constrained by the tool choice, and [`Generation::tool_calls`]
-    /// holds the calls. Changing the tools changes the prompt's start, so the next turn prefills
+    /// Offers `tools` in the following chat turns (`None` removes them). A chat template that
+    /// takes tools (Qwen 2.5/3, Llama 3.x: [`ToolFormat`]) shows them and the calls and results
+    /// in the model's own format; otherwise they are described in the system prompt (the
+    /// built-in format of [`crate::structured::tools`]). A chat answer is then text or calls,
+    /// constrained by the tool choice, and [`Generation::tool_calls`] holds the calls. Changing the tools changes the prompt's start, so the next turn prefills
     /// the conversation again; keep them fixed for a conversation to reuse the cache.
     pub fn set_tools(&mut self, tools: Option<Tools>) -> Result<()> {
         if let Some(t) = &tools {
@@ -400,6 +413,11 @@ impl Session {
     /// The tools offered in chats.
     pub fn tools(&self) -> Option<&Tools> {
         self.tools.as_ref()
+    }
+
+    /// How this model's chat template shows tools ([`ToolFormat::detect`]).
+    pub fn tool_format(&self) -> ToolFormat {
+        self.engine.template().tool_format()
     }
 
     /// Sends tool results back as the next turn and streams the model's answer (text, or more
@@ -420,7 +438,8 @@ impl Session {
         if results.is_empty() {
             return Err(Error::InvalidParameter { name: "tool_results", reason: "at least one result".into() });
         }
-        self.chat_with(&Tools::result_turn(results), params, cancel, sink)
+        let messages = Tools::result_messages(self.tool_format(), results);
+        self.turn_with(messages, params, cancel, sink)
     }
 
     /// Saves the conversation and its KV cache to `path` ([`crate::session_file`]), so that
@@ -491,6 +510,8 @@ impl Session {
         s.cache.restore_recurrent(recurrent.as_ref())?;
         s.cached = h.cached;
         s.history = h.history;
+        // The sampled ids of the answers are not saved: the next turn encodes them from the text.
+        s.history_ids = vec![None; s.history.len()];
         log::debug!("session restored: {} cached tokens, {} messages in {:.0?}", s.cached.len(), s.history.len(), t0.elapsed());
         Ok(s)
     }
@@ -547,16 +568,32 @@ impl Session {
         sink: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
         crate::check_input_len(message.len())?;
+        self.turn_with(vec![ChatMessage { role: Role::User, content: message.to_string() }], params, cancel, sink)
+    }
+
+    /// A turn: `new` messages (a user message, or tool results) join the conversation and the
+    /// model answers.
+    fn turn_with(
+        &mut self,
+        new: Vec<ChatMessage>,
+        params: &GenerationParams,
+        cancel: &CancelHandle,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        crate::check_input_len(new.iter().map(|m| m.content.len()).fold(0usize, usize::saturating_add))?;
         params.validate()?;
         let t0 = Instant::now();
         if cancel.is_cancelled() {
             return Ok(cancelled_before_start(t0));
         }
+        let format = self.tool_format();
         let mut turns = self.history.clone();
-        turns.push(ChatMessage { role: Role::User, content: message.to_string() });
+        turns.extend(new);
+        let mut turn_ids = self.history_ids.clone();
+        turn_ids.resize(turns.len(), None);
         let mut dropped = 0;
         let ids = loop {
-            let ids = self.render(&turns)?;
+            let ids = self.render(&turns, &turn_ids)?;
             let need = ids.len() + 1;
             if need <= self.cfg.max_context {
                 break ids;
@@ -566,6 +603,7 @@ impl Session {
                 let n = if turns.len() >= 3 { 2 } else { 1 };
                 turns.drain(..n);
                 dropped += n;
+                turn_ids.drain(..n);
                 continue;
             }
             return Err(Error::ContextOverflow { max: self.cfg.max_context, requested: need });
@@ -581,10 +619,10 @@ impl Session {
             // And where the next turn's rendering will depart from this prompt: a template that
             // renders a past answer differently from how this one is prompted (Qwen 3.5 drops the
             // thinking block of earlier answers) departs before this prompt's end.
-            departure = self.next_turn_departure(&turns, &ids);
+            departure = self.next_turn_departure(&turns, &turn_ids, &ids);
         }
         // The tool choice constrains the answer unless the caller set a constraint.
-        let tool_constraint = self.tools.as_ref().filter(|_| params.constraint.is_text()).map(Tools::constraint);
+        let tool_constraint = self.tools.as_ref().filter(|_| params.constraint.is_text()).map(|t| t.constraint_for(format));
         let mut g = match tool_constraint {
             Some(constraint) => self.generate(ids, &GenerationParams { constraint, ..params.clone() }, cancel, sink, &anchors, departure)?,
             None => self.generate(ids, params, cancel, sink, &anchors, departure)?,
@@ -596,12 +634,18 @@ impl Session {
         }
         if let Some(t) = &self.tools {
             if g.valid != Some(false) {
-                g.tool_calls = t.parse_calls(&g.text, self.tool_turns);
+                g.tool_calls = t.parse_calls_for(format, &g.text, self.tool_turns);
             }
             self.tool_turns += 1;
         }
         turns.push(ChatMessage { role: Role::Assistant, content: g.text.clone() });
+        // The sampled tokens stand for the answer in the next prompt when they are exactly its
+        // text (not after a stop sequence, which the text drops, or a cancel).
+        let exact = matches!(g.stop_reason, StopReason::Eos | StopReason::MaxTokens | StopReason::ContextFull)
+            && self.engine.tokenizer().decode(&g.token_ids, false).is_ok_and(|t| t == g.text);
+        turn_ids.push(exact.then(|| g.token_ids.clone()));
         self.history = turns;
+        self.history_ids = turn_ids;
         Ok(g)
     }
 
@@ -616,7 +660,7 @@ impl Session {
     /// (and tool block) and what the template puts before the first message. A conversation
     /// whose oldest turns were dropped shares them too.
     fn messages_start(&self, ids: &[u32]) -> Result<usize> {
-        let probe = self.render(&[ChatMessage { role: Role::User, content: String::new() }])?;
+        let probe = self.render(&[ChatMessage { role: Role::User, content: String::new() }], &[None])?;
         Ok(ids.iter().zip(&probe).take_while(|(a, b)| a == b).count())
     }
 
@@ -624,17 +668,27 @@ impl Session {
     /// `ids` (the rendering of `turns` with the generation prompt): the prompt's length for
     /// templates that render a past answer as it was prompted, less for those that do not.
     /// `None` where that rendering fails (the turn goes on without this checkpoint).
-    fn next_turn_departure(&self, turns: &[ChatMessage], ids: &[u32]) -> Option<usize> {
+    fn next_turn_departure(&self, turns: &[ChatMessage], turn_ids: &[Option<Vec<u32>>], ids: &[u32]) -> Option<usize> {
         let mut next = turns.to_vec();
         next.push(ChatMessage { role: Role::Assistant, content: "x".into() });
         next.push(ChatMessage { role: Role::User, content: "y".into() });
-        let probe = self.render(&next).ok()?;
+        let mut next_ids = turn_ids.to_vec();
+        next_ids.resize(next.len(), None);
+        let probe = self.render(&next, &next_ids).ok()?;
         Some(ids.iter().zip(&probe).take_while(|(a, b)| a == b).count())
     }
 
-    fn render(&self, turns: &[ChatMessage]) -> Result<Vec<u32>> {
+    fn render(&self, turns: &[ChatMessage], turn_ids: &[Option<Vec<u32>>]) -> Result<Vec<u32>> {
         let mut msgs = Vec::with_capacity(turns.len() + 1);
-        let tool_block = self.tools.as_ref().map(Tools::system_block).unwrap_or_default();
+        let mut known: Vec<Option<&[u32]>> = Vec::with_capacity(turns.len() + 1);
+        // The built-in format describes the tools in the system prompt; a template that takes
+        // tools gets them as `tools`.
+        let format = self.tool_format();
+        let (tool_block, template_tools) = match &self.tools {
+            Some(t) if format == ToolFormat::Builtin => (t.system_block(), None),
+            Some(t) => (String::new(), t.template_tools()),
+            None => (String::new(), None),
+        };
         let system = match (&self.cfg.system_prompt, tool_block.is_empty()) {
             (Some(sys), true) => Some(sys.clone()),
             (Some(sys), false) => Some(format!("{sys}\n\n{tool_block}")),
@@ -643,11 +697,13 @@ impl Session {
         };
         if let Some(sys) = system {
             msgs.push(ChatMessage { role: Role::System, content: sys });
+            known.push(None);
         }
         msgs.extend_from_slice(turns);
+        known.extend(turn_ids.iter().map(Option::as_deref));
         // One BOS, template text parsed for control tokens, message text encoded as typed (a user
         // who types `<end_of_turn>` cannot forge a turn boundary).
-        self.engine.template().encode(self.engine.tokenizer(), &msgs, true)
+        self.engine.template().encode_known(self.engine.tokenizer(), &msgs, template_tools.as_ref(), true, &known)
     }
 
     /// Feeds `ids` after what is cached and returns the logits of positions `first..` of them

@@ -1092,3 +1092,178 @@ fn a_configured_proxy_is_used_for_https() {
     let err = Router::new(RouterConfig { cloud: Some(cfg), ..RouterConfig::local_only(dir.to_path_buf()) }).err();
     assert!(matches!(err, Some(edgewise_core::Error::InvalidParameter { name: "proxy", .. })), "{err:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tools through the router
+// ---------------------------------------------------------------------------------------------
+
+/// A local model with tools: always one `lookup_order` call (the default [`LocalModel`] has no
+/// constrained decoding).
+struct FakeToolLocal(FakeLocal);
+
+impl LocalModel for FakeToolLocal {
+    fn generate(&self, r: &ChatRequest, sink: &mut dyn FnMut(&str) -> bool) -> edgewise_core::Result<LocalAnswer> {
+        self.0.generate(r, sink)
+    }
+    fn generate_structured(
+        &self,
+        request: &ChatRequest,
+        output: &edgewise_core::router::StructuredRequest,
+        _sink: &mut dyn FnMut(&str) -> bool,
+    ) -> edgewise_core::Result<edgewise_core::router::StructuredAnswer> {
+        assert!(output.tools.is_some(), "the router hands the tools to the local model");
+        self.0.calls.fetch_add(1, Ordering::SeqCst);
+        let call = ToolCall { id: "call_0_0".into(), name: "lookup_order".into(), arguments: serde_json::json!({"order": 1}) };
+        let text = r#"{"tool_calls":[{"name":"lookup_order","arguments":{"order":1}}]}"#.to_string();
+        let prompt_tokens = request.parts().map(|p| self.0.count_tokens(p)).sum();
+        Ok(edgewise_core::router::StructuredAnswer {
+            answer: LocalAnswer { text, prompt_tokens, completion_tokens: 9, finish_reason: edgewise_core::router::FinishReason::Stop },
+            tool_calls: vec![call],
+            valid: Some(true),
+        })
+    }
+    fn context_limit(&self) -> usize {
+        self.0.context_limit()
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        self.0.count_tokens(text)
+    }
+}
+
+use edgewise_core::router::ChatMessage;
+use edgewise_core::structured::tools::{ToolCall, Tools};
+
+/// A tool conversation: the tools (with `description`), the user's question, the model's call
+/// (`args`) and the tool's result.
+fn tool_request(description: &str, args: serde_json::Value, result: &str) -> ChatRequest {
+    let tools = Tools::from_json(
+        &serde_json::json!([{"type": "function", "function": {"name": "lookup_order", "description": description,
+            "parameters": {"type": "object", "properties": {"order": {"type": "integer"}, "note": {"type": "string", "description": "free text"}}}}}])
+        .to_string(),
+    )
+    .expect("tools");
+    let mut r = ChatRequest::user("where is my order of garden chairs?");
+    r.messages.push(ChatMessage::tool_calls(vec![ToolCall { id: "call_7".into(), name: "lookup_order".into(), arguments: args }]));
+    r.messages.push(ChatMessage::tool_result("call_7", result));
+    r.tools = Some(tools);
+    r
+}
+
+fn clean_tool_request() -> ChatRequest {
+    tool_request("Looks up a shop order by its number.", serde_json::json!({"order": 1042}), r#"{"status": "shipped", "eta_days": 2}"#)
+}
+
+/// A clean request with tools may go to the cloud: the body carries OpenAI's `tools`,
+/// `tool_choice`, the assistant's `tool_calls` (arguments as a JSON string) and the `tool`
+/// message; the cloud's calls come back parsed, streamed or not.
+#[test]
+fn a_clean_tool_request_leaves_with_its_tools() {
+    let call_json = serde_json::json!({
+        "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_x", "type": "function", "function": {"name": "lookup_order", "arguments": "{\"order\": 1043}"}}]},
+            "finish_reason": "tool_calls"}]
+    })
+    .to_string();
+    let delta = |d: serde_json::Value| format!("data: {}\n\n", serde_json::json!({"choices": [{"index": 0, "delta": d, "finish_reason": null}]}));
+    let events = vec![
+        delta(serde_json::json!({"tool_calls": [{"index": 0, "id": "call_y", "type": "function", "function": {"name": "lookup_order", "arguments": ""}}]})),
+        delta(serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"order\""}}]})),
+        delta(serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": ": 1044}"}}]})),
+        sse_finish(),
+        "data: [DONE]\n\n".to_string(),
+    ];
+    let cloud = FakeCloud::start(move |n| match n {
+        0 => Behavior::Json(call_json.clone()),
+        _ => Behavior::Sse { events: events.clone(), gap: Duration::ZERO },
+    });
+    for (stream, order) in [(false, 1043), (true, 1044)] {
+        let s = setup(&format!("tools-clean-{stream}"), &cloud.base_url(), RouterPolicy::cloud_assist(), |c| c.stream = stream);
+        let local = FakeToolLocal(FakeLocal::new(4096));
+        let ans = s.router.answer(&local, &clean_tool_request(), &asked(), &mut RecordingSink::default()).expect("answer");
+        assert_eq!(ans.served_by, Target::Cloud, "{:?}", ans.decision);
+        assert_eq!(ans.tool_calls.len(), 1);
+        assert_eq!(ans.tool_calls[0].name, "lookup_order");
+        assert_eq!(ans.tool_calls[0].arguments, serde_json::json!({"order": order}));
+        assert_eq!(local.0.calls.load(Ordering::SeqCst), 0);
+    }
+    let reqs = cloud.requests();
+    assert_eq!(reqs.len(), 2);
+    let body: serde_json::Value = serde_json::from_slice(&reqs[0].body).expect("json");
+    assert_eq!(body["tools"][0]["type"], "function");
+    assert_eq!(body["tools"][0]["function"]["name"], "lookup_order");
+    assert_eq!(body["tools"][0]["function"]["parameters"]["properties"]["order"]["type"], "integer");
+    assert_eq!(body["tool_choice"], "auto");
+    let msgs = body["messages"].as_array().expect("messages");
+    assert_eq!(msgs[1]["role"], "assistant");
+    assert_eq!(msgs[1]["content"], serde_json::Value::Null);
+    assert_eq!(msgs[1]["tool_calls"][0]["id"], "call_7");
+    assert_eq!(msgs[1]["tool_calls"][0]["function"]["arguments"], "{\"order\":1042}");
+    assert_eq!((msgs[2]["role"].as_str(), msgs[2]["tool_call_id"].as_str()), (Some("tool"), Some("call_7")));
+    assert_eq!(msgs[2]["content"], r#"{"status": "shipped", "eta_days": 2}"#);
+}
+
+/// Sensitive data anywhere in the tools keeps the request on the device: in a tool result, in a
+/// call's arguments (as a string or as a bare number), in a tool's description or parameter
+/// schema, in a call id; so does a schema too deep to inspect. The decision itself keeps them
+/// local (no egress refused at the door, nothing reaches the cloud), the local model answers
+/// with its call, and the audit log holds no text of any of it.
+#[test]
+fn a_secret_anywhere_in_the_tools_keeps_the_request_local() {
+    const CANARY: &str = "tealotterparcel";
+    let cloud = FakeCloud::start(|_| Behavior::Json(completion_json("cloud answer")));
+    let s = setup("tools-secret", &cloud.base_url(), RouterPolicy::cloud_assist(), |c| c.stream = false);
+    let local = FakeToolLocal(FakeLocal::new(4096));
+    let card = "4539 1488 0343 6467";
+    let desc = "Looks up a shop order by its number.";
+    let clean_args = serde_json::json!({"order": 1042});
+    let clean_result = r#"{"status": "shipped"}"#;
+    let mut deep = serde_json::json!({"type": "string"});
+    for _ in 0..40 {
+        deep = serde_json::json!({"type": "object", "properties": {"x": deep}});
+    }
+    let mut cases: Vec<(&str, ChatRequest)> = vec![
+        ("result", tool_request(desc, clean_args.clone(), &format!(r#"{{"{CANARY}": "Customer Jane Doe, card {card}, exp 04/27"}}"#))),
+        ("result_password", tool_request(desc, clean_args.clone(), &format!("{CANARY} login ok, password is Tr0ub4dor&3xyz!"))),
+        ("argument", tool_request(desc, serde_json::json!({"order": 1042, "note": format!("{CANARY} pay with card {card}")}), clean_result)),
+        ("argument_number", tool_request(desc, serde_json::json!({"card_number": 4539148803436467u64}), clean_result)),
+        ("description", tool_request(&format!("{CANARY}: charges card {card} by default."), clean_args.clone(), clean_result)),
+    ];
+    let mut schema = clean_tool_request();
+    if let Some(t) = schema.tools.as_mut() {
+        t.tools[0].parameters["properties"]["note"]["description"] = serde_json::json!(format!("{CANARY} e.g. jane.doe.1984@gmail.com"));
+    }
+    cases.push(("schema", schema));
+    let mut id = clean_tool_request();
+    id.messages[1].tool_calls[0].id = "jane.doe.1984@gmail.com".into();
+    id.messages[2].tool_call_id = Some("jane.doe.1984@gmail.com".into());
+    cases.push(("call_id", id));
+    let mut too_deep = clean_tool_request();
+    if let Some(t) = too_deep.tools.as_mut() {
+        t.tools[0].parameters["properties"]["note"] = deep;
+    }
+    cases.push(("too_deep", too_deep));
+    for (name, r) in &cases {
+        let ans = s.router.answer(&local, r, &asked(), &mut RecordingSink::default()).expect("answer");
+        assert_eq!(ans.decision.target, Target::Local, "{name}: {:?}", ans.decision);
+        assert!(ans.decision.reasons.contains(&Reason::Sensitive) || ans.decision.reasons.contains(&Reason::DecisionError), "{name}: {:?}", ans.decision);
+        assert_eq!((ans.served_by, ans.fallback.is_none()), (Target::Local, true), "{name}");
+        assert_eq!(ans.tool_calls.len(), 1, "{name}: the local model's call");
+    }
+    assert!(cloud.requests().is_empty(), "a request with a secret in its tools reached the cloud");
+    // The same clean request does leave (the cases differ from it only by the secret).
+    let ans = s.router.answer(&local, &clean_tool_request(), &asked(), &mut RecordingSink::default()).expect("answer");
+    assert_eq!(ans.served_by, Target::Cloud, "{:?}", ans.decision);
+    let raw = std::fs::read_to_string(s.dir.join("audit.jsonl")).expect("audit");
+    assert!(events(&audit_lines(&s.dir.join("audit.jsonl")), "egress_denied").is_empty(), "the decision, not the door, kept them local");
+    for needle in [CANARY, "4539", "Jane", "jane.doe", "Tr0ub4dor", "lookup_order", "garden", "shipped", "call_7", "order"] {
+        assert!(!raw.contains(needle), "the audit log holds `{needle}`");
+    }
+    // Past the policy, the door refuses a body with a secret in a call's arguments too.
+    let audit = AuditLog::open(s.dir.join("direct.jsonl")).expect("audit");
+    let cfg = CloudConfig::new("http://127.0.0.1:9/v1", "m");
+    for (name, r) in &cases[..5] {
+        assert!(matches!(prepare_request(&cfg, r, false, &audit), Err(edgewise_core::Error::PolicyDenied { .. })), "{name}");
+    }
+    assert!(prepare_request(&cfg, &clean_tool_request(), false, &audit).is_ok());
+}

@@ -96,6 +96,61 @@ CONVERSATIONS = [
     ("system_only", [m("system", "Only a system prompt.")]),
 ]
 
+# Tool calling (the `tool_cases` part): the templates that take `tools`, with the tools in OpenAI's
+# form (what transformers' apply_chat_template(tools=...) passes on), assistant messages with
+# `tool_calls` (arguments as dicts) and `tool` results. The Rust side renders each twice: these
+# messages as given, and the form its sessions keep (the call as the model writes it, as the
+# assistant's content), and both must equal jinja2's output.
+TOOL_TEMPLATES = ["qwen2.5-instruct.jinja", "qwen3.jinja", "llama-3.2-instruct.jinja"]
+TOOLS = [
+    {"type": "function", "function": {"name": "add_to_cart", "description": "Adds an item to the shopping cart.",
+        "parameters": {"type": "object", "properties": {"item": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}}, "required": ["item", "qty"]}}},
+    {"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+]
+
+
+def call(i, name, args):
+    return {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": args}}
+
+
+def tool(content):
+    return {"role": "tool", "content": content}
+
+
+TOOL_CONVERSATIONS = [
+    ("first_turn", [m("user", "Add two apples, please.")]),
+    ("system_first_turn", [m("system", "You run a shop."), m("user", "Add two apples, please.")]),
+    (
+        "call_and_result",
+        [
+            m("user", "Add two apples, please."),
+            {"role": "assistant", "content": "", "tool_calls": [call(0, "add_to_cart", {"item": "apple", "qty": 2})]},
+            tool('{"ok": true, "cart_items": 2}'),
+        ],
+    ),
+    (
+        "system_call_result_answer",
+        [
+            m("system", "You run a shop."),
+            m("user", "Weather in Köln?"),
+            {"role": "assistant", "content": "", "tool_calls": [call(0, "get_weather", {"city": "Köln"})]},
+            tool('{"temp_c": 12, "sky": "grau \\"nass\\"\nwindig"}'),
+            m("assistant", "It is 12 °C and wet."),
+            m("user", "And tomorrow?"),
+        ],
+    ),
+    (
+        "two_calls",
+        [
+            m("user", "Add apples and tell me the weather in Oslo."),
+            {"role": "assistant", "content": "", "tool_calls": [call(0, "add_to_cart", {"item": "apple", "qty": 1}), call(1, "get_weather", {"city": "Oslo"})]},
+            tool('{"ok": true}'),
+            tool("rain, 4 C"),
+        ],
+    ),
+]
+
 # Small templates for the features the real ones use; each rendered with its context.
 FEATURES = [
     ("trim_blocks", "{% if true %}\n  a\n{% endif %}\n  {% for i in [1, 2] %}\n    {{ i }}\n  {% endfor %}\nend", {}),
@@ -188,6 +243,26 @@ def main():
                     }
                     case.update(render(env, source, ctx))
                     cases.append(case)
+    tool_cases = []
+    for name in TOOL_TEMPLATES:
+        tokens = TEMPLATES[name]
+        with open(os.path.join(DIR, name), encoding="utf-8") as f:
+            source = f.read()
+        for conv_name, messages in TOOL_CONVERSATIONS:
+            for agp in (True, False):
+                ctx = {"messages": messages, "tools": TOOLS, "documents": None, "add_generation_prompt": agp}
+                ctx.update({k: v for k, v in tokens.items() if v is not None})
+                case = {
+                    "template": name,
+                    "conversation": conv_name,
+                    "messages": messages,
+                    "tools": TOOLS,
+                    "add_generation_prompt": agp,
+                    "bos_token": tokens["bos_token"],
+                    "eos_token": tokens["eos_token"],
+                }
+                case.update(render(env, source, ctx))
+                tool_cases.append(case)
     features = []
     for name, source, ctx in FEATURES:
         features.append({"name": name, "template": source, "context": ctx, **render(env, source, dict(ctx))})
@@ -198,13 +273,15 @@ def main():
             "script": "tests/reference/make_chat_template_goldens.py",
         },
         "cases": cases,
+        "tool_cases": tool_cases,
         "features": features,
     }
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(doc, f, ensure_ascii=False, indent=1)
         f.write("\n")
     errors = sum(1 for c in cases if "error" in c)
-    print(f"{len(cases)} template renders ({errors} raise), {len(features)} feature renders -> {args.out}")
+    tool_errors = sum(1 for c in tool_cases if "error" in c)
+    print(f"{len(cases)} template renders ({errors} raise), {len(tool_cases)} with tools ({tool_errors} raise), {len(features)} feature renders -> {args.out}")
 
 
 if __name__ == "__main__":

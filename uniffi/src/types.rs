@@ -609,6 +609,9 @@ impl From<ct::Role> for Role {
             ct::Role::System => Self::System,
             ct::Role::User => Self::User,
             ct::Role::Assistant => Self::Assistant,
+            // A tool result (Qwen / Llama templates): shown as the user's turn, as in the
+            // built-in format, which sends results as a user turn.
+            ct::Role::Tool => Self::User,
         }
     }
 }
@@ -1164,7 +1167,7 @@ impl From<Role> for cr::Role {
 
 impl From<ChatMessage> for cr::ChatMessage {
     fn from(v: ChatMessage) -> Self {
-        Self { role: v.role.into(), content: v.content }
+        Self::new(v.role.into(), v.content)
     }
 }
 

@@ -411,9 +411,12 @@ pub fn prepare_request(
     request.validate()?;
     let ep = Endpoint::parse(&config.base_url)?;
 
-    let messages: Vec<Value> =
-        request.wire_messages().iter().map(|m| json!({ "role": m.role.as_str(), "content": m.content })).collect();
+    let messages: Vec<Value> = request.wire_messages().iter().map(wire_message).collect();
     let mut body = json!({ "model": config.model, "messages": messages, "stream": stream });
+    if let (Some(obj), Some(tools)) = (body.as_object_mut(), &request.tools) {
+        obj.insert("tools".into(), wire_tools(tools));
+        obj.insert("tool_choice".into(), wire_tool_choice(&tools.choice));
+    }
     if let Some(obj) = body.as_object_mut() {
         if let Some(n) = request.max_tokens {
             obj.insert("max_tokens".into(), json!(n));
@@ -439,12 +442,20 @@ pub fn prepare_request(
     if !scan.sensitive {
         // The whole gate (rules, then the classifier) on the message texts as sent, each and
         // together, as the router's decision checked them: the last word before bytes leave.
-        let contents: Vec<&str> = reparsed
+        // With tools: each tool's and each call's text too, read back from the body.
+        let mut texts: Vec<String> = reparsed
             .get("messages")
             .and_then(Value::as_array)
-            .map(|ms| ms.iter().filter_map(|m| m.get("content").and_then(Value::as_str)).collect())
+            .map(|ms| ms.iter().filter_map(|m| m.get("content").and_then(Value::as_str)).map(str::to_string).collect())
             .unwrap_or_default();
-        scan = super::policy::gate_texts(contents);
+        match body_tool_texts(&reparsed) {
+            Some(t) => {
+                texts.extend(t);
+                scan = super::policy::gate_texts(texts.iter().map(String::as_str));
+            }
+            // Something in the body the gate cannot read: it does not leave.
+            None => scan.sensitive = true,
+        }
     }
     if scan.sensitive {
         let cats: Vec<String> = scan.categories.iter().map(|c| c.as_str().to_string()).collect();
@@ -476,6 +487,99 @@ pub fn prepare_request(
         proxy: config.proxy.clone(),
         body_sha256: sha,
     })
+}
+
+/// One message as OpenAI's chat completions take it: an assistant's calls as `tool_calls`
+/// (arguments as a JSON string), a tool result with its `tool_call_id`.
+fn wire_message(m: &super::ChatMessage) -> Value {
+    let mut v = json!({ "role": m.role.as_str(), "content": m.content });
+    if !m.tool_calls.is_empty() {
+        let calls: Vec<Value> = m
+            .tool_calls
+            .iter()
+            .map(|c| json!({ "id": c.id, "type": "function", "function": { "name": c.name, "arguments": c.arguments.to_string() } }))
+            .collect();
+        v["tool_calls"] = Value::Array(calls);
+        if m.content.is_empty() {
+            v["content"] = Value::Null;
+        }
+    }
+    if let Some(id) = &m.tool_call_id {
+        v["tool_call_id"] = json!(id);
+    }
+    v
+}
+
+fn wire_tools(tools: &crate::structured::tools::Tools) -> Value {
+    Value::Array(
+        tools
+            .tools
+            .iter()
+            .map(|t| json!({ "type": "function", "function": { "name": t.name, "description": t.description, "parameters": t.parameters } }))
+            .collect(),
+    )
+}
+
+fn wire_tool_choice(choice: &crate::structured::tools::ToolChoice) -> Value {
+    use crate::structured::tools::ToolChoice;
+    match choice {
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::Required => json!("required"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Named(n) => json!({ "type": "function", "function": { "name": n } }),
+    }
+}
+
+/// The text of the tools and calls in an outbound body, as [`super::ChatRequest::tool_parts`]
+/// reads them from a request (call arguments parsed back from their JSON string). `None` when
+/// some of it cannot be read (arguments that are not JSON, nesting too deep).
+fn body_tool_texts(body: &Value) -> Option<Vec<String>> {
+    let mut req = super::ChatRequest::default();
+    if let Some(tools) = body.get("tools") {
+        req.tools = Some(crate::structured::tools::Tools::from_json(&tools.to_string()).ok()?);
+    }
+    for m in body.get("messages").and_then(Value::as_array).into_iter().flatten() {
+        let mut msg = super::ChatMessage::new(super::Role::Assistant, "");
+        for c in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+            let f = c.get("function")?;
+            let args = match f.get("arguments") {
+                Some(Value::String(a)) => serde_json::from_str(a).ok()?,
+                Some(other) => other.clone(),
+                None => Value::Null,
+            };
+            msg.tool_calls.push(crate::structured::tools::ToolCall {
+                id: c.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+                name: f.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                arguments: args,
+            });
+        }
+        msg.tool_call_id = m.get("tool_call_id").and_then(Value::as_str).map(str::to_string);
+        req.messages.push(msg);
+    }
+    req.tool_parts()
+}
+
+/// The calls of a completion's `message.tool_calls` (or of the accumulated stream deltas).
+fn parse_tool_calls(calls: &[Value]) -> std::result::Result<Vec<crate::structured::tools::ToolCall>, CloudFailure> {
+    let malformed = || CloudFailure::new(FailureKind::Malformed);
+    calls
+        .iter()
+        .map(|c| {
+            let f = c.get("function").ok_or_else(malformed)?;
+            let name = f.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()).ok_or_else(malformed)?;
+            let arguments = match f.get("arguments") {
+                Some(Value::String(a)) if a.trim().is_empty() => json!({}),
+                Some(Value::String(a)) => serde_json::from_str(a).map_err(|_| malformed())?,
+                Some(v @ Value::Object(_)) => v.clone(),
+                _ => json!({}),
+            };
+            Ok(crate::structured::tools::ToolCall {
+                id: c.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+                name: name.to_string(),
+                arguments,
+            })
+        })
+        .collect()
 }
 
 fn collect_strings(v: &Value, out: &mut Vec<String>) {
@@ -737,6 +841,8 @@ pub struct CloudAnswer {
     pub finish_reason: FinishReason,
     /// Attempts made.
     pub attempts: u32,
+    /// The tool calls of the answer (OpenAI's `tool_calls`; arguments parsed from their JSON).
+    pub tool_calls: Vec<crate::structured::tools::ToolCall>,
 }
 
 impl fmt::Debug for CloudAnswer {
@@ -975,13 +1081,25 @@ fn parse_completion(bytes: &[u8]) -> std::result::Result<CloudAnswer, CloudFailu
         return Err(malformed());
     }
     let choice = v.get("choices").and_then(|c| c.get(0)).ok_or_else(malformed)?;
-    let text = choice.get("message").and_then(|m| m.get("content")).and_then(Value::as_str).ok_or_else(malformed)?;
+    let message = choice.get("message").ok_or_else(malformed)?;
+    let tool_calls = match message.get("tool_calls") {
+        Some(Value::Array(calls)) => parse_tool_calls(calls)?,
+        None | Some(Value::Null) => Vec::new(),
+        Some(_) => return Err(malformed()),
+    };
+    let text = match message.get("content") {
+        Some(Value::String(t)) => t.as_str(),
+        // A tool-call answer may have no content.
+        None | Some(Value::Null) if !tool_calls.is_empty() => "",
+        _ => return Err(malformed()),
+    };
     Ok(CloudAnswer {
         text: text.to_string(),
         prompt_tokens: usage(&v, "prompt_tokens"),
         completion_tokens: usage(&v, "completion_tokens"),
         finish_reason: finish_from(choice.get("finish_reason").and_then(Value::as_str)),
         attempts: 0,
+        tool_calls,
     })
 }
 
@@ -999,6 +1117,8 @@ fn read_stream(
     let mut text = String::new();
     let mut finish: Option<FinishReason> = None;
     let (mut prompt_tokens, mut completion_tokens) = (None, None);
+    // Tool-call deltas, by index: id, name and the argument text so far.
+    let mut calls: Vec<(String, String, String)> = Vec::new();
     let malformed = || CloudFailure::new(FailureKind::Malformed);
     loop {
         let ev = match reader.next_event() {
@@ -1040,11 +1160,35 @@ fn read_stream(
                                 completion_tokens,
                                 finish_reason: FinishReason::Cancelled,
                                 attempts: 0,
+                                tool_calls: Vec::new(),
                             });
                         }
                     }
                     Some(Value::String(_)) | Some(Value::Null) | None => {}
                     Some(_) => return Err(malformed()),
+                }
+                for d in choice.get("delta").and_then(|d| d.get("tool_calls")).and_then(Value::as_array).into_iter().flatten() {
+                    let i = d.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+                    if i >= crate::structured::tools::MAX_CALLS_PER_TURN.max(16) {
+                        return Err(malformed());
+                    }
+                    if calls.len() <= i {
+                        calls.resize(i + 1, Default::default());
+                    }
+                    if let Some(id) = d.get("id").and_then(Value::as_str) {
+                        calls[i].0 = id.to_string();
+                    }
+                    let f = d.get("function");
+                    if let Some(n) = f.and_then(|f| f.get("name")).and_then(Value::as_str) {
+                        calls[i].1.push_str(n);
+                    }
+                    if let Some(a) = f.and_then(|f| f.get("arguments")).and_then(Value::as_str) {
+                        let so_far: usize = calls.iter().map(|c| c.2.len()).sum::<usize>() + text.len();
+                        if limits.max_text.is_some_and(|max| so_far + a.len() > max) {
+                            return Err(CloudFailure::new(FailureKind::TooLarge));
+                        }
+                        calls[i].2.push_str(a);
+                    }
                 }
                 if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
                     finish = Some(finish_from(Some(f)));
@@ -1052,12 +1196,15 @@ fn read_stream(
             }
         }
     }
+    let calls: Vec<Value> =
+        calls.into_iter().map(|(id, name, args)| json!({ "id": id, "function": { "name": name, "arguments": args } })).collect();
     Ok(CloudAnswer {
         text,
         prompt_tokens,
         completion_tokens,
         finish_reason: finish.unwrap_or(FinishReason::Stop),
         attempts: 0,
+        tool_calls: parse_tool_calls(&calls)?,
     })
 }
 

@@ -35,7 +35,7 @@ use super::{
     AnswerSink, ChatMessage, ChatRequest, FinishReason, LocalAnswer, LocalModel, RequestMeta, Role, RoutedAnswer, Router,
     StructuredAnswer, StructuredRequest,
 };
-use crate::structured::tools::ToolChoice;
+use crate::structured::tools::{ToolChoice, ToolFormat, ToolResult, Tools};
 use crate::engine::Engine;
 use crate::memory::{TrimLevel, TrimReport, Trimmable};
 use crate::session::{
@@ -170,11 +170,12 @@ impl LocalEngine {
 
     /// Renders and encodes `request`; drops the oldest turns when it does not fit and the session
     /// config allows that.
-    fn encode(&self, request: &ChatRequest) -> Result<Vec<u32>> {
-        let mut turns = turns(request, self.session_config.system_prompt.as_deref());
+    fn encode(&self, request: &ChatRequest, tools: Option<&serde_json::Value>) -> Result<Vec<u32>> {
+        let format = self.engine.template().tool_format();
+        let mut turns = turns(request, self.session_config.system_prompt.as_deref(), format);
         let max = self.session_config.max_context;
         loop {
-            let ids = self.engine.template().encode(self.engine.tokenizer(), &turns, true)?;
+            let ids = self.engine.template().encode_known(self.engine.tokenizer(), &turns, tools, true, &[])?;
             let need = ids.len() + 1;
             if need <= max {
                 return Ok(ids);
@@ -253,11 +254,23 @@ impl LocalEngine {
         cancel: &CancelHandle,
         sink: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
+        self.generate_rendered(request, None, base, cancel, sink)
+    }
+
+    /// [`LocalEngine::generate_cancellable`] with `tools` passed to the chat template.
+    fn generate_rendered(
+        &self,
+        request: &ChatRequest,
+        tools: Option<&serde_json::Value>,
+        base: &GenerationParams,
+        cancel: &CancelHandle,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
         let _registered = self.running.register(cancel);
         request.validate()?;
         let params = Self::params_for(base, request);
         params.validate()?;
-        let ids = self.encode(request)?;
+        let ids = self.encode(request, tools)?;
         let mut session = self.checkout(&request.adapters)?;
         let result = catch_unwind(AssertUnwindSafe(|| session.generate_from_with(ids, &params, cancel, sink)));
         match result {
@@ -274,10 +287,11 @@ impl LocalEngine {
         }
     }
 
-    /// [`LocalEngine::generate_cancellable`] under `output`'s constraint and tools: the tools'
-    /// block joins the system prompt (built-in format, [`crate::structured::tools`]), the tool
-    /// choice constrains the answer unless `output` sets a constraint itself, and the answer's
-    /// calls are parsed (ids `call_<n>_<i>`, `n` counted per engine).
+    /// [`LocalEngine::generate_cancellable`] under `output`'s constraint and tools: the tools go
+    /// to the chat template where it takes them (Qwen 2.5/3, Llama 3.x: [`ToolFormat`]), else
+    /// their block joins the system prompt (built-in format, [`crate::structured::tools`]); the
+    /// tool choice constrains the answer unless `output` sets a constraint itself, and the
+    /// answer's calls are parsed (ids `call_<n>_<i>`, `n` counted per engine).
     pub fn generate_structured_cancellable(
         &self,
         request: &ChatRequest,
@@ -289,28 +303,35 @@ impl LocalEngine {
         if let Some(t) = &output.tools {
             t.validate()?;
         }
-        // Template hook: the chat templates that take `tools` themselves (Qwen, Llama 3) would
-        // render them here instead of the built-in block.
+        let format = self.engine.template().tool_format();
         let tools = output.tools.as_ref().filter(|t| t.choice != ToolChoice::None);
         let mut constraint = output.constraint.clone();
         let mut with_tools;
+        let mut template_tools = None;
         let request = match tools {
             Some(t) => {
                 if constraint.is_text() {
-                    constraint = t.constraint();
+                    constraint = t.constraint_for(format);
                 }
-                with_tools = request.clone();
-                with_tools.messages.insert(0, ChatMessage { role: Role::System, content: t.system_block() });
-                &with_tools
+                if format == ToolFormat::Builtin {
+                    with_tools = request.clone();
+                    with_tools.messages.insert(0, ChatMessage::new(Role::System, t.system_block()));
+                    &with_tools
+                } else {
+                    template_tools = t.template_tools();
+                    request
+                }
             }
             None => request,
         };
         let base = GenerationParams { constraint, ..base.clone() };
-        let g = self.generate_cancellable(request, &base, cancel, sink)?;
+        let g = self.generate_rendered(request, template_tools.as_ref(), &base, cancel, sink)?;
         let tool_calls = match tools {
-            Some(t) if g.valid != Some(false) => {
-                t.parse_calls(&g.text, self.tool_turns.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize)
-            }
+            Some(t) if g.valid != Some(false) => t.parse_calls_for(
+                format,
+                &g.text,
+                self.tool_turns.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize,
+            ),
             _ => Vec::new(),
         };
         Ok(StructuredAnswer { valid: g.valid, tool_calls, answer: local_answer(g) })
@@ -397,11 +418,29 @@ impl AnswerSink for StopOnCancel<'_> {
 }
 
 /// The request as chat-template turns (see the module docs for the normalisation).
-fn turns(request: &ChatRequest, default_system: Option<&str>) -> Vec<TurnMessage> {
+fn turns(request: &ChatRequest, default_system: Option<&str>, format: ToolFormat) -> Vec<TurnMessage> {
     let mut system: Vec<String> = Vec::new();
     let mut turns: Vec<TurnMessage> = Vec::new();
-    for m in request.wire_messages() {
+    // Call id -> tool name, for the results (built-in format: a result names its tool).
+    let mut call_names = std::collections::HashMap::new();
+    for mut m in request.wire_messages() {
+        if !m.tool_calls.is_empty() {
+            // The call as the model writes it in the format.
+            let calls: Vec<(String, serde_json::Value)> = m.tool_calls.iter().map(|c| (c.name.clone(), c.arguments.clone())).collect();
+            for c in &m.tool_calls {
+                call_names.insert(c.id.clone(), c.name.clone());
+            }
+            m.content = Tools::call_text(format, &calls);
+        }
         let role = match m.role {
+            // Each result is its own `tool` message in a family format.
+            Role::Tool if format != ToolFormat::Builtin => TurnRole::Tool,
+            Role::Tool => {
+                let id = m.tool_call_id.clone().unwrap_or_default();
+                let name = call_names.get(&id).cloned().unwrap_or_default();
+                m.content = Tools::result_turn(&[ToolResult { id, name, content: m.content }]);
+                TurnRole::User
+            }
             Role::System => {
                 if !m.content.trim().is_empty() {
                     system.push(m.content);
@@ -412,7 +451,7 @@ fn turns(request: &ChatRequest, default_system: Option<&str>) -> Vec<TurnMessage
             Role::Assistant => TurnRole::Assistant,
         };
         match turns.last_mut() {
-            Some(last) if last.role == role => {
+            Some(last) if last.role == role && role != TurnRole::Tool => {
                 last.content.push_str("\n\n");
                 last.content.push_str(&m.content);
             }
@@ -536,15 +575,15 @@ mod tests {
             attachments: vec!["doc".into()],
             ..ChatRequest::default()
         };
-        let t = turns(&req, Some("ignored: the request has its own"));
+        let t = turns(&req, Some("ignored: the request has its own"), ToolFormat::Builtin);
         let roles: Vec<TurnRole> = t.iter().map(|m| m.role).collect();
         assert_eq!(roles, [TurnRole::System, TurnRole::User, TurnRole::Assistant, TurnRole::User]);
         assert_eq!(t[0].content, "be brief\n\nand kind");
         assert_eq!(t[1].content, "a\n\nb");
         assert_eq!(t[3].content, "d\n\n[Attachment 1]\ndoc");
-        let t = turns(&ChatRequest::user("q"), Some("sys"));
+        let t = turns(&ChatRequest::user("q"), Some("sys"), ToolFormat::Builtin);
         assert_eq!(t.len(), 2);
         assert_eq!((t[0].role, t[0].content.as_str()), (TurnRole::System, "sys"));
-        assert_eq!(turns(&ChatRequest::user("q"), Some("  ")).len(), 1);
+        assert_eq!(turns(&ChatRequest::user("q"), Some("  "), ToolFormat::Builtin).len(), 1);
     }
 }

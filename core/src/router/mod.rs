@@ -97,15 +97,18 @@ pub enum Role {
     User,
     /// The model.
     Assistant,
+    /// A tool's result ([`ChatMessage::tool_result`]).
+    Tool,
 }
 
 impl Role {
-    /// The OpenAI wire name (`system`, `user`, `assistant`).
+    /// The OpenAI wire name (`system`, `user`, `assistant`, `tool`).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
+            Role::Tool => "tool",
         }
     }
 }
@@ -119,18 +122,40 @@ pub struct ChatMessage {
     pub role: Role,
     /// The text.
     pub content: String,
+    /// An assistant message's tool calls (OpenAI's `tool_calls`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// A [`Role::Tool`] message's call id (OpenAI's `tool_call_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
     /// A message with the given role.
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into() }
+        Self { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+    }
+
+    /// An assistant message that made `calls`.
+    pub fn tool_calls(calls: Vec<ToolCall>) -> Self {
+        Self { tool_calls: calls, ..Self::new(Role::Assistant, "") }
+    }
+
+    /// The result of the call `id`.
+    pub fn tool_result(id: impl Into<String>, content: impl Into<String>) -> Self {
+        Self { tool_call_id: Some(id.into()), ..Self::new(Role::Tool, content) }
     }
 }
 
 impl fmt::Debug for ChatMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChatMessage {{ role: {}, content: <{} bytes> }}", self.role.as_str(), self.content.len())
+        write!(
+            f,
+            "ChatMessage {{ role: {}, content: <{} bytes>, tool_calls: {} }}",
+            self.role.as_str(),
+            self.content.len(),
+            self.tool_calls.len()
+        )
     }
 }
 
@@ -158,6 +183,10 @@ pub struct ChatRequest {
     /// first, so no KV computed under one set serves another.
     #[serde(skip)]
     pub adapters: crate::lora::LoraSet,
+    /// Tools the model may call (OpenAI's `tools` / `tool_choice` on the cloud; the local model's
+    /// tool format on the device). Their definitions are part of what the router inspects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Tools>,
 }
 
 impl ChatRequest {
@@ -192,15 +221,52 @@ impl ChatRequest {
         self
     }
 
-    /// Every piece of text in the request: each message, then each attachment. The router scans
-    /// each of these (and their concatenation) for personal data.
+    /// The text of each message, then each attachment (see [`ChatRequest::all_parts`] for
+    /// everything the router inspects).
     pub fn parts(&self) -> impl Iterator<Item = &str> {
         self.messages.iter().map(|m| m.content.as_str()).chain(self.attachments.iter().map(String::as_str))
     }
 
-    /// Total bytes of text in the request.
+    /// The text of the tools and calls: per tool its name, description and every key and value
+    /// of its parameter schema; per call (in the messages) its id, name and every key and value
+    /// of its arguments (numbers too); per tool result its call id. `None` when some of it
+    /// cannot be inspected (nested deeper than [`MAX_INSPECT_DEPTH`]): the request then stays
+    /// on the device.
+    pub fn tool_parts(&self) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for t in self.tools.iter().flat_map(|t| &t.tools) {
+            let mut text = format!("{}: {}", t.name, t.description);
+            flatten_json(&t.parameters, "", 0, &mut text)?;
+            out.push(text);
+        }
+        for m in &self.messages {
+            for c in &m.tool_calls {
+                let mut text = format!("{} {}", c.id, c.name);
+                flatten_json(&c.arguments, "", 0, &mut text)?;
+                out.push(text);
+            }
+            if let Some(id) = &m.tool_call_id {
+                out.push(id.clone());
+            }
+        }
+        Some(out)
+    }
+
+    /// Every piece of text that could leave the device: [`ChatRequest::parts`], then
+    /// [`ChatRequest::tool_parts`]. The router scans each (and their concatenation) for personal
+    /// data. `None`: something cannot be inspected (the request stays local).
+    pub fn all_parts(&self) -> Option<Vec<std::borrow::Cow<'_, str>>> {
+        let mut v: Vec<std::borrow::Cow<'_, str>> = self.parts().map(std::borrow::Cow::Borrowed).collect();
+        v.extend(self.tool_parts()?.into_iter().map(std::borrow::Cow::Owned));
+        Some(v)
+    }
+
+    /// Total bytes of text in the request (tools and calls included, as JSON).
     pub fn text_len(&self) -> usize {
-        self.parts().map(str::len).sum()
+        let tools = self.tools.iter().flat_map(|t| &t.tools).map(|t| t.name.len() + t.description.len() + t.parameters.to_string().len());
+        let calls = self.messages.iter().flat_map(|m| &m.tool_calls).map(|c| c.id.len() + c.name.len() + c.arguments.to_string().len());
+        let ids = self.messages.iter().filter_map(|m| m.tool_call_id.as_ref()).map(String::len);
+        self.parts().map(str::len).chain(tools).chain(calls).chain(ids).fold(0, usize::saturating_add)
     }
 
     /// The messages as they are sent to a chat-completions API: attachments are appended to the
@@ -230,8 +296,10 @@ impl ChatRequest {
             return Err(crate::Error::InvalidParameter { name: "messages", reason: "no messages".into() });
         }
         // Every part counts: the limit is on what one request hands the device (and the cloud).
-        let bytes = self.messages.iter().map(|m| m.content.len()).chain(self.attachments.iter().map(String::len));
-        crate::check_input_len(bytes.fold(0usize, usize::saturating_add))?;
+        crate::check_input_len(self.text_len())?;
+        if let Some(t) = &self.tools {
+            t.validate()?;
+        }
         if let Some(t) = self.temperature {
             if !t.is_finite() || t < 0.0 {
                 return Err(crate::Error::InvalidParameter {
@@ -260,6 +328,36 @@ impl fmt::Debug for ChatRequest {
             self.adapters.len()
         )
     }
+}
+
+/// How deep the router follows a tool schema or call arguments; anything deeper cannot be
+/// inspected and keeps the request on the device.
+pub const MAX_INSPECT_DEPTH: usize = 32;
+
+/// Appends every key and leaf of `v` to `out`, one `path: value` line each (numbers and booleans
+/// as written). `None` past [`MAX_INSPECT_DEPTH`].
+fn flatten_json(v: &serde_json::Value, path: &str, depth: usize, out: &mut String) -> Option<()> {
+    use serde_json::Value;
+    if depth > MAX_INSPECT_DEPTH {
+        return None;
+    }
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                flatten_json(x, &p, depth + 1, out)?;
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                flatten_json(x, path, depth + 1, out)?;
+            }
+        }
+        Value::String(s) => out.push_str(&format!("\n{path}: {s}")),
+        Value::Null => {}
+        other => out.push_str(&format!("\n{path}: {other}")),
+    }
+    Some(())
 }
 
 /// Why a generation stopped.
@@ -452,6 +550,8 @@ pub struct RoutedAnswer {
     pub completion_tokens: usize,
     /// Why the answer ended.
     pub finish_reason: FinishReason,
+    /// The tool calls the answer makes (with [`ChatRequest::tools`]; empty for a text answer).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl fmt::Debug for RoutedAnswer {
@@ -465,6 +565,7 @@ impl fmt::Debug for RoutedAnswer {
             .field("prompt_tokens", &self.prompt_tokens)
             .field("completion_tokens", &self.completion_tokens)
             .field("finish_reason", &self.finish_reason)
+            .field("tool_calls", &self.tool_calls.len())
             .finish()
     }
 }
@@ -587,8 +688,12 @@ impl Router {
         request: &ChatRequest,
         meta: &RequestMeta,
     ) -> (RouteDecision, usize) {
+        let Some(parts) = request.all_parts() else {
+            log::warn!("router: a tool schema or call is too deep to inspect; routing local");
+            return (RouteDecision::fail_closed(Vec::new()), 0);
+        };
         let counted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let tokens: usize = request.parts().map(|p| local.count_tokens(p)).sum();
+            let tokens: usize = parts.iter().map(|p| local.count_tokens(p)).sum();
             (tokens, local.context_limit())
         }));
         let (prompt_tokens, context_limit) = match counted {
@@ -641,6 +746,7 @@ impl Router {
                             prompt_tokens,
                             completion_tokens,
                             finish_reason: ans.finish_reason,
+                            tool_calls: ans.tool_calls,
                         };
                         self.record(&out, ans.attempts);
                         return Ok(out);
@@ -650,7 +756,11 @@ impl Router {
                         if delivered > 0 {
                             sink.on_reset();
                         }
-                        if failure.kind == FailureKind::Connect && self.engine.policy().queue_when_offline {
+                        // A tool request is not queued: its calls are for the app now, not later.
+                        if failure.kind == FailureKind::Connect
+                            && self.engine.policy().queue_when_offline
+                            && request.tools.is_none()
+                        {
                             queued = self.try_enqueue(request);
                         }
                         fallback = Some(Fallback {
@@ -670,12 +780,22 @@ impl Router {
                     discarded_chars: 0,
                 });
             }
-        } else if decision.wanted_cloud_but_offline() && self.engine.policy().queue_when_offline {
+        } else if decision.wanted_cloud_but_offline()
+            && self.engine.policy().queue_when_offline
+            && request.tools.is_none()
+        {
             queued = self.try_enqueue(request);
         }
 
         let mut local_sink = |t: &str| sink.on_text(t);
-        let ans = local.generate(request, &mut local_sink)?;
+        let (ans, tool_calls) = match &request.tools {
+            None => (local.generate(request, &mut local_sink)?, Vec::new()),
+            Some(tools) => {
+                let output = StructuredRequest { constraint: OutputConstraint::Text, tools: Some(tools.clone()) };
+                let s = local.generate_structured(request, &output, &mut local_sink)?;
+                (s.answer, s.tool_calls)
+            }
+        };
         let attempts = fallback.as_ref().map_or(0, |f| f.attempts);
         let out = RoutedAnswer {
             text: ans.text,
@@ -686,6 +806,7 @@ impl Router {
             prompt_tokens: if ans.prompt_tokens > 0 { ans.prompt_tokens } else { prompt_tokens },
             completion_tokens: ans.completion_tokens,
             finish_reason: ans.finish_reason,
+            tool_calls,
         };
         self.record(&out, attempts);
         Ok(out)

@@ -307,15 +307,27 @@ pub fn second_stage_blocks(request: &ChatRequest) -> bool {
     gate_request(request).sensitive
 }
 
-/// Scans every part of `request` (messages of every role, attachments) and their concatenation
-/// with the rules alone.
+/// Scans every part of `request` (messages of every role, attachments, tool definitions, calls
+/// and results: [`ChatRequest::all_parts`]) and their concatenation with the rules alone. A
+/// request with a part that cannot be inspected counts as sensitive (fail closed).
 pub fn scan_request(request: &ChatRequest) -> RequestScan {
-    scan_texts(request.parts())
+    match request.all_parts() {
+        Some(parts) => scan_texts(parts.iter().map(|p| p.as_ref())),
+        None => uninspectable(),
+    }
 }
 
 /// Checks every part of `request` and their concatenation with the whole gate ([`gate_texts`]).
 pub fn gate_request(request: &ChatRequest) -> RequestScan {
-    gate_texts(request.parts())
+    match request.all_parts() {
+        Some(parts) => gate_texts(parts.iter().map(|p| p.as_ref())),
+        None => uninspectable(),
+    }
+}
+
+/// What a part the gate cannot read counts as: sensitive, with no category.
+fn uninspectable() -> RequestScan {
+    RequestScan { sensitive: true, ..RequestScan::default() }
 }
 
 // ---------------------------------------------------------------------------------------------

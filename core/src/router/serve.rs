@@ -406,7 +406,7 @@ fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, 
                     // Name first, as the model writes calls (the cached prefix then matches).
                     wire.push(format!("{{\"name\":{},\"arguments\":{args}}}", Value::from(name)));
                 }
-                messages.push(ChatMessage { role, content: format!("{{\"tool_calls\":[{}]}}", wire.join(",")) });
+                messages.push(ChatMessage::new(role, format!("{{\"tool_calls\":[{}]}}", wire.join(","))));
                 continue;
             }
         }
@@ -437,7 +437,7 @@ fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, 
         } else {
             content
         };
-        messages.push(ChatMessage { role, content });
+        messages.push(ChatMessage::new(role, content));
     }
     if let Some(t) = body.temperature {
         if !t.is_finite() || !(0.0..=2.0).contains(&t) {

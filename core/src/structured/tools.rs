@@ -26,6 +26,21 @@
 //!
 //! so the conversation stays user/model alternating (Gemma's template requires it) and the
 //! session's cache holds the whole exchange: the next turn prefills only the results.
+//!
+//! # The model's own format (Qwen 2.5 / Qwen 3, Llama 3.x)
+//!
+//! A chat template that takes `tools` ([`ToolFormat::detect`]) shows the tools itself (the
+//! template is rendered with `tools` = [`Tools::template_tools`]; no block is added), and the
+//! calls are constrained to the family's format, byte for byte what its template prints for a
+//! call (Python `json.dumps` spacing):
+//!
+//! - [`ToolFormat::Hermes`] (Qwen): `<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>`,
+//!   1 to [`MAX_CALLS_PER_TURN`] of them separated by `\n`; results are `tool` messages (the
+//!   template wraps them in `<tool_response>`). Under `auto`, text is any answer that does not
+//!   start with `<to` (Qwen 3 may still think first: `<think>` is text, and calls written after
+//!   the thinking are parsed, though not constrained).
+//! - [`ToolFormat::Llama3`]: one call `{"name": "f", "parameters": {"a": 1}}` per answer (the
+//!   template allows one); results are `tool` messages (printed as the `ipython` role).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -53,6 +68,35 @@ pub struct Tool {
 
 fn empty_object_schema() -> Value {
     json!({ "type": "object", "properties": {} })
+}
+
+/// How a chat template shows tools, calls and results ([`ToolFormat::detect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolFormat {
+    /// Edgewise's own format (Gemma 3, and any template without tool support).
+    #[default]
+    Builtin,
+    /// Qwen 2.5 / Qwen 3 (Hermes style): `<tool_call>` blocks, `tool` results.
+    Hermes,
+    /// Llama 3.x: one JSON call with `parameters`, results in the `ipython` role.
+    Llama3,
+}
+
+impl ToolFormat {
+    /// The format a chat template's source handles: it must take `tools` and print calls as
+    /// `<tool_call>` (Qwen 2.5/3) or JSON with `"parameters"` beside an `ipython` role (Llama
+    /// 3.1/3.2); anything else is [`ToolFormat::Builtin`].
+    pub fn detect(template_source: &str) -> Self {
+        let takes_tools = template_source.contains("tools");
+        if takes_tools && template_source.contains("<tool_call>") && template_source.contains("tool_call.arguments") {
+            Self::Hermes
+        } else if takes_tools && template_source.contains("ipython") && template_source.contains("\"parameters\"") {
+            Self::Llama3
+        } else {
+            Self::Builtin
+        }
+    }
 }
 
 /// Which answers are allowed when tools are offered.
@@ -177,6 +221,128 @@ impl Tools {
         s
     }
 
+    /// The tools as a chat template takes them (transformers' `tools`: OpenAI's
+    /// `{"type": "function", "function": {name, description, parameters}}`); `None` under
+    /// [`ToolChoice::None`] (the tools are not shown).
+    pub fn template_tools(&self) -> Option<Value> {
+        if self.choice == ToolChoice::None {
+            return None;
+        }
+        let list: Vec<Value> = self
+            .tools
+            .iter()
+            .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+            .collect();
+        Some(Value::Array(list))
+    }
+
+    /// The JSON Schema of one call in a family format: `name`, then `args` (`arguments` or
+    /// `parameters`), with Python's `json.dumps` spacing, as the family's template prints a call.
+    fn family_call_schema(&self, args: &str) -> Value {
+        let one: Vec<Value> = self
+            .offered()
+            .map(|t| {
+                let mut props = serde_json::Map::new();
+                props.insert("name".into(), json!({ "const": t.name }));
+                props.insert(args.into(), t.parameters.clone());
+                json!({ "type": "object", "properties": props, "required": ["name", args], "additionalProperties": false })
+            })
+            .collect();
+        json!({ "anyOf": one, "x-guidance": { "whitespace_flexible": false, "item_separator": ", ", "key_separator": ": " } })
+    }
+
+    /// The output constraint for the answer in `format`.
+    pub fn constraint_for(&self, format: ToolFormat) -> OutputConstraint {
+        match (format, &self.choice) {
+            (ToolFormat::Builtin, _) | (_, ToolChoice::None) => self.constraint(),
+            (ToolFormat::Hermes, choice) => {
+                let call = format!("call: \"<tool_call>\\n\" obj \"\\n</tool_call>\"\nobj: %json {}\n", self.family_call_schema("arguments"));
+                let more = "(\"\\n\" call)?".repeat(MAX_CALLS_PER_TURN - 1);
+                let start = if *choice == ToolChoice::Auto { "start: TEXT | calls\nTEXT: /([^<\\s]|<[^t]|<t[^o])(?s:.*)/\n" } else { "start: calls\n" };
+                OutputConstraint::Grammar(format!("{start}calls: call {more}\n{call}"))
+            }
+            (ToolFormat::Llama3, ToolChoice::Auto) => {
+                OutputConstraint::Grammar(format!("start: TEXT | call\ncall: %json {}\nTEXT: /[^{{\\s](?s:.*)/\n", self.family_call_schema("parameters")))
+            }
+            (ToolFormat::Llama3, _) => OutputConstraint::JsonSchema(self.family_call_schema("parameters").to_string()),
+        }
+    }
+
+    /// The calls in an answer written in `format` (ids `call_<turn>_<index>`); empty for text.
+    pub fn parse_calls_for(&self, format: ToolFormat, text: &str, turn: usize) -> Vec<ToolCall> {
+        let known = |name: &str| self.tools.iter().any(|t| t.name == name);
+        let mk = |i: usize, v: &Value, args: &str| -> Option<ToolCall> {
+            let name = v.get("name")?.as_str()?;
+            known(name).then(|| ToolCall {
+                id: format!("call_{turn}_{i}"),
+                name: name.to_string(),
+                arguments: match v.get(args) {
+                    Some(Value::String(s)) => serde_json::from_str(s).unwrap_or_else(|_| json!({})),
+                    Some(a) => a.clone(),
+                    None => json!({}),
+                },
+            })
+        };
+        match format {
+            ToolFormat::Builtin => self.parse_calls(text, turn),
+            ToolFormat::Hermes => {
+                // After any thinking; each `<tool_call>…</tool_call>` block holds one call.
+                let body = text.rsplit_once("</think>").map_or(text, |(_, after)| after);
+                let mut calls = Vec::new();
+                for block in body.split("<tool_call>").skip(1) {
+                    let Some((json, _)) = block.split_once("</tool_call>") else { continue };
+                    if let Ok(v) = serde_json::from_str::<Value>(json.trim()) {
+                        if let Some(c) = mk(calls.len(), &v, "arguments") {
+                            calls.push(c);
+                        }
+                    }
+                }
+                calls.truncate(MAX_CALLS_PER_TURN);
+                calls
+            }
+            ToolFormat::Llama3 => {
+                let t = text.trim();
+                let t = t.strip_prefix("<|python_tag|>").unwrap_or(t);
+                match serde_json::from_str::<Value>(t) {
+                    Ok(v) => mk(0, &v, "parameters").or_else(|| mk(0, &v, "arguments")).into_iter().collect(),
+                    Err(_) => Vec::new(),
+                }
+            }
+        }
+    }
+
+    /// The answer text a model writes for `calls` in `format` (what the constraint produces and
+    /// what the family's template prints for an assistant message with these `tool_calls`): for
+    /// an OpenAI client that sends its calls back.
+    pub fn call_text(format: ToolFormat, calls: &[(String, Value)]) -> String {
+        match format {
+            ToolFormat::Builtin => {
+                let wire: Vec<String> = calls.iter().map(|(n, a)| format!("{{\"name\":{},\"arguments\":{a}}}", Value::from(n.as_str()))).collect();
+                format!("{{\"tool_calls\":[{}]}}", wire.join(","))
+            }
+            ToolFormat::Hermes => calls
+                .iter()
+                .map(|(n, a)| format!("<tool_call>\n{{\"name\": {}, \"arguments\": {}}}\n</tool_call>", py_json(&Value::from(n.as_str())), py_json(a)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            ToolFormat::Llama3 => calls
+                .iter()
+                .map(|(n, a)| format!("{{\"name\": {}, \"parameters\": {}}}", py_json(&Value::from(n.as_str())), py_json(a)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    /// The messages that carry tool results back in `format`: one user turn of
+    /// [`Tools::result_turn`] (built-in), or one `tool` message per result.
+    pub fn result_messages(format: ToolFormat, results: &[ToolResult]) -> Vec<crate::tokenizer::ChatMessage> {
+        use crate::tokenizer::{ChatMessage, Role};
+        match format {
+            ToolFormat::Builtin => vec![ChatMessage::new(Role::User, Self::result_turn(results))],
+            _ => results.iter().map(|r| ChatMessage::new(Role::Tool, r.content.clone())).collect(),
+        }
+    }
+
     /// The tools a call may name under the choice.
     fn offered(&self) -> impl Iterator<Item = &Tool> {
         self.tools.iter().filter(move |t| match &self.choice {
@@ -243,6 +409,19 @@ impl Tools {
             .map(|r| format!("<tool_result id=\"{}\" name=\"{}\">\n{}\n</tool_result>", r.id, r.name, r.content.trim()))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+/// Python's `json.dumps(v, ensure_ascii=False)` (separators `", "` and `": "`), as chat templates'
+/// `tojson` prints (strings and numbers as serde_json writes them).
+pub fn py_json(v: &Value) -> String {
+    match v {
+        Value::Array(items) => format!("[{}]", items.iter().map(py_json).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter().map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), py_json(v))).collect::<Vec<_>>().join(", ")
+        ),
+        other => other.to_string(),
     }
 }
 

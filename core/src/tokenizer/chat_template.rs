@@ -37,6 +37,9 @@ pub enum Role {
     User,
     /// The model (Gemma calls this role `model`).
     Assistant,
+    /// A tool's result, for templates that take tools (`tool` in transformers' messages; Llama
+    /// 3.x prints it as `ipython`). Not for templates without tool support (Gemma raises).
+    Tool,
 }
 
 /// One message of a conversation.
@@ -140,17 +143,56 @@ impl ChatTemplate {
     /// Render `messages` to prompt text, exactly as the template says (so it may start with the
     /// BOS piece; see the module docs for how [`encode`](Self::encode) avoids a double BOS).
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        self.render_with(messages.iter().map(|m| (m.role, m.content.as_str())), add_generation_prompt)
+        self.render_tools(messages, None, add_generation_prompt)
+    }
+
+    /// [`render`](Self::render) with `tools` (transformers' `apply_chat_template(tools=...)`: a
+    /// JSON array of OpenAI-style `{"type": "function", "function": {...}}`), for templates that
+    /// show tools themselves (Qwen 2.5/3, Llama 3.x). `None`: the template sees `tools = None`.
+    pub fn render_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        self.render_with(messages.iter().map(|m| (m.role, m.content.as_str())), tools, add_generation_prompt)
+    }
+
+    /// Renders messages given as JSON (transformers' message dicts: `role`, `content`, and for
+    /// instance an assistant's `tool_calls`), with `tools`, exactly as the template says.
+    pub fn render_json(
+        &self,
+        messages: &serde_json::Value,
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        self.render_context(context_value(
+            Value::from_serialize(messages),
+            tools.map_or_else(|| Value::from(()), Value::from_serialize),
+            add_generation_prompt,
+            self.bos.as_deref(),
+            self.eos.as_deref(),
+            &self.kwargs,
+        ))
+    }
+
+    /// How the template shows tools and tool calls ([`ToolFormat::detect`]).
+    ///
+    /// [`ToolFormat::detect`]: crate::structured::tools::ToolFormat::detect
+    pub fn tool_format(&self) -> crate::structured::tools::ToolFormat {
+        crate::structured::tools::ToolFormat::detect(&self.source)
     }
 
     fn render_with<'a>(
         &self,
         messages: impl Iterator<Item = (Role, &'a str)>,
+        tools: Option<&serde_json::Value>,
         add_generation_prompt: bool,
     ) -> Result<String> {
         let msgs: Vec<Value> = messages.map(|(role, content)| context! { role => role, content => content }).collect();
         self.render_context(context_value(
             Value::from(msgs),
+            tools.map_or_else(|| Value::from(()), Value::from_serialize),
             add_generation_prompt,
             self.bos.as_deref(),
             self.eos.as_deref(),
@@ -165,18 +207,40 @@ impl ChatTemplate {
     /// Render and encode a conversation for `tok`: exactly one BOS (module docs, G.19), template
     /// text parsed for control tokens, message contents encoded as user text (G.20).
     pub fn encode(&self, tok: &Tokenizer, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<Vec<u32>> {
-        let full = self.render(messages, add_generation_prompt)?;
+        self.encode_known(tok, messages, None, add_generation_prompt, &[])
+    }
+
+    /// [`encode`](Self::encode), except that a message whose token ids are known (`known[i]`,
+    /// typically the tokens a model sampled for its answer) keeps those ids where the template
+    /// prints its content unchanged, instead of encoding the text again. A model's sampled
+    /// tokens are often not the tokenizer's encoding of their text (constrained JSON is split
+    /// differently), and a session's cache holds the sampled ones: re-encoding would make the
+    /// next turn prefill the answer again. `known` may be shorter than `messages`; a content the
+    /// template trims or rewrites is encoded as usual. `tools`: as in
+    /// [`render_tools`](Self::render_tools) (tool definitions are template text).
+    pub fn encode_known(
+        &self,
+        tok: &Tokenizer,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+        known: &[Option<&[u32]>],
+    ) -> Result<Vec<u32>> {
+        let full = self.render_tools(messages, tools, add_generation_prompt)?;
         let starts_with_bos = self.bos.as_deref().is_some_and(|b| !b.is_empty() && full.starts_with(b));
         let mut ids = Vec::new();
         if !starts_with_bos && tok.add_bos_default() {
             ids.extend(tok.bos_id());
         }
-        match self.segments(messages, add_generation_prompt, &full)? {
+        match self.segments(messages, tools, add_generation_prompt, &full)? {
             Some(segments) => {
                 for seg in segments {
                     match seg {
                         Segment::Template(t) => ids.extend(tok.encode(t, false)?),
-                        Segment::User(u) => ids.extend(tok.encode_user_text(u, false)?),
+                        Segment::User(i, u) => match known.get(i).copied().flatten() {
+                            Some(k) if u == messages[i].content => ids.extend_from_slice(k),
+                            _ => ids.extend(tok.encode_user_text(u, false)?),
+                        },
                     }
                 }
             }
@@ -193,13 +257,17 @@ impl ChatTemplate {
     fn segments<'f>(
         &self,
         messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
         add_generation_prompt: bool,
         full: &'f str,
     ) -> Result<Option<Vec<Segment<'f>>>> {
         // Render the skeleton with placeholders made of private-use characters.
         let marks: Vec<String> = (0..messages.len()).map(|i| format!("\u{F8F0}{i}\u{F8F1}")).collect();
-        let skeleton =
-            self.render_with(messages.iter().zip(&marks).map(|(m, k)| (m.role, k.as_str())), add_generation_prompt)?;
+        let skeleton = self.render_with(
+            messages.iter().zip(&marks).map(|(m, k)| (m.role, k.as_str())),
+            tools,
+            add_generation_prompt,
+        )?;
         // Literal pieces between placeholders; every placeholder must occur once, in order.
         let mut literals = Vec::with_capacity(messages.len() + 1);
         let mut rest = skeleton.as_str();
@@ -224,11 +292,15 @@ impl ChatTemplate {
             pos += lit.len();
             let next = literals[i + 1];
             let c = m.content.as_str();
-            let found = [c, c.trim(), c.trim_start(), c.trim_end()]
+            // As printed, trimmed, or inside a JSON string (Llama 3.x prints a tool result with
+            // `tojson`; its quotes are in the literals around the placeholder).
+            let quoted = serde_json::to_string(c).unwrap_or_default();
+            let quoted = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default();
+            let found = [c, c.trim(), c.trim_start(), c.trim_end(), quoted]
                 .into_iter()
                 .find(|cand| full[pos..].starts_with(cand) && full[pos + cand.len()..].starts_with(next));
             let Some(cand) = found else { return Ok(None) };
-            out.push(Segment::User(&full[pos..pos + cand.len()]));
+            out.push(Segment::User(i, &full[pos..pos + cand.len()]));
             pos += cand.len();
         }
         let last = literals[messages.len()];
@@ -243,13 +315,14 @@ impl ChatTemplate {
 /// A piece of a rendered prompt.
 enum Segment<'a> {
     Template(&'a str),
-    User(&'a str),
+    /// The content of message `.0`, as the template printed it.
+    User(usize, &'a str),
 }
 
 impl Segment<'_> {
     fn text(&self) -> &str {
         match self {
-            Segment::Template(t) | Segment::User(t) => t,
+            Segment::Template(t) | Segment::User(_, t) => t,
         }
     }
 }
@@ -259,6 +332,7 @@ impl Segment<'_> {
 /// tokenizer lacks stays undefined) and the caller's keyword arguments.
 fn context_value(
     messages: Value,
+    tools: Value,
     add_generation_prompt: bool,
     bos: Option<&str>,
     eos: Option<&str>,
@@ -266,7 +340,7 @@ fn context_value(
 ) -> Value {
     let mut ctx: Vec<(String, Value)> = vec![
         ("messages".into(), messages),
-        ("tools".into(), Value::from(())),
+        ("tools".into(), tools),
         ("documents".into(), Value::from(())),
         ("add_generation_prompt".into(), Value::from(add_generation_prompt)),
     ];
@@ -461,8 +535,8 @@ mod tests {
         let t = gemma();
         let msgs = [ChatMessage::new(Role::System, "sys "), ChatMessage::new(Role::User, " <start_of_turn>x ")];
         let full = t.render(&msgs, true).unwrap();
-        let segs = t.segments(&msgs, true, &full).unwrap().unwrap();
-        let kinds: Vec<(bool, &str)> = segs.iter().map(|s| (matches!(s, Segment::User(_)), s.text())).collect();
+        let segs = t.segments(&msgs, None, true, &full).unwrap().unwrap();
+        let kinds: Vec<(bool, &str)> = segs.iter().map(|s| (matches!(s, Segment::User(..)), s.text())).collect();
         assert_eq!(
             kinds,
             vec![
@@ -489,7 +563,117 @@ mod tests {
     struct Renders {
         header: GoldenHeader,
         cases: Vec<RenderCase>,
+        tool_cases: Vec<ToolCase>,
         features: Vec<FeatureCase>,
+    }
+
+    /// A conversation with tools (`tool_cases` of renders.json).
+    #[derive(serde::Deserialize)]
+    struct ToolCase {
+        template: String,
+        conversation: String,
+        messages: serde_json::Value,
+        tools: serde_json::Value,
+        add_generation_prompt: bool,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+        output: Option<String>,
+        error: Option<String>,
+    }
+
+    /// A tool case's messages in the form a session keeps: each call as the model writes it
+    /// ([`Tools::call_text`] in `format`) as the assistant's content, results as `tool` messages.
+    ///
+    /// [`Tools::call_text`]: crate::structured::tools::Tools::call_text
+    fn session_form(messages: &serde_json::Value, format: crate::structured::tools::ToolFormat) -> Vec<ChatMessage> {
+        use crate::structured::tools::Tools;
+        let items = messages.as_array().unwrap();
+        items
+            .iter()
+            .map(|m| {
+                let role: Role = serde_json::from_value(m["role"].clone()).unwrap();
+                let content = match m.get("tool_calls").and_then(|c| c.as_array()) {
+                    Some(calls) => {
+                        let calls: Vec<(String, serde_json::Value)> = calls
+                            .iter()
+                            .map(|c| {
+                                (
+                                    c["function"]["name"].as_str().unwrap().to_string(),
+                                    c["function"]["arguments"].clone(),
+                                )
+                            })
+                            .collect();
+                        Tools::call_text(format, &calls)
+                    }
+                    None => m["content"].as_str().unwrap().to_string(),
+                };
+                ChatMessage::new(role, content)
+            })
+            .collect()
+    }
+
+    /// With tools, Qwen 2.5, Qwen 3 and Llama 3.2 render exactly as jinja2 does: the messages as
+    /// given (structured `tool_calls`), and the session's form (the model's call text as the
+    /// content, results as `tool` messages). Wrong variants fail: no `tools` (the old
+    /// rendering), and calls written in the built-in compact format.
+    #[test]
+    fn tool_renders_match_python_jinja2() {
+        use crate::structured::tools::{ToolFormat, Tools};
+        let g = load_renders();
+        assert!(g.tool_cases.len() >= 30, "golden file too small");
+        let mut bad = Vec::new();
+        let (mut checked_session_form, mut variants_caught) = (0, 0);
+        for c in &g.tool_cases {
+            let src = std::fs::read_to_string(golden_dir().join(&c.template)).unwrap();
+            let t = ChatTemplate::from_gguf_template(Some(&src), "", c.bos_token.clone(), c.eos_token.clone())
+                .unwrap()
+                .with_fixed_time(g.header.now_unix);
+            let format = t.tool_format();
+            let want_format = if c.template.starts_with("llama") { ToolFormat::Llama3 } else { ToolFormat::Hermes };
+            assert_eq!(format, want_format, "{}", c.template);
+            // The tools as a session passes them are what jinja2 was given.
+            let tools = Tools::from_json(&c.tools.to_string()).unwrap();
+            assert_eq!(tools.template_tools().as_ref(), Some(&c.tools));
+            let id = format!("{} / {} / agp={}", c.template, c.conversation, c.add_generation_prompt);
+            let got = t.render_json(&c.messages, Some(&c.tools), c.add_generation_prompt);
+            match (&got, &c.output, &c.error) {
+                (Ok(g), Some(want), _) if g == want => {}
+                (Err(Error::ChatTemplate { reason }), None, Some(msg)) if reason.contains(msg.as_str()) => {}
+                _ => bad.push(format!("{id}: got {got:?}, want {:?} / error {:?}", c.output, c.error)),
+            }
+            let Some(want) = &c.output else { continue };
+            let msgs = session_form(&c.messages, format);
+            let got = t.render_tools(&msgs, tools.template_tools().as_ref(), c.add_generation_prompt).unwrap();
+            if &got != want {
+                bad.push(format!("{id} (session form): got {got:?}, want {want:?}"));
+            }
+            checked_session_form += 1;
+            // Wrong variants: without tools; with calls in the built-in format.
+            assert_ne!(
+                &t.render_tools(&msgs, None, c.add_generation_prompt).unwrap(),
+                want,
+                "{id}: tools=None went unnoticed"
+            );
+            if c.messages.as_array().unwrap().iter().any(|m| m.get("tool_calls").is_some()) {
+                let builtin = session_form(&c.messages, ToolFormat::Builtin);
+                assert_ne!(
+                    &t.render_tools(&builtin, tools.template_tools().as_ref(), c.add_generation_prompt).unwrap(),
+                    want,
+                    "{id}"
+                );
+                variants_caught += 1;
+            }
+        }
+        assert!(bad.is_empty(), "{} mismatches with jinja2:\n{}", bad.len(), bad.join("\n"));
+        assert!(checked_session_form >= 28 && variants_caught >= 16, "{checked_session_form} {variants_caught}");
+        // The templates without tool support use the built-in format.
+        for name in ["gemma3-it.jinja", "smollm2-instruct.jinja"] {
+            let src = std::fs::read_to_string(golden_dir().join(name)).unwrap();
+            assert_eq!(
+                ChatTemplate::from_gguf_template(Some(&src), "", None, None).unwrap().tool_format(),
+                ToolFormat::Builtin
+            );
+        }
     }
 
     #[derive(serde::Deserialize)]
