@@ -498,6 +498,14 @@ fn gpu_tests(name: &str) -> bool {
     false
 }
 
+/// The goldens the wgpu tests run: every `200 / EDGEWISE_GPU_EMBED_TEXTS`-th (all 200 by default;
+/// lavapipe in CI takes minutes per 100 texts, so tests/run-all.sh sets fewer).
+fn gpu_subset(gs: Vec<Golden>) -> Vec<Golden> {
+    let n = std::env::var("EDGEWISE_GPU_EMBED_TEXTS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(gs.len());
+    let step = gs.len().div_ceil(n.clamp(1, gs.len().max(1)));
+    gs.into_iter().step_by(step).collect()
+}
+
 fn on_gpu(weights: EncoderWeights) -> EmbedOptions {
     EmbedOptions { weights, backend: BackendPreference::Gpu, ..EmbedOptions::default() }
 }
@@ -511,7 +519,7 @@ fn gpu_minilm_matches_the_numpy_reference_f32_and_q8_0() {
         return;
     }
     let Some(dir) = minilm_dir() else { return };
-    let gs = goldens("tests/golden/minilm/embeddings_f32.jsonl");
+    let gs = gpu_subset(goldens("tests/golden/minilm/embeddings_f32.jsonl"));
     let cpu = Embedder::from_folder(&dir, EmbedOptions::default()).expect("load cpu");
     let cpu_vs: Vec<Vec<f32>> =
         cpu.embed_batch(&gs.iter().map(|g| g.text.as_str()).collect::<Vec<_>>()).expect("cpu").into_iter().map(|e| e.vector).collect();
@@ -540,7 +548,7 @@ fn gpu_padded_batches_give_the_same_vectors_as_one_at_a_time_and_need_the_mask()
     let Some(dir) = minilm_dir() else { return };
     let gs = goldens("tests/golden/minilm/embeddings_f32.jsonl");
     // Mixed lengths (empty, short, 256-token) in one pass, and again split into small passes.
-    let sub: Vec<&Golden> = gs.iter().step_by(7).collect();
+    let sub: Vec<&Golden> = gs.iter().step_by(13).collect();
     let texts: Vec<&str> = sub.iter().map(|g| g.text.as_str()).collect();
     let lens: Vec<usize> = sub.iter().map(|g| g.ids.len()).collect();
     assert!(lens.iter().min() < lens.iter().max(), "texts of several lengths, so the passes are padded");
@@ -580,13 +588,20 @@ fn gpu_minilm_gguf_matches_llama_cpp_f32_and_q8_0() {
     if !gpu_tests("gpu_minilm_gguf_matches_llama_cpp_f32_and_q8_0") {
         return;
     }
-    for (ty, min) in [("f32", GPU_F32_MIN_COS), ("q8_0", Q8_MIN_COS)] {
-        let Some((path, gs)) = minilm_gguf(ty) else { return };
+    // (file, goldens, least cosine). The Q8_0 file: against llama.cpp's f32 vectors (the model's
+    // truth through llama.cpp) at the 0.999, and against llama.cpp's own Q8_0 vectors at
+    // 0.998: llama.cpp rounds the activations of Q8_0 products to 8 bits as well (its
+    // `vec_dot_type`), where the GPU path keeps them f32 (the CPU path rounds them as llama.cpp
+    // does and meets 0.999 there).
+    for (ty, golden_ty, min) in [("f32", "f32", GPU_F32_MIN_COS), ("q8_0", "f32", Q8_MIN_COS), ("q8_0", "q8_0", 0.998)] {
+        let Some((path, gs)) = minilm_gguf(golden_ty) else { return };
+        let path = if ty == golden_ty { path } else { minilm_gguf(ty).expect("gguf").0 };
+        let gs = gpu_subset(gs);
         let e = Embedder::from_gguf(&path, on_gpu(EncoderWeights::F32)).expect("load gguf on gpu");
         assert_eq!(e.backend(), BackendKind::Gpu);
         let ((worst, id), dn) = gguf_score(&e, &gs);
-        eprintln!("minilm gguf {ty} on wgpu vs llama.cpp: worst cosine {worst:.7} (text {id}), largest norm difference {dn:.2e}");
-        assert!(worst >= min, "{ty}: text {id}: cosine {worst}");
+        eprintln!("minilm gguf {ty} on wgpu vs llama.cpp's {golden_ty} vectors: worst cosine {worst:.7} (text {id}) over {} texts, largest norm difference {dn:.2e}", gs.len());
+        assert!(worst >= min, "{ty} vs {golden_ty}: text {id}: cosine {worst}");
         assert!(dn < 1e-4, "{ty}: unit length: {dn}");
     }
 }
