@@ -47,15 +47,7 @@ if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_STRUCTURED_CASES=${EDGEWISE_GPU_STRUCTURED_CASES:-1} cargo test --release --workspace --test structured_real -- gpu_
   step "wgpu: the llama/qwen2/qwen3 goldens (EDGEWISE_GPU_ARCH_CASES=${EDGEWISE_GPU_ARCH_CASES:=1} per file, ~45 s each on lavapipe)"
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_ARCH_CASES cargo test --release --workspace --test arch_golden -- --test-threads 1 gpu_ --skip gemma3_1b
-fi
-
-# Gemma 3 1B's real shapes (opt-in, core/tests/arch_golden.rs): only where the 769 MiB file exists
-# (`make_arch_goldens.py synth --only gemma3-1b-q4km`; CI does not make it). The CPU tests ran in
-# `cargo test` above; this adds the wgpu one (EDGEWISE_GPU_1B_CASES, default 1).
-g1b="${EDGEWISE_HOME:-$HOME/.cache/edgewise}/reference/synth/gemma3-1b-q4km.gguf"
-if [ -f "$g1b" ] && [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
-  step "wgpu: Gemma 3 1B shape (EDGEWISE_GPU_1B_CASES=${EDGEWISE_GPU_1B_CASES:=1})"
-  EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_1B_CASES cargo test --release --workspace --test arch_golden -- --test-threads 1 gpu_gemma3_1b
-else
-  echo "SKIPPED: Gemma 3 1B shape on wgpu (opt-in: no $g1b)" >&2
+  step "wgpu: the sentence encoder (MiniLM f32/Q8_0 vs NumPy, the GGUFs vs llama.cpp, padded batches, a second BERT)"
+  # EDGEWISE_GPU_EMBED_TEXTS of the 200 goldens (every k-th; unset: all 200, as on a real GPU).
+  EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_EMBED_TEXTS=${EDGEWISE_GPU_EMBED_TEXTS:-40} cargo test --release --workspace --lib -- --test-threads 1 embed::tests::gpu_
 fi

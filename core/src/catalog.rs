@@ -151,13 +151,44 @@ pub struct ModelEntry {
     /// Instruction-tuned (a chat model); `false`: a base model that continues text.
     #[serde(default)]
     pub instruct: bool,
-    /// Where to get the file, tried in order.
-    #[serde(rename = "source")]
+    /// Where to get the file, tried in order (none for a derived entry).
+    #[serde(rename = "source", default)]
     pub sources: Vec<Source>,
     /// `"zip"`: the file is a zip of a model folder (a sentence-transformers folder), extracted to
     /// `models/<id>/` once verified ([`ModelEntry::unpacked_in`]); the folder is the model.
     #[serde(default)]
     pub unpack: Option<String>,
+    /// A file no one publishes, made on this machine from another entry by a conversion built
+    /// into Edgewise; `size` and `sha256` pin the result (see [`Derivation`]).
+    #[serde(default)]
+    pub derived: Option<Derivation>,
+}
+
+/// How a derived model file is made: from the verified folder of catalog entry `from`, by the
+/// built-in `conversion`, and then checked against the entry's own size and sha256 like any
+/// download. The conversion is deterministic, so the pinned digest is the same on every machine;
+/// `reference` names the script in the repository that writes the same bytes with upstream tools.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Derivation {
+    /// The catalog entry (an `unpack = "zip"` folder) the file is made from.
+    pub from: String,
+    /// The built-in conversion: `bert-gguf-f32`, `bert-gguf-f16` or `bert-gguf-q8_0` (a BERT
+    /// sentence-transformers folder written as a llama.cpp `bert` GGUF).
+    pub conversion: String,
+    /// The reference script (repository path and tool versions) that writes the same bytes.
+    pub reference: String,
+}
+
+impl Derivation {
+    /// The GGUF type of a `bert-gguf-*` conversion.
+    fn ftype(&self) -> Result<crate::embed::GgufFtype> {
+        self.conversion
+            .strip_prefix("bert-gguf-")
+            .ok_or_else(|| Error::Catalog { reason: format!("unknown conversion `{}`", self.conversion) })?
+            .parse()
+            .map_err(|_| Error::Catalog { reason: format!("unknown conversion `{}`", self.conversion) })
+    }
 }
 
 /// A reference file for tests (never needed at run time).
@@ -306,9 +337,18 @@ impl Catalog {
             if !ids.insert(m.id.as_str()) {
                 return bad(format!("duplicate id `{}`", m.id));
             }
-            check_file(&m.id, &m.file, m.size, &m.sha256, &m.sources)?;
+            check_file(&m.id, &m.file, m.size, &m.sha256, &m.sources, m.derived.is_some())?;
             if m.unpack.as_deref().is_some_and(|u| u != "zip") {
                 return bad(format!("`{}`: unpack must be \"zip\"", m.id));
+            }
+            if let Some(d) = &m.derived {
+                d.ftype()?;
+                if !self.models.iter().any(|f| f.id == d.from && f.unpack.is_some() && f.derived.is_none()) {
+                    return bad(format!("`{}`: derived from `{}`, which is not a downloaded folder entry", m.id, d.from));
+                }
+                if m.unpack.is_some() {
+                    return bad(format!("`{}`: a derived file is not unpacked", m.id));
+                }
             }
         }
         for r in &self.references {
@@ -318,7 +358,7 @@ impl Catalog {
             if !self.models.iter().any(|m| m.id == r.model) {
                 return bad(format!("reference `{}` names unknown model `{}`", r.id, r.model));
             }
-            check_file(&r.id, &r.file, r.size, &r.sha256, &r.sources)?;
+            check_file(&r.id, &r.file, r.size, &r.sha256, &r.sources, false)?;
         }
         for c in &self.classifiers {
             if !ids.insert(c.id.as_str()) {
@@ -424,7 +464,7 @@ impl Catalog {
     }
 }
 
-fn check_file(id: &str, file: &str, size: u64, sha256: &str, sources: &[Source]) -> Result<()> {
+fn check_file(id: &str, file: &str, size: u64, sha256: &str, sources: &[Source], derived: bool) -> Result<()> {
     let bad = |reason: String| Err(Error::Catalog { reason: format!("`{id}`: {reason}") });
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         return bad("ids use ASCII letters, digits, `-`, `_` and `.` only".into());
@@ -438,7 +478,7 @@ fn check_file(id: &str, file: &str, size: u64, sha256: &str, sources: &[Source])
     if !is_sha256_hex(sha256) {
         return bad("sha256 must be 64 lower-case hex digits".into());
     }
-    if sources.is_empty() {
+    if sources.is_empty() && !derived {
         return bad("no sources".into());
     }
     for s in sources {
@@ -479,6 +519,47 @@ impl ModelEntry {
             sources: self.sources.clone(),
             dest: self.path_in(home),
         }
+    }
+
+    /// Makes the file of a derived entry (see [`Derivation`]) under `home` unless a verified copy
+    /// is there: the `from` entry is fetched (and unpacked) if needed, converted into a temporary
+    /// file, and the result must match this entry's size and sha256 ([`Error::Checksum`]
+    /// otherwise, and nothing is left at the destination). Returns the file.
+    pub fn derive_in(&self, catalog: &Catalog, home: &Path, opts: &FetchOptions, sink: &dyn download::ProgressSink) -> Result<PathBuf> {
+        let d = self.derived.as_ref().ok_or_else(|| Error::Catalog { reason: format!("`{}` is not a derived entry", self.id) })?;
+        let art = self.artifact_in(home);
+        if download::is_verified_cached(&art) || (art.dest.is_file() && download::verify(&art).is_ok()) {
+            return Ok(art.dest);
+        }
+        let ftype = d.ftype()?;
+        let from = catalog.get(&d.from)?;
+        let from_art = from.artifact_in(home);
+        if !download::is_verified_cached(&from_art) {
+            download::fetch(&from_art, opts, sink)?;
+        }
+        let folder = from.unpack_in(home)?;
+        let dir = art.dest.parent().ok_or_else(|| Error::Catalog { reason: "no models folder".into() })?;
+        std::fs::create_dir_all(dir)?;
+        download::check_disk_space(dir, self.size)?;
+        let tmp = dir.join(format!(".{}.derive", self.file));
+        log::info!("making `{}` from `{}` ({})", self.id, from.id, d.conversion);
+        let made = (|| -> Result<()> {
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            crate::embed::folder_to_gguf(&folder, ftype, &mut w)?;
+            std::io::Write::flush(&mut w)?;
+            w.get_ref().sync_all()?;
+            drop(w);
+            download::verify_file(&tmp, self.size, &self.sha256)?;
+            std::fs::rename(&tmp, &art.dest)?;
+            Ok(())
+        })();
+        if let Err(e) = made {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        download::verify(&art)?;
+        log::info!("`{}` made and verified at {}", self.id, art.dest.display());
+        Ok(art.dest)
     }
 
     /// For an `unpack = "zip"` entry, the folder it is extracted to (`home/models/<id>/`).
@@ -609,6 +690,9 @@ pub fn resolve_model(path_or_id: &str) -> Result<PathBuf> {
         }
     };
     let home = edgewise_home()?;
+    if entry.derived.is_some() {
+        return entry.derive_in(&catalog, &home, &FetchOptions::default(), &download::log_progress);
+    }
     let art = entry.artifact_in(&home);
     if !download::is_verified_cached(&art) {
         log::warn!("model `{}` is not verified at {}; fetching it", entry.id, art.dest.display());

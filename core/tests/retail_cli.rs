@@ -171,3 +171,47 @@ fn search_finds_a_categorys_items_by_its_words() {
     ]));
     assert!(got.iter().all(|(id, _, _)| cats[id] == "books"), "{got:?}");
 }
+
+/// `edgewise embed --model all-minilm-l6-v2-gguf-q8_0` in a fresh home holding only the pinned
+/// MiniLM package: the GGUF is made there (no hub: proxies point at a closed port), verified,
+/// and embeds as the GGUF the reference script makes.
+#[test]
+fn embed_with_a_derived_gguf_id_makes_it_offline_from_the_package() {
+    if !minilm_fetched() {
+        return;
+    }
+    let c = edgewise_core::catalog::Catalog::builtin().unwrap();
+    let real = edgewise_core::catalog::edgewise_home().unwrap();
+    let from = c.get(edgewise_core::embed::DEFAULT_EMBEDDING_MODEL).unwrap();
+    let home = std::env::temp_dir().join(format!("edgewise-cli-derive-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(home.join("models")).unwrap();
+    std::os::unix::fs::symlink(from.path_in(&real), from.path_in(&home)).unwrap();
+    std::os::unix::fs::symlink(from.unpacked_in(&real).unwrap(), from.unpacked_in(&home).unwrap()).unwrap();
+    let run = |model: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgewise"))
+            .args(["embed", "--model", model])
+            .env("EDGEWISE_HOME", &home)
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"{\"id\":1,\"text\":\"red running shoes\"}\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<f32>>()
+    };
+    let id = "all-minilm-l6-v2-gguf-q8_0";
+    let v = run(id);
+    let made = c.get(id).unwrap().path_in(&home);
+    assert!(made.is_file(), "the GGUF was made at {}", made.display());
+    assert_eq!(v.len(), 384);
+    // The same vector as the file given by path (the file the catalog pinned).
+    assert_eq!(v, run(made.to_str().unwrap()));
+    let _ = std::fs::remove_dir_all(&home);
+}

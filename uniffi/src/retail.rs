@@ -13,7 +13,7 @@ use edgewise_core::embed as ce;
 use edgewise_core::retail as cr;
 
 use crate::error::{guard, EdgewiseError, EdgewiseResult};
-use crate::types::to_i32;
+use crate::types::{to_i32, BackendKind, BackendPreference};
 
 /// Weight mode of an [`Embedder`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -45,6 +45,26 @@ impl Embedder {
             let e = ce::Embedder::load(&model, ce::EmbedOptions { weights, ..ce::EmbedOptions::default() })?;
             Ok(Arc::new(Self { inner: Arc::new(e) }))
         })
+    }
+
+    /// [`Embedder::load`] on a chosen backend: `Cpu` (what `load` uses), `Gpu` (wgpu, or a
+    /// `Backend` error), or `Auto` (a hardware GPU whose vectors agree with the CPU's on a
+    /// self-test text, else the CPU; a software adapter is never picked). `backend()` says which.
+    #[uniffi::constructor]
+    pub fn load_on(model: String, weights: EmbeddingWeights, backend: BackendPreference) -> EdgewiseResult<Arc<Self>> {
+        guard("Embedder.load_on", || {
+            let weights = match weights {
+                EmbeddingWeights::F32 => ce::EncoderWeights::F32,
+                EmbeddingWeights::Q8_0 => ce::EncoderWeights::Q8_0,
+            };
+            let opts = ce::EmbedOptions { weights, backend: backend.into(), ..ce::EmbedOptions::default() };
+            Ok(Arc::new(Self { inner: Arc::new(ce::Embedder::load(&model, opts)?) }))
+        })
+    }
+
+    /// Where the encoder runs (after `Auto`'s choice).
+    pub fn backend(&self) -> BackendKind {
+        self.inner.backend().into()
     }
 
     /// One text's vector (`dim` floats; unit length for MiniLM). A text is truncated at the

@@ -22,13 +22,23 @@
 //! quantized at load to Q8_0 through our int8 CPU kernels (`quant::cpu`, activations quantized to
 //! 8 bits per block of 32 as everywhere else on the CPU path). Norms, attention and GELU run on
 //! host buffers, split over the kernels' thread pool.
+//!
+//! On wgpu ([`BertModel::load_on`] with a wgpu device) the layers run on the device: f32 weights
+//! through burn's matmul, Q8_0 weights as repacked blocks through our CubeCL kernels
+//! ([`crate::quant::gpu::QMatrix`]; activations stay f32). There a batch is padded, not packed:
+//! texts are grouped by length (longest first), each group is one `[texts, longest]` pass, and
+//! the padded keys get −10³⁰ before the softmax (BERT's attention mask), so a batch again gives
+//! the same vectors as one text at a time. Groups are bounded so that the attention scores stay
+//! under [`GPU_SCORES_BYTES`] (storage buffers are 128 MiB on lavapipe and many phones). The
+//! embedding lookup runs on the host, as on the CPU path.
 
 use serde::Deserialize;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{activation, Device, Tensor, TensorData};
 
 use crate::backend::cpu_device;
 use crate::model::layers::{read_f32, tensor2};
+use crate::quant::gpu::QMatrix;
 use crate::quant::cpu::pool::{self, SyncPtr};
 use crate::quant::GgmlType;
 use crate::{Error, Result};
@@ -160,18 +170,29 @@ pub trait TensorSource {
 
 /// A linear layer `y = x·Wᵀ + b`, `W: [out, in]`.
 enum Proj {
-    /// `[in, out]` (transposed once at load).
+    /// `[in, out]` (transposed once at load), on the model's device.
     F32 { wt: Tensor<2> },
-    /// `[out, in]` in Q8_0 blocks.
+    /// `[out, in]` in Q8_0 blocks (CPU kernels).
     Q8 { blocks: Vec<u8> },
+    /// `[out, in]` Q8_0 blocks repacked on the GPU (CubeCL kernels).
+    GpuQ8(QMatrix),
 }
 
 struct Linear {
     w: Proj,
     b: Vec<f32>,
+    /// The bias on the GPU (wgpu models only).
+    b_dev: Option<Tensor<1>>,
     out: usize,
     inp: usize,
 }
+
+/// Largest attention-score tensor (`texts × heads × longest²` f32) of one GPU pass.
+pub const GPU_SCORES_BYTES: usize = 64 << 20;
+/// Most padded tokens (`texts × longest`) in one GPU pass.
+const GPU_PASS_TOKENS: usize = 4096;
+/// What a padded key gets before the softmax (as HF's `finfo.min`: its weight is exactly 0).
+const MASKED: f32 = -1e30;
 
 impl Linear {
     fn load(
@@ -188,7 +209,7 @@ impl Linear {
         if inp % 32 == 0 {
             if let Some((blocks, shape)) = src.get_q8_0(w_name)? {
                 expect_shape(w_name, shape, [out, inp])?;
-                return Ok(Self { w: Proj::Q8 { blocks }, b, out, inp });
+                return Self::finish(Proj::Q8 { blocks }, b, out, inp, device);
             }
         }
         let (w, shape) = src.get(w_name)?;
@@ -228,7 +249,7 @@ impl Linear {
                 }
             }
             if all {
-                return Ok(Self { w: Proj::Q8 { blocks }, b, out: names.len() * out, inp });
+                return Self::finish(Proj::Q8 { blocks }, b, names.len() * out, inp, device);
             }
         }
         let mut w = Vec::with_capacity(names.len() * out * inp);
@@ -259,7 +280,31 @@ impl Linear {
             }
             Proj::F32 { wt: tensor2(t, inp, out, device) }
         };
-        Ok(Self { w, b, out, inp })
+        Self::finish(w, b, out, inp, device)
+    }
+
+    /// On a wgpu device: Q8_0 blocks uploaded for the CubeCL kernels, the bias uploaded too.
+    fn finish(w: Proj, b: Vec<f32>, out: usize, inp: usize, device: &Device) -> Result<Self> {
+        if !crate::model::gpu_fused::is_wgpu(device) {
+            return Ok(Self { w, b, b_dev: None, out, inp });
+        }
+        let w = match w {
+            Proj::Q8 { blocks } => Proj::GpuQ8(QMatrix::upload(GgmlType::Q8_0, &blocks, out, inp, u64::MAX, device)?),
+            other => other,
+        };
+        let b_dev = Some(Tensor::from_data(TensorData::new(b.clone(), [out]), device));
+        Ok(Self { w, b, b_dev, out, inp })
+    }
+
+    /// The GPU path: x: [n, in] on the device -> [n, out] on the device.
+    fn forward_dev(&self, x: Tensor<2>) -> Result<Tensor<2>> {
+        let y = match &self.w {
+            Proj::F32 { wt } => x.matmul(wt.clone()),
+            Proj::GpuQ8(q) => q.matmul(x)?,
+            Proj::Q8 { .. } => return Err(Error::Backend { reason: "encoder: host weights on the gpu path".into() }),
+        };
+        let b = self.b_dev.as_ref().ok_or_else(|| Error::Backend { reason: "encoder: no device bias".into() })?;
+        Ok(y.add(b.clone().unsqueeze::<2>()))
     }
 
     /// x: [n, in] -> [n, out]
@@ -275,6 +320,7 @@ impl Linear {
                 q.matmul_into(GgmlType::Q8_0, blocks, self.out, &mut y)?;
                 y
             }
+            Proj::GpuQ8(_) => return Err(Error::Backend { reason: "encoder: gpu weights on the cpu path".into() }),
         };
         for row in y.chunks_exact_mut(self.out) {
             for (v, b) in row.iter_mut().zip(&self.b) {
@@ -309,15 +355,29 @@ pub(crate) fn quantize_q8_0(x: &[f32]) -> Vec<u8> {
 struct LayerNorm {
     w: Vec<f32>,
     b: Vec<f32>,
+    /// Weight and bias on the GPU (wgpu models only).
+    dev: Option<(Tensor<1>, Tensor<1>)>,
 }
 
 impl LayerNorm {
-    fn load(src: &dyn TensorSource, prefix: &str, hidden: usize) -> Result<Self> {
+    fn load(src: &dyn TensorSource, prefix: &str, hidden: usize, device: &Device) -> Result<Self> {
         let (w, ws) = src.get(&format!("{prefix}.weight"))?;
         expect_shape(&format!("{prefix}.weight"), ws, [1, hidden])?;
         let (b, bs) = src.get(&format!("{prefix}.bias"))?;
         expect_shape(&format!("{prefix}.bias"), bs, [1, hidden])?;
-        Ok(Self { w, b })
+        let dev = crate::model::gpu_fused::is_wgpu(device).then(|| {
+            let t = |v: &[f32]| Tensor::from_data(TensorData::new(v.to_vec(), [hidden]), device);
+            (t(&w), t(&b))
+        });
+        Ok(Self { w, b, dev })
+    }
+
+    /// The GPU path: `LayerNorm(x)` over the rows of `x: [n, h]` (two-pass mean and variance).
+    fn forward_dev(&self, x: Tensor<2>, eps: f32) -> Result<Tensor<2>> {
+        let (w, b) = self.dev.as_ref().ok_or_else(|| Error::Backend { reason: "encoder: no device norm".into() })?;
+        let xc = x.clone().sub(x.mean_dim(1));
+        let var = xc.clone().square().mean_dim(1);
+        Ok(xc.div(var.add_scalar(eps).sqrt()).mul(w.clone().unsqueeze::<2>()).add(b.clone().unsqueeze::<2>()))
     }
 }
 
@@ -360,6 +420,8 @@ pub struct BertModel {
     token_type: Vec<f32>,
     emb_norm: LayerNorm,
     layers: Vec<Layer>,
+    /// The wgpu device the layers run on; `None`: the CPU.
+    gpu: Option<Device>,
 }
 
 impl std::fmt::Debug for BertModel {
@@ -369,10 +431,17 @@ impl std::fmt::Debug for BertModel {
 }
 
 impl BertModel {
-    /// Loads every weight from `src` (HF names) and checks each shape against `cfg`.
+    /// Loads every weight from `src` (HF names) and checks each shape against `cfg`; the CPU path.
     pub fn load(cfg: BertConfig, src: &dyn TensorSource, mode: EncoderWeights) -> Result<Self> {
+        Self::load_on(cfg, src, mode, &cpu_device())
+    }
+
+    /// [`BertModel::load`] onto `device`: the CPU (burn `flex`) or a wgpu device, where the layers
+    /// then run (see the module docs).
+    pub fn load_on(cfg: BertConfig, src: &dyn TensorSource, mode: EncoderWeights, device: &Device) -> Result<Self> {
         let gelu = cfg.validate()?;
-        let device = cpu_device();
+        let gpu = crate::model::gpu_fused::is_wgpu(device).then(|| device.clone());
+        let device = device.clone();
         let h = cfg.hidden_size;
         let get = |name: &str, shape: [usize; 2]| -> Result<Vec<f32>> {
             let (v, s) = src.get(name)?;
@@ -394,7 +463,7 @@ impl BertModel {
         };
         let position = get("embeddings.position_embeddings.weight", [cfg.max_position_embeddings, h])?;
         let token_type = get("embeddings.token_type_embeddings.weight", [cfg.type_vocab_size, h])?;
-        let emb_norm = LayerNorm::load(src, "embeddings.LayerNorm", h)?;
+        let emb_norm = LayerNorm::load(src, "embeddings.LayerNorm", h, &cpu_device())?;
         let mut layers: Vec<Layer> = Vec::with_capacity(cfg.num_hidden_layers);
         for l in 0..cfg.num_hidden_layers {
             let p = format!("encoder.layer.{l}");
@@ -417,7 +486,7 @@ impl BertModel {
                 mode,
                 &device,
             )?;
-            let attn_norm = LayerNorm::load(src, &n("attention.output.LayerNorm"), h)?;
+            let attn_norm = LayerNorm::load(src, &n("attention.output.LayerNorm"), h, &device)?;
             let up = Linear::load(
                 src,
                 &n("intermediate.dense.weight"),
@@ -436,10 +505,15 @@ impl BertModel {
                 mode,
                 &device,
             )?;
-            let out_norm = LayerNorm::load(src, &n("output.LayerNorm"), h)?;
+            let out_norm = LayerNorm::load(src, &n("output.LayerNorm"), h, &device)?;
             layers.push(Layer { qkv, attn_out, attn_norm, up, down, out_norm });
         }
-        Ok(Self { cfg, gelu, word, position, token_type, emb_norm, layers })
+        Ok(Self { cfg, gelu, word, position, token_type, emb_norm, layers, gpu })
+    }
+
+    /// Whether the layers run on a wgpu device.
+    pub fn on_gpu(&self) -> bool {
+        self.gpu.is_some()
     }
 
     /// The config.
@@ -486,6 +560,9 @@ impl BertModel {
         }
         let eps = self.cfg.layer_norm_eps as f32;
         layer_norm_rows(&mut x, None, &self.emb_norm, eps, h);
+        if let Some(device) = &self.gpu {
+            return self.forward_gpu(device, &x, &spans);
+        }
         for layer in &self.layers {
             let qkv = layer.qkv.forward(&x, total)?;
             let ctx = self.attention(&qkv, &spans, total);
@@ -497,6 +574,84 @@ impl BertModel {
             layer_norm_rows(&mut x, Some(&d), &layer.out_norm, eps, h);
         }
         Ok(x)
+    }
+
+    /// The layers on the GPU over the embedded rows `x: [Σ len, hidden]` (text after text, as
+    /// `spans` says) -> the hidden states in the same order. Texts are grouped longest first into
+    /// padded passes (see the module docs).
+    fn forward_gpu(&self, device: &Device, x: &[f32], spans: &[(usize, usize)]) -> Result<Vec<f32>> {
+        let heads = self.cfg.num_attention_heads;
+        let mut out = vec![0f32; x.len()];
+        let mut order: Vec<usize> = (0..spans.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(spans[i].1));
+        let fits = |b: usize, l: usize| b * l <= GPU_PASS_TOKENS.max(l) && b * heads * l * l * 4 <= GPU_SCORES_BYTES;
+        let mut at = 0;
+        while at < order.len() {
+            let l = spans[order[at]].1.max(1);
+            let mut b = 1;
+            while at + b < order.len() && fits(b + 1, l) {
+                b += 1;
+            }
+            self.pass_gpu(device, x, spans, &order[at..at + b], l, &mut out)?;
+            at += b;
+        }
+        Ok(out)
+    }
+
+    /// One padded pass of the texts `group` (each at most `l` tokens) on the GPU; writes their
+    /// hidden states into `out` at their spans.
+    fn pass_gpu(
+        &self,
+        device: &Device,
+        x: &[f32],
+        spans: &[(usize, usize)],
+        group: &[usize],
+        l: usize,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let h = self.cfg.hidden_size;
+        let heads = self.cfg.num_attention_heads;
+        let hd = h / heads;
+        let (b, n) = (group.len(), group.len() * l);
+        let eps = self.cfg.layer_norm_eps as f32;
+        let mut xs = vec![0f32; n * h];
+        let mut mask = vec![MASKED; n];
+        for (slot, &i) in group.iter().enumerate() {
+            let (start, len) = spans[i];
+            xs[slot * l * h..][..len * h].copy_from_slice(&x[start * h..][..len * h]);
+            mask[slot * l..][..len].fill(0.0);
+        }
+        // Tests only: padded keys visible, the wrong variant the goldens must catch.
+        #[cfg(test)]
+        if UNMASKED.with(|u| u.get()) {
+            mask.fill(0.0);
+        }
+        let mask = Tensor::<4>::from_data(TensorData::new(mask, [b, 1, 1, l]), device);
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut xt = tensor2(xs, n, h, device);
+        for layer in &self.layers {
+            let qkv = layer.qkv.forward_dev(xt.clone())?;
+            // [n, 3h] -> q, k, v as [b, heads, l, hd].
+            let part = |i: usize| qkv.clone().slice([0..n, i * h..(i + 1) * h]).reshape([b, l, heads, hd]).swap_dims(1, 2);
+            let (q, k, v) = (part(0).mul_scalar(scale), part(1), part(2));
+            let p = activation::softmax(q.matmul(k.transpose()).add(mask.clone()), 3);
+            let ctx = p.matmul(v).swap_dims(1, 2).reshape([n, h]);
+            let a = layer.attn_out.forward_dev(ctx)?;
+            xt = layer.attn_norm.forward_dev(xt.add(a), eps)?;
+            let u = layer.up.forward_dev(xt.clone())?;
+            let u = match self.gelu {
+                Gelu::Erf => activation::gelu(u),
+                Gelu::Tanh => activation::gelu_approximate(u),
+            };
+            let d = layer.down.forward_dev(u)?;
+            xt = layer.out_norm.forward_dev(xt.add(d), eps)?;
+        }
+        let hidden = read_f32(xt)?;
+        for (slot, &i) in group.iter().enumerate() {
+            let (start, len) = spans[i];
+            out[start * h..][..len * h].copy_from_slice(&hidden[slot * l * h..][..len * h]);
+        }
+        Ok(())
     }
 
     /// Self-attention of each text over its own tokens: `qkv: [T, 3·hidden]` -> `[T, hidden]`.

@@ -25,6 +25,7 @@
 //! embedded as `[CLS] [SEP]`. A text over [`crate::MAX_INPUT_BYTES`] is refused.
 
 pub mod bert;
+mod convert;
 mod gguf;
 mod retail;
 
@@ -35,7 +36,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 pub use bert::{BertConfig, BertModel, EncoderWeights, Gelu, TensorSource};
+pub use convert::{folder_to_gguf, GgufFtype};
 
+use crate::backend::{BackendKind, BackendPreference};
 use crate::{Error, Result};
 
 /// Catalog id of the default embedding model.
@@ -58,11 +61,15 @@ pub struct EmbedOptions {
     /// Most tokens one forward pass packs together (texts beyond go to the next pass); bounds the
     /// activation memory: about `tokens × (4·hidden + intermediate) × 4` bytes.
     pub max_batch_tokens: usize,
+    /// Where the encoder runs: `Cpu` (the default: the encoder is small, and on the CPU one text
+    /// takes milliseconds), `Gpu` (wgpu, or an error), or `Auto` (a hardware GPU adapter whose
+    /// vectors agree with the CPU's on a self-test text, else the CPU, said in a warning).
+    pub backend: BackendPreference,
 }
 
 impl Default for EmbedOptions {
     fn default() -> Self {
-        Self { weights: EncoderWeights::F32, max_batch_tokens: 4096 }
+        Self { weights: EncoderWeights::F32, max_batch_tokens: 4096, backend: BackendPreference::Cpu }
     }
 }
 
@@ -101,6 +108,7 @@ pub struct Embedder {
     opts: EmbedOptions,
     model_id: String,
     fingerprint: String,
+    backend: BackendKind,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -110,6 +118,7 @@ impl std::fmt::Debug for Embedder {
             .field("dim", &self.dim())
             .field("pooling", &self.pooling)
             .field("normalize", &self.normalize)
+            .field("backend", &self.backend)
             .finish()
     }
 }
@@ -272,7 +281,8 @@ impl Embedder {
 
         let st_path = dir.join("model.safetensors");
         let st = SafetensorsSource::open(&st_path)?;
-        let model = BertModel::load(cfg, &st, opts.weights)?;
+        let model = load_model(cfg, &st, &opts)?;
+        let backend = if model.on_gpu() { BackendKind::Gpu } else { BackendKind::Cpu };
         let mut h = Sha256::new();
         h.update(config_text.as_bytes());
         h.update(st.header_bytes());
@@ -281,8 +291,8 @@ impl Embedder {
         let fingerprint = hex::encode(&h.finalize()[..16]);
         let model_id =
             dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "embedding-model".into());
-        log::info!("embedding model {} loaded: dim {}, {:?} pooling, normalize {normalize}, max {max_tokens} tokens, {:?} weights", model_id, model.config().hidden_size, pooling, opts.weights);
-        Ok(Self { model, tokenizer, pooling, normalize, max_tokens, opts, model_id, fingerprint })
+        log::info!("embedding model {} loaded: dim {}, {:?} pooling, normalize {normalize}, max {max_tokens} tokens, {:?} weights, on {backend}", model_id, model.config().hidden_size, pooling, opts.weights);
+        Ok(Self { model, tokenizer, pooling, normalize, max_tokens, opts, model_id, fingerprint, backend })
     }
 
     /// Loads a GGUF of llama.cpp's `bert` architecture (f32, f16, Q8_0 or any type Edgewise
@@ -302,10 +312,11 @@ impl Embedder {
         tokenizer
             .with_truncation(Some(tokenizers::TruncationParams { max_length: max_tokens, ..Default::default() }))
             .map_err(|e| Error::Tokenizer { reason: e.to_string() })?;
-        let model = BertModel::load(g.cfg.clone(), &g.source, opts.weights).map_err(|e| match e {
+        let model = load_model(g.cfg.clone(), &g.source, &opts).map_err(|e| match e {
             Error::InvalidModelFolder { reason } => Error::InvalidGguf { reason },
             other => other,
         })?;
+        let backend = if model.on_gpu() { BackendKind::Gpu } else { BackendKind::Cpu };
         let file = g.source.file();
         let mut h = Sha256::new();
         h.update(b"gguf/");
@@ -325,12 +336,12 @@ impl Embedder {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "embedding-model".into());
         log::info!(
-            "embedding model {model_id} loaded from GGUF: dim {}, {:?} pooling, max {max_tokens} tokens, {:?} weights",
+            "embedding model {model_id} loaded from GGUF: dim {}, {:?} pooling, max {max_tokens} tokens, {:?} weights, on {backend}",
             model.config().hidden_size,
             g.pooling,
             opts.weights
         );
-        Ok(Self { model, tokenizer, pooling: g.pooling, normalize, max_tokens, opts, model_id, fingerprint })
+        Ok(Self { model, tokenizer, pooling: g.pooling, normalize, max_tokens, opts, model_id, fingerprint, backend })
     }
 
     /// Vector length.
@@ -363,6 +374,11 @@ impl Embedder {
     /// Whether vectors are normalized to unit length.
     pub fn normalizes(&self) -> bool {
         self.normalize
+    }
+
+    /// Where the encoder runs (after `Auto`'s choice).
+    pub fn backend(&self) -> BackendKind {
+        self.backend
     }
 
     /// The options it was loaded with.
@@ -443,6 +459,61 @@ impl Embedder {
     }
 }
 
+/// Token ids of the `Auto` self-test: fixed ids inside any BERT vocabulary (the hidden states are
+/// compared, not a meaning).
+const SELF_TEST_IDS: [u32; 12] = [101, 2417, 2770, 6007, 2007, 1037, 3730, 4003, 1010, 2005, 3345, 102];
+/// `Auto`: the least cosine between the GPU's and the CPU's hidden state of every self-test
+/// token (measured on lavapipe: f32 and Q8_0 above 0.9999; a broken driver gives noise or NaN).
+const SELF_TEST_MIN_COS: f32 = 0.999;
+
+/// The encoder on the backend `opts` asks for (`Auto`: see [`EmbedOptions::backend`]).
+fn load_model(cfg: BertConfig, src: &dyn TensorSource, opts: &EmbedOptions) -> Result<BertModel> {
+    match opts.backend {
+        BackendPreference::Cpu => BertModel::load(cfg, src, opts.weights),
+        BackendPreference::Gpu => {
+            let (device, info) = crate::backend::gpu()?;
+            log::info!("embedding model on the gpu: {}", info.name);
+            BertModel::load_on(cfg, src, opts.weights, &device)
+        }
+        BackendPreference::Auto => {
+            let cpu = BertModel::load(cfg.clone(), src, opts.weights)?;
+            match try_gpu(&cpu, cfg, src, opts) {
+                Ok(gpu) => Ok(gpu),
+                Err(reason) => {
+                    log::warn!("embedding model on the cpu: {reason}");
+                    Ok(cpu)
+                }
+            }
+        }
+    }
+}
+
+/// `Auto`'s GPU attempt: a hardware adapter, and the self-test against `cpu`.
+fn try_gpu(cpu: &BertModel, cfg: BertConfig, src: &dyn TensorSource, opts: &EmbedOptions) -> std::result::Result<BertModel, String> {
+    let (device, info) = crate::backend::gpu().map_err(|e| format!("no usable GPU ({e})"))?;
+    // A software rasterizer (lavapipe/llvmpipe, SwiftShader) is slower than the CPU path.
+    if info.device_type == "Cpu" {
+        return Err(format!("only a software GPU adapter is present (`{}`)", info.name));
+    }
+    let gpu = BertModel::load_on(cfg.clone(), src, opts.weights, &device).map_err(|e| format!("GPU load failed: {e}"))?;
+    let ids: Vec<u32> = SELF_TEST_IDS.iter().map(|&i| i % cfg.vocab_size as u32).collect();
+    let types = vec![0u32; ids.len()];
+    let seq = [(ids.as_slice(), types.as_slice())];
+    let want = cpu.forward(&seq).map_err(|e| e.to_string())?;
+    let got = gpu.forward(&seq).map_err(|e| format!("GPU self-test failed: {e}"))?;
+    let h = cfg.hidden_size;
+    let worst = want
+        .chunks_exact(h)
+        .zip(got.chunks_exact(h))
+        .map(|(a, b)| if b.iter().all(|x| x.is_finite()) { cosine(a, b).unwrap_or(0.0) } else { 0.0 })
+        .fold(1f32, f32::min);
+    if worst < SELF_TEST_MIN_COS {
+        return Err(format!("GPU self-test failed: cosine {worst:.5} < {SELF_TEST_MIN_COS}"));
+    }
+    log::info!("embedding model on the gpu `{}` (self-test cosine {worst:.6})", info.name);
+    Ok(gpu)
+}
+
 /// Checks that `v` has `expected` values, all finite: [`Error::DimensionMismatch`] or
 /// [`Error::NonFinite`] otherwise. For anything that stores or compares vectors.
 pub fn check_vector(v: &[f32], expected: usize) -> Result<()> {
@@ -500,6 +571,14 @@ impl SafetensorsSource {
             tensors.insert(name.clone(), (info.dtype, info.shape.clone(), range.0..range.1));
         }
         Ok(Self { map: Arc::new(map), path: path.to_path_buf(), header_len, tensors })
+    }
+
+    /// The stored shape of `name` (exact name).
+    fn dims(&self, name: &str) -> Result<Vec<usize>> {
+        self.tensors
+            .get(name)
+            .map(|(_, shape, _)| shape.clone())
+            .ok_or_else(|| Error::Tensor { name: name.to_owned(), reason: format!("missing from {}", self.path.display()) })
     }
 
     fn header_bytes(&self) -> &[u8] {

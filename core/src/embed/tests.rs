@@ -486,3 +486,250 @@ fn bad_gguf_files_get_typed_errors_and_the_pooling_key_is_read() {
         let _ = std::fs::remove_file(p);
     }
 }
+
+// ---- The wgpu path (on when EDGEWISE_GPU_TESTS=1; tests/run-all.sh's wgpu step) ----
+
+/// Whether the wgpu tests run (a loud skip otherwise).
+fn gpu_tests(name: &str) -> bool {
+    if std::env::var("EDGEWISE_GPU_TESTS").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("SKIPPED: {name} (set EDGEWISE_GPU_TESTS=1)");
+    false
+}
+
+/// The goldens the wgpu tests run: every `200 / EDGEWISE_GPU_EMBED_TEXTS`-th (all 200 by default;
+/// lavapipe in CI takes minutes per 100 texts, so tests/run-all.sh sets fewer).
+fn gpu_subset(gs: Vec<Golden>) -> Vec<Golden> {
+    let n = std::env::var("EDGEWISE_GPU_EMBED_TEXTS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(gs.len());
+    let step = gs.len().div_ceil(n.clamp(1, gs.len().max(1)));
+    gs.into_iter().step_by(step).collect()
+}
+
+fn on_gpu(weights: EncoderWeights) -> EmbedOptions {
+    EmbedOptions { weights, backend: BackendPreference::Gpu, ..EmbedOptions::default() }
+}
+
+/// The wgpu thresholds: the 0.9999 (f32) and 0.999 (Q8_0) against the reference.
+const GPU_F32_MIN_COS: f32 = 0.9999;
+
+#[test]
+fn gpu_minilm_matches_the_numpy_reference_f32_and_q8_0() {
+    if !gpu_tests("gpu_minilm_matches_the_numpy_reference_f32_and_q8_0") {
+        return;
+    }
+    let Some(dir) = minilm_dir() else { return };
+    let gs = gpu_subset(goldens("tests/golden/minilm/embeddings_f32.jsonl"));
+    let cpu = Embedder::from_folder(&dir, EmbedOptions::default()).expect("load cpu");
+    let cpu_vs: Vec<Vec<f32>> =
+        cpu.embed_batch(&gs.iter().map(|g| g.text.as_str()).collect::<Vec<_>>()).expect("cpu").into_iter().map(|e| e.vector).collect();
+    for (weights, min) in [(EncoderWeights::F32, GPU_F32_MIN_COS), (EncoderWeights::Q8_0, Q8_MIN_COS)] {
+        let e = Embedder::from_folder(&dir, on_gpu(weights)).expect("load gpu");
+        assert_eq!(e.backend(), BackendKind::Gpu);
+        // Same model, same settings: the same index key as the CPU path's.
+        let cpu_same = Embedder::from_folder(&dir, EmbedOptions { weights, ..EmbedOptions::default() }).expect("load");
+        assert_eq!(e.fingerprint(), cpu_same.fingerprint());
+        let rs = compare(&e, &gs);
+        let (i, worst) = min_cos(&rs);
+        let vs_cpu = rs.iter().zip(&cpu_vs).map(|(r, c)| cosine(&r.1, c).expect("dims")).fold(1f32, f32::min);
+        eprintln!("minilm {weights:?} on wgpu: worst cosine {worst:.7} vs NumPy (text {}), {vs_cpu:.7} vs the CPU f32 path", gs[i].id);
+        assert!(worst >= min, "{weights:?}: text {}: cosine {worst}", gs[i].id);
+        if weights == EncoderWeights::F32 {
+            assert!(vs_cpu >= GPU_F32_MIN_COS, "f32 gpu vs cpu: {vs_cpu}");
+        }
+    }
+}
+
+#[test]
+fn gpu_padded_batches_give_the_same_vectors_as_one_at_a_time_and_need_the_mask() {
+    if !gpu_tests("gpu_padded_batches_give_the_same_vectors_as_one_at_a_time_and_need_the_mask") {
+        return;
+    }
+    let Some(dir) = minilm_dir() else { return };
+    let gs = goldens("tests/golden/minilm/embeddings_f32.jsonl");
+    // Mixed lengths (empty, short, 256-token) in one pass, and again split into small passes.
+    let sub: Vec<&Golden> = gs.iter().step_by(13).collect();
+    let texts: Vec<&str> = sub.iter().map(|g| g.text.as_str()).collect();
+    let lens: Vec<usize> = sub.iter().map(|g| g.ids.len()).collect();
+    assert!(lens.iter().min() < lens.iter().max(), "texts of several lengths, so the passes are padded");
+    let one = Embedder::from_folder(&dir, on_gpu(EncoderWeights::F32)).expect("load");
+    let small = Embedder::from_folder(&dir, EmbedOptions { max_batch_tokens: 64, ..on_gpu(EncoderWeights::F32) }).expect("load");
+    let batch = one.embed_batch(&texts).expect("batch");
+    let split = small.embed_batch(&texts).expect("split");
+    let mut worst = 0f32;
+    for (i, t) in texts.iter().enumerate() {
+        let single = one.embed(t).expect("single");
+        for other in [&batch[i].vector, &split[i].vector] {
+            let diff = single.iter().zip(other).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            worst = worst.max(diff);
+            // Padded keys weigh exactly 0; only the GPU matmul's blocking over another shape may
+            // reorder sums.
+            assert!(diff < 1e-5, "text {i}: batch differs from single by {diff}");
+        }
+    }
+    eprintln!("wgpu: padded batch vs one at a time: largest difference {worst:.2e}");
+    // Wrong variant: the padded keys visible. The batch then departs from one at a time and
+    // from the reference.
+    bert::UNMASKED.with(|u| u.set(true));
+    let leaked = one.embed_batch(&texts);
+    bert::UNMASKED.with(|u| u.set(false));
+    let leaked = leaked.expect("unmasked batch");
+    let worst_wrong = sub
+        .iter()
+        .zip(&leaked)
+        .map(|(g, r)| cosine(&r.vector, &g.embedding).expect("dims"))
+        .fold(1f32, f32::min);
+    eprintln!("wgpu without the padding mask: worst cosine {worst_wrong:.6}");
+    assert!(worst_wrong < GPU_F32_MIN_COS, "a batch that attends to padding must fail ({worst_wrong})");
+}
+
+#[test]
+fn gpu_minilm_gguf_matches_llama_cpp_f32_and_q8_0() {
+    if !gpu_tests("gpu_minilm_gguf_matches_llama_cpp_f32_and_q8_0") {
+        return;
+    }
+    // (file, goldens, least cosine). The Q8_0 file: against llama.cpp's f32 vectors (the model's
+    // truth through llama.cpp) at the 0.999, and against llama.cpp's own Q8_0 vectors at
+    // 0.998: llama.cpp rounds the activations of Q8_0 products to 8 bits as well (its
+    // `vec_dot_type`), where the GPU path keeps them f32 (the CPU path rounds them as llama.cpp
+    // does and meets 0.999 there).
+    for (ty, golden_ty, min) in [("f32", "f32", GPU_F32_MIN_COS), ("q8_0", "f32", Q8_MIN_COS), ("q8_0", "q8_0", 0.998)] {
+        let Some((path, gs)) = minilm_gguf(golden_ty) else { return };
+        let path = if ty == golden_ty { path } else { minilm_gguf(ty).expect("gguf").0 };
+        let gs = gpu_subset(gs);
+        let e = Embedder::from_gguf(&path, on_gpu(EncoderWeights::F32)).expect("load gguf on gpu");
+        assert_eq!(e.backend(), BackendKind::Gpu);
+        let ((worst, id), dn) = gguf_score(&e, &gs);
+        eprintln!("minilm gguf {ty} on wgpu vs llama.cpp's {golden_ty} vectors: worst cosine {worst:.7} (text {id}) over {} texts, largest norm difference {dn:.2e}", gs.len());
+        assert!(worst >= min, "{ty} vs {golden_ty}: text {id}: cosine {worst}");
+        assert!(dn < 1e-4, "{ty}: unit length: {dn}");
+    }
+}
+
+#[test]
+fn gpu_second_bert_with_cls_pooling_matches_and_auto_avoids_a_software_gpu() {
+    if !gpu_tests("gpu_second_bert_with_cls_pooling_matches_and_auto_avoids_a_software_gpu") {
+        return;
+    }
+    let dir = repo().join("tests/golden/bert-synth/model");
+    let gs = goldens("tests/golden/bert-synth/embeddings_f32.jsonl");
+    let e = Embedder::from_folder(&dir, on_gpu(EncoderWeights::F32)).expect("load");
+    let rs = compare(&e, &gs);
+    let (i, worst) = min_cos(&rs);
+    eprintln!("bert-synth f32 on wgpu: worst cosine {worst:.8}");
+    assert!(worst >= GPU_F32_MIN_COS, "text {}: cosine {worst}", gs[i].id);
+    for ((_, v), g) in rs.iter().zip(&gs) {
+        let (a, b) =
+            (v.iter().map(|x| x * x).sum::<f32>().sqrt(), g.embedding.iter().map(|x| x * x).sum::<f32>().sqrt());
+        assert!((a - b).abs() <= 1e-4 * b, "text {}: norm {a} vs {b}", g.id);
+    }
+    // Auto: on a software adapter (lavapipe in CI) the CPU; on a hardware GPU the GPU.
+    let (_, info) = crate::backend::gpu().expect("gpu");
+    let auto = Embedder::from_folder(&dir, EmbedOptions { backend: BackendPreference::Auto, ..EmbedOptions::default() })
+        .expect("load auto");
+    let want = if info.device_type == "Cpu" { BackendKind::Cpu } else { BackendKind::Gpu };
+    assert_eq!(auto.backend(), want, "adapter {} ({})", info.name, info.device_type);
+}
+
+// ---- The catalog's derived GGUF entries (made offline from the pinned folder) ----
+
+/// A `Write` that hashes.
+struct ShaWriter(Sha256);
+
+impl std::io::Write for ShaWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn converted_sha(dir: &Path, ftype: GgufFtype) -> (u64, String) {
+    let mut w = ShaWriter(Sha256::new());
+    let n = folder_to_gguf(dir, ftype, &mut w).expect("convert");
+    (n, hex::encode(w.0.finalize()))
+}
+
+/// The sha256 and size of the GGUF llama.cpp's goldens of type `ty` were made from.
+fn goldens_gguf(ty: &str) -> (u64, String) {
+    let file = format!("tests/golden/minilm/gguf_llama_{ty}.jsonl");
+    let text = std::fs::read_to_string(repo().join(file)).expect("goldens");
+    let header: serde_json::Value = serde_json::from_str(text.lines().next().expect("header")).expect("json");
+    let h = &header["header"];
+    (h["gguf_size"].as_u64().expect("size"), h["gguf_sha256"].as_str().expect("sha").to_owned())
+}
+
+#[test]
+fn the_built_in_conversion_writes_the_reference_scripts_bytes_and_the_pinned_digests() {
+    let Some(dir) = minilm_dir() else { return };
+    let catalog = crate::catalog::Catalog::builtin().expect("catalog");
+    for (id, ty) in [("all-minilm-l6-v2-gguf-q8_0", "q8_0"), ("all-minilm-l6-v2-gguf-f32", "f32")] {
+        let e = catalog.get(id).expect("entry");
+        let d = e.derived.as_ref().expect("derived");
+        assert_eq!((d.from.as_str(), d.conversion.as_str()), (DEFAULT_EMBEDDING_MODEL, format!("bert-gguf-{ty}").as_str()));
+        // The catalog pins the file llama.cpp's goldens were made from (the reference script's).
+        assert_eq!((e.size, e.sha256.clone()), goldens_gguf(ty), "{id}");
+        assert_eq!(converted_sha(&dir, ty.parse().expect("ftype")), (e.size, e.sha256.clone()), "{id}: built-in conversion");
+    }
+    // f16 too, though not in the catalog.
+    assert_eq!(converted_sha(&dir, GgufFtype::F16), goldens_gguf("f16"));
+}
+
+/// A home whose `models/` links the real MiniLM zip and folder (nothing else, no network needed).
+fn home_with_minilm(tag: &str) -> Option<PathBuf> {
+    let dir = minilm_dir()?;
+    let catalog = crate::catalog::Catalog::builtin().expect("catalog");
+    let real = crate::catalog::edgewise_home().expect("home");
+    let from = catalog.get(DEFAULT_EMBEDDING_MODEL).expect("entry");
+    let home = std::env::temp_dir().join(format!("edgewise-derive-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(home.join("models")).expect("mkdir");
+    std::os::unix::fs::symlink(from.path_in(&real), from.path_in(&home)).expect("link zip");
+    std::os::unix::fs::symlink(&dir, from.unpacked_in(&home).expect("folder")).expect("link folder");
+    Some(home)
+}
+
+#[test]
+fn a_derived_catalog_entry_is_made_offline_verified_and_loads() {
+    let Some(home) = home_with_minilm("ok") else { return };
+    let catalog = crate::catalog::Catalog::builtin().expect("catalog");
+    let entry = catalog.get("all-minilm-l6-v2-gguf-q8_0").expect("entry");
+    let opts = crate::download::FetchOptions::default();
+    let path = entry.derive_in(&catalog, &home, &opts, &|_: crate::download::Progress| {}).expect("derive");
+    assert_eq!(path, entry.path_in(&home));
+    assert!(crate::download::is_verified_cached(&entry.artifact_in(&home)));
+    let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime");
+    // Made once: a second call finds the verified file.
+    entry.derive_in(&catalog, &home, &opts, &|_: crate::download::Progress| {}).expect("again");
+    assert_eq!(std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime"), mtime);
+    // The made file is the one llama.cpp's goldens came from: the GGUF path's thresholds hold.
+    let gs = goldens("tests/golden/minilm/gguf_llama_q8_0.jsonl");
+    let e = Embedder::from_gguf(&path, EmbedOptions::default()).expect("load");
+    let ((worst, id), _) = gguf_score(&e, &gs[..40]);
+    assert!(worst >= Q8_MIN_COS, "text {id}: {worst}");
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn a_derived_entry_whose_result_does_not_match_its_digest_leaves_no_file() {
+    let Some(home) = home_with_minilm("bad") else { return };
+    // Wrong variant: the q8_0 entry pinned to another digest (the f16 file's), as a changed
+    // conversion would produce.
+    let text = include_str!("../../../models/catalog.toml");
+    let q8 = goldens_gguf("q8_0").1;
+    assert!(text.contains(&q8));
+    let catalog = crate::catalog::Catalog::parse(&text.replace(&q8, &goldens_gguf("f16").1)).expect("parse");
+    let entry = catalog.get("all-minilm-l6-v2-gguf-q8_0").expect("entry");
+    let r = entry.derive_in(&catalog, &home, &crate::download::FetchOptions::default(), &|_: crate::download::Progress| {});
+    assert!(matches!(r, Err(Error::Checksum { .. })), "{r:?}");
+    let left: Vec<_> = std::fs::read_dir(home.join("models")).expect("ls").flatten().map(|e| e.file_name()).collect();
+    assert!(!entry.path_in(&home).exists() && !left.iter().any(|n| n.to_string_lossy().contains(".gguf")), "{left:?}");
+    // A catalog entry derived from something that is not a folder entry is refused at parse.
+    let bad = text.replace("derived = { from = \"all-minilm-l6-v2\", conversion = \"bert-gguf-q8_0\"", "derived = { from = \"gemma-3-270m\", conversion = \"bert-gguf-q8_0\"");
+    assert!(matches!(crate::catalog::Catalog::parse(&bad), Err(Error::Catalog { .. })));
+    let bad = text.replace("conversion = \"bert-gguf-q8_0\"", "conversion = \"bert-gguf-q4_0\"");
+    assert!(matches!(crate::catalog::Catalog::parse(&bad), Err(Error::Catalog { .. })));
+    let _ = std::fs::remove_dir_all(&home);
+}

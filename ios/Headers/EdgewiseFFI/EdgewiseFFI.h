@@ -495,6 +495,16 @@ void uniffi_edgewise_fn_free_embedder(uint64_t handle, RustCallStatus *_Nonnull 
 uint64_t uniffi_edgewise_fn_constructor_embedder_load(RustBuffer model, RustBuffer weights, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_EMBEDDER_LOAD_ON
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CONSTRUCTOR_EMBEDDER_LOAD_ON
+uint64_t uniffi_edgewise_fn_constructor_embedder_load_on(RustBuffer model, RustBuffer weights, RustBuffer backend, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_EMBEDDER_BACKEND
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_EMBEDDER_BACKEND
+RustBuffer uniffi_edgewise_fn_method_embedder_backend(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_EMBEDDER_DIM
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_EMBEDDER_DIM
 int32_t uniffi_edgewise_fn_method_embedder_dim(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -1423,6 +1433,12 @@ uint16_t uniffi_edgewise_checksum_method_logsink_log(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_EMBEDDER_BACKEND
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_EMBEDDER_BACKEND
+uint16_t uniffi_edgewise_checksum_method_embedder_backend(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_EMBEDDER_DIM
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_EMBEDDER_DIM
 uint16_t uniffi_edgewise_checksum_method_embedder_dim(void
@@ -1708,6 +1724,12 @@ uint16_t uniffi_edgewise_checksum_constructor_engine_load_fd(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_EMBEDDER_LOAD
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_EMBEDDER_LOAD
 uint16_t uniffi_edgewise_checksum_constructor_embedder_load(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_EMBEDDER_LOAD_ON
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_CONSTRUCTOR_EMBEDDER_LOAD_ON
+uint16_t uniffi_edgewise_checksum_constructor_embedder_load_on(void
     
 );
 #endif

@@ -1607,6 +1607,11 @@ public func FfiConverterTypeDownloadListener_lower(_ value: DownloadListener) ->
 public protocol EmbedderProtocol: AnyObject, Sendable {
     
     /**
+     * Where the encoder runs (after `Auto`'s choice).
+     */
+    func backend()  -> BackendKind
+    
+    /**
      * Vector length.
      */
     func dim() throws  -> Int32
@@ -1703,7 +1708,35 @@ public static func load(model: String, weights: EmbeddingWeights)throws  -> Embe
 })
 }
     
+    /**
+     * [`Embedder::load`] on a chosen backend: `Cpu` (what `load` uses), `Gpu` (wgpu, or a
+     * `Backend` error), or `Auto` (a hardware GPU whose vectors agree with the CPU's on a
+     * self-test text, else the CPU; a software adapter is never picked). `backend()` says which.
+     */
+public static func loadOn(model: String, weights: EmbeddingWeights, backend: BackendPreference)throws  -> Embedder  {
+    return try  FfiConverterTypeEmbedder_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_constructor_embedder_load_on(
+        FfiConverterString.lower(model),
+        FfiConverterTypeEmbeddingWeights_lower(weights),
+        FfiConverterTypeBackendPreference_lower(backend),uniffiCallStatus
+    )
+})
+}
+    
 
+    
+    /**
+     * Where the encoder runs (after `Auto`'s choice).
+     */
+open func backend() -> BackendKind  {
+    return try!  FfiConverterTypeBackendKind_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_embedder_backend(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
     
     /**
      * Vector length.
@@ -10917,6 +10950,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_logsink_log() != 58178) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_edgewise_checksum_method_embedder_backend() != 3104) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_edgewise_checksum_method_embedder_dim() != 14225) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -11059,6 +11095,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_constructor_embedder_load() != 18972) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_constructor_embedder_load_on() != 22273) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_constructor_recommender_open() != 46600) {

@@ -12,8 +12,11 @@ public extension SearchFilter {
 
 public extension Embedder {
     /// Loads an embedding model (a catalog id, fetched if missing, or a folder) on the native queue.
-    static func open(model: String = "all-minilm-l6-v2", weights: EmbeddingWeights = .f32) async throws -> Embedder {
-        try await edgewiseNativeCall { _ in try Embedder.load(model: model, weights: weights) }
+    /// `backend` as for the chat engine (`.cpu` by default here; `.auto` takes a GPU that passes a
+    /// self-test, `.gpu` insists).
+    static func open(model: String = "all-minilm-l6-v2", weights: EmbeddingWeights = .f32,
+                     backend: BackendPreference = .cpu) async throws -> Embedder {
+        try await edgewiseNativeCall { _ in try Embedder.loadOn(model: model, weights: weights, backend: backend) }
     }
 
     /// Vectors of `texts`, computed on the native queue.

@@ -63,7 +63,7 @@ pub fn run(a: ModelsArgs) -> crate::CliResult {
         ModelsCmd::List => list(&catalog, &home),
         ModelsCmd::Fetch(f) => {
             for art in selected(&catalog, &home, &f.item)? {
-                let mut path = fetch_one(&art, &f)?;
+                let mut path = fetch_one(&catalog, &home, &art, &f)?;
                 // A zipped model folder (an embedding model) is extracted next to its zip.
                 if let Ok(m) = catalog.get(&art.id) {
                     path = m.unpack_in(&home)?;
@@ -92,7 +92,7 @@ pub fn run(a: ModelsArgs) -> crate::CliResult {
         ModelsCmd::Path(f) => {
             let mut last = None;
             for art in selected(&catalog, &home, &f.item)? {
-                let mut path = if download::is_verified_cached(&art) { art.dest.clone() } else { fetch_one(&art, &f)? };
+                let mut path = if download::is_verified_cached(&art) { art.dest.clone() } else { fetch_one(&catalog, &home, &art, &f)? };
                 if let Ok(m) = catalog.get(&art.id) {
                     path = m.unpack_in(&home)?;
                 }
@@ -129,10 +129,19 @@ fn selected(
     Ok(out)
 }
 
-fn fetch_one(art: &Artifact, f: &FetchArgs) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+fn fetch_one(
+    catalog: &Catalog,
+    home: &std::path::Path,
+    art: &Artifact,
+    f: &FetchArgs,
+) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
     let opts = FetchOptions { prefer: f.source, retries: f.retries, ..FetchOptions::default() };
     let bar = Bar::new(&art.id, !f.quiet);
-    let res = download::fetch(art, &opts, &|p: Progress| bar.update(p));
+    // A derived file (no one publishes it) is made here from its source entry and verified.
+    let res = match catalog.get(&art.id) {
+        Ok(m) if m.derived.is_some() => m.derive_in(catalog, home, &opts, &|p: Progress| bar.update(p)),
+        _ => download::fetch(art, &opts, &|p: Progress| bar.update(p)),
+    };
     bar.finish();
     Ok(res?)
 }
@@ -142,7 +151,10 @@ fn list(catalog: &Catalog, home: &std::path::Path) -> crate::CliResult {
     println!("{:<2}{:<22} {:<8} {:<8} {:>9} {:>7}  {:<12} SOURCES", "", "ID", "ARCH", "QUANT", "SIZE", "CTX", "STATUS");
     for m in catalog.models() {
         let art = m.artifact_in(home);
-        let kinds: Vec<&str> = m.sources.iter().map(|s| s.kind().as_str()).collect();
+        let mut kinds: Vec<String> = m.sources.iter().map(|s| s.kind().as_str().to_owned()).collect();
+        if let Some(d) = &m.derived {
+            kinds.push(format!("made from {} ({})", d.from, d.conversion));
+        }
         let mark = match (m.id == catalog.default_id(), m.id == catalog.default_assistant_model().id) {
             (true, _) => "*",
             (_, true) => "+",

@@ -10,11 +10,16 @@ import kotlinx.coroutines.withContext
 /** A filter with no condition; `SearchFilter.none().copy(maxPrice = 50.0)` to add some. */
 fun SearchFilter.Companion.none(): SearchFilter = noFilter()
 
-/** Loads an embedding model (a catalog id, fetched if missing, or a folder) on [Dispatchers.IO]. */
+/**
+ * Loads an embedding model (a catalog id, fetched if missing, or a folder) on [Dispatchers.IO];
+ * [backend] as for the chat engine (`CPU` by default here; `AUTO` takes a GPU that passes a
+ * self-test, `GPU` insists).
+ */
 suspend fun Embedder.Companion.open(
     model: String = "all-minilm-l6-v2",
     weights: EmbeddingWeights = EmbeddingWeights.F32,
-): Embedder = withContext(Dispatchers.IO) { load(model, weights) }
+    backend: BackendPreference = BackendPreference.CPU,
+): Embedder = withContext(Dispatchers.IO) { loadOn(model, weights, backend) }
 
 /**
  * Opens the recommender's files in [dir] over [catalog] on [Dispatchers.Default] (new or changed

@@ -847,6 +847,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_edgewise_checksum_method_logsink_log(
     ): Int
+    external fun uniffi_edgewise_checksum_method_embedder_backend(
+    ): Int
     external fun uniffi_edgewise_checksum_method_embedder_dim(
     ): Int
     external fun uniffi_edgewise_checksum_method_embedder_embed(
@@ -942,6 +944,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_edgewise_checksum_constructor_engine_load_fd(
     ): Int
     external fun uniffi_edgewise_checksum_constructor_embedder_load(
+    ): Int
+    external fun uniffi_edgewise_checksum_constructor_embedder_load_on(
     ): Int
     external fun uniffi_edgewise_checksum_constructor_recommender_open(
     ): Int
@@ -1049,6 +1053,10 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_edgewise_fn_constructor_embedder_load(`model`: RustBuffer.ByValue,`weights`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_edgewise_fn_constructor_embedder_load_on(`model`: RustBuffer.ByValue,`weights`: RustBuffer.ByValue,`backend`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_edgewise_fn_method_embedder_backend(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_embedder_dim(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
     external fun uniffi_edgewise_fn_method_embedder_embed(`ptr`: Long,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -1452,6 +1460,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_logsink_log() and 0xFFFF) != 58178) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_edgewise_checksum_method_embedder_backend() and 0xFFFF) != 3104) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_edgewise_checksum_method_embedder_dim() and 0xFFFF) != 14225) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1594,6 +1605,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_constructor_embedder_load() and 0xFFFF) != 18972) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_constructor_embedder_load_on() and 0xFFFF) != 22273) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_constructor_recommender_open() and 0xFFFF) != 46600) {
@@ -3640,6 +3654,11 @@ public object FfiConverterTypeDownloadListener: FfiConverter<DownloadListener, L
 public interface EmbedderInterface {
     
     /**
+     * Where the encoder runs (after `Auto`'s choice).
+     */
+    fun `backend`(): BackendKind
+    
+    /**
      * Vector length.
      */
     fun `dim`(): kotlin.Int
@@ -3776,6 +3795,22 @@ open class Embedder: Disposable, AutoCloseable, EmbedderInterface
 
     
     /**
+     * Where the encoder runs (after `Auto`'s choice).
+     */override fun `backend`(): BackendKind {
+            return FfiConverterTypeBackendKind.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_embedder_backend(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Vector length.
      */
     @Throws(EdgewiseException::class)override fun `dim`(): kotlin.Int {
@@ -3883,6 +3918,26 @@ open class Embedder: Disposable, AutoCloseable, EmbedderInterface
         
         FfiConverterString.lower(`model`),
         FfiConverterTypeEmbeddingWeights.lower(`weights`),_status)
+}
+    )
+    }
+    
+
+        
+    /**
+     * [`Embedder::load`] on a chosen backend: `Cpu` (what `load` uses), `Gpu` (wgpu, or a
+     * `Backend` error), or `Auto` (a hardware GPU whose vectors agree with the CPU's on a
+     * self-test text, else the CPU; a software adapter is never picked). `backend()` says which.
+     */
+    @Throws(EdgewiseException::class) fun `loadOn`(`model`: kotlin.String, `weights`: EmbeddingWeights, `backend`: BackendPreference): Embedder {
+            return FfiConverterTypeEmbedder.lift(
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_constructor_embedder_load_on(
+    
+        
+        FfiConverterString.lower(`model`),
+        FfiConverterTypeEmbeddingWeights.lower(`weights`),
+        FfiConverterTypeBackendPreference.lower(`backend`),_status)
 }
     )
     }

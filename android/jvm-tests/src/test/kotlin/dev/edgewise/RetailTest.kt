@@ -94,6 +94,20 @@ class RetailTest {
     }
 
     @Test
+    fun theBackendIsChosenAsForChatAndAutoAgreesWithTheCpu() = runBlocking {
+        val cpu = Embedder.open(minilmDir().path, EmbeddingWeights.F32, BackendPreference.CPU)
+        assertEquals(BackendKind.CPU, cpu.backend())
+        assertEquals(BackendKind.CPU, embedder.backend(), "load() keeps the CPU")
+        // Auto: a hardware GPU that passes the self-test, else (no GPU, or lavapipe in CI) the CPU;
+        // either way the vectors agree with the CPU's and the index key is the same.
+        val auto = Embedder.open(minilmDir().path, EmbeddingWeights.F32, BackendPreference.AUTO)
+        assertEquals(cpu.fingerprint(), auto.fingerprint())
+        val text = "red running shoes for muddy trails"
+        val c = cosine(cpu.embed(text), auto.embed(text))
+        assertTrue(c > 0.9999, "auto (${auto.backend()}) vs cpu: cosine $c")
+    }
+
+    @Test
     fun vectorIndexFiltersAndRefusesBadInput() {
         val dir = Files.createTempDirectory("edgewise-index").toFile()
         try {
