@@ -3,8 +3,8 @@
 //! 0), and per adapted weight a pair `<tensor>.lora_a` (ne = `[in, rank]`) and `<tensor>.lora_b`
 //! (ne = `[rank, out]`). The rank is `lora_b`'s ne0. Applied without merging, as llama.cpp's
 //! `build_lora_mm`: `y = W·x + s·B·(A·x)` with `s = scale·alpha/rank` (just `scale` when alpha is
-//! 0). The base weights stay quantized and shared; an adapter is small dense matrices (f16 where
-//! the file stores f16, else f32).
+//! 0). The base weights stay quantized and shared; an adapter is small dense f32 matrices (an f16
+//! file is widened at load).
 //!
 //! A KV cache belongs to one adapter set ([`crate::kv_cache::KvCache::set_adapters`] empties it
 //! when the set changes), so keys and values computed under one set are never read under another.
@@ -57,12 +57,11 @@ impl Proj {
     }
 }
 
-/// A matrix of an adapter, row-major: f16 when the file stores f16 (kept as is, half the bytes
-/// to read per token), else f32.
+/// A matrix of an adapter, row-major, f32 (an f16 file is widened at load: keeping f16 and
+/// widening per row was measured slower in decode than reading twice the bytes).
 #[derive(Debug)]
 enum Mat {
     F32(Vec<f32>),
-    F16(Vec<half::f16>),
 }
 
 impl Mat {
@@ -70,29 +69,19 @@ impl Mat {
     fn to_f32(&self) -> Vec<f32> {
         match self {
             Mat::F32(v) => v.clone(),
-            Mat::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
         }
     }
 
     fn bytes(&self) -> usize {
         match self {
             Mat::F32(v) => v.len() * 4,
-            Mat::F16(v) => v.len() * 2,
         }
     }
 
     /// `out[j] = row r · q[j·w..][..w]` for the `out.len()` rows of `q` (`w` = the row width).
-    /// An f16 row is widened into `wide` once (exactly) and then summed as an f32 row is, so the
-    /// results do not depend on the storage, and equal the f32 arithmetic of earlier versions.
-    fn dots(&self, r: usize, w: usize, q: &[f32], out: &mut [f32], wide: &mut Vec<f32>) {
+    fn dots(&self, r: usize, w: usize, q: &[f32], out: &mut [f32], _wide: &mut Vec<f32>) {
         let row: &[f32] = match self {
             Mat::F32(v) => &v[r * w..(r + 1) * w],
-            Mat::F16(v) => {
-                use half::slice::HalfFloatSliceExt;
-                wide.resize(w, 0.0);
-                v[r * w..(r + 1) * w].convert_to_f32_slice(wide);
-                wide
-            }
         };
         for (o, qj) in out.iter_mut().zip(q.chunks_exact(w)) {
             *o = dot(row, qj);
@@ -150,15 +139,9 @@ impl Pair {
     }
 }
 
-/// Rows of a prefill per pool task in [`Pair::apply_blocks`]; fewer rows (a decode step) go
-/// through [`LoraSet::apply_group`]'s split of the products themselves.
+/// Rows of a prefill per pool task in [`Pair::apply_blocks`]; fewer rows (a decode step) run on
+/// the calling thread ([`Pair::rows`]).
 const ROWS_PER_TASK: usize = 16;
-
-/// Rows of `A` per pool task in the first phase of a grouped application.
-const A_ROWS_PER_TASK: usize = 4;
-
-/// Outputs (rows of `B`) per pool task in the second phase of a grouped application.
-const B_ROWS_PER_TASK: usize = 128;
 
 /// A dot product in eight lanes (vectorizes).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -286,11 +269,7 @@ impl LoraAdapter {
                 if v.iter().any(|x| !x.is_finite()) {
                     return Err(bad(format!("`{}` holds a non-finite value", t.name)));
                 }
-                // f16 stays f16 (exact: the values came from f16); anything else is f32.
-                Ok(match t.ty {
-                    crate::quant::GgmlType::F16 => Mat::F16(v.iter().map(|x| half::f16::from_f32(*x)).collect()),
-                    _ => Mat::F32(v),
-                })
+                Ok(Mat::F32(v))
             };
             let pair = Pair { a: read(a)?, b: read(b)?, rank, n_in, n_out };
             bytes += pair.a.bytes() + pair.b.bytes();
@@ -327,7 +306,7 @@ impl LoraAdapter {
         self.pairs
     }
 
-    /// Bytes of its matrices in memory (f16 where the file stores f16, else f32).
+    /// Bytes of its matrices in memory (f32).
     pub fn size_bytes(&self) -> usize {
         self.bytes
     }
@@ -398,12 +377,9 @@ impl LoraSet {
     /// (`[n, out]` each), which all take the input `x` (`[n, in]`): q/k/v, gate/up, or one.
     ///
     /// A prefill (`n ≥ 2·ROWS_PER_TASK`) spreads its rows over the kernel pool in blocks. Fewer
-    /// rows (a decode step) split the products themselves: one pool job computes every
-    /// adapter's `s·A·x` for all the projections (rows of `A` per task, so `x` is shared and each
-    /// `A` is read by one thread), a second adds `B·(s·A·x)` (rows of `B` per task). Every
-    /// output is the same sum either way ([`Pair::rows`]), adapters in the set's order.
+    /// rows (a decode step) run on this thread. Every output is the same sum either way
+    /// ([`Pair::rows`]), adapters in the set's order.
     pub(crate) fn apply_host(&self, layer: usize, x: &[f32], n: usize, outs: &mut [(Proj, &mut [f32])]) -> Result<()> {
-        use crate::quant::cpu::pool::{for_each, SyncPtr};
         // (output, pair, s), adapters in order.
         let mut jobs: Vec<(usize, &Pair, f32)> = Vec::new();
         for (adapter, scale) in &self.entries {
@@ -427,52 +403,13 @@ impl LoraSet {
             }
             return Ok(());
         }
-        // Phase 1: t_j = s·A_j·x, `[n, rank]` per job, in tasks of A_ROWS_PER_TASK rows of A.
-        let mut ts: Vec<Vec<f32>> = jobs.iter().map(|(_, p, _)| vec![0f32; n * p.rank]).collect();
-        let tp: Vec<SyncPtr<f32>> = ts.iter_mut().map(|t| SyncPtr(t.as_mut_ptr())).collect();
-        let tasks: Vec<(usize, usize)> = jobs
-            .iter()
-            .enumerate()
-            .flat_map(|(j, (_, p, _))| (0..p.rank).step_by(A_ROWS_PER_TASK).map(move |r| (j, r)))
-            .collect();
-        for_each(tasks.len(), &|i| {
-            let (j, r0) = tasks[i];
-            let (_, p, s) = jobs[j];
-            let (mut d, mut wide) = ([0f32; 2 * ROWS_PER_TASK], Vec::new());
-            let d = &mut d[..n];
-            for r in r0..(r0 + A_ROWS_PER_TASK).min(p.rank) {
-                p.a.dots(r, p.n_in, &x[..n * p.n_in], d, &mut wide);
-                for (t, v) in d.iter().enumerate() {
-                    // SAFETY: element (t, r) of `ts[j]` (`t < n`, `r < rank`, in bounds); rows
-                    // `r0..r0 + A_ROWS_PER_TASK` of job j belong to this task alone, and `ts`
-                    // outlives `for_each`.
-                    unsafe { *tp[j].get().add(t * p.rank + r) = s * v };
-                }
-            }
-        });
-        // Phase 2: y_k += B_j·t_j for every job j on output k, in tasks of B_ROWS_PER_TASK outputs.
-        let tasks: Vec<(usize, usize, usize)> = (0..outs.len())
-            .filter_map(|k| jobs.iter().find(|j| j.0 == k).map(|(_, p, _)| (k, p.n_out)))
-            .flat_map(|(k, n_out)| (0..n_out).step_by(B_ROWS_PER_TASK).map(move |o| (k, o, n_out)))
-            .collect();
-        let yp: Vec<SyncPtr<f32>> = outs.iter_mut().map(|(_, y)| SyncPtr(y.as_mut_ptr())).collect();
-        let ts = &ts;
-        for_each(tasks.len(), &|i| {
-            let (k, o0, n_out) = tasks[i];
-            let (mut d, mut wide) = ([0f32; 2 * ROWS_PER_TASK], Vec::new());
-            let d = &mut d[..n];
-            for (j, (_, p, _)) in jobs.iter().enumerate().filter(|(_, job)| job.0 == k) {
-                for o in o0..(o0 + B_ROWS_PER_TASK).min(n_out) {
-                    p.b.dots(o, p.rank, &ts[j], d, &mut wide);
-                    for (t, v) in d.iter().enumerate() {
-                        // SAFETY: element (t, o) of output k (`t < n`, `o < n_out`, checked
-                        // against its length above); outputs `o0..o0 + B_ROWS_PER_TASK` of k
-                        // belong to this task alone, and the output outlives `for_each`.
-                        unsafe { *yp[k].get().add(t * n_out + o) += v };
-                    }
-                }
-            }
-        });
+        // A decode step: every product on this thread, the f32 rows read once each. Splitting
+        // them over the pool (two jobs per group) and keeping f16 rows were both measured slower
+        // in the model's decode on 2 threads (+20-34 % against +11 %): the dispatches and the
+        // widening cost more than the bytes they save.
+        for (k, p, s) in jobs {
+            p.rows(s, &x[..n * p.n_in], &mut outs[k].1[..n * p.n_out]);
+        }
         Ok(())
     }
 }
@@ -669,9 +606,9 @@ mod tests {
     }
 
     #[test]
-    fn a_decode_step_split_over_the_pool_equals_one_product_at_a_time() {
-        // Two adapters (f16 and f32, ranks 6 and 9: ragged tasks of A_ROWS_PER_TASK rows) on q/k/v
-        // as one group; q has 320 outputs (ragged tasks of B_ROWS_PER_TASK).
+    fn a_grouped_decode_step_equals_one_product_at_a_time() {
+        // Two adapters (an f16 and an f32 file, ranks 6 and 9) on q/k/v as one group, decode and
+        // prefill row counts.
         let (a, b) = (wide_adapter(6, 12.0, GgmlType::F16), wide_adapter(9, 3.0, GgmlType::F32));
         let set = LoraSet::new(&[(a.clone(), 0.7), (b.clone(), -1.3)]).unwrap();
         for n in [1usize, 3, 2 * ROWS_PER_TASK - 1, 2 * ROWS_PER_TASK + 5] {
@@ -693,9 +630,9 @@ mod tests {
     }
 
     #[test]
-    fn an_f16_adapter_is_kept_f16_and_equals_its_f32_widening() {
+    fn an_f16_adapter_equals_its_f32_widening() {
         let (h, s) = (wide_adapter(8, 16.0, GgmlType::F16), wide_adapter(8, 16.0, GgmlType::F32));
-        assert_eq!(2 * h.size_bytes(), s.size_bytes(), "f16 matrices stay f16 in memory");
+        assert_eq!(h.size_bytes(), s.size_bytes(), "f16 matrices are widened to f32 at load");
         for n in [1usize, 40] {
             let x: Vec<f32> = (0..n * 160).map(|i| (i as f32 * 0.29).sin()).collect();
             let (mut g1, mut u1) = (vec![0.5f32; n * 300], vec![-0.5f32; n * 300]);
@@ -789,7 +726,7 @@ mod cost {
                 let mut l: [Option<Pair>; 7] = Default::default();
                 for (p, n_in, n_out) in shapes {
                     l[p as usize] =
-                        Some(Pair { a: Mat::F16(vec![half::f16::from_f32(0.01); r * n_in]), b: Mat::F16(vec![half::f16::from_f32(0.01); n_out * r]), rank: r, n_in, n_out });
+                        Some(Pair { a: Mat::F32(vec![0.01; r * n_in]), b: Mat::F32(vec![0.01; n_out * r]), rank: r, n_in, n_out });
                 }
                 l
             })
@@ -808,7 +745,7 @@ mod cost {
         let set = LoraSet::new(&[(a, 1.0)]).unwrap();
         let x = vec![0.5f32; ff];
         let mut y = vec![0f32; 2 * ff];
-        // Interleaved, best of 50 each: the decoder's grouped calls (split over the pool) and
+        // Interleaved, best of 50 each: the decoder's grouped calls and
         // every pair on this thread (`Pair::rows`).
         let (mut best, mut serial) = (f64::MAX, f64::MAX);
         for _ in 0..50 {
@@ -834,7 +771,7 @@ mod cost {
             serial = serial.min(t.elapsed().as_secs_f64());
         }
         eprintln!(
-            "rank-16 LoRA on 126 projections: {:.3} ms per token split over the pool ({} threads), {:.3} ms on one thread, {:.1} MiB",
+            "rank-16 LoRA on 126 projections: {:.3} ms per token as the decoder groups them ({} pool threads), {:.3} ms pair by pair, {:.1} MiB",
             best * 1e3,
             crate::quant::cpu::pool::threads(),
             serial * 1e3,
