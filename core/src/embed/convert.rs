@@ -14,6 +14,9 @@ use serde::Deserialize;
 
 use super::bert::{quantize_q8_0, BertConfig};
 use super::SafetensorsSource;
+use crate::gguf::writer::GgufWriter;
+use crate::gguf::{MetaArray, MetaValue};
+use crate::quant::GgmlType;
 use crate::{Error, Result};
 
 /// The tensor type of the 2-D matrices (the token-type table, norms and biases stay f32).
@@ -39,15 +42,8 @@ impl std::str::FromStr for GgufFtype {
     }
 }
 
+/// The data alignment (gguf-py's default, and [`GgufWriter`]'s).
 const ALIGN: usize = 32;
-
-// GGUF value types.
-const T_UINT32: u32 = 4;
-const T_INT32: u32 = 5;
-const T_FLOAT32: u32 = 6;
-const T_BOOL: u32 = 7;
-const T_STRING: u32 = 8;
-const T_ARRAY: u32 = 9;
 
 #[derive(Deserialize)]
 struct TokenizerJson {
@@ -69,45 +65,6 @@ struct AddedToken {
     special: bool,
 }
 
-/// The metadata section being written.
-struct Kv {
-    buf: Vec<u8>,
-    count: u64,
-}
-
-impl Kv {
-    fn key(&mut self, k: &str, ty: u32) {
-        put_str(&mut self.buf, k);
-        self.buf.extend_from_slice(&ty.to_le_bytes());
-        self.count += 1;
-    }
-    fn u32(&mut self, k: &str, v: u32) {
-        self.key(k, T_UINT32);
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn f32(&mut self, k: &str, v: f32) {
-        self.key(k, T_FLOAT32);
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    fn bool(&mut self, k: &str, v: bool) {
-        self.key(k, T_BOOL);
-        self.buf.push(v as u8);
-    }
-    fn str(&mut self, k: &str, v: &str) {
-        self.key(k, T_STRING);
-        put_str(&mut self.buf, v);
-    }
-}
-
-fn put_str(buf: &mut Vec<u8>, s: &str) {
-    buf.extend_from_slice(&(s.len() as u64).to_le_bytes());
-    buf.extend_from_slice(s.as_bytes());
-}
-
-fn pad(n: usize) -> usize {
-    n.div_ceil(ALIGN) * ALIGN
-}
-
 /// Writes the folder `dir` as a `bert` GGUF of type `ftype` to `out`; returns the bytes written.
 pub fn folder_to_gguf(dir: &Path, ftype: GgufFtype, out: &mut dyn Write) -> Result<u64> {
     let bad = |reason: String| Error::InvalidModelFolder { reason };
@@ -123,61 +80,66 @@ pub fn folder_to_gguf(dir: &Path, ftype: GgufFtype, out: &mut dyn Write) -> Resu
     }
     let id_of = |t: &str| tj.model.vocab.get(t).copied().ok_or_else(|| bad(format!("tokenizer.json: no {t} token")));
 
-    let mut kv = Kv { buf: Vec::new(), count: 0 };
-    kv.str("general.architecture", "bert");
-    kv.u32("bert.context_length", cfg.max_position_embeddings as u32);
-    kv.u32("bert.embedding_length", cfg.hidden_size as u32);
-    kv.u32("bert.feed_forward_length", cfg.intermediate_size as u32);
-    kv.u32("bert.block_count", cfg.num_hidden_layers as u32);
-    kv.u32("bert.attention.head_count", cfg.num_attention_heads as u32);
-    kv.f32("bert.attention.layer_norm_epsilon", cfg.layer_norm_eps as f32);
-    kv.bool("bert.attention.causal", false);
-    kv.u32("bert.pooling_type", 1);
-    kv.u32("general.file_type", match ftype {
-        GgufFtype::F32 => 0,
-        GgufFtype::F16 => 1,
-        GgufFtype::Q8_0 => 7,
-    });
-    kv.str("tokenizer.ggml.model", "bert");
+    let u32v = |v: usize| MetaValue::U32(v as u32);
+    let mut w = GgufWriter::new()
+        .kv("general.architecture", MetaValue::String("bert".into()))
+        .kv("bert.context_length", u32v(cfg.max_position_embeddings))
+        .kv("bert.embedding_length", u32v(cfg.hidden_size))
+        .kv("bert.feed_forward_length", u32v(cfg.intermediate_size))
+        .kv("bert.block_count", u32v(cfg.num_hidden_layers))
+        .kv("bert.attention.head_count", u32v(cfg.num_attention_heads))
+        .kv("bert.attention.layer_norm_epsilon", MetaValue::F32(cfg.layer_norm_eps as f32))
+        .kv("bert.attention.causal", MetaValue::Bool(false))
+        .kv("bert.pooling_type", MetaValue::U32(1))
+        .kv(
+            "general.file_type",
+            MetaValue::U32(match ftype {
+                GgufFtype::F32 => 0,
+                GgufFtype::F16 => 1,
+                GgufFtype::Q8_0 => 7,
+            }),
+        )
+        .kv("tokenizer.ggml.model", MetaValue::String("bert".into()));
     // Tokens with convert_hf_to_gguf.py's phantom-space convention.
-    kv.key("tokenizer.ggml.tokens", T_ARRAY);
-    kv.buf.extend_from_slice(&T_STRING.to_le_bytes());
-    kv.buf.extend_from_slice(&(vocab.len() as u64).to_le_bytes());
-    for &(t, _) in &vocab {
-        if t.starts_with('[') && t.ends_with(']') {
-            put_str(&mut kv.buf, t);
-        } else if let Some(rest) = t.strip_prefix("##") {
-            put_str(&mut kv.buf, rest);
-        } else {
-            put_str(&mut kv.buf, &format!("\u{2581}{t}"));
-        }
-    }
+    let tokens: Vec<String> = vocab
+        .iter()
+        .map(|&(t, _)| {
+            if t.starts_with('[') && t.ends_with(']') {
+                t.to_string()
+            } else if let Some(rest) = t.strip_prefix("##") {
+                rest.to_string()
+            } else {
+                format!("\u{2581}{t}")
+            }
+        })
+        .collect();
+    w = w.kv("tokenizer.ggml.tokens", MetaValue::Array(MetaArray::String(tokens.iter().map(String::as_str).collect())));
     // CONTROL (3) for special added tokens, USER_DEFINED (4) for other added ones, NORMAL (1).
-    kv.key("tokenizer.ggml.token_type", T_ARRAY);
-    kv.buf.extend_from_slice(&T_INT32.to_le_bytes());
-    kv.buf.extend_from_slice(&(vocab.len() as u64).to_le_bytes());
-    for &(t, _) in &vocab {
-        let ty: i32 = match tj.added_tokens.iter().rev().find(|a| a.content == t) {
+    let types: Vec<i32> = vocab
+        .iter()
+        .map(|&(t, _)| match tj.added_tokens.iter().rev().find(|a| a.content == t) {
             Some(a) if a.special => 3,
             Some(_) => 4,
             None => 1,
-        };
-        kv.buf.extend_from_slice(&ty.to_le_bytes());
-    }
-    kv.u32("tokenizer.ggml.token_type_count", cfg.type_vocab_size as u32);
-    kv.u32("tokenizer.ggml.bos_token_id", id_of("[CLS]")?);
-    kv.u32("tokenizer.ggml.eos_token_id", id_of("[SEP]")?);
-    kv.u32("tokenizer.ggml.seperator_token_id", id_of("[SEP]")?);
-    kv.u32("tokenizer.ggml.padding_token_id", id_of("[PAD]")?);
-    kv.u32("tokenizer.ggml.unknown_token_id", id_of("[UNK]")?);
-    kv.u32("tokenizer.ggml.mask_token_id", id_of("[MASK]")?);
-    kv.bool("tokenizer.ggml.add_bos_token", true);
-    kv.bool("tokenizer.ggml.add_eos_token", true);
+        })
+        .collect();
+    w = w
+        .kv("tokenizer.ggml.token_type", MetaValue::Array(MetaArray::I32(types)))
+        .kv("tokenizer.ggml.token_type_count", u32v(cfg.type_vocab_size))
+        .kv("tokenizer.ggml.bos_token_id", MetaValue::U32(id_of("[CLS]")?))
+        .kv("tokenizer.ggml.eos_token_id", MetaValue::U32(id_of("[SEP]")?))
+        .kv("tokenizer.ggml.seperator_token_id", MetaValue::U32(id_of("[SEP]")?))
+        .kv("tokenizer.ggml.padding_token_id", MetaValue::U32(id_of("[PAD]")?))
+        .kv("tokenizer.ggml.unknown_token_id", MetaValue::U32(id_of("[UNK]")?))
+        .kv("tokenizer.ggml.mask_token_id", MetaValue::U32(id_of("[MASK]")?))
+        .kv("tokenizer.ggml.add_bos_token", MetaValue::Bool(true))
+        .kv("tokenizer.ggml.add_eos_token", MetaValue::Bool(true));
     if let Some(n) = tj.normalizer.as_ref().filter(|n| n.get("type").and_then(|t| t.as_str()) == Some("BertNormalizer")) {
         let lower = n.get("lowercase").and_then(|v| v.as_bool()).unwrap_or(true);
         let strip = n.get("strip_accents").and_then(|v| v.as_bool()).unwrap_or(lower);
-        kv.bool("tokenizer.ggml.normalizer.lowercase", lower);
-        kv.bool("tokenizer.ggml.normalizer.strip_accents", strip);
+        w = w
+            .kv("tokenizer.ggml.normalizer.lowercase", MetaValue::Bool(lower))
+            .kv("tokenizer.ggml.normalizer.strip_accents", MetaValue::Bool(strip));
     }
 
     // Tensors, in the script's order.
@@ -209,46 +171,25 @@ pub fn folder_to_gguf(dir: &Path, ftype: GgufFtype, out: &mut dyn Write) -> Resu
         }
     }
     let st = SafetensorsSource::open(&dir.join("model.safetensors"))?;
-    // (gguf name, dims as written (ne0 first), ggml type, data)
-    let mut tensors: Vec<(String, Vec<u64>, u32, Vec<u8>)> = Vec::with_capacity(names.len());
     for (hf, gg) in &names {
         let dims = st.dims(hf)?;
         let (values, _) = super::TensorSource::get(&st, hf)?;
         let matrix = dims.len() == 2 && !gg.starts_with("token_types");
         let ne: Vec<u64> = dims.iter().rev().map(|&d| d as u64).collect();
         let (ty, data) = match ftype {
-            GgufFtype::Q8_0 if matrix && dims[1] % 32 == 0 => (8, quantize_q8_0(&values)),
-            GgufFtype::F16 if matrix => (1, values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()),
-            _ => (0, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            GgufFtype::Q8_0 if matrix && dims[1] % 32 == 0 => (GgmlType::Q8_0, quantize_q8_0(&values)),
+            GgufFtype::F16 if matrix => {
+                (GgmlType::F16, values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect())
+            }
+            _ => (GgmlType::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
         };
-        tensors.push((gg.clone(), ne, ty, data));
+        w = w.tensor(gg, &ne, ty, data);
     }
 
-    let mut head = Vec::new();
-    head.extend_from_slice(b"GGUF");
-    head.extend_from_slice(&3u32.to_le_bytes());
-    head.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-    head.extend_from_slice(&kv.count.to_le_bytes());
-    head.extend_from_slice(&kv.buf);
-    let mut offset = 0usize;
-    for (name, ne, ty, data) in &tensors {
-        put_str(&mut head, name);
-        head.extend_from_slice(&(ne.len() as u32).to_le_bytes());
-        for d in ne {
-            head.extend_from_slice(&d.to_le_bytes());
-        }
-        head.extend_from_slice(&ty.to_le_bytes());
-        head.extend_from_slice(&(offset as u64).to_le_bytes());
-        offset += pad(data.len());
-    }
-    head.resize(pad(head.len()), 0);
-    out.write_all(&head)?;
-    let mut written = head.len() as u64;
-    for (_, _, _, data) in &tensors {
-        out.write_all(data)?;
-        let zeros = pad(data.len()) - data.len();
-        out.write_all(&[0u8; ALIGN][..zeros])?;
-        written += pad(data.len()) as u64;
-    }
+    // gguf-py pads the last tensor's data too.
+    let mut bytes = w.to_bytes();
+    bytes.resize(bytes.len().div_ceil(ALIGN) * ALIGN, 0);
+    out.write_all(&bytes)?;
+    let written = bytes.len() as u64;
     Ok(written)
 }
