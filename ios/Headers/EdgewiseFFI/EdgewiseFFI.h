@@ -445,6 +445,11 @@ RustBuffer uniffi_edgewise_fn_method_engine_info(uint64_t ptr, RustCallStatus *_
 uint64_t uniffi_edgewise_fn_method_engine_new_session(uint64_t ptr, RustBuffer config, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_PREPARE_CONSTRAINTS
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_PREPARE_CONSTRAINTS
+void uniffi_edgewise_fn_method_engine_prepare_constraints(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_TRIM
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ENGINE_TRIM
 RustBuffer uniffi_edgewise_fn_method_engine_trim(uint64_t ptr, RustBuffer level, RustCallStatus *_Nonnull out_status
@@ -1406,6 +1411,12 @@ uint16_t uniffi_edgewise_checksum_method_engine_info(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ENGINE_NEW_SESSION
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ENGINE_NEW_SESSION
 uint16_t uniffi_edgewise_checksum_method_engine_new_session(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ENGINE_PREPARE_CONSTRAINTS
+#define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_CHECKSUM_METHOD_ENGINE_PREPARE_CONSTRAINTS
+uint16_t uniffi_edgewise_checksum_method_engine_prepare_constraints(void
     
 );
 #endif

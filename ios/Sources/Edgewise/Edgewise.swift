@@ -1877,6 +1877,14 @@ public protocol EngineProtocol: AnyObject, Sendable {
     func newSession(config: SessionConfig) throws  -> ChatSession
     
     /**
+     * Builds constrained decoding's token trie (JSON Schema, regex and grammar output) on a
+     * background thread now, so that the first constrained request does not wait for it (about
+     * a second for a 262k vocabulary). Returns at once; optional (the first constrained request
+     * builds it otherwise).
+     */
+    func prepareConstraints() throws 
+    
+    /**
      * Hands memory back under pressure (Android `onTrimMemory`, iOS memory warnings; the
      * Kotlin `EdgewiseMemory` and Swift `EdgewiseMemory` helpers map the system's levels).
      * Whatever is in use is skipped; everything freed comes back on the next use, and answers
@@ -2030,6 +2038,20 @@ open func newSession(config: SessionConfig)throws  -> ChatSession  {
         FfiConverterTypeSessionConfig_lower(config),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Builds constrained decoding's token trie (JSON Schema, regex and grammar output) on a
+     * background thread now, so that the first constrained request does not wait for it (about
+     * a second for a 262k vocabulary). Returns at once; optional (the first constrained request
+     * builds it otherwise).
+     */
+open func prepareConstraints()throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
+        uniffiCallStatus in
+    uniffi_edgewise_fn_method_engine_prepare_constraints(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
 }
     
     /**
@@ -9557,7 +9579,8 @@ public enum TrimLevel: Equatable, Hashable {
      */
     case background
     /**
-     * Memory is running low: also the tokenizer's cache and the allocator's free memory.
+     * Memory is running low: also the tokenizer's cache, constrained decoding's token trie
+     * (built again by the next constrained request) and the allocator's free memory.
      */
     case low
     /**
@@ -10936,6 +10959,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_engine_new_session() != 62398) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_edgewise_checksum_method_engine_prepare_constraints() != 41028) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_engine_trim() != 57137) {

@@ -839,6 +839,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_edgewise_checksum_method_engine_new_session(
     ): Int
+    external fun uniffi_edgewise_checksum_method_engine_prepare_constraints(
+    ): Int
     external fun uniffi_edgewise_checksum_method_engine_trim(
     ): Int
     external fun uniffi_edgewise_checksum_method_engine_model_id(
@@ -1033,6 +1035,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_engine_new_session(`ptr`: Long,`config`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
+    external fun uniffi_edgewise_fn_method_engine_prepare_constraints(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_edgewise_fn_method_engine_trim(`ptr`: Long,`level`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_engine_model_id(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1446,6 +1450,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_engine_new_session() and 0xFFFF) != 62398) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_edgewise_checksum_method_engine_prepare_constraints() and 0xFFFF) != 41028) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_engine_trim() and 0xFFFF) != 57137) {
@@ -4093,6 +4100,14 @@ public interface EngineInterface {
     fun `newSession`(`config`: SessionConfig): ChatSession
     
     /**
+     * Builds constrained decoding's token trie (JSON Schema, regex and grammar output) on a
+     * background thread now, so that the first constrained request does not wait for it (about
+     * a second for a 262k vocabulary). Returns at once; optional (the first constrained request
+     * builds it otherwise).
+     */
+    fun `prepareConstraints`()
+    
+    /**
      * Hands memory back under pressure (Android `onTrimMemory`, iOS memory warnings; the
      * Kotlin `EdgewiseMemory` and Swift `EdgewiseMemory` helpers map the system's levels).
      * Whatever is in use is skipped; everything freed comes back on the next use, and answers
@@ -4277,6 +4292,25 @@ open class Engine: Disposable, AutoCloseable, EngineInterface
     }
     )
     }
+    
+
+    
+    /**
+     * Builds constrained decoding's token trie (JSON Schema, regex and grammar output) on a
+     * background thread now, so that the first constrained request does not wait for it (about
+     * a second for a 262k vocabulary). Returns at once; optional (the first constrained request
+     * builds it otherwise).
+     */
+    @Throws(EdgewiseException::class)override fun `prepareConstraints`()
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(EdgewiseException) { _status ->
+    UniffiLib.uniffi_edgewise_fn_method_engine_prepare_constraints(
+        it,
+        _status)
+}
+    }
+    
     
 
     
@@ -11672,7 +11706,8 @@ enum class TrimLevel {
      */
     BACKGROUND,
     /**
-     * Memory is running low: also the tokenizer's cache and the allocator's free memory.
+     * Memory is running low: also the tokenizer's cache, constrained decoding's token trie
+     * (built again by the next constrained request) and the allocator's free memory.
      */
     LOW,
     /**
