@@ -27,15 +27,7 @@ const LOGIT_TOLERANCE: f64 = 1.0;
 const NAMES: &[&str] = &["llama", "llama-mha", "qwen2", "qwen3", "qwen3-q4km"];
 
 fn model(name: &str) -> Option<PathBuf> {
-    let p = edgewise_core::catalog::edgewise_home().ok()?.join("reference").join("synth").join(format!("{name}.gguf"));
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var_os("EDGEWISE_REQUIRE_MODEL").is_some() {
-        panic!("EDGEWISE_REQUIRE_MODEL is set but {} is missing: run tests/reference/make_arch_goldens.py synth", p.display());
-    }
-    eprintln!("SKIPPED: no {} (tests/reference/make_arch_goldens.py synth writes it)", p.display());
-    None
+    common_model::synth_model(name, "tests/reference/make_arch_goldens.py synth")
 }
 
 fn golden(name: &str) -> (Value, Vec<Value>) {
@@ -154,7 +146,7 @@ const GEMMA3_1B: &str = "gemma3-1b-q4km";
 /// A full-size synthesized model that CI does not make by default: `None` (skipped) when missing,
 /// unless `EDGEWISE_REQUIRE_GEMMA3_1B=1` (then missing is a failure).
 fn opt_in_model(name: &str) -> Option<PathBuf> {
-    let p = edgewise_core::catalog::edgewise_home().ok()?.join("reference").join("synth").join(format!("{name}.gguf"));
+    let p = common_model::synth_path(name)?;
     if p.exists() {
         return Some(p);
     }

@@ -43,3 +43,22 @@ pub fn hf_folder_path() -> Option<PathBuf> {
     eprintln!("SKIPPED: no HF folder at {} (tests/reference/export_hf_folder.py writes it)", p.display());
     None
 }
+
+/// Where a synthesized GGUF lives: `$EDGEWISE_HOME/reference/synth/<name>.gguf`.
+pub fn synth_path(name: &str) -> Option<PathBuf> {
+    Some(edgewise_core::catalog::edgewise_home().ok()?.join("reference").join("synth").join(format!("{name}.gguf")))
+}
+
+/// A synthesized GGUF written by the script `maker` (as `.ci/run` does), if present. Like
+/// [`model_path`], missing fails under `EDGEWISE_REQUIRE_MODEL` and skips loudly otherwise.
+pub fn synth_model(name: &str, maker: &str) -> Option<PathBuf> {
+    let p = synth_path(name)?;
+    if p.exists() {
+        return Some(p);
+    }
+    if std::env::var_os("EDGEWISE_REQUIRE_MODEL").is_some() {
+        panic!("EDGEWISE_REQUIRE_MODEL is set but {} is missing: run {maker}", p.display());
+    }
+    eprintln!("SKIPPED: no {} ({maker} writes it)", p.display());
+    None
+}

@@ -4,6 +4,8 @@
 //! counted, the written adapter loads, and a run killed with SIGKILL after a checkpoint resumes
 //! to the byte-identical adapter of an uninterrupted run.
 
+mod common_model;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -12,15 +14,7 @@ use edgewise_core::backend::BackendPreference;
 use edgewise_core::engine::{Engine, EngineConfig};
 
 fn model() -> Option<PathBuf> {
-    let p = edgewise_core::catalog::edgewise_home().ok()?.join("reference/synth/qwen2.gguf");
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var_os("EDGEWISE_REQUIRE_MODEL").is_some() {
-        panic!("EDGEWISE_REQUIRE_MODEL is set but {} is missing: run tests/reference/make_arch_goldens.py synth", p.display());
-    }
-    eprintln!("SKIPPED: no {} (tests/reference/make_arch_goldens.py synth writes it)", p.display());
-    None
+    common_model::synth_model("qwen2", "tests/reference/make_arch_goldens.py synth")
 }
 
 /// A fresh directory for one test, removed on drop.

@@ -23,15 +23,7 @@ use sha2::Digest;
 const LOGIT_TOLERANCE: f64 = 1.0;
 
 fn model() -> Option<PathBuf> {
-    let p = edgewise_core::catalog::edgewise_home().ok()?.join("reference").join("synth").join("qwen35.gguf");
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var_os("EDGEWISE_REQUIRE_MODEL").is_some() {
-        panic!("EDGEWISE_REQUIRE_MODEL is set but {} is missing: run tests/reference/make_qwen35_goldens.py synth", p.display());
-    }
-    eprintln!("SKIPPED: no {} (tests/reference/make_qwen35_goldens.py synth writes it)", p.display());
-    None
+    common_model::synth_model("qwen35", "tests/reference/make_qwen35_goldens.py synth")
 }
 
 fn golden() -> (Value, Vec<Value>) {

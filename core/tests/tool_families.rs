@@ -6,6 +6,8 @@
 //! is exactly the template's rendering of the OpenAI-form conversation (tools, the call as
 //! `tool_calls`, the result as a `tool` message), and only the new messages are prefilled.
 
+mod common_model;
+
 use std::path::PathBuf;
 
 use edgewise_core::backend::BackendPreference;
@@ -16,18 +18,7 @@ use edgewise_core::tokenizer::Role;
 use serde_json::{json, Value};
 
 fn model(name: &str) -> Option<PathBuf> {
-    let p = edgewise_core::catalog::edgewise_home().ok()?.join("reference").join("synth").join(format!("{name}.gguf"));
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var_os("EDGEWISE_REQUIRE_MODEL").is_some() {
-        panic!(
-            "EDGEWISE_REQUIRE_MODEL is set but {} is missing: run tests/reference/make_tool_template_synth.py",
-            p.display()
-        );
-    }
-    eprintln!("SKIPPED: no {} (tests/reference/make_tool_template_synth.py writes it)", p.display());
-    None
+    common_model::synth_model(name, "tests/reference/make_tool_template_synth.py")
 }
 
 fn tools() -> Tools {
