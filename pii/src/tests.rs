@@ -20,6 +20,24 @@ fn assert_finds(table: &[(&str, Category)]) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Every text of `clear` scans as harmless and every text of `flagged` as sensitive; lists all
+/// that do not.
+fn assert_clear_and_flagged(clear: &[&str], flagged: &[&str]) {
+    let mut failures = Vec::new();
+    for text in clear {
+        let r = detector().scan(text);
+        if r.sensitive {
+            failures.push(format!("harmless {text:?}: {:?}", r.categories));
+        }
+    }
+    for text in flagged {
+        if !detector().scan(text).sensitive {
+            failures.push(format!("sensitive {text:?} not flagged"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn detector_builds() {
     assert!(detector().is_ready());
@@ -279,14 +297,7 @@ fn business_documentation_and_code_are_not_blocked() {
         "Goa trip ka plan banao, budget 20k, Baga Beach zaroor",
         "I need to pick up a prescription at the pharmacy before 6",
     ];
-    let mut failures = Vec::new();
-    for text in table {
-        let r = detector().scan(text);
-        if r.sensitive {
-            failures.push(format!("{text:?}: flagged {:?}", r.categories));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_clear_and_flagged(&table, &[]);
 }
 
 /// Formats and wordings the rules missed on the independent corpora of issue #18 (written here
@@ -456,19 +467,7 @@ fn third_round_hard_negatives_are_clear() {
         "482917 is your verification code, can you read it back to me?",
         "my password is Hunter2024! and I keep forgetting it",
     ];
-    let mut failures = Vec::new();
-    for text in clear {
-        let r = detector().scan(text);
-        if r.sensitive {
-            failures.push(format!("harmless {text:?}: {:?}", r.categories));
-        }
-    }
-    for text in flagged {
-        if !detector().scan(text).sensitive {
-            failures.push(format!("sensitive {text:?} not flagged"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_clear_and_flagged(&clear, &flagged);
 }
 
 /// Round 4: regional formats with a check digit or a distinctive layout, and a password on a
@@ -531,19 +530,7 @@ fn fourth_round_hard_negatives_are_clear() {
         "我爸现在在 31.2304, 121.4737 这个位置迷路了",
         "call my neighbour on (212) 555-0142 tonight", // personal wording keeps even a reserved number
     ];
-    let mut failures = Vec::new();
-    for text in clear {
-        let r = detector().scan(text);
-        if r.sensitive {
-            failures.push(format!("harmless {text:?}: {:?}", r.categories));
-        }
-    }
-    for text in flagged {
-        if !detector().scan(text).sensitive {
-            failures.push(format!("sensitive {text:?} not flagged"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_clear_and_flagged(&clear, &flagged);
 }
 
 /// Round 4: a secret reference in a manifest and the jwt.io example token are nobody's secret
