@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::decoder::{Activation, DecoderConfig, NormPlacement, RopeLayout, RopeScaling, SlidingWindow};
 use super::{hf_checked, hf_invalid, ArchDef, GgufKeys};
-use crate::gguf::Metadata;
+use crate::gguf::{MetaArray, MetaValue, Metadata};
 use crate::weights::{WeightId, WeightSource};
 use crate::Result;
 
@@ -41,7 +41,7 @@ fn config(
     rope_theta: f32,
     local_theta: f32,
     scaling: f32,
-    window: usize,
+    window: Option<usize>,
     pattern: usize,
     context: usize,
     vocab: usize,
@@ -64,7 +64,7 @@ fn config(
         rope_layout: RopeLayout::Neox,
         rope_theta,
         rope_scaling: if scaling == 1.0 { RopeScaling::None } else { RopeScaling::Linear(scaling) },
-        sliding: Some(SlidingWindow { size: window, pattern, rope_theta: local_theta }),
+        sliding: window.map(|size| SlidingWindow { size, pattern, rope_theta: local_theta }),
         // llama.cpp scales by sqrtf(n_embd) in f32 (25.2982 for 640), not HF's bf16 25.25.
         embed_scale: (hidden as f32).sqrt(),
         attn_scale: query_pre_attn_scalar.powf(-0.5),
@@ -91,25 +91,58 @@ fn from_gguf(md: &Metadata, _weights: &dyn WeightSource, vocab: usize) -> Result
     if k.opt_f32("attn_logit_softcapping")?.is_some() {
         return Err(k.invalid("attn_logit_softcapping", "attention logit softcapping is not supported (Gemma 3 has none)"));
     }
+    let layers = k.usize("block_count")?;
+    // As llama.cpp's gemma3 loader: sliding-window layers only when the file names a window (its
+    // converter leaves the key out for a model whose every layer is global); their period from
+    // `attention.sliding_window_pattern` (a number, or one flag per layer) or 6; their RoPE base
+    // from `rope.freq_base_swa` or 10000.
+    let window = k.opt_usize("attention.sliding_window")?.filter(|&w| w > 0);
+    let pattern = match k.md.get(&k.key("attention.sliding_window_pattern")) {
+        None => SWA_PATTERN,
+        Some(MetaValue::Array(flags)) => gguf_sliding_pattern(&k, flags, layers)?,
+        // llama.cpp: a period of 0 makes every layer a sliding-window one (a period past the last layer).
+        Some(_) => match k.usize("attention.sliding_window_pattern")? {
+            0 => layers + 1,
+            p => p,
+        },
+    };
     k.checked(config(
         k.usize("embedding_length")?,
         k.usize("feed_forward_length")?,
-        k.usize("block_count")?,
+        layers,
         heads,
         kv_heads,
         head_dim,
         k.opt_f32("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6),
         k.opt_f32("rope.freq_base")?.unwrap_or(1_000_000.0),
-        10_000.0,
+        k.opt_f32("rope.freq_base_swa")?.unwrap_or(10_000.0),
         scaling,
-        k.opt_usize("attention.sliding_window")?.unwrap_or(512),
-        SWA_PATTERN,
+        window,
+        pattern,
         k.opt_usize("context_length")?.unwrap_or(32768),
         vocab,
         // Gemma 3 uses query_pre_attn_scalar = head_dim for the sizes we ship (llama.cpp: 1/sqrt(n_embd_head_k)).
         head_dim as f32,
         k.opt_f32("final_logit_softcapping")?,
     ))
+}
+
+/// The period of a per-layer sliding-window flag array (`true` = sliding, as llama.cpp's
+/// `is_swa`): only "sliding … sliding global" repeating is supported; anything else is a typed
+/// error rather than a model run wrongly.
+fn gguf_sliding_pattern(k: &GgufKeys<'_>, flags: &MetaArray, layers: usize) -> Result<usize> {
+    let key = "attention.sliding_window_pattern";
+    let MetaArray::Bool(flags) = flags else {
+        return Err(k.invalid(key, "expected one boolean per layer"));
+    };
+    if flags.len() != layers {
+        return Err(k.invalid(key, format!("{} flags for {layers} layers", flags.len())));
+    }
+    let pattern = flags.iter().position(|&swa| !swa).map_or(layers + 1, |i| i + 1);
+    if flags.iter().enumerate().any(|(i, &swa)| swa != (i % pattern < pattern - 1)) {
+        return Err(k.invalid(key, format!("only a repeating pattern of sliding layers then one global layer is supported (period {pattern} does not fit)")));
+    }
+    Ok(pattern)
 }
 
 /// `config.json` of a Gemma 3 text model (transformers 4.5x and 5.x spellings).
@@ -193,7 +226,7 @@ fn from_hf(v: &serde_json::Value, vocab: usize) -> Result<DecoderConfig> {
         rope_theta,
         local_theta,
         rope_scaling_factor,
-        c.sliding_window.unwrap_or(512),
+        Some(c.sliding_window.unwrap_or(512)),
         pattern,
         c.max_position_embeddings.unwrap_or(32_768),
         vocab,
@@ -291,6 +324,11 @@ mod tests {
     /// vocab 16) as f32 GGUF tensors; `edit` may change a tensor's shape (ne0 first) before its
     /// data is sized to it.
     fn tiny(edit: impl Fn(&str, &mut Vec<u64>)) -> GgufWeights {
+        tiny_with(&[], edit)
+    }
+
+    /// [`tiny`] with more metadata keys.
+    fn tiny_with(extra: &[(&str, MetaValue)], edit: impl Fn(&str, &mut Vec<u64>)) -> GgufWeights {
         let (d, hd, q, kv, ff, vocab) = (32u64, 16u64, 32u64, 16u64, 64u64, 16u64);
         let mut tensors: Vec<(String, Vec<u64>)> =
             vec![("token_embd.weight".into(), vec![d, vocab]), ("output_norm.weight".into(), vec![d])];
@@ -322,6 +360,9 @@ mod tests {
             .kv("gemma3.attention.head_count_kv", MetaValue::U32(1))
             .kv("gemma3.attention.key_length", MetaValue::U32(hd as u32))
             .kv("gemma3.context_length", MetaValue::U32(128));
+        for (k, v) in extra {
+            w = w.kv(k, v.clone());
+        }
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         for (name, mut shape) in tensors {
             edit(&name, &mut shape);
@@ -351,6 +392,40 @@ mod tests {
         let vocab = w.raw(WeightId::TokenEmbedding)?.rows;
         let cfg = from_gguf(w.file().metadata(), w, vocab)?;
         Decoder::load(cfg, w, WeightMode::QuantizedCpu, &crate::backend::cpu_device(), 1 << 30)
+    }
+
+    /// The sliding-window keys llama.cpp's gemma3 loader reads: no window key means every layer is
+    /// global (its converter leaves the key out then), `rope.freq_base_swa` overrides the local
+    /// base 10000, `attention.sliding_window_pattern` the period 6 (a number, 0 = all sliding, or
+    /// one flag per layer; a flag array that does not repeat is refused by name).
+    #[test]
+    fn sliding_window_keys_as_llama_cpp_reads_them() {
+        let cfg = |extra: &[(&str, MetaValue)]| {
+            let w = tiny_with(extra, |_, _| {});
+            let vocab = w.raw(WeightId::TokenEmbedding).unwrap().rows;
+            from_gguf(w.file().metadata(), &w, vocab)
+        };
+        let c = cfg(&[]).unwrap();
+        assert!(c.sliding.is_none() && !c.is_sliding(0), "no window key: every layer global");
+        let c = cfg(&[("gemma3.attention.sliding_window", MetaValue::U32(512))]).unwrap();
+        let w = c.sliding.unwrap();
+        assert_eq!((w.size, w.pattern, w.rope_theta, c.rope_theta), (512, 6, 10_000.0, 1_000_000.0));
+        assert!(c.is_sliding(0) && c.is_sliding(1));
+        let c = cfg(&[
+            ("gemma3.attention.sliding_window", MetaValue::U32(64)),
+            ("gemma3.rope.freq_base_swa", MetaValue::F32(20_000.0)),
+            ("gemma3.attention.sliding_window_pattern", MetaValue::U32(2)),
+        ])
+        .unwrap();
+        assert_eq!((c.sliding.unwrap().size, c.sliding.unwrap().rope_theta), (64, 20_000.0));
+        assert!(c.is_sliding(0) && !c.is_sliding(1));
+        let c = cfg(&[("gemma3.attention.sliding_window", MetaValue::U32(64)), ("gemma3.attention.sliding_window_pattern", MetaValue::U32(0))]).unwrap();
+        assert!(c.is_sliding(0) && c.is_sliding(1), "period 0: every layer sliding");
+        let flags = |f: Vec<bool>| MetaValue::Array(MetaArray::Bool(f));
+        let c = cfg(&[("gemma3.attention.sliding_window", MetaValue::U32(64)), ("gemma3.attention.sliding_window_pattern", flags(vec![true, false]))]).unwrap();
+        assert!(c.is_sliding(0) && !c.is_sliding(1));
+        let bad = cfg(&[("gemma3.attention.sliding_window", MetaValue::U32(64)), ("gemma3.attention.sliding_window_pattern", flags(vec![false, true]))]);
+        assert!(matches!(bad, Err(Error::InvalidKey { ref key, .. }) if key == "gemma3.attention.sliding_window_pattern"), "{bad:?}");
     }
 
     #[test]
