@@ -139,34 +139,18 @@ fn cpu_qwen3_q4_k_m_matches_llama_cpp() {
 /// Gemma 3 1B's real shapes (26 layers, hidden 1152, 4 heads of 256 over one KV head, FFN 6912,
 /// a 262144 x 1152 embedding, 5 sliding-window layers of 512 to 1 global, local/global RoPE bases
 /// 10^4/10^6) with random weights, Q4_K_M from llama.cpp's quantizer (`make_arch_goldens.py synth
-/// --only gemma3-1b-q4km`, 769 MiB, ~3.5 min). Opt-in: it runs where that file exists (see
-/// [`opt_in_model`]). Nine cases; the last, 592 prompt tokens, crosses the sliding window.
+/// --only gemma3-1b-q4km`, 769 MiB, ~3.5 min; `.ci/run` makes it, or keeps it when its sha256 is
+/// the goldens'). Scaled to be a stable reference (see `synth_gemma3`): llama.cpp with an f32 KV
+/// cache agrees with its own f16-KV goldens (the header). The last case crosses the sliding window.
 const GEMMA3_1B: &str = "gemma3-1b-q4km";
 
-/// A full-size synthesized model that CI does not make by default: `None` (skipped) when missing,
-/// unless `EDGEWISE_REQUIRE_GEMMA3_1B=1` (then missing is a failure).
-fn opt_in_model(name: &str) -> Option<PathBuf> {
-    let p = common_model::synth_path(name)?;
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("EDGEWISE_REQUIRE_GEMMA3_1B").as_deref() == Ok("1") {
-        panic!("EDGEWISE_REQUIRE_GEMMA3_1B=1 but {} is missing: run tests/reference/make_arch_goldens.py synth --only {name}", p.display());
-    }
-    eprintln!("SKIPPED: no {} (opt-in: tests/reference/make_arch_goldens.py synth --only {name})", p.display());
-    None
+fn gemma3_1b() -> Option<PathBuf> {
+    common_model::synth_model(GEMMA3_1B, "tests/reference/make_arch_goldens.py synth --only gemma3-1b-q4km")
 }
 
-/// Ignored (2026-12-07): the rescaled synth's logits are well spread (median top-1/top-2 gap 2.97,
-/// 8.8 % of steps below 0.25, best logit ~27, varied continuations) but the 26 random blocks
-/// amplify rounding: llama.cpp with an f32 instead of an f16 KV cache departs from its own goldens
-/// on 8 of 9 cases outside the near-tie margin, last-position logits up to 6.4 apart (the golden
-/// header), and we depart the same way (README, "Gemma 3 1B shapes"). The weights need a less
-/// sensitive scaling before this file can be a golden.
 #[test]
-#[ignore = "the rescaled Gemma 3 1B synth is chaotic: llama.cpp departs from itself (f32 vs f16 KV) on 8/9 cases, logits 6.4 apart"]
 fn cpu_gemma3_1b_q4_k_m_matches_llama_cpp() {
-    if opt_in_model(GEMMA3_1B).is_some() {
+    if gemma3_1b().is_some() {
         check(GEMMA3_1B, BackendPreference::Cpu, usize::MAX);
     }
 }
@@ -174,14 +158,13 @@ fn cpu_gemma3_1b_q4_k_m_matches_llama_cpp() {
 /// The same on wgpu (`EDGEWISE_GPU_TESTS=1`): the embedding is far over the 128 MiB binding limit
 /// and must be sharded, as the tied head's. `EDGEWISE_GPU_ARCH_CASES` cases (default 1: lavapipe).
 #[test]
-#[ignore = "the rescaled Gemma 3 1B synth is chaotic: llama.cpp departs from itself (f32 vs f16 KV) on 8/9 cases, logits 6.4 apart"]
 fn gpu_gemma3_1b_q4_k_m_matches_llama_cpp() {
     if std::env::var("EDGEWISE_GPU_TESTS").as_deref() != Ok("1") {
         eprintln!("SKIPPED: gpu_gemma3_1b_q4_k_m_matches_llama_cpp (set EDGEWISE_GPU_TESTS=1)");
         return;
     }
     let limit = std::env::var("EDGEWISE_GPU_ARCH_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    if opt_in_model(GEMMA3_1B).is_some() {
+    if gemma3_1b().is_some() {
         check(GEMMA3_1B, BackendPreference::Gpu, limit);
     }
 }
@@ -201,9 +184,8 @@ fn with_u32(path: &std::path::Path, key: &str, value: u32, out: &std::path::Path
 /// (10^4) departs on the short cases, and no sliding window (512 -> 4096) departs on the case
 /// that crosses it (the shorter cases cannot see the window).
 #[test]
-#[ignore = "the rescaled Gemma 3 1B synth is chaotic: llama.cpp departs from itself (f32 vs f16 KV) on 8/9 cases, logits 6.4 apart"]
 fn cpu_gemma3_1b_wrong_variants_fail_the_check() {
-    let Some(path) = opt_in_model(GEMMA3_1B) else { return };
+    let Some(path) = gemma3_1b() else { return };
     let (_, cases) = golden(GEMMA3_1B);
     let long: Vec<Value> = cases.iter().filter(|c| ids(&c["prompt_token_ids"]).len() > 512).cloned().collect();
     assert!(!long.is_empty(), "no golden case crosses the 512-token sliding window");
