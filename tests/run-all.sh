@@ -46,6 +46,8 @@ if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   # of the suite, both prompts, greedy and seeded, checked by Python jsonschema (~60-90 s on lavapipe).
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_STRUCTURED_CASES=${EDGEWISE_GPU_STRUCTURED_CASES:-1} cargo test --release --workspace --test structured_real -- gpu_
   step "wgpu: the llama/qwen2/qwen3 goldens (EDGEWISE_GPU_ARCH_CASES=${EDGEWISE_GPU_ARCH_CASES:=1} per file, ~45 s each on lavapipe)"
+  # Gemma 3 1B's shapes on lavapipe take ~18 min a case on 2 busy cores: not here (README, "Gemma 3
+  # 1B shapes": EDGEWISE_GPU_TESTS=1 cargo test --release --workspace --test arch_golden -- gpu_gemma3_1b).
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_ARCH_CASES cargo test --release --workspace --test arch_golden -- --test-threads 1 gpu_ --skip gemma3_1b
   step "wgpu: the sentence encoder (MiniLM f32/Q8_0 vs NumPy, the GGUFs vs llama.cpp, padded batches, a second BERT)"
   # EDGEWISE_GPU_EMBED_TEXTS of the 200 goldens (every k-th; unset: all 200, as on a real GPU).
