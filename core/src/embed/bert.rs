@@ -25,7 +25,9 @@
 //!
 //! On wgpu ([`BertModel::load_on`] with a wgpu device) the layers run on the device: f32 weights
 //! through burn's matmul, Q8_0 weights as repacked blocks through our CubeCL kernels
-//! ([`crate::quant::gpu::QMatrix`]; activations stay f32). There a batch is padded, not packed:
+//! ([`crate::quant::gpu::QMatrix`]), their activations first rounded to 8 bits per block of 32
+//! ([`crate::quant::gpu::round_q8_0`]) exactly as the CPU path and llama.cpp round them: with
+//! f32 activations the Q8_0 GGUF's vectors departed from llama.cpp's to cosine 0.9984. There a batch is padded, not packed:
 //! texts are grouped by length (longest first), each group is one `[texts, longest]` pass, and
 //! the padded keys get −10³⁰ before the softmax (BERT's attention mask), so a batch again gives
 //! the same vectors as one text at a time. Groups are bounded so that the attention scores stay
@@ -300,9 +302,20 @@ impl Linear {
     fn forward_dev(&self, x: Tensor<2>) -> Result<Tensor<2>> {
         let y = match &self.w {
             Proj::F32 { wt } => x.matmul(wt.clone()),
-            Proj::GpuQ8(q) => q.matmul(x)?,
+            Proj::GpuQ8(q) => {
+                // Tests only: f32 activations, the wrong variant llama.cpp's Q8_0 vectors catch.
+                #[cfg(test)]
+                if F32_ACTIVATIONS.with(|u| u.get()) {
+                    return self.add_bias_dev(q.matmul(x)?);
+                }
+                q.matmul(crate::quant::gpu::round_q8_0(x)?)?
+            }
             Proj::Q8 { .. } => return Err(Error::Backend { reason: "encoder: host weights on the gpu path".into() }),
         };
+        self.add_bias_dev(y)
+    }
+
+    fn add_bias_dev(&self, y: Tensor<2>) -> Result<Tensor<2>> {
         let b = self.b_dev.as_ref().ok_or_else(|| Error::Backend { reason: "encoder: no device bias".into() })?;
         Ok(y.add(b.clone().unsqueeze::<2>()))
     }
@@ -707,6 +720,8 @@ impl BertModel {
 thread_local! {
     /// Tests only: when set on the calling thread, attention ignores the text boundaries.
     pub(crate) static UNMASKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests only: when set on the calling thread, the GPU's Q8_0 products take f32 activations.
+    pub(crate) static F32_ACTIVATIONS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -67,6 +67,12 @@ impl Q8x32 {
         out
     }
 
+    /// The rounded values `d·q`, block after block (tests).
+    #[cfg(test)]
+    pub(crate) fn values(&self) -> Vec<f32> {
+        self.q.iter().enumerate().map(|(i, &q)| self.d[i / 32] * q as f32).collect()
+    }
+
     /// Number of 32-blocks.
     pub fn blocks(&self) -> usize {
         self.d.len()
