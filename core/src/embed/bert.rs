@@ -322,6 +322,9 @@ impl Linear {
 
     /// x: [n, in] -> [n, out]
     fn forward(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        if n.checked_mul(self.inp) != Some(x.len()) {
+            return Err(Error::DimensionMismatch { expected: n.saturating_mul(self.inp), found: x.len() });
+        }
         let mut y = match &self.w {
             Proj::F32 { wt } => {
                 let device = cpu_device();
@@ -780,9 +783,7 @@ fn gelu_rows(x: &mut [f32], width: usize, kind: Gelu) {
         // SAFETY: rows r0..r1 belong to this task alone; `x` outlives `for_each`.
         let part = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(r0 * width), (r1 - r0) * width) };
         match kind {
-            Gelu::Erf => {
-                part.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2)))
-            }
+            Gelu::Erf => crate::quant::cpu::gelu_erf(part),
             Gelu::Tanh => part.iter_mut().for_each(|v| {
                 let u = *v;
                 *v = 0.5 * u * (1.0 + (0.797_884_6 * (u + 0.044715 * u * u * u)).tanh());
@@ -792,7 +793,9 @@ fn gelu_rows(x: &mut [f32], width: usize, kind: Gelu) {
     pool::for_each(rows.div_ceil(ROWS_PER_TASK), &task);
 }
 
-/// erf(x), absolute error below 1.2e-7 (Numerical Recipes' `erfc` Chebyshev fit, in f64).
+/// erf(x), absolute error below 1.2e-7 (Numerical Recipes' `erfc` Chebyshev fit, in f64): the
+/// reference of the vectorized f32 version the encoder uses (`quant::cpu::erf_approx`).
+#[cfg(test)]
 pub(crate) fn erf(x: f32) -> f32 {
     let z = (x as f64).abs();
     let t = 1.0 / (1.0 + 0.5 * z);
