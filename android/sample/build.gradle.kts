@@ -34,8 +34,9 @@ android {
         }
     }
 
-    // src/main/controller is plain Kotlin, also compiled and tested by ../jvm-tests.
-    sourceSets["main"].java.srcDirs("src/main/kotlin", "src/main/controller")
+    // src/main/controller is plain Kotlin, also compiled and tested by ../jvm-tests; src/main/ui is
+    // Compose without Android types, also compiled by ../jvm-tests against Compose for Desktop.
+    sourceSets["main"].java.srcDirs("src/main/kotlin", "src/main/controller", "src/main/ui")
 
     compileOptions {
         sourceCompatibility = JavaVersion.VERSION_17

@@ -47,12 +47,16 @@ def main():
         secs = time.time() - t0
         # One text alone: the median of 21 calls back to back, as `edgewise embed --bench`.
         singles = []
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
         for _ in range(21):
             t1 = time.time()
             m.embed(texts[0], normalize=True)
             singles.append((time.time() - t1) * 1e3)
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        # CPU time of the process per single text (all threads), as `edgewise embed --bench`.
+        cpu_ms = ((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) * 1e3 / 21
         results.append({"tokens": len(m.tokenize(texts[0].encode())), "texts_per_s": done / secs, "texts": done, "seconds": secs,
-                        "single_text_ms": sorted(singles)[len(singles) // 2]})
+                        "single_text_ms": sorted(singles)[len(singles) // 2], "single_text_cpu_ms": cpu_ms})
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"engine": "llama.cpp", "threads": a.threads, "batch": a.batch, "ubatch": a.ubatch, "load_ms": load_ms, "results": results, "peak_rss_mb": peak}))
 

@@ -63,11 +63,17 @@ pub fn default_fetch_config() -> FetchConfig {
 /// One model file to fetch: a catalog model or an [`ArtifactSpec`]. `cancel()` stops a running
 /// `fetch()` (it then fails with `Cancelled`, keeping partial data for a resume); a cancelled
 /// download stays cancelled, so create a new one to resume.
+///
+/// A *derived* catalog entry (a file no one publishes, such as `all-minilm-l6-v2-gguf-q8_0`: its
+/// source entry converted here) is made offline from its source entry, which is fetched first if
+/// needed, and checked against the entry's size and sha256, as `edgewise models fetch` does.
 #[derive(uniffi::Object)]
 pub struct ModelDownload {
     artifact: cdl::Artifact,
     config: FetchConfig,
     cancel: CancelToken,
+    /// For a derived entry: the catalog, the entry and the home it is made under.
+    derived: Option<(Catalog, ccat::ModelEntry, std::path::PathBuf)>,
 }
 
 #[uniffi::export]
@@ -75,14 +81,18 @@ impl ModelDownload {
     /// The catalog model `model_id`, to be stored under `home_dir`.
     #[uniffi::constructor]
     pub fn new(model_id: String, home_dir: String, config: FetchConfig) -> EdgewiseResult<Arc<Self>> {
-        let artifact = Catalog::builtin()?.get(&model_id)?.artifact_in(Path::new(&home_dir));
-        Ok(Arc::new(Self { artifact, config, cancel: CancelToken::new() }))
+        let catalog = Catalog::builtin()?;
+        let entry = catalog.get(&model_id)?.clone();
+        let home = Path::new(&home_dir).to_path_buf();
+        let artifact = entry.artifact_in(&home);
+        let derived = entry.derived.is_some().then(|| (catalog, entry, home));
+        Ok(Arc::new(Self { artifact, config, cancel: CancelToken::new(), derived }))
     }
 
     /// A file that is not in the catalog.
     #[uniffi::constructor]
     pub fn custom(artifact: ArtifactSpec, config: FetchConfig) -> EdgewiseResult<Arc<Self>> {
-        Ok(Arc::new(Self { artifact: artifact.into(), config, cancel: CancelToken::new() }))
+        Ok(Arc::new(Self { artifact: artifact.into(), config, cancel: CancelToken::new(), derived: None }))
     }
 
     /// The final path of the file.
@@ -101,8 +111,9 @@ impl ModelDownload {
         guard("ModelDownload.verify", || Ok(cdl::verify(&self.artifact)?))
     }
 
-    /// Fetches the file unless a verified copy is already there, reporting progress to
-    /// `listener`; returns the path. Blocking: call it from a background thread.
+    /// Fetches the file unless a verified copy is already there (a derived entry: makes it from
+    /// its source entry, fetching that first if needed), reporting progress to `listener`;
+    /// returns the path. Blocking: call it from a background thread.
     pub fn fetch(&self, listener: Arc<dyn DownloadListener>) -> EdgewiseResult<String> {
         guard("ModelDownload.fetch", || {
             let failure: RefCell<Option<EdgewiseError>> = RefCell::new(None);
@@ -113,7 +124,10 @@ impl ModelDownload {
                 }
             };
             let options = self.config.clone().into_options(self.cancel.clone());
-            let result = cdl::fetch(&self.artifact, &options, &on_progress);
+            let result = match &self.derived {
+                Some((catalog, entry, home)) => entry.derive_in(catalog, home, &options, &on_progress),
+                None => cdl::fetch(&self.artifact, &options, &on_progress),
+            };
             match failure.into_inner() {
                 Some(e) => Err(e),
                 None => Ok(result?.to_string_lossy().into_owned()),

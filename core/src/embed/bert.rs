@@ -25,7 +25,9 @@
 //!
 //! On wgpu ([`BertModel::load_on`] with a wgpu device) the layers run on the device: f32 weights
 //! through burn's matmul, Q8_0 weights as repacked blocks through our CubeCL kernels
-//! ([`crate::quant::gpu::QMatrix`]; activations stay f32). There a batch is padded, not packed:
+//! ([`crate::quant::gpu::QMatrix`]), their activations first rounded to 8 bits per block of 32
+//! ([`crate::quant::gpu::round_q8_0`]) exactly as the CPU path and llama.cpp round them: with
+//! f32 activations the Q8_0 GGUF's vectors departed from llama.cpp's to cosine 0.9984. There a batch is padded, not packed:
 //! texts are grouped by length (longest first), each group is one `[texts, longest]` pass, and
 //! the padded keys get −10³⁰ before the softmax (BERT's attention mask), so a batch again gives
 //! the same vectors as one text at a time. Groups are bounded so that the attention scores stay
@@ -300,15 +302,29 @@ impl Linear {
     fn forward_dev(&self, x: Tensor<2>) -> Result<Tensor<2>> {
         let y = match &self.w {
             Proj::F32 { wt } => x.matmul(wt.clone()),
-            Proj::GpuQ8(q) => q.matmul(x)?,
+            Proj::GpuQ8(q) => {
+                // Tests only: f32 activations, the wrong variant llama.cpp's Q8_0 vectors catch.
+                #[cfg(test)]
+                if F32_ACTIVATIONS.with(|u| u.get()) {
+                    return self.add_bias_dev(q.matmul(x)?);
+                }
+                q.matmul(crate::quant::gpu::round_q8_0(x)?)?
+            }
             Proj::Q8 { .. } => return Err(Error::Backend { reason: "encoder: host weights on the gpu path".into() }),
         };
+        self.add_bias_dev(y)
+    }
+
+    fn add_bias_dev(&self, y: Tensor<2>) -> Result<Tensor<2>> {
         let b = self.b_dev.as_ref().ok_or_else(|| Error::Backend { reason: "encoder: no device bias".into() })?;
         Ok(y.add(b.clone().unsqueeze::<2>()))
     }
 
     /// x: [n, in] -> [n, out]
     fn forward(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        if n.checked_mul(self.inp) != Some(x.len()) {
+            return Err(Error::DimensionMismatch { expected: n.saturating_mul(self.inp), found: x.len() });
+        }
         let mut y = match &self.w {
             Proj::F32 { wt } => {
                 let device = cpu_device();
@@ -707,6 +723,8 @@ impl BertModel {
 thread_local! {
     /// Tests only: when set on the calling thread, attention ignores the text boundaries.
     pub(crate) static UNMASKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests only: when set on the calling thread, the GPU's Q8_0 products take f32 activations.
+    pub(crate) static F32_ACTIVATIONS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -765,9 +783,7 @@ fn gelu_rows(x: &mut [f32], width: usize, kind: Gelu) {
         // SAFETY: rows r0..r1 belong to this task alone; `x` outlives `for_each`.
         let part = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(r0 * width), (r1 - r0) * width) };
         match kind {
-            Gelu::Erf => {
-                part.iter_mut().for_each(|v| *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2)))
-            }
+            Gelu::Erf => crate::quant::cpu::gelu_erf(part),
             Gelu::Tanh => part.iter_mut().for_each(|v| {
                 let u = *v;
                 *v = 0.5 * u * (1.0 + (0.797_884_6 * (u + 0.044715 * u * u * u)).tanh());
@@ -777,7 +793,9 @@ fn gelu_rows(x: &mut [f32], width: usize, kind: Gelu) {
     pool::for_each(rows.div_ceil(ROWS_PER_TASK), &task);
 }
 
-/// erf(x), absolute error below 1.2e-7 (Numerical Recipes' `erfc` Chebyshev fit, in f64).
+/// erf(x), absolute error below 1.2e-7 (Numerical Recipes' `erfc` Chebyshev fit, in f64): the
+/// reference of the vectorized f32 version the encoder uses (`quant::cpu::erf_approx`).
+#[cfg(test)]
 pub(crate) fn erf(x: f32) -> f32 {
     let z = (x as f64).abs();
     let t = 1.0 / (1.0 + 0.5 * z);

@@ -577,6 +577,63 @@ fn dequant_t_kernel(
     }
 }
 
+/// Rounds activations to 8 bits per block of 32 as the CPU path's products do
+/// ([`crate::quant::cpu::Q8x32::quantize`], llama.cpp's `quantize_row_q8_0`): per block of a row
+/// `d = max|x|/127`, `x ← round(x/d)·d`. x: [n, cols] (any strides) -> out: [n, cols]
+/// contiguous. One invocation per block.
+#[cube(launch)]
+fn round_q8_0_kernel(x: &Tensor<f32>, out: &mut [f32], blocks_per_row: usize, total: usize) {
+    let idx = (CUBE_POS_X as usize + CUBE_POS_Y as usize * CUBE_COUNT_X as usize) * comptime![WG_DEQUANT]
+        + UNIT_POS_X as usize;
+    if idx < total {
+        let r = idx / blocks_per_row;
+        let c0 = (idx % blocks_per_row) * 32;
+        let (s0, s1) = (x.stride(0), x.stride(1));
+        let mut amax = 0.0f32;
+        for l in 0..32usize {
+            amax = f32::max(amax, f32::abs(x[r * s0 + (c0 + l) * s1]));
+        }
+        let d = amax / 127.0;
+        let id = select(d > 0.0, 1.0 / d, 0.0);
+        let o = r * blocks_per_row * 32 + c0;
+        for l in 0..32usize {
+            out[o + l] = f32::round(x[r * s0 + (c0 + l) * s1] * id) * d;
+        }
+    }
+}
+
+/// `x: [n, cols]` (cols a multiple of 32) on a wgpu device rounded as the CPU path rounds the
+/// activations of its quantized products (see [`round_q8_0_kernel`]): multiplying the result by
+/// a [`QMatrix`] of Q8_0 blocks gives what llama.cpp's CPU `Q8_0 × Q8_0` dot products give, up
+/// to the order of f32 sums.
+pub fn round_q8_0(x: BurnTensor<2>) -> Result<BurnTensor<2>> {
+    let [n, cols] = x.dims();
+    if cols % 32 != 0 || n == 0 {
+        return Err(Error::Backend { reason: format!("q8_0 rounding of [{n}, {cols}]: columns not a multiple of 32") });
+    }
+    let xt = x
+        .try_into_primitive::<Wgpu>()
+        .map_err(|e| Error::Backend { reason: format!("q8_0 rounding needs a wgpu tensor: {e:?}") })?;
+    if xt.dtype != DType::F32 {
+        return Err(Error::Backend { reason: format!("q8_0 rounding needs f32, got {:?}", xt.dtype) });
+    }
+    let total = n * cols / 32;
+    let out = xt.client.empty(n * cols * 4);
+    // SAFETY: `out` holds n · cols f32 values; the kernel writes block `idx < total` only.
+    let out_arg = unsafe { BufferArg::from_raw_parts(out.clone(), n * cols) };
+    round_q8_0_kernel::launch(
+        &xt.client,
+        grid(total.div_ceil(WG_DEQUANT), 1)?,
+        CubeDim::new_1d(WG_DEQUANT as u32),
+        xt.clone().into_tensor_arg(),
+        out_arg,
+        cols / 32,
+        total,
+    );
+    let t = CubeTensor::new_contiguous(xt.client.clone(), xt.device.clone(), Shape::new([n, cols]), out, DType::F32);
+    Ok(BurnTensor::<2>::from_primitive::<Wgpu>(t))
+}
+
 /// A grid of `groups` workgroups split over x and y, as wgpu caps each dimension.
 pub(crate) fn grid(groups: usize, z: usize) -> Result<CubeCount> {
     let gx = groups.clamp(1, MAX_GRID);
@@ -1055,6 +1112,59 @@ mod tests {
                 check_variants(ty, 640, 2048, n, u64::MAX, &dev, &variants);
                 check_variants(ty, 13, 512, n, u64::MAX, &dev, &variants);
             }
+        }
+    }
+
+    /// [`round_q8_0`] rounds as the CPU path quantizes activations (`Q8x32`), on contiguous and
+    /// strided inputs, and its result times Q8_0 blocks gives the CPU's int8 product (llama.cpp's
+    /// `Q8_0 × Q8_0`), where the f32 activations do not.
+    #[test]
+    fn q8_0_activation_rounding_matches_the_cpu_kernels() {
+        let Some(dev) = device() else { return };
+        let (rows, cols) = (96, 384);
+        for n in [1, 5, 20] {
+            let mut rng = Rng(n as u64 + 7);
+            let mut x: Vec<f32> = (0..n * cols).map(|i| rng.f32() * if i % 97 == 0 { 40.0 } else { 1.0 }).collect();
+            x[32..64].fill(0.0);
+            x[64..96].iter_mut().for_each(|v| *v *= 1e-6);
+            let want = crate::quant::cpu::Q8x32::quantize(&x).values();
+            let xt = tensor2(x.clone(), n, cols, &dev);
+            // The same values as a strided view (the transpose of a transposed copy).
+            let mut tr = vec![0f32; n * cols];
+            for t in 0..n {
+                for k in 0..cols {
+                    tr[k * n + t] = x[t * cols + k];
+                }
+            }
+            let strided = tensor2(tr, cols, n, &dev).swap_dims(0, 1);
+            for input in [xt.clone(), strided] {
+                let got = read_f32(round_q8_0(input).unwrap()).unwrap();
+                // Equal, or one step apart where x/d sits on a rounding tie (division on the
+                // GPU need not be correctly rounded).
+                let mut off = 0;
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    if g != w {
+                        let d = x[i / 32 * 32..][..32].iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+                        assert!((g - w).abs() <= d * 1.0001, "value {i}: {g} vs {w}");
+                        off += 1;
+                    }
+                }
+                assert!(off * 1000 <= got.len(), "{off} of {} values differ", got.len());
+            }
+            let bytes = crate::quant::random_blocks(GgmlType::Q8_0, rows * cols / 32, 3);
+            let w = QMatrix::upload(GgmlType::Q8_0, &bytes, rows, cols, u64::MAX, &dev).unwrap();
+            let gpu = read_f32(w.matmul(round_q8_0(xt.clone()).unwrap()).unwrap()).unwrap();
+            let plain = read_f32(w.matmul(xt).unwrap()).unwrap();
+            let mut cpu = vec![0f32; n * rows];
+            crate::quant::cpu::Quantized::new(&x, n, cols)
+                .unwrap()
+                .matmul_into(GgmlType::Q8_0, &bytes, rows, &mut cpu)
+                .unwrap();
+            let worst = |a: &[f32]| a.iter().zip(&cpu).map(|(g, c)| (g - c).abs() / (1.0 + c.abs())).fold(0f32, f32::max);
+            let (rounded, f32_acts) = (worst(&gpu), worst(&plain));
+            eprintln!("n={n}: rounded activations vs the cpu int8 product {rounded:.2e}, f32 activations {f32_acts:.2e}");
+            assert!(rounded < 5e-5, "n={n}: {rounded}");
+            assert!(f32_acts > 10.0 * rounded.max(1e-6), "n={n}: the f32 activations should depart ({f32_acts})");
         }
     }
 

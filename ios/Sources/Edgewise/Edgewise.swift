@@ -2549,6 +2549,10 @@ public func FfiConverterTypeLoraAdapter_lower(_ value: LoraAdapter) -> UInt64 {
  * One model file to fetch: a catalog model or an [`ArtifactSpec`]. `cancel()` stops a running
  * `fetch()` (it then fails with `Cancelled`, keeping partial data for a resume); a cancelled
  * download stays cancelled, so create a new one to resume.
+ *
+ * A *derived* catalog entry (a file no one publishes, such as `all-minilm-l6-v2-gguf-q8_0`: its
+ * source entry converted here) is made offline from its source entry, which is fetched first if
+ * needed, and checked against the entry's size and sha256, as `edgewise models fetch` does.
  */
 public protocol ModelDownloadProtocol: AnyObject, Sendable {
     
@@ -2563,8 +2567,9 @@ public protocol ModelDownloadProtocol: AnyObject, Sendable {
     func destination() throws  -> String
     
     /**
-     * Fetches the file unless a verified copy is already there, reporting progress to
-     * `listener`; returns the path. Blocking: call it from a background thread.
+     * Fetches the file unless a verified copy is already there (a derived entry: makes it from
+     * its source entry, fetching that first if needed), reporting progress to `listener`;
+     * returns the path. Blocking: call it from a background thread.
      */
     func fetch(listener: DownloadListener) throws  -> String
     
@@ -2584,6 +2589,10 @@ public protocol ModelDownloadProtocol: AnyObject, Sendable {
  * One model file to fetch: a catalog model or an [`ArtifactSpec`]. `cancel()` stops a running
  * `fetch()` (it then fails with `Cancelled`, keeping partial data for a resume); a cancelled
  * download stays cancelled, so create a new one to resume.
+ *
+ * A *derived* catalog entry (a file no one publishes, such as `all-minilm-l6-v2-gguf-q8_0`: its
+ * source entry converted here) is made offline from its source entry, which is fetched first if
+ * needed, and checked against the entry's size and sha256, as `edgewise models fetch` does.
  */
 open class ModelDownload: ModelDownloadProtocol, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -2689,8 +2698,9 @@ open func destination()throws  -> String  {
 }
     
     /**
-     * Fetches the file unless a verified copy is already there, reporting progress to
-     * `listener`; returns the path. Blocking: call it from a background thread.
+     * Fetches the file unless a verified copy is already there (a derived entry: makes it from
+     * its source entry, fetching that first if needed), reporting progress to `listener`;
+     * returns the path. Blocking: call it from a background thread.
      */
 open func fetch(listener: DownloadListener)throws  -> String  {
     return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
@@ -10943,7 +10953,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_modeldownload_destination() != 43230) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_modeldownload_fetch() != 35635) {
+    if (uniffi_edgewise_checksum_method_modeldownload_fetch() != 18150) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_modeldownload_is_verified() != 8049) {

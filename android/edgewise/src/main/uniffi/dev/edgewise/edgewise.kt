@@ -1434,7 +1434,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_modeldownload_destination() and 0xFFFF) != 43230) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_modeldownload_fetch() and 0xFFFF) != 35635) {
+    if ((lib.uniffi_edgewise_checksum_method_modeldownload_fetch() and 0xFFFF) != 18150) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_modeldownload_is_verified() and 0xFFFF) != 8049) {
@@ -5215,6 +5215,10 @@ public object FfiConverterTypeLoraAdapter: FfiConverter<LoraAdapter, Long> {
  * One model file to fetch: a catalog model or an [`ArtifactSpec`]. `cancel()` stops a running
  * `fetch()` (it then fails with `Cancelled`, keeping partial data for a resume); a cancelled
  * download stays cancelled, so create a new one to resume.
+ *
+ * A *derived* catalog entry (a file no one publishes, such as `all-minilm-l6-v2-gguf-q8_0`: its
+ * source entry converted here) is made offline from its source entry, which is fetched first if
+ * needed, and checked against the entry's size and sha256, as `edgewise models fetch` does.
  */
 public interface ModelDownloadInterface {
     
@@ -5229,8 +5233,9 @@ public interface ModelDownloadInterface {
     fun `destination`(): kotlin.String
     
     /**
-     * Fetches the file unless a verified copy is already there, reporting progress to
-     * `listener`; returns the path. Blocking: call it from a background thread.
+     * Fetches the file unless a verified copy is already there (a derived entry: makes it from
+     * its source entry, fetching that first if needed), reporting progress to `listener`;
+     * returns the path. Blocking: call it from a background thread.
      */
     fun `fetch`(`listener`: DownloadListener): kotlin.String
     
@@ -5252,6 +5257,10 @@ public interface ModelDownloadInterface {
  * One model file to fetch: a catalog model or an [`ArtifactSpec`]. `cancel()` stops a running
  * `fetch()` (it then fails with `Cancelled`, keeping partial data for a resume); a cancelled
  * download stays cancelled, so create a new one to resume.
+ *
+ * A *derived* catalog entry (a file no one publishes, such as `all-minilm-l6-v2-gguf-q8_0`: its
+ * source entry converted here) is made offline from its source entry, which is fetched first if
+ * needed, and checked against the entry's size and sha256, as `edgewise models fetch` does.
  */
 open class ModelDownload: Disposable, AutoCloseable, ModelDownloadInterface
 {
@@ -5403,8 +5412,9 @@ open class ModelDownload: Disposable, AutoCloseable, ModelDownloadInterface
 
     
     /**
-     * Fetches the file unless a verified copy is already there, reporting progress to
-     * `listener`; returns the path. Blocking: call it from a background thread.
+     * Fetches the file unless a verified copy is already there (a derived entry: makes it from
+     * its source entry, fetching that first if needed), reporting progress to `listener`;
+     * returns the path. Blocking: call it from a background thread.
      */
     @Throws(EdgewiseException::class)override fun `fetch`(`listener`: DownloadListener): kotlin.String {
             return FfiConverterString.lift(

@@ -13,6 +13,7 @@ import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Assumptions.assumeTrue
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.Timeout
+import org.junit.jupiter.api.io.TempDir
 import org.junit.jupiter.api.Assertions.fail
 
 /**
@@ -91,6 +92,37 @@ class RetailTest {
             assertTrue(c > 1 - 1e-6, "text $id: cosine $c to the NumPy reference")
             for (j in one.indices) assertEquals(one[j], batch[i][j], 1e-5f, "text $id dim $j: batch vs single")
         }
+    }
+
+    /**
+     * A derived catalog entry (a GGUF no one publishes, converted here from the MiniLM folder entry)
+     * through ModelDownload: made offline under a fresh home whose models/ holds only the folder
+     * entry's zip and folder (links to the real ones), checked against the catalog's size and
+     * sha256, and loadable. Before, ModelDownload tried to download it and failed (no source).
+     */
+    @Test
+    fun modelDownloadMakesADerivedEntryOffline(@TempDir home: File) {
+        val real = minilmDir()
+        val models = File(home, "models").apply { mkdirs() }
+        Files.createSymbolicLink(File(models, "all-minilm-l6-v2.zip").toPath(), File(real.parentFile, "all-minilm-l6-v2.zip").toPath())
+        Files.createSymbolicLink(File(models, "all-minilm-l6-v2").toPath(), real.toPath())
+        val id = "all-minilm-l6-v2-gguf-q8_0"
+        val info = listModels().first { it.id == id }
+        val phases = mutableListOf<DownloadPhase>()
+        val dl = ModelDownload(id, home.path, defaultFetchConfig().copy(retries = 0, timeoutMs = 5_000))
+        assertFalse(dl.isVerified())
+        val path = dl.fetch(object : DownloadListener {
+            override fun onProgress(progress: DownloadProgress) { phases += progress.phase }
+        })
+        assertEquals(modelPath(id, home.path), path)
+        assertEquals(info.size, File(path).length())
+        assertTrue(dl.isVerified())
+        dl.verify()
+        assertTrue(phases.isNotEmpty(), "progress reported")
+        // The made file embeds like the folder (Q8_0 weights: cosine, not equality).
+        val text = "red running shoes for muddy trails"
+        val c = cosine(Embedder.load(path, EmbeddingWeights.F32).embed(text), embedder.embed(text))
+        assertTrue(c > 0.99, "derived GGUF vs folder: cosine $c")
     }
 
     @Test

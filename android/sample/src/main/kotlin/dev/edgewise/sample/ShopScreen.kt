@@ -1,29 +1,8 @@
 package dev.edgewise.sample
 
 import android.app.Application
-import androidx.compose.foundation.clickable
-import androidx.compose.foundation.layout.Arrangement
-import androidx.compose.foundation.layout.Column
-import androidx.compose.foundation.layout.Row
-import androidx.compose.foundation.layout.fillMaxSize
-import androidx.compose.foundation.layout.fillMaxWidth
-import androidx.compose.foundation.layout.padding
-import androidx.compose.foundation.lazy.LazyColumn
-import androidx.compose.foundation.lazy.items
-import androidx.compose.material3.Button
-import androidx.compose.material3.MaterialTheme
-import androidx.compose.material3.OutlinedButton
-import androidx.compose.material3.OutlinedTextField
-import androidx.compose.material3.Surface
-import androidx.compose.material3.Text
 import androidx.compose.runtime.Composable
 import androidx.compose.runtime.getValue
-import androidx.compose.runtime.mutableStateOf
-import androidx.compose.runtime.saveable.rememberSaveable
-import androidx.compose.runtime.setValue
-import androidx.compose.ui.Alignment
-import androidx.compose.ui.Modifier
-import androidx.compose.ui.unit.dp
 import androidx.lifecycle.AndroidViewModel
 import androidx.lifecycle.compose.collectAsStateWithLifecycle
 import androidx.lifecycle.viewModelScope
@@ -94,59 +73,28 @@ class ShopViewModel(app: Application) : AndroidViewModel(app) {
     }
 }
 
-/** Recommendations that update as the shopper taps items, "more like this", search. */
+/**
+ * The shop screen on Android: the view model's flows collected with the lifecycle, rendered by
+ * [ShopContent] (src/main/ui, Compose only, also compiled against Compose for Desktop by
+ * ../jvm-tests).
+ */
 @Composable
 fun ShopScreen(vm: ShopViewModel) {
     val shop by vm.shop.collectAsStateWithLifecycle()
     val failure by vm.failure.collectAsStateWithLifecycle()
     val controller = shop
-    if (controller == null) {
-        Column(Modifier.fillMaxSize().padding(16.dp)) {
-            failure?.let { Text("Failed: $it", color = MaterialTheme.colorScheme.error) }
-            Button(onClick = { vm.start() }) { Text("Open the shop (downloads MiniLM, 80 MB)") }
-        }
-        return
-    }
-    val state by controller.state.collectAsStateWithLifecycle()
-    var query by rememberSaveable { mutableStateOf("") }
-    LazyColumn(Modifier.fillMaxSize(), verticalArrangement = Arrangement.spacedBy(8.dp)) {
-        item {
-            Row(verticalAlignment = Alignment.CenterVertically) {
-                OutlinedTextField(value = query, onValueChange = { query = it }, modifier = Modifier.weight(1f),
-                    placeholder = { Text("Search by meaning") })
-                Button(onClick = { vm.search(query) }, enabled = query.isNotBlank()) { Text("Search") }
-            }
-            state.error?.let { Text(it, color = MaterialTheme.colorScheme.error) }
-        }
-        if (state.results.isNotEmpty()) {
-            item { Text("Results for \u201c${state.query}\u201d", style = MaterialTheme.typography.titleMedium) }
-            items(state.results, key = { "r-" + it.id }) { PickRow(it, vm) }
-        }
-        state.viewing?.let { id ->
-            item { Text("More like ${ShopViewModel.DEMO_CATALOG.firstOrNull { it.id == id }?.title ?: id}", style = MaterialTheme.typography.titleMedium) }
-            items(state.moreLikeThis, key = { "s-" + it.id }) { PickRow(it, vm) }
-        }
-        item { Text("For you", style = MaterialTheme.typography.titleMedium) }
-        items(state.recommendations, key = { "p-" + it.id }) { PickRow(it, vm) }
-        item { OutlinedButton(onClick = { vm.erase() }) { Text("Erase my shopping data") } }
-    }
-}
-
-@Composable
-private fun PickRow(p: ShopController.Pick, vm: ShopViewModel) {
-    Surface(
-        color = MaterialTheme.colorScheme.surfaceVariant,
-        shape = MaterialTheme.shapes.medium,
-        modifier = Modifier.fillMaxWidth().clickable { vm.open(p.id) },
-    ) {
-        Column(Modifier.padding(12.dp)) {
-            Text(p.title, style = MaterialTheme.typography.bodyLarge)
-            // The "why this pick" line, from the signals that ranked it.
-            Text(p.why, style = MaterialTheme.typography.labelSmall)
-            Row(horizontalArrangement = Arrangement.spacedBy(8.dp)) {
-                OutlinedButton(onClick = { vm.cart(p.id) }) { Text("Add to cart") }
-                OutlinedButton(onClick = { vm.notInterested(p.id) }) { Text("Not interested") }
-            }
-        }
-    }
+    val state = controller?.state?.collectAsStateWithLifecycle()?.value
+    ShopContent(
+        state = state,
+        failure = failure,
+        titleOf = { id -> ShopViewModel.DEMO_CATALOG.firstOrNull { it.id == id }?.title },
+        actions = ShopActions(
+            start = vm::start,
+            open = { vm.open(it) },
+            cart = { vm.cart(it) },
+            notInterested = { vm.notInterested(it) },
+            search = { vm.search(it) },
+            erase = { vm.erase() },
+        ),
+    )
 }
