@@ -47,6 +47,10 @@ if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_STRUCTURED_CASES=${EDGEWISE_GPU_STRUCTURED_CASES:-1} cargo test --release --workspace --test structured_real -- gpu_
   step "wgpu: the llama/qwen2/qwen3 goldens (EDGEWISE_GPU_ARCH_CASES=${EDGEWISE_GPU_ARCH_CASES:=1} per file, ~45 s each on lavapipe)"
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_ARCH_CASES cargo test --release --workspace --test arch_golden -- --test-threads 1 gpu_ --skip gemma3_1b
+  step "wgpu: LoRA adapters (the synthesized Qwen 3's rank-8 golden, EDGEWISE_GPU_LORA_CASES=${EDGEWISE_GPU_LORA_CASES:=1} case, with its wrong variants)"
+  # The adapter applied on the device vs llama.cpp's lora_path goldens; the other goldens (Gemma 3
+  # rank 16 / rank 8, llama, qwen2) and the adapter-switching test run with `gpu_` (slow on lavapipe).
+  EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_LORA_CASES=$EDGEWISE_GPU_LORA_CASES cargo test --release --workspace --test lora_golden -- --test-threads 1 gpu_qwen3
   step "wgpu: the sentence encoder (MiniLM f32/Q8_0 vs NumPy, the GGUFs vs llama.cpp, padded batches, a second BERT)"
   # EDGEWISE_GPU_EMBED_TEXTS of the 200 goldens (every k-th; unset: all 200, as on a real GPU).
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_EMBED_TEXTS=${EDGEWISE_GPU_EMBED_TEXTS:-40} cargo test --release --workspace --lib -- --test-threads 1 embed::tests::gpu_
