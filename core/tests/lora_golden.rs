@@ -254,9 +254,9 @@ fn gpu_llama_rank8_matches_llama_cpp() {
 
 #[test]
 fn gpu_qwen2_rank4_subset_with_biases_matches_llama_cpp() {
-    // At least 2 cases: the first is a near-tie on the CPU and with llama.cpp too, and the
-    // check wants one exact case.
-    let Some(limit) = gpu_cases("gpu_qwen2_rank4_subset_with_biases_matches_llama_cpp").map(|n| n.max(2)) else { return };
+    // At least 3 cases: the first is a near-tie on the CPU too, the second one on lavapipe (gap
+    // 0.03 at step 7), and the check wants one exact case.
+    let Some(limit) = gpu_cases("gpu_qwen2_rank4_subset_with_biases_matches_llama_cpp").map(|n| n.max(3)) else { return };
     check_on("qwen2-r4", NEAR_TIE, BackendPreference::Gpu, limit);
 }
 
