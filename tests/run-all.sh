@@ -49,6 +49,10 @@ if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   # Gemma 3 1B's shapes on lavapipe take ~18 min a case on 2 busy cores: not here (README, "Gemma 3
   # 1B shapes": EDGEWISE_GPU_TESTS=1 cargo test --release --workspace --test arch_golden -- gpu_gemma3_1b).
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_ARCH_CASES cargo test --release --workspace --test arch_golden -- --test-threads 1 gpu_ --skip gemma3_1b
+  step "wgpu: LoRA adapters (the synthesized Qwen 3's rank-8 golden, EDGEWISE_GPU_LORA_CASES=${EDGEWISE_GPU_LORA_CASES:=1} case, with its wrong variants)"
+  # The adapter applied on the device vs llama.cpp's lora_path goldens; the other goldens (Gemma 3
+  # rank 16 / rank 8, llama, qwen2) and the adapter-switching test run with `gpu_` (slow on lavapipe).
+  EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_LORA_CASES=$EDGEWISE_GPU_LORA_CASES cargo test --release --workspace --test lora_golden -- --test-threads 1 gpu_qwen3
   step "wgpu: the sentence encoder (MiniLM f32/Q8_0 vs NumPy, the GGUFs vs llama.cpp, padded batches, a second BERT)"
   # EDGEWISE_GPU_EMBED_TEXTS of the 200 goldens (every k-th; unset: all 200, as on a real GPU).
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_EMBED_TEXTS=${EDGEWISE_GPU_EMBED_TEXTS:-40} cargo test --release --workspace --lib -- --test-threads 1 embed::tests::gpu_

@@ -173,6 +173,9 @@ pub struct LoraAdapter {
     pairs: usize,
     max_rank: usize,
     bytes: usize,
+    /// Its matrices uploaded to each device a pass ran it on (wgpu: one), made at the first
+    /// such pass and shared by every session until the adapter is dropped.
+    devices: std::sync::Mutex<Vec<Arc<DeviceCopy>>>,
 }
 
 fn bad(reason: impl Into<String>) -> Error {
@@ -288,6 +291,7 @@ impl LoraAdapter {
             pairs,
             max_rank,
             bytes,
+            devices: Default::default(),
         })
     }
 
@@ -411,6 +415,96 @@ impl LoraSet {
             p.rows(s, &x[..n * p.n_in], &mut outs[k].1[..n * p.n_out]);
         }
         Ok(())
+    }
+}
+
+/// One adapted weight on a device: `Aᵀ` `[in, rank]` and `Bᵀ` `[rank, out]`, so both products
+/// are plain matmuls of the pass's `[n, in]` activations.
+struct DevicePair {
+    at: burn::tensor::Tensor<2>,
+    bt: burn::tensor::Tensor<2>,
+    rank: usize,
+    n_in: usize,
+    n_out: usize,
+}
+
+/// An adapter's matrices on one device (f32, the same values as the host's).
+pub(crate) struct DeviceCopy {
+    device: burn::tensor::Device,
+    layers: Vec<[Option<DevicePair>; 7]>,
+}
+
+impl std::fmt::Debug for DeviceCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCopy").field("device", &self.device).finish_non_exhaustive()
+    }
+}
+
+impl LoraAdapter {
+    /// Its matrices on `device`: uploaded at the first call for that device, then shared (every
+    /// session and pass on the device reads the same buffers).
+    fn on_device(&self, device: &burn::tensor::Device) -> Result<Arc<DeviceCopy>> {
+        let mut copies = self.devices.lock().map_err(|_| Error::Backend { reason: "lora: device copies lock poisoned".into() })?;
+        if let Some(c) = copies.iter().find(|c| &c.device == device) {
+            return Ok(c.clone());
+        }
+        use crate::model::layers::{tensor2, transpose};
+        let upload = |p: &Pair| {
+            let (Mat::F32(a), Mat::F32(b)) = (&p.a, &p.b);
+            DevicePair {
+                at: tensor2(transpose(a, p.rank, p.n_in), p.n_in, p.rank, device),
+                bt: tensor2(transpose(b, p.n_out, p.rank), p.rank, p.n_out, device),
+                rank: p.rank,
+                n_in: p.n_in,
+                n_out: p.n_out,
+            }
+        };
+        let layers = self.layers.iter().map(|l| std::array::from_fn(|k| l[k].as_ref().map(upload))).collect();
+        let copy = Arc::new(DeviceCopy { device: device.clone(), layers });
+        log::info!("lora adapter {}: {} weights uploaded to the device ({} KiB)", self.id, self.pairs, self.bytes >> 10);
+        copies.push(copy.clone());
+        Ok(copy)
+    }
+}
+
+/// A [`LoraSet`] on one device, for the device passes (`model::decoder`): each adapter's copy
+/// there, its alpha and the set's scale.
+pub(crate) struct DeviceLoraSet {
+    entries: Vec<(Arc<DeviceCopy>, f32, f32)>,
+}
+
+impl LoraSet {
+    /// The set's adapters on `device` (uploading any that are not there yet).
+    pub(crate) fn on_device(&self, device: &burn::tensor::Device) -> Result<DeviceLoraSet> {
+        let entries = self.entries.iter().map(|(a, s)| Ok((a.on_device(device)?, a.alpha, *s))).collect::<Result<_>>()?;
+        Ok(DeviceLoraSet { entries })
+    }
+}
+
+impl DeviceLoraSet {
+    /// No adapters.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// `y + Σ s·(x·Aᵀ)·Bᵀ` over the set's adapters that adapt projection `proj` of `layer`
+    /// (`x: [n, in]`, `y: [n, out]`; `s` as on the host: `scale·alpha/rank`, or `scale` without
+    /// alpha): two thin matmuls, a scale and an add per adapter, the base product untouched.
+    pub(crate) fn apply(&self, layer: usize, proj: Proj, x: &burn::tensor::Tensor<2>, y: burn::tensor::Tensor<2>) -> Result<burn::tensor::Tensor<2>> {
+        let mut y = y;
+        for (copy, alpha, scale) in &self.entries {
+            let Some(p) = copy.layers.get(layer).and_then(|l| l[proj as usize].as_ref()) else { continue };
+            let ([n, xin], [m, yout]) = (x.dims(), y.dims());
+            if xin != p.n_in || yout != p.n_out || n != m {
+                return Err(Error::Backend {
+                    reason: format!("lora: [{n}, {xin}] -> [{m}, {yout}] does not fit layer {layer}'s {}x{} adapter", p.n_in, p.n_out),
+                });
+            }
+            let s = if *alpha != 0.0 { scale * alpha / p.rank as f32 } else { *scale };
+            let t = x.clone().matmul(p.at.clone()).mul_scalar(s);
+            y = y.add(t.matmul(p.bt.clone()));
+        }
+        Ok(y)
     }
 }
 
@@ -741,6 +835,7 @@ mod cost {
             pairs: 126,
             max_rank: r,
             bytes,
+            devices: Default::default(),
         });
         let set = LoraSet::new(&[(a, 1.0)]).unwrap();
         let x = vec![0.5f32; ff];

@@ -47,6 +47,10 @@ ADAPTERS = {
     "gemma3-r8": dict(base="gemma3", rank=8, alpha=4.0, scale=1.5, proj=["attn_q", "attn_v", "ffn_down"], layers=range(0, 18, 2), ty="f32", gain=0.4, seed=2),
     # A synthesized architecture (make_arch_goldens.py synth).
     "qwen3-r8": dict(base="qwen3", rank=8, alpha=16.0, scale=1.0, proj=ALL, layers=None, ty="f16", gain=0.5, seed=3),
+    # The other architectures the wgpu path runs: llama (norm RoPE layout), qwen2 (q/k/v biases
+    # after the adapted products; a subset of projections, f32, a user scale != 1).
+    "llama-r8": dict(base="llama", rank=8, alpha=16.0, scale=1.0, proj=ALL, layers=None, ty="f16", gain=0.5, seed=4),
+    "qwen2-r4": dict(base="qwen2", rank=4, alpha=8.0, scale=0.8, proj=["attn_q", "attn_k", "attn_v", "ffn_up", "ffn_down"], layers=None, ty="f32", gain=0.5, seed=5),
 }
 
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use edgewise_core::router::{self as cr, pii};
 use edgewise_core::session::{self as css, CancelGroup};
 
+use crate::adapter::AdapterScale;
 use crate::engine::Engine;
 use crate::error::{guard, EdgewiseError, EdgewiseResult};
 use crate::session::{handle_of, CancelToken};
@@ -139,7 +140,11 @@ impl Router {
     /// background thread. Fails only when the local model itself fails (or the listener throws),
     /// or with `Cancelled` when `cancel` fired before the request started (nothing was decided
     /// or sent). `cancel`: this request's own token; cancelling it stops this request only.
-    #[uniffi::method(default(cancel = None))]
+    /// `adapters`: the LoRA adapters and scales a local answer runs with (empty: the base model),
+    /// as `ChatSession.set_adapters`; a request under another set than the pooled session's last
+    /// never reuses its KV cache. The cloud never sees them. `Adapter` for an adapter loaded by
+    /// an engine of another model; `InvalidParameter` for a non-finite scale.
+    #[uniffi::method(default(cancel = None, adapters = []))]
     pub fn send(
         &self,
         messages: Vec<ChatMessage>,
@@ -147,18 +152,21 @@ impl Router {
         params: GenerationParams,
         listener: Arc<dyn AnswerListener>,
         cancel: Option<Arc<CancelToken>>,
+        adapters: Vec<AdapterScale>,
     ) -> EdgewiseResult<RoutedAnswer> {
         let cancel = handle_of(cancel);
         let _registered = self.running.register(&cancel);
         guard("Router.send", || {
             let params: css::GenerationParams = params.into();
+            let set: Vec<_> = adapters.into_iter().map(|a| (a.adapter.inner.clone(), a.scale)).collect();
             let request = cr::ChatRequest {
                 messages: messages.into_iter().map(Into::into).collect(),
                 attachments: Vec::new(),
                 max_tokens: Some(u32::try_from(params.max_tokens).unwrap_or(u32::MAX)),
                 temperature: Some(params.sampling.temperature),
                 ..Default::default()
-            };
+            }
+            .with_adapters(&set)?;
             let mut sink = Forward { listener: listener.as_ref(), failure: None };
             let answer = self.local.answer_cancellable(&self.router, &request, &meta.into(), &params, &cancel, &mut sink);
             match sink.failure {

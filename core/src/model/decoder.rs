@@ -209,9 +209,19 @@ use super::gpu_fused;
 use super::layers::{add_rows_host, apply_rope, attention, attention_rows, embed_rows, embed_rows_host, glu_host, norm_rope_host, rope_tables, rope_tables_host, Bias, Buf, HostIn, Linear, LmHead, RmsNorm, WeightMode};
 use super::{CausalLm, StepLogits};
 use crate::kv_cache::{CacheLayout, KvCache};
-use crate::lora::Proj;
+use crate::lora::{DeviceLoraSet, Proj};
 use crate::weights::{SharedWeight, WeightId, WeightSource};
 use crate::Result;
+
+/// `l`'s product of `x`, plus the adapters' deltas for projection `p` of layer `il` (the base
+/// product is the same either way; without adapters `x` is not kept past it).
+fn adapted(lora: &DeviceLoraSet, il: usize, p: Proj, l: &Linear, x: Tensor<2>) -> Result<Tensor<2>> {
+    if lora.is_empty() {
+        return l.forward(x);
+    }
+    let y = l.forward(x.clone())?;
+    lora.apply(il, p, &x, y)
+}
 
 /// One transformer block.
 #[derive(Debug)]
@@ -338,7 +348,7 @@ impl Decoder {
 
     /// `block_forward` with the glue in fused GPU kernels: the same expressions, one launch each
     /// (decode on a GPU is bound by launches; see `gpu_fused`).
-    fn block_forward_fused(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, rope: &RopePair<Tensor<2>>) -> Result<Tensor<2>> {
+    fn block_forward_fused(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, rope: &RopePair<Tensor<2>>, lora: &DeviceLoraSet) -> Result<Tensor<2>> {
         let c = &self.cfg;
         let [n, _] = x.dims();
         let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
@@ -347,7 +357,8 @@ impl Decoder {
             gpu_fused::rms_norm(x, w, eps, res)
         };
         let hn = norm(&b.attn_norm, x.clone(), None)?;
-        let (mut q, mut k, mut v) = (b.q.forward(hn.clone())?, b.k.forward(hn.clone())?, b.v.forward(hn)?);
+        let lin = |l: &Linear, p: Proj, x: Tensor<2>| adapted(lora, il, p, l, x);
+        let (mut q, mut k, mut v) = (lin(&b.q, Proj::Q, hn.clone())?, lin(&b.k, Proj::K, hn.clone())?, lin(&b.v, Proj::V, hn)?);
         if let Some([bq, bk, bv]) = &b.bias {
             (q, k, v) = (bq.add(q), bk.add(k), bv.add(v));
         }
@@ -372,26 +383,28 @@ impl Decoder {
         } else {
             attention(q, cache, il)?
         };
-        let o = b.o.forward(attn)?;
+        let o = lin(&b.o, Proj::O, attn)?;
         let x = match &b.post_attn_norm {
             Some(pn) => norm(pn, o, Some(x))?,
             None => x.add(o),
         };
         let hn = norm(&b.ffn_norm, x.clone(), None)?;
-        let ff = gpu_fused::glu(c.activation, b.gate.forward(hn.clone())?, b.up.forward(hn)?)?;
-        let down = b.down.forward(ff)?;
+        let (g, u) = (lin(&b.gate, Proj::Gate, hn.clone())?, lin(&b.up, Proj::Up, hn)?);
+        let ff = gpu_fused::glu(c.activation, g, u)?;
+        let down = lin(&b.down, Proj::Down, ff)?;
         match &b.post_ffn_norm {
             Some(pn) => norm(pn, down, Some(x)),
             None => Ok(x.add(down)),
         }
     }
 
-    fn block_forward(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, rope: &RopePair<Tensor<2>>) -> Result<Tensor<2>> {
+    fn block_forward(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, rope: &RopePair<Tensor<2>>, lora: &DeviceLoraSet) -> Result<Tensor<2>> {
         let c = &self.cfg;
         let [n, _] = x.dims();
         let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let hn = b.attn_norm.forward(x.clone());
-        let (mut q, mut k, mut v) = (b.q.forward(hn.clone())?, b.k.forward(hn.clone())?, b.v.forward(hn)?);
+        let lin = |l: &Linear, p: Proj, x: Tensor<2>| adapted(lora, il, p, l, x);
+        let (mut q, mut k, mut v) = (lin(&b.q, Proj::Q, hn.clone())?, lin(&b.k, Proj::K, hn.clone())?, lin(&b.v, Proj::V, hn)?);
         if let Some([bq, bk, bv]) = &b.bias {
             (q, k, v) = (bq.add(q), bk.add(k), bv.add(v));
         }
@@ -409,18 +422,18 @@ impl Decoder {
         let k = apply_rope(k, cos, sin, c.rope_layout);
         cache.store(il, k, v)?;
         let attn = attention(q, cache, il)?;
-        let o = b.o.forward(attn)?;
+        let o = lin(&b.o, Proj::O, attn)?;
         let x = match &b.post_attn_norm {
             Some(pn) => x.add(pn.forward(o)),
             None => x.add(o),
         };
         let hn = b.ffn_norm.forward(x.clone());
-        let (g, u) = (b.gate.forward(hn.clone())?, b.up.forward(hn)?);
+        let (g, u) = (lin(&b.gate, Proj::Gate, hn.clone())?, lin(&b.up, Proj::Up, hn)?);
         let ff = match c.activation {
             Activation::GeluTanh => activation::gelu_approximate(g).mul(u),
             Activation::Silu => activation::silu(g).mul(u),
         };
-        let down = b.down.forward(ff)?;
+        let down = lin(&b.down, Proj::Down, ff)?;
         Ok(match &b.post_ffn_norm {
             Some(pn) => x.add(pn.forward(down)),
             None => x.add(down),
@@ -553,13 +566,12 @@ impl Decoder {
 
     /// The device path's hidden states `[n, d]` after the last block (before the final norm).
     fn device_hidden(&self, tokens: &[u32], cache: &mut KvCache, start: usize) -> Result<Tensor<2>> {
-        if !cache.adapters().is_empty() {
-            return Err(crate::Error::Adapter { reason: "LoRA adapters run on the CPU backend only (for now)".into() });
-        }
+        // The set's adapters on this device (uploaded at their first pass here, then shared).
+        let lora = cache.adapters().on_device(&self.device)?;
         let mut x = embed_rows(&self.embedding, tokens, self.cfg.embed_scale, &self.device)?;
         let rope = self.rope_pair(start, tokens.len());
         for (il, b) in self.blocks.iter().enumerate() {
-            x = if self.fused { self.block_forward_fused(il, b, x, cache, &rope)? } else { self.block_forward(il, b, x, cache, &rope)? };
+            x = if self.fused { self.block_forward_fused(il, b, x, cache, &rope, &lora)? } else { self.block_forward(il, b, x, cache, &rope, &lora)? };
         }
         Ok(x)
     }

@@ -81,7 +81,7 @@ impl std::ops::DerefMut for Buf {
 }
 
 /// Transposes a row-major `[rows, cols]` matrix.
-fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(crate) fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0f32; v.len()];
     for r in 0..rows {
         for c in 0..cols {

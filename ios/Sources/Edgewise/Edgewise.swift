@@ -3147,8 +3147,12 @@ public protocol RouterProtocol: AnyObject, Sendable {
      * background thread. Fails only when the local model itself fails (or the listener throws),
      * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
      * or sent). `cancel`: this request's own token; cancelling it stops this request only.
+     * `adapters`: the LoRA adapters and scales a local answer runs with (empty: the base model),
+     * as `ChatSession.set_adapters`; a request under another set than the pooled session's last
+     * never reuses its KV cache. The cloud never sees them. `Adapter` for an adapter loaded by
+     * an engine of another model; `InvalidParameter` for a non-finite scale.
      */
-    func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener, cancel: CancelToken?) throws  -> RoutedAnswer
+    func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener, cancel: CancelToken?, adapters: [AdapterScale]) throws  -> RoutedAnswer
     
 }
 /**
@@ -3307,8 +3311,12 @@ open func policy()throws  -> RouterPolicy  {
      * background thread. Fails only when the local model itself fails (or the listener throws),
      * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
      * or sent). `cancel`: this request's own token; cancelling it stops this request only.
+     * `adapters`: the LoRA adapters and scales a local answer runs with (empty: the base model),
+     * as `ChatSession.set_adapters`; a request under another set than the pooled session's last
+     * never reuses its KV cache. The cloud never sees them. `Adapter` for an adapter loaded by
+     * an engine of another model; `InvalidParameter` for a non-finite scale.
      */
-open func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener, cancel: CancelToken? = nil)throws  -> RoutedAnswer  {
+open func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener, cancel: CancelToken? = nil, adapters: [AdapterScale] = [])throws  -> RoutedAnswer  {
     return try  FfiConverterTypeRoutedAnswer_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
         uniffiCallStatus in
     uniffi_edgewise_fn_method_router_send(
@@ -3317,7 +3325,8 @@ open func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationPar
         FfiConverterTypeRequestMeta_lower(meta),
         FfiConverterTypeGenerationParams_lower(params),
         FfiConverterTypeAnswerListener_lower(listener),
-        FfiConverterOptionTypeCancelToken.lower(cancel),uniffiCallStatus
+        FfiConverterOptionTypeCancelToken.lower(cancel),
+        FfiConverterSequenceTypeAdapterScale.lower(adapters),uniffiCallStatus
     )
 })
 }
@@ -11070,7 +11079,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_router_policy() != 26835) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_router_send() != 12765) {
+    if (uniffi_edgewise_checksum_method_router_send() != 63867) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_canceltoken_cancel() != 36019) {

@@ -47,25 +47,33 @@ public enum RouterEvent: Sendable {
 public extension Router {
     /// Routes `messages` (system prompt, history, new user message) and streams the answer,
     /// ending with `.done`. Cancelling the consuming task (or dropping the stream) cancels this
-    /// request only; the stream ends once the native call has returned.
-    func stream(_ messages: [ChatMessage], meta: RequestMeta, params: GenerationParams)
+    /// request only; the stream ends once the native call has returned. `adapters`: the LoRA
+    /// adapters and scales a local answer runs with (none: the base model); a request under
+    /// another set never reuses a KV cache computed under the last.
+    func stream(_ messages: [ChatMessage], meta: RequestMeta, params: GenerationParams,
+                adapters: [(LoraAdapter, Float)] = [])
         -> AsyncThrowingStream<RouterEvent, Error>
     {
-        EdgewiseNativeStream<RouterEvent>.make { [self] token, yield in
+        let scales = adapters.map { AdapterScale(adapter: $0.0, scale: $0.1) }
+        return EdgewiseNativeStream<RouterEvent>.make { [self] token, yield in
             let listener = ClosureAnswerListener(onReset: { yield(.reset) }, onToken: { yield(.text($0)) })
-            let answer = try self.send(messages: messages, meta: meta, params: params, listener: listener, cancel: token)
+            let answer = try self.send(messages: messages, meta: meta, params: params, listener: listener, cancel: token,
+                                       adapters: scales)
             yield(.done(answer))
         }
     }
 
     /// Routes `messages` and returns the whole `RoutedAnswer`. Cancelling the calling task
-    /// cancels this request only and returns once it stopped.
+    /// cancels this request only and returns once it stopped. `adapters` as in `stream`.
     func ask(_ messages: [ChatMessage], meta: RequestMeta, params: GenerationParams,
+             adapters: [(LoraAdapter, Float)] = [],
              onReset: @escaping @Sendable () -> Void = {},
              onToken: @escaping @Sendable (String) -> Void = { _ in }) async throws -> RoutedAnswer {
-        try await edgewiseNativeCall { [self] token in
+        let scales = adapters.map { AdapterScale(adapter: $0.0, scale: $0.1) }
+        return try await edgewiseNativeCall { [self] token in
             try self.send(messages: messages, meta: meta, params: params,
-                          listener: ClosureAnswerListener(onReset: onReset, onToken: onToken), cancel: token)
+                          listener: ClosureAnswerListener(onReset: onReset, onToken: onToken), cancel: token,
+                          adapters: scales)
         }
     }
 }

@@ -186,7 +186,7 @@ pub struct RunArgs {
     #[command(flatten)]
     tools: ToolOpts,
     /// A LoRA adapter (llama.cpp's GGUF adapter format) and its scale, `FILE[:SCALE]` (scale 1
-    /// by default); repeatable, the deltas add up. CPU backend only.
+    /// by default); repeatable, the deltas add up. CPU and GPU backends (not qwen35).
     #[arg(long, value_name = "FILE[:SCALE]", conflicts_with = "cloud")]
     lora: Vec<String>,
     /// The prompt.

@@ -59,11 +59,14 @@ sealed interface RouterEvent {
  * [RouterEvent]s, ending with [RouterEvent.Done]. Runs on [Dispatchers.IO]; when the collector
  * stops early this request (its own [CancelToken], taken before the native call) is cancelled,
  * other requests of the router are not, and the flow completes once it has actually stopped.
+ * [adapters]: the LoRA adapters and scales a local answer runs with (`adapter to 1.0f`; none:
+ * the base model); a request under another set never reuses a KV cache computed under the last.
  */
 fun Router.stream(
     messages: List<ChatMessage>,
     meta: RequestMeta = RequestMeta.of(),
     params: GenerationParams = GenerationParams.defaults(),
+    adapters: List<Pair<LoraAdapter, Float>> = emptyList(),
 ): Flow<RouterEvent> = callbackFlow {
     val router = this@stream // not ProducerScope.send
     val token = CancelToken()
@@ -77,7 +80,7 @@ fun Router.stream(
     }
     val work = launch(Dispatchers.IO) {
         try {
-            val answer = router.send(messages, meta, params, listener, token)
+            val answer = router.send(messages, meta, params, listener, token, adapterScales(adapters))
             trySendBlocking(RouterEvent.Done(answer))
             channel.close()
         } catch (e: Throwable) {
@@ -95,12 +98,18 @@ fun Router.stream(
 /**
  * Routes [messages] and returns the whole [RoutedAnswer], calling [onToken] with each piece and
  * [onReset] if a failed cloud answer is withdrawn. Cancelling the calling coroutine cancels this
- * request only (also before it started) and returns once it has stopped.
+ * request only (also before it started) and returns once it has stopped. [adapters] as in
+ * [stream].
  */
 suspend fun Router.ask(
     messages: List<ChatMessage>,
     meta: RequestMeta = RequestMeta.of(),
     params: GenerationParams = GenerationParams.defaults(),
+    adapters: List<Pair<LoraAdapter, Float>> = emptyList(),
     onReset: () -> Unit = {},
     onToken: (String) -> Unit = {},
-): RoutedAnswer = cancellable { token -> send(messages, meta, params, answerListener(onReset, onToken), token) }
+): RoutedAnswer = cancellable { token -> send(messages, meta, params, answerListener(onReset, onToken), token, adapterScales(adapters)) }
+
+/** `adapter to scale` pairs as the native [AdapterScale]s. */
+internal fun adapterScales(adapters: List<Pair<LoraAdapter, Float>>): List<AdapterScale> =
+    adapters.map { (adapter, scale) -> AdapterScale(adapter, scale) }

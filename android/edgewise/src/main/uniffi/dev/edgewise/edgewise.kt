@@ -1141,7 +1141,7 @@ internal object UniffiLib {
     ): Float
     external fun uniffi_edgewise_fn_method_router_policy(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_edgewise_fn_method_router_send(`ptr`: Long,`messages`: RustBuffer.ByValue,`meta`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`listener`: Long,`cancel`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_edgewise_fn_method_router_send(`ptr`: Long,`messages`: RustBuffer.ByValue,`meta`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`listener`: Long,`cancel`: RustBuffer.ByValue,`adapters`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_clone_canceltoken(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1551,7 +1551,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_router_policy() and 0xFFFF) != 26835) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_router_send() and 0xFFFF) != 12765) {
+    if ((lib.uniffi_edgewise_checksum_method_router_send() and 0xFFFF) != 63867) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_canceltoken_cancel() and 0xFFFF) != 36019) {
@@ -6160,8 +6160,12 @@ public interface RouterInterface {
      * background thread. Fails only when the local model itself fails (or the listener throws),
      * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
      * or sent). `cancel`: this request's own token; cancelling it stops this request only.
+     * `adapters`: the LoRA adapters and scales a local answer runs with (empty: the base model),
+     * as `ChatSession.set_adapters`; a request under another set than the pooled session's last
+     * never reuses its KV cache. The cloud never sees them. `Adapter` for an adapter loaded by
+     * an engine of another model; `InvalidParameter` for a non-finite scale.
      */
-    fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener, `cancel`: CancelToken? = null): RoutedAnswer
+    fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener, `cancel`: CancelToken? = null, `adapters`: List<AdapterScale> = listOf()): RoutedAnswer
     
     companion object
 }
@@ -6396,8 +6400,12 @@ open class Router: Disposable, AutoCloseable, RouterInterface
      * background thread. Fails only when the local model itself fails (or the listener throws),
      * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
      * or sent). `cancel`: this request's own token; cancelling it stops this request only.
+     * `adapters`: the LoRA adapters and scales a local answer runs with (empty: the base model),
+     * as `ChatSession.set_adapters`; a request under another set than the pooled session's last
+     * never reuses its KV cache. The cloud never sees them. `Adapter` for an adapter loaded by
+     * an engine of another model; `InvalidParameter` for a non-finite scale.
      */
-    @Throws(EdgewiseException::class)override fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener, `cancel`: CancelToken?): RoutedAnswer {
+    @Throws(EdgewiseException::class)override fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener, `cancel`: CancelToken?, `adapters`: List<AdapterScale>): RoutedAnswer {
             return FfiConverterTypeRoutedAnswer.lift(
     callWithHandle {
     uniffiRustCallWithError(EdgewiseException) { _status ->
@@ -6408,7 +6416,8 @@ open class Router: Disposable, AutoCloseable, RouterInterface
         FfiConverterTypeRequestMeta.lower(`meta`),
         FfiConverterTypeGenerationParams.lower(`params`),
         FfiConverterTypeAnswerListener.lower(`listener`),
-        FfiConverterOptionalTypeCancelToken.lower(`cancel`),_status)
+        FfiConverterOptionalTypeCancelToken.lower(`cancel`),
+        FfiConverterSequenceTypeAdapterScale.lower(`adapters`),_status)
 }
     }
     )

@@ -104,6 +104,44 @@ class AdapterTest {
         assertNotEquals(a, b, "the other session runs the base model")
     }
 
+    /**
+     * Each router request picks its adapter set: the local answer under a set is a fresh
+     * router's first answer under that set (and the sets' answers differ); a request under
+     * another set than the previous one prefills the whole prompt again (no KV computed under
+     * another set); the same set again reuses the cache. `send` and the suspend `ask` both take
+     * the set.
+     */
+    @Test
+    fun routerRequestsPickTheirAdapters(@TempDir dir: File) = runBlocking<Unit> {
+        val adapter = engine.loadAdapter(adapterFile("gemma3-r8").path)
+        val scale = golden("gemma3-r8").scale
+        val params = GenerationParams.greedy(10).copy(ignoreEos = true)
+        val messages = listOf(ChatMessage.user("Write one sentence about the sea."))
+        fun router(sub: String) =
+            Router(engine, SessionConfig.defaults().copy(maxContext = 512), routerPolicyLocalOnly(), null, null, File(dir, sub).path)
+        fun Router.sendWith(vararg set: Pair<LoraAdapter, Float>): RoutedAnswer =
+            send(messages, RequestMeta.of(), params, answerListener {}, null, set.map { (a, s) -> AdapterScale(a, s) })
+        val wantTuned = router("fresh-tuned").use { it.sendWith(adapter to scale).text }
+        val wantBase = router("fresh-base").use { it.sendWith().text }
+        assertNotEquals(wantTuned, wantBase, "the request's adapter set changes the answer")
+        router("pooled").use { router ->
+            val tuned = router.sendWith(adapter to scale)
+            assertEquals(wantTuned, tuned.text, "the request's adapter set was not applied")
+            // The same set again reuses the cache: only the prompt's last token runs again, as a
+            // decode step (not a fresh prefill's arithmetic, so its text is not compared: this
+            // random adapter makes the first token a close call), as in the Rust router test.
+            val again = router.sendWith(adapter to scale)
+            assertTrue(again.localMetrics!!.prefilledTokens < again.localMetrics!!.promptTokens, "same set: cache reused")
+            val base = router.sendWith()
+            assertEquals(wantBase, base.text, "an empty set is the base model")
+            assertEquals(base.localMetrics!!.promptTokens, base.localMetrics!!.prefilledTokens, "another set reused a cache")
+            val asked = router.ask(messages, RequestMeta.of(), params, adapters = listOf(adapter to scale))
+            assertEquals(wantTuned, asked.text)
+            assertEquals(asked.localMetrics!!.promptTokens, asked.localMetrics!!.prefilledTokens, "another set reused a cache")
+            assertThrows<EdgewiseException.InvalidParameter> { router.sendWith(adapter to Float.NaN) }
+        }
+    }
+
     @Test
     fun badAdapterFilesAreTypedErrors(@TempDir dir: File) {
         TestSupport.requireModel()
