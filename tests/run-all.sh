@@ -47,6 +47,11 @@ if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_STRUCTURED_CASES=${EDGEWISE_GPU_STRUCTURED_CASES:-1} cargo test --release --workspace --test structured_real -- gpu_
   step "wgpu: the llama/qwen2/qwen3 goldens (EDGEWISE_GPU_ARCH_CASES=${EDGEWISE_GPU_ARCH_CASES:=1} per file, ~45 s each on lavapipe)"
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_ARCH_CASES cargo test --release --workspace --test arch_golden -- --test-threads 1 gpu_ --skip gemma3_1b
+  step "wgpu: Qwen 3.5 (qwen35) goldens (EDGEWISE_GPU_QWEN35_CASES=${EDGEWISE_GPU_QWEN35_CASES:=1}: the 127- and 155-token prompts, 2 and 3 prefill chunks + 24 decode steps)"
+  # The model on the 127-token prompt, then its variant without the attention output gate (must
+  # depart); then the 155-token prompt through the engine and a session.
+  EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_QWEN35_CASES=$EDGEWISE_GPU_QWEN35_CASES cargo test --release --workspace --lib -- --test-threads 1 model::qwen35::tests::gpu_
+  EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_QWEN35_CASES=$EDGEWISE_GPU_QWEN35_CASES cargo test --release --workspace --test qwen35_golden -- gpu_
   step "wgpu: the sentence encoder (MiniLM f32/Q8_0 vs NumPy, the GGUFs vs llama.cpp, padded batches, a second BERT)"
   # EDGEWISE_GPU_EMBED_TEXTS of the 200 goldens (every k-th; unset: all 200, as on a real GPU).
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_EMBED_TEXTS=${EDGEWISE_GPU_EMBED_TEXTS:-40} cargo test --release --workspace --lib -- --test-threads 1 embed::tests::gpu_
