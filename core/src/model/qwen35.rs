@@ -945,7 +945,7 @@ mod tests {
                     }
                     let prompt = ids(&c["prompt_token_ids"]);
                     let v = judge(&greedy(m, &prompt, ids(&c["greedy_token_ids"]).len(), 64), &c).label();
-                    eprintln!("  {} prompt tokens, {steps} steps: {v} ({:.1} s)", prompt.len(), t.elapsed().as_secs_f64());
+                    eprintln!("  {} prompt tokens, {} steps: {v} ({:.1} s)", prompt.len(), ids(&c["greedy_token_ids"]).len(), t.elapsed().as_secs_f64());
                     v
                 })
                 .collect()
@@ -953,7 +953,10 @@ mod tests {
         let v = run(&m, usize::MAX);
         eprintln!("qwen35 on wgpu: {v:?}");
         assert!(!v.contains(&"departs"), "{v:?}");
-        assert!(v.iter().filter(|x| **x == "exact").count() >= exact_floor(v.len()).min(v.len()), "{v:?}");
+        // The exact floor only over enough cases (as the CPU test's; one case may be a near-tie).
+        if v.len() >= 3 {
+            assert!(v.iter().filter(|x| **x == "exact").count() >= exact_floor(v.len()), "{v:?}");
+        }
         // The wrong variant over the first 8 steps (lavapipe time; 6/7 cases depart over all 24).
         let v = run(&m.with_fault(Fault::NoAttnGate), 8);
         eprintln!("qwen35 on wgpu without the attention output gate: {v:?}");
