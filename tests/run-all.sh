@@ -53,6 +53,11 @@ if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   # The adapter applied on the device vs llama.cpp's lora_path goldens; the other goldens (Gemma 3
   # rank 16 / rank 8, llama, qwen2) and the adapter-switching test run with `gpu_` (slow on lavapipe).
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_LORA_CASES=$EDGEWISE_GPU_LORA_CASES cargo test --release --workspace --test lora_golden -- --test-threads 1 gpu_qwen3
+  step "wgpu: Qwen 3.5 (qwen35) goldens (EDGEWISE_GPU_QWEN35_CASES=${EDGEWISE_GPU_QWEN35_CASES:=1}: the 127- and 155-token prompts, 2 and 3 prefill chunks + 24 decode steps)"
+  # The model on the 127-token prompt, then its variant without the attention output gate (must
+  # depart); then the 155-token prompt through the engine and a session.
+  EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_QWEN35_CASES=$EDGEWISE_GPU_QWEN35_CASES cargo test --release --workspace --lib -- --test-threads 1 model::qwen35::tests::gpu_
+  EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_QWEN35_CASES=$EDGEWISE_GPU_QWEN35_CASES cargo test --release --workspace --test qwen35_golden -- gpu_
   step "wgpu: the sentence encoder (MiniLM f32/Q8_0 vs NumPy, the GGUFs vs llama.cpp, padded batches, a second BERT)"
   # EDGEWISE_GPU_EMBED_TEXTS of the 200 goldens (every k-th; unset: all 200, as on a real GPU).
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_EMBED_TEXTS=${EDGEWISE_GPU_EMBED_TEXTS:-40} cargo test --release --workspace --lib -- --test-threads 1 embed::tests::gpu_

@@ -129,16 +129,23 @@ pub struct RecurrentLayer {
     pub state: Vec<f32>,
 }
 
-/// How many turn-boundary copies of the recurrent state a cache keeps: the earliest and the newest.
+/// How many turn-boundary copies of the recurrent state a cache keeps by default (the earliest
+/// and the newest): `SessionConfig::state_checkpoints` sets it per session.
 pub const MAX_RECURRENT_CHECKPOINTS: usize = 4;
+
+/// The most checkpoints a session may ask for (each is a copy of the whole recurrent state:
+/// ~19 MiB for Qwen 3.5 0.8B).
+pub const RECURRENT_CHECKPOINTS_LIMIT: usize = 64;
 
 /// The recurrent part of a hybrid model's cache. A recurrent state has no positions to cut, so
 /// going back to an earlier token count needs a copy taken there ([`KvCache::checkpoint`]).
 #[derive(Debug, Clone, Default)]
 struct Recurrent {
     layers: Vec<RecurrentLayer>,
-    /// `(token count, state then)`, ascending token counts, at most [`MAX_RECURRENT_CHECKPOINTS`].
+    /// `(token count, state then)`, ascending token counts, at most `max_checkpoints`.
     checkpoints: Vec<(usize, Vec<RecurrentLayer>)>,
+    /// How many checkpoints are kept ([`KvCache::set_max_checkpoints`]).
+    max_checkpoints: usize,
 }
 
 impl Recurrent {
@@ -148,6 +155,17 @@ impl Recurrent {
             l.state.iter_mut().for_each(|v| *v = 0.0);
         }
         self.checkpoints.clear();
+    }
+
+    /// Down to `max_checkpoints`: the earliest stays (a session's anchor where its messages
+    /// start, which a dropped turn falls back to) and the oldest after it go; a single one is
+    /// the newest.
+    fn trim_checkpoints(&mut self) {
+        let max = self.max_checkpoints;
+        while self.checkpoints.len() > max {
+            let at = if max >= 2 { 1 } else { 0 };
+            self.checkpoints.remove(at);
+        }
     }
 
     fn bytes(&self) -> usize {
@@ -238,8 +256,19 @@ impl KvCache {
     /// state values)`.
     pub fn with_recurrent(mut self, shapes: &[(usize, usize)]) -> Self {
         let layers = shapes.iter().map(|&(c, s)| RecurrentLayer { conv: vec![0.0; c], state: vec![0.0; s] }).collect();
-        self.recurrent = Some(Recurrent { layers, checkpoints: Vec::new() });
+        self.recurrent = Some(Recurrent { layers, checkpoints: Vec::new(), max_checkpoints: MAX_RECURRENT_CHECKPOINTS });
         self
+    }
+
+    /// Sets how many turn-boundary checkpoints of the recurrent state are kept (default
+    /// [`MAX_RECURRENT_CHECKPOINTS`], at most [`RECURRENT_CHECKPOINTS_LIMIT`]): with two or more,
+    /// the earliest (where a session's messages start) and the newest; with one, the newest;
+    /// with none, every turn that cannot extend the cache prefills from the start. Checkpoints
+    /// over the new count are dropped (the earliest kept). Nothing to do without recurrent state.
+    pub fn set_max_checkpoints(&mut self, n: usize) {
+        let Some(r) = self.recurrent.as_mut() else { return };
+        r.max_checkpoints = n.min(RECURRENT_CHECKPOINTS_LIMIT);
+        r.trim_checkpoints();
     }
 
     /// Whether the cache holds recurrent state (a hybrid model's): it cannot be cut back to an
@@ -261,7 +290,8 @@ impl KvCache {
 
     /// Keeps a copy of the recurrent state at the current token count (a turn boundary), so a
     /// later [`KvCache::rewind`] to this count or past it restores it instead of starting over.
-    /// Keeps [`MAX_RECURRENT_CHECKPOINTS`]: the earliest and the newest; nothing to do without
+    /// Keeps as many as [`KvCache::set_max_checkpoints`] says (default
+    /// [`MAX_RECURRENT_CHECKPOINTS`]): the earliest and the newest; nothing to do without
     /// recurrent state.
     pub fn checkpoint(&mut self) {
         let len = self.len;
@@ -270,12 +300,11 @@ impl KvCache {
             return;
         }
         r.checkpoints.retain(|(p, _)| *p < len);
-        r.checkpoints.push((len, r.layers.clone()));
-        if r.checkpoints.len() > MAX_RECURRENT_CHECKPOINTS {
-            // The earliest stays (a session's anchor where its messages start, which a dropped
-            // turn falls back to); the oldest after it goes.
-            r.checkpoints.remove(1);
+        if r.max_checkpoints == 0 {
+            return;
         }
+        r.checkpoints.push((len, r.layers.clone()));
+        r.trim_checkpoints();
     }
 
     /// The recurrent layers' current state (`None` for a plain transformer).
@@ -677,7 +706,7 @@ impl KvCache {
     /// Puts back the recurrent state of a session file, after [`KvCache::restore`] put back its
     /// KV rows (so `len()` is the snapshot's token count). Everything is checked first: the
     /// layers' shapes against this model's, the checkpoints ascending, within `1..=len()` and at
-    /// most [`MAX_RECURRENT_CHECKPOINTS`]; a snapshot that does not fit is [`Error::SessionFile`]
+    /// most the count set for this cache ([`KvCache::set_max_checkpoints`]); a snapshot that does not fit is [`Error::SessionFile`]
     /// and leaves the cache empty. `None` is accepted only for an empty cache (a hybrid model's
     /// KV rows without the state they were computed with would be wrong).
     pub fn restore_recurrent(&mut self, snap: Option<&RecurrentSnapshot>) -> Result<()> {
@@ -699,7 +728,7 @@ impl KvCache {
             return fail(self, "recurrent state shapes differ from the model's".into());
         }
         let at: Vec<usize> = snap.checkpoints.iter().map(|(p, _)| *p).collect();
-        if len == 0 || at.len() > MAX_RECURRENT_CHECKPOINTS || at.windows(2).any(|w| w[0] >= w[1]) || at.iter().any(|&p| p == 0 || p > len) {
+        if len == 0 || at.len() > r.max_checkpoints || at.windows(2).any(|w| w[0] >= w[1]) || at.iter().any(|&p| p == 0 || p > len) {
             return fail(self, format!("recurrent checkpoints at {at:?} do not fit {len} cached tokens"));
         }
         let all_finite = std::iter::once(&snap.layers).chain(snap.checkpoints.iter().map(|(_, l)| l)).flatten().all(|l| l.conv.iter().chain(&l.state).all(|v| v.is_finite()));
@@ -951,5 +980,51 @@ mod tests {
         c.begin(3).unwrap();
         c.commit();
         assert!(matches!(c.begin(2), Err(Error::ContextOverflow { max: 4, requested: 5 })));
+    }
+
+    /// A cache with one recurrent layer whose state is the token count, after `turns` passes of
+    /// 2 tokens with a checkpoint after each, keeping `max` checkpoints.
+    fn recurrent_cache(max: usize, turns: usize) -> KvCache {
+        let layout = CacheLayout { layer_windows: vec![None], kv_heads: 1, head_dim: 2, max_context: 64, max_chunk: 8 };
+        let mut c = KvCache::new(layout, &Device::flex()).unwrap().with_recurrent(&[(1, 1)]);
+        c.set_max_checkpoints(max);
+        for _ in 0..turns {
+            c.begin(2).unwrap();
+            let len = c.len() + 2;
+            c.recurrent_layers().unwrap()[0].state[0] = len as f32;
+            c.commit();
+            c.checkpoint();
+        }
+        c
+    }
+
+    /// The number of recurrent checkpoints is the cache's setting: the earliest and the newest
+    /// with two or more, the newest with one, none with zero; lowering it drops the ones in
+    /// between; a rewind restores the state of the checkpoint it lands on; a snapshot with more
+    /// checkpoints than the setting is refused.
+    #[test]
+    fn recurrent_checkpoints_follow_the_setting() {
+        assert_eq!(recurrent_cache(MAX_RECURRENT_CHECKPOINTS, 6).checkpoints(), vec![2, 8, 10, 12]);
+        assert_eq!(recurrent_cache(2, 6).checkpoints(), vec![2, 12]);
+        assert_eq!(recurrent_cache(1, 6).checkpoints(), vec![12]);
+        assert!(recurrent_cache(0, 6).checkpoints().is_empty());
+        assert_eq!(recurrent_cache(10, 6).checkpoints(), vec![2, 4, 6, 8, 10, 12]);
+        let mut c = recurrent_cache(10, 6);
+        c.set_max_checkpoints(3);
+        assert_eq!(c.checkpoints(), vec![2, 10, 12]);
+        assert_eq!(c.rewind(9), 2);
+        assert_eq!(c.recurrent_state().unwrap()[0].state, vec![2.0]);
+        // Capped at the limit.
+        let mut c = recurrent_cache(1000, 0);
+        c.set_max_checkpoints(1000);
+        assert_eq!(c.recurrent.as_ref().unwrap().max_checkpoints, RECURRENT_CHECKPOINTS_LIMIT);
+        // A snapshot of six checkpoints into caches keeping six and three.
+        let snap = recurrent_cache(10, 6).recurrent_snapshot().unwrap().unwrap();
+        let kv = recurrent_cache(10, 6).snapshot().unwrap();
+        for (max, ok) in [(6, true), (3, false)] {
+            let mut c = recurrent_cache(max, 0);
+            c.restore(&kv).unwrap();
+            assert_eq!(c.restore_recurrent(Some(&snap)).is_ok(), ok, "{max}");
+        }
     }
 }

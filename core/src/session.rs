@@ -75,11 +75,23 @@ pub struct SessionConfig {
     pub system_prompt: Option<String>,
     /// What to do on overflow.
     pub overflow: OverflowPolicy,
+    /// A hybrid model's (Qwen 3.5's) turn-boundary copies of its recurrent state, which cannot
+    /// be cut back to an earlier token: how many the session keeps (default 4, at most 64; each
+    /// is a copy of the whole state, ~19 MiB for Qwen 3.5 0.8B). The earliest (where the
+    /// messages start) and the newest are kept; with 0 a turn that does not extend the cached
+    /// tokens prefills from the start. Plain transformers keep none and ignore it.
+    pub state_checkpoints: usize,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { max_context: 2048, prefill_chunk: 256, system_prompt: None, overflow: OverflowPolicy::Error }
+        Self {
+            max_context: 2048,
+            prefill_chunk: 256,
+            system_prompt: None,
+            overflow: OverflowPolicy::Error,
+            state_checkpoints: crate::kv_cache::MAX_RECURRENT_CHECKPOINTS,
+        }
     }
 }
 
@@ -93,6 +105,9 @@ impl SessionConfig {
             return Err(Error::InvalidParameter { name: "prefill_chunk", reason: "must be in 1..=4096".into() });
         }
         crate::check_input_len(self.system_prompt.as_ref().map_or(0, String::len))?;
+        if self.state_checkpoints > crate::kv_cache::RECURRENT_CHECKPOINTS_LIMIT {
+            return Err(Error::InvalidParameter { name: "state_checkpoints", reason: format!("must be in 0..={}", crate::kv_cache::RECURRENT_CHECKPOINTS_LIMIT) });
+        }
         Ok(())
     }
 }
@@ -325,7 +340,8 @@ impl std::fmt::Debug for Session {
 impl Session {
     pub(crate) fn new(engine: Engine, cfg: SessionConfig) -> Result<Self> {
         cfg.validate(engine.model().max_context())?;
-        let cache = engine.model().new_cache(cfg.max_context, cfg.prefill_chunk)?;
+        let mut cache = engine.model().new_cache(cfg.max_context, cfg.prefill_chunk)?;
+        cache.set_max_checkpoints(cfg.state_checkpoints);
         log::debug!("session: context {}, kv cache {} KiB", cfg.max_context, cache.size_bytes() >> 10);
         Ok(Self { engine, cfg, cache, cached: Vec::new(), history: Vec::new(), history_ids: Vec::new(), cancel: CancelHandle::default(), tools: None, tool_turns: 0 })
     }

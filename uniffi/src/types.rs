@@ -227,6 +227,11 @@ pub struct SessionConfig {
     pub system_prompt: Option<String>,
     /// What to do on overflow.
     pub overflow: OverflowPolicy,
+    /// A hybrid model's (Qwen 3.5's) turn-boundary copies of its recurrent state: how many the
+    /// session keeps (0..=64, default 4; each ~19 MiB for Qwen 3.5 0.8B). Negative reads as 0.
+    /// Plain transformers ignore it.
+    #[uniffi(default = 4)]
+    pub state_checkpoints: i32,
 }
 
 impl From<SessionConfig> for css::SessionConfig {
@@ -236,6 +241,7 @@ impl From<SessionConfig> for css::SessionConfig {
             prefill_chunk: to_usize(v.prefill_chunk),
             system_prompt: v.system_prompt,
             overflow: v.overflow.into(),
+            state_checkpoints: to_usize(v.state_checkpoints),
         }
     }
 }
@@ -247,6 +253,7 @@ impl From<css::SessionConfig> for SessionConfig {
             prefill_chunk: to_i32(v.prefill_chunk),
             system_prompt: v.system_prompt,
             overflow: v.overflow.into(),
+            state_checkpoints: to_i32(v.state_checkpoints),
         }
     }
 }
@@ -526,6 +533,9 @@ pub struct Metrics {
     pub decode_tokens_per_s: f64,
     /// Whole request, ms.
     pub total_ms: f64,
+    /// Oldest history messages dropped to fit the context (`OverflowPolicy.DropOldestTurns`);
+    /// 0 otherwise. The prompt after them is prefilled again (`prefilled_tokens` says how much).
+    pub dropped_messages: i32,
 }
 
 impl From<css::Metrics> for Metrics {
@@ -538,6 +548,7 @@ impl From<css::Metrics> for Metrics {
             prefill_tokens_per_s: v.prefill_tokens_per_s,
             decode_tokens_per_s: v.decode_tokens_per_s,
             total_ms: v.total_ms,
+            dropped_messages: to_i32(v.dropped_messages),
         }
     }
 }

@@ -9,8 +9,9 @@
 //! same host kernels (quantized products read in place, RMSNorm, attention over the f16 KV
 //! cache, SwiGLU), its own DeltaNet step, and the recurrent state kept in the session's
 //! [`KvCache`] ([`KvCache::with_recurrent`]), which cannot be cut back to an arbitrary position
-//! (a session rewinds to a turn-boundary checkpoint or prefills again). CPU only for now: on the
-//! GPU backend loading is [`Error::Backend`] (`auto` falls back to the CPU).
+//! (a session rewinds to a turn-boundary checkpoint or prefills again). On the GPU backend
+//! (wgpu) the products, norms, attention and MLP run on the device, and the DeltaNet layers'
+//! conv and recurrence run on the host over the same state ([`gpu`]).
 //!
 //! Per layer: `x += mixer(attn_norm(x))`, then `x += ffn(post_attention_norm(x))`.
 //! - DeltaNet: `qkv = W_qkv·h` → causal depthwise conv1d (kernel 4) over the previous 3 inputs
@@ -30,6 +31,9 @@ use crate::gguf::Metadata;
 use crate::kv_cache::{CacheLayout, KvCache, RecurrentLayer};
 use crate::weights::{SharedWeight, WeightId, WeightSource};
 use crate::{Error, Result};
+
+#[path = "qwen35_gpu.rs"]
+mod gpu;
 
 /// The registry entry. `from_gguf` describes the attention layers (what `inspect` and the
 /// engine's info show); the model itself is built by [`build`].
@@ -225,10 +229,10 @@ fn from_hf(_v: &serde_json::Value, _vocab: usize) -> Result<DecoderConfig> {
     Err(hf_invalid("Qwen 3.5 loads from GGUF only"))
 }
 
-/// Builds the model from a GGUF file: on the CPU only (`gpu` is [`Error::Backend`]).
+/// Builds the model from a GGUF file, on the CPU or (`gpu`) on the wgpu device.
 pub(crate) fn build(md: &Metadata, weights: &dyn WeightSource, vocab: usize, gpu: bool) -> Result<Box<dyn CausalLm>> {
     if gpu {
-        return Err(Error::Backend { reason: "the qwen35 architecture runs on the CPU backend only (its gated DeltaNet layers have no GPU kernels yet)".into() });
+        return Ok(Box::new(gpu::load(config(md, vocab)?, weights)?));
     }
     Ok(Box::new(Qwen35::load(config(md, vocab)?, weights)?))
 }
@@ -244,6 +248,8 @@ pub(crate) enum Fault {
     NoL2Norm,
     /// The conv state is not carried from one token to the next (zeros instead).
     NoConvState,
+    /// The GPU path's attention layers leave out the sigmoid output gate.
+    NoAttnGate,
     /// The chunked prefill leaves out the decay between the tokens of a chunk.
     NoChunkDecay,
 }
@@ -304,6 +310,8 @@ pub struct Qwen35 {
     embedding: SharedWeight,
     n_attn: usize,
     n_delta: usize,
+    /// Where the weights, norms and KV cache live: the CPU, or the wgpu device ([`gpu`]).
+    device: burn::tensor::Device,
     #[cfg(test)]
     fault: Fault,
 }
@@ -345,8 +353,14 @@ impl Qwen35 {
 
     /// [`Qwen35::load`] with the products in `mode` (`QuantizedCpu` or `Dense`).
     pub(crate) fn load_mode(cfg: Qwen35Config, src: &dyn WeightSource, mode: WeightMode) -> Result<Self> {
+        Self::load_on(cfg, src, mode, &crate::backend::cpu_device(), u64::MAX)
+    }
+
+    /// The weights in `mode` on `device` (the CPU, or the GPU with `QuantizedGpu`/`Dense`);
+    /// `max_buffer` bounds each device buffer of the LM head (the storage-binding limit).
+    pub(crate) fn load_on(cfg: Qwen35Config, src: &dyn WeightSource, mode: WeightMode, device: &burn::tensor::Device, max_buffer: u64) -> Result<Self> {
         crate::weights::check_shapes(src, &cfg.weight_shapes(src.has(WeightId::Output)))?;
-        let device = crate::backend::cpu_device();
+        let device = device.clone();
         let eps = cfg.base.rms_norm_eps;
         let lin = |id| Linear::load(src, id, mode, &device);
         let norm = |id| RmsNorm::load(src, id, eps, &device);
@@ -392,7 +406,7 @@ impl Qwen35 {
         }
         let output_norm = RmsNorm::load(src, WeightId::OutputNorm, eps, &device)?;
         let head_id = if src.has(WeightId::Output) { WeightId::Output } else { WeightId::TokenEmbedding };
-        let lm_head = LmHead::load(src, head_id, mode, u64::MAX, &device)?;
+        let lm_head = LmHead::load(src, head_id, mode, max_buffer, &device)?;
         let embedding = src.shared(WeightId::TokenEmbedding)?;
         Ok(Self {
             cfg,
@@ -402,6 +416,7 @@ impl Qwen35 {
             embedding,
             n_attn,
             n_delta,
+            device,
             #[cfg(test)]
             fault: Fault::None,
         })
@@ -554,10 +569,6 @@ impl Qwen35 {
     fn delta_net(&self, l: &DeltaLayer, hn: &[f32], n: usize, cache: &mut KvCache) -> Result<(Buf, f64)> {
         let cfg = &self.cfg;
         let d = cfg.base.hidden_size;
-        let (hk, hv, sk, sv, kk) = (cfg.k_heads, cfg.v_heads, cfg.head_k, cfg.head_v, cfg.conv_kernel);
-        let ch = cfg.conv_channels();
-        let eps = cfg.base.rms_norm_eps;
-        let fault = self.fault();
         let (qkv, z, beta, alpha) = {
             let mut input = HostIn::new(hn, n, d);
             let mut ys = Linear::forward_host_many(&[&l.qkv, &l.gate, &l.beta, &l.alpha], &mut input)?.into_iter();
@@ -567,6 +578,24 @@ impl Qwen35 {
             }
         };
         let t_mid = log::log_enabled!(log::Level::Debug).then(std::time::Instant::now);
+        let out = self.delta_mix(l, &qkv, &z, &beta, &alpha, n, cache)?;
+        let mid = t_mid.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        Ok((l.out.forward_host(&mut HostIn::new(&out, n, cfg.v_heads * cfg.head_v))?, mid))
+    }
+
+    /// The DeltaNet layer between its products, on the host (both backends): from `qkv: [n,
+    /// channels]`, `z: [n, H_v·S_v]`, `beta`, `alpha: [n, H_v]` to the gated, normed output
+    /// `[n, H_v·S_v]` before the output projection, updating the layer's conv and recurrent state.
+    #[allow(clippy::too_many_arguments)]
+    fn delta_mix(&self, l: &DeltaLayer, qkv: &[f32], z: &[f32], beta: &[f32], alpha: &[f32], n: usize, cache: &mut KvCache) -> Result<Vec<f32>> {
+        let cfg = &self.cfg;
+        let (hk, hv, sk, sv, kk) = (cfg.k_heads, cfg.v_heads, cfg.head_k, cfg.head_v, cfg.conv_kernel);
+        let ch = cfg.conv_channels();
+        let eps = cfg.base.rms_norm_eps;
+        let fault = self.fault();
+        if z.len() != n * hv * sv || beta.len() != n * hv || alpha.len() != n * hv {
+            return Err(backend("DeltaNet products do not match the model"));
+        }
         let layers = cache.recurrent_layers()?;
         let RecurrentLayer { conv: conv_state, state } = layers.get_mut(l.slot).ok_or_else(|| backend("recurrent layer out of range"))?;
         if conv_state.len() != (kk - 1) * ch || state.len() != hv * sv * sk || l.conv.len() != ch * kk || qkv.len() != n * ch {
@@ -642,8 +671,7 @@ impl Qwen35 {
         for (o, &g) in out.iter_mut().zip(z.iter()) {
             *o *= silu(g);
         }
-        let mid = t_mid.map_or(0.0, |t| t.elapsed().as_secs_f64());
-        Ok((l.out.forward_host(&mut HostIn::new(&out, n, hv * sv))?, mid))
+        Ok(out)
     }
 }
 
@@ -750,12 +778,14 @@ impl CausalLm for Qwen35 {
         if !cache.adapters().is_empty() {
             return Err(Error::Adapter { reason: "the qwen35 architecture takes no LoRA adapters".into() });
         }
-        if !cache.is_host() || !cache.is_recurrent() {
+        let on_gpu = self.device != crate::backend::cpu_device();
+        if cache.is_host() == on_gpu || !cache.is_recurrent() {
             return Err(backend("a qwen35 pass needs a cache made by this model's new_cache"));
         }
         let start = cache.len();
         cache.begin(n)?;
-        match self.forward_host(tokens, cache, start, first) {
+        let r = if on_gpu { self.forward_device(tokens, cache, start, first) } else { self.forward_host(tokens, cache, start, first) };
+        match r {
             Ok(v) => {
                 cache.commit();
                 Ok(v)
@@ -771,7 +801,7 @@ impl CausalLm for Qwen35 {
         let c = &self.cfg.base;
         let layout = CacheLayout { layer_windows: vec![None; self.n_attn], kv_heads: c.num_key_value_heads, head_dim: c.head_dim, max_context, max_chunk };
         let shapes = vec![self.cfg.state_shape(); self.n_delta];
-        Ok(KvCache::new(layout, &crate::backend::cpu_device())?.with_recurrent(&shapes))
+        Ok(KvCache::new(layout, &self.device)?.with_recurrent(&shapes))
     }
 
     fn vocab_size(&self) -> usize {
@@ -878,6 +908,59 @@ mod tests {
             eprintln!("qwen35 with {fault:?}: {v:?}");
             assert!(v.iter().filter(|x| **x == "departs").count() * 2 > v.len(), "{fault:?} still passes: {v:?}");
         }
+    }
+
+    /// The wgpu path (on with `EDGEWISE_GPU_TESTS=1`; lavapipe in CI) against llama.cpp's greedy
+    /// tokens, prefilled in chunks of 64 (the 127- and 155-token prompts cross two and three
+    /// chunks, then 24 decode steps): no departure beyond the near-tie rule, the exact floor of
+    /// the CPU test; the variant without the attention layers' sigmoid output gate departs
+    /// (judged over its first 8 tokens).
+    /// `EDGEWISE_GPU_QWEN35_CASES` limits the cases (default all 7; the long ones are 5 and 6).
+    #[test]
+    fn gpu_greedy_matches_llama_cpp_and_a_wrong_variant_departs() {
+        if std::env::var("EDGEWISE_GPU_TESTS").as_deref() != Ok("1") {
+            eprintln!("SKIPPED: gpu_greedy_matches_llama_cpp_and_a_wrong_variant_departs (set EDGEWISE_GPU_TESTS=1)");
+            return;
+        }
+        let Some(file) = synth() else { return };
+        let w = GgufWeights::new(file.clone());
+        let vocab = w.raw(WeightId::TokenEmbedding).unwrap().rows;
+        let m = gpu::load(config(file.metadata(), vocab).unwrap(), &w).unwrap();
+        assert_ne!(m.device, crate::backend::cpu_device());
+        let all = cases();
+        let limit = std::env::var("EDGEWISE_GPU_QWEN35_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(all.len());
+        // The long prompts first, so that a limit keeps them.
+        let picked: Vec<&serde_json::Value> = [5, 6, 0, 1, 2, 3, 4].iter().filter_map(|&i| all.get(i)).take(limit).collect();
+        // Each case judged over its first `steps` greedy tokens (the golden cut there).
+        let run = |m: &Qwen35, steps: usize| -> Vec<&'static str> {
+            picked
+                .iter()
+                .map(|c| {
+                    let t = std::time::Instant::now();
+                    let mut c = (*c).clone();
+                    for key in ["greedy_token_ids", "top5"] {
+                        if let Some(a) = c[key].as_array_mut() {
+                            a.truncate(steps);
+                        }
+                    }
+                    let prompt = ids(&c["prompt_token_ids"]);
+                    let v = judge(&greedy(m, &prompt, ids(&c["greedy_token_ids"]).len(), 64), &c).label();
+                    eprintln!("  {} prompt tokens, {} steps: {v} ({:.1} s)", prompt.len(), ids(&c["greedy_token_ids"]).len(), t.elapsed().as_secs_f64());
+                    v
+                })
+                .collect()
+        };
+        let v = run(&m, usize::MAX);
+        eprintln!("qwen35 on wgpu: {v:?}");
+        assert!(!v.contains(&"departs"), "{v:?}");
+        // The exact floor only over enough cases (as the CPU test's; one case may be a near-tie).
+        if v.len() >= 3 {
+            assert!(v.iter().filter(|x| **x == "exact").count() >= exact_floor(v.len()), "{v:?}");
+        }
+        // The wrong variant over the first 8 steps (lavapipe time; 6/7 cases depart over all 24).
+        let v = run(&m.with_fault(Fault::NoAttnGate), 8);
+        eprintln!("qwen35 on wgpu without the attention output gate: {v:?}");
+        assert!(v.iter().filter(|x| **x == "departs").count() * 2 > v.len(), "the variant without the output gate still passes: {v:?}");
     }
 
     /// A small deterministic generator for the kernel tests (xorshift, values in [-1, 1)).

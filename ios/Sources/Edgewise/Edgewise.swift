@@ -5328,6 +5328,11 @@ public struct Metrics: Equatable, Hashable {
      * Whole request, ms.
      */
     public var totalMs: Double
+    /**
+     * Oldest history messages dropped to fit the context (`OverflowPolicy.DropOldestTurns`);
+     * 0 otherwise. The prompt after them is prefilled again (`prefilled_tokens` says how much).
+     */
+    public var droppedMessages: Int32
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -5352,7 +5357,11 @@ public struct Metrics: Equatable, Hashable {
          */decodeTokensPerS: Double, 
         /**
          * Whole request, ms.
-         */totalMs: Double) {
+         */totalMs: Double, 
+        /**
+         * Oldest history messages dropped to fit the context (`OverflowPolicy.DropOldestTurns`);
+         * 0 otherwise. The prompt after them is prefilled again (`prefilled_tokens` says how much).
+         */droppedMessages: Int32) {
         self.promptTokens = promptTokens
         self.prefilledTokens = prefilledTokens
         self.generatedTokens = generatedTokens
@@ -5360,6 +5369,7 @@ public struct Metrics: Equatable, Hashable {
         self.prefillTokensPerS = prefillTokensPerS
         self.decodeTokensPerS = decodeTokensPerS
         self.totalMs = totalMs
+        self.droppedMessages = droppedMessages
     }
 
     
@@ -5384,7 +5394,8 @@ public struct FfiConverterTypeMetrics: FfiConverterRustBuffer {
                 ttftMs: FfiConverterDouble.read(from: &buf), 
                 prefillTokensPerS: FfiConverterDouble.read(from: &buf), 
                 decodeTokensPerS: FfiConverterDouble.read(from: &buf), 
-                totalMs: FfiConverterDouble.read(from: &buf)
+                totalMs: FfiConverterDouble.read(from: &buf), 
+                droppedMessages: FfiConverterInt32.read(from: &buf)
         )
     }
 
@@ -5396,6 +5407,7 @@ public struct FfiConverterTypeMetrics: FfiConverterRustBuffer {
         FfiConverterDouble.write(value.prefillTokensPerS, into: &buf)
         FfiConverterDouble.write(value.decodeTokensPerS, into: &buf)
         FfiConverterDouble.write(value.totalMs, into: &buf)
+        FfiConverterInt32.write(value.droppedMessages, into: &buf)
     }
 }
 
@@ -6612,6 +6624,12 @@ public struct SessionConfig: Equatable, Hashable {
      * What to do on overflow.
      */
     public var overflow: OverflowPolicy
+    /**
+     * A hybrid model's (Qwen 3.5's) turn-boundary copies of its recurrent state: how many the
+     * session keeps (0..=64, default 4; each ~19 MiB for Qwen 3.5 0.8B). Negative reads as 0.
+     * Plain transformers ignore it.
+     */
+    public var stateCheckpoints: Int32
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -6627,11 +6645,17 @@ public struct SessionConfig: Equatable, Hashable {
          */systemPrompt: String?, 
         /**
          * What to do on overflow.
-         */overflow: OverflowPolicy) {
+         */overflow: OverflowPolicy, 
+        /**
+         * A hybrid model's (Qwen 3.5's) turn-boundary copies of its recurrent state: how many the
+         * session keeps (0..=64, default 4; each ~19 MiB for Qwen 3.5 0.8B). Negative reads as 0.
+         * Plain transformers ignore it.
+         */stateCheckpoints: Int32 = 4) {
         self.maxContext = maxContext
         self.prefillChunk = prefillChunk
         self.systemPrompt = systemPrompt
         self.overflow = overflow
+        self.stateCheckpoints = stateCheckpoints
     }
 
     
@@ -6653,7 +6677,8 @@ public struct FfiConverterTypeSessionConfig: FfiConverterRustBuffer {
                 maxContext: FfiConverterInt32.read(from: &buf), 
                 prefillChunk: FfiConverterInt32.read(from: &buf), 
                 systemPrompt: FfiConverterOptionString.read(from: &buf), 
-                overflow: FfiConverterTypeOverflowPolicy.read(from: &buf)
+                overflow: FfiConverterTypeOverflowPolicy.read(from: &buf), 
+                stateCheckpoints: FfiConverterInt32.read(from: &buf)
         )
     }
 
@@ -6662,6 +6687,7 @@ public struct FfiConverterTypeSessionConfig: FfiConverterRustBuffer {
         FfiConverterInt32.write(value.prefillChunk, into: &buf)
         FfiConverterOptionString.write(value.systemPrompt, into: &buf)
         FfiConverterTypeOverflowPolicy.write(value.overflow, into: &buf)
+        FfiConverterInt32.write(value.stateCheckpoints, into: &buf)
     }
 }
 

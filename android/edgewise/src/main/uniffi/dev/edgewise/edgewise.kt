@@ -8291,6 +8291,12 @@ data class Metrics (
      * Whole request, ms.
      */
     val `totalMs`: kotlin.Double
+    , 
+    /**
+     * Oldest history messages dropped to fit the context (`OverflowPolicy.DropOldestTurns`);
+     * 0 otherwise. The prompt after them is prefilled again (`prefilled_tokens` says how much).
+     */
+    val `droppedMessages`: kotlin.Int
     
 ){
     
@@ -8314,6 +8320,7 @@ public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
             FfiConverterDouble.read(buf),
             FfiConverterDouble.read(buf),
             FfiConverterDouble.read(buf),
+            FfiConverterInt.read(buf),
         )
     }
 
@@ -8324,7 +8331,8 @@ public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
             FfiConverterDouble.allocationSize(value.`ttftMs`) +
             FfiConverterDouble.allocationSize(value.`prefillTokensPerS`) +
             FfiConverterDouble.allocationSize(value.`decodeTokensPerS`) +
-            FfiConverterDouble.allocationSize(value.`totalMs`)
+            FfiConverterDouble.allocationSize(value.`totalMs`) +
+            FfiConverterInt.allocationSize(value.`droppedMessages`)
     )
 
     override fun write(value: Metrics, buf: ByteBuffer) {
@@ -8335,6 +8343,7 @@ public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
             FfiConverterDouble.write(value.`prefillTokensPerS`, buf)
             FfiConverterDouble.write(value.`decodeTokensPerS`, buf)
             FfiConverterDouble.write(value.`totalMs`, buf)
+            FfiConverterInt.write(value.`droppedMessages`, buf)
     }
 }
 
@@ -9214,6 +9223,13 @@ data class SessionConfig (
      * What to do on overflow.
      */
     val `overflow`: OverflowPolicy
+    , 
+    /**
+     * A hybrid model's (Qwen 3.5's) turn-boundary copies of its recurrent state: how many the
+     * session keeps (0..=64, default 4; each ~19 MiB for Qwen 3.5 0.8B). Negative reads as 0.
+     * Plain transformers ignore it.
+     */
+    val `stateCheckpoints`: kotlin.Int = 4 
     
 ){
     
@@ -9234,6 +9250,7 @@ public object FfiConverterTypeSessionConfig: FfiConverterRustBuffer<SessionConfi
             FfiConverterInt.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterTypeOverflowPolicy.read(buf),
+            FfiConverterInt.read(buf),
         )
     }
 
@@ -9241,7 +9258,8 @@ public object FfiConverterTypeSessionConfig: FfiConverterRustBuffer<SessionConfi
             FfiConverterInt.allocationSize(value.`maxContext`) +
             FfiConverterInt.allocationSize(value.`prefillChunk`) +
             FfiConverterOptionalString.allocationSize(value.`systemPrompt`) +
-            FfiConverterTypeOverflowPolicy.allocationSize(value.`overflow`)
+            FfiConverterTypeOverflowPolicy.allocationSize(value.`overflow`) +
+            FfiConverterInt.allocationSize(value.`stateCheckpoints`)
     )
 
     override fun write(value: SessionConfig, buf: ByteBuffer) {
@@ -9249,6 +9267,7 @@ public object FfiConverterTypeSessionConfig: FfiConverterRustBuffer<SessionConfi
             FfiConverterInt.write(value.`prefillChunk`, buf)
             FfiConverterOptionalString.write(value.`systemPrompt`, buf)
             FfiConverterTypeOverflowPolicy.write(value.`overflow`, buf)
+            FfiConverterInt.write(value.`stateCheckpoints`, buf)
     }
 }
 

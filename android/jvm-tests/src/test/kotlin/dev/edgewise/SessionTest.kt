@@ -198,6 +198,21 @@ class SessionTest {
     }
 
     @Test
+    fun droppedTurnsAreReportedInTheMetrics() {
+        // The defaults carry the hybrid models' checkpoint count (Qwen 3.5; ignored by Gemma).
+        assertEquals(4, SessionConfig.defaults().stateCheckpoints)
+        val config = SessionConfig.defaults().copy(maxContext = 64, overflow = OverflowPolicy.DROP_OLDEST_TURNS, stateCheckpoints = 2)
+        val session = engine.newSession(config)
+        assertEquals(2, session.config().stateCheckpoints)
+        val params = GenerationParams.greedy(10).copy(ignoreEos = true)
+        val dropped = (0 until 4).map { session.chat("Tell me one more fact about the sea, briefly.", params, TestSupport.Collector()).metrics }
+        assertEquals(0, dropped.first().droppedMessages, "nothing to drop on the first turn")
+        val later = dropped.firstOrNull { it.droppedMessages > 0 }
+        assertTrue(later != null && later.prefilledTokens > 0, "a 64-token context dropped turns within 4: $dropped")
+        assertThrows<EdgewiseException> { engine.newSession(SessionConfig.defaults().copy(stateCheckpoints = 65)) }
+    }
+
+    @Test
     fun aCancelBeforeTheCallStartsIsHonoured() {
         val session = TestSupport.newSession()
         val token = CancelToken()
