@@ -1271,6 +1271,9 @@ pub enum CloudFailureKind {
     PolicyDenied,
     /// Something else on our side.
     Internal,
+    /// The cloud's tool calls did not fit the tools: a tool not offered, arguments invalid
+    /// against its schema, or no call where the choice requires one (the device answered).
+    InvalidToolCall,
 }
 
 impl From<cr::cloud::FailureKind> for CloudFailureKind {
@@ -1285,6 +1288,7 @@ impl From<cr::cloud::FailureKind> for CloudFailureKind {
             K::TooLarge => Self::TooLarge,
             K::PolicyDenied => Self::PolicyDenied,
             K::Internal => Self::Internal,
+            K::InvalidToolCall => Self::InvalidToolCall,
         }
     }
 }

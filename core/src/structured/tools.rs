@@ -402,6 +402,18 @@ impl Tools {
             .collect()
     }
 
+    /// Checks a call that did not come out of our constrained decoding (a cloud model's): its
+    /// tool is one the choice offers and its arguments validate against that tool's schema
+    /// ([`super::validate`]). The error names the tool by position and the failing place and
+    /// rule, never an argument value.
+    pub fn check_call(&self, call: &ToolCall) -> Result<()> {
+        let Some(tool) = self.offered().find(|t| t.name == call.name) else {
+            return Err(Error::InvalidToolCall { reason: "the call names a tool that was not offered".into() });
+        };
+        super::validate::check(&tool.parameters, &call.arguments)
+            .map_err(|e| Error::InvalidToolCall { reason: format!("the arguments of `{}` do not match its schema: {e}", tool.name) })
+    }
+
     /// The user turn that carries tool results back to the model.
     pub fn result_turn(results: &[ToolResult]) -> String {
         results
