@@ -300,6 +300,20 @@ impl LocalEngine {
         cancel: &CancelHandle,
         sink: &mut dyn FnMut(&str) -> bool,
     ) -> Result<StructuredAnswer> {
+        self.generate_structured_metered(request, output, base, cancel, sink, &mut None)
+    }
+
+    /// [`LocalEngine::generate_structured_cancellable`], leaving the generation's metrics and
+    /// stop reason in `last`.
+    fn generate_structured_metered(
+        &self,
+        request: &ChatRequest,
+        output: &StructuredRequest,
+        base: &GenerationParams,
+        cancel: &CancelHandle,
+        sink: &mut dyn FnMut(&str) -> bool,
+        last: &mut Option<(Metrics, StopReason)>,
+    ) -> Result<StructuredAnswer> {
         if let Some(t) = &output.tools {
             t.validate()?;
         }
@@ -326,6 +340,7 @@ impl LocalEngine {
         };
         let base = GenerationParams { constraint, ..base.clone() };
         let g = self.generate_rendered(request, template_tools.as_ref(), &base, cancel, sink)?;
+        *last = Some((g.metrics.clone(), g.stop_reason));
         let tool_calls = match tools {
             Some(t) if g.valid != Some(false) => t.parse_calls_for(
                 format,
@@ -519,6 +534,18 @@ impl LocalModel for WithParams<'_> {
         let g = self.engine.generate_cancellable(request, self.params, self.cancel, sink)?;
         *lock(&self.last) = Some((g.metrics.clone(), g.stop_reason));
         Ok(local_answer(g))
+    }
+    fn generate_structured(
+        &self,
+        request: &ChatRequest,
+        output: &StructuredRequest,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<StructuredAnswer> {
+        // With the local metrics remembered, as for `generate`.
+        let mut last = None;
+        let a = self.engine.generate_structured_metered(request, output, self.params, self.cancel, sink, &mut last)?;
+        *lock(&self.last) = last;
+        Ok(a)
     }
     fn context_limit(&self) -> usize {
         self.engine.context_limit()

@@ -19,6 +19,14 @@ public extension ChatMessage {
     static func system(_ text: String) -> ChatMessage { ChatMessage(role: .system, content: text) }
     /// An earlier answer of the model.
     static func assistant(_ text: String) -> ChatMessage { ChatMessage(role: .assistant, content: text) }
+    /// The model's earlier answer that made `calls` (`RoutedAnswer.toolCalls`), for the history.
+    static func toolCalls(_ calls: [ToolCall]) -> ChatMessage {
+        ChatMessage(role: .assistant, content: "", toolCalls: calls, toolCallId: nil)
+    }
+    /// A tool's result for the call `callId` (`ToolCall.id`).
+    static func toolResult(callId: String, content: String) -> ChatMessage {
+        ChatMessage(role: .tool, content: content, toolCalls: [], toolCallId: callId)
+    }
 }
 
 /// An `AnswerListener` that forwards to closures (called on the generating thread).
@@ -48,12 +56,14 @@ public extension Router {
     /// Routes `messages` (system prompt, history, new user message) and streams the answer,
     /// ending with `.done`. Cancelling the consuming task (or dropping the stream) cancels this
     /// request only; the stream ends once the native call has returned.
-    func stream(_ messages: [ChatMessage], meta: RequestMeta, params: GenerationParams)
+    func stream(_ messages: [ChatMessage], meta: RequestMeta, params: GenerationParams,
+                tools: [Tool]? = nil, toolChoice: ToolChoice? = nil)
         -> AsyncThrowingStream<RouterEvent, Error>
     {
         EdgewiseNativeStream<RouterEvent>.make { [self] token, yield in
             let listener = ClosureAnswerListener(onReset: { yield(.reset) }, onToken: { yield(.text($0)) })
-            let answer = try self.send(messages: messages, meta: meta, params: params, listener: listener, cancel: token)
+            let answer = try self.send(messages: messages, meta: meta, params: params, listener: listener, cancel: token,
+                                       tools: tools, toolChoice: toolChoice)
             yield(.done(answer))
         }
     }
@@ -61,11 +71,13 @@ public extension Router {
     /// Routes `messages` and returns the whole `RoutedAnswer`. Cancelling the calling task
     /// cancels this request only and returns once it stopped.
     func ask(_ messages: [ChatMessage], meta: RequestMeta, params: GenerationParams,
+             tools: [Tool]? = nil, toolChoice: ToolChoice? = nil,
              onReset: @escaping @Sendable () -> Void = {},
              onToken: @escaping @Sendable (String) -> Void = { _ in }) async throws -> RoutedAnswer {
         try await edgewiseNativeCall { [self] token in
             try self.send(messages: messages, meta: meta, params: params,
-                          listener: ClosureAnswerListener(onReset: onReset, onToken: onToken), cancel: token)
+                          listener: ClosureAnswerListener(onReset: onReset, onToken: onToken), cancel: token,
+                          tools: tools, toolChoice: toolChoice)
         }
     }
 }
