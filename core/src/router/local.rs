@@ -325,7 +325,9 @@ impl LocalEngine {
         let request = match tools {
             Some(t) => {
                 if constraint.is_text() {
-                    constraint = t.constraint_for(format);
+                    let max_tokens = Self::params_for(base, request).max_tokens;
+                    let budget = crate::structured::tools::think_budget_for(self.engine.template().thinks(), max_tokens);
+                    constraint = t.constraint_for_model(format, budget);
                 }
                 if format == ToolFormat::Builtin {
                     with_tools = request.clone();
