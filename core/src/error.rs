@@ -174,6 +174,13 @@ pub enum Error {
         /// What is wrong with the constraint (from the constraint, never prompt text).
         reason: String,
     },
+    /// A tool call that did not come out of constrained decoding (a cloud model's) names a
+    /// tool that was not offered or has arguments that do not validate against its schema.
+    #[error("invalid tool call: {reason}")]
+    InvalidToolCall {
+        /// The tool's name, and the place and rule that failed (never an argument value).
+        reason: String,
+    },
     /// The generation was cancelled.
     #[error("generation cancelled")]
     Cancelled,

@@ -638,7 +638,9 @@ impl Session {
             departure = self.next_turn_departure(&turns, &turn_ids, &ids);
         }
         // The tool choice constrains the answer unless the caller set a constraint.
-        let tool_constraint = self.tools.as_ref().filter(|_| params.constraint.is_text()).map(|t| t.constraint_for(format));
+        let budget = crate::structured::tools::think_budget_for(self.engine.template().thinks(), params.max_tokens);
+        let tool_constraint =
+            self.tools.as_ref().filter(|_| params.constraint.is_text()).map(|t| t.constraint_for_model(format, budget));
         let mut g = match tool_constraint {
             Some(constraint) => self.generate(ids, &GenerationParams { constraint, ..params.clone() }, cancel, sink, &anchors, departure)?,
             None => self.generate(ids, params, cancel, sink, &anchors, departure)?,

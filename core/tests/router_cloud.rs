@@ -1267,3 +1267,75 @@ fn a_secret_anywhere_in_the_tools_keeps_the_request_local() {
     }
     assert!(prepare_request(&cfg, &clean_tool_request(), false, &audit).is_ok());
 }
+
+/// The cloud's tool calls are checked against the request's tools like nothing else it says can
+/// be: a call of a tool that was not offered, arguments that do not validate against the tool's
+/// schema, or text where the choice requires a call, is a failed cloud answer (`invalid_tool_call`)
+/// and the device answers instead (its calls are constrained); a valid call passes. Streamed and
+/// not.
+#[test]
+fn invalid_cloud_tool_calls_are_never_passed_on_as_valid() {
+    use edgewise_core::structured::tools::ToolChoice;
+    let call = |name: &str, args: &str| {
+        serde_json::json!({
+            "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_x", "type": "function", "function": {"name": name, "arguments": args}}]},
+                "finish_reason": "tool_calls"}]
+        })
+        .to_string()
+    };
+    let delta = |d: serde_json::Value| format!("data: {}\n\n", serde_json::json!({"choices": [{"index": 0, "delta": d, "finish_reason": null}]}));
+    let sse_call = |name: &str, args: &str| Behavior::Sse {
+        events: vec![
+            delta(serde_json::json!({"tool_calls": [{"index": 0, "id": "call_y", "type": "function", "function": {"name": name, "arguments": args}}]})),
+            sse_finish(),
+            "data: [DONE]\n\n".to_string(),
+        ],
+        gap: Duration::ZERO,
+    };
+    // (case, choice, the cloud's answer not streamed, streamed, valid?)
+    let cases: Vec<(&str, ToolChoice, Behavior, Behavior, bool)> = vec![
+        ("unknown tool", ToolChoice::Auto, Behavior::Json(call("delete_account", "{}")), sse_call("delete_account", "{}"), false),
+        ("wrong type", ToolChoice::Auto, Behavior::Json(call("lookup_order", r#"{"order": "soon"}"#)), sse_call("lookup_order", r#"{"order": "soon"}"#), false),
+        ("not offered under none", ToolChoice::None, Behavior::Json(call("lookup_order", r#"{"order": 5}"#)), sse_call("lookup_order", r#"{"order": 5}"#), false),
+        (
+            "text where a call is required",
+            ToolChoice::Required,
+            Behavior::Json(completion_json("I looked it up.")),
+            Behavior::Sse { events: vec![sse_delta("I looked it up."), sse_finish(), "data: [DONE]\n\n".into()], gap: Duration::ZERO },
+            false,
+        ),
+        ("valid", ToolChoice::Auto, Behavior::Json(call("lookup_order", r#"{"order": 5}"#)), sse_call("lookup_order", r#"{"order": 5}"#), true),
+    ];
+    for (name, choice, json, sse, valid) in cases {
+        for stream in [false, true] {
+            let answer = if stream { sse.clone() } else { json.clone() };
+            let cloud = FakeCloud::start(move |_| answer.clone());
+            let s = setup(&format!("tools-check-{stream}"), &cloud.base_url(), RouterPolicy::cloud_assist(), |c| {
+                c.stream = stream;
+                c.max_retries = 0;
+            });
+            let local = FakeToolLocal(FakeLocal::new(4096));
+            let mut r = clean_tool_request();
+            if let Some(t) = r.tools.as_mut() {
+                t.choice = choice.clone();
+            }
+            let ans = s.router.answer(&local, &r, &asked(), &mut RecordingSink::default()).expect("answer");
+            assert_eq!(cloud.requests().len(), 1, "{name}: asked the cloud once");
+            if valid {
+                assert_eq!((ans.served_by, ans.fallback.is_none()), (Target::Cloud, true), "{name} stream={stream}");
+                assert_eq!(ans.tool_calls.len(), 1);
+                assert_eq!(ans.tool_calls[0].arguments, serde_json::json!({"order": 5}));
+            } else {
+                assert_eq!(ans.served_by, Target::Local, "{name} stream={stream}: the invalid cloud answer was passed on");
+                assert_eq!(ans.fallback.as_ref().map(|f| f.kind), Some(FailureKind::InvalidToolCall), "{name} stream={stream}");
+                assert_eq!(local.0.calls.load(Ordering::SeqCst), 1, "{name}: the device answered");
+                assert!(ans.tool_calls.iter().all(|c| c.name == "lookup_order" && c.arguments == serde_json::json!({"order": 1})), "{name}: only the device's calls");
+                let raw = std::fs::read_to_string(s.dir.join("audit.jsonl")).expect("audit");
+                assert!(raw.contains("invalid_tool_call"), "{name}: the audit says why");
+                assert!(!raw.contains("soon") && !raw.contains("delete_account"), "{name}: no call text in the audit");
+            }
+        }
+    }
+}

@@ -420,3 +420,40 @@ fn serve_answers_client_mistakes_400_on_the_real_model() {
         assert_eq!(ok.0, 200, "{}", ok.1);
     });
 }
+
+/// `LocalEngine::answer` (the path of Kotlin/Swift `Router.send`) with tools: the device answers
+/// with constrained calls of the offered tool, valid against its schema, with the local metrics
+/// remembered; the call and its result sent back continue the conversation.
+#[test]
+fn local_engine_answers_routed_tool_requests_with_valid_calls() {
+    use edgewise_core::structured::tools::{ToolChoice, Tools};
+    let Some(local) = local(64) else { return };
+    let dir = temp_dir("engine-tools");
+    let router = Router::new(RouterConfig::local_only(dir.to_path_buf())).expect("router");
+    let mut tools = Tools::from_json(
+        r#"[{"type":"function","function":{"name":"lookup_order","description":"Looks up a shop order by its number.",
+            "parameters":{"type":"object","properties":{"order":{"type":"integer","minimum":1,"maximum":99999}},"required":["order"],"additionalProperties":false}}}]"#,
+    )
+    .expect("tools");
+    tools.choice = ToolChoice::Required;
+    let mut request = ChatRequest::user("Where is my order 1042?");
+    request.tools = Some(tools.clone());
+    let params = GenerationParams::greedy(64);
+    let a = local.answer(&router, &request, &RequestMeta::default(), &params, &mut |_: &str| true).expect("answer");
+    assert_eq!(a.answer.served_by, Target::Local);
+    assert!(!a.answer.tool_calls.is_empty(), "a required choice calls");
+    for c in &a.answer.tool_calls {
+        assert_eq!(c.name, "lookup_order");
+        edgewise_core::structured::validate::check(&tools.tools[0].parameters, &c.arguments).expect("valid arguments");
+    }
+    assert!(a.local_metrics.is_some(), "the local metrics are remembered");
+    request.messages.push(ChatMessage::tool_calls(a.answer.tool_calls.clone()));
+    for c in &a.answer.tool_calls {
+        request.messages.push(ChatMessage::tool_result(c.id.clone(), r#"{"status":"shipped"}"#));
+    }
+    if let Some(t) = request.tools.as_mut() {
+        t.choice = ToolChoice::None;
+    }
+    let b = local.answer(&router, &request, &RequestMeta::default(), &GenerationParams::greedy(16), &mut |_: &str| true).expect("next");
+    assert!(b.answer.tool_calls.is_empty() && !b.answer.text.trim().is_empty(), "a text answer under `none`");
+}

@@ -597,3 +597,208 @@ fn non_loopback_without_a_key_is_refused() {
     assert!(!out.status.success());
     assert!(err.contains("--allow-unauthenticated-remote") && err.contains("--api-key-env"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tool loops through the server
+// ---------------------------------------------------------------------------------------------
+
+use edgewise_core::router::{Role, StructuredAnswer, StructuredRequest};
+use edgewise_core::structured::tools::ToolCall;
+
+/// A local model with tools that records every request: after a `tool` message it answers
+/// text (word by word), otherwise one `lookup_order` call (streamed as one piece, the built-in
+/// format's text).
+struct ToolLoopLocal {
+    seen: std::sync::Mutex<Vec<ChatRequest>>,
+}
+
+impl ToolLoopLocal {
+    fn new() -> Self {
+        Self { seen: std::sync::Mutex::new(Vec::new()) }
+    }
+    fn seen(&self) -> Vec<ChatRequest> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+fn lookup_call() -> ToolCall {
+    ToolCall { id: "call_9_0".into(), name: "lookup_order".into(), arguments: serde_json::json!({"order": 1042}) }
+}
+
+impl LocalModel for ToolLoopLocal {
+    fn generate(&self, r: &ChatRequest, sink: &mut dyn FnMut(&str) -> bool) -> edgewise_core::Result<LocalAnswer> {
+        FakeLocal::new(4096).generate(r, sink)
+    }
+    fn generate_structured(
+        &self,
+        request: &ChatRequest,
+        output: &StructuredRequest,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> edgewise_core::Result<StructuredAnswer> {
+        assert!(output.tools.is_some(), "the tools reach the local model");
+        self.seen.lock().expect("lock").push(request.clone());
+        let after_result = request.messages.last().is_some_and(|m| m.role == Role::Tool);
+        let (text, calls) = if after_result {
+            ("[local] your order has shipped".to_string(), Vec::new())
+        } else {
+            (r#"{"tool_calls":[{"name":"lookup_order","arguments":{"order":1042}}]}"#.to_string(), vec![lookup_call()])
+        };
+        let pieces: Vec<&str> = if calls.is_empty() { text.split_inclusive(' ').collect() } else { vec![text.as_str()] };
+        for p in &pieces {
+            if !sink(p) {
+                break;
+            }
+        }
+        Ok(StructuredAnswer {
+            answer: LocalAnswer { completion_tokens: pieces.len(), prompt_tokens: 10, finish_reason: FinishReason::Stop, text },
+            tool_calls: calls,
+            valid: Some(true),
+        })
+    }
+    fn context_limit(&self) -> usize {
+        4096
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        text.split_whitespace().count()
+    }
+    fn model_id(&self) -> String {
+        "fake-tools".into()
+    }
+}
+
+/// Runs tests/reference/openai_tool_loop_check.py against `addr` with `result` as the tool's
+/// answer; returns its summary, or `None` when the reference python is missing.
+fn python_tool_loop(addr: std::net::SocketAddr, result: &str) -> Option<serde_json::Value> {
+    let Some(py) = refenv_python().filter(|p| python_has(p, "openai")) else {
+        eprintln!("SKIPPED: /opt/refenv python with `openai` not found");
+        assert!(std::env::var_os("EDGEWISE_REQUIRE_REFERENCE").is_none(), "reference client required");
+        return None;
+    };
+    let out = Command::new(&py)
+        .arg(reference_script("openai_tool_loop_check.py"))
+        .args(["--base-url", &format!("http://{addr}/v1"), "--result", result])
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "openai tool loop failed:\n{stdout}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("json summary");
+    assert_eq!(v["ok"], true);
+    Some(v)
+}
+
+/// The second request of a loop as the model (or the cloud) must see it: the user's question,
+/// the assistant's call as a call (not text), and the result as a `tool` message naming the call.
+fn assert_real_tool_messages(r: &ChatRequest, result: &str) {
+    let m = &r.messages;
+    assert_eq!(m.len(), 3, "{m:?}");
+    assert_eq!((m[0].role, m[0].tool_calls.is_empty()), (Role::User, true));
+    assert_eq!(m[1].role, Role::Assistant);
+    assert_eq!(m[1].tool_calls, vec![lookup_call()], "the client's call arrives as a call, not rewritten into text");
+    assert_eq!(m[1].content, "");
+    assert_eq!(
+        (m[2].role, m[2].tool_call_id.as_deref(), m[2].content.as_str()),
+        (Role::Tool, Some("call_9_0"), result),
+        "the tool result arrives as a `tool` message"
+    );
+    assert!(r.tools.as_ref().is_some_and(|t| t.tools[0].name == "lookup_order"), "the tools are part of the request");
+}
+
+/// The official `openai` client runs a two-step tool loop (not streamed, then streamed): its
+/// assistant `tool_calls` and `tool` messages reach the model as the router's own call and result
+/// messages (so a Qwen or Llama chat template renders them), not as the built-in text format.
+#[test]
+fn openai_client_tool_loop_reaches_the_model_as_calls_and_results() {
+    let model = ToolLoopLocal::new();
+    let result = r#"{"status": "shipped", "eta_days": 2}"#;
+    with_model_server(&model, loopback(), |addr| {
+        let Some(v) = python_tool_loop(addr, result) else { return };
+        assert_eq!(v["answers"][0], "[local] your order has shipped");
+        assert_eq!(v["answers"][1], "[local] your order has shipped");
+        assert_eq!(v["calls"][1][0]["id"], "call_9_0");
+    });
+    let seen = model.seen();
+    if seen.is_empty() {
+        return; // skipped
+    }
+    assert_eq!(seen.len(), 4, "two steps, twice");
+    for step in [1, 3] {
+        assert_real_tool_messages(&seen[step], result);
+    }
+}
+
+/// A client's tool loop through a server with the privacy router (`edgewise serve --cloud`): a
+/// clean loop goes to the cloud with OpenAI `tool_calls` / `tool` messages; a tool result that
+/// holds personal data keeps that turn on the device (the cloud never sees it) and the local
+/// model answers it.
+#[test]
+fn serve_with_router_keeps_a_sensitive_tool_result_on_the_device() {
+    use edgewise_core::router::{RequestMeta, Router, RouterConfig, RouterPolicy};
+    let call = serde_json::json!({
+        "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_9_0", "type": "function", "function": {"name": "lookup_order", "arguments": "{\"order\": 1042}"}}]},
+            "finish_reason": "tool_calls"}]
+    })
+    .to_string();
+    let serve_routed = |name: &str, cloud: &FakeCloud, model: &ToolLoopLocal, result: &str| -> bool {
+        let dir = temp_dir(name);
+        let mut cc = CloudConfig::new(cloud.base_url(), "gpt-test");
+        cc.stream = false;
+        let config = RouterConfig { policy: RouterPolicy::cloud_assist(), cloud: Some(cc), ..RouterConfig::local_only(dir.to_path_buf()) };
+        let router = Router::new(config).expect("router").with_reachability(std::sync::Arc::new(|_: &str| Ok(true)));
+        let server = Server::bind(loopback())
+            .expect("bind")
+            .with_router(std::sync::Arc::new(router), RequestMeta { cloud_requested: true, local_mean_logprob: None });
+        let addr = server.local_addr();
+        let stop = server.shutdown_handle();
+        let mut ran = false;
+        std::thread::scope(|s| {
+            let h = s.spawn(|| server.run(model));
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| python_tool_loop(addr, result)));
+            stop.shutdown();
+            assert!(h.join().is_ok());
+            match res {
+                Ok(v) => ran = v.is_some(),
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        });
+        ran
+    };
+
+    // Clean: both steps of both loops go to the cloud, with real tool messages.
+    let c = call.clone();
+    let cloud = FakeCloud::start(move |n| if n % 2 == 0 { Behavior::Json(c.clone()) } else { Behavior::Json(completion_json("cloud: shipped")) });
+    let model = ToolLoopLocal::new();
+    let clean = r#"{"status": "shipped", "eta_days": 2}"#;
+    if !serve_routed("serve-router-clean", &cloud, &model, clean) {
+        return;
+    }
+    assert!(model.seen().is_empty(), "a clean loop is answered by the cloud");
+    let reqs = cloud.requests();
+    assert_eq!(reqs.len(), 4);
+    for step in [1, 3] {
+        let body: serde_json::Value = serde_json::from_slice(&reqs[step].body).expect("json");
+        let msgs = body["messages"].as_array().expect("messages");
+        assert_eq!(msgs[1]["tool_calls"][0]["id"], "call_9_0", "{body}");
+        assert_eq!((msgs[2]["role"].as_str(), msgs[2]["tool_call_id"].as_str()), (Some("tool"), Some("call_9_0")), "{body}");
+        assert_eq!(msgs[2]["content"], clean);
+        assert_eq!(body["tools"][0]["function"]["name"], "lookup_order");
+    }
+
+    // Sensitive data in the tool result: the first step still goes out, the second stays here.
+    let cloud = FakeCloud::start(move |_| Behavior::Json(call.clone()));
+    let model = ToolLoopLocal::new();
+    let secret = r#"{"customer": "Jane Doe", "card": "4539 1488 0343 6467", "exp": "04/27"}"#;
+    assert!(serve_routed("serve-router-secret", &cloud, &model, secret));
+    let reqs = cloud.requests();
+    assert_eq!(reqs.len(), 2, "only the two first steps reached the cloud");
+    for r in &reqs {
+        assert!(!String::from_utf8_lossy(&r.body).contains("4539"), "the card number left the device");
+    }
+    let seen = model.seen();
+    assert_eq!(seen.len(), 2, "the local model answered both second steps");
+    for r in &seen {
+        assert_real_tool_messages(r, secret);
+    }
+}

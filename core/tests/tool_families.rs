@@ -175,3 +175,77 @@ fn a_template_without_tools_uses_the_builtin_format() {
     assert_eq!(g.valid, Some(true), "{:?}", g.text);
     assert!(g.text.starts_with("{\"tool_calls\":[{\"name\":\"get_weather\""), "{:?}", g.text);
 }
+
+/// Qwen 3 thinks before it answers: under `auto` the answer may open with a `<think>…</think>`
+/// block of free text, and a call after it must name an offered tool with valid arguments (before,
+/// everything after the thinking passed as free text); `required` and a named tool still call at
+/// once. Checked by feeding texts, tokenized by the synthesized qwen3's tokenizer, through the
+/// compiled constraint; then on the model: the budget (half of `max_tokens`) forces `</think>`,
+/// and a call after it is valid.
+#[test]
+fn qwen3_thinking_then_a_constrained_call() {
+    use edgewise_core::session::StopReason;
+    let Some(path) = model("qwen3-tools") else { return };
+    let e =
+        Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false })
+            .unwrap();
+    assert!(e.template().thinks(), "the Qwen 3 template handles <think>");
+    let compiler = e.constraint_compiler().unwrap();
+    let accepts = |c: &edgewise_core::structured::OutputConstraint, text: &str| -> bool {
+        let mut k = compiler.compile(c).unwrap().unwrap();
+        let ids = e.tokenizer().encode(text, false).unwrap();
+        ids.iter().all(|&id| k.commit(id).is_ok()) && k.is_accepting()
+    };
+    let think = "<think>\nThe user wants apples, so I should call add_to_cart with qty 2.\n</think>\n\n";
+    let call = "<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": {\"item\": \"apple\", \"qty\": 2}}\n</tool_call>";
+    let bad_calls = [
+        "<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": {\"item\": \"apple\", \"qty\": 99}}\n</tool_call>",
+        "<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": {\"item\": \"car\", \"qty\": 2}}\n</tool_call>",
+        "<tool_call>\n{\"name\": \"delete_account\", \"arguments\": {}}\n</tool_call>",
+        "<tool_call>\n{\"name\":\"add_to_cart\",\"arguments\":{\"item\":\"apple\",\"qty\":2}}\n</tool_call>",
+    ];
+    let mut t = tools();
+    t.choice = ToolChoice::Auto;
+    let c = t.constraint_for_model(ToolFormat::Hermes, Some(512));
+    assert!(accepts(&c, &format!("{think}{call}")), "thinking, then a call");
+    assert!(accepts(&c, &format!("{think}{call}\n{call}")), "thinking, then two calls");
+    assert!(accepts(&c, call), "a call without thinking");
+    assert!(accepts(&c, &format!("{think}Sure, two apples are in your cart.")), "thinking, then text");
+    assert!(accepts(&c, "Sure, two apples are in your cart."), "text");
+    assert!(accepts(&c, think.trim_end()), "thinking alone");
+    for bad in bad_calls {
+        assert!(!accepts(&c, &format!("{think}{bad}")), "a bad call after thinking passed");
+        assert!(!accepts(&c, bad), "a bad call passed");
+    }
+    assert!(!accepts(&c, "<think>\nno end"), "an unfinished thinking block is not complete");
+    assert!(!accepts(&c, &format!("<think>\n1 < 2\n</think>\n\n{call}")), "`<` inside the thinking (documented)");
+    // The budget: past it `</think>` is the only way on.
+    let short = t.constraint_for_model(ToolFormat::Hermes, Some(8));
+    assert!(accepts(&short, &format!("<think>\nOK.\n</think>\n\n{call}")));
+    assert!(!accepts(&short, &format!("{think}{call}")), "a thinking block past its budget passed");
+    // `required` / a named tool: the call comes at once.
+    for choice in [ToolChoice::Required, ToolChoice::Named("add_to_cart".into())] {
+        let mut t = tools();
+        t.choice = choice.clone();
+        let c = t.constraint_for_model(ToolFormat::Hermes, Some(512));
+        assert!(accepts(&c, call) && !accepts(&c, &format!("{think}{call}")), "{choice:?}");
+    }
+    // The old constraint (no thinking) let anything after a thinking block pass as text.
+    assert!(accepts(&t.constraint_for(ToolFormat::Hermes), &format!("{think}{}", bad_calls[0])));
+
+    // On the model (random weights; greedy): whatever it opens with, a thinking block ends by its
+    // budget (half of max_tokens) and a call is complete and valid.
+    let mut s = e.new_session(SessionConfig { max_context: 2048, ..Default::default() }).unwrap();
+    s.set_tools(Some(tools())).unwrap();
+    let g = s.chat("Add two apples to my cart, please.", &GenerationParams::greedy(400), &mut |_| true).unwrap();
+    let (thinking, after) = match g.text.strip_prefix("<think>") {
+        Some(rest) => rest.split_once("</think>").unwrap_or_else(|| panic!("unended thinking: {:?}", g.text)),
+        None => ("", g.text.as_str()),
+    };
+    assert!(e.tokenizer().encode(thinking, false).unwrap().len() <= 200 + 1, "{:?}", g.text);
+    if after.trim_start().starts_with("<tool_call>") && g.stop_reason != StopReason::MaxTokens {
+        assert_eq!(g.valid, Some(true), "{:?}", g.text);
+        assert!(!g.tool_calls.is_empty());
+    }
+    eprintln!("qwen3 under auto: {} thinking bytes, then {:?}…, {} call(s)", thinking.len(), after.chars().take(24).collect::<String>(), g.tool_calls.len());
+}

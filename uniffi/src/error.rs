@@ -57,6 +57,13 @@ pub enum EdgewiseError {
         /// What is wrong (from the constraint, never prompt text).
         reason: String,
     },
+    /// A tool call that did not come out of constrained decoding names a tool that was not
+    /// offered or has arguments that do not validate against its schema.
+    #[error("invalid tool call: {reason}")]
+    InvalidToolCall {
+        /// The tool, the place and the rule (never an argument value).
+        reason: String,
+    },
     /// A LoRA adapter file is unusable (not a GGUF adapter, another architecture or size,
     /// missing or mis-shaped tensors, non-finite values), or an adapter was loaded for another
     /// model than this session's.
@@ -206,6 +213,7 @@ impl From<CoreError> for EdgewiseError {
             }
             CoreError::InvalidParameter { name, reason } => Self::InvalidParameter { name: name.into(), reason },
             CoreError::InvalidConstraint { .. } => Self::InvalidConstraint { reason },
+            CoreError::InvalidToolCall { .. } => Self::InvalidToolCall { reason },
             // Sizes only: the input itself is never part of the message.
             CoreError::InputTooLarge { .. } => Self::InvalidParameter { name: "input".into(), reason },
             CoreError::DimensionMismatch { .. } => Self::InvalidParameter { name: "vector".into(), reason },
@@ -295,6 +303,7 @@ mod tests {
             (CoreError::InputTooLarge { max: 1 << 20, actual: 50 << 20 }, "InvalidParameter"),
             (CoreError::SessionFile { reason: "checksum mismatch".into() }, "SessionFile"),
             (CoreError::InvalidConstraint { reason: "unknown keyword".into() }, "InvalidConstraint"),
+            (CoreError::InvalidToolCall { reason: "unknown tool".into() }, "InvalidToolCall"),
             (CoreError::Adapter { reason: "missing lora_b".into() }, "Adapter"),
             (CoreError::SessionFileVersion { found: 2, supported: 1 }, "SessionFile"),
             (CoreError::SessionModelMismatch { file: "ab".into(), engine: "cd".into() }, "SessionModelMismatch"),

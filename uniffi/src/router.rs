@@ -13,8 +13,8 @@ use crate::engine::Engine;
 use crate::error::{guard, EdgewiseError, EdgewiseResult};
 use crate::session::{handle_of, CancelToken};
 use crate::types::{
-    to_i32, to_usize, ChatMessage, CloudEndpoint, GenerationParams, PiiReport, RequestMeta, RouteDecision, RoutedAnswer,
-    RouterPolicy, SessionConfig,
+    core_tools, router_messages, to_i32, to_usize, ChatMessage, CloudEndpoint, GenerationParams, PiiReport, RequestMeta,
+    RouteDecision, RoutedAnswer, RouterPolicy, SessionConfig, Tool, ToolChoice,
 };
 
 /// Scans `text` for personal data on the device (nothing leaves it) with the same gate the router
@@ -144,7 +144,13 @@ impl Router {
     /// as `ChatSession.set_adapters`; a request under another set than the pooled session's last
     /// never reuses its KV cache. The cloud never sees them. `Adapter` for an adapter loaded by
     /// an engine of another model; `InvalidParameter` for a non-finite scale.
-    #[uniffi::method(default(cancel = None, adapters = []))]
+    ///
+    /// `tools` (with `tool_choice`, `Auto` when null) are offered to whoever answers: the
+    /// device constrains its calls to them; the cloud gets them as OpenAI `tools` and its calls
+    /// are checked against their schemas. They count as part of the request for the privacy
+    /// check, like the calls and `Tool` results in `messages`. The answer's calls are in
+    /// `RoutedAnswer.tool_calls`. `InvalidConstraint` for unusable tools.
+    #[uniffi::method(default(cancel = None, adapters = [], tools = None, tool_choice = None))]
     pub fn send(
         &self,
         messages: Vec<ChatMessage>,
@@ -153,6 +159,8 @@ impl Router {
         listener: Arc<dyn AnswerListener>,
         cancel: Option<Arc<CancelToken>>,
         adapters: Vec<AdapterScale>,
+        tools: Option<Vec<Tool>>,
+        tool_choice: Option<ToolChoice>,
     ) -> EdgewiseResult<RoutedAnswer> {
         let cancel = handle_of(cancel);
         let _registered = self.running.register(&cancel);
@@ -160,10 +168,11 @@ impl Router {
             let params: css::GenerationParams = params.into();
             let set: Vec<_> = adapters.into_iter().map(|a| (a.adapter.inner.clone(), a.scale)).collect();
             let request = cr::ChatRequest {
-                messages: messages.into_iter().map(Into::into).collect(),
+                messages: router_messages(messages)?,
                 attachments: Vec::new(),
                 max_tokens: Some(u32::try_from(params.max_tokens).unwrap_or(u32::MAX)),
                 temperature: Some(params.sampling.temperature),
+                tools: request_tools(tools, tool_choice)?,
                 ..Default::default()
             }
             .with_adapters(&set)?;
@@ -182,15 +191,18 @@ impl Router {
     /// benign request the small model is unsure about to the cloud. Blocking (it generates).
     pub fn measure_confidence(&self, messages: Vec<ChatMessage>, draft_tokens: i32) -> EdgewiseResult<f32> {
         guard("Router.measure_confidence", || {
-            let request = cr::ChatRequest { messages: messages.into_iter().map(Into::into).collect(), ..Default::default() };
+            let request = cr::ChatRequest { messages: router_messages(messages)?, ..Default::default() };
             Ok(self.local.draft_confidence(&request, to_usize(draft_tokens))?)
         })
     }
 
-    /// Where `messages` would run now, without generating anything (for a badge before sending).
-    pub fn decide(&self, messages: Vec<ChatMessage>, meta: RequestMeta) -> EdgewiseResult<RouteDecision> {
+    /// Where `messages` would run now, without generating anything (for a badge before sending);
+    /// pass the `tools` that `send` will offer (they count for the privacy check).
+    #[uniffi::method(default(tools = None))]
+    pub fn decide(&self, messages: Vec<ChatMessage>, meta: RequestMeta, tools: Option<Vec<Tool>>) -> EdgewiseResult<RouteDecision> {
         guard("Router.decide", || {
-            let request = cr::ChatRequest { messages: messages.into_iter().map(Into::into).collect(), ..Default::default() };
+            let request =
+                cr::ChatRequest { messages: router_messages(messages)?, tools: request_tools(tools, None)?, ..Default::default() };
             Ok(self.router.decide(&self.local, &request, &meta.into()).into())
         })
     }
@@ -213,6 +225,17 @@ impl Router {
     /// many were answered. The answers stay in the queue file.
     pub fn drain_queue(&self) -> EdgewiseResult<i32> {
         guard("Router.drain_queue", || Ok(to_i32(self.router.drain_queue()?.answered.len())))
+    }
+}
+
+/// The request's tools: `None` when `tools` is null or empty.
+fn request_tools(
+    tools: Option<Vec<Tool>>,
+    choice: Option<ToolChoice>,
+) -> edgewise_core::Result<Option<edgewise_core::structured::tools::Tools>> {
+    match tools.filter(|t| !t.is_empty()) {
+        Some(t) => Ok(Some(core_tools(t, choice.unwrap_or(ToolChoice::Auto))?)),
+        None => Ok(None),
     }
 }
 

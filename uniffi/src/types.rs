@@ -602,6 +602,8 @@ pub enum Role {
     User,
     /// The model.
     Assistant,
+    /// A tool's result (`ChatMessage.tool_call_id` names the call), for `Router.send`.
+    Tool,
 }
 
 impl From<Role> for ct::Role {
@@ -610,6 +612,7 @@ impl From<Role> for ct::Role {
             Role::System => Self::System,
             Role::User => Self::User,
             Role::Assistant => Self::Assistant,
+            Role::Tool => Self::Tool,
         }
     }
 }
@@ -620,9 +623,7 @@ impl From<ct::Role> for Role {
             ct::Role::System => Self::System,
             ct::Role::User => Self::User,
             ct::Role::Assistant => Self::Assistant,
-            // A tool result (Qwen / Llama templates): shown as the user's turn, as in the
-            // built-in format, which sends results as a user turn.
-            ct::Role::Tool => Self::User,
+            ct::Role::Tool => Self::Tool,
         }
     }
 }
@@ -634,6 +635,13 @@ pub struct ChatMessage {
     pub role: Role,
     /// The text.
     pub content: String,
+    /// An assistant message's tool calls (`RoutedAnswer.tool_calls`, sent back with the
+    /// history to `Router.send`; empty otherwise).
+    #[uniffi(default)]
+    pub tool_calls: Vec<ToolCall>,
+    /// A `Tool` message's call id (the `ToolCall.id` it answers).
+    #[uniffi(default)]
+    pub tool_call_id: Option<String>,
 }
 
 impl From<ChatMessage> for ct::ChatMessage {
@@ -644,7 +652,7 @@ impl From<ChatMessage> for ct::ChatMessage {
 
 impl From<ct::ChatMessage> for ChatMessage {
     fn from(v: ct::ChatMessage) -> Self {
-        Self { role: v.role.into(), content: v.content }
+        Self { role: v.role.into(), content: v.content, tool_calls: Vec::new(), tool_call_id: None }
     }
 }
 
@@ -1172,14 +1180,31 @@ impl From<Role> for cr::Role {
             Role::System => Self::System,
             Role::User => Self::User,
             Role::Assistant => Self::Assistant,
+            Role::Tool => Self::Tool,
         }
     }
 }
 
-impl From<ChatMessage> for cr::ChatMessage {
-    fn from(v: ChatMessage) -> Self {
-        Self::new(v.role.into(), v.content)
-    }
+/// A message for the router, with its tool calls (arguments parsed from their JSON text:
+/// `InvalidParameter` when they are not a JSON object) and call id.
+pub(crate) fn router_message(v: ChatMessage) -> edgewise_core::Result<cr::ChatMessage> {
+    let tool_calls = v
+        .tool_calls
+        .into_iter()
+        .map(|c| match serde_json::from_str::<serde_json::Value>(&c.arguments) {
+            Ok(arguments @ serde_json::Value::Object(_)) => Ok(cstt::ToolCall { id: c.id, name: c.name, arguments }),
+            _ => Err(edgewise_core::Error::InvalidParameter {
+                name: "tool_calls",
+                reason: "a tool call's arguments must be a JSON object".into(),
+            }),
+        })
+        .collect::<edgewise_core::Result<Vec<_>>>()?;
+    Ok(cr::ChatMessage { role: v.role.into(), content: v.content, tool_calls, tool_call_id: v.tool_call_id })
+}
+
+/// The router messages of `messages` ([`router_message`]).
+pub(crate) fn router_messages(messages: Vec<ChatMessage>) -> edgewise_core::Result<Vec<cr::ChatMessage>> {
+    messages.into_iter().map(router_message).collect()
 }
 
 /// An OpenAI-compatible chat-completions endpoint. Get one with the core defaults (timeouts,
@@ -1282,6 +1307,9 @@ pub enum CloudFailureKind {
     PolicyDenied,
     /// Something else on our side.
     Internal,
+    /// The cloud's tool calls did not fit the tools: a tool not offered, arguments invalid
+    /// against its schema, or no call where the choice requires one (the device answered).
+    InvalidToolCall,
 }
 
 impl From<cr::cloud::FailureKind> for CloudFailureKind {
@@ -1296,6 +1324,7 @@ impl From<cr::cloud::FailureKind> for CloudFailureKind {
             K::TooLarge => Self::TooLarge,
             K::PolicyDenied => Self::PolicyDenied,
             K::Internal => Self::Internal,
+            K::InvalidToolCall => Self::InvalidToolCall,
         }
     }
 }
@@ -1348,6 +1377,12 @@ pub struct RoutedAnswer {
     pub local_metrics: Option<Metrics>,
     /// Why the local generation stopped; null when the cloud answered.
     pub local_stop_reason: Option<StopReason>,
+    /// With tools: the calls the answer makes (empty for a text answer), from the device
+    /// (constrained) or the cloud (checked against the tools' schemas; an invalid cloud call
+    /// makes the device answer instead, `fallback.kind == InvalidToolCall`). Run them, then send
+    /// the history with this answer (`ChatMessage(ASSISTANT, "", toolCalls)`) and one `Tool`
+    /// message per result.
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl From<cr::local::EngineAnswer> for RoutedAnswer {
@@ -1364,6 +1399,7 @@ impl From<cr::local::EngineAnswer> for RoutedAnswer {
             finish_reason: a.finish_reason.into(),
             local_metrics: v.local_metrics.map(Into::into),
             local_stop_reason: v.local_stop_reason.map(Into::into),
+            tool_calls: a.tool_calls.into_iter().map(Into::into).collect(),
         }
     }
 }

@@ -758,6 +758,10 @@ pub enum FailureKind {
     PolicyDenied,
     /// Something else on our side (config, audit log).
     Internal,
+    /// The answer's tool calls do not fit the request's tools: a tool that was not offered,
+    /// arguments that do not validate against the tool's schema, or no call where the tool
+    /// choice requires one ([`crate::structured::tools::Tools::check_call`]).
+    InvalidToolCall,
 }
 
 impl FailureKind {
@@ -772,6 +776,7 @@ impl FailureKind {
             FailureKind::TooLarge => "too_large",
             FailureKind::PolicyDenied => "policy_denied",
             FailureKind::Internal => "internal",
+            FailureKind::InvalidToolCall => "invalid_tool_call",
         }
     }
 }
@@ -800,7 +805,7 @@ impl fmt::Display for CloudFailure {
 }
 
 impl CloudFailure {
-    fn new(kind: FailureKind) -> Self {
+    pub(crate) fn new(kind: FailureKind) -> Self {
         Self { kind, http_status: None, attempts: 0, streamed_chars: 0 }
     }
 
@@ -814,7 +819,11 @@ impl CloudFailure {
             // A truncated response before any text: the server closed early, worth another try.
             FailureKind::Connect | FailureKind::Timeout | FailureKind::Truncated => true,
             FailureKind::HttpStatus => matches!(self.http_status, Some(408 | 425 | 429 | 500..=599)),
-            FailureKind::Malformed | FailureKind::TooLarge | FailureKind::PolicyDenied | FailureKind::Internal => false,
+            FailureKind::Malformed
+            | FailureKind::TooLarge
+            | FailureKind::PolicyDenied
+            | FailureKind::Internal
+            | FailureKind::InvalidToolCall => false,
         }
     }
 }

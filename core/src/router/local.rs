@@ -300,6 +300,20 @@ impl LocalEngine {
         cancel: &CancelHandle,
         sink: &mut dyn FnMut(&str) -> bool,
     ) -> Result<StructuredAnswer> {
+        self.generate_structured_metered(request, output, base, cancel, sink, &mut None)
+    }
+
+    /// [`LocalEngine::generate_structured_cancellable`], leaving the generation's metrics and
+    /// stop reason in `last`.
+    fn generate_structured_metered(
+        &self,
+        request: &ChatRequest,
+        output: &StructuredRequest,
+        base: &GenerationParams,
+        cancel: &CancelHandle,
+        sink: &mut dyn FnMut(&str) -> bool,
+        last: &mut Option<(Metrics, StopReason)>,
+    ) -> Result<StructuredAnswer> {
         if let Some(t) = &output.tools {
             t.validate()?;
         }
@@ -311,7 +325,9 @@ impl LocalEngine {
         let request = match tools {
             Some(t) => {
                 if constraint.is_text() {
-                    constraint = t.constraint_for(format);
+                    let max_tokens = Self::params_for(base, request).max_tokens;
+                    let budget = crate::structured::tools::think_budget_for(self.engine.template().thinks(), max_tokens);
+                    constraint = t.constraint_for_model(format, budget);
                 }
                 if format == ToolFormat::Builtin {
                     with_tools = request.clone();
@@ -326,6 +342,7 @@ impl LocalEngine {
         };
         let base = GenerationParams { constraint, ..base.clone() };
         let g = self.generate_rendered(request, template_tools.as_ref(), &base, cancel, sink)?;
+        *last = Some((g.metrics.clone(), g.stop_reason));
         let tool_calls = match tools {
             Some(t) if g.valid != Some(false) => t.parse_calls_for(
                 format,
@@ -519,6 +536,18 @@ impl LocalModel for WithParams<'_> {
         let g = self.engine.generate_cancellable(request, self.params, self.cancel, sink)?;
         *lock(&self.last) = Some((g.metrics.clone(), g.stop_reason));
         Ok(local_answer(g))
+    }
+    fn generate_structured(
+        &self,
+        request: &ChatRequest,
+        output: &StructuredRequest,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<StructuredAnswer> {
+        // With the local metrics remembered, as for `generate`.
+        let mut last = None;
+        let a = self.engine.generate_structured_metered(request, output, self.params, self.cancel, sink, &mut last)?;
+        *lock(&self.last) = last;
+        Ok(a)
     }
     fn context_limit(&self) -> usize {
         self.engine.context_limit()

@@ -733,7 +733,18 @@ impl Router {
                     delivered += t.chars().count();
                     sink.on_text(t)
                 };
-                match client.complete(self.transport.as_ref(), &self.audit, request, &mut cloud_sink) {
+                // The cloud's calls are checked against the tools like nothing else it says can
+                // be: an invalid one is a failed cloud answer, and the device answers instead.
+                let result = client
+                    .complete(self.transport.as_ref(), &self.audit, request, &mut cloud_sink)
+                    .and_then(|ans| match check_cloud_calls(request, &ans) {
+                        Ok(()) => Ok(ans),
+                        Err(e) => {
+                            log::warn!("router: {e}");
+                            Err(cloud::CloudFailure { attempts: ans.attempts, ..cloud::CloudFailure::new(FailureKind::InvalidToolCall) })
+                        }
+                    });
+                match result {
                     Ok(ans) => {
                         let completion_tokens = ans.completion_tokens.unwrap_or_else(|| local.count_tokens(&ans.text));
                         let prompt_tokens = ans.prompt_tokens.unwrap_or(prompt_tokens);
@@ -861,6 +872,26 @@ impl Router {
             log::warn!("router: audit write failed: {e}");
         }
     }
+}
+
+/// Checks a cloud answer's tool calls against the request's tools: each names a tool the choice
+/// offers and has arguments valid against its schema, and a `required` or named choice got at
+/// least one call. Calls without tools in the request are invalid too.
+fn check_cloud_calls(request: &ChatRequest, ans: &cloud::CloudAnswer) -> Result<()> {
+    use crate::structured::tools::ToolChoice;
+    let Some(tools) = &request.tools else {
+        return match ans.tool_calls.is_empty() {
+            true => Ok(()),
+            false => Err(crate::Error::InvalidToolCall { reason: "the cloud called a tool but none was offered".into() }),
+        };
+    };
+    if ans.tool_calls.is_empty()
+        && matches!(tools.choice, ToolChoice::Required | ToolChoice::Named(_))
+        && ans.finish_reason == FinishReason::Stop
+    {
+        return Err(crate::Error::InvalidToolCall { reason: "the tool choice requires a call and the cloud answered text".into() });
+    }
+    ans.tool_calls.iter().try_for_each(|c| tools.check_call(c))
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).

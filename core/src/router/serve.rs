@@ -16,7 +16,9 @@
 //! - `GET /v1/models` — the one local model.
 //! - `GET /health` — `{"status":"ok"}`.
 //!
-//! Everything stays on the machine: the server never calls the cloud. It binds where it is told
+//! Everything stays on the machine: the server never calls the cloud, unless it was given a
+//! privacy router ([`Server::with_router`], `edgewise serve --cloud`), which keeps every request
+//! with sensitive data (in messages, tools, calls or tool results) on the device. It binds where it is told
 //! (default `127.0.0.1:8080`, loopback only) and refuses a non-loopback address without an API
 //! key unless [`ServeConfig::allow_unauthenticated_remote`] says so.
 //!
@@ -62,8 +64,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::cloud::ApiKey;
-use super::{now_ms, ChatMessage, ChatRequest, LocalModel, Role, StructuredAnswer, StructuredRequest};
-use crate::structured::tools::{ToolChoice, ToolResult, Tools};
+use super::{now_ms, ChatMessage, ChatRequest, LocalModel, RequestMeta, Role, Router, StructuredAnswer, StructuredRequest};
+use crate::structured::tools::{ToolCall, ToolChoice, Tools};
 use crate::structured::OutputConstraint;
 use crate::{Error, Result};
 
@@ -187,6 +189,8 @@ pub struct Server {
     queued: AtomicUsize,
     /// The model behind `/v1/embeddings`, if any.
     embedder: Option<Arc<crate::embed::Embedder>>,
+    /// The privacy router chat requests go through, if any ([`Server::with_router`]).
+    router: Option<(Arc<Router>, RequestMeta)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -353,6 +357,32 @@ fn parse_tools(tools: Option<&Value>, choice: Option<&Value>) -> std::result::Re
     Ok(Some(t))
 }
 
+/// An assistant message's `tool_calls` (`[{id, type: "function", function: {name, arguments}}]`,
+/// the arguments a JSON string or object) as [`ToolCall`]s. A call without an id gets
+/// `call_m<i>_<j>` (message and call index), so its result can still name it.
+fn parse_wire_calls(calls: Option<&Value>, i: usize) -> std::result::Result<Vec<ToolCall>, HttpError> {
+    let Some(calls) = calls.filter(|c| !c.is_null()) else { return Ok(Vec::new()) };
+    let Some(calls) = calls.as_array() else {
+        return Err(HttpError::bad(format!("messages[{i}]: `tool_calls` must be an array")).param("messages"));
+    };
+    let mut out = Vec::with_capacity(calls.len());
+    for (j, c) in calls.iter().enumerate() {
+        let f = &c["function"];
+        let Some(name) = f.get("name").and_then(Value::as_str) else {
+            return Err(HttpError::bad(format!("messages[{i}]: a tool call without a function name")).param("messages"));
+        };
+        let arguments = match f.get("arguments") {
+            Some(Value::String(a)) => serde_json::from_str::<Value>(a)
+                .map_err(|_| HttpError::bad(format!("messages[{i}]: tool call arguments are not JSON")).param("messages"))?,
+            Some(v @ Value::Object(_)) => v.clone(),
+            _ => json!({}),
+        };
+        let id = c.get("id").and_then(Value::as_str).map_or_else(|| format!("call_m{i}_{j}"), str::to_string);
+        out.push(ToolCall { id, name: name.to_string(), arguments });
+    }
+    Ok(out)
+}
+
 fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, HttpError> {
     let body: WireBody = serde_json::from_slice(bytes)
         .map_err(|e| HttpError::bad(format!("invalid JSON body: {}", e.classify_name())))?;
@@ -375,41 +405,14 @@ fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, 
             .param("response_format"));
     }
     let mut messages = Vec::with_capacity(body.messages.len());
-    // Call id -> tool name, from the assistant messages' calls (a tool message names only the id).
-    let mut call_names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for (i, m) in body.messages.into_iter().enumerate() {
         let role = match m.role.as_str() {
             "system" | "developer" => Role::System,
-            "user" | "tool" => Role::User,
+            "user" => Role::User,
+            "tool" => Role::Tool,
             "assistant" => Role::Assistant,
             _ => return Err(HttpError::bad(format!("messages[{i}]: unsupported role")).param("messages")),
         };
-        if m.role == "assistant" {
-            if let Some(calls) = m.tool_calls.as_ref().and_then(Value::as_array).filter(|c| !c.is_empty()) {
-                // The built-in format's call answer, as the model wrote it.
-                let mut wire = Vec::with_capacity(calls.len());
-                for c in calls {
-                    let f = &c["function"];
-                    let Some(name) = f.get("name").and_then(Value::as_str) else {
-                        return Err(HttpError::bad(format!("messages[{i}]: a tool call without a function name")).param("messages"));
-                    };
-                    let args = match f.get("arguments") {
-                        Some(Value::String(a)) => serde_json::from_str::<Value>(a).map_err(|_| {
-                            HttpError::bad(format!("messages[{i}]: tool call arguments are not JSON")).param("messages")
-                        })?,
-                        Some(v @ Value::Object(_)) => v.clone(),
-                        _ => json!({}),
-                    };
-                    if let Some(id) = c.get("id").and_then(Value::as_str) {
-                        call_names.insert(id.to_string(), name.to_string());
-                    }
-                    // Name first, as the model writes calls (the cached prefix then matches).
-                    wire.push(format!("{{\"name\":{},\"arguments\":{args}}}", Value::from(name)));
-                }
-                messages.push(ChatMessage::new(role, format!("{{\"tool_calls\":[{}]}}", wire.join(","))));
-                continue;
-            }
-        }
         let content = match m.content {
             Value::String(s) => s,
             Value::Null => String::new(),
@@ -428,16 +431,21 @@ fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, 
             }
             _ => return Err(HttpError::bad(format!("messages[{i}]: invalid content")).param("messages")),
         };
-        let content = if m.role == "tool" {
-            let Some(id) = m.tool_call_id else {
-                return Err(HttpError::bad(format!("messages[{i}]: a tool message needs `tool_call_id`")).param("messages"));
-            };
-            let name = call_names.get(&id).cloned().unwrap_or_default();
-            Tools::result_turn(&[ToolResult { id, name, content }])
-        } else {
-            content
-        };
-        messages.push(ChatMessage::new(role, content));
+        let mut msg = ChatMessage::new(role, content);
+        match role {
+            // The calls as the router's own values: the local model's chat template (or the
+            // built-in format) prints them, the privacy gate inspects them, the cloud gets them
+            // back as OpenAI `tool_calls`.
+            Role::Assistant => msg.tool_calls = parse_wire_calls(m.tool_calls.as_ref(), i)?,
+            Role::Tool => {
+                let Some(id) = m.tool_call_id else {
+                    return Err(HttpError::bad(format!("messages[{i}]: a tool message needs `tool_call_id`")).param("messages"));
+                };
+                msg.tool_call_id = Some(id);
+            }
+            _ => {}
+        }
+        messages.push(msg);
     }
     if let Some(t) = body.temperature {
         if !t.is_finite() || !(0.0..=2.0).contains(&t) {
@@ -454,7 +462,14 @@ fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, 
     let include_usage =
         body.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
     Ok(Parsed {
-        request: ChatRequest { messages, max_tokens, temperature: body.temperature, ..ChatRequest::default() },
+        // The tools are part of the request the router inspects (and sends, on the cloud path).
+        request: ChatRequest {
+            messages,
+            max_tokens,
+            temperature: body.temperature,
+            tools: output.tools.clone(),
+            ..ChatRequest::default()
+        },
         stream: body.stream,
         include_usage,
         output,
@@ -948,7 +963,49 @@ impl Server {
             active: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             embedder: None,
+            router: None,
         })
+    }
+
+    /// Sends chat requests through `router` (with `meta` for each): a request goes to the
+    /// router's cloud only when its policy allows it and nothing in it is sensitive — the
+    /// messages, the tools, the calls and the tool results all count — else the local model
+    /// answers. Requests with `response_format` are answered by the local model (the cloud path
+    /// has no constraint). Without a router the server never calls the cloud.
+    ///
+    /// A streamed cloud answer that fails midway is answered again locally; the text already
+    /// streamed cannot be taken back, so the client sees both (the router's reset has no wire form).
+    pub fn with_router(mut self, router: Arc<Router>, meta: RequestMeta) -> Self {
+        self.router = Some((router, meta));
+        self
+    }
+
+    /// Answers `p`: through the router when there is one (and the request has no
+    /// `response_format`), else with the local model.
+    fn generate<M: LocalModel + Sync + ?Sized>(
+        &self,
+        model: &M,
+        p: &Parsed,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<StructuredAnswer> {
+        match &self.router {
+            Some((router, meta)) if p.output.constraint.is_text() => {
+                let mut s = |t: &str| sink(t);
+                let a = router.answer(&model, &p.request, meta, &mut s)?;
+                log::debug!("serve: served by {:?}", a.served_by);
+                Ok(StructuredAnswer {
+                    answer: super::LocalAnswer {
+                        text: a.text,
+                        prompt_tokens: a.prompt_tokens,
+                        completion_tokens: a.completion_tokens,
+                        finish_reason: a.finish_reason,
+                    },
+                    tool_calls: a.tool_calls,
+                    valid: None,
+                })
+            }
+            _ => model.generate_structured(&p.request, &p.output, sink),
+        }
     }
 
     /// Serves `/v1/embeddings` with `embedder` (without one that path answers `404`).
@@ -1145,7 +1202,7 @@ impl Server {
     ) -> std::result::Result<Value, Fail> {
         let _one_at_a_time = self.take_model(conn)?;
         let mut gone = false;
-        let res = model.generate_structured(&p.request, &p.output, &mut |_| {
+        let res = self.generate(model, &p, &mut |_| {
             gone = conn.client_gone();
             !gone
         });
@@ -1209,37 +1266,54 @@ impl Server {
         let _one_at_a_time = self.take_model(conn)?;
         let mut started = false;
         let mut client_gone = false;
-        // With tools, an answer that starts with `{` is a call: it is held back and sent as
-        // `tool_calls` deltas at the end (required and named choices always call).
+        // With tools, an answer that starts like a call (`{`, `<tool_call>`, `<|python_tag|>`) is
+        // held back and sent as `tool_calls` deltas at the end (required and named choices
+        // always call); the first pieces wait until the start tells.
         let calls_only = p.output.tools.as_ref().is_some_and(|t| matches!(t.choice, ToolChoice::Required | ToolChoice::Named(_)));
         let may_call = p.output.tools.as_ref().is_some_and(|t| t.choice != ToolChoice::None);
         let mut held: Option<String> = calls_only.then(String::new);
         let mut decided = calls_only || !may_call;
+        let mut undecided = String::new();
         let res = {
             let stream = &conn.stream;
-            model.generate_structured(&p.request, &p.output, &mut |piece| {
+            self.generate(model, &p, &mut |piece| {
                 if piece.is_empty() {
                     return true;
                 }
+                let mut text = std::borrow::Cow::Borrowed(piece);
                 if !decided {
-                    decided = true;
-                    if piece.trim_start().starts_with('{') {
-                        held = Some(String::new());
+                    undecided.push_str(piece);
+                    match starts_a_call(&undecided) {
+                        None => {
+                            client_gone = peer_closed(stream);
+                            return !client_gone;
+                        }
+                        Some(call) => {
+                            decided = true;
+                            if call {
+                                held = Some(String::new());
+                            }
+                            text = std::borrow::Cow::Owned(std::mem::take(&mut undecided));
+                        }
                     }
                 }
                 if let Some(h) = held.as_mut() {
-                    h.push_str(piece);
+                    h.push_str(&text);
                     client_gone = peer_closed(stream);
                     return !client_gone;
                 }
                 let sent = !peer_closed(stream)
                     && (started || start(stream).is_ok())
-                    && send(stream, &chunk(json!({ "content": piece }), Value::Null)).is_ok();
+                    && send(stream, &chunk(json!({ "content": text }), Value::Null)).is_ok();
                 started = true;
                 client_gone = !sent;
                 sent
             })
         };
+        if !decided && !undecided.is_empty() {
+            // Ended before its start told (a length cut after `<`): text.
+            held = Some(undecided);
+        }
         if client_gone {
             log::debug!("serve: client disconnected mid-stream; generation stopped");
             return Err(Fail::Gone);
@@ -1299,6 +1373,23 @@ impl Server {
     }
 }
 
+/// Whether an answer that starts with `text` is a tool call in one of the formats (the built-in
+/// `{`, Qwen's `<tool_call>`, Llama's `<|python_tag|>`); `None` while the start cannot tell yet.
+fn starts_a_call(text: &str) -> Option<bool> {
+    const TAGS: [&str; 2] = ["<tool_call>", "<|python_tag|>"];
+    let t = text.trim_start();
+    if t.is_empty() {
+        return None;
+    }
+    if t.starts_with('{') || TAGS.iter().any(|tag| t.starts_with(tag)) {
+        return Some(true);
+    }
+    if TAGS.iter().any(|tag| tag.starts_with(t)) {
+        return None;
+    }
+    Some(false)
+}
+
 /// A call as OpenAI sends it: `{id, type: "function", function: {name, arguments}}`, the
 /// arguments as a JSON string.
 fn wire_call(c: &crate::structured::tools::ToolCall) -> Value {
@@ -1337,9 +1428,16 @@ mod tests {
         let b = br#"{"messages":[{"role":"user","content":"add apples"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_0_0","type":"function","function":{"name":"add","arguments":"{\"n\":2}"}}]},{"role":"tool","tool_call_id":"call_0_0","content":"ok"}],"tools":[{"type":"function","function":{"name":"add","parameters":{"type":"object","properties":{"n":{"type":"integer"}}}}}],"tool_choice":{"type":"function","function":{"name":"add"}}}"#;
         let p = parse_body(b, 64).ok().unwrap_or_else(|| panic!("parse"));
         assert_eq!(p.output.tools.as_ref().map(|t| &t.choice), Some(&ToolChoice::Named("add".into())));
-        assert_eq!(p.request.messages[1].content, r#"{"tool_calls":[{"name":"add","arguments":{"n":2}}]}"#);
-        assert_eq!(p.request.messages[2].role, Role::User);
-        assert_eq!(p.request.messages[2].content, "<tool_result id=\"call_0_0\" name=\"add\">\nok\n</tool_result>");
+        // The client's calls and results stay calls and results (not text in the built-in format):
+        // the model's template renders them and the privacy gate inspects them.
+        let m = &p.request.messages;
+        assert_eq!((m[1].role, m[1].content.as_str()), (Role::Assistant, ""));
+        assert_eq!(
+            m[1].tool_calls,
+            vec![ToolCall { id: "call_0_0".into(), name: "add".into(), arguments: json!({"n": 2}) }]
+        );
+        assert_eq!((m[2].role, m[2].content.as_str(), m[2].tool_call_id.as_deref()), (Role::Tool, "ok", Some("call_0_0")));
+        assert_eq!(p.request.tools, p.output.tools);
         let tools = r#""tools":[{"type":"function","function":{"name":"add"}}]"#;
         for bad in [
             r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}}"#.to_string(),

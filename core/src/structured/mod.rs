@@ -22,6 +22,7 @@
 //! which quote the tokens so far, are off).
 
 pub mod tools;
+pub mod validate;
 
 use std::sync::Arc;
 

@@ -37,8 +37,10 @@
 //! - [`ToolFormat::Hermes`] (Qwen): `<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>`,
 //!   1 to [`MAX_CALLS_PER_TURN`] of them separated by `\n`; results are `tool` messages (the
 //!   template wraps them in `<tool_response>`). Under `auto`, text is any answer that does not
-//!   start with `<to` (Qwen 3 may still think first: `<think>` is text, and calls written after
-//!   the thinking are parsed, though not constrained).
+//!   start with `<to`. Under `auto` a model that thinks (Qwen 3: its template handles
+//!   `<think>`) may open with a `<think>…</think>` block of free text (no `<` in it, at most half
+//!   the answer's `max_tokens`); after it a call is constrained as without thinking
+//!   ([`Tools::constraint_for_model`]); `required` and a named tool call at once.
 //! - [`ToolFormat::Llama3`]: one call `{"name": "f", "parameters": {"a": 1}}` per answer (the
 //!   template allows one); results are `tool` messages (printed as the `ipython` role).
 
@@ -52,6 +54,21 @@ use crate::{Error, Result};
 pub const MAX_TOOLS: usize = 64;
 /// Most calls in one answer.
 pub const MAX_CALLS_PER_TURN: usize = 4;
+
+/// The thinking block of [`Tools::constraint_for_model`]: `<think>`, free text without `<` of at
+/// most `budget` tokens, `</think>` (forced once the budget is spent), then at most 4 whitespace
+/// characters. The text cannot hold `<` so that its lexeme ends where `</think>` starts (a
+/// greedy lexeme that could hold `<` would run past it; llguidance's lazy `suffix=` ends one, but
+/// its `max_tokens` then ends it without the suffix).
+fn think_rules(budget: usize) -> String {
+    format!(
+        "think: \"<think>\" think_body? \"</think>\" WS?\n\
+         think_body[max_tokens={}]: THINK_TEXT\n\
+         THINK_TEXT: /[^<]+/\n\
+         WS: /[ \\t\\r\\n]{{1,4}}/\n",
+        budget.max(1)
+    )
+}
 
 /// A function the app offers the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -253,12 +270,31 @@ impl Tools {
 
     /// The output constraint for the answer in `format`.
     pub fn constraint_for(&self, format: ToolFormat) -> OutputConstraint {
+        self.constraint_for_model(format, None)
+    }
+
+    /// [`Tools::constraint_for`] for a model that may think first (`think_budget`: its template
+    /// handles `<think>` blocks, Qwen 3, [`crate::tokenizer::ChatTemplate::thinks`]; `None`
+    /// otherwise). Under `auto`, in the Hermes format, the answer may open with `<think>`, free
+    /// text without `<` of at most `think_budget` tokens, `</think>` (forced once the budget is
+    /// spent) and up to 4 whitespace characters; then a call is constrained from its first byte as
+    /// without thinking, or text is free (or nothing). `required` and a named tool are unchanged:
+    /// the answer is the call, at once. [`think_budget_for`] gives half the answer's
+    /// `max_tokens`, so a call still fits after the thinking.
+    pub fn constraint_for_model(&self, format: ToolFormat, think_budget: Option<usize>) -> OutputConstraint {
         match (format, &self.choice) {
             (ToolFormat::Builtin, _) | (_, ToolChoice::None) => self.constraint(),
             (ToolFormat::Hermes, choice) => {
                 let call = format!("call: \"<tool_call>\\n\" obj \"\\n</tool_call>\"\nobj: %json {}\n", self.family_call_schema("arguments"));
                 let more = "(\"\\n\" call)?".repeat(MAX_CALLS_PER_TURN - 1);
-                let start = if *choice == ToolChoice::Auto { "start: TEXT | calls\nTEXT: /([^<\\s]|<[^t]|<t[^o])(?s:.*)/\n" } else { "start: calls\n" };
+                let auto = *choice == ToolChoice::Auto;
+                let start = match (auto, think_budget) {
+                    (true, None) => "start: TEXT | calls\nTEXT: /([^<\\s]|<[^t]|<t[^o])(?s:.*)/\n".to_string(),
+                    // Text may not open with `<th` either: `<think>` is the thinking's alone.
+                    (true, Some(b)) => format!("start: think (TEXT | calls)? | TEXT | calls\nTEXT: /([^<\\s]|<[^t]|<t[^oh])(?s:.*)/\n{}", think_rules(b)),
+                    // `required` and a named tool: the answer is the call, at once.
+                    (false, _) => "start: calls\n".to_string(),
+                };
                 OutputConstraint::Grammar(format!("{start}calls: call {more}\n{call}"))
             }
             (ToolFormat::Llama3, ToolChoice::Auto) => {
@@ -402,6 +438,18 @@ impl Tools {
             .collect()
     }
 
+    /// Checks a call that did not come out of our constrained decoding (a cloud model's): its
+    /// tool is one the choice offers and its arguments validate against that tool's schema
+    /// ([`super::validate`]). The error names the tool by position and the failing place and
+    /// rule, never an argument value.
+    pub fn check_call(&self, call: &ToolCall) -> Result<()> {
+        let Some(tool) = self.offered().find(|t| t.name == call.name) else {
+            return Err(Error::InvalidToolCall { reason: "the call names a tool that was not offered".into() });
+        };
+        super::validate::check(&tool.parameters, &call.arguments)
+            .map_err(|e| Error::InvalidToolCall { reason: format!("the arguments of `{}` do not match its schema: {e}", tool.name) })
+    }
+
     /// The user turn that carries tool results back to the model.
     pub fn result_turn(results: &[ToolResult]) -> String {
         results
@@ -410,6 +458,13 @@ impl Tools {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// The thinking budget of a tool-call answer of at most `max_tokens` tokens from a model that
+/// thinks (`thinks`): half of them, so a call still fits after the thinking; `None` when the
+/// model does not think.
+pub fn think_budget_for(thinks: bool, max_tokens: usize) -> Option<usize> {
+    thinks.then_some((max_tokens / 2).max(1))
 }
 
 /// Python's `json.dumps(v, ensure_ascii=False)` (separators `", "` and `": "`), as chat templates'

@@ -183,6 +183,13 @@ impl ChatTemplate {
         crate::structured::tools::ToolFormat::detect(&self.source)
     }
 
+    /// Whether the model may open an answer with a `<think>…</think>` block (the template
+    /// handles `</think>`: Qwen 3 and later), which tool-call constraints then allow
+    /// ([`crate::structured::tools::Tools::constraint_for_model`]).
+    pub fn thinks(&self) -> bool {
+        self.source.contains("</think>")
+    }
+
     fn render_with<'a>(
         &self,
         messages: impl Iterator<Item = (Role, &'a str)>,

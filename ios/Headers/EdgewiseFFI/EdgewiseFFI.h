@@ -692,7 +692,7 @@ void uniffi_edgewise_fn_method_router_cancel(uint64_t ptr, RustCallStatus *_Nonn
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_DECIDE
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_DECIDE
-RustBuffer uniffi_edgewise_fn_method_router_decide(uint64_t ptr, RustBuffer messages, RustBuffer meta, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_edgewise_fn_method_router_decide(uint64_t ptr, RustBuffer messages, RustBuffer meta, RustBuffer tools, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_DRAIN_QUEUE
@@ -712,7 +712,7 @@ RustBuffer uniffi_edgewise_fn_method_router_policy(uint64_t ptr, RustCallStatus 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_SEND
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_SEND
-RustBuffer uniffi_edgewise_fn_method_router_send(uint64_t ptr, RustBuffer messages, RustBuffer meta, RustBuffer params, uint64_t listener, RustBuffer cancel, RustBuffer adapters, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_edgewise_fn_method_router_send(uint64_t ptr, RustBuffer messages, RustBuffer meta, RustBuffer params, uint64_t listener, RustBuffer cancel, RustBuffer tools, RustBuffer tool_choice, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_CANCELTOKEN

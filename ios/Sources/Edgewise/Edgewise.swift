@@ -2549,10 +2549,6 @@ public func FfiConverterTypeLoraAdapter_lower(_ value: LoraAdapter) -> UInt64 {
  * One model file to fetch: a catalog model or an [`ArtifactSpec`]. `cancel()` stops a running
  * `fetch()` (it then fails with `Cancelled`, keeping partial data for a resume); a cancelled
  * download stays cancelled, so create a new one to resume.
- *
- * A *derived* catalog entry (a file no one publishes, such as `all-minilm-l6-v2-gguf-q8_0`: its
- * source entry converted here) is made offline from its source entry, which is fetched first if
- * needed, and checked against the entry's size and sha256, as `edgewise models fetch` does.
  */
 public protocol ModelDownloadProtocol: AnyObject, Sendable {
     
@@ -2567,9 +2563,8 @@ public protocol ModelDownloadProtocol: AnyObject, Sendable {
     func destination() throws  -> String
     
     /**
-     * Fetches the file unless a verified copy is already there (a derived entry: makes it from
-     * its source entry, fetching that first if needed), reporting progress to `listener`;
-     * returns the path. Blocking: call it from a background thread.
+     * Fetches the file unless a verified copy is already there, reporting progress to
+     * `listener`; returns the path. Blocking: call it from a background thread.
      */
     func fetch(listener: DownloadListener) throws  -> String
     
@@ -2589,10 +2584,6 @@ public protocol ModelDownloadProtocol: AnyObject, Sendable {
  * One model file to fetch: a catalog model or an [`ArtifactSpec`]. `cancel()` stops a running
  * `fetch()` (it then fails with `Cancelled`, keeping partial data for a resume); a cancelled
  * download stays cancelled, so create a new one to resume.
- *
- * A *derived* catalog entry (a file no one publishes, such as `all-minilm-l6-v2-gguf-q8_0`: its
- * source entry converted here) is made offline from its source entry, which is fetched first if
- * needed, and checked against the entry's size and sha256, as `edgewise models fetch` does.
  */
 open class ModelDownload: ModelDownloadProtocol, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -2698,9 +2689,8 @@ open func destination()throws  -> String  {
 }
     
     /**
-     * Fetches the file unless a verified copy is already there (a derived entry: makes it from
-     * its source entry, fetching that first if needed), reporting progress to `listener`;
-     * returns the path. Blocking: call it from a background thread.
+     * Fetches the file unless a verified copy is already there, reporting progress to
+     * `listener`; returns the path. Blocking: call it from a background thread.
      */
 open func fetch(listener: DownloadListener)throws  -> String  {
     return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
@@ -3117,9 +3107,10 @@ public protocol RouterProtocol: AnyObject, Sendable {
     func cancel() throws 
     
     /**
-     * Where `messages` would run now, without generating anything (for a badge before sending).
+     * Where `messages` would run now, without generating anything (for a badge before sending);
+     * pass the `tools` that `send` will offer (they count for the privacy check).
      */
-    func decide(messages: [ChatMessage], meta: RequestMeta) throws  -> RouteDecision
+    func decide(messages: [ChatMessage], meta: RequestMeta, tools: [Tool]?) throws  -> RouteDecision
     
     /**
      * Sends requests queued while offline to the cloud, if it is reachable now; returns how
@@ -3147,12 +3138,14 @@ public protocol RouterProtocol: AnyObject, Sendable {
      * background thread. Fails only when the local model itself fails (or the listener throws),
      * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
      * or sent). `cancel`: this request's own token; cancelling it stops this request only.
-     * `adapters`: the LoRA adapters and scales a local answer runs with (empty: the base model),
-     * as `ChatSession.set_adapters`; a request under another set than the pooled session's last
-     * never reuses its KV cache. The cloud never sees them. `Adapter` for an adapter loaded by
-     * an engine of another model; `InvalidParameter` for a non-finite scale.
+     *
+     * `tools` (with `tool_choice`, `Auto` when null) are offered to whoever answers: the
+     * device constrains its calls to them; the cloud gets them as OpenAI `tools` and its calls
+     * are checked against their schemas. They count as part of the request for the privacy
+     * check, like the calls and `Tool` results in `messages`. The answer's calls are in
+     * `RoutedAnswer.tool_calls`. `InvalidConstraint` for unusable tools.
      */
-    func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener, cancel: CancelToken?, adapters: [AdapterScale]) throws  -> RoutedAnswer
+    func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener, cancel: CancelToken?, tools: [Tool]?, toolChoice: ToolChoice?) throws  -> RoutedAnswer
     
 }
 /**
@@ -3249,15 +3242,17 @@ open func cancel()throws   {try rustCallWithError(FfiConverterTypeEdgewiseError_
 }
     
     /**
-     * Where `messages` would run now, without generating anything (for a badge before sending).
+     * Where `messages` would run now, without generating anything (for a badge before sending);
+     * pass the `tools` that `send` will offer (they count for the privacy check).
      */
-open func decide(messages: [ChatMessage], meta: RequestMeta)throws  -> RouteDecision  {
+open func decide(messages: [ChatMessage], meta: RequestMeta, tools: [Tool]? = nil)throws  -> RouteDecision  {
     return try  FfiConverterTypeRouteDecision_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
         uniffiCallStatus in
     uniffi_edgewise_fn_method_router_decide(
             self.uniffiCloneHandle(),
         FfiConverterSequenceTypeChatMessage.lower(messages),
-        FfiConverterTypeRequestMeta_lower(meta),uniffiCallStatus
+        FfiConverterTypeRequestMeta_lower(meta),
+        FfiConverterOptionSequenceTypeTool.lower(tools),uniffiCallStatus
     )
 })
 }
@@ -3311,12 +3306,14 @@ open func policy()throws  -> RouterPolicy  {
      * background thread. Fails only when the local model itself fails (or the listener throws),
      * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
      * or sent). `cancel`: this request's own token; cancelling it stops this request only.
-     * `adapters`: the LoRA adapters and scales a local answer runs with (empty: the base model),
-     * as `ChatSession.set_adapters`; a request under another set than the pooled session's last
-     * never reuses its KV cache. The cloud never sees them. `Adapter` for an adapter loaded by
-     * an engine of another model; `InvalidParameter` for a non-finite scale.
+     *
+     * `tools` (with `tool_choice`, `Auto` when null) are offered to whoever answers: the
+     * device constrains its calls to them; the cloud gets them as OpenAI `tools` and its calls
+     * are checked against their schemas. They count as part of the request for the privacy
+     * check, like the calls and `Tool` results in `messages`. The answer's calls are in
+     * `RoutedAnswer.tool_calls`. `InvalidConstraint` for unusable tools.
      */
-open func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener, cancel: CancelToken? = nil, adapters: [AdapterScale] = [])throws  -> RoutedAnswer  {
+open func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener, cancel: CancelToken? = nil, tools: [Tool]? = nil, toolChoice: ToolChoice? = nil)throws  -> RoutedAnswer  {
     return try  FfiConverterTypeRoutedAnswer_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
         uniffiCallStatus in
     uniffi_edgewise_fn_method_router_send(
@@ -3326,7 +3323,8 @@ open func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationPar
         FfiConverterTypeGenerationParams_lower(params),
         FfiConverterTypeAnswerListener_lower(listener),
         FfiConverterOptionTypeCancelToken.lower(cancel),
-        FfiConverterSequenceTypeAdapterScale.lower(adapters),uniffiCallStatus
+        FfiConverterOptionSequenceTypeTool.lower(tools),
+        FfiConverterOptionTypeToolChoice.lower(toolChoice),uniffiCallStatus
     )
 })
 }
@@ -4101,6 +4099,15 @@ public struct ChatMessage: Equatable, Hashable {
      * The text.
      */
     public var content: String
+    /**
+     * An assistant message's tool calls (`RoutedAnswer.tool_calls`, sent back with the
+     * history to `Router.send`; empty otherwise).
+     */
+    public var toolCalls: [ToolCall]
+    /**
+     * A `Tool` message's call id (the `ToolCall.id` it answers).
+     */
+    public var toolCallId: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -4110,9 +4117,18 @@ public struct ChatMessage: Equatable, Hashable {
          */role: Role, 
         /**
          * The text.
-         */content: String) {
+         */content: String, 
+        /**
+         * An assistant message's tool calls (`RoutedAnswer.tool_calls`, sent back with the
+         * history to `Router.send`; empty otherwise).
+         */toolCalls: [ToolCall] = [], 
+        /**
+         * A `Tool` message's call id (the `ToolCall.id` it answers).
+         */toolCallId: String? = nil) {
         self.role = role
         self.content = content
+        self.toolCalls = toolCalls
+        self.toolCallId = toolCallId
     }
 
     
@@ -4132,13 +4148,17 @@ public struct FfiConverterTypeChatMessage: FfiConverterRustBuffer {
         return
             try ChatMessage(
                 role: FfiConverterTypeRole.read(from: &buf), 
-                content: FfiConverterString.read(from: &buf)
+                content: FfiConverterString.read(from: &buf), 
+                toolCalls: FfiConverterSequenceTypeToolCall.read(from: &buf), 
+                toolCallId: FfiConverterOptionString.read(from: &buf)
         )
     }
 
     public static func write(_ value: ChatMessage, into buf: inout [UInt8]) {
         FfiConverterTypeRole.write(value.role, into: &buf)
         FfiConverterString.write(value.content, into: &buf)
+        FfiConverterSequenceTypeToolCall.write(value.toolCalls, into: &buf)
+        FfiConverterOptionString.write(value.toolCallId, into: &buf)
     }
 }
 
@@ -5328,11 +5348,6 @@ public struct Metrics: Equatable, Hashable {
      * Whole request, ms.
      */
     public var totalMs: Double
-    /**
-     * Oldest history messages dropped to fit the context (`OverflowPolicy.DropOldestTurns`);
-     * 0 otherwise. The prompt after them is prefilled again (`prefilled_tokens` says how much).
-     */
-    public var droppedMessages: Int32
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -5357,11 +5372,7 @@ public struct Metrics: Equatable, Hashable {
          */decodeTokensPerS: Double, 
         /**
          * Whole request, ms.
-         */totalMs: Double, 
-        /**
-         * Oldest history messages dropped to fit the context (`OverflowPolicy.DropOldestTurns`);
-         * 0 otherwise. The prompt after them is prefilled again (`prefilled_tokens` says how much).
-         */droppedMessages: Int32) {
+         */totalMs: Double) {
         self.promptTokens = promptTokens
         self.prefilledTokens = prefilledTokens
         self.generatedTokens = generatedTokens
@@ -5369,7 +5380,6 @@ public struct Metrics: Equatable, Hashable {
         self.prefillTokensPerS = prefillTokensPerS
         self.decodeTokensPerS = decodeTokensPerS
         self.totalMs = totalMs
-        self.droppedMessages = droppedMessages
     }
 
     
@@ -5394,8 +5404,7 @@ public struct FfiConverterTypeMetrics: FfiConverterRustBuffer {
                 ttftMs: FfiConverterDouble.read(from: &buf), 
                 prefillTokensPerS: FfiConverterDouble.read(from: &buf), 
                 decodeTokensPerS: FfiConverterDouble.read(from: &buf), 
-                totalMs: FfiConverterDouble.read(from: &buf), 
-                droppedMessages: FfiConverterInt32.read(from: &buf)
+                totalMs: FfiConverterDouble.read(from: &buf)
         )
     }
 
@@ -5407,7 +5416,6 @@ public struct FfiConverterTypeMetrics: FfiConverterRustBuffer {
         FfiConverterDouble.write(value.prefillTokensPerS, into: &buf)
         FfiConverterDouble.write(value.decodeTokensPerS, into: &buf)
         FfiConverterDouble.write(value.totalMs, into: &buf)
-        FfiConverterInt32.write(value.droppedMessages, into: &buf)
     }
 }
 
@@ -6139,6 +6147,14 @@ public struct RoutedAnswer: Equatable, Hashable {
      * Why the local generation stopped; null when the cloud answered.
      */
     public var localStopReason: StopReason?
+    /**
+     * With tools: the calls the answer makes (empty for a text answer), from the device
+     * (constrained) or the cloud (checked against the tools' schemas; an invalid cloud call
+     * makes the device answer instead, `fallback.kind == InvalidToolCall`). Run them, then send
+     * the history with this answer (`ChatMessage(ASSISTANT, "", toolCalls)`) and one `Tool`
+     * message per result.
+     */
+    public var toolCalls: [ToolCall]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -6172,7 +6188,14 @@ public struct RoutedAnswer: Equatable, Hashable {
          */localMetrics: Metrics?, 
         /**
          * Why the local generation stopped; null when the cloud answered.
-         */localStopReason: StopReason?) {
+         */localStopReason: StopReason?, 
+        /**
+         * With tools: the calls the answer makes (empty for a text answer), from the device
+         * (constrained) or the cloud (checked against the tools' schemas; an invalid cloud call
+         * makes the device answer instead, `fallback.kind == InvalidToolCall`). Run them, then send
+         * the history with this answer (`ChatMessage(ASSISTANT, "", toolCalls)`) and one `Tool`
+         * message per result.
+         */toolCalls: [ToolCall]) {
         self.text = text
         self.decision = decision
         self.servedBy = servedBy
@@ -6183,6 +6206,7 @@ public struct RoutedAnswer: Equatable, Hashable {
         self.finishReason = finishReason
         self.localMetrics = localMetrics
         self.localStopReason = localStopReason
+        self.toolCalls = toolCalls
     }
 
     
@@ -6210,7 +6234,8 @@ public struct FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer {
                 completionTokens: FfiConverterInt32.read(from: &buf), 
                 finishReason: FfiConverterTypeFinishReason.read(from: &buf), 
                 localMetrics: FfiConverterOptionTypeMetrics.read(from: &buf), 
-                localStopReason: FfiConverterOptionTypeStopReason.read(from: &buf)
+                localStopReason: FfiConverterOptionTypeStopReason.read(from: &buf), 
+                toolCalls: FfiConverterSequenceTypeToolCall.read(from: &buf)
         )
     }
 
@@ -6225,6 +6250,7 @@ public struct FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer {
         FfiConverterTypeFinishReason.write(value.finishReason, into: &buf)
         FfiConverterOptionTypeMetrics.write(value.localMetrics, into: &buf)
         FfiConverterOptionTypeStopReason.write(value.localStopReason, into: &buf)
+        FfiConverterSequenceTypeToolCall.write(value.toolCalls, into: &buf)
     }
 }
 
@@ -6624,12 +6650,6 @@ public struct SessionConfig: Equatable, Hashable {
      * What to do on overflow.
      */
     public var overflow: OverflowPolicy
-    /**
-     * A hybrid model's (Qwen 3.5's) turn-boundary copies of its recurrent state: how many the
-     * session keeps (0..=64, default 4; each ~19 MiB for Qwen 3.5 0.8B). Negative reads as 0.
-     * Plain transformers ignore it.
-     */
-    public var stateCheckpoints: Int32
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -6645,17 +6665,11 @@ public struct SessionConfig: Equatable, Hashable {
          */systemPrompt: String?, 
         /**
          * What to do on overflow.
-         */overflow: OverflowPolicy, 
-        /**
-         * A hybrid model's (Qwen 3.5's) turn-boundary copies of its recurrent state: how many the
-         * session keeps (0..=64, default 4; each ~19 MiB for Qwen 3.5 0.8B). Negative reads as 0.
-         * Plain transformers ignore it.
-         */stateCheckpoints: Int32 = 4) {
+         */overflow: OverflowPolicy) {
         self.maxContext = maxContext
         self.prefillChunk = prefillChunk
         self.systemPrompt = systemPrompt
         self.overflow = overflow
-        self.stateCheckpoints = stateCheckpoints
     }
 
     
@@ -6677,8 +6691,7 @@ public struct FfiConverterTypeSessionConfig: FfiConverterRustBuffer {
                 maxContext: FfiConverterInt32.read(from: &buf), 
                 prefillChunk: FfiConverterInt32.read(from: &buf), 
                 systemPrompt: FfiConverterOptionString.read(from: &buf), 
-                overflow: FfiConverterTypeOverflowPolicy.read(from: &buf), 
-                stateCheckpoints: FfiConverterInt32.read(from: &buf)
+                overflow: FfiConverterTypeOverflowPolicy.read(from: &buf)
         )
     }
 
@@ -6687,7 +6700,6 @@ public struct FfiConverterTypeSessionConfig: FfiConverterRustBuffer {
         FfiConverterInt32.write(value.prefillChunk, into: &buf)
         FfiConverterOptionString.write(value.systemPrompt, into: &buf)
         FfiConverterTypeOverflowPolicy.write(value.overflow, into: &buf)
-        FfiConverterInt32.write(value.stateCheckpoints, into: &buf)
     }
 }
 
@@ -7489,6 +7501,11 @@ public enum CloudFailureKind: Equatable, Hashable {
      * Something else on our side.
      */
     case `internal`
+    /**
+     * The cloud's tool calls did not fit the tools: a tool not offered, arguments invalid
+     * against its schema, or no call where the choice requires one (the device answered).
+     */
+    case invalidToolCall
 
 
 
@@ -7525,6 +7542,8 @@ public struct FfiConverterTypeCloudFailureKind: FfiConverterRustBuffer {
         case 7: return .policyDenied
         
         case 8: return .`internal`
+        
+        case 9: return .invalidToolCall
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -7564,6 +7583,10 @@ public struct FfiConverterTypeCloudFailureKind: FfiConverterRustBuffer {
         
         case .`internal`:
             writeInt(&buf, Int32(8))
+        
+        
+        case .invalidToolCall:
+            writeInt(&buf, Int32(9))
         
         }
     }
@@ -7745,6 +7768,15 @@ enum EdgewiseError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
     case InvalidConstraint(
         /**
          * What is wrong (from the constraint, never prompt text).
+         */reason: String
+    )
+    /**
+     * A tool call that did not come out of constrained decoding names a tool that was not
+     * offered or has arguments that do not validate against its schema.
+     */
+    case InvalidToolCall(
+        /**
+         * The tool, the place and the rule (never an argument value).
          */reason: String
     )
     /**
@@ -7934,54 +7966,57 @@ public struct FfiConverterTypeEdgewiseError: FfiConverterRustBuffer {
         case 7: return .InvalidConstraint(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 8: return .Adapter(
+        case 8: return .InvalidToolCall(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 9: return .Backend(
+        case 9: return .Adapter(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 10: return .PolicyDenied(
+        case 10: return .Backend(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 11: return .CloudUnavailable(
+        case 11: return .PolicyDenied(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 12: return .Download(
+        case 12: return .CloudUnavailable(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 13: return .DiskSpace(
+        case 13: return .Download(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 14: return .DiskSpace(
             needed: try FfiConverterInt64.read(from: &buf), 
             available: try FfiConverterInt64.read(from: &buf)
             )
-        case 14: return .Io(
+        case 15: return .Io(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 15: return .Storage(
+        case 16: return .Storage(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 16: return .SessionFile(
+        case 17: return .SessionFile(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 17: return .SessionModelMismatch(
+        case 18: return .SessionModelMismatch(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 18: return .UnknownItem
-        case 19: return .Embedding(
+        case 19: return .UnknownItem
+        case 20: return .Embedding(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 20: return .IndexModelMismatch(
+        case 21: return .IndexModelMismatch(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 21: return .IndexCorrupt(
+        case 22: return .IndexCorrupt(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 22: return .Locked(
+        case 23: return .Locked(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 23: return .Callback(
+        case 24: return .Callback(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 24: return .Internal(
+        case 25: return .Internal(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -8031,88 +8066,93 @@ public struct FfiConverterTypeEdgewiseError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Adapter(reason):
+        case let .InvalidToolCall(reason):
             writeInt(&buf, Int32(8))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Backend(reason):
+        case let .Adapter(reason):
             writeInt(&buf, Int32(9))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .PolicyDenied(reason):
+        case let .Backend(reason):
             writeInt(&buf, Int32(10))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .CloudUnavailable(reason):
+        case let .PolicyDenied(reason):
             writeInt(&buf, Int32(11))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Download(reason):
+        case let .CloudUnavailable(reason):
             writeInt(&buf, Int32(12))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .DiskSpace(needed,available):
+        case let .Download(reason):
             writeInt(&buf, Int32(13))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .DiskSpace(needed,available):
+            writeInt(&buf, Int32(14))
             FfiConverterInt64.write(needed, into: &buf)
             FfiConverterInt64.write(available, into: &buf)
             
         
         case let .Io(reason):
-            writeInt(&buf, Int32(14))
-            FfiConverterString.write(reason, into: &buf)
-            
-        
-        case let .Storage(reason):
             writeInt(&buf, Int32(15))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .SessionFile(reason):
+        case let .Storage(reason):
             writeInt(&buf, Int32(16))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .SessionModelMismatch(reason):
+        case let .SessionFile(reason):
             writeInt(&buf, Int32(17))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case .UnknownItem:
+        case let .SessionModelMismatch(reason):
             writeInt(&buf, Int32(18))
-        
-        
-        case let .Embedding(reason):
-            writeInt(&buf, Int32(19))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .IndexModelMismatch(reason):
+        case .UnknownItem:
+            writeInt(&buf, Int32(19))
+        
+        
+        case let .Embedding(reason):
             writeInt(&buf, Int32(20))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .IndexCorrupt(reason):
+        case let .IndexModelMismatch(reason):
             writeInt(&buf, Int32(21))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Locked(reason):
+        case let .IndexCorrupt(reason):
             writeInt(&buf, Int32(22))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Callback(reason):
+        case let .Locked(reason):
             writeInt(&buf, Int32(23))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Internal(reason):
+        case let .Callback(reason):
             writeInt(&buf, Int32(24))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Internal(reason):
+            writeInt(&buf, Int32(25))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -8908,6 +8948,10 @@ public enum Role: Equatable, Hashable {
      * The model.
      */
     case assistant
+    /**
+     * A tool's result (`ChatMessage.tool_call_id` names the call), for `Router.send`.
+     */
+    case tool
 
 
 
@@ -8935,6 +8979,8 @@ public struct FfiConverterTypeRole: FfiConverterRustBuffer {
         
         case 3: return .assistant
         
+        case 4: return .tool
+        
         default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
@@ -8953,6 +8999,10 @@ public struct FfiConverterTypeRole: FfiConverterRustBuffer {
         
         case .assistant:
             writeInt(&buf, Int32(3))
+        
+        
+        case .tool:
+            writeInt(&buf, Int32(4))
         
         }
     }
@@ -10089,6 +10139,54 @@ fileprivate struct FfiConverterOptionTypeStopReason: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeToolChoice: FfiConverterRustBuffer {
+    typealias SwiftType = ToolChoice?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeToolChoice.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeToolChoice.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionSequenceTypeTool: FfiConverterRustBuffer {
+    typealias SwiftType = [Tool]?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterSequenceTypeTool.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterSequenceTypeTool.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionDictionaryStringTypeAttributeValue: FfiConverterRustBuffer {
     typealias SwiftType = [String: AttributeValue]?
 
@@ -10988,7 +11086,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_modeldownload_destination() != 43230) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_modeldownload_fetch() != 18150) {
+    if (uniffi_edgewise_checksum_method_modeldownload_fetch() != 35635) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_modeldownload_is_verified() != 8049) {
@@ -11093,7 +11191,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_router_cancel() != 33236) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_router_decide() != 42489) {
+    if (uniffi_edgewise_checksum_method_router_decide() != 31683) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_router_drain_queue() != 9289) {
@@ -11105,7 +11203,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_router_policy() != 26835) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_router_send() != 63867) {
+    if (uniffi_edgewise_checksum_method_router_send() != 24447) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_canceltoken_cancel() != 36019) {

@@ -19,6 +19,14 @@ public extension ChatMessage {
     static func system(_ text: String) -> ChatMessage { ChatMessage(role: .system, content: text) }
     /// An earlier answer of the model.
     static func assistant(_ text: String) -> ChatMessage { ChatMessage(role: .assistant, content: text) }
+    /// The model's earlier answer that made `calls` (`RoutedAnswer.toolCalls`), for the history.
+    static func toolCalls(_ calls: [ToolCall]) -> ChatMessage {
+        ChatMessage(role: .assistant, content: "", toolCalls: calls, toolCallId: nil)
+    }
+    /// A tool's result for the call `callId` (`ToolCall.id`).
+    static func toolResult(callId: String, content: String) -> ChatMessage {
+        ChatMessage(role: .tool, content: content, toolCalls: [], toolCallId: callId)
+    }
 }
 
 /// An `AnswerListener` that forwards to closures (called on the generating thread).
@@ -51,14 +59,14 @@ public extension Router {
     /// adapters and scales a local answer runs with (none: the base model); a request under
     /// another set never reuses a KV cache computed under the last.
     func stream(_ messages: [ChatMessage], meta: RequestMeta, params: GenerationParams,
-                adapters: [(LoraAdapter, Float)] = [])
+                adapters: [(LoraAdapter, Float)] = [], tools: [Tool]? = nil, toolChoice: ToolChoice? = nil)
         -> AsyncThrowingStream<RouterEvent, Error>
     {
         let scales = adapters.map { AdapterScale(adapter: $0.0, scale: $0.1) }
         return EdgewiseNativeStream<RouterEvent>.make { [self] token, yield in
             let listener = ClosureAnswerListener(onReset: { yield(.reset) }, onToken: { yield(.text($0)) })
             let answer = try self.send(messages: messages, meta: meta, params: params, listener: listener, cancel: token,
-                                       adapters: scales)
+                                       adapters: scales, tools: tools, toolChoice: toolChoice)
             yield(.done(answer))
         }
     }
@@ -67,13 +75,14 @@ public extension Router {
     /// cancels this request only and returns once it stopped. `adapters` as in `stream`.
     func ask(_ messages: [ChatMessage], meta: RequestMeta, params: GenerationParams,
              adapters: [(LoraAdapter, Float)] = [],
+             tools: [Tool]? = nil, toolChoice: ToolChoice? = nil,
              onReset: @escaping @Sendable () -> Void = {},
              onToken: @escaping @Sendable (String) -> Void = { _ in }) async throws -> RoutedAnswer {
         let scales = adapters.map { AdapterScale(adapter: $0.0, scale: $0.1) }
         return try await edgewiseNativeCall { [self] token in
             try self.send(messages: messages, meta: meta, params: params,
                           listener: ClosureAnswerListener(onReset: onReset, onToken: onToken), cancel: token,
-                          adapters: scales)
+                          adapters: scales, tools: tools, toolChoice: toolChoice)
         }
     }
 }

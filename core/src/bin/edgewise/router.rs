@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// `all-minilm-l6-v2`, or a sentence-transformers folder).
     #[arg(long, value_name = "ID|PATH")]
     pub embedding_model: Option<String>,
+    /// Route chat requests through the privacy router (`--cloud URL --cloud-model NAME`): a
+    /// request with personal data anywhere (messages, tools, tool calls, tool results) is
+    /// answered on the device.
+    #[command(flatten)]
+    pub cloud: CloudOpts,
 }
 
 /// The environment variable holding the cloud API key for `run`/`chat --cloud`.
@@ -238,6 +243,9 @@ pub fn serve(a: ServeArgs) -> crate::CliResult {
     }
     let engine = a.model.load(true)?;
     let local = edgewise_core::router::LocalEngine::new(engine, a.model.session_config(), a.sampling.params())?;
+    if a.cloud.enabled() {
+        server = server.with_router(std::sync::Arc::new(a.cloud.router()?), a.cloud.meta());
+    }
     serve_with(&local, server)
 }
 

@@ -29,6 +29,12 @@ fun ChatMessage.Companion.system(text: String) = ChatMessage(Role.SYSTEM, text)
 /** An earlier answer of the model: `ChatMessage.assistant("…")`. */
 fun ChatMessage.Companion.assistant(text: String) = ChatMessage(Role.ASSISTANT, text)
 
+/** The model's earlier answer that made [calls] (`RoutedAnswer.toolCalls`), for the history. */
+fun ChatMessage.Companion.toolCalls(calls: List<ToolCall>) = ChatMessage(Role.ASSISTANT, "", calls, null)
+
+/** A tool's result for the call [callId] (`ToolCall.id`). */
+fun ChatMessage.Companion.toolResult(callId: String, content: String) = ChatMessage(Role.TOOL, content, emptyList(), callId)
+
 /** A user message (builder shorthand; prefer `ChatMessage.user`). */
 fun user(text: String) = ChatMessage(Role.USER, text)
 
@@ -67,6 +73,8 @@ fun Router.stream(
     meta: RequestMeta = RequestMeta.of(),
     params: GenerationParams = GenerationParams.defaults(),
     adapters: List<Pair<LoraAdapter, Float>> = emptyList(),
+    tools: List<Tool>? = null,
+    toolChoice: ToolChoice? = null,
 ): Flow<RouterEvent> = callbackFlow {
     val router = this@stream // not ProducerScope.send
     val token = CancelToken()
@@ -80,7 +88,7 @@ fun Router.stream(
     }
     val work = launch(Dispatchers.IO) {
         try {
-            val answer = router.send(messages, meta, params, listener, token, adapterScales(adapters))
+            val answer = router.send(messages, meta, params, listener, token, adapterScales(adapters), tools, toolChoice)
             trySendBlocking(RouterEvent.Done(answer))
             channel.close()
         } catch (e: Throwable) {
@@ -99,7 +107,7 @@ fun Router.stream(
  * Routes [messages] and returns the whole [RoutedAnswer], calling [onToken] with each piece and
  * [onReset] if a failed cloud answer is withdrawn. Cancelling the calling coroutine cancels this
  * request only (also before it started) and returns once it has stopped. [adapters] as in
- * [stream].
+ * [stream]. With [tools], the answer's calls are in `RoutedAnswer.toolCalls` (see `Router.send`).
  */
 suspend fun Router.ask(
     messages: List<ChatMessage>,
@@ -107,8 +115,10 @@ suspend fun Router.ask(
     params: GenerationParams = GenerationParams.defaults(),
     adapters: List<Pair<LoraAdapter, Float>> = emptyList(),
     onReset: () -> Unit = {},
+    tools: List<Tool>? = null,
+    toolChoice: ToolChoice? = null,
     onToken: (String) -> Unit = {},
-): RoutedAnswer = cancellable { token -> send(messages, meta, params, answerListener(onReset, onToken), token, adapterScales(adapters)) }
+): RoutedAnswer = cancellable { token -> send(messages, meta, params, answerListener(onReset, onToken), token, adapterScales(adapters), tools, toolChoice) }
 
 /** `adapter to scale` pairs as the native [AdapterScale]s. */
 internal fun adapterScales(adapters: List<Pair<LoraAdapter, Float>>): List<AdapterScale> =

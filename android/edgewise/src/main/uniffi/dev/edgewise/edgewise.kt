@@ -1133,7 +1133,7 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_edgewise_fn_method_router_cancel(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_edgewise_fn_method_router_decide(`ptr`: Long,`messages`: RustBuffer.ByValue,`meta`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_edgewise_fn_method_router_decide(`ptr`: Long,`messages`: RustBuffer.ByValue,`meta`: RustBuffer.ByValue,`tools`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_method_router_drain_queue(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Int
@@ -1141,7 +1141,7 @@ internal object UniffiLib {
     ): Float
     external fun uniffi_edgewise_fn_method_router_policy(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_edgewise_fn_method_router_send(`ptr`: Long,`messages`: RustBuffer.ByValue,`meta`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`listener`: Long,`cancel`: RustBuffer.ByValue,`adapters`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_edgewise_fn_method_router_send(`ptr`: Long,`messages`: RustBuffer.ByValue,`meta`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`listener`: Long,`cancel`: RustBuffer.ByValue,`tools`: RustBuffer.ByValue,`toolChoice`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_clone_canceltoken(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1434,7 +1434,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_modeldownload_destination() and 0xFFFF) != 43230) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_modeldownload_fetch() and 0xFFFF) != 18150) {
+    if ((lib.uniffi_edgewise_checksum_method_modeldownload_fetch() and 0xFFFF) != 35635) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_modeldownload_is_verified() and 0xFFFF) != 8049) {
@@ -1539,7 +1539,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_router_cancel() and 0xFFFF) != 33236) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_router_decide() and 0xFFFF) != 42489) {
+    if ((lib.uniffi_edgewise_checksum_method_router_decide() and 0xFFFF) != 31683) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_router_drain_queue() and 0xFFFF) != 9289) {
@@ -1551,7 +1551,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_router_policy() and 0xFFFF) != 26835) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_router_send() and 0xFFFF) != 63867) {
+    if ((lib.uniffi_edgewise_checksum_method_router_send() and 0xFFFF) != 24447) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_canceltoken_cancel() and 0xFFFF) != 36019) {
@@ -5215,10 +5215,6 @@ public object FfiConverterTypeLoraAdapter: FfiConverter<LoraAdapter, Long> {
  * One model file to fetch: a catalog model or an [`ArtifactSpec`]. `cancel()` stops a running
  * `fetch()` (it then fails with `Cancelled`, keeping partial data for a resume); a cancelled
  * download stays cancelled, so create a new one to resume.
- *
- * A *derived* catalog entry (a file no one publishes, such as `all-minilm-l6-v2-gguf-q8_0`: its
- * source entry converted here) is made offline from its source entry, which is fetched first if
- * needed, and checked against the entry's size and sha256, as `edgewise models fetch` does.
  */
 public interface ModelDownloadInterface {
     
@@ -5233,9 +5229,8 @@ public interface ModelDownloadInterface {
     fun `destination`(): kotlin.String
     
     /**
-     * Fetches the file unless a verified copy is already there (a derived entry: makes it from
-     * its source entry, fetching that first if needed), reporting progress to `listener`;
-     * returns the path. Blocking: call it from a background thread.
+     * Fetches the file unless a verified copy is already there, reporting progress to
+     * `listener`; returns the path. Blocking: call it from a background thread.
      */
     fun `fetch`(`listener`: DownloadListener): kotlin.String
     
@@ -5257,10 +5252,6 @@ public interface ModelDownloadInterface {
  * One model file to fetch: a catalog model or an [`ArtifactSpec`]. `cancel()` stops a running
  * `fetch()` (it then fails with `Cancelled`, keeping partial data for a resume); a cancelled
  * download stays cancelled, so create a new one to resume.
- *
- * A *derived* catalog entry (a file no one publishes, such as `all-minilm-l6-v2-gguf-q8_0`: its
- * source entry converted here) is made offline from its source entry, which is fetched first if
- * needed, and checked against the entry's size and sha256, as `edgewise models fetch` does.
  */
 open class ModelDownload: Disposable, AutoCloseable, ModelDownloadInterface
 {
@@ -5412,9 +5403,8 @@ open class ModelDownload: Disposable, AutoCloseable, ModelDownloadInterface
 
     
     /**
-     * Fetches the file unless a verified copy is already there (a derived entry: makes it from
-     * its source entry, fetching that first if needed), reporting progress to `listener`;
-     * returns the path. Blocking: call it from a background thread.
+     * Fetches the file unless a verified copy is already there, reporting progress to
+     * `listener`; returns the path. Blocking: call it from a background thread.
      */
     @Throws(EdgewiseException::class)override fun `fetch`(`listener`: DownloadListener): kotlin.String {
             return FfiConverterString.lift(
@@ -6130,9 +6120,10 @@ public interface RouterInterface {
     fun `cancel`()
     
     /**
-     * Where `messages` would run now, without generating anything (for a badge before sending).
+     * Where `messages` would run now, without generating anything (for a badge before sending);
+     * pass the `tools` that `send` will offer (they count for the privacy check).
      */
-    fun `decide`(`messages`: List<ChatMessage>, `meta`: RequestMeta): RouteDecision
+    fun `decide`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `tools`: List<Tool>? = null): RouteDecision
     
     /**
      * Sends requests queued while offline to the cloud, if it is reachable now; returns how
@@ -6160,12 +6151,14 @@ public interface RouterInterface {
      * background thread. Fails only when the local model itself fails (or the listener throws),
      * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
      * or sent). `cancel`: this request's own token; cancelling it stops this request only.
-     * `adapters`: the LoRA adapters and scales a local answer runs with (empty: the base model),
-     * as `ChatSession.set_adapters`; a request under another set than the pooled session's last
-     * never reuses its KV cache. The cloud never sees them. `Adapter` for an adapter loaded by
-     * an engine of another model; `InvalidParameter` for a non-finite scale.
+     *
+     * `tools` (with `tool_choice`, `Auto` when null) are offered to whoever answers: the
+     * device constrains its calls to them; the cloud gets them as OpenAI `tools` and its calls
+     * are checked against their schemas. They count as part of the request for the privacy
+     * check, like the calls and `Tool` results in `messages`. The answer's calls are in
+     * `RoutedAnswer.tool_calls`. `InvalidConstraint` for unusable tools.
      */
-    fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener, `cancel`: CancelToken? = null, `adapters`: List<AdapterScale> = listOf()): RoutedAnswer
+    fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener, `cancel`: CancelToken? = null, `tools`: List<Tool>? = null, `toolChoice`: ToolChoice? = null): RoutedAnswer
     
     companion object
 }
@@ -6318,9 +6311,10 @@ open class Router: Disposable, AutoCloseable, RouterInterface
 
     
     /**
-     * Where `messages` would run now, without generating anything (for a badge before sending).
+     * Where `messages` would run now, without generating anything (for a badge before sending);
+     * pass the `tools` that `send` will offer (they count for the privacy check).
      */
-    @Throws(EdgewiseException::class)override fun `decide`(`messages`: List<ChatMessage>, `meta`: RequestMeta): RouteDecision {
+    @Throws(EdgewiseException::class)override fun `decide`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `tools`: List<Tool>?): RouteDecision {
             return FfiConverterTypeRouteDecision.lift(
     callWithHandle {
     uniffiRustCallWithError(EdgewiseException) { _status ->
@@ -6328,7 +6322,8 @@ open class Router: Disposable, AutoCloseable, RouterInterface
         it,
         
         FfiConverterSequenceTypeChatMessage.lower(`messages`),
-        FfiConverterTypeRequestMeta.lower(`meta`),_status)
+        FfiConverterTypeRequestMeta.lower(`meta`),
+        FfiConverterOptionalSequenceTypeTool.lower(`tools`),_status)
 }
     }
     )
@@ -6400,12 +6395,14 @@ open class Router: Disposable, AutoCloseable, RouterInterface
      * background thread. Fails only when the local model itself fails (or the listener throws),
      * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
      * or sent). `cancel`: this request's own token; cancelling it stops this request only.
-     * `adapters`: the LoRA adapters and scales a local answer runs with (empty: the base model),
-     * as `ChatSession.set_adapters`; a request under another set than the pooled session's last
-     * never reuses its KV cache. The cloud never sees them. `Adapter` for an adapter loaded by
-     * an engine of another model; `InvalidParameter` for a non-finite scale.
+     *
+     * `tools` (with `tool_choice`, `Auto` when null) are offered to whoever answers: the
+     * device constrains its calls to them; the cloud gets them as OpenAI `tools` and its calls
+     * are checked against their schemas. They count as part of the request for the privacy
+     * check, like the calls and `Tool` results in `messages`. The answer's calls are in
+     * `RoutedAnswer.tool_calls`. `InvalidConstraint` for unusable tools.
      */
-    @Throws(EdgewiseException::class)override fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener, `cancel`: CancelToken?, `adapters`: List<AdapterScale>): RoutedAnswer {
+    @Throws(EdgewiseException::class)override fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener, `cancel`: CancelToken?, `tools`: List<Tool>?, `toolChoice`: ToolChoice?): RoutedAnswer {
             return FfiConverterTypeRoutedAnswer.lift(
     callWithHandle {
     uniffiRustCallWithError(EdgewiseException) { _status ->
@@ -6417,7 +6414,8 @@ open class Router: Disposable, AutoCloseable, RouterInterface
         FfiConverterTypeGenerationParams.lower(`params`),
         FfiConverterTypeAnswerListener.lower(`listener`),
         FfiConverterOptionalTypeCancelToken.lower(`cancel`),
-        FfiConverterSequenceTypeAdapterScale.lower(`adapters`),_status)
+        FfiConverterOptionalSequenceTypeTool.lower(`tools`),
+        FfiConverterOptionalTypeToolChoice.lower(`toolChoice`),_status)
 }
     }
     )
@@ -7403,6 +7401,17 @@ data class ChatMessage (
      * The text.
      */
     val `content`: kotlin.String
+    , 
+    /**
+     * An assistant message's tool calls (`RoutedAnswer.tool_calls`, sent back with the
+     * history to `Router.send`; empty otherwise).
+     */
+    val `toolCalls`: List<ToolCall> = listOf() 
+    , 
+    /**
+     * A `Tool` message's call id (the `ToolCall.id` it answers).
+     */
+    val `toolCallId`: kotlin.String? = null 
     
 ){
     
@@ -7421,17 +7430,23 @@ public object FfiConverterTypeChatMessage: FfiConverterRustBuffer<ChatMessage> {
         return ChatMessage(
             FfiConverterTypeRole.read(buf),
             FfiConverterString.read(buf),
+            FfiConverterSequenceTypeToolCall.read(buf),
+            FfiConverterOptionalString.read(buf),
         )
     }
 
     override fun allocationSize(value: ChatMessage) = (
             FfiConverterTypeRole.allocationSize(value.`role`) +
-            FfiConverterString.allocationSize(value.`content`)
+            FfiConverterString.allocationSize(value.`content`) +
+            FfiConverterSequenceTypeToolCall.allocationSize(value.`toolCalls`) +
+            FfiConverterOptionalString.allocationSize(value.`toolCallId`)
     )
 
     override fun write(value: ChatMessage, buf: ByteBuffer) {
             FfiConverterTypeRole.write(value.`role`, buf)
             FfiConverterString.write(value.`content`, buf)
+            FfiConverterSequenceTypeToolCall.write(value.`toolCalls`, buf)
+            FfiConverterOptionalString.write(value.`toolCallId`, buf)
     }
 }
 
@@ -8291,12 +8306,6 @@ data class Metrics (
      * Whole request, ms.
      */
     val `totalMs`: kotlin.Double
-    , 
-    /**
-     * Oldest history messages dropped to fit the context (`OverflowPolicy.DropOldestTurns`);
-     * 0 otherwise. The prompt after them is prefilled again (`prefilled_tokens` says how much).
-     */
-    val `droppedMessages`: kotlin.Int
     
 ){
     
@@ -8320,7 +8329,6 @@ public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
             FfiConverterDouble.read(buf),
             FfiConverterDouble.read(buf),
             FfiConverterDouble.read(buf),
-            FfiConverterInt.read(buf),
         )
     }
 
@@ -8331,8 +8339,7 @@ public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
             FfiConverterDouble.allocationSize(value.`ttftMs`) +
             FfiConverterDouble.allocationSize(value.`prefillTokensPerS`) +
             FfiConverterDouble.allocationSize(value.`decodeTokensPerS`) +
-            FfiConverterDouble.allocationSize(value.`totalMs`) +
-            FfiConverterInt.allocationSize(value.`droppedMessages`)
+            FfiConverterDouble.allocationSize(value.`totalMs`)
     )
 
     override fun write(value: Metrics, buf: ByteBuffer) {
@@ -8343,7 +8350,6 @@ public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
             FfiConverterDouble.write(value.`prefillTokensPerS`, buf)
             FfiConverterDouble.write(value.`decodeTokensPerS`, buf)
             FfiConverterDouble.write(value.`totalMs`, buf)
-            FfiConverterInt.write(value.`droppedMessages`, buf)
     }
 }
 
@@ -8878,6 +8884,15 @@ data class RoutedAnswer (
      * Why the local generation stopped; null when the cloud answered.
      */
     val `localStopReason`: StopReason?
+    , 
+    /**
+     * With tools: the calls the answer makes (empty for a text answer), from the device
+     * (constrained) or the cloud (checked against the tools' schemas; an invalid cloud call
+     * makes the device answer instead, `fallback.kind == InvalidToolCall`). Run them, then send
+     * the history with this answer (`ChatMessage(ASSISTANT, "", toolCalls)`) and one `Tool`
+     * message per result.
+     */
+    val `toolCalls`: List<ToolCall>
     
 ){
     
@@ -8904,6 +8919,7 @@ public object FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer<RoutedAnswer>
             FfiConverterTypeFinishReason.read(buf),
             FfiConverterOptionalTypeMetrics.read(buf),
             FfiConverterOptionalTypeStopReason.read(buf),
+            FfiConverterSequenceTypeToolCall.read(buf),
         )
     }
 
@@ -8917,7 +8933,8 @@ public object FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer<RoutedAnswer>
             FfiConverterInt.allocationSize(value.`completionTokens`) +
             FfiConverterTypeFinishReason.allocationSize(value.`finishReason`) +
             FfiConverterOptionalTypeMetrics.allocationSize(value.`localMetrics`) +
-            FfiConverterOptionalTypeStopReason.allocationSize(value.`localStopReason`)
+            FfiConverterOptionalTypeStopReason.allocationSize(value.`localStopReason`) +
+            FfiConverterSequenceTypeToolCall.allocationSize(value.`toolCalls`)
     )
 
     override fun write(value: RoutedAnswer, buf: ByteBuffer) {
@@ -8931,6 +8948,7 @@ public object FfiConverterTypeRoutedAnswer: FfiConverterRustBuffer<RoutedAnswer>
             FfiConverterTypeFinishReason.write(value.`finishReason`, buf)
             FfiConverterOptionalTypeMetrics.write(value.`localMetrics`, buf)
             FfiConverterOptionalTypeStopReason.write(value.`localStopReason`, buf)
+            FfiConverterSequenceTypeToolCall.write(value.`toolCalls`, buf)
     }
 }
 
@@ -9223,13 +9241,6 @@ data class SessionConfig (
      * What to do on overflow.
      */
     val `overflow`: OverflowPolicy
-    , 
-    /**
-     * A hybrid model's (Qwen 3.5's) turn-boundary copies of its recurrent state: how many the
-     * session keeps (0..=64, default 4; each ~19 MiB for Qwen 3.5 0.8B). Negative reads as 0.
-     * Plain transformers ignore it.
-     */
-    val `stateCheckpoints`: kotlin.Int = 4 
     
 ){
     
@@ -9250,7 +9261,6 @@ public object FfiConverterTypeSessionConfig: FfiConverterRustBuffer<SessionConfi
             FfiConverterInt.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterTypeOverflowPolicy.read(buf),
-            FfiConverterInt.read(buf),
         )
     }
 
@@ -9258,8 +9268,7 @@ public object FfiConverterTypeSessionConfig: FfiConverterRustBuffer<SessionConfi
             FfiConverterInt.allocationSize(value.`maxContext`) +
             FfiConverterInt.allocationSize(value.`prefillChunk`) +
             FfiConverterOptionalString.allocationSize(value.`systemPrompt`) +
-            FfiConverterTypeOverflowPolicy.allocationSize(value.`overflow`) +
-            FfiConverterInt.allocationSize(value.`stateCheckpoints`)
+            FfiConverterTypeOverflowPolicy.allocationSize(value.`overflow`)
     )
 
     override fun write(value: SessionConfig, buf: ByteBuffer) {
@@ -9267,7 +9276,6 @@ public object FfiConverterTypeSessionConfig: FfiConverterRustBuffer<SessionConfi
             FfiConverterInt.write(value.`prefillChunk`, buf)
             FfiConverterOptionalString.write(value.`systemPrompt`, buf)
             FfiConverterTypeOverflowPolicy.write(value.`overflow`, buf)
-            FfiConverterInt.write(value.`stateCheckpoints`, buf)
     }
 }
 
@@ -9911,7 +9919,12 @@ enum class CloudFailureKind {
     /**
      * Something else on our side.
      */
-    INTERNAL;
+    INTERNAL,
+    /**
+     * The cloud's tool calls did not fit the tools: a tool not offered, arguments invalid
+     * against its schema, or no call where the choice requires one (the device answered).
+     */
+    INVALID_TOOL_CALL;
 
     
 
@@ -10098,6 +10111,21 @@ sealed class EdgewiseException: kotlin.Exception() {
         
         /**
          * What is wrong (from the constraint, never prompt text).
+         */
+        val `reason`: kotlin.String
+        ) : EdgewiseException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * A tool call that did not come out of constrained decoding names a tool that was not
+     * offered or has arguments that do not validate against its schema.
+     */
+    class InvalidToolCall(
+        
+        /**
+         * The tool, the place and the rule (never an argument value).
          */
         val `reason`: kotlin.String
         ) : EdgewiseException() {
@@ -10385,54 +10413,57 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
             7 -> EdgewiseException.InvalidConstraint(
                 FfiConverterString.read(buf),
                 )
-            8 -> EdgewiseException.Adapter(
+            8 -> EdgewiseException.InvalidToolCall(
                 FfiConverterString.read(buf),
                 )
-            9 -> EdgewiseException.Backend(
+            9 -> EdgewiseException.Adapter(
                 FfiConverterString.read(buf),
                 )
-            10 -> EdgewiseException.PolicyDenied(
+            10 -> EdgewiseException.Backend(
                 FfiConverterString.read(buf),
                 )
-            11 -> EdgewiseException.CloudUnavailable(
+            11 -> EdgewiseException.PolicyDenied(
                 FfiConverterString.read(buf),
                 )
-            12 -> EdgewiseException.Download(
+            12 -> EdgewiseException.CloudUnavailable(
                 FfiConverterString.read(buf),
                 )
-            13 -> EdgewiseException.DiskSpace(
+            13 -> EdgewiseException.Download(
+                FfiConverterString.read(buf),
+                )
+            14 -> EdgewiseException.DiskSpace(
                 FfiConverterLong.read(buf),
                 FfiConverterLong.read(buf),
                 )
-            14 -> EdgewiseException.Io(
+            15 -> EdgewiseException.Io(
                 FfiConverterString.read(buf),
                 )
-            15 -> EdgewiseException.Storage(
+            16 -> EdgewiseException.Storage(
                 FfiConverterString.read(buf),
                 )
-            16 -> EdgewiseException.SessionFile(
+            17 -> EdgewiseException.SessionFile(
                 FfiConverterString.read(buf),
                 )
-            17 -> EdgewiseException.SessionModelMismatch(
+            18 -> EdgewiseException.SessionModelMismatch(
                 FfiConverterString.read(buf),
                 )
-            18 -> EdgewiseException.UnknownItem()
-            19 -> EdgewiseException.Embedding(
+            19 -> EdgewiseException.UnknownItem()
+            20 -> EdgewiseException.Embedding(
                 FfiConverterString.read(buf),
                 )
-            20 -> EdgewiseException.IndexModelMismatch(
+            21 -> EdgewiseException.IndexModelMismatch(
                 FfiConverterString.read(buf),
                 )
-            21 -> EdgewiseException.IndexCorrupt(
+            22 -> EdgewiseException.IndexCorrupt(
                 FfiConverterString.read(buf),
                 )
-            22 -> EdgewiseException.Locked(
+            23 -> EdgewiseException.Locked(
                 FfiConverterString.read(buf),
                 )
-            23 -> EdgewiseException.Callback(
+            24 -> EdgewiseException.Callback(
                 FfiConverterString.read(buf),
                 )
-            24 -> EdgewiseException.Internal(
+            25 -> EdgewiseException.Internal(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -10472,6 +10503,11 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is EdgewiseException.InvalidConstraint -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is EdgewiseException.InvalidToolCall -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
@@ -10601,88 +10637,93 @@ public object FfiConverterTypeEdgewiseError : FfiConverterRustBuffer<EdgewiseExc
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Adapter -> {
+            is EdgewiseException.InvalidToolCall -> {
                 buf.putInt(8)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Backend -> {
+            is EdgewiseException.Adapter -> {
                 buf.putInt(9)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.PolicyDenied -> {
+            is EdgewiseException.Backend -> {
                 buf.putInt(10)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.CloudUnavailable -> {
+            is EdgewiseException.PolicyDenied -> {
                 buf.putInt(11)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Download -> {
+            is EdgewiseException.CloudUnavailable -> {
                 buf.putInt(12)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.DiskSpace -> {
+            is EdgewiseException.Download -> {
                 buf.putInt(13)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is EdgewiseException.DiskSpace -> {
+                buf.putInt(14)
                 FfiConverterLong.write(value.`needed`, buf)
                 FfiConverterLong.write(value.`available`, buf)
                 Unit
             }
             is EdgewiseException.Io -> {
-                buf.putInt(14)
-                FfiConverterString.write(value.`reason`, buf)
-                Unit
-            }
-            is EdgewiseException.Storage -> {
                 buf.putInt(15)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.SessionFile -> {
+            is EdgewiseException.Storage -> {
                 buf.putInt(16)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.SessionModelMismatch -> {
+            is EdgewiseException.SessionFile -> {
                 buf.putInt(17)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.UnknownItem -> {
+            is EdgewiseException.SessionModelMismatch -> {
                 buf.putInt(18)
-                Unit
-            }
-            is EdgewiseException.Embedding -> {
-                buf.putInt(19)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.IndexModelMismatch -> {
+            is EdgewiseException.UnknownItem -> {
+                buf.putInt(19)
+                Unit
+            }
+            is EdgewiseException.Embedding -> {
                 buf.putInt(20)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.IndexCorrupt -> {
+            is EdgewiseException.IndexModelMismatch -> {
                 buf.putInt(21)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Locked -> {
+            is EdgewiseException.IndexCorrupt -> {
                 buf.putInt(22)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Callback -> {
+            is EdgewiseException.Locked -> {
                 buf.putInt(23)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is EdgewiseException.Internal -> {
+            is EdgewiseException.Callback -> {
                 buf.putInt(24)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is EdgewiseException.Internal -> {
+                buf.putInt(25)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -11291,7 +11332,11 @@ enum class Role {
     /**
      * The model.
      */
-    ASSISTANT;
+    ASSISTANT,
+    /**
+     * A tool's result (`ChatMessage.tool_call_id` names the call), for `Router.send`.
+     */
+    TOOL;
 
     
 
@@ -12239,6 +12284,70 @@ public object FfiConverterOptionalTypeStopReason: FfiConverterRustBuffer<StopRea
         } else {
             buf.put(1)
             FfiConverterTypeStopReason.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeToolChoice: FfiConverterRustBuffer<ToolChoice?> {
+    override fun read(buf: ByteBuffer): ToolChoice? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeToolChoice.read(buf)
+    }
+
+    override fun allocationSize(value: ToolChoice?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeToolChoice.allocationSize(value)
+        }
+    }
+
+    override fun write(value: ToolChoice?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeToolChoice.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalSequenceTypeTool: FfiConverterRustBuffer<List<Tool>?> {
+    override fun read(buf: ByteBuffer): List<Tool>? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterSequenceTypeTool.read(buf)
+    }
+
+    override fun allocationSize(value: List<Tool>?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterSequenceTypeTool.allocationSize(value)
+        }
+    }
+
+    override fun write(value: List<Tool>?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterSequenceTypeTool.write(value, buf)
         }
     }
 }
