@@ -1096,7 +1096,7 @@ pub(crate) fn is_placeholder(v: &str) -> bool {
         "密码",
     ];
     // xkcd 936's phrase with separators or cut short ("correct-horse", "Correct_Horse_Battery").
-    let squashed: String = l.chars().filter(|c| !matches!(c, '-' | '_' | ' ' | '.')).collect();
+    let squashed: String = l.chars().filter(char::is_ascii_alphanumeric).collect();
     l.is_empty()
         || WORDS.contains(&l.as_str())
         || squashed.len() >= 12 && "correcthorsebatterystaple".starts_with(squashed.as_str())
