@@ -83,7 +83,7 @@ def main():
 
     files = args.authors or sorted(glob.glob(os.path.join(TUNING, "author*.jsonl")))
     for f in files:
-        if os.path.basename(f).startswith(("authorK", "authorL")):
+        if os.path.basename(f).startswith(("authorK", "authorL", "authorM", "authorN")):
             sys.exit("refusing to read the frozen split")
     authors = {os.path.basename(f).split(".")[0]: f for f in files}
     cases = {a: load(f) for a, f in authors.items()}
@@ -108,7 +108,7 @@ def main():
         model = os.path.join(args.work, f"loao-{held}.bin")
         cmd = [sys.executable, os.path.join(HERE, "train_classifier.py"), "--data", args.data, "--rules", rules_path,
                "--tuning", *others, "--model", model, "--golden", os.path.join(args.work, f"golden-{held}.json"),
-               "--added-fb", args.added_fb]
+               "--added-fb", args.added_fb, "--cache", os.path.join(args.work, "features.pkl")]
         print(f"training without {held} ...", file=sys.stderr)
         r = subprocess.run(cmd, stderr=subprocess.PIPE, check=False)
         log = r.stderr.decode()
