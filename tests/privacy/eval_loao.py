@@ -78,6 +78,7 @@ def main():
     ap.add_argument("--json", help="write the table here")
     ap.add_argument("--added-fb", default="0.025", help="passed to train_classifier.py")
     ap.add_argument("--authors", nargs="*", help="default: every tuning/author*.jsonl")
+    ap.add_argument("--held-out", nargs="*", help="hold out only these (e.g. authorG authorH); default: each in turn")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
 
@@ -103,7 +104,7 @@ def main():
     total = {k: T() for k in ("rules", "loao", "shipped")}
     by_lang = collections.defaultdict(lambda: {k: T() for k in ("rules", "loao")})
     by_kind = collections.defaultdict(lambda: {k: T() for k in ("rules", "loao")})
-    for held in authors:
+    for held in [a for a in authors if not args.held_out or a in args.held_out]:
         others = [authors[a] for a in authors if a != held]
         model = os.path.join(args.work, f"loao-{held}.bin")
         cmd = [sys.executable, os.path.join(HERE, "train_classifier.py"), "--data", args.data, "--rules", rules_path,
