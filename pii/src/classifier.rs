@@ -33,7 +33,7 @@ pub const MODEL_FILE: &str = "pii-clf-v1.bin";
 /// Size in bytes of the shipped model; equals its entry in `models/catalog.toml`.
 pub const MODEL_SIZE: u64 = 1_048_616;
 /// Lower-case hex sha256 of the shipped model; equals its entry in `models/catalog.toml`.
-pub const MODEL_SHA256: &str = "7d51a2e7b6b63b6dc3025be2af9c0936520e0b8ea0afed2e9073053b716eddac";
+pub const MODEL_SHA256: &str = "6c59659bebbff968360219cb524045758d6f56fe09fcedeed506e471fa4869db";
 
 /// The shipped model, embedded (cargo feature `embedded-model`, on by default).
 #[cfg(feature = "embedded-model")]

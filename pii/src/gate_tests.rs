@@ -363,3 +363,32 @@ fn router_form_requests_clear_the_classifier_with_a_margin() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Round 5: harmless work notes with structured-looking values (a depot's coordinates, loading-bay
+/// instructions, a till ticket, an order with an EAN) passed the rules and were blocked by the
+/// round-4 classifier (scores 0.78–0.90 against 0.73); the hard negatives of
+/// tests/privacy/hard_negatives.py bring them well under the threshold. A secret in the same kind
+/// of note (an alarm code for a named keyholder) stays blocked by the classifier.
+#[test]
+fn work_notes_with_structured_values_clear_the_classifier() {
+    let _serial = serial();
+    let g = gate();
+    let mut failures = Vec::new();
+    for t in [
+        "the recycling depot we tip at is at 52.4862, -1.8904 (gate 2 on the industrial estate), write turn-by-turn arrival notes for new drivers",
+        "delivery instructions for all drivers: use loading bay C, reverse in, hi-vis on, no idling. make it a laminated sign",
+        "Ticket INC0077312: till 4 at store 203 won't print receipts after the update to v5.2.0. Write the handover note for the next shift.",
+        "Commande n° CMD-55102, EAN 4006381333931, livrée incomplète — rédige une réclamation au transporteur",
+    ] {
+        let r = g.check(t);
+        if r.sensitive {
+            failures.push(format!("{t:?}: score {:?}, threshold {:?}", r.classifier_score, r.classifier_threshold));
+        }
+    }
+    let secret = "new keyholder notes for Priya: alarm panel behind the stockroom door, punch 4417 then OFF within 30 sec";
+    let r = g.check(secret);
+    if !r.sensitive || r.stage != Stage::Classifier {
+        failures.push(format!("alarm code not blocked by the classifier: {:?}", r.classifier_score));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

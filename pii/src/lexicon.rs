@@ -355,6 +355,16 @@ pub(crate) const META: &[&str] = &[
     r"main likh rahi",
 ];
 
+/// A clinical vignette or exercise ("case study for my nursing class: a 27-year-old presents
+/// with..."): its patient is nobody, though "my class" is first person.
+#[rustfmt::skip]
+pub(crate) const VIGNETTE: &[&str] = &[
+    r"case study", r"case studies", r"case vignette", r"vignette", r"clinical scenario", r"exam question",
+    r"practice question", r"textbook", r"presents with", r"presenting with", r"presented with", r"usmle", r"osce",
+    r"fallbeispiel", r"fallstudie", r"caso clínico", r"caso clinico", r"cas clinique", r"étude de cas", r"病例分析",
+    r"案例分析",
+];
+
 /// Relation nouns ("my colleague", "mi madre", "meine Frau", "我妈妈") naming a specific person.
 #[rustfmt::skip]
 pub(crate) const RELATION: &[&str] = &[
@@ -503,6 +513,28 @@ pub(crate) const ORG: &[&str] = &[
     // Chinese, Hinglish
     r"公司", r"客服", r"博物院", r"博物馆", r"商店", r"餐厅", r"酒店", r"政府", r"办事处", r"银行", r"大使馆", r"热线", r"门店", r"图书馆", r"营业时间", r"服务中心",
     r"customer care number", r"dukaan",
+    // A business speaking to its customers, its opening days, and kinds of shops and sites.
+    r"call us", r"contact us", r"email us", r"e-mail us", r"visit us", r"find us", r"text us", r"whatsapp us",
+    r"llámanos", r"llamanos", r"contáctanos", r"escríbenos", r"visítanos", r"appelez-nous", r"contactez-nous",
+    r"écrivez-nous", r"rufen sie uns an", r"kontaktieren sie uns", r"besuchen sie uns", r"schreiben sie uns",
+    r"联系我们", r"mon-fri", r"mon–fri", r"monday to friday", r"monday-friday", r"mon to fri", r"mon-sat", r"mon–sat", r"tue-sat", r"tue–sat",
+    r"de lunes a viernes", r"de lunes a sábado", r"lunes a viernes", r"lunes a sábado", r"montag bis freitag",
+    r"mo-fr", r"mo–fr", r"du lundi au vendredi", r"du lundi au samedi", r"周一至周五", r"depot", r"warehouse",
+    r"industrial estate", r"business park", r"goods-in", r"goods in", r"suppliers", r"ferretería", r"panadería",
+    r"peluquería", r"carnicería", r"librería", r"papelería", r"zapatería", r"taller", r"bäckerei", r"metzgerei",
+    r"werkstatt", r"friseursalon", r"boulangerie", r"boucherie", r"librairie", r"quincaillerie", r"épicerie",
+];
+
+/// Sites of a business (depots, warehouses, plants, branches): coordinates given for one of these,
+/// with no private person in the text, are a workplace's, not someone's whereabouts.
+#[rustfmt::skip]
+pub(crate) const SITE: &[&str] = &[
+    r"depot", r"depots", r"warehouse", r"warehouses", r"dc", r"distribution cent(?:re|er)", r"fulfil?ment cent(?:re|er)",
+    r"hub", r"yard", r"plant", r"factory", r"premises", r"facility", r"campus", r"site", r"store", r"stores",
+    r"branch", r"branches", r"outlet", r"showroom", r"workshop", r"industrial estate", r"business park",
+    r"lager", r"warenlager", r"zentrallager", r"werk", r"fabrik", r"filiale", r"niederlassung", r"betriebshof",
+    r"entrepôt", r"dépôt", r"usine", r"succursale", r"magasin", r"almacén", r"almacen", r"bodega", r"nave",
+    r"fábrica", r"planta", r"sucursal", r"tienda", r"仓库", r"工厂", r"门店", r"分店", r"厂区", r"godown",
 ];
 
 /// First-person or relation phrases that make a contact detail personal.

@@ -300,8 +300,12 @@ pub(crate) fn people(text: &str, ctx: &Ctx, names: &[Name], out: &mut Out) {
         let (ss, se) = ctx.sents.get(idx).copied().unwrap_or((0, 0));
         // "Diagnosed with bipolar II last month. Started lamotrigine.": a sentence without a
         // subject that opens with such a verb is about the writer.
-        let first_person = ctx.first_person_at(hs) || subjectless_first_person(&text[ss..se.max(ss)]);
         let relation = ctx.relation.within(ss, se);
+        // A clinical vignette ("Case study for my nursing class: a 27-year-old presents with
+        // chest pain") is about nobody unless the writer says "I"/"me" or a relation is named.
+        let vignette = ctx.vignette.within(ss, se) && !ctx.pronoun.within(ss, se) && !relation;
+        let first_person =
+            !vignette && (ctx.first_person_at(hs) || subjectless_first_person(&text[ss..se.max(ss)]));
         // In a sentence of fiction ("a scene where Margaret learns..."), a name is a character.
         let named = private_in.get(idx).copied().unwrap_or(false) && !ctx.fiction.within(ss, se);
         // "My son Ethan has a meeting. He was diagnosed with autism": a he/she/his/her in the

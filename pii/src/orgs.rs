@@ -23,6 +23,9 @@ pub(crate) struct OrgRules {
     /// Words that tie coordinates to someone even without a pronoun ("home", "come", "pick up",
     /// "help"; six languages).
     coord_anchor: Regex,
+    /// The words of `coord_anchor` that tie coordinates to one person ("home", "come", "me"),
+    /// without the plural "we"/"us" a business speaks in ("our depot is at 53.40, -2.99").
+    coord_anchor_one: Regex,
 }
 
 impl OrgRules {
@@ -36,6 +39,9 @@ impl OrgRules {
             )?,
             coord_anchor: Regex::new(
                 r"(?i)(?-u:\b)(?:live\s+location|current\s+location|shared?\s+(?:\w+\s+)?loc(?:ation)?|standort|ubicación|localisation|we|we're|us|wir|uns|estamos|estoy|nous|sommes|suis|hum|notfall\w*|emergenc\w*|urgence|sos|atrapad\w*|fest|battery|akku|batería|bateria|batterie|home|house|flat|here|come|pick\s+(?:\w+\s+)?up|pickup|help|ambulance|stuck|lost|parked|waiting|ghar|yahan|yahin|casa|aquí|aqui|ven|maison|chez|ici|viens|zuhause|daheim|hier|komm|abholen)(?-u:\b)|[家这我接位定]",
+            )?,
+            coord_anchor_one: Regex::new(
+                r"(?i)(?-u:\b)(?:live\s+location|current\s+location|shared?\s+(?:\w+\s+)?loc(?:ation)?|standort|ubicación|localisation|estoy|suis|hum|notfall\w*|emergenc\w*|urgence|sos|atrapad\w*|fest|battery|akku|batería|bateria|batterie|home|house|flat|here|come|pick\s+(?:\w+\s+)?up|pickup|help|ambulance|stuck|lost|parked|waiting|ghar|yahan|yahin|casa|aquí|aqui|ven|maison|chez|ici|viens|zuhause|daheim|hier|komm|abholen)(?-u:\b)|[家这接位定]|我(?:[^们]|$)",
             )?,
             code: Regex::new(
                 r"(?m)\bdef\s+\w+\(|\bassert\b|\bexpect\(|\btoBe\(|=>|===?|\bconst\s+\w+\s*=|\bfunction\b|\breturn\b|console\.log|print\(|;\s*$|\bpytest\b|\bjest\b|\bunittest\b|\bAssertionError\b",
@@ -95,6 +101,26 @@ impl OrgRules {
             || !ctx.present.0.is_empty()
             || !ctx.third.0.is_empty()
             || self.coord_anchor.is_match(text);
+        // Someone in particular, leaving aside the plural "we"/"our" of a business: the first
+        // person singular, a relation, a private name, a personal contact phrase, "right now", a
+        // third person, "my", or a word like "home" or "come".
+        let one_person = || {
+            const PLURAL: &[&str] = &["our", "nuestro", "nuestra", "nuestros", "nuestras", "notre", "nos", "hamara", "hamari"];
+            // (`ctx.first_person` counts "our" too: ask for "I"/"me" and "mein"/"main" instead.)
+            personal_in.iter().any(|&p| p)
+                || !ctx.pronoun.0.is_empty()
+                || !ctx.main_mein.0.is_empty()
+                || !ctx.relation.0.is_empty()
+                || ctx.possessive.0.iter().any(|&(a, b)| {
+                    let w = text[a..b].to_lowercase();
+                    !PLURAL.contains(&w.as_str()) && !w.starts_with("unser")
+                })
+                || !ctx.personal_contact.0.is_empty()
+                || !ctx.present.0.is_empty()
+                || !ctx.third.0.is_empty()
+                || self.coord_anchor_one.is_match(text)
+        };
+        let mut one_person_memo: Option<bool> = None;
         // Per sentence, on first use: does it mention a flat or apartment (a home)?
         let mut home_in: Vec<Option<bool>> = vec![None; n_sents + 1];
         let findings = std::mem::take(&mut out.findings);
@@ -125,7 +151,9 @@ impl OrgRules {
                         let first = d.split('.').next().unwrap_or("").to_ascii_lowercase();
                         super::patterns::MAIL_PROVIDERS.contains(&first.as_str())
                     });
-                    !personal && !free_mail && (near(&ctx.org, 120) || role_mailbox(value) || fiction_text || example)
+                    !personal
+                        && !free_mail
+                        && (near(&ctx.org, 120) || role_mailbox(value) || fiction_text || example || reserved_domain(value))
                 }
                 Category::PostalAddress => {
                     let venue = self
@@ -143,10 +171,17 @@ impl OrgRules {
                         before.ends_with('=') || before.ends_with('@') || before.ends_with("geo:")
                     };
                     let coordinates = value.bytes().any(|b| b.is_ascii_digit()) && !value.starts_with("///");
-                    (ctx.landmark.within(ss, se) || ctx.doc.near(f.start, f.end, 60, 60))
+                    // A business site's coordinates ("our Chicago DC at 41.8781, -87.6298", "the
+                    // depot we tip at"): only the plural "we" of a business, nobody in particular.
+                    let site = coordinates
+                        && !shared_link
+                        && (ctx.site.within(ss, se) || ctx.org.within(ss, se))
+                        && !*one_person_memo.get_or_insert_with(one_person);
+                    (ctx.landmark.within(ss, se) || ctx.doc.near(f.start, f.end, 60, 60) || fiction_text)
                         && !ctx.first_person_at(f.start)
                         && !personal
                         || coordinates && !anyone && !shared_link
+                        || site
                 }
                 // A US SSN the SSA voided or never issues ("078-05-1120", printed on a wallet
                 // insert; 123-45-6789) is nobody's, with or without a docs word nearby. Sample
@@ -230,6 +265,14 @@ fn role_mailbox(value: &str) -> bool {
     let local = local.to_ascii_lowercase();
     let head = local.split(['.', '-', '_', '+']).next().unwrap_or("");
     ROLES.contains(&local.as_str()) || ROLES.contains(&head)
+}
+
+/// A domain that cannot receive mail: the top-level names reserved for tests and documentation
+/// (RFC 2606/6761: `.test`, `.example`, `.invalid`, `.localhost`) and `.local`.
+fn reserved_domain(value: &str) -> bool {
+    let Some((_, domain)) = value.rsplit_once('@') else { return false };
+    let tld = domain.trim_end_matches('.').rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    matches!(tld.as_str(), "test" | "example" | "invalid" | "localhost" | "local")
 }
 
 /// Toll-free, shared-cost and other service numbers: always an organisation's.

@@ -881,6 +881,25 @@ impl Patterns {
             "350 fifth avenue",
             "1600 amphitheatre parkway",
             "55 rue du faubourg",
+            // Sights, offices of state and fiction's addresses that everybody quotes.
+            "3764 elvis presley",
+            "4 privet drive",
+            "12 grimmauld place",
+            "31 spooner street",
+            "124 conch street",
+            "1313 mockingbird lane",
+            "177a bleecker street",
+            "10 downing st",
+            "1600 pennsylvania ave",
+            "221b baker st",
+            "20 w 34th st",
+            "20 west 34th street",
+            "1 microsoft way",
+            "1 hacker way",
+            "5 avenue anatole france",
+            "11 wall street",
+            "2 macquarie street",
+            "1 rocket road",
         ];
         let with_digits = [
             &self.addr_en,
@@ -898,8 +917,11 @@ impl Patterns {
         }
         {
             for m in strong {
+                // The famous address itself, or the town/ZIP line right after it ("1600
+                // Pennsylvania Avenue NW, Washington, DC 20500").
                 let lower = m.as_str().to_lowercase();
-                if PUBLIC_ADDRESSES.iter().any(|p| lower.starts_with(p)) {
+                let before = text[floor_char(text, m.start().saturating_sub(48))..m.start()].to_lowercase();
+                if PUBLIC_ADDRESSES.iter().any(|p| lower.starts_with(p) || before.contains(p)) {
                     out.residual(0.2);
                     continue;
                 }
@@ -922,7 +944,13 @@ impl Patterns {
                 let before = text[..m.start()].trim_end();
                 let after_comma = before.ends_with(',') || before.ends_with('，');
                 let hyphen_pin = m.as_str().contains('-');
-                if after_comma || hyphen_pin || ctx.address.near(m.start(), m.end(), 80, 0) {
+                // The postcodes of the Palace, Downing Street and Parliament are nobody's home.
+                let before_lower = text[floor_char(text, m.start().saturating_sub(48))..m.start()].to_lowercase();
+                let public = matches!(m.as_str(), "SW1A 1AA" | "SW1A 2AA" | "SW1A 0AA" | "SW1A1AA" | "SW1A2AA")
+                    || PUBLIC_ADDRESSES.iter().any(|p| before_lower.contains(p));
+                if public {
+                    out.residual(0.2);
+                } else if after_comma || hyphen_pin || ctx.address.near(m.start(), m.end(), 80, 0) {
                     out.add(m.start(), m.end(), Category::PostalAddress, 0.75);
                 }
             }
@@ -1067,8 +1095,11 @@ pub(crate) fn is_placeholder(v: &str) -> bool {
         "motdepasse",
         "密码",
     ];
+    // xkcd 936's phrase with separators or cut short ("correct-horse", "Correct_Horse_Battery").
+    let squashed: String = l.chars().filter(char::is_ascii_alphanumeric).collect();
     l.is_empty()
         || WORDS.contains(&l.as_str())
+        || squashed.len() >= 12 && "correcthorsebatterystaple".starts_with(squashed.as_str())
         || l.starts_with('<')
         || l.starts_with("${")
         || l.starts_with("{{")

@@ -545,3 +545,38 @@ fn secret_references_and_published_tokens_are_clear() {
     }
     assert!(detector().scan("env:\n  DB_PASSWORD: Tr0ub4dor&3xyz\n  valueFrom: none").sensitive);
 }
+
+/// Round 5: the kinds of harmless text the round-4 rules blocked on authors I and J (rephrased
+/// here, not their texts): a business site's coordinates in the plural "we" of a company,
+/// coordinates in fiction, the addresses everybody quotes (and the Palace's postcode), a business
+/// speaking to customers ("call us"), its opening days, a kind of shop, and xkcd's example
+/// password cut short. The same values stay flagged when a person is attached.
+#[test]
+fn fifth_round_hard_negatives_are_clear() {
+    let clear = [
+        "our returns depot is at 52.4862, -1.8904, write a short note for couriers on where to park",
+        "Distance from our Leeds warehouse at 53.7997, -1.5492 to the Sheffield branch at 53.3811, -1.4701?",
+        "the parcel hub we ship from sits at 51.4700, -0.4543, what's the best way to add it to the fleet app as a pin",
+        "Notre entrepôt est au 45.7640, 4.8357 : rédige les consignes d'accès pour les livreurs.",
+        "write the villain's boast: Captain Redbeard hides his gold at 18.4655 N 66.1057 W",
+        "Address an envelope to Sherlock Holmes, 221B Baker Street, London NW1 6XE, for a themed party invite",
+        "Is 12 Grimmauld Place, London a real address or only in the books?",
+        "Is the Palace's address just London, SW1A 1AA? It's for a card to the King",
+        "Window poster: 'Call us on (415) 826-3344 for same-day key cutting'",
+        "Escribe un anuncio: Panadería Solera, Calle Mayor 18, 28013 Madrid, tel. 915 32 18 40, de lunes a sábado de 8 a 15 h",
+        "the signup form rejects 'password': 'correct-horse' as too weak, which rule fires?",
+        "Exam question for my pharmacology course: a 58-year-old presents with ankle swelling on amlodipine. Next step?",
+        "alerts@crm.local gets the nightly import report, why is it empty?",
+    ];
+    let flagged = [
+        "I'm stuck at our depot 53.4084, -2.9916 with a flat tyre, come get me",
+        "my flat is right behind the warehouse at 53.7997, -1.5492, drop the keys there",
+        "send the van to my house at 51.4700, -0.4543 tomorrow",
+        "Call my brother on (415) 826-3344, he runs the shop",
+        "Mein Passwort für das Lager-Konto ist Correct_Horse_77x!",
+        "Case study? No, it's me: I was diagnosed with diabetes last week, what should I eat?",
+        "Case study for my class about my mother, who presents with early dementia",
+        "email my cousin Maria Lopez at maria.lopez@gmail.com about the wedding",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}

@@ -81,7 +81,7 @@ def main():
     ap.add_argument("--misses", action="store_true")
     args = ap.parse_args()
     for p in args.tuning:
-        if os.path.basename(p).startswith(("authorK", "authorL")):
+        if os.path.basename(p).startswith(("authorK", "authorL", "authorM", "authorN")):
             sys.exit("refusing to evaluate on the frozen split")
     if args.synthetic:
         syn = [c for c in map(json.loads, open(args.synthetic, encoding="utf-8")) if c["split"] == "heldout"]

@@ -78,12 +78,13 @@ def main():
     ap.add_argument("--json", help="write the table here")
     ap.add_argument("--added-fb", default="0.025", help="passed to train_classifier.py")
     ap.add_argument("--authors", nargs="*", help="default: every tuning/author*.jsonl")
+    ap.add_argument("--held-out", nargs="*", help="hold out only these (e.g. authorG authorH); default: each in turn")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
 
     files = args.authors or sorted(glob.glob(os.path.join(TUNING, "author*.jsonl")))
     for f in files:
-        if os.path.basename(f).startswith(("authorK", "authorL")):
+        if os.path.basename(f).startswith(("authorK", "authorL", "authorM", "authorN")):
             sys.exit("refusing to read the frozen split")
     authors = {os.path.basename(f).split(".")[0]: f for f in files}
     cases = {a: load(f) for a, f in authors.items()}
@@ -103,12 +104,12 @@ def main():
     total = {k: T() for k in ("rules", "loao", "shipped")}
     by_lang = collections.defaultdict(lambda: {k: T() for k in ("rules", "loao")})
     by_kind = collections.defaultdict(lambda: {k: T() for k in ("rules", "loao")})
-    for held in authors:
+    for held in [a for a in authors if not args.held_out or a in args.held_out]:
         others = [authors[a] for a in authors if a != held]
         model = os.path.join(args.work, f"loao-{held}.bin")
         cmd = [sys.executable, os.path.join(HERE, "train_classifier.py"), "--data", args.data, "--rules", rules_path,
                "--tuning", *others, "--model", model, "--golden", os.path.join(args.work, f"golden-{held}.json"),
-               "--added-fb", args.added_fb]
+               "--added-fb", args.added_fb, "--cache", os.path.join(args.work, "features.pkl")]
         print(f"training without {held} ...", file=sys.stderr)
         r = subprocess.run(cmd, stderr=subprocess.PIPE, check=False)
         log = r.stderr.decode()

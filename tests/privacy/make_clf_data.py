@@ -16,14 +16,19 @@ Needs PyPI `faker` (version pinned below; another version gives other values). W
 * Router form (router_forms.py): a quarter of the cases of either class are wrapped as the router
   sends them (an [Attachment N] section, a system prompt, a short transcript, a tool result), and
   whole harmless router-form requests are added.
+* Hard negatives (hard_negatives.py, round 5): harmless requests with values shaped like personal
+  data (a business site's coordinates, company contact blocks, public figures' birth dates, fiction,
+  tutorial sample rows, logs, product codes, clinical vignettes, general money questions), each kind
+  with personal twins, added after the other tables (which therefore draw the same values as before).
 * Augmentations applied to both classes alike (so they carry no label signal): lower case, dropped
   punctuation, typos, chat-style prefixes/suffixes, and burying the request in a longer harmless
   paragraph.
 
-Never uses the frozen evaluation split (authorK/authorL, outside the repository).
+Never uses the frozen evaluation splits (authorK-N, outside the repository).
 """
 
 import argparse
+import datetime
 import json
 import os
 import random
@@ -38,6 +43,7 @@ import gen_values as gv  # noqa: E402
 import make_corpus as mc  # noqa: E402
 import router_forms as rf  # noqa: E402
 from clf_templates import NEG, SENS  # noqa: E402
+from hard_negatives import HARD_NEG, HARD_POS  # noqa: E402
 from templates import NEGATIVE as OLD_NEG, SENSITIVE as OLD_SENS  # noqa: E402
 
 FAKER_VERSION = "40.63.0"
@@ -78,6 +84,14 @@ W3W = "lanes crisp harvest tables pocket silver filled count soap index home raf
 SHOPS = ["Apple Store", "Boots", "IKEA", "Decathlon", "Zara", "Walgreens", "Tesco Extra", "Costco"]
 HOMO = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "y": "у", "i": "і"}
 MB_DIGIT = 0x1D7CE  # MATHEMATICAL BOLD DIGIT ZERO
+LANDMARKS = ["Eiffel Tower", "Colosseum", "Statue of Liberty", "Sydney Opera House", "Brandenburg Gate", "Taj Mahal",
+             "Golden Gate Bridge", "Big Ben", "Sagrada Família", "Machu Picchu", "Acropolis", "Burj Khalifa",
+             "Christ the Redeemer", "Tower Bridge", "Louvre", "Forbidden City", "Alhambra", "Neuschwanstein Castle"]
+SITES = {"en": ["depot", "warehouse", "distribution centre", "branch", "yard", "plant", "store", "hub", "DC"],
+         "de": ["Lager", "Depot", "Werk", "Betriebshof"], "es": ["almacén", "depósito", "centro logístico"],
+         "fr": ["entrepôt", "dépôt"], "zh": ["仓库"], "hi": ["godown", "warehouse", "depot"]}
+# Cases per (language, group) of hard_negatives.py, per split.
+HARD_PER_GROUP = {"train": {"en": 120, "other": 40}, "heldout": {"en": 30, "other": 10}}
 
 
 class Case(mc.Case):
@@ -181,6 +195,39 @@ def slot(name, c):
         return fake.domain_name()
     if name == "shop":
         return rng.choice(SHOPS)
+    # Harmless slots of hard_negatives.py (no category).
+    if name in ("latlon", "latlon2"):
+        return f"{rng.uniform(-60, 70):.4f}, {rng.uniform(-170, 170):.4f}"
+    if name == "landmark":
+        return rng.choice(LANDMARKS)
+    if name == "site":
+        return rng.choice(SITES[lang])
+    if name == "fict_name":
+        return fake.name()
+    if name == "fict_address":
+        return fake.address().replace("\n", ", ")
+    if name == "fict_phone":
+        return fake.phone_number()
+    if name == "sample_name":
+        return f["en_US"].name()
+    if name == "sample_email":
+        return f["en_US"].user_name() + "@" + rng.choice(["example.com", "example.org", "test.local", "mail.test"])
+    if name == "sample_phone":
+        return f"555-01{rng.randrange(0, 100):02d}"
+    if name == "ip":
+        return rng.choice([f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                           f"192.168.{rng.randrange(256)}.{rng.randrange(1, 255)}", f["en_US"].ipv4_public()])
+    if name == "ts":
+        # Fixed bounds: date_time_this_decade() would depend on today's date.
+        return f["en_US"].date_time_between(datetime.datetime(2019, 1, 1), datetime.datetime(2025, 12, 31)).strftime(rng.choice(["%Y-%m-%dT%H:%M:%SZ", "%d/%b/%Y:%H:%M:%S +0000",
+                                                                         "%Y-%m-%d %H:%M:%S,%f"]))
+    if name in ("sku", "sku2"):
+        return rng.choice(string.ascii_uppercase) + rng.choice(string.ascii_uppercase) + "-" + \
+            "".join(rng.choice(string.digits) for _ in range(rng.randrange(4, 8)))
+    if name == "serial":
+        return "".join(rng.choice(string.ascii_uppercase + string.digits) for _ in range(rng.randrange(8, 13)))
+    if name == "num":
+        return str(rng.randrange(1000, 9999999))
     return mc.slot_value(name, c)
 
 
@@ -254,7 +301,7 @@ def build(split, seed):
     cases = []
 
     def add(lang, group, template, sensitive, src, k):
-        locale = LOCALES[lang][k % len(LOCALES[lang])] if src == "clf" else mc.LOCALE[lang]
+        locale = LOCALES[lang][k % len(LOCALES[lang])] if src in ("clf", "hard") else mc.LOCALE[lang]
         c = Case(lang, rng, fakers, locale)
         text, cats = fill(template, c)
         cats.discard("financial")
@@ -287,6 +334,16 @@ def build(split, seed):
         for k in range(ROUTER_NEG[split]["en" if lang == "en" else "other"]):
             cases.append({"id": f"{split}-router-{lang}-form-{k:03d}", "split": split, "lang": lang, "group": "router_form",
                           "text": rf.harmless_request(lang, rng), "sensitive": False, "categories": [], "src": "router"})
+    # Hard negatives and their personal twins (hard_negatives.py), after the other tables so that
+    # those draw the same values as before; a group's templates i % 4 == 3 are the held-out split's
+    # (a group with fewer than four templates is training-only).
+    for lang in LANGS:
+        for table, sensitive in ((HARD_POS, True), (HARD_NEG, False)):
+            for group, templates in table.get(lang, {}).items():
+                allowed = [t for i, t in enumerate(templates)
+                           if (len(templates) >= 4 and i % 4 == 3) == (split == "heldout")]
+                for k in range(HARD_PER_GROUP[split]["en" if lang == "en" else "other"] if allowed else 0):
+                    add(lang, ("hardpos_" if sensitive else "hardneg_") + group, allowed[k % len(allowed)], sensitive, "hard", k)
     rng.shuffle(cases)
     return cases
 

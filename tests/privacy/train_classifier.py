@@ -4,7 +4,7 @@
     python tests/privacy/make_clf_data.py --out /tmp/clf/data.jsonl
     pii-target/release/examples/gate_check --rules-only < ... > /tmp/clf/rules.jsonl   # see README
     python tests/privacy/train_classifier.py --data /tmp/clf/data.jsonl --rules /tmp/clf/rules.jsonl \
-        --tuning tests/privacy/independent/tuning/author[A-H].jsonl \
+        --tuning tests/privacy/independent/tuning/author[A-J].jsonl \
         --model models/pii-clf-v1.bin --golden pii/tests/data/clf_golden.json
 
 The model is a logistic regression over hashed features of a normalized text (this file's
@@ -20,7 +20,7 @@ The model is a logistic regression over hashed features of a normalized text (th
 * score: sigmoid(bias + w·x); texts longer than the window are scored per window (max).
 
 Numbers (numpy only, no randomness except a seeded shuffle-free full-batch Adam): deterministic.
-Only the synthetic data and the tuning corpora (authorA-H) are read; the frozen split (now authorK/L) never.
+Only the synthetic data and the tuning corpora (authorA-J) are read; the frozen splits (authorK-N) never.
 """
 
 import argparse
@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import struct
 import sys
 import unicodedata
@@ -45,6 +46,8 @@ N_BUCKETS = 1 << 19
 HASH_SEED = 0x5EED1234
 CHAR_MIN, CHAR_MAX, WORD_MAX = 1, 5, 2
 WINDOW, STRIDE = 1000, 500
+HARD_WEIGHT = 0.6
+THRESHOLD_OFFSET = -0.03
 KIND_CHAR, KIND_WORD, KIND_BIGRAM = 1, 2, 3
 
 STRIP = {0x00AD, 0xFEFF} | set(range(0x200B, 0x2010)) | set(range(0x202A, 0x202F)) | set(range(0x2060, 0x2065)) \
@@ -166,10 +169,25 @@ def sigmoid(z):
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
+# Features per text (sha1 of the text -> [(idx, val) per window]), shared by matrix() and score()
+# and kept on disk by --cache, so that eval_loao.py's ten trainings compute them once.
+FEATURES = {}
+
+
+def text_features(text):
+    key = hashlib.sha1(text.encode("utf-8")).hexdigest()
+    f = FEATURES.get(key)
+    if f is None:
+        f = [features(win) for win in windows(normalize(text))]
+        FEATURES[key] = f
+    return f
+
+
 def score(text, w, bias, seed=HASH_SEED):
     best = 0.0
-    for win in windows(normalize(text)):
-        idx, val = features(win, seed, len(w))
+    wins = text_features(text) if seed == HASH_SEED and len(w) == N_BUCKETS else \
+        [features(win, seed, len(w)) for win in windows(normalize(text))]
+    for idx, val in wins:
         best = max(best, sigmoid(bias + float((w[idx].astype(np.float64) * val).sum())))
     return best
 
@@ -205,8 +223,8 @@ def tuning_half(case_id):
 def matrix(texts):
     rows, idxs, vals = [], [], []
     for r, t in enumerate(texts):
-        s = normalize(t)
-        idx, val = features(s if len(s) <= WINDOW else s[:WINDOW])
+        # The first window (windows() starts with s[:WINDOW] for a long text).
+        idx, val = text_features(t)[0]
         rows.append(np.full(len(idx), r, dtype=np.int64))
         idxs.append(idx)
         vals.append(val)
@@ -278,7 +296,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="make_clf_data.py output")
     ap.add_argument("--rules", required=True, help="gate_check --rules-only output over --data and --tuning")
-    ap.add_argument("--tuning", nargs="*", default=[], help="authorA-F JSONL (tuning split only)")
+    ap.add_argument("--tuning", nargs="*", default=[], help="authorA-J JSONL (tuning split only)")
     ap.add_argument("--model", required=True)
     ap.add_argument("--golden", required=True)
     ap.add_argument("--scores", help="write held-out scores here (JSONL)")
@@ -287,13 +305,20 @@ def main():
     ap.add_argument("--l2", type=float, default=5e-7)
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--lr", type=float, default=0.02)
+    ap.add_argument("--offset", type=float, default=THRESHOLD_OFFSET,
+                    help="added to the budget's threshold (round 5: -0.03, see THRESHOLD_OFFSET)")
+    ap.add_argument("--cache", help="feature cache file (pickle; read if present, written back): same model, less time")
     ap.add_argument("--added-fb", type=float, default=0.025,
                     help="most extra false blocks the classifier may add on held-out harmless text")
     args = ap.parse_args()
     for p in args.tuning:
-        if os.path.basename(p).startswith(("authorK", "authorL")):
+        if os.path.basename(p).startswith(("authorK", "authorL", "authorM", "authorN")):
             sys.exit("refusing to read the frozen split")
 
+    if args.cache and os.path.exists(args.cache):
+        with open(args.cache, "rb") as fh:
+            FEATURES.update(pickle.load(fh))
+    known = len(FEATURES)
     data = load_jsonl(args.data)
     for p in args.tuning:
         for c in load_jsonl(p):
@@ -317,6 +342,8 @@ def main():
     sw = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
     sw *= np.array([2.0 if not rules[c["id"]] else 1.0 for c in tr])
     sw *= np.array([3.0 if c["src"] == "tuning" else 1.0 for c in tr])
+    # The hard negatives and their twins (hard_negatives.py, round 5) are many and alike: they weigh less.
+    sw *= np.array([HARD_WEIGHT if c.get("src") == "hard" else 1.0 for c in tr])
     w, b = train(rows, idx, val, y, sw, args.l2, args.iters, args.lr)
     w16 = w.astype(np.float16)
     wq = w16.astype(np.float64)
@@ -334,6 +361,11 @@ def main():
         if all(sum(1 for c in s if not rules[c["id"]] and sc[c["id"]] >= t) / len(s) <= args.added_fb for s in sets):
             chosen = t
             break
+    # Round 5: the hard negatives lowered the scores of some disclosures too; at the budget's
+    # threshold the leave-one-author-out leak rose (12 -> 14 of 1,483 on authors A-J) while false
+    # blocks fell (54 -> 40 of 1,387). THRESHOLD_OFFSET moves along that curve to the point where
+    # the leak is back at 12 (false blocks 45): chosen on that sweep, so that one number is tuned.
+    chosen = round(max(0.05, chosen + args.offset), 4)
     print(f"threshold {chosen}", file=sys.stderr)
     for name, sub in (("synthetic held-out", [c for c in ho if c["src"] != "tuning"]),
                       ("tuning held-out half", [c for c in ho if c["src"] == "tuning"])):
@@ -351,6 +383,11 @@ def main():
         with open(args.scores, "w", encoding="utf-8") as fh:
             for c in ho:
                 fh.write(json.dumps({"id": c["id"], "score": sc[c["id"]]}) + "\n")
+
+    if args.cache and len(FEATURES) > known:
+        with open(args.cache + ".tmp", "wb") as fh:
+            pickle.dump(FEATURES, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(args.cache + ".tmp", args.cache)
 
     sha, size = write_model(args.model, w16, float(np.float32(b)), float(np.float32(chosen)))
     print(f"model {args.model}: {size} bytes, sha256 {sha}", file=sys.stderr)
