@@ -4,7 +4,7 @@
     python tests/privacy/make_clf_data.py --out /tmp/clf/data.jsonl
     pii-target/release/examples/gate_check --rules-only < ... > /tmp/clf/rules.jsonl   # see README
     python tests/privacy/train_classifier.py --data /tmp/clf/data.jsonl --rules /tmp/clf/rules.jsonl \
-        --tuning tests/privacy/independent/tuning/author[A-J].jsonl \
+        --tuning tests/privacy/independent/tuning/author[A-N].jsonl \
         --model models/pii-clf-v1.bin --golden pii/tests/data/clf_golden.json
 
 The model is a logistic regression over hashed features of a normalized text (this file's
@@ -20,7 +20,7 @@ The model is a logistic regression over hashed features of a normalized text (th
 * score: sigmoid(bias + w·x); texts longer than the window are scored per window (max).
 
 Numbers (numpy only, no randomness except a seeded shuffle-free full-batch Adam): deterministic.
-Only the synthetic data and the tuning corpora (authorA-J) are read; the frozen splits (authorK-N) never.
+Only the synthetic data and the tuning corpora (authorA-N) are read; the frozen splits (authorO-R) never.
 """
 
 import argparse
@@ -296,7 +296,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="make_clf_data.py output")
     ap.add_argument("--rules", required=True, help="gate_check --rules-only output over --data and --tuning")
-    ap.add_argument("--tuning", nargs="*", default=[], help="authorA-J JSONL (tuning split only)")
+    ap.add_argument("--tuning", nargs="*", default=[], help="authorA-N JSONL (tuning split only)")
     ap.add_argument("--model", required=True)
     ap.add_argument("--golden", required=True)
     ap.add_argument("--scores", help="write held-out scores here (JSONL)")
@@ -312,7 +312,7 @@ def main():
                     help="most extra false blocks the classifier may add on held-out harmless text")
     args = ap.parse_args()
     for p in args.tuning:
-        if os.path.basename(p).startswith(("authorK", "authorL", "authorM", "authorN")):
+        if os.path.basename(p).startswith(("authorO", "authorP", "authorQ", "authorR")):
             sys.exit("refusing to read the frozen split")
 
     if args.cache and os.path.exists(args.cache):
