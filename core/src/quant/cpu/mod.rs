@@ -259,9 +259,48 @@ impl Quantized {
             return Ok(());
         }
         self.acts.prepare(ty);
-        run_many(self.isa, ty, row_bytes, &self.acts, parts);
+        run_many(self.isa, ty, row_bytes, &self.acts, parts, None);
         Ok(())
     }
+
+    /// [`Quantized::matmul_many_into`] for one token (`n = 1`) with `fused`'s work in the same
+    /// pool job: its pre tasks first, then each row chunk of product `k` runs
+    /// [`Fused::post`] on the rows it wrote. One fork/join, and the fused work is split over
+    /// the same threads as the products.
+    pub(crate) fn matmul_many_fused(&mut self, ty: GgmlType, parts: &mut [(&[u8], usize, &mut [f32])], fused: &dyn Fused) -> Result<()> {
+        if self.acts.n != 1 {
+            return Err(Error::InvalidParameter { name: "matmul", reason: format!("fused work runs with one token, not {}", self.acts.n) });
+        }
+        let cols = self.acts.cols;
+        let mut row_bytes = 0;
+        for (w, rows_n, y) in parts.iter() {
+            row_bytes = check_weight(ty, w, *rows_n, cols)?;
+            if *rows_n != y.len() {
+                return Err(Error::InvalidParameter { name: "matmul", reason: format!("output of {} for 1x{rows_n}", y.len()) });
+            }
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        self.acts.prepare(ty);
+        run_many(self.isa, ty, row_bytes, &self.acts, parts, Some(fused));
+        Ok(())
+    }
+}
+
+/// Work fused into the pool job of one token's products ([`Quantized::matmul_many_fused`]),
+/// e.g. a LoRA adapter's `y += B·(s·A·x)`: [`Fused::pre`] tasks (`A·x`) are handed out before
+/// any product task, and [`Fused::post`] (`B` rows) runs after a product's row chunk is written,
+/// once every pre task has finished. Neither may wait on anything (a pre task that waited could
+/// deadlock the job).
+pub(crate) trait Fused: Sync {
+    /// How many pre tasks.
+    fn pre_tasks(&self) -> usize;
+    /// Runs pre task `task` (`< pre_tasks()`).
+    fn pre(&self, task: usize);
+    /// Updates rows `r0..r0 + y.len()` of product `product` (its index in the `parts`), which
+    /// the base product has just written.
+    fn post(&self, product: usize, r0: usize, y: &mut [f32]);
 }
 
 /// Checks a `[rows_n, cols]` weight of type `ty` (kernel, block multiple, byte length); returns
@@ -423,17 +462,19 @@ pub(crate) fn matmul_with(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, cols:
 /// shapes (`w` is `rows_n · row_bytes` bytes of `ty`, `acts` matches, `y` has `n · rows_n`
 /// values) and prepared `acts` for `ty`.
 fn run(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, row_bytes: usize, acts: &Acts, y: &mut [f32]) {
-    run_many(isa, ty, row_bytes, acts, &mut [(w, rows_n, y)]);
+    run_many(isa, ty, row_bytes, acts, &mut [(w, rows_n, y)], None);
 }
 
 /// [`run`] for several products of one type and one input, `(w, rows_n, y)` each, as one pool
 /// job (q/k/v, gate/up: one barrier instead of three or two). Products whose shapes do not
-/// hold are skipped (the callers checked them).
-fn run_many(isa: Isa, ty: GgmlType, row_bytes: usize, acts: &Acts, parts: &mut [(&[u8], usize, &mut [f32])]) {
+/// hold are skipped (the callers checked them). With `fused` (one token only, checked by the
+/// caller), its pre tasks come first in the same job and each row chunk then runs its post.
+fn run_many(isa: Isa, ty: GgmlType, row_bytes: usize, acts: &Acts, parts: &mut [(&[u8], usize, &mut [f32])], fused: Option<&dyn Fused>) {
     let n = acts.n;
     let threads = pool::threads();
-    // Per product: weights, rows, output, rows and tokens per task, row and token chunks.
+    // Per product: its index, weights, rows, output, rows and tokens per task, row and token chunks.
     struct Split<'a> {
+        k: usize,
         w: &'a [u8],
         rows_n: usize,
         out: SyncPtr<f32>,
@@ -444,17 +485,37 @@ fn run_many(isa: Isa, ty: GgmlType, row_bytes: usize, acts: &Acts, parts: &mut [
     }
     let splits: Vec<Split<'_>> = parts
         .iter_mut()
-        .filter(|(w, rows_n, y)| n > 0 && *rows_n > 0 && w.len() >= rows_n * row_bytes && y.len() >= n * rows_n)
-        .map(|(w, rows_n, y)| {
+        .enumerate()
+        .filter(|(_, (w, rows_n, y))| n > 0 && *rows_n > 0 && w.len() >= rows_n * row_bytes && y.len() >= n * rows_n)
+        .map(|(k, (w, rows_n, y))| {
             let (chunk_rows, chunk_toks) = plan(*rows_n, row_bytes, n, threads);
             let row_chunks = rows_n.div_ceil(chunk_rows);
             let tasks = row_chunks * n.div_ceil(chunk_toks);
-            Split { w, rows_n: *rows_n, out: SyncPtr(y.as_mut_ptr()), chunk_rows, chunk_toks, row_chunks, tasks }
+            Split { k, w, rows_n: *rows_n, out: SyncPtr(y.as_mut_ptr()), chunk_rows, chunk_toks, row_chunks, tasks }
         })
         .collect();
-    let total: usize = splits.iter().map(|s| s.tasks).sum();
+    let fused = fused.filter(|_| n == 1);
+    let pre = fused.map_or(0, |f| f.pre_tasks());
+    // Pre tasks finished (counted also when one unwinds, so that no post waits forever).
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    struct Count<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Count<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
+    }
+    let total: usize = splits.iter().map(|s| s.tasks).sum::<usize>() + pre;
     pool::for_each(total, &|task| {
-        let mut task = task;
+        // Tasks are handed out in increasing order, so every pre task is taken (and runs
+        // without waiting) before any product task starts: the wait below ends.
+        if task < pre {
+            let _count = Count(&done);
+            if let Some(f) = fused {
+                f.pre(task);
+            }
+            return;
+        }
+        let mut task = task - pre;
         let Some(sp) = splits.iter().find(|s| {
             let here = task < s.tasks;
             if !here {
@@ -474,6 +535,21 @@ fn run_many(isa: Isa, ty: GgmlType, row_bytes: usize, acts: &Acts, parts: &mut [
         // its product, disjoint from every other task's; `acts` has `n ≥ t1` tokens of `cols`
         // values; `isa` was detected on this CPU (or is the portable path).
         unsafe { chunk(isa, ty, sp.w.as_ptr().add(r0 * row_bytes), row_bytes, r1 - r0, acts, t0..t1, sp.out.get().add(r0), sp.rows_n) };
+        if let Some(f) = fused {
+            let mut spins = 0u32;
+            while done.load(std::sync::atomic::Ordering::Acquire) < pre {
+                spins = spins.wrapping_add(1);
+                if spins.is_multiple_of(256) {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            // SAFETY: one token (`n = 1`, so `t0 = 0`): this task alone wrote and owns
+            // `out[r0..r1]`, inside the `rows_n` floats of its product.
+            let y = unsafe { std::slice::from_raw_parts_mut(sp.out.get().add(r0), r1 - r0) };
+            f.post(sp.k, r0, y);
+        }
     });
 }
 
@@ -1071,6 +1147,65 @@ mod tests {
                 assert!(q.matmul_many_into(ty, &mut [(&ws[0][..], 1024, &mut short[..])]).is_err());
             }
         }
+    }
+
+    /// Fused work: every pre task has finished before any post runs (slow pre tasks, so a
+    /// worker reaches its first row chunk while the caller is still in one), each post sees
+    /// exactly the rows its chunk wrote, every row once, and the products are unchanged.
+    #[test]
+    fn fused_posts_run_after_every_pre_task_on_their_own_rows() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        struct Probe {
+            pre: Vec<AtomicBool>,
+            early: AtomicUsize,
+            seen: Mutex<Vec<(usize, usize, Vec<f32>)>>,
+        }
+        impl Fused for Probe {
+            fn pre_tasks(&self) -> usize {
+                self.pre.len()
+            }
+            fn pre(&self, task: usize) {
+                std::thread::sleep(std::time::Duration::from_millis(3));
+                self.pre[task].store(true, Ordering::SeqCst);
+            }
+            fn post(&self, product: usize, r0: usize, y: &mut [f32]) {
+                if !self.pre.iter().all(|p| p.load(Ordering::SeqCst)) {
+                    self.early.fetch_add(1, Ordering::SeqCst);
+                }
+                self.seen.lock().unwrap().push((product, r0, y.to_vec()));
+                y.iter_mut().for_each(|v| *v += 1.0);
+            }
+        }
+        let cols = 768;
+        let x = activations(cols, 9);
+        let shapes = [1024usize, 256, 96];
+        for ty in [GgmlType::Q4_K, GgmlType::Q8_0] {
+            let ws: Vec<Vec<u8>> = shapes.iter().enumerate().map(|(i, &r)| random_blocks(ty, r * cols / ty.block_size() as usize, 60 + i as u64)).collect();
+            let want: Vec<Vec<f32>> = ws.iter().zip(shapes).map(|(w, r)| matmul(ty, w, r, cols, &x, 1).unwrap()).collect();
+            let probe = Probe { pre: (0..5).map(|_| AtomicBool::new(false)).collect(), early: AtomicUsize::new(0), seen: Mutex::new(Vec::new()) };
+            let mut ys: Vec<Vec<f32>> = shapes.iter().map(|&r| vec![f32::NAN; r]).collect();
+            let mut q = Quantized::new(&x, 1, cols).unwrap();
+            let mut parts: Vec<(&[u8], usize, &mut [f32])> = ws.iter().zip(shapes).zip(ys.iter_mut()).map(|((w, r), y)| (&w[..], r, &mut y[..])).collect();
+            q.matmul_many_fused(ty, &mut parts, &probe).unwrap();
+            assert_eq!(probe.early.load(Ordering::SeqCst), 0, "{ty}: a post ran before the pre tasks finished");
+            let seen = probe.seen.into_inner().unwrap();
+            for (k, w) in want.iter().enumerate() {
+                let mut covered = vec![0; w.len()];
+                for (_, r0, y) in seen.iter().filter(|s| s.0 == k) {
+                    assert_eq!(&y[..], &w[*r0..r0 + y.len()], "{ty}: product {k} rows at {r0}");
+                    covered[*r0..r0 + y.len()].iter_mut().for_each(|c| *c += 1);
+                }
+                assert!(covered.iter().all(|&c| c == 1), "{ty}: product {k}: every row in exactly one post");
+                assert_eq!(ys[k], w.iter().map(|v| v + 1.0).collect::<Vec<_>>(), "{ty}: the posts' updates are kept");
+            }
+        }
+        // More than one token is refused.
+        let x3 = activations(3 * cols, 2);
+        let w = random_blocks(GgmlType::Q8_0, 96 * cols / 32, 1);
+        let mut y = vec![0f32; 3 * 96];
+        let probe = Probe { pre: Vec::new(), early: AtomicUsize::new(0), seen: Mutex::new(Vec::new()) };
+        assert!(Quantized::new(&x3, 3, cols).unwrap().matmul_many_fused(GgmlType::Q8_0, &mut [(&w[..], 96, &mut y[..])], &probe).is_err());
     }
 
     #[test]
