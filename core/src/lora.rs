@@ -3,8 +3,9 @@
 //! 0), and per adapted weight a pair `<tensor>.lora_a` (ne = `[in, rank]`) and `<tensor>.lora_b`
 //! (ne = `[rank, out]`). The rank is `lora_b`'s ne0. Applied without merging, as llama.cpp's
 //! `build_lora_mm`: `y = W·x + s·B·(A·x)` with `s = scale·alpha/rank` (just `scale` when alpha is
-//! 0). The base weights stay quantized and shared; an adapter is small dense f32 matrices (an f16
-//! file is widened at load).
+//! 0). The base weights stay quantized and shared; an adapter is small dense matrices, f16 as an
+//! f16 file stores them (widened exactly inside the dot products), f32 otherwise. A decode step
+//! runs them inside the base projections' pool job ([`DecodeStep`]).
 //!
 //! A KV cache belongs to one adapter set ([`crate::kv_cache::KvCache::set_adapters`] empties it
 //! when the set changes), so keys and values computed under one set are never read under another.
@@ -593,10 +594,9 @@ impl LoraSet {
             }
             return Ok(());
         }
-        // A decode step: every product on this thread, the f32 rows read once each. Splitting
-        // them over the pool (two jobs per group) and keeping f16 rows were both measured slower
-        // in the model's decode on 2 threads (+20-34 % against +11 %): the dispatches and the
-        // widening cost more than the bytes they save.
+        // A few rows on this thread. The model's decode (one token) does not come here: it
+        // fuses the adapter into the base products' pool job (`decode_step`); a separate pool
+        // job per group was measured slower there (+20-34 % against +11 %).
         for (k, p, s) in jobs {
             p.rows(s, &x[..n * p.n_in], &mut outs[k].1[..n * p.n_out]);
         }
