@@ -5,7 +5,7 @@
 //! `build_lora_mm`: `y = W·x + s·B·(A·x)` with `s = scale·alpha/rank` (just `scale` when alpha is
 //! 0). The base weights stay quantized and shared; an adapter is small dense matrices, f16 as an
 //! f16 file stores them (widened exactly inside the dot products), f32 otherwise. A decode step
-//! runs them inside the base projections' pool job ([`DecodeStep`]).
+//! runs them inside the base projections' pool job (`DecodeStep`).
 //!
 //! A KV cache belongs to one adapter set ([`crate::kv_cache::KvCache::set_adapters`] empties it
 //! when the set changes), so keys and values computed under one set are never read under another.
