@@ -3,15 +3,16 @@
 //! 0), and per adapted weight a pair `<tensor>.lora_a` (ne = `[in, rank]`) and `<tensor>.lora_b`
 //! (ne = `[rank, out]`). The rank is `lora_b`'s ne0. Applied without merging, as llama.cpp's
 //! `build_lora_mm`: `y = W·x + s·B·(A·x)` with `s = scale·alpha/rank` (just `scale` when alpha is
-//! 0). The base weights stay quantized and shared; an adapter is small dense f32 matrices (an f16
-//! file is widened at load).
+//! 0). The base weights stay quantized and shared; an adapter is small dense matrices, f16 as an
+//! f16 file stores them (widened exactly inside the dot products), f32 otherwise. A decode step
+//! runs them inside the base projections' pool job (`DecodeStep`).
 //!
 //! A KV cache belongs to one adapter set ([`crate::kv_cache::KvCache::set_adapters`] empties it
 //! when the set changes), so keys and values computed under one set are never read under another.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::gguf::GgufFile;
@@ -57,11 +58,57 @@ impl Proj {
     }
 }
 
-/// A matrix of an adapter, row-major, f32 (an f16 file is widened at load: keeping f16 and
-/// widening per row was measured slower in decode than reading twice the bytes).
+/// One token's adapter work for a group of projections of one layer (q/k/v, gate/up, or one),
+/// fused into the group's pool job ([`crate::quant::cpu::Fused`]): pre tasks compute
+/// `z = s·A·x` in slices of A's rows, then each row chunk of a base product adds `dot(B_o, z)`
+/// to its rows, adapters in the set's order — the same sums as [`Pair::rows`], bit for bit,
+/// now split over the threads of the base product instead of after it on one.
+pub(crate) struct DecodeStep<'a> {
+    x: &'a [f32],
+    /// `(product, pair, s, offset into z)`, adapters in the set's order.
+    jobs: Vec<(usize, &'a Pair, f32, usize)>,
+    /// `(job, A rows)` per pre task.
+    tasks: Vec<(usize, std::ops::Range<usize>)>,
+    /// `s·A·x` of every job, written by the pre tasks (disjoint slices) before any post reads
+    /// them (the job's counter orders them).
+    z: Vec<AtomicU32>,
+}
+
+/// Bytes of A's rows per pre task of a [`DecodeStep`] (a few microseconds of work).
+const A_BYTES_PER_TASK: usize = 32 * 1024;
+
+impl crate::quant::cpu::Fused for DecodeStep<'_> {
+    fn pre_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
+    fn pre(&self, task: usize) {
+        let Some((j, rows)) = self.tasks.get(task) else { return };
+        let Some(&(_, p, s, off)) = self.jobs.get(*j) else { return };
+        let x = &self.x[..p.n_in];
+        for r in rows.clone() {
+            self.z[off + r].store((s * p.a.dot_row(r, p.n_in, x)).to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    fn post(&self, product: usize, r0: usize, y: &mut [f32]) {
+        for &(k, p, _, off) in &self.jobs {
+            if k != product {
+                continue;
+            }
+            let z: Vec<f32> = self.z[off..off + p.rank].iter().map(|v| f32::from_bits(v.load(Ordering::Relaxed))).collect();
+            p.b.add_rows(r0, p.rank, &z, y);
+        }
+    }
+}
+
+/// A matrix of an adapter, row-major: f16 as the file stores it (half the bytes to read per
+/// token; widened exactly inside the dot products, so the sums are those of the f32 widening,
+/// bit for bit), anything else widened to f32 at load.
 #[derive(Debug)]
 enum Mat {
     F32(Vec<f32>),
+    F16(Vec<half::f16>),
 }
 
 impl Mat {
@@ -69,22 +116,53 @@ impl Mat {
     fn to_f32(&self) -> Vec<f32> {
         match self {
             Mat::F32(v) => v.clone(),
+            Mat::F16(v) => v.iter().map(|h| h.to_f32()).collect(),
         }
     }
 
     fn bytes(&self) -> usize {
         match self {
             Mat::F32(v) => v.len() * 4,
+            Mat::F16(v) => v.len() * 2,
+        }
+    }
+
+    /// `row r · q` (`w` = the row width, `q` at least `w` long).
+    fn dot_row(&self, r: usize, w: usize, q: &[f32]) -> f32 {
+        match self {
+            Mat::F32(v) => dot(&v[r * w..(r + 1) * w], &q[..w]),
+            Mat::F16(v) => dot_h(&v[r * w..(r + 1) * w], &q[..w]),
+        }
+    }
+
+    /// `y[i] += row (r0 + i) · q` for each `i` (`w` = the row width, rows in range).
+    fn add_rows(&self, r0: usize, w: usize, q: &[f32], y: &mut [f32]) {
+        let (q, m) = (&q[..w], y.len());
+        match self {
+            Mat::F32(v) => {
+                for (yo, row) in y.iter_mut().zip(v[r0 * w..(r0 + m) * w].chunks_exact(w)) {
+                    *yo += dot(row, q);
+                }
+            }
+            Mat::F16(v) => {
+                let rows = &v[r0 * w..(r0 + m) * w];
+                #[cfg(target_arch = "x86_64")]
+                if has_f16c() {
+                    // SAFETY: AVX and F16C were detected on this CPU.
+                    unsafe { add_rows_f16c(rows, w, q, y) };
+                    return;
+                }
+                for (yo, row) in y.iter_mut().zip(rows.chunks_exact(w)) {
+                    *yo += dot_h_portable(row, q);
+                }
+            }
         }
     }
 
     /// `out[j] = row r · q[j·w..][..w]` for the `out.len()` rows of `q` (`w` = the row width).
     fn dots(&self, r: usize, w: usize, q: &[f32], out: &mut [f32], _wide: &mut Vec<f32>) {
-        let row: &[f32] = match self {
-            Mat::F32(v) => &v[r * w..(r + 1) * w],
-        };
         for (o, qj) in out.iter_mut().zip(q.chunks_exact(w)) {
-            *o = dot(row, qj);
+            *o = self.dot_row(r, w, qj);
         }
     }
 }
@@ -155,6 +233,81 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
     acc.iter().sum::<f32>() + tail
+}
+
+/// [`dot`] of an f16 row (widened exactly) with `b`: the same products and sums in the same
+/// order as [`dot`] on the widened row, so the same value bit for bit.
+fn dot_h(a: &[half::f16], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if has_f16c() {
+        // SAFETY: AVX and F16C were detected on this CPU.
+        return unsafe { dot_h_f16c(a, b) };
+    }
+    dot_h_portable(a, b)
+}
+
+/// Whether this CPU widens f16 with F16C (and has AVX).
+#[cfg(target_arch = "x86_64")]
+fn has_f16c() -> bool {
+    std::is_x86_feature_detected!("avx") && std::is_x86_feature_detected!("f16c")
+}
+
+/// [`dot_h`] in plain Rust.
+fn dot_h_portable(a: &[half::f16], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i].to_f32() * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x.to_f32() * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// [`dot_h`] with F16C widening 8 values at a time (`vcvtph2ps`, exact); a multiply then an
+/// add per lane (no FMA), as [`dot`].
+///
+/// # Safety
+/// The CPU must support AVX and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+#[inline]
+unsafe fn dot_h_f16c(a: &[half::f16], b: &[f32]) -> f32 {
+    use std::arch::x86_64::{__m128i, _mm256_add_ps, _mm256_cvtph_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm_loadu_si128};
+    let n = a.len().min(b.len());
+    let whole = n / 8 * 8;
+    let mut acc = _mm256_setzero_ps();
+    let mut c = 0;
+    while c < whole {
+        // SAFETY: `c + 8 ≤ n`: 8 f16 (16 bytes) of `a` and 8 f32 of `b` are in bounds;
+        // unaligned loads.
+        unsafe {
+            let x = _mm256_cvtph_ps(_mm_loadu_si128(a.as_ptr().add(c).cast::<__m128i>()));
+            let y = _mm256_loadu_ps(b.as_ptr().add(c));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(x, y));
+        }
+        c += 8;
+    }
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds 8 f32.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+    let tail: f32 = a[whole..n].iter().zip(&b[whole..n]).map(|(x, y)| x.to_f32() * y).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `y[i] += rows[i] · q` for the `w`-wide rows of `rows`, with [`dot_h_f16c`].
+///
+/// # Safety
+/// The CPU must support AVX and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn add_rows_f16c(rows: &[half::f16], w: usize, q: &[f32], y: &mut [f32]) {
+    for (yo, row) in y.iter_mut().zip(rows.chunks_exact(w)) {
+        // SAFETY: forwarded from the caller.
+        *yo += unsafe { dot_h_f16c(row, q) };
+    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -268,6 +421,18 @@ impl LoraAdapter {
                 return Err(bad(format!("`{base}`: rank {rank} out of range (1..={})", MAX_RANK.min(n_in.min(n_out)))));
             }
             let read = |t: &crate::gguf::TensorInfo| -> Result<Mat> {
+                if t.ty == crate::quant::GgmlType::F16 {
+                    let bytes = file.tensor_data(t)?;
+                    let n = t.n_elements() as usize;
+                    if bytes.len() < 2 * n {
+                        return Err(bad(format!("`{}` is shorter than its shape", t.name)));
+                    }
+                    let v: Vec<half::f16> = bytes[..2 * n].chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]])).collect();
+                    if v.iter().any(|x| !x.is_finite()) {
+                        return Err(bad(format!("`{}` holds a non-finite value", t.name)));
+                    }
+                    return Ok(Mat::F16(v));
+                }
                 let v = dequantize(t.ty, file.tensor_data(t)?, t.n_elements() as usize)?;
                 if v.iter().any(|x| !x.is_finite()) {
                     return Err(bad(format!("`{}` holds a non-finite value", t.name)));
@@ -310,7 +475,7 @@ impl LoraAdapter {
         self.pairs
     }
 
-    /// Bytes of its matrices in memory (f32).
+    /// Bytes of its matrices in memory (f16 as in the file, other types widened to f32).
     pub fn size_bytes(&self) -> usize {
         self.bytes
     }
@@ -377,6 +542,32 @@ impl LoraSet {
         }
     }
 
+    /// The work of one token (`x`, one row) for the projections `outs` of `layer`, `(proj,
+    /// output rows)` each, in the order of the products it is fused with
+    /// ([`DecodeStep`]); `None` when no adapter touches them.
+    pub(crate) fn decode_step<'a>(&'a self, layer: usize, x: &'a [f32], outs: &[(Proj, usize)]) -> Result<Option<DecodeStep<'a>>> {
+        let (mut jobs, mut tasks, mut len) = (Vec::new(), Vec::new(), 0);
+        for (adapter, scale) in &self.entries {
+            for (k, (proj, rows)) in outs.iter().enumerate() {
+                let Some(p) = adapter.layers.get(layer).and_then(|l| l[*proj as usize].as_ref()) else { continue };
+                if x.len() < p.n_in || *rows != p.n_out {
+                    return Err(Error::Backend { reason: format!("lora: one token does not fit the buffers of layer {layer}") });
+                }
+                let s = if adapter.alpha != 0.0 { scale * adapter.alpha / p.rank as f32 } else { *scale };
+                let per = (A_BYTES_PER_TASK / (4 * p.n_in)).clamp(1, p.rank);
+                for r0 in (0..p.rank).step_by(per) {
+                    tasks.push((jobs.len(), r0..(r0 + per).min(p.rank)));
+                }
+                jobs.push((k, p, s, len));
+                len += p.rank;
+            }
+        }
+        if jobs.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(DecodeStep { x, jobs, tasks, z: (0..len).map(|_| AtomicU32::new(0)).collect() }))
+    }
+
     /// Adds every adapter's `s·B·(A·x)` to the outputs of the projections `outs` of `layer`
     /// (`[n, out]` each), which all take the input `x` (`[n, in]`): q/k/v, gate/up, or one.
     ///
@@ -407,10 +598,9 @@ impl LoraSet {
             }
             return Ok(());
         }
-        // A decode step: every product on this thread, the f32 rows read once each. Splitting
-        // them over the pool (two jobs per group) and keeping f16 rows were both measured slower
-        // in the model's decode on 2 threads (+20-34 % against +11 %): the dispatches and the
-        // widening cost more than the bytes they save.
+        // A few rows on this thread. The model's decode (one token) does not come here: it
+        // fuses the adapter into the base products' pool job (`decode_step`); a separate pool
+        // job per group was measured slower there (+20-34 % against +11 %).
         for (k, p, s) in jobs {
             p.rows(s, &x[..n * p.n_in], &mut outs[k].1[..n * p.n_out]);
         }
@@ -723,10 +913,43 @@ mod tests {
         }
     }
 
+    /// A decode step fused into the base products' pool job (A rows in pre tasks, B rows per
+    /// base row chunk) equals the base products followed by `apply_host`, bit for bit: two
+    /// adapters, q/k/v as one group and one product alone.
+    #[test]
+    fn a_fused_decode_step_equals_products_then_apply_host() {
+        use crate::quant::cpu::Quantized;
+        let (a, b) = (wide_adapter(6, 12.0, GgmlType::F16), wide_adapter(9, 3.0, GgmlType::F32));
+        let set = LoraSet::new(&[(a, 0.7), (b, -1.3)]).unwrap();
+        let x: Vec<f32> = (0..160).map(|i| (i as f32 * 0.071).sin()).collect();
+        let shapes = [(Proj::Q, 320usize), (Proj::K, 160), (Proj::V, 160)];
+        let ws: Vec<Vec<u8>> = shapes.iter().enumerate().map(|(i, (_, r))| crate::quant::random_blocks(GgmlType::Q8_0, r * 160 / 32, 7 + i as u64)).collect();
+        for group in [&shapes[..], &shapes[1..2]] {
+            let ws = &ws[shapes.len() - group.len()..][..group.len()];
+            let mut want: Vec<Vec<f32>> = group.iter().map(|(_, r)| vec![0f32; *r]).collect();
+            let mut parts: Vec<(&[u8], usize, &mut [f32])> = ws.iter().zip(group).zip(want.iter_mut()).map(|((w, (_, r)), y)| (&w[..], *r, &mut y[..])).collect();
+            Quantized::new(&x, 1, 160).unwrap().matmul_many_into(GgmlType::Q8_0, &mut parts).unwrap();
+            drop(parts);
+            let mut outs: Vec<(Proj, &mut [f32])> = group.iter().map(|(p, _)| *p).zip(want.iter_mut().map(|y| &mut y[..])).collect();
+            set.apply_host(0, &x, 1, &mut outs).unwrap();
+            drop(outs);
+            let step = set.decode_step(0, &x, group).unwrap().unwrap();
+            assert!(step.tasks.len() >= 2, "several pre tasks (one per adapter and product here)");
+            let mut got: Vec<Vec<f32>> = group.iter().map(|(_, r)| vec![f32::NAN; *r]).collect();
+            let mut parts: Vec<(&[u8], usize, &mut [f32])> = ws.iter().zip(group).zip(got.iter_mut()).map(|((w, (_, r)), y)| (&w[..], *r, &mut y[..])).collect();
+            Quantized::new(&x, 1, 160).unwrap().matmul_many_fused(GgmlType::Q8_0, &mut parts, &step).unwrap();
+            drop(parts);
+            assert_eq!(got, want, "fused must equal products + apply_host bit for bit");
+        }
+        // No adapter on this layer: nothing to fuse; wrong output rows: an error.
+        assert!(set.decode_step(1, &x, &shapes).unwrap().is_none());
+        assert!(set.decode_step(0, &x, &[(Proj::Q, 321)]).is_err());
+    }
+
     #[test]
     fn an_f16_adapter_equals_its_f32_widening() {
         let (h, s) = (wide_adapter(8, 16.0, GgmlType::F16), wide_adapter(8, 16.0, GgmlType::F32));
-        assert_eq!(h.size_bytes(), s.size_bytes(), "f16 matrices are widened to f32 at load");
+        assert_eq!(2 * h.size_bytes(), s.size_bytes(), "f16 matrices stay f16");
         for n in [1usize, 40] {
             let x: Vec<f32> = (0..n * 160).map(|i| (i as f32 * 0.29).sin()).collect();
             let (mut g1, mut u1) = (vec![0.5f32; n * 300], vec![-0.5f32; n * 300]);
@@ -735,6 +958,23 @@ mod tests {
             LoraSet::new(&[(s.clone(), 0.9)]).unwrap().apply_host(0, &x, n, &mut [(Proj::Gate, &mut g2), (Proj::Up, &mut u2)]).unwrap();
             assert_eq!((&g1, &u1), (&g2, &u2));
             assert!(g1.iter().any(|v| *v != 0.5));
+        }
+    }
+
+    /// The F16C dot product equals the portable one bit for bit, and both equal [`dot`] on
+    /// the widened row (every length, including tails).
+    #[test]
+    fn f16_dots_equal_the_f32_dot_of_the_widening() {
+        for w in [1usize, 7, 8, 16, 23, 640, 2048] {
+            let a: Vec<half::f16> = (0..w).map(|i| half::f16::from_f32((i as f32 * 0.37).sin() * 3.0)).collect();
+            let b: Vec<f32> = (0..w).map(|i| (i as f32 * 0.11).cos()).collect();
+            let wide: Vec<f32> = a.iter().map(|h| h.to_f32()).collect();
+            let want = dot(&wide, &b);
+            assert_eq!(dot_h_portable(&a, &b).to_bits(), want.to_bits(), "w={w}");
+            assert_eq!(dot_h(&a, &b).to_bits(), want.to_bits(), "w={w}");
+            let mut y = vec![0.5f32; 1];
+            Mat::F16(a.clone()).add_rows(0, w, &b, &mut y);
+            assert_eq!(y[0].to_bits(), (0.5 + want).to_bits(), "w={w}");
         }
     }
 

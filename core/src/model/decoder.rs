@@ -209,7 +209,7 @@ use super::gpu_fused;
 use super::layers::{add_rows_host, apply_rope, attention, attention_rows, embed_rows, embed_rows_host, glu_host, norm_rope_host, rope_tables, rope_tables_host, Bias, Buf, HostIn, Linear, LmHead, RmsNorm, WeightMode};
 use super::{CausalLm, StepLogits};
 use crate::kv_cache::{CacheLayout, KvCache};
-use crate::lora::{DeviceLoraSet, Proj};
+use crate::lora::{DeviceLoraSet, LoraSet, Proj};
 use crate::weights::{SharedWeight, WeightId, WeightSource};
 use crate::Result;
 
@@ -479,18 +479,14 @@ impl Decoder {
         hn.copy_from_slice(x);
         b.attn_norm.rows_host(&mut hn)?;
         // [n, H·hd] / [n, KV·hd], token-major.
+        let lora = cache.adapters().clone();
         let (mut q, mut k, mut v) = {
-            let mut input = HostIn::new(&hn, n, d);
-            let mut ys = Linear::forward_host_many(&[&b.q, &b.k, &b.v], &mut input)?.into_iter();
+            let mut ys = products_host(&[(&b.q, Proj::Q), (&b.k, Proj::K), (&b.v, Proj::V)], &hn, n, d, &lora, il)?.into_iter();
             match (ys.next(), ys.next(), ys.next()) {
                 (Some(q), Some(k), Some(v)) => (q, k, v),
                 _ => return Err(crate::Error::Backend { reason: "q/k/v products missing".into() }),
             }
         };
-        let lora = cache.adapters().clone();
-        if !lora.is_empty() {
-            lora.apply_host(il, &hn, n, &mut [(Proj::Q, &mut q[..]), (Proj::K, &mut k[..]), (Proj::V, &mut v[..])])?;
-        }
         if let Some([bq, bk, bv]) = &b.bias {
             bq.add_host(&mut q)?;
             bk.add_host(&mut k)?;
@@ -510,10 +506,7 @@ impl Decoder {
             attention_rows(&q, h, n, hd, &kv)?
         };
         drop(q);
-        let mut o = b.o.forward_host(&mut HostIn::new(&attn, n, h * hd))?;
-        if !lora.is_empty() {
-            lora.apply_host(il, &attn, n, &mut [(Proj::O, &mut o[..])])?;
-        }
+        let mut o = one(products_host(&[(&b.o, Proj::O)], &attn, n, h * hd, &lora, il)?)?;
         drop(attn);
         match &b.post_attn_norm {
             Some(pn) => pn.add_host(&mut o, x)?,
@@ -522,29 +515,50 @@ impl Decoder {
         drop(o);
         hn.copy_from_slice(x);
         b.ffn_norm.rows_host(&mut hn)?;
-        let (mut gate, mut up) = {
-            let mut input = HostIn::new(&hn, n, d);
-            let mut ys = Linear::forward_host_many(&[&b.gate, &b.up], &mut input)?.into_iter();
+        let (mut gate, up) = {
+            let mut ys = products_host(&[(&b.gate, Proj::Gate), (&b.up, Proj::Up)], &hn, n, d, &lora, il)?.into_iter();
             match (ys.next(), ys.next()) {
                 (Some(g), Some(u)) => (g, u),
                 _ => return Err(crate::Error::Backend { reason: "gate/up products missing".into() }),
             }
         };
-        if !lora.is_empty() {
-            lora.apply_host(il, &hn, n, &mut [(Proj::Gate, &mut gate[..]), (Proj::Up, &mut up[..])])?;
-        }
         glu_host(c.activation, &mut gate, &up)?;
         drop(up);
         let ff = gate.len() / n.max(1);
-        let mut down = b.down.forward_host(&mut HostIn::new(&gate, n, ff))?;
-        if !lora.is_empty() {
-            lora.apply_host(il, &gate, n, &mut [(Proj::Down, &mut down[..])])?;
-        }
+        let mut down = one(products_host(&[(&b.down, Proj::Down)], &gate, n, ff, &lora, il)?)?;
         match &b.post_ffn_norm {
             Some(pn) => pn.add_host(&mut down, x),
             None => add_rows_host(&down, x, d),
         }
     }
+}
+
+/// The products `ls` of `x: [n, cols]` on the CPU path (q/k/v, gate/up, or one), each with the
+/// session's adapters added: for one token (decode) fused into the products' pool job
+/// ([`crate::lora::DecodeStep`]), otherwise after them ([`LoraSet::apply_host`]). The same
+/// values either way.
+fn products_host(ls: &[(&Linear, Proj)], x: &[f32], n: usize, cols: usize, lora: &LoraSet, il: usize) -> Result<Vec<Buf>> {
+    let lins: Vec<&Linear> = ls.iter().map(|(l, _)| *l).collect();
+    let mut input = HostIn::new(x, n, cols);
+    if !lora.is_empty() && n == 1 {
+        let outs: Vec<(Proj, usize)> = ls.iter().map(|(l, p)| (*p, l.out_features())).collect();
+        if let Some(step) = lora.decode_step(il, x, &outs)? {
+            if let Some(ys) = Linear::forward_host_fused(&lins, &mut input, &step)? {
+                return Ok(ys);
+            }
+        }
+    }
+    let mut ys = Linear::forward_host_many(&lins, &mut input)?;
+    if !lora.is_empty() {
+        let mut outs: Vec<(Proj, &mut [f32])> = ls.iter().map(|(_, p)| *p).zip(ys.iter_mut().map(|y| &mut y[..])).collect();
+        lora.apply_host(il, x, n, &mut outs)?;
+    }
+    Ok(ys)
+}
+
+/// The one output of a single product.
+fn one(ys: Vec<Buf>) -> Result<Buf> {
+    ys.into_iter().next().ok_or_else(|| crate::Error::Backend { reason: "product missing".into() })
 }
 
 impl Decoder {

@@ -202,6 +202,29 @@ impl Linear {
         Ok(ys)
     }
 
+    /// [`Linear::forward_host_many`] for one token with `fused`'s work in the same pool job
+    /// ([`crate::quant::cpu::Quantized::matmul_many_fused`]: a LoRA adapter's products split
+    /// over the same threads). `None` (nothing computed) unless `x` is one token and every
+    /// weight is quantized blocks of one type.
+    pub(crate) fn forward_host_fused(ls: &[&Linear], x: &mut HostIn<'_>, fused: &dyn crate::quant::cpu::Fused) -> Result<Option<Vec<Buf>>> {
+        let blocks: Vec<&SharedWeight> = ls.iter().filter_map(|l| if let Self::Quantized(w) = l { Some(w) } else { None }).collect();
+        let one_type = blocks.len() == ls.len() && blocks.windows(2).all(|p| p[0].ty == p[1].ty);
+        let Some(first) = blocks.first().filter(|_| one_type && x.n == 1) else {
+            return Ok(None);
+        };
+        if x.q.is_none() {
+            x.q = Some(crate::quant::cpu::Quantized::new(x.x, x.n, x.cols)?);
+        }
+        // Every value is written by the kernels.
+        let mut ys: Vec<Buf> = blocks.iter().map(|w| Buf::new(w.rows)).collect();
+        let mut parts: Vec<(&[u8], usize, &mut [f32])> = blocks.iter().zip(ys.iter_mut()).map(|(w, y)| (w.bytes(), w.rows, &mut y[..])).collect();
+        if let Some(q) = x.q.as_mut() {
+            q.matmul_many_fused(first.ty, &mut parts, fused)?;
+        }
+        drop(parts);
+        Ok(Some(ys))
+    }
+
     /// Output features.
     pub fn out_features(&self) -> usize {
         match self {

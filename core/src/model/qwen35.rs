@@ -692,14 +692,7 @@ pub(crate) struct DeltaChunk<'a> {
 /// `S_k` (row j is column j of S, key dims contiguous, so Sᵀk, the update and Sᵀq are one
 /// pass over each row): `S ← S·e^g`, `S ← S + k ⊗ β(v − Sᵀk)`, `o = Sᵀq`.
 pub(crate) fn delta_step(s: &mut [f32], q: &[f32], k: &[f32], v: &[f32], g: f32, beta: f32, o: &mut [f32]) {
-    use crate::quant::cpu::{axpy_f32, dot_f32};
-    let decay = g.exp();
-    for ((row, &vj), oj) in s.chunks_exact_mut(k.len().max(1)).zip(v).zip(o.iter_mut()) {
-        row.iter_mut().for_each(|a| *a *= decay);
-        let delta = (vj - dot_f32(row, k)) * beta;
-        axpy_f32(row, delta, k);
-        *oj = dot_f32(row, q);
-    }
+    crate::quant::cpu::delta_rows(s, q, k, v, g.exp(), beta, o);
 }
 
 /// The gated delta rule over the `c` tokens of `x` for one head at once (the chunked form of

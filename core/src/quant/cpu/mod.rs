@@ -265,9 +265,48 @@ impl Quantized {
             return Ok(());
         }
         self.acts.prepare(ty);
-        run_many(self.isa, ty, row_bytes, &self.acts, parts);
+        run_many(self.isa, ty, row_bytes, &self.acts, parts, None);
         Ok(())
     }
+
+    /// [`Quantized::matmul_many_into`] for one token (`n = 1`) with `fused`'s work in the same
+    /// pool job: its pre tasks first, then each row chunk of product `k` runs
+    /// [`Fused::post`] on the rows it wrote. One fork/join, and the fused work is split over
+    /// the same threads as the products.
+    pub(crate) fn matmul_many_fused(&mut self, ty: GgmlType, parts: &mut [(&[u8], usize, &mut [f32])], fused: &dyn Fused) -> Result<()> {
+        if self.acts.n != 1 {
+            return Err(Error::InvalidParameter { name: "matmul", reason: format!("fused work runs with one token, not {}", self.acts.n) });
+        }
+        let cols = self.acts.cols;
+        let mut row_bytes = 0;
+        for (w, rows_n, y) in parts.iter() {
+            row_bytes = check_weight(ty, w, *rows_n, cols)?;
+            if *rows_n != y.len() {
+                return Err(Error::InvalidParameter { name: "matmul", reason: format!("output of {} for 1x{rows_n}", y.len()) });
+            }
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        self.acts.prepare(ty);
+        run_many(self.isa, ty, row_bytes, &self.acts, parts, Some(fused));
+        Ok(())
+    }
+}
+
+/// Work fused into the pool job of one token's products ([`Quantized::matmul_many_fused`]),
+/// e.g. a LoRA adapter's `y += B·(s·A·x)`: [`Fused::pre`] tasks (`A·x`) are handed out before
+/// any product task, and [`Fused::post`] (`B` rows) runs after a product's row chunk is written,
+/// once every pre task has finished. Neither may wait on anything (a pre task that waited could
+/// deadlock the job).
+pub(crate) trait Fused: Sync {
+    /// How many pre tasks.
+    fn pre_tasks(&self) -> usize;
+    /// Runs pre task `task` (`< pre_tasks()`).
+    fn pre(&self, task: usize);
+    /// Updates rows `r0..r0 + y.len()` of product `product` (its index in the `parts`), which
+    /// the base product has just written.
+    fn post(&self, product: usize, r0: usize, y: &mut [f32]);
 }
 
 /// Checks a `[rows_n, cols]` weight of type `ty` (kernel, block multiple, byte length); returns
@@ -429,17 +468,19 @@ pub(crate) fn matmul_with(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, cols:
 /// shapes (`w` is `rows_n · row_bytes` bytes of `ty`, `acts` matches, `y` has `n · rows_n`
 /// values) and prepared `acts` for `ty`.
 fn run(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, row_bytes: usize, acts: &Acts, y: &mut [f32]) {
-    run_many(isa, ty, row_bytes, acts, &mut [(w, rows_n, y)]);
+    run_many(isa, ty, row_bytes, acts, &mut [(w, rows_n, y)], None);
 }
 
 /// [`run`] for several products of one type and one input, `(w, rows_n, y)` each, as one pool
 /// job (q/k/v, gate/up: one barrier instead of three or two). Products whose shapes do not
-/// hold are skipped (the callers checked them).
-fn run_many(isa: Isa, ty: GgmlType, row_bytes: usize, acts: &Acts, parts: &mut [(&[u8], usize, &mut [f32])]) {
+/// hold are skipped (the callers checked them). With `fused` (one token only, checked by the
+/// caller), its pre tasks come first in the same job and each row chunk then runs its post.
+fn run_many(isa: Isa, ty: GgmlType, row_bytes: usize, acts: &Acts, parts: &mut [(&[u8], usize, &mut [f32])], fused: Option<&dyn Fused>) {
     let n = acts.n;
     let threads = pool::threads();
-    // Per product: weights, rows, output, rows and tokens per task, row and token chunks.
+    // Per product: its index, weights, rows, output, rows and tokens per task, row and token chunks.
     struct Split<'a> {
+        k: usize,
         w: &'a [u8],
         rows_n: usize,
         out: SyncPtr<f32>,
@@ -450,17 +491,37 @@ fn run_many(isa: Isa, ty: GgmlType, row_bytes: usize, acts: &Acts, parts: &mut [
     }
     let splits: Vec<Split<'_>> = parts
         .iter_mut()
-        .filter(|(w, rows_n, y)| n > 0 && *rows_n > 0 && w.len() >= rows_n * row_bytes && y.len() >= n * rows_n)
-        .map(|(w, rows_n, y)| {
+        .enumerate()
+        .filter(|(_, (w, rows_n, y))| n > 0 && *rows_n > 0 && w.len() >= rows_n * row_bytes && y.len() >= n * rows_n)
+        .map(|(k, (w, rows_n, y))| {
             let (chunk_rows, chunk_toks) = plan(*rows_n, row_bytes, n, threads);
             let row_chunks = rows_n.div_ceil(chunk_rows);
             let tasks = row_chunks * n.div_ceil(chunk_toks);
-            Split { w, rows_n: *rows_n, out: SyncPtr(y.as_mut_ptr()), chunk_rows, chunk_toks, row_chunks, tasks }
+            Split { k, w, rows_n: *rows_n, out: SyncPtr(y.as_mut_ptr()), chunk_rows, chunk_toks, row_chunks, tasks }
         })
         .collect();
-    let total: usize = splits.iter().map(|s| s.tasks).sum();
+    let fused = fused.filter(|_| n == 1);
+    let pre = fused.map_or(0, |f| f.pre_tasks());
+    // Pre tasks finished (counted also when one unwinds, so that no post waits forever).
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    struct Count<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Count<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
+    }
+    let total: usize = splits.iter().map(|s| s.tasks).sum::<usize>() + pre;
     pool::for_each(total, &|task| {
-        let mut task = task;
+        // Tasks are handed out in increasing order, so every pre task is taken (and runs
+        // without waiting) before any product task starts: the wait below ends.
+        if task < pre {
+            let _count = Count(&done);
+            if let Some(f) = fused {
+                f.pre(task);
+            }
+            return;
+        }
+        let mut task = task - pre;
         let Some(sp) = splits.iter().find(|s| {
             let here = task < s.tasks;
             if !here {
@@ -480,6 +541,21 @@ fn run_many(isa: Isa, ty: GgmlType, row_bytes: usize, acts: &Acts, parts: &mut [
         // its product, disjoint from every other task's; `acts` has `n ≥ t1` tokens of `cols`
         // values; `isa` was detected on this CPU (or is the portable path).
         unsafe { chunk(isa, ty, sp.w.as_ptr().add(r0 * row_bytes), row_bytes, r1 - r0, acts, t0..t1, sp.out.get().add(r0), sp.rows_n) };
+        if let Some(f) = fused {
+            let mut spins = 0u32;
+            while done.load(std::sync::atomic::Ordering::Acquire) < pre {
+                spins = spins.wrapping_add(1);
+                if spins.is_multiple_of(256) {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            // SAFETY: one token (`n = 1`, so `t0 = 0`): this task alone wrote and owns
+            // `out[r0..r1]`, inside the `rows_n` floats of its product.
+            let y = unsafe { std::slice::from_raw_parts_mut(sp.out.get().add(r0), r1 - r0) };
+            f.post(sp.k, r0, y);
+        }
     });
 }
 
@@ -766,6 +842,31 @@ pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + tail
+}
+
+/// One token of the gated delta rule (Qwen 3.5's DeltaNet) for one head, in place on its state
+/// `s` (`v.len()` rows of `k.len()` values), with `decay = e^g`: per row, `row *= decay`,
+/// `δ = (v_j − row·k)·β`, `row += δ·k`, `o_j = row·q`. On x86 SIMD with rows a multiple of 16
+/// wide, one fused kernel (two passes per row, bit-identical to these steps with [`dot_f32`] and
+/// [`axpy_f32`]); otherwise those steps one after the other.
+pub(crate) fn delta_rows(s: &mut [f32], q: &[f32], k: &[f32], v: &[f32], decay: f32, beta: f32, o: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best().is_x86_simd() && !k.is_empty() && k.len().is_multiple_of(16) && q.len() >= k.len() {
+        // SAFETY: the x86 SIMD `Isa`s imply AVX2 and FMA were detected; the width and `q` were
+        // just checked.
+        return unsafe { x86::delta_rows16(s, q, k, v, decay, beta, o) };
+    }
+    delta_rows_steps(s, q, k, v, decay, beta, o);
+}
+
+/// [`delta_rows`] step by step (the reference the fused kernel equals).
+fn delta_rows_steps(s: &mut [f32], q: &[f32], k: &[f32], v: &[f32], decay: f32, beta: f32, o: &mut [f32]) {
+    for ((row, &vj), oj) in s.chunks_exact_mut(k.len().max(1)).zip(v).zip(o.iter_mut()) {
+        row.iter_mut().for_each(|a| *a *= decay);
+        let delta = (vj - dot_f32(row, k)) * beta;
+        axpy_f32(row, delta, k);
+        *oj = dot_f32(row, q);
+    }
 }
 
 /// Asks the CPU to bring `row` into cache ahead of its use (attention's keys and values come
@@ -1143,6 +1244,124 @@ mod tests {
                 assert!(q.matmul_many_into(ty, &mut [(&ws[0][..], 1024, &mut short[..])]).is_err());
             }
         }
+    }
+
+    /// Fused work: every pre task has finished before any post runs (slow pre tasks, so a
+    /// worker reaches its first row chunk while the caller is still in one), each post sees
+    /// exactly the rows its chunk wrote, every row once, and the products are unchanged.
+    #[test]
+    fn fused_posts_run_after_every_pre_task_on_their_own_rows() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        struct Probe {
+            pre: Vec<AtomicBool>,
+            early: AtomicUsize,
+            seen: Mutex<Vec<(usize, usize, Vec<f32>)>>,
+        }
+        impl Fused for Probe {
+            fn pre_tasks(&self) -> usize {
+                self.pre.len()
+            }
+            fn pre(&self, task: usize) {
+                std::thread::sleep(std::time::Duration::from_millis(3));
+                self.pre[task].store(true, Ordering::SeqCst);
+            }
+            fn post(&self, product: usize, r0: usize, y: &mut [f32]) {
+                if !self.pre.iter().all(|p| p.load(Ordering::SeqCst)) {
+                    self.early.fetch_add(1, Ordering::SeqCst);
+                }
+                self.seen.lock().unwrap().push((product, r0, y.to_vec()));
+                y.iter_mut().for_each(|v| *v += 1.0);
+            }
+        }
+        let cols = 768;
+        let x = activations(cols, 9);
+        let shapes = [1024usize, 256, 96];
+        for ty in [GgmlType::Q4_K, GgmlType::Q8_0] {
+            let ws: Vec<Vec<u8>> = shapes.iter().enumerate().map(|(i, &r)| random_blocks(ty, r * cols / ty.block_size() as usize, 60 + i as u64)).collect();
+            let want: Vec<Vec<f32>> = ws.iter().zip(shapes).map(|(w, r)| matmul(ty, w, r, cols, &x, 1).unwrap()).collect();
+            let probe = Probe { pre: (0..5).map(|_| AtomicBool::new(false)).collect(), early: AtomicUsize::new(0), seen: Mutex::new(Vec::new()) };
+            let mut ys: Vec<Vec<f32>> = shapes.iter().map(|&r| vec![f32::NAN; r]).collect();
+            let mut q = Quantized::new(&x, 1, cols).unwrap();
+            let mut parts: Vec<(&[u8], usize, &mut [f32])> = ws.iter().zip(shapes).zip(ys.iter_mut()).map(|((w, r), y)| (&w[..], r, &mut y[..])).collect();
+            q.matmul_many_fused(ty, &mut parts, &probe).unwrap();
+            assert_eq!(probe.early.load(Ordering::SeqCst), 0, "{ty}: a post ran before the pre tasks finished");
+            let seen = probe.seen.into_inner().unwrap();
+            for (k, w) in want.iter().enumerate() {
+                let mut covered = vec![0; w.len()];
+                for (_, r0, y) in seen.iter().filter(|s| s.0 == k) {
+                    assert_eq!(&y[..], &w[*r0..r0 + y.len()], "{ty}: product {k} rows at {r0}");
+                    covered[*r0..r0 + y.len()].iter_mut().for_each(|c| *c += 1);
+                }
+                assert!(covered.iter().all(|&c| c == 1), "{ty}: product {k}: every row in exactly one post");
+                assert_eq!(ys[k], w.iter().map(|v| v + 1.0).collect::<Vec<_>>(), "{ty}: the posts' updates are kept");
+            }
+        }
+        // More than one token is refused.
+        let x3 = activations(3 * cols, 2);
+        let w = random_blocks(GgmlType::Q8_0, 96 * cols / 32, 1);
+        let mut y = vec![0f32; 3 * 96];
+        let probe = Probe { pre: Vec::new(), early: AtomicUsize::new(0), seen: Mutex::new(Vec::new()) };
+        assert!(Quantized::new(&x3, 3, cols).unwrap().matmul_many_fused(GgmlType::Q8_0, &mut [(&w[..], 96, &mut y[..])], &probe).is_err());
+    }
+
+    /// The fused delta-rule kernel equals the step-by-step rule bit for bit (state and outputs),
+    /// over several tokens, at the widths it takes (16, 128) and one it leaves to the steps (40).
+    #[test]
+    fn fused_delta_rows_equal_the_steps() {
+        for (sk, sv) in [(128usize, 128usize), (16, 5), (40, 3)] {
+            let mut seed = 11u64;
+            let mut next = |m: f32| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * m
+            };
+            let mut s1: Vec<f32> = (0..sk * sv).map(|_| next(0.2)).collect();
+            let mut s2 = s1.clone();
+            for t in 0..4 {
+                let q: Vec<f32> = (0..sk).map(|_| next(0.3)).collect();
+                let k: Vec<f32> = (0..sk).map(|_| next(0.3)).collect();
+                let v: Vec<f32> = (0..sv).map(|_| next(2.0)).collect();
+                let (decay, beta) = (0.9 + next(0.1), 0.5 + next(0.5));
+                let (mut o1, mut o2) = (vec![0f32; sv], vec![0f32; sv]);
+                delta_rows(&mut s1, &q, &k, &v, decay, beta, &mut o1);
+                delta_rows_steps(&mut s2, &q, &k, &v, decay, beta, &mut o2);
+                assert_eq!(o1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), o2.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{sk}x{sv} token {t}: outputs");
+                assert!(s1.iter().zip(&s2).all(|(a, b)| a.to_bits() == b.to_bits()), "{sk}x{sv} token {t}: state");
+                assert!(o1.iter().any(|x| *x != 0.0));
+            }
+        }
+    }
+
+    /// Time of one token's delta rule over 16 heads of 128×128 (Qwen 3.5 0.8B's DeltaNet
+    /// layer), fused vs step by step, one thread.
+    #[test]
+    #[ignore = "a timing, printed"]
+    fn delta_rows_timing() {
+        let (sk, sv, heads) = (128usize, 128usize, 16usize);
+        let mut s: Vec<f32> = (0..heads * sk * sv).map(|i| ((i % 97) as f32 - 48.0) * 1e-3).collect();
+        let q: Vec<f32> = (0..sk).map(|i| (i as f32 * 0.1).sin() * 0.1).collect();
+        let k: Vec<f32> = (0..sk).map(|i| (i as f32 * 0.2).cos() * 0.1).collect();
+        let v: Vec<f32> = (0..sv).map(|i| (i as f32 * 0.3).sin()).collect();
+        let mut o = vec![0f32; sv];
+        let mut best = [f64::MAX; 2];
+        for round in 0..200 {
+            for (which, b) in best.iter_mut().enumerate() {
+                let t = std::time::Instant::now();
+                for h in s.chunks_exact_mut(sk * sv) {
+                    if which == 0 {
+                        delta_rows(h, &q, &k, &v, 0.999, 0.5, &mut o);
+                    } else {
+                        delta_rows_steps(h, &q, &k, &v, 0.999, 0.5, &mut o);
+                    }
+                }
+                if round > 5 {
+                    *b = b.min(t.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+        }
+        eprintln!("delta rule, 16 heads 128x128, one token: fused {:.1} us, steps {:.1} us (best of 194)", best[0], best[1]);
     }
 
     #[test]
