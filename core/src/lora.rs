@@ -112,7 +112,7 @@ enum Mat {
 }
 
 impl Mat {
-    #[cfg(test)]
+    /// The values as f32 (exact: an f16 widens without rounding).
     fn to_f32(&self) -> Vec<f32> {
         match self {
             Mat::F32(v) => v.clone(),
@@ -640,10 +640,12 @@ impl LoraAdapter {
         }
         use crate::model::layers::{tensor2, transpose};
         let upload = |p: &Pair| {
-            let (Mat::F32(a), Mat::F32(b)) = (&p.a, &p.b);
+            // f16 files stay f16 on the host (the CPU kernels widen inside their dots); the device
+            // copy is their exact f32 widening.
+            let (a, b) = (p.a.to_f32(), p.b.to_f32());
             DevicePair {
-                at: tensor2(transpose(a, p.rank, p.n_in), p.n_in, p.rank, device),
-                bt: tensor2(transpose(b, p.n_out, p.rank), p.rank, p.n_out, device),
+                at: tensor2(transpose(&a, p.rank, p.n_in), p.n_in, p.rank, device),
+                bt: tensor2(transpose(&b, p.n_out, p.rank), p.rank, p.n_out, device),
                 rank: p.rank,
                 n_in: p.n_in,
                 n_out: p.n_out,
