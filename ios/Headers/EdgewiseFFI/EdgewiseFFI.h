@@ -712,7 +712,7 @@ RustBuffer uniffi_edgewise_fn_method_router_policy(uint64_t ptr, RustCallStatus 
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_SEND
 #define UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_METHOD_ROUTER_SEND
-RustBuffer uniffi_edgewise_fn_method_router_send(uint64_t ptr, RustBuffer messages, RustBuffer meta, RustBuffer params, uint64_t listener, RustBuffer cancel, RustBuffer tools, RustBuffer tool_choice, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_edgewise_fn_method_router_send(uint64_t ptr, RustBuffer messages, RustBuffer meta, RustBuffer params, uint64_t listener, RustBuffer cancel, RustBuffer adapters, RustBuffer tools, RustBuffer tool_choice, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_EDGEWISE_FN_CLONE_CANCELTOKEN

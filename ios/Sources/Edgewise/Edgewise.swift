@@ -2549,6 +2549,10 @@ public func FfiConverterTypeLoraAdapter_lower(_ value: LoraAdapter) -> UInt64 {
  * One model file to fetch: a catalog model or an [`ArtifactSpec`]. `cancel()` stops a running
  * `fetch()` (it then fails with `Cancelled`, keeping partial data for a resume); a cancelled
  * download stays cancelled, so create a new one to resume.
+ *
+ * A *derived* catalog entry (a file no one publishes, such as `all-minilm-l6-v2-gguf-q8_0`: its
+ * source entry converted here) is made offline from its source entry, which is fetched first if
+ * needed, and checked against the entry's size and sha256, as `edgewise models fetch` does.
  */
 public protocol ModelDownloadProtocol: AnyObject, Sendable {
     
@@ -2563,8 +2567,9 @@ public protocol ModelDownloadProtocol: AnyObject, Sendable {
     func destination() throws  -> String
     
     /**
-     * Fetches the file unless a verified copy is already there, reporting progress to
-     * `listener`; returns the path. Blocking: call it from a background thread.
+     * Fetches the file unless a verified copy is already there (a derived entry: makes it from
+     * its source entry, fetching that first if needed), reporting progress to `listener`;
+     * returns the path. Blocking: call it from a background thread.
      */
     func fetch(listener: DownloadListener) throws  -> String
     
@@ -2584,6 +2589,10 @@ public protocol ModelDownloadProtocol: AnyObject, Sendable {
  * One model file to fetch: a catalog model or an [`ArtifactSpec`]. `cancel()` stops a running
  * `fetch()` (it then fails with `Cancelled`, keeping partial data for a resume); a cancelled
  * download stays cancelled, so create a new one to resume.
+ *
+ * A *derived* catalog entry (a file no one publishes, such as `all-minilm-l6-v2-gguf-q8_0`: its
+ * source entry converted here) is made offline from its source entry, which is fetched first if
+ * needed, and checked against the entry's size and sha256, as `edgewise models fetch` does.
  */
 open class ModelDownload: ModelDownloadProtocol, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -2689,8 +2698,9 @@ open func destination()throws  -> String  {
 }
     
     /**
-     * Fetches the file unless a verified copy is already there, reporting progress to
-     * `listener`; returns the path. Blocking: call it from a background thread.
+     * Fetches the file unless a verified copy is already there (a derived entry: makes it from
+     * its source entry, fetching that first if needed), reporting progress to `listener`;
+     * returns the path. Blocking: call it from a background thread.
      */
 open func fetch(listener: DownloadListener)throws  -> String  {
     return try  FfiConverterString.lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
@@ -3138,6 +3148,10 @@ public protocol RouterProtocol: AnyObject, Sendable {
      * background thread. Fails only when the local model itself fails (or the listener throws),
      * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
      * or sent). `cancel`: this request's own token; cancelling it stops this request only.
+     * `adapters`: the LoRA adapters and scales a local answer runs with (empty: the base model),
+     * as `ChatSession.set_adapters`; a request under another set than the pooled session's last
+     * never reuses its KV cache. The cloud never sees them. `Adapter` for an adapter loaded by
+     * an engine of another model; `InvalidParameter` for a non-finite scale.
      *
      * `tools` (with `tool_choice`, `Auto` when null) are offered to whoever answers: the
      * device constrains its calls to them; the cloud gets them as OpenAI `tools` and its calls
@@ -3145,7 +3159,7 @@ public protocol RouterProtocol: AnyObject, Sendable {
      * check, like the calls and `Tool` results in `messages`. The answer's calls are in
      * `RoutedAnswer.tool_calls`. `InvalidConstraint` for unusable tools.
      */
-    func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener, cancel: CancelToken?, tools: [Tool]?, toolChoice: ToolChoice?) throws  -> RoutedAnswer
+    func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener, cancel: CancelToken?, adapters: [AdapterScale], tools: [Tool]?, toolChoice: ToolChoice?) throws  -> RoutedAnswer
     
 }
 /**
@@ -3306,6 +3320,10 @@ open func policy()throws  -> RouterPolicy  {
      * background thread. Fails only when the local model itself fails (or the listener throws),
      * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
      * or sent). `cancel`: this request's own token; cancelling it stops this request only.
+     * `adapters`: the LoRA adapters and scales a local answer runs with (empty: the base model),
+     * as `ChatSession.set_adapters`; a request under another set than the pooled session's last
+     * never reuses its KV cache. The cloud never sees them. `Adapter` for an adapter loaded by
+     * an engine of another model; `InvalidParameter` for a non-finite scale.
      *
      * `tools` (with `tool_choice`, `Auto` when null) are offered to whoever answers: the
      * device constrains its calls to them; the cloud gets them as OpenAI `tools` and its calls
@@ -3313,7 +3331,7 @@ open func policy()throws  -> RouterPolicy  {
      * check, like the calls and `Tool` results in `messages`. The answer's calls are in
      * `RoutedAnswer.tool_calls`. `InvalidConstraint` for unusable tools.
      */
-open func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener, cancel: CancelToken? = nil, tools: [Tool]? = nil, toolChoice: ToolChoice? = nil)throws  -> RoutedAnswer  {
+open func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationParams, listener: AnswerListener, cancel: CancelToken? = nil, adapters: [AdapterScale] = [], tools: [Tool]? = nil, toolChoice: ToolChoice? = nil)throws  -> RoutedAnswer  {
     return try  FfiConverterTypeRoutedAnswer_lift(try rustCallWithError(FfiConverterTypeEdgewiseError_lift) {
         uniffiCallStatus in
     uniffi_edgewise_fn_method_router_send(
@@ -3323,6 +3341,7 @@ open func send(messages: [ChatMessage], meta: RequestMeta, params: GenerationPar
         FfiConverterTypeGenerationParams_lower(params),
         FfiConverterTypeAnswerListener_lower(listener),
         FfiConverterOptionTypeCancelToken.lower(cancel),
+        FfiConverterSequenceTypeAdapterScale.lower(adapters),
         FfiConverterOptionSequenceTypeTool.lower(tools),
         FfiConverterOptionTypeToolChoice.lower(toolChoice),uniffiCallStatus
     )
@@ -5348,6 +5367,11 @@ public struct Metrics: Equatable, Hashable {
      * Whole request, ms.
      */
     public var totalMs: Double
+    /**
+     * Oldest history messages dropped to fit the context (`OverflowPolicy.DropOldestTurns`);
+     * 0 otherwise. The prompt after them is prefilled again (`prefilled_tokens` says how much).
+     */
+    public var droppedMessages: Int32
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -5372,7 +5396,11 @@ public struct Metrics: Equatable, Hashable {
          */decodeTokensPerS: Double, 
         /**
          * Whole request, ms.
-         */totalMs: Double) {
+         */totalMs: Double, 
+        /**
+         * Oldest history messages dropped to fit the context (`OverflowPolicy.DropOldestTurns`);
+         * 0 otherwise. The prompt after them is prefilled again (`prefilled_tokens` says how much).
+         */droppedMessages: Int32) {
         self.promptTokens = promptTokens
         self.prefilledTokens = prefilledTokens
         self.generatedTokens = generatedTokens
@@ -5380,6 +5408,7 @@ public struct Metrics: Equatable, Hashable {
         self.prefillTokensPerS = prefillTokensPerS
         self.decodeTokensPerS = decodeTokensPerS
         self.totalMs = totalMs
+        self.droppedMessages = droppedMessages
     }
 
     
@@ -5404,7 +5433,8 @@ public struct FfiConverterTypeMetrics: FfiConverterRustBuffer {
                 ttftMs: FfiConverterDouble.read(from: &buf), 
                 prefillTokensPerS: FfiConverterDouble.read(from: &buf), 
                 decodeTokensPerS: FfiConverterDouble.read(from: &buf), 
-                totalMs: FfiConverterDouble.read(from: &buf)
+                totalMs: FfiConverterDouble.read(from: &buf), 
+                droppedMessages: FfiConverterInt32.read(from: &buf)
         )
     }
 
@@ -5416,6 +5446,7 @@ public struct FfiConverterTypeMetrics: FfiConverterRustBuffer {
         FfiConverterDouble.write(value.prefillTokensPerS, into: &buf)
         FfiConverterDouble.write(value.decodeTokensPerS, into: &buf)
         FfiConverterDouble.write(value.totalMs, into: &buf)
+        FfiConverterInt32.write(value.droppedMessages, into: &buf)
     }
 }
 
@@ -6650,6 +6681,12 @@ public struct SessionConfig: Equatable, Hashable {
      * What to do on overflow.
      */
     public var overflow: OverflowPolicy
+    /**
+     * A hybrid model's (Qwen 3.5's) turn-boundary copies of its recurrent state: how many the
+     * session keeps (0..=64, default 4; each ~19 MiB for Qwen 3.5 0.8B). Negative reads as 0.
+     * Plain transformers ignore it.
+     */
+    public var stateCheckpoints: Int32
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -6665,11 +6702,17 @@ public struct SessionConfig: Equatable, Hashable {
          */systemPrompt: String?, 
         /**
          * What to do on overflow.
-         */overflow: OverflowPolicy) {
+         */overflow: OverflowPolicy, 
+        /**
+         * A hybrid model's (Qwen 3.5's) turn-boundary copies of its recurrent state: how many the
+         * session keeps (0..=64, default 4; each ~19 MiB for Qwen 3.5 0.8B). Negative reads as 0.
+         * Plain transformers ignore it.
+         */stateCheckpoints: Int32 = 4) {
         self.maxContext = maxContext
         self.prefillChunk = prefillChunk
         self.systemPrompt = systemPrompt
         self.overflow = overflow
+        self.stateCheckpoints = stateCheckpoints
     }
 
     
@@ -6691,7 +6734,8 @@ public struct FfiConverterTypeSessionConfig: FfiConverterRustBuffer {
                 maxContext: FfiConverterInt32.read(from: &buf), 
                 prefillChunk: FfiConverterInt32.read(from: &buf), 
                 systemPrompt: FfiConverterOptionString.read(from: &buf), 
-                overflow: FfiConverterTypeOverflowPolicy.read(from: &buf)
+                overflow: FfiConverterTypeOverflowPolicy.read(from: &buf), 
+                stateCheckpoints: FfiConverterInt32.read(from: &buf)
         )
     }
 
@@ -6700,6 +6744,7 @@ public struct FfiConverterTypeSessionConfig: FfiConverterRustBuffer {
         FfiConverterInt32.write(value.prefillChunk, into: &buf)
         FfiConverterOptionString.write(value.systemPrompt, into: &buf)
         FfiConverterTypeOverflowPolicy.write(value.overflow, into: &buf)
+        FfiConverterInt32.write(value.stateCheckpoints, into: &buf)
     }
 }
 
@@ -11086,7 +11131,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_modeldownload_destination() != 43230) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_modeldownload_fetch() != 35635) {
+    if (uniffi_edgewise_checksum_method_modeldownload_fetch() != 18150) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_modeldownload_is_verified() != 8049) {
@@ -11203,7 +11248,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_edgewise_checksum_method_router_policy() != 26835) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_edgewise_checksum_method_router_send() != 24447) {
+    if (uniffi_edgewise_checksum_method_router_send() != 32043) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_edgewise_checksum_method_canceltoken_cancel() != 36019) {

@@ -1141,7 +1141,7 @@ internal object UniffiLib {
     ): Float
     external fun uniffi_edgewise_fn_method_router_policy(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
-    external fun uniffi_edgewise_fn_method_router_send(`ptr`: Long,`messages`: RustBuffer.ByValue,`meta`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`listener`: Long,`cancel`: RustBuffer.ByValue,`tools`: RustBuffer.ByValue,`toolChoice`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_edgewise_fn_method_router_send(`ptr`: Long,`messages`: RustBuffer.ByValue,`meta`: RustBuffer.ByValue,`params`: RustBuffer.ByValue,`listener`: Long,`cancel`: RustBuffer.ByValue,`adapters`: RustBuffer.ByValue,`tools`: RustBuffer.ByValue,`toolChoice`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_edgewise_fn_clone_canceltoken(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1434,7 +1434,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_modeldownload_destination() and 0xFFFF) != 43230) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_modeldownload_fetch() and 0xFFFF) != 35635) {
+    if ((lib.uniffi_edgewise_checksum_method_modeldownload_fetch() and 0xFFFF) != 18150) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_modeldownload_is_verified() and 0xFFFF) != 8049) {
@@ -1551,7 +1551,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_edgewise_checksum_method_router_policy() and 0xFFFF) != 26835) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_edgewise_checksum_method_router_send() and 0xFFFF) != 24447) {
+    if ((lib.uniffi_edgewise_checksum_method_router_send() and 0xFFFF) != 32043) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_edgewise_checksum_method_canceltoken_cancel() and 0xFFFF) != 36019) {
@@ -5215,6 +5215,10 @@ public object FfiConverterTypeLoraAdapter: FfiConverter<LoraAdapter, Long> {
  * One model file to fetch: a catalog model or an [`ArtifactSpec`]. `cancel()` stops a running
  * `fetch()` (it then fails with `Cancelled`, keeping partial data for a resume); a cancelled
  * download stays cancelled, so create a new one to resume.
+ *
+ * A *derived* catalog entry (a file no one publishes, such as `all-minilm-l6-v2-gguf-q8_0`: its
+ * source entry converted here) is made offline from its source entry, which is fetched first if
+ * needed, and checked against the entry's size and sha256, as `edgewise models fetch` does.
  */
 public interface ModelDownloadInterface {
     
@@ -5229,8 +5233,9 @@ public interface ModelDownloadInterface {
     fun `destination`(): kotlin.String
     
     /**
-     * Fetches the file unless a verified copy is already there, reporting progress to
-     * `listener`; returns the path. Blocking: call it from a background thread.
+     * Fetches the file unless a verified copy is already there (a derived entry: makes it from
+     * its source entry, fetching that first if needed), reporting progress to `listener`;
+     * returns the path. Blocking: call it from a background thread.
      */
     fun `fetch`(`listener`: DownloadListener): kotlin.String
     
@@ -5252,6 +5257,10 @@ public interface ModelDownloadInterface {
  * One model file to fetch: a catalog model or an [`ArtifactSpec`]. `cancel()` stops a running
  * `fetch()` (it then fails with `Cancelled`, keeping partial data for a resume); a cancelled
  * download stays cancelled, so create a new one to resume.
+ *
+ * A *derived* catalog entry (a file no one publishes, such as `all-minilm-l6-v2-gguf-q8_0`: its
+ * source entry converted here) is made offline from its source entry, which is fetched first if
+ * needed, and checked against the entry's size and sha256, as `edgewise models fetch` does.
  */
 open class ModelDownload: Disposable, AutoCloseable, ModelDownloadInterface
 {
@@ -5403,8 +5412,9 @@ open class ModelDownload: Disposable, AutoCloseable, ModelDownloadInterface
 
     
     /**
-     * Fetches the file unless a verified copy is already there, reporting progress to
-     * `listener`; returns the path. Blocking: call it from a background thread.
+     * Fetches the file unless a verified copy is already there (a derived entry: makes it from
+     * its source entry, fetching that first if needed), reporting progress to `listener`;
+     * returns the path. Blocking: call it from a background thread.
      */
     @Throws(EdgewiseException::class)override fun `fetch`(`listener`: DownloadListener): kotlin.String {
             return FfiConverterString.lift(
@@ -6151,6 +6161,10 @@ public interface RouterInterface {
      * background thread. Fails only when the local model itself fails (or the listener throws),
      * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
      * or sent). `cancel`: this request's own token; cancelling it stops this request only.
+     * `adapters`: the LoRA adapters and scales a local answer runs with (empty: the base model),
+     * as `ChatSession.set_adapters`; a request under another set than the pooled session's last
+     * never reuses its KV cache. The cloud never sees them. `Adapter` for an adapter loaded by
+     * an engine of another model; `InvalidParameter` for a non-finite scale.
      *
      * `tools` (with `tool_choice`, `Auto` when null) are offered to whoever answers: the
      * device constrains its calls to them; the cloud gets them as OpenAI `tools` and its calls
@@ -6158,7 +6172,7 @@ public interface RouterInterface {
      * check, like the calls and `Tool` results in `messages`. The answer's calls are in
      * `RoutedAnswer.tool_calls`. `InvalidConstraint` for unusable tools.
      */
-    fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener, `cancel`: CancelToken? = null, `tools`: List<Tool>? = null, `toolChoice`: ToolChoice? = null): RoutedAnswer
+    fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener, `cancel`: CancelToken? = null, `adapters`: List<AdapterScale> = listOf(), `tools`: List<Tool>? = null, `toolChoice`: ToolChoice? = null): RoutedAnswer
     
     companion object
 }
@@ -6395,6 +6409,10 @@ open class Router: Disposable, AutoCloseable, RouterInterface
      * background thread. Fails only when the local model itself fails (or the listener throws),
      * or with `Cancelled` when `cancel` fired before the request started (nothing was decided
      * or sent). `cancel`: this request's own token; cancelling it stops this request only.
+     * `adapters`: the LoRA adapters and scales a local answer runs with (empty: the base model),
+     * as `ChatSession.set_adapters`; a request under another set than the pooled session's last
+     * never reuses its KV cache. The cloud never sees them. `Adapter` for an adapter loaded by
+     * an engine of another model; `InvalidParameter` for a non-finite scale.
      *
      * `tools` (with `tool_choice`, `Auto` when null) are offered to whoever answers: the
      * device constrains its calls to them; the cloud gets them as OpenAI `tools` and its calls
@@ -6402,7 +6420,7 @@ open class Router: Disposable, AutoCloseable, RouterInterface
      * check, like the calls and `Tool` results in `messages`. The answer's calls are in
      * `RoutedAnswer.tool_calls`. `InvalidConstraint` for unusable tools.
      */
-    @Throws(EdgewiseException::class)override fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener, `cancel`: CancelToken?, `tools`: List<Tool>?, `toolChoice`: ToolChoice?): RoutedAnswer {
+    @Throws(EdgewiseException::class)override fun `send`(`messages`: List<ChatMessage>, `meta`: RequestMeta, `params`: GenerationParams, `listener`: AnswerListener, `cancel`: CancelToken?, `adapters`: List<AdapterScale>, `tools`: List<Tool>?, `toolChoice`: ToolChoice?): RoutedAnswer {
             return FfiConverterTypeRoutedAnswer.lift(
     callWithHandle {
     uniffiRustCallWithError(EdgewiseException) { _status ->
@@ -6414,6 +6432,7 @@ open class Router: Disposable, AutoCloseable, RouterInterface
         FfiConverterTypeGenerationParams.lower(`params`),
         FfiConverterTypeAnswerListener.lower(`listener`),
         FfiConverterOptionalTypeCancelToken.lower(`cancel`),
+        FfiConverterSequenceTypeAdapterScale.lower(`adapters`),
         FfiConverterOptionalSequenceTypeTool.lower(`tools`),
         FfiConverterOptionalTypeToolChoice.lower(`toolChoice`),_status)
 }
@@ -8306,6 +8325,12 @@ data class Metrics (
      * Whole request, ms.
      */
     val `totalMs`: kotlin.Double
+    , 
+    /**
+     * Oldest history messages dropped to fit the context (`OverflowPolicy.DropOldestTurns`);
+     * 0 otherwise. The prompt after them is prefilled again (`prefilled_tokens` says how much).
+     */
+    val `droppedMessages`: kotlin.Int
     
 ){
     
@@ -8329,6 +8354,7 @@ public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
             FfiConverterDouble.read(buf),
             FfiConverterDouble.read(buf),
             FfiConverterDouble.read(buf),
+            FfiConverterInt.read(buf),
         )
     }
 
@@ -8339,7 +8365,8 @@ public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
             FfiConverterDouble.allocationSize(value.`ttftMs`) +
             FfiConverterDouble.allocationSize(value.`prefillTokensPerS`) +
             FfiConverterDouble.allocationSize(value.`decodeTokensPerS`) +
-            FfiConverterDouble.allocationSize(value.`totalMs`)
+            FfiConverterDouble.allocationSize(value.`totalMs`) +
+            FfiConverterInt.allocationSize(value.`droppedMessages`)
     )
 
     override fun write(value: Metrics, buf: ByteBuffer) {
@@ -8350,6 +8377,7 @@ public object FfiConverterTypeMetrics: FfiConverterRustBuffer<Metrics> {
             FfiConverterDouble.write(value.`prefillTokensPerS`, buf)
             FfiConverterDouble.write(value.`decodeTokensPerS`, buf)
             FfiConverterDouble.write(value.`totalMs`, buf)
+            FfiConverterInt.write(value.`droppedMessages`, buf)
     }
 }
 
@@ -9241,6 +9269,13 @@ data class SessionConfig (
      * What to do on overflow.
      */
     val `overflow`: OverflowPolicy
+    , 
+    /**
+     * A hybrid model's (Qwen 3.5's) turn-boundary copies of its recurrent state: how many the
+     * session keeps (0..=64, default 4; each ~19 MiB for Qwen 3.5 0.8B). Negative reads as 0.
+     * Plain transformers ignore it.
+     */
+    val `stateCheckpoints`: kotlin.Int = 4 
     
 ){
     
@@ -9261,6 +9296,7 @@ public object FfiConverterTypeSessionConfig: FfiConverterRustBuffer<SessionConfi
             FfiConverterInt.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterTypeOverflowPolicy.read(buf),
+            FfiConverterInt.read(buf),
         )
     }
 
@@ -9268,7 +9304,8 @@ public object FfiConverterTypeSessionConfig: FfiConverterRustBuffer<SessionConfi
             FfiConverterInt.allocationSize(value.`maxContext`) +
             FfiConverterInt.allocationSize(value.`prefillChunk`) +
             FfiConverterOptionalString.allocationSize(value.`systemPrompt`) +
-            FfiConverterTypeOverflowPolicy.allocationSize(value.`overflow`)
+            FfiConverterTypeOverflowPolicy.allocationSize(value.`overflow`) +
+            FfiConverterInt.allocationSize(value.`stateCheckpoints`)
     )
 
     override fun write(value: SessionConfig, buf: ByteBuffer) {
@@ -9276,6 +9313,7 @@ public object FfiConverterTypeSessionConfig: FfiConverterRustBuffer<SessionConfi
             FfiConverterInt.write(value.`prefillChunk`, buf)
             FfiConverterOptionalString.write(value.`systemPrompt`, buf)
             FfiConverterTypeOverflowPolicy.write(value.`overflow`, buf)
+            FfiConverterInt.write(value.`stateCheckpoints`, buf)
     }
 }
 
