@@ -96,16 +96,16 @@ class RouterToolsTest {
             }
             convo += ChatMessage.toolCalls(a.toolCalls)
             a.toolCalls.forEach { convo += ChatMessage.toolResult(it.id, """{"status":"shipped","eta_days":2}""") }
-            val b = router.send(convo, RequestMeta.of(), GenerationParams.greedy(24), answerListener {}, null, listOf(lookup), ToolChoice.None)
+            val b = router.send(convo, RequestMeta.of(), GenerationParams.greedy(24), answerListener {}, null, emptyList(), listOf(lookup), ToolChoice.None)
             assertEquals(RouteTarget.LOCAL, b.servedBy)
             assertTrue(b.toolCalls.isEmpty() && b.text.isNotBlank(), "a text answer under `none`")
             // Unusable tools are a typed error before anything is generated.
             assertThrows<EdgewiseException.InvalidConstraint> {
-                router.send(convo, RequestMeta.of(), GenerationParams.greedy(4), answerListener {}, null, listOf(Tool("a b", "", "{}")), null)
+                router.send(convo, RequestMeta.of(), GenerationParams.greedy(4), answerListener {}, null, emptyList(), listOf(Tool("a b", "", "{}")), null)
             }
             assertThrows<EdgewiseException.InvalidParameter> {
                 router.send(listOf(ChatMessage(Role.ASSISTANT, "", listOf(ToolCall("c", "lookup_order", "[1]")), null)),
-                    RequestMeta.of(), GenerationParams.greedy(4), answerListener {}, null, listOf(lookup), null)
+                    RequestMeta.of(), GenerationParams.greedy(4), answerListener {}, null, emptyList(), listOf(lookup), null)
             }
         }
     }
@@ -116,7 +116,7 @@ class RouterToolsTest {
         router(withCloud = true).use { router ->
             val ask = listOf(user("Where is my order 1042?"))
             cloudArguments += """{"order": 1042}"""
-            val a = router.send(ask, useCloud, GenerationParams.greedy(64), answerListener {}, null, listOf(lookup), null)
+            val a = router.send(ask, useCloud, GenerationParams.greedy(64), answerListener {}, null, emptyList(), listOf(lookup), null)
             assertEquals(RouteTarget.CLOUD, a.servedBy)
             assertNull(a.fallback)
             assertEquals(listOf(ToolCall("call_cloud", "lookup_order", """{"order":1042}""")), a.toolCalls)
@@ -125,7 +125,7 @@ class RouterToolsTest {
             assertEquals("auto", sent.getString("tool_choice"))
 
             cloudArguments += """{"order": "soon"}"""
-            val b = router.send(ask, useCloud, GenerationParams.greedy(64), answerListener {}, null, listOf(lookup), ToolChoice.Required)
+            val b = router.send(ask, useCloud, GenerationParams.greedy(64), answerListener {}, null, emptyList(), listOf(lookup), ToolChoice.Required)
             assertEquals(RouteTarget.LOCAL, b.servedBy, "the invalid cloud call was passed on")
             assertEquals(CloudFailureKind.INVALID_TOOL_CALL, b.fallback?.kind)
             assertTrue(b.toolCalls.isNotEmpty() && b.toolCalls.all { it.name == "lookup_order" && orderOf(it) in 1..99999 }, "${b.toolCalls}")
@@ -141,13 +141,13 @@ class RouterToolsTest {
             fun convo(result: String) = listOf(user("Where is my order 1042?"), ChatMessage.toolCalls(listOf(call)), ChatMessage.toolResult("call_7", result))
             val secret = convo("""{"customer":"Jane Doe","card":"4539 1488 0343 6467","exp":"04/27"}""")
             assertEquals(RouteTarget.LOCAL, router.decide(secret, useCloud, listOf(lookup)).target)
-            val a = router.send(secret, useCloud, GenerationParams.greedy(24), answerListener {}, null, listOf(lookup), ToolChoice.None)
+            val a = router.send(secret, useCloud, GenerationParams.greedy(24), answerListener {}, null, emptyList(), listOf(lookup), ToolChoice.None)
             assertEquals(RouteTarget.LOCAL, a.servedBy)
             assertTrue(RouteReason.SENSITIVE in a.decision.reasons, "${a.decision.reasons}")
             assertTrue(received.isEmpty(), "the tool result reached the cloud")
 
             cloudArguments += """{"order": 1043}"""
-            val b = router.send(convo("""{"status":"shipped"}"""), useCloud, GenerationParams.greedy(24), answerListener {}, null, listOf(lookup), null)
+            val b = router.send(convo("""{"status":"shipped"}"""), useCloud, GenerationParams.greedy(24), answerListener {}, null, emptyList(), listOf(lookup), null)
             assertEquals(RouteTarget.CLOUD, b.servedBy)
             val msgs = received.single().getJSONArray("messages")
             assertEquals("call_7", msgs.getJSONObject(1).getJSONArray("tool_calls").getJSONObject(0).getString("id"))
