@@ -72,17 +72,15 @@ fn partial_rope(x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>, n_rot: usize) ->
 }
 
 /// `x: [n, cols]` rounded as the CPU kernels quantize activations (`quant::cpu::Q8x32`): per
-/// block of 32, `d = max|x| / 127`, `x ≈ d · round(x / d)` (an all-zero block stays zero).
+/// block of 32, `d = max|x| / 127`, `x ≈ d · round(x / d)` (an all-zero block stays zero) — the
+/// shared device kernel [`crate::quant::gpu::round_q8_0`], as the sentence encoder uses it.
 /// Rows whose length is not a multiple of 32 are left as they are.
-pub(super) fn q8_round(x: Tensor<2>) -> Tensor<2> {
+pub(super) fn q8_round(x: Tensor<2>) -> Result<Tensor<2>> {
     let [n, cols] = x.dims();
-    if cols == 0 || !cols.is_multiple_of(32) {
-        return x;
+    if n == 0 || cols == 0 || !cols.is_multiple_of(32) {
+        return Ok(x);
     }
-    let b = x.reshape([n, cols / 32, 32]);
-    let d = b.clone().abs().max_dim(2).div_scalar(127.0);
-    let id = d.clone().clamp_min(f32::MIN_POSITIVE).recip();
-    b.mul(id).round().mul(d).reshape([n, cols])
+    crate::quant::gpu::round_q8_0(x)
 }
 
 /// One input of several products (q/k/v, the four DeltaNet products, gate/up): rounded once
@@ -97,14 +95,19 @@ impl Act {
         Self { x, rounded: None }
     }
 
-    fn quantized_input(&mut self) -> Tensor<2> {
-        self.rounded.get_or_insert_with(|| q8_round(self.x.clone())).clone()
+    fn quantized_input(&mut self) -> Result<Tensor<2>> {
+        if let Some(r) = &self.rounded {
+            return Ok(r.clone());
+        }
+        let r = q8_round(self.x.clone())?;
+        self.rounded = Some(r.clone());
+        Ok(r)
     }
 
     /// `l · x`, with the activations rounded when `l` is quantized.
     fn mm(&mut self, l: &Linear) -> Result<Tensor<2>> {
         match l {
-            Linear::QuantizedGpu(_) => l.forward(self.quantized_input()),
+            Linear::QuantizedGpu(_) => l.forward(self.quantized_input()?),
             _ => l.forward(self.x.clone()),
         }
     }
@@ -131,7 +134,7 @@ impl Qwen35 {
         let mut out = Vec::with_capacity(n - first);
         for i in first..n {
             let row = self.output_norm.forward(x.clone().slice([i..i + 1, 0..d]));
-            let row = if matches!(self.lm_head, LmHead::QuantizedGpu(_)) { q8_round(row) } else { row };
+            let row = if matches!(self.lm_head, LmHead::QuantizedGpu(_)) { q8_round(row)? } else { row };
             out.push(self.lm_head.logits(row)?);
         }
         Ok(out)
