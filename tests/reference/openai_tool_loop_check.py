@@ -18,6 +18,8 @@ import sys
 
 from openai import OpenAI
 
+from serve_structured_check import stream_collect  # the same chunk merging, one copy
+
 TOOLS = [
     {"type": "function", "function": {
         "name": "lookup_order", "description": "Looks up a shop order by its number.",
@@ -28,20 +30,7 @@ TOOLS = [
 
 def collect(stream):
     """Content, calls (merged by index) and the finish reason of a streamed answer."""
-    content, calls, finish = [], {}, None
-    for chunk in stream:
-        for ch in chunk.choices:
-            if ch.delta.content:
-                content.append(ch.delta.content)
-            for d in ch.delta.tool_calls or []:
-                c = calls.setdefault(d.index, {"id": None, "name": "", "arguments": ""})
-                c["id"] = d.id or c["id"]
-                if d.function:
-                    c["name"] += d.function.name or ""
-                    c["arguments"] += d.function.arguments or ""
-            if ch.finish_reason:
-                finish = ch.finish_reason
-    return "".join(content), [calls[i] for i in sorted(calls)], finish
+    return stream_collect(stream)[:3]
 
 
 def ask(client, model, messages, stream):
