@@ -46,9 +46,11 @@ if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   # of the suite, both prompts, greedy and seeded, checked by Python jsonschema (~60-90 s on lavapipe).
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_STRUCTURED_CASES=${EDGEWISE_GPU_STRUCTURED_CASES:-1} cargo test --release --workspace --test structured_real -- gpu_
   step "wgpu: the llama/qwen2/qwen3 goldens (EDGEWISE_GPU_ARCH_CASES=${EDGEWISE_GPU_ARCH_CASES:=1} per file, ~45 s each on lavapipe)"
-  # Gemma 3 1B's shapes on lavapipe take ~18 min a case on 2 busy cores: not here (README, "Gemma 3
-  # 1B shapes": EDGEWISE_GPU_TESTS=1 cargo test --release --workspace --test arch_golden -- gpu_gemma3_1b).
+  # Gemma 3 1B's shapes on lavapipe take ~18 min a whole case on 2 busy cores: not here (README, "Gemma 3
+  # 1B shapes": EDGEWISE_GPU_TESTS=1 cargo test --release --workspace --test arch_golden -- gpu_gemma3_1b_q4).
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_ARCH_CASES cargo test --release --workspace --test arch_golden -- --test-threads 1 gpu_ --skip gemma3_1b
+  step "wgpu: Gemma 3 1B's shapes, the first prompt's logits and 4 tokens (the sharded 262144 x 1152 embedding, the 5:1 sliding/global pattern)"
+  EDGEWISE_GPU_TESTS=1 cargo test --release --workspace --test arch_golden -- gpu_gemma3_1b_short
   step "wgpu: LoRA adapters (the synthesized Qwen 3's rank-8 golden, EDGEWISE_GPU_LORA_CASES=${EDGEWISE_GPU_LORA_CASES:=1} case, with its wrong variants)"
   # The adapter applied on the device vs llama.cpp's lora_path goldens; the other goldens (Gemma 3
   # rank 16 / rank 8, llama, qwen2) and the adapter-switching test run with `gpu_` (slow on lavapipe).

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use edgewise_core::backend::BackendPreference;
 use edgewise_core::engine::{Engine, EngineConfig};
 use edgewise_core::session::{GenerationParams, SessionConfig};
-use near_tie::{ids, judge, Verdict};
+use near_tie::{ids, judge_with, Verdict, NEAR_TIE};
 use serde_json::Value;
 use sha2::Digest;
 
@@ -48,7 +48,7 @@ fn load(path: &std::path::Path, pref: BackendPreference) -> Engine {
 
 /// One model against its goldens: `(verdicts, worst last-position |Δlogit|)`. `limit` bounds the
 /// cases (the slow GPU driver in CI).
-fn run(engine: &Engine, cases: &[Value], limit: usize) -> (Vec<Verdict>, f64) {
+fn run(engine: &Engine, cases: &[Value], limit: usize, margin: f64) -> (Vec<Verdict>, f64) {
     let mut verdicts = Vec::new();
     let mut worst = 0f64;
     for (ci, case) in cases.iter().enumerate().take(limit) {
@@ -62,7 +62,7 @@ fn run(engine: &Engine, cases: &[Value], limit: usize) -> (Vec<Verdict>, f64) {
         s.reset();
         let params = GenerationParams { ignore_eos: true, ..GenerationParams::greedy(n_gen) };
         let got = s.generate_from(prompt, &params, &mut |_| true).unwrap().token_ids;
-        let v = judge(&got, case);
+        let v = judge_with(&got, case, margin);
         eprintln!("  case {ci}: {v:?}, last-position max |Δlogit| {d:.3}");
         verdicts.push(v);
     }
@@ -71,8 +71,18 @@ fn run(engine: &Engine, cases: &[Value], limit: usize) -> (Vec<Verdict>, f64) {
 
 /// The model's tokenizer gives llama.cpp's prompt ids, and its greedy tokens and logits agree.
 fn check(name: &str, pref: BackendPreference, limit: usize) {
+    check_steps(name, pref, limit, usize::MAX);
+}
+
+/// [`check`] on the first `limit` cases, each cut to its first `steps` greedy tokens.
+fn check_steps(name: &str, pref: BackendPreference, limit: usize, steps: usize) {
     let Some(path) = model(name) else { return };
-    let (header, cases) = golden(name);
+    let (header, mut cases) = golden(name);
+    for case in &mut cases {
+        for key in ["greedy_token_ids", "top5"] {
+            case[key].as_array_mut().unwrap().truncate(steps);
+        }
+    }
     assert_eq!(sha256(&path), header["model_sha256"].as_str().unwrap(), "{name}: the synthesized model differs from the goldens' (regenerate both)");
     let e = load(&path, pref);
     assert_eq!(e.info().architecture, header["architecture"].as_str().unwrap());
@@ -80,7 +90,7 @@ fn check(name: &str, pref: BackendPreference, limit: usize) {
         assert_eq!(e.tokenizer().encode(case["prompt"].as_str().unwrap(), true).unwrap(), ids(&case["prompt_token_ids"]), "{name}: tokenization differs from llama.cpp");
     }
     eprintln!("{name} on {pref:?}:");
-    let (verdicts, worst) = run(&e, &cases, limit);
+    let (verdicts, worst) = run(&e, &cases, limit, margin(name));
     for (ci, v) in verdicts.iter().enumerate() {
         assert!(!matches!(v, Verdict::Departs { .. }), "{name} case {ci}: {v:?}");
     }
@@ -140,9 +150,29 @@ fn cpu_qwen3_q4_k_m_matches_llama_cpp() {
 /// a 262144 x 1152 embedding, 5 sliding-window layers of 512 to 1 global, local/global RoPE bases
 /// 10^4/10^6) with random weights, Q4_K_M from llama.cpp's quantizer (`make_arch_goldens.py synth
 /// --only gemma3-1b-q4km`, 769 MiB, ~3.5 min; `.ci/run` makes it, or keeps it when its sha256 is
-/// the goldens'). Scaled to be a stable reference (see `synth_gemma3`): llama.cpp with an f32 KV
-/// cache agrees with its own f16-KV goldens (the header). The last case crosses the sliding window.
+/// the goldens'). Scaled to be a stable reference with varied continuations (see `synth_gemma3`;
+/// [`GEMMA3_1B_NEAR_TIE`] for how far llama.cpp moves from itself on it). The last case crosses
+/// the sliding window.
 const GEMMA3_1B: &str = "gemma3-1b-q4km";
+
+/// The near-tie margin on the 1B file. Its continuations are varied and its top-1/top-2 gaps
+/// spread like the real Gemma 3 270M's (median 1.6, ~10 % of steps below 0.25, ~20 % below 0.5),
+/// and 26 sandwich-normed layers carry a rounding difference further than the small files' 3:
+/// llama.cpp itself, with an f32 instead of an f16 KV cache, departs from its own goldens on this
+/// file at a gap of 0.37 (the 592-token case, step 3; 5 more near-tie departures, last-position
+/// logits up to 0.84 apart — `make_arch_goldens.py goldens` prints them). A margin below llama.cpp's
+/// own spread would fail a correct engine, so here it is 0.4; every wrong variant below still
+/// departs beyond it.
+const GEMMA3_1B_NEAR_TIE: f64 = 0.4;
+
+/// The near-tie margin for a synthesized file: [`NEAR_TIE`] but on the 1B ([`GEMMA3_1B_NEAR_TIE`]).
+fn margin(name: &str) -> f64 {
+    if name == GEMMA3_1B {
+        GEMMA3_1B_NEAR_TIE
+    } else {
+        NEAR_TIE
+    }
+}
 
 fn gemma3_1b() -> Option<PathBuf> {
     common_model::synth_model(GEMMA3_1B, "tests/reference/make_arch_goldens.py synth --only gemma3-1b-q4km")
@@ -152,6 +182,22 @@ fn gemma3_1b() -> Option<PathBuf> {
 fn cpu_gemma3_1b_q4_k_m_matches_llama_cpp() {
     if gemma3_1b().is_some() {
         check(GEMMA3_1B, BackendPreference::Cpu, usize::MAX);
+    }
+}
+
+/// The 1B golden is worth matching past its first steps: no continuation falls into a short cycle
+/// early (the first stable rescaling's all did: 2-6 distinct tokens in 24, a 2-token cycle from
+/// step 1-4 on; see `synth_gemma3`). At least 8 distinct tokens in each, the first 8 all
+/// different. Needs only the golden file.
+#[test]
+fn gemma3_1b_golden_continuations_do_not_cycle() {
+    let (_, cases) = golden(GEMMA3_1B);
+    for (ci, case) in cases.iter().enumerate() {
+        let got = ids(&case["greedy_token_ids"]);
+        let distinct = got.iter().collect::<std::collections::HashSet<_>>().len();
+        assert!(distinct >= 8, "{GEMMA3_1B} case {ci}: only {distinct} distinct tokens in {}: {got:?}", got.len());
+        let first = got.iter().take(8).collect::<std::collections::HashSet<_>>().len();
+        assert_eq!(first, 8.min(got.len()), "{GEMMA3_1B} case {ci}: a token repeats within the first 8: {got:?}");
     }
 }
 
@@ -169,6 +215,22 @@ fn gpu_gemma3_1b_q4_k_m_matches_llama_cpp() {
     }
 }
 
+/// The cheap wgpu check of the 1B that CI runs on lavapipe (`EDGEWISE_GPU_TESTS=1`; 114 s there
+/// on the loaded 2-core machine, where a whole case took ~18 min): the first prompt's last-position logits and its first 4
+/// greedy tokens. It covers what the 1B adds on the GPU: the 262144 x 1152 embedding and tied head
+/// sharded over the 128 MiB binding limit, 26 layers in the 5:1 sliding/global pattern with their
+/// two RoPE bases (which a short prompt tells apart; the window itself needs > 512 tokens).
+#[test]
+fn gpu_gemma3_1b_short_matches_llama_cpp() {
+    if std::env::var("EDGEWISE_GPU_TESTS").as_deref() != Ok("1") {
+        eprintln!("SKIPPED: gpu_gemma3_1b_short_matches_llama_cpp (set EDGEWISE_GPU_TESTS=1)");
+        return;
+    }
+    if gemma3_1b().is_some() {
+        check_steps(GEMMA3_1B, BackendPreference::Gpu, 1, 4);
+    }
+}
+
 /// A copy of `path` with the u32 value of metadata key `key` set to `value`.
 fn with_u32(path: &std::path::Path, key: &str, value: u32, out: &std::path::Path) {
     let mut bytes = std::fs::read(path).unwrap();
@@ -180,9 +242,13 @@ fn with_u32(path: &std::path::Path, key: &str, value: u32, out: &std::path::Path
     std::fs::write(out, bytes).unwrap();
 }
 
-/// The 1B check has teeth where it matters: the global layers' RoPE base set to the local one
-/// (10^4) departs on the short cases, and no sliding window (512 -> 4096) departs on the case
-/// that crosses it (the shorter cases cannot see the window).
+/// The 1B check has teeth where it matters, each wrong variant a one-word patch of the file's
+/// metadata (the synthesized file spells out llama.cpp's gemma3 defaults, period 6 and local base
+/// 10^4, so that they can be patched): the global layers' RoPE base set to the local one (10^4),
+/// no local RoPE base (the sliding layers at the global 10^6), the sliding-window pattern off by
+/// one layer (period 5: the first global layer is layer 4, not 5) — each departs on the short
+/// cases — and no sliding window (512 -> 4096), which departs on the case that crosses it (the
+/// shorter cases cannot see the window).
 #[test]
 fn cpu_gemma3_1b_wrong_variants_fail_the_check() {
     let Some(path) = gemma3_1b() else { return };
@@ -190,15 +256,18 @@ fn cpu_gemma3_1b_wrong_variants_fail_the_check() {
     let long: Vec<Value> = cases.iter().filter(|c| ids(&c["prompt_token_ids"]).len() > 512).cloned().collect();
     assert!(!long.is_empty(), "no golden case crosses the 512-token sliding window");
     let bad = std::env::temp_dir().join(format!("edgewise-wrong-{GEMMA3_1B}-{}.gguf", std::process::id()));
-    for (what, cases) in [("global RoPE base = local (10^4)", &cases[..4]), ("no sliding window", &long[..])] {
-        if what.starts_with("global") {
-            with_scaled_f32(&path, "gemma3.rope.freq_base", 0.01, &bad);
-        } else {
-            with_u32(&path, "gemma3.attention.sliding_window", 4096, &bad);
-        }
+    type Patch = dyn Fn(&std::path::Path, &std::path::Path);
+    let variants: [(&str, &[Value], &Patch); 4] = [
+        ("global RoPE base = local (10^4)", &cases[..3], &|p, out| with_scaled_f32(p, "gemma3.rope.freq_base", 0.01, out)),
+        ("no local RoPE base (10^6)", &cases[..3], &|p, out| with_scaled_f32(p, "gemma3.rope.freq_base_swa", 100.0, out)),
+        ("sliding-window pattern off by one layer (period 5)", &cases[..3], &|p, out| with_u32(p, "gemma3.attention.sliding_window_pattern", 5, out)),
+        ("no sliding window", &long[..], &|p, out| with_u32(p, "gemma3.attention.sliding_window", 4096, out)),
+    ];
+    for (what, cases, patch) in variants {
+        patch(&path, &bad);
         let e = load(&bad, BackendPreference::Cpu);
         eprintln!("{GEMMA3_1B} with {what}:");
-        let (verdicts, worst) = run(&e, cases, usize::MAX);
+        let (verdicts, worst) = run(&e, cases, usize::MAX, GEMMA3_1B_NEAR_TIE);
         drop(e);
         let _ = std::fs::remove_file(&bad);
         let departs = verdicts.iter().filter(|v| matches!(v, Verdict::Departs { .. })).count();
@@ -218,7 +287,7 @@ fn cpu_wrong_rope_base_fails_the_check() {
         with_scaled_f32(&path, &format!("{arch}.rope.freq_base"), 0.1, &bad);
         let e = load(&bad, BackendPreference::Cpu);
         eprintln!("{name} with a wrong RoPE base:");
-        let (verdicts, _) = run(&e, &cases, usize::MAX);
+        let (verdicts, _) = run(&e, &cases, usize::MAX, NEAR_TIE);
         let _ = std::fs::remove_file(&bad);
         let departs = verdicts.iter().filter(|v| matches!(v, Verdict::Departs { .. })).count();
         assert!(departs >= 1, "{name}: a wrong RoPE base still passes: {verdicts:?}");
@@ -369,7 +438,7 @@ fn hf_folder_check(name: &str, wrong: bool) {
     let folder = load(&dir, BackendPreference::Cpu);
     assert_eq!(folder.info().architecture, name);
     eprintln!("{name} as a Hugging Face folder:");
-    let (verdicts, worst) = run(&folder, &cases, usize::MAX);
+    let (verdicts, worst) = run(&folder, &cases, usize::MAX, NEAR_TIE);
     let _ = std::fs::remove_dir_all(&dir);
     if wrong {
         let departs = verdicts.iter().filter(|v| matches!(v, Verdict::Departs { .. })).count();

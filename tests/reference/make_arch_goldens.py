@@ -84,13 +84,14 @@ QUANTIZED = {"qwen3-q4km": ("qwen3", "LLAMA_FTYPE_MOSTLY_Q4_K_M")}
 # vocabulary: a 262144 x 1152 embedding, over the GPU's 128 MiB binding limit in any type),
 # written in F16 (~2 GB, deleted afterwards) and quantized to Q4_K_M by llama.cpp's quantizer.
 BIG = {
-    # Scaled for Gemma's deep sandwich-normed stack so that it is a stable reference (see
-    # synth_gemma3): with SCALE's defaults every continuation repeated one token at logits ~140;
-    # with post-norm gains 16 over a small embedding llama.cpp disagreed with itself (f16 vs f32
-    # KV) on 8 of 9 prompts.
+    # Scaled for Gemma's deep sandwich-normed stack so that it is a stable reference with varied
+    # continuations (see synth_gemma3): with SCALE's defaults every continuation repeated one
+    # token at logits ~140; with post-norm gains 16 over a small embedding llama.cpp disagreed
+    # with itself (f16 vs f32 KV) on 8 of 9 prompts; with the embedding alone carrying the stable
+    # part every continuation fell into a 2-token cycle.
     "gemma3-1b-q4km": dict(arch="gemma3", hidden=1152, ff=6912, layers=26, heads=4, kv=1, head_dim=256,
                            theta=1000000.0, eps=1e-6, window=512, ftype="LLAMA_FTYPE_MOSTLY_Q4_K_M",
-                           scale=dict(embed_std=0.3, post_gain=1.0, output_norm=0.3, qk_norm_gain=2.0),
+                           scale=dict(embed_std=0.15, first_ffn_gain=12.0, post_gain=1.0, output_norm=0.6, qk_norm_gain=2.0),
                            long_prompt=True),
     # Llama 3.2 1B's real shapes (16 layers, hidden 2048, 32 heads of 64 over 8 KV heads, FFN 8192,
     # llama3 frequency factors, tied 128256-token embedding), for the speed comparison only.
@@ -260,22 +261,35 @@ def synth_gemma3(name: str, cfg: dict) -> str:
     where a is the stream's part that no block wrote (the input embedding, sqrt(hidden) *
     embed_std per element). With a small embedding (a << g) that is ~N^(k^2/2), 10^3-10^6 at 52
     sublayers: the first scaling (post-norm gain 16 over an embedding of 1.7 per element) made
-    llama.cpp disagree with itself across KV-cache types on 8 of 9 prompts. So here the embedding
-    carries most of the stream (a^2 ~ 2 N g^2; amplification ~1.5^(k^2/2)) and the blocks write
-    the rest:
+    llama.cpp disagree with itself across KV-cache types on 8 of 9 prompts. So here a part that
+    does not depend on the context (the embedding and layer 0's FFN, a^2 + f^2 ~ 3 N g^2;
+    amplification ~1.3^(k^2/2)) carries most of the stream and the other blocks write the rest:
     - embed_std: the embedding rows' scale (a = sqrt(hidden) * embed_std per element).
-    - post_gain: the post-attention and post-FFN norms' gain (g per element per sublayer).
+    - first_ffn_gain: layer 0's post-FFN norm gain (f per element), the rest of the token-local
+      part of the stream. Layer 0's FFN reads only the current token, so its output carries
+      one sublayer's rounding and is as stable a carrier as the embedding; the stable part is
+      then a^2 + f^2 (~2/3 of the stream's energy with the numbers below).
+      Why not the embedding alone (the first rescaling, embed_std 0.3): the tied head then scores
+      a candidate b after token a by e_b . diag(w) e_a, a *symmetric* form, and greedy ascent on a
+      symmetric score ends in a pair that are each other's best: every continuation fell into a
+      2-token cycle within a few steps. f(e_a), a GeGLU of the embedding, has no part along e_a
+      (mostly even in it), so with f^2 ~ 6 a^2 the next token is an asymmetric function of the
+      current one and the context: 15-16 distinct tokens in 16 steps instead of 2-5.
+    - post_gain: the other post-attention and post-FFN norms' gain (g per element per sublayer):
+      the context-dependent part, N g^2 with N = 51 (~1/3 of the stream's energy).
     - qk_norm_gain: the q/k norms' gain (score std ~ 4 gain^2 / 4): attention picks a few
       positions, so that the context, the RoPE bases and the sliding window move the logits.
-    - output_norm: the output norm's gain, with random signs (zero mean). With the input embedding
-      dominating the final state, a tied head would score the current token's own row
-      sum(w_i e_i^2), always positive, and repeat it; with zero-mean weights that row is no better
-      placed than any other, and the next token is a function of the current one and the context.
-    - row_norm_spread: as in SCALE (the top of the vocabulary thinned out the way a real model's is).
-    Tuned on an f32 NumPy forward of this shape (8-bit activations + f16 K/V against f32: greedy
-    tokens equal over 12 steps, last-position logits within 0.25 at a best logit of ~40, where the
-    first scaling was 2.0-4.4 apart), then judged by llama.cpp's own f16-vs-f32 KV agreement (the
-    goldens' header)."""
+    - output_norm: the output norm's gain, with random signs (zero mean). A tied head would
+      otherwise score the current token's own row sum(w_i e_i^2), always positive, and repeat it;
+      with zero-mean weights that row is no better placed than any other. Its size sets the
+      logits' spread (best logit ~26 with embed_std 0.15).
+    - row_norm_spread: as in SCALE (the top of the vocabulary thinned out the way a real model's
+      is): with 0.3 the top-1/top-2 gaps come out as the real Gemma 3 270M's (median ~1.6,
+      ~10-15 % of steps below 0.25).
+    The first rescaling was tuned on an f32 NumPy forward of this shape (8-bit activations + f16
+    K/V against f32: greedy tokens equal over 12 steps, last-position logits within 0.25 at a best
+    logit of ~40, where the very first scaling was 2.0-4.4 apart); this one is judged by llama.cpp's
+    own f16-vs-f32 KV agreement (the goldens' header)."""
     rng = np.random.default_rng(sum(map(ord, name)) * 7919)
     out = os.path.join(synth_dir(), f"{name}.f16.gguf")
     os.makedirs(synth_dir(), exist_ok=True)
@@ -294,6 +308,10 @@ def synth_gemma3(name: str, cfg: dict) -> str:
     w.add_rope_freq_base(cfg["theta"])
     w.add_layer_norm_rms_eps(cfg["eps"])
     w.add_sliding_window(cfg["window"])
+    # llama.cpp's gemma3 defaults, written out so that a test can patch them in place (a wrong
+    # period or local base is then a one-word change of the file).
+    w.add_key_value("gemma3.attention.sliding_window_pattern", 6, gguf.GGUFValueType.UINT32)
+    w.add_key_value("gemma3.rope.freq_base_swa", 10000.0, gguf.GGUFValueType.FLOAT32)
     w.add_file_type(1)
     sc = {**SCALE, **cfg.get("scale", {})}
 
@@ -328,7 +346,7 @@ def synth_gemma3(name: str, cfg: dict) -> str:
         w.add_tensor(p + "ffn_gate.weight", mat(ff, d))
         w.add_tensor(p + "ffn_up.weight", mat(ff, d))
         w.add_tensor(p + "ffn_down.weight", mat(d, ff))
-        w.add_tensor(p + "post_ffw_norm.weight", norm(d, post))
+        w.add_tensor(p + "post_ffw_norm.weight", norm(d, sc.get("first_ffn_gain", post) if il == 0 else post))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -564,6 +582,10 @@ def cmd_goldens(args) -> None:
         print(f"{name}: llama.cpp with an f32 KV cache against its f16 goldens: {self_exact}/{len(cases)} exact, "
               f"{self_near} near-tie departures, {self_departs} other departures, last-position max |dlogit| {self_dlogit:.3f}")
         stats = gap_stats(name, gaps, bests)
+        # A greedy continuation that falls into a short cycle proves little past its first steps.
+        distinct = [len(set(c["greedy_token_ids"])) for c in cases]
+        print(f"{name}: distinct tokens per {N_GEN}-token continuation: {distinct} (min {min(distinct)}, median {int(np.median(distinct))})")
+        stats["distinct_tokens_per_case"] = distinct
         header = {"header": {
             "reference": f"llama.cpp via llama-cpp-python {llama_cpp.__version__}, CPU, {ref.params['n_threads']} threads, f16 KV",
             "model": f"$EDGEWISE_HOME/reference/synth/{name}.gguf (tests/reference/make_arch_goldens.py synth)",
