@@ -384,6 +384,10 @@ impl Ctx {
         let idx = self.sents.partition_point(|&(_, e)| e <= pos);
         self.first_person.get(idx).copied().unwrap_or(false)
     }
+    /// Whether any sentence of the text speaks in the first person.
+    pub(crate) fn any_first_person(&self) -> bool {
+        self.first_person.iter().any(|&f| f)
+    }
     /// Whether the sentence `[ss, se)` speaks in the first person (pronouns count unless the
     /// sentence is meta: "I'm writing an article about..."). Costs the number of "main"/"mein"
     /// hits in the sentence: call it once per sentence.

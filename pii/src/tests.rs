@@ -580,3 +580,28 @@ fn fifth_round_hard_negatives_are_clear() {
     ];
     assert_clear_and_flagged(&clear, &flagged);
 }
+
+/// Round 6: a birth date asked about as general knowledge (a question mark closes the date's
+/// clause; nobody speaks in the first person, no relation, no form label) is not a record of
+/// anyone's birth date; people state a private person's birthday, they do not quiz the assistant on
+/// it. Written for this test (not the authors' texts). The same dates stay flagged when stated, under
+/// a label, about a relation, or when the question is about something else (a form's format).
+#[test]
+fn birth_dates_asked_as_general_knowledge_are_clear() {
+    let clear = [
+        "When was Ada Lovelace born? 10 December 1815, right?",
+        "Is Roger Federer's birthday 08/08/1981? Planning a tennis quiz night.",
+        "Victor Hugo est né le 26 février 1802 ? Je prépare un exposé.",
+        "¿Frida Kahlo nació el 6 de julio de 1907?",
+        "Wurde Albert Einstein wirklich am 14. März 1879 geboren?",
+        "How old would Bruce Lee be today if he was born on 1940-11-27?",
+    ];
+    let flagged = [
+        "My son was born on 08/08/2015, is he old enough for the tennis camp?",
+        "DOB 10 December 1985? That's what the clinic form says for Ada Lovelace",
+        "Is my grandmother's birthday 06/07/1937? She says it is",
+        "Ada Lovelace, born 10 December 1985, lives at 12 Hill Road; what format does the form need?",
+        "né le 04/12/1976, Marc Dubois, c'est pour la carte senior, il faut quel format ?",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
