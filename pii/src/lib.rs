@@ -646,6 +646,8 @@ impl Engine {
         // Business, documentation and fiction contact details are not a person's.
         self.orgs.withdraw(t, &ctx, &names, &mut out);
         names::people(t, &ctx, &names, &mut out);
+        // Sample rows quoted from documentation are nobody's.
+        orgs::doc_samples(t, &ctx, &mut out);
         names::decorate_names(&names, &ctx, &mut out);
         report(&norm, out)
     }

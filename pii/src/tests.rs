@@ -605,3 +605,26 @@ fn birth_dates_asked_as_general_knowledge_are_clear() {
     ];
     assert_clear_and_flagged(&clear, &flagged);
 }
+
+/// Round 6: sample rows quoted from documentation, tutorials or test fixtures (a finding inside a
+/// quotation, a documentation word in its sentence or just before it) are nobody's; written for
+/// this test. The same rows stay flagged outside quotation marks, or when the text makes them
+/// personal ("my", a relation), and a secret in quotes stays a secret.
+#[test]
+fn quoted_documentation_samples_are_clear() {
+    let clear = [
+        "The pandas tutorial shows the row 'Maria Keller, 17 Birch Lane, Springfield, IL 62704' - how do I split it into columns?",
+        "Im Beispiel der Doku steht \"Hans Berger, Lindenstraße 4, 80331 München\" – wie trenne ich das per Regex?",
+        "Dans l'exemple du tutoriel : « Claire Martin, claire.martin@exemple-entreprise.fr » — comment valider l'e-mail ?",
+        "El ejemplo de la documentación usa 'Lucía Gómez, DNI 12345678Z'; ¿cómo se calcula la letra?",
+        "unit test: assert normalize_phone('0176 1234 5678') == '+49 176 12345678', why does it fail?",
+        "示例数据里有「王伟，13912345678」，这个正则怎么写？",
+    ];
+    let flagged = [
+        "The pandas tutorial row is my own: 'Maria Keller, 17 Birch Lane, Springfield, IL 62704' - split it into columns",
+        "Example for the form: my mother Hans Berger, Lindenstraße 4, 80331 München",
+        "Tutorial step 3 says paste your key like 'sk_live_51HxQz8Kj2mN4pQrStUvWxYz0123456789abcdEFGH' - is that right?",
+        "Maria Keller, 17 Birch Lane, Springfield, IL 62704 is the row from the tutorial, please split it",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
