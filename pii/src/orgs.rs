@@ -140,6 +140,7 @@ impl OrgRules {
                     !personal
                         && (service_number(&digits, plus)
                             || reserved_fictional(&digits)
+                            || asked_number(text, ctx, f.end)
                             || near(&ctx.org, 200)
                             || doc_text && fictional_number(&digits, plus)
                             || fiction_text
@@ -210,6 +211,22 @@ impl OrgRules {
             out.residual(0.3);
         }
     }
+}
+
+/// A phone number asked about as public knowledge ("¿El teléfono de objetos perdidos de Renfe es el
+/// 912 320 320?", "is the number of the Louvre pharmacy 01 42 60 00 00?"): a question mark closes
+/// the number's clause, and nothing in the text is personal (no first person, "my", relation,
+/// personal contact phrase or name label; a private person's name in the sentence is checked by the
+/// caller). One asks an assistant to confirm a shop's or an office's number, not a friend's.
+fn asked_number(text: &str, ctx: &Ctx, end: usize) -> bool {
+    let after = &text[end..super::patterns::floor_char(text, (end + 16).min(text.len()))];
+    let question = after.find(['?', '？']).is_some_and(|q| !after[..q].contains(['.', '!', '\n', '。']));
+    question
+        && !ctx.any_first_person()
+        && ctx.relation.0.is_empty()
+        && ctx.possessive.0.is_empty()
+        && ctx.personal_contact.0.is_empty()
+        && ctx.name_label.0.is_empty()
 }
 
 /// Sample rows quoted from documentation ("The Faker docs show output like 'Jennifer Wilson, 4831

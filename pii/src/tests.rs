@@ -628,3 +628,25 @@ fn quoted_documentation_samples_are_clear() {
     ];
     assert_clear_and_flagged(&clear, &flagged);
 }
+
+/// Round 6: a phone number asked about as public knowledge (a question mark closes the number's
+/// clause, nothing personal anywhere in the text) is a shop's or an office's, which people ask an
+/// assistant to confirm; written for this test. The same numbers stay flagged when the text is
+/// personal (first person, "my", a relation) or when the number is stated, not asked.
+#[test]
+fn phone_numbers_asked_as_public_knowledge_are_clear() {
+    let clear = [
+        "Is the lost property office of the Tube still 0343 222 1234?",
+        "¿El teléfono de la farmacia de guardia de Sol es el 915 21 28 65?",
+        "Die Hotline der Stadtwerke ist doch 0911 802 58 58, oder?",
+        "le numéro du cinéma Pathé Wepler c'est bien le 01 45 22 47 94 ?",
+    ];
+    let flagged = [
+        "Is my sister's number 0343 222 1234?",
+        "My landlord said his number is 0911 802 58 58, or was it 58 59?",
+        "le numéro de ma mère c'est bien le 01 45 22 47 94 ?",
+        "The lost property office is 0343 222 1234, tell Priya Raman to call them tomorrow",
+        "I gave them 0176 1234 5678 as a contact, is that right?",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
