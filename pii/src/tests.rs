@@ -650,3 +650,22 @@ fn phone_numbers_asked_as_public_knowledge_are_clear() {
     ];
     assert_clear_and_flagged(&clear, &flagged);
 }
+
+/// Round 6: in a Hinglish sentence "me" is mostly the postposition "in" (में: "dengue me
+/// platelets", "din me kitni baar"), not the English pronoun, so a general health question in
+/// Hinglish is about nobody; written for this test. "me" after an English verb or preposition
+/// ("help me"), "mujhe" and "mera" still make the sentence first person.
+#[test]
+fn hinglish_postposition_me_is_not_first_person() {
+    let clear = [
+        "Typhoid me kitne din tak bukhar rehta hai, general sawal hai",
+        "Migraine me kaunsi dawai li jaati hai?",
+        "Thyroid test khali pet me karna hota hai kya, ya kuch kha sakte hain?",
+    ];
+    let flagged = [
+        "Mujhe typhoid hai, kitne din me theek hoga?",
+        "Please help me, typhoid me kitne din bukhar rehta hai? 3 din se bukhar hai",
+        "Mera thyroid test khali pet me karna hai kya?",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
