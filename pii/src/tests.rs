@@ -669,3 +669,22 @@ fn hinglish_postposition_me_is_not_first_person() {
     ];
     assert_clear_and_flagged(&clear, &flagged);
 }
+
+/// Round 6: asking whether or when a place opens makes its address a business's or an office's
+/// (opening words in six languages join the organisation words); written for this test. A home
+/// address stays flagged whatever opening words are near it ("my", a relation, a flat number).
+#[test]
+fn addresses_asked_with_opening_hours_are_clear() {
+    let clear = [
+        "Is the one at 221 Kings Road, Chelsea still open on Sundays?",
+        "¿A qué hora abre la de Calle de Alcalá 120, Madrid, el sábado?",
+        "Hat die in der Schillerstraße 14, 60313 Frankfurt samstags offen?",
+        "上海市黄浦区南京东路300号周日几点开门？",
+    ];
+    let flagged = [
+        "My sister lives at 221 Kings Road, Chelsea, is the park near her open on Sundays?",
+        "¿A qué hora abre mi casa? Vivo en Calle de Alcalá 120, 3º B, Madrid",
+        "Flat 4, 12 Schillerstraße 14, 60313 Frankfurt: is the door still open, my key is lost",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
