@@ -86,12 +86,13 @@ class Counts:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", required=True, help="gate_check example binary (its rules are scored)")
+    ap.add_argument("--bin", help="gate_check example binary (its rules are scored)")
     ap.add_argument("--data", required=True, help="make_clf_data.py output (synthetic)")
     ap.add_argument("--work", required=True, help="scratch directory (feature cache, scores)")
     ap.add_argument("--recipe", default="cv", choices=["cv", "round5"])
     ap.add_argument("--budget", type=float, default=tc.CV_BUDGET, help="cv recipe: extra false blocks allowed")
     ap.add_argument("--sweep", default="0.005,0.01,0.015,0.02,0.025,0.03,0.04", help="budgets to report too")
+    ap.add_argument("--rules-file", help="verdicts of `gate_check --rules-only --details` saved earlier (other rules)")
     ap.add_argument("--l2", type=float, default=tc.L2)
     ap.add_argument("--evidence", action="store_true", help="also score the evidence-gated variant")
     ap.add_argument("--json", help="write the per-author table here")
@@ -106,7 +107,11 @@ def main():
     authors = {os.path.basename(f).split(".")[0]: load(f) for f in files}
     synth = load(args.data)
     allc = synth + [c for a in authors for c in authors[a]]
-    rules = run_rules(args.bin, allc)
+    if args.rules_file:
+        with open(args.rules_file, encoding="utf-8") as fh:
+            rules = {v["id"]: v for v in map(json.loads, fh)}
+    else:
+        rules = run_rules(args.bin, allc)
     rs = {i: bool(v["rules_sensitive"]) for i, v in rules.items()}
     conf = {i: float(v.get("confidence", 0.95)) for i, v in rules.items()}
 
@@ -150,6 +155,7 @@ def main():
     def evaluate(budget, gate_fn=None):
         per, tot = {}, {"rules": Counts(), "gate": Counts()}
         kinds = collections.defaultdict(Counts)
+        langs = collections.defaultdict(Counts)
         for held in authors:
             t = threshold_for(held, budget)
             c_r, c_g = Counts(), Counts()
@@ -161,9 +167,11 @@ def main():
                 c_g.add(c["sensitive"], blocked)
                 tot["rules"].add(c["sensitive"], rs[c["id"]])
                 tot["gate"].add(c["sensitive"], blocked)
+                langs[c.get("lang", "?")].add(c["sensitive"], blocked)
                 if (c["sensitive"] and not blocked) or (not c["sensitive"] and blocked):
                     kinds[c.get("kind", "?")].add(c["sensitive"], blocked)
             per[held] = (c_r, c_g, t)
+        evaluate.langs = langs
         return per, tot, kinds
 
     budgets = [float(x) for x in args.sweep.split(",") if x]
@@ -177,6 +185,7 @@ def main():
     lks = [100 * c_g.miss / max(c_g.pos, 1) for _, c_g, _ in per.values()]
     print(f"per-author spread: leak median {np.median(lks):.1f} max {max(lks):.1f}; "
           f"false blocks median {np.median(fbs):.1f} max {max(fbs):.1f}")
+    print("per language (gate): " + "; ".join(f"{k} {v.s()}" for k, v in sorted(evaluate.langs.items())))
     print("leaks / false blocks by kind (gate):")
     for k, v in sorted(kinds.items(), key=lambda kv: -(kv[1].miss + kv[1].fb)):
         print(f"  {k:40} leaks {v.miss} fb {v.fb}")
