@@ -13,18 +13,20 @@ threshold too was chosen without that author? For each author X of tuning/author
    training split plus every text of the other authors (train_classifier.fit, same weights and
    optimiser). Its threshold is chosen from out-of-author scores of the other authors: author Y's
    texts scored by the model trained without Y (the leave-one-author-out models themselves; that
-   model saw X's texts, a mild leak into X's threshold that the full nesting would remove, see
-   --nested), as the lowest threshold whose extra false blocks (harmless texts the rules pass and the
+   model saw X's texts, a mild leak into X's threshold that full nesting, 91 leave-two-out
+   trainings, would remove; not done), as the lowest threshold whose extra false blocks (harmless texts the rules pass and the
    classifier blocks) stay within --budget of the harmless texts pooled over those authors.
 2. `recipe round5`: round 5's recipe (train on half of each author, threshold from the budget rule
    on the other half and the synthetic held-out split, minus THRESHOLD_OFFSET), for the "before" row.
 
-Scoring mirrors the Rust classifier (f16 weights, windows, maximum), so the gate's verdict is
-rules OR score >= threshold; `--check-bin` re-scores one author with gate_check to confirm.
+Scoring is train_classifier.score (f16 weights, windows, maximum), which the Rust classifier matches
+to 1e-6 (pii/tests/data/clf_golden.json), so the gate's verdict is rules OR score >= threshold.
+`--scores-out` saves the out-of-author scores; `--scores-in` re-scores them under other rules
+(`--bin` or `--rules-file`) or budgets without training.
 
 Prints per held-out author: rules alone, the gate, and what a budget sweep would give; `--evidence`
 also scores the variant where the classifier acts only on texts with some partial evidence (see
-`evidence()`). NumPy + SciPy (requirements-clf.txt). Refuses the frozen split (authorO-R).
+`EVIDENCE`). NumPy + SciPy (requirements-clf.txt). Refuses the frozen split (authorO-R).
 """
 import argparse
 import collections
