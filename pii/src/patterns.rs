@@ -1001,6 +1001,7 @@ impl Patterns {
 
 /// Form labels of a birth date ("DOB", "Geburtsdatum", "出生日期"...): a date under a label is
 /// a record's, never a question of general knowledge.
+#[rustfmt::skip]
 const DOB_LABELS: &[&str] = &[
     "date of birth", "birth date", "birthdate", "dob", "d.o.b", "fecha de nacimiento", "f. nac", "geburtsdatum",
     "geb.", "date de naissance", "出生日期", "出生年月", "janam tithi", "janm tithi", "जन्मतिथि", "जन्म तिथि",
