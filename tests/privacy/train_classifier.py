@@ -481,7 +481,7 @@ def main():
         wq, b32 = fit(synth, authors, rules, l2=args.l2, tuning_part="train", iters=args.iters, lr=args.lr)
         chosen = budget_threshold(wq, b32, synth, authors, rules, args.added_fb, args.offset)
         oof_eval = [dict(c, src="tuning") for v in authors.values() for c in v if tuning_half(c["id"]) == "heldout"]
-        sc = {}
+        sc = {c["id"]: score(c["text"], wq, b32) for c in oof_eval}
     w16 = wq.astype(np.float16)
     b = b32
     sc.update({c["id"]: score(c["text"], wq, b32) for c in ho})
