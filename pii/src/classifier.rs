@@ -33,7 +33,7 @@ pub const MODEL_FILE: &str = "pii-clf-v1.bin";
 /// Size in bytes of the shipped model; equals its entry in `models/catalog.toml`.
 pub const MODEL_SIZE: u64 = 1_048_616;
 /// Lower-case hex sha256 of the shipped model; equals its entry in `models/catalog.toml`.
-pub const MODEL_SHA256: &str = "6c59659bebbff968360219cb524045758d6f56fe09fcedeed506e471fa4869db";
+pub const MODEL_SHA256: &str = "539d4ba211caf6f415509fce0657f537d04e18af36b758b46b5362f7964d9c0b";
 
 /// The shipped model, embedded (cargo feature `embedded-model`, on by default).
 #[cfg(feature = "embedded-model")]

@@ -523,6 +523,11 @@ pub(crate) const ORG: &[&str] = &[
     r"industrial estate", r"business park", r"goods-in", r"goods in", r"suppliers", r"ferretería", r"panadería",
     r"peluquería", r"carnicería", r"librería", r"papelería", r"zapatería", r"taller", r"bäckerei", r"metzgerei",
     r"werkstatt", r"friseursalon", r"boulangerie", r"boucherie", r"librairie", r"quincaillerie", r"épicerie",
+    // Asking whether or when a place is open (round 6): only a business or an office opens.
+    r"open on sundays", r"open on saturdays", r"open on weekends", r"open on", r"opens at", r"open until", r"still open",
+    r"open today", r"a qué hora abre", r"a qué hora abren", r"abre los", r"abren los", r"abre el", r"abierto el",
+    r"à quelle heure ouvre", r"ouvert le", r"ouverte le", r"ouvre le", r"geöffnet", r"öffnet", r"samstags offen", r"sonntags offen", r"heute offen", r"noch offen",
+    r"几点开门", r"开门", r"营业", r"kab khulta", r"kab khulti", r"khulta hai", r"khulti hai",
 ];
 
 /// Sites of a business (depots, warehouses, plants, branches): coordinates given for one of these,

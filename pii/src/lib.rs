@@ -384,6 +384,10 @@ impl Ctx {
         let idx = self.sents.partition_point(|&(_, e)| e <= pos);
         self.first_person.get(idx).copied().unwrap_or(false)
     }
+    /// Whether any sentence of the text speaks in the first person.
+    pub(crate) fn any_first_person(&self) -> bool {
+        self.first_person.iter().any(|&f| f)
+    }
     /// Whether the sentence `[ss, se)` speaks in the first person (pronouns count unless the
     /// sentence is meta: "I'm writing an article about..."). Costs the number of "main"/"mein"
     /// hits in the sentence: call it once per sentence.
@@ -392,11 +396,13 @@ impl Ctx {
             return true;
         }
         let meta = self.meta.within(ss, se);
-        if !meta && self.pronoun.within(ss, se) {
-            return true;
-        }
         // German "mein" + capitalized noun; Hinglish "main" (I) next to a Hinglish verb.
         let hinglish = !meta && self.hinglish_verb.within(ss, se);
+        // In a Hinglish sentence "me" is mostly the postposition "in" ("dengue me platelets",
+        // "din me kitni baar"): it counts as "me" only after an English verb or preposition.
+        if !meta && self.pronoun.in_range(ss, se).any(|&(a, b)| !(hinglish && postposition_me(text, a, b))) {
+            return true;
+        }
         for &(s, e) in self.main_mein.in_range(ss, se) {
             let word = &text[s..e];
             let next = text[e..].trim_start().chars().next();
@@ -642,9 +648,27 @@ impl Engine {
         // Business, documentation and fiction contact details are not a person's.
         self.orgs.withdraw(t, &ctx, &names, &mut out);
         names::people(t, &ctx, &names, &mut out);
+        // Sample rows quoted from documentation are nobody's.
+        orgs::doc_samples(t, &ctx, &mut out);
         names::decorate_names(&names, &ctx, &mut out);
         report(&norm, out)
     }
+}
+
+/// Whether the pronoun hit `[a, b)` is the word "me" not governed by an English verb or
+/// preposition ("tell me", "for me"): in Hinglish it is the postposition "in" (में).
+fn postposition_me(text: &str, a: usize, b: usize) -> bool {
+    const GOVERNS_ME: &[&str] = &[
+        "tell", "call", "help", "give", "send", "email", "text", "for", "to", "with", "let", "remind", "show", "ask",
+        "message", "ping", "contact", "teach", "get", "bring", "pay", "owe", "told", "called", "helped", "gave",
+        "sent", "about", "from", "like", "make", "made", "take", "took", "hit", "hurt", "beat", "of", "by",
+    ];
+    if !text[a..b].eq_ignore_ascii_case("me") {
+        return false;
+    }
+    let before = text[..a].trim_end();
+    let prev = before.rsplit(|c: char| !c.is_alphanumeric()).next().unwrap_or("").to_ascii_lowercase();
+    !GOVERNS_ME.contains(&prev.as_str())
 }
 
 /// Spans of some categories, sorted by start, with the running maximum of their ends: answers

@@ -140,6 +140,7 @@ impl OrgRules {
                     !personal
                         && (service_number(&digits, plus)
                             || reserved_fictional(&digits)
+                            || asked_number(text, ctx, f.end)
                             || near(&ctx.org, 200)
                             || doc_text && fictional_number(&digits, plus)
                             || fiction_text
@@ -210,6 +211,99 @@ impl OrgRules {
             out.residual(0.3);
         }
     }
+}
+
+/// A phone number asked about as public knowledge ("¿El teléfono de objetos perdidos de Renfe es el
+/// 912 320 320?", "is the number of the Louvre pharmacy 01 42 60 00 00?"): a question mark closes
+/// the number's clause, and nothing in the text is personal (no first person, "my", relation,
+/// personal contact phrase or name label; a private person's name in the sentence is checked by the
+/// caller). One asks an assistant to confirm a shop's or an office's number, not a friend's.
+fn asked_number(text: &str, ctx: &Ctx, end: usize) -> bool {
+    let after = &text[end..super::patterns::floor_char(text, (end + 16).min(text.len()))];
+    let question = after.find(['?', '？']).is_some_and(|q| !after[..q].contains(['.', '!', '\n', '。']));
+    question
+        && !ctx.any_first_person()
+        && ctx.relation.0.is_empty()
+        && ctx.possessive.0.is_empty()
+        && ctx.personal_contact.0.is_empty()
+        && ctx.name_label.0.is_empty()
+}
+
+/// Sample rows quoted from documentation ("The Faker docs show output like 'Jennifer Wilson, 4831
+/// Cody Cove Suite 182'", "sample data hai 'Ramesh Kumar, Sales, 45000'", "el formulario de
+/// ejemplo pone 'Juan Pérez, DNI 00000000T'"): a finding inside a quotation whose sentence, or the
+/// 100 bytes before it, has a documentation word ("docs", "tutorial", "sample", "ejemplo",
+/// "Beispiel", "示例"...) is withdrawn, unless the text makes anything personal ("my", a relation,
+/// a personal contact phrase). Credentials and health are left alone (a real key pasted from a
+/// tutorial is still a key).
+pub(crate) fn doc_samples(text: &str, ctx: &Ctx, out: &mut Out) {
+    if ctx.doc.0.is_empty()
+        || !ctx.possessive.0.is_empty()
+        || !ctx.relation.0.is_empty()
+        || !ctx.personal_contact.0.is_empty()
+        || !ctx.self_id.0.is_empty()
+        || out.findings.iter().any(|f| matches!(f.cat, Category::Credential | Category::Health))
+    {
+        return;
+    }
+    let quotes = quoted_spans(text);
+    if quotes.is_empty() {
+        return;
+    }
+    let sample = |start: usize, end: usize| {
+        quotes.iter().any(|&(qs, qe)| {
+            qs <= start && end <= qe && {
+                let (ss, se) = sentence_of(&ctx.sents, qs);
+                ctx.doc.within(ss, se) || ctx.doc.near(qs, qs, 100, 0)
+            }
+        })
+    };
+    if out.findings.iter().all(|f| sample(f.start, f.end)) {
+        out.findings.clear();
+        out.residual(0.3);
+    }
+}
+
+/// Quoted passages (inside '…', "…", `…`, ‘…’, “…”, «…», „…“, 「…」, 『…』; at most 400 bytes): an
+/// opening mark at the start or after a space or `:([{=,`, a closing one before the end, a space or
+/// punctuation (so the apostrophe of "Joe's" opens nothing).
+fn quoted_spans(text: &str) -> Vec<(usize, usize)> {
+    const PAIRS: &[(char, char)] = &[
+        ('\'', '\''),
+        ('"', '"'),
+        ('`', '`'),
+        ('‘', '’'),
+        ('“', '”'),
+        ('«', '»'),
+        ('„', '“'),
+        ('「', '」'),
+        ('『', '』'),
+    ];
+    let mut out = Vec::new();
+    let mut prev: Option<char> = None;
+    let mut i = 0usize;
+    while let Some(c) = text[i..].chars().next() {
+        let opener = prev.is_none_or(|p| p.is_whitespace() || ":([{=,".contains(p)) || c == '「' || c == '『';
+        let close = PAIRS.iter().find(|&&(o, _)| o == c).map(|&(_, cl)| cl);
+        prev = Some(c);
+        i += c.len_utf8();
+        let (Some(close), true) = (close, opener) else { continue };
+        let limit = super::patterns::floor_char(text, (i + 400).min(text.len()));
+        let found = text[i..limit].char_indices().find(|&(j, ch)| {
+            ch == close
+                && j > 0
+                && text[i + j + ch.len_utf8()..]
+                    .chars()
+                    .next()
+                    .is_none_or(|n| n.is_whitespace() || n.is_ascii_punctuation() || "，。、！？：；）」』".contains(n))
+        });
+        if let Some((j, ch)) = found {
+            out.push((i, i + j));
+            i += j + ch.len_utf8();
+            prev = Some(ch);
+        }
+    }
+    out
 }
 
 /// SSNs that the SSA voided or never issues, as published: nobody's number.

@@ -990,9 +990,40 @@ impl Patterns {
                 out.residual(0.25);
                 continue;
             }
+            if asked_birth_date(text, ctx, m.end()) {
+                out.residual(0.3);
+                continue;
+            }
             out.add(m.start(), m.end(), Category::DateOfBirth, 0.9);
         }
     }
+}
+
+/// Form labels of a birth date ("DOB", "Geburtsdatum", "出生日期"...): a date under a label is
+/// a record's, never a question of general knowledge.
+#[rustfmt::skip]
+const DOB_LABELS: &[&str] = &[
+    "date of birth", "birth date", "birthdate", "dob", "d.o.b", "fecha de nacimiento", "f. nac", "geburtsdatum",
+    "geb.", "date de naissance", "出生日期", "出生年月", "janam tithi", "janm tithi", "जन्मतिथि", "जन्म तिथि",
+];
+
+/// A birth date asked about as general knowledge, whoever it belongs to ("When is Taylor Swift's
+/// birthday? Dec 13 1989 right?", "¿Mbappé nació el 20/12/1998?", "Le 20 décembre 1998 ?"): a
+/// question mark closes the date's clause, no sentence of the text speaks in the first person, no relation
+/// word, name label or form label ("DOB", "Geburtsdatum") is in the text. People do not quiz an
+/// assistant about a private person's birthday; they state it ("my son was born on...").
+fn asked_birth_date(text: &str, ctx: &Ctx, end: usize) -> bool {
+    // The question is about the date: its question mark follows within a few words ("... 1989
+    // right?", "... 1930 geboren?"), not at the end of a longer request about something else.
+    let after = &text[end..floor_char(text, (end + 24).min(text.len()))];
+    let question = after.find(['?', '？']).is_some_and(|q| !after[..q].contains(['.', '!', '\n', '。']));
+    if !question || ctx.any_first_person() || !ctx.relation.0.is_empty() || !ctx.name_label.0.is_empty() {
+        return false;
+    }
+    !ctx.dob.0.iter().any(|&(a, b)| {
+        let w = text[a..b].to_lowercase();
+        DOB_LABELS.iter().any(|l| w.starts_with(l))
+    })
 }
 
 /// Matches of `re` in the parts of `text` near a digit ([`Ctx::digit_regions`]), for patterns

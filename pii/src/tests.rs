@@ -580,3 +580,111 @@ fn fifth_round_hard_negatives_are_clear() {
     ];
     assert_clear_and_flagged(&clear, &flagged);
 }
+
+/// Round 6: a birth date asked about as general knowledge (a question mark closes the date's
+/// clause; nobody speaks in the first person, no relation, no form label) is not a record of
+/// anyone's birth date; people state a private person's birthday, they do not quiz the assistant on
+/// it. Written for this test (not the authors' texts). The same dates stay flagged when stated, under
+/// a label, about a relation, or when the question is about something else (a form's format).
+#[test]
+fn birth_dates_asked_as_general_knowledge_are_clear() {
+    let clear = [
+        "When was Ada Lovelace born? 10 December 1815, right?",
+        "Is Roger Federer's birthday 08/08/1981? Planning a tennis quiz night.",
+        "Victor Hugo est né le 26 février 1802 ? Je prépare un exposé.",
+        "¿Frida Kahlo nació el 6 de julio de 1907?",
+        "Wurde Albert Einstein wirklich am 14. März 1879 geboren?",
+        "How old would Bruce Lee be today if he was born on 1940-11-27?",
+    ];
+    let flagged = [
+        "My son was born on 08/08/2015, is he old enough for the tennis camp?",
+        "DOB 10 December 1985? That's what the clinic form says for Ada Lovelace",
+        "Is my grandmother's birthday 06/07/1937? She says it is",
+        "Ada Lovelace, born 10 December 1985, lives at 12 Hill Road; what format does the form need?",
+        "né le 04/12/1976, Marc Dubois, c'est pour la carte senior, il faut quel format ?",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 6: sample rows quoted from documentation, tutorials or test fixtures (a finding inside a
+/// quotation, a documentation word in its sentence or just before it) are nobody's; written for
+/// this test. The same rows stay flagged outside quotation marks, or when the text makes them
+/// personal ("my", a relation), and a secret in quotes stays a secret.
+#[test]
+fn quoted_documentation_samples_are_clear() {
+    let clear = [
+        "The pandas tutorial shows the row 'Maria Keller, 17 Birch Lane, Springfield, IL 62704' - how do I split it into columns?",
+        "Im Beispiel der Doku steht \"Hans Berger, Lindenstraße 4, 80331 München\" – wie trenne ich das per Regex?",
+        "Dans l'exemple du tutoriel : « Claire Martin, claire.martin@exemple-entreprise.fr » — comment valider l'e-mail ?",
+        "El ejemplo de la documentación usa 'Lucía Gómez, DNI 12345678Z'; ¿cómo se calcula la letra?",
+        "unit test: assert normalize_phone('0176 1234 5678') == '+49 176 12345678', why does it fail?",
+        "示例数据里有「王伟，13912345678」，这个正则怎么写？",
+    ];
+    let flagged = [
+        "The pandas tutorial row is my own: 'Maria Keller, 17 Birch Lane, Springfield, IL 62704' - split it into columns",
+        "Example for the form: my mother Hans Berger, Lindenstraße 4, 80331 München",
+        "Tutorial step 3 says paste your key like 'sk_live_51HxQz8Kj2mN4pQrStUvWxYz0123456789abcdEFGH' - is that right?",
+        "Maria Keller, 17 Birch Lane, Springfield, IL 62704 is the row from the tutorial, please split it",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 6: a phone number asked about as public knowledge (a question mark closes the number's
+/// clause, nothing personal anywhere in the text) is a shop's or an office's, which people ask an
+/// assistant to confirm; written for this test. The same numbers stay flagged when the text is
+/// personal (first person, "my", a relation) or when the number is stated, not asked.
+#[test]
+fn phone_numbers_asked_as_public_knowledge_are_clear() {
+    let clear = [
+        "Is the lost property office of the Tube still 0343 222 1234?",
+        "¿El teléfono de la farmacia de guardia de Sol es el 915 21 28 65?",
+        "Die Hotline der Stadtwerke ist doch 0911 802 58 58, oder?",
+        "le numéro du cinéma Pathé Wepler c'est bien le 01 45 22 47 94 ?",
+    ];
+    let flagged = [
+        "Is my sister's number 0343 222 1234?",
+        "My landlord said his number is 0911 802 58 58, or was it 58 59?",
+        "le numéro de ma mère c'est bien le 01 45 22 47 94 ?",
+        "The lost property office is 0343 222 1234, tell Priya Raman to call them tomorrow",
+        "I gave them 0176 1234 5678 as a contact, is that right?",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 6: in a Hinglish sentence "me" is mostly the postposition "in" (में: "dengue me
+/// platelets", "din me kitni baar"), not the English pronoun, so a general health question in
+/// Hinglish is about nobody; written for this test. "me" after an English verb or preposition
+/// ("help me"), "mujhe" and "mera" still make the sentence first person.
+#[test]
+fn hinglish_postposition_me_is_not_first_person() {
+    let clear = [
+        "Typhoid me kitne din tak bukhar rehta hai, general sawal hai",
+        "Migraine me kaunsi dawai li jaati hai?",
+        "Thyroid test khali pet me karna hota hai kya, ya kuch kha sakte hain?",
+    ];
+    let flagged = [
+        "Mujhe typhoid hai, kitne din me theek hoga?",
+        "Please help me, typhoid me kitne din bukhar rehta hai? 3 din se bukhar hai",
+        "Mera thyroid test khali pet me karna hai kya?",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 6: asking whether or when a place opens makes its address a business's or an office's
+/// (opening words in six languages join the organisation words); written for this test. A home
+/// address stays flagged whatever opening words are near it ("my", a relation, a flat number).
+#[test]
+fn addresses_asked_with_opening_hours_are_clear() {
+    let clear = [
+        "Is the one at 221 Kings Road, Chelsea still open on Sundays?",
+        "¿A qué hora abre la de Calle de Alcalá 120, Madrid, el sábado?",
+        "Hat die in der Schillerstraße 14, 60313 Frankfurt samstags offen?",
+        "上海市黄浦区南京东路300号周日几点开门？",
+    ];
+    let flagged = [
+        "My sister lives at 221 Kings Road, Chelsea, is the park near her open on Sundays?",
+        "¿A qué hora abre mi casa? Vivo en Calle de Alcalá 120, 3º B, Madrid",
+        "Flat 4, 12 Schillerstraße 14, 60313 Frankfurt: is the door still open, my key is lost",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
