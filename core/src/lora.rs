@@ -1071,6 +1071,50 @@ mod tests {
         other.num_hidden_layers = 3;
         assert!(matches!(LoraSet::new(&[(a, 1.0)]).unwrap().check(&other), Err(Error::Adapter { .. })));
     }
+
+    /// Qwen 3.5's DeltaNet products take adapters under their GGUF names (`attn_qkv`,
+    /// `attn_gate`, `ssm_beta`, `ssm_alpha`, `ssm_out`), each into its own slot, so an adapter
+    /// on one never reaches another; `ssm_conv1d` (llama.cpp convolves without its adapter) is
+    /// refused.
+    #[test]
+    fn deltanet_products_take_adapters_and_the_conv_does_not() {
+        let c = cfg();
+        let blk = |name| WeightId::Block { layer: 0, name };
+        let mut shapes = c.weight_shapes(true);
+        shapes.extend([
+            (blk("attn_qkv.weight"), [48, 32]),
+            (blk("attn_gate.weight"), [32, 32]),
+            (blk("ssm_beta.weight"), [2, 32]),
+            (blk("ssm_alpha.weight"), [2, 32]),
+            (blk("ssm_out.weight"), [32, 32]),
+            (blk("ssm_conv1d.weight"), [48, 4]),
+        ]);
+        let h = header("gemma3", Some(8.0));
+        let load = |t: &[(&str, [u64; 2])]| LoraAdapter::load_for(file(&h, t).path(), &c, shapes.clone());
+        // Rank 4 over ssm_alpha's 2 outputs loads (llama.cpp takes any rank).
+        let a = Arc::new(
+            load(&[
+                ("blk.0.attn_qkv.weight.lora_a", [32, 4]),
+                ("blk.0.attn_qkv.weight.lora_b", [4, 48]),
+                ("blk.0.ssm_alpha.weight.lora_a", [32, 4]),
+                ("blk.0.ssm_alpha.weight.lora_b", [4, 2]),
+            ])
+            .unwrap(),
+        );
+        assert_eq!(a.weights(), 2);
+        let set = LoraSet::new(&[(a, 1.0)]).unwrap();
+        let x: Vec<f32> = (0..32).map(|i| (i as f32 * 0.37).sin()).collect();
+        let run = |p: Proj, out: usize| {
+            let mut y = vec![0f32; out];
+            set.apply_host(0, &x, 1, &mut [(p, &mut y)]).unwrap();
+            y.iter().map(|v| v.abs()).sum::<f32>()
+        };
+        assert!(run(Proj::DeltaQkv, 48) > 0.0 && run(Proj::DeltaAlpha, 2) > 0.0);
+        // The other products of the layer are untouched.
+        assert_eq!(run(Proj::DeltaZ, 32) + run(Proj::DeltaBeta, 2) + run(Proj::DeltaOut, 32) + run(Proj::Q, 32), 0.0);
+        let e = load(&[("blk.0.ssm_conv1d.weight.lora_a", [4, 2]), ("blk.0.ssm_conv1d.weight.lora_b", [2, 48])]);
+        assert!(reason(e).contains("only the attention, MLP and DeltaNet"));
+    }
 }
 
 #[cfg(test)]
