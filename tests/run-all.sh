@@ -51,9 +51,10 @@ if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_ARCH_CASES cargo test --release --workspace --test arch_golden -- --test-threads 1 gpu_ --skip gemma3_1b
   step "wgpu: Gemma 3 1B's shapes, the first prompt's logits and 4 tokens (the sharded 262144 x 1152 embedding, the 5:1 sliding/global pattern)"
   EDGEWISE_GPU_TESTS=1 cargo test --release --workspace --test arch_golden -- gpu_gemma3_1b_short
-  step "wgpu: LoRA adapters (the synthesized Qwen 3's rank-8 golden, EDGEWISE_GPU_LORA_CASES=${EDGEWISE_GPU_LORA_CASES:=1} case, with its wrong variants)"
+  step "wgpu: LoRA adapters (the synthesized Qwen 3's and Qwen 3.5's rank-8 goldens, EDGEWISE_GPU_LORA_CASES=${EDGEWISE_GPU_LORA_CASES:=1} case (Qwen 3.5: 2), with their wrong variants)"
   # The adapter applied on the device vs llama.cpp's lora_path goldens; the other goldens (Gemma 3
   # rank 16 / rank 8, llama, qwen2) and the adapter-switching test run with `gpu_` (slow on lavapipe).
+  # The filter `gpu_qwen3` also picks gpu_qwen35_* (adapter on the DeltaNet products too).
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_LORA_CASES=$EDGEWISE_GPU_LORA_CASES cargo test --release --workspace --test lora_golden -- --test-threads 1 gpu_qwen3
   step "wgpu: Qwen 3.5 (qwen35) goldens (EDGEWISE_GPU_QWEN35_CASES=${EDGEWISE_GPU_QWEN35_CASES:=1}: the 127- and 155-token prompts, 2 and 3 prefill chunks + 24 decode steps)"
   # The model on the 127-token prompt, then its variant without the attention output gate (must

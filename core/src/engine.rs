@@ -556,8 +556,10 @@ impl Engine {
     /// checked against the model's architecture and shapes. Share it between sessions; each picks
     /// its adapters and scales with [`Session::set_adapters`]. The base weights are not touched.
     pub fn load_adapter(&self, path: impl AsRef<Path>) -> Result<Arc<crate::lora::LoraAdapter>> {
-        let cfg = self.model().decoder_config().ok_or_else(|| Error::Adapter { reason: "this model takes no LoRA adapters".into() })?;
-        Ok(Arc::new(crate::lora::LoraAdapter::load(path, cfg)?))
+        let none = || Error::Adapter { reason: "this model takes no LoRA adapters".into() };
+        let cfg = self.model().decoder_config().ok_or_else(none)?;
+        let shapes = self.model().adapter_shapes().ok_or_else(none)?;
+        Ok(Arc::new(crate::lora::LoraAdapter::load_for(path, cfg, shapes)?))
     }
 
     /// A new session.

@@ -41,9 +41,26 @@ pub enum Proj {
     Up,
     /// `ffn_down`.
     Down,
+    /// `attn_qkv`: a Qwen 3.5 DeltaNet layer's fused q/k/v projection (before its conv).
+    DeltaQkv,
+    /// `attn_gate`: a DeltaNet layer's output gate `z`.
+    DeltaZ,
+    /// `ssm_beta`: a DeltaNet layer's per-head write gate.
+    DeltaBeta,
+    /// `ssm_alpha`: a DeltaNet layer's per-head decay input.
+    DeltaAlpha,
+    /// `ssm_out`: a DeltaNet layer's output projection.
+    DeltaOut,
 }
 
+/// How many [`Proj`] kinds there are (the slots per layer).
+const N_PROJ: usize = 12;
+
 impl Proj {
+    /// The projection a base weight is, if an adapter may adapt it: every matrix llama.cpp's
+    /// graphs run through `build_lora_mm` in the blocks (attention, MLP, and Qwen 3.5's DeltaNet
+    /// products; not the LM head or the embedding, and not `ssm_conv1d`, which llama.cpp convolves
+    /// without its adapter).
     fn of(id: WeightId) -> Option<(usize, Proj)> {
         Some(match id {
             WeightId::AttnQ { layer } => (layer, Proj::Q),
@@ -53,6 +70,14 @@ impl Proj {
             WeightId::FfnGate { layer } => (layer, Proj::Gate),
             WeightId::FfnUp { layer } => (layer, Proj::Up),
             WeightId::FfnDown { layer } => (layer, Proj::Down),
+            WeightId::Block { layer, name } => match name {
+                "attn_qkv.weight" => (layer, Proj::DeltaQkv),
+                "attn_gate.weight" => (layer, Proj::DeltaZ),
+                "ssm_beta.weight" => (layer, Proj::DeltaBeta),
+                "ssm_alpha.weight" => (layer, Proj::DeltaAlpha),
+                "ssm_out.weight" => (layer, Proj::DeltaOut),
+                _ => return None,
+            },
             _ => return None,
         })
     }
@@ -322,7 +347,7 @@ pub struct LoraAdapter {
     dims: (usize, usize),
     alpha: f32,
     /// Per layer, per [`Proj`].
-    layers: Vec<[Option<Pair>; 7]>,
+    layers: Vec<[Option<Pair>; N_PROJ]>,
     pairs: usize,
     max_rank: usize,
     bytes: usize,
@@ -341,6 +366,13 @@ impl LoraAdapter {
     /// the same in A and B, values finite. Any failure is [`Error::Adapter`] (or the GGUF
     /// reader's own errors), never a panic.
     pub fn load(path: impl AsRef<Path>, cfg: &DecoderConfig) -> Result<Self> {
+        Self::load_for(path, cfg, cfg.weight_shapes(true))
+    }
+
+    /// [`LoraAdapter::load`] for a model whose weights are `shapes` (`[rows, row length]` by
+    /// weight; an architecture whose blocks are not the shared decoder's, as Qwen 3.5's, gives
+    /// its own through [`crate::model::CausalLm::adapter_shapes`]).
+    pub fn load_for(path: impl AsRef<Path>, cfg: &DecoderConfig, shapes: Vec<(WeightId, [usize; 2])>) -> Result<Self> {
         let file = GgufFile::open(path.as_ref())?;
         let md = file.metadata();
         match md.opt_str("general.type")? {
@@ -365,7 +397,7 @@ impl LoraAdapter {
         }
         // The base weights an adapter may name, by GGUF name.
         let shapes: HashMap<String, (WeightId, [usize; 2])> =
-            cfg.weight_shapes(true).into_iter().map(|(id, s)| (crate::gguf::names::tensor_name(id), (id, s))).collect();
+            shapes.into_iter().map(|(id, s)| (crate::gguf::names::tensor_name(id), (id, s))).collect();
         let mut halves: HashMap<&str, [Option<&crate::gguf::TensorInfo>; 2]> = HashMap::new();
         for t in file.tensors() {
             let (base, half) = if let Some(b) = t.name.strip_suffix(".lora_a") {
@@ -386,7 +418,7 @@ impl LoraAdapter {
         if halves.is_empty() {
             return Err(bad("no LoRA tensors"));
         }
-        let mut layers: Vec<[Option<Pair>; 7]> = (0..cfg.num_hidden_layers).map(|_| Default::default()).collect();
+        let mut layers: Vec<[Option<Pair>; N_PROJ]> = (0..cfg.num_hidden_layers).map(|_| Default::default()).collect();
         let (mut pairs, mut max_rank, mut bytes) = (0, 0, 0);
         let mut names: Vec<&&str> = halves.keys().collect();
         names.sort();
@@ -398,7 +430,7 @@ impl LoraAdapter {
                 return Err(bad(format!("`{base}` does not exist in the base model")));
             };
             let Some((layer, proj)) = Proj::of(id) else {
-                return Err(bad(format!("`{base}`: only the attention and MLP projections can be adapted")));
+                return Err(bad(format!("`{base}`: only the attention, MLP and DeltaNet projections can be adapted")));
             };
             let two = |t: &crate::gguf::TensorInfo| -> Result<[usize; 2]> {
                 match t.shape[..] {
@@ -417,8 +449,10 @@ impl LoraAdapter {
             if a0 != n_in || b1 != n_out {
                 return Err(bad(format!("`{base}`: adapter maps {a0} -> {b1}, the model's weight {n_in} -> {n_out}")));
             }
-            if rank == 0 || rank > MAX_RANK || rank > n_in.min(n_out) {
-                return Err(bad(format!("`{base}`: rank {rank} out of range (1..={})", MAX_RANK.min(n_in.min(n_out)))));
+            // Any rank up to MAX_RANK, also above the weight's sides (llama.cpp takes it: a PEFT
+            // rank 16 on Qwen 3.5's 16-output `ssm_alpha` is such a case).
+            if rank == 0 || rank > MAX_RANK {
+                return Err(bad(format!("`{base}`: rank {rank} out of range (1..={MAX_RANK})")));
             }
             let read = |t: &crate::gguf::TensorInfo| -> Result<Mat> {
                 if t.ty == crate::quant::GgmlType::F16 {
@@ -621,7 +655,7 @@ struct DevicePair {
 /// An adapter's matrices on one device (f32, the same values as the host's).
 pub(crate) struct DeviceCopy {
     device: burn::tensor::Device,
-    layers: Vec<[Option<DevicePair>; 7]>,
+    layers: Vec<[Option<DevicePair>; N_PROJ]>,
 }
 
 impl std::fmt::Debug for DeviceCopy {
@@ -1008,16 +1042,18 @@ mod tests {
             .contains("maps 4 -> 4"));
         // Another model's width.
         assert!(reason(load(&h, &[("blk.1.attn_q.weight.lora_a", [48, 4]), Q_B])).contains("48"));
-        // Rank over the weight's size.
+        // A rank over the weight's sides loads (llama.cpp takes it); one over MAX_RANK does not.
+        assert!(load(&h, &[("blk.1.attn_k.weight.lora_a", [32, 20]), ("blk.1.attn_k.weight.lora_b", [20, 16])]).is_ok());
+        let over = MAX_RANK as u64 + 1;
         assert!(reason(load(
             &h,
-            &[("blk.1.attn_k.weight.lora_a", [32, 20]), ("blk.1.attn_k.weight.lora_b", [20, 16])]
+            &[("blk.1.attn_k.weight.lora_a", [32, over]), ("blk.1.attn_k.weight.lora_b", [over, 16])]
         ))
-        .contains("rank 20"));
+        .contains(&format!("rank {over}")));
         assert!(reason(load(&h, &[("blk.7.attn_q.weight.lora_a", [32, 4]), ("blk.7.attn_q.weight.lora_b", [4, 32])]))
             .contains("does not exist"));
         assert!(reason(load(&h, &[("token_embd.weight.lora_a", [32, 4]), ("token_embd.weight.lora_b", [4, 16])]))
-            .contains("only the attention and MLP"));
+            .contains("only the attention, MLP and DeltaNet"));
         assert!(reason(load(&h, &[("blk.1.attn_q.weight", [32, 32])])).contains("neither"));
         assert!(reason(load(&h, &[])).contains("no LoRA tensors"));
         // Norm tensors are skipped, as llama.cpp does.
@@ -1034,6 +1070,50 @@ mod tests {
         let mut other = cfg();
         other.num_hidden_layers = 3;
         assert!(matches!(LoraSet::new(&[(a, 1.0)]).unwrap().check(&other), Err(Error::Adapter { .. })));
+    }
+
+    /// Qwen 3.5's DeltaNet products take adapters under their GGUF names (`attn_qkv`,
+    /// `attn_gate`, `ssm_beta`, `ssm_alpha`, `ssm_out`), each into its own slot, so an adapter
+    /// on one never reaches another; `ssm_conv1d` (llama.cpp convolves without its adapter) is
+    /// refused.
+    #[test]
+    fn deltanet_products_take_adapters_and_the_conv_does_not() {
+        let c = cfg();
+        let blk = |name| WeightId::Block { layer: 0, name };
+        let mut shapes = c.weight_shapes(true);
+        shapes.extend([
+            (blk("attn_qkv.weight"), [48, 32]),
+            (blk("attn_gate.weight"), [32, 32]),
+            (blk("ssm_beta.weight"), [2, 32]),
+            (blk("ssm_alpha.weight"), [2, 32]),
+            (blk("ssm_out.weight"), [32, 32]),
+            (blk("ssm_conv1d.weight"), [48, 4]),
+        ]);
+        let h = header("gemma3", Some(8.0));
+        let load = |t: &[(&str, [u64; 2])]| LoraAdapter::load_for(file(&h, t).path(), &c, shapes.clone());
+        // Rank 4 over ssm_alpha's 2 outputs loads (llama.cpp takes any rank).
+        let a = Arc::new(
+            load(&[
+                ("blk.0.attn_qkv.weight.lora_a", [32, 4]),
+                ("blk.0.attn_qkv.weight.lora_b", [4, 48]),
+                ("blk.0.ssm_alpha.weight.lora_a", [32, 4]),
+                ("blk.0.ssm_alpha.weight.lora_b", [4, 2]),
+            ])
+            .unwrap(),
+        );
+        assert_eq!(a.weights(), 2);
+        let set = LoraSet::new(&[(a, 1.0)]).unwrap();
+        let x: Vec<f32> = (0..32).map(|i| (i as f32 * 0.37).sin()).collect();
+        let run = |p: Proj, out: usize| {
+            let mut y = vec![0f32; out];
+            set.apply_host(0, &x, 1, &mut [(p, &mut y)]).unwrap();
+            y.iter().map(|v| v.abs()).sum::<f32>()
+        };
+        assert!(run(Proj::DeltaQkv, 48) > 0.0 && run(Proj::DeltaAlpha, 2) > 0.0);
+        // The other products of the layer are untouched.
+        assert_eq!(run(Proj::DeltaZ, 32) + run(Proj::DeltaBeta, 2) + run(Proj::DeltaOut, 32) + run(Proj::Q, 32), 0.0);
+        let e = load(&[("blk.0.ssm_conv1d.weight.lora_a", [4, 2]), ("blk.0.ssm_conv1d.weight.lora_b", [2, 48])]);
+        assert!(reason(e).contains("only the attention, MLP and DeltaNet"));
     }
 }
 
@@ -1057,9 +1137,9 @@ mod cost {
             (Proj::Up, d, ff),
             (Proj::Down, ff, d),
         ];
-        let layers: Vec<[Option<Pair>; 7]> = (0..18)
+        let layers: Vec<[Option<Pair>; N_PROJ]> = (0..18)
             .map(|_| {
-                let mut l: [Option<Pair>; 7] = Default::default();
+                let mut l: [Option<Pair>; N_PROJ] = Default::default();
                 for (p, n_in, n_out) in shapes {
                     l[p as usize] =
                         Some(Pair { a: Mat::F32(vec![0.01; r * n_in]), b: Mat::F32(vec![0.01; n_out * r]), rank: r, n_in, n_out });

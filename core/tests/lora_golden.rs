@@ -1,6 +1,6 @@
 //! LoRA adapters against llama.cpp: random-weight adapters (`tests/reference/make_lora_goldens.py
 //! adapters` writes them to `$EDGEWISE_HOME/reference/lora/`) on the default model and on the
-//! synthesized Qwen 3, Llama and Qwen 2, on the CPU and (`EDGEWISE_GPU_TESTS=1`) the wgpu path,
+//! synthesized Qwen 3, Llama, Qwen 2 and Qwen 3.5, on the CPU and (`EDGEWISE_GPU_TESTS=1`) the wgpu path,
 //! with goldens from llama-cpp-python's `lora_path` / `lora_scale` (`tests/golden/lora/`). Greedy tokens are compared under the near-tie rule
 //! (shared/reference/README.md), last-position logits within a tolerance. Wrong variants (no
 //! adapter, the scale without alpha/rank, A and B swapped) must fail the same check, and
@@ -168,6 +168,12 @@ fn check(name: &str, near_tie: f64) {
 }
 
 fn check_on(name: &str, near_tie: f64, backend: BackendPreference, limit: usize) {
+    check_on_with(name, near_tie, backend, limit, &[]);
+}
+
+/// [`check_on`], and each adapter of `variants` (`make_lora_goldens.py`'s `VARIANTS`: the
+/// golden's adapter with some pairs left out, what a model that skips them computes) fails too.
+fn check_on_with(name: &str, near_tie: f64, backend: BackendPreference, limit: usize, variants: &[&str]) {
     let Some(c) = setup_on(name, backend, limit) else { return };
     if backend == BackendPreference::Gpu {
         assert_eq!(c.engine.info().backend, edgewise_core::backend::BackendKind::Gpu, "{name}: the GPU test ran on the CPU");
@@ -185,6 +191,12 @@ fn check_on(name: &str, near_tie: f64, backend: BackendPreference, limit: usize)
     let no_alpha = score(&c, &[(c.adapter.clone(), scale * rank / alpha)], near_tie);
     eprintln!("{name} with the scale not multiplied by alpha/rank: {no_alpha:?}");
     assert!(!passes(no_alpha, c.cases.len()), "{name}: a wrong scale passes");
+    for v in variants {
+        let Some(p) = require(home().join("reference").join("lora").join(format!("{v}.gguf"))) else { continue };
+        let wrong = score(&c, &[(c.engine.load_adapter(p).unwrap(), scale)], near_tie);
+        eprintln!("{name} as {v}: {wrong:?}");
+        assert!(!passes(wrong, c.cases.len()), "{name}: the variant {v} passes");
+    }
 }
 
 #[test]
@@ -210,6 +222,15 @@ fn cpu_llama_rank8_matches_llama_cpp() {
 #[test]
 fn cpu_qwen2_rank4_subset_with_biases_matches_llama_cpp() {
     check("qwen2-r4", NEAR_TIE);
+}
+
+/// Qwen 3.5: rank 8 on every product llama.cpp adapts there — the gated attention layers' q
+/// (query and gate), k, v, output, the DeltaNet layers' fused qkv, z gate, beta, alpha and
+/// output projections, and the MLP. The adapter without its DeltaNet pairs (a model that skips
+/// them) fails.
+#[test]
+fn cpu_qwen35_rank8_attention_deltanet_mlp_matches_llama_cpp() {
+    check_on_with("qwen35-r8", NEAR_TIE, BackendPreference::Cpu, usize::MAX, &["qwen35-r8-no-delta"]);
 }
 
 /// Whether the wgpu cases run (`EDGEWISE_GPU_TESTS=1`, as in engine_golden; `tests/run-all.sh`
@@ -258,6 +279,14 @@ fn gpu_qwen2_rank4_subset_with_biases_matches_llama_cpp() {
     // 0.03 at step 7), and the check wants one exact case.
     let Some(limit) = gpu_cases("gpu_qwen2_rank4_subset_with_biases_matches_llama_cpp").map(|n| n.max(3)) else { return };
     check_on("qwen2-r4", NEAR_TIE, BackendPreference::Gpu, limit);
+}
+
+#[test]
+fn gpu_qwen35_rank8_attention_deltanet_mlp_matches_llama_cpp() {
+    // At least 2 cases: the first is a near-tie on lavapipe (gap 0.07 at step 2), and the check
+    // wants one exact case.
+    let Some(limit) = gpu_cases("gpu_qwen35_rank8_attention_deltanet_mlp_matches_llama_cpp").map(|n| n.max(2)) else { return };
+    check_on_with("qwen35-r8", NEAR_TIE, BackendPreference::Gpu, limit, &["qwen35-r8-no-delta"]);
 }
 
 /// On wgpu too, a session that switches sets never reuses keys and values computed under

@@ -38,6 +38,8 @@ def base_path(base: str) -> str:
 
 
 ALL = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+# The DeltaNet layers' projections (qwen35).
+QWEN35_DELTA = ["attn_qkv", "attn_gate", "ssm_beta", "ssm_alpha", "ssm_out"]
 
 # name -> base model, rank, alpha, user scale, projections, layers (None: all), tensor type, B gain, seed
 ADAPTERS = {
@@ -51,6 +53,18 @@ ADAPTERS = {
     # after the adapted products; a subset of projections, f32, a user scale != 1).
     "llama-r8": dict(base="llama", rank=8, alpha=16.0, scale=1.0, proj=ALL, layers=None, ty="f16", gain=0.5, seed=4),
     "qwen2-r4": dict(base="qwen2", rank=4, alpha=8.0, scale=0.8, proj=["attn_q", "attn_k", "attn_v", "ffn_up", "ffn_down"], layers=None, ty="f32", gain=0.5, seed=5),
+    # Qwen 3.5 (make_qwen35_goldens.py synth): every weight llama.cpp's qwen35 graph runs through
+    # build_lora_mm but the LM head — the gated attention layers' q (query and gate side by side),
+    # k, v, output, the DeltaNet layers' fused qkv, z gate, beta, alpha and output projections, and
+    # the MLP; each name only where the layer has it. Rank 8 over beta/alpha's 4 outputs (llama.cpp
+    # takes any rank).
+    "qwen35-r8": dict(base="qwen35", rank=8, alpha=16.0, scale=1.0, proj=ALL + QWEN35_DELTA, layers=None, ty="f16", gain=0.5, seed=6),
+}
+# Wrong variants for the tests (no goldens of their own): `qwen35-r8` with its DeltaNet pairs left
+# out — the same bytes for every other pair — is what a model that skips the adapter on the
+# DeltaNet products computes.
+VARIANTS = {
+    "qwen35-r8-no-delta": dict(ADAPTERS["qwen35-r8"], drop=QWEN35_DELTA),
 }
 
 
@@ -84,9 +98,13 @@ def make(name: str, cfg: dict) -> str | None:
     for il in layers:
         for p in cfg["proj"]:
             t = f"blk.{il}.{p}.weight"
+            if t not in shapes and cfg["base"] == "qwen35":
+                continue  # a DeltaNet layer has no attn_q, an attention layer no attn_qkv
             n_in, n_out = shapes[t][0], shapes[t][1]
             a = rng.standard_normal((rank, n_in)) / np.sqrt(n_in)
             b = rng.standard_normal((n_out, rank)) * cfg["gain"] / np.sqrt(rank)
+            if p in cfg.get("drop", ()):
+                continue
             w.add_tensor(t + ".lora_a", a.astype(dt))
             w.add_tensor(t + ".lora_b", b.astype(dt))
     w.write_header_to_file()
@@ -144,7 +162,7 @@ def run(base: str, lora: str | None, scale: float, f32_kv: bool = False) -> tupl
 
 
 def cmd_adapters(args) -> None:
-    for name, cfg in ADAPTERS.items():
+    for name, cfg in {**ADAPTERS, **VARIANTS}.items():
         if args.only and name not in args.only:
             continue
         make(name, cfg)

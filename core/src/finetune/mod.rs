@@ -52,6 +52,12 @@ pub fn proj_name(p: Proj) -> &'static str {
         Proj::Gate => "gate",
         Proj::Up => "up",
         Proj::Down => "down",
+        // Qwen 3.5's DeltaNet products (adapters load and run; `finetune` trains the shared decoder only).
+        Proj::DeltaQkv => "delta_qkv",
+        Proj::DeltaZ => "delta_z",
+        Proj::DeltaBeta => "delta_beta",
+        Proj::DeltaAlpha => "delta_alpha",
+        Proj::DeltaOut => "delta_out",
     }
 }
 
@@ -64,6 +70,11 @@ fn weight_id(layer: usize, p: Proj) -> WeightId {
         Proj::Gate => WeightId::FfnGate { layer },
         Proj::Up => WeightId::FfnUp { layer },
         Proj::Down => WeightId::FfnDown { layer },
+        Proj::DeltaQkv => WeightId::Block { layer, name: "attn_qkv.weight" },
+        Proj::DeltaZ => WeightId::Block { layer, name: "attn_gate.weight" },
+        Proj::DeltaBeta => WeightId::Block { layer, name: "ssm_beta.weight" },
+        Proj::DeltaAlpha => WeightId::Block { layer, name: "ssm_alpha.weight" },
+        Proj::DeltaOut => WeightId::Block { layer, name: "ssm_out.weight" },
     }
 }
 

@@ -215,7 +215,7 @@ use crate::Result;
 
 /// `l`'s product of `x`, plus the adapters' deltas for projection `p` of layer `il` (the base
 /// product is the same either way; without adapters `x` is not kept past it).
-fn adapted(lora: &DeviceLoraSet, il: usize, p: Proj, l: &Linear, x: Tensor<2>) -> Result<Tensor<2>> {
+pub(super) fn adapted(lora: &DeviceLoraSet, il: usize, p: Proj, l: &Linear, x: Tensor<2>) -> Result<Tensor<2>> {
     if lora.is_empty() {
         return l.forward(x);
     }
@@ -537,7 +537,7 @@ impl Decoder {
 /// session's adapters added: for one token (decode) fused into the products' pool job
 /// ([`crate::lora::DecodeStep`]), otherwise after them ([`LoraSet::apply_host`]). The same
 /// values either way.
-fn products_host(ls: &[(&Linear, Proj)], x: &[f32], n: usize, cols: usize, lora: &LoraSet, il: usize) -> Result<Vec<Buf>> {
+pub(super) fn products_host(ls: &[(&Linear, Proj)], x: &[f32], n: usize, cols: usize, lora: &LoraSet, il: usize) -> Result<Vec<Buf>> {
     let lins: Vec<&Linear> = ls.iter().map(|(l, _)| *l).collect();
     let mut input = HostIn::new(x, n, cols);
     if !lora.is_empty() && n == 1 {
@@ -557,7 +557,7 @@ fn products_host(ls: &[(&Linear, Proj)], x: &[f32], n: usize, cols: usize, lora:
 }
 
 /// The one output of a single product.
-fn one(ys: Vec<Buf>) -> Result<Buf> {
+pub(super) fn one(ys: Vec<Buf>) -> Result<Buf> {
     ys.into_iter().next().ok_or_else(|| crate::Error::Backend { reason: "product missing".into() })
 }
 

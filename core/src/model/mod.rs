@@ -381,6 +381,11 @@ pub trait CausalLm: Send + Sync {
     fn decoder_config(&self) -> Option<&DecoderConfig> {
         None
     }
+    /// The weights an adapter may name, `[rows, row length]` each (what
+    /// [`crate::lora::LoraAdapter::load_for`] checks against): the shared decoder's by default.
+    fn adapter_shapes(&self) -> Option<Vec<(crate::weights::WeightId, [usize; 2])>> {
+        self.decoder_config().map(|c| c.weight_shapes(true))
+    }
 }
 
 /// The `k` largest logits of one step and the log-sum-exp of them all, for

@@ -13,6 +13,12 @@
 //! (wgpu) the products, norms, attention and MLP run on the device, and the DeltaNet layers'
 //! conv and recurrence run on the host over the same state ([`gpu`]).
 //!
+//! LoRA adapters (`crate::lora`) apply where llama.cpp's graph runs `build_lora_mm`: the
+//! attention layers' q (the fused query + gate rows), k, v and output, the DeltaNet layers'
+//! `attn_qkv`, `attn_gate` (z), `ssm_beta`, `ssm_alpha` and `ssm_out`, and the MLP — through the
+//! shared decoder's machinery on both backends (`products_host`'s fused decode job on the CPU,
+//! two thin device matmuls on wgpu). Not the conv kernel, the LM head or the embedding.
+//!
 //! Per layer: `x += mixer(attn_norm(x))`, then `x += ffn(post_attention_norm(x))`.
 //! - DeltaNet: `qkv = W_qkv·h` → causal depthwise conv1d (kernel 4) over the previous 3 inputs
 //!   (the conv state) → SiLU → split into q, k (`H_k` heads of `S_k`) and v (`H_v` heads of
@@ -25,10 +31,12 @@
 //!   exactly that); GQA attention scaled by `1/sqrt(head_dim)`; `· sigmoid(gate)`; output.
 
 use super::decoder::{Activation, DecoderConfig, NormPlacement, RopeLayout, RopeScaling};
-use super::layers::{add_rows_host, attention_rows, embed_rows_host, glu_host, rope_tables_host, Buf, HostIn, Linear, LmHead, RmsNorm, WeightMode};
+use super::decoder::{one, products_host};
+use super::layers::{add_rows_host, attention_rows, embed_rows_host, glu_host, rope_tables_host, Buf, Linear, LmHead, RmsNorm, WeightMode};
 use super::{hf_invalid, hf_llama_tensor, ArchDef, CausalLm, GgufKeys};
 use crate::gguf::Metadata;
 use crate::kv_cache::{CacheLayout, KvCache, RecurrentLayer};
+use crate::lora::{LoraSet, Proj};
 use crate::weights::{SharedWeight, WeightId, WeightSource};
 use crate::{Error, Result};
 
@@ -458,18 +466,21 @@ impl Qwen35 {
         };
         let mut x = embed_rows_host(&self.embedding, tokens, 1.0)?;
         let mut hn = vec![0f32; x.len()];
-        for l in &self.layers {
+        // The session's adapters, added to every product llama.cpp adapts (`products_host`: in
+        // the products' pool job for one token, after them for more).
+        let lora = cache.adapters().clone();
+        for (il, l) in self.layers.iter().enumerate() {
             lap(3, &mut spent);
             hn.copy_from_slice(&x);
             l.attn_norm.rows_host(&mut hn)?;
             let y = match &l.mixer {
                 Mixer::Attn(a) => {
-                    let y = self.attention(a, &hn, n, start, cache)?;
+                    let y = self.attention(il, a, &hn, n, start, cache, &lora)?;
                     lap(2, &mut spent);
                     y
                 }
                 Mixer::Delta(dl) => {
-                    let (y, recurrence) = self.delta_net(dl, &hn, n, cache)?;
+                    let (y, recurrence) = self.delta_net(il, dl, &hn, n, cache, &lora)?;
                     spent[1] += recurrence;
                     lap(0, &mut spent);
                     y
@@ -479,8 +490,7 @@ impl Qwen35 {
             hn.copy_from_slice(&x);
             l.post_norm.rows_host(&mut hn)?;
             let (mut gate, up) = {
-                let mut input = HostIn::new(&hn, n, d);
-                let mut ys = Linear::forward_host_many(&[&l.gate, &l.up], &mut input)?.into_iter();
+                let mut ys = products_host(&[(&l.gate, Proj::Gate), (&l.up, Proj::Up)], &hn, n, d, &lora, il)?.into_iter();
                 match (ys.next(), ys.next()) {
                     (Some(g), Some(u)) => (g, u),
                     _ => return Err(backend("gate/up products missing")),
@@ -488,7 +498,7 @@ impl Qwen35 {
             };
             glu_host(Activation::Silu, &mut gate, &up)?;
             let ff = gate.len() / n.max(1);
-            let down = l.down.forward_host(&mut HostIn::new(&gate, n, ff))?;
+            let down = one(products_host(&[(&l.down, Proj::Down)], &gate, n, ff, &lora, il)?)?;
             add_rows_host(&down, &mut x, d)?;
         }
         lap(3, &mut spent);
@@ -509,12 +519,13 @@ impl Qwen35 {
     }
 
     /// A gated full-attention layer on `hn: [n, d]` -> `[n, d]`.
-    fn attention(&self, a: &AttnLayer, hn: &[f32], n: usize, start: usize, cache: &mut KvCache) -> Result<Buf> {
+    #[allow(clippy::too_many_arguments)]
+    fn attention(&self, il: usize, a: &AttnLayer, hn: &[f32], n: usize, start: usize, cache: &mut KvCache, lora: &LoraSet) -> Result<Buf> {
         let c = &self.cfg.base;
         let (h, kvh, hd, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.hidden_size);
+        // `attn_q`'s adapter covers its whole output (query and gate), as in llama.cpp.
         let (qg, mut k, v) = {
-            let mut input = HostIn::new(hn, n, d);
-            let mut ys = Linear::forward_host_many(&[&a.q, &a.k, &a.v], &mut input)?.into_iter();
+            let mut ys = products_host(&[(&a.q, Proj::Q), (&a.k, Proj::K), (&a.v, Proj::V)], hn, n, d, lora, il)?.into_iter();
             match (ys.next(), ys.next(), ys.next()) {
                 (Some(q), Some(k), Some(v)) => (q, k, v),
                 _ => return Err(backend("q/k/v products missing")),
@@ -557,7 +568,7 @@ impl Qwen35 {
         for (o, g) in attn.iter_mut().zip(&gate) {
             *o *= sigmoid(*g);
         }
-        a.o.forward_host(&mut HostIn::new(&attn, n, h * hd))
+        one(products_host(&[(&a.o, Proj::O)], &attn, n, h * hd, lora, il)?)
     }
 
     /// A gated DeltaNet layer on `hn: [n, d]` -> `[n, d]`: the projections batched over the
@@ -566,12 +577,12 @@ impl Qwen35 {
     /// triangular solve for more ([`delta_chunk`]).
     /// Also returns the seconds spent between the projections (conv, norms, recurrence) when
     /// profiling (debug log level), else 0.
-    fn delta_net(&self, l: &DeltaLayer, hn: &[f32], n: usize, cache: &mut KvCache) -> Result<(Buf, f64)> {
+    fn delta_net(&self, il: usize, l: &DeltaLayer, hn: &[f32], n: usize, cache: &mut KvCache, lora: &LoraSet) -> Result<(Buf, f64)> {
         let cfg = &self.cfg;
         let d = cfg.base.hidden_size;
         let (qkv, z, beta, alpha) = {
-            let mut input = HostIn::new(hn, n, d);
-            let mut ys = Linear::forward_host_many(&[&l.qkv, &l.gate, &l.beta, &l.alpha], &mut input)?.into_iter();
+            let ls = [(&l.qkv, Proj::DeltaQkv), (&l.gate, Proj::DeltaZ), (&l.beta, Proj::DeltaBeta), (&l.alpha, Proj::DeltaAlpha)];
+            let mut ys = products_host(&ls, hn, n, d, lora, il)?.into_iter();
             match (ys.next(), ys.next(), ys.next(), ys.next()) {
                 (Some(a), Some(b), Some(c), Some(e)) => (a, b, c, e),
                 _ => return Err(backend("DeltaNet products missing")),
@@ -580,7 +591,7 @@ impl Qwen35 {
         let t_mid = log::log_enabled!(log::Level::Debug).then(std::time::Instant::now);
         let out = self.delta_mix(l, &qkv, &z, &beta, &alpha, n, cache)?;
         let mid = t_mid.map_or(0.0, |t| t.elapsed().as_secs_f64());
-        Ok((l.out.forward_host(&mut HostIn::new(&out, n, cfg.v_heads * cfg.head_v))?, mid))
+        Ok((one(products_host(&[(&l.out, Proj::DeltaOut)], &out, n, cfg.v_heads * cfg.head_v, lora, il)?)?, mid))
     }
 
     /// The DeltaNet layer between its products, on the host (both backends): from `qkv: [n,
@@ -768,9 +779,6 @@ impl CausalLm for Qwen35 {
         if first >= n {
             return Err(Error::InvalidParameter { name: "first", reason: format!("{first} >= {n} tokens") });
         }
-        if !cache.adapters().is_empty() {
-            return Err(Error::Adapter { reason: "the qwen35 architecture takes no LoRA adapters".into() });
-        }
         let on_gpu = self.device != crate::backend::cpu_device();
         if cache.is_host() == on_gpu || !cache.is_recurrent() {
             return Err(backend("a qwen35 pass needs a cache made by this model's new_cache"));
@@ -799,6 +807,17 @@ impl CausalLm for Qwen35 {
 
     fn vocab_size(&self) -> usize {
         self.cfg.base.vocab_size
+    }
+
+    /// The attention layers' and MLP's sizes (what an adapter is checked against).
+    fn decoder_config(&self) -> Option<&DecoderConfig> {
+        Some(&self.cfg.base)
+    }
+
+    /// This model's own weights: the fused q+gate `attn_q`, attention weights only in the
+    /// attention layers, the DeltaNet products in the others.
+    fn adapter_shapes(&self) -> Option<Vec<(WeightId, [usize; 2])>> {
+        Some(self.cfg.weight_shapes(true))
     }
 
     fn max_context(&self) -> usize {

@@ -28,6 +28,7 @@ use burn::tensor::{activation, Device, Tensor};
 
 use super::{backend, Fault, Mixer, Qwen35, Qwen35Config};
 use crate::kv_cache::KvCache;
+use crate::lora::{DeviceLoraSet, Proj};
 use crate::model::decoder::{RopeLayout, RopeScaling};
 use crate::model::layers::{apply_rope, attention, embed_rows, read_f32, rope_tables, tensor2, Linear, LmHead, WeightMode};
 use crate::weights::WeightSource;
@@ -111,6 +112,16 @@ impl Act {
             _ => l.forward(self.x.clone()),
         }
     }
+
+    /// [`Act::mm`] plus the adapters' `s·B·(A·x)` for projection `p` of layer `il` (of the
+    /// unrounded `x`, two thin device matmuls each: [`DeviceLoraSet::apply`]).
+    fn mm_lora(&mut self, l: &Linear, lora: &DeviceLoraSet, il: usize, p: Proj) -> Result<Tensor<2>> {
+        let y = self.mm(l)?;
+        if lora.is_empty() {
+            return Ok(y);
+        }
+        lora.apply(il, p, &self.x, y)
+    }
 }
 
 impl Qwen35 {
@@ -119,16 +130,18 @@ impl Qwen35 {
         let (n, d) = (tokens.len(), self.cfg.base.hidden_size);
         let mut x = embed_rows(&self.embedding, tokens, 1.0, &self.device)?;
         let rope = rope_tables(start, n, self.cfg.n_rot, self.cfg.base.rope_theta, &RopeScaling::None, &self.device);
-        for l in &self.layers {
+        // The set's adapters on this device (uploaded at their first pass here, then shared).
+        let lora = cache.adapters().on_device(&self.device)?;
+        for (il, l) in self.layers.iter().enumerate() {
             let hn = l.attn_norm.forward(x.clone());
             let y = match &l.mixer {
-                Mixer::Attn(a) => self.attention_device(a, hn, cache, &rope)?,
-                Mixer::Delta(dl) => self.delta_net_device(dl, hn, cache)?,
+                Mixer::Attn(a) => self.attention_device(il, a, hn, cache, &rope, &lora)?,
+                Mixer::Delta(dl) => self.delta_net_device(il, dl, hn, cache, &lora)?,
             };
             x = x.add(y);
             let mut hn = Act::new(l.post_norm.forward(x.clone()));
-            let ff = activation::silu(hn.mm(&l.gate)?).mul(hn.mm(&l.up)?);
-            x = x.add(Act::new(ff).mm(&l.down)?);
+            let ff = activation::silu(hn.mm_lora(&l.gate, &lora, il, Proj::Gate)?).mul(hn.mm_lora(&l.up, &lora, il, Proj::Up)?);
+            x = x.add(Act::new(ff).mm_lora(&l.down, &lora, il, Proj::Down)?);
         }
         // Only the requested rows reach the final norm and the LM head (prefill: the last one).
         let mut out = Vec::with_capacity(n - first);
@@ -141,17 +154,17 @@ impl Qwen35 {
     }
 
     /// A gated full-attention layer on the device: `hn: [n, d]` -> `[n, d]`.
-    fn attention_device(&self, a: &super::AttnLayer, hn: Tensor<2>, cache: &mut KvCache, rope: &(Tensor<2>, Tensor<2>)) -> Result<Tensor<2>> {
+    fn attention_device(&self, il: usize, a: &super::AttnLayer, hn: Tensor<2>, cache: &mut KvCache, rope: &(Tensor<2>, Tensor<2>), lora: &DeviceLoraSet) -> Result<Tensor<2>> {
         let c = &self.cfg.base;
         let [n, _] = hn.dims();
         let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         // Per head: hd query values, then hd gate values.
         let mut hn = Act::new(hn);
-        let qg = hn.mm(&a.q)?.reshape([n, h, 2 * hd]);
+        let qg = hn.mm_lora(&a.q, lora, il, Proj::Q)?.reshape([n, h, 2 * hd]);
         let q = qg.clone().slice([0..n, 0..h, 0..hd]);
         let gate = qg.slice([0..n, 0..h, hd..2 * hd]).reshape([n, h * hd]);
-        let k = hn.mm(&a.k)?.reshape([n, kvh, hd]);
-        let v = hn.mm(&a.v)?.reshape([n, kvh, hd]).swap_dims(0, 1);
+        let k = hn.mm_lora(&a.k, lora, il, Proj::K)?.reshape([n, kvh, hd]);
+        let v = hn.mm_lora(&a.v, lora, il, Proj::V)?.reshape([n, kvh, hd]).swap_dims(0, 1);
         // q/k RMSNorm over head_dim, then RoPE, on [heads, n, hd].
         let q = a.q_norm.forward(q).swap_dims(0, 1);
         let k = a.k_norm.forward(k).swap_dims(0, 1);
@@ -161,15 +174,20 @@ impl Qwen35 {
         cache.store(a.slot, k, v)?;
         let attn = attention(q, cache, a.slot)?;
         let attn = if self.fault() == Fault::NoAttnGate { attn } else { attn.mul(activation::sigmoid(gate)) };
-        Act::new(attn).mm(&a.o)
+        Act::new(attn).mm_lora(&a.o, lora, il, Proj::O)
     }
 
     /// A gated DeltaNet layer: its products on the device, the conv and recurrence on the host
     /// ([`Qwen35::delta_mix`]), the output projection on the device. `hn: [n, d]` -> `[n, d]`.
-    fn delta_net_device(&self, l: &super::DeltaLayer, hn: Tensor<2>, cache: &mut KvCache) -> Result<Tensor<2>> {
+    fn delta_net_device(&self, il: usize, l: &super::DeltaLayer, hn: Tensor<2>, cache: &mut KvCache, lora: &DeviceLoraSet) -> Result<Tensor<2>> {
         let [n, _] = hn.dims();
         let mut hn = Act::new(hn);
-        let parts = vec![hn.mm(&l.qkv)?, hn.mm(&l.gate)?, hn.mm(&l.beta)?, hn.mm(&l.alpha)?];
+        let parts = vec![
+            hn.mm_lora(&l.qkv, lora, il, Proj::DeltaQkv)?,
+            hn.mm_lora(&l.gate, lora, il, Proj::DeltaZ)?,
+            hn.mm_lora(&l.beta, lora, il, Proj::DeltaBeta)?,
+            hn.mm_lora(&l.alpha, lora, il, Proj::DeltaAlpha)?,
+        ];
         let widths: Vec<usize> = parts.iter().map(|p| p.dims()[1]).collect();
         let total: usize = widths.iter().sum();
         // One read-back for the four: [n, qkv | z | beta | alpha].
@@ -188,6 +206,6 @@ impl Qwen35 {
         let [qkv, z, beta, alpha] = <[Vec<f32>; 4]>::try_from(split).map_err(|_| backend("DeltaNet products missing"))?;
         let out = self.delta_mix(l, &qkv, &z, &beta, &alpha, n, cache)?;
         let inner = self.cfg.v_heads * self.cfg.head_v;
-        Act::new(tensor2(out, n, inner, &self.device)).mm(&l.out)
+        Act::new(tensor2(out, n, inner, &self.device)).mm_lora(&l.out, lora, il, Proj::DeltaOut)
     }
 }
