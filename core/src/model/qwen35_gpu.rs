@@ -164,11 +164,29 @@ impl Qwen35 {
         Act::new(attn).mm(&a.o)
     }
 
-    /// A gated DeltaNet layer: its products on the device, the conv and recurrence on the host
-    /// ([`Qwen35::delta_mix`]), the output projection on the device. `hn: [n, d]` -> `[n, d]`.
+    /// A gated DeltaNet layer: its products on the device, then the conv, norms, gates, delta
+    /// rule and gated norm in one kernel on the device state ([`super::delta_gpu`]) when the
+    /// cache holds it there, else on the host ([`Qwen35::delta_mix`]); the output projection on
+    /// the device. `hn: [n, d]` -> `[n, d]`.
     fn delta_net_device(&self, l: &super::DeltaLayer, hn: Tensor<2>, cache: &mut KvCache) -> Result<Tensor<2>> {
         let [n, _] = hn.dims();
         let mut hn = Act::new(hn);
+        if cache.has_device_recurrent() {
+            let (Some(shape), Some(w)) = (self.delta_device.as_ref(), l.dev.as_ref()) else {
+                return Err(backend("a device DeltaNet state for a model that runs the DeltaNet on the host"));
+            };
+            let flags = match self.fault() {
+                Fault::NoConvState => super::delta_gpu::NO_CONV_STATE,
+                Fault::NoBeta => super::delta_gpu::NO_BETA,
+                Fault::NoConvRoll => super::delta_gpu::NO_CONV_ROLL,
+                _ => 0,
+            };
+            let (qkv, z, beta, alpha) = (hn.mm(&l.qkv)?, hn.mm(&l.gate)?, hn.mm(&l.beta)?, hn.mm(&l.alpha)?);
+            let layers = cache.device_recurrent_layers()?;
+            let state = layers.get_mut(l.slot).ok_or_else(|| backend("recurrent layer out of range"))?;
+            let out = super::delta_gpu::delta_net(qkv, z, beta, alpha, w, state, shape, flags)?;
+            return Act::new(out).mm(&l.out);
+        }
         let parts = vec![hn.mm(&l.qkv)?, hn.mm(&l.gate)?, hn.mm(&l.beta)?, hn.mm(&l.alpha)?];
         let widths: Vec<usize> = parts.iter().map(|p| p.dims()[1]).collect();
         let total: usize = widths.iter().sum();
