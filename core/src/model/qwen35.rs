@@ -10,8 +10,8 @@
 //! cache, SwiGLU), its own DeltaNet step, and the recurrent state kept in the session's
 //! [`KvCache`] ([`KvCache::with_recurrent`]), which cannot be cut back to an arbitrary position
 //! (a session rewinds to a turn-boundary checkpoint or prefills again). On the GPU backend
-//! (wgpu) the products, norms, attention and MLP run on the device, and the DeltaNet layers'
-//! conv and recurrence run on the host over the same state ([`gpu`]).
+//! (wgpu) everything runs on the device ([`gpu`]), the DeltaNet layers' conv and recurrence in
+//! one kernel per layer over the state in device buffers ([`delta_gpu`]).
 //!
 //! Per layer: `x += mixer(attn_norm(x))`, then `x += ffn(post_attention_norm(x))`.
 //! - DeltaNet: `qkv = W_qkv·h` → causal depthwise conv1d (kernel 4) over the previous 3 inputs

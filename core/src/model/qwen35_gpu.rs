@@ -9,13 +9,13 @@
 //!   248320 × 1024 embedding of the 0.8B is ~200 MiB at Q6_K, over lavapipe's 128 MiB); the
 //!   embedding rows of a pass are looked up on the host, as for the other architectures.
 //!
-//! The DeltaNet layers' four products run on the device; their outputs come back to the host in
-//! one read, where the causal conv, the L2 norms, the gates and the delta rule run on the
-//! session's recurrent state ([`Qwen35::delta_mix`], the CPU path's own code: one step per
-//! token in decode, chunks with the triangular solve in prefill), and the gated output goes back
-//! up for the output projection. So the recurrent state and its checkpoints stay on the host
-//! on both backends (session files and rewinds are the same), at the price of one read-back and
-//! one upload per DeltaNet layer and pass.
+//! The DeltaNet layers' four products run on the device, then one kernel for everything up to
+//! the output projection (causal conv, SiLU, L2 norms, gates, delta rule, gated norm:
+//! [`super::delta_gpu`]) on the recurrent state kept in device buffers by the session's cache
+//! ([`KvCache::with_device_recurrent`]): nothing crosses to the host per layer. A cache with the
+//! state on the host (heads wider than the kernel takes, `EDGEWISE_GPU_DELTA_HOST=1`) runs the
+//! previous form instead: the four outputs read back in one transfer, [`Qwen35::delta_mix`] (the
+//! CPU path's own code) on the host state, the gated output uploaded again.
 //!
 //! Before each product with quantized blocks the activations are rounded as the CPU kernels
 //! (and llama.cpp's) quantize them — 8 bits per value in blocks of 32 with an f32 scale
