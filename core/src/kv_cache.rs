@@ -129,6 +129,91 @@ pub struct RecurrentLayer {
     pub state: Vec<f32>,
 }
 
+/// A recurrent layer's state on a wgpu device (Qwen 3.5's DeltaNet kernel,
+/// `model::qwen35`'s `delta_gpu`): the values and layout of [`RecurrentLayer`] in device buffers.
+/// A pass never writes these buffers: it makes new ones and swaps them in, so a checkpoint is a
+/// handle copy (no transfer, no copy until the state moves on) and the state is read back only
+/// for a session file.
+#[derive(Debug, Clone)]
+pub struct DeviceRecurrentLayer {
+    /// `[(kernel − 1) · channels]`, as [`RecurrentLayer::conv`].
+    pub conv: Tensor<1>,
+    /// As [`RecurrentLayer::state`].
+    pub state: Tensor<1>,
+}
+
+/// Where a cache's recurrent layers live: host vectors (the CPU pass, and the GPU pass that runs
+/// the DeltaNet on the host) or device buffers (the GPU DeltaNet kernel).
+#[derive(Debug, Clone)]
+enum Layers {
+    Host(Vec<RecurrentLayer>),
+    Device(Vec<DeviceRecurrentLayer>),
+}
+
+impl Default for Layers {
+    fn default() -> Self {
+        Layers::Host(Vec::new())
+    }
+}
+
+fn numel(t: &Tensor<1>) -> usize {
+    t.dims()[0]
+}
+
+impl Layers {
+    /// `(conv values, state values)` per layer.
+    fn shapes(&self) -> Vec<(usize, usize)> {
+        match self {
+            Layers::Host(ls) => ls.iter().map(|l| (l.conv.len(), l.state.len())).collect(),
+            Layers::Device(ls) => ls.iter().map(|l| (numel(&l.conv), numel(&l.state))).collect(),
+        }
+    }
+
+    fn zero(&mut self) {
+        match self {
+            Layers::Host(ls) => {
+                for l in ls {
+                    l.conv.iter_mut().for_each(|v| *v = 0.0);
+                    l.state.iter_mut().for_each(|v| *v = 0.0);
+                }
+            }
+            Layers::Device(ls) => {
+                for l in ls {
+                    let dev = l.conv.device();
+                    l.conv = Tensor::zeros([numel(&l.conv)], &dev);
+                    l.state = Tensor::zeros([numel(&l.state)], &dev);
+                }
+            }
+        }
+    }
+
+    /// A host copy (a read-back for device buffers).
+    fn to_host(&self) -> Result<Vec<RecurrentLayer>> {
+        match self {
+            Layers::Host(ls) => Ok(ls.clone()),
+            Layers::Device(ls) => ls
+                .iter()
+                .map(|l| Ok(RecurrentLayer { conv: crate::model::layers::read_f32(l.conv.clone())?, state: crate::model::layers::read_f32(l.state.clone())? }))
+                .collect(),
+        }
+    }
+
+    /// `host` in this kind of storage (uploaded for device buffers, on `device`).
+    fn like(&self, host: &[RecurrentLayer], device: &Device) -> Layers {
+        match self {
+            Layers::Host(_) => Layers::Host(host.to_vec()),
+            Layers::Device(_) => Layers::Device(
+                host.iter()
+                    .map(|l| DeviceRecurrentLayer {
+                        conv: Tensor::from_data(TensorData::new(l.conv.clone(), [l.conv.len()]), device),
+                        state: Tensor::from_data(TensorData::new(l.state.clone(), [l.state.len()]), device),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
 /// How many turn-boundary copies of the recurrent state a cache keeps by default (the earliest
 /// and the newest): `SessionConfig::state_checkpoints` sets it per session.
 pub const MAX_RECURRENT_CHECKPOINTS: usize = 4;
@@ -141,19 +226,16 @@ pub const RECURRENT_CHECKPOINTS_LIMIT: usize = 64;
 /// going back to an earlier token count needs a copy taken there ([`KvCache::checkpoint`]).
 #[derive(Debug, Clone, Default)]
 struct Recurrent {
-    layers: Vec<RecurrentLayer>,
+    layers: Layers,
     /// `(token count, state then)`, ascending token counts, at most `max_checkpoints`.
-    checkpoints: Vec<(usize, Vec<RecurrentLayer>)>,
+    checkpoints: Vec<(usize, Layers)>,
     /// How many checkpoints are kept ([`KvCache::set_max_checkpoints`]).
     max_checkpoints: usize,
 }
 
 impl Recurrent {
     fn zero(&mut self) {
-        for l in &mut self.layers {
-            l.conv.iter_mut().for_each(|v| *v = 0.0);
-            l.state.iter_mut().for_each(|v| *v = 0.0);
-        }
+        self.layers.zero();
         self.checkpoints.clear();
     }
 
@@ -169,7 +251,7 @@ impl Recurrent {
     }
 
     fn bytes(&self) -> usize {
-        let one = |ls: &[RecurrentLayer]| ls.iter().map(|l| (l.conv.len() + l.state.len()) * 4).sum::<usize>();
+        let one = |ls: &Layers| ls.shapes().iter().map(|(c, s)| (c + s) * 4).sum::<usize>();
         one(&self.layers) + self.checkpoints.iter().map(|(_, c)| one(c)).sum::<usize>()
     }
 }
@@ -256,8 +338,21 @@ impl KvCache {
     /// state values)`.
     pub fn with_recurrent(mut self, shapes: &[(usize, usize)]) -> Self {
         let layers = shapes.iter().map(|&(c, s)| RecurrentLayer { conv: vec![0.0; c], state: vec![0.0; s] }).collect();
-        self.recurrent = Some(Recurrent { layers, checkpoints: Vec::new(), max_checkpoints: MAX_RECURRENT_CHECKPOINTS });
+        self.recurrent = Some(Recurrent { layers: Layers::Host(layers), checkpoints: Vec::new(), max_checkpoints: MAX_RECURRENT_CHECKPOINTS });
         self
+    }
+
+    /// [`KvCache::with_recurrent`] with the state in device buffers on the cache's device (a
+    /// model whose recurrence runs there; see [`DeviceRecurrentLayer`]).
+    pub fn with_device_recurrent(mut self, shapes: &[(usize, usize)]) -> Self {
+        let layers = shapes.iter().map(|&(c, s)| DeviceRecurrentLayer { conv: Tensor::zeros([c], &self.device), state: Tensor::zeros([s], &self.device) }).collect();
+        self.recurrent = Some(Recurrent { layers: Layers::Device(layers), checkpoints: Vec::new(), max_checkpoints: MAX_RECURRENT_CHECKPOINTS });
+        self
+    }
+
+    /// Whether the recurrent state lives in device buffers ([`KvCache::with_device_recurrent`]).
+    pub fn has_device_recurrent(&self) -> bool {
+        matches!(self.recurrent.as_ref().map(|r| &r.layers), Some(Layers::Device(_)))
     }
 
     /// Sets how many turn-boundary checkpoints of the recurrent state are kept (default
@@ -282,8 +377,22 @@ impl KvCache {
         if self.pass.is_none() {
             return Err(Error::Backend { reason: "recurrent state used outside a pass".into() });
         }
-        match self.recurrent.as_mut() {
-            Some(r) => Ok(&mut r.layers),
+        match self.recurrent.as_mut().map(|r| &mut r.layers) {
+            Some(Layers::Host(ls)) => Ok(ls),
+            Some(Layers::Device(_)) => Err(Error::Backend { reason: "this cache holds its recurrent state on the device".into() }),
+            None => Err(Error::Backend { reason: "this cache has no recurrent state".into() }),
+        }
+    }
+
+    /// The device-resident recurrent layers, for the model's pass to replace (only during a
+    /// pass; see [`DeviceRecurrentLayer`]).
+    pub fn device_recurrent_layers(&mut self) -> Result<&mut [DeviceRecurrentLayer]> {
+        if self.pass.is_none() {
+            return Err(Error::Backend { reason: "recurrent state used outside a pass".into() });
+        }
+        match self.recurrent.as_mut().map(|r| &mut r.layers) {
+            Some(Layers::Device(ls)) => Ok(ls),
+            Some(Layers::Host(_)) => Err(Error::Backend { reason: "this cache holds its recurrent state on the host".into() }),
             None => Err(Error::Backend { reason: "this cache has no recurrent state".into() }),
         }
     }
@@ -307,9 +416,10 @@ impl KvCache {
         r.trim_checkpoints();
     }
 
-    /// The recurrent layers' current state (`None` for a plain transformer).
-    pub fn recurrent_state(&self) -> Option<&[RecurrentLayer]> {
-        self.recurrent.as_ref().map(|r| r.layers.as_slice())
+    /// A copy of the recurrent layers' current state (`None` for a plain transformer); read back
+    /// from the device when it lives there.
+    pub fn recurrent_state(&self) -> Result<Option<Vec<RecurrentLayer>>> {
+        self.recurrent.as_ref().map(|r| r.layers.to_host()).transpose()
     }
 
     /// Token counts of the recurrent checkpoints held (ascending).
@@ -695,12 +805,15 @@ impl KvCache {
     }
 
     /// A copy of the recurrent state and its checkpoints (`None` for a plain transformer, or
-    /// while the buffers are released: nothing is cached then). Not during a pass.
+    /// while the buffers are released: nothing is cached then). Not during a pass. Device-resident
+    /// state is read back here (a session file is written between turns, never per token).
     pub fn recurrent_snapshot(&self) -> Result<Option<RecurrentSnapshot>> {
         if self.pass.is_some() {
             return Err(Error::Backend { reason: "recurrent snapshot during a pass".into() });
         }
-        Ok(self.recurrent.as_ref().filter(|_| !self.released && self.len > 0).map(|r| RecurrentSnapshot { layers: r.layers.clone(), checkpoints: r.checkpoints.clone() }))
+        let Some(r) = self.recurrent.as_ref().filter(|_| !self.released && self.len > 0) else { return Ok(None) };
+        let checkpoints = r.checkpoints.iter().map(|(p, ls)| Ok((*p, ls.to_host()?))).collect::<Result<Vec<_>>>()?;
+        Ok(Some(RecurrentSnapshot { layers: r.layers.to_host()?, checkpoints }))
     }
 
     /// Puts back the recurrent state of a session file, after [`KvCache::restore`] put back its
@@ -722,7 +835,7 @@ impl KvCache {
             (None, Some(_)) => return fail(self, "recurrent state for a model that has none".into()),
             (Some(r), Some(s)) => (r, s),
         };
-        let want: Vec<(usize, usize)> = r.layers.iter().map(|l| (l.conv.len(), l.state.len())).collect();
+        let want: Vec<(usize, usize)> = r.layers.shapes();
         let fits = |ls: &[RecurrentLayer]| ls.len() == want.len() && ls.iter().zip(&want).all(|(l, &(c, s))| l.conv.len() == c && l.state.len() == s);
         if !fits(&snap.layers) || !snap.checkpoints.iter().all(|(_, ls)| fits(ls)) {
             return fail(self, "recurrent state shapes differ from the model's".into());
@@ -735,9 +848,10 @@ impl KvCache {
         if !all_finite {
             return fail(self, "recurrent state holds non-finite values".into());
         }
+        let device = self.device.clone();
         if let Some(r) = self.recurrent.as_mut() {
-            r.layers.clone_from(&snap.layers);
-            r.checkpoints.clone_from(&snap.checkpoints);
+            r.layers = r.layers.like(&snap.layers, &device);
+            r.checkpoints = snap.checkpoints.iter().map(|(p, ls)| (*p, r.layers.like(ls, &device))).collect();
         }
         Ok(())
     }
@@ -1013,7 +1127,7 @@ mod tests {
         c.set_max_checkpoints(3);
         assert_eq!(c.checkpoints(), vec![2, 10, 12]);
         assert_eq!(c.rewind(9), 2);
-        assert_eq!(c.recurrent_state().unwrap()[0].state, vec![2.0]);
+        assert_eq!(c.recurrent_state().unwrap().unwrap()[0].state, vec![2.0]);
         // Capped at the limit.
         let mut c = recurrent_cache(1000, 0);
         c.set_max_checkpoints(1000);

@@ -112,9 +112,28 @@ fn check(pref: BackendPreference, limit: usize) {
 /// session goes back to the turn-boundary checkpoint and prefills from there, not from 0.
 #[test]
 fn qwen35_follow_up_turns_equal_a_fresh_session() {
+    follow_up_turns(BackendPreference::Cpu);
+}
+
+/// The sessions over a state that cannot be trimmed on the GPU backend, where the DeltaNet
+/// state lives in device buffers and a checkpoint is a handle to them: follow-up turns (the
+/// turn-boundary checkpoint reused), a turn cancelled mid-answer, and a session file (the
+/// device state read back at save, uploaded at restore) — each as on the CPU.
+#[test]
+fn gpu_qwen35_sessions_reuse_checkpoints_cancel_and_save() {
+    if std::env::var("EDGEWISE_GPU_TESTS").as_deref() != Ok("1") {
+        eprintln!("SKIPPED: gpu_qwen35_sessions_reuse_checkpoints_cancel_and_save (set EDGEWISE_GPU_TESTS=1)");
+        return;
+    }
+    follow_up_turns(BackendPreference::Gpu);
+    cancel_mid_answer(BackendPreference::Gpu);
+    session_file_round_trip(BackendPreference::Gpu);
+}
+
+fn follow_up_turns(pref: BackendPreference) {
     let Some(path) = model() else { return };
     let (_, cases) = golden();
-    let e = load(&path, BackendPreference::Cpu).unwrap();
+    let e = load(&path, pref).unwrap();
     let cfg = SessionConfig { max_context: 512, prefill_chunk: 64, ..Default::default() };
     let first = ids(&cases[5]["prompt_token_ids"]);
     let more = e.tokenizer().encode(" Then the tide turned, and the lamps went out one by one.", false).unwrap();
@@ -204,15 +223,19 @@ fn qwen35_state_checkpoints_are_configurable() {
 /// typed error.)
 #[test]
 fn qwen35_session_file_round_trip_keeps_state_and_checkpoints() {
+    session_file_round_trip(BackendPreference::Cpu);
+}
+
+fn session_file_round_trip(pref: BackendPreference) {
     let Some(path) = model() else { return };
     let (_, cases) = golden();
-    let e = load(&path, BackendPreference::Cpu).unwrap();
+    let e = load(&path, pref).unwrap();
     let cfg = SessionConfig { max_context: 512, prefill_chunk: 64, ..Default::default() };
     let first = ids(&cases[5]["prompt_token_ids"]);
     let more = e.tokenizer().encode(" Then the tide turned, and the lamps went out one by one.", false).unwrap();
     let mut s = e.new_session(cfg.clone()).unwrap();
     let answer = s.generate_from(first.clone(), &greedy(12), &mut |_| true).unwrap().token_ids;
-    let file = std::env::temp_dir().join(format!("edgewise-qwen35-session-{}.ewsession", std::process::id()));
+    let file = std::env::temp_dir().join(format!("edgewise-qwen35-session-{}-{pref:?}.ewsession", std::process::id()));
     s.save(&file).unwrap();
     let mut r = e.restore_session(&file).unwrap();
     assert_eq!(r.cached_tokens(), s.cached_tokens());
@@ -244,9 +267,13 @@ fn qwen35_session_file_round_trip_keeps_state_and_checkpoints() {
 /// equals a fresh session's.
 #[test]
 fn qwen35_cancel_mid_answer_goes_back_to_the_end_of_the_last_answer() {
+    cancel_mid_answer(BackendPreference::Cpu);
+}
+
+fn cancel_mid_answer(pref: BackendPreference) {
     let Some(path) = model() else { return };
     let (_, cases) = golden();
-    let e = load(&path, BackendPreference::Cpu).unwrap();
+    let e = load(&path, pref).unwrap();
     let cfg = SessionConfig { max_context: 512, prefill_chunk: 64, ..Default::default() };
     let first = ids(&cases[5]["prompt_token_ids"]);
     let tok = e.tokenizer();

@@ -35,7 +35,7 @@ pub fn is_wgpu(device: &burn::tensor::Device) -> bool {
     cube_of(device).is_ok()
 }
 
-fn cube<const D: usize>(t: BurnTensor<D>, what: &str) -> Result<CubeTensor> {
+pub(crate) fn cube<const D: usize>(t: BurnTensor<D>, what: &str) -> Result<CubeTensor> {
     let c = t.try_into_primitive::<Wgpu>().map_err(|e| Error::Backend { reason: format!("{what} needs a wgpu tensor: {e:?}") })?;
     if c.dtype != DType::F32 {
         return Err(Error::Backend { reason: format!("{what} needs f32, got {:?}", c.dtype) });
@@ -43,12 +43,12 @@ fn cube<const D: usize>(t: BurnTensor<D>, what: &str) -> Result<CubeTensor> {
     Ok(c)
 }
 
-fn output<const D: usize>(like: &CubeTensor, dims: [usize; D]) -> CubeTensor {
+pub(crate) fn output<const D: usize>(like: &CubeTensor, dims: [usize; D]) -> CubeTensor {
     let bytes = dims.iter().product::<usize>() * 4;
     CubeTensor::new_contiguous(like.client.clone(), like.device.clone(), Shape::new(dims), like.client.empty(bytes), DType::F32)
 }
 
-fn wrap<const D: usize>(t: CubeTensor) -> BurnTensor<D> {
+pub(crate) fn wrap<const D: usize>(t: CubeTensor) -> BurnTensor<D> {
     BurnTensor::<D>::from_primitive::<Wgpu>(t)
 }
 

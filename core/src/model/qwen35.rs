@@ -10,8 +10,8 @@
 //! cache, SwiGLU), its own DeltaNet step, and the recurrent state kept in the session's
 //! [`KvCache`] ([`KvCache::with_recurrent`]), which cannot be cut back to an arbitrary position
 //! (a session rewinds to a turn-boundary checkpoint or prefills again). On the GPU backend
-//! (wgpu) the products, norms, attention and MLP run on the device, and the DeltaNet layers'
-//! conv and recurrence run on the host over the same state ([`gpu`]).
+//! (wgpu) everything runs on the device ([`gpu`]), the DeltaNet layers' conv and recurrence in
+//! one kernel per layer over the state in device buffers ([`delta_gpu`]).
 //!
 //! LoRA adapters (`crate::lora`) apply where llama.cpp's graph runs `build_lora_mm`: the
 //! attention layers' q (the fused query + gate rows), k, v and output, the DeltaNet layers'
@@ -42,6 +42,8 @@ use crate::{Error, Result};
 
 #[path = "qwen35_gpu.rs"]
 mod gpu;
+#[path = "qwen35_delta_gpu.rs"]
+mod delta_gpu;
 
 /// The registry entry. `from_gguf` describes the attention layers (what `inspect` and the
 /// engine's info show); the model itself is built by [`build`].
@@ -260,6 +262,10 @@ pub(crate) enum Fault {
     NoAttnGate,
     /// The chunked prefill leaves out the decay between the tokens of a chunk.
     NoChunkDecay,
+    /// The DeltaNet's beta gate left out (`β = 1`), on either backend.
+    NoBeta,
+    /// The DeltaNet's conv state not rolled (a pass leaves the old one), on either backend.
+    NoConvRoll,
 }
 
 #[derive(Debug)]
@@ -291,6 +297,8 @@ struct DeltaLayer {
     out: Linear,
     /// Index among the DeltaNet layers (the cache's recurrent layer).
     slot: usize,
+    /// The conv, gate and norm weights on the device, for the GPU DeltaNet kernel.
+    dev: Option<delta_gpu::DeltaWeights>,
 }
 
 #[derive(Debug)]
@@ -320,6 +328,11 @@ pub struct Qwen35 {
     n_delta: usize,
     /// Where the weights, norms and KV cache live: the CPU, or the wgpu device ([`gpu`]).
     device: burn::tensor::Device,
+    /// On the device: the DeltaNet layers' shape when their conv and recurrence run there
+    /// ([`delta_gpu`]), with the recurrent state in device buffers; `None` on the CPU, for
+    /// shapes the kernel does not take, and with `EDGEWISE_GPU_DELTA_HOST=1` (then the GPU pass
+    /// runs them on the host, as before the kernel).
+    delta_device: Option<delta_gpu::DeltaShape>,
     #[cfg(test)]
     fault: Fault,
 }
@@ -373,23 +386,28 @@ impl Qwen35 {
         let lin = |id| Linear::load(src, id, mode, &device);
         let norm = |id| RmsNorm::load(src, id, eps, &device);
         let floats = |id| src.raw(id)?.to_f32();
+        let on_gpu = device != crate::backend::cpu_device();
         let (mut n_attn, mut n_delta) = (0, 0);
         let mut layers = Vec::with_capacity(cfg.recurrent.len());
         for (layer, &rec) in cfg.recurrent.iter().enumerate() {
             let blk = |name| WeightId::Block { layer, name };
             let mixer = if rec {
                 n_delta += 1;
+                let (conv, dt_bias, a, norm) = (floats(blk(CONV))?, floats(blk(DT))?, floats(blk(A))?, norm(blk(NORM))?);
+                let up = |v: &[f32]| burn::tensor::Tensor::<1>::from_data(burn::tensor::TensorData::new(v.to_vec(), [v.len()]), &device);
+                let dev = on_gpu.then(|| delta_gpu::DeltaWeights { conv: up(&conv), dt_bias: up(&dt_bias), a: up(&a), norm: norm.parts().0.clone() });
                 Mixer::Delta(DeltaLayer {
                     qkv: lin(blk(QKV))?,
                     gate: lin(blk(GATE))?,
                     beta: lin(blk(BETA))?,
                     alpha: lin(blk(ALPHA))?,
-                    conv: floats(blk(CONV))?,
-                    dt_bias: floats(blk(DT))?,
-                    a: floats(blk(A))?,
-                    norm: norm(blk(NORM))?,
+                    conv,
+                    dt_bias,
+                    a,
+                    norm,
                     out: lin(blk(OUT))?,
                     slot: n_delta - 1,
+                    dev,
                 })
             } else {
                 n_attn += 1;
@@ -416,6 +434,12 @@ impl Qwen35 {
         let head_id = if src.has(WeightId::Output) { WeightId::Output } else { WeightId::TokenEmbedding };
         let lm_head = LmHead::load(src, head_id, mode, max_buffer, &device)?;
         let embedding = src.shared(WeightId::TokenEmbedding)?;
+        let shape = delta_gpu::DeltaShape { k_heads: cfg.k_heads, v_heads: cfg.v_heads, head: cfg.head_k, conv_kernel: cfg.conv_kernel, eps };
+        let host_delta = std::env::var_os("EDGEWISE_GPU_DELTA_HOST").is_some_and(|v| v != "0");
+        let delta_device = (on_gpu && !host_delta && cfg.head_v == cfg.head_k && shape.supported()).then_some(shape);
+        if on_gpu && delta_device.is_none() {
+            log::info!("qwen35: the DeltaNet conv and recurrence run on the host (head size {}, EDGEWISE_GPU_DELTA_HOST {})", cfg.head_k, if host_delta { "set" } else { "unset" });
+        }
         Ok(Self {
             cfg,
             layers,
@@ -425,6 +449,7 @@ impl Qwen35 {
             n_attn,
             n_delta,
             device,
+            delta_device,
             #[cfg(test)]
             fault: Fault::None,
         })
@@ -433,6 +458,21 @@ impl Qwen35 {
     /// The configuration.
     pub fn config(&self) -> &Qwen35Config {
         &self.cfg
+    }
+
+    /// A cache with the recurrent state on the device (`device_state`, for the GPU DeltaNet
+    /// kernel) or on the host; [`CausalLm::new_cache`] picks the model's own. On the GPU a
+    /// host-state cache runs the DeltaNet on the host (the comparisons of the tests and the
+    /// timing bench).
+    pub(crate) fn new_cache_with(&self, max_context: usize, max_chunk: usize, device_state: bool) -> Result<KvCache> {
+        let c = &self.cfg.base;
+        let layout = CacheLayout { layer_windows: vec![None; self.n_attn], kv_heads: c.num_key_value_heads, head_dim: c.head_dim, max_context, max_chunk };
+        let shapes = vec![self.cfg.state_shape(); self.n_delta];
+        let cache = KvCache::new(layout, &self.device)?;
+        if device_state && self.delta_device.is_none() {
+            return Err(backend("this model runs the DeltaNet on the host"));
+        }
+        Ok(if device_state { cache.with_device_recurrent(&shapes) } else { cache.with_recurrent(&shapes) })
     }
 
     #[cfg(test)]
@@ -629,7 +669,9 @@ impl Qwen35 {
         }
         // The new conv state: the last kernel − 1 rows of [state, x].
         let rows: Vec<f32> = (n..n + kk - 1).flat_map(|r| (0..ch).map(move |c| (r, c))).map(|(r, c)| input(r, c)).collect();
-        conv_state.copy_from_slice(&rows);
+        if fault != Fault::NoConvRoll {
+            conv_state.copy_from_slice(&rows);
+        }
         // Per token: q, k L2-normalised per head (ggml: x / sqrt(Σx² + eps)), q scaled by 1/sqrt(S_k).
         let q_scale = 1.0 / (sk as f32).sqrt();
         for row in mixed.chunks_exact_mut(ch) {
@@ -645,7 +687,7 @@ impl Qwen35 {
         }
         // Per token and value head: the log decay g = softplus(α + dt)·a and β = sigmoid(b).
         let g: Vec<f32> = alpha.iter().enumerate().map(|(i, &x)| softplus(x + l.dt_bias[i % hv]) * l.a[i % hv]).collect();
-        let b: Vec<f32> = beta.iter().map(|&x| sigmoid(x)).collect();
+        let b: Vec<f32> = beta.iter().map(|&x| if fault == Fault::NoBeta { 1.0 } else { sigmoid(x) }).collect();
         // The delta rule per value head, heads in parallel; value head h reads key head h % H_k
         // (llama.cpp repeats the key heads tiled). Each head's output is [n, S_v], back to back.
         let mut heads_out = vec![0f32; hv * n * sv];
@@ -799,10 +841,7 @@ impl CausalLm for Qwen35 {
     }
 
     fn new_cache(&self, max_context: usize, max_chunk: usize) -> Result<KvCache> {
-        let c = &self.cfg.base;
-        let layout = CacheLayout { layer_windows: vec![None; self.n_attn], kv_heads: c.num_key_value_heads, head_dim: c.head_dim, max_context, max_chunk };
-        let shapes = vec![self.cfg.state_shape(); self.n_delta];
-        Ok(KvCache::new(layout, &self.device)?.with_recurrent(&shapes))
+        self.new_cache_with(max_context, max_chunk, self.delta_device.is_some())
     }
 
     fn vocab_size(&self) -> usize {
@@ -1069,7 +1108,7 @@ mod tests {
             for c in prompt.chunks(chunk) {
                 logits = m.forward(c, &mut cache).unwrap();
             }
-            (logits, cache.recurrent_state().unwrap().to_vec())
+            (logits, cache.recurrent_state().unwrap().unwrap())
         };
         let compare = |(l1, s1): &(Vec<f32>, Vec<RecurrentLayer>), (l2, s2): &(Vec<f32>, Vec<RecurrentLayer>)| {
             let dl = l1.iter().zip(l2).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -1100,20 +1139,189 @@ mod tests {
     #[test]
     fn rewind_restores_a_checkpoint_or_starts_over() {
         let Some(file) = synth() else { return };
-        let m = load(&file, Fault::None);
+        rewind_check(&load(&file, Fault::None));
+    }
+
+    /// [`rewind_restores_a_checkpoint_or_starts_over`] on `m`'s own cache (on the GPU: the state
+    /// in device buffers, a checkpoint a handle to the buffers of that moment).
+    fn rewind_check(m: &Qwen35) {
         let prompt = ids(&cases()[5]["prompt_token_ids"]);
         let mut cache = m.new_cache(prompt.len() + 8, 256).unwrap();
         m.forward(&prompt[..40], &mut cache).unwrap();
-        let at40 = cache.recurrent_state().unwrap().to_vec();
+        let at40 = cache.recurrent_state().unwrap().unwrap();
         cache.checkpoint();
         m.forward(&prompt[40..60], &mut cache).unwrap();
-        assert_ne!(cache.recurrent_state().unwrap(), &at40[..]);
+        assert_ne!(cache.recurrent_state().unwrap().unwrap(), at40);
         assert_eq!(cache.rewind(50), 40);
         assert_eq!(cache.len(), 40);
-        assert_eq!(cache.recurrent_state().unwrap(), &at40[..]);
+        assert_eq!(cache.recurrent_state().unwrap().unwrap(), at40);
         // Below the only checkpoint: nothing is kept.
         assert_eq!(cache.rewind(30), 0);
         assert!(cache.is_empty() && cache.checkpoints().is_empty());
-        assert!(cache.recurrent_state().unwrap().iter().all(|l| l.conv.iter().chain(&l.state).all(|&v| v == 0.0)));
+        assert!(cache.recurrent_state().unwrap().unwrap().iter().all(|l| l.conv.iter().chain(&l.state).all(|&v| v == 0.0)));
+    }
+
+    fn gpu_tests(name: &str) -> bool {
+        let on = std::env::var("EDGEWISE_GPU_TESTS").as_deref() == Ok("1");
+        if !on {
+            eprintln!("SKIPPED: {name} (set EDGEWISE_GPU_TESTS=1)");
+        }
+        on
+    }
+
+    /// The synthesized model on the wgpu device with weights in `mode`.
+    fn gpu_model(file: &Arc<GgufFile>, mode: WeightMode) -> Qwen35 {
+        let w = GgufWeights::new(file.clone());
+        let vocab = w.raw(WeightId::TokenEmbedding).unwrap().rows;
+        let (device, info) = crate::backend::gpu().unwrap();
+        let max_buffer = info.max_storage_binding.saturating_sub(1 << 20).max(1 << 20);
+        let m = gpu::load_on(config(file.metadata(), vocab).unwrap(), &w, mode, &device, max_buffer).unwrap();
+        assert_ne!(m.device, crate::backend::cpu_device());
+        m
+    }
+
+    /// Logits of every pass and the recurrent state after them.
+    type Trace = (Vec<Vec<f32>>, Vec<RecurrentLayer>);
+
+    /// `prompt` in passes of `chunk`, then `decode` more tokens one by one, on a cache with the
+    /// recurrent state on the device or on the host.
+    fn trace(m: &Qwen35, prompt: &[u32], chunk: usize, decode: &[u32], device_state: bool) -> Trace {
+        let mut cache = m.new_cache_with(prompt.len() + decode.len() + 1, chunk, device_state).unwrap();
+        assert_eq!(cache.has_device_recurrent(), device_state);
+        let mut logits = Vec::new();
+        for c in prompt.chunks(chunk) {
+            logits.push(m.forward(c, &mut cache).unwrap());
+        }
+        let last_prefill = logits.len() - 1;
+        let mut out = vec![logits.swap_remove(last_prefill)];
+        for &t in decode {
+            out.push(m.forward(&[t], &mut cache).unwrap());
+        }
+        (out, cache.recurrent_state().unwrap().unwrap())
+    }
+
+    /// (max |Δlogit| over the compared passes, max relative |Δstate|).
+    fn trace_diff(a: &Trace, b: &Trace) -> (f32, f32) {
+        let dl = a.0.iter().zip(&b.0).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0f32, f32::max);
+        let mut ds = 0f32;
+        for (x, y) in a.1.iter().zip(&b.1) {
+            for (p, q) in x.conv.iter().chain(&x.state).zip(y.conv.iter().chain(&y.state)) {
+                ds = ds.max((p - q).abs() / (1.0 + p.abs()));
+            }
+        }
+        (dl, ds)
+    }
+
+    /// The GPU DeltaNet kernel (conv, SiLU, L2 norms, gates, token-serial delta rule, gated
+    /// norm; state in device buffers) against the GPU pass that runs the same layers on the
+    /// host (the CPU path's code: chunked solve in prefill) over the same device products (f32
+    /// weights): the 127-token prompt in 64-token passes, then 6 decode steps — the same logits
+    /// and state within f32 rounding. The kernel without the beta gate, without rolling the
+    /// conv state, or without the conv state, does not.
+    #[test]
+    fn gpu_delta_kernel_matches_the_host_path_and_wrong_variants_do_not() {
+        if !gpu_tests("gpu_delta_kernel_matches_the_host_path_and_wrong_variants_do_not") {
+            return;
+        }
+        let Some(file) = synth() else { return };
+        let mut m = gpu_model(&file, WeightMode::Dense);
+        assert!(m.delta_device.is_some(), "the synthesized model's DeltaNet should run on the device");
+        let prompt = ids(&cases()[5]["prompt_token_ids"]);
+        assert!(prompt.len() > 64);
+        let decode = &prompt[..6];
+        let host = trace(&m, &prompt, 64, decode, false);
+        let dev = trace(&m, &prompt, 64, decode, true);
+        let (dl, ds) = trace_diff(&host, &dev);
+        eprintln!("gpu DeltaNet kernel vs host: max |Δlogit| {dl:.2e}, max relative |Δstate| {ds:.2e}");
+        assert!(dl < 2e-3 && ds < 1e-4, "{dl} {ds}");
+        for fault in [Fault::NoBeta, Fault::NoConvRoll, Fault::NoConvState] {
+            m.fault = fault;
+            let (dl, ds) = trace_diff(&host, &trace(&m, &prompt, 64, decode, true));
+            eprintln!("  kernel with {fault:?}: max |Δlogit| {dl:.2e}, max relative |Δstate| {ds:.2e}");
+            assert!(dl > 0.1 && ds > 1e-2, "{fault:?}: {dl} {ds}");
+        }
+    }
+
+    /// On the GPU with the DeltaNet kernel: 48 prompt tokens in one pass, in passes of 7 and
+    /// token by token leave the same recurrent state and give the same logits (f32 weights, as
+    /// the CPU test: the int8 activation rounding flips on summation-order differences). The
+    /// variant that does not roll the conv state differs between one pass and passes of 7.
+    #[test]
+    fn gpu_prefill_in_one_pass_equals_token_by_token() {
+        if !gpu_tests("gpu_prefill_in_one_pass_equals_token_by_token") {
+            return;
+        }
+        let Some(file) = synth() else { return };
+        let mut m = gpu_model(&file, WeightMode::Dense);
+        let prompt = &ids(&cases()[5]["prompt_token_ids"])[..48];
+        let one = trace(&m, prompt, prompt.len(), &[], true);
+        for chunk in [1, 7] {
+            let (dl, ds) = trace_diff(&one, &trace(&m, prompt, chunk, &[], true));
+            eprintln!("gpu, passes of {chunk}: max |Δlogit| {dl:.2e}, max relative |Δstate| {ds:.2e}");
+            assert!(dl < 1e-3 && ds < 1e-4, "passes of {chunk}: {dl} {ds}");
+        }
+        m.fault = Fault::NoConvRoll;
+        let (dl, ds) = trace_diff(&trace(&m, prompt, prompt.len(), &[], true), &trace(&m, prompt, 7, &[], true));
+        eprintln!("gpu without rolling the conv state: max |Δlogit| {dl:.2e}, max relative |Δstate| {ds:.2e}");
+        assert!(dl > 0.1 && ds > 1e-2, "{dl} {ds}");
+    }
+
+    /// [`rewind_restores_a_checkpoint_or_starts_over`] with the state in device buffers: a
+    /// checkpoint is a handle to the buffers of that moment, and the passes after it never
+    /// write them.
+    #[test]
+    fn gpu_rewind_restores_a_checkpoint_or_starts_over() {
+        if !gpu_tests("gpu_rewind_restores_a_checkpoint_or_starts_over") {
+            return;
+        }
+        let Some(file) = synth() else { return };
+        let m = gpu_model(&file, WeightMode::QuantizedGpu);
+        assert!(m.new_cache(8, 8).unwrap().has_device_recurrent());
+        rewind_check(&m);
+    }
+
+    /// Decode time on the GPU with the DeltaNet on the device against on the host, interleaved
+    /// step by step in one process (`EDGEWISE_QWEN35_BENCH=path.gguf` for another file than the
+    /// synthesized one; `EDGEWISE_GPU_TESTS=1`):
+    /// `cargo test --release --workspace --lib -- --ignored gpu_delta_decode_timing --nocapture`.
+    #[test]
+    #[ignore]
+    fn gpu_delta_decode_timing() {
+        if !gpu_tests("gpu_delta_decode_timing") {
+            return;
+        }
+        let file = match std::env::var("EDGEWISE_QWEN35_BENCH") {
+            Ok(p) => Arc::new(GgufFile::open(std::path::Path::new(&p)).unwrap()),
+            Err(_) => match synth() {
+                Some(f) => f,
+                None => return,
+            },
+        };
+        let steps: usize = std::env::var("EDGEWISE_QWEN35_BENCH_STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
+        let t = std::time::Instant::now();
+        let m = gpu_model(&file, WeightMode::QuantizedGpu);
+        eprintln!("loaded in {:.1} s", t.elapsed().as_secs_f64());
+        let prompt: Vec<u32> = (0..32u32).map(|i| 1000 + 37 * i).collect();
+        let mut caches: Vec<KvCache> = [false, true].iter().map(|&d| m.new_cache_with(prompt.len() + steps + 2, 64, d).unwrap()).collect();
+        let mut next = Vec::new();
+        for (i, c) in caches.iter_mut().enumerate() {
+            let t = std::time::Instant::now();
+            let l = m.forward(&prompt, c).unwrap();
+            eprintln!("prefill {} tokens, DeltaNet on the {}: {:.1} ms", prompt.len(), ["host", "device"][i], t.elapsed().as_secs_f64() * 1e3);
+            next.push(argmax(&l));
+        }
+        let mut times = [Vec::new(), Vec::new()];
+        for _ in 0..steps {
+            for (i, c) in caches.iter_mut().enumerate() {
+                let t = std::time::Instant::now();
+                let l = m.forward(&[next[i]], c).unwrap();
+                times[i].push(t.elapsed().as_secs_f64() * 1e3);
+                next[i] = argmax(&l);
+            }
+        }
+        for (i, ts) in times.iter_mut().enumerate() {
+            ts.sort_by(f64::total_cmp);
+            eprintln!("decode, DeltaNet on the {}: median {:.1} ms/token, min {:.1}, max {:.1} ({} steps)", ["host", "device"][i], ts[ts.len() / 2], ts[0], ts[ts.len() - 1], ts.len());
+        }
     }
 }

@@ -9,13 +9,13 @@
 //!   248320 × 1024 embedding of the 0.8B is ~200 MiB at Q6_K, over lavapipe's 128 MiB); the
 //!   embedding rows of a pass are looked up on the host, as for the other architectures.
 //!
-//! The DeltaNet layers' four products run on the device; their outputs come back to the host in
-//! one read, where the causal conv, the L2 norms, the gates and the delta rule run on the
-//! session's recurrent state ([`Qwen35::delta_mix`], the CPU path's own code: one step per
-//! token in decode, chunks with the triangular solve in prefill), and the gated output goes back
-//! up for the output projection. So the recurrent state and its checkpoints stay on the host
-//! on both backends (session files and rewinds are the same), at the price of one read-back and
-//! one upload per DeltaNet layer and pass.
+//! The DeltaNet layers' four products run on the device, then one kernel for everything up to
+//! the output projection (causal conv, SiLU, L2 norms, gates, delta rule, gated norm:
+//! [`super::delta_gpu`]) on the recurrent state kept in device buffers by the session's cache
+//! ([`KvCache::with_device_recurrent`]): nothing crosses to the host per layer. A cache with the
+//! state on the host (heads wider than the kernel takes, `EDGEWISE_GPU_DELTA_HOST=1`) runs the
+//! previous form instead: the four outputs read back in one transfer, [`Qwen35::delta_mix`] (the
+//! CPU path's own code) on the host state, the gated output uploaded again.
 //!
 //! Before each product with quantized blocks the activations are rounded as the CPU kernels
 //! (and llama.cpp's) quantize them — 8 bits per value in blocks of 32 with an f32 scale
@@ -177,11 +177,32 @@ impl Qwen35 {
         Act::new(attn).mm_lora(&a.o, lora, il, Proj::O)
     }
 
-    /// A gated DeltaNet layer: its products on the device, the conv and recurrence on the host
-    /// ([`Qwen35::delta_mix`]), the output projection on the device. `hn: [n, d]` -> `[n, d]`.
+    /// A gated DeltaNet layer: its products on the device, then the conv, norms, gates, delta
+    /// rule and gated norm in one kernel on the device state ([`super::delta_gpu`]) when the
+    /// cache holds it there, else on the host ([`Qwen35::delta_mix`]); the output projection on
+    /// the device. `hn: [n, d]` -> `[n, d]`.
     fn delta_net_device(&self, il: usize, l: &super::DeltaLayer, hn: Tensor<2>, cache: &mut KvCache, lora: &DeviceLoraSet) -> Result<Tensor<2>> {
         let [n, _] = hn.dims();
         let mut hn = Act::new(hn);
+        if cache.has_device_recurrent() {
+            let (Some(shape), Some(w)) = (self.delta_device.as_ref(), l.dev.as_ref()) else {
+                return Err(backend("a device DeltaNet state for a model that runs the DeltaNet on the host"));
+            };
+            let flags = match self.fault() {
+                Fault::NoConvState => super::delta_gpu::NO_CONV_STATE,
+                Fault::NoBeta => super::delta_gpu::NO_BETA,
+                Fault::NoConvRoll => super::delta_gpu::NO_CONV_ROLL,
+                _ => 0,
+            };
+            let qkv = hn.mm_lora(&l.qkv, lora, il, Proj::DeltaQkv)?;
+            let z = hn.mm_lora(&l.gate, lora, il, Proj::DeltaZ)?;
+            let beta = hn.mm_lora(&l.beta, lora, il, Proj::DeltaBeta)?;
+            let alpha = hn.mm_lora(&l.alpha, lora, il, Proj::DeltaAlpha)?;
+            let layers = cache.device_recurrent_layers()?;
+            let state = layers.get_mut(l.slot).ok_or_else(|| backend("recurrent layer out of range"))?;
+            let out = super::delta_gpu::delta_net(qkv, z, beta, alpha, w, state, shape, flags)?;
+            return Act::new(out).mm_lora(&l.out, lora, il, Proj::DeltaOut);
+        }
         let parts = vec![
             hn.mm_lora(&l.qkv, lora, il, Proj::DeltaQkv)?,
             hn.mm_lora(&l.gate, lora, il, Proj::DeltaZ)?,
