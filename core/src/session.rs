@@ -128,11 +128,23 @@ pub struct GenerationParams {
     /// What the output must look like: free text (default), or JSON for a schema, a regex match,
     /// a grammar's language ([`crate::structured`]). Compiled before any token is generated.
     pub constraint: OutputConstraint,
+    /// The chat template's `enable_thinking` for chat turns (Qwen 3 / 3.5 read it; `None`: not
+    /// set, the template's default, which thinks). `Some(false)`: the template prints its empty
+    /// `<think>` block and a tool-call answer may not think
+    /// ([`crate::structured::tools::Thinking`]). Other templates ignore it.
+    pub enable_thinking: Option<bool>,
 }
 
 impl Default for GenerationParams {
     fn default() -> Self {
-        Self { sampling: SamplingParams::default(), max_tokens: 256, stop: Vec::new(), ignore_eos: false, constraint: OutputConstraint::Text }
+        Self {
+            sampling: SamplingParams::default(),
+            max_tokens: 256,
+            stop: Vec::new(),
+            ignore_eos: false,
+            constraint: OutputConstraint::Text,
+            enable_thinking: None,
+        }
     }
 }
 
@@ -153,6 +165,19 @@ impl GenerationParams {
         }
         self.constraint.validate()
     }
+}
+
+/// Where the answer to a prompt of `ids` stands on thinking
+/// ([`crate::structured::tools::Thinking::at_prompt_end`]: whether the engine's template thinks,
+/// and the prompt's last tokens), with `max_tokens` to answer.
+pub(crate) fn thinking_after(engine: &Engine, ids: &[u32], max_tokens: usize) -> crate::structured::tools::Thinking {
+    let thinks = engine.template().thinks();
+    let tail = if thinks {
+        engine.tokenizer().decode(&ids[ids.len().saturating_sub(8)..], false).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    crate::structured::tools::Thinking::at_prompt_end(thinks, &tail, max_tokens)
 }
 
 /// Why a generation ended.
@@ -609,7 +634,7 @@ impl Session {
         turn_ids.resize(turns.len(), None);
         let mut dropped = 0;
         let ids = loop {
-            let ids = self.render(&turns, &turn_ids)?;
+            let ids = self.render(&turns, &turn_ids, params.enable_thinking)?;
             let need = ids.len() + 1;
             if need <= self.cfg.max_context {
                 break ids;
@@ -630,17 +655,18 @@ impl Session {
         let mut departure = None;
         if self.cache.is_recurrent() {
             if self.cfg.overflow == OverflowPolicy::DropOldestTurns {
-                anchors.push(self.messages_start(&ids)?);
+                anchors.push(self.messages_start(&ids, params.enable_thinking)?);
             }
             // And where the next turn's rendering will depart from this prompt: a template that
             // renders a past answer differently from how this one is prompted (Qwen 3.5 drops the
             // thinking block of earlier answers) departs before this prompt's end.
-            departure = self.next_turn_departure(&turns, &turn_ids, &ids);
+            departure = self.next_turn_departure(&turns, &turn_ids, &ids, params.enable_thinking);
         }
-        // The tool choice constrains the answer unless the caller set a constraint.
-        let budget = crate::structured::tools::think_budget_for(self.engine.template().thinks(), params.max_tokens);
+        // The tool choice constrains the answer unless the caller set a constraint; a model that
+        // thinks may think first, as the prompt's end says (thinking on, off, or already open).
+        let thinking = thinking_after(&self.engine, &ids, params.max_tokens);
         let tool_constraint =
-            self.tools.as_ref().filter(|_| params.constraint.is_text()).map(|t| t.constraint_for_model(format, budget));
+            self.tools.as_ref().filter(|_| params.constraint.is_text()).map(|t| t.constraint_for_model(format, thinking));
         let mut g = match tool_constraint {
             Some(constraint) => self.generate(ids, &GenerationParams { constraint, ..params.clone() }, cancel, sink, &anchors, departure)?,
             None => self.generate(ids, params, cancel, sink, &anchors, departure)?,
@@ -652,7 +678,7 @@ impl Session {
         }
         if let Some(t) = &self.tools {
             if g.valid != Some(false) {
-                g.tool_calls = t.parse_calls_for(format, &g.text, self.tool_turns);
+                g.tool_calls = t.parse_calls_thinking(format, thinking, &g.text, self.tool_turns);
             }
             self.tool_turns += 1;
         }
@@ -677,8 +703,8 @@ impl Session {
     /// tokens it shares with the rendering of a single empty user message — the system prompt
     /// (and tool block) and what the template puts before the first message. A conversation
     /// whose oldest turns were dropped shares them too.
-    fn messages_start(&self, ids: &[u32]) -> Result<usize> {
-        let probe = self.render(&[ChatMessage { role: Role::User, content: String::new() }], &[None])?;
+    fn messages_start(&self, ids: &[u32], thinking: Option<bool>) -> Result<usize> {
+        let probe = self.render(&[ChatMessage { role: Role::User, content: String::new() }], &[None], thinking)?;
         Ok(ids.iter().zip(&probe).take_while(|(a, b)| a == b).count())
     }
 
@@ -686,17 +712,25 @@ impl Session {
     /// `ids` (the rendering of `turns` with the generation prompt): the prompt's length for
     /// templates that render a past answer as it was prompted, less for those that do not.
     /// `None` where that rendering fails (the turn goes on without this checkpoint).
-    fn next_turn_departure(&self, turns: &[ChatMessage], turn_ids: &[Option<Vec<u32>>], ids: &[u32]) -> Option<usize> {
+    fn next_turn_departure(
+        &self,
+        turns: &[ChatMessage],
+        turn_ids: &[Option<Vec<u32>>],
+        ids: &[u32],
+        thinking: Option<bool>,
+    ) -> Option<usize> {
         let mut next = turns.to_vec();
         next.push(ChatMessage { role: Role::Assistant, content: "x".into() });
         next.push(ChatMessage { role: Role::User, content: "y".into() });
         let mut next_ids = turn_ids.to_vec();
         next_ids.resize(next.len(), None);
-        let probe = self.render(&next, &next_ids).ok()?;
+        let probe = self.render(&next, &next_ids, thinking).ok()?;
         Some(ids.iter().zip(&probe).take_while(|(a, b)| a == b).count())
     }
 
-    fn render(&self, turns: &[ChatMessage], turn_ids: &[Option<Vec<u32>>]) -> Result<Vec<u32>> {
+    /// The conversation `turns` as the prompt's token ids, the template rendered with
+    /// `enable_thinking` = `thinking` where set ([`GenerationParams::enable_thinking`]).
+    fn render(&self, turns: &[ChatMessage], turn_ids: &[Option<Vec<u32>>], thinking: Option<bool>) -> Result<Vec<u32>> {
         let mut msgs = Vec::with_capacity(turns.len() + 1);
         let mut known: Vec<Option<&[u32]>> = Vec::with_capacity(turns.len() + 1);
         // The built-in format describes the tools in the system prompt; a template that takes
@@ -721,7 +755,13 @@ impl Session {
         known.extend(turn_ids.iter().map(Option::as_deref));
         // One BOS, template text parsed for control tokens, message text encoded as typed (a user
         // who types `<end_of_turn>` cannot forge a turn boundary).
-        self.engine.template().encode_known(self.engine.tokenizer(), &msgs, template_tools.as_ref(), true, &known)
+        self.engine.template().with_thinking(thinking).encode_known(
+            self.engine.tokenizer(),
+            &msgs,
+            template_tools.as_ref(),
+            true,
+            &known,
+        )
     }
 
     /// Feeds `ids` after what is cached and returns the logits of positions `first..` of them

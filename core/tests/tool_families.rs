@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use edgewise_core::backend::BackendPreference;
 use edgewise_core::engine::{Engine, EngineConfig};
 use edgewise_core::session::{GenerationParams, SessionConfig};
-use edgewise_core::structured::tools::{ToolChoice, ToolFormat, ToolResult, Tools};
+use edgewise_core::structured::tools::{Thinking, ToolChoice, ToolFormat, ToolResult, Tools};
 use edgewise_core::tokenizer::Role;
 use serde_json::{json, Value};
 
@@ -46,7 +46,10 @@ fn check_family(name: &str, want: ToolFormat) {
     t.choice = ToolChoice::Required;
     s.set_tools(Some(t.clone())).unwrap();
     let user = "Add two apples to my cart, please.";
-    let g = s.chat(user, &GenerationParams::greedy(160), &mut |_| true).unwrap();
+    // Qwen 3 would think first (`qwen3_*thinking*` test that): here the call comes at once.
+    let think_off = e.template().thinks().then_some(false);
+    let greedy = |n| GenerationParams { enable_thinking: think_off, ..GenerationParams::greedy(n) };
+    let g = s.chat(user, &greedy(160), &mut |_| true).unwrap();
     assert_eq!(g.valid, Some(true), "{name}: {:?}", g.text);
     assert!(!g.tool_calls.is_empty(), "{name}: {:?}", g.text);
     if want == ToolFormat::Llama3 {
@@ -79,8 +82,14 @@ fn check_family(name: &str, want: ToolFormat) {
     t.choice = ToolChoice::Auto;
     s.set_tools(Some(t.clone())).unwrap();
     let cached_before = s.cached_tokens();
-    let g2 = s.send_tool_results(&results, &GenerationParams::greedy(24), &mut |_| true).unwrap();
-    assert_eq!(g2.metrics.prefilled_tokens, g2.metrics.prompt_tokens - cached_before, "{name}");
+    let g2 = s.send_tool_results(&results, &greedy(24), &mut |_| true).unwrap();
+    if think_off.is_none() {
+        assert_eq!(g2.metrics.prefilled_tokens, g2.metrics.prompt_tokens - cached_before, "{name}");
+    } else {
+        // Qwen 3's template prints the empty `<think>` block after the generation prompt only,
+        // not in the answered turn: the cache departs there and the answer is prefilled again.
+        assert!(g2.metrics.prefilled_tokens < g2.metrics.prompt_tokens, "{name}");
+    }
     let roles: Vec<Role> = s.history().iter().map(|m| m.role).collect();
     let mut want_roles = vec![Role::User, Role::Assistant];
     want_roles.extend(results.iter().map(|_| Role::Tool));
@@ -96,7 +105,7 @@ fn check_family(name: &str, want: ToolFormat) {
         .collect();
     msgs.push(json!({"role": "assistant", "content": "", "tool_calls": wire_calls}));
     msgs.extend(results.iter().map(|r| json!({"role": "tool", "tool_call_id": r.id, "content": r.content})));
-    let rendered = e.template().render_json(&Value::Array(msgs), t.template_tools().as_ref(), true).unwrap();
+    let rendered = e.template().with_thinking(think_off).render_json(&Value::Array(msgs), t.template_tools().as_ref(), true).unwrap();
     assert_eq!(prompt, rendered, "{name}");
     match want {
         ToolFormat::Hermes => {
@@ -122,7 +131,7 @@ fn check_family(name: &str, want: ToolFormat) {
     // The router's local model (and `edgewise serve`) uses the family's format too: the same
     // first answer as the session, and a conversation in OpenAI form (calls, `tool` results).
     use edgewise_core::router::{ChatMessage, ChatRequest, LocalEngine, LocalModel, StructuredRequest};
-    let local = LocalEngine::new(e.clone(), SessionConfig { max_context: 2048, ..Default::default() }, GenerationParams::greedy(160)).unwrap();
+    let local = LocalEngine::new(e.clone(), SessionConfig { max_context: 2048, ..Default::default() }, greedy(160)).unwrap();
     let mut t = tools();
     t.choice = ToolChoice::Required;
     let out = StructuredRequest { tools: Some(t), ..Default::default() };
@@ -176,62 +185,71 @@ fn a_template_without_tools_uses_the_builtin_format() {
     assert!(g.text.starts_with("{\"tool_calls\":[{\"name\":\"get_weather\""), "{:?}", g.text);
 }
 
+fn load_qwen3() -> Option<Engine> {
+    let path = model("qwen3-tools")?;
+    Some(Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap())
+}
+
+/// Whether the compiled constraint `c` accepts `text` (tokenized by `e`'s tokenizer) as a whole
+/// answer.
+fn accepts(e: &Engine, c: &edgewise_core::structured::OutputConstraint, text: &str) -> bool {
+    let mut k = e.constraint_compiler().unwrap().compile(c).unwrap().unwrap();
+    let ids = e.tokenizer().encode(text, false).unwrap();
+    for (i, &id) in ids.iter().enumerate() {
+        if let Err(err) = k.commit(id) {
+            if std::env::var_os("DEBUG_ACCEPT").is_some() {
+                eprintln!("rejected at token {i} {:?}: {err}", e.tokenizer().decode(&ids[..=i], false).unwrap());
+            }
+            return false;
+        }
+    }
+    k.is_accepting()
+}
+
+const THINK: &str = "<think>\nThe user wants apples, so I should call add_to_cart with qty 2.\n</think>\n\n";
+const CALL: &str = "<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": {\"item\": \"apple\", \"qty\": 2}}\n</tool_call>";
+const BAD_CALLS: [&str; 4] = [
+    "<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": {\"item\": \"apple\", \"qty\": 99}}\n</tool_call>",
+    "<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": {\"item\": \"car\", \"qty\": 2}}\n</tool_call>",
+    "<tool_call>\n{\"name\": \"delete_account\", \"arguments\": {}}\n</tool_call>",
+    "<tool_call>\n{\"name\":\"add_to_cart\",\"arguments\":{\"item\":\"apple\",\"qty\":2}}\n</tool_call>",
+];
+/// Thinking that holds `<`: a comparison, the start of the closing tag, a drafted call, a
+/// nested `<think>`.
+const LT_THINK: &str = "<think>\nIs 1 < 2? Yes. </thin is not the end, nor is </think or <think>. I could write <tool_call>\n{\"name\": \"delete_account\"}\n</tool_call> but will not.\n</think>\n\n";
+
 /// Qwen 3 thinks before it answers: under `auto` the answer may open with a `<think>…</think>`
 /// block of free text, and a call after it must name an offered tool with valid arguments (before,
-/// everything after the thinking passed as free text); `required` and a named tool still call at
-/// once. Checked by feeding texts, tokenized by the synthesized qwen3's tokenizer, through the
-/// compiled constraint; then on the model: the budget (half of `max_tokens`) forces `</think>`,
-/// and a call after it is valid.
+/// everything after the thinking passed as free text). Checked by feeding texts, tokenized by the
+/// synthesized qwen3's tokenizer, through the compiled constraint; then on the model: the budget
+/// (half of `max_tokens`) forces `</think>`, and a call after it is valid.
 #[test]
 fn qwen3_thinking_then_a_constrained_call() {
     use edgewise_core::session::StopReason;
-    let Some(path) = model("qwen3-tools") else { return };
-    let e =
-        Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false })
-            .unwrap();
+    let Some(e) = load_qwen3() else { return };
     assert!(e.template().thinks(), "the Qwen 3 template handles <think>");
-    let compiler = e.constraint_compiler().unwrap();
-    let accepts = |c: &edgewise_core::structured::OutputConstraint, text: &str| -> bool {
-        let mut k = compiler.compile(c).unwrap().unwrap();
-        let ids = e.tokenizer().encode(text, false).unwrap();
-        ids.iter().all(|&id| k.commit(id).is_ok()) && k.is_accepting()
-    };
-    let think = "<think>\nThe user wants apples, so I should call add_to_cart with qty 2.\n</think>\n\n";
-    let call = "<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": {\"item\": \"apple\", \"qty\": 2}}\n</tool_call>";
-    let bad_calls = [
-        "<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": {\"item\": \"apple\", \"qty\": 99}}\n</tool_call>",
-        "<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": {\"item\": \"car\", \"qty\": 2}}\n</tool_call>",
-        "<tool_call>\n{\"name\": \"delete_account\", \"arguments\": {}}\n</tool_call>",
-        "<tool_call>\n{\"name\":\"add_to_cart\",\"arguments\":{\"item\":\"apple\",\"qty\":2}}\n</tool_call>",
-    ];
     let mut t = tools();
     t.choice = ToolChoice::Auto;
-    let c = t.constraint_for_model(ToolFormat::Hermes, Some(512));
-    assert!(accepts(&c, &format!("{think}{call}")), "thinking, then a call");
-    assert!(accepts(&c, &format!("{think}{call}\n{call}")), "thinking, then two calls");
-    assert!(accepts(&c, call), "a call without thinking");
-    assert!(accepts(&c, &format!("{think}Sure, two apples are in your cart.")), "thinking, then text");
-    assert!(accepts(&c, "Sure, two apples are in your cart."), "text");
-    assert!(accepts(&c, think.trim_end()), "thinking alone");
-    for bad in bad_calls {
-        assert!(!accepts(&c, &format!("{think}{bad}")), "a bad call after thinking passed");
-        assert!(!accepts(&c, bad), "a bad call passed");
+    let c = t.constraint_for_model(ToolFormat::Hermes, Thinking::May { budget: 512 });
+    assert!(accepts(&e, &c, &format!("{THINK}{CALL}")), "thinking, then a call");
+    assert!(accepts(&e, &c, &format!("{THINK}{CALL}\n{CALL}")), "thinking, then two calls");
+    assert!(accepts(&e, &c, CALL), "a call without thinking");
+    assert!(accepts(&e, &c, &format!("{THINK}Sure, two apples are in your cart.")), "thinking, then text");
+    assert!(accepts(&e, &c, "Sure, two apples are in your cart."), "text");
+    assert!(accepts(&e, &c, THINK.trim_end()), "thinking alone");
+    for bad in BAD_CALLS {
+        assert!(!accepts(&e, &c, &format!("{THINK}{bad}")), "a bad call after thinking passed");
+        assert!(!accepts(&e, &c, &format!("{LT_THINK}{bad}")), "a bad call after thinking with `<` passed");
+        assert!(!accepts(&e, &c, bad), "a bad call passed");
     }
-    assert!(!accepts(&c, "<think>\nno end"), "an unfinished thinking block is not complete");
-    assert!(!accepts(&c, &format!("<think>\n1 < 2\n</think>\n\n{call}")), "`<` inside the thinking (documented)");
+    assert!(!accepts(&e, &c, "<think>\nno end"), "an unfinished thinking block is not complete");
+    assert!(accepts(&e, &c, &format!("{LT_THINK}{CALL}")), "`<` inside the thinking");
     // The budget: past it `</think>` is the only way on.
-    let short = t.constraint_for_model(ToolFormat::Hermes, Some(8));
-    assert!(accepts(&short, &format!("<think>\nOK.\n</think>\n\n{call}")));
-    assert!(!accepts(&short, &format!("{think}{call}")), "a thinking block past its budget passed");
-    // `required` / a named tool: the call comes at once.
-    for choice in [ToolChoice::Required, ToolChoice::Named("add_to_cart".into())] {
-        let mut t = tools();
-        t.choice = choice.clone();
-        let c = t.constraint_for_model(ToolFormat::Hermes, Some(512));
-        assert!(accepts(&c, call) && !accepts(&c, &format!("{think}{call}")), "{choice:?}");
-    }
+    let short = t.constraint_for_model(ToolFormat::Hermes, Thinking::May { budget: 8 });
+    assert!(accepts(&e, &short, &format!("<think>\nOK.\n</think>\n\n{CALL}")));
+    assert!(!accepts(&e, &short, &format!("{THINK}{CALL}")), "a thinking block past its budget passed");
     // The old constraint (no thinking) let anything after a thinking block pass as text.
-    assert!(accepts(&t.constraint_for(ToolFormat::Hermes), &format!("{think}{}", bad_calls[0])));
+    assert!(accepts(&e, &t.constraint_for(ToolFormat::Hermes), &format!("{THINK}{}", BAD_CALLS[0])));
 
     // On the model (random weights; greedy): whatever it opens with, a thinking block ends by its
     // budget (half of max_tokens) and a call is complete and valid.
@@ -248,4 +266,134 @@ fn qwen3_thinking_then_a_constrained_call() {
         assert!(!g.tool_calls.is_empty());
     }
     eprintln!("qwen3 under auto: {} thinking bytes, then {:?}…, {} call(s)", thinking.len(), after.chars().take(24).collect::<String>(), g.tool_calls.len());
+}
+
+/// `required` and a named tool let Qwen 3 think first, then force the call (before, the answer
+/// had to be the call at once: `start: calls`); the thinking may hold `<` (before, it could not:
+/// `[^<]+`); with thinking off (the prompt ends with the template's empty block) the answer may
+/// not think; where the prompt opened the block (Qwen 3.5, thinking-only templates) the answer
+/// starts in it and must close it before the call.
+#[test]
+fn qwen3_thinking_then_a_forced_call() {
+    let Some(e) = load_qwen3() else { return };
+    for choice in [ToolChoice::Required, ToolChoice::Named("add_to_cart".into())] {
+        let mut t = tools();
+        t.choice = choice.clone();
+        let c = t.constraint_for_model(ToolFormat::Hermes, Thinking::May { budget: 512 });
+        assert!(accepts(&e, &c, CALL), "{choice:?}: a call at once");
+        assert!(accepts(&e, &c, &format!("{THINK}{CALL}")), "{choice:?}: thinking, then the call");
+        assert!(accepts(&e, &c, &format!("{LT_THINK}{CALL}")), "{choice:?}: `<` inside the thinking");
+        assert!(accepts(&e, &c, &format!("<think>\n\n</think>\n\n{CALL}")), "{choice:?}: an empty thinking block");
+        assert!(!accepts(&e, &c, THINK.trim_end()), "{choice:?}: thinking without the call");
+        assert!(!accepts(&e, &c, &format!("{THINK}Sure.")), "{choice:?}: thinking, then text");
+        assert!(!accepts(&e, &c, &format!("<think>\nA</think>B</think>\n\n{CALL}")), "{choice:?}: text after `</think>`");
+        assert!(!accepts(&e, &c, &format!("<think>\nno end {CALL}")), "{choice:?}: unfinished thinking");
+        for bad in BAD_CALLS {
+            assert!(!accepts(&e, &c, &format!("{THINK}{bad}")), "{choice:?}: a bad call after thinking passed");
+            assert!(!accepts(&e, &c, &format!("{LT_THINK}{bad}")), "{choice:?}: a bad call after `<` thinking passed");
+        }
+        // The budget holds with `<` in the text too (16 tokens: the synthesized vocabulary
+        // spells `<think>` and `</think>` in three pieces each, which count).
+        let short = t.constraint_for_model(ToolFormat::Hermes, Thinking::May { budget: 16 });
+        assert!(accepts(&e, &short, &format!("<think>\n1 < 2.\n</think>\n\n{CALL}")), "{choice:?}");
+        assert!(!accepts(&e, &short, &format!("{LT_THINK}{CALL}")), "{choice:?}: past the budget");
+        // Thinking off: the call at once, no block of any kind.
+        let off = t.constraint_for_model(ToolFormat::Hermes, Thinking::Off);
+        assert!(accepts(&e, &off, CALL), "{choice:?}");
+        for bad in [format!("{THINK}{CALL}"), format!("<think>\n\n</think>\n\n{CALL}")] {
+            assert!(!accepts(&e, &off, &bad), "{choice:?}: thinking while it is off");
+        }
+        // The prompt opened the block: the answer is thinking, `</think>`, the call.
+        let open = t.constraint_for_model(ToolFormat::Hermes, Thinking::Open { budget: 512 });
+        let inner = LT_THINK.strip_prefix("<think>").unwrap();
+        assert!(accepts(&e, &open, &format!("{inner}{CALL}")), "{choice:?}: open thinking, then the call");
+        assert!(!accepts(&e, &open, CALL), "{choice:?}: an open block must be closed");
+        assert!(!accepts(&e, &open, &format!("{inner}{}", BAD_CALLS[1])), "{choice:?}");
+    }
+    // `auto` with thinking off: text or a call, never a thinking block.
+    let off = tools().constraint_for_model(ToolFormat::Hermes, Thinking::Off);
+    assert!(accepts(&e, &off, "Sure.") && accepts(&e, &off, CALL));
+    assert!(!accepts(&e, &off, &format!("{THINK}{CALL}")), "auto, thinking off: thinking passed");
+}
+
+/// On the model (random weights, sampled with seeds so that some answers think and some do
+/// not) under `required`: every answer is complete, parses and validates; the thinking ends
+/// within its budget; the text after it is exactly the calls as the template prints them (so
+/// nothing of the thinking reached the arguments). Each call's arguments also pass the
+/// independent check used for cloud calls.
+#[test]
+fn qwen3_required_answers_think_then_call() {
+    use edgewise_core::sampling::SamplingParams;
+    let Some(e) = load_qwen3() else { return };
+    let mut t = tools();
+    t.choice = ToolChoice::Required;
+    use edgewise_core::session::StopReason;
+    let (mut thought, mut direct, mut cut) = (0, 0, 0);
+    for seed in 0..12u64 {
+        let mut s = e.new_session(SessionConfig { max_context: 2048, ..Default::default() }).unwrap();
+        s.set_tools(Some(t.clone())).unwrap();
+        let params = GenerationParams {
+            sampling: SamplingParams { temperature: 1.0, seed, ..SamplingParams::default() },
+            max_tokens: 400,
+            ..Default::default()
+        };
+        let g = s.chat("Add two apples to my cart, please.", &params, &mut |_| true).unwrap();
+        if g.stop_reason == StopReason::MaxTokens {
+            // Thinking to the budget, then up to 4 calls: a cut answer says so, never valid.
+            assert_eq!((g.valid, g.tool_calls.len()), (Some(false), 0), "seed {seed}");
+            cut += 1;
+            continue;
+        }
+        assert_eq!(g.valid, Some(true), "seed {seed}: {:?}", g.text);
+        assert!(!g.tool_calls.is_empty(), "seed {seed}: {:?}", g.text);
+        let (thinking, after) = Thinking::May { budget: 200 }.split(&g.text);
+        if thinking.is_some() {
+            thought += 1;
+            // Sampled tokens up to the end of `</think>`: `<think>`, at most 200 of thinking,
+            // and the closing tag (forced after a cut, in up to 8 pieces).
+            let closed = (1..=g.token_ids.len())
+                .find(|&k| e.tokenizer().decode(&g.token_ids[..k], false).unwrap().contains("</think>"))
+                .unwrap_or(usize::MAX);
+            assert!(closed <= 3 + 200 + 8, "seed {seed}: {closed} tokens to the end of the thinking");
+        } else {
+            direct += 1;
+        }
+        let calls: Vec<(String, Value)> = g.tool_calls.iter().map(|c| (c.name.clone(), c.arguments.clone())).collect();
+        assert_eq!(after, Tools::call_text(ToolFormat::Hermes, &calls), "seed {seed}");
+        for c in &g.tool_calls {
+            t.check_call(c).unwrap_or_else(|err| panic!("seed {seed}: {err}"));
+        }
+    }
+    eprintln!("qwen3 under required: {thought} answers thought first, {direct} called at once, {cut} cut by max_tokens");
+    assert!(thought > 0, "no answer thought: the test did not reach the thinking path");
+}
+
+/// `enable_thinking = false` (GenerationParams, ChatRequest) reaches the Qwen 3 template: the
+/// prompt ends with its empty `<think>` block, and the answer neither thinks nor, under
+/// `required`, does anything but call. Unset, the prompt ends at the assistant header.
+#[test]
+fn qwen3_enable_thinking_false_reaches_the_template() {
+    use edgewise_core::router::{ChatRequest, LocalEngine, LocalModel, StructuredRequest};
+    let Some(e) = load_qwen3() else { return };
+    let mut t = tools();
+    t.choice = ToolChoice::Required;
+    let user = "Add two apples to my cart, please.";
+    for (enable, tail) in [(None, "<|im_start|>assistant\n"), (Some(false), "<|im_start|>assistant\n<think>\n\n</think>\n\n")] {
+        let mut s = e.new_session(SessionConfig { max_context: 2048, ..Default::default() }).unwrap();
+        s.set_tools(Some(t.clone())).unwrap();
+        let params = GenerationParams { enable_thinking: enable, ..GenerationParams::greedy(400) };
+        let g = s.chat(user, &params, &mut |_| true).unwrap();
+        let prompt = e.tokenizer().decode(&s.cached_token_ids()[..g.metrics.prompt_tokens], false).unwrap();
+        assert!(prompt.ends_with(tail), "{enable:?}: {:?}", &prompt[prompt.len().saturating_sub(40)..]);
+        assert_eq!(g.valid, Some(true), "{enable:?}: {:?}", g.text);
+        if enable == Some(false) {
+            assert!(g.text.starts_with("<tool_call>\n"), "thinking off, yet: {:?}", g.text);
+        }
+        // The router's local model (and `edgewise serve`) takes it from the request.
+        let local = LocalEngine::new(e.clone(), SessionConfig { max_context: 2048, ..Default::default() }, GenerationParams::greedy(400)).unwrap();
+        let req = ChatRequest { enable_thinking: enable, ..ChatRequest::user(user) };
+        let a = local.generate_structured(&req, &StructuredRequest { tools: Some(t.clone()), ..Default::default() }, &mut |_| true).unwrap();
+        assert_eq!((a.answer.text.as_str(), a.tool_calls.len()), (g.text.as_str(), g.tool_calls.len()), "{enable:?}: LocalEngine");
+        assert_eq!(a.answer.prompt_tokens, g.metrics.prompt_tokens, "{enable:?}");
+    }
 }

@@ -322,6 +322,11 @@ pub struct GenerationParams {
     /// regex match or a grammar's language. Checked before any token is generated: a bad one is
     /// `EdgewiseError::InvalidConstraint`.
     pub constraint: OutputConstraint,
+    /// The chat template's `enable_thinking` for chat turns (Qwen 3 / 3.5 read it; null: the
+    /// template's default, which thinks). `false`: the model answers without thinking, and a
+    /// tool-call answer may not think. Other templates ignore it.
+    #[uniffi(default)]
+    pub enable_thinking: Option<bool>,
 }
 
 impl From<GenerationParams> for css::GenerationParams {
@@ -332,6 +337,7 @@ impl From<GenerationParams> for css::GenerationParams {
             stop: v.stop,
             ignore_eos: v.ignore_eos,
             constraint: v.constraint.into(),
+            enable_thinking: v.enable_thinking,
         }
     }
 }
@@ -344,6 +350,7 @@ impl From<css::GenerationParams> for GenerationParams {
             stop: v.stop,
             ignore_eos: v.ignore_eos,
             constraint: v.constraint.into(),
+            enable_thinking: v.enable_thinking,
         }
     }
 }

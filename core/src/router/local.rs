@@ -35,7 +35,7 @@ use super::{
     AnswerSink, ChatMessage, ChatRequest, FinishReason, LocalAnswer, LocalModel, RequestMeta, Role, RoutedAnswer, Router,
     StructuredAnswer, StructuredRequest,
 };
-use crate::structured::tools::{ToolChoice, ToolFormat, ToolResult, Tools};
+use crate::structured::tools::{Thinking, ToolChoice, ToolFormat, ToolResult, Tools};
 use crate::engine::Engine;
 use crate::memory::{TrimLevel, TrimReport, Trimmable};
 use crate::session::{
@@ -170,12 +170,13 @@ impl LocalEngine {
 
     /// Renders and encodes `request`; drops the oldest turns when it does not fit and the session
     /// config allows that.
-    fn encode(&self, request: &ChatRequest, tools: Option<&serde_json::Value>) -> Result<Vec<u32>> {
+    fn encode(&self, request: &ChatRequest, tools: Option<&serde_json::Value>, thinking: Option<bool>) -> Result<Vec<u32>> {
         let format = self.engine.template().tool_format();
+        let template = self.engine.template().with_thinking(thinking);
         let mut turns = turns(request, self.session_config.system_prompt.as_deref(), format);
         let max = self.session_config.max_context;
         loop {
-            let ids = self.engine.template().encode_known(self.engine.tokenizer(), &turns, tools, true, &[])?;
+            let ids = template.encode_known(self.engine.tokenizer(), &turns, tools, true, &[])?;
             let need = ids.len() + 1;
             if need <= max {
                 return Ok(ids);
@@ -191,8 +192,8 @@ impl LocalEngine {
         }
     }
 
-    /// The generation settings for `request`: `base`, with the request's `max_tokens` and
-    /// `temperature` when it sets them.
+    /// The generation settings for `request`: `base`, with the request's `max_tokens`,
+    /// `temperature` and `enable_thinking` when it sets them.
     fn params_for(base: &GenerationParams, request: &ChatRequest) -> GenerationParams {
         let mut p = base.clone();
         if let Some(n) = request.max_tokens {
@@ -200,6 +201,9 @@ impl LocalEngine {
         }
         if let Some(t) = request.temperature {
             p.sampling.temperature = t;
+        }
+        if request.enable_thinking.is_some() {
+            p.enable_thinking = request.enable_thinking;
         }
         p
     }
@@ -254,29 +258,36 @@ impl LocalEngine {
         cancel: &CancelHandle,
         sink: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
-        self.generate_rendered(request, None, base, cancel, sink)
+        self.generate_rendered(request, None, None, base, cancel, sink).map(|(g, _)| g)
     }
 
-    /// [`LocalEngine::generate_cancellable`] with `tools` passed to the chat template.
+    /// [`LocalEngine::generate_cancellable`] with `tools` passed to the chat template; the
+    /// answer constrained by `constrain`'s tool choice where set (in the template's format, after
+    /// any thinking the prompt's end allows: the [`Thinking`] returned).
     fn generate_rendered(
         &self,
         request: &ChatRequest,
         tools: Option<&serde_json::Value>,
+        constrain: Option<&Tools>,
         base: &GenerationParams,
         cancel: &CancelHandle,
         sink: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<Generation> {
+    ) -> Result<(Generation, Thinking)> {
         let _registered = self.running.register(cancel);
         request.validate()?;
-        let params = Self::params_for(base, request);
+        let mut params = Self::params_for(base, request);
         params.validate()?;
-        let ids = self.encode(request, tools)?;
+        let ids = self.encode(request, tools, params.enable_thinking)?;
+        let thinking = crate::session::thinking_after(&self.engine, &ids, params.max_tokens);
+        if let Some(t) = constrain {
+            params.constraint = t.constraint_for_model(self.engine.template().tool_format(), thinking);
+        }
         let mut session = self.checkout(&request.adapters)?;
         let result = catch_unwind(AssertUnwindSafe(|| session.generate_from_with(ids, &params, cancel, sink)));
         match result {
             Ok(Ok(g)) => {
                 self.checkin(session);
-                Ok(g)
+                Ok((g, thinking))
             }
             // A failed or panicked generation may leave the cache half-written: drop the session.
             Ok(Err(e)) => Err(e),
@@ -319,16 +330,12 @@ impl LocalEngine {
         }
         let format = self.engine.template().tool_format();
         let tools = output.tools.as_ref().filter(|t| t.choice != ToolChoice::None);
-        let mut constraint = output.constraint.clone();
+        // The tool choice constrains the answer unless `output` sets a constraint.
+        let constrain = tools.filter(|_| output.constraint.is_text());
         let mut with_tools;
         let mut template_tools = None;
         let request = match tools {
             Some(t) => {
-                if constraint.is_text() {
-                    let max_tokens = Self::params_for(base, request).max_tokens;
-                    let budget = crate::structured::tools::think_budget_for(self.engine.template().thinks(), max_tokens);
-                    constraint = t.constraint_for_model(format, budget);
-                }
                 if format == ToolFormat::Builtin {
                     with_tools = request.clone();
                     with_tools.messages.insert(0, ChatMessage::new(Role::System, t.system_block()));
@@ -340,12 +347,13 @@ impl LocalEngine {
             }
             None => request,
         };
-        let base = GenerationParams { constraint, ..base.clone() };
-        let g = self.generate_rendered(request, template_tools.as_ref(), &base, cancel, sink)?;
+        let base = GenerationParams { constraint: output.constraint.clone(), ..base.clone() };
+        let (g, thinking) = self.generate_rendered(request, template_tools.as_ref(), constrain, &base, cancel, sink)?;
         *last = Some((g.metrics.clone(), g.stop_reason));
         let tool_calls = match tools {
-            Some(t) if g.valid != Some(false) => t.parse_calls_for(
+            Some(t) if g.valid != Some(false) => t.parse_calls_thinking(
                 format,
+                thinking,
                 &g.text,
                 self.tool_turns.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize,
             ),

@@ -187,6 +187,11 @@ pub struct ChatRequest {
     /// tool format on the device). Their definitions are part of what the router inspects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Tools>,
+    /// The local model's chat template `enable_thinking` (Qwen 3 / 3.5; `None`: the
+    /// template's default; [`crate::session::GenerationParams::enable_thinking`]). The cloud
+    /// path ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_thinking: Option<bool>,
 }
 
 impl ChatRequest {

@@ -308,6 +308,26 @@ struct WireBody {
     response_format: Option<Value>,
     tools: Option<Value>,
     tool_choice: Option<Value>,
+    /// vLLM's / llama.cpp server's extra chat-template variables; `enable_thinking` only.
+    chat_template_kwargs: Option<Value>,
+}
+
+/// `chat_template_kwargs` (vLLM, llama.cpp server): `{"enable_thinking": bool}` reaches the local
+/// model's chat template (Qwen 3 / 3.5: `false` answers without thinking); any other key is
+/// refused, since no other variable is passed.
+fn parse_template_kwargs(v: Option<&Value>) -> std::result::Result<Option<bool>, HttpError> {
+    let bad = |m: String| HttpError::bad(format!("`chat_template_kwargs`: {m}")).param("chat_template_kwargs").code("invalid_value");
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(None) };
+    let Some(map) = v.as_object() else { return Err(bad("must be an object".into())) };
+    let mut enable = None;
+    for (k, v) in map {
+        match (k.as_str(), v) {
+            ("enable_thinking", Value::Bool(b)) => enable = Some(*b),
+            ("enable_thinking", _) => return Err(bad("`enable_thinking` must be true or false".into())),
+            _ => return Err(bad("only `enable_thinking` is supported".into())),
+        }
+    }
+    Ok(enable)
 }
 
 /// OpenAI's `response_format`: `text`, `json_object` (any JSON object) or `json_schema`
@@ -396,6 +416,7 @@ fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, 
         ))
         .param("messages"));
     }
+    let enable_thinking = parse_template_kwargs(body.chat_template_kwargs.as_ref())?;
     let output = StructuredRequest {
         constraint: parse_response_format(body.response_format.as_ref())?,
         tools: parse_tools(body.tools.as_ref(), body.tool_choice.as_ref())?,
@@ -468,6 +489,7 @@ fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, 
             max_tokens,
             temperature: body.temperature,
             tools: output.tools.clone(),
+            enable_thinking,
             ..ChatRequest::default()
         },
         stream: body.stream,
@@ -1211,12 +1233,17 @@ impl Server {
             return Err(Fail::Gone);
         }
         let StructuredAnswer { answer: ans, tool_calls, .. } = res.map_err(|e| generation_error(&e))?;
-        let (message, finish) = if tool_calls.is_empty() {
-            (json!({ "role": "assistant", "content": ans.text }), json!(ans.finish_reason.as_openai()))
+        // A thinking model's `<think>…</think>` is `reasoning_content`, never `content`.
+        let (reasoning, text) = split_reasoning(&ans.text);
+        let (mut message, finish) = if tool_calls.is_empty() {
+            (json!({ "role": "assistant", "content": text }), json!(ans.finish_reason.as_openai()))
         } else {
             let calls: Vec<Value> = tool_calls.iter().map(wire_call).collect();
             (json!({ "role": "assistant", "content": Value::Null, "tool_calls": calls }), json!("tool_calls"))
         };
+        if let Some(r) = reasoning {
+            message["reasoning_content"] = json!(r);
+        }
         Ok(json!({
             "id": self.next_id(),
             "object": "chat.completion",
@@ -1274,9 +1301,24 @@ impl Server {
         let mut held: Option<String> = calls_only.then(String::new);
         let mut decided = calls_only || !may_call;
         let mut undecided = String::new();
+        // A thinking model's `<think>…</think>` goes out as `reasoning_content` deltas; what
+        // follows it is the answer proper, a call or text.
+        let mut split = ThinkSplit::default();
         let res = {
             let stream = &conn.stream;
             self.generate(model, &p, &mut |piece| {
+                let (reasoning, piece) = split.push(piece);
+                if !reasoning.is_empty() {
+                    let sent = !peer_closed(stream)
+                        && (started || start(stream).is_ok())
+                        && send(stream, &chunk(json!({ "reasoning_content": reasoning }), Value::Null)).is_ok();
+                    started = true;
+                    if !sent {
+                        client_gone = true;
+                        return false;
+                    }
+                }
+                let piece = piece.as_str();
                 if piece.is_empty() {
                     return true;
                 }
@@ -1310,9 +1352,15 @@ impl Server {
                 sent
             })
         };
+        // Still held by the splitter at the end: an unclosed thinking (a length cut) is
+        // reasoning, an answer that stopped inside `<think` is text.
+        let (reasoning_tail, text_tail) = split.finish();
+        undecided.push_str(&text_tail);
         if !decided && !undecided.is_empty() {
             // Ended before its start told (a length cut after `<`): text.
             held = Some(undecided);
+        } else if !text_tail.is_empty() {
+            held.get_or_insert_with(String::new).push_str(&text_tail);
         }
         if client_gone {
             log::debug!("serve: client disconnected mid-stream; generation stopped");
@@ -1336,6 +1384,9 @@ impl Server {
             start(w).map_err(|_| Fail::Gone)?;
         }
         let mut events = Vec::new();
+        if !reasoning_tail.is_empty() {
+            events.push(chunk(json!({ "reasoning_content": reasoning_tail }), Value::Null));
+        }
         if !tool_calls.is_empty() {
             let calls: Vec<Value> = tool_calls
                 .iter()
@@ -1370,6 +1421,102 @@ impl Server {
             w.write_all(b"0\r\n\r\n").and_then(|()| w.flush()).map_err(|_| Fail::Gone)?;
         }
         Ok(())
+    }
+}
+
+/// An answer's thinking and the rest: a text that opens with `<think>` thinks up to the first
+/// `</think>` (all of it when cut before one); the rest starts after the whitespace that follows.
+/// `(None, text)` for an answer that does not think.
+fn split_reasoning(text: &str) -> (Option<&str>, &str) {
+    match text.strip_prefix(THINK_OPEN) {
+        None => (None, text),
+        Some(inner) => match inner.split_once(THINK_CLOSE) {
+            Some((thinking, rest)) => (Some(thinking), rest.trim_start()),
+            None => (Some(inner), ""),
+        },
+    }
+}
+
+const THINK_OPEN: &str = "<think>";
+const THINK_CLOSE: &str = "</think>";
+
+/// [`split_reasoning`] over a stream of pieces: [`ThinkSplit::push`] returns the thinking and
+/// the answer text that can be sent now (holding back what may be the start of `<think>` or
+/// `</think>`), [`ThinkSplit::finish`] what is left at the end.
+#[derive(Default)]
+struct ThinkSplit {
+    state: ThinkPhase,
+    buf: String,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum ThinkPhase {
+    /// Not yet known whether the answer opens with `<think>`.
+    #[default]
+    Start,
+    /// Inside the thinking.
+    Thinking,
+    /// After `</think>`, skipping whitespace.
+    Gap,
+    /// The answer proper (or an answer that does not think).
+    After,
+}
+
+impl ThinkSplit {
+    fn push(&mut self, piece: &str) -> (String, String) {
+        let (mut reasoning, mut text) = (String::new(), String::new());
+        self.buf.push_str(piece);
+        loop {
+            match self.state {
+                ThinkPhase::Start => {
+                    if let Some(rest) = self.buf.strip_prefix(THINK_OPEN) {
+                        self.buf = rest.to_string();
+                        self.state = ThinkPhase::Thinking;
+                    } else if THINK_OPEN.starts_with(self.buf.as_str()) {
+                        break;
+                    } else {
+                        self.state = ThinkPhase::After;
+                    }
+                }
+                ThinkPhase::Thinking => {
+                    if let Some(at) = self.buf.find(THINK_CLOSE) {
+                        reasoning.push_str(&self.buf[..at]);
+                        self.buf = self.buf[at + THINK_CLOSE.len()..].to_string();
+                        self.state = ThinkPhase::Gap;
+                    } else {
+                        // Keep a tail that may be the start of `</think>` (ASCII: a char boundary).
+                        let keep = (1..THINK_CLOSE.len()).rev().find(|&k| self.buf.ends_with(&THINK_CLOSE[..k])).unwrap_or(0);
+                        let cut = self.buf.len() - keep;
+                        reasoning.push_str(&self.buf[..cut]);
+                        self.buf.drain(..cut);
+                        break;
+                    }
+                }
+                ThinkPhase::Gap => {
+                    let t = self.buf.trim_start();
+                    if t.is_empty() {
+                        self.buf.clear();
+                        break;
+                    }
+                    self.buf = t.to_string();
+                    self.state = ThinkPhase::After;
+                }
+                ThinkPhase::After => {
+                    text.push_str(&self.buf);
+                    self.buf.clear();
+                    break;
+                }
+            }
+        }
+        (reasoning, text)
+    }
+
+    fn finish(&mut self) -> (String, String) {
+        let rest = std::mem::take(&mut self.buf);
+        match self.state {
+            ThinkPhase::Thinking => (rest, String::new()),
+            _ => (String::new(), rest),
+        }
     }
 }
 
@@ -1448,6 +1595,52 @@ mod tests {
             r#"{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"a b"}}]}"#.into(),
         ] {
             assert_eq!(parse_body(bad.as_bytes(), 64).err().map(|e| e.status), Some(400), "{bad}");
+        }
+    }
+
+    /// A thinking model's `<think>…</think>` is reasoning, in one piece or streamed in pieces of
+    /// any size (a `<` or a partial `</think` inside it included); the answer proper starts after
+    /// the whitespace that follows. Before, the thinking went out as `content`.
+    #[test]
+    fn thinking_is_reasoning_not_content() {
+        let cases: [(&str, Option<&str>, &str); 5] = [
+            ("<think>\na < b </thi x <think>\n</think>\n\nHello <b>", Some("\na < b </thi x <think>\n"), "Hello <b>"),
+            ("<think>\nhm\n</think>\n\n<tool_call>\n{}\n</tool_call>", Some("\nhm\n"), "<tool_call>\n{}\n</tool_call>"),
+            ("<think>\ncut by the length", Some("\ncut by the length"), ""),
+            ("Plain <think> text", None, "Plain <think> text"),
+            ("<th", None, "<th"),
+        ];
+        for (text, reasoning, rest) in cases {
+            assert_eq!(split_reasoning(text), (reasoning, rest), "{text:?}");
+            let chars: Vec<char> = text.chars().collect();
+            for size in 1..=chars.len() {
+                let mut split = ThinkSplit::default();
+                let (mut r, mut t) = (String::new(), String::new());
+                for piece in chars.chunks(size) {
+                    let (a, b) = split.push(&piece.iter().collect::<String>());
+                    r.push_str(&a);
+                    t.push_str(&b);
+                }
+                let (a, b) = split.finish();
+                r.push_str(&a);
+                t.push_str(&b);
+                assert_eq!((r.as_str(), t.as_str()), (reasoning.unwrap_or(""), rest), "{text:?} in pieces of {size}");
+            }
+        }
+    }
+
+    /// vLLM's / llama.cpp server's `chat_template_kwargs: {"enable_thinking": false}` reaches the
+    /// request; anything else in it is a 400, not silently dropped.
+    #[test]
+    fn chat_template_kwargs_carry_enable_thinking() {
+        let body = |kw: &str| format!(r#"{{"messages":[{{"role":"user","content":"x"}}]{kw}}}"#);
+        for (kw, want) in [("", None), (r#","chat_template_kwargs":{"enable_thinking":false}"#, Some(false)), (r#","chat_template_kwargs":{"enable_thinking":true}"#, Some(true)), (r#","chat_template_kwargs":null"#, None), (r#","chat_template_kwargs":{}"#, None)] {
+            let p = parse_body(body(kw).as_bytes(), 64).ok().unwrap_or_else(|| panic!("{kw}"));
+            assert_eq!(p.request.enable_thinking, want, "{kw}");
+        }
+        for bad in [r#","chat_template_kwargs":{"enable_thinking":"no"}"#, r#","chat_template_kwargs":{"foo":1}"#, r#","chat_template_kwargs":[1]"#] {
+            let e = parse_body(body(bad).as_bytes(), 64).err();
+            assert_eq!(e.as_ref().map(|e| (e.status, e.param)), Some((400, Some("chat_template_kwargs"))), "{bad}");
         }
     }
 

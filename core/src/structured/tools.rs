@@ -37,10 +37,11 @@
 //! - [`ToolFormat::Hermes`] (Qwen): `<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>`,
 //!   1 to [`MAX_CALLS_PER_TURN`] of them separated by `\n`; results are `tool` messages (the
 //!   template wraps them in `<tool_response>`). Under `auto`, text is any answer that does not
-//!   start with `<to`. Under `auto` a model that thinks (Qwen 3: its template handles
-//!   `<think>`) may open with a `<think>…</think>` block of free text (no `<` in it, at most half
-//!   the answer's `max_tokens`); after it a call is constrained as without thinking
-//!   ([`Tools::constraint_for_model`]); `required` and a named tool call at once.
+//!   start with `<to`. A model that thinks (Qwen 3: its template handles `<think>`) may open
+//!   any answer, under every choice, with a `<think>…</think>` block of free text (anything but
+//!   `</think>`, at most half the answer's `max_tokens`); after it a call is constrained as
+//!   without thinking, and `required` or a named tool force it ([`Tools::constraint_for_model`],
+//!   [`Thinking`]). With thinking off (`enable_thinking = false`) the answer may not think.
 //! - [`ToolFormat::Llama3`]: one call `{"name": "f", "parameters": {"a": 1}}` per answer (the
 //!   template allows one); results are `tool` messages (printed as the `ipython` role).
 
@@ -55,18 +56,93 @@ pub const MAX_TOOLS: usize = 64;
 /// Most calls in one answer.
 pub const MAX_CALLS_PER_TURN: usize = 4;
 
-/// The thinking block of [`Tools::constraint_for_model`]: `<think>`, free text without `<` of at
-/// most `budget` tokens, `</think>` (forced once the budget is spent), then at most 4 whitespace
-/// characters. The text cannot hold `<` so that its lexeme ends where `</think>` starts (a
-/// greedy lexeme that could hold `<` would run past it; llguidance's lazy `suffix=` ends one, but
-/// its `max_tokens` then ends it without the suffix).
+/// Where a model that thinks stands when its answer starts, for the tool-call constraint
+/// ([`Tools::constraint_for_model`]) and the parsing of its calls ([`Tools::parse_calls_thinking`]).
+/// [`Thinking::at_prompt_end`] reads it off the end of the rendered prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Thinking {
+    /// The template does not think (no `</think>` in it): nothing about thinking is constrained.
+    #[default]
+    No,
+    /// The template thinks but thinking is off (`enable_thinking = false`: the prompt ends with
+    /// the template's empty `<think>\n\n</think>` block): the answer may not open one.
+    Off,
+    /// The answer may open with `<think>`, text of at most `budget` tokens without `</think>`,
+    /// then `</think>` (Qwen 3).
+    May {
+        /// Most tokens of thinking text; `</think>` is forced once they are spent.
+        budget: usize,
+    },
+    /// The prompt ends inside an open `<think>` (Qwen 3.5, thinking-only templates): the answer
+    /// starts in the thinking, which ends with `</think>` within `budget` tokens.
+    Open {
+        /// Most tokens of thinking text; `</think>` is forced once they are spent.
+        budget: usize,
+    },
+}
+
+impl Thinking {
+    /// The thinking state of an answer to a prompt ending with `prompt_tail` (its last few
+    /// tokens, decoded), from a model whose template `thinks`
+    /// ([`crate::tokenizer::ChatTemplate::thinks`]), with at most `max_tokens` to answer: the
+    /// thinking may take half of them, so a call still fits after it. A prompt that ends with
+    /// `<think>` (and whitespace) is [`Thinking::Open`]; one that ends with `</think>` (the empty
+    /// block a template prints when thinking is off) is [`Thinking::Off`].
+    pub fn at_prompt_end(thinks: bool, prompt_tail: &str, max_tokens: usize) -> Self {
+        let budget = (max_tokens / 2).max(1);
+        let tail = prompt_tail.trim_end();
+        if !thinks {
+            Self::No
+        } else if tail.ends_with("</think>") {
+            Self::Off
+        } else if tail.ends_with("<think>") {
+            Self::Open { budget }
+        } else {
+            Self::May { budget }
+        }
+    }
+
+    /// Splits an answer written in this state into its thinking (the text between `<think>`
+    /// and the first `</think>`; `None` when it did not think) and the rest (after `</think>`
+    /// and its whitespace). The grammar keeps `</think>` out of the thinking text, so the first
+    /// one ends it: a `</think>` inside a later call's arguments stays in the call.
+    pub fn split<'a>(&self, text: &'a str) -> (Option<&'a str>, &'a str) {
+        let inner = match self {
+            Self::May { .. } => text.strip_prefix("<think>"),
+            Self::Open { .. } => Some(text),
+            Self::No | Self::Off => None,
+        };
+        match inner.and_then(|t| t.split_once("</think>")) {
+            Some((thinking, rest)) => (Some(thinking), rest.trim_start_matches([' ', '\t', '\r', '\n'])),
+            None => (None, text),
+        }
+    }
+}
+
+/// The thinking rules of [`Tools::constraint_for_model`]: `think` is `<think>`, then
+/// `think_rest`: text that does not contain `</think>`, then `</think>`, then at most 4
+/// whitespace characters, the thinking within `budget` tokens. The text may hold `<` (even
+/// `</think` or `<tool_call>`). Two lexemes race over it: THINK_CLOSED (the text with its
+/// `</think>`: a regex that ends with `</think>` and holds no earlier one, so it ends right
+/// there) and THINK_OPEN (the text alone, non-empty, which never ends by itself: any byte either
+/// extends it or completes `</think>`, which kills it). A lexeme for the text followed by a
+/// `"</think>"` one cannot work: the greedy lexer would run the text over `</think` and then
+/// fail on `>`. llguidance's `max_tokens` cuts a lexeme wherever it stands (it ends, accepting
+/// or not), so THINK_CLOSED stops one token before THINK_OPEN: a close the model writes within
+/// `budget - 1` tokens ends the thinking; past that only THINK_OPEN goes on, and its cut at
+/// `budget` is followed by the grammar's own `</think>` (were THINK_CLOSED cut last, the
+/// answer would go on without `</think>`).
 fn think_rules(budget: usize) -> String {
+    let open = budget.max(2);
+    let closed = open - 1;
     format!(
-        "think: \"<think>\" think_body? \"</think>\" WS?\n\
-         think_body[max_tokens={}]: THINK_TEXT\n\
-         THINK_TEXT: /[^<]+/\n\
-         WS: /[ \\t\\r\\n]{{1,4}}/\n",
-        budget.max(1)
+        "think: \"<think>\" think_rest\n\
+         think_rest: (think_closed | think_open \"</think>\") WS?\n\
+         think_closed[max_tokens={closed}]: THINK_CLOSED\n\
+         think_open[max_tokens={open}]: THINK_OPEN\n\
+         THINK_CLOSED: /(?s:.*)<\\/think>/ & ~/(?s:.*)<\\/think>(?s:.+)/\n\
+         THINK_OPEN: ~/(?s:.*)<\\/think>(?s:.*)/ & /(?s:.+)/\n\
+         WS: /[ \\t\\r\\n]{{1,4}}/\n"
     )
 }
 
@@ -268,32 +344,45 @@ impl Tools {
         json!({ "anyOf": one, "x-guidance": { "whitespace_flexible": false, "item_separator": ", ", "key_separator": ": " } })
     }
 
-    /// The output constraint for the answer in `format`.
+    /// The output constraint for the answer in `format`, from a model that does not think.
     pub fn constraint_for(&self, format: ToolFormat) -> OutputConstraint {
-        self.constraint_for_model(format, None)
+        self.constraint_for_model(format, Thinking::No)
     }
 
-    /// [`Tools::constraint_for`] for a model that may think first (`think_budget`: its template
-    /// handles `<think>` blocks, Qwen 3, [`crate::tokenizer::ChatTemplate::thinks`]; `None`
-    /// otherwise). Under `auto`, in the Hermes format, the answer may open with `<think>`, free
-    /// text without `<` of at most `think_budget` tokens, `</think>` (forced once the budget is
-    /// spent) and up to 4 whitespace characters; then a call is constrained from its first byte as
-    /// without thinking, or text is free (or nothing). `required` and a named tool are unchanged:
-    /// the answer is the call, at once. [`think_budget_for`] gives half the answer's
-    /// `max_tokens`, so a call still fits after the thinking.
-    pub fn constraint_for_model(&self, format: ToolFormat, think_budget: Option<usize>) -> OutputConstraint {
+    /// [`Tools::constraint_for`] for a model in `thinking` state ([`Thinking::at_prompt_end`]).
+    /// In the Hermes format (Qwen 3), under every choice: [`Thinking::May`] lets the answer open
+    /// with a thinking block (`<think>`, text without `</think>` of at most `budget` tokens —
+    /// `<` is fine —, `</think>`, forced once the budget is spent, up to 4 whitespace
+    /// characters); [`Thinking::Open`] starts the answer in that text (the prompt opened the
+    /// block); [`Thinking::Off`] forbids it (an answer may not open with `<th`). After the
+    /// thinking, `auto` allows text or calls (or nothing), `required` and a named tool force the
+    /// call, constrained from its first byte as without thinking.
+    pub fn constraint_for_model(&self, format: ToolFormat, thinking: Thinking) -> OutputConstraint {
         match (format, &self.choice) {
             (ToolFormat::Builtin, _) | (_, ToolChoice::None) => self.constraint(),
             (ToolFormat::Hermes, choice) => {
                 let call = format!("call: \"<tool_call>\\n\" obj \"\\n</tool_call>\"\nobj: %json {}\n", self.family_call_schema("arguments"));
                 let more = "(\"\\n\" call)?".repeat(MAX_CALLS_PER_TURN - 1);
                 let auto = *choice == ToolChoice::Auto;
-                let start = match (auto, think_budget) {
-                    (true, None) => "start: TEXT | calls\nTEXT: /([^<\\s]|<[^t]|<t[^o])(?s:.*)/\n".to_string(),
-                    // Text may not open with `<th` either: `<think>` is the thinking's alone.
-                    (true, Some(b)) => format!("start: think (TEXT | calls)? | TEXT | calls\nTEXT: /([^<\\s]|<[^t]|<t[^oh])(?s:.*)/\n{}", think_rules(b)),
-                    // `required` and a named tool: the answer is the call, at once.
-                    (false, _) => "start: calls\n".to_string(),
+                // Text may not open with `<to` (a call's start), nor with `<th` where the model
+                // thinks (`<think>` is the thinking's alone, and is refused when it is off).
+                // Beside thinking, text may not hold `</think>` either: a lexeme that could
+                // (`.*`) lets llguidance drop the thinking's `max_tokens` (seen on 1.9.1).
+                let text = match thinking {
+                    Thinking::No => "TEXT: /([^<\\s]|<[^t]|<t[^o])(?s:.*)/\n",
+                    Thinking::Off => "TEXT: /([^<\\s]|<[^t]|<t[^oh])(?s:.*)/\n",
+                    Thinking::May { .. } | Thinking::Open { .. } => {
+                        "TEXT: /([^<\\s]|<[^t]|<t[^oh])(?s:.*)/ & ~/(?s:.*)<\\/think>(?s:.*)/\n"
+                    }
+                };
+                let start = match (auto, thinking) {
+                    (true, Thinking::No | Thinking::Off) => format!("start: TEXT | calls\n{text}"),
+                    (true, Thinking::May { budget }) => format!("start: think (TEXT | calls)? | TEXT | calls\n{text}{}", think_rules(budget)),
+                    (true, Thinking::Open { budget }) => format!("start: think_rest (TEXT | calls)?\n{text}{}", think_rules(budget)),
+                    // `required` and a named tool: the answer is the call, after any thinking.
+                    (false, Thinking::No | Thinking::Off) => "start: calls\n".to_string(),
+                    (false, Thinking::May { budget }) => format!("start: think? calls\n{}", think_rules(budget)),
+                    (false, Thinking::Open { budget }) => format!("start: think_rest calls\n{}", think_rules(budget)),
                 };
                 OutputConstraint::Grammar(format!("{start}calls: call {more}\n{call}"))
             }
@@ -305,7 +394,15 @@ impl Tools {
     }
 
     /// The calls in an answer written in `format` (ids `call_<turn>_<index>`); empty for text.
+    /// An answer from a model that thinks: [`Tools::parse_calls_thinking`].
     pub fn parse_calls_for(&self, format: ToolFormat, text: &str, turn: usize) -> Vec<ToolCall> {
+        self.parse_calls_thinking(format, Thinking::No, text, turn)
+    }
+
+    /// The calls in an answer written in `format` by a model in `thinking` state (ids
+    /// `call_<turn>_<index>`), read after its thinking ([`Thinking::split`]); empty for text.
+    pub fn parse_calls_thinking(&self, format: ToolFormat, thinking: Thinking, text: &str, turn: usize) -> Vec<ToolCall> {
+        let (_, text) = thinking.split(text);
         let known = |name: &str| self.tools.iter().any(|t| t.name == name);
         let mk = |i: usize, v: &Value, args: &str| -> Option<ToolCall> {
             let name = v.get("name")?.as_str()?;
@@ -322,10 +419,14 @@ impl Tools {
         match format {
             ToolFormat::Builtin => self.parse_calls(text, turn),
             ToolFormat::Hermes => {
-                // After any thinking; each `<tool_call>…</tool_call>` block holds one call.
-                let body = text.rsplit_once("</think>").map_or(text, |(_, after)| after);
+                // Each `<tool_call>…</tool_call>` block holds one call. Calls are constrained only
+                // where the answer (after its thinking) starts with one; a `<tool_call>` later in
+                // free text is text, never a call with unchecked arguments.
+                if !text.starts_with("<tool_call>") {
+                    return Vec::new();
+                }
                 let mut calls = Vec::new();
-                for block in body.split("<tool_call>").skip(1) {
+                for block in text.split("<tool_call>").skip(1) {
                     let Some((json, _)) = block.split_once("</tool_call>") else { continue };
                     if let Ok(v) = serde_json::from_str::<Value>(json.trim()) {
                         if let Some(c) = mk(calls.len(), &v, "arguments") {
@@ -460,13 +561,6 @@ impl Tools {
     }
 }
 
-/// The thinking budget of a tool-call answer of at most `max_tokens` tokens from a model that
-/// thinks (`thinks`): half of them, so a call still fits after the thinking; `None` when the
-/// model does not think.
-pub fn think_budget_for(thinks: bool, max_tokens: usize) -> Option<usize> {
-    thinks.then_some((max_tokens / 2).max(1))
-}
-
 /// Python's `json.dumps(v, ensure_ascii=False)` (separators `", "` and `": "`), as chat templates'
 /// `tojson` prints (strings and numbers as serde_json writes them).
 pub fn py_json(v: &Value) -> String {
@@ -514,6 +608,37 @@ mod tests {
         assert!(t.parse_calls("Sure, here you go.", 0).is_empty());
         assert!(t.parse_calls(r#"{"tool_calls":[{"name":"unknown","arguments":{}}]}"#, 0).is_empty());
         assert_eq!(Tools::result_turn(&[ToolResult { id: "call_3_0".into(), name: "add_to_cart".into(), content: "{\"ok\":true}".into() }]), "<tool_result id=\"call_3_0\" name=\"add_to_cart\">\n{\"ok\":true}\n</tool_result>");
+    }
+
+    /// The thinking state is read off the prompt's end, and an answer's calls are read after its
+    /// thinking, which ends at the first `</think>` (the grammar keeps it out of the thinking
+    /// text): thinking that drafts a call, or a `</think>` inside a call's arguments, changes
+    /// nothing. (Before, the calls were read after the last `</think>`: the argument's
+    /// `</think>` lost the call, and a `<tool_call>` in free text after the answer's start was
+    /// taken as a call with unchecked arguments.)
+    #[test]
+    fn thinking_state_and_calls_after_thinking() {
+        assert_eq!(Thinking::at_prompt_end(false, "<|im_start|>assistant\n<think>\n", 100), Thinking::No);
+        assert_eq!(Thinking::at_prompt_end(true, "<|im_start|>assistant\n", 100), Thinking::May { budget: 50 });
+        assert_eq!(Thinking::at_prompt_end(true, "<|im_start|>assistant\n<think>\n", 100), Thinking::Open { budget: 50 });
+        assert_eq!(Thinking::at_prompt_end(true, "assistant\n<think>\n\n</think>\n\n", 1), Thinking::Off);
+        let t = Tools::from_json(r#"[{"name":"save_note","parameters":{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}}]"#).unwrap();
+        let call = "<tool_call>\n{\"name\": \"save_note\", \"arguments\": {\"text\": \"a</think>b\"}}\n</tool_call>";
+        let draft = "<tool_call>\n{\"name\": \"save_note\", \"arguments\": {\"text\": \"draft\"}}\n</tool_call>";
+        let want = vec![ToolCall { id: "call_0_0".into(), name: "save_note".into(), arguments: json!({"text": "a</think>b"}) }];
+        for (thinking, text) in [
+            (Thinking::May { budget: 9 }, format!("<think>\nI could write {draft}, or 1 < 2.\n</think>\n\n{call}")),
+            (Thinking::Open { budget: 9 }, format!("I could write {draft}.\n</think>\n\n{call}")),
+            (Thinking::May { budget: 9 }, call.to_string()),
+            (Thinking::Off, call.to_string()),
+        ] {
+            assert_eq!(t.parse_calls_thinking(ToolFormat::Hermes, thinking, &text, 0), want, "{thinking:?}");
+        }
+        let (thinking, rest) = Thinking::May { budget: 9 }.split("<think>\nhm < ok\n</think>\n\nHello.");
+        assert_eq!((thinking, rest), (Some("\nhm < ok\n"), "Hello."));
+        // Free text that mentions a call is text.
+        assert!(t.parse_calls_thinking(ToolFormat::Hermes, Thinking::No, &format!("Sure! {call}"), 0).is_empty());
+        assert!(t.parse_calls_thinking(ToolFormat::Hermes, Thinking::May { budget: 9 }, &format!("<think>\n</think>\n\nSure! {draft}"), 0).is_empty());
     }
 
     #[test]

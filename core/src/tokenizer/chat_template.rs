@@ -69,7 +69,7 @@ const CHATML_TEMPLATE: &str = "{%- for message in messages -%}{{ '<|im_start|>' 
 const LLAMA3_TEMPLATE: &str = "{{ bos_token }}{%- for message in messages -%}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{%- endfor -%}{%- if add_generation_prompt -%}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif -%}";
 
 /// A compiled chat template plus the BOS/EOS pieces it may reference.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ChatTemplate {
     source: String,
     bos: Option<String>,
@@ -109,6 +109,17 @@ impl ChatTemplate {
         self.kwargs.retain(|(k, _)| k != name);
         self.kwargs.push((name.to_string(), Value::from_serialize(value)));
         self
+    }
+
+    /// This template with `enable_thinking` set to `enable` (`None`: as it is, borrowed): the
+    /// variable Qwen 3 / 3.5 templates read (`false` prints an empty `<think>` block after the
+    /// generation prompt, so the model answers without thinking). A template that does not read
+    /// it renders the same.
+    pub fn with_thinking(&self, enable: Option<bool>) -> std::borrow::Cow<'_, Self> {
+        match enable {
+            None => std::borrow::Cow::Borrowed(self),
+            Some(on) => std::borrow::Cow::Owned(self.clone().with_kwarg("enable_thinking", on)),
+        }
     }
 
     /// Make `strftime_now` (Llama 3.x prints today's date) read this instant, in Unix seconds

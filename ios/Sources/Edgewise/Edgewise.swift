@@ -5011,6 +5011,12 @@ public struct GenerationParams: Equatable, Hashable {
      * `EdgewiseError::InvalidConstraint`.
      */
     public var constraint: OutputConstraint
+    /**
+     * The chat template's `enable_thinking` for chat turns (Qwen 3 / 3.5 read it; null: the
+     * template's default, which thinks). `false`: the model answers without thinking, and a
+     * tool-call answer may not think. Other templates ignore it.
+     */
+    public var enableThinking: Bool?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -5031,12 +5037,18 @@ public struct GenerationParams: Equatable, Hashable {
          * What the output must look like: free text (the default), JSON valid against a schema, a
          * regex match or a grammar's language. Checked before any token is generated: a bad one is
          * `EdgewiseError::InvalidConstraint`.
-         */constraint: OutputConstraint) {
+         */constraint: OutputConstraint, 
+        /**
+         * The chat template's `enable_thinking` for chat turns (Qwen 3 / 3.5 read it; null: the
+         * template's default, which thinks). `false`: the model answers without thinking, and a
+         * tool-call answer may not think. Other templates ignore it.
+         */enableThinking: Bool? = nil) {
         self.sampling = sampling
         self.maxTokens = maxTokens
         self.stop = stop
         self.ignoreEos = ignoreEos
         self.constraint = constraint
+        self.enableThinking = enableThinking
     }
 
     
@@ -5059,7 +5071,8 @@ public struct FfiConverterTypeGenerationParams: FfiConverterRustBuffer {
                 maxTokens: FfiConverterInt32.read(from: &buf), 
                 stop: FfiConverterSequenceString.read(from: &buf), 
                 ignoreEos: FfiConverterBool.read(from: &buf), 
-                constraint: FfiConverterTypeOutputConstraint.read(from: &buf)
+                constraint: FfiConverterTypeOutputConstraint.read(from: &buf), 
+                enableThinking: FfiConverterOptionBool.read(from: &buf)
         )
     }
 
@@ -5069,6 +5082,7 @@ public struct FfiConverterTypeGenerationParams: FfiConverterRustBuffer {
         FfiConverterSequenceString.write(value.stop, into: &buf)
         FfiConverterBool.write(value.ignoreEos, into: &buf)
         FfiConverterTypeOutputConstraint.write(value.constraint, into: &buf)
+        FfiConverterOptionBool.write(value.enableThinking, into: &buf)
     }
 }
 

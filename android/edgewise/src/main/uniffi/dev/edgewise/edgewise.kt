@@ -8071,6 +8071,13 @@ data class GenerationParams (
      * `EdgewiseError::InvalidConstraint`.
      */
     val `constraint`: OutputConstraint
+    , 
+    /**
+     * The chat template's `enable_thinking` for chat turns (Qwen 3 / 3.5 read it; null: the
+     * template's default, which thinks). `false`: the model answers without thinking, and a
+     * tool-call answer may not think. Other templates ignore it.
+     */
+    val `enableThinking`: kotlin.Boolean? = null 
     
 ){
     
@@ -8092,6 +8099,7 @@ public object FfiConverterTypeGenerationParams: FfiConverterRustBuffer<Generatio
             FfiConverterSequenceString.read(buf),
             FfiConverterBoolean.read(buf),
             FfiConverterTypeOutputConstraint.read(buf),
+            FfiConverterOptionalBoolean.read(buf),
         )
     }
 
@@ -8100,7 +8108,8 @@ public object FfiConverterTypeGenerationParams: FfiConverterRustBuffer<Generatio
             FfiConverterInt.allocationSize(value.`maxTokens`) +
             FfiConverterSequenceString.allocationSize(value.`stop`) +
             FfiConverterBoolean.allocationSize(value.`ignoreEos`) +
-            FfiConverterTypeOutputConstraint.allocationSize(value.`constraint`)
+            FfiConverterTypeOutputConstraint.allocationSize(value.`constraint`) +
+            FfiConverterOptionalBoolean.allocationSize(value.`enableThinking`)
     )
 
     override fun write(value: GenerationParams, buf: ByteBuffer) {
@@ -8109,6 +8118,7 @@ public object FfiConverterTypeGenerationParams: FfiConverterRustBuffer<Generatio
             FfiConverterSequenceString.write(value.`stop`, buf)
             FfiConverterBoolean.write(value.`ignoreEos`, buf)
             FfiConverterTypeOutputConstraint.write(value.`constraint`, buf)
+            FfiConverterOptionalBoolean.write(value.`enableThinking`, buf)
     }
 }
 
