@@ -37,6 +37,7 @@ pub(crate) mod pool;
 mod neon;
 #[cfg(all(test, not(target_arch = "aarch64")))]
 mod neon_emu;
+pub(crate) mod dense;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
