@@ -39,7 +39,7 @@ use serde::Deserialize;
 use burn::tensor::{activation, Device, Tensor, TensorData};
 
 use crate::backend::cpu_device;
-use crate::model::layers::{read_f32, tensor2};
+use crate::model::layers::{read_f32, tensor2, Buf};
 use crate::quant::gpu::QMatrix;
 use crate::quant::cpu::pool::{self, SyncPtr};
 use crate::quant::GgmlType;
@@ -172,8 +172,10 @@ pub trait TensorSource {
 
 /// A linear layer `y = x·Wᵀ + b`, `W: [out, in]`.
 enum Proj {
-    /// `[in, out]` (transposed once at load), on the model's device.
+    /// `[in, out]` (transposed once at load), on the wgpu device.
     F32 { wt: Tensor<2> },
+    /// `[out, in]` f32 as stored, on the host (the CPU path: [`crate::quant::cpu::dense`]).
+    HostF32 { w: Vec<f32> },
     /// `[out, in]` in Q8_0 blocks (CPU kernels).
     Q8 { blocks: Vec<u8> },
     /// `[out, in]` Q8_0 blocks repacked on the GPU (CubeCL kernels).
@@ -273,6 +275,8 @@ impl Linear {
     ) -> Result<Self> {
         let w = if mode == EncoderWeights::Q8_0 && inp % 32 == 0 {
             Proj::Q8 { blocks: quantize_q8_0(&w) }
+        } else if !crate::model::gpu_fused::is_wgpu(device) {
+            Proj::HostF32 { w }
         } else {
             let mut t = vec![0f32; w.len()];
             for r in 0..out {
@@ -310,7 +314,7 @@ impl Linear {
                 }
                 q.matmul(crate::quant::gpu::round_q8_0(x)?)?
             }
-            Proj::Q8 { .. } => return Err(Error::Backend { reason: "encoder: host weights on the gpu path".into() }),
+            Proj::Q8 { .. } | Proj::HostF32 { .. } => return Err(Error::Backend { reason: "encoder: host weights on the gpu path".into() }),
         };
         self.add_bias_dev(y)
     }
@@ -320,24 +324,27 @@ impl Linear {
         Ok(y.add(b.clone().unsqueeze::<2>()))
     }
 
-    /// x: [n, in] -> [n, out]
-    fn forward(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+    /// x: [n, in] -> [n, out], in a buffer of the thread's free list (no allocation per call
+    /// once warm).
+    fn forward(&self, x: &[f32], n: usize) -> Result<Buf> {
         if n.checked_mul(self.inp) != Some(x.len()) {
             return Err(Error::DimensionMismatch { expected: n.saturating_mul(self.inp), found: x.len() });
         }
-        let mut y = match &self.w {
-            Proj::F32 { wt } => {
-                let device = cpu_device();
-                read_f32(tensor2(x.to_vec(), n, self.inp, &device).matmul(wt.clone()))?
+        let mut y = Buf::new(n * self.out);
+        match &self.w {
+            Proj::HostF32 { w } => {
+                // Bias added in the kernel.
+                crate::quant::cpu::dense::matmul_f32(w, self.out, self.inp, Some(&self.b), x, n, &mut y)?;
+                return Ok(y);
             }
             Proj::Q8 { blocks } => {
                 let mut q = crate::quant::cpu::Quantized::new(x, n, self.inp)?;
-                let mut y = vec![0f32; n * self.out];
                 q.matmul_into(GgmlType::Q8_0, blocks, self.out, &mut y)?;
-                y
             }
-            Proj::GpuQ8(_) => return Err(Error::Backend { reason: "encoder: gpu weights on the cpu path".into() }),
-        };
+            Proj::F32 { .. } | Proj::GpuQ8(_) => {
+                return Err(Error::Backend { reason: "encoder: gpu weights on the cpu path".into() })
+            }
+        }
         for row in y.chunks_exact_mut(self.out) {
             for (v, b) in row.iter_mut().zip(&self.b) {
                 *v += b;
@@ -583,11 +590,11 @@ impl BertModel {
             let qkv = layer.qkv.forward(&x, total)?;
             let ctx = self.attention(&qkv, &spans, total);
             let a = layer.attn_out.forward(&ctx, total)?;
-            layer_norm_rows(&mut x, Some(&a), &layer.attn_norm, eps, h);
+            layer_norm_rows(&mut x, Some(&a[..]), &layer.attn_norm, eps, h);
             let mut u = layer.up.forward(&x, total)?;
-            gelu_rows(&mut u, self.cfg.intermediate_size, self.gelu);
+            gelu_all(&mut u, self.gelu);
             let d = layer.down.forward(&u, total)?;
-            layer_norm_rows(&mut x, Some(&d), &layer.out_norm, eps, h);
+            layer_norm_rows(&mut x, Some(&d[..]), &layer.out_norm, eps, h);
         }
         Ok(x)
     }
@@ -672,12 +679,13 @@ impl BertModel {
 
     /// Self-attention of each text over its own tokens: `qkv: [T, 3·hidden]` -> `[T, hidden]`.
     /// One task per (text, head), each writing its own columns of its own rows.
-    fn attention(&self, qkv: &[f32], spans: &[(usize, usize)], total: usize) -> Vec<f32> {
+    fn attention(&self, qkv: &[f32], spans: &[(usize, usize)], total: usize) -> Buf {
         let h = self.cfg.hidden_size;
         let heads = self.cfg.num_attention_heads;
         let hd = h / heads;
         let scale = 1.0 / (hd as f32).sqrt();
-        let mut ctx = vec![0f32; total * h];
+        // Every value is written below (each task its rows' columns of its head).
+        let mut ctx = Buf::new(total * h);
         // Tests only: attention over the whole pass, the wrong variant the goldens must catch.
         #[cfg(test)]
         let all = [(0, total)];
@@ -774,14 +782,17 @@ fn layer_norm_rows(x: &mut [f32], add: Option<&[f32]>, ln: &LayerNorm, eps: f32,
     pool::for_each(rows.div_ceil(ROWS_PER_TASK), &task);
 }
 
-fn gelu_rows(x: &mut [f32], width: usize, kind: Gelu) {
-    let rows = x.len() / width;
+/// Values per pool task of the GELU pass (a 16-token text's `16 × 1536` splits over the threads).
+const GELU_PER_TASK: usize = 4096;
+
+fn gelu_all(x: &mut [f32], kind: Gelu) {
+    let len = x.len();
     let ptr = SyncPtr(x.as_mut_ptr());
     let task = |t: usize| {
-        let r0 = t * ROWS_PER_TASK;
-        let r1 = (r0 + ROWS_PER_TASK).min(rows);
-        // SAFETY: rows r0..r1 belong to this task alone; `x` outlives `for_each`.
-        let part = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(r0 * width), (r1 - r0) * width) };
+        let i0 = t * GELU_PER_TASK;
+        let i1 = (i0 + GELU_PER_TASK).min(len);
+        // SAFETY: values i0..i1 belong to this task alone; `x` outlives `for_each`.
+        let part = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(i0), i1 - i0) };
         match kind {
             Gelu::Erf => crate::quant::cpu::gelu_erf(part),
             Gelu::Tanh => part.iter_mut().for_each(|v| {
@@ -790,7 +801,7 @@ fn gelu_rows(x: &mut [f32], width: usize, kind: Gelu) {
             }),
         }
     };
-    pool::for_each(rows.div_ceil(ROWS_PER_TASK), &task);
+    pool::for_each(len.div_ceil(GELU_PER_TASK), &task);
 }
 
 /// erf(x), absolute error below 1.2e-7 (Numerical Recipes' `erfc` Chebyshev fit, in f64): the

@@ -37,6 +37,7 @@ pub(crate) mod pool;
 mod neon;
 #[cfg(all(test, not(target_arch = "aarch64")))]
 mod neon_emu;
+pub(crate) mod dense;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -807,8 +808,10 @@ pub(crate) fn exp_approx(x: f32) -> f32 {
     let r2 = r * r;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
     let e = p * r2 + r + 1.0;
-    // 2^k through the exponent bits: k ∈ [-126, 127] after the clamp.
-    let pow2 = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    // 2^k through the exponent bits: k ∈ [-126, 127] after the clamp, so k + 127 ∈ [1, 254] is
+    // the low mantissa byte of the exact float k + 127 + 2^23 (bit operations that vectorize;
+    // `k as i32` saturates, which the compiler did lane by lane: a quarter of GELU's time).
+    let pow2 = f32::from_bits(((k + (127.0 + 8_388_608.0)).to_bits() & 0xff) << 23);
     e * pow2
 }
 
