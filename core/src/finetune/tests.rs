@@ -458,7 +458,7 @@ fn training_clips_each_step_s_gradient() {
     let tiny = norms.iter().copied().fold(f32::INFINITY, f32::min) * 1e-3;
     let cfg = TrainConfig { clip_norm: tiny, ..base };
     train(&frozen, &data, &[], &cfg, &clipped, &mut |s| assert!(s.grad_norm > tiny)).unwrap();
-    assert_ne!(std::fs::read(&free).unwrap(), std::fs::read(&clipped).unwrap(), "clipping changed nothing");
+    assert!(std::fs::read(&free).unwrap() != std::fs::read(&clipped).unwrap(), "clipping changed nothing");
     for p in [free, clipped] {
         let _ = std::fs::remove_file(p);
     }
