@@ -383,7 +383,6 @@ fn nan_loss_stops_with_a_typed_error() {
 
 #[test]
 fn lr_schedule_warms_up_then_decays_to_a_tenth() {
-
     let close = |a: f32, b: f32| (a - b).abs() <= 1e-9 + 1e-5 * b.abs();
     // 100 planned steps, 5 of warmup, peak 1e-3.
     let c = |s| lr_at(LrSchedule::Cosine, 1e-3, s, 5, 100);
@@ -406,14 +405,15 @@ fn lr_schedule_warms_up_then_decays_to_a_tenth() {
     // The defaults: cosine, warmup 5 % of the planned steps rounded up (150 steps: 8).
     let d = TrainConfig { lr: 1.5e-3, ..TrainConfig::default() };
     assert_eq!((d.schedule, d.planned_steps(1200), d.warmup(150)), (LrSchedule::Cosine, 150, 8));
-    assert!(close(d.lr_at(8, 1200), 1.5e-3) && close(d.lr_at(150, 1200), 1.5e-4) && close(d.lr_at(1, 1200), 1.5e-3 / 8.0));
+    assert!(
+        close(d.lr_at(8, 1200), 1.5e-3) && close(d.lr_at(150, 1200), 1.5e-4) && close(d.lr_at(1, 1200), 1.5e-3 / 8.0)
+    );
     let flat = TrainConfig { schedule: LrSchedule::Constant, ..d.clone() };
     assert_eq!((flat.warmup(150), flat.lr_at(150, 1200)), (0, 1.5e-3));
 }
 
 #[test]
 fn clipping_scales_a_large_gradient_to_the_norm() {
-
     // Two projections; global norm sqrt(3² + 4² + 12² + 0 + 84²) = 85.
     let big = vec![(vec![3.0, 4.0], vec![12.0]), (vec![0.0], vec![84.0])];
     let mut g = big.clone();
