@@ -7,7 +7,10 @@
 //! - Adapter: `A` (`[rank, in]`, small uniform init) and `B` (`[out, rank]`, zeros) per adapted
 //!   projection, applied as `y = W·x + (alpha/rank)·B·(A·x)` — exactly what [`crate::lora`] and
 //!   llama.cpp apply at run time with scale 1.
-//! - Optimizer: AdamW (decoupled weight decay), `batch` examples accumulated per step.
+//! - Optimizer: AdamW (decoupled weight decay), `batch` examples accumulated per step; the
+//!   accumulated gradient is clipped to a global L2 norm ([`clip_grad_norm`]) and the learning
+//!   rate follows a linear warmup then a cosine decay to a tenth of the peak ([`lr_at`]), a pure
+//!   function of the optimizer step, so a resumed run continues the same schedule.
 //! - Checkpoints (`<out>.ckpt`, written atomically every `checkpoint_every` steps and at each
 //!   epoch's end) hold the adapter, the optimizer moments and the position in the epoch; a run
 //!   started again with the same arguments resumes from it. The epoch order is a seeded shuffle,
@@ -82,6 +85,52 @@ fn terr(reason: impl Into<String>) -> Error {
     Error::Training { reason: reason.into() }
 }
 
+/// How the learning rate moves over the planned steps (after the warmup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LrSchedule {
+    /// The peak learning rate throughout.
+    Constant,
+    /// Cosine decay from the peak to [`COSINE_FLOOR`] × the peak at the last planned step.
+    Cosine,
+}
+
+/// Where the cosine schedule ends, as a fraction of the peak learning rate.
+pub const COSINE_FLOOR: f32 = 0.1;
+
+/// Default warmup, as a fraction of the planned steps (with the cosine schedule).
+pub const DEFAULT_WARMUP_FRACTION: f64 = 0.05;
+
+/// The learning rate of optimizer step `step` (1-based) of `planned` steps in all: a linear warmup
+/// over `warmup` steps (`peak·step/warmup`), then `schedule`. A pure function of the step, so a
+/// run resumed from a checkpoint continues the same schedule.
+pub fn lr_at(schedule: LrSchedule, peak: f32, step: usize, warmup: usize, planned: usize) -> f32 {
+    if step <= warmup {
+        return peak * step as f32 / warmup as f32;
+    }
+    match schedule {
+        LrSchedule::Constant => peak,
+        LrSchedule::Cosine => {
+            let span = planned.saturating_sub(warmup).max(1) as f64;
+            let progress = ((step - warmup) as f64 / span).min(1.0);
+            let cos = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+            (peak as f64 * (COSINE_FLOOR as f64 + (1.0 - COSINE_FLOOR as f64) * cos)) as f32
+        }
+    }
+}
+
+/// Scales `grads` (per parameter, `(at, bt)`) so that their global L2 norm (over every adapted
+/// projection's `A` and `B` together) is at most `max_norm`; `max_norm` 0 leaves them as they are.
+/// Returns the norm before clipping.
+pub fn clip_grad_norm(grads: &mut [(Vec<f32>, Vec<f32>)], max_norm: f32) -> f32 {
+    let sq: f64 = grads.iter().flat_map(|(a, b)| a.iter().chain(b)).map(|&g| g as f64 * g as f64).sum();
+    let norm = sq.sqrt() as f32;
+    if max_norm > 0.0 && norm > max_norm {
+        let k = max_norm / norm;
+        grads.iter_mut().flat_map(|(a, b)| a.iter_mut().chain(b.iter_mut())).for_each(|g| *g *= k);
+    }
+    norm
+}
+
 /// Training hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainConfig {
@@ -103,8 +152,16 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Checkpoint every this many optimizer steps (0: only at epoch ends).
     pub checkpoint_every: usize,
-    /// Stop after this many optimizer steps in all (a shorter run; `None`: all epochs).
+    /// Stop after this many optimizer steps in all (a shorter run; `None`: all epochs). The
+    /// schedule still spans all epochs, so a shorter run is a prefix of the full one.
     pub max_steps: Option<usize>,
+    /// The learning-rate schedule after the warmup.
+    pub schedule: LrSchedule,
+    /// Linear warmup steps (`None`: [`DEFAULT_WARMUP_FRACTION`] of the planned steps, rounded up,
+    /// with the cosine schedule; none with the constant one).
+    pub warmup_steps: Option<usize>,
+    /// Clip the accumulated gradient to this global L2 norm (0: no clipping).
+    pub clip_norm: f32,
 }
 
 impl Default for TrainConfig {
@@ -120,6 +177,9 @@ impl Default for TrainConfig {
             seed: 0,
             checkpoint_every: 10,
             max_steps: None,
+            schedule: LrSchedule::Cosine,
+            warmup_steps: None,
+            clip_norm: 1.0,
         }
     }
 }
@@ -146,7 +206,30 @@ impl TrainConfig {
         if self.targets.is_empty() {
             return bad("targets", "no projection to adapt".into());
         }
+        if !self.clip_norm.is_finite() || self.clip_norm < 0.0 {
+            return bad("clip norm", format!("{} is negative or not finite", self.clip_norm));
+        }
         Ok(())
+    }
+
+    /// Optimizer steps of all epochs over `n` examples (what the schedule spans).
+    pub fn planned_steps(&self, n: usize) -> usize {
+        n.div_ceil(self.batch.max(1)) * self.epochs
+    }
+
+    /// Warmup steps of a run of `planned` steps.
+    pub fn warmup(&self, planned: usize) -> usize {
+        match (self.warmup_steps, self.schedule) {
+            (Some(w), _) => w,
+            (None, LrSchedule::Cosine) => (planned as f64 * DEFAULT_WARMUP_FRACTION).ceil() as usize,
+            (None, LrSchedule::Constant) => 0,
+        }
+    }
+
+    /// The learning rate of optimizer step `step` (1-based) of a run over `n` examples.
+    pub fn lr_at(&self, step: usize, n: usize) -> f32 {
+        let planned = self.planned_steps(n);
+        lr_at(self.schedule, self.lr, step, self.warmup(planned), planned)
     }
 
     /// What a checkpoint must agree on to be resumed.
@@ -162,7 +245,7 @@ impl TrainConfig {
         }
         let c = model.config();
         format!(
-            "v1|{}|{}x{}|r{}|a{}|e{}|lr{}|wd{}|b{}|t{:?}|s{}|data{}",
+            "v2|{}|{}x{}|r{}|a{}|e{}|lr{}|wd{}|b{}|t{:?}|s{}|{:?}|w{}|clip{}|data{}",
             c.arch,
             c.hidden_size,
             c.num_hidden_layers,
@@ -174,6 +257,9 @@ impl TrainConfig {
             self.batch,
             self.targets.iter().map(|p| proj_name(*p)).collect::<Vec<_>>(),
             self.seed,
+            self.schedule,
+            self.warmup(self.planned_steps(data.len())),
+            self.clip_norm,
             hex::encode(h.finalize())
         )
     }
@@ -425,6 +511,10 @@ pub struct StepRecord {
     pub epoch: usize,
     /// Mean NLL per answer token of the step's batch.
     pub loss: f32,
+    /// The learning rate the step used.
+    pub lr: f32,
+    /// Global L2 norm of the step's gradient before clipping.
+    pub grad_norm: f32,
     /// Tokens (prompt and answer) through the model per second in this step.
     pub tokens_per_s: f64,
 }
@@ -516,12 +606,16 @@ pub fn train(
                     }
                 }
             }
-            st.adamw(&acc, cfg.lr, cfg.weight_decay);
+            let grad_norm = clip_grad_norm(&mut acc, cfg.clip_norm);
+            let lr = cfg.lr_at(st.step + 1, train.len());
+            st.adamw(&acc, lr, cfg.weight_decay);
             let dt = t0.elapsed().as_secs_f64();
             let rec = StepRecord {
                 step: st.step,
                 epoch,
                 loss: (loss_sum / answer_tokens.max(1) as f64) as f32,
+                lr,
+                grad_norm,
                 tokens_per_s: tokens as f64 / dt.max(1e-9),
             };
             report.tokens += tokens;

@@ -322,16 +322,27 @@ fn resuming_after_an_interruption_gives_the_same_adapter() {
         ..TrainConfig::default()
     };
     let whole = tmp("whole.gguf");
-    train(&frozen, &data, &[], &cfg, &whole, &mut |_| {}).unwrap();
+    let mut lrs = Vec::new();
+    train(&frozen, &data, &[], &cfg, &whole, &mut |s| lrs.push(s.lr)).unwrap();
+    // The default schedule is active: warmup, then a decay (not a constant rate).
+    assert_eq!(lrs.len(), 8);
+    assert!(lrs[0] == 1e-2 && lrs[7] < 0.2e-2, "{lrs:?}");
     // Interrupted at step 5 (a panic stands in for the kill; the checkpoint of step 5 is written
     // after the callback, so the last one on disk is step 4's), then run again.
     let part = tmp("part.gguf");
+    let mut part_lrs = Vec::new();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        train(&frozen, &data, &[], &cfg, &part, &mut |s| assert!(s.step < 5, "killed"))
+        train(&frozen, &data, &[], &cfg, &part, &mut |s| {
+            assert!(s.step < 5, "killed");
+            part_lrs.push(s.lr)
+        })
     }));
     assert!(r.is_err());
     assert!(checkpoint_path(&part).exists());
-    let rep = train(&frozen, &data, &[], &cfg, &part, &mut |_| {}).unwrap();
+    part_lrs.truncate(4);
+    let rep = train(&frozen, &data, &[], &cfg, &part, &mut |s| part_lrs.push(s.lr)).unwrap();
+    // The resumed run continues the schedule where the checkpoint left it.
+    assert_eq!(part_lrs, lrs, "the resumed run's learning rates differ");
     assert_eq!(rep.resumed_from_step, 4);
     assert_eq!(rep.steps.first().map(|s| s.step), Some(5));
     assert_eq!(std::fs::read(&whole).unwrap(), std::fs::read(&part).unwrap(), "resumed run differs");
@@ -368,4 +379,87 @@ fn nan_loss_stops_with_a_typed_error() {
     }
     assert!(!out.exists());
     let _ = std::fs::remove_file(checkpoint_path(&out));
+}
+
+#[test]
+fn lr_schedule_warms_up_then_decays_to_a_tenth() {
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-9 + 1e-5 * b.abs();
+    // 100 planned steps, 5 of warmup, peak 1e-3.
+    let c = |s| lr_at(LrSchedule::Cosine, 1e-3, s, 5, 100);
+    for (step, want) in [
+        (1, 2e-4),
+        (3, 6e-4),
+        (5, 1e-3),
+        // Halfway through the decay: the floor plus half the span.
+        (52, 1e-4 + 0.9e-3 * 0.5 * (1.0 + (std::f64::consts::PI * 47.0 / 95.0).cos()) as f32),
+        (100, 1e-4),
+        (130, 1e-4),
+    ] {
+        assert!(close(c(step), want), "step {step}: {} vs {want}", c(step));
+    }
+    // Monotone: up during the warmup, down after it.
+    assert!((1..5).all(|s| c(s) < c(s + 1)) && (5..100).all(|s| c(s) > c(s + 1)));
+    // Constant: the peak after its warmup (none by default).
+    assert!(close(lr_at(LrSchedule::Constant, 1e-3, 2, 4, 100), 5e-4));
+    assert!((1..=100).all(|s| lr_at(LrSchedule::Constant, 1e-3, s, 0, 100) == 1e-3));
+    // The defaults: cosine, warmup 5 % of the planned steps rounded up (150 steps: 8).
+    let d = TrainConfig { lr: 1.5e-3, ..TrainConfig::default() };
+    assert_eq!((d.schedule, d.planned_steps(1200), d.warmup(150)), (LrSchedule::Cosine, 150, 8));
+    assert!(
+        close(d.lr_at(8, 1200), 1.5e-3) && close(d.lr_at(150, 1200), 1.5e-4) && close(d.lr_at(1, 1200), 1.5e-3 / 8.0)
+    );
+    let flat = TrainConfig { schedule: LrSchedule::Constant, ..d.clone() };
+    assert_eq!((flat.warmup(150), flat.lr_at(150, 1200)), (0, 1.5e-3));
+}
+
+#[test]
+fn clipping_scales_a_large_gradient_to_the_norm() {
+    // Two projections; global norm sqrt(3² + 4² + 12² + 0 + 84²) = 85.
+    let big = vec![(vec![3.0, 4.0], vec![12.0]), (vec![0.0], vec![84.0])];
+    let mut g = big.clone();
+    let norm = clip_grad_norm(&mut g, 1.0);
+    assert!((norm - 85.0).abs() < 1e-4, "{norm}");
+    let after: f32 = g.iter().flat_map(|(a, b)| a.iter().chain(b)).map(|x| x * x).sum::<f32>().sqrt();
+    assert!((after - 1.0).abs() < 1e-6, "clipped norm {after}");
+    // One factor for every entry of every projection (the direction is kept).
+    for ((a, b), (a0, b0)) in g.iter().zip(&big) {
+        for (x, x0) in a.iter().chain(b).zip(a0.iter().chain(b0)) {
+            assert!((x - x0 / 85.0).abs() < 1e-7, "{x} vs {}", x0 / 85.0);
+        }
+    }
+    // Below the norm, or with clipping off (0): untouched.
+    let mut small = vec![(vec![0.3, 0.4], vec![])];
+    assert!((clip_grad_norm(&mut small, 1.0) - 0.5).abs() < 1e-6);
+    assert_eq!(small, vec![(vec![0.3, 0.4], vec![])]);
+    let mut off = big.clone();
+    clip_grad_norm(&mut off, 0.0);
+    assert_eq!(off, big);
+}
+
+#[test]
+fn training_clips_each_step_s_gradient() {
+    // A tiny clip norm: every step's gradient is over it, and the adapter differs from an
+    // unclipped run's (the clipped gradient is what AdamW sees).
+    let (frozen, _) = models("qwen2");
+    let data = toy_examples(8);
+    let base = TrainConfig {
+        rank: 2,
+        alpha: 4.0,
+        epochs: 1,
+        lr: 1e-2,
+        batch: 2,
+        checkpoint_every: 0,
+        clip_norm: 0.0,
+        ..TrainConfig::default()
+    };
+    let (free, clipped) = (tmp("free.gguf"), tmp("clipped.gguf"));
+    let mut norms = Vec::new();
+    train(&frozen, &data, &[], &base, &free, &mut |s| norms.push(s.grad_norm)).unwrap();
+    let tiny = norms.iter().copied().fold(f32::INFINITY, f32::min) * 1e-3;
+    let cfg = TrainConfig { clip_norm: tiny, ..base };
+    train(&frozen, &data, &[], &cfg, &clipped, &mut |s| assert!(s.grad_norm > tiny)).unwrap();
+    assert!(std::fs::read(&free).unwrap() != std::fs::read(&clipped).unwrap(), "clipping changed nothing");
+    for p in [free, clipped] {
+        let _ = std::fs::remove_file(p);
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::Args;
 use edgewise_core::engine::{Engine, EngineConfig};
-use edgewise_core::finetune::{self, data, FrozenModel, TrainConfig, ALL_PROJ};
+use edgewise_core::finetune::{self, data, FrozenModel, LrSchedule, TrainConfig, ALL_PROJ};
 use edgewise_core::gguf::GgufFile;
 use edgewise_core::model::Architecture;
 use edgewise_core::session::{GenerationParams, SessionConfig};
@@ -56,6 +56,16 @@ pub struct FinetuneArgs {
     /// Write a checkpoint (`<out>.ckpt`) every this many steps (0: at epoch ends only).
     #[arg(long, default_value_t = 10)]
     checkpoint_every: usize,
+    /// Learning-rate schedule after the warmup: cosine (decay to a tenth of --lr at the last
+    /// planned step) or constant.
+    #[arg(long, default_value = "cosine", value_parser = ["cosine", "constant"])]
+    lr_schedule: String,
+    /// Linear warmup steps (default: 5 % of the planned steps with cosine, 0 with constant).
+    #[arg(long)]
+    warmup_steps: Option<usize>,
+    /// Clip the gradient to this global L2 norm over all LoRA parameters (0: off).
+    #[arg(long, default_value_t = 1.0)]
+    clip_norm: f32,
     /// Seed of the initialization and the shuffles.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -115,6 +125,9 @@ pub fn run(a: FinetuneArgs) -> crate::CliResult {
         seed: a.seed,
         checkpoint_every: a.checkpoint_every,
         max_steps: a.max_steps,
+        schedule: if a.lr_schedule == "constant" { LrSchedule::Constant } else { LrSchedule::Cosine },
+        warmup_steps: a.warmup_steps,
+        clip_norm: a.clip_norm,
     };
     cfg.validate()?;
     let t0 = Instant::now();
@@ -154,9 +167,25 @@ pub fn run(a: FinetuneArgs) -> crate::CliResult {
         let all = per_epoch * cfg.epochs;
         cfg.max_steps.map_or(all, |m| m.min(all))
     };
+    let planned = cfg.planned_steps(train.examples.len());
+    eprintln!(
+        "finetune: lr {:e} {:?} over {planned} planned steps, warmup {}, gradient clipped to norm {}",
+        cfg.lr,
+        cfg.schedule,
+        cfg.warmup(planned),
+        if cfg.clip_norm > 0.0 { cfg.clip_norm.to_string() } else { "off".into() }
+    );
     let mut on_step = |s: &finetune::StepRecord| {
         // Numbers only: never the examples' text.
-        eprintln!("step {}/{total_steps} epoch {} loss {:.4} {:.0} tok/s", s.step, s.epoch + 1, s.loss, s.tokens_per_s);
+        eprintln!(
+            "step {}/{total_steps} epoch {} loss {:.4} lr {:.3e} gnorm {:.3} {:.0} tok/s",
+            s.step,
+            s.epoch + 1,
+            s.loss,
+            s.lr,
+            s.grad_norm,
+            s.tokens_per_s
+        );
     };
     let rep = finetune::train(&model, &train.examples, &eval.examples, &cfg, out, &mut on_step)?;
     for (e, l) in rep.eval_loss.iter().enumerate() {
@@ -169,6 +198,11 @@ pub fn run(a: FinetuneArgs) -> crate::CliResult {
         "train_loss_first": rep.steps.first().map(|s| s.loss),
         "train_loss_last": rep.steps.last().map(|s| s.loss),
         "eval_loss": rep.eval_loss,
+        "lr_schedule": format!("{:?}", cfg.schedule).to_lowercase(),
+        "warmup_steps": cfg.warmup(planned),
+        "clip_norm": cfg.clip_norm,
+        "max_grad_norm": rep.steps.iter().map(|s| s.grad_norm).fold(0f32, f32::max),
+        "clipped_steps": rep.steps.iter().filter(|s| cfg.clip_norm > 0.0 && s.grad_norm > cfg.clip_norm).count(),
         "tokens": rep.tokens,
         "seconds": rep.seconds,
         "tokens_per_s": rep.tokens as f64 / rep.seconds.max(1e-9),
