@@ -523,7 +523,8 @@ fn qwen35_xml_constraint_accepts_calls_and_rejects_bad_ones() {
     assert!(!accepts(&e, &t.constraint_for_model(ToolFormat::Hermes, Thinking::Off), XML_CALL));
 }
 
-/// On the model (random weights, sampled with seeds) under `required`: every answer that is not
+/// On the model (random weights, sampled with seeds) under `required` and a named tool (whose
+/// free string is made required, so answers write one): every answer that is not
 /// cut by `max_tokens` thinks (the prompt opened the block), closes it within its budget, and
 /// then is exactly XML calls as the template prints them, which parse and validate (also by
 /// the independent check used for cloud calls).
@@ -534,8 +535,15 @@ fn qwen35_required_answers_are_xml_calls_that_validate() {
     let Some(e) = load_qwen35("sampled") else { return };
     let mut t = xml_tools();
     t.choice = ToolChoice::Required;
+    // The free string required, so that sampled answers write one.
+    t.tools[0].parameters["required"] = json!(["item", "qty", "note"]);
     let (mut ok, mut cut, mut with_note) = (0, 0, 0);
     for seed in 0..8u64 {
+        // Odd seeds name the tool with the free string.
+        let mut t = t.clone();
+        if seed % 2 == 1 {
+            t.choice = ToolChoice::Named("add_to_cart".into());
+        }
         let mut s = e.new_session(SessionConfig { max_context: 2048, ..Default::default() }).unwrap();
         s.set_tools(Some(t.clone())).unwrap();
         let params = GenerationParams {
@@ -563,7 +571,7 @@ fn qwen35_required_answers_are_xml_calls_that_validate() {
         ok += 1;
     }
     eprintln!("qwen35 under required: {ok} answers with valid XML calls ({with_note} calls with a note), {cut} cut by max_tokens");
-    assert!(ok >= 4, "only {ok} of 8 answers finished");
+    assert!(ok >= 4 && with_note > 0, "only {ok} of 8 answers finished, {with_note} with a free string");
 }
 
 /// A call and a result round on Qwen 3.5 (as for the other families): the call is the
