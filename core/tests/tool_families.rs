@@ -583,3 +583,57 @@ fn qwen35_template_tool_calls_and_results() {
     let Some(e) = load_qwen35("history") else { return };
     check_engine(e, "qwen35", ToolFormat::QwenXml);
 }
+
+/// Argument values by schema in the XML form: a string `pattern` (anchored or searched),
+/// `minLength`/`maxLength` and `const` on raw text; an object, an array, a boolean and a number
+/// as JSON with the template's `tojson` spacing; a schema without constraints takes any text.
+#[test]
+fn qwen35_xml_values_follow_their_schemas() {
+    let Some(e) = load_qwen35("values") else { return };
+    let t = Tools::from_json(
+        &json!([{"name": "file", "parameters": {"type": "object", "properties": {
+            "code": {"type": "string", "pattern": "^[A-Z]{3}-\\d+$"},
+            "tag": {"type": "string", "pattern": "ok", "minLength": 3},
+            "kind": {"const": "ticket"},
+            "opts": {"type": "object", "properties": {"gift": {"type": "boolean"}, "n": {"type": "array", "items": {"type": "integer"}}}, "required": ["gift"], "additionalProperties": false},
+            "urgent": {"type": "boolean"},
+            "price": {"type": "number", "maximum": 10},
+            "memo": {"description": "anything"}
+        }, "required": ["code", "kind"]}}])
+        .to_string(),
+    )
+    .unwrap();
+    let mut t = t;
+    t.choice = ToolChoice::Required;
+    let c = t.constraint_for_model(ToolFormat::QwenXml, Thinking::Off);
+    let call = |params: &[(&str, &str)]| {
+        let mut s = String::from("<tool_call>\n<function=file>\n");
+        for (k, v) in params {
+            s.push_str(&format!("<parameter={k}>\n{v}\n</parameter>\n"));
+        }
+        s + "</function>\n</tool_call>"
+    };
+    let good = call(&[("code", "ABC-12"), ("tag", "look"), ("kind", "ticket"), ("opts", "{\"gift\": true, \"n\": [1, 2]}"), ("urgent", "false"), ("price", "9.5"), ("memo", "any <text>\nat all")]);
+    assert!(accepts(&e, &c, &good), "all values");
+    assert!(accepts(&e, &c, &call(&[("code", "XYZ-7"), ("kind", "ticket")])), "the required ones");
+    let parsed = t.parse_calls_for(ToolFormat::QwenXml, &good, 0);
+    assert_eq!(
+        parsed[0].arguments,
+        json!({"code": "ABC-12", "tag": "look", "kind": "ticket", "opts": {"gift": true, "n": [1, 2]}, "urgent": false, "price": 9.5, "memo": "any <text>\nat all"})
+    );
+    t.check_call(&parsed[0]).unwrap();
+    for (what, bad) in [
+        ("a code against its anchored pattern", call(&[("code", "abc-12"), ("kind", "ticket")])),
+        ("a code with more after the anchored end", call(&[("code", "ABC-12x"), ("kind", "ticket")])),
+        ("a tag without its searched pattern", call(&[("code", "ABC-1"), ("tag", "nope"), ("kind", "ticket")])),
+        ("a tag under minLength", call(&[("code", "ABC-1"), ("tag", "ok"), ("kind", "ticket")])),
+        ("another const", call(&[("code", "ABC-1"), ("kind", "bug")])),
+        ("JSON without the template's spacing", call(&[("code", "ABC-1"), ("kind", "ticket"), ("opts", "{\"gift\":true}")])),
+        ("an object missing its required key", call(&[("code", "ABC-1"), ("kind", "ticket"), ("opts", "{}")])),
+        ("Python's True", call(&[("code", "ABC-1"), ("kind", "ticket"), ("urgent", "True")])),
+        ("a number over its maximum", call(&[("code", "ABC-1"), ("kind", "ticket"), ("price", "12")])),
+        ("parameters out of the schema's order", call(&[("kind", "ticket"), ("code", "ABC-1")])),
+    ] {
+        assert!(!accepts(&e, &c, &bad), "{what} passed");
+    }
+}
