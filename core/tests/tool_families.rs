@@ -1,6 +1,7 @@
 //! Tool calling in the model families' own formats, on the synthesized llama / qwen2 / qwen3
 //! GGUFs carrying the real Llama 3.2 / Qwen 2.5 / Qwen 3 chat templates
-//! (`tests/reference/make_tool_template_synth.py`). The weights are random, so only the
+//! (`tests/reference/make_tool_template_synth.py`), and the synthesized qwen35 with the real
+//! Qwen 3.5 template (its XML calls). The weights are random, so only the
 //! structure is checked: the format is detected, the constrained answer is a call in the family's
 //! format (byte for byte what its template prints for such a call), the prompt of the next turn
 //! is exactly the template's rendering of the OpenAI-form conversation (tools, the call as

@@ -27,7 +27,7 @@
 //! so the conversation stays user/model alternating (Gemma's template requires it) and the
 //! session's cache holds the whole exchange: the next turn prefills only the results.
 //!
-//! # The model's own format (Qwen 2.5 / Qwen 3, Llama 3.x)
+//! # The model's own format (Qwen 2.5 / Qwen 3 / Qwen 3.5, Llama 3.x)
 //!
 //! A chat template that takes `tools` ([`ToolFormat::detect`]) shows the tools itself (the
 //! template is rendered with `tools` = [`Tools::template_tools`]; no block is added), and the
@@ -42,6 +42,12 @@
 //!   `</think>`, at most half the answer's `max_tokens`); after it a call is constrained as
 //!   without thinking, and `required` or a named tool force it ([`Tools::constraint_for_model`],
 //!   [`Thinking`]). With thinking off (`enable_thinking = false`) the answer may not think.
+//! - [`ToolFormat::QwenXml`] (Qwen 3.5, Qwen3-Coder-style templates):
+//!   `<tool_call>\n<function=f>\n<parameter=a>\n1\n</parameter>\n</function>\n</tool_call>`,
+//!   1 to [`MAX_CALLS_PER_TURN`] joined by `\n`; a string value is raw text (no
+//!   `</parameter>` in it), any other value JSON as the template's `tojson` prints it
+//!   (`Tools::xml_call_rules`); thinking and `auto` as for Hermes; results are `tool`
+//!   messages (`<tool_response>`).
 //! - [`ToolFormat::Llama3`]: one call `{"name": "f", "parameters": {"a": 1}}` per answer (the
 //!   template allows one); results are `tool` messages (printed as the `ipython` role).
 
@@ -358,10 +364,10 @@ impl Tools {
     }
 
     /// [`Tools::constraint_for`] for a model in `thinking` state ([`Thinking::at_prompt_end`]).
-    /// In the Hermes format (Qwen 3), under every choice: [`Thinking::May`] lets the answer open
-    /// with a thinking block (`<think>`, text without `</think>` of at most `budget` tokens —
-    /// `<` is fine —, `</think>`, forced once the budget is spent, up to 4 whitespace
-    /// characters); [`Thinking::Open`] starts the answer in that text (the prompt opened the
+    /// In the Hermes format (Qwen 3) and the XML one (Qwen 3.5), under every choice:
+    /// [`Thinking::May`] lets the answer open with a thinking block (`<think>`, text without
+    /// `</think>` of at most `budget` tokens — `<` is fine —, `</think>`, forced once the budget
+    /// is spent, up to 4 whitespace characters); [`Thinking::Open`] starts the answer in that text (the prompt opened the
     /// block); [`Thinking::Off`] forbids it (an answer may not open with `<th`). After the
     /// thinking, `auto` allows text or calls (or nothing), `required` and a named tool force the
     /// call, constrained from its first byte as without thinking.
