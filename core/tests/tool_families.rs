@@ -599,7 +599,8 @@ fn qwen35_xml_values_follow_their_schemas() {
             "opts": {"type": "object", "properties": {"gift": {"type": "boolean"}, "n": {"type": "array", "items": {"type": "integer"}}}, "required": ["gift"], "additionalProperties": false},
             "urgent": {"type": "boolean"},
             "price": {"type": "number", "maximum": 10},
-            "memo": {"description": "anything"}
+            "memo": {"description": "anything"},
+            "sym": {"enum": ["a.b*", "x/y", "c-d", "e&f", "g~h", "#1 (2)", "[k]{3}|^$", "back\\slash", "ü \"q\"", "two\nlines"]}
         }, "required": ["code", "kind"]}}])
         .to_string(),
     )
@@ -623,6 +624,15 @@ fn qwen35_xml_values_follow_their_schemas() {
         json!({"code": "ABC-12", "tag": "look", "kind": "ticket", "opts": {"gift": true, "n": [1, 2]}, "urgent": false, "price": 9.5, "memo": "any <text>\nat all"})
     );
     t.check_call(&parsed[0]).unwrap();
+    // Enum strings with regex and Lark metacharacters are matched literally.
+    for sym in ["a.b*", "x/y", "c-d", "e&f", "g~h", "#1 (2)", "[k]{3}|^$", "back\\slash", "ü \"q\"", "two\nlines"] {
+        let text = call(&[("code", "ABC-1"), ("kind", "ticket"), ("sym", sym)]);
+        assert!(accepts(&e, &c, &text), "enum {sym:?}");
+        assert_eq!(t.parse_calls_for(ToolFormat::QwenXml, &text, 0)[0].arguments["sym"], json!(sym));
+    }
+    for sym in ["a.bb", "aXb*", "x/", "kkk", "back\\\\slash", ""] {
+        assert!(!accepts(&e, &c, &call(&[("code", "ABC-1"), ("kind", "ticket"), ("sym", sym)])), "enum {sym:?} passed");
+    }
     for (what, bad) in [
         ("a code against its anchored pattern", call(&[("code", "abc-12"), ("kind", "ticket")])),
         ("a code with more after the anchored end", call(&[("code", "ABC-12x"), ("kind", "ticket")])),
