@@ -1,6 +1,7 @@
 //! Tool calling in the model families' own formats, on the synthesized llama / qwen2 / qwen3
 //! GGUFs carrying the real Llama 3.2 / Qwen 2.5 / Qwen 3 chat templates
-//! (`tests/reference/make_tool_template_synth.py`). The weights are random, so only the
+//! (`tests/reference/make_tool_template_synth.py`), and the synthesized qwen35 with the real
+//! Qwen 3.5 template (its XML calls). The weights are random, so only the
 //! structure is checked: the format is detected, the constrained answer is a call in the family's
 //! format (byte for byte what its template prints for such a call), the prompt of the next turn
 //! is exactly the template's rendering of the OpenAI-form conversation (tools, the call as
@@ -40,6 +41,10 @@ fn check_family(name: &str, want: ToolFormat) {
     let e =
         Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false })
             .unwrap();
+    check_engine(e, name, want);
+}
+
+fn check_engine(e: Engine, name: &str, want: ToolFormat) {
     let mut s = e.new_session(SessionConfig { max_context: 2048, ..Default::default() }).unwrap();
     assert_eq!(s.tool_format(), want, "{name}");
     let mut t = tools();
@@ -49,7 +54,7 @@ fn check_family(name: &str, want: ToolFormat) {
     // Qwen 3 would think first (`qwen3_*thinking*` test that): here the call comes at once.
     let think_off = e.template().thinks().then_some(false);
     let greedy = |n| GenerationParams { enable_thinking: think_off, ..GenerationParams::greedy(n) };
-    let g = s.chat(user, &greedy(160), &mut |_| true).unwrap();
+    let g = s.chat(user, &greedy(400), &mut |_| true).unwrap();
     assert_eq!(g.valid, Some(true), "{name}: {:?}", g.text);
     assert!(!g.tool_calls.is_empty(), "{name}: {:?}", g.text);
     if want == ToolFormat::Llama3 {
@@ -61,6 +66,11 @@ fn check_family(name: &str, want: ToolFormat) {
     match want {
         ToolFormat::Hermes => assert!(
             g.text.starts_with("<tool_call>\n{\"name\": \"") && g.text.ends_with("}\n</tool_call>"),
+            "{name}: {:?}",
+            g.text
+        ),
+        ToolFormat::QwenXml => assert!(
+            g.text.starts_with("<tool_call>\n<function=") && g.text.ends_with("\n</parameter>\n</function>\n</tool_call>"),
             "{name}: {:?}",
             g.text
         ),
@@ -108,7 +118,7 @@ fn check_family(name: &str, want: ToolFormat) {
     let rendered = e.template().with_thinking(think_off).render_json(&Value::Array(msgs), t.template_tools().as_ref(), true).unwrap();
     assert_eq!(prompt, rendered, "{name}");
     match want {
-        ToolFormat::Hermes => {
+        ToolFormat::Hermes | ToolFormat::QwenXml => {
             assert!(prompt.contains("# Tools") && prompt.contains("<tool_response>\n{\"ok\": true"), "{name}")
         }
         _ => assert!(
@@ -117,6 +127,17 @@ fn check_family(name: &str, want: ToolFormat) {
             "{name}"
         ),
     }
+    // The call, as the template rendered it in the history, reads back as the same calls.
+    let (header, end) = match want {
+        ToolFormat::Llama3 => ("<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"),
+        _ => ("<|im_start|>assistant\n", "<|im_end|>"),
+    };
+    let after_user = prompt.split_once(user).map(|(_, a)| a).unwrap_or_default();
+    let answered = after_user.split_once(header).map(|(_, a)| a).unwrap_or_default();
+    let answered = answered.split_once(end).map_or(answered, |(a, _)| a);
+    let answered = answered.split_once("</think>\n\n").map_or(answered, |(_, a)| a);
+    let back: Vec<(String, Value)> = t.parse_calls_for(want, answered, 0).into_iter().map(|c| (c.name, c.arguments)).collect();
+    assert_eq!(back, calls, "{name}: the rendered call did not read back");
     // A text answer is free; a started call must be complete and valid.
     if g2.text.starts_with("<tool_call>") || g2.text.starts_with('{') {
         assert_eq!(g2.valid, Some(true), "{name}: {:?}", g2.text);
@@ -131,7 +152,7 @@ fn check_family(name: &str, want: ToolFormat) {
     // The router's local model (and `edgewise serve`) uses the family's format too: the same
     // first answer as the session, and a conversation in OpenAI form (calls, `tool` results).
     use edgewise_core::router::{ChatMessage, ChatRequest, LocalEngine, LocalModel, StructuredRequest};
-    let local = LocalEngine::new(e.clone(), SessionConfig { max_context: 2048, ..Default::default() }, greedy(160)).unwrap();
+    let local = LocalEngine::new(e.clone(), SessionConfig { max_context: 2048, ..Default::default() }, greedy(400)).unwrap();
     let mut t = tools();
     t.choice = ToolChoice::Required;
     let out = StructuredRequest { tools: Some(t), ..Default::default() };
@@ -395,5 +416,235 @@ fn qwen3_enable_thinking_false_reaches_the_template() {
         let a = local.generate_structured(&req, &StructuredRequest { tools: Some(t.clone()), ..Default::default() }, &mut |_| true).unwrap();
         assert_eq!((a.answer.text.as_str(), a.tool_calls.len()), (g.text.as_str(), g.tool_calls.len()), "{enable:?}: LocalEngine");
         assert_eq!(a.answer.prompt_tokens, g.metrics.prompt_tokens, "{enable:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Qwen 3.5: calls in XML (`<function=NAME>` with one `<parameter=ARG>` per argument).
+
+/// The synthesized qwen35 (the real Qwen 3.5 architecture, random weights;
+/// `tests/reference/make_qwen35_goldens.py synth`) with the real Qwen 3.5 chat template
+/// (`tests/golden/chat_templates/qwen3.5.jinja`) in place of its vocabulary file's plain ChatML
+/// one: a temporary copy, removed once loaded.
+fn load_qwen35(tag: &str) -> Option<Engine> {
+    use edgewise_core::gguf::{writer::GgufWriter, GgufFile, MetaValue};
+    let path = common_model::synth_model("qwen35", "tests/reference/make_qwen35_goldens.py synth")?;
+    let template = std::fs::read_to_string(common_model::golden("chat_templates/qwen3.5.jinja")).unwrap();
+    let f = GgufFile::open(&path).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in f.metadata().iter() {
+        let v = if k == "tokenizer.chat_template" { MetaValue::String(template.clone()) } else { v.clone() };
+        w = w.kv(k, v);
+    }
+    for t in f.tensors() {
+        w = w.tensor(&t.name, &t.shape, t.ty, f.tensor_data(t).unwrap().to_vec());
+    }
+    let out = std::env::temp_dir().join(format!("edgewise-qwen35-tools-{tag}-{}.gguf", std::process::id()));
+    std::fs::write(&out, w.to_bytes()).unwrap();
+    let e = Engine::load(&out, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false });
+    let _ = std::fs::remove_file(&out);
+    Some(e.unwrap())
+}
+
+/// Tools with a free string (bounded, so a sampled answer ends), an enum and a bounded integer.
+fn xml_tools() -> Tools {
+    Tools::from_json(
+        &json!([
+            {"type": "function", "function": {"name": "add_to_cart", "description": "Adds an item to the shopping cart.",
+                "parameters": {"type": "object", "properties": {"item": {"enum": ["apple", "pear", "milk"]}, "qty": {"type": "integer", "minimum": 1, "maximum": 20},
+                    "note": {"type": "string", "maxLength": 24}}, "required": ["item", "qty"], "additionalProperties": false}}},
+            {"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city.",
+                "parameters": {"type": "object", "properties": {"city": {"enum": ["Oslo", "Köln"]}}, "required": ["city"], "additionalProperties": false}}}
+        ])
+        .to_string(),
+    )
+    .unwrap()
+}
+
+const XML_CALL: &str = "<tool_call>\n<function=add_to_cart>\n<parameter=item>\napple\n</parameter>\n<parameter=qty>\n2\n</parameter>\n</function>\n</tool_call>";
+const XML_CALL_NOTE: &str = "<tool_call>\n<function=add_to_cart>\n<parameter=item>\npear\n</parameter>\n<parameter=qty>\n12\n</parameter>\n<parameter=note>\ngift wrap, <please>\n</parameter>\n</function>\n</tool_call>";
+const XML_CALL_CITY: &str = "<tool_call>\n<function=get_weather>\n<parameter=city>\nKöln\n</parameter>\n</function>\n</tool_call>";
+/// (what is wrong, the call).
+const XML_BAD_CALLS: [(&str, &str); 8] = [
+    ("a tool that is not offered", "<tool_call>\n<function=delete_account>\n<parameter=item>\napple\n</parameter>\n</function>\n</tool_call>"),
+    ("an unknown parameter", "<tool_call>\n<function=add_to_cart>\n<parameter=item>\napple\n</parameter>\n<parameter=qty>\n2\n</parameter>\n<parameter=colour>\nred\n</parameter>\n</function>\n</tool_call>"),
+    ("a required parameter missing", "<tool_call>\n<function=add_to_cart>\n<parameter=item>\napple\n</parameter>\n</function>\n</tool_call>"),
+    ("a string holding </parameter>", "<tool_call>\n<function=add_to_cart>\n<parameter=item>\napple\n</parameter>\n<parameter=qty>\n2\n</parameter>\n<parameter=note>\na</parameter>b\n</parameter>\n</function>\n</tool_call>"),
+    ("an integer that is not JSON", "<tool_call>\n<function=add_to_cart>\n<parameter=item>\napple\n</parameter>\n<parameter=qty>\ntwo\n</parameter>\n</function>\n</tool_call>"),
+    ("an integer out of bounds", "<tool_call>\n<function=add_to_cart>\n<parameter=item>\napple\n</parameter>\n<parameter=qty>\n99\n</parameter>\n</function>\n</tool_call>"),
+    ("a value not in the enum", "<tool_call>\n<function=add_to_cart>\n<parameter=item>\ncar\n</parameter>\n<parameter=qty>\n2\n</parameter>\n</function>\n</tool_call>"),
+    ("the JSON (Hermes) form", "<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": {\"item\": \"apple\", \"qty\": 2}}\n</tool_call>"),
+];
+
+/// Qwen 3.5's template is detected as the XML format. Before, it was `Hermes` (the template
+/// also names `tool_call.arguments`), and calls were forced into JSON the model was not
+/// trained on.
+#[test]
+fn qwen35_template_uses_the_xml_format() {
+    let Some(e) = load_qwen35("format") else { return };
+    assert_eq!(e.template().tool_format(), ToolFormat::QwenXml);
+    assert!(e.template().thinks());
+    let s = e.new_session(SessionConfig { max_context: 256, ..Default::default() }).unwrap();
+    assert_eq!(s.tool_format(), ToolFormat::QwenXml);
+}
+
+/// The compiled constraint (Qwen 3.5's tokenizer) accepts well-formed XML calls, after an open
+/// thinking block (the prompt ends with `<think>\n`), with thinking off, or none; it rejects a
+/// tool that is not offered, an unknown parameter, a missing required one, a string holding
+/// `</parameter>`, a non-JSON or out-of-bounds integer, a value outside the enum and the JSON
+/// form the old detection forced.
+#[test]
+fn qwen35_xml_constraint_accepts_calls_and_rejects_bad_ones() {
+    let Some(e) = load_qwen35("constraint") else { return };
+    const OPEN: &str = "The user wants apples: add_to_cart, qty 2. I could write <tool_call> now.\n</think>\n\n";
+    for choice in [ToolChoice::Required, ToolChoice::Named("add_to_cart".into()), ToolChoice::Auto] {
+        let mut t = xml_tools();
+        t.choice = choice.clone();
+        for (thinking, pre) in
+            [(Thinking::Open { budget: 512 }, OPEN), (Thinking::Off, ""), (Thinking::No, ""), (Thinking::May { budget: 512 }, "<think>\nhm\n</think>\n\n")]
+        {
+            let c = t.constraint_for_model(ToolFormat::QwenXml, thinking);
+            let id = format!("{choice:?} {thinking:?}");
+            assert!(accepts(&e, &c, &format!("{pre}{XML_CALL}")), "{id}: a call");
+            assert!(accepts(&e, &c, &format!("{pre}{XML_CALL_NOTE}")), "{id}: a call with a free string");
+            assert!(accepts(&e, &c, &format!("{pre}{XML_CALL}\n{XML_CALL_NOTE}")), "{id}: two calls");
+            assert_eq!(accepts(&e, &c, &format!("{pre}{XML_CALL_CITY}")), choice != ToolChoice::Named("add_to_cart".into()), "{id}: the other tool");
+            for (what, bad) in XML_BAD_CALLS {
+                assert!(!accepts(&e, &c, &format!("{pre}{bad}")), "{id}: {what} passed");
+            }
+            assert!(!accepts(&e, &c, &format!("{pre}{XML_CALL}\nSure.")), "{id}: text after the call");
+            assert_eq!(accepts(&e, &c, &format!("{pre}Sure, done.")), choice == ToolChoice::Auto, "{id}: text");
+        }
+        let open = t.constraint_for_model(ToolFormat::QwenXml, Thinking::Open { budget: 512 });
+        assert!(!accepts(&e, &open, XML_CALL), "{choice:?}: the open thinking block must be closed");
+    }
+    // The old detection's constraint (Hermes) refused the model's own format.
+    let mut t = xml_tools();
+    t.choice = ToolChoice::Required;
+    assert!(!accepts(&e, &t.constraint_for_model(ToolFormat::Hermes, Thinking::Off), XML_CALL));
+}
+
+/// On the model (random weights, sampled with seeds) under `required` and a named tool (whose
+/// free string is made required, so answers write one): every answer that is not
+/// cut by `max_tokens` thinks (the prompt opened the block), closes it within its budget, and
+/// then is exactly XML calls as the template prints them, which parse and validate (also by
+/// the independent check used for cloud calls).
+#[test]
+fn qwen35_required_answers_are_xml_calls_that_validate() {
+    use edgewise_core::sampling::SamplingParams;
+    use edgewise_core::session::StopReason;
+    let Some(e) = load_qwen35("sampled") else { return };
+    let mut t = xml_tools();
+    t.choice = ToolChoice::Required;
+    // The free string required, so that sampled answers write one.
+    t.tools[0].parameters["required"] = json!(["item", "qty", "note"]);
+    let (mut ok, mut cut, mut with_note) = (0, 0, 0);
+    for seed in 0..8u64 {
+        // Odd seeds name the tool with the free string.
+        let mut t = t.clone();
+        if seed % 2 == 1 {
+            t.choice = ToolChoice::Named("add_to_cart".into());
+        }
+        let mut s = e.new_session(SessionConfig { max_context: 2048, ..Default::default() }).unwrap();
+        s.set_tools(Some(t.clone())).unwrap();
+        let params = GenerationParams {
+            sampling: SamplingParams { temperature: 1.0, seed, ..SamplingParams::default() },
+            max_tokens: 240,
+            ..Default::default()
+        };
+        let g = s.chat("Add two apples to my cart, please.", &params, &mut |_| true).unwrap();
+        if g.stop_reason == StopReason::MaxTokens {
+            assert_eq!((g.valid, g.tool_calls.len()), (Some(false), 0), "seed {seed}");
+            cut += 1;
+            continue;
+        }
+        assert_eq!(g.valid, Some(true), "seed {seed}: {:?}", g.text);
+        assert!(!g.tool_calls.is_empty(), "seed {seed}: {:?}", g.text);
+        let (thinking, after) = Thinking::Open { budget: 120 }.split(&g.text);
+        assert!(thinking.is_some(), "seed {seed}: the open thinking block was not closed: {:?}", g.text);
+        let calls: Vec<(String, Value)> = g.tool_calls.iter().map(|c| (c.name.clone(), c.arguments.clone())).collect();
+        assert_eq!(after, Tools::call_text(ToolFormat::QwenXml, &calls), "seed {seed}");
+        assert!(after.starts_with("<tool_call>\n<function="), "seed {seed}: {after:?}");
+        for c in &g.tool_calls {
+            t.check_call(c).unwrap_or_else(|err| panic!("seed {seed}: {err}"));
+            with_note += usize::from(c.arguments.get("note").is_some());
+        }
+        ok += 1;
+    }
+    eprintln!("qwen35 under required: {ok} answers with valid XML calls ({with_note} calls with a note), {cut} cut by max_tokens");
+    assert!(ok >= 4 && with_note > 0, "only {ok} of 8 answers finished, {with_note} with a free string");
+}
+
+/// A call and a result round on Qwen 3.5 (as for the other families): the call is the
+/// template's XML, the next prompt is exactly the template's rendering of the OpenAI-form
+/// conversation (the call as structured `tool_calls`, the result as a `tool` message), and the
+/// call rendered in that history reads back as the same call.
+#[test]
+fn qwen35_template_tool_calls_and_results() {
+    let Some(e) = load_qwen35("history") else { return };
+    check_engine(e, "qwen35", ToolFormat::QwenXml);
+}
+
+/// Argument values by schema in the XML form: a string `pattern` (anchored or searched),
+/// `minLength`/`maxLength` and `const` on raw text; an object, an array, a boolean and a number
+/// as JSON with the template's `tojson` spacing; a schema without constraints takes any text.
+#[test]
+fn qwen35_xml_values_follow_their_schemas() {
+    let Some(e) = load_qwen35("values") else { return };
+    let t = Tools::from_json(
+        &json!([{"name": "file", "parameters": {"type": "object", "properties": {
+            "code": {"type": "string", "pattern": "^[A-Z]{3}-\\d+$"},
+            "tag": {"type": "string", "pattern": "ok", "minLength": 3},
+            "kind": {"const": "ticket"},
+            "opts": {"type": "object", "properties": {"gift": {"type": "boolean"}, "n": {"type": "array", "items": {"type": "integer"}}}, "required": ["gift"], "additionalProperties": false},
+            "urgent": {"type": "boolean"},
+            "price": {"type": "number", "maximum": 10},
+            "memo": {"description": "anything"},
+            "sym": {"enum": ["a.b*", "x/y", "c-d", "e&f", "g~h", "#1 (2)", "[k]{3}|^$", "back\\slash", "ü \"q\"", "two\nlines"]}
+        }, "required": ["code", "kind"]}}])
+        .to_string(),
+    )
+    .unwrap();
+    let mut t = t;
+    t.choice = ToolChoice::Required;
+    let c = t.constraint_for_model(ToolFormat::QwenXml, Thinking::Off);
+    let call = |params: &[(&str, &str)]| {
+        let mut s = String::from("<tool_call>\n<function=file>\n");
+        for (k, v) in params {
+            s.push_str(&format!("<parameter={k}>\n{v}\n</parameter>\n"));
+        }
+        s + "</function>\n</tool_call>"
+    };
+    let good = call(&[("code", "ABC-12"), ("tag", "look"), ("kind", "ticket"), ("opts", "{\"gift\": true, \"n\": [1, 2]}"), ("urgent", "false"), ("price", "9.5"), ("memo", "any <text>\nat all")]);
+    assert!(accepts(&e, &c, &good), "all values");
+    assert!(accepts(&e, &c, &call(&[("code", "XYZ-7"), ("kind", "ticket")])), "the required ones");
+    let parsed = t.parse_calls_for(ToolFormat::QwenXml, &good, 0);
+    assert_eq!(
+        parsed[0].arguments,
+        json!({"code": "ABC-12", "tag": "look", "kind": "ticket", "opts": {"gift": true, "n": [1, 2]}, "urgent": false, "price": 9.5, "memo": "any <text>\nat all"})
+    );
+    t.check_call(&parsed[0]).unwrap();
+    // Enum strings with regex and Lark metacharacters are matched literally.
+    for sym in ["a.b*", "x/y", "c-d", "e&f", "g~h", "#1 (2)", "[k]{3}|^$", "back\\slash", "ü \"q\"", "two\nlines"] {
+        let text = call(&[("code", "ABC-1"), ("kind", "ticket"), ("sym", sym)]);
+        assert!(accepts(&e, &c, &text), "enum {sym:?}");
+        assert_eq!(t.parse_calls_for(ToolFormat::QwenXml, &text, 0)[0].arguments["sym"], json!(sym));
+    }
+    for sym in ["a.bb", "aXb*", "x/", "kkk", "back\\\\slash", ""] {
+        assert!(!accepts(&e, &c, &call(&[("code", "ABC-1"), ("kind", "ticket"), ("sym", sym)])), "enum {sym:?} passed");
+    }
+    for (what, bad) in [
+        ("a code against its anchored pattern", call(&[("code", "abc-12"), ("kind", "ticket")])),
+        ("a code with more after the anchored end", call(&[("code", "ABC-12x"), ("kind", "ticket")])),
+        ("a tag without its searched pattern", call(&[("code", "ABC-1"), ("tag", "nope"), ("kind", "ticket")])),
+        ("a tag under minLength", call(&[("code", "ABC-1"), ("tag", "ok"), ("kind", "ticket")])),
+        ("another const", call(&[("code", "ABC-1"), ("kind", "bug")])),
+        ("JSON without the template's spacing", call(&[("code", "ABC-1"), ("kind", "ticket"), ("opts", "{\"gift\":true}")])),
+        ("an object missing its required key", call(&[("code", "ABC-1"), ("kind", "ticket"), ("opts", "{}")])),
+        ("Python's True", call(&[("code", "ABC-1"), ("kind", "ticket"), ("urgent", "True")])),
+        ("a number over its maximum", call(&[("code", "ABC-1"), ("kind", "ticket"), ("price", "12")])),
+        ("parameters out of the schema's order", call(&[("kind", "ticket"), ("code", "ABC-1")])),
+    ] {
+        assert!(!accepts(&e, &c, &bad), "{what} passed");
     }
 }

@@ -101,7 +101,7 @@ CONVERSATIONS = [
 # `tool_calls` (arguments as dicts) and `tool` results. The Rust side renders each twice: these
 # messages as given, and the form its sessions keep (the call as the model writes it, as the
 # assistant's content), and both must equal jinja2's output.
-TOOL_TEMPLATES = ["qwen2.5-instruct.jinja", "qwen3.jinja", "llama-3.2-instruct.jinja"]
+TOOL_TEMPLATES = ["qwen2.5-instruct.jinja", "qwen3.jinja", "qwen3.5.jinja", "llama-3.2-instruct.jinja"]
 TOOLS = [
     {"type": "function", "function": {"name": "add_to_cart", "description": "Adds an item to the shopping cart.",
         "parameters": {"type": "object", "properties": {"item": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}}, "required": ["item", "qty"]}}},

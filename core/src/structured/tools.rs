@@ -27,7 +27,7 @@
 //! so the conversation stays user/model alternating (Gemma's template requires it) and the
 //! session's cache holds the whole exchange: the next turn prefills only the results.
 //!
-//! # The model's own format (Qwen 2.5 / Qwen 3, Llama 3.x)
+//! # The model's own format (Qwen 2.5 / Qwen 3 / Qwen 3.5, Llama 3.x)
 //!
 //! A chat template that takes `tools` ([`ToolFormat::detect`]) shows the tools itself (the
 //! template is rendered with `tools` = [`Tools::template_tools`]; no block is added), and the
@@ -42,6 +42,12 @@
 //!   `</think>`, at most half the answer's `max_tokens`); after it a call is constrained as
 //!   without thinking, and `required` or a named tool force it ([`Tools::constraint_for_model`],
 //!   [`Thinking`]). With thinking off (`enable_thinking = false`) the answer may not think.
+//! - [`ToolFormat::QwenXml`] (Qwen 3.5, Qwen3-Coder-style templates):
+//!   `<tool_call>\n<function=f>\n<parameter=a>\n1\n</parameter>\n</function>\n</tool_call>`,
+//!   1 to [`MAX_CALLS_PER_TURN`] joined by `\n`; a string value is raw text (no
+//!   `</parameter>` in it), any other value JSON as the template's `tojson` prints it
+//!   (`Tools::xml_call_rules`); thinking and `auto` as for Hermes; results are `tool`
+//!   messages (`<tool_response>`).
 //! - [`ToolFormat::Llama3`]: one call `{"name": "f", "parameters": {"a": 1}}` per answer (the
 //!   template allows one); results are `tool` messages (printed as the `ipython` role).
 
@@ -172,17 +178,25 @@ pub enum ToolFormat {
     Builtin,
     /// Qwen 2.5 / Qwen 3 (Hermes style): `<tool_call>` blocks, `tool` results.
     Hermes,
+    /// Qwen 3.5 (and Qwen3-Coder): `<tool_call>` blocks holding XML `<function=NAME>` with one
+    /// `<parameter=ARG>` per argument, `tool` results.
+    QwenXml,
     /// Llama 3.x: one JSON call with `parameters`, results in the `ipython` role.
     Llama3,
 }
 
 impl ToolFormat {
     /// The format a chat template's source handles: it must take `tools` and print calls as
-    /// `<tool_call>` (Qwen 2.5/3) or JSON with `"parameters"` beside an `ipython` role (Llama
-    /// 3.1/3.2); anything else is [`ToolFormat::Builtin`].
+    /// `<tool_call>` holding `<function=` / `<parameter=` (Qwen 3.5, checked first: its template
+    /// also names `tool_call.arguments`), `<tool_call>` holding JSON (Qwen 2.5/3) or JSON with
+    /// `"parameters"` beside an `ipython` role (Llama 3.1/3.2); anything else is
+    /// [`ToolFormat::Builtin`].
     pub fn detect(template_source: &str) -> Self {
         let takes_tools = template_source.contains("tools");
-        if takes_tools && template_source.contains("<tool_call>") && template_source.contains("tool_call.arguments") {
+        let has = |m: &str| template_source.contains(m);
+        if takes_tools && has("<tool_call>") && has("<function=") && has("<parameter=") {
+            Self::QwenXml
+        } else if takes_tools && has("<tool_call>") && has("tool_call.arguments") {
             Self::Hermes
         } else if takes_tools && template_source.contains("ipython") && template_source.contains("\"parameters\"") {
             Self::Llama3
@@ -350,18 +364,22 @@ impl Tools {
     }
 
     /// [`Tools::constraint_for`] for a model in `thinking` state ([`Thinking::at_prompt_end`]).
-    /// In the Hermes format (Qwen 3), under every choice: [`Thinking::May`] lets the answer open
-    /// with a thinking block (`<think>`, text without `</think>` of at most `budget` tokens —
-    /// `<` is fine —, `</think>`, forced once the budget is spent, up to 4 whitespace
-    /// characters); [`Thinking::Open`] starts the answer in that text (the prompt opened the
+    /// In the Hermes format (Qwen 3) and the XML one (Qwen 3.5), under every choice:
+    /// [`Thinking::May`] lets the answer open with a thinking block (`<think>`, text without
+    /// `</think>` of at most `budget` tokens — `<` is fine —, `</think>`, forced once the budget
+    /// is spent, up to 4 whitespace characters); [`Thinking::Open`] starts the answer in that text (the prompt opened the
     /// block); [`Thinking::Off`] forbids it (an answer may not open with `<th`). After the
     /// thinking, `auto` allows text or calls (or nothing), `required` and a named tool force the
     /// call, constrained from its first byte as without thinking.
     pub fn constraint_for_model(&self, format: ToolFormat, thinking: Thinking) -> OutputConstraint {
         match (format, &self.choice) {
             (ToolFormat::Builtin, _) | (_, ToolChoice::None) => self.constraint(),
-            (ToolFormat::Hermes, choice) => {
-                let call = format!("call: \"<tool_call>\\n\" obj \"\\n</tool_call>\"\nobj: %json {}\n", self.family_call_schema("arguments"));
+            (ToolFormat::Hermes | ToolFormat::QwenXml, choice) => {
+                let call = if format == ToolFormat::QwenXml {
+                    self.xml_call_rules()
+                } else {
+                    format!("call: \"<tool_call>\\n\" obj \"\\n</tool_call>\"\nobj: %json {}\n", self.family_call_schema("arguments"))
+                };
                 let more = "(\"\\n\" call)?".repeat(MAX_CALLS_PER_TURN - 1);
                 let auto = *choice == ToolChoice::Auto;
                 // Text may not open with `<to` (a call's start), nor with `<th` where the model
@@ -418,6 +436,17 @@ impl Tools {
         };
         match format {
             ToolFormat::Builtin => self.parse_calls(text, turn),
+            ToolFormat::QwenXml => {
+                // Calls are read only where the answer starts with one (as Hermes), in order.
+                let mut calls = Vec::new();
+                let mut rest = text;
+                while rest.starts_with("<tool_call>") && calls.len() < MAX_CALLS_PER_TURN {
+                    let Some((call, after)) = self.parse_xml_call(rest, turn, calls.len()) else { break };
+                    calls.push(call);
+                    rest = after.strip_prefix('\n').unwrap_or(after);
+                }
+                calls
+            }
             ToolFormat::Hermes => {
                 // Each `<tool_call>…</tool_call>` block holds one call. Calls are constrained only
                 // where the answer (after its thinking) starts with one; a `<tool_call>` later in
@@ -467,7 +496,102 @@ impl Tools {
                 .map(|(n, a)| format!("{{\"name\": {}, \"parameters\": {}}}", py_json(&Value::from(n.as_str())), py_json(a)))
                 .collect::<Vec<_>>()
                 .join("\n"),
+            // As Qwen 3.5's template prints `tool_calls`: each argument in its own block, a
+            // string as it is, a mapping or a list as `tojson`, anything else as its text.
+            ToolFormat::QwenXml => calls
+                .iter()
+                .map(|(n, a)| {
+                    let mut s = format!("<tool_call>\n<function={n}>\n");
+                    for (k, v) in a.as_object().into_iter().flatten() {
+                        let v = match v {
+                            Value::String(t) => t.clone(),
+                            Value::Object(_) | Value::Array(_) => py_json(v),
+                            other => other.to_string(),
+                        };
+                        s.push_str(&format!("<parameter={k}>\n{v}\n</parameter>\n"));
+                    }
+                    s.push_str("</function>\n</tool_call>");
+                    s
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
         }
+    }
+
+    /// One call in the Qwen 3.5 XML form at the start of `text`
+    /// (`<tool_call>\n<function=NAME>\n`, then `<parameter=ARG>\nVALUE\n</parameter>\n` per
+    /// argument, then `</function>\n</tool_call>`) and the text after it; `None` where it is not
+    /// one, names a tool that is not offered or an argument twice. A value is a string where
+    /// the argument's schema takes only strings ([`xml_raw_string`]), else JSON (text that is
+    /// not JSON stays a string, for the validator to judge).
+    fn parse_xml_call<'a>(&self, text: &'a str, turn: usize, index: usize) -> Option<(ToolCall, &'a str)> {
+        let rest = text.strip_prefix("<tool_call>\n<function=")?;
+        let (name, mut rest) = rest.split_once(">\n")?;
+        let tool = self.tools.iter().find(|t| t.name == name)?;
+        let mut args = serde_json::Map::new();
+        loop {
+            if let Some(after) = rest.strip_prefix("</function>\n</tool_call>") {
+                let call = ToolCall { id: format!("call_{turn}_{index}"), name: name.to_string(), arguments: Value::Object(args) };
+                return Some((call, after));
+            }
+            let (arg, after) = rest.strip_prefix("<parameter=")?.split_once(">\n")?;
+            let (raw, after) = after.split_once("\n</parameter>\n")?;
+            let schema = tool.parameters.get("properties").and_then(|p| p.get(arg)).unwrap_or(&Value::Null);
+            let value = if xml_raw_string(schema) {
+                Value::String(raw.to_string())
+            } else {
+                serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+            };
+            if args.insert(arg.to_string(), value).is_some() {
+                return None;
+            }
+            rest = after;
+        }
+    }
+
+    /// The Lark rules of one call in the Qwen 3.5 XML form (`call`), for
+    /// [`Tools::constraint_for_model`]: a tool the choice offers; its parameters in the schema's
+    /// order, each at most once, the required ones present, no other; each value valid against
+    /// its property's schema. A value whose schema takes only strings ([`xml_raw_string`]) is
+    /// raw text (enum/const literals, `pattern`, `minLength`/`maxLength`; `format` is not
+    /// enforced) that cannot contain `</parameter>`: one lexeme runs through its closing
+    /// `\n</parameter>` and ends there (a text lexeme followed by a `"\n</parameter>"` one would
+    /// run over `\n</parameter` and fail on `>`). A schema without any constraint takes any such
+    /// text; every other value is JSON (`%json` of its schema, Python's spacing, as the
+    /// template's `tojson` prints a mapping or list).
+    fn xml_call_rules(&self) -> String {
+        let mut rules = String::new();
+        let mut fns = Vec::new();
+        for (i, t) in self.offered().enumerate() {
+            fns.push(format!("f{i}"));
+            let required: Vec<&str> =
+                t.parameters.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+            let mut seq = vec![lark_str(&format!("<function={}>\n", t.name))];
+            let props = t.parameters.get("properties").and_then(Value::as_object);
+            for (j, (arg, schema)) in props.into_iter().flatten().enumerate() {
+                let r = format!("f{i}_p{j}");
+                let open = lark_str(&format!("<parameter={arg}>\n"));
+                if xml_raw_string(schema) {
+                    let term = format!("F{i}_P{j}");
+                    rules.push_str(&format!("{r}: {open} {term} \"\\n\"\n{term}: {}\n", raw_value_regex(schema)));
+                } else {
+                    let mut s = schema.clone();
+                    if let Value::Object(m) = &mut s {
+                        // A `$ref` into the tool's definitions resolves inside the value's schema.
+                        for key in ["$defs", "definitions"] {
+                            if let Some(d) = t.parameters.get(key) {
+                                m.entry(key).or_insert_with(|| d.clone());
+                            }
+                        }
+                        m.insert("x-guidance".into(), json!({ "whitespace_flexible": false, "item_separator": ", ", "key_separator": ": " }));
+                    }
+                    rules.push_str(&format!("{r}: {open} {r}_v \"\\n</parameter>\\n\"\n{r}_v: %json {s}\n"));
+                }
+                seq.push(if required.contains(&arg.as_str()) { r } else { format!("{r}?") });
+            }
+            rules.push_str(&format!("f{i}: {}\n", seq.join(" ")));
+        }
+        format!("call: \"<tool_call>\\n\" ({}) \"</function>\\n</tool_call>\"\n{rules}", fns.join(" | "))
     }
 
     /// The messages that carry tool results back in `format`: one user turn of
@@ -561,6 +685,86 @@ impl Tools {
     }
 }
 
+/// Whether a Qwen 3.5 call writes this argument's value as raw text: its schema takes only
+/// strings (`type: "string"`, or an `enum`/`const` of strings), or takes anything (no keyword
+/// but annotations). Any other value is written as JSON.
+fn xml_raw_string(schema: &Value) -> bool {
+    let Some(m) = schema.as_object() else { return true };
+    let all_strings = |v: &Value| v.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string));
+    if let Some(ty) = m.get("type") {
+        return ty == "string" || ty.as_array().is_some_and(|a| a.len() == 1 && a[0] == "string");
+    }
+    if let Some(e) = m.get("enum") {
+        return all_strings(e);
+    }
+    if let Some(c) = m.get("const") {
+        return c.is_string();
+    }
+    m.keys().all(|k| matches!(k.as_str(), "description" | "title" | "default" | "examples" | "$comment"))
+}
+
+/// The lexeme of a raw-text argument value with its closing `\n</parameter>` (see
+/// [`Tools::xml_call_rules`]): the value as its schema allows (enum/const literals, `pattern`,
+/// `minLength`/`maxLength`), holding no `</parameter>`.
+fn raw_value_regex(schema: &Value) -> String {
+    const CLOSE: &str = "\\n<\\/parameter>";
+    const NO_CLOSE_INSIDE: &str = "~/(?s:.*)<\\/parameter>(?s:.+)/";
+    let literals: Option<Vec<&str>> = match (schema.get("const"), schema.get("enum")) {
+        (Some(Value::String(c)), _) => Some(vec![c.as_str()]),
+        (_, Some(Value::Array(e))) => Some(e.iter().filter_map(Value::as_str).collect()),
+        _ => None,
+    };
+    if let Some(lits) = literals {
+        let alts: Vec<String> = lits.iter().filter(|l| !l.contains("</parameter>")).map(|l| regex_literal(l)).collect();
+        // No literal left matches nothing (the `[^\s\S]` class is empty).
+        let alts = if alts.is_empty() { "[^\\s\\S]".to_string() } else { alts.join("|") };
+        return format!("/(?:{alts}){CLOSE}/ & {NO_CLOSE_INSIDE}");
+    }
+    let min = schema.get("minLength").and_then(Value::as_u64).unwrap_or(0);
+    let len = match schema.get("maxLength").and_then(Value::as_u64) {
+        Some(max) => format!("(?s:.{{{min},{max}}})"),
+        None if min > 0 => format!("(?s:.{{{min},}})"),
+        None => "(?s:.*)".to_string(),
+    };
+    let mut re = format!("/{len}{CLOSE}/ & {NO_CLOSE_INSIDE}");
+    if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
+        // JSON Schema patterns search (unanchored) unless they anchor themselves.
+        let (head, p) = match p.strip_prefix('^') {
+            Some(rest) => ("", rest),
+            None => ("(?s:.*)", p),
+        };
+        let (p, tail) = match p.strip_suffix('$').filter(|q| !q.ends_with('\\')) {
+            Some(rest) => (rest, ""),
+            None => (p, "(?s:.*)"),
+        };
+        re.push_str(&format!(" & /{head}(?:{}){tail}{CLOSE}/", llguidance::regex_to_lark(p, "dw")));
+    }
+    re
+}
+
+/// `text` as a regular expression that matches exactly it (in a Lark `/…/`).
+fn regex_literal(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_ascii_punctuation() && !matches!(c, '_' | '\'' | '"' | '<' | '>' | '=' | ',' | ':' | ';' | '!' | '@' | '%' | '`') => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `text` as a Lark string literal (JSON's escapes).
+fn lark_str(text: &str) -> String {
+    Value::from(text).to_string()
+}
+
 /// Python's `json.dumps(v, ensure_ascii=False)` (separators `", "` and `": "`), as chat templates'
 /// `tojson` prints (strings and numbers as serde_json writes them).
 pub fn py_json(v: &Value) -> String {
@@ -639,6 +843,37 @@ mod tests {
         // Free text that mentions a call is text.
         assert!(t.parse_calls_thinking(ToolFormat::Hermes, Thinking::No, &format!("Sure! {call}"), 0).is_empty());
         assert!(t.parse_calls_thinking(ToolFormat::Hermes, Thinking::May { budget: 9 }, &format!("<think>\n</think>\n\nSure! {draft}"), 0).is_empty());
+    }
+
+    /// Qwen 3.5's XML calls: the text a call is written as (what its template prints for
+    /// `tool_calls`) parses back to the call, string values as strings, others as JSON; calls
+    /// are read only from the answer's start, after the thinking; a call of an unknown tool, an
+    /// argument given twice or a broken block ends the reading.
+    #[test]
+    fn qwen_xml_calls_round_trip() {
+        let t = Tools::from_json(r#"[{"name":"add_to_cart","parameters":{"type":"object","properties":{"item":{"type":"string"},"qty":{"type":"integer"},"opts":{"type":"object"},"tags":{"type":"array"},"note":{}},"required":["item","qty"]}}]"#).unwrap();
+        let calls = vec![
+            ("add_to_cart".to_string(), json!({"item": "12", "qty": 2, "opts": {"gift": true, "n": [1, 2]}, "tags": ["a"], "note": "two\nlines"})),
+            ("add_to_cart".to_string(), json!({"item": "pear", "qty": 1})),
+        ];
+        let text = Tools::call_text(ToolFormat::QwenXml, &calls);
+        assert!(text.starts_with("<tool_call>\n<function=add_to_cart>\n<parameter=item>\n12\n</parameter>\n<parameter=qty>\n2\n</parameter>\n<parameter=opts>\n{\"gift\": true, \"n\": [1, 2]}\n</parameter>\n"), "{text}");
+        assert!(text.contains("</function>\n</tool_call>\n<tool_call>\n<function=add_to_cart>\n"), "{text}");
+        let got = t.parse_calls_thinking(ToolFormat::QwenXml, Thinking::Open { budget: 9 }, &format!("hm\n</think>\n\n{text}"), 2);
+        let got: Vec<(String, Value)> = got.into_iter().map(|c| (c.name, c.arguments)).collect();
+        assert_eq!(got, calls);
+        for c in t.parse_calls_for(ToolFormat::QwenXml, &text, 0) {
+            t.check_call(&c).unwrap();
+        }
+        assert!(t.parse_calls_for(ToolFormat::QwenXml, &format!("Sure. {text}"), 0).is_empty());
+        let unknown = text.replace("<function=add_to_cart>", "<function=delete_account>");
+        assert!(t.parse_calls_for(ToolFormat::QwenXml, &unknown, 0).is_empty());
+        let twice = "<tool_call>\n<function=add_to_cart>\n<parameter=qty>\n1\n</parameter>\n<parameter=qty>\n2\n</parameter>\n</function>\n</tool_call>";
+        assert!(t.parse_calls_for(ToolFormat::QwenXml, twice, 0).is_empty());
+        // Detection: the XML markers win over `tool_call.arguments` (which the template also has).
+        let src = "{% for tool in tools %}{% endfor %}<tool_call>\n<function=' + tool_call.name + '>\n<parameter=' + k {{ tool_call.arguments }}";
+        assert_eq!(ToolFormat::detect(src), ToolFormat::QwenXml);
+        assert_eq!(ToolFormat::detect("{{ tools }}<tool_call>\n{{ tool_call.arguments | tojson }}"), ToolFormat::Hermes);
     }
 
     #[test]

@@ -647,7 +647,13 @@ mod tests {
                 .unwrap()
                 .with_fixed_time(g.header.now_unix);
             let format = t.tool_format();
-            let want_format = if c.template.starts_with("llama") { ToolFormat::Llama3 } else { ToolFormat::Hermes };
+            let want_format = if c.template.starts_with("llama") {
+                ToolFormat::Llama3
+            } else if c.template.starts_with("qwen3.5") {
+                ToolFormat::QwenXml
+            } else {
+                ToolFormat::Hermes
+            };
             assert_eq!(format, want_format, "{}", c.template);
             // The tools as a session passes them are what jinja2 was given.
             let tools = Tools::from_json(&c.tools.to_string()).unwrap();
