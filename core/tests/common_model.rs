@@ -62,3 +62,23 @@ pub fn synth_model(name: &str, maker: &str) -> Option<PathBuf> {
     eprintln!("SKIPPED: no {} ({maker} writes it)", p.display());
     None
 }
+
+/// A temporary copy of the GGUF at `path` whose `tokenizer.chat_template` is the golden template
+/// `tests/golden/<template>` (e.g. the real Qwen 3.5 one in place of a vocabulary file's plain
+/// ChatML), named with `tag` and the process id; the caller removes it once loaded.
+pub fn with_chat_template(path: &std::path::Path, template: &str, tag: &str) -> PathBuf {
+    use edgewise_core::gguf::{writer::GgufWriter, GgufFile, MetaValue};
+    let text = std::fs::read_to_string(golden(template)).unwrap();
+    let f = GgufFile::open(path).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in f.metadata().iter() {
+        let v = if k == "tokenizer.chat_template" { MetaValue::String(text.clone()) } else { v.clone() };
+        w = w.kv(k, v);
+    }
+    for t in f.tensors() {
+        w = w.tensor(&t.name, &t.shape, t.ty, f.tensor_data(t).unwrap().to_vec());
+    }
+    let out = std::env::temp_dir().join(format!("edgewise-{tag}-{}.gguf", std::process::id()));
+    std::fs::write(&out, w.to_bytes()).unwrap();
+    out
+}

@@ -356,25 +356,6 @@ fn qwen35_drop_oldest_turns_prefills_only_the_messages() {
     assert_eq!(g.token_ids, r.token_ids);
 }
 
-/// The synthesized model with the real Qwen 3.5 chat template (`tests/golden/chat_templates/
-/// qwen3.5.jinja`) instead of its vocabulary file's plain ChatML one, written next to it.
-fn with_qwen35_template(path: &std::path::Path) -> PathBuf {
-    use edgewise_core::gguf::{writer::GgufWriter, GgufFile, MetaValue};
-    let out = std::env::temp_dir().join(format!("edgewise-qwen35-thinking-template-{}.gguf", std::process::id()));
-    let template = std::fs::read_to_string(common_model::golden("chat_templates/qwen3.5.jinja")).unwrap();
-    let f = GgufFile::open(path).unwrap();
-    let mut w = GgufWriter::new();
-    for (k, v) in f.metadata().iter() {
-        let v = if k == "tokenizer.chat_template" { MetaValue::String(template.clone()) } else { v.clone() };
-        w = w.kv(k, v);
-    }
-    for t in f.tensors() {
-        w = w.tensor(&t.name, &t.shape, t.ty, f.tensor_data(t).unwrap().to_vec());
-    }
-    std::fs::write(&out, w.to_bytes()).unwrap();
-    out
-}
-
 /// With the real Qwen 3.5 template a past answer is rendered without the thinking block its
 /// prompt opened (`<think>\n`), so each next turn departs right after the previous turn's
 /// `<|im_start|>assistant\n`, before the end of that prompt (where the turn-boundary
@@ -384,7 +365,7 @@ fn with_qwen35_template(path: &std::path::Path) -> PathBuf {
 #[test]
 fn qwen35_chat_with_the_thinking_template_reuses_the_conversation() {
     let Some(path) = model() else { return };
-    let copy = with_qwen35_template(&path);
+    let copy = common_model::with_chat_template(&path, "chat_templates/qwen3.5.jinja", "qwen35-thinking-template");
     let e = load(&copy, BackendPreference::Cpu).unwrap();
     let _ = std::fs::remove_file(&copy);
     let cfg = SessionConfig { max_context: 1024, prefill_chunk: 64, ..Default::default() };

@@ -427,20 +427,8 @@ fn qwen3_enable_thinking_false_reaches_the_template() {
 /// (`tests/golden/chat_templates/qwen3.5.jinja`) in place of its vocabulary file's plain ChatML
 /// one: a temporary copy, removed once loaded.
 fn load_qwen35(tag: &str) -> Option<Engine> {
-    use edgewise_core::gguf::{writer::GgufWriter, GgufFile, MetaValue};
     let path = common_model::synth_model("qwen35", "tests/reference/make_qwen35_goldens.py synth")?;
-    let template = std::fs::read_to_string(common_model::golden("chat_templates/qwen3.5.jinja")).unwrap();
-    let f = GgufFile::open(&path).unwrap();
-    let mut w = GgufWriter::new();
-    for (k, v) in f.metadata().iter() {
-        let v = if k == "tokenizer.chat_template" { MetaValue::String(template.clone()) } else { v.clone() };
-        w = w.kv(k, v);
-    }
-    for t in f.tensors() {
-        w = w.tensor(&t.name, &t.shape, t.ty, f.tensor_data(t).unwrap().to_vec());
-    }
-    let out = std::env::temp_dir().join(format!("edgewise-qwen35-tools-{tag}-{}.gguf", std::process::id()));
-    std::fs::write(&out, w.to_bytes()).unwrap();
+    let out = common_model::with_chat_template(&path, "chat_templates/qwen3.5.jinja", &format!("qwen35-tools-{tag}"));
     let e = Engine::load(&out, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false });
     let _ = std::fs::remove_file(&out);
     Some(e.unwrap())
