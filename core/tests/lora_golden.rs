@@ -283,9 +283,10 @@ fn gpu_qwen2_rank4_subset_with_biases_matches_llama_cpp() {
 
 #[test]
 fn gpu_qwen35_rank8_attention_deltanet_mlp_matches_llama_cpp() {
-    // At least 2 cases: the first is a near-tie on lavapipe (gap 0.07 at step 2), and the check
-    // wants one exact case.
-    let Some(limit) = gpu_cases("gpu_qwen35_rank8_attention_deltanet_mlp_matches_llama_cpp").map(|n| n.max(2)) else { return };
+    // All 4 cases: with the DeltaNet kernel on the device, cases 0 and 1 are near-ties on lavapipe
+    // (gaps 0.07 and 0.018; case 1 is one on the CPU too), and the check wants one exact case
+    // (2/4 exact here).
+    let Some(limit) = gpu_cases("gpu_qwen35_rank8_attention_deltanet_mlp_matches_llama_cpp").map(|n| n.max(4)) else { return };
     check_on_with("qwen35-r8", NEAR_TIE, BackendPreference::Gpu, limit, &["qwen35-r8-no-delta"]);
 }
 
