@@ -30,7 +30,7 @@ each author for training, the other half and the synthetic held-out split for th
 minus THRESHOLD_OFFSET).
 
 Numbers (NumPy, SciPy's sparse products when installed; no randomness: full-batch Adam): deterministic.
-Only the synthetic data and the tuning corpora (authorA-N) are read; the frozen splits (authorO-R) never.
+Only the synthetic data and the tuning corpora (authorA-R) are read; the frozen splits (authorS-V) never.
 """
 
 import argparse
@@ -409,7 +409,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="make_clf_data.py output")
     ap.add_argument("--rules", required=True, help="gate_check --rules-only output over --data and --tuning")
-    ap.add_argument("--tuning", nargs="*", default=[], help="authorA-N JSONL (tuning split only)")
+    ap.add_argument("--tuning", nargs="*", default=[], help="authorA-R JSONL (tuning split only)")
     ap.add_argument("--model", required=True)
     ap.add_argument("--golden", required=True)
     ap.add_argument("--scores", help="write held-out scores here (JSONL)")
@@ -431,7 +431,7 @@ def main():
                     help="budget: most extra false blocks the classifier may add on held-out harmless text")
     args = ap.parse_args()
     for p in args.tuning:
-        if os.path.basename(p).startswith(("authorO", "authorP", "authorQ", "authorR")):
+        if os.path.basename(p).startswith(("authorS", "authorT", "authorU", "authorV")):
             sys.exit("refusing to read the frozen split")
 
     if args.cache and os.path.exists(args.cache):
