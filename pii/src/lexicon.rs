@@ -39,7 +39,7 @@ pub(crate) const DOC: &[&str] = &[
     r"qa", r"unit test", r"validator", r"placeholder", r"prueba", r"pruebas", r"de prueba", r"ejemplo",
     r"documentación", r"validador", r"testkarte", r"testmodus", r"testkartennummer", r"beispiel", r"beispiel-iban",
     r"doku", r"dokumentation", r"unit-test", r"exemple", r"essai", r"de test", r"validateur", r"测试", r"示例", r"沙箱",
-    r"文档", r"校验", r"样例", r"template", r"templates", r"mock-up", r"mockup", r"test data", r"dummy data",
+    r"文档", r"校验", r"样例", r"样表", r"范例", r"范本", r"填写示例", r"template", r"templates", r"mock-up", r"mockup", r"test data", r"dummy data",
     r"guide", r"tutorial", r"readme", r"jwt\.io", r"regex", r"regexp", r"placeholders", r"plantilla", r"modèle",
     r"vorlage", r"muster", r"muster[a-zäöüß]+", r"formularbeispiel", r"模板", r"training slides", r"specimen",
     r"spécimen", r"exemplo", r"国标", r"示例号码",
@@ -56,6 +56,10 @@ pub(crate) const NOT_PERSONAL_NUMBER: &[&str] = &[
     r"bestell-nr", r"rechnung", r"rechnungsnummer", r"sendungsnummer", r"auftragsnummer", r"referenz",
     r"kundennummer", r"build-nummer", r"commande", r"facture", r"suivi", r"numéro de suivi", r"référence", r"订单",
     r"订单号", r"快递", r"快递单号", r"单号", r"发票", r"运单", r"版本", r"内部版本",
+    // Article and item numbers of catalogues ("Würth Art.-Nr. 0157 50 40").
+    r"art\.-nr\.", r"art\. ?nr\.", r"artikelnummer", r"artikel-nr\.", r"artikelnr\.", r"item no\.", r"item number",
+    r"item #", r"product code", r"product number", r"réf\. article", r"référence article", r"número de artículo",
+    r"货号", r"型号",
     // Lottery draws ("EuroMillions 03 17 25 38 49").
     r"powerball", r"euromillions", r"euro millions", r"mega millions", r"lotto", r"loto", r"lottery", r"lotería",
     r"loteria", r"lottozahlen", r"winning numbers", r"lucky stars", r"numéro chance", r"jackpot", r"彩票", r"双色球",
@@ -493,6 +497,9 @@ pub(crate) const ORG: &[&str] = &[
     r"enquiries", r"inquiries", r"their", r"theirs", r"building", r"shopping cent(?:re|er)", r"community cent(?:re|er)", r"medical cent(?:re|er)",
     r"health cent(?:re|er)", r"leisure cent(?:re|er)", r"sports cent(?:re|er)", r"visitor cent(?:re|er)",
     r"call cent(?:re|er)", r"civic cent(?:re|er)", r"garden cent(?:re|er)", r"clinic", r"hospital",
+    r"walk-in", r"walk-ins", r"book a table", r"reserve a table", r"table for two", r"table for four", r"takeaway",
+    r"take-away", r"dine-in", r"happy hour", r"reservar mesa", r"reservar una mesa", r"tisch reservieren",
+    r"réserver une table",
     r"marketplace", r"mall", r"osteria", r"delicatessen", r"poison control", r"open 24 hours", r"opening hours", r"opening times", r"appointment line",
     r"information line", r"info line", r"enquiry line", r"booking line", r"service centre", r"service center",
     // Spanish
@@ -564,6 +571,12 @@ pub(crate) const PLACEHOLDER: &[&str] = &[
     r"erika mustermann", r"mustermann", r"musterfrau", r"musterstraße", r"musterstrasse", r"musterstadt",
     r"musterweg", r"anytown", r"anystate", r"any town", r"123 main st", r"123 main street", r"123 fake street",
     r"example street", r"jean dupont", r"fulano de tal", r"fulano", r"mengano", r"张三", r"李四", r"王五", r"foo bar",
+    // Round 7: the John Does of other languages and forms (Spain/Latin America, UK, Italy, Poland,
+    // Switzerland, Japan, Korea) and placeholder mail addresses.
+    r"juan p[ée]rez", r"calle falsa", r"calle ejemplo", r"any street", r"a\.? ?n\.? other", r"mario rossi",
+    r"jan kowalski", r"hans muster", r"taro yamada", r"山田太郎", r"홍길동", r"rue de l'exemple",
+    r"(?:exemple|ejemplo|beispiel|esempio|example|usuario|utilisateur|nom|nombre|name|vorname\.nachname|prenom\.nom)@[a-z0-9\-]+(?:\.[a-z]{2,6})+",
+    r"[a-z0-9._\-]+@(?:domaine|dominio|yourdomain|tudominio|votredomaine|deinedomain|ihredomain|domain|yourcompany|tuempresa)\.[a-z]{2,6}",
     r"lorem ipsum", r"acme", r"000-00-0000", r"123-45-6789", r"01/01/1970", r"1970-01-01", r"01\.01\.1970",
     r"01/01/1900", r"xx/xx/xxxx", r"example\.com", r"example\.org", r"example\.net", r"ejemplo\.(?:com|es|org)",
     r"beispiel\.(?:de|com|org)", r"exemple\.(?:com|fr|org)", r"esempio\.(?:it|com)",

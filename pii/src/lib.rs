@@ -640,6 +640,8 @@ impl Engine {
         let mut out = Out::default();
         numbers::classify(t, &ctx, &mut out);
         self.patterns.detect(t, &ctx, &mut out);
+        // A toll-free number after an ID label is a phone number.
+        orgs::toll_free_ids(t, &mut out);
         let mut names = self.names.find(t, &ctx);
         // Street and town names are often people's names ("Calle Yolanda Carnero", "South
         // Courtney, GU"): a name inside an address is not a person.

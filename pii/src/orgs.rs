@@ -306,6 +306,26 @@ fn quoted_spans(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
+/// A US toll-free number ("1-800-772-1213", "(888) 555 0142") taken for an ID after an "SSN" or
+/// "ID" label ("call social security at 1-800-772-1213") is a phone number: an SSN has 3-2-4
+/// digits, and no ID is laid out as a North American toll-free number (an optional 1, then 800,
+/// 833, 844, 855, 866, 877 or 888, then 3 and 4 digits). Re-labelled as a phone, the contact rules
+/// then decide (an organisation's line is nobody's; "my number" still is).
+pub(crate) fn toll_free_ids(text: &str, out: &mut Out) {
+    for f in out.findings.iter_mut().filter(|f| f.cat == Category::GovernmentId) {
+        let value = &text[f.start..f.end];
+        let groups: Vec<&str> = value.split(|c: char| !c.is_ascii_digit()).filter(|g| !g.is_empty()).collect();
+        let groups = match groups.as_slice() {
+            ["1", rest @ ..] => rest,
+            all => all,
+        };
+        let layout = matches!(groups, [a, b, c] if a.len() == 3 && b.len() == 3 && c.len() == 4);
+        if layout && ["800", "833", "844", "855", "866", "877", "888"].contains(&groups[0]) {
+            f.cat = Category::Phone;
+        }
+    }
+}
+
 /// SSNs that the SSA voided or never issues, as published: nobody's number.
 fn voided_ssn(value: &str) -> bool {
     let digits: String = value.bytes().filter(u8::is_ascii_digit).map(char::from).collect();
@@ -315,6 +335,9 @@ fn voided_ssn(value: &str) -> bool {
 /// Digits that count up or repeat ("12345678", "00000000", "600 000 000"): example values.
 fn trivial_digits(value: &str) -> bool {
     let d: Vec<u8> = value.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
+    // Leading zeros pad a sample account number ("000123456789"): look at what follows them.
+    let zeros = d.iter().take_while(|&&x| x == 0).count();
+    let d = if zeros >= 2 && d.len() - zeros >= 6 { d[zeros..].to_vec() } else { d };
     if d.len() < 6 {
         return false;
     }

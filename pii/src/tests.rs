@@ -688,3 +688,113 @@ fn addresses_asked_with_opening_hours_are_clear() {
     ];
     assert_clear_and_flagged(&clear, &flagged);
 }
+
+/// Round 7: a secret that says it is none — a placeholder value after a key ("SECRET_KEY=changeme",
+/// "API_TOKEN=<your token>") or a token spelled to look fake ("not-a-real", "dummy", "example"
+/// between its dashes) — is nobody's; written for this test. Random-looking values stay secrets,
+/// whatever the key is called.
+#[test]
+fn placeholder_secrets_are_clear() {
+    let clear = [
+        "my config.sample.env has JWT_SECRET=changeme and STRIPE_KEY= — which ones must I fill in?",
+        "The Discord docs show xoxp-this-is-not-a-real-token-1234 for user tokens, why that prefix?",
+        "is it fine that our README shows GITHUB_TOKEN=ghp_your_token_here as the example?",
+        "the tutorial sets sk_live_dummy_key_for_docs_only as STRIPE_KEY, will that charge anything?",
+    ];
+    let flagged = [
+        "my .env has JWT_SECRET=f8Kq29xLmZ0pR7vT3nWc and STRIPE_KEY=sk_live_51HxQz8Kj2mN4pQrStUvWxYz01 — safe to commit?",
+        "Slack token for the bot: xoxb-2948573019-4859201837465-Kq8XzLmP0vR7tN3wYc",
+        "YOUR_TOKEN=ghp_8Kq29xLmZ0pR7vT3nWcYd4Fg6Hj1Kl2Mn5Pq in the README, is that a problem?",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 7: the John Does of other languages and forms (Juan Pérez and Calle Falsa, "1 Any
+/// Street", A N Other, Mario Rossi, Jan Kowalski, 山田太郎) and placeholder mail addresses
+/// (`exemple@…`, `…@tudominio.com`) are documentation placeholders like John Doe and Mustermann;
+/// written for this test. The same names with a relation, "my" or a real-looking address stay
+/// flagged.
+#[test]
+fn placeholder_people_of_other_languages_are_clear() {
+    let clear = [
+        "Plantilla de contrato: Arrendatario: Juan Pérez, DNI 00000000T, domicilio en Calle Falsa 123, Madrid",
+        "La guía de ejemplo dice 'Mario Rossi, Via Roma 1, 00100 Roma', ¿lo traduzco igual?",
+        "Sample Polish form: Jan Kowalski, PESEL 00000000000 — how do I fill it in?",
+        "modèle de lettre : contact : prenom.nom@votredomaine.fr, remplacez par le vôtre",
+        "form example: Name: A N Other, Address: 1 Any Street, Anytown - what goes in box 3?",
+    ];
+    let flagged = [
+        "Mi vecino Juan Pérez, DNI 48213957K, vive en Calle Mayor 12, Madrid: ¿le mando el contrato?",
+        "my email is juan.perez84@gmail.com, use that for the booking",
+        "Plantilla rellenada con mis datos: María López Ruiz, DNI 48213957K, Calle Mayor 12, Madrid",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 7: a North American toll-free number after an "SSN"/"social security" or ID label is a
+/// phone line (an SSN has 3-2-4 digits), and a catalogue's article number ("Art.-Nr.", "item
+/// no.") is not a phone number; written for this test. An SSN next to the same label, and a
+/// personal phone number, stay flagged.
+#[test]
+fn toll_free_lines_and_article_numbers_are_not_ids() {
+    let clear = [
+        "is the social security helpline still 1-800-772-1213 or did it change?",
+        "ID card office toll free 888-227-1160, when do they open?",
+        "Hornbach Art.-Nr. 0388 41 72, Dübel 8x40, 100 Stück – passt das für Gipskarton?",
+        "IKEA item no. 702 627 45, does it fit the PAX frame?",
+    ];
+    let flagged = [
+        "my social security number is 512-48-7719, which form needs it?",
+        "SSN 512 48 7719 for the tax return of my husband",
+        "my cell is 312-555-0847 if the social security office calls back",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 7: a card number in a sentence about a provider's test cards ("sandbox", "test Visa",
+/// "test mode") with no first person is a test card, and a sample account number padded with zeros
+/// ("000123456789") in documentation is trivial; written for this test. "My card" in the same
+/// sentence, or a real-looking account number, stays flagged.
+#[test]
+fn provider_test_cards_and_padded_sample_accounts_are_clear() {
+    let clear = [
+        "Checkout.com lists 4543 4740 0224 9996 as a test Visa for 3DS; what does the sandbox return?",
+        "In Braintree test mode, 5555 5555 5555 4444 should decline?",
+        "The bank's sample cheque shows account 000012345678 under the routing line, which is which?",
+    ];
+    let flagged = [
+        "I used my card 4543 4740 0224 9996 in the sandbox by mistake, will it be charged?",
+        "pay with 4543 4740 0224 9996 exp 08/27 cvv 311",
+        "The sample cheque in the app shows my account 000048213957 — is it safe to post?",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 7: recovery and backup codes printed one per line below their label, letters and digits
+/// (GitHub's "1bdb4-efe55"), are secrets; written for this test. A label followed by prose
+/// stays clear.
+#[test]
+fn recovery_codes_below_their_label_are_secrets() {
+    let flagged = [
+        "Backup codes:\nk29fq-8vx3m\nq7w2e-9rt4y\nwhere should I store them?",
+        "Recovery codes\n4827 1930\n5582 0017\n",
+    ];
+    let clear = ["What are recovery codes?\nPrint them and keep them safe, says the help page."];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 7: booking a table or asking about walk-ins makes an address a restaurant's (these
+/// words join the organisation words); written for this test. A home address near them stays
+/// flagged.
+#[test]
+fn addresses_of_restaurants_being_booked_are_clear() {
+    let clear = [
+        "Can you book a table for six at the noodle bar on 41 Greek Street, Soho, around 8?",
+        "Is Bao at 53 Lexington St walk-in only or can we reserve?",
+    ];
+    let flagged = [
+        "Book a table near my flat, 41 Greek Street, Soho, flat 2 — somewhere walkable",
+        "My mum lives at 53 Lexington St, any walk-in places near her for lunch?",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
