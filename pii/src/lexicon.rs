@@ -266,6 +266,9 @@ pub(crate) const HEALTH: &[&str] = &[
     r"urolog[a-z]*", r"cardiolog[a-z]*", r"neurolog[a-z]*", r"gastroenterolog[a-z]*", r"dermatolog[a-z]*",
     r"endocrinolog[a-z]*", r"rheumatolog[a-z]*", r"gyn(?:a)?ecolog[a-z]*", r"obstetrician", r"ha?ematolog[a-z]*",
     r"nephrolog[a-z]*", r"pulmonolog[a-z]*", r"malignant", r"metasta[a-z]*",
+    // Round 7: burn-out and sick notes, in the words of employers and colleagues.
+    r"burn-?out", r"burnt out", r"sick note", r"fit note", r"sick leave", r"off sick", r"signed off sick", r"stress leave",
+    r"arrêt maladie", r"arrêt de travail", r"en arrêt", r"baja médica", r"de baja", r"krankschreibung",
     // Spanish
     r"diabetes", r"vih", r"sida", r"cáncer", r"depresión", r"ansiedad", r"trastorno[a-zß-ÿœ]*", r"epilepsia",
     r"hipertensión", r"tensión alta", r"esclerosis", r"alzhéimer", r"esquizofrenia", r"artritis",
@@ -373,10 +376,10 @@ pub(crate) const VIGNETTE: &[&str] = &[
 #[rustfmt::skip]
 pub(crate) const RELATION: &[&str] = &[
 
-    r"(?:my|our) (?:mother|father|mom|mum|dad|wife|husband|son|daughter|brother|sister|friend|colleague|coworker|co-worker|boss|manager|patient|client|partner|grandma|grandmother|grandpa|grandfather|uncle|aunt|cousin|neighbou?r|child|kid|baby|girlfriend|boyfriend|roommate|flatmate|employee|student|fiancée?|nephew|niece|stepson|stepdaughter|stepmother|stepfather|stepmom|stepdad|ex|ex-wife|ex-husband|landlord|landlady|tenant|nanny|babysitter|childminder|carer|caregiver|mentee|teenager|toddler|twins?|(?:mother|father|brother|sister|son|daughter)-in-law|grandson|granddaughter|godson|goddaughter)",
-    r"(?:mi|mis|nuestr[oa]) (?:madre|padre|mamá|mama|papá|papa|esposa|esposo|marido|mujer|hij[oa]|herman[oa]|amig[oa]|compañer[oa]|jef[ea]|paciente|pareja|abuel[oa]|tí[oa]|prim[oa]|vecin[oa]|novi[oa]|sobrin[oa]|suegr[oa])",
-    r"(?:mein|meine|meiner|meinem|meinen|unser|unsere) (?:mutter|vater|mama|papa|frau|mann|sohn|tochter|bruder|schwester|freund|freundin|kollege|kollegin|chef|chefin|patient|patientin|partner|partnerin|oma|opa|onkel|tante|cousin|cousine|nachbar|nachbarin|kind|enkel|enkelin|neffe|nichte)",
-    r"(?:mon|ma|mes|notre) (?:mère|père|maman|papa|femme|mari|fils|fille|frère|sœur|soeur|ami|amie|collègue|patron|patronne|patient|patiente|conjoint|conjointe|grand-mère|grand-père|oncle|tante|cousin|cousine|voisin|voisine|enfant|copain|copine|neveu|nièce)",
+    r"(?:my|our) (?:mother|father|mom|mum|dad|wife|husband|son|daughter|brother|sister|friend|colleague|coworker|co-worker|boss|manager|patient|client|partner|grandma|grandmother|grandpa|grandfather|uncle|aunt|cousin|neighbou?r|child|kid|baby|girlfriend|boyfriend|roommate|flatmate|employee|student|business partner|co-?founder|assistant|apprentice|intern|staff member|team member|fiancée?|nephew|niece|stepson|stepdaughter|stepmother|stepfather|stepmom|stepdad|ex|ex-wife|ex-husband|landlord|landlady|tenant|nanny|babysitter|childminder|carer|caregiver|mentee|teenager|toddler|twins?|(?:mother|father|brother|sister|son|daughter)-in-law|grandson|granddaughter|godson|goddaughter)",
+    r"(?:mi|mis|nuestr[oa]) (?:soci[oa]|emplead[oa]|padre|mamá|mama|papá|papa|esposa|esposo|marido|mujer|hij[oa]|herman[oa]|amig[oa]|compañer[oa]|jef[ea]|paciente|pareja|abuel[oa]|tí[oa]|prim[oa]|vecin[oa]|novi[oa]|sobrin[oa]|suegr[oa])",
+    r"(?:mein|meine|meiner|meinem|meinen|unser|unsere) (?:mitarbeiter|mitarbeiterin|geschäftspartner|geschäftspartnerin|azubi|vater|mama|papa|frau|mann|sohn|tochter|bruder|schwester|freund|freundin|kollege|kollegin|chef|chefin|patient|patientin|partner|partnerin|oma|opa|onkel|tante|cousin|cousine|nachbar|nachbarin|kind|enkel|enkelin|neffe|nichte)",
+    r"(?:mon|ma|mes|notre) (?:associé|associée|salarié|salariée|employé|employée|stagiaire|apprenti|apprentie|père|maman|papa|femme|mari|fils|fille|frère|sœur|soeur|ami|amie|collègue|patron|patronne|patient|patiente|conjoint|conjointe|grand-mère|grand-père|oncle|tante|cousin|cousine|voisin|voisine|enfant|copain|copine|neveu|nièce)",
     r"我(?:的)?(?:妈妈|爸爸|母亲|父亲|妻子|老婆|丈夫|老公|儿子|女儿|哥哥|姐姐|弟弟|妹妹|朋友|同事|老板|病人|患者|奶奶|爷爷|外婆|外公|邻居|孩子|男朋友|女朋友)",
     r"(?:meri|mera|mere|hamari|hamara) (?:maa|mummy|mom|papa|pitaji|biwi|patni|pati|beta|beti|bhai|behen|bahan|dost|colleague|boss|dadi|dada|nani|nana|chacha|chachi|mama|mami|padosi|bachcha|bachchi|saheli|sister|brother|wife|husband)",
     // Family words that stand for "my ..." without it ("Husband's CT scan", "mummy ka sugar").

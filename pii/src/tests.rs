@@ -798,3 +798,22 @@ fn addresses_of_restaurants_being_booked_are_clear() {
     ];
     assert_clear_and_flagged(&clear, &flagged);
 }
+
+/// Round 7: an employer's or colleague's words for someone's health — burn-out, a sick or fit
+/// note, sick leave, "en arrêt", "de baja" — about a business partner, an employee or an intern
+/// ("mon associé", "my business partner", "mi socia", "meine Mitarbeiterin"); written for this
+/// test. The same words about nobody in particular stay clear.
+#[test]
+fn burnout_and_sick_notes_of_staff_are_health() {
+    let flagged = [
+        "ma salariée Inès Garnier est en arrêt maladie pour un burn-out, je la remplace comment ?",
+        "my business partner Tom Reyes is off sick with burnout until March, how do I tell our clients?",
+        "mi socia Laura Vidal está de baja por burnout, ¿cómo reparto su trabajo?",
+        "meine Mitarbeiterin Jana Wolf hat eine Krankschreibung wegen Burn-out bis Juni – wie plane ich?",
+    ];
+    let clear = [
+        "What are the early signs of burnout in small teams, in general?",
+        "Comment éviter le burn-out dans une petite entreprise ? Des conseils généraux.",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
