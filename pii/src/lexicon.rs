@@ -471,6 +471,7 @@ pub(crate) const FICTION: &[&str] = &[
     r"story", r"novel", r"fictional", r"character", r"characters", r"poem", r"screenplay", r"script", r"roleplay",
     r"role-play", r"imagine", r"fairy tale", r"short story", r"plot", r"cuento", r"novela", r"personaje",
     r"geschichte", r"roman", r"figur", r"histoire", r"personnage", r"故事", r"小说", r"角色", r"kahani",
+    r"comedy sketch", r"sketch where", r"skit", r"parody", r"parodie", r"parodia", r"made-up", r"made up",
     r"mystery", r"whodunit", r"thriller", r"imaginary", r"imaginaire", r"imaginaria", r"imaginario", r"erfunden",
     r"erfundenen", r"erfundene", r"erfundener", r"ficticio", r"ficticia", r"fictif", r"fictive", r"虚构",
     r"rpg", r"d&d", r"dungeon master", r"campaign setting", r"writing group", r"writing class", r"scene",

@@ -671,6 +671,13 @@ impl Patterns {
                 || kw == "geheimzahl"
                 || kw == "nip";
             if let Some((s, e)) = password_value(text, m.end(), is_pin) {
+                // A password in a story, a sketch or a game ("in my D&D campaign the password to
+                // the vault is 'Obsidian Crown'") is a prop, unless the writer is in it.
+                let (ss, se) = sentence_of(&ctx.sents, s);
+                if ctx.fiction.within(ss, se) && (!ctx.first_person_at(s) || ctx.fiction_possessive_only(ss, se)) {
+                    out.residual(0.3);
+                    continue;
+                }
                 out.add(s, e, Category::Credential, 0.85);
             }
         }

@@ -817,3 +817,22 @@ fn burnout_and_sick_notes_of_staff_are_health() {
     ];
     assert_clear_and_flagged(&clear, &flagged);
 }
+
+/// Round 7: in a sentence about the writer's own fiction, "my" owns the novel, the campaign or
+/// the sketch ("a character in my novel is diagnosed with…", "character sheet for my RPG: …,
+/// asthmatic"), and a password in a story or sketch is a prop; written for this test. Any other
+/// first person in the sentence — "I", "me", "my wife", "my diabetes" — keeps it personal.
+#[test]
+fn the_writers_own_fiction_is_not_the_writer() {
+    let clear = [
+        "A character in my novel, Captain Ilse Morrow, is diagnosed with epilepsy. How would she hide it from her crew?",
+        "Character sheet for my sci-fi campaign: Dax Orlen, 51, pilot, asthmatic, owes the syndicate money. Flesh him out.",
+        "Write a comedy sketch where a made-up uncle tells a hacker his password is 'letmein99' and is proud of it.",
+    ];
+    let flagged = [
+        "Write a short story about my depression, I was diagnosed last year and want to put it into words.",
+        "For my novel I need details: my wife was diagnosed with epilepsy in March, how do seizures start?",
+        "Write a story for my son; my wifi password is Kq8-Lm29-Xz, put it in as a clue",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
