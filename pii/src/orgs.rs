@@ -121,6 +121,19 @@ impl OrgRules {
                 || self.coord_anchor_one.is_match(text)
         };
         let mut one_person_memo: Option<bool> = None;
+        // A bank's routing number or sort code with no account, card or IBAN in the text and
+        // nobody in it ("Is Chase's routing number 021000021 the same in every state?", "Monzo's
+        // sort code 04-00-04"): it identifies a bank branch, which the bank publishes.
+        let account_data = out
+            .findings
+            .iter()
+            .filter(|f| matches!(f.cat, Category::BankAccount | Category::Iban | Category::PaymentCard))
+            .count();
+        let nobody = !ctx.any_first_person()
+            && ctx.relation.0.is_empty()
+            && ctx.possessive.0.is_empty()
+            && ctx.personal_contact.0.is_empty()
+            && ctx.name_label.0.is_empty();
         // Per sentence, on first use: does it mention a flat or apartment (a home)?
         let mut home_in: Vec<Option<bool>> = vec![None; n_sents + 1];
         let findings = std::mem::take(&mut out.findings);
@@ -188,6 +201,9 @@ impl OrgRules {
                 // insert; 123-45-6789) is nobody's, with or without a docs word nearby. Sample
                 // numbers that pass their checks (the Chinese standard's ID) still need one.
                 Category::GovernmentId if voided_ssn(value) => !personal,
+                Category::BankAccount if account_data == 1 && nobody && bank_code(text, ctx, f.start, f.end) => {
+                    !personal
+                }
                 c if placeholder_kind(c) => example && !personal,
                 _ => false,
             };
@@ -324,6 +340,13 @@ pub(crate) fn toll_free_ids(text: &str, out: &mut Out) {
             f.cat = Category::Phone;
         }
     }
+}
+
+/// A routing number (nine digits passing the ABA check) or a sort code / BSB (six digits) right
+/// after its label: the code of a bank branch, not an account.
+fn bank_code(text: &str, ctx: &Ctx, start: usize, end: usize) -> bool {
+    let d: Vec<u8> = text[start..end].bytes().filter(u8::is_ascii_digit).collect();
+    ctx.routing.near(start, end, 50, 0) && (d.len() == 9 && super::checksum::aba(&d) || d.len() == 6)
 }
 
 /// SSNs that the SSA voided or never issues, as published: nobody's number.

@@ -836,3 +836,24 @@ fn the_writers_own_fiction_is_not_the_writer() {
     ];
     assert_clear_and_flagged(&clear, &flagged);
 }
+
+/// Round 7: a bank's routing number or sort code alone — no account, card or IBAN in the text and
+/// nobody in it — is the code of a bank branch, which banks publish; and a review, a returns or
+/// fulfilment centre, a warehouse, a lockbox or a dental practice makes an address a business's
+/// (organisation words); written for this test. A routing number next to an account number, or
+/// with "my", and a home address stay flagged.
+#[test]
+fn published_bank_codes_and_business_addresses_are_clear() {
+    let clear = [
+        "Is Wells Fargo's routing number 121000248 used for wires too?",
+        "Barclays sort code 20-00-00, is that the head office one?",
+        "Write a 5-star Google review for Maple Leaf Dental, 88 King St W, Toronto ON M5H 1A1, lovely staff",
+        "Send the faulty blender back to the Currys Returns Centre, Unit 2, Fenlock Park, Newport NP10 8UP?",
+    ];
+    let flagged = [
+        "my routing number is 121000248, what's the wire cutoff?",
+        "routing 121000248 account 4455667788, pay the invoice today",
+        "Send the blender back to me at 14 Fenlock Road, Newport NP10 8UP, flat 2",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
