@@ -322,11 +322,12 @@ fn quoted_spans(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
-/// A US toll-free number ("1-800-772-1213", "(888) 555 0142") taken for an ID after an "SSN" or
-/// "ID" label ("call social security at 1-800-772-1213") is a phone number: an SSN has 3-2-4
-/// digits, and no ID is laid out as a North American toll-free number (an optional 1, then 800,
-/// 833, 844, 855, 866, 877 or 888, then 3 and 4 digits). Re-labelled as a phone, the contact rules
-/// then decide (an organisation's line is nobody's; "my number" still is).
+/// A US or Indian toll-free number ("1-800-772-1213", "(888) 555 0142", "1800-258-1800") taken
+/// for an ID after an "SSN" or "ID" label ("call social security at 1-800-772-1213") is a phone
+/// number: an SSN has 3-2-4 digits, and no ID is laid out as a toll-free number (an optional 1,
+/// then 800, 833, 844, 855, 866, 877 or 888, then 3 and 4 digits; in India 1800 or 1860 and 6-7
+/// digits). Re-labelled as a phone, the contact rules then decide (an organisation's line is
+/// nobody's; "my number" still is).
 pub(crate) fn toll_free_ids(text: &str, out: &mut Out) {
     for f in out.findings.iter_mut().filter(|f| f.cat == Category::GovernmentId) {
         let value = &text[f.start..f.end];
@@ -336,7 +337,10 @@ pub(crate) fn toll_free_ids(text: &str, out: &mut Out) {
             all => all,
         };
         let layout = matches!(groups, [a, b, c] if a.len() == 3 && b.len() == 3 && c.len() == 4);
-        if layout && ["800", "833", "844", "855", "866", "877", "888"].contains(&groups[0]) {
+        // India's toll-free 1800/1860 numbers ("1800-258-1800", "1800 11 4000").
+        let india =
+            matches!(groups, [p, a, b] if (*p == "1800" || *p == "1860") && (6..=7).contains(&(a.len() + b.len())));
+        if india || layout && ["800", "833", "844", "855", "866", "877", "888"].contains(&groups[0]) {
             f.cat = Category::Phone;
         }
     }

@@ -740,6 +740,7 @@ fn toll_free_lines_and_article_numbers_are_not_ids() {
     let clear = [
         "is the social security helpline still 1-800-772-1213 or did it change?",
         "ID card office toll free 888-227-1160, when do they open?",
+        "passport seva helpline 1800-258-1800 hai na? timing kya hai?",
         "Hornbach Art.-Nr. 0388 41 72, Dübel 8x40, 100 Stück – passt das für Gipskarton?",
         "IKEA item no. 702 627 45, does it fit the PAX frame?",
     ];
