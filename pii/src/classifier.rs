@@ -33,7 +33,7 @@ pub const MODEL_FILE: &str = "pii-clf-v1.bin";
 /// Size in bytes of the shipped model; equals its entry in `models/catalog.toml`.
 pub const MODEL_SIZE: u64 = 1_048_616;
 /// Lower-case hex sha256 of the shipped model; equals its entry in `models/catalog.toml`.
-pub const MODEL_SHA256: &str = "4f9c5e8fd16a1ee0230ffca0427125c8a2456a1a794e00c8d54ceed2de8055ff";
+pub const MODEL_SHA256: &str = "863ff6f51fcb0b45620dac1770289ba1cc556baf3703cd3c0069f5d09f5ebcb3";
 
 /// The shipped model, embedded (cargo feature `embedded-model`, on by default).
 #[cfg(feature = "embedded-model")]
