@@ -33,7 +33,7 @@ pub const MODEL_FILE: &str = "pii-clf-v1.bin";
 /// Size in bytes of the shipped model; equals its entry in `models/catalog.toml`.
 pub const MODEL_SIZE: u64 = 1_048_616;
 /// Lower-case hex sha256 of the shipped model; equals its entry in `models/catalog.toml`.
-pub const MODEL_SHA256: &str = "539d4ba211caf6f415509fce0657f537d04e18af36b758b46b5362f7964d9c0b";
+pub const MODEL_SHA256: &str = "863ff6f51fcb0b45620dac1770289ba1cc556baf3703cd3c0069f5d09f5ebcb3";
 
 /// The shipped model, embedded (cargo feature `embedded-model`, on by default).
 #[cfg(feature = "embedded-model")]

@@ -39,7 +39,7 @@ pub(crate) const DOC: &[&str] = &[
     r"qa", r"unit test", r"validator", r"placeholder", r"prueba", r"pruebas", r"de prueba", r"ejemplo",
     r"documentación", r"validador", r"testkarte", r"testmodus", r"testkartennummer", r"beispiel", r"beispiel-iban",
     r"doku", r"dokumentation", r"unit-test", r"exemple", r"essai", r"de test", r"validateur", r"测试", r"示例", r"沙箱",
-    r"文档", r"校验", r"样例", r"template", r"templates", r"mock-up", r"mockup", r"test data", r"dummy data",
+    r"文档", r"校验", r"样例", r"样表", r"范例", r"范本", r"填写示例", r"template", r"templates", r"mock-up", r"mockup", r"test data", r"dummy data",
     r"guide", r"tutorial", r"readme", r"jwt\.io", r"regex", r"regexp", r"placeholders", r"plantilla", r"modèle",
     r"vorlage", r"muster", r"muster[a-zäöüß]+", r"formularbeispiel", r"模板", r"training slides", r"specimen",
     r"spécimen", r"exemplo", r"国标", r"示例号码",
@@ -56,6 +56,10 @@ pub(crate) const NOT_PERSONAL_NUMBER: &[&str] = &[
     r"bestell-nr", r"rechnung", r"rechnungsnummer", r"sendungsnummer", r"auftragsnummer", r"referenz",
     r"kundennummer", r"build-nummer", r"commande", r"facture", r"suivi", r"numéro de suivi", r"référence", r"订单",
     r"订单号", r"快递", r"快递单号", r"单号", r"发票", r"运单", r"版本", r"内部版本",
+    // Article and item numbers of catalogues ("Würth Art.-Nr. 0157 50 40").
+    r"art\.-nr\.", r"art\. ?nr\.", r"artikelnummer", r"artikel-nr\.", r"artikelnr\.", r"item no\.", r"item number",
+    r"item #", r"product code", r"product number", r"réf\. article", r"référence article", r"número de artículo",
+    r"货号", r"型号",
     // Lottery draws ("EuroMillions 03 17 25 38 49").
     r"powerball", r"euromillions", r"euro millions", r"mega millions", r"lotto", r"loto", r"lottery", r"lotería",
     r"loteria", r"lottozahlen", r"winning numbers", r"lucky stars", r"numéro chance", r"jackpot", r"彩票", r"双色球",
@@ -262,6 +266,9 @@ pub(crate) const HEALTH: &[&str] = &[
     r"urolog[a-z]*", r"cardiolog[a-z]*", r"neurolog[a-z]*", r"gastroenterolog[a-z]*", r"dermatolog[a-z]*",
     r"endocrinolog[a-z]*", r"rheumatolog[a-z]*", r"gyn(?:a)?ecolog[a-z]*", r"obstetrician", r"ha?ematolog[a-z]*",
     r"nephrolog[a-z]*", r"pulmonolog[a-z]*", r"malignant", r"metasta[a-z]*",
+    // Round 7: burn-out and sick notes, in the words of employers and colleagues.
+    r"burn-?out", r"burnt out", r"sick note", r"fit note", r"sick leave", r"off sick", r"signed off sick", r"stress leave",
+    r"arrêt maladie", r"arrêt de travail", r"en arrêt", r"baja médica", r"de baja", r"krankschreibung",
     // Spanish
     r"diabetes", r"vih", r"sida", r"cáncer", r"depresión", r"ansiedad", r"trastorno[a-zß-ÿœ]*", r"epilepsia",
     r"hipertensión", r"tensión alta", r"esclerosis", r"alzhéimer", r"esquizofrenia", r"artritis",
@@ -369,10 +376,10 @@ pub(crate) const VIGNETTE: &[&str] = &[
 #[rustfmt::skip]
 pub(crate) const RELATION: &[&str] = &[
 
-    r"(?:my|our) (?:mother|father|mom|mum|dad|wife|husband|son|daughter|brother|sister|friend|colleague|coworker|co-worker|boss|manager|patient|client|partner|grandma|grandmother|grandpa|grandfather|uncle|aunt|cousin|neighbou?r|child|kid|baby|girlfriend|boyfriend|roommate|flatmate|employee|student|fiancée?|nephew|niece|stepson|stepdaughter|stepmother|stepfather|stepmom|stepdad|ex|ex-wife|ex-husband|landlord|landlady|tenant|nanny|babysitter|childminder|carer|caregiver|mentee|teenager|toddler|twins?|(?:mother|father|brother|sister|son|daughter)-in-law|grandson|granddaughter|godson|goddaughter)",
-    r"(?:mi|mis|nuestr[oa]) (?:madre|padre|mamá|mama|papá|papa|esposa|esposo|marido|mujer|hij[oa]|herman[oa]|amig[oa]|compañer[oa]|jef[ea]|paciente|pareja|abuel[oa]|tí[oa]|prim[oa]|vecin[oa]|novi[oa]|sobrin[oa]|suegr[oa])",
-    r"(?:mein|meine|meiner|meinem|meinen|unser|unsere) (?:mutter|vater|mama|papa|frau|mann|sohn|tochter|bruder|schwester|freund|freundin|kollege|kollegin|chef|chefin|patient|patientin|partner|partnerin|oma|opa|onkel|tante|cousin|cousine|nachbar|nachbarin|kind|enkel|enkelin|neffe|nichte)",
-    r"(?:mon|ma|mes|notre) (?:mère|père|maman|papa|femme|mari|fils|fille|frère|sœur|soeur|ami|amie|collègue|patron|patronne|patient|patiente|conjoint|conjointe|grand-mère|grand-père|oncle|tante|cousin|cousine|voisin|voisine|enfant|copain|copine|neveu|nièce)",
+    r"(?:my|our) (?:mother|father|mom|mum|dad|wife|husband|son|daughter|brother|sister|friend|colleague|coworker|co-worker|boss|manager|patient|client|partner|grandma|grandmother|grandpa|grandfather|uncle|aunt|cousin|neighbou?r|child|kid|baby|girlfriend|boyfriend|roommate|flatmate|employee|student|business partner|co-?founder|assistant|apprentice|intern|staff member|team member|fiancée?|nephew|niece|stepson|stepdaughter|stepmother|stepfather|stepmom|stepdad|ex|ex-wife|ex-husband|landlord|landlady|tenant|nanny|babysitter|childminder|carer|caregiver|mentee|teenager|toddler|twins?|(?:mother|father|brother|sister|son|daughter)-in-law|grandson|granddaughter|godson|goddaughter)",
+    r"(?:mi|mis|nuestr[oa]) (?:soci[oa]|emplead[oa]|padre|mamá|mama|papá|papa|esposa|esposo|marido|mujer|hij[oa]|herman[oa]|amig[oa]|compañer[oa]|jef[ea]|paciente|pareja|abuel[oa]|tí[oa]|prim[oa]|vecin[oa]|novi[oa]|sobrin[oa]|suegr[oa])",
+    r"(?:mein|meine|meiner|meinem|meinen|unser|unsere) (?:mitarbeiter|mitarbeiterin|geschäftspartner|geschäftspartnerin|azubi|vater|mama|papa|frau|mann|sohn|tochter|bruder|schwester|freund|freundin|kollege|kollegin|chef|chefin|patient|patientin|partner|partnerin|oma|opa|onkel|tante|cousin|cousine|nachbar|nachbarin|kind|enkel|enkelin|neffe|nichte)",
+    r"(?:mon|ma|mes|notre) (?:associé|associée|salarié|salariée|employé|employée|stagiaire|apprenti|apprentie|père|maman|papa|femme|mari|fils|fille|frère|sœur|soeur|ami|amie|collègue|patron|patronne|patient|patiente|conjoint|conjointe|grand-mère|grand-père|oncle|tante|cousin|cousine|voisin|voisine|enfant|copain|copine|neveu|nièce)",
     r"我(?:的)?(?:妈妈|爸爸|母亲|父亲|妻子|老婆|丈夫|老公|儿子|女儿|哥哥|姐姐|弟弟|妹妹|朋友|同事|老板|病人|患者|奶奶|爷爷|外婆|外公|邻居|孩子|男朋友|女朋友)",
     r"(?:meri|mera|mere|hamari|hamara) (?:maa|mummy|mom|papa|pitaji|biwi|patni|pati|beta|beti|bhai|behen|bahan|dost|colleague|boss|dadi|dada|nani|nana|chacha|chachi|mama|mami|padosi|bachcha|bachchi|saheli|sister|brother|wife|husband)",
     // Family words that stand for "my ..." without it ("Husband's CT scan", "mummy ka sugar").
@@ -464,6 +471,7 @@ pub(crate) const FICTION: &[&str] = &[
     r"story", r"novel", r"fictional", r"character", r"characters", r"poem", r"screenplay", r"script", r"roleplay",
     r"role-play", r"imagine", r"fairy tale", r"short story", r"plot", r"cuento", r"novela", r"personaje",
     r"geschichte", r"roman", r"figur", r"histoire", r"personnage", r"故事", r"小说", r"角色", r"kahani",
+    r"comedy sketch", r"sketch where", r"skit", r"parody", r"parodie", r"parodia", r"made-up", r"made up",
     r"mystery", r"whodunit", r"thriller", r"imaginary", r"imaginaire", r"imaginaria", r"imaginario", r"erfunden",
     r"erfundenen", r"erfundene", r"erfundener", r"ficticio", r"ficticia", r"fictif", r"fictive", r"虚构",
     r"rpg", r"d&d", r"dungeon master", r"campaign setting", r"writing group", r"writing class", r"scene",
@@ -493,6 +501,12 @@ pub(crate) const ORG: &[&str] = &[
     r"enquiries", r"inquiries", r"their", r"theirs", r"building", r"shopping cent(?:re|er)", r"community cent(?:re|er)", r"medical cent(?:re|er)",
     r"health cent(?:re|er)", r"leisure cent(?:re|er)", r"sports cent(?:re|er)", r"visitor cent(?:re|er)",
     r"call cent(?:re|er)", r"civic cent(?:re|er)", r"garden cent(?:re|er)", r"clinic", r"hospital",
+    r"5-star review", r"five-star review", r"5-star google review", r"google review", r"review for", r"tripadvisor",
+    r"yelp", r"trustpilot", r"reseña de 5 estrellas", r"google-bewertung", r"avis google", r"fulfil?lment cent(?:re|er)", r"returns cent(?:re|er)", r"distribution cent(?:re|er)", r"warehouse",
+    r"lockbox", r"dental", r"dental practice", r"dentist's", r"surgery's",
+    r"walk-in", r"walk-ins", r"book a table", r"reserve a table", r"table for two", r"table for four", r"takeaway",
+    r"take-away", r"dine-in", r"happy hour", r"reservar mesa", r"reservar una mesa", r"tisch reservieren",
+    r"réserver une table",
     r"marketplace", r"mall", r"osteria", r"delicatessen", r"poison control", r"open 24 hours", r"opening hours", r"opening times", r"appointment line",
     r"information line", r"info line", r"enquiry line", r"booking line", r"service centre", r"service center",
     // Spanish
@@ -564,6 +578,12 @@ pub(crate) const PLACEHOLDER: &[&str] = &[
     r"erika mustermann", r"mustermann", r"musterfrau", r"musterstraße", r"musterstrasse", r"musterstadt",
     r"musterweg", r"anytown", r"anystate", r"any town", r"123 main st", r"123 main street", r"123 fake street",
     r"example street", r"jean dupont", r"fulano de tal", r"fulano", r"mengano", r"张三", r"李四", r"王五", r"foo bar",
+    // Round 7: the John Does of other languages and forms (Spain/Latin America, UK, Italy, Poland,
+    // Switzerland, Japan, Korea) and placeholder mail addresses.
+    r"juan p[ée]rez", r"calle falsa", r"calle ejemplo", r"any street", r"a\.? ?n\.? other", r"mario rossi",
+    r"jan kowalski", r"hans muster", r"taro yamada", r"山田太郎", r"홍길동", r"rue de l'exemple",
+    r"(?:exemple|ejemplo|beispiel|esempio|example|usuario|utilisateur|nom|nombre|name|vorname\.nachname|prenom\.nom)@[a-z0-9\-]+(?:\.[a-z]{2,6})+",
+    r"[a-z0-9._\-]+@(?:domaine|dominio|yourdomain|tudominio|votredomaine|deinedomain|ihredomain|domain|yourcompany|tuempresa)\.[a-z]{2,6}",
     r"lorem ipsum", r"acme", r"000-00-0000", r"123-45-6789", r"01/01/1970", r"1970-01-01", r"01\.01\.1970",
     r"01/01/1900", r"xx/xx/xxxx", r"example\.com", r"example\.org", r"example\.net", r"ejemplo\.(?:com|es|org)",
     r"beispiel\.(?:de|com|org)", r"exemple\.(?:com|fr|org)", r"esempio\.(?:it|com)",

@@ -384,6 +384,19 @@ impl Ctx {
         let idx = self.sents.partition_point(|&(_, e)| e <= pos);
         self.first_person.get(idx).copied().unwrap_or(false)
     }
+    /// Whether the first person of the sentence `[ss, se)` is only a "my"/"our" before a word of
+    /// fiction ("a character in my novel", "my crime novel", "my D&D campaign", "mi novela"): the
+    /// writer's own work, not the writer. An "I"/"me", a German "mein"/Hinglish "main", or any
+    /// other "my" ("my wife", "my diabetes") in the sentence keeps it first person.
+    pub(crate) fn fiction_possessive_only(&self, ss: usize, se: usize) -> bool {
+        self.fiction.within(ss, se)
+            && !self.pronoun.within(ss, se)
+            && !self.main_mein.within(ss, se)
+            && self
+                .possessive
+                .in_range(ss, se)
+                .all(|&(a, b)| self.fiction.in_range(a, (b + 24).min(se)).next().is_some())
+    }
     /// Whether any sentence of the text speaks in the first person.
     pub(crate) fn any_first_person(&self) -> bool {
         self.first_person.iter().any(|&f| f)
@@ -640,6 +653,8 @@ impl Engine {
         let mut out = Out::default();
         numbers::classify(t, &ctx, &mut out);
         self.patterns.detect(t, &ctx, &mut out);
+        // A toll-free number after an ID label is a phone number.
+        orgs::toll_free_ids(t, &mut out);
         let mut names = self.names.find(t, &ctx);
         // Street and town names are often people's names ("Calle Yolanda Carnero", "South
         // Courtney, GU"): a name inside an address is not a person.

@@ -304,8 +304,10 @@ pub(crate) fn people(text: &str, ctx: &Ctx, names: &[Name], out: &mut Out) {
         // A clinical vignette ("Case study for my nursing class: a 27-year-old presents with
         // chest pain") is about nobody unless the writer says "I"/"me" or a relation is named.
         let vignette = ctx.vignette.within(ss, se) && !ctx.pronoun.within(ss, se) && !relation;
-        let first_person =
-            !vignette && (ctx.first_person_at(hs) || subjectless_first_person(&text[ss..se.max(ss)]));
+        // "A character in my novel is diagnosed with...": "my" owns the novel, not the illness.
+        let first_person = !vignette
+            && (ctx.first_person_at(hs) && !ctx.fiction_possessive_only(ss, se)
+                || subjectless_first_person(&text[ss..se.max(ss)]));
         // In a sentence of fiction ("a scene where Margaret learns..."), a name is a character.
         let named = private_in.get(idx).copied().unwrap_or(false) && !ctx.fiction.within(ss, se);
         // "My son Ethan has a meeting. He was diagnosed with autism": a he/she/his/her in the

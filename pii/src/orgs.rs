@@ -121,6 +121,19 @@ impl OrgRules {
                 || self.coord_anchor_one.is_match(text)
         };
         let mut one_person_memo: Option<bool> = None;
+        // A bank's routing number or sort code with no account, card or IBAN in the text and
+        // nobody in it ("Is Chase's routing number 021000021 the same in every state?", "Monzo's
+        // sort code 04-00-04"): it identifies a bank branch, which the bank publishes.
+        let account_data = out
+            .findings
+            .iter()
+            .filter(|f| matches!(f.cat, Category::BankAccount | Category::Iban | Category::PaymentCard))
+            .count();
+        let nobody = !ctx.any_first_person()
+            && ctx.relation.0.is_empty()
+            && ctx.possessive.0.is_empty()
+            && ctx.personal_contact.0.is_empty()
+            && ctx.name_label.0.is_empty();
         // Per sentence, on first use: does it mention a flat or apartment (a home)?
         let mut home_in: Vec<Option<bool>> = vec![None; n_sents + 1];
         let findings = std::mem::take(&mut out.findings);
@@ -188,6 +201,9 @@ impl OrgRules {
                 // insert; 123-45-6789) is nobody's, with or without a docs word nearby. Sample
                 // numbers that pass their checks (the Chinese standard's ID) still need one.
                 Category::GovernmentId if voided_ssn(value) => !personal,
+                Category::BankAccount if account_data == 1 && nobody && bank_code(text, ctx, f.start, f.end) => {
+                    !personal
+                }
                 c if placeholder_kind(c) => example && !personal,
                 _ => false,
             };
@@ -306,6 +322,37 @@ fn quoted_spans(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
+/// A US or Indian toll-free number ("1-800-772-1213", "(888) 555 0142", "1800-258-1800") taken
+/// for an ID after an "SSN" or "ID" label ("call social security at 1-800-772-1213") is a phone
+/// number: an SSN has 3-2-4 digits, and no ID is laid out as a toll-free number (an optional 1,
+/// then 800, 833, 844, 855, 866, 877 or 888, then 3 and 4 digits; in India 1800 or 1860 and 6-7
+/// digits). Re-labelled as a phone, the contact rules then decide (an organisation's line is
+/// nobody's; "my number" still is).
+pub(crate) fn toll_free_ids(text: &str, out: &mut Out) {
+    for f in out.findings.iter_mut().filter(|f| f.cat == Category::GovernmentId) {
+        let value = &text[f.start..f.end];
+        let groups: Vec<&str> = value.split(|c: char| !c.is_ascii_digit()).filter(|g| !g.is_empty()).collect();
+        let groups = match groups.as_slice() {
+            ["1", rest @ ..] => rest,
+            all => all,
+        };
+        let layout = matches!(groups, [a, b, c] if a.len() == 3 && b.len() == 3 && c.len() == 4);
+        // India's toll-free 1800/1860 numbers ("1800-258-1800", "1800 11 4000").
+        let india =
+            matches!(groups, [p, a, b] if (*p == "1800" || *p == "1860") && (6..=7).contains(&(a.len() + b.len())));
+        if india || layout && ["800", "833", "844", "855", "866", "877", "888"].contains(&groups[0]) {
+            f.cat = Category::Phone;
+        }
+    }
+}
+
+/// A routing number (nine digits passing the ABA check) or a sort code / BSB (six digits) right
+/// after its label: the code of a bank branch, not an account.
+fn bank_code(text: &str, ctx: &Ctx, start: usize, end: usize) -> bool {
+    let d: Vec<u8> = text[start..end].bytes().filter(u8::is_ascii_digit).collect();
+    ctx.routing.near(start, end, 50, 0) && (d.len() == 9 && super::checksum::aba(&d) || d.len() == 6)
+}
+
 /// SSNs that the SSA voided or never issues, as published: nobody's number.
 fn voided_ssn(value: &str) -> bool {
     let digits: String = value.bytes().filter(u8::is_ascii_digit).map(char::from).collect();
@@ -315,6 +362,9 @@ fn voided_ssn(value: &str) -> bool {
 /// Digits that count up or repeat ("12345678", "00000000", "600 000 000"): example values.
 fn trivial_digits(value: &str) -> bool {
     let d: Vec<u8> = value.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
+    // Leading zeros pad a sample account number ("000123456789"): look at what follows them.
+    let zeros = d.iter().take_while(|&&x| x == 0).count();
+    let d = if zeros >= 2 && d.len() - zeros >= 6 { d[zeros..].to_vec() } else { d };
     if d.len() < 6 {
         return false;
     }

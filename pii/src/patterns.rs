@@ -156,6 +156,8 @@ pub(crate) struct Patterns {
     secret_assign: Regex,
     bearer: Regex,
     otp_value: Regex,
+    /// A recovery or backup code alone on its line ("1bdb4-efe55", "8431 2290", "k7m2q9x4ab").
+    code_line: Regex,
     /// A year in words ("nineteen ninety-two", "two thousand and one").
     spelled_year: Regex,
     /// An English month name, also abbreviated.
@@ -278,6 +280,7 @@ impl Patterns {
                 r"(?i)(?-u:\b)(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)(?:[a-z]*)(?-u:\b)",
             )?,
             otp_value: Regex::new(r"(?-u:\b)\d{3,4}[ \-]?\d{2,4}(?-u:\b)|(?-u:\b)\d{4,10}(?-u:\b)")?,
+            code_line: Regex::new(r"^\s*(?:[0-9A-Za-z]{4,6}[ \-][0-9A-Za-z]{4,6}|[0-9A-Za-z]{8,12})\s*$")?,
             seed_run: Regex::new(
                 r"(?:(?-u:\b)[a-z]{3,8}(?:[ ,]+|\s*\n\s*|\s+\d{1,2}[.)]\s+)){11,23}[a-z]{3,8}(?-u:\b)",
             )?,
@@ -668,6 +671,13 @@ impl Patterns {
                 || kw == "geheimzahl"
                 || kw == "nip";
             if let Some((s, e)) = password_value(text, m.end(), is_pin) {
+                // A password in a story, a sketch or a game ("in my D&D campaign the password to
+                // the vault is 'Obsidian Crown'") is a prop, unless the writer is in it.
+                let (ss, se) = sentence_of(&ctx.sents, s);
+                if ctx.fiction.within(ss, se) && (!ctx.first_person_at(s) || ctx.fiction_possessive_only(ss, se)) {
+                    out.residual(0.3);
+                    continue;
+                }
                 out.add(s, e, Category::Credential, 0.85);
             }
         }
@@ -680,7 +690,11 @@ impl Patterns {
             let f = out.findings[k];
             let lo = floor_char(text, f.start.saturating_sub(120));
             let published = DOC_SECRETS.iter().any(|d| text[f.start..f.end].contains(d));
-            if f.cat == Category::Credential && (published || refs.iter().any(|r| text[lo..f.start].contains(r))) {
+            if f.cat == Category::Credential
+                && (published
+                    || placeholder_secret(&text[f.start..f.end])
+                    || refs.iter().any(|r| text[lo..f.start].contains(r)))
+            {
                 out.findings.remove(k);
                 out.residual(0.2);
             } else {
@@ -720,6 +734,20 @@ impl Patterns {
                 if let Some(m) = self.otp_value.find(&window[..stop]) {
                     out.add(e + m.start(), e + m.end(), Category::Credential, 0.85);
                     continue;
+                }
+                // Or one per line below the label, as services print them ("recovery codes:\n
+                // 1bdb4-efe55\n90ada-3c2d2", "Backup codes\n8431 2290"): letters and digits, one or
+                // two groups of 4-6 (or 8-12 in one), at least one digit.
+                if window[..stop].trim_start_matches([':', ' ', '\t']).is_empty() && stop < window.len() {
+                    let below = &window[stop + 1..];
+                    let line = below.lines().next().unwrap_or("");
+                    if let Some(m) = self.code_line.find(line) {
+                        if m.as_str().bytes().any(|b| b.is_ascii_digit()) {
+                            let at = e + stop + 1 + m.start();
+                            out.add(at, at + m.len(), Category::Credential, 0.85);
+                            continue;
+                        }
+                    }
                 }
             }
             if let Some((vs, ve)) = value_after(e, 48) {
@@ -1140,6 +1168,27 @@ pub(crate) fn is_placeholder(v: &str) -> bool {
         || l.contains("your")
         || l.contains("xxxx")
         || l.chars().all(|c| c == '*' || c == 'x' || c == '.' || c == '•')
+}
+
+/// A secret that says it is none: the value (after a `KEY=` or `key:` if any) is a placeholder
+/// ("SECRET_KEY=changeme", "API_KEY=<your key>") or a token spelled to look fake
+/// ("xoxb-not-a-real-token-this-will-not-work", "sk_live_dummy…", "ghp_EXAMPLE…"). Real secrets
+/// are random: they never contain these words.
+fn placeholder_secret(found: &str) -> bool {
+    let value = found.rsplit_once(['=', ':']).map_or(found, |(_, v)| v).trim();
+    if value.is_empty() {
+        return false;
+    }
+    // Words of the value, split at "-", "_", "." and spaces: "-xoxb-not-a-real-token-".
+    let words: String =
+        value.to_ascii_lowercase().chars().map(|c| if matches!(c, '_' | ' ' | '.') { '-' } else { c }).collect();
+    let words = format!("-{words}-");
+    #[rustfmt::skip]
+    const FAKE: &[&str] = &[
+        "-not-a-real-", "-notareal-", "-not-real-", "-fake-", "-dummy-", "-placeholder-", "-changeme-", "-change-me-",
+        "-replace-me-", "-replaceme-", "-example-", "-sample-", "-redacted-", "-your-", "xxxxxx",
+    ];
+    is_placeholder(value) || FAKE.iter().any(|w| words.contains(w))
 }
 
 /// A long random-looking token: letters and digits mixed, enough distinct characters.

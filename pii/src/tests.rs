@@ -688,3 +688,173 @@ fn addresses_asked_with_opening_hours_are_clear() {
     ];
     assert_clear_and_flagged(&clear, &flagged);
 }
+
+/// Round 7: a secret that says it is none — a placeholder value after a key ("SECRET_KEY=changeme",
+/// "API_TOKEN=<your token>") or a token spelled to look fake ("not-a-real", "dummy", "example"
+/// between its dashes) — is nobody's; written for this test. Random-looking values stay secrets,
+/// whatever the key is called.
+#[test]
+fn placeholder_secrets_are_clear() {
+    let clear = [
+        "my config.sample.env has JWT_SECRET=changeme and STRIPE_KEY= — which ones must I fill in?",
+        "The Discord docs show xoxp-this-is-not-a-real-token-1234 for user tokens, why that prefix?",
+        "is it fine that our README shows GITHUB_TOKEN=ghp_your_token_here as the example?",
+        "the tutorial sets sk_live_dummy_key_for_docs_only as STRIPE_KEY, will that charge anything?",
+    ];
+    let flagged = [
+        "my .env has JWT_SECRET=f8Kq29xLmZ0pR7vT3nWc and STRIPE_KEY=sk_live_51HxQz8Kj2mN4pQrStUvWxYz01 — safe to commit?",
+        "Slack token for the bot: xoxb-2948573019-4859201837465-Kq8XzLmP0vR7tN3wYc",
+        "YOUR_TOKEN=ghp_8Kq29xLmZ0pR7vT3nWcYd4Fg6Hj1Kl2Mn5Pq in the README, is that a problem?",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 7: the John Does of other languages and forms (Juan Pérez and Calle Falsa, "1 Any
+/// Street", A N Other, Mario Rossi, Jan Kowalski, 山田太郎) and placeholder mail addresses
+/// (`exemple@…`, `…@tudominio.com`) are documentation placeholders like John Doe and Mustermann;
+/// written for this test. The same names with a relation, "my" or a real-looking address stay
+/// flagged.
+#[test]
+fn placeholder_people_of_other_languages_are_clear() {
+    let clear = [
+        "Plantilla de contrato: Arrendatario: Juan Pérez, DNI 00000000T, domicilio en Calle Falsa 123, Madrid",
+        "La guía de ejemplo dice 'Mario Rossi, Via Roma 1, 00100 Roma', ¿lo traduzco igual?",
+        "Sample Polish form: Jan Kowalski, PESEL 00000000000 — how do I fill it in?",
+        "modèle de lettre : contact : prenom.nom@votredomaine.fr, remplacez par le vôtre",
+        "form example: Name: A N Other, Address: 1 Any Street, Anytown - what goes in box 3?",
+    ];
+    let flagged = [
+        "Mi vecino Juan Pérez, DNI 48213957K, vive en Calle Mayor 12, Madrid: ¿le mando el contrato?",
+        "my email is juan.perez84@gmail.com, use that for the booking",
+        "Plantilla rellenada con mis datos: María López Ruiz, DNI 48213957K, Calle Mayor 12, Madrid",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 7: a North American toll-free number after an "SSN"/"social security" or ID label is a
+/// phone line (an SSN has 3-2-4 digits), and a catalogue's article number ("Art.-Nr.", "item
+/// no.") is not a phone number; written for this test. An SSN next to the same label, and a
+/// personal phone number, stay flagged.
+#[test]
+fn toll_free_lines_and_article_numbers_are_not_ids() {
+    let clear = [
+        "is the social security helpline still 1-800-772-1213 or did it change?",
+        "ID card office toll free 888-227-1160, when do they open?",
+        "passport seva helpline 1800-258-1800 hai na? timing kya hai?",
+        "Hornbach Art.-Nr. 0388 41 72, Dübel 8x40, 100 Stück – passt das für Gipskarton?",
+        "IKEA item no. 702 627 45, does it fit the PAX frame?",
+    ];
+    let flagged = [
+        "my social security number is 512-48-7719, which form needs it?",
+        "SSN 512 48 7719 for the tax return of my husband",
+        "my cell is 312-555-0847 if the social security office calls back",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 7: a card number in a sentence about a provider's test cards ("sandbox", "test Visa",
+/// "test mode") with no first person is a test card, and a sample account number padded with zeros
+/// ("000123456789") in documentation is trivial; written for this test. "My card" in the same
+/// sentence, or a real-looking account number, stays flagged.
+#[test]
+fn provider_test_cards_and_padded_sample_accounts_are_clear() {
+    let clear = [
+        "Checkout.com lists 4543 4740 0224 9996 as a test Visa for 3DS; what does the sandbox return?",
+        "In Braintree test mode, 5555 5555 5555 4444 should decline?",
+        "The bank's sample cheque shows account 000012345678 under the routing line, which is which?",
+    ];
+    let flagged = [
+        "I used my card 4543 4740 0224 9996 in the sandbox by mistake, will it be charged?",
+        "pay with 4543 4740 0224 9996 exp 08/27 cvv 311",
+        "The sample cheque in the app shows my account 000048213957 — is it safe to post?",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 7: recovery and backup codes printed one per line below their label, letters and digits
+/// (GitHub's "1bdb4-efe55"), are secrets; written for this test. A label followed by prose
+/// stays clear.
+#[test]
+fn recovery_codes_below_their_label_are_secrets() {
+    let flagged = [
+        "Backup codes:\nk29fq-8vx3m\nq7w2e-9rt4y\nwhere should I store them?",
+        "Recovery codes\n4827 1930\n5582 0017\n",
+    ];
+    let clear = ["What are recovery codes?\nPrint them and keep them safe, says the help page."];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 7: booking a table or asking about walk-ins makes an address a restaurant's (these
+/// words join the organisation words); written for this test. A home address near them stays
+/// flagged.
+#[test]
+fn addresses_of_restaurants_being_booked_are_clear() {
+    let clear = [
+        "Can you book a table for six at the noodle bar on 41 Greek Street, Soho, around 8?",
+        "Is Bao at 53 Lexington St walk-in only or can we reserve?",
+    ];
+    let flagged = [
+        "Book a table near my flat, 41 Greek Street, Soho, flat 2 — somewhere walkable",
+        "My mum lives at 53 Lexington St, any walk-in places near her for lunch?",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 7: an employer's or colleague's words for someone's health — burn-out, a sick or fit
+/// note, sick leave, "en arrêt", "de baja" — about a business partner, an employee or an intern
+/// ("mon associé", "my business partner", "mi socia", "meine Mitarbeiterin"); written for this
+/// test. The same words about nobody in particular stay clear.
+#[test]
+fn burnout_and_sick_notes_of_staff_are_health() {
+    let flagged = [
+        "ma salariée Inès Garnier est en arrêt maladie pour un burn-out, je la remplace comment ?",
+        "my business partner Tom Reyes is off sick with burnout until March, how do I tell our clients?",
+        "mi socia Laura Vidal está de baja por burnout, ¿cómo reparto su trabajo?",
+        "meine Mitarbeiterin Jana Wolf hat eine Krankschreibung wegen Burn-out bis Juni – wie plane ich?",
+    ];
+    let clear = [
+        "What are the early signs of burnout in small teams, in general?",
+        "Comment éviter le burn-out dans une petite entreprise ? Des conseils généraux.",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 7: in a sentence about the writer's own fiction, "my" owns the novel, the campaign or
+/// the sketch ("a character in my novel is diagnosed with…", "character sheet for my RPG: …,
+/// asthmatic"), and a password in a story or sketch is a prop; written for this test. Any other
+/// first person in the sentence — "I", "me", "my wife", "my diabetes" — keeps it personal.
+#[test]
+fn the_writers_own_fiction_is_not_the_writer() {
+    let clear = [
+        "A character in my novel, Captain Ilse Morrow, is diagnosed with epilepsy. How would she hide it from her crew?",
+        "Character sheet for my sci-fi campaign: Dax Orlen, 51, pilot, asthmatic, owes the syndicate money. Flesh him out.",
+        "Write a comedy sketch where a made-up uncle tells a hacker his password is 'letmein99' and is proud of it.",
+    ];
+    let flagged = [
+        "Write a short story about my depression, I was diagnosed last year and want to put it into words.",
+        "For my novel I need details: my wife was diagnosed with epilepsy in March, how do seizures start?",
+        "Write a story for my son; my wifi password is Kq8-Lm29-Xz, put it in as a clue",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}
+
+/// Round 7: a bank's routing number or sort code alone — no account, card or IBAN in the text and
+/// nobody in it — is the code of a bank branch, which banks publish; and a review, a returns or
+/// fulfilment centre, a warehouse, a lockbox or a dental practice makes an address a business's
+/// (organisation words); written for this test. A routing number next to an account number, or
+/// with "my", and a home address stay flagged.
+#[test]
+fn published_bank_codes_and_business_addresses_are_clear() {
+    let clear = [
+        "Is Wells Fargo's routing number 121000248 used for wires too?",
+        "Barclays sort code 20-00-00, is that the head office one?",
+        "Write a 5-star Google review for Maple Leaf Dental, 88 King St W, Toronto ON M5H 1A1, lovely staff",
+        "Send the faulty blender back to the Currys Returns Centre, Unit 2, Fenlock Park, Newport NP10 8UP?",
+    ];
+    let flagged = [
+        "my routing number is 121000248, what's the wire cutoff?",
+        "routing 121000248 account 4455667788, pay the invoice today",
+        "Send the blender back to me at 14 Fenlock Road, Newport NP10 8UP, flat 2",
+    ];
+    assert_clear_and_flagged(&clear, &flagged);
+}

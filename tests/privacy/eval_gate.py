@@ -11,7 +11,7 @@ recall and false-block rate overall, per category, per language and per kind, fo
 * the tuning corpora, split into the half the classifier never saw ("held-out half") and the half it
   was trained on (train_classifier.py's `tuning_half`) — TUNING data either way, not a test split.
 `--misses` lists the gate's misses and false blocks of the held-out tuning half.
-Never give it the frozen split (authorO/authorP): it refuses.
+Never give it the frozen split (authorS-V): it refuses.
 """
 
 import argparse
@@ -81,7 +81,7 @@ def main():
     ap.add_argument("--misses", action="store_true")
     args = ap.parse_args()
     for p in args.tuning:
-        if os.path.basename(p).startswith(("authorO", "authorP", "authorQ", "authorR")):
+        if os.path.basename(p).startswith(("authorS", "authorT", "authorU", "authorV")):
             sys.exit("refusing to evaluate on the frozen split")
     if args.synthetic:
         syn = [c for c in map(json.loads, open(args.synthetic, encoding="utf-8")) if c["split"] == "heldout"]

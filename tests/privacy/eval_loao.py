@@ -89,7 +89,7 @@ def main():
 
     files = args.authors or sorted(glob.glob(os.path.join(TUNING, "author*.jsonl")))
     for f in files:
-        if os.path.basename(f).startswith(("authorO", "authorP", "authorQ", "authorR")):
+        if os.path.basename(f).startswith(("authorS", "authorT", "authorU", "authorV")):
             sys.exit("refusing to read the frozen split")
     authors = {os.path.basename(f).split(".")[0]: f for f in files}
     cases = {a: load(f) for a, f in authors.items()}

@@ -97,7 +97,7 @@ def main():
     args = ap.parse_args()
 
     files = sorted(glob.glob(os.path.join(TUNING, "author*.jsonl")))
-    if any(os.path.basename(f).startswith(("authorO", "authorP", "authorQ", "authorR")) for f in files):
+    if any(os.path.basename(f).startswith(("authorS", "authorT", "authorU", "authorV")) for f in files):
         sys.exit("refusing to read the frozen split")
     emb = {}
     for p in args.emb:

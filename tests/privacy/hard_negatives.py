@@ -83,6 +83,37 @@ HARD_NEG = {
             "In general, what does a blood pressure of 150/95 mean for someone around {age}?",
             "Textbook scenario: {fname}, {age}, a fictional patient with {disease}; write the SOAP note for the exercise.",
         ],
+        # Round 7: blank or bracketed placeholders of letters and forms, everyday numbers that
+        # identify things rather than people (parcels, versions, buses, error codes), public
+        # figures in everyday questions, and public notices.
+        "form_placeholders": [
+            "Make this template letter sound friendlier:\n[Your name]\n[Your address]\nDear Sir or Madam,\nMy account number is [account number] and I am writing about",
+            "Cover letter template: Dear [Hiring Manager], my name is [Name] and I live at [Address]. Can you tighten it up?",
+            "The form says 'Patient name: ________  Date of birth: __/__/____'. Which date format do they want there?",
+            "Mail merge: Hi {{{{first_name}}}}, your order {{{{order_id}}}} ships to {{{{address}}}}. How do I set this up in Mailchimp?",
+            "Sample complaint from the council website: 'I, [full name], of [address], wish to complain about the bins.' Explain what goes where.",
+            "The bank's sample form says 'Account holder: Mr A N Other, Sort code 00-00-00'. Do I write it the same way?",
+        ],
+        "everyday_numbers": [
+            "my parcel {num} has said out for delivery since yesterday, is that normal?",
+            "my phone says update to version 17.{age}.1, should I do it, will I lose my photos",
+            "the {age} bus leaves at 09:15 and 09:45, I need to be at work by 10, which one do I take?",
+            "my washing machine shows error code {serial}, what does that mean?",
+            "Track my order {num}-{serial} for me? It was due on {date}.",
+            "=TEXT(A2,\"dd/mm/yyyy\") turns my date into a number, why?",
+        ],
+        "public_figures": [
+            "Is {pf} still running {company}? my app keeps asking me to update",
+            "Did {pf} really answer customer emails himself? saw it on a blog",
+            "How does {pf}'s net worth compare to the richest person in Europe right now?",
+            "Write a short quiz about {pf} for my book club, five questions.",
+        ],
+        "notices": [
+            "Notice for the village hall, please tidy it up: coffee morning Saturday 10am-12 noon, {company_address}. Cakes 50p, raffle £1.",
+            "Poster for our school fete on {date} at {company_address}: bouncy castle, tombola, all welcome.",
+            "Church newsletter: the choir meets Thursdays at 7pm in {company_address}. Make it sound welcoming.",
+            "Sign for the shop door: closed on {date} for stocktaking, back the next day.",
+        ],
         "money_general": [
             "If someone earns {money} a year, roughly how much tax do they pay in the UK?",
             "Explain compound interest with an example: {money} at 4% for 10 years.",
@@ -91,6 +122,10 @@ HARD_NEG = {
         ],
     },
     "de": {
+        "form_placeholders": ["Musterbrief vom Amt: 'Name: [Vorname Nachname], Anschrift: [Straße, PLZ Ort]' – was gehört wohin?",
+                              "Vorlage: Sehr geehrte Damen und Herren, mein Name ist [Name], meine Kundennummer [Nummer]. Mach es freundlicher."],
+        "everyday_numbers": ["Mein Paket {num} hängt seit gestern in der Zustellung, ist das normal?",
+                             "Bus Linie {age} fährt 8:12 und 8:42, ich muss um 9:30 bei der Arbeit sein, welcher Bus?"],
         "site_coords": [
             "Koordinaten unseres {site}s {latlon} sollen in die Fahrer-App, in welchem Format?",
             "Unser {site} liegt bei {latlon}; schreib eine Anfahrtsbeschreibung für Lieferanten.",
@@ -107,6 +142,8 @@ HARD_NEG = {
         "codes": ["Bestellnummer {num}-{serial}, Artikel {sku}: schreib eine Reklamation an den Lieferanten."],
     },
     "es": {
+        "form_placeholders": ["Carta modelo del ministerio: 'D./Dña. [Nombre y apellidos], con DNI [número], domicilio en [dirección]'. ¿Me la explicas?"],
+        "everyday_numbers": ["Mi paquete {num} lleva dos días en reparto, ¿es normal?"],
         "site_coords": ["Nuestro {site} está en {latlon}; escribe las instrucciones de llegada para los repartidores."],
         "company_contact": [
             "Para el cartel de la puerta: {company}, {company_address}, tel. {company_phone}, de lunes a sábado de 9 a 14 h",
@@ -117,6 +154,8 @@ HARD_NEG = {
         "codes": ["El pedido {num} llegó con la referencia {sku} equivocada; redacta la reclamación."],
     },
     "fr": {
+        "form_placeholders": ["Lettre type : « Je soussigné(e) [Nom Prénom], demeurant [adresse]… ». Tu peux la rendre plus claire ?"],
+        "everyday_numbers": ["Mon colis {num} est en cours de livraison depuis hier, c'est normal ?"],
         "site_coords": ["Notre entrepôt est au {latlon} : rédige les consignes d'accès pour les chauffeurs."],
         "company_contact": [
             "Affiche pour la vitrine : {company}, {company_address}, tél. {company_phone}, du lundi au samedi.",
@@ -127,6 +166,8 @@ HARD_NEG = {
         "codes": ["La commande {num} contient la pièce {sku} au lieu de {sku2} ; écris au fournisseur."],
     },
     "zh": {
+        "form_placeholders": ["申请表模板写着“姓名：______ 身份证号：__________”，日期格式怎么填？"],
+        "everyday_numbers": ["我的快递 {num} 一直显示派送中，正常吗？"],
         "site_coords": ["我们仓库的坐标是 {latlon}，帮我写成司机导航说明。", "公司门店在 {latlon}，怎么在地图上标注？"],
         "company_contact": ["帮我写门店海报：{company}，地址 {company_address}，电话 {company_phone}，周一至周五营业。"],
         "fiction": ["小说里侦探{fname}在纸条上发现地址 {fict_address}，请写这一段。"],
@@ -134,6 +175,8 @@ HARD_NEG = {
         "codes": ["订单号 {num}，型号 {sku} 发错了，帮我写一封投诉信。"],
     },
     "hi": {
+        "form_placeholders": ["Form ke template mein likha hai 'Name: [Aapka naam], Address: [Pata]' — isme kya bharna hai?"],
+        "everyday_numbers": ["Mera parcel {num} kal se out for delivery dikha raha hai, normal hai kya?"],
         "site_coords": ["Hamara {site} {latlon} pe hai, drivers ke liye directions likh do."],
         "company_contact": ["Dukaan ka poster banao: {company}, {company_address}, phone {company_phone}, Mon-Sat 10 se 8."],
         "fiction": ["Kahani likho: {fname} naam ka jasoos {fict_address} pe ek chitthi dhoondhta hai."],
@@ -178,6 +221,18 @@ HARD_POS = {
             "My dad is {age} and was just diagnosed with {cond}, what should we ask the doctor?",
             "I'm {age} and on {drug} daily, can I drink alcohol this weekend?",
             "{cond} under control for two years now on {drug}. Do I still have to tell my employer? asking for me",
+        ],
+        "form_placeholders": [
+            "Make this letter sound friendlier:\n{name}\n{address}\nDear Sir or Madam,\nMy account number is {acct} and I am writing about",
+            "Cover letter: Dear Ms Patel, my name is {name} and I live at {address}. Can you tighten it up?",
+            "I filled in the form: 'Patient name: {name}  Date of birth: {dob}'. Is that the right date format?",
+        ],
+        "everyday_numbers": [
+            "my parcel {num} is late, the courier has my address as {address}, is that why?",
+            "my phone number changed to {phone}, how do I update it on my Amazon orders?",
+        ],
+        "public_figures": [
+            "My boss {name} was diagnosed with {cond}, how do I cover his clients for a month?",
         ],
         "money_general": [
             "I earn {money} a year and my partner {name} owes {money2} on cards, how do we budget?",

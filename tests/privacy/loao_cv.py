@@ -26,7 +26,7 @@ to 1e-6 (pii/tests/data/clf_golden.json), so the gate's verdict is rules OR scor
 
 Prints per held-out author: rules alone, the gate, and what a budget sweep would give; `--evidence`
 also scores the variant where the classifier acts only on texts with some partial evidence (see
-`EVIDENCE`). NumPy + SciPy (requirements-clf.txt). Refuses the frozen split (authorO-R).
+`EVIDENCE`). NumPy + SciPy (requirements-clf.txt). Refuses the frozen split (authorS-V).
 """
 import argparse
 import collections
@@ -45,7 +45,7 @@ sys.path.insert(0, HERE)
 import train_classifier as tc  # noqa: E402
 
 TUNING = os.path.join(HERE, "independent", "tuning")
-FROZEN = ("authorO", "authorP", "authorQ", "authorR")
+FROZEN = ("authorS", "authorT", "authorU", "authorV")
 
 
 def load(path):

@@ -24,7 +24,7 @@ Needs PyPI `faker` (version pinned below; another version gives other values). W
   punctuation, typos, chat-style prefixes/suffixes, and burying the request in a longer harmless
   paragraph.
 
-Never uses the frozen evaluation splits (authorO-R, outside the repository).
+Never uses the frozen evaluation splits (authorS-V, outside the repository).
 """
 
 import argparse
