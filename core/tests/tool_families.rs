@@ -419,6 +419,48 @@ fn qwen3_enable_thinking_false_reaches_the_template() {
     }
 }
 
+/// `edgewise run --no-think` reaches the template: the prompt is longer by exactly the empty
+/// `<think>` block the Qwen 3 template adds for `enable_thinking=false`; with `--raw` (no
+/// template) the flag is an error; `edgewise chat --no-think` runs.
+#[test]
+fn no_think_flag_reaches_the_template_from_the_cli() {
+    let Some(path) = model("qwen3-tools") else { return };
+    let Some(e) = load_qwen3() else { return };
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgewise"))
+            .args(["run", "--model", path.to_str().unwrap(), "--backend", "cpu", "--threads", "2", "--temperature", "0", "--max-tokens", "1", "--format", "json"])
+            .args(extra)
+            .arg("Add two apples to my cart, please.")
+            .output()
+            .unwrap();
+        out
+    };
+    let prompt_tokens = |extra: &[&str]| {
+        let out = run(extra);
+        assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let line: Value = serde_json::from_slice(out.stdout.split(|&b| b == b'\n').find(|l| l.starts_with(b"{")).unwrap()).unwrap();
+        line["metrics"]["prompt_tokens"].as_u64().unwrap() as usize
+    };
+    let block = e.tokenizer().encode("<think>\n\n</think>\n\n", false).unwrap().len();
+    assert!(block > 0);
+    assert_eq!(prompt_tokens(&["--no-think"]), prompt_tokens(&[]) + block);
+    let raw = run(&["--raw", "--no-think"]);
+    assert!(!raw.status.success() && String::from_utf8_lossy(&raw.stderr).contains("--no-think needs the chat template"), "{}", String::from_utf8_lossy(&raw.stderr));
+    let mut chat = std::process::Command::new(env!("CARGO_BIN_EXE_edgewise"))
+        .args(["chat", "--model", path.to_str().unwrap(), "--backend", "cpu", "--threads", "2", "--temperature", "0", "--max-tokens", "2", "--no-think"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        chat.stdin.take().unwrap().write_all(b"Hello\n/exit\n").unwrap();
+    }
+    let out = chat.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Qwen 3.5: calls in XML (`<function=NAME>` with one `<parameter=ARG>` per argument).
 
