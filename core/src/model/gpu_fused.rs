@@ -1017,6 +1017,41 @@ mod tests {
         assert_eq!(greedy_masked(tensor2(vals, 1, v, &dev), &[]).unwrap(), None);
     }
 
+    /// The cost of a constrained greedy pick from logits on the device (not asserted; run with
+    /// `--nocapture`): the old path (read all 262144 logits back, the host's `greedy_masked`)
+    /// against the device pick under the uploaded mask. Each rep recomputes the logits (a
+    /// scale), so neither reads a cached result.
+    #[test]
+    fn masked_pick_cost_read_back_vs_device() {
+        let Some(dev) = device() else { return };
+        let v = 262_144;
+        let base = tensor2(values(v, 70), 1, v, &dev);
+        let mut words = vec![0u32; v / 32];
+        for i in (0..v).step_by(997) {
+            words[i / 32] |= 1 << (i % 32);
+        }
+        let median = |mut t: Vec<f64>| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        };
+        let (mut host, mut device) = (Vec::new(), Vec::new());
+        for rep in 0..15 {
+            let scale = 1.0 + rep as f32 * 1e-3;
+            // Both start from a finished tensor: only the pick is timed.
+            let l = base.clone().mul_scalar(scale);
+            let _ = read_f32(l.clone().slice([0..1, 0..1])).unwrap();
+            let t0 = std::time::Instant::now();
+            let mut all = read_f32(l.clone()).unwrap();
+            let a = crate::sampling::greedy_masked(&mut all, &words).unwrap().unwrap();
+            host.push(t0.elapsed().as_secs_f64() * 1e3);
+            let t0 = std::time::Instant::now();
+            let b = greedy_masked(l, &words).unwrap().unwrap();
+            device.push(t0.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(a.0, b.token);
+        }
+        eprintln!("masked greedy pick, median of 15: read back + host {:.2} ms, device {:.2} ms", median(host), median(device));
+    }
+
     /// The first `k` of `vals` in the sampler's order, by an independent route: a stable sort of
     /// all indices by value, descending (equal values, ±0 alike, keep ascending indices).
     fn host_top(vals: &[f32], k: usize) -> Vec<(u32, u32)> {
