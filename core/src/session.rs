@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Engine;
 use crate::kv_cache::KvCache;
 use crate::memory::{TrimLevel, TrimReport, Trimmable};
-use crate::model::{StepLogits, TopLogits};
+use crate::model::{MaskedPick, StepLogits, TopLogits};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::structured::tools::{ToolCall, ToolFormat, ToolResult, Tools};
 use crate::structured::OutputConstraint;
@@ -844,20 +844,28 @@ impl Session {
             OutputConstraint::Text => None,
             c => self.engine.constraint_compiler()?.compile(c)?,
         };
-        // A constraint masks the logits on the host: every step reads them all back.
+        // A constraint's sampled steps mask the logits on the host: they read them all back.
         let host_logits = constraint.is_some();
         let top_needed = |sampler: &Sampler, history: &[u32]| if host_logits { None } else { sampler.candidates_needed(history, model.vocab_size()) };
-        // Greedy without a penalty needs only the maximum: the model may pick on its device.
+        // Greedy without a penalty needs only the maximum: the model may pick on its device,
+        // under a constraint's mask too (the mask goes to the device; `EDGEWISE_HOST_SAMPLING`
+        // keeps constrained steps on the host).
         let device_pick = sampler.is_plain_greedy() && !host_logits;
+        let masked_pick = sampler.is_plain_greedy() && host_logits && !sampler.host_only();
         // Otherwise, where the sampler's settings allow it, only the `top` largest logits.
-        let step = |tokens: &[u32], cache: &mut KvCache, top: Option<usize>| -> Result<Next> {
-            Ok(match top {
+        // `c` is the constraint whose mask a masked device pick uses.
+        let step = |tokens: &[u32], cache: &mut KvCache, top: Option<usize>, c: Option<&mut crate::structured::Constrained>| -> Result<Next> {
+            Ok(match (top, c) {
                 _ if device_pick => Next::Picked(model.forward_greedy(tokens, cache)?),
-                Some(k) => match model.forward_top_k(tokens, cache, k)? {
+                (_, Some(c)) if masked_pick => match model.forward_greedy_masked(tokens, cache, &mut || c.greedy_words())? {
+                    MaskedPick::Picked(t, lp) => Next::Picked((t, lp)),
+                    MaskedPick::All(l) => Next::Logits(l),
+                },
+                (Some(k), _) => match model.forward_top_k(tokens, cache, k)? {
                     StepLogits::Top(t) => Next::Top(t),
                     StepLogits::All(l) => Next::Logits(l),
                 },
-                None => Next::Logits(model.forward(tokens, cache)?),
+                (None, _) => Next::Logits(model.forward(tokens, cache)?),
             })
         };
         let mut next_out = Next::Logits(Vec::new());
@@ -872,7 +880,9 @@ impl Session {
                 end = a;
             }
             let chunk = &prompt[at..end];
-            next_out = step(chunk, &mut self.cache, top_needed(&sampler, &prompt))?;
+            // Only the last chunk's logits are sampled (and only it may use the mask).
+            let c = if end == prompt.len() { constraint.as_mut() } else { None };
+            next_out = step(chunk, &mut self.cache, top_needed(&sampler, &prompt), c)?;
             self.cached.extend_from_slice(chunk);
             if end < prompt.len() && (anchors.contains(&end) || departure == Some(end)) {
                 self.cache.checkpoint();
@@ -953,7 +963,7 @@ impl Session {
                 // runs the forward pass (it depends only on the tokens so far, not on the logits).
                 c.start_mask();
             }
-            next_out = step(&[next], &mut self.cache, top)?;
+            next_out = step(&[next], &mut self.cache, top, constraint.as_mut())?;
             self.cached.push(next);
         };
         // The end of the answer (or of its part before a cancel): the last state the cache and
@@ -1244,6 +1254,41 @@ mod tests {
             assert_eq!(device.token_ids, host.token_ids, "{:?}", params.sampling);
             assert!((device.mean_logprob - host.mean_logprob).abs() < 1e-3, "{} vs {}", device.mean_logprob, host.mean_logprob);
         }
+    }
+
+    /// On wgpu (lavapipe here), constrained greedy generations give the same tokens and
+    /// log-probabilities when the device picks under the uploaded mask as when every step reads
+    /// all the logits back and the host masks them (the path before the device pick).
+    #[test]
+    fn device_masked_greedy_matches_the_host_mask() {
+        use crate::backend::BackendPreference;
+        use crate::engine::EngineConfig;
+        use crate::sampling::FORCE_HOST_SAMPLING;
+        let Some(path) = crate::catalog::test_model_path() else { return };
+        if let Err(e) = crate::backend::gpu() {
+            eprintln!("SKIPPED: no wgpu device ({e})");
+            return;
+        }
+        let cfg = EngineConfig { backend: BackendPreference::Gpu, threads: Some(2), gpu_self_test: false };
+        let engine = Engine::load(path, cfg).unwrap();
+        // The device path is really taken (or the comparison below would prove nothing).
+        let ids = engine.tokenizer().encode("Once upon a time", true).unwrap();
+        let mut cache = engine.model().new_cache(64, 16).unwrap();
+        let mut only_7 = || Ok(Some(vec![1u32 << 7]));
+        assert!(matches!(engine.model().forward_greedy_masked(&ids, &mut cache, &mut only_7).unwrap(), MaskedPick::Picked(7, _)));
+        let schema = r#"{"type":"object","properties":{"name":{"type":"string","maxLength":12},"age":{"type":"integer","minimum":0,"maximum":120},"tags":{"type":"array","items":{"enum":["a","b","c"]},"maxItems":2}},"required":["name","age","tags"],"additionalProperties":false}"#;
+        let params = GenerationParams { constraint: OutputConstraint::JsonSchema(schema.into()), ..GenerationParams::greedy(40) };
+        let run = |host: bool| {
+            FORCE_HOST_SAMPLING.with(|f| f.set(host));
+            let mut s = engine.new_session(SessionConfig { max_context: 128, ..Default::default() }).unwrap();
+            let g = s.complete("A person record in JSON:", &params, &mut |_| true);
+            FORCE_HOST_SAMPLING.with(|f| f.set(false));
+            g.unwrap()
+        };
+        let (device, host) = (run(false), run(true));
+        assert_eq!(device.valid, Some(true), "{:?}", device.text);
+        assert_eq!(device.token_ids, host.token_ids);
+        assert!((device.mean_logprob - host.mean_logprob).abs() < 1e-3, "{} vs {}", device.mean_logprob, host.mean_logprob);
     }
 
     /// With the real model (skipped without it): an oversized prompt, chat message, system

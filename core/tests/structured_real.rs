@@ -163,10 +163,11 @@ fn same_as_recorded(runs: &[Value]) {
 }
 
 /// The schema suite on the wgpu backend: the first `EDGEWISE_GPU_STRUCTURED_CASES` schemas (all
-/// with a real GPU; CI's lavapipe runs 4), both prompts, greedy and seeded. On the GPU a
-/// constrained step reads the logits back and masks them on the host; every output must be valid
-/// by our result and by Python `jsonschema`. How many greedy texts equal the CPU's is printed
-/// (the backends' logits differ by rounding, so near-ties may pick differently; not asserted).
+/// with a real GPU; CI's lavapipe runs 4), both prompts, greedy and seeded. On the GPU a greedy
+/// constrained step picks on the device under the uploaded mask, a sampled one reads the logits
+/// back and masks them on the host; every output must be valid by our result and by Python
+/// `jsonschema`, and every greedy text must equal the CPU's (the backends' logits differ by
+/// rounding, so a near-tie could in principle pick differently: none does in the cases run here).
 #[test]
 fn gpu_json_schema_suite_parses_and_validates() {
     let Some(cpu) = engine() else { return };
@@ -188,6 +189,7 @@ fn gpu_json_schema_suite_parses_and_validates() {
                 greedy += 1;
                 let c = generate(cpu, prompt, OutputConstraint::JsonSchema(schema.clone()), sampling.clone(), 96);
                 same += usize::from(c.text == g.text);
+                assert_eq!(g.text, c.text, "gpu vs cpu greedy text, {name}");
             }
             cases.push(json!({ "name": name, "schema": case["schema"], "text": g.text }));
         }

@@ -419,6 +419,48 @@ fn qwen3_enable_thinking_false_reaches_the_template() {
     }
 }
 
+/// `edgewise run --no-think` reaches the template: the prompt is longer by exactly the empty
+/// `<think>` block the Qwen 3 template adds for `enable_thinking=false`; with `--raw` (no
+/// template) the flag is an error; `edgewise chat --no-think` runs.
+#[test]
+fn no_think_flag_reaches_the_template_from_the_cli() {
+    let Some(path) = model("qwen3-tools") else { return };
+    let Some(e) = load_qwen3() else { return };
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgewise"))
+            .args(["run", "--model", path.to_str().unwrap(), "--backend", "cpu", "--threads", "2", "--temperature", "0", "--max-tokens", "1", "--format", "json"])
+            .args(extra)
+            .arg("Add two apples to my cart, please.")
+            .output()
+            .unwrap();
+        out
+    };
+    let prompt_tokens = |extra: &[&str]| {
+        let out = run(extra);
+        assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let line: Value = serde_json::from_slice(out.stdout.split(|&b| b == b'\n').find(|l| l.starts_with(b"{")).unwrap()).unwrap();
+        line["metrics"]["prompt_tokens"].as_u64().unwrap() as usize
+    };
+    let block = e.tokenizer().encode("<think>\n\n</think>\n\n", false).unwrap().len();
+    assert!(block > 0);
+    assert_eq!(prompt_tokens(&["--no-think"]), prompt_tokens(&[]) + block);
+    let raw = run(&["--raw", "--no-think"]);
+    assert!(!raw.status.success() && String::from_utf8_lossy(&raw.stderr).contains("--no-think needs the chat template"), "{}", String::from_utf8_lossy(&raw.stderr));
+    let mut chat = std::process::Command::new(env!("CARGO_BIN_EXE_edgewise"))
+        .args(["chat", "--model", path.to_str().unwrap(), "--backend", "cpu", "--threads", "2", "--temperature", "0", "--max-tokens", "2", "--no-think"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        chat.stdin.take().unwrap().write_all(b"Hello\n/exit\n").unwrap();
+    }
+    let out = chat.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Qwen 3.5: calls in XML (`<function=NAME>` with one `<parameter=ARG>` per argument).
 
@@ -574,8 +616,11 @@ fn qwen35_template_tool_calls_and_results() {
 }
 
 /// Argument values by schema in the XML form: a string `pattern` (anchored or searched),
-/// `minLength`/`maxLength` and `const` on raw text; an object, an array, a boolean and a number
-/// as JSON with the template's `tojson` spacing; a schema without constraints takes any text.
+/// `minLength`/`maxLength` and `const` on raw text; an object, an array and a number as JSON
+/// with the template's `tojson` spacing; a boolean as Python's `True`/`False` (the template's
+/// `| string`); strings-or-null and unions of string schemas as raw text (`None` for null); a
+/// schema without constraints takes any text. Parameters in any order, each at most once, the
+/// required ones present.
 #[test]
 fn qwen35_xml_values_follow_their_schemas() {
     let Some(e) = load_qwen35("values") else { return };
@@ -588,7 +633,11 @@ fn qwen35_xml_values_follow_their_schemas() {
             "urgent": {"type": "boolean"},
             "price": {"type": "number", "maximum": 10},
             "memo": {"description": "anything"},
-            "sym": {"enum": ["a.b*", "x/y", "c-d", "e&f", "g~h", "#1 (2)", "[k]{3}|^$", "back\\slash", "ü \"q\"", "two\nlines"]}
+            "sym": {"enum": ["a.b*", "x/y", "c-d", "e&f", "g~h", "#1 (2)", "[k]{3}|^$", "back\\slash", "ü \"q\"", "two\nlines"]},
+            "city": {"anyOf": [{"type": "string", "maxLength": 8}, {"type": "null"}]},
+            "zone": {"anyOf": [{"enum": ["north", "south"]}, {"type": "string", "pattern": "^Z\\d$"}]},
+            "ref": {"type": ["string", "null"], "minLength": 2},
+            "n": {"anyOf": [{"type": "integer"}, {"type": "string"}]}
         }, "required": ["code", "kind"]}}])
         .to_string(),
     )
@@ -603,7 +652,7 @@ fn qwen35_xml_values_follow_their_schemas() {
         }
         s + "</function>\n</tool_call>"
     };
-    let good = call(&[("code", "ABC-12"), ("tag", "look"), ("kind", "ticket"), ("opts", "{\"gift\": true, \"n\": [1, 2]}"), ("urgent", "false"), ("price", "9.5"), ("memo", "any <text>\nat all")]);
+    let good = call(&[("code", "ABC-12"), ("tag", "look"), ("kind", "ticket"), ("opts", "{\"gift\": true, \"n\": [1, 2]}"), ("urgent", "False"), ("price", "9.5"), ("memo", "any <text>\nat all")]);
     assert!(accepts(&e, &c, &good), "all values");
     assert!(accepts(&e, &c, &call(&[("code", "XYZ-7"), ("kind", "ticket")])), "the required ones");
     let parsed = t.parse_calls_for(ToolFormat::QwenXml, &good, 0);
@@ -612,6 +661,60 @@ fn qwen35_xml_values_follow_their_schemas() {
         json!({"code": "ABC-12", "tag": "look", "kind": "ticket", "opts": {"gift": true, "n": [1, 2]}, "urgent": false, "price": 9.5, "memo": "any <text>\nat all"})
     );
     t.check_call(&parsed[0]).unwrap();
+    // The template prints a boolean as Python's `str` (`True`), and the call text is that.
+    let calls = vec![("file".to_string(), parsed[0].arguments.clone())];
+    assert_eq!(Tools::call_text(ToolFormat::QwenXml, &calls), good);
+    // Parameters in any order (the model's, not the schema's), each at most once, the
+    // required ones present: a tool of up to 8 parameters (this one has 12: the schema's order).
+    let mut o = Tools::from_json(
+        &json!([{"name": "order", "parameters": {"type": "object", "properties": {
+            "a": {"type": "string", "maxLength": 6}, "b": {"type": "integer"}, "c": {"type": "boolean"},
+            "d": {"anyOf": [{"type": "string"}, {"type": "null"}]}
+        }, "required": ["a", "c"]}}])
+        .to_string(),
+    )
+    .unwrap();
+    o.choice = ToolChoice::Required;
+    let oc = o.constraint_for_model(ToolFormat::QwenXml, Thinking::Off);
+    let ocall = |params: &[(&str, &str)]| call(params).replace("<function=file>", "<function=order>");
+    for order in [&[("c", "True"), ("a", "x")][..], &[("d", "None"), ("b", "3"), ("c", "False"), ("a", "y")], &[("a", "x"), ("c", "True")], &[("b", "1"), ("a", "x"), ("d", "q"), ("c", "True")]] {
+        let text = ocall(order);
+        assert!(accepts(&e, &oc, &text), "{order:?}");
+        let got = &o.parse_calls_for(ToolFormat::QwenXml, &text, 0)[0];
+        o.check_call(got).unwrap();
+        let keys: Vec<&str> = got.arguments.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, order.iter().map(|p| p.0).collect::<Vec<_>>(), "the model's order is kept");
+        assert_eq!(Tools::call_text(ToolFormat::QwenXml, &[("order".to_string(), got.arguments.clone())]), text);
+    }
+    for (what, order) in [
+        ("a required one missing", &[("a", "x")][..]),
+        ("both required missing", &[("b", "1"), ("d", "q")]),
+        ("a parameter twice", &[("c", "True"), ("a", "x"), ("c", "False")]),
+        ("a parameter twice, apart", &[("b", "1"), ("a", "x"), ("c", "True"), ("b", "2")]),
+        ("an unknown one", &[("a", "x"), ("c", "True"), ("e", "1")]),
+    ] {
+        assert!(!accepts(&e, &oc, &ocall(order)), "{what} passed");
+    }
+    // Strings or null, and unions of string schemas: raw text (`None` for null), not JSON.
+    for (arg, raw, want) in [
+        ("city", "Oslo", json!("Oslo")),
+        ("city", "None", Value::Null),
+        ("city", "", json!("")),
+        ("zone", "north", json!("north")),
+        ("zone", "Z7", json!("Z7")),
+        ("ref", "AB", json!("AB")),
+        ("ref", "None", Value::Null),
+    ] {
+        let text = call(&[("code", "ABC-1"), ("kind", "ticket"), (arg, raw)]);
+        assert!(accepts(&e, &c, &text), "{arg} {raw:?}");
+        let got = &t.parse_calls_for(ToolFormat::QwenXml, &text, 0)[0];
+        assert_eq!(got.arguments[arg], want, "{arg} {raw:?}");
+        t.check_call(got).unwrap();
+        assert_eq!(Tools::call_text(ToolFormat::QwenXml, &[("file".to_string(), got.arguments.clone())]), text);
+    }
+    // An integer-or-string union stays JSON (`12` would read back either way).
+    assert!(accepts(&e, &c, &call(&[("code", "ABC-1"), ("kind", "ticket"), ("n", "\"x\"")])), "a JSON string");
+    assert!(accepts(&e, &c, &call(&[("code", "ABC-1"), ("kind", "ticket"), ("n", "12")])), "a JSON integer");
     // Enum strings with regex and Lark metacharacters are matched literally.
     for sym in ["a.b*", "x/y", "c-d", "e&f", "g~h", "#1 (2)", "[k]{3}|^$", "back\\slash", "ü \"q\"", "two\nlines"] {
         let text = call(&[("code", "ABC-1"), ("kind", "ticket"), ("sym", sym)]);
@@ -629,9 +732,14 @@ fn qwen35_xml_values_follow_their_schemas() {
         ("another const", call(&[("code", "ABC-1"), ("kind", "bug")])),
         ("JSON without the template's spacing", call(&[("code", "ABC-1"), ("kind", "ticket"), ("opts", "{\"gift\":true}")])),
         ("an object missing its required key", call(&[("code", "ABC-1"), ("kind", "ticket"), ("opts", "{}")])),
-        ("Python's True", call(&[("code", "ABC-1"), ("kind", "ticket"), ("urgent", "True")])),
+        ("JSON's true (the template prints True)", call(&[("code", "ABC-1"), ("kind", "ticket"), ("urgent", "true")])),
         ("a number over its maximum", call(&[("code", "ABC-1"), ("kind", "ticket"), ("price", "12")])),
-        ("parameters out of the schema's order", call(&[("kind", "ticket"), ("code", "ABC-1")])),
+        ("parameters out of the schema's order (more than 8 parameters)", call(&[("kind", "ticket"), ("code", "ABC-1")])),
+        // As JSON this was the 8-character string; as raw text it is 10 characters.
+        ("a string-or-null quoted as JSON", call(&[("code", "ABC-1"), ("kind", "ticket"), ("city", "\"Bergen12\"")])),
+        ("a string-or-null over maxLength", call(&[("code", "ABC-1"), ("kind", "ticket"), ("city", "Trondheim")])),
+        ("a union of strings outside every branch", call(&[("code", "ABC-1"), ("kind", "ticket"), ("zone", "west")])),
+        ("a string-or-null under minLength", call(&[("code", "ABC-1"), ("kind", "ticket"), ("ref", "A")])),
     ] {
         assert!(!accepts(&e, &c, &bad), "{what} passed");
     }

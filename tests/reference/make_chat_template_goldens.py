@@ -149,6 +149,16 @@ TOOL_CONVERSATIONS = [
             tool("rain, 4 C"),
         ],
     ),
+    (
+        # Arguments that are not strings: Qwen 3.5 prints them with `| string` (Python's str:
+        # True, None, 0.5), the others with `tojson`.
+        "scalar_arguments",
+        [
+            m("user", "Add a gift-wrapped pear."),
+            {"role": "assistant", "content": "", "tool_calls": [call(0, "add_to_cart", {"item": "pear", "qty": 1, "gift": True, "wrap": False, "note": None, "kg": 0.5, "tags": ["a", True, None]})]},
+            tool('{"ok": true}'),
+        ],
+    ),
 ]
 
 # Small templates for the features the real ones use; each rendered with its context.

@@ -665,6 +665,32 @@ impl CausalLm for Decoder {
         self.reduce_last_logits(tokens, cache, |l| gpu_fused::greedy(l).map(|g| (g.token, g.logprob)), |v| super::greedy_of(&v))
     }
 
+    /// On the fused GPU path the pick under the mask is made on the device
+    /// (`gpu_fused::greedy_masked`: 32 KiB of mask up for 262144 tokens, two numbers back);
+    /// where nothing is allowed, or no allowed logit is finite, the logits are read back.
+    /// Elsewhere (and with a logit softcap) the logits come back, as `forward` returns them.
+    fn forward_greedy_masked(&self, tokens: &[u32], cache: &mut KvCache, words: &mut dyn FnMut() -> Result<Option<Vec<u32>>>) -> Result<super::MaskedPick> {
+        use super::MaskedPick;
+        if !self.reduces_on_device(tokens) {
+            return Ok(MaskedPick::All(self.forward(tokens, cache)?));
+        }
+        self.reduce_last_logits(
+            tokens,
+            cache,
+            |l| {
+                let picked = match words()? {
+                    Some(w) => gpu_fused::greedy_masked(l.clone(), &w)?,
+                    None => None,
+                };
+                match picked {
+                    Some(g) => Ok(MaskedPick::Picked(g.token, g.logprob)),
+                    None => Ok(MaskedPick::All(crate::model::layers::read_f32(l)?)),
+                }
+            },
+            |v| Ok(MaskedPick::All(v)),
+        )
+    }
+
     /// On the fused GPU path the `k` largest logits are selected on the device
     /// (`gpu_fused::top_k`); elsewhere, where that kernel does not fit (`gpu_fused::top_k_fits`),
     /// and with a logit softcap (applied on the host), all the logits come back.

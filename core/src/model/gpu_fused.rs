@@ -257,9 +257,12 @@ fn decode_attention_kernel(
 }
 
 /// Stage 1 of the device-side greedy pick: workgroup `g` reduces `chunk` logits to (max, first
-/// index of the max, Σ exp(x − max)) in `part[3g..3g+3]` (the index as f32 bits via `u32`).
+/// index of the max) and Σ exp(x − max) in `part[2g..2g+2]` and `idx_out[g]`. With `masked`,
+/// only the logits whose bit is set in `words` take part (bit `i % 32` of word `i / 32`, LSB
+/// first; ids past the words are forbidden): a chunk with none gives (−3e38, `end`) and a sum
+/// of 0. Without it `words` is never read.
 #[cube(launch)]
-fn argmax_partial_kernel(x: &Tensor<f32>, part: &mut Tensor<f32>, idx_out: &mut Tensor<u32>, v_len: usize, chunk: usize) {
+fn argmax_partial_kernel(x: &Tensor<f32>, words: &Tensor<u32>, part: &mut Tensor<f32>, idx_out: &mut Tensor<u32>, v_len: usize, chunk: usize, n_words: usize, #[comptime] masked: bool) {
     let g = CUBE_POS_X as usize;
     let tx = UNIT_POS_X as usize;
     let wgr = CUBE_DIM_X as usize;
@@ -275,8 +278,13 @@ fn argmax_partial_kernel(x: &Tensor<f32>, part: &mut Tensor<f32>, idx_out: &mut 
     let mut i = start + tx;
     while i < end {
         let v = x[i * xs];
+        let mut allowed = true;
+        if comptime![masked] {
+            let w = i / 32;
+            allowed = w < n_words && ((words[select(w < n_words, w, 0)] >> u32::cast_from(i % 32)) & 1u32) == 1u32;
+        }
         // Strictly greater: within a thread the indices rise, so the first maximum stays.
-        if v > acc[0] {
+        if allowed && v > acc[0] {
             acc[0] = v;
             acci[0] = u32::cast_from(i);
         }
@@ -304,7 +312,14 @@ fn argmax_partial_kernel(x: &Tensor<f32>, part: &mut Tensor<f32>, idx_out: &mut 
     acc[1] = 0.0;
     let mut j = start + tx;
     while j < end {
-        acc[1] += f32::exp(x[j * xs] - m);
+        let mut allowed = true;
+        if comptime![masked] {
+            let w = j / 32;
+            allowed = w < n_words && ((words[select(w < n_words, w, 0)] >> u32::cast_from(j % 32)) & 1u32) == 1u32;
+        }
+        if allowed {
+            acc[1] += f32::exp(x[j * xs] - m);
+        }
         j += wgr;
     }
     best[tx] = acc[1];
@@ -683,6 +698,23 @@ const GREEDY_GROUPS: usize = 128;
 
 /// The greedy pick of one row of logits (`[1, V]`, on the device).
 pub fn greedy(logits: BurnTensor<2>) -> Result<Greedy> {
+    argmax(logits, None)?.ok_or_else(|| Error::Backend { reason: "model produced non-finite logits".into() })
+}
+
+/// [`greedy`] among the tokens allowed by a constraint's mask `words` (bit `i % 32` of word
+/// `i / 32`, LSB first; ids past the words are forbidden): the first index of the largest
+/// allowed logit and its log-probability among the allowed tokens — what the host's
+/// `sampling::greedy_masked` returns on the same logits. The mask goes up (`V / 8` bytes, 32 KiB
+/// for 262144 tokens) and `3 × groups` numbers come back instead of the vocabulary's logits.
+/// `None` when no allowed token has a logit above −3e38 (the caller reads the logits back).
+pub fn greedy_masked(logits: BurnTensor<2>, words: &[u32]) -> Result<Option<Greedy>> {
+    if words.is_empty() {
+        return Ok(None);
+    }
+    argmax(logits, Some(words))
+}
+
+fn argmax(logits: BurnTensor<2>, words: Option<&[u32]>) -> Result<Option<Greedy>> {
     let [rows, v] = logits.dims();
     if rows != 1 || v == 0 || v > u32::MAX as usize {
         return Err(Error::Backend { reason: format!("device greedy: logits [{rows}, {v}]") });
@@ -691,35 +723,48 @@ pub fn greedy(logits: BurnTensor<2>) -> Result<Greedy> {
     let groups = GREEDY_GROUPS.min(v.div_ceil(WG_NORM));
     let chunk = v.div_ceil(groups);
     let part = output(&x, [groups, 2]);
-    let idx = CubeTensor::new_contiguous(x.client.clone(), x.device.clone(), Shape::new([groups]), x.client.empty(groups * 4), DType::U32);
+    let u32s = |n: usize, handle| CubeTensor::new_contiguous(x.client.clone(), x.device.clone(), Shape::new([n]), handle, DType::U32);
+    let idx = u32s(groups, x.client.empty(groups * 4));
+    // Without a mask the kernel never reads `words`: a one-word stand-in.
+    let (mask, n_words) = match words {
+        Some(w) => {
+            let bytes: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (u32s(w.len(), x.client.create_from_slice(&bytes)), w.len())
+        }
+        None => (u32s(1, x.client.empty(4)), 0),
+    };
     argmax_partial_kernel::launch(
         &x.client,
         CubeCount::Static(groups as u32, 1, 1),
         CubeDim::new_1d(WG_NORM as u32),
         x.clone().into_tensor_arg(),
+        mask.into_tensor_arg(),
         part.clone().into_tensor_arg(),
         idx.clone().into_tensor_arg(),
         v,
         chunk,
+        n_words,
+        words.is_some(),
     );
     let part = crate::model::layers::read_f32(wrap::<2>(part))?;
     let idx: Vec<u32> = BurnTensor::<1, burn::tensor::Int>::from_primitive::<Wgpu>(idx)
         .try_into_vec_as::<u32>()
         .map_err(|e| Error::Backend { reason: format!("device greedy read-back: {e:?}") })?;
-    // Combine in chunk order: the first chunk holding the maximum has its first index.
-    let mut best = (f32::NEG_INFINITY, 0usize);
+    // Combine in chunk order: the first chunk holding the maximum has its first index. A chunk
+    // without an allowed token (or without a logit above −3e38) has a sum of 0.
+    let mut best: Option<(f32, usize)> = None;
     for (g, p) in part.chunks_exact(2).enumerate() {
-        if p[0] > best.0 {
-            best = (p[0], g);
+        if p[1] > 0.0 && best.is_none_or(|(m, _)| p[0] > m) {
+            best = Some((p[0], g));
         }
     }
-    let m = best.0;
-    if !m.is_finite() {
-        return Err(Error::Backend { reason: "model produced non-finite logits".into() });
+    let Some((m, g)) = best.filter(|(m, _)| m.is_finite()) else { return Ok(None) };
+    let total: f64 = part.chunks_exact(2).filter(|p| p[1] > 0.0).map(|p| p[1] as f64 * ((p[0] - m) as f64).exp()).sum();
+    let token = *idx.get(g).ok_or_else(|| Error::Backend { reason: "device greedy: no index".into() })?;
+    if token as usize >= v {
+        return Err(Error::Backend { reason: "device greedy: index out of range".into() });
     }
-    let total: f64 = part.chunks_exact(2).map(|p| p[1] as f64 * ((p[0] - m) as f64).exp()).sum();
-    let token = *idx.get(best.1).ok_or_else(|| Error::Backend { reason: "device greedy: no index".into() })?;
-    Ok(Greedy { token, logprob: -(total.ln() as f32) })
+    Ok(Some(Greedy { token, logprob: -(total.ln() as f32) }))
 }
 
 /// The most candidates [`top_k`] selects (the sampler asks for top-k plus the penalized tokens).
@@ -908,6 +953,103 @@ mod tests {
             assert!((got.logprob - want).abs() < 1e-4, "{} vs {want}", got.logprob);
         }
         assert!(greedy(tensor2(vec![0.0; 4], 2, 2, &dev)).is_err());
+    }
+
+    /// The device pick under a constraint's mask equals the host's (`sampling::greedy_masked`,
+    /// which the CPU path uses) on the same logits: the largest logits sit on forbidden ids right
+    /// next to the allowed ones (a mask ignored, or read one bit off, picks them), the best
+    /// allowed id is in turn at a word's first and last bit, across chunks, the vocabulary's last
+    /// id, a tie (the first wins), and ids past a short mask are forbidden.
+    #[test]
+    fn device_masked_greedy_matches_the_host_mask() {
+        let Some(dev) = device() else { return };
+        let words_of = |ids: &[usize], n_words: usize| {
+            let mut w = vec![0u32; n_words];
+            for &i in ids {
+                w[i / 32] |= 1 << (i % 32);
+            }
+            w
+        };
+        let v = 262_144;
+        let allowed = [5usize, 31, 32, 63, 64, 100_000, 131_071, 200_033, v - 1];
+        for (case, &best) in allowed.iter().enumerate() {
+            let mut vals = values(v, 50 + case as u32);
+            let top = vals.iter().cloned().fold(f32::MIN, f32::max);
+            for &a in &allowed {
+                vals[a] = top + 1.0 + (a % 7) as f32 * 0.01;
+                // Forbidden neighbours above every allowed logit.
+                for n in [a.wrapping_sub(1), a + 1] {
+                    if n < v && !allowed.contains(&n) {
+                        vals[n] = top + 5.0;
+                    }
+                }
+            }
+            vals[best] = top + 3.0;
+            let words = words_of(&allowed, v / 32);
+            let got = greedy_masked(tensor2(vals.clone(), 1, v, &dev), &words).unwrap().expect("a pick");
+            let want = crate::sampling::greedy_masked(&mut vals.clone(), &words).unwrap().unwrap();
+            assert_eq!(got.token as usize, best);
+            assert_eq!(got.token, want.0, "case {case}");
+            assert!((got.logprob - want.1).abs() < 1e-4, "{} vs {}", got.logprob, want.1);
+            // The unmasked pick is a forbidden neighbour: the mask matters here.
+            assert!(!allowed.contains(&(greedy(tensor2(vals.clone(), 1, v, &dev)).unwrap().token as usize)));
+        }
+        // A tie between allowed ids in different chunks: the first wins.
+        let mut vals = values(v, 60);
+        let top = vals.iter().cloned().fold(f32::MIN, f32::max);
+        vals[70_000] = top + 1.0;
+        vals[9_000] = top + 1.0;
+        vals[9_001] = top + 2.0;
+        let words = words_of(&[9_000, 70_000, 150_000], v / 32);
+        let got = greedy_masked(tensor2(vals.clone(), 1, v, &dev), &words).unwrap().unwrap();
+        assert_eq!(got.token, 9_000);
+        assert_eq!(got.token, crate::sampling::greedy_masked(&mut vals.clone(), &words).unwrap().unwrap().0);
+        // A mask shorter than the vocabulary forbids the ids past it; a small vocabulary.
+        let (v, mut vals) = (1000, values(1000, 61));
+        vals[999] = 100.0;
+        vals[40] = 50.0;
+        let words = vec![u32::MAX; 31];
+        let got = greedy_masked(tensor2(vals.clone(), 1, v, &dev), &words).unwrap().unwrap();
+        assert_eq!(got.token, crate::sampling::greedy_masked(&mut vals.clone(), &words).unwrap().unwrap().0);
+        assert_eq!(got.token, 40);
+        // Nothing allowed: no pick.
+        assert_eq!(greedy_masked(tensor2(vals.clone(), 1, v, &dev), &[0u32; 32]).unwrap(), None);
+        assert_eq!(greedy_masked(tensor2(vals, 1, v, &dev), &[]).unwrap(), None);
+    }
+
+    /// The cost of a constrained greedy pick from logits on the device (not asserted; run with
+    /// `--nocapture`): the old path (read all 262144 logits back, the host's `greedy_masked`)
+    /// against the device pick under the uploaded mask. Each rep recomputes the logits (a
+    /// scale), so neither reads a cached result.
+    #[test]
+    fn masked_pick_cost_read_back_vs_device() {
+        let Some(dev) = device() else { return };
+        let v = 262_144;
+        let base = tensor2(values(v, 70), 1, v, &dev);
+        let mut words = vec![0u32; v / 32];
+        for i in (0..v).step_by(997) {
+            words[i / 32] |= 1 << (i % 32);
+        }
+        let median = |mut t: Vec<f64>| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        };
+        let (mut host, mut device) = (Vec::new(), Vec::new());
+        for rep in 0..15 {
+            let scale = 1.0 + rep as f32 * 1e-3;
+            // Both start from a finished tensor: only the pick is timed.
+            let l = base.clone().mul_scalar(scale);
+            let _ = read_f32(l.clone().slice([0..1, 0..1])).unwrap();
+            let t0 = std::time::Instant::now();
+            let mut all = read_f32(l.clone()).unwrap();
+            let a = crate::sampling::greedy_masked(&mut all, &words).unwrap().unwrap();
+            host.push(t0.elapsed().as_secs_f64() * 1e3);
+            let t0 = std::time::Instant::now();
+            let b = greedy_masked(l, &words).unwrap().unwrap();
+            device.push(t0.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(a.0, b.token);
+        }
+        eprintln!("masked greedy pick, median of 15: read back + host {:.2} ms, device {:.2} ms", median(host), median(device));
     }
 
     /// The first `k` of `vals` in the sampler's order, by an independent route: a stable sort of

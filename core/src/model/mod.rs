@@ -364,6 +364,16 @@ pub trait CausalLm: Send + Sync {
     fn forward_greedy(&self, tokens: &[u32], cache: &mut KvCache) -> Result<(u32, f32)> {
         greedy_of(&self.forward(tokens, cache)?)
     }
+    /// [`CausalLm::forward_greedy`] under a constraint's token mask: `words` is called once the
+    /// pass is queued (the mask may still be being computed meanwhile) and gives the allowed
+    /// tokens (bit `i % 32` of word `i / 32`, LSB first), or `None` when none is allowed. A model
+    /// on a GPU overrides it to pick the first maximum among the allowed logits on the device
+    /// (the mask goes up, two numbers come back); elsewhere, and when it cannot pick, all the
+    /// logits come back for the host to mask ([`MaskedPick::All`], `words` maybe not called).
+    fn forward_greedy_masked(&self, tokens: &[u32], cache: &mut KvCache, words: &mut dyn FnMut() -> Result<Option<Vec<u32>>>) -> Result<MaskedPick> {
+        let _ = words;
+        Ok(MaskedPick::All(self.forward(tokens, cache)?))
+    }
     /// [`CausalLm::forward`] with only the `k` largest logits of the last token brought back,
     /// where the model selects them on its device (a sampled step with top-k: `k` pairs cross
     /// back instead of the vocabulary); elsewhere all the logits, as `forward` returns them.
@@ -396,6 +406,16 @@ pub struct TopLogits {
     pub entries: Vec<(u32, f32)>,
     /// `ln Σ exp(logit)` over the whole vocabulary.
     pub log_sum_exp: f64,
+}
+
+/// What [`CausalLm::forward_greedy_masked`] brings back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MaskedPick {
+    /// The first allowed token with the largest logit and its log-probability among the allowed
+    /// tokens, picked on the device.
+    Picked(u32, f32),
+    /// All the logits of the last token (the host masks them).
+    All(Vec<f32>),
 }
 
 /// What [`CausalLm::forward_top_k`] brings back.

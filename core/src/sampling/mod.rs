@@ -113,6 +113,11 @@ impl Sampler {
         self.params.temperature == 0.0 && self.params.repetition_penalty == 1.0
     }
 
+    /// Whether every step must bring all the logits back to the host ([`HOST_SAMPLING_ENV`]).
+    pub fn host_only(&self) -> bool {
+        self.host_only
+    }
+
     /// How many of the largest logits (in the sampler's order) [`Sampler::sample_top`] needs to
     /// return exactly what [`Sampler::sample`] returns on all `vocab` logits after `history`, or
     /// `None` when the step needs them all.

@@ -465,6 +465,22 @@ impl Constrained {
         Ok(Some((t, lp)))
     }
 
+    /// This step's allowed tokens as mask words (bit `i % 32` of word `i / 32`, LSB first; the
+    /// digit-run cap applied), for a pick made where the logits are (a GPU's device-side
+    /// greedy, [`crate::model::CausalLm::forward_greedy_masked`]); waits for the mask. `None`
+    /// when no token is allowed: the caller takes the logits to [`Constrained::sample`], which
+    /// ends the output.
+    pub fn greedy_words(&mut self) -> Result<Option<Vec<u32>>> {
+        let (json, run) = (self.json, self.run);
+        let digits = self.digits.clone();
+        let mask = self.current_mask()?;
+        if mask.is_zero() {
+            return Ok(None);
+        }
+        let capped = if json && run > 0 { cap_digit_run(&digits, run, mask.as_slice()) } else { None };
+        Ok(Some(capped.unwrap_or_else(|| mask.as_slice().to_vec())))
+    }
+
     /// Starts computing the next step's mask on the worker thread (the caller then runs the
     /// forward pass); [`Constrained::sample`] waits for it. A no-op when it is known or coming.
     pub fn start_mask(&mut self) {

@@ -497,18 +497,14 @@ impl Tools {
                 .collect::<Vec<_>>()
                 .join("\n"),
             // As Qwen 3.5's template prints `tool_calls`: each argument in its own block, a
-            // string as it is, a mapping or a list as `tojson`, anything else as its text.
+            // string as it is, a mapping or a list as `tojson`, anything else as Python's `str`
+            // (`True`, `None`, `2.0`).
             ToolFormat::QwenXml => calls
                 .iter()
                 .map(|(n, a)| {
                     let mut s = format!("<tool_call>\n<function={n}>\n");
                     for (k, v) in a.as_object().into_iter().flatten() {
-                        let v = match v {
-                            Value::String(t) => t.clone(),
-                            Value::Object(_) | Value::Array(_) => py_json(v),
-                            other => other.to_string(),
-                        };
-                        s.push_str(&format!("<parameter={k}>\n{v}\n</parameter>\n"));
+                        s.push_str(&format!("<parameter={k}>\n{}\n</parameter>\n", xml_value_text(v)));
                     }
                     s.push_str("</function>\n</tool_call>");
                     s
@@ -522,8 +518,9 @@ impl Tools {
     /// (`<tool_call>\n<function=NAME>\n`, then `<parameter=ARG>\nVALUE\n</parameter>\n` per
     /// argument, then `</function>\n</tool_call>`) and the text after it; `None` where it is not
     /// one, names a tool that is not offered or an argument twice. A value is a string where
-    /// the argument's schema takes only strings ([`xml_raw_string`]), else JSON (text that is
-    /// not JSON stays a string, for the validator to judge).
+    /// the argument's schema takes only strings ([`xml_value_kind`]), also `None` (null) where
+    /// it takes strings or null; else Python's `True`/`False`/`None` or JSON (text that is
+    /// neither stays a string, for the validator to judge).
     fn parse_xml_call<'a>(&self, text: &'a str, turn: usize, index: usize) -> Option<(ToolCall, &'a str)> {
         let rest = text.strip_prefix("<tool_call>\n<function=")?;
         let (name, mut rest) = rest.split_once(">\n")?;
@@ -537,10 +534,16 @@ impl Tools {
             let (arg, after) = rest.strip_prefix("<parameter=")?.split_once(">\n")?;
             let (raw, after) = after.split_once("\n</parameter>\n")?;
             let schema = tool.parameters.get("properties").and_then(|p| p.get(arg)).unwrap_or(&Value::Null);
-            let value = if xml_raw_string(schema) {
-                Value::String(raw.to_string())
-            } else {
-                serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+            let value = match xml_value_kind(schema) {
+                XmlValue::Raw => Value::String(raw.to_string()),
+                XmlValue::RawOrNone(_) if raw == "None" => Value::Null,
+                XmlValue::RawOrNone(_) => Value::String(raw.to_string()),
+                XmlValue::Python(_) | XmlValue::Json => match raw {
+                    "True" => Value::Bool(true),
+                    "False" => Value::Bool(false),
+                    "None" => Value::Null,
+                    _ => serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string())),
+                },
             };
             if args.insert(arg.to_string(), value).is_some() {
                 return None;
@@ -550,15 +553,20 @@ impl Tools {
     }
 
     /// The Lark rules of one call in the Qwen 3.5 XML form (`call`), for
-    /// [`Tools::constraint_for_model`]: a tool the choice offers; its parameters in the schema's
-    /// order, each at most once, the required ones present, no other; each value valid against
-    /// its property's schema. A value whose schema takes only strings ([`xml_raw_string`]) is
+    /// [`Tools::constraint_for_model`]: a tool the choice offers; its parameters in any order
+    /// (up to [`MAX_ANY_ORDER_PARAMS`] of them; a tool with more takes them in the schema's
+    /// order), each at most once, the required ones present, no other; each value valid against
+    /// its property's schema. A value whose schema takes only strings ([`xml_value_kind`]) is
     /// raw text (enum/const literals, `pattern`, `minLength`/`maxLength`; `format` is not
     /// enforced) that cannot contain `</parameter>`: one lexeme runs through its closing
     /// `\n</parameter>` and ends there (a text lexeme followed by a `"\n</parameter>"` one would
     /// run over `\n</parameter` and fail on `>`). A schema without any constraint takes any such
-    /// text; every other value is JSON (`%json` of its schema, Python's spacing, as the
-    /// template's `tojson` prints a mapping or list).
+    /// text. Strings or null (`anyOf`/`oneOf` of string schemas and `{"type": "null"}`, or
+    /// `type: ["string", "null"]`) are the same raw text or `None` (a string that is exactly
+    /// `None` is then not allowed: the text reads back unambiguously). A boolean is Python's
+    /// `True`/`False` and a null `None`, as the template's `| string` prints them; every other
+    /// value is JSON (`%json` of its schema, Python's spacing, as the template's `tojson`
+    /// prints a mapping or list).
     fn xml_call_rules(&self) -> String {
         let mut rules = String::new();
         let mut fns = Vec::new();
@@ -566,30 +574,71 @@ impl Tools {
             fns.push(format!("f{i}"));
             let required: Vec<&str> =
                 t.parameters.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-            let mut seq = vec![lark_str(&format!("<function={}>\n", t.name))];
+            let open_fn = lark_str(&format!("<function={}>\n", t.name));
             let props = t.parameters.get("properties").and_then(Value::as_object);
+            // (rule, required) per parameter, in the schema's order.
+            let mut params: Vec<(String, bool)> = Vec::new();
             for (j, (arg, schema)) in props.into_iter().flatten().enumerate() {
                 let r = format!("f{i}_p{j}");
                 let open = lark_str(&format!("<parameter={arg}>\n"));
-                if xml_raw_string(schema) {
-                    let term = format!("F{i}_P{j}");
-                    rules.push_str(&format!("{r}: {open} {term} \"\\n\"\n{term}: {}\n", raw_value_regex(schema)));
-                } else {
-                    let mut s = schema.clone();
-                    if let Value::Object(m) = &mut s {
-                        // A `$ref` into the tool's definitions resolves inside the value's schema.
-                        for key in ["$defs", "definitions"] {
-                            if let Some(d) = t.parameters.get(key) {
-                                m.entry(key).or_insert_with(|| d.clone());
+                let close = "\"\\n</parameter>\\n\"";
+                match xml_value_kind(schema) {
+                    kind @ (XmlValue::Raw | XmlValue::RawOrNone(_)) => {
+                        let term = format!("F{i}_P{j}");
+                        let re = match kind {
+                            XmlValue::RawOrNone(branches) => {
+                                let one = if branches.len() == 1 { branches[0].clone() } else { json!({ "anyOf": branches }) };
+                                raw_value_regex(&one, true)
                             }
-                        }
-                        m.insert("x-guidance".into(), json!({ "whitespace_flexible": false, "item_separator": ", ", "key_separator": ": " }));
+                            _ => raw_value_regex(schema, false),
+                        };
+                        rules.push_str(&format!("{r}: {open} {term} \"\\n\"\n{term}: {re}\n"));
                     }
-                    rules.push_str(&format!("{r}: {open} {r}_v \"\\n</parameter>\\n\"\n{r}_v: %json {s}\n"));
+                    XmlValue::Python(lits) => {
+                        let alts: Vec<String> = lits.iter().map(|l| lark_str(l)).collect();
+                        rules.push_str(&format!("{r}: {open} ({}) {close}\n", alts.join(" | ")));
+                    }
+                    XmlValue::Json => {
+                        let mut s = schema.clone();
+                        if let Value::Object(m) = &mut s {
+                            // A `$ref` into the tool's definitions resolves inside the value's schema.
+                            for key in ["$defs", "definitions"] {
+                                if let Some(d) = t.parameters.get(key) {
+                                    m.entry(key).or_insert_with(|| d.clone());
+                                }
+                            }
+                            m.insert("x-guidance".into(), json!({ "whitespace_flexible": false, "item_separator": ", ", "key_separator": ": " }));
+                        }
+                        rules.push_str(&format!("{r}: {open} {r}_v {close}\n{r}_v: %json {s}\n"));
+                    }
                 }
-                seq.push(if required.contains(&arg.as_str()) { r } else { format!("{r}?") });
+                params.push((r, required.contains(&arg.as_str())));
             }
-            rules.push_str(&format!("f{i}: {}\n", seq.join(" ")));
+            let n = params.len();
+            if n == 0 {
+                rules.push_str(&format!("f{i}: {open_fn}\n"));
+            } else if n > MAX_ANY_ORDER_PARAMS {
+                let seq: Vec<String> = params.iter().map(|(r, req)| if *req { r.clone() } else { format!("{r}?") }).collect();
+                rules.push_str(&format!("f{i}: {open_fn} {}\n", seq.join(" ")));
+            } else {
+                // One rule per set of parameters written so far (a bit mask): next, any
+                // parameter not yet written; the end only once the required ones are in.
+                let full = (1usize << n) - 1;
+                let need: usize = params.iter().enumerate().filter(|(_, (_, req))| *req).map(|(j, _)| 1 << j).sum();
+                let state = |m: usize| format!("f{i}_s{m}");
+                for m in 0..full {
+                    let alts: Vec<String> = (0..n)
+                        .filter(|j| m & (1 << j) == 0)
+                        .map(|j| {
+                            let next = m | (1 << j);
+                            if next == full { params[j].0.clone() } else { format!("{} {}", params[j].0, state(next)) }
+                        })
+                        .collect();
+                    let optional = if m & need == need { "?" } else { "" };
+                    rules.push_str(&format!("{}: ({}){optional}\n", state(m), alts.join(" | ")));
+                }
+                rules.push_str(&format!("f{i}: {open_fn} {}\n", state(0)));
+            }
         }
         format!("call: \"<tool_call>\\n\" ({}) \"</function>\\n</tool_call>\"\n{rules}", fns.join(" | "))
     }
@@ -685,9 +734,77 @@ impl Tools {
     }
 }
 
-/// Whether a Qwen 3.5 call writes this argument's value as raw text: its schema takes only
-/// strings (`type: "string"`, or an `enum`/`const` of strings), or takes anything (no keyword
-/// but annotations). Any other value is written as JSON.
+/// Most parameters of one tool whose Qwen 3.5 calls may write them in any order (the
+/// constraint keeps one rule per subset of them: 2^8 = 256); a tool with more takes them in
+/// the schema's order.
+pub const MAX_ANY_ORDER_PARAMS: usize = 8;
+
+/// How a Qwen 3.5 call writes an argument's value (its template prints a string as it is, a
+/// mapping or list as `tojson`, anything else as Python's `str`).
+#[derive(Debug, Clone, PartialEq)]
+enum XmlValue {
+    /// Raw text: the schema takes only strings (`type: "string"`, an `enum`/`const` of strings,
+    /// an `anyOf`/`oneOf` of such schemas) or anything (no keyword but annotations).
+    Raw,
+    /// Raw text (one of these string-only schemas) or `None`: strings or null.
+    RawOrNone(Vec<Value>),
+    /// One of these Python literals: `True`/`False` for a boolean, `None` for a null.
+    Python(Vec<&'static str>),
+    /// JSON, as `tojson` prints it.
+    Json,
+}
+
+/// [`XmlValue`] of an argument's schema.
+fn xml_value_kind(schema: &Value) -> XmlValue {
+    if xml_raw_string(schema) {
+        return XmlValue::Raw;
+    }
+    let Some(m) = schema.as_object() else { return XmlValue::Json };
+    let only = |k: &str| m.keys().all(|x| x == k || matches!(x.as_str(), "description" | "title" | "default" | "examples" | "$comment"));
+    let is_null = |v: &Value| v.get("type").is_some_and(|t| t == "null") && v.as_object().is_some_and(|o| o.keys().all(|k| matches!(k.as_str(), "type" | "description" | "title")));
+    // `type: ["string", "null"]` (with string keywords) and `type: "boolean"` / `"null"`.
+    match m.get("type") {
+        Some(Value::String(t)) if t == "boolean" && only("type") => return XmlValue::Python(vec!["True", "False"]),
+        Some(Value::String(t)) if t == "null" && only("type") => return XmlValue::Python(vec!["None"]),
+        Some(Value::Array(ts)) if ts.len() == 2 && ts.contains(&json!("string")) && ts.contains(&json!("null")) && !m.contains_key("enum") && !m.contains_key("const") => {
+            let mut branch = m.clone();
+            branch.insert("type".into(), json!("string"));
+            return XmlValue::RawOrNone(vec![Value::Object(branch)]);
+        }
+        _ => {}
+    }
+    // `anyOf`/`oneOf` of string-only schemas and at most one null.
+    for key in ["anyOf", "oneOf"] {
+        let Some(list) = m.get(key).and_then(Value::as_array).filter(|_| only(key)) else { continue };
+        let (nulls, strings): (Vec<&Value>, Vec<&Value>) = list.iter().partition(|b| is_null(b));
+        let all_strings = !strings.is_empty() && strings.iter().all(|b| xml_raw_string(b) && b.as_object().is_some_and(|o| !o.is_empty() && !only_annotations(o)));
+        if all_strings {
+            match nulls.len() {
+                0 => return XmlValue::Raw,
+                1 => return XmlValue::RawOrNone(strings.into_iter().cloned().collect()),
+                _ => {}
+            }
+        }
+    }
+    XmlValue::Json
+}
+
+fn only_annotations(m: &serde_json::Map<String, Value>) -> bool {
+    m.keys().all(|k| matches!(k.as_str(), "description" | "title" | "default" | "examples" | "$comment"))
+}
+
+/// An argument value as Qwen 3.5's template prints it: a string as it is, a mapping or list as
+/// `tojson`, anything else as Python's `str` (`True`, `None`, `2.0`).
+fn xml_value_text(v: &Value) -> String {
+    match v {
+        Value::String(t) => t.clone(),
+        Value::Object(_) | Value::Array(_) => py_json(v),
+        other => crate::tokenizer::jinja_py::py_str(&minijinja::Value::from_serialize(other)),
+    }
+}
+
+/// Whether a schema takes only strings (`type: "string"`, or an `enum`/`const` of strings), or
+/// takes anything (no keyword but annotations).
 fn xml_raw_string(schema: &Value) -> bool {
     let Some(m) = schema.as_object() else { return true };
     let all_strings = |v: &Value| v.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string));
@@ -700,15 +817,39 @@ fn xml_raw_string(schema: &Value) -> bool {
     if let Some(c) = m.get("const") {
         return c.is_string();
     }
-    m.keys().all(|k| matches!(k.as_str(), "description" | "title" | "default" | "examples" | "$comment"))
+    if let Some(list) = m.get("anyOf").or_else(|| m.get("oneOf")).and_then(Value::as_array) {
+        // A union of string-only schemas is raw text (the branches' lexemes joined), unless a
+        // branch takes anything.
+        return m.keys().all(|k| matches!(k.as_str(), "anyOf" | "oneOf" | "description" | "title" | "default" | "examples" | "$comment"))
+            && !(m.contains_key("anyOf") && m.contains_key("oneOf"))
+            && !list.is_empty()
+            && list.iter().all(|b| b.as_object().is_some_and(|o| !only_annotations(o)) && xml_raw_string(b));
+    }
+    only_annotations(m)
 }
 
 /// The lexeme of a raw-text argument value with its closing `\n</parameter>` (see
 /// [`Tools::xml_call_rules`]): the value as its schema allows (enum/const literals, `pattern`,
-/// `minLength`/`maxLength`), holding no `</parameter>`.
-fn raw_value_regex(schema: &Value) -> String {
-    const CLOSE: &str = "\\n<\\/parameter>";
+/// `minLength`/`maxLength`; an `anyOf`/`oneOf` of such schemas: any of them), holding no
+/// `</parameter>`; with `or_none` (strings or null) also `None`, which is then no string.
+fn raw_value_regex(schema: &Value, or_none: bool) -> String {
     const NO_CLOSE_INSIDE: &str = "~/(?s:.*)<\\/parameter>(?s:.+)/";
+    const NONE: &str = "/None\\n<\\/parameter>/";
+    let branches: Vec<&Value> = match schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Value::as_array) {
+        Some(list) => list.iter().collect(),
+        _ => vec![schema],
+    };
+    let strings = branches.iter().map(|b| format!("({})", raw_branch_regex(b))).collect::<Vec<_>>().join(" | ");
+    if or_none {
+        format!("(({strings}) & ~{NONE} & {NO_CLOSE_INSIDE}) | {NONE}")
+    } else {
+        format!("({strings}) & {NO_CLOSE_INSIDE}")
+    }
+}
+
+/// One string-only schema's part of [`raw_value_regex`] (without the `</parameter>` check).
+fn raw_branch_regex(schema: &Value) -> String {
+    const CLOSE: &str = "\\n<\\/parameter>";
     let literals: Option<Vec<&str>> = match (schema.get("const"), schema.get("enum")) {
         (Some(Value::String(c)), _) => Some(vec![c.as_str()]),
         (_, Some(Value::Array(e))) => Some(e.iter().filter_map(Value::as_str).collect()),
@@ -718,7 +859,7 @@ fn raw_value_regex(schema: &Value) -> String {
         let alts: Vec<String> = lits.iter().filter(|l| !l.contains("</parameter>")).map(|l| regex_literal(l)).collect();
         // No literal left matches nothing (the `[^\s\S]` class is empty).
         let alts = if alts.is_empty() { "[^\\s\\S]".to_string() } else { alts.join("|") };
-        return format!("/(?:{alts}){CLOSE}/ & {NO_CLOSE_INSIDE}");
+        return format!("/(?:{alts}){CLOSE}/");
     }
     let min = schema.get("minLength").and_then(Value::as_u64).unwrap_or(0);
     let len = match schema.get("maxLength").and_then(Value::as_u64) {
@@ -726,7 +867,7 @@ fn raw_value_regex(schema: &Value) -> String {
         None if min > 0 => format!("(?s:.{{{min},}})"),
         None => "(?s:.*)".to_string(),
     };
-    let mut re = format!("/{len}{CLOSE}/ & {NO_CLOSE_INSIDE}");
+    let mut re = format!("/{len}{CLOSE}/");
     if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
         // JSON Schema patterns search (unanchored) unless they anchor themselves.
         let (head, p) = match p.strip_prefix('^') {

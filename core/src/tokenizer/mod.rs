@@ -34,7 +34,7 @@
 
 pub mod chat_template;
 pub mod from_gguf;
-mod jinja_py;
+pub(crate) mod jinja_py;
 pub mod stream;
 
 use std::collections::HashSet;

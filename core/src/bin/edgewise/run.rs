@@ -145,6 +145,10 @@ pub struct SamplingOpts {
     /// Stop sequence (repeatable).
     #[arg(long)]
     stop: Vec<String>,
+    /// Thinking off: the chat template's `enable_thinking=false` (Qwen 3 / 3.5 then answer
+    /// without a `<think>` block); templates without thinking ignore it. Not with `--raw`.
+    #[arg(long)]
+    no_think: bool,
 }
 
 impl SamplingOpts {
@@ -161,6 +165,7 @@ impl SamplingOpts {
             },
             max_tokens: self.max_tokens,
             stop: self.stop.clone(),
+            enable_thinking: self.no_think.then_some(false),
             ..Default::default()
         }
     }
@@ -285,6 +290,13 @@ pub struct BenchArgs {
     /// per-token decode overhead, the token trie build and the first-token latency of a new schema.
     #[arg(long, value_name = "FILE", conflicts_with = "compare")]
     json_schema: Option<std::path::PathBuf>,
+    /// With `--json-schema`: time seeded sampling (temperature 0.8, top-k 40, seed 1) instead of
+    /// greedy decoding, free and constrained alike.
+    #[arg(long, requires = "json_schema")]
+    sampled: bool,
+    /// With `--json-schema`: free/constrained pairs to run (1..=50; the medians are reported).
+    #[arg(long, default_value_t = CONSTRAINED_ROUNDS, value_parser = count(1, 50), requires = "json_schema")]
+    rounds: usize,
     /// Also time decode with this LoRA adapter, `FILE[:SCALE]` (repeatable), in the same run:
     /// base and adapted sessions alternate three times and the best of each is reported.
     #[arg(long, value_name = "FILE[:SCALE]", conflicts_with = "compare")]
@@ -306,6 +318,9 @@ pub fn run(a: RunArgs) -> crate::CliResult {
     let tools = a.tools.tools()?;
     if tools.is_some() && a.raw {
         return Err("--tools needs the chat template (drop --raw)".into());
+    }
+    if a.sampling.no_think && a.raw {
+        return Err("--no-think needs the chat template (drop --raw)".into());
     }
     let engine = a.model.load(!a.raw)?;
     if a.cloud.enabled() {
@@ -481,8 +496,8 @@ pub(crate) fn peak_rss_mb() -> Option<f64> {
     status_mb("VmHWM:")
 }
 
-/// `bench --json-schema`: the same prompt and greedy decoding under the schema in `path`, in
-/// fresh sessions, alternating with free runs ([`CONSTRAINED_ROUNDS`] pairs) so that a loaded
+/// `bench --json-schema`: the same prompt and sampler settings (`free`) under the schema in
+/// `path`, in fresh sessions, alternating with free runs (`rounds` pairs) so that a loaded
 /// machine slows both alike; `free_tps` is the first free run's rate (kept for the output).
 fn bench_constrained(
     engine: &Engine,
@@ -491,6 +506,7 @@ fn bench_constrained(
     path: &std::path::Path,
     free: &GenerationParams,
     free_tps: f64,
+    rounds: usize,
 ) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let schema = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let constraint = OutputConstraint::JsonSchema(schema);
@@ -504,7 +520,7 @@ fn bench_constrained(
     let first_mask_ms = t1.elapsed().as_secs_f64() * 1e3;
     let mut pairs = Vec::new();
     let mut last = None;
-    for _ in 0..CONSTRAINED_ROUNDS {
+    for _ in 0..rounds {
         let f = engine.new_session(cfg.clone())?.generate_from(ids.to_vec(), free, &mut |_| true)?;
         let g = engine.new_session(cfg.clone())?.generate_from(ids.to_vec(), &params, &mut |_| true)?;
         pairs.push((f.metrics.decode_tokens_per_s, g.metrics.decode_tokens_per_s));
@@ -658,7 +674,18 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
         Some((tb.len(), mb, ml, 100.0 * (ml / mb.max(1e-9) - 1.0)))
     };
     let constrained = match &a.json_schema {
-        Some(path) => Some(bench_constrained(&engine, &cfg, &ids, path, &params, g.metrics.decode_tokens_per_s)?),
+        Some(path) => {
+            let (free, free_tps) = if a.sampled {
+                let sampled = SamplingParams { temperature: 0.8, top_k: 40, top_p: 1.0, min_p: 0.0, seed: 1, ..Default::default() };
+                (GenerationParams { sampling: sampled, ..params.clone() }, f64::NAN)
+            } else {
+                (params.clone(), g.metrics.decode_tokens_per_s)
+            };
+            let mut c = bench_constrained(&engine, &cfg, &ids, path, &free, free_tps, a.rounds)?;
+            c["sampling"] = serde_json::json!(if a.sampled { "temperature 0.8, top-k 40, seed 1" } else { "greedy" });
+            c["host_sampling"] = serde_json::json!(std::env::var_os(edgewise_core::sampling::HOST_SAMPLING_ENV).is_some());
+            Some(c)
+        }
         None => None,
     };
     let mut j = serde_json::json!({
@@ -680,9 +707,11 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
     if let Some(c) = constrained {
         if !a.json {
             eprintln!(
-                "json schema: decode {:.1} tok/s over {} tokens ({:+.1}% per token, median of {CONSTRAINED_ROUNDS} free/constrained pairs), token trie {:.0} ms (once per model; the first constrained request's ttft {:.0} ms, later {:.0} ms), new schema compile + first mask {:.1} ms",
+                "json schema ({}): decode {:.1} tok/s over {} tokens ({:+.1}% per token, median of {} free/constrained pairs), token trie {:.0} ms (once per model; the first constrained request's ttft {:.0} ms, later {:.0} ms), new schema compile + first mask {:.1} ms",
+                c["sampling"].as_str().unwrap_or_default(),
                 c["decode_tokens_per_s"].as_f64().unwrap_or(0.0),
                 c["gen_tokens"],
+                a.rounds,
                 c["per_token_overhead_pct"].as_f64().unwrap_or(0.0),
                 c["token_trie_ms"].as_f64().unwrap_or(0.0),
                 c["first_request_ttft_ms"].as_f64().unwrap_or(0.0),
