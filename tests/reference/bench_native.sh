@@ -5,10 +5,12 @@
 # tok/s for 128 tokens after a 512-token context, peak RSS, with ratios ours / llama.cpp.
 #   bash tests/reference/bench_native.sh [threads] [model.gguf ...]
 # Several models run one after the other, each with its own table. `--1b` as the model list means
-# the 1B-shaped random-weight Q4_K_M files (Llama 3.2 1B and Gemma 3 1B shapes), made first if
-# missing by tests/reference/make_arch_goldens.py synth --only llama32-1b-q4km gemma3-1b-q4km.
+# the 1B-shaped random-weight Q4_K_M files (Llama 3.2 1B, Gemma 3 1B and Qwen 3 0.6B shapes), made
+# first if missing by tests/reference/make_arch_goldens.py synth --only llama32-1b-q4km
+# gemma3-1b-q4km qwen3-0.6b-q4km.
 # Env: BENCH_ROUNDS (interleaved rounds, default 2), LLAMA_NATIVE_DIR (where the sdist is unpacked and built; default ~/.cache/edgewise/reference/
 # llama-native), LLAMA_CPP_VERSION (default 0.3.36, the version of the reference venv),
+# EDGEWISE_BIN (our binary; default target/release/edgewise, e.g. an older build to compare),
 # LLAMA_EXTRA_CMAKE (extra cmake flags; use only to switch off what crashes on a host, e.g.
 # -DGGML_AMX_INT8=OFF, and say so beside the ratios).
 set -euo pipefail
@@ -27,14 +29,14 @@ if [ ! -x "$BENCH" ]; then
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF ${LLAMA_EXTRA_CMAKE:-} >/dev/null
   cmake --build "$SRC/build" -j"$(nproc)" --target llama-bench llama-embedding llama-quantize >/dev/null
 fi
-EW=./target/release/edgewise
+EW=${EDGEWISE_BIN:-./target/release/edgewise}
 [ -x "$EW" ] || cargo build --release --workspace --all-targets
 shift $(( $# > 0 ? 1 : 0 ))
 MODELS=("$@")
 if [ "${MODELS[0]:-}" = --1b ]; then
   SYN=${EDGEWISE_HOME:-$HOME/.cache/edgewise}/reference/synth
   MODELS=()
-  for n in llama32-1b-q4km gemma3-1b-q4km; do
+  for n in llama32-1b-q4km gemma3-1b-q4km qwen3-0.6b-q4km; do
     [ -f "$SYN/$n.gguf" ] || "${EDGEWISE_REFENV:-/opt/refenv}/bin/python" tests/reference/make_arch_goldens.py synth --only "$n" >/dev/null 2>&1
     MODELS+=("$SYN/$n.gguf")
   done

@@ -88,14 +88,7 @@ BIG = {
     # continuations (see synth_gemma3): with SCALE's defaults every continuation repeated one
     # token at logits ~140; with post-norm gains 16 over a small embedding llama.cpp disagreed
     # with itself (f16 vs f32 KV) on 8 of 9 prompts; with the embedding alone carrying the stable
-    # part every continuation fell into a 2-token cycle. Tried on 2026-12-07 to bring llama.cpp's
-    # own f16/f32-KV spread under the shared 0.25 margin (measured by patching the file's F32 norm
-    # gains; on the first 3 prompts, median gap over median f16/f32-KV change of the top-1/top-2
-    # gap: 15 now): q/k norm gain 1.0 -> 26, 0.5 -> 53 (8-9 distinct tokens), other post gains
-    # 0.6 -> 16 (a case cycles). The output norm scales gaps and that noise alike. q/k 1.0 with
-    # output norm 0.3 (full goldens): llama.cpp self 3/9 exact, 6 near-ties <= 0.125, logits within
-    # 0.16; our CPU 5/9 exact, near-ties <= 0.028; wrong variants depart at only 0.26-0.43; but the
-    # 592-token case ran a 2-token cycle over steps 1-7 and another repeated within its first 8.
+    # part every continuation fell into a 2-token cycle.
     "gemma3-1b-q4km": dict(arch="gemma3", hidden=1152, ff=6912, layers=26, heads=4, kv=1, head_dim=256,
                            theta=1000000.0, eps=1e-6, window=512, ftype="LLAMA_FTYPE_MOSTLY_Q4_K_M",
                            scale=dict(embed_std=0.15, first_ffn_gain=12.0, post_gain=1.0, output_norm=0.6, qk_norm_gain=2.0),
@@ -104,6 +97,11 @@ BIG = {
     # llama3 frequency factors, tied 128256-token embedding), for the speed comparison only.
     "llama32-1b-q4km": dict(arch="llama", vocab="llama-bpe", hidden=2048, ff=8192, layers=16, heads=32, kv=8, head_dim=64,
                             theta=500000.0, eps=1e-5, llama3_freqs=True, tied=True, bias=False, qk_norm=False,
+                            ftype="LLAMA_FTYPE_MOSTLY_Q4_K_M"),
+    # Qwen 3 0.6B's real shapes (28 layers, hidden 1024, 16 query heads of 128 over 8 KV heads,
+    # FFN 3072, per-head q/k norms, tied 151936-token embedding), for the speed comparison.
+    "qwen3-0.6b-q4km": dict(arch="qwen3", vocab="qwen2", hidden=1024, ff=3072, layers=28, heads=16, kv=8, head_dim=128,
+                            theta=1000000.0, eps=1e-6, llama3_freqs=False, tied=True, bias=False, qk_norm=True,
                             ftype="LLAMA_FTYPE_MOSTLY_Q4_K_M"),
 }
 
