@@ -758,7 +758,147 @@ pub(crate) fn delta_step(s: &mut [f32], q: &[f32], k: &[f32], v: &[f32], g: f32,
 /// and `S ← e^{G_c} S₀ + Σ_i e^{G_c−G_i} k_i ⊗ u_i`. Every exponent is ≤ 0 (the decays are
 /// below 1), so nothing overflows. `no_decay` is a deliberately wrong variant for the tests:
 /// the decay between tokens of the chunk left out.
+///
+/// Every product is a small matrix product ([`gemm_f32`](crate::quant::cpu::gemm_f32)): `K·Kᵀ`
+/// and `Q·Kᵀ` (`c × c`), `K·S₀ᵀ` and `Q·S₀ᵀ` (`c × S_v`), the solve in blocks of
+/// [`SOLVE_BLOCK`] rows (the rows below a solved block updated by one product, substitution
+/// only inside a block), the chunk's part of the outputs (`c × c` by `c × S_v`) and the state
+/// update (`Uᵀ` by the decayed keys, `S_v × S_k`).
 pub(crate) fn delta_chunk(s: &mut [f32], x: &DeltaChunk<'_>, o: &mut [f32], no_decay: bool) {
+    let c = x.g.len();
+    let (sk, sv) = (x.k.len() / c.max(1), x.v.len() / c.max(1));
+    if c == 0 || sk == 0 || sv == 0 {
+        return;
+    }
+    // The work space, kept per thread (the pool's threads run every chunk of every layer): a
+    // fresh ~250 KiB per head and chunk came from the allocator as new pages each time, and
+    // the page faults made the chunk's time vary 3× between runs.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|buf| {
+        let sizes = [c, c * sk, sk * sv, c * c, c * c, c * sv, c * sk, sv * c];
+        let total: usize = sizes.iter().sum();
+        if buf.len() < total {
+            buf.resize(total, 0.0);
+        }
+        let mut rest = &mut buf[..total];
+        let mut take = |n: usize| {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
+            rest = tail;
+            head
+        };
+        let (cum, kt, st, akk, aqk, u, kd, ut) = (take(sizes[0]), take(sizes[1]), take(sizes[2]), take(sizes[3]), take(sizes[4]), take(sizes[5]), take(sizes[6]), take(sizes[7]));
+        delta_chunk_in(s, x, o, no_decay, (c, sk, sv), [cum, kt, st, akk, aqk, u, kd, ut]);
+    });
+}
+
+/// [`delta_chunk`]'s work in the given scratch slices (sized by the caller; contents ignored).
+#[allow(clippy::too_many_arguments)]
+fn delta_chunk_in(s: &mut [f32], x: &DeltaChunk<'_>, o: &mut [f32], no_decay: bool, (c, sk, sv): (usize, usize, usize), scratch: [&mut [f32]; 8]) {
+    use crate::quant::cpu::gemm_f32;
+    let [cum, kt, st, akk, aqk, u, kd, ut] = scratch;
+    let mut acc = 0f32;
+    for (t, &g) in x.g.iter().enumerate() {
+        acc += g;
+        cum[t] = acc;
+    }
+    let cum = &*cum;
+    let dec = |t: usize, i: usize| if no_decay { 1.0 } else { (cum[t] - cum[i]).exp() };
+    let transpose = |m: &[f32], rows: usize, cols: usize, out: &mut [f32]| {
+        for (r, row) in m.chunks_exact(cols).take(rows).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                out[j * rows + r] = v;
+            }
+        }
+    };
+    transpose(x.k, c, sk, kt);
+    transpose(s, sv, sk, st);
+    // K·Kᵀ and Q·Kᵀ [c × c], their lower parts only (rows b0..b1 against columns 0..b1, by
+    // blocks of SOLVE_BLOCK rows); K·S₀ᵀ into u, Q·S₀ᵀ into o [c × S_v].
+    akk.fill(0.0);
+    aqk.fill(0.0);
+    for b0 in (0..c).step_by(SOLVE_BLOCK) {
+        let b1 = (b0 + SOLVE_BLOCK).min(c);
+        gemm_f32(b1 - b0, b1, sk, &x.k[b0 * sk..], sk, kt, c, &mut akk[b0 * c..], c);
+        gemm_f32(b1 - b0, b1, sk, &x.q[b0 * sk..], sk, kt, c, &mut aqk[b0 * c..], c);
+    }
+    u.fill(0.0);
+    gemm_f32(c, sv, sk, x.k, sk, st, sv, u, sv);
+    let o = &mut o[..c * sv];
+    o.fill(0.0);
+    gemm_f32(c, sv, sk, x.q, sk, st, sv, o, sv);
+    for t in 0..c {
+        let (e, b) = (cum[t].exp(), x.beta[t]);
+        for j in 0..sv {
+            u[t * sv + j] = b * (x.v[t * sv + j] - e * u[t * sv + j]);
+            o[t * sv + j] *= e;
+        }
+    }
+    // The system's strictly lower part negated (l[t][i] = −β_t e^{G_t−G_i} k_t·k_i, i < t) and
+    // the outputs' lower part with the diagonal (p[t][i] = e^{G_t−G_i} q_t·k_i, i ≤ t).
+    for t in 0..c {
+        for i in 0..c {
+            let (l, p) = (&mut akk[t * c + i], &mut aqk[t * c + i]);
+            if i < t {
+                *l *= -x.beta[t] * dec(t, i);
+            } else {
+                *l = 0.0;
+            }
+            *p = if i <= t { *p * dec(t, i) } else { 0.0 };
+        }
+    }
+    // Forward substitution by blocks: rows b0..b1 first take the solved rows above them in one
+    // product, then substitute among themselves; then their outputs, o += P·U over columns
+    // 0..b1 (P is zero above its diagonal).
+    for b0 in (0..c).step_by(SOLVE_BLOCK) {
+        let b1 = (b0 + SOLVE_BLOCK).min(c);
+        let (done, rest) = u.split_at_mut(b0 * sv);
+        gemm_f32(b1 - b0, sv, b0, &akk[b0 * c..], c, done, sv, rest, sv);
+        for t in b0 + 1..b1 {
+            let (above, row) = rest.split_at_mut((t - b0) * sv);
+            let ut = &mut row[..sv];
+            for i in b0..t {
+                let a = akk[t * c + i];
+                for (y, &v) in ut.iter_mut().zip(&above[(i - b0) * sv..(i - b0 + 1) * sv]) {
+                    *y += a * v;
+                }
+            }
+        }
+        gemm_f32(b1 - b0, sv, b1, &aqk[b0 * c..], c, &*u, sv, &mut o[b0 * sv..], sv);
+    }
+    // S ← e^{G_c} S₀ + Uᵀ·(the keys decayed to the chunk's end), S's rows being its columns.
+    let last = c - 1;
+    kd.copy_from_slice(&x.k[..c * sk]);
+    for (i, row) in kd.chunks_exact_mut(sk).enumerate() {
+        let d = dec(last, i);
+        row.iter_mut().for_each(|a| *a *= d);
+    }
+    let el = cum[last].exp();
+    let s = &mut s[..sv * sk];
+    s.iter_mut().for_each(|a| *a *= el);
+    transpose(u, c, sv, ut);
+    gemm_f32(sv, sk, c, ut, c, kd, sk, s, sk);
+}
+
+/// Rows of the chunk's triangular system solved by substitution at a time ([`delta_chunk`]).
+const SOLVE_BLOCK: usize = 16;
+
+#[cfg(test)]
+/// [`delta_chunk`] as it was before its products were blocked (2026-12-07): the same algebra
+/// with a dot or axpy of one row at a time; kept for the tests (equality and the timing).
+///
+/// The gated delta rule over the `c` tokens of `x` for one head at once (the chunked form of
+/// llama.cpp's `delta-net-base.cpp` / HF's `chunk_gated_delta_rule`), equal to `c` calls of
+/// [`delta_step`]. With `G_t` the cumulative log decay inside the chunk and `S₀` the state
+/// before it, unrolling the recurrence gives each token's update `u_t` (the step's
+/// `β(v − Sᵀk)`) as the lower-triangular system
+/// `u_t + β_t Σ_{i<t} e^{G_t−G_i} (k_t·k_i) u_i = β_t (v_t − e^{G_t} S₀ᵀk_t)`,
+/// solved by forward substitution; then `o_t = e^{G_t} S₀ᵀq_t + Σ_{i≤t} e^{G_t−G_i} (q_t·k_i) u_i`
+/// and `S ← e^{G_c} S₀ + Σ_i e^{G_c−G_i} k_i ⊗ u_i`. Every exponent is ≤ 0 (the decays are
+/// below 1), so nothing overflows. `no_decay` is a deliberately wrong variant for the tests:
+/// the decay between tokens of the chunk left out.
+pub(crate) fn delta_chunk_rows(s: &mut [f32], x: &DeltaChunk<'_>, o: &mut [f32], no_decay: bool) {
     use crate::quant::cpu::{axpy_f32, dot_f32};
     let c = x.g.len();
     let (sk, sv) = (x.k.len() / c.max(1), x.v.len() / c.max(1));
@@ -1031,7 +1171,14 @@ mod tests {
     /// variant without the decay inside a chunk does not.
     #[test]
     fn chunked_delta_rule_equals_token_by_token() {
-        let (n, sk, sv) = (150, 32, 24);
+        // Odd widths (the products' portable column tails) and the 0.8B's 128 × 128 heads over
+        // a full and a 63-token chunk (the SIMD tiles and a row tail).
+        for (n, sk, sv) in [(150, 32, 24), (127, 128, 128)] {
+            chunked_delta_rule_case(n, sk, sv);
+        }
+    }
+
+    fn chunked_delta_rule_case(n: usize, sk: usize, sv: usize) {
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let norm = |mut v: Vec<f32>, scale: f32| {
             for r in v.chunks_exact_mut(sk) {
@@ -1064,7 +1211,7 @@ mod tests {
         let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + x.abs())).fold(0f32, f32::max);
         let (s, o) = chunked(false);
         let (ds, dout) = (diff(&s_seq, &s), diff(&o_seq, &o));
-        eprintln!("chunked vs token by token: state {ds:.2e}, outputs {dout:.2e}");
+        eprintln!("{sk}x{sv}: chunked vs token by token: state {ds:.2e}, outputs {dout:.2e}");
         assert!(ds < 1e-5 && dout < 1e-5, "{ds} {dout}");
         // Both against the recurrence in f64: the chunked form is no less accurate.
         let (mut s64, mut o64): (Vec<f64>, Vec<f64>) = (s0.iter().map(|&x| x as f64).collect(), vec![0.0; n * sv]);
@@ -1085,7 +1232,75 @@ mod tests {
         let (s, o) = chunked(true);
         let (ds, dout) = (diff(&s_seq, &s), diff(&o_seq, &o));
         eprintln!("without the decay inside a chunk: state {ds:.2e}, outputs {dout:.2e}");
-        assert!(ds > 0.1 && dout > 0.1, "{ds} {dout}");
+        assert!(ds > 0.05 && dout > 0.05, "{ds} {dout}");
+    }
+
+    /// Time of one 64-token chunk of the delta rule over 16 heads of 128×128 (the 0.8B's
+    /// DeltaNet layer), the blocked products against the row-by-row form they replaced and
+    /// against 64 of decode's fused steps, one thread (`cargo test --release --workspace --lib -- --ignored delta_chunk_timing --nocapture`).
+    #[test]
+    #[ignore = "a timing, printed"]
+    fn delta_chunk_timing() {
+        let (c, sk, sv, heads) = (DELTA_CHUNK, 128usize, 128usize, 16usize);
+        let mut seed = 7u64;
+        let q: Vec<f32> = noise(&mut seed, c * sk).iter().map(|a| a * 0.01).collect();
+        let k: Vec<f32> = noise(&mut seed, c * sk).iter().map(|a| a * 0.09).collect();
+        let v = noise(&mut seed, c * sv);
+        let g: Vec<f32> = noise(&mut seed, c).iter().map(|a| -0.1 * (a + 1.0) - 1e-3).collect();
+        let beta: Vec<f32> = noise(&mut seed, c).iter().map(|a| sigmoid(*a)).collect();
+        let x = DeltaChunk { q: &q, k: &k, v: &v, g: &g, beta: &beta };
+        let mut s = noise(&mut seed, heads * sk * sv);
+        let mut o = vec![0f32; c * sv];
+        let mut best = [f64::MAX; 3];
+        for round in 0..40 {
+            for (which, b) in best.iter_mut().enumerate() {
+                let t = std::time::Instant::now();
+                for h in s.chunks_exact_mut(sk * sv) {
+                    match which {
+                        0 => delta_chunk(h, &x, &mut o, false),
+                        1 => delta_chunk_rows(h, &x, &mut o, false),
+                        _ => {
+                            for t in 0..c {
+                                let (qt, kt) = (&q[t * sk..(t + 1) * sk], &k[t * sk..(t + 1) * sk]);
+                                delta_step(h, qt, kt, &v[t * sv..(t + 1) * sv], g[t], beta[t], &mut o[t * sv..(t + 1) * sv]);
+                            }
+                        }
+                    }
+                }
+                if round > 3 {
+                    *b = b.min(t.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+        }
+        eprintln!("delta rule, 16 heads 128x128, one 64-token chunk: blocked {:.0} us, rows {:.0} us, 64 fused steps {:.0} us (best of 36)", best[0], best[1], best[2]);
+    }
+
+    /// The blocked chunk equals the row-by-row form it replaced within f32 rounding, on both
+    /// shapes of the test above; with the decay inside the chunk left out it does not.
+    #[test]
+    fn blocked_delta_chunk_equals_the_row_form() {
+        for (c, sk, sv) in [(64usize, 128usize, 128usize), (37, 32, 24)] {
+            let mut seed = 99u64;
+            let q: Vec<f32> = noise(&mut seed, c * sk).iter().map(|a| a * 0.05).collect();
+            let k: Vec<f32> = noise(&mut seed, c * sk).iter().map(|a| a * 0.1).collect();
+            let v = noise(&mut seed, c * sv);
+            let g: Vec<f32> = noise(&mut seed, c).iter().map(|a| -0.2 * (a + 1.0) - 1e-3).collect();
+            let beta: Vec<f32> = noise(&mut seed, c).iter().map(|a| sigmoid(*a)).collect();
+            let x = DeltaChunk { q: &q, k: &k, v: &v, g: &g, beta: &beta };
+            let s0 = noise(&mut seed, sk * sv);
+            let run = |f: fn(&mut [f32], &DeltaChunk<'_>, &mut [f32], bool), no_decay: bool| {
+                let (mut s, mut o) = (s0.clone(), vec![f32::NAN; c * sv]);
+                f(&mut s, &x, &mut o, no_decay);
+                (s, o)
+            };
+            let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + x.abs())).fold(0f32, f32::max);
+            let ((s1, o1), (s2, o2)) = (run(delta_chunk, false), run(delta_chunk_rows, false));
+            let (ds, dout) = (diff(&s1, &s2), diff(&o1, &o2));
+            eprintln!("{c} tokens {sk}x{sv}: blocked vs rows: state {ds:.2e}, outputs {dout:.2e}");
+            assert!(ds < 1e-5 && dout < 1e-5, "{ds} {dout}");
+            let (s3, o3) = run(delta_chunk, true);
+            assert!(diff(&s3, &s2) > 1e-2 && diff(&o3, &o2) > 1e-2, "without the in-chunk decay it must differ");
+        }
     }
 
     /// Prefill in one pass, in chunks, and token by token leave the same recurrent state and

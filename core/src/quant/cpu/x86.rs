@@ -951,6 +951,71 @@ pub(super) unsafe fn delta_rows16(s: &mut [f32], q: &[f32], k: &[f32], v: &[f32]
     }
 }
 
+/// `C[m×n] += A[m×k]·B[k×n]` (row-major, leading dimensions `lda`, `ldb`, `ldc`) over the
+/// first `n − n % 16` columns: 16-column panels of B (at most `k × 16` values, in L1 for the
+/// DeltaNet chunk's `k ≤ 128`) against tiles of 6 rows of A, 12 accumulators in registers,
+/// one broadcast of A and two loads of B per 12 FMAs. The caller does the other columns.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `a` must hold `m` rows of `k` values `lda` apart, `b`
+/// `k` rows of `n` values `ldb` apart, `c` `m` rows of `n` values `ldc` apart.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn gemm_f32_16(m: usize, n: usize, k: usize, a: *const f32, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize) {
+    let mut j = 0;
+    while j + 16 <= n {
+        let mut i = 0;
+        // SAFETY: every tile reads rows `i..i + R < m` of A (`k` values) and C (columns
+        // `j..j + 16 ≤ n`) and rows `0..k` of B at those columns: inside the caller's bounds.
+        unsafe {
+            while i + 6 <= m {
+                sgemm_tile::<6>(k, a.add(i * lda), lda, b.add(j), ldb, c.add(i * ldc + j), ldc);
+                i += 6;
+            }
+            let (a, c) = (a.add(i * lda), c.add(i * ldc + j));
+            match m - i {
+                5 => sgemm_tile::<5>(k, a, lda, b.add(j), ldb, c, ldc),
+                4 => sgemm_tile::<4>(k, a, lda, b.add(j), ldb, c, ldc),
+                3 => sgemm_tile::<3>(k, a, lda, b.add(j), ldb, c, ldc),
+                2 => sgemm_tile::<2>(k, a, lda, b.add(j), ldb, c, ldc),
+                1 => sgemm_tile::<1>(k, a, lda, b.add(j), ldb, c, ldc),
+                _ => {}
+            }
+        }
+        j += 16;
+    }
+}
+
+/// One `R × 16` tile of [`gemm_f32_16`]: C's tile loaded, `k` rank-1 updates, stored.
+///
+/// # Safety
+/// As [`gemm_f32_16`], for `R` rows of A and C and 16 columns of B and C.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn sgemm_tile<const R: usize>(k: usize, a: *const f32, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize) {
+    // SAFETY: the caller's bounds (R rows of A and C, 16 columns, k rows of B).
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for (r, t) in acc.iter_mut().enumerate() {
+            t[0] = _mm256_loadu_ps(c.add(r * ldc));
+            t[1] = _mm256_loadu_ps(c.add(r * ldc + 8));
+        }
+        for p in 0..k {
+            let b0 = _mm256_loadu_ps(b.add(p * ldb));
+            let b1 = _mm256_loadu_ps(b.add(p * ldb + 8));
+            for (r, t) in acc.iter_mut().enumerate() {
+                let av = _mm256_set1_ps(*a.add(r * lda + p));
+                t[0] = _mm256_fmadd_ps(av, b0, t[0]);
+                t[1] = _mm256_fmadd_ps(av, b1, t[1]);
+            }
+        }
+        for (r, t) in acc.iter().enumerate() {
+            _mm256_storeu_ps(c.add(r * ldc), t[0]);
+            _mm256_storeu_ps(c.add(r * ldc + 8), t[1]);
+        }
+    }
+}
+
 /// Attention scores of `G` query heads against one f16 key row: `Σ_i q[j·qstride + i]·k[i]` for
 /// each head `j`, over `hd` values. Each 8 key values are widened by `vcvtph2ps` once for all the
 /// heads (no f32 copy of the row).
