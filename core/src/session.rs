@@ -400,6 +400,12 @@ impl Session {
         &self.cached
     }
 
+    /// Whether the model keeps a recurrent state (Qwen 3.5), which a chat turn checkpoints at
+    /// the points where later prompts may depart ([`Session::chat_with`]).
+    pub(crate) fn is_recurrent(&self) -> bool {
+        self.cache.is_recurrent()
+    }
+
     /// Bytes the KV cache holds now (0 after [`Session::release_cache`], until the next turn).
     pub fn cache_bytes(&self) -> usize {
         self.cache.size_bytes()
@@ -809,8 +815,11 @@ impl Session {
     /// at `anchors` tokens of the prompt (where the messages start) and at `departure` (where
     /// the next turn's rendering departs from this prompt; see [`Session::chat_with`]). The end
     /// of the prompt is checkpointed unless `departure` lies before it (the next turn would not
-    /// use it).
-    fn generate(
+    /// use it). A prefill pass ends at each of these points, so they change how the prompt is
+    /// split into passes: the router's `LocalEngine` passes the same points as a chat turn for
+    /// the same conversation, so that both compute the same passes (a recurrent model's
+    /// rounding depends on the split, and a random model's greedy near-ties follow it).
+    pub(crate) fn generate(
         &mut self,
         prompt: Vec<u32>,
         params: &GenerationParams,

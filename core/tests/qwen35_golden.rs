@@ -397,6 +397,35 @@ fn qwen35_chat_with_the_thinking_template_reuses_the_conversation() {
     }
 }
 
+/// The router's `LocalEngine` over the real Qwen 3.5 template checkpoints the state where the
+/// conversation's next request departs (a past answer is rendered without its thinking block,
+/// so the next prompt departs right after that turn's `<|im_start|>assistant\n`), as a
+/// session's chat turn does: a follow-up request prefills only from there. Before, it kept only
+/// the ends of the prompt and the answer, both past that point, and every follow-up prefilled
+/// the whole conversation again. Its first answer is also a `Session`'s chat answer exactly:
+/// both split the prefill at the same points.
+#[test]
+fn qwen35_local_engine_follow_up_prefills_from_the_departure() {
+    use edgewise_core::router::{ChatRequest, LocalEngine, Role};
+    let Some(path) = model() else { return };
+    let copy = common_model::with_chat_template(&path, "chat_templates/qwen3.5.jinja", "qwen35-local-departure");
+    let e = load(&copy, BackendPreference::Cpu).unwrap();
+    let _ = std::fs::remove_file(&copy);
+    let cfg = SessionConfig { max_context: 1024, prefill_chunk: 64, ..Default::default() };
+    let params = GenerationParams { enable_thinking: Some(false), ..greedy(12) };
+    let local = LocalEngine::new(e.clone(), cfg.clone(), params.clone()).unwrap();
+    let q = "Tell me about the bookbinder by the old market and the atlases he mended for sailors.";
+    let g1 = local.generate_with(&ChatRequest::user(q), &params, &mut |_| true).unwrap();
+    let mut s = e.new_session(cfg).unwrap();
+    let want = s.chat(q, &params, &mut |_| true).unwrap();
+    assert_eq!(g1.token_ids, want.token_ids, "the LocalEngine's answer differs from a session's chat turn");
+    let req = ChatRequest::user(q).with_message(Role::Assistant, g1.text.clone()).with_message(Role::User, "What did he keep in the jar by the window?");
+    let g2 = local.generate_with(&req, &params, &mut |_| true).unwrap();
+    eprintln!("follow-up: {} of {} prompt tokens prefilled (first prompt {})", g2.metrics.prefilled_tokens, g2.metrics.prompt_tokens, g1.metrics.prompt_tokens);
+    // All of the first prompt up to its generation prompt's `<think>` block is reused.
+    assert!(g2.metrics.prompt_tokens - g2.metrics.prefilled_tokens + 8 >= g1.metrics.prompt_tokens, "the follow-up prefilled the conversation again: {:?}", g2.metrics);
+}
+
 /// The model id that session files record covers the DeltaNet layers: two files that differ
 /// only in one DeltaNet weight have different ids, so a session saved with one is refused by the
 /// other (before, the id read only the embedding and norms of a `qwen35` file: its layer 0 has

@@ -744,3 +744,117 @@ fn qwen35_xml_values_follow_their_schemas() {
         assert!(!accepts(&e, &c, &bad), "{what} passed");
     }
 }
+
+/// Why the session's and the router's answers once differed on Qwen 3.5 (issue 19): the same
+/// prompt ids, prefilled in different passes — the session cuts a pass where the next turn
+/// departs (token 377 of 383), the `LocalEngine` used not to. The two splits are replayed with
+/// the session's answer teacher-forced; they agree to rounding (the DeltaNet chunk boundaries
+/// move, and int8 activation rounding in the Q8_0 products amplifies that), so where their
+/// constrained greedy picks part, the masked top-2 gap must be a near-tie (< 0.25 logits, the
+/// shared rule) in both. With the blocked chunk kernel they part at answer token 130 (gaps
+/// 0.0047 and 0.0006); before it they did not part, the smallest gap on the way 0.034. Run with
+/// `--ignored qwen35_prefill_splits_part_only_at_a_near_tie --nocapture`.
+#[test]
+#[ignore = "a diagnosis, printed"]
+fn qwen35_prefill_splits_part_only_at_a_near_tie() {
+    use edgewise_core::router::{ChatRequest, LocalEngine, LocalModel, StructuredRequest};
+    use edgewise_core::tokenizer::ChatMessage as Msg;
+    let Some(e) = load_qwen35("diag") else { return };
+    let cfg = SessionConfig { max_context: 2048, ..Default::default() };
+    let mut s = e.new_session(cfg.clone()).unwrap();
+    let mut t = tools();
+    t.choice = ToolChoice::Required;
+    s.set_tools(Some(t.clone())).unwrap();
+    let user = "Add two apples to my cart, please.";
+    let think_off = e.template().thinks().then_some(false);
+    let greedy = |n| GenerationParams { enable_thinking: think_off, ..GenerationParams::greedy(n) };
+    let g = s.chat(user, &greedy(400), &mut |_| true).unwrap();
+    let prompt = s.cached_token_ids()[..g.metrics.prompt_tokens].to_vec();
+    let local = LocalEngine::new(e.clone(), cfg.clone(), greedy(400)).unwrap();
+    let out = StructuredRequest { tools: Some(t.clone()), ..Default::default() };
+    let a = local.generate_structured(&ChatRequest::user(user), &out, &mut |_| true).unwrap();
+    eprintln!("calls: session {}, local {}; prompt tokens {} vs {}", g.tool_calls.len(), a.tool_calls.len(), g.metrics.prompt_tokens, a.answer.prompt_tokens);
+    let tpl = e.template().with_thinking(think_off);
+    let tt = t.template_tools();
+    let msgs = |next: bool| {
+        let mut m = vec![Msg { role: Role::User, content: user.into() }];
+        if next {
+            m.push(Msg { role: Role::Assistant, content: "x".into() });
+            m.push(Msg { role: Role::User, content: "y".into() });
+        }
+        m
+    };
+    let ids_local = tpl.encode_known(e.tokenizer(), &msgs(false), tt.as_ref(), true, &[]).unwrap();
+    let probe = tpl.encode_known(e.tokenizer(), &msgs(true), tt.as_ref(), true, &[]).unwrap();
+    let dep = prompt.iter().zip(&probe).take_while(|(a, b)| a == b).count();
+    eprintln!("prompt ids equal to the LocalEngine's encoding: {}; next turn departs at {dep} of {}", ids_local == prompt, prompt.len());
+    assert_eq!(ids_local, prompt, "the LocalEngine encodes the request differently");
+    let gen = &g.token_ids;
+    eprintln!("texts equal: {}", a.answer.text == g.text);
+    // The session's prefill passes: prefill_chunk, cut at the departure; the LocalEngine's: prefill_chunk.
+    let passes = |marks: &[usize]| {
+        let (mut at, mut ends) = (0, Vec::new());
+        while at < prompt.len() {
+            let mut end = (at + cfg.prefill_chunk).min(prompt.len());
+            if let Some(m) = marks.iter().copied().filter(|&m| at < m && m < end).min() {
+                end = m;
+            }
+            ends.push(end);
+            at = end;
+        }
+        ends
+    };
+    // Each split replayed, the session's answer teacher-forced one token a pass (as decode).
+    let replay = |ends: &[usize]| -> Vec<Vec<f32>> {
+        let mut r = e.new_session(cfg.clone()).unwrap();
+        let (mut at, mut steps) = (0, Vec::new());
+        for &end in ends {
+            let seg = &prompt[at..end];
+            let l = r.prefill_logits(seg, seg.len() - 1).unwrap().pop().unwrap();
+            if end == prompt.len() {
+                steps.push(l);
+            }
+            at = end;
+        }
+        for &t in &gen[..gen.len() - 1] {
+            steps.push(r.prefill_logits(&[t], 0).unwrap().pop().unwrap());
+        }
+        steps
+    };
+    let mut k = e.constraint_compiler().unwrap().compile(&t.constraint_for_model(ToolFormat::QwenXml, Thinking::Off)).unwrap().unwrap();
+    let mut masks = Vec::new();
+    for &id in gen {
+        masks.push(k.greedy_words().unwrap().unwrap_or_default());
+        k.commit(id).unwrap();
+    }
+    let allowed = |m: &[u32], i: usize| m.get(i / 32).is_some_and(|w| w >> (i % 32) & 1 == 1);
+    let top = |l: &[f32], m: &[u32]| {
+        let mut v: Vec<(usize, f32)> = l.iter().copied().enumerate().filter(|&(i, _)| allowed(m, i)).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(3);
+        v
+    };
+    let (se, le) = (passes(&[dep]), passes(&[]));
+    eprintln!("passes: session {se:?}, local {le:?}");
+    let (rs, rl) = (replay(&se), replay(&le));
+    let (mut min_gap, mut max_d, mut faithful) = ((f32::MAX, 0), 0f32, true);
+    for (step, ((ls, ll), m)) in rs.iter().zip(&rl).zip(&masks).enumerate() {
+        let (ts, tl) = (top(ls, m), top(ll, m));
+        faithful &= ts[0].0 == gen[step] as usize;
+        max_d = max_d.max(ls.iter().zip(ll).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max));
+        if ts.len() > 1 {
+            let gap = ts[0].1 - ts[1].1;
+            if gap < min_gap.0 {
+                min_gap = (gap, step);
+            }
+        }
+        if ts[0].0 != tl[0].0 {
+            let (gs, gl) = (ts[0].1 - ts[1].1, tl[0].1 - tl[1].1);
+            eprintln!("parted at step {step}: session split picks {} (masked top {ts:?}, gap {gs:.6}), the prefill_chunk split picks {} (masked top {tl:?}, gap {gl:.6})", ts[0].0, tl[0].0);
+            assert!(gs < 0.25 && gl < 0.25, "the splits part at step {step} with a gap of {gs} / {gl}: more than rounding");
+            break;
+        }
+    }
+    eprintln!("session replay reproduces its picks: {faithful}; smallest masked top-2 gap up to there {:.6} at step {}; largest |logit difference| between the splits {max_d:.3e}", min_gap.0, min_gap.1);
+    assert!(faithful, "the replay of the session's split does not reproduce its answer");
+}

@@ -192,6 +192,28 @@ impl LocalEngine {
         }
     }
 
+    /// Where a session's chat turn over the same conversation checkpoints a hybrid model's
+    /// state in `ids` (`request` encoded; [`Session::chat_with`]): where the messages start
+    /// (under [`OverflowPolicy::DropOldestTurns`], where a request whose oldest turns were
+    /// dropped departs), and where the conversation's next request departs from this prompt
+    /// (Qwen 3.5's template renders a past answer without the thinking block its prompt
+    /// opened, so the next request departs before the end of this one). A probe that fails
+    /// to render gives no point there (the request goes on without that checkpoint).
+    fn turn_marks(&self, request: &ChatRequest, tools: Option<&serde_json::Value>, thinking: Option<bool>, ids: &[u32]) -> (Vec<usize>, Option<usize>) {
+        let shared = |probe: &ChatRequest| self.encode(probe, tools, thinking).ok().map(|p| ids.iter().zip(&p).take_while(|(a, b)| a == b).count());
+        let mut anchors = Vec::new();
+        if self.session_config.overflow == OverflowPolicy::DropOldestTurns {
+            let mut first = ChatRequest { messages: request.messages.iter().filter(|m| m.role == Role::System).cloned().collect(), ..ChatRequest::default() };
+            first.messages.push(ChatMessage::new(Role::User, ""));
+            anchors.extend(shared(&first));
+        }
+        // The attachments folded into this request's last user message, as it was rendered.
+        let mut next = ChatRequest { messages: request.wire_messages(), ..ChatRequest::default() };
+        next.messages.push(ChatMessage::new(Role::Assistant, "x"));
+        next.messages.push(ChatMessage::new(Role::User, "y"));
+        (anchors, shared(&next))
+    }
+
     /// The generation settings for `request`: `base`, with the request's `max_tokens`,
     /// `temperature` and `enable_thinking` when it sets them.
     fn params_for(base: &GenerationParams, request: &ChatRequest) -> GenerationParams {
@@ -283,7 +305,11 @@ impl LocalEngine {
             params.constraint = t.constraint_for_model(self.engine.template().tool_format(), thinking);
         }
         let mut session = self.checkout(&request.adapters)?;
-        let result = catch_unwind(AssertUnwindSafe(|| session.generate_from_with(ids, &params, cancel, sink)));
+        // A hybrid model's state is checkpointed (and the prefill split) where a session's chat
+        // turn would do it for this conversation: a follow-up request can then go back there,
+        // and the answer is the one a `Session` gives (same passes, same rounding).
+        let (anchors, departure) = if session.is_recurrent() { self.turn_marks(request, tools, params.enable_thinking, &ids) } else { (Vec::new(), None) };
+        let result = catch_unwind(AssertUnwindSafe(|| session.generate(ids, &params, cancel, sink, &anchors, departure)));
         match result {
             Ok(Ok(g)) => {
                 self.checkin(session);
