@@ -10,8 +10,9 @@
 //! cache, SwiGLU), its own DeltaNet step, and the recurrent state kept in the session's
 //! [`KvCache`] ([`KvCache::with_recurrent`]), which cannot be cut back to an arbitrary position
 //! (a session rewinds to a turn-boundary checkpoint or prefills again). On the GPU backend
-//! (wgpu) everything runs on the device ([`gpu`]), the DeltaNet layers' conv and recurrence in
-//! one kernel per layer over the state in device buffers ([`delta_gpu`]).
+//! (wgpu) everything runs on the device ([`gpu`]), the DeltaNet layers' conv and recurrence over
+//! the state in device buffers ([`delta_gpu`]: chunked with the triangular solve in prefill, one
+//! kernel token by token in decode).
 //!
 //! LoRA adapters (`crate::lora`) apply where llama.cpp's graph runs `build_lora_mm`: the
 //! attention layers' q (the fused query + gate rows), k, v and output, the DeltaNet layers'

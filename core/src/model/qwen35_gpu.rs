@@ -9,9 +9,10 @@
 //!   248320 × 1024 embedding of the 0.8B is ~200 MiB at Q6_K, over lavapipe's 128 MiB); the
 //!   embedding rows of a pass are looked up on the host, as for the other architectures.
 //!
-//! The DeltaNet layers' four products run on the device, then one kernel for everything up to
-//! the output projection (causal conv, SiLU, L2 norms, gates, delta rule, gated norm:
-//! [`super::delta_gpu`]) on the recurrent state kept in device buffers by the session's cache
+//! The DeltaNet layers' four products run on the device, then everything up to the output
+//! projection (causal conv, SiLU, L2 norms, gates, delta rule, gated norm: [`super::delta_gpu`],
+//! chunked with a triangular solve in prefill, one kernel token by token in decode) on the
+//! recurrent state kept in device buffers by the session's cache
 //! ([`KvCache::with_device_recurrent`]): nothing crosses to the host per layer. A cache with the
 //! state on the host (heads wider than the kernel takes, `EDGEWISE_GPU_DELTA_HOST=1`) runs the
 //! previous form instead: the four outputs read back in one transfer, [`Qwen35::delta_mix`] (the
@@ -178,7 +179,7 @@ impl Qwen35 {
     }
 
     /// A gated DeltaNet layer: its products on the device, then the conv, norms, gates, delta
-    /// rule and gated norm in one kernel on the device state ([`super::delta_gpu`]) when the
+    /// rule and gated norm in device kernels on the device state ([`super::delta_gpu`]) when the
     /// cache holds it there, else on the host ([`Qwen35::delta_mix`]); the output projection on
     /// the device. `hn: [n, d]` -> `[n, d]`.
     fn delta_net_device(&self, il: usize, l: &super::DeltaLayer, hn: Tensor<2>, cache: &mut KvCache, lora: &DeviceLoraSet) -> Result<Tensor<2>> {
@@ -192,6 +193,7 @@ impl Qwen35 {
                 Fault::NoConvState => super::delta_gpu::NO_CONV_STATE,
                 Fault::NoBeta => super::delta_gpu::NO_BETA,
                 Fault::NoConvRoll => super::delta_gpu::NO_CONV_ROLL,
+                Fault::NoChunkDecay => super::delta_gpu::NO_CHUNK_DECAY,
                 _ => 0,
             };
             let qkv = hn.mm_lora(&l.qkv, lora, il, Proj::DeltaQkv)?;
