@@ -1227,21 +1227,46 @@ mod tests {
         assert_eq!(m.flush(), "");
     }
 
+    /// The default model on the wgpu backend for the device-vs-host tests below, or `None`
+    /// (skipped) without the model or a wgpu device.
+    fn gpu_test_engine() -> Option<Engine> {
+        use crate::backend::BackendPreference;
+        use crate::engine::EngineConfig;
+        let path = crate::catalog::test_model_path()?;
+        if let Err(e) = crate::backend::gpu() {
+            eprintln!("SKIPPED: no wgpu device ({e})");
+            return None;
+        }
+        let cfg = EngineConfig { backend: BackendPreference::Gpu, threads: Some(2), gpu_self_test: false };
+        Some(Engine::load(path, cfg).unwrap())
+    }
+
+    /// One generation on a fresh session with the device picking (`host` false) or with every
+    /// step's logits read back and sampled on the host (`host` true).
+    fn generate_on(engine: &Engine, prompt: &str, params: &GenerationParams, host: bool) -> Generation {
+        use crate::sampling::FORCE_HOST_SAMPLING;
+        FORCE_HOST_SAMPLING.with(|f| f.set(host));
+        let mut s = engine.new_session(SessionConfig { max_context: 128, ..Default::default() }).unwrap();
+        let g = s.complete(prompt, params, &mut |_| true);
+        FORCE_HOST_SAMPLING.with(|f| f.set(false));
+        g.unwrap()
+    }
+
+    /// The device-picked and host-sampled generations of `prompt`: same tokens, log-probabilities
+    /// within 1e-3. Returns the device's.
+    fn assert_device_equals_host(engine: &Engine, prompt: &str, params: &GenerationParams) -> Generation {
+        let (device, host) = (generate_on(engine, prompt, params, false), generate_on(engine, prompt, params, true));
+        assert_eq!(device.token_ids, host.token_ids, "{:?}", params.sampling);
+        assert!((device.mean_logprob - host.mean_logprob).abs() < 1e-3, "{} vs {}", device.mean_logprob, host.mean_logprob);
+        device
+    }
+
     /// On wgpu (lavapipe here), seeded sampled generations with top-k give the same tokens when
     /// the device selects the candidates as when every step reads all the logits back.
     #[test]
     fn device_top_k_sampling_matches_the_full_read_back() {
-        use crate::backend::BackendPreference;
-        use crate::engine::EngineConfig;
         use crate::model::StepLogits;
-        use crate::sampling::FORCE_HOST_SAMPLING;
-        let Some(path) = crate::catalog::test_model_path() else { return };
-        if let Err(e) = crate::backend::gpu() {
-            eprintln!("SKIPPED: no wgpu device ({e})");
-            return;
-        }
-        let cfg = EngineConfig { backend: BackendPreference::Gpu, threads: Some(2), gpu_self_test: false };
-        let engine = Engine::load(path, cfg).unwrap();
+        let Some(engine) = gpu_test_engine() else { return };
         // The device path is really taken (or the comparison below would prove nothing).
         let ids = engine.tokenizer().encode("Once upon a time", true).unwrap();
         let mut cache = engine.model().new_cache(64, 16).unwrap();
@@ -1252,16 +1277,7 @@ mod tests {
             (SamplingParams { repetition_penalty: 1.5, ..SamplingParams::greedy() }, 6),
         ] {
             let params = GenerationParams { sampling, max_tokens: n, ignore_eos: true, ..Default::default() };
-            let run = |host: bool| {
-                FORCE_HOST_SAMPLING.with(|f| f.set(host));
-                let mut s = engine.new_session(SessionConfig { max_context: 128, ..Default::default() }).unwrap();
-                let g = s.complete("Once upon a time", &params, &mut |_| true);
-                FORCE_HOST_SAMPLING.with(|f| f.set(false));
-                g.unwrap()
-            };
-            let (device, host) = (run(false), run(true));
-            assert_eq!(device.token_ids, host.token_ids, "{:?}", params.sampling);
-            assert!((device.mean_logprob - host.mean_logprob).abs() < 1e-3, "{} vs {}", device.mean_logprob, host.mean_logprob);
+            assert_device_equals_host(&engine, "Once upon a time", &params);
         }
     }
 
@@ -1270,16 +1286,7 @@ mod tests {
     /// all the logits back and the host masks them (the path before the device pick).
     #[test]
     fn device_masked_greedy_matches_the_host_mask() {
-        use crate::backend::BackendPreference;
-        use crate::engine::EngineConfig;
-        use crate::sampling::FORCE_HOST_SAMPLING;
-        let Some(path) = crate::catalog::test_model_path() else { return };
-        if let Err(e) = crate::backend::gpu() {
-            eprintln!("SKIPPED: no wgpu device ({e})");
-            return;
-        }
-        let cfg = EngineConfig { backend: BackendPreference::Gpu, threads: Some(2), gpu_self_test: false };
-        let engine = Engine::load(path, cfg).unwrap();
+        let Some(engine) = gpu_test_engine() else { return };
         // The device path is really taken (or the comparison below would prove nothing).
         let ids = engine.tokenizer().encode("Once upon a time", true).unwrap();
         let mut cache = engine.model().new_cache(64, 16).unwrap();
@@ -1287,17 +1294,8 @@ mod tests {
         assert!(matches!(engine.model().forward_greedy_masked(&ids, &mut cache, &mut only_7).unwrap(), MaskedPick::Picked(7, _)));
         let schema = r#"{"type":"object","properties":{"name":{"type":"string","maxLength":12},"age":{"type":"integer","minimum":0,"maximum":120},"tags":{"type":"array","items":{"enum":["a","b","c"]},"maxItems":2}},"required":["name","age","tags"],"additionalProperties":false}"#;
         let params = GenerationParams { constraint: OutputConstraint::JsonSchema(schema.into()), ..GenerationParams::greedy(40) };
-        let run = |host: bool| {
-            FORCE_HOST_SAMPLING.with(|f| f.set(host));
-            let mut s = engine.new_session(SessionConfig { max_context: 128, ..Default::default() }).unwrap();
-            let g = s.complete("A person record in JSON:", &params, &mut |_| true);
-            FORCE_HOST_SAMPLING.with(|f| f.set(false));
-            g.unwrap()
-        };
-        let (device, host) = (run(false), run(true));
+        let device = assert_device_equals_host(&engine, "A person record in JSON:", &params);
         assert_eq!(device.valid, Some(true), "{:?}", device.text);
-        assert_eq!(device.token_ids, host.token_ids);
-        assert!((device.mean_logprob - host.mean_logprob).abs() < 1e-3, "{} vs {}", device.mean_logprob, host.mean_logprob);
     }
 
     /// With the real model (skipped without it): an oversized prompt, chat message, system
