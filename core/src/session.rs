@@ -711,7 +711,7 @@ impl Session {
     /// whose oldest turns were dropped shares them too.
     fn messages_start(&self, ids: &[u32], thinking: Option<bool>) -> Result<usize> {
         let probe = self.render(&[ChatMessage { role: Role::User, content: String::new() }], &[None], thinking)?;
-        Ok(ids.iter().zip(&probe).take_while(|(a, b)| a == b).count())
+        Ok(shared_prefix(ids, &probe))
     }
 
     /// Where a rendering of `turns` followed by an answer and another user message departs from
@@ -726,12 +726,13 @@ impl Session {
         thinking: Option<bool>,
     ) -> Option<usize> {
         let mut next = turns.to_vec();
-        next.push(ChatMessage { role: Role::Assistant, content: "x".into() });
-        next.push(ChatMessage { role: Role::User, content: "y".into() });
+        let [answer, user] = NEXT_TURN_PROBE;
+        next.push(ChatMessage { role: Role::Assistant, content: answer.into() });
+        next.push(ChatMessage { role: Role::User, content: user.into() });
         let mut next_ids = turn_ids.to_vec();
         next_ids.resize(next.len(), None);
         let probe = self.render(&next, &next_ids, thinking).ok()?;
-        Some(ids.iter().zip(&probe).take_while(|(a, b)| a == b).count())
+        Some(shared_prefix(ids, &probe))
     }
 
     /// The conversation `turns` as the prompt's token ids, the template rendered with
@@ -841,7 +842,7 @@ impl Session {
         }
         let model = self.engine.model();
         // Reuse the cached prefix; at least one token must be fed to get logits.
-        let mut common = self.cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        let mut common = shared_prefix(&self.cached, &prompt);
         common = common.min(prompt.len() - 1);
         // A cache that cannot cut there (a sliding window already overwritten, or a hybrid
         // model's recurrent state without a checkpoint there) keeps less, or nothing.
@@ -1209,6 +1210,16 @@ impl StopMatcher {
         std::mem::take(&mut self.pending)
     }
 }
+
+/// How many leading tokens `a` and `b` share.
+pub(crate) fn shared_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The answer and the user message appended to a conversation to find where its next request
+/// departs from this prompt ([`Session::chat_with`]'s checkpoint); the router's `LocalEngine`
+/// probes with the same two, so both cut a hybrid model's prefill at the same token.
+pub(crate) const NEXT_TURN_PROBE: [&str; 2] = ["x", "y"];
 
 #[cfg(test)]
 mod tests {

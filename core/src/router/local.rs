@@ -39,7 +39,7 @@ use crate::structured::tools::{Thinking, ToolChoice, ToolFormat, ToolResult, Too
 use crate::engine::Engine;
 use crate::memory::{TrimLevel, TrimReport, Trimmable};
 use crate::session::{
-    CancelGroup, CancelHandle, Generation, GenerationParams, Metrics, OverflowPolicy, Session, SessionConfig, StopReason,
+    CancelGroup, CancelHandle, Generation, GenerationParams, Metrics, OverflowPolicy, Session, SessionConfig, StopReason, shared_prefix, NEXT_TURN_PROBE,
 };
 use crate::tokenizer::{ChatMessage as TurnMessage, Role as TurnRole};
 use crate::{Error, Result};
@@ -200,7 +200,7 @@ impl LocalEngine {
     /// opened, so the next request departs before the end of this one). A probe that fails
     /// to render gives no point there (the request goes on without that checkpoint).
     fn turn_marks(&self, request: &ChatRequest, tools: Option<&serde_json::Value>, thinking: Option<bool>, ids: &[u32]) -> (Vec<usize>, Option<usize>) {
-        let shared = |probe: &ChatRequest| self.encode(probe, tools, thinking).ok().map(|p| ids.iter().zip(&p).take_while(|(a, b)| a == b).count());
+        let shared = |probe: &ChatRequest| self.encode(probe, tools, thinking).ok().map(|p| shared_prefix(ids, &p));
         let mut anchors = Vec::new();
         if self.session_config.overflow == OverflowPolicy::DropOldestTurns {
             let mut first = ChatRequest { messages: request.messages.iter().filter(|m| m.role == Role::System).cloned().collect(), ..ChatRequest::default() };
@@ -209,8 +209,9 @@ impl LocalEngine {
         }
         // The attachments folded into this request's last user message, as it was rendered.
         let mut next = ChatRequest { messages: request.wire_messages(), ..ChatRequest::default() };
-        next.messages.push(ChatMessage::new(Role::Assistant, "x"));
-        next.messages.push(ChatMessage::new(Role::User, "y"));
+        let [answer, user] = NEXT_TURN_PROBE;
+        next.messages.push(ChatMessage::new(Role::Assistant, answer));
+        next.messages.push(ChatMessage::new(Role::User, user));
         (anchors, shared(&next))
     }
 
