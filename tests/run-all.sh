@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 export EDGEWISE_REQUIRE_MODEL="${EDGEWISE_REQUIRE_MODEL:-1}"
 step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
 
+step "cargo fmt --check (rustfmt.toml)"
+cargo fmt --all --check
+
 step "cargo test (workspace, release)"
 cargo test --release --workspace
 

@@ -16,11 +16,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("gpu") => BackendPreference::Gpu,
         _ => BackendPreference::Cpu,
     };
-    let engine = Engine::load(std::path::Path::new(&model), EngineConfig { backend, threads: Some(2), gpu_self_test: false })?;
+    let engine =
+        Engine::load(std::path::Path::new(&model), EngineConfig { backend, threads: Some(2), gpu_self_test: false })?;
     for line in std::io::stdin().lock().lines() {
         let v: serde_json::Value = serde_json::from_str(&line?)?;
-        let ids: Vec<u32> = v["ids"].as_array().ok_or("ids")?.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect();
-        let mut s = engine.new_session(SessionConfig { max_context: ids.len() + 8, prefill_chunk: 512, ..Default::default() })?;
+        let ids: Vec<u32> =
+            v["ids"].as_array().ok_or("ids")?.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect();
+        let mut s = engine.new_session(SessionConfig {
+            max_context: ids.len() + 8,
+            prefill_chunk: 512,
+            ..Default::default()
+        })?;
         let logits = s.prefill_logits(&ids, 0)?;
         println!("{}", serde_json::json!({ "logits": logits }));
     }

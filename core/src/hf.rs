@@ -41,7 +41,8 @@ pub struct HfFolder {
 impl HfFolder {
     /// Opens `dir`: reads `config.json`, maps every `*.safetensors` and indexes their tensors.
     pub fn open(dir: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(dir.join("config.json")).map_err(|e| invalid(format!("config.json: {e}")))?;
+        let text =
+            std::fs::read_to_string(dir.join("config.json")).map_err(|e| invalid(format!("config.json: {e}")))?;
         let root: Value = serde_json::from_str(&text).map_err(|e| invalid(format!("config.json: {e}")))?;
         let model_type = root.get("model_type").and_then(Value::as_str).unwrap_or_default();
         let arch = Architecture::from_hf_model_type(model_type)?;
@@ -158,23 +159,34 @@ impl HfWeights {
             // SAFETY: the map is read-only; as with the GGUF reader, a model file must not be
             // truncated while it is loaded (documented in the README).
             let map = unsafe { Mmap::map(&file)? };
-            let (header_len, meta) = safetensors::SafeTensors::read_metadata(&map).map_err(|e| invalid(format!("{name}: {e}")))?;
+            let (header_len, meta) =
+                safetensors::SafeTensors::read_metadata(&map).map_err(|e| invalid(format!("{name}: {e}")))?;
             let data_start = 8 + header_len;
             for (tensor, info) in meta.tensors() {
                 let ty = match info.dtype {
                     safetensors::Dtype::F32 => GgmlType::F32,
                     safetensors::Dtype::F16 => GgmlType::F16,
                     safetensors::Dtype::BF16 => GgmlType::BF16,
-                    other => return Err(invalid(format!("{name}: tensor `{tensor}` has dtype {other:?} (f32, f16 and bf16 are supported)"))),
+                    other => {
+                        return Err(invalid(format!(
+                            "{name}: tensor `{tensor}` has dtype {other:?} (f32, f16 and bf16 are supported)"
+                        )))
+                    }
                 };
                 let (a, b) = info.data_offsets;
-                let start = data_start.checked_add(a).filter(|_| a <= b).ok_or_else(|| invalid(format!("{name}: bad offsets")))?;
+                let start = data_start
+                    .checked_add(a)
+                    .filter(|_| a <= b)
+                    .ok_or_else(|| invalid(format!("{name}: bad offsets")))?;
                 let len = b - a;
                 let elements = info.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-                if start.checked_add(len).is_none_or(|end| end > map.len()) || elements.and_then(|n| n.checked_mul(ty.type_size() as usize)) != Some(len) {
+                if start.checked_add(len).is_none_or(|end| end > map.len())
+                    || elements.and_then(|n| n.checked_mul(ty.type_size() as usize)) != Some(len)
+                {
                     return Err(invalid(format!("{name}: tensor `{tensor}` does not fit its data")));
                 }
-                if entries.insert(tensor.clone(), Entry { shard, ty, shape: info.shape.clone(), start, len }).is_some() {
+                if entries.insert(tensor.clone(), Entry { shard, ty, shape: info.shape.clone(), start, len }).is_some()
+                {
                     return Err(invalid(format!("tensor `{tensor}` appears in two files")));
                 }
             }
@@ -238,11 +250,15 @@ impl HfWeights {
     }
 
     fn bytes(&self, e: &Entry) -> Result<&[u8]> {
-        self.shards.get(e.shard).and_then(|m| m.get(e.start..e.start + e.len)).ok_or_else(|| invalid("tensor outside its file"))
+        self.shards
+            .get(e.shard)
+            .and_then(|m| m.get(e.start..e.start + e.len))
+            .ok_or_else(|| invalid("tensor outside its file"))
     }
 
     fn entry(&self, id: WeightId) -> Result<(String, &Entry)> {
-        let key = self.key(id).ok_or_else(|| Error::Tensor { name: hf_name(self.arch, id), reason: "missing".into() })?;
+        let key =
+            self.key(id).ok_or_else(|| Error::Tensor { name: hf_name(self.arch, id), reason: "missing".into() })?;
         let e = &self.entries[&key];
         if e.shape.is_empty() || e.shape.len() > 2 || e.shape.contains(&0) {
             return Err(Error::Tensor { name: key, reason: format!("shape {:?} is not a vector or matrix", e.shape) });
@@ -320,13 +336,19 @@ mod tests {
     #[test]
     fn names_prefix_norm_offset_and_tied_head() {
         let d = folder("names");
-        let bf16: Vec<u8> = [1.5f32, -2.0, 0.25, 4.0, 3.0, 0.5].iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect();
+        let bf16: Vec<u8> =
+            [1.5f32, -2.0, 0.25, 4.0, 3.0, 0.5].iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect();
         write_st(
             &d.join("model.safetensors"),
             &[
                 ("language_model.model.embed_tokens.weight", safetensors::Dtype::BF16, vec![3, 2], bf16),
                 ("language_model.model.norm.weight", safetensors::Dtype::F32, vec![2], f32s(&[0.5, -1.0])),
-                ("language_model.model.layers.0.self_attn.q_norm.weight", safetensors::Dtype::F32, vec![2], f32s(&[0.0, 2.0])),
+                (
+                    "language_model.model.layers.0.self_attn.q_norm.weight",
+                    safetensors::Dtype::F32,
+                    vec![2],
+                    f32s(&[0.0, 2.0]),
+                ),
             ],
         );
         let w = HfWeights::open(&d, gemma()).unwrap();
@@ -374,25 +396,46 @@ mod tests {
     fn damaged_or_unsupported_files_are_typed_errors() {
         let d = folder("bad");
         assert!(matches!(HfWeights::open(&d, gemma()), Err(Error::InvalidModelFolder { .. })));
-        write_st(&d.join("a.safetensors"), &[("model.embed_tokens.weight", safetensors::Dtype::F32, vec![2, 2], f32s(&[1.0; 4]))]);
+        write_st(
+            &d.join("a.safetensors"),
+            &[("model.embed_tokens.weight", safetensors::Dtype::F32, vec![2, 2], f32s(&[1.0; 4]))],
+        );
         let full = std::fs::read(d.join("a.safetensors")).unwrap();
         for cut in [0, 7, 9, full.len() / 2, full.len() - 1] {
             std::fs::write(d.join("a.safetensors"), &full[..cut]).unwrap();
             assert!(matches!(HfWeights::open(&d, gemma()), Err(Error::InvalidModelFolder { .. })), "cut at {cut}");
         }
-        write_st(&d.join("a.safetensors"), &[("model.embed_tokens.weight", safetensors::Dtype::I64, vec![1], vec![0; 8])]);
+        write_st(
+            &d.join("a.safetensors"),
+            &[("model.embed_tokens.weight", safetensors::Dtype::I64, vec![1], vec![0; 8])],
+        );
         assert!(matches!(HfWeights::open(&d, gemma()), Err(Error::InvalidModelFolder { .. })));
         // A second file repeating a tensor.
-        write_st(&d.join("a.safetensors"), &[("model.embed_tokens.weight", safetensors::Dtype::F32, vec![1], f32s(&[1.0]))]);
-        write_st(&d.join("b.safetensors"), &[("model.embed_tokens.weight", safetensors::Dtype::F32, vec![1], f32s(&[1.0]))]);
+        write_st(
+            &d.join("a.safetensors"),
+            &[("model.embed_tokens.weight", safetensors::Dtype::F32, vec![1], f32s(&[1.0]))],
+        );
+        write_st(
+            &d.join("b.safetensors"),
+            &[("model.embed_tokens.weight", safetensors::Dtype::F32, vec![1], f32s(&[1.0]))],
+        );
         assert!(matches!(HfWeights::open(&d, gemma()), Err(Error::InvalidModelFolder { .. })));
     }
 
     #[test]
     fn model_type_picks_the_architecture() {
         let d = folder("cfg");
-        write_st(&d.join("m.safetensors"), &[("model.embed_tokens.weight", safetensors::Dtype::F32, vec![1], f32s(&[1.0]))]);
-        for (ty, arch) in [("gemma3_text", "gemma3"), ("gemma3", "gemma3"), ("llama", "llama"), ("qwen2", "qwen2"), ("qwen3", "qwen3")] {
+        write_st(
+            &d.join("m.safetensors"),
+            &[("model.embed_tokens.weight", safetensors::Dtype::F32, vec![1], f32s(&[1.0]))],
+        );
+        for (ty, arch) in [
+            ("gemma3_text", "gemma3"),
+            ("gemma3", "gemma3"),
+            ("llama", "llama"),
+            ("qwen2", "qwen2"),
+            ("qwen3", "qwen3"),
+        ] {
             std::fs::write(d.join("config.json"), format!(r#"{{"model_type": "{ty}"}}"#)).unwrap();
             assert_eq!(HfFolder::open(&d).unwrap().architecture().name(), arch);
         }
@@ -406,7 +449,11 @@ mod tests {
     fn chat_template_from_either_file() {
         let d = folder("tmpl");
         assert_eq!(read_chat_template(&d).unwrap(), None);
-        std::fs::write(d.join("tokenizer_config.json"), r#"{"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}"#).unwrap();
+        std::fs::write(
+            d.join("tokenizer_config.json"),
+            r#"{"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}"#,
+        )
+        .unwrap();
         assert_eq!(read_chat_template(&d).unwrap().as_deref(), Some("D"));
         std::fs::write(d.join("chat_template.jinja"), "J").unwrap();
         assert_eq!(read_chat_template(&d).unwrap().as_deref(), Some("J"));

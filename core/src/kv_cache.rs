@@ -193,7 +193,12 @@ impl Layers {
             Layers::Host(ls) => Ok(ls.clone()),
             Layers::Device(ls) => ls
                 .iter()
-                .map(|l| Ok(RecurrentLayer { conv: crate::model::layers::read_f32(l.conv.clone())?, state: crate::model::layers::read_f32(l.state.clone())? }))
+                .map(|l| {
+                    Ok(RecurrentLayer {
+                        conv: crate::model::layers::read_f32(l.conv.clone())?,
+                        state: crate::model::layers::read_f32(l.state.clone())?,
+                    })
+                })
                 .collect(),
         }
     }
@@ -309,7 +314,10 @@ impl KvCache {
             }
             let zeros = || {
                 Tensor::<3>::from_data(
-                    TensorData::new(vec![0f32; layout.kv_heads * cap * layout.head_dim], [layout.kv_heads, cap, layout.head_dim]),
+                    TensorData::new(
+                        vec![0f32; layout.kv_heads * cap * layout.head_dim],
+                        [layout.kv_heads, cap, layout.head_dim],
+                    ),
                     device,
                 )
             };
@@ -338,15 +346,29 @@ impl KvCache {
     /// state values)`.
     pub fn with_recurrent(mut self, shapes: &[(usize, usize)]) -> Self {
         let layers = shapes.iter().map(|&(c, s)| RecurrentLayer { conv: vec![0.0; c], state: vec![0.0; s] }).collect();
-        self.recurrent = Some(Recurrent { layers: Layers::Host(layers), checkpoints: Vec::new(), max_checkpoints: MAX_RECURRENT_CHECKPOINTS });
+        self.recurrent = Some(Recurrent {
+            layers: Layers::Host(layers),
+            checkpoints: Vec::new(),
+            max_checkpoints: MAX_RECURRENT_CHECKPOINTS,
+        });
         self
     }
 
     /// [`KvCache::with_recurrent`] with the state in device buffers on the cache's device (a
     /// model whose recurrence runs there; see [`DeviceRecurrentLayer`]).
     pub fn with_device_recurrent(mut self, shapes: &[(usize, usize)]) -> Self {
-        let layers = shapes.iter().map(|&(c, s)| DeviceRecurrentLayer { conv: Tensor::zeros([c], &self.device), state: Tensor::zeros([s], &self.device) }).collect();
-        self.recurrent = Some(Recurrent { layers: Layers::Device(layers), checkpoints: Vec::new(), max_checkpoints: MAX_RECURRENT_CHECKPOINTS });
+        let layers = shapes
+            .iter()
+            .map(|&(c, s)| DeviceRecurrentLayer {
+                conv: Tensor::zeros([c], &self.device),
+                state: Tensor::zeros([s], &self.device),
+            })
+            .collect();
+        self.recurrent = Some(Recurrent {
+            layers: Layers::Device(layers),
+            checkpoints: Vec::new(),
+            max_checkpoints: MAX_RECURRENT_CHECKPOINTS,
+        });
         self
     }
 
@@ -379,7 +401,9 @@ impl KvCache {
         }
         match self.recurrent.as_mut().map(|r| &mut r.layers) {
             Some(Layers::Host(ls)) => Ok(ls),
-            Some(Layers::Device(_)) => Err(Error::Backend { reason: "this cache holds its recurrent state on the device".into() }),
+            Some(Layers::Device(_)) => {
+                Err(Error::Backend { reason: "this cache holds its recurrent state on the device".into() })
+            }
             None => Err(Error::Backend { reason: "this cache has no recurrent state".into() }),
         }
     }
@@ -392,7 +416,9 @@ impl KvCache {
         }
         match self.recurrent.as_mut().map(|r| &mut r.layers) {
             Some(Layers::Device(ls)) => Ok(ls),
-            Some(Layers::Host(_)) => Err(Error::Backend { reason: "this cache holds its recurrent state on the host".into() }),
+            Some(Layers::Host(_)) => {
+                Err(Error::Backend { reason: "this cache holds its recurrent state on the host".into() })
+            }
             None => Err(Error::Backend { reason: "this cache has no recurrent state".into() }),
         }
     }
@@ -522,7 +548,10 @@ impl KvCache {
             self.recurrent = recurrent;
         }
         if n == 0 || n > self.layout.max_chunk {
-            return Err(Error::InvalidParameter { name: "n", reason: format!("{n} tokens per pass (1..={})", self.layout.max_chunk) });
+            return Err(Error::InvalidParameter {
+                name: "n",
+                reason: format!("{n} tokens per pass (1..={})", self.layout.max_chunk),
+            });
         }
         let end = self.len + n;
         if end > self.layout.max_context {
@@ -589,7 +618,9 @@ impl KvCache {
             for (i, tok) in src.chunks_exact(kvh * hd).enumerate() {
                 let slot = (start + i) % cap;
                 for (hh, row) in tok.chunks_exact(hd).enumerate() {
-                    buf.get_mut((hh * cap + slot) * hd..(hh * cap + slot + 1) * hd).ok_or_else(bad)?.convert_from_f32_slice(row);
+                    buf.get_mut((hh * cap + slot) * hd..(hh * cap + slot + 1) * hd)
+                        .ok_or_else(bad)?
+                        .convert_from_f32_slice(row);
                 }
             }
         }
@@ -637,7 +668,17 @@ impl KvCache {
         if k.len() != kvh * ring.capacity * hd || v.len() != k.len() {
             return Err(bad());
         }
-        Ok(Some(HostView { k, v, slot_pos, start, window: ring.window, cap: ring.capacity, s, kv_heads: kvh, head_dim: hd }))
+        Ok(Some(HostView {
+            k,
+            v,
+            slot_pos,
+            start,
+            window: ring.window,
+            cap: ring.capacity,
+            s,
+            kv_heads: kvh,
+            head_dim: hd,
+        }))
     }
 
     /// Ends the pass: its tokens become part of the cache.
@@ -836,15 +877,24 @@ impl KvCache {
             (Some(r), Some(s)) => (r, s),
         };
         let want: Vec<(usize, usize)> = r.layers.shapes();
-        let fits = |ls: &[RecurrentLayer]| ls.len() == want.len() && ls.iter().zip(&want).all(|(l, &(c, s))| l.conv.len() == c && l.state.len() == s);
+        let fits = |ls: &[RecurrentLayer]| {
+            ls.len() == want.len() && ls.iter().zip(&want).all(|(l, &(c, s))| l.conv.len() == c && l.state.len() == s)
+        };
         if !fits(&snap.layers) || !snap.checkpoints.iter().all(|(_, ls)| fits(ls)) {
             return fail(self, "recurrent state shapes differ from the model's".into());
         }
         let at: Vec<usize> = snap.checkpoints.iter().map(|(p, _)| *p).collect();
-        if len == 0 || at.len() > r.max_checkpoints || at.windows(2).any(|w| w[0] >= w[1]) || at.iter().any(|&p| p == 0 || p > len) {
+        if len == 0
+            || at.len() > r.max_checkpoints
+            || at.windows(2).any(|w| w[0] >= w[1])
+            || at.iter().any(|&p| p == 0 || p > len)
+        {
             return fail(self, format!("recurrent checkpoints at {at:?} do not fit {len} cached tokens"));
         }
-        let all_finite = std::iter::once(&snap.layers).chain(snap.checkpoints.iter().map(|(_, l)| l)).flatten().all(|l| l.conv.iter().chain(&l.state).all(|v| v.is_finite()));
+        let all_finite = std::iter::once(&snap.layers)
+            .chain(snap.checkpoints.iter().map(|(_, l)| l))
+            .flatten()
+            .all(|l| l.conv.iter().chain(&l.state).all(|v| v.is_finite()));
         if !all_finite {
             return fail(self, "recurrent state holds non-finite values".into());
         }
@@ -883,7 +933,8 @@ impl KvCache {
         let (kvh, hd) = (self.layout.kv_heads, self.layout.head_dim);
         let dtype = if self.host.is_some() { KvDtype::F16 } else { KvDtype::F32 };
         let cap_of = |w: &Option<usize>| self.rings[usize::from(w.is_some())].capacity;
-        let total = KvSnapshot::expected_bytes(&self.layout, &held, dtype).ok_or_else(|| snapshot_err("cache too large"))?;
+        let total =
+            KvSnapshot::expected_bytes(&self.layout, &held, dtype).ok_or_else(|| snapshot_err("cache too large"))?;
         let mut data = Vec::with_capacity(total);
         if self.released || self.len == 0 {
             return Ok(KvSnapshot { len: if self.released { 0 } else { self.len }, held: [0..0, 0..0], dtype, data });
@@ -906,9 +957,7 @@ impl KvCache {
                     }
                 }
                 None => {
-                    let read = |t: &Tensor<3>| -> Result<Vec<f32>> {
-                        crate::model::layers::read_f32(t.clone())
-                    };
+                    let read = |t: &Tensor<3>| -> Result<Vec<f32>> { crate::model::layers::read_f32(t.clone()) };
                     let (kb, vb) = (read(&self.k[layer])?, read(&self.v[layer])?);
                     for p in range {
                         let slot = p % cap;
@@ -1060,7 +1109,8 @@ mod tests {
     #[test]
     fn ring_wraps_and_truncate_detects_lost_keys() {
         let dev = Device::flex();
-        let layout = CacheLayout { layer_windows: vec![Some(4), None], kv_heads: 1, head_dim: 2, max_context: 32, max_chunk: 2 };
+        let layout =
+            CacheLayout { layer_windows: vec![Some(4), None], kv_heads: 1, head_dim: 2, max_context: 32, max_chunk: 2 };
         let mut c = KvCache::new(layout, &dev).unwrap();
         assert_eq!(c.rings[1].capacity, 5);
         for _ in 0..6 {

@@ -47,15 +47,15 @@ pub mod quant;
 pub mod router;
 pub mod sampling;
 pub mod session;
-pub mod structured;
 pub mod session_file;
+pub mod structured;
 pub mod tokenizer;
 pub mod weights;
 
-pub use error::{Error, Result};
 /// The vector index and recommender (crate `edgewise-retail`); [`embed::Embedder`] implements its
 /// [`retail::Embed`] trait.
 pub use edgewise_retail as retail;
+pub use error::{Error, Result};
 
 /// Most bytes of text one call takes in: a prompt ([`session::Session::complete`]), a chat message
 /// ([`session::Session::chat`], and a session's system prompt), a whole router request (every

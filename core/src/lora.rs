@@ -121,7 +121,8 @@ impl crate::quant::cpu::Fused for DecodeStep<'_> {
             if k != product {
                 continue;
             }
-            let z: Vec<f32> = self.z[off..off + p.rank].iter().map(|v| f32::from_bits(v.load(Ordering::Relaxed))).collect();
+            let z: Vec<f32> =
+                self.z[off..off + p.rank].iter().map(|v| f32::from_bits(v.load(Ordering::Relaxed))).collect();
             p.b.add_rows(r0, p.rank, &z, y);
         }
     }
@@ -300,7 +301,10 @@ fn dot_h_portable(a: &[half::f16], b: &[f32]) -> f32 {
 #[target_feature(enable = "avx,f16c")]
 #[inline]
 unsafe fn dot_h_f16c(a: &[half::f16], b: &[f32]) -> f32 {
-    use std::arch::x86_64::{__m128i, _mm256_add_ps, _mm256_cvtph_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm_loadu_si128};
+    use std::arch::x86_64::{
+        __m128i, _mm256_add_ps, _mm256_cvtph_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+        _mm_loadu_si128,
+    };
     let n = a.len().min(b.len());
     let whole = n / 8 * 8;
     let mut acc = _mm256_setzero_ps();
@@ -461,7 +465,8 @@ impl LoraAdapter {
                     if bytes.len() < 2 * n {
                         return Err(bad(format!("`{}` is shorter than its shape", t.name)));
                     }
-                    let v: Vec<half::f16> = bytes[..2 * n].chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]])).collect();
+                    let v: Vec<half::f16> =
+                        bytes[..2 * n].chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]])).collect();
                     if v.iter().any(|x| !x.is_finite()) {
                         return Err(bad(format!("`{}` holds a non-finite value", t.name)));
                     }
@@ -579,13 +584,20 @@ impl LoraSet {
     /// The work of one token (`x`, one row) for the projections `outs` of `layer`, `(proj,
     /// output rows)` each, in the order of the products it is fused with
     /// ([`DecodeStep`]); `None` when no adapter touches them.
-    pub(crate) fn decode_step<'a>(&'a self, layer: usize, x: &'a [f32], outs: &[(Proj, usize)]) -> Result<Option<DecodeStep<'a>>> {
+    pub(crate) fn decode_step<'a>(
+        &'a self,
+        layer: usize,
+        x: &'a [f32],
+        outs: &[(Proj, usize)],
+    ) -> Result<Option<DecodeStep<'a>>> {
         let (mut jobs, mut tasks, mut len) = (Vec::new(), Vec::new(), 0);
         for (adapter, scale) in &self.entries {
             for (k, (proj, rows)) in outs.iter().enumerate() {
                 let Some(p) = adapter.layers.get(layer).and_then(|l| l[*proj as usize].as_ref()) else { continue };
                 if x.len() < p.n_in || *rows != p.n_out {
-                    return Err(Error::Backend { reason: format!("lora: one token does not fit the buffers of layer {layer}") });
+                    return Err(Error::Backend {
+                        reason: format!("lora: one token does not fit the buffers of layer {layer}"),
+                    });
                 }
                 let s = if adapter.alpha != 0.0 { scale * adapter.alpha / p.rank as f32 } else { *scale };
                 let per = (A_BYTES_PER_TASK / (4 * p.n_in)).clamp(1, p.rank);
@@ -668,7 +680,8 @@ impl LoraAdapter {
     /// Its matrices on `device`: uploaded at the first call for that device, then shared (every
     /// session and pass on the device reads the same buffers).
     fn on_device(&self, device: &burn::tensor::Device) -> Result<Arc<DeviceCopy>> {
-        let mut copies = self.devices.lock().map_err(|_| Error::Backend { reason: "lora: device copies lock poisoned".into() })?;
+        let mut copies =
+            self.devices.lock().map_err(|_| Error::Backend { reason: "lora: device copies lock poisoned".into() })?;
         if let Some(c) = copies.iter().find(|c| &c.device == device) {
             return Ok(c.clone());
         }
@@ -687,7 +700,12 @@ impl LoraAdapter {
         };
         let layers = self.layers.iter().map(|l| std::array::from_fn(|k| l[k].as_ref().map(upload))).collect();
         let copy = Arc::new(DeviceCopy { device: device.clone(), layers });
-        log::info!("lora adapter {}: {} weights uploaded to the device ({} KiB)", self.id, self.pairs, self.bytes >> 10);
+        log::info!(
+            "lora adapter {}: {} weights uploaded to the device ({} KiB)",
+            self.id,
+            self.pairs,
+            self.bytes >> 10
+        );
         copies.push(copy.clone());
         Ok(copy)
     }
@@ -702,7 +720,8 @@ pub(crate) struct DeviceLoraSet {
 impl LoraSet {
     /// The set's adapters on `device` (uploading any that are not there yet).
     pub(crate) fn on_device(&self, device: &burn::tensor::Device) -> Result<DeviceLoraSet> {
-        let entries = self.entries.iter().map(|(a, s)| Ok((a.on_device(device)?, a.alpha, *s))).collect::<Result<_>>()?;
+        let entries =
+            self.entries.iter().map(|(a, s)| Ok((a.on_device(device)?, a.alpha, *s))).collect::<Result<_>>()?;
         Ok(DeviceLoraSet { entries })
     }
 }
@@ -716,14 +735,23 @@ impl DeviceLoraSet {
     /// `y + Σ s·(x·Aᵀ)·Bᵀ` over the set's adapters that adapt projection `proj` of `layer`
     /// (`x: [n, in]`, `y: [n, out]`; `s` as on the host: `scale·alpha/rank`, or `scale` without
     /// alpha): two thin matmuls, a scale and an add per adapter, the base product untouched.
-    pub(crate) fn apply(&self, layer: usize, proj: Proj, x: &burn::tensor::Tensor<2>, y: burn::tensor::Tensor<2>) -> Result<burn::tensor::Tensor<2>> {
+    pub(crate) fn apply(
+        &self,
+        layer: usize,
+        proj: Proj,
+        x: &burn::tensor::Tensor<2>,
+        y: burn::tensor::Tensor<2>,
+    ) -> Result<burn::tensor::Tensor<2>> {
         let mut y = y;
         for (copy, alpha, scale) in &self.entries {
             let Some(p) = copy.layers.get(layer).and_then(|l| l[proj as usize].as_ref()) else { continue };
             let ([n, xin], [m, yout]) = (x.dims(), y.dims());
             if xin != p.n_in || yout != p.n_out || n != m {
                 return Err(Error::Backend {
-                    reason: format!("lora: [{n}, {xin}] -> [{m}, {yout}] does not fit layer {layer}'s {}x{} adapter", p.n_in, p.n_out),
+                    reason: format!(
+                        "lora: [{n}, {xin}] -> [{m}, {yout}] does not fit layer {layer}'s {}x{} adapter",
+                        p.n_in, p.n_out
+                    ),
                 });
             }
             let s = if *alpha != 0.0 { scale * alpha / p.rank as f32 } else { *scale };
@@ -819,7 +847,10 @@ mod tests {
             w = w.kv(k, v.clone());
         }
         for (i, (name, s)) in tensors.iter().enumerate() {
-            let vals = f32s(s[0] * s[1], i as u32).chunks_exact(4).map(|c| half::f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect::<Vec<_>>();
+            let vals = f32s(s[0] * s[1], i as u32)
+                .chunks_exact(4)
+                .map(|c| half::f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect::<Vec<_>>();
             let bytes: Vec<u8> = match ty {
                 GgmlType::F16 => vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
                 _ => vals.iter().flat_map(|v| v.to_f32().to_le_bytes()).collect(),
@@ -882,7 +913,10 @@ mod tests {
         assert!(z.iter().all(|v| *v == 1.0));
         // Two copies at half scale add up to one at full scale; scale 0 drops it.
         let (mut y2, mut y0) = (vec![1f32; 64], vec![1f32; 64]);
-        LoraSet::new(&[(a.clone(), 0.25), (a.clone(), 0.25)]).unwrap().apply_host(1, &x, 2, &mut [(Proj::Q, &mut y2)]).unwrap();
+        LoraSet::new(&[(a.clone(), 0.25), (a.clone(), 0.25)])
+            .unwrap()
+            .apply_host(1, &x, 2, &mut [(Proj::Q, &mut y2)])
+            .unwrap();
         assert!(y.iter().zip(&y2).all(|(p, q)| (p - q).abs() < 1e-5));
         let zero = LoraSet::new(&[(a.clone(), 0.0)]).unwrap();
         assert!(zero.is_empty());
@@ -915,12 +949,13 @@ mod tests {
 
     /// An adapter on q, k, v (and gate, up) of layer 0 of [`wide_cfg`], of rank `r`.
     fn wide_adapter(r: u64, alpha: f32, ty: GgmlType) -> Arc<LoraAdapter> {
-        let names: Vec<(String, [u64; 2])> = [("attn_q", 320), ("attn_k", 160), ("attn_v", 160), ("ffn_gate", 300), ("ffn_up", 300)]
-            .iter()
-            .flat_map(|(w, out)| {
-                [(format!("blk.0.{w}.weight.lora_a"), [160, r]), (format!("blk.0.{w}.weight.lora_b"), [r, *out])]
-            })
-            .collect();
+        let names: Vec<(String, [u64; 2])> =
+            [("attn_q", 320), ("attn_k", 160), ("attn_v", 160), ("ffn_gate", 300), ("ffn_up", 300)]
+                .iter()
+                .flat_map(|(w, out)| {
+                    [(format!("blk.0.{w}.weight.lora_a"), [160, r]), (format!("blk.0.{w}.weight.lora_b"), [r, *out])]
+                })
+                .collect();
         let t: Vec<(&str, [u64; 2])> = names.iter().map(|(n, s)| (n.as_str(), *s)).collect();
         Arc::new(LoraAdapter::load(file_as(&header("gemma3", Some(alpha)), &t, ty).path(), &wide_cfg()).unwrap())
     }
@@ -959,20 +994,27 @@ mod tests {
         let set = LoraSet::new(&[(a, 0.7), (b, -1.3)]).unwrap();
         let x: Vec<f32> = (0..160).map(|i| (i as f32 * 0.071).sin()).collect();
         let shapes = [(Proj::Q, 320usize), (Proj::K, 160), (Proj::V, 160)];
-        let ws: Vec<Vec<u8>> = shapes.iter().enumerate().map(|(i, (_, r))| crate::quant::random_blocks(GgmlType::Q8_0, r * 160 / 32, 7 + i as u64)).collect();
+        let ws: Vec<Vec<u8>> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, (_, r))| crate::quant::random_blocks(GgmlType::Q8_0, r * 160 / 32, 7 + i as u64))
+            .collect();
         for group in [&shapes[..], &shapes[1..2]] {
             let ws = &ws[shapes.len() - group.len()..][..group.len()];
             let mut want: Vec<Vec<f32>> = group.iter().map(|(_, r)| vec![0f32; *r]).collect();
-            let mut parts: Vec<(&[u8], usize, &mut [f32])> = ws.iter().zip(group).zip(want.iter_mut()).map(|((w, (_, r)), y)| (&w[..], *r, &mut y[..])).collect();
+            let mut parts: Vec<(&[u8], usize, &mut [f32])> =
+                ws.iter().zip(group).zip(want.iter_mut()).map(|((w, (_, r)), y)| (&w[..], *r, &mut y[..])).collect();
             Quantized::new(&x, 1, 160).unwrap().matmul_many_into(GgmlType::Q8_0, &mut parts).unwrap();
             drop(parts);
-            let mut outs: Vec<(Proj, &mut [f32])> = group.iter().map(|(p, _)| *p).zip(want.iter_mut().map(|y| &mut y[..])).collect();
+            let mut outs: Vec<(Proj, &mut [f32])> =
+                group.iter().map(|(p, _)| *p).zip(want.iter_mut().map(|y| &mut y[..])).collect();
             set.apply_host(0, &x, 1, &mut outs).unwrap();
             drop(outs);
             let step = set.decode_step(0, &x, group).unwrap().unwrap();
             assert!(step.tasks.len() >= 2, "several pre tasks (one per adapter and product here)");
             let mut got: Vec<Vec<f32>> = group.iter().map(|(_, r)| vec![f32::NAN; *r]).collect();
-            let mut parts: Vec<(&[u8], usize, &mut [f32])> = ws.iter().zip(group).zip(got.iter_mut()).map(|((w, (_, r)), y)| (&w[..], *r, &mut y[..])).collect();
+            let mut parts: Vec<(&[u8], usize, &mut [f32])> =
+                ws.iter().zip(group).zip(got.iter_mut()).map(|((w, (_, r)), y)| (&w[..], *r, &mut y[..])).collect();
             Quantized::new(&x, 1, 160).unwrap().matmul_many_fused(GgmlType::Q8_0, &mut parts, &step).unwrap();
             drop(parts);
             assert_eq!(got, want, "fused must equal products + apply_host bit for bit");
@@ -990,8 +1032,14 @@ mod tests {
             let x: Vec<f32> = (0..n * 160).map(|i| (i as f32 * 0.29).sin()).collect();
             let (mut g1, mut u1) = (vec![0.5f32; n * 300], vec![-0.5f32; n * 300]);
             let (mut g2, mut u2) = (g1.clone(), u1.clone());
-            LoraSet::new(&[(h.clone(), 0.9)]).unwrap().apply_host(0, &x, n, &mut [(Proj::Gate, &mut g1), (Proj::Up, &mut u1)]).unwrap();
-            LoraSet::new(&[(s.clone(), 0.9)]).unwrap().apply_host(0, &x, n, &mut [(Proj::Gate, &mut g2), (Proj::Up, &mut u2)]).unwrap();
+            LoraSet::new(&[(h.clone(), 0.9)])
+                .unwrap()
+                .apply_host(0, &x, n, &mut [(Proj::Gate, &mut g1), (Proj::Up, &mut u1)])
+                .unwrap();
+            LoraSet::new(&[(s.clone(), 0.9)])
+                .unwrap()
+                .apply_host(0, &x, n, &mut [(Proj::Gate, &mut g2), (Proj::Up, &mut u2)])
+                .unwrap();
             assert_eq!((&g1, &u1), (&g2, &u2));
             assert!(g1.iter().any(|v| *v != 0.5));
         }
@@ -1141,8 +1189,13 @@ mod cost {
             .map(|_| {
                 let mut l: [Option<Pair>; N_PROJ] = Default::default();
                 for (p, n_in, n_out) in shapes {
-                    l[p as usize] =
-                        Some(Pair { a: Mat::F32(vec![0.01; r * n_in]), b: Mat::F32(vec![0.01; n_out * r]), rank: r, n_in, n_out });
+                    l[p as usize] = Some(Pair {
+                        a: Mat::F32(vec![0.01; r * n_in]),
+                        b: Mat::F32(vec![0.01; n_out * r]),
+                        rank: r,
+                        n_in,
+                        n_out,
+                    });
                 }
                 l
             })

@@ -111,9 +111,15 @@ mod tests {
         let b: Arc<dyn Trimmable> = Arc::new(Holder(5));
         reg.register(Arc::downgrade(&a));
         reg.register(Arc::downgrade(&b));
-        assert_eq!(reg.trim(TrimLevel::Background), TrimReport { kv_cache_bytes: 15, sessions: 2, weights_released: false });
+        assert_eq!(
+            reg.trim(TrimLevel::Background),
+            TrimReport { kv_cache_bytes: 15, sessions: 2, weights_released: false }
+        );
         drop(b);
-        assert_eq!(reg.trim(TrimLevel::Critical), TrimReport { kv_cache_bytes: 10, sessions: 1, weights_released: true });
+        assert_eq!(
+            reg.trim(TrimLevel::Critical),
+            TrimReport { kv_cache_bytes: 10, sessions: 1, weights_released: true }
+        );
         assert_eq!(reg.targets.lock().unwrap().len(), 1);
         assert!(TrimLevel::Background < TrimLevel::Low && TrimLevel::Low < TrimLevel::Critical);
     }

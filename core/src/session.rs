@@ -99,14 +99,20 @@ impl SessionConfig {
     /// Rejects absurd values.
     pub fn validate(&self, model_max: usize) -> Result<()> {
         if self.max_context < 16 || self.max_context > model_max {
-            return Err(Error::InvalidParameter { name: "max_context", reason: format!("must be in 16..={model_max}") });
+            return Err(Error::InvalidParameter {
+                name: "max_context",
+                reason: format!("must be in 16..={model_max}"),
+            });
         }
         if self.prefill_chunk == 0 || self.prefill_chunk > 4096 {
             return Err(Error::InvalidParameter { name: "prefill_chunk", reason: "must be in 1..=4096".into() });
         }
         crate::check_input_len(self.system_prompt.as_ref().map_or(0, String::len))?;
         if self.state_checkpoints > crate::kv_cache::RECURRENT_CHECKPOINTS_LIMIT {
-            return Err(Error::InvalidParameter { name: "state_checkpoints", reason: format!("must be in 0..={}", crate::kv_cache::RECURRENT_CHECKPOINTS_LIMIT) });
+            return Err(Error::InvalidParameter {
+                name: "state_checkpoints",
+                reason: format!("must be in 0..={}", crate::kv_cache::RECURRENT_CHECKPOINTS_LIMIT),
+            });
         }
         Ok(())
     }
@@ -358,7 +364,10 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("cfg", &self.cfg).field("cached_tokens", &self.cached.len()).finish_non_exhaustive()
+        f.debug_struct("Session")
+            .field("cfg", &self.cfg)
+            .field("cached_tokens", &self.cached.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -368,7 +377,17 @@ impl Session {
         let mut cache = engine.model().new_cache(cfg.max_context, cfg.prefill_chunk)?;
         cache.set_max_checkpoints(cfg.state_checkpoints);
         log::debug!("session: context {}, kv cache {} KiB", cfg.max_context, cache.size_bytes() >> 10);
-        Ok(Self { engine, cfg, cache, cached: Vec::new(), history: Vec::new(), history_ids: Vec::new(), cancel: CancelHandle::default(), tools: None, tool_turns: 0 })
+        Ok(Self {
+            engine,
+            cfg,
+            cache,
+            cached: Vec::new(),
+            history: Vec::new(),
+            history_ids: Vec::new(),
+            cancel: CancelHandle::default(),
+            tools: None,
+            tool_turns: 0,
+        })
     }
 
     /// The session-wide handle used by [`Session::chat`], [`Session::complete`] and
@@ -469,7 +488,12 @@ impl Session {
 
     /// Sends tool results back as the next turn and streams the model's answer (text, or more
     /// calls). The cached conversation is reused: only the results are prefilled.
-    pub fn send_tool_results(&mut self, results: &[ToolResult], params: &GenerationParams, sink: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+    pub fn send_tool_results(
+        &mut self,
+        results: &[ToolResult],
+        params: &GenerationParams,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
         let cancel = self.fresh_session_handle();
         self.send_tool_results_with(results, params, &cancel, sink)
     }
@@ -501,7 +525,11 @@ impl Session {
         let mut cached = self.cached.clone();
         if kv.len != cached.len() {
             // Not expected (the cache holds exactly `cached`); save the conversation alone.
-            log::warn!("session save: cache holds {} tokens, ids {}; saving the conversation only", kv.len, cached.len());
+            log::warn!(
+                "session save: cache holds {} tokens, ids {}; saving the conversation only",
+                kv.len,
+                cached.len()
+            );
             kv = crate::kv_cache::KvSnapshot { len: 0, held: [0..0, 0..0], dtype: kv.dtype, data: Vec::new() };
             recurrent = None;
             cached.clear();
@@ -535,7 +563,10 @@ impl Session {
         let t0 = Instant::now();
         let (h, kv, recurrent) = decode(read_bounded(path)?)?;
         if h.model_id != engine.model_id() {
-            return Err(Error::SessionModelMismatch { file: short_id(&h.model_id), engine: short_id(engine.model_id()) });
+            return Err(Error::SessionModelMismatch {
+                file: short_id(&h.model_id),
+                engine: short_id(engine.model_id()),
+            });
         }
         let bad = |reason: String| Error::SessionFile { reason };
         let mut s = Session::new(engine, h.config).map_err(|e| match e {
@@ -543,12 +574,19 @@ impl Session {
             other => other,
         })?;
         let layout = s.cache.layout();
-        if h.kv.layer_windows != layout.layer_windows || h.kv.kv_heads != layout.kv_heads || h.kv.head_dim != layout.head_dim {
+        if h.kv.layer_windows != layout.layer_windows
+            || h.kv.kv_heads != layout.kv_heads
+            || h.kv.head_dim != layout.head_dim
+        {
             return Err(bad("kv geometry differs from the model's".into()));
         }
         let vocab = s.engine.model().vocab_size();
         if h.cached.len() != kv.len || h.cached.iter().any(|&t| t as usize >= vocab) {
-            return Err(bad(format!("{} token ids for {} cached positions (or ids outside the vocabulary)", h.cached.len(), kv.len)));
+            return Err(bad(format!(
+                "{} token ids for {} cached positions (or ids outside the vocabulary)",
+                h.cached.len(),
+                kv.len
+            )));
         }
         if h.history.iter().any(|m| m.content.len() > crate::MAX_INPUT_BYTES) {
             return Err(bad("a history message is over the per-call input limit".into()));
@@ -559,7 +597,12 @@ impl Session {
         s.history = h.history;
         // The sampled ids of the answers are not saved: the next turn encodes them from the text.
         s.history_ids = vec![None; s.history.len()];
-        log::debug!("session restored: {} cached tokens, {} messages in {:.0?}", s.cached.len(), s.history.len(), t0.elapsed());
+        log::debug!(
+            "session restored: {} cached tokens, {} messages in {:.0?}",
+            s.cached.len(),
+            s.history.len(),
+            t0.elapsed()
+        );
         Ok(s)
     }
 
@@ -574,7 +617,12 @@ impl Session {
     /// conversation history is not used or changed; the cache is reused where it matches.
     /// Cancelled through [`Session::cancel_handle`]. A prompt over [`crate::MAX_INPUT_BYTES`] is
     /// [`Error::InputTooLarge`].
-    pub fn complete(&mut self, prompt: &str, params: &GenerationParams, sink: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+    pub fn complete(
+        &mut self,
+        prompt: &str,
+        params: &GenerationParams,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
         let cancel = self.fresh_session_handle();
         self.complete_with(prompt, params, &cancel, sink)
     }
@@ -600,7 +648,12 @@ impl Session {
     /// Sends a user message and streams the model's answer; both join the history.
     /// Cancelled through [`Session::cancel_handle`]. A message over [`crate::MAX_INPUT_BYTES`] is
     /// [`Error::InputTooLarge`].
-    pub fn chat(&mut self, message: &str, params: &GenerationParams, sink: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+    pub fn chat(
+        &mut self,
+        message: &str,
+        params: &GenerationParams,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
         let cancel = self.fresh_session_handle();
         self.chat_with(message, params, &cancel, sink)
     }
@@ -671,10 +724,20 @@ impl Session {
         // The tool choice constrains the answer unless the caller set a constraint; a model that
         // thinks may think first, as the prompt's end says (thinking on, off, or already open).
         let thinking = thinking_after(&self.engine, &ids, params.max_tokens);
-        let tool_constraint =
-            self.tools.as_ref().filter(|_| params.constraint.is_text()).map(|t| t.constraint_for_model(format, thinking));
+        let tool_constraint = self
+            .tools
+            .as_ref()
+            .filter(|_| params.constraint.is_text())
+            .map(|t| t.constraint_for_model(format, thinking));
         let mut g = match tool_constraint {
-            Some(constraint) => self.generate(ids, &GenerationParams { constraint, ..params.clone() }, cancel, sink, &anchors, departure)?,
+            Some(constraint) => self.generate(
+                ids,
+                &GenerationParams { constraint, ..params.clone() },
+                cancel,
+                sink,
+                &anchors,
+                departure,
+            )?,
             None => self.generate(ids, params, cancel, sink, &anchors, departure)?,
         };
         g.metrics.dropped_messages = dropped;
@@ -795,7 +858,12 @@ impl Session {
 
     /// Generates a continuation of `prompt` token ids (the core loop). Cancelled through
     /// [`Session::cancel_handle`].
-    pub fn generate_from(&mut self, prompt: Vec<u32>, params: &GenerationParams, sink: &mut dyn FnMut(&str) -> bool) -> Result<Generation> {
+    pub fn generate_from(
+        &mut self,
+        prompt: Vec<u32>,
+        params: &GenerationParams,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
         let cancel = self.fresh_session_handle();
         self.generate_from_with(prompt, params, &cancel, sink)
     }
@@ -856,7 +924,13 @@ impl Session {
         };
         // A constraint's sampled steps mask the logits on the host: they read them all back.
         let host_logits = constraint.is_some();
-        let top_needed = |sampler: &Sampler, history: &[u32]| if host_logits { None } else { sampler.candidates_needed(history, model.vocab_size()) };
+        let top_needed = |sampler: &Sampler, history: &[u32]| {
+            if host_logits {
+                None
+            } else {
+                sampler.candidates_needed(history, model.vocab_size())
+            }
+        };
         // Greedy without a penalty needs only the maximum: the model may pick on its device,
         // under a constraint's mask too (the mask goes to the device; `EDGEWISE_HOST_SAMPLING`
         // keeps constrained steps on the host).
@@ -864,13 +938,19 @@ impl Session {
         let masked_pick = sampler.is_plain_greedy() && host_logits && !sampler.host_only();
         // Otherwise, where the sampler's settings allow it, only the `top` largest logits.
         // `c` is the constraint whose mask a masked device pick uses.
-        let step = |tokens: &[u32], cache: &mut KvCache, top: Option<usize>, c: Option<&mut crate::structured::Constrained>| -> Result<Next> {
+        let step = |tokens: &[u32],
+                    cache: &mut KvCache,
+                    top: Option<usize>,
+                    c: Option<&mut crate::structured::Constrained>|
+         -> Result<Next> {
             Ok(match (top, c) {
                 _ if device_pick => Next::Picked(model.forward_greedy(tokens, cache)?),
-                (_, Some(c)) if masked_pick => match model.forward_greedy_masked(tokens, cache, &mut || c.greedy_words())? {
-                    MaskedPick::Picked(t, lp) => Next::Picked((t, lp)),
-                    MaskedPick::All(l) => Next::Logits(l),
-                },
+                (_, Some(c)) if masked_pick => {
+                    match model.forward_greedy_masked(tokens, cache, &mut || c.greedy_words())? {
+                        MaskedPick::Picked(t, lp) => Next::Picked((t, lp)),
+                        MaskedPick::All(l) => Next::Logits(l),
+                    }
+                }
                 (Some(k), _) => match model.forward_top_k(tokens, cache, k)? {
                     StepLogits::Top(t) => Next::Top(t),
                     StepLogits::All(l) => Next::Logits(l),
@@ -1018,11 +1098,21 @@ impl Session {
             None => (None, None),
             Some(c) => {
                 let complete = reason == StopReason::Eos && c.is_accepting();
-                let json = if complete && c.is_json() { serde_json::from_str::<serde_json::Value>(&text).ok() } else { None };
+                let json =
+                    if complete && c.is_json() { serde_json::from_str::<serde_json::Value>(&text).ok() } else { None };
                 (Some(complete && (json.is_some() || !c.is_json())), json)
             }
         };
-        Ok(Generation { text, token_ids: generated, stop_reason: reason, mean_logprob, metrics, valid, json, tool_calls: Vec::new() })
+        Ok(Generation {
+            text,
+            token_ids: generated,
+            stop_reason: reason,
+            mean_logprob,
+            metrics,
+            valid,
+            json,
+            tool_calls: Vec::new(),
+        })
     }
 
     fn finish_cancelled(&self, prompt: &[u32], common: usize, t0: Instant, constrained: bool) -> Generation {
@@ -1032,7 +1122,12 @@ impl Session {
             token_ids: Vec::new(),
             stop_reason: StopReason::Cancelled,
             mean_logprob: 0.0,
-            metrics: Metrics { prompt_tokens: prompt.len(), prefilled_tokens: self.cached.len().saturating_sub(common), total_ms: total, ..Default::default() },
+            metrics: Metrics {
+                prompt_tokens: prompt.len(),
+                prefilled_tokens: self.cached.len().saturating_sub(common),
+                total_ms: total,
+                ..Default::default()
+            },
             valid: constrained.then_some(false),
             json: None,
             tool_calls: Vec::new(),
@@ -1073,7 +1168,9 @@ pub struct SharedSession {
 
 impl std::fmt::Debug for SharedSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedSession").field("busy", &lock_ignoring_poison(&self.holder).is_some()).finish_non_exhaustive()
+        f.debug_struct("SharedSession")
+            .field("busy", &lock_ignoring_poison(&self.holder).is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -1096,8 +1193,12 @@ impl SharedSession {
     /// Wraps `session`, waiting at most `wait` for a cancelled generation to unwind.
     pub fn with_unwind_wait(session: Session, wait: Duration) -> Arc<Self> {
         let engine = session.engine.clone();
-        let shared =
-            Arc::new(Self { session: Mutex::new(session), holder: Mutex::new(None), freed: Condvar::new(), unwind_wait: wait });
+        let shared = Arc::new(Self {
+            session: Mutex::new(session),
+            holder: Mutex::new(None),
+            freed: Condvar::new(),
+            unwind_wait: wait,
+        });
         let weak: std::sync::Weak<dyn Trimmable> = Arc::downgrade(&(shared.clone() as Arc<dyn Trimmable>));
         engine.register_trimmable(weak);
         shared
@@ -1268,7 +1369,12 @@ mod tests {
     fn assert_device_equals_host(engine: &Engine, prompt: &str, params: &GenerationParams) -> Generation {
         let (device, host) = (generate_on(engine, prompt, params, false), generate_on(engine, prompt, params, true));
         assert_eq!(device.token_ids, host.token_ids, "{:?}", params.sampling);
-        assert!((device.mean_logprob - host.mean_logprob).abs() < 1e-3, "{} vs {}", device.mean_logprob, host.mean_logprob);
+        assert!(
+            (device.mean_logprob - host.mean_logprob).abs() < 1e-3,
+            "{} vs {}",
+            device.mean_logprob,
+            host.mean_logprob
+        );
         device
     }
 
@@ -1284,7 +1390,18 @@ mod tests {
         assert!(matches!(engine.model().forward_top_k(&ids, &mut cache, 40).unwrap(), StepLogits::Top(_)));
         for (sampling, n) in [
             (SamplingParams { temperature: 0.9, top_k: 40, seed: 7, ..Default::default() }, 10),
-            (SamplingParams { temperature: 1.5, top_k: 64, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.3, seed: 11, ..Default::default() }, 10),
+            (
+                SamplingParams {
+                    temperature: 1.5,
+                    top_k: 64,
+                    top_p: 1.0,
+                    min_p: 0.0,
+                    repetition_penalty: 1.3,
+                    seed: 11,
+                    ..Default::default()
+                },
+                10,
+            ),
             (SamplingParams { repetition_penalty: 1.5, ..SamplingParams::greedy() }, 6),
         ] {
             let params = GenerationParams { sampling, max_tokens: n, ignore_eos: true, ..Default::default() };
@@ -1302,9 +1419,15 @@ mod tests {
         let ids = engine.tokenizer().encode("Once upon a time", true).unwrap();
         let mut cache = engine.model().new_cache(64, 16).unwrap();
         let mut only_7 = || Ok(Some(vec![1u32 << 7]));
-        assert!(matches!(engine.model().forward_greedy_masked(&ids, &mut cache, &mut only_7).unwrap(), MaskedPick::Picked(7, _)));
+        assert!(matches!(
+            engine.model().forward_greedy_masked(&ids, &mut cache, &mut only_7).unwrap(),
+            MaskedPick::Picked(7, _)
+        ));
         let schema = r#"{"type":"object","properties":{"name":{"type":"string","maxLength":12},"age":{"type":"integer","minimum":0,"maximum":120},"tags":{"type":"array","items":{"enum":["a","b","c"]},"maxItems":2}},"required":["name","age","tags"],"additionalProperties":false}"#;
-        let params = GenerationParams { constraint: OutputConstraint::JsonSchema(schema.into()), ..GenerationParams::greedy(40) };
+        let params = GenerationParams {
+            constraint: OutputConstraint::JsonSchema(schema.into()),
+            ..GenerationParams::greedy(40)
+        };
         let device = assert_device_equals_host(&engine, "A person record in JSON:", &params);
         assert_eq!(device.valid, Some(true), "{:?}", device.text);
     }
@@ -1318,7 +1441,11 @@ mod tests {
         use crate::engine::EngineConfig;
         use crate::router::{ChatRequest, LocalEngine};
         let Some(path) = crate::catalog::test_model_path() else { return };
-        let engine = Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap();
+        let engine = Engine::load(
+            path,
+            EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false },
+        )
+        .unwrap();
         let big = "CANARY words ".repeat(crate::MAX_INPUT_BYTES / 13 + 1);
         let check = |r: Result<Generation>, what: &str| match r {
             Err(e @ Error::InputTooLarge { .. }) => assert!(!e.to_string().contains("CANARY"), "{what}: {e}"),
@@ -1335,7 +1462,8 @@ mod tests {
         let cfg = SessionConfig { system_prompt: Some(big.clone()), ..Default::default() };
         assert!(matches!(engine.new_session(cfg.clone()), Err(Error::InputTooLarge { .. })));
         assert!(matches!(LocalEngine::new(engine.clone(), cfg, params.clone()), Err(Error::InputTooLarge { .. })));
-        let local = LocalEngine::new(engine, SessionConfig { max_context: 64, ..Default::default() }, params.clone()).unwrap();
+        let local =
+            LocalEngine::new(engine, SessionConfig { max_context: 64, ..Default::default() }, params.clone()).unwrap();
         check(local.generate_with(&ChatRequest::user(big), &params, &mut |_| true), "LocalEngine::generate_with");
     }
 

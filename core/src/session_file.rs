@@ -88,7 +88,10 @@ pub(crate) struct RecurrentHeader {
 
 impl RecurrentHeader {
     pub(crate) fn of(r: &RecurrentSnapshot) -> Self {
-        Self { layers: r.shapes().iter().map(|&(c, s)| [c, s]).collect(), checkpoints: r.checkpoints.iter().map(|(p, _)| *p).collect() }
+        Self {
+            layers: r.shapes().iter().map(|&(c, s)| [c, s]).collect(),
+            checkpoints: r.checkpoints.iter().map(|(p, _)| *p).collect(),
+        }
     }
 
     /// Bytes of one set of layers, and of the whole section (`None` on overflow).
@@ -251,7 +254,10 @@ pub(crate) fn decode(mut bytes: Vec<u8>) -> Result<(Header, KvSnapshot, Option<R
             let read = |set: &[u8]| -> Vec<RecurrentLayer> {
                 let mut at = 0;
                 let mut floats = |n: usize| {
-                    let v: Vec<f32> = set[at..at + 4 * n].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                    let v: Vec<f32> = set[at..at + 4 * n]
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
                     at += 4 * n;
                     v
                 };
@@ -259,7 +265,11 @@ pub(crate) fn decode(mut bytes: Vec<u8>) -> Result<(Header, KvSnapshot, Option<R
             };
             let mut sets = tail.chunks_exact(one.max(1));
             let layers = if one == 0 { Vec::new() } else { sets.next().map(read).unwrap_or_default() };
-            let checkpoints = rh.checkpoints.iter().map(|&p| (p, if one == 0 { Vec::new() } else { sets.next().map(read).unwrap_or_default() })).collect();
+            let checkpoints = rh
+                .checkpoints
+                .iter()
+                .map(|&p| (p, if one == 0 { Vec::new() } else { sets.next().map(read).unwrap_or_default() }))
+                .collect();
             bytes.truncate(body - total);
             Some(RecurrentSnapshot { layers, checkpoints })
         }
@@ -375,7 +385,12 @@ mod tests {
     #[test]
     fn recurrent_state_round_trips_after_the_kv_rows() {
         let (mut h, s) = sample();
-        let set = |x: f32| vec![RecurrentLayer { conv: vec![x; 3], state: vec![x + 0.5; 4] }, RecurrentLayer { conv: vec![-x; 3], state: vec![x * 2.0; 4] }];
+        let set = |x: f32| {
+            vec![
+                RecurrentLayer { conv: vec![x; 3], state: vec![x + 0.5; 4] },
+                RecurrentLayer { conv: vec![-x; 3], state: vec![x * 2.0; 4] },
+            ]
+        };
         let r = RecurrentSnapshot { layers: set(1.0), checkpoints: vec![(1, set(2.0)), (3, set(3.0))] };
         assert!(matches!(encode(&h, &s, Some(&r)), Err(Error::SessionFile { .. })));
         h.recurrent = Some(RecurrentHeader::of(&r));

@@ -21,25 +21,60 @@ pub enum WeightId {
     Output,
     /// Llama 3's RoPE frequency factors (`hd/2` divisors).
     RopeFreqs,
-    AttnNorm { layer: usize },
-    AttnQ { layer: usize },
-    AttnK { layer: usize },
-    AttnV { layer: usize },
-    AttnOutput { layer: usize },
-    AttnQNorm { layer: usize },
-    AttnKNorm { layer: usize },
-    AttnQBias { layer: usize },
-    AttnKBias { layer: usize },
-    AttnVBias { layer: usize },
-    PostAttnNorm { layer: usize },
-    FfnNorm { layer: usize },
-    FfnGate { layer: usize },
-    FfnUp { layer: usize },
-    FfnDown { layer: usize },
-    PostFfnNorm { layer: usize },
+    AttnNorm {
+        layer: usize,
+    },
+    AttnQ {
+        layer: usize,
+    },
+    AttnK {
+        layer: usize,
+    },
+    AttnV {
+        layer: usize,
+    },
+    AttnOutput {
+        layer: usize,
+    },
+    AttnQNorm {
+        layer: usize,
+    },
+    AttnKNorm {
+        layer: usize,
+    },
+    AttnQBias {
+        layer: usize,
+    },
+    AttnKBias {
+        layer: usize,
+    },
+    AttnVBias {
+        layer: usize,
+    },
+    PostAttnNorm {
+        layer: usize,
+    },
+    FfnNorm {
+        layer: usize,
+    },
+    FfnGate {
+        layer: usize,
+    },
+    FfnUp {
+        layer: usize,
+    },
+    FfnDown {
+        layer: usize,
+    },
+    PostFfnNorm {
+        layer: usize,
+    },
     /// Another tensor of block `layer`, by its GGUF name after `blk.{layer}.` (an architecture's
     /// own tensors, e.g. Qwen 3.5's `ssm_conv1d.weight`), so a new layer family needs no new variant.
-    Block { layer: usize, name: &'static str },
+    Block {
+        layer: usize,
+        name: &'static str,
+    },
 }
 
 /// A weight's raw data as stored in the file.
@@ -90,7 +125,14 @@ impl std::fmt::Debug for SharedWeight {
 
 impl SharedWeight {
     /// A weight of `len` bytes at `start` in `owner`; `Error::Tensor` when that is outside it.
-    pub fn new(ty: GgmlType, rows: usize, cols: usize, owner: Arc<dyn AsRef<[u8]> + Send + Sync>, start: usize, len: usize) -> Result<Self> {
+    pub fn new(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
+        start: usize,
+        len: usize,
+    ) -> Result<Self> {
         if start.checked_add(len).is_none_or(|end| end > (*owner).as_ref().len()) {
             return Err(Error::Tensor { name: format!("{ty} {rows}x{cols}"), reason: "data outside its file".into() });
         }
@@ -164,8 +206,10 @@ impl WeightSource for GgufWeights {
         if t.shape.len() > 2 {
             return Err(Error::Tensor { name, reason: format!("expected at most 2 dimensions, got {:?}", t.shape) });
         }
-        let cols = usize::try_from(t.row_len()).map_err(|_| Error::Tensor { name: name.clone(), reason: "too large".into() })?;
-        let rows = usize::try_from(t.n_rows()).map_err(|_| Error::Tensor { name: name.clone(), reason: "too large".into() })?;
+        let cols = usize::try_from(t.row_len())
+            .map_err(|_| Error::Tensor { name: name.clone(), reason: "too large".into() })?;
+        let rows = usize::try_from(t.n_rows())
+            .map_err(|_| Error::Tensor { name: name.clone(), reason: "too large".into() })?;
         Ok(RawWeight { ty: t.ty, rows, cols, bytes: self.file.tensor_data(t)? })
     }
 

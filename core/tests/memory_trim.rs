@@ -23,11 +23,20 @@ fn trim_levels_hand_memory_back_and_answers_do_not_change() {
         eprintln!("SKIPPED: no /proc/self/status here");
         return;
     };
-    let engine = Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap();
+    let engine =
+        Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false })
+            .unwrap();
     let sessions: Vec<_> = (0..2)
-        .map(|_| SharedSession::new(engine.new_session(SessionConfig { max_context: 2048, ..Default::default() }).unwrap()))
+        .map(|_| {
+            SharedSession::new(engine.new_session(SessionConfig { max_context: 2048, ..Default::default() }).unwrap())
+        })
         .collect();
-    let local = LocalEngine::new(engine.clone(), SessionConfig { max_context: 2048, ..Default::default() }, GenerationParams::greedy(8)).unwrap();
+    let local = LocalEngine::new(
+        engine.clone(),
+        SessionConfig { max_context: 2048, ..Default::default() },
+        GenerationParams::greedy(8),
+    )
+    .unwrap();
     let params = GenerationParams { ignore_eos: true, ..GenerationParams::greedy(12) };
     let prompt = "The history of the lighthouse begins in antiquity. ".repeat(20);
     let run = |s: &SharedSession| {

@@ -65,7 +65,11 @@ fn check(pref: BackendPreference, limit: usize) {
     let Some(path) = model() else { return };
     let (header, mut cases) = golden();
     let sha: String = sha2::Sha256::digest(std::fs::read(&path).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(sha, header["model_sha256"].as_str().unwrap(), "the synthesized model differs from the goldens' (regenerate both)");
+    assert_eq!(
+        sha,
+        header["model_sha256"].as_str().unwrap(),
+        "the synthesized model differs from the goldens' (regenerate both)"
+    );
     let e = load(&path, pref).unwrap();
     assert_eq!(e.info().architecture, "qwen35");
     assert_eq!(e.info().backend, if pref == BackendPreference::Gpu { BackendKind::Gpu } else { BackendKind::Cpu });
@@ -75,13 +79,26 @@ fn check(pref: BackendPreference, limit: usize) {
     let mut worst = 0f64;
     for (ci, case) in cases.iter().enumerate() {
         let prompt = ids(&case["prompt_token_ids"]);
-        assert_eq!(e.tokenizer().encode(case["prompt"].as_str().unwrap(), true).unwrap(), prompt, "case {ci}: tokenization differs from llama.cpp");
+        assert_eq!(
+            e.tokenizer().encode(case["prompt"].as_str().unwrap(), true).unwrap(),
+            prompt,
+            "case {ci}: tokenization differs from llama.cpp"
+        );
         let n_gen = ids(&case["greedy_token_ids"]).len();
         // 64-token prefill chunks: the long prompts cross two and three chunk boundaries.
-        let mut s = e.new_session(SessionConfig { max_context: prompt.len() + n_gen + 8, prefill_chunk: 64, ..Default::default() }).unwrap();
+        let mut s = e
+            .new_session(SessionConfig {
+                max_context: prompt.len() + n_gen + 8,
+                prefill_chunk: 64,
+                ..Default::default()
+            })
+            .unwrap();
         let logits = s.prefill_logits(&prompt, prompt.len() - 1).unwrap().pop().unwrap();
         let last = &case["last_logits"];
-        let d = ids(&last["ids"]).iter().zip(last["values"].as_array().unwrap()).fold(0f64, |m, (&id, v)| m.max((logits[id as usize] as f64 - v.as_f64().unwrap()).abs()));
+        let d = ids(&last["ids"])
+            .iter()
+            .zip(last["values"].as_array().unwrap())
+            .fold(0f64, |m, (&id, v)| m.max((logits[id as usize] as f64 - v.as_f64().unwrap()).abs()));
         worst = worst.max(d);
         s.reset();
         let got = s.generate_from(prompt.clone(), &greedy(n_gen), &mut |_| true).unwrap().token_ids;
@@ -100,7 +117,10 @@ fn check(pref: BackendPreference, limit: usize) {
     // The floor needs a few cases to mean anything (as in arch_golden): with one or two (the
     // wgpu step in CI runs one), a near-tie departure is within the rule above.
     if verdicts.len() >= 3 {
-        let floor = (header["llama_cpp_f32_kv_vs_f16_kv"]["exact"].as_u64().unwrap() as usize).min(verdicts.len() / 3).saturating_sub(1).max(1);
+        let floor = (header["llama_cpp_f32_kv_vs_f16_kv"]["exact"].as_u64().unwrap() as usize)
+            .min(verdicts.len() / 3)
+            .saturating_sub(1)
+            .max(1);
         assert!(exact >= floor, "too few exact matches: {verdicts:?}");
     }
 }
@@ -160,7 +180,11 @@ fn follow_up_turns(pref: BackendPreference) {
     let rerendered: Vec<u32> = [first.as_slice(), &answer[..4], &more].concat();
     assert_ne!(rerendered[first.len() + 4], answer[4]);
     let g = s.generate_from(rerendered.clone(), &greedy(12), &mut |_| true).unwrap();
-    assert_eq!(g.metrics.prefilled_tokens, rerendered.len() - first.len(), "the checkpoint at the turn boundary was not reused");
+    assert_eq!(
+        g.metrics.prefilled_tokens,
+        rerendered.len() - first.len(),
+        "the checkpoint at the turn boundary was not reused"
+    );
     assert_eq!(g.token_ids, fresh(&rerendered), "a rewound turn differs from a fresh session");
 
     // 3. A prompt that departs inside the first prompt (no checkpoint at or below): from 0.
@@ -188,7 +212,8 @@ fn qwen35_state_checkpoints_are_configurable() {
     let tok = e.tokenizer();
     let more = tok.encode(" Then the tide turned, and the lamps went out one by one.", false).unwrap();
     let edit = tok.encode(" Instead, write about a lighthouse keeper.", false).unwrap();
-    let cfg = |n: usize| SessionConfig { max_context: 512, prefill_chunk: 64, state_checkpoints: n, ..Default::default() };
+    let cfg =
+        |n: usize| SessionConfig { max_context: 512, prefill_chunk: 64, state_checkpoints: n, ..Default::default() };
     assert_eq!(SessionConfig::default().state_checkpoints, 4);
     let err = e.new_session(cfg(65)).unwrap_err();
     assert!(matches!(&err, edgewise_core::Error::InvalidParameter { name: "state_checkpoints", .. }), "{err:?}");
@@ -212,7 +237,11 @@ fn qwen35_state_checkpoints_are_configurable() {
         // a fresh session: `qwen35_follow_up_turns_equal_a_fresh_session`).
         if from == 0 {
             fresh.reset();
-            assert_eq!(g.token_ids, fresh.generate_from(third, &greedy(8), &mut |_| true).unwrap().token_ids, "{n} checkpoints");
+            assert_eq!(
+                g.token_ids,
+                fresh.generate_from(third, &greedy(8), &mut |_| true).unwrap().token_ids,
+                "{n} checkpoints"
+            );
         }
     }
 }
@@ -311,7 +340,13 @@ fn qwen35_drop_oldest_turns_prefills_only_the_messages() {
     let Some(path) = model() else { return };
     let e = load(&path, BackendPreference::Cpu).unwrap();
     let system = "You are the archivist of a small harbour town. You answer questions about its ships, its                   storms and its markets in short, plain sentences, and you say when you do not know.";
-    let cfg = SessionConfig { max_context: 200, prefill_chunk: 64, system_prompt: Some(system.into()), overflow: OverflowPolicy::DropOldestTurns, ..Default::default() };
+    let cfg = SessionConfig {
+        max_context: 200,
+        prefill_chunk: 64,
+        system_prompt: Some(system.into()),
+        overflow: OverflowPolicy::DropOldestTurns,
+        ..Default::default()
+    };
     let sys_tokens = e.tokenizer().encode(system, false).unwrap().len();
     let mut s = e.new_session(cfg.clone()).unwrap();
     let questions = [
@@ -335,14 +370,23 @@ fn qwen35_drop_oldest_turns_prefills_only_the_messages() {
         assert_eq!(g.metrics.dropped_messages, 0);
     }
     let g = dropped.expect("the conversation never overflowed 200 tokens");
-    eprintln!("after dropping {} messages: {} of {} prompt tokens prefilled (system prompt {sys_tokens} tokens)", g.metrics.dropped_messages, g.metrics.prefilled_tokens, g.metrics.prompt_tokens);
-    assert!(g.metrics.prefilled_tokens + sys_tokens <= g.metrics.prompt_tokens, "the system prompt was prefilled again: {:?}", g.metrics);
+    eprintln!(
+        "after dropping {} messages: {} of {} prompt tokens prefilled (system prompt {sys_tokens} tokens)",
+        g.metrics.dropped_messages, g.metrics.prefilled_tokens, g.metrics.prompt_tokens
+    );
+    assert!(
+        g.metrics.prefilled_tokens + sys_tokens <= g.metrics.prompt_tokens,
+        "the system prompt was prefilled again: {:?}",
+        g.metrics
+    );
     // The same messages in a fresh session.
     let h = s.history();
     let mut msgs = vec![ChatMessage { role: Role::System, content: system.into() }];
     msgs.extend_from_slice(&h[..h.len() - 1]);
-    let known: Vec<Option<&[u32]>> =
-        msgs.iter().map(|m| if m.role == Role::Assistant { sampled.get(&m.content).map(Vec::as_slice) } else { None }).collect();
+    let known: Vec<Option<&[u32]>> = msgs
+        .iter()
+        .map(|m| if m.role == Role::Assistant { sampled.get(&m.content).map(Vec::as_slice) } else { None })
+        .collect();
     let prompt = e.template().encode_known(e.tokenizer(), &msgs, None, true, &known).unwrap();
     assert_eq!(prompt.len(), g.metrics.prompt_tokens);
     // A fresh session brought to the same split: its state at the messages' start, then the
@@ -371,12 +415,23 @@ fn qwen35_chat_with_the_thinking_template_reuses_the_conversation() {
     let cfg = SessionConfig { max_context: 1024, prefill_chunk: 64, ..Default::default() };
     let mut s = e.new_session(cfg.clone()).unwrap();
     let mut prev_prompt = 0;
-    for (i, q) in ["Tell me about the bookbinder by the old market and the atlases he mended for sailors.", "What did he keep in the jar by the window?", "Why did he never spend them?"].iter().enumerate() {
+    for (i, q) in [
+        "Tell me about the bookbinder by the old market and the atlases he mended for sailors.",
+        "What did he keep in the jar by the window?",
+        "Why did he never spend them?",
+    ]
+    .iter()
+    .enumerate()
+    {
         let g = s.chat(q, &greedy(12), &mut |_| true).unwrap();
         eprintln!("turn {i}: {} of {} prompt tokens prefilled", g.metrics.prefilled_tokens, g.metrics.prompt_tokens);
         if i > 0 {
             // All of the previous prompt but its `<think>\n` (and what follows the departure) is reused.
-            assert!(g.metrics.prompt_tokens - g.metrics.prefilled_tokens + 4 >= prev_prompt, "turn {i} prefilled again: {:?} (previous prompt {prev_prompt})", g.metrics);
+            assert!(
+                g.metrics.prompt_tokens - g.metrics.prefilled_tokens + 4 >= prev_prompt,
+                "turn {i} prefilled again: {:?} (previous prompt {prev_prompt})",
+                g.metrics
+            );
             let h = s.history();
             let prompt = e.template().encode(e.tokenizer(), &h[..h.len() - 1], true).unwrap();
             assert_eq!(prompt.len(), g.metrics.prompt_tokens);
@@ -419,11 +474,20 @@ fn qwen35_local_engine_follow_up_prefills_from_the_departure() {
     let mut s = e.new_session(cfg).unwrap();
     let want = s.chat(q, &params, &mut |_| true).unwrap();
     assert_eq!(g1.token_ids, want.token_ids, "the LocalEngine's answer differs from a session's chat turn");
-    let req = ChatRequest::user(q).with_message(Role::Assistant, g1.text.clone()).with_message(Role::User, "What did he keep in the jar by the window?");
+    let req = ChatRequest::user(q)
+        .with_message(Role::Assistant, g1.text.clone())
+        .with_message(Role::User, "What did he keep in the jar by the window?");
     let g2 = local.generate_with(&req, &params, &mut |_| true).unwrap();
-    eprintln!("follow-up: {} of {} prompt tokens prefilled (first prompt {})", g2.metrics.prefilled_tokens, g2.metrics.prompt_tokens, g1.metrics.prompt_tokens);
+    eprintln!(
+        "follow-up: {} of {} prompt tokens prefilled (first prompt {})",
+        g2.metrics.prefilled_tokens, g2.metrics.prompt_tokens, g1.metrics.prompt_tokens
+    );
     // All of the first prompt up to its generation prompt's `<think>` block is reused.
-    assert!(g2.metrics.prompt_tokens - g2.metrics.prefilled_tokens + 8 >= g1.metrics.prompt_tokens, "the follow-up prefilled the conversation again: {:?}", g2.metrics);
+    assert!(
+        g2.metrics.prompt_tokens - g2.metrics.prefilled_tokens + 8 >= g1.metrics.prompt_tokens,
+        "the follow-up prefilled the conversation again: {:?}",
+        g2.metrics
+    );
 }
 
 /// The model id that session files record covers the DeltaNet layers: two files that differ

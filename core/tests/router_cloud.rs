@@ -1113,11 +1113,17 @@ impl LocalModel for FakeToolLocal {
     ) -> edgewise_core::Result<edgewise_core::router::StructuredAnswer> {
         assert!(output.tools.is_some(), "the router hands the tools to the local model");
         self.0.calls.fetch_add(1, Ordering::SeqCst);
-        let call = ToolCall { id: "call_0_0".into(), name: "lookup_order".into(), arguments: serde_json::json!({"order": 1}) };
+        let call =
+            ToolCall { id: "call_0_0".into(), name: "lookup_order".into(), arguments: serde_json::json!({"order": 1}) };
         let text = r#"{"tool_calls":[{"name":"lookup_order","arguments":{"order":1}}]}"#.to_string();
         let prompt_tokens = request.parts().map(|p| self.0.count_tokens(p)).sum();
         Ok(edgewise_core::router::StructuredAnswer {
-            answer: LocalAnswer { text, prompt_tokens, completion_tokens: 9, finish_reason: edgewise_core::router::FinishReason::Stop },
+            answer: LocalAnswer {
+                text,
+                prompt_tokens,
+                completion_tokens: 9,
+                finish_reason: edgewise_core::router::FinishReason::Stop,
+            },
             tool_calls: vec![call],
             valid: Some(true),
         })
@@ -1143,14 +1149,22 @@ fn tool_request(description: &str, args: serde_json::Value, result: &str) -> Cha
     )
     .expect("tools");
     let mut r = ChatRequest::user("where is my order of garden chairs?");
-    r.messages.push(ChatMessage::tool_calls(vec![ToolCall { id: "call_7".into(), name: "lookup_order".into(), arguments: args }]));
+    r.messages.push(ChatMessage::tool_calls(vec![ToolCall {
+        id: "call_7".into(),
+        name: "lookup_order".into(),
+        arguments: args,
+    }]));
     r.messages.push(ChatMessage::tool_result("call_7", result));
     r.tools = Some(tools);
     r
 }
 
 fn clean_tool_request() -> ChatRequest {
-    tool_request("Looks up a shop order by its number.", serde_json::json!({"order": 1042}), r#"{"status": "shipped", "eta_days": 2}"#)
+    tool_request(
+        "Looks up a shop order by its number.",
+        serde_json::json!({"order": 1042}),
+        r#"{"status": "shipped", "eta_days": 2}"#,
+    )
 }
 
 /// A clean request with tools may go to the cloud: the body carries OpenAI's `tools`,
@@ -1165,9 +1179,13 @@ fn a_clean_tool_request_leaves_with_its_tools() {
             "finish_reason": "tool_calls"}]
     })
     .to_string();
-    let delta = |d: serde_json::Value| format!("data: {}\n\n", serde_json::json!({"choices": [{"index": 0, "delta": d, "finish_reason": null}]}));
+    let delta = |d: serde_json::Value| {
+        format!("data: {}\n\n", serde_json::json!({"choices": [{"index": 0, "delta": d, "finish_reason": null}]}))
+    };
     let events = vec![
-        delta(serde_json::json!({"tool_calls": [{"index": 0, "id": "call_y", "type": "function", "function": {"name": "lookup_order", "arguments": ""}}]})),
+        delta(
+            serde_json::json!({"tool_calls": [{"index": 0, "id": "call_y", "type": "function", "function": {"name": "lookup_order", "arguments": ""}}]}),
+        ),
         delta(serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"order\""}}]})),
         delta(serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": ": 1044}"}}]})),
         sse_finish(),
@@ -1178,9 +1196,12 @@ fn a_clean_tool_request_leaves_with_its_tools() {
         _ => Behavior::Sse { events: events.clone(), gap: Duration::ZERO },
     });
     for (stream, order) in [(false, 1043), (true, 1044)] {
-        let s = setup(&format!("tools-clean-{stream}"), &cloud.base_url(), RouterPolicy::cloud_assist(), |c| c.stream = stream);
+        let s = setup(&format!("tools-clean-{stream}"), &cloud.base_url(), RouterPolicy::cloud_assist(), |c| {
+            c.stream = stream
+        });
         let local = FakeToolLocal(FakeLocal::new(4096));
-        let ans = s.router.answer(&local, &clean_tool_request(), &asked(), &mut RecordingSink::default()).expect("answer");
+        let ans =
+            s.router.answer(&local, &clean_tool_request(), &asked(), &mut RecordingSink::default()).expect("answer");
         assert_eq!(ans.served_by, Target::Cloud, "{:?}", ans.decision);
         assert_eq!(ans.tool_calls.len(), 1);
         assert_eq!(ans.tool_calls[0].name, "lookup_order");
@@ -1223,15 +1244,36 @@ fn a_secret_anywhere_in_the_tools_keeps_the_request_local() {
         deep = serde_json::json!({"type": "object", "properties": {"x": deep}});
     }
     let mut cases: Vec<(&str, ChatRequest)> = vec![
-        ("result", tool_request(desc, clean_args.clone(), &format!(r#"{{"{CANARY}": "Customer Jane Doe, card {card}, exp 04/27"}}"#))),
-        ("result_password", tool_request(desc, clean_args.clone(), &format!("{CANARY} login ok, password is Tr0ub4dor&3xyz!"))),
-        ("argument", tool_request(desc, serde_json::json!({"order": 1042, "note": format!("{CANARY} pay with card {card}")}), clean_result)),
+        (
+            "result",
+            tool_request(
+                desc,
+                clean_args.clone(),
+                &format!(r#"{{"{CANARY}": "Customer Jane Doe, card {card}, exp 04/27"}}"#),
+            ),
+        ),
+        (
+            "result_password",
+            tool_request(desc, clean_args.clone(), &format!("{CANARY} login ok, password is Tr0ub4dor&3xyz!")),
+        ),
+        (
+            "argument",
+            tool_request(
+                desc,
+                serde_json::json!({"order": 1042, "note": format!("{CANARY} pay with card {card}")}),
+                clean_result,
+            ),
+        ),
         ("argument_number", tool_request(desc, serde_json::json!({"card_number": 4539148803436467u64}), clean_result)),
-        ("description", tool_request(&format!("{CANARY}: charges card {card} by default."), clean_args.clone(), clean_result)),
+        (
+            "description",
+            tool_request(&format!("{CANARY}: charges card {card} by default."), clean_args.clone(), clean_result),
+        ),
     ];
     let mut schema = clean_tool_request();
     if let Some(t) = schema.tools.as_mut() {
-        t.tools[0].parameters["properties"]["note"]["description"] = serde_json::json!(format!("{CANARY} e.g. jane.doe.1984@gmail.com"));
+        t.tools[0].parameters["properties"]["note"]["description"] =
+            serde_json::json!(format!("{CANARY} e.g. jane.doe.1984@gmail.com"));
     }
     cases.push(("schema", schema));
     let mut id = clean_tool_request();
@@ -1246,7 +1288,11 @@ fn a_secret_anywhere_in_the_tools_keeps_the_request_local() {
     for (name, r) in &cases {
         let ans = s.router.answer(&local, r, &asked(), &mut RecordingSink::default()).expect("answer");
         assert_eq!(ans.decision.target, Target::Local, "{name}: {:?}", ans.decision);
-        assert!(ans.decision.reasons.contains(&Reason::Sensitive) || ans.decision.reasons.contains(&Reason::DecisionError), "{name}: {:?}", ans.decision);
+        assert!(
+            ans.decision.reasons.contains(&Reason::Sensitive) || ans.decision.reasons.contains(&Reason::DecisionError),
+            "{name}: {:?}",
+            ans.decision
+        );
         assert_eq!((ans.served_by, ans.fallback.is_none()), (Target::Local, true), "{name}");
         assert_eq!(ans.tool_calls.len(), 1, "{name}: the local model's call");
     }
@@ -1255,15 +1301,23 @@ fn a_secret_anywhere_in_the_tools_keeps_the_request_local() {
     let ans = s.router.answer(&local, &clean_tool_request(), &asked(), &mut RecordingSink::default()).expect("answer");
     assert_eq!(ans.served_by, Target::Cloud, "{:?}", ans.decision);
     let raw = std::fs::read_to_string(s.dir.join("audit.jsonl")).expect("audit");
-    assert!(events(&audit_lines(&s.dir.join("audit.jsonl")), "egress_denied").is_empty(), "the decision, not the door, kept them local");
-    for needle in [CANARY, "4539", "Jane", "jane.doe", "Tr0ub4dor", "lookup_order", "garden", "shipped", "call_7", "order"] {
+    assert!(
+        events(&audit_lines(&s.dir.join("audit.jsonl")), "egress_denied").is_empty(),
+        "the decision, not the door, kept them local"
+    );
+    for needle in
+        [CANARY, "4539", "Jane", "jane.doe", "Tr0ub4dor", "lookup_order", "garden", "shipped", "call_7", "order"]
+    {
         assert!(!raw.contains(needle), "the audit log holds `{needle}`");
     }
     // Past the policy, the door refuses a body with a secret in a call's arguments too.
     let audit = AuditLog::open(s.dir.join("direct.jsonl")).expect("audit");
     let cfg = CloudConfig::new("http://127.0.0.1:9/v1", "m");
     for (name, r) in &cases[..5] {
-        assert!(matches!(prepare_request(&cfg, r, false, &audit), Err(edgewise_core::Error::PolicyDenied { .. })), "{name}");
+        assert!(
+            matches!(prepare_request(&cfg, r, false, &audit), Err(edgewise_core::Error::PolicyDenied { .. })),
+            "{name}"
+        );
     }
     assert!(prepare_request(&cfg, &clean_tool_request(), false, &audit).is_ok());
 }
@@ -1285,10 +1339,14 @@ fn invalid_cloud_tool_calls_are_never_passed_on_as_valid() {
         })
         .to_string()
     };
-    let delta = |d: serde_json::Value| format!("data: {}\n\n", serde_json::json!({"choices": [{"index": 0, "delta": d, "finish_reason": null}]}));
+    let delta = |d: serde_json::Value| {
+        format!("data: {}\n\n", serde_json::json!({"choices": [{"index": 0, "delta": d, "finish_reason": null}]}))
+    };
     let sse_call = |name: &str, args: &str| Behavior::Sse {
         events: vec![
-            delta(serde_json::json!({"tool_calls": [{"index": 0, "id": "call_y", "type": "function", "function": {"name": name, "arguments": args}}]})),
+            delta(
+                serde_json::json!({"tool_calls": [{"index": 0, "id": "call_y", "type": "function", "function": {"name": name, "arguments": args}}]}),
+            ),
             sse_finish(),
             "data: [DONE]\n\n".to_string(),
         ],
@@ -1296,17 +1354,44 @@ fn invalid_cloud_tool_calls_are_never_passed_on_as_valid() {
     };
     // (case, choice, the cloud's answer not streamed, streamed, valid?)
     let cases: Vec<(&str, ToolChoice, Behavior, Behavior, bool)> = vec![
-        ("unknown tool", ToolChoice::Auto, Behavior::Json(call("delete_account", "{}")), sse_call("delete_account", "{}"), false),
-        ("wrong type", ToolChoice::Auto, Behavior::Json(call("lookup_order", r#"{"order": "soon"}"#)), sse_call("lookup_order", r#"{"order": "soon"}"#), false),
-        ("not offered under none", ToolChoice::None, Behavior::Json(call("lookup_order", r#"{"order": 5}"#)), sse_call("lookup_order", r#"{"order": 5}"#), false),
+        (
+            "unknown tool",
+            ToolChoice::Auto,
+            Behavior::Json(call("delete_account", "{}")),
+            sse_call("delete_account", "{}"),
+            false,
+        ),
+        (
+            "wrong type",
+            ToolChoice::Auto,
+            Behavior::Json(call("lookup_order", r#"{"order": "soon"}"#)),
+            sse_call("lookup_order", r#"{"order": "soon"}"#),
+            false,
+        ),
+        (
+            "not offered under none",
+            ToolChoice::None,
+            Behavior::Json(call("lookup_order", r#"{"order": 5}"#)),
+            sse_call("lookup_order", r#"{"order": 5}"#),
+            false,
+        ),
         (
             "text where a call is required",
             ToolChoice::Required,
             Behavior::Json(completion_json("I looked it up.")),
-            Behavior::Sse { events: vec![sse_delta("I looked it up."), sse_finish(), "data: [DONE]\n\n".into()], gap: Duration::ZERO },
+            Behavior::Sse {
+                events: vec![sse_delta("I looked it up."), sse_finish(), "data: [DONE]\n\n".into()],
+                gap: Duration::ZERO,
+            },
             false,
         ),
-        ("valid", ToolChoice::Auto, Behavior::Json(call("lookup_order", r#"{"order": 5}"#)), sse_call("lookup_order", r#"{"order": 5}"#), true),
+        (
+            "valid",
+            ToolChoice::Auto,
+            Behavior::Json(call("lookup_order", r#"{"order": 5}"#)),
+            sse_call("lookup_order", r#"{"order": 5}"#),
+            true,
+        ),
     ];
     for (name, choice, json, sse, valid) in cases {
         for stream in [false, true] {
@@ -1328,10 +1413,23 @@ fn invalid_cloud_tool_calls_are_never_passed_on_as_valid() {
                 assert_eq!(ans.tool_calls.len(), 1);
                 assert_eq!(ans.tool_calls[0].arguments, serde_json::json!({"order": 5}));
             } else {
-                assert_eq!(ans.served_by, Target::Local, "{name} stream={stream}: the invalid cloud answer was passed on");
-                assert_eq!(ans.fallback.as_ref().map(|f| f.kind), Some(FailureKind::InvalidToolCall), "{name} stream={stream}");
+                assert_eq!(
+                    ans.served_by,
+                    Target::Local,
+                    "{name} stream={stream}: the invalid cloud answer was passed on"
+                );
+                assert_eq!(
+                    ans.fallback.as_ref().map(|f| f.kind),
+                    Some(FailureKind::InvalidToolCall),
+                    "{name} stream={stream}"
+                );
                 assert_eq!(local.0.calls.load(Ordering::SeqCst), 1, "{name}: the device answered");
-                assert!(ans.tool_calls.iter().all(|c| c.name == "lookup_order" && c.arguments == serde_json::json!({"order": 1})), "{name}: only the device's calls");
+                assert!(
+                    ans.tool_calls
+                        .iter()
+                        .all(|c| c.name == "lookup_order" && c.arguments == serde_json::json!({"order": 1})),
+                    "{name}: only the device's calls"
+                );
                 let raw = std::fs::read_to_string(s.dir.join("audit.jsonl")).expect("audit");
                 assert!(raw.contains("invalid_tool_call"), "{name}: the audit says why");
                 assert!(!raw.contains("soon") && !raw.contains("delete_account"), "{name}: no call text in the audit");

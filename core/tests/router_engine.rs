@@ -17,8 +17,8 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use edgewise_core::engine::{Engine, EngineConfig};
 use edgewise_core::backend::BackendPreference;
+use edgewise_core::engine::{Engine, EngineConfig};
 use edgewise_core::router::audit::AuditStats;
 use edgewise_core::router::cloud::CloudConfig;
 use edgewise_core::router::pii::Category;
@@ -93,10 +93,14 @@ fn local_engine_renders_like_llama_cpp_and_streams() {
         assert_eq!(ans.prompt_tokens, want_ids.len(), "prompt length vs llama.cpp");
         assert_eq!(ans.text, pieces.concat(), "the pieces concatenate to the text");
         assert!(ans.completion_tokens >= 1 && ans.completion_tokens <= 8);
-        let mut session = engine().expect("engine").new_session(SessionConfig { max_context: 512, ..Default::default() }).expect("session");
+        let mut session = engine()
+            .expect("engine")
+            .new_session(SessionConfig { max_context: 512, ..Default::default() })
+            .expect("session");
         let plain = session.generate_from(want_ids, &GenerationParams::greedy(8), &mut |_| true).expect("plain");
         assert_eq!(ans.text, plain.text, "same prompt ids, same greedy answer");
-        let want_finish = if plain.stop_reason == StopReason::MaxTokens { FinishReason::Length } else { FinishReason::Stop };
+        let want_finish =
+            if plain.stop_reason == StopReason::MaxTokens { FinishReason::Length } else { FinishReason::Stop };
         assert_eq!(ans.finish_reason, want_finish);
         n += 1;
     }
@@ -120,10 +124,16 @@ fn local_engine_reuses_the_cache_and_cancels() {
     assert_eq!(a1.answer.served_by, Target::Local);
     let m1 = a1.local_metrics.expect("local metrics");
     assert_eq!(m1.prefilled_tokens, m1.prompt_tokens, "nothing cached yet");
-    let second = first.clone().with_message(Role::Assistant, a1.answer.text.clone()).with_message(Role::User, "And another?");
+    let second =
+        first.clone().with_message(Role::Assistant, a1.answer.text.clone()).with_message(Role::User, "And another?");
     let a2 = local.answer(&router, &second, &RequestMeta::default(), &params, &mut |_: &str| true).expect("second");
     let m2 = a2.local_metrics.expect("local metrics");
-    assert!(m2.prefilled_tokens < m2.prompt_tokens / 2, "history reused: {} of {} prefilled", m2.prefilled_tokens, m2.prompt_tokens);
+    assert!(
+        m2.prefilled_tokens < m2.prompt_tokens / 2,
+        "history reused: {} of {} prefilled",
+        m2.prefilled_tokens,
+        m2.prompt_tokens
+    );
 
     // The sink stops it.
     let long = GenerationParams { ignore_eos: true, ..GenerationParams::greedy(300) };
@@ -172,7 +182,12 @@ fn local_engine_reuses_the_cache_and_cancels() {
 fn router_keeps_sensitive_requests_on_the_real_model() {
     let Some(local) = local(16) else { return };
     let cloud = FakeCloud::start(|_| Behavior::Sse {
-        events: vec![sse_delta("Rainbows form when "), sse_delta("sunlight refracts."), sse_finish(), "data: [DONE]\n\n".into()],
+        events: vec![
+            sse_delta("Rainbows form when "),
+            sse_delta("sunlight refracts."),
+            sse_finish(),
+            "data: [DONE]\n\n".into(),
+        ],
         gap: Duration::from_millis(2),
     });
     let dir = temp_dir("engine-router");
@@ -183,7 +198,9 @@ fn router_keeps_sensitive_requests_on_the_real_model() {
     };
     let router = Router::new(config).expect("router");
 
-    let sensitive = ChatRequest::user("Hi, I'm Jane Doe (jane.doe@fastmail.com). Draft a two-line note to my landlord about the broken heater.");
+    let sensitive = ChatRequest::user(
+        "Hi, I'm Jane Doe (jane.doe@fastmail.com). Draft a two-line note to my landlord about the broken heater.",
+    );
     let mut sink = RecordingSink::default();
     let a = router.answer(&local, &sensitive, &asked(), &mut sink).expect("sensitive");
     assert_eq!(a.decision.target, Target::Local);
@@ -336,10 +353,17 @@ fn router_escalates_to_llama_cpp_python_server() {
             max_retries: 0,
             ..CloudConfig::new(&base, "gemma")
         };
-        let config =
-            RouterConfig { policy: RouterPolicy::cloud_assist(), cloud: Some(cloud), ..RouterConfig::local_only(dir.to_path_buf()) };
+        let config = RouterConfig {
+            policy: RouterPolicy::cloud_assist(),
+            cloud: Some(cloud),
+            ..RouterConfig::local_only(dir.to_path_buf())
+        };
         let router = Router::new(config).expect("router");
-        let request = ChatRequest { max_tokens: Some(16), temperature: Some(0.0), ..ChatRequest::user("What is the capital of France?") };
+        let request = ChatRequest {
+            max_tokens: Some(16),
+            temperature: Some(0.0),
+            ..ChatRequest::user("What is the capital of France?")
+        };
         let mut sink = RecordingSink::default();
         let a = router.answer(&local, &request, &asked(), &mut sink).expect("answer");
         assert_eq!(a.served_by, Target::Cloud, "stream={stream}: {:?} {:?}", a.decision, a.fallback);
@@ -454,6 +478,8 @@ fn local_engine_answers_routed_tool_requests_with_valid_calls() {
     if let Some(t) = request.tools.as_mut() {
         t.choice = ToolChoice::None;
     }
-    let b = local.answer(&router, &request, &RequestMeta::default(), &GenerationParams::greedy(16), &mut |_: &str| true).expect("next");
+    let b = local
+        .answer(&router, &request, &RequestMeta::default(), &GenerationParams::greedy(16), &mut |_: &str| true)
+        .expect("next");
     assert!(b.answer.tool_calls.is_empty() && !b.answer.text.trim().is_empty(), "a text answer under `none`");
 }

@@ -643,14 +643,20 @@ impl LocalModel for ToolLoopLocal {
         } else {
             (r#"{"tool_calls":[{"name":"lookup_order","arguments":{"order":1042}}]}"#.to_string(), vec![lookup_call()])
         };
-        let pieces: Vec<&str> = if calls.is_empty() { text.split_inclusive(' ').collect() } else { vec![text.as_str()] };
+        let pieces: Vec<&str> =
+            if calls.is_empty() { text.split_inclusive(' ').collect() } else { vec![text.as_str()] };
         for p in &pieces {
             if !sink(p) {
                 break;
             }
         }
         Ok(StructuredAnswer {
-            answer: LocalAnswer { completion_tokens: pieces.len(), prompt_tokens: 10, finish_reason: FinishReason::Stop, text },
+            answer: LocalAnswer {
+                completion_tokens: pieces.len(),
+                prompt_tokens: 10,
+                finish_reason: FinishReason::Stop,
+                text,
+            },
             tool_calls: calls,
             valid: Some(true),
         })
@@ -745,7 +751,11 @@ fn serve_with_router_keeps_a_sensitive_tool_result_on_the_device() {
         let dir = temp_dir(name);
         let mut cc = CloudConfig::new(cloud.base_url(), "gpt-test");
         cc.stream = false;
-        let config = RouterConfig { policy: RouterPolicy::cloud_assist(), cloud: Some(cc), ..RouterConfig::local_only(dir.to_path_buf()) };
+        let config = RouterConfig {
+            policy: RouterPolicy::cloud_assist(),
+            cloud: Some(cc),
+            ..RouterConfig::local_only(dir.to_path_buf())
+        };
         let router = Router::new(config).expect("router").with_reachability(std::sync::Arc::new(|_: &str| Ok(true)));
         let server = Server::bind(loopback())
             .expect("bind")
@@ -768,7 +778,13 @@ fn serve_with_router_keeps_a_sensitive_tool_result_on_the_device() {
 
     // Clean: both steps of both loops go to the cloud, with real tool messages.
     let c = call.clone();
-    let cloud = FakeCloud::start(move |n| if n % 2 == 0 { Behavior::Json(c.clone()) } else { Behavior::Json(completion_json("cloud: shipped")) });
+    let cloud = FakeCloud::start(move |n| {
+        if n % 2 == 0 {
+            Behavior::Json(c.clone())
+        } else {
+            Behavior::Json(completion_json("cloud: shipped"))
+        }
+    });
     let model = ToolLoopLocal::new();
     let clean = r#"{"status": "shipped", "eta_days": 2}"#;
     if !serve_routed("serve-router-clean", &cloud, &model, clean) {
@@ -781,7 +797,11 @@ fn serve_with_router_keeps_a_sensitive_tool_result_on_the_device() {
         let body: serde_json::Value = serde_json::from_slice(&reqs[step].body).expect("json");
         let msgs = body["messages"].as_array().expect("messages");
         assert_eq!(msgs[1]["tool_calls"][0]["id"], "call_9_0", "{body}");
-        assert_eq!((msgs[2]["role"].as_str(), msgs[2]["tool_call_id"].as_str()), (Some("tool"), Some("call_9_0")), "{body}");
+        assert_eq!(
+            (msgs[2]["role"].as_str(), msgs[2]["tool_call_id"].as_str()),
+            (Some("tool"), Some("call_9_0")),
+            "{body}"
+        );
         assert_eq!(msgs[2]["content"], clean);
         assert_eq!(body["tools"][0]["function"]["name"], "lookup_order");
     }

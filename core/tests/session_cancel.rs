@@ -19,7 +19,13 @@ fn engine() -> Option<&'static Engine> {
     static E: OnceLock<Option<Engine>> = OnceLock::new();
     E.get_or_init(|| {
         let path = common_model::model_path()?;
-        Some(Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap())
+        Some(
+            Engine::load(
+                path,
+                EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false },
+            )
+            .unwrap(),
+        )
     })
     .as_ref()
 }
@@ -52,7 +58,14 @@ fn a_cancel_before_the_call_starts_is_honoured() {
     let g = s.complete_with("Once upon a time", &long(), &cancel, &mut |_| true).unwrap();
     assert_eq!(g.stop_reason, StopReason::Cancelled);
     // The handle is this call's only: a new call with a new handle runs normally.
-    let g = s.complete_with("Hello", &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(3) }, &CancelHandle::new(), &mut |_| true).unwrap();
+    let g = s
+        .complete_with(
+            "Hello",
+            &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(3) },
+            &CancelHandle::new(),
+            &mut |_| true,
+        )
+        .unwrap();
     assert_eq!(g.stop_reason, StopReason::MaxTokens);
 }
 
@@ -127,7 +140,14 @@ fn the_next_call_waits_for_a_cancelled_generation_instead_of_busy() {
     first_call.cancel();
     let next = CancelHandle::new();
     let g = shared
-        .run(&next, |s| s.complete_with("Hello", &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(3) }, &next, &mut |_| true))
+        .run(&next, |s| {
+            s.complete_with(
+                "Hello",
+                &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(3) },
+                &next,
+                &mut |_| true,
+            )
+        })
         .expect("not Busy")
         .unwrap();
     assert_eq!(g.stop_reason, StopReason::MaxTokens);
@@ -137,7 +157,14 @@ fn the_next_call_waits_for_a_cancelled_generation_instead_of_busy() {
     // cancel_running() reaches the call holding the session, not a later one.
     shared.cancel_running();
     let later = CancelHandle::new();
-    let g = shared.run(&later, |s| s.complete_with("Hi", &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(2) }, &later, &mut |_| true));
+    let g = shared.run(&later, |s| {
+        s.complete_with(
+            "Hi",
+            &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(2) },
+            &later,
+            &mut |_| true,
+        )
+    });
     assert_eq!(g.unwrap().unwrap().stop_reason, StopReason::MaxTokens);
 }
 
@@ -181,7 +208,8 @@ fn the_wait_for_an_unwinding_generation_is_bounded() {
 
 fn local(max_tokens: usize) -> Option<LocalEngine> {
     let e = engine()?.clone();
-    LocalEngine::new(e, SessionConfig { max_context: 512, ..Default::default() }, GenerationParams::greedy(max_tokens)).ok()
+    LocalEngine::new(e, SessionConfig { max_context: 512, ..Default::default() }, GenerationParams::greedy(max_tokens))
+        .ok()
 }
 
 #[test]
@@ -203,7 +231,14 @@ fn two_concurrent_router_requests_one_cancelled() {
                 }
                 true
             };
-            local.answer_cancellable(&router, &ChatRequest::user("Tell me a story."), &RequestMeta::default(), &params, &cancel, &mut sink)
+            local.answer_cancellable(
+                &router,
+                &ChatRequest::user("Tell me a story."),
+                &RequestMeta::default(),
+                &params,
+                &cancel,
+                &mut sink,
+            )
         })
     };
     let (ca, cb) = (CancelHandle::new(), CancelHandle::new());
@@ -222,7 +257,14 @@ fn two_concurrent_router_requests_one_cancelled() {
     // A request cancelled before it starts is refused before anything is decided or sent.
     let pre = CancelHandle::new();
     pre.cancel();
-    let r = local.answer_cancellable(&router, &ChatRequest::user("Hi"), &RequestMeta::default(), &params, &pre, &mut |_: &str| true);
+    let r = local.answer_cancellable(
+        &router,
+        &ChatRequest::user("Hi"),
+        &RequestMeta::default(),
+        &params,
+        &pre,
+        &mut |_: &str| true,
+    );
     assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

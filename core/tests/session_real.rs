@@ -16,7 +16,13 @@ fn engine() -> Option<&'static Engine> {
     static E: OnceLock<Option<Engine>> = OnceLock::new();
     E.get_or_init(|| {
         let path = common_model::model_path()?;
-        Some(Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap())
+        Some(
+            Engine::load(
+                path,
+                EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false },
+            )
+            .unwrap(),
+        )
     })
     .as_ref()
 }
@@ -26,10 +32,12 @@ fn streamed_pieces_are_the_text_and_greedy_is_deterministic() {
     let Some(e) = engine() else { return };
     let mut s = e.new_session(SessionConfig::default()).unwrap();
     let mut pieces = String::new();
-    let g = s.complete("The capital of France is", &GenerationParams::greedy(12), &mut |p| {
-        pieces.push_str(p);
-        true
-    }).unwrap();
+    let g = s
+        .complete("The capital of France is", &GenerationParams::greedy(12), &mut |p| {
+            pieces.push_str(p);
+            true
+        })
+        .unwrap();
     assert_eq!(pieces, g.text);
     assert_eq!(e.tokenizer().decode(&g.token_ids, false).unwrap(), g.text);
     assert!(g.metrics.decode_tokens_per_s > 0.0 && g.metrics.ttft_ms > 0.0);
@@ -41,8 +49,18 @@ fn streamed_pieces_are_the_text_and_greedy_is_deterministic() {
 #[test]
 fn same_seed_same_sample_other_seed_differs() {
     let Some(e) = engine() else { return };
-    let p = |seed| GenerationParams { sampling: SamplingParams { temperature: 1.2, top_k: 0, top_p: 1.0, min_p: 0.0, seed, ..Default::default() }, max_tokens: 16, ..Default::default() };
-    let run = |seed| e.new_session(SessionConfig::default()).unwrap().complete("Once upon a time", &p(seed), &mut |_| true).unwrap().token_ids;
+    let p = |seed| GenerationParams {
+        sampling: SamplingParams { temperature: 1.2, top_k: 0, top_p: 1.0, min_p: 0.0, seed, ..Default::default() },
+        max_tokens: 16,
+        ..Default::default()
+    };
+    let run = |seed| {
+        e.new_session(SessionConfig::default())
+            .unwrap()
+            .complete("Once upon a time", &p(seed), &mut |_| true)
+            .unwrap()
+            .token_ids
+    };
     assert_eq!(run(7), run(7));
     assert_ne!(run(7), run(8));
 }
@@ -87,10 +105,12 @@ fn sink_returning_false_cancels() {
     let mut s = e.new_session(SessionConfig::default()).unwrap();
     let mut n = 0;
     let params = GenerationParams { ignore_eos: true, ..GenerationParams::greedy(50) };
-    let g = s.complete("One, two, three,", &params, &mut |_| {
-        n += 1;
-        n < 3
-    }).unwrap();
+    let g = s
+        .complete("One, two, three,", &params, &mut |_| {
+            n += 1;
+            n < 3
+        })
+        .unwrap();
     assert_eq!(g.stop_reason, StopReason::Cancelled);
     assert_eq!(n, 3);
 }
@@ -102,10 +122,12 @@ fn stop_sequence_is_not_emitted() {
     // Greedy continuation of this prompt (golden case 0) contains " France".
     let params = GenerationParams { stop: vec![" France".into()], ..GenerationParams::greedy(32) };
     let mut streamed = String::new();
-    let g = s.complete("The capital of France is", &params, &mut |p| {
-        streamed.push_str(p);
-        true
-    }).unwrap();
+    let g = s
+        .complete("The capital of France is", &params, &mut |p| {
+            streamed.push_str(p);
+            true
+        })
+        .unwrap();
     assert_eq!(g.stop_reason, StopReason::StopSequence);
     assert!(!g.text.contains(" France") && !streamed.contains(" France"));
     assert_eq!(streamed, g.text);
@@ -116,13 +138,27 @@ fn context_overflow_is_typed_or_drops_old_turns() {
     let Some(e) = engine() else { return };
     let mut s = e.new_session(SessionConfig { max_context: 32, ..Default::default() }).unwrap();
     let long = "word ".repeat(100);
-    assert!(matches!(s.chat(&long, &GenerationParams::greedy(4), &mut |_| true), Err(Error::ContextOverflow { max: 32, .. })));
-    assert!(matches!(s.complete(&long, &GenerationParams::greedy(4), &mut |_| true), Err(Error::ContextOverflow { .. })));
+    assert!(matches!(
+        s.chat(&long, &GenerationParams::greedy(4), &mut |_| true),
+        Err(Error::ContextOverflow { max: 32, .. })
+    ));
+    assert!(matches!(
+        s.complete(&long, &GenerationParams::greedy(4), &mut |_| true),
+        Err(Error::ContextOverflow { .. })
+    ));
     // Generation that reaches the end of the context stops cleanly.
-    let g = s.complete("Count: one two three", &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(100) }, &mut |_| true).unwrap();
+    let g = s
+        .complete(
+            "Count: one two three",
+            &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(100) },
+            &mut |_| true,
+        )
+        .unwrap();
     assert_eq!(g.stop_reason, StopReason::ContextFull);
     // With DropOldestTurns, a long conversation keeps going.
-    let mut s = e.new_session(SessionConfig { max_context: 64, overflow: OverflowPolicy::DropOldestTurns, ..Default::default() }).unwrap();
+    let mut s = e
+        .new_session(SessionConfig { max_context: 64, overflow: OverflowPolicy::DropOldestTurns, ..Default::default() })
+        .unwrap();
     for _ in 0..4 {
         s.chat("Tell me one more fact about the sea, briefly.", &GenerationParams::greedy(10), &mut |_| true).unwrap();
     }
@@ -135,9 +171,13 @@ fn absurd_parameters_and_bad_files_are_typed_errors() {
     assert!(e.new_session(SessionConfig { max_context: 0, ..Default::default() }).is_err());
     assert!(e.new_session(SessionConfig { max_context: 1 << 30, ..Default::default() }).is_err());
     let mut s = e.new_session(SessionConfig::default()).unwrap();
-    let bad = GenerationParams { sampling: SamplingParams { temperature: -3.0, ..Default::default() }, ..Default::default() };
+    let bad =
+        GenerationParams { sampling: SamplingParams { temperature: -3.0, ..Default::default() }, ..Default::default() };
     assert!(matches!(s.complete("hi", &bad, &mut |_| true), Err(Error::InvalidParameter { .. })));
-    assert!(matches!(s.generate_from(vec![999_999_999], &GenerationParams::greedy(2), &mut |_| true), Err(Error::InvalidParameter { .. })));
+    assert!(matches!(
+        s.generate_from(vec![999_999_999], &GenerationParams::greedy(2), &mut |_| true),
+        Err(Error::InvalidParameter { .. })
+    ));
     // A truncated model file.
     let dir = std::env::temp_dir().join(format!("edgewise-bad-model-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -155,12 +195,20 @@ fn auto_falls_back_or_passes_self_test_visibly() {
     let Some(path) = common_model::model_path() else { return };
     // Without a usable GPU, Auto must land on the CPU with a stated reason; with one it must pass
     // the self-test. Either way generation works.
-    let e = Engine::load(&path, EngineConfig { backend: BackendPreference::Auto, threads: Some(2), gpu_self_test: true }).unwrap();
+    let e =
+        Engine::load(&path, EngineConfig { backend: BackendPreference::Auto, threads: Some(2), gpu_self_test: true })
+            .unwrap();
     let info = e.info();
     match info.backend {
-        edgewise_core::backend::BackendKind::Cpu => assert!(info.fallback_reason.is_some(), "CPU without a reason: {info:?}"),
+        edgewise_core::backend::BackendKind::Cpu => {
+            assert!(info.fallback_reason.is_some(), "CPU without a reason: {info:?}")
+        }
         edgewise_core::backend::BackendKind::Gpu => assert!(info.fallback_reason.is_none()),
     }
-    let g = e.new_session(SessionConfig::default()).unwrap().complete("Hello", &GenerationParams::greedy(2), &mut |_| true).unwrap();
+    let g = e
+        .new_session(SessionConfig::default())
+        .unwrap()
+        .complete("Hello", &GenerationParams::greedy(2), &mut |_| true)
+        .unwrap();
     assert_eq!(g.token_ids.len(), 2);
 }

@@ -76,7 +76,10 @@ fn cpu_s() -> f64 {
 
 fn engine() -> Option<Engine> {
     let path = common_model::model_path()?;
-    Some(Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap())
+    Some(
+        Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false })
+            .unwrap(),
+    )
 }
 
 fn suite() -> Vec<Value> {
@@ -117,7 +120,8 @@ fn constraint_memory_is_bounded() {
         assert!(t0.elapsed().as_secs() < 120, "prepare_constraints never finished");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let (c, more, _) = measure(|| e.constraint_compiler().unwrap().compile(&OutputConstraint::JsonSchema(schema)).unwrap());
+    let (c, more, _) =
+        measure(|| e.constraint_compiler().unwrap().compile(&OutputConstraint::JsonSchema(schema)).unwrap());
     assert!(c.is_some() && more < 4 << 20, "the prepared compiler serves the request: {:.1} MiB", mib(more));
 }
 
@@ -151,7 +155,15 @@ fn constraint_costs_by_slice_set() {
     let tokens: usize = runs.iter().map(|r| r.1.len()).sum();
     let string = r#"[^"\\\x00-\x1F\x7F]"#;
     let sets: Vec<(&str, Vec<String>)> = vec![
-        ("llguidance json", vec![r#"[\x20\x0A\x0D\x09]+"#.into(), format!("{string}{{1,10}}"), format!("{string}{{1,30}}"), format!("{string}+")]),
+        (
+            "llguidance json",
+            vec![
+                r#"[\x20\x0A\x0D\x09]+"#.into(),
+                format!("{string}{{1,10}}"),
+                format!("{string}{{1,30}}"),
+                format!("{string}+"),
+            ],
+        ),
         ("none", vec![]),
         ("string+", vec![format!("{string}+")]),
         ("string{1,10}", vec![format!("{string}{{1,10}}")]),
@@ -159,7 +171,8 @@ fn constraint_costs_by_slice_set() {
     ];
     for (name, slices) in sets {
         let t0 = cpu_s();
-        let (compiler, kept, peak) = measure(|| ConstraintCompiler::with_slices(e.tokenizer(), e.info().vocab_size, &slices).unwrap());
+        let (compiler, kept, peak) =
+            measure(|| ConstraintCompiler::with_slices(e.tokenizer(), e.info().vocab_size, &slices).unwrap());
         let build = cpu_s() - t0;
         let (mut step_s, mut commit_s) = (0.0, 0.0);
         let mut worst = 0f64;
@@ -201,8 +214,10 @@ fn constraint_costs_by_slice_set() {
 fn constrained_pick_against_free_pick() {
     use edgewise_core::sampling::{Sampler, SamplingParams};
     let Some(e) = engine() else { return };
-    let recorded: Value = serde_json::from_slice(&std::fs::read(common_model::golden("structured/suite_outputs.json")).unwrap()).unwrap();
-    let by_name: std::collections::HashMap<String, String> = suite().iter().map(|c| (c["name"].as_str().unwrap().to_string(), c["schema"].to_string())).collect();
+    let recorded: Value =
+        serde_json::from_slice(&std::fs::read(common_model::golden("structured/suite_outputs.json")).unwrap()).unwrap();
+    let by_name: std::collections::HashMap<String, String> =
+        suite().iter().map(|c| (c["name"].as_str().unwrap().to_string(), c["schema"].to_string())).collect();
     let compiler = e.constraint_compiler().unwrap();
     let vocab = e.info().vocab_size;
     let mut seed = 1u64;
@@ -214,8 +229,16 @@ fn constrained_pick_against_free_pick() {
         .collect();
     let (mut free_s, mut constrained_s, mut steps) = (0.0, 0.0, 0usize);
     let mut greedy = Sampler::new(SamplingParams::greedy()).unwrap();
-    for run in recorded["runs"].as_array().unwrap().iter().filter(|r| r["sampling"].as_str().unwrap().contains("temperature: 0.0")) {
-        let mut k = compiler.compile(&OutputConstraint::JsonSchema(by_name[run["name"].as_str().unwrap()].clone())).unwrap().unwrap();
+    for run in recorded["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["sampling"].as_str().unwrap().contains("temperature: 0.0"))
+    {
+        let mut k = compiler
+            .compile(&OutputConstraint::JsonSchema(by_name[run["name"].as_str().unwrap()].clone()))
+            .unwrap()
+            .unwrap();
         for t in run["token_ids"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32) {
             logits.rotate_left(7919);
             let (mut best_free, mut best_c) = (f64::MAX, f64::MAX);

@@ -25,7 +25,13 @@ fn engine() -> Option<&'static Engine> {
     static E: OnceLock<Option<Engine>> = OnceLock::new();
     E.get_or_init(|| {
         let path = common_model::model_path()?;
-        Some(Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap())
+        Some(
+            Engine::load(
+                path,
+                EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false },
+            )
+            .unwrap(),
+        )
     })
     .as_ref()
 }
@@ -37,7 +43,9 @@ fn gpu_engine() -> Option<Engine> {
         return None;
     }
     let path = common_model::model_path()?;
-    let e = Engine::load(path, EngineConfig { backend: BackendPreference::Gpu, threads: Some(2), gpu_self_test: false }).unwrap();
+    let e =
+        Engine::load(path, EngineConfig { backend: BackendPreference::Gpu, threads: Some(2), gpu_self_test: false })
+            .unwrap();
     assert_eq!(e.info().backend, edgewise_core::backend::BackendKind::Gpu);
     Some(e)
 }
@@ -67,10 +75,25 @@ fn generate(e: &Engine, prompt: &str, c: OutputConstraint, sampling: SamplingPar
 fn samplings(i: usize) -> Vec<SamplingParams> {
     let mut v = vec![
         SamplingParams::greedy(),
-        SamplingParams { temperature: 0.9, top_k: 40, top_p: 0.95, min_p: 0.05, seed: 100 + i as u64, ..Default::default() },
+        SamplingParams {
+            temperature: 0.9,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            seed: 100 + i as u64,
+            ..Default::default()
+        },
     ];
     if i % 3 == 0 {
-        v.push(SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.05, repetition_penalty: 1.3, seed: 7 + i as u64, ..Default::default() });
+        v.push(SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.05,
+            repetition_penalty: 1.3,
+            seed: 7 + i as u64,
+            ..Default::default()
+        });
     }
     v
 }
@@ -86,7 +109,10 @@ fn python() -> Option<PathBuf> {
         return Some(p);
     }
     eprintln!("SKIPPED: the independent check needs jsonschema, rfc3339-validator and lark in {}", p.display());
-    assert!(std::env::var_os("EDGEWISE_REQUIRE_MODEL").is_none(), "EDGEWISE_REQUIRE_MODEL is set: install them (.ci/run refenv)");
+    assert!(
+        std::env::var_os("EDGEWISE_REQUIRE_MODEL").is_none(),
+        "EDGEWISE_REQUIRE_MODEL is set: install them (.ci/run refenv)"
+    );
     None
 }
 
@@ -108,7 +134,8 @@ fn check_with_python(name: &str, cases: &Value) {
 #[test]
 fn json_schema_suite_parses_and_validates() {
     let Some(e) = engine() else { return };
-    let suite: Vec<Value> = serde_json::from_slice(&std::fs::read(common_model::golden("structured/schemas.json")).unwrap()).unwrap();
+    let suite: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(common_model::golden("structured/schemas.json")).unwrap()).unwrap();
     assert!(suite.len() >= 30);
     let mut cases = Vec::new();
     let mut runs = Vec::new();
@@ -124,7 +151,8 @@ fn json_schema_suite_parses_and_validates() {
             tokens += g.token_ids.len();
             runs.push(json!({ "name": name, "prompt": prompt, "sampling": format!("{sampling:?}"), "token_ids": g.token_ids, "mean_logprob": g.mean_logprob }));
             assert_eq!((g.stop_reason, g.valid), (StopReason::Eos, Some(true)), "{name} {sampling:?}: {:?}", g.text);
-            let parsed: Value = serde_json::from_str(&g.text).unwrap_or_else(|err| panic!("{name}: {err}: {:?}", g.text));
+            let parsed: Value =
+                serde_json::from_str(&g.text).unwrap_or_else(|err| panic!("{name}: {err}: {:?}", g.text));
             assert_eq!(g.json.as_ref(), Some(&parsed), "{name}");
             cases.push(json!({ "name": name, "schema": case["schema"], "text": g.text }));
         }
@@ -159,7 +187,12 @@ fn same_as_recorded(runs: &[Value]) {
             differ.push(format!("{} {}", g["name"], g["sampling"]));
         }
     }
-    assert!(differ.is_empty(), "{} of {} generations differ from the recorded ones: {differ:?}", differ.len(), runs.len());
+    assert!(
+        differ.is_empty(),
+        "{} of {} generations differ from the recorded ones: {differ:?}",
+        differ.len(),
+        runs.len()
+    );
 }
 
 /// The schema suite on the wgpu backend: the first `EDGEWISE_GPU_STRUCTURED_CASES` schemas (all
@@ -172,7 +205,8 @@ fn same_as_recorded(runs: &[Value]) {
 fn gpu_json_schema_suite_parses_and_validates() {
     let Some(cpu) = engine() else { return };
     let Some(gpu) = gpu_engine() else { return };
-    let suite: Vec<Value> = serde_json::from_slice(&std::fs::read(common_model::golden("structured/schemas.json")).unwrap()).unwrap();
+    let suite: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(common_model::golden("structured/schemas.json")).unwrap()).unwrap();
     let limit = std::env::var("EDGEWISE_GPU_STRUCTURED_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(suite.len());
     let (mut cases, mut same, mut greedy) = (Vec::new(), 0, 0);
     let t0 = std::time::Instant::now();
@@ -182,8 +216,14 @@ fn gpu_json_schema_suite_parses_and_validates() {
         let prompts = [case["prompt"].as_str().unwrap().to_string(), format!("Example {name}:\n")];
         for (prompt, sampling) in prompts.iter().flat_map(|p| samplings(i).into_iter().take(2).map(move |s| (p, s))) {
             let g = generate(&gpu, prompt, OutputConstraint::JsonSchema(schema.clone()), sampling.clone(), 96);
-            assert_eq!((g.stop_reason, g.valid), (StopReason::Eos, Some(true)), "gpu {name} {sampling:?}: {:?}", g.text);
-            let parsed: Value = serde_json::from_str(&g.text).unwrap_or_else(|err| panic!("gpu {name}: {err}: {:?}", g.text));
+            assert_eq!(
+                (g.stop_reason, g.valid),
+                (StopReason::Eos, Some(true)),
+                "gpu {name} {sampling:?}: {:?}",
+                g.text
+            );
+            let parsed: Value =
+                serde_json::from_str(&g.text).unwrap_or_else(|err| panic!("gpu {name}: {err}: {:?}", g.text));
             assert_eq!(g.json.as_ref(), Some(&parsed), "{name}");
             if sampling.temperature == 0.0 {
                 greedy += 1;
@@ -195,7 +235,11 @@ fn gpu_json_schema_suite_parses_and_validates() {
         }
     }
     assert!(!cases.is_empty());
-    eprintln!("wgpu: {} constrained generations valid in {:.1?}; greedy text equal to the CPU's in {same}/{greedy}", cases.len(), t0.elapsed());
+    eprintln!(
+        "wgpu: {} constrained generations valid in {:.1?}; greedy text equal to the CPU's in {same}/{greedy}",
+        cases.len(),
+        t0.elapsed()
+    );
     check_with_python("json-gpu", &json!({ "json": cases }));
 }
 
@@ -204,7 +248,10 @@ fn chat_answers_follow_the_schema_too() {
     let Some(e) = engine() else { return };
     let schema = json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}, "country": {"type": "string", "maxLength": 20}}, "required": ["city", "country"], "additionalProperties": false});
     let mut s = session(e);
-    let params = GenerationParams { constraint: OutputConstraint::JsonSchema(schema.to_string()), ..GenerationParams::greedy(64) };
+    let params = GenerationParams {
+        constraint: OutputConstraint::JsonSchema(schema.to_string()),
+        ..GenerationParams::greedy(64)
+    };
     let g = s.chat("Where is the Eiffel Tower? Answer in JSON.", &params, &mut |_| true).unwrap();
     assert_eq!(g.valid, Some(true), "{:?}", g.text);
     // The next turn reuses the cache and can be free text again.
@@ -233,7 +280,12 @@ fn regex_and_grammar_outputs_match() {
     for (i, (prompt, rx)) in regexes.iter().enumerate() {
         for sampling in samplings(i).into_iter().take(2) {
             let g = generate(e, prompt, OutputConstraint::Regex(rx.to_string()), sampling, 48);
-            assert_eq!((g.stop_reason, g.valid, g.json.is_none()), (StopReason::Eos, Some(true), true), "{rx}: {:?}", g.text);
+            assert_eq!(
+                (g.stop_reason, g.valid, g.json.is_none()),
+                (StopReason::Eos, Some(true), true),
+                "{rx}: {:?}",
+                g.text
+            );
             rx_cases.push(json!({ "pattern": rx, "text": g.text }));
         }
     }
@@ -258,7 +310,9 @@ fn bad_constraints_are_typed_errors_before_any_token() {
         OutputConstraint::JsonSchema("{\"type\": \"integer\", \"minimum\": 5, \"maximum\": 1}".into()),
         OutputConstraint::JsonSchema("false".into()),
         OutputConstraint::JsonSchema("{\"$ref\": \"#/$defs/missing\"}".into()),
-        OutputConstraint::JsonSchema("{\"type\": \"object\", \"properties\": {\"a\": {\"$ref\": \"https://example.com/s.json\"}}}".into()),
+        OutputConstraint::JsonSchema(
+            "{\"type\": \"object\", \"properties\": {\"a\": {\"$ref\": \"https://example.com/s.json\"}}}".into(),
+        ),
         OutputConstraint::JsonSchema("  ".into()),
         OutputConstraint::Regex("(unclosed".into()),
         OutputConstraint::Grammar("start: a\na: \"x\" a\n".into()),
@@ -286,8 +340,15 @@ fn bad_constraints_are_typed_errors_before_any_token() {
 #[test]
 fn a_length_cut_is_never_valid_and_cancel_stops() {
     let Some(e) = engine() else { return };
-    let schema = json!({"type": "object", "properties": {"story": {"type": "string", "minLength": 200}}, "required": ["story"]});
-    let g = generate(e, "A story as JSON:\n", OutputConstraint::JsonSchema(schema.to_string()), SamplingParams::greedy(), 6);
+    let schema =
+        json!({"type": "object", "properties": {"story": {"type": "string", "minLength": 200}}, "required": ["story"]});
+    let g = generate(
+        e,
+        "A story as JSON:\n",
+        OutputConstraint::JsonSchema(schema.to_string()),
+        SamplingParams::greedy(),
+        6,
+    );
     assert_eq!((g.stop_reason, g.valid, g.json.as_ref()), (StopReason::MaxTokens, Some(false), None));
     assert_eq!(g.token_ids.len(), 6);
     let j = serde_json::to_value(&g).unwrap();
@@ -297,7 +358,10 @@ fn a_length_cut_is_never_valid_and_cancel_stops() {
 
     // Cancel from the sink after the first piece.
     let mut s = session(e);
-    let params = GenerationParams { constraint: OutputConstraint::JsonSchema(schema.to_string()), ..GenerationParams::greedy(64) };
+    let params = GenerationParams {
+        constraint: OutputConstraint::JsonSchema(schema.to_string()),
+        ..GenerationParams::greedy(64)
+    };
     let g = s.complete("A story as JSON:\n", &params, &mut |_| false).unwrap();
     assert_eq!((g.stop_reason, g.valid), (StopReason::Cancelled, Some(false)));
     // Free text reports no validity.
@@ -330,7 +394,11 @@ fn tool_calls_validate_and_results_continue_the_cached_session() {
     let g = s.chat("Please add two apples to my cart.", &params, &mut |_| true).unwrap();
     assert_eq!(g.valid, Some(true), "{:?}", g.text);
     assert!(!g.tool_calls.is_empty(), "{:?}", g.text);
-    let mut cases: Vec<Value> = g.tool_calls.iter().map(|c| json!({"name": c.name, "schema": schemas[&c.name], "text": c.arguments.to_string()})).collect();
+    let mut cases: Vec<Value> = g
+        .tool_calls
+        .iter()
+        .map(|c| json!({"name": c.name, "schema": schemas[&c.name], "text": c.arguments.to_string()}))
+        .collect();
     assert_eq!(g.tool_calls[0].id, "call_0_0");
 
     // The loop: the fake tool answers each call, the model continues over the cached
@@ -347,12 +415,21 @@ fn tool_calls_validate_and_results_continue_the_cached_session() {
     while !calls.is_empty() && rounds < 3 {
         rounds += 1;
         let cached_before = s.cached_tokens();
-        let results: Vec<ToolResult> = calls.iter().map(|c| ToolResult { id: c.id.clone(), name: c.name.clone(), content: fake_tool(c) }).collect();
+        let results: Vec<ToolResult> = calls
+            .iter()
+            .map(|c| ToolResult { id: c.id.clone(), name: c.name.clone(), content: fake_tool(c) })
+            .collect();
         let g2 = s.send_tool_results(&results, &GenerationParams::greedy(96), &mut |_| true).unwrap();
         // Everything cached is reused: the model's own (sampled) call tokens stand for its
         // answer, so only the end of that turn, the results and the new turn header are
         // prefilled (before the fix: the answer was re-tokenized and prefilled again).
-        assert_eq!(g2.metrics.prefilled_tokens, g2.metrics.prompt_tokens - cached_before, "round {rounds}: prefilled {} of {} (cached {cached_before})", g2.metrics.prefilled_tokens, g2.metrics.prompt_tokens);
+        assert_eq!(
+            g2.metrics.prefilled_tokens,
+            g2.metrics.prompt_tokens - cached_before,
+            "round {rounds}: prefilled {} of {} (cached {cached_before})",
+            g2.metrics.prefilled_tokens,
+            g2.metrics.prompt_tokens
+        );
         assert!(g2.metrics.prefilled_tokens < 80, "round {rounds}: prefilled {}", g2.metrics.prefilled_tokens);
         // The reference: a fresh session that prefills the same prompt tokens from scratch
         // answers the same (a fresh *chat* would re-tokenize the history, a different prompt).
@@ -361,7 +438,11 @@ fn tool_calls_validate_and_results_continue_the_cached_session() {
             let mut fresh = e.new_session(SessionConfig { max_context: 1024, ..Default::default() }).unwrap();
             let p = GenerationParams { constraint: tools.constraint(), ..GenerationParams::greedy(96) };
             let want = fresh.generate_from(prompt, &p, &mut |_| true).unwrap();
-            assert_eq!((want.token_ids, want.text), (g2.token_ids.clone(), g2.text.clone()), "round 1: the cached continuation differs from a full prefill");
+            assert_eq!(
+                (want.token_ids, want.text),
+                (g2.token_ids.clone(), g2.text.clone()),
+                "round 1: the cached continuation differs from a full prefill"
+            );
         }
         // A text answer is free (and may be cut by max_tokens); a started call must be complete.
         if g2.text.starts_with('{') {
@@ -369,14 +450,20 @@ fn tool_calls_validate_and_results_continue_the_cached_session() {
             assert!(!g2.tool_calls.is_empty(), "round {rounds}: {:?}", g2.text);
         }
         let id = &calls[0].id;
-        assert!(s.history().iter().any(|m| m.content.contains(&format!("<tool_result id=\"{id}\" name=\"{}\">", calls[0].name))));
+        assert!(s
+            .history()
+            .iter()
+            .any(|m| m.content.contains(&format!("<tool_result id=\"{id}\" name=\"{}\">", calls[0].name))));
         for c in &g2.tool_calls {
             assert!(c.id.starts_with(&format!("call_{rounds}_")), "{}", c.id);
             cases.push(json!({"name": c.name, "schema": schemas[&c.name], "text": c.arguments.to_string()}));
         }
         calls = g2.tool_calls;
     }
-    eprintln!("tool loop: {rounds} result round(s), ended with {}", if calls.is_empty() { "text" } else { "more calls" });
+    eprintln!(
+        "tool loop: {rounds} result round(s), ended with {}",
+        if calls.is_empty() { "text" } else { "more calls" }
+    );
 
     // A named tool is the one called; `none` gives text and no calls.
     let mut named = tools.clone();
@@ -386,7 +473,11 @@ fn tool_calls_validate_and_results_continue_the_cached_session() {
     let g = s.chat("Is it raining in Oslo?", &params, &mut |_| true).unwrap();
     assert_eq!(g.valid, Some(true), "{:?}", g.text);
     assert!(!g.tool_calls.is_empty() && g.tool_calls.iter().all(|c| c.name == "get_weather"), "{:?}", g.text);
-    cases.extend(g.tool_calls.iter().map(|c| json!({"name": c.name, "schema": schemas[&c.name], "text": c.arguments.to_string()})));
+    cases.extend(
+        g.tool_calls
+            .iter()
+            .map(|c| json!({"name": c.name, "schema": schemas[&c.name], "text": c.arguments.to_string()})),
+    );
     let mut none = tools.clone();
     none.choice = ToolChoice::None;
     s.set_tools(Some(none)).unwrap();

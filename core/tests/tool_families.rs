@@ -70,7 +70,8 @@ fn check_engine(e: Engine, name: &str, want: ToolFormat) {
             g.text
         ),
         ToolFormat::QwenXml => assert!(
-            g.text.starts_with("<tool_call>\n<function=") && g.text.ends_with("\n</parameter>\n</function>\n</tool_call>"),
+            g.text.starts_with("<tool_call>\n<function=")
+                && g.text.ends_with("\n</parameter>\n</function>\n</tool_call>"),
             "{name}: {:?}",
             g.text
         ),
@@ -115,7 +116,11 @@ fn check_engine(e: Engine, name: &str, want: ToolFormat) {
         .collect();
     msgs.push(json!({"role": "assistant", "content": "", "tool_calls": wire_calls}));
     msgs.extend(results.iter().map(|r| json!({"role": "tool", "tool_call_id": r.id, "content": r.content})));
-    let rendered = e.template().with_thinking(think_off).render_json(&Value::Array(msgs), t.template_tools().as_ref(), true).unwrap();
+    let rendered = e
+        .template()
+        .with_thinking(think_off)
+        .render_json(&Value::Array(msgs), t.template_tools().as_ref(), true)
+        .unwrap();
     assert_eq!(prompt, rendered, "{name}");
     match want {
         ToolFormat::Hermes | ToolFormat::QwenXml => {
@@ -136,7 +141,8 @@ fn check_engine(e: Engine, name: &str, want: ToolFormat) {
     let answered = after_user.split_once(header).map(|(_, a)| a).unwrap_or_default();
     let answered = answered.split_once(end).map_or(answered, |(a, _)| a);
     let answered = answered.split_once("</think>\n\n").map_or(answered, |(_, a)| a);
-    let back: Vec<(String, Value)> = t.parse_calls_for(want, answered, 0).into_iter().map(|c| (c.name, c.arguments)).collect();
+    let back: Vec<(String, Value)> =
+        t.parse_calls_for(want, answered, 0).into_iter().map(|c| (c.name, c.arguments)).collect();
     assert_eq!(back, calls, "{name}: the rendered call did not read back");
     // A text answer is free; a started call must be complete and valid.
     if g2.text.starts_with("<tool_call>") || g2.text.starts_with('{') {
@@ -152,12 +158,17 @@ fn check_engine(e: Engine, name: &str, want: ToolFormat) {
     // The router's local model (and `edgewise serve`) uses the family's format too: the same
     // first answer as the session, and a conversation in OpenAI form (calls, `tool` results).
     use edgewise_core::router::{ChatMessage, ChatRequest, LocalEngine, LocalModel, StructuredRequest};
-    let local = LocalEngine::new(e.clone(), SessionConfig { max_context: 2048, ..Default::default() }, greedy(400)).unwrap();
+    let local =
+        LocalEngine::new(e.clone(), SessionConfig { max_context: 2048, ..Default::default() }, greedy(400)).unwrap();
     let mut t = tools();
     t.choice = ToolChoice::Required;
     let out = StructuredRequest { tools: Some(t), ..Default::default() };
     let a = local.generate_structured(&ChatRequest::user(user), &out, &mut |_| true).unwrap();
-    assert_eq!((a.answer.text.as_str(), a.tool_calls.len()), (g.text.as_str(), g.tool_calls.len()), "{name}: LocalEngine");
+    assert_eq!(
+        (a.answer.text.as_str(), a.tool_calls.len()),
+        (g.text.as_str(), g.tool_calls.len()),
+        "{name}: LocalEngine"
+    );
     let mut req = ChatRequest::user(user);
     req.messages.push(ChatMessage::tool_calls(a.tool_calls.clone()));
     req.messages.extend(results.iter().map(|r| ChatMessage::tool_result(r.id.clone(), r.content.clone())));
@@ -169,7 +180,12 @@ fn check_engine(e: Engine, name: &str, want: ToolFormat) {
     // merge across that boundary does not happen).
     let encoded = e.tokenizer().encode(&rendered, false).unwrap();
     let slack = req.messages.len();
-    assert!(a2.answer.prompt_tokens.abs_diff(encoded.len()) <= slack, "{name}: {} vs {}", a2.answer.prompt_tokens, encoded.len());
+    assert!(
+        a2.answer.prompt_tokens.abs_diff(encoded.len()) <= slack,
+        "{name}: {} vs {}",
+        a2.answer.prompt_tokens,
+        encoded.len()
+    );
     // Without the tools in the template (the built-in block instead), it would be far off.
     assert!(a2.answer.prompt_tokens > 250, "{name}: {}", a2.answer.prompt_tokens);
 }
@@ -208,7 +224,10 @@ fn a_template_without_tools_uses_the_builtin_format() {
 
 fn load_qwen3() -> Option<Engine> {
     let path = model("qwen3-tools")?;
-    Some(Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false }).unwrap())
+    Some(
+        Engine::load(path, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false })
+            .unwrap(),
+    )
 }
 
 /// Whether the compiled constraint `c` accepts `text` (tokenized by `e`'s tokenizer) as a whole
@@ -228,7 +247,8 @@ fn accepts(e: &Engine, c: &edgewise_core::structured::OutputConstraint, text: &s
 }
 
 const THINK: &str = "<think>\nThe user wants apples, so I should call add_to_cart with qty 2.\n</think>\n\n";
-const CALL: &str = "<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": {\"item\": \"apple\", \"qty\": 2}}\n</tool_call>";
+const CALL: &str =
+    "<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": {\"item\": \"apple\", \"qty\": 2}}\n</tool_call>";
 const BAD_CALLS: [&str; 4] = [
     "<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": {\"item\": \"apple\", \"qty\": 99}}\n</tool_call>",
     "<tool_call>\n{\"name\": \"add_to_cart\", \"arguments\": {\"item\": \"car\", \"qty\": 2}}\n</tool_call>",
@@ -286,7 +306,12 @@ fn qwen3_thinking_then_a_constrained_call() {
         assert_eq!(g.valid, Some(true), "{:?}", g.text);
         assert!(!g.tool_calls.is_empty());
     }
-    eprintln!("qwen3 under auto: {} thinking bytes, then {:?}…, {} call(s)", thinking.len(), after.chars().take(24).collect::<String>(), g.tool_calls.len());
+    eprintln!(
+        "qwen3 under auto: {} thinking bytes, then {:?}…, {} call(s)",
+        thinking.len(),
+        after.chars().take(24).collect::<String>(),
+        g.tool_calls.len()
+    );
 }
 
 /// `required` and a named tool let Qwen 3 think first, then force the call (before, the answer
@@ -307,7 +332,10 @@ fn qwen3_thinking_then_a_forced_call() {
         assert!(accepts(&e, &c, &format!("<think>\n\n</think>\n\n{CALL}")), "{choice:?}: an empty thinking block");
         assert!(!accepts(&e, &c, THINK.trim_end()), "{choice:?}: thinking without the call");
         assert!(!accepts(&e, &c, &format!("{THINK}Sure.")), "{choice:?}: thinking, then text");
-        assert!(!accepts(&e, &c, &format!("<think>\nA</think>B</think>\n\n{CALL}")), "{choice:?}: text after `</think>`");
+        assert!(
+            !accepts(&e, &c, &format!("<think>\nA</think>B</think>\n\n{CALL}")),
+            "{choice:?}: text after `</think>`"
+        );
         assert!(!accepts(&e, &c, &format!("<think>\nno end {CALL}")), "{choice:?}: unfinished thinking");
         for bad in BAD_CALLS {
             assert!(!accepts(&e, &c, &format!("{THINK}{bad}")), "{choice:?}: a bad call after thinking passed");
@@ -385,7 +413,9 @@ fn qwen3_required_answers_think_then_call() {
             t.check_call(c).unwrap_or_else(|err| panic!("seed {seed}: {err}"));
         }
     }
-    eprintln!("qwen3 under required: {thought} answers thought first, {direct} called at once, {cut} cut by max_tokens");
+    eprintln!(
+        "qwen3 under required: {thought} answers thought first, {direct} called at once, {cut} cut by max_tokens"
+    );
     assert!(thought > 0, "no answer thought: the test did not reach the thinking path");
 }
 
@@ -399,7 +429,9 @@ fn qwen3_enable_thinking_false_reaches_the_template() {
     let mut t = tools();
     t.choice = ToolChoice::Required;
     let user = "Add two apples to my cart, please.";
-    for (enable, tail) in [(None, "<|im_start|>assistant\n"), (Some(false), "<|im_start|>assistant\n<think>\n\n</think>\n\n")] {
+    for (enable, tail) in
+        [(None, "<|im_start|>assistant\n"), (Some(false), "<|im_start|>assistant\n<think>\n\n</think>\n\n")]
+    {
         let mut s = e.new_session(SessionConfig { max_context: 2048, ..Default::default() }).unwrap();
         s.set_tools(Some(t.clone())).unwrap();
         let params = GenerationParams { enable_thinking: enable, ..GenerationParams::greedy(400) };
@@ -411,10 +443,23 @@ fn qwen3_enable_thinking_false_reaches_the_template() {
             assert!(g.text.starts_with("<tool_call>\n"), "thinking off, yet: {:?}", g.text);
         }
         // The router's local model (and `edgewise serve`) takes it from the request.
-        let local = LocalEngine::new(e.clone(), SessionConfig { max_context: 2048, ..Default::default() }, GenerationParams::greedy(400)).unwrap();
+        let local = LocalEngine::new(
+            e.clone(),
+            SessionConfig { max_context: 2048, ..Default::default() },
+            GenerationParams::greedy(400),
+        )
+        .unwrap();
         let req = ChatRequest { enable_thinking: enable, ..ChatRequest::user(user) };
-        let a = local.generate_structured(&req, &StructuredRequest { tools: Some(t.clone()), ..Default::default() }, &mut |_| true).unwrap();
-        assert_eq!((a.answer.text.as_str(), a.tool_calls.len()), (g.text.as_str(), g.tool_calls.len()), "{enable:?}: LocalEngine");
+        let a = local
+            .generate_structured(&req, &StructuredRequest { tools: Some(t.clone()), ..Default::default() }, &mut |_| {
+                true
+            })
+            .unwrap();
+        assert_eq!(
+            (a.answer.text.as_str(), a.tool_calls.len()),
+            (g.text.as_str(), g.tool_calls.len()),
+            "{enable:?}: LocalEngine"
+        );
         assert_eq!(a.answer.prompt_tokens, g.metrics.prompt_tokens, "{enable:?}");
     }
 }
@@ -428,7 +473,21 @@ fn no_think_flag_reaches_the_template_from_the_cli() {
     let Some(e) = load_qwen3() else { return };
     let run = |extra: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgewise"))
-            .args(["run", "--model", path.to_str().unwrap(), "--backend", "cpu", "--threads", "2", "--temperature", "0", "--max-tokens", "1", "--format", "json"])
+            .args([
+                "run",
+                "--model",
+                path.to_str().unwrap(),
+                "--backend",
+                "cpu",
+                "--threads",
+                "2",
+                "--temperature",
+                "0",
+                "--max-tokens",
+                "1",
+                "--format",
+                "json",
+            ])
             .args(extra)
             .arg("Add two apples to my cart, please.")
             .output()
@@ -438,16 +497,34 @@ fn no_think_flag_reaches_the_template_from_the_cli() {
     let prompt_tokens = |extra: &[&str]| {
         let out = run(extra);
         assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
-        let line: Value = serde_json::from_slice(out.stdout.split(|&b| b == b'\n').find(|l| l.starts_with(b"{")).unwrap()).unwrap();
+        let line: Value =
+            serde_json::from_slice(out.stdout.split(|&b| b == b'\n').find(|l| l.starts_with(b"{")).unwrap()).unwrap();
         line["metrics"]["prompt_tokens"].as_u64().unwrap() as usize
     };
     let block = e.tokenizer().encode("<think>\n\n</think>\n\n", false).unwrap().len();
     assert!(block > 0);
     assert_eq!(prompt_tokens(&["--no-think"]), prompt_tokens(&[]) + block);
     let raw = run(&["--raw", "--no-think"]);
-    assert!(!raw.status.success() && String::from_utf8_lossy(&raw.stderr).contains("--no-think needs the chat template"), "{}", String::from_utf8_lossy(&raw.stderr));
+    assert!(
+        !raw.status.success() && String::from_utf8_lossy(&raw.stderr).contains("--no-think needs the chat template"),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
     let mut chat = std::process::Command::new(env!("CARGO_BIN_EXE_edgewise"))
-        .args(["chat", "--model", path.to_str().unwrap(), "--backend", "cpu", "--threads", "2", "--temperature", "0", "--max-tokens", "2", "--no-think"])
+        .args([
+            "chat",
+            "--model",
+            path.to_str().unwrap(),
+            "--backend",
+            "cpu",
+            "--threads",
+            "2",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "2",
+            "--no-think",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -471,7 +548,8 @@ fn no_think_flag_reaches_the_template_from_the_cli() {
 fn load_qwen35(tag: &str) -> Option<Engine> {
     let path = common_model::synth_model("qwen35", "tests/reference/make_qwen35_goldens.py synth")?;
     let out = common_model::with_chat_template(&path, "chat_templates/qwen3.5.jinja", &format!("qwen35-tools-{tag}"));
-    let e = Engine::load(&out, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false });
+    let e =
+        Engine::load(&out, EngineConfig { backend: BackendPreference::Cpu, threads: Some(2), gpu_self_test: false });
     let _ = std::fs::remove_file(&out);
     Some(e.unwrap())
 }
@@ -493,7 +571,8 @@ fn xml_tools() -> Tools {
 
 const XML_CALL: &str = "<tool_call>\n<function=add_to_cart>\n<parameter=item>\napple\n</parameter>\n<parameter=qty>\n2\n</parameter>\n</function>\n</tool_call>";
 const XML_CALL_NOTE: &str = "<tool_call>\n<function=add_to_cart>\n<parameter=item>\npear\n</parameter>\n<parameter=qty>\n12\n</parameter>\n<parameter=note>\ngift wrap, <please>\n</parameter>\n</function>\n</tool_call>";
-const XML_CALL_CITY: &str = "<tool_call>\n<function=get_weather>\n<parameter=city>\nKöln\n</parameter>\n</function>\n</tool_call>";
+const XML_CALL_CITY: &str =
+    "<tool_call>\n<function=get_weather>\n<parameter=city>\nKöln\n</parameter>\n</function>\n</tool_call>";
 /// (what is wrong, the call).
 const XML_BAD_CALLS: [(&str, &str); 8] = [
     ("a tool that is not offered", "<tool_call>\n<function=delete_account>\n<parameter=item>\napple\n</parameter>\n</function>\n</tool_call>"),
@@ -530,15 +609,22 @@ fn qwen35_xml_constraint_accepts_calls_and_rejects_bad_ones() {
     for choice in [ToolChoice::Required, ToolChoice::Named("add_to_cart".into()), ToolChoice::Auto] {
         let mut t = xml_tools();
         t.choice = choice.clone();
-        for (thinking, pre) in
-            [(Thinking::Open { budget: 512 }, OPEN), (Thinking::Off, ""), (Thinking::No, ""), (Thinking::May { budget: 512 }, "<think>\nhm\n</think>\n\n")]
-        {
+        for (thinking, pre) in [
+            (Thinking::Open { budget: 512 }, OPEN),
+            (Thinking::Off, ""),
+            (Thinking::No, ""),
+            (Thinking::May { budget: 512 }, "<think>\nhm\n</think>\n\n"),
+        ] {
             let c = t.constraint_for_model(ToolFormat::QwenXml, thinking);
             let id = format!("{choice:?} {thinking:?}");
             assert!(accepts(&e, &c, &format!("{pre}{XML_CALL}")), "{id}: a call");
             assert!(accepts(&e, &c, &format!("{pre}{XML_CALL_NOTE}")), "{id}: a call with a free string");
             assert!(accepts(&e, &c, &format!("{pre}{XML_CALL}\n{XML_CALL_NOTE}")), "{id}: two calls");
-            assert_eq!(accepts(&e, &c, &format!("{pre}{XML_CALL_CITY}")), choice != ToolChoice::Named("add_to_cart".into()), "{id}: the other tool");
+            assert_eq!(
+                accepts(&e, &c, &format!("{pre}{XML_CALL_CITY}")),
+                choice != ToolChoice::Named("add_to_cart".into()),
+                "{id}: the other tool"
+            );
             for (what, bad) in XML_BAD_CALLS {
                 assert!(!accepts(&e, &c, &format!("{pre}{bad}")), "{id}: {what} passed");
             }
@@ -652,7 +738,15 @@ fn qwen35_xml_values_follow_their_schemas() {
         }
         s + "</function>\n</tool_call>"
     };
-    let good = call(&[("code", "ABC-12"), ("tag", "look"), ("kind", "ticket"), ("opts", "{\"gift\": true, \"n\": [1, 2]}"), ("urgent", "False"), ("price", "9.5"), ("memo", "any <text>\nat all")]);
+    let good = call(&[
+        ("code", "ABC-12"),
+        ("tag", "look"),
+        ("kind", "ticket"),
+        ("opts", "{\"gift\": true, \"n\": [1, 2]}"),
+        ("urgent", "False"),
+        ("price", "9.5"),
+        ("memo", "any <text>\nat all"),
+    ]);
     assert!(accepts(&e, &c, &good), "all values");
     assert!(accepts(&e, &c, &call(&[("code", "XYZ-7"), ("kind", "ticket")])), "the required ones");
     let parsed = t.parse_calls_for(ToolFormat::QwenXml, &good, 0);
@@ -677,7 +771,12 @@ fn qwen35_xml_values_follow_their_schemas() {
     o.choice = ToolChoice::Required;
     let oc = o.constraint_for_model(ToolFormat::QwenXml, Thinking::Off);
     let ocall = |params: &[(&str, &str)]| call(params).replace("<function=file>", "<function=order>");
-    for order in [&[("c", "True"), ("a", "x")][..], &[("d", "None"), ("b", "3"), ("c", "False"), ("a", "y")], &[("a", "x"), ("c", "True")], &[("b", "1"), ("a", "x"), ("d", "q"), ("c", "True")]] {
+    for order in [
+        &[("c", "True"), ("a", "x")][..],
+        &[("d", "None"), ("b", "3"), ("c", "False"), ("a", "y")],
+        &[("a", "x"), ("c", "True")],
+        &[("b", "1"), ("a", "x"), ("d", "q"), ("c", "True")],
+    ] {
         let text = ocall(order);
         assert!(accepts(&e, &oc, &text), "{order:?}");
         let got = &o.parse_calls_for(ToolFormat::QwenXml, &text, 0)[0];
@@ -730,11 +829,17 @@ fn qwen35_xml_values_follow_their_schemas() {
         ("a tag without its searched pattern", call(&[("code", "ABC-1"), ("tag", "nope"), ("kind", "ticket")])),
         ("a tag under minLength", call(&[("code", "ABC-1"), ("tag", "ok"), ("kind", "ticket")])),
         ("another const", call(&[("code", "ABC-1"), ("kind", "bug")])),
-        ("JSON without the template's spacing", call(&[("code", "ABC-1"), ("kind", "ticket"), ("opts", "{\"gift\":true}")])),
+        (
+            "JSON without the template's spacing",
+            call(&[("code", "ABC-1"), ("kind", "ticket"), ("opts", "{\"gift\":true}")]),
+        ),
         ("an object missing its required key", call(&[("code", "ABC-1"), ("kind", "ticket"), ("opts", "{}")])),
         ("JSON's true (the template prints True)", call(&[("code", "ABC-1"), ("kind", "ticket"), ("urgent", "true")])),
         ("a number over its maximum", call(&[("code", "ABC-1"), ("kind", "ticket"), ("price", "12")])),
-        ("parameters out of the schema's order (more than 8 parameters)", call(&[("kind", "ticket"), ("code", "ABC-1")])),
+        (
+            "parameters out of the schema's order (more than 8 parameters)",
+            call(&[("kind", "ticket"), ("code", "ABC-1")]),
+        ),
         // As JSON this was the 8-character string; as raw text it is 10 characters.
         ("a string-or-null quoted as JSON", call(&[("code", "ABC-1"), ("kind", "ticket"), ("city", "\"Bergen12\"")])),
         ("a string-or-null over maxLength", call(&[("code", "ABC-1"), ("kind", "ticket"), ("city", "Trondheim")])),
@@ -773,7 +878,13 @@ fn qwen35_prefill_splits_part_only_at_a_near_tie() {
     let local = LocalEngine::new(e.clone(), cfg.clone(), greedy(400)).unwrap();
     let out = StructuredRequest { tools: Some(t.clone()), ..Default::default() };
     let a = local.generate_structured(&ChatRequest::user(user), &out, &mut |_| true).unwrap();
-    eprintln!("calls: session {}, local {}; prompt tokens {} vs {}", g.tool_calls.len(), a.tool_calls.len(), g.metrics.prompt_tokens, a.answer.prompt_tokens);
+    eprintln!(
+        "calls: session {}, local {}; prompt tokens {} vs {}",
+        g.tool_calls.len(),
+        a.tool_calls.len(),
+        g.metrics.prompt_tokens,
+        a.answer.prompt_tokens
+    );
     let tpl = e.template().with_thinking(think_off);
     let tt = t.template_tools();
     let msgs = |next: bool| {
@@ -787,7 +898,11 @@ fn qwen35_prefill_splits_part_only_at_a_near_tie() {
     let ids_local = tpl.encode_known(e.tokenizer(), &msgs(false), tt.as_ref(), true, &[]).unwrap();
     let probe = tpl.encode_known(e.tokenizer(), &msgs(true), tt.as_ref(), true, &[]).unwrap();
     let dep = prompt.iter().zip(&probe).take_while(|(a, b)| a == b).count();
-    eprintln!("prompt ids equal to the LocalEngine's encoding: {}; next turn departs at {dep} of {}", ids_local == prompt, prompt.len());
+    eprintln!(
+        "prompt ids equal to the LocalEngine's encoding: {}; next turn departs at {dep} of {}",
+        ids_local == prompt,
+        prompt.len()
+    );
     assert_eq!(ids_local, prompt, "the LocalEngine encodes the request differently");
     let gen = &g.token_ids;
     eprintln!("texts equal: {}", a.answer.text == g.text);
@@ -821,7 +936,12 @@ fn qwen35_prefill_splits_part_only_at_a_near_tie() {
         }
         steps
     };
-    let mut k = e.constraint_compiler().unwrap().compile(&t.constraint_for_model(ToolFormat::QwenXml, Thinking::Off)).unwrap().unwrap();
+    let mut k = e
+        .constraint_compiler()
+        .unwrap()
+        .compile(&t.constraint_for_model(ToolFormat::QwenXml, Thinking::Off))
+        .unwrap()
+        .unwrap();
     let mut masks = Vec::new();
     for &id in gen {
         masks.push(k.greedy_words().unwrap().unwrap_or_default());
@@ -851,7 +971,10 @@ fn qwen35_prefill_splits_part_only_at_a_near_tie() {
         if ts[0].0 != tl[0].0 {
             let (gs, gl) = (ts[0].1 - ts[1].1, tl[0].1 - tl[1].1);
             eprintln!("parted at step {step}: session split picks {} (masked top {ts:?}, gap {gs:.6}), the prefill_chunk split picks {} (masked top {tl:?}, gap {gl:.6})", ts[0].0, tl[0].0);
-            assert!(gs < 0.25 && gl < 0.25, "the splits part at step {step} with a gap of {gs} / {gl}: more than rounding");
+            assert!(
+                gs < 0.25 && gl < 0.25,
+                "the splits part at step {step} with a gap of {gs} / {gl}: more than rounding"
+            );
             break;
         }
     }

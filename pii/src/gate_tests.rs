@@ -385,7 +385,8 @@ fn work_notes_with_structured_values_clear_the_classifier() {
             failures.push(format!("{t:?}: score {:?}, threshold {:?}", r.classifier_score, r.classifier_threshold));
         }
     }
-    let secret = "new keyholder notes for Priya: alarm panel behind the stockroom door, punch 4417 then OFF within 30 sec";
+    let secret =
+        "new keyholder notes for Priya: alarm panel behind the stockroom door, punch 4417 then OFF within 30 sec";
     let r = g.check(secret);
     if !r.sensitive || r.stage != Stage::Classifier {
         failures.push(format!("alarm code not blocked by the classifier: {:?}", r.classifier_score));

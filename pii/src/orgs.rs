@@ -105,7 +105,8 @@ impl OrgRules {
         // person singular, a relation, a private name, a personal contact phrase, "right now", a
         // third person, "my", or a word like "home" or "come".
         let one_person = || {
-            const PLURAL: &[&str] = &["our", "nuestro", "nuestra", "nuestros", "nuestras", "notre", "nos", "hamara", "hamari"];
+            const PLURAL: &[&str] =
+                &["our", "nuestro", "nuestra", "nuestros", "nuestras", "notre", "nos", "hamara", "hamari"];
             // (`ctx.first_person` counts "our" too: ask for "I"/"me" and "mein"/"main" instead.)
             personal_in.iter().any(|&p| p)
                 || !ctx.pronoun.0.is_empty()
@@ -167,7 +168,11 @@ impl OrgRules {
                     });
                     !personal
                         && !free_mail
-                        && (near(&ctx.org, 120) || role_mailbox(value) || fiction_text || example || reserved_domain(value))
+                        && (near(&ctx.org, 120)
+                            || role_mailbox(value)
+                            || fiction_text
+                            || example
+                            || reserved_domain(value))
                 }
                 Category::PostalAddress => {
                     let venue = self

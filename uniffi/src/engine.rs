@@ -40,8 +40,10 @@ impl Engine {
     #[uniffi::constructor]
     pub fn load_fd(fd: i32, offset: i64, length: i64, config: EngineConfig) -> EdgewiseResult<Arc<Self>> {
         guard("Engine.load_fd", || {
-            let offset = u64::try_from(offset)
-                .map_err(|_| EdgewiseError::InvalidParameter { name: "offset".into(), reason: "must not be negative".into() })?;
+            let offset = u64::try_from(offset).map_err(|_| EdgewiseError::InvalidParameter {
+                name: "offset".into(),
+                reason: "must not be negative".into(),
+            })?;
             let length = u64::try_from(length).ok();
             Ok(Arc::new(Self { inner: ce::Engine::load_fd(fd, offset, length, config.into())? }))
         })

@@ -13,8 +13,8 @@ use crate::engine::Engine;
 use crate::error::{guard, EdgewiseError, EdgewiseResult};
 use crate::session::{handle_of, CancelToken};
 use crate::types::{
-    core_tools, router_messages, to_i32, to_usize, ChatMessage, CloudEndpoint, GenerationParams, PiiReport, RequestMeta,
-    RouteDecision, RoutedAnswer, RouterPolicy, SessionConfig, Tool, ToolChoice,
+    core_tools, router_messages, to_i32, to_usize, ChatMessage, CloudEndpoint, GenerationParams, PiiReport,
+    RequestMeta, RouteDecision, RoutedAnswer, RouterPolicy, SessionConfig, Tool, ToolChoice,
 };
 
 /// Scans `text` for personal data on the device (nothing leaves it) with the same gate the router
@@ -121,10 +121,8 @@ impl Router {
             std::fs::create_dir_all(&data_dir).map_err(cr_io)?;
             let config = cr::RouterConfig {
                 policy: policy.into(),
-                cloud: cloud.map(|c| cr::cloud::CloudConfig {
-                    api_key: cloud_api_key.map(cr::cloud::ApiKey::new),
-                    ..c.into()
-                }),
+                cloud: cloud
+                    .map(|c| cr::cloud::CloudConfig { api_key: cloud_api_key.map(cr::cloud::ApiKey::new), ..c.into() }),
                 ..cr::RouterConfig::local_only(&data_dir)
             };
             let router = cr::Router::new(config)?;
@@ -177,7 +175,8 @@ impl Router {
             }
             .with_adapters(&set)?;
             let mut sink = Forward { listener: listener.as_ref(), failure: None };
-            let answer = self.local.answer_cancellable(&self.router, &request, &meta.into(), &params, &cancel, &mut sink);
+            let answer =
+                self.local.answer_cancellable(&self.router, &request, &meta.into(), &params, &cancel, &mut sink);
             match sink.failure {
                 Some(e) => Err(e),
                 None => Ok(answer?.into()),
@@ -199,10 +198,18 @@ impl Router {
     /// Where `messages` would run now, without generating anything (for a badge before sending);
     /// pass the `tools` that `send` will offer (they count for the privacy check).
     #[uniffi::method(default(tools = None))]
-    pub fn decide(&self, messages: Vec<ChatMessage>, meta: RequestMeta, tools: Option<Vec<Tool>>) -> EdgewiseResult<RouteDecision> {
+    pub fn decide(
+        &self,
+        messages: Vec<ChatMessage>,
+        meta: RequestMeta,
+        tools: Option<Vec<Tool>>,
+    ) -> EdgewiseResult<RouteDecision> {
         guard("Router.decide", || {
-            let request =
-                cr::ChatRequest { messages: router_messages(messages)?, tools: request_tools(tools, None)?, ..Default::default() };
+            let request = cr::ChatRequest {
+                messages: router_messages(messages)?,
+                tools: request_tools(tools, None)?,
+                ..Default::default()
+            };
             Ok(self.router.decide(&self.local, &request, &meta.into()).into())
         })
     }

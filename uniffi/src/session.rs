@@ -13,9 +13,11 @@ use std::sync::Arc;
 
 use edgewise_core::session::{self as css, CancelHandle};
 
-use crate::error::{guard, EdgewiseError, EdgewiseResult};
 use crate::adapter::AdapterScale;
-use crate::types::{core_tools, to_i32, ChatMessage, Generation, GenerationParams, SessionConfig, Tool, ToolChoice, ToolResult};
+use crate::error::{guard, EdgewiseError, EdgewiseResult};
+use crate::types::{
+    core_tools, to_i32, ChatMessage, Generation, GenerationParams, SessionConfig, Tool, ToolChoice, ToolResult,
+};
 
 /// Receives generated text as it is produced. Implemented in Kotlin or Swift.
 #[uniffi::export(foreign)]
@@ -79,7 +81,11 @@ impl ChatSession {
         what: &str,
         cancel: CancelHandle,
         sink: Arc<dyn TokenSink>,
-        generate: impl FnOnce(&mut css::Session, &CancelHandle, &mut dyn FnMut(&str) -> bool) -> edgewise_core::Result<css::Generation>,
+        generate: impl FnOnce(
+            &mut css::Session,
+            &CancelHandle,
+            &mut dyn FnMut(&str) -> bool,
+        ) -> edgewise_core::Result<css::Generation>,
     ) -> EdgewiseResult<Generation> {
         guard(what, || {
             self.inner.run(&cancel, |session| {

@@ -8,12 +8,12 @@
 
 use edgewise_core::backend as cb;
 use edgewise_core::engine as ce;
+use edgewise_core::router::{self as cr, pii as cpii};
 use edgewise_core::sampling as cs;
 use edgewise_core::session as css;
 use edgewise_core::structured as cst;
 use edgewise_core::structured::tools as cstt;
 use edgewise_core::tokenizer as ct;
-use edgewise_core::router::{self as cr, pii as cpii};
 use edgewise_core::{catalog as ccat, download as cdl};
 use std::time::Duration;
 
@@ -115,7 +115,13 @@ pub struct GpuInfo {
 
 impl From<cb::GpuInfo> for GpuInfo {
     fn from(v: cb::GpuInfo) -> Self {
-        Self { name: v.name, driver: v.driver, api: v.api, device_type: v.device_type, max_storage_binding: to_i64(v.max_storage_binding) }
+        Self {
+            name: v.name,
+            driver: v.driver,
+            api: v.api,
+            device_type: v.device_type,
+            max_storage_binding: to_i64(v.max_storage_binding),
+        }
     }
 }
 
@@ -419,7 +425,10 @@ impl TryFrom<Tool> for cstt::Tool {
     fn try_from(v: Tool) -> Result<Self, Self::Error> {
         let parameters = serde_json::from_str(&v.parameters).map_err(|e| edgewise_core::Error::InvalidConstraint {
             // serde's message names a line and column, never the text.
-            reason: format!("the parameters of tool `{}` are not JSON: {e}", v.name.chars().take(64).collect::<String>()),
+            reason: format!(
+                "the parameters of tool `{}` are not JSON: {e}",
+                v.name.chars().take(64).collect::<String>()
+            ),
         })?;
         Ok(Self { name: v.name, description: v.description, parameters })
     }
@@ -1417,9 +1426,16 @@ mod tests {
 
     #[test]
     fn tools_convert_and_bad_ones_are_invalid_constraints() {
-        let tool = |name: &str, parameters: &str| Tool { name: name.into(), description: "d".into(), parameters: parameters.into() };
-        let t = core_tools(vec![tool("add_to_cart", r#"{"type":"object","properties":{"qty":{"type":"integer"}}}"#)], ToolChoice::Named { name: "add_to_cart".into() })
-            .expect("valid tools");
+        let tool = |name: &str, parameters: &str| Tool {
+            name: name.into(),
+            description: "d".into(),
+            parameters: parameters.into(),
+        };
+        let t = core_tools(
+            vec![tool("add_to_cart", r#"{"type":"object","properties":{"qty":{"type":"integer"}}}"#)],
+            ToolChoice::Named { name: "add_to_cart".into() },
+        )
+        .expect("valid tools");
         assert_eq!(t.choice, cstt::ToolChoice::Named("add_to_cart".into()));
         assert_eq!(t.tools[0].parameters["properties"]["qty"]["type"], "integer");
         for (tools, choice) in [
@@ -1433,7 +1449,11 @@ mod tests {
             let e = crate::EdgewiseError::from(core_tools(tools, choice).expect_err("rejected"));
             assert!(matches!(e, crate::EdgewiseError::InvalidConstraint { .. }), "{e:?}");
         }
-        let call = ToolCall::from(cstt::ToolCall { id: "call_1_0".into(), name: "a".into(), arguments: serde_json::json!({"x": [1, 2]}) });
+        let call = ToolCall::from(cstt::ToolCall {
+            id: "call_1_0".into(),
+            name: "a".into(),
+            arguments: serde_json::json!({"x": [1, 2]}),
+        });
         assert_eq!(call.arguments, r#"{"x":[1,2]}"#);
     }
 

@@ -40,8 +40,8 @@ use burn::tensor::{activation, Device, Tensor, TensorData};
 
 use crate::backend::cpu_device;
 use crate::model::layers::{read_f32, tensor2, Buf};
-use crate::quant::gpu::QMatrix;
 use crate::quant::cpu::pool::{self, SyncPtr};
+use crate::quant::gpu::QMatrix;
 use crate::quant::GgmlType;
 use crate::{Error, Result};
 
@@ -314,7 +314,9 @@ impl Linear {
                 }
                 q.matmul(crate::quant::gpu::round_q8_0(x)?)?
             }
-            Proj::Q8 { .. } | Proj::HostF32 { .. } => return Err(Error::Backend { reason: "encoder: host weights on the gpu path".into() }),
+            Proj::Q8 { .. } | Proj::HostF32 { .. } => {
+                return Err(Error::Backend { reason: "encoder: host weights on the gpu path".into() })
+            }
         };
         self.add_bias_dev(y)
     }
@@ -655,7 +657,8 @@ impl BertModel {
         for layer in &self.layers {
             let qkv = layer.qkv.forward_dev(xt.clone())?;
             // [n, 3h] -> q, k, v as [b, heads, l, hd].
-            let part = |i: usize| qkv.clone().slice([0..n, i * h..(i + 1) * h]).reshape([b, l, heads, hd]).swap_dims(1, 2);
+            let part =
+                |i: usize| qkv.clone().slice([0..n, i * h..(i + 1) * h]).reshape([b, l, heads, hd]).swap_dims(1, 2);
             let (q, k, v) = (part(0).mul_scalar(scale), part(1), part(2));
             let p = activation::softmax(q.matmul(k.transpose()).add(mask.clone()), 3);
             let ctx = p.matmul(v).swap_dims(1, 2).reshape([n, h]);

@@ -37,7 +37,9 @@ impl std::str::FromStr for GgufFtype {
             "f32" => Ok(Self::F32),
             "f16" => Ok(Self::F16),
             "q8_0" => Ok(Self::Q8_0),
-            other => Err(Error::InvalidParameter { name: "ftype", reason: format!("`{other}` is not f32, f16 or q8_0") }),
+            other => {
+                Err(Error::InvalidParameter { name: "ftype", reason: format!("`{other}` is not f32, f16 or q8_0") })
+            }
         }
     }
 }
@@ -134,7 +136,8 @@ pub fn folder_to_gguf(dir: &Path, ftype: GgufFtype, out: &mut dyn Write) -> Resu
         .kv("tokenizer.ggml.mask_token_id", MetaValue::U32(id_of("[MASK]")?))
         .kv("tokenizer.ggml.add_bos_token", MetaValue::Bool(true))
         .kv("tokenizer.ggml.add_eos_token", MetaValue::Bool(true));
-    if let Some(n) = tj.normalizer.as_ref().filter(|n| n.get("type").and_then(|t| t.as_str()) == Some("BertNormalizer")) {
+    if let Some(n) = tj.normalizer.as_ref().filter(|n| n.get("type").and_then(|t| t.as_str()) == Some("BertNormalizer"))
+    {
         let lower = n.get("lowercase").and_then(|v| v.as_bool()).unwrap_or(true);
         let strip = n.get("strip_accents").and_then(|v| v.as_bool()).unwrap_or(lower);
         w = w

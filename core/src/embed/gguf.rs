@@ -241,14 +241,16 @@ impl GgufSource {
         let cols = info.row_len() as usize;
         let n_rows = info.n_rows() as usize;
         if info.shape.len() > 2 {
-            return Err(Error::Tensor { name: gname, reason: format!("expected 1 or 2 dimensions, got {:?}", info.shape) });
+            return Err(Error::Tensor {
+                name: gname,
+                reason: format!("expected 1 or 2 dimensions, got {:?}", info.shape),
+            });
         }
         let data = self.file.tensor_data(info)?;
-        let row_bytes = info
-            .ty
-            .bytes_for(cols as u64)
-            .ok_or_else(|| Error::Tensor { name: gname.clone(), reason: format!("rows of {cols} {:?} values", info.ty) })?
-            as usize;
+        let row_bytes = info.ty.bytes_for(cols as u64).ok_or_else(|| Error::Tensor {
+            name: gname.clone(),
+            reason: format!("rows of {cols} {:?} values", info.ty),
+        })? as usize;
         let (rows, data) = match rows {
             None => (n_rows, data),
             Some(r) => {
@@ -256,10 +258,9 @@ impl GgufSource {
                 if n_rows == 1 {
                     let width = info.ty.bytes_for(r.len() as u64).unwrap_or(0) as usize;
                     let start = info.ty.bytes_for(r.start as u64).unwrap_or(0) as usize;
-                    let slice = data.get(start..start + width).ok_or_else(|| Error::Tensor {
-                        name: gname.clone(),
-                        reason: "fused bias too short".into(),
-                    })?;
+                    let slice = data
+                        .get(start..start + width)
+                        .ok_or_else(|| Error::Tensor { name: gname.clone(), reason: "fused bias too short".into() })?;
                     return Ok((info.ty, slice, [1, r.len()]));
                 }
                 let slice = data.get(r.start * row_bytes..r.end * row_bytes).ok_or_else(|| Error::Tensor {

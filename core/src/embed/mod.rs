@@ -331,10 +331,8 @@ impl Embedder {
         let normalize = true;
         h.update(format!("{:?}/{normalize}/{max_tokens}/{:?}", g.pooling, opts.weights).as_bytes());
         let fingerprint = hex::encode(&h.finalize()[..16]);
-        let model_id = path
-            .file_stem()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "embedding-model".into());
+        let model_id =
+            path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "embedding-model".into());
         log::info!(
             "embedding model {model_id} loaded from GGUF: dim {}, {:?} pooling, max {max_tokens} tokens, {:?} weights, on {backend}",
             model.config().hidden_size,
@@ -489,13 +487,19 @@ fn load_model(cfg: BertConfig, src: &dyn TensorSource, opts: &EmbedOptions) -> R
 }
 
 /// `Auto`'s GPU attempt: a hardware adapter, and the self-test against `cpu`.
-fn try_gpu(cpu: &BertModel, cfg: BertConfig, src: &dyn TensorSource, opts: &EmbedOptions) -> std::result::Result<BertModel, String> {
+fn try_gpu(
+    cpu: &BertModel,
+    cfg: BertConfig,
+    src: &dyn TensorSource,
+    opts: &EmbedOptions,
+) -> std::result::Result<BertModel, String> {
     let (device, info) = crate::backend::gpu().map_err(|e| format!("no usable GPU ({e})"))?;
     // A software rasterizer (lavapipe/llvmpipe, SwiftShader) is slower than the CPU path.
     if info.device_type == "Cpu" {
         return Err(format!("only a software GPU adapter is present (`{}`)", info.name));
     }
-    let gpu = BertModel::load_on(cfg.clone(), src, opts.weights, &device).map_err(|e| format!("GPU load failed: {e}"))?;
+    let gpu =
+        BertModel::load_on(cfg.clone(), src, opts.weights, &device).map_err(|e| format!("GPU load failed: {e}"))?;
     let ids: Vec<u32> = SELF_TEST_IDS.iter().map(|&i| i % cfg.vocab_size as u32).collect();
     let types = vec![0u32; ids.len()];
     let seq = [(ids.as_slice(), types.as_slice())];
@@ -575,10 +579,10 @@ impl SafetensorsSource {
 
     /// The stored shape of `name` (exact name).
     fn dims(&self, name: &str) -> Result<Vec<usize>> {
-        self.tensors
-            .get(name)
-            .map(|(_, shape, _)| shape.clone())
-            .ok_or_else(|| Error::Tensor { name: name.to_owned(), reason: format!("missing from {}", self.path.display()) })
+        self.tensors.get(name).map(|(_, shape, _)| shape.clone()).ok_or_else(|| Error::Tensor {
+            name: name.to_owned(),
+            reason: format!("missing from {}", self.path.display()),
+        })
     }
 
     fn header_bytes(&self) -> &[u8] {

@@ -325,7 +325,12 @@ fn minilm_gguf(ty: &str) -> Option<(PathBuf, Vec<Golden>)> {
         return None;
     }
     let sha = hex::encode(Sha256::digest(std::fs::read(&path).expect("read gguf")));
-    assert_eq!(sha, header["header"]["gguf_sha256"].as_str().expect("sha"), "{} is not the file the goldens came from", path.display());
+    assert_eq!(
+        sha,
+        header["header"]["gguf_sha256"].as_str().expect("sha"),
+        "{} is not the file the goldens came from",
+        path.display()
+    );
     Some((path, goldens(&file)))
 }
 
@@ -348,7 +353,9 @@ fn minilm_gguf_matches_llama_cpp_on_200_texts_f32_f16_q8_0() {
         assert_eq!((e.dim(), e.max_tokens(), e.pooling(), e.normalizes()), (384, 512, Pooling::Mean, true));
         // `compare` asserts our GGUF tokenizer's ids equal HF's tokenizer.json ids on every text.
         let ((worst, id), dn) = gguf_score(&e, &gs);
-        eprintln!("minilm gguf {ty} vs llama.cpp: worst cosine {worst:.7} (text {id}), largest norm difference {dn:.2e}");
+        eprintln!(
+            "minilm gguf {ty} vs llama.cpp: worst cosine {worst:.7} (text {id}), largest norm difference {dn:.2e}"
+        );
         assert!(worst >= min, "{ty}: text {id}: cosine {worst}");
         assert!(dn < 1e-4, "{ty}: vectors are unit length as llama.cpp's (normalize=True): {dn}");
     }
@@ -395,7 +402,10 @@ fn minilm_gguf_agrees_with_the_safetensors_folder() {
             assert_eq!(folder.tokenize(t).expect("ids").0, e.tokenize(t).expect("ids").0, "same token ids");
             worst = worst.min(cosine(&x.vector, &y.vector).expect("dims"));
         }
-        eprintln!("minilm gguf {ty} vs the safetensors folder (f32): worst cosine {worst:.7} over {} texts", texts.len());
+        eprintln!(
+            "minilm gguf {ty} vs the safetensors folder (f32): worst cosine {worst:.7} over {} texts",
+            texts.len()
+        );
         assert!(worst >= min, "{ty}: {worst}");
     }
 }
@@ -472,7 +482,8 @@ fn bad_gguf_files_get_typed_errors_and_the_pooling_key_is_read() {
         let _ = std::fs::remove_file(p);
     }
     // Another architecture; a missing tensor; a truncated file; a file that is not GGUF.
-    let arch = patched(&path, "arch", &[(b"\x04\x00\x00\x00\x00\x00\x00\x00bert", b"\x04\x00\x00\x00\x00\x00\x00\x00bart")]);
+    let arch =
+        patched(&path, "arch", &[(b"\x04\x00\x00\x00\x00\x00\x00\x00bert", b"\x04\x00\x00\x00\x00\x00\x00\x00bart")]);
     assert!(matches!(Embedder::from_gguf(&arch, opts()), Err(Error::UnsupportedArchitecture { .. })));
     let tensor = patched(&path, "tensor", &[(b"blk.3.ffn_up.weight", b"blk.3.ffn_uq.weight")]);
     assert!(matches!(Embedder::from_gguf(&tensor, opts()), Err(Error::Tensor { .. })));
@@ -521,8 +532,12 @@ fn gpu_minilm_matches_the_numpy_reference_f32_and_q8_0() {
     let Some(dir) = minilm_dir() else { return };
     let gs = gpu_subset(goldens("tests/golden/minilm/embeddings_f32.jsonl"));
     let cpu = Embedder::from_folder(&dir, EmbedOptions::default()).expect("load cpu");
-    let cpu_vs: Vec<Vec<f32>> =
-        cpu.embed_batch(&gs.iter().map(|g| g.text.as_str()).collect::<Vec<_>>()).expect("cpu").into_iter().map(|e| e.vector).collect();
+    let cpu_vs: Vec<Vec<f32>> = cpu
+        .embed_batch(&gs.iter().map(|g| g.text.as_str()).collect::<Vec<_>>())
+        .expect("cpu")
+        .into_iter()
+        .map(|e| e.vector)
+        .collect();
     for (weights, min) in [(EncoderWeights::F32, GPU_F32_MIN_COS), (EncoderWeights::Q8_0, Q8_MIN_COS)] {
         let e = Embedder::from_folder(&dir, on_gpu(weights)).expect("load gpu");
         assert_eq!(e.backend(), BackendKind::Gpu);
@@ -532,7 +547,10 @@ fn gpu_minilm_matches_the_numpy_reference_f32_and_q8_0() {
         let rs = compare(&e, &gs);
         let (i, worst) = min_cos(&rs);
         let vs_cpu = rs.iter().zip(&cpu_vs).map(|(r, c)| cosine(&r.1, c).expect("dims")).fold(1f32, f32::min);
-        eprintln!("minilm {weights:?} on wgpu: worst cosine {worst:.7} vs NumPy (text {}), {vs_cpu:.7} vs the CPU f32 path", gs[i].id);
+        eprintln!(
+            "minilm {weights:?} on wgpu: worst cosine {worst:.7} vs NumPy (text {}), {vs_cpu:.7} vs the CPU f32 path",
+            gs[i].id
+        );
         assert!(worst >= min, "{weights:?}: text {}: cosine {worst}", gs[i].id);
         if weights == EncoderWeights::F32 {
             assert!(vs_cpu >= GPU_F32_MIN_COS, "f32 gpu vs cpu: {vs_cpu}");
@@ -553,7 +571,8 @@ fn gpu_padded_batches_give_the_same_vectors_as_one_at_a_time_and_need_the_mask()
     let lens: Vec<usize> = sub.iter().map(|g| g.ids.len()).collect();
     assert!(lens.iter().min() < lens.iter().max(), "texts of several lengths, so the passes are padded");
     let one = Embedder::from_folder(&dir, on_gpu(EncoderWeights::F32)).expect("load");
-    let small = Embedder::from_folder(&dir, EmbedOptions { max_batch_tokens: 64, ..on_gpu(EncoderWeights::F32) }).expect("load");
+    let small = Embedder::from_folder(&dir, EmbedOptions { max_batch_tokens: 64, ..on_gpu(EncoderWeights::F32) })
+        .expect("load");
     let batch = one.embed_batch(&texts).expect("batch");
     let split = small.embed_batch(&texts).expect("split");
     let mut worst = 0f32;
@@ -574,11 +593,8 @@ fn gpu_padded_batches_give_the_same_vectors_as_one_at_a_time_and_need_the_mask()
     let leaked = one.embed_batch(&texts);
     bert::UNMASKED.with(|u| u.set(false));
     let leaked = leaked.expect("unmasked batch");
-    let worst_wrong = sub
-        .iter()
-        .zip(&leaked)
-        .map(|(g, r)| cosine(&r.vector, &g.embedding).expect("dims"))
-        .fold(1f32, f32::min);
+    let worst_wrong =
+        sub.iter().zip(&leaked).map(|(g, r)| cosine(&r.vector, &g.embedding).expect("dims")).fold(1f32, f32::min);
     eprintln!("wgpu without the padding mask: worst cosine {worst_wrong:.6}");
     assert!(worst_wrong < GPU_F32_MIN_COS, "a batch that attends to padding must fail ({worst_wrong})");
 }
@@ -593,7 +609,8 @@ fn gpu_minilm_gguf_matches_llama_cpp_f32_and_q8_0() {
     // `vec_dot_type`), and so does the GPU path (`quant::gpu::round_q8_0`), as the CPU path
     // does. Against llama.cpp's f32 vectors the Q8_0 file is held to 0.997, as the CPU path is
     // against the folder: llama.cpp's own Q8_0 vectors reach only 0.9978 against the f32 truth.
-    for (ty, golden_ty, min) in [("f32", "f32", GPU_F32_MIN_COS), ("q8_0", "q8_0", Q8_MIN_COS), ("q8_0", "f32", 0.997)] {
+    for (ty, golden_ty, min) in [("f32", "f32", GPU_F32_MIN_COS), ("q8_0", "q8_0", Q8_MIN_COS), ("q8_0", "f32", 0.997)]
+    {
         let Some((path, gs)) = minilm_gguf(golden_ty) else { return };
         let path = if ty == golden_ty { path } else { minilm_gguf(ty).expect("gguf").0 };
         let gs = gpu_subset(gs);
@@ -633,8 +650,9 @@ fn gpu_second_bert_with_cls_pooling_matches_and_auto_avoids_a_software_gpu() {
     }
     // Auto: on a software adapter (lavapipe in CI) the CPU; on a hardware GPU the GPU.
     let (_, info) = crate::backend::gpu().expect("gpu");
-    let auto = Embedder::from_folder(&dir, EmbedOptions { backend: BackendPreference::Auto, ..EmbedOptions::default() })
-        .expect("load auto");
+    let auto =
+        Embedder::from_folder(&dir, EmbedOptions { backend: BackendPreference::Auto, ..EmbedOptions::default() })
+            .expect("load auto");
     let want = if info.device_type == "Cpu" { BackendKind::Cpu } else { BackendKind::Gpu };
     assert_eq!(auto.backend(), want, "adapter {} ({})", info.name, info.device_type);
 }
@@ -676,10 +694,17 @@ fn the_built_in_conversion_writes_the_reference_scripts_bytes_and_the_pinned_dig
     for (id, ty) in [("all-minilm-l6-v2-gguf-q8_0", "q8_0"), ("all-minilm-l6-v2-gguf-f32", "f32")] {
         let e = catalog.get(id).expect("entry");
         let d = e.derived.as_ref().expect("derived");
-        assert_eq!((d.from.as_str(), d.conversion.as_str()), (DEFAULT_EMBEDDING_MODEL, format!("bert-gguf-{ty}").as_str()));
+        assert_eq!(
+            (d.from.as_str(), d.conversion.as_str()),
+            (DEFAULT_EMBEDDING_MODEL, format!("bert-gguf-{ty}").as_str())
+        );
         // The catalog pins the file llama.cpp's goldens were made from (the reference script's).
         assert_eq!((e.size, e.sha256.clone()), goldens_gguf(ty), "{id}");
-        assert_eq!(converted_sha(&dir, ty.parse().expect("ftype")), (e.size, e.sha256.clone()), "{id}: built-in conversion");
+        assert_eq!(
+            converted_sha(&dir, ty.parse().expect("ftype")),
+            (e.size, e.sha256.clone()),
+            "{id}: built-in conversion"
+        );
     }
     // f16 too, though not in the catalog.
     assert_eq!(converted_sha(&dir, GgufFtype::F16), goldens_gguf("f16"));
@@ -730,12 +755,16 @@ fn a_derived_entry_whose_result_does_not_match_its_digest_leaves_no_file() {
     assert!(text.contains(&q8));
     let catalog = crate::catalog::Catalog::parse(&text.replace(&q8, &goldens_gguf("f16").1)).expect("parse");
     let entry = catalog.get("all-minilm-l6-v2-gguf-q8_0").expect("entry");
-    let r = entry.derive_in(&catalog, &home, &crate::download::FetchOptions::default(), &|_: crate::download::Progress| {});
+    let r =
+        entry.derive_in(&catalog, &home, &crate::download::FetchOptions::default(), &|_: crate::download::Progress| {});
     assert!(matches!(r, Err(Error::Checksum { .. })), "{r:?}");
     let left: Vec<_> = std::fs::read_dir(home.join("models")).expect("ls").flatten().map(|e| e.file_name()).collect();
     assert!(!entry.path_in(&home).exists() && !left.iter().any(|n| n.to_string_lossy().contains(".gguf")), "{left:?}");
     // A catalog entry derived from something that is not a folder entry is refused at parse.
-    let bad = text.replace("derived = { from = \"all-minilm-l6-v2\", conversion = \"bert-gguf-q8_0\"", "derived = { from = \"gemma-3-270m\", conversion = \"bert-gguf-q8_0\"");
+    let bad = text.replace(
+        "derived = { from = \"all-minilm-l6-v2\", conversion = \"bert-gguf-q8_0\"",
+        "derived = { from = \"gemma-3-270m\", conversion = \"bert-gguf-q8_0\"",
+    );
     assert!(matches!(crate::catalog::Catalog::parse(&bad), Err(Error::Catalog { .. })));
     let bad = text.replace("conversion = \"bert-gguf-q8_0\"", "conversion = \"bert-gguf-q4_0\"");
     assert!(matches!(crate::catalog::Catalog::parse(&bad), Err(Error::Catalog { .. })));

@@ -87,7 +87,9 @@ fn imp(map: &Mmap, file: &File) -> Outcome {
     let evict = |off: usize, len: usize| -> bool {
         let zapped = drop_pages(map, off, len);
         // SAFETY: a plain syscall on an open descriptor; it only drops clean, unmapped pages.
-        let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), off as libc::off_t, len as libc::off_t, libc::POSIX_FADV_DONTNEED) };
+        let r = unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), off as libc::off_t, len as libc::off_t, libc::POSIX_FADV_DONTNEED)
+        };
         zapped.is_ok() && r == 0
     };
     match probe() {
@@ -101,7 +103,10 @@ fn imp(map: &Mmap, file: &File) -> Outcome {
     }
     let t = std::time::Instant::now();
     let ok = evict(0, map.len());
-    log::info!("large pages: evicted the model file's small-page cache to read it back in 2 MiB pages ({ok}, {:.0?})", t.elapsed());
+    log::info!(
+        "large pages: evicted the model file's small-page cache to read it back in 2 MiB pages ({ok}, {:.0?})",
+        t.elapsed()
+    );
     Outcome::Evicted
 }
 
@@ -139,7 +144,11 @@ pub(crate) fn smaps_kib(start: usize, field: &str) -> Option<u64> {
                 return v.trim().trim_end_matches("kB").trim().parse().ok();
             }
             // The next mapping's header (`start-end perms …`): no such field here.
-            if line.split_whitespace().next().is_some_and(|w| w.contains('-') && w.chars().all(|c| c.is_ascii_hexdigit() || c == '-')) {
+            if line
+                .split_whitespace()
+                .next()
+                .is_some_and(|w| w.contains('-') && w.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+            {
                 return None;
             }
         }

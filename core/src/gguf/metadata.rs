@@ -281,7 +281,12 @@ impl From<Vec<MetaValue>> for MetaArray {
     fn from(values: Vec<MetaValue>) -> Self {
         macro_rules! typed {
             ($variant:ident) => {
-                Self::$variant(values.iter().filter_map(|v| if let MetaValue::$variant(x) = v { Some(x.clone()) } else { None }).collect())
+                Self::$variant(
+                    values
+                        .iter()
+                        .filter_map(|v| if let MetaValue::$variant(x) = v { Some(x.clone()) } else { None })
+                        .collect(),
+                )
             };
         }
         match values.first() {
@@ -298,7 +303,10 @@ impl From<Vec<MetaValue>> for MetaArray {
             Some(MetaValue::F64(_)) => typed!(F64),
             Some(MetaValue::Array(_)) => typed!(Array),
             Some(MetaValue::String(_)) => Self::String(
-                values.iter().filter_map(|v| if let MetaValue::String(s) = v { Some(s.as_str()) } else { None }).collect(),
+                values
+                    .iter()
+                    .filter_map(|v| if let MetaValue::String(s) = v { Some(s.as_str()) } else { None })
+                    .collect(),
             ),
         }
     }
@@ -450,9 +458,7 @@ impl Metadata {
     /// A float value (f32, f64 or an integer), returned as f32.
     pub fn get_f32(&self, key: &str) -> Result<f32> {
         let v = self.require(key)?;
-        v.as_f64()
-            .map(|x| x as f32)
-            .ok_or_else(|| invalid(key, format!("expected a number, found {}", v.type_name())))
+        v.as_f64().map(|x| x as f32).ok_or_else(|| invalid(key, format!("expected a number, found {}", v.type_name())))
     }
 
     /// A boolean value.
@@ -532,21 +538,37 @@ impl Metadata {
 
     /// `get_u32` that returns `None` when the key is absent (still an error when mistyped).
     pub fn opt_u32(&self, key: &str) -> Result<Option<u32>> {
-        if self.map.contains_key(key) { self.get_u32(key).map(Some) } else { Ok(None) }
+        if self.map.contains_key(key) {
+            self.get_u32(key).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// `get_f32` that returns `None` when the key is absent (still an error when mistyped).
     pub fn opt_f32(&self, key: &str) -> Result<Option<f32>> {
-        if self.map.contains_key(key) { self.get_f32(key).map(Some) } else { Ok(None) }
+        if self.map.contains_key(key) {
+            self.get_f32(key).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// `get_bool` that returns `None` when the key is absent (still an error when mistyped).
     pub fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
-        if self.map.contains_key(key) { self.get_bool(key).map(Some) } else { Ok(None) }
+        if self.map.contains_key(key) {
+            self.get_bool(key).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// `get_str` that returns `None` when the key is absent (still an error when mistyped).
     pub fn opt_str(&self, key: &str) -> Result<Option<&str>> {
-        if self.map.contains_key(key) { self.get_str(key).map(Some) } else { Ok(None) }
+        if self.map.contains_key(key) {
+            self.get_str(key).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 }

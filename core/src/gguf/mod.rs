@@ -18,8 +18,8 @@
 
 pub mod large_pages;
 mod metadata;
-mod reader;
 pub mod names;
+mod reader;
 pub mod writer;
 
 pub use metadata::{MetaArray, MetaValue, Metadata, StringArray, ValueType};

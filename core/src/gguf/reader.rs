@@ -95,7 +95,9 @@ impl GgufFile {
         let size = meta.len();
         let len = len.unwrap_or(size.saturating_sub(offset));
         if offset.checked_add(len).is_none_or(|end| end > size) {
-            return Err(Error::InvalidGguf { reason: format!("{len} bytes at offset {offset} lie outside the {size}-byte file") });
+            return Err(Error::InvalidGguf {
+                reason: format!("{len} bytes at offset {offset} lie outside the {size}-byte file"),
+            });
         }
         let len = usize::try_from(len).map_err(|_| Error::InvalidGguf { reason: "region too large to map".into() })?;
         if len < 24 {
@@ -131,7 +133,6 @@ impl GgufFile {
         );
         Ok(g)
     }
-
 }
 
 /// Hands back the resident pages of the header (metadata and tensor table: 6.5 MB for Gemma 3's
@@ -162,109 +163,110 @@ struct Header {
 /// Parses and validates the header of a whole GGUF file held in `bytes`, holding at most
 /// `budget` bytes of heap for it.
 fn parse(bytes: &[u8], budget: u64) -> Result<Header> {
-        let mut c = Cursor { buf: bytes, pos: 0, budget, limit: budget };
-        let magic = c.take(4, "magic")?;
-        if magic != MAGIC {
-            return Err(bad("bad magic: not a GGUF file"));
+    let mut c = Cursor { buf: bytes, pos: 0, budget, limit: budget };
+    let magic = c.take(4, "magic")?;
+    if magic != MAGIC {
+        return Err(bad("bad magic: not a GGUF file"));
+    }
+    let version = c.u32("version")?;
+    if !(2..=3).contains(&version) {
+        return Err(bad(format!("unsupported GGUF version {version} (2 and 3 are supported)")));
+    }
+    let n_tensors = c.u64("tensor count")?;
+    let n_kv = c.u64("metadata count")?;
+    // Each kv needs at least 8 (key len) + 4 (type) + 1 bytes; each tensor info at least
+    // 8 + 4 + 4 + 8 bytes. Reject counts the file cannot possibly hold before allocating.
+    c.check_fits(n_kv, 13, "metadata count")?;
+    let mut metadata = Metadata::default();
+    for _ in 0..n_kv {
+        let key = c.string("metadata key")?;
+        c.charge(ENTRY_OVERHEAD as u64 + key.len() as u64, &key)?;
+        let ty = c.u32(&key)?;
+        let ty = ValueType::from_u32(ty)
+            .ok_or_else(|| Error::InvalidKey { key: key.clone(), reason: format!("unknown value type {ty}") })?;
+        let value = c.value(ty, &key, 0)?;
+        metadata.insert(key, value)?;
+    }
+    let alignment = match metadata.get("general.alignment") {
+        None => DEFAULT_ALIGNMENT,
+        Some(_) => {
+            let a = metadata.get_u64("general.alignment")?;
+            if a == 0 || !a.is_power_of_two() || a > 1 << 20 {
+                return Err(Error::InvalidKey {
+                    key: "general.alignment".into(),
+                    reason: format!("{a} is not a power of two in 1..=1MiB"),
+                });
+            }
+            a
         }
-        let version = c.u32("version")?;
-        if !(2..=3).contains(&version) {
-            return Err(bad(format!("unsupported GGUF version {version} (2 and 3 are supported)")));
+    };
+    c.check_fits(n_tensors, 24, "tensor count")?;
+    // The table is held twice while it is checked (the raw infos, then the TensorInfos).
+    let info_size =
+        (std::mem::size_of::<TensorInfo>() + std::mem::size_of::<(String, Vec<u64>, GgmlType, u64)>()) as u64;
+    c.charge(n_tensors.saturating_mul(info_size), "tensor table")?;
+    let mut infos = Vec::with_capacity(n_tensors as usize);
+    for _ in 0..n_tensors {
+        let name = c.string("tensor name")?;
+        // The name is held three times (raw info, TensorInfo, the duplicate check's set),
+        // the shape twice.
+        c.charge(3 * name.len() as u64 + 64, "tensor table")?;
+        let n_dims = c.u32(&name)?;
+        if n_dims == 0 || n_dims > MAX_DIMS {
+            return Err(tensor_err(&name, format!("{n_dims} dimensions (1..=4 allowed)")));
         }
-        let n_tensors = c.u64("tensor count")?;
-        let n_kv = c.u64("metadata count")?;
-        // Each kv needs at least 8 (key len) + 4 (type) + 1 bytes; each tensor info at least
-        // 8 + 4 + 4 + 8 bytes. Reject counts the file cannot possibly hold before allocating.
-        c.check_fits(n_kv, 13, "metadata count")?;
-        let mut metadata = Metadata::default();
-        for _ in 0..n_kv {
-            let key = c.string("metadata key")?;
-            c.charge(ENTRY_OVERHEAD as u64 + key.len() as u64, &key)?;
-            let ty = c.u32(&key)?;
-            let ty = ValueType::from_u32(ty)
-                .ok_or_else(|| Error::InvalidKey { key: key.clone(), reason: format!("unknown value type {ty}") })?;
-            let value = c.value(ty, &key, 0)?;
-            metadata.insert(key, value)?;
+        let mut shape = Vec::with_capacity(n_dims as usize);
+        for _ in 0..n_dims {
+            shape.push(c.u64(&name)?);
         }
-        let alignment = match metadata.get("general.alignment") {
-            None => DEFAULT_ALIGNMENT,
-            Some(_) => {
-                let a = metadata.get_u64("general.alignment")?;
-                if a == 0 || !a.is_power_of_two() || a > 1 << 20 {
-                    return Err(Error::InvalidKey {
-                        key: "general.alignment".into(),
-                        reason: format!("{a} is not a power of two in 1..=1MiB"),
-                    });
-                }
-                a
-            }
-        };
-        c.check_fits(n_tensors, 24, "tensor count")?;
-        // The table is held twice while it is checked (the raw infos, then the TensorInfos).
-        let info_size = (std::mem::size_of::<TensorInfo>() + std::mem::size_of::<(String, Vec<u64>, GgmlType, u64)>()) as u64;
-        c.charge(n_tensors.saturating_mul(info_size), "tensor table")?;
-        let mut infos = Vec::with_capacity(n_tensors as usize);
-        for _ in 0..n_tensors {
-            let name = c.string("tensor name")?;
-            // The name is held three times (raw info, TensorInfo, the duplicate check's set),
-            // the shape twice.
-            c.charge(3 * name.len() as u64 + 64, "tensor table")?;
-            let n_dims = c.u32(&name)?;
-            if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(tensor_err(&name, format!("{n_dims} dimensions (1..=4 allowed)")));
-            }
-            let mut shape = Vec::with_capacity(n_dims as usize);
-            for _ in 0..n_dims {
-                shape.push(c.u64(&name)?);
-            }
-            let ty_id = c.u32(&name)?;
-            let ty = GgmlType::from_u32(ty_id)
-                .ok_or_else(|| tensor_err(&name, format!("unknown or unsupported ggml type id {ty_id}")))?;
-            let rel_offset = c.u64(&name)?;
-            infos.push((name, shape, ty, rel_offset));
+        let ty_id = c.u32(&name)?;
+        let ty = GgmlType::from_u32(ty_id)
+            .ok_or_else(|| tensor_err(&name, format!("unknown or unsupported ggml type id {ty_id}")))?;
+        let rel_offset = c.u64(&name)?;
+        infos.push((name, shape, ty, rel_offset));
+    }
+    let data_offset = align_up(c.pos as u64, alignment).ok_or_else(|| bad("data offset overflows"))?;
+    let file_len = bytes.len() as u64;
+    // A file without tensors (llama.cpp's vocab-only GGUFs) may end right after the metadata,
+    // without padding up to the alignment; its data section is simply empty.
+    let data_offset = if infos.is_empty() { data_offset.min(file_len) } else { data_offset };
+    if data_offset > file_len {
+        return Err(bad("file ends before its tensor data section"));
+    }
+    let data_len = file_len - data_offset;
+    let mut tensors = Vec::with_capacity(infos.len());
+    let mut names = std::collections::HashSet::with_capacity(infos.len());
+    for (name, shape, ty, rel) in infos {
+        if !names.insert(name.clone()) {
+            return Err(tensor_err(&name, "duplicate tensor name"));
         }
-        let data_offset = align_up(c.pos as u64, alignment).ok_or_else(|| bad("data offset overflows"))?;
-        let file_len = bytes.len() as u64;
-        // A file without tensors (llama.cpp's vocab-only GGUFs) may end right after the metadata,
-        // without padding up to the alignment; its data section is simply empty.
-        let data_offset = if infos.is_empty() { data_offset.min(file_len) } else { data_offset };
-        if data_offset > file_len {
-            return Err(bad("file ends before its tensor data section"));
+        let mut n: u64 = 1;
+        for &d in &shape {
+            n = n.checked_mul(d).ok_or_else(|| tensor_err(&name, "element count overflows"))?;
         }
-        let data_len = file_len - data_offset;
-        let mut tensors = Vec::with_capacity(infos.len());
-        let mut names = std::collections::HashSet::with_capacity(infos.len());
-        for (name, shape, ty, rel) in infos {
-            if !names.insert(name.clone()) {
-                return Err(tensor_err(&name, "duplicate tensor name"));
-            }
-            let mut n: u64 = 1;
-            for &d in &shape {
-                n = n.checked_mul(d).ok_or_else(|| tensor_err(&name, "element count overflows"))?;
-            }
-            let row = shape[0];
-            if row % ty.block_size() != 0 {
-                return Err(tensor_err(
-                    &name,
-                    format!("row length {row} is not a multiple of the {:?} block size {}", ty, ty.block_size()),
-                ));
-            }
-            let size = (n / ty.block_size())
-                .checked_mul(ty.type_size())
-                .ok_or_else(|| tensor_err(&name, "byte size overflows"))?;
-            if rel % alignment != 0 {
-                return Err(tensor_err(&name, format!("offset {rel} is not aligned to {alignment}")));
-            }
-            let end = rel.checked_add(size).ok_or_else(|| tensor_err(&name, "offset overflows"))?;
-            if end > data_len {
-                return Err(tensor_err(
-                    &name,
-                    format!("data [{rel}, {end}) lies outside the {data_len}-byte data section (truncated file?)"),
-                ));
-            }
-            tensors.push(TensorInfo { name, shape, ty, offset: data_offset + rel, size });
+        let row = shape[0];
+        if row % ty.block_size() != 0 {
+            return Err(tensor_err(
+                &name,
+                format!("row length {row} is not a multiple of the {:?} block size {}", ty, ty.block_size()),
+            ));
         }
-        Ok(Header { version, alignment, metadata, tensors, data_offset })
+        let size = (n / ty.block_size())
+            .checked_mul(ty.type_size())
+            .ok_or_else(|| tensor_err(&name, "byte size overflows"))?;
+        if rel % alignment != 0 {
+            return Err(tensor_err(&name, format!("offset {rel} is not aligned to {alignment}")));
+        }
+        let end = rel.checked_add(size).ok_or_else(|| tensor_err(&name, "offset overflows"))?;
+        if end > data_len {
+            return Err(tensor_err(
+                &name,
+                format!("data [{rel}, {end}) lies outside the {data_len}-byte data section (truncated file?)"),
+            ));
+        }
+        tensors.push(TensorInfo { name, shape, ty, offset: data_offset + rel, size });
+    }
+    Ok(Header { version, alignment, metadata, tensors, data_offset })
 }
 
 impl GgufFile {
@@ -508,9 +510,7 @@ impl<'a> Cursor<'a> {
             ValueType::Bool => match self.arr::<1>(key)?[0] {
                 0 => MetaValue::Bool(false),
                 1 => MetaValue::Bool(true),
-                b => {
-                    return Err(Error::InvalidKey { key: key.to_string(), reason: format!("bool byte {b}") })
-                }
+                b => return Err(Error::InvalidKey { key: key.to_string(), reason: format!("bool byte {b}") }),
             },
             ValueType::String => {
                 let len = self.u64(key)?;
@@ -529,8 +529,10 @@ impl<'a> Cursor<'a> {
             return Err(Error::InvalidKey { key: key.to_string(), reason: "arrays nested too deeply".into() });
         }
         let et = self.u32(key)?;
-        let et = ValueType::from_u32(et)
-            .ok_or_else(|| Error::InvalidKey { key: key.to_string(), reason: format!("unknown array element type {et}") })?;
+        let et = ValueType::from_u32(et).ok_or_else(|| Error::InvalidKey {
+            key: key.to_string(),
+            reason: format!("unknown array element type {et}"),
+        })?;
         let n = self.u64(key)?;
         self.check_fits(n, et.min_encoded_len(), key)?;
         Ok(match et {
@@ -550,9 +552,7 @@ impl<'a> Cursor<'a> {
                 for &b in self.take(n, key)? {
                     match b {
                         0 | 1 => v.push(b == 1),
-                        b => {
-                            return Err(Error::InvalidKey { key: key.to_string(), reason: format!("bool byte {b}") })
-                        }
+                        b => return Err(Error::InvalidKey { key: key.to_string(), reason: format!("bool byte {b}") }),
                     }
                 }
                 MetaArray::Bool(v)
@@ -773,9 +773,12 @@ mod tests {
         // Misaligned alignment key and duplicate names.
         let w = GgufWriter::new().kv("general.alignment", MetaValue::U32(3));
         assert!(matches!(open_bytes(&w.to_bytes()), Err(Error::InvalidKey { .. })));
-        let w = GgufWriter::new()
-            .tensor("t", &[8], GgmlType::F32, vec![0; 32])
-            .tensor("t", &[8], GgmlType::F32, vec![0; 32]);
+        let w = GgufWriter::new().tensor("t", &[8], GgmlType::F32, vec![0; 32]).tensor(
+            "t",
+            &[8],
+            GgmlType::F32,
+            vec![0; 32],
+        );
         assert!(matches!(open_bytes(&w.to_bytes()), Err(Error::Tensor { .. })));
         // Five dimensions.
         let w = GgufWriter::new().tensor("t", &[1, 1, 1, 1, 8], GgmlType::F32, vec![0; 32]);

@@ -206,7 +206,10 @@ impl DecoderConfig {
 use burn::tensor::{activation, Device, Tensor};
 
 use super::gpu_fused;
-use super::layers::{add_rows_host, apply_rope, attention, attention_rows, embed_rows, embed_rows_host, glu_host, norm_rope_host, rope_tables, rope_tables_host, Bias, Buf, HostIn, Linear, LmHead, RmsNorm, WeightMode};
+use super::layers::{
+    add_rows_host, apply_rope, attention, attention_rows, embed_rows, embed_rows_host, glu_host, norm_rope_host,
+    rope_tables, rope_tables_host, Bias, Buf, HostIn, Linear, LmHead, RmsNorm, WeightMode,
+};
 use super::{CausalLm, StepLogits};
 use crate::kv_cache::{CacheLayout, KvCache};
 use crate::lora::{DeviceLoraSet, LoraSet, Proj};
@@ -270,7 +273,13 @@ impl std::fmt::Debug for Decoder {
 
 impl Decoder {
     /// Loads the model from `weights` onto `device`. `max_buffer` bounds any single device buffer.
-    pub fn load(cfg: DecoderConfig, src: &dyn WeightSource, mode: WeightMode, device: &Device, max_buffer: u64) -> Result<Self> {
+    pub fn load(
+        cfg: DecoderConfig,
+        src: &dyn WeightSource,
+        mode: WeightMode,
+        device: &Device,
+        max_buffer: u64,
+    ) -> Result<Self> {
         Self::check_shapes(&cfg, src)?;
         let eps = cfg.rms_norm_eps;
         let sandwich = cfg.norm == NormPlacement::Sandwich;
@@ -285,9 +294,17 @@ impl Decoder {
                 k: lin(WeightId::AttnK { layer })?,
                 v: lin(WeightId::AttnV { layer })?,
                 o: lin(WeightId::AttnOutput { layer })?,
-                qk_norm: if cfg.qk_norm { Some((norm(WeightId::AttnQNorm { layer })?, norm(WeightId::AttnKNorm { layer })?)) } else { None },
+                qk_norm: if cfg.qk_norm {
+                    Some((norm(WeightId::AttnQNorm { layer })?, norm(WeightId::AttnKNorm { layer })?))
+                } else {
+                    None
+                },
                 bias: if cfg.qkv_bias {
-                    Some([bias(WeightId::AttnQBias { layer })?, bias(WeightId::AttnKBias { layer })?, bias(WeightId::AttnVBias { layer })?])
+                    Some([
+                        bias(WeightId::AttnQBias { layer })?,
+                        bias(WeightId::AttnKBias { layer })?,
+                        bias(WeightId::AttnVBias { layer })?,
+                    ])
                 } else {
                     None
                 },
@@ -348,7 +365,15 @@ impl Decoder {
 
     /// `block_forward` with the glue in fused GPU kernels: the same expressions, one launch each
     /// (decode on a GPU is bound by launches; see `gpu_fused`).
-    fn block_forward_fused(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, rope: &RopePair<Tensor<2>>, lora: &DeviceLoraSet) -> Result<Tensor<2>> {
+    fn block_forward_fused(
+        &self,
+        il: usize,
+        b: &Block,
+        x: Tensor<2>,
+        cache: &mut KvCache,
+        rope: &RopePair<Tensor<2>>,
+        lora: &DeviceLoraSet,
+    ) -> Result<Tensor<2>> {
         let c = &self.cfg;
         let [n, _] = x.dims();
         let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
@@ -358,7 +383,8 @@ impl Decoder {
         };
         let hn = norm(&b.attn_norm, x.clone(), None)?;
         let lin = |l: &Linear, p: Proj, x: Tensor<2>| adapted(lora, il, p, l, x);
-        let (mut q, mut k, mut v) = (lin(&b.q, Proj::Q, hn.clone())?, lin(&b.k, Proj::K, hn.clone())?, lin(&b.v, Proj::V, hn)?);
+        let (mut q, mut k, mut v) =
+            (lin(&b.q, Proj::Q, hn.clone())?, lin(&b.k, Proj::K, hn.clone())?, lin(&b.v, Proj::V, hn)?);
         if let Some([bq, bk, bv]) = &b.bias {
             (q, k, v) = (bq.add(q), bk.add(k), bv.add(v));
         }
@@ -398,13 +424,22 @@ impl Decoder {
         }
     }
 
-    fn block_forward(&self, il: usize, b: &Block, x: Tensor<2>, cache: &mut KvCache, rope: &RopePair<Tensor<2>>, lora: &DeviceLoraSet) -> Result<Tensor<2>> {
+    fn block_forward(
+        &self,
+        il: usize,
+        b: &Block,
+        x: Tensor<2>,
+        cache: &mut KvCache,
+        rope: &RopePair<Tensor<2>>,
+        lora: &DeviceLoraSet,
+    ) -> Result<Tensor<2>> {
         let c = &self.cfg;
         let [n, _] = x.dims();
         let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let hn = b.attn_norm.forward(x.clone());
         let lin = |l: &Linear, p: Proj, x: Tensor<2>| adapted(lora, il, p, l, x);
-        let (mut q, mut k, mut v) = (lin(&b.q, Proj::Q, hn.clone())?, lin(&b.k, Proj::K, hn.clone())?, lin(&b.v, Proj::V, hn)?);
+        let (mut q, mut k, mut v) =
+            (lin(&b.q, Proj::Q, hn.clone())?, lin(&b.k, Proj::K, hn.clone())?, lin(&b.v, Proj::V, hn)?);
         if let Some([bq, bk, bv]) = &b.bias {
             (q, k, v) = (bq.add(q), bk.add(k), bv.add(v));
         }
@@ -452,7 +487,10 @@ impl Decoder {
             self.block_forward_host(il, b, &mut x, n, cache, &rope)?;
         }
         // Only the requested rows reach the final norm and the LM head (prefill: the last one).
-        let mut h = x.get(first * d..n * d).ok_or_else(|| crate::Error::Backend { reason: "hidden state shorter than the pass".into() })?.to_vec();
+        let mut h = x
+            .get(first * d..n * d)
+            .ok_or_else(|| crate::Error::Backend { reason: "hidden state shorter than the pass".into() })?
+            .to_vec();
         self.output_norm.rows_host(&mut h)?;
         let m = n - first;
         let mut logits = self.lm_head.logits_host(&h, m, d)?;
@@ -472,7 +510,15 @@ impl Decoder {
     /// gate/up each quantize their shared input once). Each scratch buffer is dropped as soon as
     /// it is used, back to `Buf`'s free list, so the next product reuses it: fewer buffers are
     /// live at once, which bounds the pass's scratch memory (largest at a full prefill chunk).
-    fn block_forward_host(&self, il: usize, b: &Block, x: &mut [f32], n: usize, cache: &mut KvCache, rope: &RopePair<Vec<f32>>) -> Result<()> {
+    fn block_forward_host(
+        &self,
+        il: usize,
+        b: &Block,
+        x: &mut [f32],
+        n: usize,
+        cache: &mut KvCache,
+        rope: &RopePair<Vec<f32>>,
+    ) -> Result<()> {
         let c = &self.cfg;
         let (h, kvh, hd, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.hidden_size);
         let mut hn = Buf::new(x.len());
@@ -481,7 +527,8 @@ impl Decoder {
         // [n, H·hd] / [n, KV·hd], token-major.
         let lora = cache.adapters().clone();
         let (mut q, mut k, mut v) = {
-            let mut ys = products_host(&[(&b.q, Proj::Q), (&b.k, Proj::K), (&b.v, Proj::V)], &hn, n, d, &lora, il)?.into_iter();
+            let mut ys =
+                products_host(&[(&b.q, Proj::Q), (&b.k, Proj::K), (&b.v, Proj::V)], &hn, n, d, &lora, il)?.into_iter();
             match (ys.next(), ys.next(), ys.next()) {
                 (Some(q), Some(k), Some(v)) => (q, k, v),
                 _ => return Err(crate::Error::Backend { reason: "q/k/v products missing".into() }),
@@ -502,7 +549,9 @@ impl Decoder {
         cache.store_host(il, &k, &v)?;
         drop((k, v));
         let attn = {
-            let kv = cache.host_view(il, n)?.ok_or_else(|| crate::Error::Backend { reason: "cpu pass without a host cache".into() })?;
+            let kv = cache
+                .host_view(il, n)?
+                .ok_or_else(|| crate::Error::Backend { reason: "cpu pass without a host cache".into() })?;
             attention_rows(&q, h, n, hd, &kv)?
         };
         drop(q);
@@ -537,7 +586,14 @@ impl Decoder {
 /// session's adapters added: for one token (decode) fused into the products' pool job
 /// ([`crate::lora::DecodeStep`]), otherwise after them ([`LoraSet::apply_host`]). The same
 /// values either way.
-pub(super) fn products_host(ls: &[(&Linear, Proj)], x: &[f32], n: usize, cols: usize, lora: &LoraSet, il: usize) -> Result<Vec<Buf>> {
+pub(super) fn products_host(
+    ls: &[(&Linear, Proj)],
+    x: &[f32],
+    n: usize,
+    cols: usize,
+    lora: &LoraSet,
+    il: usize,
+) -> Result<Vec<Buf>> {
     let lins: Vec<&Linear> = ls.iter().map(|(l, _)| *l).collect();
     let mut input = HostIn::new(x, n, cols);
     if !lora.is_empty() && n == 1 {
@@ -550,7 +606,8 @@ pub(super) fn products_host(ls: &[(&Linear, Proj)], x: &[f32], n: usize, cols: u
     }
     let mut ys = Linear::forward_host_many(&lins, &mut input)?;
     if !lora.is_empty() {
-        let mut outs: Vec<(Proj, &mut [f32])> = ls.iter().map(|(_, p)| *p).zip(ys.iter_mut().map(|y| &mut y[..])).collect();
+        let mut outs: Vec<(Proj, &mut [f32])> =
+            ls.iter().map(|(_, p)| *p).zip(ys.iter_mut().map(|y| &mut y[..])).collect();
         lora.apply_host(il, x, n, &mut outs)?;
     }
     Ok(ys)
@@ -585,7 +642,11 @@ impl Decoder {
         let mut x = embed_rows(&self.embedding, tokens, self.cfg.embed_scale, &self.device)?;
         let rope = self.rope_pair(start, tokens.len());
         for (il, b) in self.blocks.iter().enumerate() {
-            x = if self.fused { self.block_forward_fused(il, b, x, cache, &rope, &lora)? } else { self.block_forward(il, b, x, cache, &rope, &lora)? };
+            x = if self.fused {
+                self.block_forward_fused(il, b, x, cache, &rope, &lora)?
+            } else {
+                self.block_forward(il, b, x, cache, &rope, &lora)?
+            };
         }
         Ok(x)
     }
@@ -607,7 +668,9 @@ impl Decoder {
         on_host: impl FnOnce(Vec<f32>) -> Result<T>,
     ) -> Result<T> {
         let (n, start) = (tokens.len(), cache.len());
-        let last = n.checked_sub(1).ok_or_else(|| crate::Error::InvalidParameter { name: "tokens", reason: "empty".into() })?;
+        let last = n
+            .checked_sub(1)
+            .ok_or_else(|| crate::Error::InvalidParameter { name: "tokens", reason: "empty".into() })?;
         self.pass(cache, n, |cache| {
             let x = self.device_hidden(tokens, cache, start)?;
             let row = self.final_norm_row(&x, last)?;
@@ -662,14 +725,24 @@ impl CausalLm for Decoder {
         if !self.reduces_on_device(tokens) {
             return super::greedy_of(&self.forward(tokens, cache)?);
         }
-        self.reduce_last_logits(tokens, cache, |l| gpu_fused::greedy(l).map(|g| (g.token, g.logprob)), |v| super::greedy_of(&v))
+        self.reduce_last_logits(
+            tokens,
+            cache,
+            |l| gpu_fused::greedy(l).map(|g| (g.token, g.logprob)),
+            |v| super::greedy_of(&v),
+        )
     }
 
     /// On the fused GPU path the pick under the mask is made on the device
     /// (`gpu_fused::greedy_masked`: 32 KiB of mask up for 262144 tokens, two numbers back);
     /// where nothing is allowed, or no allowed logit is finite, the logits are read back.
     /// Elsewhere (and with a logit softcap) the logits come back, as `forward` returns them.
-    fn forward_greedy_masked(&self, tokens: &[u32], cache: &mut KvCache, words: &mut dyn FnMut() -> Result<Option<Vec<u32>>>) -> Result<super::MaskedPick> {
+    fn forward_greedy_masked(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        words: &mut dyn FnMut() -> Result<Option<Vec<u32>>>,
+    ) -> Result<super::MaskedPick> {
         use super::MaskedPick;
         if !self.reduces_on_device(tokens) {
             return Ok(MaskedPick::All(self.forward(tokens, cache)?));
@@ -698,13 +771,20 @@ impl CausalLm for Decoder {
         if !self.reduces_on_device(tokens) || !gpu_fused::top_k_fits(self.cfg.vocab_size, k) {
             return Ok(StepLogits::All(self.forward(tokens, cache)?));
         }
-        self.reduce_last_logits(tokens, cache, |l| gpu_fused::top_k(l, k).map(StepLogits::Top), |v| Ok(StepLogits::All(v)))
+        self.reduce_last_logits(
+            tokens,
+            cache,
+            |l| gpu_fused::top_k(l, k).map(StepLogits::Top),
+            |v| Ok(StepLogits::All(v)),
+        )
     }
 
     fn new_cache(&self, max_context: usize, max_chunk: usize) -> Result<KvCache> {
         let c = &self.cfg;
         let layout = CacheLayout {
-            layer_windows: (0..c.num_hidden_layers).map(|il| c.sliding.filter(|_| c.is_sliding(il)).map(|w| w.size)).collect(),
+            layer_windows: (0..c.num_hidden_layers)
+                .map(|il| c.sliding.filter(|_| c.is_sliding(il)).map(|w| w.size))
+                .collect(),
             kv_heads: c.num_key_value_heads,
             head_dim: c.head_dim,
             max_context,

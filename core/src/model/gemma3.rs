@@ -81,7 +81,10 @@ fn from_gguf(md: &Metadata, _weights: &dyn WeightSource, vocab: usize) -> Result
     let kv_heads = k.opt_usize("attention.head_count_kv")?.unwrap_or(heads);
     let head_dim = k.opt_usize("attention.key_length")?.unwrap_or(256);
     if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
-        return Err(k.invalid("attention.head_count_kv", format!("{heads} query heads cannot be grouped over {kv_heads} kv heads")));
+        return Err(k.invalid(
+            "attention.head_count_kv",
+            format!("{heads} query heads cannot be grouped over {kv_heads} kv heads"),
+        ));
     }
     let scaling = match k.opt_str("rope.scaling.type")? {
         Some("linear") => k.opt_f32("rope.scaling.factor")?.unwrap_or(1.0),
@@ -89,7 +92,9 @@ fn from_gguf(md: &Metadata, _weights: &dyn WeightSource, vocab: usize) -> Result
         Some(other) => return Err(k.invalid("rope.scaling.type", format!("unsupported `{other}`"))),
     };
     if k.opt_f32("attn_logit_softcapping")?.is_some() {
-        return Err(k.invalid("attn_logit_softcapping", "attention logit softcapping is not supported (Gemma 3 has none)"));
+        return Err(
+            k.invalid("attn_logit_softcapping", "attention logit softcapping is not supported (Gemma 3 has none)")
+        );
     }
     let layers = k.usize("block_count")?;
     // As llama.cpp's gemma3 loader: sliding-window layers only when the file names a window (its
@@ -192,7 +197,8 @@ fn from_hf(v: &serde_json::Value, vocab: usize) -> Result<DecoderConfig> {
     let heads = c.num_attention_heads;
     let head_dim = c.head_dim.unwrap_or(256);
     // transformers 5 nests the RoPE settings per layer kind; 4.x has flat fields.
-    let (mut rope_theta, mut local_theta, mut scaling) = (c.rope_theta.unwrap_or(1_000_000.0), c.rope_local_base_freq.unwrap_or(10_000.0), c.rope_scaling.clone());
+    let (mut rope_theta, mut local_theta, mut scaling) =
+        (c.rope_theta.unwrap_or(1_000_000.0), c.rope_local_base_freq.unwrap_or(10_000.0), c.rope_scaling.clone());
     if let Some(p) = &c.rope_parameters {
         if let Some(full) = p.get("full_attention") {
             rope_theta = full.rope_theta.unwrap_or(rope_theta);
@@ -207,7 +213,9 @@ fn from_hf(v: &serde_json::Value, vocab: usize) -> Result<DecoderConfig> {
         Some(RopeParams { kind: None, .. }) => 1.0,
         Some(RopeParams { kind: Some(k), .. }) if k == "default" => 1.0,
         Some(RopeParams { kind: Some(k), factor, .. }) if k == "linear" => factor.unwrap_or(1.0),
-        Some(RopeParams { kind: Some(k), .. }) => return Err(hf_invalid(format!("config.json rope type `{k}` is not supported"))),
+        Some(RopeParams { kind: Some(k), .. }) => {
+            return Err(hf_invalid(format!("config.json rope type `{k}` is not supported")))
+        }
     };
     let layers = c.num_hidden_layers;
     let pattern = match (&c.layer_types, c.sliding_window_pattern) {
@@ -245,7 +253,9 @@ fn sliding_pattern(types: &[String], layers: usize) -> Result<usize> {
     for (i, t) in types.iter().enumerate() {
         let want = if i % pattern == pattern - 1 { "full_attention" } else { "sliding_attention" };
         if t != want {
-            return Err(hf_invalid(format!("config.json layer_types: layer {i} is `{t}`, not the repeating pattern of {pattern}")));
+            return Err(hf_invalid(format!(
+                "config.json layer_types: layer {i} is `{t}`, not the repeating pattern of {pattern}"
+            )));
         }
     }
     Ok(pattern)
@@ -292,18 +302,27 @@ mod tests {
         let w = c.sliding.unwrap();
         assert_eq!((w.pattern, c.rope_theta, w.rope_theta, &c.rope_scaling), (6, 1e6, 1e4, &RopeScaling::None));
         assert!(c.is_sliding(4) && !c.is_sliding(5));
-        assert_eq!((c.norm, c.activation, c.rope_layout, c.qk_norm, c.attn_scale), (NormPlacement::Sandwich, Activation::GeluTanh, RopeLayout::Neox, true, 0.0625));
+        assert_eq!(
+            (c.norm, c.activation, c.rope_layout, c.qk_norm, c.attn_scale),
+            (NormPlacement::Sandwich, Activation::GeluTanh, RopeLayout::Neox, true, 0.0625)
+        );
         // transformers 5: per-kind rope parameters.
         let mut v5 = v4.clone();
         let o = v5.as_object_mut().unwrap();
         o.remove("rope_theta");
         o.remove("rope_local_base_freq");
-        o.insert("rope_parameters".into(), serde_json::json!({
-            "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 500000.0},
-            "sliding_attention": {"rope_type": "default", "rope_theta": 20000.0}
-        }));
+        o.insert(
+            "rope_parameters".into(),
+            serde_json::json!({
+                "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 500000.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 20000.0}
+            }),
+        );
         let c = from_hf(&v5, 262_144).unwrap();
-        assert_eq!((c.rope_theta, c.sliding.unwrap().rope_theta, &c.rope_scaling), (5e5, 2e4, &RopeScaling::Linear(8.0)));
+        assert_eq!(
+            (c.rope_theta, c.sliding.unwrap().rope_theta, &c.rope_scaling),
+            (5e5, 2e4, &RopeScaling::Linear(8.0))
+        );
         // Irregular layer kinds, an unknown activation, absurd sizes and softcapped attention are refused.
         let mut bad = v4.clone();
         bad["layer_types"][2] = "full_attention".into();
@@ -372,7 +391,11 @@ mod tests {
                     state ^= state << 13;
                     state ^= state >> 7;
                     state ^= state << 17;
-                    let v = if name.contains("norm") { 1.0 } else { ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2 };
+                    let v = if name.contains("norm") {
+                        1.0
+                    } else {
+                        ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+                    };
                     v.to_le_bytes()
                 })
                 .collect();
@@ -419,13 +442,27 @@ mod tests {
         .unwrap();
         assert_eq!((c.sliding.unwrap().size, c.sliding.unwrap().rope_theta), (64, 20_000.0));
         assert!(c.is_sliding(0) && !c.is_sliding(1));
-        let c = cfg(&[("gemma3.attention.sliding_window", MetaValue::U32(64)), ("gemma3.attention.sliding_window_pattern", MetaValue::U32(0))]).unwrap();
+        let c = cfg(&[
+            ("gemma3.attention.sliding_window", MetaValue::U32(64)),
+            ("gemma3.attention.sliding_window_pattern", MetaValue::U32(0)),
+        ])
+        .unwrap();
         assert!(c.is_sliding(0) && c.is_sliding(1), "period 0: every layer sliding");
         let flags = |f: Vec<bool>| MetaValue::Array(MetaArray::Bool(f));
-        let c = cfg(&[("gemma3.attention.sliding_window", MetaValue::U32(64)), ("gemma3.attention.sliding_window_pattern", flags(vec![true, false]))]).unwrap();
+        let c = cfg(&[
+            ("gemma3.attention.sliding_window", MetaValue::U32(64)),
+            ("gemma3.attention.sliding_window_pattern", flags(vec![true, false])),
+        ])
+        .unwrap();
         assert!(c.is_sliding(0) && !c.is_sliding(1));
-        let bad = cfg(&[("gemma3.attention.sliding_window", MetaValue::U32(64)), ("gemma3.attention.sliding_window_pattern", flags(vec![false, true]))]);
-        assert!(matches!(bad, Err(Error::InvalidKey { ref key, .. }) if key == "gemma3.attention.sliding_window_pattern"), "{bad:?}");
+        let bad = cfg(&[
+            ("gemma3.attention.sliding_window", MetaValue::U32(64)),
+            ("gemma3.attention.sliding_window_pattern", flags(vec![false, true])),
+        ]);
+        assert!(
+            matches!(bad, Err(Error::InvalidKey { ref key, .. }) if key == "gemma3.attention.sliding_window_pattern"),
+            "{bad:?}"
+        );
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub fn is_wgpu(device: &burn::tensor::Device) -> bool {
 }
 
 pub(crate) fn cube<const D: usize>(t: BurnTensor<D>, what: &str) -> Result<CubeTensor> {
-    let c = t.try_into_primitive::<Wgpu>().map_err(|e| Error::Backend { reason: format!("{what} needs a wgpu tensor: {e:?}") })?;
+    let c = t
+        .try_into_primitive::<Wgpu>()
+        .map_err(|e| Error::Backend { reason: format!("{what} needs a wgpu tensor: {e:?}") })?;
     if c.dtype != DType::F32 {
         return Err(Error::Backend { reason: format!("{what} needs f32, got {:?}", c.dtype) });
     }
@@ -45,7 +47,13 @@ pub(crate) fn cube<const D: usize>(t: BurnTensor<D>, what: &str) -> Result<CubeT
 
 pub(crate) fn output<const D: usize>(like: &CubeTensor, dims: [usize; D]) -> CubeTensor {
     let bytes = dims.iter().product::<usize>() * 4;
-    CubeTensor::new_contiguous(like.client.clone(), like.device.clone(), Shape::new(dims), like.client.empty(bytes), DType::F32)
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        Shape::new(dims),
+        like.client.empty(bytes),
+        DType::F32,
+    )
 }
 
 pub(crate) fn wrap<const D: usize>(t: CubeTensor) -> BurnTensor<D> {
@@ -72,7 +80,16 @@ fn tree_sum(sh: &mut Shared<[f32]>, tx: usize) {
 
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn rms_norm_kernel(x: &Tensor<f32>, w: &Tensor<f32>, res: &Tensor<f32>, out: &mut Tensor<f32>, d: usize, inv_d: f32, eps: f32, #[comptime] has_res: bool) {
+fn rms_norm_kernel(
+    x: &Tensor<f32>,
+    w: &Tensor<f32>,
+    res: &Tensor<f32>,
+    out: &mut Tensor<f32>,
+    d: usize,
+    inv_d: f32,
+    eps: f32,
+    #[comptime] has_res: bool,
+) {
     let row = CUBE_POS_X as usize + CUBE_POS_Y as usize * CUBE_COUNT_X as usize;
     let tx = UNIT_POS_X as usize;
     let step_all = CUBE_DIM_X as usize;
@@ -107,8 +124,19 @@ fn rms_norm_kernel(x: &Tensor<f32>, w: &Tensor<f32>, res: &Tensor<f32>, out: &mu
 /// rotated pair: `(i, i + hd/2)` with `neox`, else llama.cpp's adjacent `(2i, 2i + 1)`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn rope_kernel(x: &Tensor<f32>, cos: &Tensor<f32>, sin: &Tensor<f32>, out: &mut Tensor<f32>, heads: usize, half: usize, total: usize, scale: f32, #[comptime] neox: bool) {
-    let idx = (CUBE_POS_X as usize + CUBE_POS_Y as usize * CUBE_COUNT_X as usize) * comptime![WG_ELEM] + UNIT_POS_X as usize;
+fn rope_kernel(
+    x: &Tensor<f32>,
+    cos: &Tensor<f32>,
+    sin: &Tensor<f32>,
+    out: &mut Tensor<f32>,
+    heads: usize,
+    half: usize,
+    total: usize,
+    scale: f32,
+    #[comptime] neox: bool,
+) {
+    let idx =
+        (CUBE_POS_X as usize + CUBE_POS_Y as usize * CUBE_COUNT_X as usize) * comptime![WG_ELEM] + UNIT_POS_X as usize;
     if idx < total {
         let i = idx % half;
         let h = (idx / half) % heads;
@@ -134,7 +162,8 @@ fn rope_kernel(x: &Tensor<f32>, cos: &Tensor<f32>, sin: &Tensor<f32>, out: &mut 
 /// `silu(gate) · up` for `[n, f]` operands (SwiGLU), as burn's `silu` spells it.
 #[cube(launch)]
 fn silu_mul_kernel(gate: &Tensor<f32>, up: &Tensor<f32>, out: &mut Tensor<f32>, f: usize, total: usize) {
-    let idx = (CUBE_POS_X as usize + CUBE_POS_Y as usize * CUBE_COUNT_X as usize) * comptime![WG_ELEM] + UNIT_POS_X as usize;
+    let idx =
+        (CUBE_POS_X as usize + CUBE_POS_Y as usize * CUBE_COUNT_X as usize) * comptime![WG_ELEM] + UNIT_POS_X as usize;
     if idx < total {
         let r = idx / f;
         let c = idx % f;
@@ -148,7 +177,8 @@ fn silu_mul_kernel(gate: &Tensor<f32>, up: &Tensor<f32>, out: &mut Tensor<f32>, 
 /// `gelu_tanh(gate) · up` for `[n, f]` operands, as burn's `gelu_approximate` spells it.
 #[cube(launch)]
 fn gelu_mul_kernel(gate: &Tensor<f32>, up: &Tensor<f32>, out: &mut Tensor<f32>, f: usize, total: usize) {
-    let idx = (CUBE_POS_X as usize + CUBE_POS_Y as usize * CUBE_COUNT_X as usize) * comptime![WG_ELEM] + UNIT_POS_X as usize;
+    let idx =
+        (CUBE_POS_X as usize + CUBE_POS_Y as usize * CUBE_COUNT_X as usize) * comptime![WG_ELEM] + UNIT_POS_X as usize;
     if idx < total {
         let r = idx / f;
         let c = idx % f;
@@ -262,7 +292,16 @@ fn decode_attention_kernel(
 /// first; ids past the words are forbidden): a chunk with none gives (−3e38, `end`) and a sum
 /// of 0. Without it `words` is never read.
 #[cube(launch)]
-fn argmax_partial_kernel(x: &Tensor<f32>, words: &Tensor<u32>, part: &mut Tensor<f32>, idx_out: &mut Tensor<u32>, v_len: usize, chunk: usize, n_words: usize, #[comptime] masked: bool) {
+fn argmax_partial_kernel(
+    x: &Tensor<f32>,
+    words: &Tensor<u32>,
+    part: &mut Tensor<f32>,
+    idx_out: &mut Tensor<u32>,
+    v_len: usize,
+    chunk: usize,
+    n_words: usize,
+    #[comptime] masked: bool,
+) {
     let g = CUBE_POS_X as usize;
     let tx = UNIT_POS_X as usize;
     let wgr = CUBE_DIM_X as usize;
@@ -430,7 +469,13 @@ fn next_after(ks: &Array<u32>, is: &Array<u32>, head: &mut Array<u32>, wk: u32, 
 /// `u32::MAX` for a group past the end); the workgroup writes (max, Σ exp(x − max)) to
 /// `stats[2g..2g+2]`.
 #[cube(launch)]
-fn top_k_scan_kernel(x: &Tensor<f32>, gk: &mut Tensor<u32>, gi: &mut Tensor<u32>, stats: &mut Tensor<f32>, v_len: usize) {
+fn top_k_scan_kernel(
+    x: &Tensor<f32>,
+    gk: &mut Tensor<u32>,
+    gi: &mut Tensor<u32>,
+    stats: &mut Tensor<f32>,
+    v_len: usize,
+) {
     let g = CUBE_POS_X as usize;
     let tx = UNIT_POS_X as usize;
     let xs = x.stride(1);
@@ -481,7 +526,14 @@ fn top_k_scan_kernel(x: &Tensor<f32>, gk: &mut Tensor<u32>, gi: &mut Tensor<u32>
 /// Invocation `t` holds pairs `t + j·TOP_K_MERGE_FAN²` in registers; each of `k` rounds selects
 /// the first held pair and its owner finds its next.
 #[cube(launch)]
-fn top_k_groups_kernel(gk: &Tensor<u32>, gi: &Tensor<u32>, sel: &mut Tensor<u32>, n: usize, k: usize, #[comptime] per: usize) {
+fn top_k_groups_kernel(
+    gk: &Tensor<u32>,
+    gi: &Tensor<u32>,
+    sel: &mut Tensor<u32>,
+    n: usize,
+    k: usize,
+    #[comptime] per: usize,
+) {
     let tx = UNIT_POS_X as usize;
     let mut sk = Shared::<[u32]>::new_slice(comptime![TOP_K_MERGE_FAN * TOP_K_MERGE_FAN]);
     let mut si = Shared::<[u32]>::new_slice(comptime![TOP_K_MERGE_FAN * TOP_K_MERGE_FAN]);
@@ -519,7 +571,15 @@ fn top_k_groups_kernel(gk: &Tensor<u32>, gi: &Tensor<u32>, sel: &mut Tensor<u32>
 /// row, from the `chunks` stage-1 sums.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn top_k_final_kernel(x: &Tensor<f32>, sel: &Tensor<u32>, stats: &Tensor<f32>, out: &mut Tensor<u32>, v_len: usize, chunks: usize, k: usize) {
+fn top_k_final_kernel(
+    x: &Tensor<f32>,
+    sel: &Tensor<u32>,
+    stats: &Tensor<f32>,
+    out: &mut Tensor<u32>,
+    v_len: usize,
+    chunks: usize,
+    k: usize,
+) {
     let tx = UNIT_POS_X as usize;
     let xs = x.stride(1);
     let mut sk = Shared::<[u32]>::new_slice(comptime![TOP_K_MERGE_FAN * TOP_K_MERGE_FAN]);
@@ -576,7 +636,12 @@ fn top_k_final_kernel(x: &Tensor<f32>, sel: &Tensor<u32>, stats: &Tensor<f32>, o
 
 /// RMSNorm over the last dimension of `x: [rows, d]` with weight `w: [d]`, plus `residual`
 /// (`[rows, d]`) when given: `residual + x / sqrt(mean(x²) + eps) · w`.
-pub fn rms_norm(x: BurnTensor<2>, w: &BurnTensor<1>, eps: f32, residual: Option<BurnTensor<2>>) -> Result<BurnTensor<2>> {
+pub fn rms_norm(
+    x: BurnTensor<2>,
+    w: &BurnTensor<1>,
+    eps: f32,
+    residual: Option<BurnTensor<2>>,
+) -> Result<BurnTensor<2>> {
     let [rows, d] = x.dims();
     if w.dims() != [d] || residual.as_ref().is_some_and(|r| r.dims() != [rows, d]) {
         return Err(Error::Backend { reason: format!("fused rms_norm: shapes [{rows}, {d}] / {:?}", w.dims()) });
@@ -608,7 +673,13 @@ pub fn rms_norm(x: BurnTensor<2>, w: &BurnTensor<1>, eps: f32, residual: Option<
 
 /// RoPE in `layout` of `x: [n, heads, hd]` (positions along the first dimension) with the
 /// pass's `cos`/`sin: [n, hd/2]`, multiplied by `scale` (the query scale, or 1).
-pub fn rope(x: BurnTensor<3>, cos: &BurnTensor<2>, sin: &BurnTensor<2>, scale: f32, layout: RopeLayout) -> Result<BurnTensor<3>> {
+pub fn rope(
+    x: BurnTensor<3>,
+    cos: &BurnTensor<2>,
+    sin: &BurnTensor<2>,
+    scale: f32,
+    layout: RopeLayout,
+) -> Result<BurnTensor<3>> {
     let [n, heads, hd] = x.dims();
     let half = hd / 2;
     if hd % 2 != 0 || cos.dims() != [n, half] || sin.dims() != [n, half] {
@@ -655,14 +726,33 @@ pub fn glu(act: Activation, gate: BurnTensor<2>, up: BurnTensor<2>) -> Result<Bu
 /// Attention of one query token: `q: [H, 1, hd]` (scaled), the layer's visible cache
 /// `k`/`v: [KV, S, hd]` and `mask: [1, S]` -> `[1, H·hd]`, in one launch. `None` when the shape
 /// is not one this kernel takes (more than one query, or `hd` above 1024).
-pub fn decode_attention(q: BurnTensor<3>, k: BurnTensor<3>, v: BurnTensor<3>, mask: BurnTensor<2>) -> Result<Option<BurnTensor<2>>> {
+pub fn decode_attention(
+    q: BurnTensor<3>,
+    k: BurnTensor<3>,
+    v: BurnTensor<3>,
+    mask: BurnTensor<2>,
+) -> Result<Option<BurnTensor<2>>> {
     let [h, n, hd] = q.dims();
     let [kvh, s, khd] = k.dims();
-    if n != 1 || hd > 1024 || hd == 0 || khd != hd || v.dims() != [kvh, s, hd] || mask.dims() != [1, s] || kvh == 0 || h % kvh != 0 || s == 0 {
+    if n != 1
+        || hd > 1024
+        || hd == 0
+        || khd != hd
+        || v.dims() != [kvh, s, hd]
+        || mask.dims() != [1, s]
+        || kvh == 0
+        || h % kvh != 0
+        || s == 0
+    {
         return Ok(None);
     }
     let wg = hd.next_power_of_two().max(32);
-    let (q, k, v, m) = (cube(q, "fused attention")?, cube(k, "fused attention")?, cube(v, "fused attention")?, cube(mask, "fused attention")?);
+    let (q, k, v, m) = (
+        cube(q, "fused attention")?,
+        cube(k, "fused attention")?,
+        cube(v, "fused attention")?,
+        cube(mask, "fused attention")?,
+    );
     let scratch = output(&q, [h, s]);
     let out = output(&q, [1, h * hd]);
     decode_attention_kernel::launch(
@@ -723,7 +813,9 @@ fn argmax(logits: BurnTensor<2>, words: Option<&[u32]>) -> Result<Option<Greedy>
     let groups = GREEDY_GROUPS.min(v.div_ceil(WG_NORM));
     let chunk = v.div_ceil(groups);
     let part = output(&x, [groups, 2]);
-    let u32s = |n: usize, handle| CubeTensor::new_contiguous(x.client.clone(), x.device.clone(), Shape::new([n]), handle, DType::U32);
+    let u32s = |n: usize, handle| {
+        CubeTensor::new_contiguous(x.client.clone(), x.device.clone(), Shape::new([n]), handle, DType::U32)
+    };
     let idx = u32s(groups, x.client.empty(groups * 4));
     // Without a mask the kernel never reads `words`: a one-word stand-in.
     let (mask, n_words) = match words {
@@ -801,7 +893,15 @@ pub fn top_k(logits: BurnTensor<2>, k: usize) -> Result<crate::model::TopLogits>
     let x = cube(logits, "device top-k")?;
     let chunks = v.div_ceil(TOP_K_CHUNK);
     let n = chunks * TOP_K_FAN * TOP_K_FAN;
-    let u32s = |n: usize| CubeTensor::new_contiguous(x.client.clone(), x.device.clone(), Shape::new([n]), x.client.empty(n * 4), DType::U32);
+    let u32s = |n: usize| {
+        CubeTensor::new_contiguous(
+            x.client.clone(),
+            x.device.clone(),
+            Shape::new([n]),
+            x.client.empty(n * 4),
+            DType::U32,
+        )
+    };
     let (gk, gi, sel, out) = (u32s(n), u32s(n), u32s(k), u32s(2 * k + 2));
     let stats = output(&x, [chunks, 2]);
     top_k_scan_kernel::launch(
@@ -873,7 +973,11 @@ mod tests {
     }
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1 << 24) as f32 - 0.5) * 8.0).collect()
+        (0..n)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1 << 24) as f32 - 0.5) * 8.0
+            })
+            .collect()
     }
 
     fn close(a: &[f32], b: &[f32], tol: f32) {
@@ -893,7 +997,11 @@ mod tests {
         let ms = x.clone().square().mean_dim(1);
         let plain = x.clone().div(ms.add_scalar(eps).sqrt()).mul(w.clone().unsqueeze::<2>());
         close(&read_f32(rms_norm(x.clone(), &w, eps, None).unwrap()).unwrap(), &read_f32(plain.clone()).unwrap(), 1e-5);
-        close(&read_f32(rms_norm(x.clone(), &w, eps, Some(r.clone())).unwrap()).unwrap(), &read_f32(r.add(plain)).unwrap(), 1e-5);
+        close(
+            &read_f32(rms_norm(x.clone(), &w, eps, Some(r.clone())).unwrap()).unwrap(),
+            &read_f32(r.add(plain)).unwrap(),
+            1e-5,
+        );
         // A strided view (a transposed matrix) as input.
         let xt = tensor2(values(d * rows, 4), d, rows, &dev).swap_dims(0, 1);
         let ms = xt.clone().square().mean_dim(1);
@@ -906,14 +1014,22 @@ mod tests {
         for layout in [RopeLayout::Neox, RopeLayout::Norm] {
             let plain = apply_rope(q.clone().swap_dims(0, 1), &cos, &sin, layout).mul_scalar(0.0625).swap_dims(0, 1);
             let fused = rope(q.clone(), &cos, &sin, 0.0625, layout).unwrap();
-            close(&read_f32(fused.reshape([n * heads, hd])).unwrap(), &read_f32(plain.reshape([n * heads, hd])).unwrap(), 1e-6);
+            close(
+                &read_f32(fused.reshape([n * heads, hd])).unwrap(),
+                &read_f32(plain.reshape([n * heads, hd])).unwrap(),
+                1e-6,
+            );
         }
 
         let (n, f) = (2, 2048);
         let g = tensor2(values(n * f, 6), n, f, &dev);
         let u = tensor2(values(n * f, 7), n, f, &dev);
         let plain = activation::gelu_approximate(g.clone()).mul(u.clone());
-        close(&read_f32(glu(Activation::GeluTanh, g.clone(), u.clone()).unwrap()).unwrap(), &read_f32(plain).unwrap(), 1e-5);
+        close(
+            &read_f32(glu(Activation::GeluTanh, g.clone(), u.clone()).unwrap()).unwrap(),
+            &read_f32(plain).unwrap(),
+            1e-5,
+        );
         let plain = activation::silu(g.clone()).mul(u.clone());
         close(&read_f32(glu(Activation::Silu, g, u).unwrap()).unwrap(), &read_f32(plain).unwrap(), 1e-5);
     }
@@ -922,10 +1038,15 @@ mod tests {
     fn decode_attention_matches_burn_ops() {
         let Some(dev) = device() else { return };
         for (h, kvh, hd, s) in [(4, 1, 256, 1), (4, 1, 256, 300), (8, 2, 64, 700)] {
-            let q = BurnTensor::<1>::from_floats(values(h * hd, 11).as_slice(), &dev).reshape([h, 1, hd]).mul_scalar(0.1);
+            let q =
+                BurnTensor::<1>::from_floats(values(h * hd, 11).as_slice(), &dev).reshape([h, 1, hd]).mul_scalar(0.1);
             let cap = s + 5; // a ring larger than the visible keys: k/v are strided views
-            let k = BurnTensor::<1>::from_floats(values(kvh * cap * hd, 12).as_slice(), &dev).reshape([kvh, cap, hd]).slice([0..kvh, 0..s, 0..hd]);
-            let v = BurnTensor::<1>::from_floats(values(kvh * cap * hd, 13).as_slice(), &dev).reshape([kvh, cap, hd]).slice([0..kvh, 0..s, 0..hd]);
+            let k = BurnTensor::<1>::from_floats(values(kvh * cap * hd, 12).as_slice(), &dev)
+                .reshape([kvh, cap, hd])
+                .slice([0..kvh, 0..s, 0..hd]);
+            let v = BurnTensor::<1>::from_floats(values(kvh * cap * hd, 13).as_slice(), &dev)
+                .reshape([kvh, cap, hd])
+                .slice([0..kvh, 0..s, 0..hd]);
             let mvals: Vec<f32> = (0..s).map(|j| if j % 7 == 3 { -1e30 } else { 0.0 }).collect();
             let mask = BurnTensor::<1>::from_floats(mvals.as_slice(), &dev).reshape([1, s]);
             // The op-by-op version (layers::attention's arithmetic).
@@ -1049,7 +1170,11 @@ mod tests {
             device.push(t0.elapsed().as_secs_f64() * 1e3);
             assert_eq!(a.0, b.token);
         }
-        eprintln!("masked greedy pick, median of 15: read back + host {:.2} ms, device {:.2} ms", median(host), median(device));
+        eprintln!(
+            "masked greedy pick, median of 15: read back + host {:.2} ms, device {:.2} ms",
+            median(host),
+            median(device)
+        );
     }
 
     /// The first `k` of `vals` in the sampler's order, by an independent route: a stable sort of
@@ -1065,7 +1190,14 @@ mod tests {
         use crate::sampling::{Sampler, SamplingParams};
         let Some(dev) = device() else { return };
         // Vocabularies that are and are not multiples of the chunk, k at both ends and above v.
-        for (v, k, seed) in [(262_144, 40, 31), (262_144, TOP_K_MAX, 32), (262_143, 104, 33), (1000, 64, 34), (4097, 1, 35), (7, 10, 36)] {
+        for (v, k, seed) in [
+            (262_144, 40, 31),
+            (262_144, TOP_K_MAX, 32),
+            (262_143, 104, 33),
+            (1000, 64, 34),
+            (4097, 1, 35),
+            (7, 10, 36),
+        ] {
             let mut vals = values(v, seed);
             let sorted = host_top(&vals, v);
             // Ties at the top, across chunks, and a run of equal logits straddling place k.
@@ -1080,7 +1212,9 @@ mod tests {
             }
             // The run of equal logits is cut by place k (unless k reaches the vocabulary).
             let cut = host_top(&vals, v).iter().filter(|e| f32::from_bits(e.1) == at_k).count();
-            assert!(k >= v || (cut > 1 && host_top(&vals, k).iter().filter(|e| f32::from_bits(e.1) == at_k).count() < cut));
+            assert!(
+                k >= v || (cut > 1 && host_top(&vals, k).iter().filter(|e| f32::from_bits(e.1) == at_k).count() < cut)
+            );
             let got = top_k(tensor2(vals.clone(), 1, v, &dev), k).unwrap();
             let ids: Vec<(u32, u32)> = got.entries.iter().map(|&(t, l)| (t, l.to_bits())).collect();
             assert_eq!(ids, host_top(&vals, k), "v {v}, k {k}");
@@ -1118,7 +1252,15 @@ mod tests {
         let logits = tensor2(vals.clone(), 1, v, &dev);
         for sampling in [
             SamplingParams { temperature: 0.9, top_k: 40, seed: 1, ..Default::default() },
-            SamplingParams { temperature: 1.5, top_k: 64, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.3, seed: 2, ..Default::default() },
+            SamplingParams {
+                temperature: 1.5,
+                top_k: 64,
+                top_p: 1.0,
+                min_p: 0.0,
+                repetition_penalty: 1.3,
+                seed: 2,
+                ..Default::default()
+            },
             SamplingParams { repetition_penalty: 2.0, ..SamplingParams::greedy() },
         ] {
             let (mut host, mut device) = (Sampler::new(sampling.clone()).unwrap(), Sampler::new(sampling).unwrap());

@@ -38,7 +38,12 @@ impl Buf {
         let v = FREE.with(|f| {
             let mut f = f.borrow_mut();
             // The smallest free buffer that is large enough, else the largest (grown below).
-            let fit = f.iter().enumerate().filter(|(_, v)| v.capacity() >= len).min_by_key(|(_, v)| v.capacity()).map(|(i, _)| i);
+            let fit = f
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= len)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
             let pick = fit.or_else(|| f.iter().enumerate().max_by_key(|(_, v)| v.capacity()).map(|(i, _)| i));
             pick.map(|i| f.swap_remove(i))
         });
@@ -184,7 +189,8 @@ impl Linear {
     /// blocks of one type, one pool job for all of them (one barrier instead of several, for the
     /// ~20–50 µs products of decode); otherwise [`Linear::forward_host`] one after the other.
     pub(crate) fn forward_host_many(ls: &[&Linear], x: &mut HostIn<'_>) -> Result<Vec<Buf>> {
-        let blocks: Vec<&SharedWeight> = ls.iter().filter_map(|l| if let Self::Quantized(w) = l { Some(w) } else { None }).collect();
+        let blocks: Vec<&SharedWeight> =
+            ls.iter().filter_map(|l| if let Self::Quantized(w) = l { Some(w) } else { None }).collect();
         let one_type = blocks.len() == ls.len() && blocks.windows(2).all(|p| p[0].ty == p[1].ty);
         let Some(first) = blocks.first().filter(|_| one_type) else {
             return ls.iter().map(|l| l.forward_host(x)).collect();
@@ -194,7 +200,8 @@ impl Linear {
         }
         // Every value is written by the kernels.
         let mut ys: Vec<Buf> = blocks.iter().map(|w| Buf::new(x.n * w.rows)).collect();
-        let mut parts: Vec<(&[u8], usize, &mut [f32])> = blocks.iter().zip(ys.iter_mut()).map(|(w, y)| (w.bytes(), w.rows, &mut y[..])).collect();
+        let mut parts: Vec<(&[u8], usize, &mut [f32])> =
+            blocks.iter().zip(ys.iter_mut()).map(|(w, y)| (w.bytes(), w.rows, &mut y[..])).collect();
         if let Some(q) = x.q.as_mut() {
             q.matmul_many_into(first.ty, &mut parts)?;
         }
@@ -206,8 +213,13 @@ impl Linear {
     /// ([`crate::quant::cpu::Quantized::matmul_many_fused`]: a LoRA adapter's products split
     /// over the same threads). `None` (nothing computed) unless `x` is one token and every
     /// weight is quantized blocks of one type.
-    pub(crate) fn forward_host_fused(ls: &[&Linear], x: &mut HostIn<'_>, fused: &dyn crate::quant::cpu::Fused) -> Result<Option<Vec<Buf>>> {
-        let blocks: Vec<&SharedWeight> = ls.iter().filter_map(|l| if let Self::Quantized(w) = l { Some(w) } else { None }).collect();
+    pub(crate) fn forward_host_fused(
+        ls: &[&Linear],
+        x: &mut HostIn<'_>,
+        fused: &dyn crate::quant::cpu::Fused,
+    ) -> Result<Option<Vec<Buf>>> {
+        let blocks: Vec<&SharedWeight> =
+            ls.iter().filter_map(|l| if let Self::Quantized(w) = l { Some(w) } else { None }).collect();
         let one_type = blocks.len() == ls.len() && blocks.windows(2).all(|p| p[0].ty == p[1].ty);
         let Some(first) = blocks.first().filter(|_| one_type && x.n == 1) else {
             return Ok(None);
@@ -217,7 +229,8 @@ impl Linear {
         }
         // Every value is written by the kernels.
         let mut ys: Vec<Buf> = blocks.iter().map(|w| Buf::new(w.rows)).collect();
-        let mut parts: Vec<(&[u8], usize, &mut [f32])> = blocks.iter().zip(ys.iter_mut()).map(|(w, y)| (w.bytes(), w.rows, &mut y[..])).collect();
+        let mut parts: Vec<(&[u8], usize, &mut [f32])> =
+            blocks.iter().zip(ys.iter_mut()).map(|(w, y)| (w.bytes(), w.rows, &mut y[..])).collect();
         if let Some(q) = x.q.as_mut() {
             q.matmul_many_fused(first.ty, &mut parts, fused)?;
         }
@@ -407,7 +420,8 @@ fn par_rows2(a: &mut [f32], b: &mut [f32], d: usize, f: impl Fn(&mut [f32], &mut
         a.chunks_exact_mut(d).zip(b.chunks_exact_mut(d)).for_each(|(x, y)| f(x, y));
         return;
     }
-    let blocks: Vec<std::sync::Mutex<(&mut [f32], &mut [f32])>> = a.chunks_mut(per * d).zip(b.chunks_mut(per * d)).map(std::sync::Mutex::new).collect();
+    let blocks: Vec<std::sync::Mutex<(&mut [f32], &mut [f32])>> =
+        a.chunks_mut(per * d).zip(b.chunks_mut(per * d)).map(std::sync::Mutex::new).collect();
     crate::quant::cpu::pool::for_each(blocks.len(), &|i| {
         if let Ok(mut g) = blocks[i].lock() {
             let (x, y) = &mut *g;
@@ -422,14 +436,27 @@ fn par_rows2(a: &mut [f32], b: &mut [f32], d: usize, f: impl Fn(&mut [f32], &mut
 ///
 /// The recurrence mirrors ggml's `rope_cache_init` (`theta *= theta_scale` in f32, each angle
 /// divided by its frequency factor when there are some) so angles match llama.cpp's bit for bit.
-pub fn rope_tables(start: usize, n: usize, head_dim: usize, base: f32, scaling: &RopeScaling, device: &Device) -> (Tensor<2>, Tensor<2>) {
+pub fn rope_tables(
+    start: usize,
+    n: usize,
+    head_dim: usize,
+    base: f32,
+    scaling: &RopeScaling,
+    device: &Device,
+) -> (Tensor<2>, Tensor<2>) {
     let half = head_dim / 2;
     let (cos, sin) = rope_tables_host(start, n, head_dim, base, scaling);
     (tensor2(cos, n, half, device), tensor2(sin, n, half, device))
 }
 
 /// [`rope_tables`] on the host: `(cos, sin)`, each `[n, hd/2]`.
-pub(crate) fn rope_tables_host(start: usize, n: usize, head_dim: usize, base: f32, scaling: &RopeScaling) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn rope_tables_host(
+    start: usize,
+    n: usize,
+    head_dim: usize,
+    base: f32,
+    scaling: &RopeScaling,
+) -> (Vec<f32>, Vec<f32>) {
     let half = head_dim / 2;
     let theta_scale = base.powf(-2.0 / head_dim as f32);
     let (scale, factors) = match scaling {
@@ -459,12 +486,30 @@ pub(crate) fn rope_tables_host(start: usize, n: usize, head_dim: usize, base: f3
 /// wrote it); cos, sin: [n, hd/2]. The same products and sums per element as `RmsNorm::forward`,
 /// [`apply_rope`] and `mul_scalar` one after the other.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn norm_rope_host(x: &mut [f32], heads: usize, hd: usize, norm: Option<&RmsNorm>, layout: RopeLayout, cos: &[f32], sin: &[f32], scale: Option<f32>) -> Result<()> {
+pub(crate) fn norm_rope_host(
+    x: &mut [f32],
+    heads: usize,
+    hd: usize,
+    norm: Option<&RmsNorm>,
+    layout: RopeLayout,
+    cos: &[f32],
+    sin: &[f32],
+    scale: Option<f32>,
+) -> Result<()> {
     let half = hd / 2;
     let rows = x.len().checked_div(hd).unwrap_or(0);
     let norm_ok = norm.is_none_or(|nm| nm.w_host.len() == hd);
-    if !hd.is_multiple_of(2) || heads == 0 || !rows.is_multiple_of(heads) || x.len() != rows * hd || cos.len() != rows / heads * half || sin.len() != cos.len() || !norm_ok {
-        return Err(Error::Backend { reason: format!("rope: {} values of {heads} heads of {hd}, {} angles", x.len(), cos.len()) });
+    if !hd.is_multiple_of(2)
+        || heads == 0
+        || !rows.is_multiple_of(heads)
+        || x.len() != rows * hd
+        || cos.len() != rows / heads * half
+        || sin.len() != cos.len()
+        || !norm_ok
+    {
+        return Err(Error::Backend {
+            reason: format!("rope: {} values of {heads} heads of {hd}, {} angles", x.len(), cos.len()),
+        });
     }
     par_rows(x, hd, |r, row| {
         if let Some(nm) = norm {
@@ -534,7 +579,8 @@ pub(crate) fn add_rows_host(y: &[f32], res: &mut [f32], d: usize) -> Result<()> 
         res.iter_mut().zip(y).for_each(|(r, &v)| *r += v);
         return Ok(());
     }
-    let blocks: Vec<std::sync::Mutex<(&mut [f32], &[f32])>> = res.chunks_mut(per).zip(y.chunks(per)).map(std::sync::Mutex::new).collect();
+    let blocks: Vec<std::sync::Mutex<(&mut [f32], &[f32])>> =
+        res.chunks_mut(per).zip(y.chunks(per)).map(std::sync::Mutex::new).collect();
     crate::quant::cpu::pool::for_each(blocks.len(), &|b| {
         if let Ok(mut p) = blocks[b].lock() {
             let (r, y) = &mut *p;
@@ -559,7 +605,8 @@ pub(crate) fn glu_host(act: Activation, g: &mut [f32], u: &[f32]) -> Result<()> 
         f(g, u);
         return Ok(());
     }
-    let blocks: Vec<std::sync::Mutex<(&mut [f32], &[f32])>> = g.chunks_mut(BLOCK).zip(u.chunks(BLOCK)).map(std::sync::Mutex::new).collect();
+    let blocks: Vec<std::sync::Mutex<(&mut [f32], &[f32])>> =
+        g.chunks_mut(BLOCK).zip(u.chunks(BLOCK)).map(std::sync::Mutex::new).collect();
     crate::quant::cpu::pool::for_each(blocks.len(), &|b| {
         if let Ok(mut p) = blocks[b].lock() {
             let (gs, us) = &mut *p;
@@ -580,7 +627,7 @@ pub fn attention(q: Tensor<3>, cache: &KvCache, layer: usize) -> Result<Tensor<2
     // Query heads h = kv_head * g + j share kv_head: a contiguous reshape groups them.
     let qg = q.reshape([kv, g * n, hd]);
     let scores = qg.matmul(k.swap_dims(1, 2)); // [KV, g·n, S]
-    // One [n, S] mask, broadcast over heads and groups.
+                                               // One [n, S] mask, broadcast over heads and groups.
     let scores = scores.reshape([kv, g, n, s]).add(mask.reshape([1, 1, n, s])).reshape([kv, g * n, s]);
     let p = activation::softmax(scores, 2);
     let o = p.matmul(v); // [KV, g·n, hd]
@@ -600,12 +647,26 @@ pub fn attention(q: Tensor<3>, cache: &KvCache, layer: usize) -> Result<Tensor<2
 /// tasks left at the end. Query head `j` reads KV head `j / (H / KV)`, as the tensor path's
 /// reshape groups them. Keys and values are f16 in the cache and widened inside the dot and axpy
 /// kernels (no f32 copy). Per head the products, sums and exps are the same as one head at a time.
-pub(crate) fn attention_rows(qs: &[f32], h: usize, n: usize, hd: usize, kv: &crate::kv_cache::HostView<'_>) -> Result<Buf> {
+pub(crate) fn attention_rows(
+    qs: &[f32],
+    h: usize,
+    n: usize,
+    hd: usize,
+    kv: &crate::kv_cache::HostView<'_>,
+) -> Result<Buf> {
     use crate::quant::cpu::{axpy_f32, axpy_heads_f16, dot_heads_f16, pool};
     let (s, cap, kvh) = (kv.s, kv.cap, kv.kv_heads);
     let slots_ok = s <= cap && kv.k.len() >= kvh * cap * hd && kv.v.len() >= kvh * cap * hd;
-    if kvh == 0 || !h.is_multiple_of(kvh) || hd != kv.head_dim || kv.slot_pos.len() != s || qs.len() != h * n * hd || !slots_ok {
-        return Err(Error::Backend { reason: format!("attention: {h} heads of {hd} over {kvh} kv heads of {}", kv.head_dim) });
+    if kvh == 0
+        || !h.is_multiple_of(kvh)
+        || hd != kv.head_dim
+        || kv.slot_pos.len() != s
+        || qs.len() != h * n * hd
+        || !slots_ok
+    {
+        return Err(Error::Backend {
+            reason: format!("attention: {h} heads of {hd} over {kvh} kv heads of {}", kv.head_dim),
+        });
     }
     let g = h / kvh;
     // The `g` query rows of token `i` that read KV head `kvhead`, back to back.
@@ -746,7 +807,13 @@ pub enum LmHead {
 
 impl LmHead {
     /// Loads weight `id`; `max_bytes` bounds each device shard's f32 size.
-    pub fn load(src: &dyn WeightSource, id: WeightId, mode: WeightMode, max_bytes: u64, device: &Device) -> Result<Self> {
+    pub fn load(
+        src: &dyn WeightSource,
+        id: WeightId,
+        mode: WeightMode,
+        max_bytes: u64,
+        device: &Device,
+    ) -> Result<Self> {
         if mode == WeightMode::QuantizedCpu {
             let w = src.shared(id)?;
             if crate::quant::cpu::supported(w.ty) && w.cols % 32 == 0 {
@@ -767,10 +834,10 @@ impl LmHead {
         let mut r0 = 0;
         while r0 < raw.rows {
             let r1 = (r0 + rows_per_shard).min(raw.rows);
-            let bytes = raw.bytes.get(r0 * row_bytes..r1 * row_bytes).ok_or_else(|| Error::Tensor {
-                name: "lm_head".into(),
-                reason: "shard outside the weight".into(),
-            })?;
+            let bytes = raw
+                .bytes
+                .get(r0 * row_bytes..r1 * row_bytes)
+                .ok_or_else(|| Error::Tensor { name: "lm_head".into(), reason: "shard outside the weight".into() })?;
             let vals = crate::quant::dequantize(raw.ty, bytes, (r1 - r0) * d)?;
             shards.push(tensor2(transpose(&vals, r1 - r0, d), d, r1 - r0, device));
             r0 = r1;
@@ -791,7 +858,9 @@ impl LmHead {
     /// `None` for the CPU's in-place quantized head.
     pub fn logits_device(&self, x: Tensor<2>) -> Result<Option<Tensor<2>>> {
         match self {
-            Self::Sharded { shards, .. } => Ok(Some(Tensor::cat(shards.iter().map(|w| x.clone().matmul(w.clone())).collect(), 1))),
+            Self::Sharded { shards, .. } => {
+                Ok(Some(Tensor::cat(shards.iter().map(|w| x.clone().matmul(w.clone())).collect(), 1)))
+            }
             Self::QuantizedGpu(w) => Ok(Some(w.matmul(x)?)),
             Self::Quantized(_) => Ok(None),
         }
@@ -806,7 +875,9 @@ impl LmHead {
                 let parts: Vec<Tensor<2>> = shards.iter().map(|w| x.clone().matmul(w.clone())).collect();
                 let v = read_f32(Tensor::cat(parts, 1))?;
                 if v.len() != *vocab * rows {
-                    return Err(Error::Backend { reason: format!("lm head produced {} logits, expected {rows}x{vocab}", v.len()) });
+                    return Err(Error::Backend {
+                        reason: format!("lm head produced {} logits, expected {rows}x{vocab}", v.len()),
+                    });
                 }
                 Ok(v)
             }
@@ -818,7 +889,9 @@ impl LmHead {
             Self::QuantizedGpu(w) => {
                 let v = read_f32(w.matmul(x)?)?;
                 if v.len() != w.rows() {
-                    return Err(Error::Backend { reason: format!("lm head produced {} logits, expected {}", v.len(), w.rows()) });
+                    return Err(Error::Backend {
+                        reason: format!("lm head produced {} logits, expected {}", v.len(), w.rows()),
+                    });
                 }
                 Ok(v)
             }
@@ -836,7 +909,9 @@ fn upload_gpu(src: &dyn WeightSource, id: WeightId, max_bytes: u64, device: &Dev
     }
     // Each shard's file pages are handed back once it has been read (device buffers are system
     // memory on a phone): the source need not stay resident as well.
-    let m = QMatrix::upload_with(w.ty, w.bytes(), w.rows, w.cols, max_bytes, device, &|r| src.release(id, r.start, r.len()))?;
+    let m = QMatrix::upload_with(w.ty, w.bytes(), w.rows, w.cols, max_bytes, device, &|r| {
+        src.release(id, r.start, r.len())
+    })?;
     Ok(Some(m))
 }
 
@@ -854,12 +929,15 @@ pub(crate) fn embed_rows_host(raw: &SharedWeight, tokens: &[u32], scale: f32) ->
     for &t in tokens {
         let t = t as usize;
         if t >= raw.rows {
-            return Err(Error::InvalidParameter { name: "token", reason: format!("id out of vocabulary of {}", raw.rows) });
+            return Err(Error::InvalidParameter {
+                name: "token",
+                reason: format!("id out of vocabulary of {}", raw.rows),
+            });
         }
-        let bytes = raw.bytes().get(t * row_bytes..(t + 1) * row_bytes).ok_or_else(|| Error::Tensor {
-            name: "token_embd".into(),
-            reason: "row outside the weight".into(),
-        })?;
+        let bytes = raw
+            .bytes()
+            .get(t * row_bytes..(t + 1) * row_bytes)
+            .ok_or_else(|| Error::Tensor { name: "token_embd".into(), reason: "row outside the weight".into() })?;
         let row = crate::quant::dequantize(raw.ty, bytes, d)?;
         out.extend(row.into_iter().map(|x| x * scale));
     }

@@ -11,7 +11,14 @@ use crate::weights::{WeightId, WeightSource};
 use crate::Result;
 
 /// The registry entry.
-pub const ARCH: ArchDef = ArchDef { name: "llama", hf_model_types: &["llama"], from_gguf, from_hf, hf_tensor: hf_llama_tensor, hf_norm_offset: 0.0 };
+pub const ARCH: ArchDef = ArchDef {
+    name: "llama",
+    hf_model_types: &["llama"],
+    from_gguf,
+    from_hf,
+    hf_tensor: hf_llama_tensor,
+    hf_norm_offset: 0.0,
+};
 
 fn from_gguf(md: &Metadata, weights: &dyn WeightSource, vocab: usize) -> Result<DecoderConfig> {
     let k = GgufKeys { md, arch: ARCH.name };

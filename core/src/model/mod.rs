@@ -41,7 +41,8 @@ pub const REGISTRY: &[&ArchDef] = &[&gemma3::ARCH, &llama::ARCH, &qwen2::ARCH, &
 
 /// Builds an architecture's own model from a GGUF file (one whose blocks are not the shared
 /// decoder's: a hybrid layer family); `gpu` asks for the GPU backend.
-pub type OwnModelFn = fn(md: &Metadata, weights: &dyn WeightSource, vocab: usize, gpu: bool) -> Result<Box<dyn CausalLm>>;
+pub type OwnModelFn =
+    fn(md: &Metadata, weights: &dyn WeightSource, vocab: usize, gpu: bool) -> Result<Box<dyn CausalLm>>;
 
 /// The architectures of [`REGISTRY`] that are their own model rather than a
 /// [`decoder::Decoder`] config: one line each.
@@ -68,7 +69,12 @@ impl Eq for Architecture {}
 impl Architecture {
     /// Maps a `general.architecture` string; `UnsupportedArchitecture` naming it otherwise.
     pub fn from_gguf_name(name: &str) -> Result<Self> {
-        REGISTRY.iter().copied().find(|a| a.name == name).map(Self).ok_or_else(|| Error::UnsupportedArchitecture { name: name.to_string() })
+        REGISTRY
+            .iter()
+            .copied()
+            .find(|a| a.name == name)
+            .map(Self)
+            .ok_or_else(|| Error::UnsupportedArchitecture { name: name.to_string() })
     }
 
     /// Maps a Hugging Face `model_type`.
@@ -155,7 +161,10 @@ pub(crate) fn llama_like_from_gguf(k: &GgufKeys<'_>, vocab: usize) -> Result<Dec
     let heads = k.usize("attention.head_count")?;
     let kv_heads = k.opt_usize("attention.head_count_kv")?.unwrap_or(heads);
     if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
-        return Err(k.invalid("attention.head_count_kv", format!("{heads} query heads cannot be grouped over {kv_heads} kv heads")));
+        return Err(k.invalid(
+            "attention.head_count_kv",
+            format!("{heads} query heads cannot be grouped over {kv_heads} kv heads"),
+        ));
     }
     let head_dim = match k.opt_usize("attention.key_length")? {
         Some(v) => v,
@@ -168,7 +177,9 @@ pub(crate) fn llama_like_from_gguf(k: &GgufKeys<'_>, vocab: usize) -> Result<Dec
     }
     if let Some(r) = k.opt_usize("rope.dimension_count")? {
         if r != head_dim {
-            return Err(k.invalid("rope.dimension_count", format!("partial rotary ({r} of {head_dim}) is not supported")));
+            return Err(
+                k.invalid("rope.dimension_count", format!("partial rotary ({r} of {head_dim}) is not supported"))
+            );
         }
     }
     let rope_scaling = match k.opt_str("rope.scaling.type")? {
@@ -237,7 +248,11 @@ pub(crate) struct HfRope {
 /// The Llama-family config from `config.json`, with the same choices as
 /// [`llama_like_from_gguf`] except the RoPE layout: HF keeps q/k unpermuted and rotates halves
 /// (NEOX), where llama.cpp's converter permutes them for adjacent pairs.
-pub(crate) fn llama_like_from_hf(v: &serde_json::Value, arch: &'static str, vocab: usize) -> Result<(DecoderConfig, HfLlamaLike)> {
+pub(crate) fn llama_like_from_hf(
+    v: &serde_json::Value,
+    arch: &'static str,
+    vocab: usize,
+) -> Result<(DecoderConfig, HfLlamaLike)> {
     let c: HfLlamaLike = serde_json::from_value(v.clone()).map_err(|e| hf_invalid(format!("config.json: {e}")))?;
     if let Some(act) = c.hidden_act.as_deref() {
         if act != "silu" {
@@ -370,7 +385,12 @@ pub trait CausalLm: Send + Sync {
     /// on a GPU overrides it to pick the first maximum among the allowed logits on the device
     /// (the mask goes up, two numbers come back); elsewhere, and when it cannot pick, all the
     /// logits come back for the host to mask ([`MaskedPick::All`], `words` maybe not called).
-    fn forward_greedy_masked(&self, tokens: &[u32], cache: &mut KvCache, words: &mut dyn FnMut() -> Result<Option<Vec<u32>>>) -> Result<MaskedPick> {
+    fn forward_greedy_masked(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        words: &mut dyn FnMut() -> Result<Option<Vec<u32>>>,
+    ) -> Result<MaskedPick> {
         let _ = words;
         Ok(MaskedPick::All(self.forward(tokens, cache)?))
     }

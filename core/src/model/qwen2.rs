@@ -8,7 +8,14 @@ use crate::weights::WeightSource;
 use crate::Result;
 
 /// The registry entry.
-pub const ARCH: ArchDef = ArchDef { name: "qwen2", hf_model_types: &["qwen2"], from_gguf, from_hf, hf_tensor: hf_llama_tensor, hf_norm_offset: 0.0 };
+pub const ARCH: ArchDef = ArchDef {
+    name: "qwen2",
+    hf_model_types: &["qwen2"],
+    from_gguf,
+    from_hf,
+    hf_tensor: hf_llama_tensor,
+    hf_norm_offset: 0.0,
+};
 
 fn choices(mut cfg: DecoderConfig) -> DecoderConfig {
     cfg.qkv_bias = true;

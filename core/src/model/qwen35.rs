@@ -31,9 +31,12 @@
 //!   interleaved multi-section RoPE, which for text — equal positions in every section — is
 //!   exactly that); GQA attention scaled by `1/sqrt(head_dim)`; `· sigmoid(gate)`; output.
 
-use super::decoder::{Activation, DecoderConfig, NormPlacement, RopeLayout, RopeScaling};
 use super::decoder::{one, products_host};
-use super::layers::{add_rows_host, attention_rows, embed_rows_host, glu_host, rope_tables_host, Buf, Linear, LmHead, RmsNorm, WeightMode};
+use super::decoder::{Activation, DecoderConfig, NormPlacement, RopeLayout, RopeScaling};
+use super::layers::{
+    add_rows_host, attention_rows, embed_rows_host, glu_host, rope_tables_host, Buf, Linear, LmHead, RmsNorm,
+    WeightMode,
+};
 use super::{hf_invalid, hf_llama_tensor, ArchDef, CausalLm, GgufKeys};
 use crate::gguf::Metadata;
 use crate::kv_cache::{CacheLayout, KvCache, RecurrentLayer};
@@ -41,14 +44,21 @@ use crate::lora::{LoraSet, Proj};
 use crate::weights::{SharedWeight, WeightId, WeightSource};
 use crate::{Error, Result};
 
-#[path = "qwen35_gpu.rs"]
-mod gpu;
 #[path = "qwen35_delta_gpu.rs"]
 mod delta_gpu;
+#[path = "qwen35_gpu.rs"]
+mod gpu;
 
 /// The registry entry. `from_gguf` describes the attention layers (what `inspect` and the
 /// engine's info show); the model itself is built by [`build`].
-pub const ARCH: ArchDef = ArchDef { name: "qwen35", hf_model_types: &[], from_gguf, from_hf, hf_tensor: hf_llama_tensor, hf_norm_offset: 0.0 };
+pub const ARCH: ArchDef = ArchDef {
+    name: "qwen35",
+    hf_model_types: &[],
+    from_gguf,
+    from_hf,
+    hf_tensor: hf_llama_tensor,
+    hf_norm_offset: 0.0,
+};
 
 /// Qwen 3.5's hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,25 +172,40 @@ pub fn config(md: &Metadata, vocab: usize) -> Result<Qwen35Config> {
     let blocks = k.usize("block_count")?;
     // MTP (next-token prediction) blocks follow the trunk and are not run.
     let nextn = k.opt_usize("nextn_predict_layers")?.unwrap_or(0);
-    let layers = blocks.checked_sub(nextn).filter(|&n| n > 0).ok_or_else(|| k.invalid("nextn_predict_layers", format!("{nextn} of {blocks} blocks")))?;
+    let layers = blocks
+        .checked_sub(nextn)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| k.invalid("nextn_predict_layers", format!("{nextn} of {blocks} blocks")))?;
     let interval = k.opt_usize("full_attention_interval")?.unwrap_or(4);
     if interval == 0 {
         return Err(k.invalid("full_attention_interval", "0"));
     }
     if md.get(&k.key("attention.recurrent_layers")).is_some() {
-        return Err(k.invalid("attention.recurrent_layers", "an explicit layer pattern is not supported (full_attention_interval is)"));
+        return Err(k.invalid(
+            "attention.recurrent_layers",
+            "an explicit layer pattern is not supported (full_attention_interval is)",
+        ));
     }
     let recurrent: Vec<bool> = (0..layers).map(|i| (i + 1) % interval != 0).collect();
-    let (conv_kernel, inner, head_k, v_heads, k_heads) =
-        (k.usize("ssm.conv_kernel")?, k.usize("ssm.inner_size")?, k.usize("ssm.state_size")?, k.usize("ssm.time_step_rank")?, k.usize("ssm.group_count")?);
+    let (conv_kernel, inner, head_k, v_heads, k_heads) = (
+        k.usize("ssm.conv_kernel")?,
+        k.usize("ssm.inner_size")?,
+        k.usize("ssm.state_size")?,
+        k.usize("ssm.time_step_rank")?,
+        k.usize("ssm.group_count")?,
+    );
     if !(2..=16).contains(&conv_kernel) {
         return Err(k.invalid("ssm.conv_kernel", format!("{conv_kernel} out of range")));
     }
     if v_heads == 0 || k_heads == 0 || !v_heads.is_multiple_of(k_heads) || v_heads > 1024 {
-        return Err(k.invalid("ssm.group_count", format!("{v_heads} value heads cannot be grouped over {k_heads} key heads")));
+        return Err(
+            k.invalid("ssm.group_count", format!("{v_heads} value heads cannot be grouped over {k_heads} key heads"))
+        );
     }
     if !inner.is_multiple_of(v_heads) || inner / v_heads != head_k || head_k == 0 || head_k > 1024 {
-        return Err(k.invalid("ssm.inner_size", format!("{inner} over {v_heads} heads does not give the state size {head_k}")));
+        return Err(
+            k.invalid("ssm.inner_size", format!("{inner} over {v_heads} heads does not give the state size {head_k}"))
+        );
     }
     let base = DecoderConfig {
         arch: ARCH.name,
@@ -226,7 +251,10 @@ fn check_sections(k: &GgufKeys<'_>, n_rot: usize) -> Result<()> {
     for pair in 0..n_rot / 2 {
         let sector = pair % total;
         if sector >= 3 * sect(sector % 3) {
-            return Err(k.invalid("rope.dimension_sections", format!("{s:?}: rotated pair {pair} uses the extra (non-text) position")));
+            return Err(k.invalid(
+                "rope.dimension_sections",
+                format!("{s:?}: rotated pair {pair} uses the extra (non-text) position"),
+            ));
         }
     }
     Ok(())
@@ -369,7 +397,8 @@ impl Qwen35 {
     /// Loads the weights (quantized projections read in place).
     pub fn load(cfg: Qwen35Config, src: &dyn WeightSource) -> Result<Self> {
         // As the engine's other models: `EDGEWISE_CPU_DENSE` runs f32 products (the reference path).
-        let mode = if std::env::var_os("EDGEWISE_CPU_DENSE").is_some() { WeightMode::Dense } else { WeightMode::QuantizedCpu };
+        let mode =
+            if std::env::var_os("EDGEWISE_CPU_DENSE").is_some() { WeightMode::Dense } else { WeightMode::QuantizedCpu };
         Self::load_mode(cfg, src, mode)
     }
 
@@ -380,7 +409,13 @@ impl Qwen35 {
 
     /// The weights in `mode` on `device` (the CPU, or the GPU with `QuantizedGpu`/`Dense`);
     /// `max_buffer` bounds each device buffer of the LM head (the storage-binding limit).
-    pub(crate) fn load_on(cfg: Qwen35Config, src: &dyn WeightSource, mode: WeightMode, device: &burn::tensor::Device, max_buffer: u64) -> Result<Self> {
+    pub(crate) fn load_on(
+        cfg: Qwen35Config,
+        src: &dyn WeightSource,
+        mode: WeightMode,
+        device: &burn::tensor::Device,
+        max_buffer: u64,
+    ) -> Result<Self> {
         crate::weights::check_shapes(src, &cfg.weight_shapes(src.has(WeightId::Output)))?;
         let device = device.clone();
         let eps = cfg.base.rms_norm_eps;
@@ -394,9 +429,17 @@ impl Qwen35 {
             let blk = |name| WeightId::Block { layer, name };
             let mixer = if rec {
                 n_delta += 1;
-                let (conv, dt_bias, a, norm) = (floats(blk(CONV))?, floats(blk(DT))?, floats(blk(A))?, norm(blk(NORM))?);
-                let up = |v: &[f32]| burn::tensor::Tensor::<1>::from_data(burn::tensor::TensorData::new(v.to_vec(), [v.len()]), &device);
-                let dev = on_gpu.then(|| delta_gpu::DeltaWeights { conv: up(&conv), dt_bias: up(&dt_bias), a: up(&a), norm: norm.parts().0.clone() });
+                let (conv, dt_bias, a, norm) =
+                    (floats(blk(CONV))?, floats(blk(DT))?, floats(blk(A))?, norm(blk(NORM))?);
+                let up = |v: &[f32]| {
+                    burn::tensor::Tensor::<1>::from_data(burn::tensor::TensorData::new(v.to_vec(), [v.len()]), &device)
+                };
+                let dev = on_gpu.then(|| delta_gpu::DeltaWeights {
+                    conv: up(&conv),
+                    dt_bias: up(&dt_bias),
+                    a: up(&a),
+                    norm: norm.parts().0.clone(),
+                });
                 Mixer::Delta(DeltaLayer {
                     qkv: lin(blk(QKV))?,
                     gate: lin(blk(GATE))?,
@@ -435,11 +478,21 @@ impl Qwen35 {
         let head_id = if src.has(WeightId::Output) { WeightId::Output } else { WeightId::TokenEmbedding };
         let lm_head = LmHead::load(src, head_id, mode, max_buffer, &device)?;
         let embedding = src.shared(WeightId::TokenEmbedding)?;
-        let shape = delta_gpu::DeltaShape { k_heads: cfg.k_heads, v_heads: cfg.v_heads, head: cfg.head_k, conv_kernel: cfg.conv_kernel, eps };
+        let shape = delta_gpu::DeltaShape {
+            k_heads: cfg.k_heads,
+            v_heads: cfg.v_heads,
+            head: cfg.head_k,
+            conv_kernel: cfg.conv_kernel,
+            eps,
+        };
         let host_delta = std::env::var_os("EDGEWISE_GPU_DELTA_HOST").is_some_and(|v| v != "0");
         let delta_device = (on_gpu && !host_delta && cfg.head_v == cfg.head_k && shape.supported()).then_some(shape);
         if on_gpu && delta_device.is_none() {
-            log::info!("qwen35: the DeltaNet conv and recurrence run on the host (head size {}, EDGEWISE_GPU_DELTA_HOST {})", cfg.head_k, if host_delta { "set" } else { "unset" });
+            log::info!(
+                "qwen35: the DeltaNet conv and recurrence run on the host (head size {}, EDGEWISE_GPU_DELTA_HOST {})",
+                cfg.head_k,
+                if host_delta { "set" } else { "unset" }
+            );
         }
         Ok(Self {
             cfg,
@@ -467,7 +520,13 @@ impl Qwen35 {
     /// timing bench).
     pub(crate) fn new_cache_with(&self, max_context: usize, max_chunk: usize, device_state: bool) -> Result<KvCache> {
         let c = &self.cfg.base;
-        let layout = CacheLayout { layer_windows: vec![None; self.n_attn], kv_heads: c.num_key_value_heads, head_dim: c.head_dim, max_context, max_chunk };
+        let layout = CacheLayout {
+            layer_windows: vec![None; self.n_attn],
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            max_context,
+            max_chunk,
+        };
         let shapes = vec![self.cfg.state_shape(); self.n_delta];
         let cache = KvCache::new(layout, &self.device)?;
         if device_state && self.delta_device.is_none() {
@@ -531,7 +590,8 @@ impl Qwen35 {
             hn.copy_from_slice(&x);
             l.post_norm.rows_host(&mut hn)?;
             let (mut gate, up) = {
-                let mut ys = products_host(&[(&l.gate, Proj::Gate), (&l.up, Proj::Up)], &hn, n, d, &lora, il)?.into_iter();
+                let mut ys =
+                    products_host(&[(&l.gate, Proj::Gate), (&l.up, Proj::Up)], &hn, n, d, &lora, il)?.into_iter();
                 match (ys.next(), ys.next()) {
                     (Some(g), Some(u)) => (g, u),
                     _ => return Err(backend("gate/up products missing")),
@@ -561,12 +621,22 @@ impl Qwen35 {
 
     /// A gated full-attention layer on `hn: [n, d]` -> `[n, d]`.
     #[allow(clippy::too_many_arguments)]
-    fn attention(&self, il: usize, a: &AttnLayer, hn: &[f32], n: usize, start: usize, cache: &mut KvCache, lora: &LoraSet) -> Result<Buf> {
+    fn attention(
+        &self,
+        il: usize,
+        a: &AttnLayer,
+        hn: &[f32],
+        n: usize,
+        start: usize,
+        cache: &mut KvCache,
+        lora: &LoraSet,
+    ) -> Result<Buf> {
         let c = &self.cfg.base;
         let (h, kvh, hd, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.hidden_size);
         // `attn_q`'s adapter covers its whole output (query and gate), as in llama.cpp.
         let (qg, mut k, v) = {
-            let mut ys = products_host(&[(&a.q, Proj::Q), (&a.k, Proj::K), (&a.v, Proj::V)], hn, n, d, lora, il)?.into_iter();
+            let mut ys =
+                products_host(&[(&a.q, Proj::Q), (&a.k, Proj::K), (&a.v, Proj::V)], hn, n, d, lora, il)?.into_iter();
             match (ys.next(), ys.next(), ys.next()) {
                 (Some(q), Some(k), Some(v)) => (q, k, v),
                 _ => return Err(backend("q/k/v products missing")),
@@ -618,11 +688,24 @@ impl Qwen35 {
     /// triangular solve for more ([`delta_chunk`]).
     /// Also returns the seconds spent between the projections (conv, norms, recurrence) when
     /// profiling (debug log level), else 0.
-    fn delta_net(&self, il: usize, l: &DeltaLayer, hn: &[f32], n: usize, cache: &mut KvCache, lora: &LoraSet) -> Result<(Buf, f64)> {
+    fn delta_net(
+        &self,
+        il: usize,
+        l: &DeltaLayer,
+        hn: &[f32],
+        n: usize,
+        cache: &mut KvCache,
+        lora: &LoraSet,
+    ) -> Result<(Buf, f64)> {
         let cfg = &self.cfg;
         let d = cfg.base.hidden_size;
         let (qkv, z, beta, alpha) = {
-            let ls = [(&l.qkv, Proj::DeltaQkv), (&l.gate, Proj::DeltaZ), (&l.beta, Proj::DeltaBeta), (&l.alpha, Proj::DeltaAlpha)];
+            let ls = [
+                (&l.qkv, Proj::DeltaQkv),
+                (&l.gate, Proj::DeltaZ),
+                (&l.beta, Proj::DeltaBeta),
+                (&l.alpha, Proj::DeltaAlpha),
+            ];
             let mut ys = products_host(&ls, hn, n, d, lora, il)?.into_iter();
             match (ys.next(), ys.next(), ys.next(), ys.next()) {
                 (Some(a), Some(b), Some(c), Some(e)) => (a, b, c, e),
@@ -639,7 +722,16 @@ impl Qwen35 {
     /// channels]`, `z: [n, H_v·S_v]`, `beta`, `alpha: [n, H_v]` to the gated, normed output
     /// `[n, H_v·S_v]` before the output projection, updating the layer's conv and recurrent state.
     #[allow(clippy::too_many_arguments)]
-    fn delta_mix(&self, l: &DeltaLayer, qkv: &[f32], z: &[f32], beta: &[f32], alpha: &[f32], n: usize, cache: &mut KvCache) -> Result<Vec<f32>> {
+    fn delta_mix(
+        &self,
+        l: &DeltaLayer,
+        qkv: &[f32],
+        z: &[f32],
+        beta: &[f32],
+        alpha: &[f32],
+        n: usize,
+        cache: &mut KvCache,
+    ) -> Result<Vec<f32>> {
         let cfg = &self.cfg;
         let (hk, hv, sk, sv, kk) = (cfg.k_heads, cfg.v_heads, cfg.head_k, cfg.head_v, cfg.conv_kernel);
         let ch = cfg.conv_channels();
@@ -649,8 +741,13 @@ impl Qwen35 {
             return Err(backend("DeltaNet products do not match the model"));
         }
         let layers = cache.recurrent_layers()?;
-        let RecurrentLayer { conv: conv_state, state } = layers.get_mut(l.slot).ok_or_else(|| backend("recurrent layer out of range"))?;
-        if conv_state.len() != (kk - 1) * ch || state.len() != hv * sv * sk || l.conv.len() != ch * kk || qkv.len() != n * ch {
+        let RecurrentLayer { conv: conv_state, state } =
+            layers.get_mut(l.slot).ok_or_else(|| backend("recurrent layer out of range"))?;
+        if conv_state.len() != (kk - 1) * ch
+            || state.len() != hv * sv * sk
+            || l.conv.len() != ch * kk
+            || qkv.len() != n * ch
+        {
             return Err(backend("recurrent state does not match the model"));
         }
         // Causal depthwise conv over [state (kernel − 1 rows), x_0 .. x_{n-1}], then SiLU.
@@ -669,7 +766,8 @@ impl Qwen35 {
             }
         }
         // The new conv state: the last kernel − 1 rows of [state, x].
-        let rows: Vec<f32> = (n..n + kk - 1).flat_map(|r| (0..ch).map(move |c| (r, c))).map(|(r, c)| input(r, c)).collect();
+        let rows: Vec<f32> =
+            (n..n + kk - 1).flat_map(|r| (0..ch).map(move |c| (r, c))).map(|(r, c)| input(r, c)).collect();
         if fault != Fault::NoConvRoll {
             conv_state.copy_from_slice(&rows);
         }
@@ -687,20 +785,25 @@ impl Qwen35 {
             qk[..hk * sk].iter_mut().for_each(|a| *a *= q_scale);
         }
         // Per token and value head: the log decay g = softplus(α + dt)·a and β = sigmoid(b).
-        let g: Vec<f32> = alpha.iter().enumerate().map(|(i, &x)| softplus(x + l.dt_bias[i % hv]) * l.a[i % hv]).collect();
+        let g: Vec<f32> =
+            alpha.iter().enumerate().map(|(i, &x)| softplus(x + l.dt_bias[i % hv]) * l.a[i % hv]).collect();
         let b: Vec<f32> = beta.iter().map(|&x| if fault == Fault::NoBeta { 1.0 } else { sigmoid(x) }).collect();
         // The delta rule per value head, heads in parallel; value head h reads key head h % H_k
         // (llama.cpp repeats the key heads tiled). Each head's output is [n, S_v], back to back.
         let mut heads_out = vec![0f32; hv * n * sv];
         {
-            let states: Vec<std::sync::Mutex<&mut [f32]>> = state.chunks_exact_mut(sv * sk).map(std::sync::Mutex::new).collect();
-            let outs: Vec<std::sync::Mutex<&mut [f32]>> = heads_out.chunks_exact_mut(n * sv).map(std::sync::Mutex::new).collect();
+            let states: Vec<std::sync::Mutex<&mut [f32]>> =
+                state.chunks_exact_mut(sv * sk).map(std::sync::Mutex::new).collect();
+            let outs: Vec<std::sync::Mutex<&mut [f32]>> =
+                heads_out.chunks_exact_mut(n * sv).map(std::sync::Mutex::new).collect();
             let mixed = &mixed;
             let (g, b) = (&g, &b);
             crate::quant::cpu::pool::for_each(hv, &|h| {
                 let (Ok(mut s), Ok(mut o)) = (states[h].lock(), outs[h].lock()) else { return };
                 let kh = h % hk;
-                let gather = |off: usize, w: usize| -> Vec<f32> { mixed.chunks_exact(ch).flat_map(|r| r[off..off + w].iter().copied()).collect() };
+                let gather = |off: usize, w: usize| -> Vec<f32> {
+                    mixed.chunks_exact(ch).flat_map(|r| r[off..off + w].iter().copied()).collect()
+                };
                 let (q, k, v) = (gather(kh * sk, sk), gather((hk + kh) * sk, sk), gather(2 * hk * sk + h * sv, sv));
                 let (gh, bh): (Vec<f32>, Vec<f32>) = (0..n).map(|t| (g[t * hv + h], b[t * hv + h])).unzip();
                 if n == 1 {
@@ -709,7 +812,13 @@ impl Qwen35 {
                 }
                 for c0 in (0..n).step_by(DELTA_CHUNK) {
                     let c1 = (c0 + DELTA_CHUNK).min(n);
-                    let io = DeltaChunk { q: &q[c0 * sk..c1 * sk], k: &k[c0 * sk..c1 * sk], v: &v[c0 * sv..c1 * sv], g: &gh[c0..c1], beta: &bh[c0..c1] };
+                    let io = DeltaChunk {
+                        q: &q[c0 * sk..c1 * sk],
+                        k: &k[c0 * sk..c1 * sk],
+                        v: &v[c0 * sv..c1 * sv],
+                        g: &gh[c0..c1],
+                        beta: &bh[c0..c1],
+                    };
                     delta_chunk(&mut s, &io, &mut o[c0 * sv..c1 * sv], fault == Fault::NoChunkDecay);
                 }
             });
@@ -789,14 +898,30 @@ pub(crate) fn delta_chunk(s: &mut [f32], x: &DeltaChunk<'_>, o: &mut [f32], no_d
             rest = tail;
             head
         };
-        let (cum, kt, st, akk, aqk, u, kd, ut) = (take(sizes[0]), take(sizes[1]), take(sizes[2]), take(sizes[3]), take(sizes[4]), take(sizes[5]), take(sizes[6]), take(sizes[7]));
+        let (cum, kt, st, akk, aqk, u, kd, ut) = (
+            take(sizes[0]),
+            take(sizes[1]),
+            take(sizes[2]),
+            take(sizes[3]),
+            take(sizes[4]),
+            take(sizes[5]),
+            take(sizes[6]),
+            take(sizes[7]),
+        );
         delta_chunk_in(s, x, o, no_decay, (c, sk, sv), [cum, kt, st, akk, aqk, u, kd, ut]);
     });
 }
 
 /// [`delta_chunk`]'s work in the given scratch slices (sized by the caller; contents ignored).
 #[allow(clippy::too_many_arguments)]
-fn delta_chunk_in(s: &mut [f32], x: &DeltaChunk<'_>, o: &mut [f32], no_decay: bool, (c, sk, sv): (usize, usize, usize), scratch: [&mut [f32]; 8]) {
+fn delta_chunk_in(
+    s: &mut [f32],
+    x: &DeltaChunk<'_>,
+    o: &mut [f32],
+    no_decay: bool,
+    (c, sk, sv): (usize, usize, usize),
+    scratch: [&mut [f32]; 8],
+) {
     use crate::quant::cpu::gemm_f32;
     let [cum, kt, st, akk, aqk, u, kd, ut] = scratch;
     let mut acc = 0f32;
@@ -968,7 +1093,11 @@ impl CausalLm for Qwen35 {
         }
         let start = cache.len();
         cache.begin(n)?;
-        let r = if on_gpu { self.forward_device(tokens, cache, start, first) } else { self.forward_host(tokens, cache, start, first) };
+        let r = if on_gpu {
+            self.forward_device(tokens, cache, start, first)
+        } else {
+            self.forward_host(tokens, cache, start, first)
+        };
         match r {
             Ok(v) => {
                 cache.commit();
@@ -1044,7 +1173,10 @@ mod tests {
         let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden/qwen35/greedy.jsonl");
         let text = std::fs::read_to_string(p).unwrap();
         let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-        (header["header"]["llama_cpp_f32_kv_vs_f16_kv"]["exact"].as_u64().unwrap() as usize).min(n / 3).saturating_sub(1).max(1)
+        (header["header"]["llama_cpp_f32_kv_vs_f16_kv"]["exact"].as_u64().unwrap() as usize)
+            .min(n / 3)
+            .saturating_sub(1)
+            .max(1)
     }
 
     fn cases() -> Vec<serde_json::Value> {
@@ -1078,7 +1210,12 @@ mod tests {
     }
 
     fn verdicts(m: &Qwen35, chunk: usize) -> Vec<&'static str> {
-        cases().iter().map(|c| judge(&greedy(m, &ids(&c["prompt_token_ids"]), ids(&c["greedy_token_ids"]).len(), chunk), c).label()).collect()
+        cases()
+            .iter()
+            .map(|c| {
+                judge(&greedy(m, &ids(&c["prompt_token_ids"]), ids(&c["greedy_token_ids"]).len(), chunk), c).label()
+            })
+            .collect()
     }
 
     /// The model against llama.cpp's greedy tokens, prefilled in one pass and in chunks of 16;
@@ -1122,7 +1259,8 @@ mod tests {
         let all = cases();
         let limit = std::env::var("EDGEWISE_GPU_QWEN35_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(all.len());
         // The long prompts first, so that a limit keeps them.
-        let picked: Vec<&serde_json::Value> = [5, 6, 0, 1, 2, 3, 4].iter().filter_map(|&i| all.get(i)).take(limit).collect();
+        let picked: Vec<&serde_json::Value> =
+            [5, 6, 0, 1, 2, 3, 4].iter().filter_map(|&i| all.get(i)).take(limit).collect();
         // Each case judged over its first `steps` greedy tokens (the golden cut there).
         let run = |m: &Qwen35, steps: usize| -> Vec<&'static str> {
             picked
@@ -1137,7 +1275,12 @@ mod tests {
                     }
                     let prompt = ids(&c["prompt_token_ids"]);
                     let v = judge(&greedy(m, &prompt, ids(&c["greedy_token_ids"]).len(), 64), &c).label();
-                    eprintln!("  {} prompt tokens, {} steps: {v} ({:.1} s)", prompt.len(), ids(&c["greedy_token_ids"]).len(), t.elapsed().as_secs_f64());
+                    eprintln!(
+                        "  {} prompt tokens, {} steps: {v} ({:.1} s)",
+                        prompt.len(),
+                        ids(&c["greedy_token_ids"]).len(),
+                        t.elapsed().as_secs_f64()
+                    );
                     v
                 })
                 .collect()
@@ -1152,7 +1295,10 @@ mod tests {
         // The wrong variant over the first 8 steps (lavapipe time; 6/7 cases depart over all 24).
         let v = run(&m.with_fault(Fault::NoAttnGate), 8);
         eprintln!("qwen35 on wgpu without the attention output gate: {v:?}");
-        assert!(v.iter().filter(|x| **x == "departs").count() * 2 > v.len(), "the variant without the output gate still passes: {v:?}");
+        assert!(
+            v.iter().filter(|x| **x == "departs").count() * 2 > v.len(),
+            "the variant without the output gate still passes: {v:?}"
+        );
     }
 
     /// A small deterministic generator for the kernel tests (xorshift, values in [-1, 1)).
@@ -1204,12 +1350,19 @@ mod tests {
             let (mut s, mut o) = (s0.clone(), vec![0f32; n * sv]);
             for c0 in (0..n).step_by(DELTA_CHUNK) {
                 let c1 = (c0 + DELTA_CHUNK).min(n);
-                let x = DeltaChunk { q: &q[c0 * sk..c1 * sk], k: &k[c0 * sk..c1 * sk], v: &v[c0 * sv..c1 * sv], g: &g[c0..c1], beta: &beta[c0..c1] };
+                let x = DeltaChunk {
+                    q: &q[c0 * sk..c1 * sk],
+                    k: &k[c0 * sk..c1 * sk],
+                    v: &v[c0 * sv..c1 * sv],
+                    g: &g[c0..c1],
+                    beta: &beta[c0..c1],
+                };
                 delta_chunk(&mut s, &x, &mut o[c0 * sv..c1 * sv], no_decay);
             }
             (s, o)
         };
-        let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + x.abs())).fold(0f32, f32::max);
+        let diff =
+            |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + x.abs())).fold(0f32, f32::max);
         let (s, o) = chunked(false);
         let (ds, dout) = (diff(&s_seq, &s), diff(&o_seq, &o));
         eprintln!("{sk}x{sv}: chunked vs token by token: state {ds:.2e}, outputs {dout:.2e}");
@@ -1221,12 +1374,15 @@ mod tests {
             let decay = (g[t] as f64).exp();
             for (j, row) in s64.chunks_exact_mut(sk).enumerate() {
                 row.iter_mut().for_each(|a| *a *= decay);
-                let delta = (v[t * sv + j] as f64 - row.iter().zip(kt).map(|(a, &b)| a * b as f64).sum::<f64>()) * beta[t] as f64;
+                let delta = (v[t * sv + j] as f64 - row.iter().zip(kt).map(|(a, &b)| a * b as f64).sum::<f64>())
+                    * beta[t] as f64;
                 row.iter_mut().zip(kt).for_each(|(a, &b)| *a += b as f64 * delta);
                 o64[t * sv + j] = row.iter().zip(qt).map(|(a, &b)| a * b as f64).sum();
             }
         }
-        let err = |a: &[f32], b: &[f64]| a.iter().zip(b).map(|(&x, &y)| (x as f64 - y).abs() / (1.0 + y.abs())).fold(0f64, f64::max);
+        let err = |a: &[f32], b: &[f64]| {
+            a.iter().zip(b).map(|(&x, &y)| (x as f64 - y).abs() / (1.0 + y.abs())).fold(0f64, f64::max)
+        };
         let (e_seq, e_chunk) = (err(&o_seq, &o64).max(err(&s_seq, &s64)), err(&o, &o64).max(err(&s, &s64)));
         eprintln!("against f64: token by token {e_seq:.2e}, chunked {e_chunk:.2e}");
         assert!(e_chunk < 4.0 * e_seq.max(1e-7), "{e_chunk} vs {e_seq}");
@@ -1263,7 +1419,15 @@ mod tests {
                         _ => {
                             for t in 0..c {
                                 let (qt, kt) = (&q[t * sk..(t + 1) * sk], &k[t * sk..(t + 1) * sk]);
-                                delta_step(h, qt, kt, &v[t * sv..(t + 1) * sv], g[t], beta[t], &mut o[t * sv..(t + 1) * sv]);
+                                delta_step(
+                                    h,
+                                    qt,
+                                    kt,
+                                    &v[t * sv..(t + 1) * sv],
+                                    g[t],
+                                    beta[t],
+                                    &mut o[t * sv..(t + 1) * sv],
+                                );
                             }
                         }
                     }
@@ -1294,7 +1458,9 @@ mod tests {
                 f(&mut s, &x, &mut o, no_decay);
                 (s, o)
             };
-            let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + x.abs())).fold(0f32, f32::max);
+            let diff = |a: &[f32], b: &[f32]| {
+                a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + x.abs())).fold(0f32, f32::max)
+            };
             let ((s1, o1), (s2, o2)) = (run(delta_chunk, false), run(delta_chunk_rows, false));
             let (ds, dout) = (diff(&s1, &s2), diff(&o1, &o2));
             eprintln!("{c} tokens {sk}x{sv}: blocked vs rows: state {ds:.2e}, outputs {dout:.2e}");
@@ -1374,7 +1540,11 @@ mod tests {
         // Below the only checkpoint: nothing is kept.
         assert_eq!(cache.rewind(30), 0);
         assert!(cache.is_empty() && cache.checkpoints().is_empty());
-        assert!(cache.recurrent_state().unwrap().unwrap().iter().all(|l| l.conv.iter().chain(&l.state).all(|&v| v == 0.0)));
+        assert!(cache.recurrent_state().unwrap().unwrap().iter().all(|l| l
+            .conv
+            .iter()
+            .chain(&l.state)
+            .all(|&v| v == 0.0)));
     }
 
     fn gpu_tests(name: &str) -> bool {
@@ -1418,7 +1588,8 @@ mod tests {
 
     /// (max |Δlogit| over the compared passes, max relative |Δstate|).
     fn trace_diff(a: &Trace, b: &Trace) -> (f32, f32) {
-        let dl = a.0.iter().zip(&b.0).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0f32, f32::max);
+        let dl =
+            a.0.iter().zip(&b.0).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0f32, f32::max);
         let mut ds = 0f32;
         for (x, y) in a.1.iter().zip(&b.1) {
             for (p, q) in x.conv.iter().chain(&x.state).zip(y.conv.iter().chain(&y.state)) {
@@ -1518,12 +1689,18 @@ mod tests {
         let m = gpu_model(&file, WeightMode::QuantizedGpu);
         eprintln!("loaded in {:.1} s", t.elapsed().as_secs_f64());
         let prompt: Vec<u32> = (0..32u32).map(|i| 1000 + 37 * i).collect();
-        let mut caches: Vec<KvCache> = [false, true].iter().map(|&d| m.new_cache_with(prompt.len() + steps + 2, 64, d).unwrap()).collect();
+        let mut caches: Vec<KvCache> =
+            [false, true].iter().map(|&d| m.new_cache_with(prompt.len() + steps + 2, 64, d).unwrap()).collect();
         let mut next = Vec::new();
         for (i, c) in caches.iter_mut().enumerate() {
             let t = std::time::Instant::now();
             let l = m.forward(&prompt, c).unwrap();
-            eprintln!("prefill {} tokens, DeltaNet on the {}: {:.1} ms", prompt.len(), ["host", "device"][i], t.elapsed().as_secs_f64() * 1e3);
+            eprintln!(
+                "prefill {} tokens, DeltaNet on the {}: {:.1} ms",
+                prompt.len(),
+                ["host", "device"][i],
+                t.elapsed().as_secs_f64() * 1e3
+            );
             next.push(argmax(&l));
         }
         let mut times = [Vec::new(), Vec::new()];
@@ -1537,7 +1714,14 @@ mod tests {
         }
         for (i, ts) in times.iter_mut().enumerate() {
             ts.sort_by(f64::total_cmp);
-            eprintln!("decode, DeltaNet on the {}: median {:.1} ms/token, min {:.1}, max {:.1} ({} steps)", ["host", "device"][i], ts[ts.len() / 2], ts[0], ts[ts.len() - 1], ts.len());
+            eprintln!(
+                "decode, DeltaNet on the {}: median {:.1} ms/token, min {:.1}, max {:.1} ({} steps)",
+                ["host", "device"][i],
+                ts[ts.len() / 2],
+                ts[0],
+                ts[ts.len() - 1],
+                ts.len()
+            );
         }
     }
 }

@@ -95,7 +95,16 @@ fn sigmoid(x: f32) -> f32 {
 /// over `in = [conv state (K − 1 rows), x_0 .. x_{n−1}]` (the CPU path's order of terms).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn conv_at(qkv: &Tensor<f32>, conv_in: &Tensor<f32>, w: &Tensor<f32>, t: usize, c: usize, ch: usize, kk: usize, carry: bool) -> f32 {
+fn conv_at(
+    qkv: &Tensor<f32>,
+    conv_in: &Tensor<f32>,
+    w: &Tensor<f32>,
+    t: usize,
+    c: usize,
+    ch: usize,
+    kk: usize,
+    carry: bool,
+) -> f32 {
     let xs0 = qkv.stride(0);
     let xs1 = qkv.stride(1);
     let mut acc = qkv[t * xs0 + c * xs1] * w[c * kk + kk - 1];
@@ -116,7 +125,16 @@ fn conv_at(qkv: &Tensor<f32>, conv_in: &Tensor<f32>, w: &Tensor<f32>, t: usize, 
 /// (`roll` false: the old state, a wrong variant for the tests).
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn conv_keep(qkv: &Tensor<f32>, conv_in: &Tensor<f32>, conv_out: &mut Tensor<f32>, n: usize, c: usize, ch: usize, kk: usize, roll: bool) {
+fn conv_keep(
+    qkv: &Tensor<f32>,
+    conv_in: &Tensor<f32>,
+    conv_out: &mut Tensor<f32>,
+    n: usize,
+    c: usize,
+    ch: usize,
+    kk: usize,
+    roll: bool,
+) {
     for r in 0..kk - 1 {
         let src = select(roll, n + r, r);
         if src < kk - 1 {
@@ -508,7 +526,16 @@ fn chunk_state_kernel(
 /// and value head: `o / sqrt(mean(o²) + eps) · w · SiLU(z)` (the token-by-token kernel's order).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn chunk_gated_norm_kernel(o: &mut Tensor<f32>, z: &Tensor<f32>, norm_w: &Tensor<f32>, n: usize, hv: usize, eps: f32, inv_s: f32, #[comptime] s: usize) {
+fn chunk_gated_norm_kernel(
+    o: &mut Tensor<f32>,
+    z: &Tensor<f32>,
+    norm_w: &Tensor<f32>,
+    n: usize,
+    hv: usize,
+    eps: f32,
+    inv_s: f32,
+    #[comptime] s: usize,
+) {
     let idx = flat_pos();
     if idx < n * hv {
         let t = idx / hv;
@@ -544,7 +571,11 @@ impl DeltaShape {
 
     /// Whether the kernel takes this shape (else the DeltaNet runs on the host).
     pub(crate) fn supported(&self) -> bool {
-        (1..=MAX_HEAD).contains(&self.head) && self.k_heads > 0 && self.v_heads.is_multiple_of(self.k_heads) && self.v_heads <= 65535 && self.conv_kernel >= 2
+        (1..=MAX_HEAD).contains(&self.head)
+            && self.k_heads > 0
+            && self.v_heads.is_multiple_of(self.k_heads)
+            && self.v_heads <= 65535
+            && self.conv_kernel >= 2
     }
 }
 
@@ -584,7 +615,8 @@ fn tokenwise_forced() -> bool {
 fn chunked(shape: &DeltaShape, n: usize) -> bool {
     let (hv, s) = (shape.v_heads, shape.head);
     let nc = n.div_ceil(CHUNK);
-    let largest = [n * shape.channels(), hv * nc * CHUNK * CHUNK, hv * n * 2 * s, n * hv * s].into_iter().max().unwrap_or(0);
+    let largest =
+        [n * shape.channels(), hv * nc * CHUNK * CHUNK, hv * n * 2 * s, n * hv * s].into_iter().max().unwrap_or(0);
     n > 1 && !tokenwise_forced() && largest.saturating_mul(4) <= MAX_SCRATCH
 }
 
@@ -618,7 +650,9 @@ pub(crate) fn delta_net(
         && state.conv.dims() == [(kk - 1) * ch]
         && state.state.dims() == [inner * s];
     if !fits {
-        return Err(Error::Backend { reason: format!("gpu DeltaNet: shapes do not match (qkv [{n}, {ch}], {hv} heads of {s})") });
+        return Err(Error::Backend {
+            reason: format!("gpu DeltaNet: shapes do not match (qkv [{n}, {ch}], {hv} heads of {s})"),
+        });
     }
     #[cfg(test)]
     let flags = flags | TEST_FLAGS.with(|c| c.get());
@@ -635,7 +669,11 @@ pub(crate) fn delta_net(
         conv_in: cube(state.conv.clone(), what)?,
         state_in: cube(state.state.clone(), what)?,
     };
-    let (out, conv_out, state_out) = if chunked(shape, n) { delta_net_chunked(io, shape, n, flags)? } else { delta_net_tokenwise(io, shape, n, flags) };
+    let (out, conv_out, state_out) = if chunked(shape, n) {
+        delta_net_chunked(io, shape, n, flags)?
+    } else {
+        delta_net_tokenwise(io, shape, n, flags)
+    };
     state.conv = wrap(conv_out);
     state.state = wrap(state_out);
     Ok(wrap(out))
@@ -908,7 +946,13 @@ mod tests {
         let (hk, hv, s, kk, ch) = (sh.k_heads, sh.v_heads, sh.head, sh.conv_kernel, sh.channels());
         let eps = sh.eps as f64;
         let silu = |x: f64| x / (1.0 + (-x).exp());
-        let input = |r: usize, ch_: usize| if r < kk - 1 { c.conv0[r * ch + ch_] as f64 } else { c.qkv[(r + 1 - kk) * ch + ch_] as f64 };
+        let input = |r: usize, ch_: usize| {
+            if r < kk - 1 {
+                c.conv0[r * ch + ch_] as f64
+            } else {
+                c.qkv[(r + 1 - kk) * ch + ch_] as f64
+            }
+        };
         let mut state: Vec<f64> = c.state0.iter().map(|&x| x as f64).collect();
         let mut out = vec![0f64; upto * hv * s];
         for t in 0..upto {
@@ -919,7 +963,8 @@ mod tests {
                 })
                 .collect();
             for (hh, head) in m[..2 * hk * s].chunks_exact_mut(s).enumerate() {
-                let inv = 1.0 / (head.iter().map(|x| x * x).sum::<f64>() + eps).sqrt() * if hh < hk { 1.0 / (s as f64).sqrt() } else { 1.0 };
+                let inv = 1.0 / (head.iter().map(|x| x * x).sum::<f64>() + eps).sqrt()
+                    * if hh < hk { 1.0 / (s as f64).sqrt() } else { 1.0 };
                 head.iter_mut().for_each(|x| *x *= inv);
             }
             for h in 0..hv {
@@ -940,7 +985,8 @@ mod tests {
                 }
             }
         }
-        let conv = (upto..upto + kk - 1).flat_map(|r| (0..ch).map(move |cc| (r, cc))).map(|(r, cc)| input(r, cc)).collect();
+        let conv =
+            (upto..upto + kk - 1).flat_map(|r| (0..ch).map(move |cc| (r, cc))).map(|(r, cc)| input(r, cc)).collect();
         (out, conv, state)
     }
 
@@ -968,7 +1014,12 @@ mod tests {
         let (dev, _) = crate::backend::gpu().unwrap();
         let sh = &c.shape;
         let (hv, s, ch) = (sh.v_heads, sh.head, sh.channels());
-        let w = DeltaWeights { conv: up1(&c.conv_w, &dev), dt_bias: up1(&c.dt, &dev), a: up1(&c.a, &dev), norm: up1(&c.norm_w, &dev) };
+        let w = DeltaWeights {
+            conv: up1(&c.conv_w, &dev),
+            dt_bias: up1(&c.dt, &dev),
+            a: up1(&c.a, &dev),
+            norm: up1(&c.norm_w, &dev),
+        };
         let mut st = DeviceRecurrentLayer { conv: up1(&c.conv0, &dev), state: up1(&c.state0, &dev) };
         let mut out = Vec::new();
         let mut state_first = Vec::new();
@@ -976,7 +1027,17 @@ mod tests {
         passes.extend((first..c.t).map(|t| t..t + 1));
         with_form(Some(tokenwise), flags, || {
             for (i, r) in passes.into_iter().enumerate() {
-                let o = delta_net(up2(&c.qkv, r.clone(), ch, &dev), up2(&c.z, r.clone(), hv * s, &dev), up2(&c.beta, r.clone(), hv, &dev), up2(&c.alpha, r, hv, &dev), &w, &mut st, sh, 0).unwrap();
+                let o = delta_net(
+                    up2(&c.qkv, r.clone(), ch, &dev),
+                    up2(&c.z, r.clone(), hv * s, &dev),
+                    up2(&c.beta, r.clone(), hv, &dev),
+                    up2(&c.alpha, r, hv, &dev),
+                    &w,
+                    &mut st,
+                    sh,
+                    0,
+                )
+                .unwrap();
                 out.extend(read_f32(o).unwrap());
                 if i == 0 {
                     state_first = read_f32(st.state.clone()).unwrap();
@@ -1056,7 +1117,8 @@ mod tests {
         let vocab = w.raw(WeightId::TokenEmbedding).unwrap().rows;
         let (device, info) = crate::backend::gpu().unwrap();
         let max_buffer = info.max_storage_binding.saturating_sub(1 << 20).max(1 << 20);
-        super::super::gpu::load_on(super::super::config(file.metadata(), vocab).unwrap(), &w, mode, &device, max_buffer).unwrap()
+        super::super::gpu::load_on(super::super::config(file.metadata(), vocab).unwrap(), &w, mode, &device, max_buffer)
+            .unwrap()
     }
 
     /// The golden file's prompt of case `i` (5: 127 tokens, 6: 155).
@@ -1087,7 +1149,8 @@ mod tests {
 
     /// (max |Δlogit|, max relative |Δstate|).
     fn trace_diff(a: &Trace, b: &Trace) -> (f32, f32) {
-        let dl = a.0.iter().zip(&b.0).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0f32, f32::max);
+        let dl =
+            a.0.iter().zip(&b.0).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0f32, f32::max);
         let mut ds = 0f32;
         for (x, y) in a.1.iter().zip(&b.1) {
             for (p, q) in x.conv.iter().chain(&x.state).zip(y.conv.iter().chain(&y.state)) {
@@ -1126,8 +1189,11 @@ mod tests {
                 // As the kernel-vs-host test: f32 rounding through 8 layers (observed ~1e-5 logit).
                 assert!(dl_t < 2e-3 && ds_t < 1e-4 && dl_h < 2e-3 && ds_h < 1e-4, "{dl_t} {ds_t} {dl_h} {ds_h}");
                 if pass == p.len() && case == 5 {
-                    for (name, flag) in [("no decay inside a chunk", NO_CHUNK_DECAY), ("no mask diagonal", NO_SELF_ATTEND)] {
-                        let (dl, ds) = trace_diff(&tokenwise, &with_form(Some(false), flag, || trace(&m, &p, pass, decode, true)));
+                    for (name, flag) in
+                        [("no decay inside a chunk", NO_CHUNK_DECAY), ("no mask diagonal", NO_SELF_ATTEND)]
+                    {
+                        let (dl, ds) =
+                            trace_diff(&tokenwise, &with_form(Some(false), flag, || trace(&m, &p, pass, decode, true)));
                         eprintln!("  chunked with {name}: |Δlogit| {dl:.2e}, state {ds:.2e}");
                         assert!(dl > 0.1 && ds > 1e-2, "{name}: {dl} {ds}");
                     }
@@ -1159,9 +1225,19 @@ mod tests {
         let c = case(shape, n, 7);
         let (dev, _) = crate::backend::gpu().unwrap();
         let (hv, s, ch) = (shape.v_heads, shape.head, shape.channels());
-        let w = DeltaWeights { conv: up1(&c.conv_w, &dev), dt_bias: up1(&c.dt, &dev), a: up1(&c.a, &dev), norm: up1(&c.norm_w, &dev) };
+        let w = DeltaWeights {
+            conv: up1(&c.conv_w, &dev),
+            dt_bias: up1(&c.dt, &dev),
+            a: up1(&c.a, &dev),
+            norm: up1(&c.norm_w, &dev),
+        };
         let st = DeviceRecurrentLayer { conv: up1(&c.conv0, &dev), state: up1(&c.state0, &dev) };
-        let ins = (up2(&c.qkv, 0..n, ch, &dev), up2(&c.z, 0..n, hv * s, &dev), up2(&c.beta, 0..n, hv, &dev), up2(&c.alpha, 0..n, hv, &dev));
+        let ins = (
+            up2(&c.qkv, 0..n, ch, &dev),
+            up2(&c.z, 0..n, hv * s, &dev),
+            up2(&c.beta, 0..n, hv, &dev),
+            up2(&c.alpha, 0..n, hv, &dev),
+        );
         // Wait for the uploads.
         read_f32(ins.0.clone().slice([0..1, 0..1])).unwrap();
         let mut times = [Vec::new(), Vec::new()];
@@ -1169,7 +1245,10 @@ mod tests {
             for (i, tokenwise) in [true, false].into_iter().enumerate() {
                 let mut st = st.clone();
                 let t = std::time::Instant::now();
-                let o = with_form(Some(tokenwise), 0, || delta_net(ins.0.clone(), ins.1.clone(), ins.2.clone(), ins.3.clone(), &w, &mut st, &shape, 0).unwrap());
+                let o = with_form(Some(tokenwise), 0, || {
+                    delta_net(ins.0.clone(), ins.1.clone(), ins.2.clone(), ins.3.clone(), &w, &mut st, &shape, 0)
+                        .unwrap()
+                });
                 // One value back: waits for every launch of the pass.
                 read_f32(o.slice([0..1, 0..1])).unwrap();
                 // Round 0 warms up (shader compilation).

@@ -31,7 +31,9 @@ use super::{backend, Fault, Mixer, Qwen35, Qwen35Config};
 use crate::kv_cache::KvCache;
 use crate::lora::{DeviceLoraSet, Proj};
 use crate::model::decoder::{RopeLayout, RopeScaling};
-use crate::model::layers::{apply_rope, attention, embed_rows, read_f32, rope_tables, tensor2, Linear, LmHead, WeightMode};
+use crate::model::layers::{
+    apply_rope, attention, embed_rows, read_f32, rope_tables, tensor2, Linear, LmHead, WeightMode,
+};
 use crate::weights::WeightSource;
 use crate::Result;
 
@@ -42,16 +44,25 @@ pub(super) fn load(cfg: Qwen35Config, src: &dyn WeightSource) -> Result<Qwen35> 
     let (device, info) = crate::backend::gpu()?;
     // Headroom under the binding limit for alignment and allocator rounding (as the engine's).
     let max_buffer = info.max_storage_binding.saturating_sub(1 << 20).max(1 << 20);
-    let mode = if std::env::var_os("EDGEWISE_GPU_DENSE").is_none() { WeightMode::QuantizedGpu } else { WeightMode::Dense };
+    let mode =
+        if std::env::var_os("EDGEWISE_GPU_DENSE").is_none() { WeightMode::QuantizedGpu } else { WeightMode::Dense };
     load_on(cfg, src, mode, &device, max_buffer)
 }
 
 /// [`load`] on a given device and mode.
-pub(super) fn load_on(cfg: Qwen35Config, src: &dyn WeightSource, mode: WeightMode, device: &Device, max_buffer: u64) -> Result<Qwen35> {
+pub(super) fn load_on(
+    cfg: Qwen35Config,
+    src: &dyn WeightSource,
+    mode: WeightMode,
+    device: &Device,
+    max_buffer: u64,
+) -> Result<Qwen35> {
     // Device allocation failures inside burn surface as panics; keep them from escaping.
     let try_load = |mode: WeightMode| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Qwen35::load_on(cfg.clone(), src, mode, device, max_buffer)))
-            .unwrap_or_else(|_| Err(backend("loading the qwen35 model on the gpu backend panicked")))
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Qwen35::load_on(cfg.clone(), src, mode, device, max_buffer)
+        }))
+        .unwrap_or_else(|_| Err(backend("loading the qwen35 model on the gpu backend panicked")))
     };
     match try_load(mode) {
         Err(e) if mode == WeightMode::QuantizedGpu => {
@@ -127,7 +138,13 @@ impl Act {
 
 impl Qwen35 {
     /// The device pass from embedding to the logits of tokens `first..n`, inside `cache`'s pass.
-    pub(super) fn forward_device(&self, tokens: &[u32], cache: &mut KvCache, start: usize, first: usize) -> Result<Vec<Vec<f32>>> {
+    pub(super) fn forward_device(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        start: usize,
+        first: usize,
+    ) -> Result<Vec<Vec<f32>>> {
         let (n, d) = (tokens.len(), self.cfg.base.hidden_size);
         let mut x = embed_rows(&self.embedding, tokens, 1.0, &self.device)?;
         let rope = rope_tables(start, n, self.cfg.n_rot, self.cfg.base.rope_theta, &RopeScaling::None, &self.device);
@@ -141,7 +158,12 @@ impl Qwen35 {
             };
             x = x.add(y);
             let mut hn = Act::new(l.post_norm.forward(x.clone()));
-            let ff = activation::silu(hn.mm_lora(&l.gate, &lora, il, Proj::Gate)?).mul(hn.mm_lora(&l.up, &lora, il, Proj::Up)?);
+            let ff = activation::silu(hn.mm_lora(&l.gate, &lora, il, Proj::Gate)?).mul(hn.mm_lora(
+                &l.up,
+                &lora,
+                il,
+                Proj::Up,
+            )?);
             x = x.add(Act::new(ff).mm_lora(&l.down, &lora, il, Proj::Down)?);
         }
         // Only the requested rows reach the final norm and the LM head (prefill: the last one).
@@ -155,7 +177,15 @@ impl Qwen35 {
     }
 
     /// A gated full-attention layer on the device: `hn: [n, d]` -> `[n, d]`.
-    fn attention_device(&self, il: usize, a: &super::AttnLayer, hn: Tensor<2>, cache: &mut KvCache, rope: &(Tensor<2>, Tensor<2>), lora: &DeviceLoraSet) -> Result<Tensor<2>> {
+    fn attention_device(
+        &self,
+        il: usize,
+        a: &super::AttnLayer,
+        hn: Tensor<2>,
+        cache: &mut KvCache,
+        rope: &(Tensor<2>, Tensor<2>),
+        lora: &DeviceLoraSet,
+    ) -> Result<Tensor<2>> {
         let c = &self.cfg.base;
         let [n, _] = hn.dims();
         let (h, kvh, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
@@ -182,7 +212,14 @@ impl Qwen35 {
     /// rule and gated norm in device kernels on the device state ([`super::delta_gpu`]) when the
     /// cache holds it there, else on the host ([`Qwen35::delta_mix`]); the output projection on
     /// the device. `hn: [n, d]` -> `[n, d]`.
-    fn delta_net_device(&self, il: usize, l: &super::DeltaLayer, hn: Tensor<2>, cache: &mut KvCache, lora: &DeviceLoraSet) -> Result<Tensor<2>> {
+    fn delta_net_device(
+        &self,
+        il: usize,
+        l: &super::DeltaLayer,
+        hn: Tensor<2>,
+        cache: &mut KvCache,
+        lora: &DeviceLoraSet,
+    ) -> Result<Tensor<2>> {
         let [n, _] = hn.dims();
         let mut hn = Act::new(hn);
         if cache.has_device_recurrent() {
@@ -226,7 +263,8 @@ impl Qwen35 {
                 off += w;
             }
         }
-        let [qkv, z, beta, alpha] = <[Vec<f32>; 4]>::try_from(split).map_err(|_| backend("DeltaNet products missing"))?;
+        let [qkv, z, beta, alpha] =
+            <[Vec<f32>; 4]>::try_from(split).map_err(|_| backend("DeltaNet products missing"))?;
         let out = self.delta_mix(l, &qkv, &z, &beta, &alpha, n, cache)?;
         let inner = self.cfg.v_heads * self.cfg.head_v;
         Act::new(tensor2(out, n, inner, &self.device)).mm_lora(&l.out, lora, il, Proj::DeltaOut)

@@ -21,10 +21,9 @@ pub fn dequantize_row(ty: GgmlType, bytes: &[u8], row_len: usize, row: usize) ->
     let row_bytes = ty
         .bytes_for(row_len as u64)
         .ok_or_else(|| Error::UnsupportedType { ty: format!("{ty} row of {row_len}") })? as usize;
-    let start = row.checked_mul(row_bytes).ok_or_else(|| Error::InvalidParameter {
-        name: "row",
-        reason: "row offset overflows".into(),
-    })?;
+    let start = row
+        .checked_mul(row_bytes)
+        .ok_or_else(|| Error::InvalidParameter { name: "row", reason: "row offset overflows".into() })?;
     let slice = start
         .checked_add(row_bytes)
         .and_then(|end| bytes.get(start..end))

@@ -256,7 +256,18 @@ fn chunk_q(w: &[u32], base: usize, s: usize, l: usize, #[comptime] ty: u32) -> f
 /// element is column `e0`) times x to `acc[t]` for the `tn` tokens from `t0`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn q8_0_word(w: &[u32], x: &Tensor<f32>, acc: &mut Array<f32>, base: usize, wi: usize, scale: f32, e0: usize, n: usize, t0: usize, #[comptime] tn: usize) {
+fn q8_0_word(
+    w: &[u32],
+    x: &Tensor<f32>,
+    acc: &mut Array<f32>,
+    base: usize,
+    wi: usize,
+    scale: f32,
+    e0: usize,
+    n: usize,
+    t0: usize,
+    #[comptime] tn: usize,
+) {
     let xs0 = x.stride(0);
     let xs1 = x.stride(1);
     let word = w[base + 1 + wi];
@@ -277,7 +288,18 @@ fn q8_0_word(w: &[u32], x: &Tensor<f32>, acc: &mut Array<f32>, base: usize, wi: 
 /// and j + 16 of the block's `qh` word.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn q5_0_word(w: &[u32], x: &Tensor<f32>, acc: &mut Array<f32>, base: usize, wi: usize, scale: f32, e0: usize, n: usize, t0: usize, #[comptime] tn: usize) {
+fn q5_0_word(
+    w: &[u32],
+    x: &Tensor<f32>,
+    acc: &mut Array<f32>,
+    base: usize,
+    wi: usize,
+    scale: f32,
+    e0: usize,
+    n: usize,
+    t0: usize,
+    #[comptime] tn: usize,
+) {
     let xs0 = x.stride(0);
     let xs1 = x.stride(1);
     let qh = w[base + 1];
@@ -1160,9 +1182,12 @@ mod tests {
                 .unwrap()
                 .matmul_into(GgmlType::Q8_0, &bytes, rows, &mut cpu)
                 .unwrap();
-            let worst = |a: &[f32]| a.iter().zip(&cpu).map(|(g, c)| (g - c).abs() / (1.0 + c.abs())).fold(0f32, f32::max);
+            let worst =
+                |a: &[f32]| a.iter().zip(&cpu).map(|(g, c)| (g - c).abs() / (1.0 + c.abs())).fold(0f32, f32::max);
             let (rounded, f32_acts) = (worst(&gpu), worst(&plain));
-            eprintln!("n={n}: rounded activations vs the cpu int8 product {rounded:.2e}, f32 activations {f32_acts:.2e}");
+            eprintln!(
+                "n={n}: rounded activations vs the cpu int8 product {rounded:.2e}, f32 activations {f32_acts:.2e}"
+            );
             assert!(rounded < 5e-5, "n={n}: {rounded}");
             assert!(f32_acts > 10.0 * rounded.max(1e-6), "n={n}: the f32 activations should depart ({f32_acts})");
         }

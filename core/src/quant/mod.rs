@@ -5,8 +5,8 @@
 //! against the Python `gguf` package (`gguf.quants.dequantize`) by the tests in `dequant.rs`.
 
 pub mod cpu;
-pub mod gpu;
 mod dequant;
+pub mod gpu;
 
 pub use dequant::{dequantize, dequantize_into, dequantize_row};
 

@@ -1176,7 +1176,13 @@ fn read_stream(
                     Some(Value::String(_)) | Some(Value::Null) | None => {}
                     Some(_) => return Err(malformed()),
                 }
-                for d in choice.get("delta").and_then(|d| d.get("tool_calls")).and_then(Value::as_array).into_iter().flatten() {
+                for d in choice
+                    .get("delta")
+                    .and_then(|d| d.get("tool_calls"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let i = d.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
                     if i >= crate::structured::tools::MAX_CALLS_PER_TURN.max(16) {
                         return Err(malformed());
@@ -1205,8 +1211,10 @@ fn read_stream(
             }
         }
     }
-    let calls: Vec<Value> =
-        calls.into_iter().map(|(id, name, args)| json!({ "id": id, "function": { "name": name, "arguments": args } })).collect();
+    let calls: Vec<Value> = calls
+        .into_iter()
+        .map(|(id, name, args)| json!({ "id": id, "function": { "name": name, "arguments": args } }))
+        .collect();
     Ok(CloudAnswer {
         text,
         prompt_tokens,

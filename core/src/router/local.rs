@@ -32,15 +32,16 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::{
-    AnswerSink, ChatMessage, ChatRequest, FinishReason, LocalAnswer, LocalModel, RequestMeta, Role, RoutedAnswer, Router,
-    StructuredAnswer, StructuredRequest,
+    AnswerSink, ChatMessage, ChatRequest, FinishReason, LocalAnswer, LocalModel, RequestMeta, Role, RoutedAnswer,
+    Router, StructuredAnswer, StructuredRequest,
 };
-use crate::structured::tools::{Thinking, ToolChoice, ToolFormat, ToolResult, Tools};
 use crate::engine::Engine;
 use crate::memory::{TrimLevel, TrimReport, Trimmable};
 use crate::session::{
-    CancelGroup, CancelHandle, Generation, GenerationParams, Metrics, OverflowPolicy, Session, SessionConfig, StopReason, shared_prefix, NEXT_TURN_PROBE,
+    shared_prefix, CancelGroup, CancelHandle, Generation, GenerationParams, Metrics, OverflowPolicy, Session,
+    SessionConfig, StopReason, NEXT_TURN_PROBE,
 };
+use crate::structured::tools::{Thinking, ToolChoice, ToolFormat, ToolResult, Tools};
 use crate::tokenizer::{ChatMessage as TurnMessage, Role as TurnRole};
 use crate::{Error, Result};
 
@@ -128,7 +129,16 @@ impl LocalEngine {
         let idle = Arc::new(IdlePool::default());
         let weak: Weak<dyn Trimmable> = Arc::downgrade(&(idle.clone() as Arc<dyn Trimmable>));
         engine.register_trimmable(weak);
-        Ok(Self { engine, session_config, params, model_id, reuse_sessions: true, idle, running: CancelGroup::new(), tool_turns: Default::default() })
+        Ok(Self {
+            engine,
+            session_config,
+            params,
+            model_id,
+            reuse_sessions: true,
+            idle,
+            running: CancelGroup::new(),
+            tool_turns: Default::default(),
+        })
     }
 
     /// Sets the id reported by [`LocalModel::model_id`] (builder style).
@@ -170,7 +180,12 @@ impl LocalEngine {
 
     /// Renders and encodes `request`; drops the oldest turns when it does not fit and the session
     /// config allows that.
-    fn encode(&self, request: &ChatRequest, tools: Option<&serde_json::Value>, thinking: Option<bool>) -> Result<Vec<u32>> {
+    fn encode(
+        &self,
+        request: &ChatRequest,
+        tools: Option<&serde_json::Value>,
+        thinking: Option<bool>,
+    ) -> Result<Vec<u32>> {
         let format = self.engine.template().tool_format();
         let template = self.engine.template().with_thinking(thinking);
         let mut turns = turns(request, self.session_config.system_prompt.as_deref(), format);
@@ -199,11 +214,20 @@ impl LocalEngine {
     /// (Qwen 3.5's template renders a past answer without the thinking block its prompt
     /// opened, so the next request departs before the end of this one). A probe that fails
     /// to render gives no point there (the request goes on without that checkpoint).
-    fn turn_marks(&self, request: &ChatRequest, tools: Option<&serde_json::Value>, thinking: Option<bool>, ids: &[u32]) -> (Vec<usize>, Option<usize>) {
+    fn turn_marks(
+        &self,
+        request: &ChatRequest,
+        tools: Option<&serde_json::Value>,
+        thinking: Option<bool>,
+        ids: &[u32],
+    ) -> (Vec<usize>, Option<usize>) {
         let shared = |probe: &ChatRequest| self.encode(probe, tools, thinking).ok().map(|p| shared_prefix(ids, &p));
         let mut anchors = Vec::new();
         if self.session_config.overflow == OverflowPolicy::DropOldestTurns {
-            let mut first = ChatRequest { messages: request.messages.iter().filter(|m| m.role == Role::System).cloned().collect(), ..ChatRequest::default() };
+            let mut first = ChatRequest {
+                messages: request.messages.iter().filter(|m| m.role == Role::System).cloned().collect(),
+                ..ChatRequest::default()
+            };
             first.messages.push(ChatMessage::new(Role::User, ""));
             anchors.extend(shared(&first));
         }
@@ -309,8 +333,13 @@ impl LocalEngine {
         // A hybrid model's state is checkpointed (and the prefill split) where a session's chat
         // turn would do it for this conversation: a follow-up request can then go back there,
         // and the answer is the one a `Session` gives (same passes, same rounding).
-        let (anchors, departure) = if session.is_recurrent() { self.turn_marks(request, tools, params.enable_thinking, &ids) } else { (Vec::new(), None) };
-        let result = catch_unwind(AssertUnwindSafe(|| session.generate(ids, &params, cancel, sink, &anchors, departure)));
+        let (anchors, departure) = if session.is_recurrent() {
+            self.turn_marks(request, tools, params.enable_thinking, &ids)
+        } else {
+            (Vec::new(), None)
+        };
+        let result =
+            catch_unwind(AssertUnwindSafe(|| session.generate(ids, &params, cancel, sink, &anchors, departure)));
         match result {
             Ok(Ok(g)) => {
                 self.checkin(session);
@@ -405,7 +434,10 @@ impl LocalEngine {
         let g = self.generate_with(&draft, &params, &mut |_| true)?;
         if g.token_ids.is_empty() || !g.mean_logprob.is_finite() {
             // Nothing measured (the model ended at once): no signal rather than a made-up one.
-            return Err(Error::InvalidParameter { name: "draft_tokens", reason: "the draft produced no tokens".into() });
+            return Err(Error::InvalidParameter {
+                name: "draft_tokens",
+                reason: "the draft produced no tokens".into(),
+            });
         }
         Ok(g.mean_logprob)
     }
@@ -478,7 +510,8 @@ fn turns(request: &ChatRequest, default_system: Option<&str>, format: ToolFormat
     for mut m in request.wire_messages() {
         if !m.tool_calls.is_empty() {
             // The call as the model writes it in the format.
-            let calls: Vec<(String, serde_json::Value)> = m.tool_calls.iter().map(|c| (c.name.clone(), c.arguments.clone())).collect();
+            let calls: Vec<(String, serde_json::Value)> =
+                m.tool_calls.iter().map(|c| (c.name.clone(), c.arguments.clone())).collect();
             for c in &m.tool_calls {
                 call_names.insert(c.id.clone(), c.name.clone());
             }

@@ -268,8 +268,16 @@ impl ChatRequest {
 
     /// Total bytes of text in the request (tools and calls included, as JSON).
     pub fn text_len(&self) -> usize {
-        let tools = self.tools.iter().flat_map(|t| &t.tools).map(|t| t.name.len() + t.description.len() + t.parameters.to_string().len());
-        let calls = self.messages.iter().flat_map(|m| &m.tool_calls).map(|c| c.id.len() + c.name.len() + c.arguments.to_string().len());
+        let tools = self
+            .tools
+            .iter()
+            .flat_map(|t| &t.tools)
+            .map(|t| t.name.len() + t.description.len() + t.parameters.to_string().len());
+        let calls = self
+            .messages
+            .iter()
+            .flat_map(|m| &m.tool_calls)
+            .map(|c| c.id.len() + c.name.len() + c.arguments.to_string().len());
         let ids = self.messages.iter().filter_map(|m| m.tool_call_id.as_ref()).map(String::len);
         self.parts().map(str::len).chain(tools).chain(calls).chain(ids).fold(0, usize::saturating_add)
     }
@@ -740,13 +748,17 @@ impl Router {
                 };
                 // The cloud's calls are checked against the tools like nothing else it says can
                 // be: an invalid one is a failed cloud answer, and the device answers instead.
-                let result = client
-                    .complete(self.transport.as_ref(), &self.audit, request, &mut cloud_sink)
-                    .and_then(|ans| match check_cloud_calls(request, &ans) {
-                        Ok(()) => Ok(ans),
-                        Err(e) => {
-                            log::warn!("router: {e}");
-                            Err(cloud::CloudFailure { attempts: ans.attempts, ..cloud::CloudFailure::new(FailureKind::InvalidToolCall) })
+                let result =
+                    client.complete(self.transport.as_ref(), &self.audit, request, &mut cloud_sink).and_then(|ans| {
+                        match check_cloud_calls(request, &ans) {
+                            Ok(()) => Ok(ans),
+                            Err(e) => {
+                                log::warn!("router: {e}");
+                                Err(cloud::CloudFailure {
+                                    attempts: ans.attempts,
+                                    ..cloud::CloudFailure::new(FailureKind::InvalidToolCall)
+                                })
+                            }
                         }
                     });
                 match result {
@@ -887,14 +899,18 @@ fn check_cloud_calls(request: &ChatRequest, ans: &cloud::CloudAnswer) -> Result<
     let Some(tools) = &request.tools else {
         return match ans.tool_calls.is_empty() {
             true => Ok(()),
-            false => Err(crate::Error::InvalidToolCall { reason: "the cloud called a tool but none was offered".into() }),
+            false => {
+                Err(crate::Error::InvalidToolCall { reason: "the cloud called a tool but none was offered".into() })
+            }
         };
     };
     if ans.tool_calls.is_empty()
         && matches!(tools.choice, ToolChoice::Required | ToolChoice::Named(_))
         && ans.finish_reason == FinishReason::Stop
     {
-        return Err(crate::Error::InvalidToolCall { reason: "the tool choice requires a call and the cloud answered text".into() });
+        return Err(crate::Error::InvalidToolCall {
+            reason: "the tool choice requires a call and the cloud answered text".into(),
+        });
     }
     ans.tool_calls.iter().try_for_each(|c| tools.check_call(c))
 }
@@ -939,7 +955,9 @@ pub(crate) fn open_private(path: &std::path::Path, opts: &mut std::fs::OpenOptio
     let file = opts.open(path).map_err(|e| {
         #[cfg(unix)]
         if e.raw_os_error() == Some(libc::ELOOP) {
-            return crate::Error::Storage { reason: format!("{} is a symbolic link; refusing to follow it", path.display()) };
+            return crate::Error::Storage {
+                reason: format!("{} is a symbolic link; refusing to follow it", path.display()),
+            };
         }
         crate::Error::Io(e)
     })?;

@@ -64,7 +64,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::cloud::ApiKey;
-use super::{now_ms, ChatMessage, ChatRequest, LocalModel, RequestMeta, Role, Router, StructuredAnswer, StructuredRequest};
+use super::{
+    now_ms, ChatMessage, ChatRequest, LocalModel, RequestMeta, Role, Router, StructuredAnswer, StructuredRequest,
+};
 use crate::structured::tools::{ToolCall, ToolChoice, Tools};
 use crate::structured::OutputConstraint;
 use crate::{Error, Result};
@@ -316,7 +318,9 @@ struct WireBody {
 /// model's chat template (Qwen 3 / 3.5: `false` answers without thinking); any other key is
 /// refused, since no other variable is passed.
 fn parse_template_kwargs(v: Option<&Value>) -> std::result::Result<Option<bool>, HttpError> {
-    let bad = |m: String| HttpError::bad(format!("`chat_template_kwargs`: {m}")).param("chat_template_kwargs").code("invalid_value");
+    let bad = |m: String| {
+        HttpError::bad(format!("`chat_template_kwargs`: {m}")).param("chat_template_kwargs").code("invalid_value")
+    };
     let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(None) };
     let Some(map) = v.as_object() else { return Err(bad("must be an object".into())) };
     let mut enable = None;
@@ -334,7 +338,8 @@ fn parse_template_kwargs(v: Option<&Value>) -> std::result::Result<Option<bool>,
 /// (`{"json_schema": {"name", "schema", "strict"}}`; the schema is always enforced, `strict` or not).
 fn parse_response_format(v: Option<&Value>) -> std::result::Result<OutputConstraint, HttpError> {
     let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(OutputConstraint::Text) };
-    let bad = |m: &str| HttpError::bad(format!("`response_format`: {m}")).param("response_format").code("invalid_value");
+    let bad =
+        |m: &str| HttpError::bad(format!("`response_format`: {m}")).param("response_format").code("invalid_value");
     match v.get("type").and_then(Value::as_str) {
         Some("text") => Ok(OutputConstraint::Text),
         Some("json_object") => Ok(OutputConstraint::JsonSchema("{\"type\":\"object\"}".into())),
@@ -350,7 +355,9 @@ fn parse_response_format(v: Option<&Value>) -> std::result::Result<OutputConstra
 /// and `tool_choice` (`auto`, `none`, `required` or `{"type": "function", "function": {"name"}}`).
 fn parse_tools(tools: Option<&Value>, choice: Option<&Value>) -> std::result::Result<Option<Tools>, HttpError> {
     let bad_choice = || {
-        HttpError::bad("`tool_choice` must be auto, none, required or a function by name").param("tool_choice").code("invalid_value")
+        HttpError::bad("`tool_choice` must be auto, none, required or a function by name")
+            .param("tool_choice")
+            .code("invalid_value")
     };
     let Some(list) = tools.filter(|v| !v.is_null()) else {
         return match choice.and_then(Value::as_str) {
@@ -373,7 +380,8 @@ fn parse_tools(tools: Option<&Value>, choice: Option<&Value>) -> std::result::Re
             None => return Err(bad_choice()),
         },
     };
-    t.validate().map_err(|e| HttpError::bad(format!("`tool_choice`: {e}")).param("tool_choice").code("invalid_value"))?;
+    t.validate()
+        .map_err(|e| HttpError::bad(format!("`tool_choice`: {e}")).param("tool_choice").code("invalid_value"))?;
     Ok(Some(t))
 }
 
@@ -392,8 +400,9 @@ fn parse_wire_calls(calls: Option<&Value>, i: usize) -> std::result::Result<Vec<
             return Err(HttpError::bad(format!("messages[{i}]: a tool call without a function name")).param("messages"));
         };
         let arguments = match f.get("arguments") {
-            Some(Value::String(a)) => serde_json::from_str::<Value>(a)
-                .map_err(|_| HttpError::bad(format!("messages[{i}]: tool call arguments are not JSON")).param("messages"))?,
+            Some(Value::String(a)) => serde_json::from_str::<Value>(a).map_err(|_| {
+                HttpError::bad(format!("messages[{i}]: tool call arguments are not JSON")).param("messages")
+            })?,
             Some(v @ Value::Object(_)) => v.clone(),
             _ => json!({}),
         };
@@ -460,7 +469,9 @@ fn parse_body(bytes: &[u8], max_messages: usize) -> std::result::Result<Parsed, 
             Role::Assistant => msg.tool_calls = parse_wire_calls(m.tool_calls.as_ref(), i)?,
             Role::Tool => {
                 let Some(id) = m.tool_call_id else {
-                    return Err(HttpError::bad(format!("messages[{i}]: a tool message needs `tool_call_id`")).param("messages"));
+                    return Err(
+                        HttpError::bad(format!("messages[{i}]: a tool message needs `tool_call_id`")).param("messages")
+                    );
                 };
                 msg.tool_call_id = Some(id);
             }
@@ -1296,7 +1307,8 @@ impl Server {
         // With tools, an answer that starts like a call (`{`, `<tool_call>`, `<|python_tag|>`) is
         // held back and sent as `tool_calls` deltas at the end (required and named choices
         // always call); the first pieces wait until the start tells.
-        let calls_only = p.output.tools.as_ref().is_some_and(|t| matches!(t.choice, ToolChoice::Required | ToolChoice::Named(_)));
+        let calls_only =
+            p.output.tools.as_ref().is_some_and(|t| matches!(t.choice, ToolChoice::Required | ToolChoice::Named(_)));
         let may_call = p.output.tools.as_ref().is_some_and(|t| t.choice != ToolChoice::None);
         let mut held: Option<String> = calls_only.then(String::new);
         let mut decided = calls_only || !may_call;
@@ -1485,7 +1497,8 @@ impl ThinkSplit {
                         self.state = ThinkPhase::Gap;
                     } else {
                         // Keep a tail that may be the start of `</think>` (ASCII: a char boundary).
-                        let keep = (1..THINK_CLOSE.len()).rev().find(|&k| self.buf.ends_with(&THINK_CLOSE[..k])).unwrap_or(0);
+                        let keep =
+                            (1..THINK_CLOSE.len()).rev().find(|&k| self.buf.ends_with(&THINK_CLOSE[..k])).unwrap_or(0);
                         let cut = self.buf.len() - keep;
                         reasoning.push_str(&self.buf[..cut]);
                         self.buf.drain(..cut);
@@ -1583,7 +1596,10 @@ mod tests {
             m[1].tool_calls,
             vec![ToolCall { id: "call_0_0".into(), name: "add".into(), arguments: json!({"n": 2}) }]
         );
-        assert_eq!((m[2].role, m[2].content.as_str(), m[2].tool_call_id.as_deref()), (Role::Tool, "ok", Some("call_0_0")));
+        assert_eq!(
+            (m[2].role, m[2].content.as_str(), m[2].tool_call_id.as_deref()),
+            (Role::Tool, "ok", Some("call_0_0"))
+        );
         assert_eq!(p.request.tools, p.output.tools);
         let tools = r#""tools":[{"type":"function","function":{"name":"add"}}]"#;
         for bad in [
@@ -1634,11 +1650,21 @@ mod tests {
     #[test]
     fn chat_template_kwargs_carry_enable_thinking() {
         let body = |kw: &str| format!(r#"{{"messages":[{{"role":"user","content":"x"}}]{kw}}}"#);
-        for (kw, want) in [("", None), (r#","chat_template_kwargs":{"enable_thinking":false}"#, Some(false)), (r#","chat_template_kwargs":{"enable_thinking":true}"#, Some(true)), (r#","chat_template_kwargs":null"#, None), (r#","chat_template_kwargs":{}"#, None)] {
+        for (kw, want) in [
+            ("", None),
+            (r#","chat_template_kwargs":{"enable_thinking":false}"#, Some(false)),
+            (r#","chat_template_kwargs":{"enable_thinking":true}"#, Some(true)),
+            (r#","chat_template_kwargs":null"#, None),
+            (r#","chat_template_kwargs":{}"#, None),
+        ] {
             let p = parse_body(body(kw).as_bytes(), 64).ok().unwrap_or_else(|| panic!("{kw}"));
             assert_eq!(p.request.enable_thinking, want, "{kw}");
         }
-        for bad in [r#","chat_template_kwargs":{"enable_thinking":"no"}"#, r#","chat_template_kwargs":{"foo":1}"#, r#","chat_template_kwargs":[1]"#] {
+        for bad in [
+            r#","chat_template_kwargs":{"enable_thinking":"no"}"#,
+            r#","chat_template_kwargs":{"foo":1}"#,
+            r#","chat_template_kwargs":[1]"#,
+        ] {
             let e = parse_body(body(bad).as_bytes(), 64).err();
             assert_eq!(e.as_ref().map(|e| (e.status, e.param)), Some((400, Some("chat_template_kwargs"))), "{bad}");
         }

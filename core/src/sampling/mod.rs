@@ -39,7 +39,15 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        Self { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repetition_penalty: 1.0, repeat_last_n: 64, seed: 0 }
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repetition_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0,
+        }
     }
 }
 
@@ -193,8 +201,11 @@ impl Sampler {
             return Err(Error::Backend { reason: "model produced non-finite logits".into() });
         }
         let seen = self.penalized(history);
-        let mut cands: Vec<(usize, f32)> =
-            top.entries.iter().map(|&(t, l)| (t as usize, if seen.contains(&t) { self.penalize(l) } else { l })).collect();
+        let mut cands: Vec<(usize, f32)> = top
+            .entries
+            .iter()
+            .map(|&(t, l)| (t as usize, if seen.contains(&t) { self.penalize(l) } else { l }))
+            .collect();
         cands.sort_unstable_by(|&a, &b| rank(a, b));
         let raw = |tok: usize| top.entries.iter().find(|e| e.0 as usize == tok).map_or(f32::NEG_INFINITY, |e| e.1);
         let logprob = |tok: usize| (raw(tok) as f64 - top.log_sum_exp) as f32;
@@ -297,7 +308,8 @@ const CHUNK: usize = 16_384;
 /// token took ~0.3 ms as a scalar loop).
 pub(crate) fn scan(v: &[f32]) -> Scan {
     let chunks: Vec<&[f32]> = v.chunks(CHUNK).collect();
-    let parts: Vec<std::sync::Mutex<Scan>> = chunks.iter().map(|_| std::sync::Mutex::new(Scan { max: f32::NEG_INFINITY, argmax: 0, nan: false })).collect();
+    let parts: Vec<std::sync::Mutex<Scan>> =
+        chunks.iter().map(|_| std::sync::Mutex::new(Scan { max: f32::NEG_INFINITY, argmax: 0, nan: false })).collect();
     crate::quant::cpu::pool::for_each(chunks.len(), &|c| {
         let part = scan_chunk(chunks[c]);
         if let Ok(mut p) = parts[c].lock() {
@@ -307,7 +319,8 @@ pub(crate) fn scan(v: &[f32]) -> Scan {
     let parts: Vec<Scan> = parts.into_iter().filter_map(|p| p.into_inner().ok()).collect();
     let nan = parts.iter().any(|p| p.nan);
     // The earliest chunk holding the largest value (strictly larger wins, as one scan would).
-    let mut best = Scan { max: v.first().copied().filter(|x| !x.is_nan()).unwrap_or(f32::NEG_INFINITY), argmax: 0, nan };
+    let mut best =
+        Scan { max: v.first().copied().filter(|x| !x.is_nan()).unwrap_or(f32::NEG_INFINITY), argmax: 0, nan };
     for p in &parts {
         if p.max > best.max {
             best = Scan { max: p.max, argmax: p.argmax, nan };
@@ -365,7 +378,8 @@ pub(crate) fn greedy_masked(logits: &mut [f32], words: &[u32]) -> Result<Option<
     }
     let live: Vec<(usize, &[f32])> = live.into_iter().map(|(c, v)| (c, &*v)).collect();
     let Some(&(first_chunk, first)) = live.first() else { return Ok(None) };
-    let parts: Vec<std::sync::Mutex<Scan>> = live.iter().map(|_| std::sync::Mutex::new(Scan { max: f32::NEG_INFINITY, argmax: 0, nan: false })).collect();
+    let parts: Vec<std::sync::Mutex<Scan>> =
+        live.iter().map(|_| std::sync::Mutex::new(Scan { max: f32::NEG_INFINITY, argmax: 0, nan: false })).collect();
     crate::quant::cpu::pool::for_each(live.len(), &|i| {
         let (c, v) = live[i];
         let part = scan_chunk(v);
@@ -470,7 +484,15 @@ mod tests {
         };
         let n = 3 * CHUNK + 123;
         let base: Vec<f32> = (0..n).map(|i| ((i * 7919) % 10007) as f32 * 1e-3 - 5.0).collect();
-        for (at, tie) in [(0, None), (5, None), (CHUNK - 1, None), (CHUNK, Some(2 * CHUNK + 7)), (n - 1, None), (2 * CHUNK + 3, Some(2 * CHUNK + 4)), (40, Some(CHUNK + 40))] {
+        for (at, tie) in [
+            (0, None),
+            (5, None),
+            (CHUNK - 1, None),
+            (CHUNK, Some(2 * CHUNK + 7)),
+            (n - 1, None),
+            (2 * CHUNK + 3, Some(2 * CHUNK + 4)),
+            (40, Some(CHUNK + 40)),
+        ] {
             let mut v = base.clone();
             v[at] = 100.0;
             if let Some(t) = tie {
@@ -556,12 +578,21 @@ mod tests {
     #[test]
     fn sampling_from_the_top_candidates_matches_all_logits() {
         // 500 logits on a coarse grid: many ties, across the top-k boundary too, and ±0.
-        let mut l: Vec<f32> = (0..500u32).map(|i| ((i.wrapping_mul(2_654_435_761) >> 20) % 40) as f32 * 0.25 - 5.0).collect();
+        let mut l: Vec<f32> =
+            (0..500u32).map(|i| ((i.wrapping_mul(2_654_435_761) >> 20) % 40) as f32 * 0.25 - 5.0).collect();
         (l[3], l[400]) = (-0.0, 0.0);
         for p in [
             SamplingParams { temperature: 0.9, top_k: 40, seed: 5, ..Default::default() },
             SamplingParams { temperature: 2.0, top_k: 7, top_p: 1.0, min_p: 0.0, seed: 6, ..Default::default() },
-            SamplingParams { temperature: 1.2, top_k: 30, top_p: 0.8, min_p: 0.1, repetition_penalty: 1.4, repeat_last_n: 8, seed: 7 },
+            SamplingParams {
+                temperature: 1.2,
+                top_k: 30,
+                top_p: 0.8,
+                min_p: 0.1,
+                repetition_penalty: 1.4,
+                repeat_last_n: 8,
+                seed: 7,
+            },
             SamplingParams { repetition_penalty: 3.0, ..SamplingParams::greedy() },
             SamplingParams { temperature: 1.0, top_k: 600, top_p: 1.0, min_p: 0.0, seed: 8, ..Default::default() },
         ] {

@@ -27,7 +27,7 @@ pub mod validate;
 use std::sync::Arc;
 
 use llguidance::api::TopLevelGrammar;
-use llguidance::toktrie::{ApproximateTokEnv, SimpleVob, TokRxInfo, TokTrie, TokEnv};
+use llguidance::toktrie::{ApproximateTokEnv, SimpleVob, TokEnv, TokRxInfo, TokTrie};
 use llguidance::{Matcher, ParserFactory};
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +69,9 @@ impl OutputConstraint {
             Self::Grammar(s) => ("grammar", s),
         };
         if body.trim().is_empty() || body.len() > MAX_CONSTRAINT_BYTES {
-            return Err(Error::InvalidConstraint { reason: format!("the {name} must be 1..={MAX_CONSTRAINT_BYTES} bytes") });
+            return Err(Error::InvalidConstraint {
+                reason: format!("the {name} must be 1..={MAX_CONSTRAINT_BYTES} bytes"),
+            });
         }
         Ok(())
     }
@@ -169,13 +171,21 @@ impl ConstraintCompiler {
             return Err(Error::Tokenizer { reason: "no end-of-generation token for constrained decoding".into() });
         };
         let eos: Vec<u32> = eos.into_iter().filter(|&e| (e as usize) < vocab).collect();
-        let info = TokRxInfo { vocab_size: vocab as u32, tok_eos: first_eos, tok_bos: tok.bos_id(), tok_pad: None, tok_unk: None, tok_end_of_turn: None };
+        let info = TokRxInfo {
+            vocab_size: vocab as u32,
+            tok_eos: first_eos,
+            tok_bos: tok.bos_id(),
+            tok_pad: None,
+            tok_unk: None,
+            tok_end_of_turn: None,
+        };
         let trie = TokTrie::from(&info, &words).with_eos_tokens(&eos);
         // The vocabulary as bytes now lives in the trie: not held while the slices are built.
         drop(words);
         let env: TokEnv = Arc::new(ApproximateTokEnv::new(trie));
         let digits = Arc::new((0..vocab as u32).map(|id| DigitRun::of(env.tok_trie().token(id))).collect::<Vec<_>>());
-        let mut factory = ParserFactory::new(&env, Default::default(), slices).map_err(|e| invalid("building the token trie", e))?;
+        let mut factory =
+            ParserFactory::new(&env, Default::default(), slices).map_err(|e| invalid("building the token trie", e))?;
         factory.quiet();
         // Verbose errors quote the tokens generated so far: never in our errors.
         factory.limits_mut().verbose_errors = false;
@@ -196,7 +206,8 @@ impl ConstraintCompiler {
         let grammar = match c {
             OutputConstraint::Text => return Ok(None),
             OutputConstraint::JsonSchema(s) => {
-                let mut schema: serde_json::Value = serde_json::from_str(s).map_err(|e| invalid("the JSON Schema is not JSON", e))?;
+                let mut schema: serde_json::Value =
+                    serde_json::from_str(s).map_err(|e| invalid("the JSON Schema is not JSON", e))?;
                 if let Some(obj) = schema.as_object_mut() {
                     // Compact JSON unless the schema asks otherwise.
                     obj.entry("x-guidance").or_insert_with(|| serde_json::json!({ "whitespace_flexible": false }));
@@ -215,19 +226,25 @@ impl ConstraintCompiler {
                 // llguidance compiles a grammar whose start rule derives no finite text (`a: "x" a`)
                 // and would emit its prefixes forever: refuse it here.
                 let init = llguidance::api::GrammarInit::Serialized(grammar.clone());
-                if let Ok((g, _)) = init.to_internal(Some(self.factory.tok_env().clone()), self.factory.limits().clone()) {
+                if let Ok((g, _)) =
+                    init.to_internal(Some(self.factory.tok_env().clone()), self.factory.limits().clone())
+                {
                     if !start_is_productive(&g.to_string(None)) {
-                        return Err(invalid(c.kind(), "the grammar accepts no output (its start rule derives no finite text)"));
+                        return Err(invalid(
+                            c.kind(),
+                            "the grammar accepts no output (its start rule derives no finite text)",
+                        ));
                     }
                 }
                 grammar
             }
         };
-        let parser = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.factory.create_parser(grammar))) {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => return Err(invalid(c.kind(), e)),
-            Err(_) => return Err(invalid(c.kind(), "the constraint compiler panicked")),
-        };
+        let parser =
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.factory.create_parser(grammar))) {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => return Err(invalid(c.kind(), e)),
+                Err(_) => return Err(invalid(c.kind(), "the constraint compiler panicked")),
+            };
         let mut matcher = Matcher::new(Ok(parser));
         let mask = matcher.compute_mask().map_err(|e| invalid(c.kind(), e))?;
         if mask.is_zero() {
@@ -276,7 +293,9 @@ fn start_is_productive(listing: &str) -> bool {
     loop {
         let before = productive.len();
         for (l, rhs) in &rules {
-            if !productive.contains(l.as_str()) && rhs.iter().all(|s| !nonterminals.contains(s.as_str()) || productive.contains(s.as_str())) {
+            if !productive.contains(l.as_str())
+                && rhs.iter().all(|s| !nonterminals.contains(s.as_str()) || productive.contains(s.as_str()))
+            {
                 productive.insert(l.as_str());
             }
         }
@@ -528,7 +547,9 @@ impl Constrained {
         let d = self.digits.get(token as usize).copied().unwrap_or_default();
         self.run = if d.all { self.run + d.lead as usize } else { d.trail as usize };
         // llguidance's error here quotes the token's text: never in our errors (privacy).
-        self.lock()?.consume_token(token).map_err(|_| invalid("constraint", "the sampled token does not satisfy the constraint"))
+        self.lock()?
+            .consume_token(token)
+            .map_err(|_| invalid("constraint", "the sampled token does not satisfy the constraint"))
     }
 
     /// Whether nothing more can follow (the output is complete).
@@ -616,7 +637,11 @@ mod tests {
     fn digit_runs_are_capped_only_where_something_else_is_allowed() {
         let digits = vec![DigitRun::of(b"0"), DigitRun::of(b"}"), DigitRun::of(b"12"), DigitRun::of(b"a1")];
         assert!(digits[0].all && digits[2].all && !digits[3].all && digits[3].trail == 1);
-        assert_eq!(cap_digit_run(&digits, MAX_DIGIT_RUN - 1, &[0b1111]), Some(vec![0b1011]), "one more digit fits, two do not");
+        assert_eq!(
+            cap_digit_run(&digits, MAX_DIGIT_RUN - 1, &[0b1111]),
+            Some(vec![0b1011]),
+            "one more digit fits, two do not"
+        );
         assert_eq!(cap_digit_run(&digits, MAX_DIGIT_RUN - 2, &[0b1111]), None, "both fit");
         assert_eq!(cap_digit_run(&digits, MAX_DIGIT_RUN, &[0b0101]), None, "nothing else allowed: no cap");
         let mut far = vec![0u32; 3];

@@ -283,7 +283,8 @@ impl Tools {
         }
         let mut seen = std::collections::HashSet::new();
         for t in &self.tools {
-            let ok = (1..=64).contains(&t.name.len()) && t.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let ok = (1..=64).contains(&t.name.len())
+                && t.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !ok {
                 return Err(bad("tool names are 1..=64 of [A-Za-z0-9_-]".into()));
             }
@@ -323,7 +324,12 @@ impl Tools {
         // Every tool, whatever the choice (the constraint narrows a named choice): the prompt
         // then stays the same across choices and the cached conversation is reused.
         for t in &self.tools {
-            s.push_str(&format!("- {}: {}\n  arguments (JSON Schema): {}\n", t.name, t.description.trim(), t.parameters));
+            s.push_str(&format!(
+                "- {}: {}\n  arguments (JSON Schema): {}\n",
+                t.name,
+                t.description.trim(),
+                t.parameters
+            ));
         }
         s
     }
@@ -378,7 +384,10 @@ impl Tools {
                 let call = if format == ToolFormat::QwenXml {
                     self.xml_call_rules()
                 } else {
-                    format!("call: \"<tool_call>\\n\" obj \"\\n</tool_call>\"\nobj: %json {}\n", self.family_call_schema("arguments"))
+                    format!(
+                        "call: \"<tool_call>\\n\" obj \"\\n</tool_call>\"\nobj: %json {}\n",
+                        self.family_call_schema("arguments")
+                    )
                 };
                 let more = "(\"\\n\" call)?".repeat(MAX_CALLS_PER_TURN - 1);
                 let auto = *choice == ToolChoice::Auto;
@@ -395,8 +404,12 @@ impl Tools {
                 };
                 let start = match (auto, thinking) {
                     (true, Thinking::No | Thinking::Off) => format!("start: TEXT | calls\n{text}"),
-                    (true, Thinking::May { budget }) => format!("start: think (TEXT | calls)? | TEXT | calls\n{text}{}", think_rules(budget)),
-                    (true, Thinking::Open { budget }) => format!("start: think_rest (TEXT | calls)?\n{text}{}", think_rules(budget)),
+                    (true, Thinking::May { budget }) => {
+                        format!("start: think (TEXT | calls)? | TEXT | calls\n{text}{}", think_rules(budget))
+                    }
+                    (true, Thinking::Open { budget }) => {
+                        format!("start: think_rest (TEXT | calls)?\n{text}{}", think_rules(budget))
+                    }
                     // `required` and a named tool: the answer is the call, after any thinking.
                     (false, Thinking::No | Thinking::Off) => "start: calls\n".to_string(),
                     (false, Thinking::May { budget }) => format!("start: think? calls\n{}", think_rules(budget)),
@@ -404,9 +417,10 @@ impl Tools {
                 };
                 OutputConstraint::Grammar(format!("{start}calls: call {more}\n{call}"))
             }
-            (ToolFormat::Llama3, ToolChoice::Auto) => {
-                OutputConstraint::Grammar(format!("start: TEXT | call\ncall: %json {}\nTEXT: /[^{{\\s](?s:.*)/\n", self.family_call_schema("parameters")))
-            }
+            (ToolFormat::Llama3, ToolChoice::Auto) => OutputConstraint::Grammar(format!(
+                "start: TEXT | call\ncall: %json {}\nTEXT: /[^{{\\s](?s:.*)/\n",
+                self.family_call_schema("parameters")
+            )),
             (ToolFormat::Llama3, _) => OutputConstraint::JsonSchema(self.family_call_schema("parameters").to_string()),
         }
     }
@@ -419,7 +433,13 @@ impl Tools {
 
     /// The calls in an answer written in `format` by a model in `thinking` state (ids
     /// `call_<turn>_<index>`), read after its thinking ([`Thinking::split`]); empty for text.
-    pub fn parse_calls_thinking(&self, format: ToolFormat, thinking: Thinking, text: &str, turn: usize) -> Vec<ToolCall> {
+    pub fn parse_calls_thinking(
+        &self,
+        format: ToolFormat,
+        thinking: Thinking,
+        text: &str,
+        turn: usize,
+    ) -> Vec<ToolCall> {
         let (_, text) = thinking.split(text);
         let known = |name: &str| self.tools.iter().any(|t| t.name == name);
         let mk = |i: usize, v: &Value, args: &str| -> Option<ToolCall> {
@@ -483,17 +503,28 @@ impl Tools {
     pub fn call_text(format: ToolFormat, calls: &[(String, Value)]) -> String {
         match format {
             ToolFormat::Builtin => {
-                let wire: Vec<String> = calls.iter().map(|(n, a)| format!("{{\"name\":{},\"arguments\":{a}}}", Value::from(n.as_str()))).collect();
+                let wire: Vec<String> = calls
+                    .iter()
+                    .map(|(n, a)| format!("{{\"name\":{},\"arguments\":{a}}}", Value::from(n.as_str())))
+                    .collect();
                 format!("{{\"tool_calls\":[{}]}}", wire.join(","))
             }
             ToolFormat::Hermes => calls
                 .iter()
-                .map(|(n, a)| format!("<tool_call>\n{{\"name\": {}, \"arguments\": {}}}\n</tool_call>", py_json(&Value::from(n.as_str())), py_json(a)))
+                .map(|(n, a)| {
+                    format!(
+                        "<tool_call>\n{{\"name\": {}, \"arguments\": {}}}\n</tool_call>",
+                        py_json(&Value::from(n.as_str())),
+                        py_json(a)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n"),
             ToolFormat::Llama3 => calls
                 .iter()
-                .map(|(n, a)| format!("{{\"name\": {}, \"parameters\": {}}}", py_json(&Value::from(n.as_str())), py_json(a)))
+                .map(|(n, a)| {
+                    format!("{{\"name\": {}, \"parameters\": {}}}", py_json(&Value::from(n.as_str())), py_json(a))
+                })
                 .collect::<Vec<_>>()
                 .join("\n"),
             // As Qwen 3.5's template prints `tool_calls`: each argument in its own block, a
@@ -528,7 +559,11 @@ impl Tools {
         let mut args = serde_json::Map::new();
         loop {
             if let Some(after) = rest.strip_prefix("</function>\n</tool_call>") {
-                let call = ToolCall { id: format!("call_{turn}_{index}"), name: name.to_string(), arguments: Value::Object(args) };
+                let call = ToolCall {
+                    id: format!("call_{turn}_{index}"),
+                    name: name.to_string(),
+                    arguments: Value::Object(args),
+                };
                 return Some((call, after));
             }
             let (arg, after) = rest.strip_prefix("<parameter=")?.split_once(">\n")?;
@@ -572,8 +607,14 @@ impl Tools {
         let mut fns = Vec::new();
         for (i, t) in self.offered().enumerate() {
             fns.push(format!("f{i}"));
-            let required: Vec<&str> =
-                t.parameters.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+            let required: Vec<&str> = t
+                .parameters
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
             let open_fn = lark_str(&format!("<function={}>\n", t.name));
             let props = t.parameters.get("properties").and_then(Value::as_object);
             // (rule, required) per parameter, in the schema's order.
@@ -587,7 +628,11 @@ impl Tools {
                         let term = format!("F{i}_P{j}");
                         let re = match kind {
                             XmlValue::RawOrNone(branches) => {
-                                let one = if branches.len() == 1 { branches[0].clone() } else { json!({ "anyOf": branches }) };
+                                let one = if branches.len() == 1 {
+                                    branches[0].clone()
+                                } else {
+                                    json!({ "anyOf": branches })
+                                };
                                 raw_value_regex(&one, true)
                             }
                             _ => raw_value_regex(schema, false),
@@ -607,7 +652,10 @@ impl Tools {
                                     m.entry(key).or_insert_with(|| d.clone());
                                 }
                             }
-                            m.insert("x-guidance".into(), json!({ "whitespace_flexible": false, "item_separator": ", ", "key_separator": ": " }));
+                            m.insert(
+                                "x-guidance".into(),
+                                json!({ "whitespace_flexible": false, "item_separator": ", ", "key_separator": ": " }),
+                            );
                         }
                         rules.push_str(&format!("{r}: {open} {r}_v {close}\n{r}_v: %json {s}\n"));
                     }
@@ -618,7 +666,8 @@ impl Tools {
             if n == 0 {
                 rules.push_str(&format!("f{i}: {open_fn}\n"));
             } else if n > MAX_ANY_ORDER_PARAMS {
-                let seq: Vec<String> = params.iter().map(|(r, req)| if *req { r.clone() } else { format!("{r}?") }).collect();
+                let seq: Vec<String> =
+                    params.iter().map(|(r, req)| if *req { r.clone() } else { format!("{r}?") }).collect();
                 rules.push_str(&format!("f{i}: {open_fn} {}\n", seq.join(" ")));
             } else {
                 // One rule per set of parameters written so far (a bit mask): next, any
@@ -631,7 +680,11 @@ impl Tools {
                         .filter(|j| m & (1 << j) == 0)
                         .map(|j| {
                             let next = m | (1 << j);
-                            if next == full { params[j].0.clone() } else { format!("{} {}", params[j].0, state(next)) }
+                            if next == full {
+                                params[j].0.clone()
+                            } else {
+                                format!("{} {}", params[j].0, state(next))
+                            }
                         })
                         .collect();
                     let optional = if m & need == need { "?" } else { "" };
@@ -688,9 +741,14 @@ impl Tools {
     pub fn constraint(&self) -> OutputConstraint {
         match self.choice {
             ToolChoice::None => OutputConstraint::Text,
-            ToolChoice::Required | ToolChoice::Named(_) => OutputConstraint::JsonSchema(self.calls_schema().to_string()),
+            ToolChoice::Required | ToolChoice::Named(_) => {
+                OutputConstraint::JsonSchema(self.calls_schema().to_string())
+            }
             // Text that does not start with `{`, or calls (constrained from the first `{`).
-            ToolChoice::Auto => OutputConstraint::Grammar(format!("start: TEXT | calls\ncalls: %json {}\nTEXT: /[^{{\\s](?s:.*)/\n", self.calls_schema())),
+            ToolChoice::Auto => OutputConstraint::Grammar(format!(
+                "start: TEXT | calls\ncalls: %json {}\nTEXT: /[^{{\\s](?s:.*)/\n",
+                self.calls_schema()
+            )),
         }
     }
 
@@ -720,8 +778,9 @@ impl Tools {
         let Some(tool) = self.offered().find(|t| t.name == call.name) else {
             return Err(Error::InvalidToolCall { reason: "the call names a tool that was not offered".into() });
         };
-        super::validate::check(&tool.parameters, &call.arguments)
-            .map_err(|e| Error::InvalidToolCall { reason: format!("the arguments of `{}` do not match its schema: {e}", tool.name) })
+        super::validate::check(&tool.parameters, &call.arguments).map_err(|e| Error::InvalidToolCall {
+            reason: format!("the arguments of `{}` do not match its schema: {e}", tool.name),
+        })
     }
 
     /// The user turn that carries tool results back to the model.
@@ -760,13 +819,24 @@ fn xml_value_kind(schema: &Value) -> XmlValue {
         return XmlValue::Raw;
     }
     let Some(m) = schema.as_object() else { return XmlValue::Json };
-    let only = |k: &str| m.keys().all(|x| x == k || matches!(x.as_str(), "description" | "title" | "default" | "examples" | "$comment"));
-    let is_null = |v: &Value| v.get("type").is_some_and(|t| t == "null") && v.as_object().is_some_and(|o| o.keys().all(|k| matches!(k.as_str(), "type" | "description" | "title")));
+    let only = |k: &str| {
+        m.keys().all(|x| x == k || matches!(x.as_str(), "description" | "title" | "default" | "examples" | "$comment"))
+    };
+    let is_null = |v: &Value| {
+        v.get("type").is_some_and(|t| t == "null")
+            && v.as_object().is_some_and(|o| o.keys().all(|k| matches!(k.as_str(), "type" | "description" | "title")))
+    };
     // `type: ["string", "null"]` (with string keywords) and `type: "boolean"` / `"null"`.
     match m.get("type") {
         Some(Value::String(t)) if t == "boolean" && only("type") => return XmlValue::Python(vec!["True", "False"]),
         Some(Value::String(t)) if t == "null" && only("type") => return XmlValue::Python(vec!["None"]),
-        Some(Value::Array(ts)) if ts.len() == 2 && ts.contains(&json!("string")) && ts.contains(&json!("null")) && !m.contains_key("enum") && !m.contains_key("const") => {
+        Some(Value::Array(ts))
+            if ts.len() == 2
+                && ts.contains(&json!("string"))
+                && ts.contains(&json!("null"))
+                && !m.contains_key("enum")
+                && !m.contains_key("const") =>
+        {
             let mut branch = m.clone();
             branch.insert("type".into(), json!("string"));
             return XmlValue::RawOrNone(vec![Value::Object(branch)]);
@@ -777,7 +847,10 @@ fn xml_value_kind(schema: &Value) -> XmlValue {
     for key in ["anyOf", "oneOf"] {
         let Some(list) = m.get(key).and_then(Value::as_array).filter(|_| only(key)) else { continue };
         let (nulls, strings): (Vec<&Value>, Vec<&Value>) = list.iter().partition(|b| is_null(b));
-        let all_strings = !strings.is_empty() && strings.iter().all(|b| xml_raw_string(b) && b.as_object().is_some_and(|o| !o.is_empty() && !only_annotations(o)));
+        let all_strings = !strings.is_empty()
+            && strings
+                .iter()
+                .all(|b| xml_raw_string(b) && b.as_object().is_some_and(|o| !o.is_empty() && !only_annotations(o)));
         if all_strings {
             match nulls.len() {
                 0 => return XmlValue::Raw,
@@ -820,8 +893,9 @@ fn xml_raw_string(schema: &Value) -> bool {
     if let Some(list) = m.get("anyOf").or_else(|| m.get("oneOf")).and_then(Value::as_array) {
         // A union of string-only schemas is raw text (the branches' lexemes joined), unless a
         // branch takes anything.
-        return m.keys().all(|k| matches!(k.as_str(), "anyOf" | "oneOf" | "description" | "title" | "default" | "examples" | "$comment"))
-            && !(m.contains_key("anyOf") && m.contains_key("oneOf"))
+        return m.keys().all(|k| {
+            matches!(k.as_str(), "anyOf" | "oneOf" | "description" | "title" | "default" | "examples" | "$comment")
+        }) && !(m.contains_key("anyOf") && m.contains_key("oneOf"))
             && !list.is_empty()
             && list.iter().all(|b| b.as_object().is_some_and(|o| !only_annotations(o)) && xml_raw_string(b));
     }
@@ -891,7 +965,9 @@ fn regex_literal(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_ascii_punctuation() && !matches!(c, '_' | '\'' | '"' | '<' | '>' | '=' | ',' | ':' | ';' | '!' | '@' | '%' | '`') => {
+            c if c.is_ascii_punctuation()
+                && !matches!(c, '_' | '\'' | '"' | '<' | '>' | '=' | ',' | ':' | ';' | '!' | '@' | '%' | '`') =>
+            {
                 out.push('\\');
                 out.push(c);
             }
@@ -913,7 +989,10 @@ pub fn py_json(v: &Value) -> String {
         Value::Array(items) => format!("[{}]", items.iter().map(py_json).collect::<Vec<_>>().join(", ")),
         Value::Object(map) => format!(
             "{{{}}}",
-            map.iter().map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), py_json(v))).collect::<Vec<_>>().join(", ")
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), py_json(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         other => other.to_string(),
     }
@@ -936,7 +1015,14 @@ mod tests {
         let t = cart();
         assert_eq!(t.tools.len(), 2);
         assert!(t.system_block().contains("add_to_cart: Adds an item"));
-        for bad in [r#"{}"#, r#"[]"#, r#"[{"name":"a b"}]"#, r#"[{"name":"a"},{"name":"a"}]"#, r#"[{"name":"a","parameters":{"type":"string"}}]"#, "nope"] {
+        for bad in [
+            r#"{}"#,
+            r#"[]"#,
+            r#"[{"name":"a b"}]"#,
+            r#"[{"name":"a"},{"name":"a"}]"#,
+            r#"[{"name":"a","parameters":{"type":"string"}}]"#,
+            "nope",
+        ] {
             assert!(matches!(Tools::from_json(bad), Err(Error::InvalidConstraint { .. })), "{bad}");
         }
         let named = Tools { choice: ToolChoice::Named("nope".into()), ..cart() };
@@ -948,11 +1034,21 @@ mod tests {
         let t = cart();
         let calls = t.parse_calls(r#"{"tool_calls":[{"name":"add_to_cart","arguments":{"item":"apple","qty":2}},{"name":"open_work_order","arguments":{"id":7}}]}"#, 3);
         assert_eq!(calls.len(), 2);
-        assert_eq!((calls[0].id.as_str(), calls[0].name.as_str(), &calls[0].arguments), ("call_3_0", "add_to_cart", &json!({"item": "apple", "qty": 2})));
+        assert_eq!(
+            (calls[0].id.as_str(), calls[0].name.as_str(), &calls[0].arguments),
+            ("call_3_0", "add_to_cart", &json!({"item": "apple", "qty": 2}))
+        );
         assert_eq!(calls[1].id, "call_3_1");
         assert!(t.parse_calls("Sure, here you go.", 0).is_empty());
         assert!(t.parse_calls(r#"{"tool_calls":[{"name":"unknown","arguments":{}}]}"#, 0).is_empty());
-        assert_eq!(Tools::result_turn(&[ToolResult { id: "call_3_0".into(), name: "add_to_cart".into(), content: "{\"ok\":true}".into() }]), "<tool_result id=\"call_3_0\" name=\"add_to_cart\">\n{\"ok\":true}\n</tool_result>");
+        assert_eq!(
+            Tools::result_turn(&[ToolResult {
+                id: "call_3_0".into(),
+                name: "add_to_cart".into(),
+                content: "{\"ok\":true}".into()
+            }]),
+            "<tool_result id=\"call_3_0\" name=\"add_to_cart\">\n{\"ok\":true}\n</tool_result>"
+        );
     }
 
     /// The thinking state is read off the prompt's end, and an answer's calls are read after its
@@ -965,12 +1061,19 @@ mod tests {
     fn thinking_state_and_calls_after_thinking() {
         assert_eq!(Thinking::at_prompt_end(false, "<|im_start|>assistant\n<think>\n", 100), Thinking::No);
         assert_eq!(Thinking::at_prompt_end(true, "<|im_start|>assistant\n", 100), Thinking::May { budget: 50 });
-        assert_eq!(Thinking::at_prompt_end(true, "<|im_start|>assistant\n<think>\n", 100), Thinking::Open { budget: 50 });
+        assert_eq!(
+            Thinking::at_prompt_end(true, "<|im_start|>assistant\n<think>\n", 100),
+            Thinking::Open { budget: 50 }
+        );
         assert_eq!(Thinking::at_prompt_end(true, "assistant\n<think>\n\n</think>\n\n", 1), Thinking::Off);
         let t = Tools::from_json(r#"[{"name":"save_note","parameters":{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}}]"#).unwrap();
         let call = "<tool_call>\n{\"name\": \"save_note\", \"arguments\": {\"text\": \"a</think>b\"}}\n</tool_call>";
         let draft = "<tool_call>\n{\"name\": \"save_note\", \"arguments\": {\"text\": \"draft\"}}\n</tool_call>";
-        let want = vec![ToolCall { id: "call_0_0".into(), name: "save_note".into(), arguments: json!({"text": "a</think>b"}) }];
+        let want = vec![ToolCall {
+            id: "call_0_0".into(),
+            name: "save_note".into(),
+            arguments: json!({"text": "a</think>b"}),
+        }];
         for (thinking, text) in [
             (Thinking::May { budget: 9 }, format!("<think>\nI could write {draft}, or 1 < 2.\n</think>\n\n{call}")),
             (Thinking::Open { budget: 9 }, format!("I could write {draft}.\n</think>\n\n{call}")),
@@ -983,7 +1086,14 @@ mod tests {
         assert_eq!((thinking, rest), (Some("\nhm < ok\n"), "Hello."));
         // Free text that mentions a call is text.
         assert!(t.parse_calls_thinking(ToolFormat::Hermes, Thinking::No, &format!("Sure! {call}"), 0).is_empty());
-        assert!(t.parse_calls_thinking(ToolFormat::Hermes, Thinking::May { budget: 9 }, &format!("<think>\n</think>\n\nSure! {draft}"), 0).is_empty());
+        assert!(t
+            .parse_calls_thinking(
+                ToolFormat::Hermes,
+                Thinking::May { budget: 9 },
+                &format!("<think>\n</think>\n\nSure! {draft}"),
+                0
+            )
+            .is_empty());
     }
 
     /// Qwen 3.5's XML calls: the text a call is written as (what its template prints for
@@ -994,13 +1104,21 @@ mod tests {
     fn qwen_xml_calls_round_trip() {
         let t = Tools::from_json(r#"[{"name":"add_to_cart","parameters":{"type":"object","properties":{"item":{"type":"string"},"qty":{"type":"integer"},"opts":{"type":"object"},"tags":{"type":"array"},"note":{}},"required":["item","qty"]}}]"#).unwrap();
         let calls = vec![
-            ("add_to_cart".to_string(), json!({"item": "12", "qty": 2, "opts": {"gift": true, "n": [1, 2]}, "tags": ["a"], "note": "two\nlines"})),
+            (
+                "add_to_cart".to_string(),
+                json!({"item": "12", "qty": 2, "opts": {"gift": true, "n": [1, 2]}, "tags": ["a"], "note": "two\nlines"}),
+            ),
             ("add_to_cart".to_string(), json!({"item": "pear", "qty": 1})),
         ];
         let text = Tools::call_text(ToolFormat::QwenXml, &calls);
         assert!(text.starts_with("<tool_call>\n<function=add_to_cart>\n<parameter=item>\n12\n</parameter>\n<parameter=qty>\n2\n</parameter>\n<parameter=opts>\n{\"gift\": true, \"n\": [1, 2]}\n</parameter>\n"), "{text}");
         assert!(text.contains("</function>\n</tool_call>\n<tool_call>\n<function=add_to_cart>\n"), "{text}");
-        let got = t.parse_calls_thinking(ToolFormat::QwenXml, Thinking::Open { budget: 9 }, &format!("hm\n</think>\n\n{text}"), 2);
+        let got = t.parse_calls_thinking(
+            ToolFormat::QwenXml,
+            Thinking::Open { budget: 9 },
+            &format!("hm\n</think>\n\n{text}"),
+            2,
+        );
         let got: Vec<(String, Value)> = got.into_iter().map(|c| (c.name, c.arguments)).collect();
         assert_eq!(got, calls);
         for c in t.parse_calls_for(ToolFormat::QwenXml, &text, 0) {
@@ -1014,7 +1132,10 @@ mod tests {
         // Detection: the XML markers win over `tool_call.arguments` (which the template also has).
         let src = "{% for tool in tools %}{% endfor %}<tool_call>\n<function=' + tool_call.name + '>\n<parameter=' + k {{ tool_call.arguments }}";
         assert_eq!(ToolFormat::detect(src), ToolFormat::QwenXml);
-        assert_eq!(ToolFormat::detect("{{ tools }}<tool_call>\n{{ tool_call.arguments | tojson }}"), ToolFormat::Hermes);
+        assert_eq!(
+            ToolFormat::detect("{{ tools }}<tool_call>\n{{ tool_call.arguments | tojson }}"),
+            ToolFormat::Hermes
+        );
     }
 
     #[test]

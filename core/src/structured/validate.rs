@@ -46,7 +46,21 @@ fn fail(at: &str, rule: impl Into<String>) -> Result<(), Invalid> {
     Err(Invalid { at: at.to_string(), rule: rule.into() })
 }
 
-const IGNORED: &[&str] = &["title", "description", "default", "examples", "format", "$schema", "$id", "$comment", "$defs", "definitions", "deprecated", "readOnly", "writeOnly"];
+const IGNORED: &[&str] = &[
+    "title",
+    "description",
+    "default",
+    "examples",
+    "format",
+    "$schema",
+    "$id",
+    "$comment",
+    "$defs",
+    "definitions",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+];
 
 fn type_matches(ty: &str, v: &Value) -> Option<bool> {
     Some(match ty {
@@ -94,7 +108,10 @@ impl Checker<'_> {
                 "type" => {
                     let ok = match rule {
                         Value::String(t) => type_matches(t, v),
-                        Value::Array(ts) => ts.iter().map(|t| t.as_str().and_then(|t| type_matches(t, v))).try_fold(false, |acc, m| m.map(|m| acc || m)),
+                        Value::Array(ts) => ts
+                            .iter()
+                            .map(|t| t.as_str().and_then(|t| type_matches(t, v)))
+                            .try_fold(false, |acc, m| m.map(|m| acc || m)),
                         _ => None,
                     };
                     match ok {
@@ -124,7 +141,9 @@ impl Checker<'_> {
                     }
                 }
                 "minimum" | "maximum" | "exclusiveMinimum" | "exclusiveMaximum" | "multipleOf" => {
-                    let Some(bound) = rule.as_f64() else { return fail(at, format!("{k}: not a number in the schema")) };
+                    let Some(bound) = rule.as_f64() else {
+                        return fail(at, format!("{k}: not a number in the schema"));
+                    };
                     if let Some(x) = v.as_f64().filter(|_| v.is_number()) {
                         let ok = match k.as_str() {
                             "minimum" => x >= bound,
@@ -161,7 +180,8 @@ impl Checker<'_> {
                     let Some(subs) = rule.as_array().filter(|a| !a.is_empty()) else {
                         return fail(at, format!("{k}: not a list of schemas"));
                     };
-                    let passed = subs.iter().filter(|sub| self.check(sub, v, &mut at.clone(), depth + 1).is_ok()).count();
+                    let passed =
+                        subs.iter().filter(|sub| self.check(sub, v, &mut at.clone(), depth + 1).is_ok()).count();
                     let ok = match k.as_str() {
                         "anyOf" => passed >= 1,
                         "oneOf" => passed == 1,
@@ -282,7 +302,9 @@ fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x == y || x.as_f64().zip(y.as_f64()).is_some_and(|(x, y)| x == y),
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w))),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
         _ => a == b,
     }
 }

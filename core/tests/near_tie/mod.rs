@@ -17,10 +17,18 @@ pub fn ids(v: &Value) -> Vec<u32> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Verdict {
     Exact,
-    NearTie { step: usize, gap: f64 },
+    NearTie {
+        step: usize,
+        gap: f64,
+    },
     /// `gap` is our token's distance below llama.cpp's best, `None` when it is not in its top-5
     /// (or the two runs differ in length, `ours`/`theirs` then 0).
-    Departs { step: usize, ours: u32, theirs: u32, gap: Option<f64> },
+    Departs {
+        step: usize,
+        ours: u32,
+        theirs: u32,
+        gap: Option<f64>,
+    },
 }
 
 impl Verdict {
@@ -52,7 +60,8 @@ pub fn judge_with(got: &[u32], case: &Value, margin: f64) -> Verdict {
         Some(step) => {
             let cands = top5[step].as_array().unwrap();
             let best = cands[0][1].as_f64().unwrap();
-            let ours = cands.iter().find(|c| c[0].as_u64() == Some(got[step] as u64)).map(|c| best - c[1].as_f64().unwrap());
+            let ours =
+                cands.iter().find(|c| c[0].as_u64() == Some(got[step] as u64)).map(|c| best - c[1].as_f64().unwrap());
             let fifth_gap = cands.last().map(|c| best - c[1].as_f64().unwrap()).unwrap_or(f64::INFINITY);
             match ours {
                 Some(gap) if gap <= margin => Verdict::NearTie { step, gap },

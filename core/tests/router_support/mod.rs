@@ -381,7 +381,8 @@ pub fn reference_script(name: &str) -> PathBuf {
 
 /// The reference venv's python when it has llama-cpp-python's server.
 pub fn llama_server_python() -> Option<PathBuf> {
-    refenv_python().filter(|p| python_has(p, "llama_cpp.server") && python_has(p, "uvicorn") && python_has(p, "sse_starlette"))
+    refenv_python()
+        .filter(|p| python_has(p, "llama_cpp.server") && python_has(p, "uvicorn") && python_has(p, "sse_starlette"))
 }
 
 /// Why a reference server that was spawned is unusable.

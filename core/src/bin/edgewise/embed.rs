@@ -218,7 +218,12 @@ fn bench(a: &EmbedArgs, e: &Embedder, load_ms: f64) -> crate::CliResult {
             serde_json::json!({"engine": "edgewise", "model": e.model_id(), "weights": weights, "backend": e.backend(), "threads": threads, "batch": a.batch, "load_ms": load_ms, "results": results, "peak_rss_mb": peak})
         );
     } else {
-        println!("edgewise embed bench: {} ({weights}, {}), {threads} threads, batches of {}", e.model_id(), e.backend(), a.batch);
+        println!(
+            "edgewise embed bench: {} ({weights}, {}), {threads} threads, batches of {}",
+            e.model_id(),
+            e.backend(),
+            a.batch
+        );
         for r in &results {
             println!(
                 "  {:>4} tokens: {:>8.1} texts/s   (one text alone: {:.2} ms)",

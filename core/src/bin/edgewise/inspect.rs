@@ -47,10 +47,8 @@ pub fn run(a: InspectArgs) -> crate::CliResult {
     }
     let name = md.opt_str("general.name")?.map(str::to_string);
     if a.json {
-        let types: serde_json::Map<String, serde_json::Value> = hist
-            .iter()
-            .map(|(k, (n, b))| (k.to_string(), serde_json::json!({"tensors": n, "bytes": b})))
-            .collect();
+        let types: serde_json::Map<String, serde_json::Value> =
+            hist.iter().map(|(k, (n, b))| (k.to_string(), serde_json::json!({"tensors": n, "bytes": b}))).collect();
         let out = serde_json::json!({
             "path": path,
             "name": name,

@@ -92,7 +92,11 @@ pub fn run(a: ModelsArgs) -> crate::CliResult {
         ModelsCmd::Path(f) => {
             let mut last = None;
             for art in selected(&catalog, &home, &f.item)? {
-                let mut path = if download::is_verified_cached(&art) { art.dest.clone() } else { fetch_one(&catalog, &home, &art, &f)? };
+                let mut path = if download::is_verified_cached(&art) {
+                    art.dest.clone()
+                } else {
+                    fetch_one(&catalog, &home, &art, &f)?
+                };
                 if let Ok(m) = catalog.get(&art.id) {
                     path = m.unpack_in(&home)?;
                 }

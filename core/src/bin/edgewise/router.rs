@@ -301,7 +301,9 @@ pub fn router(a: RouterArgs) -> crate::CliResult {
                     .ok_or("cannot locate the audit log: set EDGEWISE_HOME or pass --log")?,
             };
             if !path.exists() {
-                return Err(format!("no audit log at {} (nothing routed yet, or pass --log PATH)", path.display()).into());
+                return Err(
+                    format!("no audit log at {} (nothing routed yet, or pass --log PATH)", path.display()).into()
+                );
             }
             let stats = edgewise_core::router::audit::AuditStats::from_path(&path)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -427,7 +429,8 @@ pub fn chat_routed(
             local.cancel_running();
         })?;
     }
-    let banner = format!("edgewise chat on {arch} ({backend}), routed via {}", cloud.cloud.as_deref().unwrap_or_default());
+    let banner =
+        format!("edgewise chat on {arch} ({backend}), routed via {}", cloud.cloud.as_deref().unwrap_or_default());
     let mut history: Vec<ChatMessage> = Vec::new();
     crate::run::repl(&banner, |turn| {
         let msg = match turn {
@@ -438,18 +441,20 @@ pub fn chat_routed(
         messages.extend(system.iter().map(|s| ChatMessage::new(Role::System, s.clone())));
         messages.extend(history.iter().cloned());
         messages.push(ChatMessage::new(Role::User, msg));
-        let request = ChatRequest {
-            messages,
-            max_tokens: u32::try_from(params.max_tokens).ok(),
-            ..ChatRequest::default()
-        };
+        let request =
+            ChatRequest { messages, max_tokens: u32::try_from(params.max_tokens).ok(), ..ChatRequest::default() };
         cancelled.store(false, Ordering::SeqCst);
         let mut sink = StdoutSink { cancelled: &cancelled, stream: true };
         let res = local.answer(&router, &request, &cloud.meta(), &params, &mut sink);
         println!();
         match res {
             Ok(out) => {
-                eprintln!("{} [{} tokens, {:?}]", route_badge(&out.answer), out.answer.completion_tokens, out.answer.finish_reason);
+                eprintln!(
+                    "{} [{} tokens, {:?}]",
+                    route_badge(&out.answer),
+                    out.answer.completion_tokens,
+                    out.answer.finish_reason
+                );
                 history.push(ChatMessage::new(Role::User, msg));
                 history.push(ChatMessage::new(Role::Assistant, out.answer.text));
             }

@@ -243,7 +243,8 @@ pub struct ConstraintOpts {
 
 impl ConstraintOpts {
     pub(crate) fn constraint(&self) -> Result<OutputConstraint, Box<dyn std::error::Error>> {
-        let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()));
+        let read =
+            |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()));
         Ok(if let Some(p) = &self.json_schema {
             OutputConstraint::JsonSchema(read(p)?)
         } else if let Some(r) = &self.regex {
@@ -325,7 +326,14 @@ pub fn run(a: RunArgs) -> crate::CliResult {
     let engine = a.model.load(!a.raw)?;
     if a.cloud.enabled() {
         let json = a.format == Format::Json;
-        return crate::router::run_routed(engine, a.model.session_config(), a.sampling.params(), &a.cloud, &a.prompt, json);
+        return crate::router::run_routed(
+            engine,
+            a.model.session_config(),
+            a.sampling.params(),
+            &a.cloud,
+            &a.prompt,
+            json,
+        );
     }
     let mut session = engine.new_session(a.model.session_config())?;
     session.set_tools(tools)?;
@@ -340,7 +348,11 @@ pub fn run(a: RunArgs) -> crate::CliResult {
         }
         true
     };
-    let g = if a.raw { session.complete(&a.prompt, &params, &mut sink)? } else { session.chat(&a.prompt, &params, &mut sink)? };
+    let g = if a.raw {
+        session.complete(&a.prompt, &params, &mut sink)?
+    } else {
+        session.chat(&a.prompt, &params, &mut sink)?
+    };
     match a.format {
         Format::Text => {
             println!();
@@ -406,7 +418,10 @@ pub fn chat(a: ChatArgs) -> crate::CliResult {
             println!();
             match res {
                 Ok(g) => {
-                    eprintln!("[{} tokens, {:?}, {:.1} tok/s]", g.metrics.generated_tokens, g.stop_reason, g.metrics.decode_tokens_per_s);
+                    eprintln!(
+                        "[{} tokens, {:?}, {:.1} tok/s]",
+                        g.metrics.generated_tokens, g.stop_reason, g.metrics.decode_tokens_per_s
+                    );
                     tool_loop(&mut session, &params, g.tool_calls);
                 }
                 Err(e) => eprintln!("error: {e}"),
@@ -417,7 +432,11 @@ pub fn chat(a: ChatArgs) -> crate::CliResult {
 
 /// `chat --tools`: while the answer is tool calls, asks for each call's result on stdin (one
 /// line; you play the tool) and sends the results back.
-fn tool_loop(session: &mut edgewise_core::session::Session, params: &GenerationParams, mut calls: Vec<edgewise_core::structured::tools::ToolCall>) {
+fn tool_loop(
+    session: &mut edgewise_core::session::Session,
+    params: &GenerationParams,
+    mut calls: Vec<edgewise_core::structured::tools::ToolCall>,
+) {
     let stdin = std::io::stdin();
     while !calls.is_empty() {
         let mut results = Vec::new();
@@ -531,7 +550,8 @@ fn bench_constrained(
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    let overheads: Vec<f64> = pairs.iter().filter(|(f, c)| *f > 0.0 && *c > 0.0).map(|(f, c)| (f / c - 1.0) * 100.0).collect();
+    let overheads: Vec<f64> =
+        pairs.iter().filter(|(f, c)| *f > 0.0 && *c > 0.0).map(|(f, c)| (f / c - 1.0) * 100.0).collect();
     let overhead = if overheads.is_empty() { f64::NAN } else { median(overheads.clone()) };
     let tps = median(pairs.iter().map(|p| p.1).collect());
     Ok(serde_json::json!({
@@ -574,7 +594,10 @@ fn bench_llama_cpp(a: &BenchArgs, model: &std::path::Path) -> Result<serde_json:
 }
 
 /// The adapters of `--lora FILE[:SCALE]` flags, loaded for `engine`.
-fn load_loras(engine: &edgewise_core::engine::Engine, specs: &[String]) -> Result<Vec<(std::sync::Arc<edgewise_core::lora::LoraAdapter>, f32)>, Box<dyn std::error::Error>> {
+fn load_loras(
+    engine: &edgewise_core::engine::Engine,
+    specs: &[String],
+) -> Result<Vec<(std::sync::Arc<edgewise_core::lora::LoraAdapter>, f32)>, Box<dyn std::error::Error>> {
     let mut out = Vec::new();
     for spec in specs {
         let (path, scale) = match spec.rsplit_once(':') {
@@ -585,7 +608,13 @@ fn load_loras(engine: &edgewise_core::engine::Engine, specs: &[String]) -> Resul
             _ => (spec.as_str(), 1.0),
         };
         let adapter = engine.load_adapter(path)?;
-        log::info!("lora: {} weights, rank {}, alpha {}, {:.1} MiB, scale {scale}", adapter.weights(), adapter.rank(), adapter.alpha(), adapter.size_bytes() as f64 / 1048576.0);
+        log::info!(
+            "lora: {} weights, rank {}, alpha {}, {:.1} MiB, scale {scale}",
+            adapter.weights(),
+            adapter.rank(),
+            adapter.alpha(),
+            adapter.size_bytes() as f64 / 1048576.0
+        );
         out.push((adapter, scale));
     }
     Ok(out)
@@ -607,21 +636,28 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(SessionConfig::default().prefill_chunk);
-    let cfg = SessionConfig { max_context: ctx, prefill_chunk: chunk.clamp(1, a.prompt_tokens.max(1)), ..Default::default() };
+    let cfg =
+        SessionConfig { max_context: ctx, prefill_chunk: chunk.clamp(1, a.prompt_tokens.max(1)), ..Default::default() };
     cfg.validate(engine.info().context_length)?;
     // A prompt of exactly `prompt_tokens` tokens from ordinary prose.
-    let text = "The quick brown fox jumps over the lazy dog while the farmer counts sheep in the valley. ".repeat(a.prompt_tokens / 8 + 8);
+    let text = "The quick brown fox jumps over the lazy dog while the farmer counts sheep in the valley. "
+        .repeat(a.prompt_tokens / 8 + 8);
     let mut ids = tok.encode(&text, tok.add_bos_default())?;
     ids.truncate(a.prompt_tokens.max(1));
     // Warm-up in a throwaway session: the same prompt and two tokens, so the timed run measures
     // the steady state (on a GPU the first pass compiles shaders and autotunes matmuls; its cost
     // is reported as `warmup_ms`). llama.cpp's reference runs a warm-up decode as well.
     let t0 = std::time::Instant::now();
-    engine.new_session(cfg.clone())?.generate_from(ids.clone(), &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(2) }, &mut |_| true)?;
+    engine.new_session(cfg.clone())?.generate_from(
+        ids.clone(),
+        &GenerationParams { ignore_eos: true, ..GenerationParams::greedy(2) },
+        &mut |_| true,
+    )?;
     let warmup_ms = t0.elapsed().as_secs_f64() * 1e3;
     let loras = load_loras(&engine, &a.lora)?;
     let mut session = engine.new_session(cfg.clone())?;
-    let params = GenerationParams { max_tokens: a.gen_tokens, ignore_eos: true, ..GenerationParams::greedy(a.gen_tokens) };
+    let params =
+        GenerationParams { max_tokens: a.gen_tokens, ignore_eos: true, ..GenerationParams::greedy(a.gen_tokens) };
     let mut g = session.generate_from(ids.clone(), &params, &mut |_| true)?;
     let mut adapted: Option<edgewise_core::session::Generation> = None;
     if !loras.is_empty() {
@@ -663,7 +699,11 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
                 let t0 = std::time::Instant::now();
                 s.prefill_logits(&[t], 0)?;
                 let ms = t0.elapsed().as_secs_f64() * 1e3;
-                if lora_turn { tl.push(ms) } else { tb.push(ms) }
+                if lora_turn {
+                    tl.push(ms)
+                } else {
+                    tb.push(ms)
+                }
             }
         }
         let median = |v: &mut Vec<f64>| {
@@ -676,14 +716,22 @@ pub fn bench(a: BenchArgs) -> crate::CliResult {
     let constrained = match &a.json_schema {
         Some(path) => {
             let (free, free_tps) = if a.sampled {
-                let sampled = SamplingParams { temperature: 0.8, top_k: 40, top_p: 1.0, min_p: 0.0, seed: 1, ..Default::default() };
+                let sampled = SamplingParams {
+                    temperature: 0.8,
+                    top_k: 40,
+                    top_p: 1.0,
+                    min_p: 0.0,
+                    seed: 1,
+                    ..Default::default()
+                };
                 (GenerationParams { sampling: sampled, ..params.clone() }, f64::NAN)
             } else {
                 (params.clone(), g.metrics.decode_tokens_per_s)
             };
             let mut c = bench_constrained(&engine, &cfg, &ids, path, &free, free_tps, a.rounds)?;
             c["sampling"] = serde_json::json!(if a.sampled { "temperature 0.8, top-k 40, seed 1" } else { "greedy" });
-            c["host_sampling"] = serde_json::json!(std::env::var_os(edgewise_core::sampling::HOST_SAMPLING_ENV).is_some());
+            c["host_sampling"] =
+                serde_json::json!(std::env::var_os(edgewise_core::sampling::HOST_SAMPLING_ENV).is_some());
             Some(c)
         }
         None => None,

@@ -63,7 +63,12 @@ pub fn run(a: TokenizeArgs) -> crate::CliResult {
             crate::BoundedLine::Text(t) => t,
             crate::BoundedLine::Eof => break,
             crate::BoundedLine::TooLong(len) => {
-                return Err(format!("stdin line {}: {}", n + 1, Error::InputTooLarge { max: MAX_INPUT_BYTES, actual: len }).into())
+                return Err(format!(
+                    "stdin line {}: {}",
+                    n + 1,
+                    Error::InputTooLarge { max: MAX_INPUT_BYTES, actual: len }
+                )
+                .into())
             }
         };
         let text = if a.jsonl {

@@ -24,16 +24,36 @@ const TOKEN_BLOCK: usize = 64;
 
 /// `y[t·rows + r] = Σ_k w[r·cols + k]·x[t·cols + k] + b[r]` (`b` absent: no bias), `y: [n, rows]`
 /// overwritten.
-pub(crate) fn matmul_f32(w: &[f32], rows: usize, cols: usize, b: Option<&[f32]>, x: &[f32], n: usize, y: &mut [f32]) -> Result<()> {
+pub(crate) fn matmul_f32(
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    b: Option<&[f32]>,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+) -> Result<()> {
     matmul_f32_with(Isa::best(), w, rows, cols, b, x, n, y)
 }
 
 /// [`matmul_f32`] with the kernels of `isa` (tests compare them).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_f32_with(isa: Isa, w: &[f32], rows: usize, cols: usize, b: Option<&[f32]>, x: &[f32], n: usize, y: &mut [f32]) -> Result<()> {
+pub(crate) fn matmul_f32_with(
+    isa: Isa,
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    b: Option<&[f32]>,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+) -> Result<()> {
     let bad = |what: &str, expected: Option<usize>, found: usize| Error::InvalidParameter {
         name: "matmul_f32",
-        reason: format!("{what} of {found} values, expected {}", expected.map_or("an overflow-free size".into(), |e| e.to_string())),
+        reason: format!(
+            "{what} of {found} values, expected {}",
+            expected.map_or("an overflow-free size".into(), |e| e.to_string())
+        ),
     };
     let wl = rows.checked_mul(cols);
     if wl != Some(w.len()) {
@@ -138,7 +158,17 @@ impl Kernel {
     /// `w` holds the rows `rs` (`cols` each), `x` the tokens `ts`, `b` (if any) the rows `rs`;
     /// `y` points at `[n, ldy]` outputs that the caller may write at `(ts, rs)`.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn block(self, w: &[f32], cols: usize, b: Option<&[f32]>, x: &[f32], rs: std::ops::Range<usize>, ts: std::ops::Range<usize>, y: *mut f32, ldy: usize) {
+    unsafe fn block(
+        self,
+        w: &[f32],
+        cols: usize,
+        b: Option<&[f32]>,
+        x: &[f32],
+        rs: std::ops::Range<usize>,
+        ts: std::ops::Range<usize>,
+        y: *mut f32,
+        ldy: usize,
+    ) {
         let (rm, rn) = self.tile();
         let mut r = rs.start;
         while r < rs.end {
@@ -151,7 +181,15 @@ impl Kernel {
                 // fetches the next row tile's meanwhile; the other token tiles find them in L1.
                 let wr = w[r * cols..].as_ptr();
                 let pf = if t == ts.start && (r + m + 1) * cols <= w.len() { w[(r + m) * cols..].as_ptr() } else { wr };
-                let at = Tile { w: wr, x: x[t * cols..].as_ptr(), cols, b: b.map(|b| b[r..].as_ptr()), y: y.wrapping_add(t * ldy + r), ldy, pf };
+                let at = Tile {
+                    w: wr,
+                    x: x[t * cols..].as_ptr(),
+                    cols,
+                    b: b.map(|b| b[r..].as_ptr()),
+                    y: y.wrapping_add(t * ldy + r),
+                    ldy,
+                    pf,
+                };
                 // SAFETY: rows r..r+m and tokens t..t+k are inside the ranges the caller vouched for.
                 unsafe {
                     match self {
@@ -184,7 +222,6 @@ struct Tile {
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pf: *const f32,
 }
-
 
 /// `a·b + c`, fused where the CPU always has it (aarch64), so the loop vectorizes to `fmla`.
 #[inline(always)]
@@ -302,7 +339,11 @@ mod x86_tile {
                 for j in 0..N {
                     let mut s = sums[r][j];
                     for k in k8..t.cols {
-                        s = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(*t.w.add(r * t.cols + k)), _mm_set_ss(*t.x.add(j * t.cols + k)), _mm_set_ss(s)));
+                        s = _mm_cvtss_f32(_mm_fmadd_ss(
+                            _mm_set_ss(*t.w.add(r * t.cols + k)),
+                            _mm_set_ss(*t.x.add(j * t.cols + k)),
+                            _mm_set_ss(s),
+                        ));
                     }
                     if let Some(b) = t.b {
                         s += *b.add(r);
@@ -335,7 +376,11 @@ mod tests {
     use super::*;
 
     fn data(len: usize, seed: u32) -> Vec<f32> {
-        (0..len).map(|i| (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32) - 0.5).collect()
+        (0..len)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32) - 0.5
+            })
+            .collect()
     }
 
     #[test]
@@ -347,9 +392,14 @@ mod tests {
                 matmul_f32_with(isa, &w, rows, cols, Some(&b), &x, n, &mut y).expect("matmul");
                 for t in 0..n {
                     for r in 0..rows {
-                        let want: f64 = b[r] as f64 + (0..cols).map(|k| w[r * cols + k] as f64 * x[t * cols + k] as f64).sum::<f64>();
+                        let want: f64 = b[r] as f64
+                            + (0..cols).map(|k| w[r * cols + k] as f64 * x[t * cols + k] as f64).sum::<f64>();
                         let got = y[t * rows + r] as f64;
-                        assert!((got - want).abs() <= 1e-5 * (1.0 + cols as f64).sqrt(), "{} {rows}x{cols}x{n} ({t},{r}): {got} vs {want}", isa.name());
+                        assert!(
+                            (got - want).abs() <= 1e-5 * (1.0 + cols as f64).sqrt(),
+                            "{} {rows}x{cols}x{n} ({t},{r}): {got} vs {want}",
+                            isa.name()
+                        );
                     }
                 }
             }

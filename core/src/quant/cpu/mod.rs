@@ -32,12 +32,12 @@
 //! Rust that runs everywhere. `EDGEWISE_CPU_KERNELS=portable|neon|neondot|avx2|avxvnni|avx512` forces a
 //! path for comparisons.
 
-pub(crate) mod pool;
+pub(crate) mod dense;
 #[cfg(any(target_arch = "aarch64", test))]
 mod neon;
 #[cfg(all(test, not(target_arch = "aarch64")))]
 mod neon_emu;
-pub(crate) mod dense;
+pub(crate) mod pool;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -229,7 +229,10 @@ impl Quantized {
     /// Quantizes `x: [n, cols]`; `cols` must be a multiple of 32 and `x` `n·cols` long.
     pub(crate) fn new(x: &[f32], n: usize, cols: usize) -> Result<Self> {
         if !cols.is_multiple_of(32) || n.checked_mul(cols) != Some(x.len()) {
-            return Err(Error::InvalidParameter { name: "matmul", reason: format!("activations of {} values are not {n} rows of {cols} (a multiple of 32)", x.len()) });
+            return Err(Error::InvalidParameter {
+                name: "matmul",
+                reason: format!("activations of {} values are not {n} rows of {cols} (a multiple of 32)", x.len()),
+            });
         }
         let isa = Isa::best();
         Ok(Self { isa, acts: Acts::quantize(isa, x, n, cols) })
@@ -241,7 +244,10 @@ impl Quantized {
         let (n, cols) = (self.acts.n, self.acts.cols);
         let row_bytes = check_weight(ty, w, rows_n, cols)?;
         if n.checked_mul(rows_n) != Some(y.len()) {
-            return Err(Error::InvalidParameter { name: "matmul", reason: format!("output of {} for {n}x{rows_n}", y.len()) });
+            return Err(Error::InvalidParameter {
+                name: "matmul",
+                reason: format!("output of {} for {n}x{rows_n}", y.len()),
+            });
         }
         if n == 0 || rows_n == 0 {
             return Ok(());
@@ -259,7 +265,10 @@ impl Quantized {
         for (w, rows_n, y) in parts.iter() {
             row_bytes = check_weight(ty, w, *rows_n, cols)?;
             if n.checked_mul(*rows_n) != Some(y.len()) {
-                return Err(Error::InvalidParameter { name: "matmul", reason: format!("output of {} for {n}x{rows_n}", y.len()) });
+                return Err(Error::InvalidParameter {
+                    name: "matmul",
+                    reason: format!("output of {} for {n}x{rows_n}", y.len()),
+                });
             }
         }
         if n == 0 || parts.is_empty() {
@@ -274,16 +283,27 @@ impl Quantized {
     /// pool job: its pre tasks first, then each row chunk of product `k` runs
     /// [`Fused::post`] on the rows it wrote. One fork/join, and the fused work is split over
     /// the same threads as the products.
-    pub(crate) fn matmul_many_fused(&mut self, ty: GgmlType, parts: &mut [(&[u8], usize, &mut [f32])], fused: &dyn Fused) -> Result<()> {
+    pub(crate) fn matmul_many_fused(
+        &mut self,
+        ty: GgmlType,
+        parts: &mut [(&[u8], usize, &mut [f32])],
+        fused: &dyn Fused,
+    ) -> Result<()> {
         if self.acts.n != 1 {
-            return Err(Error::InvalidParameter { name: "matmul", reason: format!("fused work runs with one token, not {}", self.acts.n) });
+            return Err(Error::InvalidParameter {
+                name: "matmul",
+                reason: format!("fused work runs with one token, not {}", self.acts.n),
+            });
         }
         let cols = self.acts.cols;
         let mut row_bytes = 0;
         for (w, rows_n, y) in parts.iter() {
             row_bytes = check_weight(ty, w, *rows_n, cols)?;
             if *rows_n != y.len() {
-                return Err(Error::InvalidParameter { name: "matmul", reason: format!("output of {} for 1x{rows_n}", y.len()) });
+                return Err(Error::InvalidParameter {
+                    name: "matmul",
+                    reason: format!("output of {} for 1x{rows_n}", y.len()),
+                });
             }
         }
         if parts.is_empty() {
@@ -316,9 +336,13 @@ fn check_weight(ty: GgmlType, w: &[u8], rows_n: usize, cols: usize) -> Result<us
     if !supported(ty) {
         return Err(Error::UnsupportedType { ty: format!("{ty} (no CPU kernel)") });
     }
-    let row_bytes = ty.bytes_for(cols as u64).ok_or_else(|| Error::UnsupportedType { ty: format!("{ty} row of {cols}") })? as usize;
+    let row_bytes =
+        ty.bytes_for(cols as u64).ok_or_else(|| Error::UnsupportedType { ty: format!("{ty} row of {cols}") })? as usize;
     if !cols.is_multiple_of(32) || rows_n.checked_mul(row_bytes) != Some(w.len()) {
-        return Err(Error::InvalidParameter { name: "matmul", reason: format!("shape mismatch: {rows_n}x{cols} {ty} in {} bytes", w.len()) });
+        return Err(Error::InvalidParameter {
+            name: "matmul",
+            reason: format!("shape mismatch: {rows_n}x{cols} {ty} in {} bytes", w.len()),
+        });
     }
     Ok(row_bytes)
 }
@@ -417,7 +441,10 @@ impl Isa {
         static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
             // The unit tests' emulated NEON (off aarch64) is for correctness only.
-            let available: Vec<Isa> = Isa::available().into_iter().filter(|i| cfg!(target_arch = "aarch64") || !i.name().starts_with("neon")).collect();
+            let available: Vec<Isa> = Isa::available()
+                .into_iter()
+                .filter(|i| cfg!(target_arch = "aarch64") || !i.name().starts_with("neon"))
+                .collect();
             let mut isa = available.last().copied().unwrap_or(Isa::Portable);
             // `EDGEWISE_CPU_KERNELS=portable|neon|neondot|avx2|avxvnni|avx512` picks a slower path (to
             // compare them); a name this CPU cannot run is ignored.
@@ -435,7 +462,16 @@ impl Isa {
 
 /// Whether `ty` has a CPU kernel.
 pub fn supported(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
+    matches!(
+        ty,
+        GgmlType::Q8_0
+            | GgmlType::Q4_0
+            | GgmlType::Q4_1
+            | GgmlType::Q5_0
+            | GgmlType::Q4_K
+            | GgmlType::Q5_K
+            | GgmlType::Q6_K
+    )
 }
 
 /// `y[t, r] = Σ_k W[r, k] · x[t, k]` for a `[rows, cols]` weight in GGUF blocks and `n` activation
@@ -446,15 +482,31 @@ pub fn matmul(ty: GgmlType, w: &[u8], rows_n: usize, cols: usize, x: &[f32], n: 
 
 /// [`matmul`] on a given instruction set (the tests force each one); an error if this CPU
 /// cannot run it.
-pub(crate) fn matmul_with(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, cols: usize, x: &[f32], n: usize) -> Result<Vec<f32>> {
+pub(crate) fn matmul_with(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    rows_n: usize,
+    cols: usize,
+    x: &[f32],
+    n: usize,
+) -> Result<Vec<f32>> {
     let row_bytes = check_weight(ty, w, rows_n, cols)?;
     if n.checked_mul(cols) != Some(x.len()) {
-        return Err(Error::InvalidParameter { name: "matmul", reason: format!("shape mismatch: {rows_n}x{cols} {ty}, x of {}", x.len()) });
+        return Err(Error::InvalidParameter {
+            name: "matmul",
+            reason: format!("shape mismatch: {rows_n}x{cols} {ty}, x of {}", x.len()),
+        });
     }
     if !isa.runs_here() {
-        return Err(Error::InvalidParameter { name: "isa", reason: format!("{} kernels need CPU features this machine lacks", isa.name()) });
+        return Err(Error::InvalidParameter {
+            name: "isa",
+            reason: format!("{} kernels need CPU features this machine lacks", isa.name()),
+        });
     }
-    let len = n.checked_mul(rows_n).ok_or_else(|| Error::InvalidParameter { name: "matmul", reason: format!("{n}x{rows_n} output overflows") })?;
+    let len = n
+        .checked_mul(rows_n)
+        .ok_or_else(|| Error::InvalidParameter { name: "matmul", reason: format!("{n}x{rows_n} output overflows") })?;
     let mut y = vec![0f32; len];
     if n == 0 || rows_n == 0 || cols == 0 {
         return Ok(y);
@@ -476,7 +528,14 @@ fn run(isa: Isa, ty: GgmlType, w: &[u8], rows_n: usize, row_bytes: usize, acts: 
 /// job (q/k/v, gate/up: one barrier instead of three or two). Products whose shapes do not
 /// hold are skipped (the callers checked them). With `fused` (one token only, checked by the
 /// caller), its pre tasks come first in the same job and each row chunk then runs its post.
-fn run_many(isa: Isa, ty: GgmlType, row_bytes: usize, acts: &Acts, parts: &mut [(&[u8], usize, &mut [f32])], fused: Option<&dyn Fused>) {
+fn run_many(
+    isa: Isa,
+    ty: GgmlType,
+    row_bytes: usize,
+    acts: &Acts,
+    parts: &mut [(&[u8], usize, &mut [f32])],
+    fused: Option<&dyn Fused>,
+) {
     let n = acts.n;
     let threads = pool::threads();
     // Per product: its index, weights, rows, output, rows and tokens per task, row and token chunks.
@@ -541,7 +600,19 @@ fn run_many(isa: Isa, ty: GgmlType, row_bytes: usize, acts: &Acts, parts: &mut [
         // `n · rows_n` floats (filtered above) and the task writes only `[t0..t1, r0..r1]` of
         // its product, disjoint from every other task's; `acts` has `n ≥ t1` tokens of `cols`
         // values; `isa` was detected on this CPU (or is the portable path).
-        unsafe { chunk(isa, ty, sp.w.as_ptr().add(r0 * row_bytes), row_bytes, r1 - r0, acts, t0..t1, sp.out.get().add(r0), sp.rows_n) };
+        unsafe {
+            chunk(
+                isa,
+                ty,
+                sp.w.as_ptr().add(r0 * row_bytes),
+                row_bytes,
+                r1 - r0,
+                acts,
+                t0..t1,
+                sp.out.get().add(r0),
+                sp.rows_n,
+            )
+        };
         if let Some(f) = fused {
             let mut spins = 0u32;
             while done.load(std::sync::atomic::Ordering::Acquire) < pre {
@@ -594,7 +665,17 @@ fn plan(rows_n: usize, row_bytes: usize, n: usize, threads: usize) -> (usize, us
 /// `t · ystride + r` for `t` in `toks` (`toks.end ≤ acts.n`), `r < nr`, and `isa` must be
 /// supported by this CPU.
 #[allow(clippy::too_many_arguments)]
-unsafe fn chunk(isa: Isa, ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: std::ops::Range<usize>, y: *mut f32, ystride: usize) {
+unsafe fn chunk(
+    isa: Isa,
+    ty: GgmlType,
+    w: *const u8,
+    row_bytes: usize,
+    nr: usize,
+    acts: &Acts,
+    toks: std::ops::Range<usize>,
+    y: *mut f32,
+    ystride: usize,
+) {
     match isa {
         // SAFETY: forwarded from the caller.
         Isa::Portable => unsafe { portable::chunk(ty, w, row_bytes, nr, acts, toks, y, ystride) },
@@ -694,7 +775,11 @@ pub(crate) fn erf_approx(x: f32) -> f32 {
                         + t * (0.278_868_07
                             + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let e = 1.0 - t * exp_approx(p - z * z);
-    if x < 0.0 { -e } else { e }
+    if x < 0.0 {
+        -e
+    } else {
+        e
+    }
 }
 
 /// `g[i] = silu(g[i]) · u[i] = g[i] / (1 + e^(−g[i])) · u[i]` over the common length (SwiGLU),
@@ -806,7 +891,8 @@ pub(crate) fn exp_approx(x: f32) -> f32 {
     let k = (x * LOG2E + ROUND) - ROUND;
     let r = x - k * 0.693_359_4 - k * -2.121_944_4e-4;
     let r2 = r * r;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r
+        + 0.5;
     let e = p * r2 + r + 1.0;
     // 2^k through the exponent bits: k ∈ [-126, 127] after the clamp, so k + 127 ∈ [1, 254] is
     // the low mantissa byte of the exact float k + 127 + 2^23 (bit operations that vectorize;
@@ -855,18 +941,42 @@ pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 /// the other columns, and every column elsewhere. Shapes that do not fit the slices panic (a
 /// caller's bug, as indexing).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_f32(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize) {
+pub(crate) fn gemm_f32(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }
     let fits = |len: usize, rows: usize, cols: usize, ld: usize| cols <= ld && len >= (rows - 1) * ld + cols;
-    assert!(fits(a.len(), m, k, lda) && fits(b.len(), k, n, ldb) && fits(c.len(), m, n, ldc), "gemm_f32: shapes do not fit the slices");
+    assert!(
+        fits(a.len(), m, k, lda) && fits(b.len(), k, n, ldb) && fits(c.len(), m, n, ldc),
+        "gemm_f32: shapes do not fit the slices"
+    );
     gemm_f32_with(Isa::best(), m, n, k, a, lda, b, ldb, c, ldc);
 }
 
 /// [`gemm_f32`] on the given instruction set (the tests try each); the shapes already checked.
 #[allow(clippy::too_many_arguments)]
-fn gemm_f32_with(isa: Isa, m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize) {
+fn gemm_f32_with(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
     let mut j0 = 0;
     #[cfg(target_arch = "x86_64")]
     if isa.is_x86_simd() && n - j0 >= 16 {
@@ -884,7 +994,17 @@ fn gemm_f32_with(isa: Isa, m: usize, n: usize, k: usize, a: &[f32], lda: usize, 
 /// accumulators in locals (NEON's or SSE's registers once vectorized), rank-1 row updates for
 /// a last panel narrower than 16.
 #[allow(clippy::too_many_arguments)]
-fn gemm_f32_cols(m: usize, cols: std::ops::Range<usize>, k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize) {
+fn gemm_f32_cols(
+    m: usize,
+    cols: std::ops::Range<usize>,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
     let mut j = cols.start;
     while j + 16 <= cols.end {
         let mut i = 0;
@@ -916,7 +1036,15 @@ fn gemm_f32_cols(m: usize, cols: std::ops::Range<usize>, k: usize, a: &[f32], ld
 
 /// One `R × 16` tile of [`gemm_f32_cols`] (`a`, `b`, `c` start at the tile's corner).
 #[inline(always)]
-fn gemm_tile_portable<const R: usize>(k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize) {
+fn gemm_tile_portable<const R: usize>(
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
     let mut acc = [[0f32; 16]; R];
     for (r, t) in acc.iter_mut().enumerate() {
         t.copy_from_slice(&c[r * ldc..r * ldc + 16]);
@@ -1037,9 +1165,20 @@ fn dot_heads_f16_portable(q: &[f32], k: &[half::f16], out: &mut [f32]) {
 /// query heads: for each head `j < g`, `y[j·ystride..][..hd] += Σ_n w[n·g + j] · v[keys[n]·hd..][..hd]`,
 /// keys in order. Each value row is widened once for all the heads; per output the sum runs in
 /// key order, as one `axpy` per head and key would. A shape that does not fit is an error.
-pub(crate) fn axpy_heads_f16(y: &mut [f32], ystride: usize, g: usize, w: &[f32], v: &[half::f16], hd: usize, keys: &[usize]) -> Result<()> {
-    let rows_fit = keys.iter().all(|&p| p.checked_add(1).and_then(|q| q.checked_mul(hd)).is_some_and(|end| end <= v.len()));
-    let y_fits = g == 0 || ((g - 1).checked_mul(ystride).and_then(|o| o.checked_add(hd)).is_some_and(|end| end <= y.len()) && ystride >= hd);
+pub(crate) fn axpy_heads_f16(
+    y: &mut [f32],
+    ystride: usize,
+    g: usize,
+    w: &[f32],
+    v: &[half::f16],
+    hd: usize,
+    keys: &[usize],
+) -> Result<()> {
+    let rows_fit =
+        keys.iter().all(|&p| p.checked_add(1).and_then(|q| q.checked_mul(hd)).is_some_and(|end| end <= v.len()));
+    let y_fits = g == 0
+        || ((g - 1).checked_mul(ystride).and_then(|o| o.checked_add(hd)).is_some_and(|end| end <= y.len())
+            && ystride >= hd);
     if !rows_fit || !y_fits || w.len() < keys.len() * g {
         return Err(Error::Backend { reason: format!("attention values: {g} heads of {hd} over {} keys", keys.len()) });
     }
@@ -1070,7 +1209,15 @@ pub(crate) fn axpy_heads_f16(y: &mut [f32], ystride: usize, g: usize, w: &[f32],
 
 /// [`axpy_heads_f16`] without SIMD intrinsics, on shapes it has checked: each value row is
 /// widened `WIDEN` values at a time (as in [`dot_heads_f16_portable`]) once for all the heads.
-fn axpy_heads_f16_portable(y: &mut [f32], ystride: usize, g: usize, w: &[f32], v: &[half::f16], hd: usize, keys: &[usize]) {
+fn axpy_heads_f16_portable(
+    y: &mut [f32],
+    ystride: usize,
+    g: usize,
+    w: &[f32],
+    v: &[half::f16],
+    hd: usize,
+    keys: &[usize],
+) {
     use half::slice::HalfFloatSliceExt;
     let mut vf = [0f32; WIDEN];
     for (n, &p) in keys.iter().enumerate() {
@@ -1103,7 +1250,8 @@ mod tests {
         }
         assert!(worst < 4e-7, "erf_approx off by {worst}");
         let mut g = vec![-3.0f32, -0.5, 0.0, 0.7, 2.5, 10.0, -10.0];
-        let want: Vec<f32> = g.iter().map(|&a| 0.5 * a * (1.0 + crate::embed::bert::erf(a * std::f32::consts::FRAC_1_SQRT_2))).collect();
+        let want: Vec<f32> =
+            g.iter().map(|&a| 0.5 * a * (1.0 + crate::embed::bert::erf(a * std::f32::consts::FRAC_1_SQRT_2))).collect();
         gelu_erf(&mut g);
         for (a, b) in g.iter().zip(&want) {
             assert!((a - b).abs() <= 4e-7 * (1.0 + b.abs()), "{a} vs {b}");
@@ -1121,18 +1269,26 @@ mod tests {
             for g in 1..=7 {
                 let q: Vec<f32> = (0..g * hd).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.031).collect();
                 let rows = 70;
-                let v: Vec<half::f16> = (0..rows * hd).map(|i| half::f16::from_f32(((i * 53 % 89) as f32 - 44.0) * 0.017)).collect();
+                let v: Vec<half::f16> =
+                    (0..rows * hd).map(|i| half::f16::from_f32(((i * 53 % 89) as f32 - 44.0) * 0.017)).collect();
                 let mut got = vec![0f32; g];
                 let mut portable = vec![0f32; g];
                 dot_heads_f16(&q, &v[5 * hd..6 * hd], &mut got);
                 dot_heads_f16_portable(&q, &v[5 * hd..6 * hd], &mut portable);
                 for j in 0..g {
                     let want: f64 = (0..hd).map(|i| q[j * hd + i] as f64 * v[5 * hd + i].to_f32() as f64).sum();
-                    assert!((portable[j] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0), "portable dot hd {hd} head {j}");
+                    assert!(
+                        (portable[j] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0),
+                        "portable dot hd {hd} head {j}"
+                    );
                 }
                 for j in 0..g {
                     let want: f64 = (0..hd).map(|i| q[j * hd + i] as f64 * v[5 * hd + i].to_f32() as f64).sum();
-                    assert!((got[j] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0), "dot hd {hd} head {j}: {} vs {want}", got[j]);
+                    assert!(
+                        (got[j] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0),
+                        "dot hd {hd} head {j}: {} vs {want}",
+                        got[j]
+                    );
                 }
                 // Keys out of order and repeated, more than one block; outputs `hd + 2` apart.
                 let keys: Vec<usize> = (0..45).map(|n| (n * 17 + 3) % rows).collect();
@@ -1149,9 +1305,17 @@ mod tests {
                 }
                 for j in 0..g {
                     for i in 0..hd {
-                        let want = y0[j * stride + i] as f64 + keys.iter().enumerate().map(|(n, &p)| w[n * g + j] as f64 * v[p * hd + i].to_f32() as f64).sum::<f64>();
+                        let want = y0[j * stride + i] as f64
+                            + keys
+                                .iter()
+                                .enumerate()
+                                .map(|(n, &p)| w[n * g + j] as f64 * v[p * hd + i].to_f32() as f64)
+                                .sum::<f64>();
                         let got = y[j * stride + i] as f64;
-                        assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "axpy hd {hd} head {j} at {i}: {got} vs {want}");
+                        assert!(
+                            (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                            "axpy hd {hd} head {j} at {i}: {got} vs {want}"
+                        );
                     }
                     // The two gap values between rows are untouched.
                     assert_eq!(&y[j * stride + hd..(j + 1) * stride], &y0[j * stride + hd..(j + 1) * stride]);
@@ -1169,12 +1333,24 @@ mod tests {
             .map(|i| {
                 let u = (((i * 7919 + seed as usize) % 1000) as f32 / 500.0 - 1.0) * 0.7;
                 let block_scale = 0.05 + ((i / 32 * 37 + seed as usize) % 11) as f32 * 0.4;
-                if i % 97 == 5 { u * 20.0 } else { u * block_scale }
+                if i % 97 == 5 {
+                    u * 20.0
+                } else {
+                    u * block_scale
+                }
             })
             .collect()
     }
 
-    const TYPES: [GgmlType; 7] = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K];
+    const TYPES: [GgmlType; 7] = [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ];
 
     fn check(isa: Isa, ty: GgmlType, rows_n: usize, cols: usize, n: usize, seed: u64) {
         let nb = rows_n * cols / ty.block_size() as usize;
@@ -1189,7 +1365,10 @@ mod tests {
                 let scale: f32 = (0..cols).map(|k| (wf[r * cols + k] * x[t * cols + k]).abs()).sum();
                 // The activation is rounded to 8 bits: error ~ 1/254 of each |w·x| term.
                 let g = got[t * rows_n + r];
-                assert!((g - want).abs() <= 0.01 * scale + 1e-5, "{isa:?} {ty} {rows_n}x{cols} n{n} t{t} r{r}: {g} vs {want}");
+                assert!(
+                    (g - want).abs() <= 0.01 * scale + 1e-5,
+                    "{isa:?} {ty} {rows_n}x{cols} n{n} t{t} r{r}: {g} vs {want}"
+                );
             }
         }
     }
@@ -1207,7 +1386,20 @@ mod tests {
     fn every_isa_type_and_tile_shape_matches_the_reference() {
         // Odd row counts exercise the row-tile remainders, token counts the token tiles
         // (1..4 and their remainders), and the biggest case spans several row chunks.
-        let shapes: &[(usize, usize, usize)] = &[(1, 256, 1), (7, 256, 3), (13, 512, 7), (5, 768, 1), (9, 2048, 2), (33, 1024, 5), (3, 256, 64), (301, 256, 4), (37, 512, 19), (16, 256, 16), (18, 256, 8), (5, 512, 12)];
+        let shapes: &[(usize, usize, usize)] = &[
+            (1, 256, 1),
+            (7, 256, 3),
+            (13, 512, 7),
+            (5, 768, 1),
+            (9, 2048, 2),
+            (33, 1024, 5),
+            (3, 256, 64),
+            (301, 256, 4),
+            (37, 512, 19),
+            (16, 256, 16),
+            (18, 256, 8),
+            (5, 512, 12),
+        ];
         for isa in Isa::available() {
             for ty in TYPES {
                 for &(rows_n, cols, n) in shapes {
@@ -1276,7 +1468,10 @@ mod tests {
         use std::arch::is_x86_feature_detected as d;
         assert_eq!(a.contains(&Isa::Avx2), has(&[d!("avx2"), d!("fma"), d!("f16c")]));
         assert_eq!(a.contains(&Isa::AvxVnni), has(&[d!("avx2"), d!("fma"), d!("f16c"), d!("avxvnni")]));
-        assert_eq!(a.contains(&Isa::Avx512Vnni), has(&[d!("avx2"), d!("fma"), d!("f16c"), d!("avx512f"), d!("avx512vl"), d!("avx512bw"), d!("avx512vnni")]));
+        assert_eq!(
+            a.contains(&Isa::Avx512Vnni),
+            has(&[d!("avx2"), d!("fma"), d!("f16c"), d!("avx512f"), d!("avx512vl"), d!("avx512bw"), d!("avx512vnni")])
+        );
     }
 
     #[test]
@@ -1324,11 +1519,17 @@ mod tests {
             for n in [1usize, 3, 12] {
                 let x = activations(n * cols, 5);
                 let shapes = [1024usize, 256, 96];
-                let ws: Vec<Vec<u8>> = shapes.iter().enumerate().map(|(i, &r)| random_blocks(ty, r * cols / ty.block_size() as usize, 40 + i as u64)).collect();
-                let want: Vec<Vec<f32>> = ws.iter().zip(shapes).map(|(w, r)| matmul(ty, w, r, cols, &x, n).unwrap()).collect();
+                let ws: Vec<Vec<u8>> = shapes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &r)| random_blocks(ty, r * cols / ty.block_size() as usize, 40 + i as u64))
+                    .collect();
+                let want: Vec<Vec<f32>> =
+                    ws.iter().zip(shapes).map(|(w, r)| matmul(ty, w, r, cols, &x, n).unwrap()).collect();
                 let mut ys: Vec<Vec<f32>> = shapes.iter().map(|&r| vec![f32::NAN; n * r]).collect();
                 let mut q = Quantized::new(&x, n, cols).unwrap();
-                let mut parts: Vec<(&[u8], usize, &mut [f32])> = ws.iter().zip(shapes).zip(ys.iter_mut()).map(|((w, r), y)| (&w[..], r, &mut y[..])).collect();
+                let mut parts: Vec<(&[u8], usize, &mut [f32])> =
+                    ws.iter().zip(shapes).zip(ys.iter_mut()).map(|((w, r), y)| (&w[..], r, &mut y[..])).collect();
                 q.matmul_many_into(ty, &mut parts).unwrap();
                 assert_eq!(ys, want, "{ty} n={n}");
                 let mut short = [0f32; 3];
@@ -1369,12 +1570,22 @@ mod tests {
         let x = activations(cols, 9);
         let shapes = [1024usize, 256, 96];
         for ty in [GgmlType::Q4_K, GgmlType::Q8_0] {
-            let ws: Vec<Vec<u8>> = shapes.iter().enumerate().map(|(i, &r)| random_blocks(ty, r * cols / ty.block_size() as usize, 60 + i as u64)).collect();
-            let want: Vec<Vec<f32>> = ws.iter().zip(shapes).map(|(w, r)| matmul(ty, w, r, cols, &x, 1).unwrap()).collect();
-            let probe = Probe { pre: (0..5).map(|_| AtomicBool::new(false)).collect(), early: AtomicUsize::new(0), seen: Mutex::new(Vec::new()) };
+            let ws: Vec<Vec<u8>> = shapes
+                .iter()
+                .enumerate()
+                .map(|(i, &r)| random_blocks(ty, r * cols / ty.block_size() as usize, 60 + i as u64))
+                .collect();
+            let want: Vec<Vec<f32>> =
+                ws.iter().zip(shapes).map(|(w, r)| matmul(ty, w, r, cols, &x, 1).unwrap()).collect();
+            let probe = Probe {
+                pre: (0..5).map(|_| AtomicBool::new(false)).collect(),
+                early: AtomicUsize::new(0),
+                seen: Mutex::new(Vec::new()),
+            };
             let mut ys: Vec<Vec<f32>> = shapes.iter().map(|&r| vec![f32::NAN; r]).collect();
             let mut q = Quantized::new(&x, 1, cols).unwrap();
-            let mut parts: Vec<(&[u8], usize, &mut [f32])> = ws.iter().zip(shapes).zip(ys.iter_mut()).map(|((w, r), y)| (&w[..], r, &mut y[..])).collect();
+            let mut parts: Vec<(&[u8], usize, &mut [f32])> =
+                ws.iter().zip(shapes).zip(ys.iter_mut()).map(|((w, r), y)| (&w[..], r, &mut y[..])).collect();
             q.matmul_many_fused(ty, &mut parts, &probe).unwrap();
             assert_eq!(probe.early.load(Ordering::SeqCst), 0, "{ty}: a post ran before the pre tasks finished");
             let seen = probe.seen.into_inner().unwrap();
@@ -1393,7 +1604,10 @@ mod tests {
         let w = random_blocks(GgmlType::Q8_0, 96 * cols / 32, 1);
         let mut y = vec![0f32; 3 * 96];
         let probe = Probe { pre: Vec::new(), early: AtomicUsize::new(0), seen: Mutex::new(Vec::new()) };
-        assert!(Quantized::new(&x3, 3, cols).unwrap().matmul_many_fused(GgmlType::Q8_0, &mut [(&w[..], 96, &mut y[..])], &probe).is_err());
+        assert!(Quantized::new(&x3, 3, cols)
+            .unwrap()
+            .matmul_many_fused(GgmlType::Q8_0, &mut [(&w[..], 96, &mut y[..])], &probe)
+            .is_err());
     }
 
     /// The fused delta-rule kernel equals the step-by-step rule bit for bit (state and outputs),
@@ -1418,7 +1632,11 @@ mod tests {
                 let (mut o1, mut o2) = (vec![0f32; sv], vec![0f32; sv]);
                 delta_rows(&mut s1, &q, &k, &v, decay, beta, &mut o1);
                 delta_rows_steps(&mut s2, &q, &k, &v, decay, beta, &mut o2);
-                assert_eq!(o1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), o2.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{sk}x{sv} token {t}: outputs");
+                assert_eq!(
+                    o1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    o2.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "{sk}x{sv} token {t}: outputs"
+                );
                 assert!(s1.iter().zip(&s2).all(|(a, b)| a.to_bits() == b.to_bits()), "{sk}x{sv} token {t}: state");
                 assert!(o1.iter().any(|x| *x != 0.0));
             }
@@ -1445,7 +1663,8 @@ mod tests {
             let mut want = c0.clone();
             for i in 0..m {
                 for j in 0..n {
-                    want[i * ldc + j] += (0..k).map(|p| a[i * lda + p] as f64 * b[p * ldb + j] as f64).sum::<f64>() as f32;
+                    want[i * ldc + j] +=
+                        (0..k).map(|p| a[i * lda + p] as f64 * b[p * ldb + j] as f64).sum::<f64>() as f32;
                 }
             }
             for isa in Isa::available().into_iter().filter(|i| !i.name().starts_with("neon")) {
@@ -1454,13 +1673,20 @@ mod tests {
                 for i in 0..m {
                     for j in 0..ldc {
                         let (g, w) = (got[i * ldc + j], want[i * ldc + j]);
-                        assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()) * k as f32, "{} {m}x{n}x{k} at {i},{j}: {g} vs {w}", isa.name());
+                        assert!(
+                            (g - w).abs() <= 1e-5 * (1.0 + w.abs()) * k as f32,
+                            "{} {m}x{n}x{k} at {i},{j}: {g} vs {w}",
+                            isa.name()
+                        );
                     }
                 }
             }
             let mut portable = c0.clone();
             gemm_f32_cols(m, 0..n, k, &a, lda, &b, ldb, &mut portable, ldc);
-            assert!(portable.iter().zip(&want).all(|(g, w)| (g - w).abs() <= 1e-5 * (1.0 + w.abs()) * k as f32), "{m}x{n}x{k}: portable");
+            assert!(
+                portable.iter().zip(&want).all(|(g, w)| (g - w).abs() <= 1e-5 * (1.0 + w.abs()) * k as f32),
+                "{m}x{n}x{k}: portable"
+            );
         }
     }
 
@@ -1491,7 +1717,10 @@ mod tests {
                 }
             }
         }
-        eprintln!("delta rule, 16 heads 128x128, one token: fused {:.1} us, steps {:.1} us (best of 194)", best[0], best[1]);
+        eprintln!(
+            "delta rule, 16 heads 128x128, one token: fused {:.1} us, steps {:.1} us (best of 194)",
+            best[0], best[1]
+        );
     }
 
     #[test]
@@ -1501,7 +1730,9 @@ mod tests {
         let (cols, n) = (512, 19);
         let x = activations(n * cols, 3);
         let mut q = Quantized::new(&x, n, cols).unwrap();
-        for (i, ty) in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q5_0].into_iter().enumerate() {
+        for (i, ty) in
+            [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q5_0].into_iter().enumerate()
+        {
             let rows_n = 37 + 16 * i;
             let w = random_blocks(ty, rows_n * cols / ty.block_size() as usize, 11 + i as u64);
             let mut y = vec![f32::NAN; n * rows_n];
@@ -1535,7 +1766,8 @@ mod tests {
         gelu_mul(&mut got, &u);
         for ((&x, &y), &o) in g.iter().zip(&u).zip(&got) {
             // burn's `gelu_approximate` (libm tanh).
-            let want = 0.5 * x * (1.0 + ((2.0f32 / std::f32::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh()) * y;
+            let want =
+                0.5 * x * (1.0 + ((2.0f32 / std::f32::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh()) * y;
             assert!((o - want).abs() <= 1e-6 * (1.0 + want.abs()), "gelu({x}): {o} vs {want}");
         }
         let v: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 4001) as f32 * 0.01 - 30.0).collect();

@@ -77,7 +77,17 @@ fn row_dot_neon(ty: GgmlType, row: &[u8], x: &Tok) -> f32 {
 /// # Safety
 /// As `portable::chunk`, and with `dot` the CPU must have the dot-product extension.
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn chunk(dot: bool, ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: std::ops::Range<usize>, y: *mut f32, ystride: usize) {
+pub(super) unsafe fn chunk(
+    dot: bool,
+    ty: GgmlType,
+    w: *const u8,
+    row_bytes: usize,
+    nr: usize,
+    acts: &Acts,
+    toks: std::ops::Range<usize>,
+    y: *mut f32,
+    ystride: usize,
+) {
     /// `sdot` rows; only ever passed below, under the caller's guarantee.
     fn row_dot_sdot(ty: GgmlType, row: &[u8], x: &Tok) -> f32 {
         // SAFETY: reached only through `chunk(true, …)`, whose caller guarantees `dotprod`.
@@ -105,8 +115,17 @@ mod tests {
     #[test]
     fn neon_rows_equal_the_portable_ones_bit_for_bit() {
         let (rows_n, cols, n) = (9, 1024, 3);
-        let x: Vec<f32> = (0..n * cols).map(|i| ((i * 7919 % 1013) as f32 / 506.0 - 1.0) * (1.0 + (i / 32 % 5) as f32)).collect();
-        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+        let x: Vec<f32> =
+            (0..n * cols).map(|i| ((i * 7919 % 1013) as f32 / 506.0 - 1.0) * (1.0 + (i / 32 % 5) as f32)).collect();
+        for ty in [
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ] {
             let mut acts = Acts::quantize(super::super::Isa::Portable, &x, n, cols);
             acts.prepare(ty);
             let row_bytes = ty.bytes_for(cols as u64).unwrap() as usize;

@@ -224,7 +224,8 @@ pub(crate) fn for_each(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     };
     // SAFETY: only the lifetime is erased; `Close` below keeps the caller here until no worker
     // can still reach `f`.
-    let f_static: *const (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f) };
+    let f_static: *const (dyn Fn(usize) + Sync) =
+        unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f) };
     // SAFETY: we hold `caller`, and the previous epoch was closed with no active worker (its
     // `Close` returned), so no worker reads `job` now.
     unsafe { *sh.job.get() = Job { f: f_static, tasks } };

@@ -126,7 +126,11 @@ pub(super) fn row_dot(ty: GgmlType, row: &[u8], x: &Tok) -> f32 {
                         for h in 0..2 {
                             let s16 = e / 16 + h;
                             let sc = blk[192 + s16 % 16] as i8 as i32;
-                            let d: i32 = w[h * 16..h * 16 + 16].iter().zip(&x.q[e + h * 16..e + h * 16 + 16]).map(|(&a, &b)| a as i32 * b as i32).sum();
+                            let d: i32 = w[h * 16..h * 16 + 16]
+                                .iter()
+                                .zip(&x.q[e + h * 16..e + h * 16 + 16])
+                                .map(|(&a, &b)| a as i32 * b as i32)
+                                .sum();
                             sumi += sc * (d - 32 * x.bsums[s16] as i32);
                         }
                         sumf += x.d[e / 32] * sumi as f32;
@@ -146,7 +150,16 @@ pub(super) fn row_dot(ty: GgmlType, row: &[u8], x: &Tok) -> f32 {
 /// `w` must hold `nr · row_bytes` readable bytes, and `y` must be valid for writes at
 /// `t · ystride + r` for `t < acts.n`, `r < nr`.
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn chunk(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: std::ops::Range<usize>, y: *mut f32, ystride: usize) {
+pub(super) unsafe fn chunk(
+    ty: GgmlType,
+    w: *const u8,
+    row_bytes: usize,
+    nr: usize,
+    acts: &Acts,
+    toks: std::ops::Range<usize>,
+    y: *mut f32,
+    ystride: usize,
+) {
     // SAFETY: forwarded from the caller.
     unsafe { chunk_with(row_dot, ty, w, row_bytes, nr, acts, toks, y, ystride) }
 }
@@ -156,7 +169,17 @@ pub(super) unsafe fn chunk(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usi
 /// # Safety
 /// As [`chunk`].
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn chunk_with(row_dot: fn(GgmlType, &[u8], &Tok) -> f32, ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: std::ops::Range<usize>, y: *mut f32, ystride: usize) {
+pub(super) unsafe fn chunk_with(
+    row_dot: fn(GgmlType, &[u8], &Tok) -> f32,
+    ty: GgmlType,
+    w: *const u8,
+    row_bytes: usize,
+    nr: usize,
+    acts: &Acts,
+    toks: std::ops::Range<usize>,
+    y: *mut f32,
+    ystride: usize,
+) {
     // SAFETY: the caller guarantees `nr · row_bytes` readable bytes at `w`.
     let wb = unsafe { std::slice::from_raw_parts(w, nr * row_bytes) };
     for t in toks.start..toks.end.min(acts.n) {

@@ -103,7 +103,16 @@ const Q4_1: u8 = 6;
 /// As `super::chunk`, and the CPU must support AVX2, FMA and F16C.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn chunk_avx2(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
+pub(super) unsafe fn chunk_avx2(
+    ty: GgmlType,
+    w: *const u8,
+    row_bytes: usize,
+    nr: usize,
+    acts: &Acts,
+    toks: Range<usize>,
+    y: *mut f32,
+    ystride: usize,
+) {
     // SAFETY: forwarded from the caller.
     unsafe { chunk_impl::<AVX2>(ty, w, row_bytes, nr, acts, toks, y, ystride) }
 }
@@ -114,7 +123,16 @@ pub(super) unsafe fn chunk_avx2(ty: GgmlType, w: *const u8, row_bytes: usize, nr
 /// As `super::chunk`, and the CPU must support AVX2, FMA, F16C and AVX-VNNI.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-pub(super) unsafe fn chunk_vnni(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
+pub(super) unsafe fn chunk_vnni(
+    ty: GgmlType,
+    w: *const u8,
+    row_bytes: usize,
+    nr: usize,
+    acts: &Acts,
+    toks: Range<usize>,
+    y: *mut f32,
+    ystride: usize,
+) {
     // SAFETY: forwarded from the caller.
     unsafe { chunk_impl::<VNNI>(ty, w, row_bytes, nr, acts, toks, y, ystride) }
 }
@@ -125,7 +143,16 @@ pub(super) unsafe fn chunk_vnni(ty: GgmlType, w: *const u8, row_bytes: usize, nr
 /// As `super::chunk`, and the CPU must support AVX2, FMA, F16C and AVX-512 F/VL/BW/VNNI.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
-pub(super) unsafe fn chunk_avx512(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
+pub(super) unsafe fn chunk_avx512(
+    ty: GgmlType,
+    w: *const u8,
+    row_bytes: usize,
+    nr: usize,
+    acts: &Acts,
+    toks: Range<usize>,
+    y: *mut f32,
+    ystride: usize,
+) {
     // SAFETY: forwarded from the caller.
     unsafe { chunk_impl::<AVX512>(ty, w, row_bytes, nr, acts, toks, y, ystride) }
 }
@@ -134,7 +161,16 @@ pub(super) unsafe fn chunk_avx512(ty: GgmlType, w: *const u8, row_bytes: usize, 
 /// As `super::chunk`; inlined only into the entry points above.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn chunk_impl<const V: u8>(ty: GgmlType, w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
+unsafe fn chunk_impl<const V: u8>(
+    ty: GgmlType,
+    w: *const u8,
+    row_bytes: usize,
+    nr: usize,
+    acts: &Acts,
+    toks: Range<usize>,
+    y: *mut f32,
+    ystride: usize,
+) {
     // SAFETY (all arms): forwarded from the caller; `ty` matches the blocks behind `w`.
     unsafe {
         match ty {
@@ -155,7 +191,15 @@ unsafe fn chunk_impl<const V: u8>(ty: GgmlType, w: *const u8, row_bytes: usize, 
 /// # Safety
 /// As `super::chunk`.
 #[inline(always)]
-unsafe fn drive<const V: u8, const TY: u8>(w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
+unsafe fn drive<const V: u8, const TY: u8>(
+    w: *const u8,
+    row_bytes: usize,
+    nr: usize,
+    acts: &Acts,
+    toks: Range<usize>,
+    y: *mut f32,
+    ystride: usize,
+) {
     let n = toks.end.min(acts.n);
     let mut t0 = toks.start;
     // SAFETY (all calls): `t0 + T ≤ n`, the rest forwarded from the caller.
@@ -221,7 +265,12 @@ unsafe fn rows<const V: u8, const TY: u8, const R: usize, const T: usize>(
 /// # Safety
 /// `w` holds `R` rows of `row_bytes`; tokens `t0..t0+T` exist in `acts`.
 #[inline(always)]
-unsafe fn tile<const V: u8, const TY: u8, const R: usize, const T: usize>(w: *const u8, row_bytes: usize, acts: &Acts, t0: usize) -> [[f32; T]; R] {
+unsafe fn tile<const V: u8, const TY: u8, const R: usize, const T: usize>(
+    w: *const u8,
+    row_bytes: usize,
+    acts: &Acts,
+    t0: usize,
+) -> [[f32; T]; R] {
     // SAFETY: forwarded.
     unsafe {
         match TY {
@@ -371,7 +420,12 @@ const fn b32_bytes(ty: u8) -> usize {
 /// # Safety
 /// `w` holds `R` rows of `row_bytes`; tokens `t0..t0+T` exist in `acts`.
 #[inline(always)]
-unsafe fn tile_b32<const V: u8, const TY: u8, const R: usize, const T: usize>(w: *const u8, row_bytes: usize, acts: &Acts, t0: usize) -> [[f32; T]; R] {
+unsafe fn tile_b32<const V: u8, const TY: u8, const R: usize, const T: usize>(
+    w: *const u8,
+    row_bytes: usize,
+    acts: &Acts,
+    t0: usize,
+) -> [[f32; T]; R] {
     let bs = b32_bytes(TY);
     let cols = acts.cols;
     let nb = cols / 32;
@@ -409,7 +463,8 @@ unsafe fn tile_b32<const V: u8, const TY: u8, const R: usize, const T: usize>(w:
                     Q4_0 => (nibbles32(blk.add(2)), zero),
                     Q4_1 => (nibbles32(blk.add(4)), zero),
                     _ => {
-                        let hb = _mm256_and_si256(bits32(read_unaligned(blk.add(2) as *const u32)), _mm256_set1_epi8(0x10));
+                        let hb =
+                            _mm256_and_si256(bits32(read_unaligned(blk.add(2) as *const u32)), _mm256_set1_epi8(0x10));
                         (_mm256_or_si256(nibbles32(blk.add(6)), hb), zero)
                     }
                 };
@@ -483,7 +538,15 @@ unsafe fn b32_unsigned<const TY: u8>(blk: *const u8) -> __m256i {
 /// # Safety
 /// As `super::chunk`.
 #[inline(always)]
-unsafe fn gemm<const TY: u8>(w: *const u8, row_bytes: usize, nr: usize, acts: &Acts, toks: Range<usize>, y: *mut f32, ystride: usize) {
+unsafe fn gemm<const TY: u8>(
+    w: *const u8,
+    row_bytes: usize,
+    nr: usize,
+    acts: &Acts,
+    toks: Range<usize>,
+    y: *mut f32,
+    ystride: usize,
+) {
     let nb = acts.cols / 32;
     let n = toks.end.min(acts.n);
     // Scale entries per 32-block and row.
@@ -526,7 +589,11 @@ unsafe fn gemm<const TY: u8>(w: *const u8, row_bytes: usize, nr: usize, acts: &A
                             let blk = row.add(sb * bs);
                             let (d, dmin) = (f16_scalar(blk), f16_scalar(blk.add(2)));
                             let (sc, mn) = k4_scales(blk.add(4));
-                            let mut hm = if TY == Q5_K { _mm256_loadu_si256(blk.add(16) as *const __m256i) } else { _mm256_setzero_si256() };
+                            let mut hm = if TY == Q5_K {
+                                _mm256_loadu_si256(blk.add(16) as *const __m256i)
+                            } else {
+                                _mm256_setzero_si256()
+                            };
                             for j in 0..4 {
                                 let q = _mm256_loadu_si256(blk.add(qs_off + 32 * j) as *const __m256i);
                                 let mut lo = _mm256_and_si256(q, m4);
@@ -557,10 +624,22 @@ unsafe fn gemm<const TY: u8>(w: *const u8, row_bytes: usize, nr: usize, acts: &A
                                 let ql1 = _mm256_loadu_si256(blk.add(64 * h + 32) as *const __m256i);
                                 let qh = _mm256_loadu_si256(blk.add(128 + 32 * h) as *const __m256i);
                                 let qs = [
-                                    _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4)),
-                                    _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
-                                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30)),
-                                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)),
+                                    _mm256_or_si256(
+                                        _mm256_and_si256(ql0, m4),
+                                        _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4),
+                                    ),
+                                    _mm256_or_si256(
+                                        _mm256_and_si256(ql1, m4),
+                                        _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30),
+                                    ),
+                                    _mm256_or_si256(
+                                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                        _mm256_and_si256(qh, m30),
+                                    ),
+                                    _mm256_or_si256(
+                                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30),
+                                    ),
                                 ];
                                 for (g, q) in qs.into_iter().enumerate() {
                                     let b = sb * 8 + 4 * h + g;
@@ -604,7 +683,16 @@ unsafe fn gemm<const TY: u8>(w: *const u8, row_bytes: usize, nr: usize, acts: &A
 /// `y` is writable at `(t0 + t) · ystride + i` for the lanes `i` set in `mask`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_tile<const TY: u8, const T: usize>(pw: &[u32], ps: &[f32], pm: &[f32], acts: &Acts, t0: usize, y: *mut f32, ystride: usize, mask: __mmask16) {
+unsafe fn gemm_tile<const TY: u8, const T: usize>(
+    pw: &[u32],
+    ps: &[f32],
+    pm: &[f32],
+    acts: &Acts,
+    t0: usize,
+    y: *mut f32,
+    ystride: usize,
+    mask: __mmask16,
+) {
     let cols = acts.cols;
     let nb = cols / 32;
     // SAFETY: packed reads `b · 8 · G + [0, 8·G)`, `b · ns · G + [0, ns·G)`, `b · G + [0, G)`
@@ -629,7 +717,9 @@ unsafe fn gemm_tile<const TY: u8, const T: usize>(pw: &[u32], ps: &[f32], pm: &[
                 // Two chains (the two 16-halves) halve the `vpdpbusd` latency chain; each starts
                 // from its integer offset correction where the type has one.
                 let (mut d0, mut d1) = match TY {
-                    Q8_0 | Q4_0 | Q5_0 => (_mm512_set1_epi32(*acts.corr.as_ptr().add((t0 + t) * nb + b)), _mm512_setzero_si512()),
+                    Q8_0 | Q4_0 | Q5_0 => {
+                        (_mm512_set1_epi32(*acts.corr.as_ptr().add((t0 + t) * nb + b)), _mm512_setzero_si512())
+                    }
                     Q6_K => {
                         let bsum = acts.bsums.as_ptr().add((t0 + t) * (cols / 16) + 2 * b);
                         (_mm512_set1_epi32(-32 * *bsum as i32), _mm512_set1_epi32(-32 * *bsum.add(1) as i32))
@@ -638,7 +728,11 @@ unsafe fn gemm_tile<const TY: u8, const T: usize>(pw: &[u32], ps: &[f32], pm: &[
                 };
                 for k in 0..4 {
                     d0 = _mm512_dpbusd_epi32(d0, wk[k], _mm512_set1_epi32(read_unaligned(xp.add(4 * k) as *const i32)));
-                    d1 = _mm512_dpbusd_epi32(d1, wk[k + 4], _mm512_set1_epi32(read_unaligned(xp.add(4 * k + 16) as *const i32)));
+                    d1 = _mm512_dpbusd_epi32(
+                        d1,
+                        wk[k + 4],
+                        _mm512_set1_epi32(read_unaligned(xp.add(4 * k + 16) as *const i32)),
+                    );
                 }
                 let dx = _mm512_set1_ps(*xd.add(t * nb + b));
                 if TY == Q6_K {
@@ -667,7 +761,13 @@ unsafe fn k4_scales(p: *const u8) -> (u64, u64) {
     const M2: u32 = 0x0F0F_0F0F;
     const M3: u32 = 0x0303_0303;
     // SAFETY: the caller guarantees 12 readable bytes.
-    let (a, b, c) = unsafe { (read_unaligned(p as *const u32), read_unaligned(p.add(4) as *const u32), read_unaligned(p.add(8) as *const u32)) };
+    let (a, b, c) = unsafe {
+        (
+            read_unaligned(p as *const u32),
+            read_unaligned(p.add(4) as *const u32),
+            read_unaligned(p.add(8) as *const u32),
+        )
+    };
     // Scales 0..4 and mins 0..4 are the low 6 bits of bytes 0..4 and 4..8; scales and mins
     // 4..8 are the nibbles of bytes 8..12 with the top 2 bits of bytes 0..4 / 4..8 above them.
     let sc_lo = a & M1;
@@ -689,7 +789,12 @@ unsafe fn splat16_pattern(s: i32) -> __m256i {
 /// # Safety
 /// `w` holds `R` rows of `row_bytes`; tokens `t0..t0+T` exist in `acts`.
 #[inline(always)]
-unsafe fn tile_q45k<const V: u8, const TY: u8, const R: usize, const T: usize>(w: *const u8, row_bytes: usize, acts: &Acts, t0: usize) -> [[f32; T]; R] {
+unsafe fn tile_q45k<const V: u8, const TY: u8, const R: usize, const T: usize>(
+    w: *const u8,
+    row_bytes: usize,
+    acts: &Acts,
+    t0: usize,
+) -> [[f32; T]; R] {
     let (bs, qs_off) = if TY == Q4_K { (144, 16) } else { (176, 48) };
     let cols = acts.cols;
     let nsb = cols / 256;
@@ -765,7 +870,12 @@ unsafe fn tile_q45k<const V: u8, const TY: u8, const R: usize, const T: usize>(w
 /// # Safety
 /// `w` holds `R` rows of `row_bytes`; tokens `t0..t0+T` exist in `acts`.
 #[inline(always)]
-unsafe fn tile_q6k<const V: u8, const R: usize, const T: usize>(w: *const u8, row_bytes: usize, acts: &Acts, t0: usize) -> [[f32; T]; R] {
+unsafe fn tile_q6k<const V: u8, const R: usize, const T: usize>(
+    w: *const u8,
+    row_bytes: usize,
+    acts: &Acts,
+    t0: usize,
+) -> [[f32; T]; R] {
     let cols = acts.cols;
     let nsb = cols / 256;
     // SAFETY: as in `tile_q45k` (sums: `sb·16 + [0, 16)` of `bsums`, which Q6_K activations
@@ -798,21 +908,41 @@ unsafe fn tile_q6k<const V: u8, const R: usize, const T: usize>(w: *const u8, ro
                     for g in 0..4 {
                         // Group g of half h: elements 128h + 32g + [0, 32), 6-bit unsigned.
                         let q = match g {
-                            0 => _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4)),
-                            1 => _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
-                            2 => _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30)),
-                            _ => _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)),
+                            0 => _mm256_or_si256(
+                                _mm256_and_si256(ql0, m4),
+                                _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4),
+                            ),
+                            1 => _mm256_or_si256(
+                                _mm256_and_si256(ql1, m4),
+                                _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30),
+                            ),
+                            2 => _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                _mm256_and_si256(qh, m30),
+                            ),
+                            _ => _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30),
+                            ),
                         };
                         // Scales 2k (elements 0..16, low half) and 2k+1 (16..32, high half),
                         // k = 4h + g, sign-extended to 16 bits: shuffled into the high byte of
                         // each 16-bit lane, then shifted down arithmetically.
                         let k = (4 * h + g) as i16;
-                        let pat = _mm256_set_m128i(_mm_set1_epi16(((2 * k + 1) << 8) | 0x80), _mm_set1_epi16((2 * k) << 8 | 0x80));
+                        let pat = _mm256_set_m128i(
+                            _mm_set1_epi16(((2 * k + 1) << 8) | 0x80),
+                            _mm_set1_epi16((2 * k) << 8 | 0x80),
+                        );
                         let scv = _mm256_srai_epi16(_mm256_shuffle_epi8(scb, pat), 8);
                         for (t, f) in fsb.iter_mut().enumerate() {
-                            let x = _mm256_loadu_si256(xq.add(t * cols + sb * 256 + 128 * h + 32 * g) as *const __m256i);
+                            let x =
+                                _mm256_loadu_si256(xq.add(t * cols + sb * 256 + 128 * h + 32 * g) as *const __m256i);
                             let p = dot_i16::<V>(_mm256_setzero_si256(), _mm256_maddubs_epi16(q, x), scv);
-                            *f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(*xd.add(t * nb + sb * 8 + 4 * h + g)), *f);
+                            *f = _mm256_fmadd_ps(
+                                _mm256_cvtepi32_ps(p),
+                                _mm256_set1_ps(*xd.add(t * nb + sb * 8 + 4 * h + g)),
+                                *f,
+                            );
                         }
                     }
                 }
@@ -914,7 +1044,15 @@ fn hsum2(s0: __m256, s1: __m256) -> f32 {
 /// # Safety
 /// The CPU must support AVX2 and FMA; `n` must be a multiple of 16 and `q.len() ≥ n`.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn delta_rows16(s: &mut [f32], q: &[f32], k: &[f32], v: &[f32], decay: f32, beta: f32, o: &mut [f32]) {
+pub(super) unsafe fn delta_rows16(
+    s: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    decay: f32,
+    beta: f32,
+    o: &mut [f32],
+) {
     let n = k.len();
     let (pk, pq) = (k.as_ptr(), q.as_ptr());
     let vd = _mm256_set1_ps(decay);
@@ -961,7 +1099,17 @@ pub(super) unsafe fn delta_rows16(s: &mut [f32], q: &[f32], k: &[f32], v: &[f32]
 /// `k` rows of `n` values `ldb` apart, `c` `m` rows of `n` values `ldc` apart.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn gemm_f32_16(m: usize, n: usize, k: usize, a: *const f32, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize) {
+pub(super) unsafe fn gemm_f32_16(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
     let mut j = 0;
     while j + 16 <= n {
         let mut i = 0;
@@ -992,7 +1140,15 @@ pub(super) unsafe fn gemm_f32_16(m: usize, n: usize, k: usize, a: *const f32, ld
 /// As [`gemm_f32_16`], for `R` rows of A and C and 16 columns of B and C.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn sgemm_tile<const R: usize>(k: usize, a: *const f32, lda: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize) {
+unsafe fn sgemm_tile<const R: usize>(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
     // SAFETY: the caller's bounds (R rows of A and C, 16 columns, k rows of B).
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
@@ -1024,7 +1180,12 @@ unsafe fn sgemm_tile<const R: usize>(k: usize, a: *const f32, lda: usize, b: *co
 /// The CPU must support AVX2, FMA and F16C; `q` holds `G` rows of `hd` values `qstride` apart
 /// and `k` holds `hd` values.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_heads_f16<const G: usize>(q: *const f32, qstride: usize, k: *const half::f16, hd: usize) -> [f32; G] {
+pub(super) unsafe fn dot_heads_f16<const G: usize>(
+    q: *const f32,
+    qstride: usize,
+    k: *const half::f16,
+    hd: usize,
+) -> [f32; G] {
     let mut i = 0;
     // SAFETY: every load reads `[i, i + 16)`, `[i, i + 8)` or element `i`, below `hd`, of a
     // `q` row or of `k`; an f16 is 2 bytes, so 8 of them are one unaligned 128-bit load.
@@ -1073,7 +1234,15 @@ const AXPY_KEYS: usize = 32;
 /// `w` holds `keys.len()` rows of at least `G` weights `wstride` apart, and `v` holds
 /// `(keys[n] + 1)·hd` values for every `n`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn axpy_heads_f16<const G: usize>(y: *mut f32, ystride: usize, w: *const f32, wstride: usize, v: *const half::f16, hd: usize, keys: &[usize]) {
+pub(super) unsafe fn axpy_heads_f16<const G: usize>(
+    y: *mut f32,
+    ystride: usize,
+    w: *const f32,
+    wstride: usize,
+    v: *const half::f16,
+    hd: usize,
+    keys: &[usize],
+) {
     // SAFETY: every access is inside the ranges the caller guarantees: output `[i, i + 16)`,
     // `[i, i + 8)` or element `i` below `hd` of a `y` row, the same of a listed `v` row, and
     // weight `n·wstride + j` with `n < keys.len()`, `j < G`.
