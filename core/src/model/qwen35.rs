@@ -1149,7 +1149,7 @@ mod tests {
     use near_tie::{ids, judge};
 
     /// `tests/reference/make_qwen35_goldens.py synth`'s model, if present.
-    fn synth() -> Option<Arc<GgufFile>> {
+    pub(super) fn synth() -> Option<Arc<GgufFile>> {
         let p = crate::catalog::edgewise_home().ok()?.join("reference").join("synth").join("qwen35.gguf");
         if !p.exists() {
             eprintln!("SKIPPED: no {} (tests/reference/make_qwen35_goldens.py synth writes it)", p.display());
@@ -1179,7 +1179,7 @@ mod tests {
             .max(1)
     }
 
-    fn cases() -> Vec<serde_json::Value> {
+    pub(super) fn cases() -> Vec<serde_json::Value> {
         let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden/qwen35/greedy.jsonl");
         let text = std::fs::read_to_string(p).unwrap();
         text.lines().skip(1).filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -1547,7 +1547,7 @@ mod tests {
             .all(|&v| v == 0.0)));
     }
 
-    fn gpu_tests(name: &str) -> bool {
+    pub(super) fn gpu_tests(name: &str) -> bool {
         let on = std::env::var("EDGEWISE_GPU_TESTS").as_deref() == Ok("1");
         if !on {
             eprintln!("SKIPPED: {name} (set EDGEWISE_GPU_TESTS=1)");
@@ -1556,7 +1556,7 @@ mod tests {
     }
 
     /// The synthesized model on the wgpu device with weights in `mode`.
-    fn gpu_model(file: &Arc<GgufFile>, mode: WeightMode) -> Qwen35 {
+    pub(super) fn gpu_model(file: &Arc<GgufFile>, mode: WeightMode) -> Qwen35 {
         let w = GgufWeights::new(file.clone());
         let vocab = w.raw(WeightId::TokenEmbedding).unwrap().rows;
         let (device, info) = crate::backend::gpu().unwrap();
@@ -1566,12 +1566,13 @@ mod tests {
         m
     }
 
-    /// Logits of every pass and the recurrent state after them.
-    type Trace = (Vec<Vec<f32>>, Vec<RecurrentLayer>);
+    /// Logits of the last prefill pass and of every decode step, and the recurrent state at the end
+    /// (also the device DeltaNet tests' in `qwen35_delta_gpu.rs`).
+    pub(super) type Trace = (Vec<Vec<f32>>, Vec<RecurrentLayer>);
 
     /// `prompt` in passes of `chunk`, then `decode` more tokens one by one, on a cache with the
     /// recurrent state on the device or on the host.
-    fn trace(m: &Qwen35, prompt: &[u32], chunk: usize, decode: &[u32], device_state: bool) -> Trace {
+    pub(super) fn trace(m: &Qwen35, prompt: &[u32], chunk: usize, decode: &[u32], device_state: bool) -> Trace {
         let mut cache = m.new_cache_with(prompt.len() + decode.len() + 1, chunk, device_state).unwrap();
         assert_eq!(cache.has_device_recurrent(), device_state);
         let mut logits = Vec::new();
@@ -1587,7 +1588,7 @@ mod tests {
     }
 
     /// (max |Δlogit| over the compared passes, max relative |Δstate|).
-    fn trace_diff(a: &Trace, b: &Trace) -> (f32, f32) {
+    pub(super) fn trace_diff(a: &Trace, b: &Trace) -> (f32, f32) {
         let dl =
             a.0.iter().zip(&b.0).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0f32, f32::max);
         let mut ds = 0f32;

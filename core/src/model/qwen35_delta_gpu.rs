@@ -864,19 +864,11 @@ mod tests {
 
     use super::*;
     use crate::gguf::GgufFile;
-    use crate::kv_cache::RecurrentLayer;
     use crate::model::layers::{read_f32, WeightMode};
+    use crate::model::qwen35::near_tie::ids;
+    use crate::model::qwen35::tests::{cases, gpu_model, gpu_tests, synth, trace, trace_diff};
     use crate::model::qwen35::Qwen35;
     use crate::model::CausalLm;
-    use crate::weights::{GgufWeights, WeightId, WeightSource};
-
-    fn gpu_tests(name: &str) -> bool {
-        let on = std::env::var("EDGEWISE_GPU_TESTS").as_deref() == Ok("1");
-        if !on {
-            eprintln!("SKIPPED: {name} (set EDGEWISE_GPU_TESTS=1)");
-        }
-        on
-    }
 
     /// Runs `f` with the form forced (`Some(true)`: token by token, `Some(false)`: chunked where it
     /// fits) and `flags` added to every launch of this thread.
@@ -1103,61 +1095,12 @@ mod tests {
     /// `tests/reference/make_qwen35_goldens.py synth`'s model on the device (f32 weights), if
     /// present.
     fn synth_model() -> Option<Qwen35> {
-        let p = crate::catalog::edgewise_home().ok()?.join("reference").join("synth").join("qwen35.gguf");
-        if !p.exists() {
-            eprintln!("SKIPPED: no {} (tests/reference/make_qwen35_goldens.py synth writes it)", p.display());
-            return None;
-        }
-        Some(device_model(&p, WeightMode::Dense))
-    }
-
-    fn device_model(p: &std::path::Path, mode: WeightMode) -> Qwen35 {
-        let file = Arc::new(GgufFile::open(p).unwrap());
-        let w = GgufWeights::new(file.clone());
-        let vocab = w.raw(WeightId::TokenEmbedding).unwrap().rows;
-        let (device, info) = crate::backend::gpu().unwrap();
-        let max_buffer = info.max_storage_binding.saturating_sub(1 << 20).max(1 << 20);
-        super::super::gpu::load_on(super::super::config(file.metadata(), vocab).unwrap(), &w, mode, &device, max_buffer)
-            .unwrap()
+        synth().map(|f| gpu_model(&f, WeightMode::Dense))
     }
 
     /// The golden file's prompt of case `i` (5: 127 tokens, 6: 155).
     fn prompt(i: usize) -> Vec<u32> {
-        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden/qwen35/greedy.jsonl");
-        let line = std::fs::read_to_string(p).unwrap().lines().nth(1 + i).unwrap().to_string();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        v["prompt_token_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-    }
-
-    /// Logits of the last prefill pass and of every decode step, and the recurrent state at the end.
-    type Trace = (Vec<Vec<f32>>, Vec<RecurrentLayer>);
-
-    /// `prompt` in passes of `pass`, then `decode` one by one, with the state on the device or on
-    /// the host (the CPU's code: the chunked solve in prefill).
-    fn trace(m: &Qwen35, prompt: &[u32], pass: usize, decode: &[u32], device_state: bool) -> Trace {
-        let mut cache = m.new_cache_with(prompt.len() + decode.len() + 1, pass, device_state).unwrap();
-        let mut last = Vec::new();
-        for c in prompt.chunks(pass) {
-            last = m.forward(c, &mut cache).unwrap();
-        }
-        let mut out = vec![last];
-        for &t in decode {
-            out.push(m.forward(&[t], &mut cache).unwrap());
-        }
-        (out, cache.recurrent_state().unwrap().unwrap())
-    }
-
-    /// (max |Δlogit|, max relative |Δstate|).
-    fn trace_diff(a: &Trace, b: &Trace) -> (f32, f32) {
-        let dl =
-            a.0.iter().zip(&b.0).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0f32, f32::max);
-        let mut ds = 0f32;
-        for (x, y) in a.1.iter().zip(&b.1) {
-            for (p, q) in x.conv.iter().chain(&x.state).zip(y.conv.iter().chain(&y.state)) {
-                ds = ds.max((p - q).abs() / (1.0 + p.abs()));
-            }
-        }
-        (dl, ds)
+        ids(&cases()[i]["prompt_token_ids"])
     }
 
     /// Through the synthesized model (f32 weights, 6 DeltaNet layers of 2/4 heads of 64): the
@@ -1260,7 +1203,7 @@ mod tests {
         let (tw, ck) = (median(&mut times[0]), median(&mut times[1]));
         eprintln!("DeltaNet layer kernels, 16/16 heads of 128, {n} tokens: token by token median {tw:.1} ms, chunked {ck:.1} ms ({:.2}x; {rounds} rounds)", tw / ck);
         let m = match std::env::var("EDGEWISE_QWEN35_BENCH") {
-            Ok(p) => device_model(std::path::Path::new(&p), WeightMode::QuantizedGpu),
+            Ok(p) => gpu_model(&Arc::new(GgufFile::open(&p).unwrap()), WeightMode::QuantizedGpu),
             Err(_) => match synth_model() {
                 Some(m) => m,
                 None => return,
