@@ -107,7 +107,7 @@ fn check_steps(name: &str, pref: BackendPreference, limit: usize, steps: usize) 
         );
     }
     eprintln!("{name} on {pref:?}:");
-    let (verdicts, worst) = run(&e, &cases, limit, margin(name));
+    let (verdicts, worst) = run(&e, &cases, limit, NEAR_TIE);
     for (ci, v) in verdicts.iter().enumerate() {
         assert!(!matches!(v, Verdict::Departs { .. }), "{name} case {ci}: {v:?}");
     }
@@ -172,29 +172,11 @@ fn cpu_qwen3_q4_k_m_matches_llama_cpp() {
 /// a 262144 x 1152 embedding, 5 sliding-window layers of 512 to 1 global, local/global RoPE bases
 /// 10^4/10^6) with random weights, Q4_K_M from llama.cpp's quantizer (`make_arch_goldens.py synth
 /// --only gemma3-1b-q4km`, 769 MiB, ~3.5 min; `.ci/run` makes it, or keeps it when its sha256 is
-/// the goldens'). Scaled to be a stable reference with varied continuations (see `synth_gemma3`;
-/// [`GEMMA3_1B_NEAR_TIE`] for how far llama.cpp moves from itself on it). The last case crosses
-/// the sliding window.
+/// the goldens'). Scaled to be a stable reference with varied continuations, judged under the
+/// shared near-tie rule's 0.25 like every other file (see `synth_gemma3`: llama.cpp with an f32
+/// instead of an f16 KV cache agrees with its own goldens within it). The last case crosses the
+/// sliding window.
 const GEMMA3_1B: &str = "gemma3-1b-q4km";
-
-/// The near-tie margin on the 1B file. Its continuations are varied and its top-1/top-2 gaps
-/// spread like the real Gemma 3 270M's (median 1.6, ~10 % of steps below 0.25, ~20 % below 0.5),
-/// and 26 sandwich-normed layers carry a rounding difference further than the small files' 3:
-/// llama.cpp itself, with an f32 instead of an f16 KV cache, departs from its own goldens on this
-/// file at a gap of 0.37 (the 592-token case, step 3; 5 more near-tie departures, last-position
-/// logits up to 0.84 apart — `make_arch_goldens.py goldens` prints them). A margin below llama.cpp's
-/// own spread would fail a correct engine, so here it is 0.4; every wrong variant below still
-/// departs beyond it.
-const GEMMA3_1B_NEAR_TIE: f64 = 0.4;
-
-/// The near-tie margin for a synthesized file: [`NEAR_TIE`] but on the 1B ([`GEMMA3_1B_NEAR_TIE`]).
-fn margin(name: &str) -> f64 {
-    if name == GEMMA3_1B {
-        GEMMA3_1B_NEAR_TIE
-    } else {
-        NEAR_TIE
-    }
-}
 
 fn gemma3_1b() -> Option<PathBuf> {
     common_model::synth_model(GEMMA3_1B, "tests/reference/make_arch_goldens.py synth --only gemma3-1b-q4km")
@@ -225,6 +207,8 @@ fn gemma3_1b_golden_continuations_do_not_cycle() {
 
 /// The same on wgpu (`EDGEWISE_GPU_TESTS=1`): the embedding is far over the 128 MiB binding limit
 /// and must be sharded, as the tied head's. `EDGEWISE_GPU_ARCH_CASES` cases (default 1: lavapipe).
+/// Known (2026-12-07, lavapipe): with 3 cases, case 2 departs at step 8 at a gap of 0.31, over the
+/// shared 0.25 (cases 0-1 exact; the CPU meets 0.25 on all 9) — see the README's Gemma 3 1B entry.
 #[test]
 fn gpu_gemma3_1b_q4_k_m_matches_llama_cpp() {
     if std::env::var("EDGEWISE_GPU_TESTS").as_deref() != Ok("1") {
@@ -295,7 +279,7 @@ fn cpu_gemma3_1b_wrong_variants_fail_the_check() {
         patch(&path, &bad);
         let e = load(&bad, BackendPreference::Cpu);
         eprintln!("{GEMMA3_1B} with {what}:");
-        let (verdicts, worst) = run(&e, cases, usize::MAX, GEMMA3_1B_NEAR_TIE);
+        let (verdicts, worst) = run(&e, cases, usize::MAX, NEAR_TIE);
         drop(e);
         let _ = std::fs::remove_file(&bad);
         let departs = verdicts.iter().filter(|v| matches!(v, Verdict::Departs { .. })).count();

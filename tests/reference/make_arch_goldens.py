@@ -112,11 +112,24 @@ BIG = {
     # step 9 (8 and 10 distinct). (This file, screened the same way, reproduces its goldens header:
     # departure 0.372 at step 3 of the 592-token case, dev median 0.20 / max 0.63.) Each lever
     # that calms llama.cpp's rounding (softer attention, more context-free stream) makes the greedy
-    # path a near-bigram map that cycles; no setting met both, so the margin stays
-    # GEMMA3_1B_NEAR_TIE (0.4).
+    # path a near-bigram map that cycles; no setting of the gains alone met both.
+    # What did (2026-12-07 20:30-21:50 UTC; 26 screens, log in
+    # $EDGEWISE_HOME/reference/synth/screen/log.jsonl): sharp attention only in the global layers
+    # (every 6th: q/k gain 2.4, the sliding layers 1.4), layer 0's post-FFN gain 16, and another
+    # seed of the random draws (`seed`; on the old draws the gains alone left the short English and
+    # the Spanish prompts cycling; seeds 11-16 differ in which prompts cycle). Chosen on llama.cpp alone (its
+    # f32-KV run against its f16-KV goldens, the cycles and the gaps), before our engine ran on it.
+    # A patched file screens only approximately: the 26 layers carry the f32 rounding of the
+    # patched products far enough to change some continuations, so the candidates were screened as
+    # fresh synths. This file: llama.cpp against itself 5/9 exact, 4 near-ties (0.03-0.13), no
+    # departure, logits within 0.36; gap median 1.55 (11.1 % of steps below 0.25; the real Gemma 3
+    # 270M's 1.57 / 10.6 %); 9-24 distinct tokens per continuation, the first 8 always distinct.
+    # The output norm (0.53) only scales the logits (same greedy path); it is set so the gaps
+    # spread like the real model's. Judged under the shared 0.25.
     "gemma3-1b-q4km": dict(arch="gemma3", hidden=1152, ff=6912, layers=26, heads=4, kv=1, head_dim=256,
                            theta=1000000.0, eps=1e-6, window=512, ftype="LLAMA_FTYPE_MOSTLY_Q4_K_M",
-                           scale=dict(embed_std=0.15, first_ffn_gain=12.0, post_gain=1.0, output_norm=0.6, qk_norm_gain=2.0),
+                           seed=12, scale=dict(embed_std=0.15, first_ffn_gain=16.0, post_gain=1.0, output_norm=0.53,
+                                               qk_norm_gain=1.4, qk_norm_gain_global=2.4),
                            long_prompt=True),
     # Llama 3.2 1B's real shapes (16 layers, hidden 2048, 32 heads of 64 over 8 KV heads, FFN 8192,
     # llama3 frequency factors, tied 128256-token embedding), for the speed comparison only.
@@ -309,6 +322,10 @@ def synth_gemma3(name: str, cfg: dict) -> str:
       the context-dependent part, N g^2 with N = 51 (~1/3 of the stream's energy).
     - qk_norm_gain: the q/k norms' gain (score std ~ 4 gain^2 / 4): attention picks a few
       positions, so that the context, the RoPE bases and the sliding window move the logits.
+    - qk_norm_gain_global: the same for the global layers (every 6th) if given: sharp attention
+      there alone keeps continuations varied while the sliding layers' softer attention carries
+      less of a rounding difference forward.
+    - seed (the model entry's, not the scale's): the random draws' seed; default from the name.
     - output_norm: the output norm's gain, with random signs (zero mean). A tied head would
       otherwise score the current token's own row sum(w_i e_i^2), always positive, and repeat it;
       with zero-mean weights that row is no better placed than any other. Its size sets the
@@ -320,7 +337,7 @@ def synth_gemma3(name: str, cfg: dict) -> str:
     K/V against f32: greedy tokens equal over 12 steps, last-position logits within 0.25 at a best
     logit of ~40, where the very first scaling was 2.0-4.4 apart); this one is judged by llama.cpp's
     own f16-vs-f32 KV agreement (the goldens' header)."""
-    rng = np.random.default_rng(sum(map(ord, name)) * 7919)
+    rng = np.random.default_rng(cfg.get("seed", sum(map(ord, name)) * 7919))
     out = os.path.join(synth_dir(), f"{name}.f16.gguf")
     os.makedirs(synth_dir(), exist_ok=True)
     d, ff, hd, h, kv = cfg["hidden"], cfg["ff"], cfg["head_dim"], cfg["heads"], cfg["kv"]
@@ -367,8 +384,10 @@ def synth_gemma3(name: str, cfg: dict) -> str:
         w.add_tensor(p + "attn_q.weight", mat(h * hd, d))
         w.add_tensor(p + "attn_k.weight", mat(kv * hd, d))
         w.add_tensor(p + "attn_v.weight", mat(kv * hd, d))
-        w.add_tensor(p + "attn_q_norm.weight", norm(hd, qk_gain))
-        w.add_tensor(p + "attn_k_norm.weight", norm(hd, qk_gain))
+        # The global layers (every 6th, llama.cpp's gemma3 pattern) may attend more sharply.
+        g = sc.get("qk_norm_gain_global", qk_gain) if il % 6 == 5 else qk_gain
+        w.add_tensor(p + "attn_q_norm.weight", norm(hd, g))
+        w.add_tensor(p + "attn_k_norm.weight", norm(hd, g))
         w.add_tensor(p + "attn_output.weight", mat(d, h * hd))
         # The sandwich norms set what each block writes into the residual stream.
         w.add_tensor(p + "post_attention_norm.weight", norm(d, post))
