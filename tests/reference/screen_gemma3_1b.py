@@ -32,7 +32,11 @@ import make_arch_goldens as M
 from make_llama_goldens import Ref
 import gguf
 
-BASE = dict(qk="2.4 if il % 6 == 5 else 1.4", post=1.0, first=16.0, out=0.53)  # main's gemma3-1b gains
+# The gains the made file was synthesized with (make_arch_goldens' model entry; `synth_gemma3`
+# gives every 6th layer the global q/k gain).
+_SC = M.BIG["gemma3-1b-q4km"]["scale"]
+BASE = dict(qk=f"{_SC.get('qk_norm_gain_global', _SC['qk_norm_gain'])} if il % 6 == 5 else {_SC['qk_norm_gain']}",
+            post=_SC["post_gain"], first=_SC["first_ffn_gain"], out=_SC["output_norm"])
 
 def patch(src, dst, a):
     shutil.copyfile(src, dst)
