@@ -1427,6 +1427,73 @@ mod tests {
         }
     }
 
+    /// The K-quant kernels for 1 to 7 tokens (on AVX-512 the 512-bit rows, one transposition
+    /// tree per super-block; the 256-bit tiles elsewhere) compute the portable kernel's integer
+    /// dots and scales, so they agree with it within f32 rounding: 1e-5 of Σ|w·x|. A kernel
+    /// that paired sub-block sums with their neighbours' scales (what a wrong lane order in the
+    /// tree computes) fails that: emulated by exchanging the values of neighbouring sub-blocks
+    /// (Q4_K/Q5_K: the two nibbles of each quant byte and bits 2j ↔ 2j+1 of qh; Q6_K: groups
+    /// 2k ↔ 2k+1, `ql[0..32]` ↔ `ql[32..64]` of each half and qh's 2-bit fields).
+    #[test]
+    fn k_quants_for_few_tokens_equal_the_portable_kernel_within_rounding() {
+        for (rows_n, cols) in [(19usize, 2048usize), (5, 256)] {
+            for ty in [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+                let w = random_blocks(ty, rows_n * cols / 256, 0xAB + ty.id() as u64);
+                let wf = dequantize(ty, &w, rows_n * cols).unwrap();
+                let mut swapped = w.clone();
+                let ts = ty.type_size() as usize;
+                for blk in swapped.chunks_exact_mut(ts) {
+                    match ty {
+                        GgmlType::Q6_K => {
+                            for h in 0..2 {
+                                for l in 0..32 {
+                                    blk.swap(64 * h + l, 64 * h + 32 + l);
+                                }
+                            }
+                            for b in &mut blk[128..192] {
+                                *b = ((*b & 0x33) << 2) | ((*b >> 2) & 0x33);
+                            }
+                        }
+                        _ => {
+                            let qs = if ty == GgmlType::Q4_K { 16 } else { 48 };
+                            for b in &mut blk[qs..] {
+                                *b = b.rotate_left(4);
+                            }
+                            if ty == GgmlType::Q5_K {
+                                for b in &mut blk[16..48] {
+                                    *b = ((*b & 0x55) << 1) | ((*b >> 1) & 0x55);
+                                }
+                            }
+                        }
+                    }
+                }
+                for n in 1..=7 {
+                    let x = activations(n * cols, 3 + n as u64);
+                    let base = matmul_with(Isa::Portable, ty, &w, rows_n, cols, &x, n).unwrap();
+                    let within = |y: &[f32]| {
+                        (0..n * rows_n)
+                            .filter(|&i| {
+                                let (t, r) = (i / rows_n, i % rows_n);
+                                let scale: f32 = (0..cols).map(|k| (wf[r * cols + k] * x[t * cols + k]).abs()).sum();
+                                (y[i] - base[i]).abs() <= 1e-5 * scale
+                            })
+                            .count()
+                    };
+                    for isa in Isa::available() {
+                        let got = matmul_with(isa, ty, &w, rows_n, cols, &x, n).unwrap();
+                        assert_eq!(within(&got), n * rows_n, "{isa:?} {ty} {rows_n}x{cols} n{n}");
+                        let bad = within(&matmul_with(isa, ty, &swapped, rows_n, cols, &x, n).unwrap());
+                        assert!(
+                            bad < n * rows_n / 4 + 1,
+                            "{isa:?} {ty} n{n}: {bad} of {} outputs with exchanged sub-blocks still pass",
+                            n * rows_n
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Q4_1's min term is checked: the same blocks with their mins zeroed (what a kernel that
     /// dropped the term computes) fail the tolerance that every real kernel passes.
     #[test]
