@@ -167,7 +167,12 @@ fn json_schema_suite_parses_and_validates() {
 /// before the constraint work moved off the critical path (masks computed synchronously
 /// before each sample, llguidance's default slices): a mask applied at the wrong step, a
 /// dropped or reordered commit, or a changed sampler shows up here. `EDGEWISE_WRITE_GOLDEN=1`
-/// writes the file instead (only for a deliberate change of outputs).
+/// writes the file instead (only for a deliberate change of outputs). Re-recorded 2026-12-08
+/// for the AVX-512 few-token K-quant rows, a new float order of the same products: 12 of the
+/// 68 greedy generations then parted from the old recording, every one at a near-tie (a full
+/// prefill scores the old and the new token within 0.17 of each other), and 47 of the 92
+/// sampled ones. The file is the outputs of an AVX-512 VNNI host's kernels; another kernel
+/// set (`EDGEWISE_CPU_KERNELS`, another CPU) is another float order and fails this check.
 fn same_as_recorded(runs: &[Value]) {
     let path = common_model::golden("structured/suite_outputs.json");
     if std::env::var("EDGEWISE_WRITE_GOLDEN").as_deref() == Ok("1") {
@@ -371,6 +376,45 @@ fn a_length_cut_is_never_valid_and_cancel_stops() {
 
 /// A tool loop on the real model with a fake tool: a required call with valid arguments, the
 /// result sent back over the cached conversation, a named choice, `none`, and `auto`.
+/// `shared/reference/README.md`'s near-tie margin, in logits.
+const NEAR_TIE: f32 = 0.25;
+
+/// `got` (a continuation over a cached prefix) equals `want` (the same prompt prefilled from
+/// scratch), or parts from it only where a full prefill of `prompt` and their common part scores
+/// the two next tokens within [`NEAR_TIE`] of each other. The two paths compute the same
+/// products in two float orders (the cached one ran the earlier turn's tokens one at a time,
+/// through the CPU's few-token kernels; a prefill runs them through `gemm`), so a near-tie may
+/// go either way; a cache that lost, repeated or misplaced a token parts at a clear gap.
+fn same_or_near_tie(e: &Engine, prompt: &[u32], want: &Generation, got: &Generation, what: &str) {
+    let Some(k) =
+        (0..=want.token_ids.len().max(got.token_ids.len())).find(|&k| want.token_ids.get(k) != got.token_ids.get(k))
+    else {
+        assert_eq!(want.text, got.text, "{what}: same tokens, different text");
+        eprintln!("{what}: the same {} tokens", got.token_ids.len());
+        return;
+    };
+    let mut ids = prompt.to_vec();
+    ids.extend_from_slice(&want.token_ids[..k]);
+    let logits = e.logits(&ids).unwrap();
+    // A continuation that ended at `k` picked its best end-of-generation token there.
+    let eog = || {
+        e.tokenizer().eos_ids().into_iter().max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize])).unwrap()
+    };
+    let at = |g: &Generation| {
+        g.token_ids.get(k).copied().unwrap_or_else(|| {
+            assert_eq!(g.stop_reason, StopReason::Eos, "{what}: one continuation was cut at step {k}");
+            eog()
+        })
+    };
+    let (w, g) = (at(want), at(got));
+    let gap = logits[w as usize] - logits[g as usize];
+    eprintln!("{what}: parts at step {k} of {}, tokens {w} vs {g}, gap {gap:.3}", want.token_ids.len());
+    assert!(
+        gap <= NEAR_TIE,
+        "{what}: parts at step {k} where a full prefill scores {w} {gap:.3} above {g} (near-tie margin {NEAR_TIE})"
+    );
+}
+
 #[test]
 fn tool_calls_validate_and_results_continue_the_cached_session() {
     use edgewise_core::structured::tools::{ToolChoice, ToolResult, Tools};
@@ -432,17 +476,14 @@ fn tool_calls_validate_and_results_continue_the_cached_session() {
         );
         assert!(g2.metrics.prefilled_tokens < 80, "round {rounds}: prefilled {}", g2.metrics.prefilled_tokens);
         // The reference: a fresh session that prefills the same prompt tokens from scratch
-        // answers the same (a fresh *chat* would re-tokenize the history, a different prompt).
+        // answers the same (a fresh *chat* would re-tokenize the history, a different prompt),
+        // or parts from it only at a near-tie.
         if rounds == 1 {
             let prompt = s.cached_token_ids()[..g2.metrics.prompt_tokens].to_vec();
             let mut fresh = e.new_session(SessionConfig { max_context: 1024, ..Default::default() }).unwrap();
             let p = GenerationParams { constraint: tools.constraint(), ..GenerationParams::greedy(96) };
-            let want = fresh.generate_from(prompt, &p, &mut |_| true).unwrap();
-            assert_eq!(
-                (want.token_ids, want.text),
-                (g2.token_ids.clone(), g2.text.clone()),
-                "round 1: the cached continuation differs from a full prefill"
-            );
+            let want = fresh.generate_from(prompt.clone(), &p, &mut |_| true).unwrap();
+            same_or_near_tie(e, &prompt, &want, &g2, "round 1: cached continuation vs a full prefill");
         }
         // A text answer is free (and may be cut by max_tokens); a started call must be complete.
         if g2.text.starts_with('{') {
