@@ -54,6 +54,11 @@ if [ "${EDGEWISE_SKIP_GPU:-0}" != 1 ]; then
   EDGEWISE_GPU_TESTS=1 EDGEWISE_GPU_ARCH_CASES=$EDGEWISE_GPU_ARCH_CASES cargo test --release --workspace --test arch_golden -- --test-threads 1 gpu_ --skip gemma3_1b
   step "wgpu: Gemma 3 1B's shapes, the first prompt's logits and 4 tokens (the sharded 262144 x 1152 embedding, the 5:1 sliding/global pattern)"
   EDGEWISE_GPU_TESTS=1 cargo test --release --workspace --test arch_golden -- gpu_gemma3_1b_short
+  # Case 2, where wgpu parts from llama.cpp at a gap of 0.31: its 12 steps' logits (all 262144) on
+  # wgpu within 1e-3 of an exact f64 NumPy forward that picks the same token there (~2 min).
+  step "wgpu: Gemma 3 1B case 2 against the exact f64 reference (tests/reference/check_gemma3_1b_f64.py)"
+  "${EDGEWISE_REFENV:-/opt/refenv}/bin/python" tests/reference/check_gemma3_1b_f64.py --cases 2 --steps 12 \
+    --dump target/release/examples/dump_logits --backend gpu --max-diff 1e-3
   step "wgpu: LoRA adapters (the synthesized Qwen 3's and Qwen 3.5's rank-8 goldens, EDGEWISE_GPU_LORA_CASES=${EDGEWISE_GPU_LORA_CASES:=1} case (Qwen 3.5: all 4), with their wrong variants)"
   # The adapter applied on the device vs llama.cpp's lora_path goldens; the other goldens (Gemma 3
   # rank 16 / rank 8, llama, qwen2) and the adapter-switching test run with `gpu_` (slow on lavapipe).

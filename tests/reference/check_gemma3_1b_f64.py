@@ -152,12 +152,14 @@ def main():
     ap.add_argument("--emulate", action="store_true", help="also run with llama.cpp's roundings emulated")
     ap.add_argument("--dump", help="dump_logits binary: compare the engine too")
     ap.add_argument("--backend", default="cpu")
+    ap.add_argument("--max-diff", type=float, default=None,
+                    help="fail (exit 1) where the engine's logits are further than this from f64's")
     a = ap.parse_args()
     lines = [json.loads(l) for l in open(GOLDEN) if l.strip()]
     cases = lines[1:]
     sel = [int(c) for c in a.cases.split(",")] if a.cases else range(len(cases))
     m = Gemma3(a.model)
-    summary = {}
+    summary, failed = {}, []
     for ci in sel:
         c = cases[ci]; want = c["greedy_token_ids"][: a.steps]
         prompt = c["prompt_token_ids"]; seq = prompt + want[:-1]; n0 = len(prompt)
@@ -180,12 +182,20 @@ def main():
                 line += f"; the margin of llama.cpp's token there: {name} {margin(X[k], want[k]):+.3f}, llama.cpp {c['top5'][k][0][1] - c['top5'][k][1][1]:+.3f}"
             line += f"; max |dlogit| vs llama.cpp over its top-5, {len(want)} steps: {d:.3f}"
             if name != "f64":
-                line += f"; vs f64 over all logits: {np.abs(X - runs['f64']).max():.5f}"
+                far = np.abs(X - runs["f64"]).max()
+                line += f"; vs f64 over all logits: {far:.5f}"
+                if a.max_diff is not None and name.startswith("ours") and not far <= a.max_diff:
+                    failed.append(f"case {ci} {name}: logits {far:.5f} from f64 (limit {a.max_diff})")
             print(line, flush=True)
             summary.setdefault(name, []).append(v)
     for name, vs in summary.items():
         print(f"{name}: {vs.count('exact')} exact, {vs.count('near-tie')} near-tie, {vs.count('departs')} departs of {len(vs)}")
+    if a.dump and a.max_diff is not None and not any(n.startswith("ours") for n in summary):
+        failed.append("no engine logits compared (cases of 64 tokens or more are not dumped)")
+    for f in failed:
+        print(f"FAILED: {f}", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
