@@ -374,8 +374,6 @@ fn a_length_cut_is_never_valid_and_cancel_stops() {
     assert_eq!((g.valid, g.json), (None, None));
 }
 
-/// A tool loop on the real model with a fake tool: a required call with valid arguments, the
-/// result sent back over the cached conversation, a named choice, `none`, and `auto`.
 /// `shared/reference/README.md`'s near-tie margin, in logits.
 const NEAR_TIE: f32 = 0.25;
 
@@ -415,6 +413,8 @@ fn same_or_near_tie(e: &Engine, prompt: &[u32], want: &Generation, got: &Generat
     );
 }
 
+/// A tool loop on the real model with a fake tool: a required call with valid arguments, the
+/// result sent back over the cached conversation, a named choice, `none`, and `auto`.
 #[test]
 fn tool_calls_validate_and_results_continue_the_cached_session() {
     use edgewise_core::structured::tools::{ToolChoice, ToolResult, Tools};
