@@ -9,6 +9,7 @@
 //! `EDGEWISE_REQUIRE_MODEL` (CI installs them in `.ci/run`'s refenv phase).
 
 mod common_model;
+mod near_tie;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -19,6 +20,7 @@ use edgewise_core::sampling::SamplingParams;
 use edgewise_core::session::{Generation, GenerationParams, SessionConfig, StopReason};
 use edgewise_core::structured::OutputConstraint;
 use edgewise_core::Error;
+use near_tie::NEAR_TIE;
 use serde_json::{json, Value};
 
 fn engine() -> Option<&'static Engine> {
@@ -374,9 +376,6 @@ fn a_length_cut_is_never_valid_and_cancel_stops() {
     assert_eq!((g.valid, g.json), (None, None));
 }
 
-/// `shared/reference/README.md`'s near-tie margin, in logits.
-const NEAR_TIE: f32 = 0.25;
-
 /// `got` (a continuation over a cached prefix) equals `want` (the same prompt prefilled from
 /// scratch), or parts from it only where a full prefill of `prompt` and their common part scores
 /// the two next tokens within [`NEAR_TIE`] of each other. The two paths compute the same
@@ -405,7 +404,7 @@ fn same_or_near_tie(e: &Engine, prompt: &[u32], want: &Generation, got: &Generat
         })
     };
     let (w, g) = (at(want), at(got));
-    let gap = logits[w as usize] - logits[g as usize];
+    let gap = f64::from(logits[w as usize] - logits[g as usize]);
     eprintln!("{what}: parts at step {k} of {}, tokens {w} vs {g}, gap {gap:.3}", want.token_ids.len());
     assert!(
         gap <= NEAR_TIE,
